@@ -1,0 +1,43 @@
+package policy
+
+import "sync"
+
+// memo holds the results of policy checks for one transaction, keyed by instance and stage
+// (and recipient at the rcpt stage), so that each check runs at most once.
+type memo struct {
+	mu sync.Mutex
+	m  map[memoKey]Result
+}
+
+type memoKey struct {
+	instance string
+	stage    Stage
+	rcpt     string
+}
+
+func (m *memo) get(k memoKey) (Result, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.m[k]
+	return r, ok
+}
+
+func (m *memo) put(k memoKey, r Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = make(map[memoKey]Result)
+	}
+	m.m[k] = r
+}
+
+// reset forgets the results of stage from and every later stage.
+func (m *memo) reset(from Stage) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.m {
+		if k.stage >= from {
+			delete(m.m, k)
+		}
+	}
+}

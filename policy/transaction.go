@@ -1,0 +1,173 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Conn is what is known of the SMTP client connection.
+type Conn struct {
+	ID        string     // session id, also used in logs and Received headers
+	Listener  string     // name of the listener: "mx", "submission", "submissions", "lmtp"
+	IP        netip.Addr // client address (after PROXY protocol, if any)
+	Port      int
+	LocalIP   netip.Addr
+	LocalPort int
+	// Hostname is the forward-confirmed reverse DNS name of IP (FCrDNS): a PTR name whose
+	// A/AAAA records include IP. Empty when there is none.
+	Hostname string
+	// PTRNames are all names of the PTR lookup, confirmed or not.
+	PTRNames []string
+	// DNSError is set when the reverse lookup failed temporarily.
+	DNSError  bool
+	HELO      string // the HELO/EHLO argument, as given
+	TLS       bool
+	TLSVer    string // "TLS1.3"
+	TLSCipher string
+	AuthUser  string // authenticated user, "" when not authenticated
+	// Trusted is true when the client is in the configured trusted networks.
+	Trusted     bool
+	ConnectedAt time.Time
+}
+
+// Address is an envelope address as parsed from MAIL FROM or RCPT TO.
+type Address struct {
+	Raw    string // as given, without angle brackets; "" for the null sender <>
+	Local  string // local part (quotes removed)
+	Domain string // domain, lower case
+}
+
+// IsNull reports whether a is the null reverse-path <>.
+func (a Address) IsNull() bool { return a.Raw == "" }
+
+// String returns the address as local@domain.
+func (a Address) String() string {
+	if a.Domain == "" {
+		return a.Local
+	}
+	return a.Local + "@" + a.Domain
+}
+
+// ParseAddress splits an envelope address. It does not validate: the SMTP server rejects
+// malformed addresses before policies see them.
+func ParseAddress(s string) Address {
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">"))
+	a := Address{Raw: s}
+	if s == "" {
+		return a
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		a.Local = unquote(s)
+		return a
+	}
+	a.Local = unquote(s[:at])
+	a.Domain = strings.ToLower(strings.TrimSuffix(s[at+1:], "."))
+	return a
+}
+
+func unquote(local string) string {
+	if len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"' {
+		var b strings.Builder
+		in := local[1 : len(local)-1]
+		for i := 0; i < len(in); i++ {
+			if in[i] == '\\' && i+1 < len(in) {
+				i++
+			}
+			b.WriteByte(in[i])
+		}
+		return b.String()
+	}
+	return local
+}
+
+// Envelope is the SMTP envelope of the current mail transaction.
+type Envelope struct {
+	From       Address
+	FromParams map[string]string // MAIL FROM parameters (SIZE, BODY, SMTPUTF8, ...), upper-case keys
+	Rcpts      []Address         // accepted recipients so far
+}
+
+// Message is the received message. Body holds the whole message (header and body) exactly
+// as received, with CRLF line endings; policies read it through Reader or Bytes and never
+// modify it.
+type Message struct {
+	Size       int64
+	Body       io.ReaderAt
+	Header     textproto.Header // the parsed top-level header
+	ReceivedAt time.Time
+
+	once  sync.Once
+	bytes []byte
+	err   error
+}
+
+// NewMessage wraps a received message held in memory and parses its header. A header that
+// does not parse leaves Header empty; policies see the raw bytes regardless.
+func NewMessage(raw []byte, receivedAt time.Time) *Message {
+	m := &Message{Size: int64(len(raw)), Body: bytes.NewReader(raw), ReceivedAt: receivedAt, bytes: raw}
+	m.once.Do(func() {})
+	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
+		m.Header = h
+	}
+	return m
+}
+
+// Reader returns a fresh reader over the whole message.
+func (m *Message) Reader() io.Reader { return io.NewSectionReader(m.Body, 0, m.Size) }
+
+// Bytes returns the whole message. It reads the body once and shares the slice; callers
+// must not modify it.
+func (m *Message) Bytes() ([]byte, error) {
+	m.once.Do(func() {
+		m.bytes = make([]byte, m.Size)
+		_, m.err = io.ReadFull(m.Reader(), m.bytes)
+	})
+	return m.bytes, m.err
+}
+
+// Transaction is one SMTP session's state as the policies see it. The SMTP server owns it;
+// policies read it and must not modify it. Conn lives for the connection; Envelope, Rcpt
+// and Message are reset for each mail transaction.
+type Transaction struct {
+	Conn     Conn
+	Envelope Envelope
+	// Rcpt is the recipient being judged at the rcpt stage.
+	Rcpt    Address
+	Message *Message
+	// Hostname is our own host name (used by the HELO checks).
+	Hostname string
+
+	memo memo
+}
+
+// NewTransaction starts the policy state of a new connection.
+func NewTransaction(c Conn) *Transaction {
+	if c.ConnectedAt.IsZero() {
+		c.ConnectedAt = time.Now()
+	}
+	return &Transaction{Conn: c}
+}
+
+// Reset ends the mail transaction (after DATA, RSET or a new MAIL FROM): the envelope,
+// message and the results of the mail, rcpt and data stages are forgotten; the results of
+// the connect and helo stages are kept.
+func (tx *Transaction) Reset() {
+	tx.Envelope = Envelope{}
+	tx.Rcpt = Address{}
+	tx.Message = nil
+	tx.memo.reset(StageMail)
+}
+
+// ResetHelo forgets the helo-stage results too (a second EHLO, or EHLO after STARTTLS).
+func (tx *Transaction) ResetHelo() {
+	tx.Reset()
+	tx.memo.reset(StageHelo)
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the test suite and the benchmarks need: Debian packages for the real peers
+# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter), staticcheck, and the
+# SpamAssassin public corpus. Idempotent: a second run installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(swaks clamav-daemon clamav-testfiles dovecot-core dovecot-lmtpd dovecot-imapd
+      dovecot-pop3d postfix slapd ldap-utils isync fetchmail bogofilter sqlite3 python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-test-deps: installing ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packages start their system daemons; the tests start their own on loopback.
+  for s in clamav-daemon clamav-freshclam dovecot postfix slapd; do
+    $SUDO service "$s" stop >/dev/null 2>&1 || true
+  done
+fi
+
+if ! command -v staticcheck >/dev/null && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
+  echo "install-test-deps: installing staticcheck" >&2
+  go install honnef.co/go/tools/cmd/staticcheck@latest
+fi
+
+# The SpamAssassin public corpus, exported once into .cache/ (gitignored).
+if [ ! -d .cache/sa-corpus/test/spam ]; then
+  echo "install-test-deps: exporting the SpamAssassin corpus" >&2
+  bash ../shared/tools/sa-corpus.sh .cache/sa-corpus >/dev/null
+fi
