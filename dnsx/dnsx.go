@@ -30,12 +30,18 @@ type Answer struct {
 	Records []dns.RR // the answer section (CNAME chains included)
 	// AuthenticatedData is the AD bit of the response (DNSSEC-validated by the resolver).
 	AuthenticatedData bool
+	// SOA is the SOA record from the authority section of a negative (NODATA) answer, when
+	// the server sent one; caches use it for the negative TTL (RFC 2308 §5). Nil otherwise.
+	SOA *dns.SOA
 }
 
 // Sentinel errors; match them with errors.Is.
 var (
 	ErrNXDomain  = errors.New("dns: no such domain")
 	ErrTemporary = errors.New("dns: temporary failure")
+	// ErrMalformed marks a permanent failure caused by a response that does not parse or
+	// does not answer the question asked (also a CNAME loop). It is not temporary.
+	ErrMalformed = errors.New("dns: malformed response")
 )
 
 // IsNotFound reports whether err means the name does not exist.
