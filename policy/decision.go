@@ -98,6 +98,8 @@ type Decision struct {
 	Score   float64
 	Tags    []string
 	Headers []Header // headers to add: from rules (add_header) and from policies' results
+	// DryRun names the log_only rules that matched: what would have happened.
+	DryRun []string
 	// Results of the policies run or consulted at this stage, by instance name.
 	Results map[string]Result
 }

@@ -1,6 +1,9 @@
 package policy
 
-import "sync"
+import (
+	"sort"
+	"sync"
+)
 
 // memo holds the results of policy checks for one transaction, keyed by instance and stage
 // (and recipient at the rcpt stage), so that each check runs at most once.
@@ -40,4 +43,29 @@ func (m *memo) reset(from Stage) {
 			delete(m.m, k)
 		}
 	}
+}
+
+// ordered returns the results in stage, instance and recipient order (deterministic).
+func (m *memo) ordered() []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]memoKey, 0, len(m.m))
+	for k := range m.m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.stage != b.stage {
+			return a.stage < b.stage
+		}
+		if a.instance != b.instance {
+			return a.instance < b.instance
+		}
+		return a.rcpt < b.rcpt
+	})
+	out := make([]Result, len(keys))
+	for i, k := range keys {
+		out[i] = m.m[k]
+	}
+	return out
 }

@@ -135,8 +135,12 @@ type FactDeclarer interface {
 // Policy is any value implementing at least one of the stage interfaces.
 type Policy any
 
-// Serves reports the stages a policy implements.
+// Serves reports the stages a policy implements. A policy (such as a wrapper) may say so
+// itself with a Stages() []Stage method.
 func Serves(p Policy) []Stage {
+	if s, ok := p.(interface{ Stages() []Stage }); ok {
+		return s.Stages()
+	}
 	var out []Stage
 	if _, ok := p.(ConnectPolicy); ok {
 		out = append(out, StageConnect)

@@ -146,6 +146,45 @@ type Transaction struct {
 	Hostname string
 
 	memo memo
+	// What rules added: conn for the connect and helo stages (kept across mail
+	// transactions), mail for the rest (cleared by Reset).
+	conn, mail accum
+}
+
+type accum struct {
+	score   float64
+	tags    []string
+	headers []Header
+}
+
+func (tx *Transaction) acc(s Stage) *accum {
+	if s <= StageHelo {
+		return &tx.conn
+	}
+	return &tx.mail
+}
+
+// Score is the sum of the scores that matching rules added in this transaction.
+func (tx *Transaction) Score() float64 { return tx.conn.score + tx.mail.score }
+
+// Tags are the tags that matching rules added in this transaction.
+func (tx *Transaction) Tags() []string {
+	if len(tx.mail.tags) == 0 {
+		return tx.conn.tags
+	}
+	return append(append([]string(nil), tx.conn.tags...), tx.mail.tags...)
+}
+
+// HeadersToAdd returns the headers to prepend to an accepted message: those of the
+// policies' results (Received-SPF, Authentication-Results, ...) in stage and name order,
+// then those added by rules.
+func (tx *Transaction) HeadersToAdd() []Header {
+	var out []Header
+	for _, r := range tx.memo.ordered() {
+		out = append(out, r.Headers...)
+	}
+	out = append(out, tx.conn.headers...)
+	return append(out, tx.mail.headers...)
 }
 
 // NewTransaction starts the policy state of a new connection.
@@ -164,6 +203,7 @@ func (tx *Transaction) Reset() {
 	tx.Rcpt = Address{}
 	tx.Message = nil
 	tx.memo.reset(StageMail)
+	tx.mail = accum{}
 }
 
 // ResetHelo forgets the helo-stage results too (a second EHLO, or EHLO after STARTTLS).

@@ -1,0 +1,377 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	Rules []RuleSpec
+	// Policies are the configured instances by name (the names rules use).
+	Policies map[string]Policy
+	// LocalDomains and Hostname feed the HELO checks (helo.ours) and `hostname` in rules.
+	LocalDomains []string
+	Hostname     string
+	// Timeout bounds each policy check (default 30s); a policy may have a shorter one of its
+	// own through the Timeout middleware.
+	Timeout time.Duration
+	// Middleware wraps every instance, first element outermost.
+	Middleware []Middleware
+	Logger     *slog.Logger
+	Metrics    *Metrics // nil: no metrics
+}
+
+// Engine evaluates compiled rules for each stage of each transaction. It is safe for
+// concurrent use; Reload swaps the rules atomically.
+type Engine struct {
+	set     atomic.Pointer[ruleSet]
+	cfg     EngineConfig
+	local   map[string]bool
+	log     *slog.Logger
+	metrics *Metrics
+	vms     sync.Pool
+}
+
+// NewEngine compiles the rules against the policies. A compile error is an ErrorList that
+// names the file, rule, line and column of every problem.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, local: map[string]bool{}}
+	e.vms.New = func() any { return new(vm.VM) }
+	for _, d := range cfg.LocalDomains {
+		e.local[strings.ToLower(d)] = true
+	}
+	rs, err := e.build(cfg.Rules, cfg.Policies)
+	if err != nil {
+		return nil, err
+	}
+	e.set.Store(rs)
+	return e, nil
+}
+
+// Compile checks rules against policies without building an engine: what
+// `portcullis rules check` runs. It returns every error found.
+func Compile(rules []RuleSpec, policies map[string]Policy, localDomains []string) error {
+	_, err := compile(rules, CompileOptions{Policies: policies, LocalDomains: localDomains})
+	return err
+}
+
+func (e *Engine) build(rules []RuleSpec, policies map[string]Policy) (*ruleSet, error) {
+	wrapped := make(map[string]Policy, len(policies))
+	for name, p := range policies {
+		mws := append([]Middleware(nil), e.cfg.Middleware...)
+		if e.metrics != nil {
+			mws = append(mws, e.metrics.Instrument())
+		}
+		mws = append(mws, Timeout(e.cfg.Timeout))
+		for i := len(mws) - 1; i >= 0; i-- {
+			p = mws[i](name, p)
+		}
+		wrapped[name] = p
+	}
+	return compile(rules, CompileOptions{Policies: wrapped, LocalDomains: e.cfg.LocalDomains})
+}
+
+// Reload compiles a new rule set and swaps it in. On error the old rules stay in force.
+// Transactions in progress finish with the results they already have.
+func (e *Engine) Reload(rules []RuleSpec, policies map[string]Policy) error {
+	rs, err := e.build(rules, policies)
+	if err != nil {
+		return err
+	}
+	e.set.Store(rs)
+	return nil
+}
+
+// RuleCount returns the number of compiled rules per stage.
+func (e *Engine) RuleCount() map[Stage]int {
+	rs := e.set.Load()
+	out := map[Stage]int{}
+	for s := range numStages {
+		if n := len(rs.rules[s]); n > 0 {
+			out[Stage(s)] = n
+		}
+	}
+	return out
+}
+
+// Trace receives what each rule saw and decided (for `portcullis rules test`).
+type Trace func(rule string, stage Stage, matched bool, err error, logOnly bool)
+
+type traceKey struct{}
+
+// WithTrace returns a context under which Evaluate reports every rule evaluation to t.
+func WithTrace(ctx context.Context, t Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+// Evaluate runs the policies the stage's rules reference (those not already memoised for
+// this transaction, concurrently), then the stage's rules in file order, and returns the
+// decision. It never panics on a policy's behalf and never blocks longer than the policy
+// timeout.
+func (e *Engine) Evaluate(ctx context.Context, stage Stage, tx *Transaction) Decision {
+	start := time.Now()
+	rs := e.set.Load()
+	d := Decision{Stage: stage, Results: e.run(ctx, rs, stage, tx)}
+	if tx.Hostname == "" {
+		tx.Hostname = e.cfg.Hostname
+	}
+	env := e.env(rs, stage, tx, d.Results)
+	v := e.vms.Get().(*vm.VM)
+	defer e.vms.Put(v)
+	trace, _ := ctx.Value(traceKey{}).(Trace)
+	acc := tx.acc(stage)
+	for _, r := range rs.rules[stage] {
+		env["score"] = tx.Score()
+		env["tags"] = tx.Tags()
+		out, err := v.Run(r.prog, env)
+		matched, _ := out.(bool)
+		if trace != nil {
+			trace(r.name, stage, matched && err == nil, err, r.logOnly)
+		}
+		if err != nil {
+			e.log.Warn("rule failed at run time; treated as not matching", "rule", r.name, "stage", stage.String(), "id", tx.Conn.ID, "err", err)
+			if e.metrics != nil {
+				e.metrics.ruleErrs.WithLabelValues(r.name).Inc()
+			}
+			continue
+		}
+		if !matched {
+			continue
+		}
+		if r.logOnly {
+			d.DryRun = append(d.DryRun, r.name)
+			if e.metrics != nil {
+				e.metrics.rules.WithLabelValues(r.name, "dry_run").Inc()
+			}
+			continue
+		}
+		if e.metrics != nil {
+			e.metrics.rules.WithLabelValues(r.name, r.action()).Inc()
+		}
+		acc.score += r.score
+		d.Score += r.score
+		for _, t := range r.tags {
+			acc.tags = append(acc.tags, t)
+			d.Tags = append(d.Tags, t)
+		}
+		for _, h := range r.headers {
+			hdr := Header{Name: h.name, Value: h.value.render(v, env)}
+			acc.headers = append(acc.headers, hdr)
+		}
+		if r.verdict != Continue {
+			d.Verdict, d.Rule = r.verdict, r.name
+			d.Reply = r.reply
+			if r.tmpl != nil {
+				d.Reply.Text = r.tmpl.render(v, env)
+			}
+			break
+		}
+	}
+	if d.Terminal() && d.Reply.Code == 0 {
+		d.Reply = DefaultReply(d.Verdict)
+	}
+	if stage >= StageData {
+		d.Headers = tx.HeadersToAdd()
+	}
+	elapsed := time.Since(start)
+	if e.metrics != nil {
+		e.metrics.decisions.WithLabelValues(stage.String(), d.Verdict.String()).Inc()
+		e.metrics.stageDur.WithLabelValues(stage.String()).Observe(elapsed.Seconds())
+	}
+	e.logDecision(ctx, stage, tx, d, elapsed)
+	return d
+}
+
+func (r *rule) action() string {
+	if r.verdict != Continue {
+		return r.verdict.String()
+	}
+	switch {
+	case r.score != 0:
+		return "score"
+	case len(r.headers) > 0:
+		return "add_header"
+	}
+	return "tag"
+}
+
+// run makes sure every instance the stage needs has a result, running the missing ones
+// concurrently, and returns the results by instance name.
+func (e *Engine) run(ctx context.Context, rs *ruleSet, stage Stage, tx *Transaction) map[string]Result {
+	deps := rs.deps[stage]
+	results := make(map[string]Result, len(deps))
+	if len(deps) == 0 {
+		return results
+	}
+	type job struct {
+		name string
+		in   *instance
+		key  memoKey
+	}
+	var todo []job
+	for _, name := range deps {
+		in := rs.instances[name]
+		st, _ := in.latest(stage)
+		k := memoKey{instance: name, stage: st}
+		if st == StageRcpt {
+			k.rcpt = tx.Rcpt.String()
+		}
+		if r, ok := tx.memo.get(k); ok {
+			results[name] = r
+			continue
+		}
+		todo = append(todo, job{name, in, k})
+	}
+	if len(todo) == 1 {
+		j := todo[0]
+		r := safeCheck(ctx, j.name, j.in.p, j.key.stage, tx)
+		tx.memo.put(j.key, r)
+		results[j.name] = r
+		return results
+	}
+	out := make([]Result, len(todo))
+	var wg sync.WaitGroup
+	for i, j := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = safeCheck(ctx, j.name, j.in.p, j.key.stage, tx)
+		}()
+	}
+	wg.Wait()
+	for i, j := range todo {
+		tx.memo.put(j.key, out[i])
+		results[j.name] = out[i]
+	}
+	return results
+}
+
+// safeCheck runs one check and turns a panic into a temperror with the stack logged.
+func safeCheck(ctx context.Context, name string, p Policy, s Stage, tx *Transaction) (r Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			slog.Error("policy panicked", "policy", name, "stage", s.String(), "panic", v, "stack", string(debug.Stack()))
+			r = Result{Status: StatusTempError, Reason: "policy.panic", Err: fmt.Errorf("policy %s panicked: %v", name, v)}
+		}
+	}()
+	r = check(ctx, p, s, tx)
+	if r.Status == "" {
+		r.Status = StatusNone
+	}
+	return r
+}
+
+// env builds the rule environment of a stage.
+func (e *Engine) env(rs *ruleSet, stage Stage, tx *Transaction, results map[string]Result) map[string]any {
+	env := make(map[string]any, 12+len(results))
+	env["client"] = clientEnv(&tx.Conn)
+	env["hostname"] = tx.Hostname
+	if stage >= StageHelo {
+		env["helo"] = heloEnv(tx, e.local)
+	}
+	if stage >= StageMail {
+		env["sender"] = addressEnv(tx.Envelope.From, tx.Envelope.FromParams)
+	}
+	if stage >= StageRcpt {
+		rcpts := make([]string, len(tx.Envelope.Rcpts))
+		for i, a := range tx.Envelope.Rcpts {
+			rcpts[i] = a.String()
+		}
+		env["rcpts"] = rcpts
+		env["rcpt_count"] = len(rcpts)
+		if stage == StageRcpt {
+			env["rcpt"] = addressEnv(tx.Rcpt, nil)
+		}
+	}
+	if stage >= StageData {
+		var provided []Result
+		for _, p := range rs.providers {
+			if r, ok := results[p]; ok {
+				provided = append(provided, r)
+			}
+		}
+		env["msg"] = rs.msgView.msgValue(buildMsgBase(tx.Message), provided)
+		m := tx.Message
+		env["header"] = func(name string) string {
+			if m == nil {
+				return ""
+			}
+			return m.Header.Get(name)
+		}
+		env["headers"] = func(name string) []string {
+			if m == nil {
+				return nil
+			}
+			return m.Header.Values(name)
+		}
+	}
+	for name, r := range results {
+		in := rs.instances[name]
+		if !in.provider {
+			env[name] = in.view.resultValue(r)
+		}
+	}
+	return env
+}
+
+func (e *Engine) logDecision(ctx context.Context, stage Stage, tx *Transaction, d Decision, elapsed time.Duration) {
+	level := slog.LevelDebug
+	if d.Rule != "" || len(d.Results) > 0 || len(d.DryRun) > 0 || d.Score != 0 {
+		level = slog.LevelInfo
+	}
+	if !e.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("id", tx.Conn.ID),
+		slog.String("stage", stage.String()),
+		slog.String("client", tx.Conn.IP.String()),
+		slog.String("verdict", d.Verdict.String()),
+	}
+	if stage >= StageMail {
+		attrs = append(attrs, slog.String("from", tx.Envelope.From.Raw))
+	}
+	if stage == StageRcpt {
+		attrs = append(attrs, slog.String("rcpt", tx.Rcpt.String()))
+	}
+	if d.Rule != "" {
+		attrs = append(attrs, slog.String("rule", d.Rule), slog.String("reply", d.Reply.String()))
+	}
+	if d.Score != 0 {
+		attrs = append(attrs, slog.Float64("score", d.Score))
+	}
+	if len(d.DryRun) > 0 {
+		attrs = append(attrs, slog.Any("log_only", d.DryRun))
+	}
+	if len(d.Results) > 0 {
+		ra := make([]any, 0, len(d.Results))
+		for name, r := range d.Results {
+			v := string(r.Status)
+			if r.Reason != "" {
+				v += " " + r.Reason
+			}
+			if r.Err != nil {
+				v += " (" + r.Err.Error() + ")"
+			}
+			ra = append(ra, slog.String(name, v))
+		}
+		attrs = append(attrs, slog.Group("policies", ra...))
+	}
+	attrs = append(attrs, slog.Duration("took", elapsed))
+	e.log.LogAttrs(ctx, level, "policy decision", attrs...)
+}
