@@ -144,6 +144,7 @@ func (c *Client) Query(ctx context.Context, name string, qtype uint16) (*Answer,
 	if err := CheckName(fq); err != nil {
 		return nil, &QueryError{Name: fq, Type: qtype, Rcode: -1, Err: err}
 	}
+	fq = presentation(fq)
 	servers, err := c.load()
 	if err != nil {
 		return nil, &QueryError{Name: fq, Type: qtype, Rcode: -1, Err: err}
@@ -203,6 +204,32 @@ func CheckName(name string) error {
 		return fmt.Errorf("domain name longer than 255 octets: %.40q", name)
 	}
 	return nil
+}
+
+// presentation returns name with the octets that a DNS message carries raw but prints
+// escaped (non-ASCII, control characters) in the \DDD form, as they come back in answers,
+// so that the question and the answer's owner names compare equal.
+func presentation(name string) string {
+	plain := true
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return name
+	}
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		return name
+	}
+	out, _, err := dns.UnpackDomainName(buf[:n], 0)
+	if err != nil {
+		return name
+	}
+	return out
 }
 
 // query asks the servers about one name, without chasing CNAMEs.

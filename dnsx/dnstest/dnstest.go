@@ -60,7 +60,7 @@ func (f Fault) String() string {
 	return faultNames[f]
 }
 
-// Server is a running test DNS server. Its methods are safe for concurrent use, also while
+// Server is a running test DNS server (create it with New or Start). Its methods are safe for concurrent use, also while
 // queries are in flight.
 type Server struct {
 	t    testing.TB
@@ -82,6 +82,20 @@ type Server struct {
 // when the test ends. A record that does not parse fails the test.
 func New(t testing.TB, zones ...Zone) *Server {
 	t.Helper()
+	s, err := start(t, zones)
+	if err != nil {
+		t.Fatalf("dnstest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start is New for code that has no testing.TB (examples, tools): it returns errors
+// instead of failing a test, methods given records that do not parse panic, and the
+// caller must Close the server.
+func Start(zones ...Zone) (*Server, error) { return start(nil, zones) }
+
+func start(t testing.TB, zones []Zone) (*Server, error) {
 	s := &Server{
 		t:      t,
 		done:   make(chan struct{}),
@@ -93,7 +107,7 @@ func New(t testing.TB, zones ...Zone) *Server {
 	for _, z := range zones {
 		for name, recs := range z {
 			if err := s.add(name, recs...); err != nil {
-				t.Fatalf("dnstest: %v", err)
+				return nil, err
 			}
 		}
 	}
@@ -106,7 +120,7 @@ func New(t testing.TB, zones ...Zone) *Server {
 	for range 20 {
 		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("dnstest: listen udp: %v", err)
+			return nil, fmt.Errorf("listen udp: %w", err)
 		}
 		ln, err = net.Listen("tcp", pc.LocalAddr().String())
 		if err == nil {
@@ -115,7 +129,7 @@ func New(t testing.TB, zones ...Zone) *Server {
 		pc.Close()
 	}
 	if err != nil {
-		t.Fatalf("dnstest: listen tcp on the udp port: %v", err)
+		return nil, fmt.Errorf("listen tcp on the udp port: %w", err)
 	}
 	s.addr = pc.LocalAddr().String()
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveUDP)}
@@ -128,14 +142,28 @@ func New(t testing.TB, zones ...Zone) *Server {
 				select {
 				case <-s.done:
 				default:
-					t.Errorf("dnstest: server stopped: %v", err)
+					s.errorf("dnstest: server stopped: %v", err)
 				}
 			}
 		}()
 		<-started
 	}
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
+}
+
+func (s *Server) errorf(format string, args ...any) {
+	if s.t != nil {
+		s.t.Errorf(format, args...)
+	}
+}
+
+func (s *Server) fatalf(format string, args ...any) {
+	if s.t != nil {
+		s.t.Helper()
+		s.t.Fatalf(format, args...)
+		return
+	}
+	panic(fmt.Sprintf(format, args...))
 }
 
 // Close stops the server; queries in flight (delayed or timing out) end at once. The test's
@@ -167,7 +195,7 @@ func (s *Server) ResolverWith(cfg dnsx.ClientConfig) *dnsx.Client {
 	cfg.Servers = []string{s.addr}
 	c, err := dnsx.NewClient(cfg)
 	if err != nil {
-		s.t.Fatalf("dnstest: %v", err)
+		s.fatalf("dnstest: %v", err)
 	}
 	return c
 }
@@ -188,10 +216,9 @@ func (s *Server) NetResolver() *net.Resolver {
 // Zone). With no records, name no longer exists. A record that does not parse fails the
 // test.
 func (s *Server) Set(name string, records ...string) {
-	s.t.Helper()
 	rrs, err := parse(name, records)
 	if err != nil {
-		s.t.Fatalf("dnstest: %v", err)
+		s.fatalf("dnstest: %v", err)
 	}
 	key := dns.CanonicalName(name)
 	s.mu.Lock()
@@ -205,9 +232,8 @@ func (s *Server) Set(name string, records ...string) {
 
 // Add adds records to name (zone-file form without the owner).
 func (s *Server) Add(name string, records ...string) {
-	s.t.Helper()
 	if err := s.add(name, records...); err != nil {
-		s.t.Fatalf("dnstest: %v", err)
+		s.fatalf("dnstest: %v", err)
 	}
 }
 
@@ -234,7 +260,6 @@ func (s *Server) AddRR(rrs ...dns.RR) {
 // $ORIGIN and $TTL work, relative names are relative to origin). A parse error fails the
 // test.
 func (s *Server) LoadZone(origin, text string) {
-	s.t.Helper()
 	zp := dns.NewZoneParser(strings.NewReader(text), dns.Fqdn(origin), "")
 	zp.SetDefaultTTL(DefaultTTL)
 	var rrs []dns.RR
@@ -242,7 +267,7 @@ func (s *Server) LoadZone(origin, text string) {
 		rrs = append(rrs, rr)
 	}
 	if err := zp.Err(); err != nil {
-		s.t.Fatalf("dnstest: zone %s: %v", origin, err)
+		s.fatalf("dnstest: zone %s: %v", origin, err)
 	}
 	s.AddRR(rrs...)
 }
