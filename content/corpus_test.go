@@ -1,0 +1,76 @@
+package content
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// corpusDir locates the SpamAssassin public corpus: $PORTCULLIS_SA_CORPUS, else
+// .cache/sa-corpus at the repository root. Outside CI a missing corpus skips; in CI it
+// fails.
+func corpusDir(tb testing.TB) string {
+	tb.Helper()
+	dir := os.Getenv("PORTCULLIS_SA_CORPUS")
+	if dir == "" {
+		wd, _ := os.Getwd()
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				dir = filepath.Join(d, ".cache", "sa-corpus")
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	if _, err := os.Stat(dir); dir == "" || err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("SpamAssassin corpus not found at %q (set PORTCULLIS_SA_CORPUS)", dir)
+		}
+		tb.Skipf("SpamAssassin corpus not found at %q; export it with shared/tools/sa-corpus.sh", dir)
+	}
+	return dir
+}
+
+func corpusFiles(tb testing.TB) []string {
+	dir := corpusDir(tb)
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*", "*.eml"))
+	if err != nil || len(files) == 0 {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("no .eml files under %s", dir)
+		}
+		tb.Skipf("no .eml files under %s", dir)
+	}
+	return files
+}
+
+// TestCorpus walks every message of the SpamAssassin corpus: none may fail or panic, and
+// the walk must find the structure a sane message has.
+func TestCorpus(t *testing.T) {
+	files := corpusFiles(t)
+	var parts, atts, urls, malformed int
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := WalkBytes(raw, Limits{})
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(m.Parts) == 0 || len(m.Header) == 0 {
+			t.Errorf("%s: no parts or no header", f)
+		}
+		parts += len(m.Parts)
+		atts += len(m.Attachments)
+		urls += len(m.URLs)
+		if m.Malformed {
+			malformed++
+		}
+	}
+	t.Logf("%d messages: %d parts, %d attachments, %d URLs, %d malformed", len(files), parts, atts, urls, malformed)
+	if urls == 0 || parts < len(files) {
+		t.Errorf("implausible totals: %d parts, %d URLs", parts, urls)
+	}
+}

@@ -1,0 +1,570 @@
+package content
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Message is the result of a walk.
+type Message struct {
+	// Raw is the message as read; the offsets of Parts whose InRaw is true index it.
+	Raw []byte
+	// Header is the top-level header.
+	Header Header
+	// Parts lists every entity depth-first, the top-level entity first.
+	Parts []*Part
+	// Attachments lists the attachments and, after each archive, its entries (InArchive
+	// set), depth-first.
+	Attachments []*Attachment
+	// Text is the body text (text/plain parts, and text/html parts reduced to text),
+	// decoded to UTF-8, at most Limits.MaxTextBytes.
+	Text string
+	// TextBytes counts the text produced before the MaxTextBytes cut.
+	TextBytes int
+	// URLs are the distinct http, https and ftp URLs (and bare www. names) found in the
+	// text and in HTML href/src/action attributes, in order of appearance. URLHosts are
+	// their distinct host names, lower case. The RHSBL URL check reads these.
+	URLs     []string
+	URLHosts []string
+	// Malformed is set when the MIME structure or encoding was broken somewhere.
+	Malformed bool
+	// Truncated is set when a limit stopped the walk somewhere.
+	Truncated bool
+	// Errors lists what was wrong, as "path: code" (at most 64 entries). Codes:
+	// malformed_header, missing_boundary, boundary_not_found, missing_close_boundary,
+	// duplicate_content_type, malformed_params, bad_base64, bad_quoted_printable,
+	// unknown_encoding, unknown_charset, corrupt_archive, and the limit codes
+	// too_many_parts, too_deep, header_too_long, decoded_limit, text_limit, url_limit,
+	// archive_limit.
+	Errors []string
+}
+
+// HeaderKind says which Postfix table class a header belongs to.
+type HeaderKind int
+
+// Header kinds, as Postfix's cleanup classifies them.
+const (
+	HeaderPrimary HeaderKind = iota // the message's own header
+	HeaderMIME                      // the header of a MIME body part
+	HeaderNested                    // the header of an attached message/rfc822
+)
+
+// Part is one MIME entity.
+type Part struct {
+	// Path is the entity's position: "" for the top level, "1", "2.1", ...; an attached
+	// message's entity is the child of its message/rfc822 part.
+	Path   string
+	Depth  int
+	Kind   HeaderKind
+	Header Header
+	// MediaType is the lower-case type/subtype (text/plain when absent or unparsable).
+	MediaType   string
+	Params      []Param
+	Disposition string
+	Encoding    string // lower-case Content-Transfer-Encoding
+	// InRaw reports whether Start, BodyStart and End index Message.Raw; the entities of
+	// an attached message that had to be transfer-decoded index Buf instead.
+	InRaw                 bool
+	Buf                   []byte
+	Start, BodyStart, End int
+	Multipart             bool
+	// Decoded is the transfer-decoded body of a leaf part.
+	Decoded []byte
+}
+
+// Param is a Content-Type parameter.
+type Param struct{ Name, Value string }
+
+// Bytes returns the entity's raw bytes, header and body.
+func (p *Part) Bytes() []byte { return p.Buf[p.Start:p.End] }
+
+// Body returns the entity's raw (still transfer-encoded) body.
+func (p *Part) Body() []byte { return p.Buf[p.BodyStart:p.End] }
+
+// Header is a list of header fields in order.
+type Header []Field
+
+// Field is one header field.
+type Field struct {
+	Name string // as written
+	// Logical is the whole field as Postfix's header_checks see it: "Name: value", with
+	// "\n" between the physical lines of a folded field and no CR.
+	Logical string
+	// Value is the unfolded value (RFC 5322 §2.2.3), leading white space trimmed.
+	Value string
+}
+
+// Get returns the value of the first field named name (case-insensitive), or "".
+func (h Header) Get(name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Values returns the values of every field named name.
+func (h Header) Values(name string) []string {
+	var out []string
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			out = append(out, f.Value)
+		}
+	}
+	return out
+}
+
+// Walk reads a message from r (at most lim.MaxBytes) and walks it.
+func Walk(r io.Reader, lim Limits) (*Message, error) {
+	lim = lim.withDefaults()
+	raw, err := io.ReadAll(io.LimitReader(r, lim.MaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("content: reading message: %w", err)
+	}
+	return WalkBytes(raw, lim)
+}
+
+// WalkBytes walks a message held in memory; the Message keeps raw. The only error is a
+// message longer than lim.MaxBytes: malformed content is reported in the Message.
+func WalkBytes(raw []byte, lim Limits) (*Message, error) {
+	lim = lim.withDefaults()
+	if int64(len(raw)) > lim.MaxBytes {
+		return nil, fmt.Errorf("content: message of %d bytes exceeds the limit of %d bytes", len(raw), lim.MaxBytes)
+	}
+	w := &walker{lim: lim, msg: &Message{Raw: raw}}
+	w.entity(raw, 0, len(raw), 0, "", true, HeaderPrimary, "text/plain")
+	if len(w.msg.Parts) > 0 {
+		w.msg.Header = w.msg.Parts[0].Header
+	}
+	w.msg.Text = string(w.text)
+	return w.msg, nil
+}
+
+type walker struct {
+	lim            Limits
+	msg            *Message
+	decoded        int64
+	archiveEntries int
+	uncompressed   int64
+	text           []byte
+	urlSet         map[string]struct{}
+	hostSet        map[string]struct{}
+}
+
+// malformed records a structural problem.
+func (w *walker) malformed(path, code string) {
+	w.msg.Malformed = true
+	w.note(path, code)
+}
+
+// limit records a limit that was reached.
+func (w *walker) limit(path, code string) {
+	w.msg.Truncated = true
+	w.note(path, code)
+}
+
+func (w *walker) note(path, code string) {
+	if len(w.msg.Errors) >= 64 {
+		return
+	}
+	if path == "" {
+		path = "0"
+	}
+	e := path + ": " + code
+	for _, x := range w.msg.Errors {
+		if x == e {
+			return
+		}
+	}
+	w.msg.Errors = append(w.msg.Errors, e)
+}
+
+func childPath(parent string, i int) string {
+	if parent == "" {
+		return strconv.Itoa(i)
+	}
+	return parent + "." + strconv.Itoa(i)
+}
+
+// entity walks the entity in buf[start:end].
+func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bool, kind HeaderKind, defaultType string) {
+	if len(w.msg.Parts) >= w.lim.MaxParts {
+		w.limit(path, "too_many_parts")
+		return
+	}
+	p := &Part{Path: path, Depth: depth, Kind: kind, InRaw: inRaw, Buf: buf, Start: start, End: end}
+	w.msg.Parts = append(w.msg.Parts, p)
+	hdr, bodyOff, bad, long := parseHeader(buf[start:end], w.lim.MaxHeaderBytes)
+	p.Header = hdr
+	p.BodyStart = start + bodyOff
+	if bad {
+		w.malformed(path, "malformed_header")
+	}
+	if long {
+		w.limit(path, "header_too_long")
+	}
+
+	ctVals := hdr.Values("Content-Type")
+	mt, params, badParams := "", []param(nil), false
+	if len(ctVals) > 0 {
+		mt, params, badParams = parseParamField(ctVals[0])
+		for _, v := range ctVals[1:] {
+			if v != ctVals[0] {
+				w.malformed(path, "duplicate_content_type")
+			}
+		}
+	}
+	if mt == "" || strings.IndexByte(mt, '/') <= 0 {
+		if mt != "" {
+			w.malformed(path, "malformed_content_type")
+		}
+		mt = defaultType
+	}
+	p.MediaType = mt
+	for _, x := range params {
+		p.Params = append(p.Params, Param{Name: x.name, Value: x.value})
+	}
+	if badParams {
+		w.malformed(path, "malformed_params")
+	}
+	p.Encoding = strings.ToLower(strings.TrimSpace(stripComment(hdr.Get("Content-Transfer-Encoding"))))
+	disp, dparams, badDisp := parseParamField(hdr.Get("Content-Disposition"))
+	p.Disposition = disp
+	if badDisp {
+		w.malformed(path, "malformed_params")
+	}
+
+	switch {
+	case strings.HasPrefix(mt, "multipart/"):
+		boundary, dup := simpleParam(params, "boundary")
+		if dup {
+			w.malformed(path, "duplicate_boundary")
+		}
+		if boundary == "" {
+			w.malformed(path, "missing_boundary")
+			break
+		}
+		if depth >= w.lim.MaxDepth {
+			w.limit(path, "too_deep")
+			return
+		}
+		if w.multipart(p, buf, boundary, depth, path, inRaw, mt == "multipart/digest") {
+			return
+		}
+		w.malformed(path, "boundary_not_found")
+	case mt == "message/rfc822" || mt == "message/global":
+		if depth >= w.lim.MaxDepth {
+			w.limit(path, "too_deep")
+			return
+		}
+		if p.Encoding == "" || p.Encoding == "7bit" || p.Encoding == "8bit" || p.Encoding == "binary" {
+			w.entity(buf, p.BodyStart, end, depth+1, childPath(path, 1), inRaw, HeaderNested, "text/plain")
+			return
+		}
+		// RFC 2046 §5.2.1 forbids encoding message/rfc822, but mailers do it: decode
+		// and walk the decoded copy.
+		dec := w.decode(p, buf[p.BodyStart:end])
+		w.entity(dec, 0, len(dec), depth+1, childPath(path, 1), false, HeaderNested, "text/plain")
+		return
+	}
+	w.leaf(p, buf[p.BodyStart:end], params, dparams, badParams || badDisp)
+}
+
+// multipart splits a multipart body on its boundary (RFC 2046 §5.1.1) and walks each body
+// part. It returns false when no delimiter line was found at all.
+func (w *walker) multipart(p *Part, buf []byte, boundary string, depth int, path string, inRaw bool, digest bool) bool {
+	p.Multipart = true
+	dash := "--" + boundary
+	body := buf[p.BodyStart:p.End]
+	base := p.BodyStart
+	childType := "text/plain"
+	if digest {
+		childType = "message/rfc822" // RFC 2046 §5.1.5
+	}
+	partStart := -1 // offset in body of the current part's first byte
+	n := 0
+	pos := 0
+	closed := false
+	for pos <= len(body) {
+		i := bytes.Index(body[pos:], []byte(dash))
+		if i < 0 {
+			break
+		}
+		i += pos
+		lineEnd := bytes.IndexByte(body[i:], '\n')
+		if lineEnd < 0 {
+			lineEnd = len(body)
+		} else {
+			lineEnd += i
+		}
+		if i > 0 && body[i-1] != '\n' {
+			pos = i + len(dash)
+			continue
+		}
+		rest := bytes.TrimRight(body[i+len(dash):lineEnd], " \t\r")
+		isClose := bytes.Equal(rest, []byte("--"))
+		if len(rest) != 0 && !isClose {
+			pos = i + len(dash) // a longer boundary that starts like ours
+			continue
+		}
+		if partStart >= 0 {
+			// The CRLF before the delimiter belongs to the delimiter.
+			e := i
+			if e > partStart && body[e-1] == '\n' {
+				e--
+				if e > partStart && body[e-1] == '\r' {
+					e--
+				}
+			}
+			n++
+			w.entity(buf, base+partStart, base+e, depth+1, childPath(path, n), inRaw, HeaderMIME, childType)
+		}
+		next := lineEnd + 1
+		if next > len(body) {
+			next = len(body)
+		}
+		if isClose {
+			closed = true
+			break
+		}
+		partStart = next
+		pos = next
+		if len(w.msg.Parts) >= w.lim.MaxParts {
+			w.limit(path, "too_many_parts")
+			return true
+		}
+	}
+	if partStart < 0 {
+		return false
+	}
+	if !closed {
+		w.malformed(path, "missing_close_boundary")
+		n++
+		w.entity(buf, base+partStart, base+len(body), depth+1, childPath(path, n), inRaw, HeaderMIME, childType)
+	}
+	return true
+}
+
+// parseHeader reads the header fields at the start of b. It returns the offset of the
+// body (after the empty line), and whether the header was malformed (a line that is not a
+// field ends it without an empty line) or longer than max bytes (fields past max are not
+// kept). A leading mbox "From " line is skipped.
+func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
+	pos := 0
+	var cur *Field
+	var raw, val []byte
+	flush := func() {
+		if cur != nil {
+			cur.Logical = string(raw)
+			cur.Value = strings.TrimSpace(string(val))
+			h = append(h, *cur)
+			cur = nil
+		}
+	}
+	first := true
+	for pos < len(b) {
+		nl := bytes.IndexByte(b[pos:], '\n')
+		var line []byte
+		next := len(b)
+		if nl >= 0 {
+			line = b[pos : pos+nl]
+			next = pos + nl + 1
+		} else {
+			line = b[pos:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			flush()
+			return h, next, bad, long
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if cur != nil {
+				if len(raw) < max {
+					raw = append(raw, '\n')
+					raw = append(raw, line...)
+					val = append(val, line...)
+				} else {
+					long = true
+				}
+			} else if !long {
+				bad = true // a continuation with nothing to continue
+			}
+			pos = next
+			first = false
+			continue
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !validFieldName(bytes.TrimRight(line[:colon], " \t")) {
+			if first && bytes.HasPrefix(line, []byte("From ")) {
+				pos = next
+				first = false
+				continue
+			}
+			flush()
+			return h, pos, true, long
+		}
+		first = false
+		flush()
+		if pos >= max {
+			long = true
+			pos = next
+			continue
+		}
+		cur = &Field{Name: string(bytes.TrimRight(line[:colon], " \t"))}
+		raw = append(raw[:0], line...)
+		val = append(val[:0], line[colon+1:]...)
+		pos = next
+	}
+	flush()
+	return h, len(b), bad, long
+}
+
+// validFieldName checks RFC 5322 §3.6.8 ftext: printable US-ASCII except ":".
+func validFieldName(n []byte) bool {
+	if len(n) == 0 {
+		return false
+	}
+	for _, c := range n {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// decode transfer-decodes a body within the decoded-bytes budget.
+func (w *walker) decode(p *Part, body []byte) []byte {
+	budget := w.lim.MaxDecodedBytes - w.decoded
+	if budget <= 0 {
+		w.limit(p.Path, "decoded_limit")
+		return nil
+	}
+	var out []byte
+	switch p.Encoding {
+	case "", "7bit", "8bit", "binary":
+		out = body
+	case "base64":
+		var bad bool
+		out, bad = decodeBase64(body)
+		if bad {
+			w.malformed(p.Path, "bad_base64")
+		}
+	case "quoted-printable":
+		var bad bool
+		out, bad = decodeQP(body)
+		if bad {
+			w.malformed(p.Path, "bad_quoted_printable")
+		}
+	default:
+		w.malformed(p.Path, "unknown_encoding")
+		out = body
+	}
+	if int64(len(out)) > budget {
+		out = out[:budget]
+		w.limit(p.Path, "decoded_limit")
+	}
+	w.decoded += int64(len(out))
+	return out
+}
+
+var b64 = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xFF
+	}
+	const a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < len(a); i++ {
+		t[a[i]] = byte(i)
+	}
+	t['-'], t['_'] = 62, 63 // base64url, which some mailers emit
+	return t
+}()
+
+// decodeBase64 decodes leniently: white space is skipped, padding ends a quantum and
+// decoding goes on after it (concatenated blocks), other bytes are skipped and reported.
+func decodeBase64(in []byte) ([]byte, bool) {
+	out := make([]byte, 0, len(in)*3/4)
+	var q uint32
+	n := 0
+	bad := false
+	for _, c := range in {
+		v := b64[c]
+		if v == 0xFF {
+			switch c {
+			case ' ', '\t', '\r', '\n':
+			case '=':
+				switch n {
+				case 2:
+					out = append(out, byte(q>>4))
+				case 3:
+					out = append(out, byte(q>>10), byte(q>>2))
+				}
+				q, n = 0, 0
+			default:
+				bad = true
+			}
+			continue
+		}
+		q = q<<6 | uint32(v)
+		n++
+		if n == 4 {
+			out = append(out, byte(q>>16), byte(q>>8), byte(q))
+			q, n = 0, 0
+		}
+	}
+	switch n {
+	case 1:
+		bad = true
+	case 2:
+		out = append(out, byte(q>>4))
+	case 3:
+		out = append(out, byte(q>>10), byte(q>>2))
+	}
+	return out, bad
+}
+
+// decodeQP decodes quoted-printable (RFC 2045 §6.7) leniently: a bad escape is kept as
+// written and reported; soft line breaks and trailing white space are removed.
+func decodeQP(in []byte) ([]byte, bool) {
+	out := make([]byte, 0, len(in))
+	bad := false
+	for len(in) > 0 {
+		nl := bytes.IndexByte(in, '\n')
+		var line []byte
+		hasNL := nl >= 0
+		if hasNL {
+			line, in = in[:nl], in[nl+1:]
+		} else {
+			line, in = in, nil
+		}
+		line = bytes.TrimRight(line, " \t\r")
+		soft := false
+		for i := 0; i < len(line); i++ {
+			c := line[i]
+			if c != '=' {
+				out = append(out, c)
+				continue
+			}
+			if i == len(line)-1 {
+				soft = true
+				break
+			}
+			if i+2 < len(line) {
+				if h, ok := unhex2(line[i+1], line[i+2]); ok {
+					out = append(out, h)
+					i += 2
+					continue
+				}
+			}
+			bad = true
+			out = append(out, c)
+		}
+		if hasNL && !soft {
+			out = append(out, '\n')
+		}
+	}
+	return out, bad
+}
