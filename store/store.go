@@ -1,0 +1,296 @@
+// Package store holds users' mailboxes: messages as maildir files (DATA/mail/DOMAIN/LOCAL/
+// Maildir, folders as Maildir++ ".Sent", ".Drafts", ".Junk", ".Trash", so Dovecot and mutt
+// can read them) and an index in SQLite (one database file per user, WAL mode) holding
+// UIDVALIDITY, UIDNEXT, UIDs, flags and keywords, modseq, internal date, size and a cached
+// envelope. IMAP, POP3 and delivery share one *Store; every change is announced to the
+// mailbox's watchers (IDLE) in commit order. The index is rebuilt from the maildir when it
+// is lost, and resynchronized when another program changed the maildir.
+//
+// Why one database per user: writers are serialized per SQLite file, so with one global
+// file deliveries to different users would queue behind each other (and behind every
+// IMAP flag change); per-user files keep users independent, make deleting or restoring a
+// user a directory operation, and confine damage and rebuilds to one user. Open handles
+// are cached and closed when idle (Config.MaxOpenUsers).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+
+	"github.com/portcullis-mail/portcullis/store/maildir"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Dir is the root of the mail store (DATA/mail); users live in Dir/DOMAIN/LOCAL.
+	Dir string `yaml:"dir"`
+	// QuotaBytes is the storage limit per user in bytes; 0 means unlimited.
+	QuotaBytes int64 `yaml:"quota_bytes"`
+	// MaxMessageBytes bounds one message (delivery and APPEND); default 64 MiB.
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxMailboxes bounds the number of folders per user; default 1000.
+	MaxMailboxes int `yaml:"max_mailboxes"`
+	// MaxOpenUsers bounds the user databases kept open while unused; default 256.
+	MaxOpenUsers int `yaml:"max_open_users"`
+	// SpecialUse lists the folders created for every user (name → RFC 6154 attribute);
+	// default Sent, Drafts, Junk, Trash.
+	SpecialUse map[string]string `yaml:"special_use"`
+}
+
+// Errors callers match with errors.Is.
+var (
+	ErrOverQuota     = errors.New("store: over quota")
+	ErrTooBig        = errors.New("store: message too big")
+	ErrNoMailbox     = errors.New("store: no such mailbox")
+	ErrMailboxExists = errors.New("store: mailbox already exists")
+	ErrTooMany       = errors.New("store: too many mailboxes")
+	ErrNoMessage     = errors.New("store: no such message")
+	ErrClosed        = errors.New("store: closed")
+)
+
+// Special-use attributes (RFC 6154).
+const (
+	UseSent   = `\Sent`
+	UseDrafts = `\Drafts`
+	UseJunk   = `\Junk`
+	UseTrash  = `\Trash`
+)
+
+// Store is the mail store. It is safe for concurrent use.
+type Store struct {
+	cfg Config
+
+	mu     sync.Mutex
+	users  map[string]*User
+	closed bool
+
+	hub hub
+}
+
+// New returns a store rooted at cfg.Dir. It does no I/O; users are opened on first use.
+func New(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("store: Config.Dir is required")
+	}
+	if cfg.QuotaBytes < 0 {
+		return nil, fmt.Errorf("store: quota_bytes %d is negative", cfg.QuotaBytes)
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 64 << 20
+	}
+	if cfg.MaxMailboxes <= 0 {
+		cfg.MaxMailboxes = 1000
+	}
+	if cfg.MaxOpenUsers <= 0 {
+		cfg.MaxOpenUsers = 256
+	}
+	if cfg.SpecialUse == nil {
+		cfg.SpecialUse = map[string]string{"Sent": UseSent, "Drafts": UseDrafts, "Junk": UseJunk, "Trash": UseTrash}
+	}
+	for name := range cfg.SpecialUse {
+		if _, err := CanonicalMailbox(name); err != nil {
+			return nil, fmt.Errorf("store: special_use: %w", err)
+		}
+	}
+	return &Store{cfg: cfg, users: map[string]*User{}, hub: hub{watchers: map[watchKey]map[*Watcher]struct{}{}}}, nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (s *Store) Config() Config { return s.cfg }
+
+// Close closes every open user database. Users still held become unusable.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	var errs []error
+	for name, u := range s.users {
+		errs = append(errs, u.db.Close())
+		delete(s.users, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Open returns the user's store handle, creating the maildir, the index and the
+// special-use folders on first use. Call Release when done.
+func (s *Store) Open(ctx context.Context, user string) (*User, error) {
+	domain, local, err := userPath(user)
+	if err != nil {
+		return nil, err
+	}
+	key := local + "@" + domain
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if u, ok := s.users[key]; ok {
+		u.refs++
+		s.mu.Unlock()
+		<-u.ready
+		if u.openErr != nil {
+			s.Release(u)
+			return nil, u.openErr
+		}
+		return u, nil
+	}
+	u := &User{store: s, name: key, dir: filepath.Join(s.cfg.Dir, domain, local), refs: 1, ready: make(chan struct{})}
+	u.root = maildir.Dir(filepath.Join(u.dir, "Maildir"))
+	s.users[key] = u
+	s.mu.Unlock()
+
+	u.openErr = u.open(ctx)
+	close(u.ready)
+	if u.openErr != nil {
+		s.mu.Lock()
+		u.refs--
+		if s.users[key] == u {
+			delete(s.users, key)
+		}
+		s.mu.Unlock()
+		if u.db != nil {
+			u.db.Close()
+		}
+		return nil, u.openErr
+	}
+	return u, nil
+}
+
+// Release gives back a handle from Open. Idle users beyond MaxOpenUsers are closed.
+func (s *Store) Release(u *User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u.refs--
+	if len(s.users) <= s.cfg.MaxOpenUsers {
+		return
+	}
+	for name, x := range s.users {
+		if x.refs == 0 && x.db != nil {
+			x.db.Close()
+			delete(s.users, name)
+			if len(s.users) <= s.cfg.MaxOpenUsers {
+				return
+			}
+		}
+	}
+}
+
+// Deliver stores msg into the user's mailbox (INBOX when mailbox is empty; a missing
+// folder falls back to INBOX) with the given flags and returns its UID. The file is
+// fsynced and indexed before Deliver returns. ErrOverQuota and ErrTooBig are permanent for
+// this message; other errors are temporary.
+func (s *Store) Deliver(ctx context.Context, user, mailbox string, msg io.Reader, flags []string) (uint32, error) {
+	u, err := s.Open(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Release(u)
+	if mailbox == "" {
+		mailbox = Inbox
+	}
+	res, err := u.Append(ctx, mailbox, msg, flags, time.Time{})
+	if errors.Is(err, ErrNoMailbox) && mailbox != Inbox {
+		res, err = u.Append(ctx, Inbox, msg, flags, time.Time{})
+	}
+	if err != nil {
+		return 0, err
+	}
+	return res.UID, nil
+}
+
+// CheckQuota reports ErrOverQuota when a message of size bytes would not fit in the
+// user's quota (SMTP answers 452 at RCPT, RFC 5321 §4.5.3.1.10). A user that does not exist
+// yet has used nothing.
+func (s *Store) CheckQuota(ctx context.Context, user string, size int64) error {
+	if s.cfg.QuotaBytes == 0 {
+		return nil
+	}
+	u, err := s.Open(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer s.Release(u)
+	used, err := u.Usage(ctx)
+	if err != nil {
+		return err
+	}
+	if used+size > s.cfg.QuotaBytes {
+		return fmt.Errorf("%w: %s uses %d of %d bytes", ErrOverQuota, user, used, s.cfg.QuotaBytes)
+	}
+	return nil
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mailbox(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  uidvalidity INTEGER NOT NULL,
+  uidnext INTEGER NOT NULL,
+  modseq INTEGER NOT NULL DEFAULT 1,
+  subscribed INTEGER NOT NULL DEFAULT 1,
+  special_use TEXT NOT NULL DEFAULT '',
+  dir_mtime TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS message(
+  mailbox_id INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,
+  uid INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  file TEXT NOT NULL,
+  flags TEXT NOT NULL,
+  modseq INTEGER NOT NULL,
+  internal_date INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  envelope BLOB,
+  PRIMARY KEY(mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS message_key ON message(mailbox_id, key);
+`
+
+// open creates the user's directories and index and brings the index up to date with
+// the maildir (rebuild when the index is new or lost).
+func (u *User) open(ctx context.Context) error {
+	if err := os.MkdirAll(u.dir, 0o700); err != nil {
+		return fmt.Errorf("store: create %s: %w", u.dir, err)
+	}
+	if err := u.root.Create(); err != nil {
+		return err
+	}
+	dbPath := filepath.Join(u.dir, "index.sqlite")
+	// synchronous(FULL): a committed UID assignment must survive power loss, or a UID could
+	// be handed out twice in one UIDVALIDITY epoch.
+	dsn := "file:" + dbPath + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("store: open index %s: %w", dbPath, err)
+	}
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(time.Minute)
+	u.db = db
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.discoverLocked(ctx); err != nil {
+		return err
+	}
+	for name, use := range u.store.cfg.SpecialUse {
+		if _, err := u.mailboxLocked(ctx, name); err == nil {
+			continue
+		}
+		if err := u.createLocked(ctx, name, use); err != nil && !errors.Is(err, ErrMailboxExists) {
+			return err
+		}
+	}
+	return nil
+}

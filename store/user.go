@@ -1,0 +1,879 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/store/maildir"
+)
+
+// User is one user's part of the store, obtained with Store.Open. Its methods are safe for
+// concurrent use; writes are serialized per user.
+type User struct {
+	store *Store
+	name  string
+	dir   string
+	root  maildir.Dir
+	db    *sql.DB
+
+	refs    int // guarded by store.mu
+	ready   chan struct{}
+	openErr error
+
+	mu sync.Mutex // serializes changes to the index and the maildir files
+}
+
+// Mailbox is a folder's index record.
+type Mailbox struct {
+	ID          int64
+	Name        string
+	UIDValidity uint32
+	UIDNext     uint32
+	ModSeq      uint64
+	Subscribed  bool
+	SpecialUse  string
+}
+
+// Message is one message's index record.
+type Message struct {
+	UID          uint32
+	Key          string // maildir key
+	File         string // "new/KEY" or "cur/KEY:2,FLAGS"
+	Flags        []string
+	ModSeq       uint64
+	InternalDate time.Time
+	Size         int64
+}
+
+// Status summarizes a mailbox.
+type Status struct {
+	Mailbox
+	Messages uint32
+	Unseen   uint32
+	Deleted  uint32
+	Size     int64
+}
+
+// Name is the canonical user name (local@domain).
+func (u *User) Name() string { return u.name }
+
+// Release returns the handle to the store.
+func (u *User) Release() { u.store.Release(u) }
+
+func (u *User) folder(name string) maildir.Dir { return maildir.Dir(folderDir(string(u.root), name)) }
+
+// Watch returns a watcher for the mailbox's changes. Close it when done.
+func (u *User) Watch(mb Mailbox) *Watcher { return u.store.hub.watch(u.name, mb.ID) }
+
+func (u *User) publish(mb int64, ev Event) { u.store.hub.publish(u.name, mb, ev) }
+
+const mailboxCols = `id, name, uidvalidity, uidnext, modseq, subscribed, special_use`
+
+func scanMailbox(sc interface{ Scan(...any) error }) (Mailbox, error) {
+	var mb Mailbox
+	var sub int
+	err := sc.Scan(&mb.ID, &mb.Name, &mb.UIDValidity, &mb.UIDNext, &mb.ModSeq, &sub, &mb.SpecialUse)
+	mb.Subscribed = sub != 0
+	return mb, err
+}
+
+// Mailboxes lists the user's folders sorted by name, INBOX first.
+func (u *User) Mailboxes(ctx context.Context) ([]Mailbox, error) {
+	rows, err := u.db.QueryContext(ctx, `SELECT `+mailboxCols+` FROM mailbox ORDER BY name <> 'INBOX', name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list mailboxes of %s: %w", u.name, err)
+	}
+	defer rows.Close()
+	var out []Mailbox
+	for rows.Next() {
+		mb, err := scanMailbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list mailboxes of %s: %w", u.name, err)
+		}
+		out = append(out, mb)
+	}
+	return out, rows.Err()
+}
+
+// Mailbox returns a folder's record.
+func (u *User) Mailbox(ctx context.Context, name string) (Mailbox, error) {
+	return u.mailboxLocked(ctx, name)
+}
+
+func (u *User) mailboxLocked(ctx context.Context, name string) (Mailbox, error) {
+	cn, err := CanonicalMailbox(name)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	mb, err := scanMailbox(u.db.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE name = ?`, cn))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Mailbox{}, fmt.Errorf("%w: %q", ErrNoMailbox, name)
+	}
+	if err != nil {
+		return Mailbox{}, fmt.Errorf("store: mailbox %q of %s: %w", name, u.name, err)
+	}
+	return mb, nil
+}
+
+// nextUIDValidity returns a UIDVALIDITY never used before by this user (RFC 3501 §2.3.1.1:
+// it must change whenever UIDs of a name are not kept, including delete and re-create).
+func nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
+	var last int64
+	err := tx.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'uidvalidity'`).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	v := time.Now().Unix()
+	if v <= last {
+		v = last + 1
+	}
+	v &= 0xffffffff
+	if v == 0 {
+		v = 1
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v)
+	return uint32(v), err
+}
+
+// Create makes a folder (and its missing parents), with an optional special-use attribute.
+func (u *User) Create(ctx context.Context, name, specialUse string) error {
+	cn, err := CanonicalMailbox(name)
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	parts := strings.Split(cn, string(Delimiter))
+	for i := 1; i < len(parts); i++ {
+		parent := strings.Join(parts[:i], string(Delimiter))
+		if _, err := u.mailboxLocked(ctx, parent); errors.Is(err, ErrNoMailbox) {
+			if err := u.createLocked(ctx, parent, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return u.createLocked(ctx, cn, specialUse)
+}
+
+func (u *User) createLocked(ctx context.Context, cn, specialUse string) error {
+	if _, err := u.mailboxLocked(ctx, cn); err == nil {
+		return fmt.Errorf("%w: %q", ErrMailboxExists, cn)
+	}
+	var n int
+	if err := u.db.QueryRowContext(ctx, `SELECT count(*) FROM mailbox`).Scan(&n); err != nil {
+		return fmt.Errorf("store: count mailboxes: %w", err)
+	}
+	if n >= u.store.cfg.MaxMailboxes {
+		return fmt.Errorf("%w: %d", ErrTooMany, n)
+	}
+	if err := u.folder(cn).Create(); err != nil {
+		return err
+	}
+	if cn != Inbox {
+		// Maildir++: a folder holds an empty "maildirfolder" file (Courier/Dovecot).
+		f, err := os.OpenFile(filepath.Join(string(u.folder(cn)), "maildirfolder"), os.O_CREATE|os.O_WRONLY, 0o600)
+		if err == nil {
+			f.Close()
+		}
+	}
+	return u.tx(ctx, func(tx *sql.Tx) error {
+		v, err := nextUIDValidity(ctx, tx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO mailbox(name, uidvalidity, uidnext, special_use) VALUES(?, ?, 1, ?)`, cn, v, specialUse)
+		return err
+	})
+}
+
+func (u *User) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := u.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin %s: %w", u.name, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("store: %s: %w", u.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit %s: %w", u.name, err)
+	}
+	return nil
+}
+
+// Delete removes a folder and its messages. INBOX cannot be deleted; children remain.
+func (u *User) Delete(ctx context.Context, name string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	mb, err := u.mailboxLocked(ctx, name)
+	if err != nil {
+		return err
+	}
+	if mb.Name == Inbox {
+		return fmt.Errorf("%w: INBOX cannot be deleted", ErrBadName)
+	}
+	// Remove the directory first: a crash leaves an index row without a folder, which
+	// discover removes, rather than a folder the index forgot.
+	if err := os.RemoveAll(string(u.folder(mb.Name))); err != nil {
+		return fmt.Errorf("store: delete %q: %w", name, err)
+	}
+	if err := u.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID)
+		return err
+	}); err != nil {
+		return err
+	}
+	u.publish(mb.ID, Event{Kind: MailboxDeleted})
+	return nil
+}
+
+// Rename renames a folder and its children. Renaming INBOX is refused.
+func (u *User) Rename(ctx context.Context, oldName, newName string) error {
+	to, err := CanonicalMailbox(newName)
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	mb, err := u.mailboxLocked(ctx, oldName)
+	if err != nil {
+		return err
+	}
+	if mb.Name == Inbox || to == Inbox || strings.HasPrefix(to, Inbox+string(Delimiter)) && mb.Name == Inbox {
+		return fmt.Errorf("%w: renaming INBOX is not supported", ErrBadName)
+	}
+	if _, err := u.mailboxLocked(ctx, to); err == nil {
+		return fmt.Errorf("%w: %q", ErrMailboxExists, to)
+	}
+	all, err := u.Mailboxes(ctx)
+	if err != nil {
+		return err
+	}
+	var moved []Mailbox
+	for _, x := range all {
+		if x.Name == mb.Name || strings.HasPrefix(x.Name, mb.Name+string(Delimiter)) {
+			moved = append(moved, x)
+		}
+	}
+	for _, x := range moved {
+		nn := to + strings.TrimPrefix(x.Name, mb.Name)
+		if err := os.Rename(string(u.folder(x.Name)), string(u.folder(nn))); err != nil {
+			return fmt.Errorf("store: rename %q to %q: %w", x.Name, nn, err)
+		}
+	}
+	err = u.tx(ctx, func(tx *sql.Tx) error {
+		for _, x := range moved {
+			nn := to + strings.TrimPrefix(x.Name, mb.Name)
+			if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET name = ? WHERE id = ?`, nn, x.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, x := range moved {
+		u.publish(x.ID, Event{Kind: MailboxDeleted})
+	}
+	return nil
+}
+
+// SetSubscribed records the folder's subscription.
+func (u *User) SetSubscribed(ctx context.Context, name string, on bool) error {
+	mb, err := u.mailboxLocked(ctx, name)
+	if err != nil {
+		return err
+	}
+	v := 0
+	if on {
+		v = 1
+	}
+	_, err = u.db.ExecContext(ctx, `UPDATE mailbox SET subscribed = ? WHERE id = ?`, v, mb.ID)
+	if err != nil {
+		return fmt.Errorf("store: subscribe %q: %w", name, err)
+	}
+	return nil
+}
+
+const messageCols = `uid, key, file, flags, modseq, internal_date, size`
+
+func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
+	var m Message
+	var flags string
+	var date int64
+	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size)
+	m.Flags = splitFlags(flags)
+	m.InternalDate = time.Unix(0, date)
+	return m, err
+}
+
+// Messages returns the folder's record and its messages in UID order, after bringing the
+// index up to date with the maildir (changes by other programs).
+func (u *User) Messages(ctx context.Context, name string) (Mailbox, []Message, error) {
+	if err := u.Sync(ctx, name); err != nil {
+		return Mailbox{}, nil, err
+	}
+	mb, err := u.mailboxLocked(ctx, name)
+	if err != nil {
+		return Mailbox{}, nil, err
+	}
+	msgs, err := u.messages(ctx, u.db, mb.ID, "")
+	return mb, msgs, err
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func (u *User) messages(ctx context.Context, q querier, mbID int64, where string, args ...any) ([]Message, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+messageCols+` FROM message WHERE mailbox_id = ? `+where+` ORDER BY uid`, append([]any{mbID}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("store: messages of %s: %w", u.name, err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: messages of %s: %w", u.name, err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// MessagesByUID returns the messages of mb among uids (missing ones are skipped).
+func (u *User) MessagesByUID(ctx context.Context, mb Mailbox, uids []uint32) ([]Message, error) {
+	var out []Message
+	for _, chunk := range chunks(uids, 500) {
+		ms, err := u.messages(ctx, u.db, mb.ID, "AND uid IN ("+placeholders(len(chunk))+")", uidArgs(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out, nil
+}
+
+// Status returns counts for a folder.
+func (u *User) Status(ctx context.Context, name string) (Status, error) {
+	if err := u.Sync(ctx, name); err != nil {
+		return Status{}, err
+	}
+	mb, err := u.mailboxLocked(ctx, name)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{Mailbox: mb}
+	err = u.db.QueryRowContext(ctx, `SELECT count(*), COALESCE(SUM(size),0),
+		COALESCE(SUM(' '||flags||' ' NOT LIKE '% \Seen %'),0),
+		COALESCE(SUM(' '||flags||' ' LIKE '% \Deleted %'),0) FROM message WHERE mailbox_id = ?`, mb.ID).
+		Scan(&st.Messages, &st.Size, &st.Unseen, &st.Deleted)
+	if err != nil {
+		return Status{}, fmt.Errorf("store: status %q: %w", name, err)
+	}
+	return st, nil
+}
+
+// Usage returns the bytes used by all the user's messages.
+func (u *User) Usage(ctx context.Context) (int64, error) {
+	var n int64
+	if err := u.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(size),0) FROM message`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: usage of %s: %w", u.name, err)
+	}
+	return n, nil
+}
+
+// Open opens a message's file. The file may have been renamed by a flag change since the
+// record was read; Open then finds it by key.
+func (u *User) Open(mb Mailbox, m Message) (*os.File, error) {
+	d := u.folder(mb.Name)
+	f, err := os.Open(filepath.Join(string(d), m.File))
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("store: open message %d in %q: %w", m.UID, mb.Name, err)
+	}
+	e, ferr := d.Find(m.Key)
+	if ferr != nil {
+		return nil, fmt.Errorf("%w: uid %d in %q: %w", ErrNoMessage, m.UID, mb.Name, ferr)
+	}
+	return d.Open(e)
+}
+
+// AppendResult identifies a stored message (RFC 4315 APPENDUID).
+type AppendResult struct {
+	UIDValidity uint32
+	UID         uint32
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Append stores a message in a folder with flags and an internal date (zero: now).
+func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (AppendResult, error) {
+	mb, err := u.mailboxLocked(ctx, name)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	flags = NormalizeFlags(flags)
+	if date.IsZero() {
+		date = time.Now()
+	}
+	max := u.store.cfg.MaxMessageBytes
+	cr := &countingReader{r: io.LimitReader(r, max+1)}
+	d := u.folder(mb.Name)
+	sub, mf := maildir.New, maildir.Flags("")
+	if mf = maildirFlags(flags); mf != "" {
+		sub = maildir.Cur
+	}
+	// The file is written and fsynced outside the lock; only indexing is serialized.
+	key, err := d.DeliverTo(cr, sub, mf)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("store: append to %q of %s: %w", name, u.name, err)
+	}
+	file := sub + "/" + key
+	if sub == maildir.Cur {
+		file = sub + "/" + maildir.FormatName(key, mf)
+	}
+	path := filepath.Join(string(d), file)
+	remove := func() { os.Remove(path) }
+	if cr.n > max {
+		remove()
+		return AppendResult{}, fmt.Errorf("%w: more than %d bytes", ErrTooBig, max)
+	}
+	_ = os.Chtimes(path, date, date) // readers such as Dovecot take the received date from mtime
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if q := u.store.cfg.QuotaBytes; q > 0 {
+		used, err := u.Usage(ctx)
+		if err != nil {
+			remove()
+			return AppendResult{}, err
+		}
+		if used+cr.n > q {
+			remove()
+			return AppendResult{}, fmt.Errorf("%w: %s uses %d of %d bytes, message has %d", ErrOverQuota, u.name, used, q, cr.n)
+		}
+	}
+	var res AppendResult
+	already := false
+	err = u.tx(ctx, func(tx *sql.Tx) error {
+		mb, err = scanMailbox(tx.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
+		if err != nil {
+			return err
+		}
+		// A concurrent Sync may have indexed the file between its write and this lock.
+		var have uint32
+		if err := tx.QueryRowContext(ctx, `SELECT uid FROM message WHERE mailbox_id = ? AND key = ?`, mb.ID, key).Scan(&have); err == nil {
+			res, already = AppendResult{UIDValidity: mb.UIDValidity, UID: have}, true
+			_, err = tx.ExecContext(ctx, `UPDATE message SET flags = ?, internal_date = ? WHERE mailbox_id = ? AND uid = ?`, joinFlags(flags), date.UnixNano(), mb.ID, have)
+			return err
+		}
+		res = AppendResult{UIDValidity: mb.UIDValidity, UID: mb.UIDNext}
+		mb.ModSeq++
+		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size) VALUES(?,?,?,?,?,?,?,?)`,
+			mb.ID, mb.UIDNext, key, file, joinFlags(flags), mb.ModSeq, date.UnixNano(), cr.n); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID)
+		return err
+	})
+	if err != nil {
+		if !already {
+			remove()
+		}
+		return AppendResult{}, err
+	}
+	if already {
+		return res, nil
+	}
+	u.publish(mb.ID, Event{Kind: Appended, UIDs: []uint32{res.UID}})
+	return res, nil
+}
+
+// FlagOp is how SetFlags combines flags (RFC 3501 §6.4.6 FLAGS, +FLAGS, -FLAGS).
+type FlagOp int
+
+// Flag operations.
+const (
+	FlagsReplace FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// SetFlags changes the flags of the messages with the given UIDs and returns the messages
+// whose flags changed. source is passed on in the FlagsChanged event.
+func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, source any) ([]Message, error) {
+	flags = NormalizeFlags(flags)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	msgs, err := u.MessagesByUID(ctx, mb, uids)
+	if err != nil {
+		return nil, err
+	}
+	d := u.folder(mb.Name)
+	var changed []Message
+	err = u.tx(ctx, func(tx *sql.Tx) error {
+		var modseq uint64
+		if err := tx.QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id = ?`, mb.ID).Scan(&modseq); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			nf := applyFlags(m.Flags, op, flags)
+			if joinFlags(nf) == joinFlags(m.Flags) {
+				continue
+			}
+			oldMF, newMF := maildirFlags(m.Flags), maildirFlags(nf)
+			if oldMF != newMF || strings.HasPrefix(m.File, maildir.New+"/") {
+				e, err := u.entry(d, m)
+				if err != nil {
+					return err
+				}
+				ne, err := d.SetFlags(e, newMF)
+				if err != nil {
+					return err
+				}
+				m.File = ne.Sub + "/" + ne.File()
+			}
+			modseq++
+			m.Flags, m.ModSeq = nf, modseq
+			if _, err := tx.ExecContext(ctx, `UPDATE message SET flags = ?, file = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
+				joinFlags(nf), m.File, modseq, mb.ID, m.UID); err != nil {
+				return err
+			}
+			changed = append(changed, m)
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = ? WHERE id = ?`, modseq, mb.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(changed) > 0 {
+		u.publish(mb.ID, Event{Kind: FlagsChanged, Messages: changed, Source: source})
+	}
+	return changed, nil
+}
+
+// entry finds the maildir entry of an indexed message, tolerating renames by others.
+func (u *User) entry(d maildir.Dir, m Message) (maildir.Entry, error) {
+	sub, name, _ := strings.Cut(m.File, "/")
+	if n, err := maildir.ParseName(name); err == nil {
+		if _, err := os.Lstat(filepath.Join(string(d), m.File)); err == nil {
+			return maildir.Entry{Sub: sub, Name: n}, nil
+		}
+	}
+	return d.Find(m.Key)
+}
+
+func applyFlags(cur []string, op FlagOp, flags []string) []string {
+	switch op {
+	case FlagsReplace:
+		return NormalizeFlags(flags)
+	case FlagsAdd:
+		return NormalizeFlags(append(append([]string{}, cur...), flags...))
+	default:
+		var out []string
+		for _, f := range cur {
+			if !hasFlag(flags, f) {
+				out = append(out, f)
+			}
+		}
+		return NormalizeFlags(out)
+	}
+}
+
+// Expunge removes the messages flagged \Deleted (only those among uids when uids is not
+// nil) and returns their UIDs.
+func (u *User) Expunge(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var msgs []Message
+	var err error
+	if uids == nil {
+		msgs, err = u.messages(ctx, u.db, mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
+	} else {
+		msgs, err = u.MessagesByUID(ctx, mb, uids)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var del []Message
+	for _, m := range msgs {
+		if hasFlag(m.Flags, FlagDeleted) {
+			del = append(del, m)
+		}
+	}
+	return u.removeLocked(ctx, mb, del)
+}
+
+// Remove removes the given messages whatever their flags (POP3 DELE at QUIT).
+func (u *User) Remove(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	msgs, err := u.MessagesByUID(ctx, mb, uids)
+	if err != nil {
+		return nil, err
+	}
+	return u.removeLocked(ctx, mb, msgs)
+}
+
+func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]uint32, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	d := u.folder(mb.Name)
+	// Files go first: a crash in between leaves index rows without files, which Sync
+	// expunges, instead of expunged messages coming back.
+	for _, m := range msgs {
+		if e, err := u.entry(d, m); err == nil {
+			if err := d.Remove(e); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
+	uids := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	err := u.tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range chunks(uids, 500) {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, mb.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.publish(mb.ID, Event{Kind: Expunged, UIDs: uids})
+	return uids, nil
+}
+
+// CopyResult maps source UIDs to destination UIDs (RFC 4315 COPYUID).
+type CopyResult struct {
+	UIDValidity uint32
+	SrcUIDs     []uint32
+	DstUIDs     []uint32
+}
+
+// Copy copies messages into another folder (hard links where possible).
+func (u *User) Copy(ctx context.Context, src Mailbox, uids []uint32, dstName string) (CopyResult, error) {
+	return u.transfer(ctx, src, uids, dstName, false)
+}
+
+// Move moves messages into another folder: the files are renamed, the destination gets new
+// UIDs and the source expunges them (RFC 6851).
+func (u *User) Move(ctx context.Context, src Mailbox, uids []uint32, dstName string) (CopyResult, error) {
+	return u.transfer(ctx, src, uids, dstName, true)
+}
+
+func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName string, move bool) (CopyResult, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	dst, err := u.mailboxLocked(ctx, dstName)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	if move && dst.ID == src.ID {
+		return CopyResult{}, fmt.Errorf("store: move into the same mailbox %q", dst.Name)
+	}
+	msgs, err := u.MessagesByUID(ctx, src, uids)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	if q := u.store.cfg.QuotaBytes; q > 0 && !move {
+		used, err := u.Usage(ctx)
+		if err != nil {
+			return CopyResult{}, err
+		}
+		var add int64
+		for _, m := range msgs {
+			add += m.Size
+		}
+		if used+add > q {
+			return CopyResult{}, fmt.Errorf("%w: %s uses %d of %d bytes", ErrOverQuota, u.name, used, q)
+		}
+	}
+	sd, dd := u.folder(src.Name), u.folder(dst.Name)
+	type placed struct {
+		m    Message
+		key  string
+		file string
+	}
+	var done []placed
+	undo := func() {
+		for _, p := range done {
+			if move {
+				os.Rename(filepath.Join(string(dd), p.file), filepath.Join(string(sd), p.m.File))
+			} else {
+				os.Remove(filepath.Join(string(dd), p.file))
+			}
+		}
+	}
+	for _, m := range msgs {
+		e, err := u.entry(sd, m)
+		if err != nil {
+			undo()
+			return CopyResult{}, err
+		}
+		from := sd.Path(e.Sub, e.File())
+		key, name := m.Key, e.File()
+		if !move {
+			// A copy needs its own key: the same name in two folders would confuse readers
+			// that track keys across folders.
+			key = maildir.NewKey()
+			if e.Name.Size >= 0 {
+				key += fmt.Sprintf(",S=%d", e.Name.Size)
+			}
+			name = key
+			if e.Sub == maildir.Cur {
+				name = maildir.FormatName(key, e.Name.Flags)
+			}
+		}
+		to := dd.Path(e.Sub, name)
+		if move {
+			err = os.Rename(from, to)
+		} else {
+			err = linkOrCopy(from, to)
+		}
+		if err != nil {
+			undo()
+			return CopyResult{}, fmt.Errorf("store: transfer %s to %q: %w", from, dst.Name, err)
+		}
+		m.File = e.Sub + "/" + e.File()
+		done = append(done, placed{m: m, key: key, file: e.Sub + "/" + name})
+	}
+	res := CopyResult{UIDValidity: dst.UIDValidity}
+	err = u.tx(ctx, func(tx *sql.Tx) error {
+		d, err := scanMailbox(tx.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, dst.ID))
+		if err != nil {
+			return err
+		}
+		uid, modseq := d.UIDNext, d.ModSeq
+		for _, p := range done {
+			modseq++
+			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size) VALUES(?,?,?,?,?,?,?,?)`,
+				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size); err != nil {
+				return err
+			}
+			res.SrcUIDs = append(res.SrcUIDs, p.m.UID)
+			res.DstUIDs = append(res.DstUIDs, uid)
+			uid++
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ? WHERE id = ?`, uid, modseq, dst.ID); err != nil {
+			return err
+		}
+		if move {
+			for _, c := range chunks(res.SrcUIDs, 500) {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{src.ID}, uidArgs(c)...)...); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		undo()
+		return CopyResult{}, err
+	}
+	if len(res.DstUIDs) > 0 {
+		u.publish(dst.ID, Event{Kind: Appended, UIDs: res.DstUIDs})
+		if move {
+			u.publish(src.ID, Event{Kind: Expunged, UIDs: res.SrcUIDs})
+		}
+	}
+	return res, nil
+}
+
+func linkOrCopy(from, to string) error {
+	if err := os.Link(from, to); err == nil {
+		return nil
+	}
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(to)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(to)
+		return err
+	}
+	return out.Close()
+}
+
+// CachedEnvelope returns the envelope blob cached for a message, if any.
+func (u *User) CachedEnvelope(ctx context.Context, mb Mailbox, uid uint32) ([]byte, bool) {
+	var b []byte
+	err := u.db.QueryRowContext(ctx, `SELECT envelope FROM message WHERE mailbox_id = ? AND uid = ?`, mb.ID, uid).Scan(&b)
+	return b, err == nil && b != nil
+}
+
+// CacheEnvelope stores an envelope blob (opaque to the store) for a message.
+func (u *User) CacheEnvelope(ctx context.Context, mb Mailbox, uid uint32, b []byte) error {
+	_, err := u.db.ExecContext(ctx, `UPDATE message SET envelope = ? WHERE mailbox_id = ? AND uid = ?`, b, mb.ID, uid)
+	if err != nil {
+		return fmt.Errorf("store: cache envelope: %w", err)
+	}
+	return nil
+}
+
+func chunks(u []uint32, n int) [][]uint32 {
+	var out [][]uint32
+	for len(u) > n {
+		out = append(out, u[:n])
+		u = u[n:]
+	}
+	if len(u) > 0 {
+		out = append(out, u)
+	}
+	return out
+}
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+func uidArgs(u []uint32) []any {
+	a := make([]any, len(u))
+	for i, x := range u {
+		a[i] = x
+	}
+	return a
+}
