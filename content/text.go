@@ -262,4 +262,3 @@ func urlHost(u string) string {
 	}
 	return strings.ToLower(rest)
 }
-

@@ -568,3 +568,14 @@ func decodeQP(in []byte) ([]byte, bool) {
 	}
 	return out, bad
 }
+
+// ReadHeader parses the header at the start of raw as the walker does (lenient, at most
+// maxBytes of fields kept; 0 means the default) and returns it with the offset of the
+// body.
+func ReadHeader(raw []byte, maxBytes int) (Header, int) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultLimits.MaxHeaderBytes
+	}
+	h, off, _, _ := parseHeader(raw, maxBytes)
+	return h, off
+}
