@@ -20,8 +20,6 @@ type evaluator struct {
 	opts                              *Options
 	sender, local, senderDomain, helo string
 	lookups, voids, voidLimit         int
-	ptrDone                           bool
-	ptrName                           string
 }
 
 // matchInfo says where a result came from.
@@ -34,9 +32,8 @@ var (
 	errTooManyVoids   = errors.New("too many void DNS lookups (RFC 7208 §4.6.4)")
 )
 
-// checkHost is RFC 7208 §4. nested is true inside include and redirect, where a domain
-// without a record is reported to the caller as none and mapped there.
-func (e *evaluator) checkHost(domain string, nested bool) (Status, *matchInfo, error) {
+// checkHost is RFC 7208 §4; include and redirect call it recursively and map its none.
+func (e *evaluator) checkHost(domain string) (Status, *matchInfo, error) {
 	info := &matchInfo{domain: domain}
 	// §4.3: a malformed domain, or one that is not multi-label, gives none.
 	if !validDomain(domain) {
@@ -97,7 +94,7 @@ func (e *evaluator) checkHost(domain string, nested bool) (Status, *matchInfo, e
 			return PermError, info, err
 		}
 		target := rec.redirect.expand(env, true)
-		st, sub, err := e.checkHost(target, true)
+		st, sub, err := e.checkHost(target)
 		if err != nil {
 			return st, sub, err
 		}
@@ -155,7 +152,7 @@ func (e *evaluator) match(d directive, env *macroEnv) (bool, error) {
 	}
 	switch d.kind {
 	case mInclude:
-		st, _, err := e.checkHost(target, true)
+		st, _, err := e.checkHost(target)
 		switch st {
 		case Pass:
 			return true, nil

@@ -62,6 +62,10 @@ type Result struct {
 	Problem string
 	// Lookups is the number of DNS-querying terms evaluated (§4.6.4).
 	Lookups int
+	// ClientIP, Helo and Receiver are the inputs of the check, kept for Received-SPF.
+	ClientIP netip.Addr
+	Helo     string
+	Receiver string
 }
 
 // Limits of RFC 7208 §4.6.4, and of this implementation.
@@ -151,12 +155,12 @@ func CheckHost(ctx context.Context, r dnsx.Resolver, ip netip.Addr, domain, send
 	if o.VoidLimit > 0 {
 		e.voidLimit = o.VoidLimit
 	}
-	res := Result{Domain: domain, Sender: e.sender}
+	res := Result{Domain: domain, Sender: e.sender, ClientIP: e.ip, Helo: helo, Receiver: o.Receiver}
 	if !ip.IsValid() {
 		res.Status, res.Problem = PermError, "no client IP address"
 		return res, fmt.Errorf("spf: check %s: %w", domain, errors.New(res.Problem))
 	}
-	st, info, err := e.checkHost(domain, false)
+	st, info, err := e.checkHost(domain)
 	res.Status = st
 	res.Lookups = e.lookups
 	if info != nil {

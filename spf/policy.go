@@ -1,0 +1,114 @@
+package spf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/policy"
+)
+
+// Config configures the spf policy (`spf: {}` in the policies section).
+type Config struct {
+	// Helo also evaluates the HELO identity at the mail stage and reports it as the
+	// helo_result fact (the helo stage always checks HELO when a rule asks).
+	Helo bool `yaml:"helo"`
+	// Timeout bounds all DNS work of one check (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// Receiver is our host name for %{r} and Received-SPF; empty means the server's
+	// host name (Transaction.Hostname).
+	Receiver string `yaml:"receiver"`
+}
+
+// Policy exposes SPF to the rules: at the helo stage the HELO identity, at the mail stage
+// the MAIL FROM identity (the HELO identity for the null sender, RFC 7208 §2.4).
+type Policy struct {
+	cfg Config
+	r   dnsx.Resolver
+}
+
+// New returns the policy; r is the shared (cached) resolver.
+func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
+	if r == nil {
+		return nil, errors.New("spf: nil resolver")
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("spf: negative timeout %s", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Policy{cfg: cfg, r: r}, nil
+}
+
+var (
+	_ policy.HeloPolicy   = (*Policy)(nil)
+	_ policy.MailPolicy   = (*Policy)(nil)
+	_ policy.FactDeclarer = (*Policy)(nil)
+)
+
+func (p *Policy) opts(tx *policy.Transaction) []Option {
+	recv := p.cfg.Receiver
+	if recv == "" {
+		recv = tx.Hostname
+	}
+	return []Option{WithTimeout(p.cfg.Timeout), WithReceiver(recv)}
+}
+
+// CheckHelo evaluates the HELO identity (RFC 7208 §2.3).
+func (p *Policy) CheckHelo(ctx context.Context, tx *policy.Transaction) policy.Result {
+	res, err := CheckHelo(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, p.opts(tx)...)
+	return toPolicy(res, err, res.Status)
+}
+
+// CheckMail evaluates the MAIL FROM identity (RFC 7208 §2.4) and, with Config.Helo, the
+// HELO identity too.
+func (p *Policy) CheckMail(ctx context.Context, tx *policy.Transaction) policy.Result {
+	from := tx.Envelope.From
+	sender := ""
+	if !from.IsNull() {
+		sender = from.String()
+	}
+	res, err := Check(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, sender, p.opts(tx)...)
+	helo := Status("")
+	if p.cfg.Helo {
+		if from.IsNull() {
+			helo = res.Status // the same identity
+		} else {
+			h, _ := CheckHelo(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, p.opts(tx)...)
+			helo = h.Status
+		}
+	}
+	return toPolicy(res, err, helo)
+}
+
+func toPolicy(res Result, err error, helo Status) policy.Result {
+	return policy.Result{
+		Status: policy.Status(res.Status),
+		Reason: "spf." + string(res.Status),
+		Facts: map[string]any{
+			"result":      string(res.Status),
+			"helo_result": string(helo),
+			"domain":      res.Domain,
+			"explanation": res.Explanation,
+			"mechanism":   res.Mechanism,
+			"identity":    string(res.Identity),
+		},
+		Headers: []policy.Header{{Name: "Received-SPF", Value: res.ReceivedSPF()}},
+		Err:     err,
+	}
+}
+
+// DeclareFacts lists the facts the policy reports, by example.
+func (p *Policy) DeclareFacts() map[string]any {
+	return map[string]any{
+		"result":      "pass",
+		"helo_result": "none",
+		"domain":      "example.com",
+		"explanation": "see https://example.com/spf",
+		"mechanism":   "include:_spf.example.com",
+		"identity":    "mailfrom",
+	}
+}
