@@ -44,8 +44,13 @@ func (r *Request) Close() { _ = r.conn.Close() }
 // Hang blocks until the client closes the connection or the fake is closed: a reply that
 // never comes.
 func (r *Request) Hang() {
-	go func() { _, _ = io.Copy(io.Discard, r.conn); _ = r.conn.Close() }()
-	<-r.done
+	closed := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, r.conn); close(closed) }()
+	select {
+	case <-closed:
+	case <-r.done:
+	}
+	_ = r.conn.Close()
 }
 
 // Handler scripts the fake's answer to one request. After it returns the connection stays
@@ -72,14 +77,23 @@ const maxFakeStream = 64 << 20
 // handler sees every command (PING and VERSION too) except IDSESSION and END.
 func StartFake(t testing.TB, h Handler) *Fake {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := NewFake(h)
 	if err != nil {
 		t.Fatalf("clamdtest: %v", err)
 	}
-	f := &Fake{ln: ln, handler: h, done: make(chan struct{}), open: map[net.Conn]struct{}{}}
-	f.wg.Go(f.serve)
 	t.Cleanup(f.Close)
 	return f
+}
+
+// NewFake starts a fake clamd outside a test (an Example); the caller must Close it.
+func NewFake(h Handler) (*Fake, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &Fake{ln: ln, handler: h, done: make(chan struct{}), open: map[net.Conn]struct{}{}}
+	f.wg.Go(f.serve)
+	return f, nil
 }
 
 // Addr returns the fake's address as "tcp:127.0.0.1:PORT".
