@@ -1,0 +1,187 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/policy"
+)
+
+// admit runs before go-smtp sees a connection: PROXY header, connection limits, the TLS
+// handshake of an implicit-TLS port, FCrDNS and the connect stage. go-smtp sends its 220
+// greeting as soon as it gets the connection, so a connect-stage rejection must be
+// answered here.
+func (s *Server) admit(g *gate, raw net.Conn) {
+	l := g.l
+	name := l.cfg.Name
+	if pc, ok := raw.(*proxyproto.Conn); ok && pc.ProxyHeader() == nil {
+		// REQUIRE policy: no (or a bad) header within ReadHeaderTimeout.
+		s.log.Warn("smtp connection without a valid PROXY header", "listener", name, "peer", pc.Raw().RemoteAddr().String())
+		s.m.conn(name, "error")
+		raw.Close()
+		return
+	}
+	ip, port := addrPort(raw.RemoteAddr())
+	lip, lport := addrPort(raw.LocalAddr())
+	now := time.Now()
+
+	if reason := s.acquire(ip); reason != "" {
+		s.m.conn(name, "limit")
+		s.log.Warn("smtp connection refused", "listener", name, "client_ip", ip.String(), "reason", reason)
+		_ = raw.SetWriteDeadline(now.Add(10 * time.Second))
+		fmt.Fprintf(raw, "421 4.7.0 %s Too many connections (%s), try again later\r\n", s.cfg.Hostname, reason)
+		raw.Close()
+		return
+	}
+	nc := &conn{Conn: raw, cmdTimeout: s.cfg.CommandTimeout, sessionEnd: now.Add(s.cfg.SessionTimeout), lastWrite: now}
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &connState{srv: s, l: l, nc: nc, ctx: ctx}
+	nc.st = st
+	nc.onClose = func() {
+		cancel()
+		s.release(ip, nc)
+		s.m.activeAdd(name, -1)
+	}
+	s.mu.Lock()
+	s.conns[nc] = struct{}{}
+	s.mu.Unlock()
+	s.m.activeAdd(name, 1)
+	if s.closing.Load() {
+		nc.Close()
+		return
+	}
+
+	pc := policy.Conn{
+		ID: newID(), Listener: name,
+		IP: ip, Port: port, LocalIP: lip, LocalPort: lport,
+		Trusted:     containsAddr(s.trusted, ip),
+		ConnectedAt: now,
+	}
+	var hand net.Conn = nc
+	if l.cfg.Mode == ModeSubmissions {
+		tc := tls.Server(nc, s.tlsConfig)
+		hctx, hcancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+		err := tc.HandshakeContext(hctx)
+		hcancel()
+		if err != nil {
+			s.m.conn(name, "error")
+			s.log.Info("smtp TLS handshake failed", "listener", name, "client_ip", ip.String(), "err", err)
+			nc.Close()
+			return
+		}
+		setTLS(&pc, tc.ConnectionState())
+		hand = tc
+	}
+	if s.deps.Resolver != nil && ip.IsValid() {
+		dctx, dcancel := context.WithTimeout(ctx, min(s.cfg.PolicyTimeout, 20*time.Second))
+		host, ptrs, err := dnsx.ForwardConfirmed(dctx, s.deps.Resolver, ip)
+		dcancel()
+		pc.Hostname, pc.PTRNames, pc.DNSError = host, ptrs, err != nil
+	}
+	st.tx = policy.NewTransaction(pc)
+	st.tx.Hostname = s.cfg.Hostname
+
+	d := st.evaluate(policy.StageConnect)
+	if d.Terminal() {
+		if *s.cfg.DelayReject {
+			st.pending, st.pendingStage = &d, policy.StageConnect
+		} else {
+			s.m.conn(name, "rejected")
+			s.refuseAtGreeting(hand, nc, d)
+			return
+		}
+	}
+	select {
+	case g.ch <- hand:
+		s.m.conn(name, "accepted")
+	case <-g.done:
+		hand.Close()
+	}
+}
+
+// refuseAtGreeting answers a connect-stage rejection instead of the 220 greeting. RFC 5321
+// §3.1: after a 554 greeting the server waits for QUIT and answers 503 to anything else;
+// a temporary failure is 421 and the server closes (§3.8).
+func (s *Server) refuseAtGreeting(c net.Conn, nc *conn, d policy.Decision) {
+	defer c.Close()
+	r := replyOf(d)
+	if d.Verdict == policy.Tempfail {
+		r.Code = 421
+		fmt.Fprintf(c, "%s\r\n", r)
+		return
+	}
+	r.Code = 554
+	if _, err := fmt.Fprintf(c, "%s\r\n", r); err != nil {
+		return
+	}
+	nc.sessionEnd = time.Now().Add(30 * time.Second)
+	br := bufio.NewReaderSize(c, 1024)
+	for range 20 {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		if strings.EqualFold(strings.TrimSpace(string(line)), "QUIT") {
+			fmt.Fprintf(c, "221 2.0.0 Bye\r\n")
+			return
+		}
+		if _, err := fmt.Fprintf(c, "503 5.5.1 %s\r\n", r.Text); err != nil {
+			return
+		}
+	}
+}
+
+func setTLS(pc *policy.Conn, cs tls.ConnectionState) {
+	pc.TLS = true
+	pc.TLSVer = strings.ReplaceAll(tls.VersionName(cs.Version), " ", "")
+	pc.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
+}
+
+// acquire counts a connection from ip against the limits; it returns why not when over.
+func (s *Server) acquire(ip netip.Addr) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.total >= s.cfg.MaxConnections {
+		return "server limit"
+	}
+	if s.perIP[ip] >= s.cfg.MaxConnectionsPerIP {
+		return "per-address limit"
+	}
+	s.total++
+	s.perIP[ip]++
+	return ""
+}
+
+func (s *Server) release(ip netip.Addr, nc *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	delete(s.conns, nc)
+}
+
+func addrPort(a net.Addr) (netip.Addr, int) {
+	switch x := a.(type) {
+	case *net.TCPAddr:
+		ap := x.AddrPort()
+		return ap.Addr().Unmap(), int(ap.Port())
+	case nil:
+		return netip.Addr{}, 0
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, 0
+	}
+	return ap.Addr().Unmap(), int(ap.Port())
+}

@@ -1,0 +1,216 @@
+package smtpd
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Listener modes.
+const (
+	ModeMX          = "mx"          // port 25: no AUTH, relay only for trusted networks
+	ModeSubmission  = "submission"  // port 587: STARTTLS, AUTH required before MAIL
+	ModeSubmissions = "submissions" // port 465: implicit TLS, AUTH required before MAIL
+)
+
+// Config configures the SMTP server. The zero value of every limit means "use the
+// default" (see the field comments); Defaults returns them filled in.
+type Config struct {
+	// Hostname is our own name: the greeting, the Received header, the self-signed
+	// certificate. Default "localhost".
+	Hostname string `yaml:"hostname"`
+	// DataDir is where the self-signed certificate is stored (DataDir/tls).
+	DataDir string `yaml:"data_dir"`
+	// Listeners to serve; at least one.
+	Listeners []ListenerConfig `yaml:"listeners"`
+	// TLS names a certificate and key; when empty a self-signed certificate is generated
+	// on first start in DataDir/tls.
+	TLS TLSFiles `yaml:"tls"`
+
+	// LocalDomains are the domains we accept mail for from anyone.
+	LocalDomains []string `yaml:"local_domains"`
+	// TrustedNetworks (CIDRs or single addresses) may relay without authenticating.
+	TrustedNetworks []string `yaml:"trusted_networks"`
+	// DelayReject (Postfix's smtpd_delay_reject, default true) answers connect, helo and
+	// mail stage rejections at the first RCPT so that the log carries the recipient.
+	DelayReject *bool `yaml:"delay_reject"`
+
+	// MaxMessageBytes is the SIZE limit (default 32 MiB); larger messages get 552 5.3.4.
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.
+	MaxRecipients int `yaml:"max_recipients"`
+	// MaxLineLength of a command or message line, CRLF included (default 4096).
+	MaxLineLength int `yaml:"max_line_length"`
+	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT and DATA (default 1000).
+	MaxCommands int `yaml:"max_commands"`
+	// MaxErrors is the number of rejected commands (bad recipients, failed AUTH, policy
+	// rejections) after which the session is closed with 421 (default 20).
+	MaxErrors int `yaml:"max_errors"`
+	// MaxConnections in total (default 500) and MaxConnectionsPerIP (default 20); over the
+	// limit a client gets 421 4.7.0 and is disconnected.
+	MaxConnections      int `yaml:"max_connections"`
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+
+	// CommandTimeout bounds the wait for each command and, during DATA, for each read
+	// (default 5m, RFC 5321 §4.5.3.2.7).
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// DataTimeout bounds the whole DATA transfer (default 10m).
+	DataTimeout time.Duration `yaml:"data_timeout"`
+	// SessionTimeout bounds a whole connection (default 1h).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// PolicyTimeout bounds the engine's evaluation of one stage (default 60s).
+	PolicyTimeout time.Duration `yaml:"policy_timeout"`
+	// QueueTimeout bounds Enqueue (default 60s).
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+	// ShutdownTimeout is how long Serve waits for sessions in progress when its context
+	// ends (default 30s).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// ListenerConfig is one listening socket.
+type ListenerConfig struct {
+	Name string `yaml:"name"` // in logs, metrics and policy.Conn.Listener; default the mode
+	Addr string `yaml:"addr"` // host:port
+	Mode string `yaml:"mode"` // mx, submission or submissions
+	// RequireAuth requires AUTH before MAIL. Default true for submission(s), and
+	// impossible for mx (AUTH is never offered there).
+	RequireAuth *bool `yaml:"require_auth"`
+	// ProxyProtocol expects a PROXY protocol v1 or v2 header (HAProxy) on every
+	// connection; the client address is taken from it.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// ProxyFrom restricts who may send PROXY headers (CIDRs); others are dropped.
+	// Empty means any peer (only sensible when the port is firewalled).
+	ProxyFrom []string `yaml:"proxy_from"`
+}
+
+// TLSFiles names a PEM certificate chain and key.
+type TLSFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Defaults returns cfg with every unset limit filled in.
+func (cfg Config) Defaults() Config {
+	set := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	setD := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 32 << 20
+	}
+	set(&cfg.MaxRecipients, 100)
+	set(&cfg.MaxLineLength, 4096)
+	set(&cfg.MaxCommands, 1000)
+	set(&cfg.MaxErrors, 20)
+	set(&cfg.MaxConnections, 500)
+	set(&cfg.MaxConnectionsPerIP, 20)
+	setD(&cfg.CommandTimeout, 5*time.Minute)
+	setD(&cfg.DataTimeout, 10*time.Minute)
+	setD(&cfg.SessionTimeout, time.Hour)
+	setD(&cfg.PolicyTimeout, time.Minute)
+	setD(&cfg.QueueTimeout, time.Minute)
+	setD(&cfg.ShutdownTimeout, 30*time.Second)
+	if cfg.DelayReject == nil {
+		t := true
+		cfg.DelayReject = &t
+	}
+	ls := make([]ListenerConfig, len(cfg.Listeners))
+	for i, l := range cfg.Listeners {
+		if l.Mode == "" {
+			l.Mode = ModeMX
+		}
+		if l.Name == "" {
+			l.Name = l.Mode
+		}
+		if l.RequireAuth == nil {
+			v := l.Mode != ModeMX
+			l.RequireAuth = &v
+		}
+		ls[i] = l
+	}
+	cfg.Listeners = ls
+	return cfg
+}
+
+// validate checks a Config that went through Defaults.
+func (cfg Config) validate() (trusted []netip.Prefix, err error) {
+	if len(cfg.Listeners) == 0 {
+		return nil, fmt.Errorf("smtpd: no listeners configured")
+	}
+	names := map[string]bool{}
+	for i, l := range cfg.Listeners {
+		switch l.Mode {
+		case ModeMX, ModeSubmission, ModeSubmissions:
+		default:
+			return nil, fmt.Errorf("smtpd: listener %d (%q): mode %q: want mx, submission or submissions", i, l.Name, l.Mode)
+		}
+		if l.Mode == ModeMX && *l.RequireAuth {
+			return nil, fmt.Errorf("smtpd: listener %q: require_auth is not possible in mx mode (AUTH is not offered)", l.Name)
+		}
+		if l.Addr == "" {
+			return nil, fmt.Errorf("smtpd: listener %q: addr is empty", l.Name)
+		}
+		if names[l.Name] {
+			return nil, fmt.Errorf("smtpd: listener name %q used twice", l.Name)
+		}
+		names[l.Name] = true
+		if _, err := parsePrefixes(l.ProxyFrom); err != nil {
+			return nil, fmt.Errorf("smtpd: listener %q: proxy_from: %w", l.Name, err)
+		}
+	}
+	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+		return nil, fmt.Errorf("smtpd: tls: cert_file and key_file go together")
+	}
+	for _, d := range cfg.LocalDomains {
+		if !validDomain(strings.ToLower(strings.TrimSuffix(d, "."))) {
+			return nil, fmt.Errorf("smtpd: local_domains: %q is not a domain name", d)
+		}
+	}
+	trusted, err = parsePrefixes(cfg.TrustedNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("smtpd: trusted_networks: %w", err)
+	}
+	return trusted, nil
+}
+
+// parsePrefixes parses CIDRs and single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q: %w", s, err)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

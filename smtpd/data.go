@@ -1,0 +1,268 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// errBareNewline reports a CR not followed by LF or an LF not preceded by CR in DATA.
+var errBareNewline = errors.New("bare CR or LF in message")
+
+var (
+	// RFC 5321 §2.3.8 and §4.1.1.4: lines end with CRLF, and CR and LF must not appear
+	// alone. Refusing them closes the SMTP smuggling hole of receivers that disagree on
+	// where the data ends (CVE-2023-51764 and friends).
+	replyBareNewline = policy.Reply{Code: 550, Enhanced: "5.6.0", Text: "Message contains a bare CR or LF, refused (RFC 5321 section 2.3.8)"}
+	replyTooBig      = policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "Message size exceeds the limit"}
+	replyLineTooLong = policy.Reply{Code: 500, Enhanced: "5.5.2", Text: "Line too long"}
+	replyDataTimeout = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Timeout during DATA, closing connection"}
+	replyDataError   = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Error reading the message"}
+	replyQueueError  = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Queue write failed, try again later"}
+)
+
+// readMessage reads the message from go-smtp's dot-decoded DATA reader (or BDAT pipe)
+// into memory, refusing bare CR and bare LF; go-smtp bounds the size
+// (smtp.ErrDataTooLarge). It stops at the first bare newline: where the data really ends
+// is then uncertain (go-smtp itself misses the end marker in "\r\r\n.\r\n"), so the
+// caller answers and closes the connection, as Postfix does.
+func readMessage(r io.Reader, buf *bytes.Buffer) error {
+	var chunk [32 << 10]byte
+	// go-smtp's DATA reader fills the whole buffer before it returns, so a bare newline
+	// followed by a sequence it does not recognise as the end would stall the read until
+	// the timeout. One byte at a time, we see each byte as soon as it arrives. BDAT chunks
+	// come through an io.Pipe, which returns what it has: big reads are fine there.
+	size := 1
+	if _, ok := r.(*io.PipeReader); ok {
+		size = len(chunk)
+	}
+	prevCR := false
+	for {
+		n, err := r.Read(chunk[:size])
+		p := chunk[:n]
+		for _, c := range p {
+			if prevCR && c != '\n' || c == '\n' && !prevCR {
+				return errBareNewline
+			}
+			prevCR = c == '\r'
+		}
+		buf.Write(p)
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF && prevCR:
+			return errBareNewline
+		case err == io.EOF:
+			return nil
+		}
+		return err
+	}
+}
+
+func (s *session) Data(r io.Reader) error {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.command(); err != nil {
+		return err
+	}
+	start := time.Now()
+	st.nc.setData(start.Add(st.srv.cfg.DataTimeout))
+	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
+	err := readMessage(r, buf)
+	st.nc.setData(time.Time{})
+	if err != nil {
+		st.inTxn.Store(false)
+		return st.dataReadError(err)
+	}
+	raw := buf.Bytes()
+	receivedAt := time.Now()
+	st.msgSeq++
+	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
+
+	if p := st.srv.deps.PrepareMessage; p != nil {
+		out, err := p(st.ctx, st.tx, raw)
+		if err != nil {
+			st.srv.log.Error("smtp prepare message failed", "id", msgID, "err", err)
+			return st.refuse(policy.StageData, replyDataError, "prepare_error")
+		}
+		raw = out
+	}
+	st.tx.Message = policy.NewMessage(raw, receivedAt)
+	d := st.evaluate(policy.StageData)
+	if d.Terminal() {
+		if d.Verdict == policy.Reject {
+			st.srv.m.message(st.l.cfg.Name, "rejected")
+		} else {
+			st.srv.m.message(st.l.cfg.Name, "tempfailed")
+		}
+		return st.fail(policy.StageData, replyOf(d))
+	}
+	st.txnDec = append(st.txnDec, d)
+	verdict, headers, tags, score := st.finalVerdict()
+	if verdict == policy.Discard {
+		st.srv.m.message(st.l.cfg.Name, "discarded")
+		st.srv.m.reply(st.l.cfg.Name, "data", 250)
+		st.srv.log.Info("smtp message discarded", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", st.tx.Envelope.From.String(), "rcpts", joinAddrs(st.tx.Envelope.Rcpts))
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
+	}
+
+	env := spool.Envelope{
+		From:       st.tx.Envelope.From.String(),
+		To:         make([]string, len(st.tx.Envelope.Rcpts)),
+		ReceivedAt: receivedAt,
+		Listener:   st.l.cfg.Name,
+		ClientIP:   st.tx.Conn.IP.String(),
+		HELO:       st.tx.Conn.HELO,
+		AuthUser:   st.tx.Conn.AuthUser,
+		Quarantine: verdict == policy.Quarantine,
+		Tags:       tags,
+		Score:      score,
+	}
+	if st.tx.Envelope.From.IsNull() {
+		env.From = ""
+	}
+	for i, a := range st.tx.Envelope.Rcpts {
+		env.To[i] = a.String()
+	}
+	hdr := st.traceHeaders(msgID, headers, receivedAt)
+	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.QueueTimeout)
+	id, err := st.srv.deps.Queue.Enqueue(ctx, env, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)))
+	cancel()
+	st.srv.m.observe("enqueue", time.Since(receivedAt).Seconds())
+	if err != nil {
+		st.srv.log.Error("smtp enqueue failed", "id", msgID, "err", err)
+		st.srv.m.message(st.l.cfg.Name, "tempfailed")
+		return st.refuse(policy.StageData, replyQueueError, "queue_error")
+	}
+	outcome := "queued"
+	if env.Quarantine {
+		outcome = "quarantined"
+	}
+	st.srv.m.message(st.l.cfg.Name, outcome)
+	st.srv.m.reply(st.l.cfg.Name, "data", 250)
+	st.srv.log.Info("smtp message queued", "id", msgID, "queue_id", id, "client_ip", st.tx.Conn.IP.String(),
+		"from", env.From, "rcpts", env.To, "size", len(raw), "quarantine", env.Quarantine,
+		"duration_ms", time.Since(start).Milliseconds())
+	st.evaluate(policy.StageQueued)
+	// go-smtp turns an *SMTPError into the reply as it is, a 250 included.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+func (st *connState) dataReadError(err error) error {
+	switch {
+	case errors.Is(err, errBareNewline):
+		st.srv.m.message(st.l.cfg.Name, "rejected")
+		st.nc.killed.Store(true) // answer, then close: the rest is not read as commands
+		return st.refuse(policy.StageData, replyBareNewline, "bare_newline")
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		st.srv.m.message(st.l.cfg.Name, "rejected")
+		return st.refuse(policy.StageData, replyTooBig, "too_big")
+	case errors.Is(err, smtp.ErrTooLongLine):
+		st.nc.killed.Store(true) // go-smtp closes the connection anyway
+		return st.refuse(policy.StageData, replyLineTooLong, "line_too_long")
+	case errors.Is(err, smtp.ErrDataReset):
+		return err
+	case isTimeout(err):
+		st.nc.killed.Store(true)
+		return st.refuse(policy.StageData, replyDataTimeout, "data_timeout")
+	}
+	st.nc.killed.Store(true)
+	st.srv.log.Info("smtp DATA read failed", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String(), "err", err)
+	return smtpError(replyDataError)
+}
+
+// traceHeaders returns the header fields we prepend: the policies' and rules' headers,
+// then our Received field (RFC 5321 §4.4, with the RFC 3848 protocol keyword), newest on
+// top.
+func (st *connState) traceHeaders(msgID string, headers []policy.Header, at time.Time) string {
+	var b strings.Builder
+	for _, h := range headers {
+		name := sanitizeHeaderName(h.Name)
+		if name == "" {
+			continue
+		}
+		b.WriteString(name)
+		b.WriteString(": ")
+		b.WriteString(sanitizeHeaderValue(h.Value))
+		b.WriteString("\r\n")
+	}
+	c := st.tx.Conn
+	proto := "ESMTP"
+	if c.TLS {
+		proto += "S"
+	}
+	if c.AuthUser != "" {
+		proto += "A"
+	}
+	rdns := c.Hostname
+	if rdns == "" {
+		rdns = "unknown"
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s [%s])\r\n\tby %s (portcullis) with %s id %s",
+		commentSafe(c.HELO), commentSafe(rdns), c.IP, st.srv.cfg.Hostname, proto, msgID)
+	if c.TLS {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", c.TLSVer, c.TLSCipher)
+	}
+	if len(st.tx.Envelope.Rcpts) == 1 {
+		// Only one: naming every recipient would disclose Bcc recipients.
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", commentSafe(st.tx.Envelope.Rcpts[0].String()))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", at.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// commentSafe keeps printable ASCII without the characters that would end a comment or
+// the header.
+func commentSafe(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f || r == '(' || r == ')' || r == '\\' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func sanitizeHeaderName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == ':' {
+			return ""
+		}
+	}
+	return s
+}
+
+// sanitizeHeaderValue keeps folding (CRLF followed by white space) and turns any other CR
+// or LF into a space, so that a value can never start a new header field.
+func sanitizeHeaderValue(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' && i+2 < len(v) && v[i+1] == '\n' && (v[i+2] == ' ' || v[i+2] == '\t') {
+			b.WriteString("\r\n")
+			i++
+			continue
+		}
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

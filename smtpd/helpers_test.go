@@ -1,0 +1,233 @@
+package smtpd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// dirQueue is a durable test queue: each message is written to its own file in a
+// directory (envelope JSON line, then the message), fsynced, and the directory fsynced,
+// before Enqueue returns.
+type dirQueue struct {
+	dir string
+	mu  sync.Mutex
+	n   int
+	got []queued
+	err error // when set, Enqueue fails with it
+}
+
+type queued struct {
+	ID   string
+	Env  spool.Envelope
+	Data []byte
+}
+
+func newDirQueue(t testing.TB) *dirQueue { return &dirQueue{dir: t.TempDir()} }
+
+func (q *dirQueue) Enqueue(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error) {
+	q.mu.Lock()
+	if q.err != nil {
+		q.mu.Unlock()
+		return "", q.err
+	}
+	q.n++
+	id := "Q" + strconv.Itoa(q.n)
+	q.mu.Unlock()
+	env.ID = id
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(env); err != nil {
+		return "", err
+	}
+	hdrLen := buf.Len()
+	if _, err := io.Copy(&buf, msg); err != nil {
+		return "", fmt.Errorf("read message: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(q.dir, id+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, filepath.Join(q.dir, id)); err != nil {
+		return "", err
+	}
+	d, err := os.Open(q.dir)
+	if err != nil {
+		return "", err
+	}
+	err = d.Sync()
+	d.Close()
+	if err != nil {
+		return "", err
+	}
+	q.mu.Lock()
+	q.got = append(q.got, queued{ID: id, Env: env, Data: buf.Bytes()[hdrLen:]})
+	q.mu.Unlock()
+	return id, nil
+}
+
+func (q *dirQueue) messages() []queued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]queued(nil), q.got...)
+}
+
+// users is a test Authenticator.
+type users map[string]string
+
+func (u users) Authenticate(_ context.Context, user, pass string, _ netip.Addr) (string, error) {
+	if p, ok := u[user]; ok && p == pass {
+		return user, nil
+	}
+	return "", auth.ErrInvalid
+}
+
+// rulesEngine compiles testdata/rules.yaml with the real policy engine.
+func rulesEngine(t testing.TB) *policy.Engine {
+	t.Helper()
+	data, err := os.ReadFile("testdata/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := policy.ParseRules(data, "testdata/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.NewEngine(policy.EngineConfig{Rules: specs, LocalDomains: []string{"example.test"}, Hostname: "mx.example.test", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func quietLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// testServer is a running server on 127.0.0.1 with three listeners: mx, submission
+// (STARTTLS) and submissions (implicit TLS).
+type testServer struct {
+	*smtpd.Server
+	q   *dirQueue
+	cfg smtpd.Config
+}
+
+func (ts *testServer) addr(name string) string { return ts.Addr(name).String() }
+
+// start runs a server; edit may change the config and deps first.
+func start(t testing.TB, edit func(*smtpd.Config, *smtpd.Deps)) *testServer {
+	t.Helper()
+	q := newDirQueue(t)
+	cfg := smtpd.Config{
+		Hostname: "mx.example.test",
+		DataDir:  t.TempDir(),
+		Listeners: []smtpd.ListenerConfig{
+			{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX},
+			{Name: "submission", Addr: "127.0.0.1:0", Mode: smtpd.ModeSubmission},
+			{Name: "submissions", Addr: "127.0.0.1:0", Mode: smtpd.ModeSubmissions},
+		},
+		LocalDomains:   []string{"example.test"},
+		CommandTimeout: 10 * time.Second,
+	}
+	deps := smtpd.Deps{
+		Engine: rulesEngine(t),
+		Queue:  q,
+		Auth:   users{"alice@example.test": "secret"},
+		Logger: quietLogger(),
+	}
+	if edit != nil {
+		edit(&cfg, &deps)
+	}
+	srv, err := smtpd.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(40 * time.Second):
+			t.Errorf("Serve did not return after cancel")
+		}
+	})
+	return &testServer{Server: srv, q: q, cfg: cfg}
+}
+
+// dial connects to a listener and checks the greeting.
+func dial(t testing.TB, addr string) *smtptest.Conn {
+	t.Helper()
+	c, err := smtptest.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Expect(t, "", 220)
+	return c
+}
+
+// waitFor polls cond for up to 5 s (for effects that follow a reply asynchronously).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+type knownRcpts map[string]bool
+
+func (k knownRcpts) ValidRecipient(_ context.Context, a policy.Address) (bool, error) {
+	return k[a.Local], nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

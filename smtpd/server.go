@@ -1,0 +1,406 @@
+// Package smtpd is portcullis's SMTP server: MX and submission listeners on go-smtp that
+// run the policy engine at every stage of the dialogue (connect, helo, mail, rcpt, data)
+// and hand accepted messages to a durable queue, answering 250 only once the queue has
+// the message on disk.
+//
+// Around go-smtp it adds what an MTA facing the Internet needs: connect-time policy and
+// connection limits in a listener wrapper (go-smtp greets before any backend code runs),
+// relay control (local domains, trusted networks, authenticated users) that also refuses
+// the classic routing tricks, AUTH PLAIN and LOGIN only over TLS, a self-signed
+// certificate when none is configured, idle and total timeouts that go-smtp's single
+// ReadTimeout cannot express, refusal of bare CR and bare LF in DATA (SMTP smuggling),
+// the PROXY protocol, one structured log record per stage decision and Prometheus
+// metrics.
+package smtpd
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// Engine decides each stage. *policy.Engine implements it.
+type Engine interface {
+	Evaluate(ctx context.Context, stage policy.Stage, tx *policy.Transaction) policy.Decision
+}
+
+// EngineFunc adapts a function to Engine.
+type EngineFunc func(ctx context.Context, stage policy.Stage, tx *policy.Transaction) policy.Decision
+
+// Evaluate calls f.
+func (f EngineFunc) Evaluate(ctx context.Context, stage policy.Stage, tx *policy.Transaction) policy.Decision {
+	return f(ctx, stage, tx)
+}
+
+// Queue takes accepted messages. Enqueue must return only once the message and its
+// envelope are durable (fsynced); the 250 reply waits for it.
+type Queue interface {
+	Enqueue(ctx context.Context, env spool.Envelope, msg io.Reader) (id string, err error)
+}
+
+// RecipientValidator says whether a recipient in a local domain exists. false gets
+// 550 5.1.1; an error gets 451 4.3.0.
+type RecipientValidator interface {
+	ValidRecipient(ctx context.Context, rcpt policy.Address) (bool, error)
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Engine Engine // nil accepts everything that passes relay control and the limits
+	Queue  Queue  // required
+	// Auth checks AUTH PLAIN/LOGIN credentials on submission listeners; nil offers no AUTH.
+	Auth auth.Authenticator
+	// Resolver is used for forward-confirmed reverse DNS at connect; nil skips it.
+	Resolver dnsx.Resolver
+	// Recipients validates local recipients; nil accepts every local recipient.
+	Recipients RecipientValidator
+	// PrepareMessage may rewrite the received message before the data stage, e.g. to
+	// strip forged Authentication-Results headers (dkim.StripForgedAuthResults). It gets
+	// the raw message (CRLF line endings) and returns the message to use.
+	PrepareMessage func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error)
+	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
+	TLSConfig *tls.Config
+	Logger    *slog.Logger          // nil: slog.Default()
+	Metrics   prometheus.Registerer // nil: no metrics
+}
+
+// Server is the SMTP server. Create it with New, then Serve.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	m       *metrics
+	trusted []netip.Prefix
+	local   map[string]bool
+
+	mu        sync.Mutex
+	listeners []*listener
+	perIP     map[netip.Addr]int
+	total     int
+	conns     map[*conn]struct{}
+	tlsConfig *tls.Config
+
+	closing  atomic.Bool
+	wg       sync.WaitGroup // admit goroutines and accept loops
+	serveErr chan error
+}
+
+type listener struct {
+	cfg  ListenerConfig
+	ln   net.Listener // raw (or PROXY) listener
+	gate *gate
+	smtp *smtp.Server
+}
+
+// New checks cfg and returns a server. It does no I/O: sockets are opened by Listen (or
+// Serve) and the certificate is loaded there.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg = cfg.Defaults()
+	trusted, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if deps.Queue == nil {
+		return nil, errors.New("smtpd: Deps.Queue is required")
+	}
+	s := &Server{
+		cfg: cfg, deps: deps, trusted: trusted,
+		local: make(map[string]bool),
+		perIP: make(map[netip.Addr]int),
+		conns: make(map[*conn]struct{}),
+		log:   deps.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	for _, d := range cfg.LocalDomains {
+		s.local[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	s.m, err = newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("smtpd: register metrics: %w", err)
+	}
+	return s, nil
+}
+
+// Listen opens every listener's socket (and loads the TLS certificate when needed). Serve
+// calls it when it has not been called; call it yourself to learn the addresses of
+// listeners configured with port 0.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listeners != nil {
+		return nil
+	}
+	s.tlsConfig = s.deps.TLSConfig
+	if s.tlsConfig == nil {
+		tc, err := LoadTLSConfig(s.cfg)
+		if err != nil {
+			return err
+		}
+		s.tlsConfig = tc
+	}
+	var out []*listener
+	for _, lc := range s.cfg.Listeners {
+		raw, err := net.Listen("tcp", lc.Addr)
+		if err != nil {
+			for _, l := range out {
+				l.ln.Close()
+			}
+			return fmt.Errorf("smtpd: listen %s on %s: %w", lc.Name, lc.Addr, err)
+		}
+		ln := raw
+		if lc.ProxyProtocol {
+			pl := &proxyproto.Listener{Listener: raw, ReadHeaderTimeout: 10 * time.Second}
+			if len(lc.ProxyFrom) > 0 {
+				pol, err := proxyproto.TrustProxyHeaderFromRanges(lc.ProxyFrom)
+				if err != nil {
+					raw.Close()
+					return fmt.Errorf("smtpd: listener %s: proxy_from: %w", lc.Name, err)
+				}
+				pl.ConnPolicy = pol
+			} else {
+				pl.ConnPolicy = func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+					return proxyproto.REQUIRE, nil
+				}
+			}
+			ln = pl
+		}
+		l := &listener{cfg: lc, ln: ln}
+		l.gate = &gate{srv: s, l: l, ch: make(chan net.Conn), done: make(chan struct{})}
+		l.smtp = s.newSMTPServer(l)
+		out = append(out, l)
+	}
+	s.listeners = out
+	return nil
+}
+
+func (s *Server) newSMTPServer(l *listener) *smtp.Server {
+	ss := smtp.NewServer(&backend{srv: s, l: l})
+	ss.Domain = s.cfg.Hostname
+	ss.MaxMessageBytes = s.cfg.MaxMessageBytes
+	ss.MaxRecipients = s.cfg.MaxRecipients
+	ss.MaxLineLength = s.cfg.MaxLineLength
+	ss.WriteTimeout = s.cfg.CommandTimeout
+	ss.ReadTimeout = 0 // deadlines are set by conn (see conn.go)
+	ss.ErrorLog = log.New(slogWriter{s.log}, "", 0)
+	if l.cfg.Mode == ModeSubmission {
+		ss.TLSConfig = s.tlsConfig
+	} else if l.cfg.Mode == ModeMX {
+		ss.TLSConfig = s.tlsConfig // STARTTLS on port 25 too (opportunistic)
+	}
+	// ModeSubmissions: the gate hands over *tls.Conn after the handshake; no STARTTLS.
+	return ss
+}
+
+// Addr returns the address of the listener named name, nil before Listen.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.cfg.Name == name {
+			return l.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Serve serves every listener until ctx ends (then it shuts down gracefully, waiting up
+// to Config.ShutdownTimeout for sessions in progress) or Shutdown is called. It returns
+// nil after a shutdown, or the first listener error.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	ls := s.listeners
+	s.serveErr = make(chan error, len(ls))
+	s.mu.Unlock()
+	for _, l := range ls {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			l.gate.run()
+		}()
+		go func() {
+			err := l.smtp.Serve(l.gate)
+			if err != nil && !errors.Is(err, net.ErrClosed) && !s.closing.Load() {
+				s.serveErr <- fmt.Errorf("smtpd: listener %s: %w", l.cfg.Name, err)
+				return
+			}
+			s.serveErr <- nil
+		}()
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-s.serveErr:
+		if first == nil {
+			// A listener stopped because Shutdown was called elsewhere.
+			s.waitServe(len(ls) - 1)
+			return nil
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+func (s *Server) waitServe(n int) {
+	for range n {
+		<-s.serveErr
+	}
+}
+
+// Shutdown stops accepting connections, closes idle sessions with 421, lets sessions in
+// the middle of a mail transaction finish, and closes whatever is left when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.closing.Swap(true) {
+		return nil
+	}
+	s.mu.Lock()
+	ls := s.listeners
+	for c := range s.conns {
+		c.interruptIdle()
+	}
+	s.mu.Unlock()
+	var firstErr error
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() {
+			if err := l.smtp.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				_ = l.smtp.Close()
+				s.mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				s.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	// Connections still in the gate (connect stage running) end with the context.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		if firstErr == nil {
+			firstErr = ctx.Err()
+		}
+	}
+	return firstErr
+}
+
+// gate is the net.Listener go-smtp serves. Its accept loop admits each connection in its
+// own goroutine (PROXY header, limits, TLS handshake on implicit-TLS ports, FCrDNS and the
+// connect stage) and hands it to go-smtp only when the client may be greeted.
+type gate struct {
+	srv  *Server
+	l    *listener
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (g *gate) Accept() (net.Conn, error) {
+	select {
+	case c := <-g.ch:
+		return c, nil
+	case <-g.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (g *gate) Close() error {
+	var err error
+	g.once.Do(func() {
+		close(g.done)
+		err = g.l.ln.Close()
+	})
+	return err
+}
+
+func (g *gate) Addr() net.Addr { return g.l.ln.Addr() }
+
+func (g *gate) run() {
+	var delay time.Duration
+	for {
+		c, err := g.l.ln.Accept()
+		if err != nil {
+			select {
+			case <-g.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off (as net/http does).
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			g.srv.log.Warn("smtp accept error", "listener", g.l.cfg.Name, "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		g.srv.wg.Add(1)
+		go func() {
+			defer g.srv.wg.Done()
+			g.srv.admit(g, c)
+		}()
+	}
+}
+
+// slogWriter turns go-smtp's log.Logger output into slog records.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn("go-smtp", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// newID returns a session id: time-ordered, unique, 14 characters of base32.
+func newID() string {
+	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ" // Crockford
+	var b [14]byte
+	t := uint64(time.Now().UnixMilli())
+	for i := 7; i >= 0; i-- {
+		b[i] = alphabet[t&31]
+		t >>= 5
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	for i := range 6 {
+		b[8+i] = alphabet[r[i]&31]
+	}
+	return string(b[:])
+}

@@ -1,0 +1,395 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/policy"
+)
+
+// connState is what we know of one connection; it outlives go-smtp's sessions, which are
+// recreated after STARTTLS.
+type connState struct {
+	srv *Server
+	l   *listener
+	nc  *conn
+	ctx context.Context // ends when the connection closes
+
+	mu sync.Mutex // serialises session callbacks (BDAT runs Data in its own goroutine)
+	tx *policy.Transaction
+
+	// pending is a rejection decided at connect, helo or mail and not answered yet:
+	// with delay_reject it is answered at RCPT, otherwise (a re-EHLO, which go-smtp
+	// answers itself) at the next MAIL.
+	pending      *policy.Decision
+	pendingStage policy.Stage
+
+	inTxn    atomic.Bool // between an accepted MAIL and the end of the transaction
+	commands int
+	errors   int
+	msgSeq   int
+
+	connDec []policy.Decision // connect and helo decisions (headers, tags, verdict)
+	txnDec  []policy.Decision // mail, rcpt and data decisions of the transaction
+}
+
+type backend struct {
+	srv *Server
+	l   *listener
+}
+
+// NewSession runs at HELO/EHLO (go-smtp creates sessions there, and again after STARTTLS).
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	nc := netConnOf(c.Conn())
+	if nc == nil || nc.st == nil || nc.st.tx == nil {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "internal error: unknown connection"}
+	}
+	st := nc.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if cs, ok := c.TLSConnectionState(); ok && !st.tx.Conn.TLS {
+		setTLS(&st.tx.Conn, cs) // after STARTTLS: RFC 3207 §4.2 forgets everything else
+		st.tx.Conn.AuthUser = ""
+	}
+	if err := st.command(); err != nil {
+		return nil, err
+	}
+	if err := st.helo(c.Hostname(), true); err != nil {
+		return nil, err
+	}
+	return &session{st: st, c: c}, nil
+}
+
+// helo runs the helo stage for name. With immediate, a rejection is returned (go-smtp
+// answers it to the EHLO); otherwise it is kept for the next MAIL.
+func (st *connState) helo(name string, immediate bool) error {
+	st.tx.Conn.HELO = name
+	st.tx.ResetHelo()
+	st.resetTxn()
+	st.connDec = st.connDec[:min(len(st.connDec), 1)] // keep the connect decision
+	if st.pending != nil && st.pendingStage >= policy.StageHelo {
+		st.pending = nil
+	}
+	if st.pending != nil {
+		return nil // a connect rejection waits for RCPT; judging HELO is moot
+	}
+	d := st.evaluate(policy.StageHelo)
+	st.connDec = append(st.connDec, d)
+	if !d.Terminal() {
+		return nil
+	}
+	if *st.srv.cfg.DelayReject || !immediate {
+		st.pending, st.pendingStage = &d, policy.StageHelo
+		return nil
+	}
+	return st.fail(policy.StageHelo, replyOf(d))
+}
+
+// command counts a command against MaxCommands.
+func (st *connState) command() error {
+	if st.nc.killed.Load() {
+		return errClosing
+	}
+	st.commands++
+	if st.commands > st.srv.cfg.MaxCommands {
+		st.nc.killed.Store(true)
+		st.srv.log.Warn("smtp session closed: too many commands", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String())
+		return errTooManyCommands
+	}
+	return nil
+}
+
+// fail counts a rejected command and returns reply as an error for go-smtp. When the
+// session has made too many errors it is closed after this reply (with 421 instead).
+func (st *connState) fail(stage policy.Stage, r policy.Reply) error {
+	st.srv.m.reply(st.l.cfg.Name, stage.String(), r.Code)
+	st.errors++
+	if st.errors > st.srv.cfg.MaxErrors {
+		st.nc.killed.Store(true)
+		st.srv.log.Warn("smtp session closed: too many errors", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String(), "last_reply", r.String())
+		return errTooManyErrors
+	}
+	return smtpError(r)
+}
+
+var (
+	errClosing         = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Closing connection"}
+	errTooManyCommands = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands, closing connection"}
+	errTooManyErrors   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}
+)
+
+func (st *connState) resetTxn() {
+	st.tx.Reset()
+	st.txnDec = st.txnDec[:0]
+	st.inTxn.Store(false)
+	if st.pending != nil && st.pendingStage == policy.StageMail {
+		st.pending = nil
+	}
+}
+
+// evaluate runs one stage through the engine, logs it and records its latency.
+func (st *connState) evaluate(stage policy.Stage) policy.Decision {
+	start := time.Now()
+	var d policy.Decision
+	if e := st.srv.deps.Engine; e != nil {
+		ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
+		d = e.Evaluate(ctx, stage, st.tx)
+		cancel()
+	}
+	d.Stage = stage
+	st.srv.m.observe(stage.String(), time.Since(start).Seconds())
+	var reply string
+	if d.Terminal() {
+		reply = replyOf(d).String()
+	}
+	st.logDecision(stage, d, reply, "")
+	return d
+}
+
+// logDecision writes the one record of a stage decision: transport facts, the rule, the
+// verdict, the reply and each policy's result.
+func (st *connState) logDecision(stage policy.Stage, d policy.Decision, reply, reason string) {
+	lg := st.srv.log
+	lvl := slog.LevelInfo
+	if !lg.Enabled(st.ctx, lvl) {
+		return
+	}
+	tx := st.tx
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
+		slog.String("id", tx.Conn.ID),
+		slog.String("listener", tx.Conn.Listener),
+		slog.String("stage", stage.String()),
+		slog.String("client_ip", tx.Conn.IP.String()),
+	)
+	if tx.Conn.Hostname != "" {
+		attrs = append(attrs, slog.String("client_name", tx.Conn.Hostname))
+	}
+	if tx.Conn.HELO != "" {
+		attrs = append(attrs, slog.String("helo", tx.Conn.HELO))
+	}
+	if tx.Conn.TLS {
+		attrs = append(attrs, slog.String("tls", tx.Conn.TLSVer))
+	}
+	if tx.Conn.AuthUser != "" {
+		attrs = append(attrs, slog.String("auth", tx.Conn.AuthUser))
+	}
+	if stage >= policy.StageMail && stage <= policy.StageQueued {
+		attrs = append(attrs, slog.String("from", tx.Envelope.From.String()))
+	}
+	if stage == policy.StageRcpt {
+		attrs = append(attrs, slog.String("rcpt", tx.Rcpt.String()))
+	} else if stage >= policy.StageData && len(tx.Envelope.Rcpts) > 0 {
+		rs := make([]string, len(tx.Envelope.Rcpts))
+		for i, r := range tx.Envelope.Rcpts {
+			rs[i] = r.String()
+		}
+		attrs = append(attrs, slog.Any("rcpts", rs))
+	}
+	if d.Rule != "" {
+		attrs = append(attrs, slog.String("rule", d.Rule))
+	}
+	attrs = append(attrs, slog.String("verdict", d.Verdict.String()))
+	if reply != "" {
+		attrs = append(attrs, slog.String("reply", reply))
+	}
+	if reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	if d.Score != 0 {
+		attrs = append(attrs, slog.Float64("score", d.Score))
+	}
+	if len(d.Tags) > 0 {
+		attrs = append(attrs, slog.Any("tags", d.Tags))
+	}
+	if len(d.Results) > 0 {
+		rs := make([]any, 0, len(d.Results))
+		for name, r := range d.Results {
+			g := []any{slog.String("status", string(r.Status))}
+			if r.Reason != "" {
+				g = append(g, slog.String("reason", r.Reason))
+			}
+			if r.Err != nil {
+				g = append(g, slog.String("err", r.Err.Error()))
+			}
+			rs = append(rs, slog.Group(name, g...))
+		}
+		attrs = append(attrs, slog.Group("results", rs...))
+	}
+	lg.LogAttrs(st.ctx, lvl, "smtp stage", attrs...)
+}
+
+// refuse logs and answers a rejection that smtpd itself decided (relay control, bad
+// syntax, unknown user, limits), as a decision at stage.
+func (st *connState) refuse(stage policy.Stage, r policy.Reply, reason string) error {
+	v := policy.Reject
+	if r.Code/100 == 4 {
+		v = policy.Tempfail
+	}
+	st.logDecision(stage, policy.Decision{Stage: stage, Verdict: v}, r.String(), reason)
+	return st.fail(stage, r)
+}
+
+// replyOf returns the reply of a terminal decision, with the default when the rule gave
+// none and the class forced to match the verdict.
+func replyOf(d policy.Decision) policy.Reply {
+	r := d.Reply
+	def := policy.DefaultReply(d.Verdict)
+	if r.Code == 0 {
+		return def
+	}
+	if d.Verdict == policy.Reject && r.Code/100 != 5 || d.Verdict == policy.Tempfail && r.Code/100 != 4 {
+		r.Code, r.Enhanced = def.Code, def.Enhanced
+	}
+	if r.Enhanced == "" {
+		r.Enhanced = def.Enhanced
+	}
+	r.Text = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, r.Text)
+	if r.Text == "" {
+		r.Text = def.Text
+	}
+	return r
+}
+
+func smtpError(r policy.Reply) *smtp.SMTPError {
+	e := &smtp.SMTPError{Code: r.Code, Message: r.Text}
+	var a, b, c int
+	if n, _ := sscanEnhanced(r.Enhanced, &a, &b, &c); n == 3 {
+		e.EnhancedCode = smtp.EnhancedCode{a, b, c}
+	}
+	return e
+}
+
+func sscanEnhanced(s string, a, b, c *int) (int, error) {
+	p := strings.Split(s, ".")
+	if len(p) != 3 {
+		return 0, errors.New("not an enhanced code")
+	}
+	out := []*int{a, b, c}
+	for i, x := range p {
+		n := 0
+		if x == "" || len(x) > 3 {
+			return i, errors.New("bad enhanced code")
+		}
+		for _, ch := range x {
+			if ch < '0' || ch > '9' {
+				return i, errors.New("bad enhanced code")
+			}
+			n = n*10 + int(ch-'0')
+		}
+		*out[i] = n
+	}
+	return 3, nil
+}
+
+// session is go-smtp's per-EHLO session.
+type session struct {
+	st *connState
+	c  *smtp.Conn
+}
+
+func (s *session) Reset() {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	// go-smtp calls Reset for RSET, after DATA and for a second EHLO; only the last
+	// changes the HELO name, and it must be judged again.
+	if h := s.c.Hostname(); h != "" && h != st.tx.Conn.HELO {
+		_ = st.helo(h, false)
+		return
+	}
+	st.resetTxn()
+}
+
+func (s *session) Logout() error { return nil }
+
+func (s *session) AuthMechanisms() []string {
+	if s.st.l.cfg.Mode == ModeMX || s.st.srv.deps.Auth == nil {
+		return nil
+	}
+	if _, ok := s.c.TLSConnectionState(); !ok {
+		return nil // AUTH only after TLS (go-smtp checks it too)
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.AuthMechanisms() == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if err := s.st.command(); err != nil {
+		return nil, err
+	}
+	if s.st.tx.Conn.AuthUser != "" {
+		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Already authenticated"}
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return s.authFailed(user, errors.New("authorization identity differs from user"))
+			}
+			return s.authenticate(user, pass)
+		}), nil
+	case sasl.Login:
+		return &loginServer{authenticate: s.authenticate}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) authenticate(user, pass string) error {
+	st := s.st
+	ctx, cancel := context.WithTimeout(st.ctx, 30*time.Second)
+	defer cancel()
+	canon, err := st.srv.deps.Auth.Authenticate(ctx, user, pass, st.tx.Conn.IP)
+	if err != nil {
+		return s.authFailed(user, err)
+	}
+	st.mu.Lock()
+	st.tx.Conn.AuthUser = canon
+	// A client rejected at connect or helo may still submit once authenticated: judge
+	// those stages again now that the rules can see client.authenticated.
+	if st.pending != nil && st.pendingStage <= policy.StageHelo {
+		st.pending = nil
+		for _, stage := range []policy.Stage{policy.StageConnect, policy.StageHelo} {
+			if d := st.evaluate(stage); d.Terminal() {
+				st.pending, st.pendingStage = &d, stage
+				break
+			}
+		}
+	}
+	st.mu.Unlock()
+	st.srv.log.Info("smtp auth", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String(), "user", canon)
+	return nil
+}
+
+func (s *session) authFailed(user string, err error) error {
+	st := s.st
+	st.srv.log.Info("smtp auth failed", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String(), "user", user, "err", err)
+	r := policy.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"}
+	switch {
+	case errors.Is(err, auth.ErrThrottled):
+		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Too many authentication failures, try again later"}
+	case errors.Is(err, auth.ErrUnavailable):
+		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Temporary authentication failure"}
+	case errors.Is(err, context.DeadlineExceeded):
+		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Temporary authentication failure"}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.fail(policy.StageHelo, r)
+}
