@@ -1,0 +1,356 @@
+package bayescli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/bayes"
+)
+
+// EvalOptions are the options of `bayes eval`. Either the four given sets, or Spam,
+// Ham and Folds for k-fold cross-validation.
+type EvalOptions struct {
+	Config                                 bayes.Config
+	TrainSpam, TrainHam, TestSpam, TestHam string
+	Spam, Ham                              string
+	Folds                                  int
+	JSON                                   bool      // one JSON line instead of text
+	ROC                                    string    // write the ROC curve as PNG here
+	DB                                     string    // train into a new SQLite store here instead of memory
+	Errors                                 io.Writer // when set, the misclassified test messages are listed here
+}
+
+// EvalResult is what Eval measured; its JSON form is the --json line.
+type EvalResult struct {
+	Mode          string   `json:"mode"` // "split" or "kfold"
+	Folds         int      `json:"folds,omitempty"`
+	TrainSpam     int      `json:"train_spam"`
+	TrainHam      int      `json:"train_ham"`
+	TestSpam      int      `json:"test_spam"`
+	TestHam       int      `json:"test_ham"`
+	Threshold     float64  `json:"threshold"`
+	FP            int      `json:"fp"`
+	FN            int      `json:"fn"`
+	FPRate        float64  `json:"fp_rate"`
+	FNRate        float64  `json:"fn_rate"`
+	UnsureSpam    int      `json:"unsure_spam"`
+	UnsureHam     int      `json:"unsure_ham"`
+	AUC           float64  `json:"auc"`
+	OneMinusAUC   float64  `json:"one_minus_auc"`
+	TrainPerSec   float64  `json:"train_msgs_per_sec,omitempty"`
+	ClassPerSec   float64  `json:"classify_msgs_per_sec,omitempty"`
+	ClassParallel float64  `json:"classify_parallel_msgs_per_sec,omitempty"`
+	Workers       int      `json:"workers,omitempty"`
+	Tokens        int      `json:"store_tokens"`
+	Scores        []Scored `json:"-"`
+}
+
+func loadAll(ctx context.Context, path string) ([][]byte, error) {
+	out, _, err := loadNamed(ctx, path)
+	return out, err
+}
+
+func loadNamed(ctx context.Context, path string) ([][]byte, []string, error) {
+	src, err := ListSource(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out [][]byte
+	var names []string
+	err = src.Each(ctx, func(m Message) error {
+		out = append(out, m.Raw)
+		names = append(names, m.Name)
+		return nil
+	})
+	return out, names, err
+}
+
+// Eval trains and tests a classifier and reports the error rates, ROC area and speed.
+func Eval(ctx context.Context, o EvalOptions, out io.Writer) (*EvalResult, error) {
+	var res *EvalResult
+	var err error
+	switch {
+	case o.Spam != "" || o.Ham != "":
+		if o.Spam == "" || o.Ham == "" {
+			return nil, fmt.Errorf("eval: k-fold needs both --spam and --ham")
+		}
+		res, err = evalKFold(ctx, o)
+	case o.TrainSpam != "" && o.TrainHam != "" && o.TestSpam != "" && o.TestHam != "":
+		res, err = evalSplit(ctx, o)
+	default:
+		return nil, fmt.Errorf("eval: give --train-spam, --train-ham, --test-spam and --test-ham, or --spam, --ham and --folds")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if o.ROC != "" {
+		f, err := os.Create(o.ROC)
+		if err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+		if err := WriteROCPNG(f, res.Scores); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("eval: write ROC %s: %w", o.ROC, err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("eval: write ROC %s: %w", o.ROC, err)
+		}
+	}
+	if o.JSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(out, "%s\n", b)
+	} else {
+		printResult(out, res)
+	}
+	return res, nil
+}
+
+func printResult(w io.Writer, r *EvalResult) {
+	if r.Mode == "kfold" {
+		fmt.Fprintf(w, "%d-fold cross-validation over %d spam and %d ham\n", r.Folds, r.TestSpam, r.TestHam)
+	} else {
+		fmt.Fprintf(w, "trained on %d spam and %d ham, tested on %d spam and %d ham\n", r.TrainSpam, r.TrainHam, r.TestSpam, r.TestHam)
+	}
+	fmt.Fprintf(w, "threshold %.2f: false positives %d/%d (%.2f%%), false negatives %d/%d (%.2f%%)\n",
+		r.Threshold, r.FP, r.TestHam, 100*r.FPRate, r.FN, r.TestSpam, 100*r.FNRate)
+	fmt.Fprintf(w, "unsure: %d spam, %d ham\n", r.UnsureSpam, r.UnsureHam)
+	fmt.Fprintf(w, "ROC area %.5f (1 - area = %.5f)\n", r.AUC, r.OneMinusAUC)
+	if r.TrainPerSec > 0 {
+		fmt.Fprintf(w, "train %.0f msgs/s, classify %.0f msgs/s (one goroutine), %.0f msgs/s (%d goroutines)\n",
+			r.TrainPerSec, r.ClassPerSec, r.ClassParallel, r.Workers)
+	}
+}
+
+func summarize(r *EvalResult, cfg bayes.Config, scores []Scored, unsure []bool) {
+	cfg = cfgDefaults(cfg)
+	r.Threshold = cfg.SpamCutoff
+	r.Scores = scores
+	for i, s := range scores {
+		spam := s.Prob >= cfg.SpamCutoff
+		if s.Spam {
+			r.TestSpam++
+			if !spam {
+				r.FN++
+			}
+			if unsure[i] {
+				r.UnsureSpam++
+			}
+		} else {
+			r.TestHam++
+			if spam {
+				r.FP++
+			}
+			if unsure[i] {
+				r.UnsureHam++
+			}
+		}
+	}
+	r.FPRate = div(float64(r.FP), float64(r.TestHam))
+	r.FNRate = div(float64(r.FN), float64(r.TestSpam))
+	r.AUC = AUC(scores)
+	r.OneMinusAUC = 1 - r.AUC
+}
+
+func cfgDefaults(cfg bayes.Config) bayes.Config {
+	c, err := bayes.New(cfg, bayes.NewMemStore())
+	if err != nil {
+		return cfg
+	}
+	return c.Config()
+}
+
+func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
+	sets := make([][][]byte, 4)
+	names := make([][]string, 4)
+	for i, p := range []string{o.TrainSpam, o.TrainHam, o.TestSpam, o.TestHam} {
+		m, n, err := loadNamed(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+		sets[i], names[i] = m, n
+	}
+	testNames := append(append([]string{}, names[2]...), names[3]...)
+	var store bayes.Store = bayes.NewMemStore()
+	if o.DB != "" {
+		s, err := bayes.OpenSQLite(ctx, o.DB, bayes.SQLiteOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+		defer s.Close()
+		store = s
+	}
+	c, err := bayes.New(o.Config, store)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CheckStore(ctx); err != nil {
+		return nil, err
+	}
+	r := &EvalResult{Mode: "split", TrainSpam: len(sets[0]), TrainHam: len(sets[1])}
+	// train in file order, alternating classes as a real mail stream would
+	var exs []bayes.Example
+	for i := 0; i < max(len(sets[0]), len(sets[1])); i++ {
+		if i < len(sets[0]) {
+			exs = append(exs, bayes.Example{Raw: sets[0][i], Class: bayes.Spam})
+		}
+		if i < len(sets[1]) {
+			exs = append(exs, bayes.Example{Raw: sets[1][i], Class: bayes.Ham})
+		}
+	}
+	start := time.Now()
+	for i := 0; i < len(exs); i += 500 {
+		if _, err := c.TrainBatch(ctx, exs[i:min(i+500, len(exs))]); err != nil {
+			return nil, err
+		}
+	}
+	r.TrainPerSec = float64(len(exs)) / time.Since(start).Seconds()
+
+	test := append(append([][]byte{}, sets[2]...), sets[3]...)
+	isSpam := func(i int) bool { return i < len(sets[2]) }
+	scores := make([]Scored, len(test))
+	unsure := make([]bool, len(test))
+	start = time.Now()
+	for i, raw := range test {
+		sc, err := c.Classify(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		scores[i] = Scored{Prob: sc.Prob, Spam: isSpam(i)}
+		unsure[i] = sc.Unsure
+	}
+	r.ClassPerSec = float64(len(test)) / time.Since(start).Seconds()
+	// the same again on all cores, checking that the scores do not change
+	r.Workers = runtime.GOMAXPROCS(0)
+	start = time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var perr error
+	for w := 0; w < r.Workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(test); i += r.Workers {
+				sc, err := c.Classify(ctx, test[i])
+				if err == nil && math.Abs(sc.Prob-scores[i].Prob) > 1e-9 {
+					err = fmt.Errorf("eval: message %d scored %v then %v", i, scores[i].Prob, sc.Prob)
+				}
+				if err != nil {
+					mu.Lock()
+					perr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if perr != nil {
+		return nil, perr
+	}
+	r.ClassParallel = float64(len(test)) / time.Since(start).Seconds()
+	st, err := store.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.Tokens = st.Tokens
+	summarize(r, o.Config, scores, unsure)
+	if o.Errors != nil {
+		for i, s := range scores {
+			if s.Spam != (s.Prob >= r.Threshold) || unsure[i] {
+				kind := map[bool]string{true: "FN", false: "FP"}[s.Spam]
+				if unsure[i] && s.Spam == (s.Prob >= r.Threshold) {
+					kind = "unsure"
+				}
+				fmt.Fprintf(o.Errors, "%s %.6f %s\n", kind, s.Prob, testNames[i])
+			}
+		}
+	}
+	return r, nil
+}
+
+func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
+	if o.Folds < 2 {
+		o.Folds = 10
+	}
+	spam, err := loadAll(ctx, o.Spam)
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	ham, err := loadAll(ctx, o.Ham)
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	tok := bayes.NewTokenizer(o.Config.Tokenizer)
+	sh := make([][]uint64, len(spam))
+	for i, m := range spam {
+		sh[i] = tok.Hashes(nil, m)
+	}
+	hh := make([][]uint64, len(ham))
+	for i, m := range ham {
+		hh[i] = tok.Hashes(nil, m)
+	}
+	scores, unsure, err := KFold(ctx, o.Config, sh, hh, o.Folds)
+	if err != nil {
+		return nil, err
+	}
+	r := &EvalResult{Mode: "kfold", Folds: o.Folds, TrainSpam: len(spam) * (o.Folds - 1) / o.Folds, TrainHam: len(ham) * (o.Folds - 1) / o.Folds}
+	summarize(r, o.Config, scores, unsure)
+	return r, nil
+}
+
+// KFold cross-validates cfg on tokenized messages: message i is in fold i mod k; each
+// fold is scored by a classifier trained on the other folds. Scores are returned with
+// spam first, in input order.
+func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) ([]Scored, []bool, error) {
+	scores := make([]Scored, len(spam)+len(ham))
+	unsure := make([]bool, len(scores))
+	for f := 0; f < k; f++ {
+		store := bayes.NewMemStore()
+		c, err := bayes.New(cfg, store)
+		if err != nil {
+			return nil, nil, err
+		}
+		var ups []bayes.Update
+		for i, h := range spam {
+			if i%k != f {
+				ups = append(ups, bayes.Update{Class: bayes.Spam, Tokens: h})
+			}
+		}
+		for i, h := range ham {
+			if i%k != f {
+				ups = append(ups, bayes.Update{Class: bayes.Ham, Tokens: h})
+			}
+		}
+		if _, err := store.Apply(ctx, ups); err != nil {
+			return nil, nil, err
+		}
+		for i, h := range spam {
+			if i%k == f {
+				sc, err := c.ClassifyTokens(ctx, h, false)
+				if err != nil {
+					return nil, nil, err
+				}
+				scores[i] = Scored{Prob: sc.Prob, Spam: true}
+				unsure[i] = sc.Unsure
+			}
+		}
+		for i, h := range ham {
+			if i%k == f {
+				sc, err := c.ClassifyTokens(ctx, h, false)
+				if err != nil {
+					return nil, nil, err
+				}
+				scores[len(spam)+i] = Scored{Prob: sc.Prob}
+				unsure[len(spam)+i] = sc.Unsure
+			}
+		}
+	}
+	return scores, unsure, nil
+}

@@ -1,0 +1,132 @@
+package bayescli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/bayes"
+)
+
+// TuneOptions are the options of the tuning run that chose the defaults. It must only
+// ever be given the training split: tuning on the test split would overstate accuracy.
+type TuneOptions struct {
+	Spam, Ham string
+	Folds     int
+	Grid      string // "tokenizer", "params" or "" for both
+}
+
+type variant struct {
+	name string
+	cfg  bayes.Config
+}
+
+func tokVariants() []variant {
+	base := bayes.Config{}
+	v := []variant{{"default", base}}
+	add := func(name string, f func(*bayes.TokenizerConfig)) {
+		c := base
+		f(&c.Tokenizer)
+		v = append(v, variant{name, c})
+	}
+	add("bigrams", func(t *bayes.TokenizerConfig) { t.Bigrams = true })
+	add("html_tags", func(t *bayes.TokenizerConfig) { t.HTMLTags = true })
+	add("no received", func(t *bayes.TokenizerConfig) { t.NoReceived = true })
+	add("split_punct", func(t *bayes.TokenizerConfig) { t.SplitPunct = true })
+	add("header_names", func(t *bayes.TokenizerConfig) { t.HeaderNames = true })
+	add("headers+message-id,date", func(t *bayes.TokenizerConfig) {
+		t.Headers = append(append([]string{}, bayes.DefaultHeaders...), "message-id", "date")
+	})
+	add("headers:subject,from only", func(t *bayes.TokenizerConfig) { t.Headers = []string{"subject", "from"} })
+	add("all headers", func(t *bayes.TokenizerConfig) { t.Headers = []string{"*"} })
+	add("max_word=20", func(t *bayes.TokenizerConfig) { t.MaxWord = 20 })
+	add("min_word=2", func(t *bayes.TokenizerConfig) { t.MinWord = 2 })
+	return v
+}
+
+func paramVariants() []variant {
+	var v []variant
+	for _, mt := range []int{150, 1000} {
+		for _, md := range []float64{0.375, 0.45} {
+			for _, s := range []float64{0.0178, 0.1, 0.45} {
+				v = append(v, variant{fmt.Sprintf("s=%g min_dev=%g max_tokens=%d", s, md, mt), bayes.Config{S: s, MinDev: md, MaxTokens: mt}})
+			}
+		}
+	}
+	for _, s := range []float64{0.05, 0.1, 0.2, 0.45, 1} {
+		for _, md := range []float64{0.05, 0.1, 0.2, 0.3} {
+			for _, mt := range []int{50, 150, 400} {
+				v = append(v, variant{fmt.Sprintf("s=%g min_dev=%g max_tokens=%d", s, md, mt),
+					bayes.Config{S: s, MinDev: md, MaxTokens: mt}})
+			}
+		}
+	}
+	return v
+}
+
+// Tune cross-validates variants of the configuration on one (training) corpus and
+// prints, for each, false positives and negatives at several cut-offs and 1 − ROC area.
+func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
+	if o.Folds < 2 {
+		o.Folds = 10
+	}
+	spam, err := loadAll(ctx, o.Spam)
+	if err != nil {
+		return err
+	}
+	ham, err := loadAll(ctx, o.Ham)
+	if err != nil {
+		return err
+	}
+	var vs []variant
+	if o.Grid == "" || o.Grid == "tokenizer" {
+		vs = append(vs, tokVariants()...)
+	}
+	if o.Grid == "final" {
+		for _, p := range [][2]float64{{0.1, 0.375}, {0.05, 0.3}, {0.05, 0.2}, {0.05, 0.1}, {0.1, 0.1}, {0.1, 0.3}} {
+			vs = append(vs, variant{fmt.Sprintf("s=%g min_dev=%g", p[0], p[1]), bayes.Config{S: p[0], MinDev: p[1]}})
+		}
+	}
+	if o.Grid == "" || o.Grid == "params" {
+		vs = append(vs, paramVariants()...)
+	}
+	cuts := []float64{0.2, 0.4, 0.45, 0.5, 0.55, 0.6, 0.9, 0.99}
+	fmt.Fprintf(out, "%d spam, %d ham, %d folds; FP/FN at cut-offs %v\n", len(spam), len(ham), o.Folds, cuts)
+	cache := map[string][2][][]uint64{}
+	for _, v := range vs {
+		fp := v.cfg.Tokenizer.Fingerprint()
+		hs, ok := cache[fp]
+		if !ok {
+			tok := bayes.NewTokenizer(v.cfg.Tokenizer)
+			var sh, hh [][]uint64
+			for _, m := range spam {
+				sh = append(sh, tok.Hashes(nil, m))
+			}
+			for _, m := range ham {
+				hh = append(hh, tok.Hashes(nil, m))
+			}
+			hs = [2][][]uint64{sh, hh}
+			cache[fp] = hs
+		}
+		scores, _, err := KFold(ctx, v.cfg, hs[0], hs[1], o.Folds)
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		for _, c := range cuts {
+			fpn, fnn := 0, 0
+			for _, s := range scores {
+				if s.Spam && s.Prob < c {
+					fnn++
+				}
+				if !s.Spam && s.Prob >= c {
+					fpn++
+				}
+			}
+			fmt.Fprintf(&b, " %d/%d", fpn, fnn)
+		}
+		fmt.Fprintf(out, "%-40s 1-AUC=%.5f  FP/FN:%s\n", v.name, 1-AUC(scores), b.String())
+	}
+	return nil
+}

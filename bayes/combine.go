@@ -1,0 +1,86 @@
+package bayes
+
+import "math"
+
+// robinson returns Gary Robinson's smoothed per-token spam probability
+//
+//	f(w) = (s·x + n·p(w)) / (s + n),  p(w) = b(w) / (b(w) + g(w)),
+//
+// where b(w) and g(w) are the fractions of trained spam and ham containing w, n the
+// number of trained messages containing w, s the strength given to the prior x.
+func robinson(spam, ham uint32, nspam, nham uint32, s, x float64) float64 {
+	n := float64(spam) + float64(ham)
+	if n == 0 {
+		return x
+	}
+	var b, g float64
+	if nspam > 0 {
+		b = float64(spam) / float64(nspam)
+	}
+	if nham > 0 {
+		g = float64(ham) / float64(nham)
+	}
+	p := x
+	if b+g > 0 {
+		p = b / (b + g)
+	}
+	return (s*x + n*p) / (s + n)
+}
+
+// chi2Q returns the probability that a chi-square variable with v degrees of freedom
+// (v even) is at least x2: Q = e^{-m} Σ_{i<v/2} m^i/i!, m = x2/2. The sum is kept
+// scaled so that large m and v neither underflow nor overflow.
+func chi2Q(x2 float64, v int) float64 {
+	if x2 <= 0 || v <= 0 {
+		return 1
+	}
+	m := x2 / 2
+	term, sum, logScale := 1.0, 1.0, 0.0
+	for i := 1; i < v/2; i++ {
+		term *= m / float64(i)
+		sum += term
+		if sum > 1e250 {
+			sum *= 1e-250
+			term *= 1e-250
+			logScale += 250 * math.Ln10
+		}
+	}
+	q := math.Exp(math.Log(sum) + logScale - m)
+	return min(q, 1)
+}
+
+// fisher combines per-token probabilities with Fisher's method, as SpamBayes does:
+//
+//	S = 1 − Q(−2 Σ ln(1−fᵢ), 2n)   (evidence of spam)
+//	H = 1 − Q(−2 Σ ln fᵢ, 2n)      (evidence of ham)
+//	score = (1 + S − H) / 2
+//
+// The products are kept as mantissa and exponent (math.Frexp) so that only two
+// logarithms are taken per message.
+func fisher(fs []float64) float64 {
+	n := len(fs)
+	if n == 0 {
+		return 0.5
+	}
+	hp, sp := 1.0, 1.0
+	hexp, sexp := 0, 0
+	for _, f := range fs {
+		hp *= f
+		sp *= 1 - f
+		if hp < 1e-200 {
+			var e int
+			hp, e = math.Frexp(hp)
+			hexp += e
+		}
+		if sp < 1e-200 {
+			var e int
+			sp, e = math.Frexp(sp)
+			sexp += e
+		}
+	}
+	lnH := math.Log(hp) + float64(hexp)*math.Ln2
+	lnS := math.Log(sp) + float64(sexp)*math.Ln2
+	S := 1 - chi2Q(-2*lnS, 2*n)
+	H := 1 - chi2Q(-2*lnH, 2*n)
+	return (1 + S - H) / 2
+}

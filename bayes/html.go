@@ -1,0 +1,219 @@
+package bayes
+
+import (
+	"bytes"
+	"unicode/utf8"
+)
+
+// htmlReducer turns HTML into plain text for the tokenizer: tags are dropped (block
+// tags become a space, inline tags nothing, so "V<b></b>iagra" still reads "Viagra"),
+// script and style contents and comments are skipped, character references are
+// decoded, and the URLs of href/src attributes and the tag names are reported.
+type htmlReducer struct {
+	onURL func(u []byte)
+	onTag func(name []byte)
+}
+
+var blockTags = map[string]bool{
+	"br": true, "p": true, "div": true, "td": true, "th": true, "tr": true, "li": true,
+	"table": true, "title": true, "h1": true, "h2": true, "h3": true, "h4": true,
+	"h5": true, "h6": true, "option": true, "blockquote": true, "hr": true, "ul": true,
+	"ol": true, "body": true, "head": true, "html": true, "center": true, "pre": true,
+}
+
+// reduce appends the text of src to dst.
+func (h *htmlReducer) reduce(dst, src []byte) []byte {
+	var nameBuf [16]byte
+	for i := 0; i < len(src); {
+		c := src[i]
+		switch c {
+		case '<':
+			// comment
+			if bytes.HasPrefix(src[i:], []byte("<!--")) {
+				end := bytes.Index(src[i+4:], []byte("-->"))
+				if end < 0 {
+					return dst
+				}
+				i += 4 + end + 3
+				continue
+			}
+			end := bytes.IndexByte(src[i+1:], '>')
+			if end < 0 {
+				// a lone '<' is text
+				dst = append(dst, c)
+				i++
+				continue
+			}
+			tag := src[i+1 : i+1+end]
+			i += end + 2
+			closing := len(tag) > 0 && tag[0] == '/'
+			if closing {
+				tag = tag[1:]
+			}
+			n := 0
+			for n < len(tag) && isTagNameByte(tag[n]) {
+				n++
+			}
+			if n == 0 {
+				continue // <!DOCTYPE>, <?xml?>, garbage
+			}
+			name := lowerInto(nameBuf[:0], tag[:min(n, len(nameBuf))])
+			if h.onTag != nil && !closing {
+				h.onTag(name)
+			}
+			if !closing && (string(name) == "script" || string(name) == "style") {
+				// skip to the matching closing tag
+				k := indexFold(src[i:], "</"+string(name))
+				if k < 0 {
+					return dst
+				}
+				i += k
+				continue
+			}
+			if !closing && h.onURL != nil {
+				h.attrURLs(tag[n:])
+			}
+			if blockTags[string(name)] {
+				dst = append(dst, ' ')
+			}
+		case '&':
+			r, n := decodeEntity(src[i:])
+			if n == 0 {
+				dst = append(dst, c)
+				i++
+				continue
+			}
+			dst = utf8.AppendRune(dst, r)
+			i += n
+		default:
+			dst = append(dst, c)
+			i++
+		}
+	}
+	return dst
+}
+
+func isTagNameByte(c byte) bool {
+	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')
+}
+
+func lowerInto(dst, s []byte) []byte {
+	for _, c := range s {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// indexFold is bytes.Index with ASCII case folding of b; needle must be lower case.
+func indexFold(b []byte, needle string) int {
+	for i := 0; i+len(needle) <= len(b); i++ {
+		j := 0
+		for ; j < len(needle); j++ {
+			c := b[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != needle[j] {
+				break
+			}
+		}
+		if j == len(needle) {
+			return i
+		}
+	}
+	return -1
+}
+
+// attrURLs reports the values of href, src and action attributes.
+func (h *htmlReducer) attrURLs(attrs []byte) {
+	for len(attrs) > 0 {
+		k := indexFold(attrs, "href")
+		ks := indexFold(attrs, "src")
+		if k < 0 || (ks >= 0 && ks < k) {
+			k = ks
+		}
+		if k < 0 {
+			return
+		}
+		rest := attrs[k:]
+		eq := bytes.IndexByte(rest, '=')
+		if eq < 0 || eq > 6 {
+			attrs = rest[1:]
+			continue
+		}
+		v := trimSpace(rest[eq+1:])
+		var val []byte
+		if len(v) > 0 && (v[0] == '"' || v[0] == '\'') {
+			e := bytes.IndexByte(v[1:], v[0])
+			if e < 0 {
+				val, attrs = v[1:], nil
+			} else {
+				val, attrs = v[1:1+e], v[1+e+1:]
+			}
+		} else {
+			e := bytes.IndexAny(v, " \t\r\n>")
+			if e < 0 {
+				val, attrs = v, nil
+			} else {
+				val, attrs = v[:e], v[e:]
+			}
+		}
+		if len(val) > 0 {
+			h.onURL(val)
+		}
+	}
+}
+
+var entities = map[string]rune{
+	"amp": '&', "lt": '<', "gt": '>', "quot": '"', "apos": '\'', "nbsp": ' ',
+	"copy": '©', "reg": '®', "trade": '™', "euro": '€', "pound": '£', "cent": '¢',
+	"eacute": 'é', "egrave": 'è', "agrave": 'à', "ccedil": 'ç', "uuml": 'ü', "ouml": 'ö',
+	"auml": 'ä', "szlig": 'ß', "middot": '·', "bull": '•', "mdash": '—', "ndash": '–',
+	"laquo": '«', "raquo": '»', "hellip": '…', "rsquo": '’', "lsquo": '‘', "rdquo": '”', "ldquo": '“',
+}
+
+// decodeEntity decodes a character reference at the start of b ("&amp;", "&#65;",
+// "&#x41;"), returning the rune and the bytes consumed, or 0 consumed if there is none.
+func decodeEntity(b []byte) (rune, int) {
+	if len(b) < 3 {
+		return 0, 0
+	}
+	semi := bytes.IndexByte(b[1:min(len(b), 12)], ';')
+	if semi < 1 {
+		return 0, 0
+	}
+	body := b[1 : 1+semi]
+	n := semi + 2
+	if body[0] == '#' {
+		var v rune
+		digits := body[1:]
+		base := rune(10)
+		if len(digits) > 0 && (digits[0] == 'x' || digits[0] == 'X') {
+			base, digits = 16, digits[1:]
+		}
+		if len(digits) == 0 {
+			return 0, 0
+		}
+		for _, c := range digits {
+			d, ok := unhex(c)
+			if !ok || rune(d) >= base {
+				return 0, 0
+			}
+			v = v*base + rune(d)
+			if v > utf8.MaxRune {
+				return 0, 0
+			}
+		}
+		if v == 0 || !utf8.ValidRune(v) {
+			v = utf8.RuneError
+		}
+		return v, n
+	}
+	if r, ok := entities[string(body)]; ok {
+		return r, n
+	}
+	return 0, 0
+}

@@ -1,0 +1,292 @@
+package bayes
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"mime"
+	"strings"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// This file holds a small, allocation-light MIME walker over the raw message bytes. The
+// scorer only needs the header fields, the decoded text of text parts and the names and
+// types of the other parts, so it does not build an entity tree (go-message would, at
+// several times the cost per message); charsets are converted with go-message/charset.
+
+// field is one header field; name and value alias the message bytes. The value keeps
+// its folding (CRLF/LF followed by white space), which the tokenizers treat as space.
+type field struct {
+	name, value []byte
+}
+
+// splitHeader parses the header block at the start of b (RFC 5322 §2.2) and returns its
+// fields (appended to dst) and the body after the blank line. Lines that are not
+// fields (no colon, or a space before the colon) are skipped, as a lenient MTA would.
+func splitHeader(dst []field, b []byte, maxFields int) ([]field, []byte) {
+	i := 0
+	for i < len(b) {
+		// blank line: end of header
+		if b[i] == '\n' {
+			return dst, b[i+1:]
+		}
+		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+			return dst, b[i+2:]
+		}
+		// find the end of this field, including continuation lines
+		start := i
+		end := len(b)
+		for j := i; j < len(b); {
+			nl := bytes.IndexByte(b[j:], '\n')
+			if nl < 0 {
+				j = len(b)
+				end = len(b)
+				break
+			}
+			j += nl + 1
+			if j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+				continue
+			}
+			end = j
+			break
+		}
+		i = end
+		line := b[start:end]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || len(dst) >= maxFields {
+			continue
+		}
+		name := line[:colon]
+		if bytes.ContainsAny(name, " \t\r\n") {
+			continue
+		}
+		dst = append(dst, field{name: name, value: trimSpace(line[colon+1:])})
+	}
+	return dst, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
+}
+
+// headerValue returns the value of the first field named name (ASCII case-insensitive).
+func headerValue(fields []field, name string) []byte {
+	for _, f := range fields {
+		if len(f.name) == len(name) && strings.EqualFold(string(f.name), name) {
+			return f.value
+		}
+	}
+	return nil
+}
+
+// unfold replaces folding and other control white space with single spaces.
+func unfold(v []byte) string {
+	if !bytes.ContainsAny(v, "\r\n\t") {
+		return string(v)
+	}
+	b := make([]byte, 0, len(v))
+	for _, c := range v {
+		if c == '\r' || c == '\n' || c == '\t' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// mediaType parses a Content-Type value (RFC 2045 §5.1). A value that fails to parse
+// still yields its lower-cased type and, when present, a best-effort boundary and
+// charset, since spam often carries broken headers.
+func mediaType(v []byte) (typ string, params map[string]string) {
+	if len(v) == 0 {
+		return "", nil
+	}
+	s := unfold(v)
+	t, p, err := mime.ParseMediaType(s)
+	if err == nil {
+		return t, p
+	}
+	t, rest, _ := strings.Cut(s, ";")
+	t = strings.ToLower(strings.TrimSpace(t))
+	params = map[string]string{}
+	for _, kv := range strings.Split(rest, ";") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		val = strings.Trim(strings.TrimSpace(val), `"'`)
+		if _, dup := params[k]; !dup && k != "" {
+			params[k] = val
+		}
+	}
+	return t, params
+}
+
+// decodeQP decodes quoted-printable (RFC 2045 §6.7) leniently into dst: invalid escapes
+// are kept literally, soft line breaks are removed.
+func decodeQP(dst, src []byte) []byte {
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c != '=' {
+			dst = append(dst, c)
+			continue
+		}
+		if i+1 < len(src) && src[i+1] == '\n' {
+			i++
+			continue
+		}
+		if i+2 < len(src) && src[i+1] == '\r' && src[i+2] == '\n' {
+			i += 2
+			continue
+		}
+		if i+2 < len(src) {
+			h, ok1 := unhex(src[i+1])
+			l, ok2 := unhex(src[i+2])
+			if ok1 && ok2 {
+				dst = append(dst, h<<4|l)
+				i += 2
+				continue
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// decodeBase64 decodes base64 (RFC 2045 §6.8) leniently into dst, skipping characters
+// outside the alphabet and stopping at the first error.
+func decodeBase64(dst, src []byte) []byte {
+	// compact the alphabet characters first, then decode in one call
+	start := len(dst)
+	for _, c := range src {
+		if ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') || c == '+' || c == '/' {
+			dst = append(dst, c)
+		}
+	}
+	enc := dst[start:]
+	n := len(enc) / 4 * 4
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(n))
+	m, _ := base64.RawStdEncoding.Decode(out, enc[:n])
+	dst = append(dst[:start], out[:m]...)
+	return dst
+}
+
+// toUTF8 converts text in the named charset to UTF-8 through go-message/charset. Text
+// that is pure ASCII, or declared as UTF-8/ASCII, is returned as is; an unknown charset
+// leaves the bytes unchanged (the tokens are then still consistent between messages).
+// The second result is the scratch buffer to keep for the next call.
+func toUTF8(text []byte, cs string, scratch []byte) ([]byte, []byte) {
+	if cs == "" || isASCII(text) {
+		return text, scratch
+	}
+	switch strings.ToLower(cs) {
+	case "utf-8", "utf8", "us-ascii", "ascii":
+		return text, scratch
+	}
+	r, err := charset.Reader(cs, bytes.NewReader(text))
+	if err != nil {
+		return text, scratch
+	}
+	buf := bytes.NewBuffer(scratch[:0])
+	if _, err := io.Copy(buf, io.LimitReader(r, int64(4*len(text)+64))); err != nil {
+		return text, scratch
+	}
+	return buf.Bytes(), buf.Bytes()[:0]
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// splitMultipart returns the body parts of a multipart body with the given boundary
+// (RFC 2046 §5.1.1). Text before the first and after the closing delimiter is ignored.
+// A missing closing delimiter ends the last part at the end of the body.
+func splitMultipart(dst [][]byte, body []byte, boundary string, maxParts int) [][]byte {
+	if boundary == "" {
+		return dst
+	}
+	delim := "--" + boundary
+	var start = -1
+	i := 0
+	for i <= len(body) {
+		// the delimiter must be at the start of a line
+		j := indexLineStart(body[i:], delim)
+		if j < 0 {
+			break
+		}
+		pos := i + j
+		if start >= 0 {
+			end := pos
+			// the CRLF before the delimiter belongs to it
+			if end > start && body[end-1] == '\n' {
+				end--
+				if end > start && body[end-1] == '\r' {
+					end--
+				}
+			}
+			dst = append(dst, body[start:end])
+			if len(dst) >= maxParts {
+				return dst
+			}
+		}
+		after := pos + len(delim)
+		if after+1 < len(body)+1 && bytes.HasPrefix(body[after:], []byte("--")) {
+			return dst // closing delimiter
+		}
+		nl := bytes.IndexByte(body[after:], '\n')
+		if nl < 0 {
+			return dst
+		}
+		start = after + nl + 1
+		i = start
+	}
+	if start >= 0 && start <= len(body) {
+		dst = append(dst, body[start:])
+	}
+	return dst
+}
+
+// indexLineStart finds delim at the start of a line in b.
+func indexLineStart(b []byte, delim string) int {
+	off := 0
+	for {
+		k := bytes.Index(b[off:], []byte(delim))
+		if k < 0 {
+			return -1
+		}
+		p := off + k
+		if p == 0 || b[p-1] == '\n' {
+			return p
+		}
+		off = p + 1
+	}
+}

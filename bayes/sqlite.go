@@ -1,0 +1,327 @@
+package bayes
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+)
+
+// SQLiteOptions tunes an SQLite store.
+type SQLiteOptions struct {
+	// RefreshInterval is how often a Lookup checks whether another process changed
+	// the database (and reloads the cache in the background). Default 5s; <0 never.
+	RefreshInterval time.Duration
+}
+
+// SQLiteStore is the embedded default Store: token counts in an SQLite database (WAL
+// mode), with the whole token table cached in memory so that a lookup costs a map
+// access. Apply writes the database first and the cache after, so lookups are never
+// blocked by disk I/O; a change made by another process (such as `portcullis bayes
+// train` while the server runs) is picked up within RefreshInterval.
+type SQLiteStore struct {
+	path string
+	db   *sql.DB
+	opt  SQLiteOptions
+
+	writeMu sync.Mutex // serializes Apply, Prune and reloads
+	mu      sync.RWMutex
+	t       *table
+	closed  bool
+
+	lastCheck   atomic.Int64 // unix nanos of the last data_version check
+	dataVersion int64
+	reloading   atomic.Bool
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS tokens (h INTEGER PRIMARY KEY, spam INTEGER NOT NULL, ham INTEGER NOT NULL, day INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (d INTEGER PRIMARY KEY, class INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (k, v) VALUES ('nspam', '0'), ('nham', '0'), ('schema', '1');
+`
+
+// OpenSQLite opens (creating if needed) the token database at path and loads it.
+func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions) (*SQLiteStore, error) {
+	if opt.RefreshInterval == 0 {
+		opt.RefreshInterval = 5 * time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("bayes: create directory for %s: %w", path, err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("bayes: open %s: %w", path, err)
+	}
+	// one connection: writes are serialized anyway, and data_version then reports
+	// only other processes' commits
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bayes: initialise %s: %w", path, err)
+	}
+	s := &SQLiteStore{path: path, db: db, opt: opt}
+	t, v, err := s.load(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.t, s.dataVersion = t, v
+	s.lastCheck.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// Path returns the database file.
+func (s *SQLiteStore) Path() string { return s.path }
+
+func (s *SQLiteStore) load(ctx context.Context) (*table, int64, error) {
+	t := newTable()
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	var v int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT h, spam, ham, day FROM tokens")
+	if err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	for rows.Next() {
+		var h, sp, hm, day int64
+		if err := rows.Scan(&h, &sp, &hm, &day); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+		}
+		t.tokens[uint64(h)] = entry{spam: uint32(sp), ham: uint32(hm), day: uint16(day)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	rows, err = tx.QueryContext(ctx, "SELECT d, class FROM seen")
+	if err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	for rows.Next() {
+		var d, c int64
+		if err := rows.Scan(&d, &c); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+		}
+		t.seen[uint64(d)] = Class(c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	var ns, nh int64
+	if err := tx.QueryRowContext(ctx, "SELECT (SELECT v FROM meta WHERE k='nspam'), (SELECT v FROM meta WHERE k='nham')").Scan(&ns, &nh); err != nil {
+		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	t.totals = Totals{Spam: uint32(ns), Ham: uint32(nh)}
+	return t, v, nil
+}
+
+// maybeRefresh reloads the cache in the background when another process committed.
+func (s *SQLiteStore) maybeRefresh() {
+	if s.opt.RefreshInterval < 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := s.lastCheck.Load()
+	if now-last < int64(s.opt.RefreshInterval) || !s.lastCheck.CompareAndSwap(last, now) {
+		return
+	}
+	if !s.reloading.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.reloading.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+		var v int64
+		if err := s.db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil || v == s.dataVersion {
+			return
+		}
+		t, v, err := s.load(ctx)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if !s.closed {
+			s.t, s.dataVersion = t, v
+		}
+		s.mu.Unlock()
+	}()
+}
+
+func (s *SQLiteStore) Lookup(ctx context.Context, keys []uint64, out []Counts) (Totals, error) {
+	s.maybeRefresh()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return Totals{}, ErrClosed
+	}
+	return s.t.lookup(keys, out), nil
+}
+
+func (s *SQLiteStore) Apply(ctx context.Context, ups []Update) ([]Outcome, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	p := s.t.plan(ups)
+	s.mu.RUnlock()
+	if err := s.write(ctx, p); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.t.apply(p)
+	s.mu.Unlock()
+	return p.outcomes, nil
+}
+
+func (s *SQLiteStore) write(ctx context.Context, p *plan) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("bayes: write %s: %w", s.path, err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	up, err := tx.PrepareContext(ctx, `INSERT INTO tokens (h, spam, ham, day) VALUES (?1, max(0, ?2), max(0, ?3), ?4)
+		ON CONFLICT (h) DO UPDATE SET spam = max(0, spam + ?2), ham = max(0, ham + ?3), day = max(day, ?4)`)
+	if err != nil {
+		return fmt.Errorf("bayes: write %s: %w", s.path, err)
+	}
+	defer up.Close()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM tokens WHERE h = ? AND spam = 0 AND ham = 0`)
+	if err != nil {
+		return fmt.Errorf("bayes: write %s: %w", s.path, err)
+	}
+	defer del.Close()
+	for h, d := range p.tokens {
+		if d.spam == 0 && d.ham == 0 {
+			continue
+		}
+		if _, err := up.ExecContext(ctx, int64(h), d.spam, d.ham, d.day); err != nil {
+			return fmt.Errorf("bayes: write %s: %w", s.path, err)
+		}
+		if d.spam < 0 || d.ham < 0 {
+			if _, err := del.ExecContext(ctx, int64(h)); err != nil {
+				return fmt.Errorf("bayes: write %s: %w", s.path, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE meta SET v = max(0, CAST(v AS INTEGER) + ?) WHERE k = 'nspam'`, p.dSpam); err != nil {
+		return fmt.Errorf("bayes: write %s: %w", s.path, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE meta SET v = max(0, CAST(v AS INTEGER) + ?) WHERE k = 'nham'`, p.dHam); err != nil {
+		return fmt.Errorf("bayes: write %s: %w", s.path, err)
+	}
+	for d, c := range p.seen {
+		if c == 0 {
+			_, err = tx.ExecContext(ctx, `DELETE FROM seen WHERE d = ?`, int64(d))
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO seen (d, class) VALUES (?, ?) ON CONFLICT (d) DO UPDATE SET class = excluded.class`, int64(d), int(c))
+		}
+		if err != nil {
+			return fmt.Errorf("bayes: write %s: %w", s.path, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("bayes: commit %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *SQLiteStore) Stats(ctx context.Context) (Stats, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return Stats{}, ErrClosed
+	}
+	return s.t.stats(), nil
+}
+
+func (s *SQLiteStore) Prune(ctx context.Context, cfg PruneConfig) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	hs := s.t.prunable(cfg, time.Now())
+	s.mu.RUnlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bayes: prune %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM tokens WHERE h = ?`)
+	if err != nil {
+		return 0, fmt.Errorf("bayes: prune %s: %w", s.path, err)
+	}
+	defer del.Close()
+	for _, h := range hs {
+		if _, err := del.ExecContext(ctx, int64(h)); err != nil {
+			return 0, fmt.Errorf("bayes: prune %s: %w", s.path, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("bayes: prune %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	for _, h := range hs {
+		delete(s.t.tokens, h)
+	}
+	s.mu.Unlock()
+	return len(hs), nil
+}
+
+func (s *SQLiteStore) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = ?`, "x:"+key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("bayes: read meta %s: %w", s.path, err)
+	}
+	return v, nil
+}
+
+func (s *SQLiteStore) SetMeta(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, "x:"+key, value)
+	if err != nil {
+		return fmt.Errorf("bayes: write meta %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLiteStore) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.db.Close()
+}

@@ -1,0 +1,666 @@
+package bayes
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"mime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// TokenizerConfig says which features of a message become tokens. The zero value of a
+// field means its default (see DefaultTokenizerConfig); the defaults were chosen by
+// k-fold cross-validation on the training split only.
+type TokenizerConfig struct {
+	// Headers lists the header fields whose words become "name:word" tokens; "*"
+	// stands for all fields but Received, Date, Message-ID and mailbox status fields.
+	Headers []string `yaml:"headers"`
+	// HeaderNames adds an "h:name" token for every header field present (off by
+	// default: it measured worse).
+	HeaderNames bool `yaml:"header_names"`
+	// NoReceived turns off the tokens for host names and /24 networks in Received.
+	NoReceived bool `yaml:"no_received"`
+	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
+	// longer words become a "skip:" token of their first byte and length in tens.
+	MinWord int `yaml:"min_word"`
+	MaxWord int `yaml:"max_word"`
+	// Bigrams adds a token for every pair of adjacent body words.
+	Bigrams bool `yaml:"bigrams"`
+	// HTMLTags adds a "tag:name" token for every HTML tag name used.
+	HTMLTags bool `yaml:"html_tags"`
+	// SplitPunct also emits the alphanumeric pieces of words with inner punctuation.
+	SplitPunct bool `yaml:"split_punct"`
+	// MaxMessageBytes limits how much of a message is read (default 1 MiB), MaxTextBytes
+	// how much decoded text is tokenized (default 256 KiB), MaxParts the MIME parts
+	// visited (default 64).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	MaxTextBytes    int `yaml:"max_text_bytes"`
+	MaxParts        int `yaml:"max_parts"`
+}
+
+// DefaultHeaders are the header fields tokenized by default, chosen by measurement:
+// Received and Message-ID add mostly noise on the training split.
+var DefaultHeaders = []string{
+	"from", "to", "cc", "subject", "reply-to", "return-path", "sender", "x-mailer",
+	"user-agent", "organization", "x-priority", "x-msmail-priority", "list-id",
+	"precedence", "mime-version", "content-type",
+}
+
+// skipAll are the fields not tokenized by the "*" entry of Headers: unique per message.
+var skipAll = map[string]bool{"message-id": true, "date": true, "received": true, "delivery-date": true, "x-uid": true, "status": true, "x-status": true, "x-keywords": true}
+
+// DefaultTokenizerConfig returns the measured defaults.
+func DefaultTokenizerConfig() TokenizerConfig {
+	return TokenizerConfig{Headers: DefaultHeaders}
+}
+
+func (c TokenizerConfig) withDefaults() TokenizerConfig {
+	if c.Headers == nil {
+		c.Headers = DefaultHeaders
+	}
+	if c.MinWord <= 0 {
+		c.MinWord = 3
+	}
+	if c.MaxWord <= 0 {
+		c.MaxWord = 12
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1 << 20
+	}
+	if c.MaxTextBytes <= 0 {
+		c.MaxTextBytes = 256 << 10
+	}
+	if c.MaxParts <= 0 {
+		c.MaxParts = 64
+	}
+	return c
+}
+
+// Fingerprint identifies the token-producing options (not the limits): a store records
+// it so that untraining uses the tokens training produced.
+func (c TokenizerConfig) Fingerprint() string {
+	c = c.withDefaults()
+	h := fnv.New64a()
+	hs := slices.Clone(c.Headers)
+	for i := range hs {
+		hs[i] = strings.ToLower(hs[i])
+	}
+	slices.Sort(hs)
+	fmt.Fprintf(h, "v1|%v|%v|%v|%d|%d|%v|%v|%v", hs, c.HeaderNames, c.NoReceived,
+		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct)
+	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// Tokenizer turns raw messages into tokens. It is safe for concurrent use.
+type Tokenizer struct {
+	cfg     TokenizerConfig
+	headers map[string]string // lower-case name -> token prefix "name:"
+	pool    sync.Pool
+}
+
+// NewTokenizer returns a tokenizer for cfg.
+func NewTokenizer(cfg TokenizerConfig) *Tokenizer {
+	cfg = cfg.withDefaults()
+	t := &Tokenizer{cfg: cfg, headers: map[string]string{}}
+	for _, h := range cfg.Headers {
+		h = strings.ToLower(strings.TrimSpace(h))
+		t.headers[h] = h + ":"
+	}
+	t.pool.New = func() any { return &tokState{} }
+	return t
+}
+
+// Config returns the tokenizer's configuration with defaults filled in.
+func (t *Tokenizer) Config() TokenizerConfig { return t.cfg }
+
+// Hashes appends the distinct token hashes of raw to dst (in no particular order).
+// Hashing is FNV-1a 64 of the prefix and the lower-cased token, stable across runs.
+func (t *Tokenizer) Hashes(dst []uint64, raw []byte) []uint64 {
+	st := t.pool.Get().(*tokState)
+	st.reset(false)
+	t.walk(st, raw)
+	dst = st.set.appendTo(dst)
+	t.pool.Put(st)
+	return dst
+}
+
+// Tokens returns the distinct tokens of raw as sorted strings, for inspection and tests.
+func (t *Tokenizer) Tokens(raw []byte) []string {
+	st := &tokState{}
+	st.reset(true)
+	t.walk(st, raw)
+	out := make([]string, 0, len(st.strs))
+	for s := range st.strs {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// HashToken returns the hash of one token as Tokens prints it.
+func HashToken(tok string) uint64 {
+	return hashBytes(fnvOffset, []byte(tok))
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func hashString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// hashBytes hashes b lower-casing ASCII letters on the fly.
+func hashBytes(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
+		h *= fnvPrime
+	}
+	return h
+}
+
+// tokState is the per-message scratch space, pooled.
+type tokState struct {
+	debug   bool
+	set     hashSet
+	strs    map[string]struct{}
+	fields  [][]field // per MIME depth
+	dec     []byte
+	conv    []byte
+	html    []byte
+	budget  int
+	parts   int
+	prev    uint64 // hash of the previous body word, for bigrams
+	prevW   []byte // its text (debug only)
+	hasPrev bool
+	red     htmlReducer
+}
+
+func (st *tokState) reset(debug bool) {
+	st.debug = debug
+	st.set.clear()
+	if debug {
+		st.strs = map[string]struct{}{}
+	}
+	st.hasPrev = false
+}
+
+func (st *tokState) add(p1, p2 string, w []byte) {
+	if st.debug {
+		st.strs[p1+p2+strings.ToLower(string(w))] = struct{}{}
+		return
+	}
+	st.set.add(hashBytes(hashString(hashString(fnvOffset, p1), p2), w))
+}
+
+const maxDepth = 8
+
+func (t *Tokenizer) walk(st *tokState, raw []byte) {
+	if len(raw) > t.cfg.MaxMessageBytes {
+		raw = raw[:t.cfg.MaxMessageBytes]
+	}
+	st.budget = t.cfg.MaxTextBytes
+	st.parts = 0
+	if len(st.fields) < maxDepth+2 {
+		st.fields = make([][]field, maxDepth+2)
+	}
+	fields, body := splitHeader(st.fields[0][:0], raw, 512)
+	st.fields[0] = fields
+	t.header(st, fields)
+	t.part(st, fields, body, 0)
+}
+
+// header tokenizes the top-level header fields.
+func (t *Tokenizer) header(st *tokState, fields []field) {
+	var nb [64]byte
+	var dec mime.WordDecoder
+	dec.CharsetReader = charset.Reader
+	for _, f := range fields {
+		if len(f.name) > len(nb) {
+			continue
+		}
+		name := lowerInto(nb[:0], f.name)
+		if t.cfg.HeaderNames {
+			st.add("h:", "", name)
+		}
+		if !t.cfg.NoReceived && string(name) == "received" {
+			t.received(st, f.value)
+			continue
+		}
+		prefix, ok := t.headers[string(name)]
+		if !ok {
+			if _, all := t.headers["*"]; !all || skipAll[string(name)] {
+				continue
+			}
+			prefix = string(name) + ":"
+		}
+		v := f.value
+		if bytes.Contains(v, []byte("=?")) {
+			if s, err := dec.DecodeHeader(unfold(v)); err == nil {
+				v = []byte(s)
+			}
+		}
+		st.hasPrev = false
+		t.words(st, prefix, v, false)
+	}
+}
+
+// received adds "rcvd:" tokens for the host names and /24 networks of a Received field.
+func (t *Tokenizer) received(st *tokState, v []byte) {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && isSpace(v[i]) {
+			i++
+		}
+		j := i
+		for j < len(v) && !isSpace(v[j]) {
+			j++
+		}
+		w := bytes.Trim(v[i:j], "()[];,<>")
+		v = v[j:]
+		if bytes.IndexByte(w, '.') <= 0 {
+			continue
+		}
+		if isIPv4(w) {
+			k := bytes.LastIndexByte(w, '.')
+			st.add("rcvd:", "", w[:k])
+			continue
+		}
+		if bytes.IndexByte(w, '@') >= 0 || bytes.IndexByte(w, ':') >= 0 {
+			continue
+		}
+		st.add("rcvd:", "", w)
+	}
+}
+
+func isIPv4(w []byte) bool {
+	dots := 0
+	for _, c := range w {
+		if c == '.' {
+			dots++
+		} else if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return dots == 3
+}
+
+// part tokenizes one MIME entity with the given header fields.
+func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
+	st.parts++
+	typ, params := mediaType(headerValue(fields, "content-type"))
+	if typ == "" {
+		typ = "text/plain"
+	}
+	st.add("ct:", "", []byte(typ))
+	if cs := params["charset"]; cs != "" {
+		st.add("charset:", "", []byte(cs))
+	}
+	cte := bytes.ToLower(trimSpace(headerValue(fields, "content-transfer-encoding")))
+	if len(cte) > 0 && len(cte) < 32 {
+		st.add("cte:", "", cte)
+	}
+	if fn := filename(fields, params); fn != "" {
+		ext := fn
+		if k := strings.LastIndexByte(fn, '.'); k >= 0 {
+			ext = fn[k+1:]
+		}
+		if len(ext) > 8 {
+			ext = ext[:8]
+		}
+		st.add("fname:", "", []byte(ext))
+		t.words(st, "fname:", []byte(fn), false)
+	}
+	switch {
+	case strings.HasPrefix(typ, "multipart/"):
+		if depth >= maxDepth {
+			return
+		}
+		var arr [16][]byte
+		parts := splitMultipart(arr[:0], body, params["boundary"], t.cfg.MaxParts)
+		for _, p := range parts {
+			if st.parts >= t.cfg.MaxParts {
+				return
+			}
+			f, b := splitHeader(st.fields[depth+1][:0], p, 64)
+			st.fields[depth+1] = f
+			t.part(st, f, b, depth+1)
+		}
+	case typ == "message/rfc822":
+		if depth >= maxDepth {
+			return
+		}
+		f, b := splitHeader(st.fields[depth+1][:0], body, 128)
+		st.fields[depth+1] = f
+		if s := headerValue(f, "subject"); s != nil {
+			st.hasPrev = false
+			t.words(st, "", s, true)
+		}
+		t.part(st, f, b, depth+1)
+	case strings.HasPrefix(typ, "text/"):
+		if st.budget <= 0 {
+			return
+		}
+		text := body
+		switch {
+		case bytes.EqualFold(cte, []byte("quoted-printable")):
+			st.dec = decodeQP(st.dec[:0], body)
+			text = st.dec
+		case bytes.EqualFold(cte, []byte("base64")):
+			st.dec = decodeBase64(st.dec[:0], body)
+			text = st.dec
+		}
+		if len(text) > st.budget {
+			text = text[:st.budget]
+		}
+		st.budget -= len(text)
+		text, st.conv = toUTF8(text, params["charset"], st.conv)
+		if typ == "text/html" || looksHTML(text) {
+			st.red.onURL = func(u []byte) { t.url(st, u) }
+			st.red.onTag = nil
+			if t.cfg.HTMLTags {
+				st.red.onTag = func(n []byte) { st.add("tag:", "", n) }
+			}
+			st.html = st.red.reduce(st.html[:0], text)
+			text = st.html
+		}
+		st.hasPrev = false
+		t.words(st, "", text, true)
+	}
+}
+
+// looksHTML spots HTML sent as text/plain, common in spam.
+func looksHTML(b []byte) bool {
+	if len(b) > 512 {
+		b = b[:512]
+	}
+	return indexFold(b, "<html") >= 0 || indexFold(b, "<body") >= 0
+}
+
+// filename returns the file name of a part, if any (RFC 2183 §2.3).
+func filename(fields []field, ctParams map[string]string) string {
+	if cd := headerValue(fields, "content-disposition"); cd != nil {
+		_, p := mediaType(cd)
+		if fn := p["filename"]; fn != "" {
+			return fn
+		}
+	}
+	return ctParams["name"]
+}
+
+// words splits text at white space and adds a token for each word.
+func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
+	i := 0
+	for i < len(text) {
+		for i < len(text) && (text[i] <= ' ' || text[i] == 0x7f) {
+			i++
+		}
+		j := i
+		for j < len(text) && text[j] > ' ' && text[j] != 0x7f {
+			j++
+		}
+		if j > i {
+			t.word(st, prefix, text[i:j], body)
+		}
+		i = j
+	}
+}
+
+func isLeadPunct(c byte) bool {
+	switch c {
+	case '"', '\'', '(', '[', '{', '<', '*', '`', ',', ';', ':', '.', '>', '|':
+		return true
+	}
+	return false
+}
+
+func isTrailPunct(c byte) bool {
+	switch c {
+	case '"', '\'', ')', ']', '}', '>', '*', '`', ',', ';', ':', '.', '<', '|':
+		return true
+	}
+	return false
+}
+
+func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body bool) {
+	for len(w) > 0 && isLeadPunct(w[0]) {
+		w = w[1:]
+	}
+	for len(w) > 0 && isTrailPunct(w[len(w)-1]) {
+		w = w[:len(w)-1]
+	}
+	if len(w) == 0 {
+		return
+	}
+	if hasScheme(w) || (len(w) > 4 && hasPrefixFold(w, "www.")) {
+		t.url(st, w)
+		st.hasPrev = false
+		return
+	}
+	if at := bytes.IndexByte(w, '@'); at > 0 && at < len(w)-1 && bytes.IndexByte(w[at:], '.') > 0 {
+		dom := w[at+1:]
+		if len(dom) > 64 {
+			dom = dom[:64]
+		}
+		if len(w) > 64 {
+			w = w[:64]
+		}
+		if prefix == "" {
+			prefix = "email:"
+		}
+		st.add(prefix, "@", dom)
+		st.add(prefix, "", w)
+		st.hasPrev = false
+		return
+	}
+	n := len(w)
+	if n > t.cfg.MaxWord {
+		bucket := n / 10
+		if bucket > 9 {
+			bucket = 9
+		}
+		var sk = [2]byte{w[0], '0' + byte(bucket)}
+		st.add(prefix, "skip:", sk[:])
+		st.hasPrev = false
+		if t.cfg.SplitPunct {
+			t.pieces(st, prefix, w)
+		}
+		return
+	}
+	if n < t.cfg.MinWord {
+		st.hasPrev = false
+		return
+	}
+	st.add(prefix, "", w)
+	if t.cfg.SplitPunct {
+		t.pieces(st, prefix, w)
+	}
+	if body && t.cfg.Bigrams {
+		h := hashBytes(fnvOffset, w)
+		if st.hasPrev {
+			if st.debug {
+				st.add("bi:", string(st.prevW)+" ", w)
+			} else {
+				st.set.add(st.prev*31 ^ h ^ 0x9e3779b97f4a7c15)
+			}
+		}
+		st.prev, st.hasPrev = h, true
+		if st.debug {
+			st.prevW = append(st.prevW[:0], bytes.ToLower(w)...)
+		}
+	}
+}
+
+// pieces adds the alphanumeric runs of a word with inner punctuation.
+func (t *Tokenizer) pieces(st *tokState, prefix string, w []byte) {
+	i, found := 0, false
+	for i < len(w) {
+		for i < len(w) && !isAlnum(w[i]) {
+			i++
+			found = true
+		}
+		j := i
+		for j < len(w) && isAlnum(w[j]) {
+			j++
+		}
+		if found || j < len(w) {
+			if p := w[i:j]; len(p) >= t.cfg.MinWord && len(p) <= t.cfg.MaxWord && len(p) < len(w) {
+				st.add(prefix, "", p)
+			}
+		}
+		i = j
+	}
+}
+
+func isAlnum(c byte) bool {
+	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c >= 0x80
+}
+
+func hasScheme(w []byte) bool {
+	k := bytes.Index(w, []byte("://"))
+	if k <= 0 || k > 8 {
+		return false
+	}
+	for _, c := range w[:k] {
+		if !(('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPrefixFold(b []byte, p string) bool {
+	return len(b) >= len(p) && strings.EqualFold(string(b[:len(p)]), p)
+}
+
+// url adds tokens for the scheme, the host and its registrable suffix, and path pieces.
+func (t *Tokenizer) url(st *tokState, u []byte) {
+	if len(u) > 512 {
+		u = u[:512]
+	}
+	if k := bytes.Index(u, []byte("://")); k > 0 && k <= 8 {
+		st.add("proto:", "", u[:k])
+		u = u[k+3:]
+	} else if hasPrefixFold(u, "mailto:") {
+		t.word(st, "mailto:", u[7:], false)
+		return
+	}
+	e := bytes.IndexAny(u, "/?#")
+	if e < 0 {
+		e = len(u)
+	}
+	host, rest := u[:e], u[e:]
+	if k := bytes.LastIndexByte(host, '@'); k >= 0 {
+		st.add("url:", "userinfo", nil)
+		host = host[k+1:]
+	}
+	if k := bytes.IndexByte(host, ':'); k >= 0 {
+		st.add("url:", "port", nil)
+		host = host[:k]
+	}
+	if isIPv4(host) {
+		st.add("url:", "ip", nil)
+	} else if len(host) > 0 {
+		st.add("url:", "", host)
+		// the last two labels (three when the second-to-last is short, as in co.uk)
+		dots := 0
+		for i := len(host) - 1; i >= 0; i-- {
+			if host[i] == '.' {
+				dots++
+				if dots == 2 {
+					if tail := host[i+1:]; len(tail) < len(host) {
+						st.add("url:", "", tail)
+					}
+					break
+				}
+			}
+		}
+	}
+	n := 0
+	for len(rest) > 0 && n < 16 {
+		i := 0
+		for i < len(rest) && !isAlnum(rest[i]) {
+			i++
+		}
+		j := i
+		for j < len(rest) && isAlnum(rest[j]) {
+			j++
+		}
+		if p := rest[i:j]; len(p) >= 2 && len(p) <= t.cfg.MaxWord {
+			st.add("url:", "", p)
+			n++
+		}
+		rest = rest[j:]
+	}
+}
+
+// hashSet is an open-addressing set of uint64, cleared in O(1) by a generation stamp.
+type hashSet struct {
+	keys []uint64
+	gens []uint32
+	gen  uint32
+	n    int
+}
+
+func (s *hashSet) clear() {
+	s.gen++
+	s.n = 0
+	if s.gen == 0 || s.keys == nil {
+		if s.keys == nil {
+			s.keys = make([]uint64, 1024)
+		}
+		s.gens = make([]uint32, len(s.keys))
+		s.gen = 1
+	}
+}
+
+func (s *hashSet) add(h uint64) {
+	if 2*(s.n+1) > len(s.keys) {
+		s.grow()
+	}
+	mask := uint64(len(s.keys) - 1)
+	i := (h * 0x9e3779b97f4a7c15) >> 32 & mask
+	for {
+		if s.gens[i] != s.gen {
+			s.gens[i] = s.gen
+			s.keys[i] = h
+			s.n++
+			return
+		}
+		if s.keys[i] == h {
+			return
+		}
+		i = (i + 1) & mask
+	}
+}
+
+func (s *hashSet) grow() {
+	old := s.appendTo(nil)
+	s.keys = make([]uint64, 2*len(s.keys))
+	s.gens = make([]uint32, len(s.keys))
+	s.gen, s.n = 1, 0
+	for _, h := range old {
+		s.add(h)
+	}
+}
+
+func (s *hashSet) appendTo(dst []uint64) []uint64 {
+	for i, g := range s.gens {
+		if g == s.gen {
+			dst = append(dst, s.keys[i])
+		}
+	}
+	return dst
+}
