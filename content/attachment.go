@@ -199,14 +199,15 @@ func (a *Attachment) inspect(data []byte) sniffed {
 }
 
 // leaf handles a non-multipart entity: text for the body, or an attachment.
-func (w *walker) leaf(p *Part, body []byte, params, dparams []param, badParams bool) {
+// mt is the type to treat it as (text/plain for a multipart whose boundary is missing).
+func (w *walker) leaf(p *Part, mt string, body []byte, params, dparams []param, badParams bool) {
 	data := w.decode(p, body)
 	p.Decoded = data
 	cdNames, cdProbs := nameValues(dparams, "filename")
 	ctNames, ctProbs := nameValues(params, "name")
-	isText := p.MediaType == "text/plain" || p.MediaType == "text/html"
+	isText := mt == "text/plain" || mt == "text/html"
 	named := len(cdNames) > 0 || len(ctNames) > 0 || len(cdProbs) > 0 || len(ctProbs) > 0
-	if !named && p.Disposition != "attachment" && strings.HasPrefix(p.MediaType, "text/") {
+	if !named && p.Disposition != "attachment" && strings.HasPrefix(mt, "text/") {
 		if isText {
 			s := sniff(data)
 			if s.exec != "" || s.archive != "" {
@@ -215,7 +216,7 @@ func (w *walker) leaf(p *Part, body []byte, params, dparams []param, badParams b
 				w.addAttachment(a, data)
 				return
 			}
-			w.addText(p, data)
+			w.addText(p, mt, data)
 		}
 		return
 	}

@@ -9,7 +9,7 @@ import (
 
 // addText converts a text part to UTF-8, reduces HTML to text, appends the result to the
 // message text and collects its URLs.
-func (w *walker) addText(p *Part, data []byte) {
+func (w *walker) addText(p *Part, mt string, data []byte) {
 	cs := ""
 	for _, x := range p.Params {
 		if x.Name == "charset" {
@@ -27,7 +27,7 @@ func (w *walker) addText(p *Part, data []byte) {
 			w.malformed(p.Path, "unknown_charset")
 		}
 	}
-	if p.MediaType == "text/html" {
+	if mt == "text/html" {
 		s = w.htmlText(s)
 	}
 	w.urls(s)

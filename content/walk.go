@@ -246,7 +246,8 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 		}
 		if boundary == "" {
 			w.malformed(path, "missing_boundary")
-			break
+			w.leaf(p, "text/plain", buf[p.BodyStart:end], params, dparams, badParams || badDisp)
+			return
 		}
 		if depth >= w.lim.MaxDepth {
 			w.limit(path, "too_deep")
@@ -256,6 +257,9 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 			return
 		}
 		w.malformed(path, "boundary_not_found")
+		// Read the body the way a mail client shows it: as text.
+		w.leaf(p, "text/plain", buf[p.BodyStart:end], params, dparams, badParams || badDisp)
+		return
 	case mt == "message/rfc822" || mt == "message/global":
 		if depth >= w.lim.MaxDepth {
 			w.limit(path, "too_deep")
@@ -271,7 +275,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 		w.entity(dec, 0, len(dec), depth+1, childPath(path, 1), false, HeaderNested, "text/plain")
 		return
 	}
-	w.leaf(p, buf[p.BodyStart:end], params, dparams, badParams || badDisp)
+	w.leaf(p, mt, buf[p.BodyStart:end], params, dparams, badParams || badDisp)
 }
 
 // multipart splits a multipart body on its boundary (RFC 2046 §5.1.1) and walks each body
