@@ -330,10 +330,9 @@ func (e *Engine) env(rs *ruleSet, stage Stage, tx *Transaction, results map[stri
 }
 
 func (e *Engine) logDecision(ctx context.Context, stage Stage, tx *Transaction, d Decision, elapsed time.Duration) {
+	// The SMTP server writes the one Info record per stage (with the transport facts and
+	// these results); this Debug record adds the rule-level detail.
 	level := slog.LevelDebug
-	if d.Rule != "" || len(d.Results) > 0 || len(d.DryRun) > 0 || d.Score != 0 {
-		level = slog.LevelInfo
-	}
 	if !e.log.Enabled(ctx, level) {
 		return
 	}

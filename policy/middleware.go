@@ -26,6 +26,15 @@ type wrapped struct {
 	inner  Policy
 	stages []Stage
 	around func(ctx context.Context, s Stage, tx *Transaction, next CheckFunc) Result
+	msg    bool // ExtendMsg
+}
+
+// ExtendMsg makes the facts of a data-stage policy extend `msg` in rules (msg.attachments
+// rather than content.attachments); see MsgFactProvider.
+func ExtendMsg(p Policy) Policy {
+	w := Wrap(p, func(ctx context.Context, s Stage, tx *Transaction, next CheckFunc) Result { return next(ctx) }).(*wrapped)
+	w.msg = true
+	return w
 }
 
 func (w *wrapped) call(ctx context.Context, s Stage, tx *Transaction) Result {
@@ -62,6 +71,9 @@ func (w *wrapped) DeclareFacts() map[string]any {
 }
 
 func (w *wrapped) ProvidesMsgFacts() bool {
+	if w.msg {
+		return true
+	}
 	mp, ok := w.inner.(MsgFactProvider)
 	return ok && mp.ProvidesMsgFacts()
 }

@@ -1,0 +1,179 @@
+// Package config decodes the admin's files into each package's Config: the server config
+// (portcullis.yaml: listeners, domains, data dir, DNS) and the rule file (rules.yaml: the
+// policy instances and the rules). It holds the one table from policy kinds ("rbl", "spf",
+// "clamd", ...) to their constructors. Decoding is strict: an unknown key is an error that
+// names the key, its line and the file.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/smtpd"
+)
+
+// Config is the server configuration (portcullis.yaml).
+type Config struct {
+	// Hostname is our name in greetings, Received headers and certificates.
+	Hostname string `yaml:"hostname"`
+	// DataDir holds the spool, mailboxes, databases, keys and certificates.
+	DataDir string `yaml:"data_dir"`
+	// LocalDomains are the domains we receive mail for.
+	LocalDomains []string `yaml:"local_domains"`
+	// TrustedNetworks may relay without authentication (CIDRs). Default: loopback only.
+	TrustedNetworks []string `yaml:"trusted_networks"`
+	// Postmaster is the first user, created with a random password on first start.
+	Postmaster string `yaml:"postmaster"`
+	// Rules is the rule file (policies and rules). Default DataDir/rules.yaml, written
+	// from the built-in defaults on first start.
+	Rules string `yaml:"rules"`
+	// Log is the log level (debug, info, warn, error) and format (text, json).
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+	// HTTP serves /metrics (and, later, the web page). Empty Addr disables it.
+	HTTP struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"http"`
+	// DNS is the resolver every DNS policy shares; Cache bounds its cache.
+	DNS   dnsx.ClientConfig `yaml:"dns"`
+	Cache dnsx.CacheConfig  `yaml:"dns_cache"`
+	// SMTP is the SMTP server: listeners, TLS and limits. hostname, data_dir,
+	// local_domains and trusted_networks are taken from the top level.
+	SMTP smtpd.Config `yaml:"smtp"`
+}
+
+//go:embed default-rules.yaml
+var defaultRules []byte
+
+// DefaultRules returns the built-in rule file.
+func DefaultRules() []byte { return bytes.Clone(defaultRules) }
+
+// Default returns the embedded defaults: everything on loopback, data under dataDir, the
+// local domain example.test. It is what `portcullis serve` runs without --config.
+func Default(dataDir string) *Config {
+	c := &Config{
+		Hostname:        "mx.example.test",
+		DataDir:         dataDir,
+		LocalDomains:    []string{"example.test"},
+		TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
+		Postmaster:      "postmaster@example.test",
+	}
+	c.Log.Level, c.Log.Format = "info", "text"
+	c.HTTP.Addr = "127.0.0.1:8025"
+	c.SMTP.Listeners = []smtpd.ListenerConfig{
+		{Name: "mx", Addr: "127.0.0.1:2525", Mode: smtpd.ModeMX},
+		{Name: "submission", Addr: "127.0.0.1:5870", Mode: smtpd.ModeSubmission},
+		{Name: "submissions", Addr: "127.0.0.1:5465", Mode: smtpd.ModeSubmissions},
+	}
+	return c
+}
+
+// Load reads a config file over the defaults (keys not in the file keep their default
+// values; a listed key replaces its default wholly). dataDir, when not empty, overrides
+// data_dir (the --data flag).
+func Load(path, dataDir string) (*Config, error) {
+	c := Default("./data")
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeStrict(data, c); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if dataDir != "" {
+		c.DataDir = dataDir
+	}
+	if err := c.finish(); err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// decodeStrict decodes YAML into v and rejects unknown keys, naming them.
+func decodeStrict(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return friendlyYAML(err)
+	}
+	return nil
+}
+
+// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x".
+func friendlyYAML(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			if i := strings.Index(e, ": field "); i >= 0 && strings.Contains(e, " not found in type ") {
+				name := e[i+len(": field "):]
+				name = name[:strings.Index(name, " not found")]
+				e = e[:i] + ": unknown key " + name
+			}
+			msgs[i] = e
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return err
+}
+
+// finish fills derived values and validates.
+func (c *Config) finish() error {
+	if c.DataDir == "" {
+		return errors.New("data_dir is empty")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	c.DataDir = abs
+	if c.Rules == "" {
+		c.Rules = filepath.Join(c.DataDir, "rules.yaml")
+	}
+	for i, d := range c.LocalDomains {
+		c.LocalDomains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	for _, n := range c.TrustedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			if _, err2 := netip.ParseAddr(n); err2 != nil {
+				return fmt.Errorf("trusted_networks: %q is not a CIDR or an address", n)
+			}
+		}
+	}
+	if c.Postmaster != "" && !strings.Contains(c.Postmaster, "@") {
+		return fmt.Errorf("postmaster: %q is not an address", c.Postmaster)
+	}
+	c.SMTP.Hostname = c.Hostname
+	c.SMTP.DataDir = c.DataDir
+	c.SMTP.LocalDomains = c.LocalDomains
+	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	return nil
+}
+
+// IsLocal reports whether domain is one of ours.
+func (c *Config) IsLocal(domain string) bool {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	for _, d := range c.LocalDomains {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}

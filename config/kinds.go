@@ -1,0 +1,104 @@
+package config
+
+import (
+	"go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-mail/portcullis/content"
+	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/headers"
+	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/rbl"
+	"github.com/portcullis-mail/portcullis/spf"
+	"github.com/portcullis-mail/portcullis/virus"
+)
+
+// kind is one entry of the table from policy kinds to constructors.
+type kind struct {
+	build func(opts *yaml.Node, deps Deps) (policy.Policy, error)
+	// selfNamed: the kind's key is also an option of its config ({rbl: [zone, ...]}).
+	selfNamed bool
+	// extendsMsg: the kind's facts extend msg in rules (msg.attachments).
+	extendsMsg bool
+	// is recognises an instance of the kind (for the built-ins).
+	is func(policy.Policy) bool
+}
+
+// kinds is the one table from the names admins write to the constructors. Each entry
+// decodes the instance's options strictly into the package's Config.
+var kinds = map[string]kind{
+	"rbl": {selfNamed: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c rbl.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return rbl.New(c, d.Resolver)
+	}},
+	"dnswl": {selfNamed: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c rbl.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return rbl.New(c, d.Resolver)
+	}},
+	"rhsbl": {selfNamed: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c rbl.RHSBLConfig
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return rbl.NewRHSBL(c, d.Resolver)
+	}},
+	"spf": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c spf.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return spf.New(c, d.Resolver)
+	}},
+	"dmarc": {build: buildDKIM},
+	"dkim":  {build: buildDKIM},
+	"content": {extendsMsg: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c content.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return content.New(c)
+	}, is: func(p policy.Policy) bool { _, ok := p.(*content.Policy); return ok }},
+	"header_checks": {selfNamed: true, build: buildHeaders},
+	"body_checks":   {selfNamed: true, build: buildHeaders},
+	"date": {extendsMsg: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c headers.DateConfig
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return headers.NewDate(c)
+	}, is: func(p policy.Policy) bool { _, ok := p.(*headers.DatePolicy); return ok }},
+	"clamd": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c virus.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return virus.NewPolicy(c)
+	}},
+}
+
+func buildHeaders(n *yaml.Node, d Deps) (policy.Policy, error) {
+	var c headers.Config
+	if err := decode(n, &c); err != nil {
+		return nil, err
+	}
+	return headers.Load(c)
+}
+
+func buildDKIM(n *yaml.Node, d Deps) (policy.Policy, error) {
+	var c dkim.Config
+	if err := decode(n, &c); err != nil {
+		return nil, err
+	}
+	return dkim.New(c, d.Resolver)
+}
+
+// builtins are instances every rule file has without configuring them.
+var builtins = []struct{ name, kind string }{
+	{"content", "content"},
+	{"date", "date"},
+}
