@@ -35,10 +35,9 @@ type conn struct {
 	dataEnd   time.Time // zero outside DATA
 	readBusy  bool      // a Read is blocked waiting for the client
 
-	killed   atomic.Bool
-	closed   atomic.Bool
-	onClose  func()
-	closeErr error
+	killed  atomic.Bool
+	closed  atomic.Bool
+	onClose func()
 }
 
 // errShutdown is returned to go-smtp's reader when the server shuts down; it is a

@@ -1,0 +1,46 @@
+package smtpd_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
+)
+
+// FCrDNS at connect: the name reaches the transaction (rules), the Received header and
+// the log; a name that does not confirm is not used.
+func TestFCrDNS(t *testing.T) {
+	dns := dnstest.New(t, dnstest.Zone{
+		"1.0.0.127.in-addr.arpa.": {"PTR client.example.net.", "PTR liar.example.net."},
+		"client.example.net.":     {"A 127.0.0.1"},
+		"liar.example.net.":       {"A 192.0.2.9"},
+	})
+	var seen []policy.Conn
+	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
+		d.Resolver = dns.Resolver()
+		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
+			if s == policy.StageConnect {
+				seen = append(seen, tx.Conn)
+			}
+			return policy.Decision{}
+		})
+	})
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	c.Expect(t, "DATA", 354)
+	c.Send(smtptest.Message("a@example.net", "bob@example.test", "rdns", 100) + ".\r\n")
+	c.Expect(t, "", 250)
+	if len(seen) != 1 || seen[0].Hostname != "client.example.net" || len(seen[0].PTRNames) != 2 {
+		t.Fatalf("connect stage saw %+v", seen)
+	}
+	got := ts.q.messages()
+	if len(got) != 1 || !strings.Contains(string(got[0].Data), "from client.example.net (client.example.net [127.0.0.1])") {
+		t.Fatalf("Received header: %q", got[0].Data[:120])
+	}
+}

@@ -1,0 +1,88 @@
+package smtpd_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// swaks runs the real swaks client against addr; it returns its transcript and whether
+// it succeeded.
+func swaks(t *testing.T, args ...string) (string, bool) {
+	t.Helper()
+	path, err := exec.LookPath("swaks")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("swaks is not installed (scripts/install-test-deps.sh installs it)")
+		}
+		t.Skip("swaks is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, append([]string{"--timeout", "20"}, args...)...).CombinedOutput()
+	if strings.Contains(string(out), "TLS not available") {
+		msg := "swaks has no TLS support: install libnet-ssleay-perl and libio-socket-ssl-perl"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return string(out), err == nil
+}
+
+func TestSwaks(t *testing.T) {
+	ts := start(t, nil)
+	mx, sub, subs := ts.addr("mx"), ts.addr("submission"), ts.addr("submissions")
+
+	out, ok := swaks(t, "--server", mx, "--helo", "client.example.net", "--from", "a@example.net", "--to", "bob@example.test", "--header", "Subject: swaks test")
+	if !ok || !strings.Contains(out, "250 2.0.0 OK queued as ") {
+		t.Fatalf("plain delivery failed:\n%s", out)
+	}
+	if got := ts.q.messages(); len(got) != 1 || got[0].Env.To[0] != "bob@example.test" || !strings.Contains(string(got[0].Data), "Subject: swaks test") {
+		t.Fatalf("queue after swaks: %+v", got)
+	}
+
+	out, ok = swaks(t, "--server", mx, "--from", "a@example.net", "--to", "victim@other.test")
+	if ok || !strings.Contains(out, "554 5.7.1 Relay access denied") {
+		t.Errorf("relay through mx:\n%s", out)
+	}
+	out, ok = swaks(t, "--server", mx, "--from", "a@example.net", "--to", "user%other.test@example.test")
+	if ok || !strings.Contains(out, "554 5.7.1 Relay access denied") {
+		t.Errorf("percent hack:\n%s", out)
+	}
+
+	out, ok = swaks(t, "--server", mx, "--helo", "bad.helo.test", "--from", "a@example.net", "--to", "bob@example.test")
+	if ok || !strings.Contains(out, "550 5.7.1 bad helo bad.helo.test") {
+		t.Errorf("helo rule:\n%s", out)
+	}
+	out, ok = swaks(t, "--server", mx, "--from", "a@example.net", "--to", "bob@example.test", "--header", "Subject: SPAM")
+	if ok || !strings.Contains(out, "554 5.7.9 spam refused") {
+		t.Errorf("data rule:\n%s", out)
+	}
+
+	// AUTH is not offered before STARTTLS; swaks gives up.
+	out, ok = swaks(t, "--server", sub, "--from", "alice@example.test", "--to", "x@elsewhere.test", "-a", "PLAIN", "-au", "alice@example.test", "-ap", "secret")
+	if ok {
+		t.Errorf("AUTH without TLS succeeded:\n%s", out)
+	}
+	for _, mech := range []string{"PLAIN", "LOGIN"} {
+		out, ok = swaks(t, "--server", sub, "--tls", "--from", "alice@example.test", "--to", "x@elsewhere.test", "-a", mech, "-au", "alice@example.test", "-ap", "secret")
+		if !ok || !strings.Contains(out, "235 2.0.0 Authentication succeeded") {
+			t.Errorf("AUTH %s over STARTTLS:\n%s", mech, out)
+		}
+	}
+	out, ok = swaks(t, "--server", sub, "--tls", "--from", "alice@example.test", "--to", "x@elsewhere.test", "-a", "PLAIN", "-au", "alice@example.test", "-ap", "wrong")
+	if ok || !strings.Contains(out, "535 5.7.8") {
+		t.Errorf("bad password:\n%s", out)
+	}
+	out, ok = swaks(t, "--server", subs, "--tlsc", "--from", "alice@example.test", "--to", "x@elsewhere.test", "-a", "PLAIN", "-au", "alice@example.test", "-ap", "secret")
+	if !ok {
+		t.Errorf("implicit TLS:\n%s", out)
+	}
+	if n := len(ts.q.messages()); n != 4 {
+		t.Errorf("queued %d messages, want 4", n)
+	}
+}
