@@ -91,7 +91,11 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 	}
 	spfRes, _ := spf.Check(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, sender, spf.WithReceiver(tx.Hostname))
 
-	fromDomain := FromDomain(tx.Message.Header.Get("From"))
+	froms := tx.Message.Header.Values("From")
+	fromDomain := ""
+	if len(froms) == 1 {
+		fromDomain = FromDomain(froms[0])
+	}
 	in := Input{
 		FromDomain: fromDomain, SPFDomain: spfRes.Domain, SPFResult: string(spfRes.Status),
 		DKIMPassDomains: passDomains, SampleKey: tx.Message.Header.Get("Message-Id"),
@@ -102,9 +106,11 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 	var ev Evaluation
 	switch {
 	case fromDomain == "":
+		// RFC 7489 §6.6.1: without exactly one From: field with one domain there is no
+		// author domain to authenticate.
 		ev = Evaluate(nil, in)
 		ev.Result = DMARCPermError
-		errs = append(errs, errors.New("dmarc: no From: domain"))
+		errs = append(errs, fmt.Errorf("dmarc: need one From: field with a domain, have %d field(s) %q", len(froms), froms))
 	default:
 		rec, err := LookupDMARC(ctx, p.r, fromDomain)
 		switch {

@@ -70,6 +70,8 @@ func TestPolicy(t *testing.T) {
 		{"spoofed", "198.51.100.1", "x@evil.test", msg("a@example.com", "evil.test"), "fail", "reject", false, false, []string{"evil.test"}},
 		{"subdomain from, relaxed", "192.0.2.10", "bounce@example.com", msg("a@news.example.com", ""), "pass", "reject", true, false, []string{}},
 		{"no record", "198.51.100.1", "x@evil.test", msg("a@evil.test", ""), "none", "", true, false, []string{}},
+		{"two From fields", "192.0.2.10", "bounce@example.com", []byte("From: a@example.com\r\n" + testMsg), "permerror", "", false, false, []string{}},
+		{"no From domain", "192.0.2.10", "bounce@example.com", msg("undisclosed-sender:;", ""), "permerror", "", false, false, []string{}},
 		{"dns timeout", "198.51.100.1", "x@slow.test", msg("a@slow.test", ""), "temperror", "", true, false, []string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,7 +92,7 @@ func TestPolicy(t *testing.T) {
 			if fmt.Sprint(f["dkim_pass_domains"]) != fmt.Sprint(tc.passDomains) {
 				t.Fatalf("pass domains %v", f["dkim_pass_domains"])
 			}
-			if (r.Err != nil) != (tc.dmarc == "temperror") {
+			if (r.Err != nil) != (tc.dmarc == "temperror" || tc.dmarc == "permerror") {
 				t.Fatalf("err %v", r.Err)
 			}
 			for k, v := range f {

@@ -1,9 +1,15 @@
 package spf
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/portcullis-mail/portcullis/dnsx"
 )
 
 // FuzzParseRecord: no record text makes the parser panic, and what it accepts is ASCII.
@@ -59,5 +65,61 @@ func FuzzMacroExpand(f *testing.F) {
 			t.Fatalf("domain expansion of %q is %d octets", s, len(out))
 		}
 		_, _ = parseDomainSpec(s, exp)
+	})
+}
+
+// memResolver answers from memory without I/O: rec as the TXT record of example.com, and
+// for every other name an A, AAAA, MX, PTR and an SPF record, so that every mechanism of
+// a fuzzed record has something to evaluate.
+type memResolver struct{ rec string }
+
+func (m memResolver) Query(_ context.Context, name string, qt uint16) (*dnsx.Answer, error) {
+	hdr := dns.RR_Header{Name: name, Rrtype: qt, Class: dns.ClassINET, Ttl: 60}
+	ans := &dnsx.Answer{Name: name, Type: qt}
+	switch qt {
+	case dns.TypeTXT:
+		txt := "v=spf1 ip4:192.0.2.0/24 -all"
+		if strings.EqualFold(name, "example.com.") {
+			txt = m.rec
+		}
+		ans.Records = append(ans.Records, &dns.TXT{Hdr: hdr, Txt: []string{txt}})
+	case dns.TypeA:
+		ans.Records = append(ans.Records, &dns.A{Hdr: hdr, A: net.IPv4(192, 0, 2, 1)})
+	case dns.TypeAAAA:
+		ans.Records = append(ans.Records, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP("2001:db8::1")})
+	case dns.TypeMX:
+		ans.Records = append(ans.Records, &dns.MX{Hdr: hdr, Preference: 10, Mx: "mx." + name})
+	case dns.TypePTR:
+		ans.Records = append(ans.Records, &dns.PTR{Hdr: hdr, Ptr: "host.example.com."})
+	}
+	return ans, nil
+}
+
+// FuzzCheck evaluates fuzzed records end to end (parse, macros, every mechanism) against
+// an in-memory resolver: never a panic, always one of the seven results, and an error
+// exactly for temperror and permerror.
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{
+		"v=spf1 a mx ptr exists:%{i}.x.%{d} include:inc.example.net -all",
+		"v=spf1 redirect=%{d2}.example.org", "v=spf1 -all exp=%{l}.exp.example.com",
+		"v=spf1 a:%{p}.example.com/24//64 ?all", "v=spf1 mx/0 ~all",
+	} {
+		f.Add(s, "192.0.2.1")
+	}
+	f.Add("v=spf1 ip6:2001:db8::/32 a//64 -all", "2001:db8::1")
+	valid := map[Status]bool{None: true, Neutral: true, Pass: true, Fail: true, SoftFail: true, TempError: true, PermError: true}
+	f.Fuzz(func(t *testing.T, rec, ipText string) {
+		ip, err := netip.ParseAddr(ipText)
+		if err != nil {
+			ip = netip.MustParseAddr("192.0.2.1")
+		}
+		res, err := Check(context.Background(), memResolver{rec}, ip, "helo.example.com", "user@example.com")
+		if !valid[res.Status] {
+			t.Fatalf("invalid status %q", res.Status)
+		}
+		if (err != nil) != (res.Status == TempError || res.Status == PermError) {
+			t.Fatalf("status %s with error %v", res.Status, err)
+		}
+		_ = res.ReceivedSPF()
 	})
 }
