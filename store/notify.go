@@ -7,10 +7,10 @@ type EventKind int
 
 // Event kinds.
 const (
-	Appended EventKind = iota + 1 // new messages (UIDs ascending, above every earlier UID)
-	Expunged                      // messages removed
-	FlagsChanged                  // flags of Messages changed
-	MailboxDeleted                // the mailbox was deleted or renamed away
+	Appended       EventKind = iota + 1 // new messages (UIDs ascending, above every earlier UID)
+	Expunged                            // messages removed
+	FlagsChanged                        // flags of Messages changed
+	MailboxDeleted                      // the mailbox was deleted or renamed away
 )
 
 // Event is one committed change to a mailbox, delivered to its watchers in commit order.

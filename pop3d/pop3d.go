@@ -1,0 +1,221 @@
+// Package pop3d is a POP3 server over the mail store, written here (no Go POP3 server
+// library is reachable): RFC 1939 (USER/PASS, STAT, LIST, UIDL, RETR, TOP, DELE, RSET,
+// NOOP, QUIT with deletions committed in the UPDATE state), CAPA and response codes
+// (RFC 2449), STLS (RFC 2595) and AUTH with SASL PLAIN (RFC 5034). Passwords are accepted
+// only over TLS unless the listener is configured as trusted.
+//
+// A session locks the user's maildrop against other POP3 sessions (RFC 1939 §8: exclusive
+// access) but not against IMAP: IMAP sessions and delivery keep working on the same INBOX.
+// Messages expunged by IMAP during a POP3 session answer "-ERR" when retrieved, and the
+// deletions committed at QUIT reach IMAP sessions as EXPUNGE updates through the store.
+package pop3d
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Hostname is named in the greeting; default "localhost".
+	Hostname string `yaml:"hostname"`
+	// TLSConfig enables STLS (and is used by ServeTLS). Not read from YAML.
+	TLSConfig *tls.Config `yaml:"-"`
+	// Trusted allows USER/PASS and AUTH without TLS (a loopback or internal listener).
+	Trusted bool `yaml:"trusted"`
+	// IdleTimeout closes a session that sends nothing for this long; default 10 minutes,
+	// the minimum RFC 1939 §3 allows.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxLineBytes bounds a command line; default 1024 (RFC 2449 §4 allows 255 for
+	// commands, SASL responses need more).
+	MaxLineBytes int `yaml:"max_line_bytes"`
+	// MaxCommands bounds the commands in one session; default 100000.
+	MaxCommands int `yaml:"max_commands"`
+	// MaxErrors closes a session after this many failed commands; default 20.
+	MaxErrors int `yaml:"max_errors"`
+	// MaxMessages bounds the maildrop listed to one session (the oldest first); default
+	// 100000.
+	MaxMessages int `yaml:"max_messages"`
+	// MarkSeen sets \Seen on retrieved messages at QUIT, as Dovecot does; default true.
+	MarkSeen *bool `yaml:"mark_seen"`
+}
+
+// Server is a POP3 server.
+type Server struct {
+	cfg   Config
+	store *store.Store
+	auth  auth.Authenticator
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	locked map[string]bool // maildrops held by a session
+	lns    map[net.Listener]struct{}
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New returns a server for the store; a is the shared authenticator. No I/O.
+func New(cfg Config, st *store.Store, a auth.Authenticator, log *slog.Logger) (*Server, error) {
+	if st == nil || a == nil {
+		return nil, errors.New("pop3d: store and authenticator are required")
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = 1024
+	}
+	if cfg.MaxCommands <= 0 {
+		cfg.MaxCommands = 100000
+	}
+	if cfg.MaxErrors <= 0 {
+		cfg.MaxErrors = 20
+	}
+	if cfg.MaxMessages <= 0 {
+		cfg.MaxMessages = 100000
+	}
+	if cfg.MarkSeen == nil {
+		t := true
+		cfg.MarkSeen = &t
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "pop3"),
+		locked: map[string]bool{}, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Serve accepts connections on ln until Close. Connections that are *tls.Conn (a
+// listener from tls.NewListener, POP3S on port 995) count as TLS from the start.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.lns, ln)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return net.ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("pop3d: accept: %w", err)
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return net.ErrClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.ServeConn(context.Background(), c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops the listeners and ends open sessions without committing their deletions.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) lock(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.locked[user] {
+		return false
+	}
+	s.locked[user] = true
+	return true
+}
+
+func (s *Server) unlock(user string) {
+	s.mu.Lock()
+	delete(s.locked, user)
+	s.mu.Unlock()
+}
+
+// ServeConn runs one POP3 session on c and closes it.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	sess := &session{srv: s, conn: c, ctx: ctx}
+	_, sess.tls = c.(*tls.Conn)
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		sess.remote = ap.Addr().Unmap()
+	}
+	sess.setConn(c)
+	defer sess.close()
+	sess.run()
+}
+
+// uidl returns the unique-id of a message (RFC 1939 §7: 1–70 characters 0x21–0x7E, never
+// reused). The maildir key is stable even across an index rebuild, so clients that leave
+// mail on the server do not download it twice; long keys are hashed.
+func uidl(m store.Message) string {
+	k := m.Key
+	ok := len(k) <= 70
+	for i := 0; ok && i < len(k); i++ {
+		ok = k[i] >= 0x21 && k[i] <= 0x7e
+	}
+	if ok {
+		return k
+	}
+	h := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(h[:20])
+}
+
+// bufferedConn is the reader and writer of a session, replaced after STLS.
+type bufferedConn struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}

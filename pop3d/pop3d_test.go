@@ -1,0 +1,342 @@
+package pop3d
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+type client struct {
+	t    *testing.T
+	conn net.Conn
+	r    *textproto.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	cl := &client{t: t, conn: c, r: textproto.NewReader(bufio.NewReader(c))}
+	cl.expect("+OK")
+	return cl
+}
+
+func (c *client) expect(prefix string) string {
+	c.t.Helper()
+	l, err := c.r.ReadLine()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	if !strings.HasPrefix(l, prefix) {
+		c.t.Fatalf("got %q, want prefix %q", l, prefix)
+	}
+	return l
+}
+
+func (c *client) cmd(line, prefix string) string {
+	c.t.Helper()
+	fmt.Fprintf(c.conn, "%s\r\n", line)
+	return c.expect(prefix)
+}
+
+func (c *client) multi() []string {
+	c.t.Helper()
+	ls, err := c.r.ReadDotLines()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ls
+}
+
+func (c *client) starttls(cfg *tls.Config) {
+	c.t.Helper()
+	c.cmd("STLS", "+OK")
+	tc := tls.Client(c.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.conn = tc
+	c.r = textproto.NewReader(bufio.NewReader(tc))
+}
+
+const msg1 = "From: x@example.org\r\nSubject: one\r\n\r\nline1\r\n.dotted line\r\nline3\r\n"
+const msg2 = "Subject: two\r\n\r\nbody2\r\n"
+
+func TestSessionOverSTLS(t *testing.T) {
+	e := start(t, Config{})
+	e.deliver(t, "alice@example.org", msg1)
+	e.deliver(t, "alice@example.org", msg2)
+	c := dial(t, e.addr)
+	c.cmd("CAPA", "+OK")
+	caps := strings.Join(c.multi(), ",")
+	if !strings.Contains(caps, "STLS") || strings.Contains(caps, "USER") || strings.Contains(caps, "SASL") {
+		t.Fatalf("plaintext CAPA %s", caps)
+	}
+	c.cmd("USER alice@example.org", "-ERR [AUTH]")
+	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@example.org\x00secret pw")), "-ERR [AUTH]")
+	c.cmd("STAT", "-ERR")
+	c.starttls(&tls.Config{InsecureSkipVerify: true})
+	c.cmd("CAPA", "+OK")
+	caps = strings.Join(c.multi(), ",")
+	if strings.Contains(caps, "STLS") || !strings.Contains(caps, "USER") || !strings.Contains(caps, "SASL PLAIN") {
+		t.Fatalf("TLS CAPA %s", caps)
+	}
+	c.cmd("USER alice@example.org", "+OK")
+	c.cmd("PASS wrong", "-ERR [AUTH]")
+	c.cmd("USER alice@example.org", "+OK")
+	c.cmd("PASS secret pw", "+OK maildrop has 2")
+	if l := c.cmd("STAT", "+OK"); l != fmt.Sprintf("+OK 2 %d", len(msg1)+len(msg2)) {
+		t.Fatalf("STAT %q", l)
+	}
+	c.cmd("LIST", "+OK")
+	if ls := c.multi(); len(ls) != 2 || ls[0] != fmt.Sprintf("1 %d", len(msg1)) {
+		t.Fatalf("LIST %v", ls)
+	}
+	c.cmd("UIDL", "+OK")
+	uids := c.multi()
+	if len(uids) != 2 || !strings.HasPrefix(uids[0], "1 ") || len(uids[0]) > 72 {
+		t.Fatalf("UIDL %v", uids)
+	}
+	if l := c.cmd("UIDL 2", "+OK"); l != "+OK "+uids[1] {
+		t.Fatalf("UIDL 2 %q", l)
+	}
+	c.cmd("TOP 1 1", "+OK")
+	if got := strings.Join(c.multi(), "|"); got != "From: x@example.org|Subject: one||line1" {
+		t.Fatalf("TOP %q", got)
+	}
+	// Dot-stuffing is undone by ReadDotLines; check it raw.
+	fmt.Fprintf(c.conn, "RETR 1\r\n")
+	c.expect("+OK")
+	var raw []string
+	for {
+		l, _ := c.r.ReadLine()
+		raw = append(raw, l)
+		if l == "." {
+			break
+		}
+	}
+	if strings.Join(raw, "|") != "From: x@example.org|Subject: one||line1|..dotted line|line3|." {
+		t.Fatalf("RETR raw %q", raw)
+	}
+	c.cmd("DELE 1", "+OK")
+	c.cmd("DELE 1", "-ERR")
+	c.cmd("RETR 1", "-ERR")
+	c.cmd("STAT", fmt.Sprintf("+OK 1 %d", len(msg2)))
+	c.cmd("RSET", "+OK")
+	c.cmd("STAT", "+OK 2")
+	c.cmd("DELE 2", "+OK")
+	c.cmd("RETR 3", "-ERR")
+	c.cmd("RETR x", "-ERR")
+	c.cmd("NOOP", "+OK")
+	c.cmd("QUIT", "+OK")
+
+	u, _ := e.store.Open(context.Background(), "alice@example.org")
+	defer u.Release()
+	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	if len(msgs) != 1 || msgs[0].UID != 1 || !strings.Contains(strings.Join(msgs[0].Flags, " "), `\Seen`) {
+		t.Fatalf("after QUIT: %+v", msgs)
+	}
+}
+
+func TestAuthPlainAndLock(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "bob@example.org", msg2)
+	c := dial(t, e.addr)
+	c.cmd("AUTH PLAIN", "+ ")
+	c.cmd(base64.StdEncoding.EncodeToString([]byte("\x00bob@example.org\x00pw2")), "+OK maildrop has 1")
+	// A second POP3 session on the same maildrop is refused (RFC 1939 §8)...
+	c2 := dial(t, e.addr)
+	c2.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00bob@example.org\x00pw2")), "-ERR [IN-USE]")
+	// ...but IMAP-side changes go on: expunge the message behind the POP3 session.
+	u, _ := e.store.Open(context.Background(), "bob@example.org")
+	defer u.Release()
+	mb, _ := u.Mailbox(context.Background(), "INBOX")
+	if _, err := u.Remove(context.Background(), mb, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd("RETR 1", "-ERR message was deleted")
+	c.cmd("QUIT", "+OK")
+	time.Sleep(50 * time.Millisecond)
+	c2.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00bob@example.org\x00pw2")), "+OK")
+	c3 := dial(t, e.addr)
+	c3.cmd("AUTH PLAIN", "+ ")
+	c3.cmd("*", "-ERR")
+	c3.cmd("AUTH CRAM-MD5", "-ERR")
+}
+
+func TestLimits(t *testing.T) {
+	e := start(t, Config{Trusted: true, MaxLineBytes: 100, MaxErrors: 3, IdleTimeout: 300 * time.Millisecond})
+	c := dial(t, e.addr)
+	c.cmd("USER "+strings.Repeat("a", 200), "-ERR line too long")
+	if _, err := c.r.ReadLine(); err == nil {
+		t.Fatal("connection still open after an overlong line")
+	}
+	c = dial(t, e.addr)
+	c.cmd("XX", "-ERR")
+	c.cmd("BOGUS", "-ERR")
+	c.cmd("RETR 1", "-ERR")
+	c.expect("-ERR too many errors")
+	c = dial(t, e.addr)
+	time.Sleep(500 * time.Millisecond)
+	if _, err := c.r.ReadLine(); err == nil {
+		t.Fatal("idle session not closed")
+	}
+}
+
+func ciRequire(t *testing.T, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed (scripts/install-test-deps.sh installs it)", prog)
+		}
+		t.Skipf("%s not installed", prog)
+	}
+	return p
+}
+
+func TestPythonPoplib(t *testing.T) {
+	py := ciRequire(t, "python3")
+	e := start(t, Config{})
+	e.deliver(t, "alice@example.org", msg1)
+	e.deliver(t, "alice@example.org", msg2)
+	host, port, _ := net.SplitHostPort(e.addr)
+	script := `
+import poplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+p = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=10)
+caps = p.capa()
+assert 'STLS' in caps and 'USER' not in caps, caps
+p.stls(ctx)
+assert 'USER' in p.capa()
+p.user('alice@example.org'); p.pass_('secret pw')
+n, size = p.stat()
+assert n == 2, n
+resp, lines, octets = p.retr(1)
+assert lines[4] == b'.dotted line', lines
+assert p.top(2, 0)[1] == [b'Subject: two', b''], p.top(2, 0)
+assert len(p.uidl()[1]) == 2
+p.dele(2)
+print(p.quit().decode())
+`
+	cmd := exec.Command(py, "-c", script, host, port, e.cert)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("poplib: %v\n%s", err, out)
+	}
+	u, _ := e.store.Open(context.Background(), "alice@example.org")
+	defer u.Release()
+	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	if len(msgs) != 1 || msgs[0].UID != 1 {
+		t.Fatalf("after poplib: %+v", msgs)
+	}
+}
+
+func TestFetchmailSTLS(t *testing.T) {
+	fm := ciRequire(t, "fetchmail")
+	e := start(t, Config{})
+	for i := 0; i < 3; i++ {
+		e.deliver(t, "alice@example.org", fmt.Sprintf("From: x@example.org\r\nTo: alice@example.org\r\nSubject: fm %d\r\nMessage-ID: <%d@x>\r\n\r\nbody %d\r\n", i, i, i))
+	}
+	host, port, _ := net.SplitHostPort(e.addr)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	rc := filepath.Join(dir, "fetchmailrc")
+	// sslproto without ssl: fetchmail must use STLS and refuse plaintext (RFC 2595).
+	os.WriteFile(rc, []byte(fmt.Sprintf(`poll %s service %s protocol POP3 auth password timeout 20:
+  user "alice@example.org" password "secret pw" sslproto "TLS1.2+" sslcertck sslcommonname localhost sslcertfile %q
+  mda "/bin/sh -c 'cat >> %s'"
+`, host, port, e.cert, out)), 0o600)
+	cmd := exec.Command(fm, "-f", rc, "--nodetach", "--nosyslog", "-v", "--pidfile", filepath.Join(dir, "pid"))
+	cmd.Env = append(os.Environ(), "HOME="+dir, "FETCHMAILHOME="+dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_ = ctx
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("fetchmail: %v\n%s", err, b)
+	}
+	if !strings.Contains(string(b), "STLS") {
+		t.Fatalf("fetchmail did not use STLS:\n%s", b)
+	}
+	got, _ := os.ReadFile(out)
+	for i := 0; i < 3; i++ {
+		if !strings.Contains(string(got), fmt.Sprintf("Subject: fm %d", i)) {
+			t.Fatalf("message %d missing in fetchmail output:\n%s\n%s", i, got, b)
+		}
+	}
+	u, _ := e.store.Open(context.Background(), "alice@example.org")
+	defer u.Release()
+	_, msgs, _ := u.Messages(context.Background(), store.Inbox)
+	if len(msgs) != 0 {
+		t.Fatalf("fetchmail left %d messages (it deletes by default)", len(msgs))
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		ok   bool
+		name string
+		args int
+	}{
+		{"stat", true, "STAT", 0},
+		{"LIST 1", true, "LIST", 1},
+		{"PASS with spaces  in it", true, "PASS", 1},
+		{"TOP 1 10", true, "TOP", 2},
+		{"", false, "", 0},
+		{"ST", false, "", 0},
+		{"STATS", false, "", 0},
+		{"LIST  1", false, "", 0},
+		{"LI5T", false, "", 0},
+		{"LIST 1\x00", false, "", 0},
+		{"A B C D E F", false, "", 0},
+	} {
+		c, err := ParseCommand(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && (c.Name != tc.name || len(c.Args) != tc.args)) {
+			t.Errorf("ParseCommand(%q) = %+v, %v", tc.in, c, err)
+		}
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"STAT", "LIST 1", "PASS a b", "TOP 1 10", "AUTH PLAIN =", "x\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCommand(s)
+		if err != nil {
+			return
+		}
+		if len(c.Name) < 3 || len(c.Name) > 4 || len(c.Args) > maxArgs {
+			t.Fatalf("accepted %+v", c)
+		}
+		for _, a := range c.Args {
+			if a == "" || strings.ContainsAny(a, "\r\n\x00") {
+				t.Fatalf("bad arg %q", a)
+			}
+		}
+		if len(c.Args) > 0 {
+			msgNumber(c.Args[0]) // must not panic
+		}
+	})
+}

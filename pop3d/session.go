@@ -1,0 +1,544 @@
+package pop3d
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+type state int
+
+const (
+	stateAuth  state = iota // RFC 1939 §4 AUTHORIZATION
+	stateTrans              // §5 TRANSACTION
+)
+
+type session struct {
+	srv    *Server
+	ctx    context.Context
+	conn   net.Conn
+	bc     bufferedConn
+	tls    bool
+	remote netip.Addr
+
+	state    state
+	userArg  string // from USER
+	user     *store.User
+	locked   string
+	mb       store.Mailbox
+	msgs     []store.Message
+	deleted  []bool
+	retr     []bool
+	errors   int
+	commands int
+	quit     bool
+}
+
+var errTooLong = errors.New("line too long")
+
+func (s *session) setConn(c net.Conn) {
+	s.conn = c
+	s.bc = bufferedConn{r: bufio.NewReaderSize(c, 4096), w: bufio.NewWriterSize(c, 16384)}
+}
+
+func (s *session) close() {
+	if s.user != nil {
+		s.user.Release()
+	}
+	if s.locked != "" {
+		s.srv.unlock(s.locked)
+	}
+	s.conn.Close()
+}
+
+func (s *session) reply(ok bool, format string, args ...any) error {
+	status := "+OK"
+	if !ok {
+		status = "-ERR"
+	}
+	msg := fmt.Sprintf(format, args...)
+	if msg != "" {
+		status += " " + msg
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	s.bc.w.WriteString(status + "\r\n")
+	return s.bc.w.Flush()
+}
+
+// readLine reads one CRLF (or LF) terminated line of at most MaxLineBytes.
+func (s *session) readLine() (string, error) {
+	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
+	var buf []byte
+	for {
+		chunk, err := s.bc.r.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		if len(buf) > s.srv.cfg.MaxLineBytes {
+			return "", errTooLong
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return "", err
+		}
+	}
+	line := strings.TrimSuffix(strings.TrimSuffix(string(buf), "\n"), "\r")
+	return line, nil
+}
+
+func (s *session) canAuth() bool { return s.tls || s.srv.cfg.Trusted }
+
+func (s *session) run() {
+	if err := s.reply(true, "%s POP3 server ready", s.srv.cfg.Hostname); err != nil {
+		return
+	}
+	for !s.quit {
+		line, err := s.readLine()
+		if err != nil {
+			if errors.Is(err, errTooLong) {
+				s.reply(false, "line too long")
+			}
+			return
+		}
+		s.commands++
+		if s.commands > s.srv.cfg.MaxCommands {
+			s.reply(false, "too many commands")
+			return
+		}
+		cmd, err := ParseCommand(line)
+		if err == nil {
+			err = s.handle(cmd)
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.errors++
+			if werr := s.reply(false, "%s", errText(err)); werr != nil {
+				return
+			}
+			if s.errors >= s.srv.cfg.MaxErrors {
+				s.reply(false, "too many errors, bye")
+				return
+			}
+		}
+	}
+}
+
+// replyErr is an error whose text goes to the client as is.
+type replyErr string
+
+func (e replyErr) Error() string { return string(e) }
+
+func errText(err error) string {
+	var re replyErr
+	if errors.As(err, &re) {
+		return string(re)
+	}
+	if errors.Is(err, errSyntax) {
+		return err.Error()
+	}
+	return "[SYS/TEMP] internal error"
+}
+
+func (s *session) handle(cmd Command) error {
+	switch cmd.Name {
+	case "CAPA":
+		return s.capa()
+	case "QUIT":
+		return s.quitCmd()
+	}
+	if s.state == stateAuth {
+		switch cmd.Name {
+		case "STLS":
+			return s.stls(cmd)
+		case "USER":
+			if !s.canAuth() {
+				return replyErr("[AUTH] TLS required, use STLS first")
+			}
+			if len(cmd.Args) != 1 {
+				return replyErr("USER needs one argument")
+			}
+			s.userArg = cmd.Args[0]
+			return s.reply(true, "send PASS")
+		case "PASS":
+			if !s.canAuth() {
+				return replyErr("[AUTH] TLS required, use STLS first")
+			}
+			if s.userArg == "" || len(cmd.Args) != 1 {
+				return replyErr("USER first")
+			}
+			user := s.userArg
+			s.userArg = ""
+			return s.login(user, cmd.Args[0])
+		case "AUTH":
+			return s.authCmd(cmd)
+		}
+		return replyErr("command not valid in this state")
+	}
+	switch cmd.Name {
+	case "NOOP":
+		return s.reply(true, "")
+	case "STAT":
+		n, size := 0, int64(0)
+		for i, m := range s.msgs {
+			if !s.deleted[i] {
+				n++
+				size += m.Size
+			}
+		}
+		return s.reply(true, "%d %d", n, size)
+	case "LIST", "UIDL":
+		return s.list(cmd)
+	case "RETR":
+		if len(cmd.Args) != 1 {
+			return replyErr("RETR needs a message number")
+		}
+		i, err := s.msgIndex(cmd.Args[0])
+		if err != nil {
+			return err
+		}
+		return s.send(i, -1)
+	case "TOP":
+		if len(cmd.Args) != 2 {
+			return replyErr("TOP needs a message number and a line count")
+		}
+		i, err := s.msgIndex(cmd.Args[0])
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(cmd.Args[1])
+		if err != nil || n < 0 {
+			return replyErr("bad line count")
+		}
+		return s.send(i, n)
+	case "DELE":
+		if len(cmd.Args) != 1 {
+			return replyErr("DELE needs a message number")
+		}
+		i, err := s.msgIndex(cmd.Args[0])
+		if err != nil {
+			return err
+		}
+		s.deleted[i] = true
+		return s.reply(true, "message %d deleted", i+1)
+	case "RSET":
+		for i := range s.deleted {
+			s.deleted[i] = false
+		}
+		return s.reply(true, "")
+	}
+	return replyErr("command not valid in this state")
+}
+
+func (s *session) capa() error {
+	lines := []string{"CAPA", "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+		"EXPIRE NEVER", "LOGIN-DELAY 0", "IMPLEMENTATION portcullis"}
+	if s.state == stateAuth {
+		if s.srv.cfg.TLSConfig != nil && !s.tls {
+			lines = append(lines, "STLS")
+		}
+		// RFC 2595 §4: do not offer plaintext mechanisms before TLS.
+		if s.canAuth() {
+			lines = append(lines, "USER", "SASL PLAIN")
+		}
+	}
+	if err := s.reply(true, "capability list follows"); err != nil {
+		return err
+	}
+	for _, l := range lines {
+		s.bc.w.WriteString(l + "\r\n")
+	}
+	s.bc.w.WriteString(".\r\n")
+	return s.bc.w.Flush()
+}
+
+func (s *session) stls(cmd Command) error {
+	if len(cmd.Args) != 0 {
+		return replyErr("STLS takes no argument")
+	}
+	if s.srv.cfg.TLSConfig == nil {
+		return replyErr("STLS not available")
+	}
+	if s.tls {
+		return replyErr("already using TLS")
+	}
+	if err := s.reply(true, "begin TLS negotiation"); err != nil {
+		return err
+	}
+	// RFC 2595 §4: anything the client pipelined after STLS is discarded.
+	if s.bc.r.Buffered() > 0 {
+		return replyErr("data after STLS")
+	}
+	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		s.quit = true
+		return nil
+	}
+	s.setConn(tc)
+	s.tls = true
+	return nil
+}
+
+// authCmd implements RFC 5034 AUTH with go-sasl's PLAIN server.
+func (s *session) authCmd(cmd Command) error {
+	if len(cmd.Args) == 0 {
+		// RFC 5034 §4: without a mechanism, list them (as CAPA SASL does).
+		if err := s.reply(true, ""); err != nil {
+			return err
+		}
+		if s.canAuth() {
+			s.bc.w.WriteString("PLAIN\r\n")
+		}
+		s.bc.w.WriteString(".\r\n")
+		return s.bc.w.Flush()
+	}
+	if !s.canAuth() {
+		return replyErr("[AUTH] TLS required, use STLS first")
+	}
+	if !strings.EqualFold(cmd.Args[0], "PLAIN") || len(cmd.Args) > 2 {
+		return replyErr("unsupported mechanism")
+	}
+	var authed string
+	var authErr error
+	srv := sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return errors.New("authorization identity must match")
+		}
+		authed, authErr = s.srv.auth.Authenticate(s.ctx, username, password, s.remote)
+		return authErr
+	})
+	var resp []byte
+	if len(cmd.Args) == 2 {
+		if cmd.Args[1] == "=" {
+			resp = []byte{}
+		} else {
+			b, err := base64.StdEncoding.DecodeString(cmd.Args[1])
+			if err != nil {
+				return replyErr("bad base64 in initial response")
+			}
+			resp = b
+		}
+	}
+	for {
+		challenge, done, err := srv.Next(resp)
+		if err != nil {
+			if authErr != nil {
+				return s.authFailed(authErr)
+			}
+			return replyErr("[AUTH] authentication failed")
+		}
+		if done {
+			return s.open(authed)
+		}
+		s.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+		s.bc.w.WriteString("+ " + base64.StdEncoding.EncodeToString(challenge) + "\r\n")
+		if err := s.bc.w.Flush(); err != nil {
+			return err
+		}
+		line, err := s.readLine()
+		if err != nil {
+			return err
+		}
+		if line == "*" {
+			return replyErr("authentication cancelled")
+		}
+		resp, err = base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return replyErr("bad base64")
+		}
+	}
+}
+
+func (s *session) authFailed(err error) error {
+	s.srv.log.Info("pop3 auth failed", "remote", s.remote, "err", err)
+	switch {
+	case errors.Is(err, auth.ErrThrottled), errors.Is(err, auth.ErrUnavailable):
+		return replyErr("[SYS/TEMP] authentication temporarily unavailable")
+	default:
+		// Slow down guessing a little; throttling proper is the authenticator's job.
+		time.Sleep(500 * time.Millisecond)
+		return replyErr("[AUTH] invalid credentials")
+	}
+}
+
+func (s *session) login(user, pass string) error {
+	name, err := s.srv.auth.Authenticate(s.ctx, user, pass, s.remote)
+	if err != nil {
+		return s.authFailed(err)
+	}
+	return s.open(name)
+}
+
+// open locks and snapshots the maildrop (RFC 1939 §4: the session enters TRANSACTION).
+func (s *session) open(user string) error {
+	if !s.srv.lock(user) {
+		return replyErr("[IN-USE] maildrop already locked by another POP3 session")
+	}
+	s.locked = user
+	u, err := s.srv.store.Open(s.ctx, user)
+	if err != nil {
+		s.srv.unlock(user)
+		s.locked = ""
+		return fmt.Errorf("pop3d: open maildrop of %s: %w", user, err)
+	}
+	s.user = u
+	mb, msgs, err := u.Messages(s.ctx, store.Inbox)
+	if err != nil {
+		return fmt.Errorf("pop3d: list maildrop of %s: %w", user, err)
+	}
+	if len(msgs) > s.srv.cfg.MaxMessages {
+		msgs = msgs[:s.srv.cfg.MaxMessages]
+	}
+	s.mb, s.msgs = mb, msgs
+	s.deleted = make([]bool, len(msgs))
+	s.retr = make([]bool, len(msgs))
+	s.state = stateTrans
+	s.srv.log.Info("pop3 login", "user", user, "remote", s.remote, "messages", len(msgs))
+	return s.reply(true, "maildrop has %d messages", len(msgs))
+}
+
+func (s *session) msgIndex(arg string) (int, error) {
+	n, err := msgNumber(arg)
+	if err != nil {
+		return 0, err
+	}
+	if n > len(s.msgs) {
+		return 0, replyErr("no such message")
+	}
+	if s.deleted[n-1] {
+		return 0, replyErr("message already deleted")
+	}
+	return n - 1, nil
+}
+
+func (s *session) list(cmd Command) error {
+	line := func(i int) string {
+		if cmd.Name == "LIST" {
+			return fmt.Sprintf("%d %d", i+1, s.msgs[i].Size)
+		}
+		return fmt.Sprintf("%d %s", i+1, uidl(s.msgs[i]))
+	}
+	if len(cmd.Args) > 1 {
+		return replyErr("too many arguments")
+	}
+	if len(cmd.Args) == 1 {
+		i, err := s.msgIndex(cmd.Args[0])
+		if err != nil {
+			return err
+		}
+		return s.reply(true, "%s", line(i))
+	}
+	if err := s.reply(true, ""); err != nil {
+		return err
+	}
+	for i := range s.msgs {
+		if !s.deleted[i] {
+			s.bc.w.WriteString(line(i) + "\r\n")
+		}
+	}
+	s.bc.w.WriteString(".\r\n")
+	return s.bc.w.Flush()
+}
+
+// send writes message i, dot-stuffed with CRLF line ends (RFC 1939 §3); with lines >= 0
+// only the header, the blank line and that many body lines (TOP, §7).
+func (s *session) send(i, lines int) error {
+	f, err := s.user.Open(s.mb, s.msgs[i])
+	if err != nil {
+		if errors.Is(err, store.ErrNoMessage) {
+			return replyErr("message was deleted by another session")
+		}
+		return err
+	}
+	defer f.Close()
+	if err := s.reply(true, "%d octets", s.msgs[i].Size); err != nil {
+		return err
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(10 * time.Minute))
+	dw := textproto.NewWriter(s.bc.w).DotWriter()
+	br := bufio.NewReaderSize(f, 32*1024)
+	inBody, bodyLines := false, 0
+	for {
+		l, rerr := br.ReadSlice('\n')
+		if len(l) > 0 {
+			if lines >= 0 && inBody {
+				if bodyLines >= lines {
+					break
+				}
+				bodyLines++
+			}
+			if _, err := dw.Write(l); err != nil {
+				return err
+			}
+			if !inBody && (bytes.Equal(l, []byte("\r\n")) || bytes.Equal(l, []byte("\n"))) {
+				inBody = true
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, bufio.ErrBufferFull) {
+				continue
+			}
+			if !errors.Is(rerr, io.EOF) {
+				dw.Close()
+				return rerr
+			}
+			break
+		}
+	}
+	if err := dw.Close(); err != nil {
+		return err
+	}
+	if lines < 0 {
+		s.retr[i] = true
+	}
+	return s.bc.w.Flush()
+}
+
+// quitCmd ends the session; in TRANSACTION it enters UPDATE and commits the deletions
+// (RFC 1939 §6). A failed commit answers -ERR and leaves every message in place.
+func (s *session) quitCmd() error {
+	s.quit = true
+	if s.state != stateTrans {
+		return s.reply(true, "bye")
+	}
+	var del, seen []uint32
+	for i, m := range s.msgs {
+		if s.deleted[i] {
+			del = append(del, m.UID)
+		} else if s.retr[i] && *s.srv.cfg.MarkSeen {
+			seen = append(seen, m.UID)
+		}
+	}
+	if len(seen) > 0 {
+		if _, err := s.user.SetFlags(s.ctx, s.mb, seen, store.FlagsAdd, []string{store.FlagSeen}, nil); err != nil {
+			s.srv.log.Warn("pop3 mark seen", "user", s.user.Name(), "err", err)
+		}
+	}
+	if len(del) > 0 {
+		if _, err := s.user.Remove(s.ctx, s.mb, del); err != nil {
+			s.srv.log.Error("pop3 update", "user", s.user.Name(), "err", err)
+			return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
+		}
+	}
+	return s.reply(true, "bye, %d messages deleted", len(del))
+}
