@@ -1,0 +1,430 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // charsets for SEARCH in non-UTF-8 text
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+// readMessage reads a message file into memory, up to MaxFetchBytes.
+func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error) {
+	f, err := s.user.Open(mb, m)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, s.srv.cfg.MaxFetchBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("imapd: read message %d: %w", m.UID, err)
+	}
+	if int64(len(b)) > s.srv.cfg.MaxFetchBytes {
+		return nil, fmt.Errorf("imapd: message %d larger than %d bytes", m.UID, s.srv.cfg.MaxFetchBytes)
+	}
+	return b, nil
+}
+
+func needsBody(o *imap.FetchOptions) bool {
+	return o.BodyStructure != nil || len(o.BodySection) > 0 || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+}
+
+// setsSeen reports whether the fetch sets \Seen implicitly (RFC 3501 §6.4.5: BODY[...]
+// without .PEEK, and RFC822/RFC822.TEXT, which arrive here as non-peek sections).
+func setsSeen(o *imap.FetchOptions) bool {
+	for _, bs := range o.BodySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	for _, bs := range o.BinarySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
+	sel, err := s.selected()
+	if err != nil {
+		return err
+	}
+	seqs, uids := sel.resolve(numSet)
+	if len(uids) == 0 {
+		return nil
+	}
+	c, cancel := ctx()
+	defer cancel()
+	// EXAMINE is read-only: fetching a body there never sets \Seen.
+	if setsSeen(o) && !sel.readOnly {
+		if _, err := s.user.SetFlags(c, sel.mb, uids, store.FlagsAdd, []string{store.FlagSeen}, s); err != nil {
+			return s.logErr("fetch", err)
+		}
+		o.Flags = true // the changed flags are part of the response (RFC 3501 §6.4.5)
+	}
+	for start := 0; start < len(uids); start += 256 {
+		end := min(start+256, len(uids))
+		msgs, err := s.user.MessagesByUID(c, sel.mb, uids[start:end])
+		if err != nil {
+			return s.logErr("fetch", err)
+		}
+		byUID := make(map[uint32]store.Message, len(msgs))
+		for _, m := range msgs {
+			byUID[m.UID] = m
+		}
+		for i := start; i < end; i++ {
+			m, ok := byUID[uids[i]]
+			if !ok {
+				continue // expunged by another session; the EXPUNGE comes with the next poll
+			}
+			if err := s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions) error {
+	w.WriteUID(imap.UID(m.UID))
+	if o.Flags {
+		w.WriteFlags(toIMAPFlags(m.Flags))
+	}
+	if o.InternalDate {
+		w.WriteInternalDate(m.InternalDate)
+	}
+	if o.RFC822Size {
+		w.WriteRFC822Size(m.Size)
+	}
+	var buf []byte
+	if needsBody(o) || o.Envelope {
+		var env *imap.Envelope
+		if o.Envelope {
+			env = s.cachedEnvelope(mb, m.UID)
+		}
+		if env == nil || needsBody(o) {
+			b, err := s.readMessage(mb, m)
+			if err != nil {
+				s.srv.log.Warn("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+				w.Close()
+				return nil // the message vanished or is unreadable: skip it, keep the session
+			}
+			buf = b
+		}
+		if o.Envelope {
+			if env == nil {
+				env = s.envelope(mb, m.UID, buf)
+			}
+			w.WriteEnvelope(env)
+		}
+	}
+	if o.BodyStructure != nil {
+		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(buf)))
+	}
+	for _, bs := range o.BodySection {
+		sec := imapserver.ExtractBodySection(bytes.NewReader(buf), bs)
+		if err := writeAll(w.WriteBodySection(bs, int64(len(sec))), sec); err != nil {
+			return err
+		}
+	}
+	for _, bs := range o.BinarySection {
+		sec := imapserver.ExtractBinarySection(bytes.NewReader(buf), bs)
+		if err := writeAll(w.WriteBinarySection(bs, int64(len(sec))), sec); err != nil {
+			return err
+		}
+	}
+	for _, bs := range o.BinarySectionSize {
+		w.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(buf), bs))
+	}
+	return w.Close()
+}
+
+func writeAll(wc io.WriteCloser, b []byte) error {
+	_, err := wc.Write(b)
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (s *session) cachedEnvelope(mb store.Mailbox, uid uint32) *imap.Envelope {
+	c, cancel := ctx()
+	defer cancel()
+	b, ok := s.user.CachedEnvelope(c, mb, uid)
+	if !ok {
+		return nil
+	}
+	var env imap.Envelope
+	if json.Unmarshal(b, &env) != nil {
+		return nil
+	}
+	return &env
+}
+
+// envelope parses the header and caches the envelope in the index, so the next FETCH
+// ENVELOPE (what mail clients ask for when listing a folder) does not open the file.
+func (s *session) envelope(mb store.Mailbox, uid uint32, buf []byte) *imap.Envelope {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(buf)))
+	if err != nil {
+		h = textproto.Header{}
+	}
+	env := imapserver.ExtractEnvelope(h)
+	if b, err := json.Marshal(env); err == nil {
+		c, cancel := ctx()
+		defer cancel()
+		_ = s.user.CacheEnvelope(c, mb, uid, b)
+	}
+	return env
+}
+
+// --- SEARCH ---
+
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, error) {
+	sel, err := s.selected()
+	if err != nil {
+		return nil, err
+	}
+	c, cancel := ctx()
+	defer cancel()
+	all := imap.SeqSet{{Start: 1, Stop: 0}}
+	seqs, uids := sel.resolve(all)
+	var res []uint32 // seqs or uids
+	var resUIDs []uint32
+	for start := 0; start < len(uids); start += 256 {
+		end := min(start+256, len(uids))
+		msgs, err := s.user.MessagesByUID(c, sel.mb, uids[start:end])
+		if err != nil {
+			return nil, s.logErr("search", err)
+		}
+		byUID := make(map[uint32]store.Message, len(msgs))
+		for _, m := range msgs {
+			byUID[m.UID] = m
+		}
+		for i := start; i < end; i++ {
+			m, ok := byUID[uids[i]]
+			if !ok {
+				continue
+			}
+			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i]}
+			if mm.match(criteria) {
+				resUIDs = append(resUIDs, m.UID)
+				if kind == imapserver.NumKindUID {
+					res = append(res, m.UID)
+				} else {
+					res = append(res, seqs[i])
+				}
+			}
+		}
+	}
+	if opts != nil && opts.ReturnSave {
+		sel.saved = resUIDs
+	}
+	d := &imap.SearchData{Count: uint32(len(res))}
+	if len(res) > 0 {
+		d.Min, d.Max = res[0], res[len(res)-1]
+	}
+	if kind == imapserver.NumKindUID {
+		var set imap.UIDSet
+		for _, u := range res {
+			set.AddNum(imap.UID(u))
+		}
+		d.All = set
+	} else {
+		var set imap.SeqSet
+		set.AddNum(res...)
+		d.All = set
+	}
+	return d, nil
+}
+
+type matchMsg struct {
+	s   *session
+	sel *selected
+	mb  store.Mailbox
+	m   store.Message
+	seq uint32
+	buf []byte
+	err error
+}
+
+func (mm *matchMsg) body() []byte {
+	if mm.buf == nil && mm.err == nil {
+		mm.buf, mm.err = mm.s.readMessage(mm.mb, mm.m)
+	}
+	return mm.buf
+}
+
+func (mm *matchMsg) entity() *gomessage.Entity {
+	e, _ := gomessage.Read(bytes.NewReader(mm.body()))
+	if e == nil {
+		e, _ = gomessage.New(gomessage.Header{}, bytes.NewReader(nil))
+	}
+	return e
+}
+
+// match evaluates RFC 3501 §6.4.4 / RFC 9051 §6.4.4 search keys.
+func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
+	n := uint32(len(mm.sel.uids))
+	for _, set := range c.SeqNum {
+		if imap.IsSearchRes(set) {
+			if !containsUID(mm.sel.saved, mm.m.UID) {
+				return false
+			}
+		} else if !seqSetContains(set, mm.seq, n) {
+			return false
+		}
+	}
+	for _, set := range c.UID {
+		if imap.IsSearchRes(set) {
+			if !containsUID(mm.sel.saved, mm.m.UID) {
+				return false
+			}
+		} else if !uidSetContains(set, mm.m.UID, mm.sel.maxUID()) {
+			return false
+		}
+	}
+	if !matchDate(mm.m.InternalDate, c.Since, c.Before) {
+		return false
+	}
+	for _, f := range c.Flag {
+		if !hasFlag(mm.m.Flags, string(f)) {
+			return false
+		}
+	}
+	for _, f := range c.NotFlag {
+		if hasFlag(mm.m.Flags, string(f)) {
+			return false
+		}
+	}
+	if c.Larger != 0 && mm.m.Size <= c.Larger {
+		return false
+	}
+	if c.Smaller != 0 && mm.m.Size >= c.Smaller {
+		return false
+	}
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		h := mail.Header{Header: mm.entity().Header}
+		for _, hf := range c.Header {
+			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) {
+				return false
+			}
+		}
+		if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+			t, err := h.Date()
+			if err != nil || !matchDate(t, c.SentSince, c.SentBefore) {
+				return false
+			}
+		}
+	}
+	for _, text := range c.Text {
+		if !matchEntity(mm.entity(), text, true, 0) {
+			return false
+		}
+	}
+	for _, text := range c.Body {
+		if !matchEntity(mm.entity(), text, false, 0) {
+			return false
+		}
+	}
+	for i := range c.Not {
+		if mm.match(&c.Not[i]) {
+			return false
+		}
+	}
+	for i := range c.Or {
+		if !mm.match(&c.Or[i][0]) && !mm.match(&c.Or[i][1]) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsUID(l []uint32, u uint32) bool {
+	for _, x := range l {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4).
+func matchDate(t, since, before time.Time) bool {
+	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() && t.Before(since) {
+		return false
+	}
+	if !before.IsZero() && !t.Before(before) {
+		return false
+	}
+	return true
+}
+
+func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {
+	if pattern == "" {
+		return fields.Len() > 0
+	}
+	pattern = strings.ToLower(pattern)
+	for fields.Next() {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		if strings.Contains(strings.ToLower(v), pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxMIMEDepth bounds nesting when searching body text.
+const maxMIMEDepth = 20
+
+// matchEntity searches decoded text parts (transfer encoding and charset undone by
+// go-message), case-insensitively.
+func matchEntity(e *gomessage.Entity, pattern string, withHeader bool, depth int) bool {
+	if pattern == "" {
+		return true
+	}
+	if depth > maxMIMEDepth {
+		return false
+	}
+	if withHeader && matchHeaderFields(e.Header.Fields(), pattern) {
+		return true
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				return false
+			}
+			if matchEntity(part, pattern, withHeader, depth+1) {
+				return true
+			}
+		}
+	}
+	t, _, err := e.Header.ContentType()
+	if err != nil {
+		t = "text/plain"
+	}
+	if !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	b, err := io.ReadAll(e.Body)
+	if err != nil && len(b) == 0 {
+		return false
+	}
+	return bytes.Contains(bytes.ToLower(b), bytes.ToLower([]byte(pattern)))
+}

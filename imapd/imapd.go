@@ -1,0 +1,106 @@
+// Package imapd is the IMAP server over the mail store, on go-imap/v2's imapserver
+// (pinned at v2.0.0-beta.8). It speaks IMAP4rev1 and IMAP4rev2 with IDLE, UIDPLUS, MOVE,
+// SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS, ESEARCH and SEARCHRES, APPEND
+// with flags and date, and SEARCH including body text.
+//
+// Each session keeps its own view of the selected mailbox (the UIDs the client knows, in
+// order) and turns the store's change events into EXISTS, EXPUNGE and FETCH FLAGS updates,
+// so IDLE sessions see deliveries, other sessions' changes and POP3 deletions. The
+// library's MailboxTracker and its in-memory example are not used: EXAMINE is enforced as
+// read-only here (no STORE, EXPUNGE, MOVE or implicit \Seen), and MOVE reports exactly one
+// EXPUNGE per moved message, once.
+//
+// LOGIN and AUTHENTICATE are refused before STARTTLS unless the listener is trusted; a
+// listener wrapped with tls.NewListener serves implicit TLS (port 993).
+package imapd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// TLSConfig enables STARTTLS; not read from YAML.
+	TLSConfig *tls.Config `yaml:"-"`
+	// Trusted allows LOGIN and AUTHENTICATE without TLS (loopback or internal listeners).
+	Trusted bool `yaml:"trusted"`
+	// MaxFetchBytes bounds how much of one message is read into memory to answer FETCH
+	// and SEARCH; default 64 MiB (the store's message limit).
+	MaxFetchBytes int64 `yaml:"max_fetch_bytes"`
+	// Debug receives the raw protocol traffic (including passwords); nil for none.
+	Debug io.Writer `yaml:"-"`
+}
+
+// Server is an IMAP server.
+type Server struct {
+	cfg   Config
+	store *store.Store
+	auth  auth.Authenticator
+	log   *slog.Logger
+	srv   *imapserver.Server
+}
+
+// Caps is what the server advertises (besides the always-on IDLE, ENABLE, UNSELECT,
+// SASL-IR, LITERAL- and UTF8=ACCEPT that imapserver adds itself).
+var Caps = imap.CapSet{
+	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
+	imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapSpecialUse: {}, imap.CapNamespace: {},
+	imap.CapLiteralPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {}, imap.CapChildren: {},
+	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {},
+	imap.CapAppendLimit: {}, imap.CapCreateSpecialUse: {},
+}
+
+// New returns a server over st that authenticates with a. No I/O.
+func New(cfg Config, st *store.Store, a auth.Authenticator, log *slog.Logger) (*Server, error) {
+	if st == nil || a == nil {
+		return nil, errors.New("imapd: store and authenticator are required")
+	}
+	if cfg.MaxFetchBytes <= 0 {
+		cfg.MaxFetchBytes = st.Config().MaxMessageBytes
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "imap")}
+	s.srv = imapserver.New(&imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         Caps,
+		Logger:       logAdapter{s.log},
+		TLSConfig:    cfg.TLSConfig,
+		InsecureAuth: cfg.Trusted,
+		DebugWriter:  cfg.Debug,
+	})
+	return s, nil
+}
+
+// Serve accepts IMAP connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("imapd: %w", err)
+	}
+	return err
+}
+
+// Close stops the listeners and closes every connection.
+func (s *Server) Close() error { return s.srv.Close() }
+
+type logAdapter struct{ l *slog.Logger }
+
+func (a logAdapter) Printf(format string, args ...any) { a.l.Warn(fmt.Sprintf(format, args...)) }
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	return &session{srv: s, conn: c, started: time.Now()}, nil, nil
+}

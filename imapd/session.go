@@ -1,0 +1,784 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+// opTimeout bounds one store operation.
+const opTimeout = 2 * time.Minute
+
+type session struct {
+	srv     *Server
+	conn    *imapserver.Conn
+	started time.Time
+
+	mu   sync.Mutex // guards user and sel against the IDLE goroutine
+	user *store.User
+	sel  *selected
+}
+
+// selected is the session's view of its selected mailbox.
+type selected struct {
+	mb       store.Mailbox
+	readOnly bool
+	w        *store.Watcher
+	uids     []uint32 // the UIDs the client knows, ascending: seq n is uids[n-1]
+	pending  []store.Event
+	gone     map[uint32]bool // expunged before the client learned of them
+	saved    []uint32        // SEARCHRES ($)
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+func (s *session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unselectLocked()
+	if s.user != nil {
+		s.user.Release()
+		s.user = nil
+	}
+	return nil
+}
+
+func (s *session) remote() netip.Addr {
+	if ap, err := netip.ParseAddrPort(s.conn.NetConn().RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// Login is called for LOGIN and AUTHENTICATE PLAIN; imapserver has already refused both
+// without TLS unless the listener is trusted (Config.Trusted → InsecureAuth).
+func (s *session) Login(username, password string) error {
+	c, cancel := ctx()
+	defer cancel()
+	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
+	if err != nil {
+		s.srv.log.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
+		if errors.Is(err, auth.ErrThrottled) || errors.Is(err, auth.ErrUnavailable) {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication temporarily unavailable"}
+		}
+		time.Sleep(500 * time.Millisecond) // slow down guessing; throttling is the authenticator's job
+		return imapserver.ErrAuthFailed
+	}
+	u, err := s.srv.store.Open(c, name)
+	if err != nil {
+		s.srv.log.Error("imap open store", "user", name, "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "mail store unavailable"}
+	}
+	s.mu.Lock()
+	s.user = u
+	s.mu.Unlock()
+	s.srv.log.Info("imap login", "user", name, "remote", s.remote())
+	return nil
+}
+
+// storeErr turns store errors into IMAP responses with response codes (RFC 5530).
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	no := func(code imap.ResponseCode, text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	switch {
+	case errors.Is(err, store.ErrNoMailbox):
+		return no(imap.ResponseCodeNonExistent, "no such mailbox")
+	case errors.Is(err, store.ErrMailboxExists):
+		return no(imap.ResponseCodeAlreadyExists, "mailbox already exists")
+	case errors.Is(err, store.ErrBadName):
+		return no(imap.ResponseCodeCannot, "invalid mailbox name")
+	case errors.Is(err, store.ErrOverQuota):
+		return no(imap.ResponseCodeOverQuota, "over quota")
+	case errors.Is(err, store.ErrTooBig):
+		return no(imap.ResponseCodeTooBig, "message too big")
+	case errors.Is(err, store.ErrTooMany):
+		return no(imap.ResponseCodeLimit, "too many mailboxes")
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return err
+	}
+	return no(imap.ResponseCodeServerBug, "internal error")
+}
+
+func (s *session) logErr(op string, err error) error {
+	var ie *imap.Error
+	if err != nil && !errors.As(err, &ie) && !errors.Is(err, store.ErrNoMailbox) && !errors.Is(err, store.ErrMailboxExists) && !errors.Is(err, store.ErrBadName) {
+		s.srv.log.Error("imap "+op, "user", s.user.Name(), "err", err)
+	}
+	return storeErr(err)
+}
+
+func readOnlyErr() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "mailbox is read-only (EXAMINE)"}
+}
+
+// --- authenticated state ---
+
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: store.Delimiter}}}, nil
+}
+
+func (s *session) AppendLimit() uint32 {
+	if n := s.srv.store.Config().MaxMessageBytes; n < 1<<32 {
+		return uint32(n)
+	}
+	return 1<<32 - 1
+}
+
+func (s *session) Create(name string, opts *imap.CreateOptions) error {
+	c, cancel := ctx()
+	defer cancel()
+	use := ""
+	if opts != nil {
+		for _, a := range opts.SpecialUse {
+			switch a {
+			case imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrJunk, imap.MailboxAttrTrash, imap.MailboxAttrArchive:
+				use = string(a)
+			default:
+				return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: "unsupported special-use attribute"}
+			}
+		}
+	}
+	// RFC 3501 §6.3.3: a trailing delimiter only says the client means a parent.
+	name = strings.TrimSuffix(name, string(store.Delimiter))
+	return s.logErr("create", s.user.Create(c, name, use))
+}
+
+func (s *session) Delete(name string) error {
+	c, cancel := ctx()
+	defer cancel()
+	return s.logErr("delete", s.user.Delete(c, name))
+}
+
+func (s *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
+	c, cancel := ctx()
+	defer cancel()
+	return s.logErr("rename", s.user.Rename(c, oldName, newName))
+}
+
+func (s *session) Subscribe(name string) error {
+	c, cancel := ctx()
+	defer cancel()
+	return s.logErr("subscribe", s.user.SetSubscribed(c, name, true))
+}
+
+func (s *session) Unsubscribe(name string) error {
+	c, cancel := ctx()
+	defer cancel()
+	return s.logErr("unsubscribe", s.user.SetSubscribed(c, name, false))
+}
+
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, opts *imap.ListOptions) error {
+	if opts == nil {
+		opts = &imap.ListOptions{}
+	}
+	// RFC 3501 §6.3.8: an empty pattern asks for the delimiter.
+	if len(patterns) == 1 && patterns[0] == "" {
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: store.Delimiter})
+	}
+	c, cancel := ctx()
+	defer cancel()
+	all, err := s.user.Mailboxes(c)
+	if err != nil {
+		return s.logErr("list", err)
+	}
+	hasChildren := map[string]bool{}
+	for _, mb := range all {
+		if i := strings.LastIndexByte(mb.Name, store.Delimiter); i > 0 {
+			for p := mb.Name[:i]; ; {
+				hasChildren[p] = true
+				j := strings.LastIndexByte(p, store.Delimiter)
+				if j < 0 {
+					break
+				}
+				p = p[:j]
+			}
+		}
+	}
+	for _, mb := range all {
+		match := false
+		for _, p := range patterns {
+			if imapserver.MatchList(mb.Name, store.Delimiter, ref, p) {
+				match = true
+				break
+			}
+		}
+		if !match || (opts.SelectSubscribed && !mb.Subscribed) || (opts.SelectSpecialUse && mb.SpecialUse == "") {
+			continue
+		}
+		data := &imap.ListData{Delim: store.Delimiter, Mailbox: mb.Name}
+		if hasChildren[mb.Name] {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if mb.SpecialUse != "" {
+			// RFC 6154 §2: servers may always include special-use attributes.
+			data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
+		}
+		if mb.Subscribed && (opts.ReturnSubscribed || opts.SelectSubscribed) {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if opts.ReturnStatus != nil {
+			st, err := s.Status(mb.Name, opts.ReturnStatus)
+			if err == nil {
+				data.Status = st
+			}
+		}
+		if err := w.WriteList(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusData, error) {
+	c, cancel := ctx()
+	defer cancel()
+	st, err := s.user.Status(c, name)
+	if err != nil {
+		return nil, s.logErr("status", err)
+	}
+	d := &imap.StatusData{Mailbox: st.Name}
+	if opts.NumMessages {
+		d.NumMessages = &st.Messages
+	}
+	if opts.UIDNext {
+		d.UIDNext = imap.UID(st.UIDNext)
+	}
+	if opts.UIDValidity {
+		d.UIDValidity = st.UIDValidity
+	}
+	if opts.NumUnseen {
+		d.NumUnseen = &st.Unseen
+	}
+	if opts.NumDeleted {
+		d.NumDeleted = &st.Deleted
+	}
+	if opts.Size {
+		d.Size = &st.Size
+	}
+	if opts.AppendLimit {
+		l := s.AppendLimit()
+		d.AppendLimit = &l
+	}
+	if opts.NumRecent {
+		var zero uint32
+		d.NumRecent = &zero
+	}
+	return d, nil
+}
+
+func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
+	if r.Size() > s.srv.store.Config().MaxMessageBytes {
+		return nil, storeErr(store.ErrTooBig)
+	}
+	c, cancel := ctx()
+	defer cancel()
+	var flags []string
+	var date time.Time
+	if opts != nil {
+		flags = fromIMAPFlags(opts.Flags)
+		date = opts.Time
+	}
+	res, err := s.user.Append(c, name, r, flags, date)
+	if errors.Is(err, store.ErrNoMailbox) {
+		// RFC 3501 §6.3.11: TRYCREATE tells the client to CREATE and retry.
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
+	}
+	if err != nil {
+		return nil, s.logErr("append", err)
+	}
+	return &imap.AppendData{UIDValidity: res.UIDValidity, UID: imap.UID(res.UID)}, nil
+}
+
+// --- selected state: view and updates ---
+
+func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectData, error) {
+	c, cancel := ctx()
+	defer cancel()
+	mb0, err := s.user.Mailbox(c, name)
+	if err != nil {
+		return nil, s.logErr("select", err)
+	}
+	s.mu.Lock()
+	s.unselectLocked()
+	s.mu.Unlock()
+	// Watch before reading the list: events that race with it are filtered by UID.
+	w := s.user.Watch(mb0)
+	mb, msgs, err := s.user.Messages(c, mb0.Name)
+	if err != nil {
+		w.Close()
+		return nil, s.logErr("select", err)
+	}
+	sel := &selected{mb: mb, readOnly: opts != nil && opts.ReadOnly, w: w, gone: map[uint32]bool{}}
+	sel.uids = make([]uint32, len(msgs))
+	var firstUnseen uint32
+	for i, m := range msgs {
+		sel.uids[i] = m.UID
+		if firstUnseen == 0 && !hasFlag(m.Flags, store.FlagSeen) {
+			firstUnseen = uint32(i + 1)
+		}
+	}
+	s.mu.Lock()
+	s.sel = sel
+	s.mu.Unlock()
+	perm := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagWildcard}
+	if sel.readOnly {
+		perm = []imap.Flag{} // RFC 3501 §6.3.2: no permanent flags in a read-only mailbox
+	}
+	return &imap.SelectData{
+		Flags:             []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagForwarded, imap.FlagJunk, imap.FlagNotJunk},
+		PermanentFlags:    perm,
+		NumMessages:       uint32(len(msgs)),
+		FirstUnseenSeqNum: firstUnseen,
+		UIDNext:           imap.UID(mb.UIDNext),
+		UIDValidity:       mb.UIDValidity,
+	}, nil
+}
+
+func (s *session) Unselect() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unselectLocked()
+	return nil
+}
+
+func (s *session) unselectLocked() {
+	if s.sel != nil {
+		s.sel.w.Close()
+		s.sel = nil
+	}
+}
+
+func (sel *selected) maxUID() uint32 {
+	if len(sel.uids) == 0 {
+		return 0
+	}
+	return sel.uids[len(sel.uids)-1]
+}
+
+func (sel *selected) seqOf(uid uint32) int {
+	i := sort.Search(len(sel.uids), func(i int) bool { return sel.uids[i] >= uid })
+	if i < len(sel.uids) && sel.uids[i] == uid {
+		return i + 1
+	}
+	return 0
+}
+
+func (sel *selected) removeAt(seq int) {
+	sel.uids = append(sel.uids[:seq-1], sel.uids[seq:]...)
+}
+
+// take moves the watcher's events into pending. A watcher that overflowed means the view
+// cannot be repaired: the connection is closed with BYE.
+func (s *session) take(sel *selected) error {
+	evs, overflowed := sel.w.Take()
+	if overflowed {
+		s.conn.Bye("too many mailbox changes, please reconnect")
+		return errors.New("imapd: watcher overflowed")
+	}
+	sel.pending = append(sel.pending, evs...)
+	return nil
+}
+
+// flushExpunges sends EXPUNGE for every pending expunge of a message the client knows, with
+// sequence numbers computed against the view as it shrinks, and drops those events; other
+// events stay pending for Poll. Used by EXPUNGE and MOVE so that each removed message is
+// announced exactly once.
+func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) error {
+	if err := s.take(sel); err != nil {
+		return err
+	}
+	rest := sel.pending[:0]
+	var werr error
+	for _, ev := range sel.pending {
+		if ev.Kind != store.Expunged {
+			rest = append(rest, ev)
+			continue
+		}
+		for _, uid := range ev.UIDs {
+			if seq := sel.seqOf(uid); seq > 0 {
+				sel.removeAt(seq)
+				if werr == nil {
+					werr = write(uint32(seq))
+				}
+			} else if uid > sel.maxUID() {
+				sel.gone[uid] = true
+			}
+		}
+	}
+	sel.pending = rest
+	return werr
+}
+
+// poll turns pending events into untagged responses in commit order. Without
+// allowExpunge (after FETCH, STORE, SEARCH: RFC 3501 §7.4.1) it stops at the first expunge.
+func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if err := s.take(sel); err != nil {
+		return err
+	}
+	exists := false
+	i := 0
+	var werr error
+	setErr := func(err error) {
+		if werr == nil {
+			werr = err
+		}
+	}
+loop:
+	for ; i < len(sel.pending); i++ {
+		ev := sel.pending[i]
+		switch ev.Kind {
+		case store.Appended:
+			for _, uid := range ev.UIDs {
+				if uid > sel.maxUID() && !sel.gone[uid] {
+					sel.uids = append(sel.uids, uid)
+					exists = true
+				}
+				delete(sel.gone, uid)
+			}
+		case store.Expunged:
+			if !allowExpunge {
+				break loop
+			}
+			if exists {
+				// EXISTS must precede expunges computed against the grown view.
+				setErr(w.WriteNumMessages(uint32(len(sel.uids))))
+				exists = false
+			}
+			for _, uid := range ev.UIDs {
+				if seq := sel.seqOf(uid); seq > 0 {
+					sel.removeAt(seq)
+					setErr(w.WriteExpunge(uint32(seq)))
+				} else if uid > sel.maxUID() {
+					sel.gone[uid] = true
+				}
+			}
+		case store.FlagsChanged:
+			if ev.Source == s {
+				continue // our own STORE already answered
+			}
+			for _, m := range ev.Messages {
+				if seq := sel.seqOf(m.UID); seq > 0 {
+					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(m.Flags)))
+				}
+			}
+		case store.MailboxDeleted:
+			s.conn.Bye("selected mailbox was deleted or renamed")
+			setErr(errors.New("imapd: selected mailbox deleted"))
+		}
+	}
+	sel.pending = sel.pending[i:]
+	if exists {
+		setErr(w.WriteNumMessages(uint32(len(sel.uids))))
+	}
+	return werr
+}
+
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sel == nil {
+		return nil
+	}
+	return s.poll(s.sel, w, allowExpunge)
+}
+
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.mu.Lock()
+	sel := s.sel
+	if sel != nil {
+		if err := s.poll(sel, w, true); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	s.mu.Unlock()
+	if sel == nil {
+		<-stop
+		return nil
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-sel.w.C():
+			s.mu.Lock()
+			err := s.poll(sel, w, true)
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// resolve returns the (seq, uid) pairs of numSet in the client's view, ascending. "*" is
+// the last message of the view; "$" is the saved SEARCH result (RFC 5182).
+func (sel *selected) resolve(numSet imap.NumSet) (seqs, uids []uint32) {
+	if imap.IsSearchRes(numSet) {
+		for _, uid := range sel.saved {
+			if seq := sel.seqOf(uid); seq > 0 {
+				seqs, uids = append(seqs, uint32(seq)), append(uids, uid)
+			}
+		}
+		return seqs, uids
+	}
+	n := uint32(len(sel.uids))
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		for seq := uint32(1); seq <= n; seq++ {
+			if seqSetContains(set, seq, n) {
+				seqs, uids = append(seqs, seq), append(uids, sel.uids[seq-1])
+			}
+		}
+	case imap.UIDSet:
+		max := sel.maxUID()
+		for i, uid := range sel.uids {
+			if uidSetContains(set, uid, max) {
+				seqs, uids = append(seqs, uint32(i+1)), append(uids, uid)
+			}
+		}
+	}
+	return seqs, uids
+}
+
+func seqSetContains(set imap.SeqSet, seq, star uint32) bool {
+	for _, r := range set {
+		a, b := r.Start, r.Stop
+		if a == 0 {
+			a = star
+		}
+		if b == 0 {
+			b = star
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if seq >= a && seq <= b {
+			return true
+		}
+	}
+	return false
+}
+
+// uidSetContains resolves "*" to the highest UID, so "N:*" always includes the last
+// message even when N is above it (RFC 3501 §6.4.8).
+func uidSetContains(set imap.UIDSet, uid, star uint32) bool {
+	for _, r := range set {
+		a, b := uint32(r.Start), uint32(r.Stop)
+		if a == 0 {
+			a = star
+		}
+		if b == 0 {
+			b = star
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if uid >= a && uid <= b {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) selected() (*selected, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sel == nil {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "no mailbox selected"}
+	}
+	return s.sel, nil
+}
+
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) error {
+	sel, err := s.selected()
+	if err != nil {
+		return err
+	}
+	closing := *w == (imapserver.ExpungeWriter{}) // CLOSE passes a writer that sends nothing
+	if sel.readOnly {
+		if closing {
+			return nil // CLOSE after EXAMINE expunges nothing (RFC 3501 §6.4.2)
+		}
+		return readOnlyErr()
+	}
+	c, cancel := ctx()
+	defer cancel()
+	var uids []uint32
+	if uidSet != nil {
+		_, uids = sel.resolve(*uidSet)
+		if len(uids) == 0 {
+			return nil
+		}
+	}
+	if _, err := s.user.Expunge(c, sel.mb, uids); err != nil {
+		return s.logErr("expunge", err)
+	}
+	if closing {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushExpunges(sel, w.WriteExpunge)
+}
+
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	sel, err := s.selected()
+	if err != nil {
+		return nil, err
+	}
+	_, uids := sel.resolve(numSet)
+	if len(uids) == 0 {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
+	}
+	c, cancel := ctx()
+	defer cancel()
+	res, err := s.user.Copy(c, sel.mb, uids, dest)
+	if errors.Is(err, store.ErrNoMailbox) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
+	}
+	if err != nil {
+		return nil, s.logErr("copy", err)
+	}
+	return copyData(res), nil
+}
+
+func copyData(res store.CopyResult) *imap.CopyData {
+	d := &imap.CopyData{UIDValidity: res.UIDValidity}
+	for i := range res.SrcUIDs {
+		d.SourceUIDs.AddNum(imap.UID(res.SrcUIDs[i]))
+		d.DestUIDs.AddNum(imap.UID(res.DstUIDs[i]))
+	}
+	return d
+}
+
+// Move implements RFC 6851: COPYUID first, then one EXPUNGE per moved message, computed
+// against this session's view; the events are consumed so Poll does not repeat them.
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	sel, err := s.selected()
+	if err != nil {
+		return err
+	}
+	if sel.readOnly {
+		return readOnlyErr()
+	}
+	_, uids := sel.resolve(numSet)
+	if len(uids) == 0 {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
+	}
+	c, cancel := ctx()
+	defer cancel()
+	res, err := s.user.Move(c, sel.mb, uids, dest)
+	if errors.Is(err, store.ErrNoMailbox) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
+	}
+	if err != nil {
+		return s.logErr("move", err)
+	}
+	if err := w.WriteCopyData(copyData(res)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushExpunges(sel, w.WriteExpunge)
+}
+
+// --- flags ---
+
+func toIMAPFlags(f []string) []imap.Flag {
+	out := make([]imap.Flag, len(f))
+	for i, x := range f {
+		out[i] = imap.Flag(x)
+	}
+	return out
+}
+
+func fromIMAPFlags(f []imap.Flag) []string {
+	out := make([]string, 0, len(f))
+	for _, x := range f {
+		if strings.EqualFold(string(x), `\Recent`) {
+			continue
+		}
+		out = append(out, string(x))
+	}
+	return out
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if strings.EqualFold(x, f) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	sel, err := s.selected()
+	if err != nil {
+		return err
+	}
+	if sel.readOnly {
+		return readOnlyErr()
+	}
+	seqs, uids := sel.resolve(numSet)
+	if len(uids) == 0 {
+		return nil
+	}
+	op := store.FlagsReplace
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		op = store.FlagsAdd
+	case imap.StoreFlagsDel:
+		op = store.FlagsRemove
+	}
+	c, cancel := ctx()
+	defer cancel()
+	if _, err := s.user.SetFlags(c, sel.mb, uids, op, fromIMAPFlags(flags.Flags), s); err != nil {
+		return s.logErr("store", err)
+	}
+	if flags.Silent {
+		return nil
+	}
+	msgs, err := s.user.MessagesByUID(c, sel.mb, uids)
+	if err != nil {
+		return s.logErr("store", err)
+	}
+	byUID := map[uint32]store.Message{}
+	for _, m := range msgs {
+		byUID[m.UID] = m
+	}
+	for i, uid := range uids {
+		m, ok := byUID[uid]
+		if !ok {
+			continue // expunged meanwhile
+		}
+		rw := w.CreateMessage(seqs[i])
+		rw.WriteUID(imap.UID(uid))
+		rw.WriteFlags(toIMAPFlags(m.Flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
