@@ -252,3 +252,33 @@ func TestReverseAndFCrDNS(t *testing.T) {
 		t.Fatalf("temp failure = %q %v", host, err)
 	}
 }
+
+// TestConcurrentChanges changes zones, faults and delays while queries are in flight
+// (run with -race).
+func TestConcurrentChanges(t *testing.T) {
+	srv := dnstest.New(t, zone())
+	r := srv.Resolver()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 25 {
+				name := fmt.Sprintf("n%d.example.test", j%5)
+				switch (i + j) % 4 {
+				case 0:
+					srv.Set(name, fmt.Sprintf("A 192.0.2.%d", j))
+				case 1:
+					srv.Fail(name, dnstest.Truncate)
+				case 2:
+					srv.Delay(name, time.Millisecond)
+				default:
+					srv.Fail(name, dnstest.NoFault)
+				}
+				r.Query(ctx(t), name, dns.TypeA)
+			}
+		})
+	}
+	wg.Wait()
+	if srv.Queries() < 100 {
+		t.Fatalf("queries = %d", srv.Queries())
+	}
+}
