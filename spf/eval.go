@@ -20,6 +20,7 @@ type evaluator struct {
 	opts                              *Options
 	sender, local, senderDomain, helo string
 	lookups, voids, voidLimit         int
+	inInclude                         int // depth of include evaluation
 }
 
 // matchInfo says where a result came from.
@@ -80,9 +81,9 @@ func (e *evaluator) checkHost(domain string) (Status, *matchInfo, error) {
 			continue
 		}
 		info.mechanism = d.text
-		if d.result == Fail && rec.exp != nil {
+		if d.result == Fail && rec.exp != nil && e.inInclude == 0 {
 			// §6.2: after a redirect the target's exp applies; an included record's is
-			// never used, which the include mechanism ensures by ignoring it.
+			// never used, so it is not even looked up.
 			info.explanation = e.explain(rec.exp, env)
 		}
 		return d.result, info, nil
@@ -152,7 +153,9 @@ func (e *evaluator) match(d directive, env *macroEnv) (bool, error) {
 	}
 	switch d.kind {
 	case mInclude:
+		e.inInclude++
 		st, _, err := e.checkHost(target)
+		e.inInclude--
 		switch st {
 		case Pass:
 			return true, nil

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -283,5 +285,28 @@ func TestMacroExpansion(t *testing.T) {
 	ms, _ = parseMacroString("%{l}.example.com", false)
 	if got := ms.expand(env, true); len(got) > 253 || !strings.HasSuffix(got, ".example.com") || !strings.HasPrefix(got, "c") {
 		t.Errorf("truncation: %d %q", len(got), got)
+	}
+}
+
+// TestExplanationScope: an included record's exp= is never used (nor looked up); after a
+// redirect the target's exp= applies, not the original's (RFC 7208 §6.2).
+func TestExplanationScope(t *testing.T) {
+	srv := dnstest.New(t, dnstest.Zone{
+		"inc.test.":       {`TXT "v=spf1 include:sub.inc.test -all exp=top.inc.test"`},
+		"sub.inc.test.":   {`TXT "v=spf1 -all exp=sub.exp.test"`},
+		"top.inc.test.":   {`TXT "top says no"`},
+		"sub.exp.test.":   {`TXT "sub says no"`},
+		"red.test.":       {`TXT "v=spf1 redirect=target.test exp=orig.exp.test"`},
+		"target.test.":    {`TXT "v=spf1 -all exp=target.exp.test"`},
+		"orig.exp.test.":  {`TXT "original"`},
+		"target.exp.test": {`TXT "from the target of %{d}"`},
+	})
+	res := check(t, srv, client4, "u@inc.test")
+	if res.Status != Fail || res.Explanation != "top says no" || srv.QueriesFor("sub.exp.test", dns.TypeTXT) != 0 {
+		t.Fatalf("include: %+v, %d queries for the included exp", res, srv.QueriesFor("sub.exp.test", dns.TypeTXT))
+	}
+	res = check(t, srv, client4, "u@red.test")
+	if res.Status != Fail || res.Explanation != "from the target of target.test" || res.Domain != "target.test" {
+		t.Fatalf("redirect: %+v", res)
 	}
 }
