@@ -399,7 +399,8 @@ func TestRHSBLSubjectsAndStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.Conn.HELO = "host.sub.Example.CO.UK."
-	if got := fmt.Sprint(p2.Subjects(x, policy.StageData)); got != "[{clean.example client_hostname} {example.co.uk helo} {spam.example sender}]" {
+	x.Envelope.From = policy.ParseAddress("<a@mail.Bücher.example>")
+	if got := fmt.Sprint(p2.Subjects(x, policy.StageData)); got != "[{clean.example client_hostname} {example.co.uk helo} {xn--bcher-kva.example sender}]" {
 		t.Fatalf("default subjects = %s", got)
 	}
 }

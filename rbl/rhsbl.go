@@ -171,7 +171,7 @@ type Subject struct {
 func (p *RHSBL) Subjects(tx *policy.Transaction, stage policy.Stage) []Subject {
 	var out []Subject
 	add := func(src, d string) {
-		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		d = asciiDomain(strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), "."))
 		if p.cfg.Registrable && src != SourceBodyURLs {
 			d = registrable(d)
 		}

@@ -171,22 +171,28 @@ func registrable(host string) string {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return ""
 	}
-	for i := 0; i < len(host); i++ {
-		if host[i] >= 0x80 {
-			a, err := idna.Lookup.ToASCII(host)
-			if err != nil {
-				return ""
-			}
-			host = a
-			break
-		}
-	}
+	host = asciiDomain(host)
 	if !validDomain(host) {
 		return ""
 	}
 	d, err := publicsuffix.EffectiveTLDPlusOne(host)
 	if err != nil {
 		return ""
+	}
+	return d
+}
+
+// asciiDomain returns the A-label form of an internationalized domain name (RFC 5891),
+// or "" when it has none; ASCII names are returned as they are.
+func asciiDomain(d string) string {
+	for i := 0; i < len(d); i++ {
+		if d[i] >= 0x80 {
+			a, err := idna.Lookup.ToASCII(d)
+			if err != nil {
+				return ""
+			}
+			return a
+		}
 	}
 	return d
 }
