@@ -199,7 +199,7 @@ func (st *tokState) reset(debug bool) {
 
 func (st *tokState) add(p1, p2 string, w []byte) {
 	if st.debug {
-		st.strs[p1+p2+strings.ToLower(string(w))] = struct{}{}
+		st.strs[p1+p2+string(lowerInto(nil, w))] = struct{}{}
 		return
 	}
 	st.set.add(hashBytes(hashString(hashString(fnvOffset, p1), p2), w))

@@ -1,0 +1,240 @@
+package bayes
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/policy"
+)
+
+// PolicyConfig configures the bayes policy instance, for example
+//
+//	bayes: { bayes: { db: /var/lib/portcullis/bayes/global.db, per_user: true,
+//	                  unsure: [0.2, 0.5], autolearn: { spam: 0.9999, ham: 0.0001 } } }
+type PolicyConfig struct {
+	// DB is the global token database (SQLite); required.
+	DB string `yaml:"db"`
+	// PerUser scores a message with a single recipient against that user's own
+	// database (<dir of db>/users/<user>.db) when it exists and has at least
+	// MinUserTrained messages of each class.
+	PerUser        bool `yaml:"per_user"`
+	MinUserTrained int  `yaml:"min_user_trained"` // default 50
+	MaxOpenUsers   int  `yaml:"max_open_users"`   // default 256
+	// Unsure is [ham_cutoff, spam_cutoff]; default [0.2, 0.5].
+	Unsure []float64 `yaml:"unsure"`
+	// Autolearn trains the global database with messages scored at least Spam or at
+	// most Ham (0 disables a side), in the background; QueueSize bounds the backlog
+	// (default 100; messages beyond it are not learned).
+	Autolearn AutolearnConfig `yaml:"autolearn"`
+	// Classifier tunes the tokenizer and the combining; its cut-offs are set by Unsure.
+	Classifier Config `yaml:"classifier"`
+}
+
+// AutolearnConfig sets the auto-learn thresholds.
+type AutolearnConfig struct {
+	Spam      float64 `yaml:"spam"`
+	Ham       float64 `yaml:"ham"`
+	QueueSize int     `yaml:"queue_size"`
+}
+
+// Policy is the data-stage policy: it scores the message and reports the facts
+// score (probability of spam), spam, unsure and tokens. Result.Score is the probability.
+type Policy struct {
+	cfg PolicyConfig
+	log *slog.Logger
+
+	once   sync.Once
+	err    error
+	global *SQLiteStore
+	cls    *Classifier
+	users  *userStores
+
+	learnMu   sync.RWMutex // guards sending on learn against Close
+	closed    bool
+	learn     chan Example
+	learnOnce sync.Once
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewPolicy validates cfg and returns the policy; the database is opened on first use.
+// A nil logger means slog.Default().
+func NewPolicy(cfg PolicyConfig, log *slog.Logger) (*Policy, error) {
+	if cfg.DB == "" {
+		return nil, fmt.Errorf("bayes: db is required")
+	}
+	if cfg.Unsure != nil {
+		if len(cfg.Unsure) != 2 || cfg.Unsure[0] < 0 || cfg.Unsure[0] > cfg.Unsure[1] || cfg.Unsure[1] > 1 {
+			return nil, fmt.Errorf("bayes: unsure must be [lo, hi] with 0 <= lo <= hi <= 1, got %v", cfg.Unsure)
+		}
+		cfg.Classifier.HamCutoff, cfg.Classifier.SpamCutoff = cfg.Unsure[0], cfg.Unsure[1]
+	}
+	if cfg.MinUserTrained <= 0 {
+		cfg.MinUserTrained = 50
+	}
+	if cfg.MaxOpenUsers <= 0 {
+		cfg.MaxOpenUsers = 256
+	}
+	if cfg.Autolearn.QueueSize <= 0 {
+		cfg.Autolearn.QueueSize = 100
+	}
+	if a := cfg.Autolearn; (a.Spam != 0 && (a.Spam <= 0.5 || a.Spam > 1)) || (a.Ham != 0 && (a.Ham < 0 || a.Ham >= 0.5)) {
+		return nil, fmt.Errorf("bayes: autolearn thresholds must be spam in (0.5, 1] and ham in [0, 0.5), got %v and %v", a.Spam, a.Ham)
+	}
+	if _, err := New(cfg.Classifier, NewMemStore()); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Policy{cfg: cfg, log: log}, nil
+}
+
+func (p *Policy) open(ctx context.Context) error {
+	p.once.Do(func() {
+		s, err := OpenSQLite(ctx, p.cfg.DB, SQLiteOptions{})
+		if err != nil {
+			p.err = err
+			return
+		}
+		c, _ := New(p.cfg.Classifier, s)
+		if err := c.CheckStore(ctx); err != nil {
+			s.Close()
+			p.err = err
+			return
+		}
+		p.global, p.cls = s, c
+		p.users = &userStores{global: p.cfg.DB, max: p.cfg.MaxOpenUsers, open: map[string]*userStore{}}
+	})
+	return p.err
+}
+
+// DeclareFacts lists the facts CheckData reports, with example values.
+func (p *Policy) DeclareFacts() map[string]any {
+	return map[string]any{"score": 0.97, "spam": true, "unsure": false, "tokens": 42, "user": false}
+}
+
+// CheckData scores the message.
+func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.Result {
+	if err := p.open(ctx); err != nil {
+		return policy.Result{Status: policy.StatusTempError, Reason: "bayes.error", Err: err}
+	}
+	if tx == nil || tx.Message == nil {
+		return policy.Result{Status: policy.StatusNone, Reason: "bayes.no_message"}
+	}
+	raw, err := tx.Message.Bytes()
+	if err != nil {
+		return policy.Result{Status: policy.StatusTempError, Reason: "bayes.error", Err: fmt.Errorf("bayes: read message: %w", err)}
+	}
+	cls, user := p.cls, false
+	if p.cfg.PerUser && len(tx.Envelope.Rcpts) == 1 {
+		s, release, err := p.users.acquire(ctx, tx.Envelope.Rcpts[0].String())
+		if err != nil {
+			p.log.Warn("bayes: per-user database", "rcpt", tx.Envelope.Rcpts[0].String(), "err", err)
+		} else if s != nil {
+			defer release()
+			if st, err := s.Stats(ctx); err == nil && int(st.Totals.Spam) >= p.cfg.MinUserTrained && int(st.Totals.Ham) >= p.cfg.MinUserTrained {
+				if c, err := New(p.cfg.Classifier, s); err == nil {
+					cls, user = c, true
+				}
+			}
+		}
+	}
+	sc, err := cls.Classify(ctx, raw)
+	if err != nil {
+		return policy.Result{Status: policy.StatusTempError, Reason: "bayes.error", Err: err}
+	}
+	r := policy.Result{
+		Score: sc.Prob,
+		Facts: map[string]any{"score": sc.Prob, "spam": sc.Spam, "unsure": sc.Unsure, "tokens": sc.Tokens, "user": user},
+	}
+	switch {
+	case sc.Tokens == 0 && sc.Prob == 0.5:
+		r.Status, r.Reason = policy.StatusNeutral, "bayes.untrained"
+	case sc.Spam:
+		r.Status, r.Reason = policy.StatusFail, "bayes.spam"
+	case sc.Unsure:
+		r.Status, r.Reason = policy.StatusNeutral, "bayes.unsure"
+	default:
+		r.Status, r.Reason = policy.StatusPass, "bayes.ham"
+	}
+	p.autolearn(raw, sc)
+	return r
+}
+
+func (p *Policy) autolearn(raw []byte, sc Score) {
+	a := p.cfg.Autolearn
+	var class Class
+	switch {
+	case a.Spam > 0 && sc.Tokens > 0 && sc.Prob >= a.Spam:
+		class = Spam
+	case a.Ham > 0 && sc.Tokens > 0 && sc.Prob <= a.Ham:
+		class = Ham
+	default:
+		return
+	}
+	p.learnMu.RLock()
+	defer p.learnMu.RUnlock()
+	if p.closed {
+		return
+	}
+	p.learnOnce.Do(func() {
+		p.learn = make(chan Example, a.QueueSize)
+		p.wg.Add(1)
+		go p.learner()
+	})
+	select {
+	case p.learn <- Example{Raw: raw, Class: class}:
+	default: // backlog full: skip rather than slow down the SMTP session
+	}
+}
+
+func (p *Policy) learner() {
+	defer p.wg.Done()
+	for ex := range p.learn {
+		batch := []Example{ex}
+		for len(batch) < 50 {
+			select {
+			case ex, ok := <-p.learn:
+				if !ok {
+					goto flush
+				}
+				batch = append(batch, ex)
+				continue
+			default:
+			}
+			break
+		}
+	flush:
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, err := p.cls.TrainBatch(ctx, batch); err != nil {
+			p.log.Warn("bayes: autolearn", "messages", len(batch), "err", err)
+		}
+		cancel()
+	}
+}
+
+// Close stops auto-learning (finishing the backlog) and closes the databases.
+func (p *Policy) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.learnMu.Lock()
+		p.closed = true
+		p.learnMu.Unlock()
+		p.learnOnce.Do(func() {}) // no learner may start after this
+		if p.learn != nil {
+			close(p.learn)
+			p.wg.Wait()
+		}
+		if p.global != nil {
+			err = p.users.close()
+			if e := p.global.Close(); err == nil {
+				err = e
+			}
+		}
+	})
+	return err
+}

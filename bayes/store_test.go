@@ -1,0 +1,304 @@
+package bayes
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// synthMessage builds a message whose words come from a spam-ish or ham-ish
+// vocabulary, plus a few words unique to the message.
+func synthMessage(r *rand.Rand, spam bool, id int) []byte {
+	vocab := []string{"meeting", "project", "review", "patch", "kernel", "release", "thanks", "lunch"}
+	if spam {
+		vocab = []string{"viagra", "winner", "casino", "mortgage", "cheap", "offer", "money", "click"}
+	}
+	msg := fmt.Sprintf("From: sender%d@example.org\nSubject: %s %s\nMessage-ID: <%d@example.org>\n\n", id, vocab[r.IntN(8)], vocab[r.IntN(8)], id)
+	for i := 0; i < 30; i++ {
+		msg += vocab[r.IntN(len(vocab))] + " "
+	}
+	msg += fmt.Sprintf("unique%dword common shared words here\n", id)
+	return []byte(msg)
+}
+
+func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
+	t.Helper()
+	var tab *table
+	switch st := s.(type) {
+	case *MemStore:
+		st.mu.RLock()
+		defer st.mu.RUnlock()
+		tab = st.t
+	case *SQLiteStore:
+		st.mu.RLock()
+		defer st.mu.RUnlock()
+		tab = st.t
+	}
+	m := map[uint64]entry{}
+	for h, e := range tab.tokens {
+		e.day = 0 // untraining does not roll the day back
+		m[h] = e
+	}
+	return m, tab.totals
+}
+
+func stores(t *testing.T) map[string]func() Store {
+	return map[string]func() Store{
+		"mem": func() Store { return NewMemStore() },
+		"sqlite": func() Store {
+			s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "b.db"), SQLiteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	}
+}
+
+func TestTrainUntrainReversible(t *testing.T) {
+	ctx := context.Background()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := mk()
+			c, err := New(Config{}, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(1, 2))
+			for i := 0; i < 40; i++ {
+				if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, btot := snapshot(t, s)
+			var extra [][]byte
+			for i := 100; i < 110; i++ {
+				m := synthMessage(r, i%3 == 0, i)
+				extra = append(extra, m)
+				out, err := c.Train(ctx, m, Spam)
+				if err != nil || out != Applied {
+					t.Fatalf("train: %v %v", out, err)
+				}
+			}
+			// training again is a no-op; training as the other class moves the message
+			if out, _ := c.Train(ctx, extra[0], Spam); out != AlreadyTrained {
+				t.Errorf("second train: %v", out)
+			}
+			if out, _ := c.Train(ctx, extra[1], Ham); out != Relearned {
+				t.Errorf("relearn: %v", out)
+			}
+			for _, m := range extra {
+				if out, err := c.Untrain(ctx, m); err != nil || out != Applied {
+					t.Fatalf("untrain: %v %v", out, err)
+				}
+			}
+			if out, _ := c.Untrain(ctx, extra[0]); out != NotTrained {
+				t.Errorf("second untrain: %v", out)
+			}
+			after, atot := snapshot(t, s)
+			if btot != atot || !maps.Equal(before, after) {
+				t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
+			}
+		})
+	}
+}
+
+func TestSQLitePersistence(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sub", "global.db")
+	s, err := OpenSQLite(ctx, path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := New(Config{}, s)
+	if err := c.CheckStore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 30; i++ {
+		if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe := synthMessage(r, true, 999)
+	want, _ := c.Classify(ctx, probe)
+	before, btot := snapshot(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, nil, nil); err != ErrClosed {
+		t.Errorf("lookup after close: %v", err)
+	}
+
+	s2, err := OpenSQLite(ctx, path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	after, atot := snapshot(t, s2)
+	if btot != atot || !maps.Equal(before, after) || btot.Spam != 15 || btot.Ham != 15 {
+		t.Fatalf("reopened store differs: %v vs %v, %d vs %d tokens", btot, atot, len(before), len(after))
+	}
+	c2, _ := New(Config{}, s2)
+	if err := c2.CheckStore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c2.Classify(ctx, probe)
+	if got.Prob != want.Prob || !got.Spam {
+		t.Errorf("score after reopen %v, before %v", got.Prob, want.Prob)
+	}
+	// the seen table survives too: the same message is already trained
+	if out, _ := c2.Train(ctx, synthMessage(rand.New(rand.NewPCG(3, 4)), true, 0), Spam); out != AlreadyTrained {
+		t.Errorf("train after reopen: %v", out)
+	}
+	// a different tokenizer is refused
+	c3, _ := New(Config{Tokenizer: TokenizerConfig{Bigrams: true}}, s2)
+	if err := c3.CheckStore(ctx); err == nil {
+		t.Error("CheckStore accepted a store trained with other tokenizer settings")
+	}
+}
+
+// TestSQLiteSeesOtherWriter: a second process (here a second handle) trains; the first
+// picks the change up within its refresh interval.
+func TestSQLiteSeesOtherWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "g.db")
+	a, err := OpenSQLite(ctx, path, SQLiteOptions{RefreshInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenSQLite(ctx, path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Apply(ctx, []Update{{Class: Spam, Tokens: []uint64{42}}}); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]Counts, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tot, err := a.Lookup(ctx, []uint64{42}, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot.Spam == 1 && out[0].Spam == 1 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the first handle never saw the second one's training")
+}
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := mk()
+			old := dayOf(time.Now().Add(-400 * 24 * time.Hour))
+			_, err := s.Apply(ctx, []Update{
+				{Class: Spam, Tokens: []uint64{1, 2, 3}, Day: old},
+				{Class: Ham, Tokens: []uint64{3}, Day: old},
+				{Class: Ham, Tokens: []uint64{4}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := s.Prune(ctx, PruneConfig{MaxAge: 365 * 24 * time.Hour, MinCount: 1})
+			if err != nil || n != 2 {
+				t.Fatalf("pruned %d, %v; want 2 (tokens 1 and 2)", n, err)
+			}
+			out := make([]Counts, 4)
+			s.Lookup(ctx, []uint64{1, 2, 3, 4}, out)
+			if out[0] != (Counts{}) || out[1] != (Counts{}) || out[2] != (Counts{1, 1}) || out[3] != (Counts{0, 1}) {
+				t.Errorf("after prune: %v", out)
+			}
+		})
+	}
+}
+
+// TestClassifyWhileTraining runs classification concurrently with training (run
+// under -race): scores stay valid and a message trained before stays classified.
+func TestClassifyWhileTraining(t *testing.T) {
+	ctx := context.Background()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := mk()
+			c, _ := New(Config{}, s)
+			r := rand.New(rand.NewPCG(5, 6))
+			var seed []Example
+			for i := 0; i < 40; i++ {
+				seed = append(seed, Example{Raw: synthMessage(r, i%2 == 0, i), Class: map[bool]Class{true: Spam, false: Ham}[i%2 == 0]})
+			}
+			if _, err := c.TrainBatch(ctx, seed); err != nil {
+				t.Fatal(err)
+			}
+			spam, ham := synthMessage(r, true, 5000), synthMessage(r, false, 5001)
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			errs := make(chan error, 8)
+			for w := 0; w < 3; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						a, err1 := c.Classify(ctx, spam)
+						b, err2 := c.Classify(ctx, ham)
+						if err1 != nil || err2 != nil || !a.Spam || b.Spam || b.Unsure {
+							errs <- fmt.Errorf("during training: spam %v %v, ham %v %v", a.Prob, err1, b.Prob, err2)
+							return
+						}
+					}
+				}()
+			}
+			tr := rand.New(rand.NewPCG(7, 8))
+			for i := 100; i < 160; i++ {
+				spam := i%2 == 0
+				if _, err := c.Train(ctx, synthMessage(tr, spam, i), map[bool]Class{true: Spam, false: Ham}[spam]); err != nil {
+					t.Fatal(err)
+				}
+				if i%10 == 0 {
+					if _, err := s.Prune(ctx, PruneConfig{MaxAge: time.Hour, MinCount: 0}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			close(stop)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestTrainOnError(t *testing.T) {
+	ctx := context.Background()
+	c, _ := New(Config{}, NewMemStore())
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := 0; i < 30; i++ {
+		c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0])
+	}
+	_, trained, err := c.TrainOnError(ctx, synthMessage(r, true, 100), Spam)
+	if err != nil || trained {
+		t.Errorf("a correctly classified spam was trained: %v %v", trained, err)
+	}
+	// a ham that looks like spam is an error: it gets trained
+	_, trained, err = c.TrainOnError(ctx, synthMessage(r, true, 101), Ham)
+	if err != nil || !trained {
+		t.Errorf("a misclassified message was not trained: %v %v", trained, err)
+	}
+}

@@ -1,0 +1,143 @@
+package bayes
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden token files")
+
+// TestTokensGolden compares the tokens of testdata/*.eml with testdata/*.tokens.
+func TestTokensGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.eml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/*.eml")
+	}
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(tok.Tokens(raw), "\n") + "\n"
+		golden := strings.TrimSuffix(f, ".eml") + ".tokens"
+		if *update {
+			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run go test -update)", err)
+		}
+		if got != string(want) {
+			t.Errorf("%s: tokens differ from %s (run go test -update and review the diff)\ngot:\n%s", f, golden, got)
+		}
+	}
+}
+
+// TestTokensFeatures checks the features the golden files show, by name, so that a
+// careless -update cannot hide a regression.
+func TestTokensFeatures(t *testing.T) {
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	raw, _ := os.ReadFile("testdata/multipart.eml")
+	toks := tok.Tokens(raw)
+	for _, want := range []string{
+		"subject:gréat", // RFC 2047, charset converted
+		"café",          // quoted-printable, ISO-8859-1 to UTF-8
+		"slashed",       // soft line break removed
+		"viagra",        // inline tags removed without a space
+		"url:ip", "url:port", "url:buy", "url:php", "proto:http", // URL pieces
+		"ct:application/octet-stream", "fname:exe", "cte:base64",
+		"from:@spam.example", "from:deals@spam.example",
+	} {
+		if !slices.Contains(toks, want) {
+			t.Errorf("missing token %q in %q", want, toks)
+		}
+	}
+	for _, bad := range []string{"hidden", "secret", "word\";", "tvqqaamaaaaeaaaa"} {
+		if slices.Contains(toks, bad) {
+			t.Errorf("unexpected token %q (script, comment or attachment content)", bad)
+		}
+	}
+	raw, _ = os.ReadFile("testdata/plain.eml")
+	toks = tok.Tokens(raw)
+	for _, want := range []string{"lunch", "friday?", "url:www.example.com", "url:example.com", "url:menu",
+		"skip:s3", "skip:p1", "quoted", "email:@example.com", "rcvd:192.0.2", "rcvd:mail.example.org",
+		"subject:lunch", "x-mailer:mutt"} {
+		if !slices.Contains(toks, want) {
+			t.Errorf("missing token %q in %q", want, toks)
+		}
+	}
+}
+
+// TestHashesMatchTokens checks that the hashed path and the string path agree.
+func TestHashesMatchTokens(t *testing.T) {
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	for _, f := range []string{"testdata/plain.eml", "testdata/multipart.eml"} {
+		raw, _ := os.ReadFile(f)
+		var want []uint64
+		for _, s := range tok.Tokens(raw) {
+			want = append(want, HashToken(s))
+		}
+		got := tok.Hashes(nil, raw)
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %d hashes, %d tokens", f, len(got), len(want))
+		}
+	}
+}
+
+func TestTokenizerHostile(t *testing.T) {
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	cases := []string{
+		"",
+		"no header at all",
+		"Subject: x\n",
+		"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--\n",
+		"Content-Type: multipart/mixed; boundary=a\n\n--a\nContent-Type: multipart/mixed; boundary=a\n\n--a\n",
+		"Content-Type: text/html\n\n<a href=\"http://x\n<<<>>>&#99999999999;&#x;&;<script>",
+		"Content-Type: text/plain; charset=bogus-charset\nContent-Transfer-Encoding: base64\n\n!!!@@@",
+		"Content-Type: message/rfc822\n\nContent-Type: message/rfc822\n\nContent-Type: message/rfc822\n\n",
+		strings.Repeat("Content-Type: multipart/mixed; boundary=b\n\n--b\n", 100),
+	}
+	for _, c := range cases {
+		tok.Hashes(nil, []byte(c))
+		tok.Tokens([]byte(c))
+	}
+}
+
+func FuzzTokenize(f *testing.F) {
+	for _, p := range []string{"testdata/plain.eml", "testdata/multipart.eml"} {
+		raw, _ := os.ReadFile(p)
+		f.Add(raw)
+	}
+	f.Add([]byte("Content-Type: text/html\n\n<a href=x>&amp;&#65;</a>"))
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		h := tok.Hashes(nil, raw)
+		s := tok.Tokens(raw)
+		if len(h) != len(s) {
+			// distinct strings may collide in 64 bits only with negligible odds
+			t.Fatalf("%d hashes for %d tokens", len(h), len(s))
+		}
+	})
+}
+
+func BenchmarkTokenize(b *testing.B) {
+	raw, _ := os.ReadFile("testdata/multipart.eml")
+	plain, _ := os.ReadFile("testdata/plain.eml")
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	var dst []uint64
+	b.SetBytes(int64(len(raw) + len(plain)))
+	for b.Loop() {
+		dst = tok.Hashes(dst[:0], raw)
+		dst = tok.Hashes(dst[:0], plain)
+	}
+}
