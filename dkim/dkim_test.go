@@ -71,6 +71,12 @@ func TestSignAndVerify(t *testing.T) {
 	if err != nil || len(sigs) != 1 || sigs[0].Result != ResultPass || sigs[0].Domain != "mail.example.com" || sigs[0].Selector != "ed1" {
 		t.Fatalf("ed25519: %+v %v", sigs, err)
 	}
+	// A selector that cannot be a DNS name has no key: permerror, without a query.
+	odd := bytes.Replace(signed, []byte("s=ed1;"), []byte("s=e(d)1;"), 1)
+	sigs, _ = Verify(ctx, srv.Resolver(), bytes.NewReader(odd), nil)
+	if len(sigs) != 1 || sigs[0].Result != ResultPermError || !strings.Contains(sigs[0].Reason, "no key") {
+		t.Fatalf("odd selector: %+v", sigs)
+	}
 	// A changed body fails.
 	tampered := bytes.Replace(signed, []byte("Noon"), []byte("Nine"), 1)
 	sigs, _ = Verify(ctx, srv.Resolver(), bytes.NewReader(tampered), nil)

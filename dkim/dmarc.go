@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dmarc"
 	"github.com/miekg/dns"
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/portcullis-mail/portcullis/dnsx"
@@ -34,7 +35,7 @@ type Record struct {
 // OrgDomain returns the organizational domain of d (RFC 7489 §3.2): the registrable
 // domain by the public suffix list, or d itself when it has none.
 func OrgDomain(d string) string {
-	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	d = normDomain(d)
 	if org, err := publicsuffix.EffectiveTLDPlusOne(d); err == nil {
 		return org
 	}
@@ -44,8 +45,7 @@ func OrgDomain(d string) string {
 // Aligned reports whether two domains are aligned (RFC 7489 §3.1): equal in strict mode,
 // sharing their organizational domain in relaxed mode.
 func Aligned(a, b string, strict bool) bool {
-	a = strings.ToLower(strings.TrimSuffix(a, "."))
-	b = strings.ToLower(strings.TrimSuffix(b, "."))
+	a, b = normDomain(a), normDomain(b)
 	if a == "" || b == "" {
 		return false
 	}
@@ -53,6 +53,21 @@ func Aligned(a, b string, strict bool) bool {
 		return a == b
 	}
 	return OrgDomain(a) == OrgDomain(b)
+}
+
+// normDomain lower-cases d, drops a trailing dot and turns U-labels into A-labels, so
+// that an internationalized From: domain compares with the ASCII d= of a signature.
+func normDomain(d string) string {
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	for i := 0; i < len(d); i++ {
+		if d[i] >= 0x80 {
+			if a, err := idna.Lookup.ToASCII(d); err == nil {
+				return a
+			}
+			return d
+		}
+	}
+	return d
 }
 
 // ErrNoRecord means neither the From: domain nor its organizational domain publishes a
@@ -65,6 +80,12 @@ var ErrNoRecord = errors.New("dmarc: no record")
 // record that does not parse.
 func LookupDMARC(ctx context.Context, r dnsx.Resolver, fromDomain string) (*Record, error) {
 	from := strings.ToLower(strings.TrimSuffix(fromDomain, "."))
+	// An internationalized From: domain is looked up by its A-labels.
+	if a, err := idna.Lookup.ToASCII(from); err == nil {
+		from = a
+	} else {
+		return nil, fmt.Errorf("%w: invalid domain %q: %v", ErrNoRecord, fromDomain, err)
+	}
 	rec, err := lookupDMARCAt(ctx, r, from)
 	if !errors.Is(err, ErrNoRecord) {
 		return rec, err
@@ -77,7 +98,7 @@ func LookupDMARC(ctx context.Context, r dnsx.Resolver, fromDomain string) (*Reco
 
 func lookupDMARCAt(ctx context.Context, r dnsx.Resolver, domain string) (*Record, error) {
 	name := "_dmarc." + domain
-	if err := dnsx.CheckName(name); err != nil {
+	if !ldhName(name) {
 		return nil, fmt.Errorf("%w: invalid domain %q", ErrNoRecord, domain)
 	}
 	ans, err := r.Query(ctx, dns.Fqdn(name), dns.TypeTXT)

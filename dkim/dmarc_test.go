@@ -27,6 +27,8 @@ func TestAligned(t *testing.T) {
 		{"foo.github.io", "bar.github.io", false, false}, // so is github.io (private section)
 		{"foo.github.io", "x.foo.github.io", true, false},
 		{"", "example.com", false, false},
+		{"bücher.example", "xn--bcher-kva.example", true, true}, // IDN: U-label vs A-label
+		{"mail.BÜCHER.example", "xn--bcher-kva.example", true, false},
 		{"com", "example.com", false, false},
 	} {
 		if got := Aligned(tc.a, tc.b, false); got != tc.relaxed {
@@ -113,14 +115,15 @@ func TestPercentSampling(t *testing.T) {
 
 func TestLookupDMARC(t *testing.T) {
 	srv := dnstest.New(t, dnstest.Zone{
-		"_dmarc.example.com.":     {`TXT "v=DMARC1; p=reject; sp=quarantine; rua=mailto:d@example.com"`},
-		"_dmarc.own.example.com.": {`TXT "v=DMARC1; p=none"`},
-		"_dmarc.two.test.":        {`TXT "v=DMARC1; p=none"`, `TXT "v=DMARC1; p=reject"`},
-		"_dmarc.other.two.test.":  {`TXT "some other text"`},
-		"_dmarc.broken.test.":     {`TXT "v=DMARC1; p=maybe"`},
-		"_dmarc.slow.test.":       {`TXT "v=DMARC1; p=reject"`},
-		"_dmarc.example.co.uk.":   {`TXT "v=DMARC1; p=quarantine"`},
-		"_dmarc.split.test.":      {`TXT "v=DMARC1; " "p=reject"`},
+		"_dmarc.example.com.":           {`TXT "v=DMARC1; p=reject; sp=quarantine; rua=mailto:d@example.com"`},
+		"_dmarc.own.example.com.":       {`TXT "v=DMARC1; p=none"`},
+		"_dmarc.two.test.":              {`TXT "v=DMARC1; p=none"`, `TXT "v=DMARC1; p=reject"`},
+		"_dmarc.other.two.test.":        {`TXT "some other text"`},
+		"_dmarc.broken.test.":           {`TXT "v=DMARC1; p=maybe"`},
+		"_dmarc.slow.test.":             {`TXT "v=DMARC1; p=reject"`},
+		"_dmarc.example.co.uk.":         {`TXT "v=DMARC1; p=quarantine"`},
+		"_dmarc.xn--bcher-kva.example.": {`TXT "v=DMARC1; p=none"`},
+		"_dmarc.split.test.":            {`TXT "v=DMARC1; " "p=reject"`},
 	})
 	srv.Fail("_dmarc.slow.test", dnstest.Timeout)
 	ctx := context.Background()
@@ -136,6 +139,8 @@ func TestLookupDMARC(t *testing.T) {
 		{"nothing.test", "", "", ErrNoRecord},
 		{"slow.test", "", "", dnsx.ErrTemporary},
 		{"split.test", "split.test", "reject", nil},
+		{"news.bücher.example", "xn--bcher-kva.example", "none", nil},
+		{"bad name.test", "", "", ErrNoRecord},
 	} {
 		r, err := LookupDMARC(ctx, srv.Resolver(), tc.from)
 		if tc.err != nil {

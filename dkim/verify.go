@@ -151,6 +151,10 @@ func signatureSelectors(r io.Reader) ([]string, int, error) {
 // go-msgauth reports temperror), NXDOMAIN as a not-found net.DNSError.
 func LookupTXTFunc(ctx context.Context, r dnsx.Resolver) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
+		if !ldhName(name) {
+			// A selector or domain that cannot be a host name has no key (permerror).
+			return nil, &net.DNSError{Err: "invalid key name", Name: name, IsNotFound: true}
+		}
 		ans, err := r.Query(ctx, dns.Fqdn(name), dns.TypeTXT)
 		if err != nil {
 			dnsErr := &net.DNSError{Err: err.Error(), Name: name}
@@ -205,3 +209,24 @@ func unescapeTXT(s string) string {
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// ldhName reports whether name is made of letters, digits, hyphens, underscores and dots
+// only, with valid label lengths: what DKIM key and DMARC names look like (A-labels).
+func ldhName(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i] | 0x20
+			if !(c >= 'a' && c <= 'z' || isDigit(l[i]) || l[i] == '-' || l[i] == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
