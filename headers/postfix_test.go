@@ -97,7 +97,7 @@ func compareWithPostfix(t *testing.T, file string, syn Syntax, keys []string) {
 var compatKeys = []string{
 	"Subject: abcfoo", "Subject: nothing", "X-A: b", "X-A: c", "X-B: zz", "X-B: no", "X-C: y",
 	"X-D: MIXED", "X-Case: exact", "X-Case: Exact", "Look: lookbehind", "Look: behind",
-	"Back: abc abc", "Back: abc abd", "Lazy: aaaa", "Ungreedy: aaaa", "Multi: a", "Dot: a-b",
+	"Back: abc abc", "Back: abc abd", "Lazy: aaaa", "Ungreedy: aaaa", "Multi: a", "Dot: a-b", "Dot2: a-b",
 	"Ext: abc", "Ext: a b c", "Comment: x", "Pipe: a/b", "Slash: a/b", "Opt: y", "Opt: xy",
 	"Alt: category", "Alt: cat", "Num: 12345", "Num: 12", "Rtl: invoice\u202Efdp.exe", "Rtl: plain",
 	"Anch: b", "Received: from x", "Other: y", "Unicode: ü", "Unicode: abc",
@@ -145,4 +145,50 @@ func TestShippedMapsMatchPostfix(t *testing.T) {
 	t.Run("header_checks.regexp", func(t *testing.T) {
 		compareWithPostfix(t, "maps/header_checks.regexp", Regexp, shippedKeys)
 	})
+}
+
+// TestPostfixFoldedHeaders compares lookups of multi-line logical headers (which
+// postmap takes as a command-line key) on the shipped MIME map.
+func TestPostfixFoldedHeaders(t *testing.T) {
+	postmapTool(t, PCRE) // skips or fails when postmap is missing
+	keys := []string{
+		"Dot: a\nb", "Dot2: a\nb", "Multi: a\nb", "Subject: one\n two",
+		"Content-Disposition: attachment;\n filename*0*=utf-8''Rechnung%20;\n filename*1=\"2026\";\n filename*2*=%E2%80%AEfdp.exe",
+		"Content-Type: application/octet-stream;\n\tname=\"photo.jpg.scr\"",
+		"Content-Type: text/plain;\n\tcharset=us-ascii",
+		"Content-Disposition: attachment;\n\tfilename=\"report.pdf\"",
+	}
+	for _, file := range []string{"maps/mime_header_checks.pcre", "testdata/compat.pcre"} {
+		compareArgv(t, file, keys)
+	}
+}
+
+func compareArgv(t *testing.T, file string, keys []string) {
+	m, err := LoadMap(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, _ := exec.LookPath("postmap")
+	if pm == "" {
+		pm = "/usr/sbin/postmap"
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644)
+	hits := 0
+	for _, k := range keys {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, pm, "-c", dir, "-q", k, "pcre:"+file).Output()
+		cancel()
+		want, found := strings.TrimRight(string(out), "\n"), err == nil
+		h, ok, _ := m.Lookup(k)
+		if ok != found || (ok && h.Result != want) {
+			t.Errorf("%q: we say %q (%v), postfix says %q (%v)", k, h.Result, ok, want, found)
+		}
+		if ok {
+			hits++
+		}
+	}
+	if hits < 2 {
+		t.Errorf("%s: only %d folded keys matched", file, hits)
+	}
 }

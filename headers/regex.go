@@ -50,10 +50,12 @@ func (r *regex) Engine() string {
 	return "regexp2"
 }
 
-// compileRegex compiles a pattern with Postfix flags. Case-insensitive matching is the
-// default; each flag letter toggles (pcre_table(5), regexp_table(5)).
+// compileRegex compiles a pattern with Postfix flags. Each flag letter toggles a
+// default (pcre_table(5), regexp_table(5)).
 func compileRegex(pat, flags string, syn Syntax, timeout time.Duration) (*regex, error) {
-	icase, multi, dotall, ext, anch, ungreedy, posixExt := true, false, false, false, false, false, true
+	// Postfix defaults: case-insensitive; for pcre also DOTALL ("." matches the newline
+	// inside a folded header), as pcre_table(5) documents since Postfix 2.0.
+	icase, multi, dotall, ext, anch, ungreedy, posixExt := true, false, syn == PCRE, false, false, false, true
 	for _, f := range flags {
 		switch {
 		case f == 'i':
