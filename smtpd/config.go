@@ -42,7 +42,8 @@ type Config struct {
 	MaxRecipients int `yaml:"max_recipients"`
 	// MaxLineLength of a command or message line, CRLF included (default 4096).
 	MaxLineLength int `yaml:"max_line_length"`
-	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT and DATA (default 1000).
+	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT and DATA (default 10000; NOOP, RSET
+	// and VRFY, which go-smtp answers itself, are bounded by SessionTimeout).
 	MaxCommands int `yaml:"max_commands"`
 	// MaxErrors is the number of rejected commands (bad recipients, failed AUTH, policy
 	// rejections) after which the session is closed with 421 (default 20).
@@ -110,7 +111,7 @@ func (cfg Config) Defaults() Config {
 	}
 	set(&cfg.MaxRecipients, 100)
 	set(&cfg.MaxLineLength, 4096)
-	set(&cfg.MaxCommands, 1000)
+	set(&cfg.MaxCommands, 10000)
 	set(&cfg.MaxErrors, 20)
 	set(&cfg.MaxConnections, 500)
 	set(&cfg.MaxConnectionsPerIP, 20)

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -190,7 +191,9 @@ func start(t testing.TB, edit func(*smtpd.Config, *smtpd.Deps)) *testServer {
 				t.Errorf("Serve: %v", err)
 			}
 		case <-time.After(40 * time.Second):
-			t.Errorf("Serve did not return after cancel")
+			var buf bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Errorf("Serve did not return after cancel; goroutines:\n%s", buf.String())
 		}
 	})
 	return &testServer{Server: srv, q: q, cfg: cfg}

@@ -1,0 +1,143 @@
+package smtpd_test
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
+)
+
+func TestBDAT(t *testing.T) {
+	ts := start(t, nil)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	part1, part2 := "Subject: chunked\r\n\r\n", "line one\r\n.line two\r\n"
+	c.Send("BDAT " + itoa(len(part1)) + "\r\n" + part1)
+	c.Expect(t, "", 250)
+	c.Send("BDAT " + itoa(len(part2)) + " LAST\r\n" + part2)
+	c.Expect(t, "", 250)
+	got := ts.q.messages()
+	if len(got) != 1 || !strings.HasSuffix(string(got[0].Data), part1+part2) {
+		t.Fatalf("queued %+v", got)
+	}
+	// A bare LF in a chunk is refused as well.
+	c = dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	bad := "Subject: x\r\n\r\nbare\nLF\r\n"
+	c.Send("BDAT " + itoa(len(bad)) + " LAST\r\n" + bad)
+	c.Expect(t, "", 550)
+	if n := len(ts.q.messages()); n != 1 {
+		t.Errorf("queued %d, want 1", n)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// A client rejected at connect (delay_reject) can still submit once authenticated: the
+// connect rule says !client.authenticated, and AUTH makes smtpd judge connect again.
+func TestAuthClearsDelayedConnectReject(t *testing.T) {
+	ts := start(t, nil)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	nc, err := d.Dial("tcp", ts.addr("submission"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtptest.NewConn(nc)
+	defer c.Close()
+	c.Expect(t, "", 220)
+	c.Expect(t, "EHLO client.example.net", 250)
+	if err := c.StartTLS(); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
+	c.Expect(t, "RCPT TO:<x@elsewhere.test>", 250)
+
+	// The same address on the MX port, unauthenticated: rejected at RCPT.
+	nc, err = d.Dial("tcp", ts.addr("mx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = smtptest.NewConn(nc)
+	defer c.Close()
+	c.Expect(t, "", 220)
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 554)
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) { d.Metrics = reg })
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<x@other.test>", 554)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	c.Expect(t, "DATA", 354)
+	c.Send(smtptest.Message("a@example.net", "bob@example.test", "m", 100) + ".\r\n")
+	c.Expect(t, "", 250)
+	c.Expect(t, "QUIT", 221)
+	for _, want := range []struct {
+		name   string
+		labels map[string]string
+		value  float64
+	}{
+		{"portcullis_smtpd_connections_total", map[string]string{"listener": "mx", "result": "accepted"}, 1},
+		{"portcullis_smtpd_messages_total", map[string]string{"listener": "mx", "outcome": "queued"}, 1},
+		{"portcullis_smtpd_replies_total", map[string]string{"stage": "rcpt", "class": "5xx"}, 1},
+		{"portcullis_smtpd_replies_total", map[string]string{"stage": "data", "class": "2xx"}, 1},
+		{"portcullis_smtpd_stage_duration_seconds", map[string]string{"stage": "rcpt"}, 1},
+	} {
+		if got := metricValue(t, reg, want.name, want.labels); got != want.value {
+			t.Errorf("%s%v = %v, want %v", want.name, want.labels, got, want.value)
+		}
+	}
+}
+
+// metricValue returns the value of the series of name matching labels (a histogram's
+// sample count).
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
+}
