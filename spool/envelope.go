@@ -17,4 +17,11 @@ type Envelope struct {
 	Quarantine bool     `json:"quarantine,omitempty"`
 	Tags       []string `json:"tags,omitempty"`
 	Score      float64  `json:"score,omitempty"`
+
+	// Size is the message size in bytes, set by Enqueue.
+	Size int64 `json:"size"`
+	// DSN parameters given by the client (RFC 3461), all optional.
+	EnvID  string            `json:"env_id,omitempty"` // MAIL ENVID=
+	Ret    string            `json:"ret,omitempty"`    // MAIL RET=FULL|HDRS
+	Notify map[string]string `json:"notify,omitempty"` // RCPT NOTIFY= by recipient, e.g. "NEVER" or "FAILURE,DELAY"
 }
