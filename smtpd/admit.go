@@ -146,8 +146,20 @@ func setTLS(pc *policy.Conn, cs tls.ConnectionState) {
 	pc.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
 }
 
+// limitKey is what the per-address limit counts: the address, or its /64 for IPv6 (one
+// host usually owns a whole /64).
+func limitKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
 // acquire counts a connection from ip against the limits; it returns why not when over.
 func (s *Server) acquire(ip netip.Addr) string {
+	ip = limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.total >= s.cfg.MaxConnections {
@@ -162,6 +174,7 @@ func (s *Server) acquire(ip netip.Addr) string {
 }
 
 func (s *Server) release(ip netip.Addr, nc *conn) {
+	ip = limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--

@@ -123,6 +123,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Queue == nil {
 		return nil, errors.New("smtpd: Deps.Queue is required")
 	}
+	for _, l := range cfg.Listeners {
+		if *l.RequireAuth && deps.Auth == nil {
+			return nil, fmt.Errorf("smtpd: listener %q requires AUTH but no authenticator is configured", l.Name)
+		}
+	}
 	s := &Server{
 		cfg: cfg, deps: deps, trusted: trusted,
 		local: make(map[string]bool),
@@ -287,6 +292,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.interruptIdle()
 	}
 	s.mu.Unlock()
+	// Close the gates ourselves too: go-smtp's Shutdown closes only the listeners its
+	// Serve has registered, and a Serve goroutine may not have started yet.
+	for _, l := range ls {
+		_ = l.gate.Close()
+	}
 	var firstErr error
 	var wg sync.WaitGroup
 	for _, l := range ls {
