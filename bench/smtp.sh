@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench/smtp.sh: messages per second accepted and durably stored, portcullis versus Postfix,
+# in the same run, driven by Postfix's smtp-source (4 KiB messages, one session per client
+# sending its share of the messages) at 1, 10 and 50 concurrent clients.
+#
+# Both servers answer 250 only after the message is fsynced in their queue; both have
+# loopback as a trusted network; Postfix delivers to a maildir with its virtual(8) agent
+# and portcullis with its local delivery agent (when present), while accepting.
+# portcullis runs with its default rule file (the built-in content and date policies on).
+# Neither does DNS: Postfix has smtpd_peername_lookup = no, portcullis a resolver on a closed
+# loopback port (lookups fail at once), so neither ever queries the machine's resolver.
+#
+# Usage: bench/smtp.sh [MESSAGES]   (default 2000 per run; needs root for Postfix)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-2000}
+SIZE=4096
+command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
+W=$(mktemp -d /tmp/portcullis-bench-smtp.XXXXXX); chmod 755 "$W"
+PF_PORT=$((20000 + RANDOM % 10000)); PC_PORT=$((PF_PORT + 1))
+cleanup() {
+  [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
+  postfix -c "$W/pf/etc" stop >/dev/null 2>&1 || true
+  [ -n "${CREATED_MAIN_CF:-}" ] && rm -f /etc/postfix/main.cf
+  rm -rf "$W"
+}
+trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
+
+# --- Postfix: a private instance in $W/pf (postfix -c needs the default main.cf to list
+# it in alternate_config_directories; the Debian package installs none).
+mkdir -p "$W/pf/etc" "$W/pf/spool" "$W/pf/lib" "$W/pf/vmail"
+chown postfix "$W/pf/lib"; chown nobody:nogroup "$W/pf/vmail"
+if [ ! -e /etc/postfix/main.cf ]; then
+  echo "alternate_config_directories = $W/pf/etc" > /etc/postfix/main.cf; CREATED_MAIN_CF=1
+elif ! grep -q "$W/pf/etc" /etc/postfix/main.cf; then
+  echo "bench/smtp.sh: add 'alternate_config_directories = $W/pf/etc' to /etc/postfix/main.cf" >&2; exit 1
+fi
+cat > "$W/pf/etc/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $W/pf/spool
+data_directory = $W/pf/lib
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+virtual_mailbox_domains = example.test
+virtual_mailbox_base = $W/pf/vmail
+virtual_mailbox_maps = static:postmaster/Maildir/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_minimum_uid = 100
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+message_size_limit = 33554432
+maillog_file = $W/pf/maillog
+maillog_file_prefixes = /tmp
+CF
+sed "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$PF_PORT inet n - n - - smtpd/" \
+  /usr/share/postfix/master.cf.dist > "$W/pf/etc/master.cf"
+script -qc "postfix -c $W/pf/etc start" /dev/null >/dev/null
+
+# --- portcullis on its defaults, MX only.
+go build -o "$W/portcullis" ./cmd/portcullis
+cat > "$W/portcullis.yaml" <<CF
+hostname: bench.example.test
+data_dir: $W/pc
+local_domains: [example.test]
+http: { addr: "" }
+dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
+smtp:
+  listeners: [ { name: mx, addr: "127.0.0.1:$PC_PORT", mode: mx } ]
+  max_connections_per_ip: 100
+CF
+"$W/portcullis" serve --config "$W/portcullis.yaml" 2>"$W/portcullis.log" &
+PC_PID=$!
+
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port "$PF_PORT"; wait_port "$PC_PORT"
+
+# rate PORT CLIENTS: messages per second for N messages.
+rate() {
+  local start end
+  start=$(date +%s.%N)
+  smtp-source -s "$2" -l "$SIZE" -m "$N" -d -f bench@example.net -t postmaster@example.test -c "127.0.0.1:$1" >/dev/null
+  end=$(date +%s.%N)
+  echo "$N / ($end - $start)" | bc -l
+}
+rate "$PF_PORT" 5 >/dev/null; rate "$PC_PORT" 5 >/dev/null   # warm up both
+
+printf '%-8s %14s %14s %8s\n' clients "postfix msg/s" "portcullis" ratio
+for c in 1 10 50; do
+  pf=$(rate "$PF_PORT" "$c"); pc=$(rate "$PC_PORT" "$c")
+  printf '%-8s %14.0f %14.0f %7.2fx\n' "$c" "$pf" "$pc" "$(echo "$pc / $pf" | bc -l)"
+done

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/require"
+)
+
+// run runs the CLI in-process and returns its output and error.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestRulesCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	require.NoError(t, os.WriteFile(good, []byte("rules:\n  - name: big\n    if: msg.size > 1000000\n    reject: 552 5.3.4 \"too big\"\n"), 0o644))
+	out, err := run(t, "rules", "check", good, "--data", dir)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "1 rules")
+
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(`policies:
+  x: { kind: nosuch }
+rules:
+  - name: one
+    if: msg.sise > 10
+    reject: true
+  - name: two
+    stage: connect
+    if: sender.null
+    reject: true
+`), 0o644))
+	out, err = run(t, "rules", "check", bad, "--data", dir)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "3 error(s)")
+	require.Contains(t, out, `bad.yaml:2:6: policy "x": unknown kind "nosuch"`)
+	require.Contains(t, out, `bad.yaml:5:13: rule "one": if: msg has no field sise`)
+	require.Contains(t, out, `rule "two": stage connect is too early: sender is known from the mail stage on`)
+
+	// The default rule file checks clean.
+	def := filepath.Join(dir, "default.yaml")
+	require.NoError(t, os.WriteFile(def, mustDefaultRules(), 0o644))
+	out, err = run(t, "rules", "check", def, "--data", dir)
+	require.NoError(t, err, out)
+}
+
+func TestRulesTest(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	require.NoError(t, os.WriteFile(rules, []byte(`rules:
+  - name: listed-net
+    if: in_cidr(client.ip, "192.0.2.0/24")
+    score: 4
+  - name: subject
+    if: header("Subject") matches "(?i)free money"
+    reject: 554 5.7.1 "no thanks"
+`), 0o644))
+	msg := filepath.Join(dir, "m.eml")
+	require.NoError(t, os.WriteFile(msg, []byte("From: x@example.net\nSubject: FREE money now\n\nhello\n"), 0o644))
+	out, err := run(t, "rules", "test", rules, msg, "--client-ip", "192.0.2.5", "--data", dir)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "MATCH    listed-net")
+	require.Contains(t, out, "MATCH    subject")
+	require.Contains(t, out, "=> reject by rule subject: 554 5.7.1 no thanks")
+}
+
+func mustDefaultRules() []byte {
+	out, err := os.ReadFile("../../config/default-rules.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// TestSIGHUPReload: a new rule applies after SIGHUP; a broken file keeps the old rules.
+func TestSIGHUPReload(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	require.NoError(t, os.WriteFile(rules, []byte("rules: []\n"), 0o644))
+	cfg := writeConfig(t, dir, "")
+	require.NoError(t, appendFile(cfg, "rules: "+rules+"\n"))
+	srv := startServer(t, cfg, "mx")
+	defer srv.kill()
+	addr := srv.addrs["mx"]
+	require.NoError(t, sendOne(addr, "before"))
+
+	require.NoError(t, os.WriteFile(rules, []byte("rules:\n  - name: no-mail-today\n    if: msg.subject startsWith \"after\"\n    reject: 554 5.7.1 \"closed today\"\n"), 0o644))
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGHUP))
+	requireEventually(t, func() bool { return strings.Contains(srv.logText(), "rules reloaded") })
+	err := sendOne(addr, "after-reload")
+	var se *smtp.SMTPError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, 554, se.Code)
+
+	require.NoError(t, os.WriteFile(rules, []byte("rules:\n  - name: broken\n    if: msg.nope\n    reject: true\n"), 0o644))
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGHUP))
+	requireEventually(t, func() bool { return strings.Contains(srv.logText(), "reload failed") })
+	require.Contains(t, srv.logText(), "msg has no field nope")
+	err = sendOne(addr, "after-broken-reload")
+	require.ErrorAs(t, err, &se, "the old rules stay in force")
+	require.NoError(t, sendOne(addr, "other"))
+}
+
+func requireEventually(t *testing.T, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+

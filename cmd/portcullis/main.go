@@ -1,0 +1,48 @@
+// Command portcullis is the mail server and its admin tools in one binary:
+//
+//	portcullis serve [--config FILE] [--data DIR]    run the server (embedded defaults without --config)
+//	portcullis rules check FILE                       report every error of a rule file
+//	portcullis rules test FILE MSG.eml [flags]        show what each rule saw and decided
+//	portcullis dkim keygen DOMAIN                     create a DKIM key, print the DNS record
+//	portcullis virus scan FILE... | virus ping        talk to clamd
+//
+// Every command has --help.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "portcullis:", err)
+		os.Exit(1)
+	}
+}
+
+// globalFlags are shared by the commands that read the server config.
+type globalFlags struct {
+	config string
+	data   string
+}
+
+func newRoot() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "portcullis",
+		Short:         "portcullis: SMTP-time mail filtering and a complete mail server",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.config, "config", "", "server config file (default: embedded defaults)")
+	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory (default ./data, or data_dir of the config)")
+	root.AddCommand(serveCmd(g), rulesCmd(g), dkimCmd(g), virusCmd())
+	return root
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+func serveCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the mail server (SMTP on 127.0.0.1:2525, submission on :5870 and :5465 by default)",
+		Long: `Run the mail server. Without --config it runs on embedded defaults: data under ./data
+(or --data), MX on 127.0.0.1:2525, submission with STARTTLS on 127.0.0.1:5870 and with
+implicit TLS on 127.0.0.1:5465, metrics on http://127.0.0.1:8025/metrics, the local domain
+example.test, and the default rule file written to DATA/rules.yaml on first start.
+
+Signals: SIGHUP reloads the rule file (a bad file keeps the old rules and logs why);
+SIGTERM and SIGINT shut down gracefully.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(g.config, g.data)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serve(ctx, cfg, cmd.ErrOrStderr())
+		},
+	}
+}
+
+func newLogger(cfg *config.Config, w *os.File) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return nil, fmt.Errorf("log.level %q: want debug, info, warn or error", cfg.Log.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.Log.Format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log.format %q: want text or json", cfg.Log.Format)
+}
+
+// newResolver builds the shared, cached resolver of every DNS policy.
+func newResolver(cfg *config.Config) (dnsx.Resolver, error) {
+	c, err := dnsx.NewClient(cfg.DNS)
+	if err != nil {
+		return nil, err
+	}
+	return dnsx.NewCache(c, cfg.Cache)
+}
+
+// ensureRules writes the default rule file on first start when the config names none.
+func ensureRules(cfg *config.Config) error {
+	if _, err := os.Stat(cfg.Rules); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if cfg.Rules != filepath.Join(cfg.DataDir, "rules.yaml") {
+		return fmt.Errorf("rule file %s does not exist", cfg.Rules)
+	}
+	return os.WriteFile(cfg.Rules, config.DefaultRules(), 0o640)
+}
+
+func serve(ctx context.Context, cfg *config.Config, stderr interface{ Write([]byte) (int, error) }) error {
+	logger, err := newLogger(cfg, os.Stderr)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := ensureRules(cfg); err != nil {
+		return err
+	}
+	resolver, err := newResolver(cfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	deps := config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, Logger: logger}
+	rf, err := config.LoadRules(cfg.Rules, deps)
+	if err != nil {
+		return fmt.Errorf("rules:\n%w", err)
+	}
+	engine, err := policy.NewEngine(policy.EngineConfig{
+		Rules: rf.Rules, Policies: rf.Policies, LocalDomains: cfg.LocalDomains, Hostname: cfg.Hostname,
+		Logger: logger, Metrics: policy.NewMetrics(reg),
+	})
+	if err != nil {
+		return fmt.Errorf("rules:\n%w", err)
+	}
+	q, err := spool.Open(filepath.Join(cfg.DataDir, "queue"), spool.Config{})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	// Until the delivery issue lands its runner, accepted mail waits in the durable queue.
+
+	authservID := dkim.AuthServID(cfg.Hostname)
+	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Engine:   engine,
+		Queue:    q,
+		Resolver: resolver,
+		Logger:   logger,
+		Metrics:  reg,
+		PrepareMessage: func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error) {
+			return stripForged(raw, authservID), nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	for _, l := range cfg.SMTP.Listeners {
+		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
+	}
+
+	var httpSrv *http.Server
+	if cfg.HTTP.Addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = httpSrv.Serve(ln) }()
+		logger.Info("listening", "listener", "http", "addr", ln.Addr().String())
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			rf, err := config.LoadRules(cfg.Rules, deps)
+			if err == nil {
+				err = engine.Reload(rf.Rules, rf.Policies)
+			}
+			if err != nil {
+				logger.Error("reload failed; the old rules stay in force", "file", cfg.Rules, "err", err.Error())
+				continue
+			}
+			logger.Info("rules reloaded", "file", cfg.Rules, "rules", len(rf.Rules))
+		}
+	}()
+
+	err = srv.Serve(ctx)
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	logger.Info("stopped")
+	return err
+}
+
+// stripForged removes Authentication-Results headers that claim to be ours from an
+// incoming message (RFC 8601 §5): only we may write them, after our own checks.
+func stripForged(raw []byte, authservID string) []byte {
+	end := headerEnd(raw)
+	if end < 0 || !strings.Contains(strings.ToLower(string(raw[:end])), "authentication-results") {
+		return raw
+	}
+	h, err := textproto.ReadHeader(bufioReader(raw[:end]))
+	if err != nil {
+		return raw
+	}
+	if dkim.StripForgedAuthResults(&h, authservID) == 0 {
+		return raw
+	}
+	var b strings.Builder
+	if err := textproto.WriteHeader(&b, h); err != nil {
+		return raw
+	}
+	return append([]byte(b.String()), raw[end:]...)
+}
+
+// headerEnd returns the offset just past the blank line that ends the header, or -1.
+func headerEnd(raw []byte) int {
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	return -1
+}
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
