@@ -126,4 +126,3 @@ func requireEventually(t *testing.T, f func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-

@@ -114,7 +114,7 @@ func (s *server) kill() {
 func writeConfig(t *testing.T, dir string, extra string) string {
 	t.Helper()
 	dns := dnstest.New(t, dnstest.Zone{
-		"1.0.0.127.in-addr.arpa.":  {"PTR localhost.example.test."},
+		"1.0.0.127.in-addr.arpa.": {"PTR localhost.example.test."},
 		"localhost.example.test.": {"A 127.0.0.1"},
 	})
 	cfg := fmt.Sprintf(`hostname: mx.example.test
@@ -287,4 +287,3 @@ func appendFile(path, s string) error {
 	_, err = f.WriteString(s)
 	return err
 }
-
