@@ -1,10 +1,8 @@
 package dkim
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -228,6 +226,3 @@ func TestSACorpus(t *testing.T) {
 		t.Errorf("%d of %d corpus headers failed to parse", unreadable, files)
 	}
 }
-
-var _ = bufio.NewReader
-var _ = errors.New

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -236,6 +234,4 @@ func TestRFC7208Suite(t *testing.T) {
 	if total < 200 {
 		t.Errorf("only %d suite tests loaded", total)
 	}
-	_ = fmt.Sprint
-	_ = filepath.Join
 }
