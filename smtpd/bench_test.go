@@ -57,7 +57,7 @@ func BenchmarkAccept(b *testing.B) {
 			for err := range errs {
 				b.Fatal(err)
 			}
-			if n := len(ts.q.messages()); n != b.N {
+			if n := ts.q.count(); n != b.N {
 				b.Fatalf("queued %d of %d", n, b.N)
 			}
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")

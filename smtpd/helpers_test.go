@@ -3,16 +3,13 @@ package smtpd_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -24,15 +21,14 @@ import (
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
-// dirQueue is a durable test queue: each message is written to its own file in a
-// directory (envelope JSON line, then the message), fsynced, and the directory fsynced,
-// before Enqueue returns.
-type dirQueue struct {
-	dir string
+// testQueue is the real spool in a temporary directory, recording the ids it returned
+// so that tests can read back, from disk, what was queued and in which order. err, when
+// set, makes Enqueue fail (a full disk).
+type testQueue struct {
+	sp  *spool.Spool
 	mu  sync.Mutex
-	n   int
-	got []queued
-	err error // when set, Enqueue fails with it
+	ids []string
+	err error
 }
 
 type queued struct {
@@ -41,67 +37,57 @@ type queued struct {
 	Data []byte
 }
 
-func newDirQueue(t testing.TB) *dirQueue { return &dirQueue{dir: t.TempDir()} }
+func newTestQueue(t testing.TB) *testQueue {
+	sp, err := spool.Open(t.TempDir(), spool.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return &testQueue{sp: sp}
+}
 
-func (q *dirQueue) Enqueue(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error) {
+func (q *testQueue) Enqueue(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error) {
 	q.mu.Lock()
-	if q.err != nil {
-		q.mu.Unlock()
-		return "", q.err
-	}
-	q.n++
-	id := "Q" + strconv.Itoa(q.n)
+	err := q.err
 	q.mu.Unlock()
-	env.ID = id
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(env); err != nil {
-		return "", err
-	}
-	hdrLen := buf.Len()
-	if _, err := io.Copy(&buf, msg); err != nil {
-		return "", fmt.Errorf("read message: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	tmp := filepath.Join(q.dir, id+".tmp")
-	f, err := os.Create(tmp)
 	if err != nil {
 		return "", err
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, filepath.Join(q.dir, id)); err != nil {
-		return "", err
-	}
-	d, err := os.Open(q.dir)
-	if err != nil {
-		return "", err
-	}
-	err = d.Sync()
-	d.Close()
+	id, err := q.sp.Enqueue(ctx, env, msg)
 	if err != nil {
 		return "", err
 	}
 	q.mu.Lock()
-	q.got = append(q.got, queued{ID: id, Env: env, Data: buf.Bytes()[hdrLen:]})
+	q.ids = append(q.ids, id)
 	q.mu.Unlock()
 	return id, nil
 }
 
-func (q *dirQueue) messages() []queued {
+func (q *testQueue) count() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return append([]queued(nil), q.got...)
+	return len(q.ids)
+}
+
+// messages reads every queued message back from the spool.
+func (q *testQueue) messages() []queued {
+	q.mu.Lock()
+	ids := append([]string(nil), q.ids...)
+	q.mu.Unlock()
+	out := make([]queued, 0, len(ids))
+	for _, id := range ids {
+		env, m, err := q.sp.Open(id)
+		if err != nil {
+			panic(fmt.Sprintf("read back %s: %v", id, err))
+		}
+		data, err := io.ReadAll(m)
+		m.Close()
+		if err != nil {
+			panic(fmt.Sprintf("read back %s: %v", id, err))
+		}
+		out = append(out, queued{ID: id, Env: env, Data: data})
+	}
+	return out
 }
 
 // users is a test Authenticator.
@@ -143,7 +129,7 @@ func quietLogger() *slog.Logger {
 // (STARTTLS) and submissions (implicit TLS).
 type testServer struct {
 	*smtpd.Server
-	q   *dirQueue
+	q   *testQueue
 	cfg smtpd.Config
 }
 
@@ -152,7 +138,7 @@ func (ts *testServer) addr(name string) string { return ts.Addr(name).String() }
 // start runs a server; edit may change the config and deps first.
 func start(t testing.TB, edit func(*smtpd.Config, *smtpd.Deps)) *testServer {
 	t.Helper()
-	q := newDirQueue(t)
+	q := newTestQueue(t)
 	cfg := smtpd.Config{
 		Hostname: "mx.example.test",
 		DataDir:  t.TempDir(),

@@ -68,7 +68,7 @@ func TestQueueIDInReplyAndQueueFailureTempfails(t *testing.T) {
 	c.Expect(t, "DATA", 354)
 	c.Send(smtptest.Message("a@example.net", "bob@example.test", "x", 100) + ".\r\n")
 	r := c.Expect(t, "", 250)
-	if !strings.Contains(r.Text(), "queued as Q1") {
+	if !strings.Contains(r.Text(), "queued as "+ts.q.messages()[0].ID) {
 		t.Errorf("reply %v lacks the queue id", r)
 	}
 	ts.q.mu.Lock()
@@ -597,7 +597,7 @@ func TestSelfSignedCertificate(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	q := newDirQueue(t)
+	q := newTestQueue(t)
 	for name, cfg := range map[string]smtpd.Config{
 		"no listeners": {},
 		"bad mode":     {Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: "smtp"}}},
