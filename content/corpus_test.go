@@ -74,3 +74,26 @@ func TestCorpus(t *testing.T) {
 		t.Errorf("implausible totals: %d parts, %d URLs", parts, urls)
 	}
 }
+
+// BenchmarkWalk measures the MIME walk with attachment checks and rule facts over the
+// corpus: go test -bench Walk -cpu 1 ./content
+func BenchmarkWalk(b *testing.B) {
+	files := corpusFiles(b)
+	msgs := make([][]byte, len(files))
+	var total int64
+	for i, f := range files {
+		msgs[i], _ = os.ReadFile(f)
+		total += int64(len(msgs[i]))
+	}
+	b.SetBytes(total / int64(len(msgs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m, err := WalkBytes(msgs[i%len(msgs)], Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = Facts(m)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

@@ -360,11 +360,20 @@ func (w *walker) multipart(p *Part, buf []byte, boundary string, depth int, path
 func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
 	pos := 0
 	var cur *Field
-	var raw, val []byte
+	var raw []byte
+	nameLen := 0
+	folded := false
 	flush := func() {
 		if cur != nil {
+			// One allocation per field: Name and, for an unfolded field, Value are
+			// substrings of Logical.
 			cur.Logical = string(raw)
-			cur.Value = strings.TrimSpace(string(val))
+			cur.Name = cur.Logical[:nameLen]
+			v := cur.Logical[strings.IndexByte(cur.Logical, ':')+1:]
+			if folded {
+				v = strings.ReplaceAll(v, "\n", "")
+			}
+			cur.Value = strings.TrimSpace(v)
 			h = append(h, *cur)
 			cur = nil
 		}
@@ -390,7 +399,7 @@ func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
 				if len(raw) < max {
 					raw = append(raw, '\n')
 					raw = append(raw, line...)
-					val = append(val, line...)
+					folded = true
 				} else {
 					long = true
 				}
@@ -418,9 +427,10 @@ func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
 			pos = next
 			continue
 		}
-		cur = &Field{Name: string(bytes.TrimRight(line[:colon], " \t"))}
+		cur = &Field{}
+		nameLen = len(bytes.TrimRight(line[:colon], " \t"))
+		folded = false
 		raw = append(raw[:0], line...)
-		val = append(val[:0], line[colon+1:]...)
 		pos = next
 	}
 	flush()

@@ -189,20 +189,38 @@ var dateLayouts = []string{
 // broken forms real mail carries. Comments are ignored.
 func ParseDate(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
-	if t, err := mail.ParseDate(s); err == nil {
+	f := strings.Fields(stripComments(s))
+	if len(f) > 0 {
+		// RFC 5322 §4.3: the obsolete zone names have fixed offsets; Go's parser
+		// would take an unknown abbreviation as UTC.
+		if off, ok := obsZones[strings.ToUpper(f[len(f)-1])]; ok {
+			if l := len(f); l > 1 && len(f[l-2]) == 5 && (f[l-2][0] == '+' || f[l-2][0] == '-') {
+				f = f[:l-1] // "-0700 MST": the number wins
+			} else {
+				f[len(f)-1] = off
+			}
+		}
+	}
+	n := strings.TrimSuffix(strings.Join(f, " "), ",")
+	// The common form first: net/mail tries many layouts, each failure allocating.
+	if t, err := time.Parse("Mon, 2 Jan 2006 15:04:05 -0700", n); err == nil {
 		return t, nil
 	}
-	n := strings.Join(strings.Fields(stripComments(s)), " ")
-	n = strings.TrimSuffix(n, ",")
+	if t, err := mail.ParseDate(n); err == nil {
+		return t, nil
+	}
 	for _, l := range dateLayouts {
 		if t, err := time.Parse(l, n); err == nil {
 			return t, nil
 		}
 	}
-	if t, err := mail.ParseDate(n); err == nil {
-		return t, nil
-	}
 	return time.Time{}, fmt.Errorf("headers: unparsable date %q", clip(s))
+}
+
+var obsZones = map[string]string{
+	"UT": "+0000", "GMT": "+0000", "UTC": "+0000", "Z": "+0000",
+	"EST": "-0500", "EDT": "-0400", "CST": "-0600", "CDT": "-0500",
+	"MST": "-0700", "MDT": "-0600", "PST": "-0800", "PDT": "-0700",
 }
 
 func stripComments(s string) string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -36,9 +37,13 @@ type regex struct {
 	re2  *regexp.Regexp
 	bt   *regexp2.Regexp
 	ngrp int
-	// lit is a literal every match contains (lower case when fold is set), so that a
-	// line without it is rejected without running the engine.
-	lit  string
+	// lits are literals every match contains (lower case when folded), so that a line
+	// without one of them is rejected without running the engine.
+	lits []literal
+}
+
+type literal struct {
+	s    string
 	fold bool
 }
 
@@ -129,7 +134,7 @@ func compileRegex(pat, flags string, syn Syntax, timeout time.Duration) (*regex,
 		}
 		if err == nil {
 			r := &regex{re2: re, ngrp: re.NumSubexp()}
-			r.lit, r.fold = requiredLiteral(full)
+			r.lits = requiredLiterals(full)
 			return r, nil
 		}
 	}
@@ -169,13 +174,12 @@ func compileRegex(pat, flags string, syn Syntax, timeout time.Duration) (*regex,
 // match reports whether s matches; with groups it also returns the submatches (""
 // for a group that did not take part). lower is s in ASCII lower case.
 func (r *regex) match(s string, lower []byte, groups bool) (bool, []string, error) {
-	if r.lit != "" {
-		hay := lower
-		if !r.fold {
-			if !strings.Contains(s, r.lit) {
-				return false, nil, nil
-			}
-		} else if !containsLower(hay, r.lit) {
+	for _, l := range r.lits {
+		hay := s
+		if l.fold {
+			hay = bytesToString(lower)
+		}
+		if !strings.Contains(hay, l.s) {
 			return false, nil, nil
 		}
 	}
@@ -205,39 +209,29 @@ func (r *regex) match(s string, lower []byte, groups bool) (bool, []string, erro
 	return true, out, nil
 }
 
-func containsLower(hay []byte, lit string) bool {
-	return strings.Contains(bytesToString(hay), lit)
-}
-
-// requiredLiteral returns the longest literal string that every match of pat contains,
-// and whether it is case-folded (then lower case ASCII). "" when there is none or it is
-// not ASCII.
-func requiredLiteral(pat string) (string, bool) {
+// requiredLiterals returns up to four of the longest ASCII literals that every match of
+// pat contains (case-folded ones in lower case).
+func requiredLiterals(pat string) []literal {
 	re, err := syntax.Parse(pat, syntax.Perl)
 	if err != nil {
-		return "", false
+		return nil
 	}
-	best, fold := "", false
+	var out []literal
 	var visit func(r *syntax.Regexp)
-	consider := func(r *syntax.Regexp) {
-		s := string(r.Rune)
-		for i := 0; i < len(s); i++ {
-			if s[i] >= 0x80 {
-				return
-			}
-		}
-		f := r.Flags&syntax.FoldCase != 0
-		if f {
-			s = strings.ToLower(s)
-		}
-		if len(s) > len(best) {
-			best, fold = s, f
-		}
-	}
 	visit = func(r *syntax.Regexp) {
 		switch r.Op {
 		case syntax.OpLiteral:
-			consider(r)
+			s := string(r.Rune)
+			for i := 0; i < len(s); i++ {
+				if s[i] >= 0x80 {
+					return
+				}
+			}
+			f := r.Flags&syntax.FoldCase != 0
+			if f {
+				s = strings.ToLower(s)
+			}
+			out = append(out, literal{s: s, fold: f})
 		case syntax.OpConcat:
 			for _, s := range r.Sub {
 				visit(s)
@@ -251,7 +245,11 @@ func requiredLiteral(pat string) (string, bool) {
 		}
 	}
 	visit(re)
-	return best, fold
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].s) > len(out[j].s) })
+	if len(out) > 4 {
+		out = out[:4]
+	}
+	return out
 }
 
 // breToERE rewrites a POSIX basic expression (regexp: table with the x flag) as an
