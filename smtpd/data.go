@@ -37,21 +37,45 @@ var (
 // is then uncertain (go-smtp itself misses the end marker in "\r\r\n.\r\n"), so the
 // caller answers and closes the connection, as Postfix does.
 func readMessage(r io.Reader, buf *bytes.Buffer) error {
-	var chunk [32 << 10]byte
-	// go-smtp's DATA reader fills the whole buffer before it returns, so a bare newline
-	// followed by a sequence it does not recognise as the end would stall the read until
-	// the timeout. One byte at a time, we see each byte as soon as it arrives. BDAT chunks
-	// come through an io.Pipe, which returns what it has: big reads are fine there.
-	size := 1
 	if _, ok := r.(*io.PipeReader); ok {
-		size = len(chunk)
+		// BDAT chunks come through an io.Pipe, which returns what it has.
+		return readChunks(r, buf)
 	}
+	// go-smtp's DATA reader fills the whole buffer before it returns, so a bare newline
+	// followed by a sequence it does not recognise as the end ("\r\r\n.\r\n") would
+	// stall a big read until the timeout. One byte at a time, we see each byte as it comes.
+	var one [1]byte
 	prevCR := false
 	for {
-		n, err := r.Read(chunk[:size])
+		n, err := r.Read(one[:])
+		if n == 1 {
+			c := one[0]
+			if prevCR != (c == '\n') {
+				return errBareNewline // CR without LF, or LF without CR
+			}
+			prevCR = c == '\r'
+			buf.WriteByte(c)
+		}
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF && prevCR:
+			return errBareNewline
+		case err == io.EOF:
+			return nil
+		}
+		return err
+	}
+}
+
+func readChunks(r io.Reader, buf *bytes.Buffer) error {
+	var chunk [32 << 10]byte
+	prevCR := false
+	for {
+		n, err := r.Read(chunk[:])
 		p := chunk[:n]
 		for _, c := range p {
-			if prevCR && c != '\n' || c == '\n' && !prevCR {
+			if prevCR != (c == '\n') {
 				return errBareNewline
 			}
 			prevCR = c == '\r'

@@ -167,8 +167,11 @@ func FuzzReadMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var buf bytes.Buffer
+		var buf, buf2 bytes.Buffer
 		err := readMessage(bytes.NewReader(in), &buf)
+		if err2 := readChunks(bytes.NewReader(in), &buf2); !errors.Is(err2, err) {
+			t.Fatalf("DATA and BDAT readers disagree on %q: %v, %v", in, err, err2)
+		}
 		bare := bytes.Count(in, []byte("\r\n")) != bytes.Count(in, []byte("\r")) || bytes.Count(in, []byte("\r\n")) != bytes.Count(in, []byte("\n"))
 		switch {
 		case err == nil && bare:
