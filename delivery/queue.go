@@ -1,0 +1,613 @@
+package delivery
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// Config configures the queue manager. Zero values take the defaults in brackets.
+type Config struct {
+	// Hostname names this MTA in DSNs (Reporting-MTA, MAILER-DAEMON@Hostname). [localhost]
+	Hostname string `yaml:"hostname"`
+	// MaxLifetime is how long a message may stay queued before its remaining recipients
+	// are failed and bounced (Postfix maximal_queue_lifetime). [120h]
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// DelayWarning sends one "delayed" DSN to the sender when a message is still queued
+	// after this long. [4h]; set DisableDelayWarning to send none.
+	DelayWarning        time.Duration `yaml:"delay_warning"`
+	DisableDelayWarning bool          `yaml:"disable_delay_warning"`
+	// MinBackoff and MaxBackoff bound the exponential backoff between attempts: the n-th
+	// retry waits MinBackoff·2^(n-1), at most MaxBackoff, ±25% jitter. [5m, 1h]
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// Concurrency is the number of messages delivered at once. [20]
+	Concurrency int `yaml:"concurrency"`
+	// PerDestination limits simultaneous deliveries to one destination (Route.Dest). [10]
+	PerDestination int `yaml:"per_destination"`
+	// MaxReceived fails a message with more Received header fields as a mail loop
+	// (Postfix hopcount_limit). [50]
+	MaxReceived int `yaml:"max_received"`
+	// AttemptTimeout bounds one transport call. [10m]
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	// Rescan is how often the queue directory is read again, to pick up what the queue
+	// commands (another process) changed: flush, release, delete. [1m]
+	Rescan time.Duration `yaml:"rescan"`
+	// Logger gets one record per recipient result. [slog.Default()]
+	Logger *slog.Logger `yaml:"-"`
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.Hostname == "" {
+		c.Hostname = "localhost"
+	}
+	def(&c.MaxLifetime, 120*time.Hour)
+	def(&c.DelayWarning, 4*time.Hour)
+	def(&c.MinBackoff, 5*time.Minute)
+	def(&c.MaxBackoff, time.Hour)
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	def(&c.AttemptTimeout, 10*time.Minute)
+	def(&c.Rescan, time.Minute)
+	if c.Concurrency <= 0 {
+		c.Concurrency = 20
+	}
+	if c.PerDestination <= 0 {
+		c.PerDestination = 10
+	}
+	if c.MaxReceived <= 0 {
+		c.MaxReceived = 50
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Queue is the queue manager: it delivers what the spool holds. Messages move between
+// the states of Postfix's queue manager: active (being delivered), deferred (waiting for
+// their next attempt) and hold (skipped until released).
+type Queue struct {
+	cfg    Config
+	sp     *spool.Spool
+	router Router
+	log    *slog.Logger
+	now    func() time.Time // for tests
+
+	mu       sync.Mutex
+	msgs     map[string]*entry
+	sched    schedule
+	destBusy map[string]int
+	destWait map[string][]*entry // messages that found the destination full, first come first served
+	kick     chan struct{}
+	watch    sync.Once
+	idle     []chan struct{} // closed when nothing is due or active (WaitIdle)
+}
+
+type entry struct {
+	id     string
+	next   time.Time
+	held   bool
+	active bool
+	index  int // in sched, -1 when not scheduled
+}
+
+// New returns a queue manager for sp that routes recipients with router. It does no I/O;
+// Run starts it.
+func New(cfg Config, sp *spool.Spool, router Router) (*Queue, error) {
+	if sp == nil || router == nil {
+		return nil, errors.New("delivery: New needs a spool and a router")
+	}
+	cfg.defaults()
+	return &Queue{
+		cfg: cfg, sp: sp, router: router, log: cfg.Logger, now: time.Now,
+		msgs: map[string]*entry{}, destBusy: map[string]int{}, destWait: map[string][]*entry{}, kick: make(chan struct{}, 1),
+	}, nil
+}
+
+func (q *Queue) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// add schedules id to be tried now unless it is known already.
+func (q *Queue) add(id string) {
+	q.mu.Lock()
+	if _, ok := q.msgs[id]; !ok {
+		e := &entry{id: id, index: -1}
+		q.msgs[id] = e
+		heap.Push(&q.sched, e)
+	}
+	q.mu.Unlock()
+	q.wake()
+}
+
+// rescan reads the queue directory: new messages are added, vanished ones dropped, and
+// waiting ones take their hold state and next attempt from the status file, which the
+// queue commands may have changed.
+func (q *Queue) rescan() error {
+	ids, err := q.sp.List()
+	if err != nil {
+		return err
+	}
+	present := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+		st, err := q.sp.Status(id)
+		if err != nil {
+			q.log.Error("delivery: reading status", "id", id, "err", err)
+			continue
+		}
+		q.mu.Lock()
+		e, ok := q.msgs[id]
+		if !ok {
+			e = &entry{id: id, index: -1}
+			q.msgs[id] = e
+		}
+		if !e.active {
+			e.held, e.next = st.Held, st.NextAttempt
+			q.schedule(e)
+		}
+		q.mu.Unlock()
+	}
+	q.mu.Lock()
+	for id, e := range q.msgs {
+		if !present[id] && !e.active {
+			if e.index >= 0 {
+				heap.Remove(&q.sched, e.index)
+			}
+			delete(q.msgs, id)
+		}
+	}
+	q.mu.Unlock()
+	q.wake()
+	return nil
+}
+
+// schedule puts e in the schedule, or takes it out when held. q.mu is held.
+func (q *Queue) schedule(e *entry) {
+	switch {
+	case e.held && e.index >= 0:
+		heap.Remove(&q.sched, e.index)
+	case e.held:
+	case e.index >= 0:
+		heap.Fix(&q.sched, e.index)
+	default:
+		heap.Push(&q.sched, e)
+	}
+}
+
+// Run delivers until ctx ends, then waits for the attempts in progress (whose transports
+// see ctx cancelled) and returns. Messages delivered meanwhile are removed; the rest stay
+// queued for the next start.
+func (q *Queue) Run(ctx context.Context) error {
+	q.watch.Do(func() { q.sp.Watch(q.add) })
+	if err := q.rescan(); err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	rescan := time.NewTicker(q.cfg.Rescan)
+	defer rescan.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	sem := make(chan struct{}, q.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		now := q.now()
+		wait := time.Hour
+		q.mu.Lock()
+		for q.sched.Len() > 0 && len(sem) < cap(sem) {
+			e := q.sched[0]
+			if d := e.next.Sub(now); d > 0 {
+				wait = d
+				break
+			}
+			heap.Pop(&q.sched)
+			e.active = true
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem; q.wake() }()
+				q.attempt(ctx, e)
+			})
+		}
+		if len(sem) == 0 { // nothing active, and nothing due or the loop would have started it
+			for _, ch := range q.idle {
+				close(ch)
+			}
+			q.idle = nil
+		}
+		q.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.kick:
+		case <-timer.C:
+		case <-rescan.C:
+			if err := q.rescan(); err != nil {
+				q.log.Error("delivery: rescan", "err", err)
+			}
+		}
+	}
+}
+
+// WaitIdle returns when no message is being delivered and none is due (the ones waiting
+// for a later attempt or on hold do not count), or when ctx ends. For tests and for
+// "flush and wait".
+func (q *Queue) WaitIdle(ctx context.Context) error {
+	ch := make(chan struct{})
+	q.mu.Lock()
+	q.idle = append(q.idle, ch)
+	q.mu.Unlock()
+	q.wake()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// attempt runs one delivery attempt of e and puts it back in the schedule or forgets it.
+func (q *Queue) attempt(ctx context.Context, e *entry) {
+	next, held, gone, busy := q.deliver(ctx, e.id)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e.active = false
+	if gone {
+		delete(q.msgs, e.id)
+		return
+	}
+	e.next, e.held = next, held
+	for _, dest := range busy {
+		if q.destBusy[dest] < q.cfg.PerDestination {
+			e.next = time.Time{} // freed meanwhile
+		} else {
+			q.destWait[dest] = append(q.destWait[dest], e) // release wakes it
+		}
+	}
+	q.schedule(e)
+}
+
+// group is the recipients of one message that go to one destination.
+type group struct {
+	route Route
+	rcpts []string // as queued
+	to    []string // as delivered (after Route.Rcpt rewriting)
+}
+
+// deliver tries every remaining recipient of message id once and records the outcome.
+func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, gone bool, busy []string) {
+	now := q.now()
+	retry := now.Add(q.cfg.MinBackoff)
+	env, msg, err := q.sp.Open(id)
+	if errors.Is(err, spool.ErrNotFound) {
+		return time.Time{}, false, true, busy
+	}
+	if err != nil {
+		q.log.Error("delivery: cannot open queued message", "id", id, "err", err)
+		return retry, false, false, busy
+	}
+	defer msg.Close()
+	st, err := q.sp.Status(id)
+	if err != nil {
+		q.log.Error("delivery: cannot read status", "id", id, "err", err)
+		return retry, false, false, busy
+	}
+	if st.Held {
+		return time.Time{}, true, false, busy
+	}
+	if env.Quarantine && !st.Released {
+		if err := q.sp.Hold(id); err != nil {
+			q.log.Error("delivery: cannot hold quarantined message", "id", id, "err", err)
+			return retry, false, false, busy
+		}
+		q.log.Info("delivery: quarantined message held", "id", id, "from", env.From)
+		return time.Time{}, true, false, busy
+	}
+	if st.NextAttempt.After(now) { // deferred meanwhile (another process, or a rescan race)
+		return st.NextAttempt, false, false, busy
+	}
+	arrived := env.ReceivedAt
+	if arrived.IsZero() {
+		arrived, _ = spool.IDTime(id)
+	}
+	remaining := st.Remaining(env)
+
+	results := map[string]Result{} // by recipient as queued
+	var failAll string
+	if len(remaining) > 0 {
+		if n, err := countReceived(io.NewSectionReader(msg, 0, msg.Size())); err != nil {
+			q.log.Error("delivery: cannot read message header", "id", id, "err", err)
+			return retry, false, false, busy
+		} else if n > q.cfg.MaxReceived {
+			failAll = fmt.Sprintf("554 5.4.6 mail loop: %d Received header fields (limit %d)", n, q.cfg.MaxReceived)
+		} else if now.Sub(arrived) > q.cfg.MaxLifetime {
+			last := st.LastReply
+			if last == "" {
+				last = "none"
+			}
+			failAll = fmt.Sprintf("451 4.4.7 message expired after %s in the queue; last error: %s", q.cfg.MaxLifetime, oneLine(last))
+		}
+	}
+	if failAll != "" {
+		for _, r := range remaining {
+			results[r] = Result{Rcpt: r, Err: Permanent(failAll, nil), Reply: failAll}
+		}
+	} else {
+		busy = q.deliverGroups(ctx, env, msg, remaining, results)
+	}
+	shutdown := ctx.Err() != nil
+
+	// Turn results into records. Failed recipients are bounced before their failure is
+	// recorded: a crash in between bounces twice rather than never.
+	var recs []spool.Record
+	var bounce, delayed []dsnRcpt
+	stillDeferred := 0
+	for _, r := range remaining {
+		res, ok := results[r]
+		if !ok {
+			stillDeferred++ // not tried (destination busy)
+			continue
+		}
+		reply := replyOf(res)
+		q.log.Info("delivery", "id", id, "rcpt", r, "status", statusWord(res.Err), "reply", reply, "delay", now.Sub(arrived).Round(time.Millisecond))
+		switch {
+		case res.Err == nil:
+			recs = append(recs, spool.Record{Op: spool.OpRcpt, Rcpt: r, State: spool.Delivered, Reply: reply})
+		case IsPermanent(res.Err):
+			if env.From != "" && notifyAllows(env, r, dsnFailed) {
+				bounce = append(bounce, dsnRcpt{Rcpt: r, Reply: reply, When: now})
+			}
+			recs = append(recs, spool.Record{Op: spool.OpRcpt, Rcpt: r, State: spool.Failed, Reply: reply, DSN: true})
+		default:
+			stillDeferred++
+			if !shutdown {
+				recs = append(recs, spool.Record{Op: spool.OpRcpt, Rcpt: r, State: spool.Deferred, Reply: reply})
+			}
+			if env.From != "" && notifyAllows(env, r, dsnDelayed) {
+				delayed = append(delayed, dsnRcpt{Rcpt: r, Reply: reply, When: now})
+			}
+		}
+	}
+	if len(bounce) > 0 {
+		if err := q.sendDSN(ctx, env, msg, dsnFailed, bounce, time.Time{}); err != nil {
+			// Keep those recipients undecided: they fail again, and bounce, next time.
+			q.log.Error("delivery: cannot queue bounce; retrying later", "id", id, "err", err)
+			recs = dropFailed(recs)
+			stillDeferred += len(bounce)
+		}
+	}
+
+	if stillDeferred == 0 {
+		err := q.sp.Complete(id, recs...)
+		if err == nil || errors.Is(err, spool.ErrNotFound) {
+			return time.Time{}, false, true, busy
+		}
+		q.log.Error("delivery: cannot remove delivered message", "id", id, "err", err)
+		// Fall through: record the results so they are not lost.
+	}
+	if shutdown && len(recs) == 0 {
+		return time.Time{}, false, false, busy
+	}
+
+	tried := len(results) > 0
+	if len(busy) > 0 {
+		// Some destination was at its limit: come back soon for those recipients.
+		next = now.Add(time.Second + rand.N(time.Second))
+	} else {
+		next = now.Add(q.backoff(st.Attempts + 1))
+	}
+	if expiry := arrived.Add(q.cfg.MaxLifetime); next.After(expiry) && now.Before(expiry) {
+		next = expiry.Add(time.Second)
+	}
+	if !shutdown && tried {
+		recs = append(recs, spool.Record{Op: spool.OpDefer, Next: next.UTC(), Reply: lastReply(delayed, st.LastReply)})
+	}
+	// RFC 3464 "delayed": one warning per message once it has waited DelayWarning.
+	if !q.cfg.DisableDelayWarning && !st.Warned && len(delayed) > 0 && now.Sub(arrived) >= q.cfg.DelayWarning && !shutdown {
+		if err := q.sendDSN(ctx, env, msg, dsnDelayed, delayed, arrived.Add(q.cfg.MaxLifetime)); err != nil {
+			q.log.Error("delivery: cannot queue delay warning", "id", id, "err", err)
+		} else {
+			recs = append(recs, spool.Record{Op: spool.OpWarned})
+		}
+	}
+	if len(recs) == 0 {
+		return next, false, false, busy
+	}
+	if err := q.sp.Append(id, recs...); err != nil {
+		if errors.Is(err, spool.ErrNotFound) { // deleted by the administrator meanwhile
+			return time.Time{}, false, true, busy
+		}
+		q.log.Error("delivery: cannot record delivery status", "id", id, "err", err)
+		return retry, false, false, busy
+	}
+	if shutdown {
+		return time.Time{}, false, false, busy
+	}
+	return next, false, false, busy
+}
+
+// deliverGroups routes recipients, groups them by destination and delivers each group
+// whose destination has a free slot. It fills results and returns the destinations it
+// skipped because they were at their concurrency limit.
+func (q *Queue) deliverGroups(ctx context.Context, env spool.Envelope, msg *spool.Message, rcpts []string, results map[string]Result) (busy []string) {
+	var order []string
+	groups := map[string]*group{}
+	for _, r := range rcpts {
+		route, err := q.router.Route(ctx, r)
+		if err != nil {
+			results[r] = Result{Rcpt: r, Err: err}
+			continue
+		}
+		if route.Transport == nil {
+			results[r] = Result{Rcpt: r, Err: Permanent("554 5.4.4 no transport for <"+r+">", nil)}
+			continue
+		}
+		to := r
+		if route.Rcpt != "" {
+			to = route.Rcpt
+		}
+		g := groups[route.Dest]
+		if g == nil {
+			g = &group{route: route}
+			groups[route.Dest] = g
+			order = append(order, route.Dest)
+		}
+		g.rcpts = append(g.rcpts, r)
+		g.to = append(g.to, to)
+	}
+	for _, dest := range order {
+		g := groups[dest]
+		if !q.acquire(dest) {
+			busy = append(busy, dest)
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, q.cfg.AttemptTimeout)
+		res := g.route.Transport.Deliver(actx, env, g.to, io.NewSectionReader(msg, 0, msg.Size()))
+		cancel()
+		q.release(dest)
+		for i, r := range g.rcpts {
+			if i < len(res) {
+				res[i].Rcpt = r
+				results[r] = res[i]
+			} else {
+				results[r] = Result{Rcpt: r, Err: errorf("transport for %s returned no result", dest)}
+			}
+		}
+	}
+	return busy
+}
+
+func (q *Queue) acquire(dest string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.destBusy[dest] >= q.cfg.PerDestination {
+		return false
+	}
+	q.destBusy[dest]++
+	return true
+}
+
+// release frees a slot of dest and makes the first message waiting for it due now.
+func (q *Queue) release(dest string) {
+	q.mu.Lock()
+	if q.destBusy[dest]--; q.destBusy[dest] <= 0 {
+		delete(q.destBusy, dest)
+	}
+	woke := false
+	w := q.destWait[dest]
+	for len(w) > 0 && !woke {
+		e := w[0]
+		w = w[1:]
+		if q.msgs[e.id] == e && !e.active && e.index >= 0 { // still waiting in the schedule
+			e.next = time.Time{}
+			heap.Fix(&q.sched, e.index)
+			woke = true
+		}
+	}
+	if len(w) == 0 {
+		delete(q.destWait, dest)
+	} else {
+		q.destWait[dest] = w
+	}
+	q.mu.Unlock()
+	if woke {
+		q.wake()
+	}
+}
+
+// backoff is the wait after the n-th failed attempt: MinBackoff·2^(n-1) capped at
+// MaxBackoff, with ±25% jitter so that messages deferred together do not retry together.
+func (q *Queue) backoff(n int) time.Duration {
+	d := q.cfg.MinBackoff
+	for i := 1; i < n && d < q.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, q.cfg.MaxBackoff)
+	return d*3/4 + rand.N(d/2+1)
+}
+
+func (q *Queue) sendDSN(ctx context.Context, env spool.Envelope, msg *spool.Message, kind dsnKind, rcpts []dsnRcpt, until time.Time) error {
+	denv, r, err := buildDSN(q.cfg.Hostname, env, msg, kind, rcpts, until, q.now())
+	if err != nil {
+		return err
+	}
+	id, err := q.sp.Enqueue(context.WithoutCancel(ctx), denv, r)
+	if err != nil {
+		return err
+	}
+	q.log.Info("delivery: queued DSN", "id", id, "about", env.ID, "to", env.From, "action", map[dsnKind]string{dsnFailed: "failed", dsnDelayed: "delayed"}[kind])
+	return nil
+}
+
+func dropFailed(recs []spool.Record) []spool.Record {
+	out := recs[:0]
+	for _, r := range recs {
+		if r.Op != spool.OpRcpt || r.State != spool.Failed {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func lastReply(d []dsnRcpt, prev string) string {
+	if len(d) > 0 {
+		return d[len(d)-1].Reply
+	}
+	return prev
+}
+
+func statusWord(err error) string {
+	switch {
+	case err == nil:
+		return "delivered"
+	case IsPermanent(err):
+		return "failed"
+	default:
+		return "deferred"
+	}
+}
+
+// schedule is a min-heap of entries by next attempt time.
+type schedule []*entry
+
+func (s schedule) Len() int { return len(s) }
+func (s schedule) Less(i, j int) bool {
+	if s[i].next.Equal(s[j].next) {
+		return s[i].id < s[j].id
+	}
+	return s[i].next.Before(s[j].next)
+}
+func (s schedule) Swap(i, j int) {
+	s[i], s[j] = s[j], s[i]
+	s[i].index, s[j].index = i, j
+}
+func (s *schedule) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*s)
+	*s = append(*s, e)
+}
+func (s *schedule) Pop() any {
+	old := *s
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*s = old[:len(old)-1]
+	return e
+}
