@@ -115,7 +115,7 @@ func lookupDMARCAt(ctx context.Context, r dnsx.Resolver, domain string) (*Record
 		if !ok {
 			continue
 		}
-		s := unescapeTXT(strings.Join(t.Txt, ""))
+		s := dnsx.TXTData(t)
 		// RFC 7489 §6.6.3: records not starting with "v=DMARC1" are discarded.
 		if v, _, _ := strings.Cut(s, ";"); strings.TrimSpace(v) == "v=DMARC1" {
 			recs = append(recs, s)

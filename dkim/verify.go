@@ -174,37 +174,13 @@ func LookupTXTFunc(ctx context.Context, r dnsx.Resolver) func(string) ([]string,
 		var out []string
 		for _, rr := range rrs {
 			if t, ok := rr.(*dns.TXT); ok {
-				out = append(out, unescapeTXT(strings.Join(t.Txt, "")))
+				out = append(out, dnsx.TXTData(t))
 			}
 		}
 		return out, nil
 	}
 }
 
-// unescapeTXT undoes miekg/dns's presentation escapes (\DDD, \X) in a TXT string.
-func unescapeTXT(s string) string {
-	if strings.IndexByte(s, '\\') < 0 {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			b = append(b, c)
-			continue
-		}
-		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-			if n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0'); n <= 255 {
-				b = append(b, byte(n))
-				i += 3
-				continue
-			}
-		}
-		i++
-		b = append(b, s[i])
-	}
-	return string(b)
-}
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 

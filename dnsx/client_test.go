@@ -161,3 +161,13 @@ func Example() {
 	fmt.Println(mx, txt, dnsx.IsNotFound(err))
 	// Output: [{mx.example.test 10} {backup.example.test 20}] [v=spf1 -all] true
 }
+
+func TestTXTDataUnescapes(t *testing.T) {
+	rr, err := dns.NewRR(`x.example. 60 IN TXT "v=spf1 \"q\" \\\\ caf\195\169" " -all"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dnsx.TXTData(rr.(*dns.TXT)), "v=spf1 \"q\" \\ café -all"; got != want {
+		t.Fatalf("TXTData = %q, want %q", got, want)
+	}
+}

@@ -29,11 +29,41 @@ func LookupTXT(ctx context.Context, r Resolver, name string) ([]string, error) {
 	out := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
 		if t, ok := rr.(*dns.TXT); ok {
-			out = append(out, strings.Join(t.Txt, ""))
+			out = append(out, TXTData(t))
 		}
 	}
 	return out, nil
 }
+
+// TXTData returns the character-strings of a TXT record joined, as the bytes on the wire:
+// miekg/dns keeps them in presentation form (\DDD for bytes outside printable ASCII, \"
+// and \\), which would let a non-ASCII or control byte in an SPF or DKIM record pass as text.
+func TXTData(t *dns.TXT) string {
+	s := strings.Join(t.Txt, "")
+	if strings.IndexByte(s, '\\') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			b = append(b, c)
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			if n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0'); n <= 255 {
+				b = append(b, byte(n))
+				i += 3
+				continue
+			}
+		}
+		i++
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // LookupA returns the IPv4 addresses of name.
 func LookupA(ctx context.Context, r Resolver, name string) ([]netip.Addr, error) {

@@ -344,7 +344,7 @@ func (e *evaluator) lookupTXT(name string) ([]string, error) {
 	var out []string
 	for _, rr := range rrs {
 		// §3.3: the strings of one record are joined without separator.
-		out = append(out, unescapeTXT(strings.Join(rr.(*dns.TXT).Txt, "")))
+		out = append(out, dnsx.TXTData(rr.(*dns.TXT)))
 	}
 	return out, nil
 }
@@ -404,33 +404,6 @@ func reverseName(ip netip.Addr) string {
 	return string(b) + ".ip6.arpa."
 }
 
-// unescapeTXT turns the presentation form miekg/dns gives TXT strings (\DDD for bytes
-// outside printable ASCII, \" and \\) back into the bytes on the wire, so that a non-ASCII
-// or control byte in a record is seen as such (§3.1, §4.6.1).
-func unescapeTXT(s string) string {
-	if strings.IndexByte(s, '\\') < 0 {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			b = append(b, c)
-			continue
-		}
-		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-			n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
-			if n <= 255 {
-				b = append(b, byte(n))
-				i += 3
-				continue
-			}
-		}
-		i++
-		b = append(b, s[i])
-	}
-	return string(b)
-}
 
 // escapeName writes a name made by macro expansion, which may hold any printable byte, in
 // the presentation form miekg/dns uses (RFC 1035 §5.1): special characters behind a
