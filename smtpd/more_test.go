@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-mail/portcullis/dkim"
 
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
@@ -140,4 +143,35 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return -1
+}
+
+func TestPrepareMessageStripsHeaders(t *testing.T) {
+	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
+		d.PrepareMessage = smtpd.RewriteHeader(func(h *textproto.Header) bool {
+			return dkim.StripForgedAuthResults(h, "mx.example.test") > 0
+		})
+	})
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	for _, msg := range []string{
+		"Authentication-Results: mx.example.test; dkim=pass header.d=bank.test\r\nAuthentication-Results: other.test; spf=pass\r\nSubject: forged\r\n\r\nbody\r\n",
+		"Subject: clean\r\n\r\nbody\r\n",
+	} {
+		c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+		c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+		c.Expect(t, "DATA", 354)
+		c.Send(msg + ".\r\n")
+		c.Expect(t, "", 250)
+	}
+	got := ts.q.messages()
+	if len(got) != 2 {
+		t.Fatalf("queued %d", len(got))
+	}
+	body := string(got[0].Data)
+	if strings.Contains(body, "mx.example.test; dkim=pass") || !strings.Contains(body, "Authentication-Results: other.test; spf=pass\r\nSubject: forged\r\n\r\nbody\r\n") {
+		t.Errorf("forged header not stripped:\n%s", got[0].Data)
+	}
+	if !strings.HasSuffix(string(got[1].Data), "Subject: clean\r\n\r\nbody\r\n") {
+		t.Errorf("clean message altered:\n%s", got[1].Data)
+	}
 }
