@@ -163,7 +163,7 @@ func Example() {
 }
 
 func TestTXTDataUnescapes(t *testing.T) {
-	rr, err := dns.NewRR(`x.example. 60 IN TXT "v=spf1 \"q\" \\\\ caf\195\169" " -all"`)
+	rr, err := dns.NewRR(`x.example. 60 IN TXT "v=spf1 \"q\" \\ caf\195\169" " -all"`)
 	if err != nil {
 		t.Fatal(err)
 	}
