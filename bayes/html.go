@@ -127,42 +127,53 @@ func indexFold(b []byte, needle string) int {
 	return -1
 }
 
-// attrURLs reports the values of href, src and action attributes.
-func (h *htmlReducer) attrURLs(attrs []byte) {
-	for len(attrs) > 0 {
-		k := indexFold(attrs, "href")
-		ks := indexFold(attrs, "src")
-		if k < 0 || (ks >= 0 && ks < k) {
-			k = ks
+// attrURLs reports the values of href, src, action and background attributes.
+func (h *htmlReducer) attrURLs(a []byte) {
+	i, n := 0, len(a)
+	for i < n {
+		for i < n && (isSpace(a[i]) || a[i] == '/') {
+			i++
 		}
-		if k < 0 {
-			return
+		ns := i
+		for i < n && a[i] != '=' && !isSpace(a[i]) && a[i] != '>' {
+			i++
 		}
-		rest := attrs[k:]
-		eq := bytes.IndexByte(rest, '=')
-		if eq < 0 || eq > 6 {
-			attrs = rest[1:]
+		name := a[ns:i]
+		for i < n && isSpace(a[i]) {
+			i++
+		}
+		if i >= n || a[i] != '=' {
+			if i == ns {
+				i++ // stray byte
+			}
 			continue
 		}
-		v := trimSpace(rest[eq+1:])
+		i++
+		for i < n && isSpace(a[i]) {
+			i++
+		}
 		var val []byte
-		if len(v) > 0 && (v[0] == '"' || v[0] == '\'') {
-			e := bytes.IndexByte(v[1:], v[0])
+		if i < n && (a[i] == '"' || a[i] == '\'') {
+			q := a[i]
+			e := bytes.IndexByte(a[i+1:], q)
 			if e < 0 {
-				val, attrs = v[1:], nil
+				val, i = a[i+1:], n
 			} else {
-				val, attrs = v[1:1+e], v[1+e+1:]
+				val, i = a[i+1:i+1+e], i+e+2
 			}
 		} else {
-			e := bytes.IndexAny(v, " \t\r\n>")
-			if e < 0 {
-				val, attrs = v, nil
-			} else {
-				val, attrs = v[:e], v[e:]
+			vs := i
+			for i < n && !isSpace(a[i]) {
+				i++
 			}
+			val = a[vs:i]
 		}
-		if len(val) > 0 {
-			h.onURL(val)
+		switch len(name) {
+		case 3, 4, 6, 10:
+			if len(val) > 0 && (bytes.EqualFold(name, []byte("href")) || bytes.EqualFold(name, []byte("src")) ||
+				bytes.EqualFold(name, []byte("action")) || bytes.EqualFold(name, []byte("background"))) {
+				h.onURL(val)
+			}
 		}
 	}
 }

@@ -40,7 +40,6 @@ func splitHeader(dst []field, b []byte, maxFields int) ([]field, []byte) {
 		for j := i; j < len(b); {
 			nl := bytes.IndexByte(b[j:], '\n')
 			if nl < 0 {
-				j = len(b)
 				end = len(b)
 				break
 			}

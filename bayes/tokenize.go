@@ -2,6 +2,7 @@ package bayes
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"mime"
@@ -143,7 +144,44 @@ func (t *Tokenizer) Tokens(raw []byte) []string {
 
 // HashToken returns the hash of one token as Tokens prints it.
 func HashToken(tok string) uint64 {
-	return hashBytes(fnvOffset, []byte(tok))
+	return hashWord([]byte(tok))
+}
+
+// hashWord is the token hash: 8 bytes at a time, ASCII letters lower-cased in the
+// word (SWAR), each chunk mixed with a multiply-xorshift. Stable across runs and
+// platforms, since tokens are stored by it.
+func hashWord(w []byte) uint64 {
+	h := uint64(len(w))*0x9e3779b97f4a7c15 ^ 0x243f6a8885a308d3
+	for len(w) >= 8 {
+		x := lower8(binary.LittleEndian.Uint64(w))
+		h = mix64(h ^ x)
+		w = w[8:]
+	}
+	if len(w) > 0 {
+		var x uint64
+		for i, c := range w {
+			x |= uint64(c) << (8 * i)
+		}
+		h = mix64(h ^ lower8(x))
+	}
+	return mix64(h)
+}
+
+func mix64(h uint64) uint64 {
+	h ^= h >> 32
+	h *= 0xd6e8feb86659fd93
+	h ^= h >> 32
+	return h
+}
+
+// lower8 lower-cases the ASCII capitals among the 8 bytes of x.
+func lower8(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := x &^ highs
+	geA := low + (0x80-'A')*ones
+	gtZ := low + (0x80-'Z'-1)*ones
+	upper := (geA &^ gtZ) &^ x & highs
+	return x | upper>>2
 }
 
 const (
@@ -162,19 +200,53 @@ func hashString(h uint64, s string) uint64 {
 // hashBytes hashes b lower-casing ASCII letters on the fly.
 func hashBytes(h uint64, b []byte) uint64 {
 	for _, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h ^= uint64(c)
+		h ^= uint64(lowerTable[c])
 		h *= fnvPrime
 	}
 	return h
+}
+
+// byte classes for the word scanner
+const (
+	clSep     = 1 << iota // white space and control characters end a word
+	clSpecial             // ':' and '@' may start URL or address handling
+	clLead                // punctuation trimmed at the start of a word
+	clTrail               // punctuation trimmed at the end of a word
+)
+
+var (
+	lowerTable [256]byte
+	classTable [256]byte
+)
+
+func init() {
+	for i := range lowerTable {
+		c := byte(i)
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lowerTable[i] = c
+		if i <= ' ' || i == 0x7f {
+			classTable[i] = clSep
+		}
+	}
+	for c := 0; c < 256; c++ {
+		if isLeadPunct(byte(c)) {
+			classTable[c] |= clLead
+		}
+		if isTrailPunct(byte(c)) {
+			classTable[c] |= clTrail
+		}
+	}
+	classTable[':'] |= clSpecial
+	classTable['@'] |= clSpecial
 }
 
 // tokState is the per-message scratch space, pooled.
 type tokState struct {
 	debug   bool
 	set     hashSet
+	scratch []byte
 	strs    map[string]struct{}
 	fields  [][]field // per MIME depth
 	dec     []byte
@@ -202,7 +274,13 @@ func (st *tokState) add(p1, p2 string, w []byte) {
 		st.strs[p1+p2+string(lowerInto(nil, w))] = struct{}{}
 		return
 	}
-	st.set.add(hashBytes(hashString(hashString(fnvOffset, p1), p2), w))
+	if p1 == "" && p2 == "" {
+		st.set.add(hashWord(w))
+		return
+	}
+	b := append(append(append(st.scratch[:0], p1...), p2...), w...)
+	st.scratch = b
+	st.set.add(hashWord(b))
 }
 
 const maxDepth = 8
@@ -268,7 +346,13 @@ func (t *Tokenizer) received(st *tokState, v []byte) {
 		for j < len(v) && !isSpace(v[j]) {
 			j++
 		}
-		w := bytes.Trim(v[i:j], "()[];,<>")
+		w := v[i:j]
+		for len(w) > 0 && isRcvdPunct(w[0]) {
+			w = w[1:]
+		}
+		for len(w) > 0 && isRcvdPunct(w[len(w)-1]) {
+			w = w[:len(w)-1]
+		}
 		v = v[j:]
 		if bytes.IndexByte(w, '.') <= 0 {
 			continue
@@ -283,6 +367,10 @@ func (t *Tokenizer) received(st *tokState, v []byte) {
 		}
 		st.add("rcvd:", "", w)
 	}
+}
+
+func isRcvdPunct(c byte) bool {
+	return c == '(' || c == ')' || c == '[' || c == ']' || c == ';' || c == ',' || c == '<' || c == '>'
 }
 
 func isIPv4(w []byte) bool {
@@ -400,21 +488,69 @@ func filename(fields []field, ctParams map[string]string) string {
 	return ctParams["name"]
 }
 
-// words splits text at white space and adds a token for each word.
+// words splits text at white space and adds a token for each word. Plain words are
+// trimmed, measured and hashed in the same pass over their bytes; words that may be
+// URLs or addresses, and all words in debug mode, go through word.
 func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
-	i := 0
-	for i < len(text) {
-		for i < len(text) && (text[i] <= ' ' || text[i] == 0x7f) {
+	minW, maxW := t.cfg.MinWord, t.cfg.MaxWord
+	i, n := 0, len(text)
+	for i < n {
+		for i < n && classTable[text[i]]&clSep != 0 {
 			i++
 		}
-		j := i
-		for j < len(text) && text[j] > ' ' && text[j] != 0x7f {
-			j++
+		start := i
+		for i < n && classTable[text[i]]&clLead != 0 {
+			i++
 		}
-		if j > i {
-			t.word(st, prefix, text[i:j], body)
+		ws := i
+		rest := text[i:]
+		good, k := 0, 0
+		var flags byte
+		for ; k < len(rest); k++ {
+			f := classTable[rest[k]]
+			if f&clSep != 0 {
+				break
+			}
+			flags |= f
+			if f&clTrail == 0 {
+				good = k + 1
+			}
 		}
-		i = j
+		i += k
+		goodEnd := ws + good
+		if i == start {
+			continue
+		}
+		w := text[ws:goodEnd]
+		if st.debug || flags&clSpecial != 0 || (len(w) > 4 && (w[0] == 'w' || w[0] == 'W') && hasPrefixFold(w, "www.")) || t.cfg.SplitPunct {
+			t.word(st, prefix, text[start:i], body, flags&clSpecial != 0)
+			continue
+		}
+		switch l := len(w); {
+		case l == 0:
+		case l > maxW:
+			bucket := min(l/10, 9)
+			var sk = [2]byte{w[0], '0' + byte(bucket)}
+			st.add(prefix, "skip:", sk[:])
+			st.hasPrev = false
+		case l < minW:
+			st.hasPrev = false
+		default:
+			var hGood uint64
+			if prefix == "" {
+				hGood = hashWord(w)
+			} else {
+				st.scratch = append(append(st.scratch[:0], prefix...), w...)
+				hGood = hashWord(st.scratch)
+			}
+			st.set.add(hGood)
+			if body && t.cfg.Bigrams {
+				if st.hasPrev {
+					st.set.add(st.prev*31 ^ hGood ^ 0x9e3779b97f4a7c15)
+				}
+				st.prev, st.hasPrev = hGood, true
+			}
+		}
 	}
 }
 
@@ -434,7 +570,7 @@ func isTrailPunct(c byte) bool {
 	return false
 }
 
-func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body bool) {
+func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bool) {
 	for len(w) > 0 && isLeadPunct(w[0]) {
 		w = w[1:]
 	}
@@ -444,12 +580,14 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body bool) {
 	if len(w) == 0 {
 		return
 	}
-	if hasScheme(w) || (len(w) > 4 && hasPrefixFold(w, "www.")) {
+	if (special && hasScheme(w)) || (len(w) > 4 && (w[0] == 'w' || w[0] == 'W') && hasPrefixFold(w, "www.")) {
 		t.url(st, w)
 		st.hasPrev = false
 		return
 	}
-	if at := bytes.IndexByte(w, '@'); at > 0 && at < len(w)-1 && bytes.IndexByte(w[at:], '.') > 0 {
+	if !special {
+		// fast path: a plain word
+	} else if at := bytes.IndexByte(w, '@'); at > 0 && at < len(w)-1 && bytes.IndexByte(w[at:], '.') > 0 {
 		dom := w[at+1:]
 		if len(dom) > 64 {
 			dom = dom[:64]
@@ -488,7 +626,7 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body bool) {
 		t.pieces(st, prefix, w)
 	}
 	if body && t.cfg.Bigrams {
-		h := hashBytes(fnvOffset, w)
+		h := hashWord(w)
 		if st.hasPrev {
 			if st.debug {
 				st.add("bi:", string(st.prevW)+" ", w)
@@ -554,7 +692,7 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 		st.add("proto:", "", u[:k])
 		u = u[k+3:]
 	} else if hasPrefixFold(u, "mailto:") {
-		t.word(st, "mailto:", u[7:], false)
+		t.word(st, "mailto:", u[7:], false, true)
 		return
 	}
 	e := bytes.IndexAny(u, "/?#")
@@ -606,17 +744,18 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 	}
 }
 
-// hashSet is an open-addressing set of uint64, cleared in O(1) by a generation stamp.
+// hashSet is an open-addressing set of uint64, cleared in O(1) by a generation stamp;
+// it also keeps its keys in insertion order so that listing them costs O(n).
 type hashSet struct {
-	keys []uint64
-	gens []uint32
-	gen  uint32
-	n    int
+	keys  []uint64
+	gens  []uint32
+	gen   uint32
+	order []uint64
 }
 
 func (s *hashSet) clear() {
 	s.gen++
-	s.n = 0
+	s.order = s.order[:0]
 	if s.gen == 0 || s.keys == nil {
 		if s.keys == nil {
 			s.keys = make([]uint64, 1024)
@@ -627,7 +766,7 @@ func (s *hashSet) clear() {
 }
 
 func (s *hashSet) add(h uint64) {
-	if 2*(s.n+1) > len(s.keys) {
+	if 2*(len(s.order)+1) > len(s.keys) {
 		s.grow()
 	}
 	mask := uint64(len(s.keys) - 1)
@@ -636,7 +775,7 @@ func (s *hashSet) add(h uint64) {
 		if s.gens[i] != s.gen {
 			s.gens[i] = s.gen
 			s.keys[i] = h
-			s.n++
+			s.order = append(s.order, h)
 			return
 		}
 		if s.keys[i] == h {
@@ -647,20 +786,16 @@ func (s *hashSet) add(h uint64) {
 }
 
 func (s *hashSet) grow() {
-	old := s.appendTo(nil)
+	old := s.order
 	s.keys = make([]uint64, 2*len(s.keys))
 	s.gens = make([]uint32, len(s.keys))
-	s.gen, s.n = 1, 0
+	s.gen = 1
+	s.order = make([]uint64, 0, 2*len(old))
 	for _, h := range old {
 		s.add(h)
 	}
 }
 
 func (s *hashSet) appendTo(dst []uint64) []uint64 {
-	for i, g := range s.gens {
-		if g == s.gen {
-			dst = append(dst, s.keys[i])
-		}
-	}
-	return dst
+	return append(dst, s.order...)
 }

@@ -48,10 +48,10 @@ func TestTokensFeatures(t *testing.T) {
 	raw, _ := os.ReadFile("testdata/multipart.eml")
 	toks := tok.Tokens(raw)
 	for _, want := range []string{
-		"subject:gréat", // RFC 2047, charset converted
-		"café",          // quoted-printable, ISO-8859-1 to UTF-8
-		"slashed",       // soft line break removed
-		"viagra",        // inline tags removed without a space
+		"subject:gréat",                                          // RFC 2047, charset converted
+		"café",                                                   // quoted-printable, ISO-8859-1 to UTF-8
+		"slashed",                                                // soft line break removed
+		"viagra",                                                 // inline tags removed without a space
 		"url:ip", "url:port", "url:buy", "url:php", "proto:http", // URL pieces
 		"ct:application/octet-stream", "fname:exe", "cte:base64",
 		"from:@spam.example", "from:deals@spam.example",

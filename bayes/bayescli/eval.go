@@ -47,6 +47,8 @@ type EvalResult struct {
 	TrainPerSec   float64  `json:"train_msgs_per_sec,omitempty"`
 	ClassPerSec   float64  `json:"classify_msgs_per_sec,omitempty"`
 	ClassParallel float64  `json:"classify_parallel_msgs_per_sec,omitempty"`
+	TrainPerCPU   float64  `json:"train_msgs_per_cpu_sec,omitempty"`
+	ClassPerCPU   float64  `json:"classify_msgs_per_cpu_sec,omitempty"`
 	Workers       int      `json:"workers,omitempty"`
 	Tokens        int      `json:"store_tokens"`
 	Scores        []Scored `json:"-"`
@@ -123,8 +125,8 @@ func printResult(w io.Writer, r *EvalResult) {
 	fmt.Fprintf(w, "unsure: %d spam, %d ham\n", r.UnsureSpam, r.UnsureHam)
 	fmt.Fprintf(w, "ROC area %.5f (1 - area = %.5f)\n", r.AUC, r.OneMinusAUC)
 	if r.TrainPerSec > 0 {
-		fmt.Fprintf(w, "train %.0f msgs/s, classify %.0f msgs/s (one goroutine), %.0f msgs/s (%d goroutines)\n",
-			r.TrainPerSec, r.ClassPerSec, r.ClassParallel, r.Workers)
+		fmt.Fprintf(w, "train %.0f msgs/s (%.0f per CPU second), classify %.0f msgs/s (%.0f per CPU second) in one goroutine, %.0f msgs/s in %d\n",
+			r.TrainPerSec, r.TrainPerCPU, r.ClassPerSec, r.ClassPerCPU, r.ClassParallel, r.Workers)
 	}
 }
 
@@ -204,19 +206,20 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 			exs = append(exs, bayes.Example{Raw: sets[1][i], Class: bayes.Ham})
 		}
 	}
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	for i := 0; i < len(exs); i += 500 {
 		if _, err := c.TrainBatch(ctx, exs[i:min(i+500, len(exs))]); err != nil {
 			return nil, err
 		}
 	}
 	r.TrainPerSec = float64(len(exs)) / time.Since(start).Seconds()
+	r.TrainPerCPU = perCPU(len(exs), cpuTime()-cpu)
 
 	test := append(append([][]byte{}, sets[2]...), sets[3]...)
 	isSpam := func(i int) bool { return i < len(sets[2]) }
 	scores := make([]Scored, len(test))
 	unsure := make([]bool, len(test))
-	start = time.Now()
+	start, cpu = time.Now(), cpuTime()
 	for i, raw := range test {
 		sc, err := c.Classify(ctx, raw)
 		if err != nil {
@@ -226,6 +229,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		unsure[i] = sc.Unsure
 	}
 	r.ClassPerSec = float64(len(test)) / time.Since(start).Seconds()
+	r.ClassPerCPU = perCPU(len(test), cpuTime()-cpu)
 	// the same again on all cores, checking that the scores do not change
 	r.Workers = runtime.GOMAXPROCS(0)
 	start = time.Now()
@@ -273,6 +277,13 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		}
 	}
 	return r, nil
+}
+
+func perCPU(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }
 
 func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {

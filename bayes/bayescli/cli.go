@@ -1,0 +1,462 @@
+// Package bayescli implements the `portcullis bayes` commands (train, classify, stats,
+// prune, eval) as functions taking parsed options, so that the binary only maps flags.
+package bayescli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/bayes"
+)
+
+// DB names a token database: the global one at Path, or the user's next to it.
+type DB struct {
+	Path string // the global database (bayes.DefaultDBPath(dataDir))
+	User string // when set, the user's own database
+}
+
+func (d DB) file() (string, error) {
+	if d.Path == "" {
+		return "", errors.New("no database path given")
+	}
+	if d.User == "" {
+		return d.Path, nil
+	}
+	return bayes.UserDBPath(d.Path, d.User)
+}
+
+func (d DB) open(ctx context.Context, create bool) (*bayes.SQLiteStore, error) {
+	p, err := d.file()
+	if err != nil {
+		return nil, err
+	}
+	if !create {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("no token database at %s (train first): %w", p, err)
+		}
+	}
+	return bayes.OpenSQLite(ctx, p, bayes.SQLiteOptions{RefreshInterval: -1})
+}
+
+func (d DB) classifier(ctx context.Context, cfg bayes.Config, create bool) (*bayes.Classifier, *bayes.SQLiteStore, error) {
+	s, err := d.open(ctx, create)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := bayes.New(cfg, s)
+	if err == nil {
+		err = c.CheckStore(ctx)
+	}
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return c, s, nil
+}
+
+// TrainOptions are the options of `bayes train`.
+type TrainOptions struct {
+	DB      DB
+	Config  bayes.Config
+	Spam    []string // maildirs, mboxes, directories of messages or message files
+	Ham     []string
+	Untrain bool // reverse an earlier training of these messages instead
+	OnError bool // train only the messages the classifier gets wrong or is unsure about
+	// Progress receives a progress bar with the rate when it is a terminal (os.Stderr).
+	Progress io.Writer
+}
+
+// TrainResult counts what Train did.
+type TrainResult struct {
+	Spam, Ham      int // messages read
+	Applied        int
+	AlreadyTrained int
+	Relearned      int
+	NotTrained     int
+	Skipped        int // train-on-error: already right
+	Elapsed        time.Duration
+}
+
+type sourced struct {
+	msg   Message
+	class bayes.Class
+	err   error
+}
+
+// stream reads the sources of one class in a goroutine.
+func stream(ctx context.Context, paths []string, class bayes.Class) (<-chan sourced, int) {
+	total := 0
+	var srcs []*Source
+	var openErr error
+	for _, p := range paths {
+		s, err := ListSource(p)
+		if err != nil {
+			openErr = err
+			break
+		}
+		srcs = append(srcs, s)
+		if n := s.Len(); n >= 0 && total >= 0 {
+			total += n
+		} else {
+			total = -1
+		}
+	}
+	ch := make(chan sourced, 64)
+	go func() {
+		defer close(ch)
+		if openErr != nil {
+			ch <- sourced{err: openErr}
+			return
+		}
+		for _, s := range srcs {
+			err := s.Each(ctx, func(m Message) error {
+				select {
+				case ch <- sourced{msg: m, class: class}:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+			if err != nil {
+				select {
+				case ch <- sourced{err: err}:
+				case <-ctx.Done():
+				}
+				return
+			}
+		}
+	}()
+	return ch, total
+}
+
+// Train trains (or untrains) the database with the given mail, alternating between
+// spam and ham as a real mail stream would (which matters for train-on-error).
+func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, error) {
+	if len(o.Spam) == 0 && len(o.Ham) == 0 {
+		return nil, errors.New("train: give --spam or --ham (or both)")
+	}
+	c, s, err := o.DB.classifier(ctx, o.Config, true)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	spamCh, ns := stream(ctx, o.Spam, bayes.Spam)
+	hamCh, nh := stream(ctx, o.Ham, bayes.Ham)
+	total := -1
+	if ns >= 0 && nh >= 0 {
+		total = ns + nh
+	}
+	bar := newProgress(o.Progress, total)
+	res := &TrainResult{}
+	start := time.Now()
+	var batch []bayes.Example
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		var outs []bayes.Outcome
+		var err error
+		if o.Untrain {
+			for _, ex := range batch {
+				oc, e := c.Untrain(ctx, ex.Raw)
+				if e != nil {
+					err = e
+					break
+				}
+				outs = append(outs, oc)
+			}
+		} else {
+			outs, err = c.TrainBatch(ctx, batch)
+		}
+		if err != nil {
+			return err
+		}
+		for _, oc := range outs {
+			switch oc {
+			case bayes.Applied:
+				res.Applied++
+			case bayes.AlreadyTrained:
+				res.AlreadyTrained++
+			case bayes.Relearned:
+				res.Relearned++
+			case bayes.NotTrained:
+				res.NotTrained++
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	chs := []<-chan sourced{spamCh, hamCh}
+	for turn := 0; chs[0] != nil || chs[1] != nil; turn++ {
+		i := turn % 2
+		if chs[i] == nil {
+			continue
+		}
+		m, ok := <-chs[i]
+		if !ok {
+			chs[i] = nil
+			continue
+		}
+		if m.err != nil {
+			return nil, fmt.Errorf("train: %w", m.err)
+		}
+		if m.class == bayes.Spam {
+			res.Spam++
+		} else {
+			res.Ham++
+		}
+		if o.OnError && !o.Untrain {
+			// classify against the current counts: flush what is pending first
+			if err := flush(); err != nil {
+				return nil, fmt.Errorf("train: %w", err)
+			}
+			_, trained, err := c.TrainOnError(ctx, m.msg.Raw, m.class)
+			if err != nil {
+				return nil, fmt.Errorf("train %s: %w", m.msg.Name, err)
+			}
+			if trained {
+				res.Applied++
+			} else {
+				res.Skipped++
+			}
+		} else {
+			batch = append(batch, bayes.Example{Raw: m.msg.Raw, Class: m.class})
+			if len(batch) >= 500 {
+				if err := flush(); err != nil {
+					return nil, fmt.Errorf("train: %w", err)
+				}
+			}
+		}
+		bar.update(res.Spam + res.Ham)
+	}
+	if err := flush(); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	res.Elapsed = time.Since(start)
+	bar.done(res.Spam + res.Ham)
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	verb := "trained"
+	if o.Untrain {
+		verb = "untrained"
+	}
+	n := res.Spam + res.Ham
+	fmt.Fprintf(out, "%s: read %d spam and %d ham in %s (%.0f msgs/s): %d applied, %d already trained, %d relearned, %d not trained, %d skipped (already right)\n",
+		verb, res.Spam, res.Ham, res.Elapsed.Round(time.Millisecond), float64(n)/res.Elapsed.Seconds(),
+		res.Applied, res.AlreadyTrained, res.Relearned, res.NotTrained, res.Skipped)
+	fmt.Fprintf(out, "database %s: %d spam, %d ham, %d tokens\n", s.Path(), st.Totals.Spam, st.Totals.Ham, st.Tokens)
+	return res, nil
+}
+
+// progress draws "[#####.....] n/total rate" on a terminal, at most ten times a second.
+type progress struct {
+	w     io.Writer
+	total int
+	start time.Time
+	last  time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	if f, ok := w.(*os.File); !ok || !isTerminal(f) {
+		return &progress{}
+	}
+	return &progress{w: w, total: total, start: time.Now()}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progress) update(n int) {
+	if p.w == nil || time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.draw(n)
+}
+
+func (p *progress) draw(n int) {
+	rate := float64(n) / time.Since(p.start).Seconds()
+	if p.total > 0 {
+		const width = 30
+		done := min(width, n*width/p.total)
+		fmt.Fprintf(p.w, "\r[%s%s] %d/%d %.0f msgs/s ", strings.Repeat("#", done), strings.Repeat(".", width-done), n, p.total, rate)
+	} else {
+		fmt.Fprintf(p.w, "\r%d messages %.0f msgs/s ", n, rate)
+	}
+}
+
+func (p *progress) done(n int) {
+	if p.w == nil {
+		return
+	}
+	p.draw(n)
+	fmt.Fprintln(p.w)
+}
+
+// ClassifyOptions are the options of `bayes classify`.
+type ClassifyOptions struct {
+	DB      DB
+	Config  bayes.Config
+	Files   []string // message files, directories, maildirs or mboxes
+	JSON    bool     // one JSON object per line
+	Explain bool     // list the strongest tokens (by hash) of each message
+}
+
+// ClassifyLine is one line of `bayes classify --json`.
+type ClassifyLine struct {
+	File    string  `json:"file"`
+	Score   float64 `json:"score"`
+	Verdict string  `json:"verdict"` // spam, unsure or ham
+	Tokens  int     `json:"tokens"`
+}
+
+// Classify scores every message and prints "FILE SCORE VERDICT TOKENS" lines.
+func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
+	if len(o.Files) == 0 {
+		return errors.New("classify: no files given")
+	}
+	c, s, err := o.DB.classifier(ctx, o.Config, false)
+	if err != nil {
+		return fmt.Errorf("classify: %w", err)
+	}
+	defer s.Close()
+	enc := json.NewEncoder(out)
+	for _, f := range o.Files {
+		src, err := ListSource(f)
+		if err != nil {
+			return fmt.Errorf("classify: %w", err)
+		}
+		err = src.Each(ctx, func(m Message) error {
+			sc, err := c.Classify(ctx, m.Raw)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
+			}
+			v := "ham"
+			if sc.Spam {
+				v = "spam"
+			} else if sc.Unsure {
+				v = "unsure"
+			}
+			if o.JSON {
+				return enc.Encode(ClassifyLine{File: m.Name, Score: sc.Prob, Verdict: v, Tokens: sc.Tokens})
+			}
+			fmt.Fprintf(out, "%s %.6f %s %d\n", m.Name, sc.Prob, v, sc.Tokens)
+			if o.Explain {
+				explain(ctx, c, m.Raw, out)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("classify: %w", err)
+		}
+	}
+	return nil
+}
+
+// explain prints the strongest tokens of a message by name.
+func explain(ctx context.Context, c *bayes.Classifier, raw []byte, out io.Writer) {
+	names := map[uint64]string{}
+	var hs []uint64
+	for _, t := range c.Tokenizer().Tokens(raw) {
+		h := bayes.HashToken(t)
+		names[h] = t
+		hs = append(hs, h)
+	}
+	sc, err := c.ClassifyTokens(ctx, hs, true)
+	if err != nil {
+		return
+	}
+	for i, cl := range sc.Clues {
+		if i == 20 {
+			break
+		}
+		fmt.Fprintf(out, "  %.4f %q\n", cl.Prob, names[cl.Hash])
+	}
+}
+
+// StatsOptions are the options of `bayes stats`.
+type StatsOptions struct {
+	DB   DB
+	JSON bool
+}
+
+// StatsLine is the output of `bayes stats --json`.
+type StatsLine struct {
+	Path      string `json:"path"`
+	Spam      uint32 `json:"spam"`
+	Ham       uint32 `json:"ham"`
+	Tokens    int    `json:"tokens"`
+	Hapaxes   int    `json:"hapaxes"`
+	Messages  int    `json:"tracked_messages"`
+	OldestDay string `json:"oldest_token_day,omitempty"`
+	Tokenizer string `json:"tokenizer"`
+	SizeBytes int64  `json:"size_bytes"`
+}
+
+// Stats prints what a token database holds.
+func Stats(ctx context.Context, o StatsOptions, out io.Writer) error {
+	s, err := o.DB.open(ctx, false)
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	defer s.Close()
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	fp, _ := s.Meta(ctx, "tokenizer")
+	l := StatsLine{Path: s.Path(), Spam: st.Totals.Spam, Ham: st.Totals.Ham, Tokens: st.Tokens, Hapaxes: st.Hapaxes,
+		Messages: st.Messages, Tokenizer: fp}
+	if st.OldestDay > 0 {
+		l.OldestDay = time.Unix(int64(st.OldestDay)*86400, 0).UTC().Format("2006-01-02")
+	}
+	if fi, err := os.Stat(s.Path()); err == nil {
+		l.SizeBytes = fi.Size()
+	}
+	if o.JSON {
+		return json.NewEncoder(out).Encode(l)
+	}
+	fmt.Fprintf(out, "database %s (%d bytes)\ntrained: %d spam, %d ham (%d tracked for untrain)\ntokens: %d (%d seen once), oldest %s\ntokenizer settings: %s\n",
+		l.Path, l.SizeBytes, l.Spam, l.Ham, l.Messages, l.Tokens, l.Hapaxes, l.OldestDay, l.Tokenizer)
+	return nil
+}
+
+// PruneOptions are the options of `bayes prune`.
+type PruneOptions struct {
+	DB       DB
+	MaxAge   time.Duration // default 180 days
+	MinCount int           // default 1: tokens seen in one message only
+}
+
+// Prune removes rare tokens not trained for MaxAge.
+func Prune(ctx context.Context, o PruneOptions, out io.Writer) error {
+	if o.MaxAge <= 0 {
+		o.MaxAge = 180 * 24 * time.Hour
+	}
+	if o.MinCount <= 0 {
+		o.MinCount = 1
+	}
+	s, err := o.DB.open(ctx, false)
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	defer s.Close()
+	n, err := s.Prune(ctx, bayes.PruneConfig{MaxAge: o.MaxAge, MinCount: o.MinCount})
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	fmt.Fprintf(out, "pruned %d tokens seen in at most %d messages and not trained for %s\n", n, o.MinCount, o.MaxAge)
+	return nil
+}
