@@ -96,15 +96,20 @@ func readChunks(r io.Reader, buf *bytes.Buffer) error {
 func (s *session) Data(r io.Reader) error {
 	st := s.st
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.command(); err != nil {
+	err := st.command()
+	st.mu.Unlock()
+	if err != nil {
 		return err
 	}
+	// Read without holding st.mu: with BDAT, go-smtp runs Data in its own goroutine
+	// while it goes on reading commands (AUTH, RSET) that take the lock.
 	start := time.Now()
 	st.nc.setData(start.Add(st.srv.cfg.DataTimeout))
 	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
-	err := readMessage(r, buf)
+	err = readMessage(r, buf)
 	st.nc.setData(time.Time{})
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if err != nil {
 		st.inTxn.Store(false)
 		return st.dataReadError(err)

@@ -175,3 +175,35 @@ func TestPrepareMessageStripsHeaders(t *testing.T) {
 		t.Errorf("clean message altered:\n%s", got[1].Data)
 	}
 }
+
+// go-smtp runs Data in its own goroutine during BDAT and goes on reading commands: AUTH
+// and RSET between chunks must neither race nor deadlock with it.
+func TestBDATWithCommandsBetweenChunks(t *testing.T) {
+	ts := start(t, nil)
+	c := dial(t, ts.addr("submission"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	if err := c.StartTLS(); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
+	c.Expect(t, "RCPT TO:<x@elsewhere.test>", 250)
+	c.Send("BDAT 17\r\nSubject: chunks\r\n")
+	c.Expect(t, "", 250)
+	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 503)
+	c.Expect(t, "NOOP", 250)
+	c.Send("BDAT 8 LAST\r\n\r\nbody\r\n")
+	c.Expect(t, "", 250)
+	// RSET in the middle of a chunked transfer abandons it.
+	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
+	c.Expect(t, "RCPT TO:<x@elsewhere.test>", 250)
+	c.Send("BDAT 17\r\nSubject: chunks\r\n")
+	c.Expect(t, "", 250)
+	c.Expect(t, "RSET", 250)
+	c.Expect(t, "NOOP", 250)
+	got := ts.q.messages()
+	if len(got) != 1 || !strings.HasSuffix(string(got[0].Data), "Subject: chunks\r\n\r\nbody\r\n") {
+		t.Fatalf("queued %+v", got)
+	}
+}

@@ -331,10 +331,14 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.AuthMechanisms() == nil {
 		return nil, smtp.ErrAuthUnsupported
 	}
-	if err := s.st.command(); err != nil {
+	s.st.mu.Lock()
+	err := s.st.command()
+	authed := s.st.tx.Conn.AuthUser != ""
+	s.st.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	if s.st.tx.Conn.AuthUser != "" {
+	if authed {
 		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Already authenticated"}
 	}
 	switch strings.ToUpper(mech) {
