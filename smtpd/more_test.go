@@ -1,6 +1,7 @@
 package smtpd_test
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/policy"
 
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
@@ -205,5 +207,29 @@ func TestBDATWithCommandsBetweenChunks(t *testing.T) {
 	got := ts.q.messages()
 	if len(got) != 1 || !strings.HasSuffix(string(got[0].Data), "Subject: chunks\r\n\r\nbody\r\n") {
 		t.Fatalf("queued %+v", got)
+	}
+}
+
+// A connect-stage tempfail without delay_reject is a 421 greeting and a close.
+func TestConnectTempfail(t *testing.T) {
+	ts := start(t, func(c *smtpd.Config, d *smtpd.Deps) {
+		c.DelayReject = ptr(false)
+		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, _ *policy.Transaction) policy.Decision {
+			if s == policy.StageConnect {
+				return policy.Decision{Verdict: policy.Tempfail, Reply: policy.Reply{Code: 451, Enhanced: "4.7.1", Text: "DNS trouble"}}
+			}
+			return policy.Decision{}
+		})
+	})
+	c, err := smtptest.Dial(ts.addr("mx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r := c.Expect(t, "", 421); r.Text() != "4.7.1 DNS trouble" {
+		t.Errorf("greeting %v", r)
+	}
+	if _, err := c.Cmd("EHLO x.example.net"); err == nil {
+		t.Errorf("connection still open")
 	}
 }
