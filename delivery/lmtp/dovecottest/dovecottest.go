@@ -1,0 +1,232 @@
+// Package dovecottest runs a private Dovecot LMTP server for tests: a minimal
+// dovecot.conf in a temporary directory, users from a passwd-file whose mail goes to
+// maildirs under that directory, an LMTP listener on a free loopback port and a unix
+// socket. The server is the real Dovecot (Debian packages dovecot-core and
+// dovecot-lmtpd), started as a child process (`dovecot -F`) and stopped when the test
+// ends.
+//
+//	dc := dovecottest.Start(t, "alice@example.test", "bob@example.test")
+//	// deliver to dc.LMTPAddr() ...
+//	msgs := dc.Messages(t, "alice@example.test")
+//
+// When Dovecot is not installed the test is skipped, or fails when CI=true.
+package dovecottest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Dovecot is a running Dovecot LMTP server.
+type Dovecot struct {
+	// Dir holds the configuration, the log (dovecot.log) and the mail (mail/).
+	Dir  string
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts Dovecot with the given users (full addresses such as
+// "alice@example.test"; the password of each is "secret") and stops it at the end of the
+// test.
+func Start(t testing.TB, users ...string) *Dovecot {
+	t.Helper()
+	bin, err := exec.LookPath("dovecot")
+	if err != nil {
+		if _, e := os.Stat("/usr/sbin/dovecot"); e == nil {
+			bin = "/usr/sbin/dovecot"
+		} else {
+			missing(t, "dovecot is not installed (Debian packages dovecot-core, dovecot-lmtpd)")
+		}
+	}
+	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
+		missing(t, "dovecot's lmtp service is not installed (Debian package dovecot-lmtpd)")
+	}
+	// A directory of our own, not t.TempDir(): the mail user must traverse it.
+	dir, err := os.MkdirTemp("", "dovecottest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Dovecot refuses to deliver as root: as root, mail belongs to nobody.
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 65534, 65534
+	}
+	mail := filepath.Join(dir, "mail")
+	for _, d := range []string{"run", "state", "mail", "home"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chown(mail, uid, gid)
+	os.Chown(filepath.Join(dir, "home"), uid, gid)
+	var pw bytes.Buffer
+	for _, u := range users {
+		if strings.ContainsAny(u, ":\n") {
+			t.Fatalf("dovecottest: bad user %q", u)
+		}
+		fmt.Fprintf(&pw, "%s:{PLAIN}secret:%d:%d::%s::\n", u, uid, gid, filepath.Join(dir, "home", u))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users"), pw.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	conf := fmt.Sprintf(`# written by dovecottest
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+info_log_path = %[1]s/dovecot.log
+ssl = no
+listen = 127.0.0.1
+protocols = lmtp
+mail_location = maildir:%[2]s/%%d/%%n/Maildir
+first_valid_uid = 1
+passdb {
+  driver = passwd-file
+  args = %[1]s/users
+}
+userdb {
+  driver = passwd-file
+  args = %[1]s/users
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = %[3]d
+  }
+  unix_listener lmtp {
+    path = lmtp
+    mode = 0666
+  }
+  process_min_avail = 1
+}
+service anvil {
+  chroot =
+}
+`, dir, mail, port)
+	cf := filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dovecot{Dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
+	d.cmd = exec.Command(bin, "-F", "-c", cf)
+	var out bytes.Buffer
+	d.cmd.Stdout, d.cmd.Stderr = &out, &out
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("dovecottest: starting dovecot: %v", err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(d.stop)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", d.addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("dovecottest: dovecot exited: %s\n%s\n%s", d.cmd.ProcessState, out.String(), d.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dovecottest: LMTP port %s never opened\n%s", d.addr, d.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return d
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal("dovecottest: " + why)
+	}
+	t.Skip("dovecottest: " + why)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (d *Dovecot) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+// LMTPAddr is the LMTP listener, "127.0.0.1:PORT".
+func (d *Dovecot) LMTPAddr() string { return d.addr }
+
+// LMTPSocket is the path of the LMTP unix socket.
+func (d *Dovecot) LMTPSocket() string { return filepath.Join(d.Dir, "run", "lmtp") }
+
+// Maildir returns the maildir of user (a full address).
+func (d *Dovecot) Maildir(user string) string {
+	local, domain := user, ""
+	if i := strings.LastIndexByte(user, '@'); i >= 0 {
+		local, domain = user[:i], user[i+1:]
+	}
+	return filepath.Join(d.Dir, "mail", domain, local, "Maildir")
+}
+
+// Messages returns the messages in user's INBOX (new/ and cur/), oldest first by file
+// name.
+func (d *Dovecot) Messages(t testing.TB, user string) [][]byte {
+	t.Helper()
+	var names []string
+	for _, sub := range []string{"new", "cur"} {
+		m, _ := filepath.Glob(filepath.Join(d.Maildir(user), sub, "*"))
+		names = append(names, m...)
+	}
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
+	out := make([][]byte, 0, len(names))
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Count returns the number of messages in user's INBOX.
+func (d *Dovecot) Count(user string) int {
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		m, _ := filepath.Glob(filepath.Join(d.Maildir(user), sub, "*"))
+		n += len(m)
+	}
+	return n
+}
+
+// Log returns what Dovecot logged so far.
+func (d *Dovecot) Log() string {
+	b, _ := os.ReadFile(filepath.Join(d.Dir, "dovecot.log"))
+	return string(b)
+}

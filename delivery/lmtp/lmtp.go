@@ -1,0 +1,188 @@
+// Package lmtp delivers messages to a mail store over LMTP (RFC 2033): Dovecot, Cyrus,
+// or portcullis's own LMTP listener. Unlike SMTP, LMTP answers once per recipient after
+// the data, so one transaction can deliver to one mailbox and fail another; Deliver
+// returns that per-recipient outcome. Destinations are TCP ("HOST:PORT") or unix sockets
+// ("unix:/PATH"); sessions are kept open and reused between messages, checked before
+// reuse, and every network operation has a deadline.
+//
+// The client is go-smtp's LMTP client (smtp.NewClientLMTP, CloseWithLMTPResponse).
+package lmtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/delivery/internal/smtpconn"
+)
+
+// RcptResult is the outcome for one recipient: Status (Delivered, Temporary or
+// Permanent), the server's Reply with its code and enhanced status code, and the Err.
+type RcptResult = smtpconn.Result
+
+// Status is the outcome class of a recipient.
+type Status = smtpconn.Status
+
+// The outcomes: a Temporary recipient is retried later, a Permanent one is bounced.
+const (
+	Delivered = smtpconn.Delivered
+	Temporary = smtpconn.Temporary
+	Permanent = smtpconn.Permanent
+)
+
+// Config configures a Client. Zero values take the defaults in brackets.
+type Config struct {
+	// LocalName is the name sent in LHLO. [localhost]
+	LocalName string `yaml:"local_name"`
+	// ConnectTimeout bounds connecting. [10s]
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// CommandTimeout bounds each command's reply. [2m]
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// DataTimeout bounds sending the message and the replies after it. [10m]
+	DataTimeout time.Duration `yaml:"data_timeout"`
+	// DisableReuse opens a new session for every message.
+	DisableReuse bool `yaml:"disable_reuse"`
+	// MaxIdle is how many idle sessions are kept per destination. [4]
+	MaxIdle int `yaml:"max_idle"`
+	// IdleTimeout closes a session idle for this long. [30s]
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxUses closes a session after this many transactions. [100]
+	MaxUses int `yaml:"max_uses"`
+}
+
+// Client delivers over LMTP. It is safe for concurrent use; each Deliver uses its own
+// session.
+type Client struct {
+	cfg  Config
+	pool *smtpconn.Pool
+}
+
+// New returns a Client. It does no I/O.
+func New(cfg Config) (*Client, error) {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 2 * time.Minute
+	}
+	if cfg.DataTimeout <= 0 {
+		cfg.DataTimeout = 10 * time.Minute
+	}
+	if cfg.LocalName == "" {
+		cfg.LocalName = "localhost"
+	}
+	if strings.ContainsAny(cfg.LocalName, " \r\n") {
+		return nil, fmt.Errorf("lmtp: local name %q contains white space", cfg.LocalName)
+	}
+	return &Client{cfg: cfg, pool: smtpconn.NewPool(smtpconn.PoolConfig{
+		MaxIdle: cfg.MaxIdle, IdleTimeout: cfg.IdleTimeout, MaxUses: cfg.MaxUses,
+	})}, nil
+}
+
+// ParseDest splits a destination into a network and an address: "unix:/run/lmtp" is a
+// unix socket, "HOST:PORT" or "[HOST]:PORT" TCP; a leading "lmtp:" is allowed, as in a
+// transport map.
+func ParseDest(dest string) (network, addr string, err error) {
+	d := strings.TrimPrefix(dest, "lmtp:")
+	if p, ok := strings.CutPrefix(d, "unix:"); ok {
+		if !strings.HasPrefix(p, "/") {
+			return "", "", fmt.Errorf("lmtp: destination %q: socket path must be absolute", dest)
+		}
+		return "unix", p, nil
+	}
+	d = strings.TrimPrefix(d, "inet:")
+	host, port, err := net.SplitHostPort(d)
+	if err != nil || host == "" || port == "" {
+		return "", "", fmt.Errorf("lmtp: destination %q: want HOST:PORT or unix:/PATH", dest)
+	}
+	return "tcp", net.JoinHostPort(host, port), nil
+}
+
+// Deliver sends the message (size bytes read from msg, CRLF line endings) from the
+// reverse-path from ("" for the null sender) to rcpts at dest, and returns one result per
+// recipient in the order of rcpts. The error is non-nil when the whole transaction
+// failed (a bad destination, no connection, a broken session); the results then carry
+// the same failure for every recipient, so a caller can always use the results alone.
+func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.ReaderAt, size int64) ([]RcptResult, error) {
+	network, addr, err := ParseDest(dest)
+	if err != nil {
+		return all(rcpts, smtpconn.Fail("", "", 451, "4.3.5", err.Error(), err)), err
+	}
+	if len(rcpts) == 0 {
+		return nil, nil
+	}
+	for attempt := 0; ; attempt++ {
+		s, reused := c.session(ctx, dest, network, addr)
+		if s == nil {
+			s2, err := smtpconn.Open(ctx, network, addr, dest, c.options())
+			if err != nil {
+				var oe *smtpconn.OpenError
+				errors.As(err, &oe)
+				return all(rcpts, oe.Result), fmt.Errorf("lmtp: %s: %w", dest, err)
+			}
+			s2.Key = dest
+			s = s2
+		}
+		res := s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size)
+		if reused && s.Retryable() && attempt == 0 && ctx.Err() == nil {
+			// The server dropped an idle session under us before the message went out:
+			// nothing can have been delivered, so try once more on a new session.
+			s.Close()
+			continue
+		}
+		broken := s.Broken()
+		if c.cfg.DisableReuse {
+			s.Close()
+		} else {
+			c.pool.Put(s)
+		}
+		if broken && !anyDelivered(res) {
+			return res, fmt.Errorf("lmtp: %s: %s", dest, res[0].Reply)
+		}
+		return res, nil
+	}
+}
+
+func (c *Client) session(ctx context.Context, key, network, addr string) (*smtpconn.Session, bool) {
+	if c.cfg.DisableReuse {
+		return nil, false
+	}
+	s := c.pool.Get(key)
+	return s, s != nil
+}
+
+func (c *Client) options() smtpconn.Options {
+	return smtpconn.Options{
+		LMTP: true, LocalName: c.cfg.LocalName,
+		ConnectTimeout: c.cfg.ConnectTimeout, CommandTimeout: c.cfg.CommandTimeout, DataTimeout: c.cfg.DataTimeout,
+	}
+}
+
+// Close closes the idle sessions. Deliveries in progress finish; their sessions are
+// closed when they end.
+func (c *Client) Close() error {
+	c.pool.Close()
+	return nil
+}
+
+func all(rcpts []string, r smtpconn.Result) []RcptResult {
+	out := make([]RcptResult, len(rcpts))
+	for i, rc := range rcpts {
+		out[i] = r
+		out[i].Rcpt = rc
+	}
+	return out
+}
+
+func anyDelivered(res []RcptResult) bool {
+	for _, r := range res {
+		if r.Status == Delivered {
+			return true
+		}
+	}
+	return false
+}
