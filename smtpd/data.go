@@ -169,6 +169,10 @@ func (s *session) Data(r io.Reader) error {
 	id, err := st.srv.deps.Queue.Enqueue(ctx, env, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)))
 	cancel()
 	st.srv.m.observe("enqueue", time.Since(receivedAt).Seconds())
+	if errors.Is(err, spool.ErrTooLarge) {
+		st.srv.m.message(st.l.cfg.Name, "rejected")
+		return st.refuse(policy.StageData, replyTooBig, "too_big")
+	}
 	if err != nil {
 		st.srv.log.Error("smtp enqueue failed", "id", msgID, "err", err)
 		st.srv.m.message(st.l.cfg.Name, "tempfailed")

@@ -233,3 +233,28 @@ func TestConnectTempfail(t *testing.T) {
 		t.Errorf("connection still open")
 	}
 }
+
+// A panicking engine tempfails the stage; the server survives.
+func TestEnginePanic(t *testing.T) {
+	ts := start(t, func(c *smtpd.Config, d *smtpd.Deps) {
+		c.DelayReject = ptr(false)
+		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
+			if s == policy.StageConnect && tx.Conn.IP.String() == "127.0.0.2" || s == policy.StageRcpt {
+				panic("boom")
+			}
+			return policy.Decision{}
+		})
+	})
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	nc, err := d.Dial("tcp", ts.addr("mx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtptest.NewConn(nc)
+	defer c.Close()
+	c.Expect(t, "", 421)
+	c = dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 451)
+}

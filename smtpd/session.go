@@ -3,6 +3,8 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"log/slog"
 	"strings"
 	"sync"
@@ -139,12 +141,7 @@ func (st *connState) resetTxn() {
 // evaluate runs one stage through the engine, logs it and records its latency.
 func (st *connState) evaluate(stage policy.Stage) policy.Decision {
 	start := time.Now()
-	var d policy.Decision
-	if e := st.srv.deps.Engine; e != nil {
-		ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
-		d = e.Evaluate(ctx, stage, st.tx)
-		cancel()
-	}
+	d := st.callEngine(stage)
 	d.Stage = stage
 	st.srv.m.observe(stage.String(), time.Since(start).Seconds())
 	var reply string
@@ -153,6 +150,24 @@ func (st *connState) evaluate(stage policy.Stage) policy.Decision {
 	}
 	st.logDecision(stage, d, reply, "")
 	return d
+}
+
+// callEngine runs the engine with a timeout. A panic in it (the admission goroutine has
+// no other guard) becomes a temporary failure instead of a crash.
+func (st *connState) callEngine(stage policy.Stage) (d policy.Decision) {
+	e := st.srv.deps.Engine
+	if e == nil {
+		return d
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			st.srv.log.Error("smtp policy engine panicked", "id", st.tx.Conn.ID, "stage", stage.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			d = policy.Decision{Verdict: policy.Tempfail, Reply: policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Internal error, try again later"}}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
+	defer cancel()
+	return e.Evaluate(ctx, stage, st.tx)
 }
 
 // logDecision writes the one record of a stage decision: transport facts, the rule, the

@@ -168,6 +168,33 @@ func TestRulesRejectAtEachStage(t *testing.T) {
 	}
 }
 
+// The same rules seen by go-smtp's client (delay_reject on: connect, helo and mail
+// rejections arrive at RCPT).
+func TestRulesWithGoClient(t *testing.T) {
+	ts := start(t, nil)
+	addr := ts.addr("mx")
+	for _, tc := range []struct {
+		from, to, subject string
+		code              int
+		enhanced          smtp.EnhancedCode
+	}{
+		{"x@spammer.test", "bob@example.test", "hi", 553, smtp.EnhancedCode{5, 7, 1}},
+		{"a@example.net", "blocked@example.test", "hi", 550, smtp.EnhancedCode{5, 7, 1}},
+		{"a@example.net", "later@example.test", "hi", 450, smtp.EnhancedCode{4, 7, 1}},
+		{"a@example.net", "bob@example.test", "SPAM", 554, smtp.EnhancedCode{5, 7, 9}},
+		{"a@example.net", "x@other.test", "hi", 554, smtp.EnhancedCode{5, 7, 1}},
+	} {
+		err := sendGo(t, addr, tc.from, []string{tc.to}, smtptest.Message(tc.from, tc.to, tc.subject, 100))
+		e, ok := err.(*smtp.SMTPError)
+		if !ok || e.Code != tc.code || e.EnhancedCode != tc.enhanced {
+			t.Errorf("%s -> %s %q: %v, want %d %v", tc.from, tc.to, tc.subject, err, tc.code, tc.enhanced)
+		}
+	}
+	if n := ts.q.count(); n != 0 {
+		t.Errorf("queued %d", n)
+	}
+}
+
 func TestDataVerdicts(t *testing.T) {
 	ts := start(t, nil)
 	c := dial(t, ts.addr("mx"))

@@ -58,6 +58,18 @@ func TestSwaks(t *testing.T) {
 	if ok || !strings.Contains(out, "550 5.7.1 bad helo bad.helo.test") {
 		t.Errorf("helo rule:\n%s", out)
 	}
+	out, ok = swaks(t, "--server", mx, "--local-interface", "127.0.0.2", "--from", "a@example.net", "--to", "bob@example.test")
+	if ok || !strings.Contains(out, "554 5.7.1 client 127.0.0.2 blocked") {
+		t.Errorf("connect rule:\n%s", out)
+	}
+	out, ok = swaks(t, "--server", mx, "--from", "x@spammer.test", "--to", "bob@example.test")
+	if ok || !strings.Contains(out, "553 5.7.1 sender x@spammer.test blocked") {
+		t.Errorf("mail rule:\n%s", out)
+	}
+	out, ok = swaks(t, "--server", mx, "--from", "a@example.net", "--to", "blocked@example.test")
+	if ok || !strings.Contains(out, "550 5.7.1 recipient blocked") {
+		t.Errorf("rcpt rule:\n%s", out)
+	}
 	out, ok = swaks(t, "--server", mx, "--from", "a@example.net", "--to", "bob@example.test", "--header", "Subject: SPAM")
 	if ok || !strings.Contains(out, "554 5.7.9 spam refused") {
 		t.Errorf("data rule:\n%s", out)
