@@ -116,7 +116,11 @@ func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string,
 		return nil, nil
 	}
 	for attempt := 0; ; attempt++ {
-		s, reused := c.session(ctx, dest, network, addr)
+		var s *smtpconn.Session
+		if !c.cfg.DisableReuse {
+			s = c.pool.Get(dest)
+		}
+		reused := s != nil
 		if s == nil {
 			s2, err := smtpconn.Open(ctx, network, addr, dest, c.options())
 			if err != nil {
@@ -145,14 +149,6 @@ func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string,
 		}
 		return res, nil
 	}
-}
-
-func (c *Client) session(ctx context.Context, key, network, addr string) (*smtpconn.Session, bool) {
-	if c.cfg.DisableReuse {
-		return nil, false
-	}
-	s := c.pool.Get(key)
-	return s, s != nil
 }
 
 func (c *Client) options() smtpconn.Options {
