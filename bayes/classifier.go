@@ -231,7 +231,8 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 	}
 	sc.Prob = fisher(fs)
 	sc.Tokens = len(fs)
-	sc.Spam = sc.Prob >= c.cfg.SpamCutoff
+	// no evidence at all is unsure, even when the spam cut-off is 0.5
+	sc.Spam = sc.Prob >= c.cfg.SpamCutoff && len(fs) > 0
 	sc.Unsure = !sc.Spam && sc.Prob >= c.cfg.HamCutoff
 	if explain {
 		sc.Clues = make([]Clue, len(clues))

@@ -91,7 +91,7 @@ func (c TokenizerConfig) Fingerprint() string {
 		hs[i] = strings.ToLower(hs[i])
 	}
 	slices.Sort(hs)
-	fmt.Fprintf(h, "v1|%v|%v|%v|%d|%d|%v|%v|%v", hs, c.HeaderNames, c.NoReceived,
+	fmt.Fprintf(h, "v2|%v|%v|%v|%d|%d|%v|%v|%v", hs, c.HeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct)
 	return fmt.Sprintf("%016x", h.Sum64())
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -352,7 +353,7 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 			if o.JSON {
 				return enc.Encode(ClassifyLine{File: m.Name, Score: sc.Prob, Verdict: v, Tokens: sc.Tokens})
 			}
-			fmt.Fprintf(out, "%s %.6f %s %d\n", m.Name, sc.Prob, v, sc.Tokens)
+			fmt.Fprintf(out, "%s %s %s %d\n", m.Name, strconv.FormatFloat(sc.Prob, 'g', -1, 64), v, sc.Tokens)
 			if o.Explain {
 				explain(ctx, c, m.Raw, out)
 			}

@@ -130,12 +130,14 @@ func printResult(w io.Writer, r *EvalResult) {
 	}
 }
 
-func summarize(r *EvalResult, cfg bayes.Config, scores []Scored, unsure []bool) {
+// summarize counts errors by the classifier's verdicts (spam[i]), which also treat a
+// message without any evidence as unsure.
+func summarize(r *EvalResult, cfg bayes.Config, scores []Scored, unsure, verdicts []bool) {
 	cfg = cfgDefaults(cfg)
 	r.Threshold = cfg.SpamCutoff
 	r.Scores = scores
 	for i, s := range scores {
-		spam := s.Prob >= cfg.SpamCutoff
+		spam := verdicts[i]
 		if s.Spam {
 			r.TestSpam++
 			if !spam {
@@ -219,6 +221,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	isSpam := func(i int) bool { return i < len(sets[2]) }
 	scores := make([]Scored, len(test))
 	unsure := make([]bool, len(test))
+	verdicts := make([]bool, len(test))
 	start, cpu = time.Now(), cpuTime()
 	for i, raw := range test {
 		sc, err := c.Classify(ctx, raw)
@@ -226,7 +229,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 			return nil, err
 		}
 		scores[i] = Scored{Prob: sc.Prob, Spam: isSpam(i)}
-		unsure[i] = sc.Unsure
+		unsure[i], verdicts[i] = sc.Unsure, sc.Spam
 	}
 	r.ClassPerSec = float64(len(test)) / time.Since(start).Seconds()
 	r.ClassPerCPU = perCPU(len(test), cpuTime()-cpu)
@@ -264,12 +267,12 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		return nil, err
 	}
 	r.Tokens = st.Tokens
-	summarize(r, o.Config, scores, unsure)
+	summarize(r, o.Config, scores, unsure, verdicts)
 	if o.Errors != nil {
 		for i, s := range scores {
-			if s.Spam != (s.Prob >= r.Threshold) || unsure[i] {
+			if s.Spam != verdicts[i] || unsure[i] {
 				kind := map[bool]string{true: "FN", false: "FP"}[s.Spam]
-				if unsure[i] && s.Spam == (s.Prob >= r.Threshold) {
+				if unsure[i] && s.Spam == verdicts[i] {
 					kind = "unsure"
 				}
 				fmt.Fprintf(o.Errors, "%s %.6f %s\n", kind, s.Prob, testNames[i])
@@ -307,26 +310,27 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	for i, m := range ham {
 		hh[i] = tok.Hashes(nil, m)
 	}
-	scores, unsure, err := KFold(ctx, o.Config, sh, hh, o.Folds)
+	scores, unsure, verdicts, err := KFold(ctx, o.Config, sh, hh, o.Folds)
 	if err != nil {
 		return nil, err
 	}
 	r := &EvalResult{Mode: "kfold", Folds: o.Folds, TrainSpam: len(spam) * (o.Folds - 1) / o.Folds, TrainHam: len(ham) * (o.Folds - 1) / o.Folds}
-	summarize(r, o.Config, scores, unsure)
+	summarize(r, o.Config, scores, unsure, verdicts)
 	return r, nil
 }
 
 // KFold cross-validates cfg on tokenized messages: message i is in fold i mod k; each
 // fold is scored by a classifier trained on the other folds. Scores are returned with
 // spam first, in input order.
-func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) ([]Scored, []bool, error) {
-	scores := make([]Scored, len(spam)+len(ham))
-	unsure := make([]bool, len(scores))
+func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (scores []Scored, unsure, verdicts []bool, err error) {
+	scores = make([]Scored, len(spam)+len(ham))
+	unsure = make([]bool, len(scores))
+	verdicts = make([]bool, len(scores))
 	for f := 0; f < k; f++ {
 		store := bayes.NewMemStore()
 		c, err := bayes.New(cfg, store)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var ups []bayes.Update
 		for i, h := range spam {
@@ -340,28 +344,28 @@ func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (
 			}
 		}
 		if _, err := store.Apply(ctx, ups); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for i, h := range spam {
 			if i%k == f {
 				sc, err := c.ClassifyTokens(ctx, h, false)
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 				scores[i] = Scored{Prob: sc.Prob, Spam: true}
-				unsure[i] = sc.Unsure
+				unsure[i], verdicts[i] = sc.Unsure, sc.Spam
 			}
 		}
 		for i, h := range ham {
 			if i%k == f {
 				sc, err := c.ClassifyTokens(ctx, h, false)
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 				scores[len(spam)+i] = Scored{Prob: sc.Prob}
-				unsure[len(spam)+i] = sc.Unsure
+				unsure[len(spam)+i], verdicts[len(spam)+i] = sc.Unsure, sc.Spam
 			}
 		}
 	}
-	return scores, unsure, nil
+	return scores, unsure, verdicts, nil
 }

@@ -109,7 +109,7 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 			hs = [2][][]uint64{sh, hh}
 			cache[fp] = hs
 		}
-		scores, _, err := KFold(ctx, v.cfg, hs[0], hs[1], o.Folds)
+		scores, _, _, err := KFold(ctx, v.cfg, hs[0], hs[1], o.Folds)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,196 @@
+package bayescli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-mail/portcullis/bayes"
+)
+
+func synth(r *rand.Rand, spam bool, id int) string {
+	vocab := []string{"meeting", "project", "review", "patch", "kernel", "release", "thanks", "lunch"}
+	if spam {
+		vocab = []string{"viagra", "winner", "casino", "mortgage", "cheap", "offer", "money", "click"}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: s%d@example.org\nSubject: %s\nMessage-ID: <%d@example.org>\n\n", id, vocab[r.IntN(8)], id)
+	for i := 0; i < 25; i++ {
+		b.WriteString(vocab[r.IntN(8)] + " ")
+	}
+	fmt.Fprintf(&b, "\nword%d\n", id)
+	return b.String()
+}
+
+// mailboxes writes n spam as a maildir and n ham as an mbox (with a ">From " line
+// to unescape), and returns their paths.
+func mailboxes(t *testing.T, n, seed int) (spam, ham string) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(uint64(seed), 1))
+	spam = filepath.Join(dir, "spam")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(spam, sub), 0o755)
+	}
+	for i := 0; i < n; i++ {
+		os.WriteFile(filepath.Join(spam, []string{"cur", "new"}[i%2], fmt.Sprintf("%d.msg:2,S", i)), []byte(synth(r, true, seed*1000+i)), 0o644)
+	}
+	var mb strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&mb, "From sender@example.org Mon Sep  9 12:21:16 2002\n%s>From the archive\n\n", synth(r, false, seed*1000+500+i))
+	}
+	ham = filepath.Join(dir, "ham.mbox")
+	os.WriteFile(ham, []byte(mb.String()), 0o644)
+	return spam, ham
+}
+
+func TestTrainClassifyStats(t *testing.T) {
+	ctx := context.Background()
+	spam, ham := mailboxes(t, 30, 1)
+	db := DB{Path: filepath.Join(t.TempDir(), "bayes", "global.db")}
+	var out bytes.Buffer
+	if err := Classify(ctx, ClassifyOptions{DB: db, Files: []string{spam}}, &out); err == nil {
+		t.Error("classify without a database succeeded")
+	}
+	res, err := Train(ctx, TrainOptions{DB: db, Spam: []string{spam}, Ham: []string{ham}, Progress: &out}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Spam != 30 || res.Ham != 30 || res.Applied != 60 {
+		t.Fatalf("train: %+v\n%s", res, out.String())
+	}
+	// again: everything is already trained
+	res, err = Train(ctx, TrainOptions{DB: db, Spam: []string{spam}, Ham: []string{ham}}, &out)
+	if err != nil || res.AlreadyTrained != 60 {
+		t.Fatalf("retrain: %+v %v", res, err)
+	}
+	// the mbox split unescaped ">From " and dropped the envelope line
+	src, _ := ListSource(ham)
+	src.Each(ctx, func(m Message) error {
+		if bytes.HasPrefix(m.Raw, []byte("From ")) || !bytes.Contains(m.Raw, []byte("\nFrom the archive")) {
+			t.Errorf("mbox message %s: %q", m.Name, m.Raw[:40])
+		}
+		return nil
+	})
+
+	nspam, nham := mailboxes(t, 5, 2)
+	out.Reset()
+	if err := Classify(ctx, ClassifyOptions{DB: db, Files: []string{nspam, nham}, JSON: true}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 10 {
+		t.Fatalf("%d lines:\n%s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		var cl ClassifyLine
+		if err := json.Unmarshal([]byte(l), &cl); err != nil {
+			t.Fatal(err)
+		}
+		want := "ham"
+		if strings.Contains(cl.File, "/spam/") {
+			want = "spam"
+		}
+		if cl.Verdict != want {
+			t.Errorf("%s: %s %v, want %s", cl.File, cl.Verdict, cl.Score, want)
+		}
+	}
+	out.Reset()
+	if err := Stats(ctx, StatsOptions{DB: db, JSON: true}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var st StatsLine
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Spam != 30 || st.Ham != 30 || st.Tokens == 0 {
+		t.Errorf("stats %+v %v", st, err)
+	}
+	// untrain the ham: the database keeps only the spam
+	res, err = Train(ctx, TrainOptions{DB: db, Ham: []string{ham}, Untrain: true}, &out)
+	if err != nil || res.Applied != 30 {
+		t.Fatalf("untrain: %+v %v", res, err)
+	}
+	out.Reset()
+	Stats(ctx, StatsOptions{DB: db, JSON: true}, &out)
+	json.Unmarshal(out.Bytes(), &st)
+	if st.Spam != 30 || st.Ham != 0 {
+		t.Errorf("after untrain: %+v", st)
+	}
+	// per-user database
+	if _, err := Train(ctx, TrainOptions{DB: DB{Path: db.Path, User: "bob@example.org"}, Spam: []string{nspam}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(db.Path), "users", "bob@example.org.db")); err != nil {
+		t.Error(err)
+	}
+	if err := Prune(ctx, PruneOptions{DB: db}, &out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTrainOnError(t *testing.T) {
+	ctx := context.Background()
+	spam, ham := mailboxes(t, 40, 3)
+	db := DB{Path: filepath.Join(t.TempDir(), "g.db")}
+	var out bytes.Buffer
+	res, err := Train(ctx, TrainOptions{DB: db, Spam: []string{spam}, Ham: []string{ham}, OnError: true}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the classifier learns quickly: most messages are skipped, but not all
+	if res.Applied == 0 || res.Skipped == 0 || res.Applied+res.Skipped != 80 {
+		t.Errorf("train-on-error: %+v", res)
+	}
+}
+
+func TestAUCAndROC(t *testing.T) {
+	// hand-computed: pairs (spam, ham) ranked right: of 2×2 pairs, one tie and one wrong
+	s := []Scored{{0.9, true}, {0.4, true}, {0.4, false}, {0.6, false}}
+	// spam 0.9 beats both ham (2), spam 0.4 ties ham 0.4 (0.5) and loses to 0.6: 2.5/4
+	if got := AUC(s); got != 0.625 {
+		t.Errorf("AUC = %v, want 0.625", got)
+	}
+	var buf bytes.Buffer
+	if err := WriteROCPNG(&buf, s); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil || img.Bounds().Dx() != 640 {
+		t.Fatalf("png: %v", err)
+	}
+}
+
+func TestEval(t *testing.T) {
+	ctx := context.Background()
+	trs, trh := mailboxes(t, 40, 4)
+	tes, teh := mailboxes(t, 20, 5)
+	var out bytes.Buffer
+	roc := filepath.Join(t.TempDir(), "roc.png")
+	r, err := Eval(ctx, EvalOptions{TrainSpam: trs, TrainHam: trh, TestSpam: tes, TestHam: teh, JSON: true, ROC: roc}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.FP != 0 || r.FN != 0 || r.AUC != 1 || r.TestSpam != 20 || r.TestHam != 20 {
+		t.Errorf("eval: %+v", r)
+	}
+	var js map[string]any
+	if err := json.Unmarshal(out.Bytes(), &js); err != nil || js["fp_rate"] != 0.0 {
+		t.Errorf("json line %q: %v", out.String(), err)
+	}
+	if fi, err := os.Stat(roc); err != nil || fi.Size() == 0 {
+		t.Errorf("roc: %v", err)
+	}
+	out.Reset()
+	r, err = Eval(ctx, EvalOptions{Spam: trs, Ham: trh, Folds: 4}, &out)
+	if err != nil || r.Mode != "kfold" || r.TestSpam != 40 || r.FP+r.FN != 0 {
+		t.Errorf("k-fold: %+v %v\n%s", r, err, out.String())
+	}
+	if _, err := Eval(ctx, EvalOptions{TrainSpam: trs}, &out); err == nil {
+		t.Error("eval with incomplete sets succeeded")
+	}
+	_ = bayes.Spam
+}
