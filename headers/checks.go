@@ -111,7 +111,7 @@ func (m *Map) ValidateActions() error {
 	return nil
 }
 
-// LoadError is an error in a table file.
+// LoadError is an error in a table file, at a line.
 type LoadError struct {
 	File string
 	Line int

@@ -106,7 +106,7 @@ func ParseMap(name string, r io.Reader, syn Syntax, timeout time.Duration) (*Map
 	var stack []int
 	for _, ll := range logicalLines(data) {
 		errf := func(format string, a ...any) error {
-			return fmt.Errorf("headers: %s:%d: %s", name, ll.line, fmt.Sprintf(format, a...))
+			return &LoadError{File: name, Line: ll.line, Msg: fmt.Sprintf(format, a...)}
 		}
 		s := ll.text
 		if kw, rest, ok := keyword(s); ok {
@@ -155,7 +155,7 @@ func ParseMap(name string, r io.Reader, syn Syntax, timeout time.Duration) (*Map
 		m.rules = append(m.rules, ru)
 	}
 	if len(stack) > 0 {
-		return nil, fmt.Errorf("headers: %s:%d: IF has no matching ENDIF", name, m.rules[stack[len(stack)-1]].line)
+		return nil, &LoadError{File: name, Line: m.rules[stack[len(stack)-1]].line, Msg: "IF has no matching ENDIF"}
 	}
 	return m, nil
 }

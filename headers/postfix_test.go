@@ -114,6 +114,7 @@ func TestPostfixCompatRegexp(t *testing.T) {
 		"Subject: abcfoo", "X-Alt: category", "X-Alt: cat", "X-Class: 123  abc", "X-Class: abc",
 		"X-Case: exact", "X-Case: Exact", "X-Bre: abab", "X-Bre: ab", "X-Word: word here",
 		"X-Word: swordfish", "X-Other: v", "X-Skip: s", "Other: x",
+		"X-Br: a\\b", "X-Br: a.b", "X-Br: axb", "X-Cl: a1b", "X-Cl: a\\b", "X-Cl: axb",
 	})
 }
 

@@ -97,7 +97,7 @@ func compileRegex(pat, flags string, syn Syntax, timeout time.Duration) (*regex,
 			pat = breToERE(pat)
 		}
 		dotall = !multi
-		pat = gnuEscapes(pat)
+		pat = gnuEscapes(posixBrackets(pat))
 	}
 	var prefix strings.Builder
 	prefix.WriteString("(?")
@@ -357,4 +357,58 @@ func hexVal(c byte) byte {
 		return c - 'a' + 10
 	}
 	return c - 'A' + 10
+}
+
+// posixBrackets escapes backslashes inside bracket expressions: in POSIX "[\.]" matches
+// a backslash or a dot, in RE2 only a dot.
+func posixBrackets(p string) string {
+	if !strings.Contains(p, "[") || !strings.Contains(p, `\`) {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '\\' && i+1 < len(p) {
+			b.WriteByte(c)
+			b.WriteByte(p[i+1])
+			i++
+			continue
+		}
+		if c != '[' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('[')
+		j := i + 1
+		if j < len(p) && p[j] == '^' {
+			b.WriteByte('^')
+			j++
+		}
+		if j < len(p) && p[j] == ']' {
+			b.WriteByte(']')
+			j++
+		}
+		for ; j < len(p) && p[j] != ']'; j++ {
+			switch {
+			case p[j] == '[' && j+1 < len(p) && (p[j+1] == ':' || p[j+1] == '.' || p[j+1] == '='):
+				// [:class:], [.coll.], [=equiv=] are copied whole.
+				end := strings.Index(p[j+2:], string(p[j+1])+"]")
+				if end < 0 {
+					b.WriteString(p[j:])
+					return b.String()
+				}
+				b.WriteString(p[j : j+2+end+2])
+				j += 2 + end + 1
+			case p[j] == '\\':
+				b.WriteString(`\\`)
+			default:
+				b.WriteByte(p[j])
+			}
+		}
+		if j < len(p) {
+			b.WriteByte(']')
+		}
+		i = j
+	}
+	return b.String()
 }
