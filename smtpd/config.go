@@ -40,6 +40,9 @@ type Config struct {
 	MaxMessageBytes int64 `yaml:"max_message_bytes"`
 	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.
 	MaxRecipients int `yaml:"max_recipients"`
+	// MaxDataMemory bounds the memory held by all messages being received at once
+	// (default 512 MiB, at least MaxMessageBytes); beyond it DATA gets 452 4.3.1.
+	MaxDataMemory int64 `yaml:"max_data_memory"`
 	// MaxLineLength of a command or message line, CRLF included (default 4096).
 	MaxLineLength int `yaml:"max_line_length"`
 	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT and DATA (default 10000; NOOP, RSET
@@ -109,6 +112,10 @@ func (cfg Config) Defaults() Config {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 32 << 20
 	}
+	if cfg.MaxDataMemory <= 0 {
+		cfg.MaxDataMemory = 512 << 20
+	}
+	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageBytes+reserveStep)
 	set(&cfg.MaxRecipients, 100)
 	set(&cfg.MaxLineLength, 4096)
 	set(&cfg.MaxCommands, 10000)

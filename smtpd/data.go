@@ -28,6 +28,7 @@ var (
 	replyLineTooLong = policy.Reply{Code: 500, Enhanced: "5.5.2", Text: "Line too long"}
 	replyDataTimeout = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Timeout during DATA, closing connection"}
 	replyDataError   = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Error reading the message"}
+	replyNoMemory    = policy.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later"}
 	replyQueueError  = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Queue write failed, try again later"}
 )
 
@@ -36,10 +37,10 @@ var (
 // (smtp.ErrDataTooLarge). It stops at the first bare newline: where the data really ends
 // is then uncertain (go-smtp itself misses the end marker in "\r\r\n.\r\n"), so the
 // caller answers and closes the connection, as Postfix does.
-func readMessage(r io.Reader, buf *bytes.Buffer) error {
+func readMessage(r io.Reader, buf *bytes.Buffer, res *reservation) error {
 	if _, ok := r.(*io.PipeReader); ok {
 		// BDAT chunks come through an io.Pipe, which returns what it has.
-		return readChunks(r, buf)
+		return readChunks(r, buf, res)
 	}
 	// go-smtp's DATA reader fills the whole buffer before it returns, so a bare newline
 	// followed by a sequence it does not recognise as the end ("\r\r\n.\r\n") would
@@ -55,6 +56,11 @@ func readMessage(r io.Reader, buf *bytes.Buffer) error {
 			}
 			prevCR = c == '\r'
 			buf.WriteByte(c)
+			if res != nil && int64(buf.Len()) > res.held {
+				if err := res.grow(int64(buf.Len())); err != nil {
+					return err
+				}
+			}
 		}
 		switch {
 		case err == nil:
@@ -68,7 +74,7 @@ func readMessage(r io.Reader, buf *bytes.Buffer) error {
 	}
 }
 
-func readChunks(r io.Reader, buf *bytes.Buffer) error {
+func readChunks(r io.Reader, buf *bytes.Buffer, res *reservation) error {
 	var chunk [32 << 10]byte
 	prevCR := false
 	for {
@@ -81,6 +87,11 @@ func readChunks(r io.Reader, buf *bytes.Buffer) error {
 			prevCR = c == '\r'
 		}
 		buf.Write(p)
+		if res != nil && int64(buf.Len()) > res.held {
+			if err := res.grow(int64(buf.Len())); err != nil {
+				return err
+			}
+		}
 		switch {
 		case err == nil:
 			continue
@@ -106,7 +117,9 @@ func (s *session) Data(r io.Reader) error {
 	start := time.Now()
 	st.nc.setData(start.Add(st.srv.cfg.DataTimeout))
 	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
-	err = readMessage(r, buf)
+	res := &reservation{srv: st.srv}
+	defer res.release()
+	err = readMessage(r, buf, res)
 	st.nc.setData(time.Time{})
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -192,12 +205,44 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
 
+// errNoMemory: the messages being received at once hold Config.MaxDataMemory.
+var errNoMemory = errors.New("message memory budget exhausted")
+
+// reservation is one message's share of Config.MaxDataMemory, taken in steps as the
+// message grows, so that many slow senders of big messages cannot exhaust memory.
+type reservation struct {
+	srv  *Server
+	held int64
+}
+
+const reserveStep = 256 << 10
+
+func (r *reservation) grow(n int64) error {
+	for r.held < n {
+		if r.srv.dataMem.Add(reserveStep) > r.srv.cfg.MaxDataMemory {
+			r.srv.dataMem.Add(-reserveStep)
+			return errNoMemory
+		}
+		r.held += reserveStep
+	}
+	return nil
+}
+
+func (r *reservation) release() {
+	r.srv.dataMem.Add(-r.held)
+	r.held = 0
+}
+
 func (st *connState) dataReadError(err error) error {
 	switch {
 	case errors.Is(err, errBareNewline):
 		st.srv.m.message(st.l.cfg.Name, "rejected")
 		st.nc.killed.Store(true) // answer, then close: the rest is not read as commands
 		return st.refuse(policy.StageData, replyBareNewline, "bare_newline")
+	case errors.Is(err, errNoMemory):
+		st.nc.killed.Store(true) // the rest of the data is not read
+		st.srv.log.Warn("smtp DATA refused: message memory budget exhausted", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String())
+		return st.refuse(policy.StageData, replyNoMemory, "memory_budget")
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		st.srv.m.message(st.l.cfg.Name, "rejected")
 		return st.refuse(policy.StageData, replyTooBig, "too_big")

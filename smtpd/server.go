@@ -101,6 +101,7 @@ type Server struct {
 	tlsConfig *tls.Config
 
 	closing  atomic.Bool
+	dataMem  atomic.Int64   // bytes of messages being received (see reservation)
 	wg       sync.WaitGroup // admit goroutines and accept loops
 	serveErr chan error
 }
