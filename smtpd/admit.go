@@ -91,6 +91,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	st.tx.Hostname = s.cfg.Hostname
 
 	d := st.evaluate(policy.StageConnect)
+	st.connectDec = d
 	if d.Terminal() {
 		if *s.cfg.DelayReject {
 			st.pending, st.pendingStage = &d, policy.StageConnect

@@ -289,3 +289,36 @@ func TestDataMemoryBudget(t *testing.T) {
 	c.Send("Subject: small\r\n\r\nx\r\n.\r\n")
 	c.Expect(t, "", 250)
 }
+
+// Headers and tags of every stage reach the queued message; quarantine at rcpt applies.
+func TestHeadersAndTagsOfAllStages(t *testing.T) {
+	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
+		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
+			d := policy.Decision{Tags: []string{s.String()}, Headers: []policy.Header{{Name: "X-Stage-" + s.String(), Value: "yes\r\nInjected: no"}}}
+			if s == policy.StageRcpt && tx.Rcpt.Local == "q" {
+				d.Verdict = policy.Quarantine
+			}
+			return d
+		})
+	})
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<q@example.test>", 250)
+	c.Expect(t, "DATA", 354)
+	c.Send(smtptest.Message("a@example.net", "q@example.test", "x", 10) + ".\r\n")
+	c.Expect(t, "", 250)
+	got := ts.q.messages()
+	if len(got) != 1 {
+		t.Fatalf("queued %d", len(got))
+	}
+	m := got[0]
+	if strings.Join(m.Env.Tags, ",") != "connect,helo,mail,rcpt,data" || !m.Env.Quarantine {
+		t.Errorf("envelope %+v", m.Env)
+	}
+	for _, s := range []string{"connect", "helo", "mail", "rcpt", "data"} {
+		if !strings.Contains(string(m.Data), "X-Stage-"+s+": yes  Injected: no\r\n") {
+			t.Errorf("header of %s missing or not sanitized:\n%s", s, m.Data)
+		}
+	}
+}

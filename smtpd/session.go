@@ -40,8 +40,10 @@ type connState struct {
 	errors   int
 	msgSeq   int
 
-	connDec []policy.Decision // connect and helo decisions (headers, tags, verdict)
-	txnDec  []policy.Decision // mail, rcpt and data decisions of the transaction
+	connectDec policy.Decision // headers, tags and verdict of the connect stage
+	heloDec    policy.Decision // and of the helo stage
+
+	txnDec []policy.Decision // mail, rcpt and data decisions of the transaction
 }
 
 type backend struct {
@@ -77,7 +79,7 @@ func (st *connState) helo(name string, immediate bool) error {
 	st.tx.Conn.HELO = name
 	st.tx.ResetHelo()
 	st.resetTxn()
-	st.connDec = st.connDec[:min(len(st.connDec), 1)] // keep the connect decision
+	st.heloDec = policy.Decision{}
 	if st.pending != nil && st.pendingStage >= policy.StageHelo {
 		st.pending = nil
 	}
@@ -85,7 +87,7 @@ func (st *connState) helo(name string, immediate bool) error {
 		return nil // a connect rejection waits for RCPT; judging HELO is moot
 	}
 	d := st.evaluate(policy.StageHelo)
-	st.connDec = append(st.connDec, d)
+	st.heloDec = d
 	if !d.Terminal() {
 		return nil
 	}
@@ -384,10 +386,13 @@ func (s *session) authenticate(user, pass string) error {
 	// those stages again now that the rules can see client.authenticated.
 	if st.pending != nil && st.pendingStage <= policy.StageHelo {
 		st.pending = nil
-		for _, stage := range []policy.Stage{policy.StageConnect, policy.StageHelo} {
-			if d := st.evaluate(stage); d.Terminal() {
-				st.pending, st.pendingStage = &d, stage
-				break
+		if d := st.evaluate(policy.StageConnect); d.Terminal() {
+			st.pending, st.pendingStage = &d, policy.StageConnect
+		} else if st.connectDec = d; st.tx.Conn.HELO != "" {
+			if d := st.evaluate(policy.StageHelo); d.Terminal() {
+				st.pending, st.pendingStage = &d, policy.StageHelo
+			} else {
+				st.heloDec = d
 			}
 		}
 	}

@@ -142,7 +142,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // a discard anywhere discards the message, a quarantine quarantines it.
 func (st *connState) finalVerdict() (v policy.Verdict, headers []policy.Header, tags []string, score float64) {
 	seen := map[string]bool{}
-	for _, ds := range [][]policy.Decision{st.connDec, st.txnDec} {
+	for _, ds := range [][]policy.Decision{{st.connectDec, st.heloDec}, st.txnDec} {
 		for _, d := range ds {
 			if d.Verdict == policy.Discard || d.Verdict == policy.Quarantine && v != policy.Discard {
 				v = d.Verdict
