@@ -10,7 +10,7 @@ import (
 )
 
 // fuzzLimits are small so that the fuzzer reaches every limit.
-var fuzzLimits = Limits{MaxParts: 50, MaxDepth: 5, MaxHeaderBytes: 4096, MaxDecodedBytes: 1 << 20,
+var fuzzLimits = Limits{MaxParts: 50, MaxDepth: 5, MaxHeaderBytes: 300, MaxDecodedBytes: 1 << 20,
 	MaxTextBytes: 4096, MaxURLs: 20, MaxArchiveEntries: 20, MaxArchiveDepth: 2, MaxUncompressedBytes: 1 << 20}
 
 func walkSeeds() [][]byte {

@@ -89,3 +89,21 @@ func TestLimits(t *testing.T) {
 		t.Error("oversized stream accepted")
 	}
 }
+
+func TestHeaderLimit(t *testing.T) {
+	huge := "Subject: " + strings.Repeat("x", 100000) + "\r\n\t" + strings.Repeat("y", 100000) + "\r\nX-After: 1\r\n\r\nbody\r\n"
+	m, _ := WalkBytes([]byte(huge), Limits{MaxHeaderBytes: 1000})
+	if !hasError(m, "header_too_long") || len(m.Header) == 0 || len(m.Header[0].Logical) > 1000 {
+		t.Fatalf("errors %v, %d fields", m.Errors, len(m.Header))
+	}
+	if !strings.Contains(m.Text, "body") {
+		t.Fatal("the body was lost after a long header")
+	}
+}
+
+func TestHeaderLimitLongName(t *testing.T) {
+	m, _ := WalkBytes([]byte("X-"+strings.Repeat("n", 5000)+": v\r\nSubject: s\r\n\r\nbody\r\n"), Limits{MaxHeaderBytes: 100})
+	if !hasError(m, "header_too_long") || !strings.Contains(m.Text, "body") {
+		t.Fatalf("errors %v text %q", m.Errors, m.Text)
+	}
+}

@@ -396,7 +396,7 @@ func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			if cur != nil {
-				if len(raw) < max {
+				if len(raw)+len(line) < max {
 					raw = append(raw, '\n')
 					raw = append(raw, line...)
 					folded = true
@@ -426,6 +426,15 @@ func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
 			long = true
 			pos = next
 			continue
+		}
+		if len(line) > max {
+			// One enormous line must not escape the limit.
+			long = true
+			if colon >= max {
+				pos = next
+				continue
+			}
+			line = line[:max]
 		}
 		cur = &Field{}
 		nameLen = len(bytes.TrimRight(line[:colon], " \t"))
