@@ -94,6 +94,9 @@ func (c *Client) Close() error {
 // with ErrUnavailable. The errors are ErrTooLarge, ErrUnavailable (wrapping the causes),
 // or an error reading r.
 func (c *Client) Scan(ctx context.Context, r io.Reader) (Result, error) {
+	if r == nil {
+		return Result{}, fmt.Errorf("virus: scan: nil reader")
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	seeker, _ := r.(io.Seeker)

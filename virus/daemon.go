@@ -240,8 +240,10 @@ func (d *daemon) scan(ctx context.Context, r io.Reader, buf []byte) (rep Reply, 
 	if c.session && rep.ID != c.lastID {
 		return rep, reused, n, fmt.Errorf("clamd %s: reply %q answers request %d, want %d", d.addr, truncate(line), rep.ID, c.lastID)
 	}
-	// clamd closes the connection after an error, even inside a session.
-	keep = rep.Kind == ReplyOK || rep.Kind == ReplyFound
+	// clamd closes the connection after an error, even inside a session. After FOUND,
+	// AllMatchScans may have more FOUND lines queued: a fresh connection is cheaper than
+	// guessing (infected messages are rare).
+	keep = rep.Kind == ReplyOK
 	return rep, reused, n, nil
 }
 
