@@ -146,7 +146,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				continue
 			}
 			nf := m.Flags
-			if e.Sub == maildir.Cur {
+			if e.Name.HasInfo && e.Name.Info == "" { // Dovecot may flag files still in new
 				nf = mergeMaildirFlags(m.Flags, e.Name.Flags)
 			}
 			flagsChanged := joinFlags(nf) != joinFlags(m.Flags)
@@ -180,7 +180,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				continue // renamed or removed meanwhile; the next sync sees it
 			}
 			var flags []string
-			if e.Sub == maildir.Cur {
+			if e.Name.HasInfo && e.Name.Info == "" {
 				flags = mergeMaildirFlags(nil, e.Name.Flags)
 			}
 			modseq++
