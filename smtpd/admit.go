@@ -50,6 +50,13 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		cancel()
 		s.release(ip, nc)
 		s.m.activeAdd(name, -1)
+		if st.tx != nil {
+			// Counters are read without st.mu: a session callback may hold it while
+			// this Close runs (shutdown); the numbers are for the log only.
+			s.log.Info("smtp disconnect", "id", st.tx.Conn.ID, "listener", name, "client_ip", ip.String(),
+				"duration_ms", time.Since(now).Milliseconds(), "commands", st.commandsN.Load(),
+				"errors", st.errorsN.Load(), "messages", st.messagesN.Load())
+		}
 	}
 	s.mu.Lock()
 	s.conns[nc] = struct{}{}

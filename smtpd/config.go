@@ -45,8 +45,8 @@ type Config struct {
 	MaxDataMemory int64 `yaml:"max_data_memory"`
 	// MaxLineLength of a command or message line, CRLF included (default 4096).
 	MaxLineLength int `yaml:"max_line_length"`
-	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT and DATA (default 10000; NOOP, RSET
-	// and VRFY, which go-smtp answers itself, are bounded by SessionTimeout).
+	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 10000;
+	// NOOP and VRFY, which go-smtp answers itself, are bounded by SessionTimeout).
 	MaxCommands int `yaml:"max_commands"`
 	// MaxErrors is the number of rejected commands (bad recipients, failed AUTH, policy
 	// rejections) after which the session is closed with 421 (default 20).

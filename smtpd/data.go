@@ -191,6 +191,7 @@ func (s *session) Data(r io.Reader) error {
 		st.srv.m.message(st.l.cfg.Name, "tempfailed")
 		return st.refuse(policy.StageData, replyQueueError, "queue_error")
 	}
+	st.messagesN.Add(1)
 	outcome := "queued"
 	if env.Quarantine {
 		outcome = "quarantined"

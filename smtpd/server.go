@@ -320,10 +320,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		s.mu.Lock()
+		left := make([]*conn, 0, len(s.conns))
 		for c := range s.conns {
-			c.Close()
+			left = append(left, c)
 		}
 		s.mu.Unlock()
+		for _, c := range left {
+			c.Close() // outside s.mu: Close releases the connection's slot under it
+		}
 		<-done
 		if firstErr == nil {
 			firstErr = ctx.Err()

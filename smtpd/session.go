@@ -39,6 +39,8 @@ type connState struct {
 	commands int
 	errors   int
 	msgSeq   int
+	// copies of the counters for the disconnect log line
+	commandsN, errorsN, messagesN atomic.Int64
 
 	connectDec policy.Decision // headers, tags and verdict of the connect stage
 	heloDec    policy.Decision // and of the helo stage
@@ -104,6 +106,7 @@ func (st *connState) command() error {
 		return errClosing
 	}
 	st.commands++
+	st.commandsN.Store(int64(st.commands))
 	if st.commands > st.srv.cfg.MaxCommands {
 		st.nc.killed.Store(true)
 		st.srv.log.Warn("smtp session closed: too many commands", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String())
@@ -117,6 +120,7 @@ func (st *connState) command() error {
 func (st *connState) fail(stage policy.Stage, r policy.Reply) error {
 	st.srv.m.reply(st.l.cfg.Name, stage.String(), r.Code)
 	st.errors++
+	st.errorsN.Store(int64(st.errors))
 	if st.errors > st.srv.cfg.MaxErrors {
 		st.nc.killed.Store(true)
 		st.srv.log.Warn("smtp session closed: too many errors", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String(), "last_reply", r.String())
@@ -323,6 +327,7 @@ func (s *session) Reset() {
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	_ = st.command() // over the limit, the connection closes at the next read
 	// go-smtp calls Reset for RSET, after DATA and for a second EHLO; only the last
 	// changes the HELO name, and it must be judged again.
 	if h := s.c.Hostname(); h != "" && h != st.tx.Conn.HELO {

@@ -641,3 +641,29 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("no queue: no error")
 	}
 }
+
+// When the shutdown deadline passes, sessions still in a transaction are cut.
+func TestShutdownDeadline(t *testing.T) {
+	ts := start(t, nil)
+	busy := dial(t, ts.addr("mx"))
+	busy.Expect(t, "EHLO busy.example.net", 250)
+	busy.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	busy.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	busy.Expect(t, "DATA", 354)
+	busy.Send("Subject: never finished\r\n\r\n")
+	ctx, cancel := contextWithTimeout(300 * time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	if err := ts.Shutdown(ctx); err == nil {
+		t.Errorf("Shutdown returned nil with a session cut")
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	if _, err := busy.Cmd("\r\n.\r\n"); err == nil {
+		t.Errorf("session survived the shutdown deadline")
+	}
+	if n := ts.q.count(); n != 0 {
+		t.Errorf("queued %d", n)
+	}
+}
