@@ -131,7 +131,7 @@ func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string,
 			s2.Key = dest
 			s = s2
 		}
-		res := s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size)
+		res := s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, false)
 		if reused && s.Retryable() && attempt == 0 && ctx.Err() == nil {
 			// The server dropped an idle session under us before the message went out:
 			// nothing can have been delivered, so try once more on a new session.

@@ -314,8 +314,10 @@ func (s *Session) Close() error {
 // Send runs one mail transaction (RFC 5321 §3.3, RFC 2033 §4.2) and returns one result
 // per recipient, in the order of rcpts. msg is the message with CRLF line endings (bare
 // LF is converted, dots are stuffed) and size its length in bytes, for SIZE (RFC 1870).
-// After Send the session is ready for the next transaction unless Broken.
-func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.Reader, size int64) []Result {
+// utf8 asks for SMTPUTF8 when the server offers it (a message with UTF-8 header
+// fields); addresses with non-ASCII characters always need it. After Send the session
+// is ready for the next transaction unless Broken.
+func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.Reader, size int64, utf8 bool) []Result {
 	out := make([]Result, len(rcpts))
 	if s.broken {
 		for i, r := range rcpts {
@@ -351,11 +353,12 @@ func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.
 	}
 
 	// RFC 6531 §3.2: an address with non-ASCII characters needs SMTPUTF8 from the server.
-	utf8 := !isASCII(from)
+	need := !isASCII(from)
 	for _, r := range rcpts {
-		utf8 = utf8 || !isASCII(r)
+		need = need || !isASCII(r)
 	}
-	if ok, _ := s.c.Extension("SMTPUTF8"); utf8 && !ok {
+	hasUTF8, _ := s.c.Extension("SMTPUTF8")
+	if need && !hasUTF8 {
 		return all(Fail("", s.Host, 553, "5.6.7", s.Host+" does not support SMTPUTF8, needed for an internationalized address", nil))
 	}
 	// RFC 1870 §6: do not send a message larger than the server announced.
@@ -365,7 +368,7 @@ func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.
 		}
 	}
 
-	if err := s.c.Mail(from, &smtp.MailOptions{Size: size, UTF8: utf8}); err != nil {
+	if err := s.c.Mail(from, &smtp.MailOptions{Size: size, UTF8: hasUTF8 && (need || utf8)}); err != nil {
 		r := netFail("", err)
 		if isReply(err) {
 			s.reset()

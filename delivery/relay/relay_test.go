@@ -1,0 +1,367 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/portcullis-mail/portcullis/delivery/relay"
+	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
+	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+)
+
+func message(subject string) []byte {
+	return []byte("From: Alice Sender <a@example.net>\r\nTo: someone@remote.test\r\nSubject: " + subject +
+		"\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <" + subject + "@example.net>\r\n\r\nHello.\r\n.dot line\r\nbye\r\n")
+}
+
+func port(t *testing.T, addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+func send(t *testing.T, c *relay.Client, nexthop string, rcpts []string, msg []byte) ([]relay.RcptResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := c.Deliver(ctx, nexthop, "sender@example.net", rcpts, bytes.NewReader(msg), int64(len(msg)))
+	if len(res) != len(rcpts) {
+		t.Fatalf("got %d results for %d recipients", len(res), len(rcpts))
+	}
+	return res, err
+}
+
+// TestPostfixMX relays to the mail exchangers of remote.test: the first greets with 421,
+// the second refuses connections, the third is a real Postfix with STARTTLS that
+// delivers two recipients, rejects an unknown one with 550 and defers one with 450.
+// The message is DKIM-signed on the way.
+func TestPostfixMX(t *testing.T) {
+	pf := postfixtest.Start(t, postfixtest.Config{Users: []string{"alice", "bob"}, TLS: true, MessageSizeLimit: 200000,
+		Access: map[string]string{"defer@remote.test": "450 4.2.0 try again later"}})
+	p := port(t, pf.Addr)
+	postfixtest.StartSink(t, fmt.Sprintf("127.0.0.2:%d", p), "-Q", "CONNECT")
+	dns := dnstest.New(t, dnstest.Zone{
+		"remote.test.":     {"MX 5 mx0.remote.test.", "MX 10 mx1.remote.test.", "MX 20 mx2.remote.test."},
+		"mx0.remote.test.": {"A 127.0.0.2"},
+		"mx1.remote.test.": {"A 127.0.0.3"}, // nothing listens there
+		"mx2.remote.test.": {"A 127.0.0.1"},
+	})
+	keys := t.TempDir()
+	if _, _, err := dkim.GenerateKey(keys, "example.net", "s1", dkim.AlgoEd25519); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := dkim.NewSigner(dkim.SignerConfig{Dir: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := relay.New(relay.Config{Hostname: "out.example.net", Port: p, Resolver: dns.Resolver(), Sign: signer.SignMessage, ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := send(t, c, "", []string{"alice@remote.test", "nobody@remote.test", "defer@remote.test", "bob@remote.test"}, message("mx"))
+	if err != nil {
+		t.Fatalf("Deliver: %v (%+v)", err, res)
+	}
+	want := []relay.Status{relay.Delivered, relay.Permanent, relay.Temporary, relay.Delivered}
+	for i, r := range res {
+		if r.Status != want[i] {
+			t.Errorf("%s: %v %q, want %v", r.Rcpt, r.Status, r.Reply, want[i])
+		}
+		if r.Host != "mx2.remote.test" {
+			t.Errorf("%s: answered by %q, want mx2.remote.test", r.Rcpt, r.Host)
+		}
+	}
+	if r := res[1]; r.Code != 550 || r.Enhanced != "5.1.1" {
+		t.Errorf("unknown user: %+v", r)
+	}
+	if r := res[2]; r.Code != 450 || r.Enhanced != "4.2.0" || !strings.Contains(r.Reply, "try again later") {
+		t.Errorf("deferred user: %+v", r)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		m := pf.WaitMessages(t, u, 1)[0]
+		if !bytes.Contains(m, []byte("DKIM-Signature:")) || !bytes.Contains(m, []byte("d=example.net")) {
+			t.Errorf("%s: message not DKIM-signed:\n%s", u, m)
+		}
+		if !bytes.Contains(m, []byte("using TLS")) {
+			t.Errorf("%s: not received over TLS:\n%s", u, m)
+		}
+		if !bytes.Contains(m, []byte("\n.dot line\n")) || !bytes.Contains(m, []byte("Received: from out.example.net (")) {
+			t.Errorf("%s: body or EHLO name wrong:\n%s", u, m)
+		}
+	}
+
+	// Over the announced SIZE: failed without sending.
+	big := append(message("big"), bytes.Repeat([]byte("x"), 300000)...)
+	res, _ = send(t, c, "", []string{"alice@remote.test"}, big)
+	if r := res[0]; r.Status != relay.Permanent || r.Enhanced != "5.3.4" {
+		t.Errorf("oversize: %+v", r)
+	}
+
+	// The session to mx2 is reused: three more messages, no new connection.
+	before := strings.Count(pf.Log(), "connect from")
+	for i := range 3 {
+		if res, _ := send(t, c, "", []string{"alice@remote.test"}, message(fmt.Sprint("again", i))); res[0].Status != relay.Delivered {
+			t.Fatalf("%+v", res[0])
+		}
+	}
+	if n := strings.Count(pf.Log(), "connect from") - before; n != 0 {
+		t.Errorf("3 messages opened %d new connections, want 0 (reuse)", n)
+	}
+	pf.WaitMessages(t, "alice", 4)
+
+	// The remote goes away: the idle session is dead and nothing listens any more.
+	pf.Stop()
+	res, err = send(t, c, "", []string{"alice@remote.test"}, message("gone"))
+	if err == nil || res[0].Status != relay.Temporary {
+		t.Fatalf("after the MX went away: err %v, %+v", err, res[0])
+	}
+}
+
+func TestDNSFailures(t *testing.T) {
+	sink := postfixtest.StartSink(t, "")
+	p := port(t, sink.Addr)
+	dns := dnstest.New(t, dnstest.Zone{
+		"nullmx.test.":   {"MX 0 ."},
+		"implicit.test.": {"A 127.0.0.1"}, // no MX: the domain is its own MX
+		"broken.test.":   {"MX 10 mx.broken.test."},
+		"nohost.test.":   {"MX 10 mx.nohost.test."}, // the MX host does not exist
+	})
+	dns.Fail("broken.test.", dnstest.ServFail)
+	c, _ := relay.New(relay.Config{Port: p, Resolver: dns.Resolver()})
+	defer c.Close()
+	cases := []struct {
+		rcpt   string
+		status relay.Status
+		enh    string
+	}{
+		{"x@nullmx.test", relay.Permanent, "5.1.10"},
+		{"x@nxdomain.test", relay.Permanent, "5.1.2"},
+		{"x@broken.test", relay.Temporary, "4.4.3"},
+		{"x@nohost.test", relay.Temporary, "4.4.4"},
+		{"x@implicit.test", relay.Delivered, "2.0.0"},
+	}
+	for _, tc := range cases {
+		res, _ := send(t, c, "", []string{tc.rcpt}, message("dns"))
+		if r := res[0]; r.Status != tc.status || r.Enhanced != tc.enh {
+			t.Errorf("%s: %v %s %q, want %v %s", tc.rcpt, r.Status, r.Enhanced, r.Reply, tc.status, tc.enh)
+		}
+	}
+	if n := len(sink.Messages(t)); n != 1 {
+		t.Errorf("sink got %d messages, want 1", n)
+	}
+}
+
+// TestDeferThenDeliver: a next hop that defers every recipient, then recovers.
+func TestDeferThenDeliver(t *testing.T) {
+	addr := postfixtest.FreeAddr(t, "127.0.0.1")
+	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, addr))
+	c, _ := relay.New(relay.Config{})
+	defer c.Close()
+
+	s1 := postfixtest.StartSink(t, addr, "-r", "RCPT", "-b", "451 4.3.2 please try later")
+	res, _ := send(t, c, hop, []string{"a@remote.test", "b@remote.test"}, message("first"))
+	for _, r := range res {
+		if r.Status != relay.Temporary || r.Code != 451 || r.Enhanced != "4.3.2" {
+			t.Errorf("first attempt: %+v", r)
+		}
+	}
+	s1.Stop()
+	s2 := postfixtest.StartSink(t, addr)
+	res, err := send(t, c, hop, []string{"a@remote.test", "b@remote.test"}, message("second"))
+	if err != nil || res[0].Status != relay.Delivered || res[1].Status != relay.Delivered {
+		t.Fatalf("second attempt: %v %+v", err, res)
+	}
+	m := s2.Messages(t)
+	if len(m) != 1 || !bytes.Contains(m[0], []byte("Subject: second")) || !bytes.Contains(m[0], []byte("X-Rcpt-Args: <b@remote.test>")) {
+		t.Fatalf("sink got %q", m)
+	}
+}
+
+// TestRemoteDropsConnection: smtp-sink drops the connection after the final dot, or
+// rejects DATA with 5xx.
+func TestRemoteDropsConnection(t *testing.T) {
+	c, _ := relay.New(relay.Config{})
+	defer c.Close()
+	drop := postfixtest.StartSink(t, "", "-q", ".")
+	res, err := send(t, c, "["+drop.Addr[:strings.LastIndexByte(drop.Addr, ':')]+"]"+drop.Addr[strings.LastIndexByte(drop.Addr, ':'):], []string{"a@remote.test"}, message("drop"))
+	if err != nil || res[0].Status != relay.Temporary {
+		t.Errorf("dropped after the dot: err %v %+v", err, res[0])
+	}
+	rej := postfixtest.StartSink(t, "", "-f", "DATA", "-B", "554 5.6.0 content rejected")
+	res, _ = send(t, c, "[127.0.0.1]:"+fmt.Sprint(port(t, rej.Addr)), []string{"a@remote.test", "b@remote.test"}, message("rej"))
+	for _, r := range res {
+		if r.Status != relay.Permanent || r.Code != 554 || r.Enhanced != "5.6.0" {
+			t.Errorf("DATA rejected: %+v", r)
+		}
+	}
+}
+
+func TestPerDestinationLimit(t *testing.T) {
+	slow := postfixtest.StartSink(t, "", "-w", "2")
+	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, slow.Addr))
+	c, _ := relay.New(relay.Config{PerDestination: 1})
+	defer c.Close()
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	wg.Go(func() {
+		close(started)
+		send(t, c, hop, []string{"a@remote.test"}, message("slow"))
+	})
+	<-started
+	time.Sleep(300 * time.Millisecond) // the first delivery holds the only slot
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	msg := message("second")
+	res, err := c.Deliver(ctx, hop, "s@example.net", []string{"b@remote.test"}, bytes.NewReader(msg), int64(len(msg)))
+	if err == nil || res[0].Status != relay.Temporary || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second delivery while the slot is taken: err %v %+v", err, res[0])
+	}
+	wg.Wait()
+}
+
+func TestParseNextHop(t *testing.T) {
+	for hop, want := range map[string]string{
+		"example.org":             "example.org 0 true",
+		"smtp:Example.ORG.:2525":  "example.org 2525 true",
+		"[mail.example.org]":      "mail.example.org 0 false",
+		"[192.0.2.1]:587":         "192.0.2.1 587 false",
+		"smtp:[ipv6:2001:db8::1]": "2001:db8::1 0 false",
+	} {
+		h, p, mx, err := relay.ParseNextHop(hop)
+		if got := fmt.Sprint(h, " ", p, " ", mx); err != nil || got != want {
+			t.Errorf("ParseNextHop(%q) = %q %v, want %q", hop, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "[x", "[x]y", "a b", "x:0", "x:99999", "[x]:", "u@x"} {
+		if _, _, _, err := relay.ParseNextHop(bad); err == nil {
+			t.Errorf("ParseNextHop(%q) accepted", bad)
+		}
+	}
+}
+
+// TestSmarthostAuth relays through a submission server that requires STARTTLS and
+// AUTH PLAIN (go-smtp's server).
+func TestSmarthostAuth(t *testing.T) {
+	srv := startSubmission(t)
+	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, srv.addr))
+	for _, tc := range []struct {
+		user, pass string
+		status     relay.Status
+	}{
+		{"relayuser", "s3cret", relay.Delivered},
+		{"relayuser", "wrong", relay.Temporary}, // a rejected login defers, as Postfix's smtp_sasl_auth_soft_bounce
+	} {
+		c, err := relay.New(relay.Config{Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSEncrypt, User: tc.user, Password: tc.pass}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, _ := send(t, c, hop, []string{"far@elsewhere.test"}, message("smarthost"))
+		c.Close()
+		if res[0].Status != tc.status {
+			t.Errorf("password %q: %+v", tc.pass, res[0])
+		}
+	}
+	if got := srv.received(); len(got) != 1 || !strings.Contains(got[0], "Subject: smarthost") {
+		t.Fatalf("smarthost got %q", got)
+	}
+	// Level verify fails against a self-signed certificate: deferred, nothing sent.
+	c, _ := relay.New(relay.Config{Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSVerify, User: "relayuser", Password: "s3cret"}}})
+	defer c.Close()
+	res, _ := send(t, c, hop, []string{"far@elsewhere.test"}, message("verify"))
+	if res[0].Status != relay.Temporary {
+		t.Errorf("unverifiable certificate: %+v", res[0])
+	}
+	// Credentials are never sent without TLS.
+	if _, err := relay.New(relay.Config{Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSMay, User: "u", Password: "p"}}}); err == nil {
+		t.Error("AUTH at tls level may accepted")
+	}
+}
+
+type submission struct {
+	addr string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (s *submission) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.msgs
+}
+
+func startSubmission(t *testing.T) *submission {
+	cert, key := postfixtest.SelfSigned(t, "smarthost.test")
+	pair, err := tls.X509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &submission{}
+	srv := smtp.NewServer(backend{sub})
+	srv.Domain = "smarthost.test"
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return sub
+}
+
+type backend struct{ s *submission }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+
+type session struct {
+	s    *submission
+	auth bool
+}
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		if user == "relayuser" && pass == "s3cret" {
+			s.auth = true
+			return nil
+		}
+		return errors.New("bad credentials")
+	}), nil
+}
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if !s.auth {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	}
+	return nil
+}
+func (s *session) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.s.mu.Lock()
+	s.s.msgs = append(s.s.msgs, string(b))
+	s.s.mu.Unlock()
+	return nil
+}
+func (s *session) Reset()        {}
+func (s *session) Logout() error { return nil }
