@@ -15,6 +15,7 @@
 package imapd
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -41,6 +42,10 @@ type Config struct {
 	MaxFetchBytes int64 `yaml:"max_fetch_bytes"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
+	// Train, when set, is called after a user moves or copies messages into the \Junk
+	// folder (spam) or moves them out of it into any folder but \Trash (ham), so the
+	// Bayesian scorer learns from users. It runs in the background, a few at a time.
+	Train func(ctx context.Context, user string, msg io.Reader, spam bool) error `yaml:"-"`
 }
 
 // Server is an IMAP server.
@@ -50,6 +55,7 @@ type Server struct {
 	auth  auth.Authenticator
 	log   *slog.Logger
 	srv   *imapserver.Server
+	train chan struct{} // bounds concurrent Train calls
 }
 
 // Caps is what the server advertises (besides the always-on IDLE, ENABLE, UNSELECT,
@@ -73,7 +79,7 @@ func New(cfg Config, st *store.Store, a auth.Authenticator, log *slog.Logger) (*
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "imap")}
+	s := &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "imap"), train: make(chan struct{}, 4)}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         Caps,

@@ -660,6 +660,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if err != nil {
 		return nil, s.logErr("copy", err)
 	}
+	s.maybeTrain(sel.mb, dest, res, false)
 	return copyData(res), nil
 }
 
@@ -695,6 +696,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err != nil {
 		return s.logErr("move", err)
 	}
+	s.maybeTrain(sel.mb, dest, res, true)
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}
@@ -781,4 +783,54 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 	}
 	return nil
+}
+
+// maybeTrain feeds messages moved into or out of the Junk folder to Config.Train.
+func (s *session) maybeTrain(src store.Mailbox, destName string, res store.CopyResult, move bool) {
+	if s.srv.cfg.Train == nil || len(res.DstUIDs) == 0 {
+		return
+	}
+	c, cancel := ctx()
+	defer cancel()
+	dst, err := s.user.Mailbox(c, destName)
+	if err != nil {
+		return
+	}
+	var spam bool
+	switch {
+	case dst.SpecialUse == store.UseJunk && src.SpecialUse != store.UseJunk:
+		spam = true
+	case move && src.SpecialUse == store.UseJunk && dst.SpecialUse != store.UseJunk && dst.SpecialUse != store.UseTrash:
+		spam = false
+	default:
+		return
+	}
+	user := s.user.Name()
+	st := s.srv.store
+	uids := append([]uint32(nil), res.DstUIDs...)
+	go func() {
+		s.srv.train <- struct{}{}
+		defer func() { <-s.srv.train }()
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		u, err := st.Open(c, user)
+		if err != nil {
+			return
+		}
+		defer u.Release()
+		msgs, err := u.MessagesByUID(c, dst, uids)
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			f, err := u.Open(dst, m)
+			if err != nil {
+				continue
+			}
+			if err := s.srv.cfg.Train(c, user, f, spam); err != nil {
+				s.srv.log.Warn("imap junk training", "user", user, "spam", spam, "err", err)
+			}
+			f.Close()
+		}
+	}()
 }
