@@ -223,7 +223,7 @@ func TestRealClamdKilledThenBack(t *testing.T) {
 	if _, err := c.Scan(t.Context(), strings.NewReader("x")); !errors.Is(err, virus.ErrUnavailable) || !strings.Contains(err.Error(), "out of rotation") {
 		t.Fatalf("with breakers open: %v", err)
 	}
-	if el := time.Since(start); el > 100*time.Millisecond {
+	if el := time.Since(start); el > time.Second {
 		t.Errorf("scan with every breaker open took %s", el)
 	}
 	d.Restart()

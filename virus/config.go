@@ -40,7 +40,7 @@ type Config struct {
 	// out of rotation (default 3).
 	FailureThreshold int `yaml:"failure_threshold"`
 	// Cooldown is how long a failing daemon stays out of rotation before a PING may bring
-	// it back (default 30s).
+	// it back (default 10s).
 	Cooldown time.Duration `yaml:"cooldown"`
 }
 
@@ -54,7 +54,7 @@ const (
 	DefaultMaxIdle          = 16
 	DefaultIdleTimeout      = 20 * time.Second
 	DefaultFailureThreshold = 3
-	DefaultCooldown         = 30 * time.Second
+	DefaultCooldown         = 10 * time.Second
 
 	maxChunkSize = 16 << 20
 	maxDaemons   = 64

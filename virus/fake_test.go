@@ -137,7 +137,7 @@ func TestFakeFailoverAndBreaker(t *testing.T) {
 	})
 	good := clamdtest.StartFake(t, answer("stream: OK"))
 	cfg := fast(bad.Addr(), good.Addr())
-	cfg.Cooldown = 300 * time.Millisecond
+	cfg.Cooldown = 1500 * time.Millisecond // longer than 10 scans take, even on a loaded machine
 	c := newClient(t, cfg)
 	msg := []byte("Subject: x\r\n\r\n" + strings.Repeat("body\r\n", 1000))
 	for i := range 10 {
