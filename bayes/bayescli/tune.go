@@ -34,11 +34,15 @@ func tokVariants() []variant {
 	add("html_tags", func(t *bayes.TokenizerConfig) { t.HTMLTags = true })
 	add("no received", func(t *bayes.TokenizerConfig) { t.NoReceived = true })
 	add("split_punct", func(t *bayes.TokenizerConfig) { t.SplitPunct = true })
-	add("header_names", func(t *bayes.TokenizerConfig) { t.HeaderNames = true })
-	add("headers+message-id,date", func(t *bayes.TokenizerConfig) {
-		t.Headers = append(append([]string{}, bayes.DefaultHeaders...), "message-id", "date")
+	add("no_header_names", func(t *bayes.TokenizerConfig) { t.NoHeaderNames = true })
+	add("headers without message-id,date", func(t *bayes.TokenizerConfig) {
+		t.Headers = bayes.DefaultHeaders[:len(bayes.DefaultHeaders)-2]
 	})
 	add("headers:subject,from only", func(t *bayes.TokenizerConfig) { t.Headers = []string{"subject", "from"} })
+	add("max_received=1", func(t *bayes.TokenizerConfig) { t.MaxReceived = 1 })
+	add("max_received=2", func(t *bayes.TokenizerConfig) { t.MaxReceived = 2 })
+	add("max_received=4", func(t *bayes.TokenizerConfig) { t.MaxReceived = 4 })
+	add("subject_words", func(t *bayes.TokenizerConfig) { t.SubjectWords = true })
 	add("all headers", func(t *bayes.TokenizerConfig) { t.Headers = []string{"*"} })
 	add("max_word=20", func(t *bayes.TokenizerConfig) { t.MaxWord = 20 })
 	add("min_word=2", func(t *bayes.TokenizerConfig) { t.MinWord = 2 })
@@ -83,6 +87,15 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Grid == "" || o.Grid == "tokenizer" {
 		vs = append(vs, tokVariants()...)
 	}
+	if o.Grid == "x" {
+		for _, x := range []float64{0.4, 0.5, 0.6} {
+			for _, sv := range []float64{0.05, 0.1, 0.2, 0.45} {
+				for _, md := range []float64{0.3, 0.375, 0.4, 0.45} {
+					vs = append(vs, variant{fmt.Sprintf("x=%g s=%g min_dev=%g", x, sv, md), bayes.Config{X: x, S: sv, MinDev: md}})
+				}
+			}
+		}
+	}
 	if o.Grid == "final" {
 		for _, p := range [][2]float64{{0.1, 0.375}, {0.05, 0.3}, {0.05, 0.2}, {0.05, 0.1}, {0.1, 0.1}, {0.1, 0.3}} {
 			vs = append(vs, variant{fmt.Sprintf("s=%g min_dev=%g", p[0], p[1]), bayes.Config{S: p[0], MinDev: p[1]}})
@@ -91,7 +104,7 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Grid == "" || o.Grid == "params" {
 		vs = append(vs, paramVariants()...)
 	}
-	cuts := []float64{0.2, 0.4, 0.45, 0.5, 0.55, 0.6, 0.9, 0.99}
+	cuts := []float64{0.2, 0.45, 0.5, 0.55, 0.9}
 	fmt.Fprintf(out, "%d spam, %d ham, %d folds; FP/FN at cut-offs %v\n", len(spam), len(ham), o.Folds, cuts)
 	cache := map[string][2][][]uint64{}
 	for _, v := range vs {
