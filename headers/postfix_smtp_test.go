@@ -1,0 +1,234 @@
+package headers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/smtp"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/content"
+)
+
+// postfixServer starts a real Postfix (master, smtpd, cleanup) on a loopback port with
+// the given main.cf lines, and stops it when the test ends. It needs root, as Postfix
+// does; without root or Postfix it skips (fails in CI).
+func postfixServer(t *testing.T, extra string) string {
+	t.Helper()
+	missing := func(what string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(what)
+		}
+		t.Skip(what)
+	}
+	if os.Geteuid() != 0 {
+		missing("starting Postfix needs root")
+	}
+	pf, err := exec.LookPath("postfix")
+	if err != nil {
+		if _, e := os.Stat("/usr/sbin/postfix"); e != nil {
+			missing("postfix is not installed")
+		}
+		pf = "/usr/sbin/postfix"
+	}
+	dir, err := os.MkdirTemp("", "portcullis-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, queue, data := filepath.Join(dir, "conf"), filepath.Join(dir, "queue"), filepath.Join(dir, "data")
+	for _, d := range []string{conf, queue, data} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(dir, 0o755)
+	if err := exec.Command("chown", "postfix", data).Run(); err != nil {
+		missing("no postfix user: " + err.Error())
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	main := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.test.invalid
+mydomain = test.invalid
+myorigin = test.invalid
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = example.com
+relay_transport = discard:
+default_transport = discard:
+local_transport = discard:
+smtpd_recipient_restrictions = permit_mynetworks, reject
+maillog_file = %[1]s/maillog
+maillog_file_prefixes = %[1]s
+smtputf8_enable = no
+biff = no
+disable_dns_lookups = yes
+smtp_dns_support_level = disabled
+message_size_limit = 30000000
+%[2]s
+`, dir, extra)
+	master := addr + ` inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+proxymap  unix  - - n - - proxymap
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`
+	os.WriteFile(filepath.Join(conf, "main.cf"), []byte(main), 0o644)
+	os.WriteFile(filepath.Join(conf, "master.cf"), []byte(master), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, pf, "-c", conf, "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+		t.Fatalf("postfix start: %v %s\n%s", err, out, log)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		exec.CommandContext(ctx, pf, "-c", conf, "stop").Run()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+			t.Logf("postfix log:\n%s", log)
+		}
+		os.RemoveAll(dir)
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("postfix did not listen on %s: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sendToPostfix sends raw over SMTP and returns Postfix's reply to the end of DATA.
+func sendToPostfix(addr string, raw []byte) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	c, err := smtp.NewClient(conn, "mx.test.invalid")
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if err := c.Mail("sender@test.invalid"); err != nil {
+		return "", err
+	}
+	if err := c.Rcpt("rcpt@example.com"); err != nil {
+		return "", err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", err
+	}
+	w.Write(raw)
+	err = w.Close()
+	c.Quit()
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return fmt.Sprintf("%d %s", te.Code, te.Msg), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return "250", nil
+}
+
+// TestAgainstPostfix sends messages through a real Postfix configured with the shipped
+// maps and requires the same end-of-DATA decision as Tables.Check: the same rejection
+// reply, or acceptance. This checks which table sees which line (primary, MIME, nested
+// headers and body lines), not just the regular expressions.
+func TestAgainstPostfix(t *testing.T) {
+	wd, _ := os.Getwd()
+	addr := postfixServer(t, fmt.Sprintf(`header_checks = pcre:%[1]s/maps/header_checks.pcre
+mime_header_checks = pcre:%[1]s/maps/mime_header_checks.pcre
+body_checks = pcre:%[1]s/maps/body_checks.pcre`, wd))
+	tables := shippedTables(t)
+
+	var msgs [][]byte
+	var names []string
+	files, _ := filepath.Glob("../content/testdata/*.eml")
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		msgs, names = append(msgs, b), append(names, filepath.Base(f))
+	}
+	// Corpus messages: every one the maps reject, and a sample of the others.
+	if os.Getenv("PORTCULLIS_SA_CORPUS") != "" || os.Getenv("CI") == "true" || corpusPresent() {
+		for i, raw := range corpus(t) {
+			m, _ := content.WalkBytes(raw, content.Limits{})
+			if tables.Check(m).Reject || i%60 == 0 {
+				msgs, names = append(msgs, raw), append(names, fmt.Sprintf("corpus#%d", i))
+			}
+		}
+	}
+	rejected := 0
+	for i, raw := range msgs {
+		// What Postfix receives: CRLF lines (net/smtp converts), as our SMTP server
+		// stores them.
+		crlf := bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+		m, _ := content.WalkBytes(crlf, content.Limits{})
+		rep := tables.Check(m)
+		want := "250"
+		if rep.Reject {
+			want = rep.Decisive.Reply()
+			rejected++
+		}
+		got, err := sendToPostfix(addr, raw)
+		if err != nil {
+			t.Errorf("%s: %v", names[i], err)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s: postfix replied %q, we decide %q", names[i], got, want)
+		}
+	}
+	t.Logf("%d messages, %d rejected by both", len(msgs), rejected)
+	if rejected < 5 {
+		t.Errorf("only %d rejections compared", rejected)
+	}
+}
+
+func corpusPresent() bool {
+	wd, _ := os.Getwd()
+	for d := wd; filepath.Dir(d) != d; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			_, err := os.Stat(filepath.Join(d, ".cache", "sa-corpus"))
+			return err == nil
+		}
+	}
+	return false
+}
+
