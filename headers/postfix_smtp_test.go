@@ -231,4 +231,3 @@ func corpusPresent() bool {
 	}
 	return false
 }
-
