@@ -220,3 +220,9 @@ func ptr[T any](v T) *T { return &v }
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// The real engine and spool are what the binary plugs in.
+var (
+	_ smtpd.Engine = (*policy.Engine)(nil)
+	_ smtpd.Queue  = (*spool.Spool)(nil)
+)
