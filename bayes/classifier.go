@@ -26,6 +26,8 @@ type Config struct {
 	// Chi-square combining puts messages with strong evidence both ways near 0.5.
 	HamCutoff  float64 `yaml:"ham_cutoff"`
 	SpamCutoff float64 `yaml:"spam_cutoff"`
+	// MinCount ignores tokens seen in fewer trained messages (default 1: use all).
+	MinCount int `yaml:"min_count"`
 	// MinTrained is the number of messages of each class needed before the classifier
 	// gives an opinion; until then every score is 0.5 (default 10).
 	MinTrained int `yaml:"min_trained"`
@@ -195,7 +197,7 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 	clues := b.clues[:0]
 	for i, h := range hashes {
 		ct := counts[i]
-		if ct.Spam == 0 && ct.Ham == 0 {
+		if ct.Spam+ct.Ham < uint32(max(c.cfg.MinCount, 1)) {
 			continue
 		}
 		f := robinson(ct.Spam, ct.Ham, tot.Spam, tot.Ham, c.cfg.S, c.cfg.X)

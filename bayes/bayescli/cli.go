@@ -230,7 +230,7 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 			}
 		} else {
 			batch = append(batch, bayes.Example{Raw: m.msg.Raw, Class: m.class})
-			if len(batch) >= 500 {
+			if len(batch) >= trainBatch {
 				if err := flush(); err != nil {
 					return nil, fmt.Errorf("train: %w", err)
 				}
@@ -461,3 +461,7 @@ func Prune(ctx context.Context, o PruneOptions, out io.Writer) error {
 	fmt.Fprintf(out, "pruned %d tokens seen in at most %d messages and not trained for %s\n", n, o.MinCount, o.MaxAge)
 	return nil
 }
+
+// trainBatch is how many messages Train applies in one transaction: larger batches
+// write each common token once per batch instead of once per message.
+const trainBatch = 2000

@@ -75,13 +75,35 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Folds < 2 {
 		o.Folds = 10
 	}
-	spam, err := loadAll(ctx, o.Spam)
+	spam, spamNames, err := loadNamed(ctx, o.Spam)
 	if err != nil {
 		return err
 	}
-	ham, err := loadAll(ctx, o.Ham)
+	ham, hamNames, err := loadNamed(ctx, o.Ham)
 	if err != nil {
 		return err
+	}
+	if o.Grid == "errors" {
+		// list the cross-validation errors of the default configuration
+		tok := bayes.NewTokenizer(bayes.TokenizerConfig{})
+		var sh, hh [][]uint64
+		for _, m := range spam {
+			sh = append(sh, tok.Hashes(nil, m))
+		}
+		for _, m := range ham {
+			hh = append(hh, tok.Hashes(nil, m))
+		}
+		scores, unsure, verdicts, err := KFold(ctx, bayes.Config{}, sh, hh, o.Folds)
+		if err != nil {
+			return err
+		}
+		names := append(spamNames, hamNames...)
+		for i, s := range scores {
+			if s.Spam != verdicts[i] {
+				fmt.Fprintf(out, "%s %.6f unsure=%v %s\n", map[bool]string{true: "FN", false: "FP"}[s.Spam], s.Prob, unsure[i], names[i])
+			}
+		}
+		return nil
 	}
 	var vs []variant
 	if o.Grid == "" || o.Grid == "tokenizer" {
@@ -92,6 +114,15 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 			for _, sv := range []float64{0.05, 0.1, 0.2, 0.45} {
 				for _, md := range []float64{0.3, 0.375, 0.4, 0.45} {
 					vs = append(vs, variant{fmt.Sprintf("x=%g s=%g min_dev=%g", x, sv, md), bayes.Config{X: x, S: sv, MinDev: md}})
+				}
+			}
+		}
+	}
+	if o.Grid == "mincount" {
+		for _, mc := range []int{1, 2, 3, 5} {
+			for _, md := range []float64{0.2, 0.3, 0.375} {
+				for _, sv := range []float64{0.1, 0.45, 1} {
+					vs = append(vs, variant{fmt.Sprintf("min_count=%d min_dev=%g s=%g", mc, md, sv), bayes.Config{MinCount: mc, MinDev: md, S: sv}})
 				}
 			}
 		}
