@@ -2,6 +2,8 @@ package smtpd_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -320,5 +322,38 @@ func TestHeadersAndTagsOfAllStages(t *testing.T) {
 		if !strings.Contains(string(m.Data), "X-Stage-"+s+": yes  Injected: no\r\n") {
 			t.Errorf("header of %s missing or not sanitized:\n%s", s, m.Data)
 		}
+	}
+}
+
+func TestLineLength(t *testing.T) {
+	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxLineLength = 200 })
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	r, err := c.Cmd("MAIL FROM:<" + strings.Repeat("a", 300) + "@example.net>")
+	if err != nil || r.Code != 500 {
+		t.Errorf("long command: %v %v", r, err)
+	}
+	c = dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	c.Expect(t, "DATA", 354)
+	c.Send("Subject: long\r\n\r\n" + strings.Repeat("x", 300) + "\r\n.\r\n")
+	if r, err := c.ReadReply(); err != nil || r.Code != 500 {
+		t.Errorf("long data line: %v %v", r, err)
+	}
+	// go-smtp adds its own "500 5.4.0 Too long line, closing connection", then closes.
+	closed := false
+	for range 3 {
+		if _, err := c.ReadReply(); err != nil {
+			closed = errors.Is(err, io.EOF)
+			break
+		}
+	}
+	if !closed {
+		t.Errorf("session still open after a line too long")
+	}
+	if n := ts.q.count(); n != 0 {
+		t.Errorf("queued %d", n)
 	}
 }
