@@ -58,7 +58,7 @@ type Attachment struct {
 	// path_in_name, invalid_utf8, duplicate_param, name_conflict, name_mismatch,
 	// continuation_gap, undecodable_name, unknown_charset, malformed_params,
 	// type_mismatch, ext_mismatch, encrypted, zip_bomb, archive_limit,
-	// corrupt_archive, unsupported_method, hidden_in_text.
+	// corrupt_archive, unsupported_method, hidden_in_text, uuencoded, bad_uuencode.
 	Reasons []string
 	// Data is the decoded content of a MIME part (nil for archive entries).
 	Data []byte `json:"-"`
@@ -217,6 +217,9 @@ func (w *walker) leaf(p *Part, mt string, body []byte, params, dparams []param, 
 				return
 			}
 			w.addText(p, mt, data)
+			if mt == "text/plain" {
+				w.addUU(p, data)
+			}
 		}
 		return
 	}

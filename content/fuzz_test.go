@@ -31,7 +31,8 @@ func walkSeeds() [][]byte {
 		out = append(out, b)
 	}
 	out = append(out, []byte("Content-Type: multipart/mixed; boundary=a\n\n--a\nContent-Type: multipart/mixed; boundary=a\n\n--a\n--a--\n"),
-		[]byte("Subject: x\n\nbody http://x.example/ www.y.example"), []byte(""), []byte("\n\n"))
+		[]byte("Subject: x\n\nbody http://x.example/ www.y.example"), []byte(""), []byte("\n\n"),
+		[]byte("Subject: uu\n\n"+uuencode("setup.exe", peStub()[:100])))
 	return out
 }
 

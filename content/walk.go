@@ -482,6 +482,18 @@ func (w *walker) decode(p *Part, body []byte) []byte {
 		if bad {
 			w.malformed(p.Path, "bad_quoted_printable")
 		}
+	case "x-uuencode", "uuencode", "x-uue":
+		// Decoded by addUU when the part is text; as a transfer encoding the "begin"
+		// block is the whole body.
+		if f := findUU(body, budget); len(f) > 0 {
+			out = f[0].data
+			if f[0].bad {
+				w.malformed(p.Path, "bad_uuencode")
+			}
+		} else {
+			w.malformed(p.Path, "bad_uuencode")
+			out = body
+		}
 	default:
 		w.malformed(p.Path, "unknown_encoding")
 		out = body
