@@ -60,7 +60,8 @@ func NormalizeAddress(s string) (string, error) {
 }
 
 func normalizeLocal(l string) (string, error) {
-	l = strings.ToLower(norm.NFC.String(l))
+	// Lower-casing can denormalise: normalise again after it, so the result is stable.
+	l = norm.NFC.String(strings.ToLower(norm.NFC.String(l)))
 	if l == "" || len(l) > maxLocalLen {
 		return "", errors.New("local part empty or longer than 64 octets")
 	}

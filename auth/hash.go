@@ -42,6 +42,7 @@ const (
 	maxIterations = 64
 	maxSaltLen    = 64
 	maxKeyLen     = 128
+	maxBcryptCost = 16 // about 5 s; bcrypt allows 31 (days)
 )
 
 func (p Argon2Params) withDefaults() Argon2Params {
@@ -176,13 +177,21 @@ func stripScheme(encoded string) string {
 func CheckHash(encoded string) error {
 	s := stripScheme(encoded)
 	if strings.HasPrefix(s, "$2") {
-		if _, err := bcrypt.Cost([]byte(s)); err != nil {
-			return fmt.Errorf("%w: bcrypt: %v", errBadHash, err)
-		}
-		return nil
+		return checkBcrypt(s)
 	}
 	_, err := parseArgon2(s)
 	return err
+}
+
+func checkBcrypt(s string) error {
+	c, err := bcrypt.Cost([]byte(s))
+	if err != nil {
+		return fmt.Errorf("%w: bcrypt: %v", errBadHash, err)
+	}
+	if c > maxBcryptCost {
+		return fmt.Errorf("%w: bcrypt cost %d above %d", errBadHash, c, maxBcryptCost)
+	}
+	return nil
 }
 
 // VerifyPassword compares password with the stored hash in constant time (with respect
@@ -191,6 +200,9 @@ func CheckHash(encoded string) error {
 func VerifyPassword(encoded, password string, p Argon2Params) (ok, rehash bool, err error) {
 	s := stripScheme(encoded)
 	if strings.HasPrefix(s, "$2") {
+		if err := checkBcrypt(s); err != nil {
+			return false, false, err
+		}
 		err := bcrypt.CompareHashAndPassword([]byte(s), []byte(password))
 		switch {
 		case err == nil:

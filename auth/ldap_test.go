@@ -24,12 +24,12 @@ var ldapUsers = []ldaptest.User{
 	{UID: "twin2", Mail: "twin@example.test", Password: "twin-pw"},
 }
 
-func startSlapd(t *testing.T) *ldaptest.Server {
+func startSlapd(t testing.TB) *ldaptest.Server {
 	t.Helper()
 	return ldaptest.Start(t, ldapUsers...)
 }
 
-func newLDAP(t *testing.T, srv *ldaptest.Server, mod func(*LDAPConfig)) *LDAP {
+func newLDAP(t testing.TB, srv *ldaptest.Server, mod func(*LDAPConfig)) *LDAP {
 	t.Helper()
 	cfg := LDAPConfig{
 		URL: srv.URL, BindDN: srv.BindDN, BindPassword: srv.BindPassword,
@@ -40,7 +40,7 @@ func newLDAP(t *testing.T, srv *ldaptest.Server, mod func(*LDAPConfig)) *LDAP {
 	if mod != nil {
 		mod(&cfg)
 	}
-	l, err := NewLDAP(cfg, nil)
+	l, err := NewLDAP(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
