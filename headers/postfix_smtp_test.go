@@ -100,8 +100,10 @@ anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 `
-	os.WriteFile(filepath.Join(conf, "main.cf"), []byte(main), 0o644)
-	os.WriteFile(filepath.Join(conf, "master.cf"), []byte(master), 0o644)
+	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(master), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeMainCF(t, conf, main)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, pf, "-c", conf, "start").CombinedOutput(); err != nil {

@@ -30,9 +30,7 @@ func postmapTool(t *testing.T, syn Syntax) func(file string, keys []string) map[
 		}
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeMainCF(t, dir, "")
 	pc := filepath.Join(filepath.Dir(pm), "postconf")
 	out, err := exec.Command(pc, "-c", dir, "-m").Output()
 	if err != nil || !bytes.Contains(out, []byte(syn.String()+"\n")) {
@@ -174,7 +172,7 @@ func compareArgv(t *testing.T, file string, keys []string) {
 		pm = "/usr/sbin/postmap"
 	}
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644)
+	writeMainCF(t, dir, "")
 	hits := 0
 	for _, k := range keys {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -191,5 +189,19 @@ func compareArgv(t *testing.T, file string, keys []string) {
 	}
 	if hits < 2 {
 		t.Errorf("%s: only %d folded keys matched", file, hits)
+	}
+}
+
+// writeMainCF writes a main.cf dated an hour back: Postfix programs wait about two
+// seconds for a configuration file modified within the last second to settle.
+func writeMainCF(t *testing.T, dir, text string) {
+	t.Helper()
+	f := filepath.Join(dir, "main.cf")
+	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(f, old, old); err != nil {
+		t.Fatal(err)
 	}
 }
