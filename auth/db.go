@@ -32,6 +32,16 @@ type DBConfig struct {
 	// DefaultDomain, when set, is appended to a login name without "@" ("alice" logs in
 	// as alice@DefaultDomain).
 	DefaultDomain string `yaml:"default_domain"`
+	// VerifyCacheTTL, when positive, remembers successful verifications for this long,
+	// so that clients that log in again and again (IMAP clients opening several
+	// connections, load balancers) do not cost a 64 MiB hash each time. The entry is a
+	// keyed HMAC of (address, stored hash, password): a changed or deleted password
+	// misses at once, even when changed by another process. Off by default: while
+	// cached, a password is held in a form cheap to brute-force by whoever can read the
+	// server's memory. Dovecot's auth_cache_ttl is the analogue.
+	VerifyCacheTTL time.Duration `yaml:"verify_cache_ttl"`
+	// VerifyCacheSize bounds the cache (default 10000 entries).
+	VerifyCacheSize int `yaml:"verify_cache_size"`
 	// Logger for hash upgrades and database errors (nil: slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -59,6 +69,8 @@ type DB struct {
 
 	dummyOnce sync.Once
 	dummy     string // a hash with the current parameters, verified for unknown users
+
+	cache *verifyCache // nil: off
 
 	verifyHook func() // tests: called on every password verification
 }
@@ -130,7 +142,11 @@ func OpenDBConfig(cfg DBConfig) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &DB{db: sdb, params: p, domain: domain, log: log, sem: make(chan struct{}, n)}, nil
+	d := &DB{db: sdb, params: p, domain: domain, log: log, sem: make(chan struct{}, n)}
+	if cfg.VerifyCacheTTL > 0 {
+		d.cache = newVerifyCache(cfg.VerifyCacheTTL, cfg.VerifyCacheSize)
+	}
+	return d, nil
 }
 
 // Close closes the database.
@@ -368,6 +384,9 @@ func (d *DB) Authenticate(ctx context.Context, username, password string, _ neti
 		}
 	}
 	known := stored != ""
+	if known && d.cache != nil && d.cache.hit(addr, stored, password) {
+		return addr, nil
+	}
 	if !known {
 		stored = d.dummyHash()
 	}
@@ -389,21 +408,30 @@ func (d *DB) Authenticate(ctx context.Context, username, password string, _ neti
 		return "", fmt.Errorf("%w: wrong password for %s", ErrInvalid, addr)
 	}
 	if rehash {
-		d.upgrade(ctx, addr, stored, password)
+		stored = d.upgrade(ctx, addr, stored, password)
+	}
+	if d.cache != nil {
+		d.cache.add(addr, stored, password)
 	}
 	return addr, nil
 }
 
 // upgrade replaces the hash old of addr with one of the current parameters, unless the
-// password was changed meanwhile. Failure only delays the upgrade to the next login.
-func (d *DB) upgrade(ctx context.Context, addr, old, password string) {
+// password was changed meanwhile, and returns the hash now stored. Failure only delays
+// the upgrade to the next login.
+func (d *DB) upgrade(ctx context.Context, addr, old, password string) string {
 	h, err := d.hash(ctx, password)
+	var res sql.Result
 	if err == nil {
-		_, err = d.db.ExecContext(ctx, `UPDATE users SET password = ? WHERE address = ? AND password = ?`, h, addr, old)
+		res, err = d.db.ExecContext(ctx, `UPDATE users SET password = ? WHERE address = ? AND password = ?`, h, addr, old)
 	}
 	if err != nil {
 		d.log.Warn("auth: password hash upgrade failed", "user", addr, "err", err)
-		return
+		return old
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return old // changed meanwhile
 	}
 	d.log.Info("auth: password hash upgraded", "user", addr, "scheme", schemeOf(old))
+	return h
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -261,6 +262,7 @@ func TestHashHostileInput(t *testing.T) {
 		"$argon2id$v=19$m=64,t=1,p=1,x=2$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8",
 		"$argon2id$v=19$m=64,t=1,p=1$!!$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8",
 		"$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$", "$2y$99$xx", "{SHA512-CRYPT}$6$abc$def",
+		"$2a$31$abcdefghijklmnopqrstuu5Ue9vH0Ee3QxbWvq8MjGjE0Kq3qBrXy", // cost 31: days
 	} {
 		ok, _, err := VerifyPassword(h, "password", Argon2Params{})
 		if ok || err == nil {
@@ -449,5 +451,68 @@ func TestCLICommands(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ADDRESS") || !strings.HasPrefix(lines[1], "alice@example.org ") || !strings.Contains(lines[1], "argon2id") {
 		t.Fatalf("list output:\n%s", out.String())
+	}
+}
+
+func TestVerifyCache(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "users.db")
+	db, err := OpenDBConfig(DBConfig{Path: path, Argon2: testParams, VerifyCacheTTL: time.Minute, VerifyCacheSize: 2, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	db.cache.now = func() time.Time { return now }
+	var n atomic.Int32
+	db.verifyHook = func() { n.Add(1) }
+	auth := func(user, pw string) (verified bool, err error) {
+		n.Store(0)
+		_, err = db.Authenticate(ctx, user, pw, loopback)
+		return n.Load() > 0, err
+	}
+	if err := db.Add(ctx, "a@example.org", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := auth("a@example.org", "pw"); !v || err != nil {
+		t.Fatalf("first login: verified=%v %v", v, err)
+	}
+	if v, err := auth("A@example.org", "pw"); v || err != nil {
+		t.Fatalf("second login: verified=%v %v", v, err)
+	}
+	if v, err := auth("a@example.org", "pW"); !v || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("wrong password: verified=%v %v", v, err)
+	}
+	// Another process changes the password: the old one fails at once.
+	cli := openTestDB(t, path)
+	if err := cli.SetPassword(ctx, "a@example.org", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth("a@example.org", "pw"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("old password after passwd: %v", err)
+	}
+	if v, err := auth("a@example.org", "new"); !v || err != nil {
+		t.Fatalf("new password: verified=%v %v", v, err)
+	}
+	if v, _ := auth("a@example.org", "new"); v {
+		t.Fatal("new password not cached")
+	}
+	now = now.Add(61 * time.Second)
+	if v, err := auth("a@example.org", "new"); !v || err != nil {
+		t.Fatalf("after TTL: verified=%v %v", v, err)
+	}
+	// Deleted elsewhere: refused although cached.
+	if err := cli.Delete(ctx, "a@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth("a@example.org", "new"); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("deleted user: %v", err)
+	}
+	// Bounded.
+	for i := range 10 {
+		db.cache.add(fmt.Sprint(i), "h", "p")
+	}
+	if len(db.cache.entries) > 2 {
+		t.Fatalf("%d cache entries", len(db.cache.entries))
 	}
 }
