@@ -1,0 +1,62 @@
+package dispatch_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/dispatch"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// An alias that lists itself keeps a copy in its own mailbox and forwards the rest;
+// a message that already went through an alias does not go through it again.
+func TestAliasKeepsCopyAndLoopGuard(t *testing.T) {
+	dir := t.TempDir()
+	aliases := filepath.Join(dir, "aliases")
+	os.WriteFile(aliases, []byte("keep: keep, bob\nlist: alice, bob\n"), 0o644)
+	router, err := route.New(route.Config{LocalDomains: []string{"example.test"}, Aliases: aliases, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, _ := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(dir, "mail")})
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	d, _ := dispatch.New(dispatch.Config{Router: router, Local: md, Reinject: sp.Enqueue})
+	q, _ := delivery.New(delivery.Config{MinBackoff: time.Hour, Logger: quiet}, sp, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	enqueue := func(msg string, to ...string) {
+		if _, err := sp.Enqueue(ctx, spool.Envelope{From: "x@example.net", To: to}, strings.NewReader(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("Subject: keep\r\n\r\nhi\r\n", "keep@example.test")
+	// A copy that claims to have been through the list already is a loop: bounced to
+	// x@example.net (remote, no relay here: that bounce stays queued).
+	enqueue("Delivered-To: list@example.test\r\nSubject: looped\r\n\r\nhi\r\n", "list@example.test")
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := q.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	count := func(user string) int {
+		p, _ := md.Path(user + "@example.test")
+		n, _ := filepath.Glob(filepath.Join(string(p), "new", "*"))
+		return len(n)
+	}
+	if k, b, a := count("keep"), count("bob"), count("alice"); k != 1 || b != 1 || a != 0 {
+		t.Fatalf("keep %d, bob %d, alice %d messages; want 1, 1, 0", k, b, a)
+	}
+}
