@@ -103,7 +103,7 @@ func (s *SQLiteStore) load(ctx context.Context) (*table, int64, error) {
 			rows.Close()
 			return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
 		}
-		t.tokens[uint64(h)] = entry{spam: uint32(sp), ham: uint32(hm), day: uint16(day)}
+		t.tokens.set(uint64(h), entry{spam: uint32(sp), ham: uint32(hm), day: uint16(day)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
@@ -290,7 +290,7 @@ func (s *SQLiteStore) Prune(ctx context.Context, cfg PruneConfig) (int, error) {
 	}
 	s.mu.Lock()
 	for _, h := range hs {
-		delete(s.t.tokens, h)
+		s.t.tokens.del(h)
 	}
 	s.mu.Unlock()
 	return len(hs), nil

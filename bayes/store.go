@@ -120,13 +120,13 @@ type entry struct {
 
 // table is the in-memory token table shared by MemStore and the SQLite cache.
 type table struct {
-	tokens map[uint64]entry
+	tokens *tokenMap
 	totals Totals
 	seen   map[uint64]Class
 }
 
 func newTable() *table {
-	return &table{tokens: map[uint64]entry{}, seen: map[uint64]Class{}}
+	return &table{tokens: newTokenMap(), seen: map[uint64]Class{}}
 }
 
 // delta is a planned relative change of one token.
@@ -221,16 +221,16 @@ func addClamp(v uint32, d int32) uint32 {
 
 func (t *table) apply(p *plan) {
 	for h, d := range p.tokens {
-		e := t.tokens[h]
+		e, _ := t.tokens.get(h)
 		e.spam = addClamp(e.spam, d.spam)
 		e.ham = addClamp(e.ham, d.ham)
 		if d.day > e.day {
 			e.day = d.day
 		}
 		if e.spam == 0 && e.ham == 0 {
-			delete(t.tokens, h)
+			t.tokens.del(h)
 		} else {
-			t.tokens[h] = e
+			t.tokens.set(h, e)
 		}
 	}
 	t.totals.Spam = addClamp(t.totals.Spam, int32(p.dSpam))
@@ -246,16 +246,15 @@ func (t *table) apply(p *plan) {
 
 func (t *table) lookup(keys []uint64, out []Counts) Totals {
 	for i, k := range keys {
-		e := t.tokens[k]
-		out[i] = Counts{Spam: e.spam, Ham: e.ham}
+		out[i] = t.tokens.counts(k)
 	}
 	return t.totals
 }
 
 func (t *table) stats() Stats {
-	s := Stats{Totals: t.totals, Tokens: len(t.tokens), Messages: len(t.seen)}
+	s := Stats{Totals: t.totals, Tokens: t.tokens.len(), Messages: len(t.seen)}
 	s.OldestDay = 1<<16 - 1
-	for _, e := range t.tokens {
+	for _, e := range t.tokens.all() {
 		if e.spam+e.ham == 1 {
 			s.Hapaxes++
 		}
@@ -263,7 +262,7 @@ func (t *table) stats() Stats {
 			s.OldestDay = e.day
 		}
 	}
-	if len(t.tokens) == 0 {
+	if t.tokens.len() == 0 {
 		s.OldestDay = 0
 	}
 	return s
@@ -273,7 +272,7 @@ func (t *table) stats() Stats {
 func (t *table) prunable(cfg PruneConfig, now time.Time) []uint64 {
 	cutoff := dayOf(now.Add(-cfg.MaxAge))
 	var out []uint64
-	for h, e := range t.tokens {
+	for h, e := range t.tokens.all() {
 		if int(e.spam+e.ham) <= cfg.MinCount && e.day < cutoff {
 			out = append(out, h)
 		}
@@ -331,7 +330,7 @@ func (m *MemStore) Prune(ctx context.Context, cfg PruneConfig) (int, error) {
 	}
 	hs := m.t.prunable(cfg, time.Now())
 	for _, h := range hs {
-		delete(m.t.tokens, h)
+		m.t.tokens.del(h)
 	}
 	return len(hs), nil
 }

@@ -40,7 +40,7 @@ func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
 		tab = st.t
 	}
 	m := map[uint64]entry{}
-	for h, e := range tab.tokens {
+	for h, e := range tab.tokens.all() {
 		e.day = 0 // untraining does not roll the day back
 		m[h] = e
 	}

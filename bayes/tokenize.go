@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"math/bits"
 	"mime"
 	"slices"
 	"strings"
@@ -26,6 +27,8 @@ type TokenizerConfig struct {
 	// MaxReceived limits them to the first (newest) so many Received fields (0: all).
 	NoReceived  bool `yaml:"no_received"`
 	MaxReceived int  `yaml:"max_received"`
+	// Caps adds a "caps:word" token for words written in capitals only.
+	Caps bool `yaml:"caps"`
 	// SubjectWords also adds the words of the Subject as body words.
 	SubjectWords bool `yaml:"subject_words"`
 	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
@@ -97,6 +100,9 @@ func (c TokenizerConfig) Fingerprint() string {
 	slices.Sort(hs)
 	fmt.Fprintf(h, "v2|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
+	if c.Caps {
+		fmt.Fprint(h, "|caps")
+	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 
@@ -216,6 +222,8 @@ const (
 	clSpecial             // ':' and '@' may start URL or address handling
 	clLead                // punctuation trimmed at the start of a word
 	clTrail               // punctuation trimmed at the end of a word
+	clUpper               // A-Z
+	clLower               // a-z
 )
 
 var (
@@ -241,6 +249,10 @@ func init() {
 		if isTrailPunct(byte(c)) {
 			classTable[c] |= clTrail
 		}
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		classTable[c] |= clUpper
+		classTable[c+'a'-'A'] |= clLower
 	}
 	classTable[':'] |= clSpecial
 	classTable['@'] |= clSpecial
@@ -485,6 +497,9 @@ func looksHTML(b []byte) bool {
 	if len(b) > 512 {
 		b = b[:512]
 	}
+	if bytes.IndexByte(b, '<') < 0 {
+		return false
+	}
 	return indexFold(b, "<html") >= 0 || indexFold(b, "<body") >= 0
 }
 
@@ -514,21 +529,27 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 			i++
 		}
 		ws := i
-		rest := text[i:]
-		good, k := 0, 0
 		var flags byte
-		for ; k < len(rest); k++ {
-			f := classTable[rest[k]]
-			if f&clSep != 0 {
-				break
+		if t.cfg.Caps {
+			// per byte: the letter case flags are needed
+			for ; i < n; i++ {
+				f := classTable[text[i]]
+				if f&clSep != 0 {
+					break
+				}
+				flags |= f
 			}
-			flags |= f
-			if f&clTrail == 0 {
-				good = k + 1
+		} else {
+			var special bool
+			i, special = scanWord(text, i)
+			if special {
+				flags = clSpecial
 			}
 		}
-		i += k
-		goodEnd := ws + good
+		goodEnd := i
+		for goodEnd > ws && classTable[text[goodEnd-1]]&clTrail != 0 {
+			goodEnd--
+		}
 		if i == start {
 			continue
 		}
@@ -555,6 +576,9 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 				hGood = hashWord(st.scratch)
 			}
 			st.set.add(hGood)
+			if t.cfg.Caps && flags&(clUpper|clLower) == clUpper {
+				st.add(prefix, "caps:", w)
+			}
 			if body && t.cfg.Bigrams {
 				if st.hasPrev {
 					st.set.add(st.prev*31 ^ hGood ^ 0x9e3779b97f4a7c15)
@@ -563,6 +587,40 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 			}
 		}
 	}
+}
+
+// scanWord returns the end of the word starting at i (the first white space or control
+// byte) and whether it contains ':' or '@', eight bytes at a time (SWAR).
+func scanWord(text []byte, i int) (int, bool) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	var spec uint64
+	for i+8 <= len(text) {
+		x := binary.LittleEndian.Uint64(text[i:])
+		// bytes < 0x21 (space and controls) or == 0x7f; the lowest flagged byte is exact
+		sep := (x - 0x21*ones) &^ x & highs
+		d := x ^ 0x7f*ones
+		sep |= (d - ones) &^ d & highs
+		c := x ^ ':'*ones
+		a := x ^ '@'*ones
+		sp := ((c-ones)&^c | (a-ones)&^a) & highs
+		if sep != 0 {
+			low := sep & -sep
+			spec |= sp & (low - 1)
+			return i + bits.TrailingZeros64(sep)/8, spec != 0
+		}
+		spec |= sp
+		i += 8
+	}
+	for ; i < len(text); i++ {
+		f := classTable[text[i]]
+		if f&clSep != 0 {
+			break
+		}
+		if f&clSpecial != 0 {
+			spec = 1
+		}
+	}
+	return i, spec != 0
 }
 
 func isLeadPunct(c byte) bool {
@@ -633,6 +691,15 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 		return
 	}
 	st.add(prefix, "", w)
+	if t.cfg.Caps {
+		var fl byte
+		for _, c := range w {
+			fl |= classTable[c]
+		}
+		if fl&(clUpper|clLower) == clUpper {
+			st.add(prefix, "caps:", w)
+		}
+	}
 	if t.cfg.SplitPunct {
 		t.pieces(st, prefix, w)
 	}

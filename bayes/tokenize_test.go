@@ -2,6 +2,7 @@ package bayes
 
 import (
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -139,5 +140,30 @@ func BenchmarkTokenize(b *testing.B) {
 	for b.Loop() {
 		dst = tok.Hashes(dst[:0], raw)
 		dst = tok.Hashes(dst[:0], plain)
+	}
+}
+
+// TestScanWord compares the SWAR word scanner with a byte-at-a-time one.
+func TestScanWord(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("ab:@ \t\n\x7f\x80\xffZ.,x\x00\x20\x21")
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		start := 0
+		if len(b) > 0 {
+			start = r.IntN(len(b))
+		}
+		wantEnd, wantSpec := start, false
+		for wantEnd < len(b) && b[wantEnd] > ' ' && b[wantEnd] != 0x7f {
+			wantSpec = wantSpec || b[wantEnd] == ':' || b[wantEnd] == '@'
+			wantEnd++
+		}
+		end, spec := scanWord(b, start)
+		if end != wantEnd || spec != wantSpec {
+			t.Fatalf("scanWord(%q, %d) = %d, %v; want %d, %v", b, start, end, spec, wantEnd, wantSpec)
+		}
 	}
 }

@@ -39,6 +39,9 @@ func tokVariants() []variant {
 		t.Headers = bayes.DefaultHeaders[:len(bayes.DefaultHeaders)-2]
 	})
 	add("headers:subject,from only", func(t *bayes.TokenizerConfig) { t.Headers = []string{"subject", "from"} })
+	add("caps", func(t *bayes.TokenizerConfig) { t.Caps = true })
+	add("caps+split_punct", func(t *bayes.TokenizerConfig) { t.Caps = true; t.SplitPunct = true })
+	add("all headers+split_punct", func(t *bayes.TokenizerConfig) { t.Headers = []string{"*"}; t.SplitPunct = true })
 	add("max_received=1", func(t *bayes.TokenizerConfig) { t.MaxReceived = 1 })
 	add("max_received=2", func(t *bayes.TokenizerConfig) { t.MaxReceived = 2 })
 	add("max_received=4", func(t *bayes.TokenizerConfig) { t.MaxReceived = 4 })
