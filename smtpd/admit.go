@@ -42,7 +42,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		raw.Close()
 		return
 	}
-	nc := &conn{Conn: raw, cmdTimeout: s.cfg.CommandTimeout, sessionEnd: now.Add(s.cfg.SessionTimeout), lastWrite: now}
+	nc := &conn{Conn: raw, cmdTimeout: s.cfg.CommandTimeout, sessionEnd: now.Add(s.cfg.SessionTimeout), lastWrite: now, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &connState{srv: s, l: l, nc: nc, ctx: ctx}
 	nc.st = st
@@ -108,12 +108,9 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 			return
 		}
 	}
-	select {
-	case g.ch <- hand:
-		s.m.conn(name, "accepted")
-	case <-g.done:
-		hand.Close()
-	}
+	s.m.conn(name, "accepted")
+	// go-smtp greets, then serves the connection until it is closed.
+	_ = s.newSMTPServer(l, &st.tap).Serve(&oneConn{c: hand, closed: nc.done, addr: l.ln.Addr()})
 }
 
 // refuseAtGreeting answers a connect-stage rejection instead of the 220 greeting. RFC 5321

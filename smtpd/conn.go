@@ -37,6 +37,7 @@ type conn struct {
 
 	killed  atomic.Bool
 	closed  atomic.Bool
+	done    chan struct{} // closed by Close
 	onClose func()
 }
 
@@ -120,6 +121,9 @@ func (c *conn) Close() error {
 		return nil
 	}
 	err := c.Conn.Close()
+	if c.done != nil {
+		close(c.done)
+	}
 	if c.onClose != nil {
 		c.onClose()
 	}

@@ -121,6 +121,9 @@ func (s *session) Data(r io.Reader) error {
 	defer res.release()
 	err = readMessage(r, buf, res)
 	st.nc.setData(time.Time{})
+	if err == nil && st.tap.bad.Load() {
+		err = errBareNewline
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err != nil {

@@ -69,8 +69,9 @@ func fuzzServer(t testing.TB) (*Server, *memQueue) {
 	return s, q
 }
 
-// session feeds input to a new session over net.Pipe, then closes the client side, and
-// fails if the session has not ended within 5 s. It returns the server's replies.
+// fuzzSession feeds input to a new session over net.Pipe, then closes the client side,
+// and fails if the session has not ended in time (less than the fuzzer's 10 s hang
+// limit). It returns the server's replies.
 func (s *Server) fuzzSession(t *testing.T, input []byte) []byte {
 	client, server := net.Pipe()
 	g := s.listeners[0].gate
@@ -89,13 +90,13 @@ func (s *Server) fuzzSession(t *testing.T, input []byte) []byte {
 	_, _ = client.Write(input)
 	select {
 	case <-readDone:
-	case <-time.After(5 * time.Second):
+	case <-time.After(4 * time.Second): // sessions end within SessionTimeout (3s)
 		client.Close()
 		<-readDone
 		t.Fatalf("session did not end within 5s; replies so far:\n%s", out.String())
 	}
 	client.Close()
-	for range 500 {
+	for range 300 {
 		s.mu.Lock()
 		n := s.total
 		s.mu.Unlock()
@@ -104,7 +105,7 @@ func (s *Server) fuzzSession(t *testing.T, input []byte) []byte {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("server-side connection still open 5s after the client closed")
+	t.Fatalf("server-side connection still open 3s after the client closed")
 	return nil
 }
 
@@ -204,4 +205,26 @@ func FuzzParseMailbox(f *testing.F) {
 			t.Fatalf("%q: domain %q", s, a.Domain)
 		}
 	})
+}
+
+func TestTap(t *testing.T) {
+	for in, bad := range map[string]bool{
+		"a\r\n.\rX":           true,
+		"a\r\n.\r\r\n":        true,
+		"a\r\n.\r\n":          false,
+		"a\r\n..\rX":          false, // visible to Data as ".\rX"
+		"250 OK\r\n.\r":       false, // undecided until the next byte
+		"\r\n.\r\r\n.\r\nEND": true,
+	} {
+		var tp tap
+		// Byte by byte: the pattern may straddle writes.
+		for i := range len(in) {
+			tp.Write([]byte{in[i]})
+		}
+		var whole tap
+		whole.Write([]byte(in))
+		if tp.bad.Load() != bad || whole.bad.Load() != bad {
+			t.Errorf("%q: bad=%v/%v, want %v", in, tp.bad.Load(), whole.bad.Load(), bad)
+		}
+	}
 }

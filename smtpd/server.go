@@ -101,16 +101,16 @@ type Server struct {
 	tlsConfig *tls.Config
 
 	closing  atomic.Bool
+	stopped  chan struct{}  // closed when Shutdown has finished
 	dataMem  atomic.Int64   // bytes of messages being received (see reservation)
-	wg       sync.WaitGroup // admit goroutines and accept loops
-	serveErr chan error
+	wg       sync.WaitGroup // accept loops, and each connection until it is closed
+	errorLog *log.Logger    // go-smtp's, into s.log
 }
 
 type listener struct {
 	cfg  ListenerConfig
 	ln   net.Listener // raw (or PROXY) listener
 	gate *gate
-	smtp *smtp.Server
 }
 
 // New checks cfg and returns a server. It does no I/O: sockets are opened by Listen (or
@@ -131,14 +131,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, trusted: trusted,
-		local: make(map[string]bool),
-		perIP: make(map[netip.Addr]int),
-		conns: make(map[*conn]struct{}),
-		log:   deps.Logger,
+		local:   make(map[string]bool),
+		perIP:   make(map[netip.Addr]int),
+		conns:   make(map[*conn]struct{}),
+		log:     deps.Logger,
+		stopped: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.errorLog = log.New(slogWriter{s.log}, "", 0)
 	for _, d := range cfg.LocalDomains {
 		s.local[strings.ToLower(strings.TrimSuffix(d, "."))] = true
 	}
@@ -193,15 +195,17 @@ func (s *Server) Listen() error {
 			ln = pl
 		}
 		l := &listener{cfg: lc, ln: ln}
-		l.gate = &gate{srv: s, l: l, ch: make(chan net.Conn), done: make(chan struct{})}
-		l.smtp = s.newSMTPServer(l)
+		l.gate = &gate{srv: s, l: l}
 		out = append(out, l)
 	}
 	s.listeners = out
 	return nil
 }
 
-func (s *Server) newSMTPServer(l *listener) *smtp.Server {
+// newSMTPServer returns the go-smtp server of one connection. One per connection, because
+// go-smtp's Debug tap, the only place where the plaintext above TLS can be seen, is a
+// server field (see tap).
+func (s *Server) newSMTPServer(l *listener, t *tap) *smtp.Server {
 	ss := smtp.NewServer(&backend{srv: s, l: l})
 	ss.Domain = s.cfg.Hostname
 	ss.MaxMessageBytes = s.cfg.MaxMessageBytes
@@ -209,15 +213,36 @@ func (s *Server) newSMTPServer(l *listener) *smtp.Server {
 	ss.MaxLineLength = s.cfg.MaxLineLength
 	ss.WriteTimeout = s.cfg.CommandTimeout
 	ss.ReadTimeout = 0 // deadlines are set by conn (see conn.go)
-	ss.ErrorLog = log.New(slogWriter{s.log}, "", 0)
-	if l.cfg.Mode == ModeSubmission {
-		ss.TLSConfig = s.tlsConfig
-	} else if l.cfg.Mode == ModeMX {
-		ss.TLSConfig = s.tlsConfig // STARTTLS on port 25 too (opportunistic)
+	ss.ErrorLog = s.errorLog
+	ss.Debug = t
+	if l.cfg.Mode != ModeSubmissions {
+		ss.TLSConfig = s.tlsConfig // STARTTLS; on port 25 too (opportunistic)
 	}
-	// ModeSubmissions: the gate hands over *tls.Conn after the handshake; no STARTTLS.
+	// ModeSubmissions: admit hands over a *tls.Conn after the handshake; no STARTTLS.
 	return ss
 }
+
+// oneConn is the net.Listener of a per-connection go-smtp server: it yields its
+// connection once, then blocks until the connection is closed, which ends go-smtp's Serve.
+type oneConn struct {
+	c      net.Conn
+	closed <-chan struct{}
+	addr   net.Addr
+	once   sync.Once
+}
+
+func (o *oneConn) Accept() (net.Conn, error) {
+	var c net.Conn
+	o.once.Do(func() { c = o.c })
+	if c != nil {
+		return c, nil
+	}
+	<-o.closed
+	return nil, net.ErrClosed
+}
+
+func (o *oneConn) Close() error   { return nil }
+func (o *oneConn) Addr() net.Addr { return o.addr }
 
 // Addr returns the address of the listener named name, nil before Listen.
 func (s *Server) Addr(name string) net.Addr {
@@ -233,14 +258,13 @@ func (s *Server) Addr(name string) net.Addr {
 
 // Serve serves every listener until ctx ends (then it shuts down gracefully, waiting up
 // to Config.ShutdownTimeout for sessions in progress) or Shutdown is called. It returns
-// nil after a shutdown, or the first listener error.
+// nil after a graceful shutdown, or the shutdown's error.
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	ls := s.listeners
-	s.serveErr = make(chan error, len(ls))
 	s.mu.Unlock()
 	for _, l := range ls {
 		s.wg.Add(1)
@@ -248,36 +272,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			defer s.wg.Done()
 			l.gate.run()
 		}()
-		go func() {
-			err := l.smtp.Serve(l.gate)
-			if err != nil && !errors.Is(err, net.ErrClosed) && !s.closing.Load() {
-				s.serveErr <- fmt.Errorf("smtpd: listener %s: %w", l.cfg.Name, err)
-				return
-			}
-			s.serveErr <- nil
-		}()
 	}
-	var first error
 	select {
 	case <-ctx.Done():
-	case first = <-s.serveErr:
-		if first == nil {
-			// A listener stopped because Shutdown was called elsewhere.
-			s.waitServe(len(ls) - 1)
-			return nil
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := s.Shutdown(sctx); err != nil && first == nil {
-		first = err
-	}
-	return first
-}
-
-func (s *Server) waitServe(n int) {
-	for range n {
-		<-s.serveErr
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		return s.Shutdown(sctx)
+	case <-s.stopped:
+		return nil // Shutdown was called
 	}
 }
 
@@ -285,99 +287,64 @@ func (s *Server) waitServe(n int) {
 // the middle of a mail transaction finish, and closes whatever is left when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.closing.Swap(true) {
+		select {
+		case <-s.stopped:
+		case <-ctx.Done():
+		}
 		return nil
 	}
+	defer close(s.stopped)
 	s.mu.Lock()
 	ls := s.listeners
 	for c := range s.conns {
 		c.interruptIdle()
 	}
 	s.mu.Unlock()
-	// Close the gates ourselves too: go-smtp's Shutdown closes only the listeners its
-	// Serve has registered, and a Serve goroutine may not have started yet.
 	for _, l := range ls {
 		_ = l.gate.Close()
 	}
-	var firstErr error
-	var wg sync.WaitGroup
-	for _, l := range ls {
-		wg.Go(func() {
-			if err := l.smtp.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-				_ = l.smtp.Close()
-				s.mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				s.mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	// Connections still in the gate (connect stage running) end with the context.
+	// s.wg counts the accept loops and every connection until it is closed.
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		left := make([]*conn, 0, len(s.conns))
-		for c := range s.conns {
-			left = append(left, c)
-		}
-		s.mu.Unlock()
-		for _, c := range left {
-			c.Close() // outside s.mu: Close releases the connection's slot under it
-		}
-		<-done
-		if firstErr == nil {
-			firstErr = ctx.Err()
-		}
 	}
-	return firstErr
+	s.mu.Lock()
+	left := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	for _, c := range left {
+		c.Close() // outside s.mu: Close releases the connection's slot under it
+	}
+	<-done
+	return ctx.Err()
 }
 
-// gate is the net.Listener go-smtp serves. Its accept loop admits each connection in its
-// own goroutine (PROXY header, limits, TLS handshake on implicit-TLS ports, FCrDNS and the
-// connect stage) and hands it to go-smtp only when the client may be greeted.
+// gate runs a listener's accept loop; each connection is admitted in its own goroutine
+// (PROXY header, limits, TLS handshake on implicit-TLS ports, FCrDNS and the connect
+// stage) and then served by go-smtp.
 type gate struct {
 	srv  *Server
 	l    *listener
-	ch   chan net.Conn
-	done chan struct{}
 	once sync.Once
-}
-
-func (g *gate) Accept() (net.Conn, error) {
-	select {
-	case c := <-g.ch:
-		return c, nil
-	case <-g.done:
-		return nil, net.ErrClosed
-	}
 }
 
 func (g *gate) Close() error {
 	var err error
-	g.once.Do(func() {
-		close(g.done)
-		err = g.l.ln.Close()
-	})
+	g.once.Do(func() { err = g.l.ln.Close() })
 	return err
 }
-
-func (g *gate) Addr() net.Addr { return g.l.ln.Addr() }
 
 func (g *gate) run() {
 	var delay time.Duration
 	for {
 		c, err := g.l.ln.Accept()
 		if err != nil {
-			select {
-			case <-g.done:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if g.srv.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Out of file descriptors and the like: back off (as net/http does).

@@ -46,6 +46,8 @@ type connState struct {
 	heloDec    policy.Decision // and of the helo stage
 
 	txnDec []policy.Decision // mail, rcpt and data decisions of the transaction
+
+	tap tap // go-smtp's Debug writer: the bare CR its DATA reader hides
 }
 
 type backend struct {

@@ -359,6 +359,7 @@ func TestAuth(t *testing.T) {
 
 // SMTP smuggling: every way of ending the data other than <CRLF>.<CRLF>, and bare CR
 // and LF anywhere, are refused; nothing that follows them can become a second message.
+// Each case runs in the clear on the MX port and inside TLS on the submission port.
 func TestSmugglingRefused(t *testing.T) {
 	inject := "MAIL FROM:<evil@spoofed.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: injected\r\n\r\ninjected\r\n"
 	for name, payload := range map[string]string{
@@ -368,6 +369,8 @@ func TestSmugglingRefused(t *testing.T) {
 		`\r.\r`:       "Subject: a\r\n\r\nbody\r.\r" + inject + ".\r\n",
 		`\r.\r\n`:     "Subject: a\r\n\r\nbody\r.\r\n" + inject + ".\r\n",
 		`\r\n\r.\r\n`: "Subject: a\r\n\r\nbody\r\n\r.\r\n" + inject + ".\r\n",
+		`\r\n.\rX`:    "Subject: a\r\n\r\nbody\r\n.\r" + inject + ".\r\n",
+		`\r\n.\r\r\n`: "Subject: a\r\n\r\nbody\r\n.\r\r\n" + inject + ".\r\n",
 		"bare CR":     "Subject: a\r\n\r\nbo\rdy\r\n.\r\n",
 		"bare LF":     "Subject: a\r\n\r\nbo\ndy\r\n.\r\n",
 		"LF at start": "\nSubject: a\r\n\r\nbody\r\n.\r\n",
@@ -377,23 +380,37 @@ func TestSmugglingRefused(t *testing.T) {
 			ts := start(t, nil)
 			c := dial(t, ts.addr("mx"))
 			c.Expect(t, "EHLO client.example.net", 250)
-			c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-			c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-			c.Expect(t, "DATA", 354)
-			c.Send(payload)
-			r := c.Expect(t, "", 550)
-			if !strings.Contains(r.Text(), "bare CR or LF") {
-				t.Errorf("reply %v", r)
+			smuggle(t, c, payload)
+			c = dial(t, ts.addr("submission"))
+			c.Expect(t, "EHLO client.example.net", 250)
+			if err := c.StartTLS(); err != nil {
+				t.Fatal(err)
 			}
-			// Then the server closes the connection (as Postfix does): nothing after the
-			// bare newline is read as a command.
-			if r, err := c.Cmd("NOOP"); err == nil {
-				t.Errorf("session still open after a bare newline: %v", r)
-			}
+			c.Expect(t, "EHLO client.example.net", 250)
+			c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+			smuggle(t, c, payload)
 			if got := ts.q.messages(); len(got) != 0 {
 				t.Errorf("queued %d messages: %q", len(got), got[0].Data)
 			}
 		})
+	}
+}
+
+// smuggle sends payload as a message and expects 550 and the end of the session.
+func smuggle(t *testing.T, c *smtptest.Conn, payload string) {
+	t.Helper()
+	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
+	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
+	c.Expect(t, "DATA", 354)
+	c.Send(payload)
+	r := c.Expect(t, "", 550)
+	if !strings.Contains(r.Text(), "bare CR or LF") {
+		t.Errorf("reply %v", r)
+	}
+	// Then the server closes the connection (as Postfix does): nothing after the bare
+	// newline is read as a command.
+	if r, err := c.Cmd("NOOP"); err == nil {
+		t.Errorf("session still open after a bare newline: %v", r)
 	}
 }
 
