@@ -166,7 +166,7 @@ func (d *DB) acquire(ctx context.Context) error {
 	case d.sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("auth: waiting for a password hashing slot: %w", ctx.Err())
+		return fmt.Errorf("auth: waiting for a password hashing slot: %w: %w", ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -377,9 +377,6 @@ func (d *DB) Authenticate(ctx context.Context, username, password string, _ neti
 	if nerr == nil {
 		err := d.db.QueryRowContext(ctx, `SELECT password FROM users WHERE address = ?`, addr).Scan(&stored)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			if ctx.Err() != nil {
-				return "", fmt.Errorf("auth: look up %s: %w", addr, ctx.Err())
-			}
 			return "", fmt.Errorf("auth: look up %s: %w: %w", addr, ErrUnavailable, err)
 		}
 	}

@@ -364,7 +364,7 @@ func TestHashingIsBounded(t *testing.T) {
 	db.sem <- struct{}{} // all slots busy
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := db.Authenticate(cctx, "a@example.org", "pw", loopback); !errors.Is(err, context.Canceled) {
+	if _, err := db.Authenticate(cctx, "a@example.org", "pw", loopback); !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("with no free slot: %v", err)
 	}
 	<-db.sem

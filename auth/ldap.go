@@ -82,6 +82,7 @@ type ldapConn struct {
 	raw      net.Conn
 	c        *ldap.Conn
 	lastUsed time.Time
+	pooled   bool // taken from the pool (may have been closed by the server meanwhile)
 }
 
 // NewLDAP checks cfg and returns an LDAP authenticator; it does no I/O (the CA file is
@@ -242,6 +243,7 @@ func (l *LDAP) get(ctx context.Context, deadline time.Time) (*ldapConn, error) {
 		}
 		l.mu.Unlock()
 		lc.raw.SetDeadline(deadline)
+		lc.pooled = true
 		return lc, nil
 	}
 	l.mu.Unlock()
@@ -293,21 +295,34 @@ func (l *LDAP) with(ctx context.Context, f func(lc *ldapConn) (reuse bool, err e
 	}
 	defer func() { <-l.sem }()
 	deadline, _ := ctx.Deadline()
-	lc, err := l.get(ctx, deadline)
-	if err != nil {
-		return err
-	}
-	// go-ldap takes no context: cancellation closes the connection, which fails the
-	// request in progress.
-	stop := context.AfterFunc(ctx, func() { lc.c.Close() })
-	defer stop()
-	if err := l.serviceBind(lc); err != nil {
+	var lc *ldapConn
+	var stop func() bool
+	for {
+		var err error
+		if lc, err = l.get(ctx, deadline); err != nil {
+			return err
+		}
+		// go-ldap takes no context: cancellation closes the connection, which fails
+		// the request in progress.
+		c := lc.c
+		stop = context.AfterFunc(ctx, func() { c.Close() })
+		err = l.serviceBind(lc)
+		if err == nil {
+			break
+		}
+		stop()
 		l.put(lc, false)
 		if ctx.Err() != nil {
 			return unavailable("bind", ctx.Err())
 		}
+		// A pooled connection the server closed while idle (a restart, its idle
+		// timeout) fails at its first request: retry on a fresh connection.
+		if lc.pooled && ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+			continue
+		}
 		return err
 	}
+	defer stop()
 	reuse, err := f(lc)
 	if ctx.Err() != nil {
 		reuse = false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,6 +203,33 @@ func TestLDAPUnavailable(t *testing.T) {
 	srv.Stop()
 	if _, err := l.Authenticate(ctx, "alice", "alice-pw", loopback); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("stopped server: %v", err)
+	}
+}
+
+// TestLDAPServerRestart: pooled connections cut by a restart are discarded (or, when
+// the cut is noticed only at the next request, retried on a fresh connection), not
+// reported to the user as a failure.
+func TestLDAPServerRestart(t *testing.T) {
+	srv := startSlapd(t)
+	ctx := context.Background()
+	l := newLDAP(t, srv, func(c *LDAPConfig) { c.StartTLS, c.CAFile = true, srv.CAFile })
+	// Fill the pool with several connections.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Authenticate(ctx, "alice", "alice-pw", loopback); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	srv.Restart(t)
+	for i := range 6 {
+		if got, err := l.Authenticate(ctx, "alice", "alice-pw", loopback); err != nil || got != "alice@example.test" {
+			t.Fatalf("attempt %d after restart: %q, %v", i, got, err)
+		}
 	}
 }
 

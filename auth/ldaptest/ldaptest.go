@@ -52,8 +52,9 @@ type Server struct {
 	AdminPass    string
 	Dir          string
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	slapd, conf string
+	cmd         *exec.Cmd
+	done        chan struct{}
 }
 
 // Start starts slapd with users under ou=people and a service account
@@ -87,6 +88,7 @@ func Start(t testing.TB, users ...User) *Server {
 		t.Fatalf("ldaptest: certificates: %v", err)
 	}
 	conf := filepath.Join(dir, "slapd.conf")
+	s.slapd, s.conf = slapd, conf
 	if err := os.WriteFile(conf, []byte(slapdConf(dir, s)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +139,21 @@ func (s *Server) start(slapd, conf string) error {
 	}
 	s.Stop()
 	return fmt.Errorf("slapd did not answer on %s within 15s: %s", s.URL, logs.String())
+}
+
+// Restart stops slapd and starts it again on the same addresses with the same data, as
+// an administrator's restart would (clients' connections are cut).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	var err error
+	for range 50 { // the ports may linger briefly after the old process exits
+		if err = s.start(s.slapd, s.conf); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("ldaptest: restart: %v", err)
 }
 
 // ping binds as the admin.
