@@ -18,6 +18,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/smtpd"
 )
@@ -45,6 +47,8 @@ type Config struct {
 	// HTTP serves /metrics (and, later, the web page). Empty Addr disables it.
 	HTTP struct {
 		Addr string `yaml:"addr"`
+		// Pprof serves Go's profiler under /debug/pprof/ (keep the address private).
+		Pprof bool `yaml:"pprof"`
 	} `yaml:"http"`
 	// DNS is the resolver every DNS policy shares; Cache bounds its cache.
 	DNS   dnsx.ClientConfig `yaml:"dns"`
@@ -52,6 +56,15 @@ type Config struct {
 	// SMTP is the SMTP server: listeners, TLS and limits. hostname, data_dir,
 	// local_domains and trusted_networks are taken from the top level.
 	SMTP smtpd.Config `yaml:"smtp"`
+	// Auth: brute-force throttling, LDAP (optional, asked after the local users), and
+	// recipient validation at RCPT.
+	Auth struct {
+		Throttle   auth.ThrottleConfig   `yaml:"throttle"`
+		LDAP       *auth.LDAPConfig      `yaml:"ldap"`
+		Recipients auth.RecipientsConfig `yaml:"recipients"`
+	} `yaml:"auth"`
+	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
+	Delivery delivery.Config `yaml:"delivery"`
 }
 
 //go:embed default-rules.yaml
@@ -164,6 +177,9 @@ func (c *Config) finish() error {
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	if c.Delivery.Hostname == "" {
+		c.Delivery.Hostname = c.Hostname
+	}
 	return nil
 }
 

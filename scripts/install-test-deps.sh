@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(swaks clamav-daemon clamav-testfiles dovecot-core dovecot-lmtpd dovecot-imapd
-      dovecot-pop3d postfix slapd ldap-utils isync fetchmail bogofilter sqlite3 python3)
+pkgs=(swaks clamav-daemon clamav-testfiles clamdscan dovecot-core dovecot-lmtpd dovecot-imapd
+      dovecot-pop3d postfix slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

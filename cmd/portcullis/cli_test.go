@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 )
@@ -125,4 +128,68 @@ func requireEventually(t *testing.T, f func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+var passwordRe = regexp.MustCompile(`Created the user (\S+) with the password\s+(\S+)`)
+
+// TestFirstStartSubmission is the newcomer's path: the first start creates the postmaster
+// and prints its password; with it a client submits over STARTTLS with AUTH, and the
+// message lands in the postmaster's maildir. AUTH is not offered before TLS.
+func TestFirstStartSubmission(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "    - { name: submission, addr: \"127.0.0.1:0\", mode: submission }\n")
+	require.NoError(t, appendFile(cfg, "postmaster: postmaster@example.test\n"))
+	srv := startServer(t, cfg, "mx", "submission")
+	defer srv.kill()
+	requireEventually(t, func() bool { return passwordRe.MatchString(srv.logText()) })
+	m := passwordRe.FindStringSubmatch(srv.logText())
+	user, pass := m[1], m[2]
+
+	c, err := smtp.Dial(srv.addrs["submission"])
+	require.NoError(t, err)
+	require.NoError(t, c.Hello("laptop.example.net"))
+	ok, _ := c.Extension("AUTH")
+	require.False(t, ok, "AUTH must not be offered before STARTTLS")
+	c.Close()
+	c, err = smtp.DialStartTLS(srv.addrs["submission"], &tls.Config{InsecureSkipVerify: true})
+	require.NoError(t, err)
+	require.NoError(t, c.Hello("laptop.example.net"))
+	ok, _ = c.Extension("AUTH")
+	require.True(t, ok)
+	require.Error(t, c.Auth(sasl.NewPlainClient("", user, "wrong-password")))
+	require.NoError(t, c.Auth(sasl.NewPlainClient("", user, pass)))
+	msg := "From: postmaster@example.test\r\nTo: postmaster@example.test\r\nSubject: submitted\r\nDate: " +
+		time.Now().Format(time.RFC1123Z) + "\r\nMessage-ID: <s1@example.test>\r\n\r\nhello\r\n"
+	require.NoError(t, c.SendMail(user, []string{"postmaster@example.test"}, strings.NewReader(msg)))
+	c.Close()
+
+	requireEventually(t, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "data/mail/example.test/postmaster/Maildir/new/*"))
+		return len(files) == 1
+	})
+
+	// A second start does not create the user again.
+	srv.kill()
+	srv2 := startServer(t, cfg, "mx", "submission")
+	defer srv2.kill()
+	require.NotContains(t, srv2.logText(), "Created the user")
+}
+
+func TestUserCommands(t *testing.T) {
+	dir := t.TempDir()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader("s3cret-passphrase\n"))
+	root.SetArgs([]string{"user", "add", "alice@Example.TEST", "--password-stdin", "--data", dir})
+	require.NoError(t, root.Execute(), out.String())
+	got, err := run(t, "user", "list", "--data", dir)
+	require.NoError(t, err)
+	require.Contains(t, got, "alice@example.test")
+	_, err = run(t, "user", "del", "alice@example.test", "--data", dir)
+	require.NoError(t, err)
+	got, err = run(t, "user", "list", "--data", dir)
+	require.NoError(t, err)
+	require.NotContains(t, got, "alice@example.test")
 }

@@ -193,15 +193,27 @@ func TestDurabilityUnderSIGKILL(t *testing.T) {
 	}
 	require.NotEmpty(t, acked, "no message was ever accepted")
 
-	// A last start recovers the spool; then stop it and count what is kept.
+	// A last start recovers the spool and delivers everything; then stop it and count.
 	srv := startServer(t, cfg, "mx")
+	data := filepath.Join(dir, "data")
+	requireEventually(t, func() bool {
+		left, _ := filepath.Glob(filepath.Join(data, "queue/queue/*"))
+		return len(left) == 0
+	})
 	_ = srv.cmd.Process.Signal(syscall.SIGTERM)
 	<-srv.done
-	kept := keptMessages(t, filepath.Join(dir, "data"))
+	kept := keptMessages(t, data)
+	dups := 0
 	for id := range acked {
-		require.Equal(t, 1, kept[id], "message %s got 250 but is kept %d times", id, kept[id])
+		require.GreaterOrEqual(t, kept[id], 1, "message %s got 250 but was lost", id)
+		dups += kept[id] - 1
 	}
-	t.Logf("%d messages acknowledged over %d SIGKILLs, all kept exactly once (%d kept in all)", len(acked), rounds, len(kept))
+	// A kill between a maildir delivery and the fsync of its status record delivers that
+	// message again after the restart (at least once, never lost): at most the messages
+	// in delivery at each kill.
+	require.LessOrEqual(t, dups, rounds*20, "more duplicates than deliveries in flight at the kills")
+	t.Logf("%d messages acknowledged over %d SIGKILLs: none lost, %d delivered twice (crash during delivery), %d kept in all",
+		len(acked), rounds, dups, len(kept))
 }
 
 var subjectRe = regexp.MustCompile(`(?m)^Subject: (\S+)\r?$`)

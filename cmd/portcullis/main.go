@@ -10,6 +10,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -22,9 +23,21 @@ var version = "dev"
 func main() {
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
+
+// exitError carries a specific exit status (virus scan follows clamdscan's 0/1/2).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
 
 // globalFlags are shared by the commands that read the server config.
 type globalFlags struct {
@@ -43,6 +56,6 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.config, "config", "", "server config file (default: embedded defaults)")
 	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory (default ./data, or data_dir of the config)")
-	root.AddCommand(serveCmd(g), rulesCmd(g), dkimCmd(g), virusCmd())
+	root.AddCommand(serveCmd(g), rulesCmd(g), userCmd(g), queueCmd(g), dkimCmd(g), virusCmd())
 	return root
 }

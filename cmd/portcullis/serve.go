@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,7 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -89,7 +93,7 @@ func ensureRules(cfg *config.Config) error {
 	return os.WriteFile(cfg.Rules, config.DefaultRules(), 0o640)
 }
 
-func serve(ctx context.Context, cfg *config.Config, stderr interface{ Write([]byte) (int, error) }) error {
+func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	logger, err := newLogger(cfg, os.Stderr)
 	if err != nil {
 		return err
@@ -119,20 +123,54 @@ func serve(ctx context.Context, cfg *config.Config, stderr interface{ Write([]by
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
 	}
-	q, err := spool.Open(filepath.Join(cfg.DataDir, "queue"), spool.Config{})
+	q, err := spool.Open(filepath.Join(cfg.DataDir, "queue"), spool.Config{Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer q.Close()
-	// Until the delivery issue lands its runner, accepted mail waits in the durable queue.
+
+	users, authn, recipients, err := openUsers(ctx, cfg, stderr, logger)
+	if err != nil {
+		return err
+	}
+	defer users.Close()
+
+	// Delivery: local domains into maildirs under DATA/mail, for the users that exist.
+	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(cfg.DataDir, "mail"),
+		Exists: func(ctx context.Context, addr string) (bool, error) {
+			return recipients.ValidRecipient(ctx, policy.ParseAddress(addr))
+		},
+		RecipientDelimiter: cfg.Auth.Recipients.RecipientDelimiter})
+	if err != nil {
+		return err
+	}
+	router, err := delivery.NewLocalRouter(delivery.LocalRouterConfig{Domains: cfg.LocalDomains, Local: maildir})
+	if err != nil {
+		return err
+	}
+	dcfg := cfg.Delivery
+	dcfg.Logger = logger
+	qm, err := delivery.New(dcfg, q, router)
+	if err != nil {
+		return err
+	}
+	qctx, stopQueue := context.WithCancel(context.Background())
+	qdone := make(chan error, 1)
+	go func() { qdone <- qm.Run(qctx) }()
+	defer func() {
+		stopQueue()
+		<-qdone
+	}()
 
 	authservID := dkim.AuthServID(cfg.Hostname)
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
-		Engine:   engine,
-		Queue:    q,
-		Resolver: resolver,
-		Logger:   logger,
-		Metrics:  reg,
+		Engine:     engine,
+		Queue:      q,
+		Resolver:   resolver,
+		Auth:       authn,
+		Recipients: recipients,
+		Logger:     logger,
+		Metrics:    reg,
 		PrepareMessage: func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error) {
 			return stripForged(raw, authservID), nil
 		},
@@ -151,6 +189,10 @@ func serve(ctx context.Context, cfg *config.Config, stderr interface{ Write([]by
 	if cfg.HTTP.Addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		if cfg.HTTP.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		}
 		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
@@ -217,3 +259,46 @@ func headerEnd(raw []byte) int {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// openUsers opens the user database, creates the postmaster on first start (printing its
+// password once), and builds the authenticator (local users, then LDAP when configured,
+// behind brute-force throttling) and the RCPT-time recipient validator.
+func openUsers(ctx context.Context, cfg *config.Config, stderr io.Writer, logger *slog.Logger) (*auth.DB, auth.Authenticator, *auth.Recipients, error) {
+	users, err := auth.OpenDB(auth.DefaultDBPath(cfg.DataDir))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg.Postmaster != "" {
+		pw, created, err := users.EnsureUser(ctx, cfg.Postmaster)
+		if err != nil {
+			users.Close()
+			return nil, nil, nil, fmt.Errorf("creating %s: %w", cfg.Postmaster, err)
+		}
+		if created {
+			fmt.Fprintf(stderr, "\nCreated the user %s with the password\n\n    %s\n\nIt is shown only this once; change it with: portcullis user passwd %s\n\n", cfg.Postmaster, pw, cfg.Postmaster)
+		}
+	}
+	sources := []auth.UserLookup{users}
+	var authn auth.Authenticator = users
+	if cfg.Auth.LDAP != nil {
+		l, err := auth.NewLDAP(*cfg.Auth.LDAP, logger)
+		if err != nil {
+			users.Close()
+			return nil, nil, nil, err
+		}
+		authn = auth.Chain(users, l)
+		sources = append(sources, l)
+	}
+	throttled, err := auth.NewThrottle(authn, cfg.Auth.Throttle)
+	if err != nil {
+		users.Close()
+		return nil, nil, nil, err
+	}
+	rc := cfg.Auth.Recipients
+	rcpts, err := auth.NewRecipients(rc, sources...)
+	if err != nil {
+		users.Close()
+		return nil, nil, nil, err
+	}
+	return users, throttled, rcpts, nil
+}

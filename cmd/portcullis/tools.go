@@ -58,8 +58,9 @@ func virusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if sum.Infected > 0 {
-				return fmt.Errorf("%d infected file(s)", sum.Infected)
+			// clamdscan's exit codes: 0 clean, 1 infected, 2 errors (fail closed in scripts).
+			if code := sum.ExitCode(); code != 0 {
+				return exitError{code: code, msg: fmt.Sprintf("%d infected, %d error(s)", sum.Infected, sum.Errors)}
 			}
 			return nil
 		},
