@@ -114,6 +114,16 @@ func open(ctx context.Context, network, addr, host string, opts Options, tryTLS 
 	if err != nil {
 		return nil, &OpenError{Result: FromError("", host, fmt.Errorf("connect to %s: %w", addr, err), "4.4.1")}
 	}
+	return setup(ctx, conn, host, opts, tryTLS)
+}
+
+// openConn sets up a session on an open connection (for tests).
+func openConn(ctx context.Context, conn net.Conn, host string, opts Options) (*Session, error) {
+	return setup(ctx, conn, host, opts, opts.TLS != nil)
+}
+
+// setup reads the greeting and says hello on conn; it closes conn on failure.
+func setup(ctx context.Context, conn net.Conn, host string, opts Options, tryTLS bool) (*Session, error) {
 	s := &Session{Host: host, opts: opts, raw: conn, created: time.Now()}
 	// A cancelled ctx closes the connection: go-smtp resets deadlines on every command.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
