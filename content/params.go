@@ -333,7 +333,7 @@ func isUTF8Label(cs string) bool {
 // toUTF8 converts b from charset cs to UTF-8 with go-message's charset tables. On an
 // unknown charset it returns the bytes with invalid UTF-8 replaced, and an error.
 func toUTF8(cs string, b []byte) (string, error) {
-	if isUTF8Label(cs) {
+	if isUTF8Label(cs) || (asciiCompatible(cs) && isASCII(b)) {
 		if utf8.Valid(b) {
 			return string(b), nil
 		}
@@ -374,4 +374,25 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// asciiCompatible reports whether a charset encodes ASCII text as itself, so that pure
+// ASCII bytes need no conversion; UTF-16/32, UTF-7 and the ISO-2022 family do not.
+func asciiCompatible(cs string) bool {
+	l := strings.ToLower(cs)
+	for _, x := range []string{"16", "32", "utf-7", "utf7", "2022", "hz", "ucs", "ebcdic", "ibm0", "cp0", "ibm-0", "cp-0"} {
+		if strings.Contains(l, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || c == 0x1b {
+			return false
+		}
+	}
+	return true
 }

@@ -114,12 +114,12 @@ func isMachO(b []byte) bool {
 
 func looksHTML(b []byte) bool {
 	b = bytes.TrimLeft(b, " \t\r\n\ufeff")
-	if len(b) > 512 {
-		b = b[:512]
+	for _, p := range []string{"<!doctype html", "<html", "<head", "<body", "<script"} {
+		if len(b) >= len(p) && bytes.EqualFold(b[:len(p)], []byte(p)) {
+			return true
+		}
 	}
-	s := strings.ToLower(string(b))
-	return strings.HasPrefix(s, "<!doctype html") || strings.HasPrefix(s, "<html") ||
-		strings.HasPrefix(s, "<head") || strings.HasPrefix(s, "<body") || strings.HasPrefix(s, "<script")
+	return false
 }
 
 // looksText reports whether the first KiB has no control bytes other than whitespace.
