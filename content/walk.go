@@ -282,7 +282,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 // part. It returns false when no delimiter line was found at all.
 func (w *walker) multipart(p *Part, buf []byte, boundary string, depth int, path string, inRaw bool, digest bool) bool {
 	p.Multipart = true
-	dash := "--" + boundary
+	dash := []byte("--" + boundary)
 	body := buf[p.BodyStart:p.End]
 	base := p.BodyStart
 	childType := "text/plain"
@@ -294,7 +294,7 @@ func (w *walker) multipart(p *Part, buf []byte, boundary string, depth int, path
 	pos := 0
 	closed := false
 	for pos <= len(body) {
-		i := bytes.Index(body[pos:], []byte(dash))
+		i := bytes.Index(body[pos:], dash)
 		if i < 0 {
 			break
 		}
