@@ -44,3 +44,23 @@ func TestFCrDNS(t *testing.T) {
 		t.Fatalf("Received header: %q", got[0].Data[:120])
 	}
 }
+
+// A reverse lookup that fails temporarily is visible to rules as client.dns_error.
+func TestFCrDNSTempError(t *testing.T) {
+	dns := dnstest.New(t, dnstest.Zone{})
+	dns.Fail("1.0.0.127.in-addr.arpa.", dnstest.ServFail)
+	var seen []policy.Conn
+	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
+		d.Resolver = dns.Resolver()
+		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
+			if s == policy.StageConnect {
+				seen = append(seen, tx.Conn)
+			}
+			return policy.Decision{}
+		})
+	})
+	dial(t, ts.addr("mx")).Expect(t, "QUIT", 221)
+	if len(seen) != 1 || !seen[0].DNSError || seen[0].Hostname != "" {
+		t.Fatalf("connect stage saw %+v", seen)
+	}
+}

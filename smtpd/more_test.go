@@ -357,3 +357,22 @@ func TestLineLength(t *testing.T) {
 		t.Errorf("queued %d", n)
 	}
 }
+
+func TestTotalConnectionLimit(t *testing.T) {
+	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxConnections = 2 })
+	from := func(ip byte) *smtptest.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}, Timeout: 5 * time.Second}
+		nc, err := d.Dial("tcp", ts.addr("mx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := smtptest.NewConn(nc)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	from(3).Expect(t, "", 220)
+	from(4).Expect(t, "", 220)
+	if r := from(5).Expect(t, "", 421); !strings.Contains(r.Text(), "server limit") {
+		t.Errorf("over the total: %v", r)
+	}
+}
