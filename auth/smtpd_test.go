@@ -1,0 +1,130 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/auth/ldaptest"
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+type discardQueue struct{}
+
+func (discardQueue) Enqueue(_ context.Context, _ spool.Envelope, msg io.Reader) (string, error) {
+	io.Copy(io.Discard, msg)
+	return "1", nil
+}
+
+// TestWithSMTPServer plugs the assembled Service into the real SMTP server: recipients
+// are validated at RCPT (local users and the slapd directory), and submission AUTH uses
+// the throttled chain.
+func TestWithSMTPServer(t *testing.T) {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	dir := ldaptest.Start(t, ldaptest.User{UID: "bob", Mail: "bob@example.test", Password: "bob-pw"})
+	svc, err := auth.Open(auth.Config{
+		Users: auth.DBConfig{Argon2: auth.Argon2Params{MemoryKiB: 64}},
+		LDAP: &auth.LDAPConfig{
+			URL: dir.URL, StartTLS: true, CAFile: dir.CAFile, BindDN: dir.BindDN, BindPassword: dir.BindPassword,
+			BaseDN: ldaptest.BaseDN, Filter: "(&(objectClass=inetOrgPerson)(|(uid=%s)(mail=%s)))",
+		},
+		// Bob logs in successfully from 127.0.0.1 first, which exempts that address from
+		// his user lockout: the address limit is what throttles here.
+		Throttle:   auth.ThrottleConfig{MaxFailuresPerIP: 2, FailureDelay: -1},
+		Recipients: auth.RecipientsConfig{RecipientDelimiter: "+"},
+	}, t.TempDir(), quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.DB.Add(ctx, "alice@example.test", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, err := smtpd.New(smtpd.Config{
+		Hostname: "mx.example.test", DataDir: t.TempDir(), LocalDomains: []string{"example.test"},
+		Listeners: []smtpd.ListenerConfig{
+			{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX},
+			{Name: "sub", Addr: "127.0.0.1:0", Mode: smtpd.ModeSubmission},
+		},
+	}, smtpd.Deps{Queue: discardQueue{}, Auth: svc.Auth, Recipients: svc.Recipients, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("smtpd did not stop")
+		}
+	}()
+
+	c, err := smtp.Dial(srv.Addr("mx").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("sender@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+	for rcpt, want := range map[string]int{
+		"alice@example.test": 0, "Alice+news@EXAMPLE.test": 0, "bob@example.test": 0,
+		"carol@example.test": 550, "*@example.test": 550,
+	} {
+		err := c.Rcpt(rcpt, nil)
+		var se *smtp.SMTPError
+		switch {
+		case want == 0 && err != nil:
+			t.Errorf("RCPT %s: %v", rcpt, err)
+		case want != 0 && (!errors.As(err, &se) || se.Code != want || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1})):
+			t.Errorf("RCPT %s: %v, want %d 5.1.1", rcpt, err, want)
+		}
+	}
+
+	login := func(user, pw string) error {
+		c, err := smtp.DialStartTLS(srv.Addr("sub").String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Auth(sasl.NewPlainClient("", user, pw))
+	}
+	if err := login("alice@example.test", "alice-pw"); err != nil {
+		t.Fatalf("local user AUTH: %v", err)
+	}
+	if err := login("bob", "bob-pw"); err != nil {
+		t.Fatalf("LDAP user AUTH: %v", err)
+	}
+	code := func(err error) int {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se.Code
+		}
+		return 0
+	}
+	for range 2 {
+		if err := login("bob", "guess"); code(err) != 535 {
+			t.Fatalf("wrong password: %v", err)
+		}
+	}
+	if err := login("bob", "bob-pw"); code(err) != 454 {
+		t.Fatalf("throttled: %v", err)
+	}
+}
