@@ -39,10 +39,9 @@ func (h *htmlReducer) reduce(dst, src []byte) []byte {
 			}
 			end := bytes.IndexByte(src[i+1:], '>')
 			if end < 0 {
-				// a lone '<' is text
-				dst = append(dst, c)
-				i++
-				continue
+				// no tag can end any more: the rest is text (and scanning for '>'
+				// again at every '<' would be quadratic)
+				return append(dst, src[i:]...)
 			}
 			tag := src[i+1 : i+1+end]
 			i += end + 2
