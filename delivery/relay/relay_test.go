@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -21,6 +22,10 @@ import (
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 )
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func netSplit(addr string) (string, string, error) { return net.SplitHostPort(addr) }
 
 func message(subject string) []byte {
 	return []byte("From: Alice Sender <a@example.net>\r\nTo: someone@remote.test\r\nSubject: " + subject +
@@ -71,7 +76,7 @@ func TestPostfixMX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := relay.New(relay.Config{Hostname: "out.example.net", Port: p, Resolver: dns.Resolver(), Sign: signer.SignMessage, ConnectTimeout: 2 * time.Second})
+	c, err := relay.New(relay.Config{Hostname: "out.example.net", Port: p, Resolver: dns.Resolver(), Sign: signer.SignMessage, ConnectTimeout: 2 * time.Second, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

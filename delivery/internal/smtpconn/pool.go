@@ -1,8 +1,6 @@
 package smtpconn
 
 import (
-	"errors"
-	"os"
 	"sync"
 	"time"
 )
@@ -152,23 +150,3 @@ func (p *Pool) sweep() {
 	}
 }
 
-// alive checks without a round trip that the server has not closed an idle session (a
-// 421 on timeout, a reset): nothing may be readable. Bytes or EOF mean the session is
-// dead; the deadline expiring means all is quiet.
-func alive(s *Session) bool {
-	var b [1]byte
-	if err := s.raw.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
-		return false
-	}
-	n, err := s.raw.Read(b[:])
-	s.raw.SetReadDeadline(time.Time{})
-	if n > 0 {
-		s.broken = true
-		return false
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return true
-	}
-	s.broken = true
-	return false
-}

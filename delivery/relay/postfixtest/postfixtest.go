@@ -311,6 +311,18 @@ type Sink struct {
 // with 421, "-b"/"-B" set the 4xx/5xx reply texts; see smtp-sink(1).
 func StartSink(t testing.TB, addr string, args ...string) *Sink {
 	t.Helper()
+	return startSink(t, addr, true, args)
+}
+
+// StartSinkDiscard is StartSink without the dumps: messages are counted by nothing and
+// stored nowhere (for benchmarks).
+func StartSinkDiscard(t testing.TB, addr string, args ...string) *Sink {
+	t.Helper()
+	return startSink(t, addr, false, args)
+}
+
+func startSink(t testing.TB, addr string, dump bool, args []string) *Sink {
+	t.Helper()
 	bin, err := exec.LookPath("smtp-sink")
 	if err != nil {
 		missing(t, "smtp-sink is not installed (Debian package postfix)")
@@ -324,7 +336,10 @@ func StartSink(t testing.TB, addr string, args ...string) *Sink {
 	}
 	os.Chmod(dir, 0o777)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	a := []string{"-d", dir + "/%M."}
+	var a []string
+	if dump {
+		a = []string{"-d", dir + "/%M."}
+	}
 	if os.Getuid() == 0 {
 		a = append(a, "-u", "nobody")
 	}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package smtpconn
+
+func alive(s *Session) bool { return aliveByDeadline(s) }
