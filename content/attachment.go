@@ -250,3 +250,25 @@ func (w *walker) addAttachment(a *Attachment, data []byte) {
 		w.listArchive(a, data, s.archive, 1)
 	}
 }
+
+// messageAttachment records an attached message that carries a file name or an
+// attachment disposition: clients save it under that name, which may be a trick of its
+// own. Its content is walked as a message, not sniffed.
+func (w *walker) messageAttachment(p *Part, params, dparams []param, badParams bool) {
+	cdNames, cdProbs := nameValues(dparams, "filename")
+	ctNames, ctProbs := nameValues(params, "name")
+	named := len(cdNames) > 0 || len(ctNames) > 0 || len(cdProbs) > 0 || len(ctProbs) > 0
+	if !named && p.Disposition != "attachment" {
+		return
+	}
+	a := &Attachment{Path: p.Path, DeclaredType: p.MediaType, DetectedType: p.MediaType,
+		Disposition: p.Disposition, Size: int64(p.End - p.BodyStart)}
+	for _, pr := range append(cdProbs, ctProbs...) {
+		a.reason(pr)
+	}
+	if badParams && named {
+		a.reason("malformed_params")
+	}
+	a.setNames(append(cdNames, ctNames...))
+	w.msg.Attachments = append(w.msg.Attachments, a)
+}

@@ -261,6 +261,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 		w.leaf(p, "text/plain", buf[p.BodyStart:end], params, dparams, badParams || badDisp)
 		return
 	case mt == "message/rfc822" || mt == "message/global":
+		w.messageAttachment(p, params, dparams, badParams || badDisp)
 		if depth >= w.lim.MaxDepth {
 			w.limit(path, "too_deep")
 			return
