@@ -141,6 +141,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // exempt), the user, and the user-from-network pair.
 func (t *Throttle) keys(username string, remote netip.Addr) (ip, user, pair string) {
 	u := strings.ToLower(strings.TrimSpace(username))
+	if n, err := NormalizeAddress(u); err == nil {
+		u = n // one key for every spelling of an address (case, IDN form)
+	}
 	if len(u) > maxUsernameLen {
 		u = u[:maxUsernameLen]
 	}
