@@ -111,8 +111,11 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 	var buf []byte
 	if needsBody(o) || o.Envelope {
 		var env *imap.Envelope
-		if o.Envelope {
-			env = s.cachedEnvelope(mb, m.UID)
+		if o.Envelope && m.Envelope != nil {
+			var e imap.Envelope
+			if json.Unmarshal(m.Envelope, &e) == nil {
+				env = &e
+			}
 		}
 		if env == nil || needsBody(o) {
 			b, err := s.readMessage(mb, m)
@@ -157,20 +160,6 @@ func writeAll(wc io.WriteCloser, b []byte) error {
 		err = cerr
 	}
 	return err
-}
-
-func (s *session) cachedEnvelope(mb store.Mailbox, uid uint32) *imap.Envelope {
-	c, cancel := ctx()
-	defer cancel()
-	b, ok := s.user.CachedEnvelope(c, mb, uid)
-	if !ok {
-		return nil
-	}
-	var env imap.Envelope
-	if json.Unmarshal(b, &env) != nil {
-		return nil
-	}
-	return &env
 }
 
 // envelope parses the header and caches the envelope in the index, so the next FETCH

@@ -53,6 +53,7 @@ type Message struct {
 	ModSeq       uint64
 	InternalDate time.Time
 	Size         int64
+	Envelope     []byte // cached by CacheEnvelope, nil if none
 }
 
 // Status summarizes a mailbox.
@@ -306,13 +307,13 @@ func (u *User) SetSubscribed(ctx context.Context, name string, on bool) error {
 	return nil
 }
 
-const messageCols = `uid, key, file, flags, modseq, internal_date, size`
+const messageCols = `uid, key, file, flags, modseq, internal_date, size, envelope`
 
 func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
 	var m Message
 	var flags string
 	var date int64
-	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size)
+	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size, &m.Envelope)
 	m.Flags = splitFlags(flags)
 	m.InternalDate = time.Unix(0, date)
 	return m, err
@@ -838,13 +839,6 @@ func linkOrCopy(from, to string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// CachedEnvelope returns the envelope blob cached for a message, if any.
-func (u *User) CachedEnvelope(ctx context.Context, mb Mailbox, uid uint32) ([]byte, bool) {
-	var b []byte
-	err := u.db.QueryRowContext(ctx, `SELECT envelope FROM message WHERE mailbox_id = ? AND uid = ?`, mb.ID, uid).Scan(&b)
-	return b, err == nil && b != nil
 }
 
 // CacheEnvelope stores an envelope blob (opaque to the store) for a message.

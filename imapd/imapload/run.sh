@@ -1,0 +1,65 @@
+#!/bin/sh
+# IMAP load benchmark: portcullis imapd against Dovecot configured the same way (maildir,
+# plaintext LOGIN on loopback, static passwords), same machine, same load generator.
+# Prints operations per second for 50 and 200 clients, the ratio, and portcullis's memory
+# per idle IDLE connection. Needs dovecot-imapd. Usage: imapd/imapload/run.sh [seconds]
+set -eu
+SECS=${1:-20}
+IDLE=${IDLE:-5000}
+cd "$(dirname "$0")/../.."
+W=$(mktemp -d /tmp/imapbench.XXXXXX)
+chmod 755 $W
+trap 'kill $PPID_P 2>/dev/null || true; [ -f $W/run/master.pid ] && kill $(cat $W/run/master.pid) 2>/dev/null; sleep 1; rm -rf $W' EXIT
+go build -o $W/imapload ./imapd/imapload
+P_ADDR=127.0.0.1:21143
+D_PORT=21144
+
+$W/imapload -serve $W/portcullis -listen $P_ADDR -pass secret &
+PPID_P=$!
+
+mkdir -p $W/dovecot $W/run $W/state
+chown 65534:65534 $W/dovecot
+cat > $W/dovecot.conf <<CONF
+base_dir = $W/run
+state_dir = $W/state
+log_path = $W/dovecot.log
+ssl = no
+listen = 127.0.0.1
+protocols = imap
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:$W/dovecot/%u/Maildir
+mail_max_userip_connections = 10000
+default_process_limit = 1000
+default_client_limit = 20000
+default_vsz_limit = 0
+first_valid_uid = 1
+passdb {
+  driver = static
+  args = password=secret
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=$W/dovecot/%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $D_PORT
+  }
+  service_count = 0
+  process_min_avail = 2
+}
+service imap {
+  process_limit = 1000
+}
+CONF
+dovecot -c $W/dovecot.conf
+sleep 2
+
+for n in 50 200; do
+  p=$($W/imapload -addr $P_ADDR -clients $n -duration ${SECS}s | tee /dev/stderr | sed 's/.*ops_per_sec=//')
+  d=$($W/imapload -addr 127.0.0.1:$D_PORT -clients $n -duration ${SECS}s | tee /dev/stderr | sed 's/.*ops_per_sec=//')
+  echo "clients=$n portcullis_ops_per_sec=$p dovecot_ops_per_sec=$d ratio=$(echo "scale=2; $p / $d" | bc)"
+done
+$W/imapload -addr $P_ADDR -idle $IDLE -users 200 -server-pid $PPID_P
