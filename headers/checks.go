@@ -2,6 +2,7 @@ package headers
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"strings"
 
@@ -55,6 +56,8 @@ type Report struct {
 	BCC      []string // BCC recipients
 	Prepend  []string // PREPEND header lines, in order
 	Errors   []string // patterns that failed (timeouts), "file:line: error"
+	// Incomplete is set when the deadline ended the inspection early.
+	Incomplete bool
 }
 
 const maxFindings = 100
@@ -134,15 +137,26 @@ func isMIMEHeader(name string) bool {
 }
 
 type checker struct {
+	ctx     context.Context
 	t       *Tables
 	rep     *Report
 	scratch []byte
 	stopped bool
+	// failed holds the entries that timed out on this message: they are not tried
+	// again, so that one pathological pattern costs one timeout, not one per line.
+	failed map[*rule]bool
+	lines  int
 }
 
 // Check applies the tables to a walked message.
 func (t *Tables) Check(m *content.Message) *Report {
-	c := &checker{t: t, rep: &Report{}}
+	return t.CheckContext(context.Background(), m)
+}
+
+// CheckContext is Check with a deadline: when ctx ends, inspection stops and
+// Report.Incomplete is set.
+func (t *Tables) CheckContext(ctx context.Context, m *content.Message) *Report {
+	c := &checker{ctx: ctx, t: t, rep: &Report{}, failed: map[*rule]bool{}}
 	if len(m.Parts) == 0 {
 		return c.rep
 	}
@@ -229,7 +243,13 @@ func (c *checker) body(seg []byte) {
 }
 
 func (c *checker) apply(table string, mp *Map, input string) {
-	hit, ok, err := mp.lookup(input, &c.scratch)
+	c.lines++
+	if c.lines%64 == 0 && c.ctx.Err() != nil {
+		c.rep.Incomplete = true
+		c.stopped = true
+		return
+	}
+	hit, ok, err := mp.lookup(input, &c.scratch, c.failed)
 	if err != nil && len(c.rep.Errors) < 20 {
 		c.rep.Errors = append(c.rep.Errors, err.Error())
 	}

@@ -249,3 +249,40 @@ func TestBodySizeLimit(t *testing.T) {
 		t.Error("needle within a raised limit was not found")
 	}
 }
+
+// TestPathologicalPatternCostsOneTimeout checks that a pattern that times out is not
+// retried on every line of the same message, and that a deadline ends the inspection.
+func TestPathologicalPatternCostsOneTimeout(t *testing.T) {
+	m, err := ParseMap("slow", strings.NewReader(`/^(a+)+\1$/ REJECT slow`+"\n/^needle$/ REJECT found\n"), PCRE, 30*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat(strings.Repeat("a", 40)+"!\r\n", 200) + "needle\r\n"
+	msg, _ := content.WalkBytes([]byte("Subject: x\r\n\r\n"+body), content.Limits{})
+	start := time.Now()
+	rep := (&Tables{Body: m}).Check(msg)
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("200 lines took %v: the timed-out pattern was retried", el)
+	}
+	if len(rep.Errors) != 1 || !rep.Reject || rep.Decisive.Text != "found" {
+		t.Errorf("errors %v, decisive %+v", rep.Errors, rep.Decisive)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	big := strings.Repeat("line\r\n", 1000)
+	msg, _ = content.WalkBytes([]byte("Subject: x\r\n\r\n"+big), content.Limits{})
+	rep = (&Tables{Body: mustParse(t, "b", "/^never$/ OK\n")}).CheckContext(ctx, msg)
+	if !rep.Incomplete {
+		t.Error("a cancelled context did not stop the inspection")
+	}
+	p, err := New(Config{}, Tables{Body: mustParse(t, "b", "/^never$/ OK\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := policy.NewTransaction(policy.Conn{})
+	tx.Message = policy.NewMessage([]byte("Subject: x\r\n\r\n"+big), time.Now())
+	if r := p.CheckData(ctx, tx); r.Status != policy.StatusTempError || r.Reason != "headers.timeout" || r.Err == nil {
+		t.Errorf("cancelled check: %s %s %v", r.Status, r.Reason, r.Err)
+	}
+}

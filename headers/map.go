@@ -346,11 +346,13 @@ func expand(segs []segment, groups []string) string {
 // (a backtracking pattern that timed out) skips that entry and is returned with the
 // result of the lookup.
 func (m *Map) Lookup(s string) (Hit, bool, error) {
-	return m.lookup(s, nil)
+	return m.lookup(s, nil, nil)
 }
 
-// lookup is Lookup with a scratch buffer for the lower-case copy of s.
-func (m *Map) lookup(s string, scratch *[]byte) (Hit, bool, error) {
+// lookup is Lookup with a scratch buffer for the lower-case copy of s and a set of
+// entries to skip (those that timed out earlier in the same message); entries that fail
+// are added to it.
+func (m *Map) lookup(s string, scratch *[]byte, skip map[*rule]bool) (Hit, bool, error) {
 	var buf []byte
 	if scratch != nil {
 		buf = (*scratch)[:0]
@@ -372,19 +374,34 @@ func (m *Map) lookup(s string, scratch *[]byte) (Hit, bool, error) {
 		case ruleEndif:
 			continue
 		case ruleIf:
+			if skip[r] {
+				i = r.end
+				continue
+			}
 			ok, _, err := r.re.match(s, buf, false)
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("headers: %s:%d: %w", m.Name, r.line, err)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("headers: %s:%d: %w", m.Name, r.line, err)
+				}
+				if skip != nil {
+					skip[r] = true
+				}
 			}
 			if ok == r.negate {
 				i = r.end
 			}
 			continue
 		}
+		if skip[r] {
+			continue
+		}
 		ok, g, err := r.re.match(s, buf, r.groups && !r.negate)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("headers: %s:%d: %w", m.Name, r.line, err)
+			}
+			if skip != nil {
+				skip[r] = true
 			}
 			continue
 		}

@@ -93,7 +93,8 @@ func (p *Policy) Tables() Tables { return p.t }
 // CheckData applies the tables. Status: fail for a REJECT, DEFER, DISCARD or 4xx/5xx hit
 // (reason headers.reject, headers.defer, headers.discard), neutral for another action
 // (headers.hold, headers.redirect, headers.filter, headers.warn, headers.hit), none when
-// nothing matched (headers.none).
+// nothing matched (headers.none), temperror (headers.timeout) when ctx ended before every
+// line was inspected and nothing rejecting was found.
 func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.Result {
 	if tx == nil || tx.Message == nil {
 		return policy.Result{Status: policy.StatusPermError, Reason: "headers.error", Err: fmt.Errorf("headers: no message")}
@@ -102,8 +103,14 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 	if err != nil {
 		return policy.Result{Status: policy.StatusPermError, Reason: "headers.error", Err: err}
 	}
-	rep := p.t.Check(m)
-	return ReportResult(rep)
+	rep := p.t.CheckContext(ctx, m)
+	r := ReportResult(rep)
+	if rep.Incomplete && r.Status != policy.StatusFail {
+		// Not every line was inspected: a pass would be a guess.
+		r.Status, r.Reason = policy.StatusTempError, "headers.timeout"
+		r.Err = fmt.Errorf("headers: inspection stopped: %w", ctx.Err())
+	}
+	return r
 }
 
 // ReportResult turns a report into a policy result.
