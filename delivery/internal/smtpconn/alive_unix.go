@@ -20,17 +20,17 @@ func alive(s *Session) bool {
 		return false
 	}
 	var b [1]byte
-	var n int
 	var rerr error
 	if err := rc.Read(func(fd uintptr) bool {
-		n, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return true
 	}); err != nil {
 		return false
 	}
-	if n == 0 && (errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK)) {
-		return true
+	if errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK) {
+		return true // nothing to read: quiet and open
 	}
+	// Data nobody asked for, or EOF (0 bytes, no error): dead either way.
 	s.broken = true
 	return false
 }

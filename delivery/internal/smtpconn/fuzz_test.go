@@ -2,8 +2,8 @@ package smtpconn
 
 import (
 	"bytes"
-	"io"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"testing"

@@ -149,4 +149,3 @@ func (p *Pool) sweep() {
 		s.Close()
 	}
 }
-
