@@ -95,6 +95,7 @@ type Decision struct {
 	Verdict Verdict
 	Reply   Reply  // set for Reject and Tempfail (and for Accept when a rule gave one)
 	Rule    string // the rule that made the decision, "" when none did
+	// Score is what this stage's rules added; Transaction.Score is the running total.
 	Score   float64
 	Tags    []string
 	Headers []Header // headers to add: from rules (add_header) and from policies' results

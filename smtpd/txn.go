@@ -154,12 +154,10 @@ func (st *connState) finalVerdict() (v policy.Verdict, headers []policy.Header, 
 					tags = append(tags, t)
 				}
 			}
-			if d.Score != 0 {
-				score = d.Score // the engine keeps a running score: the latest stage has it all
-			}
 		}
 	}
-	return v, headers, tags, score
+	return v, headers, tags, st.tx.Score() // the transaction's running total
+
 }
 
 func joinAddrs(as []policy.Address) string {

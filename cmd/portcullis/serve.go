@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -171,9 +168,10 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Recipients: recipients,
 		Logger:     logger,
 		Metrics:    reg,
-		PrepareMessage: func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error) {
-			return stripForged(raw, authservID), nil
-		},
+		// Only we may write Authentication-Results with our name (RFC 8601 §5).
+		PrepareMessage: smtpd.RewriteHeader(func(h *textproto.Header) bool {
+			return dkim.StripForgedAuthResults(h, authservID) > 0
+		}),
 	})
 	if err != nil {
 		return err
@@ -228,37 +226,6 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	logger.Info("stopped")
 	return err
 }
-
-// stripForged removes Authentication-Results headers that claim to be ours from an
-// incoming message (RFC 8601 §5): only we may write them, after our own checks.
-func stripForged(raw []byte, authservID string) []byte {
-	end := headerEnd(raw)
-	if end < 0 || !strings.Contains(strings.ToLower(string(raw[:end])), "authentication-results") {
-		return raw
-	}
-	h, err := textproto.ReadHeader(bufioReader(raw[:end]))
-	if err != nil {
-		return raw
-	}
-	if dkim.StripForgedAuthResults(&h, authservID) == 0 {
-		return raw
-	}
-	var b strings.Builder
-	if err := textproto.WriteHeader(&b, h); err != nil {
-		return raw
-	}
-	return append([]byte(b.String()), raw[end:]...)
-}
-
-// headerEnd returns the offset just past the blank line that ends the header, or -1.
-func headerEnd(raw []byte) int {
-	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-		return i + 4
-	}
-	return -1
-}
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
 
 // openUsers opens the user database, creates the postmaster on first start (printing its
 // password once), and builds the authenticator (local users, then LDAP when configured,
