@@ -39,6 +39,10 @@ type ThrottleConfig struct {
 	FailureDelay time.Duration `yaml:"failure_delay"`
 	// IPv6Prefix groups IPv6 clients by network (default 64: one customer site).
 	IPv6Prefix int `yaml:"ipv6_prefix"`
+	// MaxParallelPerUser bounds the attempts for one user name checked at once
+	// (default 2); more wait their turn within their context. Without it, a burst of
+	// parallel guesses would all be checked before the first failure is counted.
+	MaxParallelPerUser int `yaml:"max_parallel_per_user"`
 	// MaxEntries bounds the tracked addresses and users (default 100000, about 20 MB);
 	// the least recently seen are forgotten first.
 	MaxEntries int `yaml:"max_entries"`
@@ -61,6 +65,14 @@ type Throttle struct {
 	mu      sync.Mutex
 	entries map[string]*list.Element
 	lru     *list.List // front: most recently touched *tentry
+	gates   map[string]*gate
+}
+
+// gate admits MaxParallelPerUser attempts for one user at a time; it exists only while
+// attempts are in flight, so the map is bounded by concurrent logins.
+type gate struct {
+	slots chan struct{}
+	users int // attempts holding or waiting for a slot
 }
 
 type tentry struct {
@@ -104,6 +116,9 @@ func NewThrottle(next Authenticator, cfg ThrottleConfig) (*Throttle, error) {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = 100000
 	}
+	if cfg.MaxParallelPerUser <= 0 {
+		cfg.MaxParallelPerUser = 2
+	}
 	if cfg.Window < 0 || cfg.Lockout < 0 || cfg.MaxLockout < cfg.Lockout {
 		return nil, errors.New("auth: throttle window and lockouts must be positive, max_lockout ≥ lockout")
 	}
@@ -113,7 +128,7 @@ func NewThrottle(next Authenticator, cfg ThrottleConfig) (*Throttle, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleepCtx
 	}
-	t := &Throttle{next: next, cfg: cfg, entries: make(map[string]*list.Element), lru: list.New()}
+	t := &Throttle{next: next, cfg: cfg, entries: make(map[string]*list.Element), lru: list.New(), gates: make(map[string]*gate)}
 	for _, s := range cfg.Exempt {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -171,6 +186,11 @@ func (t *Throttle) keys(username string, remote netip.Addr) (ip, user, pair stri
 // Authenticate implements Authenticator.
 func (t *Throttle) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error) {
 	ipKey, userKey, pairKey := t.keys(username, remote)
+	release, err := t.enter(ctx, userKey)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	if until, ok := t.locked(ipKey, userKey, pairKey); !ok {
 		t.delay(ctx)
 		return "", fmt.Errorf("%w: %.80q from %v until %s", ErrThrottled, username, remote, until.UTC().Format(time.RFC3339))
@@ -184,6 +204,32 @@ func (t *Throttle) Authenticate(ctx context.Context, username, password string, 
 		t.delay(ctx)
 	}
 	return name, err
+}
+
+// enter waits for one of the user's MaxParallelPerUser slots.
+func (t *Throttle) enter(ctx context.Context, userKey string) (release func(), err error) {
+	t.mu.Lock()
+	g := t.gates[userKey]
+	if g == nil {
+		g = &gate{slots: make(chan struct{}, t.cfg.MaxParallelPerUser)}
+		t.gates[userKey] = g
+	}
+	g.users++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		if g.users--; g.users == 0 {
+			delete(t.gates, userKey)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return func() { <-g.slots; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, fmt.Errorf("%w: waiting behind other attempts for the same user: %w", ErrThrottled, ctx.Err())
+	}
 }
 
 // delay waits FailureDelay, but not past the context's deadline (less a margin for the

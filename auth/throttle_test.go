@@ -275,3 +275,67 @@ func TestThrottleBoundedMemory(t *testing.T) {
 		t.Fatalf("%d entries after the window passed", n)
 	}
 }
+
+// blockingAuth fails every attempt, but only when released, and counts attempts that
+// reached it.
+type blockingAuth struct {
+	release chan struct{}
+	mu      sync.Mutex
+	calls   int
+}
+
+func (b *blockingAuth) Authenticate(ctx context.Context, _, _ string, _ netip.Addr) (string, error) {
+	b.mu.Lock()
+	b.calls++
+	b.mu.Unlock()
+	<-b.release
+	return "", ErrInvalid
+}
+
+// TestThrottleParallelBurst: 20 parallel guesses for one user cannot all be checked
+// before the failures count.
+func TestThrottleParallelBurst(t *testing.T) {
+	b := &blockingAuth{release: make(chan struct{})}
+	th, _ := newThrottle(t, b, ThrottleConfig{MaxFailuresPerIP: -1, MaxFailuresPerUser: 5, FailureDelay: -1})
+	var wg sync.WaitGroup
+	results := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := th.Authenticate(context.Background(), "alice", "guess", netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+			results <- err
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	// Release the backend's answers one at a time until every attempt has returned
+	// (refused attempts never reach the backend).
+	for stop := false; !stop; {
+		select {
+		case b.release <- struct{}{}:
+		case <-done:
+			stop = true
+		}
+	}
+	close(results)
+	throttled := 0
+	for err := range results {
+		if errors.Is(err, ErrThrottled) {
+			throttled++
+		}
+	}
+	b.mu.Lock()
+	calls := b.calls
+	b.mu.Unlock()
+	// With 2 attempts at a time, the lock takes effect at most one attempt late.
+	if calls > 6 || throttled != 20-calls {
+		t.Fatalf("%d attempts reached the backend, %d throttled", calls, throttled)
+	}
+	th.mu.Lock()
+	gates := len(th.gates)
+	th.mu.Unlock()
+	if gates != 0 {
+		t.Fatalf("%d gates left", gates)
+	}
+}
