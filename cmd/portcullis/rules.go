@@ -22,15 +22,7 @@ func rulesCmd(g *globalFlags) *cobra.Command {
 		Short: "Report every error of a rule file (policies and rules) without starting a server",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(g.config, g.data)
-			if err != nil {
-				return err
-			}
-			resolver, err := newResolver(cfg)
-			if err != nil {
-				return err
-			}
-			rf, err := config.LoadRules(args[0], config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains})
+			_, rf, err := loadRuleFile(g, args[0])
 			if err != nil {
 				errs := policy.Errors(err)
 				for _, e := range errs {
@@ -44,6 +36,21 @@ func rulesCmd(g *globalFlags) *cobra.Command {
 	})
 	c.AddCommand(rulesTestCmd(g))
 	return c
+}
+
+// loadRuleFile reads the server config (for the resolver and local domains) and the rule
+// file, building its policies as the server would.
+func loadRuleFile(g *globalFlags, path string) (*config.Config, *config.RuleFile, error) {
+	cfg, err := config.Load(g.config, g.data)
+	if err != nil {
+		return nil, nil, err
+	}
+	resolver, err := newResolver(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rf, err := config.LoadRules(path, config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains})
+	return cfg, rf, err
 }
 
 type testFlags struct {
@@ -61,15 +68,7 @@ stage by stage, each policy's result and each rule's outcome. Policies run for r
 policies use the resolver of the config).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(g.config, g.data)
-			if err != nil {
-				return err
-			}
-			resolver, err := newResolver(cfg)
-			if err != nil {
-				return err
-			}
-			rf, err := config.LoadRules(args[0], config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains})
+			cfg, rf, err := loadRuleFile(g, args[0])
 			if err != nil {
 				return err
 			}
