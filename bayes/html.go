@@ -85,8 +85,13 @@ func (h *htmlReducer) reduce(dst, src []byte) []byte {
 			dst = utf8.AppendRune(dst, r)
 			i += n
 		default:
-			dst = append(dst, c)
-			i++
+			// copy the run of text up to the next markup byte in one append
+			j := i + 1
+			for j < len(src) && src[j] != '<' && src[j] != '&' {
+				j++
+			}
+			dst = append(dst, src[i:j]...)
+			i = j
 		}
 	}
 	return dst

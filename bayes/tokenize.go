@@ -98,7 +98,7 @@ func (c TokenizerConfig) Fingerprint() string {
 		hs[i] = strings.ToLower(hs[i])
 	}
 	slices.Sort(hs)
-	fmt.Fprintf(h, "v2|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
+	fmt.Fprintf(h, "v3|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
 	if c.Caps {
 		fmt.Fprint(h, "|caps")
@@ -167,11 +167,14 @@ func hashWord(w []byte) uint64 {
 		h = mix64(h ^ x)
 		w = w[8:]
 	}
-	if len(w) > 0 {
-		var x uint64
-		for i, c := range w {
-			x |= uint64(c) << (8 * i)
-		}
+	// the last 1–7 bytes, read as two overlapping loads (which, with the length
+	// already in h, still determine the bytes)
+	switch n := len(w); {
+	case n >= 4:
+		x := uint64(binary.LittleEndian.Uint32(w)) | uint64(binary.LittleEndian.Uint32(w[n-4:]))<<32
+		h = mix64(h ^ lower8(x))
+	case n > 0:
+		x := uint64(w[0]) | uint64(w[n/2])<<8 | uint64(w[n-1])<<16
 		h = mix64(h ^ lower8(x))
 	}
 	return mix64(h)
