@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // openPTY opens a pseudo-terminal pair (posix_openpt, unlockpt, ptsname by hand).
@@ -70,6 +72,13 @@ func TestPasswordPrompt(t *testing.T) {
 					all.Write(buf[:n])
 				}
 				seen.Reset()
+				// Type only once echo is off, as term.ReadPassword turns it off just
+				// after the prompt; text typed before would be echoed by any program.
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+					if tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS); err != nil || tio.Lflag&unix.ECHO == 0 {
+						break
+					}
+				}
 				master.Write([]byte(l))
 			}
 		}()
