@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"compress/bzip2"
 	"compress/gzip"
 	"errors"
 	"io"
@@ -34,6 +35,8 @@ func (w *walker) listArchive(a *Attachment, data []byte, kind string, depth int)
 		w.listZip(a, data, container, depth)
 	case "gzip":
 		w.listGzip(a, data, container, depth)
+	case "bzip2":
+		w.listBzip2(a, data, container, depth)
 	case "tar":
 		w.listTar(a, data, container, depth)
 	}
@@ -108,6 +111,7 @@ func (w *walker) inspectEntry(parent, e *Attachment, open func() (io.Reader, err
 		}
 		e.Archive = s.archive
 		e.reason("archive_limit")
+		w.limit(parent.Path, "archive_limit")
 	}
 	w.msg.Attachments = append(w.msg.Attachments, e)
 }
@@ -119,6 +123,8 @@ func (w *walker) listZip(a *Attachment, data []byte, container string, depth int
 		w.malformed(a.Path, "corrupt_archive")
 		return
 	}
+	// APPNOTE 4.4.5 method 12; implode and deflate64 stay unsupported_method.
+	zr.RegisterDecompressor(12, func(r io.Reader) io.ReadCloser { return io.NopCloser(bzip2.NewReader(r)) })
 	// An OOXML or OpenDocument file is a zip of XML: look for macros, do not list it.
 	office, jar := false, false
 	for _, f := range zr.File {
@@ -235,7 +241,8 @@ func (w *walker) listGzip(a *Attachment, data []byte, container string, depth in
 		a.Bomb = true
 		a.reason("zip_bomb")
 	}
-	w.inspectEntry(a, e, func() (io.Reader, error) { return bytes.NewReader(out), nil }, int64(len(out)), depth)
+	// A compression layer is not a level of archive nesting: foo.tar.gz is one archive.
+	w.inspectEntry(a, e, func() (io.Reader, error) { return bytes.NewReader(out), nil }, int64(len(out)), depth-1)
 }
 
 func (w *walker) listTar(a *Attachment, data []byte, container string, depth int) {
@@ -263,4 +270,24 @@ func (w *walker) listTar(a *Attachment, data []byte, container string, depth int
 		}
 		w.inspectEntry(a, e, func() (io.Reader, error) { return tr, nil }, h.Size, depth)
 	}
+}
+
+func (w *walker) listBzip2(a *Attachment, data []byte, container string, depth int) {
+	if !w.admitEntry(a) {
+		return
+	}
+	name := strings.TrimSuffix(strings.TrimSuffix(a.Name, ".bz2"), ".tbz")
+	if strings.HasSuffix(a.Name, ".tbz") {
+		name += ".tar"
+	}
+	e := w.entry(a, container, name, 0)
+	out, over := w.readEntry(bzip2.NewReader(bytes.NewReader(data)), w.lim.MaxUncompressedBytes)
+	e.Size = int64(len(out))
+	if over || (len(out) > 1<<20 && len(out)/(len(data)+1) > w.lim.MaxRatio) {
+		e.Bomb = true
+		e.reason("zip_bomb")
+		a.Bomb = true
+		a.reason("zip_bomb")
+	}
+	w.inspectEntry(a, e, func() (io.Reader, error) { return bytes.NewReader(out), nil }, int64(len(out)), depth-1)
 }

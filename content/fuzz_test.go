@@ -112,6 +112,7 @@ func archiveSeeds() [][]byte {
 		makeZip(zipEntry{name: "in.zip", data: makeZip(zipEntry{name: "x.scr", data: pe})}, zipEntry{name: "e", data: []byte("x"), encrypted: true}),
 		makeTarGz("a/b.exe", pe),
 		[]byte("PK\x03\x04garbage"), []byte("\x1f\x8b\x08garbage"),
+		[]byte("BZh91AY&SY\x00\x00garbage"),
 	}
 }
 
@@ -120,7 +121,7 @@ func FuzzArchive(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, kind := range []string{"zip", "gzip", "tar"} {
+		for _, kind := range []string{"zip", "gzip", "bzip2", "tar"} {
 			w := &walker{lim: fuzzLimits.withDefaults(), msg: &Message{}}
 			a := &Attachment{Name: "x." + kind}
 			w.listArchive(a, data, kind, 1)

@@ -11,7 +11,7 @@ type sniffed struct {
 	typ     string // detected media type
 	family  string // coarse family used to compare with the declared type
 	exec    string // executable kind: pe, dos, elf, macho, java, script, lnk, office_macro
-	archive string // zip, gzip, tar ("" when not an archive we list)
+	archive string // zip, gzip, bzip2, tar ("" when not an archive we list)
 }
 
 var (
@@ -41,7 +41,9 @@ func sniff(b []byte) sniffed {
 	case n >= 2 && b[0] == 'M' && b[1] == 'Z':
 		if n >= 0x40 {
 			off := int(binary.LittleEndian.Uint32(b[0x3C:]))
-			if off >= 0x40 && off+4 <= n && bytes.Equal(b[off:off+4], []byte("PE\x00\x00")) {
+			// Packers (MEW, Upack) overlap the PE header with the DOS header, so
+			// e_lfanew may point below 0x40.
+			if off >= 2 && off+4 <= n && bytes.Equal(b[off:off+4], []byte("PE\x00\x00")) {
 				return sniffed{typ: "application/x-msdownload", family: "exe", exec: "pe"}
 			}
 			return sniffed{typ: "application/x-dosexec", family: "exe", exec: "dos"}
@@ -65,6 +67,8 @@ func sniff(b []byte) sniffed {
 		return sniffed{typ: "application/zip", family: "zip", archive: "zip"}
 	case n >= 3 && b[0] == 0x1F && b[1] == 0x8B && b[2] == 8:
 		return sniffed{typ: "application/gzip", family: "gzip", archive: "gzip"}
+	case n >= 10 && string(b[:3]) == "BZh" && b[3] >= '1' && b[3] <= '9' && string(b[4:10]) == "1AY&SY":
+		return sniffed{typ: "application/x-bzip2", family: "bzip2", archive: "bzip2"}
 	case n >= 262 && string(b[257:262]) == "ustar":
 		return sniffed{typ: "application/x-tar", family: "tar", archive: "tar"}
 	case n >= 6 && bytes.Equal(b[:6], sevenZMagic):
@@ -112,10 +116,16 @@ func isMachO(b []byte) bool {
 	return false
 }
 
+// htmlPrefixes are the starts that mark HTML, as in the WHATWG MIME sniffing standard
+// (§7.1): each followed by a space or ">".
+var htmlPrefixes = []string{"<!doctype html", "<html", "<head", "<script", "<iframe", "<h1", "<div",
+	"<font", "<table", "<a", "<style", "<title", "<b", "<body", "<br", "<p", "<!--"}
+
 func looksHTML(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n\ufeff")
-	for _, p := range []string{"<!doctype html", "<html", "<head", "<body", "<script"} {
-		if len(b) >= len(p) && bytes.EqualFold(b[:len(p)], []byte(p)) {
+	b = bytes.TrimLeft(b, " \t\r\n\f")
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	for _, p := range htmlPrefixes {
+		if len(b) > len(p) && bytes.EqualFold(b[:len(p)], []byte(p)) && (b[len(p)] == ' ' || b[len(p)] == '>') {
 			return true
 		}
 	}
@@ -148,6 +158,8 @@ func declaredFamily(t string) string {
 		return "gzip"
 	case "application/x-tar", "application/tar":
 		return "tar"
+	case "application/x-bzip2", "application/x-bzip", "application/bzip2":
+		return "bzip2"
 	case "application/pdf", "application/x-pdf":
 		return "pdf"
 	case "image/jpeg", "image/jpg", "image/pjpeg":
