@@ -391,6 +391,21 @@ func (c *Client) targets(ctx context.Context, host string, port int, useMX bool)
 				return fail(556, "5.1.10", "domain "+host+" accepts no mail (null MX)", nil)
 			}
 		}
+		// RFC 5321 §5.1: when we are one of the MX hosts, only more preferred ones may be
+		// tried; when we are the best, the mail would loop back to us.
+		for i, m := range mxs {
+			if strings.EqualFold(m.Host, strings.TrimSuffix(c.cfg.Hostname, ".")) {
+				if i == 0 || mxs[0].Pref == m.Pref {
+					return fail(554, "5.4.6", "mail for "+host+" loops back to myself ("+m.Host+" is its best MX)", nil)
+				}
+				j := i
+				for j > 0 && mxs[j-1].Pref == m.Pref {
+					j--
+				}
+				mxs = mxs[:j]
+				break
+			}
+		}
 		if len(mxs) == 0 {
 			// RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
 			hosts = []string{host}

@@ -144,13 +144,18 @@ func TestDNSFailures(t *testing.T) {
 	sink := postfixtest.StartSink(t, "")
 	p := port(t, sink.Addr)
 	dns := dnstest.New(t, dnstest.Zone{
-		"nullmx.test.":   {"MX 0 ."},
-		"implicit.test.": {"A 127.0.0.1"}, // no MX: the domain is its own MX
-		"broken.test.":   {"MX 10 mx.broken.test."},
-		"nohost.test.":   {"MX 10 mx.nohost.test."}, // the MX host does not exist
+		"nullmx.test.":         {"MX 0 ."},
+		"implicit.test.":       {"A 127.0.0.1"}, // no MX: the domain is its own MX
+		"broken.test.":         {"MX 10 mx.broken.test."},
+		"nohost.test.":         {"MX 10 mx.nohost.test."}, // the MX host does not exist
+		"loop.test.":           {"MX 10 out.example.net.", "MX 20 other.loop.test."},
+		"backup.test.":         {"MX 10 primary.backup.test.", "MX 20 out.example.net.", "MX 30 worse.backup.test."},
+		"primary.backup.test.": {"A 127.0.0.3"}, // nothing listens
+		"worse.backup.test.":   {"A 127.0.0.1"}, // the sink, which must not be tried
+		"other.loop.test.":     {"A 127.0.0.1"},
 	})
 	dns.Fail("broken.test.", dnstest.ServFail)
-	c, _ := relay.New(relay.Config{Port: p, Resolver: dns.Resolver()})
+	c, _ := relay.New(relay.Config{Hostname: "out.example.net", Port: p, Resolver: dns.Resolver(), Logger: quiet})
 	defer c.Close()
 	cases := []struct {
 		rcpt   string
@@ -162,6 +167,8 @@ func TestDNSFailures(t *testing.T) {
 		{"x@broken.test", relay.Temporary, "4.4.3"},
 		{"x@nohost.test", relay.Temporary, "4.4.4"},
 		{"x@implicit.test", relay.Delivered, "2.0.0"},
+		{"x@loop.test", relay.Permanent, "5.4.6"},
+		{"x@backup.test", relay.Temporary, "4.4.1"}, // the MX less preferred than us is not tried
 	}
 	for _, tc := range cases {
 		res, _ := send(t, c, "", []string{tc.rcpt}, message("dns"))
