@@ -3,6 +3,7 @@ package route_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -378,4 +379,43 @@ func (f queueFunc) Enqueue(_ context.Context, env spool.Envelope, msg io.Reader)
 	io.Copy(io.Discard, msg)
 	f(env)
 	return "id1", nil
+}
+
+// Lookups go on while the maps are rewritten and reloaded (run with -race).
+func TestConcurrentReload(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "virtual", "a@example.test b@example.test\n")
+	r := newRouter(t, route.Config{LocalDomains: []string{"example.test"}, VirtualAliases: p, CheckInterval: time.Microsecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	errs := make(chan error, 4)
+	for range 3 {
+		go func() {
+			for ctx.Err() == nil {
+				got, err := r.Expand(context.Background(), "a@example.test")
+				if err != nil || len(got) != 1 || (got[0] != "b@example.test" && got[0] != "c@example.test") {
+					errs <- fmt.Errorf("Expand = %v %v", got, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			target := []string{"b", "c"}[i%2]
+			tmp := p + ".tmp"
+			os.WriteFile(tmp, []byte("a@example.test "+target+"@example.test\n"), 0o644)
+			os.Rename(tmp, p) // atomic, as an admin's editor or postmap would
+			if i%5 == 0 {
+				r.Reload()
+			}
+		}
+		errs <- nil
+	}()
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
