@@ -136,7 +136,8 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 			p.log.Warn("bayes: per-user database", "rcpt", tx.Envelope.Rcpts[0].String(), "err", err)
 		} else if s != nil {
 			defer release()
-			if st, err := s.Stats(ctx); err == nil && int(st.Totals.Spam) >= p.cfg.MinUserTrained && int(st.Totals.Ham) >= p.cfg.MinUserTrained {
+			// Lookup of no tokens returns just the totals, without I/O
+			if tot, err := s.Lookup(ctx, nil, nil); err == nil && int(tot.Spam) >= p.cfg.MinUserTrained && int(tot.Ham) >= p.cfg.MinUserTrained {
 				if c, err := New(p.cfg.Classifier, s); err == nil {
 					cls, user = c, true
 				}

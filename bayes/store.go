@@ -120,13 +120,14 @@ type entry struct {
 
 // table is the in-memory token table shared by MemStore and the SQLite cache.
 type table struct {
-	tokens *tokenMap
-	totals Totals
-	seen   map[uint64]Class
+	tokens     *tokenMap
+	totals     Totals
+	seen       map[uint64]Class
+	seenLoaded bool // the SQLite store reads seen lazily
 }
 
 func newTable() *table {
-	return &table{tokens: newTokenMap(), seen: map[uint64]Class{}}
+	return &table{tokens: newTokenMap(), seen: map[uint64]Class{}, seenLoaded: true}
 }
 
 // delta is a planned relative change of one token.
