@@ -34,12 +34,6 @@ type Service struct {
 // Service. With metrics non-nil, authentication outcomes are counted as
 // portcullis_auth_attempts_total{result="ok|invalid|throttled|unavailable"}.
 func Open(cfg Config, dataDir string, log *slog.Logger, metrics prometheus.Registerer) (*Service, error) {
-	if cfg.Users.Path == "" {
-		if dataDir == "" {
-			return nil, errors.New("auth: no user database path and no data directory")
-		}
-		cfg.Users.Path = DefaultDBPath(dataDir)
-	}
 	if cfg.Users.Logger == nil {
 		cfg.Users.Logger = log
 	}
@@ -50,7 +44,7 @@ func Open(cfg Config, dataDir string, log *slog.Logger, metrics prometheus.Regis
 			return nil, err
 		}
 	}
-	if s.DB, err = OpenDBConfig(cfg.Users); err != nil {
+	if s.DB, err = OpenUserDB(cfg.Users, dataDir); err != nil {
 		return nil, err
 	}
 	backends := []Authenticator{s.DB}
@@ -80,6 +74,19 @@ func Open(cfg Config, dataDir string, log *slog.Logger, metrics prometheus.Regis
 		return nil, err
 	}
 	return s, nil
+}
+
+// OpenUserDB opens the user database of cfg, at DATA/users.db unless cfg.Path is set:
+// what `portcullis user add|passwd|del|list` use, with the same hashing parameters as
+// the server.
+func OpenUserDB(cfg DBConfig, dataDir string) (*DB, error) {
+	if cfg.Path == "" {
+		if dataDir == "" {
+			return nil, errors.New("auth: no user database path and no data directory")
+		}
+		cfg.Path = DefaultDBPath(dataDir)
+	}
+	return OpenDBConfig(cfg)
 }
 
 // Close closes the database and the directory connections.
