@@ -263,3 +263,42 @@ func TestExpandFilter(t *testing.T) {
 		t.Fatal("injected parenthesis")
 	}
 }
+
+// TestLDAPConcurrent: many attempts share a small pool; each pooled connection is left
+// bound as the previous user, so wrong answers would show state leaking between
+// attempts.
+func TestLDAPConcurrent(t *testing.T) {
+	srv := startSlapd(t)
+	l := newLDAP(t, srv, func(c *LDAPConfig) { c.MaxConns, c.MaxIdleConns = 3, 2 })
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 8 {
+				user, pw, want := "alice", "alice-pw", "alice@example.test"
+				if (g+i)%2 == 1 {
+					user, pw, want = "bob", "bob-pw", "bob@example.test"
+				}
+				if (g+i)%3 == 0 {
+					pw = "wrong"
+				}
+				got, err := l.Authenticate(ctx, user, pw, loopback)
+				switch {
+				case pw == "wrong" && (!errors.Is(err, ErrInvalid) || got != ""):
+					t.Errorf("%s with a wrong password: %q, %v", user, got, err)
+				case pw != "wrong" && (err != nil || got != want):
+					t.Errorf("%s: %q, %v", user, got, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	l.mu.Lock()
+	idle := len(l.idle)
+	l.mu.Unlock()
+	if idle > 2 {
+		t.Fatalf("%d idle connections, max 2", idle)
+	}
+}
