@@ -106,7 +106,8 @@ func (d *Dispatcher) route(dst route.Destination) (delivery.Route, error) {
 		if d.cfg.Relay == nil {
 			return r, fmt.Errorf("dispatch: no SMTP relay configured for <%s>", dst.Rcpt)
 		}
-		r.Transport = &clientTransport{d: d, dest: dst.NextHop, deliver: d.cfg.Relay.Deliver}
+		rc := d.cfg.Relay
+		r.Transport = &clientTransport{d: d, dest: dst.NextHop, relay: rc}
 	case route.Error:
 		if strings.HasPrefix(dst.Reply, "4") {
 			return r, errors.New(dst.Reply)
@@ -123,6 +124,7 @@ type clientTransport struct {
 	d       *Dispatcher
 	dest    string
 	deliver func(ctx context.Context, dest, from string, rcpts []string, msg io.ReaderAt, size int64) ([]smtpconn.Result, error)
+	relay   *relay.Client // set instead of deliver: SMTP, with the DSN parameters passed on
 }
 
 func (t *clientTransport) Deliver(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
@@ -141,7 +143,13 @@ func (t *clientTransport) Deliver(ctx context.Context, env spool.Envelope, rcpts
 		}
 		return out
 	}
-	res, _ := t.deliver(ctx, t.dest, from, rcpts, ra, size)
+	var res []smtpconn.Result
+	if t.relay != nil {
+		dsn := &relay.DSN{Ret: env.Ret, EnvID: env.EnvID, Notify: env.Notify}
+		res, _ = t.relay.DeliverDSN(ctx, t.dest, from, rcpts, ra, size, dsn)
+	} else {
+		res, _ = t.deliver(ctx, t.dest, from, rcpts, ra, size)
+	}
 	for i, r := range rcpts {
 		if i >= len(res) {
 			out[i] = delivery.Result{Rcpt: r, Err: fmt.Errorf("dispatch: no result for <%s>", r)}

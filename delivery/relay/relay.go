@@ -233,6 +233,16 @@ type target struct {
 // non-nil when the transaction failed as a whole (no host reachable, DNS failure, null
 // MX); the results then carry that failure for every recipient.
 func (c *Client) Deliver(ctx context.Context, nexthop, from string, rcpts []string, msg io.ReaderAt, size int64) ([]RcptResult, error) {
+	return c.DeliverDSN(ctx, nexthop, from, rcpts, msg, size, nil)
+}
+
+// DSN holds the RFC 3461 parameters passed on to a next hop that supports DSN: RET,
+// ENVID and NOTIFY per recipient (spool.Envelope's Ret, EnvID and Notify).
+type DSN = smtpconn.DSN
+
+// DeliverDSN is Deliver passing on DSN parameters (RFC 3461 §4: a relaying MTA keeps
+// them, so NOTIFY=NEVER still holds at the next hop). dsn may be nil.
+func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []string, msg io.ReaderAt, size int64, dsn *DSN) ([]RcptResult, error) {
 	if len(rcpts) == 0 {
 		return nil, nil
 	}
@@ -282,7 +292,7 @@ func (c *Client) Deliver(ctx context.Context, nexthop, from string, rcpts []stri
 	// anything was sent.
 	if !c.cfg.DisableReuse {
 		if s := c.pool.Get(nexthop); s != nil {
-			res := s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, utf8)
+			res := s.SendDSN(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, utf8, dsn)
 			if !s.Retryable() || ctx.Err() != nil {
 				c.put(s)
 				return res, nil
@@ -313,7 +323,7 @@ func (c *Client) Deliver(ctx context.Context, nexthop, from string, rcpts []stri
 			continue
 		}
 		s.Key = nexthop
-		res := s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, utf8)
+		res := s.SendDSN(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, utf8, dsn)
 		c.put(s)
 		return res, nil
 	}

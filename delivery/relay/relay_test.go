@@ -377,3 +377,28 @@ func (s *session) Data(r io.Reader) error {
 }
 func (s *session) Reset()        {}
 func (s *session) Logout() error { return nil }
+
+// DSN parameters are passed on (RFC 3461 §4); malformed ones are left out.
+func TestDSNParameters(t *testing.T) {
+	sink := postfixtest.StartSink(t, "")
+	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, sink.Addr))
+	c, _ := relay.New(relay.Config{Logger: quiet})
+	defer c.Close()
+	msg := message("dsn")
+	dsn := &relay.DSN{Ret: "hdrs", EnvID: "QQ314159", Notify: map[string]string{
+		"a@remote.test": "NEVER", "b@remote.test": "failure,delay", "c@remote.test": "NEVER,SUCCESS"}}
+	res, err := c.DeliverDSN(context.Background(), hop, "s@example.net", []string{"a@remote.test", "b@remote.test", "c@remote.test"}, bytes.NewReader(msg), int64(len(msg)), dsn)
+	if err != nil || res[0].Status != relay.Delivered {
+		t.Fatalf("%v %+v", err, res)
+	}
+	m := sink.Messages(t)
+	if len(m) != 1 {
+		t.Fatalf("sink got %d messages", len(m))
+	}
+	for _, want := range []string{"X-Mail-Args: <s@example.net> BODY=8BITMIME RET=HDRS ENVID=QQ314159\n",
+		"X-Rcpt-Args: <a@remote.test> NOTIFY=NEVER", "X-Rcpt-Args: <b@remote.test> NOTIFY=FAILURE,DELAY", "X-Rcpt-Args: <c@remote.test>\n"} {
+		if !bytes.Contains(m[0], []byte(want)) {
+			t.Errorf("dump lacks %q:\n%s", want, m[0])
+		}
+	}
+}

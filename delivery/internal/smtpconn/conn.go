@@ -328,6 +328,20 @@ func (s *Session) Close() error {
 // fields); addresses with non-ASCII characters always need it. After Send the session
 // is ready for the next transaction unless Broken.
 func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.Reader, size int64, utf8 bool) []Result {
+	return s.SendDSN(ctx, from, rcpts, msg, size, utf8, nil)
+}
+
+// DSN holds the RFC 3461 parameters to pass on when relaying: MAIL RET= and ENVID=,
+// RCPT NOTIFY= per recipient. They are sent only to a server that announces DSN, and
+// dropped when malformed.
+type DSN struct {
+	Ret    string            // FULL or HDRS
+	EnvID  string            // printable ASCII
+	Notify map[string]string // by recipient: "NEVER" or a list of SUCCESS, FAILURE, DELAY
+}
+
+// SendDSN is Send with DSN parameters (dsn may be nil).
+func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg io.Reader, size int64, utf8 bool, dsn *DSN) []Result {
 	out := make([]Result, len(rcpts))
 	if s.broken {
 		for i, r := range rcpts {
@@ -378,7 +392,17 @@ func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.
 		}
 	}
 
-	if err := s.c.Mail(from, &smtp.MailOptions{Size: size, UTF8: hasUTF8 && (need || utf8)}); err != nil {
+	mo := &smtp.MailOptions{Size: size, UTF8: hasUTF8 && (need || utf8)}
+	if dsn != nil {
+		switch r := strings.ToUpper(dsn.Ret); r {
+		case "FULL", "HDRS":
+			mo.Return = smtp.DSNReturn(r)
+		}
+		if printable(dsn.EnvID) && len(dsn.EnvID) <= 100 { // RFC 3461 §4.4
+			mo.EnvelopeID = dsn.EnvID
+		}
+	}
+	if err := s.c.Mail(from, mo); err != nil {
 		r := netFail("", err)
 		if isReply(err) {
 			s.reset()
@@ -396,7 +420,13 @@ func (s *Session) Send(ctx context.Context, from string, rcpts []string, msg io.
 			continue
 		}
 		idx[r] = len(idx)
-		if err := s.c.Rcpt(r, nil); err != nil {
+		var ro *smtp.RcptOptions
+		if dsn != nil {
+			if n := notify(dsn.Notify[r]); n != nil {
+				ro = &smtp.RcptOptions{Notify: n}
+			}
+		}
+		if err := s.c.Rcpt(r, ro); err != nil {
 			done[r] = netFail(r, err)
 			if !isReply(err) {
 				s.broken = true
@@ -506,6 +536,45 @@ func (s *Session) Noop(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// notify parses a NOTIFY value (RFC 3461 §4.1): NEVER alone, or any of SUCCESS,
+// FAILURE, DELAY. Anything else gives nil (the parameter is left out).
+func notify(v string) []smtp.DSNNotify {
+	if v == "" {
+		return nil
+	}
+	var out []smtp.DSNNotify
+	seen := map[string]bool{}
+	for _, f := range strings.Split(strings.ToUpper(v), ",") {
+		f = strings.TrimSpace(f)
+		switch f {
+		case "NEVER", "SUCCESS", "FAILURE", "DELAY":
+		default:
+			return nil
+		}
+		if seen[f] {
+			return nil
+		}
+		seen[f] = true
+		out = append(out, smtp.DSNNotify(f))
+	}
+	if seen["NEVER"] && len(out) > 1 {
+		return nil
+	}
+	return out
+}
+
+func printable(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func isReply(err error) bool {
