@@ -5,8 +5,11 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -125,5 +128,34 @@ func TestPolicyPerUser(t *testing.T) {
 		t.Fatal(err)
 	} else if p, _ := UserDBPath(db, "../../etc"); filepath.Dir(p) != filepath.Join(dir, "users") {
 		t.Errorf("user path escapes: %s", p)
+	}
+}
+
+// TestPolicyConfigYAML decodes the README's example with unknown fields rejected.
+func TestPolicyConfigYAML(t *testing.T) {
+	const doc = `
+db: /var/lib/portcullis/bayes/global.db
+per_user: true
+min_user_trained: 50
+unsure: [0.2, 0.5]
+autolearn: { spam: 0.9999, ham: 0.0001, queue_size: 100 }
+classifier:
+  s: 0.1
+  x: 0.5
+  min_dev: 0.375
+  max_tokens: 150
+  tokenizer: { bigrams: false, max_word: 12, headers: [from, to, subject] }
+`
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	var cfg PolicyConfig
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.PerUser || cfg.Unsure[1] != 0.5 || cfg.Autolearn.Spam != 0.9999 || cfg.Classifier.MinDev != 0.375 || len(cfg.Classifier.Tokenizer.Headers) != 3 {
+		t.Errorf("decoded %+v", cfg)
+	}
+	if _, err := NewPolicy(cfg, nil); err != nil {
+		t.Error(err)
 	}
 }
