@@ -56,13 +56,9 @@ type Config struct {
 	// SMTP is the SMTP server: listeners, TLS and limits. hostname, data_dir,
 	// local_domains and trusted_networks are taken from the top level.
 	SMTP smtpd.Config `yaml:"smtp"`
-	// Auth: brute-force throttling, LDAP (optional, asked after the local users), and
-	// recipient validation at RCPT.
-	Auth struct {
-		Throttle   auth.ThrottleConfig   `yaml:"throttle"`
-		LDAP       *auth.LDAPConfig      `yaml:"ldap"`
-		Recipients auth.RecipientsConfig `yaml:"recipients"`
-	} `yaml:"auth"`
+	// Auth: local users (argon2id), LDAP (optional, asked after the local users),
+	// brute-force throttling, and recipient validation at RCPT.
+	Auth auth.Config `yaml:"auth"`
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
 }

@@ -23,7 +23,7 @@ func userCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := auth.OpenDB(auth.DefaultDBPath(cfg.DataDir))
+			db, err := auth.OpenUserDB(cfg.Auth.Users, cfg.DataDir)
 			if err != nil {
 				return err
 			}

@@ -126,16 +126,16 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer q.Close()
 
-	users, authn, recipients, err := openUsers(ctx, cfg, stderr, logger)
+	users, err := openUsers(ctx, cfg, stderr, logger, reg)
 	if err != nil {
 		return err
 	}
-	defer users.Close()
+	defer users.DB.Close()
 
 	// Delivery: local domains into maildirs under DATA/mail, for the users that exist.
 	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(cfg.DataDir, "mail"),
 		Exists: func(ctx context.Context, addr string) (bool, error) {
-			return recipients.ValidRecipient(ctx, policy.ParseAddress(addr))
+			return users.Recipients.ValidRecipient(ctx, policy.ParseAddress(addr))
 		},
 		RecipientDelimiter: cfg.Auth.Recipients.RecipientDelimiter})
 	if err != nil {
@@ -164,8 +164,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Engine:     engine,
 		Queue:      q,
 		Resolver:   resolver,
-		Auth:       authn,
-		Recipients: recipients,
+		Auth:       users.Auth,
+		Recipients: users.Recipients,
 		Logger:     logger,
 		Metrics:    reg,
 		// Only we may write Authentication-Results with our name (RFC 8601 §5).
@@ -227,45 +227,22 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	return err
 }
 
-// openUsers opens the user database, creates the postmaster on first start (printing its
-// password once), and builds the authenticator (local users, then LDAP when configured,
-// behind brute-force throttling) and the RCPT-time recipient validator.
-func openUsers(ctx context.Context, cfg *config.Config, stderr io.Writer, logger *slog.Logger) (*auth.DB, auth.Authenticator, *auth.Recipients, error) {
-	users, err := auth.OpenDB(auth.DefaultDBPath(cfg.DataDir))
+// openUsers opens the user service (local users, optional LDAP, throttling, recipient
+// validation) and creates the postmaster on first start, printing its password once.
+func openUsers(ctx context.Context, cfg *config.Config, stderr io.Writer, logger *slog.Logger, reg prometheus.Registerer) (*auth.Service, error) {
+	svc, err := auth.Open(cfg.Auth, cfg.DataDir, logger, reg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if cfg.Postmaster != "" {
-		pw, created, err := users.EnsureUser(ctx, cfg.Postmaster)
+		pw, created, err := svc.DB.EnsureUser(ctx, cfg.Postmaster)
 		if err != nil {
-			users.Close()
-			return nil, nil, nil, fmt.Errorf("creating %s: %w", cfg.Postmaster, err)
+			svc.DB.Close()
+			return nil, fmt.Errorf("creating %s: %w", cfg.Postmaster, err)
 		}
 		if created {
 			fmt.Fprintf(stderr, "\nCreated the user %s with the password\n\n    %s\n\nIt is shown only this once; change it with: portcullis user passwd %s\n\n", cfg.Postmaster, pw, cfg.Postmaster)
 		}
 	}
-	sources := []auth.UserLookup{users}
-	var authn auth.Authenticator = users
-	if cfg.Auth.LDAP != nil {
-		l, err := auth.NewLDAP(*cfg.Auth.LDAP, logger)
-		if err != nil {
-			users.Close()
-			return nil, nil, nil, err
-		}
-		authn = auth.Chain(users, l)
-		sources = append(sources, l)
-	}
-	throttled, err := auth.NewThrottle(authn, cfg.Auth.Throttle)
-	if err != nil {
-		users.Close()
-		return nil, nil, nil, err
-	}
-	rc := cfg.Auth.Recipients
-	rcpts, err := auth.NewRecipients(rc, sources...)
-	if err != nil {
-		users.Close()
-		return nil, nil, nil, err
-	}
-	return users, throttled, rcpts, nil
+	return svc, nil
 }
