@@ -70,6 +70,7 @@ type rule struct {
 	verdict Verdict
 	reply   Reply
 	tmpl    *template // reply text with {{ }} parts, nil when plain
+	dynamic bool      // tmpl renders the whole reply, code included
 	score   float64
 	headers []headerTmpl
 	tags    []string
@@ -325,6 +326,12 @@ func (rs *ruleSet) compileRule(spec RuleSpec) (*rule, ErrorList) {
 			return
 		}
 		rep, err := ParseReply(*text)
+		if err != nil && strings.HasPrefix(strings.TrimSpace(*text), "{{") {
+			// The whole reply comes from a policy at run time, such as a Postfix map's
+			// REJECT text: {{maps.reply}}. Checked when rendered (see renderReply).
+			r.reply, r.dynamic = Reply{Text: *text}, true
+			return
+		}
 		if err != nil {
 			fail(spec.Line, 0, "%v", err)
 			return

@@ -175,10 +175,7 @@ func (e *Engine) Evaluate(ctx context.Context, stage Stage, tx *Transaction) Dec
 		}
 		if r.verdict != Continue {
 			d.Verdict, d.Rule = r.verdict, r.name
-			d.Reply = r.reply
-			if r.tmpl != nil {
-				d.Reply.Text = r.tmpl.render(v, env)
-			}
+			d.Reply = r.renderReply(v, env)
 			break
 		}
 	}
@@ -195,6 +192,30 @@ func (e *Engine) Evaluate(ctx context.Context, stage Stage, tx *Transaction) Dec
 	}
 	e.logDecision(ctx, stage, tx, d, elapsed)
 	return d
+}
+
+// renderReply returns the rule's reply with its templates filled in. A reply rendered
+// whole at run time must parse and have the class of the verdict; otherwise the default
+// code is used with the rendered text.
+func (r *rule) renderReply(v *vm.VM, env map[string]any) Reply {
+	if r.tmpl == nil {
+		return r.reply
+	}
+	text := r.tmpl.render(v, env)
+	if !r.dynamic {
+		rep := r.reply
+		rep.Text = text
+		return rep
+	}
+	rep, err := ParseReply(text)
+	want := map[Verdict]int{Reject: 5, Tempfail: 4, Accept: 2}[r.verdict]
+	if err != nil || rep.Code/100 != want {
+		rep = DefaultReply(r.verdict)
+		if t := strings.TrimSpace(text); t != "" && r.verdict != Accept {
+			rep.Text = t
+		}
+	}
+	return rep
 }
 
 func (r *rule) action() string {
