@@ -101,7 +101,7 @@ func New(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: special_use: %w", err)
 		}
 	}
-	return &Store{cfg: cfg, users: map[string]*User{}, hub: hub{watchers: map[watchKey]map[*Watcher]struct{}{}}}, nil
+	return &Store{cfg: cfg, users: map[string]*User{}, hub: hub{watchers: map[watchKey]*watchSet{}}}, nil
 }
 
 // Config returns the effective configuration (defaults filled in).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -127,12 +128,20 @@ func (u *User) mailboxLocked(ctx context.Context, name string) (Mailbox, error) 
 }
 
 // nextUIDValidity returns a UIDVALIDITY never used before by this user (RFC 3501 §2.3.1.1:
-// it must change whenever UIDs of a name are not kept, including delete and re-create).
-func nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
+// it must change whenever UIDs of a name are not kept, including delete and re-create and
+// a lost index). The last value is kept in the index and, so that a rebuilt index does not
+// repeat it, in a small file beside it.
+func (u *User) nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
 	var last int64
 	err := tx.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'uidvalidity'`).Scan(&last)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
+	}
+	hintPath := filepath.Join(u.dir, "uidvalidity")
+	if b, err := os.ReadFile(hintPath); err == nil {
+		if h, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && h > last {
+			last = h
+		}
 	}
 	v := time.Now().Unix()
 	if v <= last {
@@ -142,8 +151,17 @@ func nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
 	if v == 0 {
 		v = 1
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v)
-	return uint32(v), err
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v); err != nil {
+		return 0, err
+	}
+	tmp := hintPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(v, 10)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, hintPath); err != nil {
+		return 0, fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return uint32(v), nil
 }
 
 // Create makes a folder (and its missing parents), with an optional special-use attribute.
@@ -188,7 +206,7 @@ func (u *User) createLocked(ctx context.Context, cn, specialUse string) error {
 		}
 	}
 	return u.tx(ctx, func(tx *sql.Tx) error {
-		v, err := nextUIDValidity(ctx, tx)
+		v, err := u.nextUIDValidity(ctx, tx)
 		if err != nil {
 			return err
 		}

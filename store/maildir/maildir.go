@@ -186,8 +186,56 @@ func (d Dir) Scan() ([]Entry, error) {
 			out = append(out, Entry{Sub: sub, Name: n})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name.Key < out[j].Name.Key })
+	sort.Slice(out, func(i, j int) bool { return KeyLess(out[i].Name.Key, out[j].Name.Key) })
 	return out, nil
+}
+
+// KeyLess orders keys by delivery time: the leading seconds, then the M (microseconds)
+// and Q (counter) fields numerically, so "M99999" sorts before "M100000"; keys of other
+// formats fall back to string order.
+func KeyLess(a, b string) bool {
+	sa, ma, qa, oka := keyTime(a)
+	sb, mb, qb, okb := keyTime(b)
+	if oka && okb {
+		if sa != sb {
+			return sa < sb
+		}
+		if ma != mb {
+			return ma < mb
+		}
+		if qa != qb {
+			return qa < qb
+		}
+	}
+	return a < b
+}
+
+func keyTime(k string) (sec, micro, q int64, ok bool) {
+	head, rest, found := strings.Cut(k, ".")
+	if !found {
+		return 0, 0, 0, false
+	}
+	sec, err := strconv.ParseInt(head, 10, 64)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	mid, _, _ := strings.Cut(rest, ".")
+	num := func(tag byte) int64 {
+		i := strings.IndexByte(mid, tag)
+		if i < 0 {
+			return -1
+		}
+		j := i + 1
+		for j < len(mid) && mid[j] >= '0' && mid[j] <= '9' {
+			j++
+		}
+		v, err := strconv.ParseInt(mid[i+1:j], 10, 64)
+		if err != nil {
+			return -1
+		}
+		return v
+	}
+	return sec, num('M'), num('Q'), true
 }
 
 // Find locates the file for key, looking in cur then new.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -234,4 +235,13 @@ func FuzzParseName(f *testing.F) {
 			t.Fatalf("round trip %+v != %+v", n2, n)
 		}
 	})
+}
+
+func TestKeyLess(t *testing.T) {
+	keys := []string{"1700000000.M99999P1Q9.h", "1700000000.M100000P1Q10.h", "1700000001.M5P1Q11.h", "1700000001.M5P1Q2.h", "zzz", "1699999999.x"}
+	want := []string{"1699999999.x", "1700000000.M99999P1Q9.h", "1700000000.M100000P1Q10.h", "1700000001.M5P1Q2.h", "1700000001.M5P1Q11.h", "zzz"}
+	sort.Slice(keys, func(i, j int) bool { return KeyLess(keys[i], keys[j]) })
+	if fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Fatalf("%v", keys)
+	}
 }
