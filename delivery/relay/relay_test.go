@@ -308,9 +308,10 @@ func TestSmarthostAuth(t *testing.T) {
 }
 
 type submission struct {
-	addr string
-	mu   sync.Mutex
-	msgs []string
+	noAuth bool
+	addr   string
+	mu     sync.Mutex
+	msgs   []string
 }
 
 func (s *submission) received() []string {
@@ -319,16 +320,20 @@ func (s *submission) received() []string {
 	return s.msgs
 }
 
-func startSubmission(t *testing.T) *submission {
+func startSubmission(t *testing.T) *submission { return startServer(t, true, tls.NoClientCert) }
+
+// startServer runs go-smtp's server with STARTTLS; auth requires AUTH before MAIL;
+// clientAuth set to require a client certificate makes every handshake fail.
+func startServer(t *testing.T, auth bool, clientAuth tls.ClientAuthType) *submission {
 	cert, key := postfixtest.SelfSigned(t, "smarthost.test")
 	pair, err := tls.X509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := &submission{}
+	sub := &submission{noAuth: !auth}
 	srv := smtp.NewServer(backend{sub})
 	srv.Domain = "smarthost.test"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: clientAuth}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +346,9 @@ func startSubmission(t *testing.T) *submission {
 
 type backend struct{ s *submission }
 
-func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{s: b.s, auth: b.s.noAuth}, nil
+}
 
 type session struct {
 	s    *submission
@@ -400,5 +407,25 @@ func TestDSNParameters(t *testing.T) {
 		if !bytes.Contains(m[0], []byte(want)) {
 			t.Errorf("dump lacks %q:\n%s", want, m[0])
 		}
+	}
+}
+
+// At level may, a failed TLS handshake falls back to plaintext on a new connection
+// (Postfix does the same); at level encrypt it defers.
+func TestTLSFallback(t *testing.T) {
+	srv := startServer(t, false, tls.RequireAnyClientCert)
+	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, srv.addr))
+	c, _ := relay.New(relay.Config{Logger: quiet})
+	defer c.Close()
+	if res, err := send(t, c, hop, []string{"x@elsewhere.test"}, message("fallback")); err != nil || res[0].Status != relay.Delivered {
+		t.Fatalf("level may: %v %+v", err, res[0])
+	}
+	c2, _ := relay.New(relay.Config{Logger: quiet, Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSEncrypt}}})
+	defer c2.Close()
+	if res, _ := send(t, c2, hop, []string{"x@elsewhere.test"}, message("strict")); res[0].Status != relay.Temporary || res[0].Enhanced != "4.7.5" {
+		t.Fatalf("level encrypt: %+v", res[0])
+	}
+	if got := srv.received(); len(got) != 1 || !strings.Contains(got[0], "Subject: fallback") {
+		t.Fatalf("server got %q", got)
 	}
 }

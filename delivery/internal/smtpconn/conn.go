@@ -201,6 +201,11 @@ func setup(ctx context.Context, conn net.Conn, host string, opts Options, tryTLS
 		if !opts.LMTP {
 			what = "EHLO"
 		}
+		if s.TLS && !isReply(err) {
+			// With TLS 1.3 the server may reject the handshake only when the client first
+			// reads (a required client certificate): a TLS failure all the same.
+			return nil, &OpenError{Result: FromError("", host, fmt.Errorf("%w: %s after STARTTLS: %w", errTLSHandshake, what, err), "4.7.5")}
+		}
 		return nil, &OpenError{Result: FromError("", host, fmt.Errorf("%s: %w", what, err), "4.4.2")}
 	}
 	if opts.AuthUser != "" {
