@@ -207,25 +207,13 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 		}
 		clues = append(clues, clue{h: h, f: f, dev: dev})
 	}
-	if len(clues) > c.cfg.MaxTokens || explain {
-		// strongest first; ties broken by hash so the result is deterministic
-		slices.SortFunc(clues, func(a, b clue) int {
-			if a.dev != b.dev {
-				if a.dev > b.dev {
-					return -1
-				}
-				return 1
-			}
-			if a.h < b.h {
-				return -1
-			} else if a.h > b.h {
-				return 1
-			}
-			return 0
-		})
-		if len(clues) > c.cfg.MaxTokens {
-			clues = clues[:c.cfg.MaxTokens]
-		}
+	if explain {
+		slices.SortFunc(clues, clueOrder)
+	}
+	if len(clues) > c.cfg.MaxTokens {
+		// keep the strongest: a partial selection, cheaper than sorting all
+		selectTop(clues, c.cfg.MaxTokens)
+		clues = clues[:c.cfg.MaxTokens]
 	}
 	fs := b.fs[:0]
 	for _, cl := range clues {
@@ -244,6 +232,58 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 	}
 	b.clues, b.fs = clues, fs
 	return sc, nil
+}
+
+// clueOrder puts the strongest clue first; ties are broken by hash so that the
+// selection is deterministic.
+func clueOrder(a, b clue) int {
+	switch {
+	case a.dev > b.dev:
+		return -1
+	case a.dev < b.dev:
+		return 1
+	case a.h < b.h:
+		return -1
+	case a.h > b.h:
+		return 1
+	}
+	return 0
+}
+
+// selectTop reorders cs so that its first k elements are the k first in clueOrder
+// (quickselect with median-of-three pivots; the order within them is unspecified).
+func selectTop(cs []clue, k int) {
+	lo, hi := 0, len(cs)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		// median of three into cs[hi] as the pivot
+		if clueOrder(cs[mid], cs[lo]) < 0 {
+			cs[mid], cs[lo] = cs[lo], cs[mid]
+		}
+		if clueOrder(cs[hi], cs[lo]) < 0 {
+			cs[hi], cs[lo] = cs[lo], cs[hi]
+		}
+		if clueOrder(cs[mid], cs[hi]) < 0 {
+			cs[mid], cs[hi] = cs[hi], cs[mid]
+		}
+		pivot := cs[hi]
+		i := lo
+		for j := lo; j < hi; j++ {
+			if clueOrder(cs[j], pivot) < 0 {
+				cs[i], cs[j] = cs[j], cs[i]
+				i++
+			}
+		}
+		cs[i], cs[hi] = cs[hi], cs[i]
+		switch {
+		case i == k || i == k-1:
+			return
+		case i < k:
+			lo = i + 1
+		default:
+			hi = i - 1
+		}
+	}
 }
 
 // Digest identifies a message for training: a hash of its Message-ID and its body

@@ -2,6 +2,8 @@ package bayes
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -100,5 +102,24 @@ func TestFisher(t *testing.T) {
 	}
 	if got := fisher(many); !(got >= 0 && got < 1e-6) {
 		t.Errorf("fisher(1000 × 0.001) = %v, want ≈ 0", got)
+	}
+}
+
+func TestSelectTop(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for n := 0; n < 500; n++ {
+		cs := make([]clue, 1+r.IntN(400))
+		for i := range cs {
+			cs[i] = clue{h: uint64(r.IntN(50)), dev: float64(r.IntN(20)) / 40}
+		}
+		k := 1 + r.IntN(len(cs))
+		want := slices.Clone(cs)
+		slices.SortFunc(want, clueOrder)
+		selectTop(cs, k)
+		got := slices.Clone(cs[:k])
+		slices.SortFunc(got, clueOrder)
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("n=%d k=%d: top differs", len(cs), k)
+		}
 	}
 }

@@ -825,41 +825,43 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 	}
 }
 
-// hashSet is an open-addressing set of uint64, cleared in O(1) by a generation stamp;
-// it also keeps its keys in insertion order so that listing them costs O(n).
+// hashSet is an open-addressing set of uint64, cleared in O(1) by a generation stamp
+// kept in the same slot as the key (one memory access per probe); it also keeps its
+// keys in insertion order so that listing them costs O(n).
 type hashSet struct {
-	keys  []uint64
-	gens  []uint32
+	slots []setSlot
 	gen   uint32
 	order []uint64
+}
+
+type setSlot struct {
+	key uint64
+	gen uint32
 }
 
 func (s *hashSet) clear() {
 	s.gen++
 	s.order = s.order[:0]
-	if s.gen == 0 || s.keys == nil {
-		if s.keys == nil {
-			s.keys = make([]uint64, 1024)
-		}
-		s.gens = make([]uint32, len(s.keys))
+	if s.gen == 0 || s.slots == nil {
+		s.slots = make([]setSlot, max(len(s.slots), 1024))
 		s.gen = 1
 	}
 }
 
 func (s *hashSet) add(h uint64) {
-	if 2*(len(s.order)+1) > len(s.keys) {
+	if 2*(len(s.order)+1) > len(s.slots) {
 		s.grow()
 	}
-	mask := uint64(len(s.keys) - 1)
+	mask := uint64(len(s.slots) - 1)
 	i := (h * 0x9e3779b97f4a7c15) >> 32 & mask
 	for {
-		if s.gens[i] != s.gen {
-			s.gens[i] = s.gen
-			s.keys[i] = h
+		sl := &s.slots[i]
+		if sl.gen != s.gen {
+			*sl = setSlot{key: h, gen: s.gen}
 			s.order = append(s.order, h)
 			return
 		}
-		if s.keys[i] == h {
+		if sl.key == h {
 			return
 		}
 		i = (i + 1) & mask
@@ -868,8 +870,7 @@ func (s *hashSet) add(h uint64) {
 
 func (s *hashSet) grow() {
 	old := s.order
-	s.keys = make([]uint64, 2*len(s.keys))
-	s.gens = make([]uint32, len(s.keys))
+	s.slots = make([]setSlot, 2*len(s.slots))
 	s.gen = 1
 	s.order = make([]uint64, 0, 2*len(old))
 	for _, h := range old {
