@@ -220,6 +220,9 @@ func ParseNextHop(hop string) (host string, port int, mx bool, err error) {
 	return host, port, mx, nil
 }
 
+// maxAddresses bounds the addresses tried in one attempt, over all MX hosts.
+const maxAddresses = 10
+
 // target is one address to try.
 type target struct {
 	host string // the MX host name, for TLS and replies
@@ -447,6 +450,11 @@ func (c *Client) targets(ctx context.Context, host string, port int, useMX bool)
 			continue
 		}
 		for _, ip := range ips {
+			// Like Postfix's smtp_mx_address_limit: a hostile zone cannot make one
+			// attempt try hundreds of addresses.
+			if len(out) >= maxAddresses {
+				break
+			}
 			out = append(out, target{host: h, addr: net.JoinHostPort(ip.Unmap().String(), ps)})
 		}
 	}

@@ -185,7 +185,7 @@ func TestDNSFailures(t *testing.T) {
 func TestDeferThenDeliver(t *testing.T) {
 	addr := postfixtest.FreeAddr(t, "127.0.0.1")
 	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, addr))
-	c, _ := relay.New(relay.Config{})
+	c, _ := relay.New(relay.Config{Logger: quiet})
 	defer c.Close()
 
 	s1 := postfixtest.StartSink(t, addr, "-r", "RCPT", "-b", "451 4.3.2 please try later")
@@ -210,7 +210,7 @@ func TestDeferThenDeliver(t *testing.T) {
 // TestRemoteDropsConnection: smtp-sink drops the connection after the final dot, or
 // rejects DATA with 5xx.
 func TestRemoteDropsConnection(t *testing.T) {
-	c, _ := relay.New(relay.Config{})
+	c, _ := relay.New(relay.Config{Logger: quiet})
 	defer c.Close()
 	drop := postfixtest.StartSink(t, "", "-q", ".")
 	res, err := send(t, c, "["+drop.Addr[:strings.LastIndexByte(drop.Addr, ':')]+"]"+drop.Addr[strings.LastIndexByte(drop.Addr, ':'):], []string{"a@remote.test"}, message("drop"))
@@ -229,7 +229,7 @@ func TestRemoteDropsConnection(t *testing.T) {
 func TestPerDestinationLimit(t *testing.T) {
 	slow := postfixtest.StartSink(t, "", "-w", "2")
 	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, slow.Addr))
-	c, _ := relay.New(relay.Config{PerDestination: 1})
+	c, _ := relay.New(relay.Config{PerDestination: 1, Logger: quiet})
 	defer c.Close()
 	var wg sync.WaitGroup
 	started := make(chan struct{})
@@ -281,7 +281,7 @@ func TestSmarthostAuth(t *testing.T) {
 		{"relayuser", "s3cret", relay.Delivered},
 		{"relayuser", "wrong", relay.Temporary}, // a rejected login defers, as Postfix's smtp_sasl_auth_soft_bounce
 	} {
-		c, err := relay.New(relay.Config{Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSEncrypt, User: tc.user, Password: tc.pass}}})
+		c, err := relay.New(relay.Config{Logger: quiet, Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSEncrypt, User: tc.user, Password: tc.pass}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func TestSmarthostAuth(t *testing.T) {
 		t.Fatalf("smarthost got %q", got)
 	}
 	// Level verify fails against a self-signed certificate: deferred, nothing sent.
-	c, _ := relay.New(relay.Config{Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSVerify, User: "relayuser", Password: "s3cret"}}})
+	c, _ := relay.New(relay.Config{Logger: quiet, Hosts: map[string]relay.HostConfig{hop: {TLS: relay.TLSVerify, User: "relayuser", Password: "s3cret"}}})
 	defer c.Close()
 	res, _ := send(t, c, hop, []string{"far@elsewhere.test"}, message("verify"))
 	if res[0].Status != relay.Temporary {
