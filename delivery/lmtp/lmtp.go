@@ -158,6 +158,50 @@ func (c *Client) options() smtpconn.Options {
 	}
 }
 
+// Verify asks the LMTP server at dest whether rcpt exists, with MAIL FROM:<> and RCPT
+// TO on a pooled session (then RSET; nothing is delivered): true for a 2xx reply, false
+// for 5xx (Dovecot: "550 5.1.1 User doesn't exist"), an error for 4xx or no answer. It
+// fits route.Config.LocalUserExists, for recipient validation at RCPT time in front of a
+// store without a user database of our own:
+//
+//	LocalUserExists: func(ctx context.Context, a string) (bool, error) { return c.Verify(ctx, dest, a) }
+func (c *Client) Verify(ctx context.Context, dest, rcpt string) (bool, error) {
+	network, addr, err := ParseDest(dest)
+	if err != nil {
+		return false, err
+	}
+	for attempt := 0; ; attempt++ {
+		var s *smtpconn.Session
+		if !c.cfg.DisableReuse {
+			s = c.pool.Get(dest)
+		}
+		reused := s != nil
+		if s == nil {
+			if s, err = smtpconn.Open(ctx, network, addr, dest, c.options()); err != nil {
+				return false, fmt.Errorf("lmtp: verify <%s> at %s: %w", rcpt, dest, err)
+			}
+			s.Key = dest
+		}
+		r := s.Probe(ctx, rcpt)
+		if reused && s.Broken() && r.Code == 0 && attempt == 0 && ctx.Err() == nil {
+			s.Close()
+			continue
+		}
+		if c.cfg.DisableReuse {
+			s.Close()
+		} else {
+			c.pool.Put(s)
+		}
+		switch r.Status {
+		case Delivered:
+			return true, nil
+		case Permanent:
+			return false, nil
+		}
+		return false, fmt.Errorf("lmtp: verify <%s> at %s: %s", rcpt, dest, r.Reply)
+	}
+}
+
 // Close closes the idle sessions. Deliveries in progress finish; their sessions are
 // closed when they end.
 func (c *Client) Close() error {

@@ -299,3 +299,31 @@ func (p *proxy) cut() {
 }
 
 var _ = errors.New
+
+func TestVerifyDovecot(t *testing.T) {
+	dc := dovecottest.Start(t, "alice@example.test")
+	c, _ := lmtp.New(lmtp.Config{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for rcpt, want := range map[string]bool{"alice@example.test": true, "nobody@example.test": false, "ALICE@example.test": true} {
+		got, err := c.Verify(ctx, dc.LMTPAddr(), rcpt)
+		if err != nil || got != want {
+			t.Errorf("Verify(%s) = %v %v, want %v", rcpt, got, err, want)
+		}
+	}
+	if n := dc.Count("alice@example.test"); n != 0 {
+		t.Errorf("verification delivered %d messages", n)
+	}
+	// The same session still delivers afterwards.
+	if r := deliver(t, c, dc.LMTPAddr(), []string{"alice@example.test"}, message("after-verify")); r[0].Status != lmtp.Delivered {
+		t.Fatalf("%+v", r[0])
+	}
+	// No server: an error, not a "no".
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	if _, err := c.Verify(ctx, dead, "alice@example.test"); err == nil {
+		t.Error("Verify against a dead server gave no error")
+	}
+}

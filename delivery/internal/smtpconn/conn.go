@@ -614,3 +614,41 @@ func copyData(w io.Writer, msg io.Reader) (werr, rerr error) {
 		}
 	}
 }
+
+// Probe asks whether the server would accept rcpt (MAIL FROM:<>, RCPT TO, RSET), as
+// Postfix's address verification does, and returns the RCPT result. Nothing is sent.
+func (s *Session) Probe(ctx context.Context, rcpt string) Result {
+	if s.broken {
+		return Fail(rcpt, s.Host, 451, "4.4.2", "session to "+s.Host+" is no longer usable", nil)
+	}
+	s.used = time.Now()
+	s.uses++
+	s.data = false
+	stop := context.AfterFunc(ctx, func() { s.raw.SetDeadline(time.Unix(1, 0)); s.raw.Close() })
+	defer func() {
+		if !stop() {
+			s.broken = true
+		}
+	}()
+	s.arm(ctx)
+	if err := s.c.Mail("", nil); err != nil {
+		if isReply(err) {
+			s.reset()
+		} else {
+			s.broken = true
+		}
+		return FromError(rcpt, s.Host, err, "4.4.2")
+	}
+	var r Result
+	if err := s.c.Rcpt(rcpt, nil); err != nil {
+		if !isReply(err) {
+			s.broken = true
+			return FromError(rcpt, s.Host, err, "4.4.2")
+		}
+		r = FromError(rcpt, s.Host, err, "")
+	} else {
+		r = OK(rcpt, s.Host, "250 2.1.5 recipient ok")
+	}
+	s.reset()
+	return r
+}

@@ -169,7 +169,15 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// Stop stops Dovecot (a store that goes away). Stopping twice is harmless.
+func (d *Dovecot) Stop() { d.stop() }
+
 func (d *Dovecot) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
