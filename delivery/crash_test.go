@@ -48,6 +48,20 @@ func TestHelperDeliveryProcess(t *testing.T) {
 	fail(q.Run(context.Background())) // returns only on error; the parent kills us
 }
 
+// queued counts the messages in the spool, as `portcullis queue list` would.
+func queued(t *testing.T, dir string) int {
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Config{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	ids, err := sp.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ids)
+}
+
 // TestDeliveryCrash kills a delivering queue manager with SIGKILL at random moments until
 // the queue is empty, then checks that every message reached every recipient at least
 // once (a kill between the maildir write and the spool removal may duplicate, never lose).
@@ -90,14 +104,14 @@ func TestDeliveryCrash(t *testing.T) {
 		} else {
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				des, _ := os.ReadDir(filepath.Join(dir, "spool", "queue"))
-				if len(des) == 0 {
+				n := queued(t, dir)
+				if n == 0 {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("queue not drained: %d left", len(des))
+					t.Fatalf("queue not drained: %d left", n)
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
@@ -105,8 +119,7 @@ func TestDeliveryCrash(t *testing.T) {
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("round %d: child ended on its own: %s", round, stderr.String())
 		}
-		des, _ := os.ReadDir(filepath.Join(dir, "spool", "queue"))
-		t.Logf("round %d: %d messages left in the queue", round, len(des))
+		t.Logf("round %d: %d messages left in the queue", round, queued(t, dir))
 	}
 
 	md, _ := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail")})

@@ -563,3 +563,47 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminDeleteFromAnotherProcess(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	id, err := sp.Enqueue(context.Background(), spool.Envelope{From: "a@example.org", To: []string{"bob@example.test"}}, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// `portcullis queue delete ID` attaches to the owner's spool.
+	adm, err := spool.Open(filepath.Join(dir, "spool"), spool.Config{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Delete(adm, &out, id); err != nil || !strings.Contains(out.String(), "deleted: 1") {
+		t.Fatalf("delete: %v %s", err, out.String())
+	}
+	adm.Close()
+	md, _ := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail")})
+	router, _ := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.test"}, Local: md})
+	q, _ := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sp, router)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	err = q.WaitIdle(wctx)
+	wcancel()
+	cancel()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := sp.List(); len(ids) != 0 {
+		t.Fatalf("queue = %v", ids)
+	}
+	box, _ := md.Path("bob@example.test")
+	if es, _ := box.Scan(); len(es) != 0 {
+		t.Fatal("deleted message was delivered")
+	}
+}

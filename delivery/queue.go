@@ -160,7 +160,10 @@ func (q *Queue) rescan() error {
 			q.msgs[id] = e
 		}
 		if !e.active {
-			e.held, e.next = st.Held, st.NextAttempt
+			e.held, e.next = st.Held && !st.Deleted, st.NextAttempt
+			if st.Deleted {
+				e.next = time.Time{}
+			}
 			q.schedule(e)
 		}
 		q.mu.Unlock()
@@ -308,6 +311,14 @@ func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, g
 	if err != nil {
 		q.log.Error("delivery: cannot read status", "id", id, "err", err)
 		return retry, false, false, busy
+	}
+	if st.Deleted { // "queue delete" from another process while we ran
+		if err := q.sp.Delete(id); err != nil && !errors.Is(err, spool.ErrNotFound) {
+			q.log.Error("delivery: cannot delete message", "id", id, "err", err)
+			return retry, false, false, busy
+		}
+		q.log.Info("delivery: message deleted by the administrator", "id", id)
+		return time.Time{}, false, true, busy
 	}
 	if st.Held {
 		return time.Time{}, true, false, busy

@@ -10,7 +10,8 @@ import (
 // next one together, so N concurrent callers cost about two fsyncs instead of N: the same
 // trick databases use for their write-ahead log.
 type dirSyncer struct {
-	dir   *os.File
+	dir   *os.File // nil for a syncer with its own fn
+	fn    func() error
 	group bool
 
 	mu      sync.Mutex
@@ -25,13 +26,20 @@ func newDirSyncer(path string, group bool) (*dirSyncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &dirSyncer{dir: d, group: group, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s := newSyncer(d.Sync, group)
+	s.dir = d
+	return s, nil
+}
+
+// newSyncer returns a group committer around any sync function.
+func newSyncer(fn func() error, group bool) *dirSyncer {
+	s := &dirSyncer{fn: fn, group: group, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	if group {
 		go s.run()
 	} else {
 		close(s.done)
 	}
-	return s, nil
+	return s
 }
 
 var errChanPool = sync.Pool{New: func() any { return make(chan error, 1) }}
@@ -40,7 +48,7 @@ var errChanPool = sync.Pool{New: func() any { return make(chan error, 1) }}
 // stable storage.
 func (s *dirSyncer) sync() error {
 	if !s.group {
-		return s.dir.Sync()
+		return s.fn()
 	}
 	ch := errChanPool.Get().(chan error)
 	s.mu.Lock()
@@ -75,7 +83,7 @@ func (s *dirSyncer) run() {
 		closed := s.closed
 		s.mu.Unlock()
 		if len(batch) > 0 {
-			err := s.dir.Sync()
+			err := s.fn()
 			for _, ch := range batch {
 				ch <- err
 			}
@@ -102,5 +110,8 @@ func (s *dirSyncer) close() error {
 		}
 	}
 	<-s.done
+	if s.dir == nil {
+		return nil
+	}
 	return s.dir.Close()
 }

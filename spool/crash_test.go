@@ -19,6 +19,9 @@ import (
 
 const crashEnv = "PORTCULLIS_SPOOL_CRASH_DIR"
 
+// Small log segments, so that kills also land during segment rotation.
+var crashCfg = Config{SegmentBytes: 256 << 10}
+
 // crashBody is the message goroutine g sends as its k-th; the parent recomputes it.
 func crashBody(g, k int) []byte {
 	var b bytes.Buffer
@@ -37,7 +40,7 @@ func TestHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process for TestCrash")
 	}
-	s, err := Open(dir, Config{})
+	s, err := Open(dir, crashCfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -85,7 +88,6 @@ func TestCrash(t *testing.T) {
 	type acked struct{ g, k int }
 	want := map[string]acked{}
 	wantStatus := map[string]bool{}
-	queued := 0
 	for round := range 6 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
@@ -100,18 +102,24 @@ func TestCrash(t *testing.T) {
 		}
 		// Kill at a random moment once the child is busy: 20–300 ms after its first id.
 		lines := make(chan []string, 1)
+		first := make(chan struct{})
 		go func() {
-			b, _ := io.ReadAll(stdout)
-			lines <- strings.Split(string(b), "\n")
-		}()
-		time.Sleep(50 * time.Millisecond)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			ids, _ := os.ReadDir(filepath.Join(dir, "queue"))
-			if len(ids) > queued || time.Now().After(deadline) {
-				break
+			var got []string
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if len(got) == 0 {
+					close(first)
+				}
+				got = append(got, sc.Text())
 			}
-			time.Sleep(5 * time.Millisecond)
+			if len(got) == 0 {
+				close(first)
+			}
+			lines <- append(got, "") // as if split after a final newline
+		}()
+		select {
+		case <-first:
+		case <-time.After(20 * time.Second):
 		}
 		time.Sleep(time.Duration(20+rand.IntN(280)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -143,7 +151,7 @@ func TestCrash(t *testing.T) {
 		}
 
 		tmpLeft, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-		s, err := Open(dir, Config{})
+		s, err := Open(dir, crashCfg)
 		if err != nil {
 			t.Fatalf("round %d: reopen: %v", round, err)
 		}
@@ -186,7 +194,6 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("round %d: %d temporary files left after recovery", round, len(tmp))
 		}
 		t.Logf("round %d: %d acknowledged, %d queued in all, %d temporary files recovered", round, n, len(ids), len(tmpLeft))
-		queued = len(ids)
 		s.Close()
 	}
 }

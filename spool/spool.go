@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -46,6 +47,13 @@ type Config struct {
 	// administration commands: no recovery is done and nothing is removed behind the owner's
 	// back. Without Shared, Open fails with ErrLocked when the spool is in use.
 	Shared bool `yaml:"-"`
+	// DisableLog stores every message in its own file instead of appending messages up to
+	// InlineBytes to the incoming log (see log.go). Only useful for comparison.
+	DisableLog bool `yaml:"disable_log"`
+	// InlineBytes is the largest message that goes to the incoming log. [1 MiB]
+	InlineBytes int64 `yaml:"inline_bytes"`
+	// SegmentBytes is the size at which a log segment is sealed and a new one started. [64 MiB]
+	SegmentBytes int64 `yaml:"segment_bytes"`
 	// Logger receives recovery and error reports; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -71,6 +79,8 @@ type Spool struct {
 	queue    *dirSyncer
 	status   *dirSyncer
 	maxBytes int64
+	mlog     *msgLog // the incoming log; read-only in Shared mode
+	inline   int64   // 0: the log takes no new messages
 
 	mu       sync.RWMutex
 	closed   bool
@@ -90,7 +100,7 @@ func Open(dir string, cfg Config) (*Spool, error) {
 	if s.maxBytes <= 0 {
 		s.maxBytes = defaultMaxMessageBytes
 	}
-	for _, sub := range []string{"", "tmp", "queue", "status", "corrupt"} {
+	for _, sub := range []string{"", "tmp", "queue", "status", "corrupt", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("spool: create %s: %w", filepath.Join(dir, sub), err)
 		}
@@ -118,13 +128,30 @@ func Open(dir string, cfg Config) (*Spool, error) {
 		lock = nil
 	}
 	s.lock = lock
+	group := !cfg.DisableGroupCommit
+	segBytes := cfg.SegmentBytes
+	if segBytes <= 0 {
+		segBytes = defaultSegmentBytes
+	}
+	// The log is always read, even with DisableLog, so that nothing it holds is forgotten.
+	if s.mlog, err = openLog(filepath.Join(dir, "log"), segBytes, lock == nil, group); err != nil {
+		s.closeLock()
+		return nil, fmt.Errorf("spool: open log: %w", err)
+	}
+	if lock != nil && !cfg.DisableLog {
+		s.inline = cfg.InlineBytes
+		if s.inline <= 0 {
+			s.inline = defaultInlineBytes
+		}
+		s.inline = min(s.inline, s.maxBytes)
+	}
 	if lock != nil {
 		if err := s.recover(); err != nil {
+			s.mlog.close()
 			lock.Close()
 			return nil, err
 		}
 	}
-	group := !cfg.DisableGroupCommit
 	if s.queue, err = newDirSyncer(filepath.Join(dir, "queue"), group); err != nil {
 		s.closeLock()
 		return nil, fmt.Errorf("spool: %w", err)
@@ -153,7 +180,7 @@ func (s *Spool) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	err := errors.Join(s.queue.close(), s.status.close())
+	err := errors.Join(s.queue.close(), s.status.close(), s.mlog.close())
 	s.closeLock()
 	return err
 }
@@ -210,6 +237,16 @@ func (s *Spool) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 		return "", errors.New("spool: enqueue: envelope has no recipients")
 	}
 	id := newID()
+	if s.inline > 0 {
+		buf, small, err := s.readInline(ctx, msg)
+		if err != nil {
+			return "", err
+		}
+		if small {
+			return s.enqueueLog(env, id, buf)
+		}
+		msg = io.MultiReader(bytes.NewReader(buf), msg) // too big for the log: a file of its own
+	}
 	tmp := s.path("tmp", id)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -226,20 +263,90 @@ func (s *Spool) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 	if err := s.writeFile(ctx, f, &env, id, msg); err != nil {
 		return "", err
 	}
+	if err := s.commitFile(ctx, f, id); err != nil {
+		committed = true // commitFile cleaned up
+		return "", err
+	}
+	committed = true
+	s.notify(id)
+	return id, nil
+}
+
+// readInline reads msg up to the inline limit. small reports that msg ended within it.
+func (s *Spool) readInline(ctx context.Context, msg io.Reader) (buf []byte, small bool, err error) {
+	buf = make([]byte, 0, 8<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, false, fmt.Errorf("spool: enqueue: %w", err)
+		}
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > s.inline {
+				return buf, false, nil
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, rerr := msg.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr == io.EOF {
+			return buf, int64(len(buf)) <= s.inline, nil
+		}
+		if rerr != nil {
+			return nil, false, fmt.Errorf("spool: enqueue: reading message: %w", rerr)
+		}
+	}
+}
+
+// enqueueLog appends a message to the incoming log and returns once it is durable.
+func (s *Spool) enqueueLog(env Envelope, id string, msg []byte) (string, error) {
+	env.ID, env.Size = id, int64(len(msg))
+	ej, err := json.Marshal(env)
+	if err != nil {
+		return "", fmt.Errorf("spool: enqueue: encode envelope: %w", err)
+	}
+	if len(ej) > maxEnvelope {
+		return "", fmt.Errorf("%w: envelope of %d bytes", ErrTooLarge, len(ej))
+	}
+	if err := s.mlog.append(id, encodeLogRecord(id, ej, msg), int64(len(ej)), int64(len(msg))); err != nil {
+		return "", fmt.Errorf("spool: enqueue: %w", err)
+	}
+	s.notify(id)
+	return id, nil
+}
+
+func (s *Spool) notify(id string) {
+	s.mu.RLock()
+	watchers := s.watchers
+	s.mu.RUnlock()
+	for _, w := range watchers {
+		w(id)
+	}
+}
+
+// commitFile makes a written temporary file durable and moves it into the queue. On error
+// the temporary file is gone.
+func (s *Spool) commitFile(ctx context.Context, f *os.File, id string) error {
+	tmp := s.path("tmp", id)
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
 	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("spool: enqueue: fsync %s: %w", tmp, err)
+		return fail(fmt.Errorf("spool: enqueue: fsync %s: %w", tmp, err))
 	}
 	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("spool: enqueue: close %s: %w", tmp, err)
+		os.Remove(tmp)
+		return fmt.Errorf("spool: enqueue: close %s: %w", tmp, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("spool: enqueue: %w", err)
+		os.Remove(tmp)
+		return fmt.Errorf("spool: enqueue: %w", err)
 	}
 	final := s.path("queue", id)
 	if err := os.Rename(tmp, final); err != nil {
-		return "", fmt.Errorf("spool: enqueue: rename into queue: %w", err)
+		os.Remove(tmp)
+		return fmt.Errorf("spool: enqueue: rename into queue: %w", err)
 	}
-	committed = true
 	// From here the message may survive a crash, so no ctx check: the caller learns of the
 	// outcome only after the directory fsync, whichever way it goes.
 	if err := s.queue.sync(); err != nil {
@@ -249,15 +356,9 @@ func (s *Spool) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (strin
 		if rerr := os.Remove(final); rerr != nil {
 			s.log.Error("spool: cannot withdraw message after fsync failure", "id", id, "err", rerr)
 		}
-		return "", fmt.Errorf("spool: enqueue: fsync queue directory: %w", err)
+		return fmt.Errorf("spool: enqueue: fsync queue directory: %w", err)
 	}
-	s.mu.RLock()
-	watchers := s.watchers
-	s.mu.RUnlock()
-	for _, w := range watchers {
-		w(id)
-	}
-	return id, nil
+	return nil
 }
 
 // writeFile streams msg after a placeholder header, appends the envelope and writes the
@@ -328,6 +429,12 @@ func (m *Message) Close() error { return m.f.Close() }
 func (s *Spool) Open(id string) (Envelope, *Message, error) {
 	if !ValidID(id) {
 		return Envelope{}, nil, fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	if env, m, ok, err := s.mlog.open(id); ok {
+		if err != nil {
+			return Envelope{}, nil, fmt.Errorf("spool: open %s: %w", id, err)
+		}
+		return env, m, nil
 	}
 	f, err := os.Open(s.path("queue", id))
 	if err != nil {
@@ -408,13 +515,18 @@ func (s *Spool) List() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: list: %w", err)
 	}
-	ids := make([]string, 0, len(des))
+	ids := s.mlog.ids()
+	inLog := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		inLog[id] = true
+	}
 	for _, de := range des {
-		if ValidID(de.Name()) {
+		if ValidID(de.Name()) && !inLog[de.Name()] {
 			ids = append(ids, de.Name())
 		}
 	}
-	return ids, nil // ReadDir sorts by name, and ids sort by time
+	sort.Strings(ids) // ids sort by arrival time
+	return ids, nil
 }
 
 // recover runs at Open in the owning process.
@@ -449,6 +561,11 @@ func (s *Spool) recover() error {
 		}
 		if err == nil {
 			queued[name] = true
+			// A move out of the log (migrate) that a crash interrupted: the file is the copy
+			// that counts.
+			if _, err := s.mlog.remove(name); err != nil {
+				return fmt.Errorf("spool: recover: %w", err)
+			}
 			continue
 		}
 		s.log.Error("spool: moving invalid queue file aside", "file", name, "err", err)
@@ -469,7 +586,7 @@ func (s *Spool) recover() error {
 		return fmt.Errorf("spool: recover: %w", err)
 	}
 	for _, de := range des {
-		if !queued[de.Name()] {
+		if !queued[de.Name()] && !s.mlog.has(de.Name()) {
 			// Remove unlinks the queue file first, so a status file alone is the tail of a
 			// finished removal.
 			if err := os.Remove(filepath.Join(sdir, de.Name())); err != nil {

@@ -44,8 +44,14 @@ func readAll(t *testing.T, s *Spool, id string) (Envelope, []byte) {
 }
 
 func TestEnqueueRoundTrip(t *testing.T) {
+	for _, noLog := range []bool{false, true} {
+		t.Run(fmt.Sprintf("log=%v", !noLog), func(t *testing.T) { testRoundTrip(t, Config{DisableLog: noLog}) })
+	}
+}
+
+func testRoundTrip(t *testing.T, cfg Config) {
 	dir := t.TempDir()
-	s := openT(t, dir, Config{})
+	s := openT(t, dir, cfg)
 	body := []byte("Subject: hi\r\n\r\nhello\r\n")
 	env := testEnv("bob@example.test", "carol@example.test")
 	env.Notify = map[string]string{"bob@example.test": "NEVER"}
@@ -69,7 +75,7 @@ func TestEnqueueRoundTrip(t *testing.T) {
 	}
 
 	// Reopen: the message is recovered intact.
-	s2 := openT(t, dir, Config{})
+	s2 := openT(t, dir, cfg)
 	ids, err := s2.List()
 	if err != nil || len(ids) != 1 || ids[0] != id {
 		t.Fatalf("List = %v, %v; want [%s]", ids, err, id)
@@ -80,8 +86,9 @@ func TestEnqueueRoundTrip(t *testing.T) {
 }
 
 func TestEmptyAndLargeMessages(t *testing.T) {
-	s := openT(t, t.TempDir(), Config{MaxMessageBytes: 1 << 20})
-	for _, n := range []int{0, 1, copyBufBytes - headerLen, copyBufBytes - headerLen + 1, 3*copyBufBytes + 17, 1 << 20} {
+	// Up to 64 KiB in the log, larger ones in files.
+	s := openT(t, t.TempDir(), Config{MaxMessageBytes: 1 << 20, InlineBytes: 64 << 10})
+	for _, n := range []int{0, 1, 1000, 4096, copyBufBytes - headerLen, copyBufBytes - headerLen + 1, 3*copyBufBytes + 17, 1 << 20} {
 		body := bytes.Repeat([]byte("0123456789abcdef"), n/16+1)[:n]
 		// OneByteReader and HalfReader exercise short reads.
 		for _, r := range []io.Reader{bytes.NewReader(body), iotest.HalfReader(bytes.NewReader(body)), iotest.DataErrReader(bytes.NewReader(body))} {
@@ -124,7 +131,7 @@ func TestEnqueueFailuresLeaveNothing(t *testing.T) {
 
 func TestRecovery(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Config{})
+	s := openT(t, dir, Config{DisableLog: true})
 	ctx := context.Background()
 	good, err := s.Enqueue(ctx, testEnv("a@example.test"), strings.NewReader("good\r\n"))
 	if err != nil {
@@ -146,7 +153,7 @@ func TestRecovery(t *testing.T) {
 	write("queue/"+truncID, full[:len(full)-3])
 	write("queue/README", []byte("not a message"))
 
-	s2 := openT(t, dir, Config{})
+	s2 := openT(t, dir, Config{DisableLog: true})
 	ids, _ := s2.List()
 	if len(ids) != 1 || ids[0] != good {
 		t.Fatalf("List after recovery = %v, want [%s]", ids, good)
@@ -272,10 +279,10 @@ func TestIDsSortAndAreUnique(t *testing.T) {
 }
 
 func TestConcurrentEnqueueAndWatch(t *testing.T) {
-	for _, group := range []bool{true, false} {
-		t.Run(fmt.Sprintf("group=%v", group), func(t *testing.T) {
+	for _, c := range []Config{{}, {DisableGroupCommit: true}, {DisableLog: true}, {DisableLog: true, DisableGroupCommit: true}, {SegmentBytes: 2000}} {
+		t.Run(fmt.Sprintf("group=%v,log=%v,seg=%d", !c.DisableGroupCommit, !c.DisableLog, c.SegmentBytes), func(t *testing.T) {
 			dir := t.TempDir()
-			s := openT(t, dir, Config{DisableGroupCommit: !group})
+			s := openT(t, dir, c)
 			var mu sync.Mutex
 			watched := map[string]bool{}
 			s.Watch(func(id string) { mu.Lock(); watched[id] = true; mu.Unlock() })
@@ -311,7 +318,7 @@ func TestConcurrentEnqueueAndWatch(t *testing.T) {
 
 func FuzzReadEnvelope(f *testing.F) {
 	dir := f.TempDir()
-	s, err := Open(dir, Config{})
+	s, err := Open(dir, Config{DisableLog: true})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package spool
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ const (
 	OpRelease Op = "release" // released from hold, due now
 	OpFlush   Op = "flush"   // due now (postqueue -f / -i)
 	OpWarned  Op = "warned"  // a delay warning was sent to the sender
+	OpDelete  Op = "delete"  // deleted by the administrator while the owner ran: the owner removes it
 )
 
 // Record is one line of a message's status file.
@@ -72,6 +74,7 @@ type Status struct {
 	Attempts    int       // OpDefer records so far
 	LastReply   string
 	Warned      bool
+	Deleted     bool                  // an administrator asked for removal (OpDelete): remove without delivering
 	Rcpts       map[string]RcptStatus // by recipient address as in Envelope.To
 }
 
@@ -121,6 +124,8 @@ func (st *Status) apply(r Record) {
 		st.NextAttempt = time.Time{}
 	case OpWarned:
 		st.Warned = true
+	case OpDelete:
+		st.Deleted = true
 	}
 }
 
@@ -215,11 +220,24 @@ func (s *Spool) Append(id string, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if _, err := os.Stat(s.path("queue", id)); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
+	if !s.mlog.has(id) {
+		if _, err := os.Stat(s.path("queue", id)); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%w: %s", ErrNotFound, id)
+			}
+			return fmt.Errorf("spool: status %s: %w", id, err)
 		}
-		return fmt.Errorf("spool: status %s: %w", id, err)
+	} else if !s.mlog.readOnly {
+		// A message that waits (deferred, held) leaves the incoming log for a file of its
+		// own, so that it does not keep a whole log segment alive.
+		for _, r := range recs {
+			if r.Op == OpDefer || r.Op == OpHold {
+				if err := s.migrate(id); err != nil {
+					return err
+				}
+				break
+			}
+		}
 	}
 	var buf bytes.Buffer
 	now := time.Now().UTC()
@@ -336,14 +354,62 @@ func (s *Spool) Complete(id string, recs ...Record) error {
 
 // Delete removes a message whatever the state of its recipients: the administrator's
 // "postsuper -d". Nothing is bounced.
+//
+// On a Shared spool a message still in the owner's incoming log cannot be touched from
+// here: it gets an OpDelete record instead, and the owner's queue manager removes it.
 func (s *Spool) Delete(id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%w: %q", ErrBadID, id)
 	}
+	if s.mlog.readOnly && s.mlog.has(id) {
+		return s.Append(id, Record{Op: OpDelete})
+	}
 	return s.remove(id)
 }
 
+// migrate moves a message from the incoming log into a file of its own in queue/. A crash
+// between the two steps leaves both copies, and Open's recovery keeps the file.
+func (s *Spool) migrate(id string) error {
+	env, m, ok, err := s.mlog.open(id)
+	if !ok {
+		return nil // removed meanwhile, or already moved
+	}
+	if err != nil {
+		return fmt.Errorf("spool: move %s out of the log: %w", id, err)
+	}
+	defer m.Close()
+	tmp := s.path("tmp", id)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: move %s out of the log: %w", id, err)
+	}
+	ctx := context.Background()
+	if err := s.writeFile(ctx, f, &env, id, m); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := s.commitFile(ctx, f, id); err != nil {
+		return err
+	}
+	if _, err := s.mlog.remove(id); err != nil {
+		return fmt.Errorf("spool: move %s out of the log: %w", id, err)
+	}
+	return nil
+}
+
 func (s *Spool) remove(id string) error {
+	if found, err := s.mlog.remove(id); found {
+		if err != nil {
+			return fmt.Errorf("spool: remove %s: %w", id, err)
+		}
+		unlock := s.statusMu.lock(id)
+		defer unlock()
+		if err := os.Remove(s.path("status", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("spool: remove status of %s: %w", id, err)
+		}
+		return nil
+	}
 	if err := os.Remove(s.path("queue", id)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
