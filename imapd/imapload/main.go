@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -51,6 +53,7 @@ func main() {
 	serve := flag.String("serve", "", "run the portcullis IMAP server on this store directory")
 	listen := flag.String("listen", "127.0.0.1:1143", "address for -serve")
 	cpuprofile := flag.String("cpuprofile", "", "with -serve: write a CPU profile here until SIGTERM")
+	pprofAddr := flag.String("pprof", "", "with -serve: serve net/http/pprof on this address")
 	flag.Parse()
 	raiseFileLimit()
 
@@ -63,6 +66,9 @@ func main() {
 			}
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
+		}
+		if *pprofAddr != "" {
+			go http.ListenAndServe(*pprofAddr, nil)
 		}
 		if err := runServer(*serve, *listen, *pass); err != nil {
 			log.Fatal(err)
