@@ -842,8 +842,9 @@ type setSlot struct {
 func (s *hashSet) clear() {
 	s.gen++
 	s.order = s.order[:0]
-	if s.gen == 0 || s.slots == nil {
-		s.slots = make([]setSlot, max(len(s.slots), 1024))
+	// a table grown for a huge message would make every later insert a cache miss
+	if s.gen == 0 || len(s.slots) < 1024 || len(s.slots) > 4096 {
+		s.slots = make([]setSlot, 1024)
 		s.gen = 1
 	}
 }
