@@ -340,3 +340,46 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// A message written by another maildir program with bare LF line ends is listed with the
+// size it has on the wire (CRLF).
+func TestBareLFSizes(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	u, err := e.store.Open(context.Background(), "bob@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Release()
+	lf := "Subject: lf\n\nline one\n.line two\n"
+	var root string
+	filepath.Walk(e.store.Config().Dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() && filepath.Base(p) == "Maildir" {
+			root = p
+		}
+		return nil
+	})
+	if err := os.WriteFile(filepath.Join(root, "new", "1700000000.M1P1Q1.other"), []byte(lf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, e.addr)
+	c.cmd("USER bob@example.org", "+OK")
+	c.cmd("PASS pw2", "+OK maildrop has 1")
+	want := len(lf) + strings.Count(lf, "\n")
+	c.cmd("LIST 1", fmt.Sprintf("+OK 1 %d", want))
+	fmt.Fprintf(c.conn, "RETR 1\r\n")
+	c.expect(fmt.Sprintf("+OK %d octets", want))
+	got := 0
+	for {
+		l, err := c.r.R.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == ".\r\n" {
+			break
+		}
+		got += len(l)
+	}
+	if got != want+1 { // +1: the dot-stuffed ".line two"
+		t.Fatalf("RETR sent %d octets, LIST said %d (+1 dot)", got, want)
+	}
+}

@@ -201,7 +201,7 @@ func (s *session) handle(cmd Command) error {
 		for i, m := range s.msgs {
 			if !s.deleted[i] {
 				n++
-				size += m.Size
+				size += m.SizeCRLF
 			}
 		}
 		return s.reply(true, "%d %d", n, size)
@@ -434,7 +434,7 @@ func (s *session) msgIndex(arg string) (int, error) {
 func (s *session) list(cmd Command) error {
 	line := func(i int) string {
 		if cmd.Name == "LIST" {
-			return fmt.Sprintf("%d %d", i+1, s.msgs[i].Size)
+			return fmt.Sprintf("%d %d", i+1, s.msgs[i].SizeCRLF)
 		}
 		return fmt.Sprintf("%d %s", i+1, uidl(s.msgs[i]))
 	}
@@ -471,7 +471,7 @@ func (s *session) send(i, lines int) error {
 		return err
 	}
 	defer f.Close()
-	if err := s.reply(true, "%d octets", s.msgs[i].Size); err != nil {
+	if err := s.reply(true, "%d octets", s.msgs[i].SizeCRLF); err != nil {
 		return err
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(10 * time.Minute))

@@ -250,6 +250,7 @@ CREATE TABLE IF NOT EXISTS message(
   modseq INTEGER NOT NULL,
   internal_date INTEGER NOT NULL,
   size INTEGER NOT NULL,
+  crlf_size INTEGER NOT NULL DEFAULT -1,
   envelope BLOB,
   PRIMARY KEY(mailbox_id, uid)
 ) WITHOUT ROWID;

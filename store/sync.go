@@ -184,8 +184,10 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				flags = mergeMaildirFlags(nil, e.Name.Flags)
 			}
 			modseq++
-			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size) VALUES(?,?,?,?,?,?,?,?)`,
-				mb.ID, uid, e.Name.Key, e.Sub+"/"+e.File(), joinFlags(flags), modseq, fi.ModTime().UnixNano(), fi.Size()); err != nil {
+			// Files written by other programs often have bare LF line ends; reading the file
+			// once here gives POP3 and IMAP the size they will send.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
+				mb.ID, uid, e.Name.Key, e.Sub+"/"+e.File(), joinFlags(flags), modseq, fi.ModTime().UnixNano(), fi.Size(), crlfSize(d.Path(e.Sub, e.File()))); err != nil {
 				return err
 			}
 			added = append(added, uid)

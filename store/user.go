@@ -54,7 +54,10 @@ type Message struct {
 	ModSeq       uint64
 	InternalDate time.Time
 	Size         int64
-	Envelope     []byte // cached by CacheEnvelope, nil if none
+	// SizeCRLF is the size with every bare LF counted as CRLF, as POP3 and IMAP send the
+	// message (RFC 1939 §11, RFC 3501 §2.3.4); equal to Size for CRLF files.
+	SizeCRLF int64
+	Envelope []byte // cached by CacheEnvelope, nil if none
 }
 
 // Status summarizes a mailbox.
@@ -325,13 +328,16 @@ func (u *User) SetSubscribed(ctx context.Context, name string, on bool) error {
 	return nil
 }
 
-const messageCols = `uid, key, file, flags, modseq, internal_date, size, envelope`
+const messageCols = `uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope`
 
 func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
 	var m Message
 	var flags string
 	var date int64
-	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size, &m.Envelope)
+	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size, &m.SizeCRLF, &m.Envelope)
+	if m.SizeCRLF < 0 {
+		m.SizeCRLF = m.Size
+	}
 	m.Flags = splitFlags(flags)
 	m.InternalDate = time.Unix(0, date)
 	return m, err
@@ -439,15 +445,38 @@ type AppendResult struct {
 	UID         uint32
 }
 
+// countingReader counts bytes and bare LFs (not preceded by CR) as they stream by.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r      io.Reader
+	n      int64
+	bareLF int64
+	prevCR bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	for _, b := range p[:n] {
+		if b == '\n' && !c.prevCR {
+			c.bareLF++
+		}
+		c.prevCR = b == '\r'
+	}
 	return n, err
+}
+
+// crlfSize reads a file to compute its size with bare LFs counted as CRLF.
+func crlfSize(path string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	cr := &countingReader{r: f}
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		return -1
+	}
+	return cr.n + cr.bareLF
 }
 
 // Append stores a message in a folder with flags and an internal date (zero: now).
@@ -513,8 +542,8 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 		}
 		res = AppendResult{UIDValidity: mb.UIDValidity, UID: mb.UIDNext}
 		mb.ModSeq++
-		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size) VALUES(?,?,?,?,?,?,?,?)`,
-			mb.ID, mb.UIDNext, key, file, joinFlags(flags), mb.ModSeq, date.UnixNano(), cr.n); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
+			mb.ID, mb.UIDNext, key, file, joinFlags(flags), mb.ModSeq, date.UnixNano(), cr.n, cr.n+cr.bareLF); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID)
@@ -797,8 +826,8 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 		uid, modseq := d.UIDNext, d.ModSeq
 		for _, p := range done {
 			modseq++
-			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size) VALUES(?,?,?,?,?,?,?,?)`,
-				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope) VALUES(?,?,?,?,?,?,?,?,?,?)`,
+				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size, p.m.SizeCRLF, p.m.Envelope); err != nil {
 				return err
 			}
 			res.SrcUIDs = append(res.SrcUIDs, p.m.UID)
