@@ -46,7 +46,8 @@ type Config struct {
 	DataTimeout time.Duration `yaml:"data_timeout"`
 	// DisableReuse opens a new session for every message.
 	DisableReuse bool `yaml:"disable_reuse"`
-	// MaxIdle is how many idle sessions are kept per destination. [4]
+	// MaxIdle is how many idle sessions are kept per destination (at least the queue's
+	// per-destination concurrency, or sessions are closed and reopened). [10]
 	MaxIdle int `yaml:"max_idle"`
 	// IdleTimeout closes a session idle for this long. [30s]
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -74,6 +75,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.LocalName == "" {
 		cfg.LocalName = "localhost"
+	}
+	if cfg.MaxIdle <= 0 {
+		cfg.MaxIdle = 10
 	}
 	if strings.ContainsAny(cfg.LocalName, " \r\n") {
 		return nil, fmt.Errorf("lmtp: local name %q contains white space", cfg.LocalName)

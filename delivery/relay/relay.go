@@ -75,7 +75,7 @@ type Config struct {
 	DataTimeout    time.Duration `yaml:"data_timeout"`
 	// DisableReuse opens a new session for every message.
 	DisableReuse bool `yaml:"disable_reuse"`
-	// MaxIdle, IdleTimeout and MaxUses bound session reuse per next hop. [4, 10s, 100]
+	// MaxIdle, IdleTimeout and MaxUses bound session reuse per next hop. [10, 10s, 100]
 	MaxIdle     int           `yaml:"max_idle"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	MaxUses     int           `yaml:"max_uses"`
@@ -156,6 +156,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Second
+	}
+	if cfg.MaxIdle <= 0 {
+		cfg.MaxIdle = 10
 	}
 	if cfg.MaxSignSize <= 0 {
 		cfg.MaxSignSize = 32 << 20
