@@ -76,7 +76,13 @@ type env struct {
 
 func start(t *testing.T, cfg Config) *env {
 	t.Helper()
-	st, err := store.New(store.Config{Dir: t.TempDir()})
+	return startWith(t, cfg, store.Config{})
+}
+
+func startWith(t *testing.T, cfg Config, scfg store.Config) *env {
+	t.Helper()
+	scfg.Dir = t.TempDir()
+	st, err := store.New(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

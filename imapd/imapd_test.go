@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 const msgA = "From: Ann <ann@example.org>\r\nTo: alice@example.org\r\nSubject: quarterly report\r\nDate: Mon, 02 Jan 2026 10:00:00 +0000\r\nMessage-ID: <a@example.org>\r\n\r\nThe figures are in the attachment. Zebra.\r\n"
@@ -377,5 +379,31 @@ func TestConcurrentSessionsConsistent(t *testing.T) {
 	}
 	if len(msgs) != 15 {
 		t.Fatalf("%d messages", len(msgs))
+	}
+}
+
+func TestAppendLimits(t *testing.T) {
+	e := startWith(t, Config{Trusted: true}, store.Config{QuotaBytes: 300, MaxMessageBytes: 200})
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	lines, _ := r.cmd("CAPABILITY")
+	if !strings.Contains(lines[0], "APPENDLIMIT=200") {
+		t.Fatalf("caps %q", lines)
+	}
+	msg := strings.Repeat("x", 160)
+	r.ok("APPEND INBOX {%d+}\r\n%s", len(msg), msg)
+	if _, st := r.cmd("APPEND INBOX {%d+}\r\n%s", len(msg), msg); !strings.HasPrefix(st, "NO [OVERQUOTA]") {
+		t.Fatalf("over quota: %s", st)
+	}
+	big := strings.Repeat("y", 250)
+	if _, st := r.cmd("APPEND INBOX {%d+}\r\n%s", len(big), big); !strings.HasPrefix(st, "NO [TOOBIG]") {
+		t.Fatalf("too big: %s", st)
+	}
+	if _, st := r.cmd("APPEND Nowhere {1+}\r\nz"); !strings.HasPrefix(st, "NO [TRYCREATE]") {
+		t.Fatalf("missing mailbox: %s", st)
+	}
+	lines = r.ok("STATUS INBOX (MESSAGES SIZE)")
+	if !strings.Contains(lines[0], "MESSAGES 1") || !strings.Contains(lines[0], "SIZE 160") {
+		t.Fatalf("status %q", lines)
 	}
 }
