@@ -31,8 +31,13 @@ func robinson(spam, ham uint32, nspam, nham uint32, s, x float64) float64 {
 // (v even) is at least x2: Q = e^{-m} Σ_{i<v/2} m^i/i!, m = x2/2. The sum is kept
 // scaled so that large m and v neither underflow nor overflow.
 func chi2Q(x2 float64, v int) float64 {
+	return min(math.Exp(lnChi2Q(x2, v)), 1)
+}
+
+// lnChi2Q is ln chi2Q, exact even where chi2Q underflows to 0.
+func lnChi2Q(x2 float64, v int) float64 {
 	if x2 <= 0 || v <= 0 {
-		return 1
+		return 0
 	}
 	m := x2 / 2
 	term, sum, logScale := 1.0, 1.0, 0.0
@@ -45,8 +50,7 @@ func chi2Q(x2 float64, v int) float64 {
 			logScale += 250 * math.Ln10
 		}
 	}
-	q := math.Exp(math.Log(sum) + logScale - m)
-	return min(q, 1)
+	return min(math.Log(sum)+logScale-m, 0)
 }
 
 // fisher combines per-token probabilities with Fisher's method, as SpamBayes does:
@@ -80,7 +84,19 @@ func fisher(fs []float64) float64 {
 	}
 	lnH := math.Log(hp) + float64(hexp)*math.Ln2
 	lnS := math.Log(sp) + float64(sexp)*math.Ln2
-	S := 1 - chi2Q(-2*lnS, 2*n)
-	H := 1 - chi2Q(-2*lnH, 2*n)
-	return (1 + S - H) / 2
+	lqS, lqH := lnChi2Q(-2*lnS, 2*n), lnChi2Q(-2*lnH, 2*n)
+	S := 1 - math.Exp(lqS)
+	H := 1 - math.Exp(lqH)
+	score := (1 + S - H) / 2
+	// With strong evidence both ways both tails are below the float resolution and
+	// the score rounds to exactly 0.5; the exact comparison of the tails still says
+	// which side it is on (score − 0.5 = (Q_H − Q_S)/2), so step one ulp that way.
+	if score == 0.5 && lqS != lqH {
+		if lqH > lqS {
+			score = math.Nextafter(0.5, 1)
+		} else {
+			score = math.Nextafter(0.5, 0)
+		}
+	}
+	return score
 }

@@ -123,3 +123,19 @@ func TestSelectTop(t *testing.T) {
 		}
 	}
 }
+
+// TestFisherTies: strong evidence both ways rounds to 0.5, yet the side is kept.
+func TestFisherTies(t *testing.T) {
+	var fs []float64
+	for i := 0; i < 400; i++ {
+		fs = append(fs, 0.999, 0.001)
+	}
+	if got := fisher(fs); got != 0.5 {
+		t.Errorf("symmetric: %v", got)
+	}
+	spammy := append(slices.Clone(fs), 0.9)
+	hammy := append(slices.Clone(fs), 0.1)
+	if s, h := fisher(spammy), fisher(hammy); !(s > 0.5 && h < 0.5) {
+		t.Errorf("ties not broken: spammy %v, hammy %v", s, h)
+	}
+}
