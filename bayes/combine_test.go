@@ -130,7 +130,8 @@ func TestFisherTies(t *testing.T) {
 	for i := 0; i < 400; i++ {
 		fs = append(fs, 0.999, 0.001)
 	}
-	if got := fisher(fs); got != 0.5 {
+	// symmetric up to rounding: at most one step from 0.5
+	if got := fisher(fs); got != 0.5 && got != math.Nextafter(0.5, 0) && got != math.Nextafter(0.5, 1) {
 		t.Errorf("symmetric: %v", got)
 	}
 	spammy := append(slices.Clone(fs), 0.9)
