@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 
 	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/store/maildir"
@@ -216,5 +217,23 @@ Sync All
 	es, _ = inbox.Scan()
 	if len(es) != 3 {
 		t.Fatalf("local INBOX after second sync has %d messages", len(es))
+	}
+}
+
+func TestAuthenticatePlain(t *testing.T) {
+	e := start(t, Config{})
+	c, err := imapclient.DialStartTLS(e.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Authenticate(sasl.NewPlainClient("", "bob@example.org", "wrong")); err == nil {
+		t.Fatal("bad password accepted")
+	}
+	if err := c.Authenticate(sasl.NewPlainClient("", "bob@example.org", "pw2")); err != nil {
+		t.Fatalf("AUTHENTICATE PLAIN: %v", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

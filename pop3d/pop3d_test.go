@@ -383,3 +383,28 @@ func TestBareLFSizes(t *testing.T) {
 		t.Fatalf("RETR sent %d octets, LIST said %d (+1 dot)", got, want)
 	}
 }
+
+func TestImplicitTLS(t *testing.T) {
+	e := start(t, Config{})
+	e.deliver(t, "bob@example.org", msg2)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve(tls.NewListener(ln, e.tls))
+	tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	c := &client{t: t, conn: tc, r: textproto.NewReader(bufio.NewReader(tc))}
+	t.Cleanup(func() { tc.Close() })
+	c.expect("+OK")
+	c.cmd("CAPA", "+OK")
+	if caps := strings.Join(c.multi(), ","); strings.Contains(caps, "STLS") || !strings.Contains(caps, "USER") {
+		t.Fatalf("POP3S CAPA %s", caps)
+	}
+	c.cmd("USER bob@example.org", "+OK")
+	c.cmd("PASS pw2", "+OK maildrop has 1")
+	c.cmd("QUIT", "+OK")
+}
