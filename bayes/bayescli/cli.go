@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bayes"
@@ -312,7 +314,8 @@ type ClassifyOptions struct {
 	Config  bayes.Config
 	Files   []string // message files, directories, maildirs or mboxes
 	JSON    bool     // one JSON object per line
-	Explain bool     // list the strongest tokens (by hash) of each message
+	Explain bool     // list the strongest tokens of each message
+	Workers int      // messages scored in parallel (default GOMAXPROCS)
 }
 
 // ClassifyLine is one line of `bayes classify --json`.
@@ -334,16 +337,32 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 	}
 	defer s.Close()
 	enc := json.NewEncoder(out)
-	for _, f := range o.Files {
-		src, err := ListSource(f)
-		if err != nil {
-			return fmt.Errorf("classify: %w", err)
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	// messages are scored in batches on all workers and printed in input order
+	var batch []Message
+	scores := make([]bayes.Score, 0, classifyBatch)
+	flush := func() error {
+		scores = scores[:len(batch)]
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; i < len(batch); i += workers {
+					scores[i], errs[i] = c.Classify(ctx, batch[i].Raw)
+				}
+			}(w)
 		}
-		err = src.Each(ctx, func(m Message) error {
-			sc, err := c.Classify(ctx, m.Raw)
-			if err != nil {
-				return fmt.Errorf("%s: %w", m.Name, err)
+		wg.Wait()
+		for i, m := range batch {
+			if errs[i] != nil {
+				return fmt.Errorf("%s: %w", m.Name, errs[i])
 			}
+			sc := scores[i]
 			v := "ham"
 			if sc.Spam {
 				v = "spam"
@@ -351,11 +370,28 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 				v = "unsure"
 			}
 			if o.JSON {
-				return enc.Encode(ClassifyLine{File: m.Name, Score: sc.Prob, Verdict: v, Tokens: sc.Tokens})
+				if err := enc.Encode(ClassifyLine{File: m.Name, Score: sc.Prob, Verdict: v, Tokens: sc.Tokens}); err != nil {
+					return err
+				}
+				continue
 			}
 			fmt.Fprintf(out, "%s %s %s %d\n", m.Name, strconv.FormatFloat(sc.Prob, 'g', -1, 64), v, sc.Tokens)
 			if o.Explain {
 				explain(ctx, c, m.Raw, out)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for _, f := range o.Files {
+		src, err := ListSource(f)
+		if err != nil {
+			return fmt.Errorf("classify: %w", err)
+		}
+		err = src.Each(ctx, func(m Message) error {
+			batch = append(batch, m)
+			if len(batch) == classifyBatch {
+				return flush()
 			}
 			return nil
 		})
@@ -363,8 +399,14 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 			return fmt.Errorf("classify: %w", err)
 		}
 	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("classify: %w", err)
+	}
 	return nil
 }
+
+// classifyBatch is how many messages Classify reads before scoring them in parallel.
+const classifyBatch = 256
 
 // explain prints the strongest tokens of a message by name.
 func explain(ctx context.Context, c *bayes.Classifier, raw []byte, out io.Writer) {
