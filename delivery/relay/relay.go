@@ -294,26 +294,64 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 	}
 	defer c.release(nexthop)
 
+	// Recipients still to try, and the results so far. A recipient deferred before the
+	// message went out to it (4xx to MAIL or RCPT, a session lost before DATA) is tried
+	// on the next host at once, as Postfix does; any other result is final for this
+	// attempt.
+	out := make([]RcptResult, len(rcpts))
+	pending := make([]int, len(rcpts))
+	for i := range pending {
+		pending[i] = i
+	}
+	tried := make([]bool, len(rcpts))
+	send := func(s *smtpconn.Session, lastHost bool) {
+		sub := make([]string, len(pending))
+		for j, i := range pending {
+			sub[j] = rcpts[i]
+		}
+		res := s.SendDSN(ctx, from, sub, io.NewSectionReader(msg, 0, size), size, utf8, dsn)
+		var still []int
+		for j, i := range pending {
+			out[i], tried[i] = res[j], true
+			if res[j].Status == Temporary && res[j].BeforeData && !lastHost && ctx.Err() == nil {
+				still = append(still, i)
+			}
+		}
+		pending = still
+	}
+
 	// A pooled session first; retry once on a fresh one if it turns out dead before
 	// anything was sent.
 	if !c.cfg.DisableReuse {
 		if s := c.pool.Get(nexthop); s != nil {
-			res := s.SendDSN(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, utf8, dsn)
-			if !s.Retryable() || ctx.Err() != nil {
+			send(s, false)
+			if s.Retryable() {
+				s.Close()
+			} else {
 				c.put(s)
-				return res, nil
 			}
-			s.Close()
+			if len(pending) == 0 {
+				return out, nil
+			}
 		}
 	}
 
 	targets, fail := c.targets(ctx, host, port, useMX)
 	if fail != nil {
-		return all(rcpts, *fail), fmt.Errorf("relay: %s: %s", nexthop, fail.Reply)
+		for _, i := range pending {
+			if !tried[i] || fail.Status == Permanent {
+				out[i] = *fail
+				out[i].Rcpt = rcpts[i]
+			}
+		}
+		return out, fmt.Errorf("relay: %s: %s", nexthop, fail.Reply)
 	}
 	opts := c.options(hc)
 	var last *smtpconn.Result
-	for _, t := range targets {
+	for n, t := range targets {
+		if len(pending) == 0 || ctx.Err() != nil {
+			break
+		}
 		s, err := smtpconn.Open(ctx, "tcp", t.addr, t.host, opts)
 		if err != nil {
 			var oe *smtpconn.OpenError
@@ -323,21 +361,32 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 			if last == nil || r.Status == Temporary || last.Status != Temporary {
 				last = &r
 			}
-			if ctx.Err() != nil {
-				break
-			}
 			continue
 		}
 		s.Key = nexthop
-		res := s.SendDSN(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, utf8, dsn)
+		send(s, n == len(targets)-1)
 		c.put(s)
-		return res, nil
+	}
+	if len(pending) == 0 {
+		return out, nil
 	}
 	if last == nil {
 		r := smtpconn.Fail("", "", 451, "4.4.4", "no mail exchanger for "+host+" could be tried", nil)
 		last = &r
 	}
-	return all(rcpts, *last), fmt.Errorf("relay: %s: %s", nexthop, last.Reply)
+	all := true
+	for _, i := range pending {
+		if !tried[i] { // never reached a server: the last connection failure
+			out[i] = *last
+			out[i].Rcpt = rcpts[i]
+		} else {
+			all = false
+		}
+	}
+	if all && len(pending) == len(rcpts) {
+		return out, fmt.Errorf("relay: %s: %s", nexthop, last.Reply)
+	}
+	return out, nil
 }
 
 func (c *Client) put(s *smtpconn.Session) {

@@ -429,3 +429,35 @@ func TestTLSFallback(t *testing.T) {
 		t.Fatalf("server got %q", got)
 	}
 }
+
+// A recipient deferred before the data (greylisting at the primary MX) is tried at the
+// backup MX at once; one whose data was sent when the primary dropped the session is not
+// (it may have been delivered: trying elsewhere could deliver twice).
+func TestNextMXForDeferredRecipients(t *testing.T) {
+	addr := postfixtest.FreeAddr(t, "127.0.0.1")
+	p := port(t, addr)
+	backup := postfixtest.StartSink(t, addr)
+	postfixtest.StartSink(t, fmt.Sprintf("127.0.0.2:%d", p), "-r", "RCPT", "-b", "450 4.7.1 greylisted")
+	postfixtest.StartSink(t, fmt.Sprintf("127.0.0.3:%d", p), "-q", ".")
+	dns := dnstest.New(t, dnstest.Zone{
+		"grey.test.":     {"MX 10 mx1.grey.test.", "MX 20 mx2.grey.test."},
+		"drop.test.":     {"MX 10 mx1.drop.test.", "MX 20 mx2.drop.test."},
+		"mx1.grey.test.": {"A 127.0.0.2"},
+		"mx1.drop.test.": {"A 127.0.0.3"},
+		"mx2.grey.test.": {"A 127.0.0.1"},
+		"mx2.drop.test.": {"A 127.0.0.1"},
+	})
+	c, _ := relay.New(relay.Config{Port: p, Resolver: dns.Resolver(), Logger: quiet, DisableReuse: true})
+	defer c.Close()
+	res, err := send(t, c, "", []string{"a@grey.test", "b@grey.test"}, message("grey"))
+	if err != nil || res[0].Status != relay.Delivered || res[1].Status != relay.Delivered || res[0].Host != "mx2.grey.test" {
+		t.Fatalf("greylisted at the primary: %v %+v", err, res)
+	}
+	res, _ = send(t, c, "", []string{"a@drop.test"}, message("drop"))
+	if r := res[0]; r.Status != relay.Temporary || r.Host != "mx1.drop.test" || r.BeforeData {
+		t.Fatalf("dropped after the data: %+v", r)
+	}
+	if n := len(backup.Messages(t)); n != 1 {
+		t.Errorf("backup MX got %d messages, want 1 (the greylisted one only)", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -351,6 +352,7 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 	if s.broken {
 		for i, r := range rcpts {
 			out[i] = Fail(r, s.Host, 451, "4.4.2", "session to "+s.Host+" is no longer usable", nil)
+			out[i].BeforeData = true
 		}
 		return out
 	}
@@ -388,12 +390,12 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 	}
 	hasUTF8, _ := s.c.Extension("SMTPUTF8")
 	if need && !hasUTF8 {
-		return all(Fail("", s.Host, 553, "5.6.7", s.Host+" does not support SMTPUTF8, needed for an internationalized address", nil))
+		return s.mark(all(Fail("", s.Host, 553, "5.6.7", s.Host+" does not support SMTPUTF8, needed for an internationalized address", nil)), nil)
 	}
 	// RFC 1870 §6: do not send a message larger than the server announced.
 	if ok, v := s.c.Extension("SIZE"); ok && size > 0 {
 		if max, err := strconv.ParseInt(v, 10, 64); err == nil && max > 0 && size > max {
-			return all(Fail("", s.Host, 552, "5.3.4", fmt.Sprintf("message size %d exceeds the limit %d of %s", size, max, s.Host), nil))
+			return s.mark(all(Fail("", s.Host, 552, "5.3.4", fmt.Sprintf("message size %d exceeds the limit %d of %s", size, max, s.Host), nil)), nil)
 		}
 	}
 
@@ -414,7 +416,7 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 		} else {
 			s.broken = true
 		}
-		return all(r)
+		return s.mark(all(r), nil)
 	}
 	// Recipients: each unique address once; duplicates share the result.
 	idx := map[string]int{}
@@ -440,7 +442,7 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 						done[r2] = netFail(r2, err)
 					}
 				}
-				return fill(out, rcpts, done)
+				return s.mark(fill(out, rcpts, done), accepted)
 			}
 			continue
 		}
@@ -448,7 +450,7 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 	}
 	if len(accepted) == 0 {
 		s.reset()
-		return fill(out, rcpts, done)
+		return s.mark(fill(out, rcpts, done), accepted)
 	}
 	w, err := s.c.Data()
 	if err != nil {
@@ -460,7 +462,7 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 		} else {
 			s.broken = true
 		}
-		return fill(out, rcpts, done)
+		return s.mark(fill(out, rcpts, done), accepted)
 	}
 	s.data = true
 	// go-smtp sets no deadline while the data is written.
@@ -480,7 +482,7 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 		for _, r := range accepted {
 			done[r] = netFail(r, err)
 		}
-		return fill(out, rcpts, done)
+		return s.mark(fill(out, rcpts, done), accepted)
 	}
 	if s.opts.LMTP {
 		resp, err := w.CloseWithLMTPResponse()
@@ -515,7 +517,16 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 		}
 	}
 	s.raw.SetDeadline(time.Time{})
-	return fill(out, rcpts, done)
+	return s.mark(fill(out, rcpts, done), accepted)
+}
+
+// mark sets BeforeData on every result unless the message went out to that recipient
+// (it was accepted and the data was sent).
+func (s *Session) mark(res []Result, accepted []string) []Result {
+	for i := range res {
+		res[i].BeforeData = !(s.data && slices.Contains(accepted, res[i].Rcpt))
+	}
+	return res
 }
 
 func fill(out []Result, rcpts []string, done map[string]Result) []Result {

@@ -52,6 +52,10 @@ type Result struct {
 	Host string
 	// Err is set for failures: the *smtp.SMTPError or the network error.
 	Err error
+	// BeforeData says the message was not sent to this recipient in this attempt (MAIL,
+	// RCPT or DATA refused, or the session failed before the data): another server may
+	// be tried at once without risk of delivering twice.
+	BeforeData bool
 }
 
 // OK returns a Delivered result.
