@@ -10,7 +10,6 @@ package lmtp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -128,9 +127,7 @@ func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string,
 		if s == nil {
 			s2, err := smtpconn.Open(ctx, network, addr, dest, c.options())
 			if err != nil {
-				var oe *smtpconn.OpenError
-				errors.As(err, &oe)
-				return all(rcpts, oe.Result), fmt.Errorf("lmtp: %s: %w", dest, err)
+				return all(rcpts, smtpconn.OpenResult(dest, err)), fmt.Errorf("lmtp: %s: %w", dest, err)
 			}
 			s2.Key = dest
 			s = s2

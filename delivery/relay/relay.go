@@ -354,10 +354,8 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 		}
 		s, err := smtpconn.Open(ctx, "tcp", t.addr, t.host, opts)
 		if err != nil {
-			var oe *smtpconn.OpenError
-			errors.As(err, &oe)
-			c.log.Info("relay: cannot use host; trying the next", "nexthop", nexthop, "host", t.host, "addr", t.addr, "reply", oe.Result.Reply)
-			r := oe.Result
+			r := smtpconn.OpenResult(t.host, err)
+			c.log.Info("relay: cannot use host; trying the next", "nexthop", nexthop, "host", t.host, "addr", t.addr, "reply", r.Reply)
 			if last == nil || r.Status == Temporary || last.Status != Temporary {
 				last = &r
 			}

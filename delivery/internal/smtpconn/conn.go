@@ -81,6 +81,15 @@ type OpenError struct {
 }
 
 func (e *OpenError) Error() string { return e.Result.Reply }
+
+// OpenResult returns the result to record for an error from Open.
+func OpenResult(host string, err error) Result {
+	var oe *OpenError
+	if errors.As(err, &oe) {
+		return oe.Result
+	}
+	return FromError("", host, err, "4.4.2")
+}
 func (e *OpenError) Unwrap() error { return e.Result.Err }
 
 // Open connects to addr on network ("tcp" or "unix"), reads the greeting, says hello and,
