@@ -75,7 +75,9 @@ func AUC(scores []Scored) float64 {
 }
 
 // WriteROCPNG draws the ROC curve as a PNG: false positive rate on a logarithmic x
-// axis from 0.1% to 100% (where spam filters differ), true positive rate on y.
+// axis from 0.1% to 100% (where spam filters differ; grid lines at each decade), true
+// positive rate on y from the tenth below the curve to 1 (grid lines at tenths of that
+// range).
 func WriteROCPNG(w io.Writer, scores []Scored) error {
 	const W, H, M = 640, 480, 40
 	img := image.NewRGBA(image.Rect(0, 0, W, H))
@@ -96,7 +98,17 @@ func WriteROCPNG(w io.Writer, scores []Scored) error {
 		}
 		return M + pw*(math.Log10(fpr)+decades)/decades
 	}
-	yOf := func(tpr float64) float64 { return float64(H-M) - ph*tpr }
+	// the y axis starts at the tenth below the curve's left end, so that a good
+	// classifier's curve is not a line along the top edge
+	pts := ROC(scores)
+	left := 0.0 // the curve's value at the left edge (FPR 0.1%)
+	for _, p := range pts {
+		if p.FPR <= 1e-3 {
+			left = max(left, p.TPR)
+		}
+	}
+	lo := min(math.Floor(left*10)/10, 0.9)
+	yOf := func(tpr float64) float64 { return float64(H-M) - ph*(max(tpr, lo)-lo)/(1-lo) }
 	// grid: decades on x, tenths on y
 	for d := 0; d <= 3; d++ {
 		x := int(M + pw*float64(d)/decades)
@@ -105,7 +117,7 @@ func WriteROCPNG(w io.Writer, scores []Scored) error {
 		}
 	}
 	for t := 0; t <= 10; t++ {
-		y := int(yOf(float64(t) / 10))
+		y := int(yOf(lo + (1-lo)*float64(t)/10))
 		for x := M; x <= W-M; x++ {
 			img.Set(x, y, grey)
 		}
@@ -117,7 +129,6 @@ func WriteROCPNG(w io.Writer, scores []Scored) error {
 	for y := M; y <= H-M; y++ {
 		img.Set(M, y, black)
 	}
-	pts := ROC(scores)
 	for i := 1; i < len(pts); i++ {
 		// step: horizontal then vertical, as the empirical curve is a staircase
 		line(img, xOf(pts[i-1].FPR), yOf(pts[i-1].TPR), xOf(pts[i].FPR), yOf(pts[i-1].TPR), blue)
