@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,25 +227,42 @@ func TestRemoteDropsConnection(t *testing.T) {
 	}
 }
 
+// At most PerDestination sessions to one next hop at a time; the others wait for a
+// slot (or their deadline).
 func TestPerDestinationLimit(t *testing.T) {
-	slow := postfixtest.StartSink(t, "", "-w", "2")
-	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, slow.Addr))
-	c, _ := relay.New(relay.Config{PerDestination: 1, Logger: quiet})
+	srv := startServer(t, false, tls.NoClientCert)
+	srv.delay.Store(int64(150 * time.Millisecond))
+	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, srv.addr))
+	c, _ := relay.New(relay.Config{PerDestination: 2, Logger: quiet})
 	defer c.Close()
 	var wg sync.WaitGroup
-	started := make(chan struct{})
-	wg.Go(func() {
-		close(started)
-		send(t, c, hop, []string{"a@remote.test"}, message("slow"))
-	})
-	<-started
-	time.Sleep(300 * time.Millisecond) // the first delivery holds the only slot
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	for i := range 6 {
+		wg.Go(func() {
+			res, err := send(t, c, hop, []string{"a@remote.test"}, message(fmt.Sprint("limit", i)))
+			if err != nil || res[0].Status != relay.Delivered {
+				t.Errorf("%v %+v", err, res[0])
+			}
+		})
+	}
+	wg.Wait()
+	if m := srv.maxActive(); m > 2 || m < 1 {
+		t.Errorf("at most %d sessions at once, want 1..2", m)
+	}
+	if n := len(srv.received()); n != 6 {
+		t.Errorf("server got %d messages, want 6", n)
+	}
+	// With the slots taken, a delivery whose deadline passes first is deferred.
+	srv.delay.Store(int64(time.Second))
+	for range 2 {
+		wg.Go(func() { send(t, c, hop, []string{"a@remote.test"}, message("hold")) })
+	}
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	msg := message("second")
-	res, err := c.Deliver(ctx, hop, "s@example.net", []string{"b@remote.test"}, bytes.NewReader(msg), int64(len(msg)))
-	if err == nil || res[0].Status != relay.Temporary || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("second delivery while the slot is taken: err %v %+v", err, res[0])
+	msg := message("late")
+	res, _ := c.Deliver(ctx, hop, "s@example.net", []string{"b@remote.test"}, bytes.NewReader(msg), int64(len(msg)))
+	if res[0].Status != relay.Temporary {
+		t.Errorf("delivery while the slots are taken: %+v", res[0])
 	}
 	wg.Wait()
 }
@@ -309,10 +327,15 @@ func TestSmarthostAuth(t *testing.T) {
 
 type submission struct {
 	noAuth bool
+	delay  atomic.Int64 // ns to wait before answering DATA
 	addr   string
+	active atomic.Int32
+	max    atomic.Int32
 	mu     sync.Mutex
 	msgs   []string
 }
+
+func (s *submission) maxActive() int { return int(s.max.Load()) }
 
 func (s *submission) received() []string {
 	s.mu.Lock()
@@ -347,6 +370,13 @@ func startServer(t *testing.T, auth bool, clientAuth tls.ClientAuthType) *submis
 type backend struct{ s *submission }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	n := b.s.active.Add(1)
+	for {
+		m := b.s.max.Load()
+		if n <= m || b.s.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
 	return &session{s: b.s, auth: b.s.noAuth}, nil
 }
 
@@ -377,13 +407,14 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	time.Sleep(time.Duration(s.s.delay.Load()))
 	s.s.mu.Lock()
 	s.s.msgs = append(s.s.msgs, string(b))
 	s.s.mu.Unlock()
 	return nil
 }
 func (s *session) Reset()        {}
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error { s.s.active.Add(-1); return nil }
 
 // DSN parameters are passed on (RFC 3461 §4); malformed ones are left out.
 func TestDSNParameters(t *testing.T) {
