@@ -41,6 +41,10 @@ type Config struct {
 	MaxMailboxes int `yaml:"max_mailboxes"`
 	// MaxOpenUsers bounds the user databases kept open while unused; default 256.
 	MaxOpenUsers int `yaml:"max_open_users"`
+	// FullScanInterval is how often a folder's directories are read even when their
+	// mtimes say nothing changed (our own changes advance them, so a file another program
+	// dropped at the same instant would otherwise wait); default 1 minute.
+	FullScanInterval time.Duration `yaml:"full_scan_interval"`
 	// SpecialUse lists the folders created for every user (name → RFC 6154 attribute);
 	// default Sent, Drafts, Junk, Trash.
 	SpecialUse map[string]string `yaml:"special_use"`
@@ -89,6 +93,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.MaxMailboxes <= 0 {
 		cfg.MaxMailboxes = 1000
+	}
+	if cfg.FullScanInterval <= 0 {
+		cfg.FullScanInterval = time.Minute
 	}
 	if cfg.MaxOpenUsers <= 0 {
 		cfg.MaxOpenUsers = 256

@@ -335,3 +335,38 @@ func TestDeleteRename(t *testing.T) {
 		t.Fatal("renamed INBOX")
 	}
 }
+
+// Our own changes keep the folder marked as synced (no rescan on the next SELECT); a file
+// dropped by another program at the same instant is still found by the periodic full scan.
+func TestStampAndPeriodicScan(t *testing.T) {
+	s := newStore(t, Config{})
+	ctx := context.Background()
+	s.Deliver(ctx, "h@x.org", "", msg("1"), nil)
+	u := open(t, s, "h@x.org")
+	mb, _, _ := u.Messages(ctx, "INBOX") // first full scan
+	if _, err := u.Append(ctx, "INBOX", msg("2"), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.SetFlags(ctx, mb, []uint32{1}, FlagsAdd, []string{FlagSeen}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	u.db.QueryRow(`SELECT dir_mtime FROM mailbox WHERE id = ?`, mb.ID).Scan(&stored)
+	if stored != dirStamp(u.folder("INBOX")) {
+		t.Fatalf("own changes left the folder unsynced: %q vs %q", stored, dirStamp(u.folder("INBOX")))
+	}
+	// Simulate the race: a foreign file lands and the stamp is (wrongly) marked synced.
+	if _, err := u.folder("INBOX").Deliver(msg("foreign")); err != nil {
+		t.Fatal(err)
+	}
+	u.db.Exec(`UPDATE mailbox SET dir_mtime = ? WHERE id = ?`, dirStamp(u.folder("INBOX")), mb.ID)
+	_, msgs, _ := u.Messages(ctx, "INBOX")
+	if len(msgs) != 2 {
+		t.Fatalf("expected the foreign file to wait for the full scan, have %d", len(msgs))
+	}
+	s.cfg.FullScanInterval = time.Nanosecond
+	_, msgs, _ = u.Messages(ctx, "INBOX")
+	if len(msgs) != 3 {
+		t.Fatalf("full scan did not find the foreign file: %d", len(msgs))
+	}
+}

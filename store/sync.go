@@ -104,9 +104,13 @@ func (u *User) Sync(ctx context.Context, name string) error {
 	if err := u.db.QueryRowContext(ctx, `SELECT dir_mtime FROM mailbox WHERE id = ?`, mb.ID).Scan(&last); err != nil {
 		return fmt.Errorf("store: sync %q: %w", name, err)
 	}
-	if stamp != "" && stamp == last {
+	if stamp != "" && stamp == last && time.Since(u.scanned[mb.ID]) < u.store.cfg.FullScanInterval {
 		return nil
 	}
+	if u.scanned == nil {
+		u.scanned = map[int64]time.Time{}
+	}
+	u.scanned[mb.ID] = time.Now()
 	entries, err := d.Scan()
 	if err != nil {
 		if !d.Exists() {

@@ -31,7 +31,8 @@ type User struct {
 	ready   chan struct{}
 	openErr error
 
-	mu sync.Mutex // serializes changes to the index and the maildir files
+	mu      sync.Mutex          // serializes changes to the index and the maildir files
+	scanned map[int64]time.Time // last full directory scan per mailbox; guarded by mu
 }
 
 // Mailbox is a folder's index record.
@@ -496,6 +497,7 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	if mf = maildirFlags(flags); mf != "" {
 		sub = maildir.Cur
 	}
+	before := dirStamp(d)
 	// The file is written and fsynced outside the lock; only indexing is serialized.
 	key, err := d.DeliverTo(cr, sub, mf)
 	if err != nil {
@@ -546,8 +548,10 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 			mb.ID, mb.UIDNext, key, file, joinFlags(flags), mb.ModSeq, date.UnixNano(), cr.n, cr.n+cr.bareLF); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID); err != nil {
+			return err
+		}
+		return keepStamp(ctx, tx, mb.ID, d, before)
 	})
 	if err != nil {
 		if !already {
@@ -560,6 +564,18 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	}
 	u.publish(mb.ID, Event{Kind: Appended, UIDs: []uint32{res.UID}})
 	return res, nil
+}
+
+// keepStamp records the folder's new/cur stamp as synced after our own change, when it
+// was synced before the change (stored == before), so the next SELECT does not rescan the
+// directory. Changes by other programs in the same instant are caught by the periodic
+// full scan (Config.FullScanInterval).
+func keepStamp(ctx context.Context, tx *sql.Tx, mbID int64, d maildir.Dir, before string) error {
+	if before == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE mailbox SET dir_mtime = ? WHERE id = ? AND dir_mtime = ?`, dirStamp(d), mbID, before)
+	return err
 }
 
 // FlagOp is how SetFlags combines flags (RFC 3501 §6.4.6 FLAGS, +FLAGS, -FLAGS).
@@ -583,6 +599,7 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 		return nil, err
 	}
 	d := u.folder(mb.Name)
+	before := dirStamp(d)
 	var changed []Message
 	err = u.tx(ctx, func(tx *sql.Tx) error {
 		var modseq uint64
@@ -614,8 +631,10 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 			}
 			changed = append(changed, m)
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = ? WHERE id = ?`, modseq, mb.ID)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = ? WHERE id = ?`, modseq, mb.ID); err != nil {
+			return err
+		}
+		return keepStamp(ctx, tx, mb.ID, d, before)
 	})
 	if err != nil {
 		return nil, err
@@ -694,6 +713,7 @@ func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]
 		return nil, nil
 	}
 	d := u.folder(mb.Name)
+	before := dirStamp(d)
 	// Files go first: a crash in between leaves index rows without files, which Sync
 	// expunges, instead of expunged messages coming back.
 	for _, m := range msgs {
@@ -713,8 +733,10 @@ func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, mb.ID)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, mb.ID); err != nil {
+			return err
+		}
+		return keepStamp(ctx, tx, mb.ID, d, before)
 	})
 	if err != nil {
 		return nil, err
