@@ -159,7 +159,8 @@ func (l *msgLog) load(seq uint64) error {
 			break
 		}
 		id, envLen, msgLen, sum, ok := parseRecHeader(hdr)
-		if !ok || off+int64(recHdrLen)+envLen+msgLen > st.Size() {
+		// Each length is checked on its own first, so that the sum cannot overflow.
+		if !ok || envLen > st.Size() || msgLen > st.Size() || off+int64(recHdrLen)+envLen+msgLen > st.Size() {
 			break
 		}
 		body := make([]byte, envLen+msgLen)
