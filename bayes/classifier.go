@@ -325,7 +325,7 @@ func (c *Classifier) TrainBatch(ctx context.Context, exs []Example) ([]Outcome, 
 		if ex.Class != Spam && ex.Class != Ham {
 			return nil, fmt.Errorf("bayes: train: invalid class %v", ex.Class)
 		}
-		ups[i] = Update{Class: ex.Class, Digest: Digest(ex.Raw), Tokens: c.tok.Hashes(nil, ex.Raw)}
+		ups[i] = c.TrainUpdate(ex.Raw, ex.Class)
 	}
 	out, err := c.store.Apply(ctx, ups)
 	if err != nil {
@@ -334,10 +334,21 @@ func (c *Classifier) TrainBatch(ctx context.Context, exs []Example) ([]Outcome, 
 	return out, nil
 }
 
+// TrainUpdate returns the store update that trains raw as class, for callers that
+// batch many messages without keeping their bytes (Store().Apply applies them).
+func (c *Classifier) TrainUpdate(raw []byte, class Class) Update {
+	return Update{Class: class, Digest: Digest(raw), Tokens: c.tok.Hashes(nil, raw)}
+}
+
+// UntrainUpdate returns the store update that untrains raw.
+func (c *Classifier) UntrainUpdate(raw []byte) Update {
+	return Update{Untrain: true, Digest: Digest(raw), Tokens: c.tok.Hashes(nil, raw)}
+}
+
 // Untrain exactly reverses an earlier training of raw (as whichever class it was
 // trained). It returns NotTrained if the message was never trained.
 func (c *Classifier) Untrain(ctx context.Context, raw []byte) (Outcome, error) {
-	out, err := c.store.Apply(ctx, []Update{{Untrain: true, Digest: Digest(raw), Tokens: c.tok.Hashes(nil, raw)}})
+	out, err := c.store.Apply(ctx, []Update{c.UntrainUpdate(raw)})
 	if err != nil {
 		return 0, fmt.Errorf("bayes: untrain: %w", err)
 	}

@@ -160,25 +160,13 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 	bar := newProgress(o.Progress, total)
 	res := &TrainResult{}
 	start := time.Now()
-	var batch []bayes.Example
+	// the batch holds token hashes, not message bytes
+	var batch []bayes.Update
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		var outs []bayes.Outcome
-		var err error
-		if o.Untrain {
-			for _, ex := range batch {
-				oc, e := c.Untrain(ctx, ex.Raw)
-				if e != nil {
-					err = e
-					break
-				}
-				outs = append(outs, oc)
-			}
-		} else {
-			outs, err = c.TrainBatch(ctx, batch)
-		}
+		outs, err := c.Store().Apply(ctx, batch)
 		if err != nil {
 			return err
 		}
@@ -231,7 +219,11 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 				res.Skipped++
 			}
 		} else {
-			batch = append(batch, bayes.Example{Raw: m.msg.Raw, Class: m.class})
+			if o.Untrain {
+				batch = append(batch, c.UntrainUpdate(m.msg.Raw))
+			} else {
+				batch = append(batch, c.TrainUpdate(m.msg.Raw, m.class))
+			}
 			if len(batch) >= trainBatch {
 				if err := flush(); err != nil {
 					return nil, fmt.Errorf("train: %w", err)
@@ -505,5 +497,6 @@ func Prune(ctx context.Context, o PruneOptions, out io.Writer) error {
 }
 
 // trainBatch is how many messages Train applies in one transaction: larger batches
-// write each common token once per batch instead of once per message.
-const trainBatch = 2000
+// write each common token once per batch instead of once per message (10000 measured
+// 10% less CPU than 2000 on the SpamAssassin corpus; the batch holds only hashes).
+const trainBatch = 10000
