@@ -607,3 +607,35 @@ func TestAdminDeleteFromAnotherProcess(t *testing.T) {
 		t.Fatal("deleted message was delivered")
 	}
 }
+
+func TestQueueCommandsReachRunningManager(t *testing.T) {
+	remote := flaky(1)
+	r := newRig(t, rigOpts{remote: remote, cfg: Config{MinBackoff: time.Hour, Rescan: time.Hour}})
+	id := r.enqueue(spool.Envelope{From: "a@example.org", To: []string{"x@remote.example"}}, body)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if st, _ := r.sp.Status(id); st.Attempts == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first attempt not recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Deferred for an hour; `portcullis queue flush ID` from another process.
+	adm, err := spool.Open(r.sp.Dir(), spool.Config{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Flush(adm, &out, id); err != nil {
+		t.Fatal(err)
+	}
+	adm.Close()
+	for len(r.queued()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("flushed message not delivered: the running manager did not notice")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

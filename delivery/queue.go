@@ -38,8 +38,9 @@ type Config struct {
 	MaxReceived int `yaml:"max_received"`
 	// AttemptTimeout bounds one transport call. [10m]
 	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
-	// Rescan is how often the queue directory is read again, to pick up what the queue
-	// commands (another process) changed: flush, release, delete. [1m]
+	// Rescan is how often the queue directory is read again as a safety net. Changes made
+	// by the queue commands (another process) are picked up within a second anyway,
+	// through the spool's kick file. [1m]
 	Rescan time.Duration `yaml:"rescan"`
 	// Logger gets one record per recipient result. [slog.Default()]
 	Logger *slog.Logger `yaml:"-"`
@@ -205,6 +206,10 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	rescan := time.NewTicker(q.cfg.Rescan)
 	defer rescan.Stop()
+	// The queue commands touch the spool's kick file: look once a second, rescan on change.
+	kicked := q.sp.Kicked()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	sem := make(chan struct{}, q.cfg.Concurrency)
@@ -244,6 +249,13 @@ func (q *Queue) Run(ctx context.Context) error {
 		case <-rescan.C:
 			if err := q.rescan(); err != nil {
 				q.log.Error("delivery: rescan", "err", err)
+			}
+		case <-poll.C:
+			if k := q.sp.Kicked(); !k.Equal(kicked) {
+				kicked = k
+				if err := q.rescan(); err != nil {
+					q.log.Error("delivery: rescan", "err", err)
+				}
 			}
 		}
 	}

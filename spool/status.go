@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -287,7 +288,32 @@ func (s *Spool) Append(id string, recs ...Record) error {
 			return fmt.Errorf("spool: status %s: fsync directory: %w", id, err)
 		}
 	}
+	if s.lock == nil {
+		s.touchKick() // tell the owner's queue manager to look again
+	}
 	return nil
+}
+
+// touchKick updates the mtime of DIR/kick; see Kicked.
+func (s *Spool) touchKick() {
+	p := filepath.Join(s.dir, "kick")
+	now := time.Now()
+	if err := os.Chtimes(p, now, now); errors.Is(err, os.ErrNotExist) {
+		if f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+			f.Close()
+		}
+	}
+}
+
+// Kicked returns the last time a Shared handle (a queue command in another process)
+// changed a message, so that the owner's queue manager can rescan promptly: polling
+// this is one stat(2).
+func (s *Spool) Kicked() time.Time {
+	st, err := os.Stat(filepath.Join(s.dir, "kick"))
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
 }
 
 // SetRecipient records one recipient's result.
@@ -364,7 +390,11 @@ func (s *Spool) Delete(id string) error {
 	if s.mlog.readOnly && s.mlog.has(id) {
 		return s.Append(id, Record{Op: OpDelete})
 	}
-	return s.remove(id)
+	err := s.remove(id)
+	if err == nil && s.lock == nil {
+		s.touchKick()
+	}
+	return err
 }
 
 // migrate moves a message from the incoming log into a file of its own in queue/. A crash
