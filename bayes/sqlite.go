@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -248,7 +249,16 @@ func (s *SQLiteStore) write(ctx context.Context, p *plan) (err error) {
 		return fmt.Errorf("bayes: write %s: %w", s.path, err)
 	}
 	defer del.Close()
-	for h, d := range p.tokens {
+	// in key order (as SQLite orders the signed rowid), so the B-tree is written
+	// sequentially rather than at random
+	keys := make([]int64, 0, len(p.tokens))
+	for h := range p.tokens {
+		keys = append(keys, int64(h))
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		h := uint64(k)
+		d := p.tokens[h]
 		if d.spam == 0 && d.ham == 0 {
 			continue
 		}
