@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/store/maildir"
 )
@@ -637,5 +639,32 @@ func TestQueueCommandsReachRunningManager(t *testing.T) {
 			t.Fatal("flushed message not delivered: the running manager did not notice")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := newRig(t, rigOpts{users: []string{"bob@example.test", "alice@example.test"}, cfg: Config{Metrics: reg}})
+	r.enqueue(spool.Envelope{From: "alice@example.test", To: []string{"bob@example.test", "nobody@example.test"}}, body)
+	r.idle()
+	want := map[string]float64{`delivered`: 2, `failed`: 1} // bob, then alice's bounce; nobody failed
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	dsn := 0.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "portcullis_delivery_results_total":
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			case "portcullis_delivery_dsn_total":
+				dsn += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["delivered"] != want["delivered"] || got["failed"] != want["failed"] || dsn != 1 {
+		t.Fatalf("results %v, dsn %v", got, dsn)
 	}
 }

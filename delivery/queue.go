@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -44,6 +46,8 @@ type Config struct {
 	Rescan time.Duration `yaml:"rescan"`
 	// Logger gets one record per recipient result. [slog.Default()]
 	Logger *slog.Logger `yaml:"-"`
+	// Metrics, when set, receives portcullis_delivery_* metrics.
+	Metrics prometheus.Registerer `yaml:"-"`
 }
 
 func (c *Config) defaults() {
@@ -87,6 +91,7 @@ type Queue struct {
 	router Router
 	log    *slog.Logger
 	now    func() time.Time // for tests
+	m      *metrics
 
 	mu       sync.Mutex
 	msgs     map[string]*entry
@@ -113,10 +118,15 @@ func New(cfg Config, sp *spool.Spool, router Router) (*Queue, error) {
 		return nil, errors.New("delivery: New needs a spool and a router")
 	}
 	cfg.defaults()
-	return &Queue{
+	q := &Queue{
 		cfg: cfg, sp: sp, router: router, log: cfg.Logger, now: time.Now,
 		msgs: map[string]*entry{}, destBusy: map[string]int{}, destWait: map[string][]*entry{}, kick: make(chan struct{}, 1),
-	}, nil
+	}
+	var err error
+	if q.m, err = newMetrics(cfg.Metrics, q); err != nil {
+		return nil, fmt.Errorf("delivery: metrics: %w", err)
+	}
+	return q, nil
 }
 
 func (q *Queue) wake() {
@@ -389,6 +399,7 @@ func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, g
 			continue
 		}
 		reply := replyOf(res)
+		q.m.result(statusWord(res.Err), now.Sub(arrived))
 		q.log.Info("delivery", "id", id, "rcpt", r, "status", statusWord(res.Err), "reply", reply, "delay", now.Sub(arrived).Round(time.Millisecond))
 		switch {
 		case res.Err == nil:
@@ -575,6 +586,7 @@ func (q *Queue) sendDSN(ctx context.Context, env spool.Envelope, msg *spool.Mess
 	if err != nil {
 		return err
 	}
+	q.m.dsn(map[dsnKind]string{dsnFailed: "failed", dsnDelayed: "delayed"}[kind])
 	q.log.Info("delivery: queued DSN", "id", id, "about", env.ID, "to", env.From, "action", map[dsnKind]string{dsnFailed: "failed", dsnDelayed: "delayed"}[kind])
 	return nil
 }
