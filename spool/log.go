@@ -109,6 +109,15 @@ func openLog(dir string, maxSeg int64, readOnly, group bool) (*msgLog, error) {
 	if l.dirF, err = os.Open(dir); err != nil {
 		return nil, err
 	}
+	for _, de := range des { // dead lists whose segment is gone: the tail of a gc
+		if name, ok := strings.CutSuffix(de.Name(), ".dead"); ok {
+			if seq, err := strconv.ParseUint(name, 16, 64); err == nil && l.segs[seq] == nil {
+				if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	for _, seg := range l.segs {
 		// Removals from recovered segments are recorded in their dead lists. A dead list
 		// created here is made durable by the directory fsync of newSegment below.
@@ -387,15 +396,18 @@ func (l *msgLog) gc() error {
 		}
 	}
 	l.syncMu.Unlock()
+	// The segments go first and durably; only then their dead lists. In the other order a
+	// crash could bring back a segment without the list of what was removed from it.
 	var errs []error
-	for _, seg := range drop {
-		for _, ext := range []string{"seg", "dead"} {
+	for _, ext := range []string{"seg", "dead"} {
+		for _, seg := range drop {
 			if err := os.Remove(segPath(l.dir, seg.seq, ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
 		}
+		errs = append(errs, l.dirF.Sync())
 	}
-	return errors.Join(append(errs, l.dirF.Sync())...)
+	return errors.Join(errs...)
 }
 
 func (l *msgLog) close() error {

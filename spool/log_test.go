@@ -52,7 +52,13 @@ func TestLogSegmentsRecoveryAndGC(t *testing.T) {
 	f.WriteString(recMagic + ids[0] + " 00000010 0000000000000100 00000000\n{\"id\":")
 	f.Close()
 
+	// And a gc interrupted between its two steps leaves a dead list without its segment.
+	os.WriteFile(filepath.Join(dir, "log", "0000000000000000.dead"), []byte("x\n"), 0o600)
+
 	s = openT(t, dir, cfg)
+	if _, err := os.Stat(filepath.Join(dir, "log", "0000000000000000.dead")); !os.IsNotExist(err) {
+		t.Fatalf("orphan dead list not removed: %v", err)
+	}
 	got, _ := s.List()
 	if strings.Join(got, ",") != strings.Join(ids[20:], ",") {
 		t.Fatalf("after reopen List = %d ids, want the 20 not removed", len(got))
