@@ -20,6 +20,10 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/relay"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/smtpd"
 )
@@ -61,6 +65,17 @@ type Config struct {
 	Auth auth.Config `yaml:"auth"`
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
+	// Routing: aliases, virtual aliases, canonical and transport maps, the relay host.
+	// local_domains is taken from the top level.
+	Routing route.Config `yaml:"routing"`
+	// LMTP and Relay are the clients for lmtp: and smtp: transports.
+	LMTP  lmtp.Config  `yaml:"lmtp"`
+	Relay relay.Config `yaml:"relay"`
+	// DKIM signs mail from authenticated users with the keys in dkim.sign.dir
+	// (default DATA/dkim, made by portcullis dkim keygen).
+	DKIM struct {
+		Sign dkim.SignerConfig `yaml:"sign"`
+	} `yaml:"dkim"`
 }
 
 //go:embed default-rules.yaml
@@ -175,6 +190,16 @@ func (c *Config) finish() error {
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
 	if c.Delivery.Hostname == "" {
 		c.Delivery.Hostname = c.Hostname
+	}
+	c.Routing.LocalDomains = c.LocalDomains
+	if c.LMTP.LocalName == "" {
+		c.LMTP.LocalName = c.Hostname
+	}
+	if c.Relay.Hostname == "" {
+		c.Relay.Hostname = c.Hostname
+	}
+	if c.DKIM.Sign.Dir == "" {
+		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")
 	}
 	return nil
 }

@@ -24,6 +24,10 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/dispatch"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/relay"
+	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -132,22 +136,40 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer users.DB.Close()
 
-	// Delivery: local domains into maildirs under DATA/mail, for the users that exist.
-	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(cfg.DataDir, "mail"),
-		Exists: func(ctx context.Context, addr string) (bool, error) {
-			return users.Recipients.ValidRecipient(ctx, policy.ParseAddress(addr))
-		},
-		RecipientDelimiter: cfg.Auth.Recipients.RecipientDelimiter})
+	// Delivery: the router expands aliases and picks each recipient's transport; local
+	// users get maildirs under DATA/mail, lmtp: and smtp: transports their clients.
+	exists := userExists(users)
+	rcfg := cfg.Routing
+	rcfg.Logger = logger
+	rcfg.LocalUserExists = exists
+	router, err := route.New(rcfg)
 	if err != nil {
 		return err
 	}
-	router, err := delivery.NewLocalRouter(delivery.LocalRouterConfig{Domains: cfg.LocalDomains, Local: maildir})
+	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(cfg.DataDir, "mail"), Exists: exists,
+		RecipientDelimiter: cfg.Routing.RecipientDelimiter})
+	if err != nil {
+		return err
+	}
+	lmtpClient, err := lmtp.New(cfg.LMTP)
+	if err != nil {
+		return err
+	}
+	defer lmtpClient.Close()
+	relayCfg := cfg.Relay
+	relayCfg.Resolver = resolver
+	relayClient, err := relay.New(relayCfg)
+	if err != nil {
+		return err
+	}
+	defer relayClient.Close()
+	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: maildir, LMTP: lmtpClient, Relay: relayClient, Reinject: q.Enqueue})
 	if err != nil {
 		return err
 	}
 	dcfg := cfg.Delivery
 	dcfg.Logger = logger
-	qm, err := delivery.New(dcfg, q, router)
+	qm, err := delivery.New(dcfg, q, dispatcher)
 	if err != nil {
 		return err
 	}
@@ -160,18 +182,19 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}()
 
 	authservID := dkim.AuthServID(cfg.Hostname)
+	signer, err := dkim.NewSigner(cfg.DKIM.Sign)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
 		Engine:     engine,
 		Queue:      q,
 		Resolver:   resolver,
 		Auth:       users.Auth,
-		Recipients: users.Recipients,
+		Recipients: router, // users, aliases and virtual aliases: 550 5.1.1 at RCPT
 		Logger:     logger,
 		Metrics:    reg,
-		// Only we may write Authentication-Results with our name (RFC 8601 §5).
-		PrepareMessage: smtpd.RewriteHeader(func(h *textproto.Header) bool {
-			return dkim.StripForgedAuthResults(h, authservID) > 0
-		}),
+		PrepareMessage: prepareMessage(authservID, signer, logger),
 	})
 	if err != nil {
 		return err
@@ -205,6 +228,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
+			if err := router.Reload(); err != nil {
+				logger.Error("reloading the routing maps failed; the old maps stay in force", "err", err.Error())
+			}
 			rf, err := config.LoadRules(cfg.Rules, deps)
 			if err == nil {
 				err = engine.Reload(rf.Rules, rf.Policies)
@@ -245,4 +271,39 @@ func openUsers(ctx context.Context, cfg *config.Config, stderr io.Writer, logger
 		}
 	}
 	return svc, nil
+}
+
+// userExists says whether a local address has a mailbox: a local user, or an LDAP user.
+func userExists(svc *auth.Service) func(ctx context.Context, addr string) (bool, error) {
+	return func(ctx context.Context, addr string) (bool, error) {
+		ok, err := svc.DB.Exists(ctx, addr)
+		if ok || err != nil || svc.LDAP == nil {
+			return ok, err
+		}
+		return svc.LDAP.Exists(ctx, addr)
+	}
+}
+
+// prepareMessage runs on every received message before the data stage: it removes
+// Authentication-Results fields that claim our name (only we may write them, RFC 8601
+// §5) and DKIM-signs mail from authenticated users when a key exists for the From:
+// domain (DATA/dkim, made by portcullis dkim keygen).
+func prepareMessage(authservID string, signer *dkim.Signer, log *slog.Logger) func(context.Context, *policy.Transaction, []byte) ([]byte, error) {
+	strip := smtpd.RewriteHeader(func(h *textproto.Header) bool {
+		return dkim.StripForgedAuthResults(h, authservID) > 0
+	})
+	return func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error) {
+		raw, err := strip(ctx, tx, raw)
+		if err != nil || tx.Conn.AuthUser == "" {
+			return raw, err
+		}
+		signed, err := signer.SignMessage(raw)
+		if err != nil {
+			if !errors.Is(err, dkim.ErrNoKey) {
+				log.Warn("dkim signing failed; sending unsigned", "id", tx.Conn.ID, "err", err.Error())
+			}
+			return raw, nil
+		}
+		return signed, nil
+	}
 }
