@@ -187,13 +187,13 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
-		Engine:     engine,
-		Queue:      q,
-		Resolver:   resolver,
-		Auth:       users.Auth,
-		Recipients: router, // users, aliases and virtual aliases: 550 5.1.1 at RCPT
-		Logger:     logger,
-		Metrics:    reg,
+		Engine:         engine,
+		Queue:          q,
+		Resolver:       resolver,
+		Auth:           users.Auth,
+		Recipients:     router, // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Logger:         logger,
+		Metrics:        reg,
 		PrepareMessage: prepareMessage(authservID, signer, logger),
 	})
 	if err != nil {
