@@ -553,6 +553,7 @@ func (s *Spool) recover() error {
 		return fmt.Errorf("spool: recover: %w", err)
 	}
 	moved := false
+	var dups []string
 	for _, de := range des {
 		name := de.Name()
 		err := errors.New("not a spool id")
@@ -561,10 +562,8 @@ func (s *Spool) recover() error {
 		}
 		if err == nil {
 			queued[name] = true
-			// A move out of the log (migrate) that a crash interrupted: the file is the copy
-			// that counts.
-			if _, err := s.mlog.remove(name); err != nil {
-				return fmt.Errorf("spool: recover: %w", err)
+			if s.mlog.has(name) {
+				dups = append(dups, name)
 			}
 			continue
 		}
@@ -574,8 +573,15 @@ func (s *Spool) recover() error {
 		}
 		moved = true
 	}
-	if moved {
+	if moved || len(dups) > 0 {
 		if err := errors.Join(syncDir(filepath.Join(s.dir, "corrupt")), syncDir(qdir)); err != nil {
+			return fmt.Errorf("spool: recover: %w", err)
+		}
+	}
+	// A move out of the log (migrate) that a crash interrupted left two copies: the file,
+	// durable now, is the one that counts.
+	for _, id := range dups {
+		if _, err := s.mlog.remove(id); err != nil {
 			return fmt.Errorf("spool: recover: %w", err)
 		}
 	}
