@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
 )
@@ -205,6 +206,22 @@ func toUTF8(text []byte, cs string, scratch []byte) ([]byte, []byte) {
 	switch strings.ToLower(cs) {
 	case "utf-8", "utf8", "us-ascii", "ascii":
 		return text, scratch
+	case "iso-8859-1", "iso8859-1", "latin1", "windows-1252", "cp1252":
+		// the most common legacy charsets, converted without a transform reader,
+		// exactly as go-message/charset does
+		win := strings.HasSuffix(cs, "1252")
+		out := scratch[:0]
+		for _, c := range text {
+			switch {
+			case c < 0x80:
+				out = append(out, c)
+			case c < 0xa0 && win:
+				out = utf8.AppendRune(out, cp1252[c-0x80])
+			default:
+				out = utf8.AppendRune(out, rune(c))
+			}
+		}
+		return out, out[:0]
 	}
 	r, err := charset.Reader(cs, bytes.NewReader(text))
 	if err != nil {
@@ -288,4 +305,10 @@ func indexLineStart(b []byte, delim string) int {
 		}
 		off = p + 1
 	}
+}
+
+// cp1252 maps windows-1252's 0x80–0x9F to Unicode (unassigned bytes to U+FFFD).
+var cp1252 = [32]rune{
+	'€', '\ufffd', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\ufffd', 'Ž', '\ufffd',
+	'\ufffd', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\ufffd', 'ž', 'Ÿ',
 }

@@ -1,13 +1,17 @@
 package bayes
 
 import (
+	"bytes"
 	"flag"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-message/charset"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden token files")
@@ -164,6 +168,26 @@ func TestScanWord(t *testing.T) {
 		end, spec := scanWord(b, start)
 		if end != wantEnd || spec != wantSpec {
 			t.Fatalf("scanWord(%q, %d) = %d, %v; want %d, %v", b, start, end, spec, wantEnd, wantSpec)
+		}
+	}
+}
+
+// TestLatin1Fast checks the built-in ISO-8859-1/windows-1252 conversion against
+// go-message/charset (x/text) for every byte value.
+func TestLatin1Fast(t *testing.T) {
+	var all []byte
+	for c := 0; c < 256; c++ {
+		all = append(all, byte(c))
+	}
+	for _, cs := range []string{"iso-8859-1", "windows-1252"} {
+		got, _ := toUTF8(all, cs, nil)
+		r, err := charset.Reader(cs, bytes.NewReader(all))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := io.ReadAll(r)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: got %q\nwant %q", cs, got, want)
 		}
 	}
 }
