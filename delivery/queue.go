@@ -343,6 +343,9 @@ func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, g
 		return time.Time{}, false, true, busy
 	}
 	if st.Held {
+		if err := q.sp.Park(id); err != nil { // held from another process: leave the log
+			q.log.Error("delivery: cannot move held message out of the incoming log", "id", id, "err", err)
+		}
 		return time.Time{}, true, false, busy
 	}
 	if env.Quarantine && !st.Released {

@@ -190,3 +190,31 @@ func FuzzLogSegment(f *testing.F) {
 		}
 	})
 }
+
+func TestParkHeldFromAnotherProcess(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Config{})
+	id, err := s.Enqueue(context.Background(), testEnv("a@example.test"), strings.NewReader("m\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := openT(t, dir, Config{Shared: true})
+	if err := adm.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	if !s.mlog.has(id) {
+		t.Fatal("a shared handle moved a message out of the owner's log")
+	}
+	if err := s.Park(id); err != nil {
+		t.Fatal(err)
+	}
+	if s.mlog.has(id) {
+		t.Fatal("Park left the message in the log")
+	}
+	if st, _ := s.Status(id); !st.Held {
+		t.Fatal("hold lost in the move")
+	}
+	if _, b := readAll(t, s, id); string(b) != "m\r\n" {
+		t.Fatalf("after Park: %q", b)
+	}
+}

@@ -397,6 +397,19 @@ func (s *Spool) Delete(id string) error {
 	return err
 }
 
+// Park moves a message that is going to wait (held by a queue command from another
+// process, say) out of the incoming log into its own file, so that it does not keep a log
+// segment alive. Defer and Hold do this themselves; for any other message it does nothing.
+func (s *Spool) Park(id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	if s.mlog.readOnly || !s.mlog.has(id) {
+		return nil
+	}
+	return s.migrate(id)
+}
+
 // migrate moves a message from the incoming log into a file of its own in queue/. A crash
 // between the two steps leaves both copies, and Open's recovery keeps the file.
 func (s *Spool) migrate(id string) error {
