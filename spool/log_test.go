@@ -218,3 +218,22 @@ func TestParkHeldFromAnotherProcess(t *testing.T) {
 		t.Fatalf("after Park: %q", b)
 	}
 }
+
+func TestInlineLimitBoundary(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Config{InlineBytes: 8192})
+	for _, n := range []int{8191, 8192, 8193, 20000} {
+		body := strings.Repeat("x", n)
+		id, err := s.Enqueue(context.Background(), testEnv("a@example.test"), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, fileErr := os.Stat(filepath.Join(dir, "queue", id))
+		if inLog := s.mlog.has(id); inLog != (n <= 8192) || inLog == (fileErr == nil) {
+			t.Fatalf("%d bytes: in log %v, file %v", n, inLog, fileErr == nil)
+		}
+		if env, b := readAll(t, s, id); string(b) != body || env.Size != int64(n) {
+			t.Fatalf("%d bytes: read back %d", n, len(b))
+		}
+	}
+}

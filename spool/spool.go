@@ -1,21 +1,26 @@
 // Package spool is portcullis's durable mail queue on disk. Enqueue returns only when the
-// message and its envelope are on stable storage (written to a temporary file, fsynced,
-// renamed into the queue directory, the directory fsynced), so the SMTP server can answer
-// 250 the moment it returns. Concurrent Enqueue calls share directory fsyncs (group
-// commit), which is what lets one disk accept thousands of messages per second.
+// message and its envelope are on stable storage, so the SMTP server can answer 250 the
+// moment it returns. Messages up to Config.InlineBytes are appended to an incoming log
+// whose fdatasync is shared by every Enqueue running at the same time (group commit), which
+// is what lets one disk accept thousands of messages per second; larger messages, and
+// messages that have to wait (deferred, held), live in a file of their own (written to a
+// temporary file, fsynced, renamed into queue/, the directory fsynced).
 //
-// A crash at any moment leaves each message either complete in the queue or absent: the
-// rename is the commit point, and Open removes leftover temporary files. Delivery reads the
+// A crash at any moment leaves each message either complete in the queue or absent: a log
+// record counts only when its checksum does, a file only once renamed. Delivery reads the
 // queue with List and Open, records per-recipient results durably in an append-only status
-// file (Append, Status), and calls Remove once every recipient has a final status.
+// file (Append, Status), and calls Remove or Complete once every recipient has a final
+// status.
 //
 // Layout under the spool directory:
 //
 //	lock         flock(2)ed by the process that owns the spool
-//	tmp/ID       a message being written (removed on Open)
-//	queue/ID     complete messages: header line, message bytes, envelope JSON
+//	log/SEQ.seg  incoming log segments; log/SEQ.dead lists the ids removed from each
+//	tmp/ID       a message file being written (removed on Open)
+//	queue/ID     message files: header line, message bytes, envelope JSON
 //	status/ID    append-only status records of a queued message, one JSON line each
 //	corrupt/ID   queue files that failed validation on Open, kept for a human
+//	kick         touched by queue commands in other processes (see Kicked)
 package spool
 
 import (
