@@ -1,8 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"log/slog"
+
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/headers"
@@ -72,6 +76,23 @@ var kinds = map[string]kind{
 		}
 		return headers.NewDate(c)
 	}, is: func(p policy.Policy) bool { _, ok := p.(*headers.DatePolicy); return ok }},
+	"bayes": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c bayes.PolicyConfig
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		if c.DB == "" {
+			if d.DataDir == "" {
+				return nil, fmt.Errorf("bayes: db is required")
+			}
+			c.DB = bayes.DefaultDBPath(d.DataDir)
+		}
+		log := d.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		return bayes.NewPolicy(c, log)
+	}},
 	"clamd": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
 		var c virus.Config
 		if err := decode(n, &c); err != nil {

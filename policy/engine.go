@@ -3,7 +3,9 @@ package policy
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -28,6 +30,10 @@ type EngineConfig struct {
 	Middleware []Middleware
 	Logger     *slog.Logger
 	Metrics    *Metrics // nil: no metrics
+	// CloseDelay is how long Reload waits before closing the replaced policies that hold
+	// resources (databases, connection pools), so that transactions still using them
+	// finish first (default 10m, longer than any SMTP transaction's policy work).
+	CloseDelay time.Duration
 }
 
 // Engine evaluates compiled rules for each stage of each transaction. It is safe for
@@ -49,6 +55,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CloseDelay <= 0 {
+		cfg.CloseDelay = 10 * time.Minute
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, local: map[string]bool{}}
 	e.vms.New = func() any { return new(vm.VM) }
@@ -93,8 +102,62 @@ func (e *Engine) Reload(rules []RuleSpec, policies map[string]Policy) error {
 	if err != nil {
 		return err
 	}
-	e.set.Store(rs)
+	old := e.set.Swap(rs)
+	keep := rs.innerPointers()
+	time.AfterFunc(e.cfg.CloseDelay, func() { old.close(e.log, keep) })
 	return nil
+}
+
+// Close closes the policies of the current rules that hold resources. The engine must
+// not be used afterwards.
+func (e *Engine) Close() error {
+	e.set.Load().close(e.log, nil)
+	return nil
+}
+
+// inner returns the policy behind any wrappers.
+func inner(p Policy) Policy {
+	for {
+		u, ok := p.(interface{ Unwrap() Policy })
+		if !ok {
+			return p
+		}
+		p = u.Unwrap()
+	}
+}
+
+// pointerOf identifies a policy instance (pointer types only; 0 for others).
+func pointerOf(p Policy) uintptr {
+	if v := reflect.ValueOf(inner(p)); v.Kind() == reflect.Pointer {
+		return v.Pointer()
+	}
+	return 0
+}
+
+// innerPointers identifies the instances of the rule set, so that a reload that reuses an
+// instance does not close it.
+func (rs *ruleSet) innerPointers() map[uintptr]bool {
+	out := map[uintptr]bool{}
+	for _, in := range rs.instances {
+		if ptr := pointerOf(in.p); ptr != 0 {
+			out[ptr] = true
+		}
+	}
+	return out
+}
+
+// close closes every instance that is an io.Closer, except those still in use (keep).
+func (rs *ruleSet) close(log *slog.Logger, keep map[uintptr]bool) {
+	for name, in := range rs.instances {
+		if ptr := pointerOf(in.p); ptr != 0 && keep[ptr] {
+			continue
+		}
+		if c, ok := in.p.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				log.Warn("closing a replaced policy failed", "policy", name, "err", err)
+			}
+		}
+	}
 }
 
 // RuleCount returns the number of compiled rules per stage.

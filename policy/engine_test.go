@@ -387,3 +387,30 @@ func TestCache(t *testing.T) {
 	}
 	require.EqualValues(t, 1, zen.calls.Load())
 }
+
+// closerPolicy records that it was closed.
+type closerPolicy struct{ closed atomic.Bool }
+
+func (c *closerPolicy) CheckConnect(ctx context.Context, tx *Transaction) Result {
+	return Result{Status: StatusPass}
+}
+func (c *closerPolicy) Close() error { c.closed.Store(true); return nil }
+
+func TestReloadClosesReplacedPolicies(t *testing.T) {
+	rules, err := ParseRules([]byte("rules:\n  - {name: r, if: a.pass && b.pass, tag: x}\n"), "r.yaml")
+	require.NoError(t, err)
+	a1, shared := &closerPolicy{}, &closerPolicy{}
+	e, err := NewEngine(EngineConfig{Rules: rules, Policies: map[string]Policy{"a": a1, "b": shared}, CloseDelay: time.Millisecond})
+	require.NoError(t, err)
+	a2 := &closerPolicy{}
+	require.NoError(t, e.Reload(rules, map[string]Policy{"a": a2, "b": shared}))
+	deadline := time.Now().Add(10 * time.Second)
+	for !a1.closed.Load() {
+		require.True(t, time.Now().Before(deadline), "the replaced policy was never closed")
+		time.Sleep(time.Millisecond)
+	}
+	require.False(t, shared.closed.Load(), "an instance kept by the new rules must stay open")
+	require.False(t, a2.closed.Load())
+	require.NoError(t, e.Close())
+	require.True(t, a2.closed.Load())
+}

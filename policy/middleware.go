@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -59,6 +60,14 @@ func (w *wrapped) CheckData(ctx context.Context, tx *Transaction) Result {
 
 // Stages overrides the type assertions in Serves: a wrapper serves what it wraps.
 func (w *wrapped) Stages() []Stage { return w.stages }
+
+// Close closes the wrapped policy when it holds resources (io.Closer).
+func (w *wrapped) Close() error {
+	if c, ok := w.inner.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
 
 // Unwrap returns the wrapped policy.
 func (w *wrapped) Unwrap() Policy { return w.inner }

@@ -193,3 +193,49 @@ func TestUserCommands(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, got, "alice@example.test")
 }
+
+// corpusDir returns the exported SpamAssassin corpus, failing in CI when it is missing.
+func corpusDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("PORTCULLIS_SA_CORPUS")
+	if dir == "" {
+		dir = "../../.cache/sa-corpus"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "train", "spam")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("SpamAssassin corpus missing at %s (scripts/install-test-deps.sh exports it)", dir)
+		}
+		t.Skipf("SpamAssassin corpus missing at %s", dir)
+	}
+	return dir
+}
+
+// TestBayesCommands trains a database from a slice of the corpus with the CLI, then
+// classifies a spam and a ham of the test split and reads the stats.
+func TestBayesCommands(t *testing.T) {
+	corpus := corpusDir(t)
+	dir := t.TempDir()
+	pick := func(split, class string, n int) string {
+		files, err := filepath.Glob(filepath.Join(corpus, split, class, "*.eml"))
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, len(files), n)
+		d := filepath.Join(dir, split+"-"+class)
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		for _, f := range files[:n] {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(d, filepath.Base(f)), b, 0o644))
+		}
+		return d
+	}
+	spam, ham := pick("train", "spam", 150), pick("train", "ham", 150)
+	out, err := run(t, "bayes", "train", "--spam", spam, "--ham", ham, "--data", dir)
+	require.NoError(t, err, out)
+	out, err = run(t, "bayes", "stats", "--data", dir)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "trained: 150 spam, 150 ham")
+	testSpam, testHam := pick("test", "spam", 5), pick("test", "ham", 5)
+	out, err = run(t, "bayes", "classify", "--json", testSpam, testHam, "--data", dir)
+	require.NoError(t, err, out)
+	require.Equal(t, 10, strings.Count(out, "\n"), out)
+}

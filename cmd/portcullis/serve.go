@@ -124,6 +124,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
 	}
+	defer engine.Close()
 	q, err := spool.Open(filepath.Join(cfg.DataDir, "queue"), spool.Config{Logger: logger})
 	if err != nil {
 		return err
