@@ -89,7 +89,8 @@ func TestE2EDNSPolicies(t *testing.T) {
 		text                 string // in the reply
 	}
 	cases := []tcase{
-		{"dnsbl", "127.0.0.2", "a@good.example", e2eMessage("a@good.example", "from-listed-ip", "hello"),
+		// A sender domain without SPF, so that only the DNSBL speaks.
+		{"dnsbl", "127.0.0.2", "a@nospf.example", e2eMessage("a@nospf.example", "from-listed-ip", "hello"),
 			"rcpt", 554, "127.0.0.2 is a test listing"},
 		{"rhsbl", "127.0.0.1", "bulk@spammer.example", e2eMessage("bulk@spammer.example", "from-listed-domain", "hello"),
 			"rcpt", 554, "dbl.example"},
