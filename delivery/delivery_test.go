@@ -668,3 +668,15 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("results %v, dsn %v", got, dsn)
 	}
 }
+
+func TestDuplicateRecipientGetsOneCopy(t *testing.T) {
+	r := newRig(t, rigOpts{users: []string{"bob@example.test"}})
+	r.enqueue(spool.Envelope{From: "a@example.org", To: []string{"bob@example.test", "bob@example.test"}}, body)
+	r.idle()
+	if n := len(r.mailbox("bob@example.test")); n != 1 {
+		t.Fatalf("bob got %d copies", n)
+	}
+	if q := r.queued(); len(q) != 0 {
+		t.Fatalf("queue = %v", q)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -363,7 +364,7 @@ func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, g
 	if arrived.IsZero() {
 		arrived, _ = spool.IDTime(id)
 	}
-	remaining := st.Remaining(env)
+	remaining := slices.Compact(slices.Sorted(slices.Values(st.Remaining(env)))) // an address listed twice gets one copy
 
 	results := map[string]Result{} // by recipient as queued
 	var failAll string
