@@ -105,33 +105,109 @@ func unfold(v []byte) string {
 	return string(b)
 }
 
-// mediaType parses a Content-Type value (RFC 2045 §5.1). A value that fails to parse
-// still yields its lower-cased type and, when present, a best-effort boundary and
-// charset, since spam often carries broken headers.
-func mediaType(v []byte) (typ string, params map[string]string) {
-	if len(v) == 0 {
-		return "", nil
+// mimeParams are the Content-Type and Content-Disposition parameters the tokenizer
+// uses; they alias the header bytes.
+type mimeParams struct {
+	boundary, charset, name, filename []byte
+}
+
+// mediaType parses a Content-Type or Content-Disposition value (RFC 2045 §5.1,
+// RFC 2183) leniently, without allocating: the type is lower-cased into buf, the first
+// of duplicate parameters wins, and a value that fails to parse still yields what can
+// be read, since spam often carries broken headers. Values with RFC 2231 encodings or
+// quoted-pair escapes go through mime.ParseMediaType.
+func mediaType(v []byte, buf *[64]byte) (typ []byte, p mimeParams) {
+	if bytes.ContainsAny(v, "*\\") {
+		return mediaTypeSlow(v, buf)
 	}
-	s := unfold(v)
-	t, p, err := mime.ParseMediaType(s)
-	if err == nil {
-		return t, p
+	semi := bytes.IndexByte(v, ';')
+	if semi < 0 {
+		semi = len(v)
 	}
-	t, rest, _ := strings.Cut(s, ";")
-	t = strings.ToLower(strings.TrimSpace(t))
-	params = map[string]string{}
-	for _, kv := range strings.Split(rest, ";") {
-		k, val, ok := strings.Cut(kv, "=")
-		if !ok {
+	t := trimSpace(v[:semi])
+	if len(t) > len(buf) {
+		t = t[:len(buf)]
+	}
+	typ = lowerInto(buf[:0], t)
+	rest := v[semi:]
+	for len(rest) > 0 {
+		for len(rest) > 0 && (rest[0] == ';' || isSpace(rest[0])) {
+			rest = rest[1:]
+		}
+		eq := bytes.IndexAny(rest, "=;")
+		if eq < 0 {
+			break
+		}
+		if rest[eq] == ';' {
+			rest = rest[eq:]
 			continue
 		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		val = strings.Trim(strings.TrimSpace(val), `"'`)
-		if _, dup := params[k]; !dup && k != "" {
-			params[k] = val
+		key := trimSpace(rest[:eq])
+		rest = rest[eq+1:]
+		for len(rest) > 0 && isSpace(rest[0]) {
+			rest = rest[1:]
+		}
+		var val []byte
+		if len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'') {
+			q := rest[0]
+			e := bytes.IndexByte(rest[1:], q)
+			if e < 0 {
+				val, rest = rest[1:], nil
+			} else {
+				val, rest = rest[1:1+e], rest[1+e+1:]
+			}
+		} else {
+			e := 0
+			for e < len(rest) && rest[e] != ';' && !isSpace(rest[e]) {
+				e++
+			}
+			val, rest = rest[:e], rest[e:]
+		}
+		switch {
+		case bytes.EqualFold(key, []byte("boundary")):
+			if p.boundary == nil {
+				p.boundary = val
+			}
+		case bytes.EqualFold(key, []byte("charset")):
+			if p.charset == nil {
+				p.charset = trimSpace(val)
+			}
+		case bytes.EqualFold(key, []byte("name")):
+			if p.name == nil {
+				p.name = val
+			}
+		case bytes.EqualFold(key, []byte("filename")):
+			if p.filename == nil {
+				p.filename = val
+			}
 		}
 	}
-	return t, params
+	return typ, p
+}
+
+func mediaTypeSlow(v []byte, buf *[64]byte) (typ []byte, p mimeParams) {
+	s := unfold(v)
+	t, params, err := mime.ParseMediaType(s)
+	if err != nil {
+		// keep what the lenient parser finds without the escapes
+		return mediaType(bytes.Map(func(r rune) rune {
+			if r == '*' || r == '\\' {
+				return -1
+			}
+			return r
+		}, v), buf)
+	}
+	if len(t) > len(buf) {
+		t = t[:len(buf)]
+	}
+	typ = append(buf[:0], t...)
+	get := func(k string) []byte {
+		if v, ok := params[k]; ok {
+			return []byte(v)
+		}
+		return nil
+	}
+	return typ, mimeParams{boundary: get("boundary"), charset: get("charset"), name: get("name"), filename: get("filename")}
 }
 
 // decodeQP decodes quoted-printable (RFC 2045 §6.7) leniently into dst: invalid escapes
@@ -195,21 +271,22 @@ func decodeBase64(dst, src []byte) []byte {
 	return dst
 }
 
-// toUTF8 converts text in the named charset to UTF-8 through go-message/charset. Text
-// that is pure ASCII, or declared as UTF-8/ASCII, is returned as is; an unknown charset
-// leaves the bytes unchanged (the tokens are then still consistent between messages).
-// The second result is the scratch buffer to keep for the next call.
-func toUTF8(text []byte, cs string, scratch []byte) ([]byte, []byte) {
-	if cs == "" || isASCII(text) {
+// toUTF8 converts text in the named charset to UTF-8. Text that is pure ASCII, or
+// declared as UTF-8/ASCII, is returned as is; ISO-8859-1 and windows-1252 are converted
+// here; other charsets through go-message/charset; an unknown charset leaves the bytes
+// unchanged (the tokens are then still consistent between messages). The second result
+// is the scratch buffer to keep for the next call.
+func toUTF8(text []byte, cs []byte, scratch []byte) ([]byte, []byte) {
+	if len(cs) == 0 || isASCII(text) {
 		return text, scratch
 	}
-	switch strings.ToLower(cs) {
-	case "utf-8", "utf8", "us-ascii", "ascii":
+	switch {
+	case eqAny(cs, "utf-8", "utf8", "us-ascii", "ascii"):
 		return text, scratch
-	case "iso-8859-1", "iso8859-1", "latin1", "windows-1252", "cp1252":
+	case eqAny(cs, "iso-8859-1", "iso8859-1", "latin1", "windows-1252", "cp1252"):
 		// the most common legacy charsets, converted without a transform reader,
 		// exactly as go-message/charset does
-		win := strings.HasSuffix(cs, "1252")
+		win := bytes.HasSuffix(cs, []byte("1252"))
 		out := scratch[:0]
 		for _, c := range text {
 			switch {
@@ -223,7 +300,7 @@ func toUTF8(text []byte, cs string, scratch []byte) ([]byte, []byte) {
 		}
 		return out, out[:0]
 	}
-	r, err := charset.Reader(cs, bytes.NewReader(text))
+	r, err := charset.Reader(string(cs), bytes.NewReader(text))
 	if err != nil {
 		return text, scratch
 	}
@@ -232,6 +309,15 @@ func toUTF8(text []byte, cs string, scratch []byte) ([]byte, []byte) {
 		return text, scratch
 	}
 	return buf.Bytes(), buf.Bytes()[:0]
+}
+
+func eqAny(b []byte, names ...string) bool {
+	for _, n := range names {
+		if len(b) == len(n) && strings.EqualFold(string(b), n) {
+			return true
+		}
+	}
+	return false
 }
 
 func isASCII(b []byte) bool {
@@ -246,11 +332,12 @@ func isASCII(b []byte) bool {
 // splitMultipart returns the body parts of a multipart body with the given boundary
 // (RFC 2046 §5.1.1). Text before the first and after the closing delimiter is ignored.
 // A missing closing delimiter ends the last part at the end of the body.
-func splitMultipart(dst [][]byte, body []byte, boundary string, maxParts int) [][]byte {
-	if boundary == "" {
+func splitMultipart(dst [][]byte, body []byte, boundary []byte, maxParts int) [][]byte {
+	if len(boundary) == 0 || len(boundary) > 200 {
 		return dst
 	}
-	delim := "--" + boundary
+	var db [202]byte
+	delim := append(append(db[:0], '-', '-'), boundary...)
 	var start = -1
 	i := 0
 	for i <= len(body) {
@@ -292,10 +379,10 @@ func splitMultipart(dst [][]byte, body []byte, boundary string, maxParts int) []
 }
 
 // indexLineStart finds delim at the start of a line in b.
-func indexLineStart(b []byte, delim string) int {
+func indexLineStart(b []byte, delim []byte) int {
 	off := 0
 	for {
-		k := bytes.Index(b[off:], []byte(delim))
+		k := bytes.Index(b[off:], delim)
 		if k < 0 {
 			return -1
 		}

@@ -414,36 +414,44 @@ func isIPv4(w []byte) bool {
 // part tokenizes one MIME entity with the given header fields.
 func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 	st.parts++
-	typ, params := mediaType(headerValue(fields, "content-type"))
-	if typ == "" {
-		typ = "text/plain"
+	var tb, db [64]byte
+	typ, params := mediaType(headerValue(fields, "content-type"), &tb)
+	if len(typ) == 0 {
+		typ = append(tb[:0], "text/plain"...)
 	}
-	st.add("ct:", "", []byte(typ))
-	if cs := params["charset"]; cs != "" {
-		st.add("charset:", "", []byte(cs))
+	st.add("ct:", "", typ)
+	if len(params.charset) > 0 {
+		st.add("charset:", "", params.charset)
 	}
-	cte := bytes.ToLower(trimSpace(headerValue(fields, "content-transfer-encoding")))
+	cte := trimSpace(headerValue(fields, "content-transfer-encoding"))
 	if len(cte) > 0 && len(cte) < 32 {
 		st.add("cte:", "", cte)
 	}
-	if fn := filename(fields, params); fn != "" {
+	fn := params.name
+	if cd := headerValue(fields, "content-disposition"); cd != nil {
+		// RFC 2183 §2.3: the disposition's filename first, then the type's name
+		if _, dp := mediaType(cd, &db); len(dp.filename) > 0 {
+			fn = dp.filename
+		}
+	}
+	if len(fn) > 0 {
 		ext := fn
-		if k := strings.LastIndexByte(fn, '.'); k >= 0 {
+		if k := bytes.LastIndexByte(fn, '.'); k >= 0 {
 			ext = fn[k+1:]
 		}
 		if len(ext) > 8 {
 			ext = ext[:8]
 		}
-		st.add("fname:", "", []byte(ext))
-		t.words(st, "fname:", []byte(fn), false)
+		st.add("fname:", "", ext)
+		t.words(st, "fname:", fn, false)
 	}
 	switch {
-	case strings.HasPrefix(typ, "multipart/"):
+	case bytes.HasPrefix(typ, []byte("multipart/")):
 		if depth >= maxDepth {
 			return
 		}
 		var arr [16][]byte
-		parts := splitMultipart(arr[:0], body, params["boundary"], t.cfg.MaxParts)
+		parts := splitMultipart(arr[:0], body, params.boundary, t.cfg.MaxParts)
 		for _, p := range parts {
 			if st.parts >= t.cfg.MaxParts {
 				return
@@ -452,7 +460,7 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 			st.fields[depth+1] = f
 			t.part(st, f, b, depth+1)
 		}
-	case typ == "message/rfc822":
+	case string(typ) == "message/rfc822":
 		if depth >= maxDepth {
 			return
 		}
@@ -463,7 +471,7 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 			t.words(st, "", s, true)
 		}
 		t.part(st, f, b, depth+1)
-	case strings.HasPrefix(typ, "text/"):
+	case bytes.HasPrefix(typ, []byte("text/")):
 		if st.budget <= 0 {
 			return
 		}
@@ -480,8 +488,8 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 			text = text[:st.budget]
 		}
 		st.budget -= len(text)
-		text, st.conv = toUTF8(text, params["charset"], st.conv)
-		if typ == "text/html" || looksHTML(text) {
+		text, st.conv = toUTF8(text, params.charset, st.conv)
+		if string(typ) == "text/html" || looksHTML(text) {
 			st.red.onURL = func(u []byte) { t.url(st, u) }
 			st.red.onTag = nil
 			if t.cfg.HTMLTags {
@@ -504,17 +512,6 @@ func looksHTML(b []byte) bool {
 		return false
 	}
 	return indexFold(b, "<html") >= 0 || indexFold(b, "<body") >= 0
-}
-
-// filename returns the file name of a part, if any (RFC 2183 §2.3).
-func filename(fields []field, ctParams map[string]string) string {
-	if cd := headerValue(fields, "content-disposition"); cd != nil {
-		_, p := mediaType(cd)
-		if fn := p["filename"]; fn != "" {
-			return fn
-		}
-	}
-	return ctParams["name"]
 }
 
 // words splits text at white space and adds a token for each word. Plain words are

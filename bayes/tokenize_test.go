@@ -180,7 +180,7 @@ func TestLatin1Fast(t *testing.T) {
 		all = append(all, byte(c))
 	}
 	for _, cs := range []string{"iso-8859-1", "windows-1252"} {
-		got, _ := toUTF8(all, cs, nil)
+		got, _ := toUTF8(all, []byte(cs), nil)
 		r, err := charset.Reader(cs, bytes.NewReader(all))
 		if err != nil {
 			t.Fatal(err)
