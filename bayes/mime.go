@@ -277,12 +277,11 @@ func decodeBase64(dst, src []byte) []byte {
 // unchanged (the tokens are then still consistent between messages). The second result
 // is the scratch buffer to keep for the next call.
 func toUTF8(text []byte, cs []byte, scratch []byte) ([]byte, []byte) {
-	if len(cs) == 0 || isASCII(text) {
+	// the label first: most text is declared UTF-8 or ASCII and needs no scan
+	if len(cs) == 0 || eqAny(cs, "utf-8", "utf8", "us-ascii", "ascii") || isASCII(text) {
 		return text, scratch
 	}
 	switch {
-	case eqAny(cs, "utf-8", "utf8", "us-ascii", "ascii"):
-		return text, scratch
 	case eqAny(cs, "iso-8859-1", "iso8859-1", "latin1", "windows-1252", "cp1252"):
 		// the most common legacy charsets, converted without a transform reader,
 		// exactly as go-message/charset does
