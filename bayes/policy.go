@@ -54,7 +54,7 @@ type Policy struct {
 
 	learnMu   sync.RWMutex // guards sending on learn against Close
 	closed    bool
-	learn     chan Example
+	learn     chan Update // token hashes, not message bytes
 	learnOnce sync.Once
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -162,7 +162,10 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 	default:
 		r.Status, r.Reason = policy.StatusPass, "bayes.ham"
 	}
-	p.autolearn(raw, sc)
+	if !user {
+		// the global database learns only from its own verdicts
+		p.autolearn(raw, sc)
+	}
 	return r
 }
 
@@ -183,27 +186,27 @@ func (p *Policy) autolearn(raw []byte, sc Score) {
 		return
 	}
 	p.learnOnce.Do(func() {
-		p.learn = make(chan Example, a.QueueSize)
+		p.learn = make(chan Update, a.QueueSize)
 		p.wg.Add(1)
 		go p.learner()
 	})
 	select {
-	case p.learn <- Example{Raw: raw, Class: class}:
+	case p.learn <- p.cls.TrainUpdate(raw, class):
 	default: // backlog full: skip rather than slow down the SMTP session
 	}
 }
 
 func (p *Policy) learner() {
 	defer p.wg.Done()
-	for ex := range p.learn {
-		batch := []Example{ex}
+	for up := range p.learn {
+		batch := []Update{up}
 		for len(batch) < 50 {
 			select {
-			case ex, ok := <-p.learn:
+			case up, ok := <-p.learn:
 				if !ok {
 					goto flush
 				}
-				batch = append(batch, ex)
+				batch = append(batch, up)
 				continue
 			default:
 			}
@@ -211,7 +214,7 @@ func (p *Policy) learner() {
 		}
 	flush:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if _, err := p.cls.TrainBatch(ctx, batch); err != nil {
+		if _, err := p.global.Apply(ctx, batch); err != nil {
 			p.log.Warn("bayes: autolearn", "messages", len(batch), "err", err)
 		}
 		cancel()
