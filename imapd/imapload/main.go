@@ -201,23 +201,52 @@ func runMix(addr string, clients, users int, pass string, seed int, d time.Durat
 	wg.Wait()
 	el := time.Since(start)
 	fmt.Printf("clients=%d users=%d ops=%d errors=%d seconds=%.1f ops_per_sec=%.0f\n", clients, users, ops.Load(), errs.Load(), el.Seconds(), float64(ops.Load())/el.Seconds())
+	opStats.mu.Lock()
+	for _, k := range []string{"login", "select", "fetch", "store", "append", "search", "expunge"} {
+		if n := opStats.n[k]; n > 0 {
+			fmt.Fprintf(os.Stderr, "  %-8s n=%-7d avg=%.2fms\n", k, n, float64(opStats.d[k].Microseconds())/1000/float64(n))
+		}
+	}
+	opStats.mu.Unlock()
 	if e, ok := firstErr.Load().(error); ok {
 		fmt.Fprintf(os.Stderr, "first error: %v\n", e)
 	}
 	return nil
 }
 
+// opStats accumulates time per operation kind.
+var opStats struct {
+	mu sync.Mutex
+	n  map[string]int64
+	d  map[string]time.Duration
+}
+
+func timed(kind string, start time.Time) {
+	el := time.Since(start)
+	opStats.mu.Lock()
+	if opStats.n == nil {
+		opStats.n, opStats.d = map[string]int64{}, map[string]time.Duration{}
+	}
+	opStats.n[kind]++
+	opStats.d[kind] += el
+	opStats.mu.Unlock()
+}
+
 func session(addr, user, pass string, rng *rand.Rand, stop time.Time, ops *atomic.Int64) error {
+	t0 := time.Now()
 	c, err := dial(addr, user, pass)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	timed("login", t0)
 	ops.Add(1)
+	t0 = time.Now()
 	sd, err := c.Select("INBOX", nil).Wait()
 	if err != nil {
 		return err
 	}
+	timed("select", t0)
 	ops.Add(1)
 	n := sd.NumMessages
 	for round := 0; round < 25 && time.Now().Before(stop); round++ {
@@ -228,31 +257,43 @@ func session(addr, user, pass string, rng *rand.Rand, stop time.Time, ops *atomi
 		hi := min(lo+9, n)
 		var set imap.SeqSet
 		set.AddRange(lo, hi)
+		t0 = time.Now()
 		if _, err := c.Fetch(set, &imap.FetchOptions{Flags: true, Envelope: true, RFC822Size: true, UID: true}).Collect(); err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
+		timed("fetch", t0)
 		ops.Add(1)
+		t0 = time.Now()
 		if err := c.Store(imap.SeqSetNum(lo), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}, Silent: true}, nil).Close(); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
+		timed("store", t0)
 		ops.Add(1)
+		t0 = time.Now()
 		uid, err := appendMsg(c, rng.IntN(1000000))
 		if err != nil {
 			return fmt.Errorf("append: %w", err)
 		}
+		timed("append", t0)
 		ops.Add(1)
+		t0 = time.Now()
 		if _, err := c.Search(&imap.SearchCriteria{Body: []string{"needle"}}, nil).Wait(); err != nil {
 			return fmt.Errorf("search: %w", err)
 		}
+		timed("search", t0)
 		ops.Add(1)
 		if uid != 0 {
+			t0 = time.Now()
 			if err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
 				return fmt.Errorf("store deleted: %w", err)
 			}
+			timed("store", t0)
 			ops.Add(1)
+			t0 = time.Now()
 			if err := c.UIDExpunge(imap.UIDSetNum(uid)).Close(); err != nil {
 				return fmt.Errorf("expunge: %w", err)
 			}
+			timed("expunge", t0)
 			ops.Add(1)
 		}
 		if err := c.Noop().Wait(); err != nil {
