@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -169,7 +170,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	dcfg := cfg.Delivery
-	dcfg.Logger = logger
+	dcfg.Logger, dcfg.Metrics = logger, reg
 	qm, err := delivery.New(dcfg, q, dispatcher)
 	if err != nil {
 		return err
@@ -275,15 +276,49 @@ func openUsers(ctx context.Context, cfg *config.Config, stderr io.Writer, logger
 }
 
 // userExists says whether a local address has a mailbox: a local user, or an LDAP user.
+// Answers are kept for existsTTL: each message asks twice (at RCPT and at delivery), and a
+// busy MX asks for the same few mailboxes all the time; a user added or deleted with
+// `portcullis user` is seen within existsTTL.
 func userExists(svc *auth.Service) func(ctx context.Context, addr string) (bool, error) {
-	return func(ctx context.Context, addr string) (bool, error) {
+	lookup := func(ctx context.Context, addr string) (bool, error) {
 		ok, err := svc.DB.Exists(ctx, addr)
 		if ok || err != nil || svc.LDAP == nil {
 			return ok, err
 		}
 		return svc.LDAP.Exists(ctx, addr)
 	}
+	type entry struct {
+		ok  bool
+		exp time.Time
+	}
+	var mu sync.Mutex
+	cache := map[string]entry{}
+	return func(ctx context.Context, addr string) (bool, error) {
+		now := time.Now()
+		mu.Lock()
+		e, hit := cache[addr]
+		mu.Unlock()
+		if hit && now.Before(e.exp) {
+			return e.ok, nil
+		}
+		ok, err := lookup(ctx, addr)
+		if err != nil {
+			return false, err
+		}
+		mu.Lock()
+		if len(cache) >= existsCacheSize {
+			clear(cache) // crude but bounded; refilled by the next lookups
+		}
+		cache[addr] = entry{ok, now.Add(existsTTL)}
+		mu.Unlock()
+		return ok, nil
+	}
 }
+
+const (
+	existsTTL       = 10 * time.Second
+	existsCacheSize = 100000
+)
 
 // prepareMessage runs on every received message before the data stage: it removes
 // Authentication-Results fields that claim our name (only we may write them, RFC 8601

@@ -245,3 +245,40 @@ func TestKeyLess(t *testing.T) {
 		t.Fatalf("%v", keys)
 	}
 }
+
+// TestConcurrentDeliveriesShareDirSyncs: concurrent deliveries into one maildir all land
+// and all wait for a directory fsync that started after their own link.
+func TestConcurrentDeliveriesShareDirSyncs(t *testing.T) {
+	d := Dir(filepath.Join(t.TempDir(), "Maildir"))
+	if err := d.Create(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := d.Deliver(strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i)))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := d.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 40 {
+		t.Fatalf("%d messages in the maildir, want 40", len(entries))
+	}
+	g, _ := dirSyncs.Load(filepath.Join(string(d), New))
+	if n := g.(*groupSync).started; n == 0 || n > 40 {
+		t.Fatalf("%d directory fsyncs for 40 deliveries", n)
+	}
+}
