@@ -128,6 +128,7 @@ func TestE2EClamAV(t *testing.T) {
 		id       string
 		infected bool
 		data     time.Time // DATA sent
+		done     time.Time // reply received
 		code     int
 		reply    string
 	}
@@ -138,7 +139,8 @@ func TestE2EClamAV(t *testing.T) {
 		stop     = make(chan struct{})
 		seq      int
 		clients  = 4
-		killedAt time.Time
+		killedAt time.Time // clamd is dead
+		killing  time.Time // SIGKILL about to be sent
 	)
 	for range clients {
 		wg.Add(1)
@@ -158,12 +160,15 @@ func TestE2EClamAV(t *testing.T) {
 				id := fmt.Sprintf("loop-%d", n)
 				start, err := e2eSendTimed(addr, id, infected)
 				mu.Lock()
-				results = append(results, sent{id, infected, start, smtpCode(err), smtpMessage(err)})
+				results = append(results, sent{id, infected, start, time.Now(), smtpCode(err), smtpMessage(err)})
 				mu.Unlock()
 			}
 		}()
 	}
 	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	killing = time.Now()
+	mu.Unlock()
 	clamd.Kill()
 	mu.Lock()
 	killedAt = time.Now()
@@ -173,7 +178,9 @@ func TestE2EClamAV(t *testing.T) {
 	wg.Wait()
 
 	accepted := map[string]bool{"clean-first": true}
-	var before250, after451, afterTotal int
+	// clamd logs a clean scan just after sending its reply, so the kill can beat the log
+	// line of a scan that was answered: allow for the acceptances around the kill.
+	var before250, after451, afterTotal, nearKill int
 	for _, r := range results {
 		require.NotEqual(t, 0, r.code, "%s: no SMTP reply", r.id)
 		require.False(t, r.data.IsZero(), "%s: refused before DATA (%d %s)", r.id, r.code, r.reply)
@@ -184,6 +191,9 @@ func TestE2EClamAV(t *testing.T) {
 			require.True(t, r.data.Before(killedAt), "%s accepted with DATA sent %v after the kill", r.id, r.data.Sub(killedAt))
 			accepted[r.id] = true
 			before250++
+			if r.done.After(killing.Add(-200 * time.Millisecond)) {
+				nearKill++
+			}
 		}
 		if r.data.After(killedAt) {
 			afterTotal++
@@ -195,9 +205,9 @@ func TestE2EClamAV(t *testing.T) {
 	require.Positive(t, before250, "no message was accepted before the kill: the test proves nothing")
 	require.Positive(t, after451, "no message was sent after the kill: the test proves nothing")
 	scans := len(okScanRe.FindAllString(clamd.Log(), -1))
-	require.GreaterOrEqual(t, scans, len(accepted), "clamd logged %d clean scans for %d accepted messages", scans, len(accepted))
-	t.Logf("%d messages in the loop: %d accepted before the kill, %d/%d after it got 451; clamd logged %d clean scans",
-		len(results), before250, after451, afterTotal, scans)
+	require.GreaterOrEqual(t, scans, len(accepted)-nearKill, "clamd logged %d clean scans for %d accepted messages (%d answered near the kill)", scans, len(accepted), nearKill)
+	t.Logf("%d messages in the loop: %d accepted before the kill (%d answered near it), %d/%d sent after it got 451; clamd logged %d clean scans",
+		len(results), before250, nearKill, after451, afterTotal, scans)
 
 	t.Logf("loop done after %v", time.Since(t0))
 	// clamd is back: the breaker's probe finds it and mail flows again.
@@ -211,7 +221,7 @@ func TestE2EClamAV(t *testing.T) {
 	t.Logf("accepting again after %v", time.Since(t0))
 
 	// The maildir holds exactly the accepted messages, none infected.
-	got = waitDelivered(t, dir, len(accepted))
+	waitDelivered(t, dir, len(accepted))
 	time.Sleep(300 * time.Millisecond)
 	got = maildirMessages(t, dir)
 	delivered := map[string]int{}
