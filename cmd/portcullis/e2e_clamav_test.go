@@ -239,3 +239,45 @@ func TestE2EClamAV(t *testing.T) {
 	}
 	require.NotContains(t, strings.ToLower(srv.logText()), "panic")
 }
+
+// TestE2EClamAVFailover: with two clamd daemons configured, killing one costs nothing:
+// clean mail is still accepted and EICAR still rejected, scanned by the survivor (its log
+// shows the scans).
+func TestE2EClamAVFailover(t *testing.T) {
+	first := clamdtest.StartClamd(t, clamdtest.Options{Config: []string{"LogClean yes"}})
+	second := clamdtest.StartClamd(t, clamdtest.Options{Config: []string{"LogClean yes"}})
+	dir := t.TempDir()
+	dns := dnstest.New(t, dnstest.Zone{
+		"1.0.0.127.in-addr.arpa.": {"PTR localhost.example.test."},
+		"localhost.example.test.": {"A 127.0.0.1"},
+	})
+	rules := strings.Replace(fmt.Sprintf(e2eVirusRules, first.TCPAddr()), fmt.Sprintf("[%q]", first.TCPAddr()),
+		fmt.Sprintf("[%q, %q]", first.TCPAddr(), second.UnixAddr()), 1)
+	cfg := e2eConfig(t, dir, dns, rules, "")
+	srv := startServer(t, cfg, "mx")
+	defer srv.kill()
+	addr := srv.addrs["mx"]
+
+	for i := range 4 { // round-robin: both daemons scan
+		_, err := e2eSendTimed(addr, fmt.Sprintf("both-up-%d", i), false)
+		require.NoError(t, err)
+	}
+	require.Positive(t, len(okScanRe.FindAllString(first.Log(), -1)), "the first daemon never scanned")
+	before := len(okScanRe.FindAllString(second.Log(), -1))
+	require.Positive(t, before, "the second daemon never scanned")
+
+	first.Kill()
+	const n = 8
+	for i := range n {
+		_, err := e2eSendTimed(addr, fmt.Sprintf("one-down-%d", i), false)
+		require.NoError(t, err, "clean message %d with one daemon down", i)
+		_, err = e2eSendTimed(addr, fmt.Sprintf("eicar-one-down-%d", i), true)
+		require.Equal(t, 554, smtpCode(err), "EICAR with one daemon down: %v", err)
+		require.Contains(t, smtpMessage(err), clamdtest.EICARSignature)
+	}
+	// clamd writes its log line just after its reply: wait for the last one.
+	requireEventually(t, func() bool { return len(okScanRe.FindAllString(second.Log(), -1))-before >= n })
+	waitDelivered(t, dir, 4+n)
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, maildirMessages(t, dir), 4+n, "exactly the accepted messages are delivered")
+}

@@ -169,3 +169,61 @@ func TestE2EDNSPolicies(t *testing.T) {
 	require.Contains(t, ar[0], "dmarc=none")
 	require.NotContains(t, ar[0], "dkim=pass")
 }
+
+// TestE2EDNSFaults: DNS trouble never rejects by itself and never hangs a session. The
+// DNSBL does not answer at all for the client, a second list answers with a "query
+// refused" code (Spamhaus 127.255.255.254, which is an error, not a listing), and the
+// sender's SPF and DMARC records SERVFAIL: the message is accepted within the policies'
+// deadlines and its Authentication-Results say temperror.
+func TestE2EDNSFaults(t *testing.T) {
+	dir := t.TempDir()
+	dns := dnstest.New(t, dnstest.Zone{
+		"1.0.0.127.in-addr.arpa.":     {"PTR localhost.example.test."},
+		"localhost.example.test.":     {"A 127.0.0.1"},
+		"1.0.0.127.zen.example.":      {"A 127.0.0.2"},
+		"1.0.0.127.refusing.example.": {"A 127.255.255.254"},
+		"flaky.example.":              {`TXT "v=spf1 -all"`},
+		"_dmarc.flaky.example.":       {`TXT "v=DMARC1; p=reject"`},
+	})
+	dns.Fail("1.0.0.127.zen.example.", dnstest.Timeout)
+	dns.Fail("flaky.example.", dnstest.ServFail)
+	dns.Fail("_dmarc.flaky.example.", dnstest.ServFail)
+	rules := strings.Replace(e2eDNSRules, "  spf:   { spf: {} }\n",
+		"  spf:   { spf: {} }\n  refusing: { rbl: [refusing.example] }\n", 1) + `  - name: refusing
+    stage: rcpt
+    if: refusing.fail
+    reject: '554 5.7.1 "listed by refusing.example"'
+  - name: record-dns-errors
+    stage: data
+    if: zen.temperror && refusing.permerror
+    add_header: "X-E2E-DNS: zen temperror, refusing permerror"
+`
+	cfg := e2eConfig(t, dir, dns, rules, "")
+	srv := startServer(t, cfg, "mx")
+	defer srv.kill()
+
+	start := time.Now()
+	c := e2eDial(t, srv.addrs["mx"], "127.0.0.1", "client.example.net")
+	stage, err := e2eSend(c, "a@flaky.example", "postmaster@example.test",
+		e2eMessage("a@flaky.example", "dns-trouble", "hello"))
+	require.NoError(t, err, "DNS trouble rejected the message at %s", stage)
+	_ = c.Quit()
+	took := time.Since(start)
+	// The DNSBL's deadline (rbl timeout, 10 s by default) bounds the wait; the dnsx
+	// client's own timeout (2 s per try) normally ends it sooner.
+	require.Less(t, took, 15*time.Second, "a DNS timeout held the session")
+
+	got := waitDelivered(t, dir, 1)
+	require.Len(t, got, 1)
+	var ar []string
+	for _, v := range headerFields(got[0], "Authentication-Results") {
+		if dkim.AuthServID(v) == "mx.example.test" {
+			ar = append(ar, v)
+		}
+	}
+	require.Len(t, ar, 1, headerBlock(got[0]))
+	require.Contains(t, ar[0], "spf=temperror")
+	require.Contains(t, ar[0], "dmarc=temperror")
+	require.Equal(t, []string{"zen temperror, refusing permerror"}, headerFields(got[0], "X-E2E-DNS"), headerBlock(got[0]))
+	t.Logf("accepted in %v despite a DNSBL timeout, a refused DNSBL query and SPF/DMARC SERVFAIL", took.Round(time.Millisecond))
+}
