@@ -2,7 +2,7 @@
 # IMAP load benchmark: portcullis imapd against Dovecot configured the same way (maildir,
 # plaintext LOGIN on loopback, static passwords), same machine, same load generator.
 # Prints operations per second for 50 and 200 clients, the ratio, and portcullis's memory
-# per idle IDLE connection. Needs dovecot-imapd. Usage: imapd/imapload/run.sh [seconds]
+# per idle IDLE connection. Needs dovecot-imapd. Usage: [REPEAT=3] [IDLE=5000] imapd/imapload/run.sh [seconds]
 set -eu
 SECS=${1:-20}
 IDLE=${IDLE:-5000}
@@ -57,9 +57,13 @@ CONF
 dovecot -c $W/dovecot.conf
 sleep 2
 
+# REPEAT rounds, alternating servers, so that load from other processes on the machine
+# hits both alike; compare the per-round ratios.
+for r in $(seq ${REPEAT:-1}); do
 for n in 50 200; do
-  p=$($W/imapload -addr $P_ADDR -clients $n -duration ${SECS}s | tee /dev/stderr | sed 's/.*ops_per_sec=//')
-  d=$($W/imapload -addr 127.0.0.1:$D_PORT -clients $n -duration ${SECS}s | tee /dev/stderr | sed 's/.*ops_per_sec=//')
-  echo "clients=$n portcullis_ops_per_sec=$p dovecot_ops_per_sec=$d ratio=$(echo "scale=2; $p / $d" | bc)"
+  p=$($W/imapload -addr $P_ADDR -clients $n -duration ${SECS}s 2>/dev/null | sed 's/.*ops_per_sec=//')
+  d=$($W/imapload -addr 127.0.0.1:$D_PORT -clients $n -duration ${SECS}s 2>/dev/null | sed 's/.*ops_per_sec=//')
+  echo "round=$r clients=$n portcullis_ops_per_sec=$p dovecot_ops_per_sec=$d ratio=$(echo "scale=2; $p / $d" | bc)"
+done
 done
 $W/imapload -addr $P_ADDR -idle $IDLE -users 200 -server-pid $PPID_P
