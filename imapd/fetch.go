@@ -33,7 +33,22 @@ func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error)
 	if int64(len(b)) > s.srv.cfg.MaxFetchBytes {
 		return nil, fmt.Errorf("imapd: message %d larger than %d bytes", m.UID, s.srv.cfg.MaxFetchBytes)
 	}
+	if m.SizeCRLF != m.Size {
+		b = toCRLF(b) // written by another program with bare LF; IMAP sends CRLF (RFC 3501 §2.3.4)
+	}
 	return b, nil
+}
+
+// toCRLF turns bare LF line ends into CRLF.
+func toCRLF(b []byte) []byte {
+	out := make([]byte, 0, len(b)+len(b)/32)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func needsBody(o *imap.FetchOptions) bool {
@@ -106,7 +121,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		w.WriteInternalDate(m.InternalDate)
 	}
 	if o.RFC822Size {
-		w.WriteRFC822Size(m.Size)
+		w.WriteRFC822Size(m.SizeCRLF)
 	}
 	var buf []byte
 	if needsBody(o) || o.Envelope {
@@ -297,10 +312,10 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 			return false
 		}
 	}
-	if c.Larger != 0 && mm.m.Size <= c.Larger {
+	if c.Larger != 0 && mm.m.SizeCRLF <= c.Larger {
 		return false
 	}
-	if c.Smaller != 0 && mm.m.Size >= c.Smaller {
+	if c.Smaller != 0 && mm.m.SizeCRLF >= c.Smaller {
 		return false
 	}
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {

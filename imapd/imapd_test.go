@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -405,5 +407,37 @@ func TestAppendLimits(t *testing.T) {
 	lines = r.ok("STATUS INBOX (MESSAGES SIZE)")
 	if !strings.Contains(lines[0], "MESSAGES 1") || !strings.Contains(lines[0], "SIZE 160") {
 		t.Fatalf("status %q", lines)
+	}
+}
+
+// A message another program wrote with bare LF line ends is served with CRLF, and its
+// RFC822.SIZE matches what FETCH BODY[] sends.
+func TestBareLFServedAsCRLF(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	u, err := e.store.Open(context.Background(), "bob@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Release()
+	var root string
+	filepath.Walk(e.store.Config().Dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() && filepath.Base(p) == "Maildir" {
+			root = p
+		}
+		return nil
+	})
+	lf := "Subject: lf\n\nline one\nline two\n"
+	if err := os.WriteFile(filepath.Join(root, "new", "1700000000.M1P1Q1.other"), []byte(lf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := login(t, e, "bob@example.org", "pw2", nil)
+	c.Select("INBOX", nil).Wait()
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%v %v", msgs, err)
+	}
+	body := string(msgs[0].FindBodySection(&imap.FetchItemBodySection{Peek: true}))
+	if body != strings.ReplaceAll(lf, "\n", "\r\n") || msgs[0].RFC822Size != int64(len(body)) {
+		t.Fatalf("size %d body %q", msgs[0].RFC822Size, body)
 	}
 }
