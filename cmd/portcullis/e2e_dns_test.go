@@ -18,6 +18,7 @@ import (
 const e2eDNSRules = `policies:
   zen:   { rbl: ["zen.example=127.0.0.[2..11]*3"], txt: true }
   dbl:   { rhsbl: "dbl.example=127.0.1.[2..99]", on: [helo, sender] }
+  uri:   { rhsbl: "uribl.example", on: [body_urls] }
   spf:   { spf: {} }
   dmarc: { dmarc: {} }
 rules:
@@ -37,6 +38,10 @@ rules:
     stage: data
     if: dmarc.fail && dmarc.policy == "reject" && !client.authenticated && !client.trusted
     reject: '550 5.7.1 "DMARC policy of {{dmarc.from_domain}} rejects this message"'
+  - name: uribl
+    stage: data
+    if: any(uri.hits, .source == "body_urls") && !client.trusted
+    reject: '554 5.7.1 "message links to a listed domain ({{join(uri.domains, ", ")}})"'
 `
 
 func e2eMessage(from, subject, body string) string {
@@ -48,6 +53,8 @@ func e2eMessage(from, subject, body string) string {
 // served by dnstest on loopback:
 //   - a client whose address is on the DNSBL gets 554 at RCPT, naming the list's TXT;
 //   - a MAIL FROM domain on the RHSBL gets 554 at RCPT;
+//   - a message linking to a domain on a URI blocklist (a host below the listed
+//     registrable domain) gets 554 at DATA;
 //   - a MAIL FROM domain whose SPF record is "-all" gets 550 (SPF fail) at RCPT;
 //   - a From: domain with DMARC p=reject and no aligned pass gets 550 at DATA;
 //   - mail DKIM-signed by its From: domain (SPF pass too) is accepted and delivered with
@@ -66,16 +73,17 @@ func TestE2EDNSPolicies(t *testing.T) {
 		"1.0.0.127.in-addr.arpa.": {"PTR localhost.example.test."},
 		"localhost.example.test.": {"A 127.0.0.1"},
 		// The DNSBL lists 127.0.0.2, our second loopback client; 127.0.0.1 is not listed.
-		"2.0.0.127.zen.example.":       {"A 127.0.0.2", `TXT "127.0.0.2 is a test listing"`},
-		"spammer.example.dbl.example.": {"A 127.0.1.2"},
-		"spammer.example.":             {`TXT "v=spf1 ip4:127.0.0.1 -all"`},
-		"forged.example.":              {`TXT "v=spf1 -all"`},
-		"good.example.":                {`TXT "v=spf1 ip4:127.0.0.1 -all"`},
-		"_dmarc.bank.example.":         {`TXT "v=DMARC1; p=reject"`},
-		"bank.example.":                {`TXT "v=spf1 -all"`},
-		"signed.example.":              {`TXT "v=spf1 ip4:127.0.0.1 -all"`},
-		"_dmarc.signed.example.":       {`TXT "v=DMARC1; p=reject; adkim=s; aspf=s"`},
-		keyName + ".":                  {fmt.Sprintf("TXT %q", keyTXT)},
+		"2.0.0.127.zen.example.":         {"A 127.0.0.2", `TXT "127.0.0.2 is a test listing"`},
+		"spammer.example.dbl.example.":   {"A 127.0.1.2"},
+		"spammer.example.":               {`TXT "v=spf1 ip4:127.0.0.1 -all"`},
+		"badsite.example.uribl.example.": {"A 127.0.0.2"},
+		"forged.example.":                {`TXT "v=spf1 -all"`},
+		"good.example.":                  {`TXT "v=spf1 ip4:127.0.0.1 -all"`},
+		"_dmarc.bank.example.":           {`TXT "v=DMARC1; p=reject"`},
+		"bank.example.":                  {`TXT "v=spf1 -all"`},
+		"signed.example.":                {`TXT "v=spf1 ip4:127.0.0.1 -all"`},
+		"_dmarc.signed.example.":         {`TXT "v=DMARC1; p=reject; adkim=s; aspf=s"`},
+		keyName + ".":                    {fmt.Sprintf("TXT %q", keyTXT)},
 	})
 	cfg := e2eConfig(t, dir, dns, e2eDNSRules, "")
 	srv := startServer(t, cfg, "mx")
@@ -94,6 +102,8 @@ func TestE2EDNSPolicies(t *testing.T) {
 			"rcpt", 554, "127.0.0.2 is a test listing"},
 		{"rhsbl", "127.0.0.1", "bulk@spammer.example", e2eMessage("bulk@spammer.example", "from-listed-domain", "hello"),
 			"rcpt", 554, "dbl.example"},
+		{"uribl", "127.0.0.1", "a@good.example", e2eMessage("a@good.example", "links-to-listed", "cheap pills at http://www.shop.badsite.example/buy?now"),
+			"data", 554, "badsite.example"},
 		{"spf-fail", "127.0.0.1", "ceo@forged.example", e2eMessage("ceo@forged.example", "spf-forged", "hello"),
 			"rcpt", 550, "SPF fail for forged.example"},
 		{"dmarc-reject", "127.0.0.1", "a@good.example", e2eMessage("Bank <security@bank.example>", "dmarc-forged", "please log in"),
@@ -154,6 +164,9 @@ func TestE2EDNSPolicies(t *testing.T) {
 	for _, want := range []string{"dkim=pass", "header.d=signed.example", "dmarc=pass", "spf=pass"} {
 		require.Contains(t, ar[0], want, "Authentication-Results: %s", ar[0])
 	}
+	spfHdr := headerFields(signedMsg, "Received-SPF")
+	require.Len(t, spfHdr, 1, headerBlock(signedMsg))
+	require.True(t, strings.HasPrefix(spfHdr[0], "pass "), spfHdr[0])
 	// The signature still verifies on the delivered bytes: nothing we did broke it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
