@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# bench/delivery.sh: messages per second from SMTP accept to delivered in Dovecot's maildir
+# through LMTP, portcullis versus Postfix relaying the same messages to the same Dovecot,
+# in the same run, driven by Postfix's smtp-source (4 KiB messages, -d: each session sends
+# its share of the messages) at 10 and 50 concurrent sessions.
+#
+# The clock starts when smtp-source starts and stops when the recipient's Dovecot maildir
+# holds all N messages (files in new/ + cur/, polled every 50 ms). "accept" is when
+# smtp-source finished (every message had its 250); "delivered" is the end-to-end figure
+# and the one the ratio is taken on (target: portcullis / Postfix >= 1.0).
+#
+# Fairness: one Dovecot (LMTP on a loopback TCP port, passwd-file users, maildir, default
+# fsync) serves both MTAs; the runs alternate (Postfix, then portcullis, at each level) and
+# each run delivers to a fresh mailbox of its own, so neither inherits a bigger directory.
+# Both MTAs fsync the message in their queue before the 250, validate the recipient at RCPT
+# against an in-memory list (Postfix virtual_mailbox_maps texthash:, portcullis
+# routing.local_users), reach Dovecot over TCP with connection reuse and at most 20
+# concurrent LMTP deliveries (Postfix's default destination concurrency limit; portcullis
+# delivery.per_destination set to 20), and log every delivery to a file. portcullis runs
+# its default rule file (HELO, envelope, attachment and date checks), Postfix no content
+# checks. Neither does DNS: Postfix has smtpd_peername_lookup = no and DNS disabled for
+# smtp/lmtp, portcullis a resolver on a closed loopback port (lookups fail at once).
+#
+# Usage: bench/delivery.sh [MESSAGES]   (default 2000 per run; needs root for Postfix)
+#   CLIENTS="10 50"  concurrent smtp-source sessions per level
+#   ROUNDS=1         repetitions of the whole table
+#   PROFILE=1        also take a 20 s CPU profile of portcullis during an extra run at the
+#                    last level (written to .cache/delivery-portcullis.pprof)
+#   KEEP=1           keep the work dir (.cache/bench-delivery.*) and the servers' logs
+#
+# Measured (2000 messages, 2 cores shared with other jobs, load average ~13):
+#   see the report at the end of this comment block once measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-2000}
+SIZE=4096
+CLIENTS=${CLIENTS:-"10 50"}
+ROUNDS=${ROUNDS:-1}
+command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
+[ -x /usr/lib/dovecot/lmtp ] || bash scripts/install-test-deps.sh
+[ "$(id -u)" = 0 ] || { echo "bench/delivery.sh: run as root (Postfix and Dovecot)" >&2; exit 1; }
+# The work dir is on the repository's file system, not /tmp: on some sandboxes /tmp is a
+# different file system where creating a file costs ten times more, for every server.
+mkdir -p .cache
+W=$(mktemp -d "$PWD/.cache/bench-delivery.XXXXXX"); chmod 755 "$W"
+base=$((20000 + RANDOM % 10000))
+DC_PORT=$base; PF_PORT=$((base + 1)); PC_PORT=$((base + 2)); HTTP_PORT=$((base + 3))
+
+# stop PID: SIGTERM (again each second: a daemon still starting up may miss the first),
+# SIGKILL after 10 s.
+stop() {
+  local i
+  for i in $(seq 100); do
+    kill -0 "$1" 2>/dev/null || return 0
+    [ $((i % 10)) = 1 ] && kill "$1" 2>/dev/null
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
+}
+cleanup() {
+  [ -n "${PC_PID:-}" ] && stop "$PC_PID"
+  [ -s "$W/pf/spool/pid/master.pid" ] && stop "$(tr -d ' ' < "$W/pf/spool/pid/master.pid")"
+  [ -n "${DC_PID:-}" ] && stop "$DC_PID"
+  [ -z "${KEEP:-}" ] && rm -rf "$W"
+  return 0
+}
+trap cleanup EXIT
+trap 'echo "bench/delivery.sh: failed at line $LINENO" >&2' ERR
+
+# Users: one fresh mailbox per run (pf-10, pc-10, ...), plus the warm-up ones.
+USERS=(pf-warm pc-warm)
+for c in $CLIENTS; do for r in $(seq "$ROUNDS"); do USERS+=("pf-$c-$r" "pc-$c-$r"); done; done
+[ -n "${PROFILE:-}" ] && USERS+=(pc-prof)
+
+# --- Dovecot: LMTP only, passwd-file users, maildir; mail belongs to nobody (Dovecot
+# refuses to deliver as root).
+mkdir -p "$W/dc/run" "$W/dc/state" "$W/dc/mail" "$W/dc/home"
+chown nobody:nogroup "$W/dc/mail" "$W/dc/home"
+for u in "${USERS[@]}"; do
+  echo "$u@example.test:{PLAIN}secret:65534:65534::$W/dc/home/$u::"
+done > "$W/dc/users"
+cat > "$W/dc/dovecot.conf" <<CF
+base_dir = $W/dc/run
+state_dir = $W/dc/state
+log_path = $W/dc/dovecot.log
+info_log_path = $W/dc/dovecot.log
+ssl = no
+listen = 127.0.0.1
+protocols = lmtp
+mail_location = maildir:$W/dc/mail/%d/%n/Maildir
+first_valid_uid = 1
+passdb {
+  driver = passwd-file
+  args = $W/dc/users
+}
+userdb {
+  driver = passwd-file
+  args = $W/dc/users
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $DC_PORT
+  }
+  process_min_avail = 2
+}
+service anvil {
+  chroot =
+}
+CF
+dovecot -F -c "$W/dc/dovecot.conf" >"$W/dc/stdout" 2>&1 &
+DC_PID=$!
+
+# --- Postfix: a private instance in $W/pf relaying example.test to Dovecot by LMTP.
+# postfix -c needs the default main.cf to list the directory in
+# alternate_config_directories while it starts; the addition is made and undone under the
+# same lock as delivery/relay/postfixtest (the Debian package installs no main.cf).
+mkdir -p "$W/pf/etc" "$W/pf/spool" "$W/pf/lib"
+chown postfix "$W/pf/lib"
+for u in "${USERS[@]}"; do echo "$u@example.test OK"; done > "$W/pf/etc/vmailbox"
+cat > "$W/pf/etc/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $W/pf/spool
+data_directory = $W/pf/lib
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+lmtp_dns_support_level = disabled
+lmtp_host_lookup = native
+virtual_mailbox_domains = example.test
+virtual_mailbox_maps = texthash:$W/pf/etc/vmailbox
+virtual_transport = lmtp:inet:127.0.0.1:$DC_PORT
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+message_size_limit = 33554432
+maillog_file = $W/pf/maillog
+maillog_file_prefixes = $W
+CF
+sed "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$PF_PORT inet n - n - - smtpd/" \
+  /usr/share/postfix/master.cf.dist > "$W/pf/etc/master.cf"
+(
+  flock 9
+  orig=""; existed=""
+  if [ -e /etc/postfix/main.cf ]; then existed=1; orig=$(cat /etc/postfix/main.cf); fi
+  cur=$(sed -n 's/^[[:space:]]*alternate_config_directories[[:space:]]*=[[:space:]]*//p' /etc/postfix/main.cf 2>/dev/null | tail -1 || true)
+  printf '%s\nalternate_config_directories = %s %s\n' "$orig" "$cur" "$W/pf/etc" > /etc/postfix/main.cf
+  rc=0; script -qc "postfix -c $W/pf/etc start" /dev/null >/dev/null || rc=$?
+  if [ -n "$existed" ]; then printf '%s\n' "$orig" > /etc/postfix/main.cf; else rm -f /etc/postfix/main.cf; fi
+  exit $rc
+) 9>"${TMPDIR:-/tmp}/portcullis-postfix-main-cf.lock"
+
+# --- portcullis: MX listener, local domain delivered by LMTP to the same Dovecot.
+go build -o "$W/portcullis" ./cmd/portcullis
+http_addr='""'; [ -n "${PROFILE:-}" ] && http_addr="\"127.0.0.1:$HTTP_PORT\""
+{
+  cat <<CF
+hostname: bench.example.test
+data_dir: $W/pc
+local_domains: [example.test]
+http: { addr: $http_addr, pprof: true }
+dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
+smtp:
+  listeners: [ { name: mx, addr: "127.0.0.1:$PC_PORT", mode: mx } ]
+  max_connections_per_ip: 100
+delivery: { concurrency: 20, per_destination: 20 }
+routing:
+  local_transport: "lmtp:127.0.0.1:$DC_PORT"
+  local_users:
+CF
+  for u in "${USERS[@]}"; do echo "    - $u@example.test"; done
+} > "$W/portcullis.yaml"
+"$W/portcullis" serve --config "$W/portcullis.yaml" >"$W/portcullis.log" 2>&1 &
+PC_PID=$!
+
+wait_port() { for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port "$DC_PORT"; wait_port "$PF_PORT"; wait_port "$PC_PORT"
+
+# count USER: messages in USER's Dovecot INBOX (no fork: a glob).
+count() {
+  local d="$W/dc/mail/example.test/$1/Maildir" f
+  shopt -s nullglob; f=("$d"/new/* "$d"/cur/*); shopt -u nullglob
+  echo "${#f[@]}"
+}
+
+# run PORT CLIENTS USER MESSAGES: sets ACCEPT and DELIVERED (msg/s) for MESSAGES messages
+# to USER, or fails when they have not all arrived within a generous deadline.
+run() {
+  local port=$1 clients=$2 user=$3 n=$4 start acc now got deadline
+  start=$(date +%s.%N)
+  smtp-source -s "$clients" -l "$SIZE" -m "$n" -d -f bench@example.net -t "$user@example.test" -c "127.0.0.1:$port" >/dev/null
+  acc=$(date +%s.%N)
+  deadline=$(echo "$acc + 120 + $n / 10" | bc)
+  while :; do
+    got=$(count "$user")
+    now=$(date +%s.%N)
+    [ "$got" -ge "$n" ] && break
+    if [ "$(echo "$now > $deadline" | bc)" = 1 ]; then
+      echo "bench/delivery.sh: $user has $got of $n messages after $(echo "$now - $start" | bc) s; logs in $W (KEEP=1 keeps them)" >&2
+      KEEP=1; exit 1
+    fi
+    sleep 0.05
+  done
+  [ "$got" -eq "$n" ] || { echo "bench/delivery.sh: $user has $got messages, expected $n" >&2; KEEP=1; exit 1; }
+  ACCEPT=$(echo "$n / ($acc - $start)" | bc -l)
+  DELIVERED=$(echo "$n / ($now - $start)" | bc -l)
+}
+
+run "$PF_PORT" 5 pf-warm 200; run "$PC_PORT" 5 pc-warm 200   # warm up both
+
+printf '%-8s %-6s %14s %14s %14s %14s %8s\n' clients round "postfix acc/s" "postfix dlv/s" "portc. acc/s" "portc. dlv/s" ratio
+for r in $(seq "$ROUNDS"); do
+  for c in $CLIENTS; do
+    run "$PF_PORT" "$c" "pf-$c-$r" "$N"; pfa=$ACCEPT; pfd=$DELIVERED
+    run "$PC_PORT" "$c" "pc-$c-$r" "$N"; pca=$ACCEPT; pcd=$DELIVERED
+    printf '%-8s %-6s %14.0f %14.0f %14.0f %14.0f %7.2fx\n' "$c" "$r" "$pfa" "$pfd" "$pca" "$pcd" "$(echo "$pcd / $pfd" | bc -l)"
+  done
+done
+
+if [ -n "${PROFILE:-}" ]; then
+  last=${CLIENTS##* }
+  curl -s -o "$PWD/.cache/delivery-portcullis.pprof" "http://127.0.0.1:$HTTP_PORT/debug/pprof/profile?seconds=20" &
+  prof=$!
+  sleep 0.5
+  run "$PC_PORT" "$last" pc-prof "$((N * 3))"
+  wait "$prof"
+  echo "profile (portcullis, $last sessions, $((N * 3)) messages): .cache/delivery-portcullis.pprof"
+  echo "  go tool pprof -top $W/portcullis .cache/delivery-portcullis.pprof  (KEEP=1 keeps the binary)"
+fi
