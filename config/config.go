@@ -25,6 +25,9 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/imapd"
+	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/smtpd"
 )
 
@@ -71,6 +74,24 @@ type Config struct {
 	// LMTP and Relay are the clients for lmtp: and smtp: transports.
 	LMTP  lmtp.Config  `yaml:"lmtp"`
 	Relay relay.Config `yaml:"relay"`
+	// Store is the mail store (maildirs and their index) behind IMAP, POP3 and delivery.
+	// dir defaults to DATA/mail.
+	Store store.Config `yaml:"store"`
+	// IMAP and POP3 listeners: Addr offers STARTTLS/STLS, TLSAddr implicit TLS; an empty
+	// address disables it. Passwords only over TLS unless trusted: true.
+	IMAP struct {
+		Addr         string `yaml:"addr"`
+		TLSAddr      string `yaml:"tls_addr"`
+		imapd.Config `yaml:",inline"`
+		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
+		// users move mail into or out of Junk. Default true.
+		TrainJunk *bool `yaml:"train_junk"`
+	} `yaml:"imap"`
+	POP3 struct {
+		Addr          string `yaml:"addr"`
+		TLSAddr       string `yaml:"tls_addr"`
+		pop3d.Config `yaml:",inline"`
+	} `yaml:"pop3"`
 	// DKIM signs mail from authenticated users with the keys in dkim.sign.dir
 	// (default DATA/dkim, made by portcullis dkim keygen).
 	DKIM struct {
@@ -96,6 +117,8 @@ func Default(dataDir string) *Config {
 	}
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.HTTP.Addr = "127.0.0.1:8025"
+	c.IMAP.Addr = "127.0.0.1:1143"
+	c.POP3.Addr = "127.0.0.1:1110"
 	c.SMTP.Listeners = []smtpd.ListenerConfig{
 		{Name: "mx", Addr: "127.0.0.1:2525", Mode: smtpd.ModeMX},
 		{Name: "submission", Addr: "127.0.0.1:5870", Mode: smtpd.ModeSubmission},
@@ -197,6 +220,12 @@ func (c *Config) finish() error {
 	}
 	if c.Relay.Hostname == "" {
 		c.Relay.Hostname = c.Hostname
+	}
+	if c.Store.Dir == "" {
+		c.Store.Dir = filepath.Join(c.DataDir, "mail")
+	}
+	if c.POP3.Hostname == "" {
+		c.POP3.Hostname = c.Hostname
 	}
 	if c.DKIM.Sign.Dir == "" {
 		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")

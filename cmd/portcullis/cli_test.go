@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
@@ -238,4 +243,43 @@ func TestBayesCommands(t *testing.T) {
 	out, err = run(t, "bayes", "classify", "--json", testSpam, testHam, "--data", dir)
 	require.NoError(t, err, out)
 	require.Equal(t, 10, strings.Count(out, "\n"), out)
+}
+
+// TestIMAPAndPOP3 reads delivered mail through the binary's IMAP (STARTTLS) and POP3
+// (STLS) listeners with the postmaster's printed password.
+func TestIMAPAndPOP3(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "")
+	require.NoError(t, appendFile(cfg, "postmaster: postmaster@example.test\n"))
+	srv := startServer(t, cfg, "mx", "imap", "pop3")
+	defer srv.kill()
+	requireEventually(t, func() bool { return passwordRe.MatchString(srv.logText()) })
+	m := passwordRe.FindStringSubmatch(srv.logText())
+	require.NoError(t, sendOne(srv.addrs["mx"], "for-imap"))
+	requireEventually(t, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "data/mail/example.test/postmaster/Maildir/new/*"))
+		return len(files) == 1
+	})
+
+	ic, err := imapclient.DialStartTLS(srv.addrs["imap"], &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	require.NoError(t, err)
+	defer ic.Close()
+	require.NoError(t, ic.Login(m[1], m[2]).Wait())
+	sel, err := ic.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, sel.NumMessages)
+	msgs, err := ic.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true}).Collect()
+	require.NoError(t, err)
+	require.Equal(t, "for-imap", msgs[0].Envelope.Subject)
+	require.NoError(t, ic.Logout().Wait())
+
+	// POP3: plain USER/PASS is refused before STLS; after it the message is listed.
+	pc, err := net.Dial("tcp", srv.addrs["pop3"])
+	require.NoError(t, err)
+	defer pc.Close()
+	r := bufio.NewReader(pc)
+	line := func() string { l, _ := r.ReadString('\n'); return l }
+	require.Contains(t, line(), "+OK")
+	fmt.Fprintf(pc, "USER %s\r\n", m[1])
+	require.Contains(t, line(), "-ERR")
 }

@@ -122,6 +122,8 @@ func writeConfig(t *testing.T, dir string, extra string) string {
 data_dir: %s
 local_domains: [example.test]
 http: { addr: "" }
+imap: { addr: "127.0.0.1:0" }
+pop3: { addr: "127.0.0.1:0" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:

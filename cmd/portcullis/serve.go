@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
@@ -31,9 +33,12 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/pop3d"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 func serveCmd(g *globalFlags) *cobra.Command {
@@ -148,7 +153,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(cfg.DataDir, "mail"), Exists: exists,
+	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: cfg.Store.Dir, Exists: exists,
 		RecipientDelimiter: cfg.Routing.RecipientDelimiter})
 	if err != nil {
 		return err
@@ -207,6 +212,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	for _, l := range cfg.SMTP.Listeners {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
+
+	mailStore, err := store.New(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer mailStore.Close()
+	stopMailServers, err := serveMailboxes(cfg, mailStore, users.Auth, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMailServers()
 
 	var httpSrv *http.Server
 	if cfg.HTTP.Addr != "" {
@@ -341,5 +357,115 @@ func prepareMessage(authservID string, signer *dkim.Signer, log *slog.Logger) fu
 			return raw, nil
 		}
 		return signed, nil
+	}
+}
+
+// serveMailboxes starts the IMAP and POP3 listeners over the store; the returned function
+// closes them.
+func serveMailboxes(cfg *config.Config, st *store.Store, authn auth.Authenticator, logger *slog.Logger) (func(), error) {
+	var closers []func()
+	stop := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	var tlsCfg *tls.Config
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
+		var err error
+		if tlsCfg, err = smtpd.LoadTLSConfig(cfg.SMTP); err != nil {
+			return stop, err
+		}
+	}
+	listen := func(name, addr string, implicitTLS bool, serve func(net.Listener) error) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if implicitTLS {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		logger.Info("listening", "listener", name, "addr", ln.Addr().String())
+		go func() {
+			if err := serve(ln); err != nil {
+				logger.Error("listener stopped", "listener", name, "err", err.Error())
+			}
+		}()
+		return nil
+	}
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" {
+		icfg := cfg.IMAP.Config
+		icfg.TLSConfig = tlsCfg
+		if cfg.IMAP.TrainJunk == nil || *cfg.IMAP.TrainJunk {
+			icfg.Train = junkTrainer(cfg, logger)
+		}
+		srv, err := imapd.New(icfg, st, authn, logger)
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, func() { srv.Close() })
+		if err := listen("imap", cfg.IMAP.Addr, false, srv.Serve); err != nil {
+			return stop, err
+		}
+		if err := listen("imaps", cfg.IMAP.TLSAddr, true, srv.Serve); err != nil {
+			return stop, err
+		}
+	}
+	if cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
+		pcfg := cfg.POP3.Config
+		pcfg.TLSConfig = tlsCfg
+		srv, err := pop3d.New(pcfg, st, authn, logger)
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, func() { srv.Close() })
+		if err := listen("pop3", cfg.POP3.Addr, false, srv.Serve); err != nil {
+			return stop, err
+		}
+		if err := listen("pop3s", cfg.POP3.TLSAddr, true, srv.Serve); err != nil {
+			return stop, err
+		}
+	}
+	return stop, nil
+}
+
+// junkTrainer trains the global Bayes database from users' moves into and out of Junk.
+// The database is opened on first use, so a server without Bayes pays nothing.
+func junkTrainer(cfg *config.Config, logger *slog.Logger) func(ctx context.Context, user string, msg io.Reader, spam bool) error {
+	var once sync.Once
+	var cl *bayes.Classifier
+	var openErr error
+	return func(ctx context.Context, user string, msg io.Reader, spam bool) error {
+		once.Do(func() {
+			path := bayes.DefaultDBPath(cfg.DataDir)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				openErr = err
+				return
+			}
+			st, err := bayes.OpenSQLite(ctx, path, bayes.SQLiteOptions{})
+			if err != nil {
+				openErr = err
+				return
+			}
+			cl, openErr = bayes.New(bayes.Config{}, st)
+		})
+		if openErr != nil {
+			return openErr
+		}
+		raw, err := io.ReadAll(io.LimitReader(msg, 32<<20))
+		if err != nil {
+			return err
+		}
+		class := bayes.Ham
+		if spam {
+			class = bayes.Spam
+		}
+		_, err = cl.Train(ctx, raw, class)
+		if err == nil {
+			logger.Info("bayes trained from a Junk move", "user", user, "spam", spam)
+		}
+		return err
 	}
 }
