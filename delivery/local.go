@@ -136,7 +136,7 @@ func (m *Maildir) Deliver(ctx context.Context, rcpt string, env spool.Envelope, 
 	}
 	// RFC 5321 §4.4: the delivering system adds Return-Path with the reverse-path.
 	// Delivered-To lets a later delivery detect a loop through this mailbox.
-	hdr := "Return-Path: <" + env.From + ">\r\nDelivered-To: " + rcpt + "\r\n"
+	hdr, _ := DeliveryHeaders(env.From, rcpt) // line breaks were refused above
 	if _, err := d.Deliver(io.MultiReader(strings.NewReader(hdr), msg)); err != nil {
 		return fmt.Errorf("delivery: into %s: %w", d, err)
 	}

@@ -1,0 +1,220 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/spool"
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+// newStoreDeliverer returns a deliverer over a fresh store with a quota of quota bytes,
+// where alice and bob exist.
+func newStoreDeliverer(t *testing.T, quota, maxMsg int64) (*StoreDeliverer, *store.Store) {
+	t.Helper()
+	st, err := store.New(store.Config{Dir: t.TempDir(), QuotaBytes: quota, MaxMessageBytes: maxMsg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	users := map[string]bool{"alice@example.org": true, "bob@example.org": true}
+	d, err := NewStoreDeliverer(StoreConfig{Store: st, Exists: func(_ context.Context, a string) (bool, error) {
+		return users[a], nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, st
+}
+
+// inbox returns the messages in user's INBOX, read back through the store.
+func inbox(t *testing.T, st *store.Store, user string) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	u, err := st.Open(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Release()
+	mb, msgs, err := u.Messages(ctx, store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, m := range msgs {
+		f, err := u.Open(mb, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+const storeTestMsg = "From: carol@example.net\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+
+func TestStoreDelivererDelivers(t *testing.T) {
+	d, st := newStoreDeliverer(t, 0, 0)
+	ctx := context.Background()
+
+	// An IMAP session idling on alice's INBOX would be watching it like this.
+	u, err := st.Open(ctx, "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := u.Mailbox(ctx, store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := u.Watch(mb)
+	defer w.Close()
+	u.Release()
+
+	env := spool.Envelope{From: "carol@example.net"}
+	if err := d.Deliver(ctx, "Alice+Lists@Example.org", env, strings.NewReader(storeTestMsg)); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	select {
+	case <-w.C():
+		evs, _ := w.Take()
+		if len(evs) != 1 || evs[0].Kind != store.Appended || len(evs[0].UIDs) != 1 {
+			t.Errorf("watcher got %+v, want one Appended event with one UID", evs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher of alice's INBOX saw nothing")
+	}
+	got := inbox(t, st, "alice@example.org")
+	want := "Return-Path: <carol@example.net>\r\nDelivered-To: Alice+Lists@Example.org\r\n" + storeTestMsg
+	if len(got) != 1 || string(got[0]) != want {
+		t.Fatalf("INBOX = %q, want [%q]", got, want)
+	}
+
+	// The null sender gets an empty Return-Path.
+	if err := d.Deliver(ctx, "bob@example.org", spool.Envelope{}, strings.NewReader(storeTestMsg)); err != nil {
+		t.Fatal(err)
+	}
+	if got := inbox(t, st, "bob@example.org"); len(got) != 1 || !bytes.HasPrefix(got[0], []byte("Return-Path: <>\r\n")) {
+		t.Fatalf("bob's INBOX = %q", got)
+	}
+}
+
+func TestStoreDelivererFailures(t *testing.T) {
+	d, st := newStoreDeliverer(t, 300, 1000)
+	ctx := context.Background()
+	env := spool.Envelope{From: "carol@example.net"}
+
+	for _, tc := range []struct {
+		name, rcpt, msg string
+		reply           string // "" for success
+		permanent       bool
+	}{
+		{"unknown user", "nobody@example.org", storeTestMsg, "550 5.1.1", true},
+		{"bad address", "no-domain", storeTestMsg, "550 5.1.3", true},
+		{"line break", "alice@example.org", storeTestMsg, "", false},
+		{"too big", "alice@example.org", storeTestMsg + strings.Repeat("x", 1000), "552 5.2.3", true},
+		{"fills the quota", "alice@example.org", storeTestMsg + strings.Repeat("y", 100), "", false},
+		{"over quota", "alice+x@example.org", storeTestMsg, "452 4.2.2", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := env
+			if tc.name == "line break" {
+				e.From = "evil@example.net>\r\nX-Injected: yes"
+				tc.reply, tc.permanent = "550 5.1.7", true
+			}
+			err := d.Deliver(ctx, tc.rcpt, e, strings.NewReader(tc.msg))
+			if tc.reply == "" {
+				if err != nil {
+					t.Fatalf("Deliver: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Deliver succeeded, want %s", tc.reply)
+			}
+			reply, ok := ReplyOf(err)
+			if !ok || !strings.HasPrefix(reply, tc.reply) {
+				t.Errorf("reply %q (%v), want %s", reply, err, tc.reply)
+			}
+			if IsPermanent(err) != tc.permanent {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, IsPermanent(err), tc.permanent)
+			}
+		})
+	}
+	if n := len(inbox(t, st, "alice@example.org")); n != 1 {
+		t.Errorf("alice has %d messages, want 1", n)
+	}
+	// Over quota is temporary and names the store's error.
+	err := d.CheckQuota(ctx, "alice@example.org", 100)
+	if !errors.Is(err, store.ErrOverQuota) || IsPermanent(err) {
+		t.Errorf("CheckQuota(alice) = %v, want a temporary ErrOverQuota", err)
+	}
+	if err := d.CheckQuota(ctx, "bob@example.org", 100); err != nil {
+		t.Errorf("CheckQuota(bob, 100) = %v", err)
+	}
+	if err := d.CheckQuota(ctx, "bob@example.org", 301); !errors.Is(err, store.ErrOverQuota) {
+		t.Errorf("CheckQuota(bob, 301) = %v, want ErrOverQuota", err)
+	}
+	if err := d.CheckQuota(ctx, "nobody@example.org", 1); !IsPermanent(err) {
+		t.Errorf("CheckQuota(nobody) = %v, want 550 5.1.1", err)
+	}
+}
+
+// The queue's local transport over the store: one message, two recipients, one result
+// each.
+func TestStoreDelivererThroughLocalTransport(t *testing.T) {
+	d, st := newStoreDeliverer(t, 0, 0)
+	tr := LocalTransport{Local: d}
+	res := tr.Deliver(context.Background(), spool.Envelope{From: "carol@example.net"},
+		[]string{"alice@example.org", "nobody@example.org", "bob@example.org"}, strings.NewReader(storeTestMsg))
+	if len(res) != 3 || res[0].Err != nil || res[2].Err != nil || !IsPermanent(res[1].Err) {
+		t.Fatalf("results %+v", res)
+	}
+	if replyOf(res[1]) != "550 5.1.1 no such user here" {
+		t.Errorf("reply for nobody: %q", replyOf(res[1]))
+	}
+	for _, u := range []string{"alice@example.org", "bob@example.org"} {
+		if got := inbox(t, st, u); len(got) != 1 || !strings.HasSuffix(string(got[0]), storeTestMsg) {
+			t.Errorf("%s: %q", u, got)
+		}
+	}
+}
+
+func TestNewStoreDelivererConfig(t *testing.T) {
+	if _, err := NewStoreDeliverer(StoreConfig{}); err == nil {
+		t.Error("no store: no error")
+	}
+	st, _ := store.New(store.Config{Dir: t.TempDir()})
+	if _, err := NewStoreDeliverer(StoreConfig{Store: st, Mailbox: "../x"}); err == nil {
+		t.Error("bad mailbox: no error")
+	}
+}
+
+func ExampleStoreDeliverer() {
+	dir, _ := os.MkdirTemp("", "store-example-")
+	defer os.RemoveAll(dir)
+	st, _ := store.New(store.Config{Dir: dir})
+	defer st.Close()
+	d, _ := NewStoreDeliverer(StoreConfig{Store: st})
+	err := d.Deliver(context.Background(), "alice+news@example.org", spool.Envelope{From: "bob@example.net"},
+		strings.NewReader("Subject: hi\r\n\r\nhello\r\n"))
+	fmt.Println(err)
+	u, _ := st.Open(context.Background(), "alice@example.org")
+	defer u.Release()
+	s, _ := u.Status(context.Background(), "INBOX")
+	fmt.Println(s.Messages)
+	// Output:
+	// <nil>
+	// 1
+}
