@@ -2,11 +2,11 @@
 # IMAP load benchmark: portcullis imapd against Dovecot configured the same way (maildir,
 # plaintext LOGIN on loopback, static passwords), same machine, same load generator.
 # Prints operations per second for 50 and 200 clients, the ratio, and portcullis's memory
-# per idle IDLE connection. Needs dovecot-imapd. Usage: [REPEAT=3] [IDLE=5000] imapd/imapload/run.sh [seconds]
+# per idle IDLE connection. Needs dovecot-imapd. Usage: [REPEAT=3] [IDLE=5000] bench/imap.sh [seconds]
 set -eu
 SECS=${1:-20}
 IDLE=${IDLE:-5000}
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 W=$(mktemp -d /tmp/imapbench.XXXXXX)
 chmod 755 $W
 trap 'kill $PPID_P 2>/dev/null || true; [ -f $W/run/master.pid ] && kill $(cat $W/run/master.pid) 2>/dev/null; sleep 1; rm -rf $W' EXIT
