@@ -24,7 +24,9 @@ import (
 // e2eConfig writes portcullis.yaml and rules.yaml into dir: one MX listener on a free
 // loopback port, DNS from dns (never the machine's resolver), and trusted_networks set
 // to a documentation prefix so that loopback clients are not trusted and the rules that
-// say !client.trusted apply to them. extra is appended to portcullis.yaml.
+// say !client.trusted apply to them. IMAP, POP3 and HTTP are off (their defaults are
+// fixed ports, and their late "listening" lines would race with startServer's readers).
+// extra is appended to portcullis.yaml.
 func e2eConfig(t *testing.T, dir string, dns *dnstest.Server, rules, extra string) string {
 	t.Helper()
 	rulesPath := filepath.Join(dir, "rules.yaml")
@@ -36,6 +38,8 @@ trusted_networks: [192.0.2.0/24]
 postmaster: postmaster@example.test
 rules: %s
 http: { addr: "" }
+imap: { addr: "" }
+pop3: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:
