@@ -4,9 +4,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,4 +284,48 @@ func TestE2EClamAVFailover(t *testing.T) {
 	waitDelivered(t, dir, 4+n)
 	time.Sleep(300 * time.Millisecond)
 	require.Len(t, maildirMessages(t, dir), 4+n, "exactly the accepted messages are delivered")
+}
+
+// TestE2EClamAVHung: a clamd that accepts connections but never answers (stopped with
+// SIGSTOP, as an overloaded or wedged daemon looks) costs at most the reply timeout per
+// message and gives 451, never 250; once the breaker is open the answer is immediate;
+// after SIGCONT mail is scanned and accepted again.
+func TestE2EClamAVHung(t *testing.T) {
+	clamd := clamdtest.StartClamd(t, clamdtest.Options{})
+	dir := t.TempDir()
+	dns := dnstest.New(t, dnstest.Zone{})
+	rules := strings.Replace(fmt.Sprintf(e2eVirusRules, clamd.TCPAddr()), "reply_timeout: 10s", "reply_timeout: 2s", 1)
+	cfg := e2eConfig(t, dir, dns, rules, "")
+	srv := startServer(t, cfg, "mx")
+	defer srv.kill()
+	addr := srv.addrs["mx"]
+	_, err := e2eSendTimed(addr, "before-hang", false)
+	require.NoError(t, err)
+
+	pidText, err := os.ReadFile(filepath.Join(clamd.Dir(), "clamd.pid"))
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	for i := range 4 {
+		start := time.Now()
+		_, err := e2eSendTimed(addr, fmt.Sprintf("hung-%d", i), i%2 == 1)
+		took := time.Since(start)
+		require.Equal(t, 451, smtpCode(err), "message %d to a hung clamd: %v", i, err)
+		// reply_timeout 2s, and one retry on a fresh connection when a reused session
+		// fails; the DATA transfer itself is a few milliseconds.
+		require.Less(t, took, 6*time.Second, "message %d waited %v", i, took)
+		t.Logf("hung clamd: message %d answered 451 after %v", i, took.Round(time.Millisecond))
+	}
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	requireEventually(t, func() bool {
+		_, err := e2eSendTimed(addr, "after-cont", false)
+		return err == nil
+	})
+	_, err = e2eSendTimed(addr, "eicar-after-cont", true)
+	require.Equal(t, 554, smtpCode(err), "%v", err)
+	waitDelivered(t, dir, 2)
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, maildirMessages(t, dir), 2, "only before-hang and after-cont are delivered")
 }
