@@ -20,6 +20,9 @@ type SQLiteOptions struct {
 	// RefreshInterval is how often a Lookup checks whether another process changed
 	// the database (and reloads the cache in the background). Default 5s; <0 never.
 	RefreshInterval time.Duration
+	// NoSnapshot neither reads nor writes the token snapshot (PATH.snap) that lets
+	// a starting process skip reading the token table through SQLite.
+	NoSnapshot bool
 }
 
 // SQLiteStore is the embedded default Store: token counts in an SQLite database (WAL
@@ -40,13 +43,20 @@ type SQLiteStore struct {
 	lastCheck   atomic.Int64 // unix nanos of the last data_version check
 	dataVersion int64
 	reloading   atomic.Bool
+
+	// gen is the database generation the cache reflects (genOK: known exactly, that is
+	// no other process wrote between our load and our writes); dirty says this store
+	// wrote since the snapshot was last written. Guarded by writeMu.
+	gen   uint64
+	genOK bool
+	dirty bool
 }
 
 const schema = `
 CREATE TABLE IF NOT EXISTS tokens (h INTEGER PRIMARY KEY, c INTEGER NOT NULL, day INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (d INTEGER PRIMARY KEY, class INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (k, v) VALUES ('nspam', '0'), ('nham', '0'), ('schema', '2');
+INSERT OR IGNORE INTO meta (k, v) VALUES ('nspam', '0'), ('nham', '0'), ('schema', '2'), ('gen', '0');
 `
 
 // OpenSQLite opens (creating if needed) the token database at path and loads it.
@@ -75,12 +85,12 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions) (*SQLiteSto
 		return nil, fmt.Errorf("bayes: %s has token schema %q, want 2 (from an older version: retrain into a new file)", path, version)
 	}
 	s := &SQLiteStore{path: path, db: db, opt: opt}
-	t, v, err := s.load(ctx)
+	t, v, gen, err := s.load(ctx)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	s.t, s.dataVersion = t, v
+	s.t, s.dataVersion, s.gen, s.genOK = t, v, gen, true
 	s.lastCheck.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -88,42 +98,59 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions) (*SQLiteSto
 // Path returns the database file.
 func (s *SQLiteStore) Path() string { return s.path }
 
-func (s *SQLiteStore) load(ctx context.Context) (*table, int64, error) {
-	t := newTable()
+// load reads the token table: from the snapshot beside the database when it is of the
+// database's current generation, else from SQLite (and then rewrites the snapshot).
+func (s *SQLiteStore) load(ctx context.Context) (*table, int64, uint64, error) {
+	t, v, gen, fromSQL, err := s.loadTx(ctx)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if fromSQL && !s.opt.NoSnapshot {
+		// best effort: the snapshot is only a cache (the directory may be read-only)
+		_ = writeSnapshot(s.path, t, gen)
+	}
+	return t, v, gen, nil
+}
+
+func (s *SQLiteStore) loadTx(ctx context.Context) (t *table, v int64, gen uint64, fromSQL bool, err error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+		return nil, 0, 0, false, fmt.Errorf("bayes: load %s: %w", s.path, err)
 	}
 	defer tx.Rollback()
-	var v int64
 	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
-		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+		return nil, 0, 0, false, fmt.Errorf("bayes: load %s: %w", s.path, err)
 	}
+	var ns, nh, g int64
+	if err := tx.QueryRowContext(ctx, "SELECT (SELECT v FROM meta WHERE k='nspam'), (SELECT v FROM meta WHERE k='nham'), (SELECT v FROM meta WHERE k='gen')").Scan(&ns, &nh, &g); err != nil {
+		return nil, 0, 0, false, fmt.Errorf("bayes: load %s: %w", s.path, err)
+	}
+	gen = uint64(g)
+	if snap, ok := s.readSnapshot(gen); ok && snap.totals == (Totals{Spam: uint32(ns), Ham: uint32(nh)}) {
+		return snap, v, gen, false, nil
+	}
+	t = newTable()
 	// counts are packed into one column (spam << 32 | ham): loading decodes one
 	// integer per token, which measured twice as fast as separate columns
 	rows, err := tx.QueryContext(ctx, "SELECT h, c FROM tokens")
 	if err != nil {
-		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+		return nil, 0, 0, false, fmt.Errorf("bayes: load %s: %w", s.path, err)
 	}
 	for rows.Next() {
 		var h, c int64
 		if err := rows.Scan(&h, &c); err != nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+			return nil, 0, 0, false, fmt.Errorf("bayes: load %s: %w", s.path, err)
 		}
 		t.tokens.set(uint64(h), entry{spam: uint32(uint64(c) >> 32), ham: uint32(c)})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
+		return nil, 0, 0, false, fmt.Errorf("bayes: load %s: %w", s.path, err)
 	}
 	// the seen table is only needed to train: loadSeen reads it on the first Apply
 	t.seenLoaded = false
-	var ns, nh int64
-	if err := tx.QueryRowContext(ctx, "SELECT (SELECT v FROM meta WHERE k='nspam'), (SELECT v FROM meta WHERE k='nham')").Scan(&ns, &nh); err != nil {
-		return nil, 0, fmt.Errorf("bayes: load %s: %w", s.path, err)
-	}
 	t.totals = Totals{Spam: uint32(ns), Ham: uint32(nh)}
-	return t, v, nil
+	return t, v, gen, true, nil
 }
 
 // maybeRefresh reloads the cache in the background when another process committed.
@@ -149,13 +176,14 @@ func (s *SQLiteStore) maybeRefresh() {
 		if err := s.db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil || v == s.dataVersion {
 			return
 		}
-		t, v, err := s.load(ctx)
+		t, v, gen, err := s.load(ctx)
 		if err != nil {
 			return
 		}
 		s.mu.Lock()
 		if !s.closed {
 			s.t, s.dataVersion = t, v
+			s.gen, s.genOK, s.dirty = gen, true, false
 		}
 		s.mu.Unlock()
 	}()
@@ -287,9 +315,35 @@ func (s *SQLiteStore) write(ctx context.Context, p *plan) (err error) {
 			return fmt.Errorf("bayes: write %s: %w", s.path, err)
 		}
 	}
+	// last before the commit: bumpGen updates s.gen, which a commit failure undoes
+	if err := s.bumpGen(ctx, tx); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
+		s.genOK = false
 		return fmt.Errorf("bayes: commit %s: %w", s.path, err)
 	}
+	return nil
+}
+
+func (s *SQLiteStore) readSnapshot(gen uint64) (*table, bool) {
+	if s.opt.NoSnapshot {
+		return nil, false
+	}
+	return readSnapshot(s.path, gen)
+}
+
+// bumpGen increments the database generation in tx (writeMu held), which makes every
+// snapshot stale, and notes whether the cache still knows its generation exactly:
+// only if no other process wrote since our load or last write.
+func (s *SQLiteStore) bumpGen(ctx context.Context, tx *sql.Tx) error {
+	var g int64
+	if err := tx.QueryRowContext(ctx, `UPDATE meta SET v = CAST(v AS INTEGER) + 1 WHERE k = 'gen' RETURNING CAST(v AS INTEGER)`).Scan(&g); err != nil {
+		return fmt.Errorf("bayes: write %s: %w", s.path, err)
+	}
+	s.genOK = s.genOK && uint64(g) == s.gen+1
+	s.gen = uint64(g)
+	s.dirty = true
 	return nil
 }
 
@@ -352,7 +406,11 @@ func (s *SQLiteStore) Prune(ctx context.Context, cfg PruneConfig) (int, error) {
 			return 0, fmt.Errorf("bayes: prune %s: %w", s.path, err)
 		}
 	}
+	if err := s.bumpGen(ctx, tx); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(); err != nil {
+		s.genOK = false
 		return 0, fmt.Errorf("bayes: prune %s: %w", s.path, err)
 	}
 	s.mu.Lock()
@@ -383,12 +441,22 @@ func (s *SQLiteStore) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
-// Close closes the database.
+// Close writes the snapshot if this store trained (so that the next process starts
+// fast) and closes the database.
 func (s *SQLiteStore) Close() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
+	t := s.t
 	s.mu.Unlock()
+	if s.dirty && s.genOK && !s.opt.NoSnapshot {
+		// best effort, as in load: the snapshot is only a cache
+		_ = writeSnapshot(s.path, t, s.gen)
+	}
 	return s.db.Close()
 }

@@ -37,6 +37,9 @@ type TokenizerConfig struct {
 	MaxWord int `yaml:"max_word"`
 	// Bigrams adds a token for every pair of adjacent body words.
 	Bigrams bool `yaml:"bigrams"`
+	// OSB adds orthogonal sparse bigrams (as CRM114 and OSBF): a token for each body
+	// word paired with each of the next OSB words (at most 4), keyed by their distance.
+	OSB int `yaml:"osb"`
 	// HTMLTags adds a "tag:name" token for every HTML tag name used.
 	HTMLTags bool `yaml:"html_tags"`
 	// SplitPunct also emits the alphanumeric pieces of words with inner punctuation.
@@ -100,6 +103,9 @@ func (c TokenizerConfig) Fingerprint() string {
 	slices.Sort(hs)
 	fmt.Fprintf(h, "v3|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
+	if c.OSB > 0 {
+		fmt.Fprintf(h, "|osb%d", c.OSB)
+	}
 	if c.Caps {
 		fmt.Fprint(h, "|caps")
 	}
@@ -273,10 +279,11 @@ type tokState struct {
 	html    []byte
 	budget  int
 	parts   int
-	prev    uint64 // hash of the previous body word, for bigrams
-	prevW   []byte // its text (debug only)
-	hasPrev bool
-	red     htmlReducer
+	// the hashes of the previous body words, newest first, for bigrams and OSB
+	prevs  [maxOSB]uint64
+	prevWs [maxOSB][]byte // their text (debug only)
+	nprev  int
+	red    htmlReducer
 }
 
 func (st *tokState) reset(debug bool) {
@@ -285,7 +292,7 @@ func (st *tokState) reset(debug bool) {
 	if debug {
 		st.strs = map[string]struct{}{}
 	}
-	st.hasPrev = false
+	st.nprev = 0
 }
 
 func (st *tokState) add(p1, p2 string, w []byte) {
@@ -353,7 +360,7 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 				v = []byte(s)
 			}
 		}
-		st.hasPrev = false
+		st.nprev = 0
 		t.words(st, prefix, v, false)
 		if t.cfg.SubjectWords && string(name) == "subject" {
 			t.words(st, "", v, false)
@@ -467,7 +474,7 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 		f, b := splitHeader(st.fields[depth+1][:0], body, 128)
 		st.fields[depth+1] = f
 		if s := headerValue(f, "subject"); s != nil {
-			st.hasPrev = false
+			st.nprev = 0
 			t.words(st, "", s, true)
 		}
 		t.part(st, f, b, depth+1)
@@ -498,7 +505,7 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 			st.html = st.red.reduce(st.html[:0], text)
 			text = st.html
 		}
-		st.hasPrev = false
+		st.nprev = 0
 		t.words(st, "", text, true)
 	}
 }
@@ -564,9 +571,9 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 			bucket := min(l/10, 9)
 			var sk = [2]byte{w[0], '0' + byte(bucket)}
 			st.add(prefix, "skip:", sk[:])
-			st.hasPrev = false
+			st.nprev = 0
 		case l < minW:
-			st.hasPrev = false
+			st.nprev = 0
 		default:
 			var hGood uint64
 			if prefix == "" {
@@ -579,11 +586,8 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 			if t.cfg.Caps && flags&(clUpper|clLower) == clUpper {
 				st.add(prefix, "caps:", w)
 			}
-			if body && t.cfg.Bigrams {
-				if st.hasPrev {
-					st.set.add(st.prev*31 ^ hGood ^ 0x9e3779b97f4a7c15)
-				}
-				st.prev, st.hasPrev = hGood, true
+			if body && (t.cfg.Bigrams || t.cfg.OSB > 0) {
+				t.pairs(st, hGood, nil)
 			}
 		}
 	}
@@ -651,7 +655,7 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 	}
 	if (special && hasScheme(w)) || (len(w) > 4 && (w[0] == 'w' || w[0] == 'W') && hasPrefixFold(w, "www.")) {
 		t.url(st, w)
-		st.hasPrev = false
+		st.nprev = 0
 		return
 	}
 	if !special {
@@ -669,7 +673,7 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 		}
 		st.add(prefix, "@", dom)
 		st.add(prefix, "", w)
-		st.hasPrev = false
+		st.nprev = 0
 		return
 	}
 	n := len(w)
@@ -680,14 +684,14 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 		}
 		var sk = [2]byte{w[0], '0' + byte(bucket)}
 		st.add(prefix, "skip:", sk[:])
-		st.hasPrev = false
+		st.nprev = 0
 		if t.cfg.SplitPunct {
 			t.pieces(st, prefix, w)
 		}
 		return
 	}
 	if n < t.cfg.MinWord {
-		st.hasPrev = false
+		st.nprev = 0
 		return
 	}
 	st.add(prefix, "", w)
@@ -703,20 +707,40 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 	if t.cfg.SplitPunct {
 		t.pieces(st, prefix, w)
 	}
-	if body && t.cfg.Bigrams {
-		h := hashWord(w)
-		if st.hasPrev {
-			if st.debug {
-				st.add("bi:", string(st.prevW)+" ", w)
-			} else {
-				st.set.add(st.prev*31 ^ h ^ 0x9e3779b97f4a7c15)
-			}
-		}
-		st.prev, st.hasPrev = h, true
+	if body && (t.cfg.Bigrams || t.cfg.OSB > 0) {
+		t.pairs(st, hashWord(w), w)
+	}
+}
+
+const maxOSB = 4
+
+// pairs adds the word-pair tokens of the body word with hash h (and text w, in debug
+// mode) and remembers it: with Bigrams the pair with the previous word, with OSB the
+// pairs with each of the OSB previous words, keyed by the distance.
+func (t *Tokenizer) pairs(st *tokState, h uint64, w []byte) {
+	if t.cfg.Bigrams && st.nprev > 0 {
 		if st.debug {
-			st.prevW = append(st.prevW[:0], bytes.ToLower(w)...)
+			st.add("bi:", string(st.prevWs[0])+" ", w)
+		} else {
+			st.set.add(st.prevs[0]*31 ^ h ^ 0x9e3779b97f4a7c15)
 		}
 	}
+	n := min(t.cfg.OSB, maxOSB)
+	for d := 0; d < n && d < st.nprev; d++ {
+		if st.debug {
+			st.add("osb"+string(rune('1'+d))+":", string(st.prevWs[d])+" ", w)
+		} else {
+			st.set.add(mix64(st.prevs[d]*0xff51afd7ed558ccd ^ h ^ uint64(d+1)*0xc4ceb9fe1a85ec53))
+		}
+	}
+	copy(st.prevs[1:], st.prevs[:maxOSB-1])
+	st.prevs[0] = h
+	if st.debug {
+		last := st.prevWs[maxOSB-1]
+		copy(st.prevWs[1:], st.prevWs[:maxOSB-1])
+		st.prevWs[0] = append(last[:0], bytes.ToLower(w)...)
+	}
+	st.nprev = min(st.nprev+1, maxOSB)
 }
 
 // pieces adds the alphanumeric runs of a word with inner punctuation.
