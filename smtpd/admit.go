@@ -70,8 +70,14 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	pc := policy.Conn{
 		ID: newID(), Listener: name,
 		IP: ip, Port: port, LocalIP: lip, LocalPort: lport,
-		Trusted:     containsAddr(s.trusted, ip),
+		Trusted:     containsAddr(s.trusted, ip) || isUnix(l.cfg.Addr),
 		ConnectedAt: now,
+	}
+	if l.cfg.Mode == ModeLMTP && !pc.Trusted {
+		s.m.conn(name, "rejected")
+		s.log.Warn("lmtp connection refused: client not in trusted_networks", "listener", name, "client_ip", ip.String())
+		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Reject, Reply: replyLMTPUntrusted})
+		return
 	}
 	var hand net.Conn = nc
 	if l.cfg.Mode == ModeSubmissions {
@@ -170,7 +176,8 @@ func (s *Server) acquire(ip netip.Addr) string {
 	if s.total >= s.cfg.MaxConnections {
 		return "server limit"
 	}
-	if s.perIP[ip] >= s.cfg.MaxConnectionsPerIP {
+	// Unix socket peers have no address: only the total limit applies to them.
+	if ip.IsValid() && s.perIP[ip] >= s.cfg.MaxConnectionsPerIP {
 		return "per-address limit"
 	}
 	s.total++

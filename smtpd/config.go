@@ -12,6 +12,9 @@ const (
 	ModeMX          = "mx"          // port 25: no AUTH, relay only for trusted networks
 	ModeSubmission  = "submission"  // port 587: STARTTLS, AUTH required before MAIL
 	ModeSubmissions = "submissions" // port 465: implicit TLS, AUTH required before MAIL
+	// ModeLMTP is final delivery over LMTP (RFC 2033, see lmtp.go) from trusted
+	// front-ends: TCP from trusted_networks or a unix socket, no AUTH, no relay control.
+	ModeLMTP = "lmtp"
 )
 
 // Config configures the SMTP server. The zero value of every limit means "use the
@@ -75,10 +78,10 @@ type Config struct {
 // ListenerConfig is one listening socket.
 type ListenerConfig struct {
 	Name string `yaml:"name"` // in logs, metrics and policy.Conn.Listener; default the mode
-	Addr string `yaml:"addr"` // host:port
-	Mode string `yaml:"mode"` // mx, submission or submissions
+	Addr string `yaml:"addr"` // host:port, or unix:/path for an lmtp listener
+	Mode string `yaml:"mode"` // mx, submission, submissions or lmtp
 	// RequireAuth requires AUTH before MAIL. Default true for submission(s), and
-	// impossible for mx (AUTH is never offered there).
+	// impossible for mx and lmtp (AUTH is never offered there).
 	RequireAuth *bool `yaml:"require_auth"`
 	// ProxyProtocol expects a PROXY protocol v1 or v2 header (HAProxy) on every
 	// connection; the client address is taken from it.
@@ -141,7 +144,7 @@ func (cfg Config) Defaults() Config {
 			l.Name = l.Mode
 		}
 		if l.RequireAuth == nil {
-			v := l.Mode != ModeMX
+			v := l.Mode != ModeMX && l.Mode != ModeLMTP
 			l.RequireAuth = &v
 		}
 		ls[i] = l
@@ -158,12 +161,15 @@ func (cfg Config) validate() (trusted []netip.Prefix, err error) {
 	names := map[string]bool{}
 	for i, l := range cfg.Listeners {
 		switch l.Mode {
-		case ModeMX, ModeSubmission, ModeSubmissions:
+		case ModeMX, ModeSubmission, ModeSubmissions, ModeLMTP:
 		default:
-			return nil, fmt.Errorf("smtpd: listener %d (%q): mode %q: want mx, submission or submissions", i, l.Name, l.Mode)
+			return nil, fmt.Errorf("smtpd: listener %d (%q): mode %q: want mx, submission, submissions or lmtp", i, l.Name, l.Mode)
 		}
-		if l.Mode == ModeMX && *l.RequireAuth {
-			return nil, fmt.Errorf("smtpd: listener %q: require_auth is not possible in mx mode (AUTH is not offered)", l.Name)
+		if (l.Mode == ModeMX || l.Mode == ModeLMTP) && *l.RequireAuth {
+			return nil, fmt.Errorf("smtpd: listener %q: require_auth is not possible in %s mode (AUTH is not offered)", l.Name, l.Mode)
+		}
+		if err := validateLMTPListener(l); err != nil {
+			return nil, err
 		}
 		if l.Addr == "" {
 			return nil, fmt.Errorf("smtpd: listener %q: addr is empty", l.Name)

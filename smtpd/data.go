@@ -281,6 +281,9 @@ func (st *connState) traceHeaders(msgID string, headers []policy.Header, at time
 	}
 	c := st.tx.Conn
 	proto := "ESMTP"
+	if st.l.cfg.Mode == ModeLMTP {
+		proto = "LMTP" // RFC 3848 §2
+	}
 	if c.TLS {
 		proto += "S"
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -67,7 +68,19 @@ type RecipientValidator interface {
 // Deps are the server's collaborators.
 type Deps struct {
 	Engine Engine // nil accepts everything that passes relay control and the limits
-	Queue  Queue  // required
+	// Queue takes the messages of mx and submission listeners; required unless every
+	// listener is lmtp (LMTP uses it only for quarantined messages).
+	Queue Queue
+	// Local delivers each recipient of an lmtp listener at the end of DATA (see lmtp.go);
+	// required when a listener is lmtp. delivery.StoreDeliverer writes into the store.
+	Local delivery.LocalDeliverer
+	// Quota, when set, is asked at RCPT whether a message of size bytes (MAIL SIZE=, 0
+	// when not given) fits in a local recipient's mailbox, on lmtp listeners and for the
+	// local domains of the others. An error carrying a reply (delivery.ReplyOf, such as
+	// StoreDeliverer.CheckQuota's "452 4.2.2 mailbox full") is answered; other errors are
+	// logged and the recipient accepted (delivery decides). StoreDeliverer.CheckQuota
+	// fits.
+	Quota func(ctx context.Context, rcpt string, size int64) error
 	// Auth checks AUTH PLAIN/LOGIN credentials on submission listeners; nil offers no AUTH.
 	Auth auth.Authenticator
 	// Resolver is used for forward-confirmed reverse DNS at connect; nil skips it.
@@ -121,8 +134,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if deps.Queue == nil {
-		return nil, errors.New("smtpd: Deps.Queue is required")
+	if err := checkLMTPDeps(cfg, deps); err != nil {
+		return nil, err
 	}
 	for _, l := range cfg.Listeners {
 		if *l.RequireAuth && deps.Auth == nil {
@@ -170,7 +183,7 @@ func (s *Server) Listen() error {
 	}
 	var out []*listener
 	for _, lc := range s.cfg.Listeners {
-		raw, err := net.Listen("tcp", lc.Addr)
+		raw, err := listen(lc)
 		if err != nil {
 			for _, l := range out {
 				l.ln.Close()
@@ -215,9 +228,10 @@ func (s *Server) newSMTPServer(l *listener, t *tap) *smtp.Server {
 	ss.ReadTimeout = 0 // deadlines are set by conn (see conn.go)
 	ss.ErrorLog = s.errorLog
 	ss.Debug = t
-	if l.cfg.Mode != ModeSubmissions {
+	if l.cfg.Mode != ModeSubmissions && !isUnix(l.cfg.Addr) {
 		ss.TLSConfig = s.tlsConfig // STARTTLS; on port 25 too (opportunistic)
 	}
+	ss.LMTP = l.cfg.Mode == ModeLMTP
 	// ModeSubmissions: admit hands over a *tls.Conn after the handshake; no STARTTLS.
 	return ss
 }

@@ -46,6 +46,9 @@ type connState struct {
 	heloDec    policy.Decision // and of the helo stage
 
 	txnDec []policy.Decision // mail, rcpt and data decisions of the transaction
+	// rcptArgs are the accepted RCPT arguments as go-smtp saw them, in the order of
+	// tx.Envelope.Rcpts (LMTP answers each by this name).
+	rcptArgs []string
 
 	tap tap // go-smtp's Debug writer: the bare CR its DATA reader hides
 }
@@ -140,6 +143,7 @@ var (
 func (st *connState) resetTxn() {
 	st.tx.Reset()
 	st.txnDec = st.txnDec[:0]
+	st.rcptArgs = st.rcptArgs[:0]
 	st.inTxn.Store(false)
 	if st.pending != nil && st.pendingStage == policy.StageMail {
 		st.pending = nil
@@ -342,7 +346,7 @@ func (s *session) Reset() {
 func (s *session) Logout() error { return nil }
 
 func (s *session) AuthMechanisms() []string {
-	if s.st.l.cfg.Mode == ModeMX || s.st.srv.deps.Auth == nil {
+	if s.st.l.cfg.Mode == ModeMX || s.st.l.cfg.Mode == ModeLMTP || s.st.srv.deps.Auth == nil {
 		return nil
 	}
 	if _, ok := s.c.TLSConnectionState(); !ok {

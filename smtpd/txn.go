@@ -106,7 +106,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if errors.Is(err, errAddrSyntax) || to == "" {
 		return st.refuse(policy.StageRcpt, replyRcptSyntax, "rcpt_syntax")
 	}
-	mayRelay := st.tx.Conn.AuthUser != "" || st.tx.Conn.Trusted
+	lmtp := st.l.cfg.Mode == ModeLMTP
+	// LMTP takes final delivery from trusted front-ends only (see admit): no relay
+	// control, every recipient is ours.
+	mayRelay := st.tx.Conn.AuthUser != "" || st.tx.Conn.Trusted || lmtp
 	if !mayRelay {
 		// Sender-specified routing (user%other@local, "user@other"@local,
 		// other!user@local) is a relay attempt from an untrusted client.
@@ -117,7 +120,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			return st.refuse(policy.StageRcpt, replyRelayDenied, "relay")
 		}
 	}
-	if v := st.srv.deps.Recipients; v != nil && st.srv.local[addr.Domain] {
+	if v := st.srv.deps.Recipients; v != nil && (st.srv.local[addr.Domain] || lmtp) {
 		ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
 		ok, err := v.ValidRecipient(ctx, addr)
 		cancel()
@@ -129,12 +132,18 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			return st.refuse(policy.StageRcpt, replyUnknownUser, "unknown_user")
 		}
 	}
+	if st.srv.deps.Quota != nil && (st.srv.local[addr.Domain] || lmtp) {
+		if err := st.checkQuota(addr); err != nil {
+			return err
+		}
+	}
 	d := st.evaluate(policy.StageRcpt)
 	if d.Terminal() {
 		return st.fail(policy.StageRcpt, replyOf(d))
 	}
 	st.txnDec = append(st.txnDec, d)
 	st.tx.Envelope.Rcpts = append(st.tx.Envelope.Rcpts, addr)
+	st.rcptArgs = append(st.rcptArgs, to)
 	return nil
 }
 
