@@ -26,6 +26,7 @@
 #   ROUNDS=1         repetitions of the whole table
 #   PROFILE=1        also take a 20 s CPU profile of portcullis during an extra run at the
 #                    last level (written to .cache/delivery-portcullis.pprof)
+#   PORTCULLIS_BIN=path  run this binary instead of building ./cmd/portcullis
 #   KEEP=1           keep the work dir (.cache/bench-delivery.*) and the servers' logs
 #
 # Measured (2000 messages, 2 cores shared with other jobs, load average ~13):
@@ -157,7 +158,7 @@ sed "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:
 ) 9>"${TMPDIR:-/tmp}/portcullis-postfix-main-cf.lock"
 
 # --- portcullis: MX listener, local domain delivered by LMTP to the same Dovecot.
-go build -o "$W/portcullis" ./cmd/portcullis
+if [ -n "${PORTCULLIS_BIN:-}" ]; then cp "$PORTCULLIS_BIN" "$W/portcullis"; else go build -o "$W/portcullis" ./cmd/portcullis; fi
 http_addr='""'; [ -n "${PROFILE:-}" ] && http_addr="\"127.0.0.1:$HTTP_PORT\""
 {
   cat <<CF
@@ -165,6 +166,8 @@ hostname: bench.example.test
 data_dir: $W/pc
 local_domains: [example.test]
 http: { addr: $http_addr, pprof: true }
+imap: { addr: "" }
+pop3: { addr: "" }
 dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
 smtp:
   listeners: [ { name: mx, addr: "127.0.0.1:$PC_PORT", mode: mx } ]
@@ -179,8 +182,20 @@ CF
 "$W/portcullis" serve --config "$W/portcullis.yaml" >"$W/portcullis.log" 2>&1 &
 PC_PID=$!
 
-wait_port() { for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$DC_PORT"; wait_port "$PF_PORT"; wait_port "$PC_PORT"
+# wait_port PORT NAME PID LOG: until PORT accepts connections; fails, showing the end of
+# LOG, when PID exits first or after 30 s.
+wait_port() {
+  for _ in $(seq 150); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "bench/delivery.sh: $2 never opened port $1:" >&2; tail -5 "$4" >&2; exit 1
+}
+wait_port "$DC_PORT" dovecot "$DC_PID" "$W/dc/dovecot.log"
+for _ in $(seq 50); do [ -s "$W/pf/spool/pid/master.pid" ] && break; sleep 0.1; done
+wait_port "$PF_PORT" postfix "$(tr -d ' ' < "$W/pf/spool/pid/master.pid" 2>/dev/null || echo 0)" "$W/pf/maillog"
+wait_port "$PC_PORT" portcullis "$PC_PID" "$W/portcullis.log"
 
 # count USER: messages in USER's Dovecot INBOX (no fork: a glob).
 count() {
@@ -220,8 +235,19 @@ for r in $(seq "$ROUNDS"); do
     run "$PF_PORT" "$c" "pf-$c-$r" "$N"; pfa=$ACCEPT; pfd=$DELIVERED
     run "$PC_PORT" "$c" "pc-$c-$r" "$N"; pca=$ACCEPT; pcd=$DELIVERED
     printf '%-8s %-6s %14.0f %14.0f %14.0f %14.0f %7.2fx\n' "$c" "$r" "$pfa" "$pfd" "$pca" "$pcd" "$(echo "$pcd / $pfd" | bc -l)"
+    echo "$c $pfa $pfd $pca $pcd $(echo "$pcd / $pfd" | bc -l)" >> "$W/results"
   done
 done
+# With several rounds, the median of each column per level (the machine is shared: single
+# runs can be far off in either direction).
+med() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+if [ "$ROUNDS" -gt 1 ]; then
+  for c in $CLIENTS; do
+    row=()
+    for col in 2 3 4 5 6; do row+=("$(awk -v c="$c" -v k="$col" '$1 == c {print $k}' "$W/results" | med)"); done
+    printf '%-8s %-6s %14.0f %14.0f %14.0f %14.0f %7.2fx\n' "$c" median "${row[@]}"
+  done
+fi
 
 if [ -n "${PROFILE:-}" ]; then
   last=${CLIENTS##* }
