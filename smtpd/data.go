@@ -294,8 +294,12 @@ func (st *connState) traceHeaders(msgID string, headers []policy.Header, at time
 	if rdns == "" {
 		rdns = "unknown"
 	}
-	fmt.Fprintf(&b, "Received: from %s (%s [%s])\r\n\tby %s (portcullis) with %s id %s",
-		commentSafe(c.HELO), commentSafe(rdns), c.IP, st.srv.cfg.Hostname, proto, msgID)
+	peer := fmt.Sprintf("%s [%s]", commentSafe(rdns), c.IP)
+	if !c.IP.IsValid() {
+		peer = "local unix socket" // an lmtp listener's unix socket has no peer address
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (portcullis) with %s id %s",
+		commentSafe(c.HELO), peer, st.srv.cfg.Hostname, proto, msgID)
 	if c.TLS {
 		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", c.TLSVer, c.TLSCipher)
 	}

@@ -216,7 +216,6 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		To:         make([]string, len(st.tx.Envelope.Rcpts)),
 		ReceivedAt: receivedAt,
 		Listener:   name,
-		ClientIP:   st.tx.Conn.IP.String(),
 		HELO:       st.tx.Conn.HELO,
 		Quarantine: verdict == policy.Quarantine,
 		Tags:       tags,
@@ -224,6 +223,9 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	if st.tx.Envelope.From.IsNull() {
 		env.From = ""
+	}
+	if st.tx.Conn.IP.IsValid() {
+		env.ClientIP = st.tx.Conn.IP.String()
 	}
 	for i, a := range st.tx.Envelope.Rcpts {
 		env.To[i] = a.String()

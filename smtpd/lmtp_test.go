@@ -2,6 +2,7 @@ package smtpd_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -283,8 +284,40 @@ func TestLMTPUnixSocket(t *testing.T) {
 	if res[0].Status != lmtp.Delivered || res[1].Status != lmtp.Permanent {
 		t.Fatalf("results %+v", res)
 	}
-	if got := e.mailbox(t, "bob@example.test"); len(got) != 1 || !strings.Contains(got[0], "Subject: via unix") {
+	got := e.mailbox(t, "bob@example.test")
+	if len(got) != 1 || !strings.Contains(got[0], "Subject: via unix") {
 		t.Fatalf("bob's INBOX %q", got)
+	}
+	if !strings.Contains(got[0], "(local unix socket)\r\n\tby mx.example.test (portcullis) with LMTP id ") {
+		t.Errorf("Received header:\n%s", got[0][:min(400, len(got[0]))])
+	}
+}
+
+// BDAT (CHUNKING) ends with one status per recipient as DATA does.
+func TestLMTPBDAT(t *testing.T) {
+	e := startLMTP(t, 20000, nil)
+	e.fill(t, "carol@example.test", 17000)
+	c := dial(t, e.addr("lmtp"))
+	if r := c.Expect(t, "LHLO front.example.test", 250); !r.Has("CHUNKING") {
+		t.Fatalf("no CHUNKING in %v", r)
+	}
+	c.Expect(t, "MAIL FROM:<sender@example.net>", 250)
+	c.Expect(t, "RCPT TO:<alice@example.test>", 250)
+	c.Expect(t, "RCPT TO:<carol@example.test>", 250)
+	msg := smtptest.Message("sender@example.net", "alice@example.test", "chunked", 5000)
+	half := len(msg) / 2
+	for _, chunk := range []string{fmt.Sprintf("BDAT %d\r\n%s", half, msg[:half]), fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg)-half, msg[half:])} {
+		if err := c.Send(chunk); err != nil {
+			t.Fatal(err)
+		}
+		c.Expect(t, "", 250)
+	}
+	if r := c.Expect(t, "", 452); !strings.Contains(r.Text(), "<carol@example.test>") {
+		t.Errorf("carol: %v", r)
+	}
+	got := e.mailbox(t, "alice@example.test")
+	if len(got) != 1 || !strings.HasSuffix(got[0], msg) {
+		t.Fatalf("alice's INBOX: %d messages", len(got))
 	}
 }
 

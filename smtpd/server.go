@@ -1,7 +1,8 @@
 // Package smtpd is portcullis's SMTP server: MX and submission listeners on go-smtp that
 // run the policy engine at every stage of the dialogue (connect, helo, mail, rcpt, data)
 // and hand accepted messages to a durable queue, answering 250 only once the queue has
-// the message on disk.
+// the message on disk; and LMTP listeners (lmtp.go) that deliver into local mailboxes
+// with one reply per recipient.
 //
 // Around go-smtp it adds what an MTA facing the Internet needs: connect-time policy and
 // connection limits in a listener wrapper (go-smtp greets before any backend code runs),
