@@ -29,13 +29,13 @@ func TestReadmeConfig(t *testing.T) {
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 4 || !cfg.Listeners[3].ProxyProtocol || cfg.MaxMessageBytes != 32<<20 {
+	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 6 || cfg.Listeners[5].Mode != smtpd.ModeLMTP || !cfg.Listeners[3].ProxyProtocol || cfg.MaxMessageBytes != 32<<20 {
 		t.Errorf("decoded %+v", cfg)
 	}
-	if _, err := smtpd.New(cfg, smtpd.Deps{Queue: newTestQueue(t), Auth: users{}}); err != nil {
+	if _, err := smtpd.New(cfg, smtpd.Deps{Queue: newTestQueue(t), Auth: users{}, Local: nopLocal{}}); err != nil {
 		t.Errorf("New: %v", err)
 	}
-	if _, err := smtpd.New(cfg, smtpd.Deps{Queue: newTestQueue(t)}); err == nil {
+	if _, err := smtpd.New(cfg, smtpd.Deps{Queue: newTestQueue(t), Local: nopLocal{}}); err == nil {
 		t.Errorf("submission listeners without an authenticator: no error")
 	}
 }
