@@ -31,6 +31,13 @@ type Config struct {
 	// MinTrained is the number of messages of each class needed before the classifier
 	// gives an opinion; until then every score is 0.5 (default 10).
 	MinTrained int `yaml:"min_trained"`
+	// TunePasses and TuneMargin set the "train until no error" passes that follow a
+	// bulk training (Reinforce: `bayes train`, `bayes eval`): each pass trains once more
+	// every message of the batch scored less than TuneMargin from its class's end of
+	// the scale (spam below 1 − margin, ham at or above margin). Defaults 3 and 0.001;
+	// TunePasses < 0 turns it off. Untraining reverses every count exactly.
+	TunePasses int     `yaml:"tune_passes"`
+	TuneMargin float64 `yaml:"tune_margin"`
 }
 
 // Defaults of Config, measured (see README.md).
@@ -42,6 +49,8 @@ const (
 	DefaultHamCutoff  = 0.2
 	DefaultSpamCutoff = 0.5
 	DefaultMinTrained = 10
+	DefaultTunePasses = 3
+	DefaultTuneMargin = 0.001
 )
 
 func (c Config) withDefaults() Config {
@@ -65,6 +74,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinTrained <= 0 {
 		c.MinTrained = DefaultMinTrained
+	}
+	if c.TunePasses == 0 {
+		c.TunePasses = DefaultTunePasses
+	}
+	if c.TuneMargin <= 0 || c.TuneMargin >= 0.5 {
+		c.TuneMargin = DefaultTuneMargin
 	}
 	return c
 }
@@ -370,4 +385,52 @@ func (c *Classifier) TrainOnError(ctx context.Context, raw []byte, class Class) 
 		return sc, false, err
 	}
 	return sc, true, nil
+}
+
+// Reinforce runs the Config's "train until no error" passes (TUNE, as DSPAM calls
+// it) over messages just trained, given as their training updates (TrainUpdate, with
+// digests so that untraining later reverses them exactly). Each pass scores every
+// message against the current counts and trains once more, in one store transaction,
+// those on the wrong side of the margin; it stops early when none is. It returns how
+// many reinforcements it applied. Measured on the training split by 10-fold
+// cross-validation: 1 − ROC area 0.000158 without, 0.000136 with the defaults.
+func (c *Classifier) Reinforce(ctx context.Context, ups []Update) (int, error) {
+	n := 0
+	tot, err := c.store.Lookup(ctx, nil, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bayes: reinforce: %w", err)
+	}
+	if int(tot.Spam) < c.cfg.MinTrained || int(tot.Ham) < c.cfg.MinTrained {
+		return 0, nil // every score would be 0.5
+	}
+	for pass := 0; pass < c.cfg.TunePasses; pass++ {
+		var again []Update
+		for _, u := range ups {
+			if u.Untrain || (u.Class != Spam && u.Class != Ham) {
+				continue
+			}
+			sc, err := c.ClassifyTokens(ctx, u.Tokens, false)
+			if err != nil {
+				return n, err
+			}
+			if (u.Class == Spam && sc.Prob < 1-c.cfg.TuneMargin) || (u.Class == Ham && sc.Prob >= c.cfg.TuneMargin) {
+				r := u
+				r.Reinforce = true
+				again = append(again, r)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		out, err := c.store.Apply(ctx, again)
+		if err != nil {
+			return n, fmt.Errorf("bayes: reinforce: %w", err)
+		}
+		for _, o := range out {
+			if o == Reinforced {
+				n++
+			}
+		}
+	}
+	return n, nil
 }

@@ -232,7 +232,7 @@ func (s *SQLiteStore) loadSeen(ctx context.Context) error {
 	if done {
 		return nil
 	}
-	seen := map[uint64]Class{}
+	seen := map[uint64]trained{}
 	rows, err := s.db.QueryContext(ctx, "SELECT d, class FROM seen")
 	if err != nil {
 		return fmt.Errorf("bayes: load %s: %w", s.path, err)
@@ -243,7 +243,7 @@ func (s *SQLiteStore) loadSeen(ctx context.Context) error {
 		if err := rows.Scan(&d, &c); err != nil {
 			return fmt.Errorf("bayes: load %s: %w", s.path, err)
 		}
-		seen[uint64(d)] = Class(c)
+		seen[uint64(d)] = trained(c)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("bayes: load %s: %w", s.path, err)

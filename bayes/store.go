@@ -57,6 +57,11 @@ type Update struct {
 	Digest uint64
 	Tokens []uint64 // distinct token hashes
 	Day    uint16   // days since 1970-01-01 (for aging); 0 means today
+	// Reinforce trains a message already trained as Class once more (train until no
+	// error, Classifier.Reinforce): its tokens and the class total count again. The
+	// store remembers how often, so that untraining or moving it reverses every count.
+	// A message not yet trained (or trained as the other class) is trained normally.
+	Reinforce bool
 }
 
 // Outcome says what Apply did with one Update.
@@ -67,11 +72,23 @@ const (
 	AlreadyTrained                // the message was already trained as this class
 	Relearned                     // the message moved from the other class
 	NotTrained                    // untrain of a message that was never trained
+	Reinforced                    // a trained message counted once more
 )
 
 func (o Outcome) String() string {
-	return [...]string{"applied", "already-trained", "relearned", "not-trained"}[o]
+	return [...]string{"applied", "already-trained", "relearned", "not-trained", "reinforced"}[o]
 }
+
+// trained records a tracked message: its class in the low 8 bits, and above them how
+// many times it was reinforced (the SQLite seen table stores this integer as is, so
+// rows from before reinforcement read as reinforced 0 times).
+type trained uint32
+
+func (t trained) class() Class { return Class(t & 0xff) }
+func (t trained) times() int32 { return int32(t>>8) + 1 }
+
+// maxReinforce bounds the reinforcements of one message.
+const maxReinforce = 1000
 
 // Stats describes a store.
 type Stats struct {
@@ -122,12 +139,12 @@ type entry struct {
 type table struct {
 	tokens     *tokenMap
 	totals     Totals
-	seen       map[uint64]Class
+	seen       map[uint64]trained
 	seenLoaded bool // the SQLite store reads seen lazily
 }
 
 func newTable() *table {
-	return &table{tokens: newTokenMap(), seen: map[uint64]Class{}, seenLoaded: true}
+	return &table{tokens: newTokenMap(), seen: map[uint64]trained{}, seenLoaded: true}
 }
 
 // delta is a planned relative change of one token.
@@ -141,13 +158,13 @@ type plan struct {
 	tokens   map[uint64]delta
 	dSpam    int64
 	dHam     int64
-	seen     map[uint64]Class // 0 deletes
+	seen     map[uint64]trained // 0 deletes
 	outcomes []Outcome
 }
 
 func (t *table) plan(ups []Update) *plan {
-	p := &plan{tokens: map[uint64]delta{}, seen: map[uint64]Class{}, outcomes: make([]Outcome, len(ups))}
-	seenNow := func(d uint64) Class {
+	p := &plan{tokens: map[uint64]delta{}, seen: map[uint64]trained{}, outcomes: make([]Outcome, len(ups))}
+	seenNow := func(d uint64) trained {
 		if c, ok := p.seen[d]; ok {
 			return c
 		}
@@ -178,31 +195,42 @@ func (t *table) plan(ups []Update) *plan {
 		if day == 0 {
 			day = today
 		}
-		prev := Class(0)
+		var prevRec trained
 		if u.Digest != 0 {
-			prev = seenNow(u.Digest)
+			prevRec = seenNow(u.Digest)
 		}
+		prev := prevRec.class()
 		switch {
 		case u.Untrain && u.Digest != 0:
 			if prev == 0 {
 				p.outcomes[i] = NotTrained
 				continue
 			}
-			add(u.Tokens, prev, -1, day)
+			add(u.Tokens, prev, -prevRec.times(), day)
 			p.seen[u.Digest] = 0
 		case u.Untrain:
 			add(u.Tokens, u.Class, -1, day)
+		case u.Reinforce && (prev == u.Class || u.Digest == 0):
+			if prevRec.times() > maxReinforce {
+				p.outcomes[i] = AlreadyTrained
+				continue
+			}
+			add(u.Tokens, u.Class, 1, day)
+			if u.Digest != 0 {
+				p.seen[u.Digest] = prevRec + 1<<8
+			}
+			p.outcomes[i] = Reinforced
 		case prev == u.Class:
 			p.outcomes[i] = AlreadyTrained
 			continue
 		default:
 			if prev != 0 {
-				add(u.Tokens, prev, -1, day)
+				add(u.Tokens, prev, -prevRec.times(), day)
 				p.outcomes[i] = Relearned
 			}
 			add(u.Tokens, u.Class, 1, day)
 			if u.Digest != 0 {
-				p.seen[u.Digest] = u.Class
+				p.seen[u.Digest] = trained(u.Class)
 			}
 		}
 	}

@@ -302,3 +302,74 @@ func TestTrainOnError(t *testing.T) {
 		t.Errorf("a misclassified message was not trained: %v %v", trained, err)
 	}
 }
+
+// TestReinforceUntrain: messages trained again by the train-until-no-error passes are
+// reversed exactly by untraining (every count), by moving them to the other class, and
+// after a reopen of the SQLite store.
+func TestReinforceUntrain(t *testing.T) {
+	ctx := context.Background()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := mk()
+			c, err := New(Config{}, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(5, 6))
+			for i := 0; i < 40; i++ {
+				if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, btot := snapshot(t, s)
+			// messages of words from both vocabularies and nothing unique: they score
+			// in between, so the passes reinforce them
+			var ups []Update
+			for i := 0; i < 20; i++ {
+				var toks []uint64
+				for _, w := range []string{"viagra", "winner", "casino", "meeting", "project", "review"}[i%3:][:3] {
+					toks = append(toks, HashToken(w))
+				}
+				ups = append(ups, Update{Class: Class(1 + i%2), Digest: uint64(1000 + i), Tokens: toks})
+			}
+			if _, err := s.Apply(ctx, ups); err != nil {
+				t.Fatal(err)
+			}
+			n, err := c.Reinforce(ctx, ups)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n < len(ups) {
+				t.Fatalf("reinforced %d times, want at least %d", n, len(ups))
+			}
+			_, mid := snapshot(t, s)
+			if mid.Spam+mid.Ham != btot.Spam+btot.Ham+uint32(len(ups)+n) {
+				t.Errorf("totals %v after %d trainings and %d reinforcements from %v", mid, len(ups), n, btot)
+			}
+			// move one to the other class: every count moves
+			mv := ups[0]
+			mv.Class = Spam + Ham - mv.Class
+			if out, _ := s.Apply(ctx, []Update{mv}); out[0] != Relearned {
+				t.Errorf("relearn: %v", out)
+			}
+			if sq, ok := s.(*SQLiteStore); ok {
+				path := sq.Path()
+				sq.Close()
+				if s, err = OpenSQLite(ctx, path, SQLiteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+			}
+			for _, u := range ups {
+				u.Untrain = true
+				if out, err := s.Apply(ctx, []Update{u}); err != nil || out[0] != Applied {
+					t.Fatalf("untrain: %v %v", out, err)
+				}
+			}
+			after, atot := snapshot(t, s)
+			if btot != atot || !maps.Equal(before, after) {
+				t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
+			}
+		})
+	}
+}

@@ -83,6 +83,7 @@ type TrainResult struct {
 	Relearned      int
 	NotTrained     int
 	Skipped        int // train-on-error: already right
+	Reinforced     int // messages trained again by the train-until-no-error passes
 	Elapsed        time.Duration
 }
 
@@ -162,6 +163,9 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 	start := time.Now()
 	// the batch holds token hashes, not message bytes
 	var batch []bayes.Update
+	// the updates of this run, for the train-until-no-error passes at the end
+	var trained []bayes.Update
+	tune := !o.Untrain && !o.OnError && c.Config().TunePasses > 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -169,6 +173,9 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 		outs, err := c.Store().Apply(ctx, batch)
 		if err != nil {
 			return err
+		}
+		if tune {
+			trained = append(trained, batch...)
 		}
 		for _, oc := range outs {
 			switch oc {
@@ -235,6 +242,11 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 	if err := flush(); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	if tune {
+		if res.Reinforced, err = c.Reinforce(ctx, trained); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+	}
 	res.Elapsed = time.Since(start)
 	bar.done(res.Spam + res.Ham)
 	st, err := s.Stats(ctx)
@@ -246,9 +258,9 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 		verb = "untrained"
 	}
 	n := res.Spam + res.Ham
-	fmt.Fprintf(out, "%s: read %d spam and %d ham in %s (%.0f msgs/s): %d applied, %d already trained, %d relearned, %d not trained, %d skipped (already right)\n",
+	fmt.Fprintf(out, "%s: read %d spam and %d ham in %s (%.0f msgs/s): %d applied, %d already trained, %d relearned, %d not trained, %d skipped (already right), %d reinforced\n",
 		verb, res.Spam, res.Ham, res.Elapsed.Round(time.Millisecond), float64(n)/res.Elapsed.Seconds(),
-		res.Applied, res.AlreadyTrained, res.Relearned, res.NotTrained, res.Skipped)
+		res.Applied, res.AlreadyTrained, res.Relearned, res.NotTrained, res.Skipped, res.Reinforced)
 	fmt.Fprintf(out, "database %s: %d spam, %d ham, %d tokens\n", s.Path(), st.Totals.Spam, st.Totals.Ham, st.Tokens)
 	return res, nil
 }

@@ -209,10 +209,17 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		}
 	}
 	start, cpu := time.Now(), cpuTime()
-	for i := 0; i < len(exs); i += 500 {
-		if _, err := c.TrainBatch(ctx, exs[i:min(i+500, len(exs))]); err != nil {
+	ups := make([]bayes.Update, len(exs))
+	for i, ex := range exs {
+		ups[i] = c.TrainUpdate(ex.Raw, ex.Class)
+	}
+	for i := 0; i < len(ups); i += 500 {
+		if _, err := store.Apply(ctx, ups[i:min(i+500, len(ups))]); err != nil {
 			return nil, err
 		}
+	}
+	if _, err := c.Reinforce(ctx, ups); err != nil {
+		return nil, err
 	}
 	r.TrainPerSec = float64(len(exs)) / time.Since(start).Seconds()
 	r.TrainPerCPU = perCPU(len(exs), cpuTime()-cpu)
@@ -356,6 +363,9 @@ func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (
 			}
 		}
 		if _, err := store.Apply(ctx, ups); err != nil {
+			return nil, nil, nil, err
+		}
+		if _, err := c.Reinforce(ctx, ups); err != nil {
 			return nil, nil, nil, err
 		}
 		for i, h := range spam {
