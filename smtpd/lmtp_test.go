@@ -32,9 +32,9 @@ type lmtpEnv struct {
 	del *delivery.StoreDeliverer
 }
 
-var lmtpUsers = knownRcpts{"alice": true, "bob": true, "carol": true}
+var lmtpUsers = knownRcpts{"alice": true, "bob": true, "carol": true, "dave": true}
 
-func startLMTP(t *testing.T, quota int64, edit func(*smtpd.Config, *smtpd.Deps)) *lmtpEnv {
+func startLMTP(t testing.TB, quota int64, edit func(*smtpd.Config, *smtpd.Deps)) *lmtpEnv {
 	t.Helper()
 	st, err := store.New(store.Config{Dir: t.TempDir(), QuotaBytes: quota})
 	if err != nil {
