@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -217,4 +218,55 @@ func ExampleStoreDeliverer() {
 	// Output:
 	// <nil>
 	// 1
+}
+
+// The queue manager delivering local mail into the store: delivered, deferred over
+// quota (the message stays queued for a retry), bounced for an unknown user.
+func TestStoreDelivererThroughQueue(t *testing.T) {
+	d, st := newStoreDeliverer(t, 400, 0)
+	if _, err := st.Deliver(context.Background(), "bob@example.org", "", strings.NewReader(storeTestMsg+strings.Repeat("z", 300)), nil); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(t.TempDir(), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	router, err := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.org"}, Local: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := New(Config{Hostname: "mx.example.org", MinBackoff: time.Hour, Logger: slog.New(slog.DiscardHandler)}, sp, router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	id, err := sp.Enqueue(ctx, spool.Envelope{From: "carol@example.net", ReceivedAt: time.Now(),
+		To: []string{"alice@example.org", "bob@example.org", "nobody@example.org"}}, strings.NewReader(storeTestMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := q.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sp.Status(id)
+	if err != nil {
+		t.Fatalf("message %s not queued any more: %v", id, err)
+	}
+	for rcpt, want := range map[string]spool.RcptState{"alice@example.org": spool.Delivered, "bob@example.org": spool.Deferred, "nobody@example.org": spool.Failed} {
+		if got := s.Rcpts[rcpt]; got.State != want {
+			t.Errorf("%s: %+v, want state %v", rcpt, got, want)
+		}
+	}
+	if r := s.Rcpts["bob@example.org"].Reply; !strings.Contains(r, "4.2.2 mailbox full") {
+		t.Errorf("bob's reply %q", r)
+	}
+	if got := inbox(t, st, "alice@example.org"); len(got) != 1 {
+		t.Errorf("alice has %d messages", len(got))
+	}
 }
