@@ -40,6 +40,13 @@ type TokenizerConfig struct {
 	// OSB adds orthogonal sparse bigrams (as CRM114 and OSBF): a token for each body
 	// word paired with each of the next OSB words (at most 4), keyed by their distance.
 	OSB int `yaml:"osb"`
+	// NoShapes turns off the "shape:" tokens for the pattern of the Message-ID and of
+	// multipart boundaries (runs of digits and letters, punctuation kept: mailing
+	// software leaves a recognisable pattern there).
+	NoShapes bool `yaml:"no_shapes"`
+	// NoRcvdDomains turns off the tokens for the last two labels of Received host
+	// names ("rcvd:example.org" besides "rcvd:mail.example.org").
+	NoRcvdDomains bool `yaml:"no_rcvd_domains"`
 	// HTMLTags adds a "tag:name" token for every HTML tag name used.
 	HTMLTags bool `yaml:"html_tags"`
 	// SplitPunct also emits the alphanumeric pieces of words with inner punctuation.
@@ -105,6 +112,12 @@ func (c TokenizerConfig) Fingerprint() string {
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
 	if c.OSB > 0 {
 		fmt.Fprintf(h, "|osb%d", c.OSB)
+	}
+	if !c.NoShapes {
+		fmt.Fprint(h, "|shapes")
+	}
+	if !c.NoRcvdDomains {
+		fmt.Fprint(h, "|rcvddom")
 	}
 	if c.Caps {
 		fmt.Fprint(h, "|caps")
@@ -355,6 +368,9 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 			prefix = string(name) + ":"
 		}
 		v := f.value
+		if !t.cfg.NoShapes && string(name) == "message-id" {
+			t.shape(st, "shape:mid:", trimSpace(v))
+		}
 		if bytes.Contains(v, []byte("=?")) {
 			if s, err := dec.DecodeHeader(unfold(v)); err == nil {
 				v = []byte(s)
@@ -399,7 +415,58 @@ func (t *Tokenizer) received(st *tokState, v []byte) {
 			continue
 		}
 		st.add("rcvd:", "", w)
+		if !t.cfg.NoRcvdDomains {
+			if k := bytes.LastIndexByte(w, '.'); k > 0 {
+				if k2 := bytes.LastIndexByte(w[:k], '.'); k2 > 0 {
+					st.add("rcvd:", "", w[k2+1:])
+				}
+			}
+		}
 	}
+}
+
+// shape adds a token for the pattern of v: each run of digits becomes '9', of
+// letters 'a' (lower case) or 'A' (upper or mixed), and punctuation stays, so that
+// "<20020823.1234.ABCD@host>" reads "<9.9.A@a>".
+func (t *Tokenizer) shape(st *tokState, prefix string, v []byte) {
+	if len(v) > 128 {
+		v = v[:128]
+	}
+	var buf [128]byte
+	out := buf[:0]
+	var last byte
+	for _, c := range v {
+		var k byte
+		switch {
+		case c >= '0' && c <= '9':
+			k = '9'
+		case c >= 'a' && c <= 'z':
+			k = 'a'
+		case c >= 'A' && c <= 'Z':
+			k = 'A'
+		default:
+			k = c
+		}
+		if (k == 'a' || k == 'A') && (last == 'a' || last == 'A') {
+			if k != last {
+				out[len(out)-1] = 'A'
+				last = 'A'
+			}
+			continue
+		}
+		if k == last && k == '9' {
+			continue
+		}
+		out = append(out, k)
+		last = k
+	}
+	if st.debug {
+		st.strs[prefix+string(out)] = struct{}{}
+		return
+	}
+	b := append(append(st.scratch[:0], prefix...), out...)
+	st.scratch = b
+	st.set.add(hashWord(b))
 }
 
 func isRcvdPunct(c byte) bool {
@@ -456,6 +523,9 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 	case bytes.HasPrefix(typ, []byte("multipart/")):
 		if depth >= maxDepth {
 			return
+		}
+		if !t.cfg.NoShapes && len(params.boundary) > 0 {
+			t.shape(st, "shape:bnd:", params.boundary)
 		}
 		var arr [16][]byte
 		parts := splitMultipart(arr[:0], body, params.boundary, t.cfg.MaxParts)

@@ -75,6 +75,8 @@ func main() {
 		fs.BoolVar(&o.JSON, "json", false, "")
 		fs.StringVar(&o.ROC, "roc", "", "")
 		showErr := fs.Bool("show-errors", false, "")
+		fs.BoolVar(&o.Config.Tokenizer.NoShapes, "no-shapes", false, "tokenizer without shape tokens")
+		fs.BoolVar(&o.Config.Tokenizer.NoRcvdDomains, "no-rcvd-domains", false, "tokenizer without Received domain tokens")
 		fs.IntVar(&o.Config.TunePasses, "tune-passes", 0, "train-until-no-error passes (0: default, -1: off)")
 		fs.Float64Var(&o.Config.TuneMargin, "tune-margin", 0, "train-until-no-error margin (0: default)")
 		fs.Parse(args)
