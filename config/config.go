@@ -41,6 +41,9 @@ type Config struct {
 	LocalDomains []string `yaml:"local_domains"`
 	// TrustedNetworks may relay without authentication (CIDRs). Default: loopback only.
 	TrustedNetworks []string `yaml:"trusted_networks"`
+	// AuthservID names us in Authentication-Results headers (RFC 8601); incoming ones
+	// that claim it are removed. Default: hostname.
+	AuthservID string `yaml:"authserv_id"`
 	// Postmaster is the first user, created with a random password on first start.
 	Postmaster string `yaml:"postmaster"`
 	// Rules is the rule file (policies and rules). Default DataDir/rules.yaml, written
@@ -206,6 +209,9 @@ func (c *Config) finish() error {
 	}
 	if c.Postmaster != "" && !strings.Contains(c.Postmaster, "@") {
 		return fmt.Errorf("postmaster: %q is not an address", c.Postmaster)
+	}
+	if c.AuthservID == "" {
+		c.AuthservID = dkim.AuthServID(c.Hostname)
 	}
 	c.SMTP.Hostname = c.Hostname
 	c.SMTP.DataDir = c.DataDir

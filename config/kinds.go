@@ -115,6 +115,13 @@ func buildDKIM(n *yaml.Node, d Deps) (policy.Policy, error) {
 	if err := decode(n, &c); err != nil {
 		return nil, err
 	}
+	// One identity for the headers we write and the forged ones we remove.
+	if c.AuthservID != "" && d.AuthservID != "" && c.AuthservID != d.AuthservID {
+		return nil, fmt.Errorf("authserv_id %q differs from the server's %q: set authserv_id at the top of the server config instead", c.AuthservID, d.AuthservID)
+	}
+	if c.AuthservID == "" {
+		c.AuthservID = d.AuthservID
+	}
 	return dkim.New(c, d.Resolver)
 }
 

@@ -19,7 +19,9 @@ type Deps struct {
 	DataDir      string
 	Hostname     string
 	LocalDomains []string
-	Logger       *slog.Logger
+	// AuthservID is the server's Authentication-Results identity (Config.AuthservID).
+	AuthservID string
+	Logger     *slog.Logger
 }
 
 // RuleFile is a loaded rule file: the configured policy instances and the rules.

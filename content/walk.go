@@ -418,8 +418,15 @@ func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
 				first = false
 				continue
 			}
+			// A line that is no header field inside the header block is skipped, not
+			// taken as the start of the body: mail readers go on reading the fields
+			// after it, so the checks must see them too (a junk first line must not hide
+			// From:, Content-Type and the attachments from every policy).
 			flush()
-			return h, pos, true, long
+			bad = true
+			pos = next
+			first = false
+			continue
 		}
 		first = false
 		flush()

@@ -182,11 +182,7 @@ body_checks = pcre:%[1]s/maps/body_checks.pcre`, wd))
 
 	var msgs [][]byte
 	var names []string
-	files, _ := filepath.Glob("../content/testdata/*.eml")
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		msgs, names = append(msgs, b), append(names, filepath.Base(f))
-	}
+	msgs, names = samples()
 	// Corpus messages: every one the maps reject, and a sample of the others.
 	if os.Getenv("PORTCULLIS_SA_CORPUS") != "" || os.Getenv("CI") == "true" || corpusPresent() {
 		for i, raw := range corpus(t) {
@@ -214,12 +210,27 @@ func TestAgainstPostfixRegexp(t *testing.T) {
 	tables := p.Tables()
 	var msgs [][]byte
 	var names []string
+	msgs, names = samples()
+	compareSMTP(t, addr, &tables, names, msgs, 3)
+}
+
+// differsOnPurpose are samples where we deliberately part from Postfix: a line that is no
+// header field at the top of a message ends Postfix's header (the rest is body to it), while
+// we read on as mail readers do (policy.ParseHeader), so the attachment it hides is seen.
+var differsOnPurpose = map[string]bool{"junk-first-line.eml": true}
+
+// samples returns the golden messages of the content package that Postfix and we must
+// judge alike.
+func samples() (msgs [][]byte, names []string) {
 	files, _ := filepath.Glob("../content/testdata/*.eml")
 	for _, f := range files {
+		if differsOnPurpose[filepath.Base(f)] {
+			continue
+		}
 		b, _ := os.ReadFile(f)
 		msgs, names = append(msgs, b), append(names, filepath.Base(f))
 	}
-	compareSMTP(t, addr, &tables, names, msgs, 3)
+	return msgs, names
 }
 
 func compareSMTP(t *testing.T, addr string, tables *Tables, names []string, msgs [][]byte, minRejects int) {

@@ -414,3 +414,17 @@ func TestReloadClosesReplacedPolicies(t *testing.T) {
 	require.NoError(t, e.Close())
 	require.True(t, a2.closed.Load())
 }
+
+func TestParseHeaderSkipsJunkLines(t *testing.T) {
+	raw := []byte("Junk line without a colon\r\nFrom: a@example.net\r\n continued\r\n: no name\r\nSubject: hi\r\n\r\nbody\r\n")
+	h, end, bad := ParseHeader(raw)
+	require.True(t, bad)
+	require.Equal(t, "a@example.net continued", h.Get("From"))
+	require.Equal(t, "hi", h.Get("Subject"))
+	require.Equal(t, "body\r\n", string(raw[end:]))
+
+	h, end, bad = ParseHeader([]byte("Subject: no body"))
+	require.False(t, bad)
+	require.Equal(t, "no body", h.Get("Subject"))
+	require.Equal(t, len("Subject: no body"), end)
+}

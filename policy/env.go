@@ -72,7 +72,9 @@ type msgBase struct {
 	MessageID     string   `expr:"message_id"`
 	ReceivedCount int      `expr:"received_count"`
 	HeaderCount   int      `expr:"header_count"`
-	Date          string   `expr:"date"` // the raw Date: header
+	// HeaderMalformed: lines in the header block that are no header field were skipped.
+	HeaderMalformed bool   `expr:"header_malformed"`
+	Date            string `expr:"date"` // the raw Date: header
 }
 
 func clientEnv(c *Conn) ClientEnv {
@@ -170,6 +172,7 @@ func buildMsgBase(m *Message) msgBase {
 		}
 	}
 	b.ReceivedCount = len(m.Header.Values("Received"))
+	b.HeaderMalformed = m.HeaderMalformed
 	fields := m.Header.Fields()
 	for fields.Next() {
 		b.HeaderCount++

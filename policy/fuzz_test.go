@@ -32,3 +32,16 @@ func FuzzParseReply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHeader: any bytes give a header and an offset inside the message.
+func FuzzParseHeader(f *testing.F) {
+	f.Add([]byte("From: a@example.net\r\nSubject: x\r\n\r\nbody"))
+	f.Add([]byte("junk\r\n\tcont\r\nA: b\n\nbody"))
+	f.Add([]byte(":\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_, end, _ := ParseHeader(raw)
+		if end < 0 || end > len(raw) {
+			t.Fatalf("end %d outside 0..%d", end, len(raw))
+		}
+	})
+}

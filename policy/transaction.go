@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net/netip"
@@ -101,22 +100,22 @@ type Envelope struct {
 type Message struct {
 	Size       int64
 	Body       io.ReaderAt
-	Header     textproto.Header // the parsed top-level header
+	Header     textproto.Header // the parsed top-level header (see ParseHeader)
 	ReceivedAt time.Time
+	// HeaderMalformed: the header block had lines that are no header field (skipped).
+	HeaderMalformed bool
 
 	once  sync.Once
 	bytes []byte
 	err   error
 }
 
-// NewMessage wraps a received message held in memory and parses its header. A header that
-// does not parse leaves Header empty; policies see the raw bytes regardless.
+// NewMessage wraps a received message held in memory and parses its header leniently
+// (ParseHeader).
 func NewMessage(raw []byte, receivedAt time.Time) *Message {
 	m := &Message{Size: int64(len(raw)), Body: bytes.NewReader(raw), ReceivedAt: receivedAt, bytes: raw}
 	m.once.Do(func() {})
-	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
-		m.Header = h
-	}
+	m.Header, _, m.HeaderMalformed = ParseHeader(raw)
 	return m
 }
 

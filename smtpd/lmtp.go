@@ -113,7 +113,7 @@ func (st *connState) checkQuota(addr policy.Address) error {
 	if r, ok := parseReply(err); ok {
 		reason := "quota"
 		if r.Code/100 == 5 {
-			reason = "unknown_user"
+			reason = "bad_mailbox"
 		}
 		return st.refuse(policy.StageRcpt, r, reason)
 	}

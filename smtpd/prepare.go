@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -19,19 +18,11 @@ import (
 //		return dkim.StripForgedAuthResults(h, hostname) > 0
 //	})
 //
-// A header that does not parse is left alone (the policies judge the raw bytes).
+// The header is read leniently (policy.ParseHeader): lines that are no header field are
+// dropped when the header is rewritten, so a junk line cannot shield a forged field.
 func RewriteHeader(fn func(h *textproto.Header) bool) func(context.Context, *policy.Transaction, []byte) ([]byte, error) {
 	return func(_ context.Context, _ *policy.Transaction, raw []byte) ([]byte, error) {
-		end := len(raw) // no blank line: everything is header
-		if bytes.HasPrefix(raw, []byte("\r\n")) {
-			end = 2
-		} else if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-			end = i + 4
-		}
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
-		if err != nil {
-			return raw, nil
-		}
+		h, end, _ := policy.ParseHeader(raw)
 		if !fn(&h) {
 			return raw, nil
 		}

@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,7 +143,9 @@ func (c *Client) Scan(ctx context.Context, r io.Reader) (Result, error) {
 				_, serr := seeker.Seek(start, io.SeekStart)
 				rewind = serr == nil
 			}
-			if err == nil || !reused || !rewind || ctx.Err() != nil || isTerminal(err) {
+			// A timeout means a hung daemon, not a dead pooled session: retrying would
+			// only double the wait.
+			if err == nil || !reused || !rewind || ctx.Err() != nil || isTerminal(err) || isTimeout(err) {
 				break
 			}
 		}
@@ -264,4 +268,10 @@ func (c *Client) RunHealthChecks(ctx context.Context, interval time.Duration) {
 			cancel()
 		}
 	}
+}
+
+// isTimeout reports whether err is a deadline expiry on the connection.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -72,20 +73,24 @@ func startServer(t *testing.T, cfgPath string, want ...string) *server {
 		defer close(s.done)
 		sc := bufio.NewScanner(stderr)
 		signalled := false
+		live := map[string]string{}
 		for sc.Scan() {
 			line := sc.Text()
 			s.mu.Lock()
 			s.log.WriteString(line + "\n")
-			if m := listenRe.FindStringSubmatch(line); m != nil {
-				s.addrs[m[1]] = m[2]
+			if m := listenRe.FindStringSubmatch(line); m != nil && !signalled {
+				// live collects the listeners; s.addrs is set once, before ready is
+				// closed, and never written again, so tests read it without a lock.
+				live[m[1]] = m[2]
 				all := true
 				for _, w := range want {
-					if s.addrs[w] == "" {
+					if live[w] == "" {
 						all = false
 					}
 				}
-				if all && !signalled {
+				if all {
 					signalled = true
+					s.addrs = maps.Clone(live)
 					close(ready)
 				}
 			}

@@ -49,7 +49,7 @@ func loadRuleFile(g *globalFlags, path string) (*config.Config, *config.RuleFile
 	if err != nil {
 		return nil, nil, err
 	}
-	rf, err := config.LoadRules(path, config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains})
+	rf, err := config.LoadRules(path, config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID})
 	return cfg, rf, err
 }
 

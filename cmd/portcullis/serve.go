@@ -118,7 +118,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	deps := config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, Logger: logger}
+	deps := config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID, Logger: logger}
 	rf, err := config.LoadRules(cfg.Rules, deps)
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		<-qdone
 	}()
 
-	authservID := dkim.AuthServID(cfg.Hostname)
+	authservID := cfg.AuthservID
 	signer, err := dkim.NewSigner(cfg.DKIM.Sign)
 	if err != nil {
 		return err
