@@ -151,9 +151,11 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, rcpt string, env spool.Env
 }
 
 // CheckQuota reports whether a message of size bytes fits in rcpt's quota: nil when it
-// does (or the store has no quota), a TemporaryError "452 4.2.2" when it does not, the
-// errors of Deliver for a bad or unknown address. An SMTP or LMTP server calls it at
-// RCPT (RFC 5321 §4.5.3.1.10) with the size announced by MAIL SIZE= (0 when none).
+// does, when the store has no quota, or when rcpt has no mailbox (an alias, which the
+// queue expands, or an unknown user, which is the recipient check's business); a
+// TemporaryError "452 4.2.2" when it does not fit; a PermanentError 5.1.3 for an address
+// that cannot name a mailbox. An SMTP or LMTP server calls it at RCPT (RFC 5321
+// §4.5.3.1.10) with the size announced by MAIL SIZE= (0 when none).
 func (d *StoreDeliverer) CheckQuota(ctx context.Context, rcpt string, size int64) error {
 	user, err := d.User(rcpt)
 	if err != nil {
@@ -163,7 +165,9 @@ func (d *StoreDeliverer) CheckQuota(ctx context.Context, rcpt string, size int64
 		return nil
 	}
 	// Unknown users first: the store would create a mailbox for any name it is asked.
-	if err := d.exists(ctx, rcpt, user); err != nil {
+	if err := d.exists(ctx, rcpt, user); IsPermanent(err) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	return storeError(user, d.cfg.Store.CheckQuota(ctx, user, max(size, 0)))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,8 +168,13 @@ func TestStoreDelivererFailures(t *testing.T) {
 	if err := d.CheckQuota(ctx, "bob@example.org", 301); !errors.Is(err, store.ErrOverQuota) {
 		t.Errorf("CheckQuota(bob, 301) = %v, want ErrOverQuota", err)
 	}
-	if err := d.CheckQuota(ctx, "nobody@example.org", 1); !IsPermanent(err) {
-		t.Errorf("CheckQuota(nobody) = %v, want 550 5.1.1", err)
+	// Not a mailbox (an alias, or unknown): not the quota check's business, and no
+	// mailbox is created for it.
+	if err := d.CheckQuota(ctx, "nobody@example.org", 1); err != nil {
+		t.Errorf("CheckQuota(nobody) = %v, want nil", err)
+	}
+	if _, err := os.Stat(filepath.Join(st.Config().Dir, "example.org", "nobody")); !os.IsNotExist(err) {
+		t.Errorf("CheckQuota made a directory for nobody: %v", err)
 	}
 }
 
