@@ -23,22 +23,19 @@ W=$(mktemp -d "$PWD/.cache/bench-smtp.XXXXXX"); chmod 755 "$W"
 PF_PORT=$((20000 + RANDOM % 10000)); PC_PORT=$((PF_PORT + 1))
 cleanup() {
   [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
-  postfix -c "$W/pf/etc" stop >/dev/null 2>&1 || true
-  [ -n "${CREATED_MAIN_CF:-}" ] && rm -f /etc/postfix/main.cf
+  # Postfix's master is stopped by its pid: postfix -c would need main.cf again.
+  [ -f "$W/pf/spool/pid/master.pid" ] && kill "$(cat "$W/pf/spool/pid/master.pid")" 2>/dev/null || true
+  sleep 1
   rm -rf "$W"
 }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
 
-# --- Postfix: a private instance in $W/pf (postfix -c needs the default main.cf to list
-# it in alternate_config_directories; the Debian package installs none).
+# --- Postfix: a private instance in $W/pf. postfix -c needs the default main.cf to list it
+# in alternate_config_directories; the line is added only while Postfix starts, under the
+# lock delivery/relay/postfixtest and bench/delivery.sh use too, then the file is restored.
 mkdir -p "$W/pf/etc" "$W/pf/spool" "$W/pf/lib" "$W/pf/vmail"
 chown postfix "$W/pf/lib"; chown nobody:nogroup "$W/pf/vmail"
-if [ ! -e /etc/postfix/main.cf ]; then
-  echo "alternate_config_directories = $W/pf/etc" > /etc/postfix/main.cf; CREATED_MAIN_CF=1
-elif ! grep -q "$W/pf/etc" /etc/postfix/main.cf; then
-  echo "bench/smtp.sh: add 'alternate_config_directories = $W/pf/etc' to /etc/postfix/main.cf" >&2; exit 1
-fi
 cat > "$W/pf/etc/main.cf" <<CF
 compatibility_level = 3.6
 queue_directory = $W/pf/spool
@@ -67,7 +64,16 @@ maillog_file_prefixes = $W
 CF
 sed "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$PF_PORT inet n - n - - smtpd/" \
   /usr/share/postfix/master.cf.dist > "$W/pf/etc/master.cf"
-script -qc "postfix -c $W/pf/etc start" /dev/null >/dev/null
+(
+  flock 9
+  orig=""; existed=""
+  if [ -e /etc/postfix/main.cf ]; then existed=1; orig=$(cat /etc/postfix/main.cf); fi
+  cur=$(sed -n 's/^[[:space:]]*alternate_config_directories[[:space:]]*=[[:space:]]*//p' /etc/postfix/main.cf 2>/dev/null | tail -1 || true)
+  printf '%s\nalternate_config_directories = %s %s\n' "$orig" "$cur" "$W/pf/etc" > /etc/postfix/main.cf
+  rc=0; script -qc "postfix -c $W/pf/etc start" /dev/null >/dev/null || rc=$?
+  if [ -n "$existed" ]; then printf '%s\n' "$orig" > /etc/postfix/main.cf; else rm -f /etc/postfix/main.cf; fi
+  exit $rc
+) 9>"${TMPDIR:-/tmp}/portcullis-postfix-main-cf.lock"
 
 # --- portcullis on its defaults, MX only.
 go build -o "$W/portcullis" ./cmd/portcullis
@@ -76,6 +82,8 @@ hostname: bench.example.test
 data_dir: $W/pc
 local_domains: [example.test]
 http: { addr: "" }
+imap: { addr: "" }
+pop3: { addr: "" }
 dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
 smtp:
   listeners: [ { name: mx, addr: "127.0.0.1:$PC_PORT", mode: mx } ]

@@ -126,6 +126,7 @@ func Default(dataDir string) *Config {
 		{Name: "mx", Addr: "127.0.0.1:2525", Mode: smtpd.ModeMX},
 		{Name: "submission", Addr: "127.0.0.1:5870", Mode: smtpd.ModeSubmission},
 		{Name: "submissions", Addr: "127.0.0.1:5465", Mode: smtpd.ModeSubmissions},
+		{Name: "lmtp", Addr: "127.0.0.1:2424", Mode: smtpd.ModeLMTP},
 	}
 	return c
 }

@@ -34,7 +34,7 @@ func TestLoadStrict(t *testing.T) {
 	require.Equal(t, []string{"example.org"}, c.LocalDomains)
 	require.Equal(t, 5, c.SMTP.MaxRecipients)
 	require.Equal(t, "mx.example.org", c.SMTP.Hostname)
-	require.Len(t, c.SMTP.Listeners, 3, "listeners keep their defaults")
+	require.Len(t, c.SMTP.Listeners, 4, "listeners keep their defaults")
 	require.Equal(t, filepath.Join(dir, "rules.yaml"), c.Rules)
 }
 

@@ -92,9 +92,8 @@ func replyOf(r Result) string {
 	if r.Reply != "" {
 		return r.Reply
 	}
-	var p *PermanentError
-	if errors.As(r.Err, &p) && p.Reply != "" {
-		return p.Reply
+	if s, ok := ReplyOf(r.Err); ok {
+		return s
 	}
 	if r.Err != nil {
 		return "451 4.3.0 " + oneLine(r.Err.Error())

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -19,6 +20,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 )
 
 // run runs the CLI in-process and returns its output and error.
@@ -282,4 +285,26 @@ func TestIMAPAndPOP3(t *testing.T) {
 	require.Contains(t, line(), "+OK")
 	fmt.Fprintf(pc, "USER %s\r\n", m[1])
 	require.Contains(t, line(), "-ERR")
+}
+
+// TestLMTPIntoStore: a front-end delivers over LMTP to the binary; the known user's
+// recipient gets 250 and the message is in the mailbox, the unknown one gets 550 at RCPT.
+func TestLMTPIntoStore(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "    - { name: lmtp, addr: \"127.0.0.1:0\", mode: lmtp }\n")
+	require.NoError(t, appendFile(cfg, "postmaster: postmaster@example.test\n"))
+	srv := startServer(t, cfg, "mx", "lmtp")
+	defer srv.kill()
+	cl, err := lmtp.New(lmtp.Config{LocalName: "front.example.test"})
+	require.NoError(t, err)
+	defer cl.Close()
+	msg := []byte("From: a@example.net\r\nTo: postmaster@example.test\r\nSubject: over lmtp\r\n\r\nhi\r\n")
+	res, err := cl.Deliver(context.Background(), "lmtp:"+srv.addrs["lmtp"], "a@example.net",
+		[]string{"postmaster@example.test", "nobody@example.test"}, bytes.NewReader(msg), int64(len(msg)))
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	require.Equal(t, lmtp.Delivered, res[0].Status, res[0].Reply)
+	require.Equal(t, lmtp.Permanent, res[1].Status, res[1].Reply)
+	files, _ := filepath.Glob(filepath.Join(dir, "data/mail/example.test/postmaster/Maildir/new/*"))
+	require.Len(t, files, 1, "250 over LMTP means the message is in the mailbox")
 }

@@ -153,7 +153,14 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	maildir, err := delivery.NewMaildir(delivery.MaildirConfig{Root: cfg.Store.Dir, Exists: exists,
+	// Local users get their mail through the store (maildir plus index), so IMAP sees it
+	// at once and quotas apply; the LMTP listener delivers the same way.
+	mailStore, err := store.New(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer mailStore.Close()
+	local, err := delivery.NewStoreDeliverer(delivery.StoreConfig{Store: mailStore, Exists: exists,
 		RecipientDelimiter: cfg.Routing.RecipientDelimiter})
 	if err != nil {
 		return err
@@ -170,7 +177,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer relayClient.Close()
-	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: maildir, LMTP: lmtpClient, Relay: relayClient, Reinject: q.Enqueue})
+	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: local, LMTP: lmtpClient, Relay: relayClient, Reinject: q.Enqueue})
 	if err != nil {
 		return err
 	}
@@ -199,6 +206,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Resolver:       resolver,
 		Auth:           users.Auth,
 		Recipients:     router, // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Local:          local,  // final delivery of the LMTP listener
+		Quota:          local.CheckQuota,
 		Logger:         logger,
 		Metrics:        reg,
 		PrepareMessage: prepareMessage(authservID, signer, logger),
@@ -213,11 +222,6 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
 
-	mailStore, err := store.New(cfg.Store)
-	if err != nil {
-		return err
-	}
-	defer mailStore.Close()
 	stopMailServers, err := serveMailboxes(cfg, mailStore, users.Auth, logger)
 	if err != nil {
 		return err
