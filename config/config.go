@@ -27,8 +27,8 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/pop3d"
-	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // Config is the server configuration (portcullis.yaml).
@@ -91,8 +91,8 @@ type Config struct {
 		TrainJunk *bool `yaml:"train_junk"`
 	} `yaml:"imap"`
 	POP3 struct {
-		Addr          string `yaml:"addr"`
-		TLSAddr       string `yaml:"tls_addr"`
+		Addr         string `yaml:"addr"`
+		TLSAddr      string `yaml:"tls_addr"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
 	// DKIM signs mail from authenticated users with the keys in dkim.sign.dir

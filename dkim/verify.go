@@ -181,7 +181,6 @@ func LookupTXTFunc(ctx context.Context, r dnsx.Resolver) func(string) ([]string,
 	}
 }
 
-
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -404,7 +404,6 @@ func reverseName(ip netip.Addr) string {
 	return string(b) + ".ip6.arpa."
 }
 
-
 // escapeName writes a name made by macro expansion, which may hold any printable byte, in
 // the presentation form miekg/dns uses (RFC 1035 §5.1): special characters behind a
 // backslash, others as \DDD. Dots stay label separators.

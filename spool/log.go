@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The incoming log is the fast path of Enqueue for messages up to Config.InlineBytes.
@@ -73,7 +74,17 @@ type msgLog struct {
 	syncMu sync.RWMutex // held for reading during fdatasyncs, for writing to close files
 	syncer *dirSyncer
 	dirF   *os.File
+	// stopDead ends the goroutine that flushes dead lists (see flushDead).
+	stopDead chan struct{}
+	deadDone chan struct{}
 }
+
+// deadFlushEvery is how often removals (dead-list entries) are fdatasynced. Removals do
+// not wait for the disk: a process crash keeps them (they are in the page cache), and a
+// power loss within this interval only makes the queue deliver those messages again,
+// never lose one. Enqueues, which must not be lost, keep their own group commit and no
+// longer pay for the delivery side's flushes.
+const deadFlushEvery = time.Second
 
 func segPath(dir string, seq uint64, ext string) string {
 	return filepath.Join(dir, fmt.Sprintf("%016x.%s", seq, ext))
@@ -137,7 +148,45 @@ func openLog(dir string, maxSeg int64, readOnly, group bool) (*msgLog, error) {
 		return nil, err
 	}
 	l.syncer = newSyncer(l.syncDirty, group)
+	l.stopDead, l.deadDone = make(chan struct{}), make(chan struct{})
+	go l.flushDeadLoop()
 	return l, nil
+}
+
+func (l *msgLog) flushDeadLoop() {
+	defer close(l.deadDone)
+	t := time.NewTicker(deadFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stopDead:
+			return
+		case <-t.C:
+			_ = l.flushDead() // a failure is retried at the next tick and at close
+		}
+	}
+}
+
+// flushDead fdatasyncs the dead lists written since the last flush.
+func (l *msgLog) flushDead() error {
+	l.syncMu.RLock()
+	defer l.syncMu.RUnlock()
+	var files []*os.File
+	l.mu.Lock()
+	for _, seg := range l.segs {
+		if seg.deadDirty && seg.dead != nil {
+			files = append(files, seg.dead)
+			seg.deadDirty = false
+		}
+	}
+	l.mu.Unlock()
+	var errs []error
+	for _, f := range files {
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // load reads one segment into the index.
@@ -272,7 +321,8 @@ func (l *msgLog) sync(f *os.File) error {
 	return syscall.Fdatasync(int(f.Fd()))
 }
 
-// syncDirty is the committer's sync: one fdatasync per file written since the last one.
+// syncDirty is the committer's sync: one fdatasync per segment written since the last
+// one. Dead lists are flushed on their own schedule (flushDead).
 func (l *msgLog) syncDirty() error {
 	l.syncMu.RLock()
 	defer l.syncMu.RUnlock()
@@ -282,10 +332,6 @@ func (l *msgLog) syncDirty() error {
 		if seg.dirty && seg.f != nil {
 			files = append(files, seg.f)
 			seg.dirty = false
-		}
-		if seg.deadDirty && seg.dead != nil {
-			files = append(files, seg.dead)
-			seg.deadDirty = false
 		}
 	}
 	l.mu.Unlock()
@@ -345,13 +391,10 @@ func (l *msgLog) open(id string) (Envelope, *Message, bool, error) {
 
 // remove marks id removed durably. It reports false when id is not in the log.
 func (l *msgLog) remove(id string) (bool, error) {
-	seg, ok := l.drop(id)
-	if !ok {
+	if _, ok := l.drop(id); !ok {
 		return false, nil
 	}
-	if err := l.sync(seg.dead); err != nil {
-		return true, fmt.Errorf("fdatasync log: %w", err)
-	}
+	// No fdatasync here: see deadFlushEvery.
 	return true, l.gc()
 }
 
@@ -415,6 +458,9 @@ func (l *msgLog) close() error {
 		return nil
 	}
 	err := l.syncer.close()
+	close(l.stopDead)
+	<-l.deadDone
+	err = errors.Join(err, l.flushDead())
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
