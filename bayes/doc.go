@@ -2,7 +2,8 @@
 //
 // A Tokenizer turns a raw RFC 5322 message into a set of 64-bit token hashes: header
 // fields with their names as prefixes, words of the decoded text and HTML-reduced body
-// parts, pieces of URLs, "skip" tokens for overlong words and, optionally, word pairs.
+// parts, pieces of URLs, patterns ("shapes") of the Message-ID and MIME boundaries,
+// "skip" tokens for overlong words and, optionally, word pairs.
 // A Classifier looks the tokens up in a Store (in memory, or SQLite under the data dir),
 // computes Gary Robinson's per-token probability f(w) with strength s and assumed
 // probability x, and combines the strongest tokens with Fisher's method (the chi-square

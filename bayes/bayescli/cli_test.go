@@ -65,6 +65,10 @@ func TestTrainClassifyStats(t *testing.T) {
 	if res.Spam != 30 || res.Ham != 30 || res.Applied != 60 {
 		t.Fatalf("train: %+v\n%s", res, out.String())
 	}
+	// training left the snapshot that the next process loads the tokens from
+	if _, err := os.Stat(db.Path + ".snap"); err != nil {
+		t.Errorf("no token snapshot after training: %v", err)
+	}
 	// again: everything is already trained
 	res, err = Train(ctx, TrainOptions{DB: db, Spam: []string{spam}, Ham: []string{ham}}, &out)
 	if err != nil || res.AlreadyTrained != 60 {
