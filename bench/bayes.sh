@@ -8,7 +8,8 @@
 # per CPU second (user + system; the fairer number on a shared machine), with the ratio
 # portcullis/bogofilter. Classification runs ROUNDS times, alternating the two tools so that
 # both see the same load. portcullis runs as a process like bogofilter (bayes-eval, the
-# same code as `portcullis bayes`, including opening the SQLite store); the in-process rates
+# same code as `portcullis bayes`, including opening the SQLite store and reading its token
+# snapshot, which training leaves beside it); the in-process rates
 # of `bayes eval` (without process start and database load) are printed too.
 #
 # bogofilter runs in bulk mode: `bogofilter -d DIR -s -B files...`, `-n -B`, `-T -B`
