@@ -33,6 +33,9 @@ func New(cfg Config) (*Policy, error) {
 // Limits returns the policy's effective limits.
 func (p *Policy) Limits() Limits { return p.lim }
 
+// Bounded tells the engine the check needs no watchdog goroutine: the walk is pure computation under Limits.
+func (p *Policy) Bounded() bool { return true }
+
 // CheckData walks the message (once per message and limits, shared with other
 // policies through Parse) and reports what it holds. Status is fail when an attachment is
 // executable, has a risky extension or a suspicious name (reason content.executable,

@@ -98,6 +98,9 @@ func Dates(h content.Header, receivedAt time.Time) DateFacts {
 	return f
 }
 
+// Bounded tells the engine the check needs no watchdog goroutine: date parsing is pure computation on the header.
+func (p *DatePolicy) Bounded() bool { return true }
+
 // CheckData reports the date facts. Status fail with reason headers.date_missing,
 // headers.date_invalid, headers.date_future, headers.date_past or
 // headers.date_received_skew; pass with headers.date_ok.

@@ -90,6 +90,9 @@ func New(cfg Config, t Tables) (*Policy, error) {
 // Tables returns the policy's tables.
 func (p *Policy) Tables() Tables { return p.t }
 
+// Bounded tells the engine the check needs no watchdog goroutine: table matching is computation, each backtracking match bounded by MatchTimeout.
+func (p *Policy) Bounded() bool { return true }
+
 // CheckData applies the tables. Status: fail for a REJECT, DEFER, DISCARD or 4xx/5xx hit
 // (reason headers.reject, headers.defer, headers.discard), neutral for another action
 // (headers.hold, headers.redirect, headers.filter, headers.warn, headers.hit), none when

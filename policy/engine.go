@@ -328,14 +328,24 @@ func (e *Engine) run(ctx context.Context, rs *ruleSet, stage Stage, tx *Transact
 		results[j.name] = r
 		return results
 	}
+	// Checks that may wait (DNS, clamd) start first, each in its own goroutine; bounded
+	// ones then run here, overlapping with those waits.
 	out := make([]Result, len(todo))
 	var wg sync.WaitGroup
+	var inline []int
 	for i, j := range todo {
+		if isBounded(j.in.p) {
+			inline = append(inline, i)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			out[i] = safeCheck(ctx, j.name, j.in.p, j.key.stage, tx)
 		}()
+	}
+	for _, i := range inline {
+		out[i] = safeCheck(ctx, todo[i].name, todo[i].in.p, todo[i].key.stage, tx)
 	}
 	wg.Wait()
 	for i, j := range todo {

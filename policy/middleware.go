@@ -79,6 +79,9 @@ func (w *wrapped) DeclareFacts() map[string]any {
 	return nil
 }
 
+// Bounded forwards the wrapped policy's Bounded.
+func (w *wrapped) Bounded() bool { return isBounded(w.inner) }
+
 func (w *wrapped) ProvidesMsgFacts() bool {
 	if w.msg {
 		return true
@@ -92,6 +95,9 @@ func (w *wrapped) ProvidesMsgFacts() bool {
 // background) and the result is a temperror, so a hung peer never hangs the SMTP session.
 func Timeout(d time.Duration) Middleware {
 	return func(name string, p Policy) Policy {
+		if isBounded(p) {
+			return p // finishes by itself: no watchdog needed
+		}
 		return Wrap(p, func(ctx context.Context, s Stage, tx *Transaction, next CheckFunc) Result {
 			ctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
