@@ -99,7 +99,10 @@ wait_port "$PF_PORT"; wait_port "$PC_PORT"
 rate() {
   local start end
   start=$(date +%s.%N)
-  smtp-source -s "$2" -l "$SIZE" -m "$N" -d -f bench@example.net -t postmaster@example.test -c "127.0.0.1:$1" >/dev/null
+  if ! smtp-source -s "$2" -l "$SIZE" -m "$N" -d -f bench@example.net -t postmaster@example.test -c "127.0.0.1:$1" >/dev/null 2>"$W/source.err"; then
+    echo "bench/smtp.sh: smtp-source against port $1 ($( [ "$1" = "$PF_PORT" ] && echo postfix || echo portcullis)), $2 clients: $(cat "$W/source.err")" >&2
+    echo 0; return  # a run that did not send all N messages has no rate
+  fi
   end=$(date +%s.%N)
   echo "$N / ($end - $start)" | bc -l
 }
@@ -108,5 +111,6 @@ rate "$PF_PORT" 5 >/dev/null; rate "$PC_PORT" 5 >/dev/null   # warm up both
 printf '%-8s %14s %14s %8s\n' clients "postfix msg/s" "portcullis" ratio
 for c in 1 10 50; do
   pf=$(rate "$PF_PORT" "$c"); pc=$(rate "$PC_PORT" "$c")
-  printf '%-8s %14.0f %14.0f %7.2fx\n' "$c" "$pf" "$pc" "$(echo "$pc / $pf" | bc -l)"
+  ratio=0; [ "$pf" != 0 ] && ratio=$(echo "$pc / $pf" | bc -l)
+  printf '%-8s %14.0f %14.0f %7.2fx\n' "$c" "$pf" "$pc" "$ratio"
 done

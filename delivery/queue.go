@@ -36,6 +36,12 @@ type Config struct {
 	Concurrency int `yaml:"concurrency"`
 	// PerDestination limits simultaneous deliveries to one destination (Route.Dest). [10]
 	PerDestination int `yaml:"per_destination"`
+	// DestinationLimits overrides PerDestination for named destinations. Local delivery
+	// ("local") defaults to 2: it is bound by the disk's fsyncs, so more parallel
+	// deliveries do not deliver faster (measured: 3000 messages took 3.7–4.1 s with 2, 4 or
+	// 8) but take disk time from the SMTP server's queue writes (accepting fell from 2029
+	// to 1247 msgs/s at 10 clients going from 2 to 8).
+	DestinationLimits map[string]int `yaml:"destination_limits"`
 	// MaxReceived fails a message with more Received header fields as a mail loop
 	// (Postfix hopcount_limit). [50]
 	MaxReceived int `yaml:"max_received"`
@@ -74,6 +80,13 @@ func (c *Config) defaults() {
 	}
 	if c.PerDestination <= 0 {
 		c.PerDestination = 10
+	}
+	if _, ok := c.DestinationLimits["local"]; !ok {
+		limits := map[string]int{"local": 2}
+		for k, v := range c.DestinationLimits {
+			limits[k] = v
+		}
+		c.DestinationLimits = limits
 	}
 	if c.MaxReceived <= 0 {
 		c.MaxReceived = 50
@@ -301,7 +314,7 @@ func (q *Queue) attempt(ctx context.Context, e *entry) {
 	}
 	e.next, e.held = next, held
 	for _, dest := range busy {
-		if q.destBusy[dest] < q.cfg.PerDestination {
+		if q.destBusy[dest] < q.cfg.limit(dest) {
 			e.next = time.Time{} // freed meanwhile
 		} else {
 			q.destWait[dest] = append(q.destWait[dest], e) // release wakes it
@@ -532,10 +545,18 @@ func (q *Queue) deliverGroups(ctx context.Context, env spool.Envelope, msg *spoo
 	return busy
 }
 
+// limit is the concurrency limit of one destination.
+func (c *Config) limit(dest string) int {
+	if n, ok := c.DestinationLimits[dest]; ok && n > 0 {
+		return n
+	}
+	return c.PerDestination
+}
+
 func (q *Queue) acquire(dest string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.destBusy[dest] >= q.cfg.PerDestination {
+	if q.destBusy[dest] >= q.cfg.limit(dest) {
 		return false
 	}
 	q.destBusy[dest]++

@@ -48,8 +48,10 @@ type Config struct {
 	MaxDataMemory int64 `yaml:"max_data_memory"`
 	// MaxLineLength of a command or message line, CRLF included (default 4096).
 	MaxLineLength int `yaml:"max_line_length"`
-	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 10000;
-	// NOOP and VRFY, which go-smtp answers itself, are bounded by SessionTimeout).
+	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 100000:
+	// a bulk sender reuses one session for thousands of messages, four commands each, and
+	// 10000 cut such a session after 2500 messages; abuse is bounded by MaxErrors and the
+	// timeouts. NOOP and VRFY, which go-smtp answers itself, are bounded by SessionTimeout).
 	MaxCommands int `yaml:"max_commands"`
 	// MaxErrors is the number of rejected commands (bad recipients, failed AUTH, policy
 	// rejections) after which the session is closed with 421 (default 20).
@@ -121,7 +123,7 @@ func (cfg Config) Defaults() Config {
 	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageBytes+reserveStep)
 	set(&cfg.MaxRecipients, 100)
 	set(&cfg.MaxLineLength, 4096)
-	set(&cfg.MaxCommands, 10000)
+	set(&cfg.MaxCommands, 100000)
 	set(&cfg.MaxErrors, 20)
 	set(&cfg.MaxConnections, 500)
 	set(&cfg.MaxConnectionsPerIP, 20)
