@@ -283,8 +283,8 @@ func (rs *ruleSet) compileEnv(s Stage) map[string]any {
 		env["headers"] = (func(string) []string)(nil)
 	}
 	for n, in := range rs.instances {
-		if _, ok := in.latest(s); ok && !in.provider {
-			env[n] = in.view.zero()
+		if _, ok := in.latest(s); ok {
+			env[n] = in.view.zero() // a msg fact provider is also reachable by its name
 		}
 	}
 	return env
@@ -479,7 +479,7 @@ func (v *visitor) Visit(node *ast.Node) {
 			v.r.need(s, n.Value)
 			return
 		}
-		if in, ok := v.rs.instances[n.Value]; ok && !in.provider {
+		if in, ok := v.rs.instances[n.Value]; ok {
 			v.r.deps[n.Value] = true
 			// The earliest stage at which the instance has a result.
 			first := in.serves[0]

@@ -415,10 +415,7 @@ func (e *Engine) env(rs *ruleSet, stage Stage, tx *Transaction, results map[stri
 		}
 	}
 	for name, r := range results {
-		in := rs.instances[name]
-		if !in.provider {
-			env[name] = in.view.resultValue(r)
-		}
+		env[name] = rs.instances[name].view.resultValue(r)
 	}
 	return env
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/policy/policytest"
 	"github.com/portcullis-mail/portcullis/rbl"
 )
 
@@ -32,28 +31,9 @@ func instances(t testing.TB, r dnsx.Resolver) map[string]policy.Policy {
 	return map[string]policy.Policy{"zen": zen, "dbl": dbl}
 }
 
-// readmeRules returns the rules of the README's YAML blocks that have a `rules:` key.
 func readmeRules(t *testing.T) []policy.RuleSpec {
 	t.Helper()
-	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var specs []policy.RuleSpec
-	for _, m := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
-		if !strings.Contains(m[1], "rules:") {
-			continue
-		}
-		s, err := policy.ParseRules([]byte(m[1][strings.Index(m[1], "rules:"):]), "README.md")
-		if err != nil {
-			t.Fatalf("README rules: %v", err)
-		}
-		specs = append(specs, s...)
-	}
-	if len(specs) == 0 {
-		t.Fatal("no rules found in README.md")
-	}
-	return specs
+	return policytest.ReadmeRules(t, "README.md")
 }
 
 // TestREADMERules compiles the README's rules against real instances and runs them

@@ -4,37 +4,20 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/policy/policytest"
 	"github.com/portcullis-mail/portcullis/virus"
 	"github.com/portcullis-mail/portcullis/virus/clamdtest"
 )
 
-// readmeRules returns the YAML block under "## Rules" of README.md.
+// readmeRules returns the rule examples of README.md.
 func readmeRules(t *testing.T) []policy.RuleSpec {
 	t.Helper()
-	raw, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(raw), "## Rules")
-	if !ok {
-		t.Fatal("README.md has no Rules section")
-	}
-	_, rest, _ = strings.Cut(rest, "```yaml\n")
-	block, _, ok := strings.Cut(rest, "```")
-	if !ok {
-		t.Fatal("README.md Rules section has no yaml block")
-	}
-	rules, err := policy.ParseRules([]byte(block), "README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rules
+	return policytest.ReadmeRules(t, "README.md")
 }
 
 // TestReadmeRulesOnRealClamd runs the README's rules in the policy engine over a real
