@@ -55,6 +55,7 @@
 # Dovecot and fsync, not to portcullis's CPU.
 
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 SIZE=4096
@@ -167,18 +168,7 @@ message_size_limit = 33554432
 maillog_file = $W/pf/maillog
 maillog_file_prefixes = $W
 CF
-sed "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$PF_PORT inet n - n - - smtpd/" \
-  /usr/share/postfix/master.cf.dist > "$W/pf/etc/master.cf"
-(
-  flock 9
-  orig=""; existed=""
-  if [ -e /etc/postfix/main.cf ]; then existed=1; orig=$(cat /etc/postfix/main.cf); fi
-  cur=$(sed -n 's/^[[:space:]]*alternate_config_directories[[:space:]]*=[[:space:]]*//p' /etc/postfix/main.cf 2>/dev/null | tail -1 || true)
-  printf '%s\nalternate_config_directories = %s %s\n' "$orig" "$cur" "$W/pf/etc" > /etc/postfix/main.cf
-  rc=0; script -qc "postfix -c $W/pf/etc start" /dev/null >/dev/null || rc=$?
-  if [ -n "$existed" ]; then printf '%s\n' "$orig" > /etc/postfix/main.cf; else rm -f /etc/postfix/main.cf; fi
-  exit $rc
-) 9>"${TMPDIR:-/tmp}/portcullis-postfix-main-cf.lock"
+start_postfix "$W/pf" "$PF_PORT"
 
 # --- portcullis: MX listener, local domain delivered by LMTP to the same Dovecot.
 if [ -n "${PORTCULLIS_BIN:-}" ]; then cp "$PORTCULLIS_BIN" "$W/portcullis"; else go build -o "$W/portcullis" ./cmd/portcullis; fi

@@ -12,6 +12,7 @@
 #
 # Usage: bench/smtp.sh [MESSAGES]   (default 2000 per run; needs root for Postfix)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 SIZE=4096
@@ -23,8 +24,7 @@ W=$(mktemp -d "$PWD/.cache/bench-smtp.XXXXXX"); chmod 755 "$W"
 PF_PORT=$((20000 + RANDOM % 10000)); PC_PORT=$((PF_PORT + 1))
 cleanup() {
   [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
-  # Postfix's master is stopped by its pid: postfix -c would need main.cf again.
-  [ -f "$W/pf/spool/pid/master.pid" ] && kill "$(cat "$W/pf/spool/pid/master.pid")" 2>/dev/null || true
+  stop_postfix "$W/pf"
   sleep 1
   rm -rf "$W"
 }
@@ -62,18 +62,7 @@ message_size_limit = 33554432
 maillog_file = $W/pf/maillog
 maillog_file_prefixes = $W
 CF
-sed "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$PF_PORT inet n - n - - smtpd/" \
-  /usr/share/postfix/master.cf.dist > "$W/pf/etc/master.cf"
-(
-  flock 9
-  orig=""; existed=""
-  if [ -e /etc/postfix/main.cf ]; then existed=1; orig=$(cat /etc/postfix/main.cf); fi
-  cur=$(sed -n 's/^[[:space:]]*alternate_config_directories[[:space:]]*=[[:space:]]*//p' /etc/postfix/main.cf 2>/dev/null | tail -1 || true)
-  printf '%s\nalternate_config_directories = %s %s\n' "$orig" "$cur" "$W/pf/etc" > /etc/postfix/main.cf
-  rc=0; script -qc "postfix -c $W/pf/etc start" /dev/null >/dev/null || rc=$?
-  if [ -n "$existed" ]; then printf '%s\n' "$orig" > /etc/postfix/main.cf; else rm -f /etc/postfix/main.cf; fi
-  exit $rc
-) 9>"${TMPDIR:-/tmp}/portcullis-postfix-main-cf.lock"
+start_postfix "$W/pf" "$PF_PORT"
 
 # --- portcullis on its defaults, MX only.
 go build -o "$W/portcullis" ./cmd/portcullis
