@@ -104,14 +104,27 @@ func readChunks(r io.Reader, buf *bytes.Buffer, res *reservation) error {
 	}
 }
 
-func (s *session) Data(r io.Reader) error {
-	st := s.st
+// received is a message read and judged at the data stage, ready to be queued or
+// delivered.
+type received struct {
+	id     string // the session's message id, for logs
+	raw    []byte
+	at     time.Time
+	env    spool.Envelope
+	header string // trace and policy header fields to prepend
+	start  time.Time
+}
+
+// receive is the DATA/BDAT path shared by SMTP and LMTP: read the message (bare CR/LF
+// refused, memory budget), prepare it, run the data stage, and build the envelope. A nil
+// received comes with the reply to give (a rejection, a tempfail, or 250 for a discarded
+// message). It always returns holding st.mu; the caller unlocks.
+func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	st.mu.Lock()
-	err := st.command()
-	st.mu.Unlock()
-	if err != nil {
-		return err
+	if err := st.command(); err != nil {
+		return nil, err
 	}
+	st.mu.Unlock()
 	// Read without holding st.mu: with BDAT, go-smtp runs Data in its own goroutine
 	// while it goes on reading commands (AUTH, RSET) that take the lock.
 	start := time.Now()
@@ -119,55 +132,53 @@ func (s *session) Data(r io.Reader) error {
 	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
 	res := &reservation{srv: st.srv}
 	defer res.release()
-	err = readMessage(r, buf, res)
+	err := readMessage(r, buf, res)
 	st.nc.setData(time.Time{})
 	if err == nil && st.tap.bad.Load() {
 		err = errBareNewline
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	if err != nil {
 		st.inTxn.Store(false)
-		return st.dataReadError(err)
+		return nil, st.dataReadError(err)
 	}
 	raw := buf.Bytes()
 	receivedAt := time.Now()
 	st.msgSeq++
 	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
+	name := st.l.cfg.Name
 
 	if p := st.srv.deps.PrepareMessage; p != nil {
 		out, err := p(st.ctx, st.tx, raw)
 		if err != nil {
-			st.srv.log.Error("smtp prepare message failed", "id", msgID, "err", err)
-			return st.refuse(policy.StageData, replyDataError, "prepare_error")
+			st.srv.log.Error(proto+" prepare message failed", "id", msgID, "err", err)
+			return nil, st.refuse(policy.StageData, replyDataError, "prepare_error")
 		}
 		raw = out
 	}
 	st.tx.Message = policy.NewMessage(raw, receivedAt)
 	d := st.evaluate(policy.StageData)
 	if d.Terminal() {
-		if d.Verdict == policy.Reject {
-			st.srv.m.message(st.l.cfg.Name, "rejected")
-		} else {
-			st.srv.m.message(st.l.cfg.Name, "tempfailed")
+		outcome := "rejected"
+		if d.Verdict != policy.Reject {
+			outcome = "tempfailed"
 		}
-		return st.fail(policy.StageData, replyOf(d))
+		st.srv.m.message(name, outcome)
+		return nil, st.fail(policy.StageData, replyOf(d))
 	}
 	st.txnDec = append(st.txnDec, d)
 	verdict, headers, tags, score := st.finalVerdict()
 	if verdict == policy.Discard {
-		st.srv.m.message(st.l.cfg.Name, "discarded")
-		st.srv.m.reply(st.l.cfg.Name, "data", 250)
-		st.srv.log.Info("smtp message discarded", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", st.tx.Envelope.From.String(), "rcpts", joinAddrs(st.tx.Envelope.Rcpts))
-		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
+		st.srv.m.message(name, "discarded")
+		st.srv.m.reply(name, "data", 250)
+		st.srv.log.Info(proto+" message discarded", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", st.tx.Envelope.From.String(), "rcpts", joinAddrs(st.tx.Envelope.Rcpts))
+		return nil, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
 	}
-
 	env := spool.Envelope{
 		From:       st.tx.Envelope.From.String(),
 		To:         make([]string, len(st.tx.Envelope.Rcpts)),
 		ReceivedAt: receivedAt,
-		Listener:   st.l.cfg.Name,
-		ClientIP:   st.tx.Conn.IP.String(),
+		Listener:   name,
 		HELO:       st.tx.Conn.HELO,
 		AuthUser:   st.tx.Conn.AuthUser,
 		Quarantine: verdict == policy.Quarantine,
@@ -177,10 +188,23 @@ func (s *session) Data(r io.Reader) error {
 	if st.tx.Envelope.From.IsNull() {
 		env.From = ""
 	}
+	if st.tx.Conn.IP.IsValid() {
+		env.ClientIP = st.tx.Conn.IP.String()
+	}
 	for i, a := range st.tx.Envelope.Rcpts {
 		env.To[i] = a.String()
 	}
-	hdr := st.traceHeaders(msgID, headers, receivedAt)
+	return &received{id: msgID, raw: raw, at: receivedAt, env: env, header: st.traceHeaders(msgID, headers, receivedAt), start: start}, nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	st := s.st
+	m, err := st.receive(r, "smtp")
+	defer st.mu.Unlock()
+	if m == nil {
+		return err
+	}
+	msgID, raw, receivedAt, env, hdr, start := m.id, m.raw, m.at, m.env, m.header, m.start
 	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.QueueTimeout)
 	id, err := st.srv.deps.Queue.Enqueue(ctx, env, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)))
 	cancel()

@@ -158,79 +158,12 @@ func parseReply(err error) (policy.Reply, bool) {
 // out as deliveries finish: go-smtp writes them in RCPT order as they are set.
 func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	st := s.st
-	st.mu.Lock()
-	err := st.command()
-	st.mu.Unlock()
-	if err != nil {
+	m, err := st.receive(r, "lmtp")
+	defer st.mu.Unlock()
+	if m == nil {
 		return err
 	}
-	start := time.Now()
-	st.nc.setData(start.Add(st.srv.cfg.DataTimeout))
-	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
-	res := &reservation{srv: st.srv}
-	defer res.release()
-	err = readMessage(r, buf, res)
-	st.nc.setData(time.Time{})
-	if err == nil && st.tap.bad.Load() {
-		err = errBareNewline
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err != nil {
-		st.inTxn.Store(false)
-		return st.dataReadError(err)
-	}
-	raw := buf.Bytes()
-	receivedAt := time.Now()
-	st.msgSeq++
-	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
-	name := st.l.cfg.Name
-
-	if p := st.srv.deps.PrepareMessage; p != nil {
-		out, err := p(st.ctx, st.tx, raw)
-		if err != nil {
-			st.srv.log.Error("lmtp prepare message failed", "id", msgID, "err", err)
-			return st.refuse(policy.StageData, replyDataError, "prepare_error")
-		}
-		raw = out
-	}
-	st.tx.Message = policy.NewMessage(raw, receivedAt)
-	d := st.evaluate(policy.StageData)
-	if d.Terminal() {
-		outcome := "rejected"
-		if d.Verdict != policy.Reject {
-			outcome = "tempfailed"
-		}
-		st.srv.m.message(name, outcome)
-		return st.fail(policy.StageData, replyOf(d))
-	}
-	st.txnDec = append(st.txnDec, d)
-	verdict, headers, tags, score := st.finalVerdict()
-	if verdict == policy.Discard {
-		st.srv.m.message(name, "discarded")
-		st.srv.log.Info("lmtp message discarded", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", st.tx.Envelope.From.String(), "rcpts", joinAddrs(st.tx.Envelope.Rcpts))
-		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
-	}
-	env := spool.Envelope{
-		From:       st.tx.Envelope.From.String(),
-		To:         make([]string, len(st.tx.Envelope.Rcpts)),
-		ReceivedAt: receivedAt,
-		Listener:   name,
-		HELO:       st.tx.Conn.HELO,
-		Quarantine: verdict == policy.Quarantine,
-		Tags:       tags,
-		Score:      score,
-	}
-	if st.tx.Envelope.From.IsNull() {
-		env.From = ""
-	}
-	if st.tx.Conn.IP.IsValid() {
-		env.ClientIP = st.tx.Conn.IP.String()
-	}
-	for i, a := range st.tx.Envelope.Rcpts {
-		env.To[i] = a.String()
-	}
-	hdr := st.traceHeaders(msgID, headers, receivedAt)
+	msgID, raw, env, hdr, start := m.id, m.raw, m.env, m.header, m.start
 	msg := func() io.Reader { return io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)) }
 	if env.Quarantine {
 		return st.lmtpQuarantine(msgID, env, msg())
