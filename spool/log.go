@@ -169,24 +169,7 @@ func (l *msgLog) flushDeadLoop() {
 
 // flushDead fdatasyncs the dead lists written since the last flush.
 func (l *msgLog) flushDead() error {
-	l.syncMu.RLock()
-	defer l.syncMu.RUnlock()
-	var files []*os.File
-	l.mu.Lock()
-	for _, seg := range l.segs {
-		if seg.deadDirty && seg.dead != nil {
-			files = append(files, seg.dead)
-			seg.deadDirty = false
-		}
-	}
-	l.mu.Unlock()
-	var errs []error
-	for _, f := range files {
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return l.syncFiles(func(seg *segment) (*os.File, *bool) { return seg.dead, &seg.deadDirty })
 }
 
 // load reads one segment into the index.
@@ -324,14 +307,20 @@ func (l *msgLog) sync(f *os.File) error {
 // syncDirty is the committer's sync: one fdatasync per segment written since the last
 // one. Dead lists are flushed on their own schedule (flushDead).
 func (l *msgLog) syncDirty() error {
+	return l.syncFiles(func(seg *segment) (*os.File, *bool) { return seg.f, &seg.dirty })
+}
+
+// syncFiles fdatasyncs, for every segment, the file pick returns when its dirty flag is
+// set, clearing the flag first (a write after that sets it again for the next round).
+func (l *msgLog) syncFiles(pick func(*segment) (*os.File, *bool)) error {
 	l.syncMu.RLock()
 	defer l.syncMu.RUnlock()
 	var files []*os.File
 	l.mu.Lock()
 	for _, seg := range l.segs {
-		if seg.dirty && seg.f != nil {
-			files = append(files, seg.f)
-			seg.dirty = false
+		if f, dirty := pick(seg); *dirty && f != nil {
+			files = append(files, f)
+			*dirty = false
 		}
 	}
 	l.mu.Unlock()
