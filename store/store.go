@@ -121,6 +121,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	var errs []error
 	for name, u := range s.users {
+		u.stmts.close()
 		errs = append(errs, u.db.Close())
 		delete(s.users, name)
 	}
@@ -165,6 +166,7 @@ func (s *Store) Open(ctx context.Context, user string) (*User, error) {
 		}
 		s.mu.Unlock()
 		if u.db != nil {
+			u.stmts.close()
 			u.db.Close()
 		}
 		return nil, u.openErr
@@ -284,6 +286,7 @@ func (u *User) open(ctx context.Context) error {
 	db.SetMaxOpenConns(4)
 	db.SetConnMaxIdleTime(time.Minute)
 	u.db = db
+	u.stmts.db = db
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}

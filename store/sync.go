@@ -37,7 +37,7 @@ func (u *User) discoverLocked(ctx context.Context) error {
 	for _, mb := range all {
 		inIndex[mb.Name] = true
 		if !onDisk[mb.Name] {
-			if _, err := u.db.ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID); err != nil {
+			if _, err := u.q(nil).ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID); err != nil {
 				return fmt.Errorf("store: drop vanished folder %q: %w", mb.Name, err)
 			}
 			u.publish(mb.ID, Event{Kind: MailboxDeleted})
@@ -101,7 +101,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 	d := u.folder(mb.Name)
 	stamp := dirStamp(d)
 	var last string
-	if err := u.db.QueryRowContext(ctx, `SELECT dir_mtime FROM mailbox WHERE id = ?`, mb.ID).Scan(&last); err != nil {
+	if err := u.q(nil).QueryRowContext(ctx, `SELECT dir_mtime FROM mailbox WHERE id = ?`, mb.ID).Scan(&last); err != nil {
 		return fmt.Errorf("store: sync %q: %w", name, err)
 	}
 	if stamp != "" && stamp == last && time.Since(u.scanned[mb.ID]) < u.store.cfg.FullScanInterval {
@@ -119,7 +119,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 		}
 		return err
 	}
-	msgs, err := u.messages(ctx, u.db, mb.ID, "")
+	msgs, err := u.messages(ctx, u.q(nil), mb.ID, "")
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 	var added []uint32
 	err = u.tx(ctx, func(tx *sql.Tx) error {
 		var cur Mailbox
-		cur, err := scanMailbox(tx.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
+		cur, err := scanMailbox(u.q(tx).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				m.ModSeq = modseq
 			}
 			m.Flags, m.File = nf, file
-			if _, err := tx.ExecContext(ctx, `UPDATE message SET file = ?, flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
+			if _, err := u.q(tx).ExecContext(ctx, `UPDATE message SET file = ?, flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
 				file, joinFlags(nf), m.ModSeq, mb.ID, m.UID); err != nil {
 				return err
 			}
@@ -168,7 +168,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 			}
 		}
 		for _, c := range chunks(gone, 500) {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
+			if _, err := u.q(tx).ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
 				return err
 			}
 		}
@@ -190,14 +190,14 @@ func (u *User) Sync(ctx context.Context, name string) error {
 			modseq++
 			// Files written by other programs often have bare LF line ends; reading the file
 			// once here gives POP3 and IMAP the size they will send.
-			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
+			if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
 				mb.ID, uid, e.Name.Key, e.Sub+"/"+e.File(), joinFlags(flags), modseq, fi.ModTime().UnixNano(), fi.Size(), crlfSize(d.Path(e.Sub, e.File()))); err != nil {
 				return err
 			}
 			added = append(added, uid)
 			uid++
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ?, dir_mtime = ? WHERE id = ?`, uid, modseq, stamp, mb.ID)
+		_, err = u.q(tx).ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ?, dir_mtime = ? WHERE id = ?`, uid, modseq, stamp, mb.ID)
 		return err
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ type User struct {
 	dir   string
 	root  maildir.Dir
 	db    *sql.DB
+	stmts stmtCache // prepared statements of db
 
 	refs    int // guarded by store.mu
 	ready   chan struct{}
@@ -95,7 +96,7 @@ func scanMailbox(sc interface{ Scan(...any) error }) (Mailbox, error) {
 
 // Mailboxes lists the user's folders sorted by name, INBOX first.
 func (u *User) Mailboxes(ctx context.Context) ([]Mailbox, error) {
-	rows, err := u.db.QueryContext(ctx, `SELECT `+mailboxCols+` FROM mailbox ORDER BY name <> 'INBOX', name`)
+	rows, err := u.q(nil).QueryContext(ctx, `SELECT `+mailboxCols+` FROM mailbox ORDER BY name <> 'INBOX', name`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list mailboxes of %s: %w", u.name, err)
 	}
@@ -121,7 +122,7 @@ func (u *User) mailboxLocked(ctx context.Context, name string) (Mailbox, error) 
 	if err != nil {
 		return Mailbox{}, err
 	}
-	mb, err := scanMailbox(u.db.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE name = ?`, cn))
+	mb, err := scanMailbox(u.q(nil).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE name = ?`, cn))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Mailbox{}, fmt.Errorf("%w: %q", ErrNoMailbox, name)
 	}
@@ -137,7 +138,7 @@ func (u *User) mailboxLocked(ctx context.Context, name string) (Mailbox, error) 
 // repeat it, in a small file beside it.
 func (u *User) nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
 	var last int64
-	err := tx.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'uidvalidity'`).Scan(&last)
+	err := u.q(tx).QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'uidvalidity'`).Scan(&last)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
@@ -155,7 +156,7 @@ func (u *User) nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) 
 	if v == 0 {
 		v = 1
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v); err != nil {
+	if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v); err != nil {
 		return 0, err
 	}
 	tmp := hintPath + ".tmp"
@@ -193,7 +194,7 @@ func (u *User) createLocked(ctx context.Context, cn, specialUse string) error {
 		return fmt.Errorf("%w: %q", ErrMailboxExists, cn)
 	}
 	var n int
-	if err := u.db.QueryRowContext(ctx, `SELECT count(*) FROM mailbox`).Scan(&n); err != nil {
+	if err := u.q(nil).QueryRowContext(ctx, `SELECT count(*) FROM mailbox`).Scan(&n); err != nil {
 		return fmt.Errorf("store: count mailboxes: %w", err)
 	}
 	if n >= u.store.cfg.MaxMailboxes {
@@ -214,7 +215,7 @@ func (u *User) createLocked(ctx context.Context, cn, specialUse string) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO mailbox(name, uidvalidity, uidnext, special_use) VALUES(?, ?, 1, ?)`, cn, v, specialUse)
+		_, err = u.q(tx).ExecContext(ctx, `INSERT INTO mailbox(name, uidvalidity, uidnext, special_use) VALUES(?, ?, 1, ?)`, cn, v, specialUse)
 		return err
 	})
 }
@@ -283,7 +284,7 @@ func (u *User) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("store: delete %q: %w", name, err)
 	}
 	if err := u.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID)
+		_, err := u.q(tx).ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID)
 		return err
 	}); err != nil {
 		return err
@@ -329,7 +330,7 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 	err = u.tx(ctx, func(tx *sql.Tx) error {
 		for _, x := range moved {
 			nn := to + strings.TrimPrefix(x.Name, mb.Name)
-			if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET name = ? WHERE id = ?`, nn, x.ID); err != nil {
+			if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET name = ? WHERE id = ?`, nn, x.ID); err != nil {
 				return err
 			}
 		}
@@ -354,7 +355,7 @@ func (u *User) SetSubscribed(ctx context.Context, name string, on bool) error {
 	if on {
 		v = 1
 	}
-	_, err = u.db.ExecContext(ctx, `UPDATE mailbox SET subscribed = ? WHERE id = ?`, v, mb.ID)
+	_, err = u.q(nil).ExecContext(ctx, `UPDATE mailbox SET subscribed = ? WHERE id = ?`, v, mb.ID)
 	if err != nil {
 		return fmt.Errorf("store: subscribe %q: %w", name, err)
 	}
@@ -386,7 +387,7 @@ func (u *User) Messages(ctx context.Context, name string) (Mailbox, []Message, e
 	if err != nil {
 		return Mailbox{}, nil, err
 	}
-	msgs, err := u.messages(ctx, u.db, mb.ID, "")
+	msgs, err := u.messages(ctx, u.q(nil), mb.ID, "")
 	return mb, msgs, err
 }
 
@@ -426,7 +427,7 @@ func (u *User) MessagesByUID(ctx context.Context, mb Mailbox, uids []uint32) ([]
 	}
 	var out []Message
 	if int64(hi)-int64(lo) < 4*int64(len(uids))+64 {
-		ms, err := u.messages(ctx, u.db, mb.ID, "AND uid BETWEEN ? AND ?", lo, hi)
+		ms, err := u.messages(ctx, u.q(nil), mb.ID, "AND uid BETWEEN ? AND ?", lo, hi)
 		if err != nil {
 			return nil, err
 		}
@@ -438,7 +439,7 @@ func (u *User) MessagesByUID(ctx context.Context, mb Mailbox, uids []uint32) ([]
 		return out, nil
 	}
 	for _, chunk := range chunks(uids, 500) {
-		ms, err := u.messages(ctx, u.db, mb.ID, "AND uid IN ("+placeholders(len(chunk))+")", uidArgs(chunk)...)
+		ms, err := u.messages(ctx, u.q(nil), mb.ID, "AND uid IN ("+placeholders(len(chunk))+")", uidArgs(chunk)...)
 		if err != nil {
 			return nil, err
 		}
@@ -458,7 +459,7 @@ func (u *User) Status(ctx context.Context, name string) (Status, error) {
 		return Status{}, err
 	}
 	st := Status{Mailbox: mb}
-	err = u.db.QueryRowContext(ctx, `SELECT count(*), COALESCE(SUM(size),0),
+	err = u.q(nil).QueryRowContext(ctx, `SELECT count(*), COALESCE(SUM(size),0),
 		COALESCE(SUM(' '||flags||' ' NOT LIKE '% \Seen %'),0),
 		COALESCE(SUM(' '||flags||' ' LIKE '% \Deleted %'),0) FROM message WHERE mailbox_id = ?`, mb.ID).
 		Scan(&st.Messages, &st.Size, &st.Unseen, &st.Deleted)
@@ -471,7 +472,7 @@ func (u *User) Status(ctx context.Context, name string) (Status, error) {
 // Usage returns the bytes used by all the user's messages.
 func (u *User) Usage(ctx context.Context) (int64, error) {
 	var n int64
-	if err := u.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(size),0) FROM message`).Scan(&n); err != nil {
+	if err := u.q(nil).QueryRowContext(ctx, `SELECT COALESCE(SUM(size),0) FROM message`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: usage of %s: %w", u.name, err)
 	}
 	return n, nil
@@ -586,24 +587,24 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	var res AppendResult
 	already := false
 	err = u.tx(ctx, func(tx *sql.Tx) error {
-		mb, err = scanMailbox(tx.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
+		mb, err = scanMailbox(u.q(tx).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
 		if err != nil {
 			return err
 		}
 		// A concurrent Sync may have indexed the file between its write and this lock.
 		var have uint32
-		if err := tx.QueryRowContext(ctx, `SELECT uid FROM message WHERE mailbox_id = ? AND key = ?`, mb.ID, key).Scan(&have); err == nil {
+		if err := u.q(tx).QueryRowContext(ctx, `SELECT uid FROM message WHERE mailbox_id = ? AND key = ?`, mb.ID, key).Scan(&have); err == nil {
 			res, already = AppendResult{UIDValidity: mb.UIDValidity, UID: have}, true
-			_, err = tx.ExecContext(ctx, `UPDATE message SET flags = ?, internal_date = ? WHERE mailbox_id = ? AND uid = ?`, joinFlags(flags), date.UnixNano(), mb.ID, have)
+			_, err = u.q(tx).ExecContext(ctx, `UPDATE message SET flags = ?, internal_date = ? WHERE mailbox_id = ? AND uid = ?`, joinFlags(flags), date.UnixNano(), mb.ID, have)
 			return err
 		}
 		res = AppendResult{UIDValidity: mb.UIDValidity, UID: mb.UIDNext}
 		mb.ModSeq++
-		if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
+		if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
 			mb.ID, mb.UIDNext, key, file, joinFlags(flags), mb.ModSeq, date.UnixNano(), cr.n, cr.n+cr.bareLF); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID); err != nil {
+		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID); err != nil {
 			return err
 		}
 		return keepStamp(ctx, tx, mb.ID, d, before)
@@ -658,7 +659,7 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 	var changed []Message
 	err = u.lazyTx(ctx, func(tx *sql.Tx) error {
 		var modseq uint64
-		if err := tx.QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id = ?`, mb.ID).Scan(&modseq); err != nil {
+		if err := u.q(tx).QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id = ?`, mb.ID).Scan(&modseq); err != nil {
 			return err
 		}
 		for _, m := range msgs {
@@ -680,13 +681,13 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 			}
 			modseq++
 			m.Flags, m.ModSeq = nf, modseq
-			if _, err := tx.ExecContext(ctx, `UPDATE message SET flags = ?, file = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
+			if _, err := u.q(tx).ExecContext(ctx, `UPDATE message SET flags = ?, file = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
 				joinFlags(nf), m.File, modseq, mb.ID, m.UID); err != nil {
 				return err
 			}
 			changed = append(changed, m)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = ? WHERE id = ?`, modseq, mb.ID); err != nil {
+		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET modseq = ? WHERE id = ?`, modseq, mb.ID); err != nil {
 			return err
 		}
 		return keepStamp(ctx, tx, mb.ID, d, before)
@@ -736,7 +737,7 @@ func (u *User) Expunge(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32
 	var msgs []Message
 	var err error
 	if uids == nil {
-		msgs, err = u.messages(ctx, u.db, mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
+		msgs, err = u.messages(ctx, u.q(nil), mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
 	} else {
 		msgs, err = u.MessagesByUID(ctx, mb, uids)
 	}
@@ -784,11 +785,11 @@ func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]
 	}
 	err := u.lazyTx(ctx, func(tx *sql.Tx) error {
 		for _, c := range chunks(uids, 500) {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
+			if _, err := u.q(tx).ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, mb.ID); err != nil {
+		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, mb.ID); err != nil {
 			return err
 		}
 		return keepStamp(ctx, tx, mb.ID, d, before)
@@ -896,14 +897,14 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 	}
 	res := CopyResult{UIDValidity: dst.UIDValidity}
 	err = u.tx(ctx, func(tx *sql.Tx) error {
-		d, err := scanMailbox(tx.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, dst.ID))
+		d, err := scanMailbox(u.q(tx).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, dst.ID))
 		if err != nil {
 			return err
 		}
 		uid, modseq := d.UIDNext, d.ModSeq
 		for _, p := range done {
 			modseq++
-			if _, err := tx.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope) VALUES(?,?,?,?,?,?,?,?,?,?)`,
+			if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope) VALUES(?,?,?,?,?,?,?,?,?,?)`,
 				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size, p.m.SizeCRLF, p.m.Envelope); err != nil {
 				return err
 			}
@@ -911,16 +912,16 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 			res.DstUIDs = append(res.DstUIDs, uid)
 			uid++
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ? WHERE id = ?`, uid, modseq, dst.ID); err != nil {
+		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ? WHERE id = ?`, uid, modseq, dst.ID); err != nil {
 			return err
 		}
 		if move {
 			for _, c := range chunks(res.SrcUIDs, 500) {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{src.ID}, uidArgs(c)...)...); err != nil {
+				if _, err := u.q(tx).ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{src.ID}, uidArgs(c)...)...); err != nil {
 					return err
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
+			if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
 				return err
 			}
 		}
@@ -967,7 +968,7 @@ func linkOrCopy(from, to string) error {
 
 // CacheEnvelope stores an envelope blob (opaque to the store) for a message.
 func (u *User) CacheEnvelope(ctx context.Context, mb Mailbox, uid uint32, b []byte) error {
-	_, err := u.db.ExecContext(ctx, `UPDATE message SET envelope = ? WHERE mailbox_id = ? AND uid = ?`, b, mb.ID, uid)
+	_, err := u.q(nil).ExecContext(ctx, `UPDATE message SET envelope = ? WHERE mailbox_id = ? AND uid = ?`, b, mb.ID, uid)
 	if err != nil {
 		return fmt.Errorf("store: cache envelope: %w", err)
 	}
