@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -54,8 +55,6 @@ type RHSBLConfig struct {
 	MaxQueries int `yaml:"max_queries"`
 	// MaxURLDomains caps the URL domains taken from one message (default 20).
 	MaxURLDomains int `yaml:"max_url_domains"`
-	// MaxScanBytes caps the decoded body text scanned for URLs (default 1 MiB).
-	MaxScanBytes int `yaml:"max_scan_bytes"`
 	// Timeout bounds all lookups of one check (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 }
@@ -107,9 +106,6 @@ func NewRHSBL(cfg RHSBLConfig, r dnsx.Resolver) (*RHSBL, error) {
 	}
 	if p.cfg.MaxURLDomains <= 0 {
 		p.cfg.MaxURLDomains = defaultMaxURLDomains
-	}
-	if p.cfg.MaxScanBytes <= 0 {
-		p.cfg.MaxScanBytes = defaultMaxScanBytes
 	}
 	p.client.TXT = cfg.TXT
 	return p, nil
@@ -206,10 +202,19 @@ func (p *RHSBL) Subjects(tx *policy.Transaction, stage policy.Stage) []Subject {
 			}
 		case SourceBodyURLs:
 			if tx.Message != nil {
-				// TODO(content): take the URL list from the content package's facts
-				// once it shares them; until then scan the message here, bounded.
-				if raw, err := tx.Message.Bytes(); err == nil {
-					for _, d := range URLDomains(raw, p.cfg.MaxScanBytes, p.cfg.MaxURLDomains) {
+				// The URLs come from the content package's walk of the message, made
+				// once per message and shared with every policy that asks.
+				if m, err := content.Parse(tx.Message); err == nil {
+					var ds []string
+					for _, h := range m.URLHosts {
+						if d := registrable(h); d != "" && !contains(ds, d) {
+							ds = append(ds, d)
+							if len(ds) >= p.cfg.MaxURLDomains {
+								break
+							}
+						}
+					}
+					for _, d := range ds {
 						add(src, d)
 					}
 				}

@@ -26,8 +26,8 @@ var errStop = errors.New("stop")
 // without duplicates. It reads at most maxBytes of decoded text and returns at most
 // maxDomains domains. A message that is not MIME is scanned as it is.
 //
-// This is a small, bounded scanner for the RHSBL policy; the content package extracts
-// URLs more thoroughly.
+// This is a small, bounded scanner for programs that use this package alone; the RHSBL
+// policy takes the URLs of the content package's walk, which every policy shares.
 func URLDomains(raw []byte, maxBytes, maxDomains int) []string {
 	if maxBytes <= 0 {
 		maxBytes = defaultMaxScanBytes
