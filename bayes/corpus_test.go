@@ -2,6 +2,7 @@ package bayes
 
 import (
 	"context"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -17,34 +18,8 @@ func cpuNow() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// corpusDir finds the SpamAssassin corpus export: $PORTCULLIS_SA_CORPUS, or
-// .cache/sa-corpus at the repository root. Without it the test is skipped, or fails
-// when CI=true.
-func corpusDir(tb testing.TB) string {
-	tb.Helper()
-	if d := os.Getenv("PORTCULLIS_SA_CORPUS"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, ".cache", "sa-corpus")
-	if _, err := os.Stat(filepath.Join(d, "train", "spam")); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("SpamAssassin corpus missing at %s (run ../shared/tools/sa-corpus.sh .cache/sa-corpus)", d)
-		}
-		tb.Skipf("SpamAssassin corpus missing at %s; run ../shared/tools/sa-corpus.sh .cache/sa-corpus", d)
-	}
-	return d
-}
+// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
+func corpusDir(tb testing.TB) string { return testenv.Corpus(tb) }
 
 func readDir(tb testing.TB, dir string) [][]byte {
 	tb.Helper()

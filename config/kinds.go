@@ -30,20 +30,9 @@ type kind struct {
 // kinds is the one table from the names admins write to the constructors. Each entry
 // decodes the instance's options strictly into the package's Config.
 var kinds = map[string]kind{
-	"rbl": {selfNamed: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
-		var c rbl.Config
-		if err := decode(n, &c); err != nil {
-			return nil, err
-		}
-		return rbl.New(c, d.Resolver)
-	}},
-	"dnswl": {selfNamed: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
-		var c rbl.Config
-		if err := decode(n, &c); err != nil {
-			return nil, err
-		}
-		return rbl.New(c, d.Resolver)
-	}},
+	// An allowlist is an rbl instance too: {dnswl: [list.dnswl.org]}.
+	"rbl":   {selfNamed: true, build: buildRBL},
+	"dnswl": {selfNamed: true, build: buildRBL},
 	"rhsbl": {selfNamed: true, build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
 		var c rbl.RHSBLConfig
 		if err := decode(n, &c); err != nil {
@@ -100,6 +89,14 @@ var kinds = map[string]kind{
 		}
 		return virus.NewPolicy(c)
 	}},
+}
+
+func buildRBL(n *yaml.Node, d Deps) (policy.Policy, error) {
+	var c rbl.Config
+	if err := decode(n, &c); err != nil {
+		return nil, err
+	}
+	return rbl.New(c, d.Resolver)
 }
 
 func buildHeaders(n *yaml.Node, d Deps) (policy.Policy, error) {

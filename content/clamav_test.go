@@ -1,6 +1,7 @@
 package content
 
 import (
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +13,7 @@ import (
 func clamavTestFiles(t *testing.T) string {
 	dir := "/usr/share/clamav-testfiles"
 	if _, err := os.Stat(filepath.Join(dir, "clam.exe")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("clamav-testfiles not installed: %v", err)
-		}
-		t.Skipf("clamav-testfiles not installed: %v", err)
+		testenv.Unavailable(t, "clamav-testfiles: %v", err)
 	}
 	return dir
 }

@@ -1,37 +1,14 @@
 package content
 
 import (
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
-// corpusDir locates the SpamAssassin public corpus: $PORTCULLIS_SA_CORPUS, else
-// .cache/sa-corpus at the repository root. Outside CI a missing corpus skips; in CI it
-// fails.
-func corpusDir(tb testing.TB) string {
-	tb.Helper()
-	dir := os.Getenv("PORTCULLIS_SA_CORPUS")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, ".cache", "sa-corpus")
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	if _, err := os.Stat(dir); dir == "" || err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("SpamAssassin corpus not found at %q (set PORTCULLIS_SA_CORPUS)", dir)
-		}
-		tb.Skipf("SpamAssassin corpus not found at %q; export it with shared/tools/sa-corpus.sh", dir)
-	}
-	return dir
-}
+// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
+func corpusDir(tb testing.TB) string { return testenv.Corpus(tb) }
 
 func corpusFiles(tb testing.TB) []string {
 	dir := corpusDir(tb)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -115,33 +116,8 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
-// saCorpus finds the SpamAssassin public corpus at the repo root's .cache/sa-corpus or
-// at $PORTCULLIS_SA_CORPUS.
-func saCorpus(t *testing.T) string {
-	if d := os.Getenv("PORTCULLIS_SA_CORPUS"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			c := filepath.Join(dir, ".cache", "sa-corpus")
-			if _, err := os.Stat(c); err == nil {
-				return c
-			}
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("SpamAssassin corpus not found (run shared/tools/sa-corpus.sh)")
-	}
-	t.Skip("SpamAssassin corpus not found; set PORTCULLIS_SA_CORPUS")
-	return ""
-}
+// saCorpus is the exported SpamAssassin corpus (testenv.Corpus).
+func saCorpus(t *testing.T) string { return testenv.Corpus(t) }
 
 // TestSACorpus runs every corpus message through Verify with an empty DNS (the corpus
 // signers' keys are long gone): nothing may panic or fail to parse, an unsigned message

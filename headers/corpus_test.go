@@ -7,28 +7,16 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/content"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // corpus loads the SpamAssassin public corpus ($PORTCULLIS_SA_CORPUS or .cache/sa-corpus
 // at the repository root). A missing corpus skips outside CI and fails in CI.
 func corpus(tb testing.TB) [][]byte {
 	tb.Helper()
-	dir := os.Getenv("PORTCULLIS_SA_CORPUS")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		for d := wd; filepath.Dir(d) != d; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, ".cache", "sa-corpus")
-				break
-			}
-		}
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*.eml"))
+	files, _ := filepath.Glob(filepath.Join(testenv.Corpus(tb), "*", "*", "*.eml"))
 	if len(files) == 0 {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("SpamAssassin corpus not found at %q (set PORTCULLIS_SA_CORPUS)", dir)
-		}
-		tb.Skipf("SpamAssassin corpus not found at %q", dir)
+		tb.Fatal("the SpamAssassin corpus directory holds no messages")
 	}
 	out := make([][]byte, 0, len(files))
 	for _, f := range files {

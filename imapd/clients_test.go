@@ -16,21 +16,12 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/store/maildir"
 )
 
-func ciRequire(t *testing.T, prog string) string {
-	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (scripts/install-test-deps.sh installs it)", prog)
-		}
-		t.Skipf("%s not installed", prog)
-	}
-	return p
-}
+func ciRequire(t *testing.T, prog string) string { return testenv.Program(t, prog) }
 
 func TestPythonImaplib(t *testing.T) {
 	py := ciRequire(t, "python3")

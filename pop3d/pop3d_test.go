@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -202,17 +203,7 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-func ciRequire(t *testing.T, prog string) string {
-	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (scripts/install-test-deps.sh installs it)", prog)
-		}
-		t.Skipf("%s not installed", prog)
-	}
-	return p
-}
+func ciRequire(t *testing.T, prog string) string { return testenv.Program(t, prog) }
 
 func TestPythonPoplib(t *testing.T) {
 	py := ciRequire(t, "python3")

@@ -2,7 +2,7 @@ package smtpd_test
 
 import (
 	"context"
-	"os"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,22 +13,12 @@ import (
 // it succeeded.
 func swaks(t *testing.T, args ...string) (string, bool) {
 	t.Helper()
-	path, err := exec.LookPath("swaks")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("swaks is not installed (scripts/install-test-deps.sh installs it)")
-		}
-		t.Skip("swaks is not installed")
-	}
+	path := testenv.Program(t, "swaks")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, append([]string{"--timeout", "20"}, args...)...).CombinedOutput()
 	if strings.Contains(string(out), "TLS not available") {
-		msg := "swaks has no TLS support: install libnet-ssleay-perl and libio-socket-ssl-perl"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "swaks has no TLS support (libnet-ssleay-perl, libio-socket-ssl-perl)")
 	}
 	return string(out), err == nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +16,7 @@ import (
 // store's maildirs: Dovecot must see our folders, messages and flags, and flag changes
 // Dovecot makes (by renaming files) must come back into our index.
 func TestDovecotReadsStore(t *testing.T) {
-	dovecot, err := exec.LookPath("dovecot")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dovecot not installed (dovecot-core)")
-		}
-		t.Skip("dovecot not installed")
-	}
+	dovecot := testenv.Program(t, "dovecot")
 	doveadm, err := exec.LookPath("doveadm")
 	if err != nil {
 		t.Fatal("doveadm missing next to dovecot")

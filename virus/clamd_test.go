@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/virus"
 	"github.com/portcullis-mail/portcullis/virus/clamdtest"
@@ -74,35 +75,8 @@ func testFile(t testing.TB, name string) []byte {
 	return b
 }
 
-// corpusDir finds the SpamAssassin corpus: $PORTCULLIS_SA_CORPUS, or .cache/sa-corpus at
-// the repository root (found by walking up to go.mod).
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("PORTCULLIS_SA_CORPUS"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			d := filepath.Join(dir, ".cache", "sa-corpus")
-			if _, err := os.Stat(d); err != nil {
-				if os.Getenv("CI") == "true" {
-					t.Fatalf("SpamAssassin corpus missing at %s: run scripts/install-test-deps.sh", d)
-				}
-				t.Skipf("SpamAssassin corpus missing at %s", d)
-			}
-			return d
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
+func corpusDir(t testing.TB) string { return testenv.Corpus(t) }
 
 func TestRealClamdFindsSamples(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{})

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // run runs the CLI in-process and returns its output and error.
@@ -202,21 +203,8 @@ func TestUserCommands(t *testing.T) {
 	require.NotContains(t, got, "alice@example.test")
 }
 
-// corpusDir returns the exported SpamAssassin corpus, failing in CI when it is missing.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("PORTCULLIS_SA_CORPUS")
-	if dir == "" {
-		dir = "../../.cache/sa-corpus"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "train", "spam")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("SpamAssassin corpus missing at %s (scripts/install-test-deps.sh exports it)", dir)
-		}
-		t.Skipf("SpamAssassin corpus missing at %s", dir)
-	}
-	return dir
-}
+// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
+func corpusDir(t *testing.T) string { return testenv.Corpus(t) }
 
 // TestBayesCommands trains a database from a slice of the corpus with the CLI, then
 // classifies a spam and a ham of the test split and reads the stats.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 func message(subject string) []byte {
@@ -191,13 +192,7 @@ func TestTemporaryFailures(t *testing.T) {
 
 // TestSinkTemporaryRcpt uses Postfix's smtp-sink in LMTP mode answering 4xx to RCPT.
 func TestSinkTemporaryRcpt(t *testing.T) {
-	sink, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("smtp-sink not installed (Debian package postfix)")
-		}
-		t.Skip("smtp-sink not installed (Debian package postfix)")
-	}
+	sink := testenv.Program(t, "smtp-sink")
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
