@@ -2,7 +2,10 @@
 # IMAP load benchmark: portcullis imapd against Dovecot configured the same way (maildir,
 # plaintext LOGIN on loopback, static passwords), same machine, same load generator.
 # Prints operations per second for 50 and 200 clients, the ratio, and portcullis's memory
-# per idle IDLE connection. Needs dovecot-imapd. Usage: [REPEAT=3] [IDLE=5000] bench/imap.sh [seconds]
+# per idle IDLE connection. Needs dovecot-imapd.
+# Usage: [REPEAT=3] [IDLE=5000] [OPS=1] [CPUPROFILE=file] bench/imap.sh [seconds]
+# OPS=1 also prints the average latency per command kind for both servers; CPUPROFILE
+# writes a CPU profile of the portcullis server over the whole run.
 set -eu
 SECS=${1:-20}
 IDLE=${IDLE:-5000}
@@ -14,7 +17,9 @@ go build -o $W/imapload ./imapd/imapload
 P_ADDR=127.0.0.1:21143
 D_PORT=21144
 
-$W/imapload -serve $W/portcullis -listen $P_ADDR -pass secret &
+PROF=""
+[ -n "${CPUPROFILE:-}" ] && PROF="-cpuprofile $(realpath -m "$CPUPROFILE")"
+$W/imapload -serve $W/portcullis -listen $P_ADDR -pass secret $PROF &
 PPID_P=$!
 
 mkdir -p $W/dovecot $W/run $W/state
@@ -61,9 +66,13 @@ sleep 2
 # hits both alike; compare the per-round ratios.
 for r in $(seq ${REPEAT:-1}); do
 for n in 50 200; do
-  p=$($W/imapload -addr $P_ADDR -clients $n -duration ${SECS}s 2>/dev/null | sed 's/.*ops_per_sec=//')
-  d=$($W/imapload -addr 127.0.0.1:$D_PORT -clients $n -duration ${SECS}s 2>/dev/null | sed 's/.*ops_per_sec=//')
+  p=$($W/imapload -addr $P_ADDR -clients $n -duration ${SECS}s 2>$W/p.ops | sed 's/.*ops_per_sec=//')
+  d=$($W/imapload -addr 127.0.0.1:$D_PORT -clients $n -duration ${SECS}s 2>$W/d.ops | sed 's/.*ops_per_sec=//')
   echo "round=$r clients=$n portcullis_ops_per_sec=$p dovecot_ops_per_sec=$d ratio=$(echo "scale=2; $p / $d" | bc)"
+  if [ -n "${OPS:-}" ]; then
+    echo " portcullis:"; cat $W/p.ops
+    echo " dovecot:"; cat $W/d.ops
+  fi
 done
 done
 $W/imapload -addr $P_ADDR -idle $IDLE -users 200 -server-pid $PPID_P

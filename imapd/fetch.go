@@ -261,6 +261,7 @@ type matchMsg struct {
 	seq uint32
 	buf []byte
 	err error
+	doc *textDoc
 }
 
 func (mm *matchMsg) body() []byte {
@@ -276,6 +277,24 @@ func (mm *matchMsg) entity() *gomessage.Entity {
 		e, _ = gomessage.New(gomessage.Header{}, bytes.NewReader(nil))
 	}
 	return e
+}
+
+// text returns the message's decoded search text, from the server's cache or decoded
+// now (and cached).
+func (mm *matchMsg) text() *textDoc {
+	if mm.doc != nil {
+		return mm.doc
+	}
+	key := textKey(mm.s.user.Name(), mm.m.Key)
+	if d := mm.s.srv.texts.get(key); d != nil {
+		mm.doc = d
+		return d
+	}
+	mm.doc = newTextDoc(mm.entity())
+	if mm.err == nil {
+		mm.s.srv.texts.put(key, mm.doc) // an unreadable file is not remembered as empty
+	}
+	return mm.doc
 }
 
 // match evaluates RFC 3501 §6.4.4 / RFC 9051 §6.4.4 search keys.
@@ -333,12 +352,12 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, text := range c.Text {
-		if !matchEntity(mm.entity(), text, true, 0) {
+		if !mm.text().match(text, true) {
 			return false
 		}
 	}
 	for _, text := range c.Body {
-		if !matchEntity(mm.entity(), text, false, 0) {
+		if !mm.text().match(text, false) {
 			return false
 		}
 	}
@@ -395,40 +414,3 @@ func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {
 
 // maxMIMEDepth bounds nesting when searching body text.
 const maxMIMEDepth = 20
-
-// matchEntity searches decoded text parts (transfer encoding and charset undone by
-// go-message), case-insensitively.
-func matchEntity(e *gomessage.Entity, pattern string, withHeader bool, depth int) bool {
-	if pattern == "" {
-		return true
-	}
-	if depth > maxMIMEDepth {
-		return false
-	}
-	if withHeader && matchHeaderFields(e.Header.Fields(), pattern) {
-		return true
-	}
-	if mr := e.MultipartReader(); mr != nil {
-		for {
-			part, err := mr.NextPart()
-			if err != nil {
-				return false
-			}
-			if matchEntity(part, pattern, withHeader, depth+1) {
-				return true
-			}
-		}
-	}
-	t, _, err := e.Header.ContentType()
-	if err != nil {
-		t = "text/plain"
-	}
-	if !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
-		return false
-	}
-	b, err := io.ReadAll(e.Body)
-	if err != nil && len(b) == 0 {
-		return false
-	}
-	return bytes.Contains(bytes.ToLower(b), bytes.ToLower([]byte(pattern)))
-}

@@ -107,3 +107,21 @@ func BenchmarkIndexLayout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDeliverParallelOneUser delivers from 8 goroutines to one user's INBOX, as the
+// queue and LMTP do for a busy mailbox: the appends share index commits (group commit).
+func BenchmarkDeliverParallelOneUser(b *testing.B) {
+	s, _ := New(Config{Dir: b.TempDir()})
+	defer s.Close()
+	ctx := context.Background()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Deliver(ctx, "one@example.org", "", strings.NewReader(benchMsg), nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

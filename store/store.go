@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,8 +122,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	var errs []error
 	for name, u := range s.users {
-		u.stmts.close()
-		errs = append(errs, u.db.Close())
+		errs = append(errs, u.closeDB())
 		delete(s.users, name)
 	}
 	return errors.Join(errs...)
@@ -165,10 +165,7 @@ func (s *Store) Open(ctx context.Context, user string) (*User, error) {
 			delete(s.users, key)
 		}
 		s.mu.Unlock()
-		if u.db != nil {
-			u.stmts.close()
-			u.db.Close()
-		}
+		u.closeDB()
 		return nil, u.openErr
 	}
 	return u, nil
@@ -184,7 +181,7 @@ func (s *Store) Release(u *User) {
 	}
 	for name, x := range s.users {
 		if x.refs == 0 && x.db != nil {
-			x.db.Close()
+			x.closeDB()
 			delete(s.users, name)
 			if len(s.users) <= s.cfg.MaxOpenUsers {
 				return
@@ -236,6 +233,20 @@ func (s *Store) CheckQuota(ctx context.Context, user string, size int64) error {
 		return fmt.Errorf("%w: %s uses %d of %d bytes", ErrOverQuota, user, used, s.cfg.QuotaBytes)
 	}
 	return nil
+}
+
+// closeDB closes the user's index connections and their statements.
+func (u *User) closeDB() error {
+	var errs []error
+	if u.db != nil {
+		u.stmts.close()
+		errs = append(errs, u.db.Close())
+	}
+	if u.lazy != nil {
+		u.lazyStmts.close()
+		errs = append(errs, u.lazy.Close())
+	}
+	return errors.Join(errs...)
 }
 
 const schema = `
@@ -290,6 +301,15 @@ func (u *User) open(ctx context.Context) error {
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
+	// Flag changes and expunges commit through connections that do not fsync (lazyTx).
+	lazy, err := sql.Open("sqlite", strings.Replace(dsn, "synchronous(FULL)", "synchronous(NORMAL)", 1))
+	if err != nil {
+		return fmt.Errorf("store: open index %s: %w", dbPath, err)
+	}
+	lazy.SetMaxOpenConns(2)
+	lazy.SetConnMaxIdleTime(time.Minute)
+	u.lazy = lazy
+	u.lazyStmts.db = lazy
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if err := u.discoverLocked(ctx); err != nil {

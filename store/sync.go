@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -131,9 +130,9 @@ func (u *User) Sync(ctx context.Context, name string) error {
 	var gone []uint32
 	var changed []Message
 	var added []uint32
-	err = u.tx(ctx, func(tx *sql.Tx) error {
+	err = u.tx(ctx, func(q cachedQ) error {
 		var cur Mailbox
-		cur, err := scanMailbox(u.q(tx).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
+		cur, err := scanMailbox(q.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
 		if err != nil {
 			return err
 		}
@@ -159,7 +158,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				m.ModSeq = modseq
 			}
 			m.Flags, m.File = nf, file
-			if _, err := u.q(tx).ExecContext(ctx, `UPDATE message SET file = ?, flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
+			if _, err := q.ExecContext(ctx, `UPDATE message SET file = ?, flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
 				file, joinFlags(nf), m.ModSeq, mb.ID, m.UID); err != nil {
 				return err
 			}
@@ -168,7 +167,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 			}
 		}
 		for _, c := range chunks(gone, 500) {
-			if _, err := u.q(tx).ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
+			if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
 				return err
 			}
 		}
@@ -190,14 +189,14 @@ func (u *User) Sync(ctx context.Context, name string) error {
 			modseq++
 			// Files written by other programs often have bare LF line ends; reading the file
 			// once here gives POP3 and IMAP the size they will send.
-			if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
+			if _, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
 				mb.ID, uid, e.Name.Key, e.Sub+"/"+e.File(), joinFlags(flags), modseq, fi.ModTime().UnixNano(), fi.Size(), crlfSize(d.Path(e.Sub, e.File()))); err != nil {
 				return err
 			}
 			added = append(added, uid)
 			uid++
 		}
-		_, err = u.q(tx).ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ?, dir_mtime = ? WHERE id = ?`, uid, modseq, stamp, mb.ID)
+		_, err = q.ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ?, dir_mtime = ? WHERE id = ?`, uid, modseq, stamp, mb.ID)
 		return err
 	})
 	if err != nil {

@@ -25,8 +25,11 @@ type User struct {
 	name  string
 	dir   string
 	root  maildir.Dir
-	db    *sql.DB
+	db    *sql.DB   // the index, synchronous=FULL: commits are fsynced
 	stmts stmtCache // prepared statements of db
+	// lazy is the same index through connections with synchronous=NORMAL (lazyTx).
+	lazy      *sql.DB
+	lazyStmts stmtCache
 
 	refs    int // guarded by store.mu
 	ready   chan struct{}
@@ -34,6 +37,9 @@ type User struct {
 
 	mu      sync.Mutex          // serializes changes to the index and the maildir files
 	scanned map[int64]time.Time // last full directory scan per mailbox; guarded by mu
+
+	amu     sync.Mutex   // guards appendQ
+	appendQ []*appendReq // appends waiting for their index commit (group commit)
 }
 
 // Mailbox is a folder's index record.
@@ -136,9 +142,9 @@ func (u *User) mailboxLocked(ctx context.Context, name string) (Mailbox, error) 
 // it must change whenever UIDs of a name are not kept, including delete and re-create and
 // a lost index). The last value is kept in the index and, so that a rebuilt index does not
 // repeat it, in a small file beside it.
-func (u *User) nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
+func (u *User) nextUIDValidity(ctx context.Context, q cachedQ) (uint32, error) {
 	var last int64
-	err := u.q(tx).QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'uidvalidity'`).Scan(&last)
+	err := q.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'uidvalidity'`).Scan(&last)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
@@ -156,7 +162,7 @@ func (u *User) nextUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) 
 	if v == 0 {
 		v = 1
 	}
-	if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v); err != nil {
+	if _, err := q.ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('uidvalidity', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, v); err != nil {
 		return 0, err
 	}
 	tmp := hintPath + ".tmp"
@@ -210,54 +216,38 @@ func (u *User) createLocked(ctx context.Context, cn, specialUse string) error {
 			f.Close()
 		}
 	}
-	return u.tx(ctx, func(tx *sql.Tx) error {
-		v, err := u.nextUIDValidity(ctx, tx)
+	return u.tx(ctx, func(q cachedQ) error {
+		v, err := u.nextUIDValidity(ctx, q)
 		if err != nil {
 			return err
 		}
-		_, err = u.q(tx).ExecContext(ctx, `INSERT INTO mailbox(name, uidvalidity, uidnext, special_use) VALUES(?, ?, 1, ?)`, cn, v, specialUse)
+		_, err = q.ExecContext(ctx, `INSERT INTO mailbox(name, uidvalidity, uidnext, special_use) VALUES(?, ?, 1, ?)`, cn, v, specialUse)
 		return err
 	})
 }
 
 // tx runs fn in a durable transaction (synchronous=FULL: fsynced at commit). Use it for
 // anything that assigns UIDs or UIDVALIDITY, which must never be handed out twice.
-func (u *User) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := u.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: begin %s: %w", u.name, err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return fmt.Errorf("store: %s: %w", u.name, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit %s: %w", u.name, err)
-	}
-	return nil
+func (u *User) tx(ctx context.Context, fn func(cachedQ) error) error {
+	return u.runTx(ctx, u.db, &u.stmts, fn)
 }
 
 // lazyTx runs fn in a transaction that is not fsynced at commit (synchronous=NORMAL; the
 // next durable commit or checkpoint flushes it). It is for flag changes and expunges: a
 // power loss may undo the last of them, never corrupt the index or reuse a UID, and an
 // undone expunge finds its file gone (removed first) and is redone by Sync. This saves an
-// fsync per STORE and EXPUNGE, as Dovecot's mail_fsync=optimized does.
-func (u *User) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	conn, err := u.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("store: connection %s: %w", u.name, err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
-		return fmt.Errorf("store: %s: %w", u.name, err)
-	}
-	// Restore FULL even when ctx is done, so the pooled connection stays durable.
-	defer conn.ExecContext(context.Background(), `PRAGMA synchronous=FULL`)
-	tx, err := conn.BeginTx(ctx, nil)
+// fsync per STORE and EXPUNGE, as Dovecot's mail_fsync=optimized does. The connections
+// of u.lazy are opened with synchronous=NORMAL, so no PRAGMA is switched per transaction.
+func (u *User) lazyTx(ctx context.Context, fn func(cachedQ) error) error {
+	return u.runTx(ctx, u.lazy, &u.lazyStmts, fn)
+}
+
+func (u *User) runTx(ctx context.Context, db *sql.DB, c *stmtCache, fn func(cachedQ) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin %s: %w", u.name, err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(cachedQ{c: c, tx: tx}); err != nil {
 		tx.Rollback()
 		return fmt.Errorf("store: %s: %w", u.name, err)
 	}
@@ -283,8 +273,8 @@ func (u *User) Delete(ctx context.Context, name string) error {
 	if err := os.RemoveAll(string(u.folder(mb.Name))); err != nil {
 		return fmt.Errorf("store: delete %q: %w", name, err)
 	}
-	if err := u.tx(ctx, func(tx *sql.Tx) error {
-		_, err := u.q(tx).ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID)
+	if err := u.tx(ctx, func(q cachedQ) error {
+		_, err := q.ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID)
 		return err
 	}); err != nil {
 		return err
@@ -327,10 +317,10 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 			return fmt.Errorf("store: rename %q to %q: %w", x.Name, nn, err)
 		}
 	}
-	err = u.tx(ctx, func(tx *sql.Tx) error {
+	err = u.tx(ctx, func(q cachedQ) error {
 		for _, x := range moved {
 			nn := to + strings.TrimPrefix(x.Name, mb.Name)
-			if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET name = ? WHERE id = ?`, nn, x.ID); err != nil {
+			if _, err := q.ExecContext(ctx, `UPDATE mailbox SET name = ? WHERE id = ?`, nn, x.ID); err != nil {
 				return err
 			}
 		}
@@ -536,104 +526,6 @@ func crlfSize(path string) int64 {
 	return cr.n + cr.bareLF
 }
 
-// Append stores a message in a folder with flags and an internal date (zero: now).
-func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (AppendResult, error) {
-	mb, err := u.mailboxLocked(ctx, name)
-	if err != nil {
-		return AppendResult{}, err
-	}
-	flags = NormalizeFlags(flags)
-	if date.IsZero() {
-		date = time.Now()
-	}
-	max := u.store.cfg.MaxMessageBytes
-	cr := &countingReader{r: io.LimitReader(r, max+1)}
-	d := u.folder(mb.Name)
-	sub, mf := maildir.New, maildir.Flags("")
-	if mf = maildirFlags(flags); mf != "" {
-		sub = maildir.Cur
-	}
-	before := dirStamp(d)
-	// The file is written and fsynced outside the lock; only indexing is serialized.
-	key, err := d.DeliverTo(cr, sub, mf)
-	if err != nil {
-		return AppendResult{}, fmt.Errorf("store: append to %q of %s: %w", name, u.name, err)
-	}
-	file := sub + "/" + key
-	if sub == maildir.Cur {
-		file = sub + "/" + maildir.FormatName(key, mf)
-	}
-	path := filepath.Join(string(d), file)
-	remove := func() { os.Remove(path) }
-	if cr.n > max {
-		remove()
-		return AppendResult{}, fmt.Errorf("%w: more than %d bytes", ErrTooBig, max)
-	}
-	_ = os.Chtimes(path, date, date) // readers such as Dovecot take the received date from mtime
-
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if q := u.store.cfg.QuotaBytes; q > 0 {
-		used, err := u.Usage(ctx)
-		if err != nil {
-			remove()
-			return AppendResult{}, err
-		}
-		if used+cr.n > q {
-			remove()
-			return AppendResult{}, fmt.Errorf("%w: %s uses %d of %d bytes, message has %d", ErrOverQuota, u.name, used, q, cr.n)
-		}
-	}
-	var res AppendResult
-	already := false
-	err = u.tx(ctx, func(tx *sql.Tx) error {
-		mb, err = scanMailbox(u.q(tx).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, mb.ID))
-		if err != nil {
-			return err
-		}
-		// A concurrent Sync may have indexed the file between its write and this lock.
-		var have uint32
-		if err := u.q(tx).QueryRowContext(ctx, `SELECT uid FROM message WHERE mailbox_id = ? AND key = ?`, mb.ID, key).Scan(&have); err == nil {
-			res, already = AppendResult{UIDValidity: mb.UIDValidity, UID: have}, true
-			_, err = u.q(tx).ExecContext(ctx, `UPDATE message SET flags = ?, internal_date = ? WHERE mailbox_id = ? AND uid = ?`, joinFlags(flags), date.UnixNano(), mb.ID, have)
-			return err
-		}
-		res = AppendResult{UIDValidity: mb.UIDValidity, UID: mb.UIDNext}
-		mb.ModSeq++
-		if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?)`,
-			mb.ID, mb.UIDNext, key, file, joinFlags(flags), mb.ModSeq, date.UnixNano(), cr.n, cr.n+cr.bareLF); err != nil {
-			return err
-		}
-		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET uidnext = uidnext + 1, modseq = ? WHERE id = ?`, mb.ModSeq, mb.ID); err != nil {
-			return err
-		}
-		return keepStamp(ctx, tx, mb.ID, d, before)
-	})
-	if err != nil {
-		if !already {
-			remove()
-		}
-		return AppendResult{}, err
-	}
-	if already {
-		return res, nil
-	}
-	u.publish(mb.ID, Event{Kind: Appended, UIDs: []uint32{res.UID}})
-	return res, nil
-}
-
-// keepStamp records the folder's new/cur stamp as synced after our own change, when it
-// was synced before the change (stored == before), so the next SELECT does not rescan the
-// directory. Changes by other programs in the same instant are caught by the periodic
-// full scan (Config.FullScanInterval).
-func keepStamp(ctx context.Context, tx *sql.Tx, mbID int64, d maildir.Dir, before string) error {
-	if before == "" {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, `UPDATE mailbox SET dir_mtime = ? WHERE id = ? AND dir_mtime = ?`, dirStamp(d), mbID, before)
-	return err
-}
-
 // FlagOp is how SetFlags combines flags (RFC 3501 §6.4.6 FLAGS, +FLAGS, -FLAGS).
 type FlagOp int
 
@@ -655,51 +547,71 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 		return nil, err
 	}
 	d := u.folder(mb.Name)
-	before := dirStamp(d)
+	before := noStamp
 	var changed []Message
-	err = u.lazyTx(ctx, func(tx *sql.Tx) error {
-		var modseq uint64
-		if err := u.q(tx).QueryRowContext(ctx, `SELECT modseq FROM mailbox WHERE id = ?`, mb.ID).Scan(&modseq); err != nil {
-			return err
+	// Files are renamed first (maildir flags), then the index follows in one transaction;
+	// a failed rename stops there, and what changed so far is still recorded.
+	var ferr error
+	for _, m := range msgs {
+		nf := applyFlags(m.Flags, op, flags)
+		if joinFlags(nf) == joinFlags(m.Flags) {
+			continue // nothing to do: no modseq, no write
 		}
-		for _, m := range msgs {
-			nf := applyFlags(m.Flags, op, flags)
-			if joinFlags(nf) == joinFlags(m.Flags) {
-				continue
+		oldMF, newMF := maildirFlags(m.Flags), maildirFlags(nf)
+		if oldMF != newMF || strings.HasPrefix(m.File, maildir.New+"/") {
+			if before == noStamp {
+				if before = dirStamp(d); before == "" {
+					before = noStamp
+				}
 			}
-			oldMF, newMF := maildirFlags(m.Flags), maildirFlags(nf)
-			if oldMF != newMF || strings.HasPrefix(m.File, maildir.New+"/") {
-				e, err := u.entry(d, m)
-				if err != nil {
-					return err
-				}
-				ne, err := d.SetFlags(e, newMF)
-				if err != nil {
-					return err
-				}
+			e, err := u.entry(d, m)
+			if err == nil {
+				var ne maildir.Entry
+				ne, err = d.SetFlags(e, newMF)
 				m.File = ne.Sub + "/" + ne.File()
 			}
-			modseq++
-			m.Flags, m.ModSeq = nf, modseq
-			if _, err := u.q(tx).ExecContext(ctx, `UPDATE message SET flags = ?, file = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
-				joinFlags(nf), m.File, modseq, mb.ID, m.UID); err != nil {
-				return err
+			if err != nil {
+				ferr = err
+				break
 			}
-			changed = append(changed, m)
 		}
-		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET modseq = ? WHERE id = ?`, modseq, mb.ID); err != nil {
+		m.Flags = nf
+		changed = append(changed, m)
+	}
+	if len(changed) == 0 {
+		return nil, ferr
+	}
+	after := ""
+	if before != noStamp {
+		after = dirStamp(d)
+	}
+	err = u.lazyTx(ctx, func(q cachedQ) error {
+		// One statement takes the modseqs and keeps the folder's stamp (see commitAppends).
+		var last uint64
+		if err := q.QueryRowContext(ctx, `UPDATE mailbox SET modseq = modseq + ?, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ? RETURNING modseq`,
+			len(changed), before, after, after, mb.ID).Scan(&last); err != nil {
 			return err
 		}
-		return keepStamp(ctx, tx, mb.ID, d, before)
+		modseq := last - uint64(len(changed))
+		for i := range changed {
+			modseq++
+			changed[i].ModSeq = modseq
+			if _, err := q.ExecContext(ctx, `UPDATE message SET flags = ?, file = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
+				joinFlags(changed[i].Flags), changed[i].File, modseq, mb.ID, changed[i].UID); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, ferr)
 	}
-	if len(changed) > 0 {
-		u.publish(mb.ID, Event{Kind: FlagsChanged, Messages: changed, Source: source})
-	}
-	return changed, nil
+	u.publish(mb.ID, Event{Kind: FlagsChanged, Messages: changed, Source: source})
+	return changed, ferr
 }
+
+// noStamp never equals a stored directory stamp ("" does: a folder never synced).
+const noStamp = "-"
 
 // entry finds the maildir entry of an indexed message, tolerating renames by others.
 func (u *User) entry(d maildir.Dir, m Message) (maildir.Entry, error) {
@@ -770,6 +682,9 @@ func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]
 	}
 	d := u.folder(mb.Name)
 	before := dirStamp(d)
+	if before == "" {
+		before = noStamp
+	}
 	// Files go first: a crash in between leaves index rows without files, which Sync
 	// expunges, instead of expunged messages coming back.
 	for _, m := range msgs {
@@ -779,20 +694,28 @@ func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]
 			}
 		}
 	}
+	after := dirStamp(d)
 	uids := make([]uint32, len(msgs))
 	for i, m := range msgs {
 		uids[i] = m.UID
 	}
-	err := u.lazyTx(ctx, func(tx *sql.Tx) error {
-		for _, c := range chunks(uids, 500) {
-			if _, err := u.q(tx).ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
+	err := u.lazyTx(ctx, func(q cachedQ) error {
+		if len(uids) == 1 {
+			if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid = ?`, mb.ID, uids[0]); err != nil {
 				return err
 			}
 		}
-		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, mb.ID); err != nil {
-			return err
+		for _, c := range chunks(uids, 500) {
+			if len(uids) == 1 {
+				break
+			}
+			if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
+				return err
+			}
 		}
-		return keepStamp(ctx, tx, mb.ID, d, before)
+		_, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ?`,
+			before, after, after, mb.ID)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -896,15 +819,15 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 		done = append(done, placed{m: m, key: key, file: e.Sub + "/" + name})
 	}
 	res := CopyResult{UIDValidity: dst.UIDValidity}
-	err = u.tx(ctx, func(tx *sql.Tx) error {
-		d, err := scanMailbox(u.q(tx).QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, dst.ID))
+	err = u.tx(ctx, func(q cachedQ) error {
+		d, err := scanMailbox(q.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailbox WHERE id = ?`, dst.ID))
 		if err != nil {
 			return err
 		}
 		uid, modseq := d.UIDNext, d.ModSeq
 		for _, p := range done {
 			modseq++
-			if _, err := u.q(tx).ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope) VALUES(?,?,?,?,?,?,?,?,?,?)`,
+			if _, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope) VALUES(?,?,?,?,?,?,?,?,?,?)`,
 				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size, p.m.SizeCRLF, p.m.Envelope); err != nil {
 				return err
 			}
@@ -912,16 +835,16 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 			res.DstUIDs = append(res.DstUIDs, uid)
 			uid++
 		}
-		if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ? WHERE id = ?`, uid, modseq, dst.ID); err != nil {
+		if _, err := q.ExecContext(ctx, `UPDATE mailbox SET uidnext = ?, modseq = ? WHERE id = ?`, uid, modseq, dst.ID); err != nil {
 			return err
 		}
 		if move {
 			for _, c := range chunks(res.SrcUIDs, 500) {
-				if _, err := u.q(tx).ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{src.ID}, uidArgs(c)...)...); err != nil {
+				if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{src.ID}, uidArgs(c)...)...); err != nil {
 					return err
 				}
 			}
-			if _, err := u.q(tx).ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
+			if _, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
 				return err
 			}
 		}

@@ -130,9 +130,14 @@ func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags) (key string, err er
 	}
 	dst := d.Path(sub, name)
 	// The specification asks for link+unlink so that an existing name is never
-	// overwritten; some file systems lack hard links, so rename is the fallback (our names
-	// are unique per process, pid and counter).
-	if err := os.Link(tmpPath, dst); err == nil {
+	// overwritten; renameat2(RENAME_NOREPLACE) does the same in one system call where the
+	// kernel and file system have it. Some file systems lack hard links, so a plain rename
+	// is the last fallback (our names are unique per process, pid and counter).
+	if err := renameNoReplace(tmpPath, dst); err == nil {
+		// moved
+	} else if errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("maildir: deliver %s: %w", dst, err)
+	} else if err := os.Link(tmpPath, dst); err == nil {
 		_ = os.Remove(tmpPath)
 	} else if errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("maildir: deliver %s: %w", dst, err)

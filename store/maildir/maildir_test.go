@@ -2,8 +2,10 @@ package maildir
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -280,5 +282,29 @@ func TestConcurrentDeliveriesShareDirSyncs(t *testing.T) {
 	g, _ := dirSyncs.Load(filepath.Join(string(d), New))
 	if n := g.(*groupSync).started; n == 0 || n > 40 {
 		t.Fatalf("%d directory fsyncs for 40 deliveries", n)
+	}
+}
+
+func TestRenameNoReplace(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	os.WriteFile(a, []byte("a"), 0o600)
+	os.WriteFile(b, []byte("b"), 0o600)
+	err := renameNoReplace(a, b)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("no renameat2 on this system")
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("rename onto an existing file: %v", err)
+	}
+	if got, _ := os.ReadFile(b); string(got) != "b" {
+		t.Fatalf("existing file overwritten: %q", got)
+	}
+	c := filepath.Join(dir, "c")
+	if err := renameNoReplace(a, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("source still there: %v", err)
 	}
 }
