@@ -210,10 +210,24 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 		return sc, nil
 	}
 	clues := b.clues[:0]
+	minCount := uint32(max(c.cfg.MinCount, 1))
+	// f(w) lies between x and p(w), so a token with both within min_dev of 0.5 cannot
+	// count: tested first without a division, with p(w) − 0.5 compared through
+	// cross-multiplied counts (B = spam·N_ham, G = ham·N_spam, p = B/(B+G)) and a
+	// margin for rounding; only the others get their f computed exactly
+	lo, hi := (0.5-c.cfg.MinDev)*(1+1e-9), (0.5+c.cfg.MinDev)*(1-1e-9)
+	prefilter := math.Abs(c.cfg.X-0.5) < c.cfg.MinDev && tot.Spam > 0 && tot.Ham > 0
+	nS, nH := float64(tot.Spam), float64(tot.Ham)
 	for i, h := range hashes {
 		ct := counts[i]
-		if ct.Spam+ct.Ham < uint32(max(c.cfg.MinCount, 1)) {
+		if ct.Spam+ct.Ham < minCount {
 			continue
+		}
+		if prefilter {
+			B, G := float64(ct.Spam)*nH, float64(ct.Ham)*nS
+			if sum := B + G; B > lo*sum && B < hi*sum {
+				continue
+			}
 		}
 		f := robinson(ct.Spam, ct.Ham, tot.Spam, tot.Ham, c.cfg.S, c.cfg.X)
 		dev := math.Abs(f - 0.5)

@@ -2,6 +2,8 @@ package bayes
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -89,15 +91,33 @@ func (h *htmlReducer) reduce(dst, src []byte) []byte {
 			i += n
 		default:
 			// copy the run of text up to the next markup byte in one append
-			j := i + 1
-			for j < len(src) && src[j] != '<' && src[j] != '&' {
-				j++
-			}
+			j := i + 1 + indexMarkup(src[i+1:])
 			dst = append(dst, src[i:j]...)
 			i = j
 		}
 	}
 	return dst
+}
+
+// indexMarkup returns the index of the first '<' or '&' in b, or len(b), eight bytes
+// at a time (SWAR: the lowest byte flagged by the zero-byte test is exact).
+func indexMarkup(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		lt := x ^ '<'*ones
+		amp := x ^ '&'*ones
+		if m := ((lt-ones)&^lt | (amp-ones)&^amp) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] == '<' || b[i] == '&' {
+			return i
+		}
+	}
+	return i
 }
 
 func isTagNameByte(c byte) bool {

@@ -3,6 +3,7 @@ package bayes
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"io"
 	"mime"
 	"strings"
@@ -58,7 +59,7 @@ func splitHeader(dst []field, b []byte, maxFields int) ([]field, []byte) {
 			continue
 		}
 		name := line[:colon]
-		if bytes.ContainsAny(name, " \t\r\n") {
+		if hasSpace(name) {
 			continue
 		}
 		dst = append(dst, field{name: name, value: trimSpace(line[colon+1:])})
@@ -76,9 +77,16 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
+func hasSpace(b []byte) bool {
+	for _, c := range b {
+		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
+
+func isSpace(c byte) bool { return classTable[c]&clSpace != 0 }
 
 // headerValue returns the value of the first field named name (ASCII case-insensitive).
 func headerValue(fields []field, name string) []byte {
@@ -213,30 +221,31 @@ func mediaTypeSlow(v []byte, buf *[64]byte) (typ []byte, p mimeParams) {
 // decodeQP decodes quoted-printable (RFC 2045 §6.7) leniently into dst: invalid escapes
 // are kept literally, soft line breaks are removed.
 func decodeQP(dst, src []byte) []byte {
-	for i := 0; i < len(src); i++ {
-		c := src[i]
-		if c != '=' {
-			dst = append(dst, c)
-			continue
+	for len(src) > 0 {
+		k := bytes.IndexByte(src, '=')
+		if k < 0 {
+			return append(dst, src...)
 		}
-		if i+1 < len(src) && src[i+1] == '\n' {
-			i++
+		dst = append(dst, src[:k]...)
+		src = src[k:] // src[0] == '='
+		switch {
+		case len(src) > 1 && src[1] == '\n':
+			src = src[2:]
 			continue
-		}
-		if i+2 < len(src) && src[i+1] == '\r' && src[i+2] == '\n' {
-			i += 2
+		case len(src) > 2 && src[1] == '\r' && src[2] == '\n':
+			src = src[3:]
 			continue
-		}
-		if i+2 < len(src) {
-			h, ok1 := unhex(src[i+1])
-			l, ok2 := unhex(src[i+2])
+		case len(src) > 2:
+			h, ok1 := unhex(src[1])
+			l, ok2 := unhex(src[2])
 			if ok1 && ok2 {
 				dst = append(dst, h<<4|l)
-				i += 2
+				src = src[3:]
 				continue
 			}
 		}
-		dst = append(dst, c)
+		dst = append(dst, '=')
+		src = src[1:]
 	}
 	return dst
 }
@@ -320,6 +329,12 @@ func eqAny(b []byte, names ...string) bool {
 }
 
 func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c >= 0x80 {
 			return false

@@ -246,6 +246,7 @@ const (
 	clTrail               // punctuation trimmed at the end of a word
 	clUpper               // A-Z
 	clLower               // a-z
+	clSpace               // isSpace: ' ', \t, \r, \n, \f, \v
 )
 
 var (
@@ -275,6 +276,9 @@ func init() {
 	for c := 'A'; c <= 'Z'; c++ {
 		classTable[c] |= clUpper
 		classTable[c+'a'-'A'] |= clLower
+	}
+	for _, c := range []byte(" \t\r\n\f\v") {
+		classTable[c] |= clSpace
 	}
 	classTable[':'] |= clSpecial
 	classTable['@'] |= clSpecial
@@ -385,24 +389,29 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 }
 
 // received adds "rcvd:" tokens for the host names and /24 networks of a Received field.
+// Only words with a dot can yield one, so it looks for dots (bytes.IndexByte) and
+// takes the white-space-delimited word around each.
 func (t *Tokenizer) received(st *tokState, v []byte) {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && isSpace(v[i]) {
-			i++
+	for {
+		d := bytes.IndexByte(v, '.')
+		if d < 0 {
+			return
 		}
-		j := i
-		for j < len(v) && !isSpace(v[j]) {
-			j++
+		s, e := d, d+1
+		for s > 0 && !isSpace(v[s-1]) {
+			s--
 		}
-		w := v[i:j]
+		for e < len(v) && !isSpace(v[e]) {
+			e++
+		}
+		w := v[s:e]
+		v = v[e:]
 		for len(w) > 0 && isRcvdPunct(w[0]) {
 			w = w[1:]
 		}
 		for len(w) > 0 && isRcvdPunct(w[len(w)-1]) {
 			w = w[:len(w)-1]
 		}
-		v = v[j:]
 		if bytes.IndexByte(w, '.') <= 0 {
 			continue
 		}
@@ -596,6 +605,7 @@ func looksHTML(b []byte) bool {
 // URLs or addresses, and all words in debug mode, go through word.
 func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 	minW, maxW := t.cfg.MinWord, t.cfg.MaxWord
+	slow := st.debug || t.cfg.SplitPunct
 	i, n := 0, len(text)
 	for i < n {
 		for i < n && classTable[text[i]]&clSep != 0 {
@@ -631,7 +641,7 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 			continue
 		}
 		w := text[ws:goodEnd]
-		if st.debug || flags&clSpecial != 0 || (len(w) > 4 && (w[0] == 'w' || w[0] == 'W') && hasPrefixFold(w, "www.")) || t.cfg.SplitPunct {
+		if flags&clSpecial != 0 || slow || (len(w) > 4 && w[0]|0x20 == 'w' && hasPrefixFold(w, "www.")) {
 			t.word(st, prefix, text[start:i], body, flags&clSpecial != 0)
 			continue
 		}
