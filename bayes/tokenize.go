@@ -127,19 +127,28 @@ func (c TokenizerConfig) Fingerprint() string {
 
 // Tokenizer turns raw messages into tokens. It is safe for concurrent use.
 type Tokenizer struct {
-	cfg     TokenizerConfig
-	headers map[string]string // lower-case name -> token prefix "name:"
-	pool    sync.Pool
+	cfg TokenizerConfig
+	// fields describes the header fields handled by name, keyed by hashWord of the
+	// name (which lower-cases it); all is set by the "*" entry of Headers
+	fields map[uint64]*fieldInfo
+	all    bool
+	pool   sync.Pool
 }
 
 // NewTokenizer returns a tokenizer for cfg.
 func NewTokenizer(cfg TokenizerConfig) *Tokenizer {
 	cfg = cfg.withDefaults()
-	t := &Tokenizer{cfg: cfg, headers: map[string]string{}}
+	t := &Tokenizer{cfg: cfg, fields: map[uint64]*fieldInfo{}}
 	for _, h := range cfg.Headers {
 		h = strings.ToLower(strings.TrimSpace(h))
-		t.headers[h] = h + ":"
+		if h == "*" {
+			t.all = true
+			continue
+		}
+		t.fields[hashWord([]byte(h))] = &fieldInfo{name: h, prefix: h + ":"}
 	}
+	// Received fields are tokenized by received, whether listed or not
+	t.fields[hashWord([]byte("received"))] = &fieldInfo{name: "received", received: true}
 	t.pool.New = func() any { return &tokState{} }
 	return t
 }
@@ -353,26 +362,33 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		if len(f.name) > len(nb) {
 			continue
 		}
-		name := lowerInto(nb[:0], f.name)
 		if !t.cfg.NoHeaderNames {
-			st.add("h:", "", name)
+			st.add("h:", "", f.name) // hashWord lower-cases
 		}
-		if string(name) == "received" {
+		fi := t.fields[hashWord(f.name)]
+		if fi != nil && (len(fi.name) != len(f.name) || !strings.EqualFold(fi.name, string(f.name))) {
+			fi = nil // another name with the same hash
+		}
+		if fi != nil && fi.received {
 			nrcvd++
 			if !t.cfg.NoReceived && (t.cfg.MaxReceived == 0 || nrcvd <= t.cfg.MaxReceived) {
 				t.received(st, f.value)
 			}
 			continue
 		}
-		prefix, ok := t.headers[string(name)]
-		if !ok {
-			if _, all := t.headers["*"]; !all || skipAll[string(name)] {
+		var prefix, name string
+		if fi != nil {
+			prefix, name = fi.prefix, fi.name
+		} else {
+			lname := lowerInto(nb[:0], f.name)
+			if !t.all || skipAll[string(lname)] {
 				continue
 			}
-			prefix = string(name) + ":"
+			name = string(lname)
+			prefix = name + ":"
 		}
 		v := f.value
-		if !t.cfg.NoShapes && string(name) == "message-id" {
+		if !t.cfg.NoShapes && name == "message-id" {
 			t.shape(st, "shape:mid:", trimSpace(v))
 		}
 		if bytes.Contains(v, []byte("=?")) {
@@ -382,10 +398,17 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		}
 		st.nprev = 0
 		t.words(st, prefix, v, false)
-		if t.cfg.SubjectWords && string(name) == "subject" {
+		if t.cfg.SubjectWords && name == "subject" {
 			t.words(st, "", v, false)
 		}
 	}
+}
+
+// fieldInfo is how the tokenizer handles a header field by name.
+type fieldInfo struct {
+	name     string // lower case
+	prefix   string // of its word tokens, "name:"
+	received bool   // a Received field (host names and networks only)
 }
 
 // received adds "rcvd:" tokens for the host names and /24 networks of a Received field.
@@ -617,7 +640,12 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 		}
 		ws := i
 		var flags byte
-		if t.cfg.Caps {
+		// short: the word (before trimming its end) is shorter than 8 bytes and x
+		// holds it in its low bytes, so that it is hashed without reading it again
+		var x uint64
+		short := false
+		switch {
+		case t.cfg.Caps:
 			// per byte: the letter case flags are needed
 			for ; i < n; i++ {
 				f := classTable[text[i]]
@@ -626,7 +654,19 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 				}
 				flags |= f
 			}
-		} else {
+		case i+8 <= n:
+			// most words end within the next 8 bytes: the first step of scanWord
+			x = binary.LittleEndian.Uint64(text[i:])
+			if sep, spec := chunkSep(x); sep != 0 {
+				if spec&(sep&-sep-1) != 0 {
+					flags = clSpecial
+				}
+				i += bits.TrailingZeros64(sep) / 8
+				short = true
+				break
+			}
+			fallthrough
+		default:
 			var special bool
 			i, special = scanWord(text, i)
 			if special {
@@ -656,9 +696,12 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 			st.nprev = 0
 		default:
 			var hGood uint64
-			if prefix == "" {
+			switch {
+			case prefix == "" && short:
+				hGood = hashShort(x, l)
+			case prefix == "":
 				hGood = hashWord(w)
-			} else {
+			default:
 				st.scratch = append(append(st.scratch[:0], prefix...), w...)
 				hGood = hashWord(st.scratch)
 			}
@@ -676,17 +719,9 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 // scanWord returns the end of the word starting at i (the first white space or control
 // byte) and whether it contains ':' or '@', eight bytes at a time (SWAR).
 func scanWord(text []byte, i int) (int, bool) {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	var spec uint64
 	for i+8 <= len(text) {
-		x := binary.LittleEndian.Uint64(text[i:])
-		// bytes < 0x21 (space and controls) or == 0x7f; the lowest flagged byte is exact
-		sep := (x - 0x21*ones) &^ x & highs
-		d := x ^ 0x7f*ones
-		sep |= (d - ones) &^ d & highs
-		c := x ^ ':'*ones
-		a := x ^ '@'*ones
-		sp := ((c-ones)&^c | (a-ones)&^a) & highs
+		sep, sp := chunkSep(binary.LittleEndian.Uint64(text[i:]))
 		if sep != 0 {
 			low := sep & -sep
 			spec |= sp & (low - 1)
@@ -705,6 +740,33 @@ func scanWord(text []byte, i int) (int, bool) {
 		}
 	}
 	return i, spec != 0
+}
+
+// chunkSep flags (in the high bit of each byte) the bytes of x that end a word (below
+// 0x21, or 0x7f) and the bytes ':' and '@'. Only the lowest flagged byte of each is
+// exact (a borrow may flag a byte above a flagged one), which is all the scanners use.
+func chunkSep(x uint64) (sep, spec uint64) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	sep = (x - 0x21*ones) &^ x & highs
+	d := x ^ 0x7f*ones
+	sep |= (d - ones) &^ d & highs
+	c := x ^ ':'*ones
+	a := x ^ '@'*ones
+	spec = ((c-ones)&^c | (a-ones)&^a) & highs
+	return sep, spec
+}
+
+// hashShort is hashWord of the first n bytes (1 ≤ n ≤ 7) of x (little endian), built
+// from x with shifts instead of loads.
+func hashShort(x uint64, n int) uint64 {
+	h := uint64(n)*0x9e3779b97f4a7c15 ^ 0x243f6a8885a308d3
+	var t uint64
+	if n >= 4 {
+		t = x&0xffffffff | (x>>uint(8*(n-4))&0xffffffff)<<32
+	} else {
+		t = x&0xff | (x>>uint(8*(n/2))&0xff)<<8 | (x>>uint(8*(n-1))&0xff)<<16
+	}
+	return mix64(mix64(h ^ lower8(t)))
 }
 
 func isLeadPunct(c byte) bool {

@@ -2,6 +2,7 @@ package bayes
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"io"
 	"math/rand/v2"
@@ -188,6 +189,24 @@ func TestLatin1Fast(t *testing.T) {
 		want, _ := io.ReadAll(r)
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: got %q\nwant %q", cs, got, want)
+		}
+	}
+}
+
+// TestHashShort checks that hashing a short word from a loaded register gives the
+// stored token hash (hashWord), for every length and random bytes.
+func TestHashShort(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for k := 0; k < 20000; k++ {
+		var b [8]byte
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+		}
+		x := binary.LittleEndian.Uint64(b[:])
+		for n := 1; n <= 7; n++ {
+			if got, want := hashShort(x, n), hashWord(b[:n]); got != want {
+				t.Fatalf("hashShort(%q, %d) = %x, want %x", b, n, got, want)
+			}
 		}
 	}
 }
