@@ -91,7 +91,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 	}
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
-		msgs, err := s.user.MessagesByUID(c, sel.mb, uids[start:end])
+		read := s.user.MessagesByUIDWithoutEnvelope
+		if o.Envelope {
+			read = s.user.MessagesByUID
+		}
+		msgs, err := read(c, sel.mb, uids[start:end])
 		if err != nil {
 			return s.logErr("fetch", err)
 		}
@@ -126,11 +130,8 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 	var buf []byte
 	if needsBody(o) || o.Envelope {
 		var env *imap.Envelope
-		if o.Envelope && m.Envelope != nil {
-			var e imap.Envelope
-			if json.Unmarshal(m.Envelope, &e) == nil {
-				env = &e
-			}
+		if o.Envelope {
+			env = s.cachedEnvelope(m)
 		}
 		if env == nil || needsBody(o) {
 			b, err := s.readMessage(mb, m)
@@ -143,7 +144,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 		if o.Envelope {
 			if env == nil {
-				env = s.envelope(mb, m.UID, buf)
+				env = s.envelope(mb, m.UID, m.Key, buf)
 			}
 			w.WriteEnvelope(env)
 		}
@@ -177,15 +178,34 @@ func writeAll(wc io.WriteCloser, b []byte) error {
 	return err
 }
 
+// cachedEnvelope returns the envelope from the server's memory or from the index (nil when
+// neither has it). Decoding the index's JSON on every FETCH ENVELOPE was a third of FETCH.
+func (s *session) cachedEnvelope(m store.Message) *imap.Envelope {
+	key := envelopeKey(s.user.Name(), m.Key)
+	if env, ok := s.srv.cache.get(key).(*imap.Envelope); ok {
+		return env
+	}
+	if m.Envelope == nil {
+		return nil
+	}
+	var e imap.Envelope
+	if json.Unmarshal(m.Envelope, &e) != nil {
+		return nil
+	}
+	s.srv.cache.put(key, &e, int64(len(m.Envelope))*2)
+	return &e
+}
+
 // envelope parses the header and caches the envelope in the index, so the next FETCH
 // ENVELOPE (what mail clients ask for when listing a folder) does not open the file.
-func (s *session) envelope(mb store.Mailbox, uid uint32, buf []byte) *imap.Envelope {
+func (s *session) envelope(mb store.Mailbox, uid uint32, key string, buf []byte) *imap.Envelope {
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(buf)))
 	if err != nil {
 		h = textproto.Header{}
 	}
 	env := imapserver.ExtractEnvelope(h)
 	if b, err := json.Marshal(env); err == nil {
+		s.srv.cache.put(envelopeKey(s.user.Name(), key), env, int64(len(b))*2)
 		c, cancel := ctx()
 		defer cancel()
 		_ = s.user.CacheEnvelope(c, mb, uid, b)
@@ -208,7 +228,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	var resUIDs []uint32
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
-		msgs, err := s.user.MessagesByUID(c, sel.mb, uids[start:end])
+		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids[start:end])
 		if err != nil {
 			return nil, s.logErr("search", err)
 		}
@@ -286,13 +306,13 @@ func (mm *matchMsg) text() *textDoc {
 		return mm.doc
 	}
 	key := textKey(mm.s.user.Name(), mm.m.Key)
-	if d := mm.s.srv.texts.get(key); d != nil {
+	if d, ok := mm.s.srv.cache.get(key).(*textDoc); ok {
 		mm.doc = d
 		return d
 	}
 	mm.doc = newTextDoc(mm.entity())
 	if mm.err == nil {
-		mm.s.srv.texts.put(key, mm.doc) // an unreadable file is not remembered as empty
+		mm.s.srv.cache.put(key, mm.doc, mm.doc.size()) // an unreadable file is not remembered as empty
 	}
 	return mm.doc
 }

@@ -40,10 +40,10 @@ type Config struct {
 	// MaxFetchBytes bounds how much of one message is read into memory to answer FETCH
 	// and SEARCH; default 64 MiB (the store's message limit).
 	MaxFetchBytes int64 `yaml:"max_fetch_bytes"`
-	// SearchCacheBytes bounds the memory holding messages' decoded text for SEARCH TEXT
-	// and BODY (shared by all sessions, least recently used out); default 32 MiB, -1
-	// turns the cache off.
-	SearchCacheBytes int64 `yaml:"search_cache_bytes"`
+	// CacheBytes bounds the memory holding what was decoded from messages, shared by all
+	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
+	// default 32 MiB, -1 turns the cache off.
+	CacheBytes int64 `yaml:"cache_bytes"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
 	// Train, when set, is called after a user moves or copies messages into the \Junk
@@ -60,7 +60,7 @@ type Server struct {
 	log   *slog.Logger
 	srv   *imapserver.Server
 	train chan struct{} // bounds concurrent Train calls
-	texts *textCache    // decoded search text; nil when off
+	cache *msgCache     // decoded search text and envelopes; nil when off
 }
 
 // Caps is what the server advertises (besides the always-on IDLE, ENABLE, UNSELECT,
@@ -84,12 +84,12 @@ func New(cfg Config, st *store.Store, a auth.Authenticator, log *slog.Logger) (*
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.SearchCacheBytes == 0 {
-		cfg.SearchCacheBytes = 32 << 20
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = 32 << 20
 	}
 	s := &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "imap"), train: make(chan struct{}, 4)}
-	if cfg.SearchCacheBytes > 0 {
-		s.texts = newTextCache(cfg.SearchCacheBytes)
+	if cfg.CacheBytes > 0 {
+		s.cache = newMsgCache(cfg.CacheBytes)
 	}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,

@@ -762,7 +762,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if flags.Silent {
 		return nil
 	}
-	msgs, err := s.user.MessagesByUID(c, sel.mb, uids)
+	msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
 	if err != nil {
 		return s.logErr("store", err)
 	}

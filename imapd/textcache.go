@@ -89,7 +89,7 @@ func (d *textDoc) match(pattern string, withHeader bool) bool {
 }
 
 func (d *textDoc) size() int64 {
-	n := int64(64 + 16*(len(d.headers)+len(d.bodies)))
+	n := int64(16 * (len(d.headers) + len(d.bodies)))
 	for _, s := range d.headers {
 		n += int64(len(s))
 	}
@@ -99,63 +99,88 @@ func (d *textDoc) size() int64 {
 	return n
 }
 
-// textCache keeps textDocs by user and maildir key, least recently used first out, within
-// a byte budget. A maildir file's content never changes under its key (flag changes only
-// rename it), so an entry can never be stale; expunged messages age out.
-type textCache struct {
+// msgCache keeps what sessions decoded from messages (search text, envelopes) by user
+// and maildir key, least recently used first out, within a byte budget. A maildir file's
+// content never changes under its key (flag changes only rename it), so an entry can never
+// be stale; expunged messages age out. It is split into shards by key hash so that 200
+// sessions searching at once do not queue on one mutex.
+type msgCache struct {
+	shards [cacheShards]cacheShard
+}
+
+const cacheShards = 8
+
+type cacheShard struct {
 	mu    sync.Mutex
 	max   int64
 	used  int64
-	ll    *list.List // of *textEntry, most recent at the front
+	ll    *list.List // of *cacheEntry, most recent at the front
 	items map[string]*list.Element
 }
 
-type textEntry struct {
+type cacheEntry struct {
 	key string
-	doc *textDoc
+	v   any
 	n   int64
 }
 
-func newTextCache(max int64) *textCache {
-	return &textCache{max: max, ll: list.New(), items: map[string]*list.Element{}}
+func newMsgCache(max int64) *msgCache {
+	c := &msgCache{}
+	for i := range c.shards {
+		c.shards[i] = cacheShard{max: max / cacheShards, ll: list.New(), items: map[string]*list.Element{}}
+	}
+	return c
 }
 
-func textKey(user, msgKey string) string { return user + "\x00" + msgKey }
+// Cache keys: what was decoded, the user, the message's maildir key.
+func textKey(user, msgKey string) string     { return "t\x00" + user + "\x00" + msgKey }
+func envelopeKey(user, msgKey string) string { return "e\x00" + user + "\x00" + msgKey }
 
-func (c *textCache) get(key string) *textDoc {
+func (c *msgCache) shard(key string) *cacheShard {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &c.shards[h%cacheShards]
+}
+
+func (c *msgCache) get(key string) any {
 	if c == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.MoveToFront(el)
-		return el.Value.(*textEntry).doc
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if el, ok := sh.items[key]; ok {
+		sh.ll.MoveToFront(el)
+		return el.Value.(*cacheEntry).v
 	}
 	return nil
 }
 
-func (c *textCache) put(key string, d *textDoc) {
+// put stores v, whose size is about n bytes.
+func (c *msgCache) put(key string, v any, n int64) {
 	if c == nil {
 		return
 	}
-	n := d.size() + int64(len(key))
-	if n > c.max/8 {
+	sh := c.shard(key)
+	n += int64(len(key)) + 64
+	if n > sh.max/4 {
 		return // one huge message would flush everything else
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.MoveToFront(el)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if el, ok := sh.items[key]; ok {
+		sh.ll.MoveToFront(el)
 		return
 	}
-	c.items[key] = c.ll.PushFront(&textEntry{key: key, doc: d, n: n})
-	c.used += n
-	for c.used > c.max {
-		el := c.ll.Back()
-		e := el.Value.(*textEntry)
-		c.ll.Remove(el)
-		delete(c.items, e.key)
-		c.used -= e.n
+	sh.items[key] = sh.ll.PushFront(&cacheEntry{key: key, v: v, n: n})
+	sh.used += n
+	for sh.used > sh.max {
+		el := sh.ll.Back()
+		e := el.Value.(*cacheEntry)
+		sh.ll.Remove(el)
+		delete(sh.items, e.key)
+		sh.used -= e.n
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
 
 	"github.com/portcullis-mail/portcullis/internal/testenv"
@@ -114,25 +115,68 @@ func TestTextDocMatchesWalk(t *testing.T) {
 	}
 }
 
-func TestTextCacheBudget(t *testing.T) {
-	c := newTextCache(10000)
+func TestMsgCacheBudget(t *testing.T) {
+	c := newMsgCache(80000)
 	doc := func(n int) *textDoc { return &textDoc{bodies: []string{strings.Repeat("x", n)}} }
-	for i := range 100 {
-		c.put(textKey("u", fmt.Sprint(i)), doc(500))
+	for i := range 1000 {
+		d := doc(500)
+		c.put(textKey("u", fmt.Sprint(i)), d, d.size())
 	}
-	if c.used > c.max || len(c.items) == 0 || len(c.items) != c.ll.Len() {
-		t.Fatalf("used %d of %d, %d items, %d listed", c.used, c.max, len(c.items), c.ll.Len())
+	var used, max int64
+	items := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		if sh.used > sh.max || len(sh.items) != sh.ll.Len() {
+			t.Fatalf("shard %d: used %d of %d, %d items, %d listed", i, sh.used, sh.max, len(sh.items), sh.ll.Len())
+		}
+		used, max, items = used+sh.used, max+sh.max, items+len(sh.items)
 	}
-	if c.get(textKey("u", "99")) == nil || c.get(textKey("u", "0")) != nil {
+	if items < 50 || used > max {
+		t.Fatalf("%d items, %d of %d bytes", items, used, max)
+	}
+	if c.get(textKey("u", "999")) == nil || c.get(textKey("u", "0")) != nil {
 		t.Fatal("not least recently used out")
 	}
-	c.put(textKey("u", "huge"), doc(5000))
-	if c.get(textKey("u", "huge")) != nil {
-		t.Fatal("an entry above an eighth of the budget was kept")
+	if c.get(envelopeKey("u", "999")) != nil || c.get(textKey("v", "999")) != nil {
+		t.Fatal("keys of another kind or user collide")
 	}
-	var off *textCache
-	off.put("k", doc(1))
+	c.put(textKey("u", "huge"), doc(5000), 5000)
+	if c.get(textKey("u", "huge")) != nil {
+		t.Fatal("an entry above a quarter of a shard was kept")
+	}
+	var off *msgCache
+	off.put("k", doc(1), 1)
 	if off.get("k") != nil {
 		t.Fatal("nil cache returned something")
+	}
+}
+
+// TestEnvelopeAndSearchWithoutCache runs FETCH ENVELOPE and SEARCH TEXT with the memory
+// cache off, so the envelope comes from the index the second time, and compares them
+// with a server that has the cache.
+func TestEnvelopeAndSearchWithoutCache(t *testing.T) {
+	for _, size := range []int64{-1, 0} {
+		e := start(t, Config{CacheBytes: size})
+		e.deliver(t, "alice@example.org", msgA)
+		e.deliver(t, "alice@example.org", msgB)
+		c := login(t, e, "alice@example.org", "secret pw", nil)
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{Envelope: true}).Collect()
+			if err != nil || len(msgs) != 2 || msgs[0].Envelope.Subject != "quarterly report" || msgs[0].Envelope.From[0].Addr() != "ann@example.org" {
+				t.Fatalf("cache %d: fetch %+v %v", size, msgs, err)
+			}
+			for q, want := range map[string]string{"zebra": "[1]", "café": "[2]", "QUARTERLY": "[1]", "nothing-like-it": "[]"} {
+				sr, err := c.Search(&imap.SearchCriteria{Text: []string{q}}, nil).Wait()
+				if err != nil || fmt.Sprint(sr.AllSeqNums()) != want {
+					t.Fatalf("cache %d: search %q = %v %v", size, q, sr.AllSeqNums(), err)
+				}
+			}
+		}
+		if size < 0 && e.srv.cache != nil {
+			t.Fatal("cache_bytes -1 did not turn the cache off")
+		}
 	}
 }

@@ -190,3 +190,50 @@ func TestAppendIntoDeletedFolder(t *testing.T) {
 		t.Fatalf("INBOX has %d", st.Messages)
 	}
 }
+
+// TestMessagesByUIDSparse reads sparse UID sets (the padded IN lists) and removes some.
+func TestMessagesByUIDSparse(t *testing.T) {
+	s := newStore(t, Config{})
+	ctx := context.Background()
+	u := open(t, s, "sparse@x.org")
+	for i := range 300 {
+		if _, err := u.Append(ctx, "INBOX", msg(fmt.Sprint(i)), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mb, _ := u.Mailbox(ctx, "INBOX")
+	for _, want := range [][]uint32{{1, 300}, {2, 100, 299}, {5, 6, 7, 250, 251, 290, 299}, {1, 3, 5, 7, 9, 299, 999}} {
+		got, err := u.MessagesByUID(ctx, mb, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []uint32
+		for _, m := range got {
+			uids = append(uids, m.UID)
+		}
+		exp := want
+		if want[len(want)-1] == 999 {
+			exp = want[:len(want)-1]
+		}
+		if fmt.Sprint(uids) != fmt.Sprint(exp) {
+			t.Fatalf("MessagesByUID(%v) = %v", want, uids)
+		}
+	}
+	gone, err := u.Remove(ctx, mb, []uint32{2, 100, 299})
+	if err != nil || len(gone) != 3 {
+		t.Fatalf("remove: %v %v", gone, err)
+	}
+	if st, _ := u.Status(ctx, "INBOX"); st.Messages != 297 {
+		t.Fatalf("%d messages left", st.Messages)
+	}
+	for _, n := range []int{1, 2, 3, 5, 300, 512} {
+		uids := make([]uint32, n)
+		for i := range uids {
+			uids[i] = uint32(i + 1)
+		}
+		in, args := inList(uids)
+		if p := strings.Count(in, "?"); p&(p-1) != 0 || p < n || len(args) != p+1 || args[p] != uids[n-1] {
+			t.Fatalf("inList(%d): %d placeholders, %d args", n, p, len(args))
+		}
+	}
+}

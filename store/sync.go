@@ -118,7 +118,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 		}
 		return err
 	}
-	msgs, err := u.messages(ctx, u.q(nil), mb.ID, "")
+	msgs, err := u.messages(ctx, u.q(nil), true, mb.ID, "")
 	if err != nil {
 		return err
 	}
@@ -166,10 +166,8 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				changed = append(changed, m)
 			}
 		}
-		for _, c := range chunks(gone, 500) {
-			if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
-				return err
-			}
+		if err := deleteUIDs(ctx, q, mb.ID, gone); err != nil {
+			return err
 		}
 		if len(gone) > 0 {
 			modseq++

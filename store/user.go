@@ -65,7 +65,7 @@ type Message struct {
 	// SizeCRLF is the size with every bare LF counted as CRLF, as POP3 and IMAP send the
 	// message (RFC 1939 §11, RFC 3501 §2.3.4); equal to Size for CRLF files.
 	SizeCRLF int64
-	Envelope []byte // cached by CacheEnvelope, nil if none
+	Envelope []byte // cached by CacheEnvelope; read by MessagesByUID only, nil otherwise
 }
 
 // Status summarizes a mailbox.
@@ -354,6 +354,10 @@ func (u *User) SetSubscribed(ctx context.Context, name string, on bool) error {
 
 const messageCols = `uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope`
 
+// messageColsLite leaves the envelope out: most readers do not want it, and copying the
+// blob out of SQLite for every row was a good part of reading the index.
+const messageColsLite = `uid, key, file, flags, modseq, internal_date, size, crlf_size, NULL`
+
 func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
 	var m Message
 	var flags string
@@ -377,7 +381,7 @@ func (u *User) Messages(ctx context.Context, name string) (Mailbox, []Message, e
 	if err != nil {
 		return Mailbox{}, nil, err
 	}
-	msgs, err := u.messages(ctx, u.q(nil), mb.ID, "")
+	msgs, err := u.messages(ctx, u.q(nil), true, mb.ID, "")
 	return mb, msgs, err
 }
 
@@ -385,8 +389,13 @@ type querier interface {
 	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
 }
 
-func (u *User) messages(ctx context.Context, q querier, mbID int64, where string, args ...any) ([]Message, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+messageCols+` FROM message WHERE mailbox_id = ? `+where+` ORDER BY uid`, append([]any{mbID}, args...)...)
+// messages reads index rows of a mailbox; lite leaves Envelope nil.
+func (u *User) messages(ctx context.Context, q querier, lite bool, mbID int64, where string, args ...any) ([]Message, error) {
+	cols := messageCols
+	if lite {
+		cols = messageColsLite
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+cols+` FROM message WHERE mailbox_id = ? `+where+` ORDER BY uid`, append([]any{mbID}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: messages of %s: %w", u.name, err)
 	}
@@ -406,6 +415,16 @@ func (u *User) messages(ctx context.Context, q querier, mbID int64, where string
 // order. Dense sets (the usual FETCH 1:* or a page of a folder) are read with one range
 // query and filtered here, which costs SQLite far less than a long IN list.
 func (u *User) MessagesByUID(ctx context.Context, mb Mailbox, uids []uint32) ([]Message, error) {
+	return u.messagesByUID(ctx, mb, uids, false)
+}
+
+// MessagesByUIDWithoutEnvelope is MessagesByUID with Envelope left nil, which is cheaper:
+// for SEARCH, STORE and anything else that does not send envelopes.
+func (u *User) MessagesByUIDWithoutEnvelope(ctx context.Context, mb Mailbox, uids []uint32) ([]Message, error) {
+	return u.messagesByUID(ctx, mb, uids, true)
+}
+
+func (u *User) messagesByUID(ctx context.Context, mb Mailbox, uids []uint32, lite bool) ([]Message, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
@@ -417,7 +436,7 @@ func (u *User) MessagesByUID(ctx context.Context, mb Mailbox, uids []uint32) ([]
 	}
 	var out []Message
 	if int64(hi)-int64(lo) < 4*int64(len(uids))+64 {
-		ms, err := u.messages(ctx, u.q(nil), mb.ID, "AND uid BETWEEN ? AND ?", lo, hi)
+		ms, err := u.messages(ctx, u.q(nil), lite, mb.ID, "AND uid BETWEEN ? AND ?", lo, hi)
 		if err != nil {
 			return nil, err
 		}
@@ -428,8 +447,9 @@ func (u *User) MessagesByUID(ctx context.Context, mb Mailbox, uids []uint32) ([]
 		}
 		return out, nil
 	}
-	for _, chunk := range chunks(uids, 500) {
-		ms, err := u.messages(ctx, u.q(nil), mb.ID, "AND uid IN ("+placeholders(len(chunk))+")", uidArgs(chunk)...)
+	for _, chunk := range chunks(uids, maxInList) {
+		in, args := inList(chunk)
+		ms, err := u.messages(ctx, u.q(nil), lite, mb.ID, "AND uid IN ("+in+")", args[1:]...)
 		if err != nil {
 			return nil, err
 		}
@@ -542,7 +562,7 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 	flags = NormalizeFlags(flags)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	msgs, err := u.MessagesByUID(ctx, mb, uids)
+	msgs, err := u.MessagesByUIDWithoutEnvelope(ctx, mb, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -649,9 +669,9 @@ func (u *User) Expunge(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32
 	var msgs []Message
 	var err error
 	if uids == nil {
-		msgs, err = u.messages(ctx, u.q(nil), mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
+		msgs, err = u.messages(ctx, u.q(nil), true, mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
 	} else {
-		msgs, err = u.MessagesByUID(ctx, mb, uids)
+		msgs, err = u.MessagesByUIDWithoutEnvelope(ctx, mb, uids)
 	}
 	if err != nil {
 		return nil, err
@@ -669,7 +689,7 @@ func (u *User) Expunge(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32
 func (u *User) Remove(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	msgs, err := u.MessagesByUID(ctx, mb, uids)
+	msgs, err := u.MessagesByUIDWithoutEnvelope(ctx, mb, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -700,18 +720,8 @@ func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]
 		uids[i] = m.UID
 	}
 	err := u.lazyTx(ctx, func(q cachedQ) error {
-		if len(uids) == 1 {
-			if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid = ?`, mb.ID, uids[0]); err != nil {
-				return err
-			}
-		}
-		for _, c := range chunks(uids, 500) {
-			if len(uids) == 1 {
-				break
-			}
-			if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{mb.ID}, uidArgs(c)...)...); err != nil {
-				return err
-			}
+		if err := deleteUIDs(ctx, q, mb.ID, uids); err != nil {
+			return err
 		}
 		_, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ?`,
 			before, after, after, mb.ID)
@@ -839,10 +849,8 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 			return err
 		}
 		if move {
-			for _, c := range chunks(res.SrcUIDs, 500) {
-				if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(c))+`)`, append([]any{src.ID}, uidArgs(c)...)...); err != nil {
-					return err
-				}
+			if err := deleteUIDs(ctx, q, src.ID, res.SrcUIDs); err != nil {
+				return err
 			}
 			if _, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
 				return err
@@ -891,7 +899,8 @@ func linkOrCopy(from, to string) error {
 
 // CacheEnvelope stores an envelope blob (opaque to the store) for a message.
 func (u *User) CacheEnvelope(ctx context.Context, mb Mailbox, uid uint32, b []byte) error {
-	_, err := u.q(nil).ExecContext(ctx, `UPDATE message SET envelope = ? WHERE mailbox_id = ? AND uid = ?`, b, mb.ID, uid)
+	// A cache: written without fsync (a power loss may lose it, it is computed again).
+	_, err := cachedQ{c: &u.lazyStmts}.ExecContext(ctx, `UPDATE message SET envelope = ? WHERE mailbox_id = ? AND uid = ?`, b, mb.ID, uid)
 	if err != nil {
 		return fmt.Errorf("store: cache envelope: %w", err)
 	}
@@ -910,12 +919,33 @@ func chunks(u []uint32, n int) [][]uint32 {
 	return out
 }
 
-func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+// maxInList is the most UIDs one IN list holds.
+const maxInList = 512
 
-func uidArgs(u []uint32) []any {
-	a := make([]any, len(u))
-	for i, x := range u {
-		a[i] = x
+// inList returns the placeholders and arguments of an IN list for uids (at most
+// maxInList). The list is padded to a power of two by repeating the last UID, so that a
+// handful of statement texts cover every size and stay in the prepared statement cache:
+// parsing a fresh 31-item IN list on every SEARCH cost more than running it.
+func inList(uids []uint32) (string, []any) {
+	n := 1
+	for n < len(uids) {
+		n *= 2
 	}
-	return a
+	args := make([]any, n+1)
+	for i := range n {
+		args[i+1] = uids[min(i, len(uids)-1)]
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", n), ","), args
+}
+
+// deleteUIDs removes the index rows of uids in mailbox mbID.
+func deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error {
+	for _, c := range chunks(uids, maxInList) {
+		in, args := inList(c)
+		args[0] = mbID
+		if _, err := q.ExecContext(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+in+`)`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
