@@ -3,6 +3,7 @@
 package bayescli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -340,6 +341,10 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 		return fmt.Errorf("classify: %w", err)
 	}
 	defer s.Close()
+	// one write per batch, not per message
+	bw := bufio.NewWriterSize(out, 64<<10)
+	defer bw.Flush()
+	out = bw
 	enc := json.NewEncoder(out)
 	workers := o.Workers
 	if workers <= 0 {
@@ -385,7 +390,7 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 			}
 		}
 		batch = batch[:0]
-		return nil
+		return bw.Flush()
 	}
 	for _, f := range o.Files {
 		src, err := ListSource(f)

@@ -139,16 +139,34 @@ func (s *Source) Each(ctx context.Context, fn func(Message) error) error {
 }
 
 func readLimited(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	raw, err := readFile(p, MaxMessageSize)
 	if err != nil {
 		return nil, fmt.Errorf("read message: %w", err)
 	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, MaxMessageSize))
-	if err != nil {
-		return nil, fmt.Errorf("read message %s: %w", p, err)
-	}
 	return raw, nil
+}
+
+// readAtMost reads at most max bytes from r into a buffer sized for the expected
+// size (the file's, when known), so that a whole message takes one read.
+func readAtMost(r io.Reader, size, max int64) ([]byte, error) {
+	if size <= 0 || size > max {
+		size = min(max, 64<<10)
+	}
+	buf := make([]byte, 0, size+1) // +1: the read that sees the end needs no growth
+	for int64(len(buf)) < max {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(int64(cap(buf)), max)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // eachMbox splits an mbox (mboxrd: "From " lines start messages, ">From " is
