@@ -39,7 +39,7 @@ type appendReq struct {
 // after the commit holding its own row. Deliveries to one busy mailbox (LMTP, the queue)
 // and parallel APPENDs of one user share fsyncs instead of queueing for one each.
 func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (AppendResult, error) {
-	mb, err := u.mailboxLocked(ctx, name)
+	mbID, mbName, err := u.mailboxID(ctx, name)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -50,7 +50,7 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	}
 	max := u.store.cfg.MaxMessageBytes
 	cr := &countingReader{r: io.LimitReader(r, max+1)}
-	d := u.folder(mb.Name)
+	d := u.folder(mbName)
 	sub, mf := maildir.New, maildir.Flags("")
 	if mf = maildirFlags(flags); mf != "" {
 		sub = maildir.Cur
@@ -72,7 +72,7 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	if setTime {
 		_ = os.Chtimes(path, date, date) // readers such as Dovecot take the received date from mtime
 	}
-	req := &appendReq{mbID: mb.ID, d: d, before: before, key: key, file: file, path: path,
+	req := &appendReq{mbID: mbID, d: d, before: before, key: key, file: file, path: path,
 		flags: flags, date: date, size: cr.n, crlf: cr.n + cr.bareLF}
 
 	u.amu.Lock()
@@ -157,6 +157,7 @@ func (u *User) commitAppends(batch []*appendReq) {
 					Scan(&st.uidValidity, &st.uidNext, &st.modSeq, &st.stamp)
 				if errors.Is(err, sql.ErrNoRows) {
 					st = nil // deleted since Append looked it up
+					u.forgetIDs()
 				} else if err != nil {
 					return err
 				}

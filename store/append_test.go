@@ -237,3 +237,45 @@ func TestMessagesByUIDSparse(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendAfterDeleteRecreateRename: the remembered folder ids follow deletes,
+// re-creates and renames.
+func TestAppendAfterDeleteRecreateRename(t *testing.T) {
+	s := newStore(t, Config{})
+	ctx := context.Background()
+	u := open(t, s, "r@x.org")
+	appendTo := func(name string) error {
+		_, err := u.Append(ctx, name, msg(name), nil, time.Time{})
+		return err
+	}
+	if err := u.Create(ctx, "A", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendTo("A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Delete(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendTo("A"); !errors.Is(err, ErrNoMailbox) {
+		t.Fatalf("append to a deleted folder: %v", err)
+	}
+	if err := u.Create(ctx, "A", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendTo("A"); err != nil {
+		t.Fatalf("append to the re-created folder: %v", err)
+	}
+	if err := u.Rename(ctx, "A", "B"); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendTo("A"); !errors.Is(err, ErrNoMailbox) {
+		t.Fatalf("append to a renamed-away folder: %v", err)
+	}
+	if err := appendTo("B"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := u.Status(ctx, "B"); st.Messages != 2 {
+		t.Fatalf("B has %d messages, want 2", st.Messages)
+	}
+}

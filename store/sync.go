@@ -36,6 +36,7 @@ func (u *User) discoverLocked(ctx context.Context) error {
 	for _, mb := range all {
 		inIndex[mb.Name] = true
 		if !onDisk[mb.Name] {
+			u.forgetIDs()
 			if _, err := u.q(nil).ExecContext(ctx, `DELETE FROM mailbox WHERE id = ?`, mb.ID); err != nil {
 				return fmt.Errorf("store: drop vanished folder %q: %w", mb.Name, err)
 			}

@@ -40,6 +40,10 @@ type User struct {
 
 	amu     sync.Mutex   // guards appendQ
 	appendQ []*appendReq // appends waiting for their index commit (group commit)
+
+	idmu  sync.Mutex
+	ids   map[string]int64 // canonical folder name → mailbox id, for Append
+	idGen uint64           // bumped when folders are deleted or renamed
 }
 
 // Mailbox is a folder's index record.
@@ -121,6 +125,44 @@ func (u *User) Mailboxes(ctx context.Context) ([]Mailbox, error) {
 // Mailbox returns a folder's record.
 func (u *User) Mailbox(ctx context.Context, name string) (Mailbox, error) {
 	return u.mailboxLocked(ctx, name)
+}
+
+// mailboxID returns a folder's id and canonical name, remembered between calls: Append
+// needs no more, and looking it up in the index was a read transaction per message. A
+// folder deleted meanwhile is caught at commit (commitAppends finds no row).
+func (u *User) mailboxID(ctx context.Context, name string) (int64, string, error) {
+	cn, err := CanonicalMailbox(name)
+	if err != nil {
+		return 0, "", err
+	}
+	u.idmu.Lock()
+	id, ok := u.ids[cn]
+	gen := u.idGen
+	u.idmu.Unlock()
+	if ok {
+		return id, cn, nil
+	}
+	mb, err := u.mailboxLocked(ctx, cn)
+	if err != nil {
+		return 0, "", err
+	}
+	u.idmu.Lock()
+	if u.idGen == gen { // not if a delete or rename ran during the lookup
+		if u.ids == nil {
+			u.ids = map[string]int64{}
+		}
+		u.ids[cn] = mb.ID
+	}
+	u.idmu.Unlock()
+	return mb.ID, mb.Name, nil
+}
+
+// forgetIDs drops the remembered folder ids; call it when folders go away or move.
+func (u *User) forgetIDs() {
+	u.idmu.Lock()
+	u.ids = nil
+	u.idGen++
+	u.idmu.Unlock()
 }
 
 func (u *User) mailboxLocked(ctx context.Context, name string) (Mailbox, error) {
@@ -268,6 +310,7 @@ func (u *User) Delete(ctx context.Context, name string) error {
 	if mb.Name == Inbox {
 		return fmt.Errorf("%w: INBOX cannot be deleted", ErrBadName)
 	}
+	u.forgetIDs()
 	// Remove the directory first: a crash leaves an index row without a folder, which
 	// discover removes, rather than a folder the index forgot.
 	if err := os.RemoveAll(string(u.folder(mb.Name))); err != nil {
@@ -305,6 +348,7 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 	if err != nil {
 		return err
 	}
+	u.forgetIDs()
 	var moved []Mailbox
 	for _, x := range all {
 		if x.Name == mb.Name || strings.HasPrefix(x.Name, mb.Name+string(Delimiter)) {
@@ -425,6 +469,11 @@ func (u *User) MessagesByUIDWithoutEnvelope(ctx context.Context, mb Mailbox, uid
 }
 
 func (u *User) messagesByUID(ctx context.Context, mb Mailbox, uids []uint32, lite bool) ([]Message, error) {
+	return u.messagesByUIDIn(ctx, u.q(nil), mb, uids, lite)
+}
+
+// messagesByUIDIn is messagesByUID through q (in a transaction when q has one).
+func (u *User) messagesByUIDIn(ctx context.Context, q cachedQ, mb Mailbox, uids []uint32, lite bool) ([]Message, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
@@ -436,7 +485,7 @@ func (u *User) messagesByUID(ctx context.Context, mb Mailbox, uids []uint32, lit
 	}
 	var out []Message
 	if int64(hi)-int64(lo) < 4*int64(len(uids))+64 {
-		ms, err := u.messages(ctx, u.q(nil), lite, mb.ID, "AND uid BETWEEN ? AND ?", lo, hi)
+		ms, err := u.messages(ctx, q, lite, mb.ID, "AND uid BETWEEN ? AND ?", lo, hi)
 		if err != nil {
 			return nil, err
 		}
@@ -449,7 +498,7 @@ func (u *User) messagesByUID(ctx context.Context, mb Mailbox, uids []uint32, lit
 	}
 	for _, chunk := range chunks(uids, maxInList) {
 		in, args := inList(chunk)
-		ms, err := u.messages(ctx, u.q(nil), lite, mb.ID, "AND uid IN ("+in+")", args[1:]...)
+		ms, err := u.messages(ctx, q, lite, mb.ID, "AND uid IN ("+in+")", args[1:]...)
 		if err != nil {
 			return nil, err
 		}
@@ -562,50 +611,51 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 	flags = NormalizeFlags(flags)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	msgs, err := u.MessagesByUIDWithoutEnvelope(ctx, mb, uids)
-	if err != nil {
-		return nil, err
-	}
 	d := u.folder(mb.Name)
-	before := noStamp
 	var changed []Message
-	// Files are renamed first (maildir flags), then the index follows in one transaction;
-	// a failed rename stops there, and what changed so far is still recorded.
 	var ferr error
-	for _, m := range msgs {
-		nf := applyFlags(m.Flags, op, flags)
-		if joinFlags(nf) == joinFlags(m.Flags) {
-			continue // nothing to do: no modseq, no write
+	// One transaction reads the rows and writes the changes (a separate read was a
+	// transaction of its own). Files are renamed first (maildir flags), then the index
+	// follows; a failed rename stops there, and what changed so far is still recorded.
+	err := u.lazyTx(ctx, func(q cachedQ) error {
+		msgs, err := u.messagesByUIDIn(ctx, q, mb, uids, true)
+		if err != nil {
+			return err
 		}
-		oldMF, newMF := maildirFlags(m.Flags), maildirFlags(nf)
-		if oldMF != newMF || strings.HasPrefix(m.File, maildir.New+"/") {
-			if before == noStamp {
-				if before = dirStamp(d); before == "" {
-					before = noStamp
+		before := noStamp
+		for _, m := range msgs {
+			nf := applyFlags(m.Flags, op, flags)
+			if joinFlags(nf) == joinFlags(m.Flags) {
+				continue // nothing to do: no modseq, no write
+			}
+			oldMF, newMF := maildirFlags(m.Flags), maildirFlags(nf)
+			if oldMF != newMF || strings.HasPrefix(m.File, maildir.New+"/") {
+				if before == noStamp {
+					if before = dirStamp(d); before == "" {
+						before = noStamp
+					}
+				}
+				e, err := u.entry(d, m)
+				if err == nil {
+					var ne maildir.Entry
+					ne, err = d.SetFlags(e, newMF)
+					m.File = ne.Sub + "/" + ne.File()
+				}
+				if err != nil {
+					ferr = err
+					break
 				}
 			}
-			e, err := u.entry(d, m)
-			if err == nil {
-				var ne maildir.Entry
-				ne, err = d.SetFlags(e, newMF)
-				m.File = ne.Sub + "/" + ne.File()
-			}
-			if err != nil {
-				ferr = err
-				break
-			}
+			m.Flags = nf
+			changed = append(changed, m)
 		}
-		m.Flags = nf
-		changed = append(changed, m)
-	}
-	if len(changed) == 0 {
-		return nil, ferr
-	}
-	after := ""
-	if before != noStamp {
-		after = dirStamp(d)
-	}
-	err = u.lazyTx(ctx, func(q cachedQ) error {
+		if len(changed) == 0 {
+			return errNoChange
+		}
+		after := ""
+		if before != noStamp {
+			after = dirStamp(d)
+		}
 		// One statement takes the modseqs and keeps the folder's stamp (see commitAppends).
 		var last uint64
 		if err := q.QueryRowContext(ctx, `UPDATE mailbox SET modseq = modseq + ?, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ? RETURNING modseq`,
@@ -623,12 +673,18 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 		}
 		return nil
 	})
+	if errors.Is(err, errNoChange) {
+		return nil, ferr
+	}
 	if err != nil {
 		return nil, errors.Join(err, ferr)
 	}
 	u.publish(mb.ID, Event{Kind: FlagsChanged, Messages: changed, Source: source})
 	return changed, ferr
 }
+
+// errNoChange rolls back a transaction that found nothing to write.
+var errNoChange = errors.New("nothing to change")
 
 // noStamp never equals a stored directory stamp ("" does: a folder never synced).
 const noStamp = "-"
@@ -664,69 +720,73 @@ func applyFlags(cur []string, op FlagOp, flags []string) []string {
 // Expunge removes the messages flagged \Deleted (only those among uids when uids is not
 // nil) and returns their UIDs.
 func (u *User) Expunge(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	var msgs []Message
-	var err error
-	if uids == nil {
-		msgs, err = u.messages(ctx, u.q(nil), true, mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
-	} else {
-		msgs, err = u.MessagesByUIDWithoutEnvelope(ctx, mb, uids)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var del []Message
-	for _, m := range msgs {
-		if hasFlag(m.Flags, FlagDeleted) {
-			del = append(del, m)
+	return u.remove(ctx, mb, func(q cachedQ) ([]Message, error) {
+		var msgs []Message
+		var err error
+		if uids == nil {
+			msgs, err = u.messages(ctx, q, true, mb.ID, `AND ' '||flags||' ' LIKE '% \Deleted %'`)
+		} else {
+			msgs, err = u.messagesByUIDIn(ctx, q, mb, uids, true)
 		}
-	}
-	return u.removeLocked(ctx, mb, del)
+		var del []Message
+		for _, m := range msgs {
+			if hasFlag(m.Flags, FlagDeleted) {
+				del = append(del, m)
+			}
+		}
+		return del, err
+	})
 }
 
 // Remove removes the given messages whatever their flags (POP3 DELE at QUIT).
 func (u *User) Remove(ctx context.Context, mb Mailbox, uids []uint32) ([]uint32, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	msgs, err := u.MessagesByUIDWithoutEnvelope(ctx, mb, uids)
-	if err != nil {
-		return nil, err
-	}
-	return u.removeLocked(ctx, mb, msgs)
+	return u.remove(ctx, mb, func(q cachedQ) ([]Message, error) {
+		return u.messagesByUIDIn(ctx, q, mb, uids, true)
+	})
 }
 
-func (u *User) removeLocked(ctx context.Context, mb Mailbox, msgs []Message) ([]uint32, error) {
-	if len(msgs) == 0 {
-		return nil, nil
-	}
-	d := u.folder(mb.Name)
-	before := dirStamp(d)
-	if before == "" {
-		before = noStamp
-	}
-	// Files go first: a crash in between leaves index rows without files, which Sync
-	// expunges, instead of expunged messages coming back.
-	for _, m := range msgs {
-		if e, err := u.entry(d, m); err == nil {
-			if err := d.Remove(e); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
+// remove deletes the messages pick chooses, reading and writing in one transaction.
+func (u *User) remove(ctx context.Context, mb Mailbox, pick func(cachedQ) ([]Message, error)) ([]uint32, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var uids []uint32
+	err := u.lazyTx(ctx, func(q cachedQ) error {
+		msgs, err := pick(q)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return errNoChange
+		}
+		d := u.folder(mb.Name)
+		before := dirStamp(d)
+		if before == "" {
+			before = noStamp
+		}
+		// Files go first: a crash in between leaves index rows without files, which Sync
+		// expunges, instead of expunged messages coming back.
+		for _, m := range msgs {
+			if e, err := u.entry(d, m); err == nil {
+				if err := d.Remove(e); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
 			}
 		}
-	}
-	after := dirStamp(d)
-	uids := make([]uint32, len(msgs))
-	for i, m := range msgs {
-		uids[i] = m.UID
-	}
-	err := u.lazyTx(ctx, func(q cachedQ) error {
+		after := dirStamp(d)
+		uids = make([]uint32, len(msgs))
+		for i, m := range msgs {
+			uids[i] = m.UID
+		}
 		if err := deleteUIDs(ctx, q, mb.ID, uids); err != nil {
 			return err
 		}
-		_, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ?`,
+		_, err = q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ?`,
 			before, after, after, mb.ID)
 		return err
 	})
+	if errors.Is(err, errNoChange) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
