@@ -108,7 +108,7 @@ func (c TokenizerConfig) Fingerprint() string {
 		hs[i] = strings.ToLower(hs[i])
 	}
 	slices.Sort(hs)
-	fmt.Fprintf(h, "v3|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
+	fmt.Fprintf(h, "v4|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
 	if c.OSB > 0 {
 		fmt.Fprintf(h, "|osb%d", c.OSB)
@@ -157,7 +157,7 @@ func NewTokenizer(cfg TokenizerConfig) *Tokenizer {
 func (t *Tokenizer) Config() TokenizerConfig { return t.cfg }
 
 // Hashes appends the distinct token hashes of raw to dst (in no particular order).
-// Hashing is FNV-1a 64 of the prefix and the lower-cased token, stable across runs.
+// Hashing is hashWord of the prefix and the token (lower-cased), stable across runs.
 func (t *Tokenizer) Hashes(dst []uint64, raw []byte) []uint64 {
 	st := t.pool.Get().(*tokState)
 	st.reset(false)
@@ -185,27 +185,44 @@ func HashToken(tok string) uint64 {
 	return hashWord([]byte(tok))
 }
 
-// hashWord is the token hash: 8 bytes at a time, ASCII letters lower-cased in the
-// word (SWAR), each chunk mixed with a multiply-xorshift. Stable across runs and
-// platforms, since tokens are stored by it.
+// hashWord is the token hash, with ASCII letters lower-cased (SWAR). A word shorter
+// than 8 bytes is one 64-bit value (its bytes and its length in the top byte) put
+// through a bijective multiply-xorshift, so short tokens never collide; a longer one
+// is mixed in 8 bytes at a time, its last chunk being its final 8 bytes. Its latency
+// matters more than its throughput: each token's set insertion branches on it.
+// Stable across runs and platforms, since tokens are stored by it (a change needs a
+// new tokenizer fingerprint).
 func hashWord(w []byte) uint64 {
-	h := uint64(len(w))*0x9e3779b97f4a7c15 ^ 0x243f6a8885a308d3
-	for len(w) >= 8 {
-		x := lower8(binary.LittleEndian.Uint64(w))
-		h = mix64(h ^ x)
-		w = w[8:]
+	n := len(w)
+	if n < 8 {
+		var x uint64
+		switch {
+		case n >= 4:
+			x = uint64(binary.LittleEndian.Uint32(w)) | uint64(binary.LittleEndian.Uint32(w[n-4:]))<<uint(8*(n-4))
+		case n > 0:
+			x = uint64(w[0]) | uint64(w[n/2])<<uint(8*(n/2)) | uint64(w[n-1])<<uint(8*(n-1))
+		}
+		return hashShort(x, n)
 	}
-	// the last 1–7 bytes, read as two overlapping loads (which, with the length
-	// already in h, still determine the bytes)
-	switch n := len(w); {
-	case n >= 4:
-		x := uint64(binary.LittleEndian.Uint32(w)) | uint64(binary.LittleEndian.Uint32(w[n-4:]))<<32
-		h = mix64(h ^ lower8(x))
-	case n > 0:
-		x := uint64(w[0]) | uint64(w[n/2])<<8 | uint64(w[n-1])<<16
-		h = mix64(h ^ lower8(x))
+	h := uint64(n) * 0x9e3779b97f4a7c15
+	for i := 0; i < n-8; i += 8 {
+		h = fold(h ^ lower8(binary.LittleEndian.Uint64(w[i:])))
 	}
-	return mix64(h)
+	return fold(h ^ lower8(binary.LittleEndian.Uint64(w[n-8:])))
+}
+
+// hashShort is hashWord of a word of n < 8 bytes held in the low bytes of x (the
+// bytes above it are ignored).
+func hashShort(x uint64, n int) uint64 {
+	v := lower8(x&(1<<uint(8*n)-1)) | uint64(n)<<56
+	return fold(v ^ 0x243f6a8885a308d3)
+}
+
+// fold is a bijective mix: a multiplication by an odd constant, then the high half
+// folded into the low one.
+func fold(v uint64) uint64 {
+	p := v * 0xd6e8feb86659fd93
+	return p ^ p>>32
 }
 
 func mix64(h uint64) uint64 {
@@ -756,19 +773,6 @@ func chunkSep(x uint64) (sep, spec uint64) {
 	return sep, spec
 }
 
-// hashShort is hashWord of the first n bytes (1 ≤ n ≤ 7) of x (little endian), built
-// from x with shifts instead of loads.
-func hashShort(x uint64, n int) uint64 {
-	h := uint64(n)*0x9e3779b97f4a7c15 ^ 0x243f6a8885a308d3
-	var t uint64
-	if n >= 4 {
-		t = x&0xffffffff | (x>>uint(8*(n-4))&0xffffffff)<<32
-	} else {
-		t = x&0xff | (x>>uint(8*(n/2))&0xff)<<8 | (x>>uint(8*(n-1))&0xff)<<16
-	}
-	return mix64(mix64(h ^ lower8(t)))
-}
-
 func isLeadPunct(c byte) bool {
 	switch c {
 	case '"', '\'', '(', '[', '{', '<', '*', '`', ',', ';', ':', '.', '>', '|':
@@ -1017,7 +1021,7 @@ func (s *hashSet) add(h uint64) {
 		s.grow()
 	}
 	mask := uint64(len(s.slots) - 1)
-	i := (h * 0x9e3779b97f4a7c15) >> 32 & mask
+	i := h & mask // token hashes are mixed already
 	for {
 		sl := &s.slots[i]
 		if sl.gen != s.gen {
