@@ -180,3 +180,20 @@ func TestEnvelopeAndSearchWithoutCache(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTextDoc checks that the decoded-text cache answers TEXT and BODY exactly as the
+// MIME walk does, on any message.
+func FuzzTextDoc(f *testing.F) {
+	for _, m := range craftedMessages {
+		f.Add([]byte(m), "needle")
+	}
+	f.Add([]byte("Content-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: a\r\n\r\nb\r\n--x--\r\n"), "B")
+	f.Fuzz(func(t *testing.T, msg []byte, pattern string) {
+		doc := newTextDoc(parse(msg))
+		for _, withHeader := range []bool{true, false} {
+			if got, want := doc.match(pattern, withHeader), walkMatch(parse(msg), pattern, withHeader, 0); got != want {
+				t.Fatalf("pattern %q header %v: cached %v, walk %v", pattern, withHeader, got, want)
+			}
+		}
+	})
+}

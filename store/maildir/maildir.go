@@ -84,9 +84,10 @@ func NewKey() string {
 }
 
 // Deliver writes the message from r into the maildir: into tmp first, fsynced, then moved
-// into new with link (falling back to rename), and the new directory fsynced, so that once
-// Deliver returns the message survives a crash. The key it returns carries the size as
-// ",S=size" (Dovecot reads it to avoid a stat).
+// into new without replacing any file (renameat2 RENAME_NOREPLACE, else link, else rename),
+// and the new directory fsynced, so that once Deliver returns the message survives a
+// crash. The key it returns carries the size as ",S=size" (Dovecot reads it to avoid a
+// stat).
 func (d Dir) Deliver(r io.Reader) (key string, err error) {
 	return d.DeliverTo(r, New, "")
 }
