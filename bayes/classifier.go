@@ -38,6 +38,9 @@ type Config struct {
 	// TunePasses < 0 turns it off. Untraining reverses every count exactly.
 	TunePasses int     `yaml:"tune_passes"`
 	TuneMargin float64 `yaml:"tune_margin"`
+	// ESF is the effective size factor of the chi-square combining (as bogofilter's):
+	// the combined tokens count as ESF times their number (default 1).
+	ESF float64 `yaml:"esf"`
 }
 
 // Defaults of Config, measured (see README.md).
@@ -80,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TuneMargin <= 0 || c.TuneMargin >= 0.5 {
 		c.TuneMargin = DefaultTuneMargin
+	}
+	if c.ESF <= 0 || c.ESF > 1 {
+		c.ESF = 1
 	}
 	return c
 }
@@ -248,7 +254,7 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 	for _, cl := range clues {
 		fs = append(fs, cl.f)
 	}
-	sc.Prob = fisher(fs)
+	sc.Prob = fisherESF(fs, c.cfg.ESF)
 	sc.Tokens = len(fs)
 	// no evidence at all is unsure, even when the spam cut-off is 0.5
 	sc.Spam = sc.Prob >= c.cfg.SpamCutoff && len(fs) > 0

@@ -61,7 +61,12 @@ func lnChi2Q(x2 float64, v int) float64 {
 //
 // The products are kept as mantissa and exponent (math.Frexp) so that only two
 // logarithms are taken per message.
-func fisher(fs []float64) float64 {
+func fisher(fs []float64) float64 { return fisherESF(fs, 1) }
+
+// fisherESF is fisher with an effective size factor (as bogofilter): the tokens of a
+// message are not independent, so the two sums count as esf·n tokens: they are
+// scaled by esf and the degrees of freedom are 2·round(esf·n) (at least 2).
+func fisherESF(fs []float64, esf float64) float64 {
 	n := len(fs)
 	if n == 0 {
 		return 0.5
@@ -84,7 +89,12 @@ func fisher(fs []float64) float64 {
 	}
 	lnH := math.Log(hp) + float64(hexp)*math.Ln2
 	lnS := math.Log(sp) + float64(sexp)*math.Ln2
-	lqS, lqH := lnChi2Q(-2*lnS, 2*n), lnChi2Q(-2*lnH, 2*n)
+	v := 2 * n
+	if esf != 1 {
+		lnS, lnH = esf*lnS, esf*lnH
+		v = 2 * max(1, int(math.Round(esf*float64(n))))
+	}
+	lqS, lqH := lnChi2Q(-2*lnS, v), lnChi2Q(-2*lnH, v)
 	S := 1 - math.Exp(lqS)
 	H := 1 - math.Exp(lqH)
 	score := (1 + S - H) / 2

@@ -154,47 +154,53 @@ func indexFold(b []byte, needle string) int {
 	return -1
 }
 
-// attrURLs reports the values of href, src, action and background attributes.
+// attrURLs reports the values of href, src, action and background attributes. Most
+// attributes are not among them, so it jumps from '=' to '=' (bytes.IndexByte),
+// taking the name before each and skipping the value after it.
 func (h *htmlReducer) attrURLs(a []byte) {
 	i, n := 0, len(a)
 	for i < n {
-		for i < n && (isSpace(a[i]) || a[i] == '/') {
-			i++
+		eq := bytes.IndexByte(a[i:], '=')
+		if eq < 0 {
+			return
 		}
-		ns := i
-		for i < n && a[i] != '=' && !isSpace(a[i]) && a[i] != '>' {
-			i++
+		eq += i
+		// the name: the word before '=' (white space allowed between), without
+		// leading slashes
+		e := eq
+		for e > i && isSpace(a[e-1]) {
+			e--
 		}
-		name := a[ns:i]
-		for i < n && isSpace(a[i]) {
-			i++
+		s := e
+		for s > i && !isSpace(a[s-1]) {
+			s--
 		}
-		if i >= n || a[i] != '=' {
-			if i == ns {
-				i++ // stray byte
-			}
-			continue
+		for s < e && a[s] == '/' {
+			s++
 		}
-		i++
-		for i < n && isSpace(a[i]) {
-			i++
+		name := a[s:e]
+		// the value, quoted or up to white space
+		j := eq + 1
+		for j < n && isSpace(a[j]) {
+			j++
 		}
 		var val []byte
-		if i < n && (a[i] == '"' || a[i] == '\'') {
-			q := a[i]
-			e := bytes.IndexByte(a[i+1:], q)
-			if e < 0 {
-				val, i = a[i+1:], n
+		if j < n && (a[j] == '"' || a[j] == '\'') {
+			q := a[j]
+			k := bytes.IndexByte(a[j+1:], q)
+			if k < 0 {
+				val, j = a[j+1:], n
 			} else {
-				val, i = a[i+1:i+1+e], i+e+2
+				val, j = a[j+1:j+1+k], j+k+2
 			}
 		} else {
-			vs := i
-			for i < n && !isSpace(a[i]) {
-				i++
+			vs := j
+			for j < n && !isSpace(a[j]) {
+				j++
 			}
-			val = a[vs:i]
+			val = a[vs:j]
 		}
+		i = j
 		switch len(name) {
 		case 3, 4, 6, 10:
 			if len(val) > 0 && (bytes.EqualFold(name, []byte("href")) || bytes.EqualFold(name, []byte("src")) ||

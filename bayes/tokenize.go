@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/emersion/go-message/charset"
 )
@@ -29,6 +30,12 @@ type TokenizerConfig struct {
 	MaxReceived int  `yaml:"max_received"`
 	// Caps adds a "caps:word" token for words written in capitals only.
 	Caps bool `yaml:"caps"`
+	// KeepCase adds, for each body word with a capital letter, a "case:Word" token
+	// that keeps its case (besides the lower-cased word).
+	KeepCase bool `yaml:"keep_case"`
+	// Counts adds tokens for the number of MIME parts, URLs, images and Received
+	// fields (in powers of two: "n:urls:3" for 4–7 URLs).
+	Counts bool `yaml:"counts"`
 	// SubjectWords also adds the words of the Subject as body words.
 	SubjectWords bool `yaml:"subject_words"`
 	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
@@ -108,7 +115,7 @@ func (c TokenizerConfig) Fingerprint() string {
 		hs[i] = strings.ToLower(hs[i])
 	}
 	slices.Sort(hs)
-	fmt.Fprintf(h, "v4|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
+	fmt.Fprintf(h, "v5|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
 	if c.OSB > 0 {
 		fmt.Fprintf(h, "|osb%d", c.OSB)
@@ -121,6 +128,12 @@ func (c TokenizerConfig) Fingerprint() string {
 	}
 	if c.Caps {
 		fmt.Fprint(h, "|caps")
+	}
+	if c.KeepCase {
+		fmt.Fprint(h, "|case")
+	}
+	if c.Counts {
+		fmt.Fprint(h, "|counts")
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
@@ -182,7 +195,38 @@ func (t *Tokenizer) Tokens(raw []byte) []string {
 
 // HashToken returns the hash of one token as Tokens prints it.
 func HashToken(tok string) uint64 {
-	return hashWord([]byte(tok))
+	if strings.HasPrefix(tok, casePrefix) {
+		return hashCase([]byte(tok))
+	}
+	return tokenHash([]byte(tok))
+}
+
+const casePrefix = "case:"
+
+// hashCase is the hash of the case-preserving tokens (KeepCase): hashWord's mixing
+// without lower-casing, from another seed.
+func hashCase(w []byte) uint64 {
+	h := uint64(len(w))*0x9e3779b97f4a7c15 ^ 0x452821e638d01377
+	for len(w) >= 8 {
+		h = fold(h ^ binary.LittleEndian.Uint64(w))
+		w = w[8:]
+	}
+	var x uint64
+	for i, c := range w {
+		x |= uint64(c) << uint(8*i)
+	}
+	return fold(fold(h ^ x))
+}
+
+// addCase adds the case-preserving token of w.
+func (st *tokState) addCase(w []byte) {
+	if st.debug {
+		st.strs[casePrefix+string(w)] = struct{}{}
+		return
+	}
+	b := append(append(st.scratch[:0], casePrefix...), w...)
+	st.scratch = b
+	st.set.add(hashCase(b))
 }
 
 // hashWord is the token hash, with ASCII letters lower-cased (SWAR). A word shorter
@@ -322,6 +366,9 @@ type tokState struct {
 	html    []byte
 	budget  int
 	parts   int
+	nurls   int // URLs and images seen (Counts)
+	nimgs   int
+	nrcvd   int
 	// the hashes of the previous body words, newest first, for bigrams and OSB
 	prevs  [maxOSB]uint64
 	prevWs [maxOSB][]byte // their text (debug only)
@@ -343,13 +390,48 @@ func (st *tokState) add(p1, p2 string, w []byte) {
 		st.strs[p1+p2+string(lowerInto(nil, w))] = struct{}{}
 		return
 	}
+	if p1 != "" && strings.IndexByte(p1, ':') == len(p1)-1 {
+		// the common case, a prefix ending at its only colon: no copy
+		hp := hashPrefix(p1)
+		if p2 == "" {
+			st.set.add(joinHash(hp, hashWord(w)))
+			return
+		}
+		b := append(append(st.scratch[:0], p2...), w...)
+		st.scratch = b
+		st.set.add(joinHash(hp, hashWord(b)))
+		return
+	}
 	if p1 == "" && p2 == "" {
-		st.set.add(hashWord(w))
+		st.set.add(tokenHash(w))
 		return
 	}
 	b := append(append(append(st.scratch[:0], p1...), p2...), w...)
 	st.scratch = b
-	st.set.add(hashWord(b))
+	st.set.add(tokenHash(b))
+}
+
+// tokenHash is the hash of a token: a token with a colon is split after the first
+// one ("subject:" and "free" in "subject:free") and the hashes of the two parts are
+// joined, so that a prefixed token is hashed without copying the prefix and the word
+// together; a token without one is hashWord of it.
+func tokenHash(tok []byte) uint64 {
+	k := bytes.IndexByte(tok, ':')
+	if k < 0 {
+		return hashWord(tok)
+	}
+	return joinHash(hashWord(tok[:k+1]), hashWord(tok[k+1:]))
+}
+
+// joinHash combines the hashes of a token's prefix (up to its first colon) and the
+// rest.
+func joinHash(prefix, rest uint64) uint64 {
+	return fold(rest ^ prefix*0x9e3779b97f4a7c15)
+}
+
+// hashPrefix is hashWord of a string (a prefix), without copying it.
+func hashPrefix(s string) uint64 {
+	return hashWord(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 const maxDepth = 8
@@ -359,7 +441,7 @@ func (t *Tokenizer) walk(st *tokState, raw []byte) {
 		raw = raw[:t.cfg.MaxMessageBytes]
 	}
 	st.budget = t.cfg.MaxTextBytes
-	st.parts = 0
+	st.parts, st.nurls, st.nimgs, st.nrcvd = 0, 0, 0, 0
 	if len(st.fields) < maxDepth+2 {
 		st.fields = make([][]field, maxDepth+2)
 	}
@@ -367,6 +449,16 @@ func (t *Tokenizer) walk(st *tokState, raw []byte) {
 	st.fields[0] = fields
 	t.header(st, fields)
 	t.part(st, fields, body, 0)
+	if t.cfg.Counts {
+		var d [1]byte
+		for _, c := range []struct {
+			p string
+			n int
+		}{{"n:parts:", st.parts}, {"n:urls:", st.nurls}, {"n:imgs:", st.nimgs}, {"n:rcvd:", st.nrcvd}} {
+			d[0] = '0' + byte(min(bits.Len(uint(c.n)), 9))
+			st.add(c.p, "", d[:])
+		}
+	}
 }
 
 // header tokenizes the top-level header fields.
@@ -388,6 +480,7 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		}
 		if fi != nil && fi.received {
 			nrcvd++
+			st.nrcvd++
 			if !t.cfg.NoReceived && (t.cfg.MaxReceived == 0 || nrcvd <= t.cfg.MaxReceived) {
 				t.received(st, f.value)
 			}
@@ -515,7 +608,7 @@ func (t *Tokenizer) shape(st *tokState, prefix string, v []byte) {
 	}
 	b := append(append(st.scratch[:0], prefix...), out...)
 	st.scratch = b
-	st.set.add(hashWord(b))
+	st.set.add(tokenHash(b))
 }
 
 func isRcvdPunct(c byte) bool {
@@ -618,8 +711,20 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 		if string(typ) == "text/html" || looksHTML(text) {
 			st.red.onURL = func(u []byte) { t.url(st, u) }
 			st.red.onTag = nil
-			if t.cfg.HTMLTags {
-				st.red.onTag = func(n []byte) { st.add("tag:", "", n) }
+			switch {
+			case t.cfg.HTMLTags:
+				st.red.onTag = func(n []byte) {
+					st.add("tag:", "", n)
+					if string(n) == "img" {
+						st.nimgs++
+					}
+				}
+			case t.cfg.Counts:
+				st.red.onTag = func(n []byte) {
+					if string(n) == "img" {
+						st.nimgs++
+					}
+				}
 			}
 			st.html = st.red.reduce(st.html[:0], text)
 			text = st.html
@@ -646,6 +751,12 @@ func looksHTML(b []byte) bool {
 func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 	minW, maxW := t.cfg.MinWord, t.cfg.MaxWord
 	slow := st.debug || t.cfg.SplitPunct
+	// a prefix ending at its only colon is hashed once (tokenHash)
+	simplePrefix := prefix != "" && strings.IndexByte(prefix, ':') == len(prefix)-1
+	var hp uint64
+	if simplePrefix {
+		hp = hashPrefix(prefix)
+	}
 	i, n := 0, len(text)
 	for i < n {
 		for i < n && classTable[text[i]]&clSep != 0 {
@@ -662,7 +773,7 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 		var x uint64
 		short := false
 		switch {
-		case t.cfg.Caps:
+		case t.cfg.Caps || t.cfg.KeepCase:
 			// per byte: the letter case flags are needed
 			for ; i < n; i++ {
 				f := classTable[text[i]]
@@ -718,13 +829,20 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 				hGood = hashShort(x, l)
 			case prefix == "":
 				hGood = hashWord(w)
+			case simplePrefix && short:
+				hGood = joinHash(hp, hashShort(x, l))
+			case simplePrefix:
+				hGood = joinHash(hp, hashWord(w))
 			default:
 				st.scratch = append(append(st.scratch[:0], prefix...), w...)
-				hGood = hashWord(st.scratch)
+				hGood = tokenHash(st.scratch)
 			}
 			st.set.add(hGood)
 			if t.cfg.Caps && flags&(clUpper|clLower) == clUpper {
 				st.add(prefix, "caps:", w)
+			}
+			if t.cfg.KeepCase && body && flags&clUpper != 0 {
+				st.addCase(w)
 			}
 			if body && (t.cfg.Bigrams || t.cfg.OSB > 0) {
 				t.pairs(st, hGood, nil)
@@ -841,13 +959,16 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 		return
 	}
 	st.add(prefix, "", w)
-	if t.cfg.Caps {
+	if t.cfg.Caps || t.cfg.KeepCase {
 		var fl byte
 		for _, c := range w {
 			fl |= classTable[c]
 		}
-		if fl&(clUpper|clLower) == clUpper {
+		if t.cfg.Caps && fl&(clUpper|clLower) == clUpper {
 			st.add(prefix, "caps:", w)
+		}
+		if t.cfg.KeepCase && body && fl&clUpper != 0 {
+			st.addCase(w)
 		}
 	}
 	if t.cfg.SplitPunct {
@@ -933,6 +1054,7 @@ func hasPrefixFold(b []byte, p string) bool {
 
 // url adds tokens for the scheme, the host and its registrable suffix, and path pieces.
 func (t *Tokenizer) url(st *tokState, u []byte) {
+	st.nurls++
 	if len(u) > 512 {
 		u = u[:512]
 	}

@@ -210,3 +210,32 @@ func TestHashShort(t *testing.T) {
 		}
 	}
 }
+
+// TestHashesMatchTokensCorpus checks the same on a sample of the SpamAssassin corpus,
+// with the default and the optional token kinds.
+func TestHashesMatchTokensCorpus(t *testing.T) {
+	d := corpusDir(t)
+	var msgs [][]byte
+	for _, s := range []string{"train/spam", "train/ham"} {
+		all := readDir(t, filepath.Join(d, s))
+		for i := 0; i < len(all); i += 25 {
+			msgs = append(msgs, all[i])
+		}
+	}
+	for _, cfg := range []TokenizerConfig{{}, {KeepCase: true, Counts: true, Caps: true, HTMLTags: true, SubjectWords: true}} {
+		tok := NewTokenizer(cfg)
+		for i, raw := range msgs {
+			var want []uint64
+			for _, s := range tok.Tokens(raw) {
+				want = append(want, HashToken(s))
+			}
+			got := tok.Hashes(nil, raw)
+			slices.Sort(want)
+			want = slices.Compact(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%+v: message %d: %d hashes, %d tokens", cfg, i, len(got), len(want))
+			}
+		}
+	}
+}

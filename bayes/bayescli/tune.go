@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/portcullis-mail/portcullis/bayes"
@@ -138,6 +139,19 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Grid == "" || o.Grid == "params" {
 		vs = append(vs, paramVariants()...)
 	}
+	if o.Grid == "esf" {
+		vs = append(vs, variant{"default", bayes.Config{}})
+		for _, e := range []float64{0.25, 0.2, 0.15, 0.12, 0.1} {
+			for _, mt := range []int{150, 400} {
+				for _, sv := range []float64{0.05, 0.1, 0.2} {
+					vs = append(vs, variant{fmt.Sprintf("esf=%g max_tokens=%d s=%g", e, mt, sv), bayes.Config{ESF: e, MaxTokens: mt, S: sv}})
+				}
+			}
+		}
+	}
+	if o.Grid == "features" {
+		vs = append(vs, newFeatureVariants()...)
+	}
 	cuts := []float64{0.2, 0.45, 0.5, 0.55, 0.9}
 	fmt.Fprintf(out, "%d spam, %d ham, %d folds; FP/FN at cut-offs %v\n", len(spam), len(ham), o.Folds, cuts)
 	cache := map[string][2][][]uint64{}
@@ -173,7 +187,51 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 			}
 			fmt.Fprintf(&b, " %d/%d", fpn, fnn)
 		}
-		fmt.Fprintf(out, "%-40s 1-AUC=%.5f  FP/FN:%s\n", v.name, 1-AUC(scores), b.String())
+		fmt.Fprintf(out, "%-40s 1-AUC=%.6f  FP/FN:%s  FN at 1/3/5 FP:%s\n", v.name, 1-AUC(scores), b.String(), fnAtFP(scores, 1, 3, 5))
 	}
 	return nil
+}
+
+// fnAtFP returns the false negatives at the cut-offs that let through each given
+// number of false positives (the ham scores sorted, the cut-off just above the
+// (k+1)-th highest).
+func fnAtFP(scores []Scored, fps ...int) string {
+	var hs []float64
+	for _, s := range scores {
+		if !s.Spam {
+			hs = append(hs, s.Prob)
+		}
+	}
+	slices.Sort(hs)
+	var b strings.Builder
+	for _, k := range fps {
+		if k >= len(hs) {
+			continue
+		}
+		cut := hs[len(hs)-1-k]
+		fn := 0
+		for _, s := range scores {
+			if s.Spam && s.Prob <= cut {
+				fn++
+			}
+		}
+		fmt.Fprintf(&b, " %d", fn)
+	}
+	return b.String()
+}
+
+func newFeatureVariants() []variant {
+	base := bayes.Config{}
+	v := []variant{{"default", base}}
+	add := func(name string, f func(*bayes.TokenizerConfig)) {
+		c := base
+		f(&c.Tokenizer)
+		v = append(v, variant{name, c})
+	}
+	add("caps", func(t *bayes.TokenizerConfig) { t.Caps = true })
+	add("subject_words", func(t *bayes.TokenizerConfig) { t.SubjectWords = true })
+	add("keep_case", func(t *bayes.TokenizerConfig) { t.KeepCase = true })
+	add("counts", func(t *bayes.TokenizerConfig) { t.Counts = true })
+	add("keep_case+counts", func(t *bayes.TokenizerConfig) { t.KeepCase = true; t.Counts = true })
+	return v
 }
