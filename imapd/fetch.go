@@ -91,8 +91,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 	}
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
+		// Envelopes are usually in memory (msgCache): the index's copies are read only for
+		// the messages whose envelope is not.
 		read := s.user.MessagesByUIDWithoutEnvelope
-		if o.Envelope {
+		if o.Envelope && s.srv.cache == nil {
 			read = s.user.MessagesByUID
 		}
 		msgs, err := read(c, sel.mb, uids[start:end])
@@ -100,8 +102,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 			return s.logErr("fetch", err)
 		}
 		byUID := make(map[uint32]store.Message, len(msgs))
+		var noEnv []uint32
 		for _, m := range msgs {
 			byUID[m.UID] = m
+			if o.Envelope && s.srv.cache != nil && s.srv.cache.get(envelopeKey(s.user.Name(), m.Key)) == nil {
+				noEnv = append(noEnv, m.UID)
+			}
+		}
+		if len(noEnv) > 0 {
+			full, err := s.user.MessagesByUID(c, sel.mb, noEnv)
+			if err != nil {
+				return s.logErr("fetch", err)
+			}
+			for _, m := range full {
+				byUID[m.UID] = m
+			}
 		}
 		for i := start; i < end; i++ {
 			m, ok := byUID[uids[i]]
