@@ -19,7 +19,7 @@ type Config struct {
 	// MinDev excludes tokens with |f(w) − 0.5| below it from combining (default 0.375:
 	// only tokens with f < 0.125 or f > 0.875 count).
 	MinDev float64 `yaml:"min_dev"`
-	// MaxTokens is how many of the strongest tokens are combined (default 150).
+	// MaxTokens is how many of the strongest tokens are combined (default 400).
 	MaxTokens int `yaml:"max_tokens"`
 	// HamCutoff and SpamCutoff bound the unsure band: a score ≥ SpamCutoff is spam, one
 	// below HamCutoff is ham, anything in between is unsure (defaults 0.2 and 0.5).
@@ -39,7 +39,8 @@ type Config struct {
 	TunePasses int     `yaml:"tune_passes"`
 	TuneMargin float64 `yaml:"tune_margin"`
 	// ESF is the effective size factor of the chi-square combining (as bogofilter's):
-	// the combined tokens count as ESF times their number (default 1).
+	// the tokens of a message are not independent evidence, so the combined tokens
+	// count as ESF times their number (default 0.15; 1 turns it off).
 	ESF float64 `yaml:"esf"`
 }
 
@@ -48,12 +49,13 @@ const (
 	DefaultS          = 0.1
 	DefaultX          = 0.5
 	DefaultMinDev     = 0.375
-	DefaultMaxTokens  = 150
+	DefaultMaxTokens  = 400
 	DefaultHamCutoff  = 0.2
 	DefaultSpamCutoff = 0.5
 	DefaultMinTrained = 10
 	DefaultTunePasses = 3
 	DefaultTuneMargin = 0.001
+	DefaultESF        = 0.15
 )
 
 func (c Config) withDefaults() Config {
@@ -85,7 +87,7 @@ func (c Config) withDefaults() Config {
 		c.TuneMargin = DefaultTuneMargin
 	}
 	if c.ESF <= 0 || c.ESF > 1 {
-		c.ESF = 1
+		c.ESF = DefaultESF
 	}
 	return c
 }

@@ -140,8 +140,9 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 		vs = append(vs, paramVariants()...)
 	}
 	if o.Grid == "esf" {
-		vs = append(vs, variant{"default", bayes.Config{}})
-		for _, e := range []float64{0.25, 0.2, 0.15, 0.12, 0.1} {
+		// the grid behind the esf default (10-fold on the train split)
+		vs = append(vs, variant{"esf=1 (off)", bayes.Config{ESF: 1}})
+		for _, e := range []float64{0.3, 0.2, 0.15, 0.1} {
 			for _, mt := range []int{150, 400} {
 				for _, sv := range []float64{0.05, 0.1, 0.2} {
 					vs = append(vs, variant{fmt.Sprintf("esf=%g max_tokens=%d s=%g", e, mt, sv), bayes.Config{ESF: e, MaxTokens: mt, S: sv}})
