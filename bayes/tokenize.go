@@ -374,6 +374,12 @@ type tokState struct {
 	prevWs [maxOSB][]byte // their text (debug only)
 	nprev  int
 	red    htmlReducer
+	// the last prefix seen by prefix (by address: prefixes are string constants or
+	// strings kept by the Tokenizer, which outlive the state's use of them)
+	lastPrefix     *byte
+	lastPrefixLen  int
+	lastSimple     bool
+	lastPrefixHash uint64
 }
 
 func (st *tokState) reset(debug bool) {
@@ -390,9 +396,8 @@ func (st *tokState) add(p1, p2 string, w []byte) {
 		st.strs[p1+p2+string(lowerInto(nil, w))] = struct{}{}
 		return
 	}
-	if p1 != "" && strings.IndexByte(p1, ':') == len(p1)-1 {
+	if simple, hp := st.prefix(p1); simple {
 		// the common case, a prefix ending at its only colon: no copy
-		hp := hashPrefix(p1)
 		if p2 == "" {
 			st.set.add(joinHash(hp, hashWord(w)))
 			return
@@ -409,6 +414,25 @@ func (st *tokState) add(p1, p2 string, w []byte) {
 	b := append(append(append(st.scratch[:0], p1...), p2...), w...)
 	st.scratch = b
 	st.set.add(tokenHash(b))
+}
+
+// prefix says whether p ends at its only colon (so that tokenHash splits p+word there)
+// and returns its hash. Prefixes are constants and come in runs (the words of one
+// field, the pieces of one URL), so the last one is remembered by its address.
+func (st *tokState) prefix(p string) (bool, uint64) {
+	if p == "" {
+		return false, 0
+	}
+	if d := unsafe.StringData(p); d == st.lastPrefix && len(p) == st.lastPrefixLen {
+		return st.lastSimple, st.lastPrefixHash
+	}
+	simple := strings.IndexByte(p, ':') == len(p)-1
+	var h uint64
+	if simple {
+		h = hashPrefix(p)
+	}
+	st.lastPrefix, st.lastPrefixLen, st.lastSimple, st.lastPrefixHash = unsafe.StringData(p), len(p), simple, h
+	return simple, h
 }
 
 // tokenHash is the hash of a token: a token with a colon is split after the first
@@ -471,10 +495,15 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		if len(f.name) > len(nb) {
 			continue
 		}
+		hn := hashWord(f.name) // lower-cases
 		if !t.cfg.NoHeaderNames {
-			st.add("h:", "", f.name) // hashWord lower-cases
+			if st.debug {
+				st.add("h:", "", f.name)
+			} else {
+				st.set.add(joinHash(hashH, hn)) // tokenHash("h:" + name)
+			}
 		}
-		fi := t.fields[hashWord(f.name)]
+		fi := t.fields[hn]
 		if fi != nil && (len(fi.name) != len(f.name) || !strings.EqualFold(fi.name, string(f.name))) {
 			fi = nil // another name with the same hash
 		}
@@ -513,6 +542,9 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		}
 	}
 }
+
+// hashH is hashWord("h:"), the prefix of the header name tokens.
+var hashH = hashPrefix("h:")
 
 // fieldInfo is how the tokenizer handles a header field by name.
 type fieldInfo struct {
@@ -752,11 +784,7 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 	minW, maxW := t.cfg.MinWord, t.cfg.MaxWord
 	slow := st.debug || t.cfg.SplitPunct
 	// a prefix ending at its only colon is hashed once (tokenHash)
-	simplePrefix := prefix != "" && strings.IndexByte(prefix, ':') == len(prefix)-1
-	var hp uint64
-	if simplePrefix {
-		hp = hashPrefix(prefix)
-	}
+	simplePrefix, hp := st.prefix(prefix)
 	i, n := 0, len(text)
 	for i < n {
 		for i < n && classTable[text[i]]&clSep != 0 {
