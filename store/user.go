@@ -612,16 +612,29 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	d := u.folder(mb.Name)
+	// The rows are read before the write transaction (u.mu keeps other writers out), so
+	// that a STORE that changes nothing (\Seen on a seen message, the common case) costs
+	// one read and no write lock.
+	msgs, err := u.messagesByUID(ctx, mb, uids, true)
+	if err != nil {
+		return nil, err
+	}
+	anything := false
+	for _, m := range msgs {
+		if joinFlags(applyFlags(m.Flags, op, flags)) != joinFlags(m.Flags) {
+			anything = true
+			break
+		}
+	}
+	if !anything {
+		return nil, nil
+	}
 	var changed []Message
 	var ferr error
-	// One transaction reads the rows and writes the changes (a separate read was a
-	// transaction of its own). Files are renamed first (maildir flags), then the index
-	// follows; a failed rename stops there, and what changed so far is still recorded.
-	err := u.lazyTx(ctx, func(q cachedQ) error {
-		msgs, err := u.messagesByUIDIn(ctx, q, mb, uids, true)
-		if err != nil {
-			return err
-		}
+	// Files are renamed first (maildir flags), then the index follows; a failed rename
+	// stops there, and what changed so far is still recorded.
+	err = u.lazyTx(ctx, func(q cachedQ) error {
+		changed, ferr = nil, nil
 		before := noStamp
 		for _, m := range msgs {
 			nf := applyFlags(m.Flags, op, flags)
