@@ -680,3 +680,34 @@ func TestDuplicateRecipientGetsOneCopy(t *testing.T) {
 		t.Fatalf("queue = %v", q)
 	}
 }
+
+// A burst of arrivals faster than InflowRate is accepted first: its deliveries wait until
+// the inflow calms down (here: the burst ends) or InflowDelay passes, and the queue is not
+// idle meanwhile.
+func TestInflowBurstWaits(t *testing.T) {
+	r := newRig(t, rigOpts{cfg: Config{InflowRate: 1, InflowDelay: 1500 * time.Millisecond}})
+	const n = 30
+	for range n {
+		r.enqueue(spool.Envelope{From: "alice@example.org", To: []string{"bob@example.test"}}, body)
+	}
+	// At 1 a second the first arrival makes the inflow busy (without the wait, 5 to 20 of
+	// the 30 are delivered by the time the last is queued).
+	if got := len(r.mailbox("bob@example.test")); got > 1 {
+		t.Fatalf("%d of a burst of %d delivered while it was arriving", got, n)
+	}
+	r.idle()
+	if got := len(r.mailbox("bob@example.test")); got != n {
+		t.Fatalf("queue idle with %d of %d delivered", got, n)
+	}
+}
+
+func TestInflowDelayOff(t *testing.T) {
+	r := newRig(t, rigOpts{cfg: Config{InflowRate: 1, InflowDelay: -1}})
+	for range 10 {
+		r.enqueue(spool.Envelope{From: "alice@example.org", To: []string{"bob@example.test"}}, body)
+	}
+	r.idle()
+	if got := len(r.mailbox("bob@example.test")); got != 10 {
+		t.Fatalf("delivered %d of 10", got)
+	}
+}

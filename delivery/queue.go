@@ -51,6 +51,20 @@ type Config struct {
 	// by the queue commands (another process) are picked up within a second anyway,
 	// through the spool's kick file. [1m]
 	Rescan time.Duration `yaml:"rescan"`
+	// InflowDelay lets a burst of incoming mail be accepted before it is delivered: while
+	// messages arrive faster than InflowRate per second, deliveries that became due less
+	// than InflowDelay ago wait (as Exim's queue_only_load, by arrival rate rather than by
+	// load average). Accepting and delivering share the CPU and the disk, and an SMTP client
+	// waits for its 250 while a mailbox does not notice a delay of seconds: measured on two
+	// cores, a burst of 5000 messages from 10 clients was accepted at 3562–3670 msgs/s with
+	// deliveries waiting and 1829–1908 with them running alongside. The wait is bounded, so
+	// under sustained inflow messages go out InflowDelay after arrival at the full rate. The
+	// messages are on disk meanwhile; nothing depends on it but delivery latency.
+	// [2s; negative: off]
+	InflowDelay time.Duration `yaml:"inflow_delay"`
+	// InflowRate is the arrival rate, in messages per second, above which InflowDelay
+	// applies. [100]
+	InflowRate int `yaml:"inflow_rate"`
 	// Logger gets one record per recipient result. [slog.Default()]
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics, when set, receives portcullis_delivery_* metrics.
@@ -91,6 +105,12 @@ func (c *Config) defaults() {
 	if c.MaxReceived <= 0 {
 		c.MaxReceived = 50
 	}
+	if c.InflowDelay == 0 {
+		c.InflowDelay = 2 * time.Second
+	}
+	if c.InflowRate <= 0 {
+		c.InflowRate = 100
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -115,6 +135,45 @@ type Queue struct {
 	kick     chan struct{}
 	watch    sync.Once
 	idle     []chan struct{} // closed when nothing is due or active (WaitIdle)
+	inflow   [inflowSlots]arrivals
+}
+
+// The arrival rate is counted in slots of inflowSlot; the last inflowSlots slots (the
+// current one included) make the estimate.
+const (
+	inflowSlot  = 100 * time.Millisecond
+	inflowSlots = 3
+)
+
+type arrivals struct {
+	slot int64 // time / inflowSlot
+	n    int
+}
+
+// arrived counts an arrival at now. q.mu is held.
+func (q *Queue) arrived(now time.Time) {
+	slot := now.UnixNano() / int64(inflowSlot)
+	a := &q.inflow[slot%inflowSlots]
+	if a.slot != slot {
+		*a = arrivals{slot: slot}
+	}
+	a.n++
+}
+
+// busyInflow reports whether messages arrived faster than InflowRate over the last
+// inflowSlots slots. q.mu is held.
+func (q *Queue) busyInflow(now time.Time) bool {
+	if q.cfg.InflowDelay < 0 {
+		return false
+	}
+	slot := now.UnixNano() / int64(inflowSlot)
+	n := 0
+	for _, a := range q.inflow {
+		if slot-a.slot < inflowSlots {
+			n += a.n
+		}
+	}
+	return n*int(time.Second/inflowSlot) >= q.cfg.InflowRate*inflowSlots
 }
 
 type entry struct {
@@ -150,11 +209,15 @@ func (q *Queue) wake() {
 	}
 }
 
-// add schedules id to be tried now unless it is known already.
+// add schedules id, just queued, to be tried now unless it is known already.
 func (q *Queue) add(id string) {
 	q.mu.Lock()
+	now := q.now()
+	q.arrived(now)
 	if _, ok := q.msgs[id]; !ok {
-		e := &entry{id: id, index: -1}
+		// Due now: the schedule is then in arrival order, and the inflow wait can tell
+		// how long a message has been due.
+		e := &entry{id: id, index: -1, next: now}
 		q.msgs[id] = e
 		heap.Push(&q.sched, e)
 	}
@@ -242,11 +305,19 @@ func (q *Queue) Run(ctx context.Context) error {
 	for {
 		now := q.now()
 		wait := time.Hour
+		paused := false
 		q.mu.Lock()
 		for q.sched.Len() > 0 && len(sem) < cap(sem) {
 			e := q.sched[0]
 			if d := e.next.Sub(now); d > 0 {
 				wait = d
+				break
+			}
+			// The head has been due longest: when it may wait for the inflow to calm
+			// down, every other entry may too.
+			if since := now.Sub(e.next); since < q.cfg.InflowDelay && q.busyInflow(now) {
+				wait = min(inflowSlot, q.cfg.InflowDelay-since)
+				paused = true
 				break
 			}
 			heap.Pop(&q.sched)
@@ -257,7 +328,7 @@ func (q *Queue) Run(ctx context.Context) error {
 				q.attempt(ctx, e)
 			})
 		}
-		if len(sem) == 0 { // nothing active, and nothing due or the loop would have started it
+		if len(sem) == 0 && !paused { // nothing active, and nothing due or the loop would have started it
 			for _, ch := range q.idle {
 				close(ch)
 			}
