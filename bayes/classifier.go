@@ -158,6 +158,7 @@ func (c *Classifier) CheckStore(ctx context.Context) error {
 }
 
 type buffers struct {
+	seen   hashSet // the clues already taken (scoreRepeats)
 	hashes []uint64
 	counts []Counts
 	clues  []clue
@@ -176,7 +177,6 @@ type Score struct {
 	Spam   bool    // Prob ≥ SpamCutoff
 	Unsure bool    // HamCutoff ≤ Prob < SpamCutoff
 	Tokens int     // tokens combined
-	Total  int     // distinct tokens in the message
 	// Clues are the combined tokens, strongest first, when asked for (Explain).
 	Clues []Clue
 }
@@ -191,8 +191,8 @@ type Clue struct {
 func (c *Classifier) Classify(ctx context.Context, raw []byte) (Score, error) {
 	b := c.bufs.Get().(*buffers)
 	defer c.bufs.Put(b)
-	b.hashes = c.tok.Hashes(b.hashes[:0], raw)
-	return c.score(ctx, b, b.hashes, false)
+	b.hashes = c.tok.hashesAll(b.hashes[:0], raw)
+	return c.scoreRepeats(ctx, b, b.hashes, false, true)
 }
 
 // ClassifyTokens scores a message given its distinct token hashes.
@@ -203,6 +203,14 @@ func (c *Classifier) ClassifyTokens(ctx context.Context, hashes []uint64, explai
 }
 
 func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, explain bool) (Score, error) {
+	return c.scoreRepeats(ctx, b, hashes, explain, false)
+}
+
+// scoreRepeats scores the tokens hashes; with repeats, hashes may hold a token more
+// than once and only its first occurrence counts (the clues are deduplicated, in the
+// order of their first occurrence, so the score is the same as of the distinct
+// tokens, to the bit).
+func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint64, explain, repeats bool) (Score, error) {
 	if cap(b.counts) < len(hashes) {
 		b.counts = make([]Counts, len(hashes), 2*len(hashes))
 	}
@@ -211,7 +219,7 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 	if err != nil {
 		return Score{}, fmt.Errorf("bayes: token lookup: %w", err)
 	}
-	sc := Score{Total: len(hashes)}
+	sc := Score{}
 	if int(tot.Spam) < c.cfg.MinTrained || int(tot.Ham) < c.cfg.MinTrained {
 		sc.Prob = 0.5
 		sc.Unsure = true
@@ -243,6 +251,17 @@ func (c *Classifier) score(ctx context.Context, b *buffers, hashes []uint64, exp
 			continue
 		}
 		clues = append(clues, clue{h: h, f: f, dev: dev})
+	}
+	if repeats {
+		b.seen.clear()
+		k := 0
+		for _, cl := range clues {
+			if b.seen.insert(cl.h) {
+				clues[k] = cl
+				k++
+			}
+		}
+		clues = clues[:k]
 	}
 	if explain {
 		slices.SortFunc(clues, clueOrder)

@@ -171,6 +171,21 @@ func (t *Tokenizer) Config() TokenizerConfig { return t.cfg }
 
 // Hashes appends the distinct token hashes of raw to dst (in no particular order).
 // Hashing is hashWord of the prefix and the token (lower-cased), stable across runs.
+// hashesAll appends the token hashes of raw to dst as they are produced, repeats
+// included, in the order of their first occurrences' Hashes: classification
+// deduplicates only the few tokens that count (Classifier.score), which is cheaper
+// than a set insertion, with its unpredictable branch, per token.
+func (t *Tokenizer) hashesAll(dst []uint64, raw []byte) []uint64 {
+	st := t.pool.Get().(*tokState)
+	st.reset(false)
+	st.set.all = true
+	t.walk(st, raw)
+	st.set.all = false
+	dst = st.set.appendTo(dst)
+	t.pool.Put(st)
+	return dst
+}
+
 func (t *Tokenizer) Hashes(dst []uint64, raw []byte) []uint64 {
 	st := t.pool.Get().(*tokState)
 	st.reset(false)
@@ -1146,6 +1161,7 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 // kept in the same slot as the key (one memory access per probe); it also keeps its
 // keys in insertion order so that listing them costs O(n).
 type hashSet struct {
+	all   bool // keep every key, repeats included (hashesAll)
 	slots []setSlot
 	gen   uint32
 	order []uint64
@@ -1167,6 +1183,10 @@ func (s *hashSet) clear() {
 }
 
 func (s *hashSet) add(h uint64) {
+	if s.all {
+		s.order = append(s.order, h)
+		return
+	}
 	if 2*(len(s.order)+1) > len(s.slots) {
 		s.grow()
 	}
@@ -1184,6 +1204,13 @@ func (s *hashSet) add(h uint64) {
 		}
 		i = (i + 1) & mask
 	}
+}
+
+// insert adds h and reports whether it was not there yet.
+func (s *hashSet) insert(h uint64) bool {
+	n := len(s.order)
+	s.add(h)
+	return len(s.order) > n
 }
 
 func (s *hashSet) grow() {
