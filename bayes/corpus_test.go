@@ -114,3 +114,27 @@ func BenchmarkTokenizeCorpus(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N*len(msgs))/(cpuNow()-cpu).Seconds(), "msgs/cpu-s")
 }
+
+// TestClassifyRepeatsSameScore checks that Classify, which scores the tokens with
+// their repeats, gives to the bit the score of the distinct tokens (ClassifyTokens
+// of Hashes), on the test split.
+func TestClassifyRepeatsSameScore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	c, spam, ham := trainCorpus(t)
+	ctx := context.Background()
+	for i, m := range append(spam, ham...) {
+		a, err := c.Classify(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.ClassifyTokens(ctx, c.Tokenizer().Hashes(nil, m), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Prob != b.Prob || a.Tokens != b.Tokens || a.Spam != b.Spam || a.Unsure != b.Unsure {
+			t.Fatalf("message %d: Classify %+v, ClassifyTokens %+v", i, a, b)
+		}
+	}
+}
