@@ -136,22 +136,45 @@ func lowerInto(dst, s []byte) []byte {
 
 // indexFold is bytes.Index with ASCII case folding of b; needle must be lower case.
 func indexFold(b []byte, needle string) int {
-	for i := 0; i+len(needle) <= len(b); i++ {
-		j := 0
-		for ; j < len(needle); j++ {
-			c := b[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+	if len(needle) == 0 {
+		return 0
+	}
+	if c := needle[0]; c < 'a' || c > 'z' {
+		// the first byte has no other case ('<' in every use here): jump from one
+		// occurrence of it to the next (bytes.IndexByte)
+		for i := 0; i+len(needle) <= len(b); i++ {
+			k := bytes.IndexByte(b[i:len(b)-len(needle)+1], c)
+			if k < 0 {
+				return -1
 			}
-			if c != needle[j] {
-				break
+			i += k
+			if equalFoldLower(b[i+1:i+len(needle)], needle[1:]) {
+				return i
 			}
 		}
-		if j == len(needle) {
+		return -1
+	}
+	for i := 0; i+len(needle) <= len(b); i++ {
+		if equalFoldLower(b[i:i+len(needle)], needle) {
 			return i
 		}
 	}
 	return -1
+}
+
+// equalFoldLower reports whether b equals the lower-case lower with ASCII letters of b
+// folded to lower case (len(b) == len(lower)).
+func equalFoldLower(b []byte, lower string) bool {
+	for j := 0; j < len(lower); j++ {
+		c := b[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // attrURLs reports the values of href, src, action and background attributes. Most

@@ -84,3 +84,28 @@ func TestAttrURLs(t *testing.T) {
 		t.Errorf("only %d URLs in the random tags: the test does not exercise the parser", found)
 	}
 }
+
+// TestIndexFold compares indexFold with a naive search on random inputs.
+func TestIndexFold(t *testing.T) {
+	naive := func(b []byte, needle string) int {
+		for i := 0; i+len(needle) <= len(b); i++ {
+			if bytes.EqualFold(b[i:i+len(needle)], []byte(needle)) {
+				return i
+			}
+		}
+		return -1
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	alphabet := []byte("<htmlHTMLbodyBODY/x ")
+	for k := 0; k < 20000; k++ {
+		b := make([]byte, r.IntN(30))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		for _, needle := range []string{"<html", "<body", "</script", "html", "", "<"} {
+			if got, want := indexFold(b, needle), naive(b, needle); got != want {
+				t.Fatalf("indexFold(%q, %q) = %d, want %d", b, needle, got, want)
+			}
+		}
+	}
+}
