@@ -7,6 +7,9 @@
 # loopback as a trusted network; Postfix delivers to a maildir with its virtual(8) agent
 # and portcullis with its local delivery agent (when present), while accepting.
 # portcullis runs with its default rule file (the built-in content and date policies on).
+# It runs twice: on its defaults, where the deliveries of a burst wait until the burst is
+# accepted (delivery.inflow_delay, at most 2 s), and with inflow_delay off, delivering
+# alongside as Postfix does ("alongside" column). Both are printed, with their ratios.
 # Neither does DNS: Postfix has smtpd_peername_lookup = no, portcullis a resolver on a closed
 # loopback port (lookups fail at once), so neither ever queries the machine's resolver.
 #
@@ -21,9 +24,10 @@ command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
 # different file system where creating a file costs ten times more, for both servers.
 mkdir -p .cache
 W=$(mktemp -d "$PWD/.cache/bench-smtp.XXXXXX"); chmod 755 "$W"
-PF_PORT=$((20000 + RANDOM % 10000)); PC_PORT=$((PF_PORT + 1))
+PF_PORT=$((20000 + RANDOM % 10000)); PC_PORT=$((PF_PORT + 1)); PA_PORT=$((PF_PORT + 2))
 cleanup() {
   [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
+  [ -n "${PA_PID:-}" ] && kill "$PA_PID" 2>/dev/null || true
   stop_postfix "$W/pf"
   sleep 1
   rm -rf "$W"
@@ -66,23 +70,30 @@ start_postfix "$W/pf" "$PF_PORT"
 
 # --- portcullis on its defaults, MX only.
 go build -o "$W/portcullis" ./cmd/portcullis
-cat > "$W/portcullis.yaml" <<CF
+pc_config() { # NAME PORT [EXTRA YAML]
+  cat > "$W/$1.yaml" <<CF
 hostname: bench.example.test
-data_dir: $W/pc
+data_dir: $W/$1
 local_domains: [example.test]
 http: { addr: "" }
 imap: { addr: "" }
 pop3: { addr: "" }
 dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
 smtp:
-  listeners: [ { name: mx, addr: "127.0.0.1:$PC_PORT", mode: mx } ]
+  listeners: [ { name: mx, addr: "127.0.0.1:$2", mode: mx } ]
   max_connections_per_ip: 100
+${3:-}
 CF
-"$W/portcullis" serve --config "$W/portcullis.yaml" 2>"$W/portcullis.log" &
+}
+pc_config pc "$PC_PORT"
+pc_config pa "$PA_PORT" "delivery: { inflow_delay: -1s }"
+"$W/portcullis" serve --config "$W/pc.yaml" 2>"$W/pc.log" &
 PC_PID=$!
+"$W/portcullis" serve --config "$W/pa.yaml" 2>"$W/pa.log" &
+PA_PID=$!
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$PF_PORT"; wait_port "$PC_PORT"
+wait_port "$PF_PORT"; wait_port "$PC_PORT"; wait_port "$PA_PORT"
 
 # rate PORT CLIENTS: messages per second for N messages.
 rate() {
@@ -95,11 +106,24 @@ rate() {
   end=$(date +%s.%N)
   echo "$N / ($end - $start)" | bc -l
 }
-rate "$PF_PORT" 5 >/dev/null; rate "$PC_PORT" 5 >/dev/null   # warm up both
+rate "$PF_PORT" 5 >/dev/null; rate "$PC_PORT" 5 >/dev/null; rate "$PA_PORT" 5 >/dev/null   # warm up
 
-printf '%-8s %14s %14s %8s\n' clients "postfix msg/s" "portcullis" ratio
+# drained PORT-LOG: wait until the server has delivered everything it accepted, so that a
+# run's deliveries do not spill into the next server's run.
+drained() {
+  local want
+  want=$(grep -c 'smtp message queued' "$1")
+  for _ in $(seq 600); do [ "$(grep -c 'status=delivered' "$1")" -ge "$want" ] && return; sleep 0.1; done
+}
+pf_drained() {
+  for _ in $(seq 600); do [ -z "$(find "$W/pf/spool/incoming" "$W/pf/spool/active" -type f 2>/dev/null | head -1)" ] && return; sleep 0.1; done
+}
+ratio() { if [ "$2" != 0 ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }
+
+printf '%-8s %14s %14s %8s %14s %8s\n' clients "postfix msg/s" "portcullis" ratio "alongside" ratio
 for c in 1 10 50; do
-  pf=$(rate "$PF_PORT" "$c"); pc=$(rate "$PC_PORT" "$c")
-  ratio=0; [ "$pf" != 0 ] && ratio=$(echo "$pc / $pf" | bc -l)
-  printf '%-8s %14.0f %14.0f %7.2fx\n' "$c" "$pf" "$pc" "$ratio"
+  pf=$(rate "$PF_PORT" "$c"); pf_drained
+  pc=$(rate "$PC_PORT" "$c"); drained "$W/pc.log"
+  pa=$(rate "$PA_PORT" "$c"); drained "$W/pa.log"
+  printf '%-8s %14.0f %14.0f %7.2fx %14.0f %7.2fx\n' "$c" "$pf" "$pc" "$(ratio "$pc" "$pf")" "$pa" "$(ratio "$pa" "$pf")"
 done
