@@ -10,7 +10,8 @@
 # both see the same load. portcullis runs as a process like bogofilter (bayes-eval, the
 # same code as `portcullis bayes`, including opening the SQLite store and reading its token
 # snapshot, which training leaves beside it); the in-process rates
-# of `bayes eval` (without process start and database load) are printed too.
+# of `bayes eval` (without process start and database load) are printed too, measured
+# in the same alternation.
 #
 # bogofilter runs in bulk mode: `bogofilter -d DIR -s -B files...`, `-n -B`, `-T -B`
 # (-B wants file names: given a directory it silently does nothing).
@@ -64,8 +65,10 @@ read -r bogo_train_real bogo_train_cpu < <(sum_times "$work/time")
 timed "$BE" train --db "$work/p/global.db" --spam "$corpus/train/spam" --ham "$corpus/train/ham"
 read -r p_train_real p_train_cpu < <(sum_times "$work/time")
 
-# --- classification, alternating
-: > "$work/bogo.time"; : > "$work/p.time"
+# --- classification, alternating: bogofilter, portcullis as a process, and the
+# in-process rates of the same code (bayes eval: trains in memory, then times
+# classification passes), so that all three see the same load
+: > "$work/bogo.time"; : > "$work/p.time"; : > "$work/eval.rates"
 for ((r = 1; r <= ROUNDS; r++)); do
   : > "$work/time"
   timed bash -c "xargs -d '\n' -a '$work/test.list' bogofilter -d '$work/bogo' -T -B; true"  # exit status is the verdict; the line count is checked below
@@ -73,13 +76,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
   : > "$work/time"
   timed "$BE" classify --db "$work/p/global.db" "$corpus/test/spam" "$corpus/test/ham"
   cat "$work/time" >> "$work/p.time"; cp "$work/out" "$work/p.scores"
+  "$BE" eval --train-spam "$corpus/train/spam" --train-ham "$corpus/train/ham" \
+    --test-spam "$corpus/test/spam" --test-ham "$corpus/test/ham" --json > "$work/eval.json"
+  echo "$(sed -E 's/.*"classify_msgs_per_cpu_sec":([0-9.]+).*/\1/' "$work/eval.json")" \
+    "$(sed -E 's/.*"classify_parallel_msgs_per_sec":([0-9.]+).*/\1/' "$work/eval.json")" >> "$work/eval.rates"
 done
 read -r bogo_cls_real bogo_cls_cpu < <(sum_times "$work/bogo.time")
 read -r p_cls_real p_cls_cpu < <(sum_times "$work/p.time")
-
-# in-process numbers of the same code (and a check that both paths agree)
-"$BE" eval --train-spam "$corpus/train/spam" --train-ham "$corpus/train/ham" \
-  --test-spam "$corpus/test/spam" --test-ham "$corpus/test/ham" --json > "$work/eval.json"
 threshold=$(sed -E 's/.*"threshold":([0-9.]+).*/\1/' "$work/eval.json")
 
 # "name score class" lines: class 1 = spam; verdict letter for bogofilter's own cut-offs
@@ -116,8 +119,9 @@ ptr=$(rate "$ntrain" "$p_train_real"); btr=$(rate "$ntrain" "$bogo_train_real")
 ptc=$(rate "$ntrain" "$p_train_cpu"); btc=$(rate "$ntrain" "$bogo_train_cpu")
 pcr=$(rate $((ntest * ROUNDS)) "$p_cls_real"); bcr=$(rate $((ntest * ROUNDS)) "$bogo_cls_real")
 pcc=$(rate $((ntest * ROUNDS)) "$p_cls_cpu"); bcc=$(rate $((ntest * ROUNDS)) "$bogo_cls_cpu")
-inproc_cpu=$(sed -E 's/.*"classify_msgs_per_cpu_sec":([0-9.]+).*/\1/' "$work/eval.json")
-inproc_par=$(sed -E 's/.*"classify_parallel_msgs_per_sec":([0-9.]+).*/\1/' "$work/eval.json")
+# the rounds' in-process rates combined as total messages over total time (harmonic mean)
+inproc_cpu=$(awk '{s += 1 / $1} END {printf "%.0f", NR / s}' "$work/eval.rates")
+inproc_par=$(awk '{s += 1 / $2} END {printf "%.0f", NR / s}' "$work/eval.rates")
 
 printf '| %-44s | %-18s | %-18s | %-8s |\n' "metric" "portcullis bayes" "bogofilter" "ratio"
 printf '|%s|%s|%s|%s|\n' "----------------------------------------------" "--------------------" "--------------------" "----------"
@@ -132,4 +136,5 @@ printf '| %-44s | %-18s | %-18s | %-8s |\n' "classify msgs per CPU second (proce
 printf '| %-44s | %-18s | %-18s | %-8s |\n' "classify msgs per CPU second (in-process)" "${inproc_cpu%.*}" "$bcc" "$(ratio "$inproc_cpu" "$bcc")"
 printf '| %-44s | %-18s | %-18s | %-8s |\n' "classify msgs/s, $(nproc) goroutines (in-process)" "${inproc_par%.*}" "$bcr" "$(ratio "$inproc_par" "$bcr")"
 echo
-echo "in-process eval: $(cat "$work/eval.json")"
+echo "in-process eval (last round): $(cat "$work/eval.json")"
+echo "in-process rates per round (per CPU second, 2 goroutines wall): $(tr '\n' ';' < "$work/eval.rates")"
