@@ -150,6 +150,18 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 			}
 		}
 	}
+	if o.Grid == "esf-tune" {
+		// TUNE and the prior with the esf default
+		vs = append(vs, variant{"default", bayes.Config{}})
+		for _, tp := range []int{-1, 1, 3, 6} {
+			for _, tm := range []float64{0.01, 0.001, 0.0001} {
+				vs = append(vs, variant{fmt.Sprintf("tune_passes=%d tune_margin=%g", tp, tm), bayes.Config{TunePasses: tp, TuneMargin: tm}})
+			}
+		}
+		for _, md := range []float64{0.3, 0.35, 0.4} {
+			vs = append(vs, variant{fmt.Sprintf("min_dev=%g", md), bayes.Config{MinDev: md}})
+		}
+	}
 	if o.Grid == "features" {
 		vs = append(vs, newFeatureVariants()...)
 	}
