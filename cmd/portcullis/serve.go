@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -106,6 +107,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	slog.SetDefault(logger)
+	if os.Getenv("GOGC") == "" {
+		// The server's live heap is small and its garbage is per message: collecting at
+		// 200% growth instead of 100% took about 10% less user CPU per message in
+		// bench/smtp.sh for a few MiB more memory. GOGC in the environment overrides.
+		debug.SetGCPercent(200)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
