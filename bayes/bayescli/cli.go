@@ -362,6 +362,16 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 			go func(w int) {
 				defer wg.Done()
 				for i := w; i < len(batch); i += workers {
+					if batch[i].Raw == nil {
+						// a file not read yet: the workers read too, so that
+						// reading does not leave the other cores idle
+						raw, err := readLimited(batch[i].Name)
+						if err != nil {
+							errs[i] = err
+							continue
+						}
+						batch[i].Raw = raw
+					}
 					scores[i], errs[i] = c.Classify(ctx, batch[i].Raw)
 				}
 			}(w)
@@ -396,6 +406,21 @@ func Classify(ctx context.Context, o ClassifyOptions, out io.Writer) error {
 		src, err := ListSource(f)
 		if err != nil {
 			return fmt.Errorf("classify: %w", err)
+		}
+		if names := src.fileNames(); names != nil {
+			// files are read by the workers (Raw nil until then)
+			for _, n := range names {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				batch = append(batch, Message{Name: n})
+				if len(batch) == classifyBatch {
+					if err := flush(); err != nil {
+						return fmt.Errorf("classify: %w", err)
+					}
+				}
+			}
+			continue
 		}
 		err = src.Each(ctx, func(m Message) error {
 			batch = append(batch, m)

@@ -110,6 +110,15 @@ type Source struct {
 	mbox  bool
 }
 
+// fileNames returns the message files of a source that is not an mbox (nil for an
+// mbox), so that callers can read them in parallel.
+func (s *Source) fileNames() []string {
+	if s.mbox {
+		return nil
+	}
+	return s.files
+}
+
 // Len returns the number of messages, or -1 for an mbox (not counted in advance).
 func (s *Source) Len() int {
 	if s.mbox {
