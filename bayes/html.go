@@ -189,19 +189,26 @@ func (h *htmlReducer) attrURLs(a []byte) {
 		}
 		eq += i
 		// the name: the word before '=' (white space allowed between), without
-		// leading slashes
+		// leading slashes; only looked for when its last letter can be one of the
+		// wanted names' (most attributes are face, size, color, width, ...)
 		e := eq
 		for e > i && isSpace(a[e-1]) {
 			e--
 		}
-		s := e
-		for s > i && !isSpace(a[s-1]) {
-			s--
+		var name []byte
+		if e > i {
+			switch a[e-1] | 0x20 {
+			case 'f', 'c', 'n', 'd':
+				s := e
+				for s > i && !isSpace(a[s-1]) {
+					s--
+				}
+				for s < e && a[s] == '/' {
+					s++
+				}
+				name = a[s:e]
+			}
 		}
-		for s < e && a[s] == '/' {
-			s++
-		}
-		name := a[s:e]
 		// the value, quoted or up to white space
 		j := eq + 1
 		for j < n && isSpace(a[j]) {

@@ -332,6 +332,7 @@ const (
 	clUpper               // A-Z
 	clLower               // a-z
 	clSpace               // isSpace: ' ', \t, \r, \n, \f, \v
+	clAlnum               // isAlnum
 )
 
 var (
@@ -364,6 +365,11 @@ func init() {
 	}
 	for _, c := range []byte(" \t\r\n\f\v") {
 		classTable[c] |= clSpace
+	}
+	for c := 0; c < 256; c++ {
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c >= 0x80 {
+			classTable[c] |= clAlnum
+		}
 	}
 	classTable[':'] |= clSpecial
 	classTable['@'] |= clSpecial
@@ -1074,9 +1080,8 @@ func (t *Tokenizer) pieces(st *tokState, prefix string, w []byte) {
 	}
 }
 
-func isAlnum(c byte) bool {
-	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c >= 0x80
-}
+// isAlnum: ASCII letters and digits, and every byte of a multi-byte UTF-8 sequence.
+func isAlnum(c byte) bool { return classTable[c]&clAlnum != 0 }
 
 func hasScheme(w []byte) bool {
 	k := bytes.Index(w, []byte("://"))
