@@ -685,7 +685,22 @@ func TestDuplicateRecipientGetsOneCopy(t *testing.T) {
 // the inflow calms down (here: the burst ends) or InflowDelay passes, and the queue is not
 // idle meanwhile.
 func TestInflowBurstWaits(t *testing.T) {
-	r := newRig(t, rigOpts{cfg: Config{InflowRate: 1, InflowDelay: 1500 * time.Millisecond}})
+	reg := prometheus.NewRegistry()
+	r := newRig(t, rigOpts{cfg: Config{InflowRate: 1, InflowDelay: 1500 * time.Millisecond, Metrics: reg}})
+	busy := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "portcullis_delivery_inflow_busy" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no portcullis_delivery_inflow_busy metric")
+		return 0
+	}
 	const n = 30
 	for range n {
 		r.enqueue(spool.Envelope{From: "alice@example.org", To: []string{"bob@example.test"}}, body)
@@ -695,7 +710,13 @@ func TestInflowBurstWaits(t *testing.T) {
 	if got := len(r.mailbox("bob@example.test")); got > 1 {
 		t.Fatalf("%d of a burst of %d delivered while it was arriving", got, n)
 	}
+	if b := busy(); b != 1 {
+		t.Fatalf("portcullis_delivery_inflow_busy = %v during the burst", b)
+	}
 	r.idle()
+	if b := busy(); b != 0 {
+		t.Fatalf("portcullis_delivery_inflow_busy = %v once delivered", b)
+	}
 	if got := len(r.mailbox("bob@example.test")); got != n {
 		t.Fatalf("queue idle with %d of %d delivered", got, n)
 	}

@@ -40,7 +40,18 @@ func newMetrics(reg prometheus.Registerer, q *Queue) (*metrics, error) {
 		defer q.mu.Unlock()
 		return float64(len(q.msgs))
 	})
-	for _, c := range []prometheus.Collector{m.results, m.dsns, m.delay, queued} {
+	inflow := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "portcullis_delivery_inflow_busy",
+		Help: "1 while mail arrives faster than delivery.inflow_rate, so that new deliveries wait up to delivery.inflow_delay.",
+	}, func() float64 {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.busyInflow(q.now()) {
+			return 1
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{m.results, m.dsns, m.delay, queued, inflow} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
