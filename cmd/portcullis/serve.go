@@ -400,7 +400,8 @@ func serveMailboxes(cfg *config.Config, st *store.Store, authn auth.Authenticato
 		}
 		logger.Info("listening", "listener", name, "addr", ln.Addr().String())
 		go func() {
-			if err := serve(ln); err != nil {
+			// A listener closed by the shutdown is not an error worth reporting.
+			if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 				logger.Error("listener stopped", "listener", name, "err", err.Error())
 			}
 		}()
