@@ -110,3 +110,50 @@ func fisherESF(fs []float64, esf float64) float64 {
 	}
 	return score
 }
+
+// fisherWeighted is fisherESF of the body clues fs and the header clues hfs, the
+// latter's log probabilities and share of the degrees of freedom weighted by w.
+func fisherWeighted(fs, hfs []float64, esf, w float64) float64 {
+	if len(fs)+len(hfs) == 0 {
+		return 0.5
+	}
+	lnH, lnS := logProducts(fs)
+	hlnH, hlnS := logProducts(hfs)
+	lnH, lnS = esf*(lnH+w*hlnH), esf*(lnS+w*hlnS)
+	v := 2 * max(1, int(math.Round(esf*(float64(len(fs))+w*float64(len(hfs))))))
+	return chi2Score(lnChi2Q(-2*lnS, v), lnChi2Q(-2*lnH, v))
+}
+
+// logProducts returns ln Π f and ln Π (1 − f), without underflow.
+func logProducts(fs []float64) (lnH, lnS float64) {
+	hp, sp := 1.0, 1.0
+	hexp, sexp := 0, 0
+	for _, f := range fs {
+		hp *= f
+		sp *= 1 - f
+		if hp < 1e-200 {
+			var e int
+			hp, e = math.Frexp(hp)
+			hexp += e
+		}
+		if sp < 1e-200 {
+			var e int
+			sp, e = math.Frexp(sp)
+			sexp += e
+		}
+	}
+	return math.Log(hp) + float64(hexp)*math.Ln2, math.Log(sp) + float64(sexp)*math.Ln2
+}
+
+// chi2Score is (1 + S − H)/2 of the logs of the two tails, stepped one ulp off 0.5
+// towards the stronger side when it rounds to 0.5 exactly (as fisherESF).
+func chi2Score(lqS, lqH float64) float64 {
+	score := (1 + (1 - math.Exp(lqS)) - (1 - math.Exp(lqH))) / 2
+	if score == 0.5 && lqS != lqH {
+		if lqH > lqS {
+			return math.Nextafter(0.5, 1)
+		}
+		return math.Nextafter(0.5, 0)
+	}
+	return score
+}

@@ -140,3 +140,27 @@ func TestFisherTies(t *testing.T) {
 		t.Errorf("ties not broken: spammy %v, hammy %v", s, h)
 	}
 }
+
+// TestFisherWeighted checks the header weighting: weight 1 is fisherESF of all clues,
+// and weight 2 is fisherESF with every header clue counted twice.
+func TestFisherWeighted(t *testing.T) {
+	body := []float64{0.9, 0.2, 0.97, 0.05, 0.999}
+	hdr := []float64{0.99, 0.1, 0.93}
+	for _, esf := range []float64{1, 0.15} {
+		all := append(slices.Clone(body), hdr...)
+		if got, want := fisherWeighted(body, hdr, esf, 1), fisherESF(all, esf); !near(got, want, 1e-12) {
+			t.Errorf("esf %v, weight 1: %v, want %v", esf, got, want)
+		}
+		twice := append(slices.Clone(all), hdr...)
+		if got, want := fisherWeighted(body, hdr, esf, 2), fisherESF(twice, esf); !near(got, want, 1e-12) {
+			t.Errorf("esf %v, weight 2: %v, want %v", esf, got, want)
+		}
+	}
+	if got := fisherWeighted(nil, nil, 0.15, 1.5); got != 0.5 {
+		t.Errorf("no clues: %v", got)
+	}
+	// header evidence of spam weighs more than the same body evidence of ham
+	if got := fisherWeighted([]float64{0.05}, []float64{0.95}, 1, 1.5); !(got > 0.5) {
+		t.Errorf("header 0.95 against body 0.05 at weight 1.5: %v, want > 0.5", got)
+	}
+}

@@ -129,7 +129,8 @@ func TestClassifyRepeatsSameScore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := c.ClassifyTokens(ctx, c.Tokenizer().Hashes(nil, m), false)
+		hs, header := c.Tokenizer().HashesHeader(nil, m)
+		b, err := c.ClassifyTokens(ctx, hs, header, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -56,7 +56,10 @@ type Update struct {
 	// the other class moves it, and untraining knows its class. 0: not tracked.
 	Digest uint64
 	Tokens []uint64 // distinct token hashes
-	Day    uint16   // days since 1970-01-01 (for aging); 0 means today
+	// Header says how many of the first Tokens come from the header fields
+	// (Tokenizer.HashesHeader), for scoring the message (Reinforce); not stored.
+	Header int
+	Day    uint16 // days since 1970-01-01 (for aging); 0 means today
 	// Reinforce trains a message already trained as Class once more (train until no
 	// error, Classifier.Reinforce): its tokens and the class total count again. The
 	// store remembers how often, so that untraining or moving it reverses every count.

@@ -38,6 +38,12 @@ type TokenizerConfig struct {
 	Counts bool `yaml:"counts"`
 	// SubjectWords also adds the words of the Subject as body words.
 	SubjectWords bool `yaml:"subject_words"`
+	// FromName adds a "fromname:" token for the whole display name of From
+	// ("fromname:-" when it has none), besides its words.
+	FromName bool `yaml:"from_name"`
+	// PartCombos adds a "part:" token for each MIME part's type, charset and transfer
+	// encoding together ("part:text/html;iso-8859-1;base64").
+	PartCombos bool `yaml:"part_combos"`
 	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
 	// longer words become a "skip:" token of their first byte and length in tens.
 	MinWord int `yaml:"min_word"`
@@ -135,6 +141,12 @@ func (c TokenizerConfig) Fingerprint() string {
 	if c.Counts {
 		fmt.Fprint(h, "|counts")
 	}
+	if c.FromName {
+		fmt.Fprint(h, "|fromname")
+	}
+	if c.PartCombos {
+		fmt.Fprint(h, "|partcombos")
+	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 
@@ -175,24 +187,34 @@ func (t *Tokenizer) Config() TokenizerConfig { return t.cfg }
 // included, in the order of their first occurrences' Hashes: classification
 // deduplicates only the few tokens that count (Classifier.score), which is cheaper
 // than a set insertion, with its unpredictable branch, per token.
-func (t *Tokenizer) hashesAll(dst []uint64, raw []byte) []uint64 {
+// It also returns how many of them come first from the top-level header fields.
+func (t *Tokenizer) hashesAll(dst []uint64, raw []byte) ([]uint64, int) {
 	st := t.pool.Get().(*tokState)
 	st.reset(false)
 	st.set.all = true
 	t.walk(st, raw)
 	st.set.all = false
+	header := st.nheader
 	dst = st.set.appendTo(dst)
 	t.pool.Put(st)
-	return dst
+	return dst, header
 }
 
 func (t *Tokenizer) Hashes(dst []uint64, raw []byte) []uint64 {
+	dst, _ = t.HashesHeader(dst, raw)
+	return dst
+}
+
+// HashesHeader is Hashes, the tokens of the top-level header fields first: it also
+// returns how many of them there are (they weigh Config.HeaderWeight in scoring).
+func (t *Tokenizer) HashesHeader(dst []uint64, raw []byte) ([]uint64, int) {
 	st := t.pool.Get().(*tokState)
 	st.reset(false)
 	t.walk(st, raw)
+	header := st.nheader
 	dst = st.set.appendTo(dst)
 	t.pool.Put(st)
-	return dst
+	return dst, header
 }
 
 // Tokens returns the distinct tokens of raw as sorted strings, for inspection and tests.
@@ -390,6 +412,7 @@ type tokState struct {
 	nurls   int // URLs and images seen (Counts)
 	nimgs   int
 	nrcvd   int
+	nheader int // tokens added by the top-level header fields (they come first)
 	// the hashes of the previous body words, newest first, for bigrams and OSB
 	prevs  [maxOSB]uint64
 	prevWs [maxOSB][]byte // their text (debug only)
@@ -493,6 +516,7 @@ func (t *Tokenizer) walk(st *tokState, raw []byte) {
 	fields, body := splitHeader(st.fields[0][:0], raw, 512)
 	st.fields[0] = fields
 	t.header(st, fields)
+	st.nheader = len(st.set.order)
 	t.part(st, fields, body, 0)
 	if t.cfg.Counts {
 		var d [1]byte
@@ -558,6 +582,9 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		}
 		st.nprev = 0
 		t.words(st, prefix, v, false)
+		if t.cfg.FromName && name == "from" {
+			st.add("fromname:", "", displayName(v))
+		}
 		if t.cfg.SubjectWords && name == "subject" {
 			t.words(st, "", v, false)
 		}
@@ -695,6 +722,15 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 	cte := trimSpace(headerValue(fields, "content-transfer-encoding"))
 	if len(cte) > 0 && len(cte) < 32 {
 		st.add("cte:", "", cte)
+	}
+	if t.cfg.PartCombos {
+		var cb [160]byte
+		c := append(append(cb[:0], typ...), ';')
+		c = append(append(c, params.charset...), ';')
+		if len(cte) < 32 {
+			c = append(c, cte...)
+		}
+		st.add("part:", "", c)
 	}
 	fn := params.name
 	if cd := headerValue(fields, "content-disposition"); cd != nil {
@@ -1230,4 +1266,23 @@ func (s *hashSet) grow() {
 
 func (s *hashSet) appendTo(dst []uint64) []uint64 {
 	return append(dst, s.order...)
+}
+
+// displayName returns the display name of a From value ("Name <addr>" or the older
+// "addr (Name)"), without quotes and surrounding space, at most 48 bytes; "-" if none.
+func displayName(v []byte) []byte {
+	var n []byte
+	if k := bytes.IndexByte(v, '<'); k >= 0 {
+		n = v[:k]
+	} else if i, j := bytes.IndexByte(v, '('), bytes.LastIndexByte(v, ')'); i >= 0 && j > i {
+		n = v[i+1 : j]
+	}
+	n = bytes.Trim(n, " \t\r\n\"'")
+	if len(n) == 0 {
+		return []byte("-")
+	}
+	if len(n) > 48 {
+		n = n[:48]
+	}
+	return n
 }

@@ -239,3 +239,43 @@ func TestHashesMatchTokensCorpus(t *testing.T) {
 		}
 	}
 }
+
+// TestHashesHeader checks that the header tokens come first and are counted: the first
+// header hashes are those of header-field tokens, the rest are not.
+func TestHashesHeader(t *testing.T) {
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	headerPrefix := map[string]bool{"h": true, "rcvd": true}
+	for _, h := range DefaultHeaders {
+		headerPrefix[h] = true
+	}
+	for _, f := range []string{"testdata/plain.eml", "testdata/multipart.eml"} {
+		raw, _ := os.ReadFile(f)
+		isHeader := map[uint64]bool{}
+		for _, s := range tok.Tokens(raw) {
+			p, _, _ := strings.Cut(s, ":")
+			isHeader[HashToken(s)] = headerPrefix[p] || strings.HasPrefix(s, "shape:mid:")
+		}
+		hs, n := tok.HashesHeader(nil, raw)
+		if n == 0 || n >= len(hs) {
+			t.Fatalf("%s: %d header tokens of %d", f, n, len(hs))
+		}
+		for i, h := range hs {
+			if isHeader[h] != (i < n) {
+				t.Errorf("%s: token %d (header %v) on the wrong side of %d", f, i, isHeader[h], n)
+			}
+		}
+	}
+}
+
+func TestDisplayName(t *testing.T) {
+	for in, want := range map[string]string{
+		`"Steve Burt" <steve@example.com>`: "Steve Burt",
+		`steve@example.com (Steve Burt)`:   "Steve Burt",
+		`<steve@example.com>`:              "-",
+		`steve@example.com`:                "-",
+	} {
+		if got := string(displayName([]byte(in))); got != want {
+			t.Errorf("displayName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -445,13 +445,11 @@ const classifyBatch = 256
 // explain prints the strongest tokens of a message by name.
 func explain(ctx context.Context, c *bayes.Classifier, raw []byte, out io.Writer) {
 	names := map[uint64]string{}
-	var hs []uint64
 	for _, t := range c.Tokenizer().Tokens(raw) {
-		h := bayes.HashToken(t)
-		names[h] = t
-		hs = append(hs, h)
+		names[bayes.HashToken(t)] = t
 	}
-	sc, err := c.ClassifyTokens(ctx, hs, true)
+	hs, header := c.Tokenizer().HashesHeader(nil, raw)
+	sc, err := c.ClassifyTokens(ctx, hs, header, true)
 	if err != nil {
 		return
 	}

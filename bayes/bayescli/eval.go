@@ -321,15 +321,7 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	tok := bayes.NewTokenizer(o.Config.Tokenizer)
-	sh := make([][]uint64, len(spam))
-	for i, m := range spam {
-		sh[i] = tok.Hashes(nil, m)
-	}
-	hh := make([][]uint64, len(ham))
-	for i, m := range ham {
-		hh[i] = tok.Hashes(nil, m)
-	}
-	scores, unsure, verdicts, err := KFold(ctx, o.Config, sh, hh, o.Folds)
+	scores, unsure, verdicts, err := KFold(ctx, o.Config, Tokenize(tok, spam), Tokenize(tok, ham), o.Folds)
 	if err != nil {
 		return nil, err
 	}
@@ -338,10 +330,19 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	return r, nil
 }
 
+// Tokenize returns the tokens of each message as an Update (Tokens and Header set).
+func Tokenize(tok *bayes.Tokenizer, msgs [][]byte) []bayes.Update {
+	out := make([]bayes.Update, len(msgs))
+	for i, m := range msgs {
+		out[i].Tokens, out[i].Header = tok.HashesHeader(nil, m)
+	}
+	return out
+}
+
 // KFold cross-validates cfg on tokenized messages: message i is in fold i mod k; each
 // fold is scored by a classifier trained on the other folds. Scores are returned with
 // spam first, in input order.
-func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (scores []Scored, unsure, verdicts []bool, err error) {
+func KFold(ctx context.Context, cfg bayes.Config, spam, ham []bayes.Update, k int) (scores []Scored, unsure, verdicts []bool, err error) {
 	scores = make([]Scored, len(spam)+len(ham))
 	unsure = make([]bool, len(scores))
 	verdicts = make([]bool, len(scores))
@@ -354,12 +355,12 @@ func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (
 		var ups []bayes.Update
 		for i, h := range spam {
 			if i%k != f {
-				ups = append(ups, bayes.Update{Class: bayes.Spam, Tokens: h})
+				ups = append(ups, bayes.Update{Class: bayes.Spam, Tokens: h.Tokens, Header: h.Header})
 			}
 		}
 		for i, h := range ham {
 			if i%k != f {
-				ups = append(ups, bayes.Update{Class: bayes.Ham, Tokens: h})
+				ups = append(ups, bayes.Update{Class: bayes.Ham, Tokens: h.Tokens, Header: h.Header})
 			}
 		}
 		if _, err := store.Apply(ctx, ups); err != nil {
@@ -370,7 +371,7 @@ func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (
 		}
 		for i, h := range spam {
 			if i%k == f {
-				sc, err := c.ClassifyTokens(ctx, h, false)
+				sc, err := c.ClassifyTokens(ctx, h.Tokens, h.Header, false)
 				if err != nil {
 					return nil, nil, nil, err
 				}
@@ -380,7 +381,7 @@ func KFold(ctx context.Context, cfg bayes.Config, spam, ham [][]uint64, k int) (
 		}
 		for i, h := range ham {
 			if i%k == f {
-				sc, err := c.ClassifyTokens(ctx, h, false)
+				sc, err := c.ClassifyTokens(ctx, h.Tokens, h.Header, false)
 				if err != nil {
 					return nil, nil, nil, err
 				}

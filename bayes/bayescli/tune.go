@@ -90,14 +90,7 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Grid == "errors" {
 		// list the cross-validation errors of the default configuration
 		tok := bayes.NewTokenizer(bayes.TokenizerConfig{})
-		var sh, hh [][]uint64
-		for _, m := range spam {
-			sh = append(sh, tok.Hashes(nil, m))
-		}
-		for _, m := range ham {
-			hh = append(hh, tok.Hashes(nil, m))
-		}
-		scores, unsure, verdicts, err := KFold(ctx, bayes.Config{}, sh, hh, o.Folds)
+		scores, unsure, verdicts, err := KFold(ctx, bayes.Config{}, Tokenize(tok, spam), Tokenize(tok, ham), o.Folds)
 		if err != nil {
 			return err
 		}
@@ -162,25 +155,33 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 			vs = append(vs, variant{fmt.Sprintf("min_dev=%g", md), bayes.Config{MinDev: md}})
 		}
 	}
+	if o.Grid == "header-weight" {
+		// the clues of the header fields weighted against the body's
+		vs = append(vs, variant{"default", bayes.Config{}})
+		for _, w := range []float64{1.25, 1.5, 1.75, 2, 2.5, 3} {
+			vs = append(vs, variant{fmt.Sprintf("header_weight=%g", w), bayes.Config{HeaderWeight: w}})
+		}
+		for _, w := range []float64{1.5, 1.75, 2} {
+			for _, e := range []float64{0.1, 0.2} {
+				vs = append(vs, variant{fmt.Sprintf("header_weight=%g esf=%g", w, e), bayes.Config{HeaderWeight: w, ESF: e}})
+			}
+		}
+	}
+	if o.Grid == "round7" {
+		vs = append(vs, round7Variants()...)
+	}
 	if o.Grid == "features" {
 		vs = append(vs, newFeatureVariants()...)
 	}
 	cuts := []float64{0.2, 0.45, 0.5, 0.55, 0.9}
 	fmt.Fprintf(out, "%d spam, %d ham, %d folds; FP/FN at cut-offs %v\n", len(spam), len(ham), o.Folds, cuts)
-	cache := map[string][2][][]uint64{}
+	cache := map[string][2][]bayes.Update{}
 	for _, v := range vs {
 		fp := v.cfg.Tokenizer.Fingerprint()
 		hs, ok := cache[fp]
 		if !ok {
 			tok := bayes.NewTokenizer(v.cfg.Tokenizer)
-			var sh, hh [][]uint64
-			for _, m := range spam {
-				sh = append(sh, tok.Hashes(nil, m))
-			}
-			for _, m := range ham {
-				hh = append(hh, tok.Hashes(nil, m))
-			}
-			hs = [2][][]uint64{sh, hh}
+			hs = [2][]bayes.Update{Tokenize(tok, spam), Tokenize(tok, ham)}
 			cache[fp] = hs
 		}
 		scores, _, _, err := KFold(ctx, v.cfg, hs[0], hs[1], o.Folds)
@@ -246,5 +247,28 @@ func newFeatureVariants() []variant {
 	add("keep_case", func(t *bayes.TokenizerConfig) { t.KeepCase = true })
 	add("counts", func(t *bayes.TokenizerConfig) { t.Counts = true })
 	add("keep_case+counts", func(t *bayes.TokenizerConfig) { t.KeepCase = true; t.Counts = true })
+	return v
+}
+
+// round7Variants are the tokenizer variants of the round after the esf default: list
+// fields, the From display name as one token, part type/charset/encoding combinations.
+func round7Variants() []variant {
+	v := []variant{{"default", bayes.Config{}}}
+	list := append(slices.Clone(bayes.DefaultHeaders), "list-unsubscribe", "list-subscribe",
+		"list-post", "list-help", "list-archive", "list-owner", "mailing-list",
+		"x-mailing-list", "x-beenthere", "x-loop", "errors-to")
+	add := func(name string, f func(*bayes.TokenizerConfig)) {
+		var c bayes.Config
+		f(&c.Tokenizer)
+		v = append(v, variant{name, c})
+	}
+	add("list_fields", func(t *bayes.TokenizerConfig) { t.Headers = list })
+	add("from_name", func(t *bayes.TokenizerConfig) { t.FromName = true })
+	add("part_combos", func(t *bayes.TokenizerConfig) { t.PartCombos = true })
+	add("list_fields+from_name+part_combos", func(t *bayes.TokenizerConfig) {
+		t.Headers = list
+		t.FromName = true
+		t.PartCombos = true
+	})
 	return v
 }

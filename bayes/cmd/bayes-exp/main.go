@@ -5,7 +5,7 @@
 // the "what was tried" table of bayes/README.md; it must only be given the training
 // split.
 //
-//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams]
+//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields]
 //
 // For each model it prints 1 − ROC area and, for the cut-offs that let through 0, 1, 3
 // and 5 false positives, the false negatives.
@@ -118,25 +118,26 @@ func main() {
 	k := flag.Int("k", 10, "folds")
 	bigrams := flag.Bool("bigrams", false, "tokenizer with adjacent word pairs")
 	osb := flag.Int("osb", 0, "tokenizer with orthogonal sparse bigrams up to this distance")
+	fields := flag.Bool("fields", false, "compare ways of weighting and capping header clues instead")
 	flag.Parse()
 	ctx := context.Background()
 	spam := load(filepath.Join(*corpus, "train/spam"))
 	ham := load(filepath.Join(*corpus, "train/ham"))
+	if *fields {
+		fieldExperiments(ctx, spam, ham, *k)
+		return
+	}
 	cfg := bayes.Config{}
 	cfg.Tokenizer.Bigrams = *bigrams
 	cfg.Tokenizer.OSB = *osb
 	tok := bayes.NewTokenizer(cfg.Tokenizer)
-	var sh, hh [][]uint64
+	sh, hh := bayescli.Tokenize(tok, spam), bayescli.Tokenize(tok, ham)
 	var all []example
-	for i, m := range spam {
-		h := tok.Hashes(nil, m)
-		sh = append(sh, h)
-		all = append(all, example{h, 1, i % *k})
+	for i, u := range sh {
+		all = append(all, example{u.Tokens, 1, i % *k})
 	}
-	for i, m := range ham {
-		h := tok.Hashes(nil, m)
-		hh = append(hh, h)
-		all = append(all, example{h, 0, i % *k})
+	for i, u := range hh {
+		all = append(all, example{u.Tokens, 0, i % *k})
 	}
 	noTune := cfg
 	noTune.TunePasses = -1
