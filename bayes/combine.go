@@ -114,14 +114,55 @@ func fisherESF(fs []float64, esf float64) float64 {
 // fisherWeighted is fisherESF of the body clues fs and the header clues hfs, the
 // latter's log probabilities and share of the degrees of freedom weighted by w.
 func fisherWeighted(fs, hfs []float64, esf, w float64) float64 {
+	return fisherMid(fs, hfs, esf, w, nil)
+}
+
+// midBand re-ranks the scores of the middle band (Config.MidBand), where the
+// chi-square score says only that both spam and ham evidence are strong.
+type midBand struct {
+	lo, hi float64
+	coef   [5]float64 // Config.MidWeights
+}
+
+// fisherMid is fisherWeighted, with the scores strictly inside mid's band (when mid
+// is not nil) replaced by lo + (hi − lo)·σ(z) of a logistic combination z of the
+// four chi-square tails of the body and header clues taken apart (each with esf and
+// no header weight):
+//
+//	z = c₀ + c₁·ln(1 − ln Q_S,body) + c₂·ln(1 − ln Q_H,body)
+//	       + c₃·ln(1 − ln Q_S,header) + c₄·ln(1 − ln Q_H,header)
+//
+// with Q_S = Q(−2·esf·Σ ln(1−f), 2·max(1, round(esf·n))) and Q_H the same of ln f
+// over the n clues of that part; a part without clues has ln Q = 0. Scores outside
+// the band are the chi-square score's, so the order of confident scores (and the
+// TUNE passes, which look only at the ends of the scale) are unchanged.
+func fisherMid(fs, hfs []float64, esf, w float64, mid *midBand) float64 {
 	if len(fs)+len(hfs) == 0 {
 		return 0.5
 	}
-	lnH, lnS := logProducts(fs)
+	blnH, blnS := logProducts(fs)
 	hlnH, hlnS := logProducts(hfs)
-	lnH, lnS = esf*(lnH+w*hlnH), esf*(lnS+w*hlnS)
+	lnH, lnS := esf*(blnH+w*hlnH), esf*(blnS+w*hlnS)
 	v := 2 * max(1, int(math.Round(esf*(float64(len(fs))+w*float64(len(hfs))))))
-	return chi2Score(lnChi2Q(-2*lnS, v), lnChi2Q(-2*lnH, v))
+	score := chi2Score(lnChi2Q(-2*lnS, v), lnChi2Q(-2*lnH, v))
+	if mid == nil || score <= mid.lo || score >= mid.hi {
+		return score
+	}
+	bS, bH := partTails(blnS, blnH, len(fs), esf)
+	hS, hH := partTails(hlnS, hlnH, len(hfs), esf)
+	c := &mid.coef
+	z := c[0] + c[1]*math.Log1p(-bS) + c[2]*math.Log1p(-bH) + c[3]*math.Log1p(-hS) + c[4]*math.Log1p(-hH)
+	return mid.lo + (mid.hi-mid.lo)/(1+math.Exp(-z))
+}
+
+// partTails returns ln Q_S and ln Q_H of the n clues with log products lnS and lnH,
+// combined with the effective size factor esf (0, 0 without clues).
+func partTails(lnS, lnH float64, n int, esf float64) (lqS, lqH float64) {
+	if n == 0 {
+		return 0, 0
+	}
+	v := 2 * max(1, int(math.Round(esf*float64(n))))
+	return lnChi2Q(-2*esf*lnS, v), lnChi2Q(-2*esf*lnH, v)
 }
 
 // logProducts returns ln Π f and ln Π (1 − f), without underflow.

@@ -164,3 +164,56 @@ func TestFisherWeighted(t *testing.T) {
 		t.Errorf("header 0.95 against body 0.05 at weight 1.5: %v, want > 0.5", got)
 	}
 }
+
+func TestFisherMid(t *testing.T) {
+	// one body clue 0.9 and one header clue 0.1 (esf 1, w 1): the chi-square score is
+	// 0.5, inside the band 0.3–0.7. With one clue, v = 2 and Q(x2, 2) = e^{−x2/2}, so
+	// ln Q_S,body = ln 0.1, ln Q_H,body = ln 0.9, ln Q_S,header = ln 0.9,
+	// ln Q_H,header = ln 0.1.
+	body, hdr := []float64{0.9}, []float64{0.1}
+	mid := &midBand{lo: 0.3, hi: 0.7, coef: [5]float64{0.5, 1, 0, 0, 0}}
+	// z = 0.5 + ln(1 − ln 0.1) = 1.6947055…, score = 0.3 + 0.4·σ(z)
+	if got := fisherMid(body, hdr, 1, 1, mid); !near(got, 0.6379367920438099, 1e-12) {
+		t.Errorf("fisherMid = %v, want 0.63793679…", got)
+	}
+	// symmetric weights: z = 0, the middle of the band
+	mid.coef = [5]float64{0, 1, -1, 1, -1}
+	if got := fisherMid(body, hdr, 1, 1, mid); !near(got, 0.5, 1e-12) {
+		t.Errorf("fisherMid symmetric = %v, want 0.5", got)
+	}
+	// two body clues 0.9, 0.8 and no header clue: v = 4, Q(x2, 4) = e^{−m}(1 + m) with
+	// m = −ln(0.1·0.2), so ln Q_S,body = −m + ln(1 + m) = −2.3203371…; the header
+	// tails are 0. With a band of 0.01–0.99, z = ln(1 + 2.3203371…).
+	two := []float64{0.9, 0.8}
+	mid = &midBand{lo: 0.01, hi: 0.99, coef: [5]float64{0, 1, 0, 0, 7}}
+	if got := fisherMid(two, nil, 1, 1, mid); !near(got, 0.7631658501948207, 1e-12) {
+		t.Errorf("fisherMid two clues = %v, want 0.76316585…", got)
+	}
+	// outside the band (and without one) the score is the chi-square score
+	mid = &midBand{lo: 0.3, hi: 0.7, coef: DefaultMidWeights}
+	if got, want := fisherMid(two, nil, 1, 1, mid), fisherWeighted(two, nil, 1, 1); got != want || want < 0.7 {
+		t.Errorf("outside the band: %v, chi-square %v", got, want)
+	}
+	if got, want := fisherMid(body, hdr, 0.15, 1.5, nil), fisherWeighted(body, hdr, 0.15, 1.5); got != want {
+		t.Errorf("no band: %v, chi-square %v", got, want)
+	}
+	// with the default weights every score inside the band stays inside it
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 2000; i++ {
+		var b, h []float64
+		for n := r.IntN(40); n > 0; n-- {
+			b = append(b, midTestProb(r.Float64()))
+		}
+		for n := r.IntN(20); n > 0; n-- {
+			h = append(h, midTestProb(r.Float64()))
+		}
+		chi := fisherWeighted(b, h, 0.15, 1.5)
+		got := fisherMid(b, h, 0.15, 1.5, mid)
+		if in := chi > 0.3 && chi < 0.7; in && !(got > 0.3 && got < 0.7) || !in && got != chi {
+			t.Fatalf("chi-square %v became %v", chi, got)
+		}
+	}
+}
+
+// midTestProb keeps a random probability away from 0 and 1, as Robinson's f is.
+func midTestProb(f float64) float64 { return 0.01 + 0.98*f }

@@ -5,10 +5,12 @@
 // the "what was tried" table of bayes/README.md; it must only be given the training
 // split.
 //
-//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields]
+//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband]
 //
 // For each model it prints 1 − ROC area and, for the cut-offs that let through 0, 1, 3
-// and 5 false positives, the false negatives.
+// and 5 false positives, the false negatives. -fields compares ways of weighting
+// header clues, -combine ways of combining the clues (the middle band's weights, by
+// nested cross-validation), -midband the classifier at several mid_band widths.
 package main
 
 import (
@@ -119,10 +121,20 @@ func main() {
 	bigrams := flag.Bool("bigrams", false, "tokenizer with adjacent word pairs")
 	osb := flag.Int("osb", 0, "tokenizer with orthogonal sparse bigrams up to this distance")
 	fields := flag.Bool("fields", false, "compare ways of weighting and capping header clues instead")
+	combineF := flag.Bool("combine", false, "compare ways of combining the clues instead")
+	midF := flag.Bool("midband", false, "cross-validate the classifier's mid_band settings instead")
 	flag.Parse()
 	ctx := context.Background()
 	spam := load(filepath.Join(*corpus, "train/spam"))
 	ham := load(filepath.Join(*corpus, "train/ham"))
+	if *midF {
+		midBandKFold(ctx, spam, ham, *k)
+		return
+	}
+	if *combineF {
+		combineExperiments(ctx, spam, ham, *k)
+		return
+	}
 	if *fields {
 		fieldExperiments(ctx, spam, ham, *k)
 		return
