@@ -44,35 +44,6 @@ type TokenizerConfig struct {
 	// PartCombos adds a "part:" token for each MIME part's type, charset and transfer
 	// encoding together ("part:text/html;iso-8859-1;base64").
 	PartCombos bool `yaml:"part_combos"`
-	// Align adds "align:" tokens of whether From's domain (its last two labels)
-	// appears in Return-Path, Message-ID, Reply-To, Sender and the Received fields,
-	// whether the Message-ID's domain appears in the Received fields, and of the
-	// number of To addresses ("align:to:from" when it is From's own).
-	Align bool `yaml:"align"`
-	// AlignURL adds "align:url:all|some|no|none": how many of the body's links go to
-	// From's domain.
-	AlignURL bool `yaml:"align_url"`
-	// RcvdPath adds "rpath:" tokens of the Received path: hops in powers of two, the
-	// HELO name against the reverse DNS name per hop and for the oldest hop, private
-	// networks, dynamic-looking host names.
-	RcvdPath bool `yaml:"rcvd_path"`
-	// AlignCombo adds one "align:c:" token of Return-Path, Message-ID and Reply-To
-	// against From's domain and of the links (yes/no/none, all/some/no/0).
-	AlignCombo bool `yaml:"align_combo"`
-	// RcvdPathCombo adds one "rpath:c:" token of the Received path features together.
-	RcvdPathCombo bool `yaml:"rcvd_path_combo"`
-	// Relay adds "relay:same|other|unknown|none" for the first Received hop from a
-	// public address against From's domain, and "auth:<domain>" when they match;
-	// RelayDomain also "relay:@<domain>" when they do not.
-	Relay       bool `yaml:"relay"`
-	RelayDomain bool `yaml:"relay_domain"`
-	// FromURL adds "fromurl:<domain>" with From's domain when the body links to it.
-	FromURL bool `yaml:"from_url"`
-	// NoMailboxFields drops the "h:" tokens of fields a mailbox adds (Status,
-	// X-Status, X-Keywords, X-UID, Delivery-Date): not the sender's.
-	NoMailboxFields bool `yaml:"no_mailbox_fields"`
-	// HTMLShape adds "html:" tokens of the structure of HTML parts.
-	HTMLShape bool `yaml:"html_shape"`
 	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
 	// longer words become a "skip:" token of their first byte and length in tens.
 	MinWord int `yaml:"min_word"`
@@ -175,36 +146,6 @@ func (c TokenizerConfig) Fingerprint() string {
 	}
 	if c.PartCombos {
 		fmt.Fprint(h, "|partcombos")
-	}
-	if c.Align {
-		fmt.Fprint(h, "|align")
-	}
-	if c.AlignURL {
-		fmt.Fprint(h, "|alignurl")
-	}
-	if c.RcvdPath {
-		fmt.Fprint(h, "|rpath")
-	}
-	if c.AlignCombo {
-		fmt.Fprint(h, "|aligncombo")
-	}
-	if c.RcvdPathCombo {
-		fmt.Fprint(h, "|rpathcombo")
-	}
-	if c.Relay {
-		fmt.Fprint(h, "|relay")
-	}
-	if c.RelayDomain {
-		fmt.Fprint(h, "|relaydom")
-	}
-	if c.HTMLShape {
-		fmt.Fprint(h, "|htmlshape")
-	}
-	if c.FromURL {
-		fmt.Fprint(h, "|fromurl")
-	}
-	if c.NoMailboxFields {
-		fmt.Fprint(h, "|nomboxfields")
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
@@ -472,13 +413,6 @@ type tokState struct {
 	nimgs   int
 	nrcvd   int
 	nheader int // tokens added by the top-level header fields (they come first)
-	// From's domain and the registrable domains of the URLs (Align, AlignURL)
-	fromDom  []byte
-	urlDoms  [32]uint64
-	nurlDoms int
-	combo    []byte
-	// urlDomOnly: AlignURL adds only the "fromurl:" token (experiment)
-	urlDomOnly bool
 	// the hashes of the previous body words, newest first, for bigrams and OSB
 	prevs  [maxOSB]uint64
 	prevWs [maxOSB][]byte // their text (debug only)
@@ -582,26 +516,8 @@ func (t *Tokenizer) walk(st *tokState, raw []byte) {
 	fields, body := splitHeader(st.fields[0][:0], raw, 512)
 	st.fields[0] = fields
 	t.header(st, fields)
-	st.nurlDoms = 0
-	st.fromDom = st.fromDom[:0]
-	if t.cfg.Align || t.cfg.AlignURL || t.cfg.AlignCombo || t.cfg.FromURL {
-		t.align(st, fields)
-	}
-	if t.cfg.RcvdPath || t.cfg.RcvdPathCombo {
-		t.rcvdPath(st, fields)
-	}
-	if t.cfg.Relay {
-		t.relay(st, fields)
-	}
 	st.nheader = len(st.set.order)
 	t.part(st, fields, body, 0)
-	if t.cfg.AlignURL || t.cfg.FromURL {
-		st.urlDomOnly = !t.cfg.AlignURL
-		st.alignURL()
-	}
-	if t.cfg.AlignCombo {
-		st.alignCombo()
-	}
 	if t.cfg.Counts {
 		var d [1]byte
 		for _, c := range []struct {
@@ -625,9 +541,6 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 			continue
 		}
 		hn := hashWord(f.name) // lower-cases
-		if t.cfg.NoMailboxFields && mailboxField[hn] {
-			continue
-		}
 		if !t.cfg.NoHeaderNames {
 			if st.debug {
 				st.add("h:", "", f.name)
@@ -676,12 +589,6 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 			t.words(st, "", v, false)
 		}
 	}
-}
-
-// mailboxField holds hashWord of the names of the fields a mailbox adds.
-var mailboxField = map[uint64]bool{
-	hashWord([]byte("status")): true, hashWord([]byte("x-status")): true, hashWord([]byte("x-keywords")): true,
-	hashWord([]byte("x-uid")): true, hashWord([]byte("delivery-date")): true,
 }
 
 // hashH is hashWord("h:"), the prefix of the header name tokens.
@@ -909,9 +816,6 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 				}
 			}
 			st.html = st.red.reduce(st.html[:0], text)
-			if t.cfg.HTMLShape {
-				st.htmlShape(text, len(st.html))
-			}
 			text = st.html
 		}
 		st.nprev = 0
@@ -1262,9 +1166,6 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 		st.add("url:", "ip", nil)
 	} else if len(host) > 0 {
 		st.add("url:", "", host)
-		if t.cfg.AlignURL || t.cfg.AlignCombo || t.cfg.FromURL {
-			st.noteURLHost(host)
-		}
 		// the last two labels (three when the second-to-last is short, as in co.uk)
 		dots := 0
 		for i := len(host) - 1; i >= 0; i-- {

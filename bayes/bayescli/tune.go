@@ -170,9 +170,6 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Grid == "round7" {
 		vs = append(vs, round7Variants()...)
 	}
-	if o.Grid == "round8" {
-		vs = append(vs, round8Variants()...)
-	}
 	if o.Grid == "features" {
 		vs = append(vs, newFeatureVariants()...)
 	}
@@ -272,37 +269,6 @@ func round7Variants() []variant {
 		t.Headers = list
 		t.FromName = true
 		t.PartCombos = true
-	})
-	return v
-}
-
-// round8Variants are the tokenizer variants of the round after header_weight: the
-// consistency of the sender fields and links with From's domain, the Received path.
-func round8Variants() []variant {
-	v := []variant{{"default", bayes.Config{}}}
-	add := func(name string, f func(*bayes.TokenizerConfig)) {
-		var c bayes.Config
-		f(&c.Tokenizer)
-		v = append(v, variant{name, c})
-	}
-	add("align", func(t *bayes.TokenizerConfig) { t.Align = true })
-	add("align_url", func(t *bayes.TokenizerConfig) { t.AlignURL = true })
-	add("rcvd_path", func(t *bayes.TokenizerConfig) { t.RcvdPath = true })
-	add("align+align_url", func(t *bayes.TokenizerConfig) { t.Align = true; t.AlignURL = true })
-	add("align+align_url+rcvd_path", func(t *bayes.TokenizerConfig) { t.Align = true; t.AlignURL = true; t.RcvdPath = true })
-	add("align_combo", func(t *bayes.TokenizerConfig) { t.AlignCombo = true })
-	add("align_combo+align", func(t *bayes.TokenizerConfig) { t.AlignCombo = true; t.Align = true })
-	add("rcvd_path_combo", func(t *bayes.TokenizerConfig) { t.RcvdPathCombo = true })
-	add("rcvd_path_combo+align_combo", func(t *bayes.TokenizerConfig) { t.RcvdPathCombo = true; t.AlignCombo = true })
-	add("relay", func(t *bayes.TokenizerConfig) { t.Relay = true })
-	add("relay+relay_domain", func(t *bayes.TokenizerConfig) { t.Relay = true; t.RelayDomain = true })
-	add("html_shape", func(t *bayes.TokenizerConfig) { t.HTMLShape = true })
-	add("html_shape+align_combo+relay", func(t *bayes.TokenizerConfig) { t.HTMLShape = true; t.AlignCombo = true; t.Relay = true })
-	add("from_url", func(t *bayes.TokenizerConfig) { t.FromURL = true })
-	add("from_url+relay", func(t *bayes.TokenizerConfig) { t.FromURL = true; t.Relay = true })
-	add("no_mailbox_fields", func(t *bayes.TokenizerConfig) { t.NoMailboxFields = true })
-	add("all", func(t *bayes.TokenizerConfig) {
-		t.HTMLShape, t.AlignCombo, t.Relay, t.RelayDomain, t.Align, t.AlignURL, t.RcvdPath, t.RcvdPathCombo = true, true, true, true, true, true, true, true
 	})
 	return v
 }
