@@ -44,6 +44,9 @@ type TokenizerConfig struct {
 	// PartCombos adds a "part:" token for each MIME part's type, charset and transfer
 	// encoding together ("part:text/html;iso-8859-1;base64").
 	PartCombos bool `yaml:"part_combos"`
+	// ShapeReplyTo adds a "shape:rt:" token of the pattern of the Reply-To address
+	// ("shape:rt:a9@a.a").
+	ShapeReplyTo bool `yaml:"shape_reply_to"`
 	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
 	// longer words become a "skip:" token of their first byte and length in tens.
 	MinWord int `yaml:"min_word"`
@@ -146,6 +149,9 @@ func (c TokenizerConfig) Fingerprint() string {
 	}
 	if c.PartCombos {
 		fmt.Fprint(h, "|partcombos")
+	}
+	if c.ShapeReplyTo {
+		fmt.Fprint(h, "|shapert")
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
 }
@@ -574,6 +580,9 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 		v := f.value
 		if !t.cfg.NoShapes && name == "message-id" {
 			t.shape(st, "shape:mid:", trimSpace(v))
+		}
+		if t.cfg.ShapeReplyTo && name == "reply-to" {
+			t.shape(st, "shape:rt:", addrOf(v))
 		}
 		if bytes.Contains(v, []byte("=?")) {
 			if s, err := dec.DecodeHeader(unfold(v)); err == nil {
@@ -1285,4 +1294,26 @@ func displayName(v []byte) []byte {
 		n = n[:48]
 	}
 	return n
+}
+
+// addrOf returns the address of a From-like field value: within <>, or the word with
+// '@', or the whole value.
+func addrOf(v []byte) []byte {
+	if i := bytes.IndexByte(v, '<'); i >= 0 {
+		if j := bytes.IndexByte(v[i:], '>'); j > 0 {
+			return v[i+1 : i+j]
+		}
+	}
+	at := bytes.IndexByte(v, '@')
+	if at < 0 {
+		return trimSpace(v)
+	}
+	s, e := at, at
+	for s > 0 && !isSpace(v[s-1]) && v[s-1] != '"' && v[s-1] != '(' {
+		s--
+	}
+	for e < len(v) && !isSpace(v[e]) && v[e] != ')' {
+		e++
+	}
+	return v[s:e]
 }

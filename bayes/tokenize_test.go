@@ -279,3 +279,41 @@ func TestDisplayName(t *testing.T) {
 		}
 	}
 }
+
+func TestShapeReplyTo(t *testing.T) {
+	for in, want := range map[string]string{
+		`"Deals" <deals2002@Mail.Example.com>`: "shape:rt:a9@A.A.a",
+		`deals2002@example.com (Deals)`:        "shape:rt:a9@a.a",
+		`bob.smith@example.org`:                "shape:rt:a.a@a.a",
+		`undisclosed`:                          "shape:rt:a",
+	} {
+		raw := []byte("From: a@example.org\r\nReply-To: " + in + "\r\nSubject: hi\r\n\r\nbody text\r\n")
+		on := NewTokenizer(TokenizerConfig{ShapeReplyTo: true})
+		toks := on.Tokens(raw)
+		if !slices.Contains(toks, want) {
+			t.Errorf("Reply-To %q: no %q in %q", in, want, toks)
+		}
+		// the hashes agree with the tokens, and the token is a header token
+		var hs []uint64
+		for _, s := range toks {
+			hs = append(hs, HashToken(s))
+		}
+		got, header := on.HashesHeader(nil, raw)
+		slices.Sort(hs)
+		if !slices.Contains(got[:header], HashToken(want)) {
+			t.Errorf("Reply-To %q: %q not among the %d header hashes", in, want, header)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, hs) {
+			t.Errorf("Reply-To %q: hashes differ from the tokens", in)
+		}
+		for _, s := range NewTokenizer(DefaultTokenizerConfig()).Tokens(raw) {
+			if strings.HasPrefix(s, "shape:rt:") {
+				t.Errorf("default tokenizer emits %q", s)
+			}
+		}
+	}
+	if (TokenizerConfig{ShapeReplyTo: true}).Fingerprint() == (TokenizerConfig{}).Fingerprint() {
+		t.Error("shape_reply_to does not change the fingerprint")
+	}
+}
