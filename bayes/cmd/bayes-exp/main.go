@@ -5,12 +5,14 @@
 // the "what was tried" table of bayes/README.md; it must only be given the training
 // split.
 //
-//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband]
+//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband] [-repeat R]
 //
 // For each model it prints 1 − ROC area and, for the cut-offs that let through 0, 1, 3
 // and 5 false positives, the false negatives. -fields compares ways of weighting
 // header clues, -combine ways of combining the clues (the middle band's weights, by
-// nested cross-validation), -midband the classifier at several mid_band widths.
+// nested cross-validation), -midband the classifier at several mid_band widths,
+// -repeat R the middle band over R fold assignments (the usual one and R − 1 shuffled
+// ones), with weights refitted on the pooled outputs of all of them (nested).
 package main
 
 import (
@@ -123,10 +125,18 @@ func main() {
 	fields := flag.Bool("fields", false, "compare ways of weighting and capping header clues instead")
 	combineF := flag.Bool("combine", false, "compare ways of combining the clues instead")
 	midF := flag.Bool("midband", false, "cross-validate the classifier's mid_band settings instead")
+	repeat := flag.Int("repeat", 0, "repeated cross-validation over this many fold assignments (the usual and shuffled ones) of the middle band's weights instead")
+	rBands := flag.String("bands", "0.1,0.15,0.2,0.25", "with -repeat: the mid_band widths of the refits")
+	rHW := flag.String("hamweights", "3,5,7,10,14,20", "with -repeat: the ham weights of the refits")
+	rInBand := flag.Bool("inband", false, "with -repeat: also refits on the messages inside the band only")
 	flag.Parse()
 	ctx := context.Background()
 	spam := load(filepath.Join(*corpus, "train/spam"))
 	ham := load(filepath.Join(*corpus, "train/ham"))
+	if *repeat > 0 {
+		repeatedCV(ctx, spam, ham, *k, *repeat, floats(*rBands), floats(*rHW), *rInBand)
+		return
+	}
 	if *midF {
 		midBandKFold(ctx, spam, ham, *k)
 		return

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/portcullis-mail/portcullis/bayes"
+	"github.com/portcullis-mail/portcullis/bayes/bayescli"
+)
+
+// foldAssignment returns the fold of each message of the spam-then-ham list in fold
+// assignment a: a = 0 is the usual one (index within its class mod k, as
+// bayescli.KFold), a ≥ 1 the same after shuffling each class with rand.NewPCG(a, a).
+func foldAssignment(a, nspam, nham, k int) []int {
+	f := make([]int, nspam+nham)
+	if a == 0 {
+		for i := range f {
+			f[i] = foldOf(i, nspam, k)
+		}
+		return f
+	}
+	r := rand.New(rand.NewPCG(uint64(a), uint64(a)))
+	for pos, i := range r.Perm(nspam) {
+		f[i] = pos % k
+	}
+	for pos, i := range r.Perm(nham) {
+		f[nspam+i] = pos % k
+	}
+	return f
+}
+
+// oldMidWeights are the mid_weights before the repeated cross-validation (with
+// mid_band 0.2), fitted on the outputs of fold assignment 0 only.
+var oldMidWeights = [5]float64{-2.50, 2.54, -0.597, 2.39, -2.72}
+
+// cvRec is what one cross-validated message gives: the classifier's score with the
+// middle band off and with the defaults, and the four tails of the band's z.
+type cvRec struct {
+	chi, def float64
+	lq       [4]float64 // ln Q_S,body, ln Q_H,body, ln Q_S,header, ln Q_H,header
+	clues    int
+}
+
+// cvRecords cross-validates the default classifier over the fold assignment folds
+// (training with its TUNE passes) and records every held-out message.
+func cvRecords(ctx context.Context, ups []bayes.Update, nspam int, folds []int, k int) []cvRec {
+	recs := make([]cvRec, len(ups))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for f := 0; f < k; f++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(f int) {
+			defer func() { <-sem; wg.Done() }()
+			store := bayes.NewMemStore()
+			def, err := bayes.New(bayes.Config{}, store)
+			if err != nil {
+				log.Fatal(err)
+			}
+			off, err := bayes.New(bayes.Config{MidBand: -1}, store)
+			if err != nil {
+				log.Fatal(err)
+			}
+			var tr []bayes.Update
+			for i, u := range ups {
+				if folds[i] != f {
+					u.Class = bayes.Ham
+					if i < nspam {
+						u.Class = bayes.Spam
+					}
+					tr = append(tr, u)
+				}
+			}
+			if _, err := store.Apply(ctx, tr); err != nil {
+				log.Fatal(err)
+			}
+			if _, err := def.Reinforce(ctx, tr); err != nil {
+				log.Fatal(err)
+			}
+			esf := def.Config().ESF
+			for i, u := range ups {
+				if folds[i] != f {
+					continue
+				}
+				sd, err := def.ClassifyTokens(ctx, u.Tokens, u.Header, false)
+				if err != nil {
+					log.Fatal(err)
+				}
+				so, err := off.ClassifyTokens(ctx, u.Tokens, u.Header, true)
+				if err != nil {
+					log.Fatal(err)
+				}
+				hdr := make(map[uint64]bool, u.Header)
+				for _, h := range u.Tokens[:u.Header] {
+					hdr[h] = true
+				}
+				var bf, hf []float64
+				for _, c := range so.Clues {
+					if hdr[c.Hash] {
+						hf = append(hf, c.Prob)
+					} else {
+						bf = append(bf, c.Prob)
+					}
+				}
+				r := cvRec{chi: so.Prob, def: sd.Prob, clues: len(so.Clues)}
+				r.lq[0], r.lq[1] = partTails(bf, esf)
+				r.lq[2], r.lq[3] = partTails(hf, esf)
+				recs[i] = r
+			}
+		}(f)
+	}
+	wg.Wait()
+	return recs
+}
+
+// partTails is the package's: ln Q_S and ln Q_H of the clues fs with the esf.
+func partTails(fs []float64, esf float64) (lqS, lqH float64) {
+	if len(fs) == 0 {
+		return 0, 0
+	}
+	var lnS, lnH float64
+	for _, f := range fs {
+		lnS += math.Log(1 - f)
+		lnH += math.Log(f)
+	}
+	v := 2 * max(1, int(math.Round(esf*float64(len(fs)))))
+	return lnQ(-2*esf*lnS, v), lnQ(-2*esf*lnH, v)
+}
+
+func midX(r cvRec) []float64 {
+	return []float64{math.Log1p(-r.lq[0]), math.Log1p(-r.lq[1]), math.Log1p(-r.lq[2]), math.Log1p(-r.lq[3])}
+}
+
+// midScore is the classifier's score with mid_band band and mid_weights c.
+func midScore(r cvRec, band float64, c []float64) float64 {
+	if r.clues == 0 {
+		return 0.5
+	}
+	if band <= 0 || r.chi <= 0.5-band || r.chi >= 0.5+band {
+		return r.chi
+	}
+	return 0.5 - band + 2*band*sigmoid(dot(c, midX(r)))
+}
+
+type opPoint struct {
+	oneMinusAUC   float64
+	fp, fn        int
+	fn1, fn3, fn5 int
+}
+
+func measure(recs []cvRec, nspam int, score func(i int) float64) opPoint {
+	var o opPoint
+	sc := make([]bayescli.Scored, len(recs))
+	var hs, ss []float64
+	for i, r := range recs {
+		p := score(i)
+		spam := i < nspam
+		sc[i] = bayescli.Scored{Prob: p, Spam: spam}
+		verdict := p >= 0.5 && r.clues > 0
+		if spam {
+			ss = append(ss, p)
+			if !verdict {
+				o.fn++
+			}
+		} else {
+			hs = append(hs, p)
+			if verdict {
+				o.fp++
+			}
+		}
+	}
+	sort.Float64s(hs)
+	at := func(k int) int {
+		cut := hs[len(hs)-1-k]
+		n := 0
+		for _, s := range ss {
+			if s <= cut {
+				n++
+			}
+		}
+		return n
+	}
+	o.fn1, o.fn3, o.fn5 = at(1), at(3), at(5)
+	o.oneMinusAUC = 1 - bayescli.AUC(sc)
+	return o
+}
+
+// summary prints one variant over the fold assignments: mean and range of each
+// figure, then the figures of each assignment.
+func summary(name string, ops []opPoint) {
+	var auc []float64
+	var fp, fn, f1, f3, f5 []float64
+	var per []string
+	for _, o := range ops {
+		auc = append(auc, o.oneMinusAUC)
+		fp, fn = append(fp, float64(o.fp)), append(fn, float64(o.fn))
+		f1, f3, f5 = append(f1, float64(o.fn1)), append(f3, float64(o.fn3)), append(f5, float64(o.fn5))
+		per = append(per, fmt.Sprintf("%d/%d %d/%d/%d", o.fp, o.fn, o.fn1, o.fn3, o.fn5))
+	}
+	mr := func(v []float64, f string) string {
+		lo, hi, s := v[0], v[0], 0.0
+		for _, x := range v {
+			lo, hi, s = min(lo, x), max(hi, x), s+x
+		}
+		return fmt.Sprintf(f+" ("+f+"–"+f+")", s/float64(len(v)), lo, hi)
+	}
+	fmt.Printf("%-50s 1-AUC %s  FP %s FN %s  FN@1/3/5 %s %s %s  [%s]\n", name,
+		mr(auc, "%.6f"), mr(fp, "%.2f"), mr(fn, "%.1f"), mr(f1, "%.1f"), mr(f3, "%.1f"), mr(f5, "%.1f"),
+		strings.Join(per, ", "))
+}
+
+// repeatedCV cross-validates the classifier over R fold assignments (the usual one
+// and R − 1 shuffled ones, foldAssignment) and compares the middle band off, with the
+// default weights, and with weights refitted on the pooled cross-validated outputs of
+// all assignments. The refits are nested: the weights that score fold f of
+// assignment a are fitted on the outputs (in every assignment) of the messages not
+// in that fold, so no held-out message's class is seen by the fit. The last rows are
+// the weights fitted on all outputs, as a default would be (not nested).
+func repeatedCV(ctx context.Context, spam, ham [][]byte, k, R int, bands, hws []float64, inBandToo bool) {
+	tok := bayes.NewTokenizer(bayes.TokenizerConfig{})
+	sh, hh := bayescli.Tokenize(tok, spam), bayescli.Tokenize(tok, ham)
+	ups := append(append([]bayes.Update{}, sh...), hh...)
+	ns := len(sh)
+	folds := make([][]int, R)
+	recs := make([][]cvRec, R)
+	for a := 0; a < R; a++ {
+		folds[a] = foldAssignment(a, len(sh), len(hh), k)
+		recs[a] = cvRecords(ctx, ups, ns, folds[a], k)
+		// the re-computed middle band must be the classifier's
+		bad := 0
+		for _, r := range recs[a] {
+			if math.Abs(midScore(r, bayes.DefaultMidBand, bayes.DefaultMidWeights[:])-r.def) > 1e-9 {
+				bad++
+			}
+		}
+		if bad > 0 {
+			log.Printf("assignment %d: %d messages differ from the classifier's score", a, bad)
+		}
+		log.Printf("assignment %d done", a)
+	}
+	each := func(score func(a, i int) float64) []opPoint {
+		ops := make([]opPoint, R)
+		for a := 0; a < R; a++ {
+			ops[a] = measure(recs[a], ns, func(i int) float64 { return score(a, i) })
+		}
+		return ops
+	}
+	summary("mid_band off", each(func(a, i int) float64 { return recs[a][i].chi }))
+	summary("defaults (the classifier)", each(func(a, i int) float64 { return recs[a][i].def }))
+	summary("previous defaults (band 0.2, weights fitted on assignment 0)", each(func(a, i int) float64 {
+		return midScore(recs[a][i], 0.2, oldMidWeights[:])
+	}))
+	for _, band := range bands {
+		if band == bayes.DefaultMidBand {
+			continue
+		}
+		summary(fmt.Sprintf("default weights, band %g", band), each(func(a, i int) float64 {
+			return midScore(recs[a][i], band, bayes.DefaultMidWeights[:])
+		}))
+	}
+
+	// fit fits the weights on the outputs of the assignments as, leaving out the
+	// messages for which skip is true; inBand: only those inside the band.
+	fit := func(as []int, skip func(i int) bool, hw, band float64, inBand bool) []float64 {
+		var X [][]float64
+		var y, wt []float64
+		for _, b := range as {
+			for i, r := range recs[b] {
+				if skip(i) || (inBand && (r.clues == 0 || r.chi <= 0.5-band || r.chi >= 0.5+band)) {
+					continue
+				}
+				X = append(X, midX(r))
+				if i < ns {
+					y, wt = append(y, 1), append(wt, 1)
+				} else {
+					y, wt = append(y, 0), append(wt, hw)
+				}
+			}
+		}
+		return fitLR(X, y, wt, 1)
+	}
+	all := make([]int, R)
+	for a := range all {
+		all[a] = a
+	}
+	type variant struct {
+		hw, band float64
+		inBand   bool
+	}
+	var vs []variant
+	for _, inBand := range []bool{false, true} {
+		if inBand && !inBandToo {
+			break
+		}
+		for _, band := range bands {
+			for _, hw := range hws {
+				vs = append(vs, variant{hw, band, inBand})
+			}
+		}
+	}
+	nested := func(v variant, pooled bool) []opPoint {
+		ops := make([]opPoint, R)
+		for a := 0; a < R; a++ {
+			score := make([]float64, len(recs[a]))
+			for f := 0; f < k; f++ {
+				as := []int{a}
+				if pooled {
+					as = all
+				}
+				c := fit(as, func(i int) bool { return folds[a][i] == f }, v.hw, v.band, v.inBand)
+				for i, r := range recs[a] {
+					if folds[a][i] == f {
+						score[i] = midScore(r, v.band, c)
+					}
+				}
+			}
+			ops[a] = measure(recs[a], ns, func(i int) float64 { return score[i] })
+		}
+		return ops
+	}
+	name := func(v variant) string {
+		s := fmt.Sprintf("band %g, ham weight %g", v.band, v.hw)
+		if v.inBand {
+			s += ", fit in band"
+		}
+		return s
+	}
+	fmt.Println("-- single: refits on one assignment's other folds (nested, as before)")
+	for _, v := range vs {
+		if !v.inBand {
+			summary(name(v), nested(v, false))
+		}
+	}
+	fmt.Println("-- pooled: refits on the outputs of all assignments (nested: held-out fold left out of every assignment)")
+	for _, v := range vs {
+		summary(name(v), nested(v, true))
+	}
+	fmt.Println("-- all: weights fitted on all pooled outputs (not nested)")
+	for _, v := range vs {
+		c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand)
+		summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c) }))
+	}
+}
+
+// floats parses a comma-separated list of numbers.
+func floats(s string) []float64 {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			log.Fatalf("bad number %q in %q", f, s)
+		}
+		out = append(out, v)
+	}
+	return out
+}
