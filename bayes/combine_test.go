@@ -190,14 +190,14 @@ func TestFisherMid(t *testing.T) {
 		t.Errorf("fisherMid two clues = %v, want 0.76316585…", got)
 	}
 	// outside the band (and without one) the score is the chi-square score
-	mid = &midBand{lo: 0.3, hi: 0.7, coef: DefaultMidWeights}
-	if got, want := fisherMid(two, nil, 1, 1, mid), fisherWeighted(two, nil, 1, 1); got != want || want < 0.7 {
+	mid = &midBand{lo: 0.5 - DefaultMidBand, hi: 0.5 + DefaultMidBand, coef: DefaultMidWeights}
+	if got, want := fisherMid(two, nil, 1, 1, mid), fisherWeighted(two, nil, 1, 1); got != want || want < mid.hi {
 		t.Errorf("outside the band: %v, chi-square %v", got, want)
 	}
 	if got, want := fisherMid(body, hdr, 0.15, 1.5, nil), fisherWeighted(body, hdr, 0.15, 1.5); got != want {
 		t.Errorf("no band: %v, chi-square %v", got, want)
 	}
-	// with the default weights every score inside the band stays inside it
+	// with the default band and weights every score inside the band stays inside it
 	r := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < 2000; i++ {
 		var b, h []float64
@@ -209,7 +209,7 @@ func TestFisherMid(t *testing.T) {
 		}
 		chi := fisherWeighted(b, h, 0.15, 1.5)
 		got := fisherMid(b, h, 0.15, 1.5, mid)
-		if in := chi > 0.3 && chi < 0.7; in && !(got > 0.3 && got < 0.7) || !in && got != chi {
+		if in := chi > mid.lo && chi < mid.hi; in && !(got > mid.lo && got < mid.hi) || !in && got != chi {
 			t.Fatalf("chi-square %v became %v", chi, got)
 		}
 	}
