@@ -28,6 +28,12 @@ type Config struct {
 	SpamCutoff float64 `yaml:"spam_cutoff"`
 	// MinCount ignores tokens seen in fewer trained messages (default 1: use all).
 	MinCount int `yaml:"min_count"`
+	// BodyMinCount ignores body tokens (those not from the top-level header fields)
+	// seen in fewer trained messages, reinforcements counted; header tokens are
+	// unaffected (default 0: off, as 1). Leaving out the body's hapaxes (2) ranks
+	// better in repeated cross-validation but is not better at the 0.5 cut-off
+	// (README.md).
+	BodyMinCount int `yaml:"body_min_count"`
 	// MinTrained is the number of messages of each class needed before the classifier
 	// gives an opinion; until then every score is 0.5 (default 10).
 	MinTrained int `yaml:"min_trained"`
@@ -276,9 +282,14 @@ func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint
 	lo, hi := (0.5-c.cfg.MinDev)*(1+1e-9), (0.5+c.cfg.MinDev)*(1-1e-9)
 	prefilter := math.Abs(c.cfg.X-0.5) < c.cfg.MinDev && tot.Spam > 0 && tot.Ham > 0
 	nS, nH := float64(tot.Spam), float64(tot.Ham)
+	// the header tokens come first: past them, body tokens need BodyMinCount
+	need, bodyNeed := minCount, max(minCount, uint32(max(c.cfg.BodyMinCount, 0)))
 	for i, h := range hashes {
+		if i == header {
+			need = bodyNeed
+		}
 		ct := counts[i]
-		if ct.Spam+ct.Ham < minCount {
+		if ct.Spam+ct.Ham < need {
 			continue
 		}
 		if prefilter {

@@ -5,7 +5,7 @@
 // the "what was tried" table of bayes/README.md; it must only be given the training
 // split.
 //
-//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband] [-repeat R]
+//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband] [-repeat R [-bodymin N] [-tunebodymin N] [-mindev D] [-s S]]
 //
 // For each model it prints 1 − ROC area and, for the cut-offs that let through 0, 1, 3
 // and 5 false positives, the false negatives. -fields compares ways of weighting
@@ -129,12 +129,21 @@ func main() {
 	rBands := flag.String("bands", "0.1,0.15,0.2,0.25", "with -repeat: the mid_band widths of the refits")
 	rHW := flag.String("hamweights", "3,5,7,10,14,20", "with -repeat: the ham weights of the refits")
 	rInBand := flag.Bool("inband", false, "with -repeat: also refits on the messages inside the band only")
+	rBodyMin := flag.Int("bodymin", 0, "with -repeat: the classifier's body_min_count")
+	rTuneBodyMin := flag.Int("tunebodymin", -1, "with -repeat: body_min_count of the TUNE passes (-1: as -bodymin)")
+	rMinDev := flag.Float64("mindev", 0, "with -repeat: the classifier's min_dev (0: default)")
+	rS := flag.Float64("s", 0, "with -repeat: the classifier's s (0: default)")
 	flag.Parse()
 	ctx := context.Background()
 	spam := load(filepath.Join(*corpus, "train/spam"))
 	ham := load(filepath.Join(*corpus, "train/ham"))
 	if *repeat > 0 {
-		repeatedCV(ctx, spam, ham, *k, *repeat, floats(*rBands), floats(*rHW), *rInBand)
+		base := bayes.Config{BodyMinCount: *rBodyMin, MinDev: *rMinDev, S: *rS}
+		tune := base
+		if *rTuneBodyMin >= 0 {
+			tune.BodyMinCount = *rTuneBodyMin
+		}
+		repeatedCV(ctx, base, tune, spam, ham, *k, *repeat, floats(*rBands), floats(*rHW), *rInBand)
 		return
 	}
 	if *midF {

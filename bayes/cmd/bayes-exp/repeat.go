@@ -48,9 +48,10 @@ type cvRec struct {
 	clues    int
 }
 
-// cvRecords cross-validates the default classifier over the fold assignment folds
-// (training with its TUNE passes) and records every held-out message.
-func cvRecords(ctx context.Context, ups []bayes.Update, nspam int, folds []int, k int) []cvRec {
+// cvRecords cross-validates the classifier of base (mid_band and mid_weights as the
+// defaults) over the fold assignment folds, training with the TUNE passes of tune's
+// classifier (its clue selection), and records every held-out message.
+func cvRecords(ctx context.Context, base, tune bayes.Config, ups []bayes.Update, nspam int, folds []int, k int) []cvRec {
 	recs := make([]cvRec, len(ups))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 2)
@@ -60,11 +61,17 @@ func cvRecords(ctx context.Context, ups []bayes.Update, nspam int, folds []int, 
 		go func(f int) {
 			defer func() { <-sem; wg.Done() }()
 			store := bayes.NewMemStore()
-			def, err := bayes.New(bayes.Config{}, store)
+			def, err := bayes.New(base, store)
 			if err != nil {
 				log.Fatal(err)
 			}
-			off, err := bayes.New(bayes.Config{MidBand: -1}, store)
+			offCfg := base
+			offCfg.MidBand = -1
+			off, err := bayes.New(offCfg, store)
+			if err != nil {
+				log.Fatal(err)
+			}
+			tuner, err := bayes.New(tune, store)
 			if err != nil {
 				log.Fatal(err)
 			}
@@ -81,7 +88,7 @@ func cvRecords(ctx context.Context, ups []bayes.Update, nspam int, folds []int, 
 			if _, err := store.Apply(ctx, tr); err != nil {
 				log.Fatal(err)
 			}
-			if _, err := def.Reinforce(ctx, tr); err != nil {
+			if _, err := tuner.Reinforce(ctx, tr); err != nil {
 				log.Fatal(err)
 			}
 			esf := def.Config().ESF
@@ -223,8 +230,8 @@ func summary(name string, ops []opPoint) {
 // assignment a are fitted on the outputs (in every assignment) of the messages not
 // in that fold, so no held-out message's class is seen by the fit. The last rows are
 // the weights fitted on all outputs, as a default would be (not nested).
-func repeatedCV(ctx context.Context, spam, ham [][]byte, k, R int, bands, hws []float64, inBandToo bool) {
-	tok := bayes.NewTokenizer(bayes.TokenizerConfig{})
+func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte, k, R int, bands, hws []float64, inBandToo bool) {
+	tok := bayes.NewTokenizer(base.Tokenizer)
 	sh, hh := bayescli.Tokenize(tok, spam), bayescli.Tokenize(tok, ham)
 	ups := append(append([]bayes.Update{}, sh...), hh...)
 	ns := len(sh)
@@ -232,7 +239,7 @@ func repeatedCV(ctx context.Context, spam, ham [][]byte, k, R int, bands, hws []
 	recs := make([][]cvRec, R)
 	for a := 0; a < R; a++ {
 		folds[a] = foldAssignment(a, len(sh), len(hh), k)
-		recs[a] = cvRecords(ctx, ups, ns, folds[a], k)
+		recs[a] = cvRecords(ctx, base, tune, ups, ns, folds[a], k)
 		// the re-computed middle band must be the classifier's
 		bad := 0
 		for _, r := range recs[a] {
