@@ -429,9 +429,15 @@ func fitLR(X [][]float64, y, wt []float64, lam float64) []float64 {
 			q := wt[i] * max(p*(1-p), 1e-12)
 			for a := range x {
 				g[a] += r * x[a]
-				for b := range x {
-					Hm[a][b] += q * x[a] * x[b]
+				qa := q * x[a]
+				for b := a; b < len(x); b++ {
+					Hm[a][b] += qa * x[b]
 				}
+			}
+		}
+		for a := range Hm {
+			for b := 0; b < a; b++ {
+				Hm[a][b] = Hm[b][a]
 			}
 		}
 		for j := 1; j <= d; j++ {

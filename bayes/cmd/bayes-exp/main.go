@@ -5,7 +5,7 @@
 // the "what was tried" table of bayes/README.md; it must only be given the training
 // split.
 //
-//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband] [-repeat R [-bodymin N] [-tunebodymin N] [-mindev D] [-s S]]
+//	go run ./bayes/cmd/bayes-exp -corpus .cache/sa-corpus [-osb 2] [-bigrams] [-fields] [-combine] [-midband] [-repeat R [-bodymin N] [-tunebodymin N] [-mindev D] [-s S] [-midfeat SETS]]
 //
 // For each model it prints 1 − ROC area and, for the cut-offs that let through 0, 1, 3
 // and 5 false positives, the false negatives. -fields compares ways of weighting
@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bayes/bayescli"
@@ -133,6 +134,7 @@ func main() {
 	rTuneBodyMin := flag.Int("tunebodymin", -1, "with -repeat: body_min_count of the TUNE passes (-1: as -bodymin)")
 	rMinDev := flag.Float64("mindev", 0, "with -repeat: the classifier's min_dev (0: default)")
 	rS := flag.Float64("s", 0, "with -repeat: the classifier's s (0: default)")
+	rFeat := flag.String("midfeat", "", "with -repeat: comma-separated sets of extra features of the middle band's z to refit with, each +-joined from n (log1p of the body and header clues), unk / once (share of the tokens never trained / in one trained message), unkp / oncep (the same of the body and of the header tokens apart), onceb (of the body tokens), oncelog (ln(once + 0.01)), onceknown (once of the trained tokens), nb / nbasinh (esf·naive-Bayes log odds of body and header clues / its asinh), share (share of spammy clues)")
 	flag.Parse()
 	ctx := context.Background()
 	spam := load(filepath.Join(*corpus, "train/spam"))
@@ -143,7 +145,11 @@ func main() {
 		if *rTuneBodyMin >= 0 {
 			tune.BodyMinCount = *rTuneBodyMin
 		}
-		repeatedCV(ctx, base, tune, spam, ham, *k, *repeat, floats(*rBands), floats(*rHW), *rInBand)
+		var feats []string
+		if *rFeat != "" {
+			feats = strings.Split(*rFeat, ",")
+		}
+		repeatedCV(ctx, base, tune, spam, ham, *k, *repeat, floats(*rBands), floats(*rHW), *rInBand, feats)
 		return
 	}
 	if *midF {

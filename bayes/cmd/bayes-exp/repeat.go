@@ -46,6 +46,12 @@ type cvRec struct {
 	chi, def float64
 	lq       [4]float64 // ln Q_S,body, ln Q_H,body, ln Q_S,header, ln Q_H,header
 	clues    int
+	// candidate extra features of the band's z (-midfeat)
+	nBody, nHdr int        // body and header clues
+	unk, once   float64    // share of the message's tokens never trained / in one trained message
+	unkP, onceP [2]float64 // the same of its body and of its header tokens
+	nbLO        [2]float64 // esf·Σ ln(f/(1−f)) of the body and of the header clues
+	spammy      float64    // share of the clues with f > 0.5
 }
 
 // cvRecords cross-validates the classifier of base (mid_band and mid_weights as the
@@ -116,9 +122,50 @@ func cvRecords(ctx context.Context, base, tune bayes.Config, ups []bayes.Update,
 						bf = append(bf, c.Prob)
 					}
 				}
-				r := cvRec{chi: so.Prob, def: sd.Prob, clues: len(so.Clues)}
+				r := cvRec{chi: so.Prob, def: sd.Prob, clues: len(so.Clues), nBody: len(bf), nHdr: len(hf)}
 				r.lq[0], r.lq[1] = partTails(bf, esf)
 				r.lq[2], r.lq[3] = partTails(hf, esf)
+				cts := make([]bayes.Counts, len(u.Tokens))
+				if _, err := store.Lookup(ctx, u.Tokens, cts); err != nil {
+					log.Fatal(err)
+				}
+				var nP [2]float64
+				for j, ct := range cts {
+					p := 0 // body
+					if j < u.Header {
+						p = 1
+					}
+					nP[p]++
+					switch ct.Spam + ct.Ham {
+					case 0:
+						r.unk++
+						r.unkP[p]++
+					case 1:
+						r.once++
+						r.onceP[p]++
+					}
+				}
+				if len(cts) > 0 {
+					r.unk /= float64(len(cts))
+					r.once /= float64(len(cts))
+				}
+				for p := range nP {
+					if nP[p] > 0 {
+						r.unkP[p] /= nP[p]
+						r.onceP[p] /= nP[p]
+					}
+				}
+				for j, fs := range [][]float64{bf, hf} {
+					for _, f := range fs {
+						r.nbLO[j] += esf * math.Log(f/(1-f))
+						if f > 0.5 {
+							r.spammy++
+						}
+					}
+				}
+				if r.clues > 0 {
+					r.spammy /= float64(r.clues)
+				}
 				recs[i] = r
 			}
 		}(f)
@@ -141,19 +188,54 @@ func partTails(fs []float64, esf float64) (lqS, lqH float64) {
 	return lnQ(-2*esf*lnS, v), lnQ(-2*esf*lnH, v)
 }
 
-func midX(r cvRec) []float64 {
-	return []float64{math.Log1p(-r.lq[0]), math.Log1p(-r.lq[1]), math.Log1p(-r.lq[2]), math.Log1p(-r.lq[3])}
+// midX is the band's feature vector: the four tail features, then the extra ones
+// of feat ("" none; "+"-separated names of -midfeat).
+func midX(r cvRec, feat string) []float64 {
+	x := []float64{math.Log1p(-r.lq[0]), math.Log1p(-r.lq[1]), math.Log1p(-r.lq[2]), math.Log1p(-r.lq[3])}
+	if feat == "" {
+		return x
+	}
+	for _, f := range strings.Split(feat, "+") {
+		switch f {
+		case "n": // number of body and of header clues
+			x = append(x, math.Log1p(float64(r.nBody)), math.Log1p(float64(r.nHdr)))
+		case "unk": // share of the tokens never trained
+			x = append(x, r.unk)
+		case "once": // share of the tokens in one trained message
+			x = append(x, r.once)
+		case "unkp": // share of the body and of the header tokens never trained
+			x = append(x, r.unkP[0], r.unkP[1])
+		case "oncep": // share of the body and of the header tokens in one trained message
+			x = append(x, r.onceP[0], r.onceP[1])
+		case "onceb": // of the body tokens only
+			x = append(x, r.onceP[0])
+		case "oncelog": // ln of the share of the tokens in one trained message (+0.01)
+			x = append(x, math.Log(r.once+0.01))
+		case "onceknown": // share of the trained tokens that are in one trained message
+			x = append(x, r.once/max(1-r.unk, 1e-9))
+		case "nb": // naive-Bayes log odds of the body and of the header clues, times esf
+			x = append(x, r.nbLO[0], r.nbLO[1])
+		case "nbasinh": // the same, asinh
+			x = append(x, math.Asinh(r.nbLO[0]), math.Asinh(r.nbLO[1]))
+		case "share": // share of the clues that are spammy
+			x = append(x, r.spammy)
+		default:
+			log.Fatalf("unknown -midfeat feature %q", f)
+		}
+	}
+	return x
 }
 
-// midScore is the classifier's score with mid_band band and mid_weights c.
-func midScore(r cvRec, band float64, c []float64) float64 {
+// midScore is the classifier's score with mid_band band and mid_weights c over the
+// features feat.
+func midScore(r cvRec, band float64, c []float64, feat string) float64 {
 	if r.clues == 0 {
 		return 0.5
 	}
 	if band <= 0 || r.chi <= 0.5-band || r.chi >= 0.5+band {
 		return r.chi
 	}
-	return 0.5 - band + 2*band*sigmoid(dot(c, midX(r)))
+	return 0.5 - band + 2*band*sigmoid(dot(c, midX(r, feat)))
 }
 
 type opPoint struct {
@@ -230,7 +312,10 @@ func summary(name string, ops []opPoint) {
 // assignment a are fitted on the outputs (in every assignment) of the messages not
 // in that fold, so no held-out message's class is seen by the fit. The last rows are
 // the weights fitted on all outputs, as a default would be (not nested).
-func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte, k, R int, bands, hws []float64, inBandToo bool) {
+//
+// feats are sets of extra features of the band's z (midX) to refit with besides the
+// four tails: each set's pooled nested and all-output rows follow the others.
+func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte, k, R int, bands, hws []float64, inBandToo bool, feats []string) {
 	tok := bayes.NewTokenizer(base.Tokenizer)
 	sh, hh := bayescli.Tokenize(tok, spam), bayescli.Tokenize(tok, ham)
 	ups := append(append([]bayes.Update{}, sh...), hh...)
@@ -243,7 +328,7 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 		// the re-computed middle band must be the classifier's
 		bad := 0
 		for _, r := range recs[a] {
-			if math.Abs(midScore(r, bayes.DefaultMidBand, bayes.DefaultMidWeights[:])-r.def) > 1e-9 {
+			if math.Abs(midScore(r, bayes.DefaultMidBand, bayes.DefaultMidWeights[:], "")-r.def) > 1e-9 {
 				bad++
 			}
 		}
@@ -262,20 +347,20 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 	summary("mid_band off", each(func(a, i int) float64 { return recs[a][i].chi }))
 	summary("defaults (the classifier)", each(func(a, i int) float64 { return recs[a][i].def }))
 	summary("previous defaults (band 0.2, weights fitted on assignment 0)", each(func(a, i int) float64 {
-		return midScore(recs[a][i], 0.2, oldMidWeights[:])
+		return midScore(recs[a][i], 0.2, oldMidWeights[:], "")
 	}))
 	for _, band := range bands {
 		if band == bayes.DefaultMidBand {
 			continue
 		}
 		summary(fmt.Sprintf("default weights, band %g", band), each(func(a, i int) float64 {
-			return midScore(recs[a][i], band, bayes.DefaultMidWeights[:])
+			return midScore(recs[a][i], band, bayes.DefaultMidWeights[:], "")
 		}))
 	}
 
 	// fit fits the weights on the outputs of the assignments as, leaving out the
 	// messages for which skip is true; inBand: only those inside the band.
-	fit := func(as []int, skip func(i int) bool, hw, band float64, inBand bool) []float64 {
+	fit := func(as []int, skip func(i int) bool, hw, band float64, inBand bool, feat string) []float64 {
 		var X [][]float64
 		var y, wt []float64
 		for _, b := range as {
@@ -283,7 +368,7 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 				if skip(i) || (inBand && (r.clues == 0 || r.chi <= 0.5-band || r.chi >= 0.5+band)) {
 					continue
 				}
-				X = append(X, midX(r))
+				X = append(X, midX(r, feat))
 				if i < ns {
 					y, wt = append(y, 1), append(wt, 1)
 				} else {
@@ -300,6 +385,7 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 	type variant struct {
 		hw, band float64
 		inBand   bool
+		feat     string
 	}
 	var vs []variant
 	for _, inBand := range []bool{false, true} {
@@ -308,27 +394,38 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 		}
 		for _, band := range bands {
 			for _, hw := range hws {
-				vs = append(vs, variant{hw, band, inBand})
+				vs = append(vs, variant{hw: hw, band: band, inBand: inBand})
 			}
 		}
 	}
 	nested := func(v variant, pooled bool) []opPoint {
 		ops := make([]opPoint, R)
+		scores := make([][]float64, R)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 2)
 		for a := 0; a < R; a++ {
-			score := make([]float64, len(recs[a]))
+			scores[a] = make([]float64, len(recs[a]))
 			for f := 0; f < k; f++ {
-				as := []int{a}
-				if pooled {
-					as = all
-				}
-				c := fit(as, func(i int) bool { return folds[a][i] == f }, v.hw, v.band, v.inBand)
-				for i, r := range recs[a] {
-					if folds[a][i] == f {
-						score[i] = midScore(r, v.band, c)
+				wg.Add(1)
+				sem <- struct{}{}
+				go func(a, f int) {
+					defer func() { <-sem; wg.Done() }()
+					as := []int{a}
+					if pooled {
+						as = all
 					}
-				}
+					c := fit(as, func(i int) bool { return folds[a][i] == f }, v.hw, v.band, v.inBand, v.feat)
+					for i, r := range recs[a] {
+						if folds[a][i] == f {
+							scores[a][i] = midScore(r, v.band, c, v.feat)
+						}
+					}
+				}(a, f)
 			}
-			ops[a] = measure(recs[a], ns, func(i int) float64 { return score[i] })
+		}
+		wg.Wait()
+		for a := 0; a < R; a++ {
+			ops[a] = measure(recs[a], ns, func(i int) float64 { return scores[a][i] })
 		}
 		return ops
 	}
@@ -336,6 +433,9 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 		s := fmt.Sprintf("band %g, ham weight %g", v.band, v.hw)
 		if v.inBand {
 			s += ", fit in band"
+		}
+		if v.feat != "" {
+			s += ", +" + v.feat
 		}
 		return s
 	}
@@ -351,8 +451,33 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 	}
 	fmt.Println("-- all: weights fitted on all pooled outputs (not nested)")
 	for _, v := range vs {
-		c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand)
-		summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c) }))
+		c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand, v.feat)
+		summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c, v.feat) }))
+	}
+	if len(feats) == 0 {
+		return
+	}
+	var fvs []variant
+	for _, inBand := range []bool{false, true} {
+		if inBand && !inBandToo {
+			break
+		}
+		for _, feat := range feats {
+			for _, band := range bands {
+				for _, hw := range hws {
+					fvs = append(fvs, variant{hw: hw, band: band, inBand: inBand, feat: feat})
+				}
+			}
+		}
+	}
+	fmt.Println("-- extra features of z (-midfeat), pooled nested")
+	for _, v := range fvs {
+		summary(name(v), nested(v, true))
+	}
+	fmt.Println("-- extra features of z (-midfeat), fitted on all pooled outputs (not nested)")
+	for _, v := range fvs {
+		c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand, v.feat)
+		summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c, v.feat) }))
 	}
 }
 
