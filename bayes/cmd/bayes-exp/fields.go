@@ -157,15 +157,7 @@ func combine(lnS, lnH, wsum float64, n int, esf float64) float64 {
 	}
 	lnS, lnH = esf*lnS, esf*lnH
 	v := 2 * max(1, int(math.Round(esf*wsum)))
-	lqS, lqH := lnQ(-2*lnS, v), lnQ(-2*lnH, v)
-	score := (1 + (1 - math.Exp(lqS)) - (1 - math.Exp(lqH))) / 2
-	if score == 0.5 && lqS != lqH {
-		if lqH > lqS {
-			return math.Nextafter(0.5, 1)
-		}
-		return math.Nextafter(0.5, 0)
-	}
-	return score
+	return chi2Score(lnQ(-2*lnS, v), lnQ(-2*lnH, v))
 }
 
 func lnQ(x2 float64, v int) float64 {
