@@ -37,7 +37,9 @@ import (
 //	60 CRC-32C (Castagnoli) of the header's first 60 bytes, the slots and the days
 //
 // then the slots (capacity × 16 bytes: key u64, spam u32, ham u32) and the days
-// (capacity × 2 bytes) exactly as tokenMap holds them in memory.
+// (capacity × 2 bytes) exactly as tokenMap holds them in memory. (The SQLite store
+// keeps the days in the database and does not load them into its cache, so the days
+// of an SQLite snapshot are only those its writer trained; nothing reads them there.)
 //
 // Format 1 ("PCBSNAP1": a list of (hash, spam, ham), CRC-64) was read into a buffer
 // and inserted token by token into a new table, about 30 ms of a one-shot classify's
@@ -103,12 +105,18 @@ func snapHeaderOf(t *table, gen uint64) []byte {
 	if m.hasZero {
 		h[58] = 1
 	}
+	ne.PutUint32(h[60:], snapSum(h, m))
+	return h
+}
+
+// snapSum is the checksum of a snapshot: CRC-32C of the header's first 60 bytes, the
+// slots and the days.
+func snapSum(h []byte, m *tokenMap) uint32 {
 	sum := crc32.Update(0, castagnoli, h[:60])
 	sum = crc32.Update(sum, castagnoli, slotBytes(m.slots))
 	sum = crc32.Update(sum, castagnoli, dayBytes(m.days))
-	ne.PutUint32(h[60:], sum)
 	runtime.KeepAlive(m) // its arrays may be a mapping that a cleanup unmaps
-	return h
+	return sum
 }
 
 // encodeSnapshot returns the snapshot of t as generation gen in one buffer (for tests;
@@ -148,10 +156,7 @@ func snapHeaderCheck(h []byte, size int64, gen uint64) (capacity, n uint64, err 
 // and whose arrays are in m.slots and m.days, and returns the table.
 func snapTable(h []byte, n uint64, m *tokenMap) (*table, error) {
 	ne := binary.NativeEndian
-	sum := crc32.Update(0, castagnoli, h[:60])
-	sum = crc32.Update(sum, castagnoli, slotBytes(m.slots))
-	sum = crc32.Update(sum, castagnoli, dayBytes(m.days))
-	if sum != ne.Uint32(h[60:]) {
+	if snapSum(h, m) != ne.Uint32(h[60:]) {
 		return nil, errSnapshot
 	}
 	// the count must be the slots' (so at least half of them are empty and every
