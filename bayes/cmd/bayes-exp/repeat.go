@@ -81,22 +81,7 @@ func cvRecords(ctx context.Context, base, tune bayes.Config, ups []bayes.Update,
 			if err != nil {
 				log.Fatal(err)
 			}
-			var tr []bayes.Update
-			for i, u := range ups {
-				if folds[i] != f {
-					u.Class = bayes.Ham
-					if i < nspam {
-						u.Class = bayes.Spam
-					}
-					tr = append(tr, u)
-				}
-			}
-			if _, err := store.Apply(ctx, tr); err != nil {
-				log.Fatal(err)
-			}
-			if _, err := tuner.Reinforce(ctx, tr); err != nil {
-				log.Fatal(err)
-			}
+			trainFold(ctx, store, tuner, ups, nspam, func(i int) bool { return folds[i] != f })
 			esf := def.Config().ESF
 			for i, u := range ups {
 				if folds[i] != f {
@@ -449,11 +434,14 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 	for _, v := range vs {
 		summary(name(v), nested(v, true))
 	}
-	fmt.Println("-- all: weights fitted on all pooled outputs (not nested)")
-	for _, v := range vs {
-		c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand, v.feat)
-		summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c, v.feat) }))
+	fitAll := func(vs []variant) {
+		for _, v := range vs {
+			c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand, v.feat)
+			summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c, v.feat) }))
+		}
 	}
+	fmt.Println("-- all: weights fitted on all pooled outputs (not nested)")
+	fitAll(vs)
 	if len(feats) == 0 {
 		return
 	}
@@ -475,10 +463,7 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 		summary(name(v), nested(v, true))
 	}
 	fmt.Println("-- extra features of z (-midfeat), fitted on all pooled outputs (not nested)")
-	for _, v := range fvs {
-		c := fit(all, func(int) bool { return false }, v.hw, v.band, v.inBand, v.feat)
-		summary(fmt.Sprintf("%s %.4g", name(v), c), each(func(a, i int) float64 { return midScore(recs[a][i], v.band, c, v.feat) }))
-	}
+	fitAll(fvs)
 }
 
 // floats parses a comma-separated list of numbers.
