@@ -29,17 +29,26 @@ func isBlockTag(name []byte) bool {
 // reduce appends the text of src to dst.
 func (h *htmlReducer) reduce(dst, src []byte) []byte {
 	var nameBuf [16]byte
+	var noCommentEnd, noScriptEnd, noStyleEnd bool // no end of one after this point
 	for i := 0; i < len(src); {
 		c := src[i]
 		switch c {
 		case '<':
-			// comment
+			// comment; one never closed ends at the next '>' instead (as "<!--#rotate>"
+			// of spamware): malformed markup must not hide the rest of the message
 			if bytes.HasPrefix(src[i:], []byte("<!--")) {
-				end := bytes.Index(src[i+4:], []byte("-->"))
+				if !noCommentEnd {
+					if end := bytes.Index(src[i+4:], []byte("-->")); end >= 0 {
+						i += 4 + end + 3
+						continue
+					}
+					noCommentEnd = true
+				}
+				end := bytes.IndexByte(src[i+4:], '>')
 				if end < 0 {
 					return dst
 				}
-				i += 4 + end + 3
+				i += 4 + end + 1
 				continue
 			}
 			end := bytes.IndexByte(src[i+1:], '>')
@@ -66,12 +75,20 @@ func (h *htmlReducer) reduce(dst, src []byte) []byte {
 				h.onTag(name)
 			}
 			if !closing && (string(name) == "script" || string(name) == "style") {
-				// skip to the matching closing tag
-				k := indexFold(src[i:], "</"+string(name))
-				if k < 0 {
-					return dst
+				// skip to the matching closing tag; without one, only the tag itself
+				// is dropped, so that an unclosed <style> cannot hide the text (and
+				// none is searched for again: that would be quadratic)
+				open := &noScriptEnd
+				if name[1] == 't' {
+					open = &noStyleEnd
 				}
-				i += k
+				if !*open {
+					if k := indexFold(src[i:], "</"+string(name)); k >= 0 {
+						i += k
+					} else {
+						*open = true
+					}
+				}
 				continue
 			}
 			if !closing && h.onURL != nil {

@@ -29,6 +29,8 @@ func TestTokenizerLinear(t *testing.T) {
 		"emails":         "\n" + strings.Repeat("a@b.c ", n/6),
 		"qp":             "Content-Transfer-Encoding: quoted-printable\n\n" + strings.Repeat("=", n),
 		"b64":            "Content-Transfer-Encoding: base64\n\n" + strings.Repeat("!", n),
+		"comments":       "Content-Type: text/html\n\n" + strings.Repeat("<!--a>", n/6),
+		"styles":         "Content-Type: text/html\n\n" + strings.Repeat("<style>", n/7),
 		"received":       strings.Repeat("Received: from a.b (c.d [1.2.3.4]) by e.f\n", n/44),
 	}
 	tok := NewTokenizer(DefaultTokenizerConfig())

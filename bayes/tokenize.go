@@ -124,7 +124,7 @@ func (c TokenizerConfig) Fingerprint() string {
 		hs[i] = strings.ToLower(hs[i])
 	}
 	slices.Sort(hs)
-	fmt.Fprintf(h, "v5|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
+	fmt.Fprintf(h, "v6|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
 		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
 	if c.OSB > 0 {
 		fmt.Fprintf(h, "|osb%d", c.OSB)
@@ -769,6 +769,14 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 		}
 		var arr [16][]byte
 		parts := splitMultipart(arr[:0], body, params.boundary, t.cfg.MaxParts)
+		if len(parts) == 0 {
+			// no delimiter of the boundary (a missing or mistyped one, as spamware
+			// writes "--= Multipart" for "=Multipart"): the body is read as plain
+			// text, as mail readers show it, rather than not at all
+			st.add("mime:", "", []byte("nodelim"))
+			t.part(st, nil, body, depth+1)
+			return
+		}
 		for _, p := range parts {
 			if st.parts >= t.cfg.MaxParts {
 				return

@@ -317,3 +317,44 @@ func TestShapeReplyTo(t *testing.T) {
 		t.Error("shape_reply_to does not change the fingerprint")
 	}
 }
+
+// TestMalformedMarkupHidesNothing checks that text after markup that is never closed
+// (a comment, a style or script element, a multipart boundary that never occurs) is
+// still tokenized, as spamware's "<!--#rotate>" or a mistyped boundary would
+// otherwise hide a message's whole text from the scorer; closed ones still hide theirs.
+func TestMalformedMarkupHidesNothing(t *testing.T) {
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	for name, c := range map[string]struct {
+		raw        string
+		want, hide []string
+	}{
+		"comment": {"Content-Type: text/html\n\n<p><!-- gone -->attract <!--#rotate>pheromones",
+			[]string{"pheromones", "attract"}, []string{"gone", "#rotate"}},
+		"style": {"Content-Type: text/html\n\n<style>weapon <b>instantly</b>", []string{"weapon", "instantly"}, nil},
+		"script": {"Content-Type: text/html\n\n<script>hidden</script>shown <script>unclosed",
+			[]string{"shown", "unclosed"}, []string{"hidden"}},
+		"boundary": {"Content-Type: multipart/alternative; boundary=\"=Multipart Boundary 07\"\n\n" +
+			"--= Multipart Boundary 07\nContent-Type: text/plain\n\nprofessional website\n--= Multipart Boundary 07--\n",
+			[]string{"professional", "website", "mime:nodelim"}, nil},
+	} {
+		toks := tok.Tokens([]byte(c.raw))
+		for _, w := range c.want {
+			if !slices.Contains(toks, w) {
+				t.Errorf("%s: no %q in %q", name, w, toks)
+			}
+		}
+		for _, w := range c.hide {
+			if slices.Contains(toks, w) {
+				t.Errorf("%s: %q should stay hidden: %q", name, w, toks)
+			}
+		}
+		if hs, _ := tok.HashesHeader(nil, []byte(c.raw)); len(hs) != len(toks) {
+			t.Errorf("%s: %d hashes for %d tokens", name, len(hs), len(toks))
+		}
+	}
+	// a well-formed multipart has no mime:nodelim
+	raw, _ := os.ReadFile("testdata/multipart.eml")
+	if slices.Contains(tok.Tokens(raw), "mime:nodelim") {
+		t.Error("mime:nodelim in a well-formed multipart")
+	}
+}
