@@ -238,7 +238,7 @@ func (t *Tokenizer) Tokens(raw []byte) []string {
 
 // HashToken returns the hash of one token as Tokens prints it.
 func HashToken(tok string) uint64 {
-	if strings.HasPrefix(tok, casePrefix) {
+	if strings.HasPrefix(tok, casePrefix) || strings.HasPrefix(tok, shapePrefix) {
 		return hashCase([]byte(tok))
 	}
 	return tokenHash([]byte(tok))
@@ -246,7 +246,11 @@ func HashToken(tok string) uint64 {
 
 const casePrefix = "case:"
 
-// hashCase is the hash of the case-preserving tokens (KeepCase): hashWord's mixing
+// shapePrefix starts the shape tokens, which are hashed case-preserving as well
+// (the other tokens are hashed lower-cased), since their "A" and "a" differ.
+const shapePrefix = "shape:"
+
+// hashCase is the hash of the case-preserving tokens (KeepCase, shapes): hashWord's mixing
 // without lower-casing, from another seed.
 func hashCase(w []byte) uint64 {
 	h := uint64(len(w))*0x9e3779b97f4a7c15 ^ 0x452821e638d01377
@@ -697,7 +701,7 @@ func (t *Tokenizer) shape(st *tokState, prefix string, v []byte) {
 	}
 	b := append(append(st.scratch[:0], prefix...), out...)
 	st.scratch = b
-	st.set.add(tokenHash(b))
+	st.set.add(hashCase(b)) // case-preserving: "A" and "a" are different shapes
 }
 
 func isRcvdPunct(c byte) bool {

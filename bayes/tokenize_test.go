@@ -358,3 +358,16 @@ func TestMalformedMarkupHidesNothing(t *testing.T) {
 		t.Error("mime:nodelim in a well-formed multipart")
 	}
 }
+
+// TestShapeCase checks that shapes differing only in letter case ("A", a run with a
+// capital, against "a") are different tokens also when hashed (the hash of the
+// other tokens folds case; fuzzing found two Message-ID shapes sharing one hash).
+func TestShapeCase(t *testing.T) {
+	tok := NewTokenizer(DefaultTokenizerConfig())
+	a, _ := tok.HashesHeader(nil, []byte("Message-ID: <A0@A.A>\n\n"))
+	b, _ := tok.HashesHeader(nil, []byte("Message-ID: <A0@A.a>\n\n"))
+	ha, hb := HashToken("shape:mid:<A9@A.A>"), HashToken("shape:mid:<A9@A.a>")
+	if ha == hb || !slices.Contains(a, ha) || !slices.Contains(b, hb) || slices.Contains(a, hb) {
+		t.Errorf("shape hashes: %x %x in %x and %x", ha, hb, a, b)
+	}
+}
