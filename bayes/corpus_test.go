@@ -59,8 +59,11 @@ func trainCorpus(tb testing.TB) (*Classifier, [][]byte, [][]byte) {
 	return c, readDir(tb, filepath.Join(d, "test", "spam")), readDir(tb, filepath.Join(d, "test", "ham"))
 }
 
-// TestCorpusAccuracy guards against regressions on the test split: the bounds are
-// looser than bench/bayes.sh's measured numbers, which the README reports.
+// TestCorpusAccuracy guards the targets of the test split (issue 5): at most 0.1% of
+// the ham (1 of 806) and 3% of the spam (11 of 383) misclassified at the default
+// cut-off. The measured numbers meet them by zero and one message, so a change of the
+// tokenizer or the defaults that costs one message fails here: measure it by repeated
+// cross-validation on the train split (bayes-exp -repeat 10) before adopting it.
 func TestCorpusAccuracy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
@@ -79,7 +82,7 @@ func TestCorpusAccuracy(t *testing.T) {
 		}
 	}
 	t.Logf("false positives %d/%d, false negatives %d/%d", fp, len(ham), fn, len(spam))
-	if fp > 2 || float64(fn) > 0.04*float64(len(spam)) {
+	if float64(fp) > 0.00125*float64(len(ham)) || float64(fn) > 0.03*float64(len(spam)) {
 		t.Errorf("accuracy regressed: %d false positives of %d ham, %d false negatives of %d spam", fp, len(ham), fn, len(spam))
 	}
 }
