@@ -195,6 +195,22 @@ func TestEval(t *testing.T) {
 	if err != nil || r.Mode != "kfold" || r.TestSpam != 40 || r.FP+r.FN != 0 {
 		t.Errorf("k-fold: %+v %v\n%s", r, err, out.String())
 	}
+	// the errors are listed by file name, in both modes: ham tested as spam are
+	// false negatives; the same messages given as both classes are not all right
+	var errs bytes.Buffer
+	if _, err := Eval(ctx, EvalOptions{TrainSpam: trs, TrainHam: trh, TestSpam: teh, TestHam: teh, Errors: &errs}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(errs.String(), "FN "); n != 20 || !strings.Contains(errs.String(), teh) {
+		t.Errorf("split errors: %d FN lines in %q", n, errs.String())
+	}
+	errs.Reset()
+	if _, err := Eval(ctx, EvalOptions{Spam: trs, Ham: trs, Folds: 4, Errors: &errs}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if errs.Len() == 0 || !strings.Contains(errs.String(), trs) {
+		t.Errorf("k-fold errors: %q", errs.String())
+	}
 	if _, err := Eval(ctx, EvalOptions{TrainSpam: trs}, &out); err == nil {
 		t.Error("eval with incomplete sets succeeded")
 	}

@@ -54,11 +54,6 @@ type EvalResult struct {
 	Scores        []Scored `json:"-"`
 }
 
-func loadAll(ctx context.Context, path string) ([][]byte, error) {
-	out, _, err := loadNamed(ctx, path)
-	return out, err
-}
-
 func loadNamed(ctx context.Context, path string) ([][]byte, []string, error) {
 	src, err := ListSource(path)
 	if err != nil {
@@ -287,18 +282,24 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	}
 	r.Tokens = st.Tokens
 	summarize(r, o.Config, scores, unsure, verdicts)
-	if o.Errors != nil {
-		for i, s := range scores {
-			if s.Spam != verdicts[i] || unsure[i] {
-				kind := map[bool]string{true: "FN", false: "FP"}[s.Spam]
-				if unsure[i] && s.Spam == verdicts[i] {
-					kind = "unsure"
-				}
-				fmt.Fprintf(o.Errors, "%s %.6f %s\n", kind, s.Prob, testNames[i])
+	listErrors(o.Errors, scores, unsure, verdicts, testNames)
+	return r, nil
+}
+
+// listErrors writes a line per misclassified or unsure message to w (when set).
+func listErrors(w io.Writer, scores []Scored, unsure, verdicts []bool, names []string) {
+	if w == nil {
+		return
+	}
+	for i, s := range scores {
+		if s.Spam != verdicts[i] || unsure[i] {
+			kind := map[bool]string{true: "FN", false: "FP"}[s.Spam]
+			if unsure[i] && s.Spam == verdicts[i] {
+				kind = "unsure"
 			}
+			fmt.Fprintf(w, "%s %.6f %s\n", kind, s.Prob, names[i])
 		}
 	}
-	return r, nil
 }
 
 func perCPU(n int, d time.Duration) float64 {
@@ -312,11 +313,11 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	if o.Folds < 2 {
 		o.Folds = 10
 	}
-	spam, err := loadAll(ctx, o.Spam)
+	spam, spamNames, err := loadNamed(ctx, o.Spam)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	ham, err := loadAll(ctx, o.Ham)
+	ham, hamNames, err := loadNamed(ctx, o.Ham)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
@@ -327,6 +328,7 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	}
 	r := &EvalResult{Mode: "kfold", Folds: o.Folds, TrainSpam: len(spam) * (o.Folds - 1) / o.Folds, TrainHam: len(ham) * (o.Folds - 1) / o.Folds}
 	summarize(r, o.Config, scores, unsure, verdicts)
+	listErrors(o.Errors, scores, unsure, verdicts, append(spamNames, hamNames...))
 	return r, nil
 }
 
