@@ -97,6 +97,10 @@ func AuthServID(v string) string {
 		if j := strings.IndexByte(v[1:], '"'); j >= 0 {
 			id = v[1 : j+1]
 		}
+		// a quoted id folded over lines is cut at the fold: an id is one line
+		if k := strings.IndexAny(id, "\r\n"); k >= 0 {
+			id = id[:k]
+		}
 	}
 	return strings.TrimSuffix(id, ".")
 }
