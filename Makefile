@@ -27,6 +27,10 @@ lint: vet
 test: deps lint
 	$(GO) test $(TESTFLAGS) ./...
 
+# Every fuzz target in turn, each for FUZZTIME executions (not part of test).
+fuzz:
+	bash scripts/fuzz.sh
+
 # Benchmarks (not part of test): go test -bench, and the scripts comparing with peers.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
