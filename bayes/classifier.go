@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"sync"
+
+	"github.com/portcullis-mail/portcullis/bayes/internal/fisher"
 )
 
 // Config tunes the classifier. A zero field means its default; the defaults were
@@ -298,7 +300,7 @@ func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint
 				continue
 			}
 		}
-		f := robinson(ct.Spam, ct.Ham, tot.Spam, tot.Ham, c.cfg.S, c.cfg.X)
+		f := fisher.Robinson(ct.Spam, ct.Ham, tot.Spam, tot.Ham, c.cfg.S, c.cfg.X)
 		dev := math.Abs(f - 0.5)
 		if dev < c.cfg.MinDev {
 			continue
@@ -325,21 +327,14 @@ func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint
 		clues = clues[:c.cfg.MaxTokens]
 	}
 	fs, hfs := b.fs[:0], b.hfs[:0]
-	if c.cfg.HeaderWeight == 1 && c.mid == nil {
-		for _, cl := range clues {
+	for _, cl := range clues {
+		if cl.hdr {
+			hfs = append(hfs, cl.f)
+		} else {
 			fs = append(fs, cl.f)
 		}
-		sc.Prob = fisherESF(fs, c.cfg.ESF)
-	} else {
-		for _, cl := range clues {
-			if cl.hdr {
-				hfs = append(hfs, cl.f)
-			} else {
-				fs = append(fs, cl.f)
-			}
-		}
-		sc.Prob = fisherMid(fs, hfs, c.cfg.ESF, c.cfg.HeaderWeight, c.mid)
 	}
+	sc.Prob = fisherMid(fs, hfs, c.cfg.ESF, c.cfg.HeaderWeight, c.mid)
 	sc.Tokens = len(clues)
 	// no evidence at all is unsure, even when the spam cut-off is 0.5
 	sc.Spam = sc.Prob >= c.cfg.SpamCutoff && len(clues) > 0
@@ -356,19 +351,7 @@ func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint
 
 // clueOrder puts the strongest clue first; ties are broken by hash so that the
 // selection is deterministic.
-func clueOrder(a, b clue) int {
-	switch {
-	case a.dev > b.dev:
-		return -1
-	case a.dev < b.dev:
-		return 1
-	case a.h < b.h:
-		return -1
-	case a.h > b.h:
-		return 1
-	}
-	return 0
-}
+func clueOrder(a, b clue) int { return fisher.Stronger(a.dev, a.h, b.dev, b.h) }
 
 // selectTop reorders cs so that its first k elements are the k first in clueOrder
 // (quickselect with median-of-three pivots; the order within them is unspecified).

@@ -9,99 +9,35 @@ import (
 
 func near(a, b, eps float64) bool { return math.Abs(a-b) <= eps }
 
-// chi2QRef computes the chi-square survival function for even v in log space,
-// term by term with Lgamma, as an independent reference.
-func chi2QRef(x2 float64, v int) float64 {
-	m := x2 / 2
-	var terms []float64
-	for i := 0; i < v/2; i++ {
-		lg, _ := math.Lgamma(float64(i) + 1)
-		terms = append(terms, -m+float64(i)*math.Log(m)-lg)
-	}
-	mx := math.Inf(-1)
-	for _, t := range terms {
-		mx = math.Max(mx, t)
-	}
-	s := 0.0
-	for _, t := range terms {
-		s += math.Exp(t - mx)
-	}
-	return math.Min(1, math.Exp(mx+math.Log(s)))
-}
-
-func TestChi2Q(t *testing.T) {
-	// hand-computed: Q(x2, 2) = e^{-x2/2}; Q(x2, 4) = e^{-m}(1+m)
-	cases := []struct {
-		x2   float64
-		v    int
-		want float64
-	}{
-		{2, 2, math.Exp(-1)},
-		{4, 4, 3 * math.Exp(-2)},
-		{10, 6, math.Exp(-5) * (1 + 5 + 12.5)},
-		{0, 10, 1},
-	}
-	for _, c := range cases {
-		if got := chi2Q(c.x2, c.v); !near(got, c.want, 1e-12) {
-			t.Errorf("chi2Q(%v, %d) = %v, want %v", c.x2, c.v, got, c.want)
-		}
-	}
-	// large arguments, where a naive e^{-m} underflows
-	for _, c := range []struct {
-		x2 float64
-		v  int
-	}{{2000, 2000}, {3000, 2000}, {1500, 300}, {800, 1000}, {5000, 6000}} {
-		got, want := chi2Q(c.x2, c.v), chi2QRef(c.x2, c.v)
-		if !near(got, want, 1e-9) {
-			t.Errorf("chi2Q(%v, %d) = %v, reference %v", c.x2, c.v, got, want)
-		}
-	}
-	if q := chi2Q(2000, 2000); q < 0.45 || q > 0.55 {
-		t.Errorf("chi2Q(2000, 2000) = %v, want about one half", q)
-	}
-}
-
-func TestRobinson(t *testing.T) {
-	// spam 3 of 10, ham 1 of 20: b=0.3, g=0.05, p=6/7, n=4, s=1, x=0.5
-	want := (0.5 + 4*6.0/7) / 5
-	if got := robinson(3, 1, 10, 20, 1, 0.5); !near(got, want, 1e-12) {
-		t.Errorf("robinson = %v, want %v", got, want)
-	}
-	if got := robinson(0, 0, 10, 20, 0.1, 0.4); got != 0.4 {
-		t.Errorf("unknown token = %v, want x", got)
-	}
-	// a hapax of ham with s=0.1: (0.05 + 0)/1.1
-	if got := robinson(0, 1, 10, 10, 0.1, 0.5); !near(got, 0.05/1.1, 1e-12) {
-		t.Errorf("ham hapax = %v", got)
-	}
-}
+// chiSquare is the plain chi-square combining of clues fs (no esf, no header, no band).
+func chiSquare(fs []float64) float64 { return fisherMid(fs, nil, 1, 1, nil) }
 
 func TestFisher(t *testing.T) {
 	// one token 0.9: S = 1 − Q(−2 ln 0.1, 2) = 0.9, H = 1 − 0.9 = 0.1, score = 0.9
-	if got := fisher([]float64{0.9}); !near(got, 0.9, 1e-12) {
-		t.Errorf("fisher(0.9) = %v", got)
+	if got := chiSquare([]float64{0.9}); !near(got, 0.9, 1e-12) {
+		t.Errorf("chi-square(0.9) = %v", got)
 	}
 	// two tokens 0.9, 0.2, computed by hand:
 	// S: Π(1−f)=0.08, m=−ln 0.08, Q=0.08(1+m)  H: Πf=0.18, m=−ln 0.18, Q=0.18(1+m)
 	S := 1 - 0.08*(1-math.Log(0.08))
 	H := 1 - 0.18*(1-math.Log(0.18))
 	want := (1 + S - H) / 2
-	if got := fisher([]float64{0.9, 0.2}); !near(got, want, 1e-12) || !near(want, 0.603303, 1e-6) {
-		t.Errorf("fisher(0.9, 0.2) = %v, want %v (0.603303)", got, want)
+	if got := chiSquare([]float64{0.9, 0.2}); !near(got, want, 1e-12) || !near(want, 0.603303, 1e-6) {
+		t.Errorf("chi-square(0.9, 0.2) = %v, want %v (0.603303)", got, want)
 	}
-	if got := fisher(nil); got != 0.5 {
-		t.Errorf("fisher() = %v", got)
+	if got := chiSquare(nil); got != 0.5 {
+		t.Errorf("chi-square() = %v", got)
 	}
 	// symmetric evidence gives one half; many tiny probabilities do not underflow
-	if got := fisher([]float64{0.99, 0.01}); !near(got, 0.5, 1e-12) {
-		t.Errorf("fisher(0.99, 0.01) = %v", got)
+	if got := chiSquare([]float64{0.99, 0.01}); !near(got, 0.5, 1e-12) {
+		t.Errorf("chi-square(0.99, 0.01) = %v", got)
 	}
 	many := make([]float64, 1000)
 	for i := range many {
 		many[i] = 0.001
 	}
-	if got := fisher(many); !(got >= 0 && got < 1e-6) {
-		t.Errorf("fisher(1000 × 0.001) = %v, want ≈ 0", got)
+	if got := chiSquare(many); !(got >= 0 && got < 1e-6) {
+		t.Errorf("chi-square(1000 × 0.001) = %v, want ≈ 0", got)
 	}
 }
 
@@ -131,36 +67,36 @@ func TestFisherTies(t *testing.T) {
 		fs = append(fs, 0.999, 0.001)
 	}
 	// symmetric up to rounding: at most one step from 0.5
-	if got := fisher(fs); got != 0.5 && got != math.Nextafter(0.5, 0) && got != math.Nextafter(0.5, 1) {
+	if got := chiSquare(fs); got != 0.5 && got != math.Nextafter(0.5, 0) && got != math.Nextafter(0.5, 1) {
 		t.Errorf("symmetric: %v", got)
 	}
 	spammy := append(slices.Clone(fs), 0.9)
 	hammy := append(slices.Clone(fs), 0.1)
-	if s, h := fisher(spammy), fisher(hammy); !(s > 0.5 && h < 0.5) {
+	if s, h := chiSquare(spammy), chiSquare(hammy); !(s > 0.5 && h < 0.5) {
 		t.Errorf("ties not broken: spammy %v, hammy %v", s, h)
 	}
 }
 
-// TestFisherWeighted checks the header weighting: weight 1 is fisherESF of all clues,
-// and weight 2 is fisherESF with every header clue counted twice.
+// TestFisherWeighted checks the header weighting: weight 1 is the combining of all
+// clues as one list, and weight 2 is that with every header clue counted twice.
 func TestFisherWeighted(t *testing.T) {
 	body := []float64{0.9, 0.2, 0.97, 0.05, 0.999}
 	hdr := []float64{0.99, 0.1, 0.93}
 	for _, esf := range []float64{1, 0.15} {
 		all := append(slices.Clone(body), hdr...)
-		if got, want := fisherWeighted(body, hdr, esf, 1), fisherESF(all, esf); !near(got, want, 1e-12) {
+		if got, want := fisherMid(body, hdr, esf, 1, nil), fisherMid(all, nil, esf, 1, nil); !near(got, want, 1e-12) {
 			t.Errorf("esf %v, weight 1: %v, want %v", esf, got, want)
 		}
 		twice := append(slices.Clone(all), hdr...)
-		if got, want := fisherWeighted(body, hdr, esf, 2), fisherESF(twice, esf); !near(got, want, 1e-12) {
+		if got, want := fisherMid(body, hdr, esf, 2, nil), fisherMid(twice, nil, esf, 1, nil); !near(got, want, 1e-12) {
 			t.Errorf("esf %v, weight 2: %v, want %v", esf, got, want)
 		}
 	}
-	if got := fisherWeighted(nil, nil, 0.15, 1.5); got != 0.5 {
+	if got := fisherMid(nil, nil, 0.15, 1.5, nil); got != 0.5 {
 		t.Errorf("no clues: %v", got)
 	}
 	// header evidence of spam weighs more than the same body evidence of ham
-	if got := fisherWeighted([]float64{0.05}, []float64{0.95}, 1, 1.5); !(got > 0.5) {
+	if got := fisherMid([]float64{0.05}, []float64{0.95}, 1, 1.5, nil); !(got > 0.5) {
 		t.Errorf("header 0.95 against body 0.05 at weight 1.5: %v, want > 0.5", got)
 	}
 }
@@ -189,13 +125,12 @@ func TestFisherMid(t *testing.T) {
 	if got := fisherMid(two, nil, 1, 1, mid); !near(got, 0.7631658501948207, 1e-12) {
 		t.Errorf("fisherMid two clues = %v, want 0.76316585…", got)
 	}
-	// outside the band (and without one) the score is the chi-square score
+	// outside the band the score is the chi-square score (two clues 0.9, 0.8:
+	// S = 1 − 0.02(1 − ln 0.02), H = 1 − 0.72(1 − ln 0.72))
 	mid = &midBand{lo: 0.5 - DefaultMidBand, hi: 0.5 + DefaultMidBand, coef: DefaultMidWeights}
-	if got, want := fisherMid(two, nil, 1, 1, mid), fisherWeighted(two, nil, 1, 1); got != want || want < mid.hi {
-		t.Errorf("outside the band: %v, chi-square %v", got, want)
-	}
-	if got, want := fisherMid(body, hdr, 0.15, 1.5, nil), fisherWeighted(body, hdr, 0.15, 1.5); got != want {
-		t.Errorf("no band: %v, chi-square %v", got, want)
+	chi := (1 + 0.72*(1-math.Log(0.72)) - 0.02*(1-math.Log(0.02))) / 2
+	if got := fisherMid(two, nil, 1, 1, mid); !near(got, chi, 1e-12) || chi < mid.hi {
+		t.Errorf("outside the band: %v, chi-square %v", got, chi)
 	}
 	// with the default band and weights every score inside the band stays inside it
 	r := rand.New(rand.NewPCG(3, 4))
@@ -207,7 +142,7 @@ func TestFisherMid(t *testing.T) {
 		for n := r.IntN(20); n > 0; n-- {
 			h = append(h, midTestProb(r.Float64()))
 		}
-		chi := fisherWeighted(b, h, 0.15, 1.5)
+		chi := fisherMid(b, h, 0.15, 1.5, nil)
 		got := fisherMid(b, h, 0.15, 1.5, mid)
 		if in := chi > mid.lo && chi < mid.hi; in && !(got > mid.lo && got < mid.hi) || !in && got != chi {
 			t.Fatalf("chi-square %v became %v", chi, got)

@@ -79,7 +79,7 @@ func (h *htmlReducer) reduce(dst, src []byte) []byte {
 				// is dropped, so that an unclosed <style> cannot hide the text (and
 				// none is searched for again: that would be quadratic)
 				open := &noScriptEnd
-				if name[1] == 't' {
+				if string(name) == "style" {
 					open = &noStyleEnd
 				}
 				if !*open {

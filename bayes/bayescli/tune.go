@@ -173,13 +173,8 @@ func Tune(ctx context.Context, o TuneOptions, out io.Writer) error {
 	if o.Grid == "round8b" {
 		// the shape of the Reply-To address (kept as an option, off); the other
 		// variants of that round are in the history (af6a4b0 and the README)
-		vs = append(vs, variant{"default", bayes.Config{}})
-		add := func(name string, f func(*bayes.TokenizerConfig)) {
-			var c bayes.Config
-			f(&c.Tokenizer)
-			vs = append(vs, variant{name, c})
-		}
-		add("shape_reply_to", func(t *bayes.TokenizerConfig) { t.ShapeReplyTo = true })
+		vs = append(vs, variant{"default", bayes.Config{}},
+			variant{"shape_reply_to", bayes.Config{Tokenizer: bayes.TokenizerConfig{ShapeReplyTo: true}}})
 	}
 	if o.Grid == "features" {
 		vs = append(vs, newFeatureVariants()...)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bayes/bayescli"
+	"github.com/portcullis-mail/portcullis/bayes/internal/fisher"
 )
 
 // combineExperiments measures, by k-fold on the training split, other ways of combining
@@ -53,7 +54,7 @@ func combineExperiments(ctx context.Context, spam, ham [][]byte, k int) {
 				if ct.Spam+ct.Ham == 0 {
 					continue
 				}
-				fv := robinson(ct, tot)
+				fv := fisher.Robinson(ct.Spam, ct.Ham, tot.Spam, tot.Ham, bayes.DefaultS, bayes.DefaultX)
 				if math.Abs(fv-0.5) < 0.2 {
 					continue
 				}
@@ -251,15 +252,6 @@ type cmsg struct {
 	tot  bayes.Totals
 }
 
-func robinson(ct bayes.Counts, tot bayes.Totals) float64 {
-	s, x := bayes.DefaultS, bayes.DefaultX
-	n := float64(ct.Spam) + float64(ct.Ham)
-	b := float64(ct.Spam) / float64(tot.Spam)
-	g := float64(ct.Ham) / float64(tot.Ham)
-	p := b / (b + g)
-	return (s*x + n*p) / (s + n)
-}
-
 type selection struct {
 	minDevB, minDevH   float64
 	maxTok             int
@@ -292,19 +284,7 @@ func (sel selection) features(m cmsg, esf, w float64) features {
 		cs = append(cs, cl{t, dev})
 	}
 	if len(cs) > sel.maxTok {
-		slices.SortFunc(cs, func(a, b cl) int {
-			switch {
-			case a.dev > b.dev:
-				return -1
-			case a.dev < b.dev:
-				return 1
-			case a.h < b.h:
-				return -1
-			case a.h > b.h:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(cs, func(a, b cl) int { return fisher.Stronger(a.dev, a.h, b.dev, b.h) })
 		cs = cs[:sel.maxTok]
 	}
 	var x features
@@ -332,15 +312,10 @@ func (sel selection) features(m cmsg, esf, w float64) features {
 	}
 	lnS, lnH := esf*(x.sb+w*x.sh), esf*(x.hb+w*x.hh)
 	v := 2 * max(1, int(math.Round(dofESF*x.n)))
-	x.lqS, x.lqH = lnQ(-2*lnS, v), lnQ(-2*lnH, v)
-	x.chi = chi2Score(x.lqS, x.lqH)
-	vb, vh := 2*max(1, int(math.Round(esf*nb))), 2*max(1, int(math.Round(esf*w*nh)))
-	if nb > 0 {
-		x.lqSb, x.lqHb = lnQ(-2*esf*x.sb, vb), lnQ(-2*esf*x.hb, vb)
-	}
-	if nh > 0 {
-		x.lqSh, x.lqHh = lnQ(-2*esf*w*x.sh, vh), lnQ(-2*esf*w*x.hh, vh)
-	}
+	x.lqS, x.lqH = fisher.LnQ(-2*lnS, v), fisher.LnQ(-2*lnH, v)
+	x.chi = fisher.Score(x.lqS, x.lqH)
+	x.lqSb, x.lqHb = fisher.Tails(x.sb, x.hb, nb, esf)
+	x.lqSh, x.lqHh = fisher.Tails(w*x.sh, w*x.hh, w*nh, esf)
 	// Robinson: P = 1 − (Π(1−f))^(1/n), Q = 1 − (Π f)^(1/n), S = (P − Q)/(P + Q)
 	P := 1 - math.Exp((x.sb+w*x.sh)/x.n)
 	Q := 1 - math.Exp((x.hb+w*x.hh)/x.n)
@@ -349,17 +324,6 @@ func (sel selection) features(m cmsg, esf, w float64) features {
 	x.nb = (x.hb + w*x.hh) - (x.sb + w*x.sh)
 	x.sb, x.hb, x.sh, x.hh = esf*x.sb, esf*x.hb, esf*w*x.sh, esf*w*x.hh
 	return x
-}
-
-func chi2Score(lqS, lqH float64) float64 {
-	score := (1 + (1 - math.Exp(lqS)) - (1 - math.Exp(lqH))) / 2
-	if score == 0.5 && lqS != lqH {
-		if lqH > lqS {
-			return math.Nextafter(0.5, 1)
-		}
-		return math.Nextafter(0.5, 0)
-	}
-	return score
 }
 
 func dot(a, b []float64) float64 {
@@ -504,18 +468,11 @@ func report2(name string, scores []bayescli.Scored) {
 	}
 	sort.Float64s(hs)
 	b := fmt.Sprintf("%d/%d at 0.5, FN at 1/2/3/4/5 FP", fp, fn)
-	for i, k := range []int{1, 2, 3, 4, 5} {
-		cut := hs[len(hs)-1-k]
-		n := 0
-		for _, s := range ss {
-			if s <= cut {
-				n++
-			}
-		}
-		if i > 0 {
+	for k := 1; k <= 5; k++ {
+		if k > 1 {
 			b += " /"
 		}
-		b += fmt.Sprintf(" %d", n)
+		b += fmt.Sprintf(" %d", fnAtFP(hs, ss, k))
 	}
 	fmt.Printf("%-60s 1-AUC=%.6f  %s\n", name, 1-bayescli.AUC(scores), b)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bayes/bayescli"
+	"github.com/portcullis-mail/portcullis/bayes/internal/fisher"
 )
 
 // fieldExperiments measures, by k-fold on the training split, ways of treating header
@@ -155,25 +156,5 @@ func combine(lnS, lnH, wsum float64, n int, esf float64) float64 {
 	if n == 0 {
 		return 0.5
 	}
-	lnS, lnH = esf*lnS, esf*lnH
-	v := 2 * max(1, int(math.Round(esf*wsum)))
-	return chi2Score(lnQ(-2*lnS, v), lnQ(-2*lnH, v))
-}
-
-func lnQ(x2 float64, v int) float64 {
-	if x2 <= 0 || v <= 0 {
-		return 0
-	}
-	m := x2 / 2
-	term, sum, logScale := 1.0, 1.0, 0.0
-	for i := 1; i < v/2; i++ {
-		term *= m / float64(i)
-		sum += term
-		if sum > 1e250 {
-			sum *= 1e-250
-			term *= 1e-250
-			logScale += 250 * math.Ln10
-		}
-	}
-	return min(math.Log(sum)+logScale-m, 0)
+	return fisher.Score(fisher.Tails(lnS, lnH, wsum, esf))
 }

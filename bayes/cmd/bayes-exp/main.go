@@ -65,16 +65,22 @@ func report(name string, scores []bayescli.Scored) {
 	sort.Float64s(hs)
 	var b string
 	for _, fp := range []int{0, 1, 3, 5} {
-		cut := hs[len(hs)-1-fp]
-		fn := 0
-		for _, s := range ss {
-			if s <= cut {
-				fn++
-			}
-		}
-		b += fmt.Sprintf(" fp%d:fn=%d", fp, fn)
+		b += fmt.Sprintf(" fp%d:fn=%d", fp, fnAtFP(hs, ss, fp))
 	}
 	fmt.Printf("%-44s 1-AUC=%.6f %s\n", name, 1-bayescli.AUC(scores), b)
+}
+
+// fnAtFP is the number of spam scores ss at or below the cut-off that lets through
+// k ham: the (k+1)-th highest of the sorted ham scores hs.
+func fnAtFP(hs, ss []float64, k int) int {
+	cut := hs[len(hs)-1-k]
+	n := 0
+	for _, s := range ss {
+		if s <= cut {
+			n++
+		}
+	}
+	return n
 }
 
 func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bayes/bayescli"
+	"github.com/portcullis-mail/portcullis/bayes/internal/fisher"
 )
 
 // foldAssignment returns the fold of each message of the spam-then-ham list in fold
@@ -159,18 +160,15 @@ func cvRecords(ctx context.Context, base, tune bayes.Config, ups []bayes.Update,
 	return recs
 }
 
-// partTails is the package's: ln Q_S and ln Q_H of the clues fs with the esf.
+// partTails is ln Q_S and ln Q_H of the clues fs with the esf, as the classifier's
+// middle band takes them.
 func partTails(fs []float64, esf float64) (lqS, lqH float64) {
-	if len(fs) == 0 {
-		return 0, 0
-	}
 	var lnS, lnH float64
 	for _, f := range fs {
 		lnS += math.Log(1 - f)
 		lnH += math.Log(f)
 	}
-	v := 2 * max(1, int(math.Round(esf*float64(len(fs)))))
-	return lnQ(-2*esf*lnS, v), lnQ(-2*esf*lnH, v)
+	return fisher.Tails(lnS, lnH, float64(len(fs)), esf)
 }
 
 // midX is the band's feature vector: the four tail features, then the extra ones
@@ -251,17 +249,7 @@ func measure(recs []cvRec, nspam int, score func(i int) float64) opPoint {
 		}
 	}
 	sort.Float64s(hs)
-	at := func(k int) int {
-		cut := hs[len(hs)-1-k]
-		n := 0
-		for _, s := range ss {
-			if s <= cut {
-				n++
-			}
-		}
-		return n
-	}
-	o.fn1, o.fn3, o.fn5 = at(1), at(3), at(5)
+	o.fn1, o.fn3, o.fn5 = fnAtFP(hs, ss, 1), fnAtFP(hs, ss, 3), fnAtFP(hs, ss, 5)
 	o.oneMinusAUC = 1 - bayescli.AUC(sc)
 	return o
 }
@@ -367,22 +355,25 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 	for a := range all {
 		all[a] = a
 	}
-	type variant struct {
-		hw, band float64
-		inBand   bool
-		feat     string
-	}
-	var vs []variant
-	for _, inBand := range []bool{false, true} {
-		if inBand && !inBandToo {
-			break
-		}
-		for _, band := range bands {
-			for _, hw := range hws {
-				vs = append(vs, variant{hw: hw, band: band, inBand: inBand})
+	// every combination of fit (all messages, then inside the band), extra features
+	// ("" none), band and ham weight
+	variants := func(feats []string) []variant {
+		var vs []variant
+		for _, inBand := range []bool{false, true} {
+			if inBand && !inBandToo {
+				break
+			}
+			for _, feat := range feats {
+				for _, band := range bands {
+					for _, hw := range hws {
+						vs = append(vs, variant{hw: hw, band: band, inBand: inBand, feat: feat})
+					}
+				}
 			}
 		}
+		return vs
 	}
+	vs := variants([]string{""})
 	nested := func(v variant, pooled bool) []opPoint {
 		ops := make([]opPoint, R)
 		scores := make([][]float64, R)
@@ -445,25 +436,20 @@ func repeatedCV(ctx context.Context, base, tune bayes.Config, spam, ham [][]byte
 	if len(feats) == 0 {
 		return
 	}
-	var fvs []variant
-	for _, inBand := range []bool{false, true} {
-		if inBand && !inBandToo {
-			break
-		}
-		for _, feat := range feats {
-			for _, band := range bands {
-				for _, hw := range hws {
-					fvs = append(fvs, variant{hw: hw, band: band, inBand: inBand, feat: feat})
-				}
-			}
-		}
-	}
+	fvs := variants(feats)
 	fmt.Println("-- extra features of z (-midfeat), pooled nested")
 	for _, v := range fvs {
 		summary(name(v), nested(v, true))
 	}
 	fmt.Println("-- extra features of z (-midfeat), fitted on all pooled outputs (not nested)")
 	fitAll(fvs)
+}
+
+// variant is one refit of the middle band's weights in repeatedCV.
+type variant struct {
+	hw, band float64
+	inBand   bool   // fitted on the messages inside the band only
+	feat     string // extra features of z (midX)
 }
 
 // floats parses a comma-separated list of numbers.
