@@ -14,11 +14,23 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
 }
 
+// MaxPasswordLen bounds the password an Authenticator accepts (in bytes); longer ones are
+// refused before any hashing or bind, so they cannot be used to burn CPU.
+const MaxPasswordLen = 1024
+
 // Errors an Authenticator returns; match them with errors.Is. Servers answer ErrInvalid
-// with 535 5.7.8 (SMTP) / NO [AUTHENTICATIONFAILED] (IMAP), ErrThrottled and
-// ErrUnavailable with a temporary failure.
+// with 535 5.7.8 (SMTP) / NO [AUTHENTICATIONFAILED] (IMAP), and ErrThrottled and
+// ErrUnavailable with a temporary failure. The servers do not import this package: they
+// classify an error by its behaviour, and both temporary errors have a method
+// Temporary() bool that returns true (as net.Error's).
 var (
-	ErrInvalid     = errors.New("auth: invalid credentials")
-	ErrThrottled   = errors.New("auth: too many failures, try again later")
-	ErrUnavailable = errors.New("auth: authentication backend unavailable")
+	ErrInvalid           = errors.New("auth: invalid credentials")
+	ErrThrottled   error = temporary("auth: too many failures, try again later")
+	ErrUnavailable error = temporary("auth: authentication backend unavailable")
 )
+
+// temporary is an error worth retrying later.
+type temporary string
+
+func (e temporary) Error() string   { return string(e) }
+func (e temporary) Temporary() bool { return true }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/portcullis-mail/portcullis/policy"
 )
 
 func TestChain(t *testing.T) {
@@ -79,45 +77,41 @@ func TestChainLocalThenLDAP(t *testing.T) {
 	}
 }
 
-func TestRecipients(t *testing.T) {
+func TestServiceExists(t *testing.T) {
 	ctx := context.Background()
 	srv := startSlapd(t)
 	db := openTestDB(t, "")
 	if err := db.Add(ctx, "local@example.test", "pw"); err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRecipients(RecipientsConfig{RecipientDelimiter: "+-", Accept: []string{"Postmaster"}}, db, newLDAP(t, srv, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := &Service{DB: db, LDAP: newLDAP(t, srv, nil)}
 	for _, tc := range []struct {
-		local, domain string
-		want          bool
+		addr string
+		want bool
 	}{
-		{"local", "example.test", true},
-		{"LOCAL", "example.test", true},
-		{"local+lists", "example.test", true},
-		{"local-x", "example.test", true},
-		{"bob", "example.test", true},        // LDAP mail attribute
-		{"bob+tag", "example.test", true},    // LDAP, extension stripped
-		{"alice", "example.test", true},      // stored as Alice@Example.TEST
-		{"postmaster", "example.test", true}, // accepted without lookup
-		{"nobody", "example.test", false},
-		{"+local", "example.test", false},
-		{"*", "example.test", false},
-		{"a b", "example.test", false}, // not a user address
+		{"local@example.test", true},
+		{"LOCAL@example.test", true},
+		{"bob@example.test", true},   // LDAP mail attribute
+		{"alice@example.test", true}, // stored as Alice@Example.TEST
+		{"nobody@example.test", false},
+		{"*@example.test", false},
+		{"a b@example.test", false}, // not a user address
 	} {
-		ok, err := r.ValidRecipient(ctx, policy.Address{Raw: tc.local + "@" + tc.domain, Local: tc.local, Domain: tc.domain})
+		ok, err := s.Exists(ctx, tc.addr)
 		if ok != tc.want || err != nil {
-			t.Errorf("%s@%s: %v, %v; want %v", tc.local, tc.domain, ok, err, tc.want)
+			t.Errorf("%s: %v, %v; want %v", tc.addr, ok, err, tc.want)
 		}
 	}
 	srv.Stop()
-	if _, err := r.ValidRecipient(ctx, policy.Address{Local: "nobody", Domain: "example.test"}); !errors.Is(err, ErrUnavailable) {
+	// Answers are cached for a few seconds; an address never asked needs LDAP.
+	if ok, err := s.Exists(ctx, "bob@example.test"); !ok || err != nil {
+		t.Fatalf("cached answer: %v, %v", ok, err)
+	}
+	if _, err := s.Exists(ctx, "carol@example.test"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("LDAP down: %v", err)
 	}
-	if _, err := NewRecipients(RecipientsConfig{}); err == nil {
-		t.Fatal("no sources accepted")
+	if _, err := s.Exists(ctx, "carol@example.test"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("an error was cached: %v", err)
 	}
 }
 

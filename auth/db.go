@@ -17,6 +17,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // DBConfig configures the local user database.
@@ -108,7 +110,7 @@ func OpenDBConfig(cfg DBConfig) (*DB, error) {
 	domain := ""
 	if cfg.DefaultDomain != "" {
 		var err error
-		if domain, err = normalizeDomain(cfg.DefaultDomain); err != nil {
+		if domain, err = address.NormalizeDomain(cfg.DefaultDomain); err != nil {
 			return nil, fmt.Errorf("auth: default_domain %q: %w", cfg.DefaultDomain, err)
 		}
 	}
@@ -157,7 +159,7 @@ func (d *DB) canonical(name string) (string, error) {
 	if d.domain != "" && !strings.Contains(name, "@") {
 		name += "@" + d.domain
 	}
-	return NormalizeAddress(name)
+	return address.Normalize(name)
 }
 
 // acquire takes a hashing slot, waiting at most until ctx is done.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // testParams keep hashing cheap in tests (the defaults cost 64 MiB per hash).
@@ -47,7 +49,7 @@ func TestDBLifecycle(t *testing.T) {
 	if err := db.Add(ctx, "alice@example.org", "other"); !errors.Is(err, ErrUserExists) {
 		t.Fatalf("duplicate add: %v", err)
 	}
-	if err := db.Add(ctx, "not an address", "pw"); !errors.Is(err, ErrBadAddress) {
+	if err := db.Add(ctx, "not an address", "pw"); !errors.Is(err, address.ErrInvalid) {
 		t.Fatalf("bad address: %v", err)
 	}
 	if err := db.Add(ctx, "bob@example.org", ""); err == nil {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // LDAPConfig configures search-then-bind authentication against OpenLDAP or Active
@@ -378,7 +380,7 @@ func (l *LDAP) Authenticate(ctx context.Context, username, password string, _ ne
 	}
 	// Any byte may appear in the name: expandFilter escapes it (a NUL becomes \00, so
 	// the server cannot truncate the value there).
-	if username == "" || len(username) > maxUsernameLen {
+	if username == "" || len(username) > address.MaxLen {
 		return "", fmt.Errorf("%w: bad user name %.80q", ErrUnknownUser, username)
 	}
 	var addr string
@@ -400,7 +402,7 @@ func (l *LDAP) Authenticate(ctx context.Context, username, password string, _ ne
 		if mail == "" {
 			mail = username
 		}
-		a, err := NormalizeAddress(mail)
+		a, err := address.Normalize(mail)
 		if err != nil {
 			l.log.Warn("auth: ldap entry has no usable mail address", "dn", e.DN, "attribute", l.cfg.MailAttribute, "err", err)
 			return true, fmt.Errorf("%w: %s has no usable %s: %v", ErrInvalid, e.DN, l.cfg.MailAttribute, err)
@@ -415,13 +417,13 @@ func (l *LDAP) Authenticate(ctx context.Context, username, password string, _ ne
 }
 
 // Exists reports whether the directory has an entry for address (RecipientFilter).
-func (l *LDAP) Exists(ctx context.Context, address string) (bool, error) {
-	if address == "" || len(address) > maxUsernameLen {
+func (l *LDAP) Exists(ctx context.Context, addr string) (bool, error) {
+	if addr == "" || len(addr) > address.MaxLen {
 		return false, nil
 	}
 	found := false
 	err := l.with(ctx, func(lc *ldapConn) (bool, error) {
-		_, err := l.search(lc, l.cfg.RecipientFilter, address)
+		_, err := l.search(lc, l.cfg.RecipientFilter, addr)
 		switch {
 		case errors.Is(err, ErrUnknownUser):
 			return true, nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
 	"github.com/portcullis-mail/portcullis/auth/ldaptest"
 )
 

@@ -6,29 +6,44 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the authentication part of the portcullis configuration: local users,
-// an optional LDAP directory tried after them, throttling around both, and recipient
-// validation for the SMTP server.
+// an optional LDAP directory tried after them, and throttling around both.
 type Config struct {
-	Users      DBConfig         `yaml:"users"`
-	LDAP       *LDAPConfig      `yaml:"ldap"` // nil: local users only
-	Throttle   ThrottleConfig   `yaml:"throttle"`
-	Recipients RecipientsConfig `yaml:"recipients"`
+	Users    DBConfig       `yaml:"users"`
+	LDAP     *LDAPConfig    `yaml:"ldap"` // nil: local users only
+	Throttle ThrottleConfig `yaml:"throttle"`
 }
 
-// Service is the assembled authentication: Auth serves SMTP AUTH, IMAP and POP3;
-// Recipients is smtpd's RecipientValidator.
+// Service is the assembled authentication: Auth serves SMTP AUTH, IMAP and POP3, and
+// Exists says which addresses have a mailbox (for the routing maps and local delivery).
 type Service struct {
-	DB         *DB
-	LDAP       *LDAP // nil without a directory
-	Throttle   *Throttle
-	Auth       Authenticator // Throttle around Chain(DB, LDAP)
-	Recipients *Recipients
+	DB       *DB
+	LDAP     *LDAP // nil without a directory
+	Throttle *Throttle
+	Auth     Authenticator // Throttle around Chain(DB, LDAP)
+
+	existsMu    sync.Mutex
+	existsCache map[string]existsEntry
 }
+
+type existsEntry struct {
+	ok  bool
+	exp time.Time
+}
+
+// Answers of Exists are kept for existsTTL: each message asks twice (at RCPT and at
+// delivery), and a busy MX asks for the same few mailboxes all the time; a user added or
+// deleted with `portcullis user` is seen within existsTTL.
+const (
+	existsTTL       = 10 * time.Second
+	existsCacheSize = 100000
+)
 
 // Open opens the user database (Users.Path, default DATA/users.db) and assembles the
 // Service. With metrics non-nil, authentication outcomes are counted as
@@ -48,10 +63,8 @@ func Open(cfg Config, dataDir string, log *slog.Logger, metrics prometheus.Regis
 		return nil, err
 	}
 	backends := []Authenticator{s.DB}
-	sources := []UserLookup{s.DB}
 	if s.LDAP != nil {
 		backends = append(backends, s.LDAP)
-		sources = append(sources, s.LDAP)
 	}
 	if s.Throttle, err = NewThrottle(Chain(backends...), cfg.Throttle); err != nil {
 		s.Close()
@@ -69,11 +82,34 @@ func Open(cfg Config, dataDir string, log *slog.Logger, metrics prometheus.Regis
 		}
 		s.Auth = counted{s.Throttle, m}
 	}
-	if s.Recipients, err = NewRecipients(cfg.Recipients, sources...); err != nil {
-		s.Close()
-		return nil, err
-	}
 	return s, nil
+}
+
+// Exists says whether a canonical address (lower case, extension removed) has a mailbox:
+// a local user, or else an LDAP user. Answers are cached for a few seconds; lookup
+// errors are returned and not cached.
+func (s *Service) Exists(ctx context.Context, addr string) (bool, error) {
+	now := time.Now()
+	s.existsMu.Lock()
+	e, hit := s.existsCache[addr]
+	s.existsMu.Unlock()
+	if hit && now.Before(e.exp) {
+		return e.ok, nil
+	}
+	ok, err := s.DB.Exists(ctx, addr)
+	if !ok && err == nil && s.LDAP != nil {
+		ok, err = s.LDAP.Exists(ctx, addr)
+	}
+	if err != nil {
+		return false, err
+	}
+	s.existsMu.Lock()
+	if s.existsCache == nil || len(s.existsCache) >= existsCacheSize {
+		s.existsCache = map[string]existsEntry{} // crude but bounded; refilled by the next lookups
+	}
+	s.existsCache[addr] = existsEntry{ok, now.Add(existsTTL)}
+	s.existsMu.Unlock()
+	return ok, nil
 }
 
 // OpenUserDB opens the user database of cfg, at DATA/users.db unless cfg.Path is set:

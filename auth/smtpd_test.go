@@ -14,6 +14,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/auth/ldaptest"
+	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -40,8 +41,7 @@ func TestWithSMTPServer(t *testing.T) {
 		},
 		// Bob logs in successfully from 127.0.0.1 first, which exempts that address from
 		// his user lockout: the address limit is what throttles here.
-		Throttle:   auth.ThrottleConfig{MaxFailuresPerIP: 2, FailureDelay: -1},
-		Recipients: auth.RecipientsConfig{RecipientDelimiter: "+"},
+		Throttle: auth.ThrottleConfig{MaxFailuresPerIP: 2, FailureDelay: -1},
 	}, t.TempDir(), quiet, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,13 +51,20 @@ func TestWithSMTPServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Recipients are validated as the server does it: the routing maps, asking the
+	// users (local, then LDAP) for addresses no alias names.
+	router, err := route.New(route.Config{LocalDomains: []string{"example.test"}, RecipientDelimiter: "+",
+		LocalUserExists: svc.Exists, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := smtpd.New(smtpd.Config{
 		Hostname: "mx.example.test", DataDir: t.TempDir(), LocalDomains: []string{"example.test"},
 		Listeners: []smtpd.ListenerConfig{
 			{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX},
 			{Name: "sub", Addr: "127.0.0.1:0", Mode: smtpd.ModeSubmission},
 		},
-	}, smtpd.Deps{Queue: discardQueue{}, Auth: svc.Auth, Recipients: svc.Recipients, Logger: quiet})
+	}, smtpd.Deps{Spool: discardQueue{}, Auth: svc.Auth, Recipients: router, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // ThrottleConfig configures brute-force throttling (Throttle). Failures are counted per
@@ -156,11 +158,11 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // exempt), the user, and the user-from-network pair.
 func (t *Throttle) keys(username string, remote netip.Addr) (ip, user, pair string) {
 	u := strings.ToLower(strings.TrimSpace(username))
-	if n, err := NormalizeAddress(u); err == nil {
+	if n, err := address.Normalize(u); err == nil {
 		u = n // one key for every spelling of an address (case, IDN form)
 	}
-	if len(u) > maxUsernameLen {
-		u = u[:maxUsernameLen]
+	if len(u) > address.MaxLen {
+		u = u[:address.MaxLen]
 	}
 	user = "u\x00" + u
 	if !remote.IsValid() {

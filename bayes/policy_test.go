@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -46,7 +47,7 @@ func TestPolicy(t *testing.T) {
 	declared := p.DeclareFacts()
 	check := func(raw []byte, wantStatus policy.Status, wantReason string) policy.Result {
 		tx := &policy.Transaction{Message: policy.NewMessage(raw, time.Now())}
-		tx.Envelope.Rcpts = []policy.Address{policy.ParseAddress("bob@example.net")}
+		tx.Envelope.Rcpts = []address.Address{address.Parse("bob@example.net")}
 		res := p.CheckData(ctx, tx)
 		if res.Err != nil || res.Status != wantStatus || res.Reason != wantReason {
 			t.Errorf("CheckData = %v %q %v, want %v %q", res.Status, res.Reason, res.Err, wantStatus, wantReason)
@@ -118,7 +119,7 @@ func TestPolicyPerUser(t *testing.T) {
 		byUser bool
 	}{{"bob@example.net", false, true}, {"carol@example.net", true, false}} {
 		tx := &policy.Transaction{Message: policy.NewMessage(synthMessage(r, true, 7000), time.Now())}
-		tx.Envelope.Rcpts = []policy.Address{policy.ParseAddress(rc.rcpt)}
+		tx.Envelope.Rcpts = []address.Address{address.Parse(rc.rcpt)}
 		res := p.CheckData(ctx, tx)
 		if res.Facts["spam"] != rc.spam || res.Facts["user"] != rc.byUser {
 			t.Errorf("%s: %v %v", rc.rcpt, res.Status, res.Facts)

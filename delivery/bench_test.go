@@ -29,8 +29,8 @@ func BenchmarkLocalDelivery(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	md, _ := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail")})
-	router, _ := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.test"}, Local: md})
+	md := newTestMaildir(filepath.Join(dir, "mail"))
+	router := testRouter(md, nil)
 	q, _ := New(Config{PerDestination: 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sp, router)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

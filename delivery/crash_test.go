@@ -35,11 +35,8 @@ func TestHelperDeliveryProcess(t *testing.T) {
 	if err != nil {
 		fail(err)
 	}
-	md, err := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail")})
-	if err != nil {
-		fail(err)
-	}
-	router, _ := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.test"}, Local: md})
+	md := newTestMaildir(filepath.Join(dir, "mail"))
+	router := testRouter(md, nil)
 	q, err := New(Config{Concurrency: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sp, router)
 	if err != nil {
 		fail(err)
@@ -122,7 +119,7 @@ func TestDeliveryCrash(t *testing.T) {
 		t.Logf("round %d: %d messages left in the queue", round, queued(t, dir))
 	}
 
-	md, _ := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail")})
+	md := newTestMaildir(filepath.Join(dir, "mail"))
 	seqRE := regexp.MustCompile(`X-Seq: (\d+)`)
 	for _, r := range rcpts {
 		d, _ := md.Path(r)

@@ -1,15 +1,13 @@
-// Package delivery takes messages out of the spool and delivers them: a queue manager
-// (Queue) that schedules attempts with exponential backoff and jitter, limits concurrency
-// per destination, gives up after a maximum lifetime, sends RFC 3464 delivery status
-// notifications (bounces and delay warnings, never to the null sender), detects mail loops,
-// and removes a message only once every recipient has a final status recorded durably.
+// Package delivery takes messages out of the spool and delivers them: the queue manager
+// (Manager, Postfix's qmgr) schedules attempts with exponential backoff and jitter, limits
+// concurrency per destination, gives up after a maximum lifetime, sends RFC 3464 delivery
+// status notifications (bounces and delay warnings, never to the null sender), detects
+// mail loops, and removes a message only once every recipient has a final status
+// recorded durably.
 //
-// Where a recipient goes is decided by a Router, which returns a Transport. The
-// foundation's router delivers the recipients of local domains into maildirs through a
-// LocalDeliverer (Maildir), an interface the mail store can implement later (Sieve, index).
-//
-// The functions List, Show, Flush, Hold, Release and Delete are the administrator's view of
-// the queue (postqueue/postsuper style) for `portcullis queue ...`.
+// Where a recipient goes is decided by a Router, which returns a Transport: in portcullis,
+// delivery/dispatch joins the routing maps (delivery/route) to the transports (the store
+// through delivery/local, LMTP through delivery/lmtp, SMTP through delivery/relay).
 package delivery
 
 import (
@@ -78,8 +76,52 @@ func (e *PermanentError) Error() string {
 
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// SMTPReply returns the reply; with Temporary it classifies the error by behaviour for
+// those who do not import this package (smtpd answers it on LMTP and at RCPT).
+func (e *PermanentError) SMTPReply() string { return e.Reply }
+
+// Temporary reports false: the recipient fails.
+func (e *PermanentError) Temporary() bool { return false }
+
 // Permanent returns a PermanentError with the given reply.
 func Permanent(reply string, err error) error { return &PermanentError{Reply: reply, Err: err} }
+
+// TemporaryError is a failure worth retrying that has an SMTP reply of its own, such as
+// "452 4.2.2 mailbox full": the queue defers the recipient, and an LMTP listener answers
+// the reply as it is.
+type TemporaryError struct {
+	Reply string // a 4xx SMTP reply with enhanced status code
+	Err   error
+}
+
+func (e *TemporaryError) Error() string {
+	if e.Err != nil {
+		return e.Reply + ": " + e.Err.Error()
+	}
+	return e.Reply
+}
+
+func (e *TemporaryError) Unwrap() error { return e.Err }
+
+// SMTPReply returns the reply.
+func (e *TemporaryError) SMTPReply() string { return e.Reply }
+
+// Temporary reports true: the recipient is deferred.
+func (e *TemporaryError) Temporary() bool { return true }
+
+// Temporary returns a TemporaryError with the given reply.
+func Temporary(reply string, err error) error { return &TemporaryError{Reply: reply, Err: err} }
+
+// ReplyOf returns the SMTP reply ("550 5.1.1 ...") carried by an error in err's chain
+// (a PermanentError, a TemporaryError, or any error with a method SMTPReply() string),
+// and false when there is none.
+func ReplyOf(err error) (string, bool) {
+	var r interface{ SMTPReply() string }
+	if errors.As(err, &r) && r.SMTPReply() != "" {
+		return r.SMTPReply(), true
+	}
+	return "", false
+}
 
 // IsPermanent reports whether err (or an error it wraps) is a PermanentError.
 func IsPermanent(err error) bool {
@@ -112,15 +154,6 @@ func oneLine(s string) string {
 		s = s[:400]
 	}
 	return s
-}
-
-// domainOf returns the lower-cased domain of an address, "" when it has none.
-func domainOf(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return ""
-	}
-	return strings.ToLower(addr[i+1:])
 }
 
 // errorf is fmt.Errorf with the package prefix.

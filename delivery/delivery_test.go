@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/store/maildir"
 )
@@ -28,8 +28,8 @@ type rig struct {
 	t      *testing.T
 	dir    string
 	sp     *spool.Spool
-	md     *Maildir
-	q      *Queue
+	md     *testMaildir
+	q      *Manager
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -47,14 +47,8 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail"), Users: o.users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	router, err := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.test"}, Local: md, Remote: o.remote})
-	if err != nil {
-		t.Fatal(err)
-	}
+	md := newTestMaildir(filepath.Join(dir, "mail"), o.users...)
+	router := testRouter(md, o.remote)
 	if o.cfg.Hostname == "" {
 		o.cfg.Hostname = "mx.example.test"
 	}
@@ -307,7 +301,7 @@ func flaky(n int) *flakyTransport {
 }
 
 func (f *flakyTransport) Deliver(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []Result {
-	dest := domainOf(rcpts[0])
+	dest := address.Domain(rcpts[0])
 	f.mu.Lock()
 	f.active[dest]++
 	f.maxActive = max(f.maxActive, f.active[dest])
@@ -454,11 +448,10 @@ func TestHoldReleaseAndQuarantine(t *testing.T) {
 	r.sp = sp
 	held := r.enqueue(spool.Envelope{From: "a@example.org", To: []string{"bob@example.test"}}, body)
 	quar := r.enqueue(spool.Envelope{From: "a@example.org", To: []string{"bob@example.test"}, Quarantine: true}, body)
-	var out bytes.Buffer
-	if err := Hold(sp, &out, held); err != nil {
+	if err := sp.Hold(held); err != nil {
 		t.Fatal(err)
 	}
-	router, _ := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.test"}, Local: r.md})
+	router := testRouter(r.md, nil)
 	q, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sp, router)
 	if err != nil {
 		t.Fatal(err)
@@ -478,20 +471,13 @@ func TestHoldReleaseAndQuarantine(t *testing.T) {
 	if n := len(r.mailbox("bob@example.test")); n != 0 {
 		t.Fatalf("held and quarantined messages delivered: %d", n)
 	}
-	out.Reset()
-	if err := List(sp, &out); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Count(out.String(), " hold ") != 2 || !strings.Contains(out.String(), "2 message(s)") {
-		t.Fatalf("queue list:\n%s", out.String())
-	}
-	out.Reset()
-	if err := Show(sp, &out, quar); err != nil || !strings.Contains(out.String(), "quarantine:  true") || !strings.Contains(out.String(), "Subject: hello") {
-		t.Fatalf("show: %v\n%s", err, out.String())
-	}
-	out.Reset()
-	if err := Release(sp, &out, "ALL"); err != nil || !strings.Contains(out.String(), "released: 2") {
-		t.Fatalf("release: %v %s", err, out.String())
+	for _, id := range []string{held, quar} {
+		if st, err := sp.Status(id); err != nil || !st.Held {
+			t.Fatalf("%s: %+v, %v; want held", id, st, err)
+		}
+		if err := sp.Release(id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := q.rescan(); err != nil {
 		t.Fatal(err)
@@ -502,25 +488,6 @@ func TestHoldReleaseAndQuarantine(t *testing.T) {
 	}
 	if ids, _ := sp.List(); len(ids) != 0 {
 		t.Fatalf("queue = %v", ids)
-	}
-	if err := Delete(sp, &out, "../x"); !errors.Is(err, spool.ErrBadID) {
-		t.Fatalf("Delete of a bad id: %v", err)
-	}
-}
-
-func TestMaildirRejectsUnsafeAddresses(t *testing.T) {
-	md, err := NewMaildir(MaildirConfig{Root: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"../x@example.test", "a/b@example.test", ".hidden@example.test", "x@../etc", "x@a/b", "@example.test", "x@", "noat", "a b@example.test", strings.Repeat("a", 65) + "@example.test"} {
-		err := md.Deliver(context.Background(), a, spool.Envelope{}, strings.NewReader(body))
-		if !IsPermanent(err) {
-			t.Errorf("Deliver(%q) = %v, want a permanent error", a, err)
-		}
-	}
-	if err := md.Deliver(context.Background(), "ok@example.test", spool.Envelope{From: "x\r\nBcc: y"}, strings.NewReader(body)); !IsPermanent(err) {
-		t.Errorf("sender with CRLF: %v", err)
 	}
 }
 
@@ -582,13 +549,12 @@ func TestAdminDeleteFromAnotherProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if err := Delete(adm, &out, id); err != nil || !strings.Contains(out.String(), "deleted: 1") {
-		t.Fatalf("delete: %v %s", err, out.String())
+	if err := adm.Delete(id); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 	adm.Close()
-	md, _ := NewMaildir(MaildirConfig{Root: filepath.Join(dir, "mail")})
-	router, _ := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.test"}, Local: md})
+	md := newTestMaildir(filepath.Join(dir, "mail"))
+	router := testRouter(md, nil)
 	q, _ := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sp, router)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -629,8 +595,7 @@ func TestQueueCommandsReachRunningManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if err := Flush(adm, &out, id); err != nil {
+	if err := adm.Flush(id); err != nil {
 		t.Fatal(err)
 	}
 	adm.Close()

@@ -13,7 +13,7 @@ type metrics struct {
 	delay   prometheus.Histogram   // arrival to final delivery of a recipient
 }
 
-func newMetrics(reg prometheus.Registerer, q *Queue) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, q *Manager) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}

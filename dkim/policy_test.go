@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/authres"
+
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -76,7 +78,7 @@ func TestPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr(tc.ip), HELO: "client.test"})
 			tx.Hostname = "mx.portcullis.test"
-			tx.Envelope.From = policy.ParseAddress(tc.mailFrom)
+			tx.Envelope.From = address.Parse(tc.mailFrom)
 			tx.Message = policy.NewMessage(tc.raw, time.Now())
 			start := time.Now()
 			r := p.CheckData(context.Background(), tx)

@@ -22,12 +22,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -52,11 +52,25 @@ type Config struct {
 	Train func(ctx context.Context, user string, msg io.Reader, spam bool) error `yaml:"-"`
 }
 
+// Authenticator checks a user name and password and returns the canonical user name; the
+// auth package's Service.Auth implements it. An error with a method Temporary() bool
+// that returns true (the user database is down, too many failures) is answered as a
+// temporary failure; any other error as bad credentials.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
+}
+
+// isTemporary reports whether err (or one it wraps) says it is temporary.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
 // Server is an IMAP server.
 type Server struct {
 	cfg   Config
 	store *store.Store
-	auth  auth.Authenticator
+	auth  Authenticator
 	log   *slog.Logger
 	srv   *imapserver.Server
 	train chan struct{} // bounds concurrent Train calls
@@ -74,7 +88,7 @@ var Caps = imap.CapSet{
 }
 
 // New returns a server over st that authenticates with a. No I/O.
-func New(cfg Config, st *store.Store, a auth.Authenticator, log *slog.Logger) (*Server, error) {
+func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Server, error) {
 	if st == nil || a == nil {
 		return nil, errors.New("imapd: store and authenticator are required")
 	}

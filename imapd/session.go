@@ -12,7 +12,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -70,7 +69,7 @@ func (s *session) Login(username, password string) error {
 	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
 	if err != nil {
 		s.srv.log.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
-		if errors.Is(err, auth.ErrThrottled) || errors.Is(err, auth.ErrUnavailable) {
+		if isTemporary(err) {
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication temporarily unavailable"}
 		}
 		time.Sleep(500 * time.Millisecond) // slow down guessing; throttling is the authenticator's job

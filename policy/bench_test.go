@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // hundredRules is a typical rule file: address and HELO hygiene, relay control, policy
@@ -56,9 +58,9 @@ func BenchmarkRules100(b *testing.B) {
 		e.Evaluate(ctx, StageConnect, tx)
 		tx.Conn.HELO = "mail.example.net"
 		e.Evaluate(ctx, StageHelo, tx)
-		tx.Envelope.From = ParseAddress("a@example.net")
+		tx.Envelope.From = address.Parse("a@example.net")
 		e.Evaluate(ctx, StageMail, tx)
-		tx.Rcpt = ParseAddress("b@example.test")
+		tx.Rcpt = address.Parse("b@example.test")
 		e.Evaluate(ctx, StageRcpt, tx)
 		tx.Envelope.Rcpts = append(tx.Envelope.Rcpts, tx.Rcpt)
 		tx.Message = NewMessage(raw, time.Now())

@@ -15,6 +15,8 @@ import (
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // MsgFactProvider is implemented by data-stage policies whose facts extend `msg` in rules
@@ -126,11 +128,7 @@ var staticFuncs = []expr.Option{
 		return err == nil, nil
 	}, new(func(string) bool)),
 	expr.Function("domain_of", func(p ...any) (any, error) {
-		s := p[0].(string)
-		if i := strings.LastIndexByte(s, '@'); i >= 0 {
-			return strings.ToLower(s[i+1:]), nil
-		}
-		return "", nil
+		return address.Domain(p[0].(string)), nil
 	}, new(func(string) string)),
 	expr.Function("is_subdomain", func(p ...any) (any, error) {
 		d, parent := strings.ToLower(strings.TrimSuffix(p[0].(string), ".")), strings.ToLower(strings.TrimSuffix(p[1].(string), "."))

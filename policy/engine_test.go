@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -185,12 +187,12 @@ func play(t *testing.T, e *Engine, sc scenario) string {
 	if say("helo", e.Evaluate(ctx, StageHelo, tx)) {
 		return out.String()
 	}
-	tx.Envelope.From = ParseAddress(sc.From)
+	tx.Envelope.From = address.Parse(sc.From)
 	if say("mail", e.Evaluate(ctx, StageMail, tx)) {
 		return out.String()
 	}
 	for _, r := range sc.Rcpt {
-		tx.Rcpt = ParseAddress(r)
+		tx.Rcpt = address.Parse(r)
 		if !say("rcpt "+r, e.Evaluate(ctx, StageRcpt, tx)) {
 			tx.Envelope.Rcpts = append(tx.Envelope.Rcpts, tx.Rcpt)
 		}
@@ -265,7 +267,7 @@ rules:
 	require.NoError(t, err)
 	tx := NewTransaction(Conn{IP: netip.MustParseAddr("198.51.100.7")})
 	for _, r := range []string{"a@example.test", "b@example.test", "c@example.test"} {
-		tx.Rcpt = ParseAddress(r)
+		tx.Rcpt = address.Parse(r)
 		d := e.Evaluate(context.Background(), StageRcpt, tx)
 		require.Equal(t, Reject, d.Verdict)
 		// The three checks met at the barrier: they ran concurrently.
@@ -278,7 +280,7 @@ rules:
 	require.EqualValues(t, 1, other.calls.Load())
 	// A new mail transaction keeps connect-stage results.
 	tx.Reset()
-	tx.Rcpt = ParseAddress("d@example.test")
+	tx.Rcpt = address.Parse("d@example.test")
 	e.Evaluate(context.Background(), StageRcpt, tx)
 	require.EqualValues(t, 1, zen.calls.Load())
 }

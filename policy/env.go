@@ -9,6 +9,8 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // The rule environment. Each stage compiles its rules against a map whose values have
@@ -136,7 +138,7 @@ func isFQDN(name string) bool {
 	return strings.IndexFunc(tld, func(r rune) bool { return r < '0' || r > '9' }) >= 0
 }
 
-func addressEnv(a Address, params map[string]string) AddressEnv {
+func addressEnv(a address.Address, params map[string]string) AddressEnv {
 	e := AddressEnv{Local: a.Local, Domain: a.Domain, Null: a.IsNull(), Params: params}
 	if !e.Null {
 		e.Address = a.String()
@@ -163,9 +165,7 @@ func buildMsgBase(m *Message) msgBase {
 			b.From = strings.ToLower(strings.Trim(raw[strings.LastIndexAny(raw[:i], " <\t")+1:], "<> \t"))
 		}
 	}
-	if i := strings.LastIndexByte(b.From, '@'); i >= 0 {
-		b.FromDomain = b.From[i+1:]
-	}
+	b.FromDomain = address.Domain(b.From)
 	if to, err := h.AddressList("To"); err == nil {
 		for _, a := range to {
 			b.To = append(b.To, strings.ToLower(a.Address))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -39,8 +40,8 @@ rules:
 		panic(err)
 	}
 	tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("192.0.2.7")})
-	tx.Envelope.From = policy.ParseAddress("<a@example.net>")
-	tx.Rcpt = policy.ParseAddress("<b@example.test>")
+	tx.Envelope.From = address.Parse("<a@example.net>")
+	tx.Rcpt = address.Parse("<b@example.test>")
 	d := engine.Evaluate(context.Background(), policy.StageRcpt, tx)
 	fmt.Println(d.Verdict, d.Reply)
 	// Output: reject 554 5.7.1 192.0.2.7 is listed

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // Conn is what is known of the SMTP client connection.
@@ -36,62 +37,11 @@ type Conn struct {
 	ConnectedAt time.Time
 }
 
-// Address is an envelope address as parsed from MAIL FROM or RCPT TO.
-type Address struct {
-	Raw    string // as given, without angle brackets; "" for the null sender <>
-	Local  string // local part (quotes removed)
-	Domain string // domain, lower case
-}
-
-// IsNull reports whether a is the null reverse-path <>.
-func (a Address) IsNull() bool { return a.Raw == "" }
-
-// String returns the address as local@domain.
-func (a Address) String() string {
-	if a.Domain == "" {
-		return a.Local
-	}
-	return a.Local + "@" + a.Domain
-}
-
-// ParseAddress splits an envelope address. It does not validate: the SMTP server rejects
-// malformed addresses before policies see them.
-func ParseAddress(s string) Address {
-	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">"))
-	a := Address{Raw: s}
-	if s == "" {
-		return a
-	}
-	at := strings.LastIndexByte(s, '@')
-	if at < 0 {
-		a.Local = unquote(s)
-		return a
-	}
-	a.Local = unquote(s[:at])
-	a.Domain = strings.ToLower(strings.TrimSuffix(s[at+1:], "."))
-	return a
-}
-
-func unquote(local string) string {
-	if len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"' {
-		var b strings.Builder
-		in := local[1 : len(local)-1]
-		for i := 0; i < len(in); i++ {
-			if in[i] == '\\' && i+1 < len(in) {
-				i++
-			}
-			b.WriteByte(in[i])
-		}
-		return b.String()
-	}
-	return local
-}
-
 // Envelope is the SMTP envelope of the current mail transaction.
 type Envelope struct {
-	From       Address
+	From       address.Address
 	FromParams map[string]string // MAIL FROM parameters (SIZE, BODY, SMTPUTF8, ...), upper-case keys
-	Rcpts      []Address         // accepted recipients so far
+	Rcpts      []address.Address // accepted recipients so far
 }
 
 // Message is the received message. Body holds the whole message (header and body) exactly
@@ -139,7 +89,7 @@ type Transaction struct {
 	Conn     Conn
 	Envelope Envelope
 	// Rcpt is the recipient being judged at the rcpt stage.
-	Rcpt    Address
+	Rcpt    address.Address
 	Message *Message
 	// Hostname is our own host name (used by the HELO checks).
 	Hostname string
@@ -199,7 +149,7 @@ func NewTransaction(c Conn) *Transaction {
 // the connect and helo stages are kept.
 func (tx *Transaction) Reset() {
 	tx.Envelope = Envelope{}
-	tx.Rcpt = Address{}
+	tx.Rcpt = address.Address{}
 	tx.Message = nil
 	tx.memo.reset(StageMail)
 	tx.mail = accum{}

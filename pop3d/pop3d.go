@@ -24,7 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -53,11 +52,25 @@ type Config struct {
 	MarkSeen *bool `yaml:"mark_seen"`
 }
 
+// Authenticator checks a user name and password and returns the canonical user name; the
+// auth package's Service.Auth implements it. An error with a method Temporary() bool
+// that returns true (the user database is down, too many failures) is answered as a
+// temporary failure; any other error as bad credentials.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
+}
+
+// isTemporary reports whether err (or one it wraps) says it is temporary.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
 // Server is a POP3 server.
 type Server struct {
 	cfg   Config
 	store *store.Store
-	auth  auth.Authenticator
+	auth  Authenticator
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -69,7 +82,7 @@ type Server struct {
 }
 
 // New returns a server for the store; a is the shared authenticator. No I/O.
-func New(cfg Config, st *store.Store, a auth.Authenticator, log *slog.Logger) (*Server, error) {
+func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Server, error) {
 	if st == nil || a == nil {
 		return nil, errors.New("pop3d: store and authenticator are required")
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -372,7 +371,7 @@ func (s *session) authCmd(cmd Command) error {
 func (s *session) authFailed(err error) error {
 	s.srv.log.Info("pop3 auth failed", "remote", s.remote, "err", err)
 	switch {
-	case errors.Is(err, auth.ErrThrottled), errors.Is(err, auth.ErrUnavailable):
+	case isTemporary(err):
 		return replyErr("[SYS/TEMP] authentication temporarily unavailable")
 	default:
 		// Slow down guessing a little; throttling proper is the authenticator's job.

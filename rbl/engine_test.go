@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -51,9 +52,9 @@ func TestREADMERules(t *testing.T) {
 		x := policy.NewTransaction(policy.Conn{IP: ip, HELO: helo})
 		e.Evaluate(ctx, policy.StageConnect, x)
 		e.Evaluate(ctx, policy.StageHelo, x)
-		x.Envelope.From = policy.ParseAddress(sender)
+		x.Envelope.From = address.Parse(sender)
 		e.Evaluate(ctx, policy.StageMail, x)
-		x.Rcpt = policy.ParseAddress("user@example.org")
+		x.Rcpt = address.Parse("user@example.org")
 		return e.Evaluate(ctx, policy.StageRcpt, x)
 	}
 	d := run(listedIP, "mail.clean.example", "a@clean.example")
@@ -112,8 +113,8 @@ func BenchmarkRcptStage(b *testing.B) {
 	for b.Loop() {
 		i++
 		x := policy.NewTransaction(policy.Conn{IP: ips[i%len(ips)], Hostname: fmt.Sprintf("h%d.clean.example", i), HELO: "mail.clean.example"})
-		x.Envelope.From = policy.ParseAddress("a@spam.example")
-		x.Rcpt = policy.ParseAddress("user@example.org")
+		x.Envelope.From = address.Parse("a@spam.example")
+		x.Rcpt = address.Parse("user@example.org")
 		start := time.Now()
 		d := e.Evaluate(ctx, policy.StageRcpt, x)
 		durs = append(durs, time.Since(start))

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -338,7 +339,7 @@ const spamMessage = "From: \"Sp Ammer\" <offers@Phish.Example>\r\n" +
 
 func rhsblTx() *policy.Transaction {
 	t := policy.NewTransaction(policy.Conn{IP: cleanIP, Hostname: "mail.clean.example", HELO: "bad-helo.example"})
-	t.Envelope.From = policy.ParseAddress("<someone@spam.example>")
+	t.Envelope.From = address.Parse("<someone@spam.example>")
 	t.Message = policy.NewMessage([]byte(spamMessage), time.Now())
 	return t
 }
@@ -387,7 +388,7 @@ func TestRHSBLSubjectsAndStages(t *testing.T) {
 
 	// Without a message, nothing at all, or a null sender.
 	bare := policy.NewTransaction(policy.Conn{IP: cleanIP, HELO: "[192.0.2.3]"})
-	bare.Envelope.From = policy.ParseAddress("<>")
+	bare.Envelope.From = address.Parse("<>")
 	if r := p.CheckData(ctx, bare); r.Status != policy.StatusNone || r.Reason != "rbl.no_domain" {
 		t.Fatalf("bare = %+v", r)
 	}
@@ -399,7 +400,7 @@ func TestRHSBLSubjectsAndStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.Conn.HELO = "host.sub.Example.CO.UK."
-	x.Envelope.From = policy.ParseAddress("<a@mail.Bücher.example>")
+	x.Envelope.From = address.Parse("<a@mail.Bücher.example>")
 	if got := fmt.Sprint(p2.Subjects(x, policy.StageData)); got != "[{clean.example client_hostname} {example.co.uk helo} {xn--bcher-kva.example sender}]" {
 		t.Fatalf("default subjects = %s", got)
 	}

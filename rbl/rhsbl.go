@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -250,8 +251,8 @@ func fromDomains(v string) []string {
 	var out []string
 	if list, err := mail.ParseAddressList(v); err == nil {
 		for _, a := range list {
-			if at := strings.LastIndexByte(a.Address, '@'); at >= 0 && len(out) < maxFromAddrs {
-				out = append(out, a.Address[at+1:])
+			if d := address.Domain(a.Address); d != "" && len(out) < maxFromAddrs {
+				out = append(out, d)
 			}
 		}
 		return out

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // Address errors. go-smtp has already parsed the path (RFC 5321 §4.1.2): it strips a
@@ -21,28 +21,28 @@ var (
 // removed the quotes of `"user@other"@local`) is the classic relay trick
 // (`user%other@local`, `other!user@local`): it is reported as errAddrRouting so the caller
 // can refuse it unless the client may relay anyway (Postfix's allow_untrusted_routing=no).
-func parseMailbox(raw string) (policy.Address, error) {
+func parseMailbox(raw string) (address.Address, error) {
 	if raw == "" {
-		return policy.Address{}, nil
+		return address.Address{}, nil
 	}
 	at := strings.LastIndexByte(raw, '@')
 	if at <= 0 || at == len(raw)-1 {
-		return policy.Address{}, errAddrSyntax
+		return address.Address{}, errAddrSyntax
 	}
 	local, domain := raw[:at], strings.ToLower(strings.TrimSuffix(raw[at+1:], "."))
 	// RFC 5321 §4.5.3.1.1: local part at most 64 octets, domain at most 255.
 	if len(local) > 64 || len(domain) > 255 {
-		return policy.Address{}, errAddrSyntax
+		return address.Address{}, errAddrSyntax
 	}
 	for i := 0; i < len(local); i++ {
 		if c := local[i]; c < 0x20 || c >= 0x7f {
-			return policy.Address{}, errAddrSyntax
+			return address.Address{}, errAddrSyntax
 		}
 	}
 	if !validDomain(domain) && !validAddressLiteral(domain) {
-		return policy.Address{}, errAddrSyntax
+		return address.Address{}, errAddrSyntax
 	}
-	a := policy.Address{Raw: raw, Local: local, Domain: domain}
+	a := address.Address{Raw: raw, Local: local, Domain: domain}
 	if strings.ContainsAny(local, "@%!") {
 		return a, errAddrRouting
 	}

@@ -32,10 +32,10 @@ func TestReadmeConfig(t *testing.T) {
 	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 6 || cfg.Listeners[5].Mode != smtpd.ModeLMTP || !cfg.Listeners[3].ProxyProtocol || cfg.MaxMessageBytes != 32<<20 {
 		t.Errorf("decoded %+v", cfg)
 	}
-	if _, err := smtpd.New(cfg, smtpd.Deps{Queue: newTestQueue(t), Auth: users{}, Local: nopLocal{}}); err != nil {
+	if _, err := smtpd.New(cfg, smtpd.Deps{Spool: newTestQueue(t), Auth: users{}, Local: nopLocal{}}); err != nil {
 		t.Errorf("New: %v", err)
 	}
-	if _, err := smtpd.New(cfg, smtpd.Deps{Queue: newTestQueue(t), Local: nopLocal{}}); err == nil {
+	if _, err := smtpd.New(cfg, smtpd.Deps{Spool: newTestQueue(t), Local: nopLocal{}}); err == nil {
 		t.Errorf("submission listeners without an authenticator: no error")
 	}
 }

@@ -206,7 +206,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	msgID, raw, receivedAt, env, hdr, start := m.id, m.raw, m.at, m.env, m.header, m.start
 	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.QueueTimeout)
-	id, err := st.srv.deps.Queue.Enqueue(ctx, env, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)))
+	id, err := st.srv.deps.Spool.Enqueue(ctx, env, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)))
 	cancel()
 	st.srv.m.observe("enqueue", time.Since(receivedAt).Seconds())
 	if errors.Is(err, spool.ErrTooLarge) {

@@ -46,7 +46,7 @@ rules:
 		DataDir:      dataDir, // the self-signed certificate goes to dataDir/tls
 		LocalDomains: []string{"example.test"},
 		Listeners:    []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX}},
-	}, smtpd.Deps{Engine: engine, Queue: printQueue{}, Logger: slog.New(slog.DiscardHandler)})
+	}, smtpd.Deps{Engine: engine, Spool: printQueue{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

@@ -55,7 +55,7 @@ func fuzzServer(t testing.TB) (*Server, *memQueue) {
 		DataTimeout:     time.Second,
 		SessionTimeout:  3 * time.Second,
 		MaxErrors:       50,
-	}, Deps{Queue: q, Logger: slog.New(slog.DiscardHandler)})
+	}, Deps{Spool: q, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

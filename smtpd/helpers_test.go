@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/smtpd"
@@ -152,7 +153,7 @@ func start(t testing.TB, edit func(*smtpd.Config, *smtpd.Deps)) *testServer {
 	}
 	deps := smtpd.Deps{
 		Engine: rulesEngine(t),
-		Queue:  q,
+		Spool:  q,
 		Auth:   users{"alice@example.test": "secret"},
 		Logger: quietLogger(),
 	}
@@ -211,7 +212,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 type knownRcpts map[string]bool
 
-func (k knownRcpts) ValidRecipient(_ context.Context, a policy.Address) (bool, error) {
+func (k knownRcpts) ValidRecipient(_ context.Context, a address.Address) (bool, error) {
 	return k[a.Local], nil
 }
 
@@ -224,5 +225,5 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 // The real engine and spool are what the binary plugs in.
 var (
 	_ smtpd.Engine = (*policy.Engine)(nil)
-	_ smtpd.Queue  = (*spool.Spool)(nil)
+	_ smtpd.Spool  = (*spool.Spool)(nil)
 )

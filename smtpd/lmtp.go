@@ -23,7 +23,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -66,8 +66,8 @@ func checkLMTPDeps(cfg Config, deps Deps) error {
 			other = true
 		}
 	}
-	if other && deps.Queue == nil {
-		return errors.New("smtpd: Deps.Queue is required")
+	if other && deps.Spool == nil {
+		return errors.New("smtpd: Deps.Spool is required")
 	}
 	if lmtp && deps.Local == nil {
 		return errors.New("smtpd: an lmtp listener needs Deps.Local")
@@ -102,7 +102,7 @@ func listen(lc ListenerConfig) (net.Listener, error) {
 }
 
 // checkQuota asks Deps.Quota whether the announced size fits in addr's mailbox.
-func (st *connState) checkQuota(addr policy.Address) error {
+func (st *connState) checkQuota(addr address.Address) error {
 	size, _ := strconv.ParseInt(st.tx.Envelope.FromParams["SIZE"], 10, 64)
 	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
 	err := st.srv.deps.Quota(ctx, addr.String(), size)
@@ -122,12 +122,14 @@ func (st *connState) checkQuota(addr policy.Address) error {
 	return nil
 }
 
-// parseReply returns the 4xx or 5xx reply a delivery error carries (delivery.ReplyOf).
+// parseReply returns the 4xx or 5xx reply a delivery error carries: an error in err's
+// chain with a method SMTPReply() string (delivery's PermanentError and TemporaryError).
 func parseReply(err error) (policy.Reply, bool) {
-	s, ok := delivery.ReplyOf(err)
-	if !ok {
+	var re interface{ SMTPReply() string }
+	if !errors.As(err, &re) {
 		return policy.Reply{}, false
 	}
+	s := re.SMTPReply()
 	code, rest, _ := strings.Cut(s, " ")
 	n, err2 := strconv.Atoi(code)
 	if err2 != nil || len(code) != 3 || n < 400 || n > 599 {
@@ -222,12 +224,12 @@ func (st *connState) lmtpStatus(msgID, rcpt string, err error, size int) error {
 // review, as from the MX listener); every recipient gets the queue's answer.
 func (st *connState) lmtpQuarantine(msgID string, env spool.Envelope, msg io.Reader) error {
 	name := st.l.cfg.Name
-	if st.srv.deps.Queue == nil {
+	if st.srv.deps.Spool == nil {
 		st.srv.m.message(name, "tempfailed")
 		return st.refuse(policy.StageData, replyNoQuarantine, "no_quarantine")
 	}
 	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.QueueTimeout)
-	id, err := st.srv.deps.Queue.Enqueue(ctx, env, msg)
+	id, err := st.srv.deps.Spool.Enqueue(ctx, env, msg)
 	cancel()
 	if err != nil {
 		st.srv.log.Error("lmtp quarantine enqueue failed", "id", msgID, "err", err)

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
 )
@@ -22,14 +22,14 @@ func Example_lmtp() {
 	defer os.RemoveAll(dir)
 	st, _ := store.New(store.Config{Dir: filepath.Join(dir, "mail"), QuotaBytes: 1 << 20})
 	defer st.Close()
-	local, _ := delivery.NewStoreDeliverer(delivery.StoreConfig{Store: st,
+	deliverer, _ := local.New(local.Config{Store: st,
 		Exists: func(_ context.Context, addr string) (bool, error) { return addr == "alice@example.test", nil }})
 	sock := filepath.Join(dir, "lmtp.sock")
 	srv, err := smtpd.New(smtpd.Config{
 		Hostname:  "store.example.test",
 		DataDir:   dir,
 		Listeners: []smtpd.ListenerConfig{{Name: "lmtp", Addr: "unix:" + sock, Mode: smtpd.ModeLMTP}},
-	}, smtpd.Deps{Local: local, Quota: local.CheckQuota, Logger: slog.New(slog.DiscardHandler)})
+	}, smtpd.Deps{Local: deliverer, Quota: deliverer.CheckQuota, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

@@ -14,10 +14,10 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/imapd"
-	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -29,7 +29,7 @@ import (
 type lmtpEnv struct {
 	*testServer
 	st  *store.Store
-	del *delivery.StoreDeliverer
+	del *local.Deliverer
 }
 
 var lmtpUsers = knownRcpts{"alice": true, "bob": true, "carol": true, "dave": true}
@@ -41,7 +41,7 @@ func startLMTP(t testing.TB, quota int64, edit func(*smtpd.Config, *smtpd.Deps))
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	del, err := delivery.NewStoreDeliverer(delivery.StoreConfig{Store: st, Exists: func(_ context.Context, a string) (bool, error) {
+	del, err := local.New(local.Config{Store: st, Exists: func(_ context.Context, a string) (bool, error) {
 		local, _, _ := strings.Cut(a, "@")
 		return lmtpUsers[local], nil
 	}})
@@ -63,9 +63,9 @@ func startLMTP(t testing.TB, quota int64, edit func(*smtpd.Config, *smtpd.Deps))
 }
 
 // storeUsers validates recipients as the deliverer will: user+tag is user.
-type storeUsers struct{ d *delivery.StoreDeliverer }
+type storeUsers struct{ d *local.Deliverer }
 
-func (s storeUsers) ValidRecipient(_ context.Context, a policy.Address) (bool, error) {
+func (s storeUsers) ValidRecipient(_ context.Context, a address.Address) (bool, error) {
 	u, err := s.d.User(a.String())
 	if err != nil {
 		return false, nil
@@ -347,8 +347,8 @@ func TestLMTPConfigErrors(t *testing.T) {
 		cfg  smtpd.Config
 		deps smtpd.Deps
 	}{
-		{"no local deliverer", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: smtpd.ModeLMTP}}}, smtpd.Deps{Queue: q}},
-		{"unix socket on mx", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: "unix:/tmp/x", Mode: smtpd.ModeMX}}}, smtpd.Deps{Queue: q}},
+		{"no local deliverer", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: smtpd.ModeLMTP}}}, smtpd.Deps{Spool: q}},
+		{"unix socket on mx", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: "unix:/tmp/x", Mode: smtpd.ModeMX}}}, smtpd.Deps{Spool: q}},
 		{"relative socket", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: "unix:x", Mode: smtpd.ModeLMTP}}}, smtpd.Deps{Local: nopLocal{}}},
 		{"auth on lmtp", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: smtpd.ModeLMTP, RequireAuth: ptr(true)}}}, smtpd.Deps{Local: nopLocal{}, Auth: users{}}},
 		{"mx without queue", smtpd.Config{Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: smtpd.ModeLMTP}, {Addr: ":0", Mode: smtpd.ModeMX}}}, smtpd.Deps{Local: nopLocal{}}},

@@ -1,17 +1,3 @@
-// Package smtpd is portcullis's SMTP server: MX and submission listeners on go-smtp that
-// run the policy engine at every stage of the dialogue (connect, helo, mail, rcpt, data)
-// and hand accepted messages to a durable queue, answering 250 only once the queue has
-// the message on disk; and LMTP listeners (lmtp.go) that deliver into local mailboxes
-// with one reply per recipient.
-//
-// Around go-smtp it adds what an MTA facing the Internet needs: connect-time policy and
-// connection limits in a listener wrapper (go-smtp greets before any backend code runs),
-// relay control (local domains, trusted networks, authenticated users) that also refuses
-// the classic routing tricks, AUTH PLAIN and LOGIN only over TLS, a self-signed
-// certificate when none is configured, idle and total timeouts that go-smtp's single
-// ReadTimeout cannot express, refusal of bare CR and bare LF in DATA (SMTP smuggling),
-// the PROXY protocol, one structured log record per stage decision and Prometheus
-// metrics.
 package smtpd
 
 import (
@@ -34,8 +20,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/portcullis-mail/portcullis/auth"
-	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -54,36 +39,51 @@ func (f EngineFunc) Evaluate(ctx context.Context, stage policy.Stage, tx *policy
 	return f(ctx, stage, tx)
 }
 
-// Queue takes accepted messages. Enqueue must return only once the message and its
-// envelope are durable (fsynced); the 250 reply waits for it.
-type Queue interface {
+// Spool takes accepted messages; *spool.Spool implements it. Enqueue must return only
+// once the message and its envelope are durable (fsynced); the 250 reply waits for it.
+type Spool interface {
 	Enqueue(ctx context.Context, env spool.Envelope, msg io.Reader) (id string, err error)
 }
 
 // RecipientValidator says whether a recipient in a local domain exists. false gets
-// 550 5.1.1; an error gets 451 4.3.0.
+// 550 5.1.1; an error gets 451 4.3.0. *route.Router implements it.
 type RecipientValidator interface {
-	ValidRecipient(ctx context.Context, rcpt policy.Address) (bool, error)
+	ValidRecipient(ctx context.Context, rcpt address.Address) (bool, error)
+}
+
+// LocalDeliverer delivers a message to one recipient at the end of an LMTP transaction;
+// *local.Deliverer (delivery/local) implements it. The error is classified by behaviour
+// (see replyOf): an error with a method SMTPReply() string is answered with that reply,
+// any other error with 451 4.3.0.
+type LocalDeliverer interface {
+	Deliver(ctx context.Context, rcpt string, env spool.Envelope, msg io.Reader) error
+}
+
+// Authenticator checks AUTH PLAIN and LOGIN credentials and returns the canonical user
+// name; the auth package's Service.Auth implements it. An error with a method
+// Temporary() bool that returns true (the user database is down, too many failures)
+// gets 454 4.7.0; any other error 535 5.7.8.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
 }
 
 // Deps are the server's collaborators.
 type Deps struct {
 	Engine Engine // nil accepts everything that passes relay control and the limits
-	// Queue takes the messages of mx and submission listeners; required unless every
+	// Spool takes the messages of mx and submission listeners; required unless every
 	// listener is lmtp (LMTP uses it only for quarantined messages).
-	Queue Queue
+	Spool Spool
 	// Local delivers each recipient of an lmtp listener at the end of DATA (see lmtp.go);
-	// required when a listener is lmtp. delivery.StoreDeliverer writes into the store.
-	Local delivery.LocalDeliverer
+	// required when a listener is lmtp.
+	Local LocalDeliverer
 	// Quota, when set, is asked at RCPT whether a message of size bytes (MAIL SIZE=, 0
 	// when not given) fits in a local recipient's mailbox, on lmtp listeners and for the
-	// local domains of the others. An error carrying a reply (delivery.ReplyOf, such as
-	// StoreDeliverer.CheckQuota's "452 4.2.2 mailbox full") is answered; other errors are
-	// logged and the recipient accepted (delivery decides). StoreDeliverer.CheckQuota
-	// fits.
+	// local domains of the others. An error with a method SMTPReply() string (such as
+	// local.Deliverer.CheckQuota's "452 4.2.2 mailbox full") is answered; other errors
+	// are logged and the recipient accepted (delivery decides).
 	Quota func(ctx context.Context, rcpt string, size int64) error
 	// Auth checks AUTH PLAIN/LOGIN credentials on submission listeners; nil offers no AUTH.
-	Auth auth.Authenticator
+	Auth Authenticator
 	// Resolver is used for forward-confirmed reverse DNS at connect; nil skips it.
 	Resolver dnsx.Resolver
 	// Recipients validates local recipients; nil accepts every local recipient.

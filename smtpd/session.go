@@ -14,7 +14,6 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -417,14 +416,19 @@ func (s *session) authFailed(user string, err error) error {
 	st.srv.log.Info("smtp auth failed", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String(), "user", user, "err", err)
 	r := policy.Reply{Code: 535, Enhanced: "5.7.8", Text: "Authentication credentials invalid"}
 	switch {
-	case errors.Is(err, auth.ErrThrottled):
-		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Too many authentication failures, try again later"}
-	case errors.Is(err, auth.ErrUnavailable):
-		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Temporary authentication failure"}
+	case isTemporary(err):
+		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Temporary authentication failure, try again later"}
 	case errors.Is(err, context.DeadlineExceeded):
 		r = policy.Reply{Code: 454, Enhanced: "4.7.0", Text: "Temporary authentication failure"}
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.fail(policy.StageHelo, r)
+}
+
+// isTemporary reports whether err (or one it wraps) says it is temporary, as the auth
+// package's ErrThrottled and ErrUnavailable do.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }

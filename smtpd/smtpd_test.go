@@ -650,7 +650,7 @@ func TestConfigErrors(t *testing.T) {
 		"bad domain":   {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}}, LocalDomains: []string{"exa mple.test"}},
 		"dup names":    {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}, {Addr: ":0"}}},
 	} {
-		if _, err := smtpd.New(cfg, smtpd.Deps{Queue: q}); err == nil {
+		if _, err := smtpd.New(cfg, smtpd.Deps{Spool: q}); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

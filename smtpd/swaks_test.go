@@ -2,11 +2,12 @@ package smtpd_test
 
 import (
 	"context"
-	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // swaks runs the real swaks client against addr; it returns its transcript and whether

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -169,7 +170,7 @@ func (st *connState) finalVerdict() (v policy.Verdict, headers []policy.Header, 
 
 }
 
-func joinAddrs(as []policy.Address) string {
+func joinAddrs(as []address.Address) string {
 	var b strings.Builder
 	for i, a := range as {
 		if i > 0 {

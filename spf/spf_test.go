@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -204,7 +205,7 @@ func TestPolicy(t *testing.T) {
 	}
 	tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("192.0.2.20"), HELO: "helo.example.net"})
 	tx.Hostname = "mx.portcullis.test"
-	tx.Envelope.From = policy.ParseAddress("<bob@example.org>")
+	tx.Envelope.From = address.Parse("<bob@example.org>")
 	r := p.CheckMail(context.Background(), tx)
 	if r.Status != policy.StatusFail || r.Reason != "spf.fail" || r.Err != nil {
 		t.Fatalf("mail: %+v", r)
@@ -221,7 +222,7 @@ func TestPolicy(t *testing.T) {
 	if len(r.Headers) != 1 || r.Headers[0].Name != "Received-SPF" || !strings.HasPrefix(r.Headers[0].Value, "fail (mx.portcullis.test: ") {
 		t.Fatalf("headers: %+v", r.Headers)
 	}
-	tx.Envelope.From = policy.ParseAddress("<>")
+	tx.Envelope.From = address.Parse("<>")
 	if r := p.CheckMail(context.Background(), tx); r.Status != policy.StatusPass || r.Facts["identity"] != "helo" {
 		t.Fatalf("null sender: %+v", r)
 	}

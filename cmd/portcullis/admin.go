@@ -8,7 +8,6 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
-	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -97,13 +96,13 @@ func queueCmd(g *globalFlags) *cobra.Command {
 	}
 	c.AddCommand(
 		&cobra.Command{Use: "list", Short: "List queued messages: id, state, size, age, sender, recipients", Args: cobra.NoArgs,
-			RunE: withSpool(func(sp *spool.Spool, w io.Writer, _ []string) error { return delivery.List(sp, w) })},
+			RunE: withSpool(func(sp *spool.Spool, w io.Writer, _ []string) error { return queueList(sp, w) })},
 		&cobra.Command{Use: "show ID", Short: "Show a message's envelope, recipient states and header", Args: cobra.ExactArgs(1),
-			RunE: withSpool(func(sp *spool.Spool, w io.Writer, args []string) error { return delivery.Show(sp, w, args[0]) })},
-		byID("flush", "Make a deferred message due now", delivery.Flush),
-		byID("hold", "Put a message on hold", delivery.Hold),
-		byID("release", "Take a message off hold", delivery.Release),
-		byID("delete", "Delete a message without delivering or bouncing it", delivery.Delete),
+			RunE: withSpool(func(sp *spool.Spool, w io.Writer, args []string) error { return queueShow(sp, w, args[0]) })},
+		byID("flush", "Make a deferred message due now", queueFlush),
+		byID("hold", "Put a message on hold", queueHold),
+		byID("release", "Take a message off hold", queueRelease),
+		byID("delete", "Delete a message without delivering or bouncing it", queueDelete),
 	)
 	return c
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -159,12 +160,12 @@ func runRulesTest(ctx context.Context, w io.Writer, cfg *config.Config, rf *conf
 	if step(policy.StageHelo, "helo "+f.helo) {
 		return nil
 	}
-	tx.Envelope.From = policy.ParseAddress(from)
+	tx.Envelope.From = address.Parse(from)
 	if step(policy.StageMail, "mail from:<"+from+">") {
 		return nil
 	}
 	for _, r := range rcpts {
-		tx.Rcpt = policy.ParseAddress(r)
+		tx.Rcpt = address.Parse(r)
 		if !step(policy.StageRcpt, "rcpt to:<"+r+">") {
 			tx.Envelope.Rcpts = append(tx.Envelope.Rcpts, tx.Rcpt)
 		}

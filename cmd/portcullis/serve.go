@@ -30,6 +30,7 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/dkim"
@@ -138,11 +139,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return fmt.Errorf("rules:\n%w", err)
 	}
 	defer engine.Close()
-	q, err := spool.Open(filepath.Join(cfg.DataDir, "queue"), spool.Config{Logger: logger})
+	sp, err := spool.Open(filepath.Join(cfg.DataDir, "queue"), spool.Config{Logger: logger})
 	if err != nil {
 		return err
 	}
-	defer q.Close()
+	defer sp.Close()
 
 	users, err := openUsers(ctx, cfg, stderr, logger, reg)
 	if err != nil {
@@ -152,7 +153,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 
 	// Delivery: the router expands aliases and picks each recipient's transport; local
 	// users get maildirs under DATA/mail, lmtp: and smtp: transports their clients.
-	exists := userExists(users)
+	exists := users.Exists
 	rcfg := cfg.Routing
 	rcfg.Logger = logger
 	rcfg.LocalUserExists = exists
@@ -167,7 +168,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer mailStore.Close()
-	local, err := delivery.NewStoreDeliverer(delivery.StoreConfig{Store: mailStore, Exists: exists,
+	localDeliverer, err := local.New(local.Config{Store: mailStore, Exists: exists,
 		RecipientDelimiter: cfg.Routing.RecipientDelimiter})
 	if err != nil {
 		return err
@@ -184,19 +185,19 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer relayClient.Close()
-	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: local, LMTP: lmtpClient, Relay: relayClient, Reinject: q.Enqueue})
+	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: localDeliverer, LMTP: lmtpClient, Relay: relayClient, Reinject: sp.Enqueue})
 	if err != nil {
 		return err
 	}
 	dcfg := cfg.Delivery
 	dcfg.Logger, dcfg.Metrics = logger, reg
-	qm, err := delivery.New(dcfg, q, dispatcher)
+	manager, err := delivery.New(dcfg, sp, dispatcher)
 	if err != nil {
 		return err
 	}
 	qctx, stopQueue := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
-	go func() { qdone <- qm.Run(qctx) }()
+	go func() { qdone <- manager.Run(qctx) }()
 	defer func() {
 		stopQueue()
 		<-qdone
@@ -209,12 +210,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
 		Engine:         engine,
-		Queue:          q,
+		Spool:          sp,
 		Resolver:       resolver,
 		Auth:           users.Auth,
-		Recipients:     router, // users, aliases and virtual aliases: 550 5.1.1 at RCPT
-		Local:          local,  // final delivery of the LMTP listener
-		Quota:          local.CheckQuota,
+		Recipients:     router,         // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Local:          localDeliverer, // final delivery of the LMTP listener
+		Quota:          localDeliverer.CheckQuota,
 		Logger:         logger,
 		Metrics:        reg,
 		PrepareMessage: prepareMessage(authservID, signer, logger),
@@ -301,51 +302,6 @@ func openUsers(ctx context.Context, cfg *config.Config, stderr io.Writer, logger
 	}
 	return svc, nil
 }
-
-// userExists says whether a local address has a mailbox: a local user, or an LDAP user.
-// Answers are kept for existsTTL: each message asks twice (at RCPT and at delivery), and a
-// busy MX asks for the same few mailboxes all the time; a user added or deleted with
-// `portcullis user` is seen within existsTTL.
-func userExists(svc *auth.Service) func(ctx context.Context, addr string) (bool, error) {
-	lookup := func(ctx context.Context, addr string) (bool, error) {
-		ok, err := svc.DB.Exists(ctx, addr)
-		if ok || err != nil || svc.LDAP == nil {
-			return ok, err
-		}
-		return svc.LDAP.Exists(ctx, addr)
-	}
-	type entry struct {
-		ok  bool
-		exp time.Time
-	}
-	var mu sync.Mutex
-	cache := map[string]entry{}
-	return func(ctx context.Context, addr string) (bool, error) {
-		now := time.Now()
-		mu.Lock()
-		e, hit := cache[addr]
-		mu.Unlock()
-		if hit && now.Before(e.exp) {
-			return e.ok, nil
-		}
-		ok, err := lookup(ctx, addr)
-		if err != nil {
-			return false, err
-		}
-		mu.Lock()
-		if len(cache) >= existsCacheSize {
-			clear(cache) // crude but bounded; refilled by the next lookups
-		}
-		cache[addr] = entry{ok, now.Add(existsTTL)}
-		mu.Unlock()
-		return ok, nil
-	}
-}
-
-const (
-	existsTTL       = 10 * time.Second
-	existsCacheSize = 100000
-)
 
 // prepareMessage runs on every received message before the data stage: it removes
 // Authentication-Results fields that claim our name (only we may write them, RFC 8601

@@ -30,8 +30,8 @@ import (
 // recipients routed to it (temporarily: a configuration fix lets them through).
 type Config struct {
 	Router *route.Router
-	// Local delivers route.Local recipients (the mail store, or delivery.Maildir).
-	Local delivery.LocalDeliverer
+	// Local delivers route.Local recipients (*local.Deliverer: the mail store).
+	Local LocalDeliverer
 	// LMTP delivers route.LMTP recipients.
 	LMTP *lmtp.Client
 	// Relay delivers route.SMTP recipients.
@@ -41,6 +41,12 @@ type Config struct {
 	// MaxMessageBytes bounds a message read into memory when the queue's reader cannot be
 	// read at an offset. [64 MiB]
 	MaxMessageBytes int64
+}
+
+// LocalDeliverer delivers a message to one local recipient. An error that
+// delivery.IsPermanent reports fails the recipient; any other error defers it.
+type LocalDeliverer interface {
+	Deliver(ctx context.Context, rcpt string, env spool.Envelope, msg io.Reader) error
 }
 
 // Dispatcher is the queue's Router.
@@ -59,7 +65,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{cfg: cfg}
 	if cfg.Local != nil {
-		d.local = delivery.LocalTransport{Local: cfg.Local}
+		d.local = localTransport{cfg.Local}
 	}
 	return d, nil
 }
@@ -117,6 +123,32 @@ func (d *Dispatcher) route(dst route.Destination) (delivery.Route, error) {
 		return r, fmt.Errorf("dispatch: unknown transport %q", dst.Kind)
 	}
 	return r, nil
+}
+
+// localTransport hands each recipient to a LocalDeliverer.
+type localTransport struct{ local LocalDeliverer }
+
+// Deliver delivers to each recipient in turn, reading msg from its start each time.
+func (t localTransport) Deliver(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
+	rs, seekable := msg.(io.ReadSeeker)
+	out := make([]delivery.Result, len(rcpts))
+	for i, r := range rcpts {
+		out[i].Rcpt = r
+		if seekable {
+			if _, err := rs.Seek(0, io.SeekStart); err != nil {
+				out[i].Err = err
+				continue
+			}
+		} else if i > 0 {
+			out[i].Err = errors.New("dispatch: message reader cannot be rewound")
+			continue
+		}
+		out[i].Err = t.local.Deliver(ctx, r, env, msg)
+		if out[i].Err == nil {
+			out[i].Reply = "250 2.0.0 delivered to mailbox"
+		}
+	}
+	return out
 }
 
 // clientTransport adapts lmtp.Client.Deliver and relay.Client.Deliver.

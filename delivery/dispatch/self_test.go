@@ -10,8 +10,10 @@ import (
 
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
+	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/spool"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // An alias that lists itself keeps a copy in its own mailbox and forwards the rest;
@@ -24,7 +26,12 @@ func TestAliasKeepsCopyAndLoopGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, _ := delivery.NewMaildir(delivery.MaildirConfig{Root: filepath.Join(dir, "mail")})
+	st, err := store.New(store.Config{Dir: filepath.Join(dir, "mail")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	md, _ := local.New(local.Config{Store: st})
 	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -52,9 +59,16 @@ func TestAliasKeepsCopyAndLoopGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	count := func(user string) int {
-		p, _ := md.Path(user + "@example.test")
-		n, _ := filepath.Glob(filepath.Join(string(p), "new", "*"))
-		return len(n)
+		u, err := st.Open(ctx, user+"@example.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Release()
+		s, err := u.Status(ctx, store.Inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(s.Messages)
 	}
 	if k, b, a := count("keep"), count("bob"), count("alice"); k != 1 || b != 1 || a != 0 {
 		t.Fatalf("keep %d, bob %d, alice %d messages; want 1, 1, 0", k, b, a)

@@ -31,7 +31,7 @@ func TestRcptValidationAgainstDovecot(t *testing.T) {
 	srv, err := smtpd.New(smtpd.Config{
 		Hostname: "mx.example.test", DataDir: t.TempDir(), LocalDomains: []string{"example.test"},
 		Listeners: []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX}},
-	}, smtpd.Deps{Queue: nullQueue{}, Recipients: r, Logger: quiet})
+	}, smtpd.Deps{Spool: nullQueue{}, Recipients: r, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/net/idna"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/delivery/internal/smtpconn"
 	"github.com/portcullis-mail/portcullis/dnsx"
 )
@@ -253,10 +254,10 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 		return nil, nil
 	}
 	if nexthop == "" {
-		nexthop = domainOf(rcpts[0])
+		nexthop = address.Domain(rcpts[0])
 		for _, r := range rcpts[1:] {
-			if domainOf(r) != nexthop {
-				err := fmt.Errorf("relay: recipients of different domains (%s, %s) without a next hop", nexthop, domainOf(r))
+			if address.Domain(r) != nexthop {
+				err := fmt.Errorf("relay: recipients of different domains (%s, %s) without a next hop", nexthop, address.Domain(r))
 				return all(rcpts, smtpconn.Fail("", "", 451, "4.3.5", err.Error(), err)), err
 			}
 		}
@@ -566,14 +567,6 @@ func headerHasUTF8(msg io.ReaderAt, size int64) bool {
 		}
 	}
 	return false
-}
-
-func domainOf(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return ""
-	}
-	return strings.ToLower(addr[i+1:])
 }
 
 func all(rcpts []string, r smtpconn.Result) []RcptResult {

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/address"
 )
 
 // Kind is a delivery transport.
@@ -92,7 +92,9 @@ type Config struct {
 	// Postfix's relayhost; otherwise they go to their mail exchangers.
 	RelayHost string `yaml:"relay_host"`
 	// RecipientDelimiter separates an address extension: user+tag@domain is looked up as
-	// itself first, then as user@domain. ["+"]; "-" for qmail style.
+	// itself first, then as user@domain. Several characters mean any of them, as in
+	// Postfix 2.11 and later ("+-"). ["+"]; "-" for qmail style. The same setting names
+	// the mailbox of local delivery.
 	RecipientDelimiter string `yaml:"recipient_delimiter"`
 	// LocalUsers are addresses of local domains that exist (user@domain), for
 	// validation when LocalUserExists is nil.
@@ -183,7 +185,7 @@ func New(cfg Config) (*Router, error) {
 		r.virtual[d] = true
 	}
 	for _, u := range cfg.LocalUsers {
-		local, domain, ok := split(u)
+		local, domain, ok := address.Split(u)
 		if !ok || !r.local[domain] {
 			return nil, fmt.Errorf("route: local user %q is not an address in a local domain", u)
 		}
@@ -320,25 +322,10 @@ func normDomain(d string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
 }
 
-// split returns the local part and the lower-cased domain of an address.
-func split(addr string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 {
-		return addr, "", false
-	}
-	return addr[:i], normDomain(addr[i+1:]), true
-}
-
 // base removes the address extension from a local part ("user+tag" → "user") and
 // folds it to lower case.
 func (r *Router) base(local string) string {
-	local = strings.ToLower(local)
-	if d := r.cfg.RecipientDelimiter; d != "" {
-		if j := strings.Index(local, d); j > 0 {
-			return local[:j]
-		}
-	}
-	return local
+	return address.StripExtension(strings.ToLower(local), r.cfg.RecipientDelimiter)
 }
 
 // ensure loads every map that was never loaded. A map that cannot be read makes
@@ -383,7 +370,7 @@ func (r *Router) canonical(addr string, specific *fileMap) string {
 		if m == nil {
 			continue
 		}
-		local, domain, ok := split(addr)
+		local, domain, ok := address.Split(addr)
 		if !ok {
 			continue
 		}
@@ -472,7 +459,7 @@ func (r *Router) Expand(ctx context.Context, rcpt string) ([]string, error) {
 		if len(path) > r.cfg.MaxDepth {
 			return &ResolveError{Rcpt: rcpt, Reply: fmt.Sprintf("554 5.4.6 aliases nested deeper than %d", r.cfg.MaxDepth)}
 		}
-		local, domain, ok := split(addr)
+		local, domain, ok := address.Split(addr)
 		var targets []string
 		var found bool
 		if ok {
@@ -530,7 +517,7 @@ func (r *Router) Route(ctx context.Context, rcpt string) (Destination, error) {
 	if err := r.ensure(rcpt); err != nil {
 		return Destination{}, err
 	}
-	local, domain, ok := split(rcpt)
+	local, domain, ok := address.Split(rcpt)
 	if !ok {
 		return Destination{}, &ResolveError{Rcpt: rcpt, Reply: "553 5.1.3 bad recipient address syntax"}
 	}
@@ -624,7 +611,7 @@ func (r *Router) Valid(ctx context.Context, rcpt string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	local, domain, ok := split(addr)
+	local, domain, ok := address.Split(addr)
 	if !ok {
 		return false, nil
 	}
@@ -664,6 +651,6 @@ func (r *Router) Valid(ctx context.Context, rcpt string) (bool, error) {
 }
 
 // ValidRecipient implements smtpd.RecipientValidator.
-func (r *Router) ValidRecipient(ctx context.Context, rcpt policy.Address) (bool, error) {
+func (r *Router) ValidRecipient(ctx context.Context, rcpt address.Address) (bool, error) {
 	return r.Valid(ctx, rcpt.String())
 }

@@ -329,7 +329,7 @@ func TestSMTPRecipientValidation(t *testing.T) {
 		Hostname: "mx.example.test", DataDir: t.TempDir(),
 		LocalDomains: []string{"example.test", "other.test", "virtual.test"},
 		Listeners:    []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX}},
-	}, smtpd.Deps{Queue: queueFunc(func(env spool.Envelope) { queued = append(queued, env.To) }), Recipients: r, Logger: quiet})
+	}, smtpd.Deps{Spool: queueFunc(func(env spool.Envelope) { queued = append(queued, env.To) }), Recipients: r, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

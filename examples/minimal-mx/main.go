@@ -69,7 +69,7 @@ func main() {
 		LocalDomains:    []string{"example.test"},
 		TrustedNetworks: []string{"127.0.0.0/8"},
 		Listeners:       []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:2525", Mode: smtpd.ModeMX}},
-	}, smtpd.Deps{Engine: engine, Queue: queue, Resolver: resolver})
+	}, smtpd.Deps{Engine: engine, Spool: queue, Resolver: resolver})
 	check(err)
 	slog.Info("listening on 127.0.0.1:2525")
 	check(srv.Serve(ctx))

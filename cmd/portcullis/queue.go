@@ -1,4 +1,4 @@
-package delivery
+package main
 
 import (
 	"bufio"
@@ -9,6 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -18,8 +21,11 @@ import (
 // changes at its next rescan (Config.Rescan). ID "ALL" selects every queued message for
 // flush, hold, release and delete.
 
-// MessageState is how List describes a queued message.
-func MessageState(st spool.Status, now time.Time) string {
+// maxShownHeader bounds what queue show reads of a message to print its header.
+const maxShownHeader = 64 << 10
+
+// messageState is how List describes a queued message.
+func messageState(st spool.Status, now time.Time) string {
 	switch {
 	case st.Held:
 		return "hold"
@@ -30,9 +36,9 @@ func MessageState(st spool.Status, now time.Time) string {
 	}
 }
 
-// List writes one line per queued message (id, size, arrival, state, sender, recipients
+// queueList writes one line per queued message (id, size, arrival, state, sender, recipients
 // left) and a total, like mailq.
-func List(sp *spool.Spool, w io.Writer) error {
+func queueList(sp *spool.Spool, w io.Writer) error {
 	ids, err := sp.List()
 	if err != nil {
 		return err
@@ -59,7 +65,7 @@ func List(sp *spool.Spool, w io.Writer) error {
 			from = "<>"
 		}
 		rem := st.Remaining(env)
-		state := MessageState(st, now)
+		state := messageState(st, now)
 		if state == "deferred" {
 			state += " until " + st.NextAttempt.Local().Format("Jan 2 15:04:05")
 		}
@@ -73,9 +79,9 @@ func List(sp *spool.Spool, w io.Writer) error {
 	return err
 }
 
-// Show writes a message's envelope, the state of each recipient, its status history and
+// queueShow writes a message's envelope, the state of each recipient, its status history and
 // its header.
-func Show(sp *spool.Spool, w io.Writer, id string) error {
+func queueShow(sp *spool.Spool, w io.Writer, id string) error {
 	env, msg, err := sp.Open(id)
 	if err != nil {
 		return err
@@ -92,7 +98,7 @@ func Show(sp *spool.Spool, w io.Writer, id string) error {
 	bw := bufio.NewWriter(w)
 	p := func(k string, v any) { fmt.Fprintf(bw, "%-12s %v\n", k+":", v) }
 	p("id", env.ID)
-	p("state", MessageState(st, time.Now()))
+	p("state", messageState(st, time.Now()))
 	p("size", env.Size)
 	p("arrival", env.ReceivedAt.Format(time.RFC3339))
 	from := env.From
@@ -142,27 +148,30 @@ func Show(sp *spool.Spool, w io.Writer, id string) error {
 		}
 	}
 	fmt.Fprintln(bw, "\nheader:")
-	h, err := readHeader(msg, maxReturnHeader)
+	raw, err := io.ReadAll(io.LimitReader(msg, maxShownHeader))
 	if err != nil {
 		return err
 	}
-	bw.Write(h)
+	h, _, _ := policy.ParseHeader(raw)
+	if err := textproto.WriteHeader(bw, h); err != nil {
+		return err
+	}
 	return bw.Flush()
 }
 
-// Flush makes a deferred message (or ALL) due now.
-func Flush(sp *spool.Spool, w io.Writer, id string) error {
-	return each(sp, w, id, "flushed", sp.Flush)
+// queueFlush makes a deferred message (or ALL) due now.
+func queueFlush(sp *spool.Spool, w io.Writer, id string) error {
+	return queueEach(sp, w, id, "flushed", sp.Flush)
 }
 
-// Hold puts a message (or ALL) on hold.
-func Hold(sp *spool.Spool, w io.Writer, id string) error {
-	return each(sp, w, id, "held", sp.Hold)
+// queueHold puts a message (or ALL) on hold.
+func queueHold(sp *spool.Spool, w io.Writer, id string) error {
+	return queueEach(sp, w, id, "held", sp.Hold)
 }
 
-// Release takes a message (or ALL) off hold.
-func Release(sp *spool.Spool, w io.Writer, id string) error {
-	return each(sp, w, id, "released", func(id string) error {
+// queueRelease takes a message (or ALL) off hold.
+func queueRelease(sp *spool.Spool, w io.Writer, id string) error {
+	return queueEach(sp, w, id, "released", func(id string) error {
 		st, err := sp.Status(id)
 		if err != nil || !st.Held {
 			return err
@@ -171,12 +180,12 @@ func Release(sp *spool.Spool, w io.Writer, id string) error {
 	})
 }
 
-// Delete removes a message (or ALL) from the queue without delivering or bouncing it.
-func Delete(sp *spool.Spool, w io.Writer, id string) error {
-	return each(sp, w, id, "deleted", sp.Delete)
+// queueDelete removes a message (or ALL) from the queue without delivering or bouncing it.
+func queueDelete(sp *spool.Spool, w io.Writer, id string) error {
+	return queueEach(sp, w, id, "deleted", sp.Delete)
 }
 
-func each(sp *spool.Spool, w io.Writer, id, done string, fn func(string) error) error {
+func queueEach(sp *spool.Spool, w io.Writer, id, done string, fn func(string) error) error {
 	ids := []string{id}
 	if id == "ALL" {
 		var err error

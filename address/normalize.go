@@ -1,4 +1,4 @@
-package auth
+package address
 
 import (
 	"errors"
@@ -11,24 +11,23 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// Limits on what a user may type as a login name (RFC 5321 §4.5.3.1.1 sizes).
+// Sizes of an address (RFC 5321 §4.5.3.1.1 and §4.5.3.1.2).
 const (
-	maxLocalLen    = 64
-	maxDomainLen   = 253
-	maxUsernameLen = maxLocalLen + 1 + maxDomainLen
-	// MaxPasswordLen bounds the password an Authenticator accepts (in bytes); longer
-	// ones are refused before any hashing or bind, so they cannot be used to burn CPU.
-	MaxPasswordLen = 1024
+	maxLocalLen  = 64
+	maxDomainLen = 253
+	// MaxLen is the longest address Normalize accepts: a 64-octet local part, "@" and a
+	// 253-octet domain.
+	MaxLen = maxLocalLen + 1 + maxDomainLen
 )
 
-// ErrBadAddress is returned (wrapped) by NormalizeAddress for a name that is not a
-// mailbox address portcullis stores users under.
-var ErrBadAddress = errors.New("auth: not a valid user address")
+// ErrInvalid is returned (wrapped) by Normalize for a name that is not a mailbox address
+// portcullis stores users under.
+var ErrInvalid = errors.New("not a valid user address")
 
 // idnaProfile maps a domain to its A-label form (RFC 5891 lookup rules).
 var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transitional(false))
 
-// NormalizeAddress returns the canonical form of a user address, the key under which
+// Normalize returns the canonical form of a user address, the key under which
 // users are stored and the name an Authenticator returns:
 //
 //   - the domain is lower-cased and IDNs are converted to A-labels (xn--…), with a
@@ -40,21 +39,21 @@ var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transition
 //     (RFC 6531 §3.3); quoted local parts, comments, spaces and control characters are
 //     refused, and so are "@" "%" "!" (source routes);
 //   - sizes follow RFC 5321 §4.5.3.1.1 (local part ≤ 64 octets, domain ≤ 253).
-func NormalizeAddress(s string) (string, error) {
-	if len(s) > maxUsernameLen+1 || !utf8.ValidString(s) {
-		return "", fmt.Errorf("%w: %.80q: too long or not UTF-8", ErrBadAddress, s)
+func Normalize(s string) (string, error) {
+	if len(s) > MaxLen+1 || !utf8.ValidString(s) {
+		return "", fmt.Errorf("%w: %.80q: too long or not UTF-8", ErrInvalid, s)
 	}
 	at := strings.LastIndexByte(s, '@')
 	if at <= 0 || at == len(s)-1 {
-		return "", fmt.Errorf("%w: %q: want local@domain", ErrBadAddress, s)
+		return "", fmt.Errorf("%w: %q: want local@domain", ErrInvalid, s)
 	}
 	local, err := normalizeLocal(s[:at])
 	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrBadAddress, s, err)
+		return "", fmt.Errorf("%w: %q: %v", ErrInvalid, s, err)
 	}
-	domain, err := normalizeDomain(s[at+1:])
+	domain, err := NormalizeDomain(s[at+1:])
 	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrBadAddress, s, err)
+		return "", fmt.Errorf("%w: %q: %v", ErrInvalid, s, err)
 	}
 	return local + "@" + domain, nil
 }
@@ -91,7 +90,9 @@ func isAtext(r rune) bool {
 	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.S, unicode.P)
 }
 
-func normalizeDomain(d string) (string, error) {
+// NormalizeDomain returns the canonical form of a domain as Normalize makes it: lower
+// case, A-labels for IDNs, no trailing dot, checked label by label.
+func NormalizeDomain(d string) (string, error) {
 	d = strings.TrimSuffix(d, ".")
 	if d == "" {
 		return "", errors.New("empty domain")

@@ -1,4 +1,4 @@
-package delivery
+package local
 
 import (
 	"bytes"
@@ -13,13 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/dispatch"
+	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
 // newStoreDeliverer returns a deliverer over a fresh store with a quota of quota bytes,
 // where alice and bob exist.
-func newStoreDeliverer(t *testing.T, quota, maxMsg int64) (*StoreDeliverer, *store.Store) {
+func newStoreDeliverer(t *testing.T, quota, maxMsg int64) (*Deliverer, *store.Store) {
 	t.Helper()
 	st, err := store.New(store.Config{Dir: t.TempDir(), QuotaBytes: quota, MaxMessageBytes: maxMsg})
 	if err != nil {
@@ -27,7 +30,7 @@ func newStoreDeliverer(t *testing.T, quota, maxMsg int64) (*StoreDeliverer, *sto
 	}
 	t.Cleanup(func() { st.Close() })
 	users := map[string]bool{"alice@example.org": true, "bob@example.org": true}
-	d, err := NewStoreDeliverer(StoreConfig{Store: st, Exists: func(_ context.Context, a string) (bool, error) {
+	d, err := New(Config{Store: st, Exists: func(_ context.Context, a string) (bool, error) {
 		return users[a], nil
 	}})
 	if err != nil {
@@ -67,7 +70,7 @@ func inbox(t *testing.T, st *store.Store, user string) [][]byte {
 
 const storeTestMsg = "From: carol@example.net\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 
-func TestStoreDelivererDelivers(t *testing.T) {
+func TestDelivers(t *testing.T) {
 	d, st := newStoreDeliverer(t, 0, 0)
 	ctx := context.Background()
 
@@ -112,7 +115,7 @@ func TestStoreDelivererDelivers(t *testing.T) {
 	}
 }
 
-func TestStoreDelivererFailures(t *testing.T) {
+func TestFailures(t *testing.T) {
 	d, st := newStoreDeliverer(t, 300, 1000)
 	ctx := context.Background()
 	env := spool.Envelope{From: "carol@example.net"}
@@ -145,12 +148,12 @@ func TestStoreDelivererFailures(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Deliver succeeded, want %s", tc.reply)
 			}
-			reply, ok := ReplyOf(err)
+			reply, ok := delivery.ReplyOf(err)
 			if !ok || !strings.HasPrefix(reply, tc.reply) {
 				t.Errorf("reply %q (%v), want %s", reply, err, tc.reply)
 			}
-			if IsPermanent(err) != tc.permanent {
-				t.Errorf("IsPermanent(%v) = %v, want %v", err, IsPermanent(err), tc.permanent)
+			if delivery.IsPermanent(err) != tc.permanent {
+				t.Errorf("delivery.IsPermanent(%v) = %v, want %v", err, delivery.IsPermanent(err), tc.permanent)
 			}
 		})
 	}
@@ -159,7 +162,7 @@ func TestStoreDelivererFailures(t *testing.T) {
 	}
 	// Over quota is temporary and names the store's error.
 	err := d.CheckQuota(ctx, "alice@example.org", 100)
-	if !errors.Is(err, store.ErrOverQuota) || IsPermanent(err) {
+	if !errors.Is(err, store.ErrOverQuota) || delivery.IsPermanent(err) {
 		t.Errorf("CheckQuota(alice) = %v, want a temporary ErrOverQuota", err)
 	}
 	if err := d.CheckQuota(ctx, "bob@example.org", 100); err != nil {
@@ -178,42 +181,22 @@ func TestStoreDelivererFailures(t *testing.T) {
 	}
 }
 
-// The queue's local transport over the store: one message, two recipients, one result
-// each.
-func TestStoreDelivererThroughLocalTransport(t *testing.T) {
-	d, st := newStoreDeliverer(t, 0, 0)
-	tr := LocalTransport{Local: d}
-	res := tr.Deliver(context.Background(), spool.Envelope{From: "carol@example.net"},
-		[]string{"alice@example.org", "nobody@example.org", "bob@example.org"}, strings.NewReader(storeTestMsg))
-	if len(res) != 3 || res[0].Err != nil || res[2].Err != nil || !IsPermanent(res[1].Err) {
-		t.Fatalf("results %+v", res)
-	}
-	if replyOf(res[1]) != "550 5.1.1 no such user here" {
-		t.Errorf("reply for nobody: %q", replyOf(res[1]))
-	}
-	for _, u := range []string{"alice@example.org", "bob@example.org"} {
-		if got := inbox(t, st, u); len(got) != 1 || !strings.HasSuffix(string(got[0]), storeTestMsg) {
-			t.Errorf("%s: %q", u, got)
-		}
-	}
-}
-
-func TestNewStoreDelivererConfig(t *testing.T) {
-	if _, err := NewStoreDeliverer(StoreConfig{}); err == nil {
+func TestNewConfig(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
 		t.Error("no store: no error")
 	}
 	st, _ := store.New(store.Config{Dir: t.TempDir()})
-	if _, err := NewStoreDeliverer(StoreConfig{Store: st, Mailbox: "../x"}); err == nil {
+	if _, err := New(Config{Store: st, Mailbox: "../x"}); err == nil {
 		t.Error("bad mailbox: no error")
 	}
 }
 
-func ExampleStoreDeliverer() {
+func Example() {
 	dir, _ := os.MkdirTemp("", "store-example-")
 	defer os.RemoveAll(dir)
 	st, _ := store.New(store.Config{Dir: dir})
 	defer st.Close()
-	d, _ := NewStoreDeliverer(StoreConfig{Store: st})
+	d, _ := New(Config{Store: st})
 	err := d.Deliver(context.Background(), "alice+news@example.org", spool.Envelope{From: "bob@example.net"},
 		strings.NewReader("Subject: hi\r\n\r\nhello\r\n"))
 	fmt.Println(err)
@@ -226,9 +209,10 @@ func ExampleStoreDeliverer() {
 	// 1
 }
 
-// The queue manager delivering local mail into the store: delivered, deferred over
-// quota (the message stays queued for a retry), bounced for an unknown user.
-func TestStoreDelivererThroughQueue(t *testing.T) {
+// The queue manager delivering local mail into the store through the dispatcher, as the
+// server wires it: delivered, deferred over quota (the message stays queued for a
+// retry), bounced for an unknown user (with the deliverer's reply).
+func TestThroughQueue(t *testing.T) {
 	d, st := newStoreDeliverer(t, 400, 0)
 	if _, err := st.Deliver(context.Background(), "bob@example.org", "", strings.NewReader(storeTestMsg+strings.Repeat("z", 300)), nil); err != nil {
 		t.Fatal(err)
@@ -238,11 +222,15 @@ func TestStoreDelivererThroughQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	router, err := NewLocalRouter(LocalRouterConfig{Domains: []string{"example.org"}, Local: d})
+	rt, err := route.New(route.Config{LocalDomains: []string{"example.org"}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := New(Config{Hostname: "mx.example.org", MinBackoff: time.Hour, Logger: slog.New(slog.DiscardHandler)}, sp, router)
+	router, err := dispatch.New(dispatch.Config{Router: rt, Local: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := delivery.New(delivery.Config{Hostname: "mx.example.org", MinBackoff: time.Hour, Logger: slog.New(slog.DiscardHandler)}, sp, router)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +259,9 @@ func TestStoreDelivererThroughQueue(t *testing.T) {
 	}
 	if r := s.Rcpts["bob@example.org"].Reply; !strings.Contains(r, "4.2.2 mailbox full") {
 		t.Errorf("bob's reply %q", r)
+	}
+	if r := s.Rcpts["nobody@example.org"].Reply; r != "550 5.1.1 no such user here" {
+		t.Errorf("nobody's reply %q", r)
 	}
 	if got := inbox(t, st, "alice@example.org"); len(got) != 1 {
 		t.Errorf("alice has %d messages", len(got))

@@ -117,10 +117,10 @@ func (c *Config) defaults() {
 	}
 }
 
-// Queue is the queue manager: it delivers what the spool holds. Messages move between
+// Manager is the queue manager: it delivers what the spool holds. Messages move between
 // the states of Postfix's queue manager: active (being delivered), deferred (waiting for
 // their next attempt) and hold (skipped until released).
-type Queue struct {
+type Manager struct {
 	cfg    Config
 	sp     *spool.Spool
 	router Router
@@ -152,7 +152,7 @@ type arrivals struct {
 }
 
 // arrived counts an arrival at now. q.mu is held.
-func (q *Queue) arrived(now time.Time) {
+func (q *Manager) arrived(now time.Time) {
 	slot := now.UnixNano() / int64(inflowSlot)
 	a := &q.inflow[slot%inflowSlots]
 	if a.slot != slot {
@@ -163,7 +163,7 @@ func (q *Queue) arrived(now time.Time) {
 
 // busyInflow reports whether messages arrived faster than InflowRate over the last
 // inflowSlots slots. q.mu is held.
-func (q *Queue) busyInflow(now time.Time) bool {
+func (q *Manager) busyInflow(now time.Time) bool {
 	if q.cfg.InflowDelay < 0 {
 		return false
 	}
@@ -187,12 +187,12 @@ type entry struct {
 
 // New returns a queue manager for sp that routes recipients with router. It does no I/O;
 // Run starts it.
-func New(cfg Config, sp *spool.Spool, router Router) (*Queue, error) {
+func New(cfg Config, sp *spool.Spool, router Router) (*Manager, error) {
 	if sp == nil || router == nil {
 		return nil, errors.New("delivery: New needs a spool and a router")
 	}
 	cfg.defaults()
-	q := &Queue{
+	q := &Manager{
 		cfg: cfg, sp: sp, router: router, log: cfg.Logger, now: time.Now,
 		msgs: map[string]*entry{}, destBusy: map[string]int{}, destWait: map[string][]*entry{}, kick: make(chan struct{}, 1),
 	}
@@ -203,7 +203,7 @@ func New(cfg Config, sp *spool.Spool, router Router) (*Queue, error) {
 	return q, nil
 }
 
-func (q *Queue) wake() {
+func (q *Manager) wake() {
 	select {
 	case q.kick <- struct{}{}:
 	default:
@@ -211,7 +211,7 @@ func (q *Queue) wake() {
 }
 
 // add schedules id, just queued, to be tried now unless it is known already.
-func (q *Queue) add(id string) {
+func (q *Manager) add(id string) {
 	q.mu.Lock()
 	now := q.now()
 	q.arrived(now)
@@ -229,7 +229,7 @@ func (q *Queue) add(id string) {
 // rescan reads the queue directory: new messages are added, vanished ones dropped, and
 // waiting ones take their hold state and next attempt from the status file, which the
 // queue commands may have changed.
-func (q *Queue) rescan() error {
+func (q *Manager) rescan() error {
 	ids, err := q.sp.List()
 	if err != nil {
 		return err
@@ -272,7 +272,7 @@ func (q *Queue) rescan() error {
 }
 
 // schedule puts e in the schedule, or takes it out when held. q.mu is held.
-func (q *Queue) schedule(e *entry) {
+func (q *Manager) schedule(e *entry) {
 	switch {
 	case e.held && e.index >= 0:
 		heap.Remove(&q.sched, e.index)
@@ -287,7 +287,7 @@ func (q *Queue) schedule(e *entry) {
 // Run delivers until ctx ends, then waits for the attempts in progress (whose transports
 // see ctx cancelled) and returns. Messages delivered meanwhile are removed; the rest stay
 // queued for the next start.
-func (q *Queue) Run(ctx context.Context) error {
+func (q *Manager) Run(ctx context.Context) error {
 	q.watch.Do(func() { q.sp.Watch(q.add) })
 	if err := q.rescan(); err != nil {
 		return fmt.Errorf("delivery: %w", err)
@@ -360,7 +360,7 @@ func (q *Queue) Run(ctx context.Context) error {
 // WaitIdle returns when no message is being delivered and none is due (the ones waiting
 // for a later attempt or on hold do not count), or when ctx ends. For tests and for
 // "flush and wait".
-func (q *Queue) WaitIdle(ctx context.Context) error {
+func (q *Manager) WaitIdle(ctx context.Context) error {
 	ch := make(chan struct{})
 	q.mu.Lock()
 	q.idle = append(q.idle, ch)
@@ -375,7 +375,7 @@ func (q *Queue) WaitIdle(ctx context.Context) error {
 }
 
 // attempt runs one delivery attempt of e and puts it back in the schedule or forgets it.
-func (q *Queue) attempt(ctx context.Context, e *entry) {
+func (q *Manager) attempt(ctx context.Context, e *entry) {
 	next, held, gone, busy := q.deliver(ctx, e.id)
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -403,7 +403,7 @@ type group struct {
 }
 
 // deliver tries every remaining recipient of message id once and records the outcome.
-func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, gone bool, busy []string) {
+func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held, gone bool, busy []string) {
 	now := q.now()
 	retry := now.Add(q.cfg.MinBackoff)
 	env, msg, err := q.sp.Open(id)
@@ -569,7 +569,7 @@ func (q *Queue) deliver(ctx context.Context, id string) (next time.Time, held, g
 // deliverGroups routes recipients, groups them by destination and delivers each group
 // whose destination has a free slot. It fills results and returns the destinations it
 // skipped because they were at their concurrency limit.
-func (q *Queue) deliverGroups(ctx context.Context, env spool.Envelope, msg *spool.Message, rcpts []string, results map[string]Result) (busy []string) {
+func (q *Manager) deliverGroups(ctx context.Context, env spool.Envelope, msg *spool.Message, rcpts []string, results map[string]Result) (busy []string) {
 	var order []string
 	groups := map[string]*group{}
 	for _, r := range rcpts {
@@ -625,7 +625,7 @@ func (c *Config) limit(dest string) int {
 	return c.PerDestination
 }
 
-func (q *Queue) acquire(dest string) bool {
+func (q *Manager) acquire(dest string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.destBusy[dest] >= q.cfg.limit(dest) {
@@ -636,7 +636,7 @@ func (q *Queue) acquire(dest string) bool {
 }
 
 // release frees a slot of dest and makes the first message waiting for it due now.
-func (q *Queue) release(dest string) {
+func (q *Manager) release(dest string) {
 	q.mu.Lock()
 	if q.destBusy[dest]--; q.destBusy[dest] <= 0 {
 		delete(q.destBusy, dest)
@@ -665,7 +665,7 @@ func (q *Queue) release(dest string) {
 
 // backoff is the wait after the n-th failed attempt: MinBackoff·2^(n-1) capped at
 // MaxBackoff, with ±25% jitter so that messages deferred together do not retry together.
-func (q *Queue) backoff(n int) time.Duration {
+func (q *Manager) backoff(n int) time.Duration {
 	d := q.cfg.MinBackoff
 	for i := 1; i < n && d < q.cfg.MaxBackoff; i++ {
 		d *= 2
@@ -674,7 +674,7 @@ func (q *Queue) backoff(n int) time.Duration {
 	return d*3/4 + rand.N(d/2+1)
 }
 
-func (q *Queue) sendDSN(ctx context.Context, env spool.Envelope, msg *spool.Message, kind dsnKind, rcpts []dsnRcpt, until time.Time) error {
+func (q *Manager) sendDSN(ctx context.Context, env spool.Envelope, msg *spool.Message, kind dsnKind, rcpts []dsnRcpt, until time.Time) error {
 	denv, r, err := buildDSN(q.cfg.Hostname, env, msg, kind, rcpts, until, q.now())
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package auth
+package address
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestNormalizeAddress(t *testing.T) {
+func TestNormalize(t *testing.T) {
 	for in, want := range map[string]string{
 		"alice@example.org":            "alice@example.org",
 		"Alice.Smith@Example.ORG":      "alice.smith@example.org",
@@ -39,15 +39,15 @@ func TestNormalizeAddress(t *testing.T) {
 		strings.Repeat("a", 64) + "@x": strings.Repeat("a", 64) + "@x",
 		strings.Repeat("a", 65) + "@x": "",
 	} {
-		got, err := NormalizeAddress(in)
+		got, err := Normalize(in)
 		if want == "" {
-			if err == nil || !errors.Is(err, ErrBadAddress) {
-				t.Errorf("NormalizeAddress(%q) = %q, %v; want ErrBadAddress", in, got, err)
+			if err == nil || !errors.Is(err, ErrInvalid) {
+				t.Errorf("Normalize(%q) = %q, %v; want ErrInvalid", in, got, err)
 			}
 			continue
 		}
 		if err != nil || got != want {
-			t.Errorf("NormalizeAddress(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("Normalize(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }

@@ -1,0 +1,105 @@
+package importrules
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/portcullis-mail/portcullis"
+
+// deps returns the packages pkg links (go list -deps; tests excluded).
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// rule: the packages named by from must not link any package that forbidden matches
+// (a module-relative path, matching itself and everything below it, or a full import
+// path prefix for third-party code).
+type rule struct {
+	from      []string
+	forbidden []string
+	why       string
+}
+
+var rules = []rule{
+	{
+		from:      []string{"./smtpd"},
+		forbidden: []string{"auth", "store", "delivery", "imapd", "pop3d", "config", "modernc.org/sqlite"},
+		why:       "smtpd knows its collaborators by interfaces it owns (Spool, LocalDeliverer, Authenticator, RecipientValidator)",
+	},
+	{
+		from:      []string{"./examples/minimal-mx"},
+		forbidden: []string{"auth", "store", "delivery", "config", "modernc.org/sqlite"},
+		why:       "a minimal MX is an SMTP server, policies and a spool: no mailbox store, user database or SQLite",
+	},
+	{
+		from:      []string{"./imapd", "./pop3d"},
+		forbidden: []string{"auth", "delivery", "smtpd", "config"},
+		why:       "the mailbox servers own their Authenticator interface",
+	},
+	{
+		from:      []string{"./auth", "./delivery/route", "./address"},
+		forbidden: []string{"policy", "smtpd", "config"},
+		why:       "addresses live in package address, not in the rule engine",
+	},
+	{
+		from:      []string{"./address"},
+		forbidden: []string{""}, // nothing of portcullis but itself
+		why:       "address is the leaf every other package may import",
+	},
+	{
+		from:      []string{"./policy"},
+		forbidden: []string{"rbl", "spf", "dkim", "headers", "content", "bayes", "virus", "smtpd", "config", "store", "auth", "delivery"},
+		why:       "the rule engine knows no concrete policy and no server",
+	},
+	{
+		from:      []string{"./rbl", "./spf", "./dkim", "./headers", "./content", "./bayes", "./virus"},
+		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "config", "cmd"},
+		why:       "a policy never imports a server",
+	},
+	{
+		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/..."},
+		forbidden: []string{"config", "cmd", "smtpd"},
+		why:       "library packages never import config or cmd",
+	},
+}
+
+func TestImportRules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	for _, r := range rules {
+		for _, from := range r.from {
+			self := module + "/" + strings.TrimSuffix(strings.TrimPrefix(from, "./"), "/...")
+			for _, d := range deps(t, from) {
+				for _, f := range r.forbidden {
+					bad := false
+					switch {
+					case f == "":
+						bad = strings.HasPrefix(d, module+"/") && d != self && !strings.HasPrefix(d, self+"/")
+					case strings.Contains(f, "."):
+						bad = d == f || strings.HasPrefix(d, f+"/")
+					default:
+						p := module + "/" + f
+						bad = d == p || strings.HasPrefix(d, p+"/")
+					}
+					if bad {
+						t.Errorf("%s links %s: %s", from, d, r.why)
+					}
+				}
+			}
+		}
+	}
+}
