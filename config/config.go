@@ -54,7 +54,7 @@ type Config struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
-	// HTTP serves /metrics (and, later, the web page). Empty Addr disables it.
+	// HTTP serves /metrics. Empty Addr disables it.
 	HTTP struct {
 		Addr string `yaml:"addr"`
 		// Pprof serves Go's profiler under /debug/pprof/ (keep the address private).
