@@ -25,11 +25,10 @@ func parseMailbox(raw string) (address.Address, error) {
 	if raw == "" {
 		return address.Address{}, nil
 	}
-	at := strings.LastIndexByte(raw, '@')
-	if at <= 0 || at == len(raw)-1 {
+	local, domain, ok := address.Split(raw)
+	if !ok {
 		return address.Address{}, errAddrSyntax
 	}
-	local, domain := raw[:at], strings.ToLower(strings.TrimSuffix(raw[at+1:], "."))
 	// RFC 5321 §4.5.3.1.1: local part at most 64 octets, domain at most 255.
 	if len(local) > 64 || len(domain) > 255 {
 		return address.Address{}, errAddrSyntax
