@@ -188,7 +188,7 @@ const fingerprintKey = "tokenizer"
 // CheckStore records the tokenizer fingerprint in an empty store, and fails if the
 // store was trained with different tokenizer settings (its counts would not match).
 func (c *Classifier) CheckStore(ctx context.Context) error {
-	fp := c.cfg.Tokenizer.Fingerprint()
+	fp := Fingerprint()
 	have, err := c.store.Meta(ctx, fingerprintKey)
 	if err != nil {
 		return fmt.Errorf("bayes: read tokenizer fingerprint: %w", err)

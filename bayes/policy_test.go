@@ -144,7 +144,7 @@ classifier:
   x: 0.5
   min_dev: 0.375
   max_tokens: 150
-  tokenizer: { bigrams: false, max_word: 12, headers: [from, to, subject] }
+  tokenizer: { max_text_bytes: 262144 }
 `
 	dec := yaml.NewDecoder(strings.NewReader(doc))
 	dec.KnownFields(true)
@@ -152,7 +152,7 @@ classifier:
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.PerUser || cfg.Unsure[1] != 0.5 || cfg.Autolearn.Spam != 0.9999 || cfg.Classifier.MinDev != 0.375 || len(cfg.Classifier.Tokenizer.Headers) != 3 {
+	if !cfg.PerUser || cfg.Unsure[1] != 0.5 || cfg.Autolearn.Spam != 0.9999 || cfg.Classifier.MinDev != 0.375 || cfg.Classifier.Tokenizer.MaxTextBytes != 262144 {
 		t.Errorf("decoded %+v", cfg)
 	}
 	if _, err := NewPolicy(cfg, nil); err != nil {
