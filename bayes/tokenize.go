@@ -17,8 +17,8 @@ import (
 
 // TokenizerConfig limits how much of a message the tokenizer reads. Which tokens it
 // produces is fixed (the features measured best by cross-validation on the training
-// split; README.md), so that every store holds the same kind of tokens. The zero
-// value of a field means its default.
+// split; docs/bayes-experiments.md), so that every store holds the same kind of
+// tokens. The zero value of a field means its default.
 type TokenizerConfig struct {
 	// MaxMessageBytes limits how much of a message is read (default 1 MiB), MaxTextBytes
 	// how much decoded text is tokenized (default 256 KiB), MaxParts the MIME parts
@@ -29,8 +29,9 @@ type TokenizerConfig struct {
 }
 
 // headerFields are the header fields whose words become "name:word" tokens, chosen by
-// measurement (10-fold cross-validation on the training split; see README.md).
-// Received fields are tokenized separately (host names and networks).
+// measurement (10-fold cross-validation on the training split;
+// docs/bayes-experiments.md). Received fields are tokenized separately (host names
+// and networks).
 var headerFields = []string{
 	"from", "to", "cc", "subject", "reply-to", "return-path", "sender", "x-mailer",
 	"user-agent", "organization", "x-priority", "x-msmail-priority", "list-id",
