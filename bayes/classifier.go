@@ -26,16 +26,10 @@ type Config struct {
 	// HamCutoff and SpamCutoff bound the unsure band: a score ≥ SpamCutoff is spam, one
 	// below HamCutoff is ham, anything in between is unsure (defaults 0.2 and 0.5).
 	// Chi-square combining puts messages with strong evidence both ways near 0.5.
-	HamCutoff  float64 `yaml:"ham_cutoff"`
-	SpamCutoff float64 `yaml:"spam_cutoff"`
-	// MinCount ignores tokens seen in fewer trained messages (default 1: use all).
-	MinCount int `yaml:"min_count"`
-	// BodyMinCount ignores body tokens (those not from the top-level header fields)
-	// seen in fewer trained messages, reinforcements counted; header tokens are
-	// unaffected (default 0: off, as 1). Leaving out the body's hapaxes (2) ranks
-	// better in repeated cross-validation but is not better at the 0.5 cut-off
-	// (README.md).
-	BodyMinCount int `yaml:"body_min_count"`
+	// In the policy's configuration they are written unsure: [ham, spam]
+	// (PolicyConfig.Unsure), the one spelling of them.
+	HamCutoff  float64 `yaml:"-"`
+	SpamCutoff float64 `yaml:"-"`
 	// MinTrained is the number of messages of each class needed before the classifier
 	// gives an opinion; until then every score is 0.5 (default 10).
 	MinTrained int `yaml:"min_trained"`
@@ -72,10 +66,11 @@ type Config struct {
 // DefaultMidWeights are the default Config.MidWeights: a logistic regression (ham
 // weighted 10 to 1, L2 penalty 1 on the standardized weights) of the class on the
 // four tail features of the 10-fold cross-validated outputs of the training split,
-// pooled over 10 fold assignments (the usual one and 9 shuffled: bayes-exp -repeat).
+// pooled over 10 fold assignments (the usual one and 9 shuffled; the fitting tool is
+// in the git history, bayes/cmd/bayes-exp -repeat).
 var DefaultMidWeights = [5]float64{-2.20, 2.48, -0.758, 2.40, -2.94}
 
-// Defaults of Config, measured (see README.md).
+// Defaults of Config, measured (docs/bayes-experiments.md).
 const (
 	DefaultS            = 0.1
 	DefaultX            = 0.5
@@ -142,7 +137,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("bayes: mid_band %v must be below 0.5", c.MidBand)
 	}
 	if c.HamCutoff > c.SpamCutoff || c.SpamCutoff > 1 {
-		return fmt.Errorf("bayes: need 0 < ham_cutoff (%v) <= spam_cutoff (%v) <= 1", c.HamCutoff, c.SpamCutoff)
+		return fmt.Errorf("bayes: need 0 < HamCutoff (%v) <= SpamCutoff (%v) <= 1", c.HamCutoff, c.SpamCutoff)
 	}
 	return nil
 }
@@ -188,7 +183,7 @@ const fingerprintKey = "tokenizer"
 // CheckStore records the tokenizer fingerprint in an empty store, and fails if the
 // store was trained with different tokenizer settings (its counts would not match).
 func (c *Classifier) CheckStore(ctx context.Context) error {
-	fp := c.cfg.Tokenizer.Fingerprint()
+	fp := Fingerprint()
 	have, err := c.store.Meta(ctx, fingerprintKey)
 	if err != nil {
 		return fmt.Errorf("bayes: read tokenizer fingerprint: %w", err)
@@ -276,7 +271,6 @@ func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint
 		return sc, nil
 	}
 	clues := b.clues[:0]
-	minCount := uint32(max(c.cfg.MinCount, 1))
 	// f(w) lies between x and p(w), so a token with both within min_dev of 0.5 cannot
 	// count: tested first without a division, with p(w) − 0.5 compared through
 	// cross-multiplied counts (B = spam·N_ham, G = ham·N_spam, p = B/(B+G)) and a
@@ -284,15 +278,10 @@ func (c *Classifier) scoreRepeats(ctx context.Context, b *buffers, hashes []uint
 	lo, hi := (0.5-c.cfg.MinDev)*(1+1e-9), (0.5+c.cfg.MinDev)*(1-1e-9)
 	prefilter := math.Abs(c.cfg.X-0.5) < c.cfg.MinDev && tot.Spam > 0 && tot.Ham > 0
 	nS, nH := float64(tot.Spam), float64(tot.Ham)
-	// the header tokens come first: past them, body tokens need BodyMinCount
-	need, bodyNeed := minCount, max(minCount, uint32(max(c.cfg.BodyMinCount, 0)))
 	for i, h := range hashes {
-		if i == header {
-			need = bodyNeed
-		}
 		ct := counts[i]
-		if ct.Spam+ct.Ham < need {
-			continue
+		if ct.Spam+ct.Ham == 0 {
+			continue // never trained
 		}
 		if prefilter {
 			B, G := float64(ct.Spam)*nH, float64(ct.Ham)*nS

@@ -63,7 +63,7 @@ func trainCorpus(tb testing.TB) (*Classifier, [][]byte, [][]byte) {
 // the ham (1 of 806) and 3% of the spam (11 of 383) misclassified at the default
 // cut-off. The measured numbers meet them by zero and one message, so a change of the
 // tokenizer or the defaults that costs one message fails here: measure it by repeated
-// cross-validation on the train split (bayes-exp -repeat 10) before adopting it.
+// cross-validation on the train split before adopting it (docs/bayes-experiments.md).
 func TestCorpusAccuracy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")

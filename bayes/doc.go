@@ -2,8 +2,8 @@
 //
 // A Tokenizer turns a raw RFC 5322 message into a set of 64-bit token hashes: header
 // fields with their names as prefixes, words of the decoded text and HTML-reduced body
-// parts, pieces of URLs, patterns ("shapes") of the Message-ID and MIME boundaries,
-// "skip" tokens for overlong words and, optionally, word pairs.
+// parts, pieces of URLs, patterns ("shapes") of the Message-ID and MIME boundaries and
+// "skip" tokens for overlong words.
 // A Classifier looks the tokens up in a Store (in memory, or SQLite under the data dir),
 // computes Gary Robinson's per-token probability f(w) with strength s and assumed
 // probability x, and combines the strongest tokens with Fisher's method (the chi-square
@@ -12,5 +12,5 @@
 // The package stands alone: Classifier.Classify, Train, Untrain and TrainOnError work on
 // raw message bytes. Policy adapts it to the portcullis rule engine (stage data).
 // The defaults were chosen by k-fold cross-validation on the training split of the
-// SpamAssassin public corpus only; see README.md.
+// SpamAssassin public corpus only; see README.md and docs/bayes-experiments.md.
 package bayes

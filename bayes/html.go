@@ -10,10 +10,9 @@ import (
 // htmlReducer turns HTML into plain text for the tokenizer: tags are dropped (block
 // tags become a space, inline tags nothing, so "V<b></b>iagra" still reads "Viagra"),
 // script and style contents and comments are skipped, character references are
-// decoded, and the URLs of href/src attributes and the tag names are reported.
+// decoded, and the URLs of href/src attributes are reported.
 type htmlReducer struct {
 	onURL func(u []byte)
-	onTag func(name []byte)
 }
 
 // isBlockTag says whether a tag separates words (a switch: no hashing, unlike a map).
@@ -71,9 +70,6 @@ func (h *htmlReducer) reduce(dst, src []byte) []byte {
 				continue // <!DOCTYPE>, <?xml?>, garbage
 			}
 			name := lowerInto(nameBuf[:0], tag[:min(n, len(nameBuf))])
-			if h.onTag != nil && !closing {
-				h.onTag(name)
-			}
 			if !closing && (string(name) == "script" || string(name) == "style") {
 				// skip to the matching closing tag; without one, only the tag itself
 				// is dropped, so that an unclosed <style> cannot hide the text (and

@@ -23,13 +23,16 @@ type PolicyConfig struct {
 	PerUser        bool `yaml:"per_user"`
 	MinUserTrained int  `yaml:"min_user_trained"` // default 50
 	MaxOpenUsers   int  `yaml:"max_open_users"`   // default 256
-	// Unsure is [ham_cutoff, spam_cutoff]; default [0.2, 0.5].
+	// Unsure is [ham cut-off, spam cut-off], 0 < ham ≤ spam ≤ 1: a score ≥ the spam
+	// cut-off is spam, one below the ham cut-off is ham, anything between is unsure
+	// (default [0.2, 0.5]).
 	Unsure []float64 `yaml:"unsure"`
 	// Autolearn trains the global database with messages scored at least Spam or at
 	// most Ham (0 disables a side), in the background; QueueSize bounds the backlog
 	// (default 100; messages beyond it are not learned).
 	Autolearn AutolearnConfig `yaml:"autolearn"`
-	// Classifier tunes the tokenizer and the combining; its cut-offs are set by Unsure.
+	// Classifier tunes the combining and the tokenizer's limits (the cut-offs are
+	// Unsure).
 	Classifier Config `yaml:"classifier"`
 }
 
@@ -67,8 +70,8 @@ func NewPolicy(cfg PolicyConfig, log *slog.Logger) (*Policy, error) {
 		return nil, fmt.Errorf("bayes: db is required")
 	}
 	if cfg.Unsure != nil {
-		if len(cfg.Unsure) != 2 || cfg.Unsure[0] < 0 || cfg.Unsure[0] > cfg.Unsure[1] || cfg.Unsure[1] > 1 {
-			return nil, fmt.Errorf("bayes: unsure must be [lo, hi] with 0 <= lo <= hi <= 1, got %v", cfg.Unsure)
+		if len(cfg.Unsure) != 2 || cfg.Unsure[0] <= 0 || cfg.Unsure[0] > cfg.Unsure[1] || cfg.Unsure[1] > 1 {
+			return nil, fmt.Errorf("bayes: unsure must be [ham, spam] with 0 < ham <= spam <= 1, got %v", cfg.Unsure)
 		}
 		cfg.Classifier.HamCutoff, cfg.Classifier.SpamCutoff = cfg.Unsure[0], cfg.Unsure[1]
 	}

@@ -3,8 +3,10 @@ package bayes
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,31 +134,173 @@ func TestPolicyPerUser(t *testing.T) {
 	}
 }
 
-// TestPolicyConfigYAML decodes the README's example with unknown fields rejected.
+// TestPolicyConfigYAML decodes the bayes policies of the READMEs' examples (the
+// Config section of bayes/README.md and the rule file of the repository's README.md)
+// as the server does, unknown keys rejected, so that the documentation cannot drift
+// from the code: bayes/README.md's example, which lists every key at its default, must
+// give the defaults, and its table must name every key there is.
 func TestPolicyConfigYAML(t *testing.T) {
-	const doc = `
-db: /var/lib/portcullis/bayes/global.db
-per_user: true
-min_user_trained: 50
-unsure: [0.2, 0.5]
-autolearn: { spam: 0.9999, ham: 0.0001, queue_size: 100 }
-classifier:
-  s: 0.1
-  x: 0.5
-  min_dev: 0.375
-  max_tokens: 150
-  tokenizer: { bigrams: false, max_word: 12, headers: [from, to, subject] }
-`
-	dec := yaml.NewDecoder(strings.NewReader(doc))
-	dec.KnownFields(true)
+	readme := readFile(t, "README.md")
+	section := readme[strings.Index(readme, "\n## Config\n"):]
+	section = section[:strings.Index(section[1:], "\n## ")+1]
+	blocks := yamlBlocks(section)
+	if len(blocks) != 1 {
+		t.Fatalf("bayes/README.md: %d yaml blocks in the Config section, want 1", len(blocks))
+	}
+	cfgs := bayesPolicies(t, blocks[0])
+	if len(cfgs) != 1 {
+		t.Fatalf("bayes/README.md: %d bayes policies in the Config example, want 1", len(cfgs))
+	}
+	for _, cfg := range cfgs {
+		p, err := NewPolicy(cfg, nil)
+		if err != nil {
+			t.Fatalf("bayes/README.md: %v", err)
+		}
+		def, err := NewPolicy(PolicyConfig{DB: cfg.DB}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := New(p.cfg.Classifier, NewMemStore())
+		d, _ := New(Config{}, NewMemStore())
+		// the classifier's and the tokenizer's settings with defaults filled in
+		filled := func(c *Classifier) Config { cc := c.Config(); cc.Tokenizer = c.Tokenizer().Config(); return cc }
+		p.cfg.Classifier, def.cfg.Classifier = filled(c), filled(d)
+		p.cfg.Unsure, def.cfg.Unsure = nil, nil
+		// autolearn is off by default; the example shows the usual thresholds
+		p.cfg.Autolearn.Spam, p.cfg.Autolearn.Ham = 0, 0
+		p.cfg.PerUser = false
+		if !reflect.DeepEqual(p.cfg, def.cfg) {
+			t.Errorf("bayes/README.md's example is not the defaults:\n%+v\nwant\n%+v", p.cfg, def.cfg)
+		}
+		if c.Config().HamCutoff != cfg.Unsure[0] || c.Config().SpamCutoff != cfg.Unsure[1] {
+			t.Errorf("bayes/README.md: unsure %v, default cut-offs %v %v", cfg.Unsure, c.Config().HamCutoff, c.Config().SpamCutoff)
+		}
+	}
+	// the table names every key of PolicyConfig and no other
+	var documented []string
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first, _, _ := strings.Cut(line[1:], "|")
+		for _, f := range strings.Split(first, "`")[1:] {
+			if f = strings.TrimSpace(f); f != "" && f != "," {
+				documented = append(documented, f)
+			}
+		}
+	}
+	keys := yamlKeys(reflect.TypeOf(PolicyConfig{}), "")
+	slices.Sort(documented)
+	if !slices.Equal(documented, keys) {
+		t.Errorf("bayes/README.md's config table names %q, the config has %q", documented, keys)
+	}
+
+	// the repository README's rule file
+	root := readFile(t, "../README.md")
+	n := 0
+	for _, b := range yamlBlocks(root) {
+		for name, cfg := range bayesPolicies(t, b) {
+			n++
+			if cfg.DB == "" {
+				cfg.DB = filepath.Join(t.TempDir(), "global.db") // the server's default
+			}
+			if _, err := NewPolicy(cfg, nil); err != nil {
+				t.Errorf("README.md: policy %s: %v", name, err)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("README.md: no bayes policy in its examples")
+	}
+
+	// one spelling of the cut-offs: the classifier's own fields are not keys
 	var cfg PolicyConfig
-	if err := dec.Decode(&cfg); err != nil {
+	if err := decodeKnown("classifier: { spam_cutoff: 0.9 }", &cfg); err == nil {
+		t.Error("classifier.spam_cutoff accepted")
+	}
+	for _, u := range [][]float64{{0, 0.5}, {0.6, 0.5}, {0.2, 1.1}, {0.2}} {
+		if _, err := NewPolicy(PolicyConfig{DB: "x.db", Unsure: u}, nil); err == nil {
+			t.Errorf("unsure %v accepted", u)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.PerUser || cfg.Unsure[1] != 0.5 || cfg.Autolearn.Spam != 0.9999 || cfg.Classifier.MinDev != 0.375 || len(cfg.Classifier.Tokenizer.Headers) != 3 {
-		t.Errorf("decoded %+v", cfg)
+	return string(b)
+}
+
+// yamlBlocks returns the fenced yaml blocks of a markdown text.
+func yamlBlocks(md string) []string {
+	var out []string
+	for {
+		i := strings.Index(md, "```yaml\n")
+		if i < 0 {
+			return out
+		}
+		md = md[i+len("```yaml\n"):]
+		j := strings.Index(md, "```")
+		if j < 0 {
+			return out
+		}
+		out = append(out, md[:j])
+		md = md[j:]
 	}
-	if _, err := NewPolicy(cfg, nil); err != nil {
-		t.Error(err)
+}
+
+// bayesPolicies decodes the policies of kind bayes of a rule file (or of a part of
+// one), strictly, as the server's config does.
+func bayesPolicies(t *testing.T, doc string) map[string]PolicyConfig {
+	t.Helper()
+	var file struct {
+		Policies map[string]map[string]yaml.Node `yaml:"policies"`
 	}
+	if err := yaml.Unmarshal([]byte(doc), &file); err != nil {
+		t.Fatalf("%v in\n%s", err, doc)
+	}
+	out := map[string]PolicyConfig{}
+	for name, kinds := range file.Policies {
+		n, ok := kinds["bayes"]
+		if !ok {
+			continue
+		}
+		b, err := yaml.Marshal(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg PolicyConfig
+		if err := decodeKnown(string(b), &cfg); err != nil {
+			t.Fatalf("policy %s: %v", name, err)
+		}
+		out[name] = cfg
+	}
+	return out
+}
+
+func decodeKnown(doc string, v any) error {
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+// yamlKeys lists the dotted yaml keys of the leaves of a config struct, sorted.
+func yamlKeys(typ reflect.Type, prefix string) []string {
+	var out []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || name == "" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			out = append(out, yamlKeys(f.Type, prefix+name+".")...)
+			continue
+		}
+		out = append(out, prefix+name)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -15,58 +15,11 @@ import (
 	"github.com/emersion/go-message/charset"
 )
 
-// TokenizerConfig says which features of a message become tokens. The zero value of a
-// field means its default (see DefaultTokenizerConfig); the defaults were chosen by
-// k-fold cross-validation on the training split only.
+// TokenizerConfig limits how much of a message the tokenizer reads. Which tokens it
+// produces is fixed (the features measured best by cross-validation on the training
+// split; docs/bayes-experiments.md), so that every store holds the same kind of
+// tokens. The zero value of a field means its default.
 type TokenizerConfig struct {
-	// Headers lists the header fields whose words become "name:word" tokens; "*"
-	// stands for all fields but Received, Date, Message-ID and mailbox status fields.
-	Headers []string `yaml:"headers"`
-	// NoHeaderNames turns off the "h:name" token for every header field present.
-	NoHeaderNames bool `yaml:"no_header_names"`
-	// NoReceived turns off the tokens for host names and /24 networks in Received;
-	// MaxReceived limits them to the first (newest) so many Received fields (0: all).
-	NoReceived  bool `yaml:"no_received"`
-	MaxReceived int  `yaml:"max_received"`
-	// Caps adds a "caps:word" token for words written in capitals only.
-	Caps bool `yaml:"caps"`
-	// KeepCase adds, for each body word with a capital letter, a "case:Word" token
-	// that keeps its case (besides the lower-cased word).
-	KeepCase bool `yaml:"keep_case"`
-	// Counts adds tokens for the number of MIME parts, URLs, images and Received
-	// fields (in powers of two: "n:urls:3" for 4–7 URLs).
-	Counts bool `yaml:"counts"`
-	// SubjectWords also adds the words of the Subject as body words.
-	SubjectWords bool `yaml:"subject_words"`
-	// FromName adds a "fromname:" token for the whole display name of From
-	// ("fromname:-" when it has none), besides its words.
-	FromName bool `yaml:"from_name"`
-	// PartCombos adds a "part:" token for each MIME part's type, charset and transfer
-	// encoding together ("part:text/html;iso-8859-1;base64").
-	PartCombos bool `yaml:"part_combos"`
-	// ShapeReplyTo adds a "shape:rt:" token of the pattern of the Reply-To address
-	// ("shape:rt:a9@a.a").
-	ShapeReplyTo bool `yaml:"shape_reply_to"`
-	// MinWord and MaxWord bound the length of a word token in bytes (default 3 and 12);
-	// longer words become a "skip:" token of their first byte and length in tens.
-	MinWord int `yaml:"min_word"`
-	MaxWord int `yaml:"max_word"`
-	// Bigrams adds a token for every pair of adjacent body words.
-	Bigrams bool `yaml:"bigrams"`
-	// OSB adds orthogonal sparse bigrams (as CRM114 and OSBF): a token for each body
-	// word paired with each of the next OSB words (at most 4), keyed by their distance.
-	OSB int `yaml:"osb"`
-	// NoShapes turns off the "shape:" tokens for the pattern of the Message-ID and of
-	// multipart boundaries (runs of digits and letters, punctuation kept: mailing
-	// software leaves a recognisable pattern there).
-	NoShapes bool `yaml:"no_shapes"`
-	// NoRcvdDomains turns off the tokens for the last two labels of Received host
-	// names ("rcvd:example.org" besides "rcvd:mail.example.org").
-	NoRcvdDomains bool `yaml:"no_rcvd_domains"`
-	// HTMLTags adds a "tag:name" token for every HTML tag name used.
-	HTMLTags bool `yaml:"html_tags"`
-	// SplitPunct also emits the alphanumeric pieces of words with inner punctuation.
-	SplitPunct bool `yaml:"split_punct"`
 	// MaxMessageBytes limits how much of a message is read (default 1 MiB), MaxTextBytes
 	// how much decoded text is tokenized (default 256 KiB), MaxParts the MIME parts
 	// visited (default 64).
@@ -75,33 +28,29 @@ type TokenizerConfig struct {
 	MaxParts        int `yaml:"max_parts"`
 }
 
-// DefaultHeaders are the header fields tokenized by default, chosen by measurement
-// (10-fold cross-validation on the training split; see README.md). Received fields are
-// tokenized separately (host names and networks).
-var DefaultHeaders = []string{
+// headerFields are the header fields whose words become "name:word" tokens, chosen by
+// measurement (10-fold cross-validation on the training split;
+// docs/bayes-experiments.md). Received fields are tokenized separately (host names
+// and networks).
+var headerFields = []string{
 	"from", "to", "cc", "subject", "reply-to", "return-path", "sender", "x-mailer",
 	"user-agent", "organization", "x-priority", "x-msmail-priority", "list-id",
 	"precedence", "mime-version", "content-type", "message-id", "date",
 }
 
-// skipAll are the fields not tokenized by the "*" entry of Headers: unique per message.
-var skipAll = map[string]bool{"message-id": true, "date": true, "received": true, "delivery-date": true, "x-uid": true, "status": true, "x-status": true, "x-keywords": true}
+// minWord and maxWord bound the length of a word token in bytes; longer words become
+// a "skip:" token of their first byte and length in tens.
+const (
+	minWord = 3
+	maxWord = 12
+)
 
-// DefaultTokenizerConfig returns the measured defaults.
+// DefaultTokenizerConfig returns the default limits.
 func DefaultTokenizerConfig() TokenizerConfig {
-	return TokenizerConfig{Headers: DefaultHeaders}
+	return TokenizerConfig{}.withDefaults()
 }
 
 func (c TokenizerConfig) withDefaults() TokenizerConfig {
-	if c.Headers == nil {
-		c.Headers = DefaultHeaders
-	}
-	if c.MinWord <= 0 {
-		c.MinWord = 3
-	}
-	if c.MaxWord <= 0 {
-		c.MaxWord = 12
-	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1 << 20
 	}
@@ -114,55 +63,29 @@ func (c TokenizerConfig) withDefaults() TokenizerConfig {
 	return c
 }
 
-// Fingerprint identifies the token-producing options (not the limits): a store records
-// it so that untraining uses the tokens training produced.
-func (c TokenizerConfig) Fingerprint() string {
-	c = c.withDefaults()
-	h := fnv.New64a()
-	hs := slices.Clone(c.Headers)
-	for i := range hs {
-		hs[i] = strings.ToLower(hs[i])
-	}
+// Fingerprint identifies the tokens the tokenizer produces (the limits do not count):
+// a store records it, and one trained by another tokenizer version is refused, since
+// its counts would be of other tokens. It is the hash of the description of the token
+// options that earlier versions hashed, at the values the tokenizer now always has,
+// so that a store trained by version 6 with the default settings stays valid.
+func Fingerprint() string { return fingerprint }
+
+var fingerprint = func() string {
+	hs := slices.Clone(headerFields)
 	slices.Sort(hs)
-	fmt.Fprintf(h, "v6|%v|%v|%v|%d|%d|%v|%v|%v|%d|%v", hs, c.NoHeaderNames, c.NoReceived,
-		c.MinWord, c.MaxWord, c.Bigrams, c.HTMLTags, c.SplitPunct, c.MaxReceived, c.SubjectWords)
-	if c.OSB > 0 {
-		fmt.Fprintf(h, "|osb%d", c.OSB)
-	}
-	if !c.NoShapes {
-		fmt.Fprint(h, "|shapes")
-	}
-	if !c.NoRcvdDomains {
-		fmt.Fprint(h, "|rcvddom")
-	}
-	if c.Caps {
-		fmt.Fprint(h, "|caps")
-	}
-	if c.KeepCase {
-		fmt.Fprint(h, "|case")
-	}
-	if c.Counts {
-		fmt.Fprint(h, "|counts")
-	}
-	if c.FromName {
-		fmt.Fprint(h, "|fromname")
-	}
-	if c.PartCombos {
-		fmt.Fprint(h, "|partcombos")
-	}
-	if c.ShapeReplyTo {
-		fmt.Fprint(h, "|shapert")
-	}
+	h := fnv.New64a()
+	// headers, no_header_names, no_received, min_word, max_word, bigrams, html_tags,
+	// split_punct, max_received, subject_words; then the kinds that were on
+	fmt.Fprintf(h, "v6|%v|false|false|%d|%d|false|false|false|0|false|shapes|rcvddom", hs, minWord, maxWord)
 	return fmt.Sprintf("%016x", h.Sum64())
-}
+}()
 
 // Tokenizer turns raw messages into tokens. It is safe for concurrent use.
 type Tokenizer struct {
 	cfg TokenizerConfig
 	// fields describes the header fields handled by name, keyed by hashWord of the
-	// name (which lower-cases it); all is set by the "*" entry of Headers
+	// name (which lower-cases it)
 	fields map[uint64]*fieldInfo
-	all    bool
 	pool   sync.Pool
 }
 
@@ -170,15 +93,10 @@ type Tokenizer struct {
 func NewTokenizer(cfg TokenizerConfig) *Tokenizer {
 	cfg = cfg.withDefaults()
 	t := &Tokenizer{cfg: cfg, fields: map[uint64]*fieldInfo{}}
-	for _, h := range cfg.Headers {
-		h = strings.ToLower(strings.TrimSpace(h))
-		if h == "*" {
-			t.all = true
-			continue
-		}
+	for _, h := range headerFields {
 		t.fields[hashWord([]byte(h))] = &fieldInfo{name: h, prefix: h + ":"}
 	}
-	// Received fields are tokenized by received, whether listed or not
+	// Received fields are tokenized by received
 	t.fields[hashWord([]byte("received"))] = &fieldInfo{name: "received", received: true}
 	t.pool.New = func() any { return &tokState{} }
 	return t
@@ -238,19 +156,17 @@ func (t *Tokenizer) Tokens(raw []byte) []string {
 
 // HashToken returns the hash of one token as Tokens prints it.
 func HashToken(tok string) uint64 {
-	if strings.HasPrefix(tok, casePrefix) || strings.HasPrefix(tok, shapePrefix) {
+	if strings.HasPrefix(tok, shapePrefix) {
 		return hashCase([]byte(tok))
 	}
 	return tokenHash([]byte(tok))
 }
 
-const casePrefix = "case:"
-
-// shapePrefix starts the shape tokens, which are hashed case-preserving as well
-// (the other tokens are hashed lower-cased), since their "A" and "a" differ.
+// shapePrefix starts the shape tokens, which are hashed case-preserving (the other
+// tokens are hashed lower-cased), since their "A" and "a" differ.
 const shapePrefix = "shape:"
 
-// hashCase is the hash of the case-preserving tokens (KeepCase, shapes): hashWord's mixing
+// hashCase is the hash of the case-preserving tokens (shapes): hashWord's mixing
 // without lower-casing, from another seed.
 func hashCase(w []byte) uint64 {
 	h := uint64(len(w))*0x9e3779b97f4a7c15 ^ 0x452821e638d01377
@@ -263,17 +179,6 @@ func hashCase(w []byte) uint64 {
 		x |= uint64(c) << uint(8*i)
 	}
 	return fold(fold(h ^ x))
-}
-
-// addCase adds the case-preserving token of w.
-func (st *tokState) addCase(w []byte) {
-	if st.debug {
-		st.strs[casePrefix+string(w)] = struct{}{}
-		return
-	}
-	b := append(append(st.scratch[:0], casePrefix...), w...)
-	st.scratch = b
-	st.set.add(hashCase(b))
 }
 
 // hashWord is the token hash, with ASCII letters lower-cased (SWAR). A word shorter
@@ -316,13 +221,6 @@ func fold(v uint64) uint64 {
 	return p ^ p>>32
 }
 
-func mix64(h uint64) uint64 {
-	h ^= h >> 32
-	h *= 0xd6e8feb86659fd93
-	h ^= h >> 32
-	return h
-}
-
 // lower8 lower-cases the ASCII capitals among the 8 bytes of x.
 func lower8(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
@@ -361,8 +259,6 @@ const (
 	clSpecial             // ':' and '@' may start URL or address handling
 	clLead                // punctuation trimmed at the start of a word
 	clTrail               // punctuation trimmed at the end of a word
-	clUpper               // A-Z
-	clLower               // a-z
 	clSpace               // isSpace: ' ', \t, \r, \n, \f, \v
 	clAlnum               // isAlnum
 )
@@ -391,10 +287,6 @@ func init() {
 			classTable[c] |= clTrail
 		}
 	}
-	for c := 'A'; c <= 'Z'; c++ {
-		classTable[c] |= clUpper
-		classTable[c+'a'-'A'] |= clLower
-	}
 	for _, c := range []byte(" \t\r\n\f\v") {
 		classTable[c] |= clSpace
 	}
@@ -419,15 +311,8 @@ type tokState struct {
 	html    []byte
 	budget  int
 	parts   int
-	nurls   int // URLs and images seen (Counts)
-	nimgs   int
-	nrcvd   int
 	nheader int // tokens added by the top-level header fields (they come first)
-	// the hashes of the previous body words, newest first, for bigrams and OSB
-	prevs  [maxOSB]uint64
-	prevWs [maxOSB][]byte // their text (debug only)
-	nprev  int
-	red    htmlReducer
+	red     htmlReducer
 	// the last prefix seen by prefix (by address: prefixes are string constants or
 	// strings kept by the Tokenizer, which outlive the state's use of them)
 	lastPrefix     *byte
@@ -442,7 +327,6 @@ func (st *tokState) reset(debug bool) {
 	if debug {
 		st.strs = map[string]struct{}{}
 	}
-	st.nprev = 0
 }
 
 func (st *tokState) add(p1, p2 string, w []byte) {
@@ -519,7 +403,7 @@ func (t *Tokenizer) walk(st *tokState, raw []byte) {
 		raw = raw[:t.cfg.MaxMessageBytes]
 	}
 	st.budget = t.cfg.MaxTextBytes
-	st.parts, st.nurls, st.nimgs, st.nrcvd = 0, 0, 0, 0
+	st.parts = 0
 	if len(st.fields) < maxDepth+2 {
 		st.fields = make([][]field, maxDepth+2)
 	}
@@ -528,16 +412,6 @@ func (t *Tokenizer) walk(st *tokState, raw []byte) {
 	t.header(st, fields)
 	st.nheader = len(st.set.order)
 	t.part(st, fields, body, 0)
-	if t.cfg.Counts {
-		var d [1]byte
-		for _, c := range []struct {
-			p string
-			n int
-		}{{"n:parts:", st.parts}, {"n:urls:", st.nurls}, {"n:imgs:", st.nimgs}, {"n:rcvd:", st.nrcvd}} {
-			d[0] = '0' + byte(min(bits.Len(uint(c.n)), 9))
-			st.add(c.p, "", d[:])
-		}
-	}
 }
 
 // header tokenizes the top-level header fields.
@@ -545,62 +419,37 @@ func (t *Tokenizer) header(st *tokState, fields []field) {
 	var nb [64]byte
 	var dec mime.WordDecoder
 	dec.CharsetReader = charset.Reader
-	nrcvd := 0
 	for _, f := range fields {
 		if len(f.name) > len(nb) {
 			continue
 		}
 		hn := hashWord(f.name) // lower-cases
-		if !t.cfg.NoHeaderNames {
-			if st.debug {
-				st.add("h:", "", f.name)
-			} else {
-				st.set.add(joinHash(hashH, hn)) // tokenHash("h:" + name)
-			}
+		if st.debug {
+			st.add("h:", "", f.name)
+		} else {
+			st.set.add(joinHash(hashH, hn)) // tokenHash("h:" + name)
 		}
 		fi := t.fields[hn]
 		if fi != nil && (len(fi.name) != len(f.name) || !strings.EqualFold(fi.name, string(f.name))) {
 			fi = nil // another name with the same hash
 		}
-		if fi != nil && fi.received {
-			nrcvd++
-			st.nrcvd++
-			if !t.cfg.NoReceived && (t.cfg.MaxReceived == 0 || nrcvd <= t.cfg.MaxReceived) {
-				t.received(st, f.value)
-			}
+		if fi == nil {
 			continue
 		}
-		var prefix, name string
-		if fi != nil {
-			prefix, name = fi.prefix, fi.name
-		} else {
-			lname := lowerInto(nb[:0], f.name)
-			if !t.all || skipAll[string(lname)] {
-				continue
-			}
-			name = string(lname)
-			prefix = name + ":"
+		if fi.received {
+			t.received(st, f.value)
+			continue
 		}
 		v := f.value
-		if !t.cfg.NoShapes && name == "message-id" {
+		if fi.name == "message-id" {
 			t.shape(st, "shape:mid:", trimSpace(v))
-		}
-		if t.cfg.ShapeReplyTo && name == "reply-to" {
-			t.shape(st, "shape:rt:", addrOf(v))
 		}
 		if bytes.Contains(v, []byte("=?")) {
 			if s, err := dec.DecodeHeader(unfold(v)); err == nil {
 				v = []byte(s)
 			}
 		}
-		st.nprev = 0
-		t.words(st, prefix, v, false)
-		if t.cfg.FromName && name == "from" {
-			st.add("fromname:", "", displayName(v))
-		}
-		if t.cfg.SubjectWords && name == "subject" {
-			t.words(st, "", v, false)
-		}
+		t.words(st, fi.prefix, v)
 	}
 }
 
@@ -650,11 +499,10 @@ func (t *Tokenizer) received(st *tokState, v []byte) {
 			continue
 		}
 		st.add("rcvd:", "", w)
-		if !t.cfg.NoRcvdDomains {
-			if k := bytes.LastIndexByte(w, '.'); k > 0 {
-				if k2 := bytes.LastIndexByte(w[:k], '.'); k2 > 0 {
-					st.add("rcvd:", "", w[k2+1:])
-				}
+		// and its last two labels
+		if k := bytes.LastIndexByte(w, '.'); k > 0 {
+			if k2 := bytes.LastIndexByte(w[:k], '.'); k2 > 0 {
+				st.add("rcvd:", "", w[k2+1:])
 			}
 		}
 	}
@@ -736,15 +584,6 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 	if len(cte) > 0 && len(cte) < 32 {
 		st.add("cte:", "", cte)
 	}
-	if t.cfg.PartCombos {
-		var cb [160]byte
-		c := append(append(cb[:0], typ...), ';')
-		c = append(append(c, params.charset...), ';')
-		if len(cte) < 32 {
-			c = append(c, cte...)
-		}
-		st.add("part:", "", c)
-	}
 	fn := params.name
 	if cd := headerValue(fields, "content-disposition"); cd != nil {
 		// RFC 2183 §2.3: the disposition's filename first, then the type's name
@@ -761,14 +600,14 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 			ext = ext[:8]
 		}
 		st.add("fname:", "", ext)
-		t.words(st, "fname:", fn, false)
+		t.words(st, "fname:", fn)
 	}
 	switch {
 	case bytes.HasPrefix(typ, []byte("multipart/")):
 		if depth >= maxDepth {
 			return
 		}
-		if !t.cfg.NoShapes && len(params.boundary) > 0 {
+		if len(params.boundary) > 0 {
 			t.shape(st, "shape:bnd:", params.boundary)
 		}
 		var arr [16][]byte
@@ -796,8 +635,7 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 		f, b := splitHeader(st.fields[depth+1][:0], body, 128)
 		st.fields[depth+1] = f
 		if s := headerValue(f, "subject"); s != nil {
-			st.nprev = 0
-			t.words(st, "", s, true)
+			t.words(st, "", s)
 		}
 		t.part(st, f, b, depth+1)
 	case bytes.HasPrefix(typ, []byte("text/")):
@@ -820,27 +658,10 @@ func (t *Tokenizer) part(st *tokState, fields []field, body []byte, depth int) {
 		text, st.conv = toUTF8(text, params.charset, st.conv)
 		if string(typ) == "text/html" || looksHTML(text) {
 			st.red.onURL = func(u []byte) { t.url(st, u) }
-			st.red.onTag = nil
-			switch {
-			case t.cfg.HTMLTags:
-				st.red.onTag = func(n []byte) {
-					st.add("tag:", "", n)
-					if string(n) == "img" {
-						st.nimgs++
-					}
-				}
-			case t.cfg.Counts:
-				st.red.onTag = func(n []byte) {
-					if string(n) == "img" {
-						st.nimgs++
-					}
-				}
-			}
 			st.html = st.red.reduce(st.html[:0], text)
 			text = st.html
 		}
-		st.nprev = 0
-		t.words(st, "", text, true)
+		t.words(st, "", text)
 	}
 }
 
@@ -858,9 +679,8 @@ func looksHTML(b []byte) bool {
 // words splits text at white space and adds a token for each word. Plain words are
 // trimmed, measured and hashed in the same pass over their bytes; words that may be
 // URLs or addresses, and all words in debug mode, go through word.
-func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
-	minW, maxW := t.cfg.MinWord, t.cfg.MaxWord
-	slow := st.debug || t.cfg.SplitPunct
+func (t *Tokenizer) words(st *tokState, prefix string, text []byte) {
+	slow := st.debug
 	// a prefix ending at its only colon is hashed once (tokenHash)
 	simplePrefix, hp := st.prefix(prefix)
 	i, n := 0, len(text)
@@ -879,15 +699,6 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 		var x uint64
 		short := false
 		switch {
-		case t.cfg.Caps || t.cfg.KeepCase:
-			// per byte: the letter case flags are needed
-			for ; i < n; i++ {
-				f := classTable[text[i]]
-				if f&clSep != 0 {
-					break
-				}
-				flags |= f
-			}
 		case i+8 <= n:
 			// most words end within the next 8 bytes: the first step of scanWord
 			x = binary.LittleEndian.Uint64(text[i:])
@@ -916,18 +727,16 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 		}
 		w := text[ws:goodEnd]
 		if flags&clSpecial != 0 || slow || (len(w) > 4 && w[0]|0x20 == 'w' && hasPrefixFold(w, "www.")) {
-			t.word(st, prefix, text[start:i], body, flags&clSpecial != 0)
+			t.word(st, prefix, text[start:i], flags&clSpecial != 0)
 			continue
 		}
 		switch l := len(w); {
 		case l == 0:
-		case l > maxW:
+		case l > maxWord:
 			bucket := min(l/10, 9)
 			var sk = [2]byte{w[0], '0' + byte(bucket)}
 			st.add(prefix, "skip:", sk[:])
-			st.nprev = 0
-		case l < minW:
-			st.nprev = 0
+		case l < minWord:
 		default:
 			var hGood uint64
 			switch {
@@ -944,15 +753,6 @@ func (t *Tokenizer) words(st *tokState, prefix string, text []byte, body bool) {
 				hGood = tokenHash(st.scratch)
 			}
 			st.set.add(hGood)
-			if t.cfg.Caps && flags&(clUpper|clLower) == clUpper {
-				st.add(prefix, "caps:", w)
-			}
-			if t.cfg.KeepCase && body && flags&clUpper != 0 {
-				st.addCase(w)
-			}
-			if body && (t.cfg.Bigrams || t.cfg.OSB > 0) {
-				t.pairs(st, hGood, nil)
-			}
 		}
 	}
 }
@@ -1013,7 +813,7 @@ func isTrailPunct(c byte) bool {
 	return false
 }
 
-func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bool) {
+func (t *Tokenizer) word(st *tokState, prefix string, w []byte, special bool) {
 	for len(w) > 0 && isLeadPunct(w[0]) {
 		w = w[1:]
 	}
@@ -1025,7 +825,6 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 	}
 	if (special && hasScheme(w)) || (len(w) > 4 && (w[0] == 'w' || w[0] == 'W') && hasPrefixFold(w, "www.")) {
 		t.url(st, w)
-		st.nprev = 0
 		return
 	}
 	if !special {
@@ -1043,98 +842,22 @@ func (t *Tokenizer) word(st *tokState, prefix string, w []byte, body, special bo
 		}
 		st.add(prefix, "@", dom)
 		st.add(prefix, "", w)
-		st.nprev = 0
 		return
 	}
 	n := len(w)
-	if n > t.cfg.MaxWord {
+	if n > maxWord {
 		bucket := n / 10
 		if bucket > 9 {
 			bucket = 9
 		}
 		var sk = [2]byte{w[0], '0' + byte(bucket)}
 		st.add(prefix, "skip:", sk[:])
-		st.nprev = 0
-		if t.cfg.SplitPunct {
-			t.pieces(st, prefix, w)
-		}
 		return
 	}
-	if n < t.cfg.MinWord {
-		st.nprev = 0
+	if n < minWord {
 		return
 	}
 	st.add(prefix, "", w)
-	if t.cfg.Caps || t.cfg.KeepCase {
-		var fl byte
-		for _, c := range w {
-			fl |= classTable[c]
-		}
-		if t.cfg.Caps && fl&(clUpper|clLower) == clUpper {
-			st.add(prefix, "caps:", w)
-		}
-		if t.cfg.KeepCase && body && fl&clUpper != 0 {
-			st.addCase(w)
-		}
-	}
-	if t.cfg.SplitPunct {
-		t.pieces(st, prefix, w)
-	}
-	if body && (t.cfg.Bigrams || t.cfg.OSB > 0) {
-		t.pairs(st, hashWord(w), w)
-	}
-}
-
-const maxOSB = 4
-
-// pairs adds the word-pair tokens of the body word with hash h (and text w, in debug
-// mode) and remembers it: with Bigrams the pair with the previous word, with OSB the
-// pairs with each of the OSB previous words, keyed by the distance.
-func (t *Tokenizer) pairs(st *tokState, h uint64, w []byte) {
-	if t.cfg.Bigrams && st.nprev > 0 {
-		if st.debug {
-			st.add("bi:", string(st.prevWs[0])+" ", w)
-		} else {
-			st.set.add(st.prevs[0]*31 ^ h ^ 0x9e3779b97f4a7c15)
-		}
-	}
-	n := min(t.cfg.OSB, maxOSB)
-	for d := 0; d < n && d < st.nprev; d++ {
-		if st.debug {
-			st.add("osb"+string(rune('1'+d))+":", string(st.prevWs[d])+" ", w)
-		} else {
-			st.set.add(mix64(st.prevs[d]*0xff51afd7ed558ccd ^ h ^ uint64(d+1)*0xc4ceb9fe1a85ec53))
-		}
-	}
-	copy(st.prevs[1:], st.prevs[:maxOSB-1])
-	st.prevs[0] = h
-	if st.debug {
-		last := st.prevWs[maxOSB-1]
-		copy(st.prevWs[1:], st.prevWs[:maxOSB-1])
-		st.prevWs[0] = append(last[:0], bytes.ToLower(w)...)
-	}
-	st.nprev = min(st.nprev+1, maxOSB)
-}
-
-// pieces adds the alphanumeric runs of a word with inner punctuation.
-func (t *Tokenizer) pieces(st *tokState, prefix string, w []byte) {
-	i, found := 0, false
-	for i < len(w) {
-		for i < len(w) && !isAlnum(w[i]) {
-			i++
-			found = true
-		}
-		j := i
-		for j < len(w) && isAlnum(w[j]) {
-			j++
-		}
-		if found || j < len(w) {
-			if p := w[i:j]; len(p) >= t.cfg.MinWord && len(p) <= t.cfg.MaxWord && len(p) < len(w) {
-				st.add(prefix, "", p)
-			}
-		}
-		i = j
-	}
 }
 
 // isAlnum: ASCII letters and digits, and every byte of a multi-byte UTF-8 sequence.
@@ -1159,7 +882,6 @@ func hasPrefixFold(b []byte, p string) bool {
 
 // url adds tokens for the scheme, the host and its registrable suffix, and path pieces.
 func (t *Tokenizer) url(st *tokState, u []byte) {
-	st.nurls++
 	if len(u) > 512 {
 		u = u[:512]
 	}
@@ -1167,7 +889,7 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 		st.add("proto:", "", u[:k])
 		u = u[k+3:]
 	} else if hasPrefixFold(u, "mailto:") {
-		t.word(st, "mailto:", u[7:], false, true)
+		t.word(st, "mailto:", u[7:], true)
 		return
 	}
 	e := bytes.IndexAny(u, "/?#")
@@ -1211,7 +933,7 @@ func (t *Tokenizer) url(st *tokState, u []byte) {
 		for j < len(rest) && isAlnum(rest[j]) {
 			j++
 		}
-		if p := rest[i:j]; len(p) >= 2 && len(p) <= t.cfg.MaxWord {
+		if p := rest[i:j]; len(p) >= 2 && len(p) <= maxWord {
 			st.add("url:", "", p)
 			n++
 		}
@@ -1287,45 +1009,4 @@ func (s *hashSet) grow() {
 
 func (s *hashSet) appendTo(dst []uint64) []uint64 {
 	return append(dst, s.order...)
-}
-
-// displayName returns the display name of a From value ("Name <addr>" or the older
-// "addr (Name)"), without quotes and surrounding space, at most 48 bytes; "-" if none.
-func displayName(v []byte) []byte {
-	var n []byte
-	if k := bytes.IndexByte(v, '<'); k >= 0 {
-		n = v[:k]
-	} else if i, j := bytes.IndexByte(v, '('), bytes.LastIndexByte(v, ')'); i >= 0 && j > i {
-		n = v[i+1 : j]
-	}
-	n = bytes.Trim(n, " \t\r\n\"'")
-	if len(n) == 0 {
-		return []byte("-")
-	}
-	if len(n) > 48 {
-		n = n[:48]
-	}
-	return n
-}
-
-// addrOf returns the address of a From-like field value: within <>, or the word with
-// '@', or the whole value.
-func addrOf(v []byte) []byte {
-	if i := bytes.IndexByte(v, '<'); i >= 0 {
-		if j := bytes.IndexByte(v[i:], '>'); j > 0 {
-			return v[i+1 : i+j]
-		}
-	}
-	at := bytes.IndexByte(v, '@')
-	if at < 0 {
-		return trimSpace(v)
-	}
-	s, e := at, at
-	for s > 0 && !isSpace(v[s-1]) && v[s-1] != '"' && v[s-1] != '(' {
-		s--
-	}
-	for e < len(v) && !isSpace(v[e]) && v[e] != ')' {
-		e++
-	}
-	return v[s:e]
 }

@@ -7,11 +7,11 @@
 # scores), and train and classify rates in messages per second, both by the wall clock and
 # per CPU second (user + system; the fairer number on a shared machine), with the ratio
 # portcullis/bogofilter. Classification runs ROUNDS times, alternating the two tools so that
-# both see the same load. portcullis runs as a process like bogofilter (bayes-eval, the
-# same code as `portcullis bayes`, including opening the SQLite store and reading its token
-# snapshot, which training leaves beside it); the in-process rates
-# of `bayes eval` (without process start and database load) are printed too, measured
-# in the same alternation.
+# both see the same load. portcullis runs as a process like bogofilter: bench/cmd/bayes-eval,
+# the code of `portcullis bayes` in a binary that links nothing else, including opening the
+# SQLite store and reading its token snapshot, which training leaves beside it. The
+# in-process rates of `bayes eval` (without process start and database load) are printed
+# too, measured in the same alternation.
 #
 # bogofilter runs in bulk mode: `bogofilter -d DIR -s -B files...`, `-n -B`, `-T -B`
 # (-B wants file names: given a directory it silently does nothing).
@@ -33,7 +33,7 @@ fi
 
 work=$(mktemp -d /tmp/bayes-bench.XXXXXX)
 if [ "${KEEP:-}" != 1 ]; then trap 'rm -rf "$work"' EXIT; fi
-go build -o "$work/bayes-eval" ./bayes/cmd/bayes-eval
+(cd bench && go build -o "$work/bayes-eval" ./cmd/bayes-eval)
 BE=$work/bayes-eval
 
 # lists of files (bogofilter -B needs names)

@@ -10,8 +10,7 @@
 # all files of ROUNDS passes over their total time, in messages per second, with the ratio
 # ours/clamdscan. Both must find exactly the infected samples, with no errors.
 #
-# Usage: bench/clamav.sh    (env: ROUNDS=1, CONCURRENCY="1 8", TRANSPORT=tcp|unix,
-#                                 SCANNER=portcullis|clamscan-go, SLICE=500,
+# Usage: bench/clamav.sh    (env: ROUNDS=1, CONCURRENCY="1 8", TRANSPORT=tcp|unix, SLICE=500,
 #                                 LIMIT=N to use only the first N corpus messages)
 # Needs: clamd (clamav-daemon), clamdscan, clamav-testfiles, go, python3 (for the corpus).
 set -euo pipefail
@@ -40,13 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The scanner under test: `portcullis virus scan` (SCANNER=portcullis, the default) or the
-# standalone virus/cmd/clamscan-go (SCANNER=clamscan-go); both run virus.ScanFiles.
-SCANNER=${SCANNER:-portcullis}
-go build -o "$work/clamscan-go" ./virus/cmd/clamscan-go
-if [ "$SCANNER" = portcullis ]; then
-  go build -o "$work/portcullis" ./cmd/portcullis
-fi
+# The scanner under test: `portcullis virus scan` (virus.ScanFiles).
+go build -o "$work/portcullis" ./cmd/portcullis
 
 # Local signature database: a body signature for EICAR, a hash signature for clam.exe
 # (the same database as virus/clamdtest).
@@ -103,10 +97,10 @@ else
   printf 'TCPSocket %s\nTCPAddr 127.0.0.1\n' "$port" >"$work/clamdscan.conf"
 fi
 for _ in $(seq 1 300); do
-  "$work/clamscan-go" -addr "$addr" -ping >/dev/null 2>&1 && break
+  "$work/portcullis" virus ping --clamd "$addr" >/dev/null 2>&1 && break
   sleep 0.1
 done
-"$work/clamscan-go" -addr "$addr" -ping
+"$work/portcullis" virus ping --clamd "$addr"
 
 now() { date +%s.%N; }
 
@@ -115,11 +109,7 @@ now() { date +%s.%N; }
 run_ours() {
   local c=$1 list=$2 t0 t1
   t0=$(now)
-  if [ "$SCANNER" = portcullis ]; then
-    xargs -a "$list" "$work/portcullis" virus scan --clamd "$addr" -j "$c" --infected >"$work/ours.out" 2>/dev/null || true
-  else
-    "$work/clamscan-go" -addr "$addr" -j "$c" -i -f "$list" >"$work/ours.out" 2>/dev/null || true
-  fi
+  xargs -a "$list" "$work/portcullis" virus scan --clamd "$addr" -j "$c" --infected >"$work/ours.out" 2>/dev/null || true
   t1=$(now)
   echo "$t0 $t1 $(grep -c ' FOUND$' "$work/ours.out") $(grep -c ': ERROR' "$work/ours.out")" |
     awk '{ printf "%.6f %d %d\n", $2 - $1, $3, $4 }'
@@ -149,7 +139,7 @@ xargs cat <"$work/corpus.list" >/dev/null
 run_ours 1 "$work/slice.aa" >/dev/null
 run_clamdscan 1 "$work/slice.aa" >/dev/null
 
-echo "scanner: $SCANNER; files: $nfiles ($ninfected infected), transport $TRANSPORT, clamd $("$CLAMD" --version), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "files: $nfiles ($ninfected infected), transport $TRANSPORT, clamd $("$CLAMD" --version), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-12s %16s %16s %8s\n' concurrency "ours msg/s" "clamdscan msg/s" ratio
 declare -A ours_at
 for c in $CONCURRENCY; do

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 W=$(mktemp -d /tmp/imapbench.XXXXXX)
 chmod 755 $W
 trap 'kill $PPID_P 2>/dev/null || true; [ -f $W/run/master.pid ] && kill $(cat $W/run/master.pid) 2>/dev/null; sleep 1; rm -rf $W' EXIT
-go build -o $W/imapload ./imapd/imapload
+(cd bench && go build -o $W/imapload ./cmd/imapload)
 P_ADDR=127.0.0.1:21143
 D_PORT=21144
 

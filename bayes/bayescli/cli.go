@@ -94,16 +94,15 @@ type sourced struct {
 	err   error
 }
 
-// stream reads the sources of one class in a goroutine.
-func stream(ctx context.Context, paths []string, class bayes.Class) (<-chan sourced, int) {
+// listSources lists the sources of one class and counts their messages (-1 when an
+// mbox makes the count unknown). A source without messages is an error (ListSource).
+func listSources(paths []string) ([]*Source, int, error) {
 	total := 0
 	var srcs []*Source
-	var openErr error
 	for _, p := range paths {
 		s, err := ListSource(p)
 		if err != nil {
-			openErr = err
-			break
+			return nil, 0, err
 		}
 		srcs = append(srcs, s)
 		if n := s.Len(); n >= 0 && total >= 0 {
@@ -112,13 +111,14 @@ func stream(ctx context.Context, paths []string, class bayes.Class) (<-chan sour
 			total = -1
 		}
 	}
+	return srcs, total, nil
+}
+
+// stream reads the sources of one class in a goroutine.
+func stream(ctx context.Context, srcs []*Source, class bayes.Class) <-chan sourced {
 	ch := make(chan sourced, 64)
 	go func() {
 		defer close(ch)
-		if openErr != nil {
-			ch <- sourced{err: openErr}
-			return
-		}
 		for _, s := range srcs {
 			err := s.Each(ctx, func(m Message) error {
 				select {
@@ -137,14 +137,24 @@ func stream(ctx context.Context, paths []string, class bayes.Class) (<-chan sour
 			}
 		}
 	}()
-	return ch, total
+	return ch
 }
 
 // Train trains (or untrains) the database with the given mail, alternating between
-// spam and ham as a real mail stream would (which matters for train-on-error).
+// spam and ham as a real mail stream would (which matters for train-on-error). Every
+// source must hold messages: an empty folder (or one whose files are all hidden) is
+// an error that names it, before anything is trained.
 func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, error) {
 	if len(o.Spam) == 0 && len(o.Ham) == 0 {
 		return nil, errors.New("train: give --spam or --ham (or both)")
+	}
+	spamSrcs, ns, err := listSources(o.Spam)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	hamSrcs, nh, err := listSources(o.Ham)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	c, s, err := o.DB.classifier(ctx, o.Config, true)
 	if err != nil {
@@ -153,8 +163,8 @@ func Train(ctx context.Context, o TrainOptions, out io.Writer) (*TrainResult, er
 	defer s.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	spamCh, ns := stream(ctx, o.Spam, bayes.Spam)
-	hamCh, nh := stream(ctx, o.Ham, bayes.Ham)
+	spamCh := stream(ctx, spamSrcs, bayes.Spam)
+	hamCh := stream(ctx, hamSrcs, bayes.Ham)
 	total := -1
 	if ns >= 0 && nh >= 0 {
 		total = ns + nh

@@ -216,3 +216,168 @@ func TestEval(t *testing.T) {
 	}
 	_ = bayes.Spam
 }
+
+// writeMessages writes n synthetic messages as dir/NAME-i.eml and returns dir.
+func writeMessages(t *testing.T, dir, name string, n, seed int, spam bool) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(uint64(seed), 7))
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("%s-%02d.eml", name, i))
+		if err := os.WriteFile(p, []byte(synth(r, spam, seed*1000+i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("symbolic links: %v", err)
+	}
+}
+
+// TestSourcesFollowLinks: a folder of links to message files, a link to a folder, a
+// maildir reached through a link and a tree with a link loop and a second link to one
+// folder all list their messages, each once (they listed none: symbolic links were
+// skipped without a word, and training on them trained nothing).
+func TestSourcesFollowLinks(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	spamReal := writeMessages(t, filepath.Join(root, "real", "spam"), "s", 12, 1, true)
+	hamReal := writeMessages(t, filepath.Join(root, "real", "ham"), "h", 12, 2, false)
+
+	// a folder of links to the spam files (relative and absolute targets)
+	links := filepath.Join(root, "links")
+	os.Mkdir(links, 0o755)
+	ents, _ := os.ReadDir(spamReal)
+	for i, e := range ents {
+		target := filepath.Join(spamReal, e.Name())
+		if i%2 == 0 {
+			target = filepath.Join("..", "real", "spam", e.Name())
+		}
+		symlink(t, target, filepath.Join(links, e.Name()))
+	}
+	// a link to the ham folder
+	hamLink := filepath.Join(root, "ham-link")
+	symlink(t, hamReal, hamLink)
+	// a tree: a link to the spam folder, a second link to it, a loop to the tree
+	tree := filepath.Join(root, "tree")
+	os.Mkdir(tree, 0o755)
+	symlink(t, spamReal, filepath.Join(tree, "a"))
+	symlink(t, spamReal, filepath.Join(tree, "b"))
+	symlink(t, tree, filepath.Join(tree, "loop"))
+	// a maildir through a link
+	md, _ := mailboxes(t, 6, 9)
+	mdLink := filepath.Join(root, "maildir-link")
+	symlink(t, md, mdLink)
+
+	for path, want := range map[string]int{links: 12, hamLink: 12, tree: 12, mdLink: 6} {
+		src, err := ListSource(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if src.Len() != want {
+			t.Errorf("%s: %d messages, want %d", path, src.Len(), want)
+		}
+		n := 0
+		if err := src.Each(ctx, func(m Message) error {
+			if len(m.Raw) == 0 {
+				t.Errorf("%s: empty message %s", path, m.Name)
+			}
+			n++
+			return nil
+		}); err != nil || n != want {
+			t.Errorf("%s: read %d messages (%v), want %d", path, n, err, want)
+		}
+	}
+
+	db := DB{Path: filepath.Join(t.TempDir(), "g.db")}
+	var out bytes.Buffer
+	res, err := Train(ctx, TrainOptions{DB: db, Spam: []string{links}, Ham: []string{hamLink}}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Spam != 12 || res.Ham != 12 || res.Applied != 24 {
+		t.Errorf("train through links: %+v", res)
+	}
+	out.Reset()
+	if err := Classify(ctx, ClassifyOptions{DB: db, Files: []string{tree}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 12 {
+		t.Errorf("classify of the tree: %d lines, want 12:\n%s", n, out.String())
+	}
+	r, err := Eval(ctx, EvalOptions{TrainSpam: links, TrainHam: hamLink, TestSpam: tree, TestHam: hamLink}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TrainSpam != 12 || r.TrainHam != 12 || r.TestSpam != 12 || r.TestHam != 12 {
+		t.Errorf("eval through links: %+v", r)
+	}
+	r, err = Eval(ctx, EvalOptions{Spam: links, Ham: hamLink, Folds: 3}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TestSpam != 12 || r.TestHam != 12 {
+		t.Errorf("k-fold eval through links: %+v", r)
+	}
+}
+
+// TestEmptySourceIsAnError: training, classifying or evaluating a folder without
+// messages (empty, only hidden files, an empty maildir) fails naming the folder,
+// before anything is trained; so does a link that leads nowhere.
+func TestEmptySourceIsAnError(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	spam := writeMessages(t, filepath.Join(root, "spam"), "s", 12, 3, true)
+	ham := writeMessages(t, filepath.Join(root, "ham"), "h", 12, 4, false)
+	empty := filepath.Join(root, "empty")
+	os.Mkdir(empty, 0o755)
+	hidden := writeMessages(t, filepath.Join(root, "hidden"), ".h", 2, 5, false)
+	maildir := filepath.Join(root, "Maildir")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(maildir, sub), 0o755)
+	}
+	os.WriteFile(filepath.Join(maildir, "tmp", "1.msg"), []byte(synth(rand.New(rand.NewPCG(1, 1)), true, 1)), 0o644)
+	broken := filepath.Join(root, "broken")
+	os.Mkdir(broken, 0o755)
+	symlink(t, filepath.Join(root, "nowhere.eml"), filepath.Join(broken, "m.eml"))
+
+	for _, bad := range []string{empty, hidden, maildir, broken} {
+		dbPath := filepath.Join(t.TempDir(), "g.db")
+		var out bytes.Buffer
+		_, err := Train(ctx, TrainOptions{DB: DB{Path: dbPath}, Spam: []string{spam}, Ham: []string{ham, bad}}, &out)
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("train with %s: %v, want an error naming it", bad, err)
+		}
+		if _, err := os.Stat(dbPath); !os.IsNotExist(err) {
+			t.Errorf("train with %s created the database (%v)", bad, err)
+		}
+		_, err = Eval(ctx, EvalOptions{TrainSpam: spam, TrainHam: ham, TestSpam: spam, TestHam: bad, JSON: true}, &out)
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("eval with %s: %v, want an error naming it", bad, err)
+		}
+		_, err = Eval(ctx, EvalOptions{Spam: bad, Ham: ham, Folds: 3}, &out)
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("k-fold eval with %s: %v, want an error naming it", bad, err)
+		}
+		if strings.Contains(out.String(), "one_minus_auc") {
+			t.Errorf("eval with %s printed a result: %s", bad, out.String())
+		}
+	}
+	db := DB{Path: filepath.Join(t.TempDir(), "g.db")}
+	var out bytes.Buffer
+	if _, err := Train(ctx, TrainOptions{DB: db, Spam: []string{spam}, Ham: []string{ham}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := Classify(ctx, ClassifyOptions{DB: db, Files: []string{empty}}, &out); err == nil || !strings.Contains(err.Error(), empty) {
+		t.Errorf("classify of an empty folder: %v", err)
+	}
+	if _, err := ListSource(maildir); err == nil || !strings.Contains(err.Error(), "maildir") {
+		t.Errorf("empty maildir: %v", err)
+	}
+}

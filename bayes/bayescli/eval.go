@@ -23,7 +23,6 @@ type EvalOptions struct {
 	Folds                                  int
 	JSON                                   bool      // one JSON line instead of text
 	ROC                                    string    // write the ROC curve as PNG here
-	DB                                     string    // train into a new SQLite store here instead of memory
 	Errors                                 io.Writer // when set, the misclassified test messages are listed here
 }
 
@@ -176,20 +175,9 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		sets[i], names[i] = m, n
 	}
 	testNames := append(append([]string{}, names[2]...), names[3]...)
-	var store bayes.Store = bayes.NewMemStore()
-	if o.DB != "" {
-		s, err := bayes.OpenSQLite(ctx, o.DB, bayes.SQLiteOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("eval: %w", err)
-		}
-		defer s.Close()
-		store = s
-	}
+	store := bayes.NewMemStore()
 	c, err := bayes.New(o.Config, store)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.CheckStore(ctx); err != nil {
 		return nil, err
 	}
 	r := &EvalResult{Mode: "split", TrainSpam: len(sets[0]), TrainHam: len(sets[1])}
@@ -322,7 +310,7 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	tok := bayes.NewTokenizer(o.Config.Tokenizer)
-	scores, unsure, verdicts, err := KFold(ctx, o.Config, Tokenize(tok, spam), Tokenize(tok, ham), o.Folds)
+	scores, unsure, verdicts, err := kfold(ctx, o.Config, tokenize(tok, spam), tokenize(tok, ham), o.Folds)
 	if err != nil {
 		return nil, err
 	}
@@ -332,8 +320,8 @@ func evalKFold(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	return r, nil
 }
 
-// Tokenize returns the tokens of each message as an Update (Tokens and Header set).
-func Tokenize(tok *bayes.Tokenizer, msgs [][]byte) []bayes.Update {
+// tokenize returns the tokens of each message as an Update (Tokens and Header set).
+func tokenize(tok *bayes.Tokenizer, msgs [][]byte) []bayes.Update {
 	out := make([]bayes.Update, len(msgs))
 	for i, m := range msgs {
 		out[i].Tokens, out[i].Header = tok.HashesHeader(nil, m)
@@ -341,10 +329,10 @@ func Tokenize(tok *bayes.Tokenizer, msgs [][]byte) []bayes.Update {
 	return out
 }
 
-// KFold cross-validates cfg on tokenized messages: message i is in fold i mod k; each
+// kfold cross-validates cfg on tokenized messages: message i is in fold i mod k; each
 // fold is scored by a classifier trained on the other folds. Scores are returned with
 // spam first, in input order.
-func KFold(ctx context.Context, cfg bayes.Config, spam, ham []bayes.Update, k int) (scores []Scored, unsure, verdicts []bool, err error) {
+func kfold(ctx context.Context, cfg bayes.Config, spam, ham []bayes.Update, k int) (scores []Scored, unsure, verdicts []bool, err error) {
 	scores = make([]Scored, len(spam)+len(ham))
 	unsure = make([]bool, len(scores))
 	verdicts = make([]bool, len(scores))

@@ -26,7 +26,10 @@ type Message struct {
 
 // ListSource returns the messages at path, which may be a maildir (cur/ and new/), a
 // directory of message files (read recursively, sorted by name), an mbox file, or a
-// single message file. Messages are read lazily by the returned iterator.
+// single message file. Symbolic links are followed, to files and to directories (a
+// directory reached again through a link is read once); names starting with "." are
+// skipped. A directory without any message is an error that names it. Messages are
+// read lazily by the returned iterator.
 func ListSource(path string) (*Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -36,7 +39,8 @@ func ListSource(path string) (*Source, error) {
 	if fi.IsDir() {
 		var files []string
 		root := path
-		if isMaildir(path) {
+		maildir := isMaildir(path)
+		if maildir {
 			for _, sub := range []string{"cur", "new"} {
 				fs, err := listFiles(filepath.Join(path, sub))
 				if err != nil {
@@ -50,6 +54,12 @@ func ListSource(path string) (*Source, error) {
 				return nil, err
 			}
 			files = fs
+		}
+		if len(files) == 0 {
+			if maildir {
+				return nil, fmt.Errorf("mail source %s: no messages in this maildir's cur/ and new/", path)
+			}
+			return nil, fmt.Errorf("mail source %s: no messages in this folder (names starting with . are skipped)", path)
 		}
 		s.files = files
 		return s, nil
@@ -78,25 +88,53 @@ func isMaildir(p string) bool {
 	return true
 }
 
+// listFiles returns the regular files under dir, recursively, sorted, following
+// symbolic links (as bogofilter and find -L do): a link to a file lists the link, a
+// link to a directory is descended into, except into a directory already listed (a
+// loop, or a second link to one), which is read once. Names starting with "." are
+// skipped; a link that leads nowhere is an error.
 func listFiles(dir string) ([]string, error) {
 	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	seen := map[string]bool{} // directories listed, by their path without links
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		real, err := filepath.EvalSymlinks(dir)
 		if err != nil {
 			return err
 		}
-		if d.IsDir() {
-			if strings.HasPrefix(d.Name(), ".") && p != dir {
-				return filepath.SkipDir
+		if seen[real] {
+			return nil
+		}
+		seen[real] = true
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
 			}
-			return nil
+			p := filepath.Join(dir, e.Name())
+			typ := e.Type()
+			if typ&fs.ModeSymlink != 0 {
+				fi, err := os.Stat(p)
+				if err != nil {
+					return fmt.Errorf("symbolic link %s: %w", p, err)
+				}
+				typ = fi.Mode().Type()
+			}
+			switch {
+			case typ.IsDir():
+				if err := walk(p); err != nil {
+					return err
+				}
+			case typ.IsRegular():
+				out = append(out, p)
+			}
 		}
-		if strings.HasPrefix(d.Name(), ".") || !d.Type().IsRegular() {
-			return nil
-		}
-		out = append(out, p)
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(dir); err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	slices.Sort(out)

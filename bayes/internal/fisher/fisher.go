@@ -1,8 +1,6 @@
-// Package fisher holds the arithmetic of the bayes classifier that its experiment
-// tool (bayes/cmd/bayes-exp) measures variants of: Robinson's per-token probability,
-// the chi-square tails and score of Fisher's combining, and the order of the clues.
-// It is internal to bayes so that the tool calls the classifier's own code rather
-// than a copy that could drift from it.
+// Package fisher holds the arithmetic of the bayes classifier: Robinson's per-token
+// probability, the chi-square tails and score of Fisher's combining, and the order of
+// the clues, apart from the tokens and the store so that it is tested on its own.
 package fisher
 
 import "math"

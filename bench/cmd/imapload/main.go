@@ -1,5 +1,5 @@
 // Command imapload is a load generator for IMAP servers, written on go-imap/v2's client,
-// used by run.sh to compare portcullis with Dovecot configured the same way.
+// used by bench/imap.sh to compare portcullis with Dovecot configured the same way.
 //
 //	imapload -addr 127.0.0.1:1143 -clients 50 -duration 20s     # the operation mix
 //	imapload -addr 127.0.0.1:1143 -idle 5000 -server-pid PID     # hold IDLE sessions, report memory
