@@ -75,9 +75,6 @@ func testFile(t testing.TB, name string) []byte {
 	return b
 }
 
-// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
-func corpusDir(t testing.TB) string { return testenv.Corpus(t) }
-
 func TestRealClamdFindsSamples(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{})
 	eicar := []byte(clamdtest.EICAR)
@@ -130,7 +127,7 @@ func TestRealClamdPassesCleanMessages(t *testing.T) {
 	big := make([]byte, 3<<20)
 	_, _ = rand.Read(big)
 	msgs["3MB random"] = big
-	corpus := corpusDir(t)
+	corpus := testenv.Corpus(t)
 	for _, sub := range []string{"test/ham", "test/spam"} {
 		files, _ := filepath.Glob(filepath.Join(corpus, sub, "*.eml"))
 		if len(files) == 0 {
