@@ -70,7 +70,7 @@ type Postfix struct {
 // Start starts a Postfix instance and stops it when the test ends.
 func Start(t testing.TB, cfg Config) *Postfix {
 	t.Helper()
-	testenv.Program(t, "postfix")
+	postfix := testenv.Program(t, "postfix")
 	if os.Getuid() != 0 {
 		testenv.Unavailable(t, "postfixtest: a private Postfix instance needs root")
 	}
@@ -170,7 +170,7 @@ maillog_file_prefixes = /tmp
 	write(t, filepath.Join(dir, "etc", "master.cf"), mcf.Bytes())
 
 	if err := withAlternateConfig(filepath.Join(dir, "etc"), func() error {
-		out, err := exec.Command("postfix", "-c", filepath.Join(dir, "etc"), "start").CombinedOutput()
+		out, err := exec.Command(postfix, "-c", filepath.Join(dir, "etc"), "start").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("postfix start: %v\n%s", err, out)
 		}
