@@ -33,13 +33,13 @@ func TestPolicy(t *testing.T) {
 	}
 	s.Close()
 
-	if _, err := NewPolicy(PolicyConfig{}, nil); err == nil {
+	if _, err := NewPolicy(PolicyConfig{}, Deps{}); err == nil {
 		t.Error("NewPolicy accepted a config without db")
 	}
-	if _, err := NewPolicy(PolicyConfig{DB: db, Unsure: []float64{0.9, 0.1}}, nil); err == nil {
+	if _, err := NewPolicy(PolicyConfig{DB: db, Unsure: []float64{0.9, 0.1}}, Deps{}); err == nil {
 		t.Error("NewPolicy accepted unsure [0.9, 0.1]")
 	}
-	p, err := NewPolicy(PolicyConfig{DB: db, Autolearn: AutolearnConfig{Spam: 0.99, Ham: 0.01}}, nil)
+	p, err := NewPolicy(PolicyConfig{DB: db, Autolearn: AutolearnConfig{Spam: 0.99, Ham: 0.01}}, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestPolicyPerUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	train(udb, true)
-	p, err := NewPolicy(PolicyConfig{DB: db, PerUser: true}, nil)
+	p, err := NewPolicy(PolicyConfig{DB: db, PerUser: true}, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ classifier:
 	if !cfg.PerUser || cfg.Unsure[1] != 0.5 || cfg.Autolearn.Spam != 0.9999 || cfg.Classifier.MinDev != 0.375 || len(cfg.Classifier.Tokenizer.Headers) != 3 {
 		t.Errorf("decoded %+v", cfg)
 	}
-	if _, err := NewPolicy(cfg, nil); err != nil {
+	if _, err := NewPolicy(cfg, Deps{}); err != nil {
 		t.Error(err)
 	}
 }

@@ -39,7 +39,7 @@ func TestPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Config{AuthservID: "mx.portcullis.test"}, srv.Resolver())
+	p, err := New(Config{AuthservID: "mx.portcullis.test"}, Deps{Resolver: srv.Resolver()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestPolicy(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(Config{}, nil); err == nil {
+	if _, err := New(Config{}, Deps{}); err == nil {
 		t.Fatal("nil resolver accepted")
 	}
 }

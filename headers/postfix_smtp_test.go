@@ -192,7 +192,7 @@ body_checks = pcre:%[1]s/maps/body_checks.pcre`, wd))
 func TestAgainstPostfixRegexp(t *testing.T) {
 	wd, _ := os.Getwd()
 	addr := postfixServer(t, fmt.Sprintf("header_checks = regexp:%s/maps/header_checks.regexp", wd))
-	p, err := Load(Config{HeaderChecks: "regexp:maps/header_checks.regexp"})
+	p, err := New(Config{HeaderChecks: "regexp:maps/header_checks.regexp"})
 	if err != nil {
 		t.Fatal(err)
 	}

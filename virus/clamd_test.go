@@ -23,7 +23,7 @@ import (
 
 func newClient(t testing.TB, cfg virus.Config) *virus.Client {
 	t.Helper()
-	c, err := virus.New(cfg)
+	c, err := virus.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +176,12 @@ func TestRealClamdStreamMaxLength(t *testing.T) {
 
 func TestRealClamdKilledThenBack(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{})
-	c := newClient(t, virus.Config{Addrs: []string{d.TCPAddr(), d.UnixAddr()}, Cooldown: time.Hour})
-	p := virus.NewPolicyWithClient(c)
+	p, err := virus.New(virus.Config{Addrs: []string{d.TCPAddr(), d.UnixAddr()}, Cooldown: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Client()
+	t.Cleanup(func() { _ = c.Close() })
 	tx := &policy.Transaction{Message: policy.NewMessage([]byte("Subject: x\r\n\r\n"+clamdtest.EICAR+"\r\n"), time.Now())}
 	if r := p.CheckData(t.Context(), tx); r.Status != policy.StatusFail {
 		t.Fatalf("before kill: %+v", r)
@@ -229,7 +233,7 @@ func TestRealClamdFailover(t *testing.T) {
 
 func TestPolicyOnRealClamd(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{StreamMaxLength: "1M"})
-	p, err := virus.NewPolicy(virus.Config{Addrs: []string{d.UnixAddr()}})
+	p, err := virus.New(virus.Config{Addrs: []string{d.UnixAddr()}})
 	if err != nil {
 		t.Fatal(err)
 	}

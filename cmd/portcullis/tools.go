@@ -49,7 +49,7 @@ func virusCmd() *cobra.Command {
 		Short: "Scan files (messages or anything) through clamd's INSTREAM, like clamdscan --stream",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := virus.New(virus.Config{Addrs: addrs})
+			cl, err := virus.NewClient(virus.Config{Addrs: addrs})
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func virusCmd() *cobra.Command {
 		Short: "PING and VERSION every configured clamd",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := virus.New(virus.Config{Addrs: addrs})
+			cl, err := virus.NewClient(virus.Config{Addrs: addrs})
 			if err != nil {
 				return err
 			}

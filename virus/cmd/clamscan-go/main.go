@@ -31,7 +31,7 @@ func main() {
 		infected  = flag.Bool("i", false, "print only infected files and errors")
 	)
 	flag.Parse()
-	c, err := virus.New(virus.Config{Addrs: strings.Split(*addrs, ","), Timeout: *timeout, NoSessions: *noSession})
+	c, err := virus.NewClient(virus.Config{Addrs: strings.Split(*addrs, ","), Timeout: *timeout, NoSessions: *noSession})
 	if err != nil {
 		fatal(err)
 	}
