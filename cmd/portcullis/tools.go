@@ -28,7 +28,8 @@ func dkimCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Publish this TXT record, then mail from %s submitted by authenticated users is signed:\n\n%s. IN TXT \"%s\"\n", args[0], name, txt)
+			// Split into strings of at most 255 bytes: BIND refuses a longer one.
+			fmt.Fprintf(cmd.OutOrStdout(), "Publish this TXT record, then mail from %s submitted by authenticated users is signed:\n\n%s\n", args[0], dkim.ZoneRecord(name, txt))
 			return nil
 		},
 	}
