@@ -63,9 +63,21 @@ type Policy struct {
 	closeOnce sync.Once
 }
 
+// Deps are what the policy takes from the server around it.
+type Deps struct {
+	// Logger receives the warnings of per-user lookups and auto-learn; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+var (
+	_ policy.DataPolicy   = (*Policy)(nil)
+	_ policy.FactDeclarer = (*Policy)(nil)
+)
+
 // NewPolicy validates cfg and returns the policy; the database is opened on first use.
-// A nil logger means slog.Default().
-func NewPolicy(cfg PolicyConfig, log *slog.Logger) (*Policy, error) {
+// (New builds the Classifier that the policy wraps.)
+func NewPolicy(cfg PolicyConfig, deps Deps) (*Policy, error) {
 	if cfg.DB == "" {
 		return nil, fmt.Errorf("bayes: db is required")
 	}
@@ -90,6 +102,7 @@ func NewPolicy(cfg PolicyConfig, log *slog.Logger) (*Policy, error) {
 	if _, err := New(cfg.Classifier, NewMemStore()); err != nil {
 		return nil, err
 	}
+	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
 	}

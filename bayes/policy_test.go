@@ -36,13 +36,13 @@ func TestPolicy(t *testing.T) {
 	}
 	s.Close()
 
-	if _, err := NewPolicy(PolicyConfig{}, nil); err == nil {
+	if _, err := NewPolicy(PolicyConfig{}, Deps{}); err == nil {
 		t.Error("NewPolicy accepted a config without db")
 	}
-	if _, err := NewPolicy(PolicyConfig{DB: db, Unsure: []float64{0.9, 0.1}}, nil); err == nil {
+	if _, err := NewPolicy(PolicyConfig{DB: db, Unsure: []float64{0.9, 0.1}}, Deps{}); err == nil {
 		t.Error("NewPolicy accepted unsure [0.9, 0.1]")
 	}
-	p, err := NewPolicy(PolicyConfig{DB: db, Autolearn: AutolearnConfig{Spam: 0.99, Ham: 0.01}}, nil)
+	p, err := NewPolicy(PolicyConfig{DB: db, Autolearn: AutolearnConfig{Spam: 0.99, Ham: 0.01}}, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestPolicyPerUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	train(udb, true)
-	p, err := NewPolicy(PolicyConfig{DB: db, PerUser: true}, nil)
+	p, err := NewPolicy(PolicyConfig{DB: db, PerUser: true}, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +152,11 @@ func TestPolicyConfigYAML(t *testing.T) {
 		t.Fatalf("bayes/README.md: %d bayes policies in the Config example, want 1", len(cfgs))
 	}
 	for _, cfg := range cfgs {
-		p, err := NewPolicy(cfg, nil)
+		p, err := NewPolicy(cfg, Deps{})
 		if err != nil {
 			t.Fatalf("bayes/README.md: %v", err)
 		}
-		def, err := NewPolicy(PolicyConfig{DB: cfg.DB}, nil)
+		def, err := NewPolicy(PolicyConfig{DB: cfg.DB}, Deps{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +204,7 @@ func TestPolicyConfigYAML(t *testing.T) {
 			if cfg.DB == "" {
 				cfg.DB = filepath.Join(t.TempDir(), "global.db") // the server's default
 			}
-			if _, err := NewPolicy(cfg, nil); err != nil {
+			if _, err := NewPolicy(cfg, Deps{}); err != nil {
 				t.Errorf("README.md: policy %s: %v", name, err)
 			}
 		}
@@ -219,7 +219,7 @@ func TestPolicyConfigYAML(t *testing.T) {
 		t.Error("classifier.spam_cutoff accepted")
 	}
 	for _, u := range [][]float64{{0, 0.5}, {0.6, 0.5}, {0.2, 1.1}, {0.2}} {
-		if _, err := NewPolicy(PolicyConfig{DB: "x.db", Unsure: u}, nil); err == nil {
+		if _, err := NewPolicy(PolicyConfig{DB: "x.db", Unsure: u}, Deps{}); err == nil {
 			t.Errorf("unsure %v accepted", u)
 		}
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"log/slog"
 
 	"go.yaml.in/yaml/v3"
 
@@ -38,14 +37,14 @@ var kinds = map[string]kind{
 		if err := decode(n, &c); err != nil {
 			return nil, err
 		}
-		return rbl.NewRHSBL(c, d.Resolver)
+		return rbl.NewRHSBL(c, rbl.Deps{Resolver: d.Resolver})
 	}},
 	"spf": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
 		var c spf.Config
 		if err := decode(n, &c); err != nil {
 			return nil, err
 		}
-		return spf.New(c, d.Resolver)
+		return spf.New(c, spf.Deps{Resolver: d.Resolver})
 	}},
 	"dmarc": {build: buildDKIM},
 	"dkim":  {build: buildDKIM},
@@ -76,18 +75,14 @@ var kinds = map[string]kind{
 			}
 			c.DB = bayes.DefaultDBPath(d.DataDir)
 		}
-		log := d.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		return bayes.NewPolicy(c, log)
+		return bayes.NewPolicy(c, bayes.Deps{Logger: d.Logger})
 	}},
 	"clamd": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
 		var c virus.Config
 		if err := decode(n, &c); err != nil {
 			return nil, err
 		}
-		return virus.NewPolicy(c)
+		return virus.New(c)
 	}},
 }
 
@@ -96,7 +91,7 @@ func buildRBL(n *yaml.Node, d Deps) (policy.Policy, error) {
 	if err := decode(n, &c); err != nil {
 		return nil, err
 	}
-	return rbl.New(c, d.Resolver)
+	return rbl.New(c, rbl.Deps{Resolver: d.Resolver})
 }
 
 func buildHeaders(n *yaml.Node, d Deps) (policy.Policy, error) {
@@ -104,7 +99,7 @@ func buildHeaders(n *yaml.Node, d Deps) (policy.Policy, error) {
 	if err := decode(n, &c); err != nil {
 		return nil, err
 	}
-	return headers.Load(c)
+	return headers.New(c)
 }
 
 func buildDKIM(n *yaml.Node, d Deps) (policy.Policy, error) {
@@ -119,7 +114,7 @@ func buildDKIM(n *yaml.Node, d Deps) (policy.Policy, error) {
 	if c.AuthservID == "" {
 		c.AuthservID = d.AuthservID
 	}
-	return dkim.New(c, d.Resolver)
+	return dkim.New(c, dkim.Deps{Resolver: d.Resolver})
 }
 
 // builtins are instances every rule file has without configuring them.

@@ -1,11 +1,12 @@
 package content
 
 import (
-	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // clamavTestFiles locates the harmless test files of the clamav-testfiles package: real
@@ -13,7 +14,7 @@ import (
 func clamavTestFiles(t *testing.T) string {
 	dir := "/usr/share/clamav-testfiles"
 	if _, err := os.Stat(filepath.Join(dir, "clam.exe")); err != nil {
-		testenv.Unavailable(t, "clamav-testfiles: %v", err)
+		testenv.Unavailable(t, "clamav-testfiles: %v (scripts/install-test-deps.sh installs it)", err)
 	}
 	return dir
 }

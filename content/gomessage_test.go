@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // TestNamesAgreeWithGoMessage decodes every attachment name of the golden corpus and
@@ -18,8 +19,9 @@ import (
 // duplicated-parameter case), ours must be marked suspicious.
 func TestNamesAgreeWithGoMessage(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.eml")
-	// The corpus when present (TestCorpus fails in CI when it is missing).
-	if c, err := filepath.Glob(filepath.Join(corpusDirQuiet(), "*", "*", "*.eml")); err == nil {
+	// The corpus when present.
+	if dir := testenv.CorpusIfPresent(t); dir != "" {
+		c, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*.eml"))
 		files = append(files, c...)
 	}
 	compared, flagged := 0, 0
@@ -71,17 +73,4 @@ func TestNamesAgreeWithGoMessage(t *testing.T) {
 	if compared < 10 || flagged < 1 {
 		t.Errorf("too little compared: %d agreeing, %d flagged", compared, flagged)
 	}
-}
-
-func corpusDirQuiet() string {
-	if d := os.Getenv("PORTCULLIS_SA_CORPUS"); d != "" {
-		return d
-	}
-	wd, _ := os.Getwd()
-	for d := wd; filepath.Dir(d) != d; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, ".cache", "sa-corpus")
-		}
-	}
-	return ""
 }

@@ -22,6 +22,12 @@ type Policy struct {
 	lim Limits
 }
 
+var (
+	_ policy.DataPolicy   = (*Policy)(nil)
+	_ policy.FactDeclarer = (*Policy)(nil)
+	_ policy.Bounded      = (*Policy)(nil)
+)
+
 // New returns a content policy.
 func New(cfg Config) (*Policy, error) {
 	if cfg.MaxBytes < 0 || cfg.MaxParts < 0 || cfg.MaxDepth < 0 || cfg.MaxRatio < 0 {

@@ -22,6 +22,13 @@ type Config struct {
 	MaxSignatures int `yaml:"max_signatures"`
 }
 
+// Deps are what the policy takes from the server around it.
+type Deps struct {
+	// Resolver answers the key, DMARC and SPF queries: the server's shared dnsx.Cache.
+	// Required.
+	Resolver dnsx.Resolver
+}
+
 // Policy verifies DKIM signatures and evaluates DMARC at the data stage.
 //
 // DMARC needs the transaction's SPF result. Rather than depend on another policy
@@ -33,9 +40,9 @@ type Policy struct {
 	r   dnsx.Resolver
 }
 
-// New returns the policy; r is the shared (cached) resolver.
-func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
-	if r == nil {
+// New returns the policy.
+func New(cfg Config, deps Deps) (*Policy, error) {
+	if deps.Resolver == nil {
 		return nil, errors.New("dkim: nil resolver")
 	}
 	if cfg.Timeout < 0 || cfg.MaxSignatures < 0 {
@@ -47,7 +54,7 @@ func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
 	if cfg.MaxSignatures == 0 {
 		cfg.MaxSignatures = DefaultMaxSignatures
 	}
-	return &Policy{cfg: cfg, r: r}, nil
+	return &Policy{cfg: cfg, r: deps.Resolver}, nil
 }
 
 var (

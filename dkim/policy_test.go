@@ -41,7 +41,7 @@ func TestPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Config{AuthservID: "mx.portcullis.test"}, srv.Resolver())
+	p, err := New(Config{AuthservID: "mx.portcullis.test"}, Deps{Resolver: srv.Resolver()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,20 +113,17 @@ func TestPolicy(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(Config{}, nil); err == nil {
+	if _, err := New(Config{}, Deps{}); err == nil {
 		t.Fatal("nil resolver accepted")
 	}
 }
-
-// saCorpus is the exported SpamAssassin corpus (testenv.Corpus).
-func saCorpus(t *testing.T) string { return testenv.Corpus(t) }
 
 // TestSACorpus runs every corpus message through Verify with an empty DNS (the corpus
 // signers' keys are long gone): nothing may panic or fail to parse, an unsigned message
 // gives no signatures, and every signature found is reported cleanly as a permerror
 // ("no key") or temperror, never as pass.
 func TestSACorpus(t *testing.T) {
-	root := saCorpus(t)
+	root := testenv.Corpus(t)
 	srv := dnstest.New(t)
 	r := srv.Resolver()
 	// The corpus predates DKIM; so that its real-world headers and bodies (LF endings,

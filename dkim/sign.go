@@ -301,6 +301,45 @@ func GenerateKey(dir, domain, selector, algo string) (name, txt string, err erro
 	return selector + "._domainkey." + domain, "v=DKIM1; k=" + k + "; p=" + base64.StdEncoding.EncodeToString(pub), nil
 }
 
+// maxCharString is the length limit of a DNS character-string (RFC 1035 §3.3).
+const maxCharString = 255
+
+// ZoneRecord returns the zone-file record that publishes txt, a DKIM key record such as
+// GenerateKey returns, as the TXT record of name. A DNS character-string holds at most
+// 255 bytes and a 2048-bit RSA record is about 410, so a longer value is split, as
+// opendkim-genkey does, into quoted strings of at most 255 bytes (the tags, then the key)
+// within parentheses; verifiers concatenate them (RFC 6376 §3.6.2.2):
+//
+//	s._domainkey.example.org. IN TXT ( "v=DKIM1; k=rsa; "
+//		"p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA..."
+//		"...IDAQAB" )
+//
+// A value of at most 255 bytes stays one quoted string on one line.
+func ZoneRecord(name, txt string) string {
+	rr := strings.TrimSuffix(name, ".") + ". IN TXT "
+	if len(txt) <= maxCharString {
+		return rr + quoteTXT(txt)
+	}
+	head, key := "", txt
+	if i := strings.Index(txt, "; p="); i >= 0 {
+		head, key = txt[:i+2], txt[i+2:]
+	}
+	var parts []string
+	for _, s := range []string{head, key} {
+		for len(s) > 0 {
+			n := min(len(s), maxCharString)
+			parts = append(parts, quoteTXT(s[:n]))
+			s = s[n:]
+		}
+	}
+	return rr + "( " + strings.Join(parts, "\n\t") + " )"
+}
+
+// quoteTXT quotes s as a zone-file character-string.
+func quoteTXT(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
 // FromDomain returns the domain of the (first) address in a From: header value, lower
 // case; "" when there is none.
 func FromDomain(from string) string {

@@ -88,7 +88,7 @@ func TestFoldedHeaderIsOneLogicalLine(t *testing.T) {
 }
 
 func TestShippedMapsOnSamples(t *testing.T) {
-	p, err := Load(Config{HeaderChecks: "maps/header_checks.pcre", MIMEHeaderChecks: "maps/mime_header_checks.pcre", BodyChecks: "maps/body_checks.pcre"})
+	p, err := New(Config{HeaderChecks: "maps/header_checks.pcre", MIMEHeaderChecks: "maps/mime_header_checks.pcre", BodyChecks: "maps/body_checks.pcre"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestPathologicalPatternCostsOneTimeout(t *testing.T) {
 	if !rep.Incomplete {
 		t.Error("a cancelled context did not stop the inspection")
 	}
-	p, err := New(Config{}, Tables{Body: mustParse(t, "b", "/^never$/ OK\n")})
+	p, err := newPolicy(Config{}, Tables{Body: mustParse(t, "b", "/^never$/ OK\n")})
 	if err != nil {
 		t.Fatal(err)
 	}

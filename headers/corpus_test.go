@@ -30,7 +30,7 @@ func corpus(tb testing.TB) [][]byte {
 }
 
 func shippedTables(tb testing.TB) *Tables {
-	p, err := Load(Config{HeaderChecks: "maps/header_checks.pcre", MIMEHeaderChecks: "maps/mime_header_checks.pcre", BodyChecks: "maps/body_checks.pcre"})
+	p, err := New(Config{HeaderChecks: "maps/header_checks.pcre", MIMEHeaderChecks: "maps/mime_header_checks.pcre", BodyChecks: "maps/body_checks.pcre"})
 	if err != nil {
 		tb.Fatal(err)
 	}

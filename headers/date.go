@@ -33,6 +33,12 @@ type DatePolicy struct {
 	now func() time.Time
 }
 
+var (
+	_ policy.DataPolicy   = (*DatePolicy)(nil)
+	_ policy.FactDeclarer = (*DatePolicy)(nil)
+	_ policy.Bounded      = (*DatePolicy)(nil)
+)
+
 // NewDate returns a date policy.
 func NewDate(cfg DateConfig) (*DatePolicy, error) {
 	if cfg.MaxFuture < 0 || cfg.MaxPast < 0 || cfg.MaxReceivedSkew < 0 {

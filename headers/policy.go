@@ -35,9 +35,15 @@ type Policy struct {
 	lim content.Limits
 }
 
-// Load reads the table files named by cfg and returns the policy. It does file I/O (once,
-// at startup or reload); New takes tables already loaded.
-func Load(cfg Config) (*Policy, error) {
+var (
+	_ policy.DataPolicy   = (*Policy)(nil)
+	_ policy.FactDeclarer = (*Policy)(nil)
+	_ policy.Bounded      = (*Policy)(nil)
+)
+
+// New reads the table files named by cfg and returns the policy. It does file I/O (once,
+// at startup or reload).
+func New(cfg Config) (*Policy, error) {
 	var t Tables
 	load := func(path string) (*Map, error) {
 		if path == "" || path == "none" {
@@ -70,11 +76,11 @@ func Load(cfg Config) (*Policy, error) {
 	if t.Body, err = load(cfg.BodyChecks); err != nil {
 		return nil, err
 	}
-	return New(cfg, t)
+	return newPolicy(cfg, t)
 }
 
-// New returns a policy over loaded tables (cfg's file names are not read).
-func New(cfg Config, t Tables) (*Policy, error) {
+// newPolicy returns a policy over loaded tables (cfg's file names are not read).
+func newPolicy(cfg Config, t Tables) (*Policy, error) {
 	if cfg.BodySizeLimit < 0 {
 		return nil, fmt.Errorf("headers: body_checks_size_limit must not be negative")
 	}

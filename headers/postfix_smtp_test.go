@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/content"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // postfixServer starts a real Postfix (master, smtpd, cleanup) on a loopback port with
@@ -22,22 +23,10 @@ import (
 // does; without root or Postfix it skips (fails in CI).
 func postfixServer(t *testing.T, extra string) string {
 	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(what)
-		}
-		t.Skip(what)
-	}
 	if os.Geteuid() != 0 {
-		missing("starting Postfix needs root")
+		testenv.Unavailable(t, "starting Postfix needs root")
 	}
-	pf, err := exec.LookPath("postfix")
-	if err != nil {
-		if _, e := os.Stat("/usr/sbin/postfix"); e != nil {
-			missing("postfix is not installed")
-		}
-		pf = "/usr/sbin/postfix"
-	}
+	pf := testenv.Program(t, "postfix")
 	dir, err := os.MkdirTemp("", "portcullis-postfix-")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +39,7 @@ func postfixServer(t *testing.T, extra string) string {
 	}
 	os.Chmod(dir, 0o755)
 	if err := exec.Command("chown", "postfix", data).Run(); err != nil {
-		missing("no postfix user: " + err.Error())
+		testenv.Unavailable(t, "no postfix user: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,7 +173,7 @@ body_checks = pcre:%[1]s/maps/body_checks.pcre`, wd))
 	var names []string
 	msgs, names = samples()
 	// Corpus messages: every one the maps reject, and a sample of the others.
-	if os.Getenv("PORTCULLIS_SA_CORPUS") != "" || os.Getenv("CI") == "true" || corpusPresent() {
+	if testenv.CorpusIfPresent(t) != "" {
 		for i, raw := range corpus(t) {
 			if raceEnabled && i%5 != 0 {
 				continue // the race detector makes the selection walk slow
@@ -203,7 +192,7 @@ body_checks = pcre:%[1]s/maps/body_checks.pcre`, wd))
 func TestAgainstPostfixRegexp(t *testing.T) {
 	wd, _ := os.Getwd()
 	addr := postfixServer(t, fmt.Sprintf("header_checks = regexp:%s/maps/header_checks.regexp", wd))
-	p, err := Load(Config{HeaderChecks: "regexp:maps/header_checks.regexp"})
+	p, err := New(Config{HeaderChecks: "regexp:maps/header_checks.regexp"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,15 +249,4 @@ func compareSMTP(t *testing.T, addr string, tables *Tables, names []string, msgs
 	if rejected < minRejects {
 		t.Errorf("only %d rejections compared", rejected)
 	}
-}
-
-func corpusPresent() bool {
-	wd, _ := os.Getwd()
-	for d := wd; filepath.Dir(d) != d; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			_, err := os.Stat(filepath.Join(d, ".cache", "sa-corpus"))
-			return err == nil
-		}
-	}
-	return false
 }

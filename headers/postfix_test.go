@@ -9,32 +9,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // postmapTool returns a postmap command runner configured with an empty main.cf, or
 // skips (fails in CI) when Postfix or its table type is not installed.
 func postmapTool(t *testing.T, syn Syntax) func(file string, keys []string) map[string]string {
 	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (install postfix and postfix-pcre)", what)
-		}
-		t.Skipf("%s; install postfix and postfix-pcre to compare with the real peer", what)
-	}
-	pm, err := exec.LookPath("postmap")
-	if err != nil {
-		if _, e := os.Stat("/usr/sbin/postmap"); e == nil {
-			pm = "/usr/sbin/postmap"
-		} else {
-			missing("postmap not found")
-		}
-	}
+	pm := testenv.Program(t, "postmap")
 	dir := t.TempDir()
 	writeMainCF(t, dir, "")
 	pc := filepath.Join(filepath.Dir(pm), "postconf")
 	out, err := exec.Command(pc, "-c", dir, "-m").Output()
 	if err != nil || !bytes.Contains(out, []byte(syn.String()+"\n")) {
-		missing("postfix has no " + syn.String() + " table support")
+		testenv.Unavailable(t, "postfix has no %s table support (Debian package postfix-pcre)", syn)
 	}
 	return func(file string, keys []string) map[string]string {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -167,10 +156,7 @@ func compareArgv(t *testing.T, file string, keys []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm, _ := exec.LookPath("postmap")
-	if pm == "" {
-		pm = "/usr/sbin/postmap"
-	}
+	pm := testenv.Program(t, "postmap")
 	dir := t.TempDir()
 	writeMainCF(t, dir, "")
 	hits := 0

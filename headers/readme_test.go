@@ -10,7 +10,7 @@ import (
 // TestReadmeRules compiles every rule example of README.md with the real rule compiler
 // against real instances of the maps and date policies.
 func TestReadmeRules(t *testing.T) {
-	maps, err := New(Config{}, Tables{Header: &Map{Name: "x"}})
+	maps, err := newPolicy(Config{}, Tables{Header: &Map{Name: "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}

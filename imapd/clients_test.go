@@ -21,10 +21,8 @@ import (
 	"github.com/portcullis-mail/portcullis/store/maildir"
 )
 
-func ciRequire(t *testing.T, prog string) string { return testenv.Program(t, prog) }
-
 func TestPythonImaplib(t *testing.T) {
-	py := ciRequire(t, "python3")
+	py := testenv.Program(t, "python3")
 	e := start(t, Config{})
 	e.deliver(t, "alice@example.org", msgA)
 	e.deliver(t, "alice@example.org", msgB)
@@ -98,7 +96,7 @@ func TestImplicitTLS(t *testing.T) {
 // mbsync (isync) syncs a mailbox both ways: server → local maildir, then local changes
 // (new message, flag change, deletion) back to the server.
 func TestMbsyncBothWays(t *testing.T) {
-	mbsync := ciRequire(t, "mbsync")
+	mbsync := testenv.Program(t, "mbsync")
 	e := start(t, Config{})
 	ctx := context.Background()
 	e.deliver(t, "alice@example.org", msgA)

@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,8 +91,16 @@ func TestClientFlow(t *testing.T) {
 	if err != nil || ad.UID != 1 || ad.UIDValidity == 0 {
 		t.Fatalf("append %+v %v", ad, err)
 	}
-	if err := c.Append("Nope", 1, nil).Close(); err == nil {
-		t.Log("append to a missing mailbox accepted by the client side")
+	// RFC 3501 §6.3.11: APPEND to a missing mailbox fails with TRYCREATE (no implicit create).
+	ac = c.Append("Nope", 1, nil)
+	io.WriteString(ac, "z")
+	ac.Close()
+	var ie *imap.Error
+	if _, err := ac.Wait(); !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo || ie.Code != imap.ResponseCodeTryCreate {
+		t.Fatalf("append to a missing mailbox: %v, want NO [TRYCREATE]", err)
+	}
+	if _, err := c.Status("Nope", &imap.StatusOptions{NumMessages: true}).Wait(); err == nil {
+		t.Fatal("append to a missing mailbox created it")
 	}
 	sd, err := c.Select("INBOX", nil).Wait()
 	if err != nil || sd.NumMessages != 2 || sd.UIDNext != 3 {

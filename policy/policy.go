@@ -8,6 +8,14 @@
 // discovers them once by type assertion, runs only the instances that a stage's rules
 // reference, concurrently, each with a timeout and recover, and memoises their results for
 // the transaction.
+//
+// The policy packages (rbl, spf, dkim, headers, content, bayes, virus) share one shape:
+// New(Config, Deps) (*Policy, error) builds a policy from what the admin writes (Config,
+// decoded from the rule file) and what the server provides (Deps: the shared resolver, a
+// logger; omitted when a policy needs nothing), a package's second policy is NewX(XConfig,
+// ...) (*X, error), a client for an outside service is NewClient, and each policy type
+// states the stage interfaces it implements with a guard such as
+// var _ policy.DataPolicy = (*Policy)(nil).
 package policy
 
 import (

@@ -203,10 +203,8 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-func ciRequire(t *testing.T, prog string) string { return testenv.Program(t, prog) }
-
 func TestPythonPoplib(t *testing.T) {
-	py := ciRequire(t, "python3")
+	py := testenv.Program(t, "python3")
 	e := start(t, Config{})
 	e.deliver(t, "alice@example.org", msg1)
 	e.deliver(t, "alice@example.org", msg2)
@@ -243,7 +241,7 @@ print(p.quit().decode())
 }
 
 func TestFetchmailSTLS(t *testing.T) {
-	fm := ciRequire(t, "fetchmail")
+	fm := testenv.Program(t, "fetchmail")
 	e := start(t, Config{})
 	for i := 0; i < 3; i++ {
 		e.deliver(t, "alice@example.org", fmt.Sprintf("From: x@example.org\r\nTo: alice@example.org\r\nSubject: fm %d\r\nMessage-ID: <%d@x>\r\n\r\nbody %d\r\n", i, i, i))

@@ -21,11 +21,11 @@ import (
 // instances builds the policies the README's rules use, on srv.
 func instances(t testing.TB, r dnsx.Resolver) map[string]policy.Policy {
 	t.Helper()
-	zen, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.test=127.0.0.[2..11]*3", "spamcop.test"}, DNSWL: rbl.Specs{"dnswl.test=127.0.[0..255].[1..3]*-5"}, TXT: true}, r)
+	zen, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.test=127.0.0.[2..11]*3", "spamcop.test"}, DNSWL: rbl.Specs{"dnswl.test=127.0.[0..255].[1..3]*-5"}, TXT: true}, rbl.Deps{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbl, err := rbl.NewRHSBL(rbl.RHSBLConfig{RHSBL: rbl.Specs{"dbl.test=127.0.1.[2..99]"}, On: []string{"helo", "sender", "client_hostname", "from_header", "body_urls"}}, r)
+	dbl, err := rbl.NewRHSBL(rbl.RHSBLConfig{RHSBL: rbl.Specs{"dbl.test=127.0.1.[2..99]"}, On: []string{"helo", "sender", "client_hostname", "from_header", "body_urls"}}, rbl.Deps{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +85,11 @@ func BenchmarkRcptStage(b *testing.B) {
 	srv := dnstest.New(b, lists())
 	srv.Delay("*", 50*time.Millisecond)
 	r := srv.ResolverWith(dnsx.ClientConfig{Timeout: 2 * time.Second, Attempts: 1})
-	bl, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.test=127.0.0.[2..11]*3", "spamcop.test", "l3.test", "l4.test", "l5.test"}}, r)
+	bl, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.test=127.0.0.[2..11]*3", "spamcop.test", "l3.test", "l4.test", "l5.test"}}, rbl.Deps{Resolver: r})
 	if err != nil {
 		b.Fatal(err)
 	}
-	dbl, err := rbl.NewRHSBL(rbl.RHSBLConfig{RHSBL: rbl.Specs{"dbl.test"}}, r)
+	dbl, err := rbl.NewRHSBL(rbl.RHSBLConfig{RHSBL: rbl.Specs{"dbl.test"}}, rbl.Deps{Resolver: r})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func Example() {
 	fmt.Println(l.Name, l.Codes)
 
 	// The policy: PBL codes (10, 11) weigh nothing, SBL/XBL codes weigh 3.
-	p, _ := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.example=127.0.0.[2..9]*3", "zen.example=127.0.0.[10;11]*0"}, TXT: true}, resolver)
+	p, _ := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.example=127.0.0.[2..9]*3", "zen.example=127.0.0.[10;11]*0"}, TXT: true}, rbl.Deps{Resolver: resolver})
 	r := p.CheckConnect(ctx, policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("127.0.0.2")}))
 	fmt.Println(r.Status, r.Reason, r.Score, r.Facts["codes"], r.Facts["txt"])
 	// Output:

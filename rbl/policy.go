@@ -30,6 +30,13 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// Deps are what the policies of this package take from the server around them.
+type Deps struct {
+	// Resolver answers the list queries; give every policy the server's one dnsx.Cache so
+	// that they share answers. Required.
+	Resolver dnsx.Resolver
+}
+
 // Policy is a DNSBL/DNSWL check of the client's IP address, serving the connect stage
 // (rules at later stages see its result). Create it with New.
 type Policy struct {
@@ -39,9 +46,14 @@ type Policy struct {
 	timeout    time.Duration
 }
 
-// New returns a DNSBL/DNSWL policy. r is the shared resolver (a dnsx.Cache).
-func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
-	if r == nil {
+var (
+	_ policy.ConnectPolicy = (*Policy)(nil)
+	_ policy.FactDeclarer  = (*Policy)(nil)
+)
+
+// New returns a DNSBL/DNSWL policy.
+func New(cfg Config, deps Deps) (*Policy, error) {
+	if deps.Resolver == nil {
 		return nil, errors.New("rbl: no resolver")
 	}
 	bl, err1 := ParseSites(cfg.RBL, 1)
@@ -58,7 +70,7 @@ func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
 	if len(sites) == 0 {
 		return nil, errors.New("rbl: no lists configured (rbl or dnswl)")
 	}
-	p := &Policy{client: NewClient(r), sites: sites, maxQueries: cfg.MaxQueries, timeout: cfg.Timeout}
+	p := &Policy{client: NewClient(deps.Resolver), sites: sites, maxQueries: cfg.MaxQueries, timeout: cfg.Timeout}
 	p.client.TXT = cfg.TXT
 	if err := defaults(&p.maxQueries, &p.timeout, 20); err != nil {
 		return nil, err

@@ -173,7 +173,7 @@ func tx(ip netip.Addr) *policy.Transaction {
 
 func newPolicy(t testing.TB, cfg rbl.Config, r dnsx.Resolver) *rbl.Policy {
 	t.Helper()
-	p, err := rbl.New(cfg, r)
+	p, err := rbl.New(cfg, rbl.Deps{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,15 +287,15 @@ func TestPolicyConfigErrors(t *testing.T) {
 		{DNSWL: rbl.Specs{"dnswl.test*5"}},
 		{RBL: rbl.Specs{"zen.test"}, MaxQueries: -1},
 	} {
-		if _, err := rbl.New(cfg, srv.Resolver()); err == nil {
+		if _, err := rbl.New(cfg, rbl.Deps{Resolver: srv.Resolver()}); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}
-	if _, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.test"}}, nil); err == nil {
+	if _, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.test"}}, rbl.Deps{}); err == nil {
 		t.Error("nil resolver accepted")
 	}
 	for _, cfg := range []rbl.RHSBLConfig{{}, {RHSBL: rbl.Specs{"dbl.test"}, On: []string{"helo", "body"}}} {
-		if _, err := rbl.NewRHSBL(cfg, srv.Resolver()); err == nil {
+		if _, err := rbl.NewRHSBL(cfg, rbl.Deps{Resolver: srv.Resolver()}); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}
@@ -350,7 +350,7 @@ func TestRHSBLSubjectsAndStages(t *testing.T) {
 		RHSBL: rbl.Specs{"dbl.test=127.0.1.[2..99]"},
 		On:    []string{"helo", "sender", "client_hostname", "from_header", "body_urls"},
 		TXT:   true,
-	}, srv.Resolver())
+	}, rbl.Deps{Resolver: srv.Resolver()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func TestRHSBLSubjectsAndStages(t *testing.T) {
 	checkFacts(t, p, p.CheckData(ctx, bare))
 
 	// The default subjects, and Registrable.
-	p2, err := rbl.NewRHSBL(rbl.RHSBLConfig{RHSBL: rbl.Specs{"dbl.test"}, Registrable: true}, srv.Resolver())
+	p2, err := rbl.NewRHSBL(rbl.RHSBLConfig{RHSBL: rbl.Specs{"dbl.test"}, Registrable: true}, rbl.Deps{Resolver: srv.Resolver()})
 	if err != nil {
 		t.Fatal(err)
 	}

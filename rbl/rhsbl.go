@@ -12,7 +12,6 @@ import (
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/content"
-	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -71,9 +70,17 @@ type RHSBL struct {
 	stages []policy.Stage
 }
 
-// NewRHSBL returns a domain-list policy. r is the shared resolver.
-func NewRHSBL(cfg RHSBLConfig, r dnsx.Resolver) (*RHSBL, error) {
-	if r == nil {
+var (
+	_ policy.ConnectPolicy = (*RHSBL)(nil)
+	_ policy.HeloPolicy    = (*RHSBL)(nil)
+	_ policy.MailPolicy    = (*RHSBL)(nil)
+	_ policy.DataPolicy    = (*RHSBL)(nil)
+	_ policy.FactDeclarer  = (*RHSBL)(nil)
+)
+
+// NewRHSBL returns a domain-list policy.
+func NewRHSBL(cfg RHSBLConfig, deps Deps) (*RHSBL, error) {
+	if deps.Resolver == nil {
 		return nil, errors.New("rbl: no resolver")
 	}
 	sites, err := ParseSites(cfg.RHSBL, 1)
@@ -87,7 +94,7 @@ func NewRHSBL(cfg RHSBLConfig, r dnsx.Resolver) (*RHSBL, error) {
 	if len(on) == 0 {
 		on = []string{SourceHelo, SourceSender, SourceClientHostname}
 	}
-	p := &RHSBL{client: NewClient(r), sites: sites, cfg: cfg}
+	p := &RHSBL{client: NewClient(deps.Resolver), sites: sites, cfg: cfg}
 	for _, src := range sourceOrder {
 		if slices.Contains(on, src) {
 			p.on = append(p.on, src)

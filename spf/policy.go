@@ -22,6 +22,12 @@ type Config struct {
 	Receiver string `yaml:"receiver"`
 }
 
+// Deps are what the policy takes from the server around it.
+type Deps struct {
+	// Resolver answers the SPF queries: the server's shared dnsx.Cache. Required.
+	Resolver dnsx.Resolver
+}
+
 // Policy exposes SPF to the rules: at the helo stage the HELO identity, at the mail stage
 // the MAIL FROM identity (the HELO identity for the null sender, RFC 7208 §2.4).
 type Policy struct {
@@ -29,9 +35,9 @@ type Policy struct {
 	r   dnsx.Resolver
 }
 
-// New returns the policy; r is the shared (cached) resolver.
-func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
-	if r == nil {
+// New returns the policy.
+func New(cfg Config, deps Deps) (*Policy, error) {
+	if deps.Resolver == nil {
 		return nil, errors.New("spf: nil resolver")
 	}
 	if cfg.Timeout < 0 {
@@ -40,7 +46,7 @@ func New(cfg Config, r dnsx.Resolver) (*Policy, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Policy{cfg: cfg, r: r}, nil
+	return &Policy{cfg: cfg, r: deps.Resolver}, nil
 }
 
 var (

@@ -10,7 +10,7 @@ import (
 
 // TestReadmeRules compiles the rule examples of README.md against this policy's facts.
 func TestReadmeRules(t *testing.T) {
-	p, err := New(Config{}, dnstest.New(t).Resolver())
+	p, err := New(Config{}, Deps{Resolver: dnstest.New(t).Resolver()})
 	if err != nil {
 		t.Fatal(err)
 	}

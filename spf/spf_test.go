@@ -199,7 +199,7 @@ func TestPolicy(t *testing.T) {
 		"why.example.org.":  {`TXT "%{i} is not a mail server of %{d}"`},
 		"helo.example.net.": {`TXT "v=spf1 ip4:192.0.2.0/24 -all"`},
 	})
-	p, err := New(Config{Helo: true}, srv.Resolver())
+	p, err := New(Config{Helo: true}, Deps{Resolver: srv.Resolver()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestPolicy(t *testing.T) {
 	if r := p.CheckHelo(context.Background(), tx); r.Status != policy.StatusPass || r.Facts["domain"] != "helo.example.net" {
 		t.Fatalf("helo: %+v", r)
 	}
-	if _, err := New(Config{}, nil); err == nil {
+	if _, err := New(Config{}, Deps{}); err == nil {
 		t.Fatal("nil resolver accepted")
 	}
 }

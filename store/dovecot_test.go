@@ -3,13 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
-	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // TestDovecotReadsStore starts a real Dovecot (doveadm against its auth service) on the
@@ -17,10 +18,7 @@ import (
 // Dovecot makes (by renaming files) must come back into our index.
 func TestDovecotReadsStore(t *testing.T) {
 	dovecot := testenv.Program(t, "dovecot")
-	doveadm, err := exec.LookPath("doveadm")
-	if err != nil {
-		t.Fatal("doveadm missing next to dovecot")
-	}
+	doveadm := testenv.Program(t, "doveadm")
 	dir, err := os.MkdirTemp("", "dvc") // short: Dovecot's socket paths must fit in sun_path
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ import (
 
 func newClient(t testing.TB, cfg virus.Config) *virus.Client {
 	t.Helper()
-	c, err := virus.New(cfg)
+	c, err := virus.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +74,6 @@ func testFile(t testing.TB, name string) []byte {
 	}
 	return b
 }
-
-// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
-func corpusDir(t testing.TB) string { return testenv.Corpus(t) }
 
 func TestRealClamdFindsSamples(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{})
@@ -130,7 +127,7 @@ func TestRealClamdPassesCleanMessages(t *testing.T) {
 	big := make([]byte, 3<<20)
 	_, _ = rand.Read(big)
 	msgs["3MB random"] = big
-	corpus := corpusDir(t)
+	corpus := testenv.Corpus(t)
 	for _, sub := range []string{"test/ham", "test/spam"} {
 		files, _ := filepath.Glob(filepath.Join(corpus, sub, "*.eml"))
 		if len(files) == 0 {
@@ -179,8 +176,12 @@ func TestRealClamdStreamMaxLength(t *testing.T) {
 
 func TestRealClamdKilledThenBack(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{})
-	c := newClient(t, virus.Config{Addrs: []string{d.TCPAddr(), d.UnixAddr()}, Cooldown: time.Hour})
-	p := virus.NewPolicyWithClient(c)
+	p, err := virus.New(virus.Config{Addrs: []string{d.TCPAddr(), d.UnixAddr()}, Cooldown: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Client()
+	t.Cleanup(func() { _ = c.Close() })
 	tx := &policy.Transaction{Message: policy.NewMessage([]byte("Subject: x\r\n\r\n"+clamdtest.EICAR+"\r\n"), time.Now())}
 	if r := p.CheckData(t.Context(), tx); r.Status != policy.StatusFail {
 		t.Fatalf("before kill: %+v", r)
@@ -232,7 +233,7 @@ func TestRealClamdFailover(t *testing.T) {
 
 func TestPolicyOnRealClamd(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{StreamMaxLength: "1M"})
-	p, err := virus.NewPolicy(virus.Config{Addrs: []string{d.UnixAddr()}})
+	p, err := virus.New(virus.Config{Addrs: []string{d.UnixAddr()}})
 	if err != nil {
 		t.Fatal(err)
 	}

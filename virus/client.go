@@ -53,9 +53,9 @@ type Client struct {
 	bufs    sync.Pool
 }
 
-// New returns a client for the daemons in cfg.Addrs. It does no I/O: daemons are
+// NewClient returns a client for the daemons in cfg.Addrs. It does no I/O: daemons are
 // contacted on the first scan or ping.
-func New(cfg Config) (*Client, error) {
+func NewClient(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	if len(cfg.Addrs) == 0 {
 		return nil, fmt.Errorf("virus: no clamd address configured (addrs)")

@@ -38,7 +38,7 @@ func TestReadmeConfig(t *testing.T) {
 	if len(cfg.Addrs) != 2 || cfg.Timeout != 2*time.Minute || cfg.WriteTimeout != 10*time.Second || cfg.Cooldown != 10*time.Second {
 		t.Fatalf("decoded %+v", cfg)
 	}
-	if _, err := virus.New(cfg); err != nil {
+	if _, err := virus.NewClient(cfg); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -25,7 +25,7 @@ func readmeRules(t *testing.T) []policy.RuleSpec {
 // clamd killed → 451 4.7.1 (fail closed).
 func TestReadmeRulesOnRealClamd(t *testing.T) {
 	d := clamdtest.StartClamd(t, clamdtest.Options{StreamMaxLength: "1M"})
-	p, err := virus.NewPolicy(virus.Config{Addrs: []string{d.TCPAddr(), d.UnixAddr()}})
+	p, err := virus.New(virus.Config{Addrs: []string{d.TCPAddr(), d.UnixAddr()}})
 	if err != nil {
 		t.Fatal(err)
 	}

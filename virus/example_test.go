@@ -25,7 +25,7 @@ func Example() {
 	}
 	defer fake.Close()
 
-	c, err := virus.New(virus.Config{Addrs: []string{fake.Addr()}})
+	c, err := virus.NewClient(virus.Config{Addrs: []string{fake.Addr()}})
 	if err != nil {
 		fmt.Println(err)
 		return

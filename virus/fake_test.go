@@ -252,13 +252,13 @@ func TestConfigErrors(t *testing.T) {
 		{Addrs: []string{"localhost"}},
 		{Addrs: []string{"tcp:127.0.0.1:3310"}, ChunkSize: 1 << 30},
 	} {
-		if _, err := virus.New(cfg); err == nil {
-			t.Errorf("New(%+v) accepted", cfg)
+		if _, err := virus.NewClient(cfg); err == nil {
+			t.Errorf("NewClient(%+v) accepted", cfg)
 		}
 	}
 	for _, a := range []string{"unix:/run/clamav/clamd.ctl", "/run/clamav/clamd.ctl", "tcp:127.0.0.1:3310", "[::1]:3310", "tcp:clamav.internal:3310"} {
-		if _, err := virus.New(virus.Config{Addrs: []string{a}}); err != nil {
-			t.Errorf("New(%q): %v", a, err)
+		if _, err := virus.NewClient(virus.Config{Addrs: []string{a}}); err != nil {
+			t.Errorf("NewClient(%q): %v", a, err)
 		}
 	}
 }

@@ -31,19 +31,17 @@ type Policy struct {
 	c *Client
 }
 
-// NewPolicy returns the policy with a client for cfg. It does no I/O.
-func NewPolicy(cfg Config) (*Policy, error) {
-	c, err := New(cfg)
+// New returns the policy with a client for cfg. It does no I/O.
+func New(cfg Config) (*Policy, error) {
+	c, err := NewClient(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &Policy{c: c}, nil
 }
 
-// NewPolicyWithClient returns the policy over an existing client (shared with other users).
-func NewPolicyWithClient(c *Client) *Policy { return &Policy{c: c} }
-
-// Client returns the policy's client (for health checks and admin commands).
+// Client returns the policy's client (for health checks and admin commands, or to scan
+// with it directly).
 func (p *Policy) Client() *Client { return p.c }
 
 // CheckData scans tx.Message.

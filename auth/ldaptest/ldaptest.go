@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // BaseDN is the suffix of the test directory; users live under ou=people.
@@ -62,18 +64,10 @@ type Server struct {
 // it answers success to unauthenticated binds (a DN with an empty password).
 func Start(t testing.TB, users ...User) *Server {
 	t.Helper()
-	slapd, err := exec.LookPath("slapd")
-	if err != nil {
-		slapd = "/usr/sbin/slapd"
-	}
+	slapd := testenv.Program(t, "slapd")
 	slapadd := filepath.Join(filepath.Dir(slapd), "slapadd")
-	for _, p := range []string{slapd, slapadd} {
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("ldaptest: %s not installed (Debian packages slapd, ldap-utils): %v", p, err)
-			}
-			t.Skipf("ldaptest: %s not installed (apt-get install slapd ldap-utils): %v", p, err)
-		}
+	if _, err := os.Stat(slapadd); err != nil {
+		testenv.Unavailable(t, "ldaptest: slapadd not installed next to slapd (Debian packages slapd, ldap-utils): %v", err)
 	}
 	dir := t.TempDir()
 	s := &Server{

@@ -203,13 +203,10 @@ func TestUserCommands(t *testing.T) {
 	require.NotContains(t, got, "alice@example.test")
 }
 
-// corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
-func corpusDir(t *testing.T) string { return testenv.Corpus(t) }
-
 // TestBayesCommands trains a database from a slice of the corpus with the CLI, then
 // classifies a spam and a ham of the test split and reads the stats.
 func TestBayesCommands(t *testing.T) {
-	corpus := corpusDir(t)
+	corpus := testenv.Corpus(t)
 	dir := t.TempDir()
 	pick := func(split, class string, n int) string {
 		files, err := filepath.Glob(filepath.Join(corpus, split, class, "*.eml"))

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // e2eBayesRules: a confident spam score rejects, the unsure band is tagged with a header,
@@ -35,22 +36,6 @@ rules:
     if: bayes.tokens >= 0
     add_header: "X-E2E-Bayes-Score: {{bayes.score}}"
 `
-
-// saCorpus returns the SpamAssassin corpus export (PORTCULLIS_SA_CORPUS or the repo's
-// .cache/sa-corpus); a missing corpus fails under CI=true and skips elsewhere.
-func saCorpus(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("PORTCULLIS_SA_CORPUS")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(t), ".cache", "sa-corpus")
-	}
-	for _, sub := range []string{"train/spam", "train/ham", "test/spam", "test/ham"} {
-		if files, _ := filepath.Glob(filepath.Join(dir, sub, "*.eml")); len(files) == 0 {
-			requirePeer(t, "SpamAssassin corpus missing at %s (run ../shared/tools/sa-corpus.sh)", filepath.Join(dir, sub))
-		}
-	}
-	return dir
-}
 
 // firstFiles returns the first n .eml files of dir in name order (deterministic).
 func firstFiles(t *testing.T, dir string, n int) []string {
@@ -100,7 +85,7 @@ type bayesLine struct {
 //   - a message in the unsure band is accepted with the unsure header; one scored as ham
 //     has none.
 func TestE2EBayes(t *testing.T) {
-	corpus := saCorpus(t)
+	corpus := testenv.Corpus(t)
 	dir := t.TempDir()
 	dns := dnstest.New(t, dnstest.Zone{
 		"1.0.0.127.in-addr.arpa.": {"PTR localhost.example.test."},

@@ -28,7 +28,8 @@ func dkimCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Publish this TXT record, then mail from %s submitted by authenticated users is signed:\n\n%s. IN TXT \"%s\"\n", args[0], name, txt)
+			// Split into strings of at most 255 bytes: BIND refuses a longer one.
+			fmt.Fprintf(cmd.OutOrStdout(), "Publish this TXT record, then mail from %s submitted by authenticated users is signed:\n\n%s\n", args[0], dkim.ZoneRecord(name, txt))
 			return nil
 		},
 	}
@@ -49,7 +50,7 @@ func virusCmd() *cobra.Command {
 		Short: "Scan files (messages or anything) through clamd's INSTREAM, like clamdscan --stream",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := virus.New(virus.Config{Addrs: addrs})
+			cl, err := virus.NewClient(virus.Config{Addrs: addrs})
 			if err != nil {
 				return err
 			}
@@ -72,7 +73,7 @@ func virusCmd() *cobra.Command {
 		Short: "PING and VERSION every configured clamd",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := virus.New(virus.Config{Addrs: addrs})
+			cl, err := virus.NewClient(virus.Config{Addrs: addrs})
 			if err != nil {
 				return err
 			}

@@ -41,7 +41,7 @@ func main() {
 	check(err)
 
 	// 2. Policies observe; rules decide.
-	zen, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.spamhaus.org=127.0.0.[2..11]"}}, resolver)
+	zen, err := rbl.New(rbl.Config{RBL: rbl.Specs{"zen.spamhaus.org=127.0.0.[2..11]"}}, rbl.Deps{Resolver: resolver})
 	check(err)
 	attachments, err := content.New(content.Config{})
 	check(err)

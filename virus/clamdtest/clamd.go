@@ -4,8 +4,8 @@
 // reply cut short).
 //
 // StartClamd needs the clamd binary (Debian: clamav-daemon) and, for the ClamExe signature,
-// clamav-testfiles. When CI=true and clamd is missing the test fails; elsewhere it is
-// skipped.
+// clamav-testfiles. Without them the test fails in CI and is skipped elsewhere
+// (internal/testenv).
 package clamdtest
 
 import (
@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // EICAR is the EICAR anti-virus test string (built from two halves so that this source
@@ -51,6 +53,7 @@ type Options struct {
 // Daemon is a running clamd started by StartClamd.
 type Daemon struct {
 	t       testing.TB
+	bin     string
 	dir     string
 	conf    string
 	port    int
@@ -59,38 +62,6 @@ type Daemon struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	stopped bool
-}
-
-// ClamdPath returns the clamd binary, or "" when it is not installed.
-func ClamdPath() string {
-	if p, err := exec.LookPath("clamd"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/clamd", "/usr/local/sbin/clamd"} {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-	}
-	return ""
-}
-
-// Require fails the test under CI=true, or skips it elsewhere, when clamd or the ClamAV
-// test files are missing.
-func Require(t testing.TB) {
-	t.Helper()
-	missing := ""
-	if ClamdPath() == "" {
-		missing = "clamd (Debian package clamav-daemon)"
-	} else if _, err := os.Stat(filepath.Join(TestFilesDir, "clam.exe")); err != nil {
-		missing = TestFilesDir + " (Debian package clamav-testfiles)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("clamdtest: %s is not installed; run scripts/install-test-deps.sh", missing)
-	}
-	t.Skipf("clamdtest: %s is not installed; skipping the real-clamd test", missing)
 }
 
 // Database returns the local signature database files: an .ndb body signature for the
@@ -114,7 +85,10 @@ func Database() (map[string][]byte, error) {
 // and stops it when the test ends.
 func StartClamd(t testing.TB, opts Options) *Daemon {
 	t.Helper()
-	Require(t)
+	bin := testenv.Program(t, "clamd")
+	if _, err := os.Stat(filepath.Join(TestFilesDir, "clam.exe")); err != nil {
+		testenv.Unavailable(t, "clamdtest: %s missing (Debian package clamav-testfiles)", TestFilesDir)
+	}
 	// A unix socket path must fit in 108 bytes: t.TempDir() paths can be too long.
 	dir, err := os.MkdirTemp("", "clamd")
 	if err != nil {
@@ -138,7 +112,7 @@ func StartClamd(t testing.TB, opts Options) *Daemon {
 	if err := os.Mkdir(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{t: t, dir: dir, conf: filepath.Join(dir, "clamd.conf"), sock: filepath.Join(dir, "clamd.sock")}
+	d := &Daemon{t: t, bin: bin, dir: dir, conf: filepath.Join(dir, "clamd.conf"), sock: filepath.Join(dir, "clamd.sock")}
 	var lastErr error
 	for range 3 { // the free port can be taken between probing and clamd's bind
 		d.port = freePort(t)
@@ -176,7 +150,7 @@ func StartClamd(t testing.TB, opts Options) *Daemon {
 
 func (d *Daemon) start() error {
 	_ = os.Remove(d.sock)
-	cmd := exec.Command(ClamdPath(), "-c", d.conf)
+	cmd := exec.Command(d.bin, "-c", d.conf)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	setPdeathsig(cmd)

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // Dovecot is a running Dovecot LMTP server.
@@ -40,16 +42,9 @@ type Dovecot struct {
 // test.
 func Start(t testing.TB, users ...string) *Dovecot {
 	t.Helper()
-	bin, err := exec.LookPath("dovecot")
-	if err != nil {
-		if _, e := os.Stat("/usr/sbin/dovecot"); e == nil {
-			bin = "/usr/sbin/dovecot"
-		} else {
-			missing(t, "dovecot is not installed (Debian packages dovecot-core, dovecot-lmtpd)")
-		}
-	}
+	bin := testenv.Program(t, "dovecot")
 	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
-		missing(t, "dovecot's lmtp service is not installed (Debian package dovecot-lmtpd)")
+		testenv.Unavailable(t, "dovecottest: dovecot's lmtp service is not installed (Debian package dovecot-lmtpd)")
 	}
 	// A directory of our own, not t.TempDir(): the mail user must traverse it.
 	dir, err := os.MkdirTemp("", "dovecottest-")
@@ -149,14 +144,6 @@ service anvil {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return d
-}
-
-func missing(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal("dovecottest: " + why)
-	}
-	t.Skip("dovecottest: " + why)
 }
 
 func freePort(t testing.TB) int {

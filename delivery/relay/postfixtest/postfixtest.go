@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // Config describes the Postfix instance.
@@ -68,13 +70,9 @@ type Postfix struct {
 // Start starts a Postfix instance and stops it when the test ends.
 func Start(t testing.TB, cfg Config) *Postfix {
 	t.Helper()
-	if _, err := exec.LookPath("postfix"); err != nil {
-		if _, e := os.Stat("/usr/sbin/postfix"); e != nil {
-			missing(t, "postfix is not installed (Debian package postfix)")
-		}
-	}
+	postfix := testenv.Program(t, "postfix")
 	if os.Getuid() != 0 {
-		missing(t, "a private Postfix instance needs root")
+		testenv.Unavailable(t, "postfixtest: a private Postfix instance needs root")
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = "mx.remote.test"
@@ -172,7 +170,7 @@ maillog_file_prefixes = /tmp
 	write(t, filepath.Join(dir, "etc", "master.cf"), mcf.Bytes())
 
 	if err := withAlternateConfig(filepath.Join(dir, "etc"), func() error {
-		out, err := exec.Command("postfix", "-c", filepath.Join(dir, "etc"), "start").CombinedOutput()
+		out, err := exec.Command(postfix, "-c", filepath.Join(dir, "etc"), "start").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("postfix start: %v\n%s", err, out)
 		}
@@ -323,10 +321,7 @@ func StartSinkDiscard(t testing.TB, addr string, args ...string) *Sink {
 
 func startSink(t testing.TB, addr string, dump bool, args []string) *Sink {
 	t.Helper()
-	bin, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		missing(t, "smtp-sink is not installed (Debian package postfix)")
-	}
+	bin := testenv.Program(t, "smtp-sink")
 	if addr == "" {
 		addr = FreeAddr(t, "127.0.0.1")
 	}
@@ -411,14 +406,6 @@ func WaitPort(addr string, d time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func missing(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal("postfixtest: " + why)
-	}
-	t.Skip("postfixtest: " + why)
 }
 
 func write(t testing.TB, path string, b []byte) {
