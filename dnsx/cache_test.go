@@ -180,7 +180,9 @@ func TestCacheBoundedLRU(t *testing.T) {
 func TestCacheCollapsesConcurrentQueries(t *testing.T) {
 	srv := dnstest.New(t, dnstest.Zone{"a.test": {"A 192.0.2.1"}})
 	srv.Delay("a.test", 100*time.Millisecond)
-	c := newCache(t, srv.Resolver(), dnsx.CacheConfig{})
+	// A generous client timeout: the one upstream query is delayed on purpose, and on a
+	// loaded machine 100 ms of delay must not meet the default 300 ms timeout.
+	c := newCache(t, srv.ResolverWith(dnsx.ClientConfig{Timeout: 5 * time.Second, Attempts: 1}), dnsx.CacheConfig{})
 	var wg sync.WaitGroup
 	var ok atomic.Int32
 	for range 20 {
