@@ -167,7 +167,8 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x".
+// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x" and
+// says that a duration needs a unit.
 func friendlyYAML(err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -177,6 +178,9 @@ func friendlyYAML(err error) error {
 				name := e[i+len(": field "):]
 				name = name[:strings.Index(name, " not found")]
 				e = e[:i] + ": unknown key " + name
+			}
+			if strings.HasSuffix(e, " into time.Duration") {
+				e += ": a duration has a unit, such as 30s, 5m or 2h"
 			}
 			msgs[i] = e
 		}

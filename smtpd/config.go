@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // Listener modes.
@@ -39,15 +41,15 @@ type Config struct {
 	// mail stage rejections at the first RCPT so that the log carries the recipient.
 	DelayReject *bool `yaml:"delay_reject"`
 
-	// MaxMessageBytes is the SIZE limit (default 32 MiB); larger messages get 552 5.3.4.
-	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxMessageSize is the SIZE limit (default 32MiB); larger messages get 552 5.3.4.
+	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.
 	MaxRecipients int `yaml:"max_recipients"`
 	// MaxDataMemory bounds the memory held by all messages being received at once
-	// (default 512 MiB, at least MaxMessageBytes); beyond it DATA gets 452 4.3.1.
-	MaxDataMemory int64 `yaml:"max_data_memory"`
-	// MaxLineLength of a command or message line, CRLF included (default 4096).
-	MaxLineLength int `yaml:"max_line_length"`
+	// (default 512MiB, at least MaxMessageSize); beyond it DATA gets 452 4.3.1.
+	MaxDataMemory bytesize.Size `yaml:"max_data_memory"`
+	// MaxLineSize bounds a command or message line, CRLF included (default 4096).
+	MaxLineSize bytesize.Size `yaml:"max_line_size"`
 	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 100000:
 	// a bulk sender reuses one session for thousands of messages, four commands each, and
 	// 10000 cut such a session after 2500 messages; abuse is bounded by MaxErrors and the
@@ -114,15 +116,17 @@ func (cfg Config) Defaults() Config {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 32 << 20
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 32 << 20
 	}
 	if cfg.MaxDataMemory <= 0 {
 		cfg.MaxDataMemory = 512 << 20
 	}
-	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageBytes+reserveStep)
+	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageSize+reserveStep)
 	set(&cfg.MaxRecipients, 100)
-	set(&cfg.MaxLineLength, 4096)
+	if cfg.MaxLineSize <= 0 {
+		cfg.MaxLineSize = 4096
+	}
 	set(&cfg.MaxCommands, 100000)
 	set(&cfg.MaxErrors, 20)
 	set(&cfg.MaxConnections, 500)

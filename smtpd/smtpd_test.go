@@ -416,7 +416,7 @@ func smuggle(t *testing.T, c *smtptest.Conn, payload string) {
 
 func TestOversizeAndTooManyRecipients(t *testing.T) {
 	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) {
-		c.MaxMessageBytes = 10000
+		c.MaxMessageSize = 10000
 		c.MaxRecipients = 3
 	})
 	c := dial(t, ts.addr("mx"))

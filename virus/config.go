@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // Config configures a Client: the clamd daemons to use and the limits of each scan. The
@@ -22,12 +24,12 @@ type Config struct {
 	// ReplyTimeout bounds the wait for the verdict after the last chunk, that is the
 	// daemon's scanning time (default 60s).
 	ReplyTimeout time.Duration `yaml:"reply_timeout"`
-	// ChunkSize is the size of an INSTREAM chunk (default 64 KiB, at most 16 MiB).
-	ChunkSize int `yaml:"chunk_size"`
-	// MaxSize stops streaming a message larger than this many bytes and reports
+	// ChunkSize is the size of an INSTREAM chunk (default 64KiB, at most 16MiB).
+	ChunkSize bytesize.Size `yaml:"chunk_size"`
+	// MaxSize stops streaming a message larger than this and reports
 	// ErrTooLarge without waiting for the daemon to refuse it. Set it to the daemons'
 	// StreamMaxLength (or lower). 0 means no client-side limit.
-	MaxSize int64 `yaml:"max_size"`
+	MaxSize bytesize.Size `yaml:"max_size"`
 	// NoSessions disables connection reuse: each scan opens its own connection, as
 	// clamdscan does. By default scans reuse IDSESSION connections (faster, see README).
 	NoSessions bool `yaml:"no_sessions"`

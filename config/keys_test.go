@@ -1,0 +1,74 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
+)
+
+// load writes doc as portcullis.yaml in a temporary data dir and loads it.
+func load(t *testing.T, doc string) (*Config, error) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(doc), 0o644))
+	return Load(path, dir)
+}
+
+// Sizes are bytes with an optional unit, under one name each; the old names fail.
+func TestSizes(t *testing.T) {
+	c, err := load(t, `smtp: { max_message_size: 10MiB, max_data_memory: 1GiB, max_line_size: 2KiB }
+store: { quota: 2GiB, max_message_size: 50MB }
+imap: { max_fetch_size: 16MiB, cache_size: 64 MiB }
+pop3: { max_line_size: 512 }
+auth: { users: { argon2: { memory: 32MiB } } }
+dns: { udp_size: 1232 }
+`)
+	require.NoError(t, err)
+	require.Equal(t, 10*bytesize.MiB, c.SMTP.MaxMessageSize)
+	require.Equal(t, bytesize.GiB, c.SMTP.MaxDataMemory)
+	require.Equal(t, 2*bytesize.KiB, c.SMTP.MaxLineSize)
+	require.Equal(t, 2*bytesize.GiB, c.Store.Quota)
+	require.Equal(t, 50*bytesize.MB, c.Store.MaxMessageSize)
+	require.Equal(t, 16*bytesize.MiB, c.IMAP.MaxFetchSize)
+	require.Equal(t, 64*bytesize.MiB, c.IMAP.CacheSize)
+	require.Equal(t, bytesize.Size(512), c.POP3.MaxLineSize)
+	require.Equal(t, 32*bytesize.MiB, c.Auth.Users.Argon2.Memory)
+	require.Equal(t, bytesize.Size(1232), c.DNS.UDPSize)
+
+	for _, old := range []string{
+		"smtp: { max_message_bytes: 1000 }",
+		"smtp: { max_line_length: 1000 }",
+		"store: { quota_bytes: 1000 }",
+		"store: { max_message_bytes: 1000 }",
+		"imap: { max_fetch_bytes: 1000 }",
+		"imap: { cache_bytes: 1000 }",
+		"pop3: { max_line_bytes: 1000 }",
+		"auth: { users: { argon2: { memory_kib: 1000 } } }",
+		"auth: { users: { verify_cache_size: 1000 } }",
+	} {
+		_, err := load(t, old+"\n")
+		require.ErrorContains(t, err, "line 1: unknown key", old)
+	}
+
+	// Every bad value is reported at once, each with its line.
+	_, err = load(t, "smtp:\n  max_message_size: 32M\nstore:\n  quota: lots\n")
+	require.ErrorContains(t, err, `line 2: size "32M": unit "M" could mean powers of 1000 or of 1024: write MB or MiB`)
+	require.ErrorContains(t, err, `line 4: size "lots": want a number of bytes`)
+}
+
+// Durations are Go durations; a bare number is refused rather than read as nanoseconds.
+func TestDurations(t *testing.T) {
+	c, err := load(t, "smtp: { command_timeout: 90s, data_timeout: 1h30m }\n")
+	require.NoError(t, err)
+	require.Equal(t, 90*time.Second, c.SMTP.CommandTimeout)
+	require.Equal(t, 90*time.Minute, c.SMTP.DataTimeout)
+
+	_, err = load(t, "smtp:\n  command_timeout: 300\n")
+	require.ErrorContains(t, err, "line 2: cannot unmarshal !!int `300` into time.Duration: a duration has a unit, such as 30s, 5m or 2h")
+}
