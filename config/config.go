@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -63,8 +64,8 @@ type Config struct {
 	// DNS is the resolver every DNS policy shares; Cache bounds its cache.
 	DNS   dnsx.ClientConfig `yaml:"dns"`
 	Cache dnsx.CacheConfig  `yaml:"dns_cache"`
-	// SMTP is the SMTP server: listeners, TLS and limits. hostname, data_dir,
-	// local_domains and trusted_networks are taken from the top level.
+	// SMTP is the SMTP server: listeners, TLS and limits. Its hostname, data dir, local
+	// domains and trusted networks are the top-level keys; writing them here is an error.
 	SMTP smtpd.Config `yaml:"smtp"`
 	// Auth: local users (argon2id), LDAP (optional, asked after the local users),
 	// brute-force throttling, and recipient validation at RCPT.
@@ -72,7 +73,7 @@ type Config struct {
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
 	// Routing: aliases, virtual aliases, canonical and transport maps, the relay host.
-	// local_domains is taken from the top level.
+	// Its local domains are the top-level local_domains.
 	Routing route.Config `yaml:"routing"`
 	// LMTP and Relay are the clients for lmtp: and smtp: transports.
 	LMTP  lmtp.Config  `yaml:"lmtp"`
@@ -167,8 +168,9 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x" and
-// says that a duration needs a unit.
+// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x",
+// says where a top-level key written inside a section belongs, and that a duration needs
+// a unit.
 func friendlyYAML(err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -176,8 +178,11 @@ func friendlyYAML(err error) error {
 		for i, e := range te.Errors {
 			if i := strings.Index(e, ": field "); i >= 0 && strings.Contains(e, " not found in type ") {
 				name := e[i+len(": field "):]
-				name = name[:strings.Index(name, " not found")]
+				name, typ, _ := strings.Cut(name, " not found in type ")
 				e = e[:i] + ": unknown key " + name
+				if topLevelKeys[name] && typ != "config.Config" {
+					e += " (" + name + " is a top-level key: it applies to every section)"
+				}
 			}
 			if strings.HasSuffix(e, " into time.Duration") {
 				e += ": a duration has a unit, such as 30s, 5m or 2h"
@@ -188,6 +193,18 @@ func friendlyYAML(err error) error {
 	}
 	return err
 }
+
+// topLevelKeys are the keys of Config's first level.
+var topLevelKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
+}()
 
 // finish fills derived values and validates.
 func (c *Config) finish() error {
@@ -218,6 +235,7 @@ func (c *Config) finish() error {
 	if c.AuthservID == "" {
 		c.AuthservID = dkim.AuthServID(c.Hostname)
 	}
+	// The sections that need them get the top-level values; they are not keys there.
 	c.SMTP.Hostname = c.Hostname
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
@@ -240,6 +258,22 @@ func (c *Config) finish() error {
 	}
 	if c.DKIM.Sign.Dir == "" {
 		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")
+	}
+	return c.unhonoured()
+}
+
+// unhonoured reports a key that was written but would have no effect, because another
+// key the admin wrote (or the server's design) cancels it.
+func (c *Config) unhonoured() error {
+	if c.HTTP.Pprof && c.HTTP.Addr == "" {
+		return errors.New("http.pprof: the profiler is served on http.addr, which is empty")
+	}
+	if c.Delivery.DisableDelayWarning && c.Delivery.DelayWarning != 0 {
+		return errors.New("delivery.delay_warning: delay warnings are off (disable_delay_warning: true); remove one of the two")
+	}
+	kind, _, _ := strings.Cut(c.Routing.LocalTransport, ":")
+	if k := strings.ToLower(kind); len(c.Routing.LocalUsers) > 0 && (k == "" || k == "local" || k == "virtual") {
+		return errors.New("routing.local_users: with local_transport local, the local users are the user database (portcullis user add); local_users lists the users of another local transport, such as lmtp:unix:/run/dovecot/lmtp")
 	}
 	return nil
 }

@@ -20,6 +20,57 @@ func load(t *testing.T, doc string) (*Config, error) {
 	return Load(path, dir)
 }
 
+// The top-level keys are not keys of the sections that use them: written there, they
+// would have been overwritten silently; now they are an error naming the key and line.
+func TestTopLevelKeysOnlyAtTheTop(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"smtp:\n  hostname: other.example\n", "line 2: unknown key hostname (hostname is a top-level key"},
+		{"smtp:\n  data_dir: /tmp\n", "line 2: unknown key data_dir (data_dir is a top-level key"},
+		{"smtp:\n  local_domains: [a.example]\n", "line 2: unknown key local_domains (local_domains is a top-level key"},
+		{"smtp:\n  max_recipients: 5\n  trusted_networks: [10.0.0.0/8]\n", "line 3: unknown key trusted_networks (trusted_networks is a top-level key"},
+		{"routing:\n  local_domains: [a.example]\n", "line 2: unknown key local_domains (local_domains is a top-level key"},
+	} {
+		_, err := load(t, tc.doc)
+		require.ErrorContains(t, err, "portcullis.yaml", tc.doc)
+		require.ErrorContains(t, err, tc.want, tc.doc)
+	}
+
+	c, err := load(t, "hostname: mx.example.org\nlocal_domains: [example.org]\ntrusted_networks: [192.0.2.0/24]\n")
+	require.NoError(t, err)
+	require.Equal(t, "mx.example.org", c.SMTP.Hostname)
+	require.Equal(t, c.DataDir, c.SMTP.DataDir)
+	require.Equal(t, []string{"example.org"}, c.SMTP.LocalDomains)
+	require.Equal(t, []string{"example.org"}, c.Routing.LocalDomains)
+	require.Equal(t, []string{"192.0.2.0/24"}, c.SMTP.TrustedNetworks)
+}
+
+// Keys that default from the top level are honoured when set.
+func TestSectionOverridesHonoured(t *testing.T) {
+	c, err := load(t, `hostname: mx.example.org
+delivery: { hostname: dsn.example.org }
+relay: { hostname: out.example.org }
+lmtp: { local_name: lmtp.example.org }
+pop3: { hostname: pop.example.org }
+store: { dir: /srv/mail }
+dkim: { sign: { dir: /etc/portcullis/dkim } }
+authserv_id: auth.example.org
+`)
+	require.NoError(t, err)
+	require.Equal(t, "dsn.example.org", c.Delivery.Hostname)
+	require.Equal(t, "out.example.org", c.Relay.Hostname)
+	require.Equal(t, "lmtp.example.org", c.LMTP.LocalName)
+	require.Equal(t, "pop.example.org", c.POP3.Hostname)
+	require.Equal(t, "/srv/mail", c.Store.Dir)
+	require.Equal(t, "/etc/portcullis/dkim", c.DKIM.Sign.Dir)
+	require.Equal(t, "auth.example.org", c.AuthservID)
+
+	c, err = load(t, "hostname: mx.example.org\n")
+	require.NoError(t, err)
+	require.Equal(t, "mx.example.org", c.Delivery.Hostname)
+	require.Equal(t, filepath.Join(c.DataDir, "mail"), c.Store.Dir)
+	require.Equal(t, filepath.Join(c.DataDir, "dkim"), c.DKIM.Sign.Dir)
+}
+
 // Sizes are bytes with an optional unit, under one name each; the old names fail.
 func TestSizes(t *testing.T) {
 	c, err := load(t, `smtp: { max_message_size: 10MiB, max_data_memory: 1GiB, max_line_size: 2KiB }
@@ -51,6 +102,7 @@ dns: { udp_size: 1232 }
 		"pop3: { max_line_bytes: 1000 }",
 		"auth: { users: { argon2: { memory_kib: 1000 } } }",
 		"auth: { users: { verify_cache_size: 1000 } }",
+		"relay: { max_sign_size: 1000 }",
 	} {
 		_, err := load(t, old+"\n")
 		require.ErrorContains(t, err, "line 1: unknown key", old)
@@ -71,4 +123,19 @@ func TestDurations(t *testing.T) {
 
 	_, err = load(t, "smtp:\n  command_timeout: 300\n")
 	require.ErrorContains(t, err, "line 2: cannot unmarshal !!int `300` into time.Duration: a duration has a unit, such as 30s, 5m or 2h")
+}
+
+// A key that another key the admin wrote cancels is an error naming it.
+func TestUnhonouredKeys(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"http: { addr: '', pprof: true }\n", "http.pprof"},
+		{"delivery: { disable_delay_warning: true, delay_warning: 2h }\n", "delivery.delay_warning"},
+		{"routing: { local_users: [a@example.test] }\n", "routing.local_users"},
+		{"routing: { local_transport: local, local_users: [a@example.test] }\n", "routing.local_users"},
+	} {
+		_, err := load(t, tc.doc)
+		require.ErrorContains(t, err, tc.want, tc.doc)
+	}
+	_, err := load(t, "local_domains: [example.test]\nrouting: { local_transport: 'lmtp:unix:/run/dovecot/lmtp', local_users: [a@example.test] }\n")
+	require.NoError(t, err)
 }

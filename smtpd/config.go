@@ -23,20 +23,24 @@ const (
 // default" (see the field comments); Defaults returns them filled in.
 type Config struct {
 	// Hostname is our own name: the greeting, the Received header, the self-signed
-	// certificate. Default "localhost".
-	Hostname string `yaml:"hostname"`
-	// DataDir is where the self-signed certificate is stored (DataDir/tls).
-	DataDir string `yaml:"data_dir"`
+	// certificate. Default "localhost". Not a key of the smtp: section: the server config
+	// sets it from its top-level hostname.
+	Hostname string `yaml:"-"`
+	// DataDir is where the self-signed certificate is stored (DataDir/tls). Set from the
+	// server config's top-level data_dir.
+	DataDir string `yaml:"-"`
 	// Listeners to serve; at least one.
 	Listeners []ListenerConfig `yaml:"listeners"`
 	// TLS names a certificate and key; when empty a self-signed certificate is generated
 	// on first start in DataDir/tls.
 	TLS TLSFiles `yaml:"tls"`
 
-	// LocalDomains are the domains we accept mail for from anyone.
-	LocalDomains []string `yaml:"local_domains"`
-	// TrustedNetworks (CIDRs or single addresses) may relay without authenticating.
-	TrustedNetworks []string `yaml:"trusted_networks"`
+	// LocalDomains are the domains we accept mail for from anyone. Set from the server
+	// config's top-level local_domains.
+	LocalDomains []string `yaml:"-"`
+	// TrustedNetworks (CIDRs or single addresses) may relay without authenticating. Set
+	// from the server config's top-level trusted_networks.
+	TrustedNetworks []string `yaml:"-"`
 	// DelayReject (Postfix's smtpd_delay_reject, default true) answers connect, helo and
 	// mail stage rejections at the first RCPT so that the log carries the recipient.
 	DelayReject *bool `yaml:"delay_reject"`
@@ -184,6 +188,9 @@ func (cfg Config) validate() (trusted []netip.Prefix, err error) {
 			return nil, fmt.Errorf("smtpd: listener name %q used twice", l.Name)
 		}
 		names[l.Name] = true
+		if len(l.ProxyFrom) > 0 && !l.ProxyProtocol {
+			return nil, fmt.Errorf("smtpd: listener %q: proxy_from without proxy_protocol: true", l.Name)
+		}
 		if _, err := parsePrefixes(l.ProxyFrom); err != nil {
 			return nil, fmt.Errorf("smtpd: listener %q: proxy_from: %w", l.Name, err)
 		}
