@@ -181,7 +181,7 @@ func friendlyYAML(err error) error {
 				name, typ, _ := strings.Cut(name, " not found in type ")
 				e = e[:i] + ": unknown key " + name
 				if topLevelKeys[name] && typ != "config.Config" {
-					e += " (" + name + " is a top-level key: it applies to every section)"
+					e += " (" + name + " is a top-level key of the server config)"
 				}
 			}
 			if strings.HasSuffix(e, " into time.Duration") {

@@ -24,11 +24,11 @@ func load(t *testing.T, doc string) (*Config, error) {
 // would have been overwritten silently; now they are an error naming the key and line.
 func TestTopLevelKeysOnlyAtTheTop(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
-		{"smtp:\n  hostname: other.example\n", "line 2: unknown key hostname (hostname is a top-level key"},
-		{"smtp:\n  data_dir: /tmp\n", "line 2: unknown key data_dir (data_dir is a top-level key"},
-		{"smtp:\n  local_domains: [a.example]\n", "line 2: unknown key local_domains (local_domains is a top-level key"},
-		{"smtp:\n  max_recipients: 5\n  trusted_networks: [10.0.0.0/8]\n", "line 3: unknown key trusted_networks (trusted_networks is a top-level key"},
-		{"routing:\n  local_domains: [a.example]\n", "line 2: unknown key local_domains (local_domains is a top-level key"},
+		{"smtp:\n  hostname: other.example\n", "line 2: unknown key hostname (hostname is a top-level key of the server config"},
+		{"smtp:\n  data_dir: /tmp\n", "line 2: unknown key data_dir (data_dir is a top-level key of the server config"},
+		{"smtp:\n  local_domains: [a.example]\n", "line 2: unknown key local_domains (local_domains is a top-level key of the server config"},
+		{"smtp:\n  max_recipients: 5\n  trusted_networks: [10.0.0.0/8]\n", "line 3: unknown key trusted_networks (trusted_networks is a top-level key of the server config"},
+		{"routing:\n  local_domains: [a.example]\n", "line 2: unknown key local_domains (local_domains is a top-level key of the server config"},
 	} {
 		_, err := load(t, tc.doc)
 		require.ErrorContains(t, err, "portcullis.yaml", tc.doc)
@@ -42,6 +42,12 @@ func TestTopLevelKeysOnlyAtTheTop(t *testing.T) {
 	require.Equal(t, []string{"example.org"}, c.SMTP.LocalDomains)
 	require.Equal(t, []string{"example.org"}, c.Routing.LocalDomains)
 	require.Equal(t, []string{"192.0.2.0/24"}, c.SMTP.TrustedNetworks)
+}
+
+// The rule file's policies do not repeat the server's identity either.
+func TestPolicyAuthservID(t *testing.T) {
+	_, err := ParseRuleFile([]byte("policies:\n  dmarc: { dmarc: { authserv_id: other.example } }\n"), "rules.yaml", Deps{AuthservID: "mx.example.org"})
+	require.ErrorContains(t, err, "unknown key authserv_id (authserv_id is a top-level key of the server config)")
 }
 
 // Keys that default from the top level are honoured when set.
