@@ -21,7 +21,7 @@ import (
 
 // DBConfig configures the local user database.
 type DBConfig struct {
-	// Path of the SQLite file (DefaultDBPath(dataDir) = DATA/users.db).
+	// Path is the SQLite file (default DATA/users.db, DefaultDBPath).
 	Path string `yaml:"path"`
 	// Argon2 are the cost parameters of new hashes (defaults: DefaultArgon2Params).
 	Argon2 Argon2Params `yaml:"argon2"`

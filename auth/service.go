@@ -14,8 +14,11 @@ import (
 // an optional LDAP directory tried after them, throttling around both, and recipient
 // validation for the SMTP server.
 type Config struct {
-	Users      DBConfig         `yaml:"users"`
-	LDAP       *LDAPConfig      `yaml:"ldap"` // nil: local users only
+	// Users is the local user database (portcullis user add).
+	Users DBConfig `yaml:"users"`
+	// LDAP, when set, is a directory asked after the local users.
+	LDAP *LDAPConfig `yaml:"ldap"`
+	// Throttle slows down and locks out password guessing, for all logins.
 	Throttle   ThrottleConfig   `yaml:"throttle"`
 	Recipients RecipientsConfig `yaml:"recipients"`
 }

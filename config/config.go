@@ -3,7 +3,13 @@
 // policy instances and the rules). It holds the one table from policy kinds ("rbl", "spf",
 // "clamd", ...) to their constructors. Decoding is strict: an unknown key is an error that
 // names the key, its line and the file.
+//
+// docs/config.md, the reference of every key, is generated from the config structs and
+// their comments: after changing one, run go generate ./config (that is, go run
+// ./config/internal/gendoc); a test fails while the file is stale.
 package config
+
+//go:generate go run ./internal/gendoc
 
 import (
 	"bytes"
@@ -47,58 +53,69 @@ type Config struct {
 	AuthservID string `yaml:"authserv_id"`
 	// Postmaster is the first user, created with a random password on first start.
 	Postmaster string `yaml:"postmaster"`
-	// Rules is the rule file (policies and rules). Default DataDir/rules.yaml, written
-	// from the built-in defaults on first start.
+	// Rules is the rule file (policies and rules). Default DATA/rules.yaml, written from
+	// the built-in defaults on first start.
 	Rules string `yaml:"rules"`
-	// Log is the log level (debug, info, warn, error) and format (text, json).
+	// Log is the server's log on standard error.
 	Log struct {
-		Level  string `yaml:"level"`
+		// Level is the least severe record written: debug, info, warn or error.
+		Level string `yaml:"level"`
+		// Format is text (key=value) or json.
 		Format string `yaml:"format"`
 	} `yaml:"log"`
-	// HTTP serves /metrics (and, later, the web page). Empty Addr disables it.
+	// HTTP serves the Prometheus metrics on /metrics.
 	HTTP struct {
+		// Addr is the listening address (host:port); empty disables the HTTP server.
 		Addr string `yaml:"addr"`
 		// Pprof serves Go's profiler under /debug/pprof/ (keep the address private).
 		Pprof bool `yaml:"pprof"`
 	} `yaml:"http"`
-	// DNS is the resolver every DNS policy shares; Cache bounds its cache.
-	DNS   dnsx.ClientConfig `yaml:"dns"`
-	Cache dnsx.CacheConfig  `yaml:"dns_cache"`
+	// DNS is the resolver every DNS policy shares.
+	DNS dnsx.ClientConfig `yaml:"dns"`
+	// Cache is the DNS cache in front of the resolver.
+	Cache dnsx.CacheConfig `yaml:"dns_cache"`
 	// SMTP is the SMTP server: listeners, TLS and limits. Its hostname, data dir, local
 	// domains and trusted networks are the top-level keys; writing them here is an error.
 	SMTP smtpd.Config `yaml:"smtp"`
-	// Auth: local users (argon2id), LDAP (optional, asked after the local users),
-	// brute-force throttling, and recipient validation at RCPT.
+	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
+	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
-	// Routing: aliases, virtual aliases, canonical and transport maps, the relay host.
-	// Its local domains are the top-level local_domains.
+	// Routing is the router: aliases, virtual aliases, canonical and transport maps, the
+	// relay host. Its local domains are the top-level local_domains.
 	Routing route.Config `yaml:"routing"`
-	// LMTP and Relay are the clients for lmtp: and smtp: transports.
-	LMTP  lmtp.Config  `yaml:"lmtp"`
+	// LMTP is the client of the lmtp: transports (routing.transport, local_transport).
+	LMTP lmtp.Config `yaml:"lmtp"`
+	// Relay is the client of the smtp: transports: mail exchangers and relay hosts.
 	Relay relay.Config `yaml:"relay"`
 	// Store is the mail store (maildirs and their index) behind IMAP, POP3 and delivery.
-	// dir defaults to DATA/mail.
 	Store store.Config `yaml:"store"`
-	// IMAP and POP3 listeners: Addr offers STARTTLS/STLS, TLSAddr implicit TLS; an empty
-	// address disables it. Passwords only over TLS unless trusted: true.
+	// IMAP is the IMAP server over the store, with smtp.tls's certificate. Passwords
+	// only over TLS unless trusted: true.
 	IMAP struct {
-		Addr         string `yaml:"addr"`
+		// Addr is the listening address offering STARTTLS; empty disables it.
+		Addr string `yaml:"addr"`
+		// TLSAddr is the listening address of implicit TLS (imaps); empty disables it.
 		TLSAddr      string `yaml:"tls_addr"`
 		imapd.Config `yaml:",inline"`
 		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
 		// users move mail into or out of Junk. Default true.
 		TrainJunk *bool `yaml:"train_junk"`
 	} `yaml:"imap"`
+	// POP3 is the POP3 server over the store, with smtp.tls's certificate. Passwords only
+	// over TLS unless trusted: true.
 	POP3 struct {
-		Addr         string `yaml:"addr"`
+		// Addr is the listening address offering STLS; empty disables it.
+		Addr string `yaml:"addr"`
+		// TLSAddr is the listening address of implicit TLS (pop3s); empty disables it.
 		TLSAddr      string `yaml:"tls_addr"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
-	// DKIM signs mail from authenticated users with the keys in dkim.sign.dir
-	// (default DATA/dkim, made by portcullis dkim keygen).
+	// DKIM signs mail from authenticated users.
 	DKIM struct {
+		// Sign is the signer: mail whose From: domain has a key in dir (made by
+		// portcullis dkim keygen) is signed with it.
 		Sign dkim.SignerConfig `yaml:"sign"`
 	} `yaml:"dkim"`
 }

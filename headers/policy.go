@@ -15,10 +15,17 @@ import (
 // in Postfix, mime_header_checks and nested_header_checks default to header_checks; set
 // them to "none" to disable them.
 type Config struct {
-	HeaderChecks       string `yaml:"header_checks"`
-	MIMEHeaderChecks   string `yaml:"mime_header_checks"`
+	// HeaderChecks is Postfix's header_checks: matched against every top-level header
+	// field.
+	HeaderChecks string `yaml:"header_checks"`
+	// MIMEHeaderChecks is Postfix's mime_header_checks: the MIME fields of every part
+	// (default: header_checks).
+	MIMEHeaderChecks string `yaml:"mime_header_checks"`
+	// NestedHeaderChecks is Postfix's nested_header_checks: the header fields of attached
+	// messages (default: header_checks).
 	NestedHeaderChecks string `yaml:"nested_header_checks"`
-	BodyChecks         string `yaml:"body_checks"`
+	// BodyChecks is Postfix's body_checks: matched against every body line.
+	BodyChecks string `yaml:"body_checks"`
 	// BodySizeLimit is Postfix's body_checks_size_limit: how much of each body segment
 	// body_checks inspect (default 50KiB).
 	BodySizeLimit bytesize.Size `yaml:"body_checks_size_limit"`

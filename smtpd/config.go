@@ -101,8 +101,10 @@ type ListenerConfig struct {
 
 // TLSFiles names a PEM certificate chain and key.
 type TLSFiles struct {
+	// CertFile is the PEM certificate chain, leaf first.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is the PEM private key of the certificate.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Defaults returns cfg with every unset limit filled in.

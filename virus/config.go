@@ -35,8 +35,8 @@ type Config struct {
 	NoSessions bool `yaml:"no_sessions"`
 	// MaxIdle bounds the idle session connections kept per daemon (default 16).
 	MaxIdle int `yaml:"max_idle"`
-	// IdleTimeout closes session connections idle for longer than this; keep it below
-	// clamd's IdleTimeout (default 30s there, 20s here).
+	// IdleTimeout closes session connections idle for longer than this (default 20s);
+	// keep it below clamd's own idle timeout (30s unless clamd.conf says otherwise).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// FailureThreshold is the number of consecutive failures after which a daemon is taken
 	// out of rotation (default 3).
