@@ -23,12 +23,12 @@ import (
 
 // DBConfig configures the local user database.
 type DBConfig struct {
-	// Path of the SQLite file (DefaultDBPath(dataDir) = DATA/users.db).
+	// Path is the SQLite file (default DATA/users.db, DefaultDBPath).
 	Path string `yaml:"path"`
 	// Argon2 are the cost parameters of new hashes (defaults: DefaultArgon2Params).
 	Argon2 Argon2Params `yaml:"argon2"`
 	// MaxConcurrentHashes bounds how many password hashes run at once, so that a burst
-	// of logins cannot allocate Argon2.MemoryKiB each without limit (default: the
+	// of logins cannot allocate Argon2.Memory each without limit (default: the
 	// number of CPUs, at least 2). Others wait, within their context's deadline.
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
 	// DefaultDomain, when set, is appended to a login name without "@" ("alice" logs in
@@ -42,8 +42,8 @@ type DBConfig struct {
 	// cached, a password is held in a form cheap to brute-force by whoever can read the
 	// server's memory. Dovecot's auth_cache_ttl is the analogue.
 	VerifyCacheTTL time.Duration `yaml:"verify_cache_ttl"`
-	// VerifyCacheSize bounds the cache (default 10000 entries).
-	VerifyCacheSize int `yaml:"verify_cache_size"`
+	// VerifyCacheEntries bounds the cache (default 10000 entries).
+	VerifyCacheEntries int `yaml:"verify_cache_entries"`
 	// Logger for hash upgrades and database errors (nil: slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -146,7 +146,7 @@ func OpenDBConfig(cfg DBConfig) (*DB, error) {
 	}
 	d := &DB{db: sdb, params: p, domain: domain, log: log, sem: make(chan struct{}, n)}
 	if cfg.VerifyCacheTTL > 0 {
-		d.cache = newVerifyCache(cfg.VerifyCacheTTL, cfg.VerifyCacheSize)
+		d.cache = newVerifyCache(cfg.VerifyCacheTTL, cfg.VerifyCacheEntries)
 	}
 	return d, nil
 }

@@ -18,11 +18,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // testParams keep hashing cheap in tests (the defaults cost 64 MiB per hash).
-var testParams = Argon2Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}
+var testParams = Argon2Params{Memory: 64 * bytesize.KiB, Iterations: 1, Parallelism: 1}
 
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -286,7 +287,7 @@ func TestHashUpgradeOnLogin(t *testing.T) {
 		return h
 	}
 	// Old argon2id parameters.
-	old, _ := HashPassword("pw", Argon2Params{MemoryKiB: 32, Iterations: 2, Parallelism: 1})
+	old, _ := HashPassword("pw", Argon2Params{Memory: 32 * bytesize.KiB, Iterations: 2, Parallelism: 1})
 	// A bcrypt hash from Dovecot ({BLF-CRYPT}, $2y$ as doveadm pw writes it).
 	bc, _ := bcrypt.GenerateFromPassword([]byte("bpw"), bcrypt.MinCost)
 	dovecot := "{BLF-CRYPT}$2y$" + string(bc[4:])
@@ -458,7 +459,7 @@ func TestCLICommands(t *testing.T) {
 func TestVerifyCache(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "users.db")
-	db, err := OpenDBConfig(DBConfig{Path: path, Argon2: testParams, VerifyCacheTTL: time.Minute, VerifyCacheSize: 2, Logger: quiet})
+	db, err := OpenDBConfig(DBConfig{Path: path, Argon2: testParams, VerifyCacheTTL: time.Minute, VerifyCacheEntries: 2, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

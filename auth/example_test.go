@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // One authenticator for SMTP AUTH, IMAP and POP3: local users in DATA/users.db (with
@@ -19,7 +20,7 @@ func Example() {
 
 	db, err := auth.OpenDBConfig(auth.DBConfig{
 		Path:   auth.DefaultDBPath(dir),
-		Argon2: auth.Argon2Params{MemoryKiB: 1024}, // small for the example; keep the default in production
+		Argon2: auth.Argon2Params{Memory: bytesize.MiB}, // small for the example; keep the default in production
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // Argon2Params are the argon2id cost parameters for new password hashes (RFC 9106).
@@ -25,20 +27,20 @@ import (
 // A stored hash whose parameters differ from these is re-hashed with them on the user's
 // next successful login.
 type Argon2Params struct {
-	MemoryKiB   uint32 `yaml:"memory_kib"`  // memory per hash in KiB (default 65536 = 64 MiB)
-	Iterations  uint32 `yaml:"iterations"`  // passes over the memory (default 1)
-	Parallelism uint8  `yaml:"parallelism"` // lanes (default 1)
+	Memory      bytesize.Size `yaml:"memory"`      // memory per hash, whole KiB (default 64MiB)
+	Iterations  uint32        `yaml:"iterations"`  // passes over the memory (default 1)
+	Parallelism uint8         `yaml:"parallelism"` // lanes (default 1)
 }
 
 // DefaultArgon2Params are the parameters used when Argon2Params is zero.
-var DefaultArgon2Params = Argon2Params{MemoryKiB: 64 * 1024, Iterations: 1, Parallelism: 1}
+var DefaultArgon2Params = Argon2Params{Memory: 64 * bytesize.MiB, Iterations: 1, Parallelism: 1}
 
 const (
 	saltLen = 16 // RFC 9106 §3.1 recommends 16 bytes
 	keyLen  = 32
 	// Bounds on the parameters of a stored hash, so that a corrupt or hostile entry
 	// cannot make one verification allocate gigabytes or run for minutes.
-	maxMemoryKiB  = 1 << 20 // 1 GiB
+	maxMemory     = bytesize.GiB
 	maxIterations = 64
 	maxSaltLen    = 64
 	maxKeyLen     = 128
@@ -46,8 +48,8 @@ const (
 )
 
 func (p Argon2Params) withDefaults() Argon2Params {
-	if p.MemoryKiB == 0 {
-		p.MemoryKiB = DefaultArgon2Params.MemoryKiB
+	if p.Memory == 0 {
+		p.Memory = DefaultArgon2Params.Memory
 	}
 	if p.Iterations == 0 {
 		p.Iterations = DefaultArgon2Params.Iterations
@@ -58,12 +60,17 @@ func (p Argon2Params) withDefaults() Argon2Params {
 	return p
 }
 
+// kib is Memory in KiB, argon2's unit (validate checks that it is whole).
+func (p Argon2Params) kib() uint32 { return uint32(p.Memory / bytesize.KiB) }
+
 func (p Argon2Params) validate() error {
 	switch {
-	case p.MemoryKiB < 8*uint32(p.Parallelism):
-		return fmt.Errorf("argon2: memory_kib %d below 8 KiB per lane", p.MemoryKiB)
-	case p.MemoryKiB > maxMemoryKiB:
-		return fmt.Errorf("argon2: memory_kib %d above %d", p.MemoryKiB, maxMemoryKiB)
+	case p.Memory%bytesize.KiB != 0:
+		return fmt.Errorf("argon2: memory %v is not a whole number of KiB", p.Memory)
+	case p.Memory < 8*bytesize.KiB*bytesize.Size(p.Parallelism):
+		return fmt.Errorf("argon2: memory %v below 8KiB per lane", p.Memory)
+	case p.Memory > maxMemory:
+		return fmt.Errorf("argon2: memory %v above %v", p.Memory, maxMemory)
 	case p.Iterations < 1 || p.Iterations > maxIterations:
 		return fmt.Errorf("argon2: iterations %d outside 1..%d", p.Iterations, maxIterations)
 	case p.Parallelism < 1:
@@ -86,9 +93,9 @@ func HashPassword(password string, p Argon2Params) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("auth: salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, keyLen)
+	key := argon2.IDKey([]byte(password), salt, p.Iterations, p.kib(), p.Parallelism, keyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
-		p.MemoryKiB, p.Iterations, p.Parallelism, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+		p.kib(), p.Iterations, p.Parallelism, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
 // phc is a parsed argon2 hash.
@@ -129,7 +136,7 @@ func parseArgon2(s string) (*phc, error) {
 		}
 		switch k {
 		case "m":
-			h.params.MemoryKiB, seen = uint32(n), seen|1
+			h.params.Memory, seen = bytesize.Size(n)*bytesize.KiB, seen|1
 		case "t":
 			h.params.Iterations, seen = uint32(n), seen|2
 		case "p":
@@ -219,9 +226,9 @@ func VerifyPassword(encoded, password string, p Argon2Params) (ok, rehash bool, 
 	}
 	var key []byte
 	if h.variant == "argon2id" {
-		key = argon2.IDKey([]byte(password), h.salt, h.params.Iterations, h.params.MemoryKiB, h.params.Parallelism, uint32(len(h.key)))
+		key = argon2.IDKey([]byte(password), h.salt, h.params.Iterations, h.params.kib(), h.params.Parallelism, uint32(len(h.key)))
 	} else {
-		key = argon2.Key([]byte(password), h.salt, h.params.Iterations, h.params.MemoryKiB, h.params.Parallelism, uint32(len(h.key)))
+		key = argon2.Key([]byte(password), h.salt, h.params.Iterations, h.params.kib(), h.params.Parallelism, uint32(len(h.key)))
 	}
 	if subtle.ConstantTimeCompare(key, h.key) != 1 {
 		return false, false, nil

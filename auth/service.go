@@ -15,8 +15,11 @@ import (
 // Config is the authentication part of the portcullis configuration: local users,
 // an optional LDAP directory tried after them, and throttling around both.
 type Config struct {
-	Users    DBConfig       `yaml:"users"`
-	LDAP     *LDAPConfig    `yaml:"ldap"` // nil: local users only
+	// Users is the local user database (portcullis user add).
+	Users DBConfig `yaml:"users"`
+	// LDAP, when set, is a directory asked after the local users.
+	LDAP *LDAPConfig `yaml:"ldap"`
+	// Throttle slows down and locks out password guessing, for all logins.
 	Throttle ThrottleConfig `yaml:"throttle"`
 }
 

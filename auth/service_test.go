@@ -18,7 +18,7 @@ func TestServiceFromYAML(t *testing.T) {
 	var cfg Config
 	doc := `
 users:
-  argon2: {memory_kib: 64, iterations: 1, parallelism: 1}
+  argon2: {memory: 64KiB, iterations: 1, parallelism: 1}
 ldap:
   url: ` + srv.URL + `
   start_tls: true

@@ -14,6 +14,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/auth/ldaptest"
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -34,7 +35,7 @@ func TestWithSMTPServer(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	dir := ldaptest.Start(t, ldaptest.User{UID: "bob", Mail: "bob@example.test", Password: "bob-pw"})
 	svc, err := auth.Open(auth.Config{
-		Users: auth.DBConfig{Argon2: auth.Argon2Params{MemoryKiB: 64}},
+		Users: auth.DBConfig{Argon2: auth.Argon2Params{Memory: 64 * bytesize.KiB}},
 		LDAP: &auth.LDAPConfig{
 			URL: dir.URL, StartTLS: true, CAFile: dir.CAFile, BindDN: dir.BindDN, BindPassword: dir.BindPassword,
 			BaseDN: ldaptest.BaseDN, Filter: "(&(objectClass=inetOrgPerson)(|(uid=%s)(mail=%s)))",

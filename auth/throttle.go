@@ -29,7 +29,7 @@ type ThrottleConfig struct {
 	// user logged in successfully within TrustedFor stay allowed, so that an attacker
 	// cannot lock a user out of their usual clients.
 	MaxFailuresPerUser int `yaml:"max_failures_per_user"`
-	// Lockout is the first lockout (default 1m); MaxLockout caps the doubling (1h).
+	// Lockout is the first lockout (default 1m); MaxLockout caps the doubling (default 1h).
 	Lockout    time.Duration `yaml:"lockout"`
 	MaxLockout time.Duration `yaml:"max_lockout"`
 	// TrustedFor is how long a successful login exempts its address from the user's

@@ -3,7 +3,13 @@
 // policy instances and the rules). It holds the one table from policy kinds ("rbl", "spf",
 // "clamd", ...) to their constructors. Decoding is strict: an unknown key is an error that
 // names the key, its line and the file.
+//
+// docs/config.md, the reference of every key, is generated from the config structs and
+// their comments: after changing one, run go generate ./config (that is, go run
+// ./config/internal/gendoc); a test fails while the file is stale.
 package config
+
+//go:generate go run ./internal/gendoc
 
 import (
 	"bytes"
@@ -14,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -46,58 +53,69 @@ type Config struct {
 	AuthservID string `yaml:"authserv_id"`
 	// Postmaster is the first user, created with a random password on first start.
 	Postmaster string `yaml:"postmaster"`
-	// Rules is the rule file (policies and rules). Default DataDir/rules.yaml, written
-	// from the built-in defaults on first start.
+	// Rules is the rule file (policies and rules). Default DATA/rules.yaml, written from
+	// the built-in defaults on first start.
 	Rules string `yaml:"rules"`
-	// Log is the log level (debug, info, warn, error) and format (text, json).
+	// Log is the server's log on standard error.
 	Log struct {
-		Level  string `yaml:"level"`
+		// Level is the least severe record written: debug, info, warn or error.
+		Level string `yaml:"level"`
+		// Format is text (key=value) or json.
 		Format string `yaml:"format"`
 	} `yaml:"log"`
-	// HTTP serves /metrics. Empty Addr disables it.
+	// HTTP serves the Prometheus metrics on /metrics.
 	HTTP struct {
+		// Addr is the listening address (host:port); empty disables the HTTP server.
 		Addr string `yaml:"addr"`
 		// Pprof serves Go's profiler under /debug/pprof/ (keep the address private).
 		Pprof bool `yaml:"pprof"`
 	} `yaml:"http"`
-	// DNS is the resolver every DNS policy shares; Cache bounds its cache.
-	DNS   dnsx.ClientConfig `yaml:"dns"`
-	Cache dnsx.CacheConfig  `yaml:"dns_cache"`
-	// SMTP is the SMTP server: listeners, TLS and limits. hostname, data_dir,
-	// local_domains and trusted_networks are taken from the top level.
+	// DNS is the resolver every DNS policy shares.
+	DNS dnsx.ClientConfig `yaml:"dns"`
+	// Cache is the DNS cache in front of the resolver.
+	Cache dnsx.CacheConfig `yaml:"dns_cache"`
+	// SMTP is the SMTP server: listeners, TLS and limits. Its hostname, data dir, local
+	// domains and trusted networks are the top-level keys; writing them here is an error.
 	SMTP smtpd.Config `yaml:"smtp"`
-	// Auth: local users (argon2id), LDAP (optional, asked after the local users),
-	// brute-force throttling, and recipient validation at RCPT.
+	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
+	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
-	// Routing: aliases, virtual aliases, canonical and transport maps, the relay host.
-	// local_domains is taken from the top level.
+	// Routing is the router: aliases, virtual aliases, canonical and transport maps, the
+	// relay host. Its local domains are the top-level local_domains.
 	Routing route.Config `yaml:"routing"`
-	// LMTP and Relay are the clients for lmtp: and smtp: transports.
-	LMTP  lmtp.Config  `yaml:"lmtp"`
+	// LMTP is the client of the lmtp: transports (routing.transport, local_transport).
+	LMTP lmtp.Config `yaml:"lmtp"`
+	// Relay is the client of the smtp: transports: mail exchangers and relay hosts.
 	Relay relay.Config `yaml:"relay"`
 	// Store is the mail store (maildirs and their index) behind IMAP, POP3 and delivery.
-	// dir defaults to DATA/mail.
 	Store store.Config `yaml:"store"`
-	// IMAP and POP3 listeners: Addr offers STARTTLS/STLS, TLSAddr implicit TLS; an empty
-	// address disables it. Passwords only over TLS unless trusted: true.
+	// IMAP is the IMAP server over the store, with smtp.tls's certificate. Passwords
+	// only over TLS unless trusted: true.
 	IMAP struct {
-		Addr         string `yaml:"addr"`
+		// Addr is the listening address offering STARTTLS; empty disables it.
+		Addr string `yaml:"addr"`
+		// TLSAddr is the listening address of implicit TLS (imaps); empty disables it.
 		TLSAddr      string `yaml:"tls_addr"`
 		imapd.Config `yaml:",inline"`
 		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
 		// users move mail into or out of Junk. Default true.
 		TrainJunk *bool `yaml:"train_junk"`
 	} `yaml:"imap"`
+	// POP3 is the POP3 server over the store, with smtp.tls's certificate. Passwords only
+	// over TLS unless trusted: true.
 	POP3 struct {
-		Addr         string `yaml:"addr"`
+		// Addr is the listening address offering STLS; empty disables it.
+		Addr string `yaml:"addr"`
+		// TLSAddr is the listening address of implicit TLS (pop3s); empty disables it.
 		TLSAddr      string `yaml:"tls_addr"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
-	// DKIM signs mail from authenticated users with the keys in dkim.sign.dir
-	// (default DATA/dkim, made by portcullis dkim keygen).
+	// DKIM signs mail from authenticated users.
 	DKIM struct {
+		// Sign is the signer: mail whose From: domain has a key in dir (made by
+		// portcullis dkim keygen) is signed with it.
 		Sign dkim.SignerConfig `yaml:"sign"`
 	} `yaml:"dkim"`
 }
@@ -167,7 +185,9 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x".
+// friendlyYAML rewrites "field x not found in type config.Config" as "unknown key x",
+// says where a top-level key written inside a section belongs, and that a duration needs
+// a unit.
 func friendlyYAML(err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -175,8 +195,14 @@ func friendlyYAML(err error) error {
 		for i, e := range te.Errors {
 			if i := strings.Index(e, ": field "); i >= 0 && strings.Contains(e, " not found in type ") {
 				name := e[i+len(": field "):]
-				name = name[:strings.Index(name, " not found")]
+				name, typ, _ := strings.Cut(name, " not found in type ")
 				e = e[:i] + ": unknown key " + name
+				if topLevelKeys[name] && typ != "config.Config" {
+					e += " (" + name + " is a top-level key of the server config)"
+				}
+			}
+			if strings.HasSuffix(e, " into time.Duration") {
+				e += ": a duration has a unit, such as 30s, 5m or 2h"
 			}
 			msgs[i] = e
 		}
@@ -184,6 +210,18 @@ func friendlyYAML(err error) error {
 	}
 	return err
 }
+
+// topLevelKeys are the keys of Config's first level.
+var topLevelKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
+}()
 
 // finish fills derived values and validates.
 func (c *Config) finish() error {
@@ -214,6 +252,7 @@ func (c *Config) finish() error {
 	if c.AuthservID == "" {
 		c.AuthservID = dkim.AuthServID(c.Hostname)
 	}
+	// The sections that need them get the top-level values; they are not keys there.
 	c.SMTP.Hostname = c.Hostname
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
@@ -236,6 +275,22 @@ func (c *Config) finish() error {
 	}
 	if c.DKIM.Sign.Dir == "" {
 		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")
+	}
+	return c.unhonoured()
+}
+
+// unhonoured reports a key that was written but would have no effect, because another
+// key the admin wrote (or the server's design) cancels it.
+func (c *Config) unhonoured() error {
+	if c.HTTP.Pprof && c.HTTP.Addr == "" {
+		return errors.New("http.pprof: the profiler is served on http.addr, which is empty")
+	}
+	if c.Delivery.DisableDelayWarning && c.Delivery.DelayWarning != 0 {
+		return errors.New("delivery.delay_warning: delay warnings are off (disable_delay_warning: true); remove one of the two")
+	}
+	kind, _, _ := strings.Cut(c.Routing.LocalTransport, ":")
+	if k := strings.ToLower(kind); len(c.Routing.LocalUsers) > 0 && (k == "" || k == "local" || k == "virtual") {
+		return errors.New("routing.local_users: with local_transport local, the local users are the user database (portcullis user add); local_users lists the users of another local transport, such as lmtp:unix:/run/dovecot/lmtp")
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func (w *walker) entry(parent *Attachment, container, name string, size int64) *
 
 // readEntry decompresses at most max bytes (and the remaining budget) from r.
 func (w *walker) readEntry(r io.Reader, max int64) ([]byte, bool) {
-	budget := w.lim.MaxUncompressedBytes - w.uncompressed
+	budget := int64(w.lim.MaxUncompressedSize) - w.uncompressed
 	over := false
 	if max > budget {
 		max = budget
@@ -233,7 +233,7 @@ func (w *walker) listGzip(a *Attachment, data []byte, container string, depth in
 	e := w.entry(a, container, name, 0)
 	// The size is only known by decompressing: do it within the budget, keeping what
 	// is needed for sniffing and nested listing.
-	out, over := w.readEntry(zr, w.lim.MaxUncompressedBytes)
+	out, over := w.readEntry(zr, int64(w.lim.MaxUncompressedSize))
 	e.Size = int64(len(out))
 	if over || (len(out) > 1<<20 && len(out)/(len(data)+1) > w.lim.MaxRatio) {
 		e.Bomb = true
@@ -281,7 +281,7 @@ func (w *walker) listBzip2(a *Attachment, data []byte, container string, depth i
 		name += ".tar"
 	}
 	e := w.entry(a, container, name, 0)
-	out, over := w.readEntry(bzip2.NewReader(bytes.NewReader(data)), w.lim.MaxUncompressedBytes)
+	out, over := w.readEntry(bzip2.NewReader(bytes.NewReader(data)), int64(w.lim.MaxUncompressedSize))
 	e.Size = int64(len(out))
 	if over || (len(out) > 1<<20 && len(out)/(len(data)+1) > w.lim.MaxRatio) {
 		e.Bomb = true

@@ -10,8 +10,8 @@ import (
 )
 
 // fuzzLimits are small so that the fuzzer reaches every limit.
-var fuzzLimits = Limits{MaxParts: 50, MaxDepth: 5, MaxHeaderBytes: 300, MaxDecodedBytes: 1 << 20,
-	MaxTextBytes: 4096, MaxURLs: 20, MaxArchiveEntries: 20, MaxArchiveDepth: 2, MaxUncompressedBytes: 1 << 20}
+var fuzzLimits = Limits{MaxParts: 50, MaxDepth: 5, MaxHeaderSize: 300, MaxDecodedSize: 1 << 20,
+	MaxTextSize: 4096, MaxURLs: 20, MaxArchiveEntries: 20, MaxArchiveDepth: 2, MaxUncompressedSize: 1 << 20}
 
 func walkSeeds() [][]byte {
 	var out [][]byte
@@ -56,7 +56,7 @@ func FuzzWalk(f *testing.F) {
 				t.Fatalf("part %q claims to be in raw", p.Path)
 			}
 		}
-		if len(m.Text) > fuzzLimits.MaxTextBytes || !utf8.ValidString(m.Text) {
+		if len(m.Text) > int(fuzzLimits.MaxTextSize) || !utf8.ValidString(m.Text) {
 			t.Fatalf("text of %d bytes, valid UTF-8 %v", len(m.Text), utf8.ValidString(m.Text))
 		}
 		if len(m.URLs) > fuzzLimits.MaxURLs {
@@ -128,7 +128,7 @@ func FuzzArchive(f *testing.F) {
 			if len(w.msg.Attachments) > fuzzLimits.MaxArchiveEntries+fuzzLimits.MaxArchiveDepth+1 {
 				t.Fatalf("%s: %d entries over the limit", kind, len(w.msg.Attachments))
 			}
-			if w.uncompressed > fuzzLimits.MaxUncompressedBytes {
+			if w.uncompressed > int64(fuzzLimits.MaxUncompressedSize) {
 				t.Fatalf("%s: decompressed %d bytes over the limit", kind, w.uncompressed)
 			}
 		}

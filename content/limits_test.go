@@ -46,7 +46,7 @@ func TestLimits(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		fmt.Fprintf(&many, "http://h%d.example/ ", i)
 	}
-	m, _ = WalkBytes([]byte("Subject: x\r\n\r\n"+body+many.String()+strings.Repeat("y", 5000)), Limits{MaxTextBytes: 1000, MaxURLs: 10, MaxDecodedBytes: 2000})
+	m, _ = WalkBytes([]byte("Subject: x\r\n\r\n"+body+many.String()+strings.Repeat("y", 5000)), Limits{MaxTextSize: 1000, MaxURLs: 10, MaxDecodedSize: 2000})
 	if !hasError(m, "decoded_limit") || !hasError(m, "text_limit") || !hasError(m, "url_limit") ||
 		len(m.Text) > 1000 || len(m.URLs) != 10 {
 		t.Errorf("text: %d bytes, %d urls, errors %v", len(m.Text), len(m.URLs), m.Errors)
@@ -82,17 +82,17 @@ func TestLimits(t *testing.T) {
 		t.Errorf("archives opened %d deep", deepest)
 	}
 
-	if _, err := WalkBytes(make([]byte, 200), Limits{MaxBytes: 100}); err == nil {
+	if _, err := WalkBytes(make([]byte, 200), Limits{MaxSize: 100}); err == nil {
 		t.Error("oversized message accepted")
 	}
-	if _, err := Walk(strings.NewReader(strings.Repeat("x", 200)), Limits{MaxBytes: 100}); err == nil {
+	if _, err := Walk(strings.NewReader(strings.Repeat("x", 200)), Limits{MaxSize: 100}); err == nil {
 		t.Error("oversized stream accepted")
 	}
 }
 
 func TestHeaderLimit(t *testing.T) {
 	huge := "Subject: " + strings.Repeat("x", 100000) + "\r\n\t" + strings.Repeat("y", 100000) + "\r\nX-After: 1\r\n\r\nbody\r\n"
-	m, _ := WalkBytes([]byte(huge), Limits{MaxHeaderBytes: 1000})
+	m, _ := WalkBytes([]byte(huge), Limits{MaxHeaderSize: 1000})
 	if !hasError(m, "header_too_long") || len(m.Header) == 0 || len(m.Header[0].Logical) > 1000 {
 		t.Fatalf("errors %v, %d fields", m.Errors, len(m.Header))
 	}
@@ -102,7 +102,7 @@ func TestHeaderLimit(t *testing.T) {
 }
 
 func TestHeaderLimitLongName(t *testing.T) {
-	m, _ := WalkBytes([]byte("X-"+strings.Repeat("n", 5000)+": v\r\nSubject: s\r\n\r\nbody\r\n"), Limits{MaxHeaderBytes: 100})
+	m, _ := WalkBytes([]byte("X-"+strings.Repeat("n", 5000)+": v\r\nSubject: s\r\n\r\nbody\r\n"), Limits{MaxHeaderSize: 100})
 	if !hasError(m, "header_too_long") || !strings.Contains(m.Text, "body") {
 		t.Fatalf("errors %v text %q", m.Errors, m.Text)
 	}

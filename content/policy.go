@@ -30,7 +30,7 @@ var (
 
 // New returns a content policy.
 func New(cfg Config) (*Policy, error) {
-	if cfg.MaxBytes < 0 || cfg.MaxParts < 0 || cfg.MaxDepth < 0 || cfg.MaxRatio < 0 {
+	if cfg.MaxSize < 0 || cfg.MaxParts < 0 || cfg.MaxDepth < 0 || cfg.MaxRatio < 0 {
 		return nil, fmt.Errorf("content: limits must not be negative")
 	}
 	return &Policy{lim: cfg.Limits.withDefaults()}, nil

@@ -80,7 +80,7 @@ func typeName(v any) string {
 }
 
 func TestPolicyTooLarge(t *testing.T) {
-	p, _ := New(Config{Limits: Limits{MaxBytes: 100}})
+	p, _ := New(Config{Limits: Limits{MaxSize: 100}})
 	r := p.CheckData(context.Background(), txFor(t, "testdata/worm-pif.eml"))
 	if r.Status != policy.StatusPermError || r.Err == nil {
 		t.Fatalf("got %s %v, want permerror", r.Status, r.Err)

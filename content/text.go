@@ -32,7 +32,7 @@ func (w *walker) addText(p *Part, mt string, data []byte) {
 	}
 	w.urls(s)
 	w.msg.TextBytes += len(s)
-	room := w.lim.MaxTextBytes - len(w.text)
+	room := int(w.lim.MaxTextSize) - len(w.text)
 	if room <= 0 {
 		if len(s) > 0 {
 			w.limit(p.Path, "text_limit")

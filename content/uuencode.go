@@ -110,7 +110,7 @@ func uuLine(line []byte, out *[]byte) bool {
 
 // addUU records the uuencoded files of a text part as attachments.
 func (w *walker) addUU(p *Part, data []byte) {
-	budget := w.lim.MaxDecodedBytes - w.decoded
+	budget := int64(w.lim.MaxDecodedSize) - w.decoded
 	for _, f := range findUU(data, budget) {
 		w.decoded += int64(len(f.data))
 		a := &Attachment{Path: p.Path, Size: int64(len(f.data)), Data: f.data, Disposition: "uuencode"}

@@ -20,9 +20,9 @@ type Message struct {
 	// set), depth-first.
 	Attachments []*Attachment
 	// Text is the body text (text/plain parts, and text/html parts reduced to text),
-	// decoded to UTF-8, at most Limits.MaxTextBytes.
+	// decoded to UTF-8, at most Limits.MaxTextSize.
 	Text string
-	// TextBytes counts the text produced before the MaxTextBytes cut.
+	// TextBytes counts the text produced before the MaxTextSize cut.
 	TextBytes int
 	// URLs are the distinct http, https and ftp URLs (and bare www. names) found in the
 	// text and in HTML href/src/action attributes, in order of appearance. URLHosts are
@@ -118,10 +118,10 @@ func (h Header) Values(name string) []string {
 	return out
 }
 
-// Walk reads a message from r (at most lim.MaxBytes) and walks it.
+// Walk reads a message from r (at most lim.MaxSize) and walks it.
 func Walk(r io.Reader, lim Limits) (*Message, error) {
 	lim = lim.withDefaults()
-	raw, err := io.ReadAll(io.LimitReader(r, lim.MaxBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(r, int64(lim.MaxSize)+1))
 	if err != nil {
 		return nil, fmt.Errorf("content: reading message: %w", err)
 	}
@@ -129,11 +129,11 @@ func Walk(r io.Reader, lim Limits) (*Message, error) {
 }
 
 // WalkBytes walks a message held in memory; the Message keeps raw. The only error is a
-// message longer than lim.MaxBytes: malformed content is reported in the Message.
+// message longer than lim.MaxSize: malformed content is reported in the Message.
 func WalkBytes(raw []byte, lim Limits) (*Message, error) {
 	lim = lim.withDefaults()
-	if int64(len(raw)) > lim.MaxBytes {
-		return nil, fmt.Errorf("content: message of %d bytes exceeds the limit of %d bytes", len(raw), lim.MaxBytes)
+	if int64(len(raw)) > int64(lim.MaxSize) {
+		return nil, fmt.Errorf("content: message of %d bytes exceeds the limit of %d bytes", len(raw), lim.MaxSize)
 	}
 	w := &walker{lim: lim, msg: &Message{Raw: raw}}
 	w.entity(raw, 0, len(raw), 0, "", true, HeaderPrimary, "text/plain")
@@ -198,7 +198,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 	}
 	p := &Part{Path: path, Depth: depth, Kind: kind, InRaw: inRaw, Buf: buf, Start: start, End: end}
 	w.msg.Parts = append(w.msg.Parts, p)
-	hdr, bodyOff, bad, long := parseHeader(buf[start:end], w.lim.MaxHeaderBytes)
+	hdr, bodyOff, bad, long := parseHeader(buf[start:end], int(w.lim.MaxHeaderSize))
 	p.Header = hdr
 	p.BodyStart = start + bodyOff
 	if bad {
@@ -469,7 +469,7 @@ func validFieldName(n []byte) bool {
 
 // decode transfer-decodes a body within the decoded-bytes budget.
 func (w *walker) decode(p *Part, body []byte) []byte {
-	budget := w.lim.MaxDecodedBytes - w.decoded
+	budget := int64(w.lim.MaxDecodedSize) - w.decoded
 	if budget <= 0 {
 		w.limit(p.Path, "decoded_limit")
 		return nil
@@ -617,7 +617,7 @@ func decodeQP(in []byte) ([]byte, bool) {
 // body.
 func ReadHeader(raw []byte, maxBytes int) (Header, int) {
 	if maxBytes <= 0 {
-		maxBytes = DefaultLimits.MaxHeaderBytes
+		maxBytes = int(DefaultLimits.MaxHeaderSize)
 	}
 	h, off, _, _ := parseHeader(raw, maxBytes)
 	return h, off

@@ -14,8 +14,9 @@ import (
 // Config configures the dkim policy (`dmarc: {}` or `dkim: {}` in the policies section).
 type Config struct {
 	// AuthservID names us in Authentication-Results (default: the server's host name,
-	// Transaction.Hostname).
-	AuthservID string `yaml:"authserv_id"`
+	// Transaction.Hostname). Not a key of the policy: the server sets it from its
+	// top-level authserv_id, the one identity of the headers it writes and removes.
+	AuthservID string `yaml:"-"`
 	// Timeout bounds all DNS work of the check: key, DMARC and SPF lookups (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxSignatures bounds the DKIM signatures verified per message (default 8).

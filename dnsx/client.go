@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // ClientConfig configures a Client. The zero value reads the servers, timeout and attempts
@@ -27,8 +29,9 @@ type ClientConfig struct {
 	// Attempts is the number of rounds over all servers (default: resolv.conf's attempts,
 	// else 2).
 	Attempts int `yaml:"attempts"`
-	// UDPSize is the EDNS0 UDP payload size advertised (default 4096, RFC 6891 §6.2.5).
-	UDPSize uint16 `yaml:"udp_size"`
+	// UDPSize is the EDNS0 UDP payload size advertised (default 4KiB, RFC 6891 §6.2.5;
+	// 512 to 65535 bytes).
+	UDPSize bytesize.Size `yaml:"udp_size"`
 	// NoEDNS0 sends plain DNS queries without an OPT record.
 	NoEDNS0 bool `yaml:"no_edns0"`
 	// MaxCNAMEs bounds how many CNAME links the client chases itself when a server
@@ -52,8 +55,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout < 0 || cfg.Attempts < 0 || cfg.MaxCNAMEs < 0 {
 		return nil, fmt.Errorf("dnsx: negative timeout, attempts or max_cnames in client config")
 	}
-	if cfg.UDPSize != 0 && cfg.UDPSize < dns.MinMsgSize {
-		return nil, fmt.Errorf("dnsx: udp_size %d is below the minimum of %d", cfg.UDPSize, dns.MinMsgSize)
+	if cfg.UDPSize != 0 && (cfg.UDPSize < dns.MinMsgSize || cfg.UDPSize > dns.MaxMsgSize) {
+		return nil, fmt.Errorf("dnsx: udp_size %d is outside %d..%d", cfg.UDPSize, dns.MinMsgSize, dns.MaxMsgSize)
 	}
 	c := &Client{cfg: cfg}
 	if len(cfg.Servers) > 0 {
@@ -251,7 +254,7 @@ func (c *Client) query(ctx context.Context, servers []string, name string, qtype
 			m.Id = dns.Id()
 			m.Extra = nil
 			if edns {
-				m.SetEdns0(c.cfg.UDPSize, false)
+				m.SetEdns0(uint16(c.cfg.UDPSize), false)
 			}
 			resp, err := c.exchange(ctx, srv, m)
 			if err != nil {
@@ -361,7 +364,7 @@ func (c *Client) exchange(ctx context.Context, srv string, m *dns.Msg) (*dns.Msg
 func (c *Client) exchangeNet(ctx context.Context, network, srv string, m *dns.Msg) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
-	cl := &dns.Client{Net: network, UDPSize: c.cfg.UDPSize, Timeout: c.timeout()}
+	cl := &dns.Client{Net: network, UDPSize: uint16(c.cfg.UDPSize), Timeout: c.timeout()}
 	conn, err := cl.DialContext(ctx, srv)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", network, err)

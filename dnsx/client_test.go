@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 )
@@ -125,8 +126,10 @@ func TestClientResolvConf(t *testing.T) {
 	if a, err := dnsx.LookupA(tctx(t), c2, "a.test"); err != nil || len(a) != 1 {
 		t.Fatalf("A = %v, %v", a, err)
 	}
-	if _, err := dnsx.NewClient(dnsx.ClientConfig{UDPSize: 100}); err == nil {
-		t.Fatal("udp_size 100 accepted")
+	for _, size := range []bytesize.Size{100, 64 * bytesize.KiB} {
+		if _, err := dnsx.NewClient(dnsx.ClientConfig{UDPSize: size}); err == nil {
+			t.Fatalf("udp_size %v accepted", size)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -14,13 +15,20 @@ import (
 // in Postfix, mime_header_checks and nested_header_checks default to header_checks; set
 // them to "none" to disable them.
 type Config struct {
-	HeaderChecks       string `yaml:"header_checks"`
-	MIMEHeaderChecks   string `yaml:"mime_header_checks"`
+	// HeaderChecks is Postfix's header_checks: matched against every top-level header
+	// field.
+	HeaderChecks string `yaml:"header_checks"`
+	// MIMEHeaderChecks is Postfix's mime_header_checks: the MIME fields of every part
+	// (default: header_checks).
+	MIMEHeaderChecks string `yaml:"mime_header_checks"`
+	// NestedHeaderChecks is Postfix's nested_header_checks: the header fields of attached
+	// messages (default: header_checks).
 	NestedHeaderChecks string `yaml:"nested_header_checks"`
-	BodyChecks         string `yaml:"body_checks"`
-	// BodySizeLimit is Postfix's body_checks_size_limit (default 51200 bytes per body
-	// segment).
-	BodySizeLimit int `yaml:"body_checks_size_limit"`
+	// BodyChecks is Postfix's body_checks: matched against every body line.
+	BodyChecks string `yaml:"body_checks"`
+	// BodySizeLimit is Postfix's body_checks_size_limit: how much of each body segment
+	// body_checks inspect (default 50KiB).
+	BodySizeLimit bytesize.Size `yaml:"body_checks_size_limit"`
 	// MatchTimeout bounds one match of a pattern that needs the backtracking engine
 	// (default 100ms).
 	MatchTimeout time.Duration `yaml:"match_timeout"`
@@ -85,7 +93,7 @@ func newPolicy(cfg Config, t Tables) (*Policy, error) {
 		return nil, fmt.Errorf("headers: body_checks_size_limit must not be negative")
 	}
 	if t.BodySizeLimit == 0 {
-		t.BodySizeLimit = cfg.BodySizeLimit
+		t.BodySizeLimit = int(cfg.BodySizeLimit)
 	}
 	if t.Header == nil && t.MIME == nil && t.Nested == nil && t.Body == nil {
 		return nil, fmt.Errorf("headers: no table configured (header_checks, mime_header_checks, nested_header_checks, body_checks)")

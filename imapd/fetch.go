@@ -19,19 +19,19 @@ import (
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// readMessage reads a message file into memory, up to MaxFetchBytes.
+// readMessage reads a message file into memory, up to MaxFetchSize.
 func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error) {
 	f, err := s.user.Open(mb, m)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, s.srv.cfg.MaxFetchBytes+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(s.srv.cfg.MaxFetchSize)+1))
 	if err != nil {
 		return nil, fmt.Errorf("imapd: read message %d: %w", m.UID, err)
 	}
-	if int64(len(b)) > s.srv.cfg.MaxFetchBytes {
-		return nil, fmt.Errorf("imapd: message %d larger than %d bytes", m.UID, s.srv.cfg.MaxFetchBytes)
+	if int64(len(b)) > int64(s.srv.cfg.MaxFetchSize) {
+		return nil, fmt.Errorf("imapd: message %d larger than %d bytes", m.UID, int64(s.srv.cfg.MaxFetchSize))
 	}
 	if m.SizeCRLF != m.Size {
 		b = toCRLF(b) // written by another program with bare LF; IMAP sends CRLF (RFC 3501 §2.3.4)

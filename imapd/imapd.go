@@ -28,6 +28,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -37,13 +38,13 @@ type Config struct {
 	TLSConfig *tls.Config `yaml:"-"`
 	// Trusted allows LOGIN and AUTHENTICATE without TLS (loopback or internal listeners).
 	Trusted bool `yaml:"trusted"`
-	// MaxFetchBytes bounds how much of one message is read into memory to answer FETCH
-	// and SEARCH; default 64 MiB (the store's message limit).
-	MaxFetchBytes int64 `yaml:"max_fetch_bytes"`
-	// CacheBytes bounds the memory holding what was decoded from messages, shared by all
+	// MaxFetchSize bounds how much of one message is read into memory to answer FETCH
+	// and SEARCH; default the store's max_message_size (64MiB).
+	MaxFetchSize bytesize.Size `yaml:"max_fetch_size"`
+	// CacheSize bounds the memory holding what was decoded from messages, shared by all
 	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
-	// default 32 MiB, -1 turns the cache off.
-	CacheBytes int64 `yaml:"cache_bytes"`
+	// default 32MiB, -1 turns the cache off.
+	CacheSize bytesize.Size `yaml:"cache_size"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
 	// Train, when set, is called after a user moves or copies messages into the \Junk
@@ -92,18 +93,18 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	if st == nil || a == nil {
 		return nil, errors.New("imapd: store and authenticator are required")
 	}
-	if cfg.MaxFetchBytes <= 0 {
-		cfg.MaxFetchBytes = st.Config().MaxMessageBytes
+	if cfg.MaxFetchSize <= 0 {
+		cfg.MaxFetchSize = st.Config().MaxMessageSize
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.CacheBytes == 0 {
-		cfg.CacheBytes = 32 << 20
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 32 << 20
 	}
 	s := &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "imap"), train: make(chan struct{}, 4)}
-	if cfg.CacheBytes > 0 {
-		s.cache = newMsgCache(cfg.CacheBytes)
+	if cfg.CacheSize > 0 {
+		s.cache = newMsgCache(int64(cfg.CacheSize))
 	}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,

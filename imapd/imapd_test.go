@@ -394,7 +394,7 @@ func TestConcurrentSessionsConsistent(t *testing.T) {
 }
 
 func TestAppendLimits(t *testing.T) {
-	e := startWith(t, Config{Trusted: true}, store.Config{QuotaBytes: 300, MaxMessageBytes: 200})
+	e := startWith(t, Config{Trusted: true}, store.Config{Quota: 300, MaxMessageSize: 200})
 	r := dialRaw(t, e.addr)
 	r.ok(`LOGIN alice@example.org "secret pw"`)
 	lines, _ := r.cmd("CAPABILITY")

@@ -135,7 +135,7 @@ func (s *session) Namespace() (*imap.NamespaceData, error) {
 }
 
 func (s *session) AppendLimit() uint32 {
-	if n := s.srv.store.Config().MaxMessageBytes; n < 1<<32 {
+	if n := s.srv.store.Config().MaxMessageSize; n < 1<<32 {
 		return uint32(n)
 	}
 	return 1<<32 - 1
@@ -286,7 +286,7 @@ func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusDat
 }
 
 func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
-	if r.Size() > s.srv.store.Config().MaxMessageBytes {
+	if r.Size() > int64(s.srv.store.Config().MaxMessageSize) {
 		return nil, storeErr(store.ErrTooBig)
 	}
 	c, cancel := ctx()

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
@@ -155,8 +156,8 @@ func TestMsgCacheBudget(t *testing.T) {
 // cache off, so the envelope comes from the index the second time, and compares them
 // with a server that has the cache.
 func TestEnvelopeAndSearchWithoutCache(t *testing.T) {
-	for _, size := range []int64{-1, 0} {
-		e := start(t, Config{CacheBytes: size})
+	for _, size := range []bytesize.Size{-1, 0} {
+		e := start(t, Config{CacheSize: size})
 		e.deliver(t, "alice@example.org", msgA)
 		e.deliver(t, "alice@example.org", msgB)
 		c := login(t, e, "alice@example.org", "secret pw", nil)
@@ -176,7 +177,7 @@ func TestEnvelopeAndSearchWithoutCache(t *testing.T) {
 			}
 		}
 		if size < 0 && e.srv.cache != nil {
-			t.Fatal("cache_bytes -1 did not turn the cache off")
+			t.Fatal("cache_size -1 did not turn the cache off")
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -38,9 +39,9 @@ type Config struct {
 	// IdleTimeout closes a session that sends nothing for this long; default 10 minutes,
 	// the minimum RFC 1939 §3 allows.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxLineBytes bounds a command line; default 1024 (RFC 2449 §4 allows 255 for
+	// MaxLineSize bounds a command line; default 1024 (RFC 2449 §4 allows 255 for
 	// commands, SASL responses need more).
-	MaxLineBytes int `yaml:"max_line_bytes"`
+	MaxLineSize bytesize.Size `yaml:"max_line_size"`
 	// MaxCommands bounds the commands in one session; default 100000.
 	MaxCommands int `yaml:"max_commands"`
 	// MaxErrors closes a session after this many failed commands; default 20.
@@ -92,8 +93,8 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Minute
 	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = 1024
+	if cfg.MaxLineSize <= 0 {
+		cfg.MaxLineSize = 1024
 	}
 	if cfg.MaxCommands <= 0 {
 		cfg.MaxCommands = 100000

@@ -185,7 +185,7 @@ func TestAuthPlainAndLock(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	e := start(t, Config{Trusted: true, MaxLineBytes: 100, MaxErrors: 3, IdleTimeout: 300 * time.Millisecond})
+	e := start(t, Config{Trusted: true, MaxLineSize: 100, MaxErrors: 3, IdleTimeout: 300 * time.Millisecond})
 	c := dial(t, e.addr)
 	c.cmd("USER "+strings.Repeat("a", 200), "-ERR line too long")
 	if _, err := c.r.ReadLine(); err == nil {

@@ -80,14 +80,14 @@ func (s *session) reply(ok bool, format string, args ...any) error {
 	return s.bc.w.Flush()
 }
 
-// readLine reads one CRLF (or LF) terminated line of at most MaxLineBytes.
+// readLine reads one CRLF (or LF) terminated line of at most MaxLineSize.
 func (s *session) readLine() (string, error) {
 	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
 	var buf []byte
 	for {
 		chunk, err := s.bc.r.ReadSlice('\n')
 		buf = append(buf, chunk...)
-		if len(buf) > s.srv.cfg.MaxLineBytes {
+		if len(buf) > int(s.srv.cfg.MaxLineSize) {
 			return "", errTooLong
 		}
 		if err == nil {

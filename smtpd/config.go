@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // Listener modes.
@@ -21,33 +23,37 @@ const (
 // default" (see the field comments); Defaults returns them filled in.
 type Config struct {
 	// Hostname is our own name: the greeting, the Received header, the self-signed
-	// certificate. Default "localhost".
-	Hostname string `yaml:"hostname"`
-	// DataDir is where the self-signed certificate is stored (DataDir/tls).
-	DataDir string `yaml:"data_dir"`
+	// certificate. Default "localhost". Not a key of the smtp: section: the server config
+	// sets it from its top-level hostname.
+	Hostname string `yaml:"-"`
+	// DataDir is where the self-signed certificate is stored (DataDir/tls). Set from the
+	// server config's top-level data_dir.
+	DataDir string `yaml:"-"`
 	// Listeners to serve; at least one.
 	Listeners []ListenerConfig `yaml:"listeners"`
 	// TLS names a certificate and key; when empty a self-signed certificate is generated
 	// on first start in DataDir/tls.
 	TLS TLSFiles `yaml:"tls"`
 
-	// LocalDomains are the domains we accept mail for from anyone.
-	LocalDomains []string `yaml:"local_domains"`
-	// TrustedNetworks (CIDRs or single addresses) may relay without authenticating.
-	TrustedNetworks []string `yaml:"trusted_networks"`
+	// LocalDomains are the domains we accept mail for from anyone. Set from the server
+	// config's top-level local_domains.
+	LocalDomains []string `yaml:"-"`
+	// TrustedNetworks (CIDRs or single addresses) may relay without authenticating. Set
+	// from the server config's top-level trusted_networks.
+	TrustedNetworks []string `yaml:"-"`
 	// DelayReject (Postfix's smtpd_delay_reject, default true) answers connect, helo and
 	// mail stage rejections at the first RCPT so that the log carries the recipient.
 	DelayReject *bool `yaml:"delay_reject"`
 
-	// MaxMessageBytes is the SIZE limit (default 32 MiB); larger messages get 552 5.3.4.
-	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxMessageSize is the SIZE limit (default 32MiB); larger messages get 552 5.3.4.
+	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.
 	MaxRecipients int `yaml:"max_recipients"`
 	// MaxDataMemory bounds the memory held by all messages being received at once
-	// (default 512 MiB, at least MaxMessageBytes); beyond it DATA gets 452 4.3.1.
-	MaxDataMemory int64 `yaml:"max_data_memory"`
-	// MaxLineLength of a command or message line, CRLF included (default 4096).
-	MaxLineLength int `yaml:"max_line_length"`
+	// (default 512MiB, at least MaxMessageSize); beyond it DATA gets 452 4.3.1.
+	MaxDataMemory bytesize.Size `yaml:"max_data_memory"`
+	// MaxLineSize bounds a command or message line, CRLF included (default 4096).
+	MaxLineSize bytesize.Size `yaml:"max_line_size"`
 	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 100000:
 	// a bulk sender reuses one session for thousands of messages, four commands each, and
 	// 10000 cut such a session after 2500 messages; abuse is bounded by MaxErrors and the
@@ -95,8 +101,10 @@ type ListenerConfig struct {
 
 // TLSFiles names a PEM certificate chain and key.
 type TLSFiles struct {
+	// CertFile is the PEM certificate chain, leaf first.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is the PEM private key of the certificate.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Defaults returns cfg with every unset limit filled in.
@@ -114,15 +122,17 @@ func (cfg Config) Defaults() Config {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 32 << 20
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 32 << 20
 	}
 	if cfg.MaxDataMemory <= 0 {
 		cfg.MaxDataMemory = 512 << 20
 	}
-	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageBytes+reserveStep)
+	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageSize+reserveStep)
 	set(&cfg.MaxRecipients, 100)
-	set(&cfg.MaxLineLength, 4096)
+	if cfg.MaxLineSize <= 0 {
+		cfg.MaxLineSize = 4096
+	}
 	set(&cfg.MaxCommands, 100000)
 	set(&cfg.MaxErrors, 20)
 	set(&cfg.MaxConnections, 500)
@@ -180,6 +190,9 @@ func (cfg Config) validate() (trusted []netip.Prefix, err error) {
 			return nil, fmt.Errorf("smtpd: listener name %q used twice", l.Name)
 		}
 		names[l.Name] = true
+		if len(l.ProxyFrom) > 0 && !l.ProxyProtocol {
+			return nil, fmt.Errorf("smtpd: listener %q: proxy_from without proxy_protocol: true", l.Name)
+		}
 		if _, err := parsePrefixes(l.ProxyFrom); err != nil {
 			return nil, fmt.Errorf("smtpd: listener %q: proxy_from: %w", l.Name, err)
 		}

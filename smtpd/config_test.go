@@ -18,9 +18,10 @@ func TestReadmeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(readme), "## Config\n\n```yaml\n")
+	_, rest, ok := strings.Cut(string(readme), "## Config\n")
+	_, rest, ok1 := strings.Cut(rest, "```yaml\n")
 	block, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
+	if !ok || !ok1 || !ok2 {
 		t.Fatal("no yaml block under ## Config in README.md")
 	}
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(block)))
@@ -29,7 +30,7 @@ func TestReadmeConfig(t *testing.T) {
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 6 || cfg.Listeners[5].Mode != smtpd.ModeLMTP || !cfg.Listeners[3].ProxyProtocol || cfg.MaxMessageBytes != 32<<20 {
+	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 6 || cfg.Listeners[5].Mode != smtpd.ModeLMTP || !cfg.Listeners[3].ProxyProtocol || cfg.MaxMessageSize != 32<<20 {
 		t.Errorf("decoded %+v", cfg)
 	}
 	if _, err := smtpd.New(cfg, smtpd.Deps{Spool: newTestQueue(t), Auth: users{}, Local: nopLocal{}}); err != nil {

@@ -247,7 +247,7 @@ const reserveStep = 256 << 10
 
 func (r *reservation) grow(n int64) error {
 	for r.held < n {
-		if r.srv.dataMem.Add(reserveStep) > r.srv.cfg.MaxDataMemory {
+		if r.srv.dataMem.Add(reserveStep) > int64(r.srv.cfg.MaxDataMemory) {
 			r.srv.dataMem.Add(-reserveStep)
 			return errNoMemory
 		}

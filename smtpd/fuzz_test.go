@@ -45,16 +45,16 @@ func (q *memQueue) take() [][]byte {
 func fuzzServer(t testing.TB) (*Server, *memQueue) {
 	q := &memQueue{}
 	s, err := New(Config{
-		Hostname:        "mx.example.test",
-		DataDir:         t.TempDir(),
-		Listeners:       []ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0"}},
-		LocalDomains:    []string{"example.test"},
-		MaxMessageBytes: 64 << 10,
-		MaxLineLength:   1000,
-		CommandTimeout:  500 * time.Millisecond,
-		DataTimeout:     time.Second,
-		SessionTimeout:  3 * time.Second,
-		MaxErrors:       50,
+		Hostname:       "mx.example.test",
+		DataDir:        t.TempDir(),
+		Listeners:      []ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0"}},
+		LocalDomains:   []string{"example.test"},
+		MaxMessageSize: 64 << 10,
+		MaxLineSize:    1000,
+		CommandTimeout: 500 * time.Millisecond,
+		DataTimeout:    time.Second,
+		SessionTimeout: 3 * time.Second,
+		MaxErrors:      50,
 	}, Deps{Spool: q, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 func Example_lmtp() {
 	dir, _ := os.MkdirTemp("", "lmtp-example")
 	defer os.RemoveAll(dir)
-	st, _ := store.New(store.Config{Dir: filepath.Join(dir, "mail"), QuotaBytes: 1 << 20})
+	st, _ := store.New(store.Config{Dir: filepath.Join(dir, "mail"), Quota: 1 << 20})
 	defer st.Close()
 	deliverer, _ := local.New(local.Config{Store: st,
 		Exists: func(_ context.Context, addr string) (bool, error) { return addr == "alice@example.test", nil }})

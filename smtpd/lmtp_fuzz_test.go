@@ -60,15 +60,15 @@ func FuzzLMTP(f *testing.F) {
 	}
 	local := &memLocal{}
 	s, err := New(Config{
-		Hostname:        "store.example.test",
-		DataDir:         f.TempDir(),
-		Listeners:       []ListenerConfig{{Name: "lmtp", Addr: "unix:" + filepath.Join(f.TempDir(), "s"), Mode: ModeLMTP}},
-		MaxMessageBytes: 64 << 10,
-		MaxLineLength:   1000,
-		CommandTimeout:  500 * time.Millisecond,
-		DataTimeout:     time.Second,
-		SessionTimeout:  3 * time.Second,
-		MaxErrors:       50,
+		Hostname:       "store.example.test",
+		DataDir:        f.TempDir(),
+		Listeners:      []ListenerConfig{{Name: "lmtp", Addr: "unix:" + filepath.Join(f.TempDir(), "s"), Mode: ModeLMTP}},
+		MaxMessageSize: 64 << 10,
+		MaxLineSize:    1000,
+		CommandTimeout: 500 * time.Millisecond,
+		DataTimeout:    time.Second,
+		SessionTimeout: 3 * time.Second,
+		MaxErrors:      50,
 	}, Deps{Local: local, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)

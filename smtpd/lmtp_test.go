@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/imapd"
@@ -36,7 +37,7 @@ var lmtpUsers = knownRcpts{"alice": true, "bob": true, "carol": true, "dave": tr
 
 func startLMTP(t testing.TB, quota int64, edit func(*smtpd.Config, *smtpd.Deps)) *lmtpEnv {
 	t.Helper()
-	st, err := store.New(store.Config{Dir: t.TempDir(), QuotaBytes: quota})
+	st, err := store.New(store.Config{Dir: t.TempDir(), Quota: bytesize.Size(quota)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -265,8 +265,8 @@ func TestEnginePanic(t *testing.T) {
 // transfer, another that does not fit gets 452 4.3.1; once the first is done, it fits.
 func TestDataMemoryBudget(t *testing.T) {
 	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) {
-		c.MaxMessageBytes = 300 << 10
-		c.MaxDataMemory = 1 // raised to MaxMessageBytes plus one step: one message fits
+		c.MaxMessageSize = 300 << 10
+		c.MaxDataMemory = 1 // raised to MaxMessageSize plus one step: one message fits
 	})
 	open := func() *smtptest.Conn {
 		c := dial(t, ts.addr("mx"))
@@ -326,7 +326,7 @@ func TestHeadersAndTagsOfAllStages(t *testing.T) {
 }
 
 func TestLineLength(t *testing.T) {
-	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxLineLength = 200 })
+	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxLineSize = 200 })
 	c := dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO client.example.net", 250)
 	r, err := c.Cmd("MAIL FROM:<" + strings.Repeat("a", 300) + "@example.net>")

@@ -222,9 +222,9 @@ func (s *Server) Listen() error {
 func (s *Server) newSMTPServer(l *listener, t *tap) *smtp.Server {
 	ss := smtp.NewServer(&backend{srv: s, l: l})
 	ss.Domain = s.cfg.Hostname
-	ss.MaxMessageBytes = s.cfg.MaxMessageBytes
+	ss.MaxMessageBytes = int64(s.cfg.MaxMessageSize)
 	ss.MaxRecipients = s.cfg.MaxRecipients
-	ss.MaxLineLength = s.cfg.MaxLineLength
+	ss.MaxLineLength = int(s.cfg.MaxLineSize)
 	ss.WriteTimeout = s.cfg.CommandTimeout
 	ss.ReadTimeout = 0 // deadlines are set by conn (see conn.go)
 	ss.ErrorLog = s.errorLog

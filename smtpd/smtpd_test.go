@@ -416,7 +416,7 @@ func smuggle(t *testing.T, c *smtptest.Conn, payload string) {
 
 func TestOversizeAndTooManyRecipients(t *testing.T) {
 	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) {
-		c.MaxMessageBytes = 10000
+		c.MaxMessageSize = 10000
 		c.MaxRecipients = 3
 	})
 	c := dial(t, ts.addr("mx"))
@@ -643,12 +643,13 @@ func TestSelfSignedCertificate(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	q := newTestQueue(t)
 	for name, cfg := range map[string]smtpd.Config{
-		"no listeners": {},
-		"bad mode":     {Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: "smtp"}}},
-		"auth on mx":   {Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: "mx", RequireAuth: ptr(true)}}},
-		"bad cidr":     {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}}, TrustedNetworks: []string{"10.0.0.0/33"}},
-		"bad domain":   {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}}, LocalDomains: []string{"exa mple.test"}},
-		"dup names":    {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}, {Addr: ":0"}}},
+		"no listeners":                      {},
+		"bad mode":                          {Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: "smtp"}}},
+		"auth on mx":                        {Listeners: []smtpd.ListenerConfig{{Addr: ":0", Mode: "mx", RequireAuth: ptr(true)}}},
+		"bad cidr":                          {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}}, TrustedNetworks: []string{"10.0.0.0/33"}},
+		"bad domain":                        {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}}, LocalDomains: []string{"exa mple.test"}},
+		"dup names":                         {Listeners: []smtpd.ListenerConfig{{Addr: ":0"}, {Addr: ":0"}}},
+		"proxy_from without proxy_protocol": {Listeners: []smtpd.ListenerConfig{{Addr: ":0", ProxyFrom: []string{"10.0.0.0/8"}}}},
 	} {
 		if _, err := smtpd.New(cfg, smtpd.Deps{Spool: q}); err == nil {
 			t.Errorf("%s: no error", name)

@@ -20,7 +20,7 @@ import (
 const crashEnv = "PORTCULLIS_SPOOL_CRASH_DIR"
 
 // Small log segments, so that kills also land during segment rotation.
-var crashCfg = Config{SegmentBytes: 256 << 10}
+var crashCfg = Config{SegmentSize: 256 << 10}
 
 // crashBody is the message goroutine g sends as its k-th; the parent recomputes it.
 func crashBody(g, k int) []byte {

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// The incoming log is the fast path of Enqueue for messages up to Config.InlineBytes.
+// The incoming log is the fast path of Enqueue for messages up to Config.MaxInlineSize.
 // Instead of a file, an fsync, a rename and a directory fsync per message, a message is one
 // record appended to a segment file, and one fdatasync covers every record appended since
 // the last one (group commit). A message stays in the log while it is being delivered;

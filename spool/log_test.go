@@ -19,7 +19,7 @@ func logFiles(t *testing.T, dir, ext string) []string {
 
 func TestLogSegmentsRecoveryAndGC(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{SegmentBytes: 4096}
+	cfg := Config{SegmentSize: 4096}
 	s := openT(t, dir, cfg)
 	ctx := context.Background()
 	var ids []string
@@ -221,7 +221,7 @@ func TestParkHeldFromAnotherProcess(t *testing.T) {
 
 func TestInlineLimitBoundary(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Config{InlineBytes: 8192})
+	s := openT(t, dir, Config{MaxInlineSize: 8192})
 	for _, n := range []int{8191, 8192, 8193, 20000} {
 		body := strings.Repeat("x", n)
 		id, err := s.Enqueue(context.Background(), testEnv("a@example.test"), strings.NewReader(body))

@@ -1,6 +1,6 @@
 // Package spool is portcullis's durable mail queue on disk. Enqueue returns only when the
 // message and its envelope are on stable storage, so the SMTP server can answer 250 the
-// moment it returns. Messages up to Config.InlineBytes are appended to an incoming log
+// moment it returns. Messages up to Config.MaxInlineSize are appended to an incoming log
 // whose fdatasync is shared by every Enqueue running at the same time (group commit), which
 // is what lets one disk accept thousands of messages per second; larger messages, and
 // messages that have to wait (deferred, held), live in a file of their own (written to a
@@ -37,6 +37,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // Config configures a Spool. The zero value is ready to use.
@@ -45,20 +47,20 @@ type Config struct {
 	// sharing one fsync with the Enqueue calls running at the same time. Only useful to
 	// measure what group commit buys.
 	DisableGroupCommit bool `yaml:"disable_group_commit"`
-	// MaxMessageBytes refuses larger messages in Enqueue (ErrTooLarge). 0 means 256 MiB;
+	// MaxMessageSize refuses larger messages in Enqueue (ErrTooLarge). 0 means 256MiB;
 	// the SMTP server's own size limit should be lower.
-	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// Shared opens a spool that another process (the running server) holds, for the queue
 	// administration commands: no recovery is done and nothing is removed behind the owner's
 	// back. Without Shared, Open fails with ErrLocked when the spool is in use.
 	Shared bool `yaml:"-"`
 	// DisableLog stores every message in its own file instead of appending messages up to
-	// InlineBytes to the incoming log (see log.go). Only useful for comparison.
+	// MaxInlineSize to the incoming log (see log.go). Only useful for comparison.
 	DisableLog bool `yaml:"disable_log"`
-	// InlineBytes is the largest message that goes to the incoming log. [1 MiB]
-	InlineBytes int64 `yaml:"inline_bytes"`
-	// SegmentBytes is the size at which a log segment is sealed and a new one started. [64 MiB]
-	SegmentBytes int64 `yaml:"segment_bytes"`
+	// MaxInlineSize is the largest message that goes to the incoming log. [1MiB]
+	MaxInlineSize bytesize.Size `yaml:"max_inline_size"`
+	// SegmentSize is the size at which a log segment is sealed and a new one started. [64MiB]
+	SegmentSize bytesize.Size `yaml:"segment_size"`
 	// Logger receives recovery and error reports; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -98,7 +100,7 @@ type Spool struct {
 // removed, queue files that fail validation are moved to corrupt/, and status files of
 // messages no longer queued are removed.
 func Open(dir string, cfg Config) (*Spool, error) {
-	s := &Spool{dir: dir, cfg: cfg, log: cfg.Logger, maxBytes: cfg.MaxMessageBytes}
+	s := &Spool{dir: dir, cfg: cfg, log: cfg.Logger, maxBytes: int64(cfg.MaxMessageSize)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -134,7 +136,7 @@ func Open(dir string, cfg Config) (*Spool, error) {
 	}
 	s.lock = lock
 	group := !cfg.DisableGroupCommit
-	segBytes := cfg.SegmentBytes
+	segBytes := int64(cfg.SegmentSize)
 	if segBytes <= 0 {
 		segBytes = defaultSegmentBytes
 	}
@@ -144,7 +146,7 @@ func Open(dir string, cfg Config) (*Spool, error) {
 		return nil, fmt.Errorf("spool: open log: %w", err)
 	}
 	if lock != nil && !cfg.DisableLog {
-		s.inline = cfg.InlineBytes
+		s.inline = int64(cfg.MaxInlineSize)
 		if s.inline <= 0 {
 			s.inline = defaultInlineBytes
 		}
@@ -230,7 +232,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufBytes); retur
 // Enqueue stores the message read from msg with its envelope and returns its id once both
 // are durable. The envelope's ID and Size are set by Enqueue. It fails without leaving
 // anything behind when msg returns an error, ctx ends before the message is committed, or
-// the message exceeds Config.MaxMessageBytes (ErrTooLarge).
+// the message exceeds Config.MaxMessageSize (ErrTooLarge).
 func (s *Spool) Enqueue(ctx context.Context, env Envelope, msg io.Reader) (string, error) {
 	s.mu.RLock()
 	closed := s.closed

@@ -87,7 +87,7 @@ func testRoundTrip(t *testing.T, cfg Config) {
 
 func TestEmptyAndLargeMessages(t *testing.T) {
 	// Up to 64 KiB in the log, larger ones in files.
-	s := openT(t, t.TempDir(), Config{MaxMessageBytes: 1 << 20, InlineBytes: 64 << 10})
+	s := openT(t, t.TempDir(), Config{MaxMessageSize: 1 << 20, MaxInlineSize: 64 << 10})
 	for _, n := range []int{0, 1, 1000, 4096, copyBufBytes - headerLen, copyBufBytes - headerLen + 1, 3*copyBufBytes + 17, 1 << 20} {
 		body := bytes.Repeat([]byte("0123456789abcdef"), n/16+1)[:n]
 		// OneByteReader and HalfReader exercise short reads.
@@ -105,7 +105,7 @@ func TestEmptyAndLargeMessages(t *testing.T) {
 
 func TestEnqueueFailuresLeaveNothing(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Config{MaxMessageBytes: 1000})
+	s := openT(t, dir, Config{MaxMessageSize: 1000})
 	ctx := context.Background()
 	if _, err := s.Enqueue(ctx, testEnv("x@example.test"), bytes.NewReader(make([]byte, 1001))); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversize: err = %v, want ErrTooLarge", err)
@@ -279,8 +279,8 @@ func TestIDsSortAndAreUnique(t *testing.T) {
 }
 
 func TestConcurrentEnqueueAndWatch(t *testing.T) {
-	for _, c := range []Config{{}, {DisableGroupCommit: true}, {DisableLog: true}, {DisableLog: true, DisableGroupCommit: true}, {SegmentBytes: 2000}} {
-		t.Run(fmt.Sprintf("group=%v,log=%v,seg=%d", !c.DisableGroupCommit, !c.DisableLog, c.SegmentBytes), func(t *testing.T) {
+	for _, c := range []Config{{}, {DisableGroupCommit: true}, {DisableLog: true}, {DisableLog: true, DisableGroupCommit: true}, {SegmentSize: 2000}} {
+		t.Run(fmt.Sprintf("group=%v,log=%v,seg=%d", !c.DisableGroupCommit, !c.DisableLog, c.SegmentSize), func(t *testing.T) {
 			dir := t.TempDir()
 			s := openT(t, dir, c)
 			var mu sync.Mutex

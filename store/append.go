@@ -48,7 +48,7 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	if !setTime {
 		date = time.Now()
 	}
-	max := u.store.cfg.MaxMessageBytes
+	max := int64(u.store.cfg.MaxMessageSize)
 	cr := &countingReader{r: io.LimitReader(r, max+1)}
 	d := u.folder(mbName)
 	sub, mf := maildir.New, maildir.Flags("")
@@ -121,7 +121,7 @@ func (u *User) commitAppends(batch []*appendReq) {
 		}
 	}()
 	var todo []*appendReq
-	if q := u.store.cfg.QuotaBytes; q > 0 {
+	if q := int64(u.store.cfg.Quota); q > 0 {
 		used, err := u.Usage(ctx)
 		if err != nil {
 			for _, r := range batch {

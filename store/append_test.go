@@ -125,7 +125,7 @@ func TestGroupCommitAppends(t *testing.T) {
 // TestGroupCommitQuota checks the quota within a batch: concurrent deliveries that fit
 // together are all kept, the rest are refused and leave no file.
 func TestGroupCommitQuota(t *testing.T) {
-	s := newStore(t, Config{QuotaBytes: 1000})
+	s := newStore(t, Config{Quota: 1000})
 	ctx := context.Background()
 	body := strings.Repeat("q", 100)
 	var wg sync.WaitGroup

@@ -12,7 +12,7 @@ import (
 func Example() {
 	dir, _ := os.MkdirTemp("", "store")
 	defer os.RemoveAll(dir)
-	s, err := store.New(store.Config{Dir: dir, QuotaBytes: 1 << 30})
+	s, err := store.New(store.Config{Dir: dir, Quota: 1 << 30})
 	if err != nil {
 		panic(err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/store/maildir"
 )
 
@@ -34,10 +35,10 @@ import (
 type Config struct {
 	// Dir is the root of the mail store (DATA/mail); users live in Dir/DOMAIN/LOCAL.
 	Dir string `yaml:"dir"`
-	// QuotaBytes is the storage limit per user in bytes; 0 means unlimited.
-	QuotaBytes int64 `yaml:"quota_bytes"`
-	// MaxMessageBytes bounds one message (delivery and APPEND); default 64 MiB.
-	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// Quota is the storage limit per user; 0 means unlimited.
+	Quota bytesize.Size `yaml:"quota"`
+	// MaxMessageSize bounds one message (delivery and APPEND); default 64MiB.
+	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// MaxMailboxes bounds the number of folders per user; default 1000.
 	MaxMailboxes int `yaml:"max_mailboxes"`
 	// MaxOpenUsers bounds the user databases kept open while unused; default 256.
@@ -86,11 +87,11 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("store: Config.Dir is required")
 	}
-	if cfg.QuotaBytes < 0 {
-		return nil, fmt.Errorf("store: quota_bytes %d is negative", cfg.QuotaBytes)
+	if cfg.Quota < 0 {
+		return nil, fmt.Errorf("store: quota %d is negative", cfg.Quota)
 	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 64 << 20
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 64 << 20
 	}
 	if cfg.MaxMailboxes <= 0 {
 		cfg.MaxMailboxes = 1000
@@ -217,7 +218,7 @@ func (s *Store) Deliver(ctx context.Context, user, mailbox string, msg io.Reader
 // user's quota (SMTP answers 452 at RCPT, RFC 5321 §4.5.3.1.10). A user that does not exist
 // yet has used nothing.
 func (s *Store) CheckQuota(ctx context.Context, user string, size int64) error {
-	if s.cfg.QuotaBytes == 0 {
+	if s.cfg.Quota == 0 {
 		return nil
 	}
 	u, err := s.Open(ctx, user)
@@ -229,8 +230,8 @@ func (s *Store) CheckQuota(ctx context.Context, user string, size int64) error {
 	if err != nil {
 		return err
 	}
-	if used+size > s.cfg.QuotaBytes {
-		return fmt.Errorf("%w: %s uses %d of %d bytes", ErrOverQuota, user, used, s.cfg.QuotaBytes)
+	if used+size > int64(s.cfg.Quota) {
+		return fmt.Errorf("%w: %s uses %d of %d bytes", ErrOverQuota, user, used, s.cfg.Quota)
 	}
 	return nil
 }

@@ -172,7 +172,7 @@ func TestDeliverFlagsExpungeMoveCopy(t *testing.T) {
 }
 
 func TestQuota(t *testing.T) {
-	s := newStore(t, Config{QuotaBytes: 200, MaxMessageBytes: 150})
+	s := newStore(t, Config{Quota: 200, MaxMessageSize: 150})
 	ctx := context.Background()
 	if _, err := s.Deliver(ctx, "d@x.org", "", strings.NewReader(strings.Repeat("a", 151)), nil); !errors.Is(err, ErrTooBig) {
 		t.Fatalf("too big: %v", err)

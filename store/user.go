@@ -839,7 +839,7 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 	if err != nil {
 		return CopyResult{}, err
 	}
-	if q := u.store.cfg.QuotaBytes; q > 0 && !move {
+	if q := int64(u.store.cfg.Quota); q > 0 && !move {
 		used, err := u.Usage(ctx)
 		if err != nil {
 			return CopyResult{}, err

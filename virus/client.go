@@ -74,7 +74,7 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		c.daemons = append(c.daemons, &daemon{addr: a, network: network, address: address, cfg: &c.cfg})
 	}
-	size := cfg.ChunkSize + len(cmdInstream) + 8
+	size := int(cfg.ChunkSize) + len(cmdInstream) + 8
 	c.bufs.New = func() any { b := make([]byte, size); return &b }
 	return c, nil
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // Config configures a Client: the clamd daemons to use and the limits of each scan. The
@@ -22,19 +24,19 @@ type Config struct {
 	// ReplyTimeout bounds the wait for the verdict after the last chunk, that is the
 	// daemon's scanning time (default 60s).
 	ReplyTimeout time.Duration `yaml:"reply_timeout"`
-	// ChunkSize is the size of an INSTREAM chunk (default 64 KiB, at most 16 MiB).
-	ChunkSize int `yaml:"chunk_size"`
-	// MaxSize stops streaming a message larger than this many bytes and reports
+	// ChunkSize is the size of an INSTREAM chunk (default 64KiB, at most 16MiB).
+	ChunkSize bytesize.Size `yaml:"chunk_size"`
+	// MaxSize stops streaming a message larger than this and reports
 	// ErrTooLarge without waiting for the daemon to refuse it. Set it to the daemons'
 	// StreamMaxLength (or lower). 0 means no client-side limit.
-	MaxSize int64 `yaml:"max_size"`
+	MaxSize bytesize.Size `yaml:"max_size"`
 	// NoSessions disables connection reuse: each scan opens its own connection, as
 	// clamdscan does. By default scans reuse IDSESSION connections (faster, see README).
 	NoSessions bool `yaml:"no_sessions"`
 	// MaxIdle bounds the idle session connections kept per daemon (default 16).
 	MaxIdle int `yaml:"max_idle"`
-	// IdleTimeout closes session connections idle for longer than this; keep it below
-	// clamd's IdleTimeout (default 30s there, 20s here).
+	// IdleTimeout closes session connections idle for longer than this (default 20s);
+	// keep it below clamd's own idle timeout (30s unless clamd.conf says otherwise).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// FailureThreshold is the number of consecutive failures after which a daemon is taken
 	// out of rotation (default 3).

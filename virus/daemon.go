@@ -191,11 +191,11 @@ func (d *daemon) scan(ctx context.Context, r io.Reader, buf []byte) (rep Reply, 
 	// The first write carries the command, every write carries one chunk header and its
 	// data, the last one also the terminator: a small message takes one write.
 	off := copy(buf, cmdInstream)
-	chunk := d.cfg.ChunkSize
+	chunk := int(d.cfg.ChunkSize)
 	for {
 		m, rerr := io.ReadFull(r, buf[off+4:off+4+chunk])
 		n += int64(m)
-		if d.cfg.MaxSize > 0 && n > d.cfg.MaxSize {
+		if d.cfg.MaxSize > 0 && n > int64(d.cfg.MaxSize) {
 			return rep, reused, n, fmt.Errorf("%w: more than %d bytes (max_size)", ErrTooLarge, d.cfg.MaxSize)
 		}
 		end := off

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/virus"
 	"github.com/portcullis-mail/portcullis/virus/clamdtest"
 )
@@ -109,7 +110,7 @@ func TestFakeChunking(t *testing.T) {
 	var got atomic.Value
 	f := clamdtest.StartFake(t, func(r *clamdtest.Request) { got.Store(r.Body); r.Reply("stream: OK") })
 	for _, chunk := range []int{1, 7, 4096} {
-		c := newClient(t, virus.Config{Addrs: []string{f.Addr()}, ChunkSize: chunk})
+		c := newClient(t, virus.Config{Addrs: []string{f.Addr()}, ChunkSize: bytesize.Size(chunk)})
 		for _, n := range []int{0, 1, 6, 7, 8, 100, 5000} {
 			body := bytes.Repeat([]byte("abcdefghij"), n/10+1)[:n]
 			res, err := c.Scan(t.Context(), nonSeeker{bytes.NewReader(body)})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,14 +16,14 @@ func dkimCmd(g *globalFlags) *cobra.Command {
 	var selector, algo string
 	keygen := &cobra.Command{
 		Use:   "keygen DOMAIN",
-		Short: "Create a DKIM key in DATA/dkim and print the DNS TXT record to publish",
+		Short: "Create a DKIM key in dkim.sign.dir (DATA/dkim) and print the DNS TXT record to publish",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := config.Load(g.config, g.data)
 			if err != nil {
 				return err
 			}
-			name, txt, err := dkim.GenerateKey(filepath.Join(cfg.DataDir, "dkim"), args[0], selector, algo)
+			name, txt, err := dkim.GenerateKey(cfg.DKIM.Sign.Dir, args[0], selector, algo)
 			if err != nil {
 				return err
 			}

@@ -131,7 +131,7 @@ func (d *Deliverer) CheckQuota(ctx context.Context, rcpt string, size int64) err
 	if err != nil {
 		return delivery.Permanent("550 5.1.3 bad destination mailbox address", err)
 	}
-	if d.cfg.Store.Config().QuotaBytes == 0 {
+	if d.cfg.Store.Config().Quota == 0 {
 		return nil
 	}
 	// Unknown users first: the store would create a mailbox for any name it is asked.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
 	"github.com/portcullis-mail/portcullis/delivery/route"
@@ -24,7 +25,7 @@ import (
 // where alice and bob exist.
 func newStoreDeliverer(t *testing.T, quota, maxMsg int64) (*Deliverer, *store.Store) {
 	t.Helper()
-	st, err := store.New(store.Config{Dir: t.TempDir(), QuotaBytes: quota, MaxMessageBytes: maxMsg})
+	st, err := store.New(store.Config{Dir: t.TempDir(), Quota: bytesize.Size(quota), MaxMessageSize: bytesize.Size(maxMsg)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,8 +80,9 @@ type Config struct {
 	MaxIdle     int           `yaml:"max_idle"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	MaxUses     int           `yaml:"max_uses"`
-	// MaxSignSize is the largest message given to Sign. [32 MiB]
-	MaxSignSize int64 `yaml:"max_sign_size"`
+	// MaxSignSize is the largest message given to Sign. [32 MiB] Set in Go with Sign;
+	// not a config key (the server signs at receipt, see dkim.sign).
+	MaxSignSize int64 `yaml:"-"`
 
 	// Resolver looks up MX and address records. Required unless every next hop is an
 	// address literal.

@@ -64,8 +64,9 @@ func (d Destination) Dest() string {
 // "hash:" prefix is accepted and ignored (the text file is read either way).
 type Config struct {
 	// LocalDomains are delivered by LocalTransport; their recipients must be known (a
-	// local user, an alias or a virtual alias).
-	LocalDomains []string `yaml:"local_domains"`
+	// local user, an alias or a virtual alias). Not a key of the routing: section: the
+	// server config sets it from its top-level local_domains.
+	LocalDomains []string `yaml:"-"`
 	// VirtualDomains exist only through virtual aliases (Postfix virtual_alias_domains):
 	// an address there that no virtual alias matches is unknown.
 	VirtualDomains []string `yaml:"virtual_domains"`
