@@ -13,6 +13,7 @@ import (
 // Config tunes the classifier. A zero field means its default; the defaults were
 // chosen by 10-fold cross-validation on the training split of the SpamAssassin corpus.
 type Config struct {
+	// Tokenizer limits how much of each message is read.
 	Tokenizer TokenizerConfig `yaml:"tokenizer"`
 	// S is Robinson's strength of the prior for rare tokens (default 0.1).
 	S float64 `yaml:"s"`

@@ -2,12 +2,13 @@ package bayes
 
 import (
 	"context"
-	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // cpuNow is this process's user+system CPU time: on a shared machine it measures the

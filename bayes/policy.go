@@ -27,9 +27,8 @@ type PolicyConfig struct {
 	// cut-off is spam, one below the ham cut-off is ham, anything between is unsure
 	// (default [0.2, 0.5]).
 	Unsure []float64 `yaml:"unsure"`
-	// Autolearn trains the global database with messages scored at least Spam or at
-	// most Ham (0 disables a side), in the background; QueueSize bounds the backlog
-	// (default 100; messages beyond it are not learned).
+	// Autolearn trains the global database with confidently scored messages, in the
+	// background (off by default).
 	Autolearn AutolearnConfig `yaml:"autolearn"`
 	// Classifier tunes the combining and the tokenizer's limits (the cut-offs are
 	// Unsure).
@@ -38,9 +37,13 @@ type PolicyConfig struct {
 
 // AutolearnConfig sets the auto-learn thresholds.
 type AutolearnConfig struct {
-	Spam      float64 `yaml:"spam"`
-	Ham       float64 `yaml:"ham"`
-	QueueSize int     `yaml:"queue_size"`
+	// Spam learns messages scored at least this as spam (0: never).
+	Spam float64 `yaml:"spam"`
+	// Ham learns messages scored at most this as ham (0: never).
+	Ham float64 `yaml:"ham"`
+	// QueueLength bounds the messages waiting to be learned (default 100); messages
+	// beyond it are not learned.
+	QueueLength int `yaml:"queue_length"`
 }
 
 // Policy is the data-stage policy: it scores the message and reports the facts
@@ -93,8 +96,8 @@ func NewPolicy(cfg PolicyConfig, deps Deps) (*Policy, error) {
 	if cfg.MaxOpenUsers <= 0 {
 		cfg.MaxOpenUsers = 256
 	}
-	if cfg.Autolearn.QueueSize <= 0 {
-		cfg.Autolearn.QueueSize = 100
+	if cfg.Autolearn.QueueLength <= 0 {
+		cfg.Autolearn.QueueLength = 100
 	}
 	if a := cfg.Autolearn; (a.Spam != 0 && (a.Spam <= 0.5 || a.Spam > 1)) || (a.Ham != 0 && (a.Ham < 0 || a.Ham >= 0.5)) {
 		return nil, fmt.Errorf("bayes: autolearn thresholds must be spam in (0.5, 1] and ham in [0, 0.5), got %v and %v", a.Spam, a.Ham)
@@ -202,7 +205,7 @@ func (p *Policy) autolearn(raw []byte, sc Score) {
 		return
 	}
 	p.learnOnce.Do(func() {
-		p.learn = make(chan Update, a.QueueSize)
+		p.learn = make(chan Update, a.QueueLength)
 		p.wg.Add(1)
 		go p.learner()
 	})

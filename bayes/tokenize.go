@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"github.com/emersion/go-message/charset"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
 )
 
 // TokenizerConfig limits how much of a message the tokenizer reads. Which tokens it
@@ -20,12 +22,12 @@ import (
 // split; docs/bayes-experiments.md), so that every store holds the same kind of
 // tokens. The zero value of a field means its default.
 type TokenizerConfig struct {
-	// MaxMessageBytes limits how much of a message is read (default 1 MiB), MaxTextBytes
-	// how much decoded text is tokenized (default 256 KiB), MaxParts the MIME parts
-	// visited (default 64).
-	MaxMessageBytes int `yaml:"max_message_bytes"`
-	MaxTextBytes    int `yaml:"max_text_bytes"`
-	MaxParts        int `yaml:"max_parts"`
+	// MaxMessageSize limits how much of a message is read (default 1MiB).
+	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
+	// MaxTextSize limits how much decoded text is tokenized (default 256KiB).
+	MaxTextSize bytesize.Size `yaml:"max_text_size"`
+	// MaxParts is the number of MIME parts visited (default 64).
+	MaxParts int `yaml:"max_parts"`
 }
 
 // headerFields are the header fields whose words become "name:word" tokens, chosen by
@@ -51,11 +53,11 @@ func DefaultTokenizerConfig() TokenizerConfig {
 }
 
 func (c TokenizerConfig) withDefaults() TokenizerConfig {
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 1 << 20
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 1 << 20
 	}
-	if c.MaxTextBytes <= 0 {
-		c.MaxTextBytes = 256 << 10
+	if c.MaxTextSize <= 0 {
+		c.MaxTextSize = 256 << 10
 	}
 	if c.MaxParts <= 0 {
 		c.MaxParts = 64
@@ -399,10 +401,10 @@ func hashPrefix(s string) uint64 {
 const maxDepth = 8
 
 func (t *Tokenizer) walk(st *tokState, raw []byte) {
-	if len(raw) > t.cfg.MaxMessageBytes {
-		raw = raw[:t.cfg.MaxMessageBytes]
+	if int64(len(raw)) > int64(t.cfg.MaxMessageSize) {
+		raw = raw[:t.cfg.MaxMessageSize]
 	}
-	st.budget = t.cfg.MaxTextBytes
+	st.budget = int(t.cfg.MaxTextSize)
 	st.parts = 0
 	if len(st.fields) < maxDepth+2 {
 		st.fields = make([][]field, maxDepth+2)

@@ -52,11 +52,6 @@ func TestEveryKeyDescribed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range append(g.server_, g.policy...) {
-		// bayes's keys are documented in bayes/README.md, whose table a bayes test keeps
-		// complete.
-		if strings.Contains(s.heading, "bayes") {
-			continue
-		}
 		for _, r := range s.rows {
 			if r.desc == "" {
 				t.Errorf("%s: key %s has no doc comment", s.heading, r.key)
