@@ -30,8 +30,6 @@ ldap:
 throttle:
   max_failures_per_user: 2
   failure_delay: -1s
-recipients:
-  recipient_delimiter: "+"
 `
 	dec := yaml.NewDecoder(strings.NewReader(doc))
 	dec.KnownFields(true)
