@@ -115,6 +115,15 @@ func TestThrottleOwnerNotLockedOut(t *testing.T) {
 	if took, least := clk.Now().Sub(start), 992*15*time.Second; took < least {
 		t.Fatalf("1000 guesses took %v, want at least %v", took, least)
 	}
+	// However many failures, an entry keeps only the failure times that can still change
+	// an answer: up to the limit and until the penalty reaches its cap (2 doublings).
+	th.mu.Lock()
+	for key, el := range th.entries {
+		if n := len(el.Value.(*tentry).fails); n > 23 || key[0] == 'p' && n > 8 {
+			t.Errorf("%q keeps %d failure times", key, n)
+		}
+	}
+	th.mu.Unlock()
 	// The owner, from a new network, with the attacker's penalty in force: no wait at all,
 	// even within a tight deadline, and the backend is asked.
 	sleeps, now, calls := clk.Sleeps(), clk.Now(), f.Calls()
