@@ -240,16 +240,21 @@ func (t *Throttle) Authenticate(ctx context.Context, username, password string, 
 		wctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 		defer cancel()
 	}
-	throttled := func(cause error) error {
-		t.delay(ctx)
-		return fmt.Errorf("%w: %.80q from %v: %w", ErrThrottled, username, remote, cause)
-	}
 	held := counters[:0:0]
-	defer func() {
+	leave := func() {
 		for _, k := range held {
 			t.leave(k)
 		}
-	}()
+		held = nil
+	}
+	defer leave()
+	// A refused or failed answer is delayed after the gates are open again: the delay
+	// is this client's, the penalty the key's.
+	throttled := func(cause error) error {
+		leave()
+		t.delay(ctx)
+		return fmt.Errorf("%w: %.80q from %v: %w", ErrThrottled, username, remote, cause)
+	}
 	for _, k := range counters {
 		if err := t.enter(wctx, k); err != nil {
 			return "", throttled(err)
@@ -276,12 +281,7 @@ func (t *Throttle) Authenticate(ctx context.Context, username, password string, 
 		t.succeeded(counters)
 	case errors.Is(err, ErrInvalid):
 		t.failed(counters)
-		// Answer only after the gates are open again: the delay is this client's, the
-		// penalty the key's.
-		for _, k := range held {
-			t.leave(k)
-		}
-		held = nil
+		leave()
 		t.delay(ctx)
 	}
 	return name, err
