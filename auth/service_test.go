@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
@@ -29,7 +30,8 @@ ldap:
   filter: (&(objectClass=inetOrgPerson)(|(uid=%s)(mail=%s)))
 throttle:
   max_failures_per_user: 2
-  failure_delay: -1s
+  failure_delay: 1m
+  max_failure_delay: 10m
 `
 	dec := yaml.NewDecoder(strings.NewReader(doc))
 	dec.KnownFields(true)
@@ -56,10 +58,16 @@ throttle:
 	if got, err := s.Auth.Authenticate(ctx, "bob", "bob-pw", ip1); err != nil || got != "bob@example.test" {
 		t.Fatalf("ldap: %q, %v", got, err)
 	}
+	// Failed answers are delayed (1m, but never past half the caller's remaining
+	// time); after 2 failures the pair's penalty (2m) outlasts the deadline.
+	short, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
 	for range 2 {
-		s.Auth.Authenticate(ctx, "bob", "x", ip2)
+		s.Auth.Authenticate(short, "bob", "x", ip2)
 	}
-	if _, err := s.Auth.Authenticate(ctx, "bob", "bob-pw", ip2); !errors.Is(err, ErrThrottled) {
+	short, cancel = context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
+	if _, err := s.Auth.Authenticate(short, "bob", "bob-pw", ip2); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("throttle: %v", err)
 	}
 	for _, c := range []struct {

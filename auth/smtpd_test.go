@@ -40,9 +40,9 @@ func TestWithSMTPServer(t *testing.T) {
 			URL: dir.URL, StartTLS: true, CAFile: dir.CAFile, BindDN: dir.BindDN, BindPassword: dir.BindPassword,
 			BaseDN: ldaptest.BaseDN, Filter: "(&(objectClass=inetOrgPerson)(|(uid=%s)(mail=%s)))",
 		},
-		// Bob logs in successfully from 127.0.0.1 first, which exempts that address from
-		// his user lockout: the address limit is what throttles here.
-		Throttle: auth.ThrottleConfig{MaxFailuresPerIP: 2, FailureDelay: -1},
+		// Short delays for the test: failed answers wait 200ms; after 2 failures from
+		// the network, its next attempt starts no sooner than 400ms after the last one.
+		Throttle: auth.ThrottleConfig{MaxFailuresPerIP: 2, FailureDelay: 200 * time.Millisecond, MaxFailureDelay: 2 * time.Second},
 	}, t.TempDir(), quiet, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,12 +127,19 @@ func TestWithSMTPServer(t *testing.T) {
 		}
 		return 0
 	}
-	for range 2 {
-		if err := login("bob", "guess"); code(err) != 535 {
-			t.Fatalf("wrong password: %v", err)
-		}
+	if err := login("bob", "guess"); code(err) != 535 {
+		t.Fatalf("wrong password: %v", err)
 	}
-	if err := login("bob", "bob-pw"); code(err) != 454 {
-		t.Fatalf("throttled: %v", err)
+	began := time.Now()
+	if err := login("bob", "guess"); code(err) != 535 {
+		t.Fatalf("wrong password: %v", err)
+	}
+	// The network is over its limit: the right password still gets in, but only once
+	// the penalty after the last failure has passed.
+	if err := login("bob", "bob-pw"); err != nil {
+		t.Fatalf("after 2 failures: %v", err)
+	}
+	if took := time.Since(began); took < 400*time.Millisecond {
+		t.Fatalf("failure and login took %v, want the 400ms penalty", took)
 	}
 }
