@@ -367,7 +367,7 @@ func parseHeader(b []byte, max int, scratch []mailheader.Field) (h Header, bodyO
 	mh := mailheader.Parse(scratch[:0], b, max)
 	if len(mh.Fields) > 0 {
 		h = make(Header, len(mh.Fields))
-		var buf []byte
+		buf := make([]byte, 0, 256)
 		for i, f := range mh.Fields {
 			h[i], buf = makeField(f, buf)
 		}
@@ -375,30 +375,19 @@ func parseHeader(b []byte, max int, scratch []mailheader.Field) (h Header, bodyO
 	return h, mh.End, mh.Junk, mh.Long, mh.Fields
 }
 
-// makeField turns a raw field into a Field with one allocation: Name and Value are
-// substrings of Logical where they can be. buf is scratch space for folded fields.
+// makeField turns a raw field into a Field with one allocation: Name and, for an
+// unfolded field, Value are substrings of Logical. buf is scratch space.
 func makeField(f mailheader.Field, buf []byte) (Field, []byte) {
-	raw := f.Raw
-	var logical string
-	nl := bytes.IndexByte(raw, '\n')
-	folded := nl >= 0 && nl < len(raw)-1
-	if !folded {
-		logical = string(trimEOL(raw))
-	} else {
-		buf = buf[:0]
-		for len(raw) > 0 {
-			line := raw
-			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-				line = raw[:i+1]
-			}
-			raw = raw[len(line):]
-			if len(buf) > 0 {
-				buf = append(buf, '\n')
-			}
-			buf = append(buf, trimEOL(line)...)
+	buf = buf[:0]
+	folded := false
+	for line := range mailheader.Lines(f.Raw) {
+		if len(buf) > 0 {
+			buf = append(buf, '\n')
+			folded = true
 		}
-		logical = string(buf)
+		buf = append(buf, line...)
 	}
+	logical := string(buf)
 	out := Field{Logical: logical, Name: logical[:len(f.Name)]}
 	v := logical[len(f.Raw)-len(f.Body()):] // after the colon
 	if folded {
@@ -406,11 +395,6 @@ func makeField(f mailheader.Field, buf []byte) (Field, []byte) {
 	}
 	out.Value = strings.TrimSpace(v)
 	return out, buf
-}
-
-// trimEOL removes a line's LF and one CR before it.
-func trimEOL(line []byte) []byte {
-	return bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 }
 
 // decode transfer-decodes a body within the decoded-bytes budget.

@@ -13,7 +13,7 @@ import (
 func TestParseHeaderWritesBack(t *testing.T) {
 	for in, want := range map[string]string{
 		"From: a@example.net\r\nSubject:  two\r\n\tlines\r\n\r\nbody": "From: a@example.net\r\nSubject:  two\r\n\tlines\r\n\r\n",
-		"From: a\nSubject: b\n c\n\nbody":                              "From: a\r\nSubject: b\r\n c\r\n\r\n",
+		"From: a\nSubject: b\n c\n\nbody":                             "From: a\r\nSubject: b\r\n c\r\n\r\n",
 		"junk\r\nFrom: a\r\nmore junk\r\n\tits continuation\r\nTo: b": "From: a\r\nTo: b\r\n\r\n",
 	} {
 		h, _, _ := ParseHeader([]byte(in))

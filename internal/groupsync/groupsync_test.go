@@ -71,18 +71,33 @@ func returned(ch chan error) bool {
 	}
 }
 
+// goSync calls Sync n times in goroutines; the results come on the channel.
+func goSync(s *Syncer, n int) chan error {
+	ch := make(chan error, n)
+	for range n {
+		go func() { ch <- s.Sync() }()
+	}
+	return ch
+}
+
+// running returns a Syncer around a gated function whose first call is running, made
+// by the caller whose result comes on first, and n callers waiting for the next call.
+func running(t *testing.T, fail map[int32]error, n int) (g *gated, s *Syncer, first, waiting chan error) {
+	t.Helper()
+	g = newGated()
+	g.fail = fail
+	s = New(g.fn)
+	first = goSync(s, 1)
+	waitStarted(t, g, 1)
+	waiting = goSync(s, n)
+	waitNext(t, s, n)
+	return g, s, first, waiting
+}
+
 // A request that arrives while an fsync runs waits for the next one: the running one
 // may have started before the caller's change.
 func TestRequestDuringSyncWaitsForNext(t *testing.T) {
-	g := newGated()
-	s := New(g.fn)
-	first := make(chan error, 1)
-	go func() { first <- s.Sync() }()
-	waitStarted(t, g, 1)
-
-	second := make(chan error, 1)
-	go func() { second <- s.Sync() }()
-	waitNext(t, s, 1)
+	g, _, first, second := running(t, nil, 1)
 	g.release <- struct{}{} // call 1 ends
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -99,22 +114,16 @@ func TestRequestDuringSyncWaitsForNext(t *testing.T) {
 
 // The requests that arrive during one fsync share the next one.
 func TestGroupCommit(t *testing.T) {
-	g := newGated()
-	s := New(g.fn)
-	first := make(chan error, 1)
-	go func() { first <- s.Sync() }()
-	waitStarted(t, g, 1)
 	const n = 20
-	done := make(chan error, n)
-	for range n {
-		go func() { done <- s.Sync() }()
-	}
-	waitNext(t, s, n)
+	g, s, first, waiting := running(t, nil, n)
 	g.release <- struct{}{}
 	waitStarted(t, g, 2)
 	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
 	for range n {
-		if err := <-done; err != nil {
+		if err := <-waiting; err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,18 +165,8 @@ func TestDurability(t *testing.T) {
 // later call.
 func TestError(t *testing.T) {
 	boom := errors.New("boom")
-	g := newGated()
-	g.fail = map[int32]error{2: boom}
-	s := New(g.fn)
-	first := make(chan error, 1)
-	go func() { first <- s.Sync() }()
-	waitStarted(t, g, 1)
 	const n = 5
-	during := make(chan error, n)
-	for range n {
-		go func() { during <- s.Sync() }()
-	}
-	waitNext(t, s, n)
+	g, s, first, waiting := running(t, map[int32]error{2: boom}, n)
 	g.release <- struct{}{}
 	if err := <-first; err != nil {
 		t.Fatalf("call 1: %v", err)
@@ -175,12 +174,11 @@ func TestError(t *testing.T) {
 	waitStarted(t, g, 2)
 	g.release <- struct{}{}
 	for range n {
-		if err := <-during; err != boom {
+		if err := <-waiting; err != boom {
 			t.Fatalf("a caller served by the failed call got %v", err)
 		}
 	}
-	later := make(chan error, 1)
-	go func() { later <- s.Sync() }()
+	later := goSync(s, 1)
 	waitStarted(t, g, 3)
 	g.release <- struct{}{}
 	if err := <-later; err != nil {
@@ -191,13 +189,7 @@ func TestError(t *testing.T) {
 // Close waits for the callers being served, those waiting for the next call too; Sync
 // after Close fails.
 func TestClose(t *testing.T) {
-	g := newGated()
-	s := New(g.fn)
-	first, second := make(chan error, 1), make(chan error, 1)
-	go func() { first <- s.Sync() }()
-	waitStarted(t, g, 1)
-	go func() { second <- s.Sync() }()
-	waitNext(t, s, 1)
+	g, s, first, second := running(t, nil, 1)
 	closed := make(chan struct{})
 	go func() { s.Close(); close(closed) }()
 	for call := int32(1); call <= 2; call++ {

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"iter"
 	"strings"
 )
 
@@ -55,15 +56,26 @@ func (f Field) Value() string {
 		return strings.TrimSpace(string(lineContent(b)))
 	}
 	out := make([]byte, 0, len(b))
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line = b[:i+1]
-		}
-		b = b[len(line):]
-		out = append(out, lineContent(line)...)
+	for line := range Lines(b) {
+		out = append(out, line...)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// Lines yields the lines of b without their line endings (an LF and one CR before it).
+func Lines(b []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			line := b
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				line = b[:i+1]
+			}
+			b = b[len(line):]
+			if !yield(lineContent(line)) {
+				return
+			}
+		}
+	}
 }
 
 // Header is a header block split into fields.
@@ -246,13 +258,8 @@ func CRLF(b []byte) []byte {
 		return b
 	}
 	out := make([]byte, 0, len(b)+len(b)/16+2)
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line = b[:i+1]
-		}
-		b = b[len(line):]
-		out = append(out, lineContent(line)...)
+	for line := range Lines(b) {
+		out = append(out, line...)
 		out = append(out, '\r', '\n')
 	}
 	return out
