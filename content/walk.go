@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 )
 
 // Message is the result of a walk.
@@ -153,6 +155,7 @@ type walker struct {
 	text           []byte
 	urlSet         map[string]struct{}
 	hostSet        map[string]struct{}
+	fields         []mailheader.Field // parseHeader's scratch
 }
 
 // malformed records a structural problem.
@@ -198,7 +201,8 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 	}
 	p := &Part{Path: path, Depth: depth, Kind: kind, InRaw: inRaw, Buf: buf, Start: start, End: end}
 	w.msg.Parts = append(w.msg.Parts, p)
-	hdr, bodyOff, bad, long := parseHeader(buf[start:end], int(w.lim.MaxHeaderSize))
+	hdr, bodyOff, bad, long, fields := parseHeader(buf[start:end], int(w.lim.MaxHeaderSize), w.fields)
+	w.fields = fields
 	p.Header = hdr
 	p.BodyStart = start + bodyOff
 	if bad {
@@ -354,117 +358,43 @@ func (w *walker) multipart(p *Part, buf []byte, boundary string, depth int, path
 	return true
 }
 
-// parseHeader reads the header fields at the start of b. It returns the offset of the
-// body (after the empty line), and whether the header was malformed (a line that is not a
-// field ends it without an empty line) or longer than max bytes (fields past max are not
-// kept). A leading mbox "From " line is skipped.
-func parseHeader(b []byte, max int) (h Header, bodyOff int, bad, long bool) {
-	pos := 0
-	var cur *Field
-	var raw []byte
-	nameLen := 0
-	folded := false
-	flush := func() {
-		if cur != nil {
-			// One allocation per field: Name and, for an unfolded field, Value are
-			// substrings of Logical.
-			cur.Logical = string(raw)
-			cur.Name = cur.Logical[:nameLen]
-			v := cur.Logical[strings.IndexByte(cur.Logical, ':')+1:]
-			if folded {
-				v = strings.ReplaceAll(v, "\n", "")
-			}
-			cur.Value = strings.TrimSpace(v)
-			h = append(h, *cur)
-			cur = nil
+// parseHeader reads the header fields at the start of b (mailheader.Parse: lenient, a
+// leading mbox "From " line skipped) into a Header. It returns the offset of the body
+// (after the empty line), and whether the header was malformed (lines that are no field
+// were skipped) or longer than max bytes (fields past max are not kept). scratch is
+// space for the raw fields, returned for reuse.
+func parseHeader(b []byte, max int, scratch []mailheader.Field) (h Header, bodyOff int, bad, long bool, _ []mailheader.Field) {
+	mh := mailheader.Parse(scratch[:0], b, max)
+	if len(mh.Fields) > 0 {
+		h = make(Header, len(mh.Fields))
+		buf := make([]byte, 0, 256)
+		for i, f := range mh.Fields {
+			h[i], buf = makeField(f, buf)
 		}
 	}
-	first := true
-	for pos < len(b) {
-		nl := bytes.IndexByte(b[pos:], '\n')
-		var line []byte
-		next := len(b)
-		if nl >= 0 {
-			line = b[pos : pos+nl]
-			next = pos + nl + 1
-		} else {
-			line = b[pos:]
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			flush()
-			return h, next, bad, long
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if cur != nil {
-				if len(raw)+len(line) < max {
-					raw = append(raw, '\n')
-					raw = append(raw, line...)
-					folded = true
-				} else {
-					long = true
-				}
-			} else if !long {
-				bad = true // a continuation with nothing to continue
-			}
-			pos = next
-			first = false
-			continue
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validFieldName(bytes.TrimRight(line[:colon], " \t")) {
-			if first && bytes.HasPrefix(line, []byte("From ")) {
-				pos = next
-				first = false
-				continue
-			}
-			// A line that is no header field inside the header block is skipped, not
-			// taken as the start of the body: mail readers go on reading the fields
-			// after it, so the checks must see them too (a junk first line must not hide
-			// From:, Content-Type and the attachments from every policy).
-			flush()
-			bad = true
-			pos = next
-			first = false
-			continue
-		}
-		first = false
-		flush()
-		if pos >= max {
-			long = true
-			pos = next
-			continue
-		}
-		if len(line) > max {
-			// One enormous line must not escape the limit.
-			long = true
-			if colon >= max {
-				pos = next
-				continue
-			}
-			line = line[:max]
-		}
-		cur = &Field{}
-		nameLen = len(bytes.TrimRight(line[:colon], " \t"))
-		folded = false
-		raw = append(raw[:0], line...)
-		pos = next
-	}
-	flush()
-	return h, len(b), bad, long
+	return h, mh.End, mh.Junk, mh.Long, mh.Fields
 }
 
-// validFieldName checks RFC 5322 §3.6.8 ftext: printable US-ASCII except ":".
-func validFieldName(n []byte) bool {
-	if len(n) == 0 {
-		return false
-	}
-	for _, c := range n {
-		if c < 33 || c > 126 {
-			return false
+// makeField turns a raw field into a Field with one allocation: Name and, for an
+// unfolded field, Value are substrings of Logical. buf is scratch space.
+func makeField(f mailheader.Field, buf []byte) (Field, []byte) {
+	buf = buf[:0]
+	folded := false
+	for line := range mailheader.Lines(f.Raw) {
+		if len(buf) > 0 {
+			buf = append(buf, '\n')
+			folded = true
 		}
+		buf = append(buf, line...)
 	}
-	return true
+	logical := string(buf)
+	out := Field{Logical: logical, Name: logical[:len(f.Name)]}
+	v := logical[len(f.Raw)-len(f.Body()):] // after the colon
+	if folded {
+		v = strings.ReplaceAll(v, "\n", "")
+	}
+	out.Value = strings.TrimSpace(v)
+	return out, buf
 }
 
 // decode transfer-decodes a body within the decoded-bytes budget.
@@ -619,6 +549,7 @@ func ReadHeader(raw []byte, maxBytes int) (Header, int) {
 	if maxBytes <= 0 {
 		maxBytes = int(DefaultLimits.MaxHeaderSize)
 	}
-	h, off, _, _ := parseHeader(raw, maxBytes)
+	var scratch [32]mailheader.Field
+	h, off, _, _, _ := parseHeader(raw, maxBytes, scratch[:0])
 	return h, off
 }

@@ -1,15 +1,16 @@
 package delivery
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -200,45 +201,28 @@ func buildDSN(hostname string, env spool.Envelope, msg io.ReaderAt, kind dsnKind
 	return denv, io.MultiReader(&b, orig, strings.NewReader(tail)), nil
 }
 
-// readHeader returns the header block of a message (through the empty line), at most max
-// bytes of it, with CRLF line endings.
+// readHeader returns the header block of a message (mailheader.ReadBlock: up to the
+// empty line, which is left out), at most max bytes of it, with CRLF line endings. Lines
+// that are no header field are kept: a DSN returns the header as it was.
 func readHeader(r io.Reader, max int) ([]byte, error) {
-	br := bufio.NewReaderSize(r, 4096)
-	var out bytes.Buffer
-	for out.Len() < max {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			out.Write(line)
-			continue
-		}
-		if len(line) > 0 {
-			line = bytes.TrimRight(line, "\r\n")
-			if len(line) == 0 {
-				break
-			}
-			out.Write(line)
-			out.WriteString("\r\n")
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("delivery: reading message header: %w", err)
-		}
+	h, err := mailheader.ReadBlock(r, max)
+	if err != nil && !errors.Is(err, mailheader.ErrTooLong) {
+		return nil, fmt.Errorf("delivery: reading message header: %w", err)
 	}
-	return out.Bytes(), nil
+	return mailheader.CRLF(h), nil
 }
 
 // countReceived counts the Received header fields of a message (RFC 5321 §6.3: a loop
 // shows as too many of them).
 func countReceived(r io.Reader) (int, error) {
-	h, err := readHeader(r, 1<<20)
-	if err != nil {
-		return 0, err
+	b, err := mailheader.ReadBlock(r, 1<<20)
+	if err != nil && !errors.Is(err, mailheader.ErrTooLong) {
+		return 0, fmt.Errorf("delivery: reading message header: %w", err)
 	}
+	var buf [64]mailheader.Field
 	n := 0
-	for line := range bytes.SplitSeq(h, []byte("\r\n")) {
-		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+	for _, f := range mailheader.Parse(buf[:0], b, 0).Fields {
+		if f.Is("Received") {
 			n++
 		}
 	}

@@ -212,8 +212,8 @@ func (s *Signer) SignMessage(msg []byte) ([]byte, error) {
 	}
 	from := ""
 	for _, f := range h {
-		if strings.EqualFold(f.name, "From") {
-			from = f.value
+		if f.Is("From") {
+			from = f.Value()
 			break
 		}
 	}

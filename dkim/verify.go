@@ -117,11 +117,11 @@ func signatureSelectors(r io.Reader) ([]string, int, error) {
 	}
 	var sels []string
 	for _, f := range h {
-		if !strings.EqualFold(f.name, "DKIM-Signature") {
+		if !f.Is("DKIM-Signature") {
 			continue
 		}
 		sel := ""
-		for _, tag := range strings.Split(f.value, ";") {
+		for _, tag := range strings.Split(f.Value(), ";") {
 			k, v, _ := strings.Cut(tag, "=")
 			if strings.TrimSpace(k) == "s" {
 				sel = strings.Join(strings.Fields(v), "")

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/groupsync"
 )
 
 // The incoming log is the fast path of Enqueue for messages up to Config.MaxInlineSize.
@@ -71,8 +73,8 @@ type msgLog struct {
 	active *segment
 	index  map[string]logLoc
 
-	syncMu sync.RWMutex // held for reading during fdatasyncs, for writing to close files
-	syncer *dirSyncer
+	syncMu sync.RWMutex      // held for reading during fdatasyncs, for writing to close files
+	syncer *groupsync.Syncer // around syncDirty, with group commit
 	dirF   *os.File
 	// stopDead ends the goroutine that flushes dead lists (see flushDead).
 	stopDead chan struct{}
@@ -147,7 +149,7 @@ func openLog(dir string, maxSeg int64, readOnly, group bool) (*msgLog, error) {
 	if err := l.gc(); err != nil {
 		return nil, err
 	}
-	l.syncer = newSyncer(l.syncDirty, group)
+	l.syncer = groupsync.New(l.syncDirty)
 	l.stopDead, l.deadDone = make(chan struct{}), make(chan struct{})
 	go l.flushDeadLoop()
 	return l, nil
@@ -293,18 +295,19 @@ func (l *msgLog) append(id string, rec []byte, envLen, msgLen int64) error {
 	return nil
 }
 
-// sync makes what was written to f durable: through the committer with group commit, or
-// by this caller's own fdatasync.
+// sync makes what was written to f durable: with group commit by an fdatasync of every
+// dirty segment shared with the callers waiting at the same time, otherwise by this
+// caller's own fdatasync.
 func (l *msgLog) sync(f *os.File) error {
 	if l.group {
-		return l.syncer.sync()
+		return l.syncer.Sync()
 	}
 	l.syncMu.RLock()
 	defer l.syncMu.RUnlock()
 	return syscall.Fdatasync(int(f.Fd()))
 }
 
-// syncDirty is the committer's sync: one fdatasync per segment written since the last
+// syncDirty is the group commit's sync: one fdatasync per segment written since the last
 // one. Dead lists are flushed on their own schedule (flushDead).
 func (l *msgLog) syncDirty() error {
 	return l.syncFiles(func(seg *segment) (*os.File, *bool) { return seg.f, &seg.dirty })
@@ -446,10 +449,10 @@ func (l *msgLog) close() error {
 	if l.readOnly {
 		return nil
 	}
-	err := l.syncer.close()
+	l.syncer.Close()
 	close(l.stopDead)
 	<-l.deadDone
-	err = errors.Join(err, l.flushDead())
+	err := l.flushDead()
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	l.mu.Lock()

@@ -83,8 +83,8 @@ type Spool struct {
 	cfg      Config
 	log      *slog.Logger
 	lock     *os.File
-	queue    *dirSyncer
-	status   *dirSyncer
+	queue    *dirSync
+	status   *dirSync
 	maxBytes int64
 	mlog     *msgLog // the incoming log; read-only in Shared mode
 	inline   int64   // 0: the log takes no new messages
@@ -159,11 +159,11 @@ func Open(dir string, cfg Config) (*Spool, error) {
 			return nil, err
 		}
 	}
-	if s.queue, err = newDirSyncer(filepath.Join(dir, "queue"), group); err != nil {
+	if s.queue, err = openDirSync(filepath.Join(dir, "queue"), group); err != nil {
 		s.closeLock()
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	if s.status, err = newDirSyncer(filepath.Join(dir, "status"), group); err != nil {
+	if s.status, err = openDirSync(filepath.Join(dir, "status"), group); err != nil {
 		s.queue.close()
 		s.closeLock()
 		return nil, fmt.Errorf("spool: %w", err)
@@ -177,8 +177,8 @@ func (s *Spool) closeLock() {
 	}
 }
 
-// Close stops the committers and releases the lock. Enqueue calls still running get
-// ErrClosed or finish; a message whose Enqueue returned an id stays queued.
+// Close waits for the fsyncs in progress and releases the lock. Enqueue calls still
+// running get ErrClosed or finish; a message whose Enqueue returned an id stays queued.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	if s.closed {

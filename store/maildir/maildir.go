@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/groupsync"
 )
 
 // Dir is the path of a maildir (the directory holding tmp, new and cur).
@@ -152,50 +154,20 @@ func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags) (key string, err er
 }
 
 // syncDir makes the entries created in directory p so far durable. Concurrent deliveries
-// into the same directory share fsyncs (group commit): a caller waits for an fsync that
-// started after its own link, and whoever finds none running starts it. Twenty
-// deliveries into one busy mailbox then cost a couple of directory fsyncs, not twenty.
+// into the same directory share fsyncs (group commit, internal/groupsync): a caller waits
+// for an fsync that started after its own link, and whoever finds none running starts
+// it. Twenty deliveries into one busy mailbox then cost a couple of directory fsyncs,
+// not twenty.
 func syncDir(p string) error {
-	g, _ := dirSyncs.LoadOrStore(p, &groupSync{})
-	return g.(*groupSync).sync(p)
+	g, ok := dirSyncs.Load(p)
+	if !ok {
+		g, _ = dirSyncs.LoadOrStore(p, groupsync.New(func() error { return fsyncDir(p) }))
+	}
+	return g.(*groupsync.Syncer).Sync()
 }
 
-// dirSyncs holds one groupSync per directory ever synced (a few dozen bytes each).
+// dirSyncs holds one groupsync.Syncer per directory ever synced (a few dozen bytes each).
 var dirSyncs sync.Map
-
-type groupSync struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	started uint64 // fsyncs started
-	done    uint64 // the latest fsync finished
-	running bool
-	err     error // its result
-}
-
-func (g *groupSync) sync(p string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cond == nil {
-		g.cond = sync.NewCond(&g.mu)
-	}
-	// A running fsync may have started before the caller's change: it needs the next one.
-	target := g.started + 1
-	for g.done < target {
-		if g.running {
-			g.cond.Wait()
-			continue
-		}
-		g.running = true
-		g.started++
-		n := g.started
-		g.mu.Unlock()
-		err := fsyncDir(p)
-		g.mu.Lock()
-		g.running, g.done, g.err = false, n, err
-		g.cond.Broadcast()
-	}
-	return g.err
-}
 
 func fsyncDir(p string) error {
 	f, err := os.Open(p)

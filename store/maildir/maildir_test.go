@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/groupsync"
 )
 
 func TestDeliverScanFlags(t *testing.T) {
@@ -280,7 +282,7 @@ func TestConcurrentDeliveriesShareDirSyncs(t *testing.T) {
 		t.Fatalf("%d messages in the maildir, want 40", len(entries))
 	}
 	g, _ := dirSyncs.Load(filepath.Join(string(d), New))
-	if n := g.(*groupSync).started; n == 0 || n > 40 {
+	if n := g.(*groupsync.Syncer).Calls(); n == 0 || n > 40 {
 		t.Fatalf("%d directory fsyncs for 40 deliveries", n)
 	}
 }
