@@ -51,6 +51,13 @@ type RecipientValidator interface {
 	ValidRecipient(ctx context.Context, rcpt address.Address) (bool, error)
 }
 
+// SenderOwners says whether an authenticated user owns an envelope sender (the null
+// sender too), as Postfix's smtpd_sender_login_maps: rules see the answer as
+// sender.owned. An error gets 451 4.3.0. *route.Router implements it.
+type SenderOwners interface {
+	SenderOwned(ctx context.Context, user string, sender address.Address) (bool, error)
+}
+
 // LocalDeliverer delivers a message to one recipient at the end of an LMTP transaction;
 // *local.Deliverer (delivery/local) implements it. The error is classified by behaviour
 // (see replyOf): an error with a method SMTPReply() string is answered with that reply,
@@ -88,6 +95,9 @@ type Deps struct {
 	Resolver dnsx.Resolver
 	// Recipients validates local recipients; nil accepts every local recipient.
 	Recipients RecipientValidator
+	// Senders is asked at MAIL whether an authenticated user owns the sender (rules:
+	// sender.owned); nil: an authenticated user owns every sender.
+	Senders SenderOwners
 	// PrepareMessage may rewrite the received message before the data stage, e.g. to
 	// strip forged Authentication-Results headers (dkim.StripForgedAuthResults). It gets
 	// the raw message (CRLF line endings) and returns the message to use.
