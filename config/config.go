@@ -53,6 +53,11 @@ type Config struct {
 	AuthservID string `yaml:"authserv_id"`
 	// Postmaster is the first user, created with a random password on first start.
 	Postmaster string `yaml:"postmaster"`
+	// Admins are the users with a right the others lack: sending with the null sender
+	// <> once authenticated (the shipped rule sender-login-mismatch refuses it to
+	// everyone else, as it refuses addresses a user does not own). Default: the
+	// postmaster; an empty list for nobody.
+	Admins []string `yaml:"admins"`
 	// Rules is the rule file (policies and rules). Default DATA/rules.yaml, written from
 	// the built-in defaults on first start.
 	Rules string `yaml:"rules"`
@@ -252,6 +257,14 @@ func (c *Config) finish() error {
 	if c.AuthservID == "" {
 		c.AuthservID = dkim.AuthServID(c.Hostname)
 	}
+	if c.Admins == nil && c.Postmaster != "" {
+		c.Admins = []string{c.Postmaster}
+	}
+	for _, a := range c.Admins {
+		if !strings.Contains(a, "@") {
+			return fmt.Errorf("admins: %q is not an address (users are named by their address)", a)
+		}
+	}
 	// The sections that need them get the top-level values; they are not keys there.
 	c.SMTP.Hostname = c.Hostname
 	c.SMTP.DataDir = c.DataDir
@@ -261,6 +274,7 @@ func (c *Config) finish() error {
 		c.Delivery.Hostname = c.Hostname
 	}
 	c.Routing.LocalDomains = c.LocalDomains
+	c.Routing.NullSenderUsers = c.Admins
 	if c.LMTP.LocalName == "" {
 		c.LMTP.LocalName = c.Hostname
 	}

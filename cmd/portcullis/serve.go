@@ -214,6 +214,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Resolver:       resolver,
 		Auth:           users.Auth,
 		Recipients:     router,         // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Senders:        router,         // sender.owned: one's own addresses and aliases, the login map
 		Local:          localDeliverer, // final delivery of the LMTP listener
 		Quota:          localDeliverer.CheckQuota,
 		Logger:         logger,

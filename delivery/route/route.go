@@ -105,9 +105,10 @@ type Config struct {
 	// LocalUsers. When both are empty, every address of a local domain is valid.
 	LocalUserExists func(ctx context.Context, address string) (bool, error) `yaml:"-"`
 	// SenderLoginMap is a file in Postfix's smtpd_sender_login_maps format: "sender
-	// user, user..." (keys: user@domain, user (local domains), @domain, and "<>" for the
-	// null sender). The users listed own the sender address besides those that own it
-	// anyway (see Owns): their own address and the aliases that deliver to them.
+	// user, user..." (keys: user@domain, user in local domains, @domain, and "<>" for
+	// the null sender). The users listed own the sender address besides the owners the
+	// other maps give it: the user whose address it is and the users its aliases and
+	// virtual aliases deliver to.
 	SenderLoginMap string `yaml:"sender_login_map"`
 	// NullSenderUsers own the null sender <> (see Owns), besides the users the sender
 	// login map lists under "<>". Not a key of the routing: section: the server config
