@@ -33,3 +33,23 @@ func TestAdmins(t *testing.T) {
 	_, err = load("admins: [root]\n")
 	require.ErrorContains(t, err, `admins: "root" is not an address`)
 }
+
+// TestRunAsKeys: group needs user, and allow_root has no effect with user.
+func TestRunAsKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	for text, want := range map[string]string{
+		"user: portcullis\ngroup: mail\n":      "",
+		"allow_root: true\n":                   "",
+		"group: mail\n":                        "group: it is the group of user, which is empty",
+		"user: portcullis\nallow_root: true\n": "allow_root: with user set the server does not keep running as root",
+	} {
+		require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+		_, err := Load(path, dir)
+		if want == "" {
+			require.NoError(t, err, text)
+		} else {
+			require.ErrorContains(t, err, want, text)
+		}
+	}
+}

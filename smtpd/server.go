@@ -102,6 +102,9 @@ type Deps struct {
 	// strip forged Authentication-Results headers (dkim.StripForgedAuthResults). It gets
 	// the raw message (CRLF line endings) and returns the message to use.
 	PrepareMessage func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error)
+	// Listen opens the TCP sockets of the listeners; nil: net.Listen. portcullis serve
+	// hands over the sockets it bound as root before dropping privileges.
+	Listen func(network, address string) (net.Listener, error)
 	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
 	TLSConfig *tls.Config
 	Logger    *slog.Logger          // nil: slog.Default()
@@ -194,7 +197,7 @@ func (s *Server) Listen() error {
 	}
 	var out []*listener
 	for _, lc := range s.cfg.Listeners {
-		raw, err := listen(lc)
+		raw, err := listen(lc, s.deps.Listen)
 		if err != nil {
 			for _, l := range out {
 				l.ln.Close()
