@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/internal/private"
 )
 
 // DBConfig configures the local user database.
@@ -123,11 +124,9 @@ func OpenDBConfig(cfg DBConfig) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("auth: user database directory: %w", err)
 	}
-	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("auth: open user database: %w", err)
+	if err := private.DB(cfg.Path); err != nil {
+		return nil, fmt.Errorf("auth: user database: %w", err)
 	}
-	f.Close()
 	dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() +
 		"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
 	sdb, err := sql.Open("sqlite", dsn)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+
+	"github.com/portcullis-mail/portcullis/internal/private"
 )
 
 // SQLiteOptions tunes an SQLite store.
@@ -64,8 +66,12 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions) (*SQLiteSto
 	if opt.RefreshInterval == 0 {
 		opt.RefreshInterval = 5 * time.Second
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("bayes: create directory for %s: %w", path, err)
+	}
+	// Tokens come from users' mail: readable by the owner only, -wal and -shm too.
+	if err := private.DB(path); err != nil {
+		return nil, fmt.Errorf("bayes: %w", err)
 	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
 	db, err := sql.Open("sqlite", dsn)

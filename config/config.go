@@ -44,6 +44,20 @@ type Config struct {
 	Hostname string `yaml:"hostname"`
 	// DataDir holds the spool, mailboxes, databases, keys and certificates.
 	DataDir string `yaml:"data_dir"`
+	// User is the unprivileged user portcullis serve runs as. Started as root, it binds
+	// the listeners, reads the TLS certificate and key and gives the data directory to
+	// the user, then switches to user and group (with the user's supplementary groups)
+	// before serving any client, as Postfix and Dovecot do; the admin commands (user,
+	// queue, bayes, dkim) switch too. Empty: the server runs as whoever started it
+	// (under systemd as a dedicated user, see docs/operations.md), as root only with
+	// every listener on loopback or with allow_root.
+	User string `yaml:"user"`
+	// Group is the group user runs with. Default: the user's primary group.
+	Group string `yaml:"group"`
+	// AllowRoot lets portcullis serve run as root, without user, with listeners on
+	// addresses other than loopback; without it, it refuses to start. On loopback only
+	// (the embedded defaults) it runs as root with a warning.
+	AllowRoot bool `yaml:"allow_root"`
 	// LocalDomains are the domains we receive mail for.
 	LocalDomains []string `yaml:"local_domains"`
 	// TrustedNetworks may relay without authentication (CIDRs). Default: loopback only.
@@ -53,6 +67,11 @@ type Config struct {
 	AuthservID string `yaml:"authserv_id"`
 	// Postmaster is the first user, created with a random password on first start.
 	Postmaster string `yaml:"postmaster"`
+	// Admins are the users with a right the others lack: sending with the null sender
+	// <> once authenticated (the shipped rule sender-login-mismatch refuses it to
+	// everyone else, as it refuses addresses a user does not own). Default: the
+	// postmaster; an empty list for nobody.
+	Admins []string `yaml:"admins"`
 	// Rules is the rule file (policies and rules). Default DATA/rules.yaml, written from
 	// the built-in defaults on first start.
 	Rules string `yaml:"rules"`
@@ -252,6 +271,14 @@ func (c *Config) finish() error {
 	if c.AuthservID == "" {
 		c.AuthservID = dkim.AuthServID(c.Hostname)
 	}
+	if c.Admins == nil && c.Postmaster != "" {
+		c.Admins = []string{c.Postmaster}
+	}
+	for _, a := range c.Admins {
+		if !strings.Contains(a, "@") {
+			return fmt.Errorf("admins: %q is not an address (users are named by their address)", a)
+		}
+	}
 	// The sections that need them get the top-level values; they are not keys there.
 	c.SMTP.Hostname = c.Hostname
 	c.SMTP.DataDir = c.DataDir
@@ -261,6 +288,7 @@ func (c *Config) finish() error {
 		c.Delivery.Hostname = c.Hostname
 	}
 	c.Routing.LocalDomains = c.LocalDomains
+	c.Routing.NullSenderUsers = c.Admins
 	if c.LMTP.LocalName == "" {
 		c.LMTP.LocalName = c.Hostname
 	}
@@ -282,6 +310,12 @@ func (c *Config) finish() error {
 // unhonoured reports a key that was written but would have no effect, because another
 // key the admin wrote (or the server's design) cancels it.
 func (c *Config) unhonoured() error {
+	if c.Group != "" && c.User == "" {
+		return errors.New("group: it is the group of user, which is empty")
+	}
+	if c.AllowRoot && c.User != "" {
+		return errors.New("allow_root: with user set the server does not keep running as root; remove one of the two")
+	}
 	if c.HTTP.Pprof && c.HTTP.Addr == "" {
 		return errors.New("http.pprof: the profiler is served on http.addr, which is empty")
 	}

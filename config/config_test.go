@@ -13,11 +13,12 @@ import (
 )
 
 func TestDefaultRulesCompile(t *testing.T) {
-	rf, err := ParseRuleFile(DefaultRules(), "default-rules.yaml", Deps{LocalDomains: []string{"example.test"}})
+	rf, err := ParseRuleFile(DefaultRules(), "default-rules.yaml", Deps{LocalDomains: []string{"example.test"}, Resolver: dnstest.New(t).Resolver()})
 	require.NoError(t, err)
 	require.NotEmpty(t, rf.Rules)
 	require.Contains(t, rf.Policies, "content")
 	require.Contains(t, rf.Policies, "date")
+	require.Contains(t, rf.Policies, "spf", "the sender-ours rules need SPF of our domains")
 }
 
 func TestLoadStrict(t *testing.T) {

@@ -44,7 +44,7 @@ var kinds = map[string]kind{
 		if err := decode(n, &c); err != nil {
 			return nil, err
 		}
-		return spf.New(c, spf.Deps{Resolver: d.Resolver})
+		return spf.New(c, spf.Deps{Resolver: d.Resolver, LocalDomains: d.LocalDomains})
 	}},
 	"dmarc": {build: buildDKIM},
 	"dkim":  {build: buildDKIM},

@@ -266,7 +266,7 @@ func (rs *ruleSet) compileEnv(s Stage) map[string]any {
 		env["helo"] = HeloEnv{}
 	}
 	if s >= StageMail {
-		env["sender"] = AddressEnv{}
+		env["sender"] = SenderEnv{}
 	}
 	if s >= StageRcpt {
 		env["rcpts"] = []string{}
@@ -524,7 +524,9 @@ func (rs *ruleSet) explain(src, msg string) string {
 		t = reflect.TypeFor[ClientEnv]()
 	case "helo":
 		t = reflect.TypeFor[HeloEnv]()
-	case "sender", "rcpt":
+	case "sender":
+		t = reflect.TypeFor[SenderEnv]()
+	case "rcpt":
 		t = reflect.TypeFor[AddressEnv]()
 	case "msg":
 		t = rs.msgView.t

@@ -379,7 +379,7 @@ func (e *Engine) env(rs *ruleSet, stage Stage, tx *Transaction, results map[stri
 		env["helo"] = heloEnv(tx, e.local)
 	}
 	if stage >= StageMail {
-		env["sender"] = addressEnv(tx.Envelope.From, tx.Envelope.FromParams)
+		env["sender"] = senderEnv(&tx.Envelope, e.local)
 	}
 	if stage >= StageRcpt {
 		rcpts := make([]string, len(tx.Envelope.Rcpts))
@@ -389,7 +389,7 @@ func (e *Engine) env(rs *ruleSet, stage Stage, tx *Transaction, results map[stri
 		env["rcpts"] = rcpts
 		env["rcpt_count"] = len(rcpts)
 		if stage == StageRcpt {
-			env["rcpt"] = addressEnv(tx.Rcpt, nil)
+			env["rcpt"] = addressEnv(tx.Rcpt, nil, e.local)
 		}
 	}
 	if stage >= StageData {

@@ -131,6 +131,7 @@ type scenario struct {
 	Helo     string   `yaml:"helo"`
 	Auth     string   `yaml:"auth"`
 	From     string   `yaml:"from"`
+	Owned    bool     `yaml:"owned"` // the SMTP server's sender ownership lookup said yes
 	Rcpt     []string `yaml:"rcpt"`
 	Message  string   `yaml:"message"`
 }
@@ -188,6 +189,7 @@ func play(t *testing.T, e *Engine, sc scenario) string {
 		return out.String()
 	}
 	tx.Envelope.From = address.Parse(sc.From)
+	tx.Envelope.FromOwned = sc.Owned
 	if say("mail", e.Evaluate(ctx, StageMail, tx)) {
 		return out.String()
 	}

@@ -54,13 +54,30 @@ type HeloEnv struct {
 	BareIP bool `expr:"bare_ip"`
 }
 
-// AddressEnv is `sender` and `rcpt` in rules.
+// AddressEnv is `rcpt` in rules.
 type AddressEnv struct {
 	Address string            `expr:"address"` // local@domain, "" for the null sender
-	Local   string            `expr:"local"`
+	Local   string            `expr:"local"`   // the local part
 	Domain  string            `expr:"domain"`
 	Null    bool              `expr:"null"`
 	Params  map[string]string `expr:"params"` // MAIL FROM parameters (sender only)
+	// Ours: the domain is one of our local domains.
+	Ours bool `expr:"ours"`
+}
+
+// SenderEnv is `sender` in rules: the fields of AddressEnv and whether the
+// authenticated user owns the address.
+type SenderEnv struct {
+	Address string            `expr:"address"` // local@domain, "" for the null sender
+	Local   string            `expr:"local"`   // the local part
+	Domain  string            `expr:"domain"`
+	Null    bool              `expr:"null"`
+	Params  map[string]string `expr:"params"` // MAIL FROM parameters
+	// Ours: the domain is one of our local domains.
+	Ours bool `expr:"ours"`
+	// Owned: the client is authenticated and its user owns the address (their own, an
+	// alias that delivers to them, the sender login map; the null sender: an admin).
+	Owned bool `expr:"owned"`
 }
 
 // msgBase are the `msg` fields that need no policy.
@@ -138,12 +155,17 @@ func isFQDN(name string) bool {
 	return strings.IndexFunc(tld, func(r rune) bool { return r < '0' || r > '9' }) >= 0
 }
 
-func addressEnv(a address.Address, params map[string]string) AddressEnv {
-	e := AddressEnv{Local: a.Local, Domain: a.Domain, Null: a.IsNull(), Params: params}
+func addressEnv(a address.Address, params map[string]string, localDomains map[string]bool) AddressEnv {
+	e := AddressEnv{Local: a.Local, Domain: a.Domain, Null: a.IsNull(), Params: params, Ours: a.Domain != "" && localDomains[a.Domain]}
 	if !e.Null {
 		e.Address = a.String()
 	}
 	return e
+}
+
+func senderEnv(env *Envelope, localDomains map[string]bool) SenderEnv {
+	a := addressEnv(env.From, env.FromParams, localDomains)
+	return SenderEnv{Address: a.Address, Local: a.Local, Domain: a.Domain, Null: a.Null, Params: a.Params, Ours: a.Ours, Owned: env.FromOwned}
 }
 
 func buildMsgBase(m *Message) msgBase {

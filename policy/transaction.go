@@ -42,6 +42,10 @@ type Envelope struct {
 	From       address.Address
 	FromParams map[string]string // MAIL FROM parameters (SIZE, BODY, SMTPUTF8, ...), upper-case keys
 	Rcpts      []address.Address // accepted recipients so far
+	// FromOwned: the client is authenticated and its user owns From (their own address
+	// or alias, or the null sender for an admin), as the SMTP server's sender ownership
+	// lookup says (Postfix's smtpd_sender_login_maps). Rules: sender.owned.
+	FromOwned bool
 }
 
 // Message is the received message. Body holds the whole message (header and body) exactly

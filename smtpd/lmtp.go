@@ -75,9 +75,13 @@ func checkLMTPDeps(cfg Config, deps Deps) error {
 	return nil
 }
 
-// listen opens a listener's socket: TCP, or a unix socket replacing a stale one.
-func listen(lc ListenerConfig) (net.Listener, error) {
+// listen opens a listener's socket: TCP (with listenTCP when set, Deps.Listen), or a
+// unix socket replacing a stale one.
+func listen(lc ListenerConfig, listenTCP func(network, address string) (net.Listener, error)) (net.Listener, error) {
 	if !isUnix(lc.Addr) {
+		if listenTCP != nil {
+			return listenTCP("tcp", lc.Addr)
+		}
 		return net.Listen("tcp", lc.Addr)
 	}
 	path := strings.TrimPrefix(lc.Addr, unixPrefix)

@@ -51,6 +51,13 @@ type RecipientValidator interface {
 	ValidRecipient(ctx context.Context, rcpt address.Address) (bool, error)
 }
 
+// SenderOwners says whether an authenticated user owns an envelope sender (the null
+// sender too), as Postfix's smtpd_sender_login_maps: rules see the answer as
+// sender.owned. An error gets 451 4.3.0. *route.Router implements it.
+type SenderOwners interface {
+	SenderOwned(ctx context.Context, user string, sender address.Address) (bool, error)
+}
+
 // LocalDeliverer delivers a message to one recipient at the end of an LMTP transaction;
 // *local.Deliverer (delivery/local) implements it. The error is classified by behaviour
 // (see replyOf): an error with a method SMTPReply() string is answered with that reply,
@@ -88,10 +95,16 @@ type Deps struct {
 	Resolver dnsx.Resolver
 	// Recipients validates local recipients; nil accepts every local recipient.
 	Recipients RecipientValidator
+	// Senders is asked at MAIL whether an authenticated user owns the sender (rules:
+	// sender.owned); nil: an authenticated user owns every sender.
+	Senders SenderOwners
 	// PrepareMessage may rewrite the received message before the data stage, e.g. to
 	// strip forged Authentication-Results headers (dkim.StripForgedAuthResults). It gets
 	// the raw message (CRLF line endings) and returns the message to use.
 	PrepareMessage func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error)
+	// Listen opens the TCP sockets of the listeners; nil: net.Listen. portcullis serve
+	// hands over the sockets it bound as root before dropping privileges.
+	Listen func(network, address string) (net.Listener, error)
 	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
 	TLSConfig *tls.Config
 	Logger    *slog.Logger          // nil: slog.Default()
@@ -184,7 +197,7 @@ func (s *Server) Listen() error {
 	}
 	var out []*listener
 	for _, lc := range s.cfg.Listeners {
-		raw, err := listen(lc)
+		raw, err := listen(lc, s.deps.Listen)
 		if err != nil {
 			for _, l := range out {
 				l.ln.Close()

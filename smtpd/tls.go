@@ -75,7 +75,9 @@ func SelfSignedCertificate(dataDir, hostname string) (tls.Certificate, error) {
 	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFileAtomic(crtPath, crtPEM, 0o644); err != nil {
+	// The certificate is public, but everything in the data directory is the server's
+	// alone (0600).
+	if err := writeFileAtomic(crtPath, crtPEM, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(crtPEM, keyPEM)

@@ -33,6 +33,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	st.tx.Envelope.From = addr
 	st.tx.Envelope.FromParams = mailParams(opts)
+	if err := st.senderOwned(); err != nil {
+		return err
+	}
 	st.inTxn.Store(true)
 	if st.pending != nil {
 		return nil // judged at RCPT (delay_reject)
@@ -47,6 +50,29 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return st.fail(policy.StageMail, replyOf(d))
 	}
 	st.txnDec = append(st.txnDec, d)
+	return nil
+}
+
+// senderOwned sets Envelope.FromOwned for an authenticated client: whether its user owns
+// the sender (Deps.Senders; without it every sender). A failed lookup is a 451.
+func (st *connState) senderOwned() error {
+	user := st.tx.Conn.AuthUser
+	if user == "" {
+		return nil
+	}
+	v := st.srv.deps.Senders
+	if v == nil {
+		st.tx.Envelope.FromOwned = true
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
+	owned, err := v.SenderOwned(ctx, user, st.tx.Envelope.From)
+	cancel()
+	if err != nil {
+		st.srv.log.Warn("smtp sender ownership lookup failed", "id", st.tx.Conn.ID, "user", user, "from", st.tx.Envelope.From.String(), "err", err)
+		return st.refuse(policy.StageMail, replySenderLookupFail, "sender_lookup_error")
+	}
+	st.tx.Envelope.FromOwned = owned
 	return nil
 }
 
@@ -90,6 +116,8 @@ var (
 	replyRcptSyntax  = policy.Reply{Code: 501, Enhanced: "5.1.3", Text: "Bad recipient address syntax"}
 	replyUnknownUser = policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown"}
 	replyLookupFail  = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Recipient lookup failed, try again later"}
+
+	replySenderLookupFail = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Sender lookup failed, try again later"}
 )
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/dnsx"
@@ -20,19 +21,34 @@ type Config struct {
 	// Receiver is our host name for %{r} and Received-SPF; empty means the server's
 	// host name (Transaction.Hostname).
 	Receiver string `yaml:"receiver"`
+	// Scope says what the instance checks (default all): all transactions, or
+	// own_domains: only MAIL FROM addresses in our local domains from clients neither
+	// authenticated nor trusted (the strangers that must not use our domains: the
+	// shipped rule sender-ours-spoofed); anything else, and the helo stage, is status
+	// none with reason spf.skipped, without a DNS query or a Received-SPF header.
+	Scope string `yaml:"scope"`
 }
+
+// The scopes of Config.Scope.
+const (
+	ScopeAll        = "all"
+	ScopeOwnDomains = "own_domains"
+)
 
 // Deps are what the policy takes from the server around it.
 type Deps struct {
 	// Resolver answers the SPF queries: the server's shared dnsx.Cache. Required.
 	Resolver dnsx.Resolver
+	// LocalDomains are our own domains, for Scope own_domains.
+	LocalDomains []string
 }
 
 // Policy exposes SPF to the rules: at the helo stage the HELO identity, at the mail stage
 // the MAIL FROM identity (the HELO identity for the null sender, RFC 7208 §2.4).
 type Policy struct {
-	cfg Config
-	r   dnsx.Resolver
+	cfg   Config
+	r     dnsx.Resolver
+	local map[string]bool // with Scope own_domains
 }
 
 // New returns the policy.
@@ -46,7 +62,29 @@ func New(cfg Config, deps Deps) (*Policy, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Policy{cfg: cfg, r: deps.Resolver}, nil
+	p := &Policy{cfg: cfg, r: deps.Resolver}
+	switch cfg.Scope {
+	case "", ScopeAll:
+	case ScopeOwnDomains:
+		p.local = map[string]bool{}
+		for _, d := range deps.LocalDomains {
+			p.local[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+		}
+	default:
+		return nil, fmt.Errorf("spf: scope %q: want %s or %s", cfg.Scope, ScopeAll, ScopeOwnDomains)
+	}
+	return p, nil
+}
+
+// skipped is the result of a transaction outside the instance's scope.
+var skipped = policy.Result{Status: policy.StatusNone, Reason: "spf.skipped"}
+
+// inScope reports whether the instance checks tx at the mail stage.
+func (p *Policy) inScope(tx *policy.Transaction) bool {
+	if p.local == nil {
+		return true
+	}
+	return p.local[tx.Envelope.From.Domain] && tx.Conn.AuthUser == "" && !tx.Conn.Trusted
 }
 
 var (
@@ -65,6 +103,9 @@ func (p *Policy) opts(tx *policy.Transaction) []Option {
 
 // CheckHelo evaluates the HELO identity (RFC 7208 §2.3).
 func (p *Policy) CheckHelo(ctx context.Context, tx *policy.Transaction) policy.Result {
+	if p.local != nil {
+		return skipped
+	}
 	res, err := CheckHelo(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, p.opts(tx)...)
 	return toPolicy(res, err, res.Status)
 }
@@ -72,6 +113,9 @@ func (p *Policy) CheckHelo(ctx context.Context, tx *policy.Transaction) policy.R
 // CheckMail evaluates the MAIL FROM identity (RFC 7208 §2.4) and, with Config.Helo, the
 // HELO identity too.
 func (p *Policy) CheckMail(ctx context.Context, tx *policy.Transaction) policy.Result {
+	if !p.inScope(tx) {
+		return skipped
+	}
 	from := tx.Envelope.From
 	sender := ""
 	if !from.IsNull() {

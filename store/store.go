@@ -28,6 +28,7 @@ import (
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/private"
 	"github.com/portcullis-mail/portcullis/store/maildir"
 )
 
@@ -288,6 +289,11 @@ func (u *User) open(ctx context.Context) error {
 		return err
 	}
 	dbPath := filepath.Join(u.dir, "index.sqlite")
+	// The index holds envelopes and subjects: readable by the owner only (and so its -wal
+	// and -shm files, which SQLite creates with the database's mode).
+	if err := private.DB(dbPath); err != nil {
+		return fmt.Errorf("store: index: %w", err)
+	}
 	// synchronous(FULL): a committed UID assignment must survive power loss, or a UID could
 	// be handed out twice in one UIDVALIDITY epoch.
 	dsn := "file:" + dbPath + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis-mail/portcullis/auth"
-	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -18,7 +17,7 @@ func userCmd(g *globalFlags) *cobra.Command {
 	var stdin bool
 	withDB := func(fn func(cmd *cobra.Command, db *auth.DB, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(g.config, g.data)
+			cfg, err := loadAsDataOwner(g)
 			if err != nil {
 				return err
 			}
@@ -78,7 +77,7 @@ func queueCmd(g *globalFlags) *cobra.Command {
 	c := &cobra.Command{Use: "queue", Short: "Inspect and manage the mail queue (works beside a running server)"}
 	withSpool := func(fn func(sp *spool.Spool, w io.Writer, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(g.config, g.data)
+			cfg, err := loadAsDataOwner(g)
 			if err != nil {
 				return err
 			}

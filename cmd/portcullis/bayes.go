@@ -9,7 +9,6 @@ import (
 
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bayes/bayescli"
-	"github.com/portcullis-mail/portcullis/config"
 )
 
 // bayesCmd: portcullis bayes train|classify|stats|prune|eval, on the token database of the
@@ -23,7 +22,7 @@ func bayesCmd(g *globalFlags) *cobra.Command {
 		if db.Path != "" {
 			return db, nil
 		}
-		cfg, err := config.Load(g.config, g.data)
+		cfg, err := loadAsDataOwner(g)
 		if err != nil {
 			return db, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -161,7 +163,21 @@ func runRulesTest(ctx context.Context, w io.Writer, cfg *config.Config, rf *conf
 		return nil
 	}
 	tx.Envelope.From = address.Parse(from)
-	if step(policy.StageMail, "mail from:<"+from+">") {
+	label := "mail from:<" + from + ">"
+	if f.auth != "" {
+		// sender.owned, as the server's routing maps answer it.
+		rcfg := cfg.Routing
+		rcfg.Logger = slog.New(slog.DiscardHandler)
+		router, err := route.New(rcfg)
+		if err != nil {
+			return err
+		}
+		if tx.Envelope.FromOwned, err = router.SenderOwned(ctx, f.auth, tx.Envelope.From); err != nil {
+			return err
+		}
+		label += fmt.Sprintf(" (sender.owned: %v)", tx.Envelope.FromOwned)
+	}
+	if step(policy.StageMail, label) {
 		return nil
 	}
 	for _, r := range rcpts {

@@ -99,7 +99,7 @@ func ensureRules(cfg *config.Config) error {
 	if cfg.Rules != filepath.Join(cfg.DataDir, "rules.yaml") {
 		return fmt.Errorf("rule file %s does not exist", cfg.Rules)
 	}
-	return os.WriteFile(cfg.Rules, config.DefaultRules(), 0o640)
+	return os.WriteFile(cfg.Rules, config.DefaultRules(), 0o600)
 }
 
 func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
@@ -114,9 +114,18 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		// bench/smtp.sh for a few MiB more memory. GOGC in the environment overrides.
 		debug.SetGCPercent(200)
 	}
+	// Whatever the server creates is its own alone (0600, 0700), SQLite files included.
+	syscall.Umask(0o077)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// As root: bind, read the certificate, become cfg.User (privileges.go). Nothing else
+	// is opened before.
+	priv, err := dropPrivileges(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer priv.close()
 	if err := ensureRules(cfg); err != nil {
 		return err
 	}
@@ -214,11 +223,14 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Resolver:       resolver,
 		Auth:           users.Auth,
 		Recipients:     router,         // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Senders:        router,         // sender.owned: one's own addresses and aliases, the login map
 		Local:          localDeliverer, // final delivery of the LMTP listener
 		Quota:          localDeliverer.CheckQuota,
 		Logger:         logger,
 		Metrics:        reg,
 		PrepareMessage: prepareMessage(authservID, signer, logger),
+		TLSConfig:      priv.tlsCfg, // nil: smtpd reads it
+		Listen:         priv.listen,
 	})
 	if err != nil {
 		return err
@@ -230,7 +242,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
 
-	stopMailServers, err := serveMailboxes(cfg, mailStore, users.Auth, logger)
+	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
 	if err != nil {
 		return err
 	}
@@ -244,7 +256,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
-		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		ln, err := priv.listen("tcp", cfg.HTTP.Addr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
@@ -329,7 +341,7 @@ func prepareMessage(authservID string, signer *dkim.Signer, log *slog.Logger) fu
 
 // serveMailboxes starts the IMAP and POP3 listeners over the store; the returned function
 // closes them.
-func serveMailboxes(cfg *config.Config, st *store.Store, authn auth.Authenticator, logger *slog.Logger) (func(), error) {
+func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn auth.Authenticator, logger *slog.Logger) (func(), error) {
 	var closers []func()
 	stop := func() {
 		for _, c := range closers {
@@ -339,7 +351,7 @@ func serveMailboxes(cfg *config.Config, st *store.Store, authn auth.Authenticato
 	var tlsCfg *tls.Config
 	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
 		var err error
-		if tlsCfg, err = smtpd.LoadTLSConfig(cfg.SMTP); err != nil {
+		if tlsCfg, err = priv.tlsConfig(cfg.SMTP); err != nil {
 			return stop, err
 		}
 	}
@@ -347,7 +359,7 @@ func serveMailboxes(cfg *config.Config, st *store.Store, authn auth.Authenticato
 		if addr == "" {
 			return nil
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := priv.listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/virus"
 )
@@ -19,7 +18,7 @@ func dkimCmd(g *globalFlags) *cobra.Command {
 		Short: "Create a DKIM key in dkim.sign.dir (DATA/dkim) and print the DNS TXT record to publish",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(g.config, g.data)
+			cfg, err := loadAsDataOwner(g)
 			if err != nil {
 				return err
 			}

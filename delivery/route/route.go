@@ -104,6 +104,16 @@ type Config struct {
 	// exists, for example the auth package's user database. It is asked before
 	// LocalUsers. When both are empty, every address of a local domain is valid.
 	LocalUserExists func(ctx context.Context, address string) (bool, error) `yaml:"-"`
+	// SenderLoginMap is a file in Postfix's smtpd_sender_login_maps format: "sender
+	// user, user..." (keys: user@domain, user in local domains, @domain, and "<>" for
+	// the null sender). The users listed own the sender address besides the owners the
+	// other maps give it: the user whose address it is and the users its aliases and
+	// virtual aliases deliver to.
+	SenderLoginMap string `yaml:"sender_login_map"`
+	// NullSenderUsers own the null sender <> (see Owns), besides the users the sender
+	// login map lists under "<>". Not a key of the routing: section: the server config
+	// sets it from its top-level admins.
+	NullSenderUsers []string `yaml:"-"`
 	// MaxExpansion bounds the final recipients of one address. [1000]
 	MaxExpansion int `yaml:"max_expansion"`
 	// MaxDepth bounds alias nesting. [20]
@@ -128,6 +138,8 @@ type Router struct {
 	sCanon    *fileMap
 	rCanon    *fileMap
 	transport *fileMap
+	logins    *fileMap
+	nullUsers map[string]bool
 	maps      []*fileMap
 }
 
@@ -174,7 +186,10 @@ func New(cfg Config) (*Router, error) {
 	if cfg.LocalTransport == "" {
 		cfg.LocalTransport = "local"
 	}
-	r := &Router{cfg: cfg, local: map[string]bool{}, virtual: map[string]bool{}, users: map[string]bool{}}
+	r := &Router{cfg: cfg, local: map[string]bool{}, virtual: map[string]bool{}, users: map[string]bool{}, nullUsers: map[string]bool{}}
+	for _, u := range cfg.NullSenderUsers {
+		r.nullUsers[canonUser(u)] = true
+	}
 	for _, d := range cfg.LocalDomains {
 		r.local[normDomain(d)] = true
 	}
@@ -224,6 +239,14 @@ func New(cfg Config) (*Router, error) {
 		}
 		_, err := parseTransport(strings.Join(e.Values, " "))
 		return err
+	})
+	r.logins = mk(cfg.SenderLoginMap, Table, func(e Entry) error {
+		for _, v := range e.Values {
+			if err := checkAddr(v); err != nil {
+				return fmt.Errorf("sender login %q: %w", e.Key, err)
+			}
+		}
+		return nil
 	})
 	return r, nil
 }

@@ -665,8 +665,8 @@ Every key of the server config and of the rule file's policies, generated from t
 structs and their comments. Decoding is strict: a key not listed here is an error that names
 it and its line. So are a few combinations that would leave a key without effect:
 ` + "`http.pprof`" + ` without ` + "`http.addr`" + `, ` + "`delivery.delay_warning`" + ` with
-` + "`disable_delay_warning`" + `, ` + "`routing.local_users`" + ` with the local transport, and a listener's
-` + "`proxy_from`" + ` without ` + "`proxy_protocol`" + `.
+` + "`disable_delay_warning`" + `, ` + "`routing.local_users`" + ` with the local transport, a listener's
+` + "`proxy_from`" + ` without ` + "`proxy_protocol`" + `, ` + "`group`" + ` without ` + "`user`" + ` and ` + "`allow_root`" + ` with ` + "`user`" + `.
 
 - **size**: a number of bytes, written as an integer (` + "`4096`" + `) or with a unit:
   ` + "`KiB`, `MiB`, `GiB`, `TiB`" + ` (powers of 1024) or ` + "`kB`, `MB`, `GB`, `TB`" + ` (powers of
