@@ -26,6 +26,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
@@ -58,6 +59,13 @@ type Config struct {
 	// addresses other than loopback; without it, it refuses to start. On loopback only
 	// (the embedded defaults) it runs as root with a warning.
 	AllowRoot bool `yaml:"allow_root"`
+	// MemoryLimit is the Go runtime's soft memory limit (runtime/debug.SetMemoryLimit):
+	// as the process nears it the garbage collector works harder, so that a burst of
+	// large messages or FETCHes is paid in CPU before the kernel's out-of-memory killer
+	// stops SMTP, IMAP and the queue together. Default: three quarters of the memory the
+	// process may use (the cgroup's memory.max, else the machine's); negative: no limit.
+	// GOMEMLIMIT in the environment wins over both.
+	MemoryLimit bytesize.Size `yaml:"memory_limit"`
 	// LocalDomains are the domains we receive mail for.
 	LocalDomains []string `yaml:"local_domains"`
 	// TrustedNetworks may relay without authentication (CIDRs). Default: loopback only.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/bayes"
+	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
@@ -113,6 +114,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		// 200% growth instead of 100% took about 10% less user CPU per message in
 		// bench/smtp.sh for a few MiB more memory. GOGC in the environment overrides.
 		debug.SetGCPercent(200)
+	}
+	if limit := setMemoryLimit(cfg.MemoryLimit); limit > 0 {
+		logger.Info("memory limit", "bytes", limit, "limit", bytesize.Size(limit).String())
 	}
 	// Whatever the server creates is its own alone (0600, 0700), SQLite files included.
 	syscall.Umask(0o077)
