@@ -109,8 +109,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []*listener
-	perIP     map[netip.Addr]int
-	total     int
+	total     int // connections of all listeners (Config.MaxConnections)
 	conns     map[*conn]struct{}
 	tlsConfig *tls.Config
 
@@ -125,6 +124,11 @@ type listener struct {
 	cfg  ListenerConfig
 	ln   net.Listener // raw (or PROXY) listener
 	gate *gate
+
+	// The listener's own connection pool (ListenerConfig.MaxConnections and
+	// MaxConnectionsPerIP), guarded by Server.mu.
+	active int
+	perIP  map[netip.Addr]int
 }
 
 // New checks cfg and returns a server. It does no I/O: sockets are opened by Listen (or
@@ -146,7 +150,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, deps: deps, trusted: trusted,
 		local:   make(map[string]bool),
-		perIP:   make(map[netip.Addr]int),
 		conns:   make(map[*conn]struct{}),
 		log:     deps.Logger,
 		stopped: make(chan struct{}),
@@ -208,7 +211,7 @@ func (s *Server) Listen() error {
 			}
 			ln = pl
 		}
-		l := &listener{cfg: lc, ln: ln}
+		l := &listener{cfg: lc, ln: ln, perIP: make(map[netip.Addr]int)}
 		l.gate = &gate{srv: s, l: l}
 		out = append(out, l)
 	}
