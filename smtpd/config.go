@@ -49,9 +49,19 @@ type Config struct {
 	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.
 	MaxRecipients int `yaml:"max_recipients"`
-	// MaxDataMemory bounds the memory held by all messages being received at once
-	// (default 512MiB, at least MaxMessageSize); beyond it DATA gets 452 4.3.1.
+	// MaxDataMemory bounds the memory that messages hold from the first byte of DATA
+	// until the queue has them, all messages together (default 512MiB, at least about 3.3
+	// times max_message_size). While a message arrives at most 256KiB of it is in memory,
+	// the rest in a temporary file in the queue's file system; its data stage, which
+	// holds it whole plus what the policies and the DKIM signer make of it (about 3.3
+	// times its size), waits for room in arrival order, and gets 452 4.3.1 when
+	// policy_timeout passes first.
 	MaxDataMemory bytesize.Size `yaml:"max_data_memory"`
+	// QueueMinFree is the free space the queue's file system must keep (Postfix's
+	// queue_minfree): MAIL gets 452 4.3.1 while less is free, or less than 1.5 times the
+	// SIZE= the client announced, before it sends the message (default 1.5 times
+	// max_message_size).
+	QueueMinFree bytesize.Size `yaml:"queue_min_free"`
 	// MaxLineSize bounds a command or message line, CRLF included (default 4096).
 	MaxLineSize bytesize.Size `yaml:"max_line_size"`
 	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 100000:
@@ -153,7 +163,10 @@ func (cfg Config) Defaults() Config {
 	if cfg.MaxDataMemory <= 0 {
 		cfg.MaxDataMemory = 512 << 20
 	}
-	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageSize+reserveStep)
+	cfg.MaxDataMemory = max(cfg.MaxDataMemory, bytesize.Size(dataCost(int64(cfg.MaxMessageSize), true)))
+	if cfg.QueueMinFree <= 0 {
+		cfg.QueueMinFree = cfg.MaxMessageSize / 2 * 3
+	}
 	set(&cfg.MaxRecipients, 100)
 	if cfg.MaxLineSize <= 0 {
 		cfg.MaxLineSize = 4096
