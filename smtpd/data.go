@@ -194,6 +194,7 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 			buf.res.shrink(dataCost(buf.size, false)) // no copy was made
 		}
 		raw = out
+		buf.keep(raw)
 	}
 	st.tx.Message = policy.NewMessage(raw, receivedAt)
 	d := st.evaluate(policy.StageData)

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/sync/semaphore"
@@ -58,14 +61,34 @@ func dataCost(size int64, prepare bool) int64 {
 func roundStep(n int64) int64 { return (n + reserveStep - 1) / reserveStep * reserveStep }
 
 // memBudget is Config.MaxDataMemory: a semaphore whose waiters are served in order.
+//
+// A message's share is given back only once the garbage collector has freed the message
+// (runtime.AddCleanup on its bytes), not when smtpd is done with it: until then the
+// bytes are still in the heap (the MIME walk's memo even keeps them for a second cycle),
+// and with GOGC at 200 the next collection may be far off. When messages wait for memory
+// that only such garbage holds, the waiter runs the collector.
 type memBudget struct {
-	sem  *semaphore.Weighted
-	size int64
-	held atomic.Int64 // what is reserved now (for tests and logs)
+	sem        *semaphore.Weighted
+	size       int64
+	held       atomic.Int64 // what is reserved now, garbage included
+	garbage    atomic.Int64 // of held: messages done with, not collected yet
+	collecting atomic.Bool
 }
 
 func newMemBudget(size int64) *memBudget {
 	return &memBudget{sem: semaphore.NewWeighted(size), size: size}
+}
+
+// collect runs one garbage collection (in the background; one at a time) when some of
+// the budget is held by messages that are done with.
+func (b *memBudget) collect() {
+	if b.garbage.Load() == 0 || !b.collecting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.collecting.Store(false)
+		runtime.GC()
+	}()
 }
 
 // errNoMemory: the message memory budget had no room in time.
@@ -91,9 +114,13 @@ func (r *reservation) tryGrow(n int64) bool {
 	return true
 }
 
+// collectEvery is how often a message waiting for memory runs the collector while
+// garbage holds part of the budget.
+const collectEvery = 50 * time.Millisecond
+
 // wait makes the reservation exactly n bytes (rounded up), waiting in line for what is
 // missing until ctx ends. The caller holds nothing else of the budget meanwhile (see
-// msgBuf.prepare), so waiters cannot deadlock each other.
+// msgBuf.load), so waiters cannot deadlock each other.
 func (r *reservation) wait(ctx context.Context, n int64) error {
 	n = roundStep(n)
 	if n > r.b.size {
@@ -104,8 +131,24 @@ func (r *reservation) wait(ctx context.Context, n int64) error {
 		return nil
 	}
 	d := n - r.held
-	if err := r.b.sem.Acquire(ctx, d); err != nil {
-		return errNoMemory
+	if !r.b.sem.TryAcquire(d) {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(collectEvery)
+			defer t.Stop()
+			for {
+				r.b.collect()
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		if err := r.b.sem.Acquire(ctx, d); err != nil {
+			return errNoMemory
+		}
 	}
 	r.b.held.Add(d)
 	r.held += d
@@ -125,6 +168,42 @@ func (r *reservation) shrink(n int64) {
 
 func (r *reservation) release() { r.shrink(0) }
 
+// collectTimeout bounds how long a share waits for its message to be collected: a
+// cleanup that never runs (the runtime does not promise it) must not shrink the budget
+// for good.
+const collectTimeout = 5 * time.Minute
+
+// releaseWhenCollected gives the reservation back once raw's memory has been freed.
+func (r *reservation) releaseWhenCollected(raw []byte) {
+	if r.held == 0 {
+		return
+	}
+	if len(raw) == 0 {
+		r.release()
+		return
+	}
+	p := &pendingRelease{b: r.b, n: r.held}
+	r.held = 0
+	r.b.garbage.Add(p.n)
+	runtime.AddCleanup(&raw[0], (*pendingRelease).done, p)
+	time.AfterFunc(collectTimeout, p.done)
+}
+
+// pendingRelease is a share of the budget held by a message smtpd is done with.
+type pendingRelease struct {
+	b    *memBudget
+	n    int64
+	once sync.Once
+}
+
+func (p *pendingRelease) done() {
+	p.once.Do(func() {
+		p.b.garbage.Add(-p.n)
+		p.b.held.Add(-p.n)
+		p.b.sem.Release(p.n)
+	})
+}
+
 // msgBuf is a message as it arrives (an io.Writer for readMessage): in memory up to
 // spillSize and while the budget has room, then in a temporary file. A write error of
 // the file is kept (err) and the rest of the message discarded, so that the DATA is
@@ -137,6 +216,9 @@ type msgBuf struct {
 	size    int64
 	err     error
 	newTemp func() (*os.File, error)
+	// loaded is the message as the data stage holds it (see load and keep): its
+	// reservation is given back when the collector has freed it.
+	loaded []byte
 }
 
 func newMsgBuf(b *memBudget, newTemp func() (*os.File, error)) *msgBuf {
@@ -194,6 +276,7 @@ func (m *msgBuf) load(ctx context.Context, cost int64) ([]byte, error) {
 		}
 	}
 	if m.f == nil {
+		m.loaded = m.mem
 		return m.mem, nil
 	}
 	if err := m.res.wait(ctx, cost); err != nil {
@@ -203,20 +286,27 @@ func (m *msgBuf) load(ctx context.Context, cost int64) ([]byte, error) {
 		return nil, fmt.Errorf("smtpd: writing the message to its temporary file: %w", err)
 	}
 	raw := make([]byte, m.size)
+	m.loaded = raw
 	if _, err := m.f.ReadAt(raw, 0); err != nil && !(errors.Is(err, io.EOF) && m.size == 0) {
 		return nil, fmt.Errorf("smtpd: reading the message back from its temporary file: %w", err)
 	}
 	return raw, nil
 }
 
-// close removes the temporary file and gives the memory back.
+// keep records raw (what PrepareMessage made of the loaded message) as the bytes whose
+// collection gives the reservation back.
+func (m *msgBuf) keep(raw []byte) { m.loaded = raw }
+
+// close removes the temporary file and gives the memory back: at once when the message
+// was never loaded, else once the collector has freed it.
 func (m *msgBuf) close() {
 	if m.f != nil {
 		m.f.Close()
 		m.f = nil
 	}
 	m.mem = nil
-	m.res.release()
+	m.res.releaseWhenCollected(m.loaded)
+	m.loaded = nil
 }
 
 // tempFileIn returns a Deps.TempFile that creates anonymous files in dir: created, then
