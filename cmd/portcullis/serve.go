@@ -114,6 +114,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		// bench/smtp.sh for a few MiB more memory. GOGC in the environment overrides.
 		debug.SetGCPercent(200)
 	}
+	if err := checkDescriptors(cfg, logger); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -248,7 +251,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		httpSrv, ln = newHTTPServer(ln, mux, logger)
 		go func() { _ = httpSrv.Serve(ln) }()
 		logger.Info("listening", "listener", "http", "addr", ln.Addr().String())
 	}
