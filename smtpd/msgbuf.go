@@ -173,35 +173,46 @@ func (r *reservation) release() { r.shrink(0) }
 // for good.
 const collectTimeout = 5 * time.Minute
 
-// releaseWhenCollected gives the reservation back once raw's memory has been freed.
+// releaseWhenCollected gives the reservation back once raw's memory has been freed. A
+// small share is given back at once: most mail is small, its garbage is the collector's
+// ordinary business, and a cleanup and a timer per message would cost more than they
+// save.
 func (r *reservation) releaseWhenCollected(raw []byte) {
-	if r.held == 0 {
-		return
-	}
-	if len(raw) == 0 {
+	if r.held < spillSize || len(raw) == 0 {
 		r.release()
 		return
 	}
 	p := &pendingRelease{b: r.b, n: r.held}
 	r.held = 0
 	r.b.garbage.Add(p.n)
+	p.mu.Lock()
 	runtime.AddCleanup(&raw[0], (*pendingRelease).done, p)
-	time.AfterFunc(collectTimeout, p.done)
+	p.timer = time.AfterFunc(collectTimeout, p.done)
+	p.mu.Unlock()
 }
 
 // pendingRelease is a share of the budget held by a message smtpd is done with.
 type pendingRelease struct {
-	b    *memBudget
-	n    int64
-	once sync.Once
+	b     *memBudget
+	n     int64
+	mu    sync.Mutex
+	timer *time.Timer // the fallback, stopped when the cleanup runs
+	freed bool
 }
 
 func (p *pendingRelease) done() {
-	p.once.Do(func() {
-		p.b.garbage.Add(-p.n)
-		p.b.held.Add(-p.n)
-		p.b.sem.Release(p.n)
-	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.freed {
+		return
+	}
+	p.freed = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.b.garbage.Add(-p.n)
+	p.b.held.Add(-p.n)
+	p.b.sem.Release(p.n)
 }
 
 // msgBuf is a message as it arrives (an io.Writer for readMessage): in memory up to
