@@ -34,7 +34,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	lip, lport := addrPort(raw.LocalAddr())
 	now := time.Now()
 
-	if reason := s.acquire(ip); reason != "" {
+	if reason := s.acquire(l, ip); reason != "" {
 		s.m.conn(name, "limit")
 		s.log.Warn("smtp connection refused", "listener", name, "client_ip", ip.String(), "reason", reason)
 		_ = raw.SetWriteDeadline(now.Add(10 * time.Second))
@@ -48,7 +48,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	nc.st = st
 	nc.onClose = func() {
 		cancel()
-		s.release(ip, nc)
+		s.release(l, ip, nc)
 		s.m.activeAdd(name, -1)
 		if st.tx != nil {
 			// Counters are read without st.mu: a session callback may hold it while
@@ -81,8 +81,9 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	}
 	var hand net.Conn = nc
 	if l.cfg.Mode == ModeSubmissions {
+		nc.tlsUp.Store(true)
 		tc := tls.Server(nc, s.tlsConfig)
-		hctx, hcancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+		hctx, hcancel := context.WithTimeout(ctx, s.cfg.HeloTimeout)
 		err := tc.HandshakeContext(hctx)
 		hcancel()
 		if err != nil {
@@ -115,6 +116,10 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		}
 	}
 	s.m.conn(name, "accepted")
+	// The greeting goes out now: HELO/EHLO/LHLO must follow within HeloTimeout.
+	nc.mu.Lock()
+	nc.heloBy = time.Now().Add(s.cfg.HeloTimeout)
+	nc.mu.Unlock()
 	// go-smtp greets, then serves the connection until it is closed.
 	_ = s.newSMTPServer(l, &st.tap).Serve(&oneConn{c: hand, closed: nc.done, addr: l.ln.Addr()})
 }
@@ -168,30 +173,37 @@ func limitKey(ip netip.Addr) netip.Addr {
 	return ip
 }
 
-// acquire counts a connection from ip against the limits; it returns why not when over.
-func (s *Server) acquire(ip netip.Addr) string {
+// acquire counts a connection from ip to listener l against the limits: the server's
+// total, the listener's own pool and the listener's per-address limit. It returns why
+// not when over one of them.
+func (s *Server) acquire(l *listener, ip netip.Addr) string {
 	ip = limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if l.active >= l.cfg.MaxConnections {
+		return "listener limit"
+	}
 	if s.total >= s.cfg.MaxConnections {
 		return "server limit"
 	}
-	// Unix socket peers have no address: only the total limit applies to them.
-	if ip.IsValid() && s.perIP[ip] >= s.cfg.MaxConnectionsPerIP {
+	// Unix socket peers have no address: only the pools apply to them.
+	if ip.IsValid() && l.perIP[ip] >= l.cfg.MaxConnectionsPerIP {
 		return "per-address limit"
 	}
 	s.total++
-	s.perIP[ip]++
+	l.active++
+	l.perIP[ip]++
 	return ""
 }
 
-func (s *Server) release(ip netip.Addr, nc *conn) {
+func (s *Server) release(l *listener, ip netip.Addr, nc *conn) {
 	ip = limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	l.active--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
 	}
 	delete(s.conns, nc)
 }

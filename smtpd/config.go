@@ -49,9 +49,19 @@ type Config struct {
 	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.
 	MaxRecipients int `yaml:"max_recipients"`
-	// MaxDataMemory bounds the memory held by all messages being received at once
-	// (default 512MiB, at least MaxMessageSize); beyond it DATA gets 452 4.3.1.
+	// MaxDataMemory bounds the memory that messages hold from the first byte of DATA
+	// until the queue has them, all messages together (default 512MiB, at least about 3.3
+	// times max_message_size). While a message arrives at most 256KiB of it is in memory,
+	// the rest in a temporary file in the queue's file system; its data stage, which
+	// holds it whole plus what the policies and the DKIM signer make of it (about 3.3
+	// times its size), waits for room in arrival order, and gets 452 4.3.1 when
+	// policy_timeout passes first.
 	MaxDataMemory bytesize.Size `yaml:"max_data_memory"`
+	// QueueMinFree is the free space the queue's file system must keep (Postfix's
+	// queue_minfree): MAIL gets 452 4.3.1 while less is free, or less than 1.5 times the
+	// SIZE= the client announced, before it sends the message (default 1.5 times
+	// max_message_size).
+	QueueMinFree bytesize.Size `yaml:"queue_min_free"`
 	// MaxLineSize bounds a command or message line, CRLF included (default 4096).
 	MaxLineSize bytesize.Size `yaml:"max_line_size"`
 	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 100000:
@@ -62,14 +72,25 @@ type Config struct {
 	// MaxErrors is the number of rejected commands (bad recipients, failed AUTH, policy
 	// rejections) after which the session is closed with 421 (default 20).
 	MaxErrors int `yaml:"max_errors"`
-	// MaxConnections in total (default 500) and MaxConnectionsPerIP (default 20); over the
-	// limit a client gets 421 4.7.0 and is disconnected.
-	MaxConnections      int `yaml:"max_connections"`
+	// MaxConnections bounds the connections of all SMTP listeners together (default: the
+	// sum of the listeners' own max_connections, so that only each listener's pool
+	// limits it). Over it a client gets 421 4.7.0 and is disconnected. Set it below that
+	// sum only to cap the process: then a flood on one listener can take the others'
+	// connections again.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP is the default of each mx, submission and submissions
+	// listener's max_connections_per_ip (default 20).
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 
-	// CommandTimeout bounds the wait for each command and, during DATA, for each read
-	// (default 5m, RFC 5321 §4.5.3.2.7).
+	// CommandTimeout bounds the wait for each command line, counted from our previous
+	// reply: the whole line must have arrived by then, however it is dripped (default 5m,
+	// RFC 5321 §4.5.3.2.7). During DATA it bounds each read. A timeout ends the session.
 	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// HeloTimeout bounds the time from the greeting to a complete HELO, EHLO or LHLO,
+	// and the TLS handshake of an implicit-TLS listener (default 30s). Real clients send
+	// EHLO at once; a connection that says nothing is cut here instead of holding its slot
+	// for command_timeout.
+	HeloTimeout time.Duration `yaml:"helo_timeout"`
 	// DataTimeout bounds the whole DATA transfer (default 10m).
 	DataTimeout time.Duration `yaml:"data_timeout"`
 	// SessionTimeout bounds a whole connection (default 1h).
@@ -97,7 +118,21 @@ type ListenerConfig struct {
 	// ProxyFrom restricts who may send PROXY headers (CIDRs); others are dropped.
 	// Empty means any peer (only sensible when the port is firewalled).
 	ProxyFrom []string `yaml:"proxy_from"`
+	// MaxConnections bounds this listener's open connections (default 300 on mx
+	// listeners and 100 on the others). Each listener has its own pool: a flood of connections on the
+	// MX port cannot take submission's or LMTP's. Over it a client gets 421 4.7.0.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP bounds the connections to this listener from one client address,
+	// or one IPv6 /64 (default: smtp.max_connections_per_ip; for lmtp the listener's
+	// max_connections, since one front-end delivers everything).
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
+
+// Default listener pools (ListenerConfig.MaxConnections).
+const (
+	defaultMXConnections    = 300
+	defaultOtherConnections = 100
+)
 
 // TLSFiles names a PEM certificate chain and key.
 type TLSFiles struct {
@@ -128,16 +163,19 @@ func (cfg Config) Defaults() Config {
 	if cfg.MaxDataMemory <= 0 {
 		cfg.MaxDataMemory = 512 << 20
 	}
-	cfg.MaxDataMemory = max(cfg.MaxDataMemory, cfg.MaxMessageSize+reserveStep)
+	cfg.MaxDataMemory = max(cfg.MaxDataMemory, bytesize.Size(dataCost(int64(cfg.MaxMessageSize), true)))
+	if cfg.QueueMinFree <= 0 {
+		cfg.QueueMinFree = cfg.MaxMessageSize / 2 * 3
+	}
 	set(&cfg.MaxRecipients, 100)
 	if cfg.MaxLineSize <= 0 {
 		cfg.MaxLineSize = 4096
 	}
 	set(&cfg.MaxCommands, 100000)
 	set(&cfg.MaxErrors, 20)
-	set(&cfg.MaxConnections, 500)
 	set(&cfg.MaxConnectionsPerIP, 20)
 	setD(&cfg.CommandTimeout, 5*time.Minute)
+	setD(&cfg.HeloTimeout, 30*time.Second)
 	setD(&cfg.DataTimeout, 10*time.Minute)
 	setD(&cfg.SessionTimeout, time.Hour)
 	setD(&cfg.PolicyTimeout, time.Minute)
@@ -159,9 +197,26 @@ func (cfg Config) Defaults() Config {
 			v := l.Mode != ModeMX && l.Mode != ModeLMTP
 			l.RequireAuth = &v
 		}
+		if l.MaxConnections <= 0 {
+			l.MaxConnections = defaultOtherConnections
+			if l.Mode == ModeMX {
+				l.MaxConnections = defaultMXConnections
+			}
+		}
+		if l.MaxConnectionsPerIP <= 0 {
+			l.MaxConnectionsPerIP = cfg.MaxConnectionsPerIP
+			if l.Mode == ModeLMTP {
+				l.MaxConnectionsPerIP = l.MaxConnections
+			}
+		}
 		ls[i] = l
 	}
 	cfg.Listeners = ls
+	if cfg.MaxConnections <= 0 {
+		for _, l := range ls {
+			cfg.MaxConnections += l.MaxConnections
+		}
+	}
 	return cfg
 }
 

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
@@ -14,11 +15,22 @@ import (
 // deadline per command that also bounds the whole DATA transfer, so we leave it unset and
 // manage deadlines here instead:
 //
-//   - in command mode a read must complete within CommandTimeout of our last reply (every
-//     reply is a Write, so the clock restarts per command);
+//   - in command mode the next command line must be complete within CommandTimeout of our
+//     last reply (every reply is a Write, so the clock restarts per command): a whole-line
+//     deadline, which bytes dripped one at a time do not extend;
+//   - before the first HELO/EHLO/LHLO, within HeloTimeout of the greeting as well;
 //   - in data mode each read must complete within CommandTimeout of the previous one, and
 //     the whole transfer within DataTimeout;
 //   - everything within SessionTimeout of the connect.
+//
+// A deadline that passes ends the session. go-smtp's line reader hands over a partial line
+// when a read fails (bufio.Reader.ReadLine returns the bytes it has and no error), so a
+// client that dripped "NOOP" without its CRLF used to get "250", a fresh deadline, and
+// could go on for ever (or for four deadlines, when the partial line was junk and go-smtp's
+// own error limit closed it). So a timeout is sticky: every later read fails the same way;
+// when the client was in the middle of a line, nothing go-smtp answers to it goes out
+// (we write the 421 ourselves where the connection is plaintext) and the session
+// callbacks refuse it (connState.command).
 //
 // It also lets the server end a session from the outside: kill makes the next read
 // return EOF (after the reply that says why has been written), and shutdown makes an
@@ -29,16 +41,24 @@ type conn struct {
 
 	cmdTimeout time.Duration
 	sessionEnd time.Time
+	// heloBy is when the first HELO/EHLO/LHLO must have arrived (zero: no such bound);
+	// heloDone is set when it has.
+	heloBy   time.Time
+	heloDone atomic.Bool
 
-	mu        sync.Mutex
-	lastWrite time.Time
-	dataEnd   time.Time // zero outside DATA
-	readBusy  bool      // a Read is blocked waiting for the client
+	mu         sync.Mutex
+	lastWrite  time.Time
+	unanswered bool      // bytes were read since the last write (the client is mid-command)
+	dataEnd    time.Time // zero outside DATA
+	readBusy   bool      // a Read is blocked waiting for the client
 
-	killed  atomic.Bool
-	closed  atomic.Bool
-	done    chan struct{} // closed by Close
-	onClose func()
+	killed   atomic.Bool
+	timedOut atomic.Bool // a read deadline passed: the session is over (see above)
+	mute     atomic.Bool // drop whatever go-smtp writes next and close
+	tlsUp    atomic.Bool // TLS runs above this conn: what we write here is not seen as SMTP
+	closed   atomic.Bool
+	done     chan struct{} // closed by Close
+	onClose  func()
 }
 
 // errShutdown is returned to go-smtp's reader when the server shuts down; it is a
@@ -53,6 +73,9 @@ func (c *conn) Read(b []byte) (int, error) {
 	if c.killed.Load() {
 		return 0, io.EOF
 	}
+	if c.timedOut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
 	c.mu.Lock()
 	if c.st != nil && c.st.srv.closing.Load() && !c.st.inTxn.Load() {
 		c.mu.Unlock()
@@ -62,6 +85,9 @@ func (c *conn) Read(b []byte) (int, error) {
 	var dl time.Time
 	if c.dataEnd.IsZero() {
 		dl = c.lastWrite.Add(c.cmdTimeout)
+		if !c.heloBy.IsZero() && !c.heloDone.Load() && c.heloBy.Before(dl) {
+			dl = c.heloBy
+		}
 		if dl.Before(now) {
 			dl = now // overdue: fail on the next read that would block
 		}
@@ -82,15 +108,47 @@ func (c *conn) Read(b []byte) (int, error) {
 
 	c.mu.Lock()
 	c.readBusy = false
+	if n > 0 {
+		c.unanswered = true
+	}
+	partial := c.unanswered && c.dataEnd.IsZero()
 	c.mu.Unlock()
+	if err != nil && isTimeout(err) {
+		c.timedOut.Store(true)
+		if partial {
+			// The client sent part of a command line and no more: go-smtp is about to
+			// execute what it has. Nothing it writes goes out; over plaintext we say why.
+			c.mute.Store(true)
+			if !c.tlsUp.Load() {
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				_, _ = io.WriteString(c.Conn, replyLineTimeout)
+			}
+		}
+	}
 	return n, err
 }
 
+// replyLineTimeout ends a session whose command line was not complete in time.
+const replyLineTimeout = "421 4.4.2 Timeout: the command line was not complete in time, closing connection\r\n"
+
+// startTLSReply is what go-smtp answers to STARTTLS before the handshake; from then on
+// the bytes below it are TLS records.
+var startTLSReply = []byte("220 2.0.0 Ready to start TLS")
+
 func (c *conn) Write(b []byte) (int, error) {
+	if c.mute.Load() {
+		c.Close()
+		return 0, net.ErrClosed
+	}
 	c.mu.Lock()
 	c.lastWrite = time.Now()
+	c.unanswered = false
 	c.mu.Unlock()
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if !c.tlsUp.Load() && bytes.HasPrefix(b, startTLSReply) {
+		c.tlsUp.Store(true)
+	}
+	return n, err
 }
 
 // setData switches data mode on (a non-zero end) or off.

@@ -29,35 +29,47 @@ var (
 	replyDataTimeout = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Timeout during DATA, closing connection"}
 	replyDataError   = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Error reading the message"}
 	replyNoMemory    = policy.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage, try again later"}
+	replyNoSpace     = policy.Reply{Code: 452, Enhanced: "4.3.1", Text: "Insufficient system storage"}
 	replyQueueError  = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Queue write failed, try again later"}
 )
 
 // readMessage reads the message from go-smtp's dot-decoded DATA reader (or BDAT pipe)
-// into memory, refusing bare CR and bare LF; go-smtp bounds the size
-// (smtp.ErrDataTooLarge). It stops at the first bare newline: where the data really ends
-// is then uncertain (go-smtp itself misses the end marker in "\r\r\n.\r\n"), so the
-// caller answers and closes the connection, as Postfix does.
-func readMessage(r io.Reader, buf *bytes.Buffer, res *reservation) error {
+// into w, refusing bare CR and bare LF; go-smtp bounds the size (smtp.ErrDataTooLarge).
+// It stops at the first bare newline: where the data really ends is then uncertain
+// (go-smtp itself misses the end marker in "\r\r\n.\r\n"), so the caller answers and
+// closes the connection, as Postfix does. A write error of w is returned as it is.
+func readMessage(r io.Reader, w io.Writer) error {
 	if _, ok := r.(*io.PipeReader); ok {
 		// BDAT chunks come through an io.Pipe, which returns what it has.
-		return readChunks(r, buf, res)
+		return readChunks(r, w)
 	}
 	// go-smtp's DATA reader fills the whole buffer before it returns, so a bare newline
 	// followed by a sequence it does not recognise as the end ("\r\r\n.\r\n") would
-	// stall a big read until the timeout. One byte at a time, we see each byte as it comes.
+	// stall a big read until the timeout. One byte at a time, we see each byte as it comes;
+	// they are handed to w in chunks.
 	var one [1]byte
+	var chunk [16 << 10]byte
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := w.Write(chunk[:n])
+		n = 0
+		return err
+	}
 	prevCR := false
 	for {
-		n, err := r.Read(one[:])
-		if n == 1 {
+		k, err := r.Read(one[:])
+		if k == 1 {
 			c := one[0]
 			if prevCR != (c == '\n') {
 				return errBareNewline // CR without LF, or LF without CR
 			}
 			prevCR = c == '\r'
-			buf.WriteByte(c)
-			if res != nil && int64(buf.Len()) > res.held {
-				if err := res.grow(int64(buf.Len())); err != nil {
+			chunk[n] = c
+			if n++; n == len(chunk) {
+				if err := flush(); err != nil {
 					return err
 				}
 			}
@@ -68,13 +80,13 @@ func readMessage(r io.Reader, buf *bytes.Buffer, res *reservation) error {
 		case err == io.EOF && prevCR:
 			return errBareNewline
 		case err == io.EOF:
-			return nil
+			return flush()
 		}
 		return err
 	}
 }
 
-func readChunks(r io.Reader, buf *bytes.Buffer, res *reservation) error {
+func readChunks(r io.Reader, w io.Writer) error {
 	var chunk [32 << 10]byte
 	prevCR := false
 	for {
@@ -86,11 +98,8 @@ func readChunks(r io.Reader, buf *bytes.Buffer, res *reservation) error {
 			}
 			prevCR = c == '\r'
 		}
-		buf.Write(p)
-		if res != nil && int64(buf.Len()) > res.held {
-			if err := res.grow(int64(buf.Len())); err != nil {
-				return err
-			}
+		if _, werr := w.Write(p); werr != nil {
+			return werr
 		}
 		switch {
 		case err == nil:
@@ -105,7 +114,7 @@ func readChunks(r io.Reader, buf *bytes.Buffer, res *reservation) error {
 }
 
 // received is a message read and judged at the data stage, ready to be queued or
-// delivered.
+// delivered. It holds its share of Config.MaxDataMemory until release.
 type received struct {
 	id     string // the session's message id, for logs
 	raw    []byte
@@ -113,12 +122,19 @@ type received struct {
 	env    spool.Envelope
 	header string // trace and policy header fields to prepend
 	start  time.Time
+	buf    *msgBuf
 }
 
+// release gives back the message's memory (and removes its temporary file): call it once
+// the queue or the mailbox has the message.
+func (m *received) release() { m.buf.close() }
+
 // receive is the DATA/BDAT path shared by SMTP and LMTP: read the message (bare CR/LF
-// refused, memory budget), prepare it, run the data stage, and build the envelope. A nil
-// received comes with the reply to give (a rejection, a tempfail, or 250 for a discarded
-// message). It always returns holding st.mu; the caller unlocks.
+// refused, large messages to a temporary file), reserve the memory of the data stage,
+// prepare the message, run the data stage, and build the envelope. A nil received
+// comes with the reply to give (a rejection, a tempfail, or 250 for a discarded
+// message). It always returns holding st.mu; the caller unlocks, and releases the
+// received.
 func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	st.mu.Lock()
 	if err := st.command(); err != nil {
@@ -129,10 +145,14 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	// while it goes on reading commands (AUTH, RSET) that take the lock.
 	start := time.Now()
 	st.nc.setData(start.Add(st.srv.cfg.DataTimeout))
-	buf := bytes.NewBuffer(make([]byte, 0, 8<<10))
-	res := &reservation{srv: st.srv}
-	defer res.release()
-	err := readMessage(r, buf, res)
+	buf := newMsgBuf(st.srv.mem, st.srv.tempFile)
+	kept := false
+	defer func() {
+		if !kept {
+			buf.close()
+		}
+	}()
+	err := readMessage(r, buf)
 	st.nc.setData(time.Time{})
 	if err == nil && st.tap.bad.Load() {
 		err = errBareNewline
@@ -142,19 +162,39 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		st.inTxn.Store(false)
 		return nil, st.dataReadError(err)
 	}
-	raw := buf.Bytes()
 	receivedAt := time.Now()
 	st.msgSeq++
 	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
 	name := st.l.cfg.Name
 
-	if p := st.srv.deps.PrepareMessage; p != nil {
-		out, err := p(st.ctx, st.tx, raw)
+	prepare := st.srv.deps.PrepareMessage
+	cost := dataCost(buf.size, prepare != nil)
+	wctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.PolicyTimeout)
+	raw, err := buf.load(wctx, cost)
+	cancel()
+	if err != nil {
+		st.inTxn.Store(false)
+		st.srv.m.message(name, "tempfailed")
+		if errors.Is(err, errNoMemory) {
+			st.srv.log.Warn(proto+" message refused: message memory budget (max_data_memory) exhausted", "id", msgID,
+				"client_ip", st.tx.Conn.IP.String(), "size", buf.size, "need", cost, "budget", int64(st.srv.cfg.MaxDataMemory))
+			return nil, st.refuse(policy.StageData, replyNoMemory, "memory_budget")
+		}
+		st.srv.log.Error(proto+" message refused: temporary file", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "err", err)
+		return nil, st.refuse(policy.StageData, replyNoSpace, "temp_file")
+	}
+
+	if prepare != nil {
+		out, err := prepare(st.ctx, st.tx, raw)
 		if err != nil {
 			st.srv.log.Error(proto+" prepare message failed", "id", msgID, "err", err)
 			return nil, st.refuse(policy.StageData, replyDataError, "prepare_error")
 		}
+		if sameBytes(out, raw) {
+			buf.res.shrink(dataCost(buf.size, false)) // no copy was made
+		}
 		raw = out
+		buf.keep(raw)
 	}
 	st.tx.Message = policy.NewMessage(raw, receivedAt)
 	d := st.evaluate(policy.StageData)
@@ -194,7 +234,14 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	for i, a := range st.tx.Envelope.Rcpts {
 		env.To[i] = a.String()
 	}
-	return &received{id: msgID, raw: raw, at: receivedAt, env: env, header: st.traceHeaders(msgID, headers, receivedAt), start: start}, nil
+	kept = true
+	return &received{id: msgID, raw: raw, at: receivedAt, env: env, header: st.traceHeaders(msgID, headers, receivedAt), start: start, buf: buf}, nil
+}
+
+// sameBytes reports whether a and b are the same slice (PrepareMessage returned its
+// input unchanged).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func (s *session) Data(r io.Reader) error {
@@ -204,6 +251,7 @@ func (s *session) Data(r io.Reader) error {
 	if m == nil {
 		return err
 	}
+	defer m.release()
 	msgID, raw, receivedAt, env, hdr, start := m.id, m.raw, m.at, m.env, m.header, m.start
 	ctx, cancel := context.WithTimeout(st.ctx, st.srv.cfg.QueueTimeout)
 	id, err := st.srv.deps.Spool.Enqueue(ctx, env, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)))
@@ -233,44 +281,12 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
 
-// errNoMemory: the messages being received at once hold Config.MaxDataMemory.
-var errNoMemory = errors.New("message memory budget exhausted")
-
-// reservation is one message's share of Config.MaxDataMemory, taken in steps as the
-// message grows, so that many slow senders of big messages cannot exhaust memory.
-type reservation struct {
-	srv  *Server
-	held int64
-}
-
-const reserveStep = 256 << 10
-
-func (r *reservation) grow(n int64) error {
-	for r.held < n {
-		if r.srv.dataMem.Add(reserveStep) > int64(r.srv.cfg.MaxDataMemory) {
-			r.srv.dataMem.Add(-reserveStep)
-			return errNoMemory
-		}
-		r.held += reserveStep
-	}
-	return nil
-}
-
-func (r *reservation) release() {
-	r.srv.dataMem.Add(-r.held)
-	r.held = 0
-}
-
 func (st *connState) dataReadError(err error) error {
 	switch {
 	case errors.Is(err, errBareNewline):
 		st.srv.m.message(st.l.cfg.Name, "rejected")
 		st.nc.killed.Store(true) // answer, then close: the rest is not read as commands
 		return st.refuse(policy.StageData, replyBareNewline, "bare_newline")
-	case errors.Is(err, errNoMemory):
-		st.nc.killed.Store(true) // the rest of the data is not read
-		st.srv.log.Warn("smtp DATA refused: message memory budget exhausted", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String())
-		return st.refuse(policy.StageData, replyNoMemory, "memory_budget")
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		st.srv.m.message(st.l.cfg.Name, "rejected")
 		return st.refuse(policy.StageData, replyTooBig, "too_big")

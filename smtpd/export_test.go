@@ -1,4 +1,4 @@
 package smtpd
 
 // DataMemory reports the bytes reserved by messages being received (tests only).
-func (s *Server) DataMemory() int64 { return s.dataMem.Load() }
+func (s *Server) DataMemory() int64 { return s.mem.held.Load() }

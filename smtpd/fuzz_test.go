@@ -169,8 +169,8 @@ func FuzzReadMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var buf, buf2 bytes.Buffer
-		err := readMessage(bytes.NewReader(in), &buf, nil)
-		if err2 := readChunks(bytes.NewReader(in), &buf2, nil); !errors.Is(err2, err) {
+		err := readMessage(bytes.NewReader(in), &buf)
+		if err2 := readChunks(bytes.NewReader(in), &buf2); !errors.Is(err2, err) {
 			t.Fatalf("DATA and BDAT readers disagree on %q: %v, %v", in, err, err2)
 		}
 		bare := bytes.Count(in, []byte("\r\n")) != bytes.Count(in, []byte("\r")) || bytes.Count(in, []byte("\r\n")) != bytes.Count(in, []byte("\n"))

@@ -169,6 +169,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if m == nil {
 		return err
 	}
+	defer m.release()
 	msgID, raw, env, hdr, start := m.id, m.raw, m.env, m.header, m.start
 	msg := func() io.Reader { return io.MultiReader(strings.NewReader(hdr), bytes.NewReader(raw)) }
 	if env.Quarantine {

@@ -261,37 +261,6 @@ func TestEnginePanic(t *testing.T) {
 	c.Expect(t, "RCPT TO:<bob@example.test>", 451)
 }
 
-// Messages being received share Config.MaxDataMemory: while one big message is in
-// transfer, another that does not fit gets 452 4.3.1; once the first is done, it fits.
-func TestDataMemoryBudget(t *testing.T) {
-	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) {
-		c.MaxMessageSize = 300 << 10
-		c.MaxDataMemory = 1 // raised to MaxMessageSize plus one step: one message fits
-	})
-	open := func() *smtptest.Conn {
-		c := dial(t, ts.addr("mx"))
-		c.Expect(t, "EHLO client.example.net", 250)
-		c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-		c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-		c.Expect(t, "DATA", 354)
-		return c
-	}
-	big := smtptest.Message("a@example.net", "bob@example.test", "big", 290<<10)
-	a := open()
-	a.Send(big) // no end yet: the server holds it
-	waitFor(t, "the big message to be read", func() bool { return ts.DataMemory() >= 512<<10 })
-	b := open()
-	b.Send("Subject: small\r\n\r\nx\r\n.\r\n")
-	if r := b.Expect(t, "", 452); r.Enhanced() != "4.3.1" {
-		t.Errorf("over budget: %v", r)
-	}
-	a.Send(".\r\n")
-	a.Expect(t, "", 250)
-	c := open()
-	c.Send("Subject: small\r\n\r\nx\r\n.\r\n")
-	c.Expect(t, "", 250)
-}
-
 // Headers and tags of every stage reach the queued message; quarantine at rcpt applies.
 func TestHeadersAndTagsOfAllStages(t *testing.T) {
 	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,16 @@ type Deps struct {
 	// Listen opens the TCP sockets of the listeners; nil: net.Listen. portcullis serve
 	// hands over the sockets it bound as root before dropping privileges.
 	Listen func(network, address string) (net.Listener, error)
+	// TempFile creates the file a large message goes to while it arrives (see msgbuf.go);
+	// it should be in the queue's file system and leave nothing behind when closed. nil:
+	// the Spool's CreateTemp method when it has one (*spool.Spool does), else an unlinked
+	// file in os.TempDir().
+	TempFile func() (*os.File, error)
+	// FreeSpace returns the bytes free in the queue's file system, checked at MAIL
+	// against Config.QueueMinFree. nil: the Spool's FreeSpace method when it has one
+	// (*spool.Spool does), else no check. LMTP listeners, which write to the mail store,
+	// are not checked.
+	FreeSpace func() (int64, error)
 	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
 	TLSConfig *tls.Config
 	Logger    *slog.Logger          // nil: slog.Default()
@@ -122,22 +133,28 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []*listener
-	perIP     map[netip.Addr]int
-	total     int
+	total     int // connections of all listeners (Config.MaxConnections)
 	conns     map[*conn]struct{}
 	tlsConfig *tls.Config
 
-	closing  atomic.Bool
-	stopped  chan struct{}  // closed when Shutdown has finished
-	dataMem  atomic.Int64   // bytes of messages being received (see reservation)
-	wg       sync.WaitGroup // accept loops, and each connection until it is closed
-	errorLog *log.Logger    // go-smtp's, into s.log
+	closing   atomic.Bool
+	stopped   chan struct{}            // closed when Shutdown has finished
+	mem       *memBudget               // Config.MaxDataMemory (see msgbuf.go)
+	tempFile  func() (*os.File, error) // where large messages go while they arrive
+	freeSpace func() (int64, error)    // the queue's free space; nil: not checked
+	wg        sync.WaitGroup           // accept loops, and each connection until it is closed
+	errorLog  *log.Logger              // go-smtp's, into s.log
 }
 
 type listener struct {
 	cfg  ListenerConfig
 	ln   net.Listener // raw (or PROXY) listener
 	gate *gate
+
+	// The listener's own connection pool (ListenerConfig.MaxConnections and
+	// MaxConnectionsPerIP), guarded by Server.mu.
+	active int
+	perIP  map[netip.Addr]int
 }
 
 // New checks cfg and returns a server. It does no I/O: sockets are opened by Listen (or
@@ -159,13 +176,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, deps: deps, trusted: trusted,
 		local:   make(map[string]bool),
-		perIP:   make(map[netip.Addr]int),
 		conns:   make(map[*conn]struct{}),
 		log:     deps.Logger,
 		stopped: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	s.mem = newMemBudget(int64(cfg.MaxDataMemory))
+	s.tempFile, s.freeSpace = deps.TempFile, deps.FreeSpace
+	if t, ok := deps.Spool.(interface{ CreateTemp() (*os.File, error) }); ok && s.tempFile == nil {
+		s.tempFile = t.CreateTemp
+	}
+	if s.tempFile == nil {
+		s.tempFile = tempFileIn(os.TempDir())
+	}
+	if f, ok := deps.Spool.(interface{ FreeSpace() (int64, error) }); ok && s.freeSpace == nil {
+		s.freeSpace = f.FreeSpace
 	}
 	s.errorLog = log.New(slogWriter{s.log}, "", 0)
 	for _, d := range cfg.LocalDomains {
@@ -221,7 +248,7 @@ func (s *Server) Listen() error {
 			}
 			ln = pl
 		}
-		l := &listener{cfg: lc, ln: ln}
+		l := &listener{cfg: lc, ln: ln, perIP: make(map[netip.Addr]int)}
 		l.gate = &gate{srv: s, l: l}
 		out = append(out, l)
 	}

@@ -70,13 +70,36 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		setTLS(&st.tx.Conn, cs) // after STARTTLS: RFC 3207 §4.2 forgets everything else
 		st.tx.Conn.AuthUser = ""
 	}
+	nc.heloDone.Store(true)
 	if err := st.command(); err != nil {
 		return nil, err
+	}
+	if !printableHELO(c.Hostname()) {
+		// go-smtp would echo the name in "250 Hello NAME"; a refusal never echoes it.
+		st.srv.log.Info("smtp HELO refused: control or 8-bit characters", "id", st.tx.Conn.ID,
+			"client_ip", st.tx.Conn.IP.String(), "helo", c.Hostname())
+		return nil, st.refuse(policy.StageHelo, replyHeloSyntax, "helo_syntax")
 	}
 	if err := st.helo(c.Hostname(), true); err != nil {
 		return nil, err
 	}
 	return &session{st: st, c: c}, nil
+}
+
+var replyHeloSyntax = policy.Reply{Code: 501, Enhanced: "5.5.2", Text: "Syntax error in the HELO/EHLO argument"}
+
+// printableHELO reports whether a HELO/EHLO/LHLO argument (go-smtp cut it at the first
+// space) is printable ASCII: RFC 5321 §4.1.1.1 wants a domain or an address literal,
+// and without SMTPUTF8 nothing else belongs there. Anything else (a NUL, a bare CR, an
+// escape sequence) would be echoed back by go-smtp and written into logs and headers.
+// Other syntax (no dot, an underscore) is for the rules to judge (helo.fqdn).
+func printableHELO(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // helo runs the helo stage for name. With immediate, a rejection is returned (go-smtp
@@ -104,8 +127,14 @@ func (st *connState) helo(name string, immediate bool) error {
 	return st.fail(policy.StageHelo, replyOf(d))
 }
 
-// command counts a command against MaxCommands.
+// command counts a command against MaxCommands. A command that arrives after a read
+// deadline passed is the partial line go-smtp's reader handed over (see conn): it is
+// refused, and the session ends.
 func (st *connState) command() error {
+	if st.nc.timedOut.Load() {
+		st.nc.killed.Store(true)
+		return errTimeout
+	}
 	if st.nc.killed.Load() {
 		return errClosing
 	}
@@ -135,6 +164,7 @@ func (st *connState) fail(stage policy.Stage, r policy.Reply) error {
 
 var (
 	errClosing         = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Closing connection"}
+	errTimeout         = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout: the command line was not complete in time, closing connection"}
 	errTooManyCommands = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands, closing connection"}
 	errTooManyErrors   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}
 )
@@ -336,6 +366,16 @@ func (s *session) Reset() {
 	// go-smtp calls Reset for RSET, after DATA and for a second EHLO; only the last
 	// changes the HELO name, and it must be judged again.
 	if h := s.c.Hostname(); h != "" && h != st.tx.Conn.HELO {
+		if !printableHELO(h) {
+			// A second EHLO: go-smtp answers it itself, echoing the name, right after
+			// this call. Its reply is dropped and the session ends instead.
+			st.srv.log.Info("smtp HELO refused: control or 8-bit characters; closing", "id", st.tx.Conn.ID,
+				"client_ip", st.tx.Conn.IP.String(), "helo", h)
+			_ = st.refuse(policy.StageHelo, replyHeloSyntax, "helo_syntax")
+			st.nc.mute.Store(true)
+			st.nc.killed.Store(true)
+			return
+		}
 		_ = st.helo(h, false)
 		return
 	}
@@ -370,16 +410,38 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
+		return saslSyntax{s.st, sasl.NewPlainServer(func(identity, user, pass string) error {
 			if identity != "" && identity != user {
 				return s.authFailed(user, errors.New("authorization identity differs from user"))
 			}
 			return s.authenticate(user, pass)
-		}), nil
+		})}, nil
 	case sasl.Login:
-		return &loginServer{authenticate: s.authenticate}, nil
+		return saslSyntax{s.st, &loginServer{authenticate: s.authenticate}}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+var replyAuthSyntax = policy.Reply{Code: 501, Enhanced: "5.5.2", Text: "Malformed AUTH response"}
+
+// saslSyntax answers a malformed SASL response (PLAIN without its two NULs, a response
+// after the last step) with 501 5.5.2, the client's syntax error (RFC 4954 §4), instead
+// of go-smtp's "454 4.7.0 <error text>", a temporary failure of the server. Replies
+// already decided (235, 535, 454 from the authenticator) pass unchanged.
+type saslSyntax struct {
+	st *connState
+	sasl.Server
+}
+
+func (g saslSyntax) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := g.Server.Next(response)
+	var se *smtp.SMTPError
+	if err == nil || errors.As(err, &se) {
+		return challenge, done, err
+	}
+	g.st.mu.Lock()
+	defer g.st.mu.Unlock()
+	return nil, true, g.st.refuse(policy.StageHelo, replyAuthSyntax, "auth_syntax")
 }
 
 func (s *session) authenticate(user, pass string) error {

@@ -31,6 +31,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if errors.Is(err, errAddrSyntax) {
 		return st.refuse(policy.StageMail, policy.Reply{Code: 553, Enhanced: "5.1.7", Text: "Bad sender address syntax"}, "sender_syntax")
 	}
+	if err := st.checkQueueSpace(opts); err != nil {
+		return err
+	}
 	st.tx.Envelope.From = addr
 	st.tx.Envelope.FromParams = mailParams(opts)
 	if err := st.senderOwned(); err != nil {

@@ -115,6 +115,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		// bench/smtp.sh for a few MiB more memory. GOGC in the environment overrides.
 		debug.SetGCPercent(200)
 	}
+	if err := checkDescriptors(cfg, logger); err != nil {
+		return err
+	}
 	if limit := setMemoryLimit(cfg.MemoryLimit); limit > 0 {
 		logger.Info("memory limit", "bytes", limit, "limit", bytesize.Size(limit).String())
 	}
@@ -264,7 +267,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		httpSrv, ln = newHTTPServer(ln, mux, logger)
 		go func() { _ = httpSrv.Serve(ln) }()
 		logger.Info("listening", "listener", "http", "addr", ln.Addr().String())
 	}
