@@ -1,9 +1,10 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH in non-UTF-8 text
 	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/portcullis-mail/portcullis/store"
 )
@@ -71,9 +71,28 @@ func setsSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
+// fetchLimits refuses a FETCH whose items exceed the per-command bounds (issue 15 item
+// 9), before anything is done.
+func fetchLimits(o *imap.FetchOptions) error {
+	if n := len(o.BodySection) + len(o.BinarySection) + len(o.BinarySectionSize); n > maxFetchSections {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("too many body sections in one FETCH (%d, at most %d)", n, maxFetchSections)}
+	}
+	for _, bs := range o.BodySection {
+		if n := len(bs.HeaderFields) + len(bs.HeaderFieldsNot); n > maxHeaderFieldNames {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+				Text: fmt.Sprintf("too many header field names (%d, at most %d)", n, maxHeaderFieldNames)}
+		}
+	}
+	return nil
+}
+
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	sel, err := s.selected()
 	if err != nil {
+		return err
+	}
+	if err := fetchLimits(o); err != nil {
 		return err
 	}
 	seqs, uids := sel.resolve(numSet)
@@ -88,6 +107,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 			return s.logErr("fetch", err)
 		}
 		o.Flags = true // the changed flags are part of the response (RFC 3501 §6.4.5)
+	}
+	cmd := &fetchCmd{maxWork: s.srv.cfg.MaxFetchParseBytes}
+	if needsBody(o) || o.Envelope {
+		cmd.buf = make([]byte, copyBufSize)
 	}
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
@@ -123,7 +146,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 			if !ok {
 				continue // expunged by another session; the EXPUNGE comes with the next poll
 			}
-			if err := s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o); err != nil {
+			if err := cmd.overLimit(); err != nil {
+				s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
+				return err
+			}
+			if err := s.fetchOne(c, w.CreateMessage(seqs[i]), sel.mb, m, o, cmd); err != nil {
 				return err
 			}
 		}
@@ -131,7 +158,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions) error {
+// fetchHold is what answering FETCH for m holds in memory at most: buffers, and the
+// header fields and offsets of its MIME structure. Sections are copied from the file.
+func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
+	if !needsBody(o) && !o.Envelope {
+		return 0
+	}
+	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
+}
+
+func (s *session) fetchOne(c context.Context, w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions, cmd *fetchCmd) error {
 	w.WriteUID(imap.UID(m.UID))
 	if o.Flags {
 		w.WriteFlags(toIMAPFlags(m.Flags))
@@ -142,55 +178,176 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 	if o.RFC822Size {
 		w.WriteRFC822Size(m.SizeCRLF)
 	}
-	var buf []byte
-	if needsBody(o) || o.Envelope {
-		var env *imap.Envelope
-		if o.Envelope {
-			env = s.cachedEnvelope(m)
-		}
-		if env == nil || needsBody(o) {
-			b, err := s.readMessage(mb, m)
-			if err != nil {
-				s.srv.log.Warn("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
-				w.Close()
-				return nil // the message vanished or is unreadable: skip it, keep the session
-			}
-			buf = b
-		}
-		if o.Envelope {
-			if env == nil {
-				env = s.envelope(mb, m.UID, m.Key, buf)
-			}
+	if !needsBody(o) && !o.Envelope {
+		return w.Close()
+	}
+	var env *imap.Envelope
+	if o.Envelope {
+		env = s.cachedEnvelope(m)
+		if env != nil && !needsBody(o) {
 			w.WriteEnvelope(env)
+			return w.Close()
 		}
+	}
+	release, err := s.srv.mem.acquire(c, fetchHold(m, o))
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer release()
+	mf := &msgFile{s: s, mb: mb, m: m, cmd: cmd}
+	defer mf.close()
+	skip := func(err error) error {
+		// The message vanished or is unreadable: skip it, keep the session.
+		if errors.Is(err, store.ErrNoMessage) {
+			s.srv.rlog.info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+		} else {
+			s.srv.rlog.error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+		}
+		return w.Close()
+	}
+	if o.Envelope {
+		if env == nil {
+			t, err := mf.structure(false)
+			if err != nil {
+				return skip(err)
+			}
+			env = s.envelope(mb, m.UID, m.Key, t.root)
+		}
+		w.WriteEnvelope(env)
 	}
 	if o.BodyStructure != nil {
-		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(buf)))
+		t, err := mf.structure(true)
+		if err != nil {
+			return skip(err)
+		}
+		w.WriteBodyStructure(t.bodyStructure())
 	}
 	for _, bs := range o.BodySection {
-		sec := imapserver.ExtractBodySection(bytes.NewReader(buf), bs)
-		if err := writeAll(w.WriteBodySection(bs, int64(len(sec))), sec); err != nil {
+		if err := cmd.overLimit(); err != nil {
+			w.Close()
+			return err
+		}
+		src, ok, err := mf.section(bs)
+		if err != nil {
+			return skip(err)
+		}
+		open := func(size int64) io.WriteCloser { return w.WriteBodySection(bs, size) }
+		if err := mf.writeLiteral(open, bs.Partial, src, ok); err != nil {
 			return err
 		}
 	}
 	for _, bs := range o.BinarySection {
-		sec := imapserver.ExtractBinarySection(bytes.NewReader(buf), bs)
-		if err := writeAll(w.WriteBinarySection(bs, int64(len(sec))), sec); err != nil {
+		if err := cmd.overLimit(); err != nil {
+			w.Close()
+			return err
+		}
+		src, ok, err := mf.binarySection(bs.Part)
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			w.Close()
+			return err
+		}
+		if err != nil {
+			return skip(err)
+		}
+		open := func(size int64) io.WriteCloser { return w.WriteBinarySection(bs, size) }
+		if err := mf.writeLiteral(open, bs.Partial, src, ok); err != nil {
 			return err
 		}
 	}
 	for _, bs := range o.BinarySectionSize {
-		w.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(buf), bs))
+		if err := cmd.overLimit(); err != nil {
+			w.Close()
+			return err
+		}
+		src, ok, err := mf.binarySection(bs.Part)
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			w.Close()
+			return err
+		}
+		if err != nil {
+			return skip(err)
+		}
+		var n int64
+		if ok {
+			if n, err = mf.size(src); err != nil {
+				return skip(err)
+			}
+		}
+		w.WriteBinarySectionSize(bs, uint32(min(n, 1<<32-1)))
 	}
 	return w.Close()
 }
 
-func writeAll(wc io.WriteCloser, b []byte) error {
-	_, err := wc.Write(b)
-	if cerr := wc.Close(); err == nil {
-		err = cerr
+// literalRange is the part of a section of total bytes that a partial asks for
+// (RFC 3501 §6.4.5: none when it starts beyond the end).
+func literalRange(total int64, partial *imap.SectionPartial) (off, n int64) {
+	if partial == nil {
+		return 0, total
 	}
-	return err
+	if partial.Offset >= total || partial.Offset < 0 {
+		return 0, 0
+	}
+	return partial.Offset, min(partial.Size, total-partial.Offset)
+}
+
+// countWriter counts what reaches the client and keeps the first write error.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// writeLiteral writes one section as a literal: its size first (from the structure, or
+// by a pass over a filtered header or a decoded body), then its bytes, streamed from the
+// file. A file that ends early or fails to read is logged and the literal padded, so the
+// client stays in step with the protocol.
+func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *imap.SectionPartial, src source, ok bool) error {
+	var total int64
+	if ok {
+		t, err := mf.size(src)
+		if err != nil {
+			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+		} else {
+			total = t
+		}
+	}
+	off, n := literalRange(total, partial)
+	lw := open(n)
+	if n > 0 {
+		cw := &countWriter{w: lw}
+		err := mf.write(cw, src, off, n)
+		if cw.err != nil {
+			lw.Close()
+			return cw.err
+		}
+		if err == nil && cw.n < n {
+			err = fmt.Errorf("imapd: message %d ended %d bytes early", mf.m.UID, n-cw.n)
+		}
+		if err != nil {
+			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			pad := bytes.Repeat([]byte(" "), int(min(n-cw.n, copyBufSize)))
+			for cw.n < n && cw.err == nil {
+				cw.Write(pad[:min(int64(len(pad)), n-cw.n)])
+			}
+			if cw.err != nil {
+				lw.Close()
+				return cw.err
+			}
+		}
+	}
+	return lw.Close()
 }
 
 // cachedEnvelope returns the envelope from the server's memory or from the index (nil when
@@ -211,14 +368,11 @@ func (s *session) cachedEnvelope(m store.Message) *imap.Envelope {
 	return &e
 }
 
-// envelope parses the header and caches the envelope in the index, so the next FETCH
-// ENVELOPE (what mail clients ask for when listing a folder) does not open the file.
-func (s *session) envelope(mb store.Mailbox, uid uint32, key string, buf []byte) *imap.Envelope {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(buf)))
-	if err != nil {
-		h = textproto.Header{}
-	}
-	env := imapserver.ExtractEnvelope(h)
+// envelope makes the envelope from the header fields the structure kept and caches it in
+// the index, so the next FETCH ENVELOPE (what mail clients ask for when listing a folder)
+// does not open the file.
+func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *imap.Envelope {
+	env := imapserver.ExtractEnvelope(root.header)
 	if b, err := json.Marshal(env); err == nil {
 		s.srv.cache.put(envelopeKey(s.user.Name(), key), env, int64(len(b))*2)
 		c, cancel := ctx()

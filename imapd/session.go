@@ -21,7 +21,9 @@ const opTimeout = 2 * time.Minute
 type session struct {
 	srv     *Server
 	conn    *imapserver.Conn
+	cs      *connState // the listener's accounting; nil for a connection from elsewhere
 	started time.Time
+	counted bool // registered with the server's per-user limits
 
 	mu   sync.Mutex // guards user and sel against the IDLE goroutine
 	user *store.User
@@ -48,6 +50,10 @@ func (s *session) Close() error {
 	defer s.mu.Unlock()
 	s.unselectLocked()
 	if s.user != nil {
+		if s.counted {
+			s.srv.removeUser(s.user.Name(), s.remote())
+			s.counted = false
+		}
 		s.user.Release()
 		s.user = nil
 	}
@@ -68,21 +74,30 @@ func (s *session) Login(username, password string) error {
 	defer cancel()
 	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
 	if err != nil {
-		s.srv.log.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
+		s.srv.rlog.info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
 		if isTemporary(err) {
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication temporarily unavailable"}
 		}
 		time.Sleep(500 * time.Millisecond) // slow down guessing; throttling is the authenticator's job
 		return imapserver.ErrAuthFailed
 	}
+	if err := s.srv.addUser(name, s.remote()); err != nil {
+		s.srv.rlog.info("imap login refused", "user", name, "remote", s.remote(), "err", err)
+		return err
+	}
 	u, err := s.srv.store.Open(c, name)
 	if err != nil {
-		s.srv.log.Error("imap open store", "user", name, "err", err)
+		s.srv.removeUser(name, s.remote())
+		s.srv.rlog.error("imap open store", "user", name, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "mail store unavailable"}
 	}
 	s.mu.Lock()
 	s.user = u
+	s.counted = true
 	s.mu.Unlock()
+	if s.cs != nil {
+		s.cs.loggedIn()
+	}
 	s.srv.log.Info("imap login", "user", name, "remote", s.remote())
 	return nil
 }

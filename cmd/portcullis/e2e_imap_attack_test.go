@@ -1,0 +1,438 @@
+package main
+
+// End-to-end regression tests for the IMAP and POP3 attacks of issue 15 (items 2, 3, 9,
+// 11 and 12): each performs the attack against the real binary on loopback, bounded in
+// time and count, and asserts the defended outcome. The binary is built without the race
+// detector here, so that the memory figures are those of a production build.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+)
+
+// buildPlainBinary compiles the portcullis binary once per test run, without -race.
+var buildPlainBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "portcullis-plain-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "portcullis")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// startPlain is startServer (durability_test.go) with the binary of buildPlainBinary.
+func startPlain(t *testing.T, cfgPath string, want ...string) *server {
+	t.Helper()
+	bin, err := buildPlainBinary()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	s := &server{cmd: cmd, addrs: map[string]string{}, log: &bytes.Buffer{}, done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(s.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		signalled := false
+		live := map[string]string{}
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.log.WriteString(line + "\n")
+			if m := listenRe.FindStringSubmatch(line); m != nil && !signalled {
+				live[m[1]] = m[2]
+				all := true
+				for _, w := range want {
+					if live[w] == "" {
+						all = false
+					}
+				}
+				if all {
+					signalled = true
+					s.addrs = maps.Clone(live)
+					close(ready)
+				}
+			}
+			s.mu.Unlock()
+		}
+		_ = cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case <-s.done:
+		t.Fatalf("server exited before listening:\n%s", s.logText())
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("server did not listen within 2 minutes:\n%s", s.logText())
+	}
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.done
+	})
+	return s
+}
+
+// attackConfig writes a config with the MX, IMAP and POP3 on free loopback ports, DNS
+// from an in-process server, and imapExtra / pop3Extra added to the imap: and pop3:
+// mappings (", key: value" each).
+func attackConfig(t *testing.T, dir, imapExtra, pop3Extra string) string {
+	t.Helper()
+	dns := dnstest.New(t, dnstest.Zone{
+		"1.0.0.127.in-addr.arpa.": {"PTR localhost.example.test."},
+		"localhost.example.test.": {"A 127.0.0.1"},
+	})
+	cfg := fmt.Sprintf(`hostname: mx.example.test
+data_dir: %s
+local_domains: [example.test]
+postmaster: postmaster@example.test
+http: { addr: "" }
+imap: { addr: "127.0.0.1:0"%s }
+pop3: { addr: "127.0.0.1:0"%s }
+log: { level: info }
+dns: { servers: ["%s"], timeout: 2s }
+smtp:
+  listeners:
+    - { name: mx, addr: "127.0.0.1:0", mode: mx }
+`, filepath.Join(dir, "data"), imapExtra, pop3Extra, dns.Addr())
+	path := filepath.Join(dir, "portcullis.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))
+	return path
+}
+
+// postmasterPassword waits for the password the first start prints.
+func postmasterPassword(t *testing.T, srv *server) string {
+	t.Helper()
+	requireEventually(t, func() bool { return passwordRe.MatchString(srv.logText()) })
+	return passwordRe.FindStringSubmatch(srv.logText())[2]
+}
+
+// plantLarge writes n messages of about size bytes each into the postmaster's maildir
+// before the server starts, as another program (or mail that came in through the MX)
+// would have: a short text part and a large base64 attachment.
+func plantLarge(t *testing.T, dir string, n, size int) { plantMessages(t, dir, n, size, 0) }
+
+// plantMessages is plantLarge with fields extra header fields in every message.
+func plantMessages(t *testing.T, dir string, n, size, fields int) {
+	t.Helper()
+	md := filepath.Join(dir, "data/mail/example.test/postmaster/Maildir")
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(md, sub), 0o700))
+	}
+	line := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", 3)[:76] + "\r\n"
+	for i := range n {
+		f, err := os.Create(filepath.Join(md, "new", fmt.Sprintf("17000000%02d.M%dP1Q1.plant", i, i)))
+		require.NoError(t, err)
+		w := bufio.NewWriterSize(f, 1<<16)
+		for j := range fields {
+			fmt.Fprintf(w, "X-Pad-%d: padding field number %d of the header\r\n", j, j)
+		}
+		fmt.Fprintf(w, "From: big@example.net\r\nTo: postmaster@example.test\r\nSubject: big %d\r\n"+
+			"Content-Type: multipart/mixed; boundary=bnd\r\n\r\n--bnd\r\nContent-Type: text/plain\r\n\r\nhello %d\r\n"+
+			"--bnd\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n", i, i)
+		for written := 0; written < size; written += len(line) {
+			w.WriteString(line)
+		}
+		w.WriteString("--bnd--\r\n")
+		require.NoError(t, w.Flush())
+		require.NoError(t, f.Close())
+	}
+}
+
+// vmHWM returns the peak resident set size of process pid, in bytes.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	return procStatus(t, pid, "VmHWM:")
+}
+
+// resetHWM resets the peak resident set size of pid to its current size (proc(5),
+// /proc/PID/clear_refs).
+func resetHWM(t *testing.T, pid int) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0))
+}
+
+func procStatus(t *testing.T, pid int, key string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, key) {
+			f := strings.Fields(l)
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatalf("%s not in /proc/%d/status", key, pid)
+	return 0
+}
+
+// imapConn is a line-level IMAP client: exact commands, literals skipped and counted.
+type imapConn struct {
+	conn net.Conn
+	r    *bufio.Reader
+	n    int
+}
+
+// dialIMAP connects and reads the greeting.
+func dialIMAP(addr string) (*imapConn, string, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, "", err
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	ic := &imapConn{conn: c, r: bufio.NewReader(c)}
+	l, err := ic.line()
+	return ic, l, err
+}
+
+// loginIMAP connects, upgrades with STARTTLS and logs in as the postmaster.
+func loginIMAP(t *testing.T, addr, pass string) *imapConn {
+	t.Helper()
+	ic, greet, err := dialIMAP(addr)
+	require.NoError(t, err)
+	require.Contains(t, greet, "* OK")
+	ic.starttls(t)
+	_, st, err := ic.cmd("LOGIN postmaster@example.test %s", pass)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	return ic
+}
+
+// loginIMAPStatus is loginIMAP that returns the LOGIN status line (and closes).
+func loginIMAPStatus(t *testing.T, addr, pass string) string {
+	t.Helper()
+	ic, greet, err := dialIMAP(addr)
+	require.NoError(t, err)
+	defer ic.close()
+	require.Contains(t, greet, "* OK")
+	ic.starttls(t)
+	_, st, err := ic.cmd("LOGIN postmaster@example.test %s", pass)
+	require.NoError(t, err)
+	return st
+}
+
+func (ic *imapConn) starttls(t *testing.T) {
+	t.Helper()
+	_, st, err := ic.cmd("STARTTLS")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	tc := tls.Client(ic.conn, &tls.Config{InsecureSkipVerify: true})
+	require.NoError(t, tc.Handshake())
+	ic.conn = tc
+	ic.r = bufio.NewReader(tc)
+}
+
+func (ic *imapConn) close() { ic.conn.Close() }
+
+// line reads one response line; a literal at its end is read and dropped.
+func (ic *imapConn) line() (string, error) {
+	l, err := ic.r.ReadString('\n')
+	if err != nil {
+		return l, err
+	}
+	l = strings.TrimRight(l, "\r\n")
+	for strings.HasSuffix(l, "}") {
+		i := strings.LastIndexByte(l, '{')
+		if i < 0 {
+			break
+		}
+		n, perr := strconv.ParseInt(strings.TrimSuffix(l[i+1:len(l)-1], "+"), 10, 64)
+		if perr != nil {
+			break
+		}
+		if _, err := io.CopyN(io.Discard, ic.r, n); err != nil {
+			return l, err
+		}
+		rest, err := ic.r.ReadString('\n')
+		if err != nil {
+			return l, err
+		}
+		l = l[:i] + "{}" + strings.TrimRight(rest, "\r\n")
+	}
+	return l, nil
+}
+
+// cmd sends one command and returns the untagged lines and the tagged status.
+func (ic *imapConn) cmd(format string, args ...any) ([]string, string, error) {
+	ic.n++
+	tag := fmt.Sprintf("t%d", ic.n)
+	if _, err := fmt.Fprintf(ic.conn, tag+" "+format+"\r\n", args...); err != nil {
+		return nil, "", err
+	}
+	var lines []string
+	for {
+		l, err := ic.line()
+		if err != nil {
+			return lines, "", err
+		}
+		if strings.HasPrefix(l, tag+" ") {
+			return lines, strings.TrimPrefix(l, tag+" "), nil
+		}
+		lines = append(lines, l)
+		if strings.HasPrefix(l, "* BYE") {
+			return lines, "", errors.New(l)
+		}
+	}
+}
+
+// TestE2EIMAPFetchBombBounded is issue 15 item 2: ten sessions of one user fetch one
+// byte of every large message (FETCH 1:* (BODY.PEEK[]<0.1>), then of its attachment
+// BODY.PEEK[2]<0.1>). Before, each message was read whole into memory per session and
+// the server's peak RSS grew with sessions × message size; now sections stream from the
+// file and the peak stays under a bound while the server keeps answering.
+func TestE2EIMAPFetchBombBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plants 300 MiB of mail")
+	}
+	dir := t.TempDir()
+	const msgs, size, sessions = 12, 24 << 20, 10
+	plantLarge(t, dir, msgs, size)
+	srv := startPlain(t, attackConfig(t, dir, "", ""), "mx", "imap")
+	pass := postmasterPassword(t, srv)
+	pid := srv.cmd.Process.Pid
+
+	// Index the planted files once (the store reads each to count its size).
+	ic := loginIMAP(t, srv.addrs["imap"], pass)
+	_, st, err := ic.cmd("SELECT INBOX")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	ic.close()
+	// Log the sessions in one after another: each login costs argon2's 64 MiB for a
+	// moment, which is the authenticator's business, not FETCH's. Then reset the peak.
+	conns := make([]*imapConn, sessions)
+	for i := range conns {
+		conns[i] = loginIMAP(t, srv.addrs["imap"], pass)
+		defer conns[i].close()
+		_, st, err := conns[i].cmd("SELECT INBOX")
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(st, "OK"), st)
+	}
+	resetHWM(t, pid)
+	base := procStatus(t, pid, "VmRSS:")
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, item := range []string{"BODY.PEEK[]<0.1>", "BODY.PEEK[2]<0.1>"} {
+				lines, st, err := c.cmd("FETCH 1:* (%s)", item)
+				if err != nil || !strings.HasPrefix(st, "OK") || len(lines) != msgs {
+					errs <- fmt.Errorf("fetch %s: %q %v (%d lines)", item, st, err, len(lines))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	elapsed := time.Since(start)
+	peak := vmHWM(t, pid)
+	t.Logf("%d sessions × FETCH 1:* of %d × %d MiB messages: %v, RSS before %d MiB, peak %d MiB",
+		sessions, msgs, size>>20, elapsed.Round(time.Millisecond), base>>20, peak>>20)
+
+	// The server still answers; an eleventh session of the same user from the same
+	// address is refused as Dovecot refuses it (mail_max_userip_connections).
+	_, st, err = conns[0].cmd("NOOP")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	c := loginIMAPStatus(t, srv.addrs["imap"], pass)
+	require.Contains(t, c, "NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded")
+	require.Less(t, peak-base, int64(48<<20), "the server's RSS grew by %d MiB", (peak-base)>>20)
+}
+
+// TestE2EIMAPSectionBombs is issue 15 item 9: one FETCH with 200 partial sections of a
+// large message, and one HEADER.FIELDS with 3,000 names, each complete quickly or are
+// refused with a clear BAD/NO, and the server answers afterwards.
+func TestE2EIMAPSectionBombs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plants large mail")
+	}
+	dir := t.TempDir()
+	plantMessages(t, dir, 8, 24<<20, 2000)
+	srv := startPlain(t, attackConfig(t, dir, "", ""), "mx", "imap")
+	pass := postmasterPassword(t, srv)
+	c := loginIMAP(t, srv.addrs["imap"], pass)
+	defer c.close()
+	_, st, err := c.cmd("SELECT INBOX")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+
+	// 200 partial sections of the attachment: refused at once; 100 (the limit) are
+	// served from one parse of each message.
+	for _, n := range []int{200, 100} {
+		var items []string
+		for i := range n {
+			items = append(items, fmt.Sprintf("BODY.PEEK[2]<%d.1>", i*1000))
+		}
+		start := time.Now()
+		lines, st, err := c.cmd("FETCH 1:* (%s)", strings.Join(items, " "))
+		require.NoError(t, err)
+		t.Logf("%d partial sections × 8 messages of 24 MiB: %v: %s", n, time.Since(start).Round(time.Millisecond), st)
+		assert.Less(t, time.Since(start), 5*time.Second)
+		if n > 100 {
+			require.True(t, strings.HasPrefix(st, "NO [LIMIT]"), st)
+		} else {
+			require.True(t, strings.HasPrefix(st, "OK"), st)
+			require.Len(t, lines, 8)
+		}
+	}
+
+	// 3,000 names in HEADER.FIELDS (.NOT): refused at once; 200 (the limit) are served
+	// from the header alone, not the whole 24 MiB of each message.
+	for _, n := range []int{3000, 200} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("X-Pad-%d", i*7)
+		}
+		for _, spec := range []string{"HEADER.FIELDS", "HEADER.FIELDS.NOT"} {
+			start := time.Now()
+			lines, st, err := c.cmd("FETCH 1:* (BODY.PEEK[%s (%s)])", spec, strings.Join(names, " "))
+			require.NoError(t, err)
+			t.Logf("%s with %d names × 8 messages with 2000 header fields: %v: %s", spec, n, time.Since(start).Round(time.Millisecond), st)
+			assert.Less(t, time.Since(start), 5*time.Second)
+			if n > 200 {
+				require.True(t, strings.HasPrefix(st, "NO [LIMIT]"), st)
+			} else {
+				require.True(t, strings.HasPrefix(st, "OK"), st)
+				require.Len(t, lines, 8)
+			}
+		}
+	}
+
+	_, st, err = c.cmd("NOOP")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+}
