@@ -410,8 +410,13 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			if !ok {
 				continue
 			}
-			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i]}
-			if mm.match(criteria) {
+			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i], ctx: c}
+			matched := mm.match(criteria)
+			mm.done()
+			if mm.fatal != nil {
+				return nil, mm.fatal
+			}
+			if matched {
 				resUIDs = append(resUIDs, m.UID)
 				if kind == imapserver.NumKindUID {
 					res = append(res, m.UID)
@@ -443,21 +448,41 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 }
 
 type matchMsg struct {
-	s   *session
-	sel *selected
-	mb  store.Mailbox
-	m   store.Message
-	seq uint32
-	buf []byte
-	err error
-	doc *textDoc
+	s       *session
+	sel     *selected
+	mb      store.Mailbox
+	m       store.Message
+	seq     uint32
+	ctx     context.Context
+	buf     []byte
+	err     error
+	doc     *textDoc
+	release func()
+	fatal   error // the server's memory budget had no room: the SEARCH fails
 }
 
+// body reads the message into memory, within the server's budget (Config.
+// FetchMemoryBytes) for it and the text decoded from it.
 func (mm *matchMsg) body() []byte {
 	if mm.buf == nil && mm.err == nil {
+		release, err := mm.s.srv.mem.acquire(mm.ctx, 2*min(mm.m.SizeCRLF, mm.s.srv.cfg.MaxFetchBytes))
+		if err != nil {
+			mm.err, mm.fatal = err, err
+			return nil
+		}
+		mm.release = release
 		mm.buf, mm.err = mm.s.readMessage(mm.mb, mm.m)
 	}
 	return mm.buf
+}
+
+// done drops what was read of the message and gives its memory back to the budget.
+func (mm *matchMsg) done() {
+	mm.buf, mm.doc = nil, nil
+	if mm.release != nil {
+		mm.release()
+		mm.release = nil
+	}
 }
 
 func (mm *matchMsg) entity() *gomessage.Entity {
