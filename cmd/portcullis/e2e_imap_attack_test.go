@@ -436,3 +436,249 @@ func TestE2EIMAPSectionBombs(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(st, "OK"), st)
 }
+
+// fdCount is the number of open descriptors of process pid.
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// flood opens n connections from the loopback address src and returns them with the
+// first line each got (their greeting or refusal).
+func flood(t *testing.T, addr, src string, n int) ([]net.Conn, []string) {
+	t.Helper()
+	var conns []net.Conn
+	var firsts []string
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		conns = append(conns, c)
+		firsts = append(firsts, strings.TrimRight(l, "\r\n"))
+	}
+	return conns, firsts
+}
+
+// TestE2EIMAPConnectionFlood is issue 15 item 3 for IMAP: before, 2,000 connections that
+// never logged in, kept alive by NOOP, took every descriptor and stopped SMTP. Now a
+// flood from one address stops at max_connections_per_ip (the rest get BYE), a flood
+// from many addresses stays within max_login_connections (the oldest waiting connection
+// makes room for a new one, so a real user still logs in), every connection that does
+// not log in is closed after login_timeout however busy it keeps itself, and meanwhile
+// an authenticated session and SMTP keep working.
+func TestE2EIMAPConnectionFlood(t *testing.T) {
+	dir := t.TempDir()
+	srv := startPlain(t, attackConfig(t, dir, ", login_timeout: 3s", ""), "mx", "imap")
+	pass := postmasterPassword(t, srv)
+	pid := srv.cmd.Process.Pid
+	user := loginIMAP(t, srv.addrs["imap"], pass)
+	defer user.close()
+	fds := fdCount(t, pid)
+
+	// One address: 50 (max_connections_per_ip) are served, the next 250 get BYE.
+	conns, firsts := flood(t, srv.addrs["imap"], "127.0.0.1", 300)
+	served, refused := 0, 0
+	for _, l := range firsts {
+		switch {
+		case strings.HasPrefix(l, "* OK"):
+			served++
+		case l == "* BYE Too many connections from your address":
+			refused++
+		}
+	}
+	// The authenticated session holds one of the address's slots.
+	require.Equal(t, 49, served, "served")
+	require.Equal(t, 251, refused, "refused")
+
+	// Every served one keeps sending NOOP.
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, c := range conns {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(400 * time.Millisecond):
+				}
+				if _, err := fmt.Fprintf(c, "n%d NOOP\r\n", i); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	// Ten more addresses, 50 each: 500 waiting to log in against 100 login slots.
+	for i := 2; i <= 11; i++ {
+		more, _ := flood(t, srv.addrs["imap"], fmt.Sprintf("127.0.0.%d", i), 50)
+		conns = append(conns, more...)
+	}
+	t.Logf("server descriptors: %d before the flood, %d during (%d client connections)", fds, fdCount(t, pid), len(conns))
+	require.Less(t, fdCount(t, pid), fds+200, "descriptors held by the flood")
+
+	// A real user still logs in (from an address of its own), the authenticated session
+	// still works, and so does SMTP.
+	other, greet, err := dialIMAPFrom(srv.addrs["imap"], "127.0.0.99")
+	require.NoError(t, err)
+	require.Contains(t, greet, "* OK")
+	other.starttls(t)
+	_, st, err := other.cmd("LOGIN postmaster@example.test %s", pass)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	other.close()
+	_, st, err = user.cmd("SELECT INBOX")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	require.NoError(t, sendOne(srv.addrs["mx"], "during-imap-flood"))
+
+	// login_timeout (3 s here) closes every flood connection, NOOPs or not.
+	deadline := time.Now().Add(8 * time.Second)
+	open := 0
+	for _, c := range conns {
+		c.SetReadDeadline(deadline)
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			open++
+		}
+	}
+	require.Zero(t, open, "flood connections still open after login_timeout")
+	requireEventually(t, func() bool { return fdCount(t, pid) <= fds+5 })
+	_, st, err = user.cmd("NOOP")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st, "OK"), st)
+	require.NotContains(t, srv.logText(), "level=ERROR")
+}
+
+// dialIMAPFrom is dialIMAP from the loopback address src.
+func dialIMAPFrom(addr, src string) (*imapConn, string, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	ic := &imapConn{conn: c, r: bufio.NewReader(c)}
+	l, err := ic.line()
+	return ic, l, err
+}
+
+// TestE2EIMAPLoginCommandsAndDrip: before the login a client that sends more than
+// max_login_commands gets BYE, and one that drips a command byte by byte is closed at
+// login_timeout (issue 15 item 3).
+func TestE2EIMAPLoginCommandsAndDrip(t *testing.T) {
+	dir := t.TempDir()
+	srv := startPlain(t, attackConfig(t, dir, ", login_timeout: 2s", ""), "mx", "imap")
+	c, _, err := dialIMAP(srv.addrs["imap"])
+	require.NoError(t, err)
+	defer c.close()
+	for i := range 20 {
+		_, st, err := c.cmd("NOOP")
+		require.NoError(t, err, "NOOP %d", i)
+		require.True(t, strings.HasPrefix(st, "OK"), st)
+	}
+	lines, _, err := c.cmd("NOOP")
+	require.Error(t, err)
+	require.Equal(t, []string{"* BYE Too many commands before login"}, lines)
+
+	drip, _, err := dialIMAP(srv.addrs["imap"])
+	require.NoError(t, err)
+	defer drip.close()
+	start := time.Now()
+	go func() {
+		for _, b := range []byte("a LOGIN postmaster@example.test password") {
+			if _, err := drip.conn.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	drip.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.Copy(io.Discard, drip.r)
+	require.NoError(t, err, "the dripping connection is closed by the server")
+	require.Less(t, time.Since(start), 4*time.Second)
+	t.Logf("dripping connection closed after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestE2EPOP3ConnectionFlood is issue 15 item 3 for POP3: a flood from one address stops
+// at max_connections_per_ip with -ERR [SYS/TEMP], connections that do not log in are
+// closed after login_timeout, and meanwhile a user reads mail over POP3 and SMTP works.
+func TestE2EPOP3ConnectionFlood(t *testing.T) {
+	dir := t.TempDir()
+	srv := startPlain(t, attackConfig(t, dir, "", ", login_timeout: 2s, trusted: true"), "mx", "pop3")
+	pass := postmasterPassword(t, srv)
+	pid := srv.cmd.Process.Pid
+	fds := fdCount(t, pid)
+	conns, firsts := flood(t, srv.addrs["pop3"], "127.0.0.1", 200)
+	served := 0
+	for _, l := range firsts {
+		if strings.HasPrefix(l, "+OK") {
+			served++
+		} else {
+			require.Equal(t, "-ERR [SYS/TEMP] too many connections from your address", l)
+		}
+	}
+	require.Equal(t, 20, served)
+	t.Logf("server descriptors: %d before the flood, %d during (200 client connections)", fds, fdCount(t, pid))
+
+	require.NoError(t, sendOne(srv.addrs["mx"], "during-pop3-flood"))
+	requireEventually(t, func() bool { return len(maildirMessages(t, dir)) == 1 })
+	start := time.Now()
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(6 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		require.NoError(t, err, "flood connection still open")
+	}
+	t.Logf("flood closed %v after it was opened", time.Since(start).Round(time.Millisecond))
+	// The address's slots are free again: a user of it reads the mail.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}}
+	pc, err := d.Dial("tcp", srv.addrs["pop3"])
+	require.NoError(t, err)
+	defer pc.Close()
+	pc.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(pc)
+	line := func() string { l, _ := r.ReadString('\n'); return strings.TrimRight(l, "\r\n") }
+	require.Contains(t, line(), "+OK")
+	fmt.Fprintf(pc, "USER postmaster@example.test\r\n")
+	require.Contains(t, line(), "+OK")
+	fmt.Fprintf(pc, "PASS %s\r\n", pass)
+	require.Equal(t, "+OK maildrop has 1 messages", line())
+	fmt.Fprintf(pc, "QUIT\r\n")
+	require.Contains(t, line(), "+OK")
+	require.NotContains(t, srv.logText(), "level=ERROR")
+}
+
+// TestE2EIMAPRefusalsDoNotFloodLog is issue 15 item 11: a CREATE loop over the mailbox
+// cap (1000 by default) and a stream of failed commands log nothing at ERROR and a
+// bounded number of lines; and item 12: client errors do not answer NO [SERVERBUG].
+func TestE2EIMAPRefusalsDoNotFloodLog(t *testing.T) {
+	dir := t.TempDir()
+	srv := startPlain(t, attackConfig(t, dir, "", ""), "mx", "imap")
+	pass := postmasterPassword(t, srv)
+	c := loginIMAP(t, srv.addrs["imap"], pass)
+	defer c.close()
+	before := strings.Count(srv.logText(), "\n")
+	start := time.Now()
+	refused := 0
+	for i := 0; i < 2000 && time.Since(start) < 15*time.Second; i++ {
+		_, st, err := c.cmd("CREATE f%d", i)
+		require.NoError(t, err)
+		require.NotContains(t, st, "SERVERBUG")
+		if strings.HasPrefix(st, "NO [LIMIT]") {
+			refused++
+		}
+	}
+	for _, cmd := range []string{`DELETE INBOX`, `RENAME INBOX x`, `SELECT nonexistent`, `CREATE ""`, `CREATE "a/../b"`,
+		`SELECT INBOX`, `FETCH 1 (BODY[1.2.3])`, `COPY 1 nonexistent`} {
+		_, st, err := c.cmd("%s", cmd)
+		require.NoError(t, err)
+		require.NotContains(t, st, "SERVERBUG", cmd)
+	}
+	logged := strings.Count(srv.logText(), "\n") - before
+	t.Logf("%d CREATEs over the cap in %v: %d log lines", refused, time.Since(start).Round(time.Millisecond), logged)
+	require.Greater(t, refused, 500)
+	require.NotContains(t, srv.logText(), "level=ERROR")
+	require.Less(t, logged, 200)
+}
