@@ -150,7 +150,14 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 				s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
 				return err
 			}
-			if err := s.fetchOne(c, w.CreateMessage(seqs[i]), sel.mb, m, o, cmd); err != nil {
+			release, err := s.srv.mem.acquire(c, fetchHold(m, o))
+			if err != nil {
+				s.srv.rlog.warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+				return err
+			}
+			err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
+			release()
+			if err != nil {
 				return err
 			}
 		}
@@ -164,10 +171,13 @@ func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
 	if !needsBody(o) && !o.Envelope {
 		return 0
 	}
+	if o.BodyStructure == nil && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0 && !o.Envelope && wholeOnly(o) {
+		return 2 * copyBufSize
+	}
 	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
 }
 
-func (s *session) fetchOne(c context.Context, w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions, cmd *fetchCmd) error {
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions, cmd *fetchCmd) error {
 	w.WriteUID(imap.UID(m.UID))
 	if o.Flags {
 		w.WriteFlags(toIMAPFlags(m.Flags))
@@ -189,12 +199,6 @@ func (s *session) fetchOne(c context.Context, w *imapserver.FetchResponseWriter,
 			return w.Close()
 		}
 	}
-	release, err := s.srv.mem.acquire(c, fetchHold(m, o))
-	if err != nil {
-		w.Close()
-		return err
-	}
-	defer release()
 	mf := &msgFile{s: s, mb: mb, m: m, cmd: cmd}
 	defer mf.close()
 	skip := func(err error) error {
@@ -279,6 +283,16 @@ func (s *session) fetchOne(c context.Context, w *imapserver.FetchResponseWriter,
 		w.WriteBinarySectionSize(bs, uint32(min(n, 1<<32-1)))
 	}
 	return w.Close()
+}
+
+// wholeOnly reports whether every body section is BODY[] of the whole message.
+func wholeOnly(o *imap.FetchOptions) bool {
+	for _, bs := range o.BodySection {
+		if len(bs.Part) > 0 || bs.Specifier != imap.PartSpecifierNone {
+			return false
+		}
+	}
+	return true
 }
 
 // literalRange is the part of a section of total bytes that a partial asks for

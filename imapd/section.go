@@ -98,6 +98,9 @@ type msgFile struct {
 	cmd  *fetchCmd
 	f    *os.File
 	tree *msgTree
+	// indexed says the index's sizes describe the file (they always do, unless the file
+	// was changed behind the store's back); otherwise only a full parse knows its end.
+	indexed bool
 }
 
 func (mf *msgFile) close() {
@@ -116,7 +119,18 @@ func (mf *msgFile) open() (*os.File, error) {
 		return nil, err
 	}
 	mf.f = f
+	if fi, err := f.Stat(); err == nil {
+		mf.indexed = fi.Size() == mf.m.Size && mf.m.SizeCRLF >= mf.m.Size
+	}
 	return f, nil
+}
+
+// crlf reports whether the file has CRLF line ends only (view and file offsets agree).
+func (mf *msgFile) crlf() bool {
+	if mf.tree != nil {
+		return mf.tree.crlf
+	}
+	return mf.m.Size == mf.m.SizeCRLF
 }
 
 func treeKey(user, msgKey string, full bool) string {
@@ -147,9 +161,8 @@ func (mf *msgFile) structure(full bool) (*msgTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.Stat(); err == nil && fi.Size() != mf.m.Size {
-		// The index does not describe this file: only a full parse knows its end.
-		full = true
+	if !mf.indexed {
+		full = true // only a full parse knows where the file ends
 	}
 	t, scanned, err := parseTree(io.NewSectionReader(f, 0, 1<<62), !full, pos{v: mf.m.SizeCRLF, f: mf.m.Size})
 	mf.cmd.work += scanned
@@ -165,6 +178,16 @@ func (mf *msgFile) structure(full bool) (*msgTree, error) {
 // imapserver's ExtractBodySection does; ok is false when the part does not exist (an
 // empty section, as imapserver answers).
 func (mf *msgFile) section(bs *imap.FetchItemBodySection) (src source, ok bool, err error) {
+	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone && mf.tree == nil {
+		// BODY[] is the whole file: no parse (what clients fetch to download a message).
+		if _, err := mf.open(); err != nil {
+			return src, false, err
+		}
+		if mf.indexed {
+			src.body, src.hasBody = rng{b: pos{v: mf.m.SizeCRLF, f: mf.m.Size}}, true
+			return src, true, nil
+		}
+	}
 	t, err := mf.structure(len(bs.Part) > 0)
 	if err != nil {
 		return src, false, err
@@ -243,7 +266,7 @@ func (mf *msgFile) raw(r rng, skip int64) (io.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if mf.tree.crlf {
+	if mf.crlf() {
 		start := min(r.a.f+skip, r.b.f)
 		return io.NewSectionReader(f, start, r.b.f-start), nil
 	}
