@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -276,5 +277,42 @@ func TestRefusedOperationsLogQuietly(t *testing.T) {
 	}
 	if n := strings.Count(out, "\n"); n > 100 {
 		t.Fatalf("%d log records for 600 refused commands", n)
+	}
+}
+
+// TestMemBudget: reservations beyond the budget wait, in order, until room is released;
+// a waiter whose context ends gets NO [UNAVAILABLE]; one larger than the budget takes all
+// of it.
+func TestMemBudget(t *testing.T) {
+	b := newMemBudget(100)
+	r1, err := b.acquire(t.Context(), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 2)
+	go func() {
+		r, err := b.acquire(t.Context(), 70)
+		if err == nil {
+			got <- 70
+			r()
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := b.acquire(ctx, 10); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") {
+		t.Fatalf("behind a waiter: %v", err) // in order: the 70 waits first
+	}
+	r1()
+	if n := <-got; n != 70 {
+		t.Fatal(n)
+	}
+	r, err := b.acquire(t.Context(), 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r()
+	if b.used != 0 || len(b.waiters) != 0 {
+		t.Fatalf("used %d waiters %d", b.used, len(b.waiters))
 	}
 }

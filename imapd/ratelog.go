@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"golang.org/x/sync/semaphore"
 )
 
 // rateLog writes log records at most logBurst at once and logRate per second for each
@@ -71,17 +70,22 @@ func (r *rateLog) error(msg string, args ...any) { r.log(slog.LevelError, msg, a
 
 // memBudget bounds the bytes of messages all sessions hold in memory at once to answer
 // FETCH and SEARCH (Config.FetchMemoryBytes); a command waits for room at most
-// memWait, then fails with NO [UNAVAILABLE].
+// memWait, then fails with NO [UNAVAILABLE]. Waiters are served in order.
 type memBudget struct {
-	sem *semaphore.Weighted
-	max int64
+	mu      sync.Mutex
+	max     int64
+	used    int64
+	waiters []*memWaiter
+}
+
+type memWaiter struct {
+	n     int64
+	ready chan struct{}
 }
 
 const memWait = 30 * time.Second
 
-func newMemBudget(max int64) *memBudget {
-	return &memBudget{sem: semaphore.NewWeighted(max), max: max}
-}
+func newMemBudget(max int64) *memBudget { return &memBudget{max: max} }
 
 // acquire reserves n bytes (at most the whole budget) and returns what releases them.
 func (b *memBudget) acquire(ctx context.Context, n int64) (func(), error) {
@@ -89,11 +93,56 @@ func (b *memBudget) acquire(ctx context.Context, n int64) (func(), error) {
 	if n <= 0 {
 		return func() {}, nil
 	}
-	c, cancel := context.WithTimeout(ctx, memWait)
-	defer cancel()
-	if err := b.sem.Acquire(c, n); err != nil {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
-			Text: "the server is reading too much mail at once, try again"}
+	release := func() { b.release(n) }
+	b.mu.Lock()
+	if len(b.waiters) == 0 && b.used+n <= b.max {
+		b.used += n
+		b.mu.Unlock()
+		return release, nil
 	}
-	return func() { b.sem.Release(n) }, nil
+	w := &memWaiter{n: n, ready: make(chan struct{})}
+	b.waiters = append(b.waiters, w)
+	b.mu.Unlock()
+	t := time.NewTimer(memWait)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		return release, nil
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	b.mu.Lock()
+	select {
+	case <-w.ready: // granted meanwhile
+		b.mu.Unlock()
+		return release, nil
+	default:
+	}
+	for i, x := range b.waiters {
+		if x == w {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			break
+		}
+	}
+	b.grantLocked() // a big waiter leaving may let smaller ones in
+	b.mu.Unlock()
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+		Text: "the server is reading too much mail at once, try again"}
+}
+
+func (b *memBudget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.grantLocked()
+	b.mu.Unlock()
+}
+
+// grantLocked admits the waiters at the head of the queue that fit.
+func (b *memBudget) grantLocked() {
+	for len(b.waiters) > 0 && b.used+b.waiters[0].n <= b.max {
+		w := b.waiters[0]
+		b.waiters = b.waiters[1:]
+		b.used += w.n
+		close(w.ready)
+	}
 }
