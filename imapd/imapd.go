@@ -12,6 +12,12 @@
 //
 // LOGIN and AUTHENTICATE are refused before STARTTLS unless the listener is trusted; a
 // listener wrapped with tls.NewListener serves implicit TLS (port 993).
+//
+// FETCH copies sections from the message file by the offsets of its MIME structure,
+// parsed once and cached (msgtree.go), so no session holds a message in memory; what FETCH
+// and SEARCH hold is bounded for the whole server. Each listener has its own connection
+// pool, with limits per address, on connections not logged in (the oldest makes room), on
+// the time and commands before the login, and per user (conn.go).
 package imapd
 
 import (
