@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -378,4 +379,111 @@ func FuzzSections(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFetchSectionsOverIMAP fetches sections, BODYSTRUCTURE and BINARY of a nested MIME
+// message through the server, from a CRLF file and from a bare-LF one, and compares them
+// with what imapserver's Extract functions make of the message.
+func TestFetchSectionsOverIMAP(t *testing.T) {
+	e := start(t, Config{})
+	msg := []byte(sectionMessages[6])
+	e.deliver(t, "alice@example.org", string(msg))
+	u, err := e.store.Open(t.Context(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Release()
+	var root string
+	filepath.Walk(e.store.Config().Dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() && filepath.Base(p) == "Maildir" {
+			root = p
+		}
+		return nil
+	})
+	lf := bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))
+	if err := os.WriteFile(filepath.Join(root, "new", "1700000000.M1P1Q1.other"), lf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := login(t, e, "alice@example.org", "secret pw", nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sections := []*imap.FetchItemBodySection{
+		{Peek: true},
+		{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Content-Type"}},
+		{Peek: true, Part: []int{1, 2}},
+		{Peek: true, Part: []int{2}, Specifier: imap.PartSpecifierHeader},
+		{Peek: true, Part: []int{2}, Specifier: imap.PartSpecifierMIME},
+		{Peek: true, Part: []int{2, 1}, Partial: &imap.SectionPartial{Offset: 2, Size: 5}},
+	}
+	binary := &imap.FetchItemBinarySection{Part: []int{2, 2}, Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{
+		BodyStructure: &imap.FetchItemBodyStructure{Extended: true}, BodySection: sections,
+		BinarySection: []*imap.FetchItemBinarySection{binary}, BinarySectionSize: []*imap.FetchItemBinarySectionSize{{Part: []int{2, 2}}},
+		RFC822Size: true,
+	}).Collect()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("%d messages, %v", len(msgs), err)
+	}
+	for _, m := range msgs {
+		if m.RFC822Size != int64(len(msg)) {
+			t.Fatalf("message %d: RFC822.SIZE %d", m.SeqNum, m.RFC822Size)
+		}
+		if got, want := plain(m.BodyStructure), plain(imapserver.ExtractBodyStructure(bytes.NewReader(msg))); !reflect.DeepEqual(got, want) {
+			t.Fatalf("message %d: BODYSTRUCTURE\n got %v\nwant %v", m.SeqNum, got, want)
+		}
+		for _, bs := range sections {
+			want := imapserver.ExtractBodySection(bytes.NewReader(msg), bs)
+			if got := m.FindBodySection(bs); !bytes.Equal(got, want) {
+				t.Fatalf("message %d section %s: %q, want %q", m.SeqNum, specString(bs), got, want)
+			}
+		}
+		if got := string(m.FindBinarySection(binary)); got != "\x89PNG\r\n\x1a\n" {
+			t.Fatalf("message %d BINARY[2.2]: %q", m.SeqNum, got)
+		}
+		if n, ok := m.FindBinarySectionSize([]int{2, 2}); !ok || n != 8 {
+			t.Fatalf("message %d BINARY.SIZE[2.2]: %d", m.SeqNum, n)
+		}
+	}
+}
+
+// plain is v as JSON values as a body structure reads back from the wire: empty maps and
+// lists nil (NIL for an empty parameter list), no encoding as 7bit, no Sender or Reply-To
+// as the From (RFC 3501 §7.4.2).
+func plain(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var out any
+	json.Unmarshal(b, &out)
+	var norm func(any) any
+	norm = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			if len(x) == 0 {
+				return nil
+			}
+			if e, ok := x["Encoding"]; ok && e == "" {
+				x["Encoding"] = "7bit"
+			}
+			for _, k := range []string{"Sender", "ReplyTo"} {
+				if e, ok := x[k]; ok && e == nil {
+					x[k] = x["From"]
+				}
+			}
+			for k, e := range x {
+				x[k] = norm(e)
+			}
+		case []any:
+			if len(x) == 0 {
+				return nil
+			}
+			for i, e := range x {
+				x[i] = norm(e)
+			}
+		}
+		return v
+	}
+	return norm(out)
 }
