@@ -19,7 +19,8 @@ import (
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// readMessage reads a message file into memory, up to MaxFetchBytes.
+// readMessage reads a message file into memory, up to MaxFetchBytes (for SEARCH: FETCH
+// streams from the file).
 func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error) {
 	f, err := s.user.Open(mb, m)
 	if err != nil {
@@ -113,53 +114,63 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 		cmd.buf = make([]byte, copyBufSize)
 	}
 	for start := 0; start < len(uids); start += 256 {
-		end := min(start+256, len(uids))
-		// Envelopes are usually in memory (msgCache): the index's copies are read only for
-		// the messages whose envelope is not.
-		read := s.user.MessagesByUIDWithoutEnvelope
-		if o.Envelope && s.srv.cache == nil {
-			read = s.user.MessagesByUID
+		if err := s.fetchBatch(w, sel, seqs, uids, start, min(start+256, len(uids)), o, cmd); err != nil {
+			return err
 		}
-		msgs, err := read(c, sel.mb, uids[start:end])
+	}
+	return nil
+}
+
+// fetchBatch answers FETCH for uids[start:end], with its own deadline for the index: a
+// FETCH of many large messages may stream for longer than one store operation may take.
+func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uids []uint32, start, end int, o *imap.FetchOptions, cmd *fetchCmd) error {
+	c, cancel := ctx()
+	defer cancel()
+	// Envelopes are usually in memory (msgCache): the index's copies are read only for
+	// the messages whose envelope is not.
+	read := s.user.MessagesByUIDWithoutEnvelope
+	if o.Envelope && s.srv.cache == nil {
+		read = s.user.MessagesByUID
+	}
+	msgs, err := read(c, sel.mb, uids[start:end])
+	if err != nil {
+		return s.logErr("fetch", err)
+	}
+	byUID := make(map[uint32]store.Message, len(msgs))
+	var noEnv []uint32
+	for _, m := range msgs {
+		byUID[m.UID] = m
+		if o.Envelope && s.srv.cache != nil && s.srv.cache.get(envelopeKey(s.user.Name(), m.Key)) == nil {
+			noEnv = append(noEnv, m.UID)
+		}
+	}
+	if len(noEnv) > 0 {
+		full, err := s.user.MessagesByUID(c, sel.mb, noEnv)
 		if err != nil {
 			return s.logErr("fetch", err)
 		}
-		byUID := make(map[uint32]store.Message, len(msgs))
-		var noEnv []uint32
-		for _, m := range msgs {
+		for _, m := range full {
 			byUID[m.UID] = m
-			if o.Envelope && s.srv.cache != nil && s.srv.cache.get(envelopeKey(s.user.Name(), m.Key)) == nil {
-				noEnv = append(noEnv, m.UID)
-			}
 		}
-		if len(noEnv) > 0 {
-			full, err := s.user.MessagesByUID(c, sel.mb, noEnv)
-			if err != nil {
-				return s.logErr("fetch", err)
-			}
-			for _, m := range full {
-				byUID[m.UID] = m
-			}
+	}
+	for i := start; i < end; i++ {
+		m, ok := byUID[uids[i]]
+		if !ok {
+			continue // expunged by another session; the EXPUNGE comes with the next poll
 		}
-		for i := start; i < end; i++ {
-			m, ok := byUID[uids[i]]
-			if !ok {
-				continue // expunged by another session; the EXPUNGE comes with the next poll
-			}
-			if err := cmd.overLimit(); err != nil {
-				s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
-				return err
-			}
-			release, err := s.srv.mem.acquire(c, fetchHold(m, o))
-			if err != nil {
-				s.srv.rlog.warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
-				return err
-			}
-			err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
-			release()
-			if err != nil {
-				return err
-			}
+		if err := cmd.overLimit(); err != nil {
+			s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
+			return err
+		}
+		release, err := s.srv.mem.acquire(context.Background(), fetchHold(m, o))
+		if err != nil {
+			s.srv.rlog.warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+			return err
+		}
+		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
+		release()
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -424,7 +435,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			if !ok {
 				continue
 			}
-			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i], ctx: c}
+			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i]}
 			matched := mm.match(criteria)
 			mm.done()
 			if mm.fatal != nil {
@@ -467,7 +478,6 @@ type matchMsg struct {
 	mb      store.Mailbox
 	m       store.Message
 	seq     uint32
-	ctx     context.Context
 	buf     []byte
 	err     error
 	doc     *textDoc
@@ -479,7 +489,7 @@ type matchMsg struct {
 // FetchMemoryBytes) for it and the text decoded from it.
 func (mm *matchMsg) body() []byte {
 	if mm.buf == nil && mm.err == nil {
-		release, err := mm.s.srv.mem.acquire(mm.ctx, 2*min(mm.m.SizeCRLF, mm.s.srv.cfg.MaxFetchBytes))
+		release, err := mm.s.srv.mem.acquire(context.Background(), 2*min(mm.m.SizeCRLF, mm.s.srv.cfg.MaxFetchBytes))
 		if err != nil {
 			mm.err, mm.fatal = err, err
 			return nil
