@@ -1,9 +1,10 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,12 +15,12 @@ import (
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH in non-UTF-8 text
 	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// readMessage reads a message file into memory, up to MaxFetchSize.
+// readMessage reads a message file into memory, up to MaxFetchSize (for SEARCH: FETCH
+// streams from the file).
 func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error) {
 	f, err := s.user.Open(mb, m)
 	if err != nil {
@@ -71,9 +72,28 @@ func setsSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
+// fetchLimits refuses a FETCH whose items exceed the per-command bounds (issue 15 item
+// 9), before anything is done.
+func fetchLimits(o *imap.FetchOptions) error {
+	if n := len(o.BodySection) + len(o.BinarySection) + len(o.BinarySectionSize); n > maxFetchSections {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("too many body sections in one FETCH (%d, at most %d)", n, maxFetchSections)}
+	}
+	for _, bs := range o.BodySection {
+		if n := len(bs.HeaderFields) + len(bs.HeaderFieldsNot); n > maxHeaderFieldNames {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+				Text: fmt.Sprintf("too many header field names (%d, at most %d)", n, maxHeaderFieldNames)}
+		}
+	}
+	return nil
+}
+
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	sel, err := s.selected()
 	if err != nil {
+		return err
+	}
+	if err := fetchLimits(o); err != nil {
 		return err
 	}
 	seqs, uids := sel.resolve(numSet)
@@ -89,49 +109,86 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 		}
 		o.Flags = true // the changed flags are part of the response (RFC 3501 §6.4.5)
 	}
+	cmd := &fetchCmd{maxWork: int64(s.srv.cfg.MaxFetchParseSize)}
+	if needsBody(o) || o.Envelope {
+		cmd.buf = make([]byte, copyBufSize)
+	}
 	for start := 0; start < len(uids); start += 256 {
-		end := min(start+256, len(uids))
-		// Envelopes are usually in memory (msgCache): the index's copies are read only for
-		// the messages whose envelope is not.
-		read := s.user.MessagesByUIDWithoutEnvelope
-		if o.Envelope && s.srv.cache == nil {
-			read = s.user.MessagesByUID
-		}
-		msgs, err := read(c, sel.mb, uids[start:end])
-		if err != nil {
-			return s.logErr("fetch", err)
-		}
-		byUID := make(map[uint32]store.Message, len(msgs))
-		var noEnv []uint32
-		for _, m := range msgs {
-			byUID[m.UID] = m
-			if o.Envelope && s.srv.cache != nil && s.srv.cache.get(envelopeKey(s.user.Name(), m.Key)) == nil {
-				noEnv = append(noEnv, m.UID)
-			}
-		}
-		if len(noEnv) > 0 {
-			full, err := s.user.MessagesByUID(c, sel.mb, noEnv)
-			if err != nil {
-				return s.logErr("fetch", err)
-			}
-			for _, m := range full {
-				byUID[m.UID] = m
-			}
-		}
-		for i := start; i < end; i++ {
-			m, ok := byUID[uids[i]]
-			if !ok {
-				continue // expunged by another session; the EXPUNGE comes with the next poll
-			}
-			if err := s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o); err != nil {
-				return err
-			}
+		if err := s.fetchBatch(w, sel, seqs, uids, start, min(start+256, len(uids)), o, cmd); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions) error {
+// fetchBatch answers FETCH for uids[start:end], with its own deadline for the index: a
+// FETCH of many large messages may stream for longer than one store operation may take.
+func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uids []uint32, start, end int, o *imap.FetchOptions, cmd *fetchCmd) error {
+	c, cancel := ctx()
+	defer cancel()
+	// Envelopes are usually in memory (msgCache): the index's copies are read only for
+	// the messages whose envelope is not.
+	read := s.user.MessagesByUIDWithoutEnvelope
+	if o.Envelope && s.srv.cache == nil {
+		read = s.user.MessagesByUID
+	}
+	msgs, err := read(c, sel.mb, uids[start:end])
+	if err != nil {
+		return s.logErr("fetch", err)
+	}
+	byUID := make(map[uint32]store.Message, len(msgs))
+	var noEnv []uint32
+	for _, m := range msgs {
+		byUID[m.UID] = m
+		if o.Envelope && s.srv.cache != nil && s.srv.cache.get(envelopeKey(s.user.Name(), m.Key)) == nil {
+			noEnv = append(noEnv, m.UID)
+		}
+	}
+	if len(noEnv) > 0 {
+		full, err := s.user.MessagesByUID(c, sel.mb, noEnv)
+		if err != nil {
+			return s.logErr("fetch", err)
+		}
+		for _, m := range full {
+			byUID[m.UID] = m
+		}
+	}
+	for i := start; i < end; i++ {
+		m, ok := byUID[uids[i]]
+		if !ok {
+			continue // expunged by another session; the EXPUNGE comes with the next poll
+		}
+		if err := cmd.overLimit(); err != nil {
+			s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
+			return err
+		}
+		release, err := s.srv.mem.acquire(context.Background(), fetchHold(m, o))
+		if err != nil {
+			s.srv.rlog.warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+			return err
+		}
+		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
+		release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchHold is what answering FETCH for m holds in memory at most: buffers, and the
+// header fields and offsets of its MIME structure. Sections are copied from the file.
+func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
+	if !needsBody(o) && !o.Envelope {
+		return 0
+	}
+	if o.BodyStructure == nil && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0 && !o.Envelope && wholeOnly(o) {
+		return 2 * copyBufSize
+	}
+	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
+}
+
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions, cmd *fetchCmd) error {
 	w.WriteUID(imap.UID(m.UID))
 	if o.Flags {
 		w.WriteFlags(toIMAPFlags(m.Flags))
@@ -142,55 +199,180 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 	if o.RFC822Size {
 		w.WriteRFC822Size(m.SizeCRLF)
 	}
-	var buf []byte
-	if needsBody(o) || o.Envelope {
-		var env *imap.Envelope
-		if o.Envelope {
-			env = s.cachedEnvelope(m)
-		}
-		if env == nil || needsBody(o) {
-			b, err := s.readMessage(mb, m)
-			if err != nil {
-				s.srv.log.Warn("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
-				w.Close()
-				return nil // the message vanished or is unreadable: skip it, keep the session
-			}
-			buf = b
-		}
-		if o.Envelope {
-			if env == nil {
-				env = s.envelope(mb, m.UID, m.Key, buf)
-			}
+	if !needsBody(o) && !o.Envelope {
+		return w.Close()
+	}
+	var env *imap.Envelope
+	if o.Envelope {
+		env = s.cachedEnvelope(m)
+		if env != nil && !needsBody(o) {
 			w.WriteEnvelope(env)
+			return w.Close()
 		}
+	}
+	mf := &msgFile{s: s, mb: mb, m: m, cmd: cmd}
+	defer mf.close()
+	skip := func(err error) error {
+		// The message vanished or is unreadable: skip it, keep the session.
+		if errors.Is(err, store.ErrNoMessage) {
+			s.srv.rlog.info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+		} else {
+			s.srv.rlog.error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+		}
+		return w.Close()
+	}
+	if o.Envelope {
+		if env == nil {
+			t, err := mf.structure(false)
+			if err != nil {
+				return skip(err)
+			}
+			env = s.envelope(mb, m.UID, m.Key, t.root)
+		}
+		w.WriteEnvelope(env)
 	}
 	if o.BodyStructure != nil {
-		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(buf)))
+		t, err := mf.structure(true)
+		if err != nil {
+			return skip(err)
+		}
+		w.WriteBodyStructure(t.bodyStructure())
 	}
 	for _, bs := range o.BodySection {
-		sec := imapserver.ExtractBodySection(bytes.NewReader(buf), bs)
-		if err := writeAll(w.WriteBodySection(bs, int64(len(sec))), sec); err != nil {
+		if err := cmd.overLimit(); err != nil {
+			w.Close()
+			return err
+		}
+		src, ok, err := mf.section(bs)
+		if err != nil {
+			return skip(err)
+		}
+		open := func(size int64) io.WriteCloser { return w.WriteBodySection(bs, size) }
+		if err := mf.writeLiteral(open, bs.Partial, src, ok); err != nil {
 			return err
 		}
 	}
 	for _, bs := range o.BinarySection {
-		sec := imapserver.ExtractBinarySection(bytes.NewReader(buf), bs)
-		if err := writeAll(w.WriteBinarySection(bs, int64(len(sec))), sec); err != nil {
+		if err := cmd.overLimit(); err != nil {
+			w.Close()
+			return err
+		}
+		src, ok, err := mf.binarySection(bs.Part)
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			w.Close()
+			return err
+		}
+		if err != nil {
+			return skip(err)
+		}
+		open := func(size int64) io.WriteCloser { return w.WriteBinarySection(bs, size) }
+		if err := mf.writeLiteral(open, bs.Partial, src, ok); err != nil {
 			return err
 		}
 	}
 	for _, bs := range o.BinarySectionSize {
-		w.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(buf), bs))
+		if err := cmd.overLimit(); err != nil {
+			w.Close()
+			return err
+		}
+		src, ok, err := mf.binarySection(bs.Part)
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			w.Close()
+			return err
+		}
+		if err != nil {
+			return skip(err)
+		}
+		var n int64
+		if ok {
+			if n, err = mf.size(src); err != nil {
+				return skip(err)
+			}
+		}
+		w.WriteBinarySectionSize(bs, uint32(min(n, 1<<32-1)))
 	}
 	return w.Close()
 }
 
-func writeAll(wc io.WriteCloser, b []byte) error {
-	_, err := wc.Write(b)
-	if cerr := wc.Close(); err == nil {
-		err = cerr
+// wholeOnly reports whether every body section is BODY[] of the whole message.
+func wholeOnly(o *imap.FetchOptions) bool {
+	for _, bs := range o.BodySection {
+		if len(bs.Part) > 0 || bs.Specifier != imap.PartSpecifierNone {
+			return false
+		}
 	}
-	return err
+	return true
+}
+
+// literalRange is the part of a section of total bytes that a partial asks for
+// (RFC 3501 §6.4.5: none when it starts beyond the end).
+func literalRange(total int64, partial *imap.SectionPartial) (off, n int64) {
+	if partial == nil {
+		return 0, total
+	}
+	if partial.Offset >= total || partial.Offset < 0 {
+		return 0, 0
+	}
+	return partial.Offset, min(partial.Size, total-partial.Offset)
+}
+
+// countWriter counts what reaches the client and keeps the first write error.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// writeLiteral writes one section as a literal: its size first (from the structure, or
+// by a pass over a filtered header or a decoded body), then its bytes, streamed from the
+// file. A file that ends early or fails to read is logged and the literal padded, so the
+// client stays in step with the protocol.
+func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *imap.SectionPartial, src source, ok bool) error {
+	var total int64
+	if ok {
+		t, err := mf.size(src)
+		if err != nil {
+			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+		} else {
+			total = t
+		}
+	}
+	off, n := literalRange(total, partial)
+	lw := open(n)
+	if n > 0 {
+		cw := &countWriter{w: lw}
+		err := mf.write(cw, src, off, n)
+		if cw.err != nil {
+			lw.Close()
+			return cw.err
+		}
+		if err == nil && cw.n < n {
+			err = fmt.Errorf("imapd: message %d ended %d bytes early", mf.m.UID, n-cw.n)
+		}
+		if err != nil {
+			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			pad := bytes.Repeat([]byte(" "), int(min(n-cw.n, copyBufSize)))
+			for cw.n < n && cw.err == nil {
+				cw.Write(pad[:min(int64(len(pad)), n-cw.n)])
+			}
+			if cw.err != nil {
+				lw.Close()
+				return cw.err
+			}
+		}
+	}
+	return lw.Close()
 }
 
 // cachedEnvelope returns the envelope from the server's memory or from the index (nil when
@@ -211,14 +393,11 @@ func (s *session) cachedEnvelope(m store.Message) *imap.Envelope {
 	return &e
 }
 
-// envelope parses the header and caches the envelope in the index, so the next FETCH
-// ENVELOPE (what mail clients ask for when listing a folder) does not open the file.
-func (s *session) envelope(mb store.Mailbox, uid uint32, key string, buf []byte) *imap.Envelope {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(buf)))
-	if err != nil {
-		h = textproto.Header{}
-	}
-	env := imapserver.ExtractEnvelope(h)
+// envelope makes the envelope from the header fields the structure kept and caches it in
+// the index, so the next FETCH ENVELOPE (what mail clients ask for when listing a folder)
+// does not open the file.
+func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *imap.Envelope {
+	env := imapserver.ExtractEnvelope(root.header)
 	if b, err := json.Marshal(env); err == nil {
 		s.srv.cache.put(envelopeKey(s.user.Name(), key), env, int64(len(b))*2)
 		c, cancel := ctx()
@@ -257,7 +436,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 				continue
 			}
 			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i]}
-			if mm.match(criteria) {
+			matched := mm.match(criteria)
+			mm.done()
+			if mm.fatal != nil {
+				return nil, mm.fatal
+			}
+			if matched {
 				resUIDs = append(resUIDs, m.UID)
 				if kind == imapserver.NumKindUID {
 					res = append(res, m.UID)
@@ -289,21 +473,40 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 }
 
 type matchMsg struct {
-	s   *session
-	sel *selected
-	mb  store.Mailbox
-	m   store.Message
-	seq uint32
-	buf []byte
-	err error
-	doc *textDoc
+	s       *session
+	sel     *selected
+	mb      store.Mailbox
+	m       store.Message
+	seq     uint32
+	buf     []byte
+	err     error
+	doc     *textDoc
+	release func()
+	fatal   error // the server's memory budget had no room: the SEARCH fails
 }
 
+// body reads the message into memory, within the server's budget (Config.
+// FetchMemory) for it and the text decoded from it.
 func (mm *matchMsg) body() []byte {
 	if mm.buf == nil && mm.err == nil {
+		release, err := mm.s.srv.mem.acquire(context.Background(), 2*min(mm.m.SizeCRLF, int64(mm.s.srv.cfg.MaxFetchSize)))
+		if err != nil {
+			mm.err, mm.fatal = err, err
+			return nil
+		}
+		mm.release = release
 		mm.buf, mm.err = mm.s.readMessage(mm.mb, mm.m)
 	}
 	return mm.buf
+}
+
+// done drops what was read of the message and gives its memory back to the budget.
+func (mm *matchMsg) done() {
+	mm.buf, mm.doc = nil, nil
+	if mm.release != nil {
+		mm.release()
+		mm.release = nil
+	}
 }
 
 func (mm *matchMsg) entity() *gomessage.Entity {

@@ -12,6 +12,12 @@
 //
 // LOGIN and AUTHENTICATE are refused before STARTTLS unless the listener is trusted; a
 // listener wrapped with tls.NewListener serves implicit TLS (port 993).
+//
+// FETCH copies sections from the message file by the offsets of its MIME structure,
+// parsed once and cached (msgtree.go), so no session holds a message in memory; what FETCH
+// and SEARCH hold is bounded for the whole server. Each listener has its own connection
+// pool, with limits per address, on connections not logged in (the oldest makes room), on
+// the time and commands before the login, and per user (conn.go).
 package imapd
 
 import (
@@ -23,6 +29,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -38,9 +46,44 @@ type Config struct {
 	TLSConfig *tls.Config `yaml:"-"`
 	// Trusted allows LOGIN and AUTHENTICATE without TLS (loopback or internal listeners).
 	Trusted bool `yaml:"trusted"`
-	// MaxFetchSize bounds how much of one message is read into memory to answer FETCH
-	// and SEARCH; default the store's max_message_size (64MiB).
+	// MaxFetchSize bounds how much of one message SEARCH reads into memory (a larger
+	// message does not match TEXT or BODY); default the store's max_message_size (64MiB).
+	// FETCH does not read messages into memory: sections are copied from the file.
 	MaxFetchSize bytesize.Size `yaml:"max_fetch_size"`
+	// FetchMemory bounds the bytes of messages all sessions together hold in memory at
+	// once to answer FETCH and SEARCH (copy buffers, MIME structures being parsed, the
+	// text SEARCH decodes); a command waits up to 30 s for room, then gets NO
+	// [UNAVAILABLE]. Default 128MiB.
+	FetchMemory bytesize.Size `yaml:"fetch_memory"`
+	// MaxFetchParseSize bounds what one FETCH parses, decodes or skips through (MIME
+	// structures, header field filters, BINARY decoding); beyond it the command ends with
+	// NO [LIMIT]. Structures are cached, so a client that retries makes progress. Default
+	// 1GiB (a second or two of CPU).
+	MaxFetchParseSize bytesize.Size `yaml:"max_fetch_parse_size"`
+	// MaxConnections bounds the connections of each listener; default 1000 (Dovecot's
+	// imap process_limit is 1024). -1: no limit.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP bounds one client address's connections to a listener; default
+	// 50 (an office behind one NAT address; Postfix's smtpd_client_connection_count_limit
+	// is 50 too). -1: no limit.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// MaxLoginConnections bounds a listener's connections that have not logged in yet;
+	// when it is full the one that waited longest is closed to make room, as Dovecot does
+	// (its imap-login process_limit is 100). Default 100; -1: no limit.
+	MaxLoginConnections int `yaml:"max_login_connections"`
+	// LoginTimeout closes a connection that has not logged in this long after connecting;
+	// default 1 minute (Dovecot: 3 minutes). -1: none.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// MaxLoginCommands closes a connection that sends more commands than this before it
+	// logs in (NOOP, CAPABILITY, failed LOGINs, errors); default 20. -1: no limit.
+	MaxLoginCommands int `yaml:"max_login_commands"`
+	// MaxUserConnections bounds the sessions one user has logged in at once, from
+	// anywhere; default 50. -1: no limit.
+	MaxUserConnections int `yaml:"max_user_connections"`
+	// MaxUserIPConnections bounds one user's sessions from one address (Dovecot's
+	// mail_max_userip_connections, whose default is also 10); the next LOGIN gets
+	// NO [UNAVAILABLE]. -1: no limit.
+	MaxUserIPConnections int `yaml:"max_user_ip_connections"`
 	// CacheSize bounds the memory holding what was decoded from messages, shared by all
 	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
 	// default 32MiB, -1 turns the cache off.
@@ -73,9 +116,17 @@ type Server struct {
 	store *store.Store
 	auth  Authenticator
 	log   *slog.Logger
+	rlog  *rateLog // what clients can cause, rate-limited
 	srv   *imapserver.Server
 	train chan struct{} // bounds concurrent Train calls
-	cache *msgCache     // decoded search text and envelopes; nil when off
+	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
+	mem   *memBudget
+	users userLimits
+
+	mu      sync.Mutex
+	lns     map[net.Listener]*chanListener
+	closed  bool
+	serving sync.WaitGroup // imapserver's Serve calls
 }
 
 // Caps is what the server advertises (besides the always-on IDLE, ENABLE, UNSELECT,
@@ -102,14 +153,32 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 32 << 20
 	}
-	s := &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "imap"), train: make(chan struct{}, 4)}
+	if cfg.FetchMemory <= 0 {
+		cfg.FetchMemory = 128 << 20
+	}
+	if cfg.MaxFetchParseSize <= 0 {
+		cfg.MaxFetchParseSize = 1 << 30
+	}
+	defaultInt(&cfg.MaxConnections, 1000)
+	defaultInt(&cfg.MaxConnectionsPerIP, 50)
+	defaultInt(&cfg.MaxLoginConnections, 100)
+	defaultInt(&cfg.MaxLoginCommands, 20)
+	defaultInt(&cfg.MaxUserConnections, 50)
+	defaultInt(&cfg.MaxUserIPConnections, 10)
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = time.Minute
+	}
+	log = log.With("server", "imap")
+	s := &Server{cfg: cfg, store: st, auth: a, log: log, rlog: newRateLog(log), train: make(chan struct{}, 4),
+		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{},
+		users: userLimits{user: map[string]int{}, userIP: map[userKey]int{}}}
 	if cfg.CacheSize > 0 {
 		s.cache = newMsgCache(int64(cfg.CacheSize))
 	}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         Caps,
-		Logger:       logAdapter{s.log},
+		Logger:       logAdapter{s.rlog},
 		TLSConfig:    cfg.TLSConfig,
 		InsecureAuth: cfg.Trusted,
 		DebugWriter:  cfg.Debug,
@@ -117,22 +186,54 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	return s, nil
 }
 
-// Serve accepts IMAP connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(ln)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("imapd: %w", err)
+// defaultInt sets *n to def when it is 0; a negative value means no limit.
+func defaultInt(n *int, def int) {
+	if *n == 0 {
+		*n = def
 	}
-	return err
 }
 
 // Close stops the listeners and closes every connection.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln, cl := range s.lns {
+		ln.Close()
+		cl.Close()
+	}
+	s.mu.Unlock()
+	// imapserver's Close must not run while one of its Serve calls starts.
+	s.serving.Wait()
+	return s.srv.Close()
+}
 
-type logAdapter struct{ l *slog.Logger }
+// logAdapter sorts imapserver's messages: what a client causes (a connection that drops
+// or times out, a command that fails) is not the server's fault and goes through the
+// rate-limited log at a low level; panics are errors.
+type logAdapter struct{ l *rateLog }
 
-func (a logAdapter) Printf(format string, args ...any) { a.l.Warn(fmt.Sprintf(format, args...)) }
+func (a logAdapter) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case strings.HasPrefix(format, "panic"):
+		a.l.error("imap panic", "err", msg)
+	case strings.HasPrefix(format, "failed to read command"), strings.HasPrefix(format, "failed to write greeting"):
+		a.l.debug("imap connection ended", "err", msg)
+	case strings.HasPrefix(format, "handling"):
+		// Our session logs its own faults; what is left here comes from parsing the
+		// client's command (e.g. a mailbox name that is not modified UTF-7).
+		a.l.info("imap command failed", "err", msg)
+	default:
+		a.l.warn("imap", "err", msg)
+	}
+}
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	return &session{srv: s, conn: c, started: time.Now()}, nil, nil
+	sess := &session{srv: s, conn: c, started: time.Now(), cs: connStateOf(c)}
+	if sess.cs != nil {
+		sess.cs.mu.Lock()
+		sess.cs.ic = c
+		sess.cs.mu.Unlock()
+	}
+	return sess, nil, nil
 }

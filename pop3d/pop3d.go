@@ -51,6 +51,22 @@ type Config struct {
 	MaxMessages int `yaml:"max_messages"`
 	// MarkSeen sets \Seen on retrieved messages at QUIT, as Dovecot does; default true.
 	MarkSeen *bool `yaml:"mark_seen"`
+	// MaxConnections bounds the connections of each listener; default 500 (POP3 sessions
+	// are short: download and quit). -1: no limit.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP bounds one client address's connections to a listener; default
+	// 20 (a client polls one maildrop at a time, which one session holds). -1: no limit.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// MaxLoginConnections bounds a listener's connections that have not logged in yet;
+	// when it is full the one that waited longest is closed to make room, as Dovecot's
+	// pop3-login does. Default 100; -1: no limit.
+	MaxLoginConnections int `yaml:"max_login_connections"`
+	// LoginTimeout closes a connection that has not logged in this long after connecting,
+	// however busy; default 1 minute (Dovecot: 3 minutes). -1: none.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// MaxLoginCommands closes a connection that sends more commands than this before it
+	// logs in (CAPA, NOOP, failed logins, errors); default 20. -1: no limit.
+	MaxLoginCommands int `yaml:"max_login_commands"`
 }
 
 // Authenticator checks a user name and password and returns the canonical user name; the
@@ -73,6 +89,7 @@ type Server struct {
 	store *store.Store
 	auth  Authenticator
 	log   *slog.Logger
+	rlog  *rateLog // what clients can cause, rate-limited
 
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
@@ -109,14 +126,30 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 		t := true
 		cfg.MarkSeen = &t
 	}
+	defaultInt(&cfg.MaxConnections, 500)
+	defaultInt(&cfg.MaxConnectionsPerIP, 20)
+	defaultInt(&cfg.MaxLoginConnections, 100)
+	defaultInt(&cfg.MaxLoginCommands, 20)
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = time.Minute
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, store: st, auth: a, log: log.With("server", "pop3"),
+	log = log.With("server", "pop3")
+	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: newRateLog(log),
 		locked: map[string]bool{}, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
 }
 
-// Serve accepts connections on ln until Close. Connections that are *tls.Conn (a
+// defaultInt sets *n to def when it is 0; a negative value means no limit.
+func defaultInt(n *int, def int) {
+	if *n == 0 {
+		*n = def
+	}
+}
+
+// Serve accepts connections on ln until Close, with its own pool of connections
+// (Config.MaxConnections and the other limits). Connections that are *tls.Conn (a
 // listener from tls.NewListener, POP3S on port 995) count as TLS from the start.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
@@ -131,6 +164,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.lns, ln)
 		s.mu.Unlock()
 	}()
+	p := newPool(s)
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -142,17 +176,30 @@ func (s *Server) Serve(ln net.Listener) error {
 				return net.ErrClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and friends: wait instead of spinning.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.rlog.warn("pop3 accept", "err", err, "retry_in", delay)
 				time.Sleep(delay)
 				continue
 			}
 			return fmt.Errorf("pop3d: accept: %w", err)
 		}
 		delay = 0
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		st, why := p.admit(ip)
+		if st == nil {
+			s.refuse(c, ip, why)
+			continue
+		}
+		st.conn = c
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			st.release()
 			c.Close()
 			return net.ErrClosed
 		}
@@ -161,7 +208,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.ServeConn(context.Background(), c)
+			defer st.release()
+			s.serveConn(context.Background(), c, st)
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
@@ -200,9 +248,15 @@ func (s *Server) unlock(user string) {
 	s.mu.Unlock()
 }
 
-// ServeConn runs one POP3 session on c and closes it.
-func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
-	sess := &session{srv: s, conn: c, ctx: ctx}
+// ServeConn runs one POP3 session on c and closes it. The connection limits of Serve
+// do not apply; the login timeout and command limit do.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) { s.serveConn(ctx, c, nil) }
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn, st *connState) {
+	sess := &session{srv: s, conn: c, ctx: ctx, cs: st, loginBy: time.Now().Add(s.cfg.LoginTimeout)}
+	if s.cfg.LoginTimeout < 0 {
+		sess.loginBy = time.Time{}
+	}
 	_, sess.tls = c.(*tls.Conn)
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		sess.remote = ap.Addr().Unmap()

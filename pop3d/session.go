@@ -35,6 +35,11 @@ type session struct {
 	bc     bufferedConn
 	tls    bool
 	remote netip.Addr
+	cs     *connState // the listener's accounting; nil from ServeConn
+	// loginBy is when a session that has not logged in is closed (zero: never);
+	// loginCommands counts its commands.
+	loginBy       time.Time
+	loginCommands int
 
 	state    state
 	userArg  string // from USER
@@ -80,9 +85,28 @@ func (s *session) reply(ok bool, format string, args ...any) error {
 	return s.bc.w.Flush()
 }
 
-// readLine reads one CRLF (or LF) terminated line of at most MaxLineSize.
+// errLoginTimeout ends a session that did not log in within Config.LoginTimeout.
+var errLoginTimeout = errors.New("no login in time")
+
+// readLine reads one CRLF (or LF) terminated line of at most MaxLineSize. The whole line
+// must arrive within the idle timeout, and before the login within LoginTimeout of the
+// connection: a line dripped a byte at a time does not extend either.
 func (s *session) readLine() (string, error) {
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
+	deadline := time.Now().Add(s.srv.cfg.IdleTimeout)
+	login := s.state == stateAuth && !s.loginBy.IsZero() && s.loginBy.Before(deadline)
+	if login {
+		deadline = s.loginBy
+	}
+	s.conn.SetReadDeadline(deadline)
+	line, err := s.readLineUntil()
+	var ne net.Error
+	if login && errors.As(err, &ne) && ne.Timeout() {
+		return "", errLoginTimeout
+	}
+	return line, err
+}
+
+func (s *session) readLineUntil() (string, error) {
 	var buf []byte
 	for {
 		chunk, err := s.bc.r.ReadSlice('\n')
@@ -110,8 +134,12 @@ func (s *session) run() {
 	for !s.quit {
 		line, err := s.readLine()
 		if err != nil {
-			if errors.Is(err, errTooLong) {
+			// On a timeout the connection closes without a response (RFC 1939 §3).
+			switch {
+			case errors.Is(err, errTooLong):
 				s.reply(false, "line too long")
+			case errors.Is(err, errLoginTimeout):
+				s.srv.rlog.info("pop3 login timeout", "remote", s.remote)
 			}
 			return
 		}
@@ -119,6 +147,14 @@ func (s *session) run() {
 		if s.commands > s.srv.cfg.MaxCommands {
 			s.reply(false, "too many commands")
 			return
+		}
+		if s.state == stateAuth {
+			s.loginCommands++
+			if n := s.srv.cfg.MaxLoginCommands; n > 0 && s.loginCommands > n {
+				s.srv.rlog.info("pop3 too many commands before login", "remote", s.remote)
+				s.replyBye("too many commands before login")
+				return
+			}
 		}
 		cmd, err := ParseCommand(line)
 		if err == nil {
@@ -128,6 +164,10 @@ func (s *session) run() {
 			var ne net.Error
 			if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return
+			}
+			var re replyErr
+			if !errors.As(err, &re) && !errors.Is(err, errSyntax) {
+				s.srv.rlog.error("pop3 command", "remote", s.remote, "err", err) // a server fault
 			}
 			s.errors++
 			if werr := s.reply(false, "%s", errText(err)); werr != nil {
@@ -139,6 +179,14 @@ func (s *session) run() {
 			}
 		}
 	}
+}
+
+// replyBye sends a last -ERR before the session is closed, waiting little for a client
+// that does not read.
+func (s *session) replyBye(text string) {
+	s.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	s.bc.w.WriteString("-ERR " + text + "\r\n")
+	s.bc.w.Flush()
 }
 
 // replyErr is an error whose text goes to the client as is.
@@ -295,6 +343,9 @@ func (s *session) stls(cmd Command) error {
 	}
 	s.setConn(tc)
 	s.tls = true
+	if s.cs != nil {
+		s.cs.startedTLS()
+	}
 	return nil
 }
 
@@ -369,7 +420,7 @@ func (s *session) authCmd(cmd Command) error {
 }
 
 func (s *session) authFailed(err error) error {
-	s.srv.log.Info("pop3 auth failed", "remote", s.remote, "err", err)
+	s.srv.rlog.info("pop3 auth failed", "remote", s.remote, "err", err)
 	switch {
 	case isTemporary(err):
 		return replyErr("[SYS/TEMP] authentication temporarily unavailable")
@@ -412,6 +463,9 @@ func (s *session) open(user string) error {
 	s.deleted = make([]bool, len(msgs))
 	s.retr = make([]bool, len(msgs))
 	s.state = stateTrans
+	if s.cs != nil {
+		s.cs.loggedIn()
+	}
 	s.srv.log.Info("pop3 login", "user", user, "remote", s.remote, "messages", len(msgs))
 	return s.reply(true, "maildrop has %d messages", len(msgs))
 }
@@ -530,12 +584,12 @@ func (s *session) quitCmd() error {
 	}
 	if len(seen) > 0 {
 		if _, err := s.user.SetFlags(s.ctx, s.mb, seen, store.FlagsAdd, []string{store.FlagSeen}, nil); err != nil {
-			s.srv.log.Warn("pop3 mark seen", "user", s.user.Name(), "err", err)
+			s.srv.rlog.warn("pop3 mark seen", "user", s.user.Name(), "err", err)
 		}
 	}
 	if len(del) > 0 {
 		if _, err := s.user.Remove(s.ctx, s.mb, del); err != nil {
-			s.srv.log.Error("pop3 update", "user", s.user.Name(), "err", err)
+			s.srv.rlog.error("pop3 update", "user", s.user.Name(), "err", err)
 			return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
 		}
 	}

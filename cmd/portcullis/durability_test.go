@@ -25,19 +25,32 @@ import (
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
-// buildBinary compiles the portcullis binary once per test run.
-var buildBinary = sync.OnceValues(func() (string, error) {
+// buildBinary compiles the portcullis binary once per test run, with the race detector.
+var buildBinary = sync.OnceValues(func() (string, error) { return build("-race") })
+
+// buildPlainBinary compiles the binary without the race detector, whose shadow memory
+// would drown what the memory tests measure. PORTCULLIS_E2E_BIN names another binary
+// instead (to measure an older build the same way).
+var buildPlainBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("PORTCULLIS_E2E_BIN"); bin != "" {
+		return bin, nil
+	}
+	return build()
+})
+
+func build(flags ...string) (string, error) {
 	dir, err := os.MkdirTemp("", "portcullis-bin")
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "portcullis")
-	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	args := append(append([]string{"build"}, flags...), "-o", bin, ".")
+	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return bin, nil
-})
+}
 
 // server is a running portcullis child process.
 type server struct {
@@ -57,12 +70,27 @@ func (s *server) logText() string {
 
 var listenRe = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
 
-// startServer starts `portcullis serve --config CFG` and waits until every listener of
-// the config is up.
+// startServer starts `portcullis serve --config CFG` (built with -race) and waits until
+// every listener of the config is up.
 func startServer(t *testing.T, cfgPath string, want ...string) *server {
 	t.Helper()
 	bin, err := buildBinary()
 	require.NoError(t, err)
+	return startBinary(t, bin, cfgPath, want...)
+}
+
+// startPlainServer is startServer with the binary of buildPlainBinary.
+func startPlainServer(t *testing.T, cfgPath string, want ...string) *server {
+	t.Helper()
+	bin, err := buildPlainBinary()
+	require.NoError(t, err)
+	return startBinary(t, bin, cfgPath, want...)
+}
+
+// startBinary starts `BIN serve --config CFG`, waits until the listeners named by want
+// are up, and kills the server when the test ends (a test may stop it earlier).
+func startBinary(t *testing.T, bin, cfgPath string, want ...string) *server {
+	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -72,6 +100,7 @@ func startServer(t *testing.T, cfgPath string, want ...string) *server {
 	go func() {
 		defer close(s.done)
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		signalled := false
 		live := map[string]string{}
 		for sc.Scan() {
@@ -106,6 +135,10 @@ func startServer(t *testing.T, cfgPath string, want ...string) *server {
 		_ = cmd.Process.Kill()
 		t.Fatalf("server did not listen within 2 minutes:\n%s", s.logText())
 	}
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.done
+	})
 	return s
 }
 

@@ -20,6 +20,17 @@ import (
 // message being received.
 const fdsPerSMTPConn = 2
 
+// Descriptors each IMAP or POP3 session may hold: its socket and the message file a FETCH,
+// RETR or TOP is streaming (the user's index stays open once per user, in the reserve).
+const fdsPerMailboxConn = 2
+
+// Pool sizes of the IMAP and POP3 listeners when max_connections is not set (see
+// imapd.Config and pop3d.Config).
+const (
+	defaultIMAPConns = 1000
+	defaultPOP3Conns = 500
+)
+
 // fdReserve is what the process keeps for everything that is not a client connection:
 // the queue (log segments, message and status files), the user and Bayes databases,
 // DNS and clamd sockets, logs. Each delivery adds a few (see descriptorBudget).
@@ -59,10 +70,27 @@ func descriptorBudget(cfg *config.Config) (need uint64, detail string) {
 	if cfg.HTTP.Addr != "" {
 		web = httpMaxConns
 	}
-	need = conns*fdsPerSMTPConn + web + 4*deliveries + fdReserve
-	detail = fmt.Sprintf("%d SMTP connections (the listeners' max_connections) x %d, %d HTTP, %d deliveries x 4, %d reserve",
-		conns, fdsPerSMTPConn, web, deliveries, fdReserve)
+	mailbox := listenerPool(cfg.IMAP.MaxConnections, defaultIMAPConns, cfg.IMAP.Addr, cfg.IMAP.TLSAddr) +
+		listenerPool(cfg.POP3.MaxConnections, defaultPOP3Conns, cfg.POP3.Addr, cfg.POP3.TLSAddr)
+	need = conns*fdsPerSMTPConn + mailbox*fdsPerMailboxConn + web + 4*deliveries + fdReserve
+	detail = fmt.Sprintf("%d SMTP connections (the listeners' max_connections) x %d, %d IMAP and POP3 connections x %d, %d HTTP, %d deliveries x 4, %d reserve",
+		conns, fdsPerSMTPConn, mailbox, fdsPerMailboxConn, web, deliveries, fdReserve)
 	return need, detail
+}
+
+// listenerPool is the connections the listeners at addrs may hold together: max per
+// listener (def when 0; a negative max, no limit, counts nothing: it cannot be budgeted).
+func listenerPool(max, def int, addrs ...string) uint64 {
+	if max == 0 {
+		max = def
+	}
+	var n uint64
+	for _, a := range addrs {
+		if a != "" && max > 0 {
+			n += uint64(max)
+		}
+	}
+	return n
 }
 
 // checkDescriptors raises the descriptor limit and refuses to start when the listeners'
@@ -77,7 +105,7 @@ func checkDescriptors(cfg *config.Config, log *slog.Logger) error {
 	need, detail := descriptorBudget(cfg)
 	if need > limit {
 		return fmt.Errorf("the connection limits need up to %d file descriptors (%s) but RLIMIT_NOFILE is %d: "+
-			"lower smtp.listeners[].max_connections (or smtp.max_connections), or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+			"lower smtp.listeners[].max_connections (or smtp.max_connections), imap.max_connections or pop3.max_connections, or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
 			need, detail, limit)
 	}
 	log.Info("file descriptors", "limit", limit, "pools_need", need)

@@ -109,7 +109,11 @@ func runServer(dir, listen, pass string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := imapd.New(imapd.Config{Trusted: true}, st, anyUser(pass), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// No connection limits, as the Dovecot of bench/imap.sh (5000 idle connections and
+	// 200 clients from one address, mail_max_userip_connections = 10000).
+	cfg := imapd.Config{Trusted: true, MaxConnections: -1, MaxConnectionsPerIP: -1, MaxLoginConnections: -1,
+		MaxUserConnections: -1, MaxUserIPConnections: -1}
+	srv, err := imapd.New(cfg, st, anyUser(pass), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err
 	}
