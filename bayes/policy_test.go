@@ -31,9 +31,7 @@ func TestPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(11, 12))
-	for i := 0; i < 40; i++ {
-		c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0])
-	}
+	trainAlternating(t, c, r, 0, 40)
 	s.Close()
 
 	if _, err := NewPolicy(PolicyConfig{}, Deps{}); err == nil {
@@ -100,7 +98,7 @@ func TestPolicyPerUser(t *testing.T) {
 		r := rand.New(rand.NewPCG(13, 14))
 		for i := 0; i < 120; i++ {
 			spam := i%2 == 0
-			c.Train(ctx, synthMessage(r, spam, i), map[bool]Class{true: Spam, false: Ham}[spam != invert])
+			c.Train(ctx, synthMessage(r, spam, i), classOf(spam != invert))
 		}
 	}
 	train(db, false)

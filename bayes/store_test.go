@@ -26,6 +26,45 @@ func synthMessage(r *rand.Rand, spam bool, id int) []byte {
 	return []byte(msg)
 }
 
+// classOf is the class a synthMessage of the spam or ham vocabulary is trained as.
+func classOf(spam bool) Class {
+	if spam {
+		return Spam
+	}
+	return Ham
+}
+
+// trainAlternating trains c on n synthetic messages drawn from r, spam and ham in turn,
+// with the ids first, first+1, ...
+func trainAlternating(t testing.TB, c *Classifier, r *rand.Rand, first, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := c.Train(context.Background(), synthMessage(r, i%2 == 0, first+i), classOf(i%2 == 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// newTrained returns a classifier over s trained on 40 synthetic messages drawn from r.
+func newTrained(t *testing.T, s Store, r *rand.Rand) *Classifier {
+	t.Helper()
+	c, err := New(Config{}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainAlternating(t, c, r, 0, 40)
+	return c
+}
+
+// checkRestored fails the test unless s holds what snapshot returned as before and btot.
+func checkRestored(t *testing.T, s Store, before map[uint64]entry, btot Totals) {
+	t.Helper()
+	after, atot := snapshot(t, s)
+	if btot != atot || !maps.Equal(before, after) {
+		t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
+	}
+}
+
 func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
 	t.Helper()
 	var tab *table
@@ -66,16 +105,8 @@ func TestTrainUntrainReversible(t *testing.T) {
 	for name, mk := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			s := mk()
-			c, err := New(Config{}, s)
-			if err != nil {
-				t.Fatal(err)
-			}
 			r := rand.New(rand.NewPCG(1, 2))
-			for i := 0; i < 40; i++ {
-				if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			c := newTrained(t, s, r)
 			before, btot := snapshot(t, s)
 			var extra [][]byte
 			for i := 100; i < 110; i++ {
@@ -101,10 +132,7 @@ func TestTrainUntrainReversible(t *testing.T) {
 			if out, _ := c.Untrain(ctx, extra[0]); out != NotTrained {
 				t.Errorf("second untrain: %v", out)
 			}
-			after, atot := snapshot(t, s)
-			if btot != atot || !maps.Equal(before, after) {
-				t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
-			}
+			checkRestored(t, s, before, btot)
 		})
 	}
 }
@@ -121,11 +149,7 @@ func TestSQLitePersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	for i := 0; i < 30; i++ {
-		if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	trainAlternating(t, c, r, 0, 30)
 	probe := synthMessage(r, true, 999)
 	want, _ := c.Classify(ctx, probe)
 	before, btot := snapshot(t, s)
@@ -237,7 +261,7 @@ func TestClassifyWhileTraining(t *testing.T) {
 			r := rand.New(rand.NewPCG(5, 6))
 			var seed []Example
 			for i := 0; i < 40; i++ {
-				seed = append(seed, Example{Raw: synthMessage(r, i%2 == 0, i), Class: map[bool]Class{true: Spam, false: Ham}[i%2 == 0]})
+				seed = append(seed, Example{Raw: synthMessage(r, i%2 == 0, i), Class: classOf(i%2 == 0)})
 			}
 			if _, err := c.TrainBatch(ctx, seed); err != nil {
 				t.Fatal(err)
@@ -268,7 +292,7 @@ func TestClassifyWhileTraining(t *testing.T) {
 			tr := rand.New(rand.NewPCG(7, 8))
 			for i := 100; i < 160; i++ {
 				spam := i%2 == 0
-				if _, err := c.Train(ctx, synthMessage(tr, spam, i), map[bool]Class{true: Spam, false: Ham}[spam]); err != nil {
+				if _, err := c.Train(ctx, synthMessage(tr, spam, i), classOf(spam)); err != nil {
 					t.Fatal(err)
 				}
 				if i%10 == 0 {
@@ -291,9 +315,7 @@ func TestTrainOnError(t *testing.T) {
 	ctx := context.Background()
 	c, _ := New(Config{}, NewMemStore())
 	r := rand.New(rand.NewPCG(9, 10))
-	for i := 0; i < 30; i++ {
-		c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0])
-	}
+	trainAlternating(t, c, r, 0, 30)
 	_, trained, err := c.TrainOnError(ctx, synthMessage(r, true, 100), Spam)
 	if err != nil || trained {
 		t.Errorf("a correctly classified spam was trained: %v %v", trained, err)
@@ -313,16 +335,8 @@ func TestReinforceUntrain(t *testing.T) {
 	for name, mk := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			s := mk()
-			c, err := New(Config{}, s)
-			if err != nil {
-				t.Fatal(err)
-			}
 			r := rand.New(rand.NewPCG(5, 6))
-			for i := 0; i < 40; i++ {
-				if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			c := newTrained(t, s, r)
 			before, btot := snapshot(t, s)
 			// messages of words from both vocabularies and nothing unique: they score
 			// in between, so the passes reinforce them
@@ -368,10 +382,7 @@ func TestReinforceUntrain(t *testing.T) {
 					t.Fatalf("untrain: %v %v", out, err)
 				}
 			}
-			after, atot := snapshot(t, s)
-			if btot != atot || !maps.Equal(before, after) {
-				t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
-			}
+			checkRestored(t, s, before, btot)
 		})
 	}
 }
