@@ -116,6 +116,16 @@ func Fail(rcpt, host string, code int, enhanced, text string, err error) Result 
 		Reply: oneLine(fmt.Sprintf("%d %s %s", code, enhanced, text))}
 }
 
+// ForAll returns r as the result of each of rcpts: a failure of the whole transaction.
+func ForAll(rcpts []string, r Result) []Result {
+	out := make([]Result, len(rcpts))
+	for i, rc := range rcpts {
+		out[i] = r
+		out[i].Rcpt = rc
+	}
+	return out
+}
+
 func describe(host string, err error) string {
 	if host == "" {
 		return err.Error()
