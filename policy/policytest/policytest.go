@@ -52,3 +52,14 @@ func CompileReadme(t testing.TB, path string, policies map[string]policy.Policy)
 	}
 	return specs
 }
+
+// CompileReadmeOf is the README test of a package with one policy: it stops the test when
+// the policy's constructor returned err, and compiles the rules of the package's
+// README.md against p under the instance name.
+func CompileReadmeOf(t testing.TB, name string, p policy.Policy, err error) []policy.RuleSpec {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return CompileReadme(t, "README.md", map[string]policy.Policy{name: p})
+}
