@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -184,7 +185,7 @@ func TestDNSFailures(t *testing.T) {
 
 // TestDeferThenDeliver: a next hop that defers every recipient, then recovers.
 func TestDeferThenDeliver(t *testing.T) {
-	addr := postfixtest.FreeAddr(t, "127.0.0.1")
+	addr := testenv.FreeAddr(t)
 	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, addr))
 	c, _ := relay.New(relay.Config{Logger: quiet})
 	defer c.Close()
@@ -465,7 +466,7 @@ func TestTLSFallback(t *testing.T) {
 // backup MX at once; one whose data was sent when the primary dropped the session is not
 // (it may have been delivered: trying elsewhere could deliver twice).
 func TestNextMXForDeferredRecipients(t *testing.T) {
-	addr := postfixtest.FreeAddr(t, "127.0.0.1")
+	addr := testenv.FreeAddr(t)
 	p := port(t, addr)
 	backup := postfixtest.StartSink(t, addr)
 	postfixtest.StartSink(t, fmt.Sprintf("127.0.0.2:%d", p), "-r", "RCPT", "-b", "450 4.7.1 greylisted")
