@@ -441,17 +441,13 @@ func (s *Spool) migrate(id string) error {
 	return nil
 }
 
+// remove removes the message id, from the log or its own file, then its status file.
 func (s *Spool) remove(id string) error {
 	if found, err := s.mlog.remove(id); found {
 		if err != nil {
 			return fmt.Errorf("spool: remove %s: %w", id, err)
 		}
-		unlock := s.statusMu.lock(id)
-		defer unlock()
-		if err := os.Remove(s.path("status", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("spool: remove status of %s: %w", id, err)
-		}
-		return nil
+		return s.removeStatus(id)
 	}
 	if err := os.Remove(s.path("queue", id)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -462,6 +458,11 @@ func (s *Spool) remove(id string) error {
 	if err := s.queue.sync(); err != nil {
 		return fmt.Errorf("spool: remove %s: fsync queue directory: %w", id, err)
 	}
+	return s.removeStatus(id)
+}
+
+// removeStatus removes the status file of the removed message id, if it has one.
+func (s *Spool) removeStatus(id string) error {
 	unlock := s.statusMu.lock(id)
 	defer unlock()
 	if err := os.Remove(s.path("status", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
