@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/delivery/internal/clienttest"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
@@ -24,14 +25,10 @@ func message(subject string) []byte {
 		"\r\nMessage-ID: <" + subject + "@example.net>\r\n\r\nHello.\r\n.leading dot survives\r\n..two dots\r\nbye\r\n")
 }
 
+// deliver sends msg to rcpts at dest; the results say what failed.
 func deliver(t *testing.T, c *lmtp.Client, dest string, rcpts []string, msg []byte) []lmtp.RcptResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, _ := c.Deliver(ctx, dest, "sender@example.net", rcpts, bytes.NewReader(msg), int64(len(msg)))
-	if len(res) != len(rcpts) {
-		t.Fatalf("got %d results for %d recipients", len(res), len(rcpts))
-	}
+	res, _ := clienttest.Send(t, c, dest, rcpts, msg)
 	return res
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/portcullis-mail/portcullis/delivery/internal/clienttest"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/dkim"
@@ -44,16 +45,7 @@ func port(t *testing.T, addr string) int {
 	return n
 }
 
-func send(t *testing.T, c *relay.Client, nexthop string, rcpts []string, msg []byte) ([]relay.RcptResult, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := c.Deliver(ctx, nexthop, "sender@example.net", rcpts, bytes.NewReader(msg), int64(len(msg)))
-	if len(res) != len(rcpts) {
-		t.Fatalf("got %d results for %d recipients", len(res), len(rcpts))
-	}
-	return res, err
-}
+var send = clienttest.Send
 
 // TestPostfixMX relays to the mail exchangers of remote.test: the first greets with 421,
 // the second refuses connections, the third is a real Postfix with STARTTLS that
