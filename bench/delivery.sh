@@ -154,11 +154,13 @@ start_postfix "$W/pf" "$PF_PORT"
 
 # --- portcullis: MX listener, local domain delivered by LMTP to the same Dovecot.
 if [ -n "${PORTCULLIS_BIN:-}" ]; then cp "$PORTCULLIS_BIN" "$W/portcullis"; else go build -o "$W/portcullis" ./cmd/portcullis; fi
-http_addr='""'; [ -n "${PROFILE:-}" ] && http_addr="\"127.0.0.1:$HTTP_PORT\""
+# The profiler only with PROFILE: it needs an HTTP address, and an empty one with pprof on
+# is a config error.
+http='http: { addr: "" }'; [ -n "${PROFILE:-}" ] && http="http: { addr: \"127.0.0.1:$HTTP_PORT\", pprof: true }"
 {
   portcullis_config "$W/pc" "$PC_PORT"
   cat <<CF
-http: { addr: $http_addr, pprof: true }
+$http
 delivery: { concurrency: 20, per_destination: 20 }
 routing:
   local_transport: "lmtp:127.0.0.1:$DC_PORT"
