@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +15,7 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/internal/clienttest"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
-	"github.com/portcullis-mail/portcullis/internal/testenv"
+	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 )
 
 func message(subject string) []byte {
@@ -189,37 +187,13 @@ func TestTemporaryFailures(t *testing.T) {
 
 // TestSinkTemporaryRcpt uses Postfix's smtp-sink in LMTP mode answering 4xx to RCPT.
 func TestSinkTemporaryRcpt(t *testing.T) {
-	sink := testenv.Program(t, "smtp-sink")
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	args := []string{"-L", "-r", "RCPT", "-b", "452 4.2.2 mailbox full", addr, "10"}
-	if os.Getuid() == 0 {
-		args = append([]string{"-u", "nobody"}, args...)
-	}
-	cmd := exec.Command(sink, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitPort(t, addr)
+	sink := postfixtest.StartSinkDiscard(t, "", "-L", "-r", "RCPT", "-b", "452 4.2.2 mailbox full")
 	c, _ := lmtp.New(lmtp.Config{})
 	defer c.Close()
-	res := deliver(t, c, addr, []string{"x@example.test"}, message("sink"))
+	res := deliver(t, c, sink.Addr, []string{"x@example.test"}, message("sink"))
 	if r := res[0]; r.Status != lmtp.Temporary || r.Code != 452 || r.Enhanced != "4.2.2" {
 		t.Fatalf("4xx RCPT: %+v", r)
 	}
-}
-
-func waitPort(t testing.TB, addr string) {
-	for range 100 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never opened", addr)
 }
 
 func TestParseDest(t *testing.T) {
