@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 func message(subject string) []byte {
@@ -144,9 +145,7 @@ func TestTemporaryFailures(t *testing.T) {
 	msg := message("x")
 
 	// Nothing listening: every recipient is deferred with 4.4.1.
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.FreeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := c.Deliver(ctx, dead, "a@example.net", []string{"x@example.test", "y@example.test"}, bytes.NewReader(msg), int64(len(msg)))
@@ -155,7 +154,7 @@ func TestTemporaryFailures(t *testing.T) {
 	}
 
 	// A server that never greets: the context's deadline ends the attempt.
-	l, _ = net.Listen("tcp", "127.0.0.1:0")
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer l.Close()
 	go func() {
 		for {
@@ -286,9 +285,7 @@ func TestVerifyDovecot(t *testing.T) {
 		t.Fatalf("%+v", r[0])
 	}
 	// No server: an error, not a "no".
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.FreeAddr(t)
 	if _, err := c.Verify(ctx, dead, "alice@example.test"); err == nil {
 		t.Error("Verify against a dead server gave no error")
 	}
