@@ -63,17 +63,13 @@ type Client struct {
 
 // New returns a Client. It does no I/O.
 func New(cfg Config) (*Client, error) {
+	// LMTP's own defaults; the local name and the data timeout are the session's
+	// (smtpconn.Options).
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = 2 * time.Minute
-	}
-	if cfg.DataTimeout <= 0 {
-		cfg.DataTimeout = 10 * time.Minute
-	}
-	if cfg.LocalName == "" {
-		cfg.LocalName = "localhost"
 	}
 	if cfg.MaxIdle <= 0 {
 		cfg.MaxIdle = 10

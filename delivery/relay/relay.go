@@ -153,9 +153,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxMXHosts <= 0 {
 		cfg.MaxMXHosts = 5
 	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 30 * time.Second
-	}
+	// The timeouts are the session's defaults (smtpconn.Options).
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Second
 	}
