@@ -339,20 +339,7 @@ func (s *Spool) Flush(id string) error { return s.Append(id, Record{Op: OpFlush}
 // It returns ErrNotFinal otherwise. The queue file goes first and that unlink is made
 // durable before the status file goes, so a crash in between leaves a lone status file
 // (cleaned at Open), never a queued message that lost its delivery records.
-func (s *Spool) Remove(id string) error {
-	env, err := s.Envelope(id)
-	if err != nil {
-		return err
-	}
-	st, err := s.Status(id)
-	if err != nil {
-		return err
-	}
-	if rem := st.Remaining(env); len(rem) > 0 {
-		return fmt.Errorf("%w: %s: %d of %d recipients", ErrNotFinal, id, len(rem), len(env.To))
-	}
-	return s.remove(id)
-}
+func (s *Spool) Remove(id string) error { return s.Complete(id) }
 
 // Complete removes a message whose delivery ends with recs: every recipient must have a
 // final state once recs are applied to the records already written, or it returns
