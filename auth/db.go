@@ -200,23 +200,11 @@ func checkPassword(pw string) error {
 
 // Add creates a user. It fails with ErrUserExists if the address is taken.
 func (d *DB) Add(ctx context.Context, address, password string) error {
-	addr, err := d.canonical(address)
+	addr, h, err := d.credentials(ctx, address, password)
 	if err != nil {
 		return err
 	}
-	h, err := d.hash(ctx, password)
-	if err != nil {
-		return err
-	}
-	now := time.Now().Unix()
-	res, err := d.db.ExecContext(ctx, `INSERT INTO users(address, password, created, updated) VALUES(?, ?, ?, ?) ON CONFLICT(address) DO NOTHING`, addr, h, now, now)
-	if err != nil {
-		return fmt.Errorf("auth: add %s: %w", addr, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s", ErrUserExists, addr)
-	}
-	return nil
+	return d.insert(ctx, addr, h)
 }
 
 // AddHash creates a user with an existing password hash (argon2id/argon2i in PHC form or
@@ -230,36 +218,30 @@ func (d *DB) AddHash(ctx context.Context, address, hash string) error {
 	if err := CheckHash(hash); err != nil {
 		return fmt.Errorf("auth: add %s: %w", addr, err)
 	}
-	now := time.Now().Unix()
-	res, err := d.db.ExecContext(ctx, `INSERT INTO users(address, password, created, updated) VALUES(?, ?, ?, ?) ON CONFLICT(address) DO NOTHING`, addr, hash, now, now)
-	if err != nil {
-		return fmt.Errorf("auth: add %s: %w", addr, err)
+	return d.insert(ctx, addr, hash)
+}
+
+// credentials returns the canonical form of address and the hash of password, for a
+// user to be created or given a new password.
+func (d *DB) credentials(ctx context.Context, address, password string) (addr, hash string, err error) {
+	if addr, err = d.canonical(address); err != nil {
+		return "", "", err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s", ErrUserExists, addr)
+	if hash, err = d.hash(ctx, password); err != nil {
+		return "", "", err
 	}
-	return nil
+	return addr, hash, nil
 }
 
 // SetPassword replaces a user's password. It fails with ErrUnknownUser if there is no
 // such user.
 func (d *DB) SetPassword(ctx context.Context, address, password string) error {
-	addr, err := d.canonical(address)
+	addr, h, err := d.credentials(ctx, address, password)
 	if err != nil {
 		return err
 	}
-	h, err := d.hash(ctx, password)
-	if err != nil {
-		return err
-	}
-	res, err := d.db.ExecContext(ctx, `UPDATE users SET password = ?, updated = ? WHERE address = ?`, h, time.Now().Unix(), addr)
-	if err != nil {
-		return fmt.Errorf("auth: set password of %s: %w", addr, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s", ErrUnknownUser, addr)
-	}
-	return nil
+	return d.change(ctx, "set password of", addr, ErrUnknownUser,
+		`UPDATE users SET password = ?, updated = ? WHERE address = ?`, h, time.Now().Unix(), addr)
 }
 
 // Delete removes a user (not their mail). It fails with ErrUnknownUser if there is no
@@ -269,12 +251,27 @@ func (d *DB) Delete(ctx context.Context, address string) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.db.ExecContext(ctx, `DELETE FROM users WHERE address = ?`, addr)
+	return d.change(ctx, "delete", addr, ErrUnknownUser, `DELETE FROM users WHERE address = ?`, addr)
+}
+
+// insert creates the user addr (canonical) with the password hash h, or fails with
+// ErrUserExists: the one insert path of Add and AddHash.
+func (d *DB) insert(ctx context.Context, addr, h string) error {
+	now := time.Now().Unix()
+	return d.change(ctx, "add", addr, ErrUserExists,
+		`INSERT INTO users(address, password, created, updated) VALUES(?, ?, ?, ?) ON CONFLICT(address) DO NOTHING`, addr, h, now, now)
+}
+
+// change runs a statement that changes the row of the user addr and fails with
+// unchanged when it changed none (the user exists already, or does not exist). what
+// names the change in errors ("auth: delete bob@example.org: ...").
+func (d *DB) change(ctx context.Context, what, addr string, unchanged error, query string, args ...any) error {
+	res, err := d.db.ExecContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("auth: delete %s: %w", addr, err)
+		return fmt.Errorf("auth: %s %s: %w", what, addr, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s", ErrUnknownUser, addr)
+		return fmt.Errorf("%w: %s", unchanged, addr)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/internal/idle"
 )
 
 // LDAPConfig configures search-then-bind authentication against OpenLDAP or Active
@@ -75,8 +76,7 @@ type LDAP struct {
 	tlsErr  error
 
 	sem  chan struct{}
-	mu   sync.Mutex
-	idle []*ldapConn
+	idle idle.Stack[*ldapConn]
 	now  func() time.Time
 }
 
@@ -233,23 +233,15 @@ func (l *LDAP) dial(ctx context.Context, deadline time.Time) (*ldapConn, error) 
 // get returns a pooled connection or a new one, with the attempt's deadline set.
 func (l *LDAP) get(ctx context.Context, deadline time.Time) (*ldapConn, error) {
 	now := l.now()
-	l.mu.Lock()
-	for len(l.idle) > 0 {
-		lc := l.idle[len(l.idle)-1]
-		l.idle = l.idle[:len(l.idle)-1]
-		if lc.c.IsClosing() || now.Sub(lc.lastUsed) > l.cfg.IdleTimeout {
-			l.mu.Unlock()
-			lc.c.Close()
-			l.mu.Lock()
-			continue
-		}
-		l.mu.Unlock()
-		lc.raw.SetDeadline(deadline)
-		lc.pooled = true
-		return lc, nil
+	lc, ok := l.idle.Pop(func(lc *ldapConn) bool {
+		return !lc.c.IsClosing() && now.Sub(lc.lastUsed) <= l.cfg.IdleTimeout
+	}, func(lc *ldapConn) { lc.c.Close() })
+	if !ok {
+		return l.dial(ctx, deadline)
 	}
-	l.mu.Unlock()
-	return l.dial(ctx, deadline)
+	lc.raw.SetDeadline(deadline)
+	lc.pooled = true
+	return lc, nil
 }
 
 // put returns a healthy connection to the pool (or closes it).
@@ -262,24 +254,14 @@ func (l *LDAP) put(lc *ldapConn, healthy bool) {
 	// connection; IdleTimeout retires it instead.
 	lc.raw.SetDeadline(time.Time{})
 	lc.lastUsed = l.now()
-	l.mu.Lock()
-	if len(l.idle) < l.cfg.MaxIdleConns {
-		l.idle = append(l.idle, lc)
-		lc = nil
-	}
-	l.mu.Unlock()
-	if lc != nil {
+	if !l.idle.Push(lc, l.cfg.MaxIdleConns) {
 		lc.c.Close()
 	}
 }
 
 // Close closes the pooled connections.
 func (l *LDAP) Close() error {
-	l.mu.Lock()
-	idle := l.idle
-	l.idle = nil
-	l.mu.Unlock()
-	for _, lc := range idle {
+	for _, lc := range l.idle.Drain() {
 		lc.c.Close()
 	}
 	return nil

@@ -296,10 +296,7 @@ func TestLDAPConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	l.mu.Lock()
-	idle := len(l.idle)
-	l.mu.Unlock()
-	if idle > 2 {
+	if idle := l.idle.Len(); idle > 2 {
 		t.Fatalf("%d idle connections, max 2", idle)
 	}
 }

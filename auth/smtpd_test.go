@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -16,16 +15,9 @@ import (
 	"github.com/portcullis-mail/portcullis/auth/ldaptest"
 	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/smtpdtest"
 	"github.com/portcullis-mail/portcullis/smtpd"
-	"github.com/portcullis-mail/portcullis/spool"
 )
-
-type discardQueue struct{}
-
-func (discardQueue) Enqueue(_ context.Context, _ spool.Envelope, msg io.Reader) (string, error) {
-	io.Copy(io.Discard, msg)
-	return "1", nil
-}
 
 // TestWithSMTPServer plugs the assembled Service into the real SMTP server: recipients
 // are validated at RCPT (local users and the slapd directory), and submission AUTH uses
@@ -47,7 +39,7 @@ func TestWithSMTPServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() { svc.Close() }) // after the server stops
 	if err := svc.DB.Add(ctx, "alice@example.test", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
@@ -59,36 +51,15 @@ func TestWithSMTPServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(smtpd.Config{
+	srv := smtpdtest.Start(t, smtpd.Config{
 		Hostname: "mx.example.test", DataDir: t.TempDir(), LocalDomains: []string{"example.test"},
 		Listeners: []smtpd.ListenerConfig{
 			{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX},
 			{Name: "sub", Addr: "127.0.0.1:0", Mode: smtpd.ModeSubmission},
 		},
-	}, smtpd.Deps{Spool: discardQueue{}, Auth: svc.Auth, Recipients: router, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("smtpd did not stop")
-		}
-	}()
+	}, smtpd.Deps{Auth: svc.Auth, Recipients: router, Logger: quiet})
 
-	c, err := smtp.Dial(srv.Addr("mx").String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := smtpdtest.Dial(t, srv, "mx")
 	if err := c.Mail("sender@example.net", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -402,12 +402,7 @@ func TestThrottleBoundedMemory(t *testing.T) {
 	if n := th.Len(); n > 5 {
 		t.Fatalf("%d entries after the window passed", n)
 	}
-	th.mu.Lock()
-	gates, users := len(th.gates), len(th.userGates)
-	th.mu.Unlock()
-	if gates != 0 || users != 0 {
-		t.Fatalf("%d gates and %d user gates left", gates, users)
-	}
+	checkNoGates(t, th)
 }
 
 // blockingAuth fails every attempt, but only when released, and tracks the attempts
@@ -528,12 +523,7 @@ func TestThrottleParallelBurst(t *testing.T) {
 	if took := clk.Now().Sub(start); took < (4+8+13*15)*time.Second {
 		t.Fatalf("20 parallel guesses took %v", took)
 	}
-	th.mu.Lock()
-	gates, users := len(th.gates), len(th.userGates)
-	th.mu.Unlock()
-	if gates != 0 || users != 0 {
-		t.Fatalf("%d gates and %d user gates left", gates, users)
-	}
+	checkNoGates(t, th)
 }
 
 // TestThrottleParallelDeadline: parallel attempts queued behind a penalized pair whose
@@ -601,5 +591,16 @@ func TestThrottleParallelDeadline(t *testing.T) {
 	th.mu.Unlock()
 	if gates != 0 {
 		t.Fatalf("%d gates left", gates)
+	}
+}
+
+// checkNoGates fails the test unless every gate of th, per network and per user, is gone.
+func checkNoGates(t *testing.T, th *Throttle) {
+	t.Helper()
+	th.mu.Lock()
+	gates, users := len(th.gates), len(th.userGates)
+	th.mu.Unlock()
+	if gates != 0 || users != 0 {
+		t.Fatalf("%d gates and %d user gates left", gates, users)
 	}
 }

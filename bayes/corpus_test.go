@@ -4,20 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/cputime"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
-
-// cpuNow is this process's user+system CPU time: on a shared machine it measures the
-// work better than the wall clock.
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // corpusDir is the exported SpamAssassin corpus (testenv.Corpus).
 func corpusDir(tb testing.TB) string { return testenv.Corpus(tb) }
@@ -97,14 +88,14 @@ func BenchmarkClassifyCorpus(b *testing.B) {
 		n += int64(len(m))
 	}
 	b.ResetTimer()
-	cpu := cpuNow()
+	cpu := cputime.Used()
 	for b.Loop() {
 		for _, m := range msgs {
 			c.Classify(ctx, m)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64(b.N*len(msgs))/(cpuNow()-cpu).Seconds(), "msgs/cpu-s")
+	b.ReportMetric(float64(b.N*len(msgs))/(cputime.Used()-cpu).Seconds(), "msgs/cpu-s")
 }
 
 func BenchmarkTokenizeCorpus(b *testing.B) {
@@ -113,14 +104,14 @@ func BenchmarkTokenizeCorpus(b *testing.B) {
 	tok := NewTokenizer(DefaultTokenizerConfig())
 	var dst []uint64
 	b.ResetTimer()
-	cpu := cpuNow()
+	cpu := cputime.Used()
 	for b.Loop() {
 		for _, m := range msgs {
 			dst = tok.Hashes(dst[:0], m)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64(b.N*len(msgs))/(cpuNow()-cpu).Seconds(), "msgs/cpu-s")
+	b.ReportMetric(float64(b.N*len(msgs))/(cputime.Used()-cpu).Seconds(), "msgs/cpu-s")
 }
 
 // TestClassifyRepeatsSameScore checks that Classify, which scores the tokens with

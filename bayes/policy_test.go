@@ -3,7 +3,6 @@ package bayes
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/policy/policytest"
 )
 
 func TestPolicy(t *testing.T) {
@@ -31,9 +31,7 @@ func TestPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(11, 12))
-	for i := 0; i < 40; i++ {
-		c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0])
-	}
+	trainAlternating(t, c, r, 0, 40)
 	s.Close()
 
 	if _, err := NewPolicy(PolicyConfig{}, Deps{}); err == nil {
@@ -100,7 +98,7 @@ func TestPolicyPerUser(t *testing.T) {
 		r := rand.New(rand.NewPCG(13, 14))
 		for i := 0; i < 120; i++ {
 			spam := i%2 == 0
-			c.Train(ctx, synthMessage(r, spam, i), map[bool]Class{true: Spam, false: Ham}[spam != invert])
+			c.Train(ctx, synthMessage(r, spam, i), classOf(spam != invert))
 		}
 	}
 	train(db, false)
@@ -140,10 +138,8 @@ func TestPolicyPerUser(t *testing.T) {
 // from the code: bayes/README.md's example, which lists every key at its default, must
 // give the defaults, and its table must name every key there is.
 func TestPolicyConfigYAML(t *testing.T) {
-	readme := readFile(t, "README.md")
-	section := readme[strings.Index(readme, "\n## Config\n"):]
-	section = section[:strings.Index(section[1:], "\n## ")+1]
-	blocks := yamlBlocks(section)
+	section := policytest.ReadmeSection(t, "README.md", "## Config")
+	blocks := policytest.YAMLBlocks(section)
 	if len(blocks) != 1 {
 		t.Fatalf("bayes/README.md: %d yaml blocks in the Config section, want 1", len(blocks))
 	}
@@ -196,9 +192,8 @@ func TestPolicyConfigYAML(t *testing.T) {
 	}
 
 	// the repository README's rule file
-	root := readFile(t, "../README.md")
 	n := 0
-	for _, b := range yamlBlocks(root) {
+	for _, b := range policytest.YAMLBlocks(policytest.ReadmeSection(t, "../README.md", "")) {
 		for name, cfg := range bayesPolicies(t, b) {
 			n++
 			if cfg.DB == "" {
@@ -215,40 +210,13 @@ func TestPolicyConfigYAML(t *testing.T) {
 
 	// one spelling of the cut-offs: the classifier's own fields are not keys
 	var cfg PolicyConfig
-	if err := decodeKnown("classifier: { spam_cutoff: 0.9 }", &cfg); err == nil {
+	if err := policytest.DecodeStrict("classifier: { spam_cutoff: 0.9 }", &cfg); err == nil {
 		t.Error("classifier.spam_cutoff accepted")
 	}
 	for _, u := range [][]float64{{0, 0.5}, {0.6, 0.5}, {0.2, 1.1}, {0.2}} {
 		if _, err := NewPolicy(PolicyConfig{DB: "x.db", Unsure: u}, Deps{}); err == nil {
 			t.Errorf("unsure %v accepted", u)
 		}
-	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// yamlBlocks returns the fenced yaml blocks of a markdown text.
-func yamlBlocks(md string) []string {
-	var out []string
-	for {
-		i := strings.Index(md, "```yaml\n")
-		if i < 0 {
-			return out
-		}
-		md = md[i+len("```yaml\n"):]
-		j := strings.Index(md, "```")
-		if j < 0 {
-			return out
-		}
-		out = append(out, md[:j])
-		md = md[j:]
 	}
 }
 
@@ -273,18 +241,12 @@ func bayesPolicies(t *testing.T, doc string) map[string]PolicyConfig {
 			t.Fatal(err)
 		}
 		var cfg PolicyConfig
-		if err := decodeKnown(string(b), &cfg); err != nil {
+		if err := policytest.DecodeStrict(string(b), &cfg); err != nil {
 			t.Fatalf("policy %s: %v", name, err)
 		}
 		out[name] = cfg
 	}
 	return out
-}
-
-func decodeKnown(doc string, v any) error {
-	dec := yaml.NewDecoder(strings.NewReader(doc))
-	dec.KnownFields(true)
-	return dec.Decode(v)
 }
 
 // yamlKeys lists the dotted yaml keys of the leaves of a config struct, sorted.

@@ -16,13 +16,8 @@ import (
 
 func trainSynth(t *testing.T, s Store, seed uint64, n int) {
 	t.Helper()
-	r := rand.New(rand.NewPCG(seed, seed))
 	c, _ := New(Config{}, s)
-	for i := 0; i < n; i++ {
-		if _, err := c.Train(context.Background(), synthMessage(r, i%2 == 0, int(seed)*1000+i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	trainAlternating(t, c, rand.New(rand.NewPCG(seed, seed)), int(seed)*1000, n)
 }
 
 func openT(t *testing.T, path string) *SQLiteStore {

@@ -26,6 +26,45 @@ func synthMessage(r *rand.Rand, spam bool, id int) []byte {
 	return []byte(msg)
 }
 
+// classOf is the class a synthMessage of the spam or ham vocabulary is trained as.
+func classOf(spam bool) Class {
+	if spam {
+		return Spam
+	}
+	return Ham
+}
+
+// trainAlternating trains c on n synthetic messages drawn from r, spam and ham in turn,
+// with the ids first, first+1, ...
+func trainAlternating(t testing.TB, c *Classifier, r *rand.Rand, first, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := c.Train(context.Background(), synthMessage(r, i%2 == 0, first+i), classOf(i%2 == 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// newTrained returns a classifier over s trained on 40 synthetic messages drawn from r.
+func newTrained(t *testing.T, s Store, r *rand.Rand) *Classifier {
+	t.Helper()
+	c, err := New(Config{}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainAlternating(t, c, r, 0, 40)
+	return c
+}
+
+// checkRestored fails the test unless s holds what snapshot returned as before and btot.
+func checkRestored(t *testing.T, s Store, before map[uint64]entry, btot Totals) {
+	t.Helper()
+	after, atot := snapshot(t, s)
+	if btot != atot || !maps.Equal(before, after) {
+		t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
+	}
+}
+
 func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
 	t.Helper()
 	var tab *table
@@ -47,66 +86,51 @@ func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
 	return m, tab.totals
 }
 
-func stores(t *testing.T) map[string]func() Store {
-	return map[string]func() Store{
-		"mem": func() Store { return NewMemStore() },
-		"sqlite": func() Store {
-			s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "b.db"), SQLiteOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
+// eachStore runs test as a subtest on a new store of each kind: in memory and SQLite.
+func eachStore(t *testing.T, test func(t *testing.T, s Store)) {
+	t.Run("mem", func(t *testing.T) { test(t, NewMemStore()) })
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "b.db"), SQLiteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		test(t, s)
+	})
 }
 
 func TestTrainUntrainReversible(t *testing.T) {
 	ctx := context.Background()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			s := mk()
-			c, err := New(Config{}, s)
-			if err != nil {
-				t.Fatal(err)
+	eachStore(t, func(t *testing.T, s Store) {
+		r := rand.New(rand.NewPCG(1, 2))
+		c := newTrained(t, s, r)
+		before, btot := snapshot(t, s)
+		var extra [][]byte
+		for i := 100; i < 110; i++ {
+			m := synthMessage(r, i%3 == 0, i)
+			extra = append(extra, m)
+			out, err := c.Train(ctx, m, Spam)
+			if err != nil || out != Applied {
+				t.Fatalf("train: %v %v", out, err)
 			}
-			r := rand.New(rand.NewPCG(1, 2))
-			for i := 0; i < 40; i++ {
-				if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-					t.Fatal(err)
-				}
+		}
+		// training again is a no-op; training as the other class moves the message
+		if out, _ := c.Train(ctx, extra[0], Spam); out != AlreadyTrained {
+			t.Errorf("second train: %v", out)
+		}
+		if out, _ := c.Train(ctx, extra[1], Ham); out != Relearned {
+			t.Errorf("relearn: %v", out)
+		}
+		for _, m := range extra {
+			if out, err := c.Untrain(ctx, m); err != nil || out != Applied {
+				t.Fatalf("untrain: %v %v", out, err)
 			}
-			before, btot := snapshot(t, s)
-			var extra [][]byte
-			for i := 100; i < 110; i++ {
-				m := synthMessage(r, i%3 == 0, i)
-				extra = append(extra, m)
-				out, err := c.Train(ctx, m, Spam)
-				if err != nil || out != Applied {
-					t.Fatalf("train: %v %v", out, err)
-				}
-			}
-			// training again is a no-op; training as the other class moves the message
-			if out, _ := c.Train(ctx, extra[0], Spam); out != AlreadyTrained {
-				t.Errorf("second train: %v", out)
-			}
-			if out, _ := c.Train(ctx, extra[1], Ham); out != Relearned {
-				t.Errorf("relearn: %v", out)
-			}
-			for _, m := range extra {
-				if out, err := c.Untrain(ctx, m); err != nil || out != Applied {
-					t.Fatalf("untrain: %v %v", out, err)
-				}
-			}
-			if out, _ := c.Untrain(ctx, extra[0]); out != NotTrained {
-				t.Errorf("second untrain: %v", out)
-			}
-			after, atot := snapshot(t, s)
-			if btot != atot || !maps.Equal(before, after) {
-				t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
-			}
-		})
-	}
+		}
+		if out, _ := c.Untrain(ctx, extra[0]); out != NotTrained {
+			t.Errorf("second untrain: %v", out)
+		}
+		checkRestored(t, s, before, btot)
+	})
 }
 
 func TestSQLitePersistence(t *testing.T) {
@@ -121,11 +145,7 @@ func TestSQLitePersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	for i := 0; i < 30; i++ {
-		if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	trainAlternating(t, c, r, 0, 30)
 	probe := synthMessage(r, true, 999)
 	want, _ := c.Classify(ctx, probe)
 	before, btot := snapshot(t, s)
@@ -201,99 +221,91 @@ func TestSQLiteSeesOtherWriter(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			s := mk()
-			old := dayOf(time.Now().Add(-400 * 24 * time.Hour))
-			_, err := s.Apply(ctx, []Update{
-				{Class: Spam, Tokens: []uint64{1, 2, 3}, Day: old},
-				{Class: Ham, Tokens: []uint64{3}, Day: old},
-				{Class: Ham, Tokens: []uint64{4}},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			n, err := s.Prune(ctx, PruneConfig{MaxAge: 365 * 24 * time.Hour, MinCount: 1})
-			if err != nil || n != 2 {
-				t.Fatalf("pruned %d, %v; want 2 (tokens 1 and 2)", n, err)
-			}
-			out := make([]Counts, 4)
-			s.Lookup(ctx, []uint64{1, 2, 3, 4}, out)
-			if out[0] != (Counts{}) || out[1] != (Counts{}) || out[2] != (Counts{1, 1}) || out[3] != (Counts{0, 1}) {
-				t.Errorf("after prune: %v", out)
-			}
+	eachStore(t, func(t *testing.T, s Store) {
+		old := dayOf(time.Now().Add(-400 * 24 * time.Hour))
+		_, err := s.Apply(ctx, []Update{
+			{Class: Spam, Tokens: []uint64{1, 2, 3}, Day: old},
+			{Class: Ham, Tokens: []uint64{3}, Day: old},
+			{Class: Ham, Tokens: []uint64{4}},
 		})
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Prune(ctx, PruneConfig{MaxAge: 365 * 24 * time.Hour, MinCount: 1})
+		if err != nil || n != 2 {
+			t.Fatalf("pruned %d, %v; want 2 (tokens 1 and 2)", n, err)
+		}
+		out := make([]Counts, 4)
+		s.Lookup(ctx, []uint64{1, 2, 3, 4}, out)
+		if out[0] != (Counts{}) || out[1] != (Counts{}) || out[2] != (Counts{1, 1}) || out[3] != (Counts{0, 1}) {
+			t.Errorf("after prune: %v", out)
+		}
+	})
 }
 
 // TestClassifyWhileTraining runs classification concurrently with training (run
 // under -race): scores stay valid and a message trained before stays classified.
 func TestClassifyWhileTraining(t *testing.T) {
 	ctx := context.Background()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			s := mk()
-			c, _ := New(Config{}, s)
-			r := rand.New(rand.NewPCG(5, 6))
-			var seed []Example
-			for i := 0; i < 40; i++ {
-				seed = append(seed, Example{Raw: synthMessage(r, i%2 == 0, i), Class: map[bool]Class{true: Spam, false: Ham}[i%2 == 0]})
-			}
-			if _, err := c.TrainBatch(ctx, seed); err != nil {
+	eachStore(t, func(t *testing.T, s Store) {
+		c, _ := New(Config{}, s)
+		r := rand.New(rand.NewPCG(5, 6))
+		var seed []Example
+		for i := 0; i < 40; i++ {
+			seed = append(seed, Example{Raw: synthMessage(r, i%2 == 0, i), Class: classOf(i%2 == 0)})
+		}
+		if _, err := c.TrainBatch(ctx, seed); err != nil {
+			t.Fatal(err)
+		}
+		spam, ham := synthMessage(r, true, 5000), synthMessage(r, false, 5001)
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		errs := make(chan error, 8)
+		for w := 0; w < 3; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					a, err1 := c.Classify(ctx, spam)
+					b, err2 := c.Classify(ctx, ham)
+					if err1 != nil || err2 != nil || !a.Spam || b.Spam || b.Unsure {
+						errs <- fmt.Errorf("during training: spam %v %v, ham %v %v", a.Prob, err1, b.Prob, err2)
+						return
+					}
+				}
+			}()
+		}
+		tr := rand.New(rand.NewPCG(7, 8))
+		for i := 100; i < 160; i++ {
+			spam := i%2 == 0
+			if _, err := c.Train(ctx, synthMessage(tr, spam, i), classOf(spam)); err != nil {
 				t.Fatal(err)
 			}
-			spam, ham := synthMessage(r, true, 5000), synthMessage(r, false, 5001)
-			var wg sync.WaitGroup
-			stop := make(chan struct{})
-			errs := make(chan error, 8)
-			for w := 0; w < 3; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						a, err1 := c.Classify(ctx, spam)
-						b, err2 := c.Classify(ctx, ham)
-						if err1 != nil || err2 != nil || !a.Spam || b.Spam || b.Unsure {
-							errs <- fmt.Errorf("during training: spam %v %v, ham %v %v", a.Prob, err1, b.Prob, err2)
-							return
-						}
-					}
-				}()
-			}
-			tr := rand.New(rand.NewPCG(7, 8))
-			for i := 100; i < 160; i++ {
-				spam := i%2 == 0
-				if _, err := c.Train(ctx, synthMessage(tr, spam, i), map[bool]Class{true: Spam, false: Ham}[spam]); err != nil {
+			if i%10 == 0 {
+				if _, err := s.Prune(ctx, PruneConfig{MaxAge: time.Hour, MinCount: 0}); err != nil {
 					t.Fatal(err)
 				}
-				if i%10 == 0 {
-					if _, err := s.Prune(ctx, PruneConfig{MaxAge: time.Hour, MinCount: 0}); err != nil {
-						t.Fatal(err)
-					}
-				}
 			}
-			close(stop)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-		})
-	}
+		}
+		close(stop)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
 }
 
 func TestTrainOnError(t *testing.T) {
 	ctx := context.Background()
 	c, _ := New(Config{}, NewMemStore())
 	r := rand.New(rand.NewPCG(9, 10))
-	for i := 0; i < 30; i++ {
-		c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0])
-	}
+	trainAlternating(t, c, r, 0, 30)
 	_, trained, err := c.TrainOnError(ctx, synthMessage(r, true, 100), Spam)
 	if err != nil || trained {
 		t.Errorf("a correctly classified spam was trained: %v %v", trained, err)
@@ -310,68 +322,54 @@ func TestTrainOnError(t *testing.T) {
 // after a reopen of the SQLite store.
 func TestReinforceUntrain(t *testing.T) {
 	ctx := context.Background()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			s := mk()
-			c, err := New(Config{}, s)
-			if err != nil {
+	eachStore(t, func(t *testing.T, s Store) {
+		r := rand.New(rand.NewPCG(5, 6))
+		c := newTrained(t, s, r)
+		before, btot := snapshot(t, s)
+		// messages of words from both vocabularies and nothing unique: they score
+		// in between, so the passes reinforce them
+		var ups []Update
+		for i := 0; i < 20; i++ {
+			var toks []uint64
+			for _, w := range []string{"viagra", "winner", "casino", "meeting", "project", "review"}[i%3:][:3] {
+				toks = append(toks, HashToken(w))
+			}
+			ups = append(ups, Update{Class: Class(1 + i%2), Digest: uint64(1000 + i), Tokens: toks})
+		}
+		if _, err := s.Apply(ctx, ups); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Reinforce(ctx, ups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < len(ups) {
+			t.Fatalf("reinforced %d times, want at least %d", n, len(ups))
+		}
+		_, mid := snapshot(t, s)
+		if mid.Spam+mid.Ham != btot.Spam+btot.Ham+uint32(len(ups)+n) {
+			t.Errorf("totals %v after %d trainings and %d reinforcements from %v", mid, len(ups), n, btot)
+		}
+		// move one to the other class: every count moves
+		mv := ups[0]
+		mv.Class = Spam + Ham - mv.Class
+		if out, _ := s.Apply(ctx, []Update{mv}); out[0] != Relearned {
+			t.Errorf("relearn: %v", out)
+		}
+		if sq, ok := s.(*SQLiteStore); ok {
+			path := sq.Path()
+			sq.Close()
+			if s, err = OpenSQLite(ctx, path, SQLiteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			r := rand.New(rand.NewPCG(5, 6))
-			for i := 0; i < 40; i++ {
-				if _, err := c.Train(ctx, synthMessage(r, i%2 == 0, i), map[bool]Class{true: Spam, false: Ham}[i%2 == 0]); err != nil {
-					t.Fatal(err)
-				}
+			defer s.Close()
+		}
+		for _, u := range ups {
+			u.Untrain = true
+			if out, err := s.Apply(ctx, []Update{u}); err != nil || out[0] != Applied {
+				t.Fatalf("untrain: %v %v", out, err)
 			}
-			before, btot := snapshot(t, s)
-			// messages of words from both vocabularies and nothing unique: they score
-			// in between, so the passes reinforce them
-			var ups []Update
-			for i := 0; i < 20; i++ {
-				var toks []uint64
-				for _, w := range []string{"viagra", "winner", "casino", "meeting", "project", "review"}[i%3:][:3] {
-					toks = append(toks, HashToken(w))
-				}
-				ups = append(ups, Update{Class: Class(1 + i%2), Digest: uint64(1000 + i), Tokens: toks})
-			}
-			if _, err := s.Apply(ctx, ups); err != nil {
-				t.Fatal(err)
-			}
-			n, err := c.Reinforce(ctx, ups)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n < len(ups) {
-				t.Fatalf("reinforced %d times, want at least %d", n, len(ups))
-			}
-			_, mid := snapshot(t, s)
-			if mid.Spam+mid.Ham != btot.Spam+btot.Ham+uint32(len(ups)+n) {
-				t.Errorf("totals %v after %d trainings and %d reinforcements from %v", mid, len(ups), n, btot)
-			}
-			// move one to the other class: every count moves
-			mv := ups[0]
-			mv.Class = Spam + Ham - mv.Class
-			if out, _ := s.Apply(ctx, []Update{mv}); out[0] != Relearned {
-				t.Errorf("relearn: %v", out)
-			}
-			if sq, ok := s.(*SQLiteStore); ok {
-				path := sq.Path()
-				sq.Close()
-				if s, err = OpenSQLite(ctx, path, SQLiteOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				defer s.Close()
-			}
-			for _, u := range ups {
-				u.Untrain = true
-				if out, err := s.Apply(ctx, []Update{u}); err != nil || out[0] != Applied {
-					t.Fatalf("untrain: %v %v", out, err)
-				}
-			}
-			after, atot := snapshot(t, s)
-			if btot != atot || !maps.Equal(before, after) {
-				t.Errorf("untrain did not restore the store: totals %v -> %v, %d -> %d tokens", btot, atot, len(before), len(after))
-			}
-		})
-	}
+		}
+		checkRestored(t, s, before, btot)
+	})
 }

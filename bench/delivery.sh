@@ -64,10 +64,7 @@ ROUNDS=${ROUNDS:-1}
 command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
 [ -x /usr/lib/dovecot/lmtp ] || bash scripts/install-test-deps.sh
 [ "$(id -u)" = 0 ] || { echo "bench/delivery.sh: run as root (Postfix and Dovecot)" >&2; exit 1; }
-# The work dir is on the repository's file system, not /tmp: on some sandboxes /tmp is a
-# different file system where creating a file costs ten times more, for every server.
-mkdir -p .cache
-W=$(mktemp -d "$PWD/.cache/bench-delivery.XXXXXX"); chmod 755 "$W"
+W=$(bench_workdir delivery)
 base=$((20000 + RANDOM % 10000))
 DC_PORT=$base; PF_PORT=$((base + 1)); PC_PORT=$((base + 2)); HTTP_PORT=$((base + 3))
 
@@ -143,48 +140,27 @@ DC_PID=$!
 mkdir -p "$W/pf/etc" "$W/pf/spool" "$W/pf/lib"
 chown postfix "$W/pf/lib"
 for u in "${USERS[@]}"; do echo "$u@example.test OK"; done > "$W/pf/etc/vmailbox"
-cat > "$W/pf/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $W/pf/spool
-data_directory = $W/pf/lib
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.example.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
+{
+  postfix_main_cf "$W/pf"
+  cat <<CF
 lmtp_dns_support_level = disabled
 lmtp_host_lookup = native
 virtual_mailbox_domains = example.test
 virtual_mailbox_maps = texthash:$W/pf/etc/vmailbox
 virtual_transport = lmtp:inet:127.0.0.1:$DC_PORT
-default_process_limit = 200
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-message_size_limit = 33554432
-maillog_file = $W/pf/maillog
-maillog_file_prefixes = $W
 CF
+} > "$W/pf/etc/main.cf"
 start_postfix "$W/pf" "$PF_PORT"
 
 # --- portcullis: MX listener, local domain delivered by LMTP to the same Dovecot.
 if [ -n "${PORTCULLIS_BIN:-}" ]; then cp "$PORTCULLIS_BIN" "$W/portcullis"; else go build -o "$W/portcullis" ./cmd/portcullis; fi
-http_addr='""'; [ -n "${PROFILE:-}" ] && http_addr="\"127.0.0.1:$HTTP_PORT\""
+# The profiler only with PROFILE: it needs an HTTP address, and an empty one with pprof on
+# is a config error.
+http='http: { addr: "" }'; [ -n "${PROFILE:-}" ] && http="http: { addr: \"127.0.0.1:$HTTP_PORT\", pprof: true }"
 {
+  portcullis_config "$W/pc" "$PC_PORT"
   cat <<CF
-hostname: bench.example.test
-data_dir: $W/pc
-local_domains: [example.test]
-http: { addr: $http_addr, pprof: true }
-imap: { addr: "" }
-pop3: { addr: "" }
-dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
-smtp:
-  listeners: [ { name: mx, addr: "127.0.0.1:$PC_PORT", mode: mx } ]
-  max_connections_per_ip: 100
+$http
 delivery: { concurrency: 20, per_destination: 20 }
 routing:
   local_transport: "lmtp:127.0.0.1:$DC_PORT"
@@ -195,16 +171,6 @@ CF
 "$W/portcullis" serve --config "$W/portcullis.yaml" >"$W/portcullis.log" 2>&1 &
 PC_PID=$!
 
-# wait_port PORT NAME PID LOG: until PORT accepts connections; fails, showing the end of
-# LOG, when PID exits first or after 30 s.
-wait_port() {
-  for _ in $(seq 150); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "bench/delivery.sh: $2 never opened port $1:" >&2; tail -5 "$4" >&2; exit 1
-}
 wait_port "$DC_PORT" dovecot "$DC_PID" "$W/dc/dovecot.log"
 for _ in $(seq 50); do [ -s "$W/pf/spool/pid/master.pid" ] && break; sleep 0.1; done
 wait_port "$PF_PORT" postfix "$(tr -d ' ' < "$W/pf/spool/pid/master.pid" 2>/dev/null || echo 0)" "$W/pf/maillog"

@@ -27,3 +27,73 @@ stop_postfix() {
   local pid="$1/spool/pid/master.pid"
   [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
 }
+
+# bench_workdir NAME: prints a new work directory .cache/bench-NAME.XXXXXX, readable by
+# the daemons' users. It is on the repository's file system, not /tmp: on some sandboxes
+# /tmp is a different file system where creating a file costs ten times more, for every
+# server. Run from the repository root.
+bench_workdir() {
+  mkdir -p .cache
+  local w
+  w=$(mktemp -d "$PWD/.cache/bench-$1.XXXXXX")
+  chmod 755 "$w"
+  echo "$w"
+}
+
+# postfix_main_cf DIR: prints the main.cf lines every bench's private Postfix shares:
+# queue and data under DIR, loopback only, no DNS and no peer name lookup, no client
+# limits, 32 MiB messages, its log in DIR/maildir. The caller appends its delivery.
+postfix_main_cf() {
+  local dir=$1
+  cat <<CF
+compatibility_level = 3.6
+queue_directory = $dir/spool
+data_directory = $dir/lib
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+message_size_limit = 33554432
+maillog_file = $dir/maillog
+maillog_file_prefixes = $dir
+CF
+}
+
+# portcullis_config DATA PORT: prints the config every bench's portcullis shares: data in
+# DATA, the local domain example.test, an MX listener on 127.0.0.1:PORT, no IMAP or POP3,
+# and a resolver on a closed loopback port (lookups fail at once, the machine's resolver
+# is never asked). The caller appends its own keys (http: among them).
+portcullis_config() {
+  cat <<CF
+hostname: bench.example.test
+data_dir: $1
+local_domains: [example.test]
+imap: { addr: "" }
+pop3: { addr: "" }
+dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
+smtp:
+  listeners: [ { name: mx, addr: "127.0.0.1:$2", mode: mx } ]
+  max_connections_per_ip: 100
+CF
+}
+
+# wait_port PORT [NAME PID LOG]: waits until PORT on 127.0.0.1 accepts connections; fails
+# after 30 s, or at once when PID exits first, showing the end of LOG.
+wait_port() {
+  for _ in $(seq 150); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    [ -z "${3:-}" ] || kill -0 "$3" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "$(basename "$0"): ${2:-a server} never opened port $1" >&2
+  [ -z "${4:-}" ] || tail -5 "$4" >&2
+  exit 1
+}

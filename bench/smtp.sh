@@ -20,10 +20,7 @@ cd "$(dirname "$0")/.."
 N=${1:-2000}
 SIZE=4096
 command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
-# The work dir is on the repository's file system, not /tmp: on some sandboxes /tmp is a
-# different file system where creating a file costs ten times more, for both servers.
-mkdir -p .cache
-W=$(mktemp -d "$PWD/.cache/bench-smtp.XXXXXX"); chmod 755 "$W"
+W=$(bench_workdir smtp)
 PF_PORT=$((20000 + RANDOM % 10000)); PC_PORT=$((PF_PORT + 1)); PA_PORT=$((PF_PORT + 2))
 cleanup() {
   [ -n "${PC_PID:-}" ] && kill "$PC_PID" 2>/dev/null || true
@@ -40,50 +37,23 @@ trap cleanup EXIT
 # lock delivery/relay/postfixtest and bench/delivery.sh use too, then the file is restored.
 mkdir -p "$W/pf/etc" "$W/pf/spool" "$W/pf/lib" "$W/pf/vmail"
 chown postfix "$W/pf/lib"; chown nobody:nogroup "$W/pf/vmail"
-cat > "$W/pf/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $W/pf/spool
-data_directory = $W/pf/lib
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.example.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
+{
+  postfix_main_cf "$W/pf"
+  cat <<CF
 virtual_mailbox_domains = example.test
 virtual_mailbox_base = $W/pf/vmail
 virtual_mailbox_maps = static:postmaster/Maildir/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
-default_process_limit = 200
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-message_size_limit = 33554432
-maillog_file = $W/pf/maillog
-maillog_file_prefixes = $W
 CF
+} > "$W/pf/etc/main.cf"
 start_postfix "$W/pf" "$PF_PORT"
 
 # --- portcullis on its defaults, MX only.
 go build -o "$W/portcullis" ./cmd/portcullis
 pc_config() { # NAME PORT [EXTRA YAML]
-  cat > "$W/$1.yaml" <<CF
-hostname: bench.example.test
-data_dir: $W/$1
-local_domains: [example.test]
-http: { addr: "" }
-imap: { addr: "" }
-pop3: { addr: "" }
-dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
-smtp:
-  listeners: [ { name: mx, addr: "127.0.0.1:$2", mode: mx } ]
-  max_connections_per_ip: 100
-${3:-}
-CF
+  { portcullis_config "$W/$1" "$2"; printf 'http: { addr: "" }\n%s\n' "${3:-}"; } > "$W/$1.yaml"
 }
 pc_config pc "$PC_PORT"
 pc_config pa "$PA_PORT" "delivery: { inflow_delay: -1s }"
@@ -92,8 +62,7 @@ PC_PID=$!
 "$W/portcullis" serve --config "$W/pa.yaml" 2>"$W/pa.log" &
 PA_PID=$!
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$PF_PORT"; wait_port "$PC_PORT"; wait_port "$PA_PORT"
+wait_port "$PF_PORT" postfix; wait_port "$PC_PORT" portcullis "$PC_PID" "$W/pc.log"; wait_port "$PA_PORT" portcullis "$PA_PID" "$W/pa.log"
 
 # rate PORT CLIENTS: messages per second for N messages.
 rate() {

@@ -15,8 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/portcullis-mail/portcullis/delivery/internal/smtpconn"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -143,18 +143,8 @@ func replyOf(r Result) string {
 	return "250 2.0.0 delivered"
 }
 
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 400 {
-		s = s[:400]
-	}
-	return s
-}
+// oneLine makes a reply or error text fit one line of a DSN or the queue's log.
+func oneLine(s string) string { return smtpconn.OneLine(s, 400) }
 
 // errorf is fmt.Errorf with the package prefix.
 func errorf(format string, a ...any) error { return fmt.Errorf("delivery: "+format, a...) }

@@ -122,6 +122,17 @@ func (r *rig) mailbox(addr string) []string {
 	return out
 }
 
+// drain waits until the spool is empty, and fails with msg at the deadline.
+func (r *rig) drain(deadline time.Time, msg string) {
+	r.t.Helper()
+	for len(r.queued()) > 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (r *rig) queued() []string {
 	ids, err := r.sp.List()
 	if err != nil {
@@ -359,12 +370,7 @@ func TestDeferThenDeliverWithBackoff(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	for len(r.queued()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("message not delivered after retries")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.drain(deadline, "message not delivered after retries")
 	remote.mu.Lock()
 	defer remote.mu.Unlock()
 	if remote.got["x@remote.example"] != 1 || remote.got["y@remote.example"] != 1 || remote.tries["x@remote.example"] != 3 {
@@ -393,12 +399,7 @@ func TestPerDestinationConcurrency(t *testing.T) {
 		r.enqueue(spool.Envelope{From: "alice@example.org", To: []string{fmt.Sprintf("u%d@remote.example", i)}}, body)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for len(r.queued()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("not delivered")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.drain(deadline, "not delivered")
 	remote.mu.Lock()
 	defer remote.mu.Unlock()
 	if remote.maxActive != 2 || len(remote.got) != 12 {
@@ -599,12 +600,7 @@ func TestQueueCommandsReachRunningManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	adm.Close()
-	for len(r.queued()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("flushed message not delivered: the running manager did not notice")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.drain(deadline, "flushed message not delivered: the running manager did not notice")
 }
 
 func TestMetrics(t *testing.T) {

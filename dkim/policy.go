@@ -93,10 +93,7 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 	}
 
 	// SPF for the transaction (see the type comment).
-	sender := ""
-	if !tx.Envelope.From.IsNull() {
-		sender = tx.Envelope.From.String()
-	}
+	sender := spf.MailFrom(tx)
 	spfRes, _ := spf.Check(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, sender, spf.WithReceiver(tx.Hostname))
 
 	froms := tx.Message.Header.Values("From")

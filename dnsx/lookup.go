@@ -22,17 +22,7 @@ const (
 // LookupTXT returns the TXT records of name, each record's character-strings concatenated
 // (RFC 7208 §3.3). NODATA gives an empty list and a nil error.
 func LookupTXT(ctx context.Context, r Resolver, name string) ([]string, error) {
-	rrs, err := lookup(ctx, r, name, dns.TypeTXT)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(rrs))
-	for _, rr := range rrs {
-		if t, ok := rr.(*dns.TXT); ok {
-			out = append(out, TXTData(t))
-		}
-	}
-	return out, nil
+	return lookupAs(ctx, r, name, dns.TypeTXT, func(t *dns.TXT) (string, bool) { return TXTData(t), true })
 }
 
 // TXTData returns the character-strings of a TXT record joined, as the bytes on the wire:
@@ -67,36 +57,12 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // LookupA returns the IPv4 addresses of name.
 func LookupA(ctx context.Context, r Resolver, name string) ([]netip.Addr, error) {
-	rrs, err := lookup(ctx, r, name, dns.TypeA)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]netip.Addr, 0, len(rrs))
-	for _, rr := range rrs {
-		if a, ok := rr.(*dns.A); ok {
-			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
-				out = append(out, ip)
-			}
-		}
-	}
-	return out, nil
+	return lookupAs(ctx, r, name, dns.TypeA, func(a *dns.A) (netip.Addr, bool) { return netip.AddrFromSlice(a.A.To4()) })
 }
 
 // LookupAAAA returns the IPv6 addresses of name.
 func LookupAAAA(ctx context.Context, r Resolver, name string) ([]netip.Addr, error) {
-	rrs, err := lookup(ctx, r, name, dns.TypeAAAA)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]netip.Addr, 0, len(rrs))
-	for _, rr := range rrs {
-		if a, ok := rr.(*dns.AAAA); ok {
-			if ip, ok := netip.AddrFromSlice(a.AAAA.To16()); ok {
-				out = append(out, ip)
-			}
-		}
-	}
-	return out, nil
+	return lookupAs(ctx, r, name, dns.TypeAAAA, func(a *dns.AAAA) (netip.Addr, bool) { return netip.AddrFromSlice(a.AAAA.To16()) })
 }
 
 // LookupIP returns the IPv4 and IPv6 addresses of name, asking both types concurrently.
@@ -133,15 +99,9 @@ type MX struct {
 // LookupMX returns the MX records of name sorted by preference (RFC 5321 §5.1), ties in
 // the order received.
 func LookupMX(ctx context.Context, r Resolver, name string) ([]MX, error) {
-	rrs, err := lookup(ctx, r, name, dns.TypeMX)
+	out, err := lookupAs(ctx, r, name, dns.TypeMX, func(m *dns.MX) (MX, bool) { return MX{Host: hostname(m.Mx), Pref: m.Preference}, true })
 	if err != nil {
 		return nil, err
-	}
-	out := make([]MX, 0, len(rrs))
-	for _, rr := range rrs {
-		if m, ok := rr.(*dns.MX); ok {
-			out = append(out, MX{Host: hostname(m.Mx), Pref: m.Preference})
-		}
 	}
 	slices.SortStableFunc(out, func(a, b MX) int { return int(a.Pref) - int(b.Pref) })
 	return out, nil
@@ -270,6 +230,24 @@ func lookup(ctx context.Context, r Resolver, name string, qtype uint16) ([]dns.R
 	}
 	_, rrs := ans.Chain()
 	return rrs, nil
+}
+
+// lookupAs queries name for qtype and returns what conv makes of each record of type R
+// along the CNAME chain, skipping those it reports false for.
+func lookupAs[R dns.RR, T any](ctx context.Context, r Resolver, name string, qtype uint16, conv func(R) (T, bool)) ([]T, error) {
+	rrs, err := lookup(ctx, r, name, qtype)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(rrs))
+	for _, rr := range rrs {
+		if rec, ok := rr.(R); ok {
+			if v, ok := conv(rec); ok {
+				out = append(out, v)
+			}
+		}
+	}
+	return out, nil
 }
 
 // hostname lower-cases a DNS name and drops the trailing dot.

@@ -41,12 +41,7 @@ func postfixServer(t *testing.T, extra string) string {
 	if err := exec.Command("chown", "postfix", data).Run(); err != nil {
 		testenv.Unavailable(t, "no postfix user: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -109,18 +104,10 @@ postlog   unix-dgram n - n - 1 postlogd
 		}
 		os.RemoveAll(dir)
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("postfix did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testenv.WaitPort(addr, 30*time.Second); err != nil {
+		t.Fatalf("postfix did not listen: %v", err)
 	}
+	return addr
 }
 
 // sendToPostfix sends raw over SMTP and returns Postfix's reply to the end of DATA.

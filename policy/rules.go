@@ -148,6 +148,10 @@ func parseRule(n *yaml.Node, file string) (RuleSpec, ErrorList) {
 			s.Name = n.Content[i+1].Value
 		}
 	}
+	// The fields of the action keys, by key.
+	replies := map[string]**string{"accept": &s.Accept, "reject": &s.Reject, "tempfail": &s.Tempfail}
+	flags := map[string]*bool{"discard": &s.Discard, "quarantine": &s.Quarantine, "log_only": &s.LogOnly}
+	lists := map[string]*[]string{"add_header": &s.AddHeader, "tag": &s.Tag}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -188,28 +192,14 @@ func parseRule(n *yaml.Node, file string) (RuleSpec, ErrorList) {
 				fail(v, "%s takes a reply such as 554 5.7.1 \"text\", or true", k.Value)
 				continue
 			}
-			switch k.Value {
-			case "accept":
-				s.Accept = reply
-			case "reject":
-				s.Reject = reply
-			case "tempfail":
-				s.Tempfail = reply
-			}
+			*replies[k.Value] = reply
 		case "discard", "quarantine", "log_only":
 			var b bool
 			if err := v.Decode(&b); err != nil {
 				fail(v, "%s must be true or false", k.Value)
 				continue
 			}
-			switch k.Value {
-			case "discard":
-				s.Discard = b
-			case "quarantine":
-				s.Quarantine = b
-			case "log_only":
-				s.LogOnly = b
-			}
+			*flags[k.Value] = b
 		case "score":
 			if err := v.Decode(&s.Score); err != nil {
 				fail(v, "score must be a number")
@@ -222,11 +212,7 @@ func parseRule(n *yaml.Node, file string) (RuleSpec, ErrorList) {
 				fail(v, "%s must be a string or a list of strings", k.Value)
 				continue
 			}
-			if k.Value == "tag" {
-				s.Tag = list
-			} else {
-				s.AddHeader = list
-			}
+			*lists[k.Value] = list
 		default:
 			fail(k, "unknown key %q (known: name, stage, if, accept, reject, tempfail, discard, quarantine, score, add_header, tag, log_only)", k.Value)
 		}

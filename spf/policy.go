@@ -117,11 +117,7 @@ func (p *Policy) CheckMail(ctx context.Context, tx *policy.Transaction) policy.R
 		return skipped
 	}
 	from := tx.Envelope.From
-	sender := ""
-	if !from.IsNull() {
-		sender = from.String()
-	}
-	res, err := Check(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, sender, p.opts(tx)...)
+	res, err := Check(ctx, p.r, tx.Conn.IP, tx.Conn.HELO, MailFrom(tx), p.opts(tx)...)
 	helo := Status("")
 	if p.cfg.Helo {
 		if from.IsNull() {
@@ -132,6 +128,15 @@ func (p *Policy) CheckMail(ctx context.Context, tx *policy.Transaction) policy.R
 		}
 	}
 	return toPolicy(res, err, helo)
+}
+
+// MailFrom returns the sender argument of Check for tx: its reverse-path, or "" for the
+// null sender (Check then evaluates postmaster@helo). The dkim policy uses it for DMARC.
+func MailFrom(tx *policy.Transaction) string {
+	if tx.Envelope.From.IsNull() {
+		return ""
+	}
+	return tx.Envelope.From.String()
 }
 
 func toPolicy(res Result, err error, helo Status) policy.Result {

@@ -137,14 +137,21 @@ func TestLogMigrationOnDefer(t *testing.T) {
 	}
 }
 
-func TestSharedDeleteOfLogMessage(t *testing.T) {
+// ownerAndAdmin opens a spool in a new directory, queues one small message in its log
+// and attaches a shared handle to it, as `portcullis queue` does beside the server.
+func ownerAndAdmin(t *testing.T) (s, adm *Spool, id string) {
+	t.Helper()
 	dir := t.TempDir()
-	s := openT(t, dir, Config{})
+	s = openT(t, dir, Config{})
 	id, err := s.Enqueue(context.Background(), testEnv("a@example.test"), strings.NewReader("m\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm := openT(t, dir, Config{Shared: true})
+	return s, openT(t, dir, Config{Shared: true}), id
+}
+
+func TestSharedDeleteOfLogMessage(t *testing.T) {
+	s, adm, id := ownerAndAdmin(t)
 	if ids, _ := adm.List(); len(ids) != 1 || ids[0] != id {
 		t.Fatalf("shared List = %v", ids)
 	}
@@ -192,13 +199,7 @@ func FuzzLogSegment(f *testing.F) {
 }
 
 func TestParkHeldFromAnotherProcess(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Config{})
-	id, err := s.Enqueue(context.Background(), testEnv("a@example.test"), strings.NewReader("m\r\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm := openT(t, dir, Config{Shared: true})
+	s, adm, id := ownerAndAdmin(t)
 	if err := adm.Hold(id); err != nil {
 		t.Fatal(err)
 	}

@@ -339,20 +339,7 @@ func (s *Spool) Flush(id string) error { return s.Append(id, Record{Op: OpFlush}
 // It returns ErrNotFinal otherwise. The queue file goes first and that unlink is made
 // durable before the status file goes, so a crash in between leaves a lone status file
 // (cleaned at Open), never a queued message that lost its delivery records.
-func (s *Spool) Remove(id string) error {
-	env, err := s.Envelope(id)
-	if err != nil {
-		return err
-	}
-	st, err := s.Status(id)
-	if err != nil {
-		return err
-	}
-	if rem := st.Remaining(env); len(rem) > 0 {
-		return fmt.Errorf("%w: %s: %d of %d recipients", ErrNotFinal, id, len(rem), len(env.To))
-	}
-	return s.remove(id)
-}
+func (s *Spool) Remove(id string) error { return s.Complete(id) }
 
 // Complete removes a message whose delivery ends with recs: every recipient must have a
 // final state once recs are applied to the records already written, or it returns
@@ -441,17 +428,13 @@ func (s *Spool) migrate(id string) error {
 	return nil
 }
 
+// remove removes the message id, from the log or its own file, then its status file.
 func (s *Spool) remove(id string) error {
 	if found, err := s.mlog.remove(id); found {
 		if err != nil {
 			return fmt.Errorf("spool: remove %s: %w", id, err)
 		}
-		unlock := s.statusMu.lock(id)
-		defer unlock()
-		if err := os.Remove(s.path("status", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("spool: remove status of %s: %w", id, err)
-		}
-		return nil
+		return s.removeStatus(id)
 	}
 	if err := os.Remove(s.path("queue", id)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -462,6 +445,11 @@ func (s *Spool) remove(id string) error {
 	if err := s.queue.sync(); err != nil {
 		return fmt.Errorf("spool: remove %s: fsync queue directory: %w", id, err)
 	}
+	return s.removeStatus(id)
+}
+
+// removeStatus removes the status file of the removed message id, if it has one.
+func (s *Spool) removeStatus(id string) error {
 	unlock := s.statusMu.lock(id)
 	defer unlock()
 	if err := os.Remove(s.path("status", id)); err != nil && !errors.Is(err, os.ErrNotExist) {

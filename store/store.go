@@ -297,24 +297,29 @@ func (u *User) open(ctx context.Context) error {
 	// synchronous(FULL): a committed UID assignment must survive power loss, or a UID could
 	// be handed out twice in one UIDVALIDITY epoch.
 	dsn := "file:" + dbPath + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return fmt.Errorf("store: open index %s: %w", dbPath, err)
+	openDB := func(dsn string, conns int) (*sql.DB, error) {
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: open index %s: %w", dbPath, err)
+		}
+		db.SetMaxOpenConns(conns)
+		db.SetConnMaxIdleTime(time.Minute)
+		return db, nil
 	}
-	db.SetMaxOpenConns(4)
-	db.SetConnMaxIdleTime(time.Minute)
+	db, err := openDB(dsn, 4)
+	if err != nil {
+		return err
+	}
 	u.db = db
 	u.stmts.db = db
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
 	// Flag changes and expunges commit through connections that do not fsync (lazyTx).
-	lazy, err := sql.Open("sqlite", strings.Replace(dsn, "synchronous(FULL)", "synchronous(NORMAL)", 1))
+	lazy, err := openDB(strings.Replace(dsn, "synchronous(FULL)", "synchronous(NORMAL)", 1), 2)
 	if err != nil {
-		return fmt.Errorf("store: open index %s: %w", dbPath, err)
+		return err
 	}
-	lazy.SetMaxOpenConns(2)
-	lazy.SetConnMaxIdleTime(time.Minute)
 	u.lazy = lazy
 	u.lazyStmts.db = lazy
 	u.mu.Lock()

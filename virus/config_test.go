@@ -1,27 +1,17 @@
 package virus_test
 
 import (
-	"bytes"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/portcullis-mail/portcullis/policy/policytest"
 	"github.com/portcullis-mail/portcullis/virus"
 )
 
 // TestReadmeConfig decodes the README's config block, strictly, into Config.
 func TestReadmeConfig(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(raw), "## Config")
-	_, rest, _ = strings.Cut(rest, "```yaml\n")
-	block, _, ok := strings.Cut(rest, "```")
-	if !ok {
+	blocks := policytest.YAMLBlocks(policytest.ReadmeSection(t, "README.md", "## Config"))
+	if len(blocks) == 0 {
 		t.Fatal("README.md has no config block")
 	}
 	var doc struct {
@@ -29,9 +19,7 @@ func TestReadmeConfig(t *testing.T) {
 			Clamd virus.Config `yaml:"clamd"`
 		} `yaml:"policies"`
 	}
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(block)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
+	if err := policytest.DecodeStrict(blocks[0], &doc); err != nil {
 		t.Fatal(err)
 	}
 	cfg := doc.Policies["clamav"].Clamd

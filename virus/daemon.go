@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/idle"
 )
 
 // daemon is one clamd: its address, its idle session connections and its circuit breaker.
@@ -19,8 +21,9 @@ type daemon struct {
 	network, address string
 	cfg              *Config
 
+	idle idle.Stack[*conn] // session connections
+
 	mu        sync.Mutex
-	idle      []*conn
 	failures  int       // consecutive failures
 	openUntil time.Time // out of rotation until then (zero: in rotation)
 	probing   bool      // a half-open probe is in flight
@@ -64,17 +67,12 @@ func (d *daemon) dial(ctx context.Context, session bool) (*conn, error) {
 func (d *daemon) get(ctx context.Context) (c *conn, reused bool, err error) {
 	if !d.cfg.NoSessions {
 		now := time.Now()
-		d.mu.Lock()
-		for len(d.idle) > 0 {
-			c = d.idle[len(d.idle)-1]
-			d.idle = d.idle[:len(d.idle)-1]
-			if now.Sub(c.lastUsed) < d.cfg.IdleTimeout && alive(c.nc) {
-				d.mu.Unlock()
-				return c, true, nil
-			}
-			c.close()
+		c, ok := d.idle.Pop(func(c *conn) bool {
+			return now.Sub(c.lastUsed) < d.cfg.IdleTimeout && alive(c.nc)
+		}, (*conn).close)
+		if ok {
+			return c, true, nil
 		}
-		d.mu.Unlock()
 	}
 	c, err = d.dial(ctx, !d.cfg.NoSessions)
 	return c, false, err
@@ -87,28 +85,22 @@ func (d *daemon) put(c *conn) {
 		return
 	}
 	c.lastUsed = time.Now()
-	d.mu.Lock()
-	if len(d.idle) < d.cfg.MaxIdle {
-		d.idle = append(d.idle, c)
-		c = nil
-	}
-	d.mu.Unlock()
-	if c != nil {
-		_ = c.write(context.Background(), cmdEnd, time.Second)
-		c.close()
+	if !d.idle.Push(c, d.cfg.MaxIdle) {
+		c.end()
 	}
 }
 
 // closeIdle closes every idle connection (ending their sessions politely).
 func (d *daemon) closeIdle() {
-	d.mu.Lock()
-	idle := d.idle
-	d.idle = nil
-	d.mu.Unlock()
-	for _, c := range idle {
-		_ = c.write(context.Background(), cmdEnd, time.Second)
-		c.close()
+	for _, c := range d.idle.Drain() {
+		c.end()
 	}
+}
+
+// end ends the session politely (END) and closes the connection.
+func (c *conn) end() {
+	_ = c.write(context.Background(), cmdEnd, time.Second)
+	c.close()
 }
 
 // deadline returns now+timeout, or ctx's deadline when that is earlier.

@@ -55,8 +55,7 @@ type Server struct {
 	Dir          string
 
 	slapd, conf string
-	cmd         *exec.Cmd
-	done        chan struct{}
+	d           *testenv.Daemon
 }
 
 // Start starts slapd with users under ou=people and a service account
@@ -72,7 +71,7 @@ func Start(t testing.TB, users ...User) *Server {
 	dir := t.TempDir()
 	s := &Server{
 		Dir: dir, BindDN: "cn=search," + BaseDN, BindPassword: "search-secret",
-		AdminDN: "cn=admin," + BaseDN, AdminPass: "admin-secret", done: make(chan struct{}),
+		AdminDN: "cn=admin," + BaseDN, AdminPass: "admin-secret",
 	}
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatal(err)
@@ -96,8 +95,7 @@ func Start(t testing.TB, users ...User) *Server {
 
 	var lastErr error
 	for range 5 { // the free ports may be taken between probe and bind: retry
-		p1, p2 := freePort(t), freePort(t)
-		s.URL, s.LDAPSURL = "ldap://127.0.0.1:"+p1, "ldaps://127.0.0.1:"+p2
+		s.URL, s.LDAPSURL = "ldap://"+testenv.FreeAddr(t), "ldaps://"+testenv.FreeAddr(t)
 		if lastErr = s.start(slapd, conf); lastErr == nil {
 			break
 		}
@@ -110,29 +108,18 @@ func Start(t testing.TB, users ...User) *Server {
 }
 
 func (s *Server) start(slapd, conf string) error {
-	var logs bytes.Buffer
-	s.cmd = exec.Command(slapd, "-d", "0", "-h", s.URL+"/ "+s.LDAPSURL+"/", "-f", conf)
-	s.cmd.Stdout, s.cmd.Stderr = &logs, &logs
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
+	cmd := exec.Command(slapd, "-d", "0", "-h", s.URL+"/ "+s.LDAPSURL+"/", "-f", conf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d, err := testenv.StartDaemon(cmd)
+	if err != nil {
 		return fmt.Errorf("start slapd: %w", err)
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("slapd exited: %s", logs.String())
-		default:
-		}
-		if err := s.ping(); err == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	s.d = d
+	if err := d.WaitReady(15*time.Second, 50*time.Millisecond, s.ping); err != nil {
+		s.Stop()
+		return err
 	}
-	s.Stop()
-	return fmt.Errorf("slapd did not answer on %s within 15s: %s", s.URL, logs.String())
+	return nil
 }
 
 // Restart stops slapd and starts it again on the same addresses with the same data, as
@@ -163,23 +150,16 @@ func (s *Server) ping() error {
 
 // Stop terminates slapd and waits for it (at most 10 s, then kills it).
 func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
+	if s.d != nil {
+		s.d.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 }
 
 // Pause stops (SIGSTOP) slapd so that the kernel still accepts connections but
 // nothing answers, and waits until every thread has stopped; Resume continues it.
 func (s *Server) Pause() {
-	s.cmd.Process.Signal(syscall.SIGSTOP)
-	pid := strconv.Itoa(s.cmd.Process.Pid)
+	s.d.Process().Signal(syscall.SIGSTOP)
+	pid := strconv.Itoa(s.d.Process().Pid)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		tasks, _ := filepath.Glob("/proc/" + pid + "/task/*/stat")
 		stopped := len(tasks) > 0
@@ -197,7 +177,7 @@ func (s *Server) Pause() {
 }
 
 // Resume continues a paused slapd.
-func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
+func (s *Server) Resume() { s.d.Process().Signal(syscall.SIGCONT) }
 
 // DN returns the DN of a user.
 func DN(uid string) string { return "uid=" + ldap.EscapeDN(uid) + ",ou=people," + BaseDN }
@@ -208,16 +188,6 @@ func SSHA(password string) string {
 	rand.Read(salt)
 	h := sha1.Sum(append([]byte(password), salt...))
 	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(h[:], salt...))
-}
-
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return p
 }
 
 func slapdConf(dir string, s *Server) string {

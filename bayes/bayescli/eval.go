@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bayes"
+	"github.com/portcullis-mail/portcullis/internal/cputime"
 )
 
 // EvalOptions are the options of `bayes eval`. Either the four given sets, or Spam,
@@ -191,7 +192,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 			exs = append(exs, bayes.Example{Raw: sets[1][i], Class: bayes.Ham})
 		}
 	}
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), cputime.Used()
 	ups := make([]bayes.Update, len(exs))
 	for i, ex := range exs {
 		ups[i] = c.TrainUpdate(ex.Raw, ex.Class)
@@ -205,7 +206,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		return nil, err
 	}
 	r.TrainPerSec = float64(len(exs)) / time.Since(start).Seconds()
-	r.TrainPerCPU = perCPU(len(exs), cpuTime()-cpu)
+	r.TrainPerCPU = perCPU(len(exs), cputime.Used()-cpu)
 
 	test := append(append([][]byte{}, sets[2]...), sets[3]...)
 	isSpam := func(i int) bool { return i < len(sets[2]) }
@@ -222,7 +223,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 	}
 	// the rate: further passes (the first one warmed the buffers), at least 3 and
 	// until half a second has passed
-	start, cpu = time.Now(), cpuTime()
+	start, cpu = time.Now(), cputime.Used()
 	passes := 0
 	for passes < 3 || (time.Since(start) < time.Second/2 && passes < 50) {
 		for _, raw := range test {
@@ -233,7 +234,7 @@ func evalSplit(ctx context.Context, o EvalOptions) (*EvalResult, error) {
 		passes++
 	}
 	r.ClassPerSec = float64(passes*len(test)) / time.Since(start).Seconds()
-	r.ClassPerCPU = perCPU(passes*len(test), cpuTime()-cpu)
+	r.ClassPerCPU = perCPU(passes*len(test), cputime.Used()-cpu)
 	// the same again on all cores, checking that the scores do not change
 	r.Workers = runtime.GOMAXPROCS(0)
 	start = time.Now()

@@ -2,7 +2,6 @@ package dispatch_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/deliverytest"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
@@ -65,10 +65,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	ctx, stop := deliverytest.Start(q)
+	defer stop()
 
 	msg := "From: sender@example.test\r\nTo: team@example.test\r\nSubject: e2e\r\nMessage-ID: <e2e@example.test>\r\n\r\nHello team.\r\n"
 	rcpts := []string{"alice@example.test", "team@example.test", "ghost@example.test", "nobody@remote.test", "defer@remote.test", "loop@example.test"}
@@ -76,11 +74,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer wcancel()
-	if err := q.WaitIdle(wctx); err != nil {
-		t.Fatal(err)
-	}
+	deliverytest.WaitIdle(t, q, 60*time.Second)
 
 	if n := dc.Count("alice@example.test"); n != 2 {
 		t.Errorf("alice has %d messages, want 2 (direct and through team)", n)

@@ -1,7 +1,6 @@
 package dispatch_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/deliverytest"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
 	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/delivery/route"
@@ -39,10 +39,8 @@ func TestAliasKeepsCopyAndLoopGuard(t *testing.T) {
 	defer sp.Close()
 	d, _ := dispatch.New(dispatch.Config{Router: router, Local: md, Reinject: sp.Enqueue})
 	q, _ := delivery.New(delivery.Config{MinBackoff: time.Hour, Logger: quiet}, sp, d)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	ctx, stop := deliverytest.Start(q)
+	defer stop()
 
 	enqueue := func(msg string, to ...string) {
 		if _, err := sp.Enqueue(ctx, spool.Envelope{From: "x@example.net", To: to}, strings.NewReader(msg)); err != nil {
@@ -53,11 +51,7 @@ func TestAliasKeepsCopyAndLoopGuard(t *testing.T) {
 	// A copy that claims to have been through the list already is a loop: bounced to
 	// x@example.net (remote, no relay here: that bounce stays queued).
 	enqueue("Delivered-To: list@example.test\r\nSubject: looped\r\n\r\nhi\r\n", "list@example.test")
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	if err := q.WaitIdle(wctx); err != nil {
-		t.Fatal(err)
-	}
+	deliverytest.WaitIdle(t, q, 30*time.Second)
 	count := func(user string) int {
 		u, err := st.Open(ctx, user+"@example.test")
 		if err != nil {

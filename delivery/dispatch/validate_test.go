@@ -3,7 +3,6 @@ package dispatch_test
 import (
 	"context"
 	"errors"
-	"io"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -11,8 +10,8 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/smtpdtest"
 	"github.com/portcullis-mail/portcullis/smtpd"
-	"github.com/portcullis-mail/portcullis/spool"
 )
 
 // TestRcptValidationAgainstDovecot: the users exist only in Dovecot; the MX asks it over
@@ -28,26 +27,12 @@ func TestRcptValidationAgainstDovecot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(smtpd.Config{
+	srv := smtpdtest.Start(t, smtpd.Config{
 		Hostname: "mx.example.test", DataDir: t.TempDir(), LocalDomains: []string{"example.test"},
 		Listeners: []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX}},
-	}, smtpd.Deps{Spool: nullQueue{}, Recipients: r, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	}, smtpd.Deps{Recipients: r, Logger: quiet})
 
-	c, err := smtp.Dial(srv.Addr("mx").String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := smtpdtest.Dial(t, srv, "mx")
 	if err := c.Mail("a@example.net", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +51,4 @@ func TestRcptValidationAgainstDovecot(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 451 {
 		t.Fatalf("with Dovecot down: %v, want 451", err)
 	}
-}
-
-type nullQueue struct{}
-
-func (nullQueue) Enqueue(_ context.Context, _ spool.Envelope, msg io.Reader) (string, error) {
-	io.Copy(io.Discard, msg)
-	return "id", nil
 }

@@ -63,17 +63,13 @@ type Client struct {
 
 // New returns a Client. It does no I/O.
 func New(cfg Config) (*Client, error) {
+	// LMTP's own defaults; the local name and the data timeout are the session's
+	// (smtpconn.Options).
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = 2 * time.Minute
-	}
-	if cfg.DataTimeout <= 0 {
-		cfg.DataTimeout = 10 * time.Minute
-	}
-	if cfg.LocalName == "" {
-		cfg.LocalName = "localhost"
 	}
 	if cfg.MaxIdle <= 0 {
 		cfg.MaxIdle = 10
@@ -82,7 +78,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("lmtp: local name %q contains white space", cfg.LocalName)
 	}
 	return &Client{cfg: cfg, pool: smtpconn.NewPool(smtpconn.PoolConfig{
-		MaxIdle: cfg.MaxIdle, IdleTimeout: cfg.IdleTimeout, MaxUses: cfg.MaxUses,
+		Disabled: cfg.DisableReuse, MaxIdle: cfg.MaxIdle, IdleTimeout: cfg.IdleTimeout, MaxUses: cfg.MaxUses,
 	})}, nil
 }
 
@@ -113,42 +109,48 @@ func ParseDest(dest string) (network, addr string, err error) {
 func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.ReaderAt, size int64) ([]RcptResult, error) {
 	network, addr, err := ParseDest(dest)
 	if err != nil {
-		return all(rcpts, smtpconn.Fail("", "", 451, "4.3.5", err.Error(), err)), err
+		return smtpconn.ForAll(rcpts, smtpconn.Fail("", "", 451, "4.3.5", err.Error(), err)), err
 	}
 	if len(rcpts) == 0 {
 		return nil, nil
 	}
+	var res []RcptResult
+	var broken bool
+	err = c.session(ctx, dest, network, addr, func(s *smtpconn.Session) bool {
+		res = s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, false)
+		broken = s.Broken()
+		return s.Retryable()
+	})
+	if err != nil {
+		return smtpconn.ForAll(rcpts, smtpconn.OpenResult(dest, err)), fmt.Errorf("lmtp: %s: %w", dest, err)
+	}
+	if broken && !anyDelivered(res) {
+		return res, fmt.Errorf("lmtp: %s: %s", dest, res[0].Reply)
+	}
+	return res, nil
+}
+
+// session runs op on a pooled session to dest (network, addr), or on a new one. When op
+// reports that a pooled session turned out dead before anything was sent (the server
+// dropped it while idle), op runs once more on a new session: nothing can have been
+// delivered or asked yet.
+func (c *Client) session(ctx context.Context, dest, network, addr string, op func(*smtpconn.Session) (dead bool)) error {
 	for attempt := 0; ; attempt++ {
-		var s *smtpconn.Session
-		if !c.cfg.DisableReuse {
-			s = c.pool.Get(dest)
-		}
+		s := c.pool.Get(dest)
 		reused := s != nil
 		if s == nil {
-			s2, err := smtpconn.Open(ctx, network, addr, dest, c.options())
-			if err != nil {
-				return all(rcpts, smtpconn.OpenResult(dest, err)), fmt.Errorf("lmtp: %s: %w", dest, err)
+			var err error
+			if s, err = smtpconn.Open(ctx, network, addr, dest, c.options()); err != nil {
+				return err
 			}
-			s2.Key = dest
-			s = s2
+			s.Key = dest
 		}
-		res := s.Send(ctx, from, rcpts, io.NewSectionReader(msg, 0, size), size, false)
-		if reused && s.Retryable() && attempt == 0 && ctx.Err() == nil {
-			// The server dropped an idle session under us before the message went out:
-			// nothing can have been delivered, so try once more on a new session.
+		if op(s) && reused && attempt == 0 && ctx.Err() == nil {
 			s.Close()
 			continue
 		}
-		broken := s.Broken()
-		if c.cfg.DisableReuse {
-			s.Close()
-		} else {
-			c.pool.Put(s)
-		}
-		if broken && !anyDelivered(res) {
-			return res, fmt.Errorf("lmtp: %s: %s", dest, res[0].Reply)
-		}
-		return res, nil
+		c.pool.Put(s)
+		return nil
 	}
 }
 
@@ -171,36 +173,21 @@ func (c *Client) Verify(ctx context.Context, dest, rcpt string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for attempt := 0; ; attempt++ {
-		var s *smtpconn.Session
-		if !c.cfg.DisableReuse {
-			s = c.pool.Get(dest)
-		}
-		reused := s != nil
-		if s == nil {
-			if s, err = smtpconn.Open(ctx, network, addr, dest, c.options()); err != nil {
-				return false, fmt.Errorf("lmtp: verify <%s> at %s: %w", rcpt, dest, err)
-			}
-			s.Key = dest
-		}
-		r := s.Probe(ctx, rcpt)
-		if reused && s.Broken() && r.Code == 0 && attempt == 0 && ctx.Err() == nil {
-			s.Close()
-			continue
-		}
-		if c.cfg.DisableReuse {
-			s.Close()
-		} else {
-			c.pool.Put(s)
-		}
-		switch r.Status {
-		case Delivered:
-			return true, nil
-		case Permanent:
-			return false, nil
-		}
-		return false, fmt.Errorf("lmtp: verify <%s> at %s: %s", rcpt, dest, r.Reply)
+	var r smtpconn.Result
+	err = c.session(ctx, dest, network, addr, func(s *smtpconn.Session) bool {
+		r = s.Probe(ctx, rcpt)
+		return s.Broken() && r.Code == 0
+	})
+	if err != nil {
+		return false, fmt.Errorf("lmtp: verify <%s> at %s: %w", rcpt, dest, err)
 	}
+	switch r.Status {
+	case Delivered:
+		return true, nil
+	case Permanent:
+		return false, nil
+	}
+	return false, fmt.Errorf("lmtp: verify <%s> at %s: %s", rcpt, dest, r.Reply)
 }
 
 // Close closes the idle sessions. Deliveries in progress finish; their sessions are
@@ -208,15 +195,6 @@ func (c *Client) Verify(ctx context.Context, dest, rcpt string) (bool, error) {
 func (c *Client) Close() error {
 	c.pool.Close()
 	return nil
-}
-
-func all(rcpts []string, r smtpconn.Result) []RcptResult {
-	out := make([]RcptResult, len(rcpts))
-	for i, rc := range rcpts {
-		out[i] = r
-		out[i].Rcpt = rc
-	}
-	return out
 }
 
 func anyDelivered(res []RcptResult) bool {

@@ -7,15 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/delivery/internal/clienttest"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
+	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
@@ -24,14 +24,10 @@ func message(subject string) []byte {
 		"\r\nMessage-ID: <" + subject + "@example.net>\r\n\r\nHello.\r\n.leading dot survives\r\n..two dots\r\nbye\r\n")
 }
 
+// deliver sends msg to rcpts at dest; the results say what failed.
 func deliver(t *testing.T, c *lmtp.Client, dest string, rcpts []string, msg []byte) []lmtp.RcptResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, _ := c.Deliver(ctx, dest, "sender@example.net", rcpts, bytes.NewReader(msg), int64(len(msg)))
-	if len(res) != len(rcpts) {
-		t.Fatalf("got %d results for %d recipients", len(res), len(rcpts))
-	}
+	res, _ := clienttest.Send(t, c, dest, rcpts, msg)
 	return res
 }
 
@@ -149,9 +145,7 @@ func TestTemporaryFailures(t *testing.T) {
 	msg := message("x")
 
 	// Nothing listening: every recipient is deferred with 4.4.1.
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.FreeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := c.Deliver(ctx, dead, "a@example.net", []string{"x@example.test", "y@example.test"}, bytes.NewReader(msg), int64(len(msg)))
@@ -160,7 +154,7 @@ func TestTemporaryFailures(t *testing.T) {
 	}
 
 	// A server that never greets: the context's deadline ends the attempt.
-	l, _ = net.Listen("tcp", "127.0.0.1:0")
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer l.Close()
 	go func() {
 		for {
@@ -192,37 +186,13 @@ func TestTemporaryFailures(t *testing.T) {
 
 // TestSinkTemporaryRcpt uses Postfix's smtp-sink in LMTP mode answering 4xx to RCPT.
 func TestSinkTemporaryRcpt(t *testing.T) {
-	sink := testenv.Program(t, "smtp-sink")
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	args := []string{"-L", "-r", "RCPT", "-b", "452 4.2.2 mailbox full", addr, "10"}
-	if os.Getuid() == 0 {
-		args = append([]string{"-u", "nobody"}, args...)
-	}
-	cmd := exec.Command(sink, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitPort(t, addr)
+	sink := postfixtest.StartSinkDiscard(t, "", "-L", "-r", "RCPT", "-b", "452 4.2.2 mailbox full")
 	c, _ := lmtp.New(lmtp.Config{})
 	defer c.Close()
-	res := deliver(t, c, addr, []string{"x@example.test"}, message("sink"))
+	res := deliver(t, c, sink.Addr, []string{"x@example.test"}, message("sink"))
 	if r := res[0]; r.Status != lmtp.Temporary || r.Code != 452 || r.Enhanced != "4.2.2" {
 		t.Fatalf("4xx RCPT: %+v", r)
 	}
-}
-
-func waitPort(t testing.TB, addr string) {
-	for range 100 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never opened", addr)
 }
 
 func TestParseDest(t *testing.T) {
@@ -315,9 +285,7 @@ func TestVerifyDovecot(t *testing.T) {
 		t.Fatalf("%+v", r[0])
 	}
 	// No server: an error, not a "no".
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.FreeAddr(t)
 	if _, err := c.Verify(ctx, dead, "alice@example.test"); err == nil {
 		t.Error("Verify against a dead server gave no error")
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/deliverytest"
 	"github.com/portcullis-mail/portcullis/delivery/dispatch"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -235,20 +236,14 @@ func TestThroughQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	ctx, stop := deliverytest.Start(q)
+	defer stop()
 	id, err := sp.Enqueue(ctx, spool.Envelope{From: "carol@example.net", ReceivedAt: time.Now(),
 		To: []string{"alice@example.org", "bob@example.org", "nobody@example.org"}}, strings.NewReader(storeTestMsg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
-	defer wcancel()
-	if err := q.WaitIdle(wctx); err != nil {
-		t.Fatal(err)
-	}
+	deliverytest.WaitIdle(t, q, 20*time.Second)
 	s, err := sp.Status(id)
 	if err != nil {
 		t.Fatalf("message %s not queued any more: %v", id, err)

@@ -153,9 +153,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxMXHosts <= 0 {
 		cfg.MaxMXHosts = 5
 	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 30 * time.Second
-	}
+	// The timeouts are the session's defaults (smtpconn.Options).
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Second
 	}
@@ -170,7 +168,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		cfg: cfg, log: cfg.Logger, slots: map[string]chan struct{}{},
-		pool: smtpconn.NewPool(smtpconn.PoolConfig{MaxIdle: cfg.MaxIdle, IdleTimeout: cfg.IdleTimeout, MaxUses: cfg.MaxUses}),
+		pool: smtpconn.NewPool(smtpconn.PoolConfig{Disabled: cfg.DisableReuse, MaxIdle: cfg.MaxIdle, IdleTimeout: cfg.IdleTimeout, MaxUses: cfg.MaxUses}),
 	}, nil
 }
 
@@ -259,13 +257,13 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 		for _, r := range rcpts[1:] {
 			if address.Domain(r) != nexthop {
 				err := fmt.Errorf("relay: recipients of different domains (%s, %s) without a next hop", nexthop, address.Domain(r))
-				return all(rcpts, smtpconn.Fail("", "", 451, "4.3.5", err.Error(), err)), err
+				return smtpconn.ForAll(rcpts, smtpconn.Fail("", "", 451, "4.3.5", err.Error(), err)), err
 			}
 		}
 	}
 	host, port, useMX, err := ParseNextHop(nexthop)
 	if err != nil {
-		return all(rcpts, smtpconn.Fail("", "", 554, "5.3.5", err.Error(), err)), fmt.Errorf("relay: %w", err)
+		return smtpconn.ForAll(rcpts, smtpconn.Fail("", "", 554, "5.3.5", err.Error(), err)), fmt.Errorf("relay: %w", err)
 	}
 	if port == 0 {
 		port = c.cfg.Port
@@ -280,7 +278,7 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 		raw := make([]byte, size)
 		if _, err := msg.ReadAt(raw, 0); err != nil && !(errors.Is(err, io.EOF) && len(raw) == int(size)) {
 			err = fmt.Errorf("relay: reading the message: %w", err)
-			return all(rcpts, smtpconn.FromError("", "", err, "4.3.0")), err
+			return smtpconn.ForAll(rcpts, smtpconn.FromError("", "", err, "4.3.0")), err
 		}
 		if signed, err := c.cfg.Sign(raw); err != nil {
 			c.log.Warn("relay: DKIM signing failed; sending unsigned", "nexthop", nexthop, "err", err)
@@ -292,7 +290,7 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 	utf8 := headerHasUTF8(msg, size)
 
 	if err := c.acquire(ctx, nexthop); err != nil {
-		return all(rcpts, smtpconn.FromError("", "", err, "4.4.7")), fmt.Errorf("relay: waiting for a session to %s: %w", nexthop, err)
+		return smtpconn.ForAll(rcpts, smtpconn.FromError("", "", err, "4.4.7")), fmt.Errorf("relay: waiting for a session to %s: %w", nexthop, err)
 	}
 	defer c.release(nexthop)
 
@@ -324,17 +322,15 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 
 	// A pooled session first; retry once on a fresh one if it turns out dead before
 	// anything was sent.
-	if !c.cfg.DisableReuse {
-		if s := c.pool.Get(nexthop); s != nil {
-			send(s, false)
-			if s.Retryable() {
-				s.Close()
-			} else {
-				c.put(s)
-			}
-			if len(pending) == 0 {
-				return out, nil
-			}
+	if s := c.pool.Get(nexthop); s != nil {
+		send(s, false)
+		if s.Retryable() {
+			s.Close()
+		} else {
+			c.pool.Put(s)
+		}
+		if len(pending) == 0 {
+			return out, nil
 		}
 	}
 
@@ -365,7 +361,7 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 		}
 		s.Key = nexthop
 		send(s, n == len(targets)-1)
-		c.put(s)
+		c.pool.Put(s)
 	}
 	if len(pending) == 0 {
 		return out, nil
@@ -387,14 +383,6 @@ func (c *Client) DeliverDSN(ctx context.Context, nexthop, from string, rcpts []s
 		return out, fmt.Errorf("relay: %s: %s", nexthop, last.Reply)
 	}
 	return out, nil
-}
-
-func (c *Client) put(s *smtpconn.Session) {
-	if c.cfg.DisableReuse {
-		s.Close()
-		return
-	}
-	c.pool.Put(s)
 }
 
 func (c *Client) options(hc HostConfig) smtpconn.Options {
@@ -568,13 +556,4 @@ func headerHasUTF8(msg io.ReaderAt, size int64) bool {
 		}
 	}
 	return false
-}
-
-func all(rcpts []string, r smtpconn.Result) []RcptResult {
-	out := make([]RcptResult, len(rcpts))
-	for i, rc := range rcpts {
-		out[i] = r
-		out[i].Rcpt = rc
-	}
-	return out
 }

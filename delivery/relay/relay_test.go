@@ -18,10 +18,12 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/portcullis-mail/portcullis/delivery/internal/clienttest"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -43,16 +45,7 @@ func port(t *testing.T, addr string) int {
 	return n
 }
 
-func send(t *testing.T, c *relay.Client, nexthop string, rcpts []string, msg []byte) ([]relay.RcptResult, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := c.Deliver(ctx, nexthop, "sender@example.net", rcpts, bytes.NewReader(msg), int64(len(msg)))
-	if len(res) != len(rcpts) {
-		t.Fatalf("got %d results for %d recipients", len(res), len(rcpts))
-	}
-	return res, err
-}
+var send = clienttest.Send
 
 // TestPostfixMX relays to the mail exchangers of remote.test: the first greets with 421,
 // the second refuses connections, the third is a real Postfix with STARTTLS that
@@ -184,7 +177,7 @@ func TestDNSFailures(t *testing.T) {
 
 // TestDeferThenDeliver: a next hop that defers every recipient, then recovers.
 func TestDeferThenDeliver(t *testing.T) {
-	addr := postfixtest.FreeAddr(t, "127.0.0.1")
+	addr := testenv.FreeAddr(t)
 	hop := "[127.0.0.1]:" + fmt.Sprint(port(t, addr))
 	c, _ := relay.New(relay.Config{Logger: quiet})
 	defer c.Close()
@@ -465,7 +458,7 @@ func TestTLSFallback(t *testing.T) {
 // backup MX at once; one whose data was sent when the primary dropped the session is not
 // (it may have been delivered: trying elsewhere could deliver twice).
 func TestNextMXForDeferredRecipients(t *testing.T) {
-	addr := postfixtest.FreeAddr(t, "127.0.0.1")
+	addr := testenv.FreeAddr(t)
 	p := port(t, addr)
 	backup := postfixtest.StartSink(t, addr)
 	postfixtest.StartSink(t, fmt.Sprintf("127.0.0.2:%d", p), "-r", "RCPT", "-b", "450 4.7.1 greylisted")

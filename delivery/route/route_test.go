@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/smtpdtest"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -325,34 +326,20 @@ func TestBadConfig(t *testing.T) {
 func TestSMTPRecipientValidation(t *testing.T) {
 	r, _ := setup(t)
 	var queued [][]string
-	srv, err := smtpd.New(smtpd.Config{
+	srv := smtpdtest.Start(t, smtpd.Config{
 		Hostname: "mx.example.test", DataDir: t.TempDir(),
 		LocalDomains: []string{"example.test", "other.test", "virtual.test"},
 		Listeners:    []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX}},
-	}, smtpd.Deps{Spool: queueFunc(func(env spool.Envelope) { queued = append(queued, env.To) }), Recipients: r, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	}, smtpd.Deps{Spool: smtpdtest.Spool(func(env spool.Envelope) { queued = append(queued, env.To) }), Recipients: r, Logger: quiet})
 
-	c, err := smtp.Dial(srv.Addr("mx").String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := smtpdtest.Dial(t, srv, "mx")
 	if err := c.Mail("a@example.net", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Rcpt("postmaster@example.test", nil); err != nil {
 		t.Fatalf("alias refused: %v", err)
 	}
-	err = c.Rcpt("nobody@example.test", nil)
+	err := c.Rcpt("nobody@example.test", nil)
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
 		t.Fatalf("unknown user: %v, want 550 5.1.1", err)
@@ -371,14 +358,6 @@ func TestSMTPRecipientValidation(t *testing.T) {
 	if len(queued) != 1 || !slices.Equal(queued[0], []string{"postmaster@example.test", "anyone@virtual.test"}) {
 		t.Fatalf("queued %v", queued)
 	}
-}
-
-type queueFunc func(spool.Envelope)
-
-func (f queueFunc) Enqueue(_ context.Context, env spool.Envelope, msg io.Reader) (string, error) {
-	io.Copy(io.Discard, msg)
-	f(env)
-	return "id1", nil
 }
 
 // Lookups go on while the maps are rewritten and reloaded (run with -race).

@@ -18,3 +18,19 @@ func Example() {
 	fmt.Println(len(specs), specs[0].Name)
 	// Output: 1 big
 }
+
+func TestReadmeSection(t *testing.T) {
+	readme := filepath.Join(t.TempDir(), "README.md")
+	os.WriteFile(readme, []byte("# x\n\n## Config\n\n```yaml\na: 1\n```\n\n### Detail\n\n```yaml\nb: 2\n```\n\n## Rules\n\n```yaml\nc: 3\n```\n"), 0o644)
+	got := policytest.YAMLBlocks(policytest.ReadmeSection(t, readme, "## Config"))
+	if len(got) != 2 || got[0] != "a: 1\n" || got[1] != "b: 2\n" {
+		t.Fatalf("Config section blocks %q", got)
+	}
+	if got := policytest.YAMLBlocks(policytest.ReadmeSection(t, readme, "")); len(got) != 3 {
+		t.Fatalf("whole file blocks %q", got)
+	}
+	var v struct{ A int }
+	if err := policytest.DecodeStrict("a: 1\nb: 2\n", &v); err == nil {
+		t.Fatal("DecodeStrict accepted an unknown key")
+	}
+}

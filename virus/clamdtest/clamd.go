@@ -1,7 +1,6 @@
 package clamdtest
 
 import (
-	"bytes"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
@@ -51,8 +50,7 @@ type Daemon struct {
 	port    int
 	sock    string
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
+	d       *testenv.Daemon
 	stopped bool
 }
 
@@ -107,7 +105,7 @@ func StartClamd(t testing.TB, opts Options) *Daemon {
 	d := &Daemon{t: t, bin: bin, dir: dir, conf: filepath.Join(dir, "clamd.conf"), sock: filepath.Join(dir, "clamd.sock")}
 	var lastErr error
 	for range 3 { // the free port can be taken between probing and clamd's bind
-		d.port = freePort(t)
+		d.port = testenv.FreePort(t)
 		conf := []string{
 			"DatabaseDirectory " + dbDir,
 			"TemporaryDirectory " + tmp,
@@ -143,33 +141,24 @@ func StartClamd(t testing.TB, opts Options) *Daemon {
 func (d *Daemon) start() error {
 	_ = os.Remove(d.sock)
 	cmd := exec.Command(d.bin, "-c", d.conf)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
 	setPdeathsig(cmd)
-	if err := cmd.Start(); err != nil {
+	p, err := testenv.StartDaemon(cmd)
+	if err != nil {
 		return fmt.Errorf("start clamd: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	d.mu.Lock()
-	d.cmd, d.done, d.stopped = cmd, done, false
+	d.d, d.stopped = p, false
 	d.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("clamd exited during startup: %s", out.String())
-		default:
+	err = p.WaitReady(60*time.Second, 20*time.Millisecond, func() error {
+		if err := Ping(d.TCPAddr(), time.Second); err != nil {
+			return err
 		}
-		if err := Ping(d.TCPAddr(), time.Second); err == nil {
-			if err := Ping(d.UnixAddr(), time.Second); err == nil {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+		return Ping(d.UnixAddr(), time.Second)
+	})
+	if err != nil {
+		d.Kill()
 	}
-	d.Kill()
-	return fmt.Errorf("clamd did not answer PING within 60s: %s", out.String())
+	return err
 }
 
 // TCPAddr returns the daemon's TCP address as "tcp:127.0.0.1:PORT".
@@ -196,33 +185,25 @@ func (d *Daemon) Log() string {
 // Kill kills clamd with SIGKILL (a crash: connections drop, the socket file stays) and
 // waits for it to exit.
 func (d *Daemon) Kill() {
-	d.mu.Lock()
-	cmd, done := d.cmd, d.done
-	d.stopped = true
-	d.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return
+	if p, _ := d.take(); p != nil {
+		p.Kill()
 	}
-	_ = cmd.Process.Kill()
-	<-done
 }
 
 // Stop stops clamd (SIGTERM, then SIGKILL after 10s). It runs at the end of the test.
 func (d *Daemon) Stop() {
+	if p, stopped := d.take(); p != nil && !stopped {
+		p.Stop(os.Interrupt, 10*time.Second)
+	}
+}
+
+// take marks the daemon stopped and returns its process (nil when none was started)
+// and whether it was stopped already.
+func (d *Daemon) take() (p *testenv.Daemon, stopped bool) {
 	d.mu.Lock()
-	cmd, done, stopped := d.cmd, d.done, d.stopped
-	d.stopped = true
-	d.mu.Unlock()
-	if cmd == nil || cmd.Process == nil || stopped {
-		return
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
+	defer d.mu.Unlock()
+	p, stopped, d.stopped = d.d, d.stopped, true
+	return p, stopped
 }
 
 // Restart starts clamd again after Kill or Stop, on the same port and socket.
@@ -231,15 +212,6 @@ func (d *Daemon) Restart() {
 	if err := d.start(); err != nil {
 		d.t.Fatalf("clamdtest: restart: %v\n%s", err, d.Log())
 	}
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("clamdtest: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Ping sends zPING to addr ("tcp:host:port" or "unix:/path") and checks the PONG. It is a

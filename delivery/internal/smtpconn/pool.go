@@ -8,6 +8,7 @@ import (
 // Pool keeps idle sessions per destination for reuse (Postfix's connection cache). The
 // zero value is not usable; set the limits with NewPool.
 type Pool struct {
+	off     bool
 	maxIdle int
 	idleFor time.Duration
 	maxUses int
@@ -21,6 +22,7 @@ type Pool struct {
 
 // PoolConfig sets the pool's limits. Zero values take the defaults in brackets.
 type PoolConfig struct {
+	Disabled    bool          // no reuse: Get returns nil, Put closes the session
 	MaxIdle     int           // idle sessions kept per destination [4]
 	IdleTimeout time.Duration // an idle session is closed after this long [30s]
 	MaxUses     int           // transactions per session before it is closed [100]
@@ -41,11 +43,14 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 5 * time.Minute
 	}
-	return &Pool{maxIdle: cfg.MaxIdle, idleFor: cfg.IdleTimeout, maxUses: cfg.MaxUses, maxAge: cfg.MaxAge, idle: map[string][]*Session{}}
+	return &Pool{off: cfg.Disabled, maxIdle: cfg.MaxIdle, idleFor: cfg.IdleTimeout, maxUses: cfg.MaxUses, maxAge: cfg.MaxAge, idle: map[string][]*Session{}}
 }
 
 // Get returns an idle session for key that still looks alive, or nil.
 func (p *Pool) Get(key string) *Session {
+	if p.off {
+		return nil
+	}
 	for {
 		p.mu.Lock()
 		l := p.idle[key]
@@ -73,6 +78,10 @@ func (p *Pool) Get(key string) *Session {
 // pool for its key is full.
 func (p *Pool) Put(s *Session) {
 	if s == nil {
+		return
+	}
+	if p.off {
+		s.Close()
 		return
 	}
 	p.mu.Lock()

@@ -116,6 +116,16 @@ func Fail(rcpt, host string, code int, enhanced, text string, err error) Result 
 		Reply: oneLine(fmt.Sprintf("%d %s %s", code, enhanced, text))}
 }
 
+// ForAll returns r as the result of each of rcpts: a failure of the whole transaction.
+func ForAll(rcpts []string, r Result) []Result {
+	out := make([]Result, len(rcpts))
+	for i, rc := range rcpts {
+		out[i] = r
+		out[i].Rcpt = rc
+	}
+	return out
+}
+
 func describe(host string, err error) string {
 	if host == "" {
 		return err.Error()
@@ -125,15 +135,19 @@ func describe(host string, err error) string {
 
 // oneLine joins a multi-line reply and bounds its length, so that it fits a log field and
 // a DSN header.
-func oneLine(s string) string {
+func oneLine(s string) string { return strings.TrimSpace(OneLine(s, 500)) }
+
+// OneLine turns CR, LF and tab into spaces and cuts s to max bytes: a reply or an error
+// text made fit for one log field or one DSN header line.
+func OneLine(s string, max int) string {
 	s = strings.Map(func(r rune) rune {
 		if r == '\r' || r == '\n' || r == '\t' {
 			return ' '
 		}
 		return r
 	}, s)
-	if len(s) > 500 {
-		s = s[:500]
+	if len(s) > max {
+		s = s[:max]
 	}
-	return strings.TrimSpace(s)
+	return s
 }

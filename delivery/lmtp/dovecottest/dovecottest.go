@@ -15,11 +15,9 @@ package dovecottest
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,8 +31,7 @@ type Dovecot struct {
 	// Dir holds the configuration, the log (dovecot.log) and the mail (mail/).
 	Dir  string
 	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	d    *testenv.Daemon
 }
 
 // Start starts Dovecot with the given users (full addresses such as
@@ -78,7 +75,7 @@ func Start(t testing.TB, users ...string) *Dovecot {
 	if err := os.WriteFile(filepath.Join(dir, "users"), pw.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	conf := fmt.Sprintf(`# written by dovecottest
 base_dir = %[1]s/run
 state_dir = %[1]s/state
@@ -116,63 +113,21 @@ service anvil {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := &Dovecot{Dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "-F", "-c", cf)
-	var out bytes.Buffer
-	d.cmd.Stdout, d.cmd.Stderr = &out, &out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
+	d := &Dovecot{Dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	cmd := exec.Command(bin, "-F", "-c", cf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if d.d, err = testenv.StartDaemon(cmd); err != nil {
 		t.Fatalf("dovecottest: starting dovecot: %v", err)
 	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(d.stop)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", d.addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("dovecottest: dovecot exited: %s\n%s\n%s", d.cmd.ProcessState, out.String(), d.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dovecottest: LMTP port %s never opened\n%s", d.addr, d.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
+	t.Cleanup(d.Stop)
+	if err := d.d.WaitReady(15*time.Second, 50*time.Millisecond, func() error { return testenv.WaitPort(d.addr, 0) }); err != nil {
+		t.Fatalf("dovecottest: LMTP port %s: %v\n%s", d.addr, err, d.Log())
 	}
 	return d
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Stop stops Dovecot (a store that goes away). Stopping twice is harmless.
-func (d *Dovecot) Stop() { d.stop() }
-
-func (d *Dovecot) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-		<-d.done
-	}
-}
+func (d *Dovecot) Stop() { d.d.Stop(syscall.SIGTERM, 10*time.Second) }
 
 // LMTPAddr is the LMTP listener, "127.0.0.1:PORT".
 func (d *Dovecot) LMTPAddr() string { return d.addr }
@@ -193,32 +148,11 @@ func (d *Dovecot) Maildir(user string) string {
 // name.
 func (d *Dovecot) Messages(t testing.TB, user string) [][]byte {
 	t.Helper()
-	var names []string
-	for _, sub := range []string{"new", "cur"} {
-		m, _ := filepath.Glob(filepath.Join(d.Maildir(user), sub, "*"))
-		names = append(names, m...)
-	}
-	slices.SortFunc(names, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
-	out := make([][]byte, 0, len(names))
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
+	return testenv.ReadFiles(t, testenv.MaildirFiles(d.Maildir(user)))
 }
 
 // Count returns the number of messages in user's INBOX.
-func (d *Dovecot) Count(user string) int {
-	n := 0
-	for _, sub := range []string{"new", "cur"} {
-		m, _ := filepath.Glob(filepath.Join(d.Maildir(user), sub, "*"))
-		n += len(m)
-	}
-	return n
-}
+func (d *Dovecot) Count(user string) int { return len(testenv.MaildirFiles(d.Maildir(user))) }
 
 // Log returns what Dovecot logged so far.
 func (d *Dovecot) Log() string {

@@ -81,7 +81,7 @@ func Start(t testing.TB, cfg Config) *Postfix {
 		cfg.Domain = "remote.test"
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = FreeAddr(t, "127.0.0.1")
+		cfg.Addr = testenv.FreeAddr(t)
 	}
 	if cfg.MessageSizeLimit == 0 {
 		cfg.MessageSizeLimit = 10240000
@@ -178,7 +178,7 @@ maillog_file_prefixes = /tmp
 	}); err != nil {
 		t.Fatalf("postfixtest: %v", err)
 	}
-	if err := WaitPort(cfg.Addr, 15*time.Second); err != nil {
+	if err := testenv.WaitPort(cfg.Addr, 15*time.Second); err != nil {
 		t.Fatalf("postfixtest: %v\n%s", err, p.Log())
 	}
 	return p
@@ -256,19 +256,7 @@ func (p *Postfix) Maildir(user string) string {
 // Messages returns the messages delivered to user so far, oldest first.
 func (p *Postfix) Messages(t testing.TB, user string) [][]byte {
 	t.Helper()
-	names, _ := filepath.Glob(filepath.Join(p.Maildir(user), "new", "*"))
-	cur, _ := filepath.Glob(filepath.Join(p.Maildir(user), "cur", "*"))
-	names = append(names, cur...)
-	slices.SortFunc(names, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
-	var out [][]byte
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
+	return testenv.ReadFiles(t, testenv.MaildirFiles(p.Maildir(user)))
 }
 
 // WaitMessages waits until user has n messages (Postfix delivers from its queue
@@ -298,8 +286,7 @@ func (p *Postfix) Log() string {
 type Sink struct {
 	Addr string
 	Dir  string // dumps of received messages (one file each)
-	cmd  *exec.Cmd
-	done chan struct{}
+	d    *testenv.Daemon
 }
 
 // StartSink runs `smtp-sink [args] ADDR 100` (ADDR "127.0.0.1:PORT"; "" picks a free
@@ -323,7 +310,7 @@ func startSink(t testing.TB, addr string, dump bool, args []string) *Sink {
 	t.Helper()
 	bin := testenv.Program(t, "smtp-sink")
 	if addr == "" {
-		addr = FreeAddr(t, "127.0.0.1")
+		addr = testenv.FreeAddr(t)
 	}
 	dir, err := os.MkdirTemp("", "smtp-sink-")
 	if err != nil {
@@ -339,30 +326,19 @@ func startSink(t testing.TB, addr string, dump bool, args []string) *Sink {
 		a = append(a, "-u", "nobody")
 	}
 	a = append(append(a, args...), addr, "100")
-	s := &Sink{Addr: addr, Dir: dir, cmd: exec.Command(bin, a...), done: make(chan struct{})}
-	var out bytes.Buffer
-	s.cmd.Stdout, s.cmd.Stderr = &out, &out
-	if err := s.cmd.Start(); err != nil {
+	s := &Sink{Addr: addr, Dir: dir}
+	if s.d, err = testenv.StartDaemon(exec.Command(bin, a...)); err != nil {
 		t.Fatalf("postfixtest: smtp-sink: %v", err)
 	}
-	go func() { s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(s.Stop)
-	if err := WaitPort(addr, 10*time.Second); err != nil {
-		t.Fatalf("postfixtest: smtp-sink %v: %v\n%s", a, err, out.String())
+	if err := testenv.WaitPort(addr, 10*time.Second); err != nil {
+		t.Fatalf("postfixtest: smtp-sink %v: %v\n%s", a, err, s.d.Output())
 	}
 	return s
 }
 
 // Stop stops the sink (a remote that goes away).
-func (s *Sink) Stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.cmd.Process.Kill()
-	<-s.done
-}
+func (s *Sink) Stop() { s.d.Kill() }
 
 // Messages returns the dumps of the messages received so far: smtp-sink's X-Mail-Args
 // and X-Rcpt-Args header lines followed by the message.
@@ -370,42 +346,7 @@ func (s *Sink) Messages(t testing.TB) [][]byte {
 	t.Helper()
 	names, _ := filepath.Glob(filepath.Join(s.Dir, "*"))
 	slices.Sort(names)
-	var out [][]byte
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
-
-// FreeAddr returns host:PORT with a port that was free a moment ago.
-func FreeAddr(t testing.TB, host string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// WaitPort waits until addr accepts connections.
-func WaitPort(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s never opened: %w", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testenv.ReadFiles(t, names)
 }
 
 func write(t testing.TB, path string, b []byte) {
