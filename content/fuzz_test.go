@@ -124,7 +124,7 @@ func FuzzArchive(f *testing.F) {
 		for _, kind := range []string{"zip", "gzip", "bzip2", "tar"} {
 			w := &walker{lim: fuzzLimits.withDefaults(), msg: &Message{}}
 			a := &Attachment{Name: "x." + kind}
-			w.listArchive(a, data, kind, 1)
+			w.listArchive(a, data, kind, 1, nil)
 			if len(w.msg.Attachments) > fuzzLimits.MaxArchiveEntries+fuzzLimits.MaxArchiveDepth+1 {
 				t.Fatalf("%s: %d entries over the limit", kind, len(w.msg.Attachments))
 			}
