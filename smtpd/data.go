@@ -143,6 +143,9 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		return nil, st.dataReadError(err)
 	}
 	raw := buf.Bytes()
+	if err := st.checkHeaderSize(raw); err != nil {
+		return nil, err
+	}
 	receivedAt := time.Now()
 	st.msgSeq++
 	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
