@@ -404,6 +404,9 @@ func (w *walker) listZip(l *level, data []byte, container string, depth int) {
 			w.msg.Attachments = append(w.msg.Attachments, e)
 			continue
 		}
+		if f.Method == 12 {
+			w.uncompressed += bzip2Cost(f)
+		}
 		if w.uncompressed >= int64(w.lim.MaxUncompressedSize) {
 			// Nothing more may be inflated; the names are still listed.
 			e.reason("archive_limit")
@@ -422,6 +425,29 @@ func (w *walker) listZip(l *level, data []byte, container string, depth int) {
 		rc.Close()
 		in.release()
 	}
+}
+
+// bzip2Cost is what opening a bzip2 stream costs: bzip2 decodes a whole block (up to
+// its header's level times 100 kB, and allocates four bytes a byte for it) before it
+// yields the first byte, so a zip of a thousand tiny bzip2 entries would cost seconds
+// of CPU and gigabytes of allocation to sniff. The block size counts against
+// max_uncompressed_size as if it had been decompressed, which it is.
+func bzip2Cost(f *zip.File) int64 {
+	var h [4]byte
+	if r, err := f.OpenRaw(); err == nil {
+		if _, err := io.ReadFull(r, h[:]); err == nil {
+			return bzip2BlockSize(h[:])
+		}
+	}
+	return 900_000
+}
+
+// bzip2BlockSize reads the block size from a bzip2 stream's header ("BZh" and the level).
+func bzip2BlockSize(h []byte) int64 {
+	if len(h) >= 4 && string(h[:3]) == "BZh" && h[3] >= '1' && h[3] <= '9' {
+		return int64(h[3]-'0') * 100_000
+	}
+	return 900_000
 }
 
 func ooxmlType(zr *zip.Reader) string {
@@ -469,6 +495,12 @@ func (w *walker) listCompressed(l *level, data []byte, kind, container string, d
 			}
 		}
 	case "bzip2":
+		w.uncompressed += bzip2BlockSize(data)
+		if w.uncompressed >= int64(w.lim.MaxUncompressedSize) {
+			a.reason("archive_limit")
+			w.limit(a.Path, LimitUncompressedSize)
+			return
+		}
 		dec = bzip2.NewReader(in)
 		name = strings.TrimSuffix(strings.TrimSuffix(a.Name, ".bz2"), ".tbz")
 		if strings.HasSuffix(a.Name, ".tbz") {

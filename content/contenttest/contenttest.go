@@ -21,6 +21,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -88,10 +89,10 @@ func GzipZeros(name string, n int64) []byte {
 	return b.Bytes()
 }
 
-// Gzip compresses data.
+// Gzip compresses data (fast: Go's best compression is very slow on low-entropy data).
 func Gzip(data []byte) []byte {
 	var b bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	w, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
 	w.Write(data)
 	w.Close()
 	return b.Bytes()
@@ -119,10 +120,15 @@ type Entry struct {
 	Data []byte
 }
 
-// Zip returns a zip of the entries, deflated.
-func Zip(entries ...Entry) []byte {
+// Zip returns a zip of the entries, deflated fast.
+func Zip(entries ...Entry) []byte { return zipLevel(flate.BestSpeed, entries...) }
+
+func zipLevel(level int, entries ...Entry) []byte {
 	var b bytes.Buffer
 	zw := zip.NewWriter(&b)
+	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) {
+		return flate.NewWriter(w, level)
+	})
 	for _, e := range entries {
 		w, err := zw.CreateHeader(&zip.FileHeader{Name: e.Name, Method: zip.Deflate})
 		if err != nil {
@@ -156,7 +162,8 @@ func Nest(depth, fanout int, innermost []byte) []byte {
 		for i := range entries {
 			entries[i] = Entry{Name: fmt.Sprintf("%d.zip", i), Data: cur}
 		}
-		cur = Zip(entries...)
+		// Fast compression misses the repeats of compressed data that keep a nest small.
+		cur = zipLevel(flate.DefaultCompression, entries...)
 	}
 	return cur
 }
@@ -352,6 +359,24 @@ func Bzip2Zeros(n int64) []byte {
 		panic(fmt.Sprintf("contenttest: Bzip2Zeros(%d): not a positive multiple of 1 MiB", n))
 	}
 	return bytes.Repeat(bzip2MiB, int(n/MiB))
+}
+
+// ZipOfBzip2 returns a zip of n entries stored with method 12 (bzip2), each the bzip2
+// stream of one MiB of zeros declaring a size of 4 KiB: cheap to send, and each costs
+// a reader a whole bzip2 block to look at.
+func ZipOfBzip2(n int) []byte {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	for i := 0; i < n; i++ {
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: fmt.Sprintf("f%04d.txt", i), Method: 12,
+			CompressedSize64: uint64(len(bzip2MiB)), UncompressedSize64: 4096})
+		if err != nil {
+			panic(err)
+		}
+		w.Write(bzip2MiB)
+	}
+	zw.Close()
+	return b.Bytes()
 }
 
 // ZerosCRC returns the CRC-32 (IEEE) of n zero bytes without reading them.
