@@ -123,3 +123,12 @@ func TestUnderTheLimits(t *testing.T) {
 		}
 	}
 }
+
+// xz is recognised, not listed (no decoder in the standard library).
+func TestXZRecognised(t *testing.T) {
+	xz := append([]byte("\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4\x46"), make([]byte, 64)...)
+	m, _ := WalkBytes([]byte(attach("a.tar.xz", "application/x-xz", xz)), Limits{})
+	if len(m.Attachments) != 1 || m.Attachments[0].DetectedType != "application/x-xz" || m.Attachments[0].TypeMismatch {
+		t.Fatalf("%s", describe(m))
+	}
+}
