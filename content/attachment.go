@@ -247,7 +247,7 @@ func (w *walker) addAttachment(a *Attachment, data []byte) {
 	s := a.inspect(data)
 	w.msg.Attachments = append(w.msg.Attachments, a)
 	if s.archive != "" {
-		w.listArchive(a, data, s.archive, 1)
+		w.listArchive(a, data, s.archive, 1, nil)
 	}
 }
 

@@ -10,7 +10,9 @@
 // undecodable RFC 2231 value) is marked suspicious, never treated as nameless. Limits
 // (Limits) bound the bytes read, the parts, the nesting depth, the header bytes, the
 // decoded bytes and the archive entries, so a zip bomb or a million nested multiparts cost
-// a bounded amount of work.
+// a bounded amount of work. A walk that stops at a limit says which
+// (Message.LimitsHit) and is Truncated: what it did not see may hold anything, so the
+// policy reports it as unknown (content.truncated), never as clean.
 //
 // Header, Content-Type and Content-Disposition parsing, the MIME splitter and the transfer
 // decoders are our own, because they must keep byte offsets into the original message

@@ -3,8 +3,11 @@ package content
 import "github.com/portcullis-mail/portcullis/bytesize"
 
 // Limits bound the work done on one message. A zero field takes its default
-// (DefaultLimits). Reaching a limit is not an error: the walk stops descending, sets
-// Message.Truncated and records a reason code in Message.Errors.
+// (DefaultLimits). Reaching a limit is not an error: the walk stops descending there,
+// names the limit (by its key, such as "max_parts") in Message.LimitsHit, records a code
+// in Message.Errors and, unless the limit only cuts what is kept for rules (MaxTextSize,
+// MaxURLs), sets Message.Truncated: content was left unexamined, so the message is
+// unknown, never clean.
 type Limits struct {
 	// MaxSize is the largest message Walk reads; a longer one is an error.
 	MaxSize bytesize.Size `yaml:"max_size"`
@@ -30,7 +33,11 @@ type Limits struct {
 	// MaxUncompressedSize bounds the bytes decompressed from archives in total (nested
 	// archives are decompressed to be listed; other entries only to sniff their start).
 	MaxUncompressedSize bytesize.Size `yaml:"max_uncompressed_size"`
-	// MaxRatio is the compression ratio above which an archive entry counts as a bomb.
+	// MaxRatio is the expansion ratio above which an archive is a bomb: the bytes a
+	// compressed stream produced over the bytes it consumed, checked while it is read;
+	// an entry's declared size over its compressed size; and, at every level of
+	// nesting, everything an archive expands to (nested archives included) over its own
+	// size. Expansions under 1 MiB are never bombs.
 	MaxRatio int `yaml:"max_ratio"`
 }
 
@@ -87,3 +94,38 @@ func (l Limits) withDefaults() Limits {
 	}
 	return l
 }
+
+// The limit keys that Message.LimitsHit names, as in the policy's configuration.
+const (
+	LimitSize             = "max_size"
+	LimitParts            = "max_parts"
+	LimitDepth            = "max_depth"
+	LimitHeaderSize       = "max_header_size"
+	LimitDecodedSize      = "max_decoded_size"
+	LimitTextSize         = "max_text_size"
+	LimitURLs             = "max_urls"
+	LimitArchiveEntries   = "max_archive_entries"
+	LimitArchiveDepth     = "max_archive_depth"
+	LimitUncompressedSize = "max_uncompressed_size"
+	LimitRatio            = "max_ratio"
+)
+
+// limitCodes maps each limit to the code recorded in Message.Errors.
+var limitCodes = map[string]string{
+	LimitSize:             "too_large",
+	LimitParts:            "too_many_parts",
+	LimitDepth:            "too_deep",
+	LimitHeaderSize:       "header_too_long",
+	LimitDecodedSize:      "decoded_limit",
+	LimitTextSize:         "text_limit",
+	LimitURLs:             "url_limit",
+	LimitArchiveEntries:   "archive_limit",
+	LimitArchiveDepth:     "archive_limit",
+	LimitUncompressedSize: "archive_limit",
+	LimitRatio:            "zip_bomb",
+}
+
+// truncates reports whether reaching limit leaves content unexamined. MaxTextSize and
+// MaxURLs only bound what is kept for rules and classifiers; every attachment is still
+// walked past them.
+func truncates(limit string) bool { return limit != LimitTextSize && limit != LimitURLs }

@@ -44,17 +44,21 @@ func (p *Policy) Bounded() bool { return true }
 
 // CheckData walks the message (once per message and limits, shared with other
 // policies through Parse) and reports what it holds. Status is fail when an attachment is
-// executable, has a risky extension or a suspicious name (reason content.executable,
-// content.risky_extension, content.suspicious_name), neutral when the MIME was malformed
-// or an archive was encrypted (content.malformed, content.encrypted_archive), pass
-// otherwise (content.clean); permerror when the message cannot be read or is too large.
+// executable, has a risky extension or a suspicious name, or an archive is a bomb
+// (reason content.executable, content.risky_extension, content.suspicious_name,
+// content.bomb); neutral when a limit left content unexamined (content.truncated: the
+// message is unknown, never clean), an archive was encrypted (content.encrypted_archive)
+// or the MIME was malformed (content.malformed); pass otherwise (content.clean).
+// permerror when the message cannot be read or is larger than max_size: its facts then
+// say truncated, with max_size in limits_hit, so that rules on truncated walks see it.
 func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.Result {
 	if tx == nil || tx.Message == nil {
 		return policy.Result{Status: policy.StatusPermError, Reason: "content.error", Err: fmt.Errorf("content: no message")}
 	}
 	m, err := ParseWith(tx.Message, p.lim)
 	if err != nil {
-		return policy.Result{Status: policy.StatusPermError, Reason: "content.error", Err: err, Facts: map[string]any{}}
+		unread := &Message{Truncated: true, LimitsHit: []string{LimitSize}, Errors: []string{"0: " + limitCodes[LimitSize]}}
+		return policy.Result{Status: policy.StatusPermError, Reason: "content.error", Err: err, Facts: Facts(unread)}
 	}
 	facts := Facts(m)
 	r := policy.Result{Status: policy.StatusPass, Reason: "content.clean", Facts: facts}
@@ -65,6 +69,10 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 		r.Status, r.Reason = policy.StatusFail, "content.risky_extension"
 	case facts["suspicious_names"].(bool):
 		r.Status, r.Reason = policy.StatusFail, "content.suspicious_name"
+	case facts["has_bomb"].(bool):
+		r.Status, r.Reason = policy.StatusFail, "content.bomb"
+	case m.Truncated:
+		r.Status, r.Reason = policy.StatusNeutral, "content.truncated"
 	case facts["has_encrypted_archive"].(bool):
 		r.Status, r.Reason = policy.StatusNeutral, "content.encrypted_archive"
 	case m.Malformed:
@@ -100,6 +108,7 @@ func Facts(m *Message) map[string]any {
 		"text_bytes":            m.TextBytes,
 		"malformed":             m.Malformed,
 		"truncated":             m.Truncated,
+		"limits_hit":            nonNil(m.LimitsHit),
 		"errors":                nonNil(m.Errors),
 		"has_executable":        exe,
 		"has_risky_extension":   risky,
@@ -117,7 +126,7 @@ func (p *Policy) DeclareFacts() map[string]any {
 		Exts: []string{"pdf", "exe"}, DeclaredType: "application/pdf", DetectedType: "application/x-msdownload",
 		Reasons: []string{"executable"}}
 	f := Facts(&Message{Attachments: []*Attachment{a}, URLs: []string{"http://example.com/"},
-		URLHosts: []string{"example.com"}, Errors: []string{"1: bad_base64"}})
+		URLHosts: []string{"example.com"}, Errors: []string{"1: bad_base64"}, LimitsHit: []string{LimitParts}})
 	return f
 }
 

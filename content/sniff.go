@@ -73,6 +73,8 @@ func sniff(b []byte) sniffed {
 		return sniffed{typ: "application/x-tar", family: "tar", archive: "tar"}
 	case n >= 6 && bytes.Equal(b[:6], sevenZMagic):
 		return sniffed{typ: "application/x-7z-compressed", family: "7z"}
+	case n >= 6 && string(b[:6]) == "\xfd7zXZ\x00":
+		return sniffed{typ: "application/x-xz", family: "xz"}
 	case n >= 7 && string(b[:7]) == "Rar!\x1a\x07":
 		return sniffed{typ: "application/vnd.rar", family: "rar"}
 	case n >= 4 && string(b[:4]) == "MSCF":
@@ -180,6 +182,8 @@ func declaredFamily(t string) string {
 		return "exe"
 	case "application/x-7z-compressed":
 		return "7z"
+	case "application/x-xz":
+		return "xz"
 	case "application/vnd.rar", "application/x-rar-compressed", "application/x-rar":
 		return "rar"
 	}

@@ -35,7 +35,7 @@ func (w *walker) addText(p *Part, mt string, data []byte) {
 	room := int(w.lim.MaxTextSize) - len(w.text)
 	if room <= 0 {
 		if len(s) > 0 {
-			w.limit(p.Path, "text_limit")
+			w.limit(p.Path, LimitTextSize)
 		}
 		return
 	}
@@ -49,7 +49,7 @@ func (w *walker) addText(p *Part, mt string, data []byte) {
 			cut--
 		}
 		s = s[:cut]
-		w.limit(p.Path, "text_limit")
+		w.limit(p.Path, LimitTextSize)
 	}
 	w.text = append(w.text, s...)
 }
@@ -216,7 +216,7 @@ func (w *walker) addURL(u string) {
 		return
 	}
 	if len(w.msg.URLs) >= w.lim.MaxURLs {
-		w.limit("", "url_limit")
+		w.limit("", LimitURLs)
 		return
 	}
 	w.urlSet[u] = struct{}{}

@@ -33,14 +33,20 @@ type Message struct {
 	URLHosts []string
 	// Malformed is set when the MIME structure or encoding was broken somewhere.
 	Malformed bool
-	// Truncated is set when a limit stopped the walk somewhere.
+	// Truncated is set when a limit left content unexamined: a part not walked, a header
+	// not read to its end, an archive not listed or not opened. What the walk did not
+	// see may hold anything, so such a message is unknown, never clean.
 	Truncated bool
+	// LimitsHit names each limit the walk reached, by its configuration key
+	// (LimitParts, ...), in the order they were first reached. Every one but
+	// max_text_size and max_urls sets Truncated.
+	LimitsHit []string
 	// Errors lists what was wrong, as "path: code" (at most 64 entries). Codes:
 	// malformed_header, missing_boundary, boundary_not_found, missing_close_boundary,
 	// duplicate_content_type, malformed_params, bad_base64, bad_quoted_printable,
 	// unknown_encoding, unknown_charset, corrupt_archive, and the limit codes
 	// too_many_parts, too_deep, header_too_long, decoded_limit, text_limit, url_limit,
-	// archive_limit.
+	// archive_limit, zip_bomb.
 	Errors []string
 }
 
@@ -164,10 +170,15 @@ func (w *walker) malformed(path, code string) {
 	w.note(path, code)
 }
 
-// limit records a limit that was reached.
-func (w *walker) limit(path, code string) {
-	w.msg.Truncated = true
-	w.note(path, code)
+// limit records that the limit named by its key was reached at path.
+func (w *walker) limit(path, key string) {
+	if truncates(key) {
+		w.msg.Truncated = true
+	}
+	if !containsString(w.msg.LimitsHit, key) {
+		w.msg.LimitsHit = append(w.msg.LimitsHit, key)
+	}
+	w.note(path, limitCodes[key])
 }
 
 func (w *walker) note(path, code string) {
@@ -196,7 +207,7 @@ func childPath(parent string, i int) string {
 // entity walks the entity in buf[start:end].
 func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bool, kind HeaderKind, defaultType string) {
 	if len(w.msg.Parts) >= w.lim.MaxParts {
-		w.limit(path, "too_many_parts")
+		w.limit(path, LimitParts)
 		return
 	}
 	p := &Part{Path: path, Depth: depth, Kind: kind, InRaw: inRaw, Buf: buf, Start: start, End: end}
@@ -209,7 +220,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 		w.malformed(path, "malformed_header")
 	}
 	if long {
-		w.limit(path, "header_too_long")
+		w.limit(path, LimitHeaderSize)
 	}
 
 	ctVals := hdr.Values("Content-Type")
@@ -254,7 +265,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 			return
 		}
 		if depth >= w.lim.MaxDepth {
-			w.limit(path, "too_deep")
+			w.limit(path, LimitDepth)
 			return
 		}
 		if w.multipart(p, buf, boundary, depth, path, inRaw, mt == "multipart/digest") {
@@ -267,7 +278,7 @@ func (w *walker) entity(buf []byte, start, end, depth int, path string, inRaw bo
 	case mt == "message/rfc822" || mt == "message/global":
 		w.messageAttachment(p, params, dparams, badParams || badDisp)
 		if depth >= w.lim.MaxDepth {
-			w.limit(path, "too_deep")
+			w.limit(path, LimitDepth)
 			return
 		}
 		if p.Encoding == "" || p.Encoding == "7bit" || p.Encoding == "8bit" || p.Encoding == "binary" {
@@ -343,7 +354,7 @@ func (w *walker) multipart(p *Part, buf []byte, boundary string, depth int, path
 		partStart = next
 		pos = next
 		if len(w.msg.Parts) >= w.lim.MaxParts {
-			w.limit(path, "too_many_parts")
+			w.limit(path, LimitParts)
 			return true
 		}
 	}
@@ -401,7 +412,7 @@ func makeField(f mailheader.Field, buf []byte) (Field, []byte) {
 func (w *walker) decode(p *Part, body []byte) []byte {
 	budget := int64(w.lim.MaxDecodedSize) - w.decoded
 	if budget <= 0 {
-		w.limit(p.Path, "decoded_limit")
+		w.limit(p.Path, LimitDecodedSize)
 		return nil
 	}
 	var out []byte
@@ -438,7 +449,7 @@ func (w *walker) decode(p *Part, body []byte) []byte {
 	}
 	if int64(len(out)) > budget {
 		out = out[:budget]
-		w.limit(p.Path, "decoded_limit")
+		w.limit(p.Path, LimitDecodedSize)
 	}
 	w.decoded += int64(len(out))
 	return out

@@ -64,6 +64,10 @@ type Config struct {
 	QueueMinFree bytesize.Size `yaml:"queue_min_free"`
 	// MaxLineSize bounds a command or message line, CRLF included (default 4096).
 	MaxLineSize bytesize.Size `yaml:"max_line_size"`
+	// MaxHeaderSize bounds the message's header block, up to the empty line that ends
+	// it (default 100KiB, Postfix's header_size_limit); a larger header gets 552 5.3.4
+	// at the end of DATA, before any policy runs.
+	MaxHeaderSize bytesize.Size `yaml:"max_header_size"`
 	// MaxCommands per session: EHLO, AUTH, MAIL, RCPT, DATA and RSET (default 100000:
 	// a bulk sender reuses one session for thousands of messages, four commands each, and
 	// 10000 cut such a session after 2500 messages; abuse is bounded by MaxErrors and the
@@ -170,6 +174,9 @@ func (cfg Config) Defaults() Config {
 	set(&cfg.MaxRecipients, 100)
 	if cfg.MaxLineSize <= 0 {
 		cfg.MaxLineSize = 4096
+	}
+	if cfg.MaxHeaderSize <= 0 {
+		cfg.MaxHeaderSize = 100 << 10
 	}
 	set(&cfg.MaxCommands, 100000)
 	set(&cfg.MaxErrors, 20)

@@ -183,6 +183,9 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		st.srv.log.Error(proto+" message refused: temporary file", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "err", err)
 		return nil, st.refuse(policy.StageData, replyNoSpace, "temp_file")
 	}
+	if err := st.checkHeaderSize(raw); err != nil {
+		return nil, err
+	}
 
 	if prepare != nil {
 		out, err := prepare(st.ctx, st.tx, raw)
