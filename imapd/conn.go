@@ -18,8 +18,9 @@ import (
 // Connection limits (issue 15 item 3: 2,000 unauthenticated connections kept alive by
 // NOOP exhausted the descriptors and stopped SMTP). Every listener (Serve call) has its
 // own pool: at most MaxConnections, MaxConnectionsPerIP from one address, and
-// MaxLoginConnections that have not logged in — when those are full the oldest of them is
-// closed to make room, as Dovecot's login processes do. A connection must log in within
+// MaxLoginConnections that have not logged in — when those are full the oldest of them
+// from the address with the most of them is closed to make room (Dovecot's login
+// processes close the oldest). A connection must log in within
 // LoginTimeout of connecting and with at most MaxLoginCommands commands; imapserver
 // already bounds the time one command may take to arrive (30 s from its first byte, 5
 // minutes for an APPEND literal), so a command dripped byte by byte cannot hold a slot.
@@ -96,8 +97,9 @@ func (p *pool) admit(ip netip.Addr) (*connState, string) {
 		return nil, "Too many connections from your address"
 	}
 	if cfg.MaxLoginConnections > 0 && p.login.Len() >= cfg.MaxLoginConnections {
-		// Make room: the connection that has waited longest to log in goes (Dovecot).
-		old := p.login.Remove(p.login.Front()).(*connState)
+		// Make room: a connection that has waited to log in goes (as in Dovecot).
+		old := p.evictee()
+		p.login.Remove(old.el)
 		old.el = nil
 		go old.kick("Disconnected: too many connections waiting to log in")
 	}
@@ -106,6 +108,28 @@ func (p *pool) admit(ip netip.Addr) (*connState, string) {
 	p.total++
 	p.perIP[ip]++
 	return st, ""
+}
+
+// evictee chooses the connection waiting to log in that makes room for a new one: the
+// oldest of those from the address with the most connections waiting. Plain oldest-first
+// let a flood that reconnects as fast as it is closed (hundreds a second from a few
+// addresses) close every user's connection before its LOGIN was answered; this way a
+// flood crowds out its own connections, and a user's goes only when no address has more
+// than one waiting. p.mu is held and p.login is not empty.
+func (p *pool) evictee() *connState {
+	waiting := make(map[netip.Addr]int, p.login.Len())
+	for e := p.login.Front(); e != nil; e = e.Next() {
+		waiting[e.Value.(*connState).ip]++
+	}
+	var old *connState
+	most := 0
+	for e := p.login.Front(); e != nil; e = e.Next() {
+		st := e.Value.(*connState)
+		if n := waiting[st.ip]; n > most {
+			old, most = st, n
+		}
+	}
+	return old
 }
 
 // release gives the slot back; idempotent.

@@ -68,8 +68,10 @@ type Config struct {
 	// is 50 too). -1: no limit.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// MaxLoginConnections bounds a listener's connections that have not logged in yet;
-	// when it is full the one that waited longest is closed to make room, as Dovecot does
-	// (its imap-login process_limit is 100). Default 100; -1: no limit.
+	// when it is full one is closed to make room, as Dovecot does (its imap-login
+	// process_limit is 100): the one that waited longest of the address with the most
+	// connections waiting, so that a flood from a few addresses closes its own. Default
+	// 100; -1: no limit.
 	MaxLoginConnections int `yaml:"max_login_connections"`
 	// LoginTimeout closes a connection that has not logged in this long after connecting;
 	// default 1 minute (Dovecot: 3 minutes). -1: none.

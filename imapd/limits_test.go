@@ -209,6 +209,53 @@ func TestLoginSlotsOldestGoes(t *testing.T) {
 	authed.ok("NOOP")
 }
 
+// TestLoginSlotsBusiestAddressGoes: the connection that makes room is the oldest of the
+// address with the most connections waiting, not the oldest of all: a flood from a few
+// addresses that reconnects as fast as it is closed used to close every user's
+// connection before its LOGIN was answered (TestE2ESoak in cmd/portcullis).
+func TestLoginSlotsBusiestAddressGoes(t *testing.T) {
+	e := start(t, Config{Trusted: true, MaxLoginConnections: 3, MaxConnectionsPerIP: -1})
+	user, ur, _ := dialFrom(t, e.addr, "127.0.0.5") // waited longest, alone on its address
+	time.Sleep(50 * time.Millisecond)
+	flood1, fr1, _ := dialFrom(t, e.addr, "127.0.0.6")
+	time.Sleep(50 * time.Millisecond)
+	flood2, fr2, _ := dialFrom(t, e.addr, "127.0.0.6")
+	time.Sleep(50 * time.Millisecond)
+	for i, want := range []struct {
+		c net.Conn
+		r *bufio.Reader
+	}{{flood1, fr1}, {flood2, fr2}} {
+		if _, _, l := dialFrom(t, e.addr, "127.0.0.6"); !strings.HasPrefix(l, "* OK") {
+			t.Fatalf("new connection %d: %q", i, l)
+		}
+		if l, _ := want.r.ReadString('\n'); !strings.HasPrefix(l, "* BYE Disconnected: too many connections waiting to log in") {
+			t.Fatalf("flood connection %d: %q", i, l)
+		}
+		if !closedSoon(want.c, want.r, 2*time.Second) {
+			t.Fatalf("flood connection %d not closed", i)
+		}
+	}
+	// The user's connection is still there and logs in.
+	fmt.Fprintf(user, "a LOGIN bob@example.org pw2\r\n")
+	if l, _ := ur.ReadString('\n'); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("user's LOGIN: %q", l)
+	}
+	// Waiting now: two from 127.0.0.6. One from .7, then one from .8 closes the older of
+	// .6's; with one connection waiting per address the oldest of all goes again: one
+	// from .9 closes the other of .6, one from .10 the one of .7.
+	lone, lr, _ := dialFrom(t, e.addr, "127.0.0.7")
+	for _, src := range []string{"127.0.0.8", "127.0.0.9"} {
+		dialFrom(t, e.addr, src)
+		if closedSoon(lone, lr, 300*time.Millisecond) {
+			t.Fatalf("after a connection from %s the lone one of 127.0.0.7 went before those of 127.0.0.6", src)
+		}
+	}
+	dialFrom(t, e.addr, "127.0.0.10")
+	if !closedSoon(lone, lr, 2*time.Second) {
+		t.Fatal("with no busier address the oldest did not go")
+	}
+}
+
 // TestUserLimits: one user's sessions from one address beyond MaxUserIPConnections, and
 // from anywhere beyond MaxUserConnections, are refused at LOGIN with Dovecot's answer;
 // a session that ends frees its place.

@@ -99,11 +99,13 @@ func resetHWM(t *testing.T, pid int) {
 	require.NoError(t, os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0))
 }
 
-// imapConn is a line-level IMAP client: exact commands, literals skipped and counted.
+// imapConn is a line-level IMAP client: exact commands, literals skipped, or kept in the
+// line between braces when they are at most keep bytes.
 type imapConn struct {
 	conn net.Conn
 	r    *bufio.Reader
 	n    int
+	keep int64
 }
 
 // dialIMAP connects and reads the greeting.
@@ -146,13 +148,25 @@ func loginIMAPStatus(t *testing.T, addr, pass string) string {
 
 func (ic *imapConn) starttls(t *testing.T) {
 	t.Helper()
+	require.NoError(t, ic.startTLS())
+}
+
+// startTLS is starttls for goroutines other than the test's: it returns its error.
+func (ic *imapConn) startTLS() error {
 	_, st, err := ic.cmd("STARTTLS")
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(st, "OK"), st)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(st, "OK") {
+		return fmt.Errorf("STARTTLS: %s", st)
+	}
 	tc := tls.Client(ic.conn, &tls.Config{InsecureSkipVerify: true})
-	require.NoError(t, tc.Handshake())
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
 	ic.conn = tc
 	ic.r = bufio.NewReader(tc)
+	return nil
 }
 
 func (ic *imapConn) close() { ic.conn.Close() }
@@ -173,14 +187,19 @@ func (ic *imapConn) line() (string, error) {
 		if perr != nil {
 			break
 		}
-		if _, err := io.CopyN(io.Discard, ic.r, n); err != nil {
+		var kept strings.Builder
+		var w io.Writer = io.Discard
+		if n <= ic.keep {
+			w = &kept
+		}
+		if _, err := io.CopyN(w, ic.r, n); err != nil {
 			return l, err
 		}
 		rest, err := ic.r.ReadString('\n')
 		if err != nil {
 			return l, err
 		}
-		l = l[:i] + "{}" + strings.TrimRight(rest, "\r\n")
+		l = l[:i] + "{" + kept.String() + "}" + strings.TrimRight(rest, "\r\n")
 	}
 	return l, nil
 }

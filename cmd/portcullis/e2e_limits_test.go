@@ -37,17 +37,27 @@ import (
 // procStatus returns a field of /proc/PID/status in bytes ("VmHWM", "VmRSS").
 func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := readProcStatus(pid, field)
 	require.NoError(t, err)
+	return v
+}
+
+// readProcStatus is procStatus for goroutines other than the test's: it returns its error.
+func readProcStatus(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			require.NoError(t, err)
-			return kb << 10
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
 		}
 	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // bigMessage is message i of about size bytes: a text part and a base64 attachment of
