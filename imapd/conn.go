@@ -68,7 +68,7 @@ func (c *limitedConn) SetReadDeadline(t time.Time) error {
 	ic := st.ic
 	st.mu.Unlock()
 	if bye {
-		st.pool.srv.rlog.info("imap too many commands before login", "remote", st.ip)
+		st.pool.srv.rlog.Info("imap too many commands before login", "remote", st.ip)
 		ic.Bye("Too many commands before login")
 		return net.ErrClosed
 	}
@@ -160,7 +160,7 @@ func (st *connState) kick(text string) {
 	}
 	ic := st.ic
 	st.mu.Unlock()
-	st.pool.srv.rlog.info("imap connection closed", "remote", st.ip, "reason", text)
+	st.pool.srv.rlog.Info("imap connection closed", "remote", st.ip, "reason", text)
 	var nc net.Conn = st.raw
 	if ic != nil {
 		nc = ic.NetConn()
@@ -201,7 +201,7 @@ var refusing = make(chan struct{}, 64)
 
 // refuse answers a connection there is no slot for with BYE and closes it.
 func (s *Server) refuse(c net.Conn, ip netip.Addr, text string) {
-	s.rlog.info("imap connection refused", "remote", ip, "reason", text)
+	s.rlog.Info("imap connection refused", "remote", ip, "reason", text)
 	if tc, ok := c.(*tls.Conn); ok {
 		select {
 		case refusing <- struct{}{}:
@@ -260,7 +260,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
 				// EMFILE and friends: wait instead of spinning (net/http does the same).
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.rlog.warn("imap accept", "err", err, "retry_in", delay)
+				s.rlog.Warn("imap accept", "err", err, "retry_in", delay)
 				time.Sleep(delay)
 				continue
 			}
@@ -277,7 +277,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			ip = ap.Addr().Unmap()
 		}
 		if isTLS && s.cfg.TLSConfig == nil {
-			s.rlog.error("imap implicit TLS listener without Config.TLSConfig", "remote", ip)
+			s.rlog.Error("imap implicit TLS listener without Config.TLSConfig", "remote", ip)
 			c.Close()
 			continue
 		}

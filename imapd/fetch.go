@@ -159,12 +159,12 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 			continue // expunged by another session; the EXPUNGE comes with the next poll
 		}
 		if err := cmd.overLimit(); err != nil {
-			s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
+			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
 			return err
 		}
 		release, err := s.srv.mem.acquire(context.Background(), fetchHold(m, o))
 		if err != nil {
-			s.srv.rlog.warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
 		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
@@ -215,9 +215,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 	skip := func(err error) error {
 		// The message vanished or is unreadable: skip it, keep the session.
 		if errors.Is(err, store.ErrNoMessage) {
-			s.srv.rlog.info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+			s.srv.rlog.Info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
 		} else {
-			s.srv.rlog.error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+			s.srv.rlog.Error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
 		}
 		return w.Close()
 	}
@@ -343,7 +343,7 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 	if ok {
 		t, err := mf.size(src)
 		if err != nil {
-			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
 		} else {
 			total = t
 		}
@@ -361,7 +361,7 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 			err = fmt.Errorf("imapd: message %d ended %d bytes early", mf.m.UID, n-cw.n)
 		}
 		if err != nil {
-			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
 			pad := bytes.Repeat([]byte(" "), int(min(n-cw.n, copyBufSize)))
 			for cw.n < n && cw.err == nil {
 				cw.Write(pad[:min(int64(len(pad)), n-cw.n)])

@@ -75,7 +75,7 @@ func (s *session) Login(username, password string) error {
 	defer cancel()
 	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
 	if err != nil {
-		s.srv.rlog.info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
+		s.srv.rlog.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
 		if isTemporary(err) {
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication temporarily unavailable"}
 		}
@@ -83,13 +83,13 @@ func (s *session) Login(username, password string) error {
 		return imapserver.ErrAuthFailed
 	}
 	if err := s.srv.addUser(name, s.remote()); err != nil {
-		s.srv.rlog.info("imap login refused", "user", name, "remote", s.remote(), "err", err)
+		s.srv.rlog.Info("imap login refused", "user", name, "remote", s.remote(), "err", err)
 		return err
 	}
 	u, err := s.srv.store.Open(c, name)
 	if err != nil {
 		s.srv.removeUser(name, s.remote())
-		s.srv.rlog.error("imap open store", "user", name, "err", err)
+		s.srv.rlog.Error("imap open store", "user", name, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "mail store unavailable"}
 	}
 	s.mu.Lock()
@@ -172,11 +172,11 @@ func (s *session) logErr(op string, err error) error {
 	}
 	switch refusal, limit := clientCaused(err); {
 	case limit:
-		s.srv.rlog.info("imap "+op+" refused", "user", user, "err", err)
+		s.srv.rlog.Info("imap "+op+" refused", "user", user, "err", err)
 	case refusal:
-		s.srv.rlog.debug("imap "+op+" refused", "user", user, "err", err)
+		s.srv.rlog.Debug("imap "+op+" refused", "user", user, "err", err)
 	default:
-		s.srv.rlog.error("imap "+op, "user", user, "err", err)
+		s.srv.rlog.Error("imap "+op, "user", user, "err", err)
 	}
 	return storeErr(err)
 }

@@ -119,7 +119,7 @@ func (st *connState) kick(text string) {
 	}
 	isTLS := st.tls
 	st.mu.Unlock()
-	st.pool.srv.rlog.info("pop3 connection closed", "remote", st.ip, "reason", text)
+	st.pool.srv.rlog.Info("pop3 connection closed", "remote", st.ip, "reason", text)
 	if _, ok := st.conn.(*tls.Conn); !ok && !isTLS {
 		st.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(st.conn, "-ERR [SYS/TEMP] "+text+"\r\n")
@@ -133,7 +133,7 @@ var refusing = make(chan struct{}, 64)
 // refuse answers a connection there is no slot for with -ERR [SYS/TEMP] (RFC 3206) and
 // closes it.
 func (s *Server) refuse(c net.Conn, ip netip.Addr, text string) {
-	s.rlog.info("pop3 connection refused", "remote", ip, "reason", text)
+	s.rlog.Info("pop3 connection refused", "remote", ip, "reason", text)
 	line := "-ERR [SYS/TEMP] " + text + "\r\n"
 	if tc, ok := c.(*tls.Conn); ok {
 		select {

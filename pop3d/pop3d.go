@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/ratelog"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -89,7 +90,7 @@ type Server struct {
 	store *store.Store
 	auth  Authenticator
 	log   *slog.Logger
-	rlog  *rateLog // what clients can cause, rate-limited
+	rlog  *ratelog.Logger // what clients can cause, rate-limited
 
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
@@ -137,7 +138,7 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 		log = slog.Default()
 	}
 	log = log.With("server", "pop3")
-	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: newRateLog(log),
+	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log),
 		locked: map[string]bool{}, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -179,7 +180,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				// EMFILE and friends: wait instead of spinning.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.rlog.warn("pop3 accept", "err", err, "retry_in", delay)
+				s.rlog.Warn("pop3 accept", "err", err, "retry_in", delay)
 				time.Sleep(delay)
 				continue
 			}
