@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -61,12 +62,7 @@ func (s *session) Close() error {
 	return nil
 }
 
-func (s *session) remote() netip.Addr {
-	if ap, err := netip.ParseAddrPort(s.conn.NetConn().RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
+func (s *session) remote() netip.Addr { return connlimit.RemoteIP(s.conn.NetConn()) }
 
 // Login is called for LOGIN and AUTHENTICATE PLAIN; imapserver has already refused both
 // without TLS unless the listener is trusted (Config.Trusted → InsecureAuth).
@@ -97,7 +93,7 @@ func (s *session) Login(username, password string) error {
 	s.counted = true
 	s.mu.Unlock()
 	if s.cs != nil {
-		s.cs.loggedIn()
+		s.cs.slot.LoggedIn()
 	}
 	s.srv.log.Info("imap login", "user", name, "remote", s.remote())
 	return nil

@@ -464,7 +464,7 @@ func (s *session) open(user string) error {
 	s.retr = make([]bool, len(msgs))
 	s.state = stateTrans
 	if s.cs != nil {
-		s.cs.loggedIn()
+		s.cs.slot.LoggedIn()
 	}
 	s.srv.log.Info("pop3 login", "user", user, "remote", s.remote, "messages", len(msgs))
 	return s.reply(true, "maildrop has %d messages", len(msgs))
