@@ -1,132 +1,29 @@
 package imapd
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startLogged is startWith with the server's log in the returned buffer (Debug and up).
-func startLogged(t *testing.T, cfg Config, scfg store.Config) (*env, *lockedBuffer) {
-	t.Helper()
-	scfg.Dir = t.TempDir()
-	st, err := store.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tc, cp, _ := testCert(t)
-	if cfg.TLSConfig == nil {
-		cfg.TLSConfig = tc
-	}
-	logs := &lockedBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(cfg, st, staticAuth{"alice@example.org": "secret pw", "bob@example.org": "pw2"}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return &env{store: st, srv: srv, addr: ln.Addr().String(), tls: tc, cert: cp}, logs
-}
-
-// dialFrom connects from a loopback source address and returns the first line.
-func dialFrom(t *testing.T, addr, src string) (net.Conn, *bufio.Reader, string) {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	r := bufio.NewReader(c)
-	l, _ := r.ReadString('\n')
-	return c, r, strings.TrimRight(l, "\r\n")
-}
-
-// closedSoon reports whether the server closes c within d.
-func closedSoon(c net.Conn, r *bufio.Reader, d time.Duration) bool {
-	c.SetReadDeadline(time.Now().Add(d))
-	for {
-		if _, err := r.ReadString('\n'); err != nil {
-			ne, ok := err.(net.Error)
-			return !(ok && ne.Timeout())
-		}
-	}
+// replies are what the limits tests expect of the pool (Dovecot's words).
+var replies = mailboxtest.Replies{
+	Greeting: "* OK",
+	Full:     "* BYE Too many connections, try again later",
+	FullAddr: "* BYE Too many connections from your address",
+	Evicted:  "* BYE Disconnected: too many connections waiting to log in",
 }
 
 // TestConnectionLimits: per address and per listener, a connection beyond the limit gets
 // BYE and is closed, and a slot frees when a connection ends.
 func TestConnectionLimits(t *testing.T) {
-	e := start(t, Config{Trusted: true, MaxConnectionsPerIP: 3, MaxConnections: 5, MaxLoginConnections: -1})
-	var conns []net.Conn
-	for range 3 {
-		c, _, l := dialFrom(t, e.addr, "127.0.0.1")
-		if !strings.HasPrefix(l, "* OK") {
-			t.Fatalf("greeting %q", l)
-		}
-		conns = append(conns, c)
-	}
-	if _, _, l := dialFrom(t, e.addr, "127.0.0.1"); l != "* BYE Too many connections from your address" {
-		t.Fatalf("4th from one address: %q", l)
-	}
-	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
-		if _, _, l := dialFrom(t, e.addr, src); !strings.HasPrefix(l, "* OK") {
-			t.Fatalf("from %s: %q", src, l)
-		}
-	}
-	if _, _, l := dialFrom(t, e.addr, "127.0.0.4"); l != "* BYE Too many connections, try again later" {
-		t.Fatalf("6th on the listener: %q", l)
-	}
-	conns[0].Close()
-	waitFor(t, func() bool {
-		c, _, l := dialFrom(t, e.addr, "127.0.0.1")
-		c.Close()
-		return strings.HasPrefix(l, "* OK")
-	})
-}
-
-func waitFor(t *testing.T, f func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !f(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e := start(t, Config{Trusted: true, MaxConnectionsPerIP: 2, MaxConnections: 3, MaxLoginConnections: -1})
+	mailboxtest.ConnectionLimits(t, e.addr, replies)
 }
 
 // TestLoginTimeoutAndCommands: a connection that does not log in within LoginTimeout, or
@@ -135,8 +32,8 @@ func waitFor(t *testing.T, f func() bool) {
 func TestLoginTimeoutAndCommands(t *testing.T) {
 	e := start(t, Config{Trusted: true, LoginTimeout: 700 * time.Millisecond, MaxLoginCommands: 3})
 
-	idle, ir, _ := dialFrom(t, e.addr, "127.0.0.1")
-	drip, dr, _ := dialFrom(t, e.addr, "127.0.0.1")
+	idle, ir, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.1")
+	drip, dr, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.1")
 	go func() {
 		for _, b := range []byte("a1 NOOP") {
 			if _, err := drip.Write([]byte{b}); err != nil {
@@ -151,10 +48,10 @@ func TestLoginTimeoutAndCommands(t *testing.T) {
 	if l, _ := ir.ReadString('\n'); !strings.HasPrefix(l, "* BYE Disconnected: no login within") {
 		t.Fatalf("idle: %q", l)
 	}
-	if !closedSoon(idle, ir, 2*time.Second) {
+	if !mailboxtest.ClosedWithin(idle, ir, 2*time.Second) {
 		t.Fatal("idle connection not closed")
 	}
-	if !closedSoon(drip, dr, 2*time.Second) {
+	if !mailboxtest.ClosedWithin(drip, dr, 2*time.Second) {
 		t.Fatal("dripping connection not closed")
 	}
 	if time.Since(start) > 3*time.Second {
@@ -187,25 +84,13 @@ func TestLoginTimeoutAndCommands(t *testing.T) {
 }
 
 // TestLoginSlotsOldestGoes: when MaxLoginConnections are waiting to log in, a new
-// connection is served and the one that waited longest is closed (Dovecot's login
-// processes do the same), so a flood cannot lock users out.
+// connection is served and the one that waited longest is closed; one that logged in
+// does not count.
 func TestLoginSlotsOldestGoes(t *testing.T) {
 	e := start(t, Config{Trusted: true, MaxLoginConnections: 2, MaxConnectionsPerIP: -1})
 	authed := dialRaw(t, e.addr)
 	authed.ok("LOGIN bob@example.org pw2") // not counted: it logged in
-	first, fr, _ := dialFrom(t, e.addr, "127.0.0.1")
-	time.Sleep(50 * time.Millisecond)
-	_, _, _ = dialFrom(t, e.addr, "127.0.0.1")
-	time.Sleep(50 * time.Millisecond)
-	if _, _, l := dialFrom(t, e.addr, "127.0.0.1"); !strings.HasPrefix(l, "* OK") {
-		t.Fatalf("new connection: %q", l)
-	}
-	if l, _ := fr.ReadString('\n'); !strings.HasPrefix(l, "* BYE Disconnected: too many connections waiting to log in") {
-		t.Fatalf("oldest: %q", l)
-	}
-	if !closedSoon(first, fr, 2*time.Second) {
-		t.Fatal("oldest not closed")
-	}
+	mailboxtest.OldestGoes(t, e.addr, replies)
 	authed.ok("NOOP")
 }
 
@@ -224,7 +109,7 @@ func TestUserLimits(t *testing.T) {
 	}
 	c.ok("LOGIN alice@example.org \"secret pw\"") // another user is not affected
 	other := func(src string) string {
-		conn, r, _ := dialFrom(t, e.addr, src)
+		conn, r, _ := mailboxtest.DialFrom(t, e.addr, src)
 		fmt.Fprintf(conn, "x LOGIN bob@example.org pw2\r\n")
 		l, _ := r.ReadString('\n')
 		return strings.TrimRight(l, "\r\n")
@@ -236,7 +121,7 @@ func TestUserLimits(t *testing.T) {
 		t.Fatalf("fourth of the user: %q", st)
 	}
 	a.ok("LOGOUT")
-	waitFor(t, func() bool {
+	mailboxtest.WaitFor(t, func() bool {
 		d := dialRaw(t, e.addr)
 		_, st := d.cmd("LOGIN bob@example.org pw2")
 		d.conn.Close()
@@ -248,26 +133,8 @@ func TestUserLimits(t *testing.T) {
 // sent over TLS.
 func TestImplicitTLSLimits(t *testing.T) {
 	e := start(t, Config{MaxConnectionsPerIP: 1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve(tls.NewListener(ln, e.tls))
-	dial := func() string {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		l, _ := bufio.NewReader(c).ReadString('\n')
-		return l
-	}
-	if l := dial(); !strings.HasPrefix(l, "* OK") || !strings.Contains(l, "AUTH=PLAIN") {
-		t.Fatalf("first: %q", l)
-	}
-	if l := dial(); !strings.HasPrefix(l, "* BYE Too many connections from your address") {
-		t.Fatalf("second: %q", l)
+	if l := mailboxtest.ImplicitTLSLimits(t, e.srv, e.tls, replies); !strings.Contains(l, "AUTH=PLAIN") {
+		t.Fatalf("greeting over TLS: %q", l)
 	}
 }
 
