@@ -238,10 +238,26 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 		w.WriteBodyStructure(t.bodyStructure())
 	}
-	for _, bs := range o.BodySection {
-		if err := cmd.overLimit(); err != nil {
+	// fail answers the error of a section: the client's (an *imap.Error: over the
+	// FETCH's parse limit, a transfer encoding BINARY cannot undo) ends the command, any
+	// other skips the message.
+	fail := func(err error) error {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
 			w.Close()
 			return err
+		}
+		return skip(err)
+	}
+	binary := func(part []int) (source, bool, error) {
+		if err := cmd.overLimit(); err != nil {
+			return source{}, false, err
+		}
+		return mf.binarySection(part)
+	}
+	for _, bs := range o.BodySection {
+		if err := cmd.overLimit(); err != nil {
+			return fail(err)
 		}
 		src, ok, err := mf.section(bs)
 		if err != nil {
@@ -253,18 +269,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 	}
 	for _, bs := range o.BinarySection {
-		if err := cmd.overLimit(); err != nil {
-			w.Close()
-			return err
-		}
-		src, ok, err := mf.binarySection(bs.Part)
-		var ie *imap.Error
-		if errors.As(err, &ie) {
-			w.Close()
-			return err
-		}
+		src, ok, err := binary(bs.Part)
 		if err != nil {
-			return skip(err)
+			return fail(err)
 		}
 		open := func(size int64) io.WriteCloser { return w.WriteBinarySection(bs, size) }
 		if err := mf.writeLiteral(open, bs.Partial, src, ok); err != nil {
@@ -272,18 +279,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 	}
 	for _, bs := range o.BinarySectionSize {
-		if err := cmd.overLimit(); err != nil {
-			w.Close()
-			return err
-		}
-		src, ok, err := mf.binarySection(bs.Part)
-		var ie *imap.Error
-		if errors.As(err, &ie) {
-			w.Close()
-			return err
-		}
+		src, ok, err := binary(bs.Part)
 		if err != nil {
-			return skip(err)
+			return fail(err)
 		}
 		var n int64
 		if ok {
