@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -614,43 +615,28 @@ func (sel *selected) resolve(numSet imap.NumSet) (seqs, uids []uint32) {
 }
 
 func seqSetContains(set imap.SeqSet, seq, star uint32) bool {
-	for _, r := range set {
-		a, b := r.Start, r.Stop
-		if a == 0 {
-			a = star
-		}
-		if b == 0 {
-			b = star
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if seq >= a && seq <= b {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(set, func(r imap.SeqRange) bool { return inRange(r.Start, r.Stop, seq, star) })
 }
 
 // uidSetContains resolves "*" to the highest UID, so "N:*" always includes the last
 // message even when N is above it (RFC 3501 §6.4.8).
 func uidSetContains(set imap.UIDSet, uid, star uint32) bool {
-	for _, r := range set {
-		a, b := uint32(r.Start), uint32(r.Stop)
-		if a == 0 {
-			a = star
-		}
-		if b == 0 {
-			b = star
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if uid >= a && uid <= b {
-			return true
-		}
+	return slices.ContainsFunc(set, func(r imap.UIDRange) bool { return inRange(uint32(r.Start), uint32(r.Stop), uid, star) })
+}
+
+// inRange reports whether n is in the range a:b of a sequence set, where 0 is "*" (star)
+// and the bounds may come in either order (RFC 3501 §9, seq-range).
+func inRange(a, b, n, star uint32) bool {
+	if a == 0 {
+		a = star
 	}
-	return false
+	if b == 0 {
+		b = star
+	}
+	if a > b {
+		a, b = b, a
+	}
+	return n >= a && n <= b
 }
 
 func (s *session) selected() (*selected, error) {
