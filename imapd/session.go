@@ -685,21 +685,35 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if err != nil {
 		return nil, err
 	}
+	res, err := s.transfer(sel, numSet, dest, false)
+	if err != nil {
+		return nil, err
+	}
+	return copyData(res), nil
+}
+
+// transfer copies or moves (COPY, MOVE) the messages of numSet to dest, NO [TRYCREATE]
+// when dest does not exist, and lets the Bayesian scorer learn from it.
+func (s *session) transfer(sel *selected, numSet imap.NumSet, dest string, move bool) (store.CopyResult, error) {
 	_, uids := sel.resolve(numSet)
 	if len(uids) == 0 {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
+		return store.CopyResult{}, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
 	}
 	c, cancel := ctx()
 	defer cancel()
-	res, err := s.user.Copy(c, sel.mb, uids, dest)
+	op, do := "copy", s.user.Copy
+	if move {
+		op, do = "move", s.user.Move
+	}
+	res, err := do(c, sel.mb, uids, dest)
 	if errors.Is(err, store.ErrNoMailbox) {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
+		return res, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
 	}
 	if err != nil {
-		return nil, s.logErr("copy", err)
+		return res, s.logErr(op, err)
 	}
-	s.maybeTrain(sel.mb, dest, res, false)
-	return copyData(res), nil
+	s.maybeTrain(sel.mb, dest, res, move)
+	return res, nil
 }
 
 func copyData(res store.CopyResult) *imap.CopyData {
@@ -721,20 +735,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if sel.readOnly {
 		return readOnlyErr()
 	}
-	_, uids := sel.resolve(numSet)
-	if len(uids) == 0 {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
-	}
-	c, cancel := ctx()
-	defer cancel()
-	res, err := s.user.Move(c, sel.mb, uids, dest)
-	if errors.Is(err, store.ErrNoMailbox) {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
-	}
+	res, err := s.transfer(sel, numSet, dest, true)
 	if err != nil {
-		return s.logErr("move", err)
+		return err
 	}
-	s.maybeTrain(sel.mb, dest, res, true)
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}
