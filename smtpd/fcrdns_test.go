@@ -31,10 +31,7 @@ func TestFCrDNS(t *testing.T) {
 	})
 	c := dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("a@example.net", "bob@example.test", "rdns", 100) + ".\r\n")
+	c.Transaction(t, "a@example.net", []string{"bob@example.test"}, smtptest.Message("a@example.net", "bob@example.test", "rdns", 100))
 	c.Expect(t, "", 250)
 	if len(seen) != 1 || seen[0].Hostname != "client.example.net" || len(seen[0].PTRNames) != 2 {
 		t.Fatalf("connect stage saw %+v", seen)
