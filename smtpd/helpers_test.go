@@ -190,12 +190,20 @@ func start(t testing.TB, edit func(*smtpd.Config, *smtpd.Deps)) *testServer {
 // dial connects to a listener and checks the greeting.
 func dial(t testing.TB, addr string) *smtptest.Conn {
 	t.Helper()
+	c := connect(t, addr)
+	c.Expect(t, "", 220)
+	return c
+}
+
+// connect connects to a listener, closed when the test ends; the greeting is the
+// caller's to read.
+func connect(t testing.TB, addr string) *smtptest.Conn {
+	t.Helper()
 	c, err := smtptest.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.Expect(t, "", 220)
 	return c
 }
 

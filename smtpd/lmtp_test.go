@@ -223,11 +223,7 @@ func TestLMTPStatusesAtData(t *testing.T) {
 // Only trusted networks may speak LMTP over TCP.
 func TestLMTPRefusesUntrusted(t *testing.T) {
 	e := startLMTP(t, 0, func(cfg *smtpd.Config, _ *smtpd.Deps) { cfg.TrustedNetworks = []string{"10.0.0.0/8"} })
-	c, err := smtptest.Dial(e.addr("lmtp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(t, e.addr("lmtp"))
 	r, err := c.ReadReply()
 	if err != nil || r.Code != 554 || r.Enhanced() != "5.7.1" {
 		t.Fatalf("greeting %v, %v; want 554 5.7.1", r, err)

@@ -200,11 +200,7 @@ func TestConnectTempfail(t *testing.T) {
 			return policy.Decision{}
 		})
 	})
-	c, err := smtptest.Dial(ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(t, ts.addr("mx"))
 	if r := c.Expect(t, "", 421); r.Text() != "4.7.1 DNS trouble" {
 		t.Errorf("greeting %v", r)
 	}

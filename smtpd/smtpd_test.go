@@ -456,12 +456,7 @@ func TestProxyProtocol(t *testing.T) {
 		c.Listeners[0].ProxyProtocol = true
 		c.Listeners[0].ProxyFrom = []string{"127.0.0.1/32"}
 	})
-	nc, err := net.Dial("tcp", ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewConn(nc)
-	defer c.Close()
+	c := connect(t, ts.addr("mx"))
 	c.Send("PROXY TCP4 203.0.113.7 192.0.2.1 40000 25\r\n")
 	c.Expect(t, "", 220)
 	c.Expect(t, "EHLO client.example.net", 250)
@@ -476,12 +471,7 @@ func TestProxyProtocol(t *testing.T) {
 	}
 
 	// Without a header the connection is dropped without a greeting.
-	nc2, err := net.Dial("tcp", ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2 := smtptest.NewConn(nc2)
-	defer c2.Close()
+	c2 := connect(t, ts.addr("mx"))
 	c2.Send("EHLO client.example.net\r\n")
 	if r, err := c2.ReadReply(); err == nil {
 		t.Errorf("got a reply without a PROXY header: %v", r)
@@ -492,11 +482,7 @@ func TestConnectionLimits(t *testing.T) {
 	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxConnectionsPerIP = 2 })
 	c1 := dial(t, ts.addr("mx"))
 	dial(t, ts.addr("mx"))
-	c3, err := smtptest.Dial(ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
+	c3 := connect(t, ts.addr("mx"))
 	if r := c3.Expect(t, "", 421); r.Enhanced() != "4.7.0" {
 		t.Errorf("over the limit: %v", r)
 	}
