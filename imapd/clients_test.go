@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/store/maildir"
@@ -65,9 +66,7 @@ print('ok')
 	if err != nil {
 		t.Fatalf("imaplib: %v\n%s", err, out)
 	}
-	u, _ := e.store.Open(context.Background(), "alice@example.org")
-	defer u.Release()
-	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	msgs := mailboxtest.Inbox(t, e.store, "alice@example.org")
 	if len(msgs) != 2 || strings.Join(msgs[1].Flags, " ") != `$Later \Seen` {
 		t.Fatalf("after imaplib: %+v", msgs)
 	}
@@ -75,12 +74,7 @@ print('ok')
 
 func TestImplicitTLS(t *testing.T) {
 	e := start(t, Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve(tls.NewListener(ln, e.tls))
-	c, err := imapclient.DialTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	c, err := imapclient.DialTLS(mailboxtest.ServeTLS(t, e.srv, e.tls), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

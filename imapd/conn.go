@@ -1,52 +1,40 @@
 package imapd
 
 import (
-	"container/list"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
 )
 
-// Connection limits (issue 15 item 3: 2,000 unauthenticated connections kept alive by
-// NOOP exhausted the descriptors and stopped SMTP). Every listener (Serve call) has its
-// own pool: at most MaxConnections, MaxConnectionsPerIP from one address, and
-// MaxLoginConnections that have not logged in — when those are full the oldest of them
-// from the address with the most of them is closed to make room (Dovecot's login
-// processes close the oldest). A connection must log in within
-// LoginTimeout of connecting and with at most MaxLoginCommands commands; imapserver
-// already bounds the time one command may take to arrive (30 s from its first byte, 5
-// minutes for an APPEND literal), so a command dripped byte by byte cannot hold a slot.
-
-// pool is one listener's connections.
-type pool struct {
-	srv   *Server
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
-	login *list.List // *connState not logged in yet, oldest first
-}
+// Connection limits (issue 15 item 3): every listener (Serve call) has its own
+// connlimit.Pool — MaxConnections, MaxConnectionsPerIP, MaxLoginConnections with the
+// oldest making room, LoginTimeout. What is IMAP's is here: the BYE, the count of
+// commands before the login (MaxLoginCommands), which imapserver leaves no other place
+// to take than the read deadlines it sets, and the per-user limits. imapserver already
+// bounds the time one command may take to arrive (30 s from its first byte, 5 minutes
+// for an APPEND literal), so a command dripped byte by byte cannot hold a slot.
 
 // connState is one accepted connection.
 type connState struct {
-	pool *pool
+	srv  *Server
 	ip   netip.Addr
 	raw  *limitedConn
+	slot *connlimit.Conn // the listener's pool
 
 	mu       sync.Mutex
 	ic       *imapserver.Conn // set when the session starts
-	el       *list.Element    // in pool.login until the login
-	authed   bool
-	released bool
-	timer    *time.Timer
-	deadline int // SetReadDeadline calls before the login: two per command
+	deadline int              // SetReadDeadline calls before the login: two per command
 }
 
 // limitedConn is the TCP connection beneath TLS: it counts the commands before the login
@@ -60,16 +48,18 @@ type limitedConn struct {
 
 func (c *limitedConn) SetReadDeadline(t time.Time) error {
 	st := c.st
+	max := st.srv.cfg.MaxLoginCommands
+	waiting := st.slot.Waiting()
 	st.mu.Lock()
 	bye := false
-	if !st.authed && st.ic != nil {
+	if waiting && st.ic != nil {
 		st.deadline++
-		bye = st.deadline > 2*st.pool.srv.cfg.MaxLoginCommands && st.pool.srv.cfg.MaxLoginCommands > 0
+		bye = st.deadline > 2*max && max > 0
 	}
 	ic := st.ic
 	st.mu.Unlock()
 	if bye {
-		st.pool.srv.rlog.info("imap too many commands before login", "remote", st.ip)
+		st.srv.rlog.Info("imap too many commands before login", "remote", st.ip)
 		ic.Bye("Too many commands before login")
 		return net.ErrClosed
 	}
@@ -77,114 +67,19 @@ func (c *limitedConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *limitedConn) Close() error {
-	c.st.release()
+	c.st.slot.Release()
 	return c.Conn.Close()
 }
 
-func newPool(s *Server) *pool {
-	return &pool{srv: s, perIP: map[netip.Addr]int{}, login: list.New()}
-}
-
-// admit takes a slot for a new connection from ip, or says why there is none.
-func (p *pool) admit(ip netip.Addr) (*connState, string) {
-	cfg := &p.srv.cfg
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if cfg.MaxConnections > 0 && p.total >= cfg.MaxConnections {
-		return nil, "Too many connections, try again later"
-	}
-	if cfg.MaxConnectionsPerIP > 0 && p.perIP[ip] >= cfg.MaxConnectionsPerIP {
-		return nil, "Too many connections from your address"
-	}
-	if cfg.MaxLoginConnections > 0 && p.login.Len() >= cfg.MaxLoginConnections {
-		// Make room: a connection that has waited to log in goes (as in Dovecot).
-		old := p.evictee()
-		p.login.Remove(old.el)
-		old.el = nil
-		go old.kick("Disconnected: too many connections waiting to log in")
-	}
-	st := &connState{pool: p, ip: ip}
-	st.el = p.login.PushBack(st)
-	p.total++
-	p.perIP[ip]++
-	return st, ""
-}
-
-// evictee chooses the connection waiting to log in that makes room for a new one: the
-// oldest of those from the address with the most connections waiting. Plain oldest-first
-// let a flood that reconnects as fast as it is closed (hundreds a second from a few
-// addresses) close every user's connection before its LOGIN was answered; this way a
-// flood crowds out its own connections, and a user's goes only when no address has more
-// than one waiting. p.mu is held and p.login is not empty.
-func (p *pool) evictee() *connState {
-	waiting := make(map[netip.Addr]int, p.login.Len())
-	for e := p.login.Front(); e != nil; e = e.Next() {
-		waiting[e.Value.(*connState).ip]++
-	}
-	var old *connState
-	most := 0
-	for e := p.login.Front(); e != nil; e = e.Next() {
-		st := e.Value.(*connState)
-		if n := waiting[st.ip]; n > most {
-			old, most = st, n
-		}
-	}
-	return old
-}
-
-// release gives the slot back; idempotent.
-func (st *connState) release() {
+// kick closes a connection that has not logged in (the pool evicts it or its login
+// timeout passed), with a BYE when it is not TLS (a write from outside the session's
+// goroutine cannot go through a TLS handshake safely).
+func (st *connState) kick(why error) {
+	text := bye(why)
 	st.mu.Lock()
-	if st.released {
-		st.mu.Unlock()
-		return
-	}
-	st.released = true
-	if st.timer != nil {
-		st.timer.Stop()
-	}
-	st.mu.Unlock()
-	p := st.pool
-	p.mu.Lock()
-	p.total--
-	if p.perIP[st.ip]--; p.perIP[st.ip] <= 0 {
-		delete(p.perIP, st.ip)
-	}
-	if st.el != nil {
-		p.login.Remove(st.el)
-		st.el = nil
-	}
-	p.mu.Unlock()
-}
-
-// loggedIn ends the login phase: no more login timeout or command count.
-func (st *connState) loggedIn() {
-	st.mu.Lock()
-	st.authed = true
-	if st.timer != nil {
-		st.timer.Stop()
-	}
-	st.mu.Unlock()
-	p := st.pool
-	p.mu.Lock()
-	if st.el != nil {
-		p.login.Remove(st.el)
-		st.el = nil
-	}
-	p.mu.Unlock()
-}
-
-// kick closes a connection that has not logged in, with a BYE when it is not TLS (a
-// write from outside the session's goroutine cannot go through a TLS handshake safely).
-func (st *connState) kick(text string) {
-	st.mu.Lock()
-	if st.authed || st.released {
-		st.mu.Unlock()
-		return
-	}
 	ic := st.ic
 	st.mu.Unlock()
-	st.pool.srv.rlog.info("imap connection closed", "remote", st.ip, "reason", text)
+	st.srv.rlog.Info("imap connection closed", "remote", st.ip, "reason", text)
 	var nc net.Conn = st.raw
 	if ic != nil {
 		nc = ic.NetConn()
@@ -193,7 +88,13 @@ func (st *connState) kick(text string) {
 		st.raw.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		io.WriteString(st.raw.Conn, "* BYE "+text+"\r\n")
 	}
-	st.raw.Close()
+	st.raw.Conn.Close()
+}
+
+// bye is the text of a BYE for why: connlimit's reason, capitalised as Dovecot's are.
+func bye(why error) string {
+	text := why.Error()
+	return strings.ToUpper(text[:1]) + text[1:]
 }
 
 // chanListener hands the connections Serve admitted to imapserver.
@@ -220,31 +121,6 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
-// refusing bounds the goroutines that answer refused TLS connections.
-var refusing = make(chan struct{}, 64)
-
-// refuse answers a connection there is no slot for with BYE and closes it.
-func (s *Server) refuse(c net.Conn, ip netip.Addr, text string) {
-	s.rlog.info("imap connection refused", "remote", ip, "reason", text)
-	if tc, ok := c.(*tls.Conn); ok {
-		select {
-		case refusing <- struct{}{}:
-			go func() {
-				defer func() { <-refusing }()
-				tc.SetDeadline(time.Now().Add(3 * time.Second))
-				io.WriteString(tc, "* BYE "+text+"\r\n")
-				tc.Close()
-			}()
-		default:
-			tc.Close()
-		}
-		return
-	}
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	io.WriteString(c, "* BYE "+text+"\r\n")
-	c.Close()
-}
-
 // Serve accepts IMAP connections on ln until Close, with its own pool of connections
 // (Config.MaxConnections and the other limits). A listener from tls.NewListener serves
 // implicit TLS (port 993); its connections are wrapped again with Config.TLSConfig, which
@@ -269,10 +145,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		defer s.serving.Done()
 		s.srv.Serve(cl)
 	}()
-	p := newPool(s)
-	var delay time.Duration
+	p := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
+		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
+		LoginTimeout: s.cfg.LoginTimeout})
 	for {
-		c, err := ln.Accept()
+		c, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
+			s.rlog.Warn("imap accept", "err", err, "retry_in", wait)
+		})
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
@@ -280,47 +159,30 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closed || errors.Is(err, net.ErrClosed) {
 				return net.ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
-				// EMFILE and friends: wait instead of spinning (net/http does the same).
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.rlog.warn("imap accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
 			return fmt.Errorf("imapd: accept: %w", err)
 		}
-		delay = 0
 		raw := c
 		tc, isTLS := c.(*tls.Conn)
 		if isTLS {
 			raw = tc.NetConn()
 		}
-		var ip netip.Addr
-		if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
-			ip = ap.Addr().Unmap()
-		}
+		ip := connlimit.RemoteIP(raw)
 		if isTLS && s.cfg.TLSConfig == nil {
-			s.rlog.error("imap implicit TLS listener without Config.TLSConfig", "remote", ip)
+			s.rlog.Error("imap implicit TLS listener without Config.TLSConfig", "remote", ip)
 			c.Close()
 			continue
 		}
-		st, why := p.admit(ip)
-		if st == nil {
-			s.refuse(c, ip, why)
+		st := &connState{srv: s, ip: ip}
+		st.raw = &limitedConn{Conn: raw, st: st}
+		if st.slot, err = p.Admit(ip, st.kick); err != nil {
+			text := bye(err)
+			s.rlog.Info("imap connection refused", "remote", ip, "reason", text)
+			connlimit.Refuse(c, "* BYE "+text)
 			continue
 		}
-		st.raw = &limitedConn{Conn: raw, st: st}
 		var out net.Conn = st.raw
 		if isTLS {
 			out = tls.Server(st.raw, s.cfg.TLSConfig)
-		}
-		if s.cfg.LoginTimeout > 0 {
-			st.mu.Lock()
-			st.timer = time.AfterFunc(s.cfg.LoginTimeout, func() {
-				st.kick(fmt.Sprintf("Disconnected: no login within %v", s.cfg.LoginTimeout))
-			})
-			st.mu.Unlock()
 		}
 		select {
 		case cl.c <- out:
@@ -329,13 +191,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			return net.ErrClosed
 		}
 	}
-}
-
-// isTemporaryAccept reports accept errors worth retrying (out of descriptors, aborted
-// connections).
-func isTemporaryAccept(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 // connStateOf finds the connection state beneath c.

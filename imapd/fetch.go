@@ -159,12 +159,12 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 			continue // expunged by another session; the EXPUNGE comes with the next poll
 		}
 		if err := cmd.overLimit(); err != nil {
-			s.srv.rlog.info("imap fetch over limit", "user", s.user.Name(), "err", err)
+			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
 			return err
 		}
 		release, err := s.srv.mem.acquire(context.Background(), fetchHold(m, o))
 		if err != nil {
-			s.srv.rlog.warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
 		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
@@ -215,9 +215,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 	skip := func(err error) error {
 		// The message vanished or is unreadable: skip it, keep the session.
 		if errors.Is(err, store.ErrNoMessage) {
-			s.srv.rlog.info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+			s.srv.rlog.Info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
 		} else {
-			s.srv.rlog.error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
+			s.srv.rlog.Error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
 		}
 		return w.Close()
 	}
@@ -238,10 +238,26 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 		w.WriteBodyStructure(t.bodyStructure())
 	}
-	for _, bs := range o.BodySection {
-		if err := cmd.overLimit(); err != nil {
+	// fail answers the error of a section: the client's (an *imap.Error: over the
+	// FETCH's parse limit, a transfer encoding BINARY cannot undo) ends the command, any
+	// other skips the message.
+	fail := func(err error) error {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
 			w.Close()
 			return err
+		}
+		return skip(err)
+	}
+	binary := func(part []int) (source, bool, error) {
+		if err := cmd.overLimit(); err != nil {
+			return source{}, false, err
+		}
+		return mf.binarySection(part)
+	}
+	for _, bs := range o.BodySection {
+		if err := cmd.overLimit(); err != nil {
+			return fail(err)
 		}
 		src, ok, err := mf.section(bs)
 		if err != nil {
@@ -253,18 +269,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 	}
 	for _, bs := range o.BinarySection {
-		if err := cmd.overLimit(); err != nil {
-			w.Close()
-			return err
-		}
-		src, ok, err := mf.binarySection(bs.Part)
-		var ie *imap.Error
-		if errors.As(err, &ie) {
-			w.Close()
-			return err
-		}
+		src, ok, err := binary(bs.Part)
 		if err != nil {
-			return skip(err)
+			return fail(err)
 		}
 		open := func(size int64) io.WriteCloser { return w.WriteBinarySection(bs, size) }
 		if err := mf.writeLiteral(open, bs.Partial, src, ok); err != nil {
@@ -272,18 +279,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 		}
 	}
 	for _, bs := range o.BinarySectionSize {
-		if err := cmd.overLimit(); err != nil {
-			w.Close()
-			return err
-		}
-		src, ok, err := mf.binarySection(bs.Part)
-		var ie *imap.Error
-		if errors.As(err, &ie) {
-			w.Close()
-			return err
-		}
+		src, ok, err := binary(bs.Part)
 		if err != nil {
-			return skip(err)
+			return fail(err)
 		}
 		var n int64
 		if ok {
@@ -343,7 +341,7 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 	if ok {
 		t, err := mf.size(src)
 		if err != nil {
-			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
 		} else {
 			total = t
 		}
@@ -361,7 +359,7 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 			err = fmt.Errorf("imapd: message %d ended %d bytes early", mf.m.UID, n-cw.n)
 		}
 		if err != nil {
-			mf.s.srv.rlog.error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
 			pad := bytes.Repeat([]byte(" "), int(min(n-cw.n, copyBufSize)))
 			for cw.n < n && cw.err == nil {
 				cw.Write(pad[:min(int64(len(pad)), n-cw.n)])

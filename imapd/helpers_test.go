@@ -2,44 +2,18 @@ package imapd
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/portcullis-mail/portcullis/auth"
-	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/store"
 )
-
-// staticAuth is a test Authenticator with fixed passwords (the real one lives in auth/).
-type staticAuth map[string]string
-
-func (a staticAuth) Authenticate(_ context.Context, user, pass string, _ netip.Addr) (string, error) {
-	if p, ok := a[user]; ok && p == pass {
-		return user, nil
-	}
-	return "", auth.ErrInvalid
-}
-
-// testCert makes the server's own self-signed certificate (localhost, 127.0.0.1) in a
-// temp dir and returns the TLS config and the PEM paths (for clients that verify it).
-func testCert(t *testing.T) (*tls.Config, string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	cert, err := smtpd.SelfSignedCertificate(dir, "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		filepath.Join(dir, "tls", "selfsigned.crt"), filepath.Join(dir, "tls", "selfsigned.key")
-}
 
 type env struct {
 	store *store.Store
@@ -56,36 +30,35 @@ func start(t *testing.T, cfg Config) *env {
 
 func startWith(t *testing.T, cfg Config, scfg store.Config) *env {
 	t.Helper()
-	scfg.Dir = t.TempDir()
-	st, err := store.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tc, cp, _ := testCert(t)
+	return startLog(t, cfg, scfg, slog.New(slog.DiscardHandler))
+}
+
+// startLogged is startWith with the server's log in the returned buffer (Debug and up).
+func startLogged(t *testing.T, cfg Config, scfg store.Config) (*env, *testenv.LockedBuffer) {
+	t.Helper()
+	logs := &testenv.LockedBuffer{}
+	return startLog(t, cfg, scfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), logs
+}
+
+// startLog runs a server over a new store on loopback, with mailboxtest.Users and, unless
+// cfg has one, the TLS config of a new self-signed certificate.
+func startLog(t *testing.T, cfg Config, scfg store.Config, log *slog.Logger) *env {
+	t.Helper()
+	st := mailboxtest.Store(t, scfg)
+	tc, cp := mailboxtest.Cert(t)
 	if cfg.TLSConfig == nil {
 		cfg.TLSConfig = tc
 	}
-	srv, err := New(cfg, st, staticAuth{"alice@example.org": "secret pw", "bob@example.org": "pw2"}, slog.New(slog.DiscardHandler))
+	srv, err := New(cfg, st, mailboxtest.Users, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return &env{store: st, srv: srv, addr: ln.Addr().String(), tls: tc, cert: cp}
+	return &env{store: st, srv: srv, addr: mailboxtest.Serve(t, srv), tls: tc, cert: cp}
 }
 
 func (e *env) deliver(t *testing.T, user, msg string) uint32 {
 	t.Helper()
-	uid, err := e.store.Deliver(context.Background(), user, "", strings.NewReader(msg), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uid
+	return mailboxtest.Deliver(t, e.store, user, msg)
 }
 
 // raw is a line-level IMAP client for checking exact server responses.

@@ -37,6 +37,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/ratelog"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -118,7 +119,7 @@ type Server struct {
 	store *store.Store
 	auth  Authenticator
 	log   *slog.Logger
-	rlog  *rateLog // what clients can cause, rate-limited
+	rlog  *ratelog.Logger // what clients can cause, rate-limited
 	srv   *imapserver.Server
 	train chan struct{} // bounds concurrent Train calls
 	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
@@ -171,7 +172,7 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 		cfg.LoginTimeout = time.Minute
 	}
 	log = log.With("server", "imap")
-	s := &Server{cfg: cfg, store: st, auth: a, log: log, rlog: newRateLog(log), train: make(chan struct{}, 4),
+	s := &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log), train: make(chan struct{}, 4),
 		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{},
 		users: userLimits{user: map[string]int{}, userIP: map[userKey]int{}}}
 	if cfg.CacheSize > 0 {
@@ -212,21 +213,21 @@ func (s *Server) Close() error {
 // logAdapter sorts imapserver's messages: what a client causes (a connection that drops
 // or times out, a command that fails) is not the server's fault and goes through the
 // rate-limited log at a low level; panics are errors.
-type logAdapter struct{ l *rateLog }
+type logAdapter struct{ l *ratelog.Logger }
 
 func (a logAdapter) Printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	switch {
 	case strings.HasPrefix(format, "panic"):
-		a.l.error("imap panic", "err", msg)
+		a.l.Error("imap panic", "err", msg)
 	case strings.HasPrefix(format, "failed to read command"), strings.HasPrefix(format, "failed to write greeting"):
-		a.l.debug("imap connection ended", "err", msg)
+		a.l.Debug("imap connection ended", "err", msg)
 	case strings.HasPrefix(format, "handling"):
 		// Our session logs its own faults; what is left here comes from parsing the
 		// client's command (e.g. a mailbox name that is not modified UTF-7).
-		a.l.info("imap command failed", "err", msg)
+		a.l.Info("imap command failed", "err", msg)
 	default:
-		a.l.warn("imap", "err", msg)
+		a.l.Warn("imap", "err", msg)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -374,9 +375,7 @@ func TestConcurrentSessionsConsistent(t *testing.T) {
 		r2.ok("NOOP")
 	}
 	wg.Wait()
-	u, _ := e.store.Open(context.Background(), "bob@example.org")
-	defer u.Release()
-	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	msgs := mailboxtest.Inbox(t, e.store, "bob@example.org")
 	var want []string
 	for i, m := range msgs {
 		want = append(want, fmt.Sprintf("* %d FETCH (UID %d)", i+1, m.UID))

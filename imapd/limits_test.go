@@ -2,131 +2,30 @@ package imapd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startLogged is startWith with the server's log in the returned buffer (Debug and up).
-func startLogged(t *testing.T, cfg Config, scfg store.Config) (*env, *lockedBuffer) {
-	t.Helper()
-	scfg.Dir = t.TempDir()
-	st, err := store.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tc, cp, _ := testCert(t)
-	if cfg.TLSConfig == nil {
-		cfg.TLSConfig = tc
-	}
-	logs := &lockedBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(cfg, st, staticAuth{"alice@example.org": "secret pw", "bob@example.org": "pw2"}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return &env{store: st, srv: srv, addr: ln.Addr().String(), tls: tc, cert: cp}, logs
-}
-
-// dialFrom connects from a loopback source address and returns the first line.
-func dialFrom(t *testing.T, addr, src string) (net.Conn, *bufio.Reader, string) {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	r := bufio.NewReader(c)
-	l, _ := r.ReadString('\n')
-	return c, r, strings.TrimRight(l, "\r\n")
-}
-
-// closedSoon reports whether the server closes c within d.
-func closedSoon(c net.Conn, r *bufio.Reader, d time.Duration) bool {
-	c.SetReadDeadline(time.Now().Add(d))
-	for {
-		if _, err := r.ReadString('\n'); err != nil {
-			ne, ok := err.(net.Error)
-			return !(ok && ne.Timeout())
-		}
-	}
+// replies are what the limits tests expect of the pool (Dovecot's words).
+var replies = mailboxtest.Replies{
+	Greeting: "* OK",
+	Full:     "* BYE Too many connections, try again later",
+	FullAddr: "* BYE Too many connections from your address",
+	Evicted:  "* BYE Disconnected: too many connections waiting to log in",
 }
 
 // TestConnectionLimits: per address and per listener, a connection beyond the limit gets
 // BYE and is closed, and a slot frees when a connection ends.
 func TestConnectionLimits(t *testing.T) {
-	e := start(t, Config{Trusted: true, MaxConnectionsPerIP: 3, MaxConnections: 5, MaxLoginConnections: -1})
-	var conns []net.Conn
-	for range 3 {
-		c, _, l := dialFrom(t, e.addr, "127.0.0.1")
-		if !strings.HasPrefix(l, "* OK") {
-			t.Fatalf("greeting %q", l)
-		}
-		conns = append(conns, c)
-	}
-	if _, _, l := dialFrom(t, e.addr, "127.0.0.1"); l != "* BYE Too many connections from your address" {
-		t.Fatalf("4th from one address: %q", l)
-	}
-	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
-		if _, _, l := dialFrom(t, e.addr, src); !strings.HasPrefix(l, "* OK") {
-			t.Fatalf("from %s: %q", src, l)
-		}
-	}
-	if _, _, l := dialFrom(t, e.addr, "127.0.0.4"); l != "* BYE Too many connections, try again later" {
-		t.Fatalf("6th on the listener: %q", l)
-	}
-	conns[0].Close()
-	waitFor(t, func() bool {
-		c, _, l := dialFrom(t, e.addr, "127.0.0.1")
-		c.Close()
-		return strings.HasPrefix(l, "* OK")
-	})
-}
-
-func waitFor(t *testing.T, f func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !f(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e := start(t, Config{Trusted: true, MaxConnectionsPerIP: 2, MaxConnections: 3, MaxLoginConnections: -1})
+	mailboxtest.ConnectionLimits(t, e.addr, replies)
 }
 
 // TestLoginTimeoutAndCommands: a connection that does not log in within LoginTimeout, or
@@ -135,8 +34,8 @@ func waitFor(t *testing.T, f func() bool) {
 func TestLoginTimeoutAndCommands(t *testing.T) {
 	e := start(t, Config{Trusted: true, LoginTimeout: 700 * time.Millisecond, MaxLoginCommands: 3})
 
-	idle, ir, _ := dialFrom(t, e.addr, "127.0.0.1")
-	drip, dr, _ := dialFrom(t, e.addr, "127.0.0.1")
+	idle, ir, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.1")
+	drip, dr, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.1")
 	go func() {
 		for _, b := range []byte("a1 NOOP") {
 			if _, err := drip.Write([]byte{b}); err != nil {
@@ -151,10 +50,10 @@ func TestLoginTimeoutAndCommands(t *testing.T) {
 	if l, _ := ir.ReadString('\n'); !strings.HasPrefix(l, "* BYE Disconnected: no login within") {
 		t.Fatalf("idle: %q", l)
 	}
-	if !closedSoon(idle, ir, 2*time.Second) {
+	if !mailboxtest.ClosedWithin(idle, ir, 2*time.Second) {
 		t.Fatal("idle connection not closed")
 	}
-	if !closedSoon(drip, dr, 2*time.Second) {
+	if !mailboxtest.ClosedWithin(drip, dr, 2*time.Second) {
 		t.Fatal("dripping connection not closed")
 	}
 	if time.Since(start) > 3*time.Second {
@@ -187,25 +86,13 @@ func TestLoginTimeoutAndCommands(t *testing.T) {
 }
 
 // TestLoginSlotsOldestGoes: when MaxLoginConnections are waiting to log in, a new
-// connection is served and the one that waited longest is closed (Dovecot's login
-// processes do the same), so a flood cannot lock users out.
+// connection is served and the one that waited longest is closed; one that logged in
+// does not count.
 func TestLoginSlotsOldestGoes(t *testing.T) {
 	e := start(t, Config{Trusted: true, MaxLoginConnections: 2, MaxConnectionsPerIP: -1})
 	authed := dialRaw(t, e.addr)
 	authed.ok("LOGIN bob@example.org pw2") // not counted: it logged in
-	first, fr, _ := dialFrom(t, e.addr, "127.0.0.1")
-	time.Sleep(50 * time.Millisecond)
-	_, _, _ = dialFrom(t, e.addr, "127.0.0.1")
-	time.Sleep(50 * time.Millisecond)
-	if _, _, l := dialFrom(t, e.addr, "127.0.0.1"); !strings.HasPrefix(l, "* OK") {
-		t.Fatalf("new connection: %q", l)
-	}
-	if l, _ := fr.ReadString('\n'); !strings.HasPrefix(l, "* BYE Disconnected: too many connections waiting to log in") {
-		t.Fatalf("oldest: %q", l)
-	}
-	if !closedSoon(first, fr, 2*time.Second) {
-		t.Fatal("oldest not closed")
-	}
+	mailboxtest.OldestGoes(t, e.addr, replies)
 	authed.ok("NOOP")
 }
 
@@ -215,23 +102,23 @@ func TestLoginSlotsOldestGoes(t *testing.T) {
 // connection before its LOGIN was answered (TestE2ESoak in cmd/portcullis).
 func TestLoginSlotsBusiestAddressGoes(t *testing.T) {
 	e := start(t, Config{Trusted: true, MaxLoginConnections: 3, MaxConnectionsPerIP: -1})
-	user, ur, _ := dialFrom(t, e.addr, "127.0.0.5") // waited longest, alone on its address
+	user, ur, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.5") // waited longest, alone on its address
 	time.Sleep(50 * time.Millisecond)
-	flood1, fr1, _ := dialFrom(t, e.addr, "127.0.0.6")
+	flood1, fr1, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.6")
 	time.Sleep(50 * time.Millisecond)
-	flood2, fr2, _ := dialFrom(t, e.addr, "127.0.0.6")
+	flood2, fr2, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.6")
 	time.Sleep(50 * time.Millisecond)
 	for i, want := range []struct {
 		c net.Conn
 		r *bufio.Reader
 	}{{flood1, fr1}, {flood2, fr2}} {
-		if _, _, l := dialFrom(t, e.addr, "127.0.0.6"); !strings.HasPrefix(l, "* OK") {
+		if _, _, l := mailboxtest.DialFrom(t, e.addr, "127.0.0.6"); !strings.HasPrefix(l, "* OK") {
 			t.Fatalf("new connection %d: %q", i, l)
 		}
 		if l, _ := want.r.ReadString('\n'); !strings.HasPrefix(l, "* BYE Disconnected: too many connections waiting to log in") {
 			t.Fatalf("flood connection %d: %q", i, l)
 		}
-		if !closedSoon(want.c, want.r, 2*time.Second) {
+		if !mailboxtest.ClosedWithin(want.c, want.r, 2*time.Second) {
 			t.Fatalf("flood connection %d not closed", i)
 		}
 	}
@@ -243,15 +130,15 @@ func TestLoginSlotsBusiestAddressGoes(t *testing.T) {
 	// Waiting now: two from 127.0.0.6. One from .7, then one from .8 closes the older of
 	// .6's; with one connection waiting per address the oldest of all goes again: one
 	// from .9 closes the other of .6, one from .10 the one of .7.
-	lone, lr, _ := dialFrom(t, e.addr, "127.0.0.7")
+	lone, lr, _ := mailboxtest.DialFrom(t, e.addr, "127.0.0.7")
 	for _, src := range []string{"127.0.0.8", "127.0.0.9"} {
-		dialFrom(t, e.addr, src)
-		if closedSoon(lone, lr, 300*time.Millisecond) {
+		mailboxtest.DialFrom(t, e.addr, src)
+		if mailboxtest.ClosedWithin(lone, lr, 300*time.Millisecond) {
 			t.Fatalf("after a connection from %s the lone one of 127.0.0.7 went before those of 127.0.0.6", src)
 		}
 	}
-	dialFrom(t, e.addr, "127.0.0.10")
-	if !closedSoon(lone, lr, 2*time.Second) {
+	mailboxtest.DialFrom(t, e.addr, "127.0.0.10")
+	if !mailboxtest.ClosedWithin(lone, lr, 2*time.Second) {
 		t.Fatal("with no busier address the oldest did not go")
 	}
 }
@@ -271,7 +158,7 @@ func TestUserLimits(t *testing.T) {
 	}
 	c.ok("LOGIN alice@example.org \"secret pw\"") // another user is not affected
 	other := func(src string) string {
-		conn, r, _ := dialFrom(t, e.addr, src)
+		conn, r, _ := mailboxtest.DialFrom(t, e.addr, src)
 		fmt.Fprintf(conn, "x LOGIN bob@example.org pw2\r\n")
 		l, _ := r.ReadString('\n')
 		return strings.TrimRight(l, "\r\n")
@@ -283,7 +170,7 @@ func TestUserLimits(t *testing.T) {
 		t.Fatalf("fourth of the user: %q", st)
 	}
 	a.ok("LOGOUT")
-	waitFor(t, func() bool {
+	mailboxtest.WaitFor(t, func() bool {
 		d := dialRaw(t, e.addr)
 		_, st := d.cmd("LOGIN bob@example.org pw2")
 		d.conn.Close()
@@ -295,26 +182,8 @@ func TestUserLimits(t *testing.T) {
 // sent over TLS.
 func TestImplicitTLSLimits(t *testing.T) {
 	e := start(t, Config{MaxConnectionsPerIP: 1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve(tls.NewListener(ln, e.tls))
-	dial := func() string {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		l, _ := bufio.NewReader(c).ReadString('\n')
-		return l
-	}
-	if l := dial(); !strings.HasPrefix(l, "* OK") || !strings.Contains(l, "AUTH=PLAIN") {
-		t.Fatalf("first: %q", l)
-	}
-	if l := dial(); !strings.HasPrefix(l, "* BYE Too many connections from your address") {
-		t.Fatalf("second: %q", l)
+	if l := mailboxtest.ImplicitTLSLimits(t, e.srv, e.tls, replies); !strings.Contains(l, "AUTH=PLAIN") {
+		t.Fatalf("greeting over TLS: %q", l)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/pop3d"
 )
 
@@ -24,7 +25,7 @@ func TestIMAPPOP3DeliveryTogether(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		e.deliver(t, "bob@example.org", fmt.Sprintf("Subject: old %d\r\n\r\nx\r\n", i))
 	}
-	psrv, err := pop3d.New(pop3d.Config{Trusted: true}, e.store, staticAuth{"bob@example.org": "pw2"}, slog.New(slog.DiscardHandler))
+	psrv, err := pop3d.New(pop3d.Config{Trusted: true}, e.store, mailboxtest.Auth{"bob@example.org": "pw2"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +84,7 @@ func TestIMAPPOP3DeliveryTogether(t *testing.T) {
 	pop("QUIT", "+OK")
 	wg.Wait()
 
-	u, _ := e.store.Open(context.Background(), "bob@example.org")
-	defer u.Release()
-	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	msgs := mailboxtest.Inbox(t, e.store, "bob@example.org")
 	if len(msgs) != 6-3+8 {
 		t.Fatalf("%d messages in the store", len(msgs))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -61,12 +63,7 @@ func (s *session) Close() error {
 	return nil
 }
 
-func (s *session) remote() netip.Addr {
-	if ap, err := netip.ParseAddrPort(s.conn.NetConn().RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
+func (s *session) remote() netip.Addr { return connlimit.RemoteIP(s.conn.NetConn()) }
 
 // Login is called for LOGIN and AUTHENTICATE PLAIN; imapserver has already refused both
 // without TLS unless the listener is trusted (Config.Trusted → InsecureAuth).
@@ -75,7 +72,7 @@ func (s *session) Login(username, password string) error {
 	defer cancel()
 	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
 	if err != nil {
-		s.srv.rlog.info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
+		s.srv.rlog.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
 		if isTemporary(err) {
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication temporarily unavailable"}
 		}
@@ -83,13 +80,13 @@ func (s *session) Login(username, password string) error {
 		return imapserver.ErrAuthFailed
 	}
 	if err := s.srv.addUser(name, s.remote()); err != nil {
-		s.srv.rlog.info("imap login refused", "user", name, "remote", s.remote(), "err", err)
+		s.srv.rlog.Info("imap login refused", "user", name, "remote", s.remote(), "err", err)
 		return err
 	}
 	u, err := s.srv.store.Open(c, name)
 	if err != nil {
 		s.srv.removeUser(name, s.remote())
-		s.srv.rlog.error("imap open store", "user", name, "err", err)
+		s.srv.rlog.Error("imap open store", "user", name, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "mail store unavailable"}
 	}
 	s.mu.Lock()
@@ -97,7 +94,7 @@ func (s *session) Login(username, password string) error {
 	s.counted = true
 	s.mu.Unlock()
 	if s.cs != nil {
-		s.cs.loggedIn()
+		s.cs.slot.LoggedIn()
 	}
 	s.srv.log.Info("imap login", "user", name, "remote", s.remote())
 	return nil
@@ -172,11 +169,11 @@ func (s *session) logErr(op string, err error) error {
 	}
 	switch refusal, limit := clientCaused(err); {
 	case limit:
-		s.srv.rlog.info("imap "+op+" refused", "user", user, "err", err)
+		s.srv.rlog.Info("imap "+op+" refused", "user", user, "err", err)
 	case refusal:
-		s.srv.rlog.debug("imap "+op+" refused", "user", user, "err", err)
+		s.srv.rlog.Debug("imap "+op+" refused", "user", user, "err", err)
 	default:
-		s.srv.rlog.error("imap "+op, "user", user, "err", err)
+		s.srv.rlog.Error("imap "+op, "user", user, "err", err)
 	}
 	return storeErr(err)
 }
@@ -618,43 +615,28 @@ func (sel *selected) resolve(numSet imap.NumSet) (seqs, uids []uint32) {
 }
 
 func seqSetContains(set imap.SeqSet, seq, star uint32) bool {
-	for _, r := range set {
-		a, b := r.Start, r.Stop
-		if a == 0 {
-			a = star
-		}
-		if b == 0 {
-			b = star
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if seq >= a && seq <= b {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(set, func(r imap.SeqRange) bool { return inRange(r.Start, r.Stop, seq, star) })
 }
 
 // uidSetContains resolves "*" to the highest UID, so "N:*" always includes the last
 // message even when N is above it (RFC 3501 §6.4.8).
 func uidSetContains(set imap.UIDSet, uid, star uint32) bool {
-	for _, r := range set {
-		a, b := uint32(r.Start), uint32(r.Stop)
-		if a == 0 {
-			a = star
-		}
-		if b == 0 {
-			b = star
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if uid >= a && uid <= b {
-			return true
-		}
+	return slices.ContainsFunc(set, func(r imap.UIDRange) bool { return inRange(uint32(r.Start), uint32(r.Stop), uid, star) })
+}
+
+// inRange reports whether n is in the range a:b of a sequence set, where 0 is "*" (star)
+// and the bounds may come in either order (RFC 3501 §9, seq-range).
+func inRange(a, b, n, star uint32) bool {
+	if a == 0 {
+		a = star
 	}
-	return false
+	if b == 0 {
+		b = star
+	}
+	if a > b {
+		a, b = b, a
+	}
+	return n >= a && n <= b
 }
 
 func (s *session) selected() (*selected, error) {
@@ -703,21 +685,35 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if err != nil {
 		return nil, err
 	}
+	res, err := s.transfer(sel, numSet, dest, false)
+	if err != nil {
+		return nil, err
+	}
+	return copyData(res), nil
+}
+
+// transfer copies or moves (COPY, MOVE) the messages of numSet to dest, NO [TRYCREATE]
+// when dest does not exist, and lets the Bayesian scorer learn from it.
+func (s *session) transfer(sel *selected, numSet imap.NumSet, dest string, move bool) (store.CopyResult, error) {
 	_, uids := sel.resolve(numSet)
 	if len(uids) == 0 {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
+		return store.CopyResult{}, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
 	}
 	c, cancel := ctx()
 	defer cancel()
-	res, err := s.user.Copy(c, sel.mb, uids, dest)
+	op, do := "copy", s.user.Copy
+	if move {
+		op, do = "move", s.user.Move
+	}
+	res, err := do(c, sel.mb, uids, dest)
 	if errors.Is(err, store.ErrNoMailbox) {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
+		return res, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
 	}
 	if err != nil {
-		return nil, s.logErr("copy", err)
+		return res, s.logErr(op, err)
 	}
-	s.maybeTrain(sel.mb, dest, res, false)
-	return copyData(res), nil
+	s.maybeTrain(sel.mb, dest, res, move)
+	return res, nil
 }
 
 func copyData(res store.CopyResult) *imap.CopyData {
@@ -739,20 +735,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if sel.readOnly {
 		return readOnlyErr()
 	}
-	_, uids := sel.resolve(numSet)
-	if len(uids) == 0 {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "no messages matched"}
-	}
-	c, cancel := ctx()
-	defer cancel()
-	res, err := s.user.Move(c, sel.mb, uids, dest)
-	if errors.Is(err, store.ErrNoMailbox) {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "no such mailbox"}
-	}
+	res, err := s.transfer(sel, numSet, dest, true)
 	if err != nil {
-		return s.logErr("move", err)
+		return err
 	}
-	s.maybeTrain(sel.mb, dest, res, true)
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}

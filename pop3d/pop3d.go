@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
+	"github.com/portcullis-mail/portcullis/internal/ratelog"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -89,7 +91,7 @@ type Server struct {
 	store *store.Store
 	auth  Authenticator
 	log   *slog.Logger
-	rlog  *rateLog // what clients can cause, rate-limited
+	rlog  *ratelog.Logger // what clients can cause, rate-limited
 
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
@@ -137,7 +139,7 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 		log = slog.Default()
 	}
 	log = log.With("server", "pop3")
-	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: newRateLog(log),
+	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log),
 		locked: map[string]bool{}, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -164,10 +166,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.lns, ln)
 		s.mu.Unlock()
 	}()
-	p := newPool(s)
-	var delay time.Duration
+	p := s.newPool()
 	for {
-		c, err := ln.Accept()
+		c, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
+			s.rlog.Warn("pop3 accept", "err", err, "retry_in", wait)
+		})
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
@@ -175,31 +178,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closed {
 				return net.ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// EMFILE and friends: wait instead of spinning.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.rlog.warn("pop3 accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
 			return fmt.Errorf("pop3d: accept: %w", err)
 		}
-		delay = 0
-		var ip netip.Addr
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			ip = ap.Addr().Unmap()
-		}
-		st, why := p.admit(ip)
-		if st == nil {
-			s.refuse(c, ip, why)
+		ip := connlimit.RemoteIP(c)
+		st := &connState{srv: s, ip: ip, conn: c}
+		if st.slot, err = p.Admit(ip, st.kick); err != nil {
+			s.refuse(c, ip, err)
 			continue
 		}
-		st.conn = c
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			st.release()
+			st.slot.Release()
 			c.Close()
 			return net.ErrClosed
 		}
@@ -208,7 +198,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			defer st.release()
+			defer st.slot.Release()
 			s.serveConn(context.Background(), c, st)
 			s.mu.Lock()
 			delete(s.conns, c)
@@ -258,9 +248,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, st *connState) {
 		sess.loginBy = time.Time{}
 	}
 	_, sess.tls = c.(*tls.Conn)
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		sess.remote = ap.Addr().Unmap()
-	}
+	sess.remote = connlimit.RemoteIP(c)
 	sess.setConn(c)
 	defer sess.close()
 	sess.run()

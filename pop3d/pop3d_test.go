@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net"
 	"net/textproto"
 	"os"
@@ -16,11 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
-	"github.com/portcullis-mail/portcullis/store"
 )
-
-func stringsReader(s string) io.Reader { return strings.NewReader(s) }
 
 type client struct {
 	t    *testing.T
@@ -150,9 +147,7 @@ func TestSessionOverSTLS(t *testing.T) {
 	c.cmd("NOOP", "+OK")
 	c.cmd("QUIT", "+OK")
 
-	u, _ := e.store.Open(context.Background(), "alice@example.org")
-	defer u.Release()
-	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	msgs := mailboxtest.Inbox(t, e.store, "alice@example.org")
 	if len(msgs) != 1 || msgs[0].UID != 1 || !strings.Contains(strings.Join(msgs[0].Flags, " "), `\Seen`) {
 		t.Fatalf("after QUIT: %+v", msgs)
 	}
@@ -232,9 +227,7 @@ print(p.quit().decode())
 	if err != nil {
 		t.Fatalf("poplib: %v\n%s", err, out)
 	}
-	u, _ := e.store.Open(context.Background(), "alice@example.org")
-	defer u.Release()
-	_, msgs, _ := u.Messages(context.Background(), "INBOX")
+	msgs := mailboxtest.Inbox(t, e.store, "alice@example.org")
 	if len(msgs) != 1 || msgs[0].UID != 1 {
 		t.Fatalf("after poplib: %+v", msgs)
 	}
@@ -273,9 +266,7 @@ func TestFetchmailSTLS(t *testing.T) {
 			t.Fatalf("message %d missing in fetchmail output:\n%s\n%s", i, got, b)
 		}
 	}
-	u, _ := e.store.Open(context.Background(), "alice@example.org")
-	defer u.Release()
-	_, msgs, _ := u.Messages(context.Background(), store.Inbox)
+	msgs := mailboxtest.Inbox(t, e.store, "alice@example.org")
 	if len(msgs) != 0 {
 		t.Fatalf("fetchmail left %d messages (it deletes by default)", len(msgs))
 	}
@@ -376,19 +367,11 @@ func TestBareLFSizes(t *testing.T) {
 func TestImplicitTLS(t *testing.T) {
 	e := start(t, Config{})
 	e.deliver(t, "bob@example.org", msg2)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	tc, br, greeting := mailboxtest.DialTLS(t, mailboxtest.ServeTLS(t, e.srv, e.tls))
+	if !strings.HasPrefix(greeting, "+OK") {
+		t.Fatalf("greeting %q", greeting)
 	}
-	go e.srv.Serve(tls.NewListener(ln, e.tls))
-	tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc.SetDeadline(time.Now().Add(10 * time.Second))
-	c := &client{t: t, conn: tc, r: textproto.NewReader(bufio.NewReader(tc))}
-	t.Cleanup(func() { tc.Close() })
-	c.expect("+OK")
+	c := &client{t: t, conn: tc, r: textproto.NewReader(br)}
 	c.cmd("CAPA", "+OK")
 	if caps := strings.Join(c.multi(), ","); strings.Contains(caps, "STLS") || !strings.Contains(caps, "USER") {
 		t.Fatalf("POP3S CAPA %s", caps)

@@ -139,7 +139,7 @@ func (s *session) run() {
 			case errors.Is(err, errTooLong):
 				s.reply(false, "line too long")
 			case errors.Is(err, errLoginTimeout):
-				s.srv.rlog.info("pop3 login timeout", "remote", s.remote)
+				s.srv.rlog.Info("pop3 login timeout", "remote", s.remote)
 			}
 			return
 		}
@@ -151,7 +151,7 @@ func (s *session) run() {
 		if s.state == stateAuth {
 			s.loginCommands++
 			if n := s.srv.cfg.MaxLoginCommands; n > 0 && s.loginCommands > n {
-				s.srv.rlog.info("pop3 too many commands before login", "remote", s.remote)
+				s.srv.rlog.Info("pop3 too many commands before login", "remote", s.remote)
 				s.replyBye("too many commands before login")
 				return
 			}
@@ -167,7 +167,7 @@ func (s *session) run() {
 			}
 			var re replyErr
 			if !errors.As(err, &re) && !errors.Is(err, errSyntax) {
-				s.srv.rlog.error("pop3 command", "remote", s.remote, "err", err) // a server fault
+				s.srv.rlog.Error("pop3 command", "remote", s.remote, "err", err) // a server fault
 			}
 			s.errors++
 			if werr := s.reply(false, "%s", errText(err)); werr != nil {
@@ -420,7 +420,7 @@ func (s *session) authCmd(cmd Command) error {
 }
 
 func (s *session) authFailed(err error) error {
-	s.srv.rlog.info("pop3 auth failed", "remote", s.remote, "err", err)
+	s.srv.rlog.Info("pop3 auth failed", "remote", s.remote, "err", err)
 	switch {
 	case isTemporary(err):
 		return replyErr("[SYS/TEMP] authentication temporarily unavailable")
@@ -464,7 +464,7 @@ func (s *session) open(user string) error {
 	s.retr = make([]bool, len(msgs))
 	s.state = stateTrans
 	if s.cs != nil {
-		s.cs.loggedIn()
+		s.cs.slot.LoggedIn()
 	}
 	s.srv.log.Info("pop3 login", "user", user, "remote", s.remote, "messages", len(msgs))
 	return s.reply(true, "maildrop has %d messages", len(msgs))
@@ -584,12 +584,12 @@ func (s *session) quitCmd() error {
 	}
 	if len(seen) > 0 {
 		if _, err := s.user.SetFlags(s.ctx, s.mb, seen, store.FlagsAdd, []string{store.FlagSeen}, nil); err != nil {
-			s.srv.rlog.warn("pop3 mark seen", "user", s.user.Name(), "err", err)
+			s.srv.rlog.Warn("pop3 mark seen", "user", s.user.Name(), "err", err)
 		}
 	}
 	if len(del) > 0 {
 		if _, err := s.user.Remove(s.ctx, s.mb, del); err != nil {
-			s.srv.rlog.error("pop3 update", "user", s.user.Name(), "err", err)
+			s.srv.rlog.Error("pop3 update", "user", s.user.Name(), "err", err)
 			return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
 		}
 	}

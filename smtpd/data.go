@@ -58,59 +58,74 @@ func readMessage(r io.Reader, w io.Writer) error {
 		n = 0
 		return err
 	}
-	prevCR := false
+	var crlf crlfOnly
 	for {
 		k, err := r.Read(one[:])
 		if k == 1 {
-			c := one[0]
-			if prevCR != (c == '\n') {
-				return errBareNewline // CR without LF, or LF without CR
+			if err := crlf.check(one[:]); err != nil {
+				return err
 			}
-			prevCR = c == '\r'
-			chunk[n] = c
+			chunk[n] = one[0]
 			if n++; n == len(chunk) {
 				if err := flush(); err != nil {
 					return err
 				}
 			}
 		}
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF && prevCR:
-			return errBareNewline
-		case err == io.EOF:
+		if err == io.EOF {
+			if err := crlf.end(); err != nil {
+				return err
+			}
 			return flush()
 		}
-		return err
+		if err != nil {
+			return err
+		}
 	}
 }
 
 func readChunks(r io.Reader, w io.Writer) error {
 	var chunk [32 << 10]byte
-	prevCR := false
+	var crlf crlfOnly
 	for {
 		n, err := r.Read(chunk[:])
 		p := chunk[:n]
-		for _, c := range p {
-			if prevCR != (c == '\n') {
-				return errBareNewline
-			}
-			prevCR = c == '\r'
+		if err := crlf.check(p); err != nil {
+			return err
 		}
 		if _, werr := w.Write(p); werr != nil {
 			return werr
 		}
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF && prevCR:
-			return errBareNewline
-		case err == io.EOF:
-			return nil
+		if err == io.EOF {
+			return crlf.end()
 		}
-		return err
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// crlfOnly checks the line ends of a message as it passes, in pieces of any size: every
+// CR followed by LF, every LF preceded by CR.
+type crlfOnly struct{ prevCR bool }
+
+// check returns errBareNewline at the first CR without LF, or LF without CR, in p.
+func (c *crlfOnly) check(p []byte) error {
+	for _, b := range p {
+		if c.prevCR != (b == '\n') {
+			return errBareNewline
+		}
+		c.prevCR = b == '\r'
+	}
+	return nil
+}
+
+// end returns errBareNewline when the message ended with a CR.
+func (c *crlfOnly) end() error {
+	if c.prevCR {
+		return errBareNewline
+	}
+	return nil
 }
 
 // received is a message read and judged at the data stage, ready to be queued or

@@ -20,21 +20,10 @@ func TestFCrDNS(t *testing.T) {
 		"liar.example.net.":       {"A 192.0.2.9"},
 	})
 	var seen []policy.Conn
-	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
-		d.Resolver = dns.Resolver()
-		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
-			if s == policy.StageConnect {
-				seen = append(seen, tx.Conn)
-			}
-			return policy.Decision{}
-		})
-	})
+	ts := startResolving(t, dns, &seen)
 	c := dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("a@example.net", "bob@example.test", "rdns", 100) + ".\r\n")
+	c.Transaction(t, "a@example.net", []string{"bob@example.test"}, smtptest.Message("a@example.net", "bob@example.test", "rdns", 100))
 	c.Expect(t, "", 250)
 	if len(seen) != 1 || seen[0].Hostname != "client.example.net" || len(seen[0].PTRNames) != 2 {
 		t.Fatalf("connect stage saw %+v", seen)
@@ -50,17 +39,23 @@ func TestFCrDNSTempError(t *testing.T) {
 	dns := dnstest.New(t, dnstest.Zone{})
 	dns.Fail("1.0.0.127.in-addr.arpa.", dnstest.ServFail)
 	var seen []policy.Conn
-	ts := start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
-		d.Resolver = dns.Resolver()
-		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
-			if s == policy.StageConnect {
-				seen = append(seen, tx.Conn)
-			}
-			return policy.Decision{}
-		})
-	})
+	ts := startResolving(t, dns, &seen)
 	dial(t, ts.addr("mx")).Expect(t, "QUIT", 221)
 	if len(seen) != 1 || !seen[0].DNSError || seen[0].Hostname != "" {
 		t.Fatalf("connect stage saw %+v", seen)
 	}
+}
+
+// startResolving starts a server that resolves with dns and records in seen what the
+// connect stage saw of each client.
+func startResolving(t *testing.T, dns *dnstest.Server, seen *[]policy.Conn) *testServer {
+	return start(t, func(_ *smtpd.Config, d *smtpd.Deps) {
+		d.Resolver = dns.Resolver()
+		d.Engine = smtpd.EngineFunc(func(_ context.Context, s policy.Stage, tx *policy.Transaction) policy.Decision {
+			if s == policy.StageConnect {
+				*seen = append(*seen, tx.Conn)
+			}
+			return policy.Decision{}
+		})
+	})
 }

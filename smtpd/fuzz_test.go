@@ -40,22 +40,19 @@ func (q *memQueue) take() [][]byte {
 	return m
 }
 
-// fuzzServer runs a server with short timeouts whose sessions the fuzz targets feed over
-// net.Pipe, through the same admission path as a TCP connection.
-func fuzzServer(t testing.TB) (*Server, *memQueue) {
-	q := &memQueue{}
-	s, err := New(Config{
-		Hostname:       "mx.example.test",
-		DataDir:        t.TempDir(),
-		Listeners:      []ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0"}},
-		LocalDomains:   []string{"example.test"},
-		MaxMessageSize: 64 << 10,
-		MaxLineSize:    1000,
-		CommandTimeout: 500 * time.Millisecond,
-		DataTimeout:    time.Second,
-		SessionTimeout: 3 * time.Second,
-		MaxErrors:      50,
-	}, Deps{Spool: q, Logger: slog.New(slog.DiscardHandler)})
+// fuzzServer runs a server of cfg with short timeouts and small limits, whose sessions
+// the fuzz targets feed over net.Pipe, through the same admission path as a TCP
+// connection (fuzzSession).
+func fuzzServer(t testing.TB, cfg Config, deps Deps) *Server {
+	cfg.DataDir = t.TempDir()
+	cfg.MaxMessageSize = 64 << 10
+	cfg.MaxLineSize = 1000
+	cfg.CommandTimeout = 500 * time.Millisecond
+	cfg.DataTimeout = time.Second
+	cfg.SessionTimeout = 3 * time.Second
+	cfg.MaxErrors = 50
+	deps.Logger = slog.New(slog.DiscardHandler)
+	s, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +63,17 @@ func fuzzServer(t testing.TB) (*Server, *memQueue) {
 	done := make(chan struct{})
 	go func() { _ = s.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return s, q
+	return s
+}
+
+// mxFuzzServer is a fuzzServer with one MX listener, queueing into memory.
+func mxFuzzServer(t testing.TB) (*Server, *memQueue) {
+	q := &memQueue{}
+	return fuzzServer(t, Config{
+		Hostname:     "mx.example.test",
+		Listeners:    []ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0"}},
+		LocalDomains: []string{"example.test"},
+	}, Deps{Spool: q}), q
 }
 
 // fuzzSession feeds input to a new session over net.Pipe, then closes the client side,
@@ -123,7 +130,7 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	srv, q := fuzzServer(f)
+	srv, q := mxFuzzServer(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		srv.fuzzSession(t, append(in, "\r\nQUIT\r\n"...))
 		checkQueued(t, q.take())
@@ -143,7 +150,7 @@ func FuzzData(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	srv, q := fuzzServer(f)
+	srv, q := mxFuzzServer(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n" + string(data) + "\r\n.\r\nQUIT\r\n"
 		srv.fuzzSession(t, []byte(in))

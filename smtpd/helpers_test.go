@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"runtime/pprof"
@@ -189,13 +190,46 @@ func start(t testing.TB, edit func(*smtpd.Config, *smtpd.Deps)) *testServer {
 // dial connects to a listener and checks the greeting.
 func dial(t testing.TB, addr string) *smtptest.Conn {
 	t.Helper()
+	c := connect(t, addr)
+	c.Expect(t, "", 220)
+	return c
+}
+
+// connect connects to a listener, closed when the test ends; the greeting is the
+// caller's to read.
+func connect(t testing.TB, addr string) *smtptest.Conn {
+	t.Helper()
 	c, err := smtptest.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.Expect(t, "", 220)
 	return c
+}
+
+// dialFrom connects from a chosen loopback address (Linux routes all of 127/8 to lo).
+func dialFrom(t testing.TB, addr string, ip byte) *smtptest.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}, Timeout: 5 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtptest.NewConn(nc)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// authenticate takes c, greeted by a submission listener, through EHLO, STARTTLS and
+// EHLO again to AUTH PLAIN as alice@example.test.
+func authenticate(t testing.TB, c *smtptest.Conn) {
+	t.Helper()
+	c.Expect(t, "EHLO client.example.net", 250)
+	if err := c.StartTLS(); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "EHLO client.example.net", 250)
+	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
 }
 
 // waitFor polls cond for up to 5 s (for effects that follow a reply asynchronously).

@@ -16,19 +16,6 @@ import (
 	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
 )
 
-// dialFrom connects from a chosen loopback address (Linux routes all of 127/8 to lo).
-func dialFrom(t *testing.T, addr string, ip byte) *smtptest.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}, Timeout: 5 * time.Second}
-	nc, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewConn(nc)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // Each listener has its own pool: the MX full (from many addresses, so the per-address
 // limit is not what stops them) does not lock out submission.
 func TestListenerPools(t *testing.T) {

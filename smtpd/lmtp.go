@@ -146,15 +146,7 @@ func parseReply(err error) (policy.Reply, bool) {
 			r.Enhanced, r.Text = enh, text
 		}
 	}
-	r.Text = strings.Map(func(c rune) rune {
-		if c < 0x20 || c == 0x7f {
-			return ' '
-		}
-		return c
-	}, r.Text)
-	if r.Text == "" {
-		r.Text = "Delivery failed"
-	}
+	r.Text = replyText(r.Text, "Delivery failed")
 	return r, true
 }
 

@@ -3,12 +3,10 @@ package smtpd
 import (
 	"context"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -59,27 +57,10 @@ func FuzzLMTP(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	local := &memLocal{}
-	s, err := New(Config{
-		Hostname:       "store.example.test",
-		DataDir:        f.TempDir(),
-		Listeners:      []ListenerConfig{{Name: "lmtp", Addr: "unix:" + filepath.Join(f.TempDir(), "s"), Mode: ModeLMTP}},
-		MaxMessageSize: 64 << 10,
-		MaxLineSize:    1000,
-		CommandTimeout: 500 * time.Millisecond,
-		DataTimeout:    time.Second,
-		SessionTimeout: 3 * time.Second,
-		MaxErrors:      50,
-	}, Deps{Local: local, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = s.Serve(ctx); close(done) }()
-	f.Cleanup(func() { cancel(); <-done })
+	s := fuzzServer(f, Config{
+		Hostname:  "store.example.test",
+		Listeners: []ListenerConfig{{Name: "lmtp", Addr: "unix:" + filepath.Join(f.TempDir(), "s"), Mode: ModeLMTP}},
+	}, Deps{Local: local})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s.fuzzSession(t, append(in, "\r\nQUIT\r\n"...))
 		checkQueued(t, local.take())

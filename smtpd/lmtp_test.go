@@ -186,36 +186,19 @@ func TestLMTPStatusesAtData(t *testing.T) {
 	}
 
 	// The rules run once; their rejection answers for everyone.
-	c.Expect(t, "MAIL FROM:<sender@example.net>", 250)
-	c.Expect(t, "RCPT TO:<alice@example.test>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	if err := c.Send(smtptest.Message("sender@example.net", "alice@example.test", "SPAM", 100) + ".\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	c.Transaction(t, "sender@example.net", []string{"alice@example.test", "bob@example.test"}, smtptest.Message("sender@example.net", "alice@example.test", "SPAM", 100))
 	for range 2 {
 		if r := c.Expect(t, "", 554); r.Enhanced() != "5.7.9" {
 			t.Errorf("reply %v", r)
 		}
 	}
 	// Discard: 250 for each, nothing stored.
-	c.Expect(t, "MAIL FROM:<sender@example.net>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250) // twice: two statuses, one copy
-	c.Expect(t, "DATA", 354)
-	if err := c.Send(smtptest.Message("sender@example.net", "bob@example.test", "discard me", 100) + ".\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	// bob twice: two statuses, one copy.
+	c.Transaction(t, "sender@example.net", []string{"bob@example.test", "bob@example.test"}, smtptest.Message("sender@example.net", "bob@example.test", "discard me", 100))
 	c.Expect(t, "", 250)
 	c.Expect(t, "", 250)
 	// And a plain message to bob given twice is stored once.
-	c.Expect(t, "MAIL FROM:<>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	if err := c.Send(smtptest.Message("mailer-daemon@example.net", "bob@example.test", "twice", 100) + ".\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	c.Transaction(t, "", []string{"bob@example.test", "bob@example.test"}, smtptest.Message("mailer-daemon@example.net", "bob@example.test", "twice", 100))
 	c.Expect(t, "", 250)
 	c.Expect(t, "", 250)
 	c.Expect(t, "QUIT", 221)
@@ -227,12 +210,7 @@ func TestLMTPStatusesAtData(t *testing.T) {
 	// Quarantine goes to the queue (held there), not to the mailbox.
 	c = dial(t, e.addr("lmtp"))
 	c.Expect(t, "LHLO front.example.test", 250)
-	c.Expect(t, "MAIL FROM:<sender@example.net>", 250)
-	c.Expect(t, "RCPT TO:<alice@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	if err := c.Send(smtptest.Message("sender@example.net", "alice@example.test", "quarantine me", 100) + ".\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	c.Transaction(t, "sender@example.net", []string{"alice@example.test"}, smtptest.Message("sender@example.net", "alice@example.test", "quarantine me", 100))
 	c.Expect(t, "", 250)
 	if q := e.q.messages(); len(q) != 1 || !q[0].Env.Quarantine {
 		t.Fatalf("queue %+v, want one quarantined message", q)
@@ -245,11 +223,7 @@ func TestLMTPStatusesAtData(t *testing.T) {
 // Only trusted networks may speak LMTP over TCP.
 func TestLMTPRefusesUntrusted(t *testing.T) {
 	e := startLMTP(t, 0, func(cfg *smtpd.Config, _ *smtpd.Deps) { cfg.TrustedNetworks = []string{"10.0.0.0/8"} })
-	c, err := smtptest.Dial(e.addr("lmtp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(t, e.addr("lmtp"))
 	r, err := c.ReadReply()
 	if err != nil || r.Code != 554 || r.Enhanced() != "5.7.1" {
 		t.Fatalf("greeting %v, %v; want 554 5.7.1", r, err)

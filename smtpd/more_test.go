@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,30 +52,14 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // connect rule says !client.authenticated, and AUTH makes smtpd judge connect again.
 func TestAuthClearsDelayedConnectReject(t *testing.T) {
 	ts := start(t, nil)
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-	nc, err := d.Dial("tcp", ts.addr("submission"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewConn(nc)
-	defer c.Close()
+	c := dialFrom(t, ts.addr("submission"), 2)
 	c.Expect(t, "", 220)
-	c.Expect(t, "EHLO client.example.net", 250)
-	if err := c.StartTLS(); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+	authenticate(t, c)
 	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
 	c.Expect(t, "RCPT TO:<x@elsewhere.test>", 250)
 
 	// The same address on the MX port, unauthenticated: rejected at RCPT.
-	nc, err = d.Dial("tcp", ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c = smtptest.NewConn(nc)
-	defer c.Close()
+	c = dialFrom(t, ts.addr("mx"), 2)
 	c.Expect(t, "", 220)
 	c.Expect(t, "EHLO client.example.net", 250)
 	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
@@ -185,12 +167,7 @@ func TestPrepareMessageStripsHeaders(t *testing.T) {
 func TestBDATWithCommandsBetweenChunks(t *testing.T) {
 	ts := start(t, nil)
 	c := dial(t, ts.addr("submission"))
-	c.Expect(t, "EHLO client.example.net", 250)
-	if err := c.StartTLS(); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+	authenticate(t, c)
 	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
 	c.Expect(t, "RCPT TO:<x@elsewhere.test>", 250)
 	c.Send("BDAT 17\r\nSubject: chunks\r\n")
@@ -223,11 +200,7 @@ func TestConnectTempfail(t *testing.T) {
 			return policy.Decision{}
 		})
 	})
-	c, err := smtptest.Dial(ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(t, ts.addr("mx"))
 	if r := c.Expect(t, "", 421); r.Text() != "4.7.1 DNS trouble" {
 		t.Errorf("greeting %v", r)
 	}
@@ -247,13 +220,7 @@ func TestEnginePanic(t *testing.T) {
 			return policy.Decision{}
 		})
 	})
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-	nc, err := d.Dial("tcp", ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewConn(nc)
-	defer c.Close()
+	c := dialFrom(t, ts.addr("mx"), 2)
 	c.Expect(t, "", 421)
 	c = dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO client.example.net", 250)
@@ -274,10 +241,7 @@ func TestHeadersAndTagsOfAllStages(t *testing.T) {
 	})
 	c := dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-	c.Expect(t, "RCPT TO:<q@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("a@example.net", "q@example.test", "x", 10) + ".\r\n")
+	c.Transaction(t, "a@example.net", []string{"q@example.test"}, smtptest.Message("a@example.net", "q@example.test", "x", 10))
 	c.Expect(t, "", 250)
 	got := ts.q.messages()
 	if len(got) != 1 {
@@ -329,19 +293,9 @@ func TestLineLength(t *testing.T) {
 
 func TestTotalConnectionLimit(t *testing.T) {
 	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxConnections = 2 })
-	from := func(ip byte) *smtptest.Conn {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, ip)}, Timeout: 5 * time.Second}
-		nc, err := d.Dial("tcp", ts.addr("mx"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := smtptest.NewConn(nc)
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	from(3).Expect(t, "", 220)
-	from(4).Expect(t, "", 220)
-	if r := from(5).Expect(t, "", 421); !strings.Contains(r.Text(), "server limit") {
+	dialFrom(t, ts.addr("mx"), 3).Expect(t, "", 220)
+	dialFrom(t, ts.addr("mx"), 4).Expect(t, "", 220)
+	if r := dialFrom(t, ts.addr("mx"), 5).Expect(t, "", 421); !strings.Contains(r.Text(), "server limit") {
 		t.Errorf("over the total: %v", r)
 	}
 }

@@ -70,12 +70,7 @@ func TestSenderOwnership(t *testing.T) {
 	c.Expect(t, "RSET", 250)
 
 	c = dial(t, ts.addr("submission"))
-	c.Expect(t, "EHLO laptop.example.net", 250)
-	if err := c.StartTLS(); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(t, "EHLO laptop.example.net", 250)
-	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+	authenticate(t, c)
 	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
 	c.Expect(t, "RCPT TO:<friend@elsewhere.test>", 250)
 	c.Expect(t, "RSET", 250)
@@ -109,12 +104,7 @@ func TestSenderOwnership(t *testing.T) {
 	var seen2 []bool
 	ts = start(t, func(_ *smtpd.Config, d *smtpd.Deps) { d.Engine = ownedEngine(&seen2, &mu) })
 	c = dial(t, ts.addr("submission"))
-	c.Expect(t, "EHLO laptop.example.net", 250)
-	if err := c.StartTLS(); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(t, "EHLO laptop.example.net", 250)
-	c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+	authenticate(t, c)
 	c.Expect(t, "MAIL FROM:<bob@example.test>", 250)
 	c.Expect(t, "RCPT TO:<friend@elsewhere.test>", 250)
 }

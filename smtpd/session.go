@@ -309,16 +309,23 @@ func replyOf(d policy.Decision) policy.Reply {
 	if r.Enhanced == "" {
 		r.Enhanced = def.Enhanced
 	}
-	r.Text = strings.Map(func(c rune) rune {
+	r.Text = replyText(r.Text, def.Text)
+	return r
+}
+
+// replyText is text fit for a reply line: control characters (a CR or LF would end the
+// line early) become spaces, and an empty text is def.
+func replyText(text, def string) string {
+	text = strings.Map(func(c rune) rune {
 		if c < 0x20 || c == 0x7f {
 			return ' '
 		}
 		return c
-	}, r.Text)
-	if r.Text == "" {
-		r.Text = def.Text
+	}, text)
+	if text == "" {
+		return def
 	}
-	return r
+	return text
 }
 
 func smtpError(r policy.Reply) *smtp.SMTPError {

@@ -63,10 +63,7 @@ func TestQueueIDInReplyAndQueueFailureTempfails(t *testing.T) {
 	ts := start(t, nil)
 	c := dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("a@example.net", "bob@example.test", "x", 100) + ".\r\n")
+	c.Transaction(t, "a@example.net", []string{"bob@example.test"}, smtptest.Message("a@example.net", "bob@example.test", "x", 100))
 	r := c.Expect(t, "", 250)
 	if !strings.Contains(r.Text(), "queued as "+ts.q.messages()[0].ID) {
 		t.Errorf("reply %v lacks the queue id", r)
@@ -74,10 +71,7 @@ func TestQueueIDInReplyAndQueueFailureTempfails(t *testing.T) {
 	ts.q.mu.Lock()
 	ts.q.err = net.ErrClosed
 	ts.q.mu.Unlock()
-	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("a@example.net", "bob@example.test", "x", 100) + ".\r\n")
+	c.Transaction(t, "a@example.net", []string{"bob@example.test"}, smtptest.Message("a@example.net", "bob@example.test", "x", 100))
 	if r := c.Expect(t, "", 451); r.Enhanced() != "4.3.0" {
 		t.Errorf("queue failure: %v", r)
 	}
@@ -95,13 +89,7 @@ func TestRulesRejectAtEachStage(t *testing.T) {
 			addr := ts.addr("mx")
 
 			// connect: the rule matches client.ip 127.0.0.2.
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-			nc, err := d.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := smtptest.NewConn(nc)
-			defer c.Close()
+			c := dialFrom(t, addr, 2)
 			if !delay {
 				r := c.Expect(t, "", 554)
 				if !strings.Contains(r.Text(), "5.7.1 client 127.0.0.2 blocked") {
@@ -201,10 +189,7 @@ func TestDataVerdicts(t *testing.T) {
 	c.Expect(t, "EHLO client.example.net", 250)
 	send := func(subject string) {
 		t.Helper()
-		c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-		c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-		c.Expect(t, "DATA", 354)
-		c.Send(smtptest.Message("a@example.net", "bob@example.test", subject, 100) + ".\r\n")
+		c.Transaction(t, "a@example.net", []string{"bob@example.test"}, smtptest.Message("a@example.net", "bob@example.test", subject, 100))
 		c.Expect(t, "", 250)
 	}
 	send("discard me")
@@ -316,10 +301,8 @@ func TestAuth(t *testing.T) {
 	c.Expect(t, "AUTH LOGIN", 334)
 	c.Expect(t, "YWxpY2VAZXhhbXBsZS50ZXN0", 334) // alice@example.test
 	c.Expect(t, "c2VjcmV0", 235)                 // secret
-	c.Expect(t, "MAIL FROM:<alice@example.test>", 250)
-	c.Expect(t, "RCPT TO:<friend@elsewhere.test>", 250) // authenticated: relay allowed
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("alice@example.test", "friend@elsewhere.test", "hi", 100) + ".\r\n")
+	// Authenticated: relay allowed.
+	c.Transaction(t, "alice@example.test", []string{"friend@elsewhere.test"}, smtptest.Message("alice@example.test", "friend@elsewhere.test", "hi", 100))
 	c.Expect(t, "", 250)
 	got := ts.q.messages()
 	if len(got) != 1 || got[0].Env.AuthUser != "alice@example.test" {
@@ -382,12 +365,7 @@ func TestSmugglingRefused(t *testing.T) {
 			c.Expect(t, "EHLO client.example.net", 250)
 			smuggle(t, c, payload)
 			c = dial(t, ts.addr("submission"))
-			c.Expect(t, "EHLO client.example.net", 250)
-			if err := c.StartTLS(); err != nil {
-				t.Fatal(err)
-			}
-			c.Expect(t, "EHLO client.example.net", 250)
-			c.Expect(t, "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235)
+			authenticate(t, c)
 			smuggle(t, c, payload)
 			if got := ts.q.messages(); len(got) != 0 {
 				t.Errorf("queued %d messages: %q", len(got), got[0].Data)
@@ -478,19 +456,11 @@ func TestProxyProtocol(t *testing.T) {
 		c.Listeners[0].ProxyProtocol = true
 		c.Listeners[0].ProxyFrom = []string{"127.0.0.1/32"}
 	})
-	nc, err := net.Dial("tcp", ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewConn(nc)
-	defer c.Close()
+	c := connect(t, ts.addr("mx"))
 	c.Send("PROXY TCP4 203.0.113.7 192.0.2.1 40000 25\r\n")
 	c.Expect(t, "", 220)
 	c.Expect(t, "EHLO client.example.net", 250)
-	c.Expect(t, "MAIL FROM:<a@example.net>", 250)
-	c.Expect(t, "RCPT TO:<bob@example.test>", 250)
-	c.Expect(t, "DATA", 354)
-	c.Send(smtptest.Message("a@example.net", "bob@example.test", "proxied", 100) + ".\r\n")
+	c.Transaction(t, "a@example.net", []string{"bob@example.test"}, smtptest.Message("a@example.net", "bob@example.test", "proxied", 100))
 	c.Expect(t, "", 250)
 	got := ts.q.messages()
 	if len(got) != 1 || got[0].Env.ClientIP != "203.0.113.7" {
@@ -501,12 +471,7 @@ func TestProxyProtocol(t *testing.T) {
 	}
 
 	// Without a header the connection is dropped without a greeting.
-	nc2, err := net.Dial("tcp", ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2 := smtptest.NewConn(nc2)
-	defer c2.Close()
+	c2 := connect(t, ts.addr("mx"))
 	c2.Send("EHLO client.example.net\r\n")
 	if r, err := c2.ReadReply(); err == nil {
 		t.Errorf("got a reply without a PROXY header: %v", r)
@@ -517,11 +482,7 @@ func TestConnectionLimits(t *testing.T) {
 	ts := start(t, func(c *smtpd.Config, _ *smtpd.Deps) { c.MaxConnectionsPerIP = 2 })
 	c1 := dial(t, ts.addr("mx"))
 	dial(t, ts.addr("mx"))
-	c3, err := smtptest.Dial(ts.addr("mx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
+	c3 := connect(t, ts.addr("mx"))
 	if r := c3.Expect(t, "", 421); r.Enhanced() != "4.7.0" {
 		t.Errorf("over the limit: %v", r)
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // procStatus returns a field of /proc/PID/status in bytes ("VmHWM", "VmRSS").
@@ -543,7 +544,7 @@ func TestE2EDescriptorBudget(t *testing.T) {
 	// Within the limit it starts.
 	require.NoError(t, os.WriteFile(cfg+".small", bytes.Replace(mustRead(t, cfg), []byte("mode: mx }"), []byte("mode: mx, max_connections: 100 }"), 1), 0o644))
 	cmd := exec.Command("sh", "-c", "ulimit -n 1000 && exec \"$0\" serve --config \"$1\"", bin, cfg+".small")
-	var log bytes.Buffer
+	var log testenv.LockedBuffer // the child writes it while the test reads it
 	cmd.Stderr = &log
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()

@@ -55,7 +55,7 @@ var rules = []rule{
 		why:       "addresses live in package address, not in the rule engine",
 	},
 	{
-		from:      []string{"./address", "./bytesize", "./internal/mailheader", "./internal/groupsync"},
+		from:      []string{"./address", "./bytesize", "./internal/mailheader", "./internal/groupsync", "./internal/ratelog", "./internal/connlimit"},
 		forbidden: []string{""}, // nothing of portcullis but itself
 		why:       "the small shared packages are leaves every other package may import",
 	},

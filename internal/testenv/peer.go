@@ -56,7 +56,7 @@ func WaitPort(addr string, d time.Duration) error {
 // error collected.
 type Daemon struct {
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  LockedBuffer
 	done chan struct{}
 }
 
@@ -124,20 +124,20 @@ func (d *Daemon) Kill() {
 	<-d.done
 }
 
-// lockedBuffer is a bytes.Buffer that the daemon's output copiers write while a test
-// reads it.
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer that other goroutines write while a test reads it: a
+// daemon's output, the log of a server under test.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

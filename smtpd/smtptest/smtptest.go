@@ -171,6 +171,21 @@ func (c *Conn) Expect(t testing.TB, line string, code int) Reply {
 	return r
 }
 
+// Transaction sends MAIL FROM:<from>, RCPT TO:<rcpt> for each of to and DATA, failing t
+// unless each succeeds, then msg (CRLF line endings, as Message makes) and the final dot.
+// The replies to the message, one or (LMTP) one per recipient, are the caller's to read.
+func (c *Conn) Transaction(t testing.TB, from string, to []string, msg string) {
+	t.Helper()
+	c.Expect(t, "MAIL FROM:<"+from+">", 250)
+	for _, rcpt := range to {
+		c.Expect(t, "RCPT TO:<"+rcpt+">", 250)
+	}
+	c.Expect(t, "DATA", 354)
+	if err := c.Send(msg + ".\r\n"); err != nil {
+		t.Fatalf("message: %v", err)
+	}
+}
+
 // Message returns a small RFC 5322 message with CRLF line endings, padded with body
 // lines to at least size bytes.
 func Message(from, to, subject string, size int) string {
