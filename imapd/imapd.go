@@ -31,6 +31,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -125,6 +126,8 @@ type Server struct {
 	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
 	mem   *memBudget
 	users userLimits
+	// searchRead counts the bytes SEARCH has read of message files (for tests).
+	searchRead atomic.Int64
 
 	mu      sync.Mutex
 	lns     map[net.Listener]*chanListener
