@@ -147,7 +147,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}()
 	p := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
 		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
-		LoginTimeout: s.cfg.LoginTimeout})
+		LoginTimeout: s.cfg.LoginTimeout, IPv6Prefix: s.cfg.IPv6Prefix})
 	for {
 		c, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
 			s.rlog.Warn("imap accept", "err", err, "retry_in", wait)

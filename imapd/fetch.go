@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -28,6 +29,7 @@ func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, int64(s.srv.cfg.MaxFetchSize)+1))
+	s.srv.searchRead.Add(int64(len(b)))
 	if err != nil {
 		return nil, fmt.Errorf("imapd: read message %d: %w", m.UID, err)
 	}
@@ -36,6 +38,46 @@ func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error)
 	}
 	if m.SizeCRLF != m.Size {
 		b = toCRLF(b) // written by another program with bare LF; IMAP sends CRLF (RFC 3501 §2.3.4)
+	}
+	return b, nil
+}
+
+// readHeader reads a message file's header block, up to its empty line (included) or
+// limit bytes; a header cut at the limit ends at its last whole line. A file too large
+// for max_fetch_size has its header read all the same: only its body is out of reach.
+func (s *session) readHeader(mb store.Mailbox, m store.Message, limit int64) ([]byte, error) {
+	f, err := s.user.Open(mb, m)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(io.LimitReader(f, limit), 4<<10)
+	var b []byte
+	lineStart := true
+	for {
+		l, err := r.ReadSlice('\n')
+		b = append(b, l...)
+		s.srv.searchRead.Add(int64(len(l)))
+		if lineStart && (string(l) == "\r\n" || string(l) == "\n") {
+			break // the empty line that ends the header
+		}
+		lineStart = err == nil
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			if int64(len(b)) >= limit { // cut at the limit: keep the whole lines
+				b = b[:bytes.LastIndexByte(b, '\n')+1]
+				b = append(b, "\r\n"...)
+			}
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("imapd: read message %d: %w", m.UID, err)
+		}
+	}
+	if m.SizeCRLF != m.Size {
+		b = toCRLF(b)
 	}
 	return b, nil
 }
@@ -480,8 +522,16 @@ type matchMsg struct {
 	err     error
 	doc     *textDoc
 	release func()
+	hdr     *gomessage.Header // the header alone, for the criteria on header fields
+	hdrRel  func()
 	fatal   error // the server's memory budget had no room: the SEARCH fails
 }
+
+// maxSearchHeader bounds what SEARCH reads of a message for its criteria on header
+// fields (SUBJECT, FROM, HEADER, SENTSINCE...): the header block only, as much as the
+// MIME structure keeps (maxKeptHeaders). Reading whole messages for them let one cheap
+// command read gigabytes of planted mail (issue 15 item 9).
+const maxSearchHeader = maxKeptHeaders
 
 // body reads the message into memory, within the server's budget (Config.
 // FetchMemory) for it and the text decoded from it.
@@ -500,15 +550,53 @@ func (mm *matchMsg) body() []byte {
 
 // done drops what was read of the message and gives its memory back to the budget.
 func (mm *matchMsg) done() {
-	mm.buf, mm.doc = nil, nil
+	mm.buf, mm.doc, mm.hdr = nil, nil, nil
 	if mm.release != nil {
 		mm.release()
 		mm.release = nil
 	}
+	if mm.hdrRel != nil {
+		mm.hdrRel()
+		mm.hdrRel = nil
+	}
 }
 
-func (mm *matchMsg) entity() *gomessage.Entity {
-	e, _ := gomessage.Read(bytes.NewReader(mm.body()))
+// header returns the message's header: from the whole message when it has been read,
+// otherwise from its header block alone, read from the file up to maxSearchHeader (and
+// max_fetch_size) within the memory budget. A file that cannot be read has an empty
+// header, as it had when SEARCH read the whole message.
+func (mm *matchMsg) header() gomessage.Header {
+	if mm.hdr != nil {
+		return *mm.hdr
+	}
+	if mm.buf != nil {
+		h := mm.entity().Header
+		mm.hdr = &h
+		return h
+	}
+	limit := min(int64(maxSearchHeader), int64(mm.s.srv.cfg.MaxFetchSize))
+	release, err := mm.s.srv.mem.acquire(context.Background(), 2*min(mm.m.SizeCRLF, limit))
+	if err != nil {
+		mm.fatal = err
+		h := gomessage.Header{}
+		mm.hdr = &h
+		return h
+	}
+	mm.hdrRel = release
+	b, err := mm.s.readHeader(mm.mb, mm.m, limit)
+	if err != nil {
+		mm.s.srv.rlog.Info("imap search", "user", mm.s.user.Name(), "uid", mm.m.UID, "err", err)
+	}
+	h := parseEntity(b).Header
+	mm.hdr = &h
+	return h
+}
+
+func (mm *matchMsg) entity() *gomessage.Entity { return parseEntity(mm.body()) }
+
+// parseEntity parses a message (or its header block alone); one it cannot parse is empty.
+func parseEntity(b []byte) *gomessage.Entity {
+	e, _ := gomessage.Read(bytes.NewReader(b))
 	if e == nil {
 		e, _ = gomessage.New(gomessage.Header{}, bytes.NewReader(nil))
 	}
@@ -574,7 +662,7 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 		return false
 	}
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		h := mail.Header{Header: mm.entity().Header}
+		h := mail.Header{Header: mm.header()}
 		for _, hf := range c.Header {
 			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) {
 				return false

@@ -31,12 +31,14 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
 	"github.com/portcullis-mail/portcullis/internal/ratelog"
 	"github.com/portcullis-mail/portcullis/store"
 )
@@ -77,6 +79,11 @@ type Config struct {
 	// LoginTimeout closes a connection that has not logged in this long after connecting;
 	// default 1 minute (Dovecot: 3 minutes). -1: none.
 	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// IPv6Prefix groups IPv6 clients by network for max_connections_per_ip and for the
+	// choice of the connection closed to make room for a login (default 64: one host
+	// usually owns a whole /64, as SMTP and the auth throttle count it); IPv4 clients
+	// count by their address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// MaxLoginCommands closes a connection that sends more commands than this before it
 	// logs in (NOOP, CAPABILITY, failed LOGINs, errors); default 20. -1: no limit.
 	MaxLoginCommands int `yaml:"max_login_commands"`
@@ -125,6 +132,8 @@ type Server struct {
 	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
 	mem   *memBudget
 	users userLimits
+	// searchRead counts the bytes SEARCH has read of message files (for tests).
+	searchRead atomic.Int64
 
 	mu      sync.Mutex
 	lns     map[net.Listener]*chanListener
@@ -146,6 +155,12 @@ var Caps = imap.CapSet{
 func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Server, error) {
 	if st == nil || a == nil {
 		return nil, errors.New("imapd: store and authenticator are required")
+	}
+	if err := connlimit.CheckIPv6Prefix(cfg.IPv6Prefix); err != nil {
+		return nil, fmt.Errorf("imapd: %w", err)
+	}
+	if cfg.IPv6Prefix == 0 {
+		cfg.IPv6Prefix = connlimit.DefaultIPv6Prefix
 	}
 	if cfg.MaxFetchSize <= 0 {
 		cfg.MaxFetchSize = st.Config().MaxMessageSize

@@ -23,7 +23,8 @@ import (
 // newPool returns the pool of one listener.
 func (s *Server) newPool() *connlimit.Pool {
 	return connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
-		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections})
+		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
+		IPv6Prefix: s.cfg.IPv6Prefix})
 }
 
 // connState is one accepted connection.

@@ -66,6 +66,11 @@ type Config struct {
 	// LoginTimeout closes a connection that has not logged in this long after connecting,
 	// however busy; default 1 minute (Dovecot: 3 minutes). -1: none.
 	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// IPv6Prefix groups IPv6 clients by network for max_connections_per_ip and for the
+	// choice of the connection closed to make room for a login (default 64: one host
+	// usually owns a whole /64, as SMTP and the auth throttle count it); IPv4 clients
+	// count by their address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// MaxLoginCommands closes a connection that sends more commands than this before it
 	// logs in (CAPA, NOOP, failed logins, errors); default 20. -1: no limit.
 	MaxLoginCommands int `yaml:"max_login_commands"`
@@ -105,6 +110,12 @@ type Server struct {
 func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Server, error) {
 	if st == nil || a == nil {
 		return nil, errors.New("pop3d: store and authenticator are required")
+	}
+	if err := connlimit.CheckIPv6Prefix(cfg.IPv6Prefix); err != nil {
+		return nil, fmt.Errorf("pop3d: %w", err)
+	}
+	if cfg.IPv6Prefix == 0 {
+		cfg.IPv6Prefix = connlimit.DefaultIPv6Prefix
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"

@@ -1,7 +1,8 @@
 // Package connlimit bounds the connections of one listener, as the IMAP and POP3 servers
 // do (issue 15 item 3: 2,000 connections that never logged in exhausted the descriptors
 // and stopped SMTP). A Pool admits at most MaxConnections, at most MaxConnectionsPerIP
-// from one address, and keeps at most MaxLoginConnections waiting to log in: when those
+// from one address (an IPv6 client counted by its network, /64 by default, as SMTP and the
+// auth throttle count it: one host usually owns a whole /64), and keeps at most MaxLoginConnections waiting to log in: when those
 // are full the one that has waited longest is closed to make room, as Dovecot's login
 // processes do — the longest-waiting of the address with the most connections waiting,
 // so that a flood crowds out its own connections and cannot lock users out. A connection that has not logged in
@@ -30,6 +31,38 @@ type Limits struct {
 	MaxConnectionsPerIP int
 	MaxLoginConnections int
 	LoginTimeout        time.Duration
+	// IPv6Prefix is the prefix length by which MaxConnectionsPerIP and the choice of the
+	// connection evicted group IPv6 clients; 0 is the default, 64. IPv4 clients (and
+	// IPv4-mapped IPv6 ones) count by their address.
+	IPv6Prefix int
+}
+
+// DefaultIPv6Prefix is the network of IPv6 addresses a pool counts as one client.
+const DefaultIPv6Prefix = 64
+
+// CheckIPv6Prefix says what is wrong with an IPv6Prefix (a config's ipv6_prefix), or nil.
+func CheckIPv6Prefix(bits int) error {
+	if bits < 0 || bits > 128 {
+		return fmt.Errorf("ipv6_prefix %d outside 0..128", bits)
+	}
+	return nil
+}
+
+// Key is the address a pool with IPv6 prefix length bits (0: DefaultIPv6Prefix) counts
+// ip by: an IPv4 address (or an IPv4-mapped IPv6 one) itself, an IPv6 address the first
+// address of its network, without a zone.
+func Key(ip netip.Addr, bits int) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() {
+		return ip
+	}
+	if bits <= 0 {
+		bits = DefaultIPv6Prefix
+	}
+	if p, err := ip.Prefix(min(bits, 128)); err == nil {
+		return p.Addr()
+	}
+	return ip.WithZone("")
 }
 
 // Why a connection is refused (by Admit) or closed before it logged in (given to the
@@ -54,8 +87,8 @@ type Pool struct {
 	lim   Limits
 	mu    sync.Mutex
 	total int
-	perIP map[netip.Addr]int
-	login *list.List // *Conn not logged in yet, oldest first
+	perIP map[netip.Addr]int // by Key
+	login *list.List         // *Conn not logged in yet, oldest first
 }
 
 // NewPool returns an empty pool with the limits lim.
@@ -89,7 +122,7 @@ func (p *Pool) evictee() *Conn {
 // Conn is the slot of one admitted connection.
 type Conn struct {
 	pool *Pool
-	ip   netip.Addr
+	ip   netip.Addr // the Key of the client's address
 	kick func(why error)
 	el   *list.Element // in pool.login until the login; guarded by pool.mu
 
@@ -100,7 +133,7 @@ type Conn struct {
 	timer    *time.Timer
 }
 
-// Admit takes a slot for a connection from ip, or says why there is none (ErrTooMany,
+// Admit takes a slot for a connection from ip (counted by its Key), or says why there is none (ErrTooMany,
 // ErrTooManyFromAddress). When MaxLoginConnections are waiting to log in, the one that
 // has waited longest is kicked (ErrEvicted) to make room.
 //
@@ -110,6 +143,7 @@ type Conn struct {
 // has passed. Whatever kick reads must be set before Admit is called (kick must not
 // need the Conn that Admit returns).
 func (p *Pool) Admit(ip netip.Addr, kick func(why error)) (*Conn, error) {
+	ip = Key(ip, p.lim.IPv6Prefix)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.lim.MaxConnections > 0 && p.total >= p.lim.MaxConnections {

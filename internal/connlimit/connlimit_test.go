@@ -3,6 +3,7 @@ package connlimit
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -222,3 +223,96 @@ type osSyscallError struct{ err syscall.Errno }
 func (e *osSyscallError) Error() string   { return "accept4: " + e.err.Error() }
 func (e *osSyscallError) Unwrap() error   { return e.err }
 func (e *osSyscallError) Temporary() bool { return e.err.Temporary() }
+
+// TestKey: IPv4 (also IPv4-mapped IPv6) counts by its address, IPv6 by its network of
+// the configured length, /64 by default, without a zone.
+func TestKey(t *testing.T) {
+	for _, c := range []struct {
+		ip   string
+		bits int
+		want string
+	}{
+		{"192.0.2.1", 0, "192.0.2.1"},
+		{"192.0.2.1", 48, "192.0.2.1"},
+		{"::ffff:192.0.2.1", 0, "192.0.2.1"},
+		{"2001:db8:1:2:3:4:5:6", 0, "2001:db8:1:2::"},
+		{"2001:db8:1:2:ffff::1", 64, "2001:db8:1:2::"},
+		{"2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::"},
+		{"2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6"},
+		{"fe80::1:2%eth0", 0, "fe80::"},
+		{"::1", 0, "::"},
+	} {
+		if got := Key(netip.MustParseAddr(c.ip), c.bits); got.String() != c.want {
+			t.Errorf("Key(%s, %d) = %s, want %s", c.ip, c.bits, got, c.want)
+		}
+	}
+	if got := Key(netip.Addr{}, 0); got.IsValid() {
+		t.Errorf("Key(zero) = %s", got)
+	}
+	for bits, ok := range map[int]bool{-1: false, 0: true, 64: true, 128: true, 129: false} {
+		if err := CheckIPv6Prefix(bits); (err == nil) != ok {
+			t.Errorf("CheckIPv6Prefix(%d) = %v", bits, err)
+		}
+	}
+}
+
+// TestIPv6PerNetwork: the addresses of one IPv6 /64 share MaxConnectionsPerIP, another
+// /64 has its own, and an IPv4-mapped address counts as the IPv4 one; with IPv6Prefix
+// 128 every address counts alone.
+func TestIPv6PerNetwork(t *testing.T) {
+	p := NewPool(Limits{MaxConnectionsPerIP: 2})
+	k := kicks(make(chan string, 10))
+	for i, ip := range []string{"2001:db8::1", "2001:db8::ffff:2"} {
+		if _, err := p.Admit(netip.MustParseAddr(ip), k.kick(ip)); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+	}
+	if _, err := p.Admit(netip.MustParseAddr("2001:db8::1:0:0:3"), k.kick("third")); err != ErrTooManyFromAddress {
+		t.Fatalf("third from one /64: %v", err)
+	}
+	if _, err := p.Admit(netip.MustParseAddr("2001:db8:0:1::1"), k.kick("next /64")); err != nil {
+		t.Fatalf("the next /64: %v", err)
+	}
+	if _, err := p.Admit(ip1, k.kick("v4")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Admit(netip.MustParseAddr("::ffff:192.0.2.1"), k.kick("mapped")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Admit(netip.MustParseAddr("::ffff:192.0.2.1"), k.kick("mapped 2")); err != ErrTooManyFromAddress {
+		t.Fatalf("third from 192.0.2.1, mapped: %v", err)
+	}
+	k.none(t)
+
+	p = NewPool(Limits{MaxConnectionsPerIP: 1, IPv6Prefix: 128})
+	for _, ip := range []string{"2001:db8::1", "2001:db8::2"} {
+		if _, err := p.Admit(netip.MustParseAddr(ip), k.kick(ip)); err != nil {
+			t.Fatalf("%s with /128: %v", ip, err)
+		}
+	}
+	if _, err := p.Admit(netip.MustParseAddr("2001:db8::1"), k.kick("again")); err != ErrTooManyFromAddress {
+		t.Fatalf("again with /128: %v", err)
+	}
+}
+
+// TestIPv6EvictionPerNetwork: a flood from many addresses of one /64 is the busiest
+// "address" when a login slot is needed: its oldest connection goes, not the user's
+// older one from another network.
+func TestIPv6EvictionPerNetwork(t *testing.T) {
+	p := NewPool(Limits{MaxLoginConnections: 4})
+	k := kicks(make(chan string, 10))
+	if _, err := p.Admit(netip.MustParseAddr("2001:db8:aaaa::1"), k.kick("user")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		ip := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
+		if _, err := p.Admit(ip, k.kick(fmt.Sprint("flood", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Admit(netip.MustParseAddr("2001:db8::99"), k.kick("flood4")); err != nil {
+		t.Fatal(err)
+	}
+	k.want(t, "flood1: "+ErrEvicted.Error())
+	k.none(t)
+}
