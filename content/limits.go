@@ -56,43 +56,28 @@ var DefaultLimits = Limits{
 	MaxRatio:            100,
 }
 
-// withDefaults returns l with zero fields replaced by the defaults.
+// withDefaults returns l with zero (or negative) fields replaced by the defaults.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
-	if l.MaxSize <= 0 {
-		l.MaxSize = d.MaxSize
-	}
-	if l.MaxParts <= 0 {
-		l.MaxParts = d.MaxParts
-	}
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = d.MaxDepth
-	}
-	if l.MaxHeaderSize <= 0 {
-		l.MaxHeaderSize = d.MaxHeaderSize
-	}
-	if l.MaxDecodedSize <= 0 {
-		l.MaxDecodedSize = d.MaxDecodedSize
-	}
-	if l.MaxTextSize <= 0 {
-		l.MaxTextSize = d.MaxTextSize
-	}
-	if l.MaxURLs <= 0 {
-		l.MaxURLs = d.MaxURLs
-	}
-	if l.MaxArchiveEntries <= 0 {
-		l.MaxArchiveEntries = d.MaxArchiveEntries
-	}
-	if l.MaxArchiveDepth <= 0 {
-		l.MaxArchiveDepth = d.MaxArchiveDepth
-	}
-	if l.MaxUncompressedSize <= 0 {
-		l.MaxUncompressedSize = d.MaxUncompressedSize
-	}
-	if l.MaxRatio <= 0 {
-		l.MaxRatio = d.MaxRatio
-	}
+	orDefault(&l.MaxSize, d.MaxSize)
+	orDefault(&l.MaxParts, d.MaxParts)
+	orDefault(&l.MaxDepth, d.MaxDepth)
+	orDefault(&l.MaxHeaderSize, d.MaxHeaderSize)
+	orDefault(&l.MaxDecodedSize, d.MaxDecodedSize)
+	orDefault(&l.MaxTextSize, d.MaxTextSize)
+	orDefault(&l.MaxURLs, d.MaxURLs)
+	orDefault(&l.MaxArchiveEntries, d.MaxArchiveEntries)
+	orDefault(&l.MaxArchiveDepth, d.MaxArchiveDepth)
+	orDefault(&l.MaxUncompressedSize, d.MaxUncompressedSize)
+	orDefault(&l.MaxRatio, d.MaxRatio)
 	return l
+}
+
+// orDefault sets *v to def when it is not positive.
+func orDefault[T ~int | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // The limit keys that Message.LimitsHit names, as in the policy's configuration.
