@@ -242,8 +242,10 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if opts == nil {
 		opts = &imap.ListOptions{}
 	}
-	// RFC 3501 §6.3.8: an empty pattern asks for the delimiter.
-	if len(patterns) == 1 && patterns[0] == "" {
+	// RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root name.
+	// imapserver drops empty patterns, so LIST "" "" arrives with none (and LIST-EXTENDED
+	// refuses an empty pattern list before the session sees it).
+	if len(patterns) == 0 || (len(patterns) == 1 && patterns[0] == "") {
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: store.Delimiter})
 	}
 	c, cancel := ctx()
