@@ -55,3 +55,43 @@ func TestMoveIntoSelectedMailbox(t *testing.T) {
 		t.Fatalf("status %q", lines)
 	}
 }
+
+// A mailbox name that is not modified UTF-7 ("a&b": an '&' shift never closed, "&Jjo"
+// likewise, "&U,BTFw-&ZeVnLIqe-": a null shift) is a client error: BAD or NO saying so,
+// never NO [SERVERBUG] (issue 16 item 2, fixed by go-imap v2.0.0-beta.9's parser).
+//
+// Left out: a LIST pattern (LIST "" "a&b"), which beta.9 still answers [SERVERBUG]
+// before the session sees it (imapserver's readListMailbox returns utf7.Decode's error
+// as it is).
+func TestBadModifiedUTF7MailboxIsClientError(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "alice@example.org", msgA)
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	var cmds []string
+	for _, name := range []string{`"a&b"`, `"&Jjo"`, `"&U,BTFw-&ZeVnLIqe-"`, `"INBOX/&"`} {
+		cmds = append(cmds,
+			"CREATE "+name, "DELETE "+name, "RENAME "+name+" x", "RENAME INBOX "+name,
+			"SUBSCRIBE "+name, "UNSUBSCRIBE "+name, "STATUS "+name+" (MESSAGES)",
+			"EXAMINE "+name, "SELECT "+name, "APPEND "+name+" {5}",
+			`LIST `+name+` "*"`, `LSUB `+name+` "*"`,
+		)
+	}
+	r.ok("SELECT INBOX")
+	for _, name := range []string{`"a&b"`, `"&Jjo"`} {
+		cmds = append(cmds, "COPY 1 "+name, "UID COPY 1 "+name, "MOVE 1 "+name, "UID MOVE 1 "+name)
+	}
+	for _, c := range cmds {
+		lines, st := r.cmd("%s", c)
+		if !strings.HasPrefix(st, "BAD") && !strings.HasPrefix(st, "NO") || strings.Contains(st, "SERVERBUG") {
+			t.Errorf("%q: %s (%q)", c, st, lines)
+		}
+	}
+	// The session is still usable, and nothing was created.
+	if lines := r.ok(`LIST "" "*"`); strings.Contains(strings.Join(lines, "\n"), "&") {
+		t.Errorf("LIST after bad names: %q", lines)
+	}
+	if lines := r.ok("FETCH 1 (UID)"); len(lines) != 1 {
+		t.Errorf("FETCH after bad names: %q", lines)
+	}
+}
