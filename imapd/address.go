@@ -241,3 +241,27 @@ func parseAddressList(v string) []imap.Address {
 	}
 	return out
 }
+
+// addressText is what SEARCH FROM, TO, CC and BCC also look in, beside the field as it
+// is: each address as "name <mailbox@host>" and each group's name, with comments, routes
+// and folding gone, lower-cased, so that FROM user@domain finds
+// <user (comment)@ (comment) domain> (issue 16 item 5).
+func addressText(v string) string {
+	var b strings.Builder
+	for _, a := range parseAddressList(v) {
+		if a.Name != "" {
+			b.WriteString(a.Name)
+			b.WriteByte(' ')
+		}
+		switch {
+		case a.Host != "":
+			b.WriteString("<" + a.Mailbox + "@" + a.Host + ">")
+		case a.Mailbox != "":
+			b.WriteString(a.Mailbox + ":")
+		default:
+			b.WriteByte(';')
+		}
+		b.WriteString("\n")
+	}
+	return strings.ToLower(b.String())
+}

@@ -673,7 +673,7 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
 		h := mail.Header{Header: mm.header()}
 		for _, hf := range c.Header {
-			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) {
+			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) && !matchAddressFields(hf.Key, h.FieldsByKey(hf.Key), hf.Value) {
 				return false
 			}
 		}
@@ -739,6 +739,27 @@ func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {
 			v = fields.Value()
 		}
 		if strings.Contains(strings.ToLower(v), pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchAddressFields matches pattern against the address fields (From, Sender, Reply-To,
+// To, Cc, Bcc) as addressText renders them: FROM user@domain finds
+// <user (comment)@ (comment) domain>, which the field as it is does not contain.
+func matchAddressFields(key string, fields gomessage.HeaderFields, pattern string) bool {
+	switch strings.ToLower(key) {
+	case "from", "sender", "reply-to", "to", "cc", "bcc":
+	default:
+		return false
+	}
+	if pattern == "" {
+		return false
+	}
+	pattern = strings.ToLower(pattern)
+	for fields.Next() {
+		if strings.Contains(addressText(fields.Value()), pattern) {
 			return true
 		}
 	}

@@ -171,3 +171,54 @@ func TestEnvelopeOldIndexCopyRemade(t *testing.T) {
 		}
 	}
 }
+
+// SEARCH FROM, TO, CC and BCC match the addresses with comments, routes and folding left
+// out, beside the field as it is: FROM user-from@domain.org finds
+// <user-from (comment)@ (comment) domain.org> (issue 16 item 5; imaptest's
+// search-addresses, whose messages these are).
+func TestSearchAddressesIgnoreComments(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	for _, m := range []string{
+		"From: user-from@domain.org\r\nTo: user-to@domain.org\r\nCc: user-cc@domain.org\r\nBcc: user-bcc@domain.org\r\n\r\nbody\r\n",
+		"From: RealFrom <user-from@domain.org>\r\nTo: RealTo <user-to@domain.org>\r\nCc: RealCc <user-cc@domain.org>\r\nBcc: RealBcc <user-bcc@domain.org>\r\n\r\nbody2\r\n",
+		"From: <user-from (comment)@ (comment) domain.org>\r\nTo: <user-to@domain.org>\r\nCc: <user-cc@domain.org>\r\nBcc: <user-bcc@domain.org>\r\n\r\nbody3\r\n",
+		"From: user-from@domain.org (RealFrom)\r\nTo: user-to@domain.org (RealTo)\r\nCc: user-cc@domain.org (RealCc)\r\nBcc: user-bcc@domain.org (RealBcc)\r\n\r\nbody4\r\n",
+		"From: user-from1@domain.org, user-from2@domain.org\r\nCc: user-cc@domain.org\r\n\r\nbody5\r\n",
+		"From: RealFrom <user-from@domain.org>\r\nTo: groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n  groupname2: groupuser3@domain.org;\r\n\r\nbody6\r\n",
+		"From: RealFrom <user-from@domain.org>\r\nTo: groupname:;\r\n\r\nbody7\r\n",
+		"From: <@route:routed@domain.org>\r\nTo: \"Last, First\" (x) <l.f (y) @ (z) example.org>\r\n\r\nbody8\r\n",
+	} {
+		e.deliver(t, "alice@example.org", m)
+	}
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	r.ok("SELECT INBOX")
+	for q, want := range map[string]string{
+		"FROM user-from@domain.org": "1 2 3 4 6 7",
+		"TO user-to@domain.org":     "1 2 3 4",
+		"CC user-cc@domain.org":     "1 2 3 4 5",
+		"BCC user-bcc@domain.org":   "1 2 3 4",
+		"FROM realfrom":             "2 4 6 7",
+		"TO realto":                 "2 4",
+		`HEADER FROM ""`:            "1 2 3 4 5 6 7 8",
+		`HEADER TO ""`:              "1 2 3 4 6 7 8",
+		"FROM ser-fro":              "1 2 3 4 5 6 7",
+		"FROM ealfro":               "2 4 6 7",
+		"FROM user-from1":           "5",
+		"FROM user-from2":           "5",
+		"TO groupname":              "6 7",
+		"TO groupname2":             "6",
+		"TO groupuser1":             "6",
+		"TO groupuser3":             "6",
+		"TO groupuser4":             "",
+		"FROM routed@domain.org":    "8",
+		"TO l.f@example.org":        "8",
+		`TO "Last, First"`:          "8",
+		"FROM user-from@domain.org NOT FROM realfrom": "1 3",
+	} {
+		lines := r.ok("SEARCH %s", q)
+		if got := strings.Join(lines, "|"); got != strings.TrimSpace("* SEARCH "+want) {
+			t.Errorf("SEARCH %s = %q, want %q", q, got, want)
+		}
+	}
+}
