@@ -150,11 +150,12 @@ func spec(toks []addrTok) string {
 // marker (no mailbox, no host), an empty group just the two markers; comments anywhere
 // are left out, a source route is dropped and its address kept; a comment after an
 // addr-spec without a display name is the name (user@domain (Real Name)). An entry
-// without a domain is left out, as it would read as a group marker.
+// without a domain is left out, as it would read as a group marker, and so are the
+// markers of a group without a name.
 func parseAddressList(v string) []imap.Address {
 	toks := lexAddressList(v)
 	var out []imap.Address
-	inGroup := false
+	inGroup := false // within a group that has its start marker
 	for i := 0; i < len(toks); {
 		// The words before the first <, @, :, ; or ,: a display name, a group name or a
 		// local part.
@@ -170,9 +171,14 @@ func parseAddressList(v string) []imap.Address {
 		case ':':
 			if inGroup { // a group inside a group: end the first
 				out = append(out, imap.Address{})
+				inGroup = false
 			}
-			out = append(out, imap.Address{Mailbox: phrase(words)})
-			inGroup = true
+			// A group without a name cannot be marked (its start would read as an
+			// end): its members are listed as they are.
+			if name := phrase(words); name != "" {
+				out = append(out, imap.Address{Mailbox: name})
+				inGroup = true
+			}
 			i++
 		case ';':
 			if inGroup {

@@ -222,3 +222,45 @@ func TestSearchAddressesIgnoreComments(t *testing.T) {
 		}
 	}
 }
+
+// parseAddressList never panics and never makes an address that reads as a group marker
+// outside balanced markers, on every prefix and every one-byte deletion of tricky input.
+func TestParseAddressListRobust(t *testing.T) {
+	seeds := []string{
+		`group: g1@d1.org, "x:y" <g2@d2.org>;, group2: (foo) ;`,
+		`<@r1,@r2:user@domain> (c (nested) \) x), "Q\" N" <a (b) @ [1.2.3.4]>`,
+		`=?utf-8?q?J=C3=B6rg?= <j@x.org>, user@domain (Real Name), a:b:c@d;;`,
+		"To: x\r\n y@z, <>, <@>, @, :;, \"unterminated, (unterminated",
+	}
+	for _, s := range seeds {
+		var inputs []string
+		for i := 0; i <= len(s); i++ {
+			inputs = append(inputs, s[:i])
+			if i < len(s) {
+				inputs = append(inputs, s[:i]+s[i+1:])
+			}
+		}
+		for _, in := range inputs {
+			depth := 0
+			for _, a := range parseAddressList(in) {
+				switch {
+				case a.Host != "":
+					if a.Mailbox == "" {
+						t.Errorf("%q: address without mailbox %+v", in, a)
+					}
+				case a.Mailbox != "":
+					depth++
+				default:
+					depth--
+				}
+				if depth < 0 || depth > 1 {
+					t.Errorf("%q: unbalanced group markers", in)
+				}
+			}
+			if depth != 0 {
+				t.Errorf("%q: group not ended", in)
+			}
+			_ = addressText(in)
+		}
+	}
+}
