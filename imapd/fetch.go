@@ -425,20 +425,29 @@ func (s *session) cachedEnvelope(m store.Message) *imap.Envelope {
 	if m.Envelope == nil {
 		return nil
 	}
-	var e imap.Envelope
-	if json.Unmarshal(m.Envelope, &e) != nil {
-		return nil
+	e := indexEnvelope{Envelope: &imap.Envelope{}}
+	if json.Unmarshal(m.Envelope, &e) != nil || e.V != envelopeVersion {
+		return nil // made again and cached over by envelope
 	}
-	s.srv.cache.put(key, &e, int64(len(m.Envelope))*2)
-	return &e
+	s.srv.cache.put(key, e.Envelope, int64(len(m.Envelope))*2)
+	return e.Envelope
+}
+
+// envelopeVersion marks the envelopes cached in the index: those of another version
+// (before 2: without groups, source-routed and commented addresses) are made again.
+const envelopeVersion = 2
+
+type indexEnvelope struct {
+	V int `json:"v,omitempty"`
+	*imap.Envelope
 }
 
 // envelope makes the envelope from the header fields the structure kept and caches it in
 // the index, so the next FETCH ENVELOPE (what mail clients ask for when listing a folder)
 // does not open the file.
 func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *imap.Envelope {
-	env := imapserver.ExtractEnvelope(root.header)
-	if b, err := json.Marshal(env); err == nil {
+	env := extractEnvelope(root.header)
+	if b, err := json.Marshal(indexEnvelope{V: envelopeVersion, Envelope: env}); err == nil {
 		s.srv.cache.put(envelopeKey(s.user.Name(), key), env, int64(len(b))*2)
 		c, cancel := ctx()
 		defer cancel()
@@ -664,7 +673,7 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
 		h := mail.Header{Header: mm.header()}
 		for _, hf := range c.Header {
-			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) {
+			if !matchHeaderFields(h.FieldsByKey(hf.Key), hf.Value) && !matchAddressFields(hf.Key, h.FieldsByKey(hf.Key), hf.Value) {
 				return false
 			}
 		}
@@ -730,6 +739,27 @@ func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {
 			v = fields.Value()
 		}
 		if strings.Contains(strings.ToLower(v), pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchAddressFields matches pattern against the address fields (From, Sender, Reply-To,
+// To, Cc, Bcc) as addressText renders them: FROM user@domain finds
+// <user (comment)@ (comment) domain>, which the field as it is does not contain.
+func matchAddressFields(key string, fields gomessage.HeaderFields, pattern string) bool {
+	switch strings.ToLower(key) {
+	case "from", "sender", "reply-to", "to", "cc", "bcc":
+	default:
+		return false
+	}
+	if pattern == "" {
+		return false
+	}
+	pattern = strings.ToLower(pattern)
+	for fields.Next() {
+		if strings.Contains(addressText(fields.Value()), pattern) {
 			return true
 		}
 	}

@@ -1,5 +1,5 @@
 // Package imapd is the IMAP server over the mail store, on go-imap/v2's imapserver
-// (pinned at v2.0.0-beta.8). It speaks IMAP4rev1 and IMAP4rev2 with IDLE, UIDPLUS, MOVE,
+// (pinned at v2.0.0-beta.9). It speaks IMAP4rev1 and IMAP4rev2 with IDLE, UIDPLUS, MOVE,
 // SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS, ESEARCH and SEARCHRES, APPEND
 // with flags and date, and SEARCH including body text.
 //

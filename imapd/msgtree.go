@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 )
@@ -450,7 +449,7 @@ func (pt *part) bodyStructure() imap.BodyStructure {
 			inner = &part{hdr: pt.body, body: pt.body, end: pt.body}
 		}
 		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{
-			Envelope:      imapserver.ExtractEnvelope(inner.header),
+			Envelope:      extractEnvelope(inner.header),
 			BodyStructure: inner.bodyStructure(),
 			NumLines:      lines,
 		}

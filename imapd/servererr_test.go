@@ -10,9 +10,9 @@ import (
 // encodings — and checks that none is answered NO [SERVERBUG] (issue 15 item 12): each
 // gets a NO or BAD that says what is wrong.
 //
-// Left out, because imapserver (v2.0.0-beta.8) itself answers them [SERVERBUG] before
-// the session sees them: mailbox names that are not modified UTF-7 (CREATE "a&b", also in
-// LIST, COPY, SELECT...; beta.9 answers BAD except for LIST patterns), an AUTHENTICATE
+// Left out, because imapserver (v2.0.0-beta.9) itself answers them [SERVERBUG] before
+// the session sees them: a LIST pattern that is not modified UTF-7 (other mailbox
+// arguments: TestBadModifiedUTF7MailboxIsClientError), an AUTHENTICATE
 // initial response that is not base64, and an APPEND date-time that does not parse.
 func TestNoServerBugForClientErrors(t *testing.T) {
 	e := start(t, Config{Trusted: true})

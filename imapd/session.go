@@ -242,8 +242,10 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if opts == nil {
 		opts = &imap.ListOptions{}
 	}
-	// RFC 3501 §6.3.8: an empty pattern asks for the delimiter.
-	if len(patterns) == 1 && patterns[0] == "" {
+	// RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root name.
+	// imapserver drops empty patterns, so LIST "" "" arrives with none (and LIST-EXTENDED
+	// refuses an empty pattern list before the session sees it).
+	if len(patterns) == 0 || (len(patterns) == 1 && patterns[0] == "") {
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: store.Delimiter})
 	}
 	c, cancel := ctx()
@@ -704,6 +706,13 @@ func (s *session) transfer(sel *selected, numSet imap.NumSet, dest string, move 
 	op, do := "copy", s.user.Copy
 	if move {
 		op, do = "move", s.user.Move
+		if dst, err := s.user.Mailbox(c, dest); err == nil && dst.ID == sel.mb.ID {
+			// MOVE into the selected mailbox (the store refuses to move a file onto
+			// itself): as Dovecot does, the messages get new UIDs in the same mailbox
+			// and the old ones are expunged, so COPY then remove. A crash in between
+			// leaves both copies, never neither.
+			do = s.moveWithin
+		}
 	}
 	res, err := do(c, sel.mb, uids, dest)
 	if errors.Is(err, store.ErrNoMailbox) {
@@ -713,6 +722,19 @@ func (s *session) transfer(sel *selected, numSet imap.NumSet, dest string, move 
 		return res, s.logErr(op, err)
 	}
 	s.maybeTrain(sel.mb, dest, res, move)
+	return res, nil
+}
+
+// moveWithin moves messages into their own mailbox: copies them, then removes the
+// originals that were copied.
+func (s *session) moveWithin(c context.Context, mb store.Mailbox, uids []uint32, dest string) (store.CopyResult, error) {
+	res, err := s.user.Copy(c, mb, uids, dest)
+	if err != nil || len(res.SrcUIDs) == 0 {
+		return res, err
+	}
+	if _, err := s.user.Remove(c, mb, res.SrcUIDs); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
