@@ -3,7 +3,7 @@ module github.com/portcullis-mail/portcullis/bench
 go 1.26.0
 
 require (
-	github.com/emersion/go-imap/v2 v2.0.0-beta.8
+	github.com/emersion/go-imap/v2 v2.0.0-beta.9
 	github.com/portcullis-mail/portcullis v0.0.0
 )
 
