@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the benchmarks need: Debian packages for the real peers
-# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter), staticcheck, and the
-# SpamAssassin public corpus. Idempotent: a second run installs only what is missing.
+# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter), staticcheck, the
+# SpamAssassin public corpus and Dovecot's imaptest. Idempotent: a second run installs only
+# what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(swaks libnet-ssleay-perl libio-socket-ssl-perl clamav-daemon clamav-testfiles clamdscan dovecot-core dovecot-lmtpd dovecot-imapd
-      dovecot-pop3d postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils)
+      dovecot-pop3d postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
+      dovecot-dev build-essential autoconf automake libtool pkg-config) # the last six build imaptest
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,4 +36,11 @@ fi
 if [ ! -d .cache/sa-corpus/test/spam ]; then
   echo "install-test-deps: exporting the SpamAssassin corpus" >&2
   bash ../shared/tools/sa-corpus.sh .cache/sa-corpus >/dev/null
+fi
+
+# Dovecot's imaptest (IMAP compliance tester), built once into .cache/imaptest (gitignored),
+# where cmd/portcullis TestImaptest looks for it.
+if [ ! -x .cache/imaptest/run ] || [ ! -d .cache/imaptest/tests ]; then
+  echo "install-test-deps: building imaptest" >&2
+  bash ../shared/tools/imaptest/build.sh "$PWD/.cache/imaptest" >/dev/null
 fi
