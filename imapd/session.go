@@ -254,54 +254,143 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return s.logErr("list", err)
 	}
-	hasChildren := map[string]bool{}
-	for _, mb := range all {
-		if i := strings.LastIndexByte(mb.Name, store.Delimiter); i > 0 {
-			for p := mb.Name[:i]; ; {
-				hasChildren[p] = true
-				j := strings.LastIndexByte(p, store.Delimiter)
-				if j < 0 {
-					break
-				}
-				p = p[:j]
-			}
+	var subs []string
+	if opts.SelectSubscribed || opts.ReturnSubscribed {
+		if subs, err = s.user.Subscriptions(c); err != nil {
+			return s.logErr("list", err)
 		}
 	}
-	for _, mb := range all {
-		match := false
-		for _, p := range patterns {
-			if imapserver.MatchList(mb.Name, store.Delimiter, ref, p) {
-				match = true
-				break
+	for _, d := range listMailboxes(all, subs, ref, patterns, opts) {
+		if opts.ReturnStatus != nil && !hasAttr(d.Attrs, imap.MailboxAttrNonExistent) && !hasAttr(d.Attrs, imap.MailboxAttrNoSelect) {
+			if st, err := s.Status(d.Mailbox, opts.ReturnStatus); err == nil {
+				d.Status = st
 			}
 		}
-		if !match || (opts.SelectSubscribed && !mb.Subscribed) || (opts.SelectSpecialUse && mb.SpecialUse == "") {
-			continue
-		}
-		data := &imap.ListData{Delim: store.Delimiter, Mailbox: mb.Name}
-		if hasChildren[mb.Name] {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
-		} else {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
-		}
-		if mb.SpecialUse != "" {
-			// RFC 6154 §2: servers may always include special-use attributes.
-			data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
-		}
-		if mb.Subscribed && (opts.ReturnSubscribed || opts.SelectSubscribed) {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
-		}
-		if opts.ReturnStatus != nil {
-			st, err := s.Status(mb.Name, opts.ReturnStatus)
-			if err == nil {
-				data.Status = st
-			}
-		}
-		if err := w.WriteList(data); err != nil {
+		if err := w.WriteList(d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func hasAttr(attrs []imap.MailboxAttr, a imap.MailboxAttr) bool {
+	for _, x := range attrs {
+		if strings.EqualFold(string(x), string(a)) {
+			return true
+		}
+	}
+	return false
+}
+
+// listMailboxes answers LIST (and LSUB, which imapserver asks as LIST (SUBSCRIBED
+// RECURSIVEMATCH) and prints CHILDINFO as \Noselect) from the folders and the
+// subscription list (subs, needed only when opts select or return subscriptions):
+//
+//   - LIST (SUBSCRIBED) lists subscribed names, those of deleted folders with
+//     \NonExistent (RFC 5258 §3.1, RFC 9051 §6.3.9).
+//   - RECURSIVEMATCH also lists a matched name that is not itself selected but has a
+//     subscribed descendant that no pattern matches, with CHILDINFO ("SUBSCRIBED")
+//     (RFC 5258 §3.5); a descendant that is matched speaks for itself, as in Dovecot.
+//   - Otherwise the existing folders are listed, with \Subscribed on RETURN (SUBSCRIBED).
+func listMailboxes(all []store.Mailbox, subs []string, ref string, patterns []string, opts *imap.ListOptions) []*imap.ListData {
+	exists := make(map[string]store.Mailbox, len(all))
+	hasChildren := map[string]bool{}
+	for _, mb := range all {
+		exists[mb.Name] = mb
+		for p := mb.Name; ; {
+			j := strings.LastIndexByte(p, store.Delimiter)
+			if j <= 0 {
+				break
+			}
+			p = p[:j]
+			hasChildren[p] = true
+		}
+	}
+	subscribed := make(map[string]bool, len(subs))
+	for _, n := range subs {
+		subscribed[n] = true
+	}
+	matches := func(name string) bool {
+		for _, p := range patterns {
+			if imapserver.MatchList(name, store.Delimiter, ref, p) {
+				return true
+			}
+		}
+		return false
+	}
+	// childInfo: names with a subscribed descendant that no pattern matches.
+	childInfo := map[string]bool{}
+	var names []string
+	if opts.SelectSubscribed {
+		seen := map[string]bool{}
+		for _, n := range subs {
+			if matches(n) && (!opts.SelectSpecialUse || exists[n].SpecialUse != "") {
+				names = append(names, n)
+				seen[n] = true
+			}
+		}
+		if opts.SelectRecursiveMatch {
+			for _, n := range subs {
+				if matches(n) {
+					continue
+				}
+				for p := n; ; {
+					j := strings.LastIndexByte(p, store.Delimiter)
+					if j <= 0 {
+						break
+					}
+					p = p[:j]
+					if !subscribed[p] && matches(p) {
+						childInfo[p] = true
+						if !seen[p] {
+							names = append(names, p)
+							seen[p] = true
+						}
+					}
+				}
+			}
+		}
+		// INBOX first, then by name, as the plain listing.
+		sort.Slice(names, func(i, j int) bool {
+			if (names[i] == store.Inbox) != (names[j] == store.Inbox) {
+				return names[i] == store.Inbox
+			}
+			return names[i] < names[j]
+		})
+	} else {
+		for _, mb := range all {
+			if matches(mb.Name) && (!opts.SelectSpecialUse || mb.SpecialUse != "") {
+				names = append(names, mb.Name)
+			}
+		}
+	}
+	out := make([]*imap.ListData, 0, len(names))
+	for _, n := range names {
+		data := &imap.ListData{Delim: store.Delimiter, Mailbox: n}
+		mb, ok := exists[n]
+		switch {
+		case !ok:
+			// RFC 5258 §3: \NonExistent implies \Noselect (and so no child attributes
+			// that a folder that is not there could not have).
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+		case hasChildren[n]:
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		default:
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if ok && mb.SpecialUse != "" {
+			// RFC 6154 §2: servers may always include special-use attributes.
+			data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
+		}
+		if subscribed[n] {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if childInfo[n] {
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
+		out = append(out, data)
+	}
+	return out
 }
 
 func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusData, error) {

@@ -277,6 +277,16 @@ CREATE TABLE IF NOT EXISTS message(
   PRIMARY KEY(mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS message_key ON message(mailbox_id, key);
+CREATE TABLE IF NOT EXISTS subscription(name TEXT PRIMARY KEY) WITHOUT ROWID;
+`
+
+// subscriptionsMigration moves subscriptions from mailbox.subscribed (which went with the
+// folder's row) to their own table, once: RFC 3501 §6.3.6 and RFC 9051 keep a
+// subscription when its folder is deleted, so it cannot live in the folder's row.
+const subscriptionsMigration = `
+INSERT OR IGNORE INTO subscription(name)
+  SELECT name FROM mailbox WHERE subscribed <> 0 AND NOT EXISTS(SELECT 1 FROM meta WHERE k = 'subscriptions');
+INSERT OR IGNORE INTO meta(k, v) VALUES('subscriptions', 1);
 `
 
 // open creates the user's directories and index and brings the index up to date with
@@ -315,6 +325,9 @@ func (u *User) open(ctx context.Context) error {
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
+	if _, err := db.ExecContext(ctx, subscriptionsMigration); err != nil {
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
 	// Flag changes and expunges commit through connections that do not fsync (lazyTx).
 	lazy, err := openDB(strings.Replace(dsn, "synchronous(FULL)", "synchronous(NORMAL)", 1), 2)
 	if err != nil {
@@ -332,6 +345,9 @@ func (u *User) open(ctx context.Context) error {
 			continue
 		}
 		if err := u.createLocked(ctx, name, use); err != nil && !errors.Is(err, ErrMailboxExists) {
+			return err
+		}
+		if err := u.addSubscription(ctx, name); err != nil {
 			return err
 		}
 	}

@@ -51,6 +51,11 @@ func (u *User) discoverLocked(ctx context.Context) error {
 		if err := u.createLocked(ctx, name, use); err != nil {
 			return err
 		}
+		// Folders found on disk (a new user's INBOX, a migrated maildir) start subscribed;
+		// a folder made by CREATE does not (RFC 3501 §6.3.3).
+		if err := u.addSubscription(ctx, name); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func (u *User) Watch(mb Mailbox) *Watcher { return u.store.hub.watch(u.name, mb.
 
 func (u *User) publish(mb int64, ev Event) { u.store.hub.publish(u.name, mb, ev) }
 
-const mailboxCols = `id, name, uidvalidity, uidnext, modseq, subscribed, special_use`
+const mailboxCols = `id, name, uidvalidity, uidnext, modseq, EXISTS(SELECT 1 FROM subscription s WHERE s.name = mailbox.name), special_use`
 
 func scanMailbox(sc interface{ Scan(...any) error }) (Mailbox, error) {
 	var mb Mailbox
@@ -367,6 +367,10 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 			if _, err := q.ExecContext(ctx, `UPDATE mailbox SET name = ? WHERE id = ?`, nn, x.ID); err != nil {
 				return err
 			}
+			// The subscription follows the folder, as Dovecot's does.
+			if _, err := q.ExecContext(ctx, `UPDATE OR REPLACE subscription SET name = ? WHERE name = ?`, nn, x.Name); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -379,21 +383,47 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 	return nil
 }
 
-// SetSubscribed records the folder's subscription.
+// SetSubscribed adds a name to the subscription list or removes it. The list is the
+// user's, not the folders': a name may be subscribed whether or not its folder exists,
+// and deleting a folder keeps its subscription (RFC 3501 §6.3.6, RFC 9051 §6.3.7).
 func (u *User) SetSubscribed(ctx context.Context, name string, on bool) error {
-	mb, err := u.mailboxLocked(ctx, name)
+	cn, err := CanonicalMailbox(name)
 	if err != nil {
 		return err
 	}
-	v := 0
 	if on {
-		v = 1
+		err = u.addSubscription(ctx, cn)
+	} else {
+		_, err = u.q(nil).ExecContext(ctx, `DELETE FROM subscription WHERE name = ?`, cn)
 	}
-	_, err = u.q(nil).ExecContext(ctx, `UPDATE mailbox SET subscribed = ? WHERE id = ?`, v, mb.ID)
 	if err != nil {
 		return fmt.Errorf("store: subscribe %q: %w", name, err)
 	}
 	return nil
+}
+
+func (u *User) addSubscription(ctx context.Context, cn string) error {
+	_, err := u.q(nil).ExecContext(ctx, `INSERT OR IGNORE INTO subscription(name) VALUES(?)`, cn)
+	return err
+}
+
+// Subscriptions returns the subscribed names, sorted, including those of folders that
+// do not exist.
+func (u *User) Subscriptions(ctx context.Context) ([]string, error) {
+	rows, err := u.q(nil).QueryContext(ctx, `SELECT name FROM subscription ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: subscriptions of %s: %w", u.name, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("store: subscriptions of %s: %w", u.name, err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }
 
 const messageCols = `uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope`
