@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +72,62 @@ func BenchmarkLDAPAuthenticate(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/op")
+		})
+	}
+}
+
+// BenchmarkAuthenticateCached measures logins per second with the default argon2id
+// parameters through the servers' path (Throttle around Chain(DB)), with the
+// verified-credential cache off ("cold": every login hashes) and on after a first
+// login ("warm"), one login at a time ("serial") and from as many goroutines as
+// GOMAXPROCS ("parallel", a user each).
+func BenchmarkAuthenticateCached(b *testing.B) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"cold", -1}, {"warm", 0}} {
+		db, err := OpenDBConfig(DBConfig{Path: filepath.Join(b.TempDir(), "users.db"), VerifyCacheTTL: tc.ttl, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		for i := range 8 {
+			if err := db.Add(ctx, fmt.Sprintf("u%d@example.org", i), "correct horse battery staple"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		a, err := NewThrottle(Chain(db), ThrottleConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		login := func(b *testing.B, user int) {
+			if _, err := a.Authenticate(ctx, fmt.Sprintf("u%d@example.org", user), "correct horse battery staple", loopback); err != nil {
+				b.Error(err)
+			}
+		}
+		for i := range 8 {
+			login(b, i) // warms the cache when on
+		}
+		b.Run(tc.name+"/serial", func(b *testing.B) {
+			start, cpu := time.Now(), cputime.Used()
+			for b.Loop() {
+				login(b, 0)
+			}
+			report(b, start, cpu)
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "logins/s")
+		})
+		b.Run(tc.name+"/parallel", func(b *testing.B) {
+			start, cpu := time.Now(), cputime.Used()
+			var next atomic.Int32
+			b.RunParallel(func(pb *testing.PB) {
+				user := int(next.Add(1)) % 8 // one user per goroutine
+				for pb.Next() {
+					login(b, user)
+				}
+			})
+			report(b, start, cpu)
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "logins/s")
 		})
 	}
 }

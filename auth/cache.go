@@ -8,9 +8,17 @@ import (
 	"time"
 )
 
+// Defaults of DBConfig.VerifyCacheTTL and VerifyCacheEntries.
+const (
+	DefaultVerifyCacheTTL     = time.Hour
+	DefaultVerifyCacheEntries = 100000
+)
+
 // verifyCache remembers successful password verifications (DBConfig.VerifyCacheTTL).
 // Keys are HMAC-SHA256 under a per-process random key of the address, the stored hash
-// and the password, so a changed hash or password never hits.
+// and the password, so a changed hash or password never hits: a password changed or a
+// user deleted (by this process or another) leaves its entries unreachable, and they
+// go when they expire or are evicted. Values are expiry times only.
 type verifyCache struct {
 	key  []byte
 	ttl  time.Duration
@@ -23,7 +31,7 @@ type verifyCache struct {
 
 func newVerifyCache(ttl time.Duration, size int) *verifyCache {
 	if size <= 0 {
-		size = 10000
+		size = DefaultVerifyCacheEntries
 	}
 	key := make([]byte, 32)
 	rand.Read(key)

@@ -35,15 +35,17 @@ type DBConfig struct {
 	// DefaultDomain, when set, is appended to a login name without "@" ("alice" logs in
 	// as alice@DefaultDomain).
 	DefaultDomain string `yaml:"default_domain"`
-	// VerifyCacheTTL, when positive, remembers successful verifications for this long,
-	// so that clients that log in again and again (IMAP clients opening several
-	// connections, load balancers) do not cost a 64 MiB hash each time. The entry is a
-	// keyed HMAC of (address, stored hash, password): a changed or deleted password
-	// misses at once, even when changed by another process. Off by default: while
-	// cached, a password is held in a form cheap to brute-force by whoever can read the
-	// server's memory. Dovecot's auth_cache_ttl is the analogue.
+	// VerifyCacheTTL is how long a successful login is remembered, so that clients that
+	// log in again and again (IMAP clients opening several connections, POP3 pollers,
+	// SMTP submission) do not cost a 64 MiB hash each time (default 1h, Dovecot's
+	// auth_cache_ttl; negative: off). The entry is an HMAC-SHA256, under a random key
+	// made at start and never stored, of (address, stored hash, password), never the
+	// password: a password changed or a user deleted, even by `portcullis user` in
+	// another process, misses at once, because every login still reads the stored hash.
+	// Failures are never cached. The trade-off: while cached, a password is held in a
+	// form cheap to brute-force by whoever can read the server's memory.
 	VerifyCacheTTL time.Duration `yaml:"verify_cache_ttl"`
-	// VerifyCacheEntries bounds the cache (default 10000 entries).
+	// VerifyCacheEntries bounds the cache (default 100000 entries, about 8 MB).
 	VerifyCacheEntries int `yaml:"verify_cache_entries"`
 	// Logger for hash upgrades and database errors (nil: slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
@@ -144,8 +146,11 @@ func OpenDBConfig(cfg DBConfig) (*DB, error) {
 		log = slog.Default()
 	}
 	d := &DB{db: sdb, params: p, domain: domain, log: log, sem: make(chan struct{}, n)}
-	if cfg.VerifyCacheTTL > 0 {
-		d.cache = newVerifyCache(cfg.VerifyCacheTTL, cfg.VerifyCacheEntries)
+	switch ttl := cfg.VerifyCacheTTL; {
+	case ttl == 0:
+		d.cache = newVerifyCache(DefaultVerifyCacheTTL, cfg.VerifyCacheEntries)
+	case ttl > 0:
+		d.cache = newVerifyCache(ttl, cfg.VerifyCacheEntries)
 	}
 	return d, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -456,14 +457,17 @@ func TestCLICommands(t *testing.T) {
 	}
 }
 
+// TestVerifyCache: the cache is on by default; a password changed or a user deleted
+// through a second handle on the same file (what `portcullis user passwd|del` does
+// beside a running server) makes the old password fail at the very next login;
+// failures are never cached; entries expire and the cache is bounded.
 func TestVerifyCache(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "users.db")
-	db, err := OpenDBConfig(DBConfig{Path: path, Argon2: testParams, VerifyCacheTTL: time.Minute, VerifyCacheEntries: 2, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
+	db := openTestDB(t, path) // defaults: cache on
+	if db.cache == nil || db.cache.ttl != DefaultVerifyCacheTTL || db.cache.size != DefaultVerifyCacheEntries {
+		t.Fatalf("cache not on by default: %+v", db.cache)
 	}
-	defer db.Close()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	db.cache.now = func() time.Time { return now }
 	var n atomic.Int32
@@ -482,12 +486,15 @@ func TestVerifyCache(t *testing.T) {
 	if v, err := auth("A@example.org", "pw"); v || err != nil {
 		t.Fatalf("second login: verified=%v %v", v, err)
 	}
-	if v, err := auth("a@example.org", "pW"); !v || !errors.Is(err, ErrInvalid) {
-		t.Fatalf("wrong password: verified=%v %v", v, err)
+	for range 2 { // failures are not cached: each one costs a hash
+		if v, err := auth("a@example.org", "pW"); !v || !errors.Is(err, ErrInvalid) {
+			t.Fatalf("wrong password: verified=%v %v", v, err)
+		}
 	}
-	// Another process changes the password: the old one fails at once.
+	// `portcullis user passwd` in another process: the old password fails at once.
 	cli := openTestDB(t, path)
-	if err := cli.SetPassword(ctx, "a@example.org", "new"); err != nil {
+	var out strings.Builder
+	if err := PasswdCmd(ctx, cli, "a@example.org", PasswordInput{Stdin: true, In: strings.NewReader("new\n")}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := auth("a@example.org", "pw"); !errors.Is(err, ErrInvalid) {
@@ -499,22 +506,94 @@ func TestVerifyCache(t *testing.T) {
 	if v, _ := auth("a@example.org", "new"); v {
 		t.Fatal("new password not cached")
 	}
-	now = now.Add(61 * time.Second)
-	if v, err := auth("a@example.org", "new"); !v || err != nil {
-		t.Fatalf("after TTL: verified=%v %v", v, err)
-	}
-	// Deleted elsewhere: refused although cached.
-	if err := cli.Delete(ctx, "a@example.org"); err != nil {
+	// Changed back to the old password: a new salt, so still no stale hit.
+	if err := cli.SetPassword(ctx, "a@example.org", "pw"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := auth("a@example.org", "new"); !errors.Is(err, ErrUnknownUser) {
+	if v, err := auth("a@example.org", "pw"); !v || err != nil {
+		t.Fatalf("password changed back: verified=%v %v", v, err)
+	}
+	if _, err := auth("a@example.org", "new"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("second password after change back: %v", err)
+	}
+	// Expiry.
+	now = now.Add(DefaultVerifyCacheTTL + time.Second)
+	if v, err := auth("a@example.org", "pw"); !v || err != nil {
+		t.Fatalf("after TTL: verified=%v %v", v, err)
+	}
+	if v, _ := auth("a@example.org", "pw"); v {
+		t.Fatal("not cached again after TTL")
+	}
+	// `portcullis user del` in another process: refused at once although cached.
+	if err := DelUserCmd(ctx, cli, "a@example.org", &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth("a@example.org", "pw"); !errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("deleted user: %v", err)
 	}
+	// Re-created with the same password: verified afresh, not from the old entry.
+	if err := cli.Add(ctx, "a@example.org", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := auth("a@example.org", "pw"); !v || err != nil {
+		t.Fatalf("re-created user: verified=%v %v", v, err)
+	}
+	// The key is a MAC, never the password.
+	for k := range db.cache.entries {
+		if strings.Contains(string(k[:]), "pw") {
+			t.Fatal("password in a cache key")
+		}
+	}
 	// Bounded.
+	db.cache.size = 2
 	for i := range 10 {
 		db.cache.add(fmt.Sprint(i), "h", "p")
 	}
 	if len(db.cache.entries) > 2 {
 		t.Fatalf("%d cache entries", len(db.cache.entries))
 	}
+}
+
+func TestVerifyCacheOff(t *testing.T) {
+	ctx := context.Background()
+	db, err := OpenDBConfig(DBConfig{Path: filepath.Join(t.TempDir(), "users.db"), Argon2: testParams, VerifyCacheTTL: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n atomic.Int32
+	db.verifyHook = func() { n.Add(1) }
+	if err := db.Add(ctx, "a@example.org", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := db.Authenticate(ctx, "a@example.org", "pw", loopback); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.cache != nil || n.Load() != 3 {
+		t.Fatalf("cache %v, %d verifications of 3 logins", db.cache, n.Load())
+	}
+}
+
+// TestVerifyCacheMemory measures the default bound's memory (README: about 10 MB).
+func TestVerifyCacheMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	c := newVerifyCache(time.Hour, 0)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	for i := range DefaultVerifyCacheEntries {
+		c.add(fmt.Sprint(i), "$argon2id$v=19$m=65536,t=1,p=1$c2FsdA$aGFzaA", "password")
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	mb := float64(m1.HeapAlloc-m0.HeapAlloc) / 1e6
+	t.Logf("%d entries: %.1f MB", len(c.entries), mb)
+	if mb > 16 {
+		t.Errorf("%d entries take %.1f MB", len(c.entries), mb)
+	}
+	runtime.KeepAlive(c)
 }
