@@ -42,6 +42,67 @@ type selected struct {
 	pending  []store.Event
 	gone     map[uint32]bool // expunged before the client learned of them
 	saved    []uint32        // SEARCHRES ($)
+
+	// keywords are the flags beyond baseFlags that the client has been told of in FLAGS,
+	// by lower case. A STORE, APPEND, COPY or another session's change that brings a new
+	// one sets newFlags, and the next poll sends FLAGS before any FETCH that shows it
+	// (RFC 3501 §7.2.6, RFC 9051 §7.3.5).
+	keywords map[string]string
+	newFlags bool
+	// held are the FETCH responses of this session's own STORE when it introduced a
+	// keyword: imapserver gives STORE only a FetchWriter, so they wait for the poll that
+	// follows the command and go out after the FLAGS response.
+	held []heldFetch
+}
+
+type heldFetch struct {
+	seq, uid uint32
+	flags    []string
+}
+
+// baseFlags are the flags every mailbox's FLAGS lists; permanentBase those a client may
+// set permanently before any keyword.
+var (
+	baseFlags     = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagForwarded, imap.FlagJunk, imap.FlagNotJunk}
+	permanentBase = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	isBaseFlag    = func() map[string]bool {
+		m := map[string]bool{}
+		for _, f := range baseFlags {
+			m[strings.ToLower(string(f))] = true
+		}
+		return m
+	}()
+)
+
+// learn records the keywords among flags; it reports whether one was new to the client.
+func (sel *selected) learn(flags []string) bool {
+	added := false
+	for _, f := range flags {
+		lf := strings.ToLower(f)
+		if isBaseFlag[lf] || strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if _, ok := sel.keywords[lf]; !ok {
+			sel.keywords[lf] = f
+			sel.newFlags = true
+			added = true
+		}
+	}
+	return added
+}
+
+// mailboxFlags is the FLAGS list: the base flags and the keywords, sorted.
+func (sel *selected) mailboxFlags() []imap.Flag {
+	kw := make([]string, 0, len(sel.keywords))
+	for _, f := range sel.keywords {
+		kw = append(kw, f)
+	}
+	sort.Strings(kw)
+	out := slices.Clone(baseFlags)
+	for _, f := range kw {
+		out = append(out, imap.Flag(f))
+	}
+	return out
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -383,24 +444,27 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 		w.Close()
 		return nil, s.logErr("select", err)
 	}
-	sel := &selected{mb: mb, readOnly: opts != nil && opts.ReadOnly, w: w, gone: map[uint32]bool{}}
+	sel := &selected{mb: mb, readOnly: opts != nil && opts.ReadOnly, w: w, gone: map[uint32]bool{}, keywords: map[string]string{}}
 	sel.uids = make([]uint32, len(msgs))
 	var firstUnseen uint32
 	for i, m := range msgs {
 		sel.uids[i] = m.UID
+		sel.learn(m.Flags)
 		if firstUnseen == 0 && !hasFlag(m.Flags, store.FlagSeen) {
 			firstUnseen = uint32(i + 1)
 		}
 	}
+	sel.newFlags = false // SELECT's own FLAGS response names them all
 	s.mu.Lock()
 	s.sel = sel
 	s.mu.Unlock()
-	perm := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagWildcard}
+	mflags := sel.mailboxFlags()
+	perm := append(append(slices.Clone(permanentBase), mflags[len(permanentBase):]...), imap.FlagWildcard)
 	if sel.readOnly {
 		perm = []imap.Flag{} // RFC 3501 §6.3.2: no permanent flags in a read-only mailbox
 	}
 	return &imap.SelectData{
-		Flags:             []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagForwarded, imap.FlagJunk, imap.FlagNotJunk},
+		Flags:             mflags,
 		PermanentFlags:    perm,
 		NumMessages:       uint32(len(msgs)),
 		FirstUnseenSeqNum: firstUnseen,
@@ -490,14 +554,25 @@ func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge b
 	if err := s.take(sel); err != nil {
 		return err
 	}
-	exists := false
-	i := 0
 	var werr error
 	setErr := func(err error) {
 		if werr == nil {
 			werr = err
 		}
 	}
+	// FLAGS first, so that no FETCH below or after shows a keyword the client has not
+	// been told of. Keywords announced early, of messages expunged meanwhile, do no harm.
+	s.learnPending(sel)
+	if sel.newFlags {
+		setErr(w.WriteMailboxFlags(sel.mailboxFlags()))
+		sel.newFlags = false
+	}
+	for _, h := range sel.held {
+		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(h.flags)))
+	}
+	sel.held = nil
+	exists := false
+	i := 0
 loop:
 	for ; i < len(sel.pending); i++ {
 		ev := sel.pending[i]
@@ -546,6 +621,39 @@ loop:
 		setErr(w.WriteNumMessages(uint32(len(sel.uids))))
 	}
 	return werr
+}
+
+// learnPending records the keywords of the pending flag changes and new messages.
+func (s *session) learnPending(sel *selected) {
+	var added []uint32
+	for _, ev := range sel.pending {
+		switch ev.Kind {
+		case store.FlagsChanged:
+			for _, m := range ev.Messages {
+				sel.learn(m.Flags)
+			}
+		case store.Appended:
+			for _, uid := range ev.UIDs {
+				if uid > sel.maxUID() && !sel.gone[uid] {
+					added = append(added, uid)
+				}
+			}
+		}
+	}
+	if len(added) == 0 {
+		return
+	}
+	c, cancel := ctx()
+	defer cancel()
+	msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, added)
+	if err != nil {
+		// Not fatal: a FETCH may then show the keyword before FLAGS does.
+		s.logErr("poll", err)
+		return
+	}
+	for _, m := range msgs {
+		sel.learn(m.Flags)
+	}
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
@@ -823,6 +931,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if _, err := s.user.SetFlags(c, sel.mb, uids, op, fromIMAPFlags(flags.Flags), s); err != nil {
 		return s.logErr("store", err)
 	}
+	hold := false
+	if op != store.FlagsRemove {
+		s.mu.Lock()
+		hold = sel.learn(store.NormalizeFlags(fromIMAPFlags(flags.Flags)))
+		s.mu.Unlock()
+	}
 	if flags.Silent {
 		return nil
 	}
@@ -838,6 +952,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		m, ok := byUID[uid]
 		if !ok {
 			continue // expunged meanwhile
+		}
+		if hold {
+			s.mu.Lock()
+			sel.held = append(sel.held, heldFetch{seq: seqs[i], uid: uid, flags: m.Flags})
+			s.mu.Unlock()
+			continue
 		}
 		rw := w.CreateMessage(seqs[i])
 		rw.WriteUID(imap.UID(uid))
