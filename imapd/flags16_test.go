@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,86 @@ func TestNewKeywordSendsFlags(t *testing.T) {
 	// Nothing more to announce.
 	if lines := c.ok("NOOP"); index(lines, "* FLAGS ") >= 0 {
 		t.Errorf("NOOP after SELECT sent FLAGS: %q", lines)
+	}
+}
+
+// \Recent for IMAP4rev1 sessions, as Dovecot keeps it (issue 16 bug 9): the first session
+// to select the mailbox read-write after a message arrived sees it as recent, in SELECT's
+// RECENT, FETCH FLAGS and SEARCH RECENT/NEW/OLD, and takes it from every later session;
+// EXAMINE and STATUS count it without taking it; IMAP4rev2 sessions neither see nor take
+// it.
+func TestRecent(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "alice@example.org", "Subject: m1\r\n\r\nx\r\n")
+	e.deliver(t, "alice@example.org", "Subject: m2\r\n\r\nx\r\n")
+	login := func() *raw {
+		r := dialRaw(t, e.addr)
+		r.ok(`LOGIN alice@example.org "secret pw"`)
+		return r
+	}
+	want := func(what string, lines []string, line string, present bool) {
+		t.Helper()
+		if got := slices.Contains(lines, line); got != present {
+			t.Errorf("%s: %q, want %q present=%v", what, lines, line, present)
+		}
+	}
+
+	// A rev2 session neither sees nor takes them.
+	v2 := login()
+	v2.ok("ENABLE IMAP4rev2")
+	lines := v2.ok("SELECT INBOX")
+	want("rev2 SELECT", lines, "* 0 RECENT", false)
+	want("rev2 SELECT", lines, "* 2 RECENT", false)
+	if lines := v2.ok("FETCH 1:* FLAGS"); strings.Contains(strings.Join(lines, ""), `\Recent`) {
+		t.Errorf("rev2 FETCH: %q", lines)
+	}
+
+	a, b := login(), login()
+	want("EXAMINE", a.ok("EXAMINE INBOX"), "* 2 RECENT", true)
+	a.ok("CLOSE")
+	want("STATUS", b.ok("STATUS INBOX (RECENT)"), "* STATUS INBOX (RECENT 2)", true)
+	want("SELECT", a.ok("SELECT INBOX"), "* 2 RECENT", true)
+	want("FETCH", a.ok("FETCH 1 FLAGS"), `* 1 FETCH (UID 1 FLAGS (\Recent))`, true)
+	want("SEARCH RECENT", a.ok("SEARCH RECENT"), "* SEARCH 1 2", true)
+	want("SEARCH OLD", a.ok("SEARCH OLD"), "* SEARCH", true)
+	a.ok(`STORE 1 +FLAGS (\Seen)`)
+	want("SEARCH NEW", a.ok("SEARCH NEW"), "* SEARCH 2", true)
+	want("STORE answer", a.ok(`STORE 2 +FLAGS (\Flagged)`), `* 2 FETCH (UID 2 FLAGS (\Flagged \Recent))`, true)
+
+	want("second SELECT", b.ok("SELECT INBOX"), "* 0 RECENT", true)
+	want("second SEARCH RECENT", b.ok("SEARCH RECENT"), "* SEARCH", true)
+	want("STATUS after SELECT", login().ok("STATUS INBOX (RECENT)"), "* STATUS INBOX (RECENT 0)", true)
+
+	// A new message goes to the first selected session that hears of it.
+	e.deliver(t, "alice@example.org", "Subject: m3\r\n\r\nx\r\n")
+	lines = a.ok("NOOP")
+	want("NOOP after delivery", lines, "* 3 EXISTS", true)
+	want("NOOP after delivery", lines, "* 3 RECENT", true)
+	lines = b.ok("NOOP")
+	want("other NOOP after delivery", lines, "* 3 EXISTS", true)
+	if index(lines, "* 1 RECENT") >= 0 || index(lines, "* 3 RECENT") >= 0 {
+		t.Errorf("other session also got the new message as recent: %q", lines)
+	}
+	want("FETCH new", b.ok("FETCH 3 FLAGS"), `* 3 FETCH (UID 3 FLAGS ())`, true)
+	if lines := v2.ok("NOOP"); strings.Contains(strings.Join(lines, ""), "RECENT") {
+		t.Errorf("rev2 NOOP: %q", lines)
+	}
+}
+
+// The RECENT count an update sends leaves out the messages this session expunged.
+func TestRecentCountAfterExpunge(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "alice@example.org", "Subject: m1\r\n\r\nx\r\n")
+	e.deliver(t, "alice@example.org", "Subject: m2\r\n\r\nx\r\n")
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	if lines := r.ok("SELECT INBOX"); !slices.Contains(lines, "* 2 RECENT") {
+		t.Fatalf("SELECT: %q", lines)
+	}
+	r.ok(`STORE 1 +FLAGS.SILENT (\Deleted)`)
+	r.ok("EXPUNGE")
+	e.deliver(t, "alice@example.org", "Subject: m3\r\n\r\nx\r\n")
+	if lines := r.ok("NOOP"); !slices.Contains(lines, "* 2 RECENT") || !slices.Contains(lines, "* 2 EXISTS") {
+		t.Fatalf("NOOP after EXPUNGE and a delivery: %q, want * 2 EXISTS and * 2 RECENT", lines)
 	}
 }

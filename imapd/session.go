@@ -53,6 +53,35 @@ type selected struct {
 	// keyword: imapserver gives STORE only a FetchWriter, so they wait for the poll that
 	// follows the command and go out after the FLAGS response.
 	held []heldFetch
+
+	// recent are the UIDs that are \Recent to this session (IMAP4rev1 only, recent.go).
+	recent    map[uint32]bool
+	recentKey recentKey
+}
+
+// withRecent returns the flags of message uid as the client sees them: with \Recent when
+// it is recent to this session.
+func (sel *selected) withRecent(uid uint32, flags []string) []string {
+	if !sel.recent[uid] {
+		return flags
+	}
+	return append(slices.Clone(flags), `\Recent`)
+}
+
+// rev1 reports whether the client has not ENABLEd IMAP4rev2, so that \Recent applies.
+func (s *session) rev1() bool { return !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) }
+
+// takeRecent marks those of uids that are still recent as recent to this session, and
+// takes them unless the mailbox is read-only. It returns how many there were.
+func (s *session) takeRecent(sel *selected, uids []uint32) int {
+	if !s.rev1() || len(uids) == 0 {
+		return 0
+	}
+	got := s.srv.recent.recent(sel.recentKey, uids, !sel.readOnly)
+	for _, uid := range got {
+		sel.recent[uid] = true
+	}
+	return len(got)
 }
 
 type heldFetch struct {
@@ -396,10 +425,39 @@ func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusDat
 		d.AppendLimit = &l
 	}
 	if opts.NumRecent {
-		var zero uint32
-		d.NumRecent = &zero
+		n, err := s.statusRecent(c, st)
+		if err != nil {
+			return nil, s.logErr("status", err)
+		}
+		d.NumRecent = &n
 	}
 	return d, nil
+}
+
+// statusRecent counts the messages of st that are still recent (recent.go).
+func (s *session) statusRecent(c context.Context, st store.Status) (uint32, error) {
+	if !s.rev1() {
+		return 0, nil
+	}
+	k := recentKey{user: s.user.Name(), mailbox: st.ID, uidValidity: st.UIDValidity}
+	floor := s.srv.recent.floor(k)
+	switch {
+	case floor == 0:
+		return st.Messages, nil
+	case floor >= st.UIDNext:
+		return 0, nil
+	}
+	_, msgs, err := s.user.Messages(c, st.Name)
+	if err != nil {
+		return 0, err
+	}
+	var n uint32
+	for _, m := range msgs {
+		if m.UID >= floor {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
@@ -455,6 +513,9 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 		}
 	}
 	sel.newFlags = false // SELECT's own FLAGS response names them all
+	sel.recent = map[uint32]bool{}
+	sel.recentKey = recentKey{user: s.user.Name(), mailbox: mb.ID, uidValidity: mb.UIDValidity}
+	numRecent := s.takeRecent(sel, sel.uids)
 	s.mu.Lock()
 	s.sel = sel
 	s.mu.Unlock()
@@ -467,6 +528,7 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 		Flags:             mflags,
 		PermanentFlags:    perm,
 		NumMessages:       uint32(len(msgs)),
+		NumRecent:         uint32(numRecent),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(mb.UIDNext),
 		UIDValidity:       mb.UIDValidity,
@@ -534,6 +596,7 @@ func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) err
 			continue
 		}
 		for _, uid := range ev.UIDs {
+			delete(sel.recent, uid)
 			if seq := sel.seqOf(uid); seq > 0 {
 				sel.removeAt(seq)
 				if werr == nil {
@@ -568,22 +631,27 @@ func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge b
 		sel.newFlags = false
 	}
 	for _, h := range sel.held {
-		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(h.flags)))
+		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(sel.withRecent(h.uid, h.flags))))
 	}
 	sel.held = nil
-	exists := false
+	exists, recent := false, false
 	i := 0
 loop:
 	for ; i < len(sel.pending); i++ {
 		ev := sel.pending[i]
 		switch ev.Kind {
 		case store.Appended:
+			var added []uint32
 			for _, uid := range ev.UIDs {
 				if uid > sel.maxUID() && !sel.gone[uid] {
 					sel.uids = append(sel.uids, uid)
+					added = append(added, uid)
 					exists = true
 				}
 				delete(sel.gone, uid)
+			}
+			if s.takeRecent(sel, added) > 0 {
+				recent = true
 			}
 		case store.Expunged:
 			if !allowExpunge {
@@ -594,7 +662,12 @@ loop:
 				setErr(w.WriteNumMessages(uint32(len(sel.uids))))
 				exists = false
 			}
+			if recent {
+				setErr(w.WriteNumRecent(uint32(len(sel.recent))))
+				recent = false
+			}
 			for _, uid := range ev.UIDs {
+				delete(sel.recent, uid)
 				if seq := sel.seqOf(uid); seq > 0 {
 					sel.removeAt(seq)
 					setErr(w.WriteExpunge(uint32(seq)))
@@ -608,7 +681,7 @@ loop:
 			}
 			for _, m := range ev.Messages {
 				if seq := sel.seqOf(m.UID); seq > 0 {
-					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(m.Flags)))
+					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags))))
 				}
 			}
 		case store.MailboxDeleted:
@@ -619,6 +692,9 @@ loop:
 	sel.pending = sel.pending[i:]
 	if exists {
 		setErr(w.WriteNumMessages(uint32(len(sel.uids))))
+	}
+	if recent {
+		setErr(w.WriteNumRecent(uint32(len(sel.recent))))
 	}
 	return werr
 }
@@ -961,7 +1037,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 		rw := w.CreateMessage(seqs[i])
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(toIMAPFlags(m.Flags))
+		rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, m.Flags)))
 		if err := rw.Close(); err != nil {
 			return err
 		}
