@@ -209,6 +209,7 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
+		m.Flags = sel.withRecent(m.UID, m.Flags)
 		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
 		release()
 		if err != nil {
@@ -654,13 +655,14 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 	if !matchDate(mm.m.InternalDate, c.Since, c.Before) {
 		return false
 	}
+	flags := mm.sel.withRecent(mm.m.UID, mm.m.Flags)
 	for _, f := range c.Flag {
-		if !hasFlag(mm.m.Flags, string(f)) {
+		if !hasFlag(flags, string(f)) {
 			return false
 		}
 	}
 	for _, f := range c.NotFlag {
-		if hasFlag(mm.m.Flags, string(f)) {
+		if hasFlag(flags, string(f)) {
 			return false
 		}
 	}

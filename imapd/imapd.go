@@ -134,6 +134,7 @@ type Server struct {
 	users userLimits
 	// searchRead counts the bytes SEARCH has read of message files (for tests).
 	searchRead atomic.Int64
+	recent     recentFloors // \Recent, see recent.go
 
 	mu      sync.Mutex
 	lns     map[net.Listener]*chanListener

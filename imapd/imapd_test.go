@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +113,7 @@ func TestClientFlow(t *testing.T) {
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("fetch %d %v", len(msgs), err)
 	}
-	if msgs[0].Envelope.Subject != "quarterly report" || msgs[0].RFC822Size != int64(len(msgA)) || len(msgs[0].Flags) != 0 {
+	if msgs[0].Envelope.Subject != "quarterly report" || msgs[0].RFC822Size != int64(len(msgA)) || !slices.Equal(msgs[0].Flags, []imap.Flag{`\Recent`}) {
 		t.Fatalf("fetch 1: %+v", msgs[0])
 	}
 	if got := string(msgs[0].FindBodySection(&imap.FetchItemBodySection{})); got != msgA {
@@ -328,7 +329,7 @@ func TestIdleSeesOtherSessionsAndDelivery(t *testing.T) {
 	if err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
-	wait(`FETCH 1 [\Flagged]`)
+	wait(`FETCH 1 [\Flagged \Recent]`) // recent to a, which had INBOX selected first
 	b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close()
 	if err := b.Expunge().Close(); err != nil {
 		t.Fatal(err)

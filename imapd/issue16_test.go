@@ -48,7 +48,7 @@ func TestMoveIntoSelectedMailbox(t *testing.T) {
 	}
 	r.ok("NOOP")
 	lines = r.ok("FETCH 1:* (UID FLAGS)")
-	if got := strings.Join(lines, "|"); got != `* 1 FETCH (UID 3 FLAGS ())|* 2 FETCH (UID 4 FLAGS (\Flagged))|* 3 FETCH (UID 5 FLAGS ())` {
+	if got := strings.Join(lines, "|"); got != `* 1 FETCH (UID 3 FLAGS (\Recent))|* 2 FETCH (UID 4 FLAGS (\Flagged \Recent))|* 3 FETCH (UID 5 FLAGS (\Recent))` {
 		t.Fatalf("after MOVE into INBOX: %q", got)
 	}
 	lines = r.ok("STATUS INBOX (MESSAGES UIDNEXT)")

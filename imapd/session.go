@@ -42,6 +42,96 @@ type selected struct {
 	pending  []store.Event
 	gone     map[uint32]bool // expunged before the client learned of them
 	saved    []uint32        // SEARCHRES ($)
+
+	// keywords are the flags beyond baseFlags that the client has been told of in FLAGS,
+	// by lower case. A STORE, APPEND, COPY or another session's change that brings a new
+	// one sets newFlags, and the next poll sends FLAGS before any FETCH that shows it
+	// (RFC 3501 §7.2.6, RFC 9051 §7.3.5).
+	keywords map[string]string
+	newFlags bool
+	// held are the FETCH responses of this session's own STORE when it introduced a
+	// keyword: imapserver gives STORE only a FetchWriter, so they wait for the poll that
+	// follows the command and go out after the FLAGS response.
+	held []heldFetch
+
+	// recent are the UIDs that are \Recent to this session (IMAP4rev1 only, recent.go).
+	recent    map[uint32]bool
+	recentKey recentKey
+}
+
+// withRecent returns the flags of message uid as the client sees them: with \Recent when
+// it is recent to this session.
+func (sel *selected) withRecent(uid uint32, flags []string) []string {
+	if !sel.recent[uid] {
+		return flags
+	}
+	return append(slices.Clone(flags), `\Recent`)
+}
+
+// rev1 reports whether the client has not ENABLEd IMAP4rev2, so that \Recent applies.
+func (s *session) rev1() bool { return !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) }
+
+// takeRecent marks those of uids that are still recent as recent to this session, and
+// takes them unless the mailbox is read-only. It returns how many there were.
+func (s *session) takeRecent(sel *selected, uids []uint32) int {
+	if !s.rev1() || len(uids) == 0 {
+		return 0
+	}
+	got := s.srv.recent.recent(sel.recentKey, uids, !sel.readOnly)
+	for _, uid := range got {
+		sel.recent[uid] = true
+	}
+	return len(got)
+}
+
+type heldFetch struct {
+	seq, uid uint32
+	flags    []string
+}
+
+// baseFlags are the flags every mailbox's FLAGS lists; permanentBase those a client may
+// set permanently before any keyword.
+var (
+	baseFlags     = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagForwarded, imap.FlagJunk, imap.FlagNotJunk}
+	permanentBase = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	isBaseFlag    = func() map[string]bool {
+		m := map[string]bool{}
+		for _, f := range baseFlags {
+			m[strings.ToLower(string(f))] = true
+		}
+		return m
+	}()
+)
+
+// learn records the keywords among flags; it reports whether one was new to the client.
+func (sel *selected) learn(flags []string) bool {
+	added := false
+	for _, f := range flags {
+		lf := strings.ToLower(f)
+		if isBaseFlag[lf] || strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if _, ok := sel.keywords[lf]; !ok {
+			sel.keywords[lf] = f
+			sel.newFlags = true
+			added = true
+		}
+	}
+	return added
+}
+
+// mailboxFlags is the FLAGS list: the base flags and the keywords, sorted.
+func (sel *selected) mailboxFlags() []imap.Flag {
+	kw := make([]string, 0, len(sel.keywords))
+	for _, f := range sel.keywords {
+		kw = append(kw, f)
+	}
+	sort.Strings(kw)
+	out := slices.Clone(baseFlags)
+	for _, f := range kw {
+		out = append(out, imap.Flag(f))
+	}
+	return out
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -424,10 +514,39 @@ func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusDat
 		d.AppendLimit = &l
 	}
 	if opts.NumRecent {
-		var zero uint32
-		d.NumRecent = &zero
+		n, err := s.statusRecent(c, st)
+		if err != nil {
+			return nil, s.logErr("status", err)
+		}
+		d.NumRecent = &n
 	}
 	return d, nil
+}
+
+// statusRecent counts the messages of st that are still recent (recent.go).
+func (s *session) statusRecent(c context.Context, st store.Status) (uint32, error) {
+	if !s.rev1() {
+		return 0, nil
+	}
+	k := recentKey{user: s.user.Name(), mailbox: st.ID, uidValidity: st.UIDValidity}
+	floor := s.srv.recent.floor(k)
+	switch {
+	case floor == 0:
+		return st.Messages, nil
+	case floor >= st.UIDNext:
+		return 0, nil
+	}
+	_, msgs, err := s.user.Messages(c, st.Name)
+	if err != nil {
+		return 0, err
+	}
+	var n uint32
+	for _, m := range msgs {
+		if m.UID >= floor {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOptions) (*imap.AppendData, error) {
@@ -472,26 +591,33 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 		w.Close()
 		return nil, s.logErr("select", err)
 	}
-	sel := &selected{mb: mb, readOnly: opts != nil && opts.ReadOnly, w: w, gone: map[uint32]bool{}}
+	sel := &selected{mb: mb, readOnly: opts != nil && opts.ReadOnly, w: w, gone: map[uint32]bool{}, keywords: map[string]string{}}
 	sel.uids = make([]uint32, len(msgs))
 	var firstUnseen uint32
 	for i, m := range msgs {
 		sel.uids[i] = m.UID
+		sel.learn(m.Flags)
 		if firstUnseen == 0 && !hasFlag(m.Flags, store.FlagSeen) {
 			firstUnseen = uint32(i + 1)
 		}
 	}
+	sel.newFlags = false // SELECT's own FLAGS response names them all
+	sel.recent = map[uint32]bool{}
+	sel.recentKey = recentKey{user: s.user.Name(), mailbox: mb.ID, uidValidity: mb.UIDValidity}
+	numRecent := s.takeRecent(sel, sel.uids)
 	s.mu.Lock()
 	s.sel = sel
 	s.mu.Unlock()
-	perm := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagWildcard}
+	mflags := sel.mailboxFlags()
+	perm := append(append(slices.Clone(permanentBase), mflags[len(permanentBase):]...), imap.FlagWildcard)
 	if sel.readOnly {
 		perm = []imap.Flag{} // RFC 3501 §6.3.2: no permanent flags in a read-only mailbox
 	}
 	return &imap.SelectData{
-		Flags:             []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft, imap.FlagForwarded, imap.FlagJunk, imap.FlagNotJunk},
+		Flags:             mflags,
 		PermanentFlags:    perm,
 		NumMessages:       uint32(len(msgs)),
+		NumRecent:         uint32(numRecent),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(mb.UIDNext),
 		UIDValidity:       mb.UIDValidity,
@@ -559,6 +685,7 @@ func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) err
 			continue
 		}
 		for _, uid := range ev.UIDs {
+			delete(sel.recent, uid)
 			if seq := sel.seqOf(uid); seq > 0 {
 				sel.removeAt(seq)
 				if werr == nil {
@@ -579,25 +706,41 @@ func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge b
 	if err := s.take(sel); err != nil {
 		return err
 	}
-	exists := false
-	i := 0
 	var werr error
 	setErr := func(err error) {
 		if werr == nil {
 			werr = err
 		}
 	}
+	// FLAGS first, so that no FETCH below or after shows a keyword the client has not
+	// been told of. Keywords announced early, of messages expunged meanwhile, do no harm.
+	s.learnPending(sel)
+	if sel.newFlags {
+		setErr(w.WriteMailboxFlags(sel.mailboxFlags()))
+		sel.newFlags = false
+	}
+	for _, h := range sel.held {
+		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(sel.withRecent(h.uid, h.flags))))
+	}
+	sel.held = nil
+	exists, recent := false, false
+	i := 0
 loop:
 	for ; i < len(sel.pending); i++ {
 		ev := sel.pending[i]
 		switch ev.Kind {
 		case store.Appended:
+			var added []uint32
 			for _, uid := range ev.UIDs {
 				if uid > sel.maxUID() && !sel.gone[uid] {
 					sel.uids = append(sel.uids, uid)
+					added = append(added, uid)
 					exists = true
 				}
 				delete(sel.gone, uid)
+			}
+			if s.takeRecent(sel, added) > 0 {
+				recent = true
 			}
 		case store.Expunged:
 			if !allowExpunge {
@@ -608,7 +751,12 @@ loop:
 				setErr(w.WriteNumMessages(uint32(len(sel.uids))))
 				exists = false
 			}
+			if recent {
+				setErr(w.WriteNumRecent(uint32(len(sel.recent))))
+				recent = false
+			}
 			for _, uid := range ev.UIDs {
+				delete(sel.recent, uid)
 				if seq := sel.seqOf(uid); seq > 0 {
 					sel.removeAt(seq)
 					setErr(w.WriteExpunge(uint32(seq)))
@@ -622,7 +770,7 @@ loop:
 			}
 			for _, m := range ev.Messages {
 				if seq := sel.seqOf(m.UID); seq > 0 {
-					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(m.Flags)))
+					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags))))
 				}
 			}
 		case store.MailboxDeleted:
@@ -634,7 +782,43 @@ loop:
 	if exists {
 		setErr(w.WriteNumMessages(uint32(len(sel.uids))))
 	}
+	if recent {
+		setErr(w.WriteNumRecent(uint32(len(sel.recent))))
+	}
 	return werr
+}
+
+// learnPending records the keywords of the pending flag changes and new messages.
+func (s *session) learnPending(sel *selected) {
+	var added []uint32
+	for _, ev := range sel.pending {
+		switch ev.Kind {
+		case store.FlagsChanged:
+			for _, m := range ev.Messages {
+				sel.learn(m.Flags)
+			}
+		case store.Appended:
+			for _, uid := range ev.UIDs {
+				if uid > sel.maxUID() && !sel.gone[uid] {
+					added = append(added, uid)
+				}
+			}
+		}
+	}
+	if len(added) == 0 {
+		return
+	}
+	c, cancel := ctx()
+	defer cancel()
+	msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, added)
+	if err != nil {
+		// Not fatal: a FETCH may then show the keyword before FLAGS does.
+		s.logErr("poll", err)
+		return
+	}
+	for _, m := range msgs {
+		sel.learn(m.Flags)
+	}
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
@@ -912,6 +1096,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if _, err := s.user.SetFlags(c, sel.mb, uids, op, fromIMAPFlags(flags.Flags), s); err != nil {
 		return s.logErr("store", err)
 	}
+	hold := false
+	if op != store.FlagsRemove {
+		s.mu.Lock()
+		hold = sel.learn(store.NormalizeFlags(fromIMAPFlags(flags.Flags)))
+		s.mu.Unlock()
+	}
 	if flags.Silent {
 		return nil
 	}
@@ -928,9 +1118,15 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if !ok {
 			continue // expunged meanwhile
 		}
+		if hold {
+			s.mu.Lock()
+			sel.held = append(sel.held, heldFetch{seq: seqs[i], uid: uid, flags: m.Flags})
+			s.mu.Unlock()
+			continue
+		}
 		rw := w.CreateMessage(seqs[i])
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(toIMAPFlags(m.Flags))
+		rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, m.Flags)))
 		if err := rw.Close(); err != nil {
 			return err
 		}
