@@ -51,14 +51,31 @@ smtp:
 	return path
 }
 
+// dialFrom connects to addr from the local address src ("" for any; Linux routes all of
+// 127.0.0.0/8 to lo, so a test can be several clients) and sets deadline on the
+// connection. Every e2e client dials through it.
+func dialFrom(addr, src string, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.SetDeadline(deadline); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // e2eDial connects to addr from the loopback address src ("127.0.0.2": Linux routes all
 // of 127.0.0.0/8 to lo, so a test can be several clients) and says EHLO helo.
 func e2eDial(t *testing.T, addr, src, helo string) *smtp.Client {
 	t.Helper()
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	conn, err := d.Dial("tcp", addr)
+	conn, err := dialFrom(addr, src, time.Now().Add(60*time.Second))
 	require.NoError(t, err, "dial %s from %s", addr, src)
-	require.NoError(t, conn.SetDeadline(time.Now().Add(60*time.Second)))
 	c := smtp.NewClient(conn)
 	require.NoError(t, c.Hello(helo))
 	return c

@@ -109,16 +109,7 @@ type imapConn struct {
 }
 
 // dialIMAP connects and reads the greeting.
-func dialIMAP(addr string) (*imapConn, string, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, "", err
-	}
-	c.SetDeadline(time.Now().Add(2 * time.Minute))
-	ic := &imapConn{conn: c, r: bufio.NewReader(c)}
-	l, err := ic.line()
-	return ic, l, err
-}
+func dialIMAP(addr string) (*imapConn, string, error) { return dialIMAPFrom(addr, "") }
 
 // loginIMAP connects, upgrades with STARTTLS and logs in as the postmaster.
 func loginIMAP(t *testing.T, addr, pass string) *imapConn {
@@ -381,12 +372,10 @@ func flood(t *testing.T, addr, src string, n int) ([]net.Conn, []string) {
 	t.Helper()
 	var conns []net.Conn
 	var firsts []string
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	for range n {
-		c, err := d.Dial("tcp", addr)
+		c, err := dialFrom(addr, src, time.Now().Add(60*time.Second))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(60 * time.Second))
 		l, _ := bufio.NewReader(c).ReadString('\n')
 		conns = append(conns, c)
 		firsts = append(firsts, strings.TrimRight(l, "\r\n"))
@@ -482,14 +471,12 @@ func TestE2EIMAPConnectionFlood(t *testing.T) {
 	require.NotContains(t, srv.logText(), "level=ERROR")
 }
 
-// dialIMAPFrom is dialIMAP from the loopback address src.
+// dialIMAPFrom is dialIMAP from the local address src ("" for any).
 func dialIMAPFrom(addr, src string) (*imapConn, string, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
+	c, err := dialFrom(addr, src, time.Now().Add(2*time.Minute))
 	if err != nil {
 		return nil, "", err
 	}
-	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	ic := &imapConn{conn: c, r: bufio.NewReader(c)}
 	l, err := ic.line()
 	return ic, l, err

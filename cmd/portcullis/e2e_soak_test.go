@@ -197,24 +197,10 @@ func (l *soakLedger) note(id, who string, err error) {
 	}
 }
 
-// soakDial connects to addr from the loopback address src with a deadline.
-func soakDial(addr, src string, deadline time.Time) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.SetDeadline(deadline); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
 // soakSMTP opens an SMTP session on addr from src: EHLO, or STARTTLS and AUTH as user
 // when tlsConf is set.
 func soakSMTP(addr, src string, deadline time.Time, tlsConf *tls.Config, user, pass string) (*smtp.Client, net.Conn, error) {
-	conn, err := soakDial(addr, src, deadline)
+	conn, err := dialFrom(addr, src, deadline)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -529,7 +515,7 @@ func TestE2ESoak(t *testing.T) {
 	// failure: that is what a full pool does; the MX client above keeps its session).
 	spawn("mx probe", 1, func(int) {
 		for sleepCtx(ctx, 2*time.Second) {
-			c, err := soakDial(addr["mx"], "127.0.0.204", time.Now().Add(10*time.Second))
+			c, err := dialFrom(addr["mx"], "127.0.0.204", time.Now().Add(10*time.Second))
 			if err != nil {
 				attacks.add("mx new-connection probe: " + err.Error())
 				continue
@@ -587,7 +573,7 @@ func TestE2ESoak(t *testing.T) {
 	spawn("smtp drip", 10, func(i int) {
 		src := fmt.Sprintf("127.0.0.%d", 26+i%2)
 		for ctx.Err() == nil {
-			c, err := soakDial(addr["mx"], src, loadEnd.Add(time.Minute))
+			c, err := dialFrom(addr["mx"], src, loadEnd.Add(time.Minute))
 			if err != nil {
 				attacks.add("smtp drip: " + err.Error())
 				sleepCtx(ctx, 500*time.Millisecond)
@@ -650,7 +636,7 @@ func TestE2ESoak(t *testing.T) {
 			return
 		}
 		for ctx.Err() == nil {
-			c, err := soakDial(addr["mx"], src, loadEnd.Add(time.Minute))
+			c, err := dialFrom(addr["mx"], src, loadEnd.Add(time.Minute))
 			if err != nil {
 				attacks.add("smtp slowloris: " + err.Error())
 				sleepCtx(ctx, 250*time.Millisecond)
@@ -758,7 +744,7 @@ func TestE2ESoak(t *testing.T) {
 	// --- HTTP flood: 40 clients that never finish their request header, back at once.
 	spawn("http flood", 40, func(int) {
 		for ctx.Err() == nil {
-			c, err := soakDial(addr["http"], "127.0.0.50", loadEnd.Add(time.Minute))
+			c, err := dialFrom(addr["http"], "127.0.0.50", loadEnd.Add(time.Minute))
 			if err != nil {
 				attacks.add("http flood: " + err.Error())
 				sleepCtx(ctx, 250*time.Millisecond)

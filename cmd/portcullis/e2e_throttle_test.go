@@ -7,7 +7,6 @@ package main
 
 import (
 	"crypto/tls"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -123,13 +122,8 @@ func TestE2EThrottleOwnerNotLockedOut(t *testing.T) {
 // client says EHLO localhost). Unlike e2eDial it returns its errors, since the attackers
 // run outside the test's goroutine.
 func dialStartTLS(addr, src string, tlsConf *tls.Config) (*smtp.Client, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	conn, err := d.Dial("tcp", addr)
+	conn, err := dialFrom(addr, src, time.Now().Add(time.Minute))
 	if err != nil {
-		return nil, err
-	}
-	if err := conn.SetDeadline(time.Now().Add(time.Minute)); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	return smtp.NewClientStartTLS(conn, tlsConf)
