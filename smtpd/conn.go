@@ -129,7 +129,11 @@ func (c *conn) Read(b []byte) (int, error) {
 }
 
 // replyLineTimeout ends a session whose command line was not complete in time.
-const replyLineTimeout = "421 4.4.2 Timeout: the command line was not complete in time, closing connection\r\n"
+const replyLineTimeout = "421 4.4.2 " + lineTimeoutText + "\r\n"
+
+// lineTimeoutText is the text of both ways a session ends for a late command line: the
+// reply written beneath go-smtp (replyLineTimeout) and errTimeout.
+const lineTimeoutText = "Timeout: the command line was not complete in time, closing connection"
 
 // startTLSReply is what go-smtp answers to STARTTLS before the handshake; from then on
 // the bytes below it are TLS records.

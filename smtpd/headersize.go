@@ -31,7 +31,7 @@ var crlfcrlf = []byte("\r\n\r\n")
 // the empty line that ends it, that line excluded) is longer than limit bytes. A
 // message without an empty line is all header. raw has CRLF line endings (bare CR and
 // LF are refused before), so the empty line is the first CRLF CRLF, as
-// internal/mailheader finds it; only the first limit+4 bytes are looked at.
+// internal/mailheader finds it; only the first limit+2 bytes are looked at.
 func headerTooLarge(raw []byte, limit int) bool {
 	if limit <= 0 || len(raw) <= limit {
 		return false

@@ -336,6 +336,25 @@ func tempFileIn(dir string) func() (*os.File, error) {
 	}
 }
 
+// freeSpaceTTL is how long a free-space reading serves: one statfs a second rather than
+// one per MAIL command, whatever the rate of transactions.
+var freeSpaceTTL = time.Second
+
+// queueFree returns the queue's free space, read at most once per freeSpaceTTL.
+func (s *Server) queueFree() (int64, error) {
+	now := time.Now().UnixNano()
+	if at := s.freeAt.Load(); at != 0 && now-at < int64(freeSpaceTTL) {
+		return s.freeBytes.Load(), nil
+	}
+	free, err := s.freeSpace()
+	if err != nil {
+		return 0, err
+	}
+	s.freeBytes.Store(free)
+	s.freeAt.Store(now)
+	return free, nil
+}
+
 // checkQueueSpace refuses MAIL while the queue's file system has less free space than
 // Config.QueueMinFree, or less than 1.5 times the announced SIZE (Postfix's
 // queue_minfree and its smtpd_check_size), so that a full disk is told before the client
@@ -345,7 +364,7 @@ func (st *connState) checkQueueSpace(opts *smtp.MailOptions) error {
 	if st.srv.freeSpace == nil || st.l.cfg.Mode == ModeLMTP {
 		return nil
 	}
-	free, err := st.srv.freeSpace()
+	free, err := st.srv.queueFree()
 	if err != nil {
 		st.srv.log.Warn("smtp free space check failed", "id", st.tx.Conn.ID, "err", err)
 		return nil

@@ -142,6 +142,8 @@ type Server struct {
 	mem       *memBudget               // Config.MaxDataMemory (see msgbuf.go)
 	tempFile  func() (*os.File, error) // where large messages go while they arrive
 	freeSpace func() (int64, error)    // the queue's free space; nil: not checked
+	freeAt    atomic.Int64             // when freeBytes was read (Unix ns); 0: never
+	freeBytes atomic.Int64             // the last reading of freeSpace
 	wg        sync.WaitGroup           // accept loops, and each connection until it is closed
 	errorLog  *log.Logger              // go-smtp's, into s.log
 }
