@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 

@@ -1,6 +1,10 @@
 package content
 
-import "github.com/portcullis-mail/portcullis/bytesize"
+import (
+	"errors"
+
+	"github.com/portcullis-mail/portcullis/bytesize"
+)
 
 // Limits bound the work done on one message. A zero field takes its default
 // (DefaultLimits). Reaching a limit is not an error: the walk stops descending there,
@@ -55,6 +59,9 @@ var DefaultLimits = Limits{
 	MaxUncompressedSize: 32 << 20,
 	MaxRatio:            100,
 }
+
+// ErrTooLarge is returned (wrapped) by WalkBytes for a message larger than MaxSize.
+var ErrTooLarge = errors.New("content: message exceeds max_size")
 
 // withDefaults returns l with zero (or negative) fields replaced by the defaults.
 func (l Limits) withDefaults() Limits {

@@ -2,6 +2,7 @@ package content
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -57,7 +58,12 @@ func (p *Policy) CheckData(ctx context.Context, tx *policy.Transaction) policy.R
 	}
 	m, err := ParseWith(tx.Message, p.lim)
 	if err != nil {
-		unread := &Message{Truncated: true, LimitsHit: []string{LimitSize}, Errors: []string{"0: " + limitCodes[LimitSize]}}
+		// Not walked is unknown, never clean; max_size is named only when it was the cause
+		// (the message could also not be read).
+		unread := &Message{Truncated: true}
+		if errors.Is(err, ErrTooLarge) {
+			unread.LimitsHit, unread.Errors = []string{LimitSize}, []string{"0: " + limitCodes[LimitSize]}
+		}
 		return policy.Result{Status: policy.StatusPermError, Reason: "content.error", Err: err, Facts: Facts(unread)}
 	}
 	facts := Facts(m)

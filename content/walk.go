@@ -141,7 +141,7 @@ func Walk(r io.Reader, lim Limits) (*Message, error) {
 func WalkBytes(raw []byte, lim Limits) (*Message, error) {
 	lim = lim.withDefaults()
 	if int64(len(raw)) > int64(lim.MaxSize) {
-		return nil, fmt.Errorf("content: message of %d bytes exceeds the limit of %d bytes", len(raw), lim.MaxSize)
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d bytes", ErrTooLarge, len(raw), lim.MaxSize)
 	}
 	w := &walker{lim: lim, msg: &Message{Raw: raw}}
 	w.entity(raw, 0, len(raw), 0, "", true, HeaderPrimary, "text/plain")

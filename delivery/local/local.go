@@ -135,10 +135,14 @@ func (d *Deliverer) CheckQuota(ctx context.Context, rcpt string, size int64) err
 		return nil
 	}
 	// Unknown users first: the store would create a mailbox for any name it is asked.
-	if err := d.exists(ctx, rcpt, user); delivery.IsPermanent(err) {
-		return nil
-	} else if err != nil {
-		return err
+	if d.cfg.Exists != nil {
+		ok, err := d.cfg.Exists(ctx, user)
+		if err != nil {
+			return fmt.Errorf("local: looking up %s: %w", user, err)
+		}
+		if !ok {
+			return nil
+		}
 	}
 	return storeError(user, d.cfg.Store.CheckQuota(ctx, user, max(size, 0)))
 }
