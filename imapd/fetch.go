@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH in non-UTF-8 text
 	"github.com/emersion/go-message/mail"
 
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -37,7 +37,7 @@ func (s *session) readMessage(mb store.Mailbox, m store.Message) ([]byte, error)
 		return nil, fmt.Errorf("imapd: message %d larger than %d bytes", m.UID, int64(s.srv.cfg.MaxFetchSize))
 	}
 	if m.SizeCRLF != m.Size {
-		b = toCRLF(b) // written by another program with bare LF; IMAP sends CRLF (RFC 3501 §2.3.4)
+		b = mailheader.CRLF(b) // written by another program with bare LF; IMAP sends CRLF (RFC 3501 §2.3.4)
 	}
 	return b, nil
 }
@@ -51,47 +51,16 @@ func (s *session) readHeader(mb store.Mailbox, m store.Message, limit int64) ([]
 		return nil, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(io.LimitReader(f, limit), 4<<10)
-	var b []byte
-	lineStart := true
-	for {
-		l, err := r.ReadSlice('\n')
-		b = append(b, l...)
-		s.srv.searchRead.Add(int64(len(l)))
-		if lineStart && (string(l) == "\r\n" || string(l) == "\n") {
-			break // the empty line that ends the header
-		}
-		lineStart = err == nil
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err == io.EOF {
-			if int64(len(b)) >= limit { // cut at the limit: keep the whole lines
-				b = b[:bytes.LastIndexByte(b, '\n')+1]
-				b = append(b, "\r\n"...)
-			}
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("imapd: read message %d: %w", m.UID, err)
-		}
+	b, err := mailheader.ReadBlock(f, int(limit))
+	if errors.Is(err, mailheader.ErrTooLong) { // cut at the limit: keep the whole lines
+		b, err = b[:bytes.LastIndexByte(b, '\n')+1], nil
 	}
-	if m.SizeCRLF != m.Size {
-		b = toCRLF(b)
+	if err != nil {
+		return nil, fmt.Errorf("imapd: read message %d: %w", m.UID, err)
 	}
-	return b, nil
-}
-
-// toCRLF turns bare LF line ends into CRLF.
-func toCRLF(b []byte) []byte {
-	out := make([]byte, 0, len(b)+len(b)/32)
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
+	s.srv.searchRead.Add(int64(len(b)))
+	// The empty line that ends the header, which ReadBlock leaves out.
+	return append(mailheader.CRLF(b), "\r\n"...), nil
 }
 
 func needsBody(o *imap.FetchOptions) bool {

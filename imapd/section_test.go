@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
@@ -150,7 +151,7 @@ func checkSections(t *testing.T, name string, msg []byte, rnd *rand.Rand) {
 	paths = append(paths, []int{9}, []int{1, 9})
 	parses := headerParses(msg)
 	for _, lf := range []bool{false, true} {
-		if lf && !bytes.Equal(toCRLF(bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))), msg) {
+		if lf && !bytes.Equal(mailheader.CRLF(bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))), msg) {
 			continue // CRs before line ends: no bare-LF file gives this message back
 		}
 		mf := sectionFile(t, msg, lf)
@@ -217,7 +218,7 @@ func TestSectionsMatchImapserver(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkSections(t, filepath.Base(f), toCRLF(b), rnd)
+			checkSections(t, filepath.Base(f), mailheader.CRLF(b), rnd)
 			n++
 		}
 	}
@@ -355,7 +356,7 @@ func FuzzSections(f *testing.F) {
 		f.Add([]byte(m))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		msg = toCRLF(msg)
+		msg = mailheader.CRLF(msg)
 		mf := sectionFile(t, msg, false)
 		var paths [][]int
 		partPaths(mf.tree.bodyStructure(), nil, &paths)

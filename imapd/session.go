@@ -107,8 +107,11 @@ var (
 func (sel *selected) learn(flags []string) bool {
 	added := false
 	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) { // system flags: no allocation for the common case
+			continue
+		}
 		lf := strings.ToLower(f)
-		if isBaseFlag[lf] || strings.HasPrefix(f, `\`) {
+		if isBaseFlag[lf] {
 			continue
 		}
 		if _, ok := sel.keywords[lf]; !ok {

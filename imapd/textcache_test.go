@@ -13,6 +13,7 @@ import (
 	gomessage "github.com/emersion/go-message"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
@@ -90,7 +91,7 @@ func TestTextDocMatchesWalk(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs = append(msgs, string(toCRLF(b)))
+			msgs = append(msgs, string(mailheader.CRLF(b)))
 		}
 	}
 	if len(msgs) < 100 {
