@@ -63,6 +63,10 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	r := &rig{t: t, dir: dir, sp: sp, md: md, q: q, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- q.Run(ctx) }()
 	t.Cleanup(r.stop)
+	// Return once the manager runs: messages its first rescan finds are backlog, not
+	// arrivals, so a test's enqueues must come after it (a loaded CI machine once started
+	// it after five enqueues of TestInflowBurstWaits).
+	r.idle()
 	return r
 }
 
@@ -662,9 +666,6 @@ func TestInflowBurstWaits(t *testing.T) {
 		t.Fatal("no portcullis_delivery_inflow_busy metric")
 		return 0
 	}
-	// Wait until the manager runs: messages its first rescan finds are backlog, not
-	// arrivals, and go out at once (a loaded CI machine started it after 5 enqueues).
-	r.idle()
 	const n = 30
 	for range n {
 		r.enqueue(spool.Envelope{From: "alice@example.org", To: []string{"bob@example.test"}}, body)
