@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/access"
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bytesize"
@@ -40,7 +41,8 @@ var policyConfigs = map[string]reflect.Type{}
 
 func init() {
 	for _, v := range []any{rbl.Config{}, rbl.RHSBLConfig{}, spf.Config{}, dkim.Config{},
-		content.Config{}, headers.Config{}, headers.DateConfig{}, bayes.PolicyConfig{}, virus.Config{}} {
+		content.Config{}, headers.Config{}, headers.DateConfig{}, bayes.PolicyConfig{}, virus.Config{},
+		access.Config{}} {
 		t := reflect.TypeOf(v)
 		policyConfigs[pkgName(t.PkgPath())+"."+t.Name()] = t
 	}

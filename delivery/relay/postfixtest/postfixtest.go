@@ -55,6 +55,9 @@ type Config struct {
 	TLS bool
 	// MessageSizeLimit is message_size_limit (announced in SIZE). [10240000]
 	MessageSizeLimit int
+	// MainCF is appended to main.cf: its settings override the ones above (Postfix
+	// keeps the last definition), e.g. other smtpd_*_restrictions.
+	MainCF string
 }
 
 // Postfix is a running private Postfix instance.
@@ -152,6 +155,7 @@ maillog_file_prefixes = /tmp
 		write(t, filepath.Join(dir, "etc", "key.pem"), key)
 		mainCF += fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %[1]s/etc/cert.pem\nsmtpd_tls_key_file = %[1]s/etc/key.pem\nsmtpd_tls_received_header = yes\n", dir)
 	}
+	mainCF += cfg.MainCF
 	write(t, filepath.Join(dir, "etc", "main.cf"), []byte(mainCF))
 	master, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
 	if err != nil {
