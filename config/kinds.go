@@ -9,6 +9,7 @@ import (
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/greylist"
 	"github.com/portcullis-mail/portcullis/headers"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/rbl"
@@ -84,6 +85,13 @@ var kinds = map[string]kind{
 	"check_helo_access":                    {selfNamed: true, build: buildAccess},
 	"check_sender_access":                  {selfNamed: true, build: buildAccess},
 	"check_recipient_access":               {selfNamed: true, build: buildAccess},
+	"greylist": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c greylist.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return greylist.New(c, greylist.Deps{Hostname: d.Hostname, DataDir: d.DataDir, Logger: d.Logger})
+	}},
 	"clamd": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
 		var c virus.Config
 		if err := decode(n, &c); err != nil {

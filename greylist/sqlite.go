@@ -1,0 +1,145 @@
+package greylist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+
+	"github.com/portcullis-mail/portcullis/internal/private"
+)
+
+// DefaultDBPath is where the server keeps the greylisting state in its data directory.
+func DefaultDBPath(dataDir string) string { return filepath.Join(dataDir, "greylist.db") }
+
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS triplets (key TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS triplets_last ON triplets(last);
+CREATE TABLE IF NOT EXISTS clients (key TEXT PRIMARY KEY, count INTEGER NOT NULL, last INTEGER NOT NULL) WITHOUT ROWID;
+`
+
+// SQLiteStore keeps the state in a SQLite file (one process). Losing the last commits in
+// a crash only greylists some retries again, so commits are not synced (WAL,
+// synchronous=OFF): a lookup costs no fsync.
+type SQLiteStore struct {
+	db *sql.DB
+	mu sync.Mutex // one step at a time: read, decide, write
+
+	getT, putT, getC, putC *sql.Stmt
+
+	sweepAt int64
+}
+
+// OpenSQLite opens (creating) the database at path, mode 0600.
+func OpenSQLite(path string) (*SQLiteStore, error) {
+	if err := private.DB(path); err != nil {
+		return nil, fmt.Errorf("greylist: %w", err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)")
+	if err != nil {
+		return nil, fmt.Errorf("greylist: %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(sqliteSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("greylist: %s: %w", path, err)
+	}
+	s := &SQLiteStore{db: db}
+	for _, st := range []struct {
+		p *(*sql.Stmt)
+		q string
+	}{
+		{&s.getT, `SELECT first, last FROM triplets WHERE key = ?`},
+		{&s.putT, `INSERT INTO triplets(key, first, last) VALUES(?, ?, ?) ON CONFLICT(key) DO UPDATE SET first = excluded.first, last = excluded.last`},
+		{&s.getC, `SELECT count, last FROM clients WHERE key = ?`},
+		{&s.putC, `INSERT INTO clients(key, count, last) VALUES(?, ?, ?) ON CONFLICT(key) DO UPDATE SET count = excluded.count, last = excluded.last`},
+	} {
+		if *st.p, err = db.Prepare(st.q); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("greylist: %s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+// Triplet implements Store.
+func (s *SQLiteStore) Triplet(ctx context.Context, key string, now int64, p Params) (Entry, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now >= s.sweepAt {
+		s.sweepAt = now + 3600
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM triplets WHERE ?1-last > ?2 OR (last-first < ?3 AND ?1-last > ?4)`, now, p.MaxAge, p.Delay, p.RetryWindow); err != nil {
+			return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
+		}
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE ?1-last > ?2`, now, p.MaxAge); err != nil {
+			return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
+		}
+	}
+	var e Entry
+	err := s.getT.QueryRowContext(ctx, key).Scan(&e.First, &e.Last)
+	ok := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
+	}
+	next, passed := Step(e, ok, now, p)
+	if _, err := s.putT.ExecContext(ctx, key, next.First, next.Last); err != nil {
+		return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
+	}
+	return next, passed, nil
+}
+
+func (s *SQLiteStore) client(ctx context.Context, key string) (ClientEntry, bool, error) {
+	var c ClientEntry
+	err := s.getC.QueryRowContext(ctx, key).Scan(&c.Count, &c.Last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("greylist: sqlite: %w", err)
+	}
+	return c, true, nil
+}
+
+func (s *SQLiteStore) putClient(ctx context.Context, key string, c ClientEntry) error {
+	_, err := s.putC.ExecContext(ctx, key, c.Count, c.Last)
+	if err != nil {
+		return fmt.Errorf("greylist: sqlite: %w", err)
+	}
+	return nil
+}
+
+// ClientAllowed implements Store.
+func (s *SQLiteStore) ClientAllowed(ctx context.Context, key string, now, threshold, maxAge int64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok, err := s.client(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	allowed, next, changed := ClientCheck(c, ok, now, threshold, maxAge)
+	if changed {
+		err = s.putClient(ctx, key, next)
+	}
+	return allowed, err
+}
+
+// ClientPassed implements Store.
+func (s *SQLiteStore) ClientPassed(ctx context.Context, key string, now, maxAge int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok, err := s.client(ctx, key)
+	if err != nil {
+		return err
+	}
+	if next, changed := ClientPass(c, ok, now, maxAge); changed {
+		return s.putClient(ctx, key, next)
+	}
+	return nil
+}
+
+// Close implements Store.
+func (s *SQLiteStore) Close() error { return s.db.Close() }
