@@ -35,6 +35,7 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
 )
@@ -104,6 +105,10 @@ type Config struct {
 	// SMTP is the SMTP server: listeners, TLS and limits. Its hostname, data dir, local
 	// domains and trusted networks are the top-level keys; writing them here is an error.
 	SMTP smtpd.Config `yaml:"smtp"`
+	// RateLimits are Postfix anvil's rate limits per client address (all off by default)
+	// and mox's per-user daily limits, counted in memory or, shared by front-ends, in
+	// Redis. Trusted networks are exempt unless event_limit_exceptions says otherwise.
+	RateLimits ratelimit.Config `yaml:"rate_limits"`
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`

@@ -79,6 +79,11 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Reject, Reply: replyLMTPUntrusted})
 		return
 	}
+	if r, over := s.limit(ctx, ratelimitConnect, &pc, ""); over {
+		s.m.conn(name, "limit")
+		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
+		return
+	}
 	var hand net.Conn = nc
 	if l.cfg.Mode == ModeSubmissions {
 		nc.tlsUp.Store(true)
@@ -93,6 +98,13 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 			return
 		}
 		setTLS(&pc, tc.ConnectionState())
+		if !tc.ConnectionState().DidResume {
+			if r, over := s.limit(ctx, ratelimitTLS, &pc, ""); over {
+				s.m.conn(name, "limit")
+				s.refuseAtGreeting(tc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
+				return
+			}
+		}
 		hand = tc
 	}
 	if s.deps.Resolver != nil && ip.IsValid() {

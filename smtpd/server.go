@@ -118,8 +118,11 @@ type Deps struct {
 	FreeSpace func() (int64, error)
 	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
 	TLSConfig *tls.Config
-	Logger    *slog.Logger          // nil: slog.Default()
-	Metrics   prometheus.Registerer // nil: no metrics
+	// Limiter counts connections, new TLS sessions, AUTH, MAIL and RCPT commands against
+	// rate limits (package ratelimit); nil: no rate limits (see limits.go).
+	Limiter Limiter
+	Logger  *slog.Logger          // nil: slog.Default()
+	Metrics prometheus.Registerer // nil: no metrics
 }
 
 // Server is the SMTP server. Create it with New, then Serve.
