@@ -30,6 +30,9 @@ type Config struct {
 	// (counting at most one pass an hour) is no longer greylisted (postgrey
 	// --auto-whitelist-clients, default 5; 0 turns it off).
 	AutoAllowClients *int `yaml:"auto_allow_clients"`
+	// AutoAllowInterval: passes of one client count at most once in this interval
+	// (default 1h, fixed in postgrey).
+	AutoAllowInterval time.Duration `yaml:"auto_allow_interval"`
 	// IPv4Prefix and IPv6Prefix are the client network of a triplet (postgrey --ipv4cidr,
 	// --ipv6cidr: default 24 and 64).
 	IPv4Prefix int `yaml:"ipv4_prefix"`
@@ -134,8 +137,9 @@ func New(cfg Config, deps Deps) (*Policy, error) {
 	def(&cfg.RetryWindow, 48*time.Hour)
 	def(&cfg.MaxAge, 35*24*time.Hour)
 	def(&cfg.Timeout, 2*time.Second)
-	if cfg.Delay < 0 || cfg.RetryWindow < 0 || cfg.MaxAge < 0 || cfg.Timeout < 0 {
-		return nil, errors.New("greylist: delay, retry_window, max_age and timeout must not be negative")
+	def(&cfg.AutoAllowInterval, time.Hour)
+	if cfg.Delay < 0 || cfg.RetryWindow < 0 || cfg.MaxAge < 0 || cfg.Timeout < 0 || cfg.AutoAllowInterval < 0 {
+		return nil, errors.New("greylist: delay, retry_window, max_age, auto_allow_interval and timeout must not be negative")
 	}
 	if cfg.IPv4Prefix == 0 {
 		cfg.IPv4Prefix = 24
@@ -166,7 +170,8 @@ func New(cfg Config, deps Deps) (*Policy, error) {
 	}
 	p := &Policy{cfg: cfg, awl: int64(awl), stage: policy.StageRcpt, rcptExact: map[string]bool{},
 		hostname: deps.Hostname, now: deps.Now, log: deps.Logger}
-	p.p = Params{Delay: int64(cfg.Delay / time.Second), RetryWindow: int64(cfg.RetryWindow / time.Second), MaxAge: int64(cfg.MaxAge / time.Second)}
+	p.p = Params{Delay: int64(cfg.Delay / time.Second), RetryWindow: int64(cfg.RetryWindow / time.Second), MaxAge: int64(cfg.MaxAge / time.Second),
+		AutoAllowInterval: int64(cfg.AutoAllowInterval / time.Second)}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -376,7 +381,7 @@ func (p *Policy) Check(ctx context.Context, c *policy.Conn, sender, rcpt string,
 	t := now.Unix()
 	ip := c.IP.Unmap().String()
 	if p.awl > 0 {
-		ok, err := p.store.ClientAllowed(ctx, ip, t, p.awl, p.p.MaxAge)
+		ok, err := p.store.ClientAllowed(ctx, ip, t, p.awl, p.p)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -392,7 +397,7 @@ func (p *Policy) Check(ctx context.Context, c *policy.Conn, sender, rcpt string,
 	d := Decision{Key: key}
 	left := p.p.Delay - (t - e.First)
 	if p.awl > 0 && left <= 0 && !passedBefore {
-		if err := p.store.ClientPassed(ctx, ip, t, p.p.MaxAge); err != nil {
+		if err := p.store.ClientPassed(ctx, ip, t, p.p); err != nil {
 			return Decision{}, err
 		}
 	}

@@ -48,9 +48,9 @@ return {first, now, passed}
 `)
 
 // clientScript is ClientCheck (ARGV[4] == "check") or ClientPass ("pass"): KEYS[1] the
-// client; ARGV now, threshold, max age, mode. It returns 1 when allowed (check).
+// client; ARGV now, threshold, max age, mode, interval. It returns 1 when allowed (check).
 var clientScript = redis.NewScript(`
-local now, threshold, maxage, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now, threshold, maxage, mode, every = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local count, last
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -60,14 +60,14 @@ if v then
 end
 if mode == 'check' then
   if not count or threshold <= 0 or count < threshold then return 0 end
-  if now >= last + 3600 or last > now then
+  if now >= last + every or last > now then
     redis.call('SET', KEYS[1], (count + 1) .. ',' .. now, 'EX', maxage)
   end
   return 1
 end
 if not count then
   redis.call('SET', KEYS[1], '1,' .. now, 'EX', maxage)
-elseif now >= last + 3600 then
+elseif now >= last + every then
   redis.call('SET', KEYS[1], (count + 1) .. ',' .. now, 'EX', maxage)
 end
 return 0
@@ -86,8 +86,8 @@ func (r *RedisStore) Triplet(ctx context.Context, key string, now int64, p Param
 }
 
 // ClientAllowed implements Store.
-func (r *RedisStore) ClientAllowed(ctx context.Context, key string, now, threshold, maxAge int64) (bool, error) {
-	n, err := clientScript.Run(ctx, r.c, []string{r.prefix + "c:" + key}, now, threshold, max(maxAge, 1), "check").Int64()
+func (r *RedisStore) ClientAllowed(ctx context.Context, key string, now, threshold int64, p Params) (bool, error) {
+	n, err := clientScript.Run(ctx, r.c, []string{r.prefix + "c:" + key}, now, threshold, max(p.MaxAge, 1), "check", p.AutoAllowInterval).Int64()
 	if err != nil {
 		return false, fmt.Errorf("greylist: redis: %w", err)
 	}
@@ -95,8 +95,8 @@ func (r *RedisStore) ClientAllowed(ctx context.Context, key string, now, thresho
 }
 
 // ClientPassed implements Store.
-func (r *RedisStore) ClientPassed(ctx context.Context, key string, now, maxAge int64) error {
-	if err := clientScript.Run(ctx, r.c, []string{r.prefix + "c:" + key}, now, 0, max(maxAge, 1), "pass").Err(); err != nil {
+func (r *RedisStore) ClientPassed(ctx context.Context, key string, now int64, p Params) error {
+	if err := clientScript.Run(ctx, r.c, []string{r.prefix + "c:" + key}, now, 0, max(p.MaxAge, 1), "pass", p.AutoAllowInterval).Err(); err != nil {
 		return fmt.Errorf("greylist: redis: %w", err)
 	}
 	return nil

@@ -113,14 +113,14 @@ func (s *SQLiteStore) putClient(ctx context.Context, key string, c ClientEntry) 
 }
 
 // ClientAllowed implements Store.
-func (s *SQLiteStore) ClientAllowed(ctx context.Context, key string, now, threshold, maxAge int64) (bool, error) {
+func (s *SQLiteStore) ClientAllowed(ctx context.Context, key string, now, threshold int64, p Params) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok, err := s.client(ctx, key)
 	if err != nil {
 		return false, err
 	}
-	allowed, next, changed := ClientCheck(c, ok, now, threshold, maxAge)
+	allowed, next, changed := ClientCheck(c, ok, now, threshold, p)
 	if changed {
 		err = s.putClient(ctx, key, next)
 	}
@@ -128,14 +128,14 @@ func (s *SQLiteStore) ClientAllowed(ctx context.Context, key string, now, thresh
 }
 
 // ClientPassed implements Store.
-func (s *SQLiteStore) ClientPassed(ctx context.Context, key string, now, maxAge int64) error {
+func (s *SQLiteStore) ClientPassed(ctx context.Context, key string, now int64, p Params) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok, err := s.client(ctx, key)
 	if err != nil {
 		return err
 	}
-	if next, changed := ClientPass(c, ok, now, maxAge); changed {
+	if next, changed := ClientPass(c, ok, now, p); changed {
 		return s.putClient(ctx, key, next)
 	}
 	return nil

@@ -13,9 +13,9 @@ type Store interface {
 	// entry and whether the triplet had passed before.
 	Triplet(ctx context.Context, key string, now int64, p Params) (Entry, bool, error)
 	// ClientAllowed applies ClientCheck to the client key.
-	ClientAllowed(ctx context.Context, key string, now, threshold, maxAge int64) (bool, error)
+	ClientAllowed(ctx context.Context, key string, now, threshold int64, p Params) (bool, error)
 	// ClientPassed applies ClientPass to the client key.
-	ClientPassed(ctx context.Context, key string, now, maxAge int64) error
+	ClientPassed(ctx context.Context, key string, now int64, p Params) error
 	Close() error
 }
 
@@ -64,11 +64,11 @@ func (m *MemoryStore) sweep(now int64, p Params) {
 }
 
 // ClientAllowed implements Store.
-func (m *MemoryStore) ClientAllowed(ctx context.Context, key string, now, threshold, maxAge int64) (bool, error) {
+func (m *MemoryStore) ClientAllowed(ctx context.Context, key string, now, threshold int64, p Params) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.clients[key]
-	allowed, next, changed := ClientCheck(c, ok, now, threshold, maxAge)
+	allowed, next, changed := ClientCheck(c, ok, now, threshold, p)
 	if changed {
 		m.clients[key] = next
 	}
@@ -76,11 +76,11 @@ func (m *MemoryStore) ClientAllowed(ctx context.Context, key string, now, thresh
 }
 
 // ClientPassed implements Store.
-func (m *MemoryStore) ClientPassed(ctx context.Context, key string, now, maxAge int64) error {
+func (m *MemoryStore) ClientPassed(ctx context.Context, key string, now int64, p Params) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.clients[key]
-	if next, changed := ClientPass(c, ok, now, maxAge); changed {
+	if next, changed := ClientPass(c, ok, now, p); changed {
 		m.clients[key] = next
 	}
 	return nil

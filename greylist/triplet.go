@@ -11,6 +11,9 @@ type Params struct {
 	Delay       int64 // --delay: how long a new triplet is refused (300)
 	RetryWindow int64 // --retry-window: how long a first attempt waits for its retry (2 days)
 	MaxAge      int64 // --max-age: how long an entry is kept after it was last seen (35 days)
+	// AutoAllowInterval: a client's passes count at most once in this interval (postgrey:
+	// 3600, fixed).
+	AutoAllowInterval int64
 }
 
 // Entry is a stored triplet: first and last seen (Unix seconds).
@@ -46,28 +49,28 @@ type ClientEntry struct {
 }
 
 // ClientCheck is postgrey's test before the triplet: a client with threshold passes or
-// more is allowed, and its entry refreshed (counted again) once an hour. It returns the
+// more is allowed, and its entry refreshed (counted again) once an AutoAllowInterval. It returns the
 // entry to store (changed reports whether it differs).
-func ClientCheck(c ClientEntry, ok bool, now int64, threshold int64, maxAge int64) (allowed bool, next ClientEntry, changed bool) {
-	if !ok || now-c.Last > maxAge || threshold <= 0 || c.Count < threshold {
+func ClientCheck(c ClientEntry, ok bool, now int64, threshold int64, p Params) (allowed bool, next ClientEntry, changed bool) {
+	if !ok || now-c.Last > p.MaxAge || threshold <= 0 || c.Count < threshold {
 		return false, c, false
 	}
-	if now >= c.Last+3600 || c.Last > now {
+	if now >= c.Last+p.AutoAllowInterval || c.Last > now {
 		return true, ClientEntry{Count: c.Count + 1, Last: now}, true
 	}
 	return true, c, false
 }
 
 // ClientPass counts a successful pass of greylisting (a triplet whose delay just ran
-// out), at most one an hour.
-func ClientPass(c ClientEntry, ok bool, now int64, maxAge int64) (next ClientEntry, changed bool) {
-	if ok && now-c.Last > maxAge {
+// out), at most one an AutoAllowInterval.
+func ClientPass(c ClientEntry, ok bool, now int64, p Params) (next ClientEntry, changed bool) {
+	if ok && now-c.Last > p.MaxAge {
 		ok = false
 	}
 	if !ok {
 		return ClientEntry{Count: 1, Last: now}, true
 	}
-	if now >= c.Last+3600 {
+	if now >= c.Last+p.AutoAllowInterval {
 		return ClientEntry{Count: c.Count + 1, Last: now}, true
 	}
 	return c, false
