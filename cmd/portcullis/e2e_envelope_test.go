@@ -7,7 +7,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,4 +172,54 @@ func TestE2ERateLimitFlood(t *testing.T) {
 	require.NoError(t, err)
 	waitDelivered(t, dir, 4)
 	require.Contains(t, srv.logText(), "smtp rate limit exceeded")
+}
+
+// TestE2EAccessMaps: Postfix access tables through the binary: a cidr: client table and
+// a texthash: sender table answer Postfix's replies; after the table changes, SIGHUP
+// re-reads it.
+func TestE2EAccessMaps(t *testing.T) {
+	dir := t.TempDir()
+	clients := filepath.Join(dir, "client_access.cidr")
+	senders := filepath.Join(dir, "sender_access")
+	require.NoError(t, os.WriteFile(clients, []byte("127.0.0.2/32  REJECT no mail from here\n"), 0o644))
+	require.NoError(t, os.WriteFile(senders, []byte("spam.example   550 5.7.1 go away\n"), 0o644))
+	rules := fmt.Sprintf(`policies:
+  clients: { check_client_access: "cidr:%s", check_interval: 1h }
+  senders: { check_sender_access: "texthash:%s" }
+rules:
+  - name: client-access
+    if: clients.reject
+    reject: "{{clients.reply}}"
+  - name: client-defer
+    if: clients.defer
+    tempfail: "{{clients.reply}}"
+  - name: sender-access
+    if: senders.reject
+    reject: "{{senders.reply}}"
+`, clients, senders)
+	cfg := e2eConfig(t, dir, dnstest.New(t, dnstest.Zone{}), rules, "")
+	srv := startServer(t, cfg, "mx")
+	mx := srv.addrs["mx"]
+	send := func(src, from string) (int, string) {
+		c := e2eDial(t, mx, src, "client.example.net")
+		defer c.Close()
+		_, err := e2eSend(c, from, "postmaster@example.test", greyMsg(from))
+		return smtpCode(err), smtpMessage(err)
+	}
+	code, msg := send("127.0.0.2", "a@remote.example")
+	require.Equal(t, 554, code, msg)
+	require.Equal(t, "554 5.7.1 <unknown[127.0.0.2]>: Client host rejected: no mail from here", msg)
+	_, msg = send("127.0.0.3", "a@sub.spam.example")
+	require.Equal(t, "550 5.7.1 <a@sub.spam.example>: Sender address rejected: go away", msg)
+	code, msg = send("127.0.0.3", "a@remote.example")
+	require.Equal(t, 250, code, msg)
+
+	require.NoError(t, os.WriteFile(clients, []byte("127.0.0.0/29  DEFER try later\n"), 0o644))
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGHUP))
+	requireEventually(t, func() bool {
+		code, _ := send("127.0.0.3", "a@remote.example")
+		return code == 450
+	})
+	code, msg = send("127.0.0.4", "b@remote.example")
+	require.Equal(t, "450 4.7.1 <unknown[127.0.0.4]>: Client host rejected: try later", msg)
 }
