@@ -190,3 +190,39 @@ func TestSharedRedis(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// TestSQLitePersists: the SQLite state survives closing and reopening (a restart), and
+// two opens of one file (a rule reload) share one store.
+func TestSQLitePersists(t *testing.T) {
+	path := t.TempDir() + "/greylist.db"
+	ctx := context.Background()
+	p := greylist.Params{Delay: 300, RetryWindow: 86400, MaxAge: 86400 * 35, AutoAllowInterval: 3600}
+	a, err := greylist.OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := greylist.OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Fatal("two opens of one file made two stores")
+	}
+	if _, _, err := a.Triplet(ctx, "k", t0, p); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, _, err := b.Triplet(ctx, "k", t0+400, p); err != nil {
+		t.Fatalf("the second open was closed by the first Close: %v", err)
+	}
+	b.Close()
+	c, err := greylist.OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e, passed, err := c.Triplet(ctx, "k", t0+500, p)
+	if err != nil || !passed || e.First != t0 {
+		t.Fatalf("after reopening: %+v %v %v", e, passed, err)
+	}
+}

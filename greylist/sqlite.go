@@ -22,20 +22,55 @@ CREATE INDEX IF NOT EXISTS triplets_last ON triplets(last);
 CREATE TABLE IF NOT EXISTS clients (key TEXT PRIMARY KEY, count INTEGER NOT NULL, last INTEGER NOT NULL) WITHOUT ROWID;
 `
 
-// SQLiteStore keeps the state in a SQLite file (one process). Losing the last commits in
+// SQLiteStore keeps the state in a SQLite file of one process. Losing the last commits in
 // a crash only greylists some retries again, so commits are not synced (WAL,
-// synchronous=OFF): a lookup costs no fsync.
+// synchronous=OFF): a lookup costs no fsync. The process is the file's only writer, so
+// what it read or wrote is kept in a bounded write-through cache, and a step costs one
+// write and, for an entry not in the cache, one read. Opening the same file twice (a
+// rule reload) shares one store.
 type SQLiteStore struct {
-	db *sql.DB
-	mu sync.Mutex // one step at a time: read, decide, write
+	path string
+	refs int // guarded by sqliteStores.mu
+	db   *sql.DB
+	mu   sync.Mutex // one step at a time: read, decide, write
 
 	getT, putT, getC, putC *sql.Stmt
+	triplets               map[string]cachedEntry
+	clients                map[string]cachedClient
 
 	sweepAt int64
 }
 
-// OpenSQLite opens (creating) the database at path, mode 0600.
+type cachedEntry struct {
+	e  Entry
+	ok bool
+}
+
+type cachedClient struct {
+	c  ClientEntry
+	ok bool
+}
+
+// maxCached bounds each cache; a full cache is emptied (it refills from the file).
+const maxCached = 100000
+
+var sqliteStores = struct {
+	mu sync.Mutex
+	m  map[string]*SQLiteStore
+}{m: map[string]*SQLiteStore{}}
+
+// OpenSQLite opens (creating) the database at path, mode 0600, or shares the store
+// already open on it; each OpenSQLite needs its Close.
 func OpenSQLite(path string) (*SQLiteStore, error) {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	sqliteStores.mu.Lock()
+	defer sqliteStores.mu.Unlock()
+	if s := sqliteStores.m[path]; s != nil {
+		s.refs++
+		return s, nil
+	}
 	if err := private.DB(path); err != nil {
 		return nil, fmt.Errorf("greylist: %w", err)
 	}
@@ -48,7 +83,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
 	}
-	s := &SQLiteStore{db: db}
+	s := &SQLiteStore{path: path, refs: 1, db: db, triplets: map[string]cachedEntry{}, clients: map[string]cachedClient{}}
 	for _, st := range []struct {
 		p *(*sql.Stmt)
 		q string
@@ -63,6 +98,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 			return nil, fmt.Errorf("greylist: %s: %w", path, err)
 		}
 	}
+	sqliteStores.m[path] = s
 	return s, nil
 }
 
@@ -78,37 +114,52 @@ func (s *SQLiteStore) Triplet(ctx context.Context, key string, now int64, p Para
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE ?1-last > ?2`, now, p.MaxAge); err != nil {
 			return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
 		}
+		clear(s.triplets)
+		clear(s.clients)
 	}
-	var e Entry
-	err := s.getT.QueryRowContext(ctx, key).Scan(&e.First, &e.Last)
-	ok := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	c, cached := s.triplets[key]
+	if !cached {
+		err := s.getT.QueryRow(key).Scan(&c.e.First, &c.e.Last)
+		c.ok = err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
+		}
+	}
+	next, passed := Step(c.e, c.ok, now, p)
+	if _, err := s.putT.Exec(key, next.First, next.Last); err != nil {
+		delete(s.triplets, key)
 		return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
 	}
-	next, passed := Step(e, ok, now, p)
-	if _, err := s.putT.ExecContext(ctx, key, next.First, next.Last); err != nil {
-		return Entry{}, false, fmt.Errorf("greylist: sqlite: %w", err)
+	if len(s.triplets) >= maxCached {
+		clear(s.triplets)
 	}
+	s.triplets[key] = cachedEntry{e: next, ok: true}
 	return next, passed, nil
 }
 
 func (s *SQLiteStore) client(ctx context.Context, key string) (ClientEntry, bool, error) {
-	var c ClientEntry
-	err := s.getC.QueryRowContext(ctx, key).Scan(&c.Count, &c.Last)
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, false, nil
+	if c, ok := s.clients[key]; ok {
+		return c.c, c.ok, nil
 	}
-	if err != nil {
+	var c ClientEntry
+	err := s.getC.QueryRow(key).Scan(&c.Count, &c.Last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return c, false, fmt.Errorf("greylist: sqlite: %w", err)
 	}
-	return c, true, nil
+	if len(s.clients) >= maxCached {
+		clear(s.clients)
+	}
+	s.clients[key] = cachedClient{c: c, ok: err == nil}
+	return c, err == nil, nil
 }
 
 func (s *SQLiteStore) putClient(ctx context.Context, key string, c ClientEntry) error {
-	_, err := s.putC.ExecContext(ctx, key, c.Count, c.Last)
+	_, err := s.putC.Exec(key, c.Count, c.Last)
 	if err != nil {
+		delete(s.clients, key)
 		return fmt.Errorf("greylist: sqlite: %w", err)
 	}
+	s.clients[key] = cachedClient{c: c, ok: true}
 	return nil
 }
 
@@ -141,5 +192,13 @@ func (s *SQLiteStore) ClientPassed(ctx context.Context, key string, now int64, p
 	return nil
 }
 
-// Close implements Store.
-func (s *SQLiteStore) Close() error { return s.db.Close() }
+// Close implements Store: the last Close of a shared store closes the file.
+func (s *SQLiteStore) Close() error {
+	sqliteStores.mu.Lock()
+	defer sqliteStores.mu.Unlock()
+	if s.refs--; s.refs > 0 {
+		return nil
+	}
+	delete(sqliteStores.m, s.path)
+	return s.db.Close()
+}
