@@ -2,6 +2,7 @@ package decisionlog_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,10 +17,11 @@ import (
 	"github.com/portcullis-mail/portcullis/decisionlog"
 )
 
-// opener opens a fresh, empty decision log for one test.
-type opener func(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) *decisionlog.Log
+// opener opens a fresh, empty decision log for one test. hold blocks the store's
+// writers (another session takes the write lock) until release is called.
+type opener func(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) (l *decisionlog.Log, hold func() (release func()))
 
-func sqliteOpener(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) *decisionlog.Log {
+func sqliteOpener(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) (*decisionlog.Log, func() func()) {
 	t.Helper()
 	cfg.Path = filepath.Join(t.TempDir(), "decisions.db")
 	l, err := decisionlog.Open(context.Background(), cfg, deps)
@@ -27,7 +29,25 @@ func sqliteOpener(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return l
+	hold := func() func() {
+		db, err := sql.Open("sqlite", "file:"+cfg.Path+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			c.ExecContext(context.Background(), "ROLLBACK")
+			c.Close()
+			db.Close()
+		}
+	}
+	return l, hold
 }
 
 func TestSQLite(t *testing.T) { runSuite(t, sqliteOpener) }
@@ -118,7 +138,7 @@ func fixture(t *testing.T, l *decisionlog.Log) map[string]decisionlog.Record {
 
 func runSuite(t *testing.T, open opener) {
 	t.Run("RoundTrip", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		recs := fixture(t, l)
 		got, err := l.Get(context.Background(), decisionlog.Scope{All: true}, recs["bank"].ID)
 		if err != nil {
@@ -141,7 +161,7 @@ func runSuite(t *testing.T, open opener) {
 	})
 
 	t.Run("Scope", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		recs := fixture(t, l)
 		ctx := context.Background()
 		if page, _, err := l.Query(ctx, decisionlog.Filter{}); err != nil || len(page) != 0 {
@@ -173,7 +193,7 @@ func runSuite(t *testing.T, open opener) {
 	})
 
 	t.Run("Filters", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		recs := fixture(t, l)
 		cases := []struct {
 			f    decisionlog.Filter
@@ -229,7 +249,7 @@ func runSuite(t *testing.T, open opener) {
 	})
 
 	t.Run("Pages", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		for i := range 125 {
 			// pairs share a timestamp and triples a score, so the id breaks ties
 			l.Add(decisionlog.Record{Time: day0.Add(time.Duration(i/2) * time.Minute), Recipient: fmt.Sprintf("u%d@example.org", i),
@@ -289,7 +309,7 @@ func runSuite(t *testing.T, open opener) {
 	})
 
 	t.Run("Outcome", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		// the delivery can report before smtpd hands over the record
 		l.SetOutcome(decisionlog.Outcome{QueueID: "Q9", Recipient: "Bob@example.org", Outcome: "delivered", Relay: "local", DSN: "2.0.0", Time: day0.Add(time.Minute)})
 		flush(t, l)
@@ -311,7 +331,7 @@ func runSuite(t *testing.T, open opener) {
 	})
 
 	t.Run("Aggregates", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		recs := fixture(t, l)
 		_ = recs
 		ctx := context.Background()
@@ -387,7 +407,7 @@ func runSuite(t *testing.T, open opener) {
 	})
 
 	t.Run("Prune", func(t *testing.T) {
-		l := open(t, decisionlog.Config{}, decisionlog.Deps{})
+		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		now := time.Now()
 		for i := range 4100 {
 			l.Add(decisionlog.Record{Time: now.Add(-time.Duration(i) * time.Minute), Recipient: "a@b.example", Verdict: "accept"})
@@ -405,13 +425,15 @@ func runSuite(t *testing.T, open opener) {
 
 	t.Run("Overflow", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		l := open(t, decisionlog.Config{Buffer: 10}, decisionlog.Deps{Registerer: reg})
-		// records added faster than a batch can be written: what does not fit is
-		// counted, the rest is written
-		n := 5000
+		l, hold := open(t, decisionlog.Config{Buffer: 10}, decisionlog.Deps{Registerer: reg})
+		// the store is busy (another session holds the write lock): the buffer fills,
+		// what does not fit is counted, the rest is written once the store is free
+		release := hold()
+		n := 500
 		for i := range n {
 			l.Add(decisionlog.Record{Time: day0, Recipient: fmt.Sprintf("u%d@example.org", i), Verdict: "accept"})
 		}
+		release()
 		flush(t, l)
 		written := len(query(t, l, decisionlog.Filter{Limit: 1000}))
 		dropped := int(testutil.ToFloat64(prometheusCounter(t, reg, "portcullis_decisionlog_records_dropped_total")))
