@@ -3,7 +3,6 @@ package sieve
 import (
 	"bytes"
 	"io"
-	"mime"
 	"strings"
 
 	gomessage "github.com/emersion/go-message"
@@ -173,14 +172,6 @@ func compileBody(c *compiler, n *node) test {
 	case pa.has("content"):
 		x.transform = bodyContent
 		x.types = c.strList(pa.tags["content"])
-		for _, t := range x.types {
-			if t.constant() && t.lit != "" {
-				if _, _, err := mime.ParseMediaType(t.lit + map[bool]string{true: "", false: "/x"}[strings.Contains(t.lit, "/")]); err != nil {
-					c.errf(t.pos, "invalid content type '%s'", t.lit)
-					return nil
-				}
-			}
-		}
 	}
 	if x.m = c.matcher(n, pa, pa.pos[0]); x.m == nil {
 		return nil

@@ -206,6 +206,10 @@ func compileString(c *compiler, n *node) test {
 	if m == nil {
 		return nil
 	}
+	if !pa.has("comparator") {
+		// Pigeonhole's string test compares with i;octet unless told otherwise.
+		m.cmp = cmpOctet
+	}
 	return &stringTest{src: c.strList(pa.pos[0]), m: m}
 }
 

@@ -229,20 +229,23 @@ func (l *lexer) multiline(p Pos) (token, *CompileError) {
 			end++
 		}
 		line := l.src[l.off:end]
-		line = []byte(strings.TrimSuffix(string(line), "\r"))
 		nl := end < len(l.src)
-		if string(line) == "." {
+		if s := strings.TrimSuffix(string(line), "\r"); s == "." {
 			l.advance(end - l.off)
 			if nl {
 				l.advance(1)
 			}
 			return token{kind: tString, pos: p, text: b.String(), multiline: true}, nil
 		}
-		if len(line) > 0 && line[0] == '.' {
+		// Dot-stuffing: ".." at a line start stands for "." (Pigeonhole keeps a single
+		// leading dot as written). Line ends are kept as written.
+		if len(line) > 1 && line[0] == '.' && line[1] == '.' {
 			line = line[1:]
 		}
 		b.Write(line)
-		b.WriteString("\r\n")
+		if nl {
+			b.WriteByte('\n')
+		}
 		l.advance(end - l.off)
 		if nl {
 			l.advance(1)

@@ -263,4 +263,7 @@ func compileRegex(key string, c comparator) (*regexp.Regexp, error) {
 	return regexp.Compile(key)
 }
 
+// maxMatch is the highest match variable index (Pigeonhole keeps 32 match values).
+const maxMatch = 32
+
 func itoa(n int) string { return strconv.Itoa(n) }

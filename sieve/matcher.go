@@ -177,7 +177,7 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 			}
 			if sm := re.FindStringSubmatch(v); sm != nil {
 				r.match = r.match[:0]
-				for j := 0; j < len(sm) && j < 10; j++ {
+				for j := 0; j < len(sm) && j <= maxMatch; j++ {
 					r.match = append(r.match, sm[j])
 				}
 				return true, nil
@@ -190,7 +190,7 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 // setMatch sets ${0} to the whole value and ${1}.. to the wildcards' matches.
 func (r *runner) setMatch(whole string, caps []string) {
 	r.match = append(r.match[:0], whole)
-	for i := 0; i < len(caps) && i < 9; i++ {
+	for i := 0; i < len(caps) && i < maxMatch; i++ {
 		r.match = append(r.match, caps[i])
 	}
 }

@@ -48,6 +48,11 @@ type runner struct {
 // Run executes the script against msg. On a run-time error the result still holds the
 // implicit keep, so the message is never lost, and the error says why.
 func (s *Script) Run(ctx context.Context, msg Message, env Envelope, host Host) (*Result, error) {
+	return s.runWith(ctx, nil, msg, env, host)
+}
+
+// runWith is Run with a hook that sees the runner before it starts (the test suite's).
+func (s *Script) runWith(ctx context.Context, hook func(*runner), msg Message, env Envelope, host Host) (*Result, error) {
 	if host == nil {
 		host = nopHost{}
 	}
@@ -55,6 +60,9 @@ func (s *Script) Run(ctx context.Context, msg Message, env Envelope, host Host) 
 		ctx: ctx, s: s, msg: msg, env: &env, host: host,
 		vars:     make([]string, s.nvars),
 		deadline: time.Now().Add(s.lim.MaxCPU),
+	}
+	if hook != nil {
+		hook(r)
 	}
 	err := r.runScript(s)
 	if err != nil && err != errStop {
