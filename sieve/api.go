@@ -135,6 +135,9 @@ type Result struct {
 	// Remember lists the keys the delivery should record for Host.Seen once the
 	// message is delivered (duplicate, sent vacation replies).
 	Remember []Memory
+	// Warnings are run-time problems that did not stop the script (e.g. an invalid
+	// regular expression built from a variable); the delivery should log them.
+	Warnings []string
 }
 
 // Memory is one key to record for Host.Seen.
@@ -194,6 +197,12 @@ type Vacation struct {
 	Period    time.Duration
 	InReplyTo string // the original Message-ID
 	Skip      string
+	// ToHeader is the reply's To: field: the original's From, Sender or Reply-To
+	// field that names the sender (keeping its display name), else To.
+	ToHeader string
+	// References is the reply's References: field (RFC 5230 §5.8): the original's
+	// References and Message-ID.
+	References string
 }
 
 func (Keep) action()     {}

@@ -300,10 +300,14 @@ type sizeTest struct {
 }
 
 func (x sizeTest) eval(r *runner) (bool, error) {
-	if x.over {
-		return r.msg.Size() > x.limit, nil
+	size := r.msg.Size()
+	if r.hdr != nil && r.hdr.changed {
+		size += int64(len(r.hdr.bytes()) - r.hdr.origLen)
 	}
-	return r.msg.Size() < x.limit, nil
+	if x.over {
+		return size > x.limit, nil
+	}
+	return size < x.limit, nil
 }
 
 func compileSize(c *compiler, n *node) test {

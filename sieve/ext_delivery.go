@@ -359,10 +359,7 @@ func (r *runner) environmentItem(name string) (string, bool) {
 func (x *environmentTest) eval(r *runner) (bool, error) {
 	v, ok := r.environmentItem(x.name.eval(r))
 	if !ok {
-		if x.m.mt == mCount {
-			return x.m.matchCount(r, 0), nil
-		}
-		return false, nil
+		return false, nil // an unknown item fails the test (RFC 5183 §4)
 	}
 	return x.m.matchValues(r, []string{v})
 }

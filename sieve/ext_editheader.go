@@ -18,6 +18,7 @@ func init() {
 type headerEdit struct {
 	fields  []field
 	changed bool
+	origLen int // bytes of the original header block with its empty line
 }
 
 func (h *headerEdit) values(name string) []string {
@@ -46,8 +47,8 @@ func (h *headerEdit) bytes() []byte {
 func (r *runner) editable() *headerEdit {
 	if r.hdr == nil {
 		raw, _ := io.ReadAll(io.LimitReader(r.msg.Raw(), int64(r.s.lim.MaxMatchInput)))
-		hdr, _ := splitMessage(raw)
-		r.hdr = &headerEdit{fields: parseFields(hdr)}
+		hdr, body := splitMessage(raw)
+		r.hdr = &headerEdit{fields: parseFields(hdr), origLen: len(raw) - len(body)}
 	}
 	return r.hdr
 }
@@ -93,8 +94,22 @@ func (x *addheaderCmd) exec(r *runner) error {
 // encodeHeaderValue folds line breaks and encodes non-ASCII text (RFC 5293 §5: the
 // value is converted as needed to be a valid header field body).
 func encodeHeaderValue(v string) string {
-	v = strings.ReplaceAll(v, "\r\n", "\n")
-	v = strings.ReplaceAll(strings.ReplaceAll(v, "\r", ""), "\n", "\r\n\t")
+	v = strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", "\n"), "\r", "")
+	v = strings.TrimRight(v, "\n")
+	if strings.Contains(v, "\n") {
+		// Fold at the line breaks: a continuation line starts with white space.
+		var b strings.Builder
+		for i, line := range strings.Split(v, "\n") {
+			if i > 0 {
+				b.WriteString("\r\n")
+				if line == "" || (line[0] != ' ' && line[0] != '\t') {
+					b.WriteByte(' ')
+				}
+			}
+			b.WriteString(line)
+		}
+		v = b.String()
+	}
 	for i := 0; i < len(v); i++ {
 		if v[i] >= 0x80 {
 			return mime.QEncoding.Encode("utf-8", v)

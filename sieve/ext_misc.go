@@ -180,7 +180,9 @@ func compileIhave(c *compiler, n *node) test {
 		return nil
 	}
 	for _, e := range caps {
-		if !c.extAllowed(e) {
+		// encoded-character and variables change how the script is read, so they
+		// cannot be enabled by ihave (Pigeonhole: incompatible with ihave).
+		if !c.extAllowed(e) || e == "encoded-character" || e == "variables" {
 			return ihaveTest(false)
 		}
 	}

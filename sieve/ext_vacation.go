@@ -124,7 +124,27 @@ func (x *vacationCmd) exec(r *runner) error {
 	}
 	v.Subject = subj
 	if id := r.header("message-id"); len(id) > 0 {
-		v.InReplyTo = id[0]
+		v.InReplyTo = strings.TrimSpace(id[0])
+	}
+	refs := ""
+	if rf := r.header("references"); len(rf) > 0 {
+		refs = strings.Join(strings.Fields(rf[0]), " ")
+	}
+	if v.InReplyTo != "" {
+		refs = strings.TrimSpace(refs + " " + v.InReplyTo)
+	}
+	v.References = refs
+	v.ToHeader = v.To
+	for _, h := range []string{"from", "sender", "resent-from", "resent-sender", "reply-to"} {
+		for _, val := range r.header(h) {
+			if l, ok := parseAddressList(val); ok && len(l) == 1 && strings.EqualFold(l[0].all(), v.To) {
+				v.ToHeader = strings.TrimSpace(val)
+				break
+			}
+		}
+		if v.ToHeader != v.To {
+			break
+		}
 	}
 	var addrs []string
 	for _, a := range x.addresses {
@@ -195,4 +215,43 @@ func (r *runner) vacationSkip(addresses []string, from string) string {
 		}
 	}
 	return "the message is not addressed to the recipient"
+}
+
+// Compose returns the reply (RFC 5230 §5): from is the reply's From: address when
+// v.From is empty (the user's address), messageID its Message-ID (with brackets). The
+// reply carries Auto-Submitted: auto-replied (RFC 3834 §5) and is sent with the null
+// reverse path. With Mime, Reason is a MIME entity placed as it is.
+func (v *Vacation) Compose(from string, now time.Time, messageID string) []byte {
+	if v.From != "" {
+		from = v.From
+	}
+	var b strings.Builder
+	b.WriteString("From: " + encodeHeaderValue(from) + "\r\n")
+	b.WriteString("To: " + encodeHeaderValue(v.ToHeader) + "\r\n")
+	b.WriteString("Subject: " + encodeHeaderValue(v.Subject) + "\r\n")
+	b.WriteString("Date: " + now.Format(time.RFC1123Z) + "\r\n")
+	if messageID != "" {
+		b.WriteString("Message-ID: " + messageID + "\r\n")
+	}
+	if v.InReplyTo != "" {
+		b.WriteString("In-Reply-To: " + v.InReplyTo + "\r\n")
+	}
+	if v.References != "" {
+		b.WriteString("References: " + v.References + "\r\n")
+	}
+	b.WriteString("Auto-Submitted: auto-replied (vacation)\r\n")
+	b.WriteString("Precedence: bulk\r\n")
+	b.WriteString("MIME-Version: 1.0\r\n")
+	body := strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n")
+	if v.Mime {
+		b.WriteString(body)
+		return []byte(b.String())
+	}
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
+	b.WriteString(body)
+	if !strings.HasSuffix(body, "\r\n") {
+		b.WriteString("\r\n")
+	}
+	return []byte(b.String())
 }

@@ -166,7 +166,10 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 			if re == nil {
 				var err error
 				if re, err = compileRegex(k, m.cmp); err != nil {
-					return false, r.errorf(kx.pos, "invalid regular expression '%s': %v", k, err)
+					// A bad pattern from a variable fails this key only (Pigeonhole
+					// reports it and goes on).
+					r.warnf(kx.pos, "invalid regular expression '%s': %v", k, err)
+					continue
 				}
 			}
 			if !m.capture {

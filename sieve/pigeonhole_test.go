@@ -167,7 +167,10 @@ func runSvtest(path string, src []byte) ([]blockResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), suiteKey{}, s), time.Minute)
 	defer cancel()
-	_, err = sc.runWith(ctx, func(r *runner) { s.cur = r; r.env.Env = map[string]string{"name": "Pigeonhole Sieve", "location": "MS", "version": "0.5.19"} }, NewMessage([]byte("From: sender@example.com\r\nTo: recipient@example.com\r\nSubject: Frop\r\n\r\nFrop\r\n")),
+	_, err = sc.runWith(ctx, func(r *runner) {
+		s.cur = r
+		r.env.Env = map[string]string{"name": "Pigeonhole Sieve", "location": "MS", "version": "0.5.19"}
+	}, NewMessage([]byte("From: sender@example.com\r\nTo: recipient@example.com\r\nSubject: Frop\r\n\r\nFrop\r\n")),
 		Envelope{From: "sender@example.com", To: "recipient@example.com"}, suiteHost{s})
 	if err != nil {
 		return s.results, fmt.Errorf("the .svtest failed outside a test block: %w", err)

@@ -43,6 +43,7 @@ type runner struct {
 	includeDepth int
 	includedOnce map[string]bool
 	currentPos   Pos
+	warnings     []string
 }
 
 // Run executes the script against msg. On a run-time error the result still holds the
@@ -108,6 +109,11 @@ func (r *runner) tick() error {
 	return nil
 }
 
+// warnf records a run-time problem that does not stop the script (Result.Warnings).
+func (r *runner) warnf(p Pos, format string, args ...any) {
+	r.warnings = append(r.warnings, fmt.Sprintf("line %d:%d: ", p.Line, p.Col)+fmt.Sprintf(format, args...))
+}
+
 func (r *runner) errorf(p Pos, format string, args ...any) error {
 	return &RuntimeError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)}
 }
@@ -117,7 +123,7 @@ func failsafe(r *runner) *Result {
 }
 
 func (r *runner) result() *Result {
-	res := &Result{Actions: r.acts, Remember: r.remember}
+	res := &Result{Actions: r.acts, Remember: r.remember, Warnings: r.warnings}
 	if !r.cancelled && !r.explicitKeep {
 		res.ImplicitKeep = true
 		res.Actions = append(res.Actions, Keep{Flags: cloneFlags(r.flags), Implicit: true})

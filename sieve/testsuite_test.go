@@ -127,7 +127,13 @@ func init() {
 		if _, ok := c.args(n, []tagSpec{{name: "extension", param: aString}}); !ok {
 			return nil
 		}
-		return nopCmd{}
+		return cmdFunc(func(r *runner) error {
+			// The running test script takes the new limits too.
+			if v, err := strconv.Atoi(suiteOf(r).config["sieve_variables_max_variable_size"]); err == nil {
+				r.s.lim.MaxVariableSize = v
+			}
+			return nil
+		})
 	})
 	reg("test_binary_save", func(c *compiler, n *node) cmd {
 		pa, ok := c.args(n, nil)
@@ -186,6 +192,7 @@ func compileTestBlock(c *compiler, n *node) cmd {
 		s := suiteOf(r)
 		resetResult(r)
 		s.smtp = nil
+		clear(s.seen)
 		s.inTest = true
 		err := r.execBlock(block)
 		s.inTest = false
@@ -311,6 +318,13 @@ func (s *suite) options() Options {
 	if v, err := strconv.Atoi(s.config["sieve_variables_max_variable_size"]); err == nil {
 		opt.Limits.MaxVariableSize = v
 	}
+	opt.Delimiter = s.config["recipient_delimiter"]
+	if v, err := strconv.Atoi(s.config["sieve_include_max_includes"]); err == nil {
+		opt.Limits.MaxIncludes = v
+	}
+	if v, err := strconv.Atoi(s.config["sieve_include_max_nesting_depth"]); err == nil {
+		opt.Limits.MaxIncludeDepth = v
+	}
 	return opt
 }
 
@@ -374,8 +388,9 @@ func compileTestScriptRun(c *compiler, n *node) test {
 		sub.nRedirects, sub.nActions, sub.hadVacation, sub.hadReject = r.nRedirects, r.nActions, r.hadVacation, r.hadReject
 		sub.remember, sub.dupSeen, sub.flags = r.remember, r.dupSeen, r.flags
 		err := sub.runScript(s.compiled)
+		s.errs = append(s.errs, sub.warnings...)
 		if err != nil && err != errStop {
-			s.errs = []string{err.Error()}
+			s.errs = append(s.errs, err.Error())
 			resetResult(r)
 			return false, nil
 		}
@@ -483,7 +498,7 @@ func executeResult(r *runner) bool {
 			s.smtp = append(s.smtp, sentMail{from: r.env.From, to: x.Address, raw: raw})
 		case Vacation:
 			if x.Skip == "" {
-				s.smtp = append(s.smtp, sentMail{from: "", to: x.To, raw: composeTestVacation(r, x)})
+				s.smtp = append(s.smtp, sentMail{from: "", to: x.To, raw: x.Compose(r.env.To, time.Now(), "<test@example.com>")})
 			}
 		case Reject:
 			if r.env.From != "" {
@@ -495,20 +510,6 @@ func executeResult(r *runner) bool {
 		s.seen[m.Key] = time.Now()
 	}
 	return ok
-}
-
-func composeTestVacation(r *runner, v Vacation) []byte {
-	from := v.From
-	if from == "" {
-		from = r.env.To
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nAuto-Submitted: auto-replied (vacation)\r\n", from, v.To, v.Subject)
-	if v.InReplyTo != "" {
-		fmt.Fprintf(&b, "In-Reply-To: %s\r\nReferences: %s\r\n", v.InReplyTo, v.InReplyTo)
-	}
-	b.WriteString("\r\n" + v.Reason)
-	return b.Bytes()
 }
 
 func readAll(m Message) ([]byte, error) {
