@@ -157,6 +157,9 @@ type Action interface{ action() }
 type Keep struct {
 	Flags    []string // IMAP flags (RFC 5232), nil for none
 	Implicit bool     // the implicit keep (§2.10.2)
+	// Header is the header block as editheader left it when the action ran (RFC 5293
+	// §6), nil when unchanged; the same holds for FileInto and Redirect.
+	Header []byte
 }
 
 // FileInto stores the message in Mailbox (RFC 5228 §4.1).
@@ -166,12 +169,14 @@ type FileInto struct {
 	Create     bool   // :create (RFC 5490 §3.2): create a missing mailbox
 	Copy       bool   // :copy (RFC 3894): did not cancel the implicit keep
 	SpecialUse string // :specialuse (RFC 8579): prefer the mailbox with this use
+	Header     []byte
 }
 
 // Redirect forwards the message to Address (RFC 5228 §4.2).
 type Redirect struct {
 	Address string
 	Copy    bool
+	Header  []byte
 }
 
 // Reject refuses the message with Reason (RFC 5429): at SMTP/LMTP time when the

@@ -48,7 +48,7 @@ func (r *runner) editable() *headerEdit {
 	if r.hdr == nil {
 		raw, _ := io.ReadAll(io.LimitReader(r.msg.Raw(), int64(r.s.lim.MaxMatchInput)))
 		hdr, body := splitMessage(raw)
-		r.hdr = &headerEdit{fields: parseFields(hdr), origLen: len(raw) - len(body)}
+		r.hdr = &headerEdit{fields: parseFields(hdr), origLen: int(crlfSize(raw[:len(raw)-len(body)]))}
 	}
 	return r.hdr
 }
@@ -79,6 +79,9 @@ func (x *addheaderCmd) exec(r *runner) error {
 	}
 	if len(value) > maxAddedHeader {
 		return r.errorf(x.pos, "addheader: value of '%s' exceeds %d bytes", name, maxAddedHeader)
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return r.errorf(x.pos, "addheader: value of '%s' contains a NUL character", name)
 	}
 	h := r.editable()
 	f := field{name: name, raw: " " + encodeHeaderValue(value)}
@@ -126,6 +129,10 @@ func compileAddheader(c *compiler, n *node) cmd {
 	x := &addheaderCmd{pos: n.pos, name: c.str(pa.pos[0].strs[0]), value: c.str(pa.pos[1].strs[0]), last: pa.has("last")}
 	if x.name.constant() && !validFieldName(x.name.lit) {
 		c.errf(pa.pos[0].pos, "addheader: invalid header name '%s'", x.name.lit)
+		return nil
+	}
+	if x.value.constant() && strings.IndexByte(x.value.lit, 0) >= 0 {
+		c.errf(pa.pos[1].pos, "addheader: specified value '%s' is invalid (contains a NUL character)", x.value.lit)
 		return nil
 	}
 	if x.value.constant() && len(x.value.lit) > maxAddedHeader {

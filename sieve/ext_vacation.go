@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // vacation (RFC 5230) and vacation-seconds (RFC 6131), with Pigeonhole's period bounds
@@ -23,6 +24,10 @@ const (
 	VacationDefaultPeriod = 7 * 24 * time.Hour
 	VacationMaxPeriod     = 60 * 24 * time.Hour
 )
+
+// maxSubjectRunes bounds a reply's subject (Pigeonhole's
+// sieve_vacation_max_subject_codepoints).
+const maxSubjectRunes = 256
 
 type vacationCmd struct {
 	pos       Pos
@@ -122,6 +127,11 @@ func (x *vacationCmd) exec(r *runner) error {
 			subj = "Auto: " + orig
 		}
 	}
+	// Pigeonhole limits the subject to 256 characters, marking the cut with "…".
+	if utf8.RuneCountInString(subj) > maxSubjectRunes {
+		rs := []rune(subj)
+		subj = string(rs[:maxSubjectRunes-1]) + "\u2026"
+	}
 	v.Subject = subj
 	if id := r.header("message-id"); len(id) > 0 {
 		v.InReplyTo = strings.TrimSpace(id[0])
@@ -134,7 +144,7 @@ func (x *vacationCmd) exec(r *runner) error {
 		refs = strings.TrimSpace(refs + " " + v.InReplyTo)
 	}
 	v.References = refs
-	v.ToHeader = v.To
+	v.ToHeader = "<" + v.To + ">"
 	for _, h := range []string{"from", "sender", "resent-from", "resent-sender", "reply-to"} {
 		for _, val := range r.header(h) {
 			if l, ok := parseAddressList(val); ok && len(l) == 1 && strings.EqualFold(l[0].all(), v.To) {
@@ -142,7 +152,7 @@ func (x *vacationCmd) exec(r *runner) error {
 				break
 			}
 		}
-		if v.ToHeader != v.To {
+		if v.ToHeader != "<"+v.To+">" {
 			break
 		}
 	}
@@ -183,6 +193,13 @@ func (r *runner) vacationSkip(addresses []string, from string) string {
 	for _, v := range r.header("auto-submitted") {
 		if !strings.EqualFold(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]), "no") {
 			return "the message is auto-submitted"
+		}
+	}
+	for _, v := range r.header("x-auto-response-suppress") {
+		for _, f := range strings.FieldsFunc(v, func(c rune) bool { return c == ',' || c == ' ' || c == '\t' }) {
+			if strings.EqualFold(f, "all") || strings.EqualFold(f, "oof") {
+				return "the sender suppresses auto-replies (X-Auto-Response-Suppress)"
+			}
 		}
 	}
 	for _, v := range r.header("precedence") {

@@ -126,12 +126,18 @@ func (r *runner) result() *Result {
 	res := &Result{Actions: r.acts, Remember: r.remember, Warnings: r.warnings}
 	if !r.cancelled && !r.explicitKeep {
 		res.ImplicitKeep = true
-		res.Actions = append(res.Actions, Keep{Flags: cloneFlags(r.flags), Implicit: true})
+		res.Actions = append(res.Actions, Keep{Flags: cloneFlags(r.flags), Implicit: true, Header: r.editedHeader()})
 	}
-	if r.hdr != nil && r.hdr.changed {
-		res.Header = r.hdr.bytes()
-	}
+	res.Header = r.editedHeader()
 	return res
+}
+
+// editedHeader is the header as edited so far, nil when editheader changed nothing.
+func (r *runner) editedHeader() []byte {
+	if r.hdr == nil || !r.hdr.changed {
+		return nil
+	}
+	return r.hdr.bytes()
 }
 
 func cloneFlags(f []string) []string {
@@ -150,11 +156,19 @@ func (r *runner) countAction(p Pos) error {
 	return nil
 }
 
+// sameMailbox compares mailbox names, INBOX (and an INBOX hierarchy prefix) being
+// case-insensitive (RFC 3501 §5.1).
 func sameMailbox(a, b string) bool {
-	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
-		return true
+	return NormalizeMailbox(a) == NormalizeMailbox(b)
+}
+
+// NormalizeMailbox spells INBOX, and INBOX as the first element of a hierarchical name
+// ("Inbox.Sent", "inbox/x"), in capitals.
+func NormalizeMailbox(m string) string {
+	if len(m) >= 5 && strings.EqualFold(m[:5], "INBOX") && (len(m) == 5 || m[5] == '.' || m[5] == '/') {
+		return "INBOX" + m[5:]
 	}
-	return a == b
+	return m
 }
 
 func mergeFlags(a, b []string) []string {
@@ -198,9 +212,10 @@ func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) erro
 		return err
 	}
 	if fi == nil {
-		r.acts = append(r.acts, Keep{Flags: flags})
+		r.acts = append(r.acts, Keep{Flags: flags, Header: r.editedHeader()})
 	} else {
 		fi.Flags = flags
+		fi.Header = r.editedHeader()
 		r.acts = append(r.acts, *fi)
 	}
 	return nil
@@ -229,7 +244,7 @@ func (r *runner) redirect(p Pos, addr string, cp bool) error {
 	if err := r.countAction(p); err != nil {
 		return err
 	}
-	r.acts = append(r.acts, Redirect{Address: addr, Copy: cp})
+	r.acts = append(r.acts, Redirect{Address: addr, Copy: cp, Header: r.editedHeader()})
 	if !cp {
 		r.cancelled = true
 	}

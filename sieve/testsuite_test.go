@@ -101,8 +101,8 @@ func init() {
 		name := c.str(pa.pos[0].strs[0])
 		return cmdFunc(func(r *runner) error {
 			s := suiteOf(r)
-			if _, ok := s.mailboxes[name.eval(r)]; !ok {
-				s.mailboxes[name.eval(r)] = nil
+			if _, ok := s.mailboxes[NormalizeMailbox(name.eval(r))]; !ok {
+				s.mailboxes[NormalizeMailbox(name.eval(r))] = nil
 			}
 			return nil
 		})
@@ -218,12 +218,6 @@ func resetResult(r *runner) {
 	r.flags = nil
 }
 
-// crlf gives a message CRLF line ends, as Pigeonhole's mail storage sees it.
-func crlf(s string) []byte {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return []byte(strings.ReplaceAll(s, "\n", "\r\n"))
-}
-
 func setMessage(r *runner, raw []byte) {
 	r.msg = NewMessage(raw)
 	r.hdr, r.body = nil, nil
@@ -239,7 +233,7 @@ func compileTestSet(c *compiler, n *node) cmd {
 		key, val := strings.ToLower(k.eval(r)), v.eval(r)
 		switch key {
 		case "message":
-			setMessage(r, crlf(val))
+			setMessage(r, []byte(val))
 			// Pigeonhole's testsuite derives the envelope from the message.
 			first := func(names ...string) string {
 				for _, n := range names {
@@ -296,7 +290,7 @@ func compileTestMessage(c *compiler, n *node) test {
 			r.env.From, r.env.To = m.from, m.to
 			return true, nil
 		}
-		box := s.mailboxes[folder.eval(r)]
+		box := s.mailboxes[NormalizeMailbox(folder.eval(r))]
 		if idx >= len(box) {
 			return false, nil
 		}
@@ -471,30 +465,35 @@ func compileTestError(c *compiler, n *node) test {
 func executeResult(r *runner) bool {
 	s := suiteOf(r)
 	res := r.result()
-	raw, _ := readAll(r.msg)
-	if res.Header != nil {
-		_, body := splitMessage(raw)
-		raw = append(append([]byte(nil), res.Header...), body...)
+	orig, _ := readAll(r.msg)
+	var raw []byte
+	edited := func(h []byte) {
+		raw = orig
+		if h != nil {
+			_, body := splitMessage(orig)
+			raw = append(append([]byte(nil), h...), body...)
+		}
 	}
 	ok := true
 	store := func(box string, flags []string, create bool) {
-		if _, exists := s.mailboxes[box]; !exists && !create && !strings.EqualFold(box, "INBOX") {
+		if _, exists := s.mailboxes[NormalizeMailbox(box)]; !exists && !create && NormalizeMailbox(box) != "INBOX" {
 			s.errs = append(s.errs, fmt.Sprintf("failed to store into mailbox '%s': Mailbox doesn't exist: %s", box, box))
 			ok = false
 			return
 		}
-		if strings.EqualFold(box, "INBOX") {
-			box = "INBOX"
-		}
+		box = NormalizeMailbox(box)
 		s.mailboxes[box] = append(s.mailboxes[box], stored{raw: raw, flags: flags})
 	}
 	for _, a := range res.Actions {
 		switch x := a.(type) {
 		case Keep:
+			edited(x.Header)
 			store("INBOX", x.Flags, true)
 		case FileInto:
+			edited(x.Header)
 			store(x.Mailbox, x.Flags, x.Create)
 		case Redirect:
+			edited(x.Header)
 			s.smtp = append(s.smtp, sentMail{from: r.env.From, to: x.Address, raw: raw})
 		case Vacation:
 			if x.Skip == "" {
