@@ -83,7 +83,11 @@ func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
 	switch {
 	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "":
 		pre, parts, epi := splitMultipart(body, params["boundary"])
-		*out = append(*out, bodyPart{ctype: ct, content: strings.TrimRight(pre+epi, "\r\n")})
+		// The prologue and the epilogue are separate strings (RFC 5173 §5.2).
+		*out = append(*out, bodyPart{ctype: ct, content: pre})
+		if strings.TrimSpace(epi) != "" {
+			*out = append(*out, bodyPart{ctype: ct, content: epi})
+		}
 		for _, p := range parts {
 			walkParts(p, depth+1, out, limit)
 		}
@@ -220,9 +224,6 @@ func (x *bodyTest) eval(r *runner) (bool, error) {
 		}
 	case bodyContent:
 		for _, p := range bc.parts {
-			if strings.HasPrefix(p.ctype, "multipart/") || p.ctype == "message/rfc822" {
-				continue
-			}
 			for _, t := range x.types {
 				if contentMatches(p.ctype, t.eval(r)) {
 					vals = append(vals, p.content)

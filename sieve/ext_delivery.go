@@ -174,7 +174,6 @@ type envelopeTest struct {
 	parts []*strExpr
 	part  addrPart
 	m     *matcher
-	delim string
 }
 
 func envelopeAddr(env *Envelope, part string) (string, bool) {
@@ -207,7 +206,7 @@ func (x *envelopeTest) eval(r *runner) (bool, error) {
 		} else {
 			ma := splitAddr(a)
 			var has bool
-			if v, has = ma.part(x.part, x.delim); !has {
+			if v, has = ma.part(x.part, r.s.delimiter()); !has {
 				continue
 			}
 		}
@@ -245,7 +244,7 @@ func compileEnvelope(c *compiler, n *node) test {
 			}
 		}
 	}
-	return &envelopeTest{parts: parts, part: c.addrPart(pa), m: m, delim: c.delimiter()}
+	return &envelopeTest{parts: parts, part: c.addrPart(pa), m: m}
 }
 
 // ---- mailbox, special-use --------------------------------------------------------

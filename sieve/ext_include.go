@@ -39,15 +39,14 @@ func (x *includeCmd) exec(r *runner) error {
 	if x.script == nil {
 		return nil
 	}
-	if x.once {
-		if r.includedOnce[x.key] {
-			return nil
-		}
-		if r.includedOnce == nil {
-			r.includedOnce = map[string]bool{}
-		}
-		r.includedOnce[x.key] = true
+	// :once skips a script already included in this run, by any include.
+	if x.once && r.includedOnce[x.key] {
+		return nil
 	}
+	if r.includedOnce == nil {
+		r.includedOnce = map[string]bool{}
+	}
+	r.includedOnce[x.key] = true
 	r.includeDepth++
 	if r.includeDepth > x.script.lim.MaxIncludeDepth {
 		return r.errorf(x.pos, "include nesting exceeds the limit of %d", x.script.lim.MaxIncludeDepth)

@@ -160,7 +160,12 @@ func (x *vacationCmd) exec(r *runner) error {
 	for _, a := range x.addresses {
 		addrs = append(addrs, a.eval(r))
 	}
-	v.Skip = r.vacationSkip(addrs, v.From)
+	var matched string
+	v.Skip, matched = r.vacationSkip(addrs, v.From)
+	if v.From == "" && matched != "" && !strings.EqualFold(matched, r.env.To) {
+		// Answer from the address the message was sent to (Pigeonhole does).
+		v.From = matched
+	}
 	key := "vacation:" + v.Handle + ":" + strings.ToLower(r.env.From)
 	if v.Skip == "" && r.host.Seen(r.ctx, key, v.Period) {
 		v.Skip = "already replied to this sender within the period"
@@ -172,43 +177,44 @@ func (x *vacationCmd) exec(r *runner) error {
 	return nil
 }
 
-// vacationSkip says why no reply is sent (RFC 5230 §4.6 and Pigeonhole's checks), or "".
-func (r *runner) vacationSkip(addresses []string, from string) string {
+// vacationSkip says why no reply is sent (RFC 5230 §4.6 and Pigeonhole's checks), or
+// "" and which of the user's addresses the message was sent to.
+func (r *runner) vacationSkip(addresses []string, from string) (skip, matched string) {
 	sender := r.env.From
 	if sender == "" {
-		return "the message has no return path"
+		return "the message has no return path", ""
 	}
 	sa := splitAddr(sender)
 	lp := strings.ToLower(sa.local)
 	switch {
 	case lp == "mailer-daemon", lp == "listserv", lp == "majordomo", lp == "mailer",
 		strings.HasSuffix(lp, "-request"), strings.HasPrefix(lp, "owner-"):
-		return "the sender is a system address"
+		return "the sender is a system address", ""
 	}
 	for _, h := range []string{"list-id", "list-owner", "list-subscribe", "list-post", "list-unsubscribe", "list-help", "list-archive"} {
 		if len(r.header(h)) > 0 {
-			return "the message is from a mailing list (" + h + ")"
+			return "the message is from a mailing list (" + h + ")", ""
 		}
 	}
 	for _, v := range r.header("auto-submitted") {
 		if !strings.EqualFold(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]), "no") {
-			return "the message is auto-submitted"
+			return "the message is auto-submitted", ""
 		}
 	}
 	for _, v := range r.header("x-auto-response-suppress") {
 		for _, f := range strings.FieldsFunc(v, func(c rune) bool { return c == ',' || c == ' ' || c == '\t' }) {
 			if strings.EqualFold(f, "all") || strings.EqualFold(f, "oof") {
-				return "the sender suppresses auto-replies (X-Auto-Response-Suppress)"
+				return "the sender suppresses auto-replies (X-Auto-Response-Suppress)", ""
 			}
 		}
 	}
 	for _, v := range r.header("precedence") {
 		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "bulk", "list", "junk":
-			return "the message has precedence " + strings.TrimSpace(v)
+			return "the message has precedence " + strings.TrimSpace(v), ""
 		}
 	}
-	mine := append([]string{r.env.To, r.env.OrigTo}, addresses...)
+	mine := append([]string{r.env.To}, addresses...)
 	if from != "" {
 		if l, ok := parseAddressList(from); ok && len(l) == 1 {
 			mine = append(mine, l[0].all())
@@ -216,7 +222,7 @@ func (r *runner) vacationSkip(addresses []string, from string) string {
 	}
 	for _, m := range mine {
 		if m != "" && strings.EqualFold(m, sender) {
-			return "the sender is the recipient"
+			return "the sender is the recipient", ""
 		}
 	}
 	for _, h := range []string{"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"} {
@@ -225,13 +231,13 @@ func (r *runner) vacationSkip(addresses []string, from string) string {
 			for _, a := range l {
 				for _, m := range mine {
 					if m != "" && strings.EqualFold(a.all(), m) {
-						return ""
+						return "", m
 					}
 				}
 			}
 		}
 	}
-	return "the message is not addressed to the recipient"
+	return "the message is not addressed to the recipient", ""
 }
 
 // Compose returns the reply (RFC 5230 §5): from is the reply's From: address when

@@ -171,15 +171,6 @@ func NormalizeMailbox(m string) string {
 	return m
 }
 
-func mergeFlags(a, b []string) []string {
-	for _, f := range b {
-		if !hasFlag(a, f) {
-			a = append(a, f)
-		}
-	}
-	return a
-}
-
 // store adds a keep or fileinto, merging a store into a mailbox already stored to
 // (RFC 5228 §4.1: the message is filed once).
 func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) error {
@@ -190,13 +181,14 @@ func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) erro
 		switch x := a.(type) {
 		case Keep:
 			if sameMailbox("INBOX", mailbox) {
-				x.Flags = mergeFlags(x.Flags, flags)
+				// The last flag list wins (RFC 5232 §5).
+				x.Flags = flags
 				r.acts[i] = x
 				return nil
 			}
 		case FileInto:
 			if sameMailbox(x.Mailbox, mailbox) {
-				x.Flags = mergeFlags(x.Flags, flags)
+				x.Flags = flags
 				if fi != nil && !fi.Copy {
 					x.Copy = false
 				}

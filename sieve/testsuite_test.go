@@ -132,6 +132,7 @@ func init() {
 			if v, err := strconv.Atoi(suiteOf(r).config["sieve_variables_max_variable_size"]); err == nil {
 				r.s.lim.MaxVariableSize = v
 			}
+			r.s.opt.Delimiter = suiteOf(r).config["recipient_delimiter"]
 			return nil
 		})
 	})
@@ -504,6 +505,12 @@ func executeResult(r *runner) bool {
 				s.smtp = append(s.smtp, sentMail{from: "", to: r.env.From, raw: []byte("From: Postmaster <postmaster@example.com>\r\nTo: " + r.env.From + "\r\nSubject: Rejected: \r\n\r\n" + x.Reason)})
 			}
 		}
+	}
+	if !ok {
+		// A failed action falls back to the implicit keep of the original message
+		// (as Pigeonhole does).
+		edited(nil)
+		store("INBOX", nil, true)
 	}
 	for _, m := range res.Remember {
 		s.seen[m.Key] = time.Now()
