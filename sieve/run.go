@@ -218,7 +218,7 @@ func (r *runner) redirect(p Pos, addr string, cp bool) error {
 		return r.errorf(p, "redirect action conflicts with the earlier reject")
 	}
 	for i, a := range r.acts {
-		if x, ok := a.(Redirect); ok && strings.EqualFold(x.Address, addr) {
+		if x, ok := a.(Redirect); ok && sameAddress(x.Address, addr) {
 			if !cp && x.Copy {
 				x.Copy = false
 				r.acts[i] = x
@@ -241,6 +241,16 @@ func (r *runner) redirect(p Pos, addr string, cp bool) error {
 		r.cancelled = true
 	}
 	return nil
+}
+
+// sameAddress compares addresses as mail does: the local part exactly, the domain
+// case-insensitively (RFC 5321 §2.4).
+func sameAddress(a, b string) bool {
+	i, j := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	if i < 0 || j < 0 {
+		return a == b
+	}
+	return a[:i] == b[:j] && strings.EqualFold(a[i:], b[j:])
 }
 
 // nopHost is the Host of a nil Host.
