@@ -114,10 +114,10 @@ fileinto "Rest";`,
 }
 
 var diffMessages = map[string]string{
-	"plain": "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.com>\r\nSubject: Invoice 42\r\nDate: Mon, 02 Nov 2026 10:00:00 +0100\r\nMessage-ID: <m1@example.org>\r\n\r\nPlease find the invoice.\r\n",
-	"list": "From: Carol <carol@lists.example.org>\r\nTo: dev@lists.example.org\r\nSubject: [golang] release\r\nList-Id: Go dev <golang.example.org>\r\nPrecedence: list\r\nDate: Tue, 03 Nov 2026 10:00:00 +0000\r\n\r\nTo unsubscribe, write.\r\n",
-	"spam": "From: lottery@spam.example\r\nTo: bob@example.com, carol@example.com, dave@example.com\r\nSubject: You won the lottery\r\nX-Spam-Flag: YES\r\nDate: Tue, 03 Nov 2026 10:00:00 +0000\r\n\r\nClaim now.\r\n",
-	"auto": "From: robot@example.org\r\nTo: bob@example.com\r\nSubject: urgent: notification\r\nAuto-Submitted: auto-generated\r\nDate: Tue, 03 Nov 2019 10:00:00 +0000\r\n\r\nSomething happened.\r\n",
+	"plain":     "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.com>\r\nSubject: Invoice 42\r\nDate: Mon, 02 Nov 2026 10:00:00 +0100\r\nMessage-ID: <m1@example.org>\r\n\r\nPlease find the invoice.\r\n",
+	"list":      "From: Carol <carol@lists.example.org>\r\nTo: dev@lists.example.org\r\nSubject: [golang] release\r\nList-Id: Go dev <golang.example.org>\r\nPrecedence: list\r\nDate: Tue, 03 Nov 2026 10:00:00 +0000\r\n\r\nTo unsubscribe, write.\r\n",
+	"spam":      "From: lottery@spam.example\r\nTo: bob@example.com, carol@example.com, dave@example.com\r\nSubject: You won the lottery\r\nX-Spam-Flag: YES\r\nDate: Tue, 03 Nov 2026 10:00:00 +0000\r\n\r\nClaim now.\r\n",
+	"auto":      "From: robot@example.org\r\nTo: bob@example.com\r\nSubject: urgent: notification\r\nAuto-Submitted: auto-generated\r\nDate: Tue, 03 Nov 2019 10:00:00 +0000\r\n\r\nSomething happened.\r\n",
 	"not-to-me": "From: Alice <alice@example.org>\r\nTo: someone@example.net\r\nSubject: [misc] hello\r\nDate: Tue, 03 Nov 2026 10:00:00 +0000\r\n\r\nHi.\r\n",
 	"big-mime": "From: news@example.org\r\nTo: bob@example.com\r\nSubject: Newsletter\r\nDate: Tue, 03 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" +
 		strings.Repeat("News of the week, all of it. ", 80) + "\r\nunsubscribe here\r\n--b1\r\nContent-Type: text/html\r\n\r\n<p>News</p>\r\n--b1--\r\n",
