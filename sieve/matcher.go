@@ -148,19 +148,20 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 				return true, nil
 			}
 		case mMatches:
-			if !m.capture {
-				if globMatch(k, v, m.cmp == cmpCasemap, nil) {
-					return true, nil
-				}
-				continue
+			var caps *[]string
+			if m.capture {
+				caps = &r.caps
 			}
-			caps := r.caps[:0]
-			if globMatch(k, v, m.cmp == cmpCasemap, &caps) {
-				r.setMatch(v, caps)
-				r.caps = caps
+			ok := globMatch(k, v, m.cmp == cmpCasemap, caps, &r.matchBudget)
+			if r.matchBudget < 0 {
+				return false, r.errorf(kx.pos, "a :matches pattern exceeded the matching work limit")
+			}
+			if ok {
+				if m.capture {
+					r.setMatch(v, r.caps)
+				}
 				return true, nil
 			}
-			r.caps = caps
 		case mRegex:
 			re := m.regexes[i]
 			if re == nil {

@@ -44,6 +44,7 @@ type runner struct {
 	includedOnce map[string]bool
 	currentPos   Pos
 	warnings     []string
+	matchBudget  int // steps left for :matches (globMatch)
 }
 
 // Run executes the script against msg. On a run-time error the result still holds the
@@ -61,6 +62,9 @@ func (s *Script) runWith(ctx context.Context, hook func(*runner), msg Message, e
 		ctx: ctx, s: s, msg: msg, env: &env, host: host,
 		vars:     make([]string, s.nvars),
 		deadline: time.Now().Add(s.lim.MaxCPU),
+		// 100M steps of wildcard matching is about a second: far beyond any real
+		// filter, short of a hang.
+		matchBudget: 100_000_000,
 	}
 	if hook != nil {
 		hook(r)

@@ -378,7 +378,7 @@ func compileTestScriptRun(c *compiler, n *node) test {
 		}
 		sub := &runner{ctx: r.ctx, s: s.compiled, msg: r.msg, env: r.env, host: r.host,
 			vars: make([]string, s.compiled.nvars), deadline: time.Now().Add(s.compiled.lim.MaxCPU),
-			hdr: r.hdr, body: r.body}
+			hdr: r.hdr, body: r.body, matchBudget: 100_000_000}
 		sub.acts, sub.cancelled, sub.explicitKeep = r.acts, r.cancelled, r.explicitKeep
 		sub.nRedirects, sub.nActions, sub.hadVacation, sub.hadReject = r.nRedirects, r.nActions, r.hadVacation, r.hadReject
 		sub.remember, sub.dupSeen, sub.flags = r.remember, r.dupSeen, r.flags
