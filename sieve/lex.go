@@ -187,9 +187,12 @@ func (l *lexer) quoted(p Pos) (token, *CompileError) {
 			}
 			b.WriteByte(l.src[l.off+1])
 			l.advance(2)
-		case '\r':
-			// CRLF inside a quoted string is kept as written; a bare CR likewise.
-			b.WriteByte(c)
+		case '\r', '\n':
+			// A line break inside a quoted string is CRLF whatever the file has.
+			if c == '\r' && l.off+1 < len(l.src) && l.src[l.off+1] == '\n' {
+				l.advance(1)
+			}
+			b.WriteString("\r\n")
 			l.advance(1)
 		default:
 			b.WriteByte(c)
@@ -238,13 +241,14 @@ func (l *lexer) multiline(p Pos) (token, *CompileError) {
 			return token{kind: tString, pos: p, text: b.String(), multiline: true}, nil
 		}
 		// Dot-stuffing: ".." at a line start stands for "." (Pigeonhole keeps a single
-		// leading dot as written). Line ends are kept as written.
+		// leading dot as written). Lines end with CRLF, as mail does (§2.4.2).
+		line = []byte(strings.TrimSuffix(string(line), "\r"))
 		if len(line) > 1 && line[0] == '.' && line[1] == '.' {
 			line = line[1:]
 		}
 		b.Write(line)
 		if nl {
-			b.WriteByte('\n')
+			b.WriteString("\r\n")
 		}
 		l.advance(end - l.off)
 		if nl {

@@ -246,6 +246,4 @@ var pigeonholeSkips = map[string]string{
 	"extensions/variables/errors.svtest: Invalid namespaces (FIXME: count only)":             "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"extensions/variables/errors.svtest: Limits (FIXME: count only)":                         "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"extensions/variables/limits.svtest: :quotewildcard variable size limit":                 "the limit is changed at run time by test_config_reload on an already compiled script",
-	"extensions/variables/limits.svtest: Variable size limit UTF-8":                          "the limit is changed at run time by test_config_reload on an already compiled script",
-	"extensions/variables/limits.svtest: Variable size limit":                                "the limit is changed at run time by test_config_reload on an already compiled script",
 }
