@@ -108,6 +108,11 @@ if date :value "lt" :originalzone "date" "date" "2020-01-01" { fileinto "Old"; }
 	"vacation-seconds": `require ["vacation-seconds", "fileinto"];
 if header :contains "subject" "urgent" { fileinto "Urgent"; }
 vacation :seconds 3600 :handle "h1" "Away for an hour.";`,
+	"keep-discard":   `keep; discard;`,
+	"discard-keep":   `discard; keep;`,
+	"stop-early":     `if exists "subject" { stop; } discard;`,
+	"flags-implicit": `require "imap4flags"; setflag "\\Seen"; if header :contains "subject" "invoice" { addflag "$Invoice"; }`,
+	"fileinto-inbox": `require ["fileinto", "imap4flags"]; fileinto :flags "\\Answered" "INBOX"; keep;`,
 	"mailbox-create": `require ["fileinto", "mailbox"];
 if header :contains "subject" "invoice" { fileinto :create "Billing/2026"; stop; }
 fileinto "Rest";`,
