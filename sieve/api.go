@@ -17,6 +17,31 @@ type Options struct {
 	Delimiter string
 	// Include loads the scripts named by include (RFC 6609); nil makes include fail.
 	Include IncludeLoader
+	// Vacation holds the administrator's vacation settings (Pigeonhole's
+	// sieve_vacation_* and sieve_user_email); the zero value is Pigeonhole's default.
+	Vacation VacationOptions
+}
+
+// VacationOptions are the vacation settings of Pigeonhole a server may change.
+type VacationOptions struct {
+	// DefaultSubject is the reply's subject when the script gives none and the
+	// message has no subject ("Automated reply" when empty).
+	DefaultSubject string
+	// DefaultSubjectTemplate, when set, makes the subject when the script gives none:
+	// "%$" (or "%{subject}") stands for the original subject, "%%" for "%".
+	DefaultSubjectTemplate string
+	// MaxSubjectRunes cuts longer subjects, ending them with "…" (default 256).
+	MaxSubjectRunes int
+	// UserEmail is the user's own address, besides the envelope recipient, for the
+	// "is it addressed to me" check and as the reply's From.
+	UserEmail string
+	// UseOriginalRecipient counts the envelope's OrigTo as the user's address.
+	UseOriginalRecipient bool
+	// DontCheckRecipient replies even to mail not addressed to the user.
+	DontCheckRecipient bool
+	// ToHeaderIgnoreEnvelope takes the reply's To: field from the message's
+	// Reply-To, Sender or From even when it is not the envelope sender.
+	ToHeaderIgnoreEnvelope bool
 }
 
 // Location says where include looks for a script (RFC 6609 §3.2).

@@ -116,21 +116,31 @@ func (x *vacationCmd) exec(r *runner) error {
 		h := sha256.Sum256([]byte(subj + "\x00" + v.From + "\x00" + mime + "\x00" + v.Reason))
 		v.Handle = hex.EncodeToString(h[:8])
 	}
+	vo := r.s.opt.Vacation
 	if subj == "" {
 		orig := ""
 		if s := r.header("subject"); len(s) > 0 {
 			orig = decodeHeader(s[0])
 		}
-		if orig == "" {
-			subj = "Automated reply"
-		} else {
+		switch {
+		case orig != "" && vo.DefaultSubjectTemplate != "":
+			subj = strings.NewReplacer("%$", orig, "%{subject}", orig, "%%", "%").Replace(vo.DefaultSubjectTemplate)
+		case orig != "":
 			subj = "Auto: " + orig
+		case vo.DefaultSubject != "":
+			subj = vo.DefaultSubject
+		default:
+			subj = "Automated reply"
 		}
 	}
-	// Pigeonhole limits the subject to 256 characters, marking the cut with "…".
-	if utf8.RuneCountInString(subj) > maxSubjectRunes {
+	// Pigeonhole limits the subject (256 characters), marking the cut with "…".
+	maxRunes := vo.MaxSubjectRunes
+	if maxRunes <= 0 {
+		maxRunes = maxSubjectRunes
+	}
+	if utf8.RuneCountInString(subj) > maxRunes {
 		rs := []rune(subj)
-		subj = string(rs[:maxSubjectRunes-1]) + "\u2026"
+		subj = string(rs[:maxRunes-1]) + "\u2026"
 	}
 	v.Subject = subj
 	if id := r.header("message-id"); len(id) > 0 {
@@ -147,7 +157,7 @@ func (x *vacationCmd) exec(r *runner) error {
 	v.ToHeader = "<" + v.To + ">"
 	for _, h := range []string{"from", "sender", "resent-from", "resent-sender", "reply-to"} {
 		for _, val := range r.header(h) {
-			if l, ok := parseAddressList(val); ok && len(l) == 1 && strings.EqualFold(l[0].all(), v.To) {
+			if l, ok := parseAddressList(val); ok && len(l) == 1 && (vo.ToHeaderIgnoreEnvelope || strings.EqualFold(l[0].all(), v.To)) {
 				v.ToHeader = strings.TrimSpace(val)
 				break
 			}
@@ -162,7 +172,9 @@ func (x *vacationCmd) exec(r *runner) error {
 	}
 	var matched string
 	v.Skip, matched = r.vacationSkip(addrs, v.From)
-	if v.From == "" && matched != "" && !strings.EqualFold(matched, r.env.To) {
+	if v.From == "" && vo.UserEmail != "" {
+		v.From = vo.UserEmail
+	} else if v.From == "" && matched != "" && !strings.EqualFold(matched, r.env.To) {
 		// Answer from the address the message was sent to (Pigeonhole does).
 		v.From = matched
 	}
@@ -214,7 +226,11 @@ func (r *runner) vacationSkip(addresses []string, from string) (skip, matched st
 			return "the message has precedence " + strings.TrimSpace(v), ""
 		}
 	}
-	mine := append([]string{r.env.To}, addresses...)
+	vo := r.s.opt.Vacation
+	mine := append([]string{r.env.To, vo.UserEmail}, addresses...)
+	if vo.UseOriginalRecipient {
+		mine = append(mine, r.env.OrigTo)
+	}
 	if from != "" {
 		if l, ok := parseAddressList(from); ok && len(l) == 1 {
 			mine = append(mine, l[0].all())
@@ -236,6 +252,9 @@ func (r *runner) vacationSkip(addresses []string, from string) (skip, matched st
 				}
 			}
 		}
+	}
+	if vo.DontCheckRecipient {
+		return "", ""
 	}
 	return "the message is not addressed to the recipient", ""
 }

@@ -133,6 +133,7 @@ func init() {
 				r.s.lim.MaxVariableSize = v
 			}
 			r.s.opt.Delimiter = suiteOf(r).config["recipient_delimiter"]
+			r.s.opt.Vacation = suiteOf(r).vacationOptions()
 			return nil
 		})
 	})
@@ -301,6 +302,20 @@ func compileTestMessage(c *compiler, n *node) test {
 	})
 }
 
+func (s *suite) vacationOptions() VacationOptions {
+	yes := func(k string) bool { return s.config[k] == "yes" }
+	n, _ := strconv.Atoi(s.config["sieve_vacation_max_subject_codepoints"])
+	return VacationOptions{
+		DefaultSubject:         s.config["sieve_vacation_default_subject"],
+		DefaultSubjectTemplate: s.config["sieve_vacation_default_subject_template"],
+		MaxSubjectRunes:        n,
+		UserEmail:              s.config["sieve_user_email"],
+		UseOriginalRecipient:   yes("sieve_vacation_use_original_recipient"),
+		DontCheckRecipient:     yes("sieve_vacation_dont_check_recipient"),
+		ToHeaderIgnoreEnvelope: yes("sieve_vacation_to_header_ignore_envelope"),
+	}
+}
+
 // suiteOptions are the compile options of scripts the suite compiles.
 func (s *suite) options() Options {
 	opt := Options{Include: func(loc Location, name string) ([]byte, error) {
@@ -314,6 +329,7 @@ func (s *suite) options() Options {
 		opt.Limits.MaxVariableSize = v
 	}
 	opt.Delimiter = s.config["recipient_delimiter"]
+	opt.Vacation = s.vacationOptions()
 	if v, err := strconv.Atoi(s.config["sieve_include_max_includes"]); err == nil {
 		opt.Limits.MaxIncludes = v
 	}
