@@ -20,6 +20,57 @@ type Options struct {
 	// Vacation holds the administrator's vacation settings (Pigeonhole's
 	// sieve_vacation_* and sieve_user_email); the zero value is Pigeonhole's default.
 	Vacation VacationOptions
+	// EditHeader holds the editheader settings (Pigeonhole's sieve_editheader_*).
+	EditHeader EditHeaderOptions
+}
+
+// EditHeaderOptions restrict what addheader and deleteheader may touch (RFC 5293 §7).
+// Whatever they say, Received, Auto-Submitted and X-Sieve-Redirected-From are never
+// deleted, X-Sieve-Redirected-From never added, and Subject is always editable.
+type EditHeaderOptions struct {
+	Protected    []string // neither added nor deleted
+	ForbidAdd    []string
+	ForbidDelete []string
+	// MaxHeaderSize bounds an added field's value in bytes (default 2048).
+	MaxHeaderSize int
+}
+
+func (o EditHeaderOptions) maxSize() int {
+	if o.MaxHeaderSize > 0 {
+		return o.MaxHeaderSize
+	}
+	return 2048
+}
+
+func listed(l []string, name string) bool {
+	for _, x := range l {
+		if equalFoldASCII(x, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowAdd and allowDelete follow Pigeonhole's rules (ext-editheader-common.c).
+func (o EditHeaderOptions) allowAdd(name string) bool {
+	switch {
+	case equalFoldASCII(name, "subject"):
+		return true
+	case equalFoldASCII(name, "x-sieve-redirected-from"):
+		return false
+	}
+	return !listed(o.Protected, name) && !listed(o.ForbidAdd, name)
+}
+
+func (o EditHeaderOptions) allowDelete(name string) bool {
+	switch {
+	case equalFoldASCII(name, "received"), equalFoldASCII(name, "auto-submitted"),
+		equalFoldASCII(name, "x-sieve-redirected-from"):
+		return false
+	case equalFoldASCII(name, "subject"):
+		return true
+	}
+	return !listed(o.Protected, name) && !listed(o.ForbidDelete, name)
 }
 
 // VacationOptions are the vacation settings of Pigeonhole a server may change.

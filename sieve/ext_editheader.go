@@ -53,20 +53,11 @@ func (r *runner) editable() *headerEdit {
 	return r.hdr
 }
 
-// protectedHeader names the fields a script may not add or delete (RFC 5293 §7:
-// Received and Auto-Submitted protect against loops, as in Pigeonhole).
-func protectedHeader(name string) bool {
-	return equalFoldASCII(name, "received") || equalFoldASCII(name, "auto-submitted")
-}
-
 type addheaderCmd struct {
 	pos         Pos
 	name, value *strExpr
 	last        bool
 }
-
-// maxAddedHeader bounds one added field (Pigeonhole's editheader max_header_size).
-const maxAddedHeader = 2048
 
 func (x *addheaderCmd) exec(r *runner) error {
 	r.currentPos = x.pos
@@ -74,11 +65,12 @@ func (x *addheaderCmd) exec(r *runner) error {
 	if !validFieldName(name) {
 		return r.errorf(x.pos, "addheader: invalid header name '%s'", name)
 	}
-	if protectedHeader(name) {
-		return nil
+	eo := r.s.opt.EditHeader
+	if !eo.allowAdd(name) {
+		return nil // a protected field is silently left alone (RFC 5293 §7)
 	}
-	if len(value) > maxAddedHeader {
-		return r.errorf(x.pos, "addheader: value of '%s' exceeds %d bytes", name, maxAddedHeader)
+	if len(value) > eo.maxSize() {
+		return r.errorf(x.pos, "addheader: value of '%s' exceeds %d bytes", name, eo.maxSize())
 	}
 	if strings.IndexByte(value, 0) >= 0 {
 		return r.errorf(x.pos, "addheader: value of '%s' contains a NUL character", name)
@@ -135,8 +127,8 @@ func compileAddheader(c *compiler, n *node) cmd {
 		c.errf(pa.pos[1].pos, "addheader: specified value '%s' is invalid (contains a NUL character)", x.value.lit)
 		return nil
 	}
-	if x.value.constant() && len(x.value.lit) > maxAddedHeader {
-		c.errf(pa.pos[1].pos, "addheader: value exceeds %d bytes", maxAddedHeader)
+	if x.value.constant() && len(x.value.lit) > c.opt.EditHeader.maxSize() {
+		c.errf(pa.pos[1].pos, "addheader: value exceeds %d bytes", c.opt.EditHeader.maxSize())
 		return nil
 	}
 	return x
@@ -152,7 +144,7 @@ type deleteheaderCmd struct {
 func (x *deleteheaderCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	name := x.name.eval(r)
-	if protectedHeader(name) || !validFieldName(name) {
+	if !r.s.opt.EditHeader.allowDelete(name) || !validFieldName(name) {
 		return nil
 	}
 	h := r.editable()

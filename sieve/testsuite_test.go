@@ -134,6 +134,7 @@ func init() {
 			}
 			r.s.opt.Delimiter = suiteOf(r).config["recipient_delimiter"]
 			r.s.opt.Vacation = suiteOf(r).vacationOptions()
+			r.s.opt.EditHeader = suiteOf(r).editHeaderOptions()
 			return nil
 		})
 	})
@@ -302,6 +303,16 @@ func compileTestMessage(c *compiler, n *node) test {
 	})
 }
 
+func (s *suite) editHeaderOptions() EditHeaderOptions {
+	n, _ := strconv.Atoi(s.config["sieve_editheader_max_header_size"])
+	return EditHeaderOptions{
+		Protected:     strings.Fields(s.config["sieve_editheader_protected"]),
+		ForbidAdd:     strings.Fields(s.config["sieve_editheader_forbid_add"]),
+		ForbidDelete:  strings.Fields(s.config["sieve_editheader_forbid_delete"]),
+		MaxHeaderSize: n,
+	}
+}
+
 func (s *suite) vacationOptions() VacationOptions {
 	yes := func(k string) bool { return s.config[k] == "yes" }
 	n, _ := strconv.Atoi(s.config["sieve_vacation_max_subject_codepoints"])
@@ -330,6 +341,7 @@ func (s *suite) options() Options {
 	}
 	opt.Delimiter = s.config["recipient_delimiter"]
 	opt.Vacation = s.vacationOptions()
+	opt.EditHeader = s.editHeaderOptions()
 	if v, err := strconv.Atoi(s.config["sieve_include_max_includes"]); err == nil {
 		opt.Limits.MaxIncludes = v
 	}
