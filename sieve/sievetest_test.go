@@ -354,6 +354,16 @@ func TestSieveTestDifferential(t *testing.T) {
 				return
 			}
 			got, sent := ourActions(res)
+			if !contains(got, "vacation") {
+				// Result.String prints what sieve-test prints.
+				if w, g := sieveTestText(out), strings.ToLower(res.String()); w != g {
+					mu.Lock()
+					t.Errorf("%s: Result.String differs from sieve-test:\n%s\n---\n%s", name, w, g)
+					failures++
+					mu.Unlock()
+					return
+				}
+			}
 			var wantSent bool
 			if strings.Contains(diffScripts[c.script], "vacation") && contains(got, "vacation") {
 				// Whether the reply goes out is decided when sieve-test executes.
@@ -392,6 +402,24 @@ func TestSieveTestDifferential(t *testing.T) {
 			t.Errorf("no case produced %q", k)
 		}
 	}
+}
+
+// sieveTestText is sieve-test's listing of the actions, lowercased (Pigeonhole
+// lowercases system flags).
+func sieveTestText(out string) string {
+	i := strings.Index(out, "\nPerformed actions:")
+	j := strings.Index(out, "\nImplicit keep:")
+	if i < 0 || j < 0 {
+		return out
+	}
+	rest := out[j:]
+	if k := strings.Index(rest, "\n\n"); k >= 0 {
+		// the keep list ends at the first blank line after its own header's
+		if m := strings.Index(rest[k+2:], "\n\n"); m >= 0 {
+			rest = rest[:k+2+m+1]
+		}
+	}
+	return strings.ToLower(out[i:j] + rest)
 }
 
 func contains(l []string, s string) bool {
