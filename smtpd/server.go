@@ -121,8 +121,11 @@ type Deps struct {
 	// Limiter counts connections, new TLS sessions, AUTH, MAIL and RCPT commands against
 	// rate limits (package ratelimit); nil: no rate limits (see limits.go).
 	Limiter Limiter
-	Logger  *slog.Logger          // nil: slog.Default()
-	Metrics prometheus.Registerer // nil: no metrics
+	// Decisions, when set, receives every answer that ends a recipient, a message or a
+	// connection (the decision log); it must not block.
+	Decisions DecisionRecorder
+	Logger    *slog.Logger          // nil: slog.Default()
+	Metrics   prometheus.Registerer // nil: no metrics
 }
 
 // Server is the SMTP server. Create it with New, then Serve.
