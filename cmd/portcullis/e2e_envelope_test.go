@@ -220,6 +220,6 @@ rules:
 		code, _ := send("127.0.0.3", "a@remote.example")
 		return code == 450
 	})
-	code, msg = send("127.0.0.4", "b@remote.example")
+	_, msg = send("127.0.0.4", "b@remote.example")
 	require.Equal(t, "450 4.7.1 <unknown[127.0.0.4]>: Client host rejected: try later", msg)
 }
