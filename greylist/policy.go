@@ -78,6 +78,7 @@ type RedisConfig struct {
 	Addr string `yaml:"addr"`
 	// Username and Password authenticate (Redis 6 ACL); empty for none.
 	Username string `yaml:"username"`
+	// Password is the password of Username (or of the default user).
 	Password string `yaml:"password"`
 	// DB is the database number (default 0).
 	DB int `yaml:"db"`

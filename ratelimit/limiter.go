@@ -58,10 +58,13 @@ type Config struct {
 // RedisConfig names a Redis server.
 type RedisConfig struct {
 	// Addr is host:port (or a unix socket path); empty keeps the counters in memory.
-	Addr     string `yaml:"addr"`
+	Addr string `yaml:"addr"`
+	// Username and Password authenticate (Redis 6 ACL); empty for none.
 	Username string `yaml:"username"`
+	// Password is the password of Username (or of the default user).
 	Password string `yaml:"password"`
-	DB       int    `yaml:"db"`
+	// DB is the database number (default 0).
+	DB int `yaml:"db"`
 	// Prefix is put before every key (default "portcullis:rate:").
 	Prefix string `yaml:"prefix"`
 	// Timeout bounds each call (default 1s).
