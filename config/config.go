@@ -297,6 +297,7 @@ func (c *Config) finish() error {
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	c.SMTP.IPv6Prefix = c.RateLimits.IPv6Prefix
 	if c.Delivery.Hostname == "" {
 		c.Delivery.Hostname = c.Hostname
 	}

@@ -38,7 +38,7 @@ type Config struct {
 	// RateTimeUnit is anvil_rate_time_unit (default 60s).
 	RateTimeUnit time.Duration `yaml:"rate_time_unit"`
 	// IPv6Prefix aggregates IPv6 clients: one count per prefix (default 64; 128 counts
-	// each address).
+	// each address). The server applies it to the listeners' max_connections_per_ip too.
 	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// EventLimitExceptions is smtpd_client_event_limit_exceptions: networks (CIDR or
 	// address) never counted (default: the trusted networks).

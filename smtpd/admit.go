@@ -193,11 +193,11 @@ func setTLS(pc *policy.Conn, cs tls.ConnectionState) {
 	pc.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
 }
 
-// limitKey is what the per-address limit counts: the address, or its /64 for IPv6 (one
-// host usually owns a whole /64).
-func limitKey(ip netip.Addr) netip.Addr {
+// limitKey is what the per-address limit counts: the address, or its prefix for IPv6
+// (Config.IPv6Prefix, default /64: one host usually owns a whole /64).
+func (s *Server) limitKey(ip netip.Addr) netip.Addr {
 	if ip.Is6() {
-		if p, err := ip.Prefix(64); err == nil {
+		if p, err := ip.Prefix(s.cfg.IPv6Prefix); err == nil {
 			return p.Addr()
 		}
 	}
@@ -208,7 +208,7 @@ func limitKey(ip netip.Addr) netip.Addr {
 // total, the listener's own pool and the listener's per-address limit. It returns why
 // not when over one of them.
 func (s *Server) acquire(l *listener, ip netip.Addr) string {
-	ip = limitKey(ip)
+	ip = s.limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l.active >= l.cfg.MaxConnections {
@@ -228,7 +228,7 @@ func (s *Server) acquire(l *listener, ip netip.Addr) string {
 }
 
 func (s *Server) release(l *listener, ip netip.Addr, nc *conn) {
-	ip = limitKey(ip)
+	ip = s.limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--
