@@ -184,7 +184,7 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 }
 
 func (c *compiler) extAllowed(e string) bool {
-	if c.allowed != nil && !c.allowed[e] && !strings.HasPrefix(e, "vnd.dovecot.testsuite") {
+	if c.allowed != nil && !c.allowed[e] && !strings.HasPrefix(e, "vnd.dovecot.") {
 		return false
 	}
 	_, ok := extensions[e]

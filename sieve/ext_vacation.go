@@ -155,7 +155,7 @@ func (x *vacationCmd) exec(r *runner) error {
 	}
 	v.References = refs
 	v.ToHeader = "<" + v.To + ">"
-	for _, h := range []string{"from", "sender", "resent-from", "resent-sender", "reply-to"} {
+	for _, h := range []string{"sender", "resent-sender", "from", "resent-from", "reply-to"} {
 		for _, val := range r.header(h) {
 			if l, ok := parseAddressList(val); ok && len(l) == 1 && (vo.ToHeaderIgnoreEnvelope || strings.EqualFold(l[0].all(), v.To)) {
 				v.ToHeader = strings.TrimSpace(val)

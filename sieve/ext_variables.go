@@ -86,13 +86,15 @@ type setCmd struct {
 func (x *setCmd) exec(r *runner) error {
 	v := x.value.eval(r)
 	for _, m := range x.mods {
-		v = applyModifier(m, v)
+		v = applyModifier(m, v, r.s.lim.MaxVariableSize)
 	}
 	r.setVar(x.t, v)
 	return nil
 }
 
-func applyModifier(m, v string) string {
+// applyModifier applies one set modifier (RFC 5229 §4.1); limit is the variable size
+// limit, which a quoting modifier never cuts in the middle of an escape.
+func applyModifier(m, v string, limit int) string {
 	switch m {
 	case "lower":
 		return strings.ToLower(v)
@@ -109,19 +111,21 @@ func applyModifier(m, v string) string {
 			ch = unicode.ToUpper(ch)
 		}
 		return string(ch) + v[w:]
-	case "quotewildcard":
-		var b strings.Builder
-		for i := 0; i < len(v); i++ {
-			if v[i] == '*' || v[i] == '?' || v[i] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(v[i])
+	case "quotewildcard", "quoteregex":
+		special := `*?\`
+		if m == "quoteregex" {
+			special = `\^$.[]|()*+?{}`
 		}
-		return b.String()
-	case "quoteregex":
 		var b strings.Builder
 		for i := 0; i < len(v); i++ {
-			if strings.IndexByte(`\^$.[]|()*+?{}`, v[i]) >= 0 {
+			n := 1
+			if strings.IndexByte(special, v[i]) >= 0 {
+				n = 2
+			}
+			if b.Len()+n > limit {
+				break
+			}
+			if n == 2 {
 				b.WriteByte('\\')
 			}
 			b.WriteByte(v[i])

@@ -162,6 +162,16 @@ func init() {
 			return nil
 		})
 	})
+	// vnd.dovecot.debug's debug_log, which some .svtest files require, logs nothing
+	// here.
+	extensions["vnd.dovecot.debug"] = false
+	commands["debug_log"] = &cmdSpec{ext: "vnd.dovecot.debug", compile: func(c *compiler, n *node) cmd {
+		pa, ok := c.args(n, nil)
+		if !ok || !c.positional(n, pa, aString) {
+			return nil
+		}
+		return nopCmd{}
+	}}
 	regT("test_script_compile", compileTestScriptCompile)
 	regT("test_script_run", compileTestScriptRun)
 	regT("test_result_execute", func(c *compiler, n *node) test {
