@@ -19,10 +19,12 @@ func init() {
 	commands["error"] = &cmdSpec{ext: "ihave", compile: compileError}
 }
 
-// Duplicate periods (Pigeonhole's sieve_duplicate_default_period and max_period).
+// Duplicate periods: Pigeonhole's sieve_duplicate_default_period (14 days, used when
+// the script gives no :seconds) and sieve_duplicate_max_period (7 days, the bound of
+// :seconds), as Pigeonhole documents them.
 const (
 	DuplicateDefaultPeriod = 14 * 24 * time.Hour
-	DuplicateMaxPeriod     = 7 * 24 * time.Hour * 10
+	DuplicateMaxPeriod     = 7 * 24 * time.Hour
 )
 
 type duplicateTest struct {
