@@ -215,8 +215,6 @@ var pigeonholeSkips = map[string]string{
 	"execute/smtp.svtest: Redirect mail loop (final recipient)":                  "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
 	"execute/smtp.svtest: Redirect mail loop (sieve_user_email)":                 "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
 	"execute/smtp.svtest: Redirect":                                              "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
-	"extensions/body/content.svtest: Content-Type: message/rfc822":               "compares the raw header of a nested message/rfc822 byte for byte with Pigeonhole's line-end handling",
-	"extensions/body/text.svtest: Double Slash":                                  "Pigeonhole treats an unparsable Content-Type differently from the text/plain default of RFC 2045 \u00a75.2",
 	"extensions/duplicate/errors.svtest: Invalid Syntax (vnd)":                   "vnd.dovecot.duplicate is not implemented",
 	"extensions/duplicate/execute-vnd.svtest: Run":                               "vnd.dovecot.duplicate is not implemented",
 	"extensions/editheader/errors.svtest: Command syntax (FIXME: count only)":    "Pigeonhole's error recovery reports a different number of errors for this broken script",
