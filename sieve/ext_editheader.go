@@ -63,7 +63,7 @@ func (x *addheaderCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	name, value := x.name.eval(r), x.value.eval(r)
 	if !validFieldName(name) {
-		return r.errorf(x.pos, "addheader: invalid header name '%s'", name)
+		return r.errorf(x.pos, "addheader: specified field name '%s' is invalid", name)
 	}
 	eo := r.s.opt.EditHeader
 	if !eo.allowAdd(name) {
@@ -120,7 +120,7 @@ func compileAddheader(c *compiler, n *node) cmd {
 	}
 	x := &addheaderCmd{pos: n.pos, name: c.str(pa.pos[0].strs[0]), value: c.str(pa.pos[1].strs[0]), last: pa.has("last")}
 	if x.name.constant() && !validFieldName(x.name.lit) {
-		c.errf(pa.pos[0].pos, "addheader: invalid header name '%s'", x.name.lit)
+		c.errf(pa.pos[0].pos, "addheader: specified field name '%s' is invalid", x.name.lit)
 		return nil
 	}
 	if x.value.constant() && strings.IndexByte(x.value.lit, 0) >= 0 {
@@ -224,7 +224,7 @@ func compileDeleteheader(c *compiler, n *node) cmd {
 	}
 	x.name = c.str(pa.pos[0].strs[0])
 	if x.name.constant() && !validFieldName(x.name.lit) {
-		c.errf(pa.pos[0].pos, "deleteheader: invalid header name '%s'", x.name.lit)
+		c.errf(pa.pos[0].pos, "deleteheader: specified field name '%s' is invalid", x.name.lit)
 		return nil
 	}
 	x.idx = c.fieldIndex(n, pa)

@@ -218,8 +218,6 @@ var pigeonholeSkips = map[string]string{
 	"extensions/duplicate/errors.svtest: Invalid Syntax (vnd)":                   "vnd.dovecot.duplicate is not implemented",
 	"extensions/duplicate/execute-vnd.svtest: Run":                               "vnd.dovecot.duplicate is not implemented",
 	"extensions/editheader/errors.svtest: Command syntax (FIXME: count only)":    "Pigeonhole's error recovery reports a different number of errors for this broken script",
-	"extensions/editheader/errors.svtest: Invalid field-name at runtime ":        "checks Pigeonhole's error message text",
-	"extensions/editheader/errors.svtest: Invalid field-name":                    "checks Pigeonhole's error message text",
 	"extensions/editheader/execute.svtest: Multi script":                         "test_multiscript runs sieve_before/sieve_after sequences, which the delivery owns",
 	"extensions/imap4flags/multiscript.svtest: Internal Flags":                   "test_multiscript runs sieve_before/sieve_after sequences, which the delivery owns",
 	"extensions/imap4flags/multiscript.svtest: Segfault Trigger 1":               "test_multiscript runs sieve_before/sieve_after sequences, which the delivery owns",
