@@ -169,6 +169,10 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 		chain = nil
 		spec := commands[n.name]
 		if spec == nil || (spec.ext != "" && !c.has(spec.ext)) {
+			if _, isTest := tests[n.name]; spec == nil && isTest {
+				c.errf(n.pos, "attempted to use test '%s' as command", n.name)
+				continue
+			}
 			if spec != nil {
 				c.errf(n.pos, "unknown command '%s' (the %s extension is not required)", n.name, spec.ext)
 			} else {
@@ -253,11 +257,11 @@ func (c *compiler) args(n *node, specs []tagSpec) (*parsedArgs, bool) {
 			}
 		}
 		if spec == nil {
-			c.errf(a.pos, "unknown tagged argument ':%s' for the %s %s", a.tag, n.name, kindOf(n))
+			c.errf(a.pos, "unknown tagged argument ':%s' for the %s %s (not one of its tags)", a.tag, n.name, kindOf(n))
 			return nil, false
 		}
 		if len(pa.pos) > 0 {
-			c.errf(a.pos, "tagged argument ':%s' must come before the positional arguments of %s", a.tag, n.name)
+			c.errf(a.pos, "unexpected tagged argument ':%s' after the positional arguments of the %s %s", a.tag, n.name, kindOf(n))
 			return nil, false
 		}
 		if _, dup := pa.tags[a.tag]; dup {
@@ -315,15 +319,31 @@ func kindName(k argKind) string {
 	return "tag"
 }
 
+// argNames name the positional arguments in error messages (as Pigeonhole does).
+var argNames = map[string][]string{
+	"header": {"header names", "key list"}, "address": {"header list", "key list"},
+	"envelope": {"envelope part", "key list"}, "exists": {"header names"}, "size": {"limit"},
+	"string": {"source", "key list"}, "fileinto": {"folder"}, "redirect": {"address"},
+	"reject": {"reason"}, "ereject": {"reason"}, "vacation": {"reason"}, "require": {"capabilities"},
+	"set": {"name", "value"}, "date": {"header name", "date part", "key list"},
+	"currentdate": {"date part", "key list"}, "body": {"key list"}, "include": {"script name"},
+	"addheader": {"field name", "value"}, "environment": {"name", "key list"},
+	"mailboxexists": {"mailbox names"}, "hasflag": {"key list"},
+}
+
 // positional checks the count and kinds of n's positional arguments.
 func (c *compiler) positional(n *node, pa *parsedArgs, kinds ...argKind) bool {
 	if len(pa.pos) != len(kinds) {
-		c.errf(n.pos, "the %s %s expects %d positional argument(s), got %d", n.name, kindOf(n), len(kinds), len(pa.pos))
+		c.errf(n.pos, "the %s %s requires %d positional argument(s), but %d were found", n.name, kindOf(n), len(kinds), len(pa.pos))
 		return false
 	}
 	for i, k := range kinds {
 		if !kindFits(pa.pos[i], k) {
-			c.errf(pa.pos[i].pos, "argument %d of %s must be a %s, not a %s", i+1, n.name, kindName(k), pa.pos[i].describe())
+			name := ""
+			if names := argNames[n.name]; i < len(names) {
+				name = " (" + names[i] + ")"
+			}
+			c.errf(pa.pos[i].pos, "the %s %s expects a %s as argument %d%s, but a %s was found", n.name, kindOf(n), kindName(k), i+1, name, pa.pos[i].describe())
 			return false
 		}
 	}
@@ -359,7 +379,7 @@ func (c *compiler) test(n *node) test {
 
 func (c *compiler) noSubtests(n *node) bool {
 	if len(n.tests) > 0 {
-		c.errf(n.pos, "the %s test takes no tests", n.name)
+		c.errf(n.pos, "the %s test accepts no sub-tests, but tests are specified", n.name)
 		return false
 	}
 	return true

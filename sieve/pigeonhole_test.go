@@ -181,8 +181,6 @@ func runSvtest(path string, src []byte) ([]blockResult, error) {
 // pigeonholeSkips lists the test blocks not run, as "file: test name" (or "file: *"),
 // each with its reason.
 var pigeonholeSkips = map[string]string{
-	"compile/errors.svtest: Address errors":                                      "checks Pigeonhole's error message text",
-	"compile/errors.svtest: Header errors":                                       "checks Pigeonhole's error message text",
 	"compile/errors.svtest: If errors (FIXME: count only)":                       "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"compile/errors.svtest: Lexer errors (FIXME: count only)":                    "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"compile/errors.svtest: Parser errors (FIXME: count only)":                   "Pigeonhole's error recovery reports a different number of errors for this broken script",

@@ -391,9 +391,13 @@ func errorStrings(err error) []string {
 	if errors.As(err, &l) {
 		var out []string
 		for _, e := range l {
-			out = append(out, e.Error())
+			out = append(out, e.Msg) // test_error sees messages without their position
 		}
 		return out
+	}
+	var ce *CompileError
+	if errors.As(err, &ce) {
+		return []string{ce.Msg}
 	}
 	return []string{err.Error()}
 }
