@@ -40,7 +40,7 @@ func (x *fileintoCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	mb := x.mailbox.eval(r)
 	if !validMailbox(mb) {
-		return r.errorf(x.pos, "invalid mailbox name '%s'", mb)
+		return r.errorf(x.pos, "invalid folder name '%s' specified", mb)
 	}
 	fi := &FileInto{Mailbox: mb, Create: x.create, Copy: x.copy}
 	if x.specialUse != nil {
@@ -73,7 +73,7 @@ func compileFileinto(c *compiler, n *node) cmd {
 	}
 	x := &fileintoCmd{pos: n.pos, mailbox: c.str(pa.pos[0].strs[0]), copy: pa.has("copy"), create: pa.has("create")}
 	if x.mailbox.constant() && !validMailbox(x.mailbox.lit) {
-		c.errf(pa.pos[0].pos, "invalid mailbox name '%s'", x.mailbox.lit)
+		c.errf(pa.pos[0].pos, "invalid folder name '%s' specified", x.mailbox.lit)
 		return nil
 	}
 	if a, ok := pa.tags["flags"]; ok {
