@@ -390,9 +390,8 @@ func compileHasflag(c *compiler, n *node) test {
 // variable (RFC 5232 §5).
 func (r *runner) actionFlags(l []*strExpr) []string {
 	if l == nil {
-		if !r.s.exts["imap4flags"] {
-			return nil
-		}
+		// Only a script that required imap4flags can set the internal variable; in a
+		// sequence (RunSequence) it carries over to later scripts.
 		return cloneFlags(r.flags)
 	}
 	var out []string
