@@ -206,6 +206,10 @@ func (c *compiler) require(n *node) {
 			c.errf(s.pos, "require: unknown Sieve capability '%s'", s.s)
 			continue
 		}
+		if (e == "duplicate" && c.req["vnd.dovecot.duplicate"]) || (e == "vnd.dovecot.duplicate" && c.req["duplicate"]) {
+			c.errf(s.pos, "require: the duplicate and vnd.dovecot.duplicate extensions conflict")
+			continue
+		}
 		c.req[e] = true
 		// Implied capabilities (RFC 5231 relational needs no comparator; spamtestplus
 		// implies spamtest, RFC 5235 §3.2; envelope-deliverby etc. not supported).
@@ -366,7 +370,7 @@ func (c *compiler) noTests(n *node) bool {
 
 func (c *compiler) test(n *node) test {
 	spec := tests[n.name]
-	if spec == nil || (spec.ext != "" && !c.has(spec.ext)) {
+	if spec == nil || (spec.ext != "" && !c.has(spec.ext) && !(n.name == "duplicate" && c.has("vnd.dovecot.duplicate"))) {
 		if spec != nil {
 			c.errf(n.pos, "unknown test '%s' (the %s extension is not required)", n.name, spec.ext)
 		} else {

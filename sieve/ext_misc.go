@@ -13,6 +13,9 @@ func init() {
 		extensions[e] = true
 	}
 	tests["duplicate"] = &testSpec{ext: "duplicate", compile: compileDuplicate}
+	// Pigeonhole's older vnd.dovecot.duplicate: accepted for scripts migrated from
+	// Dovecot, not advertised.
+	extensions["vnd.dovecot.duplicate"] = false
 	tests["spamtest"] = &testSpec{ext: "spamtest", compile: func(c *compiler, n *node) test { return compileScoreTest(c, n, false) }}
 	tests["virustest"] = &testSpec{ext: "virustest", compile: func(c *compiler, n *node) test { return compileScoreTest(c, n, true) }}
 	tests["ihave"] = &testSpec{ext: "ihave", compile: compileIhave}
@@ -28,6 +31,7 @@ const (
 )
 
 type duplicateTest struct {
+	vnd      bool // vnd.dovecot.duplicate: no memory within one run
 	handle   *strExpr
 	header   *strExpr
 	uniqueID *strExpr
@@ -56,6 +60,11 @@ func (x *duplicateTest) eval(r *runner) (bool, error) {
 		handle = x.handle.eval(r)
 	}
 	key := "duplicate:" + handle + "\x00" + id
+	if x.vnd {
+		seen := r.host.Seen(r.ctx, key, x.period)
+		r.remember = append(r.remember, Memory{Key: key, Period: x.period})
+		return seen, nil
+	}
 	if r.dupSeen[key] {
 		return true, nil
 	}
@@ -71,6 +80,9 @@ func (x *duplicateTest) eval(r *runner) (bool, error) {
 }
 
 func compileDuplicate(c *compiler, n *node) test {
+	if c.has("vnd.dovecot.duplicate") {
+		return compileVndDuplicate(c, n)
+	}
 	pa, ok := c.args(n, []tagSpec{
 		{name: "handle", param: aString},
 		{name: "header", param: aString, group: "id"}, {name: "uniqueid", param: aString, group: "id"},
@@ -204,4 +216,27 @@ func compileError(c *compiler, n *node) cmd {
 		return nil
 	}
 	return &errorCmd{pos: n.pos, msg: c.str(pa.pos[0].strs[0])}
+}
+
+// compileVndDuplicate reads vnd.dovecot.duplicate's form: duplicate [:handle string]
+// [:header string / :value string].
+func compileVndDuplicate(c *compiler, n *node) test {
+	pa, ok := c.args(n, []tagSpec{
+		{name: "handle", param: aString},
+		{name: "header", param: aString, group: "id"}, {name: "value", param: aString, group: "id"},
+	})
+	if !ok || !c.positional(n, pa) || !c.noSubtests(n) {
+		return nil
+	}
+	x := &duplicateTest{vnd: true, period: DuplicateDefaultPeriod}
+	if a, ok := pa.tags["handle"]; ok {
+		x.handle = c.str(a.strs[0])
+	}
+	if a, ok := pa.tags["header"]; ok {
+		x.header = c.str(a.strs[0])
+	}
+	if a, ok := pa.tags["value"]; ok {
+		x.uniqueID = c.str(a.strs[0])
+	}
+	return x
 }

@@ -212,8 +212,6 @@ var pigeonholeSkips = map[string]string{
 	"execute/smtp.svtest: Redirect mail loop (final recipient)":                  "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
 	"execute/smtp.svtest: Redirect mail loop (sieve_user_email)":                 "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
 	"execute/smtp.svtest: Redirect":                                              "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
-	"extensions/duplicate/errors.svtest: Invalid Syntax (vnd)":                   "vnd.dovecot.duplicate is not implemented",
-	"extensions/duplicate/execute-vnd.svtest: Run":                               "vnd.dovecot.duplicate is not implemented",
 	"extensions/editheader/errors.svtest: Command syntax (FIXME: count only)":    "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"extensions/include/errors.svtest: Variables":                                "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"extensions/relational/errors.svtest: Syntax errors":                         "Pigeonhole's error recovery reports a different number of errors for this broken script",
