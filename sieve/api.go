@@ -299,4 +299,4 @@ type RuntimeError struct {
 	Msg       string
 }
 
-func (e *RuntimeError) Error() string { return "line " + Pos{e.Line, e.Col}.String() + ": " + e.Msg }
+func (e *RuntimeError) Error() string { return "line " + srcPos{e.Line, e.Col}.String() + ": " + e.Msg }

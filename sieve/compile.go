@@ -84,11 +84,11 @@ type compiler struct {
 	ctx map[string]int
 }
 
-func (c *compiler) errf(p Pos, format string, args ...any) {
+func (c *compiler) errf(p srcPos, format string, args ...any) {
 	c.errs = append(c.errs, &CompileError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (c *compiler) warnf(p Pos, format string, args ...any) {
+func (c *compiler) warnf(p srcPos, format string, args ...any) {
 	c.warns = append(c.warns, &CompileError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)})
 }
 

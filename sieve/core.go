@@ -112,7 +112,7 @@ func compileStop(c *compiler, n *node) cmd {
 // ---- actions --------------------------------------------------------------------
 
 type keepCmd struct {
-	pos   Pos
+	pos   srcPos
 	flags []*strExpr // :flags (imap4flags), nil for the internal variable
 }
 
@@ -135,7 +135,7 @@ func compileKeep(c *compiler, n *node) cmd {
 	return x
 }
 
-type discardCmd struct{ pos Pos }
+type discardCmd struct{ pos srcPos }
 
 func (x discardCmd) exec(r *runner) error {
 	r.cancelled = true
@@ -158,7 +158,7 @@ func compileDiscard(c *compiler, n *node) cmd {
 }
 
 type redirectCmd struct {
-	pos  Pos
+	pos  srcPos
 	addr *strExpr
 	copy bool
 }

@@ -23,7 +23,7 @@ func init() {
 }
 
 type fileintoCmd struct {
-	pos        Pos
+	pos        srcPos
 	mailbox    *strExpr
 	flags      []*strExpr
 	hasFlags   bool
@@ -111,7 +111,7 @@ func isAtom(s string) bool {
 }
 
 type rejectCmd struct {
-	pos      Pos
+	pos      srcPos
 	reason   *strExpr
 	extended bool
 }

@@ -54,7 +54,7 @@ func (r *runner) editable() *headerEdit {
 }
 
 type addheaderCmd struct {
-	pos         Pos
+	pos         srcPos
 	name, value *strExpr
 	last        bool
 }
@@ -135,7 +135,7 @@ func compileAddheader(c *compiler, n *node) cmd {
 }
 
 type deleteheaderCmd struct {
-	pos  Pos
+	pos  srcPos
 	name *strExpr
 	m    *matcher // nil: delete every occurrence
 	idx  fieldIndex

@@ -28,7 +28,7 @@ type includeState struct {
 func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 type includeCmd struct {
-	pos    Pos
+	pos    srcPos
 	key    string
 	script *Script // nil for a missing :optional script
 	once   bool

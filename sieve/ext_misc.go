@@ -204,7 +204,7 @@ func compileIhave(c *compiler, n *node) test {
 }
 
 type errorCmd struct {
-	pos Pos
+	pos srcPos
 	msg *strExpr
 }
 

@@ -30,7 +30,7 @@ const (
 const maxSubjectRunes = 256
 
 type vacationCmd struct {
-	pos       Pos
+	pos       srcPos
 	period    time.Duration
 	subject   *strExpr
 	from      *strExpr

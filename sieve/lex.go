@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// Pos is a position in a script: 1-based line and column (in bytes).
-type Pos struct{ Line, Col int }
+// srcPos is a position in a script: 1-based line and column (in bytes).
+type srcPos struct{ Line, Col int }
 
-func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.Line, p.Col) }
+func (p srcPos) String() string { return fmt.Sprintf("%d:%d", p.Line, p.Col) }
 
 type tokKind uint8
 
@@ -24,7 +24,7 @@ const (
 
 type token struct {
 	kind tokKind
-	pos  Pos
+	pos  srcPos
 	text string // identifier/tag name (without ':'), string value, punctuation
 	num  int64
 	// multiline marks a text: string (RFC 5228 §2.4.2); variables still expand in it.
@@ -55,7 +55,7 @@ type lexer struct {
 	maxString int
 }
 
-func (l *lexer) pos() Pos { return Pos{l.line, l.col} }
+func (l *lexer) pos() srcPos { return srcPos{l.line, l.col} }
 
 func (l *lexer) advance(n int) {
 	for i := 0; i < n && l.off < len(l.src); i++ {
@@ -69,7 +69,7 @@ func (l *lexer) advance(n int) {
 	}
 }
 
-func (l *lexer) errf(p Pos, format string, args ...any) *CompileError {
+func (l *lexer) errf(p srcPos, format string, args ...any) *CompileError {
 	return &CompileError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -169,7 +169,7 @@ func (l *lexer) next() (token, *CompileError) {
 }
 
 // quoted reads a quoted string: \" and \\ escape, any other \x stands for x (§2.4.2).
-func (l *lexer) quoted(p Pos) (token, *CompileError) {
+func (l *lexer) quoted(p srcPos) (token, *CompileError) {
 	l.advance(1)
 	var b strings.Builder
 	for {
@@ -205,7 +205,7 @@ func (l *lexer) quoted(p Pos) (token, *CompileError) {
 }
 
 // multiline reads "text:" up to a line holding only "." (§2.4.2), undoing dot-stuffing.
-func (l *lexer) multiline(p Pos) (token, *CompileError) {
+func (l *lexer) multiline(p srcPos) (token, *CompileError) {
 	// Rest of the "text:" line: white space and an optional hash comment.
 	for l.off < len(l.src) && (l.src[l.off] == ' ' || l.src[l.off] == '\t') {
 		l.advance(1)

@@ -39,13 +39,13 @@ const (
 // sval is one string literal of the script with its position.
 type sval struct {
 	s         string
-	pos       Pos
+	pos       srcPos
 	multiline bool
 }
 
 type argument struct {
 	kind argKind
-	pos  Pos
+	pos  srcPos
 	tag  string
 	num  int64
 	strs []sval
@@ -67,7 +67,7 @@ func (a *argument) describe() string {
 
 // node is a command or a test of the syntax tree (RFC 5228 §8.2).
 type node struct {
-	pos   Pos
+	pos   srcPos
 	name  string
 	args  []*argument
 	tests []*node
@@ -94,7 +94,7 @@ func (p *parser) advance() *CompileError {
 	return nil
 }
 
-func (p *parser) errf(pos Pos, format string, args ...any) *CompileError {
+func (p *parser) errf(pos srcPos, format string, args ...any) *CompileError {
 	return &CompileError{Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -127,7 +127,7 @@ func (p *parser) commands() ([]*node, *CompileError) {
 	return cmds, nil
 }
 
-func (p *parser) nest(pos Pos) *CompileError {
+func (p *parser) nest(pos srcPos) *CompileError {
 	p.depth++
 	if p.maxDepth > 0 && p.depth > p.maxDepth {
 		return p.errf(pos, "nesting exceeds the limit of %d levels", p.maxDepth)
