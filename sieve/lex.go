@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -137,7 +138,8 @@ func (l *lexer) next() (token, *CompileError) {
 		for l.off < len(l.src) && isDigit(l.src[l.off]) {
 			l.advance(1)
 		}
-		n, err := strconv.ParseUint(string(l.src[s:l.off]), 10, 63)
+		// Numbers are unsigned 64-bit, quantifier included (as in Pigeonhole).
+		n, err := strconv.ParseUint(string(l.src[s:l.off]), 10, 64)
 		if err != nil {
 			return token{}, l.errf(p, "number %s is too large", l.src[s:l.off])
 		}
@@ -155,10 +157,11 @@ func (l *lexer) next() (token, *CompileError) {
 				l.advance(1)
 			}
 		}
-		if n > (1<<62)/mult {
+		if n > math.MaxUint64/mult {
 			return token{}, l.errf(p, "number is too large")
 		}
-		return token{kind: tNumber, pos: p, num: int64(n * mult)}, nil
+		// Kept as int64: larger values are beyond any size or period anyway.
+		return token{kind: tNumber, pos: p, num: int64(min(n*mult, math.MaxInt64))}, nil
 	case c == '"':
 		return l.quoted(p)
 	case strings.IndexByte("[](){},;", c) >= 0:
