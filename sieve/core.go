@@ -184,11 +184,7 @@ func normalizeRedirect(a string) (string, bool) {
 	if strings.ContainsAny(d, " \t\"<>()[],;:") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, "..") {
 		return "", false
 	}
-	local := l[0].local
-	if strings.ContainsAny(local, " \t\"(),:;<>@[\\]") {
-		local = `"` + strings.ReplaceAll(strings.ReplaceAll(local, `\`, `\\`), `"`, `\"`) + `"`
-	}
-	return local + "@" + d, true
+	return quoteLocal(l[0].local) + "@" + d, true
 }
 
 func compileRedirect(c *compiler, n *node) cmd {
