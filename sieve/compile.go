@@ -105,9 +105,12 @@ func compileWith(src []byte, opt Options, incl *includeState) (*Script, error) {
 	if len(src) > lim.MaxScriptSize {
 		return nil, &CompileError{Line: 1, Col: 1, Msg: fmt.Sprintf("script is %d bytes, over the limit of %d", len(src), lim.MaxScriptSize)}
 	}
-	nodes, perr := parse(src, lim.MaxNesting, lim.MaxScriptSize)
-	if perr != nil {
-		return nil, perr
+	nodes, perrs := parse(src, lim.MaxNesting, lim.MaxScriptSize)
+	if len(perrs) == 1 {
+		return nil, perrs[0]
+	}
+	if len(perrs) > 1 {
+		return nil, perrs
 	}
 	c := &compiler{
 		opt: opt, lim: lim, req: map[string]bool{}, vars: map[string]int{},

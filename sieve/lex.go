@@ -21,6 +21,7 @@ const (
 	tNumber
 	tString
 	tPunct
+	tBad // characters that start no token (already reported)
 )
 
 type token struct {
@@ -44,6 +45,8 @@ func (t token) describe() string {
 		return "number " + strconv.FormatInt(t.num, 10)
 	case tString:
 		return "string"
+	case tBad:
+		return "invalid characters '" + t.text + "'"
 	}
 	return "'" + t.text + "'"
 }
@@ -54,6 +57,19 @@ type lexer struct {
 	off       int
 	line, col int
 	maxString int
+	// errs collects the errors the lexer recovers from (a number too large, an
+	// identifier too long, stray characters); the parser reports them with its own.
+	errs *ErrorList
+}
+
+// maxIdentifier bounds identifiers and tag names (Pigeonhole's SIEVE_MAX_IDENTIFIER_LEN).
+const maxIdentifier = 32
+
+// soft records an error the lexer goes on after.
+func (l *lexer) soft(p srcPos, format string, args ...any) {
+	if l.errs != nil {
+		*l.errs = append(*l.errs, l.errf(p, format, args...))
+	}
 }
 
 func (l *lexer) pos() srcPos { return srcPos{l.line, l.col} }
@@ -122,6 +138,10 @@ func (l *lexer) next() (token, *CompileError) {
 			l.advance(1)
 			return l.multiline(p)
 		}
+		if len(id) > maxIdentifier {
+			l.soft(p, "identifier '%s...' is longer than %d characters", id[:maxIdentifier], maxIdentifier)
+			id = id[:maxIdentifier]
+		}
 		return token{kind: tIdent, pos: p, text: id}, nil
 	case c == ':':
 		l.advance(1)
@@ -132,7 +152,12 @@ func (l *lexer) next() (token, *CompileError) {
 		for l.off < len(l.src) && (isAlpha(l.src[l.off]) || isDigit(l.src[l.off])) {
 			l.advance(1)
 		}
-		return token{kind: tTag, pos: p, text: string(l.src[s:l.off])}, nil
+		tag := string(l.src[s:l.off])
+		if len(tag) > maxIdentifier {
+			l.soft(p, "tag ':%s...' is longer than %d characters", tag[:maxIdentifier], maxIdentifier)
+			tag = tag[:maxIdentifier]
+		}
+		return token{kind: tTag, pos: p, text: tag}, nil
 	case isDigit(c):
 		s := l.off
 		for l.off < len(l.src) && isDigit(l.src[l.off]) {
@@ -140,9 +165,7 @@ func (l *lexer) next() (token, *CompileError) {
 		}
 		// Numbers are unsigned 64-bit, quantifier included (as in Pigeonhole).
 		n, err := strconv.ParseUint(string(l.src[s:l.off]), 10, 64)
-		if err != nil {
-			return token{}, l.errf(p, "number %s is too large", l.src[s:l.off])
-		}
+		tooLarge := err != nil
 		mult := uint64(1)
 		if l.off < len(l.src) {
 			switch l.src[l.off] {
@@ -157,8 +180,12 @@ func (l *lexer) next() (token, *CompileError) {
 				l.advance(1)
 			}
 		}
-		if n > math.MaxUint64/mult {
-			return token{}, l.errf(p, "number is too large")
+		if tooLarge || n > math.MaxUint64/mult {
+			l.soft(p, "number %s is too large", l.src[s:l.off])
+			if l.errs == nil {
+				return token{}, l.errf(p, "number %s is too large", l.src[s:l.off])
+			}
+			n, mult = math.MaxInt64, 1
 		}
 		// Kept as int64: larger values are beyond any size or period anyway.
 		return token{kind: tNumber, pos: p, num: int64(min(n*mult, math.MaxInt64))}, nil
@@ -168,7 +195,21 @@ func (l *lexer) next() (token, *CompileError) {
 		l.advance(1)
 		return token{kind: tPunct, pos: p, text: string(c)}, nil
 	}
-	return token{}, l.errf(p, "unexpected character %q", rune(c))
+	if l.errs == nil {
+		return token{}, l.errf(p, "unexpected character %q", rune(c))
+	}
+	// Stray characters: one error for the run of them, and a token the parser
+	// rejects.
+	s := l.off
+	for l.off < len(l.src) && !isAlpha(l.src[l.off]) && !isDigit(l.src[l.off]) &&
+		strings.IndexByte("[](){},;:\" \t\r\n#/", l.src[l.off]) < 0 {
+		l.advance(1)
+	}
+	if l.off == s {
+		l.advance(1)
+	}
+	l.soft(p, "unexpected character(s) '%s'", l.src[s:l.off])
+	return token{kind: tBad, pos: p, text: string(l.src[s:l.off])}, nil
 }
 
 // quoted reads a quoted string: \" and \\ escape, any other \x stands for x (§2.4.2).
