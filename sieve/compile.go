@@ -341,7 +341,7 @@ var argNames = map[string][]string{
 // positional checks the count and kinds of n's positional arguments.
 func (c *compiler) positional(n *node, pa *parsedArgs, kinds ...argKind) bool {
 	if len(pa.pos) != len(kinds) {
-		c.errf(n.pos, "the %s %s requires %d positional argument(s), but %d were found", n.name, kindOf(n), len(kinds), len(pa.pos))
+		c.errf(n.pos, "the %s %s requires %d positional argument(s), but %d were specified", n.name, kindOf(n), len(kinds), len(pa.pos))
 		return false
 	}
 	for i, k := range kinds {
@@ -357,9 +357,26 @@ func (c *compiler) positional(n *node, pa *parsedArgs, kinds ...argKind) bool {
 	return true
 }
 
+// all reports whether every check passed; unlike &&, it runs them all, so each
+// problem of a command is reported (as Pigeonhole does).
+func all(oks ...bool) bool {
+	for _, ok := range oks {
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *compiler) noTests(n *node) bool {
 	if len(n.tests) > 0 {
-		c.errf(n.pos, "the %s command takes no tests", n.name)
+		t := n.tests[0]
+		if _, isTest := tests[t.name]; !isTest && !n.testList {
+			// "fileinto "x" \n keep;": the next command was read as a test.
+			c.errf(n.pos, "missing semicolon after the %s command (before '%s' at line %d)", n.name, t.name, t.pos.Line)
+		} else {
+			c.errf(n.pos, "the %s command accepts no tests, but tests are specified", n.name)
+		}
 		return false
 	}
 	if n.hasBlock {
@@ -386,6 +403,13 @@ func (c *compiler) test(n *node) test {
 
 func (c *compiler) noSubtests(n *node) bool {
 	if len(n.tests) > 0 {
+		switch t := n.tests[0]; t.name {
+		case "is", "contains", "matches", "regex", "value", "count", "all", "localpart", "domain",
+			"user", "detail", "comparator", "over", "under":
+			// "address matches ...": a tag written without its colon.
+			c.errf(t.pos, "missing colon before the '%s' tag of the %s test", t.name, n.name)
+			return false
+		}
 		c.errf(n.pos, "the %s test accepts no sub-tests, but tests are specified", n.name)
 		return false
 	}

@@ -275,7 +275,7 @@ func compileBody(c *compiler, n *node) test {
 		{name: "text", group: "body transform"},
 		{name: "content", param: aStringList, group: "body transform"},
 	}))
-	if !ok || !c.positional(n, pa, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	x := &bodyTest{}

@@ -115,7 +115,7 @@ func encodeHeaderValue(v string) string {
 
 func compileAddheader(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, []tagSpec{{name: "last"}})
-	if !ok || !c.positional(n, pa, aString, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString, aString) {
 		return nil
 	}
 	x := &addheaderCmd{pos: n.pos, name: c.str(pa.pos[0].strs[0]), value: c.str(pa.pos[1].strs[0]), last: pa.has("last")}

@@ -88,7 +88,7 @@ func compileDuplicate(c *compiler, n *node) test {
 		{name: "header", param: aString, group: "id"}, {name: "uniqueid", param: aString, group: "id"},
 		{name: "seconds", param: aNumber}, {name: "last"},
 	})
-	if !ok || !c.positional(n, pa) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa), c.noSubtests(n)) {
 		return nil
 	}
 	x := &duplicateTest{period: DuplicateDefaultPeriod, last: pa.has("last")}
@@ -149,7 +149,7 @@ func compileScoreTest(c *compiler, n *node, virus bool) test {
 		specs = append(specs, tagSpec{name: "percent", ext: "spamtestplus"})
 	}
 	pa, ok := c.args(n, specs)
-	if !ok || !c.positional(n, pa, aString) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aString), c.noSubtests(n)) {
 		return nil
 	}
 	x := &scoreTest{virus: virus, percent: pa.has("percent")}
@@ -212,7 +212,7 @@ func (x *errorCmd) exec(r *runner) error { return r.errorf(x.pos, "%s", x.msg.ev
 
 func compileError(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	return &errorCmd{pos: n.pos, msg: c.str(pa.pos[0].strs[0])}
@@ -225,7 +225,7 @@ func compileVndDuplicate(c *compiler, n *node) test {
 		{name: "handle", param: aString},
 		{name: "header", param: aString, group: "id"}, {name: "value", param: aString, group: "id"},
 	})
-	if !ok || !c.positional(n, pa) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa), c.noSubtests(n)) {
 		return nil
 	}
 	x := &duplicateTest{vnd: true, period: DuplicateDefaultPeriod}

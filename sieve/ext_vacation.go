@@ -54,7 +54,7 @@ func compileVacation(c *compiler, n *node) cmd {
 		{name: "mime"},
 		{name: "handle", param: aString},
 	})
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	x := &vacationCmd{pos: n.pos, period: VacationDefaultPeriod, mime: pa.has("mime"), reason: c.str(pa.pos[0].strs[0])}

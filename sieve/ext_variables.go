@@ -152,7 +152,7 @@ func compileSet(c *compiler, n *node) cmd {
 	specs := []tagSpec{{name: "lower"}, {name: "upper"}, {name: "lowerfirst"}, {name: "upperfirst"},
 		{name: "quotewildcard"}, {name: "length"}, {name: "quoteregex", ext: "regex"}, {name: "encodeurl", ext: "enotify"}}
 	pa, ok := c.args(n, specs)
-	if !ok || !c.positional(n, pa, aString, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString, aString) {
 		return nil
 	}
 	x := &setCmd{}
@@ -203,7 +203,7 @@ func (x *stringTest) eval(r *runner) (bool, error) {
 
 func compileString(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch())
-	if !ok || !c.positional(n, pa, aStringList, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	m := c.matcher(n, pa, pa.pos[1])
