@@ -141,6 +141,7 @@ func compileWith(src []byte, opt Options, incl *includeState) (*Script, error) {
 func (c *compiler) block(nodes []*node, top bool) []cmd {
 	var out []cmd
 	var chain *ifCmd
+	orphan := false // an elsif/else without if was reported; its followers are not
 	for _, n := range nodes {
 		if n.name == "require" {
 			if !top || c.seenCmd {
@@ -153,6 +154,7 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 		c.seenCmd = true
 		switch n.name {
 		case "if":
+			orphan = false
 			chain = c.ifChain(n, nil)
 			if chain != nil {
 				out = append(out, chain)
@@ -160,7 +162,10 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 			continue
 		case "elsif", "else":
 			if chain == nil {
-				c.errf(n.pos, "%s command must follow an if or elsif command", n.name)
+				if !orphan {
+					c.errf(n.pos, "%s command must follow an if or elsif command", n.name)
+				}
+				orphan = n.name == "elsif"
 				continue
 			}
 			chain = c.ifChain(n, chain)
@@ -169,7 +174,7 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 			}
 			continue
 		}
-		chain = nil
+		chain, orphan = nil, false
 		spec := commands[n.name]
 		if spec == nil || (spec.ext != "" && !c.has(spec.ext)) {
 			if _, isTest := tests[n.name]; spec == nil && isTest {

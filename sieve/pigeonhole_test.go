@@ -181,7 +181,6 @@ func runSvtest(path string, src []byte) ([]blockResult, error) {
 // pigeonholeSkips lists the test blocks not run, as "file: test name" (or "file: *"),
 // each with its reason.
 var pigeonholeSkips = map[string]string{
-	"compile/errors.svtest: If errors (FIXME: count only)":                       "Pigeonhole's error recovery reports a different number of errors for this broken script",
 	"execute/errors-cpu-limit.svtest: CPU limit":                                 "the script needs the mime and foreverypart extensions (RFC 5703), not implemented",
 	"execute/errors.svtest: Fileinto invalid folder name":                        "mailbox name syntax depends on the store's hierarchy separator; the delivery checks it",
 	"execute/examples.svtest: Elvey example":                                     "reads ../../examples/*.sieve, which the stored test data does not include",
