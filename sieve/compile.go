@@ -78,6 +78,8 @@ type compiler struct {
 	nvars   int
 	globals map[string]bool
 	seenCmd bool
+	// tooManyVars: the variable limit was reported (once, not for each later one).
+	tooManyVars bool
 	incl    *includeState
 	script  *Script
 	// inLoop and similar context flags for commands that need them.

@@ -199,14 +199,8 @@ func compileDeleteheader(c *compiler, n *node) cmd {
 		if !c.positional(n, pa, aString) {
 			return nil
 		}
-		if pa.has("comparator") || len(pa.order) > 0 && !pa.has("index") && !pa.has("last") {
-			for _, t := range pa.order {
-				if t != "index" && t != "last" {
-					c.errf(n.pos, "deleteheader: :%s needs a value pattern list", t)
-					return nil
-				}
-			}
-		}
+		// A match type without value patterns is accepted and deletes every
+		// occurrence (RFC 5293 §5; Pigeonhole accepts it too).
 	case 2:
 		if !c.positional(n, pa, aString, aStringList) {
 			return nil

@@ -19,6 +19,9 @@ func init() {
 	tests["hasflag"] = &testSpec{ext: "imap4flags", compile: compileHasflag}
 }
 
+// maxVariableName bounds a variable name (Pigeonhole's 64).
+const maxVariableName = 64
+
 // varTarget is where set and the flag commands store: a local slot or a global name.
 type varTarget struct {
 	global bool
@@ -57,6 +60,10 @@ func (c *compiler) target(s sval) (varTarget, bool) {
 	}
 	if !isIdent(name) {
 		c.errf(s.pos, "invalid variable name '%s'", s.s)
+		return varTarget{}, false
+	}
+	if len(name) > maxVariableName {
+		c.errf(s.pos, "variable name '%s...' is longer than %d characters", s.s[:maxVariableName], maxVariableName)
 		return varTarget{}, false
 	}
 	if c.globals[name] {

@@ -164,7 +164,7 @@ func (c *compiler) varRef(pos srcPos, ref string) (strPart, bool) {
 			return ns.resolve(c, strings.ToLower(strings.Join(elems[1:], "."))), true
 		}
 		c.errf(pos, "variable namespace '%s' is not supported", elems[0])
-		return strPart{kind: pLit}, true
+		return strPart{kind: pLit, lit: "${" + ref + "}"}, true
 	}
 	if c.globals[name] {
 		return strPart{kind: pGlobal, lit: name}, true
@@ -177,7 +177,10 @@ func (c *compiler) varSlot(pos srcPos, name string) int {
 		return i
 	}
 	if c.nvars >= c.lim.MaxVariables {
-		c.errf(pos, "too many variables (the limit is %d)", c.lim.MaxVariables)
+		if !c.tooManyVars {
+			c.errf(pos, "too many variables (the limit is %d)", c.lim.MaxVariables)
+			c.tooManyVars = true
+		}
 		return 0
 	}
 	c.vars[name] = c.nvars
