@@ -80,8 +80,8 @@ type compiler struct {
 	seenCmd bool
 	// tooManyVars: the variable limit was reported (once, not for each later one).
 	tooManyVars bool
-	incl    *includeState
-	script  *Script
+	incl        *includeState
+	script      *Script
 	// inLoop and similar context flags for commands that need them.
 	ctx map[string]int
 }
