@@ -204,7 +204,7 @@ var pigeonholeSkips = map[string]string{
 	"execute/smtp.svtest: Redirect mail loop (final recipient)":          "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
 	"execute/smtp.svtest: Redirect mail loop (sieve_user_email)":         "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
 	"execute/smtp.svtest: Redirect":                                      "redirect execution (envelope sender choice, X-Sieve-Redirected-From, loop detection) is the delivery's job, outside this package",
-	"extensions/include/errors.svtest: Variables":                        "Pigeonhole's error recovery reports a different number of errors for this broken script",
-	"extensions/relational/errors.svtest: Syntax errors":                 "Pigeonhole's error recovery reports a different number of errors for this broken script",
+	"extensions/include/errors.svtest: Variables":                        "uses import and export, commands of an early include draft that Pigeonhole still parses; not implemented (so the error count differs)",
+	"extensions/relational/errors.svtest: Syntax errors":                 "the broken script parses here (a stray e becomes a test), so we report 4 validation errors where Pigeonhole reports 5",
 	"extensions/vacation/message.svtest: Send from recipient":            "sieve_vacation_send_from_recipient sets the reply's envelope sender, which the delivery chooses (Vacation leaves it to it)",
 }
