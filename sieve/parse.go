@@ -88,11 +88,19 @@ type parser struct {
 	fatal    bool // the lexer cannot go on (an unterminated string or comment)
 }
 
+// maxErrors ends parsing: a script this broken needs no more than this many errors.
+const maxErrors = 50
+
 // maxArguments bounds the arguments of one command or test (Pigeonhole's
 // SIEVE_MAX_COMMAND_ARGUMENTS).
 const maxArguments = 32
 
 func (p *parser) advance() *CompileError {
+	if len(p.errs) >= maxErrors {
+		p.fatal = true
+		p.tok = token{kind: tEOF, pos: p.tok.pos}
+		return nil
+	}
 	t, err := p.lex.next()
 	if err != nil {
 		p.fatal = true
