@@ -119,3 +119,38 @@ func DefaultReply(v Verdict) Reply {
 	}
 	return Reply{Code: 250, Enhanced: "2.0.0", Text: "OK"}
 }
+
+// ReplyOf returns the reply a server sends for a terminal decision: the rule's reply,
+// the default (DefaultReply) when it gave none, the class forced to match the verdict
+// (a reject is always 5xx, a tempfail 4xx) and the text made fit for one reply line.
+// The SMTP server, the policy-delegation server and the milter all answer with it.
+func ReplyOf(d Decision) Reply {
+	r := d.Reply
+	def := DefaultReply(d.Verdict)
+	if r.Code == 0 {
+		return def
+	}
+	if d.Verdict == Reject && r.Code/100 != 5 || d.Verdict == Tempfail && r.Code/100 != 4 {
+		r.Code, r.Enhanced = def.Code, def.Enhanced
+	}
+	if r.Enhanced == "" {
+		r.Enhanced = def.Enhanced
+	}
+	r.Text = ReplyText(r.Text, def.Text)
+	return r
+}
+
+// ReplyText is text fit for a reply line: control characters (a CR or LF would end the
+// line early) become spaces, and an empty text is def.
+func ReplyText(text, def string) string {
+	text = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, text)
+	if text == "" {
+		return def
+	}
+	return text
+}
