@@ -70,6 +70,11 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
+		from:      []string{"./policyd"},
+		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "spool", "config", "cmd"},
+		why:       "the Postfix doors translate requests into a policy.Transaction and run the engine, nothing of the server",
+	},
+	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
