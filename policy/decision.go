@@ -154,3 +154,25 @@ func ReplyText(text, def string) string {
 	}
 	return text
 }
+
+// Outcome merges the non-terminal decisions of a mail transaction (those of the
+// connection's connect and helo stages, then the transaction's): a discard anywhere
+// discards the message, else a quarantine anywhere quarantines it; the headers to add
+// and the tags (each once) follow in order. The SMTP server, the policy-delegation
+// server and the milter decide the fate of an accepted message with it.
+func Outcome(decs ...Decision) (v Verdict, headers []Header, tags []string) {
+	seen := map[string]bool{}
+	for _, d := range decs {
+		if d.Verdict == Discard || d.Verdict == Quarantine && v != Discard {
+			v = d.Verdict
+		}
+		headers = append(headers, d.Headers...)
+		for _, t := range d.Tags {
+			if !seen[t] {
+				seen[t] = true
+				tags = append(tags, t)
+			}
+		}
+	}
+	return v, headers, tags
+}

@@ -136,12 +136,7 @@ func action(d policy.Decision) string { return policy.ReplyOf(d).String() }
 // log_only rules that matched this request, else DUNNO: Postfix goes on with its own
 // restrictions (OK would skip them).
 func (t *txn) pending(dryRun []string) string {
-	v := policy.Continue
-	for _, d := range t.decs {
-		if d.Verdict == policy.Discard || d.Verdict == policy.Quarantine && v != policy.Discard {
-			v = d.Verdict
-		}
-	}
+	v, _, _ := policy.Outcome(t.decs...)
 	switch {
 	case v == policy.Discard && !t.saidDiscard:
 		t.saidDiscard = true
@@ -224,6 +219,9 @@ func (s *Server) update(t *txn, req Request) {
 		c.TLSCipher = req["encryption_cipher"]
 	}
 	env := &t.tx.Envelope
+	// Postfix judged the login's right to the sender (smtpd_sender_login_maps with
+	// reject_sender_login_mismatch) before asking: an authenticated sender is owned.
+	env.FromOwned = c.AuthUser != ""
 	if from, ok := req["sender"]; ok && from != env.From.Raw {
 		env.From = address.Parse(from)
 	}
