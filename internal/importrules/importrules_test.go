@@ -70,7 +70,7 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
-		from:      []string{"./policyd"},
+		from:      []string{"./policyd", "./milter"},
 		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "spool", "config", "cmd"},
 		why:       "the Postfix doors translate requests into a policy.Transaction and run the engine, nothing of the server",
 	},
