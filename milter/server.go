@@ -34,8 +34,8 @@ type Config struct {
 	// (default 15m, over Postfix's smtpd_timeout between two SMTP commands).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// PolicyTimeout bounds the rules' work at one stage (default 25s, under Postfix's
-	// milter_command_timeout of 30s; the data stage may take milter_content_timeout,
-	// 300s, and portcullis tells Postfix it is busy every 10s meanwhile).
+	// milter_command_timeout of 30s; during the data stage portcullis also tells
+	// Postfix every 10s that it is busy).
 	PolicyTimeout time.Duration `yaml:"policy_timeout"`
 	// MaxMessageSize is the largest message judged (default 32MiB, as smtp's); a
 	// larger one is refused with 552 5.3.4.

@@ -249,6 +249,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
 
+	stopDoors, err := serveDoors(cfg, priv, engine, logger)
+	if err != nil {
+		return err
+	}
+	defer stopDoors()
+
 	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
 	if err != nil {
 		return err
