@@ -98,6 +98,23 @@ const policyFactor = 1.25
 // (Authentication-Results, X-Spam-*, the rules' add_header) and quarantine.
 const actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine
 
+// What portcullis asks of the MTA's protocol: headers exactly as written (DKIM verifies
+// them byte for byte); no reply to the header and end-of-header events, which only
+// collect the message; no DATA and unknown-command events.
+const protocol = gomilter.OptHeaderLeadingSpace | gomilter.OptNoHeaderReply | gomilter.OptNoEOHReply | gomilter.OptNoUnknown | gomilter.OptNoData
+
+// negotiate takes of the actions and protocol options what the MTA offers, instead of
+// refusing an MTA that lacks one (go-milter's default): an older MTA then sends headers
+// without their leading space (Header puts it back) and waits for replies we give
+// anyway. Version 6 at most; 2 at least (Sendmail 8.13's).
+func negotiate(mtaVersion, milterVersion uint32, mtaActions, milterActions gomilter.OptAction, mtaProtocol, milterProtocol gomilter.OptProtocol, offered gomilter.DataSize) (uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize, error) {
+	v := min(mtaVersion, milterVersion)
+	if v < 2 {
+		return 0, 0, 0, 0, fmt.Errorf("milter: MTA protocol version %d is too old", mtaVersion)
+	}
+	return v, milterActions & mtaActions, milterProtocol & mtaProtocol, gomilter.DataSize64K, nil
+}
+
 // The macros portcullis asks for at each stage, on top of those Postfix sends by default
 // (milter_*_macros).
 var macros = map[gomilter.MacroStage][]gomilter.MacroName{
@@ -136,9 +153,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return &session{s: s}
 		}),
 		gomilter.WithActions(actions),
-		// Headers exactly as written (DKIM verifies them byte for byte); no reply to
-		// the header, end-of-header and body events, which only collect the message.
-		gomilter.WithProtocols(gomilter.OptHeaderLeadingSpace | gomilter.OptNoHeaderReply | gomilter.OptNoEOHReply | gomilter.OptNoUnknown | gomilter.OptNoData),
+		gomilter.WithProtocols(protocol),
+		gomilter.WithNegotiationCallback(negotiate),
 		gomilter.WithReadTimeout(cfg.IdleTimeout),
 		gomilter.WithWriteTimeout(30 * time.Second),
 	}

@@ -224,6 +224,22 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		st.srv.m.message(name, outcome)
 		return nil, st.fail(policy.StageData, replyOf(d))
 	}
+	if len(st.milters) > 0 {
+		var out []byte
+		d, out = st.milterMessage(d, raw)
+		if d.Terminal() {
+			outcome := "rejected"
+			if d.Verdict != policy.Reject {
+				outcome = "tempfailed"
+			}
+			st.srv.m.message(name, outcome)
+			return nil, st.fail(policy.StageData, replyOf(d))
+		}
+		if !sameBytes(out, raw) {
+			raw = out
+			buf.keep(raw)
+		}
+	}
 	st.txnDec = append(st.txnDec, d)
 	verdict, headers, tags, score := st.finalVerdict()
 	if verdict == policy.Discard {

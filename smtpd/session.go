@@ -45,6 +45,8 @@ type connState struct {
 	heloDec    policy.Decision // and of the helo stage
 
 	txnDec []policy.Decision // mail, rcpt and data decisions of the transaction
+	// milters are the chained milters' sessions (Deps.Milters).
+	milters []MilterSession
 	// rcptArgs are the accepted RCPT arguments as go-smtp saw them, in the order of
 	// tx.Envelope.Rcpts (LMTP answers each by this name).
 	rcptArgs []string
@@ -116,6 +118,7 @@ func (st *connState) helo(name string, immediate bool) error {
 		return nil // a connect rejection waits for RCPT; judging HELO is moot
 	}
 	d := st.evaluate(policy.StageHelo)
+	d = st.withMilters(policy.StageHelo, d, func(ms MilterSession) policy.Decision { return ms.Helo(st.ctx, st.tx) })
 	st.heloDec = d
 	if !d.Terminal() {
 		return nil
@@ -170,6 +173,9 @@ var (
 )
 
 func (st *connState) resetTxn() {
+	if st.inTxn.Load() {
+		st.abortMilters()
+	}
 	st.tx.Reset()
 	st.txnDec = st.txnDec[:0]
 	st.rcptArgs = st.rcptArgs[:0]

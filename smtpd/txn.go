@@ -44,6 +44,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return nil // judged at RCPT (delay_reject)
 	}
 	d := st.evaluate(policy.StageMail)
+	d = st.withMilters(policy.StageMail, d, func(ms MilterSession) policy.Decision { return ms.Mail(st.ctx, st.tx) })
 	if d.Terminal() {
 		if *st.srv.cfg.DelayReject {
 			st.pending, st.pendingStage = &d, policy.StageMail
@@ -170,6 +171,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	d := st.evaluate(policy.StageRcpt)
+	d = st.withMilters(policy.StageRcpt, d, func(ms MilterSession) policy.Decision { return ms.Rcpt(st.ctx, st.tx) })
 	if d.Terminal() {
 		return st.fail(policy.StageRcpt, replyOf(d))
 	}

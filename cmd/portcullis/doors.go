@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/portcullis-mail/portcullis/milter"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/policyd"
+	"github.com/portcullis-mail/portcullis/smtpd"
 )
 
 // doorAddrs are the TCP addresses of the Postfix doors (policyd, milter), bound before
@@ -71,4 +74,21 @@ func serveDoors(cfg *config.Config, priv *privileges, engine *policy.Engine, log
 		}
 	}
 	return stop, nil
+}
+
+// smtpMilters builds the clients of the milters chained behind portcullis's own SMTP
+// server (smtp.milters).
+func smtpMilters(cfg *config.Config, logger *slog.Logger) ([]smtpd.Milter, error) {
+	var out []smtpd.Milter
+	for _, m := range cfg.SMTP.Milters {
+		c, err := milter.NewClient(milter.ClientConfig{Addr: m.Addr, DefaultAction: m.DefaultAction,
+			ConnectTimeout: m.ConnectTimeout, Timeout: m.Timeout, Hostname: cfg.Hostname, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("smtp: %w", err)
+		}
+		out = append(out, func(ctx context.Context, tx *policy.Transaction) (smtpd.MilterSession, policy.Decision) {
+			return c.Open(ctx, tx)
+		})
+	}
+	return out, nil
 }

@@ -224,7 +224,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	milters, err := smtpMilters(cfg, logger)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Milters:        milters,
 		Engine:         engine,
 		Spool:          sp,
 		Resolver:       resolver,
