@@ -3,6 +3,7 @@ package milter_test
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/address"
@@ -116,6 +117,52 @@ func TestParseAddr(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%q → %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMessageTooBig: a message over max_message_size is refused at its end with 552
+// 5.3.4, one that finds the memory budget exhausted with 451 4.3.1, and the session
+// goes on.
+func TestMessageTooBig(t *testing.T) {
+	testTooBig(t, milter.Config{MaxMessageSize: 1024}, "552 5.3.4 Message too big")
+	testTooBig(t, milter.Config{MaxDataMemory: 300 << 10}, "451 4.3.1 Insufficient system resources, try again later")
+}
+
+func testTooBig(t *testing.T, cfg milter.Config, want string) {
+	eng, _ := newEngine(t)
+	srv, err := milter.New(cfg, milter.Deps{Engine: eng, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := milter.Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := milter.NewClient(milter.ClientConfig{Addr: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("198.51.100.7"), HELO: "client.test"})
+	s, _ := c.Open(ctx, tx)
+	defer s.Close()
+	s.Helo(ctx, tx)
+	for i, size := range []int{200 << 10, 100} {
+		tx.Reset()
+		tx.Envelope.From = address.Parse("a@sender.test")
+		s.Mail(ctx, tx)
+		tx.Rcpt = address.Parse("alice@remote.test")
+		s.Rcpt(ctx, tx)
+		raw := "Subject: big\r\n\r\n" + strings.Repeat("x", size) + "\r\n"
+		d, _ := s.Message(ctx, tx, []byte(raw))
+		if i == 0 && (!d.Terminal() || d.Reply.String() != want) {
+			t.Fatalf("big message: %+v", d)
+		}
+		if i == 1 && d.Terminal() {
+			t.Fatalf("small message after a big one: %+v", d)
 		}
 	}
 }

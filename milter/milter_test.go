@@ -55,6 +55,8 @@ rules:
     add_header: "X-Spam-Score: {{score}}"
 `
 
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 func newEngine(t testing.TB) (*policy.Engine, *atomic.Pointer[[]byte]) {
 	t.Helper()
 	rules, err := policy.ParseRules([]byte(testRules), "rules.yaml")

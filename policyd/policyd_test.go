@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -340,4 +341,70 @@ func FuzzReadRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTransactionsBounded: past max_transactions the least recently used transaction
+// is forgotten: its next request runs the earlier stages again.
+func TestTransactionsBounded(t *testing.T) {
+	rules, _ := policy.ParseRules([]byte(testRules), "rules.yaml")
+	var runs atomic.Int64
+	eng, err := policy.NewEngine(policy.EngineConfig{Rules: rules, Logger: slog.New(slog.DiscardHandler),
+		Policies: map[string]policy.Policy{"bl": listed{netip.MustParsePrefix("192.0.2.0/24"), &runs}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := policyd.New(policyd.Config{MaxTransactions: 2}, policyd.Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ask := func(inst string) {
+		if _, err := s.Answer(ctx, req("RCPT", inst, "198.51.100.1", "a@b.test", "x@else.test")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask("t1")
+	ask("t2")
+	ask("t1") // remembered: no new run
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("%d runs, want 2", n)
+	}
+	ask("t3") // evicts t2, the least recently used
+	ask("t1") // still remembered
+	if n := runs.Load(); n != 3 {
+		t.Fatalf("%d runs, want 3", n)
+	}
+	ask("t2") // forgotten: runs again
+	if n := runs.Load(); n != 4 {
+		t.Fatalf("%d runs, want 4", n)
+	}
+}
+
+// TestUnixSocket: the server listens on a unix socket made for Postfix (mode 0666),
+// replacing one a previous run left behind.
+func TestUnixSocket(t *testing.T) {
+	path := t.TempDir() + "/policy.sock"
+	for range 2 {
+		ln, err := policyd.Listen("unix:"+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newServer(t, nil)
+		go s.Serve(ln)
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, encode(req("RCPT", "u", "198.51.100.1", "", "x@else.test")))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if line != "action=DUNNO\n" {
+			t.Fatalf("over the unix socket: %q", line)
+		}
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm() != 0o666 {
+			t.Fatalf("socket mode %v, %v", fi.Mode(), err)
+		}
+		s.Close()
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/policy"
@@ -28,6 +30,10 @@ rules:
     stage: rcpt
     if: rcpt.local == "busy"
     tempfail: 451 4.7.1 "portcullis says later"
+  - name: hold
+    stage: rcpt
+    if: rcpt.local == "held"
+    quarantine: true
   - name: tag
     stage: rcpt
     if: rcpt.domain == "remote.test"
@@ -55,7 +61,7 @@ rules:
 	t.Cleanup(func() { srv.Close() })
 
 	pf := postfixtest.Start(t, postfixtest.Config{
-		Users:  []string{"alice", "bob", "busy"},
+		Users:  []string{"alice", "bob", "busy", "held"},
 		MainCF: fmt.Sprintf("smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service inet:%s\n", ln.Addr()),
 	})
 	c, err := smtptest.Dial(pf.Addr)
@@ -101,10 +107,24 @@ rules:
 		t.Fatal(err)
 	}
 	c.Expect(t, "", 250)
+	// Quarantined: HOLD puts the message on Postfix's hold queue.
+	c.Transaction(t, "a@sender.test", []string{"held@remote.test"}, smtptest.Message("a@sender.test", "held@remote.test", "hold me", 10))
+	c.Expect(t, "", 250)
 	c.Expect(t, "QUIT", 221)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		held, _ := filepath.Glob(filepath.Join(pf.Dir, "spool", "hold", "*"))
+		if len(held) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hold queue has %d messages, want 1\n%s", len(held), pf.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	msgs = pf.WaitMessages(t, "bob", 2)
-	if len(pf.Messages(t, "busy")) != 0 {
-		t.Error("busy got a message")
+	if len(pf.Messages(t, "busy")) != 0 || len(pf.Messages(t, "held")) != 0 {
+		t.Error("busy or held got a message")
 	}
 	if !strings.Contains(string(msgs[1]), "X-Portcullis: seen bob@remote.test") {
 		t.Errorf("second message:\n%s", msgs[1])
