@@ -93,8 +93,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		gomilter.WithReadTimeout(cfg.Timeout),
 		gomilter.WithWriteTimeout(cfg.Timeout),
 		// What we apply to the message before it is queued: headers, body, quarantine.
-		// Recipient and sender changes are not offered.
-		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptChangeBody|gomilter.OptQuarantine),
+		// Recipient and sender changes are offered too, because milters ask for them
+		// at negotiation (rspamd 3.4 asks for SMFIF_ADDRCPT and SMFIF_DELRCPT, and
+		// go-milter's client refuses a milter that asks for more than is offered), but
+		// they are logged and not applied: the envelope stays the one the rules judged.
+		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptChangeBody|gomilter.OptQuarantine|
+			gomilter.OptAddRcpt|gomilter.OptRemoveRcpt|gomilter.OptChangeFrom),
 	)
 	return &Client{cfg: cfg, c: c, log: cfg.Logger}, nil
 }
@@ -235,6 +239,12 @@ func (cs *ClientSession) Message(ctx context.Context, tx *policy.Transaction, ra
 	d := cs.decide("end of message", act, err, false)
 	if d.Terminal() || d.Verdict == policy.Discard {
 		return d, raw
+	}
+	for _, m := range mods {
+		switch m.Type {
+		case gomilter.ActionAddRcpt, gomilter.ActionDelRcpt, gomilter.ActionChangeFrom:
+			cs.c.log.Warn("milter envelope change not applied", "milter", cs.c.cfg.Addr, "id", tx.Conn.ID, "change", m.String())
+		}
 	}
 	out, quarantine := apply(fields, raw[end:], mods)
 	if quarantine != "" && d.Verdict < policy.Quarantine {
