@@ -12,6 +12,7 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
 )
 
@@ -55,9 +56,14 @@ func TestE2EPostfixDoors(t *testing.T) {
 		"_dmarc.signed.example.":  {`TXT "v=DMARC1; p=reject; adkim=s; aspf=s"`},
 		keyName + ".":             {fmt.Sprintf("TXT %q", keyTXT)},
 	})
-	cfg := e2eConfig(t, dir, dns, e2eDoorRules, `policyd: { addr: "127.0.0.1:0" }
-milter: { addr: "127.0.0.1:0" }
-`)
+	// The binary also chains its own milter behind its MX (smtp.milters), as a site
+	// chains rspamd: a message sent to the MX gets the milter's X-Spam-Score too.
+	milterAddr := testenv.FreeAddr(t)
+	cfg := e2eConfig(t, dir, dns, e2eDoorRules, fmt.Sprintf(`  milters:
+    - { addr: "inet:%[1]s", default_action: tempfail, connect_timeout: 5s, timeout: 30s }
+policyd: { addr: "127.0.0.1:0" }
+milter: { addr: "%[1]s" }
+`, milterAddr))
 	srv := startServer(t, cfg, "mx", "policyd", "milter")
 	defer srv.kill()
 
@@ -113,4 +119,12 @@ milter_default_action = tempfail
 	require.Len(t, sigs, 1)
 	require.Equal(t, dkim.ResultPass, sigs[0].Result, sigs[0].Reason)
 	require.Len(t, pf.Messages(t, "blocked"), 0)
+
+	// Straight to portcullis's MX: its rules, then the chained milter.
+	mx := e2eDial(t, srv.addrs["mx"], "127.0.0.1", "client.example.net")
+	_, err = e2eSend(mx, "a@other.example", "postmaster@example.test", e2eMessage("a@other.example", "chained", "hello"))
+	require.NoError(t, err)
+	_ = mx.Quit()
+	delivered := waitDelivered(t, dir, 1)
+	require.Len(t, headerFields(delivered[0], "X-Spam-Score"), 2, "ours and the chained milter's:\n%s", headerBlock(delivered[0]))
 }
