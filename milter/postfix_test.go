@@ -2,12 +2,14 @@ package milter_test
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/smtpd/smtptest"
 )
 
@@ -18,7 +20,7 @@ func TestPostfix(t *testing.T) {
 	addr, body := startMilter(t, "127.0.0.1:0")
 	pf := postfixtest.Start(t, postfixtest.Config{
 		Users:  []string{"alice", "bob", "busy"},
-		MainCF: fmt.Sprintf("smtpd_milters = inet:%s\nmilter_protocol = 6\nmilter_default_action = tempfail\n", addr),
+		MainCF: fmt.Sprintf("smtpd_milters = inet:%[1]s\nnon_smtpd_milters = inet:%[1]s\nmilter_protocol = 6\nmilter_default_action = tempfail\n", addr),
 	})
 	c, err := smtptest.Dial(pf.Addr)
 	if err != nil {
@@ -90,5 +92,16 @@ func TestPostfix(t *testing.T) {
 	if n := len(pf.Messages(t, "alice")); n != 1 {
 		t.Errorf("alice has %d messages, want 1 (drop and hold not delivered)", n)
 	}
-	t.Logf("log:\n%s", pf.Log())
+
+	// Submitted locally (sendmail, pickup): non_smtpd_milters runs the same pipeline.
+	sendmail := testenv.Program(t, "sendmail")
+	cmd := exec.Command(sendmail, "-C", filepath.Join(pf.Dir, "etc"), "-f", "local@sender.test", "bob@remote.test")
+	cmd.Stdin = strings.NewReader("From: <local@sender.test>\nTo: <bob@remote.test>\nSubject: from pickup\n\nhello\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	bob := pf.WaitMessages(t, "bob", 1)
+	if !strings.Contains(string(bob[0]), "\nX-Body-Check: seen\n") || !strings.Contains(string(bob[0]), "Subject: from pickup") {
+		t.Errorf("a locally submitted message did not pass through the milter:\n%s\n%s", bob[0], pf.Log())
+	}
 }
