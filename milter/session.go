@@ -35,8 +35,13 @@ type session struct {
 
 var _ gomilter.Milter = (*session)(nil)
 
+// NewConnection starts a session; an MTA that reuses the connection for another SMTP
+// session (SMFIC_QUIT_NC) calls it again, and nothing of the last session remains.
 func (m *session) NewConnection(gomilter.Modifier) error {
-	m.tx = policy.NewTransaction(policy.Conn{Listener: "milter"})
+	if m.tx != nil {
+		m.free()
+	}
+	*m = session{s: m.s, tx: policy.NewTransaction(policy.Conn{Listener: "milter"})}
 	return nil
 }
 
@@ -256,9 +261,20 @@ func (m *session) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, error
 		m.s.log.Info("milter message discarded", "id", m.tx.Conn.ID, "client_ip", m.tx.Conn.IP.String())
 		return gomilter.RespDiscard, nil
 	case policy.Quarantine:
-		if err := mod.Quarantine("portcullis: " + ruleOf(append(decs, d), policy.Quarantine)); err != nil {
+		reason := "portcullis: " + ruleOf(append(decs, d), policy.Quarantine)
+		if mod.Actions()&gomilter.OptQuarantine == 0 {
+			// Postfix always offers it; an MTA that does not gets the message marked.
+			m.s.log.Warn("milter: the MTA does not offer quarantine; the message is accepted with a header", "id", m.tx.Conn.ID)
+			headers = append(headers, policy.Header{Name: "X-Portcullis-Quarantine", Value: reason})
+		} else if err := mod.Quarantine(reason); err != nil {
 			return nil, err
 		}
+	}
+	if mod.Actions()&(gomilter.OptAddHeader|gomilter.OptChangeHeader) == 0 {
+		if len(headers) > 0 {
+			m.s.log.Warn("milter: the MTA does not offer header changes; headers not added", "id", m.tx.Conn.ID, "headers", len(headers))
+		}
+		return gomilter.RespAccept, nil
 	}
 	// Insert at the top, last first, so that they read in order above Postfix's own
 	// Received field, as smtpd prepends them. With OptHeaderLeadingSpace the MTA writes
