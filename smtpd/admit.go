@@ -133,6 +133,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 				st.pending, st.pendingStage = &md, policy.StageConnect
 			} else {
 				s.m.conn(name, "rejected")
+				st.decided(policy.StageConnect, md, greetingReply(md).String(), nil, "")
 				s.refuseAtGreeting(hand, nc, md)
 				return
 			}

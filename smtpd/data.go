@@ -235,6 +235,7 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 				outcome = "tempfailed"
 			}
 			st.srv.m.message(name, outcome)
+			st.decided(policy.StageData, d, replyOf(d).String(), nil, "")
 			return nil, st.fail(policy.StageData, replyOf(d))
 		}
 		if !sameBytes(out, raw) {
