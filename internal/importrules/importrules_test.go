@@ -70,7 +70,7 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
-		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/..."},
+		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
 	},
