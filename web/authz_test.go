@@ -1,8 +1,8 @@
 package web
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -127,11 +127,11 @@ func TestMailValuesEscaped(t *testing.T) {
 	alice := r.client()
 	alice.login("alice@example.test")
 	pages := map[string]*client{
-		"/quarantine":          alice,
-		"/quarantine?q=alert":  alice,
-		"/quarantine/charts":   alice,
-		"/admin/quarantine":    admin,
-		"/admin/charts":        admin,
+		"/quarantine":         alice,
+		"/quarantine?q=alert": alice,
+		"/quarantine/charts":  alice,
+		"/admin/quarantine":   admin,
+		"/admin/charts":       admin,
 		"/quarantine/item?" + url.Values{"id": {id}, "rcpt": {"alice@example.test"}}.Encode(): alice,
 	}
 	for path, c := range pages {
