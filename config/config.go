@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -35,8 +36,10 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
+	"github.com/portcullis-mail/portcullis/web"
 )
 
 // Config is the server configuration (portcullis.yaml).
@@ -90,7 +93,8 @@ type Config struct {
 		// Format is text (key=value) or json.
 		Format string `yaml:"format"`
 	} `yaml:"log"`
-	// HTTP serves the Prometheus metrics on /metrics.
+	// HTTP serves the Prometheus metrics on /metrics and the web page on / (with TLS,
+	// smtp.tls's certificate, when the address is not loopback).
 	HTTP struct {
 		// Addr is the listening address (host:port); empty disables the HTTP server.
 		Addr string `yaml:"addr"`
@@ -139,6 +143,12 @@ type Config struct {
 		TLSAddr      string `yaml:"tls_addr"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
+	// Web is the page on the HTTP listener where users see and release their quarantined
+	// mail; its admins are the top-level admins.
+	Web web.Config `yaml:"web"`
+	// Quarantine is where the messages rules quarantine wait, held in the queue, until
+	// their recipients release or delete them on the web page, or the lifetime ends.
+	Quarantine quarantine.Config `yaml:"quarantine"`
 	// DKIM signs mail from authenticated users.
 	DKIM struct {
 		// Sign is the signer: mail whose From: domain has a key in dir (made by
@@ -165,6 +175,8 @@ func Default(dataDir string) *Config {
 	}
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.HTTP.Addr = "127.0.0.1:8025"
+	c.Web.SessionLifetime, c.Web.IdleTimeout, c.Web.MaxSessions = 12*time.Hour, 30*time.Minute, 10000
+	c.Quarantine.Lifetime = quarantine.DefaultLifetime
 	c.IMAP.Addr = "127.0.0.1:1143"
 	c.POP3.Addr = "127.0.0.1:1110"
 	c.SMTP.Listeners = []smtpd.ListenerConfig{
@@ -297,6 +309,7 @@ func (c *Config) finish() error {
 	}
 	c.Routing.LocalDomains = c.LocalDomains
 	c.Routing.NullSenderUsers = c.Admins
+	c.Web.Admins = c.Admins
 	if c.LMTP.LocalName == "" {
 		c.LMTP.LocalName = c.Hostname
 	}

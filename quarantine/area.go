@@ -39,13 +39,10 @@ const DefaultLifetime = 30 * 24 * time.Hour
 
 // Config configures an Area.
 type Config struct {
-	// Lifetime is how long a quarantined message is kept before Prune removes it; 0 means
-	// 30 days.
+	// Lifetime is how long a quarantined message is kept before Prune removes it.
 	Lifetime time.Duration `yaml:"lifetime"`
-	// Digest enables the digest email (each user still chooses never, daily or weekly on
-	// the page); false sends none.
-	Digest bool `yaml:"digest"`
-	// DigestFrom is the digest's sender; empty: postmaster@ the server's hostname.
+	// DigestFrom is the sender of the digest emails that list a user's new quarantined
+	// mail (each user chooses never, daily or weekly on the page); empty: the postmaster.
 	DigestFrom string `yaml:"digest_from"`
 
 	Logger *slog.Logger `yaml:"-"`

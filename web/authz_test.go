@@ -3,11 +3,15 @@ package web
 import (
 	"context"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/spool"
 )
 
 // Every handler, asked by bob for alice's quarantined mail (by URL, id or search), answers
@@ -208,5 +212,50 @@ func TestLimits(t *testing.T) {
 	x.get("/login")
 	if code, _, _ := x.post("/login", url.Values{"csrf": {x.csrf}, "username": {"admin@example.test"}, "password": {pw}}); code != http.StatusServiceUnavailable {
 		t.Errorf("login beyond max_sessions: %d, want 503", code)
+	}
+}
+
+// A due digest lists the user's new quarantined mail, only theirs, with links that log in
+// to each item.
+func TestDigest(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.srv.cfg.URL = r.ts.URL
+	if err := r.lists.SetDigest(ctx, "alice@example.test", "daily"); err != nil {
+		t.Fatal(err)
+	}
+	r.quarantine("x@spam.test", "for-alice-digest", "alice@example.test")
+	r.quarantine("y@spam.test", "for-bob-only", "bob@example.test")
+	var queued []string
+	dc := DigestConfig{Lists: r.lists, From: "postmaster@example.test", Enqueue: func(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error) {
+		b, _ := io.ReadAll(msg)
+		if len(env.To) != 1 || env.To[0] != "alice@example.test" {
+			t.Errorf("digest to %v", env.To)
+		}
+		queued = append(queued, string(b))
+		return "x", nil
+	}}
+	if n, err := r.srv.SendDigests(ctx, dc, time.Now()); err != nil || n != 0 {
+		t.Fatalf("digest before a day passed: %d, %v", n, err)
+	}
+	n, err := r.srv.SendDigests(ctx, dc, time.Now().Add(25*time.Hour))
+	if err != nil || n != 1 || len(queued) != 1 {
+		t.Fatalf("due digest: %d, %v", n, err)
+	}
+	d := queued[0]
+	if !strings.Contains(d, "for-alice-digest") || strings.Contains(d, "for-bob-only") {
+		t.Fatalf("digest:\n%s", d)
+	}
+	link := regexp.MustCompile(`(?m)^  (http://\S+/ticket\?t=\S+)\r$`).FindStringSubmatch(d)
+	if link == nil {
+		t.Fatalf("no ticket link in the digest:\n%s", d)
+	}
+	c := r.client()
+	req, _ := http.NewRequest("GET", link[1], nil)
+	if code, body, _ := c.do(req); code != 200 || !strings.Contains(body, "for-alice-digest") {
+		t.Errorf("digest link: %d", code)
+	}
+	if n, _ := r.srv.SendDigests(ctx, dc, time.Now().Add(26*time.Hour)); n != 0 {
+		t.Errorf("a second digest an hour later: %d", n)
 	}
 }

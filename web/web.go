@@ -56,15 +56,15 @@ type SenderLists interface {
 type Config struct {
 	// Admins are the accounts with the admin role (set from the top-level admins).
 	Admins []string `yaml:"-"`
-	// SessionLifetime ends a session this long after login, whatever its use; 0: 12h.
+	// SessionLifetime ends a session this long after login, whatever its use.
 	SessionLifetime time.Duration `yaml:"session_lifetime"`
-	// IdleTimeout ends a session unused this long; 0: 30m.
+	// IdleTimeout ends a session unused this long.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// URL is the page's address as users reach it, for the links in digest emails
 	// (e.g. https://mail.example.org:8025); empty: http:// or https:// and the listening
 	// address.
 	URL string `yaml:"url"`
-	// MaxSessions bounds the sessions kept at once; 0: 10000.
+	// MaxSessions bounds the sessions kept at once; a login beyond it is refused.
 	MaxSessions int `yaml:"max_sessions"`
 
 	Logger *slog.Logger `yaml:"-"`

@@ -263,9 +263,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, logger)
+		if err != nil {
+			return err
+		}
+		defer stopWeb()
 		ln, err := priv.listen("tcp", cfg.HTTP.Addr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
+		}
+		if ln, err = webTLS(cfg, priv, ln); err != nil {
+			return err
 		}
 		httpSrv, ln = newHTTPServer(ln, mux, logger)
 		go func() { _ = httpSrv.Serve(ln) }()

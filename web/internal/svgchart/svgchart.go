@@ -52,7 +52,7 @@ func num(v float64) string {
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
 		return strconv.FormatInt(int64(v), 10)
 	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
+	return strconv.FormatFloat(v, 'g', 4, 64)
 }
 
 // px formats a coordinate with one decimal, so the output is stable and short.
