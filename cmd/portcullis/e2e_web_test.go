@@ -36,6 +36,10 @@ func TestWebQuarantineRelease(t *testing.T) {
 	})
 	rules := filepath.Join(dir, "rules.yaml")
 	require.NoError(t, os.WriteFile(rules, []byte(`rules:
+  - name: user-blocks
+    stage: rcpt
+    if: rcpt.blocks_sender
+    reject: 550 5.7.1 "the recipient blocks mail from you"
   - name: quarantine-marked
     stage: data
     if: msg.subject contains "QUARANTINE-ME"
@@ -106,11 +110,16 @@ smtp:
 			if err != nil {
 				return
 			}
-			select {
-			case dialogs <- ev.Message:
-			default:
+			// The page's own script asks to confirm the buttons that cannot be undone
+			// (a confirm); anything else is a script that should not have run.
+			ok := ev.Type == page.DialogTypeConfirm
+			if !ok {
+				select {
+				case dialogs <- string(ev.Type) + ": " + ev.Message:
+				default:
+				}
 			}
-			_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{})
+			_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: ok})
 		}
 	}()
 	step := 0
@@ -202,4 +211,22 @@ smtp:
 	}
 	require.NoError(t, ic.Logout().Wait())
 	do("after", chromedp.Navigate(base+"/quarantine"), chromedp.WaitVisible(`p.empty`))
+
+	// The user blocks the sender on the senders page; the rule rcpt.blocks_sender then
+	// refuses its next message at RCPT.
+	do("senders",
+		chromedp.Navigate(base+"/senders"),
+		chromedp.SendKeys(`input[name=sender]`, "@bank.example"),
+		chromedp.Click(`form.inline button[value=block]`),
+		chromedp.WaitVisible(`p.flash`),
+	)
+	require.Contains(t, get(chromedp.Text(`table.list`)), "@bank.example")
+	c, err = smtp.Dial(srv.addrs["mx"])
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Hello("client.example.net"))
+	stage, err := e2eSend(c, "other@bank.example", user, msg)
+	require.Equal(t, "rcpt", stage)
+	require.Equal(t, 550, smtpCode(err), "%v", err)
+	require.Contains(t, smtpMessage(err), "blocks mail from you")
 }

@@ -147,9 +147,14 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
 	}
+	lists, listed, err := openSenderLists(cfg)
+	if err != nil {
+		return err
+	}
+	defer lists.Close()
 	engine, err := policy.NewEngine(policy.EngineConfig{
 		Rules: rf.Rules, Policies: rf.Policies, LocalDomains: cfg.LocalDomains, Hostname: cfg.Hostname,
-		Logger: logger, Metrics: policy.NewMetrics(reg),
+		Logger: logger, Metrics: policy.NewMetrics(reg), SenderLists: listed,
 	})
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
@@ -177,6 +182,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	listed.router = router
 	// Local users get their mail through the store (maildir plus index), so IMAP sees it
 	// at once and quotas apply; the LMTP listener delivers the same way.
 	mailStore, err := store.New(cfg.Store)
@@ -263,7 +269,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
-		stopWeb, err := mountWeb(cfg, mux, sp, users, router, logger)
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, logger)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/auth"
@@ -23,23 +24,15 @@ import (
 
 // mountWeb puts the web page (quarantine, sender lists, charts) on mux at /, and starts
 // the quarantine's pruning and the digests. The returned function stops them.
-func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, logger *slog.Logger) (func(), error) {
+func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, logger *slog.Logger) (func(), error) {
 	qcfg := cfg.Quarantine
 	qcfg.Logger = logger
 	area, err := quarantine.New(qcfg, sp)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	lists, err := quarantine.OpenLists(ctx, filepath.Join(cfg.DataDir, "quarantine.db"))
-	if err != nil {
-		cancel()
-		return nil, err
-	}
 	key, err := ticketKey(filepath.Join(cfg.DataDir, "web.key"))
 	if err != nil {
-		cancel()
-		lists.Close()
 		return nil, err
 	}
 	wcfg := cfg.Web
@@ -53,10 +46,9 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists, TicketKey: key})
 	if err != nil {
-		cancel()
-		lists.Close()
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	mux.Handle("/", page)
 	from := qcfg.DigestFrom
 	if from == "" {
@@ -72,7 +64,6 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		cancel()
 		<-done
 		<-done
-		lists.Close()
 	}, nil
 }
 
@@ -119,4 +110,61 @@ func ticketKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("web key %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// openSenderLists opens the users' sender lists (DATA/quarantine.db), which the web page
+// writes and the rules read (rcpt.allows_sender, rcpt.blocks_sender).
+func openSenderLists(cfg *config.Config) (*quarantine.Lists, *rcptLists, error) {
+	lists, err := quarantine.OpenLists(context.Background(), filepath.Join(cfg.DataDir, "quarantine.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return lists, &rcptLists{lists: lists, delim: cfg.Routing.RecipientDelimiter}, nil
+}
+
+// rcptLists answers the engine's sender-list question for a recipient: the lists of the
+// users it delivers to (through aliases), a block winning over an allow. router is set
+// once the router exists, before the first message.
+type rcptLists struct {
+	lists  *quarantine.Lists
+	router *route.Router
+	delim  string
+}
+
+func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, error) {
+	finals := []string{rcpt}
+	if r.router != nil {
+		var err error
+		if finals, err = r.router.Expand(ctx, rcpt); err != nil {
+			return "", err
+		}
+	}
+	kind := ""
+	for _, f := range finals {
+		k, err := r.lists.Lookup(ctx, r.user(f), sender)
+		if err != nil {
+			return "", err
+		}
+		if k == quarantine.Block {
+			return k, nil
+		}
+		if k != "" {
+			kind = k
+		}
+	}
+	return kind, nil
+}
+
+// user is the list owner of a final recipient: lower case, without its extension.
+func (r *rcptLists) user(addr string) string {
+	local, domain, ok := strings.Cut(strings.ToLower(addr), "@")
+	if !ok {
+		return strings.ToLower(addr)
+	}
+	if r.delim != "" {
+		if i := strings.IndexAny(local, r.delim); i > 0 {
+			local = local[:i]
+		}
+	}
+	return local + "@" + domain
 }
