@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -29,6 +30,25 @@ type rig struct {
 	sp    *spool.Spool
 	area  *quarantine.Area
 	lists *quarantine.Lists
+	log   *decisionlog.Log
+}
+
+// record adds a decision to the log and waits until it is written; it returns its id.
+func (r *rig) record(rec decisionlog.Record) int64 {
+	r.t.Helper()
+	ctx := context.Background()
+	if rec.Time.IsZero() {
+		rec.Time = time.Now().Add(-time.Hour)
+	}
+	r.log.Add(rec)
+	if err := r.log.Flush(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	recs, _, err := r.log.Query(ctx, decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Limit: 1})
+	if err != nil || len(recs) == 0 {
+		r.t.Fatalf("record not written: %v", err)
+	}
+	return recs[0].ID
 }
 
 const pw = "correct horse battery staple"
@@ -75,13 +95,19 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lists.Close() })
-	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists})
+	dlog, err := decisionlog.Open(ctx, decisionlog.Config{Path: filepath.Join(dir, "decisions.db")}, decisionlog.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dlog.Close() })
+	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
+		Log: dlog, Addresses: router})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
-	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists}
+	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists, log: dlog}
 }
 
 // quarantine puts a message for rcpts into the quarantine and returns its queue id.

@@ -23,6 +23,7 @@ type session struct {
 	csrf    string
 	created time.Time
 	used    time.Time
+	addrs   []string // the user's addresses and aliases, looked up once (Addresses)
 }
 
 type sessions struct {
@@ -91,6 +92,14 @@ func (ss *sessions) get(r *http.Request) *session {
 	s.used = now
 	cp := *s
 	return &cp
+}
+
+func (ss *sessions) setAddrs(id string, addrs []string) {
+	ss.mu.Lock()
+	if s := ss.byID[id]; s != nil {
+		s.addrs = addrs
+	}
+	ss.mu.Unlock()
 }
 
 func (ss *sessions) delete(id string) {

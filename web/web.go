@@ -77,6 +77,10 @@ type Deps struct {
 	Owner      Owner
 	Quarantine Quarantine
 	Lists      SenderLists
+	// Log is the decision log (nil: no decision pages); Addresses gives each user's
+	// addresses and aliases for its scope (nil: their login address alone).
+	Log       DecisionLog
+	Addresses Addresses
 	// TicketKey signs the digest's login tickets (at least 32 bytes); nil: a random key,
 	// so tickets die with the process.
 	TicketKey []byte
@@ -233,6 +237,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /quarantine/charts", s.user(s.quarantineCharts(false)))
 	m.HandleFunc("GET /senders", s.user(s.senders))
 	m.HandleFunc("POST /senders", s.user(s.sendersUpdate))
+	m.HandleFunc("GET /log", s.user(s.logList))
+	m.HandleFunc("GET /log/{id}", s.user(s.logRecord))
+	m.HandleFunc("GET /charts", s.user(s.logCharts))
 	m.HandleFunc("GET /admin/quarantine", s.admin(s.quarantineList(true)))
 	m.HandleFunc("GET /admin/charts", s.admin(s.quarantineCharts(true)))
 	s.mux = m
@@ -247,13 +254,14 @@ func staticFiles(h http.Handler) http.Handler {
 
 // page is what every template gets.
 type page struct {
-	Title string
-	User  string
-	Admin bool
-	CSRF  string
-	Flash string
-	Error string
-	Data  any
+	HasLog bool // the decision log's pages exist
+	Title  string
+	User   string
+	Admin  bool
+	CSRF   string
+	Flash  string
+	Error  string
+	Data   any
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name string, p page) {
@@ -262,6 +270,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, p page) 
 		http.Error(w, "no such page", http.StatusInternalServerError)
 		return
 	}
+	p.HasLog = s.deps.Log != nil
 	var b strings.Builder
 	if err := t.Execute(&b, p); err != nil {
 		s.log.Error("web: rendering failed", "page", name, "err", err.Error())
@@ -286,6 +295,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess *session, sta
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	if s.sessions.get(r) == nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	if s.deps.Log != nil {
+		http.Redirect(w, r, "/log", http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, "/quarantine", http.StatusSeeOther)
