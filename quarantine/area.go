@@ -46,6 +46,9 @@ type Config struct {
 	DigestFrom string `yaml:"digest_from"`
 
 	Logger *slog.Logger `yaml:"-"`
+	// Decided, when set, is told of every recipient released, deleted or expired
+	// (action "released", "deleted", "expired"), for the decision log's outcomes.
+	Decided func(id, rcpt, action string) `yaml:"-"`
 }
 
 // Item is one quarantined message for one recipient.
@@ -256,6 +259,7 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 	if err := a.finish(id, rcpt, "released from quarantine by "+by+" as "+newID, spool.Delivered); err != nil {
 		return newID, err
 	}
+	a.decided(id, rcpt, "released")
 	a.log.Info("quarantine: released", "id", id, "rcpt", rcpt, "by", by, "queue_id", newID)
 	return newID, nil
 }
@@ -269,6 +273,7 @@ func (a *Area) Delete(id, rcpt, by string) error {
 	if err := a.finish(id, rcpt, "deleted from quarantine by "+by, spool.Failed); err != nil {
 		return err
 	}
+	a.decided(id, rcpt, "deleted")
 	a.log.Info("quarantine: deleted", "id", id, "rcpt", rcpt, "by", by)
 	return nil
 }
@@ -291,6 +296,12 @@ func (a *Area) finish(id, rcpt, reply string, state spool.RcptState) error {
 	return nil
 }
 
+func (a *Area) decided(id, rcpt, action string) {
+	if a.cfg.Decided != nil {
+		a.cfg.Decided(id, rcpt, action)
+	}
+}
+
 func (a *Area) forget(id string) {
 	a.mu.Lock()
 	delete(a.headers, id)
@@ -306,7 +317,11 @@ func (a *Area) Prune(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	done := map[string]bool{}
 	for _, it := range items {
-		if done[it.ID] || now.Sub(it.Received) <= a.cfg.Lifetime {
+		if now.Sub(it.Received) <= a.cfg.Lifetime {
+			continue
+		}
+		a.decided(it.ID, it.Rcpt, "expired")
+		if done[it.ID] {
 			continue
 		}
 		done[it.ID] = true

@@ -18,16 +18,24 @@ const evilMsg = "From: \"><img src=x onerror=alert(1)> <x@evil.test>\r\nSubject:
 
 func newArea(t *testing.T) (*Area, *spool.Spool) {
 	t.Helper()
+	a, sp, _ := newAreaDecided(t)
+	return a, sp
+}
+
+// newAreaDecided also returns the decisions the area reported ("id rcpt action").
+func newAreaDecided(t *testing.T) (*Area, *spool.Spool, *[]string) {
+	t.Helper()
+	var decided []string
 	sp, err := spool.Open(filepath.Join(t.TempDir(), "queue"), spool.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	a, err := New(Config{}, sp)
+	a, err := New(Config{Decided: func(id, rcpt, action string) { decided = append(decided, id+" "+rcpt+" "+action) }}, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, sp
+	return a, sp, &decided
 }
 
 func quarantined(t *testing.T, sp *spool.Spool, to ...string) string {
@@ -41,7 +49,7 @@ func quarantined(t *testing.T, sp *spool.Spool, to ...string) string {
 
 func TestReleaseAndDeletePerRecipient(t *testing.T) {
 	ctx := context.Background()
-	a, sp := newArea(t)
+	a, sp, decided := newAreaDecided(t)
 	id := quarantined(t, sp, "alice@example.test", "bob@example.test")
 	if _, err := sp.Enqueue(ctx, spool.Envelope{From: "a@b.test", To: []string{"alice@example.test"}}, strings.NewReader(evilMsg)); err != nil {
 		t.Fatal(err) // accepted mail: not in the quarantine
@@ -85,6 +93,10 @@ func TestReleaseAndDeletePerRecipient(t *testing.T) {
 	}
 	if _, err := sp.Envelope(id); !errors.Is(err, spool.ErrNotFound) {
 		t.Errorf("message still queued after every recipient decided: %v", err)
+	}
+	want := []string{id + " alice@example.test released", id + " bob@example.test deleted"}
+	if fmt.Sprint(*decided) != fmt.Sprint(want) {
+		t.Errorf("decided %v, want %v", *decided, want)
 	}
 }
 

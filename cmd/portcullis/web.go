@@ -16,6 +16,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -24,9 +25,26 @@ import (
 
 // mountWeb puts the web page (quarantine, sender lists, charts) on mux at /, and starts
 // the quarantine's pruning and the digests. The returned function stops them.
-func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, logger *slog.Logger) (func(), error) {
+//
+// dlog is the decision log (nil: none): the page's decision pages read it, and the
+// quarantine's releases and deletions become its outcomes.
+func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, dlog *decisionlog.Log, logger *slog.Logger) (func(), error) {
 	qcfg := cfg.Quarantine
 	qcfg.Logger = logger
+	var pageLog web.DecisionLog // stays a nil interface without a log
+	if dlog != nil {
+		pageLog = dlog
+		qcfg.Decided = func(id, rcpt, action string) {
+			o := decisionlog.Outcome{QueueID: id, Recipient: rcpt, Time: time.Now(), Reason: "quarantine: " + action}
+			switch action {
+			case "released":
+				o.Outcome = decisionlog.OutcomeReleased
+			default:
+				o.Outcome = decisionlog.OutcomeDeleted
+			}
+			dlog.SetOutcome(o)
+		}
+	}
 	area, err := quarantine.New(qcfg, sp)
 	if err != nil {
 		return nil, err
@@ -44,7 +62,8 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		}
 		wcfg.URL = scheme + "://" + cfg.HTTP.Addr
 	}
-	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists, TicketKey: key})
+	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
+		Log: pageLog, TicketKey: key})
 	if err != nil {
 		return nil, err
 	}
