@@ -11,6 +11,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/internal/private"
 )
 
 // Kinds of sender list entries.
@@ -57,6 +58,10 @@ const MaxEntries = 1000
 
 // OpenLists opens (creating) the lists database at path.
 func OpenLists(ctx context.Context, path string) (*Lists, error) {
+	// The lists name who writes to whom: the owner's eyes only.
+	if err := private.DB(path); err != nil {
+		return nil, fmt.Errorf("quarantine lists: %w", err)
+	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		return nil, fmt.Errorf("quarantine lists %s: %w", path, err)
