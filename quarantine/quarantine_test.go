@@ -184,3 +184,20 @@ func Example() {
 	// 1 hello
 	// <nil>
 }
+
+// FuzzNormalizeSender: a list entry is an address or @domain without spaces, angle
+// brackets or line breaks, or an error; never a panic.
+func FuzzNormalizeSender(f *testing.F) {
+	for _, s := range []string{"a@b.example", "@Example.ORG", "", "@", "a b@c", "x@[192.0.2.1]", "\"q uoted\"@x.test", "a@b@c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := NormalizeSender(s)
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(n, " \t\r\n<>") || !strings.Contains(n, "@") {
+			t.Fatalf("NormalizeSender(%q) = %q", s, n)
+		}
+	})
+}
