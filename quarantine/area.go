@@ -73,7 +73,15 @@ type Area struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	headers map[string]header // queue id → parsed header; queued messages never change
+	entries map[string]*entry // queue id → envelope and header; queued messages never change
+}
+
+// entry is what never changes of a queued message: its envelope and, when quarantined,
+// the header fields the page shows. Only the recipients' status is read on each list.
+type entry struct {
+	env  spool.Envelope
+	read bool // h is read
+	h    header
 }
 
 type header struct{ from, subject, msgid string }
@@ -92,7 +100,7 @@ func New(cfg Config, sp Spool) (*Area, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Area{sp: sp, cfg: cfg, log: cfg.Logger, headers: map[string]header{}}, nil
+	return &Area{sp: sp, cfg: cfg, log: cfg.Logger, entries: map[string]*entry{}}, nil
 }
 
 // Lifetime is the configured lifetime.
@@ -107,8 +115,9 @@ func (a *Area) List(ctx context.Context, visible func(rcpt string) bool) ([]Item
 		return nil, fmt.Errorf("quarantine: listing the queue: %w", err)
 	}
 	var out []Item
-	live := map[string]bool{}
+	live := make(map[string]bool, len(ids))
 	for _, id := range ids {
+		live[id] = true
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -119,17 +128,12 @@ func (a *Area) List(ctx context.Context, visible func(rcpt string) bool) ([]Item
 			}
 			continue
 		}
-		if len(items) > 0 {
-			live[id] = true
-		}
 		out = append(out, items...)
 	}
 	a.mu.Lock()
-	if visible == nil { // a full scan: forget the headers of messages gone
-		for id := range a.headers {
-			if !live[id] {
-				delete(a.headers, id)
-			}
+	for id := range a.entries { // forget the messages gone from the queue
+		if !live[id] {
+			delete(a.entries, id)
 		}
 	}
 	a.mu.Unlock()
@@ -144,10 +148,11 @@ func (a *Area) List(ctx context.Context, visible func(rcpt string) bool) ([]Item
 
 // items returns the quarantined recipients of message id that visible accepts.
 func (a *Area) items(id string, visible func(string) bool) ([]Item, error) {
-	env, err := a.sp.Envelope(id)
+	e, err := a.entry(id)
 	if err != nil {
 		return nil, err
 	}
+	env := e.env
 	if !env.Quarantine {
 		return nil, nil
 	}
@@ -167,7 +172,7 @@ func (a *Area) items(id string, visible func(string) bool) ([]Item, error) {
 	if len(rcpts) == 0 {
 		return nil, nil
 	}
-	h, err := a.header(id)
+	h, err := a.header(id, e)
 	if err != nil {
 		return nil, err
 	}
@@ -183,12 +188,31 @@ func (a *Area) items(id string, visible func(string) bool) ([]Item, error) {
 	return out, nil
 }
 
-// header reads (once) the header fields the page shows.
-func (a *Area) header(id string) (header, error) {
+// entry returns the cached envelope of message id, reading it on first use.
+func (a *Area) entry(id string) (*entry, error) {
 	a.mu.Lock()
-	h, ok := a.headers[id]
+	e, ok := a.entries[id]
 	a.mu.Unlock()
 	if ok {
+		return e, nil
+	}
+	env, err := a.sp.Envelope(id)
+	if err != nil {
+		return nil, err
+	}
+	e = &entry{env: env}
+	a.mu.Lock()
+	a.entries[id] = e
+	a.mu.Unlock()
+	return e, nil
+}
+
+// header reads (once) the header fields the page shows.
+func (a *Area) header(id string, e *entry) (header, error) {
+	a.mu.Lock()
+	read, h := e.read, e.h
+	a.mu.Unlock()
+	if read {
 		return h, nil
 	}
 	_, msg, err := a.sp.Open(id)
@@ -204,7 +228,7 @@ func (a *Area) header(id string) (header, error) {
 	}
 	h = header{from: decode(hdr.Get("From")), subject: decode(hdr.Get("Subject")), msgid: strings.TrimSpace(hdr.Get("Message-Id"))}
 	a.mu.Lock()
-	a.headers[id] = h
+	e.h, e.read = h, true
 	a.mu.Unlock()
 	return h, nil
 }
@@ -304,7 +328,7 @@ func (a *Area) decided(id, rcpt, action string) {
 
 func (a *Area) forget(id string) {
 	a.mu.Lock()
-	delete(a.headers, id)
+	delete(a.entries, id)
 	a.mu.Unlock()
 }
 

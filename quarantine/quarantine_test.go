@@ -16,6 +16,25 @@ import (
 
 const evilMsg = "From: \"><img src=x onerror=alert(1)> <x@evil.test>\r\nSubject: =?utf-8?q?caf=C3=A9?= <script>alert(1)</script>\r\nMessage-ID: <m1@evil.test>\r\n\r\nbody\r\n"
 
+func newAreaB(b *testing.B) (*Area, *spool.Spool) {
+	sp, err := spool.Open(filepath.Join(b.TempDir(), "queue"), spool.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sp.Close() })
+	a, err := New(Config{}, sp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return a, sp
+}
+
+func quarantinedB(b *testing.B, sp *spool.Spool, to ...string) {
+	if _, err := sp.Enqueue(context.Background(), spool.Envelope{From: "x@evil.test", To: to, Quarantine: true, ReceivedAt: time.Now()}, strings.NewReader(evilMsg)); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func newArea(t *testing.T) (*Area, *spool.Spool) {
 	t.Helper()
 	a, sp, _ := newAreaDecided(t)
