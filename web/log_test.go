@@ -10,14 +10,20 @@ import (
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/decisionlog"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
 )
 
 // logRig fills the log with mail to alice, to her alias, to bob, her own submission and a
 // refused connection.
 func logRig(t *testing.T) (r *rig, ids map[string]int64) {
-	r = newRig(t)
+	return fillLog(newRig(t))
+}
+
+func fillLog(r *rig) (*rig, map[string]int64) {
+	t := r.t
+	t.Helper()
 	ip := netip.MustParseAddr("203.0.113.9")
-	ids = map[string]int64{}
+	ids := map[string]int64{}
 	add := func(name string, rec decisionlog.Record) {
 		if rec.ClientIP == (netip.Addr{}) {
 			rec.ClientIP = ip
@@ -41,6 +47,22 @@ func logRig(t *testing.T) (r *rig, ids map[string]int64) {
 
 func TestLogScope(t *testing.T) {
 	r, ids := logRig(t)
+	checkLogScope(t, r, ids)
+}
+
+// The same scope over the log in a real PostgreSQL server (several front-end nodes share
+// one log there).
+func TestLogScopePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	r, ids := fillLog(newRigLog(t, decisionlog.Config{Postgres: dsn}))
+	checkLogScope(t, r, ids)
+}
+
+func checkLogScope(t *testing.T, r *rig, ids map[string]int64) {
+	t.Helper()
 	alice := r.client()
 	alice.login("alice@example.test")
 	bob := r.client()
@@ -89,7 +111,10 @@ func TestLogScope(t *testing.T) {
 	if _, body, _ := bob.get("/charts"); strings.Contains(body, "spam.test") || strings.Contains(body, "evil.test") {
 		t.Error("bob's charts show alice's senders")
 	}
-	// The admin sees all, connections included.
+	// The admin sees all, connections included, and the site's charts.
+	if code, body, _ := admin.get("/charts"); code != 200 || !strings.Contains(body, "spam.test") || strings.Count(body, `class="bar s`) < 3 {
+		t.Errorf("admin charts: %d", code)
+	}
 	_, body, _ = admin.get("/log")
 	for _, want := range []string{"secret-alice", "secret-sales", "secret-bob", "secret-sent", "198.51.100.1"} {
 		if !strings.Contains(body, want) {

@@ -55,6 +55,13 @@ const pw = "correct horse battery staple"
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
+	return newRigLog(t, decisionlog.Config{})
+}
+
+// newRigLog is newRig with the decision log configured by lc (Path defaults to a
+// SQLite file in the test's directory).
+func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	users, err := auth.Open(auth.Config{Throttle: auth.ThrottleConfig{
@@ -95,7 +102,10 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lists.Close() })
-	dlog, err := decisionlog.Open(ctx, decisionlog.Config{Path: filepath.Join(dir, "decisions.db")}, decisionlog.Deps{})
+	if lc.Postgres == "" {
+		lc.Path = filepath.Join(dir, "decisions.db")
+	}
+	dlog, err := decisionlog.Open(ctx, lc, decisionlog.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
