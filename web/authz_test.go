@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -257,5 +258,25 @@ func TestDigest(t *testing.T) {
 	}
 	if n, _ := r.srv.SendDigests(ctx, dc, time.Now().Add(26*time.Hour)); n != 0 {
 		t.Errorf("a second digest an hour later: %d", n)
+	}
+}
+
+func TestQuarantineSortAndPages(t *testing.T) {
+	r := newRig(t)
+	for i := range 60 {
+		r.quarantine(fmt.Sprintf("s%02d@x.test", i), fmt.Sprintf("subject-%02d", i), "alice@example.test")
+	}
+	c := r.client()
+	c.login("alice@example.test")
+	_, body, _ := c.get("/quarantine?sort=from")
+	if i, j := strings.Index(body, "s00@x.test"), strings.Index(body, "s01@x.test"); i < 0 || j < i || strings.Contains(body, "s55@x.test") {
+		t.Errorf("sort by sender, first page: s00 at %d, s01 at %d", i, j)
+	}
+	if !strings.Contains(body, "page 1 of 2") || !strings.Contains(body, "sort=from") {
+		t.Error("no second page link keeping the order")
+	}
+	_, body, _ = c.get("/quarantine?sort=from&page=2")
+	if !strings.Contains(body, "s55@x.test") || strings.Contains(body, "s00@x.test") {
+		t.Error("second page")
 	}
 }

@@ -19,6 +19,7 @@ type quarantineList struct {
 	Items    []quarantine.Item
 	All      bool // the admin's view of every recipient
 	Query    string
+	Sort     string // "", "oldest", "score", "from"
 	Page     int
 	Pages    int
 	Prev     string
@@ -60,14 +61,25 @@ func (s *Server) quarantineList(all bool) func(http.ResponseWriter, *http.Reques
 		if q != "" {
 			items = slices.DeleteFunc(items, func(it quarantine.Item) bool { return !matches(it, q) })
 		}
-		d := quarantineList{All: all, Query: q, Total: len(items), Lifetime: days(s.deps.Quarantine.Lifetime())}
+		srt := r.URL.Query().Get("sort")
+		switch srt {
+		case "oldest":
+			slices.Reverse(items)
+		case "score":
+			slices.SortStableFunc(items, func(a, b quarantine.Item) int { return cmpFloat(b.Score, a.Score) })
+		case "from":
+			slices.SortStableFunc(items, func(a, b quarantine.Item) int { return strings.Compare(a.From, b.From) })
+		default:
+			srt = ""
+		}
+		d := quarantineList{All: all, Query: q, Sort: srt, Total: len(items), Lifetime: days(s.deps.Quarantine.Lifetime())}
 		d.Pages = max((len(items)+perPage-1)/perPage, 1)
 		fmt.Sscan(r.URL.Query().Get("page"), &d.Page)
 		d.Page = min(max(d.Page, 1), d.Pages)
 		lo := (d.Page - 1) * perPage
 		d.Items = items[lo:min(lo+perPage, len(items))]
 		link := func(p int) string {
-			return r.URL.Path + "?" + url.Values{"q": {q}, "page": {fmt.Sprint(p)}}.Encode()
+			return r.URL.Path + "?" + url.Values{"q": {q}, "sort": {srt}, "page": {fmt.Sprint(p)}}.Encode()
 		}
 		if d.Page > 1 {
 			d.Prev = link(d.Page - 1)
@@ -82,6 +94,16 @@ func (s *Server) quarantineList(all bool) func(http.ResponseWriter, *http.Reques
 		s.render(w, http.StatusOK, "quarantine", page{Title: title, User: sess.user, Admin: sess.admin, CSRF: sess.csrf,
 			Flash: r.URL.Query().Get("done"), Data: d})
 	}
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func days(d time.Duration) string {
