@@ -68,7 +68,7 @@ type Log struct {
 	// pending are outcomes that arrived before their record was written (the
 	// delivery can finish before smtpd hands over the record), by queue id and
 	// recipient; the writer alone touches it.
-	pending   map[outcomeKey]Outcome
+	pending   map[outcomeKey]pendingOutcome
 	lastSweep time.Time
 
 	m       metrics
@@ -78,6 +78,20 @@ type Log struct {
 }
 
 type outcomeKey struct{ queue, rcpt string }
+
+// pendingOutcome is the latest outcome of a record not written yet, and the deferrals
+// before it.
+type pendingOutcome struct {
+	Outcome
+	deferrals int
+}
+
+func deferral(o *Outcome) int {
+	if o.Outcome == OutcomeDeferred {
+		return 1
+	}
+	return 0
+}
 
 type item struct {
 	rec   *Record
@@ -115,7 +129,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 		ch:      make(chan item, cfg.Buffer),
 		done:    make(chan struct{}),
 		stop:    make(chan struct{}),
-		pending: make(map[outcomeKey]Outcome),
+		pending: make(map[outcomeKey]pendingOutcome),
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -307,7 +321,8 @@ func (l *Log) write(batch []item) {
 		for _, r := range recs {
 			k := outcomeKey{r.QueueID, normAddr(r.Recipient)}
 			if o, ok := l.pending[k]; ok && r.QueueID != "" {
-				applyOutcome(r, &o)
+				applyOutcome(r, &o.Outcome)
+				r.Deferrals += o.deferrals
 				delete(l.pending, k)
 			}
 		}
@@ -371,11 +386,11 @@ func row(r *Record) []any {
 		ot = micros(r.OutcomeTime)
 	}
 	return []any{
-		micros(t), r.Session, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
+		micros(t), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
 		sender, domainPart(sender), rcpt, domainPart(rcpt), r.From, r.Subject,
 		strings.Trim(r.MessageID, "<> "), r.Size, r.Stage, r.Verdict, r.Reply, r.Rule, r.Category, pol,
 		flagged.String(), r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
-		r.Relay, r.DSN,
+		r.Relay, r.DSN, r.Deferrals,
 	}
 }
 
@@ -431,7 +446,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 	}
 	defer tx.Rollback()
 	st, err := tx.PrepareContext(ctx, l.d.rebind(
-		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ? WHERE queue_id = ? AND recipient = ?`))
+		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ?, deferrals = deferrals + ? WHERE queue_id = ? AND recipient = ?`))
 	if err != nil {
 		return err
 	}
@@ -443,7 +458,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 			t = time.Now()
 		}
 		o.Time = t
-		res, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, o.QueueID, normAddr(o.Recipient))
+		res, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, deferral(o), o.QueueID, normAddr(o.Recipient))
 		if err != nil {
 			return err
 		}
@@ -470,7 +485,9 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 			l.log.Warn("decision log: outcome without a record", "queue_id", o.QueueID, "rcpt", o.Recipient, "outcome", o.Outcome)
 			continue
 		}
-		l.pending[outcomeKey{o.QueueID, normAddr(o.Recipient)}] = *o
+		k := outcomeKey{o.QueueID, normAddr(o.Recipient)}
+		p := l.pending[k]
+		l.pending[k] = pendingOutcome{Outcome: *o, deferrals: p.deferrals + deferral(o)}
 	}
 	return nil
 }

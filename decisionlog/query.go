@@ -92,11 +92,11 @@ func scanAll(rows *sql.Rows) ([]Record, error) {
 		var t, ot int64
 		var ip []byte
 		var senderDom, rcptDom, pol, flagged, tags string
-		if err := rows.Scan(&r.ID, &t, &r.Session, &r.Listener, &ip, &r.ClientName, &r.HELO, &r.AuthUser,
+		if err := rows.Scan(&r.ID, &t, &r.Session, &r.Txn, &r.Listener, &ip, &r.ClientName, &r.HELO, &r.AuthUser,
 			&r.Sender, &senderDom, &r.Recipient, &rcptDom, &r.From, &r.Subject,
 			&r.MessageID, &r.Size, &r.Stage, &r.Verdict, &r.Reply, &r.Rule, &r.Category, &pol,
 			&flagged, &r.Score, &tags, &r.QueueID, &r.Outcome, &r.OutcomeReason, &ot,
-			&r.Relay, &r.DSN); err != nil {
+			&r.Relay, &r.DSN, &r.Deferrals); err != nil {
 			return nil, err
 		}
 		r.Time, r.OutcomeTime, r.ClientIP = fromMicros(t), fromMicros(ot), ipFromBytes(ip)

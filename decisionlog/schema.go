@@ -50,11 +50,11 @@ func (d dialect) floorDiv(col string, w float64) string {
 
 // columns in the order of scan and insert (id excluded from insert).
 var columns = []string{
-	"t", "session", "listener", "client_ip", "client_name", "helo", "auth_user",
+	"t", "session", "txn", "listener", "client_ip", "client_name", "helo", "auth_user",
 	"sender", "sender_domain", "recipient", "rcpt_domain", "from_addr", "subject",
 	"message_id", "size", "stage", "verdict", "reply", "rule", "category", "policies",
 	"flagged", "score", "tags", "queue_id", "outcome", "outcome_reason", "outcome_t",
-	"relay", "dsn",
+	"relay", "dsn", "deferrals",
 }
 
 func (d dialect) schema() string {
@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 	id ` + id + `,
 	t BIGINT NOT NULL,
 	session TEXT NOT NULL DEFAULT '',
+	txn TEXT NOT NULL DEFAULT '',
 	listener TEXT NOT NULL DEFAULT '',
 	client_ip ` + blob + ` NOT NULL,
 	client_name TEXT NOT NULL DEFAULT '',
@@ -99,7 +100,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 	outcome_reason TEXT NOT NULL DEFAULT '',
 	outcome_t BIGINT NOT NULL DEFAULT 0,
 	relay TEXT NOT NULL DEFAULT '',
-	dsn TEXT NOT NULL DEFAULT ''
+	dsn TEXT NOT NULL DEFAULT '',
+	deferrals INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS decisions_t ON decisions (t);
 CREATE INDEX IF NOT EXISTS decisions_rcpt ON decisions (recipient, t);
