@@ -27,6 +27,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
@@ -89,6 +90,10 @@ type Config struct {
 		Level string `yaml:"level"`
 		// Format is text (key=value) or json.
 		Format string `yaml:"format"`
+		// PostfixFile, when set, is a second log with the lines Postfix writes for the
+		// same traffic (connect, NOQUEUE reject, client=, message-id=, qmgr from=,
+		// to=... status=, removed), for pflogsumm and other Postfix log tools.
+		PostfixFile string `yaml:"postfix_file"`
 	} `yaml:"log"`
 	// HTTP serves the Prometheus metrics on /metrics.
 	HTTP struct {
@@ -139,6 +144,13 @@ type Config struct {
 		TLSAddr      string `yaml:"tls_addr"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
+	// Stats is the decision log: one record per SMTP transaction and recipient (who, what,
+	// which rule decided, what became of it), read by portcullis report.
+	Stats struct {
+		// Disable turns the decision log off.
+		Disable            bool `yaml:"disable"`
+		decisionlog.Config `yaml:",inline"`
+	} `yaml:"stats"`
 	// DKIM signs mail from authenticated users.
 	DKIM struct {
 		// Sign is the signer: mail whose From: domain has a key in dir (made by
@@ -308,6 +320,9 @@ func (c *Config) finish() error {
 	}
 	if c.POP3.Hostname == "" {
 		c.POP3.Hostname = c.Hostname
+	}
+	if c.Stats.Path == "" {
+		c.Stats.Path = filepath.Join(c.DataDir, "decisions.db")
 	}
 	if c.DKIM.Sign.Dir == "" {
 		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")

@@ -27,21 +27,24 @@ const DefaultRetention = 90 * 24 * time.Hour
 
 // Config configures the decision log.
 type Config struct {
-	// Path is the SQLite database file (used when Postgres is empty).
-	Path string
-	// Postgres is a PostgreSQL connection string ("postgres://user@host/db"); when set,
-	// the records live there, shared by every node that names the same database.
-	Postgres string
-	// Retention: records older than this are pruned. 0 means DefaultRetention; a
-	// negative value keeps records forever.
-	Retention time.Duration
-	// Buffer is how many records wait for the writer before new ones are dropped
-	// (counted and logged). Default 20000.
-	Buffer int
+	// Path is the SQLite database file, used when postgres is empty. Default
+	// DATA/decisions.db.
+	Path string `yaml:"path"`
+	// Postgres is a PostgreSQL connection string (postgres://user:password@host/db);
+	// when set, the records live there, shared by every node that names the same
+	// database.
+	Postgres string `yaml:"postgres"`
+	// Retention is how long records are kept; older ones are pruned every hour, in
+	// small batches. Default 2160h (90 days); negative: forever.
+	Retention time.Duration `yaml:"retention"`
+	// Buffer is how many records may wait for the writer; beyond it new ones are
+	// dropped, counted in portcullis_decisionlog_records_dropped_total and logged, so
+	// that an SMTP reply never waits for the log. Default 20000.
+	Buffer int `yaml:"buffer"`
 	// BatchSize is the most records written in one transaction. Default 1000.
-	BatchSize int
-	// PruneInterval is how often old records are pruned. Default one hour.
-	PruneInterval time.Duration
+	BatchSize int `yaml:"batch_size"`
+	// PruneInterval is how often old records are pruned. Default 1h.
+	PruneInterval time.Duration `yaml:"-"`
 }
 
 // Deps are the decision log's collaborators.

@@ -475,7 +475,7 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 	remaining := slices.Compact(slices.Sorted(slices.Values(st.Remaining(env)))) // an address listed twice gets one copy
 
 	results := map[string]Result{} // by recipient as queued
-	dests := map[string]string{}    // their destinations
+	dests := map[string]string{}   // their destinations
 	var failAll string
 	if len(remaining) > 0 {
 		if n, err := countReceived(io.NewSectionReader(msg, 0, msg.Size())); err != nil {
