@@ -269,7 +269,7 @@ func TestE2EDecisionLogAndReport(t *testing.T) {
 	if days := pflogsummRows(string(pf), "Per-Day Traffic Summary"); len(days) > 0 { // printed for more than one day
 		for _, d := range rep.Days {
 			day, _ := time.Parse("2006-01-02", d.Start)
-			require.Equal(t, [5]int64{d.Received, d.Delivered, d.Deferred, d.Bounced, d.Rejected}, days[day.Format("Jan _2 2006")])
+			require.Equal(t, [5]int64{d.Received, d.Delivered, d.Deferred, d.Bounced, d.Rejected}, days[day.Format("Jan 2 2006")])
 		}
 	}
 	// the text report has the same totals
