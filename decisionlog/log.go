@@ -159,7 +159,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 			return nil, fmt.Errorf("decisionlog: %w", err)
 		}
 		dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() +
-			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate"
 		if l.db, err = sql.Open("sqlite", dsn); err != nil {
 			return nil, fmt.Errorf("decisionlog: open %s: %w", cfg.Path, err)
 		}
@@ -449,7 +449,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 	}
 	defer tx.Rollback()
 	st, err := tx.PrepareContext(ctx, l.d.rebind(
-		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ?, deferrals = deferrals + ? WHERE queue_id = ? AND recipient = ?`))
+		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ?, deferrals = deferrals + ? WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`))
 	if err != nil {
 		return err
 	}

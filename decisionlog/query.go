@@ -170,6 +170,10 @@ func (l *Log) pruner() {
 			}
 		}()
 		n, err := l.Prune(ctx, time.Now().Add(-l.cfg.Retention))
+		if err == nil && !l.d.postgres {
+			// keep the planner's statistics current (SQLite's advice: hourly)
+			_, err = l.db.ExecContext(ctx, "PRAGMA optimize")
+		}
 		cancel()
 		if err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Error("decision log: prune", "err", err)
