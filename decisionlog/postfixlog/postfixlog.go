@@ -242,7 +242,7 @@ func (w *Writer) Outcome(o decisionlog.Outcome, arrived time.Time, removed bool)
 	if arrived.IsZero() || delay < 0 {
 		delay = 0
 	}
-	text := strings.ReplaceAll(o.Reason, ")", "]") // the parenthesis ends pflogsumm's reason
+	text := strings.NewReplacer("(", "[", ")", "]").Replace(o.Reason) // a parenthesis ends pflogsumm's reason
 	w.line(o.Time, proc, w.nextPID+1, "%s: to=<%s>, relay=%s, delay=%.2f, delays=0/0/0/%.2f, dsn=%s, status=%s (%s)",
 		o.QueueID, strings.ToLower(o.Recipient), relay, delay, delay, dsn, status, text)
 	if removed {
