@@ -60,6 +60,11 @@ var rules = []rule{
 		why:       "the small shared packages are leaves every other package may import",
 	},
 	{
+		from:      []string{"./sieve"},
+		forbidden: []string{""}, // nothing of portcullis but itself
+		why:       "the Sieve language is a leaf library: the delivery owns the Host it implements",
+	},
+	{
 		from:      []string{"./policy"},
 		forbidden: []string{"rbl", "spf", "dkim", "headers", "content", "bayes", "virus", "smtpd", "config", "store", "auth", "delivery"},
 		why:       "the rule engine knows no concrete policy and no server",
