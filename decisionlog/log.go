@@ -165,7 +165,12 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 		}
 		l.db.SetMaxOpenConns(4)
 	}
-	if _, err := l.db.ExecContext(ctx, l.d.schema()); err != nil {
+	schema := l.d.schema()
+	if l.d.postgres {
+		// nodes starting together would race on CREATE ... IF NOT EXISTS: one at a time
+		schema = "BEGIN; SELECT pg_advisory_xact_lock(7301917); " + schema + " COMMIT;"
+	}
+	if _, err := l.db.ExecContext(ctx, schema); err != nil {
 		l.db.Close()
 		return nil, fmt.Errorf("decisionlog: create schema in %s: %w", l.where(), err)
 	}
