@@ -28,6 +28,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
@@ -92,6 +93,10 @@ type Config struct {
 		Level string `yaml:"level"`
 		// Format is text (key=value) or json.
 		Format string `yaml:"format"`
+		// PostfixFile, when set, is a second log with the lines Postfix writes for the
+		// same traffic (connect, NOQUEUE reject, client=, message-id=, qmgr from=,
+		// to=... status=, removed), for pflogsumm and other Postfix log tools.
+		PostfixFile string `yaml:"postfix_file"`
 	} `yaml:"log"`
 	// HTTP serves the Prometheus metrics on /metrics and the web page on / (with TLS,
 	// smtp.tls's certificate, when the address is not loopback).
@@ -149,6 +154,13 @@ type Config struct {
 	// Quarantine is where the messages rules quarantine wait, held in the queue, until
 	// their recipients release or delete them on the web page, or the lifetime ends.
 	Quarantine quarantine.Config `yaml:"quarantine"`
+	// Stats is the decision log: one record per SMTP transaction and recipient (who, what,
+	// which rule decided, what became of it), read by portcullis report.
+	Stats struct {
+		// Disable turns the decision log off.
+		Disable            bool `yaml:"disable"`
+		decisionlog.Config `yaml:",inline"`
+	} `yaml:"stats"`
 	// DKIM signs mail from authenticated users.
 	DKIM struct {
 		// Sign is the signer: mail whose From: domain has a key in dir (made by
@@ -321,6 +333,9 @@ func (c *Config) finish() error {
 	}
 	if c.POP3.Hostname == "" {
 		c.POP3.Hostname = c.Hostname
+	}
+	if c.Stats.Path == "" {
+		c.Stats.Path = filepath.Join(c.DataDir, "decisions.db")
 	}
 	if c.DKIM.Sign.Dir == "" {
 		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")

@@ -211,8 +211,13 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dlog, closeDecisions, err := openDecisions(ctx, cfg, logger, reg) // decisions.go
+	if err != nil {
+		return err
+	}
+	defer closeDecisions() // after the queue manager and the SMTP server stopped
 	dcfg := cfg.Delivery
-	dcfg.Logger, dcfg.Metrics = logger, reg
+	dcfg.Logger, dcfg.Metrics, dcfg.Outcomes = logger, reg, dlog.outcomes()
 	manager, err := delivery.New(dcfg, sp, dispatcher)
 	if err != nil {
 		return err
@@ -241,6 +246,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Quota:          localDeliverer.CheckQuota,
 		Logger:         logger,
 		Metrics:        reg,
+		Decisions:      dlog.recorder(),
 		PrepareMessage: prepareMessage(authservID, signer, logger),
 		TLSConfig:      priv.tlsCfg, // nil: smtpd reads it
 		Listen:         priv.listen,
