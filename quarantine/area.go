@@ -47,8 +47,9 @@ type Config struct {
 
 	Logger *slog.Logger `yaml:"-"`
 	// Decided, when set, is told of every recipient released, deleted or expired
-	// (action "released", "deleted", "expired"), for the decision log's outcomes.
-	Decided func(id, rcpt, action string) `yaml:"-"`
+	// (action "released", "deleted", "expired"; detail says by whom, and the released
+	// copy's queue id), for the decision log's outcomes.
+	Decided func(id, rcpt, action, detail string) `yaml:"-"`
 }
 
 // Item is one quarantined message for one recipient.
@@ -283,7 +284,7 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 	if err := a.finish(id, rcpt, "released from quarantine by "+by+" as "+newID, spool.Delivered); err != nil {
 		return newID, err
 	}
-	a.decided(id, rcpt, "released")
+	a.decided(id, rcpt, "released", "by "+by+", queued as "+newID)
 	a.log.Info("quarantine: released", "id", id, "rcpt", rcpt, "by", by, "queue_id", newID)
 	return newID, nil
 }
@@ -297,7 +298,7 @@ func (a *Area) Delete(id, rcpt, by string) error {
 	if err := a.finish(id, rcpt, "deleted from quarantine by "+by, spool.Failed); err != nil {
 		return err
 	}
-	a.decided(id, rcpt, "deleted")
+	a.decided(id, rcpt, "deleted", "by "+by)
 	a.log.Info("quarantine: deleted", "id", id, "rcpt", rcpt, "by", by)
 	return nil
 }
@@ -320,9 +321,9 @@ func (a *Area) finish(id, rcpt, reply string, state spool.RcptState) error {
 	return nil
 }
 
-func (a *Area) decided(id, rcpt, action string) {
+func (a *Area) decided(id, rcpt, action, detail string) {
 	if a.cfg.Decided != nil {
-		a.cfg.Decided(id, rcpt, action)
+		a.cfg.Decided(id, rcpt, action, detail)
 	}
 }
 
@@ -344,7 +345,7 @@ func (a *Area) Prune(ctx context.Context, now time.Time) (int, error) {
 		if now.Sub(it.Received) <= a.cfg.Lifetime {
 			continue
 		}
-		a.decided(it.ID, it.Rcpt, "expired")
+		a.decided(it.ID, it.Rcpt, "expired", "after "+a.cfg.Lifetime.String())
 		if done[it.ID] {
 			continue
 		}

@@ -50,7 +50,7 @@ func newAreaDecided(t *testing.T) (*Area, *spool.Spool, *[]string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	a, err := New(Config{Decided: func(id, rcpt, action string) { decided = append(decided, id+" "+rcpt+" "+action) }}, sp)
+	a, err := New(Config{Decided: func(id, rcpt, action, _ string) { decided = append(decided, id+" "+rcpt+" "+action) }}, sp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -194,6 +194,27 @@ smtp:
 	default:
 	}
 
+	// The decision log has the quarantine decision, and its outcome: released.
+	do("decisions",
+		chromedp.Navigate(base+"/log?rule=quarantine-marked"),
+		chromedp.WaitVisible(`table.log`),
+	)
+	require.Contains(t, get(chromedp.Text(`table.log`)), subject)
+	do("decision", chromedp.Click(`table.log td[data-label=Subject] a`), chromedp.WaitVisible(`dl.detail`))
+	detail := get(chromedp.Text(`dl.detail`))
+	require.Contains(t, detail, "quarantine-marked")
+	require.Contains(t, detail, subject)
+	recordURL, err := chromedp.Run(bctx, chromedp.Location())
+	require.NoError(t, err)
+	requireEventually(t, func() bool { // the outcome is written asynchronously
+		if err := chromedp.Do(bctx, chromedp.Navigate(recordURL), chromedp.WaitVisible(`dl.detail`)); err != nil {
+			return false
+		}
+		d, err := chromedp.Run(bctx, chromedp.Text(`dl.detail`))
+		return err == nil && strings.Contains(d, "released")
+	})
+	shot("decision-released")
+
 	// The released message is in the INBOX, not in Junk, and the quarantine is empty.
 	ic, err := imapclient.DialStartTLS(srv.addrs["imap"], &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
 	require.NoError(t, err)

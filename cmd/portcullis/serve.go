@@ -275,7 +275,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
-		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, nil, logger) // nil: no decision log yet
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
 		if err != nil {
 			return err
 		}

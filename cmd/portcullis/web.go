@@ -34,8 +34,8 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	var pageLog web.DecisionLog // stays a nil interface without a log
 	if dlog != nil {
 		pageLog = dlog
-		qcfg.Decided = func(id, rcpt, action string) {
-			o := decisionlog.Outcome{QueueID: id, Recipient: rcpt, Time: time.Now(), Reason: "quarantine: " + action}
+		qcfg.Decided = func(id, rcpt, action, detail string) {
+			o := decisionlog.Outcome{QueueID: id, Recipient: rcpt, Time: time.Now(), Reason: action + " from quarantine " + detail}
 			switch action {
 			case "released":
 				o.Outcome = decisionlog.OutcomeReleased
