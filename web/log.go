@@ -199,7 +199,7 @@ func (s *Server) logCharts(w http.ResponseWriter, r *http.Request, sess *session
 		s.fail(w, r, sess, http.StatusNotFound, "The decision log is not enabled.")
 		return
 	}
-	charts, err := s.logFigures(r.Context(), s.scope(r.Context(), sess), s.now())
+	charts, err := s.cachedFigures(r.Context(), s.scope(r.Context(), sess))
 	if err != nil {
 		s.log.Error("web: decision log charts failed", "err", err.Error())
 		s.fail(w, r, sess, http.StatusInternalServerError, "The decision log cannot be read now.")
@@ -207,6 +207,39 @@ func (s *Server) logCharts(w http.ResponseWriter, r *http.Request, sess *session
 	}
 	s.render(w, http.StatusOK, "charts", page{Title: "Charts", User: sess.user, Admin: sess.admin, CSRF: sess.csrf,
 		Data: chartsPage{All: sess.admin, Charts: charts}})
+}
+
+// chartTTL is how long drawn charts are reused: aggregating a large log takes seconds
+// (BenchmarkCharts), and a day's figures hardly move in a few minutes.
+const chartTTL = 5 * time.Minute
+
+type chartEntry struct {
+	at     time.Time
+	charts []chart
+}
+
+// cachedFigures returns the scope's charts, drawn at most chartTTL ago. Admins share one
+// entry; the cache holds at most maxSessions entries.
+func (s *Server) cachedFigures(ctx context.Context, scope decisionlog.Scope) ([]chart, error) {
+	key := fmt.Sprint(scope.All, "\x00", scope.AuthUser, "\x00", strings.Join(scope.Recipients, ","))
+	now := s.now()
+	s.chartMu.Lock()
+	e, ok := s.chartCache[key]
+	s.chartMu.Unlock()
+	if ok && now.Sub(e.at) < chartTTL {
+		return e.charts, nil
+	}
+	charts, err := s.logFigures(ctx, scope, now)
+	if err != nil {
+		return nil, err
+	}
+	s.chartMu.Lock()
+	if s.chartCache == nil || len(s.chartCache) >= s.cfg.MaxSessions {
+		s.chartCache = map[string]chartEntry{}
+	}
+	s.chartCache[key] = chartEntry{at: now, charts: charts}
+	s.chartMu.Unlock()
+	return charts, nil
 }
 
 func (s *Server) logFigures(ctx context.Context, scope decisionlog.Scope, now time.Time) ([]chart, error) {

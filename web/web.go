@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/quarantine"
@@ -97,6 +98,9 @@ type Server struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	now      func() time.Time
+
+	chartMu    sync.Mutex
+	chartCache map[string]chartEntry // by scope
 }
 
 //go:embed templates/*.html
