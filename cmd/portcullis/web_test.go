@@ -1,0 +1,63 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/config"
+)
+
+// The page speaks TLS, with smtp.tls's certificate (here the self-signed one), as soon as
+// http.addr is not loopback; on loopback it stays plain HTTP.
+func TestWebTLSBeyondLoopback(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\nhttp: { addr: \"0.0.0.0:8025\" }\n"), 0o600))
+	cfg, err := config.Load(path, "")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(cfg.DataDir, 0o700))
+	priv := &privileges{sockets: map[string][]net.Listener{}}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	wrapped, err := webTLS(cfg, priv, ln)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "tls="+map[bool]string{true: "yes", false: "no"}[r.TLS != nil])
+	}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(wrapped) }()
+	defer srv.Close()
+
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Get("https://" + ln.Addr().String() + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "tls=yes", string(body))
+	require.GreaterOrEqual(t, resp.TLS.Version, uint16(tls.VersionTLS12))
+	// Plain HTTP gets Go's TLS server's 400 "client sent an HTTP request to an HTTPS
+	// server", never the handler.
+	if resp, err := hc.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		require.NotContains(t, string(body), "tls=")
+	}
+
+	cfg.HTTP.Addr = "127.0.0.1:8025"
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer plain.Close()
+	same, err := webTLS(cfg, priv, plain)
+	require.NoError(t, err)
+	require.Same(t, plain, same, "a loopback listener is wrapped")
+}
