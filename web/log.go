@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/decisionlog"
@@ -248,7 +249,10 @@ func (s *Server) logFigures(ctx context.Context, scope decisionlog.Scope, now ti
 	hour := now.UTC().Truncate(time.Hour)
 	// Weeks start on Monday, as the log's buckets do.
 	week := day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
-	var out []chart
+	since := day.AddDate(0, 0, -29)
+	// Each figure is one aggregation; they run at once (the log's readers are concurrent),
+	// and are placed in this order.
+	var tasks []func() (chart, error)
 	for _, c := range []struct {
 		title  string
 		bucket decisionlog.Bucket
@@ -260,34 +264,36 @@ func (s *Server) logFigures(ctx context.Context, scope decisionlog.Scope, now ti
 		{"Blocked per day, by category", decisionlog.Day, day.AddDate(0, 0, -29), 30, func(t time.Time, i int) time.Time { return t.AddDate(0, 0, i) }, "01-02"},
 		{"Blocked per week, by category", decisionlog.Week, week.AddDate(0, 0, -7*11), 12, func(t time.Time, i int) time.Time { return t.AddDate(0, 0, 7*i) }, "01-02"},
 	} {
-		rows, err := l.BlockedByCategory(ctx, decisionlog.Filter{Scope: scope, Since: c.start}, c.bucket)
-		if err != nil {
-			return nil, err
-		}
-		labels, index := buckets(c.start, c.n, c.step, c.format)
-		totals := map[string]float64{}
-		for _, r := range rows {
-			totals[r.Category] += float64(r.Count)
-		}
-		cats := topKeys(totals, 9)
-		series := make([]svgchart.Series, len(cats))
-		pos := map[string]int{}
-		for i, k := range cats {
-			series[i] = svgchart.Series{Name: k, Values: make([]float64, c.n)}
-			pos[k] = i
-		}
-		for _, r := range rows {
-			i, ok := index[r.Start.UTC().Format(time.DateOnly)]
-			if !ok {
-				continue
+		tasks = append(tasks, func() (chart, error) {
+			rows, err := l.BlockedByCategory(ctx, decisionlog.Filter{Scope: scope, Since: c.start}, c.bucket)
+			if err != nil {
+				return chart{}, err
 			}
-			k := r.Category
-			if _, ok := pos[k]; !ok {
-				k = "other"
+			labels, index := buckets(c.start, c.n, c.step, c.format)
+			totals := map[string]float64{}
+			for _, r := range rows {
+				totals[r.Category] += float64(r.Count)
 			}
-			series[pos[k]].Values[i] += float64(r.Count)
-		}
-		out = append(out, chart{SVG: html(svgchart.Stacked(svgchart.Chart{Title: c.title, Labels: labels, Series: series}))})
+			cats := topKeys(totals, 9)
+			series := make([]svgchart.Series, len(cats))
+			pos := map[string]int{}
+			for i, k := range cats {
+				series[i] = svgchart.Series{Name: k, Values: make([]float64, c.n)}
+				pos[k] = i
+			}
+			for _, r := range rows {
+				i, ok := index[r.Start.UTC().Format(time.DateOnly)]
+				if !ok {
+					continue
+				}
+				k := r.Category
+				if _, ok := pos[k]; !ok {
+					k = "other"
+				}
+				series[pos[k]].Values[i] += float64(r.Count)
+			}
+			return chart{SVG: html(svgchart.Stacked(svgchart.Chart{Title: c.title, Labels: labels, Series: series}))}, nil
+		})
 	}
 	for _, c := range []struct {
 		title  string
@@ -301,45 +307,48 @@ func (s *Server) logFigures(ctx context.Context, scope decisionlog.Scope, now ti
 		{"Traffic per hour (48 h)", decisionlog.Hour, hour.Add(-47 * time.Hour), 48, func(t time.Time, i int) time.Time { return t.Add(time.Duration(i) * time.Hour) }, "15h", time.DateTime[:13]},
 		{"Traffic per day (30 days)", decisionlog.Day, day.AddDate(0, 0, -29), 30, func(t time.Time, i int) time.Time { return t.AddDate(0, 0, i) }, "01-02", time.DateOnly},
 	} {
-		rows, err := l.Traffic(ctx, decisionlog.Filter{Scope: scope, Since: c.start}, c.bucket)
+		tasks = append(tasks, func() (chart, error) {
+			rows, err := l.Traffic(ctx, decisionlog.Filter{Scope: scope, Since: c.start}, c.bucket)
+			if err != nil {
+				return chart{}, err
+			}
+			labels := make([]string, c.n)
+			index := map[string]int{}
+			for i := range c.n {
+				t := c.step(c.start, i)
+				labels[i] = t.Format(c.format)
+				index[t.Format(c.key)] = i
+			}
+			names := []string{"received", "accepted", "rejected", "quarantined", "delivered", "deferred", "bounced"}
+			series := make([]svgchart.Series, len(names))
+			for i, n := range names {
+				series[i] = svgchart.Series{Name: n, Values: make([]float64, c.n)}
+			}
+			for _, r := range rows {
+				i, ok := index[r.Start.UTC().Format(c.key)]
+				if !ok {
+					continue
+				}
+				for j, v := range []int64{r.Received, r.Accepted, r.Rejected, r.Quarantined, r.Delivered, r.Deferred, r.Bounced} {
+					series[j].Values[i] += float64(v)
+				}
+			}
+			return chart{SVG: html(svgchart.Lines(svgchart.Chart{Title: c.title, Labels: labels, Series: series}))}, nil
+		})
+	}
+	tasks = append(tasks, func() (chart, error) {
+		bins, err := l.ScoreHistogram(ctx, decisionlog.Filter{Scope: scope, Since: since}, 1)
 		if err != nil {
-			return nil, err
+			return chart{}, err
 		}
-		labels := make([]string, c.n)
-		index := map[string]int{}
-		for i := range c.n {
-			t := c.step(c.start, i)
-			labels[i] = t.Format(c.format)
-			index[t.Format(c.key)] = i
+		var hl []string
+		var hc []float64
+		for _, b := range bins {
+			hl = append(hl, strconv.FormatFloat(b.Low, 'f', -1, 64))
+			hc = append(hc, float64(b.Count))
 		}
-		names := []string{"received", "accepted", "rejected", "quarantined", "delivered", "deferred", "bounced"}
-		series := make([]svgchart.Series, len(names))
-		for i, n := range names {
-			series[i] = svgchart.Series{Name: n, Values: make([]float64, c.n)}
-		}
-		for _, r := range rows {
-			i, ok := index[r.Start.UTC().Format(c.key)]
-			if !ok {
-				continue
-			}
-			for j, v := range []int64{r.Received, r.Accepted, r.Rejected, r.Quarantined, r.Delivered, r.Deferred, r.Bounced} {
-				series[j].Values[i] += float64(v)
-			}
-		}
-		out = append(out, chart{SVG: html(svgchart.Lines(svgchart.Chart{Title: c.title, Labels: labels, Series: series}))})
-	}
-	since := day.AddDate(0, 0, -29)
-	bins, err := l.ScoreHistogram(ctx, decisionlog.Filter{Scope: scope, Since: since}, 1)
-	if err != nil {
-		return nil, err
-	}
-	var hl []string
-	var hc []float64
-	for _, b := range bins {
-		hl = append(hl, strconv.FormatFloat(b.Low, 'f', -1, 64))
-		hc = append(hc, float64(b.Count))
-	}
-	out = append(out, chart{SVG: html(svgchart.Histogram("Score (30 days)", hl, hc))})
+		return chart{SVG: html(svgchart.Histogram("Score (30 days)", hl, hc))}, nil
+	})
 	for _, t := range []struct {
 		title string
 		key   decisionlog.TopKey
@@ -348,19 +357,31 @@ func (s *Server) logFigures(ctx context.Context, scope decisionlog.Scope, now ti
 		{"Top blocked sender domains (30 days)", decisionlog.TopSenderDomain},
 		{"Top blocked clients (30 days)", decisionlog.TopClient},
 	} {
-		rows, err := l.Top(ctx, decisionlog.Filter{Scope: scope, Since: since, Blocked: true}, t.key, 10, false)
-		if err != nil {
-			return nil, err
-		}
-		items := make([]svgchart.Item, len(rows))
-		for i, r := range rows {
-			k := r.Key
-			if k == "" {
-				k = "<>"
+		tasks = append(tasks, func() (chart, error) {
+			rows, err := l.Top(ctx, decisionlog.Filter{Scope: scope, Since: since, Blocked: true}, t.key, 10, false)
+			if err != nil {
+				return chart{}, err
 			}
-			items[i] = svgchart.Item{Label: k, Value: float64(r.Count)}
-		}
-		out = append(out, chart{SVG: html(svgchart.Top(t.title, items))})
+			items := make([]svgchart.Item, len(rows))
+			for i, r := range rows {
+				k := r.Key
+				if k == "" {
+					k = "<>"
+				}
+				items[i] = svgchart.Item{Label: k, Value: float64(r.Count)}
+			}
+			return chart{SVG: html(svgchart.Top(t.title, items))}, nil
+		})
+	}
+	out := make([]chart, len(tasks))
+	errs := make([]error, len(tasks))
+	var wg sync.WaitGroup
+	for i, task := range tasks {
+		wg.Go(func() { out[i], errs[i] = task() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
