@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/quarantine"
 )
 
 // The page speaks TLS, with smtp.tls's certificate (here the self-signed one), as soon as
@@ -60,4 +62,36 @@ func TestWebTLSBeyondLoopback(t *testing.T) {
 	same, err := webTLS(cfg, priv, plain)
 	require.NoError(t, err)
 	require.Same(t, plain, same, "a loopback listener is wrapped")
+}
+
+// A recipient's sender lists are those of the users it delivers to: an extension is
+// dropped, an alias reads its members' lists, and a block wins over an allow.
+func TestRcptLists(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	aliases := filepath.Join(dir, "aliases")
+	require.NoError(t, os.WriteFile(aliases, []byte("team: alice, bob\n"), 0o600))
+	cfg := config.Default(dir)
+	cfg.Routing.RecipientDelimiter = "+"
+	lists, listed, err := openSenderLists(cfg)
+	require.NoError(t, err)
+	defer lists.Close()
+	listed.router, err = route.New(route.Config{LocalDomains: []string{"example.test"}, Aliases: aliases, RecipientDelimiter: "+"})
+	require.NoError(t, err)
+	require.NoError(t, lists.Set(ctx, "alice@example.test", "@news.example", quarantine.Allow))
+	require.NoError(t, lists.Set(ctx, "bob@example.test", "@news.example", quarantine.Block))
+	require.NoError(t, lists.Set(ctx, "alice@example.test", "friend@far.example", quarantine.Allow))
+	for _, c := range []struct{ rcpt, sender, want string }{
+		{"alice@example.test", "x@news.example", "allow"},
+		{"Alice+lists@example.test", "x@news.example", "allow"},
+		{"bob@example.test", "x@news.example", "block"},
+		{"team@example.test", "x@news.example", "block"},
+		{"team@example.test", "friend@far.example", "allow"},
+		{"bob@example.test", "friend@far.example", ""},
+		{"alice@example.test", "", ""},
+	} {
+		got, err := listed.Listed(ctx, c.rcpt, c.sender)
+		require.NoError(t, err)
+		require.Equal(t, c.want, got, "%s from %s", c.rcpt, c.sender)
+	}
 }
