@@ -210,6 +210,8 @@ func (c *compiler) require(n *node) {
 			c.req["spamtest"] = true
 		case "imapflags":
 			c.req["imap4flags"] = true
+		case "vacation-seconds":
+			c.req["vacation"] = true // RFC 6131 §2
 		}
 	}
 }

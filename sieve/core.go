@@ -300,10 +300,14 @@ type sizeTest struct {
 }
 
 func (x sizeTest) eval(r *runner) (bool, error) {
-	if x.over {
-		return r.msg.Size() > x.limit, nil
+	size := r.msg.Size()
+	if r.hdr != nil && r.hdr.changed {
+		size += int64(len(r.hdr.bytes()) - r.hdr.origLen)
 	}
-	return r.msg.Size() < x.limit, nil
+	if x.over {
+		return size > x.limit, nil
+	}
+	return size < x.limit, nil
 }
 
 func compileSize(c *compiler, n *node) test {
@@ -360,7 +364,6 @@ type addressTest struct {
 	names []*strExpr
 	part  addrPart
 	m     *matcher
-	delim string
 }
 
 func (c *compiler) addrPart(pa *parsedArgs) addrPart {
@@ -379,31 +382,25 @@ func (c *compiler) addrPart(pa *parsedArgs) addrPart {
 	return partAll
 }
 
-func (c *compiler) delimiter() string {
-	if c.opt.Delimiter == "" {
+// delimiter is the recipient delimiter set for subaddress (RFC 5233 §3).
+func (s *Script) delimiter() string {
+	if s.opt.Delimiter == "" {
 		return "+"
 	}
-	return c.opt.Delimiter
+	return s.opt.Delimiter
 }
 
 func (x *addressTest) eval(r *runner) (bool, error) {
 	var vals []string
 	for _, h := range x.names {
 		for _, v := range x.idx.pick(r.header(h.eval(r))) {
-			addrs, ok := parseAddressList(v)
-			if !ok && x.part == partAll && len(addrs) <= 1 {
-				// Not an address: :all compares the raw value (as Pigeonhole does).
-				if x.m.mt == mCount {
-					vals = append(vals, v)
-					continue
-				}
-				if ok, err := x.m.matchOne(r, trimWS(v)); ok || err != nil {
-					return ok, err
-				}
-				continue
+			addrs, _ := parseAddressList(v)
+			if len(addrs) == 0 && x.part == partAll {
+				// An empty field is the empty address for :all.
+				addrs = []mailAddr{{invalid: true, raw: trimWS(v)}}
 			}
 			for _, a := range addrs {
-				p, has := a.part(x.part, x.delim)
+				p, has := a.part(x.part, r.s.delimiter())
 				if !has {
 					continue
 				}
@@ -439,7 +436,7 @@ func compileAddress(c *compiler, n *node) test {
 			return nil
 		}
 	}
-	return &addressTest{idx: c.fieldIndex(n, pa), names: names, part: c.addrPart(pa), m: m, delim: c.delimiter()}
+	return &addressTest{idx: c.fieldIndex(n, pa), names: names, part: c.addrPart(pa), m: m}
 }
 
 // isAddressHeader lists the fields that hold addresses (RFC 5322 §3.6 and

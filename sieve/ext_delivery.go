@@ -174,7 +174,6 @@ type envelopeTest struct {
 	parts []*strExpr
 	part  addrPart
 	m     *matcher
-	delim string
 }
 
 func envelopeAddr(env *Envelope, part string) (string, bool) {
@@ -207,7 +206,7 @@ func (x *envelopeTest) eval(r *runner) (bool, error) {
 		} else {
 			ma := splitAddr(a)
 			var has bool
-			if v, has = ma.part(x.part, x.delim); !has {
+			if v, has = ma.part(x.part, r.s.delimiter()); !has {
 				continue
 			}
 		}
@@ -245,7 +244,7 @@ func compileEnvelope(c *compiler, n *node) test {
 			}
 		}
 	}
-	return &envelopeTest{parts: parts, part: c.addrPart(pa), m: m, delim: c.delimiter()}
+	return &envelopeTest{parts: parts, part: c.addrPart(pa), m: m}
 }
 
 // ---- mailbox, special-use --------------------------------------------------------
@@ -359,10 +358,7 @@ func (r *runner) environmentItem(name string) (string, bool) {
 func (x *environmentTest) eval(r *runner) (bool, error) {
 	v, ok := r.environmentItem(x.name.eval(r))
 	if !ok {
-		if x.m.mt == mCount {
-			return x.m.matchCount(r, 0), nil
-		}
-		return false, nil
+		return false, nil // an unknown item fails the test (RFC 5183 §4)
 	}
 	return x.m.matchValues(r, []string{v})
 }

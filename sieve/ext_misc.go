@@ -1,7 +1,6 @@
 package sieve
 
 import (
-	"math"
 	"strings"
 	"time"
 )
@@ -118,11 +117,12 @@ func (x *scoreTest) value(r *runner) string {
 	if !ok {
 		return "0"
 	}
-	p = min(max(p, 0), 100)
+	// As Pigeonhole computes it from the score ratio (truncating).
+	ratio := min(max(p, 0), 100) / 100
 	if x.percent {
-		return itoa(int(math.Round(p)))
+		return itoa(int(ratio*100 + 0.001))
 	}
-	return itoa(1 + int(math.Round(p*9/100)))
+	return itoa(int(ratio*9 + 1.001))
 }
 
 func (x *scoreTest) eval(r *runner) (bool, error) {
@@ -180,7 +180,9 @@ func compileIhave(c *compiler, n *node) test {
 		return nil
 	}
 	for _, e := range caps {
-		if !c.extAllowed(e) {
+		// encoded-character and variables change how the script is read, so they
+		// cannot be enabled by ihave (Pigeonhole: incompatible with ihave).
+		if !c.extAllowed(e) || e == "encoded-character" || e == "variables" {
 			return ihaveTest(false)
 		}
 	}

@@ -206,6 +206,10 @@ func compileString(c *compiler, n *node) test {
 	if m == nil {
 		return nil
 	}
+	if !pa.has("comparator") {
+		// Pigeonhole's string test compares with i;octet unless told otherwise.
+		m.cmp = cmpOctet
+	}
 	return &stringTest{src: c.strList(pa.pos[0]), m: m}
 }
 
@@ -359,6 +363,21 @@ func compileHasflag(c *compiler, n *node) test {
 	}
 	if x.m = c.matcher(n, pa, keys); x.m == nil {
 		return nil
+	}
+	if x.m.mt != mCount && x.m.mt != mRegex {
+		// A key names flags like a flag list: "b A" is the flags b and A (RFC 5232
+		// §4 example).
+		var split []*strExpr
+		for _, k := range x.m.keys {
+			if !k.constant() || len(strings.Fields(k.lit)) < 2 {
+				split = append(split, k)
+				continue
+			}
+			for _, f := range strings.Fields(k.lit) {
+				split = append(split, &strExpr{lit: f, pos: k.pos})
+			}
+		}
+		x.m.keys = split
 	}
 	return x
 }

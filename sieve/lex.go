@@ -187,9 +187,12 @@ func (l *lexer) quoted(p Pos) (token, *CompileError) {
 			}
 			b.WriteByte(l.src[l.off+1])
 			l.advance(2)
-		case '\r':
-			// CRLF inside a quoted string is kept as written; a bare CR likewise.
-			b.WriteByte(c)
+		case '\r', '\n':
+			// A line break inside a quoted string is CRLF whatever the file has.
+			if c == '\r' && l.off+1 < len(l.src) && l.src[l.off+1] == '\n' {
+				l.advance(1)
+			}
+			b.WriteString("\r\n")
 			l.advance(1)
 		default:
 			b.WriteByte(c)
@@ -229,20 +232,24 @@ func (l *lexer) multiline(p Pos) (token, *CompileError) {
 			end++
 		}
 		line := l.src[l.off:end]
-		line = []byte(strings.TrimSuffix(string(line), "\r"))
 		nl := end < len(l.src)
-		if string(line) == "." {
+		if s := strings.TrimSuffix(string(line), "\r"); s == "." {
 			l.advance(end - l.off)
 			if nl {
 				l.advance(1)
 			}
 			return token{kind: tString, pos: p, text: b.String(), multiline: true}, nil
 		}
-		if len(line) > 0 && line[0] == '.' {
+		// Dot-stuffing: ".." at a line start stands for "." (Pigeonhole keeps a single
+		// leading dot as written). Lines end with CRLF, as mail does (§2.4.2).
+		line = []byte(strings.TrimSuffix(string(line), "\r"))
+		if len(line) > 1 && line[0] == '.' && line[1] == '.' {
 			line = line[1:]
 		}
 		b.Write(line)
-		b.WriteString("\r\n")
+		if nl {
+			b.WriteString("\r\n")
+		}
 		l.advance(end - l.off)
 		if nl {
 			l.advance(1)

@@ -23,6 +23,12 @@ const (
 	pGlobal
 )
 
+// varNamespaces are the variable namespaces extensions add (RFC 5229 §3), by name.
+var varNamespaces = map[string]struct {
+	ext     string
+	resolve func(c *compiler, name string) strPart
+}{}
+
 type strPart struct {
 	kind partKind
 	lit  string
@@ -137,9 +143,9 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 			}
 		}
 		n, err := strconv.Atoi(strings.TrimLeft(ref, "0") + "0")
-		if err != nil || n/10 > 9 {
-			c.errf(pos, "match variable ${%s} is out of range (0 to 9)", ref)
-			return strPart{kind: pMatch, idx: 99}, true
+		if err != nil || n/10 > maxMatch {
+			c.errf(pos, "match variable ${%s} is out of range (0 to %d)", ref, maxMatch)
+			return strPart{kind: pMatch, idx: maxMatch}, true
 		}
 		return strPart{kind: pMatch, idx: n / 10}, true
 	}
@@ -153,6 +159,9 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 	if len(elems) > 1 {
 		if strings.ToLower(elems[0]) == "global" && c.has("include") && len(elems) == 2 {
 			return strPart{kind: pGlobal, lit: strings.ToLower(elems[1])}, true
+		}
+		if ns, ok := varNamespaces[strings.ToLower(elems[0])]; ok && c.has(ns.ext) {
+			return ns.resolve(c, strings.ToLower(strings.Join(elems[1:], "."))), true
 		}
 		c.errf(pos, "variable namespace '%s' is not supported", elems[0])
 		return strPart{kind: pLit}, true

@@ -155,6 +155,11 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	if err := st.command(); err != nil {
 		return nil, err
 	}
+	// The id first: a message refused while it arrives (too big, bare LF) is one
+	// transaction in the decision log too.
+	st.msgSeq++
+	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
+	st.curMsg = msgID
 	st.mu.Unlock()
 	// Read without holding st.mu: with BDAT, go-smtp runs Data in its own goroutine
 	// while it goes on reading commands (AUTH, RSET) that take the lock.
@@ -178,9 +183,7 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		return nil, st.dataReadError(err)
 	}
 	receivedAt := time.Now()
-	st.msgSeq++
-	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
-	st.curMsg, st.curSize = msgID, buf.size
+	st.curSize = buf.size
 	name := st.l.cfg.Name
 
 	prepare := st.srv.deps.PrepareMessage

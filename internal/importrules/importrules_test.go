@@ -85,7 +85,7 @@ var rules = []rule{
 		why:       "the decision log knows policy types only; the servers hand it records through interfaces they own",
 	},
 	{
-		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/..."},
+		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
 	},
