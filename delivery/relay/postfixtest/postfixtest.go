@@ -55,8 +55,9 @@ type Config struct {
 	TLS bool
 	// MessageSizeLimit is message_size_limit (announced in SIZE). [10240000]
 	MessageSizeLimit int
-	// MainCF is appended to main.cf: its settings override the ones above (Postfix
-	// keeps the last definition), e.g. other smtpd_*_restrictions.
+	// MainCF is appended to main.cf: a parameter set again there wins over the one
+	// above (e.g. smtpd_recipient_restrictions with a check_policy_service, or
+	// smtpd_milters).
 	MainCF string
 }
 
