@@ -3,6 +3,7 @@ package greylist_test
 import (
 	"context"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +225,32 @@ func TestSQLitePersists(t *testing.T) {
 	e, passed, err := c.Triplet(ctx, "k", t0+500, p)
 	if err != nil || !passed || e.First != t0 {
 		t.Fatalf("after reopening: %+v %v %v", e, passed, err)
+	}
+}
+
+// TestSQLiteDefault: the default store is DATA/greylist.db, opened at the first check (New
+// does no I/O); a file that cannot be opened is a store error (temperror, fail open).
+func TestSQLiteDefault(t *testing.T) {
+	dir := t.TempDir()
+	p, err := greylist.New(greylist.Config{}, greylist.Deps{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := os.Stat(greylist.DefaultDBPath(dir)); !os.IsNotExist(err) {
+		t.Fatalf("New created the database: %v", err)
+	}
+	if r := p.CheckRcpt(context.Background(), newTx("192.0.2.1", "a@x.example", "u@y.example")); r.Reason != "greylist.greylisted" {
+		t.Fatalf("%+v", r)
+	}
+	if _, err := os.Stat(greylist.DefaultDBPath(dir)); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := greylist.New(greylist.Config{DB: dir + "/missing/dir/g.db"}, greylist.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := bad.CheckRcpt(context.Background(), newTx("192.0.2.1", "a@x.example", "u@y.example")); r.Reason != "greylist.error" || r.Facts["greylisted"] != false {
+		t.Fatalf("%+v", r)
 	}
 }

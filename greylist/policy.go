@@ -210,11 +210,10 @@ func New(cfg Config, deps Deps) (*Policy, error) {
 				}
 				path = DefaultDBPath(deps.DataDir)
 			}
-			s, err := OpenSQLite(path)
-			if err != nil {
-				return nil, err
-			}
-			p.store, p.closeRDB = s, s.Close
+			// Opened at the first check: New does no I/O (portcullis rules check builds
+			// the policy without a data directory).
+			l := &lazySQLite{path: path}
+			p.store, p.closeRDB = l, l.Close
 		case "memory":
 			p.store = NewMemoryStore()
 		case "redis":

@@ -320,3 +320,62 @@ func (s *SQLiteStore) Close() error {
 	}
 	return err
 }
+
+// lazySQLite opens the SQLite store at its first use; a failed open is retried at the next.
+type lazySQLite struct {
+	path string
+	mu   sync.Mutex
+	s    *SQLiteStore
+}
+
+func (l *lazySQLite) store() (*SQLiteStore, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.s == nil {
+		s, err := OpenSQLite(l.path)
+		if err != nil {
+			return nil, err
+		}
+		l.s = s
+	}
+	return l.s, nil
+}
+
+// Triplet implements Store.
+func (l *lazySQLite) Triplet(ctx context.Context, key string, now int64, p Params) (Entry, bool, error) {
+	s, err := l.store()
+	if err != nil {
+		return Entry{}, false, err
+	}
+	return s.Triplet(ctx, key, now, p)
+}
+
+// ClientAllowed implements Store.
+func (l *lazySQLite) ClientAllowed(ctx context.Context, key string, now, threshold int64, p Params) (bool, error) {
+	s, err := l.store()
+	if err != nil {
+		return false, err
+	}
+	return s.ClientAllowed(ctx, key, now, threshold, p)
+}
+
+// ClientPassed implements Store.
+func (l *lazySQLite) ClientPassed(ctx context.Context, key string, now int64, p Params) error {
+	s, err := l.store()
+	if err != nil {
+		return err
+	}
+	return s.ClientPassed(ctx, key, now, p)
+}
+
+// Close implements Store.
+func (l *lazySQLite) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.s == nil {
+		return nil
+	}
+	err := l.s.Close()
+	l.s = nil
+	return err
+}
