@@ -254,3 +254,53 @@ func TestSQLiteDefault(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// TestOneHeaderPerMessage: recipients that pass together give the message one X-Greylist
+// header; the next message of the session gets its own.
+func TestOneHeaderPerMessage(t *testing.T) {
+	clk := &clock{t: time.Unix(t0, 0)}
+	p, err := greylist.New(greylist.Config{}, greylist.Deps{Store: greylist.NewMemoryStore(), Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := "{{grey.reply}}"
+	e, err := policy.NewEngine(policy.EngineConfig{Rules: []policy.RuleSpec{{Name: "g", Stage: "rcpt", If: "grey.greylisted", Tempfail: &tf}},
+		Policies: map[string]policy.Policy{"grey": p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("192.0.2.1")})
+	send := func(rcpts ...string) (greylisted int, headers int) {
+		tx.Reset()
+		tx.Envelope.From = address.Parse("a@x.example")
+		for _, r := range rcpts {
+			tx.Rcpt = address.Parse(r)
+			if e.Evaluate(ctx, policy.StageRcpt, tx).Terminal() {
+				greylisted++
+				continue
+			}
+			tx.Envelope.Rcpts = append(tx.Envelope.Rcpts, tx.Rcpt)
+		}
+		for _, h := range tx.HeadersToAdd() {
+			if h.Name == "X-Greylist" {
+				headers++
+			}
+		}
+		return
+	}
+	if g, _ := send("u@y.example", "v@y.example", "w@y.example"); g != 3 {
+		t.Fatalf("%d greylisted", g)
+	}
+	clk.t = clk.t.Add(301 * time.Second)
+	if g, h := send("u@y.example", "v@y.example", "w@y.example"); g != 0 || h != 1 {
+		t.Fatalf("retry: %d greylisted, %d headers", g, h)
+	}
+	if g, h := send("x@y.example"); g != 1 || h != 0 {
+		t.Fatalf("next message: %d greylisted, %d headers", g, h)
+	}
+	clk.t = clk.t.Add(301 * time.Second)
+	if g, h := send("x@y.example"); g != 0 || h != 1 {
+		t.Fatalf("its retry: %d greylisted, %d headers", g, h)
+	}
+}

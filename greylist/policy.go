@@ -411,11 +411,22 @@ func (p *Policy) Check(ctx context.Context, c *policy.Conn, sender, rcpt string,
 	return d, nil
 }
 
-// CheckRcpt greylists tx.Rcpt.
+// CheckRcpt greylists tx.Rcpt. The X-Greylist header goes on a message once: not when an
+// earlier recipient of the message already gave one (postgrey remembers its last
+// messages for the same purpose).
 func (p *Policy) CheckRcpt(ctx context.Context, tx *policy.Transaction) policy.Result {
 	now := p.now()
 	d, err := p.Check(ctx, &tx.Conn, tx.Envelope.From.String(), tx.Rcpt.String(), now)
-	return p.result(d, err, tx.Rcpt.String(), now)
+	r := p.result(d, err, tx.Rcpt.String(), now)
+	if len(r.Headers) == 1 {
+		for _, h := range tx.HeadersToAdd() {
+			if strings.EqualFold(h.Name, r.Headers[0].Name) {
+				r.Headers = nil
+				break
+			}
+		}
+	}
+	return r
 }
 
 // CheckData greylists every recipient of the message: greylisted if any is.
