@@ -87,3 +87,25 @@ func TestTLSAndAuthRates(t *testing.T) {
 		t.Errorf("tls rate: %s", r)
 	}
 }
+
+// TestSTARTTLSRate: a new TLS session through STARTTLS counts too; past the limit the
+// EHLO that follows the handshake gets 421 and the session ends.
+func TestSTARTTLSRate(t *testing.T) {
+	ts := start(t, withLimits(t, ratelimit.Config{ClientNewTLSSessionRateLimit: 1}))
+	for i, want := range []int{250, 421} {
+		c := dial(t, ts.addr("submission"))
+		c.Expect(t, "EHLO client.example", 250)
+		if err := c.StartTLS(); err != nil {
+			t.Fatal(err)
+		}
+		r := c.Expect(t, "EHLO client.example", want)
+		if i == 1 {
+			if !r.Has("4.7.0 mx.example.test Error: too many new TLS sessions from 127.0.0.1") {
+				t.Errorf("STARTTLS rate: %s", r)
+			}
+			if r, err := c.Cmd("NOOP"); err == nil {
+				t.Errorf("the session goes on after 421: %s", r)
+			}
+		}
+	}
+}
