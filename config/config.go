@@ -40,6 +40,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/pop3d"
 	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/web"
@@ -115,6 +116,10 @@ type Config struct {
 	// SMTP is the SMTP server: listeners, TLS and limits. Its hostname, data dir, local
 	// domains and trusted networks are the top-level keys; writing them here is an error.
 	SMTP smtpd.Config `yaml:"smtp"`
+	// RateLimits are Postfix anvil's rate limits per client address (all off by default)
+	// and mox's per-user daily limits, counted in memory or, shared by front-ends, in
+	// Redis. Trusted networks are exempt unless event_limit_exceptions says otherwise.
+	RateLimits ratelimit.Config `yaml:"rate_limits"`
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
@@ -325,6 +330,7 @@ func (c *Config) finish() error {
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	c.SMTP.IPv6Prefix = c.RateLimits.IPv6Prefix
 	c.Policyd.TrustedNetworks = c.TrustedNetworks
 	c.Milter.TrustedNetworks = c.TrustedNetworks
 	if c.Delivery.Hostname == "" {

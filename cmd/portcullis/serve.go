@@ -39,6 +39,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/store"
@@ -235,11 +236,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limiter, err := ratelimit.New(cfg.RateLimits, ratelimit.Deps{Hostname: cfg.Hostname, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer limiter.Close()
 	milters, err := smtpMilters(cfg, logger)
 	if err != nil {
 		return err
 	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Limiter:        limiter,
 		Milters:        milters,
 		Engine:         engine,
 		Spool:          sp,

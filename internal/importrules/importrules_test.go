@@ -70,7 +70,7 @@ var rules = []rule{
 		why:       "the rule engine knows no concrete policy and no server",
 	},
 	{
-		from:      []string{"./rbl", "./spf", "./dkim", "./headers", "./content", "./bayes", "./virus"},
+		from:      []string{"./rbl", "./spf", "./dkim", "./headers", "./content", "./bayes", "./virus", "./access", "./greylist", "./ratelimit"},
 		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "config", "cmd"},
 		why:       "a policy never imports a server",
 	},
