@@ -78,6 +78,8 @@ type rule struct {
 	tags    []string
 	logOnly bool
 	deps    []string // policy instances the rule references
+	// category is the rule's category: RuleSpec.Category, or its name.
+	category string
 }
 
 type headerTmpl struct {
@@ -289,7 +291,11 @@ func (rs *ruleSet) compileEnv(s Stage) map[string]any {
 }
 
 func (rs *ruleSet) compileRule(spec RuleSpec) (*rule, ErrorList) {
-	r := &rule{name: spec.Name, file: spec.File, line: spec.Line, src: spec.If, logOnly: spec.LogOnly, score: spec.Score, tags: spec.Tag}
+	r := &rule{name: spec.Name, file: spec.File, line: spec.Line, src: spec.If, logOnly: spec.LogOnly, score: spec.Score, tags: spec.Tag,
+		category: spec.Category}
+	if r.category == "" {
+		r.category = spec.Name
+	}
 	var errs ErrorList
 	fail := func(line, col int, format string, a ...any) {
 		errs = append(errs, &RuleError{File: spec.File, Line: line, Column: col, Rule: spec.Name, Msg: fmt.Sprintf(format, a...)})

@@ -95,6 +95,9 @@ type Decision struct {
 	Verdict Verdict
 	Reply   Reply  // set for Reject and Tempfail (and for Accept when a rule gave one)
 	Rule    string // the rule that made the decision, "" when none did
+	// Category is the deciding rule's category (its category: key, or its name); for a
+	// refusal the SMTP server decided itself, its reason ("relay", "unknown_user").
+	Category string
 	// Score is what this stage's rules added; Transaction.Score is the running total.
 	Score   float64
 	Tags    []string

@@ -237,7 +237,7 @@ func (e *Engine) Evaluate(ctx context.Context, stage Stage, tx *Transaction) Dec
 			acc.headers = append(acc.headers, hdr)
 		}
 		if r.verdict != Continue {
-			d.Verdict, d.Rule = r.verdict, r.name
+			d.Verdict, d.Rule, d.Category = r.verdict, r.name, r.category
 			d.Reply = r.renderReply(v, env)
 			break
 		}
@@ -250,7 +250,7 @@ func (e *Engine) Evaluate(ctx context.Context, stage Stage, tx *Transaction) Dec
 	}
 	elapsed := time.Since(start)
 	if e.metrics != nil {
-		e.metrics.decisions.WithLabelValues(stage.String(), d.Verdict.String()).Inc()
+		e.metrics.decisions.WithLabelValues(stage.String(), d.Verdict.String(), d.Category).Inc()
 		e.metrics.stageDur.WithLabelValues(stage.String()).Observe(elapsed.Seconds())
 	}
 	e.logDecision(ctx, stage, tx, d, elapsed)

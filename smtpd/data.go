@@ -180,6 +180,7 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	receivedAt := time.Now()
 	st.msgSeq++
 	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
+	st.curMsg, st.curSize = msgID, buf.size
 	name := st.l.cfg.Name
 
 	prepare := st.srv.deps.PrepareMessage
@@ -222,6 +223,7 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 			outcome = "tempfailed"
 		}
 		st.srv.m.message(name, outcome)
+		st.decided(policy.StageData, d, replyOf(d).String(), nil, "")
 		return nil, st.fail(policy.StageData, replyOf(d))
 	}
 	st.txnDec = append(st.txnDec, d)
@@ -230,7 +232,9 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		st.srv.m.message(name, "discarded")
 		st.srv.m.reply(name, "data", 250)
 		st.srv.log.Info(proto+" message discarded", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", st.tx.Envelope.From.String(), "rcpts", joinAddrs(st.tx.Envelope.Rcpts))
-		return nil, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
+		reply := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
+		st.decided(policy.StageData, st.verdictDecision(policy.Discard), "250 2.0.0 "+reply.Message, nil, "")
+		return nil, reply
 	}
 	env := spool.Envelope{
 		From:       st.tx.Envelope.From.String(),
@@ -295,6 +299,11 @@ func (s *session) Data(r io.Reader) error {
 		"from", env.From, "rcpts", env.To, "size", len(raw), "quarantine", env.Quarantine,
 		"duration_ms", time.Since(start).Milliseconds())
 	st.evaluate(policy.StageQueued)
+	d := policy.Decision{Stage: policy.StageData, Verdict: policy.Accept}
+	if env.Quarantine {
+		d = st.verdictDecision(policy.Quarantine)
+	}
+	st.decided(policy.StageData, d, "250 2.0.0 OK queued as "+id, nil, id)
 	// go-smtp turns an *SMTPError into the reply as it is, a 250 included.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }

@@ -118,6 +118,9 @@ type Deps struct {
 	FreeSpace func() (int64, error)
 	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
 	TLSConfig *tls.Config
+	// Decisions, when set, receives every answer that ends a recipient, a message or a
+	// connection (the decision log); it must not block.
+	Decisions DecisionRecorder
 	Logger    *slog.Logger          // nil: slog.Default()
 	Metrics   prometheus.Registerer // nil: no metrics
 }

@@ -38,6 +38,11 @@ type connState struct {
 	commands int
 	errors   int
 	msgSeq   int
+	// curMsg and curSize are the id and size of the message being judged (data stage).
+	curMsg  string
+	curSize int64
+	// disconnected tells the ConnectionObserver the connection ended.
+	disconnected atomic.Pointer[func()]
 	// copies of the counters for the disconnect log line
 	commandsN, errorsN, messagesN atomic.Int64
 
@@ -124,6 +129,7 @@ func (st *connState) helo(name string, immediate bool) error {
 		st.pending, st.pendingStage = &d, policy.StageHelo
 		return nil
 	}
+	st.decided(policy.StageHelo, d, replyOf(d).String(), nil, "")
 	return st.fail(policy.StageHelo, replyOf(d))
 }
 
@@ -171,6 +177,7 @@ var (
 
 func (st *connState) resetTxn() {
 	st.tx.Reset()
+	st.curMsg, st.curSize = "", 0
 	st.txnDec = st.txnDec[:0]
 	st.rcptArgs = st.rcptArgs[:0]
 	st.inTxn.Store(false)
@@ -291,7 +298,9 @@ func (st *connState) refuse(stage policy.Stage, r policy.Reply, reason string) e
 	if r.Code/100 == 4 {
 		v = policy.Tempfail
 	}
-	st.logDecision(stage, policy.Decision{Stage: stage, Verdict: v}, r.String(), reason)
+	d := policy.Decision{Stage: stage, Verdict: v, Category: reason}
+	st.logDecision(stage, d, r.String(), reason)
+	st.decided(stage, d, r.String(), nil, "")
 	return st.fail(stage, r)
 }
 

@@ -50,6 +50,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			return nil
 		}
 		st.inTxn.Store(false)
+		st.decided(policy.StageMail, d, replyOf(d).String(), nil, "")
 		return st.fail(policy.StageMail, replyOf(d))
 	}
 	st.txnDec = append(st.txnDec, d)
@@ -85,6 +86,7 @@ func (st *connState) answerPending(stage policy.Stage) error {
 	d := *st.pending
 	r := replyOf(d)
 	st.logDecision(stage, d, r.String(), "delayed from "+d.Stage.String())
+	st.decided(stage, d, r.String(), nil, "")
 	return st.fail(stage, r)
 }
 
@@ -171,6 +173,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	d := st.evaluate(policy.StageRcpt)
 	if d.Terminal() {
+		st.decided(policy.StageRcpt, d, replyOf(d).String(), nil, "")
 		return st.fail(policy.StageRcpt, replyOf(d))
 	}
 	st.txnDec = append(st.txnDec, d)
