@@ -3,9 +3,7 @@ package managesieve
 import (
 	"bufio"
 	"crypto/tls"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,52 +12,27 @@ import (
 	"net"
 
 	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
-	"github.com/portcullis-mail/portcullis/internal/testenv"
+	"github.com/portcullis-mail/portcullis/sieve"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// sievecChecker validates scripts with Pigeonhole's compiler, sievec (Debian
-// dovecot-sieve): the reference implementation decides what is valid in these tests.
-type sievecChecker struct{ bin, dir string }
+// compiler is the Checker portcullis serve passes (delivery/local.Checker): the sieve
+// package's compiler, so PUTSCRIPT accepts what delivery runs.
+type compiler struct{}
 
-func newSievec(tb testing.TB) *sievecChecker {
-	return &sievecChecker{bin: testenv.Program(tb, "sievec"), dir: tb.TempDir()}
-}
-
-func (c *sievecChecker) Check(script []byte) (string, error) {
-	f, err := os.CreateTemp(c.dir, "*.sieve")
+func (compiler) Check(script []byte) (string, error) {
+	s, err := sieve.Compile(script, sieve.Options{})
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(f.Name())
-	f.Write(script)
-	f.Close()
-	out := f.Name() + ".svbin"
-	defer os.Remove(out)
-	b, err := exec.Command(c.bin, "-c", "/dev/null", f.Name(), out).CombinedOutput()
-	var errs, warns []string
-	for _, l := range strings.Split(string(b), "\n") {
-		// "NAME: line 3: error: ..." → "line 3: error: ..."
-		if _, rest, ok := strings.Cut(l, ": "); ok && strings.HasPrefix(rest, "line ") {
-			if strings.Contains(rest, ": warning: ") {
-				warns = append(warns, rest)
-			} else {
-				errs = append(errs, rest)
-			}
-		}
+	var w []string
+	for _, e := range s.Warnings() {
+		w = append(w, e.Error())
 	}
-	if err != nil {
-		if len(errs) == 0 {
-			errs = append(errs, strings.TrimSpace(string(b)))
-		}
-		return "", fmt.Errorf("%s", strings.Join(errs, "\n"))
-	}
-	return strings.Join(warns, "\n"), nil
+	return strings.Join(w, "\n"), nil
 }
 
-func (c *sievecChecker) Extensions() []string {
-	return strings.Fields("fileinto reject envelope encoded-character vacation subaddress comparator-i;ascii-numeric relational regex imap4flags copy include variables body environment mailbox date index ihave duplicate")
-}
+func (compiler) Extensions() []string { return sieve.Supported() }
 
 type rig struct {
 	srv   *Server
@@ -78,7 +51,7 @@ func startServer(tb testing.TB, cfg Config) *rig {
 		cfg.MaxRedirects = 4
 	}
 	st := mailboxtest.Store(tb, store.Config{})
-	srv, err := New(cfg, Deps{Store: st, Auth: mailboxtest.Users, Checker: newSievec(tb)})
+	srv, err := New(cfg, Deps{Store: st, Auth: mailboxtest.Users, Checker: compiler{}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -51,7 +51,7 @@ type SieveConfig struct {
 	// MaxCPU bounds one script run's time; default 30s.
 	MaxCPU time.Duration `yaml:"max_cpu"`
 	// RedirectDuplicatePeriod is how long a redirect of the same message to the same
-	// address is suppressed (Pigeonhole: 12 hours).
+	// address is suppressed; default 12h (Pigeonhole's).
 	RedirectDuplicatePeriod time.Duration `yaml:"redirect_duplicate_period"`
 	// MaxRedirectHops refuses to redirect a message that already went through this many
 	// Sieve redirects (X-Sieve-Redirected-From fields); it is kept instead. Default 4.
@@ -87,6 +87,12 @@ func (c *SieveConfig) defaults() {
 	if c.SpamScoreMax == 0 {
 		c.SpamScoreMax = 10
 	}
+}
+
+// WithDefaults returns c with its defaults filled in.
+func (c SieveConfig) WithDefaults() SieveConfig {
+	c.defaults()
+	return c
 }
 
 // ScriptLimits are the per-user quotas of the config (for ManageSieve and the CLI).
