@@ -21,7 +21,7 @@ type sieveRig struct {
 	sp *spool.Spool
 }
 
-func newSieveRig(t *testing.T, cfg SieveConfig) *sieveRig {
+func newSieveRig(t testing.TB, cfg SieveConfig) *sieveRig {
 	t.Helper()
 	st, err := store.New(store.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -40,7 +40,7 @@ func newSieveRig(t *testing.T, cfg SieveConfig) *sieveRig {
 	return &sieveRig{d: d, st: st, sp: sp}
 }
 
-func (r *sieveRig) setScript(t *testing.T, user, src string) {
+func (r *sieveRig) setScript(t testing.TB, user, src string) {
 	t.Helper()
 	sc, err := store.OpenScripts(context.Background(), r.st.Config(), user)
 	if err != nil {
