@@ -59,6 +59,13 @@ func TestGreetingAndTLS(t *testing.T) {
 	if l := last(c.cmd(`LISTSCRIPTS`)); !strings.HasPrefix(l, "NO") {
 		t.Fatalf("LISTSCRIPTS after UNAUTHENTICATE: %s", l)
 	}
+	// The TLS layer stays: a new login needs no STARTTLS.
+	if l := last(c.cmd(`AUTHENTICATE "PLAIN" "` + plain("bob@example.org", "pw2") + `"`)); l != `OK` {
+		t.Fatalf("login after UNAUTHENTICATE: %s", l)
+	}
+	if caps := c.cmd("CAPABILITY"); !slices.Contains(caps, `"OWNER" "bob@example.org"`) {
+		t.Fatalf("capabilities once logged in: %q", caps)
+	}
 	if l := last(c.cmd(`LOGOUT`)); !strings.HasPrefix(l, "OK") {
 		t.Fatalf("LOGOUT: %s", l)
 	}

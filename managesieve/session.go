@@ -323,6 +323,12 @@ func (s *session) handle(cmd Command) error {
 		}
 		s.srv.log.Info("managesieve unauthenticate", "user", s.user, "remote", s.remote)
 		s.logout()
+		// The next login has a login timeout of its own (RFC 5804 §2.14.1: the session
+		// is as if it had just begun, TLS kept).
+		if s.srv.cfg.LoginTimeout > 0 {
+			s.loginBy = time.Now().Add(s.srv.cfg.LoginTimeout)
+		}
+		s.loginCommands = 0
 		return s.ok("", "Unauthenticate completed")
 	}
 	switch cmd.Name {
