@@ -281,6 +281,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			if err := router.Reload(); err != nil {
 				logger.Error("reloading the routing maps failed; the old maps stay in force", "err", err.Error())
 			}
+			if err := localDeliverer.ReloadSieve(); err != nil {
+				logger.Error("reloading the global Sieve scripts failed; the old ones stay in force", "err", err.Error())
+			}
 			rf, err := config.LoadRules(cfg.Rules, deps)
 			if err == nil {
 				err = engine.Reload(rf.Rules, rf.Policies)

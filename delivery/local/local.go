@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/delivery"
@@ -50,7 +51,7 @@ type Config struct {
 // big for the store and unknown users fail permanently.
 type Deliverer struct {
 	cfg   Config
-	sieve *sieveRun // nil when Sieve is disabled
+	sieve atomic.Pointer[sieveRun] // nil when Sieve is disabled; swapped by ReloadSieve
 	log   *slog.Logger
 }
 
@@ -77,7 +78,7 @@ func New(cfg Config) (*Deliverer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("local: %w", err)
 		}
-		d.sieve = sr
+		d.sieve.Store(sr)
 	}
 	return d, nil
 }
@@ -139,8 +140,8 @@ func (d *Deliverer) Deliver(ctx context.Context, rcpt string, env spool.Envelope
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if d.sieve != nil && d.cfg.Mailbox == store.Inbox {
-		handled, err := d.sieveDeliver(ctx, rcpt, user, env, hdr, msg)
+	if sr := d.sieve.Load(); sr != nil && d.cfg.Mailbox == store.Inbox {
+		handled, err := d.sieveDeliver(ctx, sr, rcpt, user, env, hdr, msg)
 		if handled {
 			return err
 		}

@@ -33,7 +33,7 @@ type SieveConfig struct {
 	// Disable turns Sieve off at delivery: every message goes to INBOX.
 	Disable bool `yaml:"disable"`
 	// Before lists scripts (files, or directories whose *.sieve files run in name order)
-	// run before the user's active script.
+	// run before the user's active script; read at start and on SIGHUP.
 	Before []string `yaml:"before"`
 	// After lists scripts run after the user's active script.
 	After []string `yaml:"after"`
@@ -204,6 +204,20 @@ func newSieveRun(cfg SieveConfig, delimiter string) (*sieveRun, error) {
 	return &sieveRun{cfg: cfg, before: before, after: after, cache: sieve.NewCache(opt, 0)}, nil
 }
 
+// ReloadSieve reads the admin's before, after and global scripts again (SIGHUP) and
+// swaps them in; on an error the old ones stay in force.
+func (d *Deliverer) ReloadSieve() error {
+	if d.cfg.Sieve.Disable {
+		return nil
+	}
+	sr, err := newSieveRun(d.cfg.Sieve, d.cfg.RecipientDelimiter)
+	if err != nil {
+		return fmt.Errorf("local: %w", err)
+	}
+	d.sieve.Store(sr)
+	return nil
+}
+
 // host is what a script run asks of delivery (sieve.Host).
 type host struct {
 	u     *store.User
@@ -237,8 +251,7 @@ func (h *host) VirusScore(context.Context) (int, bool) { return 0, false }
 
 // sieveDeliver runs the scripts for user and performs their actions. It returns
 // handled=false when the message is to be delivered the plain way (no script at all).
-func (d *Deliverer) sieveDeliver(ctx context.Context, rcpt, user string, env spool.Envelope, hdr string, msg io.Reader) (bool, error) {
-	sr := d.sieve
+func (d *Deliverer) sieveDeliver(ctx context.Context, sr *sieveRun, rcpt, user string, env spool.Envelope, hdr string, msg io.Reader) (bool, error) {
 	u, err := d.cfg.Store.Open(ctx, user)
 	if err != nil {
 		return true, storeError(user, err)
@@ -325,7 +338,7 @@ func (d *Deliverer) sieveDeliver(ctx context.Context, rcpt, user string, env spo
 	if keep.Implicit {
 		actions = append(actions, keep)
 	}
-	err = d.perform(ctx, u, sc, rcpt, user, env, hdr, raw, actions)
+	err = d.perform(ctx, sr, u, sc, rcpt, user, env, hdr, raw, actions)
 	if err == nil {
 		now := time.Now()
 		for _, mem := range remember {
@@ -365,7 +378,7 @@ func withHeader(raw, header []byte) []byte {
 
 // perform executes the actions in order. A reject is a permanent failure (550 at LMTP
 // time, a bounce from the queue, RFC 5429 §2.1); a store failure is the store's error.
-func (d *Deliverer) perform(ctx context.Context, u *store.User, sc *store.Scripts, rcpt, user string, env spool.Envelope, hdr string, raw []byte, actions []sieve.Action) error {
+func (d *Deliverer) perform(ctx context.Context, sr *sieveRun, u *store.User, sc *store.Scripts, rcpt, user string, env spool.Envelope, hdr string, raw []byte, actions []sieve.Action) error {
 	for _, a := range actions {
 		if r, ok := a.(sieve.Reject); ok {
 			reason := strings.Join(strings.Fields(r.Reason), " ")
@@ -400,7 +413,7 @@ func (d *Deliverer) perform(ctx context.Context, u *store.User, sc *store.Script
 		case sieve.Discard:
 			d.log.Info("sieve: discard", "user", user)
 		case sieve.Redirect:
-			if err := d.redirect(ctx, sc, rcpt, user, env, raw, x); err != nil {
+			if err := d.redirect(ctx, sr, sc, rcpt, user, env, raw, x); err != nil {
 				// Not sent: the message is kept rather than lost.
 				d.log.Warn("sieve: redirect not done; keeping the message", "user", user, "to", x.Address, "err", err)
 				if err := store1(store.Inbox, nil, x.Header); err != nil {
@@ -443,7 +456,7 @@ func (d *Deliverer) folder(ctx context.Context, u *store.User, user string, x si
 
 // redirect queues the message for x.Address with a fresh envelope (RFC 5228 §4.2: the
 // original sender stays the reverse-path), after loop and duplicate checks.
-func (d *Deliverer) redirect(ctx context.Context, sc *store.Scripts, rcpt, user string, env spool.Envelope, raw []byte, x sieve.Redirect) error {
+func (d *Deliverer) redirect(ctx context.Context, sr *sieveRun, sc *store.Scripts, rcpt, user string, env spool.Envelope, raw []byte, x sieve.Redirect) error {
 	if d.cfg.Enqueue == nil {
 		return errors.New("no queue to redirect through")
 	}
@@ -458,7 +471,7 @@ func (d *Deliverer) redirect(ctx context.Context, sc *store.Scripts, rcpt, user 
 			return fmt.Errorf("loop: the message was already redirected by %s", user)
 		}
 	}
-	if len(hops) >= d.sieve.cfg.MaxRedirectHops {
+	if len(hops) >= sr.cfg.MaxRedirectHops {
 		return fmt.Errorf("loop: %d Sieve redirects already", len(hops))
 	}
 	// Duplicate suppression: the same message (by Message-ID, else its bytes) to the same
@@ -481,7 +494,7 @@ func (d *Deliverer) redirect(ctx context.Context, sc *store.Scripts, rcpt, user 
 	if err != nil {
 		return err
 	}
-	if err := sc.Remember(ctx, key, now, now.Add(d.sieve.cfg.RedirectDuplicatePeriod)); err != nil {
+	if err := sc.Remember(ctx, key, now, now.Add(sr.cfg.RedirectDuplicatePeriod)); err != nil {
 		d.log.Warn("sieve: recording the redirect", "user", user, "err", err)
 	}
 	d.log.Info("sieve: redirect", "user", user, "to", x.Address, "queue_id", qid)

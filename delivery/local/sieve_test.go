@@ -47,7 +47,7 @@ func (r *sieveRig) setScript(t testing.TB, user, src string) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	if _, err := (&Checker{opt: r.d.sieve.cfg.Options("+", nil)}).Check([]byte(src)); err != nil {
+	if _, err := (&Checker{opt: r.d.sieve.Load().cfg.Options("+", nil)}).Check([]byte(src)); err != nil {
 		t.Fatal(err)
 	}
 	if err := sc.Put(context.Background(), "main", []byte(src), store.ScriptLimits{}); err != nil {
@@ -250,11 +250,35 @@ func TestSieveBeforeAfterAndBroken(t *testing.T) {
 	if m, _ := folder(t, r.st, "alice@example.org", "Junk"); len(m) != 1 {
 		t.Fatalf("Junk holds %d", len(m))
 	}
+	// A broken global script on reload leaves the old ones in force.
+	os.WriteFile(after, []byte("addflag \"x\""), 0o600)
+	if err := r.d.ReloadSieve(); err == nil {
+		t.Fatal("reloading a broken after script succeeded")
+	}
 	if err := r.deliver(t, "carol@example.net", "alice@example.org", plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	in, flags := folder(t, r.st, "alice@example.org", store.Inbox)
 	if len(in) != 1 || !slices.Contains(flags[0], "before") || !slices.Contains(flags[0], "after") {
 		t.Fatalf("INBOX %d messages, flags %q", len(in), flags)
+	}
+}
+
+// spamtest reads the rules' total score the spool recorded, scaled by spam_score_max.
+func TestSieveSpamtest(t *testing.T) {
+	r := newSieveRig(t, SieveConfig{})
+	r.setScript(t, "alice@example.org", `require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto "Junk"; }
+`)
+	for _, score := range []float64{8, 1} {
+		env := spool.Envelope{From: "carol@example.net", To: []string{"alice@example.org"}, Score: score}
+		if err := r.d.Deliver(context.Background(), "alice@example.org", env, strings.NewReader(plainMsg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	junk, _ := folder(t, r.st, "alice@example.org", "Junk")
+	in, _ := folder(t, r.st, "alice@example.org", store.Inbox)
+	if len(junk) != 1 || len(in) != 1 {
+		t.Fatalf("Junk %d, INBOX %d; want 1 and 1", len(junk), len(in))
 	}
 }
