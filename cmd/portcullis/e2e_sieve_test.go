@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -27,7 +32,7 @@ func TestE2ESieve(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, "    - { name: lmtp, addr: \"127.0.0.1:0\", mode: lmtp }\n")
 	require.NoError(t, appendFile(cfg, "postmaster: postmaster@example.test\n"))
-	srv := startServer(t, cfg, "mx", "lmtp", "imap")
+	srv := startServer(t, cfg, "mx", "lmtp", "imap", "managesieve")
 	defer srv.kill()
 	requireEventually(t, func() bool { return passwordRe.MatchString(srv.logText()) })
 	pm := passwordRe.FindStringSubmatch(srv.logText())
@@ -138,4 +143,35 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
 	require.Equal(t, "project x", fetched[0].Envelope.Subject)
 	require.True(t, slices.Contains(fetched[0].Flags, imap.FlagFlagged), "%v", fetched[0].Flags)
 	require.True(t, slices.Contains(fetched[0].Flags, imap.Flag("proj")), "%v", fetched[0].Flags)
+
+	// The ManageSieve listener shows what the CLI stored, after STARTTLS, with the
+	// password the user service checks.
+	conn, err := net.DialTimeout("tcp", srv.addrs["managesieve"], 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	response := func() []string {
+		var lines []string
+		for {
+			l, err := r.ReadString('\n')
+			require.NoError(t, err, "after %q", lines)
+			l = strings.TrimRight(l, "\r\n")
+			lines = append(lines, l)
+			if strings.HasPrefix(l, "OK") || strings.HasPrefix(l, "NO") || strings.HasPrefix(l, "BYE") {
+				return lines
+			}
+		}
+	}
+	require.Contains(t, response(), `"STARTTLS"`)
+	fmt.Fprint(conn, "STARTTLS\r\n")
+	require.Equal(t, "OK", response()[0])
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+	r = bufio.NewReader(tc)
+	conn = tc
+	require.Contains(t, response(), `"SASL" "PLAIN"`)
+	fmt.Fprintf(conn, "AUTHENTICATE \"PLAIN\" \"%s\"\r\n", base64.StdEncoding.EncodeToString([]byte("\x00"+pm[1]+"\x00"+pm[2])))
+	require.Equal(t, []string{"OK"}, response())
+	fmt.Fprint(conn, "LISTSCRIPTS\r\n")
+	require.Equal(t, []string{`"main" ACTIVE`, "OK"}, response())
 }
