@@ -148,7 +148,7 @@ func (q *query) scope(sc Scope) {
 		}
 	}
 	if sc.AuthUser != "" {
-		or = append(or, "auth_user = ?")
+		or = append(or, "(auth_user = ? AND auth_user <> '')") // the partial index's condition
 		args = append(args, sc.AuthUser)
 	}
 	if len(or) == 0 {
@@ -158,13 +158,19 @@ func (q *query) scope(sc Scope) {
 	q.add("("+strings.Join(or, " OR ")+")", args...)
 }
 
-// side matches an address or domain against one side's columns.
-func (q *query) side(addrCol, domCol, v string) {
+// side matches an address or domain against one side's columns; viaDomain when the
+// address column has no index of its own (its domain's narrows).
+func (q *query) side(addrCol, domCol, v string, viaDomain bool) {
 	if d, ok := domainOf(v); ok {
 		q.add(domCol+" = ?", d)
-	} else {
-		q.add(addrCol+" = ?", normAddr(v))
+		return
 	}
+	a := normAddr(v)
+	if viaDomain {
+		q.add("("+domCol+" = ? AND "+addrCol+" = ?)", domainPart(a), a)
+		return
+	}
+	q.add(addrCol+" = ?", a)
 }
 
 // ipRange returns the 16-byte bounds of an address or network.
@@ -222,14 +228,16 @@ func (f *Filter) build(like string) (*query, error) {
 			q.add("(sender_domain = ? OR rcpt_domain = ?)", d, d)
 		} else {
 			a := normAddr(f.Address)
-			q.add("(sender = ? OR recipient = ?)", a, a)
+			// the sender's domain narrows through its index (senders have none of
+			// their own); recipients have theirs
+			q.add("((sender_domain = ? AND sender = ?) OR recipient = ?)", domainPart(a), a, a)
 		}
 	}
 	if f.Sender != "" {
-		q.side("sender", "sender_domain", f.Sender)
+		q.side("sender", "sender_domain", f.Sender, true)
 	}
 	if f.Recipient != "" {
-		q.side("recipient", "rcpt_domain", f.Recipient)
+		q.side("recipient", "rcpt_domain", f.Recipient, false)
 	}
 	if f.Client != "" {
 		lo, hi, err := ipRange(f.Client)
@@ -242,13 +250,13 @@ func (f *Filter) build(like string) (*query, error) {
 		q.add("subject "+like+" ? ESCAPE '\\'", "%"+likeEscape(w)+"%")
 	}
 	if f.MessageID != "" {
-		q.add("message_id = ?", strings.Trim(strings.TrimSpace(f.MessageID), "<>"))
+		q.add("message_id = ? AND message_id <> ''", strings.Trim(strings.TrimSpace(f.MessageID), "<>"))
 	}
 	if f.QueueID != "" {
-		q.add("queue_id = ?", f.QueueID)
+		q.add("queue_id = ? AND queue_id <> ''", f.QueueID)
 	}
 	if f.AuthUser != "" {
-		q.add("auth_user = ?", f.AuthUser)
+		q.add("auth_user = ? AND auth_user <> ''", f.AuthUser)
 	}
 	q.in("verdict", f.Verdicts)
 	if len(f.Outcomes) > 0 {

@@ -27,21 +27,24 @@ const DefaultRetention = 90 * 24 * time.Hour
 
 // Config configures the decision log.
 type Config struct {
-	// Path is the SQLite database file (used when Postgres is empty).
-	Path string
-	// Postgres is a PostgreSQL connection string ("postgres://user@host/db"); when set,
-	// the records live there, shared by every node that names the same database.
-	Postgres string
-	// Retention: records older than this are pruned. 0 means DefaultRetention; a
-	// negative value keeps records forever.
-	Retention time.Duration
-	// Buffer is how many records wait for the writer before new ones are dropped
-	// (counted and logged). Default 20000.
-	Buffer int
+	// Path is the SQLite database file, used when postgres is empty. Default
+	// DATA/decisions.db.
+	Path string `yaml:"path"`
+	// Postgres is a PostgreSQL connection string (postgres://user:password@host/db);
+	// when set, the records live there, shared by every node that names the same
+	// database.
+	Postgres string `yaml:"postgres"`
+	// Retention is how long records are kept; older ones are pruned every hour, in
+	// small batches. Default 2160h (90 days); negative: forever.
+	Retention time.Duration `yaml:"retention"`
+	// Buffer is how many records may wait for the writer; beyond it new ones are
+	// dropped, counted in portcullis_decisionlog_records_dropped_total and logged, so
+	// that an SMTP reply never waits for the log. Default 20000.
+	Buffer int `yaml:"buffer"`
 	// BatchSize is the most records written in one transaction. Default 1000.
-	BatchSize int
-	// PruneInterval is how often old records are pruned. Default one hour.
-	PruneInterval time.Duration
+	BatchSize int `yaml:"batch_size"`
+	// PruneInterval is how often old records are pruned. Default 1h.
+	PruneInterval time.Duration `yaml:"-"`
 }
 
 // Deps are the decision log's collaborators.
@@ -68,7 +71,7 @@ type Log struct {
 	// pending are outcomes that arrived before their record was written (the
 	// delivery can finish before smtpd hands over the record), by queue id and
 	// recipient; the writer alone touches it.
-	pending   map[outcomeKey]Outcome
+	pending   map[outcomeKey]pendingOutcome
 	lastSweep time.Time
 
 	m       metrics
@@ -78,6 +81,20 @@ type Log struct {
 }
 
 type outcomeKey struct{ queue, rcpt string }
+
+// pendingOutcome is the latest outcome of a record not written yet, and the deferrals
+// before it.
+type pendingOutcome struct {
+	Outcome
+	deferrals int
+}
+
+func deferral(o *Outcome) int {
+	if o.Outcome == OutcomeDeferred {
+		return 1
+	}
+	return 0
+}
 
 type item struct {
 	rec   *Record
@@ -115,7 +132,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 		ch:      make(chan item, cfg.Buffer),
 		done:    make(chan struct{}),
 		stop:    make(chan struct{}),
-		pending: make(map[outcomeKey]Outcome),
+		pending: make(map[outcomeKey]pendingOutcome),
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -142,13 +159,18 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 			return nil, fmt.Errorf("decisionlog: %w", err)
 		}
 		dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() +
-			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate"
 		if l.db, err = sql.Open("sqlite", dsn); err != nil {
 			return nil, fmt.Errorf("decisionlog: open %s: %w", cfg.Path, err)
 		}
 		l.db.SetMaxOpenConns(4)
 	}
-	if _, err := l.db.ExecContext(ctx, l.d.schema()); err != nil {
+	schema := l.d.schema()
+	if l.d.postgres {
+		// nodes starting together would race on CREATE ... IF NOT EXISTS: one at a time
+		schema = "BEGIN; SELECT pg_advisory_xact_lock(7301917); " + schema + " COMMIT;"
+	}
+	if _, err := l.db.ExecContext(ctx, schema); err != nil {
 		l.db.Close()
 		return nil, fmt.Errorf("decisionlog: create schema in %s: %w", l.where(), err)
 	}
@@ -307,7 +329,8 @@ func (l *Log) write(batch []item) {
 		for _, r := range recs {
 			k := outcomeKey{r.QueueID, normAddr(r.Recipient)}
 			if o, ok := l.pending[k]; ok && r.QueueID != "" {
-				applyOutcome(r, &o)
+				applyOutcome(r, &o.Outcome)
+				r.Deferrals += o.deferrals
 				delete(l.pending, k)
 			}
 		}
@@ -371,11 +394,11 @@ func row(r *Record) []any {
 		ot = micros(r.OutcomeTime)
 	}
 	return []any{
-		micros(t), r.Session, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
+		micros(t), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
 		sender, domainPart(sender), rcpt, domainPart(rcpt), r.From, r.Subject,
 		strings.Trim(r.MessageID, "<> "), r.Size, r.Stage, r.Verdict, r.Reply, r.Rule, r.Category, pol,
 		flagged.String(), r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
-		r.Relay, r.DSN,
+		r.Relay, r.DSN, r.Deferrals,
 	}
 }
 
@@ -431,7 +454,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 	}
 	defer tx.Rollback()
 	st, err := tx.PrepareContext(ctx, l.d.rebind(
-		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ? WHERE queue_id = ? AND recipient = ?`))
+		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ?, deferrals = deferrals + ? WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`))
 	if err != nil {
 		return err
 	}
@@ -443,7 +466,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 			t = time.Now()
 		}
 		o.Time = t
-		res, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, o.QueueID, normAddr(o.Recipient))
+		res, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, deferral(o), o.QueueID, normAddr(o.Recipient))
 		if err != nil {
 			return err
 		}
@@ -470,7 +493,9 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 			l.log.Warn("decision log: outcome without a record", "queue_id", o.QueueID, "rcpt", o.Recipient, "outcome", o.Outcome)
 			continue
 		}
-		l.pending[outcomeKey{o.QueueID, normAddr(o.Recipient)}] = *o
+		k := outcomeKey{o.QueueID, normAddr(o.Recipient)}
+		p := l.pending[k]
+		l.pending[k] = pendingOutcome{Outcome: *o, deferrals: p.deferrals + deferral(o)}
 	}
 	return nil
 }

@@ -92,11 +92,11 @@ func scanAll(rows *sql.Rows) ([]Record, error) {
 		var t, ot int64
 		var ip []byte
 		var senderDom, rcptDom, pol, flagged, tags string
-		if err := rows.Scan(&r.ID, &t, &r.Session, &r.Listener, &ip, &r.ClientName, &r.HELO, &r.AuthUser,
+		if err := rows.Scan(&r.ID, &t, &r.Session, &r.Txn, &r.Listener, &ip, &r.ClientName, &r.HELO, &r.AuthUser,
 			&r.Sender, &senderDom, &r.Recipient, &rcptDom, &r.From, &r.Subject,
 			&r.MessageID, &r.Size, &r.Stage, &r.Verdict, &r.Reply, &r.Rule, &r.Category, &pol,
 			&flagged, &r.Score, &tags, &r.QueueID, &r.Outcome, &r.OutcomeReason, &ot,
-			&r.Relay, &r.DSN); err != nil {
+			&r.Relay, &r.DSN, &r.Deferrals); err != nil {
 			return nil, err
 		}
 		r.Time, r.OutcomeTime, r.ClientIP = fromMicros(t), fromMicros(ot), ipFromBytes(ip)
@@ -170,6 +170,10 @@ func (l *Log) pruner() {
 			}
 		}()
 		n, err := l.Prune(ctx, time.Now().Add(-l.cfg.Retention))
+		if err == nil && !l.d.postgres {
+			// keep the planner's statistics current (SQLite's advice: hourly)
+			_, err = l.db.ExecContext(ctx, "PRAGMA optimize")
+		}
 		cancel()
 		if err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Error("decision log: prune", "err", err)

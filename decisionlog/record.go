@@ -12,6 +12,7 @@ type Record struct {
 	Time time.Time // when the decision was made
 
 	Session    string     // the SMTP session id (smtpd's connection id)
+	Txn        string     // the message transaction's id (smtpd's Received: id), shared by its recipients' records; "" before DATA
 	Listener   string     // "mx", "submission", "lmtp", ...
 	ClientIP   netip.Addr // the client's address
 	ClientName string     // its forward-confirmed reverse DNS name, "" when none
@@ -42,6 +43,7 @@ type Record struct {
 	OutcomeTime   time.Time
 	Relay         string // where it was delivered: "local", "lmtp:[host]:port", "mx.example.com[192.0.2.1]:25"
 	DSN           string // the enhanced status code of the outcome, "2.0.0", "4.4.1", "5.1.1"
+	Deferrals     int    // how many delivery attempts were deferred, whatever the outcome now
 }
 
 // PolicyResult is one policy instance's result in a transaction.

@@ -94,7 +94,7 @@ func ids(recs []decisionlog.Record) []int64 {
 func fixture(t *testing.T, l *decisionlog.Log) map[string]decisionlog.Record {
 	t.Helper()
 	recs := map[string]decisionlog.Record{
-		"bank": {Time: day0.Add(9 * time.Hour), Session: "s1", Listener: "mx", ClientIP: netip.MustParseAddr("192.0.2.10"),
+		"bank": {Time: day0.Add(9 * time.Hour), Session: "s1", Txn: "s1.1", Listener: "mx", ClientIP: netip.MustParseAddr("192.0.2.10"),
 			ClientName: "mail.bank.example", HELO: "mail.bank.example", Sender: "Alerts@Bank.Example", Recipient: "alice@example.org",
 			From: "alerts@bank.example", Subject: "Your statement is ready", MessageID: "<s1@bank.example>", Size: 4000,
 			Stage: "data", Verdict: "accept", Reply: "250 2.0.0 OK queued as Q1", Score: -1.5,
@@ -311,6 +311,7 @@ func runSuite(t *testing.T, open opener) {
 	t.Run("Outcome", func(t *testing.T) {
 		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		// the delivery can report before smtpd hands over the record
+		l.SetOutcome(decisionlog.Outcome{QueueID: "Q9", Recipient: "Bob@example.org", Outcome: "deferred", Time: day0.Add(time.Second)})
 		l.SetOutcome(decisionlog.Outcome{QueueID: "Q9", Recipient: "Bob@example.org", Outcome: "delivered", Relay: "local", DSN: "2.0.0", Time: day0.Add(time.Minute)})
 		flush(t, l)
 		l.Add(decisionlog.Record{Time: day0, QueueID: "Q9", Recipient: "bob@example.org", Verdict: "accept"})
@@ -318,14 +319,14 @@ func runSuite(t *testing.T, open opener) {
 		l.SetOutcome(decisionlog.Outcome{QueueID: "Q9", Recipient: "carol@example.org", Outcome: "deferred", Reason: "451 4.3.0 busy", DSN: "4.3.0"})
 		flush(t, l)
 		got := query(t, l, decisionlog.Filter{QueueID: "Q9", Sort: decisionlog.SortOldest})
-		if len(got) != 2 || got[0].Outcome != "delivered" || got[0].Relay != "local" || !got[0].OutcomeTime.Equal(day0.Add(time.Minute)) ||
+		if len(got) != 2 || got[0].Outcome != "delivered" || got[0].Relay != "local" || !got[0].OutcomeTime.Equal(day0.Add(time.Minute)) || got[0].Deferrals != 1 ||
 			got[1].Outcome != "deferred" || got[1].OutcomeReason != "451 4.3.0 busy" {
 			t.Fatalf("outcomes: %+v", got)
 		}
 		l.SetOutcome(decisionlog.Outcome{QueueID: "Q9", Recipient: "carol@example.org", Outcome: "bounced", Reason: "550 5.1.1 gone", DSN: "5.1.1"})
 		flush(t, l)
 		got = query(t, l, decisionlog.Filter{Outcomes: []string{"bounced"}})
-		if len(got) != 1 || got[0].Recipient != "carol@example.org" || got[0].DSN != "5.1.1" {
+		if len(got) != 1 || got[0].Recipient != "carol@example.org" || got[0].DSN != "5.1.1" || got[0].Deferrals != 1 {
 			t.Fatalf("bounce: %+v", got)
 		}
 	})
