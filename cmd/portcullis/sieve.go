@@ -90,14 +90,11 @@ func sieveCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", args[0], err)
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprint(out, res.String())
-			for _, a := range res.Actions {
-				if v, ok := a.(sieve.Vacation); ok && v.Skip != "" {
-					fmt.Fprintf(out, "\nvacation to <%s> not sent: %s\n", v.To, v.Skip)
-				}
+			if res == nil {
+				return err
 			}
-			return nil
+			_, err = fmt.Fprint(cmd.OutOrStdout(), res.String())
+			return err
 		},
 	}
 	test.Flags().StringVar(&from, "from", "sender@example.net", "envelope sender")

@@ -308,6 +308,9 @@ func (d *Deliverer) sieveDeliver(ctx context.Context, sr *sieveRun, rcpt, user s
 			// keep only; what earlier scripts decided stands.
 			d.log.Error("sieve: script failed; keeping the message", "user", user, "err", err)
 		}
+		if res == nil {
+			res = &sieve.Result{Actions: []sieve.Action{sieve.Keep{Implicit: true}}, ImplicitKeep: true}
+		}
 		for _, w := range res.Warnings {
 			d.log.Warn("sieve: run-time warning", "user", user, "warning", w)
 		}
