@@ -282,3 +282,19 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto "Junk"; }
 		t.Fatalf("Junk %d, INBOX %d; want 1 and 1", len(junk), len(in))
 	}
 }
+
+// A script that fails at run time (here: more redirects than max_redirects) keeps the
+// message in INBOX and sends nothing.
+func TestSieveRuntimeErrorKeeps(t *testing.T) {
+	r := newSieveRig(t, SieveConfig{})
+	r.setScript(t, "alice@example.org", "redirect \"a@example.com\"; redirect \"b@example.com\"; redirect \"c@example.com\"; redirect \"d@example.com\"; redirect \"e@example.com\";\n")
+	if err := r.deliver(t, "carol@example.net", "alice@example.org", plainMsg); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := folder(t, r.st, "alice@example.org", store.Inbox); len(in) != 1 {
+		t.Fatalf("INBOX holds %d, want the message kept", len(in))
+	}
+	if envs, _ := r.queued(t); len(envs) != 0 {
+		t.Fatalf("%d redirects queued by a failed run", len(envs))
+	}
+}
