@@ -13,7 +13,6 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -298,49 +297,20 @@ func (d *Deliverer) sieveDeliver(ctx context.Context, sr *sieveRun, rcpt, user s
 	m := sieve.NewMessage(raw)
 	senv := sieve.Envelope{From: env.From, To: rcpt, Auth: env.AuthUser}
 	h := &host{u: u, sc: sc, score: env.Score, max: sr.cfg.SpamScoreMax}
-	var actions []sieve.Action
-	var remember []sieve.Memory
-	keep := sieve.Keep{Implicit: true}
-	for _, s := range scripts {
-		res, err := s.Run(ctx, m, senv, h)
-		if err != nil {
-			// A failing script never loses the message: its result holds the implicit
-			// keep only; what earlier scripts decided stands.
-			d.log.Error("sieve: script failed; keeping the message", "user", user, "err", err)
-		}
-		if res == nil {
-			res = &sieve.Result{Actions: []sieve.Action{sieve.Keep{Implicit: true}}, ImplicitKeep: true}
-		}
-		for _, w := range res.Warnings {
-			d.log.Warn("sieve: run-time warning", "user", user, "warning", w)
-		}
-		remember = append(remember, res.Remember...)
-		implicit := false
-		for _, a := range res.Actions {
-			if k, ok := a.(sieve.Keep); ok && k.Implicit {
-				// The implicit keep that ends the sequence carries the flags every
-				// script set on it (an admin's before script can flag a message).
-				for _, f := range keep.Flags {
-					if !slices.Contains(k.Flags, f) {
-						k.Flags = append(k.Flags, f)
-					}
-				}
-				keep = k
-				implicit = true
-				continue
-			}
-			actions = append(actions, a)
-		}
-		// Pigeonhole's multiscript: the next script runs only while the implicit keep
-		// is in force.
-		if !implicit || !res.ImplicitKeep {
-			keep = sieve.Keep{}
-			break
-		}
+	// Pigeonhole's multiscript semantics (sieve.RunSequence): one result shared by the
+	// scripts, the next one runs only while the message is kept or to be kept.
+	res, err := sieve.RunSequence(ctx, scripts, m, senv, h)
+	if err != nil {
+		// A failing script never loses the message: the result holds the implicit keep.
+		d.log.Error("sieve: script failed; keeping the message", "user", user, "err", err)
 	}
-	if keep.Implicit {
-		actions = append(actions, keep)
+	if res == nil {
+		res = &sieve.Result{Actions: []sieve.Action{sieve.Keep{Implicit: true}}, ImplicitKeep: true}
 	}
+	for _, w := range res.Warnings {
+		d.log.Warn("sieve: run-time warning", "user", user, "warning", w)
+	}
+	actions, remember := res.Actions, res.Remember
 	err = d.perform(ctx, sr, u, sc, rcpt, user, env, hdr, raw, actions)
 	if err == nil {
 		now := time.Now()
