@@ -287,7 +287,12 @@ func (d *Deliverer) sieveDeliver(ctx context.Context, sr *sieveRun, rcpt, user s
 	if len(scripts) == 0 {
 		return false, nil
 	}
-	raw, err := io.ReadAll(io.LimitReader(msg, int64(d.cfg.Store.Config().MaxMessageSize)+1))
+	// One buffer of the announced size (the spool's, LMTP's): io.ReadAll would grow it
+	// from 512 bytes.
+	maxSize := int64(d.cfg.Store.Config().MaxMessageSize)
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(env.Size, 0)+512, maxSize+1)))
+	_, err = buf.ReadFrom(io.LimitReader(msg, maxSize+1))
+	raw := buf.Bytes()
 	if err != nil {
 		return true, fmt.Errorf("local: reading the message for %s: %w", rcpt, err)
 	}
