@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the benchmarks need: Debian packages for the real peers
-# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter, Chromium), staticcheck, the
+# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter, Chromium, the
+# ManageSieve clients), staticcheck, the
 # SpamAssassin public corpus and Dovecot's imaptest. Idempotent: a second run installs only
 # what is missing.
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(swaks libnet-ssleay-perl libio-socket-ssl-perl clamav-daemon clamav-testfiles clamdscan dovecot-core dovecot-lmtpd dovecot-imapd
       dovecot-pop3d postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
-      postgresql pflogsumm dovecot-sieve chromium postgrey miltertest rspamd redis-server
+      postgresql pflogsumm dovecot-sieve chromium postgrey miltertest rspamd redis-server sieve-connect cyrus-admin
       dovecot-dev build-essential autoconf automake libtool pkg-config) # the last six build imaptest
 missing=()
 for p in "${pkgs[@]}"; do

@@ -192,7 +192,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer mailStore.Close()
 	localDeliverer, err := local.New(local.Config{Store: mailStore, Exists: exists,
-		RecipientDelimiter: cfg.Routing.RecipientDelimiter})
+		RecipientDelimiter: cfg.Routing.RecipientDelimiter,
+		Sieve:              cfg.Sieve, Enqueue: sp.Enqueue, Hostname: cfg.Hostname, Logger: logger}) // sieve.go
 	if err != nil {
 		return err
 	}
@@ -318,6 +319,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			if err := router.Reload(); err != nil {
 				logger.Error("reloading the routing maps failed; the old maps stay in force", "err", err.Error())
 			}
+			if err := localDeliverer.ReloadSieve(); err != nil {
+				logger.Error("reloading the global Sieve scripts failed; the old ones stay in force", "err", err.Error())
+			}
 			rf, err := config.LoadRules(cfg.Rules, deps)
 			if err == nil {
 				err = engine.Reload(rf.Rules, rf.Policies)
@@ -394,7 +398,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}
 	}
 	var tlsCfg *tls.Config
-	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || cfg.ManageSieve.Addr != "" {
 		var err error
 		if tlsCfg, err = priv.tlsConfig(cfg.SMTP); err != nil {
 			return stop, err
@@ -450,6 +454,16 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		if err := listen("pop3s", cfg.POP3.TLSAddr, true, srv.Serve); err != nil {
+			return stop, err
+		}
+	}
+	if cfg.ManageSieve.Addr != "" {
+		srv, err := newManageSieve(cfg, tlsCfg, st, authn, logger) // sieve.go
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, func() { srv.Close() })
+		if err := listen("managesieve", cfg.ManageSieve.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
 	}
