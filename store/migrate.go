@@ -145,3 +145,13 @@ func (u *User) RaiseUIDNext(ctx context.Context, mb Mailbox, next uint32) error 
 		return err
 	})
 }
+
+// UserDir returns the directory of user's mail and index below the store's root (where a
+// migration keeps its state beside the user's index).
+func (s *Store) UserDir(user string) (string, error) {
+	domain, local, err := userPath(user)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(s.cfg.Dir, domain, local), nil
+}
