@@ -1,7 +1,10 @@
 package migrate_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -97,4 +100,102 @@ func TestImapSourceFromDovecot(t *testing.T) {
 	if err != nil || res.Totals().Copied != 0 {
 		t.Fatalf("second run: %+v %v", res.Totals(), err)
 	}
+}
+
+// TestMaildirFromDovecot imports the maildir a real Dovecot wrote (dovecot-uidlist,
+// dovecot-keywords, Maildir++ names in modified UTF-7) and checks against that Dovecot's
+// own IMAP and POP3: the same UIDVALIDITY and UIDs, flags and keywords, and POP3 UIDLs.
+func TestMaildirFromDovecot(t *testing.T) {
+	ctx := context.Background()
+	dc := migratetest.Start(t, "bob@example.org")
+	c, err := imapclient.DialInsecure(dc.IMAPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("bob@example.org", migratetest.Password).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Create("Entwürfe/Alt", nil).Wait()
+	date := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for i := range 5 {
+		appendTo(t, c, "INBOX", fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i), []imap.Flag{imap.FlagSeen, imap.Flag(fmt.Sprintf("Kw%d", i%2)), "$MDNSent"}, date)
+	}
+	appendTo(t, c, "Entwürfe/Alt", "Subject: x\r\n\r\ny\r\n", []imap.Flag{imap.FlagAnswered, "$Forwarded"}, date)
+	// Expunge one so that the UIDs have a gap.
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Store(imap.UIDSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close()
+	c.UIDExpunge(imap.UIDSetNum(2)).Close()
+	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := dovecotUIDLs(t, dc)
+	c.Logout().Wait()
+
+	src, err := migrate.NewMaildirSource(dc.Maildir("bob@example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, tg := newTarget(t)
+	st := openState(t)
+	res, err := migrate.Run(ctx, src, tg, st, migrate.Options{Source: "maildir", TargetUser: "alice@example.org", KeepUIDs: true})
+	if err != nil || res.Totals().Copied != 5 || res.Totals().Err != nil {
+		t.Fatalf("run: %+v %v", res.Totals(), err)
+	}
+	u, _ := s.Open(ctx, "alice@example.org")
+	defer u.Release()
+	mb, ms, _ := u.Messages(ctx, "INBOX")
+	if mb.UIDValidity != sel.UIDValidity || len(ms) != len(want) {
+		t.Fatalf("uidvalidity %d (want %d), %d messages (want %d)", mb.UIDValidity, sel.UIDValidity, len(ms), len(want))
+	}
+	uidls, _ := u.UIDLs(ctx, mb)
+	for i, w := range want {
+		var wf []string
+		for _, f := range w.Flags {
+			if f != `\Recent` {
+				wf = append(wf, string(f))
+			}
+		}
+		slices.Sort(wf)
+		if uint32(w.UID) != ms[i].UID || !slices.Equal(wf, ms[i].Flags) {
+			t.Errorf("message %d: uid %d flags %q, want uid %d flags %q", i, ms[i].UID, ms[i].Flags, w.UID, wf)
+		}
+		if uidls[ms[i].UID] != pop[i] {
+			t.Errorf("message %d: uidl %q, Dovecot's POP3 says %q", i, uidls[ms[i].UID], pop[i])
+		}
+	}
+	if _, ms, err := u.Messages(ctx, "Entwürfe/Alt"); err != nil || len(ms) != 1 || !slices.Equal(ms[0].Flags, []string{"$Forwarded", `\Answered`}) {
+		t.Errorf("Entwürfe/Alt: %+v %v", ms, err)
+	}
+}
+
+// dovecotUIDLs returns the INBOX's UIDL list from Dovecot's POP3 server.
+func dovecotUIDLs(t *testing.T, dc *migratetest.Dovecot) []string {
+	t.Helper()
+	conn, err := net.Dial("tcp", dc.POP3Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	line := func() string { l, _ := r.ReadString('\n'); return strings.TrimRight(l, "\r\n") }
+	line()
+	fmt.Fprintf(conn, "USER bob@example.org\r\nPASS %s\r\nUIDL\r\n", migratetest.Password)
+	line()
+	line()
+	if l := line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("UIDL: %s", l)
+	}
+	var out []string
+	for l := line(); l != "." && l != ""; l = line() {
+		out = append(out, strings.Fields(l)[1])
+	}
+	return out
 }

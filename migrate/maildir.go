@@ -265,7 +265,7 @@ func (s *MaildirSource) Messages(ctx context.Context, f *SourceFolder) ([]Source
 			if p, ok := ul.uidls[key]; ok {
 				m.UIDL = p
 			} else if s.DovecotUIDL && m.UID != 0 && ul.validity != 0 {
-				m.UIDL = fmt.Sprintf("%08X%08X", m.UID, ul.validity)
+				m.UIDL = fmt.Sprintf("%08x%08x", m.UID, ul.validity) // Dovecot writes its %X in lower case
 			}
 			s.files[key] = filepath.Join(dir, name)
 			out = append(out, m)

@@ -142,7 +142,7 @@ func TestMaildirImportKeepsEverythingAndIsIdempotent(t *testing.T) {
 		t.Fatalf("INBOX uidvalidity %d uids %v", mb.UIDValidity, ms)
 	}
 	uidls, _ := u.UIDLs(ctx, mb)
-	if uidls[3] != "0042abcd" || uidls[5] != "000000056553F100" || uidls[7] != "000000076553F100" {
+	if uidls[3] != "0042abcd" || uidls[5] != "000000056553f100" || uidls[7] != "000000076553f100" {
 		t.Errorf("uidls = %v", uidls)
 	}
 
