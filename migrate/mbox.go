@@ -269,6 +269,7 @@ func filterMbox(r io.Reader, w io.Writer) (mboxMeta, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
+			endsLine := line[len(line)-1] == '\n'
 			if atStart {
 				if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
 					if _, werr := w.Write(line); werr != nil {
@@ -310,7 +311,7 @@ func filterMbox(r io.Reader, w io.Writer) (mboxMeta, error) {
 					return meta, werr
 				}
 			}
-			atStart = line[len(line)-1] == '\n'
+			atStart = endsLine
 		}
 		if errors.Is(err, io.EOF) {
 			meta.flags = mboxFlags(status.String(), xstatus.String(), keywords.String())

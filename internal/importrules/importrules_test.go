@@ -70,6 +70,11 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
+		from:      []string{"./migrate"},
+		forbidden: []string{"store", "auth", "imapd", "pop3d", "smtpd", "delivery", "config", "cmd"},
+		why:       "migrate reaches the store and the user database through interfaces it owns (Target, UserDB); migrate/storetarget adapts the store",
+	},
+	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
