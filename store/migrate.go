@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -63,6 +64,26 @@ func (u *User) SetUIDL(ctx context.Context, mb Mailbox, uid uint32, uidl string)
 		_, err := q.ExecContext(ctx, `INSERT INTO message_uidl(mailbox_id, uid, uidl) VALUES(?,?,?)
 			ON CONFLICT(mailbox_id, uid) DO UPDATE SET uidl = excluded.uidl`, mb.ID, uid, uidl)
 		return err
+	})
+}
+
+// SetUIDLs is SetUIDL for many messages of a folder, in one transaction.
+func (u *User) SetUIDLs(ctx context.Context, mb Mailbox, uidls map[uint32]string) error {
+	for _, s := range uidls {
+		if !ValidUIDL(s) {
+			return fmt.Errorf("%w: POP3 unique-id %q", ErrBadName, s)
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.tx(ctx, func(q cachedQ) error {
+		for uid, s := range uidls {
+			if _, err := q.ExecContext(ctx, `INSERT INTO message_uidl(mailbox_id, uid, uidl) SELECT ?, ?, ? WHERE EXISTS(SELECT 1 FROM message WHERE mailbox_id = ? AND uid = ?)
+				ON CONFLICT(mailbox_id, uid) DO UPDATE SET uidl = excluded.uidl`, mb.ID, uid, s, mb.ID, uid); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -135,17 +156,6 @@ func (u *User) KeepUIDs(ctx context.Context, name string, uidValidity uint32) (b
 	return done, err
 }
 
-// RaiseUIDNext makes the next appended message of the folder get at least UID next (never
-// lowers it), so an import in source UID order keeps the source's UIDs after KeepUIDs.
-func (u *User) RaiseUIDNext(ctx context.Context, mb Mailbox, next uint32) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.tx(ctx, func(q cachedQ) error {
-		_, err := q.ExecContext(ctx, `UPDATE mailbox SET uidnext = ? WHERE id = ? AND uidnext < ?`, next, mb.ID, next)
-		return err
-	})
-}
-
 // UserDir returns the directory of user's mail and index below the store's root (where a
 // migration keeps its state beside the user's index).
 func (s *Store) UserDir(user string) (string, error) {
@@ -154,4 +164,46 @@ func (s *Store) UserDir(user string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(s.cfg.Dir, domain, local), nil
+}
+
+// Prepared is a message whose file is on disk (fsynced) but not yet in the index: a
+// migration writes many in parallel, then makes them visible in its own order with one
+// CommitPrepared (one index transaction), keeping the source's order of UIDs.
+type Prepared struct {
+	req  *appendReq
+	name string
+}
+
+// Prepare writes a message's file as Append does, without indexing it. A Prepared that
+// is never committed is indexed by the next Sync of its folder, like a file another
+// program dropped there.
+func (u *User) Prepare(ctx context.Context, name string, r io.Reader, flags []string, date time.Time, wantUID uint32) (*Prepared, error) {
+	req, err := u.prepareAppend(ctx, name, r, flags, date)
+	if err != nil {
+		return nil, err
+	}
+	req.wantUID = wantUID
+	return &Prepared{req: req, name: name}, nil
+}
+
+// CommitPrepared indexes ps in order, in one durable transaction; each message's UID is
+// at least its wantUID. It returns the results in the same order; a message that failed
+// (over quota, its folder deleted) has its error and its file removed.
+func (u *User) CommitPrepared(ctx context.Context, ps []*Prepared) ([]AppendResult, []error) {
+	batch := make([]*appendReq, len(ps))
+	for i, p := range ps {
+		batch[i] = p.req
+	}
+	u.mu.Lock()
+	u.commitAppends(batch)
+	u.mu.Unlock()
+	res := make([]AppendResult, len(ps))
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		res[i] = p.req.res
+		if p.req.err != nil {
+			errs[i] = fmt.Errorf("store: append to %q: %w", p.name, p.req.err)
+		}
+	}
+	return res, errs
 }

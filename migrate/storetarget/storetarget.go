@@ -80,30 +80,49 @@ func (t *Target) KeepUIDs(ctx context.Context, name string, uidValidity uint32) 
 	return t.u.KeepUIDs(ctx, name, uidValidity)
 }
 
-// Append stores a message with m's flags, date and UIDL.
-func (t *Target) Append(ctx context.Context, name string, r io.Reader, m migrate.SourceMessage, wantUID uint32) (uint32, error) {
-	var mb store.Mailbox
-	var err error
-	if wantUID > 0 || m.UIDL != "" {
-		if mb, err = t.u.Mailbox(ctx, name); err != nil {
-			return 0, err
-		}
-	}
-	if wantUID > 0 && mb.UIDNext < wantUID {
-		if err := t.u.RaiseUIDNext(ctx, mb, wantUID); err != nil {
-			return 0, err
-		}
-	}
-	res, err := t.u.Append(ctx, name, r, m.Flags, m.Date)
+// Prepare writes a message's file with m's flags and date.
+func (t *Target) Prepare(ctx context.Context, name string, r io.Reader, m migrate.SourceMessage, wantUID uint32) (migrate.Prepared, error) {
+	p, err := t.u.Prepare(ctx, name, r, m.Flags, m.Date, wantUID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if m.UIDL != "" && store.ValidUIDL(m.UIDL) {
-		if err := t.u.SetUIDL(ctx, mb, res.UID, m.UIDL); err != nil {
-			return res.UID, err
+	return prepared{p: p, uidl: m.UIDL}, nil
+}
+
+type prepared struct {
+	p    *store.Prepared
+	uidl string
+}
+
+// Commit indexes prepared messages in order and records their UIDLs.
+func (t *Target) Commit(ctx context.Context, name string, ps []migrate.Prepared) ([]uint32, []error) {
+	sps := make([]*store.Prepared, len(ps))
+	for i, p := range ps {
+		sps[i] = p.(prepared).p
+	}
+	res, errs := t.u.CommitPrepared(ctx, sps)
+	uids := make([]uint32, len(ps))
+	uidls := map[uint32]string{}
+	for i := range ps {
+		uids[i] = res[i].UID
+		if u := ps[i].(prepared).uidl; errs[i] == nil && store.ValidUIDL(u) {
+			uidls[res[i].UID] = u
 		}
 	}
-	return res.UID, nil
+	if len(uidls) > 0 {
+		mb, err := t.u.Mailbox(ctx, name)
+		if err == nil {
+			err = t.u.SetUIDLs(ctx, mb, uidls)
+		}
+		if err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		}
+	}
+	return uids, errs
 }
 
 // Messages lists the folder's messages (after picking up changes on disk).
