@@ -7,7 +7,7 @@
 #  2. The SpamAssassin corpus (.cache/sa-corpus) imported as one mbox and as a maildir by
 #     `portcullis migrate mbox|maildir`, against `doveadm import`.
 # Needs dovecot-imapd, isync, python3, /usr/bin/time.
-# Usage: [N=100000] [SIZES="10000 100000"] bench/migrate.sh
+# Usage: [N=100000] [SIZES="10000 100000"] [SKIP_DSYNC=1] [SKIP_CORPUS=1] bench/migrate.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -128,7 +128,7 @@ CopyArrivalDate yes
 SyncState *
 RC
   timed "mbsync" $N mbsync -c $W/mbsyncrc -q -a
-  timed "doveadm-backup-imapc" $N doveadm -c $W/dovecot.conf -o mail_location=maildir:$W/dsync/%u/Maildir \
+  [ -n "${SKIP_DSYNC:-}" ] || timed "doveadm-backup-imapc" $N doveadm -c $W/dovecot.conf -o mail_location=maildir:$W/dsync/%u/Maildir \
     -o imapc_host=127.0.0.1 -o imapc_port=$PORT -o imapc_user=$U -o imapc_password=secret \
     -o imapc_features="rfc822.size fetch-headers" backup -R -u $U imapc:
   # A second portcullis run: nothing to copy, only the listing and the state.
@@ -139,9 +139,12 @@ done
 # The SpamAssassin corpus as one mbox and as one maildir.
 SA=.cache/sa-corpus
 [ -d $SA/train/spam ] || SA=$(git rev-parse --path-format=absolute --git-common-dir)/../.cache/sa-corpus
-if [ -d $SA/train/spam ]; then
+if [ -n "${SKIP_CORPUS:-}" ]; then
+  :
+elif [ -d $SA/train/spam ]; then
   mkdir -p $W/sa-maildir/cur $W/sa-maildir/new $W/sa-maildir/tmp
-  python3 - "$SA" "$W/sa.mbox" "$W/sa-maildir" <<'PY'
+  mkdir -p $W/mboxroot
+  python3 - "$SA" "$W/mboxroot/sa.mbox" "$W/sa-maildir" <<'PY'
 import os, sys
 sa, mbox, md = sys.argv[1:4]
 n = 0
@@ -159,14 +162,16 @@ with open(mbox, "wb") as out:
             with open(os.path.join(md, "cur", "%d.M%d.sa:2,S" % (1400000000 + n, n)), "wb") as f:
                 f.write(b)
             n += 1
-print(n, file=open(os.path.join(os.path.dirname(mbox), "sa.count"), "w"))
+print(n, file=open(os.path.join(os.path.dirname(md), "sa.count"), "w"))
 PY
   n=$(cat $W/sa.count)
-  chown -R 65534:65534 $W/sa-maildir; chmod 644 $W/sa.mbox
-  timed "portcullis-migrate-mbox(sa-corpus)" $n $W/portcullis --data $W/pdata migrate mbox --target sa1@example.test $W/sa.mbox -q
-  timed "doveadm-import-mbox(sa-corpus)" $n doveadm -c $W/dovecot.conf import -u sa1@example.test -s mbox:$W/none:INBOX=$W/sa.mbox sa ALL
+  chown -R 65534:65534 $W/sa-maildir $W/mboxroot
+  timed "portcullis-migrate-mbox(sa-corpus)" $n $W/portcullis --data $W/pdata migrate mbox --target sa1@example.test $W/mboxroot/sa.mbox -q
+  timed "doveadm-import-mbox(sa-corpus)" $n doveadm -c $W/dovecot.conf import -u sa1@example.test mbox:$W/mboxroot:INBOX=$W/mboxroot/sa.mbox sa ALL
   timed "portcullis-migrate-maildir(sa-corpus)" $n $W/portcullis --data $W/pdata migrate maildir --target sa2@example.test $W/sa-maildir -q
-  timed "doveadm-import-maildir(sa-corpus)" $n doveadm -c $W/dovecot.conf import -u sa2@example.test -s maildir:$W/sa-maildir sa ALL
+  timed "doveadm-import-maildir(sa-corpus)" $n doveadm -c $W/dovecot.conf import -u sa2@example.test maildir:$W/sa-maildir sa ALL
+  # What Dovecot imported, to check that it did.
+  for u in sa1 sa2; do echo "dovecot $u@example.test: $(doveadm -c $W/dovecot.conf mailbox status -u $u@example.test messages 'sa/*' | tr '\n' ' ')"; done
 else
   echo "no SpamAssassin corpus (scripts/install-test-deps.sh exports it): corpus imports skipped"
 fi
