@@ -383,7 +383,7 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 		return r
 	}
 	r.SourceMessages = len(msgs)
-	fs, err := st.folder(ctx, opt.Source, sf.Name)
+	fs, err := st.folder(ctx, opt.Source, sf.Name, opt.DryRun)
 	if err != nil {
 		r.Err = err
 		return r
@@ -781,6 +781,9 @@ func strict(ctx context.Context, dst Target, st *State, fs folderState, target, 
 	}
 	tmsgs, err := dst.Messages(ctx, target)
 	if err != nil {
+		if dry {
+			return nil // the folder is not created in a dry run
+		}
 		return err
 	}
 	var remove []uint32

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,10 +81,20 @@ type record struct {
 	flags         string
 }
 
-func (s *State) folder(ctx context.Context, source, name string) (folderState, error) {
+// folder returns the folder's record, creating it unless dry (a dry run writes nothing;
+// a folder never seen has id 0 and no records).
+func (s *State) folder(ctx context.Context, source, name string, dry bool) (folderState, error) {
 	var f folderState
-	_, err := s.db.ExecContext(ctx, `INSERT INTO folder(source, name) VALUES(?, ?) ON CONFLICT DO NOTHING`, source, name)
-	if err == nil {
+	var err error
+	if dry {
+		err = s.db.QueryRowContext(ctx, `SELECT id, uidvalidity FROM folder WHERE source = ? AND name = ?`, source, name).Scan(&f.id, &f.uidValidity)
+		if errors.Is(err, sql.ErrNoRows) {
+			return folderState{}, nil
+		}
+	} else {
+		_, err = s.db.ExecContext(ctx, `INSERT INTO folder(source, name) VALUES(?, ?) ON CONFLICT DO NOTHING`, source, name)
+	}
+	if err == nil && !dry {
 		err = s.db.QueryRowContext(ctx, `SELECT id, uidvalidity FROM folder WHERE source = ? AND name = ?`, source, name).Scan(&f.id, &f.uidValidity)
 	}
 	if err != nil {
