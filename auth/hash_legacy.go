@@ -54,8 +54,20 @@ func legacyScheme(encoded string) (scheme, rest string, ok bool) {
 func checkLegacy(scheme, rest string) error {
 	switch scheme {
 	case "SHA256-CRYPT", "SHA512-CRYPT":
-		_, _, _, err := parseShaCrypt(rest)
-		return err
+		id, _, _, err := parseShaCrypt(rest)
+		if err != nil {
+			return err
+		}
+		// The digest: 86 (SHA-512) or 43 (SHA-256) characters of the crypt alphabet.
+		want := 86
+		if id == "$5$" {
+			want = 43
+		}
+		digest := rest[strings.LastIndexByte(rest, '$')+1:]
+		if len(digest) != want || strings.Trim(digest, cryptB64) != "" {
+			return fmt.Errorf("%w: SHA-crypt digest", errBadHash)
+		}
+		return nil
 	}
 	h, size := digestOf(scheme)
 	if h == nil {
