@@ -372,3 +372,32 @@ func TestMigrateFromDovecot(t *testing.T) {
 	require.Zero(t, r[1])
 	compare("strict mode")
 }
+
+// TestMigrateManyUsers migrates the users of a CSV in parallel through the source's
+// master login, each into its own target user.
+func TestMigrateManyUsers(t *testing.T) {
+	users := []string{"bob@example.test", "carol@example.test", "dan@example.test"}
+	dc := migratetest.Start(t, users...)
+	for i, u := range users {
+		c := imapLogin(t, dc.IMAPAddr(), u, migratetest.Password, false)
+		for j := range i + 1 {
+			imapAppend(t, c, "INBOX", []byte(fmt.Sprintf("Subject: %s %d\r\n\r\nx\r\n", u, j)), nil, time.Now())
+		}
+		c.Close()
+	}
+	dir := t.TempDir()
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	csv := "user,password,target\nbob@example.test,,\ncarol@example.test,,carol.new@example.test\ndan@example.test,,\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "users.csv"), []byte(csv), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pw"), []byte(migratetest.MasterPassword), 0o600))
+	out, err := exec.Command(bin, "--data", filepath.Join(dir, "data"), "migrate", "imap", "--host", dc.IMAPAddr(), "--security", "none",
+		"--master", migratetest.Master, "--password-file", filepath.Join(dir, "pw"), "--users", filepath.Join(dir, "users.csv"),
+		"--parallel", "2", "-q").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Regexp(t, `TOTAL\s+3 users\s+6\s+6\s`, string(out))
+	for u, n := range map[string]int{"bob": 1, "carol.new": 2, "dan": 3} {
+		files, _ := filepath.Glob(filepath.Join(dir, "data/mail/example.test", u, "Maildir/new/*"))
+		require.Len(t, files, n, u)
+	}
+}
