@@ -24,7 +24,10 @@ type MaildirSource struct {
 	// DovecotUIDL: compute Dovecot's default POP3 unique-id for messages that have a UID
 	// and no P record (pop3_uidl_format = %08Xu%08Xv).
 	DovecotUIDL bool
-	files       map[string]string // key → file path, of the folder last listed
+	// XUIDL takes a message's POP3 unique-id from its X-UIDL header when the uidlist has
+	// none (Dovecot's pop3_reuse_xuidl; qpopper and older POP3 servers wrote it).
+	XUIDL bool
+	files map[string]string // key → file path, of the folder last listed
 }
 
 // NewMaildirSource reads the maildir at root (the directory holding cur/, new/, tmp/).
@@ -264,6 +267,8 @@ func (s *MaildirSource) Messages(ctx context.Context, f *SourceFolder) ([]Source
 			}
 			if p, ok := ul.uidls[key]; ok {
 				m.UIDL = p
+			} else if x := s.xuidl(filepath.Join(dir, name)); x != "" {
+				m.UIDL = x
 			} else if s.DovecotUIDL && m.UID != 0 && ul.validity != 0 {
 				m.UIDL = fmt.Sprintf("%08x%08x", m.UID, ul.validity) // Dovecot writes its %X in lower case
 			}
@@ -282,6 +287,40 @@ func (s *MaildirSource) Messages(ctx context.Context, f *SourceFolder) ([]Source
 		return a.ID < b.ID
 	})
 	return out, nil
+}
+
+// xuidl returns the X-UIDL header of the message file at p, when XUIDL is set.
+func (s *MaildirSource) xuidl(p string) string {
+	if !s.XUIDL {
+		return ""
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return headerXUIDL(io.LimitReader(f, 64<<10))
+}
+
+// headerXUIDL finds an X-UIDL header field in a header block and returns its value when
+// it is a valid POP3 unique-id (RFC 1939 §7: 1–70 characters 0x21–0x7E).
+func headerXUIDL(r io.Reader) string {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		l := strings.TrimRight(sc.Text(), "\r")
+		if l == "" {
+			return ""
+		}
+		if name, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(name, "X-UIDL") {
+			v = strings.TrimSpace(v)
+			if len(v) == 0 || len(v) > 70 || strings.IndexFunc(v, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0 {
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
 }
 
 // Fetch opens each message's file (found again by key if a flag change renamed it).

@@ -138,7 +138,7 @@ func (s *MboxSource) Messages(ctx context.Context, f *SourceFolder) ([]SourceMes
 		id := fmt.Sprintf("%s#%d", sum, seen[sum])
 		sp.file = f.ref
 		s.spans[id] = sp
-		out = append(out, SourceMessage{ID: id, Flags: meta.flags, Date: dates[i], Size: c.n})
+		out = append(out, SourceMessage{ID: id, Flags: meta.flags, Date: dates[i], Size: c.n, UIDL: meta.uidl})
 	}
 	return out, nil
 }
@@ -255,7 +255,10 @@ func fromDate(line string) time.Time {
 // mbox_hide_headers, mutt's).
 var mboxHidden = []string{"status", "x-status", "x-keywords", "x-uid", "x-imap", "x-imapbase", "content-length"}
 
-type mboxMeta struct{ flags []string }
+type mboxMeta struct {
+	flags []string
+	uidl  string // from X-UIDL
+}
 
 // filterMbox copies a message from r to w without the mbox bookkeeping headers and
 // returns the flags they held.
@@ -296,6 +299,11 @@ func filterMbox(r io.Reader, w io.Writer) (mboxMeta, error) {
 							into = &xstatus
 						case "x-keywords":
 							into = &keywords
+						case "x-uidl":
+							// Kept in the message; its value is the POP3 unique-id (qpopper).
+							if v := headerXUIDL(bytes.NewReader(line)); v != "" && meta.uidl == "" {
+								meta.uidl = v
+							}
 						}
 						if into != nil {
 							line = line[len(name)+1:]

@@ -202,3 +202,26 @@ func (c *crashingTarget) Commit(ctx context.Context, folder string, ps []migrate
 	}
 	return uids, errs
 }
+
+func TestMaildirXUIDL(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "Maildir")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(root, sub), 0o700)
+	}
+	os.WriteFile(filepath.Join(root, "cur", "1.a.b:2,S"), []byte("Subject: x\nX-UIDL: 3f2a7b9c01\n\nbody\n"), 0o600)
+	os.WriteFile(filepath.Join(root, "cur", "2.a.b:2,S"), []byte("Subject: y\n\nX-UIDL: in-the-body\n"), 0o600)
+	src, _ := migrate.NewMaildirSource(root)
+	src.XUIDL = true
+	s, tg := newTarget(t)
+	if _, err := migrate.Run(ctx, src, tg, openState(t), migrate.Options{Source: "m", TargetUser: "alice@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := s.Open(ctx, "alice@example.org")
+	defer u.Release()
+	mb, ms, _ := u.Messages(ctx, "INBOX")
+	uidls, _ := u.UIDLs(ctx, mb)
+	if len(ms) != 2 || len(uidls) != 1 || uidls[ms[0].UID] != "3f2a7b9c01" {
+		t.Fatalf("uidls %v", uidls)
+	}
+}

@@ -403,7 +403,7 @@ leave mail on the server do not download it again.`,
 func migrateMaildirCmd(g *globalFlags) *cobra.Command {
 	f := &migrateFlags{}
 	var target string
-	var noUIDL bool
+	var noUIDL, xuidl bool
 	c := &cobra.Command{
 		Use:   "maildir --target USER MAILDIR",
 		Short: "Import a Dovecot or Courier maildir (Maildir++ folders, keywords, UIDs, UIDLs)",
@@ -421,7 +421,7 @@ in Dovecot's default format (%08Xu%08Xv), and subscriptions.`,
 			if err != nil {
 				return err
 			}
-			src.DovecotUIDL = !noUIDL
+			src.DovecotUIDL, src.XUIDL = !noUIDL, xuidl
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
 			env, err := openMigrateEnv(cmd, g, f)
@@ -436,6 +436,7 @@ in Dovecot's default format (%08Xu%08Xv), and subscriptions.`,
 	}
 	c.Flags().StringVar(&target, "target", "", "the portcullis user")
 	c.Flags().BoolVar(&noUIDL, "no-dovecot-uidl", false, "do not derive POP3 UIDLs in Dovecot's default format from the UIDs")
+	c.Flags().BoolVar(&xuidl, "x-uidl", false, "take POP3 UIDLs from X-UIDL headers where dovecot-uidlist has none (pop3_reuse_xuidl)")
 	f.add(c)
 	return c
 }
