@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -165,13 +166,51 @@ func (s *ImapSource) examine(f *SourceFolder) error {
 	return nil
 }
 
+// UIDs lists the folder's UIDs (UID SEARCH ALL, RFC 3501 §6.4.4).
+func (s *ImapSource) UIDs(ctx context.Context, f *SourceFolder) ([]uint32, error) {
+	if err := s.examine(f); err != nil {
+		return nil, err
+	}
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("migrate: imap UID SEARCH %q: %w", f.ref, err)
+	}
+	all := data.AllUIDs()
+	out := make([]uint32, len(all))
+	for i, u := range all {
+		out[i] = uint32(u)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// MessagesOf lists the flags, internal dates and sizes of uids (one UID FETCH).
+func (s *ImapSource) MessagesOf(ctx context.Context, f SourceFolder, uids []uint32) ([]SourceMessage, error) {
+	if s.selected != f.ref {
+		if err := s.examine(&f); err != nil {
+			return nil, err
+		}
+	}
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return s.fetchMeta(f, set)
+}
+
 // Messages lists the folder's UIDs, flags, internal dates and sizes (one UID FETCH 1:*).
 func (s *ImapSource) Messages(ctx context.Context, f *SourceFolder) ([]SourceMessage, error) {
 	if err := s.examine(f); err != nil {
 		return nil, err
 	}
-	all := imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
-	cmd := s.c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	return s.fetchMeta(*f, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}})
+}
+
+func (s *ImapSource) fetchMeta(f SourceFolder, set imap.UIDSet) ([]SourceMessage, error) {
+	if len(set) == 0 {
+		return nil, nil
+	}
+	cmd := s.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
 	var out []SourceMessage
 	for {
 		md := cmd.Next()

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,7 +136,10 @@ type Options struct {
 	// Batch is the number of messages whose intent is committed at once; default 64.
 	Batch int
 	// Workers is the number of message files written at once; default 8.
-	Workers  int
+	Workers int
+	// Window is the number of messages listed at once from sources that list UIDs first
+	// (IMAP); default 5000.
+	Window   int
 	Progress Progress
 	Logger   *slog.Logger
 }
@@ -197,6 +201,9 @@ func Run(ctx context.Context, src Source, dst Target, st *State, opt Options) (R
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = 8
+	}
+	if opt.Window <= 0 {
+		opt.Window = 5000
 	}
 	if opt.Progress == nil {
 		opt.Progress = nopProgress{}
@@ -377,12 +384,23 @@ func flagKey(flags []string) string {
 func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Options, p folderPlan) (r FolderResult) {
 	r = FolderResult{Source: p.src.Name, Target: p.target}
 	sf := p.src
-	msgs, err := src.Messages(ctx, &sf)
+	// A source that lists UIDs first is processed a window at a time: memory then holds
+	// 4 bytes per message of the folder, not its whole listing and state.
+	wl, windowed := src.(windowLister)
+	var uids []uint32
+	var msgs []SourceMessage
+	var err error
+	if windowed {
+		uids, err = wl.UIDs(ctx, &sf)
+		r.SourceMessages = len(uids)
+	} else {
+		msgs, err = src.Messages(ctx, &sf)
+		r.SourceMessages = len(msgs)
+	}
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	r.SourceMessages = len(msgs)
 	fs, err := st.folder(ctx, opt.Source, sf.Name, opt.DryRun)
 	if err != nil {
 		r.Err = err
@@ -404,13 +422,20 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 		}
 		fs.uidValidity = sf.UIDValidity
 	}
-	recs, err := st.records(ctx, fs)
-	if err != nil {
-		r.Err = err
-		return r
+	if rekeyed && windowed {
+		// Rare: matching by content needs the whole folder at once.
+		if msgs, err = wl.MessagesOf(ctx, sf, uids); err != nil {
+			r.Err = err
+			return r
+		}
+		windowed = false
 	}
-	if opt.KeepUIDs && !opt.DryRun && sf.UIDValidity != 0 && len(recs) == 0 {
-		if r.KeptUIDs, err = dst.KeepUIDs(ctx, p.target, sf.UIDValidity); err != nil {
+	if opt.KeepUIDs && !opt.DryRun && sf.UIDValidity != 0 {
+		n, err := st.count(ctx, fs)
+		if err == nil && n == 0 {
+			r.KeptUIDs, err = dst.KeepUIDs(ctx, p.target, sf.UIDValidity)
+		}
+		if err != nil {
 			r.Err = err
 			return r
 		}
@@ -418,10 +443,75 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 	if tf, err := dst.Folder(ctx, p.target); err == nil && sf.UIDValidity != 0 && tf.UIDValidity == sf.UIDValidity {
 		r.KeptUIDs = true
 	}
-	if !opt.DryRun {
-		if err := reconcile(ctx, src, dst, st, fs, sf, p.target, tkey, msgs, recs, &r); err != nil {
+	if !windowed {
+		recs, err := st.records(ctx, fs)
+		if err == nil {
+			err = processMessages(ctx, src, dst, st, fs, sf, p.target, tkey, msgs, recs, rekeyed, opt, &r)
+		}
+		if err != nil {
 			r.Err = err
 			return r
+		}
+	} else {
+		for i := 0; i < len(uids); i += opt.Window {
+			part, err := wl.MessagesOf(ctx, sf, uids[i:min(i+opt.Window, len(uids))])
+			if err != nil {
+				r.Err = err
+				return r
+			}
+			ids := make([]string, len(part))
+			for j, m := range part {
+				ids[j] = m.ID
+			}
+			recs, err := st.recordsOf(ctx, fs, ids)
+			if err == nil {
+				err = processMessages(ctx, src, dst, st, fs, sf, p.target, tkey, part, recs, false, opt, &r)
+			}
+			if err != nil {
+				r.Err = err
+				return r
+			}
+		}
+	}
+	if opt.Delete {
+		present := func(id string) bool {
+			if windowed {
+				n, err := strconv.ParseUint(id, 10, 32)
+				_, found := slices.BinarySearch(uids, uint32(n))
+				return err == nil && found
+			}
+			return false
+		}
+		if !windowed {
+			have := make(map[string]bool, len(msgs))
+			for _, m := range msgs {
+				have[m.ID] = true
+			}
+			present = func(id string) bool { return have[id] }
+		}
+		if err := strict(ctx, dst, st, fs, p.target, tkey, present, opt.DryRun, &r); err != nil && r.Err == nil {
+			r.Err = err
+		}
+	}
+	return r
+}
+
+// windowLister is a Source that lists a folder's UIDs first and their messages in parts
+// (the IMAP source), so that a large folder is processed a window at a time.
+type windowLister interface {
+	// UIDs lists the folder's UIDs in ascending order and sets f.UIDValidity.
+	UIDs(ctx context.Context, f *SourceFolder) ([]uint32, error)
+	// MessagesOf lists the messages among uids that still exist, in UID order.
+	MessagesOf(ctx context.Context, f SourceFolder, uids []uint32) ([]SourceMessage, error)
+}
+
+// processMessages brings one listing (a folder or a window of one) to the target:
+// interrupted copies adopted, new messages copied, flags synchronized.
+func processMessages(ctx context.Context, src Source, dst Target, st *State, fs folderState, sf SourceFolder, target, tkey string,
+	msgs []SourceMessage, recs map[string]*record, rekeyed bool, opt Options, r *FolderResult) error {
+	if !opt.DryRun {
+		if err := reconcile(ctx, src, dst, st, fs, sf, target, tkey, msgs, recs, r); err != nil {
+			return err
 		}
 	}
 	var todo []SourceMessage
@@ -431,48 +521,39 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 		}
 	}
 	opt.Progress.AddTotal(len(todo))
+	var err error
 	if opt.DryRun {
-		r.Copied = len(todo)
+		r.Copied += len(todo)
 		for _, m := range todo {
 			r.Bytes += m.Size
 		}
 		opt.Progress.Add(len(todo))
 	} else if rekeyed {
-		err = copyByContent(ctx, src, dst, st, fs, sf, p.target, tkey, todo, recs, opt, &r)
+		err = copyByContent(ctx, src, dst, st, fs, sf, target, tkey, todo, recs, opt, r)
 	} else {
-		err = copyNew(ctx, src, dst, st, fs, sf, p.target, tkey, todo, opt, &r)
+		err = copyNew(ctx, src, dst, st, fs, sf, target, tkey, todo, opt, r)
 	}
-	if err != nil {
-		r.Err = err
-		return r
+	if err != nil || !opt.SyncFlags {
+		return err
 	}
-	if opt.SyncFlags {
-		for _, m := range msgs {
-			rec, ok := recs[m.ID]
-			if !ok || rec.targetUID == 0 {
-				continue
-			}
-			if k := flagKey(m.Flags); k != rec.flags {
-				if !opt.DryRun {
-					if err := dst.SetFlags(ctx, p.target, rec.targetUID, m.Flags); err != nil {
-						r.Err = err
-						return r
-					}
-					if err := st.setFlags(ctx, fs, m.ID, k); err != nil {
-						r.Err = err
-						return r
-					}
+	for _, m := range msgs {
+		rec, ok := recs[m.ID]
+		if !ok || rec.targetUID == 0 {
+			continue
+		}
+		if k := flagKey(m.Flags); k != rec.flags {
+			if !opt.DryRun {
+				if err := dst.SetFlags(ctx, target, rec.targetUID, m.Flags); err != nil {
+					return err
 				}
-				r.FlagsSynced++
+				if err := st.setFlags(ctx, fs, m.ID, k); err != nil {
+					return err
+				}
 			}
+			r.FlagsSynced++
 		}
 	}
-	if opt.Delete {
-		if err := strict(ctx, dst, st, fs, p.target, tkey, msgs, opt.DryRun, &r); err != nil {
-			r.Err = err
-		}
-	}
-	return r
+	return nil
 }
 
 // maxBuffered bounds a message held in memory while its file is written in parallel with
@@ -582,10 +663,7 @@ func copyNew(ctx context.Context, src Source, dst Target, st *State, fs folderSt
 			return err
 		}
 	}
-	// A message error was counted in Failed; the folder goes on, its error is reported.
-	if r.Failed > 0 {
-		return r.Err
-	}
+	// A message error was counted in Failed and kept in r.Err; the folder goes on.
 	return nil
 }
 
@@ -636,6 +714,12 @@ func reconcile(ctx context.Context, src Source, dst Target, st *State, fs folder
 	}
 	thash := map[uint32]string{}
 	var adopted []*record
+	var remove []uint32
+	// Adopt in source order while the copies' UIDs ascend: a crash can leave written but
+	// unindexed files, which the store indexes in file-name order, not the source's. From
+	// the first copy out of order on, copies are removed and made again, so the target
+	// keeps the source's order (POP3 lists by UID; kept UIDs ascend).
+	lastUID, inOrder := uint32(0), true
 	err = src.Fetch(ctx, sf, pend, func(m SourceMessage, body io.Reader) error {
 		h := sha256.New()
 		n, err := io.Copy(h, body)
@@ -657,20 +741,32 @@ func reconcile(ctx context.Context, src Source, dst Target, st *State, fs folder
 			if th != sum {
 				continue
 			}
+			claimed[uid] = true
+			if !inOrder || uid < lastUID {
+				inOrder = false
+				remove = append(remove, uid)
+				return nil
+			}
+			lastUID = uid
 			if err := dst.Repair(ctx, target, uid, m); err != nil {
 				return err
 			}
-			claimed[uid] = true
 			rec := &record{srcID: m.ID, target: tkey, targetUID: uid, hash: sum, size: n, flags: flagKey(m.Flags)}
 			recs[m.ID] = rec
 			adopted = append(adopted, rec)
 			r.Adopted++
-			break
+			return nil
 		}
+		// Not copied before the crash: copied again after those adopted, so every later
+		// copy must be made again too.
+		inOrder = false
 		return nil
 	})
 	if err2 := st.done(context.WithoutCancel(ctx), fs, adopted); err2 != nil {
 		return err2
+	}
+	if err == nil && len(remove) > 0 {
+		err = dst.Remove(ctx, target, remove)
 	}
 	return err
 }
@@ -758,22 +854,17 @@ func copyByContent(ctx context.Context, src Source, dst Target, st *State, fs fo
 
 // strict removes from the target folder every message that no record of a present source
 // message claims, and forgets the records of messages gone from the source.
-func strict(ctx context.Context, dst Target, st *State, fs folderState, target, tkey string, msgs []SourceMessage, dry bool, r *FolderResult) error {
-	recs, err := st.records(ctx, fs)
-	if err != nil {
-		return err
-	}
-	present := map[string]bool{}
-	for _, m := range msgs {
-		present[m.ID] = true
-	}
+func strict(ctx context.Context, dst Target, st *State, fs folderState, target, tkey string, present func(string) bool, dry bool, r *FolderResult) error {
 	var gone []string
 	goneUID := map[uint32]bool{}
-	for id, rec := range recs {
-		if !present[id] {
+	err := st.eachRecord(ctx, fs, func(id string, targetUID uint32) {
+		if !present(id) {
 			gone = append(gone, id)
-			goneUID[rec.targetUID] = true
+			goneUID[targetUID] = true
 		}
+	})
+	if err != nil {
+		return err
 	}
 	claimed, err := st.claimed(ctx, tkey)
 	if err != nil {

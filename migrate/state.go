@@ -125,6 +125,63 @@ func (s *State) records(ctx context.Context, f folderState) (map[string]*record,
 	return out, rows.Err()
 }
 
+// recordsOf returns the records of the given source ids.
+func (s *State) recordsOf(ctx context.Context, f folderState, ids []string) (map[string]*record, error) {
+	out := map[string]*record{}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := []any{f.id}
+		for _, id := range ids[:n] {
+			args = append(args, id)
+		}
+		q := `SELECT src_id, target, target_uid, uidnext_before, hash, size, flags FROM message WHERE folder_id = ? AND src_id IN (?` +
+			strings.Repeat(",?", n-1) + `)`
+		ids = ids[n:]
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: state records: %w", err)
+		}
+		for rows.Next() {
+			r := &record{}
+			if err := rows.Scan(&r.srcID, &r.target, &r.targetUID, &r.uidnextBefore, &r.hash, &r.size, &r.flags); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("migrate: state records: %w", err)
+			}
+			out[r.srcID] = r
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("migrate: state records: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// eachRecord calls fn with every record's source id and target UID.
+func (s *State) eachRecord(ctx context.Context, f folderState, fn func(id string, targetUID uint32)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT src_id, target_uid FROM message WHERE folder_id = ?`, f.id)
+	if err != nil {
+		return fmt.Errorf("migrate: state records: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var uid uint32
+		if err := rows.Scan(&id, &uid); err != nil {
+			return fmt.Errorf("migrate: state records: %w", err)
+		}
+		fn(id, uid) // fn must not use the state: its one connection holds these rows
+	}
+	return rows.Err()
+}
+
+// count returns the number of records of f.
+func (s *State) count(ctx context.Context, f folderState) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM message WHERE folder_id = ?`, f.id).Scan(&n)
+	return n, err
+}
+
 // claimed returns the target UIDs of target folder (of user key) that some record holds.
 func (s *State) claimed(ctx context.Context, target string) (map[uint32]bool, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT target_uid FROM message WHERE target = ? AND target_uid <> 0`, target)

@@ -258,7 +258,7 @@ func TestMigrateFromDovecot(t *testing.T) {
 	require.NoError(t, os.WriteFile(pwFile, []byte(migratetest.MasterPassword+"\n"), 0o600))
 	args := func(extra ...string) []string {
 		return append([]string{"--config", cfg, "--host", dc.IMAPAddr(), "--security", "none", "--user", user,
-			"--master", migratetest.Master, "--password-file", pwFile, "--pop3", dc.POP3Addr(), "-q"}, extra...)
+			"--master", migratetest.Master, "--password-file", pwFile, "--pop3", dc.POP3Addr(), "-q", "--window", "7"}, extra...)
 	}
 	compare := func(stage string) mailboxSnapshot {
 		t.Helper()

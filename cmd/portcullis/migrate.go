@@ -39,6 +39,7 @@ type migrateFlags struct {
 	state     string
 	quiet     bool
 	batch     int
+	window    int
 }
 
 func (f *migrateFlags) add(c *cobra.Command) {
@@ -51,11 +52,12 @@ func (f *migrateFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.state, "state", "", "state database (default: migrate-state.sqlite in each target user's store directory)")
 	c.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar")
 	c.Flags().IntVar(&f.batch, "batch", 64, "messages whose intent is committed together")
+	c.Flags().IntVar(&f.window, "window", 5000, "messages of a folder listed at once from an IMAP source (memory)")
 }
 
 func (f *migrateFlags) options(source, user string) (migrate.Options, error) {
 	o := migrate.Options{Source: source, TargetUser: user, DryRun: f.dryRun, SyncFlags: f.syncFlags,
-		Delete: f.strict, KeepUIDs: f.keepUIDs, Batch: f.batch, Map: map[string]string{}}
+		Delete: f.strict, KeepUIDs: f.keepUIDs, Batch: f.batch, Window: f.window, Map: map[string]string{}}
 	for _, m := range f.maps {
 		old, nw, ok := strings.Cut(m, "=")
 		if !ok || old == "" || nw == "" {
