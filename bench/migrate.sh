@@ -7,7 +7,7 @@
 #  2. The SpamAssassin corpus (.cache/sa-corpus) imported as one mbox and as a maildir by
 #     `portcullis migrate mbox|maildir`, against `doveadm import`.
 # Needs dovecot-imapd, isync, python3, /usr/bin/time.
-# Usage: [N=100000] [SIZES="10000 100000"] [SKIP_DSYNC=1] [SKIP_CORPUS=1] bench/migrate.sh
+# Usage: [N=100000] [SIZES="10000 100000"] [SKIP_MBSYNC=1] [SKIP_DSYNC=1] [SKIP_CORPUS=1] bench/migrate.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -127,7 +127,7 @@ Sync Pull
 CopyArrivalDate yes
 SyncState *
 RC
-  timed "mbsync" $N mbsync -c $W/mbsyncrc -q -a
+  [ -n "${SKIP_MBSYNC:-}" ] || timed "mbsync" $N mbsync -c $W/mbsyncrc -q -a
   [ -n "${SKIP_DSYNC:-}" ] || timed "doveadm-backup-imapc" $N doveadm -c $W/dovecot.conf -o mail_location=maildir:$W/dsync/%u/Maildir \
     -o imapc_host=127.0.0.1 -o imapc_port=$PORT -o imapc_user=$U -o imapc_password=secret \
     -o imapc_features="rfc822.size fetch-headers" backup -R -u $U imapc:
@@ -171,7 +171,7 @@ PY
   timed "portcullis-migrate-maildir(sa-corpus)" $n $W/portcullis --data $W/pdata migrate maildir --target sa2@example.test $W/sa-maildir -q
   timed "doveadm-import-maildir(sa-corpus)" $n doveadm -c $W/dovecot.conf import -u sa2@example.test maildir:$W/sa-maildir sa ALL
   # What Dovecot imported, to check that it did.
-  for u in sa1 sa2; do echo "dovecot $u@example.test: $(doveadm -c $W/dovecot.conf mailbox status -u $u@example.test messages 'sa/*' | tr '\n' ' ')"; done
+  for u in sa1 sa2; do echo "dovecot $u@example.test: $(doveadm -c $W/dovecot.conf mailbox status -u $u@example.test messages '*' | tr '\n' ' ')"; done
 else
   echo "no SpamAssassin corpus (scripts/install-test-deps.sh exports it): corpus imports skipped"
 fi
