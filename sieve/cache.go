@@ -1,0 +1,55 @@
+package sieve
+
+import (
+	"crypto/sha256"
+	"sync"
+)
+
+// Cache holds compiled scripts keyed by the SHA-256 of their source, so a delivery that
+// runs the same script for many messages compiles it once. Included scripts are read
+// when the including script is compiled: call Reset after a global script changes.
+type Cache struct {
+	opt Options
+	max int
+	mu  sync.Mutex
+	m   map[[32]byte]*Script
+}
+
+// NewCache returns a cache compiling with opt and holding at most max scripts (0 for
+// 1024); when full it is emptied, which keeps it simple and bounded.
+func NewCache(opt Options, max int) *Cache {
+	if max <= 0 {
+		max = 1024
+	}
+	return &Cache{opt: opt, max: max, m: map[[32]byte]*Script{}}
+}
+
+// Compile returns the compiled script for src, compiling it on a miss. Failed
+// compilations are not cached.
+func (c *Cache) Compile(src []byte) (*Script, error) {
+	key := sha256.Sum256(src)
+	c.mu.Lock()
+	s, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := Compile(src, c.opt)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[key] = s
+	c.mu.Unlock()
+	return s, nil
+}
+
+// Reset empties the cache.
+func (c *Cache) Reset() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
