@@ -282,6 +282,22 @@ func TestMigrateFromDovecot(t *testing.T) {
 	require.Equal(t, 22, r[1])
 	require.Zero(t, r[5])
 	snap := compare("first run")
+	// New target folders took the source's UIDVALIDITY and UIDs.
+	uidsOf := func(c *imapclient.Client, folder string) (uint32, []imap.UID) {
+		sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+		require.NoError(t, err)
+		data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+		require.NoError(t, err)
+		return sel.UIDValidity, data.AllUIDs()
+	}
+	dst0 := imapLogin(t, srv.addrs["imap"], user, "target-password-1", true)
+	for _, f := range []string{"INBOX", "Archive", "Über/Grüße"} {
+		v1, u1 := uidsOf(src, f)
+		v2, u2 := uidsOf(dst0, f)
+		require.Equal(t, v1, v2, "UIDVALIDITY of %s", f)
+		require.Equal(t, u1, u2, "UIDs of %s", f)
+	}
+	dst0.Close()
 	require.Len(t, snap.Folders, 13)
 	require.Len(t, snap.Msgs["INBOX"], 10)
 	require.Empty(t, snap.Msgs["Empty"])
