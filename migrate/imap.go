@@ -191,11 +191,27 @@ func (s *ImapSource) MessagesOf(ctx context.Context, f SourceFolder, uids []uint
 			return nil, err
 		}
 	}
-	var set imap.UIDSet
-	for _, u := range uids {
-		set.AddNum(imap.UID(u))
+	if len(uids) == 0 {
+		return nil, nil
 	}
-	return s.fetchMeta(f, set)
+	// One range, not a list: a list of thousands of scattered UIDs can exceed a server's
+	// command line limit (Dovecot's imap_max_line_length is 64 KiB). Messages that arrived
+	// inside the range since UIDs was called are left for their own window or run.
+	want := make(map[uint32]bool, len(uids))
+	for _, u := range uids {
+		want[u] = true
+	}
+	all, err := s.fetchMeta(f, imap.UIDSet{imap.UIDRange{Start: imap.UID(uids[0]), Stop: imap.UID(uids[len(uids)-1])}})
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, m := range all {
+		if want[m.UID] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // Messages lists the folder's UIDs, flags, internal dates and sizes (one UID FETCH 1:*).
