@@ -216,11 +216,12 @@ func (e *migrateEnv) summary() error {
 type barProgress struct {
 	mu    sync.Mutex
 	bar   *progressbar.ProgressBar
+	w     io.Writer
 	total int64
 }
 
 func newBarProgress(w io.Writer, quiet bool) *barProgress {
-	b := &barProgress{}
+	b := &barProgress{w: w}
 	if !quiet {
 		b.bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("migrate"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("msg"),
@@ -254,6 +255,7 @@ func (b *barProgress) finish() {
 	if b.bar != nil {
 		b.bar.ChangeMax64(max(b.total, 1))
 		b.bar.Finish()
+		fmt.Fprintln(b.w) // the bar ends its line with no newline
 		b.bar = nil
 	}
 }
