@@ -225,3 +225,30 @@ func TestMaildirXUIDL(t *testing.T) {
 		t.Fatalf("uidls %v", uidls)
 	}
 }
+
+// TestUIDValidityChange: the source renumbered a folder (a new UIDVALIDITY): what was
+// copied is matched by content, so nothing is copied twice, and new mail still comes.
+func TestUIDValidityChange(t *testing.T) {
+	ctx := context.Background()
+	root := writeMaildir(t)
+	s, tg := newTarget(t)
+	st := openState(t)
+	src, _ := migrate.NewMaildirSource(root)
+	opt := migrate.Options{Source: "maildir:" + root, TargetUser: "alice@example.org"}
+	if _, err := migrate.Run(ctx, src, tg, st, opt); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "dovecot-uidlist"), []byte("3 V1800000000 N9 Gabc\n"), 0o600)
+	os.WriteFile(filepath.Join(root, "new", "2000.M9P1.old"), []byte("Subject: after\r\n\r\nnew\r\n"), 0o600)
+	res, err := migrate.Run(ctx, src, tg, st, opt)
+	if err != nil || res.Totals().Copied != 1 {
+		t.Fatalf("after renumbering: %+v %v", res.Totals(), err)
+	}
+	if got := snapshot(t, s, "INBOX"); len(got) != 4 {
+		t.Fatalf("INBOX %q", got)
+	}
+	res, err = migrate.Run(ctx, src, tg, st, opt)
+	if err != nil || res.Totals().Copied != 0 {
+		t.Fatalf("third run: %+v %v", res.Totals(), err)
+	}
+}
