@@ -5,7 +5,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +16,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/migrate"
 	"github.com/portcullis-mail/portcullis/migrate/migratetest"
+	"github.com/portcullis-mail/portcullis/sieve"
 )
 
 // appendTo appends a message to a Dovecot folder over IMAP.
@@ -199,3 +204,64 @@ func dovecotUIDLs(t *testing.T, dc *migratetest.Dovecot) []string {
 	}
 	return out
 }
+
+// TestSieveFromDovecot reads a user's scripts from Dovecot's ManageSieve server (through
+// the master login) and from the files behind it, and compiles them with portcullis's
+// Sieve compiler: the valid active script is kept with its text, the broken one is
+// reported.
+func TestSieveFromDovecot(t *testing.T) {
+	ctx := context.Background()
+	dc := migratetest.Start(t, "carol@example.org")
+	if dc.SieveAddr() == "" {
+		testenv.Unavailable(t, "dovecot-managesieved is not installed")
+	}
+	home := dc.Home("carol@example.org")
+	os.MkdirAll(filepath.Join(home, "sieve"), 0o755)
+	main := "require [\"fileinto\"];\r\nif header :contains \"subject\" \"[go]\" {\r\n  fileinto \"Lists/go\";\r\n}\r\n"
+	os.WriteFile(filepath.Join(home, "sieve", "main.sieve"), []byte(main), 0o644)
+	os.WriteFile(filepath.Join(home, "sieve", "broken.sieve"), []byte("if true { keep\r\n"), 0o644)
+	os.Symlink("sieve/main.sieve", filepath.Join(home, ".dovecot.sieve"))
+	filepath.Walk(home, func(p string, _ os.FileInfo, _ error) error { os.Lchown(p, 65534, 65534); return nil })
+
+	scripts, err := migrate.ScriptsFromManageSieve(ctx, migrate.ImapConfig{Addr: dc.SieveAddr(), Security: "none",
+		User: "carol@example.org", Master: migratetest.Master, Password: migratetest.MasterPassword})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, dc.Log())
+	}
+	files, err := migrate.ScriptsFromDir(filepath.Join(home, "sieve"), filepath.Join(home, ".dovecot.sieve"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range [][]migrate.Script{scripts, files} {
+		sort.Slice(got, func(i, j int) bool { return got[i].Name < got[j].Name })
+		if len(got) != 2 || got[1].Name != "main" || !got[1].Active || got[0].Active || string(got[1].Text) != main {
+			t.Fatalf("scripts %+v", got)
+		}
+	}
+	tgt := &memScripts{}
+	res, err := migrate.MigrateScripts(ctx, scripts, tgt, func(b []byte) error { _, err := sieve.Compile(b, sieve.Options{}); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Name != "broken" || res[0].Action != "not compiled" || res[0].Err == nil || res[1].Action != "stored" {
+		t.Fatalf("results %+v", res)
+	}
+	if string(tgt.scripts["main"]) != main || tgt.active != "main" || len(tgt.scripts) != 1 {
+		t.Fatalf("target %+v", tgt)
+	}
+}
+
+type memScripts struct {
+	scripts map[string][]byte
+	active  string
+}
+
+func (m *memScripts) PutScript(_ context.Context, name string, text []byte) error {
+	if m.scripts == nil {
+		m.scripts = map[string][]byte{}
+	}
+	m.scripts[name] = text
+	return nil
+}
+
+func (m *memScripts) SetActive(_ context.Context, name string) error { m.active = name; return nil }

@@ -42,3 +42,15 @@ func TestMigrateMboxAndUsersCommands(t *testing.T) {
 	out, _ = run(t, "--data", data, "user", "list")
 	require.True(t, strings.Contains(out, "carol@example.test"), out)
 }
+
+// TestMigrateSieveCheck: scripts from files are compiled; the broken one is reported.
+func TestMigrateSieveCheck(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.sieve"), []byte("require \"fileinto\";\nfileinto \"Junk\";\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.sieve"), []byte("fileinto \"Junk\";\n"), 0o600))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "main.sieve"), filepath.Join(dir, "active")))
+	out, err := run(t, "migrate", "sieve", "--dir", dir, "--active", filepath.Join(dir, "active"))
+	require.Error(t, err)
+	require.Regexp(t, `main\s+true\s+checked`, out)
+	require.Regexp(t, `broken\s+false\s+not compiled\s+\S`, out)
+}

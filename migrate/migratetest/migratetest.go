@@ -30,9 +30,9 @@ const (
 
 // Dovecot is a running Dovecot IMAP and POP3 server.
 type Dovecot struct {
-	Dir       string
-	imap, pop string
-	d         *testenv.Daemon
+	Dir              string
+	imap, pop, sieve string
+	d                *testenv.Daemon
 }
 
 // Start starts Dovecot with the given users (full addresses).
@@ -69,14 +69,30 @@ func Start(t testing.TB, users ...string) *Dovecot {
 	}
 	os.WriteFile(filepath.Join(dir, "users"), pw.Bytes(), 0o644)
 	os.WriteFile(filepath.Join(dir, "masters"), []byte(Master+":{PLAIN}"+MasterPassword+"\n"), 0o644)
-	imapPort, popPort := testenv.FreePort(t), testenv.FreePort(t)
+	imapPort, popPort, sievePort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	// ManageSieve (Debian package dovecot-managesieved) when installed: scripts in
+	// ~/sieve, the active one linked from ~/.dovecot.sieve.
+	protocols, sieveConf := "imap pop3", ""
+	if _, err := os.Stat("/usr/lib/dovecot/managesieve"); err == nil {
+		protocols = "imap pop3 sieve"
+		sieveConf = fmt.Sprintf(`service managesieve-login {
+  inet_listener sieve {
+    address = 127.0.0.1
+    port = %d
+  }
+}
+plugin {
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}
+`, sievePort)
+	}
 	conf := fmt.Sprintf(`# written by migratetest
 base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
 ssl = no
 listen = 127.0.0.1
-protocols = imap pop3
+protocols = %[4]s
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_master_user_separator = *
@@ -137,17 +153,23 @@ service pop3-login {
 service anvil {
   chroot =
 }
-`, dir, imapPort, popPort)
+%[5]s`, dir, imapPort, popPort, protocols, sieveConf)
 	cf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	d := &Dovecot{Dir: dir, imap: fmt.Sprintf("127.0.0.1:%d", imapPort), pop: fmt.Sprintf("127.0.0.1:%d", popPort)}
+	if sieveConf != "" {
+		d.sieve = fmt.Sprintf("127.0.0.1:%d", sievePort)
+	}
 	cmd := exec.Command(bin, "-F", "-c", cf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if d.d, err = testenv.StartDaemon(cmd); err != nil {
 		t.Fatalf("migratetest: starting dovecot: %v", err)
 	}
 	t.Cleanup(d.Stop)
-	for _, a := range []string{d.imap, d.pop} {
+	for _, a := range []string{d.imap, d.pop, d.sieve} {
+		if a == "" {
+			continue
+		}
 		if err := d.d.WaitReady(15*time.Second, 50*time.Millisecond, func() error { return testenv.WaitPort(a, 0) }); err != nil {
 			t.Fatalf("migratetest: port %s: %v\n%s", a, err, d.Log())
 		}
@@ -163,6 +185,12 @@ func (d *Dovecot) IMAPAddr() string { return d.imap }
 
 // POP3Addr is the POP3 listener.
 func (d *Dovecot) POP3Addr() string { return d.pop }
+
+// SieveAddr is the ManageSieve listener, "" when dovecot-managesieved is not installed.
+func (d *Dovecot) SieveAddr() string { return d.sieve }
+
+// Home returns user's home directory (its sieve/ and .dovecot.sieve live there).
+func (d *Dovecot) Home(user string) string { return filepath.Join(d.Dir, "mail", user) }
 
 // Maildir returns the maildir of user.
 func (d *Dovecot) Maildir(user string) string { return filepath.Join(d.Dir, "mail", user, "Maildir") }
