@@ -25,7 +25,6 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/migrate"
 	"github.com/portcullis-mail/portcullis/migrate/storetarget"
-	"github.com/portcullis-mail/portcullis/sieve"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -279,7 +278,7 @@ copied, so running the same command again copies only new mail (--sync-flags als
 flag changes over, --delete removes target messages gone from the source), and a run that
 was interrupted, even killed, resumes without duplicates.`,
 	}
-	c.AddCommand(migrateImapCmd(g), migrateMaildirCmd(g), migrateMboxCmd(g), migrateUsersCmd(g), migrateSieveCmd())
+	c.AddCommand(migrateImapCmd(g), migrateMaildirCmd(g), migrateMboxCmd(g), migrateUsersCmd(g), migrateSieveCmd(g))
 	return c
 }
 
@@ -604,19 +603,19 @@ func appendLines(path string, lines []string) error {
 	return fh.Close()
 }
 
-func migrateSieveCmd() *cobra.Command {
-	var host, security, user, pwFile, master, dir, active string
+func migrateSieveCmd(g *globalFlags) *cobra.Command {
+	var host, security, user, pwFile, master, dir, active, target string
 	var insecure bool
 	c := &cobra.Command{
 		Use:   "sieve (--host HOST:PORT --user USER | --dir DIR)",
-		Short: "Read a user's Sieve scripts (ManageSieve or files) and check them with portcullis's compiler",
+		Short: "Copy a user's Sieve scripts (ManageSieve or files), compiled first, the active one kept active",
 		Long: `Read a user's Sieve scripts from a ManageSieve server (RFC 5804; password or --master
 login) or from a directory of NAME.sieve files (--active: the active script's file or
-Dovecot's ~/.dovecot.sieve link), and compile each with portcullis's Sieve compiler. Scripts
-that do not compile are listed with the compiler's error (exit status 1).
-
-Storing the scripts needs the ManageSieve script store, which this build does not have yet:
-this command only checks them.`,
+Dovecot's ~/.dovecot.sieve link), compile each as delivery does, and store those that
+compile as --target's scripts (what ManageSieve serves and delivery runs), the active one
+active. Scripts that do not compile are listed with the compiler's error and not stored
+(exit status 1). Without --target the scripts are only checked. Running it again replaces
+the scripts of the same names.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
@@ -643,8 +642,22 @@ this command only checks them.`,
 			if err != nil {
 				return err
 			}
-			res, err := migrate.MigrateScripts(ctx, scripts, nil, func(b []byte) error {
-				_, err := sieve.Compile(b, sieve.Options{})
+			cfg, err := loadAsDataOwner(g)
+			if err != nil {
+				return err
+			}
+			var dst migrate.ScriptTarget
+			if target != "" {
+				sc, err := store.OpenScripts(ctx, cfg.Store, strings.ToLower(target))
+				if err != nil {
+					return err
+				}
+				defer sc.Close()
+				dst = storetarget.Scripts{S: sc, Lim: cfg.Sieve.ScriptLimits()}
+			}
+			checker := cfg.Sieve.NewChecker(cfg.Routing.RecipientDelimiter)
+			res, err := migrate.MigrateScripts(ctx, scripts, dst, func(b []byte) error {
+				_, err := checker.Check(b)
 				return err
 			})
 			if err != nil {
@@ -676,5 +689,6 @@ this command only checks them.`,
 	c.Flags().StringVar(&master, "master", "", "log in as this master/admin user on behalf of --user")
 	c.Flags().StringVar(&dir, "dir", "", "a directory of NAME.sieve files instead of a server")
 	c.Flags().StringVar(&active, "active", "", "with --dir: the active script's file or link (e.g. ~/.dovecot.sieve)")
+	c.Flags().StringVar(&target, "target", "", "the portcullis user whose scripts they become (without it: only check)")
 	return c
 }
