@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/stretchr/testify/require"
 
+	"github.com/portcullis-mail/portcullis/internal/testenv"
+	"github.com/portcullis-mail/portcullis/migrate"
 	"github.com/portcullis-mail/portcullis/migrate/migratetest"
 )
 
@@ -193,7 +196,7 @@ func TestMigrateFromDovecot(t *testing.T) {
 	add.Stdin = strings.NewReader("target-password-1\n")
 	out, err := add.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	srv := startBinary(t, bin, cfg, "imap", "pop3")
+	srv := startBinary(t, bin, cfg, "imap", "pop3", "managesieve")
 	defer srv.kill()
 
 	// Seed the source.
@@ -254,6 +257,19 @@ func TestMigrateFromDovecot(t *testing.T) {
 	require.NoError(t, os.WriteFile(bare, []byte("From: lf@example.net\nSubject: bare LF\n\nline one\nline two\n"), 0o644))
 	os.Chown(bare, 65534, 65534)
 
+	// Sieve scripts in Dovecot's layout: ~/sieve/NAME.sieve, the active one linked from
+	// ~/.dovecot.sieve.
+	if dc.SieveAddr() == "" {
+		testenv.Unavailable(t, "dovecot-managesieved is not installed")
+	}
+	activeScript := "require [\"fileinto\", \"envelope\"];\r\nif envelope :is \"from\" \"boss@example.net\" {\r\n  fileinto \"Work\";\r\n}\r\n"
+	home := dc.Home(user)
+	require.NoError(t, os.MkdirAll(filepath.Join(home, "sieve"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "sieve", "filters.sieve"), []byte(activeScript), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "sieve", "spare.sieve"), []byte("keep;\r\n"), 0o644))
+	require.NoError(t, os.Symlink("sieve/filters.sieve", filepath.Join(home, ".dovecot.sieve")))
+	filepath.Walk(home, func(p string, _ os.FileInfo, _ error) error { os.Lchown(p, 65534, 65534); return nil })
+
 	pwFile := filepath.Join(dir, "master.pw")
 	require.NoError(t, os.WriteFile(pwFile, []byte(migratetest.MasterPassword+"\n"), 0o600))
 	args := func(extra ...string) []string {
@@ -301,6 +317,23 @@ func TestMigrateFromDovecot(t *testing.T) {
 	require.Len(t, snap.Folders, 13)
 	require.Len(t, snap.Msgs["INBOX"], 10)
 	require.Empty(t, snap.Msgs["Empty"])
+
+	// The Sieve scripts, then over ManageSieve on both sides: the same scripts, the same
+	// text, the same one active.
+	out, err = exec.Command(bin, "migrate", "sieve", "--config", cfg, "--host", dc.SieveAddr(), "--security", "none", "--user", user,
+		"--master", migratetest.Master, "--password-file", pwFile, "--target", user).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	want, err := migrate.ScriptsFromManageSieve(context.Background(), migrate.ImapConfig{Addr: dc.SieveAddr(), Security: "none",
+		User: user, Password: migratetest.Password})
+	require.NoError(t, err)
+	got, err := migrate.ScriptsFromManageSieve(context.Background(), migrate.ImapConfig{Addr: srv.addrs["managesieve"], Security: "starttls",
+		TLSConfig: &tls.Config{InsecureSkipVerify: true}, User: user, Password: "target-password-1"})
+	require.NoError(t, err)
+	sort.Slice(want, func(i, j int) bool { return want[i].Name < want[j].Name })
+	sort.Slice(got, func(i, j int) bool { return got[i].Name < got[j].Name })
+	require.Len(t, want, 2)
+	require.Equal(t, want, got, "Sieve scripts over ManageSieve")
+	require.True(t, got[0].Active && got[0].Name == "filters" && string(got[0].Text) == activeScript)
 
 	// A second run copies nothing.
 	r = migrateTotals(t, bin, args()...)
