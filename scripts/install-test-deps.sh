@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(swaks libnet-ssleay-perl libio-socket-ssl-perl clamav-daemon clamav-testfiles clamdscan dovecot-core dovecot-lmtpd dovecot-imapd
-      dovecot-pop3d postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
+      dovecot-pop3d dovecot-managesieved postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
       postgresql pflogsumm dovecot-sieve chromium postgrey miltertest rspamd redis-server sieve-connect cyrus-admin
       dovecot-dev build-essential autoconf automake libtool pkg-config) # the last six build imaptest
 missing=()

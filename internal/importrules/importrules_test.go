@@ -80,6 +80,11 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
+		from:      []string{"./migrate"},
+		forbidden: []string{"store", "auth", "imapd", "pop3d", "smtpd", "delivery", "config", "cmd"},
+		why:       "migrate reaches the store and the user database through interfaces it owns (Target, UserDB); migrate/storetarget adapts the store",
+	},
+	{
 		from:      []string{"./policyd", "./milter"},
 		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "spool", "config", "cmd"},
 		why:       "the Postfix doors translate requests into a policy.Transaction and run the engine, nothing of the server",
