@@ -129,6 +129,12 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 			return err
 		}
 	}
+	if cmd.vanished {
+		// RFC 5530 §3: another session expunged some of them; the EXPUNGE comes with
+		// the next command that may send it. Dovecot's words, which imaptest knows.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED",
+			Text: "Some of the requested messages no longer exist"}
+	}
 	return nil
 }
 
@@ -167,7 +173,8 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 	for i := start; i < end; i++ {
 		m, ok := byUID[uids[i]]
 		if !ok {
-			continue // expunged by another session; the EXPUNGE comes with the next poll
+			cmd.vanished = true // expunged by another session; the EXPUNGE comes with the next poll
+			continue
 		}
 		if err := cmd.overLimit(); err != nil {
 			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
@@ -178,8 +185,21 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
-		m.Flags = sel.withRecent(m.UID, m.Flags)
-		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
+		m.Flags = sel.withRecent(m.UID, sel.known(m.Flags))
+		mf := &msgFile{s: s, mb: sel.mb, m: m, cmd: cmd}
+		if needsBody(o) || (o.Envelope && s.cachedEnvelope(m) == nil) {
+			// Open the file before "* N FETCH (" goes out: another session may have
+			// expunged the message since its record was read (issue 16 item 7: FETCH
+			// raced EXPUNGE, and the client got an empty body for it). Once open, the
+			// file stays readable to the end of this message.
+			if _, err := mf.open(); errors.Is(err, store.ErrNoMessage) {
+				release()
+				cmd.vanished = true
+				continue
+			}
+		}
+		err = s.fetchOne(w.CreateMessage(seqs[i]), mf, o)
+		mf.close()
 		release()
 		if err != nil {
 			return err
@@ -200,7 +220,8 @@ func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
 	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
 }
 
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions, cmd *fetchCmd) error {
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mf *msgFile, o *imap.FetchOptions) error {
+	mb, m, cmd := mf.mb, mf.m, mf.cmd
 	w.WriteUID(imap.UID(m.UID))
 	if o.Flags {
 		w.WriteFlags(toIMAPFlags(m.Flags))
@@ -222,8 +243,6 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 			return w.Close()
 		}
 	}
-	mf := &msgFile{s: s, mb: mb, m: m, cmd: cmd}
-	defer mf.close()
 	skip := func(err error) error {
 		// The message vanished or is unreadable: skip it, keep the session.
 		if errors.Is(err, store.ErrNoMessage) {

@@ -123,6 +123,30 @@ func (sel *selected) learn(flags []string) bool {
 	return added
 }
 
+// known returns flags without the keywords the client has not been told of in FLAGS.
+// FETCH and STORE read flags from the store as they are now; a keyword there that the
+// client has not learned was set by another session whose event is still pending, and
+// the poll after the command sends FLAGS and then that change (RFC 3501 §7.2.6; imaptest:
+// "Keyword used without being in FLAGS").
+func (sel *selected) known(flags []string) []string {
+	for i, f := range flags {
+		if strings.HasPrefix(f, `\`) || isBaseFlag[strings.ToLower(f)] {
+			continue
+		}
+		if _, ok := sel.keywords[strings.ToLower(f)]; ok {
+			continue
+		}
+		out := slices.Clone(flags[:i])
+		for _, f := range flags[i+1:] {
+			if _, ok := sel.keywords[strings.ToLower(f)]; ok || strings.HasPrefix(f, `\`) || isBaseFlag[strings.ToLower(f)] {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	return flags
+}
+
 // mailboxFlags is the FLAGS list: the base flags and the keywords, sorted.
 func (sel *selected) mailboxFlags() []imap.Flag {
 	kw := make([]string, 0, len(sel.keywords))
@@ -727,6 +751,20 @@ func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge b
 	}
 	sel.held = nil
 	exists, recent := false, false
+	// announce sends the EXISTS and RECENT of messages added to the view so far. It must
+	// run before any response that names a sequence number of the grown view: an
+	// EXPUNGE, or a FETCH of a message appended and then flagged by another session
+	// (issue 16 item 7: "* 33 FETCH" reached a client told of 32 messages).
+	announce := func() {
+		if exists {
+			setErr(w.WriteNumMessages(uint32(len(sel.uids))))
+			exists = false
+		}
+		if recent {
+			setErr(w.WriteNumRecent(uint32(len(sel.recent))))
+			recent = false
+		}
+	}
 	i := 0
 loop:
 	for ; i < len(sel.pending); i++ {
@@ -749,15 +787,7 @@ loop:
 			if !allowExpunge {
 				break loop
 			}
-			if exists {
-				// EXISTS must precede expunges computed against the grown view.
-				setErr(w.WriteNumMessages(uint32(len(sel.uids))))
-				exists = false
-			}
-			if recent {
-				setErr(w.WriteNumRecent(uint32(len(sel.recent))))
-				recent = false
-			}
+			announce()
 			for _, uid := range ev.UIDs {
 				delete(sel.recent, uid)
 				if seq := sel.seqOf(uid); seq > 0 {
@@ -773,6 +803,7 @@ loop:
 			}
 			for _, m := range ev.Messages {
 				if seq := sel.seqOf(m.UID); seq > 0 {
+					announce()
 					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags))))
 				}
 			}
@@ -782,12 +813,7 @@ loop:
 		}
 	}
 	sel.pending = sel.pending[i:]
-	if exists {
-		setErr(w.WriteNumMessages(uint32(len(sel.uids))))
-	}
-	if recent {
-		setErr(w.WriteNumRecent(uint32(len(sel.recent))))
-	}
+	announce()
 	return werr
 }
 
@@ -1129,7 +1155,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 		rw := w.CreateMessage(seqs[i])
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, m.Flags)))
+		rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, sel.known(m.Flags))))
 		if err := rw.Close(); err != nil {
 			return err
 		}
