@@ -60,6 +60,11 @@ var rules = []rule{
 		why:       "the small shared packages are leaves every other package may import",
 	},
 	{
+		from:      []string{"./imapd/internal/wire"},
+		forbidden: []string{"", "github.com/emersion"}, // nothing of portcullis, no go-imap
+		why:       "the IMAP command parser reads bytes into commands: no store, no server, no go-imap",
+	},
+	{
 		from:      []string{"./policy"},
 		forbidden: []string{"rbl", "spf", "dkim", "headers", "content", "bayes", "virus", "smtpd", "config", "store", "auth", "delivery"},
 		why:       "the rule engine knows no concrete policy and no server",
