@@ -100,6 +100,10 @@ func fetchLimits(o *imap.FetchOptions) error {
 }
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
+	return s.fetch(serverFetch{w}, numSet, o)
+}
+
+func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
@@ -140,7 +144,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 
 // fetchBatch answers FETCH for uids[start:end], with its own deadline for the index: a
 // FETCH of many large messages may stream for longer than one store operation may take.
-func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uids []uint32, start, end int, o *imap.FetchOptions, cmd *fetchCmd) error {
+func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, start, end int, o *imap.FetchOptions, cmd *fetchCmd) error {
 	c, cancel := ctx()
 	defer cancel()
 	// Envelopes are usually in memory (msgCache): the index's copies are read only for
@@ -220,7 +224,7 @@ func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
 	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
 }
 
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mf *msgFile, o *imap.FetchOptions) error {
+func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error {
 	mb, m, cmd := mf.mb, mf.m, mf.cmd
 	w.WriteUID(imap.UID(m.UID))
 	if o.Flags {

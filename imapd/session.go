@@ -3,6 +3,8 @@ package imapd
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -21,9 +23,60 @@ import (
 // opTimeout bounds one store operation.
 const opTimeout = 2 * time.Minute
 
+// connCtl is what the session needs of its connection, whichever protocol layer serves
+// it (imapserver's Conn, or wireConn).
+type connCtl interface {
+	EnabledCaps() imap.CapSet
+	Bye(text string) error
+	NetConn() net.Conn
+}
+
+// updateWriter writes the unsolicited responses of a poll (imapserver's UpdateWriter).
+type updateWriter interface {
+	WriteExpunge(seq uint32) error
+	WriteNumMessages(n uint32) error
+	WriteNumRecent(n uint32) error
+	WriteMailboxFlags(flags []imap.Flag) error
+	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error
+}
+
+// fetchWriter starts the FETCH response of one message.
+type fetchWriter interface {
+	CreateMessage(seq uint32) msgWriter
+}
+
+// msgWriter writes the items of one FETCH response (imapserver's FetchResponseWriter).
+type msgWriter interface {
+	WriteUID(uid imap.UID)
+	WriteFlags(flags []imap.Flag)
+	WriteRFC822Size(size int64)
+	WriteInternalDate(t time.Time)
+	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
+	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
+	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
+	WriteEnvelope(env *imap.Envelope)
+	WriteBodyStructure(bs imap.BodyStructure)
+	Close() error
+}
+
+// serverFetch adapts imapserver's FetchWriter.
+type serverFetch struct{ w *imapserver.FetchWriter }
+
+func (f serverFetch) CreateMessage(seq uint32) msgWriter { return f.w.CreateMessage(seq) }
+
+// listWriter writes LIST responses; moveWriter MOVE's.
+type listWriter interface {
+	WriteList(data *imap.ListData) error
+}
+
+type moveWriter interface {
+	WriteCopyData(data *imap.CopyData) error
+	WriteExpunge(seq uint32) error
+}
+
 type session struct {
 	srv     *Server
-	conn    *imapserver.Conn
+	conn    connCtl
 	cs      *connState // the listener's accounting; nil for a connection from elsewhere
 	started time.Time
 	counted bool // registered with the server's per-user limits
@@ -356,6 +409,10 @@ func (s *session) Unsubscribe(name string) error {
 }
 
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, opts *imap.ListOptions) error {
+	return s.list(w, ref, patterns, opts)
+}
+
+func (s *session) list(w listWriter, ref string, patterns []string, opts *imap.ListOptions) error {
 	if opts == nil {
 		opts = &imap.ListOptions{}
 	}
@@ -729,7 +786,7 @@ func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) err
 
 // poll turns pending events into untagged responses in commit order. Without
 // allowExpunge (after FETCH, STORE, SEARCH: RFC 3501 §7.4.1) it stops at the first expunge.
-func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) poll(sel *selected, w updateWriter, allowExpunge bool) error {
 	if err := s.take(sel); err != nil {
 		return err
 	}
@@ -851,6 +908,10 @@ func (s *session) learnPending(sel *selected) {
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	return s.pollSelected(w, allowExpunge)
+}
+
+func (s *session) pollSelected(w updateWriter, allowExpunge bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sel == nil {
@@ -860,6 +921,10 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	return s.idle(w, stop)
+}
+
+func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
 	s.mu.Lock()
 	sel := s.sel
 	if sel != nil {
@@ -953,11 +1018,16 @@ func (s *session) selected() (*selected, error) {
 }
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) error {
+	// CLOSE passes a writer that sends nothing.
+	return s.expunge(w.WriteExpunge, uidSet, *w == (imapserver.ExpungeWriter{}))
+}
+
+// expunge answers EXPUNGE, UID EXPUNGE (uidSet) and CLOSE (closing: nothing is written).
+func (s *session) expunge(write func(seq uint32) error, uidSet *imap.UIDSet, closing bool) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
 	}
-	closing := *w == (imapserver.ExpungeWriter{}) // CLOSE passes a writer that sends nothing
 	if sel.readOnly {
 		if closing {
 			return nil // CLOSE after EXAMINE expunges nothing (RFC 3501 §6.4.2)
@@ -981,7 +1051,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushExpunges(sel, w.WriteExpunge)
+	return s.flushExpunges(sel, write)
 }
 
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
@@ -1052,6 +1122,10 @@ func copyData(res store.CopyResult) *imap.CopyData {
 // Move implements RFC 6851: COPYUID first, then one EXPUNGE per moved message, computed
 // against this session's view; the events are consumed so Poll does not repeat them.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	return s.move(w, numSet, dest)
+}
+
+func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
@@ -1102,6 +1176,10 @@ func hasFlag(flags []string, f string) bool {
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	return s.store(serverFetch{w}, numSet, flags)
+}
+
+func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
