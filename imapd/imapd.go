@@ -98,6 +98,10 @@ type Config struct {
 	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
 	// default 32MiB, -1 turns the cache off.
 	CacheSize bytesize.Size `yaml:"cache_size"`
+	// Protocol chooses the protocol layer: "" serves through go-imap's imapserver;
+	// ProtocolWire through imapd's own parser and responder (docs/architecture.md, "The
+	// IMAP protocol layer"), not the default until it passes imaptest as well.
+	Protocol string `yaml:"-"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
 	// Train, when set, is called after a user moves or copies messages into the \Junk
@@ -105,6 +109,9 @@ type Config struct {
 	// Bayesian scorer learns from users. It runs in the background, a few at a time.
 	Train func(ctx context.Context, user string, msg io.Reader, spam bool) error `yaml:"-"`
 }
+
+// ProtocolWire is Config.Protocol for imapd's own protocol layer.
+const ProtocolWire = "wire"
 
 // Authenticator checks a user name and password and returns the canonical user name; the
 // auth package's Service.Auth implements it. An error with a method Temporary() bool
@@ -138,6 +145,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	lns     map[net.Listener]*chanListener
+	wconns  map[*wireConn]struct{} // Config.Protocol wire: closed by Close
 	closed  bool
 	serving sync.WaitGroup // imapserver's Serve calls
 }
@@ -189,7 +197,7 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	}
 	log = log.With("server", "imap")
 	s := &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log), train: make(chan struct{}, 4),
-		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{},
+		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{}, wconns: map[*wireConn]struct{}{},
 		users: userLimits{user: map[string]int{}, userIP: map[userKey]int{}}}
 	if cfg.CacheSize > 0 {
 		s.cache = newMsgCache(int64(cfg.CacheSize))
@@ -219,6 +227,9 @@ func (s *Server) Close() error {
 	for ln, cl := range s.lns {
 		ln.Close()
 		cl.Close()
+	}
+	for c := range s.wconns {
+		c.NetConn().Close()
 	}
 	s.mu.Unlock()
 	// imapserver's Close must not run while one of its Serve calls starts.

@@ -111,6 +111,7 @@ type QuotaLimit struct {
 type Append struct {
 	Mailbox string
 	started bool
+	refuse  *Error // RefuseAppend
 }
 
 // AppendMessage is one message of APPEND. Body streams from the connection: read it to
@@ -579,6 +580,23 @@ func (p *Parser) NextAppend() (*AppendMessage, error) {
 	return m, nil
 }
 
+// RefuseAppend refuses the current APPEND with e before its message is sent: a
+// synchronising literal gets no continuation request, a non-synchronising one is skipped
+// (RFC 9051 §6.3.12: the server may refuse before the literal, e.g. for a bad mailbox
+// name). The session answers e with the tag.
+func (p *Parser) RefuseAppend(e *Error) error {
+	cmd := p.cmd
+	if cmd == nil || cmd.Append == nil {
+		return errors.New("wire: RefuseAppend outside APPEND")
+	}
+	cmd.Append.refuse = e
+	_, err := p.NextAppend()
+	if err == nil {
+		return e
+	}
+	return err
+}
+
 func (p *Parser) appendMessage(a *Append) (*AppendMessage, error) {
 	if p.eol() {
 		if !a.started {
@@ -615,6 +633,9 @@ func (p *Parser) appendMessage(a *Append) (*AppendMessage, error) {
 	n, sync, err := p.literalHeader()
 	if err != nil {
 		return nil, err
+	}
+	if a.refuse != nil {
+		return nil, p.refuseLiteral(n, sync, a.refuse)
 	}
 	max := p.lim.MaxMessage
 	if !p.authed {
