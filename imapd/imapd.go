@@ -98,9 +98,10 @@ type Config struct {
 	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
 	// default 32MiB, -1 turns the cache off.
 	CacheSize bytesize.Size `yaml:"cache_size"`
-	// Protocol chooses the protocol layer: "" serves through go-imap's imapserver;
-	// ProtocolWire through imapd's own parser and responder (docs/architecture.md, "The
-	// IMAP protocol layer"), not the default until it passes imaptest as well.
+	// Protocol chooses the protocol layer: "" (ProtocolWire) serves through imapd's own
+	// parser and responder (docs/architecture.md, "The IMAP protocol layer");
+	// ProtocolImapserver through go-imap's imapserver, which it replaced and which stays
+	// for comparison until the extensions need what only the new layer has.
 	Protocol string `yaml:"-"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
@@ -110,8 +111,11 @@ type Config struct {
 	Train func(ctx context.Context, user string, msg io.Reader, spam bool) error `yaml:"-"`
 }
 
-// ProtocolWire is Config.Protocol for imapd's own protocol layer.
-const ProtocolWire = "wire"
+// Config.Protocol values.
+const (
+	ProtocolWire       = "wire"
+	ProtocolImapserver = "imapserver"
+)
 
 // Authenticator checks a user name and password and returns the canonical user name; the
 // auth package's Service.Auth implements it. An error with a method Temporary() bool
@@ -192,6 +196,13 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	defaultInt(&cfg.MaxLoginCommands, 20)
 	defaultInt(&cfg.MaxUserConnections, 50)
 	defaultInt(&cfg.MaxUserIPConnections, 10)
+	switch cfg.Protocol {
+	case "":
+		cfg.Protocol = ProtocolWire
+	case ProtocolWire, ProtocolImapserver:
+	default:
+		return nil, fmt.Errorf("imapd: unknown protocol layer %q", cfg.Protocol)
+	}
 	if cfg.LoginTimeout == 0 {
 		cfg.LoginTimeout = time.Minute
 	}

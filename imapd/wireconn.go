@@ -115,8 +115,8 @@ func (c *wireConn) setStream(nc net.Conn) {
 		r = io.TeeReader(nc, d)
 		w = io.MultiWriter(nc, d)
 	}
-	c.br = bufio.NewReaderSize(r, 8192)
-	c.bw = bufio.NewWriterSize(w, 8192)
+	c.br = bufio.NewReaderSize(r, 4096)
+	c.bw = bufio.NewWriterSize(w, 4096)
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
 	authed := c.p != nil && c.state != stateNotAuth
 	c.p = wire.NewParser(c.br, lim, func(text string) error {
@@ -287,7 +287,10 @@ func (c *wireConn) replyErr(cmd *wire.Command, err error) error {
 	if errors.Is(err, imapserver.ErrAuthFailed) {
 		return c.tagged(cmd.Tag, "NO", imap.ResponseCodeAuthenticationFailed, "Authentication failed")
 	}
-	if c.state == stateLogout {
+	var ne net.Error
+	if c.state == stateLogout || errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+		// The connection failed (the client went away mid-response): nothing to answer.
+		c.srv.rlog.Debug("imap connection ended", "command", cmd.Name, "err", err)
 		return err
 	}
 	c.srv.rlog.Error("imap command", "command", cmd.Name, "err", err)
