@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -135,7 +136,15 @@ func (p *Parser) ReadCommand() (*Command, error) {
 		err := p.readLine()
 		p.strings, p.depth, p.cmd = 0, 0, nil
 		if err != nil {
-			return &Command{}, err
+			// An over-long line is answered with its tag when it starts with one.
+			cmd := &Command{}
+			if i := bytes.IndexByte(p.line, ' '); i > 0 && !errors.Is(err, ErrIO) {
+				if tag := p.line[:i]; bytes.IndexFunc(tag, func(r rune) bool { return r > 0x7f || !isTagChar(byte(r)) }) < 0 {
+					cmd.Tag = string(tag)
+				}
+			}
+			p.line, p.pos = p.line[:0], 0
+			return cmd, err
 		}
 		if len(p.line) > 0 {
 			break // empty lines between commands are ignored, as Dovecot does

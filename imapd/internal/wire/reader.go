@@ -157,7 +157,8 @@ func (p *Parser) readLine() error {
 	}
 	p.line = bytes.TrimSuffix(p.line[:len(p.line)-1], []byte("\r"))
 	if len(p.line) > p.lim.MaxLine {
-		p.line = p.line[:0]
+		p.line = p.line[:min(len(p.line), 64)]
+		p.pos = len(p.line)
 		return &Error{Kind: Bad, Code: "TOOBIG", Text: "command line too long"}
 	}
 	return nil
@@ -167,7 +168,8 @@ func (p *Parser) readLine() error {
 // longer than that is fatal (a client that never ends its line).
 func (p *Parser) discardLongLine() error {
 	n := len(p.line)
-	p.line = p.line[:0]
+	p.line = p.line[:min(len(p.line), 64)] // the tag, for the answer
+	p.pos = len(p.line)
 	for n < 16*p.lim.MaxLine {
 		frag, err := p.r.ReadSlice('\n')
 		n += len(frag)
