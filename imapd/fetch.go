@@ -104,6 +104,12 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 }
 
 func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
+	if o.ModSeq || o.ChangedSince > 0 {
+		s.condstore = true
+	}
+	if s.condstore && (o.Flags || o.ChangedSince > 0) {
+		o.ModSeq = true // RFC 7162 §3.1.4.1: FETCH with FLAGS carries MODSEQ
+	}
 	sel, err := s.selected()
 	if err != nil {
 		return err
@@ -180,6 +186,9 @@ func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, 
 			cmd.vanished = true // expunged by another session; the EXPUNGE comes with the next poll
 			continue
 		}
+		if o.ChangedSince > 0 && m.ModSeq <= o.ChangedSince {
+			continue // RFC 7162 §3.1.4.1
+		}
 		if err := cmd.overLimit(); err != nil {
 			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
 			return err
@@ -232,6 +241,9 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 	}
 	if o.InternalDate {
 		w.WriteInternalDate(m.InternalDate)
+	}
+	if o.ModSeq {
+		w.WriteModSeq(m.ModSeq)
 	}
 	if o.RFC822Size {
 		w.WriteRFC822Size(m.SizeCRLF)
@@ -452,9 +464,16 @@ func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part)
 // --- SEARCH ---
 
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, error) {
+	d, _, err := s.search(kind, criteria, opts)
+	return d, err
+}
+
+// search answers SEARCH; modseqs are the modseqs of the results, in their order, for the
+// MODSEQ of a search on MODSEQ (RFC 7162 §3.1.5).
+func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, []uint64, error) {
 	sel, err := s.selected()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, cancel := ctx()
 	defer cancel()
@@ -462,11 +481,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	seqs, uids := sel.resolve(all)
 	var res []uint32 // seqs or uids
 	var resUIDs []uint32
+	var modseqs []uint64
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
 		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids[start:end])
 		if err != nil {
-			return nil, s.logErr("search", err)
+			return nil, nil, s.logErr("search", err)
 		}
 		byUID := make(map[uint32]store.Message, len(msgs))
 		for _, m := range msgs {
@@ -481,10 +501,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			matched := mm.match(criteria)
 			mm.done()
 			if mm.fatal != nil {
-				return nil, mm.fatal
+				return nil, nil, mm.fatal
 			}
 			if matched {
 				resUIDs = append(resUIDs, m.UID)
+				modseqs = append(modseqs, m.ModSeq)
 				if kind == imapserver.NumKindUID {
 					res = append(res, m.UID)
 				} else {
@@ -511,7 +532,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		set.AddNum(res...)
 		d.All = set
 	}
-	return d, nil
+	return d, modseqs, nil
 }
 
 type matchMsg struct {
@@ -646,6 +667,9 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 	}
 	if !matchDate(mm.m.InternalDate, c.Since, c.Before) {
 		return false
+	}
+	if c.ModSeq != nil && mm.m.ModSeq < c.ModSeq.ModSeq {
+		return false // RFC 7162 §3.1.5
 	}
 	flags := mm.sel.withRecent(mm.m.UID, mm.m.Flags)
 	for _, f := range c.Flag {

@@ -37,7 +37,22 @@ type updateWriter interface {
 	WriteNumMessages(n uint32) error
 	WriteNumRecent(n uint32) error
 	WriteMailboxFlags(flags []imap.Flag) error
-	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error
+	// WriteMessageFlags writes "* seq FETCH (UID uid FLAGS (...))", with MODSEQ when
+	// modseq is not 0 (a CONDSTORE session, RFC 7162 §3.2).
+	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
+}
+
+// serverUpdates adapts imapserver's UpdateWriter, which has no MODSEQ.
+type serverUpdates struct{ w *imapserver.UpdateWriter }
+
+func (u serverUpdates) WriteExpunge(seq uint32) error   { return u.w.WriteExpunge(seq) }
+func (u serverUpdates) WriteNumMessages(n uint32) error { return u.w.WriteNumMessages(n) }
+func (u serverUpdates) WriteNumRecent(n uint32) error   { return u.w.WriteNumRecent(n) }
+func (u serverUpdates) WriteMailboxFlags(flags []imap.Flag) error {
+	return u.w.WriteMailboxFlags(flags)
+}
+func (u serverUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, _ uint64) error {
+	return u.w.WriteMessageFlags(seq, uid, flags)
 }
 
 // fetchWriter starts the FETCH response of one message.
@@ -56,13 +71,21 @@ type msgWriter interface {
 	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
 	WriteEnvelope(env *imap.Envelope)
 	WriteBodyStructure(bs imap.BodyStructure)
+	WriteModSeq(modseq uint64) // RFC 7162 §3.1.4.1
 	Close() error
 }
 
-// serverFetch adapts imapserver's FetchWriter.
+// serverFetch adapts imapserver's FetchWriter, which has no MODSEQ (CONDSTORE is
+// offered only by imapd's own protocol layer).
 type serverFetch struct{ w *imapserver.FetchWriter }
 
-func (f serverFetch) CreateMessage(seq uint32) msgWriter { return f.w.CreateMessage(seq) }
+func (f serverFetch) CreateMessage(seq uint32) msgWriter { return serverMsg{f.w.CreateMessage(seq)} }
+
+type serverMsg struct {
+	*imapserver.FetchResponseWriter
+}
+
+func (serverMsg) WriteModSeq(uint64) {}
 
 // listWriter writes LIST responses; moveWriter MOVE's.
 type listWriter interface {
@@ -84,6 +107,9 @@ type session struct {
 	mu   sync.Mutex // guards user and sel against the IDLE goroutine
 	user *store.User
 	sel  *selected
+	// condstore: the client enabled CONDSTORE (RFC 7162 §3.1: ENABLE, SELECT (CONDSTORE)
+	// or a command using a modseq); FETCH responses with FLAGS then carry MODSEQ.
+	condstore bool
 }
 
 // selected is the session's view of its selected mailbox.
@@ -140,6 +166,7 @@ func (s *session) takeRecent(sel *selected, uids []uint32) int {
 type heldFetch struct {
 	seq, uid uint32
 	flags    []string
+	modseq   uint64
 }
 
 // baseFlags are the flags every mailbox's FLAGS lists; permanentBase those a client may
@@ -597,6 +624,9 @@ func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusDat
 		l := s.AppendLimit()
 		d.AppendLimit = &l
 	}
+	if opts.HighestModSeq {
+		d.HighestModSeq = st.ModSeq
+	}
 	if opts.NumRecent {
 		n, err := s.statusRecent(c, st)
 		if err != nil {
@@ -705,7 +735,23 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(mb.UIDNext),
 		UIDValidity:       mb.UIDValidity,
+		HighestModSeq:     mb.ModSeq,
 	}, nil
+}
+
+// highestModSeq reads the selected mailbox's HIGHESTMODSEQ now.
+func (s *session) highestModSeq() (uint64, error) {
+	sel, err := s.selected()
+	if err != nil {
+		return 0, err
+	}
+	c, cancel := ctx()
+	defer cancel()
+	mb, err := s.user.Mailbox(c, sel.mb.Name)
+	if err != nil {
+		return 0, err
+	}
+	return mb.ModSeq, nil
 }
 
 func (s *session) Unselect() error {
@@ -804,7 +850,7 @@ func (s *session) poll(sel *selected, w updateWriter, allowExpunge bool) error {
 		sel.newFlags = false
 	}
 	for _, h := range sel.held {
-		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(sel.withRecent(h.uid, h.flags))))
+		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(sel.withRecent(h.uid, h.flags)), s.modseq(h.modseq)))
 	}
 	sel.held = nil
 	exists, recent := false, false
@@ -861,7 +907,7 @@ loop:
 			for _, m := range ev.Messages {
 				if seq := sel.seqOf(m.UID); seq > 0 {
 					announce()
-					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags))))
+					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags)), s.modseq(m.ModSeq)))
 				}
 			}
 		case store.MailboxDeleted:
@@ -908,7 +954,15 @@ func (s *session) learnPending(sel *selected) {
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	return s.pollSelected(w, allowExpunge)
+	return s.pollSelected(serverUpdates{w}, allowExpunge)
+}
+
+// modseq is what a FETCH of flags shows as MODSEQ: nothing (0) unless CONDSTORE is on.
+func (s *session) modseq(m uint64) uint64 {
+	if !s.condstore {
+		return 0
+	}
+	return m
 }
 
 func (s *session) pollSelected(w updateWriter, allowExpunge bool) error {
@@ -921,7 +975,7 @@ func (s *session) pollSelected(w updateWriter, allowExpunge bool) error {
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	return s.idle(w, stop)
+	return s.idle(serverUpdates{w}, stop)
 }
 
 func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
@@ -1176,20 +1230,24 @@ func hasFlag(flags []string, f string) bool {
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
-	return s.store(serverFetch{w}, numSet, flags)
+	_, err := s.store(serverFetch{w}, numSet, flags, nil)
+	return err
 }
 
-func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags) error {
+// store answers STORE; with unchangedSince (CONDSTORE, RFC 7162 §3.1.3) messages whose
+// modseq is above it are left alone and returned in modified (sequence numbers or UIDs
+// as uid says) for the MODIFIED response code.
+func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, unchangedSince *uint64) (modified []uint32, err error) {
 	sel, err := s.selected()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if sel.readOnly {
-		return readOnlyErr()
+		return nil, readOnlyErr()
 	}
 	seqs, uids := sel.resolve(numSet)
 	if len(uids) == 0 {
-		return nil
+		return nil, nil
 	}
 	op := store.FlagsReplace
 	switch flags.Op {
@@ -1200,8 +1258,40 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 	}
 	c, cancel := ctx()
 	defer cancel()
+	if unchangedSince != nil {
+		// The messages changed since the client's modseq are left out (RFC 7162
+		// §3.1.3). The check and the change are two steps: a change by another
+		// session in between is not seen (the store has no compare-and-set).
+		s.condstore = true
+		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
+		if err != nil {
+			return nil, s.logErr("store", err)
+		}
+		changed := map[uint32]bool{}
+		for _, m := range msgs {
+			if m.ModSeq > *unchangedSince {
+				changed[m.UID] = true
+			}
+		}
+		var keepSeqs, keepUIDs []uint32
+		for i, uid := range uids {
+			if changed[uid] {
+				if _, isUID := numSet.(imap.UIDSet); isUID {
+					modified = append(modified, uid)
+				} else {
+					modified = append(modified, seqs[i])
+				}
+				continue
+			}
+			keepSeqs, keepUIDs = append(keepSeqs, seqs[i]), append(keepUIDs, uid)
+		}
+		seqs, uids = keepSeqs, keepUIDs
+		if len(uids) == 0 {
+			return modified, nil
+		}
+	}
 	if _, err := s.user.SetFlags(c, sel.mb, uids, op, fromIMAPFlags(flags.Flags), s); err != nil {
-		return s.logErr("store", err)
+		return modified, s.logErr("store", err)
 	}
 	hold := false
 	if op != store.FlagsRemove {
@@ -1209,12 +1299,12 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 		hold = sel.learn(store.NormalizeFlags(fromIMAPFlags(flags.Flags)))
 		s.mu.Unlock()
 	}
-	if flags.Silent {
-		return nil
+	if flags.Silent && !s.condstore {
+		return modified, nil
 	}
 	msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
 	if err != nil {
-		return s.logErr("store", err)
+		return modified, s.logErr("store", err)
 	}
 	byUID := map[uint32]store.Message{}
 	for _, m := range msgs {
@@ -1225,20 +1315,26 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 		if !ok {
 			continue // expunged meanwhile
 		}
-		if hold {
+		if hold && !flags.Silent {
 			s.mu.Lock()
-			sel.held = append(sel.held, heldFetch{seq: seqs[i], uid: uid, flags: m.Flags})
+			sel.held = append(sel.held, heldFetch{seq: seqs[i], uid: uid, flags: m.Flags, modseq: m.ModSeq})
 			s.mu.Unlock()
 			continue
 		}
 		rw := w.CreateMessage(seqs[i])
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, sel.known(m.Flags))))
+		if !flags.Silent {
+			rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, sel.known(m.Flags))))
+		}
+		if s.condstore {
+			// Even after .SILENT: the client learns its change's modseq (RFC 7162 §3.1.3).
+			rw.WriteModSeq(m.ModSeq)
+		}
 		if err := rw.Close(); err != nil {
-			return err
+			return modified, err
 		}
 	}
-	return nil
+	return modified, nil
 }
 
 // maybeTrain feeds messages moved into or out of the Junk folder to Config.Train.

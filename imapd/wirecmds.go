@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,9 @@ func (c *wireConn) enable(cmd *wire.Command) error {
 		case "UTF8=ACCEPT":
 			c.enabled[imap.CapUTF8Accept] = struct{}{}
 			done = append(done, "UTF8=ACCEPT")
+		case "CONDSTORE":
+			c.sess.condstore = true
+			done = append(done, "CONDSTORE")
 		}
 	}
 	c.mu.Unlock()
@@ -75,8 +79,11 @@ func prefixSP(l []string) string {
 }
 
 func (c *wireConn) selectCmd(cmd *wire.Command) error {
-	if cmd.Select.CondStore || cmd.Select.QResync != nil {
-		return c.tagged(cmd.Tag, "BAD", "", "CONDSTORE and QRESYNC are not offered")
+	if cmd.Select.QResync != nil {
+		return c.tagged(cmd.Tag, "BAD", "", "QRESYNC is not offered")
+	}
+	if cmd.Select.CondStore {
+		c.sess.condstore = true
 	}
 	// A name that is not modified UTF-7 is refused as a malformed command, before the
 	// selected mailbox is closed.
@@ -107,6 +114,7 @@ func (c *wireConn) selectCmd(cmd *wire.Command) error {
 		}
 		e.raw("* OK [UIDVALIDITY ").num(data.UIDValidity).raw("] UIDs valid\r\n")
 		e.raw("* OK [UIDNEXT ").num(uint32(data.UIDNext)).raw("] Predicted next UID\r\n")
+		e.raw("* OK [HIGHESTMODSEQ ").num64(int64(data.HighestModSeq)).raw("] Highest\r\n")
 		e.raw("* FLAGS ").flags(data.Flags).raw("\r\n")
 		return e.raw("* OK [PERMANENTFLAGS ").flags(data.PermanentFlags).raw("] Flags permitted").crlf()
 	})
@@ -191,6 +199,8 @@ func statusOptions(items []string) *imap.StatusOptions {
 			o.Size = true
 		case "APPENDLIMIT":
 			o.AppendLimit = true
+		case "HIGHESTMODSEQ":
+			o.HighestModSeq = true
 		}
 	}
 	return o
@@ -223,6 +233,9 @@ func (e *enc) statusData(d *imap.StatusData, o *imap.StatusOptions) *enc {
 	}
 	if o.NumRecent && d.NumRecent != nil {
 		add("RECENT", uint64(*d.NumRecent))
+	}
+	if o.HighestModSeq {
+		add("HIGHESTMODSEQ", d.HighestModSeq)
 	}
 	return e.raw(strings.Join(items, " ")).raw(")")
 }
@@ -440,9 +453,13 @@ func (u wireUpdates) WriteMailboxFlags(flags []imap.Flag) error {
 	return u.c.untagged(func(e *enc) *enc { return e.raw("FLAGS ").flags(flags) })
 }
 
-func (u wireUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error {
+func (u wireUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error {
 	return u.c.untagged(func(e *enc) *enc {
-		return e.num(seq).raw(" FETCH (UID ").num(uint32(uid)).raw(" FLAGS ").flags(flags).raw(")")
+		e.num(seq).raw(" FETCH (UID ").num(uint32(uid)).raw(" FLAGS ").flags(flags)
+		if modseq > 0 {
+			e.raw(" MODSEQ (").num64(int64(modseq)).raw(")")
+		}
+		return e.raw(")")
 	})
 }
 
@@ -553,6 +570,9 @@ func criteria(k wire.SearchKey) (imap.SearchCriteria, error) {
 				return cr, err
 			}
 			cr.And(&s)
+			if s.ModSeq != nil && (cr.ModSeq == nil || s.ModSeq.ModSeq > cr.ModSeq.ModSeq) {
+				cr.ModSeq = s.ModSeq // And leaves it out
+			}
 		}
 	case "ALL":
 	case "SEQSET":
@@ -617,6 +637,8 @@ func criteria(k wire.SearchKey) (imap.SearchCriteria, error) {
 			return cr, err
 		}
 		cr.Or = append(cr.Or, [2]imap.SearchCriteria{a, b})
+	case "MODSEQ":
+		cr.ModSeq = &imap.SearchCriteriaModSeq{ModSeq: k.Num}
 	default:
 		return cr, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "search key " + k.Op + " is not offered"}
 	}
@@ -657,9 +679,32 @@ func (c *wireConn) search(cmd *wire.Command) error {
 	if cmd.UID {
 		kind = imapserver.NumKindUID
 	}
-	data, err := c.sess.Search(kind, &cr, opts)
+	was := c.sess.condstore
+	withModSeq := hasModSeqKey(s.Key)
+	if withModSeq {
+		c.sess.condstore = true
+	}
+	data, modseqs, err := c.sess.search(kind, &cr, opts)
 	if err != nil {
 		return c.replyErr(cmd, err)
+	}
+	if err := c.condstoreOn(was); err != nil {
+		return err
+	}
+	// RFC 7162 §3.1.5: a search on MODSEQ answers the highest modseq of what it returns
+	// (with MIN or MAX alone, of those messages).
+	var highest uint64
+	if withModSeq && len(modseqs) > 0 {
+		if opts.ReturnAll || opts.ReturnCount || !esearchWanted(s.Return) {
+			highest = slices.Max(modseqs)
+		} else {
+			if opts.ReturnMin {
+				highest = max(highest, modseqs[0])
+			}
+			if opts.ReturnMax {
+				highest = max(highest, modseqs[len(modseqs)-1])
+			}
+		}
 	}
 	nums := searchNums(data.All)
 	esearch := s.Return != nil || c.EnabledCaps().Has(imap.CapIMAP4rev2)
@@ -671,6 +716,9 @@ func (c *wireConn) search(cmd *wire.Command) error {
 				e.raw("SEARCH")
 				for _, n := range nums {
 					e.sp().num(n)
+				}
+				if highest > 0 {
+					e.raw(" (MODSEQ ").num64(int64(highest)).raw(")")
 				}
 				return e
 			}
@@ -690,6 +738,9 @@ func (c *wireConn) search(cmd *wire.Command) error {
 			if opts.ReturnCount {
 				e.raw(" COUNT ").num(data.Count)
 			}
+			if highest > 0 {
+				e.raw(" MODSEQ ").num64(int64(highest))
+			}
 			return e
 		})
 		if err != nil {
@@ -697,6 +748,35 @@ func (c *wireConn) search(cmd *wire.Command) error {
 		}
 	}
 	return c.reply(cmd, nil, "")
+}
+
+func esearchWanted(ret []string) bool { return ret != nil }
+
+func hasModSeqKey(k wire.SearchKey) bool {
+	if k.Op == "MODSEQ" {
+		return true
+	}
+	for _, sub := range k.Keys {
+		if hasModSeqKey(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// condstoreOn sends HIGHESTMODSEQ when a command (not ENABLE or SELECT) has just turned
+// CONDSTORE on in the selected state (RFC 7162 §3.1).
+func (c *wireConn) condstoreOn(was bool) error {
+	if was || !c.sess.condstore || c.state != stateSelected {
+		return nil
+	}
+	h, err := c.sess.highestModSeq()
+	if err != nil {
+		return nil
+	}
+	return c.untagged(func(e *enc) *enc {
+		return e.raw("OK [HIGHESTMODSEQ ").num64(int64(h)).raw("] Highest")
+	})
 }
 
 func searchNums(set imap.NumSet) []uint32 {
@@ -776,13 +856,16 @@ func fetchOptions(f *wire.Fetch, uid bool) (*imap.FetchOptions, *wireFetch, erro
 			o.BinarySection = append(o.BinarySection, bs)
 		case "BINARY.SIZE[]":
 			o.BinarySectionSize = append(o.BinarySectionSize, &imap.FetchItemBinarySectionSize{Part: a.Section.Part})
+		case "MODSEQ":
+			o.ModSeq = true
 		default:
 			return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "fetch attribute " + a.Name + " is not offered"}
 		}
 	}
-	if f.ChangedSince != 0 {
-		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "CONDSTORE is not offered"}
+	if f.Vanished {
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "QRESYNC is not offered"}
 	}
+	o.ChangedSince = f.ChangedSince
 	return o, wf, nil
 }
 
@@ -795,7 +878,14 @@ func (c *wireConn) fetch(cmd *wire.Command) error {
 		return c.replyErr(cmd, err)
 	}
 	wf.c = c
-	return c.reply(cmd, c.sess.fetch(wf, numSet(cmd.Fetch.Set, cmd.UID), o), "")
+	was := c.sess.condstore
+	if err := c.sess.fetch(wf, numSet(cmd.Fetch.Set, cmd.UID), o); err != nil {
+		return c.replyErr(cmd, err)
+	}
+	if err := c.condstoreOn(was); err != nil {
+		return err
+	}
+	return c.reply(cmd, nil, "")
 }
 
 func (c *wireConn) store(cmd *wire.Command) error {
@@ -803,9 +893,6 @@ func (c *wireConn) store(cmd *wire.Command) error {
 		return err
 	}
 	st := cmd.Store
-	if st.UnchangedSince != nil {
-		return c.tagged(cmd.Tag, "BAD", "", "CONDSTORE is not offered")
-	}
 	flags := &imap.StoreFlags{Silent: st.Silent}
 	switch st.Op {
 	case '+':
@@ -819,7 +906,21 @@ func (c *wireConn) store(cmd *wire.Command) error {
 		flags.Flags = append(flags.Flags, imap.Flag(f))
 	}
 	wf := &wireFetch{c: c}
-	return c.reply(cmd, c.sess.store(wf, numSet(st.Set, cmd.UID), flags), "")
+	was := c.sess.condstore
+	modified, err := c.sess.store(wf, numSet(st.Set, cmd.UID), flags, st.UnchangedSince)
+	if err != nil {
+		return c.replyErr(cmd, err)
+	}
+	if err := c.condstoreOn(was); err != nil {
+		return err
+	}
+	if len(modified) > 0 {
+		// RFC 7162 §3.1.3: the messages left alone, for the client to look at again.
+		var set imap.SeqSet
+		set.AddNum(modified...)
+		return c.reply(cmd, nil, imap.ResponseCode("MODIFIED "+set.String()))
+	}
+	return c.reply(cmd, nil, "")
 }
 
 // wireMove writes MOVE's COPYUID and EXPUNGE responses.
@@ -949,6 +1050,8 @@ func (m *wireMsg) WriteBinarySectionSize(bs *imap.FetchItemBinarySectionSize, si
 }
 
 func (m *wireMsg) WriteEnvelope(env *imap.Envelope) { m.item("ENVELOPE ").envelope(env) }
+
+func (m *wireMsg) WriteModSeq(modseq uint64) { m.item("MODSEQ (").num64(int64(modseq)).raw(")") }
 
 func (m *wireMsg) WriteBodyStructure(bs imap.BodyStructure) {
 	if m.f.body {
