@@ -107,6 +107,9 @@ type session struct {
 	mu   sync.Mutex // guards user and sel against the IDLE goroutine
 	user *store.User
 	sel  *selected
+	// qresync: the client enabled QRESYNC (RFC 7162 §3.2.3): expunges are announced
+	// with VANISHED.
+	qresync bool
 	// condstore: the client enabled CONDSTORE (RFC 7162 §3.1: ENABLE, SELECT (CONDSTORE)
 	// or a command using a modseq); FETCH responses with FLAGS then carry MODSEQ.
 	condstore bool
@@ -739,6 +742,21 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 	}, nil
 }
 
+// vanishedSince returns the UIDs expunged from the selected mailbox after modseq.
+func (s *session) vanishedSince(modseq uint64) ([]uint32, error) {
+	sel, err := s.selected()
+	if err != nil {
+		return nil, err
+	}
+	c, cancel := ctx()
+	defer cancel()
+	uids, err := s.user.Vanished(c, sel.mb, modseq)
+	if err != nil {
+		return nil, s.logErr("vanished", err)
+	}
+	return uids, nil
+}
+
 // highestModSeq reads the selected mailbox's HIGHESTMODSEQ now.
 func (s *session) highestModSeq() (uint64, error) {
 	sel, err := s.selected()
@@ -803,7 +821,7 @@ func (s *session) take(sel *selected) error {
 // sequence numbers computed against the view as it shrinks, and drops those events; other
 // events stay pending for Poll. Used by EXPUNGE and MOVE so that each removed message is
 // announced exactly once.
-func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) error {
+func (s *session) flushExpunges(sel *selected, write func(seq uint32) error, vanished func(uids []uint32) error) error {
 	if err := s.take(sel); err != nil {
 		return err
 	}
@@ -814,20 +832,51 @@ func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) err
 			rest = append(rest, ev)
 			continue
 		}
-		for _, uid := range ev.UIDs {
-			delete(sel.recent, uid)
-			if seq := sel.seqOf(uid); seq > 0 {
-				sel.removeAt(seq)
-				if werr == nil {
-					werr = write(uint32(seq))
-				}
-			} else if uid > sel.maxUID() {
-				sel.gone[uid] = true
-			}
+		if err := s.removeExpunged(sel, ev.UIDs, write, vanished); werr == nil {
+			werr = err
 		}
 	}
 	sel.pending = rest
 	return werr
+}
+
+// removeExpunged takes expunged uids out of the view and tells the client: one EXPUNGE
+// per message with its sequence number, or, once QRESYNC is enabled (vanished not nil),
+// one VANISHED with the UIDs (RFC 7162 §3.2.10).
+func (s *session) removeExpunged(sel *selected, uids []uint32, write func(seq uint32) error, vanished func(uids []uint32) error) error {
+	var werr error
+	var gone []uint32
+	for _, uid := range uids {
+		delete(sel.recent, uid)
+		if seq := sel.seqOf(uid); seq > 0 {
+			sel.removeAt(seq)
+			if vanished != nil {
+				gone = append(gone, uid)
+			} else if werr == nil {
+				werr = write(uint32(seq))
+			}
+		} else if uid > sel.maxUID() {
+			sel.gone[uid] = true
+		}
+	}
+	if len(gone) > 0 && werr == nil {
+		werr = vanished(gone)
+	}
+	return werr
+}
+
+// vanishedWriter is an updateWriter that can write VANISHED (imapd's own layer).
+type vanishedWriter interface {
+	WriteVanished(uids []uint32, earlier bool) error
+}
+
+// vanishedFunc returns how to announce expunges as VANISHED to a QRESYNC client, or nil.
+func (s *session) vanishedFunc(w any) func([]uint32) error {
+	vw, ok := w.(vanishedWriter)
+	if !s.qresync || !ok {
+		return nil
+	}
+	return func(uids []uint32) error { return vw.WriteVanished(uids, false) }
 }
 
 // poll turns pending events into untagged responses in commit order. Without
@@ -891,15 +940,7 @@ loop:
 				break loop
 			}
 			announce()
-			for _, uid := range ev.UIDs {
-				delete(sel.recent, uid)
-				if seq := sel.seqOf(uid); seq > 0 {
-					sel.removeAt(seq)
-					setErr(w.WriteExpunge(uint32(seq)))
-				} else if uid > sel.maxUID() {
-					sel.gone[uid] = true
-				}
-			}
+			setErr(s.removeExpunged(sel, ev.UIDs, w.WriteExpunge, s.vanishedFunc(w)))
 		case store.FlagsChanged:
 			if ev.Source == s {
 				continue // our own STORE already answered
@@ -1073,11 +1114,11 @@ func (s *session) selected() (*selected, error) {
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) error {
 	// CLOSE passes a writer that sends nothing.
-	return s.expunge(w.WriteExpunge, uidSet, *w == (imapserver.ExpungeWriter{}))
+	return s.expunge(w.WriteExpunge, nil, uidSet, *w == (imapserver.ExpungeWriter{}))
 }
 
 // expunge answers EXPUNGE, UID EXPUNGE (uidSet) and CLOSE (closing: nothing is written).
-func (s *session) expunge(write func(seq uint32) error, uidSet *imap.UIDSet, closing bool) error {
+func (s *session) expunge(write func(seq uint32) error, vanished func([]uint32) error, uidSet *imap.UIDSet, closing bool) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
@@ -1105,7 +1146,7 @@ func (s *session) expunge(write func(seq uint32) error, uidSet *imap.UIDSet, clo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushExpunges(sel, write)
+	return s.flushExpunges(sel, write, vanished)
 }
 
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
@@ -1196,7 +1237,7 @@ func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushExpunges(sel, w.WriteExpunge)
+	return s.flushExpunges(sel, w.WriteExpunge, s.vanishedFunc(w))
 }
 
 // --- flags ---

@@ -62,6 +62,9 @@ func (c *wireConn) enable(cmd *wire.Command) error {
 		case "CONDSTORE":
 			c.sess.condstore = true
 			done = append(done, "CONDSTORE")
+		case "QRESYNC": // implies CONDSTORE (RFC 7162 §3.2.3)
+			c.sess.condstore, c.sess.qresync = true, true
+			done = append(done, "QRESYNC")
 		}
 	}
 	c.mu.Unlock()
@@ -79,8 +82,9 @@ func prefixSP(l []string) string {
 }
 
 func (c *wireConn) selectCmd(cmd *wire.Command) error {
-	if cmd.Select.QResync != nil {
-		return c.tagged(cmd.Tag, "BAD", "", "QRESYNC is not offered")
+	if cmd.Select.QResync != nil && !c.sess.qresync {
+		// RFC 7162 §3.2.5: only after ENABLE QRESYNC.
+		return c.tagged(cmd.Tag, "BAD", imap.ResponseCodeClientBug, "ENABLE QRESYNC first")
 	}
 	if cmd.Select.CondStore {
 		c.sess.condstore = true
@@ -122,6 +126,11 @@ func (c *wireConn) selectCmd(cmd *wire.Command) error {
 		return err
 	}
 	c.state = stateSelected
+	if q := cmd.Select.QResync; q != nil && q.UIDValidity == data.UIDValidity {
+		if err := c.resync(q); err != nil {
+			return c.replyErr(cmd, err)
+		}
+	}
 	code := imap.ResponseCode("READ-WRITE")
 	if readOnly {
 		code = "READ-ONLY"
@@ -438,6 +447,20 @@ func (u wireUpdates) WriteExpunge(seq uint32) error {
 	return u.c.untagged(func(e *enc) *enc { return e.num(seq).raw(" EXPUNGE") })
 }
 
+// WriteVanished writes VANISHED [(EARLIER)] (RFC 7162 §3.2.10, §3.2.6).
+func (u wireUpdates) WriteVanished(uids []uint32, earlier bool) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	return u.c.untagged(func(e *enc) *enc {
+		e.raw("VANISHED ")
+		if earlier {
+			e.raw("(EARLIER) ")
+		}
+		return e.numSet(uids)
+	})
+}
+
 func (u wireUpdates) WriteNumMessages(n uint32) error {
 	return u.c.untagged(func(e *enc) *enc { return e.num(n).raw(" EXISTS") })
 }
@@ -507,7 +530,7 @@ func (c *wireConn) unselect(cmd *wire.Command) error {
 		return err
 	}
 	if cmd.Name == "CLOSE" {
-		if err := c.sess.expunge(nil, nil, true); err != nil {
+		if err := c.sess.expunge(nil, nil, nil, true); err != nil {
 			return c.replyErr(cmd, err)
 		}
 	}
@@ -525,7 +548,8 @@ func (c *wireConn) expunge(cmd *wire.Command) error {
 		s := uidSet(cmd.Set)
 		set = &s
 	}
-	return c.reply(cmd, c.sess.expunge(c.updates().WriteExpunge, set, false), "")
+	u := c.updates()
+	return c.reply(cmd, c.sess.expunge(u.WriteExpunge, c.sess.vanishedFunc(u), set, false), "")
 }
 
 // numSet converts a wire sequence set for the session: UIDs for a UID command.
@@ -862,9 +886,6 @@ func fetchOptions(f *wire.Fetch, uid bool) (*imap.FetchOptions, *wireFetch, erro
 			return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "fetch attribute " + a.Name + " is not offered"}
 		}
 	}
-	if f.Vanished {
-		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "QRESYNC is not offered"}
-	}
 	o.ChangedSince = f.ChangedSince
 	return o, wf, nil
 }
@@ -878,6 +899,15 @@ func (c *wireConn) fetch(cmd *wire.Command) error {
 		return c.replyErr(cmd, err)
 	}
 	wf.c = c
+	if cmd.Fetch.Vanished {
+		// RFC 7162 §3.2.6: the UIDs of the set expunged since CHANGEDSINCE first.
+		if !c.sess.qresync {
+			return c.tagged(cmd.Tag, "BAD", imap.ResponseCodeClientBug, "ENABLE QRESYNC first")
+		}
+		if err := c.vanishedEarlier(cmd.Fetch.ChangedSince, uidSet(cmd.Fetch.Set)); err != nil {
+			return c.replyErr(cmd, err)
+		}
+	}
 	was := c.sess.condstore
 	if err := c.sess.fetch(wf, numSet(cmd.Fetch.Set, cmd.UID), o); err != nil {
 		return c.replyErr(cmd, err)
@@ -931,6 +961,10 @@ func (m wireMove) WriteCopyData(d *imap.CopyData) error {
 }
 
 func (m wireMove) WriteExpunge(seq uint32) error { return m.c.updates().WriteExpunge(seq) }
+
+func (m wireMove) WriteVanished(uids []uint32, earlier bool) error {
+	return m.c.updates().WriteVanished(uids, earlier)
+}
 
 func copyUID(d *imap.CopyData) imap.ResponseCode {
 	return imap.ResponseCode(fmt.Sprintf("COPYUID %d %s %s", d.UIDValidity, d.SourceUIDs.String(), d.DestUIDs.String()))
@@ -1070,4 +1104,37 @@ func (m *wireMsg) Close() error {
 	err := m.e.raw(")").crlf()
 	m.f.c.wmu.Unlock()
 	return err
+}
+
+// resync answers SELECT's QRESYNC parameter (RFC 7162 §3.2.5.2): the known UIDs expunged
+// since the client's modseq as VANISHED (EARLIER), then the flags of the messages changed
+// since, with their modseqs. The sequence match data is a hint the server may ignore.
+func (c *wireConn) resync(q *wire.QResync) error {
+	known := imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
+	if q.KnownUIDs != nil {
+		known = uidSet(*q.KnownUIDs)
+	}
+	if err := c.vanishedEarlier(q.ModSeq, known); err != nil {
+		return err
+	}
+	o := &imap.FetchOptions{UID: true, Flags: true, ModSeq: true, ChangedSince: q.ModSeq}
+	if q.ModSeq == 0 {
+		o.ChangedSince = 0 // every message
+	}
+	return c.sess.fetch(&wireFetch{c: c}, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, o)
+}
+
+// vanishedEarlier writes VANISHED (EARLIER) for the UIDs of set expunged after modseq.
+func (c *wireConn) vanishedEarlier(modseq uint64, set imap.UIDSet) error {
+	uids, err := c.sess.vanishedSince(modseq)
+	if err != nil {
+		return err
+	}
+	var in []uint32
+	for _, u := range uids {
+		if uidSetContains(set, u, ^uint32(0)) {
+			in = append(in, u)
+		}
+	}
+	return c.updates().WriteVanished(in, true)
 }
