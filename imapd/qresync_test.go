@@ -8,6 +8,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // selectState returns the UIDVALIDITY and HIGHESTMODSEQ of a SELECT's responses.
@@ -147,5 +149,26 @@ func TestCondStoreResyncGoIMAPClient(t *testing.T) {
 	msgs, err = c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{UID: true, Flags: true}).Collect()
 	if err != nil || len(msgs) != 3 || !slices.Contains(msgs[0].Flags, imap.FlagSeen) || slices.Contains(msgs[1].Flags, imap.FlagSeen) || !slices.Contains(msgs[2].Flags, imap.FlagSeen) {
 		t.Errorf("after the conditional STORE: %+v %v", msgs, err)
+	}
+}
+
+// MULTIAPPEND (RFC 3502) stores every message with one APPENDUID; when one is refused
+// (too big, told before it is sent), those before it are removed: all or none.
+func TestMultiAppend(t *testing.T) {
+	skipOnImapserver(t)
+	e := startWith(t, Config{Trusted: true}, store.Config{MaxMessageSize: 1000})
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	m := "Subject: m\r\n\r\nbody\r\n"
+	fmt.Fprintf(r.conn, "a1 APPEND INBOX (\\Seen) {%d+}\r\n%s {%d+}\r\n%s\r\n", len(m), m, len(m), m)
+	if l := r.line(); !strings.HasPrefix(l, "a1 OK [APPENDUID ") || !strings.HasSuffix(l, " 1:2] APPEND completed") {
+		t.Fatalf("MULTIAPPEND: %q", l)
+	}
+	fmt.Fprintf(r.conn, "a2 APPEND INBOX {%d+}\r\n%s {5000}\r\n", len(m), m)
+	if l := r.line(); !strings.HasPrefix(l, "a2 NO [TOOBIG]") {
+		t.Fatalf("MULTIAPPEND with a message too big: %q", l)
+	}
+	if lines := r.ok("STATUS INBOX (MESSAGES)"); len(lines) != 1 || !strings.Contains(lines[0], "MESSAGES 2") {
+		t.Errorf("after a refused MULTIAPPEND: %q", lines)
 	}
 }

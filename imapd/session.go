@@ -689,6 +689,18 @@ func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOpt
 	return &imap.AppendData{UIDValidity: res.UIDValidity, UID: imap.UID(res.UID)}, nil
 }
 
+// removeAppended takes back the messages a MULTIAPPEND stored before one failed.
+func (s *session) removeAppended(name string, uids []uint32) error {
+	c, cancel := ctx()
+	defer cancel()
+	mb, err := s.user.Mailbox(c, name)
+	if err != nil {
+		return err
+	}
+	_, err = s.user.Remove(c, mb, uids)
+	return err
+}
+
 // --- selected state: view and updates ---
 
 func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectData, error) {

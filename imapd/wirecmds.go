@@ -386,10 +386,24 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 		}
 		return perr
 	}
-	var res *imap.AppendData
-	for n := 0; ; n++ {
+	// MULTIAPPEND (RFC 3502): each message is stored as it arrives; if one fails, those
+	// stored before it are removed, so the command appends all or none.
+	var uidValidity uint32
+	var uids []uint32
+	undo := func() {
+		if len(uids) == 0 {
+			return
+		}
+		if err := c.sess.removeAppended(name, uids); err != nil {
+			c.srv.rlog.Error("imap append: undo", "err", err)
+		}
+	}
+	for {
 		m, perr := c.p.NextAppend()
 		if perr != nil {
+			if err == nil {
+				undo()
+			}
 			var we *wire.Error
 			if errors.As(perr, &we) {
 				if we.Fatal {
@@ -407,27 +421,32 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 		if m == nil {
 			break
 		}
-		if n > 0 {
-			// MULTIAPPEND (RFC 3502) is not offered: one message per APPEND.
-			io.Copy(io.Discard, m.Body)
-			err = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "one message per APPEND"}
-			continue
-		}
 		if err != nil {
-			io.Copy(io.Discard, m.Body)
+			io.Copy(io.Discard, m.Body) // an earlier message failed: the rest is read, not stored
 			continue
 		}
 		opts := &imap.AppendOptions{Time: m.Date}
 		for _, f := range m.Flags {
 			opts.Flags = append(opts.Flags, imap.Flag(f))
 		}
+		var res *imap.AppendData
 		res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
 		io.Copy(io.Discard, m.Body) // what the store did not read, on an error
+		if err != nil {
+			undo()
+			continue
+		}
+		uidValidity = res.UIDValidity
+		uids = append(uids, uint32(res.UID))
 	}
 	if err != nil {
 		return c.replyErr(cmd, err)
 	}
-	return c.reply(cmd, nil, imap.ResponseCode(fmt.Sprintf("APPENDUID %d %d", res.UIDValidity, res.UID)))
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return c.reply(cmd, nil, imap.ResponseCode(fmt.Sprintf("APPENDUID %d %s", uidValidity, set.String())))
 }
 
 // literal is an APPEND message as imap.LiteralReader.
