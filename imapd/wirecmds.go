@@ -26,7 +26,7 @@ func init() {
 		"APPEND": (*wireConn).appendCmd, "IDLE": (*wireConn).idle, "CLOSE": (*wireConn).unselect,
 		"UNSELECT": (*wireConn).unselect, "EXPUNGE": (*wireConn).expunge, "SEARCH": (*wireConn).search,
 		"FETCH": (*wireConn).fetch, "STORE": (*wireConn).store, "COPY": (*wireConn).copyMove,
-		"MOVE": (*wireConn).copyMove,
+		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd,
 	}
 }
 
@@ -1156,4 +1156,67 @@ func (c *wireConn) vanishedEarlier(modseq uint64, set imap.UIDSet) error {
 		}
 	}
 	return c.updates().WriteVanished(in, true)
+}
+
+// sortCmd answers SORT and UID SORT (RFC 5256), with ESORT's RETURN (RFC 5267).
+func (c *wireConn) sortCmd(cmd *wire.Command) error {
+	if ok, err := c.needSelected(cmd); !ok {
+		return err
+	}
+	so := cmd.Sort
+	if cs := strings.ToUpper(so.Charset); cs != "US-ASCII" && cs != "UTF-8" {
+		return c.tagged(cmd.Tag, "NO", "BADCHARSET (US-ASCII UTF-8)", "Only US-ASCII and UTF-8 are supported")
+	}
+	cr, err := criteria(so.Key)
+	if err != nil {
+		return c.replyErr(cmd, err)
+	}
+	keys := make([]sortKey, len(so.Criteria))
+	for i, k := range so.Criteria {
+		keys[i] = sortKey{key: k.Key, reverse: k.Reverse}
+	}
+	kind := imapserver.NumKindSeq
+	if cmd.UID {
+		kind = imapserver.NumKindUID
+	}
+	nums, err := c.sess.sort(kind, keys, &cr)
+	if err != nil {
+		return c.replyErr(cmd, err)
+	}
+	if so.Return != nil && slices.Contains(so.Return, "SAVE") {
+		return c.tagged(cmd.Tag, "BAD", "", "SORT RETURN (SAVE) is not offered")
+	}
+	err = c.untagged(func(e *enc) *enc {
+		if so.Return == nil {
+			e.raw("SORT")
+			for _, n := range nums {
+				e.sp().num(n)
+			}
+			return e
+		}
+		// ESORT (RFC 5267 §3.2): MIN and MAX are the first and last in the sorted
+		// order, ALL keeps that order.
+		e.raw(`ESEARCH (TAG `).str(cmd.Tag).raw(")")
+		if cmd.UID {
+			e.raw(" UID")
+		}
+		all := len(so.Return) == 0 || slices.Contains(so.Return, "ALL")
+		if slices.Contains(so.Return, "MIN") && len(nums) > 0 {
+			e.raw(" MIN ").num(nums[0])
+		}
+		if slices.Contains(so.Return, "MAX") && len(nums) > 0 {
+			e.raw(" MAX ").num(nums[len(nums)-1])
+		}
+		if all && len(nums) > 0 {
+			e.raw(" ALL ").orderedSet(nums)
+		}
+		if slices.Contains(so.Return, "COUNT") {
+			e.raw(" COUNT ").num(uint32(len(nums)))
+		}
+		return e
+	})
+	if err != nil {
+		return err
+	}
+	return c.reply(cmd, nil, "")
 }

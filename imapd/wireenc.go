@@ -129,6 +129,25 @@ func (e *enc) numSet(nums []uint32) *enc {
 	return e
 }
 
+// orderedSet writes numbers in their order, ascending runs as ranges (ESORT's ALL).
+func (e *enc) orderedSet(nums []uint32) *enc {
+	for i := 0; i < len(nums); {
+		j := i
+		for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
+			j++
+		}
+		if i > 0 {
+			e.raw(",")
+		}
+		e.num(nums[i])
+		if j > i {
+			e.raw(":").num(nums[j])
+		}
+		i = j + 1
+	}
+	return e
+}
+
 // status writes "TYPE [CODE] text" of a status response.
 func (e *enc) status(typ string, code imap.ResponseCode, text string) *enc {
 	e.raw(typ).sp()

@@ -1,0 +1,64 @@
+package imapd
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The base subject (RFC 5256 §2.1) that SORT (SUBJECT) and THREAD compare.
+func TestBaseSubject(t *testing.T) {
+	for in, want := range map[string]string{
+		"hello":                         "HELLO",
+		"Re: hello":                     "HELLO",
+		"RE:  Re: FWD: hello (fwd)":     "HELLO",
+		"Re: [list] Fwd: hello":         "HELLO",
+		"[list] Re: hello":              "HELLO",
+		"[fwd: Re: hello]":              "HELLO",
+		"[list]":                        "[LIST]",
+		"Re[2]: hello":                  "HELLO",
+		"  many   spaces\there (FWD)  ": "MANY SPACES HERE",
+		"Reply: not a leader":           "REPLY: NOT A LEADER",
+		"":                              "",
+	} {
+		if got := baseSubject(in); got != want {
+			t.Errorf("baseSubject(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// SORT and UID SORT order by the criteria with ties by sequence number; ESORT's RETURN
+// answers in ESEARCH form.
+func TestSort(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{Trusted: true})
+	for _, m := range []string{
+		"From: carl@x.org\r\nSubject: Re: beta\r\nDate: Mon, 02 Jan 2026 10:00:00 +0000\r\n\r\n" + strings.Repeat("x", 300) + "\r\n",
+		"From: anna@x.org\r\nSubject: alpha\r\nDate: Mon, 02 Jan 2026 09:00:00 +0000\r\n\r\nx\r\n",
+		"From: bob@x.org\r\nSubject: Fwd: beta\r\nDate: Mon, 02 Jan 2026 11:00:00 +0000\r\n\r\n" + strings.Repeat("x", 100) + "\r\n",
+	} {
+		e.deliver(t, "alice@example.org", m)
+	}
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	r.ok("SELECT INBOX")
+	for cmd, want := range map[string]string{
+		"SORT (SUBJECT) UTF-8 ALL":                     "* SORT 2 1 3",
+		"SORT (REVERSE SUBJECT) UTF-8 ALL":             "* SORT 1 3 2",
+		"SORT (FROM) UTF-8 ALL":                        "* SORT 2 3 1",
+		"SORT (DATE) UTF-8 ALL":                        "* SORT 2 1 3",
+		"SORT (SIZE) UTF-8 NOT FROM anna":              "* SORT 3 1",
+		"UID SORT (REVERSE ARRIVAL) US-ASCII ALL":      "* SORT 3 2 1",
+		"SORT RETURN (MIN MAX COUNT) (SIZE) UTF-8 ALL": `* ESEARCH (TAG "a5") MIN 2 MAX 1 COUNT 3`,
+	} {
+		if lines := r.ok("%s", cmd); len(lines) != 1 || lines[0] != strings.Replace(want, `"a5"`, `"`+tagOf(r)+`"`, 1) {
+			t.Errorf("%s: %q, want %q", cmd, lines, want)
+		}
+	}
+	if _, st := r.cmd("SORT (SUBJECT) KOI8-R ALL"); !strings.HasPrefix(st, "NO [BADCHARSET") {
+		t.Errorf("SORT with an unknown charset: %s", st)
+	}
+}
+
+// tagOf is the tag of the command r sent last.
+func tagOf(r *raw) string { return fmt.Sprintf("a%d", r.n) }
