@@ -689,6 +689,17 @@ func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOpt
 	return &imap.AppendData{UIDValidity: res.UIDValidity, UID: imap.UID(res.UID)}, nil
 }
 
+// usage is the bytes the user's messages take (what the store's quota counts).
+func (s *session) usage() (int64, error) {
+	c, cancel := ctx()
+	defer cancel()
+	n, err := s.user.Usage(c)
+	if err != nil {
+		return 0, s.logErr("quota", err)
+	}
+	return n, nil
+}
+
 // removeAppended takes back the messages a MULTIAPPEND stored before one failed.
 func (s *session) removeAppended(name string, uids []uint32) error {
 	c, cancel := ctx()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // The base subject (RFC 5256 §2.1) that SORT (SUBJECT) and THREAD compare.
@@ -62,3 +64,32 @@ func TestSort(t *testing.T) {
 
 // tagOf is the tag of the command r sent last.
 func tagOf(r *raw) string { return fmt.Sprintf("a%d", r.n) }
+
+// QUOTA (RFC 9208): one root "" with the store's quota in KiB; none without a quota;
+// SETQUOTA is refused.
+func TestQuota(t *testing.T) {
+	skipOnImapserver(t)
+	e := startWith(t, Config{Trusted: true}, store.Config{Quota: 10 << 20})
+	e.deliver(t, "alice@example.org", msgA)
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	lines := r.ok("GETQUOTAROOT INBOX")
+	if len(lines) != 2 || lines[0] != `* QUOTAROOT INBOX ""` || lines[1] != `* QUOTA "" (STORAGE 1 10240)` {
+		t.Errorf("GETQUOTAROOT: %q", lines)
+	}
+	if lines := r.ok(`GETQUOTA ""`); len(lines) != 1 || lines[0] != `* QUOTA "" (STORAGE 1 10240)` {
+		t.Errorf("GETQUOTA: %q", lines)
+	}
+	if _, st := r.cmd(`SETQUOTA "" (STORAGE 1)`); !strings.HasPrefix(st, "NO [NOPERM]") {
+		t.Errorf("SETQUOTA: %s", st)
+	}
+	if _, st := r.cmd(`GETQUOTAROOT nosuch`); !strings.HasPrefix(st, "NO") {
+		t.Errorf("GETQUOTAROOT of a mailbox that does not exist: %s", st)
+	}
+	e2 := start(t, Config{Trusted: true})
+	r2 := dialRaw(t, e2.addr)
+	r2.ok(`LOGIN alice@example.org "secret pw"`)
+	if lines := r2.ok("GETQUOTAROOT INBOX"); len(lines) != 1 || lines[0] != "* QUOTAROOT INBOX" {
+		t.Errorf("GETQUOTAROOT without a quota: %q", lines)
+	}
+}

@@ -27,6 +27,7 @@ func init() {
 		"UNSELECT": (*wireConn).unselect, "EXPUNGE": (*wireConn).expunge, "SEARCH": (*wireConn).search,
 		"FETCH": (*wireConn).fetch, "STORE": (*wireConn).store, "COPY": (*wireConn).copyMove,
 		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd,
+		"GETQUOTA": (*wireConn).quota, "GETQUOTAROOT": (*wireConn).quota, "SETQUOTA": (*wireConn).quota,
 	}
 }
 
@@ -1217,6 +1218,58 @@ func (c *wireConn) sortCmd(cmd *wire.Command) error {
 	})
 	if err != nil {
 		return err
+	}
+	return c.reply(cmd, nil, "")
+}
+
+// quota answers GETQUOTAROOT, GETQUOTA and SETQUOTA (RFC 9208) from the store's per-user
+// quota: one root, "", over all the user's mailboxes, with the STORAGE resource in units
+// of 1024 octets. Without a quota no mailbox has a root. The quota is the administrator's:
+// SETQUOTA is refused.
+func (c *wireConn) quota(cmd *wire.Command) error {
+	limit := int64(c.srv.store.Config().Quota)
+	writeQuota := func() error {
+		used, err := c.sess.usage()
+		if err != nil {
+			return err
+		}
+		return c.untagged(func(e *enc) *enc {
+			return e.raw(`QUOTA "" (STORAGE `).num64((used + 1023) / 1024).sp().num64(limit / 1024).raw(")")
+		})
+	}
+	switch cmd.Name {
+	case "SETQUOTA":
+		return c.tagged(cmd.Tag, "NO", imap.ResponseCodeNoPerm, "Quotas are set by the administrator")
+	case "GETQUOTA":
+		if cmd.Mailbox != "" || limit == 0 {
+			return c.tagged(cmd.Tag, "NO", imap.ResponseCodeNonExistent, "No such quota root")
+		}
+		if err := writeQuota(); err != nil {
+			return c.replyErr(cmd, err)
+		}
+		return c.reply(cmd, nil, "")
+	}
+	name, err := c.mailboxName(cmd.Mailbox)
+	if err != nil {
+		return c.replyErr(cmd, err)
+	}
+	if _, err := c.sess.Status(name, &imap.StatusOptions{}); err != nil {
+		return c.replyErr(cmd, err)
+	}
+	err = c.untagged(func(e *enc) *enc {
+		e.raw("QUOTAROOT ").mailbox(name)
+		if limit > 0 {
+			e.raw(` ""`)
+		}
+		return e
+	})
+	if err != nil {
+		return err
+	}
+	if limit > 0 {
+		if err := writeQuota(); err != nil {
+			return c.replyErr(cmd, err)
+		}
 	}
 	return c.reply(cmd, nil, "")
 }

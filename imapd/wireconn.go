@@ -249,7 +249,7 @@ func (c *wireConn) caps() []string {
 	}
 	caps = append(caps, "LITERAL+", "UNSELECT", "ENABLE", "IDLE", "UTF8=ACCEPT", "NAMESPACE", "UIDPLUS",
 		"ESEARCH", "SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "STATUS=SIZE", "CHILDREN",
-		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "SORT", "ESORT", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
+		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "SORT", "ESORT", "QUOTA", "QUOTA=RES-STORAGE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
 	return caps
 }
 
