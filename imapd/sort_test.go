@@ -1,8 +1,6 @@
 package imapd
 
 import (
-	"bufio"
-	"compress/flate"
 	"fmt"
 	"strings"
 	"testing"
@@ -93,45 +91,5 @@ func TestQuota(t *testing.T) {
 	r2.ok(`LOGIN alice@example.org "secret pw"`)
 	if lines := r2.ok("GETQUOTAROOT INBOX"); len(lines) != 1 || lines[0] != "* QUOTAROOT INBOX" {
 		t.Errorf("GETQUOTAROOT without a quota: %q", lines)
-	}
-}
-
-// COMPRESS=DEFLATE (RFC 4978): after the OK both directions are raw DEFLATE, each
-// response flushed whole; a second COMPRESS is refused.
-func TestCompressDeflate(t *testing.T) {
-	skipOnImapserver(t)
-	e := start(t, Config{Trusted: true})
-	e.deliver(t, "alice@example.org", msgA)
-	r := dialRaw(t, e.addr)
-	r.ok(`LOGIN alice@example.org "secret pw"`)
-	r.ok("COMPRESS DEFLATE")
-	zw, _ := flate.NewWriter(r.conn, flate.DefaultCompression)
-	zr := bufio.NewReader(flate.NewReader(r.r))
-	send := func(line string) []string {
-		t.Helper()
-		fmt.Fprintf(zw, "%s\r\n", line)
-		zw.Flush()
-		var out []string
-		for {
-			l, err := zr.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			out = append(out, strings.TrimRight(l, "\r\n"))
-			if strings.HasPrefix(l, "z ") {
-				return out
-			}
-		}
-	}
-	lines := send("z SELECT INBOX")
-	if !strings.HasPrefix(lines[len(lines)-1], "z OK [READ-WRITE]") || lines[0] != "* 1 EXISTS" {
-		t.Fatalf("SELECT over DEFLATE: %q", lines)
-	}
-	lines = send("z FETCH 1 BODY.PEEK[]")
-	if !strings.Contains(strings.Join(lines, "\n"), "Zebra.") {
-		t.Errorf("FETCH over DEFLATE: %q", lines)
-	}
-	if lines := send("z COMPRESS DEFLATE"); !strings.HasPrefix(lines[0], "z NO [COMPRESSIONACTIVE]") {
-		t.Errorf("second COMPRESS: %q", lines)
 	}
 }

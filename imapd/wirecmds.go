@@ -1,8 +1,6 @@
 package imapd
 
 import (
-	"bufio"
-	"compress/flate"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +28,6 @@ func init() {
 		"FETCH": (*wireConn).fetch, "STORE": (*wireConn).store, "COPY": (*wireConn).copyMove,
 		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd,
 		"GETQUOTA": (*wireConn).quota, "GETQUOTAROOT": (*wireConn).quota, "SETQUOTA": (*wireConn).quota,
-		"COMPRESS": (*wireConn).compress,
 	}
 }
 
@@ -1275,31 +1272,4 @@ func (c *wireConn) quota(cmd *wire.Command) error {
 		}
 	}
 	return c.reply(cmd, nil, "")
-}
-
-// compress answers COMPRESS DEFLATE (RFC 4978): after the OK both directions are raw
-// DEFLATE streams. The compressor runs at BestSpeed; its window is the memory cost (a few
-// hundred KiB per connection that asks, bounded by the per-user connection limits).
-func (c *wireConn) compress(cmd *wire.Command) error {
-	if c.zw != nil {
-		return c.tagged(cmd.Tag, "NO", "COMPRESSIONACTIVE", "DEFLATE is already active")
-	}
-	if cmd.Compress != "DEFLATE" {
-		return c.tagged(cmd.Tag, "BAD", "", "Only DEFLATE is offered")
-	}
-	if err := c.tagged(cmd.Tag, "OK", "", "DEFLATE active"); err != nil {
-		return err
-	}
-	zw, err := flate.NewWriter(c.rawW, flate.BestSpeed)
-	if err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.zw = zw
-	c.bw = bufio.NewWriterSize(zw, 4096)
-	// What the client sends next is compressed; the reader keeps what was buffered.
-	c.br = bufio.NewReaderSize(flate.NewReader(c.br), 4096)
-	c.newParser()
-	return nil
 }

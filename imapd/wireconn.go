@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"bufio"
-	"compress/flate"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -51,12 +50,10 @@ type wireConn struct {
 	nc      net.Conn
 	enabled imap.CapSet
 
-	wmu  sync.Mutex // one response at a time: the IDLE goroutine writes too
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	rawW io.Writer     // beneath bw (and the compressor)
-	zw   *flate.Writer // COMPRESS=DEFLATE is active
-	p    *wire.Parser
+	wmu sync.Mutex // one response at a time: the IDLE goroutine writes too
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	p   *wire.Parser
 
 	state     wireState
 	loginCmds int
@@ -93,19 +90,7 @@ func (c *wireConn) write(f func(e *enc) error) error {
 
 func (c *wireConn) enc() *enc {
 	en := c.EnabledCaps()
-	return &enc{w: c.bw, flush: c.flush, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
-}
-
-// flush sends what is buffered, through the compressor when COMPRESS is active (a sync
-// flush, so the client can decode the response whole: RFC 4978 §4).
-func (c *wireConn) flush() error {
-	if err := c.bw.Flush(); err != nil {
-		return err
-	}
-	if c.zw != nil {
-		return c.zw.Flush()
-	}
-	return nil
+	return &enc{w: c.bw, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
 }
 
 func (c *wireConn) untagged(f func(e *enc) *enc) error {
@@ -130,15 +115,10 @@ func (c *wireConn) setStream(nc net.Conn) {
 		r = io.TeeReader(nc, d)
 		w = io.MultiWriter(nc, d)
 	}
-	c.rawW = w
 	c.br = bufio.NewReaderSize(r, 4096)
 	c.bw = bufio.NewWriterSize(w, 4096)
-	c.newParser()
-}
-
-func (c *wireConn) newParser() {
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
-	authed := c.state != stateNotAuth
+	authed := c.p != nil && c.state != stateNotAuth
 	c.p = wire.NewParser(c.br, lim, func(text string) error {
 		return c.write(func(e *enc) error { return e.raw("+ ").raw(text).crlf() })
 	})
@@ -269,7 +249,7 @@ func (c *wireConn) caps() []string {
 	}
 	caps = append(caps, "LITERAL+", "UNSELECT", "ENABLE", "IDLE", "UTF8=ACCEPT", "NAMESPACE", "UIDPLUS",
 		"ESEARCH", "SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "STATUS=SIZE", "CHILDREN",
-		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "SORT", "ESORT", "QUOTA", "QUOTA=RES-STORAGE", "COMPRESS=DEFLATE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
+		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "SORT", "ESORT", "QUOTA", "QUOTA=RES-STORAGE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
 	return caps
 }
 
