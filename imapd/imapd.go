@@ -1,7 +1,9 @@
-// Package imapd is the IMAP server over the mail store, on go-imap/v2's imapserver
-// (pinned at v2.0.0-beta.9). It speaks IMAP4rev1 and IMAP4rev2 with IDLE, UIDPLUS, MOVE,
-// SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS, ESEARCH and SEARCHRES, APPEND
-// with flags and date, and SEARCH including body text.
+// Package imapd is the IMAP server over the mail store, with its own protocol layer
+// (imapd/internal/wire reads the commands, wireconn.go answers them; go-imap/v2's
+// imapserver remains selectable with Config.Protocol). It speaks IMAP4rev1 and IMAP4rev2
+// with IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS,
+// ESEARCH and SEARCHRES, ID, CONDSTORE and QRESYNC, MULTIAPPEND, SORT and ESORT, QUOTA,
+// APPEND with flags and date, and SEARCH including body text.
 //
 // Each session keeps its own view of the selected mailbox (the UIDs the client knows, in
 // order) and turns the store's change events into EXISTS, EXPUNGE and FETCH FLAGS updates,

@@ -11,6 +11,5 @@
 // skips the rest of the command so the session goes on; only input it cannot resynchronise
 // with (a non-synchronising literal larger than it may skip) is fatal.
 //
-// Not yet wired: imapd still serves through go-imap's imapserver; the responder and
-// dispatcher that will call imapd's session logic with these commands are the next step.
+// imapd's wireconn.go reads every connection's commands with it and answers them.
 package wire
