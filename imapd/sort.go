@@ -34,7 +34,9 @@ type sortItem struct {
 
 // sort answers SORT: the messages matching criteria in the order of keys, ties by
 // sequence number (RFC 5256 §3); results are sequence numbers, or UIDs for UID SORT.
-func (s *session) sort(kind imapserver.NumKind, keys []sortKey, criteria *imap.SearchCriteria) ([]uint32, error) {
+// sortItems returns what SORT and THREAD compare of the messages matching criteria, in
+// sequence order; needEnv reads the envelopes (dates, subjects, addresses).
+func (s *session) sortItems(criteria *imap.SearchCriteria, needEnv bool) ([]sortItem, error) {
 	data, _, err := s.search(imapserver.NumKindSeq, criteria, &imap.SearchOptions{ReturnAll: true})
 	if err != nil {
 		return nil, err
@@ -52,7 +54,6 @@ func (s *session) sort(kind imapserver.NumKind, keys []sortKey, criteria *imap.S
 			uids = append(uids, sel.uids[seq-1])
 		}
 	}
-	needEnv := slices.ContainsFunc(keys, func(k sortKey) bool { return k.key != "ARRIVAL" && k.key != "SIZE" })
 	c, cancel := ctx()
 	defer cancel()
 	for start := 0; start < len(uids); start += 256 {
@@ -76,6 +77,15 @@ func (s *session) sort(kind imapserver.NumKind, keys []sortKey, criteria *imap.S
 			}
 			items = append(items, it)
 		}
+	}
+	return items, nil
+}
+
+func (s *session) sort(kind imapserver.NumKind, keys []sortKey, criteria *imap.SearchCriteria) ([]uint32, error) {
+	needEnv := slices.ContainsFunc(keys, func(k sortKey) bool { return k.key != "ARRIVAL" && k.key != "SIZE" })
+	items, err := s.sortItems(criteria, needEnv)
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(items, func(a, b sortItem) int {
 		for _, k := range keys {

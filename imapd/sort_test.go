@@ -93,3 +93,14 @@ func TestQuota(t *testing.T) {
 		t.Errorf("GETQUOTAROOT without a quota: %q", lines)
 	}
 }
+
+// THREAD's syntax (RFC 5256 §4): chains inline, several children each parenthesised, a
+// dummy parent without a number.
+func TestWriteThreads(t *testing.T) {
+	n := func(num uint32, kids ...*threadNode) *threadNode { return &threadNode{num: num, children: kids} }
+	var b strings.Builder
+	writeThreads(&b, []*threadNode{n(1), n(2, n(7), n(12), n(13)), n(9, n(10, n(11))), n(0, n(3), n(5, n(6)))})
+	if want := "(1)(2 (7)(12)(13))(9 10 11)((3)(5 6))"; b.String() != want {
+		t.Errorf("got %s, want %s", b.String(), want)
+	}
+}

@@ -26,7 +26,7 @@ func init() {
 		"APPEND": (*wireConn).appendCmd, "IDLE": (*wireConn).idle, "CLOSE": (*wireConn).unselect,
 		"UNSELECT": (*wireConn).unselect, "EXPUNGE": (*wireConn).expunge, "SEARCH": (*wireConn).search,
 		"FETCH": (*wireConn).fetch, "STORE": (*wireConn).store, "COPY": (*wireConn).copyMove,
-		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd,
+		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd, "THREAD": (*wireConn).thread,
 		"GETQUOTA": (*wireConn).quota, "GETQUOTAROOT": (*wireConn).quota, "SETQUOTA": (*wireConn).quota,
 	}
 }
@@ -1270,6 +1270,38 @@ func (c *wireConn) quota(cmd *wire.Command) error {
 		if err := writeQuota(); err != nil {
 			return c.replyErr(cmd, err)
 		}
+	}
+	return c.reply(cmd, nil, "")
+}
+
+// thread answers THREAD and UID THREAD ORDEREDSUBJECT (RFC 5256).
+func (c *wireConn) thread(cmd *wire.Command) error {
+	if ok, err := c.needSelected(cmd); !ok {
+		return err
+	}
+	th := cmd.Thread
+	if cs := strings.ToUpper(th.Charset); cs != "US-ASCII" && cs != "UTF-8" {
+		return c.tagged(cmd.Tag, "NO", "BADCHARSET (US-ASCII UTF-8)", "Only US-ASCII and UTF-8 are supported")
+	}
+	if th.Algorithm != "ORDEREDSUBJECT" {
+		return c.tagged(cmd.Tag, "BAD", "", "Only THREAD=ORDEREDSUBJECT is offered")
+	}
+	cr, err := criteria(th.Key)
+	if err != nil {
+		return c.replyErr(cmd, err)
+	}
+	kind := imapserver.NumKindSeq
+	if cmd.UID {
+		kind = imapserver.NumKindUID
+	}
+	roots, err := c.sess.threadOrderedSubject(kind, &cr)
+	if err != nil {
+		return c.replyErr(cmd, err)
+	}
+	var b strings.Builder
+	writeThreads(&b, roots)
+	if err := c.untagged(func(e *enc) *enc { return e.raw("THREAD ").raw(b.String()) }); err != nil {
+		return err
 	}
 	return c.reply(cmd, nil, "")
 }
