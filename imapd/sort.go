@@ -28,6 +28,7 @@ type sortItem struct {
 	arrival, date    time.Time
 	size             int64
 	subject          string
+	reply            bool // the subject was a reply or forward
 	from, to, cc     string
 	dispFrom, dispTo string
 }
@@ -148,7 +149,7 @@ func (s *session) sortEnvelope(mb store.Mailbox, m store.Message, it *sortItem) 
 	if it.date.IsZero() {
 		it.date = m.InternalDate
 	}
-	it.subject = baseSubject(env.Subject)
+	it.subject, it.reply = baseSubjectReply(env.Subject)
 	it.from, it.dispFrom = firstMailbox(env.From), displayName(env.From)
 	it.to, it.dispTo = firstMailbox(env.To), displayName(env.To)
 	it.cc = firstMailbox(env.Cc)
@@ -193,6 +194,13 @@ func fold(s string) string { return strings.ToUpper(s) }
 
 // baseSubject extracts the base subject (RFC 5256 §2.1) from a decoded subject, folded.
 func baseSubject(subj string) string {
+	b, _ := baseSubjectReply(subj)
+	return b
+}
+
+// baseSubjectReply is baseSubject, and whether the subject was a reply or forward (a
+// leader, a "(fwd)" trailer or a "[fwd: ]" wrapper was removed: RFC 5256 §2.1).
+func baseSubjectReply(subj string) (base string, reply bool) {
 	// (1) whitespace runs become one space (the subject is already decoded).
 	s := strings.Join(strings.FieldsFunc(subj, unicode.IsSpace), " ")
 	for {
@@ -201,6 +209,7 @@ func baseSubject(subj string) string {
 			t := strings.TrimRight(s, " ")
 			if len(t) >= 5 && strings.EqualFold(t[len(t)-5:], "(fwd)") {
 				s = t[:len(t)-5]
+				reply = true
 				continue
 			}
 			s = t
@@ -213,6 +222,7 @@ func baseSubject(subj string) string {
 			s = strings.TrimLeft(s, " ")
 			if t, ok := trimRefwd(s); ok {
 				s = t
+				reply = true
 			}
 			if t := trimBlob(s); t != s && strings.TrimSpace(t) != "" {
 				s = t
@@ -224,11 +234,12 @@ func baseSubject(subj string) string {
 		// (6) "[fwd: ... ]" wrapping: take the inside and start again.
 		if len(s) > 6 && strings.EqualFold(s[:5], "[fwd:") && strings.HasSuffix(s, "]") {
 			s = s[5 : len(s)-1]
+			reply = true
 			continue
 		}
 		break
 	}
-	return fold(strings.TrimSpace(s))
+	return fold(strings.TrimSpace(s)), reply
 }
 
 // trimBlob removes a leading subj-blob: "[" *BLOBCHAR "]" *WSP.

@@ -104,3 +104,29 @@ func TestWriteThreads(t *testing.T) {
 		t.Errorf("got %s, want %s", b.String(), want)
 	}
 }
+
+// THREAD REFERENCES (RFC 5256 §2.2): a reply chain through References, a reply whose
+// parent is missing (grouped under a dummy with its sibling), and a lone message.
+func TestThreadReferences(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{Trusted: true})
+	for _, m := range []string{
+		"Message-ID: <a@x>\r\nSubject: plan\r\nDate: Mon, 02 Jan 2026 10:00:00 +0000\r\n\r\nx\r\n",
+		"Message-ID: <b@x>\r\nReferences: <a@x>\r\nSubject: Re: plan\r\nDate: Mon, 02 Jan 2026 11:00:00 +0000\r\n\r\nx\r\n",
+		"Message-ID: <c@x>\r\nSubject: other\r\nDate: Mon, 02 Jan 2026 09:00:00 +0000\r\n\r\nx\r\n",
+		"Message-ID: <d@x>\r\nReferences: <a@x> <b@x>\r\nSubject: Re: plan\r\nDate: Mon, 02 Jan 2026 12:00:00 +0000\r\n\r\nx\r\n",
+		"Message-ID: <e@x>\r\nIn-Reply-To: <gone@x>\r\nSubject: Re: lost\r\nDate: Mon, 02 Jan 2026 13:00:00 +0000\r\n\r\nx\r\n",
+		"Message-ID: <f@x>\r\nIn-Reply-To: <gone@x>\r\nSubject: Re: lost\r\nDate: Mon, 02 Jan 2026 14:00:00 +0000\r\n\r\nx\r\n",
+	} {
+		e.deliver(t, "alice@example.org", m)
+	}
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	r.ok("SELECT INBOX")
+	if lines := r.ok("THREAD REFERENCES UTF-8 ALL"); len(lines) != 1 || lines[0] != "* THREAD (3)(1 2 4)((5)(6))" {
+		t.Errorf("THREAD REFERENCES: %q", lines)
+	}
+	if lines := r.ok("UID THREAD ORDEREDSUBJECT UTF-8 ALL"); len(lines) != 1 || lines[0] != "* THREAD (3)(1 (2)(4))(5 6)" {
+		t.Errorf("THREAD ORDEREDSUBJECT: %q", lines)
+	}
+}

@@ -1283,8 +1283,13 @@ func (c *wireConn) thread(cmd *wire.Command) error {
 	if cs := strings.ToUpper(th.Charset); cs != "US-ASCII" && cs != "UTF-8" {
 		return c.tagged(cmd.Tag, "NO", "BADCHARSET (US-ASCII UTF-8)", "Only US-ASCII and UTF-8 are supported")
 	}
-	if th.Algorithm != "ORDEREDSUBJECT" {
-		return c.tagged(cmd.Tag, "BAD", "", "Only THREAD=ORDEREDSUBJECT is offered")
+	threads := c.sess.threadOrderedSubject
+	switch th.Algorithm {
+	case "ORDEREDSUBJECT":
+	case "REFERENCES":
+		threads = c.sess.threadReferences
+	default:
+		return c.tagged(cmd.Tag, "BAD", "", "Unknown THREAD algorithm")
 	}
 	cr, err := criteria(th.Key)
 	if err != nil {
@@ -1294,7 +1299,7 @@ func (c *wireConn) thread(cmd *wire.Command) error {
 	if cmd.UID {
 		kind = imapserver.NumKindUID
 	}
-	roots, err := c.sess.threadOrderedSubject(kind, &cr)
+	roots, err := threads(kind, &cr)
 	if err != nil {
 		return c.replyErr(cmd, err)
 	}
