@@ -70,6 +70,29 @@ type Config struct {
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics, when set, receives portcullis_delivery_* metrics.
 	Metrics prometheus.Registerer `yaml:"-"`
+	// Outcomes, when set, is told each recipient's result once it is recorded in the
+	// queue (the decision log joins it to the SMTP transaction by queue id).
+	Outcomes OutcomeRecorder `yaml:"-"`
+}
+
+// OutcomeRecorder receives delivery results. RecordOutcome runs on the delivery path: it
+// must return at once, never waiting on a disk or a network.
+type OutcomeRecorder interface {
+	RecordOutcome(o Outcome)
+}
+
+// Outcome is one recipient's result of one delivery attempt.
+type Outcome struct {
+	QueueID string
+	Rcpt    string // as queued (before aliases and rewriting)
+	From    string // the envelope sender, "" for the null sender
+	Status  string // "delivered", "deferred" or "bounced"
+	Reply   string // what the destination (or the queue) said
+	Dest    string // the destination: "local", "smtp:example.org", "lmtp:127.0.0.1:24"; "" when unrouted
+	Arrived time.Time
+	Time    time.Time
+	// Removed: the message left the queue with this attempt (set on its last outcome).
+	Removed bool
 }
 
 func (c *Config) defaults() {
@@ -452,6 +475,7 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 	remaining := slices.Compact(slices.Sorted(slices.Values(st.Remaining(env)))) // an address listed twice gets one copy
 
 	results := map[string]Result{} // by recipient as queued
+	dests := map[string]string{}   // their destinations
 	var failAll string
 	if len(remaining) > 0 {
 		if n, err := countReceived(io.NewSectionReader(msg, 0, msg.Size())); err != nil {
@@ -472,13 +496,14 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 			results[r] = Result{Rcpt: r, Err: Permanent(failAll, nil), Reply: failAll}
 		}
 	} else {
-		busy = q.deliverGroups(ctx, env, msg, remaining, results)
+		busy = q.deliverGroups(ctx, env, msg, remaining, results, dests)
 	}
 	shutdown := ctx.Err() != nil
 
 	// Turn results into records. Failed recipients are bounced before their failure is
 	// recorded: a crash in between bounces twice rather than never.
 	var recs []spool.Record
+	var outcomes []Outcome
 	var bounce, delayed []dsnRcpt
 	stillDeferred := 0
 	for _, r := range remaining {
@@ -490,6 +515,11 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 		reply := replyOf(res)
 		q.m.result(statusWord(res.Err), now.Sub(arrived))
 		q.log.Info("delivery", "id", id, "rcpt", r, "status", statusWord(res.Err), "reply", reply, "delay", now.Sub(arrived).Round(time.Millisecond))
+		if q.cfg.Outcomes != nil && !(shutdown && res.Err != nil && !IsPermanent(res.Err)) {
+			status := map[string]string{"delivered": "delivered", "failed": "bounced", "deferred": "deferred"}[statusWord(res.Err)]
+			outcomes = append(outcomes, Outcome{QueueID: id, Rcpt: r, From: env.From, Status: status, Reply: reply,
+				Dest: dests[r], Arrived: arrived, Time: now})
+		}
 		switch {
 		case res.Err == nil:
 			recs = append(recs, spool.Record{Op: spool.OpRcpt, Rcpt: r, State: spool.Delivered, Reply: reply})
@@ -513,6 +543,7 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 			// Keep those recipients undecided: they fail again, and bounce, next time.
 			q.log.Error("delivery: cannot queue bounce; retrying later", "id", id, "err", err)
 			recs = dropFailed(recs)
+			outcomes = slices.DeleteFunc(outcomes, func(o Outcome) bool { return o.Status == "bounced" })
 			stillDeferred += len(bounce)
 		}
 	}
@@ -520,6 +551,9 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 	if stillDeferred == 0 {
 		err := q.sp.Complete(id, recs...)
 		if err == nil || errors.Is(err, spool.ErrNotFound) {
+			if err == nil {
+				q.report(outcomes, true)
+			}
 			return time.Time{}, false, true, busy
 		}
 		q.log.Error("delivery: cannot remove delivered message", "id", id, "err", err)
@@ -560,6 +594,7 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 		q.log.Error("delivery: cannot record delivery status", "id", id, "err", err)
 		return retry, false, false, busy
 	}
+	q.report(outcomes, false)
 	if shutdown {
 		return time.Time{}, false, false, busy
 	}
@@ -569,7 +604,7 @@ func (q *Manager) deliver(ctx context.Context, id string) (next time.Time, held,
 // deliverGroups routes recipients, groups them by destination and delivers each group
 // whose destination has a free slot. It fills results and returns the destinations it
 // skipped because they were at their concurrency limit.
-func (q *Manager) deliverGroups(ctx context.Context, env spool.Envelope, msg *spool.Message, rcpts []string, results map[string]Result) (busy []string) {
+func (q *Manager) deliverGroups(ctx context.Context, env spool.Envelope, msg *spool.Message, rcpts []string, results map[string]Result, dests map[string]string) (busy []string) {
 	var order []string
 	groups := map[string]*group{}
 	for _, r := range rcpts {
@@ -594,6 +629,7 @@ func (q *Manager) deliverGroups(ctx context.Context, env spool.Envelope, msg *sp
 		}
 		g.rcpts = append(g.rcpts, r)
 		g.to = append(g.to, to)
+		dests[r] = route.Dest
 	}
 	for _, dest := range order {
 		g := groups[dest]
@@ -686,6 +722,17 @@ func (q *Manager) sendDSN(ctx context.Context, env spool.Envelope, msg *spool.Me
 	q.m.dsn(map[dsnKind]string{dsnFailed: "failed", dsnDelayed: "delayed"}[kind])
 	q.log.Info("delivery: queued DSN", "id", id, "about", env.ID, "to", env.From, "action", map[dsnKind]string{dsnFailed: "failed", dsnDelayed: "delayed"}[kind])
 	return nil
+}
+
+// report hands the outcomes of one attempt, recorded in the queue, to Config.Outcomes.
+func (q *Manager) report(outcomes []Outcome, removed bool) {
+	if q.cfg.Outcomes == nil || len(outcomes) == 0 {
+		return
+	}
+	outcomes[len(outcomes)-1].Removed = removed
+	for _, o := range outcomes {
+		q.cfg.Outcomes.RecordOutcome(o)
+	}
 }
 
 func dropFailed(recs []spool.Record) []spool.Record {

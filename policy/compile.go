@@ -78,6 +78,8 @@ type rule struct {
 	tags    []string
 	logOnly bool
 	deps    []string // policy instances the rule references
+	// category is the rule's category: RuleSpec.Category, or its name.
+	category string
 }
 
 type headerTmpl struct {
@@ -94,6 +96,9 @@ type ruleSet struct {
 	msgView   *viewType
 	msgFacts  map[string]string // msg fact -> provider instance
 	envs      [numStages]map[string]any
+	// rcptLists: a rule references rcpt.allows_sender or rcpt.blocks_sender, so the
+	// engine looks the recipient's sender lists up at the rcpt stage.
+	rcptLists bool
 }
 
 // CompileOptions are the inputs of Compile besides the rules.
@@ -289,7 +294,11 @@ func (rs *ruleSet) compileEnv(s Stage) map[string]any {
 }
 
 func (rs *ruleSet) compileRule(spec RuleSpec) (*rule, ErrorList) {
-	r := &rule{name: spec.Name, file: spec.File, line: spec.Line, src: spec.If, logOnly: spec.LogOnly, score: spec.Score, tags: spec.Tag}
+	r := &rule{name: spec.Name, file: spec.File, line: spec.Line, src: spec.If, logOnly: spec.LogOnly, score: spec.Score, tags: spec.Tag,
+		category: spec.Category}
+	if r.category == "" {
+		r.category = spec.Name
+	}
 	var errs ErrorList
 	fail := func(line, col int, format string, a ...any) {
 		errs = append(errs, &RuleError{File: spec.File, Line: line, Column: col, Rule: spec.Name, Msg: fmt.Sprintf(format, a...)})
@@ -485,6 +494,12 @@ func (v *visitor) Visit(node *ast.Node) {
 		}
 	case *ast.MemberNode:
 		id, ok := n.Node.(*ast.IdentifierNode)
+		if ok && id.Value == "rcpt" {
+			if prop, ok := n.Property.(*ast.StringNode); ok && (prop.Value == "allows_sender" || prop.Value == "blocks_sender") {
+				v.rs.rcptLists = true
+			}
+			return
+		}
 		if !ok || id.Value != "msg" {
 			return
 		}

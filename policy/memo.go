@@ -53,6 +53,16 @@ func (m *memo) ordered() []Result {
 	for k := range m.m {
 		keys = append(keys, k)
 	}
+	sortKeys(keys)
+	out := make([]Result, len(keys))
+	for i, k := range keys {
+		out[i] = m.m[k]
+	}
+	return out
+}
+
+// sortKeys orders keys by stage, instance and recipient.
+func sortKeys(keys []memoKey) {
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
 		if a.stage != b.stage {
@@ -63,9 +73,4 @@ func (m *memo) ordered() []Result {
 		}
 		return a.rcpt < b.rcpt
 	})
-	out := make([]Result, len(keys))
-	for i, k := range keys {
-		out[i] = m.m[k]
-	}
-	return out
 }

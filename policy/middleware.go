@@ -190,8 +190,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "portcullis_rule_matches_total", Help: "Rule matches by rule and action (log_only matches count as action dry_run).",
 		}, []string{"rule", "action"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portcullis_decisions_total", Help: "Stage decisions by stage and verdict.",
-		}, []string{"stage", "verdict"}),
+			Name: "portcullis_decisions_total", Help: "Stage decisions by stage, verdict and the deciding rule's category (\"\" when no rule decided).",
+		}, []string{"stage", "verdict", "category"}),
 		stageDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "portcullis_stage_duration_seconds", Help: "Time to reach a stage decision, policies included.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10),

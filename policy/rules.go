@@ -31,6 +31,10 @@ type RuleSpec struct {
 	AddHeader  []string
 	Tag        []string
 	LogOnly    bool
+	// Category is the class the rule's decisions are counted in (the decision log, the
+	// charts, the portcullis_decisions_total metric); "" means the rule's name. Several
+	// rules can share one, e.g. "RBL" or "Header Subject".
+	Category string
 
 	File string // where the rule was read from, for errors
 	Line int    // line of the rule in File
@@ -167,6 +171,12 @@ func parseRule(n *yaml.Node, file string) (RuleSpec, ErrorList) {
 			}
 		case "stage":
 			s.Stage = v.Value
+		case "category":
+			if v.Kind != yaml.ScalarNode || v.Value == "" {
+				fail(v, "category must be a non-empty string")
+				continue
+			}
+			s.Category = v.Value
 		case "if":
 			if v.Kind != yaml.ScalarNode {
 				fail(v, "if must be an expression string")
@@ -214,7 +224,7 @@ func parseRule(n *yaml.Node, file string) (RuleSpec, ErrorList) {
 			}
 			*lists[k.Value] = list
 		default:
-			fail(k, "unknown key %q (known: name, stage, if, accept, reject, tempfail, discard, quarantine, score, add_header, tag, log_only)", k.Value)
+			fail(k, "unknown key %q (known: name, stage, category, if, accept, reject, tempfail, discard, quarantine, score, add_header, tag, log_only)", k.Value)
 		}
 	}
 	if s.Name == "" {

@@ -164,3 +164,23 @@ func (tx *Transaction) ResetHelo() {
 	tx.Reset()
 	tx.memo.reset(StageHelo)
 }
+
+// EachResult calls f with every policy result memoised in the transaction, in stage,
+// instance and recipient order (rcpt is "" outside the rcpt stage): what the decision
+// log keeps of each policy.
+func (tx *Transaction) EachResult(f func(name string, stage Stage, rcpt string, r Result)) {
+	tx.memo.mu.Lock()
+	keys := make([]memoKey, 0, len(tx.memo.m))
+	for k := range tx.memo.m {
+		keys = append(keys, k)
+	}
+	results := make([]Result, 0, len(keys))
+	sortKeys(keys)
+	for _, k := range keys {
+		results = append(results, tx.memo.m[k])
+	}
+	tx.memo.mu.Unlock()
+	for i, k := range keys {
+		f(k.instance, k.stage, k.rcpt, results[i])
+	}
+}

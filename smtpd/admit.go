@@ -50,6 +50,9 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		cancel()
 		s.release(l, ip, nc)
 		s.m.activeAdd(name, -1)
+		if f := st.disconnected.Swap(nil); f != nil {
+			(*f)()
+		}
 		if st.tx != nil {
 			// Counters are read without st.mu: a session callback may hold it while
 			// this Close runs (shutdown); the numbers are for the log only.
@@ -103,6 +106,13 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	}
 	st.tx = policy.NewTransaction(pc)
 	st.tx.Hostname = s.cfg.Hostname
+	if obs, ok := s.deps.Decisions.(ConnectionObserver); ok {
+		// a copy: the disconnect runs in Close, beside the session's goroutine
+		seen := st.tx.Conn
+		obs.Connected(&seen)
+		f := func() { obs.Disconnected(&seen) }
+		st.disconnected.Store(&f)
+	}
 
 	d := st.evaluate(policy.StageConnect)
 	st.connectDec = d
@@ -111,8 +121,22 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 			st.pending, st.pendingStage = &d, policy.StageConnect
 		} else {
 			s.m.conn(name, "rejected")
+			st.decided(policy.StageConnect, d, greetingReply(d).String(), nil, "")
 			s.refuseAtGreeting(hand, nc, d)
 			return
+		}
+	}
+	if st.pending == nil && len(s.deps.Milters) > 0 {
+		defer st.closeMilters()
+		if md := st.openMilters(); md.Terminal() {
+			if *s.cfg.DelayReject {
+				st.pending, st.pendingStage = &md, policy.StageConnect
+			} else {
+				s.m.conn(name, "rejected")
+				st.decided(policy.StageConnect, md, greetingReply(md).String(), nil, "")
+				s.refuseAtGreeting(hand, nc, md)
+				return
+			}
 		}
 	}
 	s.m.conn(name, "accepted")
@@ -124,18 +148,26 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	_ = s.newSMTPServer(l, &st.tap).Serve(&oneConn{c: hand, closed: nc.done, addr: l.ln.Addr()})
 }
 
+// greetingReply is the reply of a connect-stage rejection: 554, or 421 for a tempfail.
+func greetingReply(d policy.Decision) policy.Reply {
+	r := replyOf(d)
+	r.Code = 554
+	if d.Verdict == policy.Tempfail {
+		r.Code = 421
+	}
+	return r
+}
+
 // refuseAtGreeting answers a connect-stage rejection instead of the 220 greeting. RFC 5321
 // §3.1: after a 554 greeting the server waits for QUIT and answers 503 to anything else;
 // a temporary failure is 421 and the server closes (§3.8).
 func (s *Server) refuseAtGreeting(c net.Conn, nc *conn, d policy.Decision) {
 	defer c.Close()
-	r := replyOf(d)
+	r := greetingReply(d)
 	if d.Verdict == policy.Tempfail {
-		r.Code = 421
 		fmt.Fprintf(c, "%s\r\n", r)
 		return
 	}
-	r.Code = 554
 	if _, err := fmt.Fprintf(c, "%s\r\n", r); err != nil {
 		return
 	}

@@ -155,6 +155,11 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 	if err := st.command(); err != nil {
 		return nil, err
 	}
+	// The id first: a message refused while it arrives (too big, bare LF) is one
+	// transaction in the decision log too.
+	st.msgSeq++
+	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
+	st.curMsg = msgID
 	st.mu.Unlock()
 	// Read without holding st.mu: with BDAT, go-smtp runs Data in its own goroutine
 	// while it goes on reading commands (AUTH, RSET) that take the lock.
@@ -178,8 +183,7 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		return nil, st.dataReadError(err)
 	}
 	receivedAt := time.Now()
-	st.msgSeq++
-	msgID := st.tx.Conn.ID + "." + strconv.Itoa(st.msgSeq)
+	st.curSize = buf.size
 	name := st.l.cfg.Name
 
 	prepare := st.srv.deps.PrepareMessage
@@ -222,7 +226,25 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 			outcome = "tempfailed"
 		}
 		st.srv.m.message(name, outcome)
+		st.decided(policy.StageData, d, replyOf(d).String(), nil, "")
 		return nil, st.fail(policy.StageData, replyOf(d))
+	}
+	if len(st.milters) > 0 {
+		var out []byte
+		d, out = st.milterMessage(d, raw)
+		if d.Terminal() {
+			outcome := "rejected"
+			if d.Verdict != policy.Reject {
+				outcome = "tempfailed"
+			}
+			st.srv.m.message(name, outcome)
+			st.decided(policy.StageData, d, replyOf(d).String(), nil, "")
+			return nil, st.fail(policy.StageData, replyOf(d))
+		}
+		if !sameBytes(out, raw) {
+			raw = out
+			buf.keep(raw)
+		}
 	}
 	st.txnDec = append(st.txnDec, d)
 	verdict, headers, tags, score := st.finalVerdict()
@@ -230,7 +252,9 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		st.srv.m.message(name, "discarded")
 		st.srv.m.reply(name, "data", 250)
 		st.srv.log.Info(proto+" message discarded", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", st.tx.Envelope.From.String(), "rcpts", joinAddrs(st.tx.Envelope.Rcpts))
-		return nil, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
+		reply := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + msgID}
+		st.decided(policy.StageData, st.verdictDecision(policy.Discard), "250 2.0.0 "+reply.Message, nil, "")
+		return nil, reply
 	}
 	env := spool.Envelope{
 		From:       st.tx.Envelope.From.String(),
@@ -295,6 +319,11 @@ func (s *session) Data(r io.Reader) error {
 		"from", env.From, "rcpts", env.To, "size", len(raw), "quarantine", env.Quarantine,
 		"duration_ms", time.Since(start).Milliseconds())
 	st.evaluate(policy.StageQueued)
+	d := policy.Decision{Stage: policy.StageData, Verdict: policy.Accept}
+	if env.Quarantine {
+		d = st.verdictDecision(policy.Quarantine)
+	}
+	st.decided(policy.StageData, d, "250 2.0.0 OK queued as "+id, nil, id)
 	// go-smtp turns an *SMTPError into the reply as it is, a 250 included.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
 }
@@ -328,13 +357,13 @@ func (st *connState) dataReadError(err error) error {
 func (st *connState) traceHeaders(msgID string, headers []policy.Header, at time.Time) string {
 	var b strings.Builder
 	for _, h := range headers {
-		name := sanitizeHeaderName(h.Name)
-		if name == "" {
+		h, ok := h.Clean()
+		if !ok {
 			continue
 		}
-		b.WriteString(name)
+		b.WriteString(h.Name)
 		b.WriteString(": ")
-		b.WriteString(sanitizeHeaderValue(h.Value))
+		b.WriteString(h.Value)
 		b.WriteString("\r\n")
 	}
 	c := st.tx.Conn
@@ -381,35 +410,4 @@ func commentSafe(s string) string {
 		}
 		return r
 	}, s)
-}
-
-func sanitizeHeaderName(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == ':' {
-			return ""
-		}
-	}
-	return s
-}
-
-// sanitizeHeaderValue keeps folding (CRLF followed by white space) and turns any other CR
-// or LF into a space, so that a value can never start a new header field.
-func sanitizeHeaderValue(v string) string {
-	if !strings.ContainsAny(v, "\r\n") {
-		return v
-	}
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\r' && i+2 < len(v) && v[i+1] == '\n' && (v[i+2] == ' ' || v[i+2] == '\t') {
-			b.WriteString("\r\n")
-			i++
-			continue
-		}
-		if c == '\r' || c == '\n' {
-			c = ' '
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }

@@ -146,7 +146,7 @@ func parseReply(err error) (policy.Reply, bool) {
 			r.Enhanced, r.Text = enh, text
 		}
 	}
-	r.Text = replyText(r.Text, "Delivery failed")
+	r.Text = policy.ReplyText(r.Text, "Delivery failed")
 	return r, true
 }
 
@@ -185,6 +185,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		reply := st.lmtpStatus(msgID, rcpt, derr, len(raw))
 		done[rcpt] = reply
 		status.SetStatus(arg, reply)
+		st.lmtpDecided(rcpt, derr)
 	}
 	st.srv.log.Info("lmtp message done", "id", msgID, "client_ip", st.tx.Conn.IP.String(), "from", env.From,
 		"rcpts", env.To, "size", len(raw), "duration_ms", time.Since(start).Milliseconds())
@@ -236,5 +237,30 @@ func (st *connState) lmtpQuarantine(msgID string, env spool.Envelope, msg io.Rea
 	st.messagesN.Add(1)
 	st.srv.m.message(name, "quarantined")
 	st.srv.log.Info("lmtp message quarantined", "id", msgID, "queue_id", id, "from", env.From, "rcpts", env.To)
+	st.decided(policy.StageData, st.verdictDecision(policy.Quarantine), "250 2.0.0 OK queued as "+id, nil, id)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// lmtpDecided records one recipient's delivery as the answer of the transaction.
+func (st *connState) lmtpDecided(rcpt string, derr error) {
+	if st.srv.deps.Decisions == nil {
+		return
+	}
+	r := policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK delivered id=" + st.curMsg}
+	if derr != nil {
+		var ok bool
+		if r, ok = parseReply(derr); !ok {
+			r = replyDeliverError
+		}
+	}
+	d := policy.Decision{Stage: policy.StageData, Verdict: policy.Accept}
+	switch r.Code / 100 {
+	case 4:
+		d.Verdict, d.Category = policy.Tempfail, "delivery"
+	case 5:
+		d.Verdict, d.Category = policy.Reject, "delivery"
+	}
+	ev := DecisionEvent{Tx: st.tx, Decision: d, At: policy.StageData, Reply: r.String(), Rcpts: []string{rcpt},
+		MsgID: st.curMsg, Size: st.curSize, Delivered: true, Time: time.Now()}
+	st.srv.deps.Decisions.RecordDecision(&ev)
 }

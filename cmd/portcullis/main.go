@@ -5,6 +5,7 @@
 //	portcullis rules test FILE MSG.eml [flags]        show what each rule saw and decided
 //	portcullis dkim keygen DOMAIN                     create a DKIM key, print the DNS record
 //	portcullis virus scan FILE... | virus ping        talk to clamd
+//	portcullis report [--since T] [--until T] [--json] pflogsumm's summary from the decision log
 //
 // Every command has --help.
 package main
@@ -56,6 +57,6 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.config, "config", "", "server config file (default: embedded defaults)")
 	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory (default ./data, or data_dir of the config)")
-	root.AddCommand(serveCmd(g), rulesCmd(g), userCmd(g), queueCmd(g), bayesCmd(g), dkimCmd(g), virusCmd())
+	root.AddCommand(serveCmd(g), rulesCmd(g), userCmd(g), queueCmd(g), bayesCmd(g), dkimCmd(g), virusCmd(), reportCmd(g))
 	return root
 }

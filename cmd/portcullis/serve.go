@@ -147,9 +147,14 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
 	}
+	lists, listed, err := openSenderLists(cfg)
+	if err != nil {
+		return err
+	}
+	defer lists.Close()
 	engine, err := policy.NewEngine(policy.EngineConfig{
 		Rules: rf.Rules, Policies: rf.Policies, LocalDomains: cfg.LocalDomains, Hostname: cfg.Hostname,
-		Logger: logger, Metrics: policy.NewMetrics(reg),
+		Logger: logger, Metrics: policy.NewMetrics(reg), SenderLists: listed,
 	})
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
@@ -177,6 +182,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	listed.router = router
 	// Local users get their mail through the store (maildir plus index), so IMAP sees it
 	// at once and quotas apply; the LMTP listener delivers the same way.
 	mailStore, err := store.New(cfg.Store)
@@ -205,8 +211,13 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dlog, closeDecisions, err := openDecisions(ctx, cfg, logger, reg) // decisions.go
+	if err != nil {
+		return err
+	}
+	defer closeDecisions() // after the queue manager and the SMTP server stopped
 	dcfg := cfg.Delivery
-	dcfg.Logger, dcfg.Metrics = logger, reg
+	dcfg.Logger, dcfg.Metrics, dcfg.Outcomes = logger, reg, dlog.outcomes()
 	manager, err := delivery.New(dcfg, sp, dispatcher)
 	if err != nil {
 		return err
@@ -224,7 +235,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	milters, err := smtpMilters(cfg, logger)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Milters:        milters,
 		Engine:         engine,
 		Spool:          sp,
 		Resolver:       resolver,
@@ -235,6 +251,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Quota:          localDeliverer.CheckQuota,
 		Logger:         logger,
 		Metrics:        reg,
+		Decisions:      dlog.recorder(),
 		PrepareMessage: prepareMessage(authservID, signer, logger),
 		TLSConfig:      priv.tlsCfg, // nil: smtpd reads it
 		Listen:         priv.listen,
@@ -248,6 +265,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	for _, l := range cfg.SMTP.Listeners {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
+
+	stopDoors, err := serveDoors(cfg, priv, engine, logger)
+	if err != nil {
+		return err
+	}
+	defer stopDoors()
 
 	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
 	if err != nil {
@@ -263,9 +286,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
+		if err != nil {
+			return err
+		}
+		defer stopWeb()
 		ln, err := priv.listen("tcp", cfg.HTTP.Addr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
+		}
+		if ln, err = webTLS(cfg, priv, ln); err != nil {
+			return err
 		}
 		httpSrv, ln = newHTTPServer(ln, mux, logger)
 		go func() { _ = httpSrv.Serve(ln) }()

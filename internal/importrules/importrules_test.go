@@ -36,8 +36,8 @@ type rule struct {
 var rules = []rule{
 	{
 		from:      []string{"./smtpd"},
-		forbidden: []string{"auth", "store", "delivery", "imapd", "pop3d", "config", "modernc.org/sqlite"},
-		why:       "smtpd knows its collaborators by interfaces it owns (Spool, LocalDeliverer, Authenticator, RecipientValidator)",
+		forbidden: []string{"auth", "store", "delivery", "imapd", "pop3d", "config", "decisionlog", "modernc.org/sqlite", "github.com/jackc/pgx/v5"},
+		why:       "smtpd knows its collaborators by interfaces it owns (Spool, LocalDeliverer, Authenticator, RecipientValidator, DecisionRecorder)",
 	},
 	{
 		from:      []string{"./examples/minimal-mx"},
@@ -65,6 +65,11 @@ var rules = []rule{
 		why:       "the IMAP command parser reads bytes into commands: no store, no server, no go-imap",
 	},
 	{
+		from:      []string{"./sieve"},
+		forbidden: []string{""}, // nothing of portcullis but itself
+		why:       "the Sieve language is a leaf library: the delivery owns the Host it implements",
+	},
+	{
 		from:      []string{"./policy"},
 		forbidden: []string{"rbl", "spf", "dkim", "headers", "content", "bayes", "virus", "smtpd", "config", "store", "auth", "delivery"},
 		why:       "the rule engine knows no concrete policy and no server",
@@ -75,7 +80,17 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
-		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/..."},
+		from:      []string{"./policyd", "./milter"},
+		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "spool", "config", "cmd"},
+		why:       "the Postfix doors translate requests into a policy.Transaction and run the engine, nothing of the server",
+	},
+	{
+		from:      []string{"./decisionlog/..."},
+		forbidden: []string{"smtpd", "delivery", "store", "auth", "imapd", "pop3d", "config", "cmd", "rbl", "spf", "dkim", "headers", "content", "bayes", "virus"},
+		why:       "the decision log knows policy types only; the servers hand it records through interfaces they own",
+	},
+	{
+		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
 	},

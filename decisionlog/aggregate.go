@@ -1,0 +1,234 @@
+package decisionlog
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Bucket is the width of a time bucket in aggregations. Buckets are UTC.
+type Bucket int
+
+// The buckets.
+const (
+	Hour Bucket = iota
+	Day
+	Week // from Monday 00:00 UTC
+)
+
+const (
+	usHour = int64(time.Hour / time.Microsecond)
+	usDay  = 24 * usHour
+)
+
+// expr returns the SQL of the bucket number of column t, and the start of bucket n.
+func (b Bucket) expr() (string, func(n int64) time.Time) {
+	switch b {
+	case Hour:
+		return fmt.Sprintf("(t / %d)", usHour), func(n int64) time.Time { return fromMicros(n * usHour) }
+	case Week:
+		// 1970-01-01 was a Thursday: shift by three days so that weeks start on Monday.
+		return fmt.Sprintf("((t / %d + 3) / 7)", usDay), func(n int64) time.Time { return fromMicros((n*7 - 3) * usDay) }
+	}
+	return fmt.Sprintf("(t / %d)", usDay), func(n int64) time.Time { return fromMicros(n * usDay) }
+}
+
+// CategoryCount is the number of blocked records of one category in one bucket.
+type CategoryCount struct {
+	Start    time.Time
+	Category string
+	Count    int64
+}
+
+// BlockedByCategory counts, per bucket and category, the records f selects whose
+// verdict blocked the mail (reject, tempfail, discard, quarantine): the "policies'
+// efficiency" figure.
+func (l *Log) BlockedByCategory(ctx context.Context, f Filter, b Bucket) ([]CategoryCount, error) {
+	f.Blocked = true
+	q, err := f.build(l.d.like())
+	if err != nil {
+		return nil, err
+	}
+	bx, start := b.expr()
+	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+bx+" AS b, category, COUNT(*) FROM decisions WHERE "+
+		q.sql()+" GROUP BY b, category ORDER BY b, category"), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("decisionlog: blocked by category: %w", err)
+	}
+	defer rows.Close()
+	var out []CategoryCount
+	for rows.Next() {
+		var n int64
+		var c CategoryCount
+		if err := rows.Scan(&n, &c.Category, &c.Count); err != nil {
+			return nil, fmt.Errorf("decisionlog: blocked by category: %w", err)
+		}
+		c.Start = start(n)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// TrafficRow is one bucket of traffic. Received counts the transaction records (one per
+// recipient); the verdict counts split them; the outcome counts are those of accepted
+// mail; Connections counts connections refused before MAIL.
+type TrafficRow struct {
+	Start       time.Time
+	Received    int64
+	Accepted    int64
+	Rejected    int64 // reject verdicts
+	Tempfailed  int64
+	Quarantined int64
+	Discarded   int64
+	Delivered   int64
+	Deferred    int64
+	Bounced     int64
+	Connections int64
+	Bytes       int64 // size of accepted mail
+}
+
+// Traffic counts the records f selects per bucket.
+func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, error) {
+	q, err := f.build(l.d.like())
+	if err != nil {
+		return nil, err
+	}
+	bx, start := b.expr()
+	s := "SELECT " + bx + ` AS b,
+		SUM(CASE WHEN recipient <> '' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient <> '' AND verdict = 'accept' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient <> '' AND verdict = 'reject' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient <> '' AND verdict = 'tempfail' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient <> '' AND verdict = 'quarantine' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient <> '' AND verdict = 'discard' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN outcome = 'delivered' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN outcome = 'deferred' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN outcome = 'bounced' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient = '' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN recipient <> '' AND verdict = 'accept' THEN size ELSE 0 END)
+		FROM decisions WHERE ` + q.sql() + " GROUP BY b ORDER BY b"
+	rows, err := l.db.QueryContext(ctx, l.d.rebind(s), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("decisionlog: traffic: %w", err)
+	}
+	defer rows.Close()
+	var out []TrafficRow
+	for rows.Next() {
+		var n int64
+		var r TrafficRow
+		if err := rows.Scan(&n, &r.Received, &r.Accepted, &r.Rejected, &r.Tempfailed, &r.Quarantined,
+			&r.Discarded, &r.Delivered, &r.Deferred, &r.Bounced, &r.Connections, &r.Bytes); err != nil {
+			return nil, fmt.Errorf("decisionlog: traffic: %w", err)
+		}
+		r.Start = start(n)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ScoreBin counts the transaction records whose score is in [Low, Low+width).
+type ScoreBin struct {
+	Low   float64
+	Count int64
+}
+
+// ScoreHistogram counts the transaction records f selects by score, in bins of width
+// (default 1).
+func (l *Log) ScoreHistogram(ctx context.Context, f Filter, width float64) ([]ScoreBin, error) {
+	if width <= 0 {
+		width = 1
+	}
+	q, err := f.build(l.d.like())
+	if err != nil {
+		return nil, err
+	}
+	q.add("recipient <> ''")
+	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+l.d.floorDiv("score", width)+
+		" AS b, COUNT(*) FROM decisions WHERE "+q.sql()+" GROUP BY b ORDER BY b"), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("decisionlog: score histogram: %w", err)
+	}
+	defer rows.Close()
+	var out []ScoreBin
+	for rows.Next() {
+		var n int64
+		var c int64
+		if err := rows.Scan(&n, &c); err != nil {
+			return nil, fmt.Errorf("decisionlog: score histogram: %w", err)
+		}
+		out = append(out, ScoreBin{Low: float64(n) * width, Count: c})
+	}
+	return out, rows.Err()
+}
+
+// TopKey is what Top groups by.
+type TopKey int
+
+// The keys of Top.
+const (
+	TopSender TopKey = iota
+	TopRecipient
+	TopSenderDomain
+	TopRecipientDomain
+	TopClient // the client's IP address
+	TopClientName
+	TopCategory
+	TopRule
+	TopReply
+)
+
+var topCols = map[TopKey]string{
+	TopSender: "sender", TopRecipient: "recipient", TopSenderDomain: "sender_domain",
+	TopRecipientDomain: "rcpt_domain", TopClient: "client_ip", TopClientName: "client_name",
+	TopCategory: "category", TopRule: "rule", TopReply: "reply",
+}
+
+// TopEntry is one group of Top.
+type TopEntry struct {
+	Key   string
+	Count int64
+	Bytes int64
+}
+
+// Top returns the n largest groups of the records f selects, by count (or by bytes when
+// bySize), largest first. Use f.Blocked for "top blocked senders".
+func (l *Log) Top(ctx context.Context, f Filter, key TopKey, n int, bySize bool) ([]TopEntry, error) {
+	col, ok := topCols[key]
+	if !ok {
+		return nil, fmt.Errorf("%w: top key %d", ErrBadFilter, key)
+	}
+	if n <= 0 {
+		n = 10
+	}
+	q, err := f.build(l.d.like())
+	if err != nil {
+		return nil, err
+	}
+	order := "c"
+	if bySize {
+		order = "s"
+	}
+	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+col+", COUNT(*) AS c, SUM(size) AS s FROM decisions WHERE "+
+		q.sql()+" GROUP BY "+col+" ORDER BY "+order+" DESC, "+col+" LIMIT "+fmt.Sprint(n)), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
+	}
+	defer rows.Close()
+	var out []TopEntry
+	for rows.Next() {
+		var e TopEntry
+		if key == TopClient {
+			var ip []byte
+			if err := rows.Scan(&ip, &e.Count, &e.Bytes); err != nil {
+				return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
+			}
+			if a := ipFromBytes(ip); a.IsValid() {
+				e.Key = a.String()
+			}
+		} else if err := rows.Scan(&e.Key, &e.Count, &e.Bytes); err != nil {
+			return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

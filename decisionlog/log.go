@@ -1,0 +1,501 @@
+package decisionlog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	_ "modernc.org/sqlite" // the embedded store
+
+	"github.com/portcullis-mail/portcullis/internal/private"
+)
+
+// DefaultRetention is how long records are kept when Config.Retention is zero.
+const DefaultRetention = 90 * 24 * time.Hour
+
+// Config configures the decision log.
+type Config struct {
+	// Path is the SQLite database file, used when postgres is empty. Default
+	// DATA/decisions.db.
+	Path string `yaml:"path"`
+	// Postgres is a PostgreSQL connection string (postgres://user:password@host/db);
+	// when set, the records live there, shared by every node that names the same
+	// database.
+	Postgres string `yaml:"postgres"`
+	// Retention is how long records are kept; older ones are pruned every hour, in
+	// small batches. Default 2160h (90 days); negative: forever.
+	Retention time.Duration `yaml:"retention"`
+	// Buffer is how many records may wait for the writer; beyond it new ones are
+	// dropped, counted in portcullis_decisionlog_records_dropped_total and logged, so
+	// that an SMTP reply never waits for the log. Default 20000.
+	Buffer int `yaml:"buffer"`
+	// BatchSize is the most records written in one transaction. Default 1000.
+	BatchSize int `yaml:"batch_size"`
+	// PruneInterval is how often old records are pruned. Default 1h.
+	PruneInterval time.Duration `yaml:"-"`
+}
+
+// Deps are the decision log's collaborators.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer // nil: no metrics
+}
+
+// Log is an open decision log: its asynchronous writer and its queries.
+type Log struct {
+	db  *sql.DB
+	d   dialect
+	cfg Config
+	log *slog.Logger
+
+	ch      chan item
+	done    chan struct{}
+	stop    chan struct{}
+	closing sync.Once
+	pruning sync.WaitGroup
+	mu      sync.Mutex // guards closed
+	closed  bool
+
+	// pending are outcomes that arrived before their record was written (the
+	// delivery can finish before smtpd hands over the record), by queue id and
+	// recipient; the writer alone touches it.
+	pending   map[outcomeKey]pendingOutcome
+	lastSweep time.Time
+
+	m       metrics
+	dropMu  sync.Mutex
+	dropped int64 // since the last log line about drops
+	dropLog time.Time
+}
+
+type outcomeKey struct{ queue, rcpt string }
+
+// pendingOutcome is the latest outcome of a record not written yet, and the deferrals
+// before it.
+type pendingOutcome struct {
+	Outcome
+	deferrals int
+}
+
+func deferral(o *Outcome) int {
+	if o.Outcome == OutcomeDeferred {
+		return 1
+	}
+	return 0
+}
+
+type item struct {
+	rec   *Record
+	out   *Outcome
+	flush chan struct{}
+}
+
+type metrics struct {
+	written, dropped, failed, pruned prometheus.Counter
+}
+
+// maxPending bounds the outcomes waiting for their record.
+const maxPending = 10000
+
+// pendingTTL is how long an outcome waits for its record.
+const pendingTTL = 10 * time.Minute
+
+// Open opens (creating if needed) the decision log and starts its writer and pruner.
+func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 20000
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = time.Hour
+	}
+	l := &Log{
+		cfg:     cfg,
+		log:     deps.Logger,
+		ch:      make(chan item, cfg.Buffer),
+		done:    make(chan struct{}),
+		stop:    make(chan struct{}),
+		pending: make(map[outcomeKey]pendingOutcome),
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	l.m = newMetrics(deps.Registerer)
+	var err error
+	if cfg.Postgres != "" {
+		l.d = dialect{postgres: true}
+		var pc *pgx.ConnConfig
+		if pc, err = pgx.ParseConfig(cfg.Postgres); err != nil {
+			return nil, fmt.Errorf("decisionlog: postgres connection string: %w", err)
+		}
+		l.db = stdlib.OpenDB(*pc)
+		l.db.SetMaxOpenConns(8)
+	} else {
+		if cfg.Path == "" {
+			return nil, errors.New("decisionlog: neither a SQLite path nor a PostgreSQL connection string")
+		}
+		if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("decisionlog: directory of %s: %w", cfg.Path, err)
+		}
+		// Records hold addresses and subjects: the owner's eyes only.
+		if err := private.DB(cfg.Path); err != nil {
+			return nil, fmt.Errorf("decisionlog: %w", err)
+		}
+		dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() +
+			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate"
+		if l.db, err = sql.Open("sqlite", dsn); err != nil {
+			return nil, fmt.Errorf("decisionlog: open %s: %w", cfg.Path, err)
+		}
+		l.db.SetMaxOpenConns(4)
+	}
+	schema := l.d.schema()
+	if l.d.postgres {
+		// nodes starting together would race on CREATE ... IF NOT EXISTS: one at a time
+		schema = "BEGIN; SELECT pg_advisory_xact_lock(7301917); " + schema + " COMMIT;"
+	}
+	if _, err := l.db.ExecContext(ctx, schema); err != nil {
+		l.db.Close()
+		return nil, fmt.Errorf("decisionlog: create schema in %s: %w", l.where(), err)
+	}
+	go l.writer()
+	l.pruning.Add(1)
+	go l.pruner()
+	return l, nil
+}
+
+func (l *Log) where() string {
+	if l.d.postgres {
+		return "postgres"
+	}
+	return l.cfg.Path
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "portcullis_decisionlog_" + name, Help: help})
+	}
+	m := metrics{
+		written: c("records_written_total", "Decision records written to the log."),
+		dropped: c("records_dropped_total", "Decision records dropped because the writer's buffer was full."),
+		failed:  c("records_failed_total", "Decision records and outcomes lost because the store failed to write them."),
+		pruned:  c("records_pruned_total", "Decision records deleted by retention."),
+	}
+	if reg != nil {
+		for _, x := range []prometheus.Collector{m.written, m.dropped, m.failed, m.pruned} {
+			if err := reg.Register(x); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					panic(err)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// Add hands a record to the writer. It never blocks: when the buffer is full the record
+// is dropped, counted and logged.
+func (l *Log) Add(r Record) { l.enqueue(item{rec: &r}) }
+
+// SetOutcome records what became of a queued message for one recipient. It never blocks,
+// as Add.
+func (l *Log) SetOutcome(o Outcome) { l.enqueue(item{out: &o}) }
+
+func (l *Log) enqueue(it item) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		l.drop(1)
+		return
+	}
+	select {
+	case l.ch <- it:
+	default:
+		l.drop(1)
+	}
+}
+
+// drop counts lost records and logs them at most once a second.
+func (l *Log) drop(n int) {
+	l.m.dropped.Add(float64(n))
+	l.dropMu.Lock()
+	l.dropped += int64(n)
+	now := time.Now()
+	if now.Sub(l.dropLog) < time.Second {
+		l.dropMu.Unlock()
+		return
+	}
+	n64 := l.dropped
+	l.dropped, l.dropLog = 0, now
+	l.dropMu.Unlock()
+	l.log.Warn("decision log: buffer full, records dropped", "dropped", n64, "buffer", l.cfg.Buffer)
+}
+
+// Flush waits until every record and outcome added before it is written (or failed).
+func (l *Log) Flush(ctx context.Context) error {
+	c := make(chan struct{})
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errors.New("decisionlog: closed")
+	}
+	select {
+	case l.ch <- item{flush: c}:
+	case <-ctx.Done():
+		l.mu.Unlock()
+		return ctx.Err()
+	}
+	l.mu.Unlock()
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close writes what is buffered and closes the store.
+func (l *Log) Close() error {
+	l.closing.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		close(l.ch)
+		l.mu.Unlock()
+		close(l.stop)
+		<-l.done
+		l.pruning.Wait()
+	})
+	return l.db.Close()
+}
+
+func (l *Log) writer() {
+	defer close(l.done)
+	batch := make([]item, 0, l.cfg.BatchSize)
+	for it := range l.ch {
+		batch = append(batch[:0], it)
+	fill:
+		for len(batch) < l.cfg.BatchSize {
+			select {
+			case it, ok := <-l.ch:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+			default:
+				break fill
+			}
+		}
+		l.write(batch)
+	}
+}
+
+// write stores one batch: records first, then outcomes (which may join records of the
+// same batch), then releases the flushes.
+func (l *Log) write(batch []item) {
+	var recs []*Record
+	var outs []*Outcome
+	var flushes []chan struct{}
+	for _, it := range batch {
+		switch {
+		case it.rec != nil:
+			recs = append(recs, it.rec)
+		case it.out != nil:
+			outs = append(outs, it.out)
+		case it.flush != nil:
+			flushes = append(flushes, it.flush)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if len(recs) > 0 {
+		// an outcome that came first is applied to its record before the insert
+		for _, r := range recs {
+			k := outcomeKey{r.QueueID, normAddr(r.Recipient)}
+			if o, ok := l.pending[k]; ok && r.QueueID != "" {
+				applyOutcome(r, &o.Outcome)
+				r.Deferrals += o.deferrals
+				delete(l.pending, k)
+			}
+		}
+		var err error
+		for try := 0; try < 3; try++ {
+			if err = l.insert(ctx, recs); err == nil {
+				break
+			}
+			time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+		}
+		if err != nil {
+			l.m.failed.Add(float64(len(recs)))
+			l.log.Error("decision log: records lost", "records", len(recs), "store", l.where(), "err", err)
+		} else {
+			l.m.written.Add(float64(len(recs)))
+		}
+	}
+	if len(outs) > 0 {
+		if err := l.update(ctx, outs); err != nil {
+			l.m.failed.Add(float64(len(outs)))
+			l.log.Error("decision log: outcomes lost", "outcomes", len(outs), "store", l.where(), "err", err)
+		}
+	}
+	for _, c := range flushes {
+		close(c)
+	}
+}
+
+func applyOutcome(r *Record, o *Outcome) {
+	r.Outcome, r.OutcomeReason, r.OutcomeTime, r.Relay, r.DSN = o.Outcome, o.Reason, o.Time, o.Relay, o.DSN
+}
+
+// row returns a record's column values in the order of columns.
+func row(r *Record) []any {
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	pol := ""
+	var flagged strings.Builder
+	if len(r.Policies) > 0 {
+		b, _ := json.Marshal(r.Policies)
+		pol = string(b)
+		for _, p := range r.Policies {
+			if p.Status != "none" && p.Status != "pass" && p.Status != "" {
+				flagged.WriteString(" " + p.Name)
+			}
+		}
+		if flagged.Len() > 0 {
+			flagged.WriteString(" ")
+		}
+	}
+	tags := ""
+	if len(r.Tags) > 0 {
+		b, _ := json.Marshal(r.Tags)
+		tags = string(b)
+	}
+	sender, rcpt := normAddr(r.Sender), normAddr(r.Recipient)
+	var ot int64
+	if !r.OutcomeTime.IsZero() {
+		ot = micros(r.OutcomeTime)
+	}
+	return []any{
+		micros(t), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
+		sender, domainPart(sender), rcpt, domainPart(rcpt), r.From, r.Subject,
+		strings.Trim(r.MessageID, "<> "), r.Size, r.Stage, r.Verdict, r.Reply, r.Rule, r.Category, pol,
+		flagged.String(), r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
+		r.Relay, r.DSN, r.Deferrals,
+	}
+}
+
+func domainPart(a string) string {
+	if i := strings.LastIndexByte(a, '@'); i >= 0 {
+		return a[i+1:]
+	}
+	return ""
+}
+
+var insertSQL = "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES (" +
+	strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+
+func (l *Log) insert(ctx context.Context, recs []*Record) error {
+	if l.d.postgres {
+		conn, err := l.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return conn.Raw(func(dc any) error {
+			pc := dc.(*stdlib.Conn).Conn()
+			rows := make([][]any, len(recs))
+			for i, r := range recs {
+				rows[i] = row(r)
+			}
+			_, err := pc.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns, pgx.CopyFromRows(rows))
+			return err
+		})
+	}
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, insertSQL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, r := range recs {
+		if _, err := st.ExecContext(ctx, row(r)...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func (l *Log) update(ctx context.Context, outs []*Outcome) error {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, l.d.rebind(
+		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ?, deferrals = deferrals + ? WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var missing []*Outcome
+	for _, o := range outs {
+		t := o.Time
+		if t.IsZero() {
+			t = time.Now()
+		}
+		o.Time = t
+		res, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, deferral(o), o.QueueID, normAddr(o.Recipient))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			missing = append(missing, o)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if now := time.Now(); now.Sub(l.lastSweep) > time.Minute {
+		// outcomes of messages smtpd never saw (the DSNs the queue makes) wait here
+		// for nothing: forget them after a while
+		l.lastSweep = now
+		for k, o := range l.pending {
+			if now.Sub(o.Time) > pendingTTL {
+				delete(l.pending, k)
+			}
+		}
+	}
+	for _, o := range missing {
+		if len(l.pending) >= maxPending {
+			l.m.failed.Inc()
+			l.log.Warn("decision log: outcome without a record", "queue_id", o.QueueID, "rcpt", o.Recipient, "outcome", o.Outcome)
+			continue
+		}
+		k := outcomeKey{o.QueueID, normAddr(o.Recipient)}
+		p := l.pending[k]
+		l.pending[k] = pendingOutcome{Outcome: *o, deferrals: p.deferrals + deferral(o)}
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package decisionlog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Page sizes.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+)
+
+var selectCols = "id, " + strings.Join(columns, ", ")
+
+// Query returns one page of the records f selects, in f.Sort order, and the cursor of the
+// next page ("" when this is the last).
+func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
+	q, err := f.build(l.d.like())
+	if err != nil {
+		return nil, "", err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	col, desc, key := f.Sort.order()
+	cur, err := f.Cursor.decode()
+	if err != nil {
+		return nil, "", err
+	}
+	cmp, dir := ">", "ASC"
+	if desc {
+		cmp, dir = "<", "DESC"
+	}
+	if cur != nil {
+		var k any = int64(cur.K)
+		if col == "score" {
+			k = cur.K
+		}
+		q.add("("+col+" "+cmp+" ? OR ("+col+" = ? AND id "+cmp+" ?))", k, k, cur.I)
+	}
+	s := "SELECT " + selectCols + " FROM decisions WHERE " + q.sql() +
+		" ORDER BY " + col + " " + dir + ", id " + dir + " LIMIT " + fmt.Sprint(limit+1)
+	rows, err := l.db.QueryContext(ctx, l.d.rebind(s), q.args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("decisionlog: query %s: %w", l.where(), err)
+	}
+	recs, err := scanAll(rows)
+	if err != nil {
+		return nil, "", fmt.Errorf("decisionlog: query %s: %w", l.where(), err)
+	}
+	var next Cursor
+	if len(recs) > limit {
+		recs = recs[:limit]
+		last := recs[limit-1]
+		next = cursor{K: key(last), I: last.ID}.encode()
+	}
+	return recs, next, nil
+}
+
+// Get returns the record id if scope may see it, or ErrNotFound.
+func (l *Log) Get(ctx context.Context, scope Scope, id int64) (Record, error) {
+	q := &query{}
+	q.scope(scope)
+	q.add("id = ?", id)
+	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+selectCols+" FROM decisions WHERE "+q.sql()), q.args...)
+	if err != nil {
+		return Record{}, fmt.Errorf("decisionlog: get %d: %w", id, err)
+	}
+	recs, err := scanAll(rows)
+	if err != nil {
+		return Record{}, fmt.Errorf("decisionlog: get %d: %w", id, err)
+	}
+	if len(recs) == 0 {
+		return Record{}, ErrNotFound
+	}
+	return recs[0], nil
+}
+
+func scanAll(rows *sql.Rows) ([]Record, error) {
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var r Record
+		var t, ot int64
+		var ip []byte
+		var senderDom, rcptDom, pol, flagged, tags string
+		if err := rows.Scan(&r.ID, &t, &r.Session, &r.Txn, &r.Listener, &ip, &r.ClientName, &r.HELO, &r.AuthUser,
+			&r.Sender, &senderDom, &r.Recipient, &rcptDom, &r.From, &r.Subject,
+			&r.MessageID, &r.Size, &r.Stage, &r.Verdict, &r.Reply, &r.Rule, &r.Category, &pol,
+			&flagged, &r.Score, &tags, &r.QueueID, &r.Outcome, &r.OutcomeReason, &ot,
+			&r.Relay, &r.DSN, &r.Deferrals); err != nil {
+			return nil, err
+		}
+		r.Time, r.OutcomeTime, r.ClientIP = fromMicros(t), fromMicros(ot), ipFromBytes(ip)
+		if pol != "" {
+			if err := json.Unmarshal([]byte(pol), &r.Policies); err != nil {
+				return nil, fmt.Errorf("record %d: policies: %w", r.ID, err)
+			}
+		}
+		if tags != "" {
+			if err := json.Unmarshal([]byte(tags), &r.Tags); err != nil {
+				return nil, fmt.Errorf("record %d: tags: %w", r.ID, err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// pruneBatch is how many records one prune statement deletes: small enough that the
+// writer never waits long for the database.
+const pruneBatch = 2000
+
+// Prune deletes the records older than before, in small batches, and returns how many
+// it deleted.
+func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	s := l.d.rebind(`DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE t < ? ORDER BY t LIMIT ` +
+		fmt.Sprint(pruneBatch) + `)`)
+	for {
+		res, err := l.db.ExecContext(ctx, s, micros(before))
+		if err != nil {
+			return total, fmt.Errorf("decisionlog: prune %s: %w", l.where(), err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		l.m.pruned.Add(float64(n))
+		if n < pruneBatch {
+			return total, nil
+		}
+		// let the writer in between batches
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Log) pruner() {
+	defer l.pruning.Done()
+	if l.cfg.Retention < 0 {
+		return
+	}
+	first := time.NewTimer(time.Minute)
+	defer first.Stop()
+	tick := time.NewTicker(l.cfg.PruneInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-first.C:
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-l.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		n, err := l.Prune(ctx, time.Now().Add(-l.cfg.Retention))
+		if err == nil && !l.d.postgres {
+			// keep the planner's statistics current (SQLite's advice: hourly)
+			_, err = l.db.ExecContext(ctx, "PRAGMA optimize")
+		}
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			l.log.Error("decision log: prune", "err", err)
+		} else if n > 0 {
+			l.log.Info("decision log: pruned", "records", n, "retention", l.cfg.Retention)
+		}
+	}
+}
