@@ -968,10 +968,17 @@ loop:
 			if ev.Source == s {
 				continue // our own STORE already answered
 			}
-			for _, m := range ev.Messages {
+			msgs := ev.Messages
+			if s.condstore {
+				// The event may be older than what a FETCH or STORE of this session
+				// already showed (they read the store as it is): show the messages as
+				// they are now, so that MODSEQ never goes back (RFC 7162 §3.1.4.1).
+				msgs = s.current(sel, msgs)
+			}
+			for _, m := range msgs {
 				if seq := sel.seqOf(m.UID); seq > 0 {
 					announce()
-					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags)), s.modseq(m.ModSeq)))
+					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, sel.known(m.Flags))), s.modseq(m.ModSeq)))
 				}
 			}
 		case store.MailboxDeleted:
@@ -982,6 +989,23 @@ loop:
 	sel.pending = sel.pending[i:]
 	announce()
 	return werr
+}
+
+// current returns msgs as the store has them now, without those gone meanwhile (their
+// expunge is pending); on a failure to read, msgs as they are.
+func (s *session) current(sel *selected, msgs []store.Message) []store.Message {
+	uids := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	c, cancel := ctx()
+	defer cancel()
+	cur, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
+	if err != nil {
+		s.logErr("poll", err)
+		return msgs
+	}
+	return cur
 }
 
 // learnPending records the keywords of the pending flag changes and new messages.
