@@ -49,10 +49,14 @@ func zoneOffset(t time.Time) int64 {
 }
 
 // zones caches one *time.Location per offset: a folder's messages share a handful of
-// zones, and reading 100,000 rows should not allocate 100,000 locations.
-// Only whole-minute offsets up to ±99:59 (what a "+HHMM" zone can say) are cached, so
-// the cache stays bounded whatever clients send.
-var zones sync.Map // int64 → *time.Location
+// zones, and reading 100,000 rows should not allocate 100,000 locations. Only
+// whole-minute offsets up to ±99:59 (what a "+HHMM" zone can say) are cached, so the cache
+// stays bounded whatever clients send. (A map under a lock, not a sync.Map: boxing the
+// int64 key into an interface allocated once per row.)
+var zones struct {
+	sync.RWMutex
+	m map[int64]*time.Location
+}
 
 const maxZone = 99*3600 + 59*60
 
@@ -67,9 +71,19 @@ func internalDate(nanos int64, zone sql.NullInt64) time.Time {
 	if off%60 != 0 || off < -maxZone || off > maxZone {
 		return t.In(time.FixedZone("", int(off))) // not from a ±HHMM zone: not worth caching
 	}
-	loc, ok := zones.Load(off)
-	if !ok {
-		loc, _ = zones.LoadOrStore(off, time.FixedZone("", int(off)))
+	zones.RLock()
+	loc := zones.m[off]
+	zones.RUnlock()
+	if loc == nil {
+		zones.Lock()
+		if loc = zones.m[off]; loc == nil {
+			if zones.m == nil {
+				zones.m = map[int64]*time.Location{}
+			}
+			loc = time.FixedZone("", int(off))
+			zones.m[off] = loc
+		}
+		zones.Unlock()
 	}
-	return t.In(loc.(*time.Location))
+	return t.In(loc)
 }
