@@ -145,6 +145,16 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 		if pc, err = pgx.ParseConfig(cfg.Postgres); err != nil {
 			return nil, fmt.Errorf("decisionlog: postgres connection string: %w", err)
 		}
+		// A generic plan (what PostgreSQL reuses for a prepared statement after five
+		// runs) is planned for an average domain, and the recipients' domain is
+		// nearly always ours: it walks the time index through the whole table for a
+		// rare sender domain. Each search is planned for its own values.
+		if pc.RuntimeParams == nil {
+			pc.RuntimeParams = map[string]string{}
+		}
+		if _, ok := pc.RuntimeParams["plan_cache_mode"]; !ok {
+			pc.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+		}
 		l.db = stdlib.OpenDB(*pc)
 		l.db.SetMaxOpenConns(8)
 	} else {
