@@ -11,7 +11,8 @@
 #    records per second inserted and the median and 95th percentile of each search.
 #
 # Usage: bench/decisionlog.sh [MESSAGES [RECORDS [ROUNDS]]]   (default 2000, 1000000, 3)
-#        PARTS="smtp search" by default; PARTS=search runs only the second part.
+#        PARTS="smtp search" by default; PARTS=search runs only the second part;
+#        STORES="sqlite postgres" by default.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ N=${1:-2000}
 RECORDS=${2:-1000000}
 ROUNDS=${3:-3}
 PARTS=${PARTS:-smtp search}
+STORES=${STORES:-sqlite postgres}
 SIZE=4096
 W=$(bench_workdir decisionlog)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -78,11 +80,15 @@ fi
 
 if [[ " $PARTS " == *" search "* ]]; then
   (cd bench && go build -o "$W/dlbench" ./cmd/dlbench)
-  echo; echo "SQLite, $RECORDS records:"
-  "$W/dlbench" -records "$RECORDS" -path "$W/decisions.db"
-  ls -l "$W/decisions.db" | awk '{printf "database file: %.0f MiB\n", $5/1048576}'
-  rm -f "$W"/decisions.db*
-  if [ -n "$PG_BIN" ]; then
+  if [[ " $STORES " == *" sqlite "* ]]; then
+    echo; echo "SQLite, $RECORDS records:"
+    "$W/dlbench" -records "$RECORDS" -path "$W/decisions.db"
+    ls -l "$W/decisions.db" | awk '{printf "database file: %.0f MiB\n", $5/1048576}'
+    rm -f "$W"/decisions.db*
+  fi
+  if [[ " $STORES " != *" postgres "* ]]; then
+    :
+  elif [ -n "$PG_BIN" ]; then
     PG_PORT=$((30000 + RANDOM % 10000))
     mkdir -p "$W/pg" && chown postgres "$W/pg"
     runuser -u postgres -- "$PG_BIN/initdb" -D "$W/pg/data" -U bench --auth=trust --no-sync >/dev/null
