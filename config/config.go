@@ -16,12 +16,15 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/portcullis-mail/portcullis/milter"
+	"github.com/portcullis-mail/portcullis/policyd"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -36,8 +39,10 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
+	"github.com/portcullis-mail/portcullis/web"
 )
 
 // Config is the server configuration (portcullis.yaml).
@@ -95,7 +100,8 @@ type Config struct {
 		// to=... status=, removed), for pflogsumm and other Postfix log tools.
 		PostfixFile string `yaml:"postfix_file"`
 	} `yaml:"log"`
-	// HTTP serves the Prometheus metrics on /metrics.
+	// HTTP serves the Prometheus metrics on /metrics and the web page on / (with TLS,
+	// smtp.tls's certificate, when the address is not loopback).
 	HTTP struct {
 		// Addr is the listening address (host:port); empty disables the HTTP server.
 		Addr string `yaml:"addr"`
@@ -144,6 +150,12 @@ type Config struct {
 		TLSAddr      string `yaml:"tls_addr"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
+	// Web is the page on the HTTP listener where users see and release their quarantined
+	// mail; its admins are the top-level admins.
+	Web web.Config `yaml:"web"`
+	// Quarantine is where the messages rules quarantine wait, held in the queue, until
+	// their recipients release or delete them on the web page, or the lifetime ends.
+	Quarantine quarantine.Config `yaml:"quarantine"`
 	// Stats is the decision log: one record per SMTP transaction and recipient (who, what,
 	// which rule decided, what became of it), read by portcullis report.
 	Stats struct {
@@ -151,6 +163,13 @@ type Config struct {
 		Disable            bool `yaml:"disable"`
 		decisionlog.Config `yaml:",inline"`
 	} `yaml:"stats"`
+	// Policyd is the Postfix policy-delegation server (check_policy_service): Postfix
+	// front-ends ask portcullis's rules about each recipient. Off unless addr is set.
+	Policyd policyd.Config `yaml:"policyd"`
+	// Milter is the milter server (Postfix's smtpd_milters and non_smtpd_milters): every
+	// stage, the data stage included, runs for mail Postfix receives. Off unless addr is
+	// set.
+	Milter milter.Config `yaml:"milter"`
 	// DKIM signs mail from authenticated users.
 	DKIM struct {
 		// Sign is the signer: mail whose From: domain has a key in dir (made by
@@ -177,6 +196,8 @@ func Default(dataDir string) *Config {
 	}
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.HTTP.Addr = "127.0.0.1:8025"
+	c.Web.SessionLifetime, c.Web.IdleTimeout, c.Web.MaxSessions = 12*time.Hour, 30*time.Minute, 10000
+	c.Quarantine.Lifetime = quarantine.DefaultLifetime
 	c.IMAP.Addr = "127.0.0.1:1143"
 	c.POP3.Addr = "127.0.0.1:1110"
 	c.SMTP.Listeners = []smtpd.ListenerConfig{
@@ -304,11 +325,14 @@ func (c *Config) finish() error {
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	c.Policyd.TrustedNetworks = c.TrustedNetworks
+	c.Milter.TrustedNetworks = c.TrustedNetworks
 	if c.Delivery.Hostname == "" {
 		c.Delivery.Hostname = c.Hostname
 	}
 	c.Routing.LocalDomains = c.LocalDomains
 	c.Routing.NullSenderUsers = c.Admins
+	c.Web.Admins = c.Admins
 	if c.LMTP.LocalName == "" {
 		c.LMTP.LocalName = c.Hostname
 	}

@@ -96,6 +96,9 @@ type ruleSet struct {
 	msgView   *viewType
 	msgFacts  map[string]string // msg fact -> provider instance
 	envs      [numStages]map[string]any
+	// rcptLists: a rule references rcpt.allows_sender or rcpt.blocks_sender, so the
+	// engine looks the recipient's sender lists up at the rcpt stage.
+	rcptLists bool
 }
 
 // CompileOptions are the inputs of Compile besides the rules.
@@ -491,6 +494,12 @@ func (v *visitor) Visit(node *ast.Node) {
 		}
 	case *ast.MemberNode:
 		id, ok := n.Node.(*ast.IdentifierNode)
+		if ok && id.Value == "rcpt" {
+			if prop, ok := n.Property.(*ast.StringNode); ok && (prop.Value == "allows_sender" || prop.Value == "blocks_sender") {
+				v.rs.rcptLists = true
+			}
+			return
+		}
 		if !ok || id.Value != "msg" {
 			return
 		}

@@ -30,10 +30,20 @@ type EngineConfig struct {
 	Middleware []Middleware
 	Logger     *slog.Logger
 	Metrics    *Metrics // nil: no metrics
+	// SenderLists answers rcpt.allows_sender and rcpt.blocks_sender; nil: both false.
+	// It is asked only when a rule references them.
+	SenderLists SenderLists
 	// CloseDelay is how long Reload waits before closing the replaced policies that hold
 	// resources (databases, connection pools), so that transactions still using them
 	// finish first (default 10m, longer than any SMTP transaction's policy work).
 	CloseDelay time.Duration
+}
+
+// SenderLists are the recipients' own lists of senders always allowed or blocked. Listed
+// returns "allow", "block" or "" for the sender (an address, "" for the null sender) and
+// the recipient. quarantine.Lists, through the router's alias expansion, implements it.
+type SenderLists interface {
+	Listed(ctx context.Context, rcpt, sender string) (string, error)
 }
 
 // Engine evaluates compiled rules for each stage of each transaction. It is safe for
@@ -194,6 +204,9 @@ func (e *Engine) Evaluate(ctx context.Context, stage Stage, tx *Transaction) Dec
 		tx.Hostname = e.cfg.Hostname
 	}
 	env := e.env(rs, stage, tx, d.Results)
+	if stage == StageRcpt && rs.rcptLists && e.cfg.SenderLists != nil {
+		e.senderLists(ctx, env, tx)
+	}
 	v := e.vms.Get().(*vm.VM)
 	defer e.vms.Put(v)
 	trace, _ := ctx.Value(traceKey{}).(Trace)
@@ -464,4 +477,24 @@ func (e *Engine) logDecision(ctx context.Context, stage Stage, tx *Transaction, 
 	}
 	attrs = append(attrs, slog.Duration("took", elapsed))
 	e.log.LogAttrs(ctx, level, "policy decision", attrs...)
+}
+
+// senderLists fills rcpt.allows_sender and rcpt.blocks_sender. A lookup that fails is
+// logged and leaves both false: a list is the user's preference, not a reason to refuse.
+func (e *Engine) senderLists(ctx context.Context, env map[string]any, tx *Transaction) {
+	r, ok := env["rcpt"].(AddressEnv)
+	if !ok || r.Null {
+		return
+	}
+	from := ""
+	if !tx.Envelope.From.IsNull() {
+		from = tx.Envelope.From.String()
+	}
+	kind, err := e.cfg.SenderLists.Listed(ctx, r.Address, from)
+	if err != nil {
+		e.log.Warn("sender lists lookup failed", "rcpt", r.Address, "sender", from, "err", err.Error())
+		return
+	}
+	r.AllowsSender, r.BlocksSender = kind == "allow", kind == "block"
+	env["rcpt"] = r
 }

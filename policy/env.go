@@ -63,6 +63,11 @@ type AddressEnv struct {
 	Params  map[string]string `expr:"params"` // MAIL FROM parameters (sender only)
 	// Ours: the domain is one of our local domains.
 	Ours bool `expr:"ours"`
+	// AllowsSender and BlocksSender: the recipient's user put the envelope sender (or
+	// its domain) on their "always allow" or "always block" list on the web page
+	// (EngineConfig.SenderLists; false without one).
+	AllowsSender bool `expr:"allows_sender"`
+	BlocksSender bool `expr:"blocks_sender"`
 }
 
 // SenderEnv is `sender` in rules: the fields of AddressEnv and whether the

@@ -6,13 +6,51 @@ import "strings"
 type mailAddr struct {
 	local, domain string
 	hasDomain     bool
+	// invalid marks an element that is no address: it has no :localpart or
+	// :domain, and :all sees raw, its text (RFC 5228 §2.7.4).
+	invalid bool
+	raw     string
 }
 
 func (a mailAddr) all() string {
 	if !a.hasDomain {
 		return a.local
 	}
-	return a.local + "@" + a.domain
+	return quoteLocal(a.local) + "@" + a.domain
+}
+
+// quoteLocal writes a local part as RFC 5322 wants it: as is when it is a dot-atom,
+// quoted otherwise ("S[r]us"), so :all compares normalized addresses.
+func quoteLocal(l string) string {
+	if isDotAtom(l) {
+		return l
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(l); i++ {
+		if l[i] == '"' || l[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(l[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			continue // UTF-8 (RFC 6532)
+		}
+		if !(isAlpha(c) || isDigit(c) || c == '.' || strings.IndexByte("!#$%&'*+-/=?^`{|}~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 type addrPart uint8
@@ -28,6 +66,9 @@ const (
 // part returns the address part; ok is false when it does not exist (a :detail of an
 // address without a delimiter, RFC 5233 §4).
 func (a mailAddr) part(p addrPart, delim string) (string, bool) {
+	if a.invalid {
+		return a.raw, p == partAll
+	}
 	switch p {
 	case partLocal:
 		return a.local, true
@@ -75,8 +116,31 @@ func unquoteLocal(l string) string {
 
 // parseAddressList parses an RFC 5322 address-list leniently: display names, comments,
 // groups and routes are dropped; what is left of each element is the address. ok is
-// false when an element is not an address at all.
+// false when an element is not an address at all (that element is marked invalid).
 func parseAddressList(v string) (out []mailAddr, ok bool) {
+	out, ok = parseAddressList0(v)
+	for i := range out {
+		a := &out[i]
+		if a.invalid {
+			continue
+		}
+		if !a.hasDomain || a.local == "" || a.domain == "" || !isASCII(a.local) || strings.ContainsAny(a.domain, " \t<>@,;:\"") {
+			a.invalid, ok = true, false
+		}
+	}
+	return out, ok
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func parseAddressList0(v string) (out []mailAddr, ok bool) {
 	ok = true
 	for _, elem := range splitTopLevel(stripComments(v), ',') {
 		elem = strings.TrimSpace(elem)
@@ -93,7 +157,9 @@ func parseAddressList(v string) (out []mailAddr, ok bool) {
 			gt := strings.LastIndexByte(elem, '>')
 			if gt < lt {
 				ok = false
-				out = append(out, splitAddr(elem))
+				a := splitAddr(elem)
+				a.invalid, a.raw = true, elem
+				out = append(out, a)
 				continue
 			}
 			inner := strings.TrimSpace(elem[lt+1 : gt])
@@ -104,15 +170,14 @@ func parseAddressList(v string) (out []mailAddr, ok bool) {
 				continue
 			}
 			a := splitAddr(inner)
-			if !a.hasDomain || a.local == "" {
-				ok = false
-			}
+			a.raw = elem // an invalid one is seen as written, brackets included
 			out = append(out, a)
 			continue
 		}
 		a := splitAddr(elem)
-		if !a.hasDomain || a.local == "" || strings.ContainsAny(a.local, " \t") && !strings.HasPrefix(strings.TrimSpace(elem), "\"") {
-			ok = false
+		a.raw = elem
+		if strings.ContainsAny(a.local, " \t") && !strings.HasPrefix(strings.TrimSpace(elem), "\"") {
+			a.invalid, ok = true, false
 		}
 		out = append(out, a)
 	}

@@ -17,6 +17,82 @@ type Options struct {
 	Delimiter string
 	// Include loads the scripts named by include (RFC 6609); nil makes include fail.
 	Include IncludeLoader
+	// Vacation holds the administrator's vacation settings (Pigeonhole's
+	// sieve_vacation_* and sieve_user_email); the zero value is Pigeonhole's default.
+	Vacation VacationOptions
+	// EditHeader holds the editheader settings (Pigeonhole's sieve_editheader_*).
+	EditHeader EditHeaderOptions
+}
+
+// EditHeaderOptions restrict what addheader and deleteheader may touch (RFC 5293 §7).
+// Whatever they say, Received, Auto-Submitted and X-Sieve-Redirected-From are never
+// deleted, X-Sieve-Redirected-From never added, and Subject is always editable.
+type EditHeaderOptions struct {
+	Protected    []string // neither added nor deleted
+	ForbidAdd    []string
+	ForbidDelete []string
+	// MaxHeaderSize bounds an added field's value in bytes (default 2048).
+	MaxHeaderSize int
+}
+
+func (o EditHeaderOptions) maxSize() int {
+	if o.MaxHeaderSize > 0 {
+		return o.MaxHeaderSize
+	}
+	return 2048
+}
+
+func listed(l []string, name string) bool {
+	for _, x := range l {
+		if equalFoldASCII(x, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowAdd and allowDelete follow Pigeonhole's rules (ext-editheader-common.c).
+func (o EditHeaderOptions) allowAdd(name string) bool {
+	switch {
+	case equalFoldASCII(name, "subject"):
+		return true
+	case equalFoldASCII(name, "x-sieve-redirected-from"):
+		return false
+	}
+	return !listed(o.Protected, name) && !listed(o.ForbidAdd, name)
+}
+
+func (o EditHeaderOptions) allowDelete(name string) bool {
+	switch {
+	case equalFoldASCII(name, "received"), equalFoldASCII(name, "auto-submitted"),
+		equalFoldASCII(name, "x-sieve-redirected-from"):
+		return false
+	case equalFoldASCII(name, "subject"):
+		return true
+	}
+	return !listed(o.Protected, name) && !listed(o.ForbidDelete, name)
+}
+
+// VacationOptions are the vacation settings of Pigeonhole a server may change.
+type VacationOptions struct {
+	// DefaultSubject is the reply's subject when the script gives none and the
+	// message has no subject ("Automated reply" when empty).
+	DefaultSubject string
+	// DefaultSubjectTemplate, when set, makes the subject when the script gives none:
+	// "%$" (or "%{subject}") stands for the original subject, "%%" for "%".
+	DefaultSubjectTemplate string
+	// MaxSubjectRunes cuts longer subjects, ending them with "…" (default 256).
+	MaxSubjectRunes int
+	// UserEmail is the user's own address, besides the envelope recipient, for the
+	// "is it addressed to me" check and as the reply's From.
+	UserEmail string
+	// UseOriginalRecipient counts the envelope's OrigTo as the user's address.
+	UseOriginalRecipient bool
+	// DontCheckRecipient replies even to mail not addressed to the user.
+	DontCheckRecipient bool
+	// ToHeaderIgnoreEnvelope takes the reply's To: field from the message's
+	// Reply-To, Sender or From even when it is not the envelope sender.
+	ToHeaderIgnoreEnvelope bool
 }
 
 // Location says where include looks for a script (RFC 6609 §3.2).
@@ -45,7 +121,7 @@ type Limits struct {
 	MaxScriptSize   int           // bytes of source; default 1 MiB
 	MaxActions      int           // actions per run; default 32
 	MaxRedirects    int           // redirects per run; default 4
-	MaxNesting      int           // nested blocks and tests; default 32
+	MaxNesting      int           // nested blocks, and nested tests, each; default 32
 	MaxVariables    int           // variables per scope; default 255
 	MaxVariableSize int           // bytes per variable value; default 4096
 	MaxIncludeDepth int           // nested includes; default 10
@@ -135,6 +211,9 @@ type Result struct {
 	// Remember lists the keys the delivery should record for Host.Seen once the
 	// message is delivered (duplicate, sent vacation replies).
 	Remember []Memory
+	// Warnings are run-time problems that did not stop the script (e.g. an invalid
+	// regular expression built from a variable); the delivery should log them.
+	Warnings []string
 }
 
 // Memory is one key to record for Host.Seen.
@@ -154,6 +233,9 @@ type Action interface{ action() }
 type Keep struct {
 	Flags    []string // IMAP flags (RFC 5232), nil for none
 	Implicit bool     // the implicit keep (§2.10.2)
+	// Header is the header block as editheader left it when the action ran (RFC 5293
+	// §6), nil when unchanged; the same holds for FileInto and Redirect.
+	Header []byte
 }
 
 // FileInto stores the message in Mailbox (RFC 5228 §4.1).
@@ -163,12 +245,14 @@ type FileInto struct {
 	Create     bool   // :create (RFC 5490 §3.2): create a missing mailbox
 	Copy       bool   // :copy (RFC 3894): did not cancel the implicit keep
 	SpecialUse string // :specialuse (RFC 8579): prefer the mailbox with this use
+	Header     []byte
 }
 
 // Redirect forwards the message to Address (RFC 5228 §4.2).
 type Redirect struct {
 	Address string
 	Copy    bool
+	Header  []byte
 }
 
 // Reject refuses the message with Reason (RFC 5429): at SMTP/LMTP time when the
@@ -194,6 +278,12 @@ type Vacation struct {
 	Period    time.Duration
 	InReplyTo string // the original Message-ID
 	Skip      string
+	// ToHeader is the reply's To: field: the original's From, Sender or Reply-To
+	// field that names the sender (keeping its display name), else To.
+	ToHeader string
+	// References is the reply's References: field (RFC 5230 §5.8): the original's
+	// References and Message-ID.
+	References string
 }
 
 func (Keep) action()     {}
@@ -209,4 +299,4 @@ type RuntimeError struct {
 	Msg       string
 }
 
-func (e *RuntimeError) Error() string { return "line " + Pos{e.Line, e.Col}.String() + ": " + e.Msg }
+func (e *RuntimeError) Error() string { return "line " + srcPos{e.Line, e.Col}.String() + ": " + e.Msg }

@@ -28,8 +28,15 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
 		return
 	}
 	for _, a := range res.Actions {
-		fmt.Printf("%#v\n", a)
+		switch a := a.(type) {
+		case sieve.FileInto:
+			fmt.Println("fileinto", a.Mailbox, a.Flags)
+		case sieve.Keep:
+			fmt.Println("keep", a.Flags)
+		case sieve.Vacation:
+			fmt.Println("vacation to", a.To, "skip:", a.Skip)
+		}
 	}
 	// Output:
-	// sieve.FileInto{Mailbox:"Billing", Flags:[]string{"\\Flagged"}, Create:false, Copy:false, SpecialUse:""}
+	// fileinto Billing [\Flagged]
 }

@@ -2,12 +2,13 @@ package sieve
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"mime"
+	"mime/quotedprintable"
 	"strings"
 
-	gomessage "github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // charset decoding of text parts
+	"github.com/emersion/go-message/charset"
 )
 
 // body (RFC 5173).
@@ -45,52 +46,164 @@ func (r *runner) bodyParts() *bodyCache {
 	if r.body != nil {
 		return r.body
 	}
-	limit := int64(r.s.lim.MaxMatchInput)
-	raw, _ := io.ReadAll(io.LimitReader(r.msg.Raw(), limit*4))
+	limit := r.s.lim.MaxMatchInput
+	raw, _ := io.ReadAll(io.LimitReader(r.msg.Raw(), int64(limit)*4))
 	_, b := splitMessage(raw)
 	bc := &bodyCache{raw: string(b)}
-	if len(bc.raw) > int(limit) {
+	if len(bc.raw) > limit {
 		bc.raw = bc.raw[:limit]
 	}
-	if e, err := gomessage.Read(bytes.NewReader(raw)); err == nil || gomessage.IsUnknownCharset(err) || gomessage.IsUnknownEncoding(err) {
-		walkParts(e, 0, &bc.parts, limit)
-	} else {
-		bc.parts = []bodyPart{{ctype: "text/plain", content: bc.raw}}
-	}
+	walkParts(raw, 0, &bc.parts, limit)
 	r.body = bc
 	return bc
 }
 
-func walkParts(e *gomessage.Entity, depth int, out *[]bodyPart, limit int64) {
-	if e == nil || depth > 20 || len(*out) > 256 {
+// walkParts splits a MIME entity into the parts the body test sees (RFC 5173 §5):
+// a multipart's preamble and epilogue, a message/rfc822's raw content (and its own
+// parts), and each leaf decoded to UTF-8. A part with an unknown transfer encoding is
+// left out.
+func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
+	if depth > 20 || len(*out) > 256 {
 		return
 	}
-	ct, _, err := e.Header.ContentType()
-	if err != nil || ct == "" {
-		ct = "text/plain"
+	hdr, body := splitMessage(entity)
+	var ctHeader, cte string
+	for _, f := range parseFields(hdr) {
+		switch {
+		case equalFoldASCII(f.name, "content-type"):
+			ctHeader = f.value()
+		case equalFoldASCII(f.name, "content-transfer-encoding"):
+			cte = strings.ToLower(f.value())
+		}
 	}
-	ct = strings.ToLower(ct)
-	if mr := e.MultipartReader(); mr != nil {
-		*out = append(*out, bodyPart{ctype: ct})
-		for {
-			p, err := mr.NextPart()
-			if err != nil {
-				if p == nil {
-					return
-				}
-			}
+	ct, params := parseContentType(ctHeader)
+	switch {
+	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "":
+		pre, parts, epi := splitMultipart(body, params["boundary"])
+		// The prologue and the epilogue are separate strings (RFC 5173 §5.2).
+		*out = append(*out, bodyPart{ctype: ct, content: pre})
+		if strings.TrimSpace(epi) != "" {
+			*out = append(*out, bodyPart{ctype: ct, content: epi})
+		}
+		for _, p := range parts {
 			walkParts(p, depth+1, out, limit)
 		}
-	}
-	if ct == "message/rfc822" {
-		*out = append(*out, bodyPart{ctype: ct})
-		if inner, err := gomessage.Read(e.Body); err == nil || gomessage.IsUnknownCharset(err) {
-			walkParts(inner, depth+1, out, limit)
-		}
+		return
+	case ct == "message/rfc822":
+		// :content "message/rfc822" sees the nested message's header (RFC 5173 §5.2).
+		nested, _ := splitMessage(body)
+		*out = append(*out, bodyPart{ctype: ct, content: string(nested)})
+		walkParts(body, depth+1, out, limit)
 		return
 	}
-	b, _ := io.ReadAll(io.LimitReader(e.Body, limit))
-	*out = append(*out, bodyPart{ctype: ct, content: string(b)})
+	var dec io.Reader = bytes.NewReader(body)
+	switch cte {
+	case "", "7bit", "8bit", "binary":
+	case "quoted-printable":
+		dec = quotedprintable.NewReader(dec)
+	case "base64":
+		dec = base64.NewDecoder(base64.StdEncoding, &b64Clean{r: dec})
+	default:
+		return
+	}
+	if strings.HasPrefix(ct, "text/") {
+		if cs := params["charset"]; cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+			if rd, err := charset.Reader(cs, dec); err == nil {
+				dec = rd
+			}
+		}
+	}
+	content, _ := io.ReadAll(io.LimitReader(dec, int64(limit)))
+	*out = append(*out, bodyPart{ctype: ct, content: string(content)})
+}
+
+// parseContentType reads a Content-Type field: text/plain when absent (RFC 2045 §5.2);
+// with bad parameters, the type alone; a type that is no type/subtype is unknown (as
+// in Pigeonhole, such a part is not text).
+func parseContentType(v string) (string, map[string]string) {
+	if strings.TrimSpace(v) == "" {
+		return "text/plain", map[string]string{}
+	}
+	if ct, params, err := mime.ParseMediaType(v); err == nil {
+		return ct, params
+	}
+	t := strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
+	if typ, sub, ok := strings.Cut(t, "/"); ok && typ != "" && sub != "" && !strings.ContainsAny(sub, "/ \t") {
+		return t, map[string]string{}
+	}
+	return "application/x-unknown", map[string]string{}
+}
+
+// splitMultipart cuts a multipart body at its boundary lines (RFC 2046 §5.1.1).
+func splitMultipart(body []byte, boundary string) (pre string, parts [][]byte, epi string) {
+	delim := "--" + boundary
+	s := string(body)
+	var cur strings.Builder
+	state := 0 // 0 preamble, 1 in a part, 2 epilogue
+	flush := func() {
+		p := cur.String()
+		// The line break before a delimiter belongs to the delimiter.
+		p = strings.TrimSuffix(strings.TrimSuffix(p, "\n"), "\r")
+		parts = append(parts, []byte(p))
+		cur.Reset()
+	}
+	for len(s) > 0 {
+		nl := strings.IndexByte(s, '\n')
+		line := s
+		if nl >= 0 {
+			line = s[:nl+1]
+		}
+		s = s[len(line):]
+		t := strings.TrimRight(line, " \t\r\n")
+		if state != 2 && strings.HasPrefix(t, delim) {
+			rest := t[len(delim):]
+			if rest == "--" {
+				if state == 1 {
+					flush()
+				} else {
+					pre = cur.String()
+					cur.Reset()
+				}
+				state = 2
+				continue
+			}
+			if rest == "" {
+				if state == 1 {
+					flush()
+				} else {
+					pre = cur.String()
+					cur.Reset()
+				}
+				state = 1
+				continue
+			}
+		}
+		cur.WriteString(line)
+	}
+	switch state {
+	case 0:
+		pre = cur.String()
+	case 1:
+		flush()
+	case 2:
+		epi = cur.String()
+	}
+	return pre, parts, epi
+}
+
+// b64Clean drops what is not base64 (line breaks, white space) before decoding.
+type b64Clean struct{ r io.Reader }
+
+func (c *b64Clean) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	j := 0
+	for _, ch := range p[:n] {
+		if isAlpha(ch) && ch != '_' || isDigit(ch) || ch == '+' || ch == '/' || ch == '=' {
+			p[j] = ch
+			j++
+		}
+	}
+	return j, err
 }
 
 // contentMatches says whether a part's type matches a :content item (RFC 5173 §5.2):
@@ -112,10 +225,12 @@ func (x *bodyTest) eval(r *runner) (bool, error) {
 	var vals []string
 	switch x.transform {
 	case bodyRaw:
-		vals = []string{bc.raw}
+		if bc.raw != "" {
+			vals = []string{bc.raw}
+		}
 	case bodyText:
 		for _, p := range bc.parts {
-			if strings.HasPrefix(p.ctype, "text/") {
+			if strings.HasPrefix(p.ctype, "text/") && p.content != "" {
 				c := p.content
 				if p.ctype == "text/html" {
 					c = htmlText(c)
@@ -125,9 +240,6 @@ func (x *bodyTest) eval(r *runner) (bool, error) {
 		}
 	case bodyContent:
 		for _, p := range bc.parts {
-			if strings.HasPrefix(p.ctype, "multipart/") || p.ctype == "message/rfc822" {
-				continue
-			}
 			for _, t := range x.types {
 				if contentMatches(p.ctype, t.eval(r)) {
 					vals = append(vals, p.content)
@@ -163,7 +275,7 @@ func compileBody(c *compiler, n *node) test {
 		{name: "text", group: "body transform"},
 		{name: "content", param: aStringList, group: "body transform"},
 	}))
-	if !ok || !c.positional(n, pa, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	x := &bodyTest{}
@@ -173,17 +285,12 @@ func compileBody(c *compiler, n *node) test {
 	case pa.has("content"):
 		x.transform = bodyContent
 		x.types = c.strList(pa.tags["content"])
-		for _, t := range x.types {
-			if t.constant() && t.lit != "" {
-				if _, _, err := mime.ParseMediaType(t.lit + map[bool]string{true: "", false: "/x"}[strings.Contains(t.lit, "/")]); err != nil {
-					c.errf(t.pos, "invalid content type '%s'", t.lit)
-					return nil
-				}
-			}
-		}
 	}
 	if x.m = c.matcher(n, pa, pa.pos[0]); x.m == nil {
 		return nil
 	}
+	// The body test sets no match variables (Pigeonhole: body content is too large
+	// to be kept in them).
+	x.m.capture = false
 	return x
 }

@@ -18,6 +18,7 @@ func init() {
 type headerEdit struct {
 	fields  []field
 	changed bool
+	origLen int // bytes of the original header block with its empty line
 }
 
 func (h *headerEdit) values(name string) []string {
@@ -46,38 +47,33 @@ func (h *headerEdit) bytes() []byte {
 func (r *runner) editable() *headerEdit {
 	if r.hdr == nil {
 		raw, _ := io.ReadAll(io.LimitReader(r.msg.Raw(), int64(r.s.lim.MaxMatchInput)))
-		hdr, _ := splitMessage(raw)
-		r.hdr = &headerEdit{fields: parseFields(hdr)}
+		hdr, body := splitMessage(raw)
+		r.hdr = &headerEdit{fields: parseFields(hdr), origLen: int(crlfSize(raw[:len(raw)-len(body)]))}
 	}
 	return r.hdr
 }
 
-// protectedHeader names the fields a script may not add or delete (RFC 5293 §7:
-// Received and Auto-Submitted protect against loops, as in Pigeonhole).
-func protectedHeader(name string) bool {
-	return equalFoldASCII(name, "received") || equalFoldASCII(name, "auto-submitted")
-}
-
 type addheaderCmd struct {
-	pos         Pos
+	pos         srcPos
 	name, value *strExpr
 	last        bool
 }
-
-// maxAddedHeader bounds one added field (Pigeonhole's editheader max_header_size).
-const maxAddedHeader = 2048
 
 func (x *addheaderCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	name, value := x.name.eval(r), x.value.eval(r)
 	if !validFieldName(name) {
-		return r.errorf(x.pos, "addheader: invalid header name '%s'", name)
+		return r.errorf(x.pos, "addheader: specified field name '%s' is invalid", name)
 	}
-	if protectedHeader(name) {
-		return nil
+	eo := r.s.opt.EditHeader
+	if !eo.allowAdd(name) {
+		return nil // a protected field is silently left alone (RFC 5293 §7)
 	}
-	if len(value) > maxAddedHeader {
-		return r.errorf(x.pos, "addheader: value of '%s' exceeds %d bytes", name, maxAddedHeader)
+	if len(value) > eo.maxSize() {
+		return r.errorf(x.pos, "addheader: value of '%s' exceeds %d bytes", name, eo.maxSize())
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return r.errorf(x.pos, "addheader: value of '%s' contains a NUL character", name)
 	}
 	h := r.editable()
 	f := field{name: name, raw: " " + encodeHeaderValue(value)}
@@ -93,8 +89,22 @@ func (x *addheaderCmd) exec(r *runner) error {
 // encodeHeaderValue folds line breaks and encodes non-ASCII text (RFC 5293 §5: the
 // value is converted as needed to be a valid header field body).
 func encodeHeaderValue(v string) string {
-	v = strings.ReplaceAll(v, "\r\n", "\n")
-	v = strings.ReplaceAll(strings.ReplaceAll(v, "\r", ""), "\n", "\r\n\t")
+	v = strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", "\n"), "\r", "")
+	v = strings.TrimRight(v, "\n")
+	if strings.Contains(v, "\n") {
+		// Fold at the line breaks: a continuation line starts with white space.
+		var b strings.Builder
+		for i, line := range strings.Split(v, "\n") {
+			if i > 0 {
+				b.WriteString("\r\n")
+				if line == "" || (line[0] != ' ' && line[0] != '\t') {
+					b.WriteByte(' ')
+				}
+			}
+			b.WriteString(line)
+		}
+		v = b.String()
+	}
 	for i := 0; i < len(v); i++ {
 		if v[i] >= 0x80 {
 			return mime.QEncoding.Encode("utf-8", v)
@@ -105,23 +115,27 @@ func encodeHeaderValue(v string) string {
 
 func compileAddheader(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, []tagSpec{{name: "last"}})
-	if !ok || !c.positional(n, pa, aString, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString, aString) {
 		return nil
 	}
 	x := &addheaderCmd{pos: n.pos, name: c.str(pa.pos[0].strs[0]), value: c.str(pa.pos[1].strs[0]), last: pa.has("last")}
 	if x.name.constant() && !validFieldName(x.name.lit) {
-		c.errf(pa.pos[0].pos, "addheader: invalid header name '%s'", x.name.lit)
+		c.errf(pa.pos[0].pos, "addheader: specified field name '%s' is invalid", x.name.lit)
 		return nil
 	}
-	if x.value.constant() && len(x.value.lit) > maxAddedHeader {
-		c.errf(pa.pos[1].pos, "addheader: value exceeds %d bytes", maxAddedHeader)
+	if x.value.constant() && strings.IndexByte(x.value.lit, 0) >= 0 {
+		c.errf(pa.pos[1].pos, "addheader: specified value '%s' is invalid (contains a NUL character)", x.value.lit)
+		return nil
+	}
+	if x.value.constant() && len(x.value.lit) > c.opt.EditHeader.maxSize() {
+		c.errf(pa.pos[1].pos, "addheader: value exceeds %d bytes", c.opt.EditHeader.maxSize())
 		return nil
 	}
 	return x
 }
 
 type deleteheaderCmd struct {
-	pos  Pos
+	pos  srcPos
 	name *strExpr
 	m    *matcher // nil: delete every occurrence
 	idx  fieldIndex
@@ -130,7 +144,7 @@ type deleteheaderCmd struct {
 func (x *deleteheaderCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	name := x.name.eval(r)
-	if protectedHeader(name) || !validFieldName(name) {
+	if !r.s.opt.EditHeader.allowDelete(name) || !validFieldName(name) {
 		return nil
 	}
 	h := r.editable()
@@ -185,14 +199,8 @@ func compileDeleteheader(c *compiler, n *node) cmd {
 		if !c.positional(n, pa, aString) {
 			return nil
 		}
-		if pa.has("comparator") || len(pa.order) > 0 && !pa.has("index") && !pa.has("last") {
-			for _, t := range pa.order {
-				if t != "index" && t != "last" {
-					c.errf(n.pos, "deleteheader: :%s needs a value pattern list", t)
-					return nil
-				}
-			}
-		}
+		// A match type without value patterns is accepted and deletes every
+		// occurrence (RFC 5293 §5; Pigeonhole accepts it too).
 	case 2:
 		if !c.positional(n, pa, aString, aStringList) {
 			return nil
@@ -210,7 +218,7 @@ func compileDeleteheader(c *compiler, n *node) cmd {
 	}
 	x.name = c.str(pa.pos[0].strs[0])
 	if x.name.constant() && !validFieldName(x.name.lit) {
-		c.errf(pa.pos[0].pos, "deleteheader: invalid header name '%s'", x.name.lit)
+		c.errf(pa.pos[0].pos, "deleteheader: specified field name '%s' is invalid", x.name.lit)
 		return nil
 	}
 	x.idx = c.fieldIndex(n, pa)

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 )
@@ -20,12 +21,14 @@ type includeState struct {
 	count int
 	stack []string // keys of the scripts being compiled
 	done  map[string]*Script
+	// pending holds the scripts being compiled, for include :once cycles.
+	pending map[string]*Script
 }
 
 func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 type includeCmd struct {
-	pos    Pos
+	pos    srcPos
 	key    string
 	script *Script // nil for a missing :optional script
 	once   bool
@@ -36,15 +39,14 @@ func (x *includeCmd) exec(r *runner) error {
 	if x.script == nil {
 		return nil
 	}
-	if x.once {
-		if r.includedOnce[x.key] {
-			return nil
-		}
-		if r.includedOnce == nil {
-			r.includedOnce = map[string]bool{}
-		}
-		r.includedOnce[x.key] = true
+	// :once skips a script already included in this run, by any include.
+	if x.once && r.includedOnce[x.key] {
+		return nil
 	}
+	if r.includedOnce == nil {
+		r.includedOnce = map[string]bool{}
+	}
+	r.includedOnce[x.key] = true
 	r.includeDepth++
 	if r.includeDepth > x.script.lim.MaxIncludeDepth {
 		return r.errorf(x.pos, "include nesting exceeds the limit of %d", x.script.lim.MaxIncludeDepth)
@@ -69,7 +71,7 @@ func compileInclude(c *compiler, n *node) cmd {
 		{name: "personal", group: "location"}, {name: "global", group: "location"},
 		{name: "once"}, {name: "optional"},
 	})
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	name := pa.pos[0].strs[0].s
@@ -90,6 +92,12 @@ func compileInclude(c *compiler, n *node) cmd {
 	st := c.incl
 	for _, k := range st.stack {
 		if k == key {
+			if x.once {
+				// A recursive include :once runs at most once: link the script
+				// being compiled (RFC 6609 §3.2).
+				x.script = st.pending[key]
+				return x
+			}
 			c.errf(n.pos, "include: circular include of script '%s'", name)
 			return nil
 		}
@@ -124,12 +132,30 @@ func compileInclude(c *compiler, n *node) cmd {
 		return nil
 	}
 	st.stack = append(st.stack, key)
+	if st.pending == nil {
+		st.pending = map[string]*Script{}
+	}
+	placeholder := &Script{}
+	st.pending[key] = placeholder
 	s, err := compileWith(src, c.opt, st)
 	st.stack = st.stack[:len(st.stack)-1]
 	if err != nil {
-		c.errf(n.pos, "include: failed to compile %s script '%s': %v", loc, name, err)
+		// The included script's errors are reported one by one, then this one.
+		var list ErrorList
+		var one *CompileError
+		switch {
+		case errors.As(err, &list):
+		case errors.As(err, &one):
+			list = ErrorList{one}
+		}
+		for _, e := range list {
+			c.errs = append(c.errs, &CompileError{Line: e.Line, Col: e.Col, Msg: fmt.Sprintf("in %s script '%s': %s", loc, name, e.Msg)})
+		}
+		c.errf(n.pos, "include: failed to compile %s script '%s'", loc, name)
 		return nil
 	}
+	*placeholder = *s
+	s = placeholder
 	if st.done == nil {
 		st.done = map[string]*Script{}
 	}
@@ -160,7 +186,7 @@ func compileGlobal(c *compiler, n *node) cmd {
 		return nil
 	}
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aStringList) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aStringList) {
 		return nil
 	}
 	for _, s := range pa.pos[0].strs {

@@ -108,6 +108,10 @@ func containsFoldASCII(s, sub string) bool {
 	if len(sub) == 0 {
 		return true
 	}
+	if len(s) > 4096 && len(sub) > 16 {
+		// Long inputs: fold once and search in linear time.
+		return strings.Contains(lowerASCII(s), lowerASCII(sub))
+	}
 	first := foldByte(sub[0])
 	for i := 0; i+len(sub) <= len(s); i++ {
 		if foldByte(s[i]) == first && equalFoldASCII(s[i:i+len(sub)], sub) {
@@ -186,72 +190,67 @@ func (c comparator) contains(s, sub string) bool {
 
 // globMatch matches s against a :matches pattern (RFC 5228 §2.7.1): "*" any sequence,
 // "?" one character, "\" escapes. caps, when not nil, receives what each wildcard
-// matched, in order. Wildcards match as little as possible (RFC 5229 §3.2 leaves it
-// open; Pigeonhole is non-greedy left to right, and so are we).
-func globMatch(pat, s string, fold bool, caps *[]string) bool {
-	var ok bool
-	if caps == nil {
-		ok = glob(pat, s, fold, nil)
-	} else {
-		*caps = (*caps)[:0]
-		ok = glob(pat, s, fold, caps)
-	}
-	return ok
-}
-
-func glob(pat, s string, fold bool, caps *[]string) bool {
-	for len(pat) > 0 {
-		switch pat[0] {
-		case '*':
-			// Collapse consecutive stars: each still yields a capture ("" for all
-			// but the last).
-			rest := pat[1:]
-			n := 0
-			if caps != nil {
-				n = len(*caps)
-			}
-			for i := 0; i <= len(s); {
-				if caps != nil {
-					*caps = append((*caps)[:n], s[:i])
-				}
-				if glob(rest, s[i:], fold, caps) {
-					return true
-				}
-				if i == len(s) {
-					break
-				}
-				_, w := utf8.DecodeRuneInString(s[i:])
-				i += w
-			}
-			if caps != nil {
-				*caps = (*caps)[:n]
-			}
+// matched, in order; earlier wildcards match as little as possible (as Pigeonhole's
+// non-greedy matching does). budget bounds the work: the match runs in O(len(pat) ×
+// len(s)) steps (one backtracking point, the last star), and gives up, setting
+// *budget to -1, when the budget runs out.
+func globMatch(pat, s string, fold bool, caps *[]string, budget *int) bool {
+	type span struct{ start, end int }
+	var wild []span
+	p, i := 0, 0
+	starP, starI, starW := -1, 0, 0
+	for i < len(s) || p < len(pat) {
+		*budget--
+		if *budget < 0 {
+			*budget = -1
 			return false
-		case '?':
-			if len(s) == 0 {
-				return false
+		}
+		if p < len(pat) {
+			c := pat[p]
+			switch {
+			case c == '*':
+				wild = append(wild, span{i, i})
+				starP, starI, starW = p+1, i, len(wild)-1
+				p++
+				continue
+			case c == '?':
+				if i < len(s) {
+					_, w := utf8.DecodeRuneInString(s[i:])
+					wild = append(wild, span{i, i + w})
+					i += w
+					p++
+					continue
+				}
+			default:
+				lit, n := c, 1
+				if c == '\\' && p+1 < len(pat) {
+					lit, n = pat[p+1], 2
+				}
+				if i < len(s) && (s[i] == lit || fold && foldByte(s[i]) == foldByte(lit)) {
+					i++
+					p += n
+					continue
+				}
 			}
-			_, w := utf8.DecodeRuneInString(s)
-			if caps != nil {
-				*caps = append(*caps, s[:w])
-			}
-			pat, s = pat[1:], s[w:]
-		default:
-			c := pat[0]
-			if c == '\\' && len(pat) > 1 {
-				pat = pat[1:]
-				c = pat[0]
-			}
-			if len(s) == 0 {
-				return false
-			}
-			if s[0] != c && !(fold && foldByte(s[0]) == foldByte(c)) {
-				return false
-			}
-			pat, s = pat[1:], s[1:]
+		}
+		// Mismatch: let the last star take one more character.
+		if starP >= 0 && starI < len(s) {
+			_, w := utf8.DecodeRuneInString(s[starI:])
+			starI += w
+			wild = wild[:starW+1]
+			wild[starW].end = starI
+			p, i = starP, starI
+			continue
+		}
+		return false
+	}
+	if caps != nil {
+		*caps = (*caps)[:0]
+		for _, w := range wild {
+			*caps = append(*caps, s[w.start:w.end])
 		}
 	}
-	return len(s) == 0
+	return true
 }
 
 // compileRegex compiles a :regex key (draft-ietf-sieve-regex: POSIX extended syntax;
@@ -262,5 +261,8 @@ func compileRegex(key string, c comparator) (*regexp.Regexp, error) {
 	}
 	return regexp.Compile(key)
 }
+
+// maxMatch is the highest match variable index (Pigeonhole keeps 32 match values).
+const maxMatch = 32
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -148,25 +148,29 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 				return true, nil
 			}
 		case mMatches:
-			if !m.capture {
-				if globMatch(k, v, m.cmp == cmpCasemap, nil) {
-					return true, nil
-				}
-				continue
+			var caps *[]string
+			if m.capture {
+				caps = &r.caps
 			}
-			caps := r.caps[:0]
-			if globMatch(k, v, m.cmp == cmpCasemap, &caps) {
-				r.setMatch(v, caps)
-				r.caps = caps
+			ok := globMatch(k, v, m.cmp == cmpCasemap, caps, &r.matchBudget)
+			if r.matchBudget < 0 {
+				return false, r.errorf(kx.pos, "a :matches pattern exceeded the matching work limit")
+			}
+			if ok {
+				if m.capture {
+					r.setMatch(v, r.caps)
+				}
 				return true, nil
 			}
-			r.caps = caps
 		case mRegex:
 			re := m.regexes[i]
 			if re == nil {
 				var err error
 				if re, err = compileRegex(k, m.cmp); err != nil {
-					return false, r.errorf(kx.pos, "invalid regular expression '%s': %v", k, err)
+					// A bad pattern from a variable fails this key only (Pigeonhole
+					// reports it and goes on).
+					r.warnf(kx.pos, "invalid regular expression '%s': %v", k, err)
+					continue
 				}
 			}
 			if !m.capture {
@@ -177,7 +181,7 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 			}
 			if sm := re.FindStringSubmatch(v); sm != nil {
 				r.match = r.match[:0]
-				for j := 0; j < len(sm) && j < 10; j++ {
+				for j := 0; j < len(sm) && j <= maxMatch; j++ {
 					r.match = append(r.match, sm[j])
 				}
 				return true, nil
@@ -190,7 +194,7 @@ func (m *matcher) matchOne(r *runner, v string) (bool, error) {
 // setMatch sets ${0} to the whole value and ${1}.. to the wildcards' matches.
 func (r *runner) setMatch(whole string, caps []string) {
 	r.match = append(r.match[:0], whole)
-	for i := 0; i < len(caps) && i < 9; i++ {
+	for i := 0; i < len(caps) && i < maxMatch; i++ {
 		r.match = append(r.match, caps[i])
 	}
 }
@@ -200,9 +204,8 @@ func (c *compiler) headerNames(a *argument) []*strExpr {
 	l := c.strList(a)
 	for _, h := range l {
 		if h.constant() {
-			if !validFieldName(h.lit) {
-				c.errf(h.pos, "invalid header name '%s'", h.lit)
-			}
+			// An invalid name is no error: no field has it, so it never matches
+			// (as in Pigeonhole).
 			h.lit = lowerASCII(h.lit)
 		}
 	}

@@ -21,7 +21,7 @@ type Message interface {
 // NewMessage returns a Message over raw, an RFC 5322 message (CRLF or LF line ends). The
 // header is indexed once, so lookups cost no allocation.
 func NewMessage(raw []byte) Message {
-	m := &message{raw: raw, index: make(map[string][]string, 16)}
+	m := &message{raw: raw, index: make(map[string][]string, 16), size: crlfSize(raw)}
 	hdr, _ := splitMessage(raw)
 	for _, f := range parseFields(hdr) {
 		k := lowerASCII(f.name)
@@ -33,6 +33,19 @@ func NewMessage(raw []byte) Message {
 type message struct {
 	raw   []byte
 	index map[string][]string
+	size  int64
+}
+
+// crlfSize is the size of b with every bare LF counted as CRLF: the size the message
+// has on the wire (RFC 5322 line ends), whatever line ends it is stored with.
+func crlfSize(b []byte) int64 {
+	n := int64(len(b))
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *message) Header(name string) []string {
@@ -44,7 +57,7 @@ func (m *message) Header(name string) []string {
 	}
 	return nil
 }
-func (m *message) Size() int64    { return int64(len(m.raw)) }
+func (m *message) Size() int64    { return m.size }
 func (m *message) Raw() io.Reader { return bytes.NewReader(m.raw) }
 
 // field is one header field as it appears: name and raw value after the colon,

@@ -42,12 +42,19 @@ type runner struct {
 	caps         []string
 	includeDepth int
 	includedOnce map[string]bool
-	currentPos   Pos
+	currentPos   srcPos
+	warnings     []string
+	matchBudget  int // steps left for :matches (globMatch)
 }
 
 // Run executes the script against msg. On a run-time error the result still holds the
 // implicit keep, so the message is never lost, and the error says why.
 func (s *Script) Run(ctx context.Context, msg Message, env Envelope, host Host) (*Result, error) {
+	return s.runWith(ctx, nil, msg, env, host)
+}
+
+// runWith is Run with a hook that sees the runner before it starts (the test suite's).
+func (s *Script) runWith(ctx context.Context, hook func(*runner), msg Message, env Envelope, host Host) (*Result, error) {
 	if host == nil {
 		host = nopHost{}
 	}
@@ -55,6 +62,12 @@ func (s *Script) Run(ctx context.Context, msg Message, env Envelope, host Host) 
 		ctx: ctx, s: s, msg: msg, env: &env, host: host,
 		vars:     make([]string, s.nvars),
 		deadline: time.Now().Add(s.lim.MaxCPU),
+		// 100M steps of wildcard matching is about a second: far beyond any real
+		// filter, short of a hang.
+		matchBudget: 100_000_000,
+	}
+	if hook != nil {
+		hook(r)
 	}
 	err := r.runScript(s)
 	if err != nil && err != errStop {
@@ -100,7 +113,12 @@ func (r *runner) tick() error {
 	return nil
 }
 
-func (r *runner) errorf(p Pos, format string, args ...any) error {
+// warnf records a run-time problem that does not stop the script (Result.Warnings).
+func (r *runner) warnf(p srcPos, format string, args ...any) {
+	r.warnings = append(r.warnings, fmt.Sprintf("line %d:%d: ", p.Line, p.Col)+fmt.Sprintf(format, args...))
+}
+
+func (r *runner) errorf(p srcPos, format string, args ...any) error {
 	return &RuntimeError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -109,15 +127,21 @@ func failsafe(r *runner) *Result {
 }
 
 func (r *runner) result() *Result {
-	res := &Result{Actions: r.acts, Remember: r.remember}
+	res := &Result{Actions: r.acts, Remember: r.remember, Warnings: r.warnings}
 	if !r.cancelled && !r.explicitKeep {
 		res.ImplicitKeep = true
-		res.Actions = append(res.Actions, Keep{Flags: cloneFlags(r.flags), Implicit: true})
+		res.Actions = append(res.Actions, Keep{Flags: cloneFlags(r.flags), Implicit: true, Header: r.editedHeader()})
 	}
-	if r.hdr != nil && r.hdr.changed {
-		res.Header = r.hdr.bytes()
-	}
+	res.Header = r.editedHeader()
 	return res
+}
+
+// editedHeader is the header as edited so far, nil when editheader changed nothing.
+func (r *runner) editedHeader() []byte {
+	if r.hdr == nil || !r.hdr.changed {
+		return nil
+	}
+	return r.hdr.bytes()
 }
 
 func cloneFlags(f []string) []string {
@@ -128,7 +152,7 @@ func cloneFlags(f []string) []string {
 }
 
 // countAction enforces MaxActions.
-func (r *runner) countAction(p Pos) error {
+func (r *runner) countAction(p srcPos) error {
 	r.nActions++
 	if r.nActions > r.s.lim.MaxActions {
 		return r.errorf(p, "total number of actions exceeds policy limit (%d)", r.s.lim.MaxActions)
@@ -136,25 +160,24 @@ func (r *runner) countAction(p Pos) error {
 	return nil
 }
 
+// sameMailbox compares mailbox names, INBOX (and an INBOX hierarchy prefix) being
+// case-insensitive (RFC 3501 §5.1).
 func sameMailbox(a, b string) bool {
-	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
-		return true
-	}
-	return a == b
+	return NormalizeMailbox(a) == NormalizeMailbox(b)
 }
 
-func mergeFlags(a, b []string) []string {
-	for _, f := range b {
-		if !hasFlag(a, f) {
-			a = append(a, f)
-		}
+// NormalizeMailbox spells INBOX, and INBOX as the first element of a hierarchical name
+// ("Inbox.Sent", "inbox/x"), in capitals.
+func NormalizeMailbox(m string) string {
+	if len(m) >= 5 && strings.EqualFold(m[:5], "INBOX") && (len(m) == 5 || m[5] == '.' || m[5] == '/') {
+		return "INBOX" + m[5:]
 	}
-	return a
+	return m
 }
 
 // store adds a keep or fileinto, merging a store into a mailbox already stored to
 // (RFC 5228 §4.1: the message is filed once).
-func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) error {
+func (r *runner) store(p srcPos, mailbox string, flags []string, fi *FileInto) error {
 	if r.hadReject {
 		return r.errorf(p, "store action conflicts with the earlier reject")
 	}
@@ -162,13 +185,14 @@ func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) erro
 		switch x := a.(type) {
 		case Keep:
 			if sameMailbox("INBOX", mailbox) {
-				x.Flags = mergeFlags(x.Flags, flags)
+				// The last flag list wins (RFC 5232 §5).
+				x.Flags = flags
 				r.acts[i] = x
 				return nil
 			}
 		case FileInto:
 			if sameMailbox(x.Mailbox, mailbox) {
-				x.Flags = mergeFlags(x.Flags, flags)
+				x.Flags = flags
 				if fi != nil && !fi.Copy {
 					x.Copy = false
 				}
@@ -184,20 +208,21 @@ func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) erro
 		return err
 	}
 	if fi == nil {
-		r.acts = append(r.acts, Keep{Flags: flags})
+		r.acts = append(r.acts, Keep{Flags: flags, Header: r.editedHeader()})
 	} else {
 		fi.Flags = flags
+		fi.Header = r.editedHeader()
 		r.acts = append(r.acts, *fi)
 	}
 	return nil
 }
 
-func (r *runner) redirect(p Pos, addr string, cp bool) error {
+func (r *runner) redirect(p srcPos, addr string, cp bool) error {
 	if r.hadReject {
 		return r.errorf(p, "redirect action conflicts with the earlier reject")
 	}
 	for i, a := range r.acts {
-		if x, ok := a.(Redirect); ok && strings.EqualFold(x.Address, addr) {
+		if x, ok := a.(Redirect); ok && sameAddress(x.Address, addr) {
 			if !cp && x.Copy {
 				x.Copy = false
 				r.acts[i] = x
@@ -215,11 +240,21 @@ func (r *runner) redirect(p Pos, addr string, cp bool) error {
 	if err := r.countAction(p); err != nil {
 		return err
 	}
-	r.acts = append(r.acts, Redirect{Address: addr, Copy: cp})
+	r.acts = append(r.acts, Redirect{Address: addr, Copy: cp, Header: r.editedHeader()})
 	if !cp {
 		r.cancelled = true
 	}
 	return nil
+}
+
+// sameAddress compares addresses as mail does: the local part exactly, the domain
+// case-insensitively (RFC 5321 §2.4).
+func sameAddress(a, b string) bool {
+	i, j := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	if i < 0 || j < 0 {
+		return a == b
+	}
+	return a[:i] == b[:j] && strings.EqualFold(a[i:], b[j:])
 }
 
 // nopHost is the Host of a nil Host.

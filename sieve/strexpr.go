@@ -11,7 +11,7 @@ import (
 type strExpr struct {
 	lit   string
 	parts []strPart // nil for a constant
-	pos   Pos
+	pos   srcPos
 }
 
 type partKind uint8
@@ -22,6 +22,12 @@ const (
 	pMatch
 	pGlobal
 )
+
+// varNamespaces are the variable namespaces extensions add (RFC 5229 §3), by name.
+var varNamespaces = map[string]struct {
+	ext     string
+	resolve func(c *compiler, name string) strPart
+}{}
 
 type strPart struct {
 	kind partKind
@@ -92,7 +98,7 @@ func isIdent(s string) bool {
 
 // varParts splits v into literal text and variable references; a malformed reference
 // stays literal text (RFC 5229 §3).
-func (c *compiler) varParts(pos Pos, v string) []strPart {
+func (c *compiler) varParts(pos srcPos, v string) []strPart {
 	var parts []strPart
 	var lit strings.Builder
 	flush := func() {
@@ -129,7 +135,7 @@ func (c *compiler) varParts(pos Pos, v string) []strPart {
 }
 
 // varRef resolves the text between "${" and "}".
-func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
+func (c *compiler) varRef(pos srcPos, ref string) (strPart, bool) {
 	if ref != "" && isDigit(ref[0]) {
 		for i := 0; i < len(ref); i++ {
 			if !isDigit(ref[i]) {
@@ -137,9 +143,9 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 			}
 		}
 		n, err := strconv.Atoi(strings.TrimLeft(ref, "0") + "0")
-		if err != nil || n/10 > 9 {
-			c.errf(pos, "match variable ${%s} is out of range (0 to 9)", ref)
-			return strPart{kind: pMatch, idx: 99}, true
+		if err != nil || n/10 > maxMatch {
+			c.errf(pos, "match variable ${%s} is out of range (0 to %d)", ref, maxMatch)
+			return strPart{kind: pMatch, idx: maxMatch}, true
 		}
 		return strPart{kind: pMatch, idx: n / 10}, true
 	}
@@ -154,8 +160,11 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 		if strings.ToLower(elems[0]) == "global" && c.has("include") && len(elems) == 2 {
 			return strPart{kind: pGlobal, lit: strings.ToLower(elems[1])}, true
 		}
+		if ns, ok := varNamespaces[strings.ToLower(elems[0])]; ok && c.has(ns.ext) {
+			return ns.resolve(c, strings.ToLower(strings.Join(elems[1:], "."))), true
+		}
 		c.errf(pos, "variable namespace '%s' is not supported", elems[0])
-		return strPart{kind: pLit}, true
+		return strPart{kind: pLit, lit: "${" + ref + "}"}, true
 	}
 	if c.globals[name] {
 		return strPart{kind: pGlobal, lit: name}, true
@@ -163,12 +172,15 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 	return strPart{kind: pVar, idx: c.varSlot(pos, name)}, true
 }
 
-func (c *compiler) varSlot(pos Pos, name string) int {
+func (c *compiler) varSlot(pos srcPos, name string) int {
 	if i, ok := c.vars[name]; ok {
 		return i
 	}
 	if c.nvars >= c.lim.MaxVariables {
-		c.errf(pos, "too many variables (the limit is %d)", c.lim.MaxVariables)
+		if !c.tooManyVars {
+			c.errf(pos, "too many variables (the limit is %d)", c.lim.MaxVariables)
+			c.tooManyVars = true
+		}
 		return 0
 	}
 	c.vars[name] = c.nvars
@@ -177,7 +189,7 @@ func (c *compiler) varSlot(pos Pos, name string) int {
 }
 
 // decodeEncoded replaces "${hex:...}" and "${unicode:...}" (RFC 5228 §2.4.2.4).
-func (c *compiler) decodeEncoded(pos Pos, v string) string {
+func (c *compiler) decodeEncoded(pos srcPos, v string) string {
 	if !strings.Contains(v, "${") {
 		return v
 	}

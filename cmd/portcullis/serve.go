@@ -147,9 +147,14 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
 	}
+	lists, listed, err := openSenderLists(cfg)
+	if err != nil {
+		return err
+	}
+	defer lists.Close()
 	engine, err := policy.NewEngine(policy.EngineConfig{
 		Rules: rf.Rules, Policies: rf.Policies, LocalDomains: cfg.LocalDomains, Hostname: cfg.Hostname,
-		Logger: logger, Metrics: policy.NewMetrics(reg),
+		Logger: logger, Metrics: policy.NewMetrics(reg), SenderLists: listed,
 	})
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
@@ -177,6 +182,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	listed.router = router
 	// Local users get their mail through the store (maildir plus index), so IMAP sees it
 	// at once and quotas apply; the LMTP listener delivers the same way.
 	mailStore, err := store.New(cfg.Store)
@@ -229,7 +235,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	milters, err := smtpMilters(cfg, logger)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Milters:        milters,
 		Engine:         engine,
 		Spool:          sp,
 		Resolver:       resolver,
@@ -255,6 +266,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
 
+	stopDoors, err := serveDoors(cfg, priv, engine, logger)
+	if err != nil {
+		return err
+	}
+	defer stopDoors()
+
 	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
 	if err != nil {
 		return err
@@ -269,9 +286,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
+		if err != nil {
+			return err
+		}
+		defer stopWeb()
 		ln, err := priv.listen("tcp", cfg.HTTP.Addr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
+		}
+		if ln, err = webTLS(cfg, priv, ln); err != nil {
+			return err
 		}
 		httpSrv, ln = newHTTPServer(ln, mux, logger)
 		go func() { _ = httpSrv.Serve(ln) }()

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/decisionlog"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/spool"
+	"github.com/portcullis-mail/portcullis/web"
+)
+
+// mountWeb puts the web page (quarantine, sender lists, charts) on mux at /, and starts
+// the quarantine's pruning and the digests. The returned function stops them.
+//
+// dlog is the decision log (nil: none): the page's decision pages read it, and the
+// quarantine's releases and deletions become its outcomes.
+func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, dlog *decisionlog.Log, logger *slog.Logger) (func(), error) {
+	qcfg := cfg.Quarantine
+	qcfg.Logger = logger
+	var pageLog web.DecisionLog // stays a nil interface without a log
+	if dlog != nil {
+		pageLog = dlog
+		qcfg.Decided = func(id, rcpt, action, detail string) {
+			o := decisionlog.Outcome{QueueID: id, Recipient: rcpt, Time: time.Now(), Reason: action + " from quarantine " + detail}
+			switch action {
+			case "released":
+				o.Outcome = decisionlog.OutcomeReleased
+			default:
+				o.Outcome = decisionlog.OutcomeDeleted
+			}
+			dlog.SetOutcome(o)
+		}
+	}
+	area, err := quarantine.New(qcfg, sp)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ticketKey(filepath.Join(cfg.DataDir, "web.key"))
+	if err != nil {
+		return nil, err
+	}
+	wcfg := cfg.Web
+	wcfg.Logger = logger
+	if wcfg.URL == "" {
+		scheme := "http"
+		if len(exposedHTTP(cfg)) > 0 {
+			scheme = "https"
+		}
+		wcfg.URL = scheme + "://" + cfg.HTTP.Addr
+	}
+	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
+		Log: pageLog, TicketKey: key})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mux.Handle("/", page)
+	from := qcfg.DigestFrom
+	if from == "" {
+		from = cfg.Postmaster
+	}
+	done := make(chan struct{}, 2)
+	go func() { area.Run(ctx); done <- struct{}{} }()
+	go func() {
+		page.RunDigests(ctx, web.DigestConfig{Lists: lists, From: from, Enqueue: sp.Enqueue, Every: time.Hour})
+		done <- struct{}{}
+	}()
+	return func() {
+		cancel()
+		<-done
+		<-done
+	}, nil
+}
+
+// webTLS wraps the HTTP listener in TLS with the SMTP server's certificate when it listens
+// beyond loopback: the page takes passwords.
+func webTLS(cfg *config.Config, priv *privileges, ln net.Listener) (net.Listener, error) {
+	if len(exposedHTTP(cfg)) == 0 {
+		return ln, nil
+	}
+	tc, err := priv.tlsConfig(cfg.SMTP)
+	if err != nil {
+		return nil, fmt.Errorf("http: the page listens beyond loopback and needs smtp.tls: %w", err)
+	}
+	if tc == nil {
+		return nil, errors.New("http: the page listens beyond loopback and needs a certificate (smtp.tls)")
+	}
+	tc = tc.Clone()
+	tc.NextProtos = []string{"h2", "http/1.1"}
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+	return tls.NewListener(ln, tc), nil
+}
+
+// exposedHTTP is exposed for the HTTP address alone.
+func exposedHTTP(cfg *config.Config) []string {
+	c := config.Config{}
+	c.HTTP.Addr = cfg.HTTP.Addr
+	return exposed(&c)
+}
+
+// ticketKey reads the key that signs the digest's login links, making it on first start.
+func ticketKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("web key %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("web key %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// openSenderLists opens the users' sender lists (DATA/quarantine.db), which the web page
+// writes and the rules read (rcpt.allows_sender, rcpt.blocks_sender).
+func openSenderLists(cfg *config.Config) (*quarantine.Lists, *rcptLists, error) {
+	lists, err := quarantine.OpenLists(context.Background(), filepath.Join(cfg.DataDir, "quarantine.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return lists, &rcptLists{lists: lists, delim: cfg.Routing.RecipientDelimiter}, nil
+}
+
+// rcptLists answers the engine's sender-list question for a recipient: the lists of the
+// users it delivers to (through aliases), a block winning over an allow. router is set
+// once the router exists, before the first message.
+type rcptLists struct {
+	lists  *quarantine.Lists
+	router *route.Router
+	delim  string
+}
+
+func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, error) {
+	finals := []string{rcpt}
+	if r.router != nil {
+		var err error
+		if finals, err = r.router.Expand(ctx, rcpt); err != nil {
+			return "", err
+		}
+	}
+	kind := ""
+	for _, f := range finals {
+		k, err := r.lists.Lookup(ctx, r.user(f), sender)
+		if err != nil {
+			return "", err
+		}
+		if k == quarantine.Block {
+			return k, nil
+		}
+		if k != "" {
+			kind = k
+		}
+	}
+	return kind, nil
+}
+
+// user is the list owner of a final recipient: lower case, without its extension.
+func (r *rcptLists) user(addr string) string {
+	local, domain, ok := strings.Cut(strings.ToLower(addr), "@")
+	if !ok {
+		return strings.ToLower(addr)
+	}
+	if r.delim != "" {
+		if i := strings.IndexAny(local, r.delim); i > 0 {
+			local = local[:i]
+		}
+	}
+	return local + "@" + domain
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/quarantine"
+)
+
+// The page speaks TLS, with smtp.tls's certificate (here the self-signed one), as soon as
+// http.addr is not loopback; on loopback it stays plain HTTP.
+func TestWebTLSBeyondLoopback(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\nhttp: { addr: \"0.0.0.0:8025\" }\n"), 0o600))
+	cfg, err := config.Load(path, "")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(cfg.DataDir, 0o700))
+	priv := &privileges{sockets: map[string][]net.Listener{}}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	wrapped, err := webTLS(cfg, priv, ln)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "tls="+map[bool]string{true: "yes", false: "no"}[r.TLS != nil])
+	}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(wrapped) }()
+	defer srv.Close()
+
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Get("https://" + ln.Addr().String() + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "tls=yes", string(body))
+	require.GreaterOrEqual(t, resp.TLS.Version, uint16(tls.VersionTLS12))
+	// Plain HTTP gets Go's TLS server's 400 "client sent an HTTP request to an HTTPS
+	// server", never the handler.
+	if resp, err := hc.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		require.NotContains(t, string(body), "tls=")
+	}
+
+	cfg.HTTP.Addr = "127.0.0.1:8025"
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer plain.Close()
+	same, err := webTLS(cfg, priv, plain)
+	require.NoError(t, err)
+	require.Same(t, plain, same, "a loopback listener is wrapped")
+}
+
+// A recipient's sender lists are those of the users it delivers to: an extension is
+// dropped, an alias reads its members' lists, and a block wins over an allow.
+func TestRcptLists(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	aliases := filepath.Join(dir, "aliases")
+	require.NoError(t, os.WriteFile(aliases, []byte("team: alice, bob\n"), 0o600))
+	cfg := config.Default(dir)
+	cfg.Routing.RecipientDelimiter = "+"
+	lists, listed, err := openSenderLists(cfg)
+	require.NoError(t, err)
+	defer lists.Close()
+	listed.router, err = route.New(route.Config{LocalDomains: []string{"example.test"}, Aliases: aliases, RecipientDelimiter: "+"})
+	require.NoError(t, err)
+	require.NoError(t, lists.Set(ctx, "alice@example.test", "@news.example", quarantine.Allow))
+	require.NoError(t, lists.Set(ctx, "bob@example.test", "@news.example", quarantine.Block))
+	require.NoError(t, lists.Set(ctx, "alice@example.test", "friend@far.example", quarantine.Allow))
+	for _, c := range []struct{ rcpt, sender, want string }{
+		{"alice@example.test", "x@news.example", "allow"},
+		{"Alice+lists@example.test", "x@news.example", "allow"},
+		{"bob@example.test", "x@news.example", "block"},
+		{"team@example.test", "x@news.example", "block"},
+		{"team@example.test", "friend@far.example", "allow"},
+		{"bob@example.test", "friend@far.example", ""},
+		{"alice@example.test", "", ""},
+	} {
+		got, err := listed.Listed(ctx, c.rcpt, c.sender)
+		require.NoError(t, err)
+		require.Equal(t, c.want, got, "%s from %s", c.rcpt, c.sender)
+	}
+}

@@ -1,0 +1,131 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// DigestLists are the digest preferences; *quarantine.Lists implements it.
+type DigestLists interface {
+	DueDigests(ctx context.Context, now time.Time) ([]quarantine.DigestUser, error)
+	DigestSent(ctx context.Context, user string, t time.Time) error
+}
+
+// DigestConfig configures the digests.
+type DigestConfig struct {
+	Lists DigestLists
+	// From is the digest's sender (envelope and From:).
+	From string
+	// Enqueue queues the digest for delivery; (*spool.Spool).Enqueue.
+	Enqueue func(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error)
+	// Every is how often due digests are looked for (default an hour).
+	Every time.Duration
+}
+
+// maxDigestItems bounds one digest; the rest are on the page.
+const maxDigestItems = 200
+
+// SendDigests sends every due digest: to each user whose daily or weekly digest is due, a
+// plain-text list of the mail quarantined for them since the last one, each with a link
+// that logs them in to that item (a ticket valid TicketLifetime). A user with nothing new
+// gets no mail, and their clock restarts. It returns how many were sent.
+func (s *Server) SendDigests(ctx context.Context, dc DigestConfig, now time.Time) (int, error) {
+	if s.deps.Quarantine == nil {
+		return 0, nil
+	}
+	due, err := dc.Lists.DueDigests(ctx, now)
+	if err != nil {
+		return 0, fmt.Errorf("digests: %w", err)
+	}
+	sent := 0
+	for _, u := range due {
+		sess := &session{user: u.User}
+		items, err := s.deps.Quarantine.List(ctx, s.visible(ctx, sess, false))
+		if err != nil {
+			return sent, fmt.Errorf("digests: %w", err)
+		}
+		var fresh []quarantine.Item
+		for _, it := range items {
+			if it.Received.After(u.LastSent) && len(fresh) < maxDigestItems {
+				fresh = append(fresh, it)
+			}
+		}
+		if len(fresh) > 0 {
+			msg := s.digestMessage(u.User, dc.From, fresh, len(items), now)
+			env := spool.Envelope{From: dc.From, To: []string{u.User}, ReceivedAt: now, Notify: map[string]string{u.User: "NEVER"}}
+			if _, err := dc.Enqueue(ctx, env, strings.NewReader(msg)); err != nil {
+				return sent, fmt.Errorf("digests: queueing %s's: %w", u.User, err)
+			}
+			sent++
+			s.log.Info("web: quarantine digest queued", "user", u.User, "items", len(fresh))
+		}
+		if err := dc.Lists.DigestSent(ctx, u.User, now); err != nil {
+			return sent, fmt.Errorf("digests: %w", err)
+		}
+	}
+	return sent, nil
+}
+
+func (s *Server) digestMessage(user, from string, items []quarantine.Item, total int, now time.Time) string {
+	var b strings.Builder
+	base := strings.TrimSuffix(s.cfg.URL, "/")
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <digest.%d.%s>\r\nAuto-Submitted: auto-generated\r\n",
+		from, user, mime.QEncoding.Encode("utf-8", fmt.Sprintf("Quarantine: %d new message(s)", len(items))),
+		now.Format(time.RFC1123Z), now.UnixNano(), strings.ReplaceAll(from, "@", "."))
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+	fmt.Fprintf(&b, "These messages for you were put in quarantine: they are not in your mailbox.\r\n")
+	fmt.Fprintf(&b, "Open one to release it, delete it, or always allow or block its sender.\r\n")
+	fmt.Fprintf(&b, "They are deleted %s after they arrived. %d in quarantine now.\r\n\r\n", days(s.deps.Quarantine.Lifetime()), total)
+	exp := now.Add(TicketLifetime)
+	for _, it := range items {
+		subj := oneLine(it.Subject)
+		if subj == "" {
+			subj = "(no subject)"
+		}
+		fmt.Fprintf(&b, "%s  %s\r\n  %s\r\n  %s/ticket?t=%s\r\n\r\n", it.Received.UTC().Format("2006-01-02 15:04"), oneLine(it.From), subj,
+			base, s.Ticket(user, it.ID, it.Rcpt, exp))
+	}
+	fmt.Fprintf(&b, "The links work for %d days. Your quarantine: %s/quarantine\r\n", int(TicketLifetime.Hours()/24), base)
+	return b.String()
+}
+
+// oneLine keeps a header value from breaking the digest's lines, and bounds it.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len([]rune(s)) > 200 {
+		s = string([]rune(s)[:200]) + "…"
+	}
+	return s
+}
+
+// RunDigests sends due digests every dc.Every until ctx ends.
+func (s *Server) RunDigests(ctx context.Context, dc DigestConfig) {
+	every := dc.Every
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.SendDigests(ctx, dc, s.now()); err != nil && ctx.Err() == nil {
+			s.log.Error("web: sending digests failed", "err", err.Error())
+		}
+	}
+}

@@ -1,0 +1,46 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+
+	"github.com/portcullis-mail/portcullis/web"
+)
+
+// users is a one-user Authenticator; a server passes auth.Service.Auth.
+type users map[string]string
+
+func (u users) Authenticate(_ context.Context, user, pass string, _ netip.Addr) (string, error) {
+	if p, ok := u[user]; ok && p == pass {
+		return user, nil
+	}
+	return "", errors.New("invalid credentials")
+}
+
+// owner says each user owns their own address alone; a server passes *route.Router.
+type owner struct{}
+
+func (owner) Owns(_ context.Context, user, addr string) (bool, error) {
+	return strings.EqualFold(user, addr), nil
+}
+
+// The page mounted on a mux beside other handlers; without a quarantine or decision log
+// it offers the login and the pages say what is not enabled.
+func Example() {
+	page, err := web.New(web.Config{Admins: []string{"postmaster@example.test"}},
+		web.Deps{Auth: users{"alice@example.test": "secret"}, Owner: owner{}})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", page)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/login", nil))
+	fmt.Println(rec.Code, rec.Header().Get("X-Frame-Options"), strings.Contains(rec.Body.String(), `name="csrf"`))
+	// Output: 200 DENY true
+}

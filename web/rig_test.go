@@ -1,0 +1,187 @@
+package web
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/decisionlog"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// rig is the page over the real collaborators: the user database with its throttle,
+// the router's ownership (aliases), a spool and the quarantine with its lists.
+type rig struct {
+	t     *testing.T
+	srv   *Server
+	ts    *httptest.Server
+	sp    *spool.Spool
+	area  *quarantine.Area
+	lists *quarantine.Lists
+	log   *decisionlog.Log
+}
+
+// record adds a decision to the log and waits until it is written; it returns its id.
+func (r *rig) record(rec decisionlog.Record) int64 {
+	r.t.Helper()
+	ctx := context.Background()
+	if rec.Time.IsZero() {
+		rec.Time = time.Now().Add(-time.Hour)
+	}
+	r.log.Add(rec)
+	if err := r.log.Flush(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	recs, _, err := r.log.Query(ctx, decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Limit: 1})
+	if err != nil || len(recs) == 0 {
+		r.t.Fatalf("record not written: %v", err)
+	}
+	return recs[0].ID
+}
+
+const pw = "correct horse battery staple"
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	return newRigLog(t, decisionlog.Config{})
+}
+
+// newRigLog is newRig with the decision log configured by lc (Path defaults to a
+// SQLite file in the test's directory).
+func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	users, err := auth.Open(auth.Config{Throttle: auth.ThrottleConfig{
+		// Penalties longer than half a request's 30 s are answered ErrThrottled at once;
+		// the sleeps of the failure delay are skipped so the test does not wait.
+		FailureDelay: 10 * time.Second, MaxFailureDelay: time.Minute,
+		MaxFailuresPerUser: 5, MaxFailuresPerIP: 20, Window: time.Hour,
+		Sleep: func(context.Context, time.Duration) {},
+	}}, dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { users.Close() })
+	for _, u := range []string{"alice@example.test", "bob@example.test", "admin@example.test"} {
+		if err := users.DB.Add(ctx, u, pw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aliases := filepath.Join(dir, "aliases")
+	if err := os.WriteFile(aliases, []byte("sales: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	router, err := route.New(route.Config{LocalDomains: []string{"example.test"}, Aliases: aliases, LocalUserExists: users.Exists})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(filepath.Join(dir, "queue"), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	area, err := quarantine.New(quarantine.Config{}, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, err := quarantine.OpenLists(ctx, filepath.Join(dir, "lists.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lists.Close() })
+	if lc.Postgres == "" {
+		lc.Path = filepath.Join(dir, "decisions.db")
+	}
+	dlog, err := decisionlog.Open(ctx, lc, decisionlog.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dlog.Close() })
+	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
+		Log: dlog, Addresses: router})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists, log: dlog}
+}
+
+// quarantine puts a message for rcpts into the quarantine and returns its queue id.
+func (r *rig) quarantine(from, subject string, rcpts ...string) string {
+	r.t.Helper()
+	msg := "From: " + from + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@x>\r\n\r\nbody\r\n"
+	id, err := r.sp.Enqueue(context.Background(), spool.Envelope{From: from, To: rcpts, Quarantine: true, Score: 9, ClientIP: "192.0.2.7", ReceivedAt: time.Now()}, strings.NewReader(msg))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return id
+}
+
+// client is a browser: a cookie jar, no automatic redirects (tests look at them).
+type client struct {
+	r    *rig
+	hc   *http.Client
+	csrf string
+}
+
+func (r *rig) client() *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{r: r, hc: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (c *client) do(req *http.Request) (int, string, http.Header) {
+	c.r.t.Helper()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if m := csrfRE.FindSubmatch(b); m != nil {
+		c.csrf = string(m[1])
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func (c *client) get(path string) (int, string, http.Header) {
+	req, _ := http.NewRequest("GET", c.r.ts.URL+path, nil)
+	return c.do(req)
+}
+
+func (c *client) post(path string, form url.Values) (int, string, http.Header) {
+	req, _ := http.NewRequest("POST", c.r.ts.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+// login logs in as user and fails the test otherwise.
+func (c *client) login(user string) {
+	c.r.t.Helper()
+	if code, _, _ := c.get("/login"); code != 200 {
+		c.r.t.Fatalf("GET /login: %d", code)
+	}
+	code, body, h := c.post("/login", url.Values{"csrf": {c.csrf}, "username": {user}, "password": {pw}})
+	if code != http.StatusSeeOther {
+		c.r.t.Fatalf("login %s: %d\n%s", user, code, body)
+	}
+	if loc := h.Get("Location"); loc != "/quarantine" {
+		c.r.t.Fatalf("login redirects to %q", loc)
+	}
+	c.get("/quarantine") // picks up the session's CSRF token
+}

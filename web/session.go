@@ -1,0 +1,318 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// session is a logged-in user's state, kept on the server; the cookie holds only its id.
+type session struct {
+	id      string
+	user    string
+	admin   bool
+	csrf    string
+	created time.Time
+	used    time.Time
+	addrs   []string // the user's addresses and aliases, looked up once (Addresses)
+}
+
+type sessions struct {
+	mu       sync.Mutex
+	byID     map[string]*session
+	lifetime time.Duration
+	idle     time.Duration
+	max      int
+	now      func() time.Time
+}
+
+func newSessions(lifetime, idle time.Duration, max int, now func() time.Time) *sessions {
+	return &sessions{byID: map[string]*session{}, lifetime: lifetime, idle: idle, max: max, now: now}
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// errFull is returned when MaxSessions sessions are alive: a flood of logins cannot grow
+// the memory without end.
+var errFull = errors.New("too many sessions; try again later")
+
+func (ss *sessions) create(user string, admin bool) (*session, error) {
+	now := ss.now()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.byID) >= ss.max {
+		for id, s := range ss.byID {
+			if ss.expired(s, now) {
+				delete(ss.byID, id)
+			}
+		}
+		if len(ss.byID) >= ss.max {
+			return nil, errFull
+		}
+	}
+	s := &session{id: randomToken(), user: user, admin: admin, csrf: randomToken(), created: now, used: now}
+	ss.byID[s.id] = s
+	return s, nil
+}
+
+func (ss *sessions) expired(s *session, now time.Time) bool {
+	return now.Sub(s.created) > ss.lifetime || now.Sub(s.used) > ss.idle
+}
+
+// get returns the request's live session, or nil.
+func (ss *sessions) get(r *http.Request) *session {
+	c, err := r.Cookie(cookieName(r))
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	now := ss.now()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byID[c.Value]
+	if s == nil {
+		return nil
+	}
+	if ss.expired(s, now) {
+		delete(ss.byID, s.id)
+		return nil
+	}
+	s.used = now
+	cp := *s
+	return &cp
+}
+
+func (ss *sessions) setAddrs(id string, addrs []string) {
+	ss.mu.Lock()
+	if s := ss.byID[id]; s != nil {
+		s.addrs = addrs
+	}
+	ss.mu.Unlock()
+}
+
+func (ss *sessions) delete(id string) {
+	ss.mu.Lock()
+	delete(ss.byID, id)
+	ss.mu.Unlock()
+}
+
+// Count returns the live sessions (for tests and the admin).
+func (ss *sessions) count() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.byID)
+}
+
+// cookieName is __Host-prefixed under TLS, so the browser accepts it only Secure, for
+// this host and path / (RFC 6265bis §4.1.3.2).
+func cookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return "__Host-portcullis"
+	}
+	return "portcullis"
+}
+
+func loginCookieName(r *http.Request) string { return cookieName(r) + "-login" }
+
+func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+}
+
+// user wraps a handler that needs a session; a POST must also carry the session's CSRF
+// token.
+func (s *Server) user(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess := s.sessions.get(r)
+		if sess == nil {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			s.fail(w, r, nil, http.StatusUnauthorized, "Your session has ended; log in again.")
+			return
+		}
+		if r.Method == http.MethodPost {
+			if err := r.ParseForm(); err != nil {
+				s.fail(w, r, sess, http.StatusBadRequest, "The form could not be read.")
+				return
+			}
+			if !tokenEqual(r.PostForm.Get("csrf"), sess.csrf) {
+				s.log.Warn("web: form without a valid CSRF token refused", "user", sess.user, "path", r.URL.Path, "remote", r.RemoteAddr)
+				s.fail(w, r, sess, http.StatusForbidden, "The form has expired; reload the page and try again.")
+				return
+			}
+		}
+		h(w, r, sess)
+	}
+}
+
+// admin wraps a handler only admins reach; others get 403.
+func (s *Server) admin(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return s.user(func(w http.ResponseWriter, r *http.Request, sess *session) {
+		if !sess.admin {
+			s.fail(w, r, sess, http.StatusForbidden, "This page is for administrators.")
+			return
+		}
+		h(w, r, sess)
+	})
+}
+
+func tokenEqual(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// safeNext keeps a post-login redirect on this site: a path, never "//host" or a URL.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/quarantine"
+	}
+	return next
+}
+
+func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
+	if s.sessions.get(r) != nil {
+		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
+	}
+	s.renderLogin(w, r, http.StatusOK, "", r.URL.Query().Get("next"))
+}
+
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, msg, next string) {
+	// The login form's CSRF defence is a double-submit token: a random value in a
+	// SameSite=Strict cookie and in the form, which another site can neither read nor set.
+	tok := randomToken()
+	setCookie(w, r, loginCookieName(r), tok, 600)
+	s.render(w, status, "login", page{Title: "Log in", CSRF: tok, Error: msg, Data: struct{ Next string }{safeNext(next)}})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	next := r.PostForm.Get("next")
+	c, err := r.Cookie(loginCookieName(r))
+	if err != nil || !tokenEqual(r.PostForm.Get("csrf"), c.Value) {
+		s.renderLogin(w, r, http.StatusForbidden, "The form has expired; try again.", next)
+		return
+	}
+	username, password := strings.TrimSpace(r.PostForm.Get("username")), r.PostForm.Get("password")
+	if username == "" || password == "" || len(username) > 320 {
+		s.renderLogin(w, r, http.StatusUnauthorized, "Enter your address and password.", next)
+		return
+	}
+	user, err := s.deps.Auth.Authenticate(r.Context(), username, password, remoteAddr(r))
+	if err != nil {
+		var temp interface{ Temporary() bool }
+		if errors.As(err, &temp) && temp.Temporary() {
+			s.log.Warn("web: login refused for now", "user", username, "remote", r.RemoteAddr, "err", err.Error())
+			s.renderLogin(w, r, http.StatusTooManyRequests, "Too many failed logins, or the user database is unavailable; try again later.", next)
+			return
+		}
+		s.log.Info("web: login failed", "user", username, "remote", r.RemoteAddr)
+		s.renderLogin(w, r, http.StatusUnauthorized, "Wrong address or password.", next)
+		return
+	}
+	if _, err := s.startSession(w, r, user); err != nil {
+		s.renderLogin(w, r, http.StatusServiceUnavailable, err.Error(), next)
+		return
+	}
+	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+}
+
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string) (*session, error) {
+	sess, err := s.sessions.create(user, s.isAdmin(user))
+	if err != nil {
+		return nil, err
+	}
+	setCookie(w, r, cookieName(r), sess.id, 0) // a browser-session cookie; the server ends it
+	setCookie(w, r, loginCookieName(r), "", -1)
+	s.log.Info("web: login", "user", user, "admin", sess.admin, "remote", r.RemoteAddr)
+	return sess, nil
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
+	s.sessions.delete(sess.id)
+	setCookie(w, r, cookieName(r), "", -1)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// Tickets log a user in from a digest email to one item: user, item and expiry, signed
+// with HMAC-SHA256. A ticket is a bearer credential for that user until it expires, as a
+// password-reset link is; it opens a session like a login.
+
+// TicketLifetime is how long a digest's links work.
+const TicketLifetime = 7 * 24 * time.Hour
+
+// Ticket returns a signed login ticket for user to the quarantine item (id, rcpt),
+// valid until exp.
+func (s *Server) Ticket(user, id, rcpt string, exp time.Time) string {
+	payload := strings.Join([]string{user, id, rcpt, strconv.FormatInt(exp.Unix(), 10)}, "\x00")
+	mac := hmac.New(sha256.New, s.deps.TicketKey)
+	mac.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func (s *Server) checkTicket(t string) (user, id, rcpt string, ok bool) {
+	p64, m64, found := strings.Cut(t, ".")
+	if !found || len(t) > 2048 {
+		return "", "", "", false
+	}
+	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
+	sum, err2 := base64.RawURLEncoding.DecodeString(m64)
+	if err1 != nil || err2 != nil {
+		return "", "", "", false
+	}
+	mac := hmac.New(sha256.New, s.deps.TicketKey)
+	mac.Write(payload)
+	if !hmac.Equal(sum, mac.Sum(nil)) {
+		return "", "", "", false
+	}
+	f := strings.Split(string(payload), "\x00")
+	if len(f) != 4 {
+		return "", "", "", false
+	}
+	exp, err := strconv.ParseInt(f[3], 10, 64)
+	if err != nil || s.now().Unix() > exp {
+		return "", "", "", false
+	}
+	return f[0], f[1], f[2], true
+}
+
+// ItemURL is the page's address of the quarantine item (id, rcpt), relative.
+func ItemURL(id, rcpt string) string {
+	return "/quarantine/item?" + url.Values{"id": {id}, "rcpt": {rcpt}}.Encode()
+}
+
+func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
+	user, id, rcpt, ok := s.checkTicket(r.URL.Query().Get("t"))
+	if !ok {
+		s.fail(w, r, nil, http.StatusForbidden, "This link has expired or is not valid; log in instead.")
+		return
+	}
+	sess := s.sessions.get(r)
+	if sess == nil || sess.user != user {
+		var err error
+		if sess, err = s.startSession(w, r, user); err != nil {
+			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+	}
+	// The item is shown here rather than by a redirect: the click came from a mail
+	// client, a cross-site navigation, and a browser does not send a SameSite=Strict
+	// cookie on its redirects. The page's own links and forms are same-site.
+	s.showItem(w, r, sess, id, rcpt, "")
+}
