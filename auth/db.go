@@ -367,6 +367,23 @@ func (d *DB) dummyHash() string {
 	return d.dummy
 }
 
+// PasswordHash returns the canonical form of address and its stored password hash (PHC
+// string, or bcrypt's), for a directory that hands hashes to another node; it fails
+// with ErrUnknownUser when there is no such user.
+func (d *DB) PasswordHash(ctx context.Context, address string) (addr, hash string, err error) {
+	if addr, err = d.canonical(address); err != nil {
+		return "", "", fmt.Errorf("%w: %.80q", ErrUnknownUser, address)
+	}
+	err = d.db.QueryRowContext(ctx, `SELECT password FROM users WHERE address = ?`, addr).Scan(&hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", "", fmt.Errorf("%w: %s", ErrUnknownUser, addr)
+	case err != nil:
+		return "", "", fmt.Errorf("auth: look up %s: %w: %w", addr, ErrUnavailable, err)
+	}
+	return addr, hash, nil
+}
+
 // Authenticate implements Authenticator for local users. It returns the normalised
 // address; ErrUnknownUser (an ErrInvalid) for a user that does not exist, ErrInvalid for
 // a wrong password, ErrUnavailable when the database fails. A hash with other than the

@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/decisionlog"
+	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
@@ -116,6 +117,10 @@ type Config struct {
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
+	// Directory is where the multi-node mode looks users up (mail host, quota,
+	// aliases): the local user database (default), a shared PostgreSQL database, or the
+	// LDAP directory of auth.ldap.
+	Directory directory.Config `yaml:"directory"`
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
 	// Routing is the router: aliases, virtual aliases, canonical and transport maps, the
@@ -284,6 +289,12 @@ func (c *Config) finish() error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	c.DataDir = abs
+	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
+		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")
+	}
+	if c.Directory.LDAP != nil && c.Directory.Postgres != "" {
+		return errors.New("directory: both postgres and ldap are set; choose one")
+	}
 	if c.Rules == "" {
 		c.Rules = filepath.Join(c.DataDir, "rules.yaml")
 	}
