@@ -138,7 +138,14 @@ type Config struct {
 		// Addr is the listening address offering STARTTLS; empty disables it.
 		Addr string `yaml:"addr"`
 		// TLSAddr is the listening address of implicit TLS (imaps); empty disables it.
-		TLSAddr      string `yaml:"tls_addr"`
+		TLSAddr string `yaml:"tls_addr"`
+		// ProxyProtocol expects a PROXY protocol header (v1 or v2) naming the real client
+		// on connections from ProxyFrom, on both listeners: what portcullis's proxy (or
+		// HAProxy) sends to a back-end, so that its logs and limits see the client.
+		ProxyProtocol bool `yaml:"proxy_protocol"`
+		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
+		// others are served as direct clients. Empty: every connection must carry one.
+		ProxyFrom    []string `yaml:"proxy_from"`
 		imapd.Config `yaml:",inline"`
 		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
 		// users move mail into or out of Junk. Default true.
@@ -150,7 +157,14 @@ type Config struct {
 		// Addr is the listening address offering STLS; empty disables it.
 		Addr string `yaml:"addr"`
 		// TLSAddr is the listening address of implicit TLS (pop3s); empty disables it.
-		TLSAddr      string `yaml:"tls_addr"`
+		TLSAddr string `yaml:"tls_addr"`
+		// ProxyProtocol expects a PROXY protocol header (v1 or v2) naming the real client
+		// on connections from ProxyFrom, on both listeners: what portcullis's proxy (or
+		// HAProxy) sends to a back-end, so that its logs and limits see the client.
+		ProxyProtocol bool `yaml:"proxy_protocol"`
+		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
+		// others are served as direct clients. Empty: every connection must carry one.
+		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
 	// Web is the page on the HTTP listener where users see and release their quarantined
@@ -289,6 +303,9 @@ func (c *Config) finish() error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	c.DataDir = abs
+	if len(c.IMAP.ProxyFrom) > 0 && !c.IMAP.ProxyProtocol || len(c.POP3.ProxyFrom) > 0 && !c.POP3.ProxyProtocol {
+		return errors.New("imap/pop3: proxy_from without proxy_protocol: true")
+	}
 	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
 		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")
 	}

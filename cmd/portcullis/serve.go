@@ -390,6 +390,9 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
+		if ln, err = proxyListener(cfg, name, ln, logger); err != nil {
+			return err
+		}
 		if implicitTLS {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
