@@ -38,6 +38,7 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
@@ -167,6 +168,18 @@ type Config struct {
 		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
+	// Proxy is the IMAP and POP3 proxy of the multi-node mode: it authenticates each
+	// client (auth), looks the user's mail host up in the directory and relays the
+	// session to that back-end, with smtp.tls's certificate. Off unless an address is set.
+	Proxy struct {
+		// IMAPAddr is the listening address offering STARTTLS; IMAPSAddr of implicit TLS.
+		IMAPAddr  string `yaml:"imap_addr"`
+		IMAPSAddr string `yaml:"imaps_addr"`
+		// POP3Addr is the listening address offering STLS; POP3SAddr of implicit TLS.
+		POP3Addr     string `yaml:"pop3_addr"`
+		POP3SAddr    string `yaml:"pop3s_addr"`
+		proxy.Config `yaml:",inline"`
+	} `yaml:"proxy"`
 	// Web is the page on the HTTP listener where users see and release their quarantined
 	// mail; its admins are the top-level admins.
 	Web web.Config `yaml:"web"`

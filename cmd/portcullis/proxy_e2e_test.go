@@ -2,17 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +21,6 @@ import (
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
-	"github.com/portcullis-mail/portcullis/proxy"
-	"github.com/portcullis-mail/portcullis/smtpd"
 )
 
 // The users of the proxy test, each on both back-ends (so that a session sent to the
@@ -38,10 +33,9 @@ var proxyUsers = map[string]string{ // address -> mail host
 
 const proxyPassword = "proxy test password 1"
 
-// startStore starts a back-end: a portcullis process whose imaps and pop3s listeners
-// take PROXY headers from 127.0.0.1 (the proxy) and serve other loopback addresses
-// directly, with the proxy users in its user database.
-func startStore(t *testing.T, name string, dns *dnstest.Server) *server {
+// startNode starts a portcullis process with the proxy users in its user database;
+// section is its imap/pop3/proxy/directory configuration, want the listeners to wait for.
+func startNode(t *testing.T, name string, dns *dnstest.Server, section string, want ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -59,15 +53,22 @@ local_domains: [example.test]
 trusted_networks: [192.0.2.0/24]
 postmaster: postmaster@example.test
 http: { addr: "" }
-imap: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
-pop3: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:
   listeners:
     - { name: mx, addr: "127.0.0.1:0", mode: mx }
-`, name, data, dns.Addr())), 0o644))
-	return startServer(t, cfg, "mx", "imaps", "pop3s")
+%s`, name, data, dns.Addr(), section)), 0o644))
+	return startServer(t, cfg, append([]string{"mx"}, want...)...)
+}
+
+// startStore starts a back-end whose imaps and pop3s listeners take PROXY headers from
+// 127.0.0.1 (the proxy) and serve other loopback addresses directly.
+func startStore(t *testing.T, name string, dns *dnstest.Server) *server {
+	t.Helper()
+	return startNode(t, name, dns, `imap: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
+pop3: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
+`, "imaps", "pop3s")
 }
 
 // imapFrom logs user in over implicit TLS to addr from the loopback address src.
@@ -98,26 +99,7 @@ func inboxSubjects(t *testing.T, c *imapclient.Client) []string {
 	return out
 }
 
-// syncBuffer is a log the proxy writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// TestProxyTwoStores runs two back-end processes and the IMAP/POP3 proxy (in this
-// process) with the directory in PostgreSQL: each user, through the proxy, reaches the
+// TestProxyTwoStores runs two back-end processes and the IMAP/POP3 proxy (a third) with the directory in PostgreSQL: each user, through the proxy, reaches the
 // mailbox on their own back-end; the back-end logs the real client address (PROXY v2);
 // a back-end killed gives its users a temporary error and leaves the other's alone.
 func TestProxyTwoStores(t *testing.T) {
@@ -140,41 +122,30 @@ func TestProxyTwoStores(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	pdir := t.TempDir()
-	dirdb, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pg))
+	dsn := pgtest.NewDatabase(t, pg)
+	dirdb, err := directory.OpenPostgres(ctx, dsn)
 	require.NoError(t, err)
 	defer dirdb.Close()
 	for user, host := range proxyUsers {
 		require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: host}))
 	}
-	authSvc, err := auth.Open(auth.Config{}, pdir, slog.Default(), nil)
-	require.NoError(t, err)
-	defer authSvc.Close()
-	for user := range proxyUsers {
-		require.NoError(t, authSvc.DB.Add(ctx, user, proxyPassword))
-	}
-	cert, err := smtpd.SelfSignedCertificate(pdir, "proxy.example.test")
-	require.NoError(t, err)
-	backends := map[string]proxy.Backend{}
+	// The proxy: a third process, with the directory in PostgreSQL.
+	section := fmt.Sprintf(`imap: { addr: "" }
+pop3: { addr: "" }
+directory: { postgres: "%s" }
+proxy:
+  imap_addr: "127.0.0.1:0"
+  pop3s_addr: "127.0.0.1:0"
+  backends:
+`, dsn)
 	for name, s := range stores {
-		backends[name] = proxy.Backend{IMAP: s.addrs["imaps"], POP3: s.addrs["pop3s"], TLS: true, InsecureSkipVerify: true}
+		section += fmt.Sprintf("    %s: { imap: %q, pop3: %q, tls: true, insecure_skip_verify: true }\n", name, s.addrs["imaps"], s.addrs["pop3s"])
 	}
-	plog := &syncBuffer{}
-	px, err := proxy.New(proxy.Config{Hostname: "proxy.example.test",
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Backends: backends},
-		proxy.Deps{Auth: authSvc.Auth, Directory: directory.NewCache(dirdb, directory.DefaultCacheTTL, 0),
-			Logger: slog.New(slog.NewTextHandler(plog, nil))})
-	require.NoError(t, err)
-	defer px.Close()
-	imapLn, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	pop3Ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go px.ServeIMAP(imapLn, false)
-	go px.ServePOP3(pop3Ln, true)
+	px := startNode(t, "proxy", dns, section, "proxy-imap", "proxy-pop3s")
+	imapAddr, pop3Addr := px.addrs["proxy-imap"], px.addrs["proxy-pop3s"]
 
 	proxyIMAP := func(t *testing.T, user string) (*imapclient.Client, error) {
-		conn, err := dialFrom(imapLn.Addr().String(), "127.0.0.3", time.Time{})
+		conn, err := dialFrom(imapAddr, "127.0.0.3", time.Time{})
 		require.NoError(t, err)
 		c, err := imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
 		require.NoError(t, err)
@@ -197,7 +168,7 @@ func TestProxyTwoStores(t *testing.T) {
 
 	t.Run("imap-refusals", func(t *testing.T) {
 		// LOGIN before STARTTLS is refused by the proxy.
-		conn, err := dialFrom(imapLn.Addr().String(), "127.0.0.3", time.Now().Add(30*time.Second))
+		conn, err := dialFrom(imapAddr, "127.0.0.3", time.Now().Add(30*time.Second))
 		require.NoError(t, err)
 		defer conn.Close()
 		r := bufio.NewReader(conn)
@@ -210,7 +181,7 @@ func TestProxyTwoStores(t *testing.T) {
 		c, err := proxyIMAP(t, "alice@example.test")
 		require.NoError(t, err)
 		c.Close()
-		conn2, err := dialFrom(imapLn.Addr().String(), "127.0.0.3", time.Time{})
+		conn2, err := dialFrom(imapAddr, "127.0.0.3", time.Time{})
 		require.NoError(t, err)
 		c2, err := imapclient.NewStartTLS(conn2, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
 		require.NoError(t, err)
@@ -221,7 +192,7 @@ func TestProxyTwoStores(t *testing.T) {
 
 	t.Run("pop3", func(t *testing.T) {
 		for user, host := range proxyUsers {
-			p := pop3Dial(t, pop3Ln.Addr().String())
+			p := pop3Dial(t, pop3Addr)
 			p.cmd("USER "+user, "+OK")
 			p.cmd("PASS "+proxyPassword, "+OK")
 			p.cmd("STAT", "+OK 1 ")
@@ -239,16 +210,16 @@ func TestProxyTwoStores(t *testing.T) {
 		stores["store2"].kill()
 		_, err := proxyIMAP(t, "bob@example.test")
 		require.ErrorContains(t, err, "UNAVAILABLE")
-		p := pop3Dial(t, pop3Ln.Addr().String())
+		p := pop3Dial(t, pop3Addr)
 		p.cmd("AUTH PLAIN "+plainB64("bob@example.test", proxyPassword), "-ERR [SYS/TEMP]")
 		// alice, on the other back-end, is unaffected.
 		c, err := proxyIMAP(t, "alice@example.test")
 		require.NoError(t, err)
 		require.Equal(t, []string{"alice@example.test on store1"}, inboxSubjects(t, c))
-		p = pop3Dial(t, pop3Ln.Addr().String())
+		p = pop3Dial(t, pop3Addr)
 		p.cmd("AUTH PLAIN "+plainB64("alice@example.test", proxyPassword), "+OK")
 		p.cmd("STAT", "+OK 1 ")
-		require.Contains(t, plog.String(), "back-end unavailable")
+		require.Contains(t, px.logText(), "back-end unavailable")
 	})
 }
 

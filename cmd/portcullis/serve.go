@@ -266,6 +266,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer stopMailServers()
+	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, logger) // proxy.go
+	if err != nil {
+		return err
+	}
+	defer stopProxy()
 
 	var httpSrv *http.Server
 	if cfg.HTTP.Addr != "" {
