@@ -124,3 +124,21 @@ type nopCloser struct{}
 func (nopCloser) Close() error { return nil }
 
 func notFound(addr string) error { return fmt.Errorf("%w: %.80q", ErrNotFound, addr) }
+
+// Hashes is the password hash lookup of d, for auth.DB.WithHashes: the proxy of a
+// multi-node installation then verifies passwords against the hashes in the shared
+// directory, with auth's hashing limits, verify cache and (around it) throttling. A user
+// the directory does not have has no hash; a directory that cannot be asked is
+// auth.ErrUnavailable.
+func Hashes(d Directory) auth.HashLookup {
+	return func(ctx context.Context, addr string) (string, error) {
+		u, err := d.Lookup(ctx, addr)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return "", nil
+		case err != nil:
+			return "", fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
+		}
+		return u.PasswordHash, nil
+	}
+}

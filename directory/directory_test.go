@@ -3,6 +3,7 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -22,6 +23,39 @@ func TestPostgres(t *testing.T) {
 	t.Run("crud", func(t *testing.T) { testPostgresCRUD(t, server) })
 	t.Run("concurrent-open", func(t *testing.T) { testPostgresConcurrentOpen(t, server) })
 	t.Run("cache", func(t *testing.T) { testCache(t, server) })
+	t.Run("hashes", func(t *testing.T) { testHashes(t, server) })
+}
+
+// testHashes verifies passwords against the hashes in PostgreSQL through auth.
+func testHashes(t *testing.T, server string) {
+	ctx := context.Background()
+	p := postgres(t, server)
+	h, err := auth.HashPassword("s3cret pass", auth.DefaultArgon2Params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Put(ctx, directory.User{Address: "kim@example.test", PasswordHash: h, MailHost: "store1"}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := auth.OpenDB(filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a := db.WithHashes(directory.Hashes(p))
+	if name, err := a.Authenticate(ctx, "Kim@example.test", "s3cret pass", netip.Addr{}); err != nil || name != "kim@example.test" {
+		t.Fatalf("right password: %q %v", name, err)
+	}
+	if _, err := a.Authenticate(ctx, "kim@example.test", "wrong", netip.Addr{}); !errors.Is(err, auth.ErrInvalid) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := a.Authenticate(ctx, "nobody@example.test", "s3cret pass", netip.Addr{}); !errors.Is(err, auth.ErrUnknownUser) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	down := db.WithHashes(directory.Hashes(&flaky{err: errors.New("connection refused")}))
+	if _, err := down.Authenticate(ctx, "kim@example.test", "s3cret pass", netip.Addr{}); !errors.Is(err, auth.ErrUnavailable) {
+		t.Fatalf("directory down: %v, want ErrUnavailable", err)
+	}
 }
 
 // postgres returns a directory in a fresh database on server.

@@ -16,7 +16,8 @@ import (
 
 // serveProxy starts the IMAP and POP3 proxy when the proxy section has an address: the
 // directory of the directory section (local, PostgreSQL or LDAP) says where each user
-// lives, auth's service (throttling and credential cache included) checks passwords.
+// lives, auth (throttling and credential cache included) checks passwords: against the
+// directory's hashes when it is PostgreSQL.
 // The returned function stops it.
 func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users *auth.Service, router *route.Router, logger *slog.Logger) (func(), error) {
 	pc := cfg.Proxy
@@ -36,7 +37,19 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 	}
 	xc := pc.Config
 	xc.Hostname, xc.TLSConfig = cfg.Hostname, tlsCfg
-	px, err := proxy.New(xc, proxy.Deps{Auth: users.Auth, Directory: dir, Logger: logger})
+	// With the directory in PostgreSQL the passwords are its hashes (auth's hashing limits
+	// and verify cache, throttled); otherwise auth's service, whose LDAP binds or local
+	// users are the directory's own.
+	var authn proxy.Authenticator = users.Auth
+	if cfg.Directory.Postgres != "" {
+		th, err := auth.NewThrottle(users.DB.WithHashes(directory.Hashes(dir)), cfg.Auth.Throttle)
+		if err != nil {
+			closeDir.Close()
+			return nil, err
+		}
+		authn = th
+	}
+	px, err := proxy.New(xc, proxy.Deps{Auth: authn, Directory: dir, Logger: logger})
 	if err != nil {
 		closeDir.Close()
 		return nil, err

@@ -33,9 +33,10 @@ var proxyUsers = map[string]string{ // address -> mail host
 
 const proxyPassword = "proxy test password 1"
 
-// startNode starts a portcullis process with the proxy users in its user database;
+// startNode starts a portcullis process, with the proxy users in its user database if
+// users;
 // section is its imap/pop3/proxy/directory configuration, want the listeners to wait for.
-func startNode(t *testing.T, name string, dns *dnstest.Server, section string, want ...string) *server {
+func startNode(t *testing.T, name string, dns *dnstest.Server, users bool, section string, want ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -43,7 +44,9 @@ func startNode(t *testing.T, name string, dns *dnstest.Server, section string, w
 	db, err := auth.OpenDB(auth.DefaultDBPath(data))
 	require.NoError(t, err)
 	for u := range proxyUsers {
-		require.NoError(t, db.Add(context.Background(), u, proxyPassword))
+		if users {
+			require.NoError(t, db.Add(context.Background(), u, proxyPassword))
+		}
 	}
 	require.NoError(t, db.Close())
 	cfg := filepath.Join(dir, "portcullis.yaml")
@@ -66,7 +69,7 @@ smtp:
 // 127.0.0.1 (the proxy) and serve other loopback addresses directly.
 func startStore(t *testing.T, name string, dns *dnstest.Server) *server {
 	t.Helper()
-	return startNode(t, name, dns, `imap: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
+	return startNode(t, name, dns, true, `imap: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
 pop3: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
 `, "imaps", "pop3s")
 }
@@ -126,10 +129,13 @@ func TestProxyTwoStores(t *testing.T) {
 	dirdb, err := directory.OpenPostgres(ctx, dsn)
 	require.NoError(t, err)
 	defer dirdb.Close()
+	hash, err := auth.HashPassword(proxyPassword, auth.DefaultArgon2Params)
+	require.NoError(t, err)
 	for user, host := range proxyUsers {
-		require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: host}))
+		require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: host, PasswordHash: hash}))
 	}
-	// The proxy: a third process, with the directory in PostgreSQL.
+	// The proxy: a third process, with the directory (mail hosts and password hashes) in
+	// PostgreSQL and no users of its own.
 	section := fmt.Sprintf(`imap: { addr: "" }
 pop3: { addr: "" }
 directory: { postgres: "%s" }
@@ -141,7 +147,7 @@ proxy:
 	for name, s := range stores {
 		section += fmt.Sprintf("    %s: { imap: %q, pop3: %q, tls: true, insecure_skip_verify: true }\n", name, s.addrs["imaps"], s.addrs["pop3s"])
 	}
-	px := startNode(t, "proxy", dns, section, "proxy-imap", "proxy-pop3s")
+	px := startNode(t, "proxy", dns, false, section, "proxy-imap", "proxy-pop3s")
 	imapAddr, pop3Addr := px.addrs["proxy-imap"], px.addrs["proxy-pop3s"]
 
 	proxyIMAP := func(t *testing.T, user string) (*imapclient.Client, error) {
