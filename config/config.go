@@ -16,6 +16,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/portcullis-mail/portcullis/milter"
+	"github.com/portcullis-mail/portcullis/policyd"
 	"io"
 	"net/netip"
 	"os"
@@ -193,6 +195,13 @@ type Config struct {
 		Disable            bool `yaml:"disable"`
 		decisionlog.Config `yaml:",inline"`
 	} `yaml:"stats"`
+	// Policyd is the Postfix policy-delegation server (check_policy_service): Postfix
+	// front-ends ask portcullis's rules about each recipient. Off unless addr is set.
+	Policyd policyd.Config `yaml:"policyd"`
+	// Milter is the milter server (Postfix's smtpd_milters and non_smtpd_milters): every
+	// stage, the data stage included, runs for mail Postfix receives. Off unless addr is
+	// set.
+	Milter milter.Config `yaml:"milter"`
 	// DKIM signs mail from authenticated users.
 	DKIM struct {
 		// Sign is the signer: mail whose From: domain has a key in dir (made by
@@ -357,6 +366,8 @@ func (c *Config) finish() error {
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	c.Policyd.TrustedNetworks = c.TrustedNetworks
+	c.Milter.TrustedNetworks = c.TrustedNetworks
 	if c.Delivery.Hostname == "" {
 		c.Delivery.Hostname = c.Hostname
 	}

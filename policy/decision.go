@@ -122,3 +122,60 @@ func DefaultReply(v Verdict) Reply {
 	}
 	return Reply{Code: 250, Enhanced: "2.0.0", Text: "OK"}
 }
+
+// ReplyOf returns the reply a server sends for a terminal decision: the rule's reply,
+// the default (DefaultReply) when it gave none, the class forced to match the verdict
+// (a reject is always 5xx, a tempfail 4xx) and the text made fit for one reply line.
+// The SMTP server, the policy-delegation server and the milter all answer with it.
+func ReplyOf(d Decision) Reply {
+	r := d.Reply
+	def := DefaultReply(d.Verdict)
+	if r.Code == 0 {
+		return def
+	}
+	if d.Verdict == Reject && r.Code/100 != 5 || d.Verdict == Tempfail && r.Code/100 != 4 {
+		r.Code, r.Enhanced = def.Code, def.Enhanced
+	}
+	if r.Enhanced == "" {
+		r.Enhanced = def.Enhanced
+	}
+	r.Text = ReplyText(r.Text, def.Text)
+	return r
+}
+
+// ReplyText is text fit for a reply line: control characters (a CR or LF would end the
+// line early) become spaces, and an empty text is def.
+func ReplyText(text, def string) string {
+	text = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, text)
+	if text == "" {
+		return def
+	}
+	return text
+}
+
+// Outcome merges the non-terminal decisions of a mail transaction (those of the
+// connection's connect and helo stages, then the transaction's): a discard anywhere
+// discards the message, else a quarantine anywhere quarantines it; the headers to add
+// and the tags (each once) follow in order. The SMTP server, the policy-delegation
+// server and the milter decide the fate of an accepted message with it.
+func Outcome(decs ...Decision) (v Verdict, headers []Header, tags []string) {
+	seen := map[string]bool{}
+	for _, d := range decs {
+		if d.Verdict == Discard || d.Verdict == Quarantine && v != Discard {
+			v = d.Verdict
+		}
+		headers = append(headers, d.Headers...)
+		for _, t := range d.Tags {
+			if !seen[t] {
+				seen[t] = true
+				tags = append(tags, t)
+			}
+		}
+	}
+	return v, headers, tags
+}

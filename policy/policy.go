@@ -21,6 +21,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // Stage is a point of the SMTP dialogue at which rules run.
@@ -84,6 +85,47 @@ const (
 type Header struct {
 	Name  string
 	Value string
+}
+
+// Clean returns h fit to be written into a message: ok is false when the name is empty
+// or holds white space, control characters, 8-bit bytes or a colon (RFC 5322 §2.2); the
+// value keeps its folding (CRLF followed by white space) and any other CR or LF becomes
+// a space, so that a value can never start a new header field.
+func (h Header) Clean() (Header, bool) {
+	if h.Name == "" {
+		return h, false
+	}
+	for i := 0; i < len(h.Name); i++ {
+		if c := h.Name[i]; c <= ' ' || c >= 0x7f || c == ':' {
+			return h, false
+		}
+	}
+	if !strings.ContainsAny(h.Value, "\r\n") {
+		return h, true
+	}
+	v := h.Value
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' && i+2 < len(v) && v[i+1] == '\n' && (v[i+2] == ' ' || v[i+2] == '\t') {
+			b.WriteString("\r\n")
+			i++
+			continue
+		}
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b.WriteByte(c)
+	}
+	h.Value = b.String()
+	return h, true
+}
+
+// Unfolded is the value of a Clean header on one line (RFC 5322 §2.2.3: unfolding
+// removes the CRLF before the white space), for where only one line fits, as Postfix's
+// PREPEND action.
+func (h Header) Unfolded() string {
+	return strings.NewReplacer("\r", "", "\n", "").Replace(h.Value)
 }
 
 // Result is what a policy instance reports: an observation, never an SMTP reply.

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(swaks libnet-ssleay-perl libio-socket-ssl-perl clamav-daemon clamav-testfiles clamdscan dovecot-core dovecot-lmtpd dovecot-imapd
       dovecot-pop3d postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
-      postgresql pflogsumm dovecot-sieve chromium
+      postgresql pflogsumm dovecot-sieve chromium postgrey miltertest rspamd
       dovecot-dev build-essential autoconf automake libtool pkg-config) # the last six build imaptest
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,7 +23,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packages start their system daemons; the tests start their own on loopback.
-  for s in clamav-daemon clamav-freshclam dovecot postfix slapd postgresql; do
+  for s in clamav-daemon clamav-freshclam dovecot postfix slapd postgresql postgrey rspamd; do
     $SUDO service "$s" stop >/dev/null 2>&1 || true
   done
 fi

@@ -16,7 +16,41 @@ func (a mailAddr) all() string {
 	if !a.hasDomain {
 		return a.local
 	}
-	return a.local + "@" + a.domain
+	return quoteLocal(a.local) + "@" + a.domain
+}
+
+// quoteLocal writes a local part as RFC 5322 wants it: as is when it is a dot-atom,
+// quoted otherwise ("S[r]us"), so :all compares normalized addresses.
+func quoteLocal(l string) string {
+	if isDotAtom(l) {
+		return l
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(l); i++ {
+		if l[i] == '"' || l[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(l[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			continue // UTF-8 (RFC 6532)
+		}
+		if !(isAlpha(c) || isDigit(c) || c == '.' || strings.IndexByte("!#$%&'*+-/=?^`{|}~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 type addrPart uint8

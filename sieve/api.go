@@ -121,7 +121,7 @@ type Limits struct {
 	MaxScriptSize   int           // bytes of source; default 1 MiB
 	MaxActions      int           // actions per run; default 32
 	MaxRedirects    int           // redirects per run; default 4
-	MaxNesting      int           // nested blocks and tests; default 32
+	MaxNesting      int           // nested blocks, and nested tests, each; default 32
 	MaxVariables    int           // variables per scope; default 255
 	MaxVariableSize int           // bytes per variable value; default 4096
 	MaxIncludeDepth int           // nested includes; default 10
@@ -299,4 +299,4 @@ type RuntimeError struct {
 	Msg       string
 }
 
-func (e *RuntimeError) Error() string { return "line " + Pos{e.Line, e.Col}.String() + ": " + e.Msg }
+func (e *RuntimeError) Error() string { return "line " + srcPos{e.Line, e.Col}.String() + ": " + e.Msg }

@@ -83,3 +83,38 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentRuns: a compiled script is shared by concurrent deliveries (run with
+// -race).
+func TestConcurrentRuns(t *testing.T) {
+	s, err := Compile([]byte(benchScript), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := NewMessage(benchMessage())
+	want := ""
+	done := make(chan string)
+	for range 4 {
+		go func() {
+			var last string
+			for range 50 {
+				res, err := s.Run(context.Background(), msg, Envelope{From: "alice@example.org", To: "bob@example.com"}, nil)
+				if err != nil {
+					last = err.Error()
+					break
+				}
+				last = res.String()
+			}
+			done <- last
+		}()
+	}
+	for range 4 {
+		got := <-done
+		if want == "" {
+			want = got
+		}
+		if got != want {
+			t.Errorf("concurrent runs differ:\n%s\n%s", got, want)
+		}
+	}
+}

@@ -78,17 +78,19 @@ type compiler struct {
 	nvars   int
 	globals map[string]bool
 	seenCmd bool
-	incl    *includeState
-	script  *Script
+	// tooManyVars: the variable limit was reported (once, not for each later one).
+	tooManyVars bool
+	incl        *includeState
+	script      *Script
 	// inLoop and similar context flags for commands that need them.
 	ctx map[string]int
 }
 
-func (c *compiler) errf(p Pos, format string, args ...any) {
+func (c *compiler) errf(p srcPos, format string, args ...any) {
 	c.errs = append(c.errs, &CompileError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (c *compiler) warnf(p Pos, format string, args ...any) {
+func (c *compiler) warnf(p srcPos, format string, args ...any) {
 	c.warns = append(c.warns, &CompileError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -105,9 +107,12 @@ func compileWith(src []byte, opt Options, incl *includeState) (*Script, error) {
 	if len(src) > lim.MaxScriptSize {
 		return nil, &CompileError{Line: 1, Col: 1, Msg: fmt.Sprintf("script is %d bytes, over the limit of %d", len(src), lim.MaxScriptSize)}
 	}
-	nodes, perr := parse(src, lim.MaxNesting, lim.MaxScriptSize)
-	if perr != nil {
-		return nil, perr
+	nodes, perrs := parse(src, lim.MaxNesting, lim.MaxScriptSize)
+	if len(perrs) == 1 {
+		return nil, perrs[0]
+	}
+	if len(perrs) > 1 {
+		return nil, perrs
 	}
 	c := &compiler{
 		opt: opt, lim: lim, req: map[string]bool{}, vars: map[string]int{},
@@ -138,6 +143,7 @@ func compileWith(src []byte, opt Options, incl *includeState) (*Script, error) {
 func (c *compiler) block(nodes []*node, top bool) []cmd {
 	var out []cmd
 	var chain *ifCmd
+	orphan := false // an elsif/else without if was reported; its followers are not
 	for _, n := range nodes {
 		if n.name == "require" {
 			if !top || c.seenCmd {
@@ -150,6 +156,7 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 		c.seenCmd = true
 		switch n.name {
 		case "if":
+			orphan = false
 			chain = c.ifChain(n, nil)
 			if chain != nil {
 				out = append(out, chain)
@@ -157,7 +164,10 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 			continue
 		case "elsif", "else":
 			if chain == nil {
-				c.errf(n.pos, "%s command must follow an if or elsif command", n.name)
+				if !orphan {
+					c.errf(n.pos, "%s command must follow an if or elsif command", n.name)
+				}
+				orphan = n.name == "elsif"
 				continue
 			}
 			chain = c.ifChain(n, chain)
@@ -166,9 +176,13 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 			}
 			continue
 		}
-		chain = nil
+		chain, orphan = nil, false
 		spec := commands[n.name]
 		if spec == nil || (spec.ext != "" && !c.has(spec.ext)) {
+			if _, isTest := tests[n.name]; spec == nil && isTest {
+				c.errf(n.pos, "attempted to use test '%s' as command", n.name)
+				continue
+			}
 			if spec != nil {
 				c.errf(n.pos, "unknown command '%s' (the %s extension is not required)", n.name, spec.ext)
 			} else {
@@ -184,7 +198,7 @@ func (c *compiler) block(nodes []*node, top bool) []cmd {
 }
 
 func (c *compiler) extAllowed(e string) bool {
-	if c.allowed != nil && !c.allowed[e] && !strings.HasPrefix(e, "vnd.dovecot.testsuite") {
+	if c.allowed != nil && !c.allowed[e] && !strings.HasPrefix(e, "vnd.dovecot.") {
 		return false
 	}
 	_, ok := extensions[e]
@@ -200,6 +214,10 @@ func (c *compiler) require(n *node) {
 		e := strings.ToLower(s.s)
 		if !c.extAllowed(e) {
 			c.errf(s.pos, "require: unknown Sieve capability '%s'", s.s)
+			continue
+		}
+		if (e == "duplicate" && c.req["vnd.dovecot.duplicate"]) || (e == "vnd.dovecot.duplicate" && c.req["duplicate"]) {
+			c.errf(s.pos, "require: the duplicate and vnd.dovecot.duplicate extensions conflict")
 			continue
 		}
 		c.req[e] = true
@@ -253,11 +271,11 @@ func (c *compiler) args(n *node, specs []tagSpec) (*parsedArgs, bool) {
 			}
 		}
 		if spec == nil {
-			c.errf(a.pos, "unknown tagged argument ':%s' for the %s %s", a.tag, n.name, kindOf(n))
+			c.errf(a.pos, "unknown tagged argument ':%s' for the %s %s (not one of its tags)", a.tag, n.name, kindOf(n))
 			return nil, false
 		}
 		if len(pa.pos) > 0 {
-			c.errf(a.pos, "tagged argument ':%s' must come before the positional arguments of %s", a.tag, n.name)
+			c.errf(a.pos, "unexpected tagged argument ':%s' after the positional arguments of the %s %s", a.tag, n.name, kindOf(n))
 			return nil, false
 		}
 		if _, dup := pa.tags[a.tag]; dup {
@@ -315,15 +333,42 @@ func kindName(k argKind) string {
 	return "tag"
 }
 
+// argNames name the positional arguments in error messages (as Pigeonhole does).
+var argNames = map[string][]string{
+	"header": {"header names", "key list"}, "address": {"header list", "key list"},
+	"envelope": {"envelope part", "key list"}, "exists": {"header names"}, "size": {"limit"},
+	"string": {"source", "key list"}, "fileinto": {"folder"}, "redirect": {"address"},
+	"reject": {"reason"}, "ereject": {"reason"}, "vacation": {"reason"}, "require": {"capabilities"},
+	"set": {"name", "value"}, "date": {"header name", "date part", "key list"},
+	"currentdate": {"date part", "key list"}, "body": {"key list"}, "include": {"script name"},
+	"addheader": {"field name", "value"}, "environment": {"name", "key list"},
+	"mailboxexists": {"mailbox names"}, "hasflag": {"key list"},
+}
+
 // positional checks the count and kinds of n's positional arguments.
 func (c *compiler) positional(n *node, pa *parsedArgs, kinds ...argKind) bool {
 	if len(pa.pos) != len(kinds) {
-		c.errf(n.pos, "the %s %s expects %d positional argument(s), got %d", n.name, kindOf(n), len(kinds), len(pa.pos))
+		c.errf(n.pos, "the %s %s requires %d positional argument(s), but %d were specified", n.name, kindOf(n), len(kinds), len(pa.pos))
 		return false
 	}
 	for i, k := range kinds {
 		if !kindFits(pa.pos[i], k) {
-			c.errf(pa.pos[i].pos, "argument %d of %s must be a %s, not a %s", i+1, n.name, kindName(k), pa.pos[i].describe())
+			name := ""
+			if names := argNames[n.name]; i < len(names) {
+				name = " (" + names[i] + ")"
+			}
+			c.errf(pa.pos[i].pos, "the %s %s expects a %s as argument %d%s, but a %s was found", n.name, kindOf(n), kindName(k), i+1, name, pa.pos[i].describe())
+			return false
+		}
+	}
+	return true
+}
+
+// all reports whether every check passed; unlike &&, it runs them all, so each
+// problem of a command is reported (as Pigeonhole does).
+func all(oks ...bool) bool {
+	for _, ok := range oks {
+		if !ok {
 			return false
 		}
 	}
@@ -332,7 +377,13 @@ func (c *compiler) positional(n *node, pa *parsedArgs, kinds ...argKind) bool {
 
 func (c *compiler) noTests(n *node) bool {
 	if len(n.tests) > 0 {
-		c.errf(n.pos, "the %s command takes no tests", n.name)
+		t := n.tests[0]
+		if _, isTest := tests[t.name]; !isTest && !n.testList {
+			// "fileinto "x" \n keep;": the next command was read as a test.
+			c.errf(n.pos, "missing semicolon after the %s command (before '%s' at line %d)", n.name, t.name, t.pos.Line)
+		} else {
+			c.errf(n.pos, "the %s command accepts no tests, but tests are specified", n.name)
+		}
 		return false
 	}
 	if n.hasBlock {
@@ -346,7 +397,7 @@ func (c *compiler) noTests(n *node) bool {
 
 func (c *compiler) test(n *node) test {
 	spec := tests[n.name]
-	if spec == nil || (spec.ext != "" && !c.has(spec.ext)) {
+	if spec == nil || (spec.ext != "" && !c.has(spec.ext) && !(n.name == "duplicate" && c.has("vnd.dovecot.duplicate"))) {
 		if spec != nil {
 			c.errf(n.pos, "unknown test '%s' (the %s extension is not required)", n.name, spec.ext)
 		} else {
@@ -359,7 +410,14 @@ func (c *compiler) test(n *node) test {
 
 func (c *compiler) noSubtests(n *node) bool {
 	if len(n.tests) > 0 {
-		c.errf(n.pos, "the %s test takes no tests", n.name)
+		switch t := n.tests[0]; t.name {
+		case "is", "contains", "matches", "regex", "value", "count", "all", "localpart", "domain",
+			"user", "detail", "comparator", "over", "under":
+			// "address matches ...": a tag written without its colon.
+			c.errf(t.pos, "missing colon before the '%s' tag of the %s test", t.name, n.name)
+			return false
+		}
+		c.errf(n.pos, "the %s test accepts no sub-tests, but tests are specified", n.name)
 		return false
 	}
 	return true

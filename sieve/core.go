@@ -102,8 +102,12 @@ type stopCmd struct{}
 func (stopCmd) exec(*runner) error { return errStop }
 
 func compileStop(c *compiler, n *node) cmd {
-	if len(n.args) > 0 || !c.noTests(n) {
+	ok := c.noTests(n)
+	if len(n.args) > 0 {
 		c.errf(n.pos, "the stop command takes no arguments")
+		ok = false
+	}
+	if !ok {
 		return nil
 	}
 	return stopCmd{}
@@ -112,7 +116,7 @@ func compileStop(c *compiler, n *node) cmd {
 // ---- actions --------------------------------------------------------------------
 
 type keepCmd struct {
-	pos   Pos
+	pos   srcPos
 	flags []*strExpr // :flags (imap4flags), nil for the internal variable
 }
 
@@ -125,7 +129,7 @@ func (x *keepCmd) exec(r *runner) error {
 
 func compileKeep(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, []tagSpec{{name: "flags", ext: "imap4flags", param: aStringList}})
-	if !ok || !c.positional(n, pa) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa) {
 		return nil
 	}
 	x := &keepCmd{pos: n.pos}
@@ -135,7 +139,7 @@ func compileKeep(c *compiler, n *node) cmd {
 	return x
 }
 
-type discardCmd struct{ pos Pos }
+type discardCmd struct{ pos srcPos }
 
 func (x discardCmd) exec(r *runner) error {
 	r.cancelled = true
@@ -151,14 +155,14 @@ func (x discardCmd) exec(r *runner) error {
 
 func compileDiscard(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa) {
 		return nil
 	}
 	return discardCmd{n.pos}
 }
 
 type redirectCmd struct {
-	pos  Pos
+	pos  srcPos
 	addr *strExpr
 	copy bool
 }
@@ -184,16 +188,12 @@ func normalizeRedirect(a string) (string, bool) {
 	if strings.ContainsAny(d, " \t\"<>()[],;:") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, "..") {
 		return "", false
 	}
-	local := l[0].local
-	if strings.ContainsAny(local, " \t\"(),:;<>@[\\]") {
-		local = `"` + strings.ReplaceAll(strings.ReplaceAll(local, `\`, `\\`), `"`, `\"`) + `"`
-	}
-	return local + "@" + d, true
+	return quoteLocal(l[0].local) + "@" + d, true
 }
 
 func compileRedirect(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, []tagSpec{{name: "copy", ext: "copy"}})
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	x := &redirectCmd{pos: n.pos, addr: c.str(pa.pos[0].strs[0]), copy: pa.has("copy")}
@@ -288,7 +288,7 @@ func (x *existsTest) eval(r *runner) (bool, error) {
 
 func compileExists(c *compiler, n *node) test {
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	return &existsTest{names: c.headerNames(pa.pos[0])}
@@ -312,7 +312,7 @@ func (x sizeTest) eval(r *runner) (bool, error) {
 
 func compileSize(c *compiler, n *node) test {
 	pa, ok := c.args(n, []tagSpec{{name: "over", group: "size"}, {name: "under", group: "size"}})
-	if !ok || !c.positional(n, pa, aNumber) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aNumber), c.noSubtests(n)) {
 		return nil
 	}
 	if !pa.has("over") && !pa.has("under") {
@@ -349,7 +349,7 @@ func (x *headerTest) eval(r *runner) (bool, error) {
 
 func compileHeader(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch(indexTags))
-	if !ok || !c.positional(n, pa, aStringList, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	m := c.matcher(n, pa, pa.pos[1])
@@ -422,7 +422,7 @@ func (x *addressTest) eval(r *runner) (bool, error) {
 
 func compileAddress(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch(addrPartTags, indexTags))
-	if !ok || !c.positional(n, pa, aStringList, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	m := c.matcher(n, pa, pa.pos[1])

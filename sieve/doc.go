@@ -19,6 +19,11 @@
 // (draft-ietf-sieve-regex), spamtest, spamtestplus and virustest (RFC 5235), editheader
 // (RFC 5293), duplicate (RFC 7352), ihave (RFC 5463) and special-use (RFC 8579).
 //
+// RunSequence runs an administrator's scripts around the user's as Pigeonhole's
+// sieve_before and sieve_after do. Result.String prints the actions as Pigeonhole's
+// sieve-test does. Options.Vacation and Options.EditHeader carry Pigeonhole's
+// vacation and editheader settings.
+//
 // Limits (Limits, defaults after Pigeonhole) bound the script size, nesting, actions,
 // redirects, variables, includes and run time: a hostile script fails to compile or
 // stops with a RuntimeError; it never hangs or panics. A run that fails returns a

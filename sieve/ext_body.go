@@ -76,10 +76,7 @@ func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
 			cte = strings.ToLower(f.value())
 		}
 	}
-	ct, params, err := mime.ParseMediaType(ctHeader)
-	if err != nil || ctHeader == "" {
-		ct, params = "text/plain", map[string]string{}
-	}
+	ct, params := parseContentType(ctHeader)
 	switch {
 	case strings.HasPrefix(ct, "multipart/") && params["boundary"] != "":
 		pre, parts, epi := splitMultipart(body, params["boundary"])
@@ -93,7 +90,9 @@ func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
 		}
 		return
 	case ct == "message/rfc822":
-		*out = append(*out, bodyPart{ctype: ct, content: string(body)})
+		// :content "message/rfc822" sees the nested message's header (RFC 5173 §5.2).
+		nested, _ := splitMessage(body)
+		*out = append(*out, bodyPart{ctype: ct, content: string(nested)})
 		walkParts(body, depth+1, out, limit)
 		return
 	}
@@ -116,6 +115,23 @@ func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
 	}
 	content, _ := io.ReadAll(io.LimitReader(dec, int64(limit)))
 	*out = append(*out, bodyPart{ctype: ct, content: string(content)})
+}
+
+// parseContentType reads a Content-Type field: text/plain when absent (RFC 2045 §5.2);
+// with bad parameters, the type alone; a type that is no type/subtype is unknown (as
+// in Pigeonhole, such a part is not text).
+func parseContentType(v string) (string, map[string]string) {
+	if strings.TrimSpace(v) == "" {
+		return "text/plain", map[string]string{}
+	}
+	if ct, params, err := mime.ParseMediaType(v); err == nil {
+		return ct, params
+	}
+	t := strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
+	if typ, sub, ok := strings.Cut(t, "/"); ok && typ != "" && sub != "" && !strings.ContainsAny(sub, "/ \t") {
+		return t, map[string]string{}
+	}
+	return "application/x-unknown", map[string]string{}
 }
 
 // splitMultipart cuts a multipart body at its boundary lines (RFC 2046 §5.1.1).
@@ -259,7 +275,7 @@ func compileBody(c *compiler, n *node) test {
 		{name: "text", group: "body transform"},
 		{name: "content", param: aStringList, group: "body transform"},
 	}))
-	if !ok || !c.positional(n, pa, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	x := &bodyTest{}

@@ -129,7 +129,7 @@ func (x *dateTest) eval(r *runner) (bool, error) {
 
 func compileDate(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch(indexTags, []tagSpec{{name: "zone", param: aString, group: "zone"}, {name: "originalzone", group: "zone"}}))
-	if !ok || !c.positional(n, pa, aString, aString, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aString, aString, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	x := c.dateCommon(n, pa, pa.pos[1], pa.pos[2])
@@ -148,7 +148,7 @@ func compileDate(c *compiler, n *node) test {
 
 func compileCurrentdate(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch([]tagSpec{{name: "zone", param: aString}}))
-	if !ok || !c.positional(n, pa, aString, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aString, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	return c.dateCommon(n, pa, pa.pos[0], pa.pos[1])

@@ -23,7 +23,7 @@ func init() {
 }
 
 type fileintoCmd struct {
-	pos        Pos
+	pos        srcPos
 	mailbox    *strExpr
 	flags      []*strExpr
 	hasFlags   bool
@@ -40,7 +40,7 @@ func (x *fileintoCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	mb := x.mailbox.eval(r)
 	if !validMailbox(mb) {
-		return r.errorf(x.pos, "invalid mailbox name '%s'", mb)
+		return r.errorf(x.pos, "invalid folder name '%s' specified", mb)
 	}
 	fi := &FileInto{Mailbox: mb, Create: x.create, Copy: x.copy}
 	if x.specialUse != nil {
@@ -68,12 +68,12 @@ func compileFileinto(c *compiler, n *node) cmd {
 		{name: "create", ext: "mailbox"},
 		{name: "specialuse", ext: "special-use", param: aString},
 	})
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	x := &fileintoCmd{pos: n.pos, mailbox: c.str(pa.pos[0].strs[0]), copy: pa.has("copy"), create: pa.has("create")}
 	if x.mailbox.constant() && !validMailbox(x.mailbox.lit) {
-		c.errf(pa.pos[0].pos, "invalid mailbox name '%s'", x.mailbox.lit)
+		c.errf(pa.pos[0].pos, "invalid folder name '%s' specified", x.mailbox.lit)
 		return nil
 	}
 	if a, ok := pa.tags["flags"]; ok {
@@ -111,7 +111,7 @@ func isAtom(s string) bool {
 }
 
 type rejectCmd struct {
-	pos      Pos
+	pos      srcPos
 	reason   *strExpr
 	extended bool
 }
@@ -162,7 +162,7 @@ func actionName(a Action) string {
 
 func compileReject(c *compiler, n *node, extended bool) cmd {
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	return &rejectCmd{pos: n.pos, reason: c.str(pa.pos[0].strs[0]), extended: extended}
@@ -226,7 +226,7 @@ func (x *envelopeTest) eval(r *runner) (bool, error) {
 
 func compileEnvelope(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch(addrPartTags))
-	if !ok || !c.positional(n, pa, aStringList, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	m := c.matcher(n, pa, pa.pos[1])
@@ -262,7 +262,7 @@ func (x *mailboxExistsTest) eval(r *runner) (bool, error) {
 
 func compileMailboxExists(c *compiler, n *node) test {
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	return &mailboxExistsTest{names: c.strList(pa.pos[0])}
@@ -365,7 +365,7 @@ func (x *environmentTest) eval(r *runner) (bool, error) {
 
 func compileEnvironment(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch())
-	if !ok || !c.positional(n, pa, aString, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aString, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	m := c.matcher(n, pa, pa.pos[1])

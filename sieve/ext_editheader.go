@@ -54,7 +54,7 @@ func (r *runner) editable() *headerEdit {
 }
 
 type addheaderCmd struct {
-	pos         Pos
+	pos         srcPos
 	name, value *strExpr
 	last        bool
 }
@@ -63,7 +63,7 @@ func (x *addheaderCmd) exec(r *runner) error {
 	r.currentPos = x.pos
 	name, value := x.name.eval(r), x.value.eval(r)
 	if !validFieldName(name) {
-		return r.errorf(x.pos, "addheader: invalid header name '%s'", name)
+		return r.errorf(x.pos, "addheader: specified field name '%s' is invalid", name)
 	}
 	eo := r.s.opt.EditHeader
 	if !eo.allowAdd(name) {
@@ -115,12 +115,12 @@ func encodeHeaderValue(v string) string {
 
 func compileAddheader(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, []tagSpec{{name: "last"}})
-	if !ok || !c.positional(n, pa, aString, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString, aString) {
 		return nil
 	}
 	x := &addheaderCmd{pos: n.pos, name: c.str(pa.pos[0].strs[0]), value: c.str(pa.pos[1].strs[0]), last: pa.has("last")}
 	if x.name.constant() && !validFieldName(x.name.lit) {
-		c.errf(pa.pos[0].pos, "addheader: invalid header name '%s'", x.name.lit)
+		c.errf(pa.pos[0].pos, "addheader: specified field name '%s' is invalid", x.name.lit)
 		return nil
 	}
 	if x.value.constant() && strings.IndexByte(x.value.lit, 0) >= 0 {
@@ -135,7 +135,7 @@ func compileAddheader(c *compiler, n *node) cmd {
 }
 
 type deleteheaderCmd struct {
-	pos  Pos
+	pos  srcPos
 	name *strExpr
 	m    *matcher // nil: delete every occurrence
 	idx  fieldIndex
@@ -199,14 +199,8 @@ func compileDeleteheader(c *compiler, n *node) cmd {
 		if !c.positional(n, pa, aString) {
 			return nil
 		}
-		if pa.has("comparator") || len(pa.order) > 0 && !pa.has("index") && !pa.has("last") {
-			for _, t := range pa.order {
-				if t != "index" && t != "last" {
-					c.errf(n.pos, "deleteheader: :%s needs a value pattern list", t)
-					return nil
-				}
-			}
-		}
+		// A match type without value patterns is accepted and deletes every
+		// occurrence (RFC 5293 §5; Pigeonhole accepts it too).
 	case 2:
 		if !c.positional(n, pa, aString, aStringList) {
 			return nil
@@ -224,7 +218,7 @@ func compileDeleteheader(c *compiler, n *node) cmd {
 	}
 	x.name = c.str(pa.pos[0].strs[0])
 	if x.name.constant() && !validFieldName(x.name.lit) {
-		c.errf(pa.pos[0].pos, "deleteheader: invalid header name '%s'", x.name.lit)
+		c.errf(pa.pos[0].pos, "deleteheader: specified field name '%s' is invalid", x.name.lit)
 		return nil
 	}
 	x.idx = c.fieldIndex(n, pa)

@@ -28,7 +28,7 @@ type includeState struct {
 func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 type includeCmd struct {
-	pos    Pos
+	pos    srcPos
 	key    string
 	script *Script // nil for a missing :optional script
 	once   bool
@@ -71,7 +71,7 @@ func compileInclude(c *compiler, n *node) cmd {
 		{name: "personal", group: "location"}, {name: "global", group: "location"},
 		{name: "once"}, {name: "optional"},
 	})
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	name := pa.pos[0].strs[0].s
@@ -186,7 +186,7 @@ func compileGlobal(c *compiler, n *node) cmd {
 		return nil
 	}
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aStringList) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aStringList) {
 		return nil
 	}
 	for _, s := range pa.pos[0].strs {

@@ -13,19 +13,25 @@ func init() {
 		extensions[e] = true
 	}
 	tests["duplicate"] = &testSpec{ext: "duplicate", compile: compileDuplicate}
+	// Pigeonhole's older vnd.dovecot.duplicate: accepted for scripts migrated from
+	// Dovecot, not advertised.
+	extensions["vnd.dovecot.duplicate"] = false
 	tests["spamtest"] = &testSpec{ext: "spamtest", compile: func(c *compiler, n *node) test { return compileScoreTest(c, n, false) }}
 	tests["virustest"] = &testSpec{ext: "virustest", compile: func(c *compiler, n *node) test { return compileScoreTest(c, n, true) }}
 	tests["ihave"] = &testSpec{ext: "ihave", compile: compileIhave}
 	commands["error"] = &cmdSpec{ext: "ihave", compile: compileError}
 }
 
-// Duplicate periods (Pigeonhole's sieve_duplicate_default_period and max_period).
+// Duplicate periods: Pigeonhole's sieve_duplicate_default_period (14 days, used when
+// the script gives no :seconds) and sieve_duplicate_max_period (7 days, the bound of
+// :seconds), as Pigeonhole documents them.
 const (
 	DuplicateDefaultPeriod = 14 * 24 * time.Hour
-	DuplicateMaxPeriod     = 7 * 24 * time.Hour * 10
+	DuplicateMaxPeriod     = 7 * 24 * time.Hour
 )
 
 type duplicateTest struct {
+	vnd      bool // vnd.dovecot.duplicate: no memory within one run
 	handle   *strExpr
 	header   *strExpr
 	uniqueID *strExpr
@@ -54,6 +60,11 @@ func (x *duplicateTest) eval(r *runner) (bool, error) {
 		handle = x.handle.eval(r)
 	}
 	key := "duplicate:" + handle + "\x00" + id
+	if x.vnd {
+		seen := r.host.Seen(r.ctx, key, x.period)
+		r.remember = append(r.remember, Memory{Key: key, Period: x.period})
+		return seen, nil
+	}
 	if r.dupSeen[key] {
 		return true, nil
 	}
@@ -69,12 +80,15 @@ func (x *duplicateTest) eval(r *runner) (bool, error) {
 }
 
 func compileDuplicate(c *compiler, n *node) test {
+	if c.has("vnd.dovecot.duplicate") {
+		return compileVndDuplicate(c, n)
+	}
 	pa, ok := c.args(n, []tagSpec{
 		{name: "handle", param: aString},
 		{name: "header", param: aString, group: "id"}, {name: "uniqueid", param: aString, group: "id"},
 		{name: "seconds", param: aNumber}, {name: "last"},
 	})
-	if !ok || !c.positional(n, pa) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa), c.noSubtests(n)) {
 		return nil
 	}
 	x := &duplicateTest{period: DuplicateDefaultPeriod, last: pa.has("last")}
@@ -135,7 +149,7 @@ func compileScoreTest(c *compiler, n *node, virus bool) test {
 		specs = append(specs, tagSpec{name: "percent", ext: "spamtestplus"})
 	}
 	pa, ok := c.args(n, specs)
-	if !ok || !c.positional(n, pa, aString) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aString), c.noSubtests(n)) {
 		return nil
 	}
 	x := &scoreTest{virus: virus, percent: pa.has("percent")}
@@ -190,7 +204,7 @@ func compileIhave(c *compiler, n *node) test {
 }
 
 type errorCmd struct {
-	pos Pos
+	pos srcPos
 	msg *strExpr
 }
 
@@ -198,8 +212,31 @@ func (x *errorCmd) exec(r *runner) error { return r.errorf(x.pos, "%s", x.msg.ev
 
 func compileError(c *compiler, n *node) cmd {
 	pa, ok := c.args(n, nil)
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	return &errorCmd{pos: n.pos, msg: c.str(pa.pos[0].strs[0])}
+}
+
+// compileVndDuplicate reads vnd.dovecot.duplicate's form: duplicate [:handle string]
+// [:header string / :value string].
+func compileVndDuplicate(c *compiler, n *node) test {
+	pa, ok := c.args(n, []tagSpec{
+		{name: "handle", param: aString},
+		{name: "header", param: aString, group: "id"}, {name: "value", param: aString, group: "id"},
+	})
+	if !ok || !all(c.positional(n, pa), c.noSubtests(n)) {
+		return nil
+	}
+	x := &duplicateTest{vnd: true, period: DuplicateDefaultPeriod}
+	if a, ok := pa.tags["handle"]; ok {
+		x.handle = c.str(a.strs[0])
+	}
+	if a, ok := pa.tags["header"]; ok {
+		x.header = c.str(a.strs[0])
+	}
+	if a, ok := pa.tags["value"]; ok {
+		x.uniqueID = c.str(a.strs[0])
+	}
+	return x
 }

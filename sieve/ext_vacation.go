@@ -30,7 +30,7 @@ const (
 const maxSubjectRunes = 256
 
 type vacationCmd struct {
-	pos       Pos
+	pos       srcPos
 	period    time.Duration
 	subject   *strExpr
 	from      *strExpr
@@ -54,7 +54,7 @@ func compileVacation(c *compiler, n *node) cmd {
 		{name: "mime"},
 		{name: "handle", param: aString},
 	})
-	if !ok || !c.positional(n, pa, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString) {
 		return nil
 	}
 	x := &vacationCmd{pos: n.pos, period: VacationDefaultPeriod, mime: pa.has("mime"), reason: c.str(pa.pos[0].strs[0])}
@@ -155,7 +155,7 @@ func (x *vacationCmd) exec(r *runner) error {
 	}
 	v.References = refs
 	v.ToHeader = "<" + v.To + ">"
-	for _, h := range []string{"from", "sender", "resent-from", "resent-sender", "reply-to"} {
+	for _, h := range []string{"sender", "resent-sender", "from", "resent-from", "reply-to"} {
 		for _, val := range r.header(h) {
 			if l, ok := parseAddressList(val); ok && len(l) == 1 && (vo.ToHeaderIgnoreEnvelope || strings.EqualFold(l[0].all(), v.To)) {
 				v.ToHeader = strings.TrimSpace(val)

@@ -19,6 +19,9 @@ func init() {
 	tests["hasflag"] = &testSpec{ext: "imap4flags", compile: compileHasflag}
 }
 
+// maxVariableName bounds a variable name (Pigeonhole's 64).
+const maxVariableName = 64
+
 // varTarget is where set and the flag commands store: a local slot or a global name.
 type varTarget struct {
 	global bool
@@ -59,6 +62,10 @@ func (c *compiler) target(s sval) (varTarget, bool) {
 		c.errf(s.pos, "invalid variable name '%s'", s.s)
 		return varTarget{}, false
 	}
+	if len(name) > maxVariableName {
+		c.errf(s.pos, "variable name '%s...' is longer than %d characters", s.s[:maxVariableName], maxVariableName)
+		return varTarget{}, false
+	}
 	if c.globals[name] {
 		return varTarget{global: true, name: name}, true
 	}
@@ -86,13 +93,15 @@ type setCmd struct {
 func (x *setCmd) exec(r *runner) error {
 	v := x.value.eval(r)
 	for _, m := range x.mods {
-		v = applyModifier(m, v)
+		v = applyModifier(m, v, r.s.lim.MaxVariableSize)
 	}
 	r.setVar(x.t, v)
 	return nil
 }
 
-func applyModifier(m, v string) string {
+// applyModifier applies one set modifier (RFC 5229 §4.1); limit is the variable size
+// limit, which a quoting modifier never cuts in the middle of an escape.
+func applyModifier(m, v string, limit int) string {
 	switch m {
 	case "lower":
 		return strings.ToLower(v)
@@ -109,19 +118,21 @@ func applyModifier(m, v string) string {
 			ch = unicode.ToUpper(ch)
 		}
 		return string(ch) + v[w:]
-	case "quotewildcard":
-		var b strings.Builder
-		for i := 0; i < len(v); i++ {
-			if v[i] == '*' || v[i] == '?' || v[i] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(v[i])
+	case "quotewildcard", "quoteregex":
+		special := `*?\`
+		if m == "quoteregex" {
+			special = `\^$.[]|()*+?{}`
 		}
-		return b.String()
-	case "quoteregex":
 		var b strings.Builder
 		for i := 0; i < len(v); i++ {
-			if strings.IndexByte(`\^$.[]|()*+?{}`, v[i]) >= 0 {
+			n := 1
+			if strings.IndexByte(special, v[i]) >= 0 {
+				n = 2
+			}
+			if b.Len()+n > limit {
+				break
+			}
+			if n == 2 {
 				b.WriteByte('\\')
 			}
 			b.WriteByte(v[i])
@@ -148,7 +159,7 @@ func compileSet(c *compiler, n *node) cmd {
 	specs := []tagSpec{{name: "lower"}, {name: "upper"}, {name: "lowerfirst"}, {name: "upperfirst"},
 		{name: "quotewildcard"}, {name: "length"}, {name: "quoteregex", ext: "regex"}, {name: "encodeurl", ext: "enotify"}}
 	pa, ok := c.args(n, specs)
-	if !ok || !c.positional(n, pa, aString, aString) || !c.noTests(n) {
+	if !ok || !c.noTests(n) || !c.positional(n, pa, aString, aString) {
 		return nil
 	}
 	x := &setCmd{}
@@ -199,7 +210,7 @@ func (x *stringTest) eval(r *runner) (bool, error) {
 
 func compileString(c *compiler, n *node) test {
 	pa, ok := c.args(n, withMatch())
-	if !ok || !c.positional(n, pa, aStringList, aStringList) || !c.noSubtests(n) {
+	if !ok || !all(c.positional(n, pa, aStringList, aStringList), c.noSubtests(n)) {
 		return nil
 	}
 	m := c.matcher(n, pa, pa.pos[1])
@@ -386,9 +397,8 @@ func compileHasflag(c *compiler, n *node) test {
 // variable (RFC 5232 §5).
 func (r *runner) actionFlags(l []*strExpr) []string {
 	if l == nil {
-		if !r.s.exts["imap4flags"] {
-			return nil
-		}
+		// Only a script that required imap4flags can set the internal variable; in a
+		// sequence (RunSequence) it carries over to later scripts.
 		return cloneFlags(r.flags)
 	}
 	var out []string

@@ -2,14 +2,15 @@ package sieve
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
 
-// Pos is a position in a script: 1-based line and column (in bytes).
-type Pos struct{ Line, Col int }
+// srcPos is a position in a script: 1-based line and column (in bytes).
+type srcPos struct{ Line, Col int }
 
-func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.Line, p.Col) }
+func (p srcPos) String() string { return fmt.Sprintf("%d:%d", p.Line, p.Col) }
 
 type tokKind uint8
 
@@ -20,11 +21,12 @@ const (
 	tNumber
 	tString
 	tPunct
+	tBad // characters that start no token (already reported)
 )
 
 type token struct {
 	kind tokKind
-	pos  Pos
+	pos  srcPos
 	text string // identifier/tag name (without ':'), string value, punctuation
 	num  int64
 	// multiline marks a text: string (RFC 5228 §2.4.2); variables still expand in it.
@@ -43,6 +45,8 @@ func (t token) describe() string {
 		return "number " + strconv.FormatInt(t.num, 10)
 	case tString:
 		return "string"
+	case tBad:
+		return "invalid characters '" + t.text + "'"
 	}
 	return "'" + t.text + "'"
 }
@@ -53,9 +57,22 @@ type lexer struct {
 	off       int
 	line, col int
 	maxString int
+	// errs collects the errors the lexer recovers from (a number too large, an
+	// identifier too long, stray characters); the parser reports them with its own.
+	errs *ErrorList
 }
 
-func (l *lexer) pos() Pos { return Pos{l.line, l.col} }
+// maxIdentifier bounds identifiers and tag names (Pigeonhole's SIEVE_MAX_IDENTIFIER_LEN).
+const maxIdentifier = 32
+
+// soft records an error the lexer goes on after.
+func (l *lexer) soft(p srcPos, format string, args ...any) {
+	if l.errs != nil {
+		*l.errs = append(*l.errs, l.errf(p, format, args...))
+	}
+}
+
+func (l *lexer) pos() srcPos { return srcPos{l.line, l.col} }
 
 func (l *lexer) advance(n int) {
 	for i := 0; i < n && l.off < len(l.src); i++ {
@@ -69,7 +86,7 @@ func (l *lexer) advance(n int) {
 	}
 }
 
-func (l *lexer) errf(p Pos, format string, args ...any) *CompileError {
+func (l *lexer) errf(p srcPos, format string, args ...any) *CompileError {
 	return &CompileError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -121,6 +138,10 @@ func (l *lexer) next() (token, *CompileError) {
 			l.advance(1)
 			return l.multiline(p)
 		}
+		if len(id) > maxIdentifier {
+			l.soft(p, "identifier '%s...' is longer than %d characters", id[:maxIdentifier], maxIdentifier)
+			id = id[:maxIdentifier]
+		}
 		return token{kind: tIdent, pos: p, text: id}, nil
 	case c == ':':
 		l.advance(1)
@@ -131,16 +152,20 @@ func (l *lexer) next() (token, *CompileError) {
 		for l.off < len(l.src) && (isAlpha(l.src[l.off]) || isDigit(l.src[l.off])) {
 			l.advance(1)
 		}
-		return token{kind: tTag, pos: p, text: string(l.src[s:l.off])}, nil
+		tag := string(l.src[s:l.off])
+		if len(tag) > maxIdentifier {
+			l.soft(p, "tag ':%s...' is longer than %d characters", tag[:maxIdentifier], maxIdentifier)
+			tag = tag[:maxIdentifier]
+		}
+		return token{kind: tTag, pos: p, text: tag}, nil
 	case isDigit(c):
 		s := l.off
 		for l.off < len(l.src) && isDigit(l.src[l.off]) {
 			l.advance(1)
 		}
-		n, err := strconv.ParseUint(string(l.src[s:l.off]), 10, 63)
-		if err != nil {
-			return token{}, l.errf(p, "number %s is too large", l.src[s:l.off])
-		}
+		// Numbers are unsigned 64-bit, quantifier included (as in Pigeonhole).
+		n, err := strconv.ParseUint(string(l.src[s:l.off]), 10, 64)
+		tooLarge := err != nil
 		mult := uint64(1)
 		if l.off < len(l.src) {
 			switch l.src[l.off] {
@@ -155,21 +180,40 @@ func (l *lexer) next() (token, *CompileError) {
 				l.advance(1)
 			}
 		}
-		if n > (1<<62)/mult {
-			return token{}, l.errf(p, "number is too large")
+		if tooLarge || n > math.MaxUint64/mult {
+			l.soft(p, "number %s is too large", l.src[s:l.off])
+			if l.errs == nil {
+				return token{}, l.errf(p, "number %s is too large", l.src[s:l.off])
+			}
+			n, mult = math.MaxInt64, 1
 		}
-		return token{kind: tNumber, pos: p, num: int64(n * mult)}, nil
+		// Kept as int64: larger values are beyond any size or period anyway.
+		return token{kind: tNumber, pos: p, num: int64(min(n*mult, math.MaxInt64))}, nil
 	case c == '"':
 		return l.quoted(p)
 	case strings.IndexByte("[](){},;", c) >= 0:
 		l.advance(1)
 		return token{kind: tPunct, pos: p, text: string(c)}, nil
 	}
-	return token{}, l.errf(p, "unexpected character %q", rune(c))
+	if l.errs == nil {
+		return token{}, l.errf(p, "unexpected character %q", rune(c))
+	}
+	// Stray characters: one error for the run of them, and a token the parser
+	// rejects.
+	s := l.off
+	for l.off < len(l.src) && !isAlpha(l.src[l.off]) && !isDigit(l.src[l.off]) &&
+		strings.IndexByte("[](){},;:\" \t\r\n#/", l.src[l.off]) < 0 {
+		l.advance(1)
+	}
+	if l.off == s {
+		l.advance(1)
+	}
+	l.soft(p, "unexpected character(s) '%s'", l.src[s:l.off])
+	return token{kind: tBad, pos: p, text: string(l.src[s:l.off])}, nil
 }
 
 // quoted reads a quoted string: \" and \\ escape, any other \x stands for x (§2.4.2).
-func (l *lexer) quoted(p Pos) (token, *CompileError) {
+func (l *lexer) quoted(p srcPos) (token, *CompileError) {
 	l.advance(1)
 	var b strings.Builder
 	for {
@@ -205,7 +249,7 @@ func (l *lexer) quoted(p Pos) (token, *CompileError) {
 }
 
 // multiline reads "text:" up to a line holding only "." (§2.4.2), undoing dot-stuffing.
-func (l *lexer) multiline(p Pos) (token, *CompileError) {
+func (l *lexer) multiline(p srcPos) (token, *CompileError) {
 	// Rest of the "text:" line: white space and an optional hash comment.
 	for l.off < len(l.src) && (l.src[l.off] == ' ' || l.src[l.off] == '\t') {
 		l.advance(1)

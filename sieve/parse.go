@@ -39,13 +39,13 @@ const (
 // sval is one string literal of the script with its position.
 type sval struct {
 	s         string
-	pos       Pos
+	pos       srcPos
 	multiline bool
 }
 
 type argument struct {
 	kind argKind
-	pos  Pos
+	pos  srcPos
 	tag  string
 	num  int64
 	strs []sval
@@ -67,7 +67,7 @@ func (a *argument) describe() string {
 
 // node is a command or a test of the syntax tree (RFC 5228 §8.2).
 type node struct {
-	pos   Pos
+	pos   srcPos
 	name  string
 	args  []*argument
 	tests []*node
@@ -82,55 +82,144 @@ type parser struct {
 	lex      lexer
 	tok      token
 	maxDepth int
-	depth    int
+	depth    int // nesting of blocks
+	tdepth   int // nesting of tests
+	errs     ErrorList
+	fatal    bool // the lexer cannot go on (an unterminated string or comment)
 }
 
+// maxErrors ends parsing: a script this broken needs no more than this many errors.
+const maxErrors = 50
+
+// maxArguments bounds the arguments of one command or test (Pigeonhole's
+// SIEVE_MAX_COMMAND_ARGUMENTS).
+const maxArguments = 32
+
 func (p *parser) advance() *CompileError {
+	if len(p.errs) >= maxErrors {
+		p.fatal = true
+		p.tok = token{kind: tEOF, pos: p.tok.pos}
+		return nil
+	}
 	t, err := p.lex.next()
 	if err != nil {
+		p.fatal = true
+		p.tok = token{kind: tEOF, pos: err.pos()}
 		return err
 	}
 	p.tok = t
 	return nil
 }
 
-func (p *parser) errf(pos Pos, format string, args ...any) *CompileError {
+func (e *CompileError) pos() srcPos { return srcPos{e.Line, e.Col} }
+
+func (p *parser) errf(pos srcPos, format string, args ...any) *CompileError {
 	return &CompileError{Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...)}
 }
 
 func (p *parser) punct(s string) bool { return p.tok.kind == tPunct && p.tok.text == s }
 
-func parse(src []byte, maxDepth, maxString int) ([]*node, *CompileError) {
+// parse reads a script. After a syntax error it skips to the end of the command (its
+// ';' or its block) and goes on, so one pass reports every error, as Pigeonhole does.
+func parse(src []byte, maxDepth, maxString int) ([]*node, ErrorList) {
 	p := &parser{lex: lexer{src: src, line: 1, col: 1, maxString: maxString}, maxDepth: maxDepth}
+	p.lex.errs = &p.errs
 	if err := p.advance(); err != nil {
-		return nil, err
+		return nil, append(p.errs, err)
 	}
-	cmds, err := p.commands()
-	if err != nil {
-		return nil, err
+	var cmds []*node
+	for !p.fatal {
+		cmds = append(cmds, p.commands()...)
+		if p.tok.kind == tEOF || p.fatal {
+			break
+		}
+		// A stray '}' or token at top level.
+		p.errs = append(p.errs, p.errf(p.tok.pos, "unexpected %s", p.tok.describe()))
+		if err := p.advance(); err != nil {
+			p.errs = append(p.errs, err)
+		}
 	}
-	if p.tok.kind != tEOF {
-		return nil, p.errf(p.tok.pos, "unexpected %s", p.tok.describe())
+	if len(p.errs) > 0 {
+		return nil, p.errs
 	}
 	return cmds, nil
 }
 
-func (p *parser) commands() ([]*node, *CompileError) {
+// commands reads commands up to a '}' or the end, recovering from errors.
+func (p *parser) commands() []*node {
 	var cmds []*node
-	for p.tok.kind == tIdent {
+	for !p.fatal {
+		if p.tok.kind != tIdent {
+			if p.tok.kind == tEOF || p.punct("}") {
+				return cmds
+			}
+			p.errs = append(p.errs, p.errf(p.tok.pos, "expected a command but found %s", p.tok.describe()))
+			p.skipStatement()
+			continue
+		}
+		depth, tdepth := p.depth, p.tdepth
 		c, err := p.command()
 		if err != nil {
-			return nil, err
+			p.errs = append(p.errs, err)
+			p.depth, p.tdepth = depth, tdepth
+			if !p.fatal {
+				p.skipStatement()
+			}
+			continue
 		}
 		cmds = append(cmds, c)
 	}
-	return cmds, nil
+	return cmds
 }
 
-func (p *parser) nest(pos Pos) *CompileError {
+// skipStatement passes the rest of a broken command: up to its ';', or over its
+// block, or up to the '}' that ends the enclosing block.
+func (p *parser) skipStatement() {
+	for !p.fatal {
+		switch {
+		case p.tok.kind == tEOF, p.punct("}"):
+			return
+		case p.punct(";"):
+			p.recordAdvance()
+			return
+		case p.punct("{"):
+			depth := 0
+			for !p.fatal && p.tok.kind != tEOF {
+				if p.punct("{") {
+					depth++
+				} else if p.punct("}") {
+					depth--
+					if depth == 0 {
+						p.recordAdvance()
+						return
+					}
+				}
+				p.recordAdvance()
+			}
+			return
+		}
+		p.recordAdvance()
+	}
+}
+
+func (p *parser) recordAdvance() {
+	if err := p.advance(); err != nil {
+		p.errs = append(p.errs, err)
+	}
+}
+
+func (p *parser) nest(pos srcPos) *CompileError {
 	p.depth++
 	if p.maxDepth > 0 && p.depth > p.maxDepth {
-		return p.errf(pos, "nesting exceeds the limit of %d levels", p.maxDepth)
+		return p.errf(pos, "block nesting exceeds the limit of %d levels", p.maxDepth)
+	}
+	return nil
+}
+
+func (p *parser) nestTest(pos srcPos) *CompileError {
+	p.tdepth++
+	if p.maxDepth > 0 && p.tdepth > p.maxDepth {
+		return p.errf(pos, "test nesting exceeds the limit of %d levels", p.maxDepth)
 	}
 	return nil
 }
@@ -154,11 +243,10 @@ func (p *parser) command() (*node, *CompileError) {
 			return nil, err
 		}
 		n.hasBlock = true
-		b, err := p.commands()
-		if err != nil {
-			return nil, err
+		n.block = p.commands()
+		if p.fatal {
+			return n, nil
 		}
-		n.block = b
 		if !p.punct("}") {
 			return nil, p.errf(p.tok.pos, "expected a command or '}' but found %s", p.tok.describe())
 		}
@@ -206,6 +294,9 @@ func (p *parser) arguments(n *node) *CompileError {
 			goto tests
 		}
 		n.args = append(n.args, a)
+		if len(n.args) > maxArguments {
+			return p.errf(a.pos, "too many arguments for '%s' (the limit is %d)", n.name, maxArguments)
+		}
 		if err := p.advance(); err != nil {
 			return err
 		}
@@ -219,7 +310,7 @@ tests:
 		}
 		n.tests = []*node{t}
 	case p.punct("("):
-		if err := p.nest(p.tok.pos); err != nil {
+		if err := p.nestTest(p.tok.pos); err != nil {
 			return err
 		}
 		n.testList = true
@@ -242,17 +333,17 @@ tests:
 				return p.errf(p.tok.pos, "expected ',' or ')' in the test list but found %s", p.tok.describe())
 			}
 		}
-		p.depth--
+		p.tdepth--
 		return p.advance()
 	}
 	return nil
 }
 
 func (p *parser) test() (*node, *CompileError) {
-	if err := p.nest(p.tok.pos); err != nil {
+	if err := p.nestTest(p.tok.pos); err != nil {
 		return nil, err
 	}
-	defer func() { p.depth-- }()
+	defer func() { p.tdepth-- }()
 	n := &node{pos: p.tok.pos, name: strings.ToLower(p.tok.text)}
 	if err := p.advance(); err != nil {
 		return nil, err

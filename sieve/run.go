@@ -42,7 +42,7 @@ type runner struct {
 	caps         []string
 	includeDepth int
 	includedOnce map[string]bool
-	currentPos   Pos
+	currentPos   srcPos
 	warnings     []string
 	matchBudget  int // steps left for :matches (globMatch)
 }
@@ -114,11 +114,11 @@ func (r *runner) tick() error {
 }
 
 // warnf records a run-time problem that does not stop the script (Result.Warnings).
-func (r *runner) warnf(p Pos, format string, args ...any) {
+func (r *runner) warnf(p srcPos, format string, args ...any) {
 	r.warnings = append(r.warnings, fmt.Sprintf("line %d:%d: ", p.Line, p.Col)+fmt.Sprintf(format, args...))
 }
 
-func (r *runner) errorf(p Pos, format string, args ...any) error {
+func (r *runner) errorf(p srcPos, format string, args ...any) error {
 	return &RuntimeError{Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -152,7 +152,7 @@ func cloneFlags(f []string) []string {
 }
 
 // countAction enforces MaxActions.
-func (r *runner) countAction(p Pos) error {
+func (r *runner) countAction(p srcPos) error {
 	r.nActions++
 	if r.nActions > r.s.lim.MaxActions {
 		return r.errorf(p, "total number of actions exceeds policy limit (%d)", r.s.lim.MaxActions)
@@ -177,7 +177,7 @@ func NormalizeMailbox(m string) string {
 
 // store adds a keep or fileinto, merging a store into a mailbox already stored to
 // (RFC 5228 §4.1: the message is filed once).
-func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) error {
+func (r *runner) store(p srcPos, mailbox string, flags []string, fi *FileInto) error {
 	if r.hadReject {
 		return r.errorf(p, "store action conflicts with the earlier reject")
 	}
@@ -217,7 +217,7 @@ func (r *runner) store(p Pos, mailbox string, flags []string, fi *FileInto) erro
 	return nil
 }
 
-func (r *runner) redirect(p Pos, addr string, cp bool) error {
+func (r *runner) redirect(p srcPos, addr string, cp bool) error {
 	if r.hadReject {
 		return r.errorf(p, "redirect action conflicts with the earlier reject")
 	}

@@ -11,7 +11,7 @@ import (
 type strExpr struct {
 	lit   string
 	parts []strPart // nil for a constant
-	pos   Pos
+	pos   srcPos
 }
 
 type partKind uint8
@@ -98,7 +98,7 @@ func isIdent(s string) bool {
 
 // varParts splits v into literal text and variable references; a malformed reference
 // stays literal text (RFC 5229 §3).
-func (c *compiler) varParts(pos Pos, v string) []strPart {
+func (c *compiler) varParts(pos srcPos, v string) []strPart {
 	var parts []strPart
 	var lit strings.Builder
 	flush := func() {
@@ -135,7 +135,7 @@ func (c *compiler) varParts(pos Pos, v string) []strPart {
 }
 
 // varRef resolves the text between "${" and "}".
-func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
+func (c *compiler) varRef(pos srcPos, ref string) (strPart, bool) {
 	if ref != "" && isDigit(ref[0]) {
 		for i := 0; i < len(ref); i++ {
 			if !isDigit(ref[i]) {
@@ -164,7 +164,7 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 			return ns.resolve(c, strings.ToLower(strings.Join(elems[1:], "."))), true
 		}
 		c.errf(pos, "variable namespace '%s' is not supported", elems[0])
-		return strPart{kind: pLit}, true
+		return strPart{kind: pLit, lit: "${" + ref + "}"}, true
 	}
 	if c.globals[name] {
 		return strPart{kind: pGlobal, lit: name}, true
@@ -172,12 +172,15 @@ func (c *compiler) varRef(pos Pos, ref string) (strPart, bool) {
 	return strPart{kind: pVar, idx: c.varSlot(pos, name)}, true
 }
 
-func (c *compiler) varSlot(pos Pos, name string) int {
+func (c *compiler) varSlot(pos srcPos, name string) int {
 	if i, ok := c.vars[name]; ok {
 		return i
 	}
 	if c.nvars >= c.lim.MaxVariables {
-		c.errf(pos, "too many variables (the limit is %d)", c.lim.MaxVariables)
+		if !c.tooManyVars {
+			c.errf(pos, "too many variables (the limit is %d)", c.lim.MaxVariables)
+			c.tooManyVars = true
+		}
 		return 0
 	}
 	c.vars[name] = c.nvars
@@ -186,7 +189,7 @@ func (c *compiler) varSlot(pos Pos, name string) int {
 }
 
 // decodeEncoded replaces "${hex:...}" and "${unicode:...}" (RFC 5228 §2.4.2.4).
-func (c *compiler) decodeEncoded(pos Pos, v string) string {
+func (c *compiler) decodeEncoded(pos srcPos, v string) string {
 	if !strings.Contains(v, "${") {
 		return v
 	}

@@ -162,12 +162,51 @@ func init() {
 			return nil
 		})
 	})
+	// vnd.dovecot.debug's debug_log, which some .svtest files require, logs nothing
+	// here.
+	extensions["vnd.dovecot.debug"] = false
+	commands["debug_log"] = &cmdSpec{ext: "vnd.dovecot.debug", compile: func(c *compiler, n *node) cmd {
+		pa, ok := c.args(n, nil)
+		if !ok || !c.positional(n, pa, aString) {
+			return nil
+		}
+		return nopCmd{}
+	}}
 	regT("test_script_compile", compileTestScriptCompile)
 	regT("test_script_run", compileTestScriptRun)
 	regT("test_result_execute", func(c *compiler, n *node) test {
 		return testFunc(func(r *runner) (bool, error) { return executeResult(r), nil })
 	})
 	regT("test_result_action", compileTestResultAction)
+	regT("test_multiscript", func(c *compiler, n *node) test {
+		pa, ok := c.args(n, nil)
+		if !ok || !c.positional(n, pa, aStringList) {
+			return nil
+		}
+		files := c.strList(pa.pos[0])
+		return testFunc(func(r *runner) (bool, error) {
+			s := suiteOf(r)
+			var scripts []*Script
+			for _, f := range files {
+				src, err := os.ReadFile(filepath.Join(s.dir, f.eval(r)))
+				if err != nil {
+					return false, nil
+				}
+				sc, err := Compile(src, s.options())
+				if err != nil {
+					s.errs = errorStrings(err)
+					return false, nil
+				}
+				scripts = append(scripts, sc)
+			}
+			res, err := RunSequence(r.ctx, scripts, r.msg, *r.env, r.host)
+			if err != nil {
+				s.errs = []string{err.Error()}
+				return false, nil
+			}
+			return executeResultOf(r, res), nil
+		})
+	})
 	regT("test_error", compileTestError)
 	varNamespaces["tst"] = struct {
 		ext     string
@@ -381,9 +420,13 @@ func errorStrings(err error) []string {
 	if errors.As(err, &l) {
 		var out []string
 		for _, e := range l {
-			out = append(out, e.Error())
+			out = append(out, e.Msg) // test_error sees messages without their position
 		}
 		return out
+	}
+	var ce *CompileError
+	if errors.As(err, &ce) {
+		return []string{ce.Msg}
 	}
 	return []string{err.Error()}
 }
@@ -491,9 +534,11 @@ func compileTestError(c *compiler, n *node) test {
 }
 
 // executeResult performs the current result against the suite's mail store and outbox.
-func executeResult(r *runner) bool {
+func executeResult(r *runner) bool { return executeResultOf(r, r.result()) }
+
+// executeResultOf performs res against the suite's mail store and outbox.
+func executeResultOf(r *runner, res *Result) bool {
 	s := suiteOf(r)
-	res := r.result()
 	orig, _ := readAll(r.msg)
 	var raw []byte
 	edited := func(h []byte) {

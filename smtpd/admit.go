@@ -126,6 +126,19 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 			return
 		}
 	}
+	if st.pending == nil && len(s.deps.Milters) > 0 {
+		defer st.closeMilters()
+		if md := st.openMilters(); md.Terminal() {
+			if *s.cfg.DelayReject {
+				st.pending, st.pendingStage = &md, policy.StageConnect
+			} else {
+				s.m.conn(name, "rejected")
+				st.decided(policy.StageConnect, md, greetingReply(md).String(), nil, "")
+				s.refuseAtGreeting(hand, nc, md)
+				return
+			}
+		}
+	}
 	s.m.conn(name, "accepted")
 	// The greeting goes out now: HELO/EHLO/LHLO must follow within HeloTimeout.
 	nc.mu.Lock()

@@ -45,6 +45,11 @@ type Config struct {
 	// mail stage rejections at the first RCPT so that the log carries the recipient.
 	DelayReject *bool `yaml:"delay_reject"`
 
+	// Milters are chained milters (rspamd's proxy worker in milter mode, OpenDKIM)
+	// asked after the rules at each stage, in order; their refusals are answered, their
+	// header changes and body replacement applied before the message is queued. Not on
+	// lmtp listeners.
+	Milters []MilterConfig `yaml:"milters"`
 	// MaxMessageSize is the SIZE limit (default 32MiB); larger messages get 552 5.3.4.
 	MaxMessageSize bytesize.Size `yaml:"max_message_size"`
 	// MaxRecipients per message (default 100, RFC 5321 §4.5.3.1.8); more get 452 4.5.3.

@@ -229,6 +229,23 @@ func (st *connState) receive(r io.Reader, proto string) (*received, error) {
 		st.decided(policy.StageData, d, replyOf(d).String(), nil, "")
 		return nil, st.fail(policy.StageData, replyOf(d))
 	}
+	if len(st.milters) > 0 {
+		var out []byte
+		d, out = st.milterMessage(d, raw)
+		if d.Terminal() {
+			outcome := "rejected"
+			if d.Verdict != policy.Reject {
+				outcome = "tempfailed"
+			}
+			st.srv.m.message(name, outcome)
+			st.decided(policy.StageData, d, replyOf(d).String(), nil, "")
+			return nil, st.fail(policy.StageData, replyOf(d))
+		}
+		if !sameBytes(out, raw) {
+			raw = out
+			buf.keep(raw)
+		}
+	}
 	st.txnDec = append(st.txnDec, d)
 	verdict, headers, tags, score := st.finalVerdict()
 	if verdict == policy.Discard {
@@ -340,13 +357,13 @@ func (st *connState) dataReadError(err error) error {
 func (st *connState) traceHeaders(msgID string, headers []policy.Header, at time.Time) string {
 	var b strings.Builder
 	for _, h := range headers {
-		name := sanitizeHeaderName(h.Name)
-		if name == "" {
+		h, ok := h.Clean()
+		if !ok {
 			continue
 		}
-		b.WriteString(name)
+		b.WriteString(h.Name)
 		b.WriteString(": ")
-		b.WriteString(sanitizeHeaderValue(h.Value))
+		b.WriteString(h.Value)
 		b.WriteString("\r\n")
 	}
 	c := st.tx.Conn
@@ -393,35 +410,4 @@ func commentSafe(s string) string {
 		}
 		return r
 	}, s)
-}
-
-func sanitizeHeaderName(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == ':' {
-			return ""
-		}
-	}
-	return s
-}
-
-// sanitizeHeaderValue keeps folding (CRLF followed by white space) and turns any other CR
-// or LF into a space, so that a value can never start a new header field.
-func sanitizeHeaderValue(v string) string {
-	if !strings.ContainsAny(v, "\r\n") {
-		return v
-	}
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '\r' && i+2 < len(v) && v[i+1] == '\n' && (v[i+2] == ' ' || v[i+2] == '\t') {
-			b.WriteString("\r\n")
-			i++
-			continue
-		}
-		if c == '\r' || c == '\n' {
-			c = ' '
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }

@@ -146,7 +146,7 @@ func parseReply(err error) (policy.Reply, bool) {
 			r.Enhanced, r.Text = enh, text
 		}
 	}
-	r.Text = replyText(r.Text, "Delivery failed")
+	r.Text = policy.ReplyText(r.Text, "Delivery failed")
 	return r, true
 }
 

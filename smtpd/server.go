@@ -103,6 +103,11 @@ type Deps struct {
 	// strip forged Authentication-Results headers (dkim.StripForgedAuthResults). It gets
 	// the raw message (CRLF line endings) and returns the message to use.
 	PrepareMessage func(ctx context.Context, tx *policy.Transaction, raw []byte) ([]byte, error)
+	// Milters are asked, in order, at each stage the rules did not refuse, on mx and
+	// submission listeners (Config.Milters names them; cmd/portcullis builds them with
+	// package milter). Their header changes and body replacement are applied to the
+	// message before it is queued.
+	Milters []Milter
 	// Listen opens the TCP sockets of the listeners; nil: net.Listen. portcullis serve
 	// hands over the sockets it bound as root before dropping privileges.
 	Listen func(network, address string) (net.Listener, error)
@@ -172,6 +177,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if err := checkLMTPDeps(cfg, deps); err != nil {
 		return nil, err
+	}
+	if err := checkMilters(cfg.Milters); err != nil {
+		return nil, fmt.Errorf("smtpd: %w", err)
 	}
 	for _, l := range cfg.Listeners {
 		if *l.RequireAuth && deps.Auth == nil {

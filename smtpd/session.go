@@ -50,6 +50,8 @@ type connState struct {
 	heloDec    policy.Decision // and of the helo stage
 
 	txnDec []policy.Decision // mail, rcpt and data decisions of the transaction
+	// milters are the chained milters' sessions (Deps.Milters).
+	milters []MilterSession
 	// rcptArgs are the accepted RCPT arguments as go-smtp saw them, in the order of
 	// tx.Envelope.Rcpts (LMTP answers each by this name).
 	rcptArgs []string
@@ -121,6 +123,7 @@ func (st *connState) helo(name string, immediate bool) error {
 		return nil // a connect rejection waits for RCPT; judging HELO is moot
 	}
 	d := st.evaluate(policy.StageHelo)
+	d = st.withMilters(policy.StageHelo, d, func(ms MilterSession) policy.Decision { return ms.Helo(st.ctx, st.tx) })
 	st.heloDec = d
 	if !d.Terminal() {
 		return nil
@@ -176,6 +179,9 @@ var (
 )
 
 func (st *connState) resetTxn() {
+	if st.inTxn.Load() {
+		st.abortMilters()
+	}
 	st.tx.Reset()
 	st.curMsg, st.curSize = "", 0
 	st.txnDec = st.txnDec[:0]
@@ -304,38 +310,8 @@ func (st *connState) refuse(stage policy.Stage, r policy.Reply, reason string) e
 	return st.fail(stage, r)
 }
 
-// replyOf returns the reply of a terminal decision, with the default when the rule gave
-// none and the class forced to match the verdict.
-func replyOf(d policy.Decision) policy.Reply {
-	r := d.Reply
-	def := policy.DefaultReply(d.Verdict)
-	if r.Code == 0 {
-		return def
-	}
-	if d.Verdict == policy.Reject && r.Code/100 != 5 || d.Verdict == policy.Tempfail && r.Code/100 != 4 {
-		r.Code, r.Enhanced = def.Code, def.Enhanced
-	}
-	if r.Enhanced == "" {
-		r.Enhanced = def.Enhanced
-	}
-	r.Text = replyText(r.Text, def.Text)
-	return r
-}
-
-// replyText is text fit for a reply line: control characters (a CR or LF would end the
-// line early) become spaces, and an empty text is def.
-func replyText(text, def string) string {
-	text = strings.Map(func(c rune) rune {
-		if c < 0x20 || c == 0x7f {
-			return ' '
-		}
-		return c
-	}, text)
-	if text == "" {
-		return def
-	}
-	return text
-}
+// replyOf returns the reply of a terminal decision (policy.ReplyOf).
+func replyOf(d policy.Decision) policy.Reply { return policy.ReplyOf(d) }
 
 func smtpError(r policy.Reply) *smtp.SMTPError {
 	e := &smtp.SMTPError{Code: r.Code, Message: r.Text}

@@ -44,6 +44,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return nil // judged at RCPT (delay_reject)
 	}
 	d := st.evaluate(policy.StageMail)
+	d = st.withMilters(policy.StageMail, d, func(ms MilterSession) policy.Decision { return ms.Mail(st.ctx, st.tx) })
 	if d.Terminal() {
 		if *st.srv.cfg.DelayReject {
 			st.pending, st.pendingStage = &d, policy.StageMail
@@ -172,6 +173,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	d := st.evaluate(policy.StageRcpt)
+	d = st.withMilters(policy.StageRcpt, d, func(ms MilterSession) policy.Decision { return ms.Rcpt(st.ctx, st.tx) })
 	if d.Terminal() {
 		st.decided(policy.StageRcpt, d, replyOf(d).String(), nil, "")
 		return st.fail(policy.StageRcpt, replyOf(d))
@@ -185,23 +187,8 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // finalVerdict merges the non-terminal verdicts of the connection and the transaction:
 // a discard anywhere discards the message, a quarantine quarantines it.
 func (st *connState) finalVerdict() (v policy.Verdict, headers []policy.Header, tags []string, score float64) {
-	seen := map[string]bool{}
-	for _, ds := range [][]policy.Decision{{st.connectDec, st.heloDec}, st.txnDec} {
-		for _, d := range ds {
-			if d.Verdict == policy.Discard || d.Verdict == policy.Quarantine && v != policy.Discard {
-				v = d.Verdict
-			}
-			headers = append(headers, d.Headers...)
-			for _, t := range d.Tags {
-				if !seen[t] {
-					seen[t] = true
-					tags = append(tags, t)
-				}
-			}
-		}
-	}
+	v, headers, tags = policy.Outcome(append([]policy.Decision{st.connectDec, st.heloDec}, st.txnDec...)...)
 	return v, headers, tags, st.tx.Score() // the transaction's running total
-
 }
 
 func joinAddrs(as []address.Address) string {

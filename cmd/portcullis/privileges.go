@@ -141,7 +141,7 @@ func tcpAddrs(cfg *config.Config) []string {
 			out = append(out, a)
 		}
 	}
-	return out
+	return append(out, doorAddrs(cfg)...)
 }
 
 // exposed returns the listening addresses that are not loopback-only: an empty host

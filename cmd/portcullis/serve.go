@@ -235,7 +235,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	milters, err := smtpMilters(cfg, logger)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Milters:        milters,
 		Engine:         engine,
 		Spool:          sp,
 		Resolver:       resolver,
@@ -260,6 +265,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	for _, l := range cfg.SMTP.Listeners {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
+
+	stopDoors, err := serveDoors(cfg, priv, engine, logger)
+	if err != nil {
+		return err
+	}
+	defer stopDoors()
 
 	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
 	if err != nil {

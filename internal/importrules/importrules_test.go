@@ -75,6 +75,11 @@ var rules = []rule{
 		why:       "a policy never imports a server",
 	},
 	{
+		from:      []string{"./policyd", "./milter"},
+		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "spool", "config", "cmd"},
+		why:       "the Postfix doors translate requests into a policy.Transaction and run the engine, nothing of the server",
+	},
+	{
 		from:      []string{"./decisionlog/..."},
 		forbidden: []string{"smtpd", "delivery", "store", "auth", "imapd", "pop3d", "config", "cmd", "rbl", "spf", "dkim", "headers", "content", "bayes", "virus"},
 		why:       "the decision log knows policy types only; the servers hand it records through interfaces they own",

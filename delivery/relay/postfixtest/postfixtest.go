@@ -55,6 +55,10 @@ type Config struct {
 	TLS bool
 	// MessageSizeLimit is message_size_limit (announced in SIZE). [10240000]
 	MessageSizeLimit int
+	// MainCF is appended to main.cf: a parameter set again there wins over the one
+	// above (e.g. smtpd_recipient_restrictions with a check_policy_service, or
+	// smtpd_milters).
+	MainCF string
 }
 
 // Postfix is a running private Postfix instance.
@@ -152,6 +156,7 @@ maillog_file_prefixes = /tmp
 		write(t, filepath.Join(dir, "etc", "key.pem"), key)
 		mainCF += fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %[1]s/etc/cert.pem\nsmtpd_tls_key_file = %[1]s/etc/key.pem\nsmtpd_tls_received_header = yes\n", dir)
 	}
+	mainCF += cfg.MainCF
 	write(t, filepath.Join(dir, "etc", "main.cf"), []byte(mainCF))
 	master, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
 	if err != nil {

@@ -1,0 +1,284 @@
+package policyd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/policy"
+)
+
+// Config configures the policy-delegation server (the `policyd:` section).
+type Config struct {
+	// Addr is where Postfix's check_policy_service connects: host:port
+	// ("127.0.0.1:10040", Postfix's inet:127.0.0.1:10040) or unix:/path (a socket made
+	// mode 0666, as Postfix's own public sockets; put it in a directory only Postfix can
+	// reach). Empty (the default) disables the server.
+	Addr string `yaml:"addr"`
+	// MaxConnections bounds the connections at once (default 200: Postfix keeps one per
+	// smtpd process, 100 by default); a connection over the limit is closed at once.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a connection that sends no request for this long, and bounds
+	// the time to send one request (default 10m; Postfix closes its side after
+	// smtpd_policy_service_max_idle, 300s).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// PolicyTimeout bounds the work for one request (default 60s, under Postfix's
+	// smtpd_policy_service_timeout of 100s).
+	PolicyTimeout time.Duration `yaml:"policy_timeout"`
+	// MaxLineLength bounds one attribute line, name=value (default 4096; Postfix's own
+	// line_length_limit is 2048).
+	MaxLineLength int `yaml:"max_line_length"`
+	// MaxAttributes bounds the attributes of one request (default 128; Postfix 3.7 sends
+	// about 40).
+	MaxAttributes int `yaml:"max_attributes"`
+	// MaxTransactions bounds the mail transactions remembered at once, by the request's
+	// instance attribute (default 10000); the least recently used is forgotten first.
+	MaxTransactions int `yaml:"max_transactions"`
+	// TransactionTTL forgets a transaction not seen for this long (default 1h).
+	TransactionTTL time.Duration `yaml:"transaction_ttl"`
+	// TrustedNetworks (CIDRs or addresses) make a client trusted (client.trusted in
+	// rules). Set from the server config's top-level trusted_networks.
+	TrustedNetworks []string `yaml:"-"`
+}
+
+func (c *Config) defaults() {
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 200
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.PolicyTimeout <= 0 {
+		c.PolicyTimeout = 60 * time.Second
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = 4096
+	}
+	if c.MaxAttributes <= 0 {
+		c.MaxAttributes = 128
+	}
+	if c.MaxTransactions <= 0 {
+		c.MaxTransactions = 10000
+	}
+	if c.TransactionTTL <= 0 {
+		c.TransactionTTL = time.Hour
+	}
+}
+
+// Engine evaluates one stage of a transaction: *policy.Engine.
+type Engine interface {
+	Evaluate(ctx context.Context, stage policy.Stage, tx *policy.Transaction) policy.Decision
+}
+
+// Deps is what the server is given.
+type Deps struct {
+	Engine Engine
+	Logger *slog.Logger
+}
+
+// Server answers Postfix policy-delegation requests with the engine's decisions.
+type Server struct {
+	cfg     Config
+	eng     Engine
+	log     *slog.Logger
+	trusted []netip.Prefix
+	txns    *transactions
+	slots   chan struct{}
+
+	mu     sync.Mutex
+	lns    map[net.Listener]bool
+	conns  map[net.Conn]bool
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New checks cfg and returns a server; it does no I/O.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.defaults()
+	if deps.Engine == nil {
+		return nil, errors.New("policyd: no engine")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, eng: deps.Engine, log: deps.Logger,
+		txns:  newTransactions(cfg.MaxTransactions, cfg.TransactionTTL),
+		slots: make(chan struct{}, cfg.MaxConnections),
+		lns:   map[net.Listener]bool{}, conns: map[net.Conn]bool{}}
+	for _, n := range cfg.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			a, aerr := netip.ParseAddr(n)
+			if aerr != nil {
+				return nil, fmt.Errorf("policyd: trusted network %q: %w", n, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		s.trusted = append(s.trusted, p.Masked())
+	}
+	return s, nil
+}
+
+// Network splits an Addr into the network and address net.Listen takes: "unix" and the
+// path for unix:/path, "tcp" and host:port otherwise.
+func Network(addr string) (network, address string) {
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return "unix", p
+	}
+	return "tcp", strings.TrimPrefix(addr, "inet:")
+}
+
+// Listen opens cfg.Addr with listen (net.Listen when nil). A unix socket left by a
+// previous run is removed first, and the new one is made mode 0666 so that Postfix's
+// smtpd, another user, can connect.
+func Listen(addr string, listen func(network, address string) (net.Listener, error)) (net.Listener, error) {
+	if listen == nil {
+		listen = net.Listen
+	}
+	network, address := Network(addr)
+	if network == "unix" {
+		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(address)
+		}
+	}
+	ln, err := listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("policyd: listen on %s: %w", addr, err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(address, 0o666); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("policyd: %w", err)
+		}
+	}
+	return ln, nil
+}
+
+// Serve accepts connections on ln until Close; it returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns[ln] = true
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("policyd: accept: %w", err)
+		}
+		delay = 0
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.log.Warn("policyd connection refused: max_connections reached", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			c.Close()
+			continue
+		}
+		if !s.track(c, true) {
+			<-s.slots
+			c.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.slots }()
+			defer s.track(c, false)
+			s.serveConn(c)
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed {
+			return false
+		}
+		s.conns[c] = true
+		return true
+	}
+	delete(s.conns, c)
+	return true
+}
+
+// Close stops the listeners and closes every connection, then waits for their
+// goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// serveConn answers requests on one connection (Postfix reuses it) until the client
+// closes it, it idles too long, or a request breaks the protocol: then it logs and
+// closes without replying, as SMTPD_POLICY_README asks ("In case of trouble the policy
+// server must not send a reply. Instead the server must log a warning and disconnect").
+func (s *Server) serveConn(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, s.cfg.MaxLineLength+2)
+	bw := bufio.NewWriter(c)
+	lim := Limits{MaxLine: s.cfg.MaxLineLength, MaxAttributes: s.cfg.MaxAttributes}
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		req, err := ReadRequest(br, lim)
+		if err != nil {
+			if errors.Is(err, ErrMalformed) || isTimeout(err) {
+				s.log.Warn("policyd request refused; closing without a reply", "remote", c.RemoteAddr().String(), "err", err.Error())
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PolicyTimeout)
+		action, err := s.Answer(ctx, req)
+		cancel()
+		if err != nil {
+			s.log.Warn("policyd request refused; closing without a reply", "remote", c.RemoteAddr().String(), "err", err.Error())
+			return
+		}
+		c.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		bw.WriteString("action=")
+		bw.WriteString(action)
+		bw.WriteString("\n\n")
+		if bw.Flush() != nil {
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
