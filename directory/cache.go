@@ -11,7 +11,8 @@ import (
 // Cache remembers a directory's answers (users and ErrNotFound) for a TTL, so that a
 // busy proxy asks PostgreSQL or LDAP once per user every few seconds; errors are never
 // remembered. A change in the directory is seen within the TTL. It is safe for
-// concurrent use.
+// concurrent use; the Users it returns share their Aliases slice, which callers must not
+// modify.
 type Cache struct {
 	next Directory
 	ttl  time.Duration
