@@ -41,6 +41,7 @@ func (d dirMap) Lookup(_ context.Context, addr string) (directory.User, error) {
 }
 
 type env struct {
+	backendIMAP        string // b1's IMAP listener (PROXY header required from 127.0.0.1)
 	st                 *store.Store
 	imapAddr, pop3Addr string // the proxy's: STARTTLS, and implicit TLS
 	px                 *proxy.Server
@@ -48,7 +49,7 @@ type env struct {
 
 // start runs a real imapd and pop3d over one store, behind PROXY-protocol listeners, and
 // the proxy in front of them with users in dir.
-func start(t *testing.T, cfg proxy.Config, dir dirMap) *env {
+func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
 	t.Helper()
 	st := mailboxtest.Store(t, store.Config{})
 	tc, _ := mailboxtest.Cert(t)
@@ -90,7 +91,7 @@ func start(t *testing.T, cfg proxy.Config, dir dirMap) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { px.Close() })
-	e := &env{st: st, px: px}
+	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP}
 	ln1, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	go px.ServeIMAP(ln1, false)
