@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -327,6 +328,13 @@ func (c *Config) finish() error {
 	c.DataDir = abs
 	if len(c.IMAP.ProxyFrom) > 0 && !c.IMAP.ProxyProtocol || len(c.POP3.ProxyFrom) > 0 && !c.POP3.ProxyProtocol {
 		return errors.New("imap/pop3: proxy_from without proxy_protocol: true")
+	}
+	for _, n := range append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...) {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			if _, err2 := netip.ParseAddr(n); err2 != nil {
+				return fmt.Errorf("imap/pop3: proxy_from %q: want a CIDR or an address", n)
+			}
+		}
 	}
 	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
 		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")
