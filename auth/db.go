@@ -324,6 +324,9 @@ func (d *DB) List(ctx context.Context) ([]User, error) {
 }
 
 func schemeOf(h string) string {
+	if scheme, _, ok := legacyScheme(h); ok {
+		return strings.ToLower(scheme)
+	}
 	s := stripScheme(h)
 	switch {
 	case strings.HasPrefix(s, "$argon2id$"):

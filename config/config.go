@@ -34,15 +34,18 @@ import (
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
+	"github.com/portcullis-mail/portcullis/managesieve"
 	"github.com/portcullis-mail/portcullis/pop3d"
 	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/quarantine"
+	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/web"
@@ -118,6 +121,10 @@ type Config struct {
 	// SMTP is the SMTP server: listeners, TLS and limits. Its hostname, data dir, local
 	// domains and trusted networks are the top-level keys; writing them here is an error.
 	SMTP smtpd.Config `yaml:"smtp"`
+	// RateLimits are Postfix anvil's rate limits per client address (all off by default)
+	// and mox's per-user daily limits, counted in memory or, shared by front-ends, in
+	// Redis. Trusted networks are exempt unless event_limit_exceptions says otherwise.
+	RateLimits ratelimit.Config `yaml:"rate_limits"`
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
@@ -183,6 +190,17 @@ type Config struct {
 		POP3SAddr    string `yaml:"pop3s_addr"`
 		proxy.Config `yaml:",inline"`
 	} `yaml:"proxy"`
+	// ManageSieve is the ManageSieve server (RFC 5804) where users manage their Sieve
+	// scripts, with smtp.tls's certificate. Passwords only over TLS unless trusted: true.
+	// Its script quotas are sieve.max_scripts and sieve.max_script_size.
+	ManageSieve struct {
+		// Addr is the listening address offering STARTTLS; empty disables it.
+		Addr               string `yaml:"addr"`
+		managesieve.Config `yaml:",inline"`
+	} `yaml:"managesieve"`
+	// Sieve filters mail at final delivery into the store (queue and LMTP listener): the
+	// admin's before and after scripts around each user's active script.
+	Sieve local.SieveConfig `yaml:"sieve"`
 	// Web is the page on the HTTP listener where users see and release their quarantined
 	// mail; its admins are the top-level admins.
 	Web web.Config `yaml:"web"`
@@ -233,6 +251,7 @@ func Default(dataDir string) *Config {
 	c.Quarantine.Lifetime = quarantine.DefaultLifetime
 	c.IMAP.Addr = "127.0.0.1:1143"
 	c.POP3.Addr = "127.0.0.1:1110"
+	c.ManageSieve.Addr = "127.0.0.1:4190"
 	c.SMTP.Listeners = []smtpd.ListenerConfig{
 		{Name: "mx", Addr: "127.0.0.1:2525", Mode: smtpd.ModeMX},
 		{Name: "submission", Addr: "127.0.0.1:5870", Mode: smtpd.ModeSubmission},
@@ -374,6 +393,7 @@ func (c *Config) finish() error {
 	c.SMTP.DataDir = c.DataDir
 	c.SMTP.LocalDomains = c.LocalDomains
 	c.SMTP.TrustedNetworks = c.TrustedNetworks
+	c.SMTP.IPv6Prefix = c.RateLimits.IPv6Prefix
 	c.Policyd.TrustedNetworks = c.TrustedNetworks
 	c.Milter.TrustedNetworks = c.TrustedNetworks
 	if c.Delivery.Hostname == "" {

@@ -50,6 +50,11 @@ var rules = []rule{
 		why:       "the mailbox servers own their Authenticator interface",
 	},
 	{
+		from:      []string{"./managesieve"},
+		forbidden: []string{"auth", "delivery", "smtpd", "config", "sieve"},
+		why:       "managesieve owns its Authenticator and its Checker (the compiler reaches it through cmd/portcullis)",
+	},
+	{
 		from:      []string{"./auth", "./delivery/route", "./address"},
 		forbidden: []string{"policy", "smtpd", "config"},
 		why:       "addresses live in package address, not in the rule engine",
@@ -70,9 +75,14 @@ var rules = []rule{
 		why:       "the rule engine knows no concrete policy and no server",
 	},
 	{
-		from:      []string{"./rbl", "./spf", "./dkim", "./headers", "./content", "./bayes", "./virus"},
+		from:      []string{"./rbl", "./spf", "./dkim", "./headers", "./content", "./bayes", "./virus", "./access", "./greylist", "./ratelimit"},
 		forbidden: []string{"smtpd", "imapd", "pop3d", "delivery", "store", "auth", "config", "cmd"},
 		why:       "a policy never imports a server",
+	},
+	{
+		from:      []string{"./migrate"},
+		forbidden: []string{"store", "auth", "imapd", "pop3d", "smtpd", "delivery", "config", "cmd"},
+		why:       "migrate reaches the store and the user database through interfaces it owns (Target, UserDB); migrate/storetarget adapts the store",
 	},
 	{
 		from:      []string{"./policyd", "./milter"},
