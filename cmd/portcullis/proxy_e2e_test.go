@@ -56,6 +56,7 @@ local_domains: [example.test]
 trusted_networks: [192.0.2.0/24]
 postmaster: postmaster@example.test
 http: { addr: "" }
+managesieve: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:
