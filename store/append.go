@@ -70,8 +70,10 @@ func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flag
 		return nil, err
 	}
 	flags = NormalizeFlags(flags)
-	setTime := !date.IsZero()
-	if !setTime {
+	// The date (the client's, or now) is also the file's mtime, set before the file
+	// appears in the folder: readers that index from the maildir (a rebuild, Dovecot) take
+	// the received date from it, and must find the one the index holds.
+	if date.IsZero() {
 		date = time.Now()
 	}
 	max := int64(u.store.cfg.MaxMessageSize)
@@ -82,7 +84,7 @@ func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flag
 		sub = maildir.Cur
 	}
 	before := dirStamp(d)
-	key, err := d.DeliverTo(cr, sub, mf)
+	key, err := d.DeliverTo(cr, sub, mf, date)
 	if err != nil {
 		return nil, fmt.Errorf("store: append to %q of %s: %w", name, u.name, err)
 	}
@@ -94,9 +96,6 @@ func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flag
 	if cr.n > max {
 		os.Remove(path)
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooBig, max)
-	}
-	if setTime {
-		_ = os.Chtimes(path, date, date) // readers such as Dovecot take the received date from mtime
 	}
 	return &appendReq{mbID: mbID, d: d, before: before, key: key, file: file, path: path,
 		flags: flags, date: date, size: cr.n, crlf: cr.n + cr.bareLF}, nil

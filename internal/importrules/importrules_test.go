@@ -65,6 +65,11 @@ var rules = []rule{
 		why:       "the small shared packages are leaves every other package may import",
 	},
 	{
+		from:      []string{"./imapd/internal/wire"},
+		forbidden: []string{"", "github.com/emersion"}, // nothing of portcullis, no go-imap
+		why:       "the IMAP command parser reads bytes into commands: no store, no server, no go-imap",
+	},
+	{
 		from:      []string{"./sieve"},
 		forbidden: []string{""}, // nothing of portcullis but itself
 		why:       "the Sieve language is a leaf library: the delivery owns the Host it implements",
