@@ -166,8 +166,8 @@ func parseArgon2(s string) (*phc, error) {
 
 // schemes: a stored hash is argon2 in PHC form (optionally with Dovecot's {ARGON2ID} or
 // {ARGON2I} prefix) or bcrypt ($2a$/$2b$/$2y$, optionally {BLF-CRYPT}), the latter two so
-// that users can be imported from Dovecot passwd-files. SHA512-CRYPT is not supported
-// (x/crypto has no implementation).
+// that users can be imported from Dovecot passwd-files. The older schemes of Dovecot and
+// OpenLDAP ({SSHA}, {SHA512-CRYPT}...) are in hash_legacy.go.
 func stripScheme(encoded string) string {
 	if strings.HasPrefix(encoded, "{") {
 		if i := strings.IndexByte(encoded, '}'); i > 0 {
@@ -182,6 +182,9 @@ func stripScheme(encoded string) string {
 
 // CheckHash reports whether encoded is a password hash portcullis can verify.
 func CheckHash(encoded string) error {
+	if scheme, rest, ok := legacyScheme(encoded); ok {
+		return checkLegacy(scheme, rest)
+	}
 	s := stripScheme(encoded)
 	if strings.HasPrefix(s, "$2") {
 		return checkBcrypt(s)
@@ -205,6 +208,10 @@ func checkBcrypt(s string) error {
 // to the password and the hash). rehash reports that the password matched but the hash
 // is not argon2id with parameters p (after defaults), so it should be replaced.
 func VerifyPassword(encoded, password string, p Argon2Params) (ok, rehash bool, err error) {
+	if scheme, rest, isLegacy := legacyScheme(encoded); isLegacy {
+		ok, err := verifyLegacy(scheme, rest, password)
+		return ok, ok, err
+	}
 	s := stripScheme(encoded)
 	if strings.HasPrefix(s, "$2") {
 		if err := checkBcrypt(s); err != nil {

@@ -78,6 +78,7 @@ data_dir: $1
 local_domains: [example.test]
 imap: { addr: "" }
 pop3: { addr: "" }
+managesieve: { addr: "" }
 dns: { servers: ["127.0.0.1:9"], timeout: 1s, attempts: 1 }
 smtp:
   listeners: [ { name: mx, addr: "127.0.0.1:$2", mode: mx } ]

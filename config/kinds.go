@@ -5,9 +5,11 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/access"
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/greylist"
 	"github.com/portcullis-mail/portcullis/headers"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/rbl"
@@ -77,6 +79,19 @@ var kinds = map[string]kind{
 		}
 		return bayes.NewPolicy(c, bayes.Deps{Logger: d.Logger})
 	}},
+	// Postfix access(5) tables, one check each: {check_client_access: cidr:/etc/postfix/x}.
+	"check_client_access":                  {selfNamed: true, build: buildAccess},
+	"check_reverse_client_hostname_access": {selfNamed: true, build: buildAccess},
+	"check_helo_access":                    {selfNamed: true, build: buildAccess},
+	"check_sender_access":                  {selfNamed: true, build: buildAccess},
+	"check_recipient_access":               {selfNamed: true, build: buildAccess},
+	"greylist": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
+		var c greylist.Config
+		if err := decode(n, &c); err != nil {
+			return nil, err
+		}
+		return greylist.New(c, greylist.Deps{Hostname: d.Hostname, DataDir: d.DataDir, Logger: d.Logger})
+	}},
 	"clamd": {build: func(n *yaml.Node, d Deps) (policy.Policy, error) {
 		var c virus.Config
 		if err := decode(n, &c); err != nil {
@@ -100,6 +115,14 @@ func buildHeaders(n *yaml.Node, d Deps) (policy.Policy, error) {
 		return nil, err
 	}
 	return headers.New(c)
+}
+
+func buildAccess(n *yaml.Node, d Deps) (policy.Policy, error) {
+	var c access.Config
+	if err := decode(n, &c); err != nil {
+		return nil, err
+	}
+	return access.New(c, access.Deps{Logger: d.Logger})
 }
 
 func buildDKIM(n *yaml.Node, d Deps) (policy.Policy, error) {

@@ -36,6 +36,7 @@ func TestREADMEExamples(t *testing.T) {
 
 	dir := t.TempDir()
 	rulesBlock = strings.ReplaceAll(rulesBlock, "/etc/postfix/header_checks.pcre", "../headers/maps/header_checks.pcre")
+	rulesBlock = strings.ReplaceAll(rulesBlock, "/etc/postfix/client_access.cidr", "../access/testdata/client_access.cidr")
 	srv := dnstest.New(t)
 	_, err = ParseRuleFile([]byte(rulesBlock), "README.md", Deps{Resolver: srv.Resolver(), DataDir: dir, LocalDomains: []string{"example.org"}})
 	require.NoError(t, err)

@@ -411,3 +411,19 @@ func (m *Map) lookup(s string, scratch *[]byte, skip map[*rule]bool) (Hit, bool,
 	}
 	return Hit{}, false, firstErr
 }
+
+// CheckResults calls check with the result of every entry that has no $n substitution (a
+// substituted result is known only at match time) and returns the first error as a
+// LoadError naming the file and line. Other table users (access maps) validate their own
+// actions with it.
+func (m *Map) CheckResults(check func(result string) error) error {
+	for _, r := range m.rules {
+		if r.kind != ruleMatch || r.groups {
+			continue
+		}
+		if err := check(expand(r.result, nil)); err != nil {
+			return &LoadError{File: m.Name, Line: r.line, Msg: err.Error()}
+		}
+	}
+	return nil
+}

@@ -33,7 +33,8 @@ type connState struct {
 	slot *connlimit.Conn // the listener's pool
 
 	mu       sync.Mutex
-	ic       *imapserver.Conn // set when the session starts
+	ic       *imapserver.Conn // set when an imapserver session starts
+	ctl      connCtl          // set when a wire session starts
 	deadline int              // SetReadDeadline calls before the login: two per command
 }
 
@@ -77,12 +78,15 @@ func (c *limitedConn) Close() error {
 func (st *connState) kick(why error) {
 	text := bye(why)
 	st.mu.Lock()
-	ic := st.ic
+	var ctl connCtl = st.ctl
+	if st.ic != nil {
+		ctl = st.ic
+	}
 	st.mu.Unlock()
 	st.srv.rlog.Info("imap connection closed", "remote", st.ip, "reason", text)
 	var nc net.Conn = st.raw
-	if ic != nil {
-		nc = ic.NetConn()
+	if ctl != nil {
+		nc = ctl.NetConn()
 	}
 	if _, isTLS := nc.(*tls.Conn); !isTLS {
 		st.raw.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -183,6 +187,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		var out net.Conn = st.raw
 		if isTLS {
 			out = tls.Server(st.raw, s.cfg.TLSConfig)
+		}
+		if s.cfg.Protocol == ProtocolWire {
+			go s.serveWire(out)
+			continue
 		}
 		select {
 		case cl.c <- out:

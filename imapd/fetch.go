@@ -100,6 +100,16 @@ func fetchLimits(o *imap.FetchOptions) error {
 }
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
+	return s.fetch(serverFetch{w}, numSet, o)
+}
+
+func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
+	if o.ModSeq || o.ChangedSince > 0 {
+		s.condstore = true
+	}
+	if s.condstore && (o.Flags || o.ChangedSince > 0) {
+		o.ModSeq = true // RFC 7162 §3.1.4.1: FETCH with FLAGS carries MODSEQ
+	}
 	sel, err := s.selected()
 	if err != nil {
 		return err
@@ -129,12 +139,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 			return err
 		}
 	}
+	if cmd.vanished {
+		// RFC 5530 §3: another session expunged some of them; the EXPUNGE comes with
+		// the next command that may send it. Dovecot's words, which imaptest knows.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED",
+			Text: "Some of the requested messages no longer exist"}
+	}
 	return nil
 }
 
 // fetchBatch answers FETCH for uids[start:end], with its own deadline for the index: a
 // FETCH of many large messages may stream for longer than one store operation may take.
-func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uids []uint32, start, end int, o *imap.FetchOptions, cmd *fetchCmd) error {
+func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, start, end int, o *imap.FetchOptions, cmd *fetchCmd) error {
 	c, cancel := ctx()
 	defer cancel()
 	// Envelopes are usually in memory (msgCache): the index's copies are read only for
@@ -167,7 +183,11 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 	for i := start; i < end; i++ {
 		m, ok := byUID[uids[i]]
 		if !ok {
-			continue // expunged by another session; the EXPUNGE comes with the next poll
+			cmd.vanished = true // expunged by another session; the EXPUNGE comes with the next poll
+			continue
+		}
+		if o.ChangedSince > 0 && m.ModSeq <= o.ChangedSince {
+			continue // RFC 7162 §3.1.4.1
 		}
 		if err := cmd.overLimit(); err != nil {
 			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
@@ -178,8 +198,21 @@ func (s *session) fetchBatch(w *imapserver.FetchWriter, sel *selected, seqs, uid
 			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
-		m.Flags = sel.withRecent(m.UID, m.Flags)
-		err = s.fetchOne(w.CreateMessage(seqs[i]), sel.mb, m, o, cmd)
+		m.Flags = sel.withRecent(m.UID, sel.known(m.Flags))
+		mf := &msgFile{s: s, mb: sel.mb, m: m, cmd: cmd}
+		if needsBody(o) || (o.Envelope && s.cachedEnvelope(m) == nil) {
+			// Open the file before "* N FETCH (" goes out: another session may have
+			// expunged the message since its record was read (issue 16 item 7: FETCH
+			// raced EXPUNGE, and the client got an empty body for it). Once open, the
+			// file stays readable to the end of this message.
+			if _, err := mf.open(); errors.Is(err, store.ErrNoMessage) {
+				release()
+				cmd.vanished = true
+				continue
+			}
+		}
+		err = s.fetchOne(w.CreateMessage(seqs[i]), mf, o)
+		mf.close()
 		release()
 		if err != nil {
 			return err
@@ -200,13 +233,17 @@ func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
 	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
 }
 
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, m store.Message, o *imap.FetchOptions, cmd *fetchCmd) error {
+func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error {
+	mb, m, cmd := mf.mb, mf.m, mf.cmd
 	w.WriteUID(imap.UID(m.UID))
 	if o.Flags {
 		w.WriteFlags(toIMAPFlags(m.Flags))
 	}
 	if o.InternalDate {
 		w.WriteInternalDate(m.InternalDate)
+	}
+	if o.ModSeq {
+		w.WriteModSeq(m.ModSeq)
 	}
 	if o.RFC822Size {
 		w.WriteRFC822Size(m.SizeCRLF)
@@ -222,8 +259,6 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, mb store.Mailbox, 
 			return w.Close()
 		}
 	}
-	mf := &msgFile{s: s, mb: mb, m: m, cmd: cmd}
-	defer mf.close()
 	skip := func(err error) error {
 		// The message vanished or is unreadable: skip it, keep the session.
 		if errors.Is(err, store.ErrNoMessage) {
@@ -429,9 +464,16 @@ func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part)
 // --- SEARCH ---
 
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, error) {
+	d, _, err := s.search(kind, criteria, opts)
+	return d, err
+}
+
+// search answers SEARCH; modseqs are the modseqs of the results, in their order, for the
+// MODSEQ of a search on MODSEQ (RFC 7162 §3.1.5).
+func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, []uint64, error) {
 	sel, err := s.selected()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, cancel := ctx()
 	defer cancel()
@@ -439,11 +481,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	seqs, uids := sel.resolve(all)
 	var res []uint32 // seqs or uids
 	var resUIDs []uint32
+	var modseqs []uint64
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
 		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids[start:end])
 		if err != nil {
-			return nil, s.logErr("search", err)
+			return nil, nil, s.logErr("search", err)
 		}
 		byUID := make(map[uint32]store.Message, len(msgs))
 		for _, m := range msgs {
@@ -458,10 +501,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			matched := mm.match(criteria)
 			mm.done()
 			if mm.fatal != nil {
-				return nil, mm.fatal
+				return nil, nil, mm.fatal
 			}
 			if matched {
 				resUIDs = append(resUIDs, m.UID)
+				modseqs = append(modseqs, m.ModSeq)
 				if kind == imapserver.NumKindUID {
 					res = append(res, m.UID)
 				} else {
@@ -488,7 +532,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		set.AddNum(res...)
 		d.All = set
 	}
-	return d, nil
+	return d, modseqs, nil
 }
 
 type matchMsg struct {
@@ -623,6 +667,9 @@ func (mm *matchMsg) match(c *imap.SearchCriteria) bool {
 	}
 	if !matchDate(mm.m.InternalDate, c.Since, c.Before) {
 		return false
+	}
+	if c.ModSeq != nil && mm.m.ModSeq < c.ModSeq.ModSeq {
+		return false // RFC 7162 §3.1.5
 	}
 	flags := mm.sel.withRecent(mm.m.UID, mm.m.Flags)
 	for _, f := range c.Flag {

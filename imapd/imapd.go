@@ -1,7 +1,9 @@
-// Package imapd is the IMAP server over the mail store, on go-imap/v2's imapserver
-// (pinned at v2.0.0-beta.9). It speaks IMAP4rev1 and IMAP4rev2 with IDLE, UIDPLUS, MOVE,
-// SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS, ESEARCH and SEARCHRES, APPEND
-// with flags and date, and SEARCH including body text.
+// Package imapd is the IMAP server over the mail store, with its own protocol layer
+// (imapd/internal/wire reads the commands, wireconn.go answers them; go-imap/v2's
+// imapserver remains selectable with Config.Protocol). It speaks IMAP4rev1 and IMAP4rev2
+// with IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS,
+// ESEARCH and SEARCHRES, ID, CONDSTORE and QRESYNC, MULTIAPPEND, SORT, ESORT, THREAD, QUOTA,
+// APPEND with flags and date, and SEARCH including body text.
 //
 // Each session keeps its own view of the selected mailbox (the UIDs the client knows, in
 // order) and turns the store's change events into EXISTS, EXPUNGE and FETCH FLAGS updates,
@@ -98,6 +100,11 @@ type Config struct {
 	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
 	// default 32MiB, -1 turns the cache off.
 	CacheSize bytesize.Size `yaml:"cache_size"`
+	// Protocol chooses the protocol layer: "" (ProtocolWire) serves through imapd's own
+	// parser and responder (docs/architecture.md, "The IMAP protocol layer");
+	// ProtocolImapserver through go-imap's imapserver, which it replaced and which stays
+	// for comparison until the extensions need what only the new layer has.
+	Protocol string `yaml:"-"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
 	// Train, when set, is called after a user moves or copies messages into the \Junk
@@ -105,6 +112,12 @@ type Config struct {
 	// Bayesian scorer learns from users. It runs in the background, a few at a time.
 	Train func(ctx context.Context, user string, msg io.Reader, spam bool) error `yaml:"-"`
 }
+
+// Config.Protocol values.
+const (
+	ProtocolWire       = "wire"
+	ProtocolImapserver = "imapserver"
+)
 
 // Authenticator checks a user name and password and returns the canonical user name; the
 // auth package's Service.Auth implements it. An error with a method Temporary() bool
@@ -138,6 +151,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	lns     map[net.Listener]*chanListener
+	wconns  map[*wireConn]struct{} // Config.Protocol wire: closed by Close
 	closed  bool
 	serving sync.WaitGroup // imapserver's Serve calls
 }
@@ -184,12 +198,19 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	defaultInt(&cfg.MaxLoginCommands, 20)
 	defaultInt(&cfg.MaxUserConnections, 50)
 	defaultInt(&cfg.MaxUserIPConnections, 10)
+	switch cfg.Protocol {
+	case "":
+		cfg.Protocol = ProtocolWire
+	case ProtocolWire, ProtocolImapserver:
+	default:
+		return nil, fmt.Errorf("imapd: unknown protocol layer %q", cfg.Protocol)
+	}
 	if cfg.LoginTimeout == 0 {
 		cfg.LoginTimeout = time.Minute
 	}
 	log = log.With("server", "imap")
 	s := &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log), train: make(chan struct{}, 4),
-		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{},
+		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{}, wconns: map[*wireConn]struct{}{},
 		users: userLimits{user: map[string]int{}, userIP: map[userKey]int{}}}
 	if cfg.CacheSize > 0 {
 		s.cache = newMsgCache(int64(cfg.CacheSize))
@@ -219,6 +240,9 @@ func (s *Server) Close() error {
 	for ln, cl := range s.lns {
 		ln.Close()
 		cl.Close()
+	}
+	for c := range s.wconns {
+		c.NetConn().Close()
 	}
 	s.mu.Unlock()
 	// imapserver's Close must not run while one of its Serve calls starts.

@@ -128,9 +128,10 @@ func TestEnvelopeGroupsAndRoutes(t *testing.T) {
 			t.Fatalf("round %d: %q", round, lines)
 		}
 		for i := range want {
-			// imapserver puts a space between the addresses and the UID first.
-			want := strings.Replace(strings.ReplaceAll(want[i], ")(", ") ("), "FETCH (", fmt.Sprintf("FETCH (UID %d ", i+1), 1)
-			if lines[i] != want {
+			// imapserver puts a space between the addresses (imapd's own layer, as
+			// Dovecot, does not: RFC 9051 §9, env-from), and the UID first.
+			want := strings.Replace(want[i], "FETCH (", fmt.Sprintf("FETCH (UID %d ", i+1), 1)
+			if addrSpace(lines[i]) != addrSpace(want) {
 				t.Errorf("round %d:\n got %s\nwant %s", round, lines[i], want)
 			}
 		}
@@ -139,7 +140,7 @@ func TestEnvelopeGroupsAndRoutes(t *testing.T) {
 	e.deliver(t, "alice@example.org", "Content-Type: message/rfc822\r\n\r\n"+hdr+"From: <@route:user@domain>\r\nTo: list:;\r\n\r\nbody\r\n")
 	r.ok("NOOP")
 	lines := r.ok("FETCH 5 BODYSTRUCTURE")
-	if len(lines) != 1 || !strings.Contains(lines[0], `((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "list" NIL) (NIL NIL NIL NIL))`) {
+	if len(lines) != 1 || !strings.Contains(addrSpace(lines[0]), addrSpace(`((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "list" NIL) (NIL NIL NIL NIL))`)) {
 		t.Errorf("BODYSTRUCTURE of an attached message: %q", lines)
 	}
 }
@@ -166,7 +167,7 @@ func TestEnvelopeOldIndexCopyRemade(t *testing.T) {
 	r.ok("SELECT INBOX")
 	for round := 0; round < 2; round++ {
 		lines := r.ok("FETCH 1 ENVELOPE")
-		if len(lines) != 1 || strings.Contains(lines[0], "old") || !strings.Contains(lines[0], `((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "list" NIL) (NIL NIL NIL NIL))`) {
+		if len(lines) != 1 || strings.Contains(lines[0], "old") || !strings.Contains(addrSpace(lines[0]), addrSpace(`((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "user" "domain")) ((NIL NIL "list" NIL) (NIL NIL NIL NIL))`)) {
 			t.Fatalf("round %d: %q", round, lines)
 		}
 	}
@@ -264,3 +265,7 @@ func TestParseAddressListRobust(t *testing.T) {
 		}
 	}
 }
+
+// addrSpace drops the spaces between closing and opening parentheses, so that responses
+// of both protocol layers compare: imapserver separates the addresses of a list by one.
+func addrSpace(s string) string { return strings.ReplaceAll(s, ") (", ")(") }

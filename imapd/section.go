@@ -79,6 +79,9 @@ func (f *fieldFilter) keeps(line []byte) bool {
 type fetchCmd struct {
 	work, maxWork int64
 	buf           []byte
+	// vanished says a message asked for was expunged by another session meanwhile: the
+	// command ends NO [EXPUNGEISSUED].
+	vanished bool
 }
 
 // errWorkLimit ends a FETCH that would parse more than Config.MaxFetchParseSize.

@@ -3,6 +3,8 @@ package imapd
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -21,9 +23,83 @@ import (
 // opTimeout bounds one store operation.
 const opTimeout = 2 * time.Minute
 
+// connCtl is what the session needs of its connection, whichever protocol layer serves
+// it (imapserver's Conn, or wireConn).
+type connCtl interface {
+	EnabledCaps() imap.CapSet
+	Bye(text string) error
+	NetConn() net.Conn
+}
+
+// updateWriter writes the unsolicited responses of a poll (imapserver's UpdateWriter).
+type updateWriter interface {
+	WriteExpunge(seq uint32) error
+	WriteNumMessages(n uint32) error
+	WriteNumRecent(n uint32) error
+	WriteMailboxFlags(flags []imap.Flag) error
+	// WriteMessageFlags writes "* seq FETCH (UID uid FLAGS (...))", with MODSEQ when
+	// modseq is not 0 (a CONDSTORE session, RFC 7162 §3.2).
+	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
+}
+
+// serverUpdates adapts imapserver's UpdateWriter, which has no MODSEQ.
+type serverUpdates struct{ w *imapserver.UpdateWriter }
+
+func (u serverUpdates) WriteExpunge(seq uint32) error   { return u.w.WriteExpunge(seq) }
+func (u serverUpdates) WriteNumMessages(n uint32) error { return u.w.WriteNumMessages(n) }
+func (u serverUpdates) WriteNumRecent(n uint32) error   { return u.w.WriteNumRecent(n) }
+func (u serverUpdates) WriteMailboxFlags(flags []imap.Flag) error {
+	return u.w.WriteMailboxFlags(flags)
+}
+func (u serverUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, _ uint64) error {
+	return u.w.WriteMessageFlags(seq, uid, flags)
+}
+
+// fetchWriter starts the FETCH response of one message.
+type fetchWriter interface {
+	CreateMessage(seq uint32) msgWriter
+}
+
+// msgWriter writes the items of one FETCH response (imapserver's FetchResponseWriter).
+type msgWriter interface {
+	WriteUID(uid imap.UID)
+	WriteFlags(flags []imap.Flag)
+	WriteRFC822Size(size int64)
+	WriteInternalDate(t time.Time)
+	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
+	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
+	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
+	WriteEnvelope(env *imap.Envelope)
+	WriteBodyStructure(bs imap.BodyStructure)
+	WriteModSeq(modseq uint64) // RFC 7162 §3.1.4.1
+	Close() error
+}
+
+// serverFetch adapts imapserver's FetchWriter, which has no MODSEQ (CONDSTORE is
+// offered only by imapd's own protocol layer).
+type serverFetch struct{ w *imapserver.FetchWriter }
+
+func (f serverFetch) CreateMessage(seq uint32) msgWriter { return serverMsg{f.w.CreateMessage(seq)} }
+
+type serverMsg struct {
+	*imapserver.FetchResponseWriter
+}
+
+func (serverMsg) WriteModSeq(uint64) {}
+
+// listWriter writes LIST responses; moveWriter MOVE's.
+type listWriter interface {
+	WriteList(data *imap.ListData) error
+}
+
+type moveWriter interface {
+	WriteCopyData(data *imap.CopyData) error
+	WriteExpunge(seq uint32) error
+}
+
 type session struct {
 	srv     *Server
-	conn    *imapserver.Conn
+	conn    connCtl
 	cs      *connState // the listener's accounting; nil for a connection from elsewhere
 	started time.Time
 	counted bool // registered with the server's per-user limits
@@ -31,6 +107,12 @@ type session struct {
 	mu   sync.Mutex // guards user and sel against the IDLE goroutine
 	user *store.User
 	sel  *selected
+	// qresync: the client enabled QRESYNC (RFC 7162 §3.2.3): expunges are announced
+	// with VANISHED.
+	qresync bool
+	// condstore: the client enabled CONDSTORE (RFC 7162 §3.1: ENABLE, SELECT (CONDSTORE)
+	// or a command using a modseq); FETCH responses with FLAGS then carry MODSEQ.
+	condstore bool
 }
 
 // selected is the session's view of its selected mailbox.
@@ -87,6 +169,7 @@ func (s *session) takeRecent(sel *selected, uids []uint32) int {
 type heldFetch struct {
 	seq, uid uint32
 	flags    []string
+	modseq   uint64
 }
 
 // baseFlags are the flags every mailbox's FLAGS lists; permanentBase those a client may
@@ -121,6 +204,30 @@ func (sel *selected) learn(flags []string) bool {
 		}
 	}
 	return added
+}
+
+// known returns flags without the keywords the client has not been told of in FLAGS.
+// FETCH and STORE read flags from the store as they are now; a keyword there that the
+// client has not learned was set by another session whose event is still pending, and
+// the poll after the command sends FLAGS and then that change (RFC 3501 §7.2.6; imaptest:
+// "Keyword used without being in FLAGS").
+func (sel *selected) known(flags []string) []string {
+	for i, f := range flags {
+		if strings.HasPrefix(f, `\`) || isBaseFlag[strings.ToLower(f)] {
+			continue
+		}
+		if _, ok := sel.keywords[strings.ToLower(f)]; ok {
+			continue
+		}
+		out := slices.Clone(flags[:i])
+		for _, f := range flags[i+1:] {
+			if _, ok := sel.keywords[strings.ToLower(f)]; ok || strings.HasPrefix(f, `\`) || isBaseFlag[strings.ToLower(f)] {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	return flags
 }
 
 // mailboxFlags is the FLAGS list: the base flags and the keywords, sorted.
@@ -332,6 +439,10 @@ func (s *session) Unsubscribe(name string) error {
 }
 
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, opts *imap.ListOptions) error {
+	return s.list(w, ref, patterns, opts)
+}
+
+func (s *session) list(w listWriter, ref string, patterns []string, opts *imap.ListOptions) error {
 	if opts == nil {
 		opts = &imap.ListOptions{}
 	}
@@ -516,6 +627,9 @@ func (s *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusDat
 		l := s.AppendLimit()
 		d.AppendLimit = &l
 	}
+	if opts.HighestModSeq {
+		d.HighestModSeq = st.ModSeq
+	}
 	if opts.NumRecent {
 		n, err := s.statusRecent(c, st)
 		if err != nil {
@@ -575,6 +689,29 @@ func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOpt
 	return &imap.AppendData{UIDValidity: res.UIDValidity, UID: imap.UID(res.UID)}, nil
 }
 
+// usage is the bytes the user's messages take (what the store's quota counts).
+func (s *session) usage() (int64, error) {
+	c, cancel := ctx()
+	defer cancel()
+	n, err := s.user.Usage(c)
+	if err != nil {
+		return 0, s.logErr("quota", err)
+	}
+	return n, nil
+}
+
+// removeAppended takes back the messages a MULTIAPPEND stored before one failed.
+func (s *session) removeAppended(name string, uids []uint32) error {
+	c, cancel := ctx()
+	defer cancel()
+	mb, err := s.user.Mailbox(c, name)
+	if err != nil {
+		return err
+	}
+	_, err = s.user.Remove(c, mb, uids)
+	return err
+}
+
 // --- selected state: view and updates ---
 
 func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectData, error) {
@@ -624,7 +761,38 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(mb.UIDNext),
 		UIDValidity:       mb.UIDValidity,
+		HighestModSeq:     mb.ModSeq,
 	}, nil
+}
+
+// vanishedSince returns the UIDs expunged from the selected mailbox after modseq.
+func (s *session) vanishedSince(modseq uint64) ([]uint32, error) {
+	sel, err := s.selected()
+	if err != nil {
+		return nil, err
+	}
+	c, cancel := ctx()
+	defer cancel()
+	uids, err := s.user.Vanished(c, sel.mb, modseq)
+	if err != nil {
+		return nil, s.logErr("vanished", err)
+	}
+	return uids, nil
+}
+
+// highestModSeq reads the selected mailbox's HIGHESTMODSEQ now.
+func (s *session) highestModSeq() (uint64, error) {
+	sel, err := s.selected()
+	if err != nil {
+		return 0, err
+	}
+	c, cancel := ctx()
+	defer cancel()
+	mb, err := s.user.Mailbox(c, sel.mb.Name)
+	if err != nil {
+		return 0, err
+	}
+	return mb.ModSeq, nil
 }
 
 func (s *session) Unselect() error {
@@ -676,7 +844,7 @@ func (s *session) take(sel *selected) error {
 // sequence numbers computed against the view as it shrinks, and drops those events; other
 // events stay pending for Poll. Used by EXPUNGE and MOVE so that each removed message is
 // announced exactly once.
-func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) error {
+func (s *session) flushExpunges(sel *selected, write func(seq uint32) error, vanished func(uids []uint32) error) error {
 	if err := s.take(sel); err != nil {
 		return err
 	}
@@ -687,25 +855,56 @@ func (s *session) flushExpunges(sel *selected, write func(seq uint32) error) err
 			rest = append(rest, ev)
 			continue
 		}
-		for _, uid := range ev.UIDs {
-			delete(sel.recent, uid)
-			if seq := sel.seqOf(uid); seq > 0 {
-				sel.removeAt(seq)
-				if werr == nil {
-					werr = write(uint32(seq))
-				}
-			} else if uid > sel.maxUID() {
-				sel.gone[uid] = true
-			}
+		if err := s.removeExpunged(sel, ev.UIDs, write, vanished); werr == nil {
+			werr = err
 		}
 	}
 	sel.pending = rest
 	return werr
 }
 
+// removeExpunged takes expunged uids out of the view and tells the client: one EXPUNGE
+// per message with its sequence number, or, once QRESYNC is enabled (vanished not nil),
+// one VANISHED with the UIDs (RFC 7162 §3.2.10).
+func (s *session) removeExpunged(sel *selected, uids []uint32, write func(seq uint32) error, vanished func(uids []uint32) error) error {
+	var werr error
+	var gone []uint32
+	for _, uid := range uids {
+		delete(sel.recent, uid)
+		if seq := sel.seqOf(uid); seq > 0 {
+			sel.removeAt(seq)
+			if vanished != nil {
+				gone = append(gone, uid)
+			} else if werr == nil {
+				werr = write(uint32(seq))
+			}
+		} else if uid > sel.maxUID() {
+			sel.gone[uid] = true
+		}
+	}
+	if len(gone) > 0 && werr == nil {
+		werr = vanished(gone)
+	}
+	return werr
+}
+
+// vanishedWriter is an updateWriter that can write VANISHED (imapd's own layer).
+type vanishedWriter interface {
+	WriteVanished(uids []uint32, earlier bool) error
+}
+
+// vanishedFunc returns how to announce expunges as VANISHED to a QRESYNC client, or nil.
+func (s *session) vanishedFunc(w any) func([]uint32) error {
+	vw, ok := w.(vanishedWriter)
+	if !s.qresync || !ok {
+		return nil
+	}
+	return func(uids []uint32) error { return vw.WriteVanished(uids, false) }
+}
+
 // poll turns pending events into untagged responses in commit order. Without
 // allowExpunge (after FETCH, STORE, SEARCH: RFC 3501 §7.4.1) it stops at the first expunge.
-func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) poll(sel *selected, w updateWriter, allowExpunge bool) error {
 	if err := s.take(sel); err != nil {
 		return err
 	}
@@ -723,10 +922,24 @@ func (s *session) poll(sel *selected, w *imapserver.UpdateWriter, allowExpunge b
 		sel.newFlags = false
 	}
 	for _, h := range sel.held {
-		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(sel.withRecent(h.uid, h.flags))))
+		setErr(w.WriteMessageFlags(h.seq, imap.UID(h.uid), toIMAPFlags(sel.withRecent(h.uid, h.flags)), s.modseq(h.modseq)))
 	}
 	sel.held = nil
 	exists, recent := false, false
+	// announce sends the EXISTS and RECENT of messages added to the view so far. It must
+	// run before any response that names a sequence number of the grown view: an
+	// EXPUNGE, or a FETCH of a message appended and then flagged by another session
+	// (issue 16 item 7: "* 33 FETCH" reached a client told of 32 messages).
+	announce := func() {
+		if exists {
+			setErr(w.WriteNumMessages(uint32(len(sel.uids))))
+			exists = false
+		}
+		if recent {
+			setErr(w.WriteNumRecent(uint32(len(sel.recent))))
+			recent = false
+		}
+	}
 	i := 0
 loop:
 	for ; i < len(sel.pending); i++ {
@@ -749,31 +962,23 @@ loop:
 			if !allowExpunge {
 				break loop
 			}
-			if exists {
-				// EXISTS must precede expunges computed against the grown view.
-				setErr(w.WriteNumMessages(uint32(len(sel.uids))))
-				exists = false
-			}
-			if recent {
-				setErr(w.WriteNumRecent(uint32(len(sel.recent))))
-				recent = false
-			}
-			for _, uid := range ev.UIDs {
-				delete(sel.recent, uid)
-				if seq := sel.seqOf(uid); seq > 0 {
-					sel.removeAt(seq)
-					setErr(w.WriteExpunge(uint32(seq)))
-				} else if uid > sel.maxUID() {
-					sel.gone[uid] = true
-				}
-			}
+			announce()
+			setErr(s.removeExpunged(sel, ev.UIDs, w.WriteExpunge, s.vanishedFunc(w)))
 		case store.FlagsChanged:
 			if ev.Source == s {
 				continue // our own STORE already answered
 			}
-			for _, m := range ev.Messages {
+			msgs := ev.Messages
+			if s.condstore {
+				// The event may be older than what a FETCH or STORE of this session
+				// already showed (they read the store as it is): show the messages as
+				// they are now, so that MODSEQ never goes back (RFC 7162 §3.1.4.1).
+				msgs = s.current(sel, msgs)
+			}
+			for _, m := range msgs {
 				if seq := sel.seqOf(m.UID); seq > 0 {
-					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, m.Flags))))
+					announce()
+					setErr(w.WriteMessageFlags(uint32(seq), imap.UID(m.UID), toIMAPFlags(sel.withRecent(m.UID, sel.known(m.Flags))), s.modseq(m.ModSeq)))
 				}
 			}
 		case store.MailboxDeleted:
@@ -782,13 +987,25 @@ loop:
 		}
 	}
 	sel.pending = sel.pending[i:]
-	if exists {
-		setErr(w.WriteNumMessages(uint32(len(sel.uids))))
-	}
-	if recent {
-		setErr(w.WriteNumRecent(uint32(len(sel.recent))))
-	}
+	announce()
 	return werr
+}
+
+// current returns msgs as the store has them now, without those gone meanwhile (their
+// expunge is pending); on a failure to read, msgs as they are.
+func (s *session) current(sel *selected, msgs []store.Message) []store.Message {
+	uids := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+	}
+	c, cancel := ctx()
+	defer cancel()
+	cur, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
+	if err != nil {
+		s.logErr("poll", err)
+		return msgs
+	}
+	return cur
 }
 
 // learnPending records the keywords of the pending flag changes and new messages.
@@ -825,6 +1042,18 @@ func (s *session) learnPending(sel *selected) {
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	return s.pollSelected(serverUpdates{w}, allowExpunge)
+}
+
+// modseq is what a FETCH of flags shows as MODSEQ: nothing (0) unless CONDSTORE is on.
+func (s *session) modseq(m uint64) uint64 {
+	if !s.condstore {
+		return 0
+	}
+	return m
+}
+
+func (s *session) pollSelected(w updateWriter, allowExpunge bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sel == nil {
@@ -834,6 +1063,10 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	return s.idle(serverUpdates{w}, stop)
+}
+
+func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
 	s.mu.Lock()
 	sel := s.sel
 	if sel != nil {
@@ -927,11 +1160,16 @@ func (s *session) selected() (*selected, error) {
 }
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) error {
+	// CLOSE passes a writer that sends nothing.
+	return s.expunge(w.WriteExpunge, nil, uidSet, *w == (imapserver.ExpungeWriter{}))
+}
+
+// expunge answers EXPUNGE, UID EXPUNGE (uidSet) and CLOSE (closing: nothing is written).
+func (s *session) expunge(write func(seq uint32) error, vanished func([]uint32) error, uidSet *imap.UIDSet, closing bool) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
 	}
-	closing := *w == (imapserver.ExpungeWriter{}) // CLOSE passes a writer that sends nothing
 	if sel.readOnly {
 		if closing {
 			return nil // CLOSE after EXAMINE expunges nothing (RFC 3501 §6.4.2)
@@ -955,7 +1193,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushExpunges(sel, w.WriteExpunge)
+	return s.flushExpunges(sel, write, vanished)
 }
 
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
@@ -1026,6 +1264,10 @@ func copyData(res store.CopyResult) *imap.CopyData {
 // Move implements RFC 6851: COPYUID first, then one EXPUNGE per moved message, computed
 // against this session's view; the events are consumed so Poll does not repeat them.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	return s.move(w, numSet, dest)
+}
+
+func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	sel, err := s.selected()
 	if err != nil {
 		return err
@@ -1042,7 +1284,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushExpunges(sel, w.WriteExpunge)
+	return s.flushExpunges(sel, w.WriteExpunge, s.vanishedFunc(w))
 }
 
 // --- flags ---
@@ -1076,16 +1318,24 @@ func hasFlag(flags []string, f string) bool {
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	_, err := s.store(serverFetch{w}, numSet, flags, nil)
+	return err
+}
+
+// store answers STORE; with unchangedSince (CONDSTORE, RFC 7162 §3.1.3) messages whose
+// modseq is above it are left alone and returned in modified (sequence numbers or UIDs
+// as uid says) for the MODIFIED response code.
+func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, unchangedSince *uint64) (modified []uint32, err error) {
 	sel, err := s.selected()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if sel.readOnly {
-		return readOnlyErr()
+		return nil, readOnlyErr()
 	}
 	seqs, uids := sel.resolve(numSet)
 	if len(uids) == 0 {
-		return nil
+		return nil, nil
 	}
 	op := store.FlagsReplace
 	switch flags.Op {
@@ -1096,8 +1346,40 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	}
 	c, cancel := ctx()
 	defer cancel()
+	if unchangedSince != nil {
+		// The messages changed since the client's modseq are left out (RFC 7162
+		// §3.1.3). The check and the change are two steps: a change by another
+		// session in between is not seen (the store has no compare-and-set).
+		s.condstore = true
+		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
+		if err != nil {
+			return nil, s.logErr("store", err)
+		}
+		changed := map[uint32]bool{}
+		for _, m := range msgs {
+			if m.ModSeq > *unchangedSince {
+				changed[m.UID] = true
+			}
+		}
+		var keepSeqs, keepUIDs []uint32
+		for i, uid := range uids {
+			if changed[uid] {
+				if _, isUID := numSet.(imap.UIDSet); isUID {
+					modified = append(modified, uid)
+				} else {
+					modified = append(modified, seqs[i])
+				}
+				continue
+			}
+			keepSeqs, keepUIDs = append(keepSeqs, seqs[i]), append(keepUIDs, uid)
+		}
+		seqs, uids = keepSeqs, keepUIDs
+		if len(uids) == 0 {
+			return modified, nil
+		}
+	}
 	if _, err := s.user.SetFlags(c, sel.mb, uids, op, fromIMAPFlags(flags.Flags), s); err != nil {
-		return s.logErr("store", err)
+		return modified, s.logErr("store", err)
 	}
 	hold := false
 	if op != store.FlagsRemove {
@@ -1105,12 +1387,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		hold = sel.learn(store.NormalizeFlags(fromIMAPFlags(flags.Flags)))
 		s.mu.Unlock()
 	}
-	if flags.Silent {
-		return nil
+	if flags.Silent && !s.condstore {
+		return modified, nil
 	}
 	msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
 	if err != nil {
-		return s.logErr("store", err)
+		return modified, s.logErr("store", err)
 	}
 	byUID := map[uint32]store.Message{}
 	for _, m := range msgs {
@@ -1121,20 +1403,26 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if !ok {
 			continue // expunged meanwhile
 		}
-		if hold {
+		if hold && !flags.Silent {
 			s.mu.Lock()
-			sel.held = append(sel.held, heldFetch{seq: seqs[i], uid: uid, flags: m.Flags})
+			sel.held = append(sel.held, heldFetch{seq: seqs[i], uid: uid, flags: m.Flags, modseq: m.ModSeq})
 			s.mu.Unlock()
 			continue
 		}
 		rw := w.CreateMessage(seqs[i])
 		rw.WriteUID(imap.UID(uid))
-		rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, m.Flags)))
+		if !flags.Silent {
+			rw.WriteFlags(toIMAPFlags(sel.withRecent(uid, sel.known(m.Flags))))
+		}
+		if s.condstore {
+			// Even after .SILENT: the client learns its change's modseq (RFC 7162 §3.1.3).
+			rw.WriteModSeq(m.ModSeq)
+		}
 		if err := rw.Close(); err != nil {
-			return err
+			return modified, err
 		}
 	}
-	return nil
+	return modified, nil
 }
 
 // maybeTrain feeds messages moved into or out of the Junk folder to Config.Train.

@@ -35,6 +35,7 @@ type ClientEnv struct {
 	Listener      string   `expr:"listener"`
 	Loopback      bool     `expr:"loopback"`
 	Private       bool     `expr:"private"` // RFC 1918 / RFC 4193 address
+	Rate          Rates    `expr:"rate"`    // event counts of the rate limits (client.rate.messages, ...)
 }
 
 // HeloEnv is `helo` in rules.
@@ -105,7 +106,7 @@ func clientEnv(c *Conn) ClientEnv {
 	e := ClientEnv{
 		Port: c.Port, Hostname: c.Hostname, FCrDNS: c.Hostname != "", PTR: c.PTRNames,
 		DNSError: c.DNSError, Authenticated: c.AuthUser != "", User: c.AuthUser, TLS: c.TLS,
-		TLSVersion: c.TLSVer, Trusted: c.Trusted, Listener: c.Listener,
+		TLSVersion: c.TLSVer, Trusted: c.Trusted, Listener: c.Listener, Rate: c.Rate,
 	}
 	if c.IP.IsValid() {
 		ip := c.IP.Unmap()

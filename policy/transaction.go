@@ -35,6 +35,22 @@ type Conn struct {
 	// Trusted is true when the client is in the configured trusted networks.
 	Trusted     bool
 	ConnectedAt time.Time
+	// Rate holds the client's event counts as the SMTP server's rate limiter last saw
+	// them (rules: client.rate.*).
+	Rate Rates
+}
+
+// Rates are a client's event counts in the current window of each rate limit (Postfix's
+// anvil: per client address, per time unit; per authenticated user, per day). A count
+// whose limit is off stays 0.
+type Rates struct {
+	Connections    int `expr:"connections"`     // connections from the address
+	Messages       int `expr:"messages"`        // MAIL commands
+	Recipients     int `expr:"recipients"`      // RCPT commands
+	TLSSessions    int `expr:"tls_sessions"`    // new (not resumed) TLS sessions
+	Auth           int `expr:"auth"`            // AUTH commands
+	UserMessages   int `expr:"user_messages"`   // the authenticated user's messages today
+	UserRecipients int `expr:"user_recipients"` // the user's first-time recipients today
 }
 
 // Envelope is the SMTP envelope of the current mail transaction.

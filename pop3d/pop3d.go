@@ -265,6 +265,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, st *connState) {
 	sess.run()
 }
 
+// uidl returns the unique-id of message i: the one it had at the old server when a
+// migration kept it, its own otherwise.
+func (s *session) uidl(i int) string {
+	if u, ok := s.uidls[s.msgs[i].UID]; ok {
+		return u
+	}
+	return uidl(s.msgs[i])
+}
+
 // uidl returns the unique-id of a message (RFC 1939 §7: 1–70 characters 0x21–0x7E, never
 // reused). The maildir key is stable even across an index rebuild, so clients that leave
 // mail on the server do not download it twice; long keys are hashed.

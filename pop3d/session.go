@@ -47,6 +47,7 @@ type session struct {
 	locked   string
 	mb       store.Mailbox
 	msgs     []store.Message
+	uidls    map[uint32]string // kept from the old server by a migration (store.SetUIDL)
 	deleted  []bool
 	retr     []bool
 	errors   int
@@ -460,6 +461,9 @@ func (s *session) open(user string) error {
 		msgs = msgs[:s.srv.cfg.MaxMessages]
 	}
 	s.mb, s.msgs = mb, msgs
+	if s.uidls, err = u.UIDLs(s.ctx, mb); err != nil {
+		return fmt.Errorf("pop3d: list maildrop of %s: %w", user, err)
+	}
 	s.deleted = make([]bool, len(msgs))
 	s.retr = make([]bool, len(msgs))
 	s.state = stateTrans
@@ -489,7 +493,7 @@ func (s *session) list(cmd Command) error {
 		if cmd.Name == "LIST" {
 			return fmt.Sprintf("%d %d", i+1, s.msgs[i].SizeCRLF)
 		}
-		return fmt.Sprintf("%d %s", i+1, uidl(s.msgs[i]))
+		return fmt.Sprintf("%d %s", i+1, s.uidl(i))
 	}
 	if len(cmd.Args) > 1 {
 		return replyErr("too many arguments")

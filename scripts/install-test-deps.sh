@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the benchmarks need: Debian packages for the real peers
-# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter, Chromium), staticcheck, the
+# (clamd, Dovecot, Postfix, slapd, swaks, mbsync, fetchmail, bogofilter, Chromium, the
+# ManageSieve clients), staticcheck, the
 # SpamAssassin public corpus and Dovecot's imaptest. Idempotent: a second run installs only
 # what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(swaks libnet-ssleay-perl libio-socket-ssl-perl clamav-daemon clamav-testfiles clamdscan dovecot-core dovecot-lmtpd dovecot-imapd
-      dovecot-pop3d postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
-      postgresql pflogsumm dovecot-sieve chromium postgrey miltertest rspamd
+      dovecot-pop3d dovecot-managesieved postfix postfix-pcre slapd ldap-utils isync fetchmail bogofilter sqlite3 python3 bc bind9-utils
+      postgresql pflogsumm dovecot-sieve chromium postgrey miltertest rspamd redis-server sieve-connect cyrus-admin
       dovecot-dev build-essential autoconf automake libtool pkg-config) # the last six build imaptest
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,7 +24,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packages start their system daemons; the tests start their own on loopback.
-  for s in clamav-daemon clamav-freshclam dovecot postfix slapd postgresql postgrey rspamd; do
+  for s in clamav-daemon clamav-freshclam dovecot postfix slapd postgresql postgrey rspamd redis-server; do
     $SUDO service "$s" stop >/dev/null 2>&1 || true
   done
 fi

@@ -82,6 +82,11 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Reject, Reply: replyLMTPUntrusted})
 		return
 	}
+	if r, over := s.limit(ctx, ratelimitConnect, &pc, ""); over {
+		s.m.conn(name, "limit")
+		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
+		return
+	}
 	var hand net.Conn = nc
 	if l.cfg.Mode == ModeSubmissions {
 		nc.tlsUp.Store(true)
@@ -96,6 +101,13 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 			return
 		}
 		setTLS(&pc, tc.ConnectionState())
+		if !tc.ConnectionState().DidResume {
+			if r, over := s.limit(ctx, ratelimitTLS, &pc, ""); over {
+				s.m.conn(name, "limit")
+				s.refuseAtGreeting(tc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
+				return
+			}
+		}
 		hand = tc
 	}
 	if s.deps.Resolver != nil && ip.IsValid() {
@@ -194,11 +206,11 @@ func setTLS(pc *policy.Conn, cs tls.ConnectionState) {
 	pc.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
 }
 
-// limitKey is what the per-address limit counts: the address, or its /64 for IPv6 (one
-// host usually owns a whole /64).
-func limitKey(ip netip.Addr) netip.Addr {
+// limitKey is what the per-address limit counts: the address, or its prefix for IPv6
+// (Config.IPv6Prefix, default /64: one host usually owns a whole /64).
+func (s *Server) limitKey(ip netip.Addr) netip.Addr {
 	if ip.Is6() {
-		if p, err := ip.Prefix(64); err == nil {
+		if p, err := ip.Prefix(s.cfg.IPv6Prefix); err == nil {
 			return p.Addr()
 		}
 	}
@@ -209,7 +221,7 @@ func limitKey(ip netip.Addr) netip.Addr {
 // total, the listener's own pool and the listener's per-address limit. It returns why
 // not when over one of them.
 func (s *Server) acquire(l *listener, ip netip.Addr) string {
-	ip = limitKey(ip)
+	ip = s.limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l.active >= l.cfg.MaxConnections {
@@ -229,7 +241,7 @@ func (s *Server) acquire(l *listener, ip netip.Addr) string {
 }
 
 func (s *Server) release(l *listener, ip netip.Addr, nc *conn) {
-	ip = limitKey(ip)
+	ip = s.limitKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--

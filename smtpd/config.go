@@ -90,6 +90,10 @@ type Config struct {
 	// MaxConnectionsPerIP is the default of each mx, submission and submissions
 	// listener's max_connections_per_ip (default 20).
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// IPv6Prefix is how max_connections_per_ip counts IPv6 clients: one count per prefix
+	// (default 64). Not a key of the smtp: section: the server config sets it from
+	// rate_limits.ipv6_prefix, so that every per-client limit sees one client alike.
+	IPv6Prefix int `yaml:"-"`
 
 	// CommandTimeout bounds the wait for each command line, counted from our previous
 	// reply: the whole line must have arrived by then, however it is dripped (default 5m,
@@ -186,6 +190,7 @@ func (cfg Config) Defaults() Config {
 	set(&cfg.MaxCommands, 100000)
 	set(&cfg.MaxErrors, 20)
 	set(&cfg.MaxConnectionsPerIP, 20)
+	set(&cfg.IPv6Prefix, 64)
 	setD(&cfg.CommandTimeout, 5*time.Minute)
 	setD(&cfg.HeloTimeout, 30*time.Second)
 	setD(&cfg.DataTimeout, 10*time.Minute)

@@ -123,6 +123,9 @@ type Deps struct {
 	FreeSpace func() (int64, error)
 	// TLSConfig overrides the certificate of Config.TLS (see LoadTLSConfig).
 	TLSConfig *tls.Config
+	// Limiter counts connections, new TLS sessions, AUTH, MAIL and RCPT commands against
+	// rate limits (package ratelimit); nil: no rate limits (see limits.go).
+	Limiter Limiter
 	// Decisions, when set, receives every answer that ends a recipient, a message or a
 	// connection (the decision log); it must not block.
 	Decisions DecisionRecorder

@@ -76,6 +76,12 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if cs, ok := c.TLSConnectionState(); ok && !st.tx.Conn.TLS {
 		setTLS(&st.tx.Conn, cs) // after STARTTLS: RFC 3207 §4.2 forgets everything else
 		st.tx.Conn.AuthUser = ""
+		if !cs.DidResume {
+			if r, over := st.srv.limit(st.ctx, ratelimitTLS, &st.tx.Conn, ""); over {
+				st.nc.killed.Store(true) // Postfix's 421 closes the session
+				return nil, smtpError(r)
+			}
+		}
 	}
 	nc.heloDone.Store(true)
 	if err := st.command(); err != nil {
@@ -399,6 +405,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	if authed {
 		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Already authenticated"}
+	}
+	if err := s.st.limitCommand(policy.StageHelo, ratelimitAuth, ""); err != nil {
+		return nil, err
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:

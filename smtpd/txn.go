@@ -24,6 +24,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 4954 §6.
 		return st.refuse(policy.StageMail, policy.Reply{Code: 530, Enhanced: "5.7.0", Text: "Authentication required"}, "auth_required")
 	}
+	if err := st.limitCommand(policy.StageMail, ratelimitMail, ""); err != nil {
+		return err
+	}
 	if st.pending != nil && !*st.srv.cfg.DelayReject {
 		return st.answerPending(policy.StageMail)
 	}
@@ -135,6 +138,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	addr, err := parseMailbox(to)
 	st.tx.Rcpt = addr
+	if err := st.limitCommand(policy.StageRcpt, ratelimitRcpt, addr.String()); err != nil {
+		return err
+	}
 	if st.pending != nil {
 		return st.answerPending(policy.StageRcpt)
 	}

@@ -26,8 +26,9 @@ type appendReq struct {
 	size, crlf int64
 	res        AppendResult
 	err        error
-	already    bool // a concurrent Sync indexed the file first
-	done       bool // guarded by User.mu
+	already    bool   // a concurrent Sync indexed the file first
+	wantUID    uint32 // the UID is at least this (a migration keeping the source's UIDs)
+	done       bool   // guarded by User.mu
 }
 
 // Append stores a message in a folder with flags and an internal date (zero: now). When it
@@ -39,42 +40,10 @@ type appendReq struct {
 // after the commit holding its own row. Deliveries to one busy mailbox (LMTP, the queue)
 // and parallel APPENDs of one user share fsyncs instead of queueing for one each.
 func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (AppendResult, error) {
-	mbID, mbName, err := u.mailboxID(ctx, name)
+	req, err := u.prepareAppend(ctx, name, r, flags, date)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	flags = NormalizeFlags(flags)
-	setTime := !date.IsZero()
-	if !setTime {
-		date = time.Now()
-	}
-	max := int64(u.store.cfg.MaxMessageSize)
-	cr := &countingReader{r: io.LimitReader(r, max+1)}
-	d := u.folder(mbName)
-	sub, mf := maildir.New, maildir.Flags("")
-	if mf = maildirFlags(flags); mf != "" {
-		sub = maildir.Cur
-	}
-	before := dirStamp(d)
-	key, err := d.DeliverTo(cr, sub, mf)
-	if err != nil {
-		return AppendResult{}, fmt.Errorf("store: append to %q of %s: %w", name, u.name, err)
-	}
-	file := sub + "/" + key
-	if sub == maildir.Cur {
-		file = sub + "/" + maildir.FormatName(key, mf)
-	}
-	path := filepath.Join(string(d), file)
-	if cr.n > max {
-		os.Remove(path)
-		return AppendResult{}, fmt.Errorf("%w: more than %d bytes", ErrTooBig, max)
-	}
-	if setTime {
-		_ = os.Chtimes(path, date, date) // readers such as Dovecot take the received date from mtime
-	}
-	req := &appendReq{mbID: mbID, d: d, before: before, key: key, file: file, path: path,
-		flags: flags, date: date, size: cr.n, crlf: cr.n + cr.bareLF}
-
 	u.amu.Lock()
 	u.appendQ = append(u.appendQ, req)
 	u.amu.Unlock()
@@ -91,6 +60,45 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 		return AppendResult{}, fmt.Errorf("store: append to %q: %w", name, req.err)
 	}
 	return req.res, nil
+}
+
+// prepareAppend writes a message's file (fsynced, directory included) and returns the
+// request whose index row is still to be committed.
+func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (*appendReq, error) {
+	mbID, mbName, err := u.mailboxID(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	flags = NormalizeFlags(flags)
+	// The date (the client's, or now) is also the file's mtime, set before the file
+	// appears in the folder: readers that index from the maildir (a rebuild, Dovecot) take
+	// the received date from it, and must find the one the index holds.
+	if date.IsZero() {
+		date = time.Now()
+	}
+	max := int64(u.store.cfg.MaxMessageSize)
+	cr := &countingReader{r: io.LimitReader(r, max+1)}
+	d := u.folder(mbName)
+	sub, mf := maildir.New, maildir.Flags("")
+	if mf = maildirFlags(flags); mf != "" {
+		sub = maildir.Cur
+	}
+	before := dirStamp(d)
+	key, err := d.DeliverTo(cr, sub, mf, date)
+	if err != nil {
+		return nil, fmt.Errorf("store: append to %q of %s: %w", name, u.name, err)
+	}
+	file := sub + "/" + key
+	if sub == maildir.Cur {
+		file = sub + "/" + maildir.FormatName(key, mf)
+	}
+	path := filepath.Join(string(d), file)
+	if cr.n > max {
+		os.Remove(path)
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooBig, max)
+	}
+	return &appendReq{mbID: mbID, d: d, before: before, key: key, file: file, path: path,
+		flags: flags, date: date, size: cr.n, crlf: cr.n + cr.bareLF}, nil
 }
 
 // mailboxState is a folder's counters while a batch of appends is indexed.
@@ -169,6 +177,9 @@ func (u *User) commitAppends(batch []*appendReq) {
 			if st == nil {
 				r.err = ErrNoMailbox
 				continue
+			}
+			if r.wantUID > st.uidNext {
+				st.uidNext = r.wantUID // RFC 3501 §2.3.1.1: UIDs ascend, gaps are allowed
 			}
 			res, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(mailbox_id, key) DO NOTHING`,
 				r.mbID, st.uidNext, r.key, r.file, joinFlags(r.flags), st.modSeq+1, r.date.UnixNano(), r.size, r.crlf)

@@ -328,6 +328,15 @@ func (u *User) open(ctx context.Context) error {
 	if _, err := db.ExecContext(ctx, subscriptionsMigration); err != nil {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
+	if _, err := db.ExecContext(ctx, sieveSchema); err != nil { // store/sieve.go
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
+	if _, err := db.ExecContext(ctx, migrateSchema); err != nil {
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
+	if _, err := db.ExecContext(ctx, tombstoneSchema); err != nil {
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
 	// Flag changes and expunges commit through connections that do not fsync (lazyTx).
 	lazy, err := openDB(strings.Replace(dsn, "synchronous(FULL)", "synchronous(NORMAL)", 1), 2)
 	if err != nil {

@@ -162,6 +162,7 @@ local_domains: [example.test]
 http: { addr: "" }
 imap: { addr: "127.0.0.1:0" }
 pop3: { addr: "127.0.0.1:0" }
+managesieve: { addr: "127.0.0.1:0" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:

@@ -40,6 +40,7 @@ rules: %s
 http: { addr: "" }
 imap: { addr: "" }
 pop3: { addr: "" }
+managesieve: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:

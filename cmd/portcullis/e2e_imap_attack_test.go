@@ -42,6 +42,7 @@ postmaster: postmaster@example.test
 http: { addr: "" }
 imap: { addr: "127.0.0.1:0"%s }
 pop3: { addr: "127.0.0.1:0"%s }
+managesieve: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:

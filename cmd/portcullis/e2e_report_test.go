@@ -85,6 +85,7 @@ rules: %s
 http: { addr: "" }
 imap: { addr: "" }
 pop3: { addr: "" }
+managesieve: { addr: "" }
 log: { level: info, postfix_file: %s }
 dns: { servers: ["%s"], timeout: 2s }
 routing: { transport: %s, aliases: %s }

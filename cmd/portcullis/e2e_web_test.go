@@ -55,6 +55,7 @@ rules: %s
 http: { addr: "127.0.0.1:0" }
 imap: { addr: "127.0.0.1:0" }
 pop3: { addr: "" }
+managesieve: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:

@@ -29,6 +29,8 @@ const fdsPerMailboxConn = 2
 const (
 	defaultIMAPConns = 1000
 	defaultPOP3Conns = 500
+	// defaultManageSieveConns is managesieve.Config.MaxConnections's default.
+	defaultManageSieveConns = 200
 )
 
 // fdReserve is what the process keeps for everything that is not a client connection:
@@ -71,9 +73,10 @@ func descriptorBudget(cfg *config.Config) (need uint64, detail string) {
 		web = httpMaxConns
 	}
 	mailbox := listenerPool(cfg.IMAP.MaxConnections, defaultIMAPConns, cfg.IMAP.Addr, cfg.IMAP.TLSAddr) +
-		listenerPool(cfg.POP3.MaxConnections, defaultPOP3Conns, cfg.POP3.Addr, cfg.POP3.TLSAddr)
+		listenerPool(cfg.POP3.MaxConnections, defaultPOP3Conns, cfg.POP3.Addr, cfg.POP3.TLSAddr) +
+		listenerPool(cfg.ManageSieve.MaxConnections, defaultManageSieveConns, cfg.ManageSieve.Addr, "")
 	need = conns*fdsPerSMTPConn + mailbox*fdsPerMailboxConn + web + 4*deliveries + fdReserve
-	detail = fmt.Sprintf("%d SMTP connections (the listeners' max_connections) x %d, %d IMAP and POP3 connections x %d, %d HTTP, %d deliveries x 4, %d reserve",
+	detail = fmt.Sprintf("%d SMTP connections (the listeners' max_connections) x %d, %d IMAP, POP3 and ManageSieve connections x %d, %d HTTP, %d deliveries x 4, %d reserve",
 		conns, fdsPerSMTPConn, mailbox, fdsPerMailboxConn, web, deliveries, fdReserve)
 	return need, detail
 }

@@ -6,7 +6,8 @@ import (
 	"github.com/portcullis-mail/portcullis/config"
 )
 
-// Every pool counts in the descriptor budget: the SMTP listeners', IMAP's and POP3's (a
+// Every pool counts in the descriptor budget: the SMTP listeners', IMAP's, POP3's and
+// ManageSieve's (a
 // listener each for STARTTLS and implicit TLS), the HTTP server's, the deliveries'.
 func TestDescriptorBudget(t *testing.T) {
 	cfg := config.Default(t.TempDir())
@@ -25,5 +26,9 @@ func TestDescriptorBudget(t *testing.T) {
 	cfg.POP3.Addr = ""
 	if none, _ := descriptorBudget(cfg); small-none != 5*fdsPerMailboxConn {
 		t.Errorf("a disabled POP3 listener still counts: %d", small-none)
+	}
+	cfg.ManageSieve.Addr = ""
+	if none, _ := descriptorBudget(cfg); small-none != (5+defaultManageSieveConns)*fdsPerMailboxConn {
+		t.Errorf("a disabled ManageSieve listener still counts: %d", small-none-5*fdsPerMailboxConn)
 	}
 }

@@ -57,6 +57,6 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.config, "config", "", "server config file (default: embedded defaults)")
 	root.PersistentFlags().StringVar(&g.data, "data", "", "data directory (default ./data, or data_dir of the config)")
-	root.AddCommand(serveCmd(g), rulesCmd(g), userCmd(g), queueCmd(g), bayesCmd(g), dkimCmd(g), virusCmd(), reportCmd(g))
+	root.AddCommand(serveCmd(g), rulesCmd(g), userCmd(g), queueCmd(g), bayesCmd(g), dkimCmd(g), virusCmd(), reportCmd(g), sieveCmd(g), migrateCmd(g))
 	return root
 }

@@ -24,6 +24,7 @@ func TestExposed(t *testing.T) {
 		smtpd.ListenerConfig{Name: "g", Addr: "mx.example.org:25"},
 	)
 	cfg.IMAP.TLSAddr = "0.0.0.0:993"
+	cfg.ManageSieve.Addr = ":4190"
 	cfg.HTTP.Addr = "127.0.0.2:8025"
-	require.Equal(t, []string{":25", "192.0.2.1:25", "[::]:25", "mx.example.org:25", "0.0.0.0:993"}, exposed(cfg))
+	require.Equal(t, []string{":25", "192.0.2.1:25", "[::]:25", "mx.example.org:25", "0.0.0.0:993", ":4190"}, exposed(cfg))
 }

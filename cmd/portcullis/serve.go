@@ -39,6 +39,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/store"
@@ -191,7 +192,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer mailStore.Close()
 	localDeliverer, err := local.New(local.Config{Store: mailStore, Exists: exists,
-		RecipientDelimiter: cfg.Routing.RecipientDelimiter})
+		RecipientDelimiter: cfg.Routing.RecipientDelimiter,
+		Sieve:              cfg.Sieve, Enqueue: sp.Enqueue, Hostname: cfg.Hostname, Logger: logger}) // sieve.go
 	if err != nil {
 		return err
 	}
@@ -235,11 +237,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limiter, err := ratelimit.New(cfg.RateLimits, ratelimit.Deps{Hostname: cfg.Hostname, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer limiter.Close()
 	milters, err := smtpMilters(cfg, logger)
 	if err != nil {
 		return err
 	}
 	srv, err := smtpd.New(cfg.SMTP, smtpd.Deps{
+		Limiter:        limiter,
 		Milters:        milters,
 		Engine:         engine,
 		Spool:          sp,
@@ -277,6 +285,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer stopMailServers()
+	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, logger) // proxy.go
+	if err != nil {
+		return err
+	}
+	defer stopProxy()
 
 	var httpSrv *http.Server
 	if cfg.HTTP.Addr != "" {
@@ -310,6 +323,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		for range hup {
 			if err := router.Reload(); err != nil {
 				logger.Error("reloading the routing maps failed; the old maps stay in force", "err", err.Error())
+			}
+			if err := localDeliverer.ReloadSieve(); err != nil {
+				logger.Error("reloading the global Sieve scripts failed; the old ones stay in force", "err", err.Error())
 			}
 			rf, err := config.LoadRules(cfg.Rules, deps)
 			if err == nil {
@@ -387,7 +403,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}
 	}
 	var tlsCfg *tls.Config
-	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || cfg.ManageSieve.Addr != "" {
 		var err error
 		if tlsCfg, err = priv.tlsConfig(cfg.SMTP); err != nil {
 			return stop, err
@@ -400,6 +416,9 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		ln, err := priv.listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if ln, err = proxyListener(cfg, name, ln, logger); err != nil {
+			return err
 		}
 		if implicitTLS {
 			ln = tls.NewListener(ln, tlsCfg)
@@ -443,6 +462,16 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		if err := listen("pop3s", cfg.POP3.TLSAddr, true, srv.Serve); err != nil {
+			return stop, err
+		}
+	}
+	if cfg.ManageSieve.Addr != "" {
+		srv, err := newManageSieve(cfg, tlsCfg, st, authn, logger) // sieve.go
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, func() { srv.Close() })
+		if err := listen("managesieve", cfg.ManageSieve.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
 	}

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/delivery"
@@ -31,6 +33,15 @@ type Config struct {
 	// auth package's user database. When nil every address gets a mailbox on its first
 	// message, as the store creates users on first use.
 	Exists func(ctx context.Context, addr string) (bool, error)
+	// Sieve filters mail at delivery (sieve.go): the admin's scripts and each user's
+	// active script. Without Enqueue, redirect and vacation are not done (logged).
+	Sieve SieveConfig
+	// Enqueue queues the messages Sieve sends (redirects, vacation replies): spool.Enqueue.
+	Enqueue func(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error)
+	// Hostname names us in the Message-ID of vacation replies.
+	Hostname string
+	// Logger receives what Sieve did; default slog.Default().
+	Logger *slog.Logger
 }
 
 // Deliverer writes into the mail store (store.Deliver):
@@ -39,7 +50,9 @@ type Config struct {
 // deferred (452 4.2.2, retried until the queue's max_lifetime, then bounced); mail too
 // big for the store and unknown users fail permanently.
 type Deliverer struct {
-	cfg Config
+	cfg   Config
+	sieve atomic.Pointer[sieveRun] // nil when Sieve is disabled; swapped by ReloadSieve
+	log   *slog.Logger
 }
 
 // New returns a Deliverer. It does no I/O.
@@ -56,7 +69,18 @@ func New(cfg Config) (*Deliverer, error) {
 	if cfg.RecipientDelimiter == "" {
 		cfg.RecipientDelimiter = "+"
 	}
-	return &Deliverer{cfg: cfg}, nil
+	d := &Deliverer{cfg: cfg, log: cfg.Logger}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if !cfg.Sieve.Disable {
+		sr, err := newSieveRun(cfg.Sieve, cfg.RecipientDelimiter)
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		d.sieve.Store(sr)
+	}
+	return d, nil
 }
 
 // deliveryHeaders returns the header fields a final delivery prepends: Return-Path with
@@ -115,6 +139,12 @@ func (d *Deliverer) Deliver(ctx context.Context, rcpt string, env spool.Envelope
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if sr := d.sieve.Load(); sr != nil && d.cfg.Mailbox == store.Inbox {
+		handled, err := d.sieveDeliver(ctx, sr, rcpt, user, env, hdr, msg)
+		if handled {
+			return err
+		}
 	}
 	_, err = d.cfg.Store.Deliver(ctx, user, d.cfg.Mailbox, io.MultiReader(strings.NewReader(hdr), msg), nil)
 	return storeError(user, err)

@@ -91,12 +91,15 @@ func NewKey() string {
 // crash. The key it returns carries the size as ",S=size" (Dovecot reads it to avoid a
 // stat).
 func (d Dir) Deliver(r io.Reader) (key string, err error) {
-	return d.DeliverTo(r, New, "")
+	return d.DeliverTo(r, New, "", time.Time{})
 }
 
 // DeliverTo is Deliver with a choice of destination: New (flags must be empty) or Cur with
-// the given flags (as an IMAP APPEND with flags does).
-func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags) (key string, err error) {
+// the given flags (as an IMAP APPEND with flags does), and a modification time when mtime
+// is not zero. The time is set on the file in tmp, before it appears in new or cur: a
+// reader that indexes the folder meanwhile (another session's sync) takes the received
+// date from the mtime, and must never see the moment of writing instead.
+func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags, mtime time.Time) (key string, err error) {
 	if sub != New && sub != Cur {
 		return "", fmt.Errorf("maildir: deliver into %q: must be new or cur", sub)
 	}
@@ -125,6 +128,11 @@ func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags) (key string, err er
 	}
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("maildir: close %s: %w", tmpPath, err)
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(tmpPath, mtime, mtime); err != nil {
+			return "", fmt.Errorf("maildir: set the time of %s: %w", tmpPath, err)
+		}
 	}
 	key = base + ",S=" + strconv.FormatInt(n, 10)
 	name := key
@@ -321,7 +329,9 @@ func (d Dir) Remove(e Entry) error {
 }
 
 // CleanTmp removes files in tmp not modified for longer than maxAge (the specification
-// suggests 36 hours): leftovers of deliveries interrupted by a crash.
+// suggests 36 hours): leftovers of deliveries interrupted by a crash. A file whose name
+// says it was made recently is young whatever its mtime: DeliverTo dates a file in tmp
+// (an APPEND of an old message) just before moving it.
 func (d Dir) CleanTmp(maxAge time.Duration) (int, error) {
 	p := filepath.Join(string(d), Tmp)
 	des, err := os.ReadDir(p)
@@ -333,6 +343,11 @@ func (d Dir) CleanTmp(maxAge time.Duration) (int, error) {
 		fi, err := de.Info()
 		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < maxAge {
 			continue
+		}
+		if sec, _, ok := strings.Cut(de.Name(), "."); ok {
+			if n, err := strconv.ParseInt(sec, 10, 64); err == nil && time.Since(time.Unix(n, 0)) < maxAge {
+				continue
+			}
 		}
 		if os.Remove(filepath.Join(p, de.Name())) == nil {
 			n++

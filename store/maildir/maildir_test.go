@@ -78,17 +78,26 @@ func TestDeliverScanFlags(t *testing.T) {
 		t.Fatal("found after remove")
 	}
 	// Delivery straight into cur with flags.
-	k2, err := d.DeliverTo(bytes.NewReader([]byte("x")), Cur, "SD")
+	k2, err := d.DeliverTo(bytes.NewReader([]byte("x")), Cur, "SD", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(d.Path(Cur, k2+":2,DS")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.DeliverTo(strings.NewReader("x"), New, "S"); err == nil {
+	// A modification time is on the file as it appears (readers date it by its mtime).
+	when := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	k3, err := d.DeliverTo(strings.NewReader("y"), New, "", when)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(d.Path(New, k3)); err != nil || !fi.ModTime().Equal(when) {
+		t.Fatalf("mtime of a delivery at %v: %v %v", when, fi, err)
+	}
+	if _, err := d.DeliverTo(strings.NewReader("x"), New, "S", time.Time{}); err == nil {
 		t.Fatal("flags into new accepted")
 	}
-	if _, err := d.DeliverTo(strings.NewReader("x"), "../x", ""); err == nil {
+	if _, err := d.DeliverTo(strings.NewReader("x"), "../x", "", time.Time{}); err == nil {
 		t.Fatal("bad sub accepted")
 	}
 }
@@ -168,9 +177,17 @@ func TestCleanTmp(t *testing.T) {
 	os.WriteFile(old, nil, 0o600)
 	os.Chtimes(old, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour))
 	os.WriteFile(d.Path(Tmp, "fresh"), nil, 0o600)
+	// A delivery in progress dated in the past (an APPEND of an old message) is young by
+	// its name.
+	dated := d.Path(Tmp, NewKey())
+	os.WriteFile(dated, nil, 0o600)
+	os.Chtimes(dated, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour))
 	n, err := d.CleanTmp(36 * time.Hour)
 	if err != nil || n != 1 {
 		t.Fatalf("%d %v", n, err)
+	}
+	if _, err := os.Stat(dated); err != nil {
+		t.Fatalf("a delivery in progress was cleaned: %v", err)
 	}
 }
 

@@ -19,12 +19,14 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/access"
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/content"
 	"github.com/portcullis-mail/portcullis/dkim"
+	"github.com/portcullis-mail/portcullis/greylist"
 	"github.com/portcullis-mail/portcullis/headers"
 	"github.com/portcullis-mail/portcullis/rbl"
 	"github.com/portcullis-mail/portcullis/spf"
@@ -40,7 +42,8 @@ var policyConfigs = map[string]reflect.Type{}
 
 func init() {
 	for _, v := range []any{rbl.Config{}, rbl.RHSBLConfig{}, spf.Config{}, dkim.Config{},
-		content.Config{}, headers.Config{}, headers.DateConfig{}, bayes.PolicyConfig{}, virus.Config{}} {
+		content.Config{}, headers.Config{}, headers.DateConfig{}, bayes.PolicyConfig{}, virus.Config{},
+		access.Config{}, greylist.Config{}} {
 		t := reflect.TypeOf(v)
 		policyConfigs[pkgName(t.PkgPath())+"."+t.Name()] = t
 	}
