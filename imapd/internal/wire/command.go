@@ -112,6 +112,7 @@ type QuotaLimit struct {
 type Append struct {
 	Mailbox string
 	started bool
+	done    bool   // NextAppend returned the end or an error
 	refuse  *Error // RefuseAppend
 }
 
@@ -131,6 +132,9 @@ type AppendMessage struct {
 func (p *Parser) ReadCommand() (*Command, error) {
 	if err := p.drainAppend(); err != nil {
 		return nil, err
+	}
+	if err := p.finishAppend(); err != nil {
+		return &Command{}, err
 	}
 	for {
 		err := p.readLine()
@@ -577,6 +581,9 @@ func (p *Parser) NextAppend() (*AppendMessage, error) {
 		return nil, err
 	}
 	m, err := p.appendMessage(cmd.Append)
+	if m == nil {
+		cmd.Append.done = true
+	}
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && !e.Fatal {
@@ -662,6 +669,17 @@ func (p *Parser) appendMessage(a *Append) (*AppendMessage, error) {
 	p.pending = &io.LimitedReader{R: p.r, N: n}
 	m.Body = p.pending
 	return m, nil
+}
+
+// finishAppend skips what is left of an APPEND the session did not read to its end (one
+// it refused for the state, before login, without RefuseAppend): the messages of its
+// non-synchronising literals are data and must never be read as commands.
+func (p *Parser) finishAppend() error {
+	if p.cmd == nil || p.cmd.Append == nil || p.cmd.Append.done {
+		return nil
+	}
+	p.cmd.Append.done = true
+	return p.skipRest()
 }
 
 // drainAppend discards the unread rest of a message handed out by NextAppend and reads
