@@ -25,3 +25,34 @@ func TestAppendBeforeLoginLiteralIsNotACommand(t *testing.T) {
 		t.Fatalf("after the refused APPEND: %q %q (the literal ran as a command)", lines, status)
 	}
 }
+
+// SORT and THREAD answer with sequence numbers, as SEARCH does: an EXPUNGE must not come
+// with them (RFC 9051 §7.5.1, RFC 5256 §3: variants of SEARCH; Dovecot holds expunges
+// back for them too), else the numbers just sent are off by the expunged message. The
+// UID forms may carry it.
+func TestNoExpungeWithSortOrThread(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{Trusted: true})
+	for range 3 {
+		e.deliver(t, "alice@example.org", msgA)
+	}
+	a := dialRaw(t, e.addr)
+	a.ok(`LOGIN alice@example.org "secret pw"`)
+	a.ok("SELECT INBOX")
+	b := dialRaw(t, e.addr)
+	b.ok(`LOGIN alice@example.org "secret pw"`)
+	b.ok("SELECT INBOX")
+	b.ok(`STORE 1 +FLAGS.SILENT (\Deleted)`)
+	b.ok("EXPUNGE")
+
+	for _, c := range []string{"SORT (ARRIVAL) UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL"} {
+		for _, l := range a.ok("%s", c) {
+			if strings.HasSuffix(l, " EXPUNGE") {
+				t.Errorf("%s: %q came with it", c, l)
+			}
+		}
+	}
+	if lines := a.ok("NOOP"); len(lines) == 0 || lines[len(lines)-1] != "* 1 EXPUNGE" {
+		t.Fatalf("NOOP after: %q", lines)
+	}
+}
