@@ -1,6 +1,8 @@
 package imapd
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
@@ -54,5 +56,30 @@ func TestNoExpungeWithSortOrThread(t *testing.T) {
 	}
 	if lines := a.ok("NOOP"); len(lines) == 0 || lines[len(lines)-1] != "* 1 EXPUNGE" {
 		t.Fatalf("NOOP after: %q", lines)
+	}
+}
+
+// What a client (or a man in the middle) sends in the clear after STARTTLS, before the
+// handshake, is dropped: it must not run as if it came over TLS (RFC 9051 §6.2.1;
+// CVE-2011-0411's kind).
+func TestStartTLSDropsPlaintextAfterIt(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{})
+	r := dialRaw(t, e.addr)
+	fmt.Fprintf(r.conn, "a STARTTLS\r\nb LOGIN alice@example.org \"secret pw\"\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	tc := tls.Client(r.conn, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	r.conn, r.r = tc, bufio.NewReader(tc)
+	lines, status := r.cmd("NOOP")
+	if len(lines) != 0 || !strings.HasPrefix(status, "OK") {
+		t.Fatalf("after STARTTLS: %q %q (the injected LOGIN ran)", lines, status)
+	}
+	if _, status := r.cmd("SELECT INBOX"); !strings.HasPrefix(status, "BAD") {
+		t.Fatalf("SELECT after the injected LOGIN: %q, want BAD (not logged in)", status)
 	}
 }
