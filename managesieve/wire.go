@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The command syntax of RFC 5804 §4:
@@ -328,9 +329,10 @@ func (l *lineReader) literal() (string, error) {
 }
 
 // quote returns s as a ManageSieve string: quoted when it can be, a literal otherwise
-// (RFC 5804 §4: quoted strings hold no CR, LF or NUL and at most 1024 octets).
+// (RFC 5804 §4: quoted strings hold UTF-8 without CR, LF or NUL, at most 1024 octets; a
+// compiler's error may quote a script's stray byte).
 func quote(s string) string {
-	if len(s) > maxQuoted || strings.ContainsAny(s, "\r\n\x00") {
+	if len(s) > maxQuoted || strings.ContainsAny(s, "\r\n\x00") || !utf8.ValidString(s) {
 		return "{" + strconv.Itoa(len(s)) + "}\r\n" + s
 	}
 	if !strings.ContainsAny(s, `"\`) {

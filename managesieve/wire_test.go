@@ -73,6 +73,10 @@ func TestQuote(t *testing.T) {
 		"plain":     `"plain"`,
 		`a"b\c`:     `"a\"b\\c"`,
 		"two\nline": "{8}\r\ntwo\nline",
+		// A quoted string holds UTF-8 only (RFC 5804 §4, SAFE-UTF8-CHAR): a compiler
+		// error quoting a script's stray byte goes as a literal.
+		"cap '\xffx'": "{8}\r\ncap '\xffx'",
+		"grüße":       `"grüße"`,
 	} {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %q, want %q", in, got, want)
