@@ -83,3 +83,19 @@ func TestStartTLSDropsPlaintextAfterIt(t *testing.T) {
 		t.Fatalf("SELECT after the injected LOGIN: %q, want BAD (not logged in)", status)
 	}
 }
+
+// THREAD REFERENCES links at most the last maxThreadRefs references of a message: its
+// linking is quadratic in them, and a sender chooses them.
+func TestThreadRefsBounded(t *testing.T) {
+	var b strings.Builder
+	for i := range 100000 {
+		fmt.Fprintf(&b, " <%d@x>", i)
+	}
+	refs := threadRefs(b.String(), "<irt@x>")
+	if len(refs) != maxThreadRefs || refs[len(refs)-1] != "99999@x" {
+		t.Fatalf("%d references, last %q", len(refs), refs[len(refs)-1])
+	}
+	if refs := threadRefs("", "<a@x> <b@x>"); len(refs) != 1 || refs[0] != "a@x" {
+		t.Fatalf("In-Reply-To: %q", refs)
+	}
+}
