@@ -147,6 +147,13 @@ func (p *Parser) ReadCommand() (*Command, error) {
 					cmd.Tag = string(tag)
 				}
 			}
+			var e *Error
+			if errors.As(err, &e) && !e.Fatal {
+				// The over-long line may announce a literal: skip it too.
+				if serr := p.skipRest(); serr != nil {
+					return cmd, serr
+				}
+			}
 			p.line, p.pos = p.line[:0], 0
 			return cmd, err
 		}
