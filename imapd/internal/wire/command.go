@@ -131,7 +131,18 @@ type AppendMessage struct {
 // is Fatal. Any other error is the connection's (errors.Is(err, ErrIO)).
 func (p *Parser) ReadCommand() (*Command, error) {
 	if err := p.drainAppend(); err != nil {
-		return nil, err
+		var e *Error
+		if errors.As(err, &e) && !e.Fatal {
+			// The line after the message ended that APPEND: refused, it is skipped.
+			if p.cmd != nil && p.cmd.Append != nil {
+				p.cmd.Append.done = true
+			}
+			err = p.skipRest()
+			if err == nil {
+				err = e
+			}
+		}
+		return &Command{}, err
 	}
 	if err := p.finishAppend(); err != nil {
 		return &Command{}, err

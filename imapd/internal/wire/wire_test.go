@@ -323,3 +323,23 @@ func TestLongLineSkipsItsLiteral(t *testing.T) {
 		}
 	}
 }
+
+// ReadCommand never returns a nil command with an *Error: the session answers it with
+// cmd.Tag. Here the rest of an APPEND the caller left unread ends in an over-long line.
+func TestReadCommandErrorHasCommand(t *testing.T) {
+	p, _ := parser("a APPEND INBOX {2}\r\nhi"+strings.Repeat("x", 200)+"\r\nb NOOP\r\n", Limits{MaxLine: 100})
+	if _, err := p.ReadCommand(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.NextAppend(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.ReadCommand()
+	var e *Error
+	if !errors.As(err, &e) || c == nil {
+		t.Fatalf("%+v %v, want a command and a BAD", c, err)
+	}
+	if c, err = p.ReadCommand(); err != nil || c.Tag != "b" {
+		t.Fatalf("next: %+v %v", c, err)
+	}
+}
