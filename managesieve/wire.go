@@ -2,6 +2,7 @@ package managesieve
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -94,17 +95,56 @@ func (l *lineReader) byte() (byte, error) {
 	return b, nil
 }
 
-// skipLine reads up to and including the next LF, for a syntax error's recovery.
+// skipLine reads up to and including the next LF, for a syntax error's recovery. A
+// literal that the line announces at its end ("{N+}", which the client sends without
+// waiting) is skipped with it, and the line after it: its octets are data, never a command.
+// One larger than MaxDiscard is a LiteralTooBigError that ends the session.
 func (l *lineReader) skipLine() error {
+	var tail [16]byte // the end of the line, for a literal's announcement
+	n := 0
 	for {
 		b, err := l.byte()
 		if err != nil {
 			return err
 		}
-		if b == '\n' {
+		if b != '\n' {
+			copy(tail[:], tail[1:])
+			tail[len(tail)-1] = b
+			n++
+			continue
+		}
+		size, ok := literalAtEnd(tail[len(tail)-min(n, len(tail)):])
+		if !ok {
 			return nil
 		}
+		if size > l.lim.MaxDiscard {
+			return &LiteralTooBigError{Size: size}
+		}
+		if _, err := io.CopyN(io.Discard, l.r, size); err != nil {
+			return err
+		}
+		n = 0
 	}
+}
+
+// literalAtEnd reports whether b ends with a literal's announcement, "{N}" or "{N+}" and
+// an optional CR, and its size.
+func literalAtEnd(b []byte) (int64, bool) {
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	b, ok := bytes.CutSuffix(b, []byte("}"))
+	if !ok {
+		return 0, false
+	}
+	b = bytes.TrimSuffix(b, []byte("+"))
+	i := bytes.LastIndexByte(b, '{')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[i+1:]), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int64(n), true
 }
 
 // syntax reads the rest of the line and returns a SyntaxError, or the reading's error.

@@ -131,3 +131,26 @@ func FuzzReadCommand(f *testing.F) {
 		ReadString(r, testLimits)
 	})
 }
+
+// The rest of a refused command is skipped with the literals it announces: their octets
+// (a script's text) are data, never the next command.
+func TestRecoverySkipsLiterals(t *testing.T) {
+	for _, in := range []string{
+		"PUTSCRIPT x {14+}\r\nDELETESCRIPT\r\n\r\nCAPABILITY\r\n",                                          // after a syntax error
+		"PUTSCRIPT {200+}\r\n" + strings.Repeat("x", 200) + " {14+}\r\nDELETESCRIPT\r\n\r\nCAPABILITY\r\n", // after a discarded literal
+	} {
+		r := bufio.NewReader(strings.NewReader(in))
+		if _, err := ReadCommand(r, testLimits); err == nil {
+			t.Fatalf("%q: no error", in)
+		}
+		if cmd, err := ReadCommand(r, testLimits); err != nil || cmd.Name != "CAPABILITY" {
+			t.Fatalf("%q: next %+v %v, want CAPABILITY (the literal ran)", in, cmd, err)
+		}
+	}
+	// A literal too big to skip ends the session.
+	r := bufio.NewReader(strings.NewReader("PUTSCRIPT x {5000+}\r\n"))
+	var big *LiteralTooBigError
+	if _, err := ReadCommand(r, testLimits); !errors.As(err, &big) || big.Discarded {
+		t.Fatalf("big literal after a syntax error: %v", err)
+	}
+}
