@@ -81,7 +81,7 @@ func (c *SieveConfig) defaults() {
 		c.RedirectDuplicatePeriod = 12 * time.Hour
 	}
 	if c.MaxRedirectHops <= 0 {
-		c.MaxRedirectHops = 4
+		c.MaxRedirectHops = sieve.DefaultMaxRedirectHops
 	}
 	if c.SpamScoreMax == 0 {
 		c.SpamScoreMax = 10
@@ -432,26 +432,21 @@ func (d *Deliverer) folder(ctx context.Context, u *store.User, user string, x si
 	return store.Inbox
 }
 
-// redirect queues the message for x.Address with a fresh envelope (RFC 5228 §4.2: the
-// original sender stays the reverse-path), after loop and duplicate checks.
+// redirect queues the message for x.Address as sieve.Redirect.Compose makes it (RFC 5228
+// §4.2: the original sender stays the reverse-path), after its loop check and the
+// duplicate check.
 func (d *Deliverer) redirect(ctx context.Context, sr *sieveRun, sc *store.Scripts, rcpt, user string, env spool.Envelope, raw []byte, x sieve.Redirect) error {
 	if d.cfg.Enqueue == nil {
 		return errors.New("no queue to redirect through")
 	}
-	if strings.ContainsAny(x.Address, "\r\n") {
-		return errors.New("address contains a line break")
+	// The envelope sender, X-Sieve-Redirected-From and loop detection are the sieve
+	// package's (Pigeonhole's behaviour); the user's address is the store account.
+	senv := sieve.Envelope{From: env.From, To: rcpt}
+	from, msg, err := x.Compose(raw, senv, sieve.RedirectOptions{UserEmail: user, MaxHops: sr.cfg.MaxRedirectHops})
+	if err != nil {
+		return err
 	}
-	msg := withHeader(raw, x.Header)
 	h := sieve.NewMessage(msg)
-	hops := h.Header("X-Sieve-Redirected-From")
-	for _, v := range hops {
-		if strings.EqualFold(strings.TrimSpace(v), user) {
-			return fmt.Errorf("loop: the message was already redirected by %s", user)
-		}
-	}
-	if len(hops) >= sr.cfg.MaxRedirectHops {
-		return fmt.Errorf("loop: %d Sieve redirects already", len(hops))
-	}
 	// Duplicate suppression: the same message (by Message-ID, else its bytes) to the same
 	// address once per period.
 	id := strings.Join(h.Header("Message-ID"), "")
@@ -466,8 +461,10 @@ func (d *Deliverer) redirect(ctx context.Context, sr *sieveRun, sc *store.Script
 		d.log.Info("sieve: duplicate redirect suppressed", "user", user, "to", x.Address)
 		return nil
 	}
-	out := "X-Sieve-Redirected-From: " + user + "\r\nDelivered-To: " + rcpt + "\r\n"
-	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: env.From, To: []string{x.Address}, ReceivedAt: now},
+	// Delivered-To is this delivery's trace (the loop check of the alias expansion,
+	// delivery/dispatch), not the script's.
+	out := "Delivered-To: " + rcpt + "\r\n"
+	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: from, To: []string{x.Address}, ReceivedAt: now},
 		io.MultiReader(strings.NewReader(out), bytes.NewReader(msg)))
 	if err != nil {
 		return err

@@ -185,7 +185,7 @@ func TestSieveRedirect(t *testing.T) {
 	if envs[0].From != "carol@example.net" || !slices.Equal(envs[0].To, []string{"dave@example.com"}) {
 		t.Fatalf("envelope %+v", envs[0])
 	}
-	if !strings.HasPrefix(msgs[0], "X-Sieve-Redirected-From: alice@example.org\r\nDelivered-To: alice@example.org\r\nFrom: Carol") {
+	if !strings.HasPrefix(msgs[0], "Delivered-To: alice@example.org\r\nX-Sieve-Redirected-From: alice@example.org\r\nFrom: Carol") {
 		t.Fatalf("redirected message %q", msgs[0])
 	}
 	if in, _ := folder(t, r.st, "alice@example.org", store.Inbox); len(in) != 0 {
