@@ -117,6 +117,20 @@ func (x *Redirect) Compose(raw []byte, env Envelope, opt RedirectOptions) (from 
 	return redirectSender(env, opt, user), []byte(b.String()), nil
 }
 
+// Validate reports an EnvelopeFrom that is none of the values it may take (an
+// administrator's typo must not silently send from the original sender).
+func (o RedirectOptions) Validate() error {
+	switch v := strings.ToLower(strings.TrimSpace(o.EnvelopeFrom)); {
+	case v == "", v == "sender", v == "recipient", v == "orig_recipient", v == "user_email", v == "<>":
+		return nil
+	case strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">"):
+		if l, ok := parseAddressList(v); ok && len(l) == 1 && l[0].hasDomain && !strings.ContainsAny(v, "\r\n") {
+			return nil
+		}
+	}
+	return fmt.Errorf("sieve: redirect envelope sender %q: want sender, recipient, orig_recipient, user_email, <address> or <>", o.EnvelopeFrom)
+}
+
 // redirectSender is the envelope sender sieve_redirect_envelope_from chooses.
 func redirectSender(env Envelope, opt RedirectOptions, user string) string {
 	if env.From == "" {

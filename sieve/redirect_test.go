@@ -48,4 +48,10 @@ func TestRedirectCompose(t *testing.T) {
 	if _, _, err := (&Redirect{Address: "c@example.com\r\nBcc: x"}).Compose(raw, env, RedirectOptions{}); err == nil {
 		t.Error("an address with a line break was accepted")
 	}
+	for v, ok := range map[string]bool{"": true, " Recipient ": true, "<>": true, "<bs@example.com>": true,
+		"<nodomain>": false, "sendr": false, "<a@b\r\nX: y>": false} {
+		if err := (RedirectOptions{EnvelopeFrom: v}).Validate(); (err == nil) != ok {
+			t.Errorf("Validate(%q) = %v", v, err)
+		}
+	}
 }

@@ -52,6 +52,11 @@ type SieveConfig struct {
 	// RedirectDuplicatePeriod is how long a redirect of the same message to the same
 	// address is suppressed; default 12h (Pigeonhole's).
 	RedirectDuplicatePeriod time.Duration `yaml:"redirect_duplicate_period"`
+	// RedirectEnvelopeFrom is the envelope sender of a redirected message (Pigeonhole's
+	// sieve_redirect_envelope_from): sender (the original sender, the default),
+	// recipient, orig_recipient, user_email (the user's address), or an explicit
+	// <address> or <>. A message from <> is always redirected from <>.
+	RedirectEnvelopeFrom string `yaml:"redirect_envelope_from"`
 	// MaxRedirectHops refuses to redirect a message that already went through this many
 	// Sieve redirects (X-Sieve-Redirected-From fields); it is kept instead. Default 4.
 	MaxRedirectHops int `yaml:"max_redirect_hops"`
@@ -151,6 +156,11 @@ func (c *Checker) Check(script []byte) (string, error) {
 // Extensions lists the extensions the compiler supports.
 func (c *Checker) Extensions() []string { return sieve.Supported() }
 
+// redirectOptions are the settings of the redirects user sends.
+func (c SieveConfig) redirectOptions(user string) sieve.RedirectOptions {
+	return sieve.RedirectOptions{EnvelopeFrom: c.RedirectEnvelopeFrom, UserEmail: user, MaxHops: c.MaxRedirectHops}
+}
+
 // sieveRun holds what New prepared for Sieve.
 type sieveRun struct {
 	cfg    SieveConfig
@@ -191,6 +201,9 @@ func loadScripts(paths []string, opt sieve.Options) ([]*sieve.Script, error) {
 
 func newSieveRun(cfg SieveConfig, delimiter string) (*sieveRun, error) {
 	cfg.defaults()
+	if err := cfg.redirectOptions("").Validate(); err != nil {
+		return nil, fmt.Errorf("sieve.redirect_envelope_from: %w", err)
+	}
 	opt := cfg.Options(delimiter, nil)
 	before, err := loadScripts(cfg.Before, opt)
 	if err != nil {
@@ -442,7 +455,7 @@ func (d *Deliverer) redirect(ctx context.Context, sr *sieveRun, sc *store.Script
 	// The envelope sender, X-Sieve-Redirected-From and loop detection are the sieve
 	// package's (Pigeonhole's behaviour); the user's address is the store account.
 	senv := sieve.Envelope{From: env.From, To: rcpt}
-	from, msg, err := x.Compose(raw, senv, sieve.RedirectOptions{UserEmail: user, MaxHops: sr.cfg.MaxRedirectHops})
+	from, msg, err := x.Compose(raw, senv, sr.cfg.redirectOptions(user))
 	if err != nil {
 		return err
 	}

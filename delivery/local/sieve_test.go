@@ -204,6 +204,27 @@ func TestSieveRedirect(t *testing.T) {
 	}
 }
 
+// TestSieveRedirectEnvelopeFrom: redirect_envelope_from chooses the forwarded copy's
+// sender (Pigeonhole's sieve_redirect_envelope_from), and a typo refuses to start.
+func TestSieveRedirectEnvelopeFrom(t *testing.T) {
+	r := newSieveRig(t, SieveConfig{RedirectEnvelopeFrom: "recipient"})
+	r.setScript(t, "alice@example.org", "redirect \"dave@example.com\";\n")
+	if err := r.deliver(t, "carol@example.net", "alice@example.org", plainMsg); err != nil {
+		t.Fatal(err)
+	}
+	if envs, _ := r.queued(t); len(envs) != 1 || envs[0].From != "alice@example.org" {
+		t.Fatalf("envelopes %+v, want one from alice@example.org", envs)
+	}
+	st, err := store.New(store.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := New(Config{Store: st, Sieve: SieveConfig{RedirectEnvelopeFrom: "recipent"}}); err == nil || !strings.Contains(err.Error(), "redirect_envelope_from") {
+		t.Fatalf("a bad redirect_envelope_from: %v", err)
+	}
+}
+
 func TestSieveVacation(t *testing.T) {
 	r := newSieveRig(t, SieveConfig{})
 	r.setScript(t, "alice@example.org", "require \"vacation\";\nvacation :days 7 :subject \"Away\" \"I am away.\";\n")
