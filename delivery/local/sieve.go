@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"mime"
 	"os"
 	"path/filepath"
 	"sort"
@@ -499,36 +498,11 @@ func (d *Deliverer) vacation(ctx context.Context, user string, v sieve.Vacation)
 	if d.cfg.Enqueue == nil || v.To == "" {
 		return
 	}
-	from := v.From
-	if from == "" {
-		from = "<" + user + ">"
-	}
-	to := v.ToHeader
-	if to == "" {
-		to = "<" + v.To + ">"
-	}
-	clean := func(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }
-	var b strings.Builder
-	b.WriteString("From: " + clean(from) + "\r\n")
-	b.WriteString("To: " + clean(to) + "\r\n")
-	b.WriteString("Subject: " + mime.QEncoding.Encode("utf-8", clean(v.Subject)) + "\r\n")
-	b.WriteString("Date: " + time.Now().Format(time.RFC1123Z) + "\r\n")
-	b.WriteString("Message-ID: <" + rand.Text() + "@" + d.hostname() + ">\r\n")
-	if v.InReplyTo != "" {
-		b.WriteString("In-Reply-To: " + clean(v.InReplyTo) + "\r\n")
-	}
-	if v.References != "" {
-		b.WriteString("References: " + clean(v.References) + "\r\n")
-	}
-	b.WriteString("Auto-Submitted: auto-replied (vacation)\r\nPrecedence: bulk\r\nMIME-Version: 1.0\r\n")
-	if v.Mime {
-		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n"))
-	} else {
-		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
-		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n"))
-		b.WriteString("\r\n")
-	}
-	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: "", To: []string{v.To}, ReceivedAt: time.Now()}, strings.NewReader(b.String()))
+	// The reply is the sieve package's (one composition for the delivery and the
+	// conformance suite); its From: is the user's address unless :from says otherwise.
+	now := time.Now()
+	reply := v.Compose("<"+user+">", now, "<"+rand.Text()+"@"+d.hostname()+">")
+	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: "", To: []string{v.To}, ReceivedAt: now}, bytes.NewReader(reply))
 	if err != nil {
 		d.log.Warn("sieve: vacation reply not queued", "user", user, "to", v.To, "err", err)
 		return
