@@ -328,6 +328,9 @@ func (u *User) open(ctx context.Context) error {
 	if _, err := db.ExecContext(ctx, subscriptionsMigration); err != nil {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
+	if err := addInternalZone(ctx, db); err != nil { // store/zone.go
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
 	if _, err := db.ExecContext(ctx, sieveSchema); err != nil { // store/sieve.go
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
