@@ -31,6 +31,10 @@ type ClientConfig struct {
 	// Timeout bounds each exchange with the milter, the end of message included
 	// (default 60s; Postfix: milter_command_timeout 30s, milter_content_timeout 300s).
 	Timeout time.Duration
+	// MaxMessageSize bounds the message the milter's changes make (default 32MiB, as
+	// smtp.max_message_size): a milter that replaces the body or adds headers past it
+	// gets DefaultAction, so that it cannot queue what the server would refuse.
+	MaxMessageSize int64
 	// Hostname is our name, the j macro.
 	Hostname string
 	Logger   *slog.Logger
@@ -84,6 +88,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 32 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -240,11 +247,20 @@ func (cs *ClientSession) Message(ctx context.Context, tx *policy.Transaction, ra
 	if d.Terminal() || d.Verdict == policy.Discard {
 		return d, raw
 	}
+	// An upper bound of the changed message's size: the message, what the changes add.
+	size := int64(len(raw))
 	for _, m := range mods {
 		switch m.Type {
 		case gomilter.ActionAddRcpt, gomilter.ActionDelRcpt, gomilter.ActionChangeFrom:
 			cs.c.log.Warn("milter envelope change not applied", "milter", cs.c.cfg.Addr, "id", tx.Conn.ID, "change", m.String())
+		case gomilter.ActionReplaceBody:
+			size += int64(len(m.Body)) * 2 // bare LFs may become CRLF
+		case gomilter.ActionAddHeader, gomilter.ActionInsertHeader, gomilter.ActionChangeHeader:
+			size += int64(len(m.HeaderName)+len(m.HeaderValue))*2 + 4
 		}
+	}
+	if size > cs.c.cfg.MaxMessageSize {
+		return cs.fail("end of message", fmt.Errorf("the milter's changes may make the message %d bytes, over %d", size, cs.c.cfg.MaxMessageSize)), raw
 	}
 	out, quarantine := apply(fields, raw[end:], mods)
 	if quarantine != "" && d.Verdict < policy.Quarantine {

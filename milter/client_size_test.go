@@ -1,0 +1,78 @@
+package milter_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/milter"
+	"github.com/portcullis-mail/portcullis/policy"
+)
+
+// bodyReplacer is a milter (go-milter's server, the peer) that replaces every body with
+// n bytes.
+type bodyReplacer struct {
+	gomilter.NoOpMilter
+	n int
+}
+
+func (b *bodyReplacer) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) {
+	if err := m.ReplaceBody(strings.NewReader(strings.Repeat("x", b.n))); err != nil {
+		return nil, err
+	}
+	return gomilter.RespAccept, nil
+}
+
+func startReplacer(t *testing.T, n int) string {
+	t.Helper()
+	srv := gomilter.NewServer(gomilter.WithMilter(func() gomilter.Milter { return &bodyReplacer{n: n} }),
+		gomilter.WithActions(gomilter.OptChangeBody))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestClientBodyReplacementBounded: a milter whose new body makes the message larger
+// than MaxMessageSize gets the default action (tempfail) and the message is kept as it
+// was; a smaller replacement is applied.
+func TestClientBodyReplacementBounded(t *testing.T) {
+	raw := []byte("Subject: s\r\n\r\nbody\r\n")
+	for _, tc := range []struct {
+		n       int
+		verdict policy.Verdict
+		want    string
+	}{
+		{n: 100, verdict: policy.Accept, want: "Subject: s\r\n\r\n" + strings.Repeat("x", 100)},
+		{n: 5000, verdict: policy.Tempfail, want: string(raw)},
+	} {
+		c, err := milter.NewClient(milter.ClientConfig{Addr: "inet:" + startReplacer(t, tc.n), MaxMessageSize: 4096, Hostname: "mx.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("198.51.100.7"), Port: 4242, HELO: "client.test"})
+		s, d := c.Open(ctx, tx)
+		if d.Terminal() {
+			t.Fatalf("connect: %+v", d)
+		}
+		s.Helo(ctx, tx)
+		tx.Envelope.From = address.Parse("a@sender.test")
+		s.Mail(ctx, tx)
+		tx.Rcpt = address.Parse("b@remote.test")
+		s.Rcpt(ctx, tx)
+		d, out := s.Message(ctx, tx, raw)
+		s.Close()
+		if d.Verdict != tc.verdict || string(out) != tc.want {
+			t.Errorf("replacement of %d bytes: %v %.60q, want %v %.60q", tc.n, d.Verdict, out, tc.verdict, tc.want)
+		}
+	}
+}
