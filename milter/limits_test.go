@@ -2,6 +2,7 @@ package milter_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -74,5 +75,34 @@ func TestClientBodyReplacementBounded(t *testing.T) {
 		if d.Verdict != tc.verdict || string(out) != tc.want {
 			t.Errorf("replacement of %d bytes: %v %.60q, want %v %.60q", tc.n, d.Verdict, out, tc.verdict, tc.want)
 		}
+	}
+}
+
+// TestServerRecipientsBounded: the milter server answers 452 4.5.3 past 1000 recipients
+// of one transaction instead of growing it without end.
+func TestServerRecipientsBounded(t *testing.T) {
+	addr, _ := startMilter(t, "127.0.0.1:0")
+	c, err := milter.NewClient(milter.ClientConfig{Addr: "inet:" + addr, Hostname: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("198.51.100.7"), Port: 4242, HELO: "client.test"})
+	s, _ := c.Open(ctx, tx)
+	defer s.Close()
+	s.Helo(ctx, tx)
+	tx.Envelope.From = address.Parse("a@sender.test")
+	if d := s.Mail(ctx, tx); d.Terminal() {
+		t.Fatalf("mail: %+v", d)
+	}
+	for i := range 1000 {
+		tx.Rcpt = address.Parse(fmt.Sprintf("u%d@remote.test", i))
+		if d := s.Rcpt(ctx, tx); d.Terminal() {
+			t.Fatalf("recipient %d: %+v", i, d)
+		}
+	}
+	tx.Rcpt = address.Parse("last@remote.test")
+	if d := s.Rcpt(ctx, tx); d.Verdict != policy.Tempfail || d.Reply.String() != "452 4.5.3 Too many recipients" {
+		t.Fatalf("recipient 1001: %+v, want 452 4.5.3", d)
 	}
 }
