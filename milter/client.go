@@ -248,21 +248,31 @@ func (cs *ClientSession) Message(ctx context.Context, tx *policy.Transaction, ra
 		return d, raw
 	}
 	// An upper bound of the changed message's size: the message, what the changes add.
-	size := int64(len(raw))
+	size, edits := int64(len(raw)), false
 	for _, m := range mods {
 		switch m.Type {
 		case gomilter.ActionAddRcpt, gomilter.ActionDelRcpt, gomilter.ActionChangeFrom:
 			cs.c.log.Warn("milter envelope change not applied", "milter", cs.c.cfg.Addr, "id", tx.Conn.ID, "change", m.String())
 		case gomilter.ActionReplaceBody:
 			size += int64(len(m.Body)) * 2 // bare LFs may become CRLF
+			edits = true
 		case gomilter.ActionAddHeader, gomilter.ActionInsertHeader, gomilter.ActionChangeHeader:
 			size += int64(len(m.HeaderName)+len(m.HeaderValue))*2 + 4
+			edits = true
 		}
 	}
 	if size > cs.c.cfg.MaxMessageSize {
 		return cs.fail("end of message", fmt.Errorf("the milter's changes may make the message %d bytes, over %d", size, cs.c.cfg.MaxMessageSize)), raw
 	}
-	out, quarantine := apply(fields, raw[end:], mods)
+	// Without edits the message stays as it came, byte for byte: rebuilt from its parsed
+	// fields, a header line that is not a field would be lost (and the copy costs
+	// memory the server's budget does not count).
+	out, quarantine := raw, ""
+	if edits {
+		out, quarantine = apply(fields, raw[end:], mods)
+	} else {
+		_, quarantine = apply(nil, nil, mods)
+	}
 	if quarantine != "" && d.Verdict < policy.Quarantine {
 		d.Verdict = policy.Quarantine
 		d.Rule = "milter " + cs.c.cfg.Addr + ": " + quarantine

@@ -106,3 +106,40 @@ func TestServerRecipientsBounded(t *testing.T) {
 		t.Fatalf("recipient 1001: %+v, want 452 4.5.3", d)
 	}
 }
+
+// TestClientUnchangedMessageKeptAsIs: a milter that changes nothing gives back the
+// message byte for byte, whatever its header holds (here a line without a colon and
+// no empty line before the body), not a copy rebuilt from the parsed fields.
+func TestClientUnchangedMessageKeptAsIs(t *testing.T) {
+	srv := gomilter.NewServer(gomilter.WithMilter(func() gomilter.Milter { return gomilter.NoOpMilter{} }))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := milter.NewClient(milter.ClientConfig{Addr: "inet:" + ln.Addr().String(), Hostname: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{
+		"Subject: s\r\nnot a header line\r\n\r\nbody\r\n",
+		"Subject: s\r\nX-Folded: a\r\n b\r\n\r\nbody\r\n",
+		"Subject: no body separator\r\n",
+		"From: a@b\nSubject: bare LF\n\nbody\n",
+	} {
+		ctx := context.Background()
+		tx := policy.NewTransaction(policy.Conn{IP: netip.MustParseAddr("198.51.100.7"), Port: 4242, HELO: "client.test"})
+		s, _ := c.Open(ctx, tx)
+		s.Helo(ctx, tx)
+		tx.Envelope.From = address.Parse("a@sender.test")
+		s.Mail(ctx, tx)
+		tx.Rcpt = address.Parse("b@remote.test")
+		s.Rcpt(ctx, tx)
+		d, out := s.Message(ctx, tx, []byte(raw))
+		s.Close()
+		if d.Terminal() || string(out) != raw {
+			t.Errorf("%q came back %v %q", raw, d.Verdict, out)
+		}
+	}
+}
