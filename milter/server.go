@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -173,38 +172,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 var logOnce sync.Once
 
-// Network splits an Addr into the network and address net.Listen takes: "unix" and the
-// path for unix:/path, "tcp" and host:port otherwise (an "inet:" prefix, as Postfix
-// writes it, is accepted).
-func Network(addr string) (network, address string) {
-	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return "unix", p
-	}
-	return "tcp", strings.TrimPrefix(addr, "inet:")
-}
-
-// Listen opens addr with listen (net.Listen when nil). A unix socket left by a previous
-// run is removed first, and the new one is made mode 0666 so that Postfix, another
-// user, can connect.
+// Listen opens addr ("unix:/path", "host:port" or "inet:host:port") with listen for TCP
+// (net.Listen when nil); a unix socket replaces a dead server's and is mode 0666 so that
+// Postfix, another user, can connect (internal/sockaddr).
 func Listen(addr string, listen func(network, address string) (net.Listener, error)) (net.Listener, error) {
-	if listen == nil {
-		listen = net.Listen
-	}
-	network, address := Network(addr)
-	if network == "unix" {
-		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(address)
-		}
-	}
-	ln, err := listen(network, address)
+	ln, err := sockaddr.Listen(addr, listen)
 	if err != nil {
 		return nil, fmt.Errorf("milter: listen on %s: %w", addr, err)
-	}
-	if network == "unix" {
-		if err := os.Chmod(address, 0o666); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("milter: %w", err)
-		}
 	}
 	return ln, nil
 }

@@ -8,11 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -127,37 +126,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Network splits an Addr into the network and address net.Listen takes: "unix" and the
-// path for unix:/path, "tcp" and host:port otherwise.
-func Network(addr string) (network, address string) {
-	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return "unix", p
-	}
-	return "tcp", strings.TrimPrefix(addr, "inet:")
-}
-
-// Listen opens cfg.Addr with listen (net.Listen when nil). A unix socket left by a
-// previous run is removed first, and the new one is made mode 0666 so that Postfix's
-// smtpd, another user, can connect.
+// Listen opens addr ("unix:/path", "host:port" or "inet:host:port") with listen for TCP
+// (net.Listen when nil); a unix socket replaces a dead server's and is mode 0666 so that
+// Postfix, another user, can connect (internal/sockaddr).
 func Listen(addr string, listen func(network, address string) (net.Listener, error)) (net.Listener, error) {
-	if listen == nil {
-		listen = net.Listen
-	}
-	network, address := Network(addr)
-	if network == "unix" {
-		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(address)
-		}
-	}
-	ln, err := listen(network, address)
+	ln, err := sockaddr.Listen(addr, listen)
 	if err != nil {
 		return nil, fmt.Errorf("policyd: listen on %s: %w", addr, err)
-	}
-	if network == "unix" {
-		if err := os.Chmod(address, 0o666); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("policyd: %w", err)
-		}
 	}
 	return ln, nil
 }

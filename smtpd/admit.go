@@ -13,6 +13,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -73,7 +74,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	pc := policy.Conn{
 		ID: newID(), Listener: name,
 		IP: ip, Port: port, LocalIP: lip, LocalPort: lport,
-		Trusted:     containsAddr(s.trusted, ip) || isUnix(l.cfg.Addr),
+		Trusted:     containsAddr(s.trusted, ip) || sockaddr.IsUnix(l.cfg.Addr),
 		ConnectedAt: now,
 	}
 	if l.cfg.Mode == ModeLMTP && !pc.Trusted {

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -34,20 +34,15 @@ var (
 	replyNoQuarantine  = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Quarantine unavailable, try again later"}
 )
 
-// unixPrefix marks a unix socket address ("unix:/run/portcullis/lmtp").
-const unixPrefix = "unix:"
-
-func isUnix(addr string) bool { return strings.HasPrefix(addr, unixPrefix) }
-
 // validateLMTPListener checks what only lmtp listeners may do: listen on a unix socket.
 func validateLMTPListener(l ListenerConfig) error {
-	if !isUnix(l.Addr) {
+	if !sockaddr.IsUnix(l.Addr) {
 		return nil
 	}
 	if l.Mode != ModeLMTP {
 		return fmt.Errorf("smtpd: listener %q: unix sockets are for lmtp listeners only", l.Name)
 	}
-	if p := strings.TrimPrefix(l.Addr, unixPrefix); p == "" || p[0] != '/' {
+	if _, p := sockaddr.Split(l.Addr); p == "" || p[0] != '/' {
 		return fmt.Errorf("smtpd: listener %q: addr %q: want unix:/absolute/path", l.Name, l.Addr)
 	}
 	if l.ProxyProtocol {
@@ -76,33 +71,9 @@ func checkLMTPDeps(cfg Config, deps Deps) error {
 }
 
 // listen opens a listener's socket: TCP (with listenTCP when set, Deps.Listen), or a
-// unix socket replacing a stale one.
+// unix socket replacing a dead server's, mode 0666 as Dovecot's lmtp socket.
 func listen(lc ListenerConfig, listenTCP func(network, address string) (net.Listener, error)) (net.Listener, error) {
-	if !isUnix(lc.Addr) {
-		if listenTCP != nil {
-			return listenTCP("tcp", lc.Addr)
-		}
-		return net.Listen("tcp", lc.Addr)
-	}
-	path := strings.TrimPrefix(lc.Addr, unixPrefix)
-	// A socket left by a server that died is in the way; anything else is not ours.
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s is in use by another server", path)
-		}
-		_ = os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	// As Dovecot's lmtp socket: anyone who can reach the directory may connect.
-	if err := os.Chmod(path, 0o666); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
+	return sockaddr.Listen(lc.Addr, listenTCP)
 }
 
 // checkQuota asks Deps.Quota whether the announced size fits in addr's mailbox.

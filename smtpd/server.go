@@ -23,6 +23,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -285,7 +286,7 @@ func (s *Server) newSMTPServer(l *listener, t *tap) *smtp.Server {
 	ss.ReadTimeout = 0 // deadlines are set by conn (see conn.go)
 	ss.ErrorLog = s.errorLog
 	ss.Debug = t
-	if l.cfg.Mode != ModeSubmissions && !isUnix(l.cfg.Addr) {
+	if l.cfg.Mode != ModeSubmissions && !sockaddr.IsUnix(l.cfg.Addr) {
 		ss.TLSConfig = s.tlsConfig // STARTTLS; on port 25 too (opportunistic)
 	}
 	ss.LMTP = l.cfg.Mode == ModeLMTP

@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/milter"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/policyd"
@@ -22,7 +23,7 @@ func doorAddrs(cfg *config.Config) []string {
 		if a == "" {
 			continue
 		}
-		if network, address := policyd.Network(a); network == "tcp" {
+		if network, address := sockaddr.Split(a); network == "tcp" {
 			out = append(out, address)
 		}
 	}
