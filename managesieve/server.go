@@ -100,11 +100,7 @@ type Server struct {
 	log  *slog.Logger
 	rlog *ratelog.Logger
 
-	mu     sync.Mutex
-	lns    map[net.Listener]struct{}
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	group connlimit.Group // listeners and sessions, for Close
 }
 
 // New returns a server. It does no I/O.
@@ -148,8 +144,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log = slog.Default()
 	}
 	log = log.With("server", "managesieve")
-	return &Server{cfg: cfg, deps: deps, log: log, rlog: ratelog.New(log),
-		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{cfg: cfg, deps: deps, log: log, rlog: ratelog.New(log)}, nil
 }
 
 func defaultInt(n *int, def int) {
@@ -160,18 +155,10 @@ func defaultInt(n *int, def int) {
 
 // Serve accepts connections on ln until Close, with its own pool of connections.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.group.Listen(ln) {
 		return net.ErrClosed
 	}
-	s.lns[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.lns, ln)
-		s.mu.Unlock()
-	}()
+	defer s.group.Unlisten(ln)
 	p := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
 		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
 		IPv6Prefix: s.cfg.IPv6Prefix})
@@ -180,10 +167,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.rlog.Warn("managesieve accept", "err", err, "retry_in", wait)
 		})
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
+			if s.group.Closed() {
 				return net.ErrClosed
 			}
 			return fmt.Errorf("managesieve: accept: %w", err)
@@ -195,39 +179,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			connlimit.Refuse(c, `BYE (TRYLATER) `+quote(err.Error()))
 			continue
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
+		if !s.group.Go(c, func() {
+			defer st.slot.Release()
+			s.serveConn(context.Background(), c, st)
+		}) {
 			st.slot.Release()
 			c.Close()
 			return net.ErrClosed
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer st.slot.Release()
-			s.serveConn(context.Background(), c, st)
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
 	}
 }
 
 // Close stops the listeners and ends open sessions.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Close()
 	return nil
 }
 

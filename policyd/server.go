@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
 	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -92,11 +92,7 @@ type Server struct {
 	txns    *transactions
 	slots   chan struct{}
 
-	mu     sync.Mutex
-	lns    map[net.Listener]bool
-	conns  map[net.Conn]bool
-	closed bool
-	wg     sync.WaitGroup
+	group connlimit.Group // listeners and connections, for Close
 }
 
 // New checks cfg and returns a server; it does no I/O.
@@ -110,8 +106,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, eng: deps.Engine, log: deps.Logger,
 		txns:  newTransactions(cfg.MaxTransactions, cfg.TransactionTTL),
-		slots: make(chan struct{}, cfg.MaxConnections),
-		lns:   map[net.Listener]bool{}, conns: map[net.Conn]bool{}}
+		slots: make(chan struct{}, cfg.MaxConnections)}
 	for _, n := range cfg.TrustedNetworks {
 		p, err := netip.ParsePrefix(n)
 		if err != nil {
@@ -139,33 +134,21 @@ func Listen(addr string, listen func(network, address string) (net.Listener, err
 
 // Serve accepts connections on ln until Close; it returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.group.Listen(ln) {
 		ln.Close()
 		return nil
 	}
-	s.lns[ln] = true
-	s.mu.Unlock()
-	var delay time.Duration
+	defer s.group.Unlisten(ln)
 	for {
-		c, err := ln.Accept()
+		c, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
+			s.log.Warn("policyd accept", "err", err, "retry_in", wait)
+		})
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
+			if s.group.Closed() {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
 			}
 			return fmt.Errorf("policyd: accept: %w", err)
 		}
-		delay = 0
 		select {
 		case s.slots <- struct{}{}:
 		default:
@@ -173,48 +156,21 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.Close()
 			continue
 		}
-		if !s.track(c, true) {
+		if !s.group.Go(c, func() {
+			defer func() { <-s.slots }()
+			s.serveConn(c)
+		}) {
 			<-s.slots
 			c.Close()
 			return nil
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.slots }()
-			defer s.track(c, false)
-			s.serveConn(c)
-		}()
 	}
-}
-
-func (s *Server) track(c net.Conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closed {
-			return false
-		}
-		s.conns[c] = true
-		return true
-	}
-	delete(s.conns, c)
-	return true
 }
 
 // Close stops the listeners and closes every connection, then waits for their
 // goroutines.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Close()
 	return nil
 }
 

@@ -100,10 +100,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
-	lns    map[net.Listener]struct{}
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	group  connlimit.Group // listeners and sessions, for Close
 }
 
 // New returns a server for the store; a is the shared authenticator. No I/O.
@@ -151,7 +148,7 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	}
 	log = log.With("server", "pop3")
 	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log),
-		locked: map[string]bool{}, lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}, nil
+		locked: map[string]bool{}}, nil
 }
 
 // defaultInt sets *n to def when it is 0; a negative value means no limit.
@@ -165,28 +162,17 @@ func defaultInt(n *int, def int) {
 // (Config.MaxConnections and the other limits). Connections that are *tls.Conn (a
 // listener from tls.NewListener, POP3S on port 995) count as TLS from the start.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.group.Listen(ln) {
 		return net.ErrClosed
 	}
-	s.lns[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.lns, ln)
-		s.mu.Unlock()
-	}()
+	defer s.group.Unlisten(ln)
 	p := s.newPool()
 	for {
 		c, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
 			s.rlog.Warn("pop3 accept", "err", err, "retry_in", wait)
 		})
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
+			if s.group.Closed() {
 				return net.ErrClosed
 			}
 			return fmt.Errorf("pop3d: accept: %w", err)
@@ -197,39 +183,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.refuse(c, ip, err)
 			continue
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
+		if !s.group.Go(c, func() {
+			defer st.slot.Release()
+			s.serveConn(context.Background(), c, st)
+		}) {
 			st.slot.Release()
 			c.Close()
 			return net.ErrClosed
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer st.slot.Release()
-			s.serveConn(context.Background(), c, st)
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
 	}
 }
 
 // Close stops the listeners and ends open sessions without committing their deletions.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Close()
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,11 +95,7 @@ type Server struct {
 	log  *slog.Logger
 	tls  map[string]*tls.Config // per back-end
 
-	mu     sync.Mutex
-	closed bool
-	lns    map[net.Listener]struct{}
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	group connlimit.Group // listeners and sessions, for Close
 }
 
 // New checks cfg and returns a proxy.
@@ -119,8 +114,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("proxy: default_host %q is not a back-end", cfg.DefaultHost)
 		}
 	}
-	s := &Server{auth: deps.Auth, dir: deps.Directory, log: deps.Logger, tls: map[string]*tls.Config{},
-		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}
+	s := &Server{auth: deps.Auth, dir: deps.Directory, log: deps.Logger, tls: map[string]*tls.Config{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -221,13 +215,10 @@ func (s *Server) ServePOP3(ln net.Listener, implicitTLS bool) error {
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.group.Listen(ln) {
 		return net.ErrClosed
 	}
-	s.lns[ln] = struct{}{}
-	s.mu.Unlock()
+	defer s.group.Unlisten(ln)
 	pool := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
 		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
 		LoginTimeout: s.cfg.LoginTimeout})
@@ -236,10 +227,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
 			s.log.Warn("proxy accept", "proto", p.name(), "err", err, "retry_in", wait)
 		})
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
+			if s.group.Closed() {
 				return net.ErrClosed
 			}
 			return fmt.Errorf("proxy: accept: %w", err)
@@ -253,42 +241,23 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
 			connlimit.Refuse(raw, p.refuse(err))
 			continue
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			slot.Release()
-			raw.Close()
-			return net.ErrClosed
-		}
-		s.conns[raw] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
+		if !s.group.Go(raw, func() {
 			defer slot.Release()
 			defer raw.Close()
 			c := &clientConn{srv: s, conn: raw, ip: ip, tls: implicitTLS}
 			c.r = bufio.NewReaderSize(raw, 4096)
 			s.session(c, p, slot)
-			s.mu.Lock()
-			delete(s.conns, raw)
-			s.mu.Unlock()
-		}()
+		}) {
+			slot.Release()
+			raw.Close()
+			return net.ErrClosed
+		}
 	}
 }
 
 // Close stops the listeners and closes every connection, then waits for the sessions.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Close()
 	return nil
 }
 
