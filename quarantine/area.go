@@ -75,6 +75,11 @@ type Area struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry // queue id → envelope and header; queued messages never change
+
+	// act serialises Release, Delete and Prune's removal. Each checks that the item is
+	// still quarantined and then changes it; two at once would both pass the check, and
+	// two releases would deliver the message twice.
+	act sync.Mutex
 }
 
 // entry is what never changes of a queued message: its envelope and, when quarantined,
@@ -265,6 +270,8 @@ func (a *Area) Message(id string) (*spool.Message, error) {
 // Release queues a copy of message id for rcpt alone, as accepted mail, and takes rcpt
 // out of the quarantine. It returns the new queue id.
 func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error) {
+	a.act.Lock()
+	defer a.act.Unlock()
 	if _, err := a.Get(id, rcpt); err != nil {
 		return "", err
 	}
@@ -292,6 +299,8 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 // Delete takes rcpt out of the quarantine of message id without delivering and without a
 // bounce.
 func (a *Area) Delete(id, rcpt, by string) error {
+	a.act.Lock()
+	defer a.act.Unlock()
 	if _, err := a.Get(id, rcpt); err != nil {
 		return err
 	}
