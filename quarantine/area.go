@@ -343,28 +343,41 @@ func (a *Area) forget(id string) {
 }
 
 // Prune removes the quarantined messages older than the lifetime and returns how many.
+// It takes the same lock as Release and Delete and checks each item again under it: an
+// item released while the list was read is not expired (and the release not undone).
+// An item is reported expired only once its message is gone.
 func (a *Area) Prune(ctx context.Context, now time.Time) (int, error) {
 	items, err := a.List(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	done := map[string]bool{}
+	a.act.Lock()
+	defer a.act.Unlock()
+	var ids []string
+	rcpts := map[string][]string{}
 	for _, it := range items {
 		if now.Sub(it.Received) <= a.cfg.Lifetime {
 			continue
 		}
-		a.decided(it.ID, it.Rcpt, "expired", "after "+a.cfg.Lifetime.String())
-		if done[it.ID] {
+		if _, err := a.Get(it.ID, it.Rcpt); err != nil {
+			continue // released or deleted meanwhile, or gone
+		}
+		if rcpts[it.ID] == nil {
+			ids = append(ids, it.ID)
+		}
+		rcpts[it.ID] = append(rcpts[it.ID], it.Rcpt)
+	}
+	n := 0
+	for _, id := range ids {
+		if err := a.sp.Delete(id); err != nil && !errors.Is(err, spool.ErrNotFound) {
+			a.log.Error("quarantine: cannot remove expired message", "id", id, "err", err.Error())
 			continue
 		}
-		done[it.ID] = true
-		if err := a.sp.Delete(it.ID); err != nil && !errors.Is(err, spool.ErrNotFound) {
-			a.log.Error("quarantine: cannot remove expired message", "id", it.ID, "err", err.Error())
-			continue
+		a.forget(id)
+		for _, r := range rcpts[id] {
+			a.decided(id, r, "expired", "after "+a.cfg.Lifetime.String())
 		}
-		a.forget(it.ID)
-		a.log.Info("quarantine: expired", "id", it.ID, "received", it.Received, "lifetime", a.cfg.Lifetime)
+		a.log.Info("quarantine: expired", "id", id, "lifetime", a.cfg.Lifetime)
 		n++
 	}
 	return n, nil

@@ -69,3 +69,104 @@ func TestConcurrentReleaseDeliversOnce(t *testing.T) {
 		t.Errorf("release %v and delete %v of one item: want exactly one to succeed", relErr, delErr)
 	}
 }
+
+// gateSpool holds Enqueue until proceed is closed (or a while passes), after saying it
+// entered; Delete can be made to fail.
+type gateSpool struct {
+	*spool.Spool
+	entered, proceed chan struct{}
+	deleteErr        error
+}
+
+func (g *gateSpool) Enqueue(ctx context.Context, env spool.Envelope, msg io.Reader) (string, error) {
+	if g.entered != nil {
+		close(g.entered)
+		g.entered = nil
+		select {
+		case <-g.proceed:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return g.Spool.Enqueue(ctx, env, msg)
+}
+
+func (g *gateSpool) Delete(id string) error {
+	if g.deleteErr != nil {
+		return g.deleteErr
+	}
+	return g.Spool.Delete(id)
+}
+
+func newGateArea(t *testing.T) (*Area, *gateSpool, *[]string) {
+	t.Helper()
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "queue"), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	g := &gateSpool{Spool: sp}
+	var mu sync.Mutex
+	var decided []string
+	a, err := New(Config{Decided: func(id, rcpt, action, _ string) {
+		mu.Lock()
+		decided = append(decided, rcpt+" "+action)
+		mu.Unlock()
+	}}, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, g, &decided
+}
+
+// TestPruneDuringRelease: a release in progress when the lifetime runs out ends as a
+// release: the copy is queued, Release reports success, and the item is not also logged
+// as expired.
+func TestPruneDuringRelease(t *testing.T) {
+	ctx := context.Background()
+	a, g, decided := newGateArea(t)
+	id := quarantined(t, g.Spool, "alice@example.test")
+	entered := make(chan struct{})
+	g.entered, g.proceed = entered, make(chan struct{})
+
+	var relErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, relErr = a.Release(ctx, id, "alice@example.test", "alice@example.test") })
+	<-entered
+	pruned := make(chan struct{})
+	go func() { _, _ = a.Prune(ctx, time.Now().Add(DefaultLifetime+time.Hour)); close(pruned) }()
+	select { // without the lock Prune ends here, while the copy is being queued
+	case <-pruned:
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(g.proceed)
+	wg.Wait()
+	<-pruned
+	if relErr != nil {
+		t.Errorf("release racing the pruning: %v", relErr)
+	}
+	if len(*decided) != 1 || (*decided)[0] != "alice@example.test released" {
+		t.Errorf("decided %v, want only the release", *decided)
+	}
+}
+
+// TestPruneReportsOnlyWhatItRemoved: an expired message that cannot be removed is still
+// quarantined, so it is not reported expired (the decision log would say it was).
+func TestPruneReportsOnlyWhatItRemoved(t *testing.T) {
+	ctx := context.Background()
+	a, g, decided := newGateArea(t)
+	quarantined(t, g.Spool, "alice@example.test", "bob@example.test")
+	g.deleteErr = errors.New("disk on fire")
+	if n, err := a.Prune(ctx, time.Now().Add(DefaultLifetime+time.Hour)); err != nil || n != 0 {
+		t.Errorf("Prune = %d, %v; want 0 removed", n, err)
+	}
+	if len(*decided) != 0 {
+		t.Errorf("decided %v for a message still queued", *decided)
+	}
+	g.deleteErr = nil
+	if n, err := a.Prune(ctx, time.Now().Add(DefaultLifetime+time.Hour)); err != nil || n != 1 {
+		t.Errorf("Prune = %d, %v; want 1 removed", n, err)
+	}
+	if len(*decided) != 2 {
+		t.Errorf("decided %v, want both recipients expired", *decided)
+	}
+}
