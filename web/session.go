@@ -175,8 +175,13 @@ func tokenEqual(a, b string) bool {
 }
 
 // safeNext keeps a post-login redirect on this site: a path, never "//host" or a URL.
+// Browsers drop tabs and line breaks from a Location and read "\\" as "/" (WHATWG URL
+// §4.4), so "/\t/evil.example" and "/\\evil.example" are "//evil.example" to them: a
+// next with a control character or a backslash is refused.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsFunc(next, func(r rune) bool {
+		return r < 0x20 || r == 0x7f || r == '\\'
+	}) {
 		return "/quarantine"
 	}
 	return next
