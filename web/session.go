@@ -231,15 +231,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, http.StatusUnauthorized, "Wrong address or password.", next)
 		return
 	}
-	if _, err := s.startSession(w, r, user); err != nil {
+	if _, err := s.startSession(w, r, user, s.isAdmin(user)); err != nil {
 		s.renderLogin(w, r, http.StatusServiceUnavailable, err.Error(), next)
 		return
 	}
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 }
 
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string) (*session, error) {
-	sess, err := s.sessions.create(user, s.isAdmin(user))
+// startSession opens a session for user, with the admin role when admin is set.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string, admin bool) (*session, error) {
+	sess, err := s.sessions.create(user, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +258,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
 
 // Tickets log a user in from a digest email to one item: user, item and expiry, signed
 // with HMAC-SHA256. A ticket is a bearer credential for that user until it expires, as a
-// password-reset link is; it opens a session like a login.
+// password-reset link is; it opens a session like a login, but never an admin's: a
+// digest lies in a mailbox and may be forwarded, and the admin role wants the password.
 
 // TicketLifetime is how long a digest's links work.
 const TicketLifetime = 7 * 24 * time.Hour
@@ -311,7 +313,7 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 	sess := s.sessions.get(r)
 	if sess == nil || sess.user != user {
 		var err error
-		if sess, err = s.startSession(w, r, user); err != nil {
+		if sess, err = s.startSession(w, r, user, false); err != nil {
 			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())
 			return
 		}
