@@ -311,7 +311,13 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := s.sessions.get(r)
-	if sess == nil || sess.user != user {
+	if sess != nil && sess.user != user {
+		// Switching would let anyone log a victim in to the sender's account with the
+		// sender's own ticket (login CSRF): the victim would then act there unawares.
+		s.fail(w, r, sess, http.StatusForbidden, "This link is for another account; log out first to use it.")
+		return
+	}
+	if sess == nil {
 		var err error
 		if sess, err = s.startSession(w, r, user, false); err != nil {
 			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())

@@ -28,3 +28,19 @@ func TestTicketNeverAdmin(t *testing.T) {
 		t.Errorf("admin page after a password login: %d", code)
 	}
 }
+
+// TestTicketDoesNotSwitchAccounts: a ticket of another account (an attacker's own, sent
+// to a victim) does not replace the session the browser has: that would be a login CSRF.
+func TestTicketDoesNotSwitchAccounts(t *testing.T) {
+	r := newRig(t)
+	id := r.quarantine("x@spam.test", "bobs-mail", "bob@example.test")
+	tk := r.srv.Ticket("bob@example.test", id, "bob@example.test", time.Now().Add(time.Hour))
+	c := r.client()
+	c.login("alice@example.test")
+	if code, body, _ := c.get("/ticket?t=" + url.QueryEscape(tk)); code != http.StatusForbidden || strings.Contains(body, "bobs-mail") {
+		t.Errorf("bob's ticket in alice's browser: %d", code)
+	}
+	if _, body, _ := c.get("/senders"); !strings.Contains(body, "alice@example.test") || strings.Contains(body, "bob@example.test") {
+		t.Errorf("after bob's ticket the browser is not alice's any more:\n%s", body)
+	}
+}
