@@ -49,10 +49,28 @@ func randomToken() string {
 // the memory without end.
 var errFull = errors.New("too many sessions; try again later")
 
+// maxUserSessions bounds one user's sessions: a login beyond it ends their least recently
+// used one. Without it one account (its password, or a stolen digest ticket) could fill
+// MaxSessions and lock every other user out.
+const maxUserSessions = 20
+
 func (ss *sessions) create(user string, admin bool) (*session, error) {
 	now := ss.now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	var oldest *session
+	n := 0
+	for _, s := range ss.byID {
+		if s.user == user {
+			n++
+			if oldest == nil || s.used.Before(oldest.used) {
+				oldest = s
+			}
+		}
+	}
+	if n >= maxUserSessions {
+		delete(ss.byID, oldest.id)
+	}
 	if len(ss.byID) >= ss.max {
 		for id, s := range ss.byID {
 			if ss.expired(s, now) {
