@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +25,27 @@ func TestLoginNextStaysOnSite(t *testing.T) {
 	_, _, h := c.post("/login", url.Values{"csrf": {c.csrf}, "username": {"alice@example.test"}, "password": {pw}, "next": {"/senders?x=1"}})
 	if loc := h.Get("Location"); loc != "/senders?x=1" {
 		t.Errorf("next=/senders?x=1 redirects to %q", loc)
+	}
+}
+
+// TestFlashNotFromTheURL: the page's status line says what the user's last form did; a
+// link cannot put its own words there ("your password expired, log in at ...").
+func TestFlashNotFromTheURL(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.login("alice@example.test")
+	const lie = "Your password expired; log in again at evil.example"
+	for _, p := range []string{"/quarantine", "/senders", "/admin/quarantine"} {
+		if _, body, _ := c.get(p + "?done=" + url.QueryEscape(lie)); strings.Contains(body, "evil.example") {
+			t.Errorf("%s shows the link's text", p)
+		}
+	}
+	// The form's own message is shown once.
+	c.post("/senders", url.Values{"csrf": {c.csrf}, "action": {"block"}, "sender": {"@spam.example"}})
+	if _, body, _ := c.get("/senders"); !strings.Contains(body, `class="flash"`) {
+		t.Errorf("no confirmation after adding a sender:\n%s", body)
+	}
+	if _, body, _ := c.get("/senders"); strings.Contains(body, `class="flash"`) {
+		t.Error("the confirmation is shown twice")
 	}
 }

@@ -24,6 +24,9 @@ type session struct {
 	created time.Time
 	used    time.Time
 	addrs   []string // the user's addresses and aliases, looked up once (Addresses)
+	// flash is what the last form did, shown once by the page it redirects to. It is
+	// kept here, not in the URL, so a link cannot put words in the page's mouth.
+	flash string
 }
 
 type sessions struct {
@@ -118,6 +121,28 @@ func (ss *sessions) setAddrs(id string, addrs []string) {
 		s.addrs = addrs
 	}
 	ss.mu.Unlock()
+}
+
+// setFlash keeps msg for the next page the session shows.
+func (ss *sessions) setFlash(id, msg string) {
+	ss.mu.Lock()
+	if s := ss.byID[id]; s != nil {
+		s.flash = msg
+	}
+	ss.mu.Unlock()
+}
+
+// takeFlash returns the session's message and forgets it.
+func (ss *sessions) takeFlash(id string) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byID[id]
+	if s == nil {
+		return ""
+	}
+	msg := s.flash
+	s.flash = ""
+	return msg
 }
 
 func (ss *sessions) delete(id string) {
