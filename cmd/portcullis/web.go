@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/decisionlog"
@@ -174,16 +175,18 @@ func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, er
 	return kind, nil
 }
 
-// user is the list owner of a final recipient: lower case, without its extension.
+// user is the list owner of a final recipient: the user name an Authenticator returns
+// for it (address.Normalize: NFC lower case, the domain's A-labels), without its
+// extension. The page keys the lists by that name, so a recipient written otherwise
+// (upper case, a U-label domain) still finds them.
 func (r *rcptLists) user(addr string) string {
-	local, domain, ok := strings.Cut(strings.ToLower(addr), "@")
+	local, domain, ok := address.Split(addr)
 	if !ok {
 		return strings.ToLower(addr)
 	}
-	if r.delim != "" {
-		if i := strings.IndexAny(local, r.delim); i > 0 {
-			local = local[:i]
-		}
+	u := address.StripExtension(local, r.delim) + "@" + domain
+	if n, err := address.Normalize(u); err == nil {
+		return n
 	}
-	return local + "@" + domain
+	return strings.ToLower(u)
 }
