@@ -1,7 +1,6 @@
 package quarantine
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
-
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -227,12 +225,24 @@ func (a *Area) header(id string, e *entry) (header, error) {
 	}
 	defer msg.Close()
 	// A header block is bounded by the SMTP server's limits; 256 KiB more is no header.
-	hdr, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(msg, 256<<10)))
-	if err != nil {
-		// A malformed header still quarantines: show the envelope only.
-		hdr = textproto.Header{}
+	// mailheader reads it as the rule engine did when it quarantined the message, and
+	// as mail readers do: a junk line does not hide the fields after it.
+	block, err := mailheader.ReadBlock(msg, 256<<10)
+	if err != nil && !errors.Is(err, mailheader.ErrTooLong) {
+		return header{}, fmt.Errorf("quarantine: reading the header of %s: %w", id, err)
 	}
-	h = header{from: decode(hdr.Get("From")), subject: decode(hdr.Get("Subject")), msgid: strings.TrimSpace(hdr.Get("Message-Id"))}
+	var from, subject, msgid string
+	for _, f := range mailheader.Parse(nil, block, 0).Fields {
+		switch {
+		case f.Is("From") && from == "":
+			from = f.Value()
+		case f.Is("Subject") && subject == "":
+			subject = f.Value()
+		case f.Is("Message-Id") && msgid == "":
+			msgid = f.Value()
+		}
+	}
+	h = header{from: decode(from), subject: decode(subject), msgid: msgid}
 	a.mu.Lock()
 	e.h, e.read = h, true
 	a.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,5 +169,24 @@ func TestPruneReportsOnlyWhatItRemoved(t *testing.T) {
 	}
 	if len(*decided) != 2 {
 		t.Errorf("decided %v, want both recipients expired", *decided)
+	}
+}
+
+// TestJunkLineDoesNotHideHeader: a line that is no field at the top of the header does
+// not blank the page's From and Subject (mail readers still show them, and the rules
+// read them past it too).
+func TestJunkLineDoesNotHideHeader(t *testing.T) {
+	a, sp := newArea(t)
+	id, err := sp.Enqueue(context.Background(), spool.Envelope{From: "x@evil.test", To: []string{"alice@example.test"}, Quarantine: true},
+		strings.NewReader("junk without a colon\r\nFrom: Pay Pal <x@evil.test>\r\nSubject: =?utf-8?q?urgent_caf=C3=A9?=\r\nMessage-ID: <j@evil.test>\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := a.Get(id, "alice@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.HeaderFrom != "Pay Pal <x@evil.test>" || it.Subject != "urgent café" || it.MessageID != "<j@evil.test>" {
+		t.Errorf("item %+v: header fields lost after a junk line", it)
 	}
 }
