@@ -190,3 +190,26 @@ func TestJunkLineDoesNotHideHeader(t *testing.T) {
 		t.Errorf("item %+v: header fields lost after a junk line", it)
 	}
 }
+
+// TestListsRemoveFolds: an entry goes however its sender is typed, and removing one that
+// is not there says so.
+func TestListsRemoveFolds(t *testing.T) {
+	ctx := context.Background()
+	l, err := OpenLists(ctx, filepath.Join(t.TempDir(), "lists.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Set(ctx, "alice@example.test", "Bank@Bank.EXAMPLE", Allow); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Remove(ctx, "alice@example.test", "BANK@bank.example"); err != nil {
+		t.Fatal(err)
+	}
+	if kind, _ := l.Lookup(ctx, "alice@example.test", "bank@bank.example"); kind != "" {
+		t.Errorf("entry still %q after removal", kind)
+	}
+	if err := l.Remove(ctx, "alice@example.test", "bank@bank.example"); err == nil {
+		t.Error("removing an entry that is not there: no error")
+	}
+}
