@@ -292,6 +292,10 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 	defer msg.Close()
 	copyEnv := env
 	copyEnv.ID, copyEnv.To, copyEnv.Quarantine = "", []string{rcpt}, false
+	// The copy enters the queue now: the queue's lifetime (delivery max_lifetime, five
+	// days by default, less than the quarantine's) counts from ReceivedAt, and a copy
+	// dated at the original's arrival would expire at its first attempt, without a DSN.
+	copyEnv.ReceivedAt = time.Now()
 	// A DSN for the copy would tell the sender of a message they never saw quarantined.
 	copyEnv.Notify = map[string]string{rcpt: "NEVER"}
 	newID, err := a.sp.Enqueue(ctx, copyEnv, io.NewSectionReader(msg, 0, msg.Size()))

@@ -213,3 +213,29 @@ func TestListsRemoveFolds(t *testing.T) {
 		t.Error("removing an entry that is not there: no error")
 	}
 }
+
+// TestReleasedCopyIsDatedNow: the queue expires a message MaxLifetime after its
+// ReceivedAt (five days by default) without a DSN for a released copy; a message
+// released on its tenth day in quarantine must not be queued as ten days old.
+func TestReleasedCopyIsDatedNow(t *testing.T) {
+	ctx := context.Background()
+	a, sp := newArea(t)
+	old := time.Now().Add(-10 * 24 * time.Hour)
+	id, err := sp.Enqueue(ctx, spool.Envelope{From: "x@evil.test", To: []string{"alice@example.test"}, Quarantine: true, ReceivedAt: old},
+		strings.NewReader(evilMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	newID, err := a.Release(ctx, id, "alice@example.test", "alice@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := sp.Envelope(newID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ReceivedAt.Before(before) {
+		t.Errorf("released copy dated %s, before the release (%s): the queue would expire it at once", env.ReceivedAt, before)
+	}
+}
