@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-message/charset"
+
 	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -413,20 +415,13 @@ func (a *Area) Run(ctx context.Context) {
 	}
 }
 
+// wordDecoder decodes RFC 2047 encoded words in the charsets go-message knows (the
+// same as content's and sieve's), not UTF-8 and Latin-1 alone.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
 // decode decodes RFC 2047 encoded words for display; what cannot be decoded is shown raw.
 func decode(s string) string {
-	d := mime.WordDecoder{CharsetReader: func(charset string, r io.Reader) (io.Reader, error) {
-		if strings.EqualFold(charset, "iso-8859-1") || strings.EqualFold(charset, "latin1") {
-			b, err := io.ReadAll(r)
-			rs := make([]rune, len(b))
-			for i, c := range b {
-				rs[i] = rune(c)
-			}
-			return strings.NewReader(string(rs)), err
-		}
-		return nil, fmt.Errorf("charset %s", charset)
-	}}
-	if out, err := d.DecodeHeader(s); err == nil {
+	if out, err := wordDecoder.DecodeHeader(s); err == nil {
 		return strings.TrimSpace(out)
 	}
 	return strings.TrimSpace(s)

@@ -239,3 +239,21 @@ func TestReleasedCopyIsDatedNow(t *testing.T) {
 		t.Errorf("released copy dated %s, before the release (%s): the queue would expire it at once", env.ReceivedAt, before)
 	}
 }
+
+// TestSubjectInOtherCharsets: encoded words in the charsets mail uses (here ISO-8859-15
+// and windows-1251) are decoded, not shown raw.
+func TestSubjectInOtherCharsets(t *testing.T) {
+	a, sp := newArea(t)
+	id, err := sp.Enqueue(context.Background(), spool.Envelope{From: "x@evil.test", To: []string{"alice@example.test"}, Quarantine: true},
+		strings.NewReader("From: =?windows-1251?b?z+Xy8A==?= <x@evil.test>\r\nSubject: =?iso-8859-15?q?caf=E9_=A4?=\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := a.Get(id, "alice@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Subject != "café €" || it.HeaderFrom != "Петр <x@evil.test>" {
+		t.Errorf("subject %q, from %q: want them decoded", it.Subject, it.HeaderFrom)
+	}
+}
