@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,11 +58,7 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	wcfg := cfg.Web
 	wcfg.Logger = logger
 	if wcfg.URL == "" {
-		scheme := "http"
-		if len(exposedHTTP(cfg)) > 0 {
-			scheme = "https"
-		}
-		wcfg.URL = scheme + "://" + cfg.HTTP.Addr
+		wcfg.URL = defaultWebURL(cfg)
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
 		Log: pageLog, TicketKey: key})
@@ -85,6 +82,24 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		<-done
 		<-done
 	}, nil
+}
+
+// defaultWebURL is the page's address for the digest's links when web.url is unset:
+// https beyond loopback, and the server's hostname when the listener names no host
+// (":8025", "0.0.0.0:8025"), which would make a link no mail client can open.
+func defaultWebURL(cfg *config.Config) string {
+	scheme := "http"
+	if len(exposedHTTP(cfg)) > 0 {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(cfg.HTTP.Addr)
+	if err != nil {
+		return scheme + "://" + cfg.HTTP.Addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = cfg.Hostname
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // webTLS wraps the HTTP listener in TLS with the SMTP server's certificate when it listens

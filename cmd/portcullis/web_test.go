@@ -115,3 +115,21 @@ func TestRcptListsCanonicalOwner(t *testing.T) {
 		require.Equal(t, quarantine.Block, got, "recipient %s", rcpt)
 	}
 }
+
+// The digest's links name a host a mail client can reach, not the wildcard the page
+// listens on.
+func TestDefaultWebURL(t *testing.T) {
+	cfg := config.Default(t.TempDir())
+	cfg.Hostname = "mail.example.test"
+	for addr, want := range map[string]string{
+		":8025":          "https://mail.example.test:8025",
+		"0.0.0.0:8025":   "https://mail.example.test:8025",
+		"[::]:8025":      "https://mail.example.test:8025",
+		"127.0.0.1:8025": "http://127.0.0.1:8025",
+		"[::1]:8025":     "http://[::1]:8025",
+		"192.0.2.1:443":  "https://192.0.2.1:443",
+	} {
+		cfg.HTTP.Addr = addr
+		require.Equal(t, want, defaultWebURL(cfg), "http.addr %s", addr)
+	}
+}
