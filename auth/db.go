@@ -370,20 +370,70 @@ func (d *DB) dummyHash() string {
 	return d.dummy
 }
 
+// PasswordHash returns the canonical form of address and its stored password hash (PHC
+// string, or bcrypt's), for a directory that hands hashes to another node; it fails
+// with ErrUnknownUser when there is no such user.
+func (d *DB) PasswordHash(ctx context.Context, address string) (addr, hash string, err error) {
+	if addr, err = d.canonical(address); err != nil {
+		return "", "", fmt.Errorf("%w: %.80q", ErrUnknownUser, address)
+	}
+	err = d.db.QueryRowContext(ctx, `SELECT password FROM users WHERE address = ?`, addr).Scan(&hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", "", fmt.Errorf("%w: %s", ErrUnknownUser, addr)
+	case err != nil:
+		return "", "", fmt.Errorf("auth: look up %s: %w: %w", addr, ErrUnavailable, err)
+	}
+	return addr, hash, nil
+}
+
 // Authenticate implements Authenticator for local users. It returns the normalised
 // address; ErrUnknownUser (an ErrInvalid) for a user that does not exist, ErrInvalid for
 // a wrong password, ErrUnavailable when the database fails. A hash with other than the
 // current parameters (or of another scheme) is replaced after a successful login.
 func (d *DB) Authenticate(ctx context.Context, username, password string, _ netip.Addr) (string, error) {
+	return d.verify(ctx, username, password, func(ctx context.Context, addr string) (string, error) {
+		stored := ""
+		err := d.db.QueryRowContext(ctx, `SELECT password FROM users WHERE address = ?`, addr).Scan(&stored)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return "", fmt.Errorf("auth: look up %s: %w: %w", addr, ErrUnavailable, err)
+		}
+		return stored, nil
+	}, true)
+}
+
+// HashLookup returns the stored password hash of a canonical address, "" when there is
+// no such user, or an error (wrapping ErrUnavailable when the store cannot be asked).
+type HashLookup func(ctx context.Context, addr string) (hash string, err error)
+
+// WithHashes returns an Authenticator that verifies passwords against the hashes lookup
+// returns (a directory shared by several nodes, such as PostgreSQL), with the database's
+// hashing parameters, its bound on concurrent hashes, its default domain and its verify
+// cache, as Authenticate does. Hashes are not upgraded: they belong to the directory.
+func (d *DB) WithHashes(lookup HashLookup) Authenticator { return hashAuth{d, lookup} }
+
+type hashAuth struct {
+	d      *DB
+	lookup HashLookup
+}
+
+func (h hashAuth) Authenticate(ctx context.Context, username, password string, _ netip.Addr) (string, error) {
+	return h.d.verify(ctx, username, password, h.lookup, false)
+}
+
+// verify checks password against the hash lookup gives for username, with the hashing
+// slots, the dummy hash for unknown users and the verify cache; upgrade rehashes an
+// outdated hash in the local database.
+func (d *DB) verify(ctx context.Context, username, password string, lookup HashLookup, upgrade bool) (string, error) {
 	if password == "" || len(password) > MaxPasswordLen {
 		return "", fmt.Errorf("%w: empty or oversized password", ErrInvalid)
 	}
 	addr, nerr := d.canonical(username)
 	stored := ""
 	if nerr == nil {
-		err := d.db.QueryRowContext(ctx, `SELECT password FROM users WHERE address = ?`, addr).Scan(&stored)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return "", fmt.Errorf("auth: look up %s: %w: %w", addr, ErrUnavailable, err)
+		var err error
+		if stored, err = lookup(ctx, addr); err != nil {
+			return "", err
 		}
 	}
 	known := stored != ""
@@ -410,7 +460,7 @@ func (d *DB) Authenticate(ctx context.Context, username, password string, _ neti
 	case !ok:
 		return "", fmt.Errorf("%w: wrong password for %s", ErrInvalid, addr)
 	}
-	if rehash {
+	if rehash && upgrade {
 		stored = d.upgrade(ctx, addr, stored, password)
 	}
 	if d.cache != nil {

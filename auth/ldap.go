@@ -334,9 +334,9 @@ func (l *LDAP) serviceBind(lc *ldapConn) error {
 }
 
 // search finds the single entry matching filter for name.
-func (l *LDAP) search(lc *ldapConn, filter, name string) (*ldap.Entry, error) {
+func (l *LDAP) search(lc *ldapConn, filter, name string, attrs ...string) (*ldap.Entry, error) {
 	req := ldap.NewSearchRequest(l.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		2, int(l.cfg.Timeout/time.Second)+1, false, expandFilter(filter, name), []string{l.cfg.MailAttribute}, nil)
+		2, int(l.cfg.Timeout/time.Second)+1, false, expandFilter(filter, name), append([]string{l.cfg.MailAttribute}, attrs...), nil)
 	res, err := lc.c.Search(req)
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || (err == nil && len(res.Entries) > 1):
@@ -420,6 +420,35 @@ func (l *LDAP) Exists(ctx context.Context, addr string) (bool, error) {
 	})
 	return found, err
 }
+
+// Attributes returns the values of attrs (and of the mail attribute) in the entry that
+// RecipientFilter finds for addr, keyed by the names asked for: what the multi-node
+// directory reads (mailHost, quota, aliases) over the same pooled connections as
+// logins. It fails with ErrUnknownUser when no entry matches, with ErrInvalid when
+// several do, and with ErrUnavailable when the directory cannot be asked.
+func (l *LDAP) Attributes(ctx context.Context, addr string, attrs ...string) (map[string][]string, error) {
+	if addr == "" || len(addr) > address.MaxLen {
+		return nil, fmt.Errorf("%w: bad address %.80q", ErrUnknownUser, addr)
+	}
+	var out map[string][]string
+	err := l.with(ctx, func(lc *ldapConn) (bool, error) {
+		e, err := l.search(lc, l.cfg.RecipientFilter, addr, attrs...)
+		if err != nil {
+			return !errors.Is(err, ErrUnavailable), err
+		}
+		out = make(map[string][]string, len(attrs)+1)
+		for _, a := range append([]string{l.cfg.MailAttribute}, attrs...) {
+			if v := e.GetAttributeValues(a); len(v) > 0 {
+				out[a] = v
+			}
+		}
+		return true, nil
+	})
+	return out, err
+}
+
+// MailAttribute is the attribute that holds a user's canonical address.
+func (l *LDAP) MailAttribute() string { return l.cfg.MailAttribute }
 
 // Check connects and binds as the service account, so that `portcullis serve` can
 // report a misconfiguration at start.

@@ -3,6 +3,7 @@ package bayes
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -265,4 +266,36 @@ func yamlKeys(typ reflect.Type, prefix string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Two users whose names differ only in bytes a file name cannot hold get two databases
+// (they shared one when every such byte became '_'); a user whose old file was named
+// after them keeps it.
+func TestUserDBPathsAreDistinct(t *testing.T) {
+	dir := t.TempDir()
+	global := filepath.Join(dir, "global.db")
+	seen := map[string]string{}
+	for _, u := range []string{"a_b@x.org", "a#b@x.org", "a?b@x.org", "a b@x.org", "a%5fb@x.org", "a_5fb@x.org"} {
+		p, err := UserDBPath(global, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, ok := seen[p]; ok {
+			t.Errorf("%q and %q share %s", u, other, p)
+		}
+		seen[p] = u
+	}
+	users := filepath.Join(dir, "users")
+	if err := os.MkdirAll(users, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(users, "a_b@x.org.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := UserDBPath(global, "a_b@x.org"); filepath.Base(p) != "a_b@x.org.db" {
+		t.Errorf("a_b@x.org lost its database: %s", p)
+	}
+	if p, _ := UserDBPath(global, "a#b@x.org"); filepath.Base(p) == "a_b@x.org.db" {
+		t.Errorf("a#b@x.org still reads a_b@x.org's database")
+	}
 }

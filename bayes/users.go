@@ -15,30 +15,62 @@ import (
 func DefaultDBPath(dataDir string) string { return filepath.Join(dataDir, "bayes", "global.db") }
 
 // UserDBPath returns the per-user database for user next to the global database
-// global: <dir>/users/<user>.db, with the user name reduced to a safe file name.
+// global: <dir>/users/<user>.db, with the user name reduced to a safe file name that
+// only this user's name reduces to (two users never share a database).
 func UserDBPath(global, user string) (string, error) {
 	name := safeName(user)
 	if name == "" {
 		return "", fmt.Errorf("bayes: invalid user name %q", user)
 	}
-	return filepath.Join(filepath.Dir(global), "users", name+".db"), nil
+	dir := filepath.Join(filepath.Dir(global), "users")
+	// Before, every other byte became '_', so "a#b" and "a_b" shared a_b.db. A name whose
+	// only such byte was '_' itself keeps its old file, which was its own or the shared
+	// one: the underscore is the common case of the two.
+	if legacy := legacyName(user); legacy != name && legacy == strings.ToLower(strings.TrimSpace(user)) {
+		if _, err := os.Stat(filepath.Join(dir, legacy+".db")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, name+".db")); errors.Is(err, os.ErrNotExist) {
+				return filepath.Join(dir, legacy+".db"), nil
+			}
+		}
+	}
+	return filepath.Join(dir, name+".db"), nil
 }
 
+// safeName keeps letters, digits, '@', '-', '+' and '.' (not first) of the lowercased
+// name and writes every other byte as '_' and two hex digits, '_' included, so that the
+// file name is as unique as the user name.
 func safeName(user string) string {
 	user = strings.ToLower(strings.TrimSpace(user))
 	if len(user) > 200 {
 		return ""
 	}
+	const hex = "0123456789abcdef"
 	b := make([]byte, 0, len(user))
 	for i := 0; i < len(user); i++ {
 		c := user[i]
 		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '@', c == '-', c == '_', c == '+':
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '@', c == '-', c == '+':
 			b = append(b, c)
 		case c == '.' && len(b) > 0:
 			b = append(b, c)
 		default:
-			b = append(b, '_')
+			b = append(b, '_', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(b)
+}
+
+// legacyName is the file name earlier versions gave user: every byte safeName escapes
+// became '_'.
+func legacyName(user string) string {
+	user = strings.ToLower(strings.TrimSpace(user))
+	b := []byte(user)
+	for i, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '@', c == '-', c == '_', c == '+':
+		case c == '.' && i > 0:
+		default:
+			b[i] = '_'
 		}
 	}
 	return string(b)

@@ -5,13 +5,18 @@
 #    default, SQLite under the data dir) and off (stats: { disable: true }), two servers
 #    in the same run, driven by Postfix's smtp-source (4 KiB messages) at 10 and 50
 #    clients, alternating, ROUNDS times; the median of each and the cost (1 - on/off).
+#    On a shared machine the rates are noisy: the server's CPU time per message (user +
+#    system, from /proc, deliveries included) is printed too, with its cost (on/off - 1).
 # 2. Search and insertion at size: cmd/dlbench fills a log with RECORDS synthetic records
 #    (one year of a 30,000-user site), on SQLite and on PostgreSQL (Debian's postgresql,
 #    a private cluster started here as the postgres user on a loopback port), reports
 #    records per second inserted and the median and 95th percentile of each search.
 #
 # Usage: bench/decisionlog.sh [MESSAGES [RECORDS [ROUNDS]]]   (default 2000, 1000000, 3)
-#        PARTS="smtp search" by default; PARTS=search runs only the second part.
+#        PARTS="smtp search" by default; PARTS=search runs only the second part;
+#        STORES="sqlite postgres" by default; BULK=1 fills SQLite without its indexes
+#        and builds them after (for 10 million records; its insert rate is then not the
+#        server's).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -19,6 +24,7 @@ N=${1:-2000}
 RECORDS=${2:-1000000}
 ROUNDS=${3:-3}
 PARTS=${PARTS:-smtp search}
+STORES=${STORES:-sqlite postgres}
 SIZE=4096
 W=$(bench_workdir decisionlog)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -43,11 +49,14 @@ if [[ " $PARTS " == *" smtp "* ]]; then
   "$W/portcullis" serve --config "$W/on.yaml" 2>"$W/on.log" & ON_PID=$!
   "$W/portcullis" serve --config "$W/off.yaml" 2>"$W/off.log" & OFF_PID=$!
   wait_port "$ON_PORT" portcullis "$ON_PID" "$W/on.log"; wait_port "$OFF_PORT" portcullis "$OFF_PID" "$W/off.log"
-  rate() { # PORT CLIENTS
-    local start end
+  cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }  # PID: seconds
+  rate() { # PORT CLIENTS [PID CPUFILE LOG]: messages/s; CPU ms per message appended to CPUFILE
+    local start end c0
+    [ -n "${3:-}" ] && c0=$(cpu "$3")
     start=$(date +%s.%N)
     smtp-source -s "$2" -l "$SIZE" -m "$N" -d -f bench@example.net -t postmaster@example.test -c "127.0.0.1:$1" >/dev/null 2>"$W/source.err" || { echo 0; return; }
     end=$(date +%s.%N)
+    if [ -n "${3:-}" ]; then drained "$5"; echo "($(cpu "$3") - $c0) * 1000 / $N" | bc -l >> "$4"; fi
     echo "$N / ($end - $start)" | bc -l
   }
   drained() { # LOG
@@ -56,21 +65,25 @@ if [[ " $PARTS " == *" smtp "* ]]; then
     for _ in $(seq 600); do [ "$(grep -c 'status=delivered' "$1")" -ge "$want" ] && return; sleep 0.1; done
   }
   rate "$ON_PORT" 5 >/dev/null; rate "$OFF_PORT" 5 >/dev/null; drained "$W/on.log"; drained "$W/off.log"  # warm up
-  printf '%-8s %12s %12s %8s   (median of %s rounds of %s messages)\n' clients "log on" "log off" cost "$ROUNDS" "$N"
+  printf '%-8s %9s %9s %7s %12s %12s %7s   (medians of %s rounds of %s messages)\n' clients "on msg/s" "off msg/s" cost "on CPU ms/msg" "off" cost "$ROUNDS" "$N"
   for c in 10 50; do
-    : > "$W/on.rates"; : > "$W/off.rates"
+    : > "$W/on.rates"; : > "$W/off.rates"; : > "$W/on.cpu"; : > "$W/off.cpu"
     for r in $(seq "$ROUNDS"); do
       if (( r % 2 )); then
-        rate "$ON_PORT" "$c" >> "$W/on.rates"; drained "$W/on.log"
-        rate "$OFF_PORT" "$c" >> "$W/off.rates"; drained "$W/off.log"
+        rate "$ON_PORT" "$c" "$ON_PID" "$W/on.cpu" "$W/on.log" >> "$W/on.rates"
+        rate "$OFF_PORT" "$c" "$OFF_PID" "$W/off.cpu" "$W/off.log" >> "$W/off.rates"
       else
-        rate "$OFF_PORT" "$c" >> "$W/off.rates"; drained "$W/off.log"
-        rate "$ON_PORT" "$c" >> "$W/on.rates"; drained "$W/on.log"
+        rate "$OFF_PORT" "$c" "$OFF_PID" "$W/off.cpu" "$W/off.log" >> "$W/off.rates"
+        rate "$ON_PORT" "$c" "$ON_PID" "$W/on.cpu" "$W/on.log" >> "$W/on.rates"
       fi
     done
     on=$(median < "$W/on.rates"); off=$(median < "$W/off.rates")
-    printf '%-8s %12.0f %12.0f %7.1f%%   on: %s  off: %s\n' "$c" "$on" "$off" "$(echo "(1 - $on / $off) * 100" | bc -l)" \
-      "$(tr '\n' ' ' < "$W/on.rates" | xargs printf '%.0f ')" "$(tr '\n' ' ' < "$W/off.rates" | xargs printf '%.0f ')"
+    onc=$(median < "$W/on.cpu"); offc=$(median < "$W/off.cpu")
+    printf '%-8s %9.0f %9.0f %6.1f%% %12.3f %12.3f %6.1f%%\n' "$c" "$on" "$off" "$(echo "(1 - $on / $off) * 100" | bc -l)" \
+      "$onc" "$offc" "$(echo "($onc / $offc - 1) * 100" | bc -l)"
+    printf '         rates on: %s off: %s; CPU ms on: %s off: %s\n' \
+      "$(xargs printf '%.0f ' < "$W/on.rates")" "$(xargs printf '%.0f ' < "$W/off.rates")" \
+      "$(xargs printf '%.3f ' < "$W/on.cpu")" "$(xargs printf '%.3f ' < "$W/off.cpu")"
   done
   kill "$ON_PID" "$OFF_PID"; wait "$ON_PID" "$OFF_PID" 2>/dev/null || true; ON_PID=; OFF_PID=
   echo "dropped records (buffer full): $(grep -c 'records dropped' "$W/on.log" || true) log lines"
@@ -78,11 +91,15 @@ fi
 
 if [[ " $PARTS " == *" search "* ]]; then
   (cd bench && go build -o "$W/dlbench" ./cmd/dlbench)
-  echo; echo "SQLite, $RECORDS records:"
-  "$W/dlbench" -records "$RECORDS" -path "$W/decisions.db"
-  ls -l "$W/decisions.db" | awk '{printf "database file: %.0f MiB\n", $5/1048576}'
-  rm -f "$W"/decisions.db*
-  if [ -n "$PG_BIN" ]; then
+  if [[ " $STORES " == *" sqlite "* ]]; then
+    echo; echo "SQLite, $RECORDS records:"
+    "$W/dlbench" -records "$RECORDS" -path "$W/decisions.db" ${BULK:+-bulk}
+    ls -l "$W/decisions.db" | awk '{printf "database file: %.0f MiB\n", $5/1048576}'
+    rm -f "$W"/decisions.db*
+  fi
+  if [[ " $STORES " != *" postgres "* ]]; then
+    :
+  elif [ -n "$PG_BIN" ]; then
     PG_PORT=$((30000 + RANDOM % 10000))
     mkdir -p "$W/pg" && chown postgres "$W/pg"
     runuser -u postgres -- "$PG_BIN/initdb" -D "$W/pg/data" -U bench --auth=trust --no-sync >/dev/null

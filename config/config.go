@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,11 +37,13 @@ import (
 	"github.com/portcullis-mail/portcullis/delivery/local"
 	"github.com/portcullis-mail/portcullis/delivery/relay"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/managesieve"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
@@ -125,6 +128,10 @@ type Config struct {
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
+	// Directory is where the multi-node mode looks users up (mail host, quota,
+	// aliases): the local user database (default), a shared PostgreSQL database, or the
+	// LDAP directory of auth.ldap.
+	Directory directory.Config `yaml:"directory"`
 	// Delivery is the queue manager (retries, lifetime, concurrency, DSNs).
 	Delivery delivery.Config `yaml:"delivery"`
 	// Routing is the router: aliases, virtual aliases, canonical and transport maps, the
@@ -142,7 +149,14 @@ type Config struct {
 		// Addr is the listening address offering STARTTLS; empty disables it.
 		Addr string `yaml:"addr"`
 		// TLSAddr is the listening address of implicit TLS (imaps); empty disables it.
-		TLSAddr      string `yaml:"tls_addr"`
+		TLSAddr string `yaml:"tls_addr"`
+		// ProxyProtocol expects a PROXY protocol header (v1 or v2) naming the real client
+		// on connections from ProxyFrom, on both listeners: what portcullis's proxy (or
+		// HAProxy) sends to a back-end, so that its logs and limits see the client.
+		ProxyProtocol bool `yaml:"proxy_protocol"`
+		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
+		// others are served as direct clients. Empty: every connection must carry one.
+		ProxyFrom    []string `yaml:"proxy_from"`
 		imapd.Config `yaml:",inline"`
 		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
 		// users move mail into or out of Junk. Default true.
@@ -154,9 +168,28 @@ type Config struct {
 		// Addr is the listening address offering STLS; empty disables it.
 		Addr string `yaml:"addr"`
 		// TLSAddr is the listening address of implicit TLS (pop3s); empty disables it.
-		TLSAddr      string `yaml:"tls_addr"`
+		TLSAddr string `yaml:"tls_addr"`
+		// ProxyProtocol expects a PROXY protocol header (v1 or v2) naming the real client
+		// on connections from ProxyFrom, on both listeners: what portcullis's proxy (or
+		// HAProxy) sends to a back-end, so that its logs and limits see the client.
+		ProxyProtocol bool `yaml:"proxy_protocol"`
+		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
+		// others are served as direct clients. Empty: every connection must carry one.
+		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
+	// Proxy is the IMAP and POP3 proxy of the multi-node mode: it authenticates each
+	// client (auth), looks the user's mail host up in the directory and relays the
+	// session to that back-end, with smtp.tls's certificate. Off unless an address is set.
+	Proxy struct {
+		// IMAPAddr is the listening address offering STARTTLS; IMAPSAddr of implicit TLS.
+		IMAPAddr  string `yaml:"imap_addr"`
+		IMAPSAddr string `yaml:"imaps_addr"`
+		// POP3Addr is the listening address offering STLS; POP3SAddr of implicit TLS.
+		POP3Addr     string `yaml:"pop3_addr"`
+		POP3SAddr    string `yaml:"pop3s_addr"`
+		proxy.Config `yaml:",inline"`
+	} `yaml:"proxy"`
 	// ManageSieve is the ManageSieve server (RFC 5804) where users manage their Sieve
 	// scripts, with smtp.tls's certificate. Passwords only over TLS unless trusted: true.
 	// Its script quotas are sieve.max_scripts and sieve.max_script_size.
@@ -312,6 +345,22 @@ func (c *Config) finish() error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	c.DataDir = abs
+	if len(c.IMAP.ProxyFrom) > 0 && !c.IMAP.ProxyProtocol || len(c.POP3.ProxyFrom) > 0 && !c.POP3.ProxyProtocol {
+		return errors.New("imap/pop3: proxy_from without proxy_protocol: true")
+	}
+	for _, n := range append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...) {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			if _, err2 := netip.ParseAddr(n); err2 != nil {
+				return fmt.Errorf("imap/pop3: proxy_from %q: want a CIDR or an address", n)
+			}
+		}
+	}
+	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
+		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")
+	}
+	if c.Directory.LDAP != nil && c.Directory.Postgres != "" {
+		return errors.New("directory: both postgres and ldap are set; choose one")
+	}
 	if c.Rules == "" {
 		c.Rules = filepath.Join(c.DataDir, "rules.yaml")
 	}

@@ -170,9 +170,8 @@ func (l *Log) pruner() {
 			}
 		}()
 		n, err := l.Prune(ctx, time.Now().Add(-l.cfg.Retention))
-		if err == nil && !l.d.postgres {
-			// keep the planner's statistics current (SQLite's advice: hourly)
-			_, err = l.db.ExecContext(ctx, "PRAGMA optimize")
+		if err == nil {
+			err = l.Optimize(ctx)
 		}
 		cancel()
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -181,4 +180,19 @@ func (l *Log) pruner() {
 			l.log.Info("decision log: pruned", "records", n, "retention", l.cfg.Retention)
 		}
 	}
+}
+
+// Optimize brings the query planner's statistics up to date (SQLite's PRAGMA optimize,
+// PostgreSQL's ANALYZE of the table): without them a planner may walk the time index
+// for a rare domain instead of the domain's index. The pruner runs it every hour; run
+// it after a bulk import.
+func (l *Log) Optimize(ctx context.Context) error {
+	q := "PRAGMA optimize"
+	if l.d.postgres {
+		q = "ANALYZE decisions"
+	}
+	if _, err := l.db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("decisionlog: optimize %s: %w", l.where(), err)
+	}
+	return nil
 }

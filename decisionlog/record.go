@@ -41,7 +41,7 @@ type Record struct {
 	Outcome       string // "" (not yet known) or one of the Outcome constants
 	OutcomeReason string // the deferral or bounce reason, the remote reply
 	OutcomeTime   time.Time
-	Relay         string // where it was delivered: "local", "lmtp:[host]:port", "mx.example.com[192.0.2.1]:25"
+	Relay         string // the destination: "local", "smtp:example.org", "lmtp:127.0.0.1:24" (the queue's Dest); "" when unrouted
 	DSN           string // the enhanced status code of the outcome, "2.0.0", "4.4.1", "5.1.1"
 	Deferrals     int    // how many delivery attempts were deferred, whatever the outcome now
 }

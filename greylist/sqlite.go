@@ -42,6 +42,9 @@ type SQLiteStore struct {
 	dirtyT, writingT map[string]Entry
 	dirtyC, writingC map[string]ClientEntry
 	sweepAt          int64
+	// maxDirty bounds the changes kept for the next flush after a failed write (a
+	// full disk): past it they are forgotten, as a crash would.
+	maxDirty int
 
 	getT, getC *sql.Stmt
 	flushMu    sync.Mutex // one write-behind at a time
@@ -96,7 +99,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 	}
 	s := &SQLiteStore{path: path, refs: 1, db: db,
 		triplets: map[string]cachedEntry{}, clients: map[string]cachedClient{},
-		dirtyT: map[string]Entry{}, dirtyC: map[string]ClientEntry{},
+		dirtyT: map[string]Entry{}, dirtyC: map[string]ClientEntry{}, maxDirty: maxCached,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if s.getT, err = db.Prepare(`SELECT first, last FROM triplets WHERE key = ?`); err == nil {
 		s.getC, err = db.Prepare(`SELECT count, last FROM clients WHERE key = ?`)
@@ -126,7 +129,8 @@ func (s *SQLiteStore) flusher() {
 	}
 }
 
-// Flush writes the pending changes now (the store does it every 200ms by itself).
+// Flush writes the pending changes now (the store does it every 200ms by itself). After
+// a failed write they are kept for the next one, at most maxCached of each kind.
 func (s *SQLiteStore) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -145,14 +149,15 @@ func (s *SQLiteStore) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		// Keep them for the next flush, unless newer changes replaced them.
+		// Keep them for the next flush, unless newer changes replaced them, up to
+		// maxDirty: a write that keeps failing must not grow memory without end.
 		for k, e := range wt {
-			if _, ok := s.dirtyT[k]; !ok {
+			if _, ok := s.dirtyT[k]; !ok && len(s.dirtyT) < s.maxDirty {
 				s.dirtyT[k] = e
 			}
 		}
 		for k, c := range wc {
-			if _, ok := s.dirtyC[k]; !ok {
+			if _, ok := s.dirtyC[k]; !ok && len(s.dirtyC) < s.maxDirty {
 				s.dirtyC[k] = c
 			}
 		}

@@ -21,17 +21,37 @@ type Store interface {
 
 // MemoryStore keeps the state in memory: for one process whose greylisting state may be
 // lost on restart (a lost entry greylists one retry again). It drops entries not seen for
-// MaxAge as it goes.
+// MaxAge as it goes, and holds at most maxMemoryEntries triplets and as many clients: a
+// flood of new triplets from many addresses (each kept a RetryWindow, two days) would
+// otherwise grow it without end. A full map forgets an arbitrary entry for each new one.
 type MemoryStore struct {
 	mu       sync.Mutex
 	triplets map[string]Entry
 	clients  map[string]ClientEntry
 	sweepAt  int64
+	max      int
 }
+
+// maxMemoryEntries bounds each map of a MemoryStore (about 150 bytes an entry).
+const maxMemoryEntries = 1_000_000
 
 // NewMemoryStore returns an empty in-memory store.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{triplets: map[string]Entry{}, clients: map[string]ClientEntry{}}
+	return &MemoryStore{triplets: map[string]Entry{}, clients: map[string]ClientEntry{}, max: maxMemoryEntries}
+}
+
+// makeRoom forgets an arbitrary entry of a full map before key is added (Go's map
+// iteration starts at a random place, so a flood cannot pick which entry survives).
+func makeRoom[V any](m map[string]V, key string, max int) {
+	if _, ok := m[key]; ok || len(m) < max {
+		return
+	}
+	for k := range m {
+		delete(m, k)
+		if len(m) < max {
+			return
+		}
+	}
 }
 
 // Triplet implements Store.
@@ -41,6 +61,7 @@ func (m *MemoryStore) Triplet(ctx context.Context, key string, now int64, p Para
 	m.sweep(now, p)
 	e, ok := m.triplets[key]
 	next, passed := Step(e, ok, now, p)
+	makeRoom(m.triplets, key, m.max)
 	m.triplets[key] = next
 	return next, passed, nil
 }
@@ -70,6 +91,7 @@ func (m *MemoryStore) ClientAllowed(ctx context.Context, key string, now, thresh
 	c, ok := m.clients[key]
 	allowed, next, changed := ClientCheck(c, ok, now, threshold, p)
 	if changed {
+		makeRoom(m.clients, key, m.max)
 		m.clients[key] = next
 	}
 	return allowed, nil
@@ -81,6 +103,7 @@ func (m *MemoryStore) ClientPassed(ctx context.Context, key string, now int64, p
 	defer m.mu.Unlock()
 	c, ok := m.clients[key]
 	if next, changed := ClientPass(c, ok, now, p); changed {
+		makeRoom(m.clients, key, m.max)
 		m.clients[key] = next
 	}
 	return nil

@@ -390,12 +390,29 @@ func (s *session) threadHeaders(items []sortItem) (refs [][]string, ids []string
 		if l := msgIDs(h.Get("Message-Id")); len(l) > 0 {
 			ids[i] = l[0]
 		}
-		refs[i] = msgIDs(h.Get("References"))
-		if len(refs[i]) == 0 {
-			if l := msgIDs(h.Get("In-Reply-To")); len(l) > 0 {
-				refs[i] = l[:1]
-			}
-		}
+		refs[i] = threadRefs(h.Get("References"), h.Get("In-Reply-To"))
 	}
 	return refs, ids, nil
+}
+
+// maxThreadRefs bounds the references of one message that THREAD REFERENCES links. The
+// linking checks each new link against the chain above it (RFC 5256 §2.2 step 1A), so its
+// cost grows with the square of a message's references: a sender's 1 MB References field
+// (some 100,000 ids) would cost minutes of CPU on every THREAD. Real messages carry a few
+// dozen (MUAs trim the field, RFC 5322 §3.6.4).
+const maxThreadRefs = 256
+
+// threadRefs is a message's references for threading: those of References, else the first
+// of In-Reply-To (RFC 5256 §2.2); the last maxThreadRefs, the nearest ancestors.
+func threadRefs(references, inReplyTo string) []string {
+	refs := msgIDs(references)
+	if len(refs) == 0 {
+		if l := msgIDs(inReplyTo); len(l) > 0 {
+			return l[:1]
+		}
+	}
+	if len(refs) > maxThreadRefs {
+		refs = refs[len(refs)-maxThreadRefs:]
+	}
+	return refs
 }

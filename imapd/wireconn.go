@@ -254,13 +254,20 @@ func (c *wireConn) caps() []string {
 }
 
 // reply answers a command's outcome: err as NO/BAD with its code, else OK after the
-// updates the command may carry (RFC 9051 §7.4.1: no EXPUNGE after FETCH, STORE, SEARCH).
+// updates the command may carry (RFC 9051 §7.5.1: no EXPUNGE after FETCH, STORE, SEARCH;
+// nor after SORT and THREAD, "variants of SEARCH" whose answer is sequence numbers too,
+// RFC 5256 §3).
 func (c *wireConn) reply(cmd *wire.Command, err error, code imap.ResponseCode) error {
 	if err != nil {
 		return c.replyErr(cmd, err)
 	}
 	if c.state == stateSelected || c.state == stateAuth {
-		allowExpunge := cmd.UID || (cmd.Name != "FETCH" && cmd.Name != "STORE" && cmd.Name != "SEARCH")
+		allowExpunge := cmd.UID
+		switch cmd.Name {
+		case "FETCH", "STORE", "SEARCH", "SORT", "THREAD":
+		default:
+			allowExpunge = true
+		}
 		if err := c.sess.pollSelected(c.updates(), allowExpunge); err != nil {
 			return err
 		}

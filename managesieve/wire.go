@@ -2,11 +2,13 @@ package managesieve
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The command syntax of RFC 5804 §4:
@@ -93,17 +95,56 @@ func (l *lineReader) byte() (byte, error) {
 	return b, nil
 }
 
-// skipLine reads up to and including the next LF, for a syntax error's recovery.
+// skipLine reads up to and including the next LF, for a syntax error's recovery. A
+// literal that the line announces at its end ("{N+}", which the client sends without
+// waiting) is skipped with it, and the line after it: its octets are data, never a command.
+// One larger than MaxDiscard is a LiteralTooBigError that ends the session.
 func (l *lineReader) skipLine() error {
+	var tail [16]byte // the end of the line, for a literal's announcement
+	n := 0
 	for {
 		b, err := l.byte()
 		if err != nil {
 			return err
 		}
-		if b == '\n' {
+		if b != '\n' {
+			copy(tail[:], tail[1:])
+			tail[len(tail)-1] = b
+			n++
+			continue
+		}
+		size, ok := literalAtEnd(tail[len(tail)-min(n, len(tail)):])
+		if !ok {
 			return nil
 		}
+		if size > l.lim.MaxDiscard {
+			return &LiteralTooBigError{Size: size}
+		}
+		if _, err := io.CopyN(io.Discard, l.r, size); err != nil {
+			return err
+		}
+		n = 0
 	}
+}
+
+// literalAtEnd reports whether b ends with a literal's announcement, "{N}" or "{N+}" and
+// an optional CR, and its size.
+func literalAtEnd(b []byte) (int64, bool) {
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	b, ok := bytes.CutSuffix(b, []byte("}"))
+	if !ok {
+		return 0, false
+	}
+	b = bytes.TrimSuffix(b, []byte("+"))
+	i := bytes.LastIndexByte(b, '{')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[i+1:]), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int64(n), true
 }
 
 // syntax reads the rest of the line and returns a SyntaxError, or the reading's error.
@@ -328,9 +369,10 @@ func (l *lineReader) literal() (string, error) {
 }
 
 // quote returns s as a ManageSieve string: quoted when it can be, a literal otherwise
-// (RFC 5804 §4: quoted strings hold no CR, LF or NUL and at most 1024 octets).
+// (RFC 5804 §4: quoted strings hold UTF-8 without CR, LF or NUL, at most 1024 octets; a
+// compiler's error may quote a script's stray byte).
 func quote(s string) string {
-	if len(s) > maxQuoted || strings.ContainsAny(s, "\r\n\x00") {
+	if len(s) > maxQuoted || strings.ContainsAny(s, "\r\n\x00") || !utf8.ValidString(s) {
 		return "{" + strconv.Itoa(len(s)) + "}\r\n" + s
 	}
 	if !strings.ContainsAny(s, `"\`) {

@@ -73,6 +73,10 @@ func TestQuote(t *testing.T) {
 		"plain":     `"plain"`,
 		`a"b\c`:     `"a\"b\\c"`,
 		"two\nline": "{8}\r\ntwo\nline",
+		// A quoted string holds UTF-8 only (RFC 5804 §4, SAFE-UTF8-CHAR): a compiler
+		// error quoting a script's stray byte goes as a literal.
+		"cap '\xffx'": "{8}\r\ncap '\xffx'",
+		"grüße":       `"grüße"`,
 	} {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %q, want %q", in, got, want)
@@ -126,4 +130,27 @@ func FuzzReadCommand(f *testing.F) {
 		r = bufio.NewReader(strings.NewReader(string(in)))
 		ReadString(r, testLimits)
 	})
+}
+
+// The rest of a refused command is skipped with the literals it announces: their octets
+// (a script's text) are data, never the next command.
+func TestRecoverySkipsLiterals(t *testing.T) {
+	for _, in := range []string{
+		"PUTSCRIPT x {14+}\r\nDELETESCRIPT\r\n\r\nCAPABILITY\r\n",                                          // after a syntax error
+		"PUTSCRIPT {200+}\r\n" + strings.Repeat("x", 200) + " {14+}\r\nDELETESCRIPT\r\n\r\nCAPABILITY\r\n", // after a discarded literal
+	} {
+		r := bufio.NewReader(strings.NewReader(in))
+		if _, err := ReadCommand(r, testLimits); err == nil {
+			t.Fatalf("%q: no error", in)
+		}
+		if cmd, err := ReadCommand(r, testLimits); err != nil || cmd.Name != "CAPABILITY" {
+			t.Fatalf("%q: next %+v %v, want CAPABILITY (the literal ran)", in, cmd, err)
+		}
+	}
+	// A literal too big to skip ends the session.
+	r := bufio.NewReader(strings.NewReader("PUTSCRIPT x {5000+}\r\n"))
+	var big *LiteralTooBigError
+	if _, err := ReadCommand(r, testLimits); !errors.As(err, &big) || big.Discarded {
+		t.Fatalf("big literal after a syntax error: %v", err)
+	}
 }

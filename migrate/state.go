@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,9 @@ func OpenState(path string) (*State, error) {
 	}
 	// synchronous(FULL): an intent must be on disk before the append it announces, or a
 	// power loss could leave a copied message that no record knows of.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// The path is escaped: SQLite's URI parsing would cut it at '#' or '?' and decode '%'
+	// (a user name may hold them), opening another file without these pragmas.
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: state %s: %w", path, err)

@@ -31,6 +31,10 @@ type ClientConfig struct {
 	// Timeout bounds each exchange with the milter, the end of message included
 	// (default 60s; Postfix: milter_command_timeout 30s, milter_content_timeout 300s).
 	Timeout time.Duration
+	// MaxMessageSize bounds the message the milter's changes make (default 32MiB, as
+	// smtp.max_message_size): a milter that replaces the body or adds headers past it
+	// gets DefaultAction, so that it cannot queue what the server would refuse.
+	MaxMessageSize int64
 	// Hostname is our name, the j macro.
 	Hostname string
 	Logger   *slog.Logger
@@ -84,6 +88,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 32 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -240,13 +247,32 @@ func (cs *ClientSession) Message(ctx context.Context, tx *policy.Transaction, ra
 	if d.Terminal() || d.Verdict == policy.Discard {
 		return d, raw
 	}
+	// An upper bound of the changed message's size: the message, what the changes add.
+	size, edits := int64(len(raw)), false
 	for _, m := range mods {
 		switch m.Type {
 		case gomilter.ActionAddRcpt, gomilter.ActionDelRcpt, gomilter.ActionChangeFrom:
 			cs.c.log.Warn("milter envelope change not applied", "milter", cs.c.cfg.Addr, "id", tx.Conn.ID, "change", m.String())
+		case gomilter.ActionReplaceBody:
+			size += int64(len(m.Body)) * 2 // bare LFs may become CRLF
+			edits = true
+		case gomilter.ActionAddHeader, gomilter.ActionInsertHeader, gomilter.ActionChangeHeader:
+			size += int64(len(m.HeaderName)+len(m.HeaderValue))*2 + 4
+			edits = true
 		}
 	}
-	out, quarantine := apply(fields, raw[end:], mods)
+	if size > cs.c.cfg.MaxMessageSize {
+		return cs.fail("end of message", fmt.Errorf("the milter's changes may make the message %d bytes, over %d", size, cs.c.cfg.MaxMessageSize)), raw
+	}
+	// Without edits the message stays as it came, byte for byte: rebuilt from its parsed
+	// fields, a header line that is not a field would be lost (and the copy costs
+	// memory the server's budget does not count).
+	out, quarantine := raw, ""
+	if edits {
+		out, quarantine = apply(fields, raw[end:], mods)
+	} else {
+		_, quarantine = apply(nil, nil, mods)
+	}
 	if quarantine != "" && d.Verdict < policy.Quarantine {
 		d.Verdict = policy.Quarantine
 		d.Rule = "milter " + cs.c.cfg.Addr + ": " + quarantine

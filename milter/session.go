@@ -122,7 +122,18 @@ func (m *session) MailFrom(from, esmtpArgs string, mod gomilter.Modifier) (*gomi
 	return gomilter.RespContinue, nil
 }
 
+// maxRcpts bounds the recipients of one transaction, as Postfix's smtpd_recipient_limit
+// (default 1000) does: each RCPT re-reads the transaction (the rules' facts), so an
+// unbounded one costs quadratic time as well as memory. Past it the MTA gets 452 4.5.3
+// (RFC 5321 §4.5.3.1.10) and the client sends the rest in another transaction.
+const maxRcpts = 1000
+
+var replyTooManyRcpts = policy.Reply{Code: 452, Enhanced: "4.5.3", Text: "Too many recipients"}
+
 func (m *session) RcptTo(rcptTo, esmtpArgs string, mod gomilter.Modifier) (*gomilter.Response, error) {
+	if len(m.tx.Envelope.Rcpts) >= maxRcpts {
+		return replyOf(replyTooManyRcpts)
+	}
 	m.tx.Rcpt = address.Parse(rcptTo)
 	d := m.evaluate(policy.StageRcpt)
 	if d.Terminal() {

@@ -62,6 +62,15 @@ func (s *Server) Answer(ctx context.Context, req Request) (string, error) {
 	return a, nil
 }
 
+// maxRcpts bounds the recipients of one transaction, as Postfix's smtpd_recipient_limit
+// (default 1000) does: each RCPT request re-reads the transaction (the rules' facts, the
+// decisions so far), so an unbounded one costs quadratic time as well as memory. A site
+// that raises smtpd_recipient_limit gets 452 past 1000; the client sends the rest in
+// another transaction.
+const maxRcpts = 1000
+
+const tooManyRcpts = "452 4.5.3 Too many recipients"
+
 // answer runs the stages up to last that have not run for this transaction, and turns
 // the outcome into an action. t is locked.
 func (s *Server) answer(ctx context.Context, t *txn, req Request, last policy.Stage, state string) string {
@@ -83,6 +92,11 @@ func (s *Server) answer(ctx context.Context, t *txn, req Request, last policy.St
 	}
 	var dryRun []string
 	if last == policy.StageRcpt {
+		if len(t.tx.Envelope.Rcpts) >= maxRcpts {
+			// A peer repeating one instance must not grow its transaction without end
+			// (RFC 5321 §4.5.3.1.10: 452 for too many recipients; the client retries).
+			return tooManyRcpts
+		}
 		d := s.evaluate(ctx, policy.StageRcpt, t.tx)
 		if d.Terminal() {
 			return action(d)

@@ -408,3 +408,24 @@ func TestUnixSocket(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestRecipientsPerInstanceBounded: a peer that repeats one instance forever gets 452
+// 4.5.3 past the bound instead of growing the transaction without end.
+func TestRecipientsPerInstanceBounded(t *testing.T) {
+	s := newServer(t, nil)
+	ctx := context.Background()
+	var got string
+	for i := range 1001 {
+		var err error
+		got, err = s.Answer(ctx, req("RCPT", "flood", "198.51.100.1", "a@good.test", fmt.Sprintf("u%d@else.test", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 1000 && got != "DUNNO" {
+			t.Fatalf("recipient %d: %q", i, got)
+		}
+	}
+	if got != "452 4.5.3 Too many recipients" {
+		t.Fatalf("recipient 1001: %q, want 452 4.5.3", got)
+	}
+}

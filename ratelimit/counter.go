@@ -22,13 +22,34 @@ type Counter interface {
 	Forget(ctx context.Context, key, member string) error
 }
 
-// MemoryCounter keeps the counts in memory (lost on restart, as anvil's).
+// MemoryCounter keeps the counts in memory (lost on restart, as anvil's). It holds at
+// most maxKeys windows and as many sets: a flood from many addresses, each with a window
+// of its own, would otherwise grow it without end until the windows end. A full map
+// forgets an arbitrary key for each new one (that key's count starts again).
 type MemoryCounter struct {
 	mu      sync.Mutex
 	windows map[string]*window
 	sets    map[string]*set
 	now     func() time.Time
 	sweepAt time.Time
+	maxKeys int
+}
+
+// maxKeys bounds the windows and the sets of a MemoryCounter.
+const maxKeys = 1_000_000
+
+// makeRoom forgets an arbitrary key of a full map before key is added (Go's map
+// iteration starts at a random place, so a flood cannot pick which key survives).
+func makeRoom[V any](m map[string]V, key string, max int) {
+	if _, ok := m[key]; ok || len(m) < max {
+		return
+	}
+	for k := range m {
+		delete(m, k)
+		if len(m) < max {
+			return
+		}
+	}
 }
 
 type window struct {
@@ -49,7 +70,7 @@ func NewMemoryCounter(now func() time.Time) *MemoryCounter {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryCounter{windows: map[string]*window{}, sets: map[string]*set{}, now: now}
+	return &MemoryCounter{windows: map[string]*window{}, sets: map[string]*set{}, now: now, maxKeys: maxKeys}
 }
 
 func (m *MemoryCounter) sweep(now time.Time) {
@@ -78,6 +99,7 @@ func (m *MemoryCounter) Incr(ctx context.Context, key string, win time.Duration)
 	w := m.windows[key]
 	if w == nil || !now.Before(w.end) {
 		w = &window{end: now.Add(win)}
+		makeRoom(m.windows, key, m.maxKeys)
 		m.windows[key] = w
 	}
 	w.n++
@@ -93,6 +115,7 @@ func (m *MemoryCounter) FirstTime(ctx context.Context, key, member string, keep 
 	s := m.sets[key]
 	if s == nil || !now.Before(s.end) {
 		s = &set{members: map[string]struct{}{}}
+		makeRoom(m.sets, key, m.maxKeys)
 		m.sets[key] = s
 	}
 	s.end = now.Add(keep)

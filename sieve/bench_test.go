@@ -62,6 +62,33 @@ func BenchmarkRun(b *testing.B) {
 	}
 }
 
+// bodyScript is benchScript with the rule delivery's benchmark ends with: a body test
+// (RFC 5173), which reads and decodes the body.
+const bodyScript = `require "body";
+` + benchScript + `if body :contains "unsubscribe" { addflag "bulk"; }
+if body :raw :contains "unsubscribe" { addflag "bulk"; }
+`
+
+// BenchmarkRunBody is BenchmarkRun with body tests, on a message parsed per run as the
+// delivery does (NewMessage then Run): what a body test costs per delivered message.
+func BenchmarkRunBody(b *testing.B) {
+	s, err := Compile([]byte(bodyScript), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := benchMessage()
+	env := Envelope{From: "alice@example.org", To: "bob@example.com"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		res, err := s.Run(ctx, NewMessage(raw), env, nil)
+		if err != nil || len(res.Actions) == 0 {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkCompile measures compiling the same script (what Cache saves).
 func BenchmarkCompile(b *testing.B) {
 	src := []byte(benchScript)

@@ -37,23 +37,55 @@ type bodyPart struct {
 	content string // decoded to UTF-8
 }
 
+// bodyCache is the body as the body tests see it, made once per run (or sequence):
+// every body test of the run reads it, whatever the number of tests.
 type bodyCache struct {
 	raw   string
 	parts []bodyPart
+	text  []string // the :text values (text parts, HTML as words), made on first use
+	texts bool     // text is made
 }
+
+// textValues are the values of body :text (RFC 5173 §5.1: the text parts).
+func (bc *bodyCache) textValues() []string {
+	if bc.texts {
+		return bc.text
+	}
+	bc.texts = true
+	for _, p := range bc.parts {
+		if strings.HasPrefix(p.ctype, "text/") && p.content != "" {
+			c := p.content
+			if p.ctype == "text/html" {
+				c = htmlText(c)
+			}
+			bc.text = append(bc.text, c)
+		}
+	}
+	return bc.text
+}
+
+// rawBytes is implemented by the Message of NewMessage: its bytes, read without a copy.
+type rawBytes interface{ bytes() []byte }
 
 func (r *runner) bodyParts() *bodyCache {
 	if r.body != nil {
 		return r.body
 	}
 	limit := r.s.lim.MaxMatchInput
-	raw, _ := io.ReadAll(io.LimitReader(r.msg.Raw(), int64(limit)*4))
-	_, b := splitMessage(raw)
-	bc := &bodyCache{raw: string(b)}
-	if len(bc.raw) > limit {
-		bc.raw = bc.raw[:limit]
+	var raw []byte
+	if rb, ok := r.msg.(rawBytes); ok {
+		raw = rb.bytes()
+		raw = raw[:min(len(raw), limit*4)]
+	} else {
+		raw, _ = io.ReadAll(io.LimitReader(r.msg.Raw(), int64(limit)*4))
 	}
-	walkParts(raw, 0, &bc.parts, limit)
+	// One copy of the message as a string: the raw body and a single-part message's
+	// text are pieces of it.
+	str := string(raw)
+	_, b := splitMessage(raw)
+	off := len(raw) - len(b)
+	bc := &bodyCache{raw: str[off : off+min(len(b), limit)]}
+	walkParts(raw, str, 0, &bc.parts, limit)
 	r.body = bc
 	return bc
 }
@@ -62,7 +94,9 @@ func (r *runner) bodyParts() *bodyCache {
 // a multipart's preamble and epilogue, a message/rfc822's raw content (and its own
 // parts), and each leaf decoded to UTF-8. A part with an unknown transfer encoding is
 // left out.
-func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
+//
+// es is entity as a string, or "" (then what is kept is copied from entity).
+func walkParts(entity []byte, es string, depth int, out *[]bodyPart, limit int) {
 	if depth > 20 || len(*out) > 256 {
 		return
 	}
@@ -86,19 +120,31 @@ func walkParts(entity []byte, depth int, out *[]bodyPart, limit int) {
 			*out = append(*out, bodyPart{ctype: ct, content: epi})
 		}
 		for _, p := range parts {
-			walkParts(p, depth+1, out, limit)
+			walkParts(p, "", depth+1, out, limit)
 		}
 		return
 	case ct == "message/rfc822":
 		// :content "message/rfc822" sees the nested message's header (RFC 5173 §5.2).
 		nested, _ := splitMessage(body)
 		*out = append(*out, bodyPart{ctype: ct, content: string(nested)})
-		walkParts(body, depth+1, out, limit)
+		walkParts(body, "", depth+1, out, limit)
 		return
 	}
 	var dec io.Reader = bytes.NewReader(body)
 	switch cte {
 	case "", "7bit", "8bit", "binary":
+		if cs := params["charset"]; !strings.HasPrefix(ct, "text/") || cs == "" || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "us-ascii") {
+			// Nothing to decode: one copy, not a reader's growing buffer.
+			content := ""
+			if n := min(len(body), limit); es != "" {
+				off := len(entity) - len(body)
+				content = es[off : off+n]
+			} else {
+				content = string(body[:n])
+			}
+			*out = append(*out, bodyPart{ctype: ct, content: content})
+			return
+		}
 	case "quoted-printable":
 		dec = quotedprintable.NewReader(dec)
 	case "base64":
@@ -229,15 +275,7 @@ func (x *bodyTest) eval(r *runner) (bool, error) {
 			vals = []string{bc.raw}
 		}
 	case bodyText:
-		for _, p := range bc.parts {
-			if strings.HasPrefix(p.ctype, "text/") && p.content != "" {
-				c := p.content
-				if p.ctype == "text/html" {
-					c = htmlText(c)
-				}
-				vals = append(vals, c)
-			}
-		}
+		vals = bc.textValues()
 	case bodyContent:
 		for _, p := range bc.parts {
 			for _, t := range x.types {

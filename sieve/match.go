@@ -112,9 +112,47 @@ func containsFoldASCII(s, sub string) bool {
 		// Long inputs: fold once and search in linear time.
 		return strings.Contains(lowerASCII(s), lowerASCII(sub))
 	}
-	first := foldByte(sub[0])
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if foldByte(s[i]) == first && equalFoldASCII(s[i:i+len(sub)], sub) {
+	if len(sub) > len(s) {
+		return false
+	}
+	// Candidates are where sub's first byte occurs in either case, found with
+	// IndexByte (vectorised) rather than by folding every byte of s.
+	lo, up := sub[0], sub[0]
+	if 'A' <= lo && lo <= 'Z' {
+		lo += 'a' - 'A'
+	} else if 'a' <= up && up <= 'z' {
+		up -= 'a' - 'A'
+	}
+	starts := s[:len(s)-len(sub)+1]
+	nextLo, nextUp := -1, -1 // the next occurrence of each at or after i; -2: none left
+	for i := 0; i < len(starts); i++ {
+		if nextLo != -2 && nextLo < i {
+			if j := strings.IndexByte(starts[i:], lo); j >= 0 {
+				nextLo = i + j
+			} else {
+				nextLo = -2
+			}
+		}
+		if up == lo {
+			nextUp = nextLo
+		} else if nextUp != -2 && nextUp < i {
+			if j := strings.IndexByte(starts[i:], up); j >= 0 {
+				nextUp = i + j
+			} else {
+				nextUp = -2
+			}
+		}
+		switch {
+		case nextLo == -2 && nextUp == -2:
+			return false
+		case nextLo == -2:
+			i = nextUp
+		case nextUp == -2:
+			i = nextLo
+		default:
+			i = min(nextLo, nextUp)
+		}
+		if equalFoldASCII(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}

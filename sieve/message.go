@@ -40,12 +40,16 @@ type message struct {
 // has on the wire (RFC 5322 line ends), whatever line ends it is stored with.
 func crlfSize(b []byte) int64 {
 	n := int64(len(b))
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return n
+		}
+		i += j
+		if i == 0 || b[i-1] != '\r' {
 			n++
 		}
 	}
-	return n
 }
 
 func (m *message) Header(name string) []string {
@@ -59,6 +63,7 @@ func (m *message) Header(name string) []string {
 }
 func (m *message) Size() int64    { return m.size }
 func (m *message) Raw() io.Reader { return bytes.NewReader(m.raw) }
+func (m *message) bytes() []byte  { return m.raw }
 
 // field is one header field as it appears: name and raw value after the colon,
 // folding included, without the final line break.

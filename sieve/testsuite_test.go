@@ -352,6 +352,10 @@ func (s *suite) editHeaderOptions() EditHeaderOptions {
 	}
 }
 
+func (s *suite) redirectOptions() RedirectOptions {
+	return RedirectOptions{EnvelopeFrom: s.config["sieve_redirect_envelope_from"], UserEmail: s.config["sieve_user_email"]}
+}
+
 func (s *suite) vacationOptions() VacationOptions {
 	yes := func(k string) bool { return s.config[k] == "yes" }
 	n, _ := strconv.Atoi(s.config["sieve_vacation_max_subject_codepoints"])
@@ -550,6 +554,13 @@ func executeResultOf(r *runner, res *Result) bool {
 	}
 	ok := true
 	store := func(box string, flags []string, create bool) {
+		// The suite's mail store, like Dovecot's, separates hierarchy levels with "/":
+		// an empty level is no valid name.
+		if strings.Contains(box, "//") || strings.HasPrefix(box, "/") || strings.HasSuffix(box, "/") {
+			s.errs = append(s.errs, fmt.Sprintf("failed to store into mailbox '%s': Invalid mailbox name: empty hierarchy level", box))
+			ok = false
+			return
+		}
 		if _, exists := s.mailboxes[NormalizeMailbox(box)]; !exists && !create && NormalizeMailbox(box) != "INBOX" {
 			s.errs = append(s.errs, fmt.Sprintf("failed to store into mailbox '%s': Mailbox doesn't exist: %s", box, box))
 			ok = false
@@ -567,8 +578,13 @@ func executeResultOf(r *runner, res *Result) bool {
 			edited(x.Header)
 			store(x.Mailbox, x.Flags, x.Create)
 		case Redirect:
-			edited(x.Header)
-			s.smtp = append(s.smtp, sentMail{from: r.env.From, to: x.Address, raw: raw})
+			// Sent as the delivery sends it: a loop is not sent (and not an error).
+			if from, msg, err := x.Compose(orig, *r.env, s.redirectOptions()); err == nil {
+				s.smtp = append(s.smtp, sentMail{from: from, to: x.Address, raw: msg})
+			} else if !errors.Is(err, ErrRedirectLoop) {
+				s.errs = append(s.errs, err.Error())
+				ok = false
+			}
 		case Vacation:
 			if x.Skip == "" {
 				s.smtp = append(s.smtp, sentMail{from: "", to: x.To, raw: x.Compose(r.env.To, time.Now(), "<test@example.com>")})

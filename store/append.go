@@ -181,8 +181,8 @@ func (u *User) commitAppends(batch []*appendReq) {
 			if r.wantUID > st.uidNext {
 				st.uidNext = r.wantUID // RFC 3501 §2.3.1.1: UIDs ascend, gaps are allowed
 			}
-			res, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(mailbox_id, key) DO NOTHING`,
-				r.mbID, st.uidNext, r.key, r.file, joinFlags(r.flags), st.modSeq+1, r.date.UnixNano(), r.size, r.crlf)
+			res, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, internal_zone, size, crlf_size) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(mailbox_id, key) DO NOTHING`,
+				r.mbID, st.uidNext, r.key, r.file, joinFlags(r.flags), st.modSeq+1, r.date.UnixNano(), zoneOffset(r.date), r.size, r.crlf)
 			if err != nil {
 				return err
 			}
@@ -194,8 +194,8 @@ func (u *User) commitAppends(batch []*appendReq) {
 				if err := q.QueryRowContext(ctx, `SELECT uid FROM message WHERE mailbox_id = ? AND key = ?`, r.mbID, r.key).Scan(&have); err != nil {
 					return err
 				}
-				if _, err := q.ExecContext(ctx, `UPDATE message SET flags = ?, internal_date = ? WHERE mailbox_id = ? AND uid = ?`,
-					joinFlags(r.flags), r.date.UnixNano(), r.mbID, have); err != nil {
+				if _, err := q.ExecContext(ctx, `UPDATE message SET flags = ?, internal_date = ?, internal_zone = ? WHERE mailbox_id = ? AND uid = ?`,
+					joinFlags(r.flags), r.date.UnixNano(), zoneOffset(r.date), r.mbID, have); err != nil {
 					return err
 				}
 				r.res, r.already = AppendResult{UIDValidity: st.uidValidity, UID: have}, true

@@ -106,9 +106,10 @@ func (u *User) UIDLs(ctx context.Context, mb Mailbox) (map[uint32]string, error)
 	return out, rows.Err()
 }
 
-// SetInternalDate changes a message's internal date (and its file's mtime, which Dovecot
-// reads as the received date). A migration uses it to repair a message whose append was
-// interrupted after the file was written but before its date was recorded.
+// SetInternalDate changes a message's internal date with its zone (and its file's mtime,
+// the instant, which Dovecot reads as the received date). A migration uses it to repair a
+// message whose append was interrupted after the file was written but before its date was
+// recorded.
 func (u *User) SetInternalDate(ctx context.Context, mb Mailbox, uid uint32, date time.Time) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -123,7 +124,8 @@ func (u *User) SetInternalDate(ctx context.Context, mb Mailbox, uid uint32, date
 		_ = os.Chtimes(filepath.Join(string(u.folder(mb.Name)), e.File()), date, date)
 	}
 	return u.tx(ctx, func(q cachedQ) error {
-		_, err := q.ExecContext(ctx, `UPDATE message SET internal_date = ? WHERE mailbox_id = ? AND uid = ?`, date.UnixNano(), mb.ID, uid)
+		_, err := q.ExecContext(ctx, `UPDATE message SET internal_date = ?, internal_zone = ? WHERE mailbox_id = ? AND uid = ?`,
+			date.UnixNano(), zoneOffset(date), mb.ID, uid)
 		return err
 	})
 }

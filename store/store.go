@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,7 +307,7 @@ func (u *User) open(ctx context.Context) error {
 	}
 	// synchronous(FULL): a committed UID assignment must survive power loss, or a UID could
 	// be handed out twice in one UIDVALIDITY epoch.
-	dsn := "file:" + dbPath + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	dsn := sqliteDSN(dbPath) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	openDB := func(dsn string, conns int) (*sql.DB, error) {
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
@@ -326,6 +327,9 @@ func (u *User) open(ctx context.Context) error {
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
 	if _, err := db.ExecContext(ctx, subscriptionsMigration); err != nil {
+		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
+	}
+	if err := addInternalZone(ctx, db); err != nil { // store/zone.go
 		return fmt.Errorf("store: index schema %s: %w", dbPath, err)
 	}
 	if _, err := db.ExecContext(ctx, sieveSchema); err != nil { // store/sieve.go
@@ -361,4 +365,11 @@ func (u *User) open(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sqliteDSN is the "file:" URI of the database at path, escaped: a user name may hold
+// '#', '?' or '%' (RFC 5322 atext), which SQLite's URI parsing would otherwise cut or
+// decode, so that "a#b" and "a?b" would share the index ".../a".
+func sqliteDSN(path string) string {
+	return "file:" + (&url.URL{Path: path}).EscapedPath()
 }

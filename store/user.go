@@ -426,22 +426,23 @@ func (u *User) Subscriptions(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-const messageCols = `uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope`
+const messageCols = `uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope, internal_zone`
 
 // messageColsLite leaves the envelope out: most readers do not want it, and copying the
 // blob out of SQLite for every row was a good part of reading the index.
-const messageColsLite = `uid, key, file, flags, modseq, internal_date, size, crlf_size, NULL`
+const messageColsLite = `uid, key, file, flags, modseq, internal_date, size, crlf_size, NULL, internal_zone`
 
 func scanMessage(sc interface{ Scan(...any) error }) (Message, error) {
 	var m Message
 	var flags string
 	var date int64
-	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size, &m.SizeCRLF, &m.Envelope)
+	var zone sql.NullInt64
+	err := sc.Scan(&m.UID, &m.Key, &m.File, &flags, &m.ModSeq, &date, &m.Size, &m.SizeCRLF, &m.Envelope, &zone)
 	if m.SizeCRLF < 0 {
 		m.SizeCRLF = m.Size
 	}
 	m.Flags = splitFlags(flags)
-	m.InternalDate = time.Unix(0, date)
+	m.InternalDate = internalDate(date, zone) // store/zone.go
 	return m, err
 }
 
@@ -940,8 +941,10 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 		uid, modseq := d.UIDNext, d.ModSeq
 		for _, p := range done {
 			modseq++
-			if _, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope) VALUES(?,?,?,?,?,?,?,?,?,?)`,
-				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size, p.m.SizeCRLF, p.m.Envelope); err != nil {
+			// The copy keeps the internal date with its zone, or without one (RFC 3501 §6.4.7).
+			if _, err := q.ExecContext(ctx, `INSERT INTO message(mailbox_id, uid, key, file, flags, modseq, internal_date, size, crlf_size, envelope, internal_zone)
+				VALUES(?,?,?,?,?,?,?,?,?,?,(SELECT internal_zone FROM message WHERE mailbox_id = ? AND uid = ?))`,
+				dst.ID, uid, p.key, p.file, joinFlags(p.m.Flags), modseq, p.m.InternalDate.UnixNano(), p.m.Size, p.m.SizeCRLF, p.m.Envelope, src.ID, p.m.UID); err != nil {
 				return err
 			}
 			res.SrcUIDs = append(res.SrcUIDs, p.m.UID)

@@ -41,6 +41,11 @@ type User struct {
 	Mail     string // mail attribute (optional)
 	Password string // stored as {SSHA}
 	CN       string // default UID
+	// MailHost and MailAliases, when set, make the entry an inetLocalMailRecipient
+	// (misc.schema, draft-lachman-laser-ldap-mail-routing): mailHost names the back-end
+	// that holds the mailbox, each alias is a mailLocalAddress.
+	MailHost    string
+	MailAliases []string
 }
 
 // Server is a running slapd.
@@ -194,6 +199,7 @@ func slapdConf(dir string, s *Server) string {
 	return fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/misc.schema
 pidfile %[1]s/slapd.pid
 argsfile %[1]s/slapd.args
 modulepath /usr/lib/ldap
@@ -244,6 +250,15 @@ func directoryLDIF(s *Server, users []User) string {
 		}
 		b.WriteString(ldifValue("dn", DN(u.UID)))
 		b.WriteString("objectClass: inetOrgPerson\n")
+		if u.MailHost != "" || len(u.MailAliases) > 0 {
+			b.WriteString("objectClass: inetLocalMailRecipient\n")
+		}
+		if u.MailHost != "" {
+			b.WriteString(ldifValue("mailHost", u.MailHost))
+		}
+		for _, a := range u.MailAliases {
+			b.WriteString(ldifValue("mailLocalAddress", a))
+		}
 		b.WriteString(ldifValue("uid", u.UID))
 		b.WriteString(ldifValue("cn", cn))
 		b.WriteString(ldifValue("sn", cn))

@@ -82,7 +82,8 @@ func smtpMilters(cfg *config.Config, logger *slog.Logger) ([]smtpd.Milter, error
 	var out []smtpd.Milter
 	for _, m := range cfg.SMTP.Milters {
 		c, err := milter.NewClient(milter.ClientConfig{Addr: m.Addr, DefaultAction: m.DefaultAction,
-			ConnectTimeout: m.ConnectTimeout, Timeout: m.Timeout, Hostname: cfg.Hostname, Logger: logger})
+			ConnectTimeout: m.ConnectTimeout, Timeout: m.Timeout, MaxMessageSize: int64(cfg.SMTP.MaxMessageSize),
+			Hostname: cfg.Hostname, Logger: logger})
 		if err != nil {
 			return nil, fmt.Errorf("smtp: %w", err)
 		}

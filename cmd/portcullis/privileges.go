@@ -135,7 +135,8 @@ func tcpAddrs(cfg *config.Config) []string {
 			out = append(out, l.Addr)
 		}
 	}
-	for _, a := range []string{cfg.IMAP.Addr, cfg.IMAP.TLSAddr, cfg.POP3.Addr, cfg.POP3.TLSAddr, cfg.ManageSieve.Addr, cfg.HTTP.Addr} {
+	for _, a := range []string{cfg.IMAP.Addr, cfg.IMAP.TLSAddr, cfg.POP3.Addr, cfg.POP3.TLSAddr, cfg.ManageSieve.Addr, cfg.HTTP.Addr,
+		cfg.Proxy.IMAPAddr, cfg.Proxy.IMAPSAddr, cfg.Proxy.POP3Addr, cfg.Proxy.POP3SAddr} {
 		if a != "" {
 			out = append(out, a)
 		}

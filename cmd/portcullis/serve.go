@@ -285,6 +285,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer stopMailServers()
+	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, logger) // proxy.go
+	if err != nil {
+		return err
+	}
+	defer stopProxy()
 
 	var httpSrv *http.Server
 	if cfg.HTTP.Addr != "" {
@@ -411,6 +416,9 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		ln, err := priv.listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if ln, err = proxyListener(cfg, name, ln, logger); err != nil {
+			return err
 		}
 		if implicitTLS {
 			ln = tls.NewListener(ln, tlsCfg)

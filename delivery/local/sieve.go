@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"mime"
 	"os"
 	"path/filepath"
 	"sort"
@@ -52,6 +51,11 @@ type SieveConfig struct {
 	// RedirectDuplicatePeriod is how long a redirect of the same message to the same
 	// address is suppressed; default 12h (Pigeonhole's).
 	RedirectDuplicatePeriod time.Duration `yaml:"redirect_duplicate_period"`
+	// RedirectEnvelopeFrom is the envelope sender of a redirected message (Pigeonhole's
+	// sieve_redirect_envelope_from): sender (the original sender, the default),
+	// recipient, orig_recipient, user_email (the user's address), or an explicit
+	// <address> or <>. A message from <> is always redirected from <>.
+	RedirectEnvelopeFrom string `yaml:"redirect_envelope_from"`
 	// MaxRedirectHops refuses to redirect a message that already went through this many
 	// Sieve redirects (X-Sieve-Redirected-From fields); it is kept instead. Default 4.
 	MaxRedirectHops int `yaml:"max_redirect_hops"`
@@ -81,7 +85,7 @@ func (c *SieveConfig) defaults() {
 		c.RedirectDuplicatePeriod = 12 * time.Hour
 	}
 	if c.MaxRedirectHops <= 0 {
-		c.MaxRedirectHops = 4
+		c.MaxRedirectHops = sieve.DefaultMaxRedirectHops
 	}
 	if c.SpamScoreMax == 0 {
 		c.SpamScoreMax = 10
@@ -151,6 +155,11 @@ func (c *Checker) Check(script []byte) (string, error) {
 // Extensions lists the extensions the compiler supports.
 func (c *Checker) Extensions() []string { return sieve.Supported() }
 
+// redirectOptions are the settings of the redirects user sends.
+func (c SieveConfig) redirectOptions(user string) sieve.RedirectOptions {
+	return sieve.RedirectOptions{EnvelopeFrom: c.RedirectEnvelopeFrom, UserEmail: user, MaxHops: c.MaxRedirectHops}
+}
+
 // sieveRun holds what New prepared for Sieve.
 type sieveRun struct {
 	cfg    SieveConfig
@@ -191,6 +200,9 @@ func loadScripts(paths []string, opt sieve.Options) ([]*sieve.Script, error) {
 
 func newSieveRun(cfg SieveConfig, delimiter string) (*sieveRun, error) {
 	cfg.defaults()
+	if err := cfg.redirectOptions("").Validate(); err != nil {
+		return nil, fmt.Errorf("sieve.redirect_envelope_from: %w", err)
+	}
 	opt := cfg.Options(delimiter, nil)
 	before, err := loadScripts(cfg.Before, opt)
 	if err != nil {
@@ -432,26 +444,21 @@ func (d *Deliverer) folder(ctx context.Context, u *store.User, user string, x si
 	return store.Inbox
 }
 
-// redirect queues the message for x.Address with a fresh envelope (RFC 5228 §4.2: the
-// original sender stays the reverse-path), after loop and duplicate checks.
+// redirect queues the message for x.Address as sieve.Redirect.Compose makes it (RFC 5228
+// §4.2: the original sender stays the reverse-path), after its loop check and the
+// duplicate check.
 func (d *Deliverer) redirect(ctx context.Context, sr *sieveRun, sc *store.Scripts, rcpt, user string, env spool.Envelope, raw []byte, x sieve.Redirect) error {
 	if d.cfg.Enqueue == nil {
 		return errors.New("no queue to redirect through")
 	}
-	if strings.ContainsAny(x.Address, "\r\n") {
-		return errors.New("address contains a line break")
+	// The envelope sender, X-Sieve-Redirected-From and loop detection are the sieve
+	// package's (Pigeonhole's behaviour); the user's address is the store account.
+	senv := sieve.Envelope{From: env.From, To: rcpt}
+	from, msg, err := x.Compose(raw, senv, sr.cfg.redirectOptions(user))
+	if err != nil {
+		return err
 	}
-	msg := withHeader(raw, x.Header)
 	h := sieve.NewMessage(msg)
-	hops := h.Header("X-Sieve-Redirected-From")
-	for _, v := range hops {
-		if strings.EqualFold(strings.TrimSpace(v), user) {
-			return fmt.Errorf("loop: the message was already redirected by %s", user)
-		}
-	}
-	if len(hops) >= sr.cfg.MaxRedirectHops {
-		return fmt.Errorf("loop: %d Sieve redirects already", len(hops))
-	}
 	// Duplicate suppression: the same message (by Message-ID, else its bytes) to the same
 	// address once per period.
 	id := strings.Join(h.Header("Message-ID"), "")
@@ -466,8 +473,10 @@ func (d *Deliverer) redirect(ctx context.Context, sr *sieveRun, sc *store.Script
 		d.log.Info("sieve: duplicate redirect suppressed", "user", user, "to", x.Address)
 		return nil
 	}
-	out := "X-Sieve-Redirected-From: " + user + "\r\nDelivered-To: " + rcpt + "\r\n"
-	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: env.From, To: []string{x.Address}, ReceivedAt: now},
+	// Delivered-To is this delivery's trace (the loop check of the alias expansion,
+	// delivery/dispatch), not the script's.
+	out := "Delivered-To: " + rcpt + "\r\n"
+	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: from, To: []string{x.Address}, ReceivedAt: now},
 		io.MultiReader(strings.NewReader(out), bytes.NewReader(msg)))
 	if err != nil {
 		return err
@@ -489,36 +498,11 @@ func (d *Deliverer) vacation(ctx context.Context, user string, v sieve.Vacation)
 	if d.cfg.Enqueue == nil || v.To == "" {
 		return
 	}
-	from := v.From
-	if from == "" {
-		from = "<" + user + ">"
-	}
-	to := v.ToHeader
-	if to == "" {
-		to = "<" + v.To + ">"
-	}
-	clean := func(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }
-	var b strings.Builder
-	b.WriteString("From: " + clean(from) + "\r\n")
-	b.WriteString("To: " + clean(to) + "\r\n")
-	b.WriteString("Subject: " + mime.QEncoding.Encode("utf-8", clean(v.Subject)) + "\r\n")
-	b.WriteString("Date: " + time.Now().Format(time.RFC1123Z) + "\r\n")
-	b.WriteString("Message-ID: <" + rand.Text() + "@" + d.hostname() + ">\r\n")
-	if v.InReplyTo != "" {
-		b.WriteString("In-Reply-To: " + clean(v.InReplyTo) + "\r\n")
-	}
-	if v.References != "" {
-		b.WriteString("References: " + clean(v.References) + "\r\n")
-	}
-	b.WriteString("Auto-Submitted: auto-replied (vacation)\r\nPrecedence: bulk\r\nMIME-Version: 1.0\r\n")
-	if v.Mime {
-		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n"))
-	} else {
-		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
-		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(v.Reason, "\r\n", "\n"), "\n", "\r\n"))
-		b.WriteString("\r\n")
-	}
-	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: "", To: []string{v.To}, ReceivedAt: time.Now()}, strings.NewReader(b.String()))
+	// The reply is the sieve package's (one composition for the delivery and the
+	// conformance suite); its From: is the user's address unless :from says otherwise.
+	now := time.Now()
+	reply := v.Compose("<"+user+">", now, "<"+rand.Text()+"@"+d.hostname()+">")
+	qid, err := d.cfg.Enqueue(ctx, spool.Envelope{From: "", To: []string{v.To}, ReceivedAt: now}, bytes.NewReader(reply))
 	if err != nil {
 		d.log.Warn("sieve: vacation reply not queued", "user", user, "to", v.To, "err", err)
 		return

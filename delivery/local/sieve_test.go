@@ -185,7 +185,7 @@ func TestSieveRedirect(t *testing.T) {
 	if envs[0].From != "carol@example.net" || !slices.Equal(envs[0].To, []string{"dave@example.com"}) {
 		t.Fatalf("envelope %+v", envs[0])
 	}
-	if !strings.HasPrefix(msgs[0], "X-Sieve-Redirected-From: alice@example.org\r\nDelivered-To: alice@example.org\r\nFrom: Carol") {
+	if !strings.HasPrefix(msgs[0], "Delivered-To: alice@example.org\r\nX-Sieve-Redirected-From: alice@example.org\r\nFrom: Carol") {
 		t.Fatalf("redirected message %q", msgs[0])
 	}
 	if in, _ := folder(t, r.st, "alice@example.org", store.Inbox); len(in) != 0 {
@@ -201,6 +201,27 @@ func TestSieveRedirect(t *testing.T) {
 	}
 	if in, _ := folder(t, r.st, "alice@example.org", store.Inbox); len(in) != 1 {
 		t.Fatal("the looping message was not kept")
+	}
+}
+
+// TestSieveRedirectEnvelopeFrom: redirect_envelope_from chooses the forwarded copy's
+// sender (Pigeonhole's sieve_redirect_envelope_from), and a typo refuses to start.
+func TestSieveRedirectEnvelopeFrom(t *testing.T) {
+	r := newSieveRig(t, SieveConfig{RedirectEnvelopeFrom: "recipient"})
+	r.setScript(t, "alice@example.org", "redirect \"dave@example.com\";\n")
+	if err := r.deliver(t, "carol@example.net", "alice@example.org", plainMsg); err != nil {
+		t.Fatal(err)
+	}
+	if envs, _ := r.queued(t); len(envs) != 1 || envs[0].From != "alice@example.org" {
+		t.Fatalf("envelopes %+v, want one from alice@example.org", envs)
+	}
+	st, err := store.New(store.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := New(Config{Store: st, Sieve: SieveConfig{RedirectEnvelopeFrom: "recipent"}}); err == nil || !strings.Contains(err.Error(), "redirect_envelope_from") {
+		t.Fatalf("a bad redirect_envelope_from: %v", err)
 	}
 }
 

@@ -100,6 +100,11 @@ var rules = []rule{
 		why:       "the decision log knows policy types only; the servers hand it records through interfaces they own",
 	},
 	{
+		from:      []string{"./directory", "./proxy", "./internal/proxylisten"},
+		forbidden: []string{"config", "cmd", "smtpd", "imapd", "pop3d", "store", "delivery"},
+		why:       "the directory and the proxy know users and sockets, not the servers they route to",
+	},
+	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",

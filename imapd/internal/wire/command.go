@@ -112,6 +112,7 @@ type QuotaLimit struct {
 type Append struct {
 	Mailbox string
 	started bool
+	done    bool   // NextAppend returned the end or an error
 	refuse  *Error // RefuseAppend
 }
 
@@ -130,7 +131,21 @@ type AppendMessage struct {
 // is Fatal. Any other error is the connection's (errors.Is(err, ErrIO)).
 func (p *Parser) ReadCommand() (*Command, error) {
 	if err := p.drainAppend(); err != nil {
-		return nil, err
+		var e *Error
+		if errors.As(err, &e) && !e.Fatal {
+			// The line after the message ended that APPEND: refused, it is skipped.
+			if p.cmd != nil && p.cmd.Append != nil {
+				p.cmd.Append.done = true
+			}
+			err = p.skipRest()
+			if err == nil {
+				err = e
+			}
+		}
+		return &Command{}, err
+	}
+	if err := p.finishAppend(); err != nil {
+		return &Command{}, err
 	}
 	for {
 		err := p.readLine()
@@ -141,6 +156,13 @@ func (p *Parser) ReadCommand() (*Command, error) {
 			if i := bytes.IndexByte(p.line, ' '); i > 0 && !errors.Is(err, ErrIO) {
 				if tag := p.line[:i]; bytes.IndexFunc(tag, func(r rune) bool { return r > 0x7f || !isTagChar(byte(r)) }) < 0 {
 					cmd.Tag = string(tag)
+				}
+			}
+			var e *Error
+			if errors.As(err, &e) && !e.Fatal {
+				// The over-long line may announce a literal: skip it too.
+				if serr := p.skipRest(); serr != nil {
+					return cmd, serr
 				}
 			}
 			p.line, p.pos = p.line[:0], 0
@@ -577,6 +599,9 @@ func (p *Parser) NextAppend() (*AppendMessage, error) {
 		return nil, err
 	}
 	m, err := p.appendMessage(cmd.Append)
+	if m == nil {
+		cmd.Append.done = true
+	}
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && !e.Fatal {
@@ -662,6 +687,17 @@ func (p *Parser) appendMessage(a *Append) (*AppendMessage, error) {
 	p.pending = &io.LimitedReader{R: p.r, N: n}
 	m.Body = p.pending
 	return m, nil
+}
+
+// finishAppend skips what is left of an APPEND the session did not read to its end (one
+// it refused for the state, before login, without RefuseAppend): the messages of its
+// non-synchronising literals are data and must never be read as commands.
+func (p *Parser) finishAppend() error {
+	if p.cmd == nil || p.cmd.Append == nil || p.cmd.Append.done {
+		return nil
+	}
+	p.cmd.Append.done = true
+	return p.skipRest()
 }
 
 // drainAppend discards the unread rest of a message handed out by NextAppend and reads

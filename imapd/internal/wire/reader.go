@@ -157,29 +157,48 @@ func (p *Parser) readLine() error {
 	}
 	p.line = bytes.TrimSuffix(p.line[:len(p.line)-1], []byte("\r"))
 	if len(p.line) > p.lim.MaxLine {
-		p.line = p.line[:min(len(p.line), 64)]
-		p.pos = len(p.line)
+		p.cutLine(p.line)
 		return &Error{Kind: Bad, Code: "TOOBIG", Text: "command line too long"}
 	}
 	return nil
+}
+
+// lineTail is how much of the end of an over-long line is kept: enough for a literal's
+// announcement ({N+} with N up to 19 digits).
+const lineTail = 24
+
+// cutLine keeps of an over-long line its start, the tag for the answer, and its end
+// (tail, without CRLF): a non-synchronising literal it announces comes anyway, and
+// skipRest must skip it rather than read its octets as commands. A NUL joins them: it
+// makes neither a tag nor a literal's size of the two.
+func (p *Parser) cutLine(tail []byte) {
+	head := p.line[:min(len(p.line), 64)]
+	tail = tail[len(tail)-min(len(tail), lineTail):]
+	line := make([]byte, 0, len(head)+1+len(tail))
+	line = append(append(append(line, head...), 0), tail...)
+	p.line, p.pos = line, len(line)
 }
 
 // discardLongLine reads to the end of an over-long line, up to 16 times MaxLine; a line
 // longer than that is fatal (a client that never ends its line).
 func (p *Parser) discardLongLine() error {
 	n := len(p.line)
-	p.line = p.line[:min(len(p.line), 64)] // the tag, for the answer
-	p.pos = len(p.line)
+	tail := bytes.Clone(p.line[len(p.line)-min(len(p.line), lineTail+2):])
 	for n < 16*p.lim.MaxLine {
 		frag, err := p.r.ReadSlice('\n')
 		n += len(frag)
+		tail = append(tail, frag[len(frag)-min(len(frag), lineTail+2):]...)
+		tail = tail[len(tail)-min(len(tail), lineTail+2):]
 		if err == nil {
+			p.cutLine(bytes.TrimSuffix(bytes.TrimSuffix(tail, []byte("\n")), []byte("\r")))
 			return &Error{Kind: Bad, Code: "TOOBIG", Text: "command line too long"}
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
+			p.cutLine(nil)
 			return fmt.Errorf("%w: %w", ErrIO, err)
 		}
 	}
+	p.cutLine(nil)
 	return &Error{Kind: Bad, Code: "TOOBIG", Text: "command line too long", Fatal: true}
 }
 

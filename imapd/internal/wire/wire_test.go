@@ -305,3 +305,41 @@ func TestNumSetContains(t *testing.T) {
 		}
 	}
 }
+
+// An over-long line that announces a non-synchronising literal is refused, and the
+// literal that comes with it is skipped, not read as the next command.
+func TestLongLineSkipsItsLiteral(t *testing.T) {
+	for _, maxLine := range []int{100, 5000} { // within bufio's buffer, and beyond it
+		long := "a APPEND INBOX (" + strings.Repeat("x ", maxLine) + ") {16+}\r\nb DELETE INBOX\r\n\r\n"
+		p, _ := parser(long+"c NOOP\r\n", Limits{MaxLine: maxLine})
+		c, err := p.ReadCommand()
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "TOOBIG" || c.Tag != "a" {
+			t.Fatalf("MaxLine %d: %+v %v, want a BAD [TOOBIG]", maxLine, c, err)
+		}
+		c, err = p.ReadCommand()
+		if err != nil || c.Tag != "c" {
+			t.Fatalf("MaxLine %d: next command %+v %v, want c NOOP (the literal ran)", maxLine, c, err)
+		}
+	}
+}
+
+// ReadCommand never returns a nil command with an *Error: the session answers it with
+// cmd.Tag. Here the rest of an APPEND the caller left unread ends in an over-long line.
+func TestReadCommandErrorHasCommand(t *testing.T) {
+	p, _ := parser("a APPEND INBOX {2}\r\nhi"+strings.Repeat("x", 200)+"\r\nb NOOP\r\n", Limits{MaxLine: 100})
+	if _, err := p.ReadCommand(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.NextAppend(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.ReadCommand()
+	var e *Error
+	if !errors.As(err, &e) || c == nil {
+		t.Fatalf("%+v %v, want a command and a BAD", c, err)
+	}
+	if c, err = p.ReadCommand(); err != nil || c.Tag != "b" {
+		t.Fatalf("next: %+v %v", c, err)
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/proxy"
+)
+
+// serveProxy starts the IMAP and POP3 proxy when the proxy section has an address: the
+// directory of the directory section (local, PostgreSQL or LDAP) says where each user
+// lives, auth (throttling and credential cache included) checks passwords: against the
+// directory's hashes when it is PostgreSQL.
+// The returned function stops it.
+func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users *auth.Service, router *route.Router, logger *slog.Logger) (func(), error) {
+	pc := cfg.Proxy
+	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" {
+		return func() {}, nil
+	}
+	dir, closeDir, err := directory.Open(ctx, cfg.Directory, directory.Deps{
+		Users: users.DB, LDAP: users.LDAP, Quota: int64(cfg.Store.Quota), Aliases: router.Addresses,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := priv.tlsConfig(cfg.SMTP)
+	if err != nil {
+		closeDir.Close()
+		return nil, err
+	}
+	xc := pc.Config
+	xc.Hostname, xc.TLSConfig = cfg.Hostname, tlsCfg
+	// With the directory in PostgreSQL the passwords are its hashes (auth's hashing limits
+	// and verify cache, throttled); otherwise auth's service, whose LDAP binds or local
+	// users are the directory's own.
+	var authn proxy.Authenticator = users.Auth
+	if cfg.Directory.Postgres != "" {
+		th, err := auth.NewThrottle(users.DB.WithHashes(directory.Hashes(dir)), cfg.Auth.Throttle)
+		if err != nil {
+			closeDir.Close()
+			return nil, err
+		}
+		authn = th
+	}
+	px, err := proxy.New(xc, proxy.Deps{Auth: authn, Directory: dir, Logger: logger})
+	if err != nil {
+		closeDir.Close()
+		return nil, err
+	}
+	var lns []net.Listener
+	stop := func() {
+		for _, ln := range lns { // those whose Serve has not started yet too
+			ln.Close()
+		}
+		px.Close()
+		closeDir.Close()
+	}
+	for _, l := range []struct {
+		name, addr  string
+		implicitTLS bool
+		serve       func(net.Listener, bool) error
+	}{
+		{"proxy-imap", pc.IMAPAddr, false, px.ServeIMAP},
+		{"proxy-imaps", pc.IMAPSAddr, true, px.ServeIMAP},
+		{"proxy-pop3", pc.POP3Addr, false, px.ServePOP3},
+		{"proxy-pop3s", pc.POP3SAddr, true, px.ServePOP3},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := priv.listen("tcp", l.addr)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		lns = append(lns, ln)
+		logger.Info("listening", "listener", l.name, "addr", ln.Addr().String())
+		go func() {
+			if err := l.serve(ln, l.implicitTLS); err != nil && !errors.Is(err, net.ErrClosed) {
+				logger.Error("listener stopped", "listener", l.name, "err", err.Error())
+			}
+		}()
+	}
+	return stop, nil
+}

@@ -1,0 +1,32 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestScaleOutChecks: the directory and PROXY-protocol keys that cannot work together are
+// refused at load, naming the keys.
+func TestScaleOutChecks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	for yaml, want := range map[string]string{
+		"directory: { ldap: { mail_host_attribute: mailHost } }\n":                                                                "set auth.ldap",
+		"directory: { postgres: \"postgres://x\", ldap: {} }\nauth: { ldap: { url: \"ldap://127.0.0.1\", base_dn: \"dc=x\" } }\n": "choose one",
+		"imap: { proxy_from: [10.0.0.0/8] }\n":                                                                                    "proxy_from without proxy_protocol",
+		"imap: { proxy_protocol: true, proxy_from: [not-a-net] }\n":                                                               "want a CIDR",
+		"pop3: { proxy_from: [10.0.0.0/8] }\n":                                                                                    "proxy_from without proxy_protocol",
+	} {
+		require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\n"+yaml), 0o644))
+		_, err := Load(path, dir)
+		require.ErrorContains(t, err, want, yaml)
+	}
+	require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\nimap: { proxy_protocol: true, proxy_from: [10.0.0.0/8] }\ndirectory: { postgres: \"postgres://db/mail\", cache_ttl: 2s }\n"), 0o644))
+	c, err := Load(path, dir)
+	require.NoError(t, err)
+	require.True(t, c.IMAP.ProxyProtocol)
+	require.Equal(t, "postgres://db/mail", c.Directory.Postgres)
+}

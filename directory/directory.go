@@ -1,0 +1,144 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/auth"
+)
+
+// User is what the directory knows about one mailbox owner.
+type User struct {
+	// Address is the canonical address (lower case, as address.Normalize gives it).
+	Address string
+	// PasswordHash is the stored hash (argon2id PHC string or bcrypt), empty when the
+	// directory verifies passwords itself (LDAP binds).
+	PasswordHash string
+	// Quota is the storage limit in bytes; 0 means the store's default.
+	Quota int64
+	// MailHost names the back-end that holds the mailbox; empty means this node
+	// (HostHere).
+	MailHost string
+	// State is empty in normal operation; StateMoving while the mailbox is copied to
+	// another back-end.
+	State string
+	// Aliases are the other addresses that deliver to this user.
+	Aliases []string
+}
+
+// HostHere is the MailHost of a user on a single node: the mailbox is in this process.
+const HostHere = ""
+
+// StateMoving marks a user whose mailbox is being copied to another back-end.
+const StateMoving = "moving"
+
+// Directory looks users up. Lookup fails with an error matching ErrNotFound for an
+// address without a user; any other error means the directory could not be asked
+// (callers answer with a temporary failure, never as if the user did not exist).
+type Directory interface {
+	Lookup(ctx context.Context, address string) (User, error)
+}
+
+// ErrNotFound is returned (wrapped) by Lookup for an address that has no user.
+var ErrNotFound = errors.New("directory: no such user")
+
+// Config is the directory: local (the default, neither postgres nor ldap set), a
+// PostgreSQL database, or the LDAP directory of auth.ldap.
+type Config struct {
+	// Postgres is a connection string (postgres://user@host:port/db?sslmode=...): the
+	// shared directory of a multi-node installation. Its tables are created on open.
+	Postgres string `yaml:"postgres"`
+	// LDAP reads users from the directory that auth.ldap authenticates against, with
+	// the mail host, quota and aliases from the attributes named here.
+	LDAP *LDAPConfig `yaml:"ldap"`
+	// CacheTTL is how long an answer is remembered: a change in the directory (a user
+	// moved to another mail host) is seen within this time (default 5s; negative: no
+	// cache).
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// CacheEntries bounds the cache (default 100000).
+	CacheEntries int `yaml:"cache_entries"`
+}
+
+// DefaultCacheTTL is the default of Config.CacheTTL.
+const DefaultCacheTTL = 5 * time.Second
+
+// Deps are what Open builds the local and LDAP directories on.
+type Deps struct {
+	// Users is the local user database (the local directory; required without
+	// postgres and ldap).
+	Users *auth.DB
+	// LDAP is auth's directory connection (required with Config.LDAP).
+	LDAP *auth.LDAP
+	// Quota is the store's quota, reported for local users.
+	Quota int64
+	// Aliases, when set, lists the addresses that deliver to a local user (the
+	// router's Addresses).
+	Aliases func(ctx context.Context, user string) ([]string, error)
+}
+
+// Open builds the directory cfg selects, behind a Cache unless CacheTTL is negative.
+// Close releases the PostgreSQL pool (a no-op for the others).
+func Open(ctx context.Context, cfg Config, deps Deps) (Directory, io.Closer, error) {
+	if cfg.Postgres != "" && cfg.LDAP != nil {
+		return nil, nil, errors.New("directory: both postgres and ldap are set; choose one")
+	}
+	var d Directory
+	var closer io.Closer = nopCloser{}
+	switch {
+	case cfg.Postgres != "":
+		p, err := OpenPostgres(ctx, cfg.Postgres)
+		if err != nil {
+			return nil, nil, err
+		}
+		d, closer = p, p
+	case cfg.LDAP != nil:
+		if deps.LDAP == nil {
+			return nil, nil, errors.New("directory: ldap needs auth.ldap (the connection it reads through)")
+		}
+		l, err := NewLDAP(*cfg.LDAP, deps.LDAP)
+		if err != nil {
+			return nil, nil, err
+		}
+		d = l
+	default:
+		if deps.Users == nil {
+			return nil, nil, errors.New("directory: no user database for the local directory")
+		}
+		d = &Local{Users: deps.Users, LDAP: deps.LDAP, Quota: deps.Quota, Aliases: deps.Aliases}
+	}
+	if cfg.CacheTTL < 0 {
+		return d, closer, nil
+	}
+	ttl := cfg.CacheTTL
+	if ttl == 0 {
+		ttl = DefaultCacheTTL
+	}
+	return NewCache(d, ttl, cfg.CacheEntries), closer, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+func notFound(addr string) error { return fmt.Errorf("%w: %.80q", ErrNotFound, addr) }
+
+// Hashes is the password hash lookup of d, for auth.DB.WithHashes: the proxy of a
+// multi-node installation then verifies passwords against the hashes in the shared
+// directory, with auth's hashing limits, verify cache and (around it) throttling. A user
+// the directory does not have has no hash; a directory that cannot be asked is
+// auth.ErrUnavailable.
+func Hashes(d Directory) auth.HashLookup {
+	return func(ctx context.Context, addr string) (string, error) {
+		u, err := d.Lookup(ctx, addr)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return "", nil
+		case err != nil:
+			return "", fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
+		}
+		return u.PasswordHash, nil
+	}
+}

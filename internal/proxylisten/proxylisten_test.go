@@ -1,0 +1,117 @@
+package proxylisten_test
+
+import (
+	"bufio"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/portcullis-mail/portcullis/internal/proxylisten"
+)
+
+func listen(t *testing.T, trusted []string) *proxylisten.Listener {
+	t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := proxylisten.Wrap(raw, trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func dial(t *testing.T, l net.Listener, header *proxyproto.Header) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if header != nil {
+		if _, err := header.WriteTo(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write([]byte("hello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func header(client string) *proxyproto.Header {
+	return proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client)),
+		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:143")))
+}
+
+func accept(t *testing.T, l net.Listener) (net.Conn, string) {
+	t.Helper()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, line
+}
+
+func TestTrusted(t *testing.T) {
+	l := listen(t, []string{"127.0.0.0/8"})
+	dial(t, l, header("203.0.113.9:40000"))
+	c, line := accept(t, l)
+	if got := c.RemoteAddr().String(); got != "203.0.113.9:40000" || line != "hello\r\n" {
+		t.Fatalf("remote %s, line %q", got, line)
+	}
+}
+
+// A trusted peer that sends no header is dropped, and does not block the next one.
+func TestTrustedWithoutHeader(t *testing.T) {
+	l := listen(t, []string{"127.0.0.1"})
+	refused := make(chan struct{}, 1)
+	l.Refused = func(net.Addr, error) { refused <- struct{}{} }
+	bad := dial(t, l, nil)
+	dial(t, l, header("198.51.100.7:1234"))
+	c, _ := accept(t, l)
+	if got := c.RemoteAddr().String(); got != "198.51.100.7:1234" {
+		t.Fatalf("remote %s", got)
+	}
+	<-refused
+	bad.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := bad.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection without a header was served")
+	}
+}
+
+// An untrusted peer is served as it is; a header it sends is not believed.
+func TestUntrusted(t *testing.T) {
+	l := listen(t, []string{"10.0.0.0/8"})
+	dial(t, l, nil)
+	c, line := accept(t, l)
+	if ap := netip.MustParseAddrPort(c.RemoteAddr().String()); !ap.Addr().IsLoopback() || line != "hello\r\n" {
+		t.Fatalf("remote %s line %q", c.RemoteAddr(), line)
+	}
+}
+
+func TestClose(t *testing.T) {
+	l := listen(t, nil)
+	l.Close()
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("Accept after Close")
+	}
+}
+
+func TestBadRanges(t *testing.T) {
+	raw, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer raw.Close()
+	if _, err := proxylisten.Wrap(raw, []string{"not a network"}); err == nil {
+		t.Fatal("accepted a bad range")
+	}
+}

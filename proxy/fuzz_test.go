@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+)
+
+func TestReadIMAPCommand(t *testing.T) {
+	for _, tc := range []struct {
+		in, tag, cmd string
+		args         []string
+		conts        int
+		bad          bool
+	}{
+		{in: "a LOGIN alice pw\r\n", tag: "a", cmd: "LOGIN", args: []string{"alice", "pw"}},
+		{in: "a login \"al\\\"ice\" \"p w\\\\\"\r\n", tag: "a", cmd: "LOGIN", args: []string{`al"ice`, `p w\`}},
+		{in: "a LOGIN {5}\r\nalice {3+}\r\np w\r\n", tag: "a", cmd: "LOGIN", args: []string{"alice", "p w"}, conts: 1},
+		{in: "a LOGIN alice \"pw\r\n", bad: true},
+		{in: "a{ LOGIN x y\r\n", bad: true},
+		{in: "a LOGIN x {99999}\r\n", bad: true},
+		{in: "\r\n"},
+		{in: "t CAPABILITY\r\n", tag: "t", cmd: "CAPABILITY"},
+	} {
+		conts := 0
+		tag, cmd, args, err := readIMAPCommand(bufio.NewReader(strings.NewReader(tc.in)), func() error { conts++; return nil })
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: accepted as %q %q %q", tc.in, tag, cmd, args)
+			}
+			continue
+		}
+		if err != nil || tag != tc.tag || cmd != tc.cmd || strings.Join(args, "|") != strings.Join(tc.args, "|") || conts != tc.conts {
+			t.Errorf("%q: %q %q %q conts %d, %v", tc.in, tag, cmd, args, conts, err)
+		}
+	}
+}
+
+func TestDecodePlain(t *testing.T) {
+	if u, p, err := decodePlain(encodePlain("alice", "pw")); err != nil || u != "alice" || p != "pw" {
+		t.Fatal(u, p, err)
+	}
+	for _, bad := range []string{"!!", "", "YWxpY2U=" /* no NULs */} {
+		if _, _, err := decodePlain(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// FuzzReadIMAPCommand: untrusted bytes before login never panic, and never make a
+// command longer than the bound or a tag that is not safe to echo.
+func FuzzReadIMAPCommand(f *testing.F) {
+	for _, s := range []string{"a LOGIN x y\r\n", "a LOGIN {1}\r\nx {2+}\r\nyy\r\n", "a AUTHENTICATE PLAIN =\r\n", "\"\r\n", "{0}\r\n\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		tag, _, args, err := readIMAPCommand(bufio.NewReader(strings.NewReader(in)), func() error { return nil })
+		if err != nil {
+			return
+		}
+		if tag != "" && !validTag(tag) {
+			t.Fatalf("unsafe tag %q", tag)
+		}
+		n := 0
+		for _, a := range args {
+			n += len(a)
+		}
+		if n > maxIMAPCommand {
+			t.Fatalf("%d bytes of arguments", n)
+		}
+	})
+}
+
+func FuzzDecodePlain(f *testing.F) {
+	f.Add(encodePlain("alice", "pw"))
+	f.Add("AGFsaWNlAA==")
+	f.Fuzz(func(t *testing.T, in string) {
+		u, p, err := decodePlain(in)
+		if err == nil && (u == "" || p == "") {
+			t.Fatalf("empty user or password accepted: %q", in)
+		}
+	})
+}

@@ -1,0 +1,479 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
+)
+
+// Authenticator checks a user's password and returns the canonical user name; its
+// errors with a method Temporary() bool that returns true are answered as temporary
+// failures (auth.ErrThrottled, auth.ErrUnavailable).
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
+}
+
+// Directory says where a user's mailbox is (directory.Directory).
+type Directory interface {
+	Lookup(ctx context.Context, address string) (directory.User, error)
+}
+
+// Backend is one mail store, named in the directory by its mail host.
+type Backend struct {
+	// IMAP and POP3 are the back-end's listening addresses (host:port) for the proxy;
+	// their listeners must accept the PROXY protocol from the proxy (imap.proxy_protocol,
+	// pop3.proxy_protocol).
+	IMAP string `yaml:"imap"`
+	POP3 string `yaml:"pop3"`
+	// TLS connects with implicit TLS (the back-end's imaps/pop3s listeners); without it
+	// passwords cross the network in clear, for a back-end on a trusted network whose
+	// listener has trusted: true.
+	TLS bool `yaml:"tls"`
+	// ServerName is the name checked in the back-end's certificate (default: the host of
+	// the address).
+	ServerName string `yaml:"server_name"`
+	// CAFile is a PEM bundle of CAs to trust for the back-end instead of the system pool.
+	CAFile string `yaml:"ca_file"`
+	// InsecureSkipVerify disables certificate verification (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Config is the proxy.
+type Config struct {
+	// Hostname names the proxy in greetings.
+	Hostname string `yaml:"-"`
+	// TLSConfig is the server certificate offered to clients (required).
+	TLSConfig *tls.Config `yaml:"-"`
+	// Backends are the mail stores by mail host name.
+	Backends map[string]Backend `yaml:"backends"`
+	// DefaultHost is the back-end of users whose directory entry names no mail host.
+	DefaultHost string `yaml:"default_host"`
+	// ConnectTimeout bounds connecting and logging in to a back-end (default 10s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// IdleTimeout closes a session in which neither side sent anything for this long
+	// (default 30m, RFC 9051 §5.4's minimum for IMAP's autologout timer).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// LoginTimeout closes a connection that has not logged in after this long
+	// (default 1m).
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// MaxConnections, MaxConnectionsPerIP and MaxLoginConnections bound the connections
+	// of each listener (defaults 10000, 50 and 1000; negative: no limit).
+	MaxConnections      int `yaml:"max_connections"`
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	MaxLoginConnections int `yaml:"max_login_connections"`
+	// MaxLoginAttempts closes a connection after this many failed logins (default 3).
+	MaxLoginAttempts int `yaml:"max_login_attempts"`
+}
+
+// Deps are what the proxy asks.
+type Deps struct {
+	Auth      Authenticator
+	Directory Directory
+	Logger    *slog.Logger
+}
+
+// Server proxies IMAP and POP3 sessions. Its methods are safe for concurrent use.
+type Server struct {
+	cfg  Config
+	auth Authenticator
+	dir  Directory
+	log  *slog.Logger
+	tls  map[string]*tls.Config // per back-end
+
+	mu     sync.Mutex
+	closed bool
+	lns    map[net.Listener]struct{}
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// New checks cfg and returns a proxy.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Auth == nil || deps.Directory == nil {
+		return nil, errors.New("proxy: an authenticator and a directory are required")
+	}
+	if cfg.TLSConfig == nil {
+		return nil, errors.New("proxy: no TLS certificate (passwords only over TLS)")
+	}
+	if len(cfg.Backends) == 0 {
+		return nil, errors.New("proxy: no back-ends")
+	}
+	if cfg.DefaultHost != "" {
+		if _, ok := cfg.Backends[cfg.DefaultHost]; !ok {
+			return nil, fmt.Errorf("proxy: default_host %q is not a back-end", cfg.DefaultHost)
+		}
+	}
+	s := &Server{auth: deps.Auth, dir: deps.Directory, log: deps.Logger, tls: map[string]*tls.Config{},
+		lns: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("server", "proxy")
+	for name, b := range cfg.Backends {
+		if b.IMAP == "" && b.POP3 == "" {
+			return nil, fmt.Errorf("proxy: back-end %q has neither imap nor pop3 address", name)
+		}
+		for _, a := range []string{b.IMAP, b.POP3} {
+			if a == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("proxy: back-end %q: address %q: %w", name, a, err)
+			}
+		}
+		if !b.TLS {
+			continue
+		}
+		tc := &tls.Config{ServerName: b.ServerName, InsecureSkipVerify: b.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+		if b.CAFile != "" {
+			pem, err := os.ReadFile(b.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: back-end %q: ca_file: %w", name, err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("proxy: back-end %q: ca_file %s holds no certificate", name, b.CAFile)
+			}
+		}
+		s.tls[name] = tc
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.ConnectTimeout, 10*time.Second)
+	def(&cfg.IdleTimeout, 30*time.Minute)
+	def(&cfg.LoginTimeout, time.Minute)
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	defInt(&cfg.MaxConnections, 10000)
+	defInt(&cfg.MaxConnectionsPerIP, 50)
+	defInt(&cfg.MaxLoginConnections, 1000)
+	if cfg.MaxLoginAttempts <= 0 {
+		cfg.MaxLoginAttempts = 3
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	s.cfg = cfg
+	return s, nil
+}
+
+// protocol is what differs between IMAP and POP3 sessions.
+type protocol interface {
+	name() string
+	// refuse is the line for a connection there is no slot for.
+	refuse(err error) string
+	// login talks to the client until it has authenticated, and returns the user, the
+	// password and the tag of its command (IMAP), or ok false when the session ended.
+	login(c *clientConn) (cred credentials, ok bool)
+	// backendLogin logs cred in on the back-end connection (greeting read by it); its
+	// error is a *backendError when the back-end answered, otherwise a connection failure.
+	backendLogin(b *bufio.ReadWriter, cred credentials) (okLine string, err error)
+	// loggedIn tells the client it is in, with the back-end's own answer.
+	loggedIn(c *clientConn, cred credentials, okLine string)
+	// unavailable tells the client the back-end cannot be reached (temporary).
+	unavailable(c *clientConn, cred credentials)
+	// rejected passes on a back-end's refusal of the login.
+	rejected(c *clientConn, cred credentials, line string)
+	// backendAddr is the back-end's address for this protocol.
+	backendAddr(b Backend) string
+}
+
+type credentials struct {
+	tag, user, password string
+}
+
+// backendError is a back-end's answer refusing the login.
+type backendError struct{ line string }
+
+func (e *backendError) Error() string { return "back-end refused: " + e.line }
+
+// ServeIMAP serves IMAP clients on ln; implicitTLS says ln's connections are TLS from the
+// first byte (imaps), otherwise the client must use STARTTLS before logging in.
+func (s *Server) ServeIMAP(ln net.Listener, implicitTLS bool) error {
+	return s.serve(ln, implicitTLS, imapProto{s})
+}
+
+// ServePOP3 serves POP3 clients on ln (pop3s with implicitTLS, else STLS).
+func (s *Server) ServePOP3(ln net.Listener, implicitTLS bool) error {
+	return s.serve(ln, implicitTLS, pop3Proto{s})
+}
+
+func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	pool := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
+		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
+		LoginTimeout: s.cfg.LoginTimeout})
+	for {
+		raw, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
+			s.log.Warn("proxy accept", "proto", p.name(), "err", err, "retry_in", wait)
+		})
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return net.ErrClosed
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		if implicitTLS {
+			raw = tls.Server(raw, s.cfg.TLSConfig)
+		}
+		ip := connlimit.RemoteIP(raw)
+		slot, err := pool.Admit(ip, func(error) { raw.Close() })
+		if err != nil {
+			connlimit.Refuse(raw, p.refuse(err))
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			slot.Release()
+			raw.Close()
+			return net.ErrClosed
+		}
+		s.conns[raw] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer slot.Release()
+			defer raw.Close()
+			c := &clientConn{srv: s, conn: raw, ip: ip, tls: implicitTLS}
+			c.r = bufio.NewReaderSize(raw, 4096)
+			s.session(c, p, slot)
+			s.mu.Lock()
+			delete(s.conns, raw)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops the listeners and closes every connection, then waits for the sessions.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// clientConn is the client's side of a session.
+type clientConn struct {
+	srv  *Server
+	conn net.Conn
+	r    *bufio.Reader
+	ip   netip.Addr
+	tls  bool
+}
+
+func (c *clientConn) writeLine(line string) error {
+	c.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	_, err := io.WriteString(c.conn, line+"\r\n")
+	return err
+}
+
+// startTLS upgrades the connection after the protocol's go-ahead. Bytes the client sent
+// after the command, before the handshake, are refused (RFC 3207 §4.2's injection, same
+// in IMAP and POP3): the connection is closed.
+func (c *clientConn) startTLS() bool {
+	if c.r.Buffered() > 0 {
+		return false
+	}
+	tc := tls.Server(c.conn, c.srv.cfg.TLSConfig)
+	tc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	c.conn, c.tls = tc, true
+	c.r = bufio.NewReaderSize(tc, 4096)
+	return true
+}
+
+// session logs the client in, finds and logs in to its back-end, and relays.
+func (s *Server) session(c *clientConn, p protocol, slot *connlimit.Conn) {
+	cred, ok := p.login(c)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
+	defer cancel()
+	u, err := s.dir.Lookup(ctx, cred.user)
+	host := u.MailHost
+	if host == directory.HostHere {
+		host = s.cfg.DefaultHost
+	}
+	b, known := s.cfg.Backends[host]
+	addr := ""
+	if known {
+		addr = p.backendAddr(b)
+	}
+	switch {
+	case err != nil:
+		s.log.Warn("proxy: directory lookup failed", "proto", p.name(), "user", cred.user, "remote", c.ip, "err", err)
+		p.unavailable(c, cred)
+		return
+	case u.State == directory.StateMoving:
+		s.log.Info("proxy: mailbox being moved", "proto", p.name(), "user", cred.user, "remote", c.ip)
+		p.unavailable(c, cred)
+		return
+	case addr == "":
+		s.log.Error("proxy: user's mail host is not a back-end of this protocol", "proto", p.name(), "user", cred.user, "mail_host", u.MailHost)
+		p.unavailable(c, cred)
+		return
+	}
+	bc, okLine, err := s.dialBackend(ctx, c, host, addr, p, cred)
+	if err != nil {
+		var be *backendError
+		if errors.As(err, &be) {
+			s.log.Warn("proxy: back-end refused the login", "proto", p.name(), "user", cred.user, "backend", host, "answer", be.line)
+			p.rejected(c, cred, be.line)
+			return
+		}
+		s.log.Warn("proxy: back-end unavailable", "proto", p.name(), "user", cred.user, "backend", host, "addr", addr, "err", err)
+		p.unavailable(c, cred)
+		return
+	}
+	defer bc.conn.Close()
+	slot.LoggedIn()
+	s.log.Info("proxy login", "proto", p.name(), "user", cred.user, "remote", c.ip, "backend", host)
+	p.loggedIn(c, cred, okLine)
+	s.relay(c, bc)
+}
+
+// backendConn is the back-end's side of a session.
+type backendConn struct {
+	conn net.Conn
+	rw   *bufio.ReadWriter
+}
+
+// dialBackend connects to addr, sends the PROXY v2 header with the client's address,
+// starts TLS if configured and logs cred in.
+func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr string, p protocol, cred credentials) (*backendConn, string, error) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	deadline, _ := ctx.Deadline()
+	raw.SetDeadline(deadline)
+	h := proxyproto.HeaderProxyFromAddrs(2, c.conn.RemoteAddr(), c.conn.LocalAddr())
+	if _, err := h.WriteTo(raw); err != nil {
+		raw.Close()
+		return nil, "", fmt.Errorf("PROXY header: %w", err)
+	}
+	conn := raw
+	if tc := s.tls[host]; tc != nil {
+		tc = tc.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		t := tls.Client(raw, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, "", fmt.Errorf("TLS: %w", err)
+		}
+		conn = t
+	}
+	bc := &backendConn{conn: conn, rw: bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriter(conn))}
+	okLine, err := p.backendLogin(bc.rw, cred)
+	if err != nil {
+		conn.Close()
+		return nil, "", err
+	}
+	conn.SetDeadline(time.Time{})
+	return bc, okLine, nil
+}
+
+// relay copies both ways until either side closes, or neither sends anything for
+// IdleTimeout. Bytes already read into the buffers go first.
+func (s *Server) relay(c *clientConn, b *backendConn) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	idle := s.cfg.IdleTimeout
+	done := make(chan struct{}, 2)
+	pipe := func(dst net.Conn, src net.Conn, buffered *bufio.Reader) {
+		defer func() { done <- struct{}{} }()
+		if n := buffered.Buffered(); n > 0 {
+			p, _ := buffered.Peek(n)
+			dst.SetWriteDeadline(time.Now().Add(idle))
+			if _, err := dst.Write(p); err != nil {
+				return
+			}
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			src.SetReadDeadline(time.Now().Add(idle))
+			n, err := src.Read(buf)
+			if n > 0 {
+				last.Store(time.Now().UnixNano())
+				dst.SetWriteDeadline(time.Now().Add(idle))
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
+					continue // the other direction is busy (a long FETCH, an IDLE answer)
+				}
+				return
+			}
+		}
+	}
+	go pipe(b.conn, c.conn, c.r)
+	go pipe(c.conn, b.conn, b.rw.Reader)
+	<-done
+	// One side ended: end the other, so that its pipe returns too.
+	c.conn.Close()
+	b.conn.Close()
+	<-done
+}
+
+// temporary says whether an authentication error is worth retrying later.
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// authenticate asks the authenticator, bounded by ConnectTimeout.
+func (s *Server) authenticate(c *clientConn, user, password string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
+	defer cancel()
+	return s.auth.Authenticate(ctx, user, password, c.ip)
+}
