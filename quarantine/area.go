@@ -1,7 +1,6 @@
 package quarantine
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-message/charset"
 
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -75,6 +75,11 @@ type Area struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry // queue id → envelope and header; queued messages never change
+
+	// act serialises Release, Delete and Prune's removal. Each checks that the item is
+	// still quarantined and then changes it; two at once would both pass the check, and
+	// two releases would deliver the message twice.
+	act sync.Mutex
 }
 
 // entry is what never changes of a queued message: its envelope and, when quarantined,
@@ -222,12 +227,24 @@ func (a *Area) header(id string, e *entry) (header, error) {
 	}
 	defer msg.Close()
 	// A header block is bounded by the SMTP server's limits; 256 KiB more is no header.
-	hdr, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(msg, 256<<10)))
-	if err != nil {
-		// A malformed header still quarantines: show the envelope only.
-		hdr = textproto.Header{}
+	// mailheader reads it as the rule engine did when it quarantined the message, and
+	// as mail readers do: a junk line does not hide the fields after it.
+	block, err := mailheader.ReadBlock(msg, 256<<10)
+	if err != nil && !errors.Is(err, mailheader.ErrTooLong) {
+		return header{}, fmt.Errorf("quarantine: reading the header of %s: %w", id, err)
 	}
-	h = header{from: decode(hdr.Get("From")), subject: decode(hdr.Get("Subject")), msgid: strings.TrimSpace(hdr.Get("Message-Id"))}
+	var from, subject, msgid string
+	for _, f := range mailheader.Parse(nil, block, 0).Fields {
+		switch {
+		case f.Is("From") && from == "":
+			from = f.Value()
+		case f.Is("Subject") && subject == "":
+			subject = f.Value()
+		case f.Is("Message-Id") && msgid == "":
+			msgid = f.Value()
+		}
+	}
+	h = header{from: decode(from), subject: decode(subject), msgid: msgid}
 	a.mu.Lock()
 	e.h, e.read = h, true
 	a.mu.Unlock()
@@ -265,6 +282,8 @@ func (a *Area) Message(id string) (*spool.Message, error) {
 // Release queues a copy of message id for rcpt alone, as accepted mail, and takes rcpt
 // out of the quarantine. It returns the new queue id.
 func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error) {
+	a.act.Lock()
+	defer a.act.Unlock()
 	if _, err := a.Get(id, rcpt); err != nil {
 		return "", err
 	}
@@ -275,6 +294,10 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 	defer msg.Close()
 	copyEnv := env
 	copyEnv.ID, copyEnv.To, copyEnv.Quarantine = "", []string{rcpt}, false
+	// The copy enters the queue now: the queue's lifetime (delivery max_lifetime, five
+	// days by default, less than the quarantine's) counts from ReceivedAt, and a copy
+	// dated at the original's arrival would expire at its first attempt, without a DSN.
+	copyEnv.ReceivedAt = time.Now()
 	// A DSN for the copy would tell the sender of a message they never saw quarantined.
 	copyEnv.Notify = map[string]string{rcpt: "NEVER"}
 	newID, err := a.sp.Enqueue(ctx, copyEnv, io.NewSectionReader(msg, 0, msg.Size()))
@@ -292,6 +315,8 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 // Delete takes rcpt out of the quarantine of message id without delivering and without a
 // bounce.
 func (a *Area) Delete(id, rcpt, by string) error {
+	a.act.Lock()
+	defer a.act.Unlock()
 	if _, err := a.Get(id, rcpt); err != nil {
 		return err
 	}
@@ -334,28 +359,41 @@ func (a *Area) forget(id string) {
 }
 
 // Prune removes the quarantined messages older than the lifetime and returns how many.
+// It takes the same lock as Release and Delete and checks each item again under it: an
+// item released while the list was read is not expired (and the release not undone).
+// An item is reported expired only once its message is gone.
 func (a *Area) Prune(ctx context.Context, now time.Time) (int, error) {
 	items, err := a.List(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	done := map[string]bool{}
+	a.act.Lock()
+	defer a.act.Unlock()
+	var ids []string
+	rcpts := map[string][]string{}
 	for _, it := range items {
 		if now.Sub(it.Received) <= a.cfg.Lifetime {
 			continue
 		}
-		a.decided(it.ID, it.Rcpt, "expired", "after "+a.cfg.Lifetime.String())
-		if done[it.ID] {
+		if _, err := a.Get(it.ID, it.Rcpt); err != nil {
+			continue // released or deleted meanwhile, or gone
+		}
+		if rcpts[it.ID] == nil {
+			ids = append(ids, it.ID)
+		}
+		rcpts[it.ID] = append(rcpts[it.ID], it.Rcpt)
+	}
+	n := 0
+	for _, id := range ids {
+		if err := a.sp.Delete(id); err != nil && !errors.Is(err, spool.ErrNotFound) {
+			a.log.Error("quarantine: cannot remove expired message", "id", id, "err", err.Error())
 			continue
 		}
-		done[it.ID] = true
-		if err := a.sp.Delete(it.ID); err != nil && !errors.Is(err, spool.ErrNotFound) {
-			a.log.Error("quarantine: cannot remove expired message", "id", it.ID, "err", err.Error())
-			continue
+		a.forget(id)
+		for _, r := range rcpts[id] {
+			a.decided(id, r, "expired", "after "+a.cfg.Lifetime.String())
 		}
-		a.forget(it.ID)
-		a.log.Info("quarantine: expired", "id", it.ID, "received", it.Received, "lifetime", a.cfg.Lifetime)
+		a.log.Info("quarantine: expired", "id", id, "lifetime", a.cfg.Lifetime)
 		n++
 	}
 	return n, nil
@@ -377,20 +415,13 @@ func (a *Area) Run(ctx context.Context) {
 	}
 }
 
+// wordDecoder decodes RFC 2047 encoded words in the charsets go-message knows (the
+// same as content's and sieve's), not UTF-8 and Latin-1 alone.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
 // decode decodes RFC 2047 encoded words for display; what cannot be decoded is shown raw.
 func decode(s string) string {
-	d := mime.WordDecoder{CharsetReader: func(charset string, r io.Reader) (io.Reader, error) {
-		if strings.EqualFold(charset, "iso-8859-1") || strings.EqualFold(charset, "latin1") {
-			b, err := io.ReadAll(r)
-			rs := make([]rune, len(b))
-			for i, c := range b {
-				rs[i] = rune(c)
-			}
-			return strings.NewReader(string(rs)), err
-		}
-		return nil, fmt.Errorf("charset %s", charset)
-	}}
-	if out, err := d.DecodeHeader(s); err == nil {
+	if out, err := wordDecoder.DecodeHeader(s); err == nil {
 		return strings.TrimSpace(out)
 	}
 	return strings.TrimSpace(s)

@@ -123,10 +123,21 @@ func (l *Lists) Set(ctx context.Context, user, sender, kind string) error {
 	return err
 }
 
-// Remove takes sender off user's list.
+// Remove takes sender off user's list. sender is folded as Set folds it, so the entry
+// Set stored goes whatever case the user types it in. It is an error when no entry
+// matches: the page must not say "removed" when nothing was.
 func (l *Lists) Remove(ctx context.Context, user, sender string) error {
-	_, err := l.db.ExecContext(ctx, `DELETE FROM sender_lists WHERE user = ? AND sender = ?`, user, sender)
-	return err
+	if s, err := NormalizeSender(sender); err == nil {
+		sender = s
+	}
+	res, err := l.db.ExecContext(ctx, `DELETE FROM sender_lists WHERE user = ? AND sender = ?`, user, sender)
+	if err != nil {
+		return fmt.Errorf("quarantine lists: removing %q: %w", sender, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%q is not on the list", sender)
+	}
+	return nil
 }
 
 // Entries returns user's list, allowed first, by sender.

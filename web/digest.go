@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -45,32 +46,48 @@ func (s *Server) SendDigests(ctx context.Context, dc DigestConfig, now time.Time
 		return 0, fmt.Errorf("digests: %w", err)
 	}
 	sent := 0
+	var errs []error
 	for _, u := range due {
-		sess := &session{user: u.User}
-		items, err := s.deps.Quarantine.List(ctx, s.visible(ctx, sess, false))
+		// One user's failure (their queue refused, their list unreadable) is reported,
+		// not a stop: the users after them still get theirs.
+		ok, err := s.sendDigest(ctx, dc, u, now)
 		if err != nil {
-			return sent, fmt.Errorf("digests: %w", err)
+			errs = append(errs, fmt.Errorf("digests: %s: %w", u.User, err))
+			continue
 		}
-		var fresh []quarantine.Item
-		for _, it := range items {
-			if it.Received.After(u.LastSent) && len(fresh) < maxDigestItems {
-				fresh = append(fresh, it)
-			}
-		}
-		if len(fresh) > 0 {
-			msg := s.digestMessage(u.User, dc.From, fresh, len(items), now)
-			env := spool.Envelope{From: dc.From, To: []string{u.User}, ReceivedAt: now, Notify: map[string]string{u.User: "NEVER"}}
-			if _, err := dc.Enqueue(ctx, env, strings.NewReader(msg)); err != nil {
-				return sent, fmt.Errorf("digests: queueing %s's: %w", u.User, err)
-			}
+		if ok {
 			sent++
-			s.log.Info("web: quarantine digest queued", "user", u.User, "items", len(fresh))
-		}
-		if err := dc.Lists.DigestSent(ctx, u.User, now); err != nil {
-			return sent, fmt.Errorf("digests: %w", err)
 		}
 	}
-	return sent, nil
+	return sent, errors.Join(errs...)
+}
+
+// sendDigest sends u's digest if they have new quarantined mail, and restarts their
+// clock. It says whether a digest went.
+func (s *Server) sendDigest(ctx context.Context, dc DigestConfig, u quarantine.DigestUser, now time.Time) (bool, error) {
+	sess := &session{user: u.User}
+	items, err := s.deps.Quarantine.List(ctx, s.visible(ctx, sess, false))
+	if err != nil {
+		return false, err
+	}
+	var fresh []quarantine.Item
+	for _, it := range items {
+		if it.Received.After(u.LastSent) && len(fresh) < maxDigestItems {
+			fresh = append(fresh, it)
+		}
+	}
+	if len(fresh) > 0 {
+		msg := s.digestMessage(u.User, dc.From, fresh, len(items), now)
+		env := spool.Envelope{From: dc.From, To: []string{u.User}, ReceivedAt: now, Notify: map[string]string{u.User: "NEVER"}}
+		if _, err := dc.Enqueue(ctx, env, strings.NewReader(msg)); err != nil {
+			return false, fmt.Errorf("queueing: %w", err)
+		}
+		s.log.Info("web: quarantine digest queued", "user", u.User, "items", len(fresh))
+	}
+	if err := dc.Lists.DigestSent(ctx, u.User, now); err != nil {
+		return len(fresh) > 0, err
+	}
+	return len(fresh) > 0, nil
 }
 
 func (s *Server) digestMessage(user, from string, items []quarantine.Item, total int, now time.Time) string {

@@ -24,6 +24,9 @@ type session struct {
 	created time.Time
 	used    time.Time
 	addrs   []string // the user's addresses and aliases, looked up once (Addresses)
+	// flash is what the last form did, shown once by the page it redirects to. It is
+	// kept here, not in the URL, so a link cannot put words in the page's mouth.
+	flash string
 }
 
 type sessions struct {
@@ -49,10 +52,28 @@ func randomToken() string {
 // the memory without end.
 var errFull = errors.New("too many sessions; try again later")
 
+// maxUserSessions bounds one user's sessions: a login beyond it ends their least recently
+// used one. Without it one account (its password, or a stolen digest ticket) could fill
+// MaxSessions and lock every other user out.
+const maxUserSessions = 20
+
 func (ss *sessions) create(user string, admin bool) (*session, error) {
 	now := ss.now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	var oldest *session
+	n := 0
+	for _, s := range ss.byID {
+		if s.user == user {
+			n++
+			if oldest == nil || s.used.Before(oldest.used) {
+				oldest = s
+			}
+		}
+	}
+	if n >= maxUserSessions {
+		delete(ss.byID, oldest.id)
+	}
 	if len(ss.byID) >= ss.max {
 		for id, s := range ss.byID {
 			if ss.expired(s, now) {
@@ -100,6 +121,28 @@ func (ss *sessions) setAddrs(id string, addrs []string) {
 		s.addrs = addrs
 	}
 	ss.mu.Unlock()
+}
+
+// setFlash keeps msg for the next page the session shows.
+func (ss *sessions) setFlash(id, msg string) {
+	ss.mu.Lock()
+	if s := ss.byID[id]; s != nil {
+		s.flash = msg
+	}
+	ss.mu.Unlock()
+}
+
+// takeFlash returns the session's message and forgets it.
+func (ss *sessions) takeFlash(id string) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byID[id]
+	if s == nil {
+		return ""
+	}
+	msg := s.flash
+	s.flash = ""
+	return msg
 }
 
 func (ss *sessions) delete(id string) {
@@ -175,8 +218,13 @@ func tokenEqual(a, b string) bool {
 }
 
 // safeNext keeps a post-login redirect on this site: a path, never "//host" or a URL.
+// Browsers drop tabs and line breaks from a Location and read "\\" as "/" (WHATWG URL
+// §4.4), so "/\t/evil.example" and "/\\evil.example" are "//evil.example" to them: a
+// next with a control character or a backslash is refused.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsFunc(next, func(r rune) bool {
+		return r < 0x20 || r == 0x7f || r == '\\'
+	}) {
 		return "/quarantine"
 	}
 	return next
@@ -226,15 +274,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, http.StatusUnauthorized, "Wrong address or password.", next)
 		return
 	}
-	if _, err := s.startSession(w, r, user); err != nil {
+	if _, err := s.startSession(w, r, user, s.isAdmin(user)); err != nil {
 		s.renderLogin(w, r, http.StatusServiceUnavailable, err.Error(), next)
 		return
 	}
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 }
 
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string) (*session, error) {
-	sess, err := s.sessions.create(user, s.isAdmin(user))
+// startSession opens a session for user, with the admin role when admin is set.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string, admin bool) (*session, error) {
+	sess, err := s.sessions.create(user, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +301,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
 
 // Tickets log a user in from a digest email to one item: user, item and expiry, signed
 // with HMAC-SHA256. A ticket is a bearer credential for that user until it expires, as a
-// password-reset link is; it opens a session like a login.
+// password-reset link is; it opens a session like a login, but never an admin's: a
+// digest lies in a mailbox and may be forwarded, and the admin role wants the password.
 
 // TicketLifetime is how long a digest's links work.
 const TicketLifetime = 7 * 24 * time.Hour
@@ -304,9 +354,15 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := s.sessions.get(r)
-	if sess == nil || sess.user != user {
+	if sess != nil && sess.user != user {
+		// Switching would let anyone log a victim in to the sender's account with the
+		// sender's own ticket (login CSRF): the victim would then act there unawares.
+		s.fail(w, r, sess, http.StatusForbidden, "This link is for another account; log out first to use it.")
+		return
+	}
+	if sess == nil {
 		var err error
-		if sess, err = s.startSession(w, r, user); err != nil {
+		if sess, err = s.startSession(w, r, user, false); err != nil {
 			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())
 			return
 		}

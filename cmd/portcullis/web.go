@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/decisionlog"
@@ -56,11 +58,7 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	wcfg := cfg.Web
 	wcfg.Logger = logger
 	if wcfg.URL == "" {
-		scheme := "http"
-		if len(exposedHTTP(cfg)) > 0 {
-			scheme = "https"
-		}
-		wcfg.URL = scheme + "://" + cfg.HTTP.Addr
+		wcfg.URL = defaultWebURL(cfg)
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
 		Log: pageLog, TicketKey: key})
@@ -84,6 +82,24 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		<-done
 		<-done
 	}, nil
+}
+
+// defaultWebURL is the page's address for the digest's links when web.url is unset:
+// https beyond loopback, and the server's hostname when the listener names no host
+// (":8025", "0.0.0.0:8025"), which would make a link no mail client can open.
+func defaultWebURL(cfg *config.Config) string {
+	scheme := "http"
+	if len(exposedHTTP(cfg)) > 0 {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(cfg.HTTP.Addr)
+	if err != nil {
+		return scheme + "://" + cfg.HTTP.Addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = cfg.Hostname
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // webTLS wraps the HTTP listener in TLS with the SMTP server's certificate when it listens
@@ -174,16 +190,18 @@ func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, er
 	return kind, nil
 }
 
-// user is the list owner of a final recipient: lower case, without its extension.
+// user is the list owner of a final recipient: the user name an Authenticator returns
+// for it (address.Normalize: NFC lower case, the domain's A-labels), without its
+// extension. The page keys the lists by that name, so a recipient written otherwise
+// (upper case, a U-label domain) still finds them.
 func (r *rcptLists) user(addr string) string {
-	local, domain, ok := strings.Cut(strings.ToLower(addr), "@")
+	local, domain, ok := address.Split(addr)
 	if !ok {
 		return strings.ToLower(addr)
 	}
-	if r.delim != "" {
-		if i := strings.IndexAny(local, r.delim); i > 0 {
-			local = local[:i]
-		}
+	u := address.StripExtension(local, r.delim) + "@" + domain
+	if n, err := address.Normalize(u); err == nil {
+		return n
 	}
-	return local + "@" + domain
+	return strings.ToLower(u)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/quarantine"
@@ -93,5 +94,42 @@ func TestRcptLists(t *testing.T) {
 		got, err := listed.Listed(ctx, c.rcpt, c.sender)
 		require.NoError(t, err)
 		require.Equal(t, c.want, got, "%s from %s", c.rcpt, c.sender)
+	}
+}
+
+// The page keys a user's lists by the canonical name the login returns (A-label domain,
+// NFC lower case); a recipient written with a U-label domain or upper case finds them.
+func TestRcptListsCanonicalOwner(t *testing.T) {
+	ctx := t.Context()
+	cfg := config.Default(t.TempDir())
+	cfg.Routing.RecipientDelimiter = "+"
+	lists, listed, err := openSenderLists(cfg)
+	require.NoError(t, err)
+	defer lists.Close()
+	owner, err := address.Normalize("Jörg@Bücher.example")
+	require.NoError(t, err)
+	require.NoError(t, lists.Set(ctx, owner, "@spam.example", quarantine.Block))
+	for _, rcpt := range []string{"jörg@bücher.example", "JÖRG+x@BÜCHER.example", "jörg@xn--bcher-kva.example"} {
+		got, err := listed.Listed(ctx, rcpt, "x@spam.example")
+		require.NoError(t, err)
+		require.Equal(t, quarantine.Block, got, "recipient %s", rcpt)
+	}
+}
+
+// The digest's links name a host a mail client can reach, not the wildcard the page
+// listens on.
+func TestDefaultWebURL(t *testing.T) {
+	cfg := config.Default(t.TempDir())
+	cfg.Hostname = "mail.example.test"
+	for addr, want := range map[string]string{
+		":8025":          "https://mail.example.test:8025",
+		"0.0.0.0:8025":   "https://mail.example.test:8025",
+		"[::]:8025":      "https://mail.example.test:8025",
+		"127.0.0.1:8025": "http://127.0.0.1:8025",
+		"[::1]:8025":     "http://[::1]:8025",
+		"192.0.2.1:443":  "https://192.0.2.1:443",
+	} {
+		cfg.HTTP.Addr = addr
+		require.Equal(t, want, defaultWebURL(cfg), "http.addr %s", addr)
 	}
 }
