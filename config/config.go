@@ -113,6 +113,10 @@ type Config struct {
 		Addr string `yaml:"addr"`
 		// Pprof serves Go's profiler under /debug/pprof/ (keep the address private).
 		Pprof bool `yaml:"pprof"`
+		// MetricsFrom are the client networks (CIDRs or addresses) that may read /metrics
+		// and /debug/pprof/; others get 403, so a page listening beyond loopback does not
+		// publish them. Default: loopback only.
+		MetricsFrom []string `yaml:"metrics_from"`
 	} `yaml:"http"`
 	// DNS is the resolver every DNS policy shares.
 	DNS dnsx.ClientConfig `yaml:"dns"`
@@ -247,6 +251,7 @@ func Default(dataDir string) *Config {
 	}
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.HTTP.Addr = "127.0.0.1:8025"
+	c.HTTP.MetricsFrom = []string{"127.0.0.0/8", "::1/128"}
 	c.Web.SessionLifetime, c.Web.IdleTimeout, c.Web.MaxSessions = 12*time.Hour, 30*time.Minute, 10000
 	c.Quarantine.Lifetime = quarantine.DefaultLifetime
 	c.IMAP.Addr = "127.0.0.1:1143"
@@ -431,6 +436,13 @@ func (c *Config) unhonoured() error {
 	}
 	if c.AllowRoot && c.User != "" {
 		return errors.New("allow_root: with user set the server does not keep running as root; remove one of the two")
+	}
+	for _, n := range c.HTTP.MetricsFrom {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			if _, err2 := netip.ParseAddr(n); err2 != nil {
+				return fmt.Errorf("http.metrics_from: %q is not a CIDR or an address", n)
+			}
+		}
 	}
 	if c.HTTP.Pprof && c.HTTP.Addr == "" {
 		return errors.New("http.pprof: the profiler is served on http.addr, which is empty")

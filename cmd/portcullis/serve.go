@@ -294,10 +294,10 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	var httpSrv *http.Server
 	if cfg.HTTP.Addr != "" {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.Handle("/metrics", fromNetworks(cfg.HTTP.MetricsFrom, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 		if cfg.HTTP.Pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.Handle("/debug/pprof/", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Index)))
+			mux.Handle("/debug/pprof/profile", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Profile)))
 		}
 		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
 		if err != nil {
