@@ -3,6 +3,7 @@ package decisionlog
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -135,7 +136,12 @@ type ScoreBin struct {
 // ScoreHistogram counts the transaction records f selects by score, in bins of width
 // (default 1).
 func (l *Log) ScoreHistogram(ctx context.Context, f Filter, width float64) ([]ScoreBin, error) {
-	if width <= 0 {
+	// A width that is not a number, or so small that the bins would be countless, is
+	// refused rather than written into the query.
+	if math.IsNaN(width) || math.IsInf(width, 0) || width < 0 || (width > 0 && width < 0.01) {
+		return nil, fmt.Errorf("%w: histogram width %v", ErrBadFilter, width)
+	}
+	if width == 0 {
 		width = 1
 	}
 	q, err := f.build(l.d.like())

@@ -80,6 +80,9 @@ type Filter struct {
 // a bad cursor).
 var ErrBadFilter = errors.New("decisionlog: bad filter")
 
+// MaxSubjectWords is the most words Filter.Subject may hold.
+const MaxSubjectWords = 10
+
 // ErrNotFound is returned by Get for a record that does not exist or is outside the scope.
 var ErrNotFound = errors.New("decisionlog: no such record")
 
@@ -246,7 +249,12 @@ func (f *Filter) build(like string) (*query, error) {
 		}
 		q.add("client_ip BETWEEN ? AND ?", lo, hi)
 	}
+	words := 0
 	for w := range strings.FieldsSeq(f.Subject) {
+		// Each word is a scan of the candidates' subjects: a bound keeps a search cheap.
+		if words++; words > MaxSubjectWords {
+			return nil, fmt.Errorf("%w: more than %d words of Subject", ErrBadFilter, MaxSubjectWords)
+		}
 		q.add("subject "+like+" ? ESCAPE '\\'", "%"+likeEscape(w)+"%")
 	}
 	if f.MessageID != "" {

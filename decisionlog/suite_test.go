@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,6 +247,16 @@ func runSuite(t *testing.T, open opener) {
 		}
 		if _, _, err := l.Query(context.Background(), decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Cursor: "!!"}); !errors.Is(err, decisionlog.ErrBadFilter) {
 			t.Errorf("bad cursor: %v", err)
+		}
+		// Every Subject word is a scan; a search carries a bounded number of them.
+		many := strings.Repeat("w ", decisionlog.MaxSubjectWords+1)
+		if _, _, err := l.Query(context.Background(), decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Subject: many}); !errors.Is(err, decisionlog.ErrBadFilter) {
+			t.Errorf("%d Subject words: %v", decisionlog.MaxSubjectWords+1, err)
+		}
+		for _, width := range []float64{math.NaN(), math.Inf(1), -1, 1e-9} {
+			if _, err := l.ScoreHistogram(context.Background(), decisionlog.Filter{Scope: decisionlog.Scope{All: true}}, width); !errors.Is(err, decisionlog.ErrBadFilter) {
+				t.Errorf("histogram width %v: %v", width, err)
+			}
 		}
 	})
 
