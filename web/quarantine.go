@@ -206,8 +206,13 @@ func (s *Server) quarantineAction(w http.ResponseWriter, r *http.Request, sess *
 		return
 	}
 	if err != nil {
+		if errors.Is(err, quarantine.ErrNotFound) {
+			s.fail(w, r, sess, http.StatusNotFound, "That message is no longer in the quarantine.")
+			return
+		}
+		// The error names spool files and ids: the log has it, the user gets no internals.
 		s.log.Error("web: quarantine action failed", "action", action, "id", id, "rcpt", rcpt, "user", sess.user, "err", err.Error())
-		s.fail(w, r, sess, http.StatusInternalServerError, "That did not work: "+err.Error())
+		s.fail(w, r, sess, http.StatusInternalServerError, "That did not work; the error is logged for the administrator.")
 		return
 	}
 	back := "/quarantine"
