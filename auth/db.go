@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -129,8 +128,8 @@ func OpenDBConfig(cfg DBConfig) (*DB, error) {
 	if err := private.DB(cfg.Path); err != nil {
 		return nil, fmt.Errorf("auth: user database: %w", err)
 	}
-	dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() +
-		"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
+	dsn := private.DSN(cfg.Path,
+		"_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate")
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("auth: open user database %s: %w", cfg.Path, err)

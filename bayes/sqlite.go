@@ -73,7 +73,7 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions) (*SQLiteSto
 	if err := private.DB(path); err != nil {
 		return nil, fmt.Errorf("bayes: %w", err)
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	dsn := private.DSN(path, "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bayes: open %s: %w", path, err)

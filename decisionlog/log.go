@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,8 +167,8 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 		if err := private.DB(cfg.Path); err != nil {
 			return nil, fmt.Errorf("decisionlog: %w", err)
 		}
-		dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() +
-			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate"
+		dsn := private.DSN(cfg.Path,
+			"_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate")
 		if l.db, err = sql.Open("sqlite", dsn); err != nil {
 			return nil, fmt.Errorf("decisionlog: open %s: %w", cfg.Path, err)
 		}

@@ -88,7 +88,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 	if err := private.DB(path); err != nil {
 		return nil, fmt.Errorf("greylist: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)")
+	db, err := sql.Open("sqlite", private.DSN(path, "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)"))
 	if err != nil {
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
 	}

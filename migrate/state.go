@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/portcullis-mail/portcullis/internal/private"
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver
 )
 
@@ -51,7 +51,7 @@ func OpenState(path string) (*State, error) {
 	// power loss could leave a copied message that no record knows of.
 	// The path is escaped: SQLite's URI parsing would cut it at '#' or '?' and decode '%'
 	// (a user name may hold them), opening another file without these pragmas.
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	dsn := private.DSN(path, "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: state %s: %w", path, err)

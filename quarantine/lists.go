@@ -62,7 +62,7 @@ func OpenLists(ctx context.Context, path string) (*Lists, error) {
 	if err := private.DB(path); err != nil {
 		return nil, fmt.Errorf("quarantine lists: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	db, err := sql.Open("sqlite", private.DSN(path, "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"))
 	if err != nil {
 		return nil, fmt.Errorf("quarantine lists %s: %w", path, err)
 	}

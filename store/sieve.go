@@ -100,7 +100,7 @@ func OpenScripts(ctx context.Context, cfg Config, user string) (*Scripts, error)
 	if err := private.DB(dbPath); err != nil {
 		return nil, fmt.Errorf("store: index: %w", err)
 	}
-	db, err := sql.Open("sqlite", sqliteDSN(dbPath)+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate")
+	db, err := sql.Open("sqlite", private.DSN(dbPath, "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("store: open index %s: %w", dbPath, err)
 	}

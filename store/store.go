@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -307,7 +306,7 @@ func (u *User) open(ctx context.Context) error {
 	}
 	// synchronous(FULL): a committed UID assignment must survive power loss, or a UID could
 	// be handed out twice in one UIDVALIDITY epoch.
-	dsn := sqliteDSN(dbPath) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	dsn := private.DSN(dbPath, "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate")
 	openDB := func(dsn string, conns int) (*sql.DB, error) {
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
@@ -365,11 +364,4 @@ func (u *User) open(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// sqliteDSN is the "file:" URI of the database at path, escaped: a user name may hold
-// '#', '?' or '%' (RFC 5322 atext), which SQLite's URI parsing would otherwise cut or
-// decode, so that "a#b" and "a?b" would share the index ".../a".
-func sqliteDSN(path string) string {
-	return "file:" + (&url.URL{Path: path}).EscapedPath()
 }

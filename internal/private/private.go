@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 )
 
@@ -58,4 +59,16 @@ func Tighten(path string) error {
 		return fmt.Errorf("make %s private: %w", path, err)
 	}
 	return nil
+}
+
+// DSN is the SQLite "file:" URI of the database at path with query (pragmas, without
+// the '?'). The path is escaped: SQLite's URI parsing cuts a path at '#' or '?' and
+// decodes '%', so that users "a#b" and "a?b" (RFC 5322 atext) would share ".../a" and the
+// pragmas after it would be lost.
+func DSN(path, query string) string {
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath()
+	if query != "" {
+		dsn += "?" + query
+	}
+	return dsn
 }
