@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 )
 
 // ThrottleConfig configures brute-force throttling (Throttle) on Dovecot's model: slow
@@ -166,17 +167,11 @@ func NewThrottle(next Authenticator, cfg ThrottleConfig) (*Throttle, error) {
 			t.doublings++
 		}
 	}
-	for _, s := range cfg.Exempt {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("auth: throttle exempt %q: %w", s, err)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		t.exempt = append(t.exempt, p.Masked())
+	exempt, err := netlist.Prefixes(cfg.Exempt)
+	if err != nil {
+		return nil, fmt.Errorf("auth: throttle exempt: %w", err)
 	}
+	t.exempt = exempt
 	return t, nil
 }
 

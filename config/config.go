@@ -16,16 +16,17 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"github.com/portcullis-mail/portcullis/milter"
-	"github.com/portcullis-mail/portcullis/policyd"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/netlist"
+	"github.com/portcullis-mail/portcullis/milter"
+	"github.com/portcullis-mail/portcullis/policyd"
 
 	"go.yaml.in/yaml/v3"
 
@@ -353,12 +354,8 @@ func (c *Config) finish() error {
 	if len(c.IMAP.ProxyFrom) > 0 && !c.IMAP.ProxyProtocol || len(c.POP3.ProxyFrom) > 0 && !c.POP3.ProxyProtocol {
 		return errors.New("imap/pop3: proxy_from without proxy_protocol: true")
 	}
-	for _, n := range append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...) {
-		if _, err := netip.ParsePrefix(n); err != nil {
-			if _, err2 := netip.ParseAddr(n); err2 != nil {
-				return fmt.Errorf("imap/pop3: proxy_from %q: want a CIDR or an address", n)
-			}
-		}
+	if _, err := netlist.Prefixes(append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...)); err != nil {
+		return fmt.Errorf("imap/pop3: proxy_from: %w", err)
 	}
 	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
 		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")
@@ -372,12 +369,8 @@ func (c *Config) finish() error {
 	for i, d := range c.LocalDomains {
 		c.LocalDomains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
 	}
-	for _, n := range c.TrustedNetworks {
-		if _, err := netip.ParsePrefix(n); err != nil {
-			if _, err2 := netip.ParseAddr(n); err2 != nil {
-				return fmt.Errorf("trusted_networks: %q is not a CIDR or an address", n)
-			}
-		}
+	if _, err := netlist.Prefixes(c.TrustedNetworks); err != nil {
+		return fmt.Errorf("trusted_networks: %w", err)
 	}
 	if c.Postmaster != "" && !strings.Contains(c.Postmaster, "@") {
 		return fmt.Errorf("postmaster: %q is not an address", c.Postmaster)
@@ -437,12 +430,8 @@ func (c *Config) unhonoured() error {
 	if c.AllowRoot && c.User != "" {
 		return errors.New("allow_root: with user set the server does not keep running as root; remove one of the two")
 	}
-	for _, n := range c.HTTP.MetricsFrom {
-		if _, err := netip.ParsePrefix(n); err != nil {
-			if _, err2 := netip.ParseAddr(n); err2 != nil {
-				return fmt.Errorf("http.metrics_from: %q is not a CIDR or an address", n)
-			}
-		}
+	if _, err := netlist.Prefixes(c.HTTP.MetricsFrom); err != nil {
+		return fmt.Errorf("http.metrics_from: %w", err)
 	}
 	if c.HTTP.Pprof && c.HTTP.Addr == "" {
 		return errors.New("http.pprof: the profiler is served on http.addr, which is empty")

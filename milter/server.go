@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -136,17 +137,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, eng: deps.Engine, log: deps.Logger,
 		mem:   semaphore.NewWeighted(int64(cfg.MaxDataMemory)),
 		slots: make(chan struct{}, cfg.MaxConnections)}
-	for _, n := range cfg.TrustedNetworks {
-		p, err := netip.ParsePrefix(n)
-		if err != nil {
-			a, aerr := netip.ParseAddr(n)
-			if aerr != nil {
-				return nil, fmt.Errorf("milter: trusted network %q: %w", n, err)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		s.trusted = append(s.trusted, p.Masked())
+	trusted, err := netlist.Prefixes(cfg.TrustedNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("milter: trusted_networks: %w", err)
 	}
+	s.trusted = trusted
 	opts := []gomilter.Option{
 		gomilter.WithDynamicMilter(func(uint32, gomilter.OptAction, gomilter.OptProtocol, gomilter.DataSize) gomilter.Milter {
 			return &session{s: s}

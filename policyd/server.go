@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/connlimit"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -107,17 +108,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, eng: deps.Engine, log: deps.Logger,
 		txns:  newTransactions(cfg.MaxTransactions, cfg.TransactionTTL),
 		slots: make(chan struct{}, cfg.MaxConnections)}
-	for _, n := range cfg.TrustedNetworks {
-		p, err := netip.ParsePrefix(n)
-		if err != nil {
-			a, aerr := netip.ParseAddr(n)
-			if aerr != nil {
-				return nil, fmt.Errorf("policyd: trusted network %q: %w", n, err)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		s.trusted = append(s.trusted, p.Masked())
+	trusted, err := netlist.Prefixes(cfg.TrustedNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("policyd: trusted_networks: %w", err)
 	}
+	s.trusted = trusted
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -142,16 +143,12 @@ func New(cfg Config, deps Deps) (*Limiter, error) {
 	if l.log == nil {
 		l.log = slog.Default()
 	}
-	for _, s := range cfg.EventLimitExceptions {
-		p, err := netip.ParsePrefix(s)
+	if cfg.EventLimitExceptions != nil { // nil: the trusted clients (Exempt)
+		exceptions, err := netlist.Prefixes(cfg.EventLimitExceptions)
 		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("ratelimit: event_limit_exceptions %q: %w", s, err)
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			return nil, fmt.Errorf("ratelimit: event_limit_exceptions: %w", err)
 		}
-		l.exceptions = append(l.exceptions, p.Masked())
+		l.exceptions = exceptions
 	}
 	l.local = NewMemoryCounter(deps.Now)
 	l.counter = deps.Counter

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 )
 
 // Listener modes.
@@ -265,7 +266,7 @@ func (cfg Config) validate() (trusted []netip.Prefix, err error) {
 		if len(l.ProxyFrom) > 0 && !l.ProxyProtocol {
 			return nil, fmt.Errorf("smtpd: listener %q: proxy_from without proxy_protocol: true", l.Name)
 		}
-		if _, err := parsePrefixes(l.ProxyFrom); err != nil {
+		if _, err := netlist.Prefixes(l.ProxyFrom); err != nil {
 			return nil, fmt.Errorf("smtpd: listener %q: proxy_from: %w", l.Name, err)
 		}
 	}
@@ -277,33 +278,11 @@ func (cfg Config) validate() (trusted []netip.Prefix, err error) {
 			return nil, fmt.Errorf("smtpd: local_domains: %q is not a domain name", d)
 		}
 	}
-	trusted, err = parsePrefixes(cfg.TrustedNetworks)
+	trusted, err = netlist.Prefixes(cfg.TrustedNetworks)
 	if err != nil {
 		return nil, fmt.Errorf("smtpd: trusted_networks: %w", err)
 	}
 	return trusted, nil
-}
-
-// parsePrefixes parses CIDRs and single addresses.
-func parsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if strings.Contains(s, "/") {
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				return nil, fmt.Errorf("%q: %w", s, err)
-			}
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q: %w", s, err)
-		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-	}
-	return out, nil
 }
 
 func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
