@@ -113,6 +113,12 @@ func openLog(dir string, maxSeg int64, readOnly, group bool) (*msgLog, error) {
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, seq := range seqs {
 		if err := l.load(seq); err != nil {
+			// Beside a running owner, a segment listed a moment ago may be gone: the
+			// owner deletes a sealed segment once nothing in it is live (gc), so there is
+			// nothing to read in it.
+			if readOnly && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
 			return nil, err
 		}
 	}

@@ -238,3 +238,18 @@ func TestInlineLimitBoundary(t *testing.T) {
 		}
 	}
 }
+
+// A shared open (the queue commands beside a running server) that lists a segment the
+// owner then deletes (gc: nothing live in it) skips it instead of failing; a dangling
+// link stands for the segment gone between the listing and the open.
+func TestSharedOpenSkipsASegmentCollectedMeanwhile(t *testing.T) {
+	s, _, id := ownerAndAdmin(t)
+	gone := filepath.Join(s.dir, "log", "00000000000000ff.seg")
+	if err := os.Symlink(filepath.Join(s.dir, "log", "collected"), gone); err != nil {
+		t.Fatal(err)
+	}
+	adm := openT(t, s.dir, Config{Shared: true})
+	if ids, _ := adm.List(); len(ids) != 1 || ids[0] != id {
+		t.Fatalf("shared List = %v", ids)
+	}
+}
