@@ -40,6 +40,11 @@ rules:
 // so a signed, aligned message is delivered with our Authentication-Results saying
 // dkim=pass and dmarc=pass and its signature still verifying, and a forged one is
 // refused at end of data with the DMARC rule's reply.
+// postfixReplyTimeout: a reply through Postfix's policy or milter client took over
+// smtptest's 10 s twice in full CI runs on 2 cores (cause not found yet, see the closing
+// note of 2026-12-06); alone it answers in well under a second.
+const postfixReplyTimeout = time.Minute
+
 func TestE2EPostfixDoors(t *testing.T) {
 	dir := t.TempDir()
 	keys := t.TempDir()
@@ -78,10 +83,7 @@ milter_default_action = tempfail
 	c, err := smtptest.Dial(pf.Addr)
 	require.NoError(t, err)
 	defer c.Close()
-	// Each reply waits on Postfix, its policy client and its milter client, and the
-	// binary's engine behind both: on a loaded CI machine one RCPT took over the 10 s
-	// default once (every other run answers in well under a second).
-	c.Timeout = time.Minute
+	c.Timeout = postfixReplyTimeout
 	c.Expect(t, "", 220)
 	c.Expect(t, "EHLO client.example.net", 250)
 
