@@ -162,7 +162,7 @@ func (p imapProto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, 
 		switch {
 		case strings.HasPrefix(line, "+") && !sent:
 			sent = true
-			if _, err := b.WriteString(encodePlain(cred.user, cred.password) + "\r\n"); err != nil {
+			if _, err := b.WriteString(cred.plain() + "\r\n"); err != nil {
 				return "", err
 			}
 			if err := b.Flush(); err != nil {

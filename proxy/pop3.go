@@ -152,6 +152,18 @@ func (pop3Proto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, er
 		}
 		return readLine(b.Reader, 4096)
 	}
+	if cred.master != "" {
+		// The master login needs SASL's authorization identity: AUTH PLAIN with an
+		// initial response (RFC 5034 §4).
+		ans, err := cmd("AUTH PLAIN " + cred.plain())
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasPrefix(ans, "+OK") {
+			return "", &backendError{line: ans}
+		}
+		return ans, nil
+	}
 	// USER/PASS (RFC 1939 §7) rather than SASL: every POP3 server has it.
 	if strings.ContainsAny(cred.user+cred.password, "\r\n") {
 		return "", errors.New("user name or password with a line break")

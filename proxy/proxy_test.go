@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func (d dirMap) Lookup(_ context.Context, addr string) (directory.User, error) {
 
 type env struct {
 	backendIMAP        string // b1's IMAP listener (PROXY header required from 127.0.0.1)
+	plainIMAP          string // the same imapd on a plaintext listener: back-end "plain"
 	st                 *store.Store
 	imapAddr, pop3Addr string // the proxy's: STARTTLS, and implicit TLS
 	px                 *proxy.Server
@@ -50,20 +52,30 @@ type env struct {
 // start runs a real imapd and pop3d over one store, behind PROXY-protocol listeners, and
 // the proxy in front of them with users in dir.
 func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
+	return startWith(t, cfg, dir, mailboxtest.Users)
+}
+
+// backendAuth is what the back-ends check logins with.
+type backendAuth interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
+}
+
+// startWith is start with the back-ends' authenticator.
+func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *env {
 	t.Helper()
 	st := mailboxtest.Store(t, store.Config{})
 	tc, _ := mailboxtest.Cert(t)
 	log := slog.New(slog.DiscardHandler)
-	isrv, err := imapd.New(imapd.Config{TLSConfig: tc}, st, mailboxtest.Users, log)
+	isrv, err := imapd.New(imapd.Config{TLSConfig: tc}, st, bauth, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	psrv, err := pop3d.New(pop3d.Config{TLSConfig: tc}, st, mailboxtest.Users, log)
+	psrv, err := pop3d.New(pop3d.Config{TLSConfig: tc}, st, bauth, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { isrv.Close(); psrv.Close() })
-	backend := func(serve func(net.Listener) error) string {
+	listen := func(serve func(net.Listener) error, implicitTLS bool) string {
 		raw, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -72,13 +84,19 @@ func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go serve(tls.NewListener(pl, tc))
+		var ln net.Listener = pl
+		if implicitTLS {
+			ln = tls.NewListener(pl, tc)
+		}
+		go serve(ln)
 		return raw.Addr().String()
 	}
+	backend := func(serve func(net.Listener) error) string { return listen(serve, true) }
 	if cfg.Backends == nil {
 		cfg.Backends = map[string]proxy.Backend{}
 	}
 	cfg.Backends["b1"] = proxy.Backend{IMAP: backend(isrv.Serve), POP3: backend(psrv.Serve), TLS: true, InsecureSkipVerify: true}
+	cfg.Backends["plain"] = proxy.Backend{IMAP: listen(isrv.Serve, false), POP3: listen(psrv.Serve, false)}
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +109,7 @@ func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { px.Close() })
-	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP}
+	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP, plainIMAP: cfg.Backends["plain"].IMAP}
 	ln1, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	go px.ServeIMAP(ln1, false)
