@@ -266,3 +266,44 @@ func forward(t *testing.T, ln net.Listener, addr string) {
 		}
 	}()
 }
+
+// TestProxyMaybe: with proxy_maybe, a user whose mail host is this node is served by
+// this process's own servers (in memory); the others are proxied as before.
+func TestProxyMaybe(t *testing.T) {
+	dir := dirMap{
+		"alice@example.org": {Address: "alice@example.org", MailHost: "self"},
+		"bob@example.org":   {Address: "bob@example.org", MailHost: "plain"},
+	}
+	// Without proxy_maybe, "self" is no back-end: the temporary error.
+	e := start(t, proxy.Config{}, dir)
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a NO [UNAVAILABLE]")
+
+	e = start(t, proxy.Config{ProxyMaybe: true, LocalHost: "self"}, dir)
+	mailboxtest.Deliver(t, e.st, "alice@example.org", "Subject: here\r\n\r\nhi\r\n")
+	c = dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+	c.send("s SELECT INBOX")
+	c.expect("s OK")
+	c.send("b FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+	if l := c.expect("Subject:"); l != "Subject: here" {
+		t.Fatalf("fetched %q", l)
+	}
+	c.expect("b OK")
+	c.send("c LOGOUT")
+	c.expect("c OK")
+	p := dialPOP3(t, e)
+	p.send("AUTH PLAIN " + plain("alice@example.org", "secret pw"))
+	p.expect("+OK")
+	p.send("STAT")
+	p.expect("+OK 1 ")
+	c = dialIMAP(t, e)
+	c.send("a LOGIN bob@example.org pw2")
+	c.expect("a OK")
+
+	if _, err := proxy.New(proxy.Config{ProxyMaybe: true, TLSConfig: &tls.Config{}}, proxy.Deps{Auth: mailboxtest.Users, Directory: dir}); err == nil {
+		t.Error("proxy_maybe without local_host accepted")
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -118,7 +119,11 @@ func (h *health) check(s *Server, t target) error {
 		case <-ctx.Done():
 		}
 	}()
-	conn, err := s.connect(ctx, t.host, t.addr, &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL})
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", t.addr)
+	}
+	conn, err := s.connect(ctx, t.host, t.addr, dial, &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL})
 	if err != nil {
 		return err
 	}

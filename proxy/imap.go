@@ -22,6 +22,8 @@ func (imapProto) refuse(err error) string { return "* BYE [UNAVAILABLE] " + err.
 
 func (imapProto) backendAddr(b Backend) string { return b.IMAP }
 
+func (imapProto) localListener(l Local) *PipeListener { return l.IMAP }
+
 func (p imapProto) capability(c *clientConn) string {
 	if !c.tls {
 		return "IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED ID"

@@ -96,6 +96,13 @@ type Config struct {
 	// users' logins with the temporary error at once, instead of after a connect
 	// timeout, until a check succeeds again.
 	HealthInterval time.Duration `yaml:"health_interval"`
+	// ProxyMaybe serves in this process the users whose mail host is LocalHost (Dovecot's
+	// proxy_maybe): a node that is both proxy and back-end proxies the others' sessions
+	// and hands its own users' to its own IMAP, POP3 and ManageSieve servers in memory,
+	// without a network hop or a second TLS.
+	ProxyMaybe bool `yaml:"proxy_maybe"`
+	// LocalHost is this node's mail host name in the directory (for ProxyMaybe).
+	LocalHost string `yaml:"local_host"`
 }
 
 // Deps are what the proxy asks.
@@ -103,15 +110,18 @@ type Deps struct {
 	Auth      Authenticator
 	Directory Directory
 	Logger    *slog.Logger
+	// Local are this process's own servers, for Config.ProxyMaybe.
+	Local Local
 }
 
 // Server proxies IMAP and POP3 sessions. Its methods are safe for concurrent use.
 type Server struct {
-	cfg  Config
-	auth Authenticator
-	dir  Directory
-	log  *slog.Logger
-	tls  map[string]*tls.Config // per back-end
+	cfg   Config
+	auth  Authenticator
+	dir   Directory
+	log   *slog.Logger
+	tls   map[string]*tls.Config // per back-end
+	local Local
 
 	masterSecret string
 	health       *health
@@ -127,15 +137,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.TLSConfig == nil {
 		return nil, errors.New("proxy: no TLS certificate (passwords only over TLS)")
 	}
-	if len(cfg.Backends) == 0 {
+	if len(cfg.Backends) == 0 && !cfg.ProxyMaybe {
 		return nil, errors.New("proxy: no back-ends")
+	}
+	if cfg.ProxyMaybe && cfg.LocalHost == "" {
+		return nil, errors.New("proxy: proxy_maybe needs local_host, this node's mail host name")
 	}
 	if cfg.DefaultHost != "" {
 		if _, ok := cfg.Backends[cfg.DefaultHost]; !ok {
 			return nil, fmt.Errorf("proxy: default_host %q is not a back-end", cfg.DefaultHost)
 		}
 	}
-	s := &Server{auth: deps.Auth, dir: deps.Directory, log: deps.Logger, tls: map[string]*tls.Config{}}
+	s := &Server{auth: deps.Auth, dir: deps.Directory, log: deps.Logger, tls: map[string]*tls.Config{}, local: deps.Local}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -224,6 +237,8 @@ type protocol interface {
 	rejected(c *clientConn, cred credentials, line string)
 	// backendAddr is the back-end's address for this protocol.
 	backendAddr(b Backend) string
+	// localListener is this process's own server of the protocol (ProxyMaybe).
+	localListener(l Local) *PipeListener
 }
 
 type credentials struct {
@@ -356,8 +371,18 @@ func (s *Server) session(c *clientConn, p protocol, slot *connlimit.Conn) {
 	}
 	b, known := s.cfg.Backends[host]
 	addr := ""
-	if known {
+	var dial func(context.Context) (net.Conn, error)
+	if s.cfg.ProxyMaybe && host == s.cfg.LocalHost {
+		// proxy_maybe: the user lives here; this process's own server, in memory.
+		if pl := p.localListener(s.local); pl != nil {
+			addr, dial = "local", pl.DialContext
+		}
+	} else if known {
 		addr = p.backendAddr(b)
+		dial = func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
 	}
 	switch {
 	case err != nil:
@@ -380,7 +405,7 @@ func (s *Server) session(c *clientConn, p protocol, slot *connlimit.Conn) {
 	if s.masterSecret != "" {
 		cred.master, cred.password = s.cfg.MasterUser, s.masterSecret
 	}
-	bc, okLine, err := s.dialBackend(ctx, c, host, addr, p, cred)
+	bc, okLine, err := s.dialBackend(ctx, c, host, addr, dial, p, cred)
 	if err != nil {
 		var be *backendError
 		if errors.As(err, &be) {
@@ -408,7 +433,7 @@ type backendConn struct {
 
 // dialBackend connects to addr, sends the PROXY v2 header with the client's address,
 // starts TLS if configured and logs cred in.
-func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr string, p protocol, cred credentials) (*backendConn, string, error) {
+func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr string, dial func(context.Context) (net.Conn, error), p protocol, cred credentials) (*backendConn, string, error) {
 	h := proxyproto.HeaderProxyFromAddrs(2, c.conn.RemoteAddr(), c.conn.LocalAddr())
 	if c.tls {
 		// The client came over TLS: the back-end may take its login on a plaintext link
@@ -417,7 +442,7 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 			return nil, "", err
 		}
 	}
-	conn, err := s.connect(ctx, host, addr, h)
+	conn, err := s.connect(ctx, host, addr, dial, h)
 	if err != nil {
 		return nil, "", err
 	}
@@ -431,11 +456,10 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 	return bc, okLine, nil
 }
 
-// connect opens a connection to a back-end's addr, sends the PROXY header h and starts
-// TLS if the back-end is configured so; its deadline is ctx's.
-func (s *Server) connect(ctx context.Context, host, addr string, h *proxyproto.Header) (net.Conn, error) {
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", addr)
+// connect opens a connection to a back-end's addr with dial, sends the PROXY header h
+// and starts TLS if the back-end is configured so; its deadline is ctx's.
+func (s *Server) connect(ctx context.Context, host, addr string, dial func(context.Context) (net.Conn, error), h *proxyproto.Header) (net.Conn, error) {
+	raw, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +470,7 @@ func (s *Server) connect(ctx context.Context, host, addr string, h *proxyproto.H
 		return nil, fmt.Errorf("PROXY header: %w", err)
 	}
 	tc := s.tls[host]
-	if tc == nil {
+	if tc == nil || addr == "local" {
 		return raw, nil
 	}
 	tc = tc.Clone()

@@ -104,7 +104,19 @@ func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *e
 	closed.Close()
 	cfg.Backends["gone"] = proxy.Backend{IMAP: closed.Addr().String(), POP3: closed.Addr().String()}
 	cfg.TLSConfig = tc
-	px, err := proxy.New(cfg, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: log})
+	// This process's own servers, for proxy_maybe.
+	local := proxy.Local{IMAP: proxy.NewPipeListener(), POP3: proxy.NewPipeListener()}
+	for _, l := range []struct {
+		pl    *proxy.PipeListener
+		serve func(net.Listener) error
+	}{{local.IMAP, isrv.Serve}, {local.POP3, psrv.Serve}} {
+		wl, err := proxylisten.Wrap(l.pl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go l.serve(wl)
+	}
+	px, err := proxy.New(cfg, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: log, Local: local})
 	if err != nil {
 		t.Fatal(err)
 	}
