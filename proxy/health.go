@@ -29,7 +29,22 @@ type health struct {
 // target is one address to check and how its greeting reads when ready.
 type target struct {
 	host, addr string
-	ready      func(line string) bool
+	tls        bool
+	ready      func(r *bufio.Reader) error
+}
+
+// firstLine is a ready check: the greeting line starts with prefix.
+func firstLine(prefix string) func(r *bufio.Reader) error {
+	return func(r *bufio.Reader) error {
+		line, err := readLine(r, 64<<10)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, prefix) {
+			return &backendError{line: line}
+		}
+		return nil
+	}
 }
 
 func newHealth(s *Server) *health {
@@ -37,8 +52,15 @@ func newHealth(s *Server) *health {
 	var targets []target
 	for host, b := range s.cfg.Backends {
 		for _, t := range []target{
-			{host, b.IMAP, func(l string) bool { return strings.HasPrefix(l, "* OK") }},
-			{host, b.POP3, func(l string) bool { return strings.HasPrefix(l, "+OK") }},
+			{host, b.IMAP, true, firstLine("* OK")},
+			{host, b.POP3, true, firstLine("+OK")},
+			{host, b.ManageSieve, false, func(r *bufio.Reader) error {
+				lines, err := readSieveGreeting(r)
+				if err == nil {
+					s.sieveCaps.Store(backendCaps(lines))
+				}
+				return err
+			}},
 		} {
 			if t.addr == "" || h.down[t.addr] != nil {
 				continue
@@ -123,18 +145,11 @@ func (h *health) check(s *Server, t target) error {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", t.addr)
 	}
-	conn, err := s.connect(ctx, t.host, t.addr, dial, &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL})
+	conn, err := s.connect(ctx, t.host, t.addr, dial, t.tls, &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	context.AfterFunc(ctx, func() { conn.Close() })
-	line, err := readLine(bufio.NewReaderSize(conn, 1024), 64<<10)
-	if err != nil {
-		return err
-	}
-	if !t.ready(line) {
-		return &backendError{line: line}
-	}
-	return nil
+	return t.ready(bufio.NewReaderSize(conn, 4096))
 }

@@ -22,6 +22,8 @@ func (imapProto) refuse(err error) string { return "* BYE [UNAVAILABLE] " + err.
 
 func (imapProto) backendAddr(b Backend) string { return b.IMAP }
 
+func (imapProto) linkTLS() bool { return true }
+
 func (imapProto) localListener(l Local) *PipeListener { return l.IMAP }
 
 func (p imapProto) capability(c *clientConn) string {

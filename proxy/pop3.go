@@ -19,6 +19,8 @@ func (pop3Proto) refuse(err error) string { return "-ERR [SYS/TEMP] " + err.Erro
 
 func (pop3Proto) backendAddr(b Backend) string { return b.POP3 }
 
+func (pop3Proto) linkTLS() bool { return true }
+
 func (pop3Proto) localListener(l Local) *PipeListener { return l.POP3 }
 
 func (pop3Proto) capa(c *clientConn) []string {

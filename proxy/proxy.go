@@ -42,6 +42,9 @@ type Backend struct {
 	// pop3.proxy_protocol).
 	IMAP string `yaml:"imap"`
 	POP3 string `yaml:"pop3"`
+	// ManageSieve is the back-end's ManageSieve listener (plaintext: the link is on the
+	// trusted network whatever TLS says, ManageSieve having no implicit TLS port).
+	ManageSieve string `yaml:"managesieve"`
 	// TLS connects with implicit TLS (the back-end's imaps/pop3s listeners). Without it
 	// the link is plaintext, for a back-end on a trusted network: the PROXY header says
 	// the client came over TLS (PP2_TYPE_SSL), which is what lets the back-end take a
@@ -125,6 +128,7 @@ type Server struct {
 
 	masterSecret string
 	health       *health
+	sieveCaps    atomic.Value // []string: a ManageSieve back-end's capability lines
 
 	group connlimit.Group // listeners and sessions, for Close
 }
@@ -154,10 +158,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.log = s.log.With("server", "proxy")
 	for name, b := range cfg.Backends {
-		if b.IMAP == "" && b.POP3 == "" {
-			return nil, fmt.Errorf("proxy: back-end %q has neither imap nor pop3 address", name)
+		if b.IMAP == "" && b.POP3 == "" && b.ManageSieve == "" {
+			return nil, fmt.Errorf("proxy: back-end %q has no address", name)
 		}
-		for _, a := range []string{b.IMAP, b.POP3} {
+		for _, a := range []string{b.IMAP, b.POP3, b.ManageSieve} {
 			if a == "" {
 				continue
 			}
@@ -239,6 +243,8 @@ type protocol interface {
 	backendAddr(b Backend) string
 	// localListener is this process's own server of the protocol (ProxyMaybe).
 	localListener(l Local) *PipeListener
+	// linkTLS says whether Backend.TLS applies to the protocol's link.
+	linkTLS() bool
 }
 
 type credentials struct {
@@ -269,6 +275,11 @@ func (s *Server) ServeIMAP(ln net.Listener, implicitTLS bool) error {
 // ServePOP3 serves POP3 clients on ln (pop3s with implicitTLS, else STLS).
 func (s *Server) ServePOP3(ln net.Listener, implicitTLS bool) error {
 	return s.serve(ln, implicitTLS, pop3Proto{s})
+}
+
+// ServeManageSieve serves ManageSieve clients on ln (STARTTLS, RFC 5804 §2.2).
+func (s *Server) ServeManageSieve(ln net.Listener) error {
+	return s.serve(ln, false, sieveProto{s})
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
@@ -442,7 +453,7 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 			return nil, "", err
 		}
 	}
-	conn, err := s.connect(ctx, host, addr, dial, h)
+	conn, err := s.connect(ctx, host, addr, dial, p.linkTLS(), h)
 	if err != nil {
 		return nil, "", err
 	}
@@ -458,7 +469,7 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 
 // connect opens a connection to a back-end's addr with dial, sends the PROXY header h
 // and starts TLS if the back-end is configured so; its deadline is ctx's.
-func (s *Server) connect(ctx context.Context, host, addr string, dial func(context.Context) (net.Conn, error), h *proxyproto.Header) (net.Conn, error) {
+func (s *Server) connect(ctx context.Context, host, addr string, dial func(context.Context) (net.Conn, error), useTLS bool, h *proxyproto.Header) (net.Conn, error) {
 	raw, err := dial(ctx)
 	if err != nil {
 		return nil, err
@@ -470,7 +481,7 @@ func (s *Server) connect(ctx context.Context, host, addr string, dial func(conte
 		return nil, fmt.Errorf("PROXY header: %w", err)
 	}
 	tc := s.tls[host]
-	if tc == nil || addr == "local" {
+	if tc == nil || !useTLS || addr == "local" {
 		return raw, nil
 	}
 	tc = tc.Clone()

@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/internal/proxylisten"
+	"github.com/portcullis-mail/portcullis/managesieve"
 	"github.com/portcullis-mail/portcullis/pop3d"
 	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/store"
@@ -44,6 +45,7 @@ func (d dirMap) Lookup(_ context.Context, addr string) (directory.User, error) {
 type env struct {
 	backendIMAP        string // b1's IMAP listener (PROXY header required from 127.0.0.1)
 	plainIMAP          string // the same imapd on a plaintext listener: back-end "plain"
+	sieveAddr          string // the proxy's ManageSieve listener
 	st                 *store.Store
 	imapAddr, pop3Addr string // the proxy's: STARTTLS, and implicit TLS
 	px                 *proxy.Server
@@ -74,7 +76,11 @@ func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *e
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { isrv.Close(); psrv.Close() })
+	msrv, err := managesieve.New(managesieve.Config{TLSConfig: tc}, managesieve.Deps{Store: st, Auth: bauth, Checker: compiler{}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { isrv.Close(); psrv.Close(); msrv.Close() })
 	listen := func(serve func(net.Listener) error, implicitTLS bool) string {
 		raw, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -96,7 +102,7 @@ func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *e
 		cfg.Backends = map[string]proxy.Backend{}
 	}
 	cfg.Backends["b1"] = proxy.Backend{IMAP: backend(isrv.Serve), POP3: backend(psrv.Serve), TLS: true, InsecureSkipVerify: true}
-	cfg.Backends["plain"] = proxy.Backend{IMAP: listen(isrv.Serve, false), POP3: listen(psrv.Serve, false)}
+	cfg.Backends["plain"] = proxy.Backend{IMAP: listen(isrv.Serve, false), POP3: listen(psrv.Serve, false), ManageSieve: listen(msrv.Serve, false)}
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -105,11 +111,11 @@ func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *e
 	cfg.Backends["gone"] = proxy.Backend{IMAP: closed.Addr().String(), POP3: closed.Addr().String()}
 	cfg.TLSConfig = tc
 	// This process's own servers, for proxy_maybe.
-	local := proxy.Local{IMAP: proxy.NewPipeListener(), POP3: proxy.NewPipeListener()}
+	local := proxy.Local{IMAP: proxy.NewPipeListener(), POP3: proxy.NewPipeListener(), ManageSieve: proxy.NewPipeListener()}
 	for _, l := range []struct {
 		pl    *proxy.PipeListener
 		serve func(net.Listener) error
-	}{{local.IMAP, isrv.Serve}, {local.POP3, psrv.Serve}} {
+	}{{local.IMAP, isrv.Serve}, {local.POP3, psrv.Serve}, {local.ManageSieve, msrv.Serve}} {
 		wl, err := proxylisten.Wrap(l.pl, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -124,9 +130,11 @@ func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *e
 	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP, plainIMAP: cfg.Backends["plain"].IMAP}
 	ln1, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln3, _ := net.Listen("tcp", "127.0.0.1:0")
 	go px.ServeIMAP(ln1, false)
 	go px.ServePOP3(ln2, true)
-	e.imapAddr, e.pop3Addr = ln1.Addr().String(), ln2.Addr().String()
+	go px.ServeManageSieve(ln3)
+	e.imapAddr, e.pop3Addr, e.sieveAddr = ln1.Addr().String(), ln2.Addr().String(), ln3.Addr().String()
 	return e
 }
 

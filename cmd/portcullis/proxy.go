@@ -15,14 +15,14 @@ import (
 	"github.com/portcullis-mail/portcullis/proxy"
 )
 
-// serveProxy starts the IMAP and POP3 proxy when the proxy section has an address: the
+// serveProxy starts the IMAP, POP3 and ManageSieve proxy when the proxy section has an address: the
 // directory of the directory section (local, PostgreSQL or LDAP) says where each user
 // lives, auth (throttling and credential cache included) checks passwords: against the
 // directory's hashes when it is PostgreSQL.
 // The returned function stops it.
 func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users *auth.Service, router *route.Router, local proxy.Local, logger *slog.Logger) (func(), error) {
 	pc := cfg.Proxy
-	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" {
+	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" && pc.ManageSieveAddr == "" {
 		return func() {}, nil
 	}
 	dir, closeDir, err := directory.Open(ctx, cfg.Directory, directory.Deps{
@@ -72,6 +72,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 		{"proxy-imaps", pc.IMAPSAddr, true, px.ServeIMAP},
 		{"proxy-pop3", pc.POP3Addr, false, px.ServePOP3},
 		{"proxy-pop3s", pc.POP3SAddr, true, px.ServePOP3},
+		{"proxy-managesieve", pc.ManageSieveAddr, false, func(ln net.Listener, _ bool) error { return px.ServeManageSieve(ln) }},
 	} {
 		if l.addr == "" {
 			continue
@@ -106,6 +107,9 @@ func proxyLocal(cfg *config.Config) proxy.Local {
 	}
 	if pc.POP3Addr != "" || pc.POP3SAddr != "" {
 		l.POP3 = proxy.NewPipeListener()
+	}
+	if pc.ManageSieveAddr != "" {
+		l.ManageSieve = proxy.NewPipeListener()
 	}
 	return l
 }

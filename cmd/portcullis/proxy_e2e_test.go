@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // The users of the proxy test and their mail hosts: store1 reads them from the
@@ -53,13 +55,15 @@ func startNode(t *testing.T, name string, dns *dnstest.Server, users bool, secti
 	}
 	require.NoError(t, db.Close())
 	cfg := filepath.Join(dir, "portcullis.yaml")
+	if !strings.Contains(section, "\nmanagesieve:") && !strings.HasPrefix(section, "managesieve:") {
+		section = "managesieve: { addr: \"\" }\n" + section
+	}
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: %s.example.test
 data_dir: %s
 local_domains: [example.test]
 trusted_networks: [192.0.2.0/24]
 postmaster: postmaster@example.test
 http: { addr: "" }
-managesieve: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:
@@ -139,8 +143,9 @@ func TestProxyTwoStores(t *testing.T) {
 		// logins only with the PROXY header's TLS flag) and imaps/pop3s for direct clients.
 		"store1": startNode(t, "store1", dns, false, fmt.Sprintf(`imap: { addr: "127.0.0.1:0", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
 pop3: { addr: "127.0.0.1:0", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
+managesieve: { addr: "127.0.0.1:0" }
 directory: { postgres: %q }
-`, dsn)+master, "imap", "imaps", "pop3", "pop3s"),
+`, dsn)+master, "imap", "imaps", "pop3", "pop3s", "managesieve"),
 		// store2: its own users, TLS from the proxy.
 		"store2": startNode(t, "store2", dns, true, `imap: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
 pop3: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
@@ -164,16 +169,18 @@ directory: { postgres: %q }
 proxy:
   imap_addr: "127.0.0.1:0"
   pop3s_addr: "127.0.0.1:0"
+  managesieve_addr: "127.0.0.1:0"
   master_user: proxy
   master_secret_file: %q
   health_interval: 200ms
   proxy_maybe: true
   local_host: store3
   backends:
-    store1: { imap: %q, pop3: %q }
+    store1: { imap: %q, pop3: %q, managesieve: %q }
     store2: { imap: %q, pop3: %q, tls: true, insecure_skip_verify: true }
-`, dsn, secret, stores["store1"].addrs["imap"], stores["store1"].addrs["pop3"], stores["store2"].addrs["imaps"], stores["store2"].addrs["pop3s"])
-	px := startNode(t, "proxy", dns, false, section, "proxy-imap", "proxy-pop3s")
+`, dsn, secret, stores["store1"].addrs["imap"], stores["store1"].addrs["pop3"], stores["store1"].addrs["managesieve"],
+		stores["store2"].addrs["imaps"], stores["store2"].addrs["pop3s"])
+	px := startNode(t, "proxy", dns, false, section, "proxy-imap", "proxy-pop3s", "proxy-managesieve")
 	imapAddr, pop3Addr := px.addrs["proxy-imap"], px.addrs["proxy-pop3s"]
 	logs := map[string]*server{"store1": stores["store1"], "store2": stores["store2"], "store3": px}
 
@@ -262,6 +269,35 @@ proxy:
 			p.cmd("QUIT", "+OK")
 			requireEventually(t, func() bool {
 				return logHas(logs[host].logText(), `msg="pop3 login"`, "user="+user, "remote=127.0.0.3")
+			})
+		}
+	})
+
+	t.Run("managesieve", func(t *testing.T) {
+		bin := testenv.Program(t, "sieve-connect")
+		host, port, _ := strings.Cut(px.addrs["proxy-managesieve"], ":")
+		local := filepath.Join(t.TempDir(), "s.sieve")
+		require.NoError(t, os.WriteFile(local, []byte("require \"fileinto\";\nfileinto \"Archive\";\n"), 0o644))
+		for _, user := range []string{"alice@example.test", "carol@example.test"} {
+			sc := func(args ...string) string {
+				pr, pw, err := os.Pipe()
+				require.NoError(t, err)
+				pw.WriteString(proxyPassword + "\n")
+				pw.Close()
+				defer pr.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, bin, append([]string{"--server", host, "--port", port, "--user", user,
+					"--passwordfd", "3", "--notlsverify", "--authmech", "PLAIN"}, args...)...)
+				cmd.ExtraFiles = []*os.File{pr}
+				out, err := cmd.CombinedOutput()
+				require.NoError(t, err, "sieve-connect %v:\n%s", args, out)
+				return string(out)
+			}
+			sc("--upload", "--localsieve", local, "--remotesieve", "archive")
+			require.Contains(t, sc("--list"), "archive")
+			requireEventually(t, func() bool {
+				return logHas(logs[proxyUsers[user]].logText(), `msg="managesieve login"`, "user="+user)
 			})
 		}
 	})
