@@ -183,7 +183,7 @@ type Config struct {
 		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
-	// Proxy is the IMAP, POP3 and ManageSieve proxy of the multi-node mode: it authenticates each
+	// Proxy is the IMAP, POP3, ManageSieve and LMTP proxy of the multi-node mode: it authenticates each
 	// client (auth), looks the user's mail host up in the directory and relays the
 	// session to that back-end, with smtp.tls's certificate. Off unless an address is set.
 	Proxy struct {
@@ -195,7 +195,10 @@ type Config struct {
 		POP3SAddr string `yaml:"pop3s_addr"`
 		// ManageSieveAddr is the ManageSieve listening address (STARTTLS, RFC 5804).
 		ManageSieveAddr string `yaml:"managesieve_addr"`
-		proxy.Config    `yaml:",inline"`
+		// LMTPAddr is the LMTP listening address for the front-ends' delivery (RFC 2033;
+		// clients from lmtp_from only): each recipient goes to its back-end's LMTP.
+		LMTPAddr     string `yaml:"lmtp_addr"`
+		proxy.Config `yaml:",inline"`
 	} `yaml:"proxy"`
 	// ManageSieve is the ManageSieve server (RFC 5804) where users manage their Sieve
 	// scripts, with smtp.tls's certificate. Passwords only over TLS unless trusted: true.

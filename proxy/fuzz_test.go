@@ -126,3 +126,16 @@ func FuzzReadSieveCommand(f *testing.F) {
 		}
 	})
 }
+
+func TestMailFor(t *testing.T) {
+	lhlo := "250-store\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"
+	for in, want := range map[string]string{
+		"FROM:<a@b> BODY=8BITMIME SIZE=65": "FROM:<a@b> BODY=8BITMIME",
+		"FROM: <a@b> SMTPUTF8":             "FROM:<a@b>",
+		"FROM:<>":                          "FROM:<>",
+	} {
+		if got := mailFor(in, lhlo); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -30,6 +30,7 @@ type health struct {
 type target struct {
 	host, addr string
 	tls        bool
+	noHeader   bool // LMTP listeners take no PROXY header
 	ready      func(r *bufio.Reader) error
 }
 
@@ -52,9 +53,10 @@ func newHealth(s *Server) *health {
 	var targets []target
 	for host, b := range s.cfg.Backends {
 		for _, t := range []target{
-			{host, b.IMAP, true, firstLine("* OK")},
-			{host, b.POP3, true, firstLine("+OK")},
-			{host, b.ManageSieve, false, func(r *bufio.Reader) error {
+			{host: host, addr: b.IMAP, tls: true, ready: firstLine("* OK")},
+			{host: host, addr: b.POP3, tls: true, ready: firstLine("+OK")},
+			{host: host, addr: b.LMTP, noHeader: true, ready: firstLine("220")},
+			{host: host, addr: b.ManageSieve, ready: func(r *bufio.Reader) error {
 				lines, err := readSieveGreeting(r)
 				if err == nil {
 					s.sieveCaps.Store(backendCaps(lines))
@@ -145,7 +147,11 @@ func (h *health) check(s *Server, t target) error {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", t.addr)
 	}
-	conn, err := s.connect(ctx, t.host, t.addr, dial, t.tls, &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL})
+	hdr := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}
+	if t.noHeader {
+		hdr = nil
+	}
+	conn, err := s.connect(ctx, t.host, t.addr, dial, t.tls, hdr)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/internal/connlimit"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/internal/proxylisten"
 )
 
@@ -45,6 +46,8 @@ type Backend struct {
 	// ManageSieve is the back-end's ManageSieve listener (plaintext: the link is on the
 	// trusted network whatever TLS says, ManageSieve having no implicit TLS port).
 	ManageSieve string `yaml:"managesieve"`
+	// LMTP is the back-end's LMTP listener (plaintext, on the trusted network).
+	LMTP string `yaml:"lmtp"`
 	// TLS connects with implicit TLS (the back-end's imaps/pop3s listeners). Without it
 	// the link is plaintext, for a back-end on a trusted network: the PROXY header says
 	// the client came over TLS (PP2_TYPE_SSL), which is what lets the back-end take a
@@ -106,6 +109,11 @@ type Config struct {
 	ProxyMaybe bool `yaml:"proxy_maybe"`
 	// LocalHost is this node's mail host name in the directory (for ProxyMaybe).
 	LocalHost string `yaml:"local_host"`
+	// LMTPFrom are the clients (CIDRs or addresses) the LMTP listener serves, the
+	// front-ends: LMTP has no authentication (default: loopback only).
+	LMTPFrom []string `yaml:"lmtp_from"`
+	// MaxMessageSize bounds a message relayed by LMTP (default 64 MiB).
+	MaxMessageSize int64 `yaml:"max_message_size"`
 }
 
 // Deps are what the proxy asks.
@@ -129,6 +137,7 @@ type Server struct {
 	masterSecret string
 	health       *health
 	sieveCaps    atomic.Value // []string: a ManageSieve back-end's capability lines
+	lmtpFrom     []netip.Prefix
 
 	group connlimit.Group // listeners and sessions, for Close
 }
@@ -158,10 +167,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.log = s.log.With("server", "proxy")
 	for name, b := range cfg.Backends {
-		if b.IMAP == "" && b.POP3 == "" && b.ManageSieve == "" {
+		if b.IMAP == "" && b.POP3 == "" && b.ManageSieve == "" && b.LMTP == "" {
 			return nil, fmt.Errorf("proxy: back-end %q has no address", name)
 		}
-		for _, a := range []string{b.IMAP, b.POP3, b.ManageSieve} {
+		for _, a := range []string{b.IMAP, b.POP3, b.ManageSieve, b.LMTP} {
 			if a == "" {
 				continue
 			}
@@ -213,6 +222,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, err
 		}
 		s.masterSecret = secret
+	}
+	if len(cfg.LMTPFrom) == 0 {
+		cfg.LMTPFrom = []string{"127.0.0.0/8", "::1/128"}
+	}
+	lf, err := netlist.Prefixes(cfg.LMTPFrom)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: lmtp_from: %w", err)
+	}
+	s.lmtpFrom = lf
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 64 << 20
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 5 * time.Second
@@ -468,7 +488,7 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 }
 
 // connect opens a connection to a back-end's addr with dial, sends the PROXY header h
-// and starts TLS if the back-end is configured so; its deadline is ctx's.
+// (if any) and starts TLS if the back-end is configured so; its deadline is ctx's.
 func (s *Server) connect(ctx context.Context, host, addr string, dial func(context.Context) (net.Conn, error), useTLS bool, h *proxyproto.Header) (net.Conn, error) {
 	raw, err := dial(ctx)
 	if err != nil {
@@ -476,9 +496,11 @@ func (s *Server) connect(ctx context.Context, host, addr string, dial func(conte
 	}
 	deadline, _ := ctx.Deadline()
 	raw.SetDeadline(deadline)
-	if _, err := h.WriteTo(raw); err != nil {
-		raw.Close()
-		return nil, fmt.Errorf("PROXY header: %w", err)
+	if h != nil {
+		if _, err := h.WriteTo(raw); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("PROXY header: %w", err)
+		}
 	}
 	tc := s.tls[host]
 	if tc == nil || !useTLS || addr == "local" {

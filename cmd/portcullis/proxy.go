@@ -15,14 +15,14 @@ import (
 	"github.com/portcullis-mail/portcullis/proxy"
 )
 
-// serveProxy starts the IMAP, POP3 and ManageSieve proxy when the proxy section has an address: the
+// serveProxy starts the IMAP, POP3, ManageSieve and LMTP proxy when the proxy section has an address: the
 // directory of the directory section (local, PostgreSQL or LDAP) says where each user
 // lives, auth (throttling and credential cache included) checks passwords: against the
 // directory's hashes when it is PostgreSQL.
 // The returned function stops it.
 func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users *auth.Service, router *route.Router, local proxy.Local, logger *slog.Logger) (func(), error) {
 	pc := cfg.Proxy
-	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" && pc.ManageSieveAddr == "" {
+	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" && pc.ManageSieveAddr == "" && pc.LMTPAddr == "" {
 		return func() {}, nil
 	}
 	dir, closeDir, err := directory.Open(ctx, cfg.Directory, directory.Deps{
@@ -73,6 +73,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 		{"proxy-pop3", pc.POP3Addr, false, px.ServePOP3},
 		{"proxy-pop3s", pc.POP3SAddr, true, px.ServePOP3},
 		{"proxy-managesieve", pc.ManageSieveAddr, false, func(ln net.Listener, _ bool) error { return px.ServeManageSieve(ln) }},
+		{"proxy-lmtp", pc.LMTPAddr, false, func(ln net.Listener, _ bool) error { return px.ServeLMTP(ln) }},
 	} {
 		if l.addr == "" {
 			continue

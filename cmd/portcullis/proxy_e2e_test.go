@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
@@ -61,7 +62,7 @@ func startNode(t *testing.T, name string, dns *dnstest.Server, users bool, secti
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: %s.example.test
 data_dir: %s
 local_domains: [example.test]
-trusted_networks: [192.0.2.0/24]
+trusted_networks: [192.0.2.0/24, 127.0.0.1/32] # the proxy delivers by LMTP from 127.0.0.1
 postmaster: postmaster@example.test
 http: { addr: "" }
 log: { level: info }
@@ -69,6 +70,7 @@ dns: { servers: ["%s"], timeout: 2s }
 smtp:
   listeners:
     - { name: mx, addr: "127.0.0.1:0", mode: mx }
+    - { name: lmtp, addr: "127.0.0.1:0", mode: lmtp }
 %s`, name, data, dns.Addr(), section)), 0o644))
 	return startServer(t, cfg, append([]string{"mx"}, want...)...)
 }
@@ -149,7 +151,7 @@ directory: { postgres: %q }
 		// store2: its own users, TLS from the proxy.
 		"store2": startNode(t, "store2", dns, true, `imap: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
 pop3: { addr: "", tls_addr: "127.0.0.1:0", proxy_protocol: true, proxy_from: [127.0.0.1/32] }
-`+master, "imaps", "pop3s"),
+`+master, "imaps", "pop3s", "lmtp"),
 	}
 
 	// One message per user of store1 and store2, appended directly (from 127.0.0.2, not a
@@ -170,6 +172,7 @@ proxy:
   imap_addr: "127.0.0.1:0"
   pop3s_addr: "127.0.0.1:0"
   managesieve_addr: "127.0.0.1:0"
+  lmtp_addr: "127.0.0.1:0"
   master_user: proxy
   master_secret_file: %q
   health_interval: 200ms
@@ -177,10 +180,10 @@ proxy:
   local_host: store3
   backends:
     store1: { imap: %q, pop3: %q, managesieve: %q }
-    store2: { imap: %q, pop3: %q, tls: true, insecure_skip_verify: true }
+    store2: { imap: %q, pop3: %q, lmtp: %q, tls: true, insecure_skip_verify: true }
 `, dsn, secret, stores["store1"].addrs["imap"], stores["store1"].addrs["pop3"], stores["store1"].addrs["managesieve"],
-		stores["store2"].addrs["imaps"], stores["store2"].addrs["pop3s"])
-	px := startNode(t, "proxy", dns, false, section, "proxy-imap", "proxy-pop3s", "proxy-managesieve")
+		stores["store2"].addrs["imaps"], stores["store2"].addrs["pop3s"], stores["store2"].addrs["lmtp"])
+	px := startNode(t, "proxy", dns, false, section, "proxy-imap", "proxy-pop3s", "proxy-managesieve", "proxy-lmtp")
 	imapAddr, pop3Addr := px.addrs["proxy-imap"], px.addrs["proxy-pop3s"]
 	logs := map[string]*server{"store1": stores["store1"], "store2": stores["store2"], "store3": px}
 
@@ -302,6 +305,27 @@ proxy:
 		}
 	})
 
+	lc, err := lmtp.New(lmtp.Config{LocalName: "mx.example.test"})
+	require.NoError(t, err)
+	defer lc.Close()
+	deliver := func(rcpts ...string) []lmtp.RcptResult {
+		msg := strings.NewReader("From: x@example.net\r\nSubject: by lmtp\r\n\r\nhello\r\n")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, _ := lc.Deliver(ctx, px.addrs["proxy-lmtp"], "x@example.net", rcpts, msg, msg.Size())
+		return res
+	}
+	t.Run("lmtp", func(t *testing.T) {
+		// bob's back-end takes LMTP; alice's has no LMTP back-end configured: 451.
+		res := deliver("bob@example.test", "nobody@example.test", "alice@example.test")
+		require.Equal(t, lmtp.Delivered, res[0].Status, res[0].Reply)
+		require.Equal(t, 550, res[1].Code, res[1].Reply)
+		require.Equal(t, 451, res[2].Code, res[2].Reply)
+		c, err := proxyIMAP(t, "bob@example.test")
+		require.NoError(t, err)
+		require.Equal(t, []string{"bob@example.test on store2", "by lmtp"}, inboxSubjects(t, c))
+	})
+
 	t.Run("store-down", func(t *testing.T) {
 		stores["store2"].kill()
 		// The health check sees it (every 200ms) before any login tries it.
@@ -318,6 +342,9 @@ proxy:
 		p.cmd("AUTH PLAIN "+plainB64("alice@example.test", proxyPassword), "+OK")
 		p.cmd("STAT", "+OK 1 ")
 		require.Contains(t, px.logText(), "back-end down (health check)")
+		res := deliver("bob@example.test")
+		require.Equal(t, "4.3.0", res[0].Enhanced, res[0].Reply)
+		require.Equal(t, lmtp.Temporary, res[0].Status)
 	})
 }
 
