@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,7 +54,9 @@ type session struct {
 	quit     bool
 }
 
-var errTooLong = errors.New("line too long")
+// errTooLong answers a line longer than Config.MaxLineSize; the line is read to its end
+// and dropped, and the session goes on (as a bad command).
+var errTooLong = replyErr("line too long")
 
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
@@ -109,11 +110,14 @@ func (s *session) readLine() (string, error) {
 
 func (s *session) readLineUntil() (string, error) {
 	var buf []byte
+	tooLong := false
 	for {
 		chunk, err := s.bc.r.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if len(buf) > int(s.srv.cfg.MaxLineSize) {
-			return "", errTooLong
+		if !tooLong {
+			buf = append(buf, chunk...)
+			if len(buf) > int(s.srv.cfg.MaxLineSize) {
+				tooLong, buf = true, nil // skip to the line's end, holding none of it
+			}
 		}
 		if err == nil {
 			break
@@ -121,6 +125,9 @@ func (s *session) readLineUntil() (string, error) {
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return "", err
 		}
+	}
+	if tooLong {
+		return "", errTooLong
 	}
 	line := strings.TrimSuffix(strings.TrimSuffix(string(buf), "\n"), "\r")
 	return line, nil
@@ -134,12 +141,9 @@ func (s *session) run() {
 	}
 	for !s.quit {
 		line, err := s.readLine()
-		if err != nil {
+		if err != nil && !errors.Is(err, errTooLong) {
 			// On a timeout the connection closes without a response (RFC 1939 §3).
-			switch {
-			case errors.Is(err, errTooLong):
-				s.reply(false, "line too long")
-			case errors.Is(err, errLoginTimeout):
+			if errors.Is(err, errLoginTimeout) {
 				s.srv.rlog.Info("pop3 login timeout", "remote", s.remote)
 			}
 			return
@@ -157,9 +161,11 @@ func (s *session) run() {
 				return
 			}
 		}
-		cmd, err := ParseCommand(line)
 		if err == nil {
-			err = s.handle(cmd)
+			var cmd Command
+			if cmd, err = ParseCommand(line); err == nil {
+				err = s.handle(cmd)
+			}
 		}
 		if err != nil {
 			var ne net.Error
@@ -272,9 +278,9 @@ func (s *session) handle(cmd Command) error {
 		if err != nil {
 			return err
 		}
-		n, err := strconv.Atoi(cmd.Args[1])
-		if err != nil || n < 0 {
-			return replyErr("bad line count")
+		n, err := lineCount(cmd.Args[1])
+		if err != nil {
+			return err
 		}
 		return s.send(i, n)
 	case "DELE":
@@ -534,11 +540,13 @@ func (s *session) send(i, lines int) error {
 	s.conn.SetWriteDeadline(time.Now().Add(10 * time.Minute))
 	dw := textproto.NewWriter(s.bc.w).DotWriter()
 	br := bufio.NewReaderSize(f, 32*1024)
-	inBody, bodyLines := false, 0
+	// A line longer than the buffer comes in several reads: only the first read of a
+	// line counts it (TOP), and only a whole line can be the blank one ending the header.
+	inBody, bodyLines, lineStart := false, 0, true
 	for {
 		l, rerr := br.ReadSlice('\n')
 		if len(l) > 0 {
-			if lines >= 0 && inBody {
+			if lines >= 0 && inBody && lineStart {
 				if bodyLines >= lines {
 					break
 				}
@@ -547,9 +555,10 @@ func (s *session) send(i, lines int) error {
 			if _, err := dw.Write(l); err != nil {
 				return err
 			}
-			if !inBody && (bytes.Equal(l, []byte("\r\n")) || bytes.Equal(l, []byte("\n"))) {
+			if !inBody && lineStart && (bytes.Equal(l, []byte("\r\n")) || bytes.Equal(l, []byte("\n"))) {
 				inBody = true
 			}
+			lineStart = l[len(l)-1] == '\n'
 		}
 		if rerr != nil {
 			if errors.Is(rerr, bufio.ErrBufferFull) {
@@ -591,11 +600,17 @@ func (s *session) quitCmd() error {
 			s.srv.rlog.Warn("pop3 mark seen", "user", s.user.Name(), "err", err)
 		}
 	}
+	var err error
 	if len(del) > 0 {
-		if _, err := s.user.Remove(s.ctx, s.mb, del); err != nil {
-			s.srv.rlog.Error("pop3 update", "user", s.user.Name(), "err", err)
-			return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
-		}
+		_, err = s.user.Remove(s.ctx, s.mb, del)
+	}
+	// The maildrop is free before the reply: a client that reconnects as soon as it reads
+	// it (a poller, or the next command of a script) must not find it still locked.
+	s.srv.unlock(s.locked)
+	s.locked = ""
+	if err != nil {
+		s.srv.rlog.Error("pop3 update", "user", s.user.Name(), "err", err)
+		return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
 	}
 	return s.reply(true, "bye, %d messages deleted", len(del))
 }
