@@ -433,7 +433,7 @@ func (s *session) authFailed(err error) error {
 		return replyErr("[SYS/TEMP] authentication temporarily unavailable")
 	default:
 		// Slow down guessing a little; throttling proper is the authenticator's job.
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(s.srv.failDelay)
 		return replyErr("[AUTH] invalid credentials")
 	}
 }
