@@ -446,3 +446,20 @@ func TestBadInputSurvives(t *testing.T) {
 	c.cmd("STAT", fmt.Sprintf("+OK 1 %d", len(msg1)))
 	c.cmd("QUIT", "+OK")
 }
+
+// Commands pipelined after STLS in the clear are not run (CVE-2011-0411's kind of
+// injection): the session ends after the +OK.
+func TestSTLSPipelinedClosed(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "bob@example.org", msg2)
+	c := dial(t, e.addr)
+	fmt.Fprintf(c.conn, "STLS\r\nUSER bob@example.org\r\nPASS pw2\r\nDELE 1\r\nQUIT\r\n")
+	c.expect("+OK")
+	if l, err := c.r.ReadLine(); err == nil {
+		t.Fatalf("after STLS with pipelined commands: %q", l)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(mailboxtest.Inbox(t, e.store, "bob@example.org")); n != 1 {
+		t.Fatalf("the injected DELE ran: %d messages left", n)
+	}
+}

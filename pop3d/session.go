@@ -337,9 +337,13 @@ func (s *session) stls(cmd Command) error {
 	if err := s.reply(true, "begin TLS negotiation"); err != nil {
 		return err
 	}
-	// RFC 2595 §4: anything the client pipelined after STLS is discarded.
+	// RFC 2595 §4: the client must not pipeline after STLS. Whatever it sent in the clear
+	// would otherwise run as commands (CVE-2011-0411's kind of injection): the session
+	// ends, as ManageSieve's does.
 	if s.bc.r.Buffered() > 0 {
-		return replyErr("data after STLS")
+		s.srv.rlog.Info("pop3 data pipelined after STLS", "remote", s.remote)
+		s.quit = true
+		return nil
 	}
 	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
