@@ -4,17 +4,18 @@
 //	pop3load -imap 127.0.0.1:21431 -pop3 127.0.0.1:21110 -users 20 -clients 10 -duration 10s -rounds 3
 //
 // A login is a whole session as a poller makes it: connect, read the greeting, log in
-// (IMAP LOGIN; POP3 USER and PASS, which also opens and lists the maildrop) and log out
-// (LOGOUT; QUIT). Client i logs in as user<i mod users>@DOMAIN, so with users >= clients
+// (IMAP LOGIN; POP3 USER and PASS or AUTH PLAIN, which also open and list the maildrop)
+// and log out (LOGOUT; QUIT). Client i logs in as user<i mod users>@DOMAIN, so with users >= clients
 // no two POP3 sessions want the same maildrop at once (RFC 1939 §8 locks it). Each round
 // runs each kind of session for -duration (IMAP LOGIN/LOGOUT, IMAP with a SELECT INBOX
-// between, POP3), so that other load on the machine hits all alike; every round prints
+// between, POP3 USER/PASS, POP3 AUTH PLAIN), so that other load on the machine hits all alike; every round prints
 // the rates and POP3's ratios to both IMAP ones, and the last line the totals.
 // With -seed N it first appends N messages to every INBOX over IMAP (not measured).
 package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"log"
@@ -49,15 +50,17 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	// Three kinds of session per round: IMAP LOGIN and LOGOUT; IMAP LOGIN, SELECT INBOX
-	// and LOGOUT (the work of a POP3 login, which opens and lists the maildrop); POP3.
+	// The kinds of session of a round: IMAP LOGIN and LOGOUT; IMAP LOGIN, SELECT INBOX
+	// and LOGOUT (the work of a POP3 login, which opens and lists the maildrop); POP3
+	// USER/PASS/QUIT; POP3 AUTH PLAIN/QUIT.
 	kinds := []struct {
 		name  string
 		login func(int) error
 	}{
 		{"imap", func(i int) error { return imapLogin(*imapAddr, user(i), *pass, false) }},
 		{"imap_select", func(i int) error { return imapLogin(*imapAddr, user(i), *pass, true) }},
-		{"pop3", func(i int) error { return pop3Login(*pop3Addr, user(i), *pass) }},
+		{"pop3", func(i int) error { return pop3Login(*pop3Addr, user(i), *pass, false) }},
+		{"pop3_sasl", func(i int) error { return pop3Login(*pop3Addr, user(i), *pass, true) }},
 	}
 	total := make([]result, len(kinds))
 	for r := 1; r <= *rounds; r++ {
@@ -88,10 +91,11 @@ func (r result) rate() float64 {
 	return float64(r.n) / r.took.Seconds()
 }
 
-// report prints the rates of the three kinds and POP3's ratios to both IMAP ones.
+// report prints the rates of the kinds and POP3's ratios to both IMAP ones.
 func report(what string, r []result) {
-	fmt.Printf("%s imap_logins_per_sec=%.0f imap_select_logins_per_sec=%.0f pop3_logins_per_sec=%.0f pop3_to_imap=%.2f pop3_to_imap_select=%.2f errors=%d/%d/%d\n",
-		what, r[0].rate(), r[1].rate(), r[2].rate(), r[2].rate()/r[0].rate(), r[2].rate()/r[1].rate(), r[0].errs, r[1].errs, r[2].errs)
+	fmt.Printf("%s imap_logins_per_sec=%.0f imap_select_logins_per_sec=%.0f pop3_logins_per_sec=%.0f pop3_sasl_logins_per_sec=%.0f pop3_to_imap=%.2f pop3_to_imap_select=%.2f errors=%d/%d/%d/%d\n",
+		what, r[0].rate(), r[1].rate(), r[2].rate(), r[3].rate(), r[2].rate()/r[0].rate(), r[2].rate()/r[1].rate(),
+		r[0].errs, r[1].errs, r[2].errs, r[3].errs)
 }
 
 // run has clients run login in a loop for d and returns the logins done, the time taken
@@ -196,7 +200,9 @@ func (c *conn) pop3(cmd string) error {
 	return nil
 }
 
-func pop3Login(addr, user, pass string) error {
+// pop3Login logs in with USER and PASS, or with AUTH PLAIN and its initial response
+// (RFC 5034) when sasl is set.
+func pop3Login(addr, user, pass string, sasl bool) error {
 	c, err := dial(addr)
 	if err != nil {
 		return err
@@ -205,7 +211,11 @@ func pop3Login(addr, user, pass string) error {
 	if _, err := c.line("+OK"); err != nil {
 		return err
 	}
-	for _, cmd := range []string{"USER " + user, "PASS " + pass, "QUIT"} {
+	cmds := []string{"USER " + user, "PASS " + pass, "QUIT"}
+	if sasl {
+		cmds = []string{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+pass)), "QUIT"}
+	}
+	for _, cmd := range cmds {
 		if err := c.pop3(cmd); err != nil {
 			return err
 		}
