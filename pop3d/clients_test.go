@@ -318,22 +318,29 @@ func TestPoplibAgainstStore(t *testing.T) {
 	}
 }
 
-// fetchmailRun runs fetchmail once with the server options and user options given,
-// delivering to an MDA that writes each message to its own file in dir/out, and returns
-// fetchmail's output.
+// fetchmailRun runs fetchmail once against the server's STLS listener with the server
+// options and user options given, delivering to an MDA that writes each message to its
+// own file in dir/out, and returns fetchmail's output.
 func fetchmailRun(t *testing.T, e *env, dir, serverOpts, userOpts string) string {
 	t.Helper()
+	return fetchmailAt(t, e.addr, e.cert, dir, serverOpts, userOpts)
+}
+
+// fetchmailAt is fetchmailRun against addr; userOpts "ssl" makes it implicit TLS.
+func fetchmailAt(t *testing.T, addr, cert, dir, serverOpts, userOpts string) string {
+	t.Helper()
 	fm := testenv.Program(t, "fetchmail")
-	host, port, _ := net.SplitHostPort(e.addr)
+	host, port, _ := net.SplitHostPort(addr)
 	out := filepath.Join(dir, "out")
 	os.MkdirAll(out, 0o700)
 	rc := filepath.Join(dir, "fetchmailrc")
-	// sslproto without ssl: fetchmail must use STLS and refuse plaintext (RFC 2595).
+	// sslproto without ssl: fetchmail must use STLS and refuse plaintext (RFC 2595);
+	// with ssl (userOpts), implicit TLS (POP3S).
 	os.WriteFile(rc, []byte(fmt.Sprintf(`set no bouncemail
 poll %s service %s protocol POP3 timeout 20 %s:
   user "alice@example.org" password "secret pw" sslproto "TLS1.2+" sslcertck sslcommonname localhost sslcertfile %q
   mda "/bin/sh -c 'cat > $(mktemp %s/msg.XXXXXXXX)'" %s
-`, host, port, serverOpts, e.cert, out, userOpts)), 0o600)
+`, host, port, serverOpts, cert, out, userOpts)), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, fm, "-f", rc, "--nodetach", "--nosyslog", "-v", "-v", "--pidfile", filepath.Join(dir, "pid"))
@@ -468,5 +475,32 @@ func TestFetchmailKeepUIDL(t *testing.T) {
 	}
 	if left := mailboxtest.Inbox(t, e.store, user); len(left) != 0 {
 		t.Fatalf("%d messages left after fetchall without keep", len(left))
+	}
+}
+
+// TestFetchmailPOP3S: fetchmail over implicit TLS (port 995's kind of listener) gets the
+// messages as stored and deletes them.
+func TestFetchmailPOP3S(t *testing.T) {
+	e := start(t, Config{})
+	const user = "alice@example.org"
+	msgs := fetchmailCorpus()[:3]
+	for _, m := range msgs {
+		e.deliver(t, user, m)
+	}
+	dir := t.TempDir()
+	log := fetchmailAt(t, mailboxtest.ServeTLS(t, e.srv, e.tls), e.cert, dir, "", "ssl")
+	if strings.Contains(log, "STLS") || !strings.Contains(log, "DELE 3") {
+		t.Fatalf("fetchmail over POP3S:\n%s", log)
+	}
+	var want []string
+	for _, m := range msgs {
+		want = append(want, lfText(m))
+	}
+	slices.Sort(want)
+	if got := fetched(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("fetchmail over POP3S delivered %.300q", got)
+	}
+	if left := mailboxtest.Inbox(t, e.store, user); len(left) != 0 {
+		t.Fatalf("%d messages left", len(left))
 	}
 }
