@@ -438,6 +438,8 @@ func TestBadInputSurvives(t *testing.T) {
 		fmt.Fprintf(c.conn, "%s\r\n", l)
 		c.expect("-ERR")
 	}
+	c.cmd("LAST", "-ERR unknown command")
+	c.cmd("USER x", "-ERR command not valid in this state")
 	c.cmd("TOP 1 9223372036854775807", "+OK")
 	if ls := c.multi(); len(ls) != 6 {
 		t.Errorf("TOP with the largest count: %q", ls)
@@ -461,5 +463,26 @@ func TestSTLSPipelinedClosed(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if n := len(mailboxtest.Inbox(t, e.store, "bob@example.org")); n != 1 {
 		t.Fatalf("the injected DELE ran: %d messages left", n)
+	}
+}
+
+// A line streamed past maxDiscard ends the session (the read is bounded), before login,
+// in AUTH and after login alike.
+func TestLineFloodEnds(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	flood := strings.Repeat("y", maxDiscard+64<<10)
+	for _, prefix := range []string{"", "AUTH PLAIN", "USER bob@example.org\r\nPASS pw2"} {
+		c := dial(t, e.addr)
+		if prefix != "" {
+			fmt.Fprintf(c.conn, "%s\r\n", prefix)
+			for range strings.Count(prefix, "\n") + 1 {
+				c.r.ReadLine()
+			}
+		}
+		go fmt.Fprintf(c.conn, "NOOP %s\r\n", flood)
+		c.expect("-ERR line too long, bye")
+		if l, err := c.r.ReadLine(); err == nil {
+			t.Fatalf("after %q and a flood: %q", prefix, l)
+		}
 	}
 }

@@ -108,9 +108,16 @@ func (s *session) readLine() (string, error) {
 	return line, err
 }
 
+// maxDiscard bounds how much of an over-long line is read and dropped before the
+// session ends instead: a client may overflow a line by mistake, not stream one forever.
+const maxDiscard = 4 << 20
+
+// errLineFlood ends a session whose over-long line went on past maxDiscard.
+var errLineFlood = errors.New("line too long")
+
 func (s *session) readLineUntil() (string, error) {
 	var buf []byte
-	tooLong := false
+	tooLong, dropped := false, 0
 	for {
 		chunk, err := s.bc.r.ReadSlice('\n')
 		if !tooLong {
@@ -118,6 +125,8 @@ func (s *session) readLineUntil() (string, error) {
 			if len(buf) > int(s.srv.cfg.MaxLineSize) {
 				tooLong, buf = true, nil // skip to the line's end, holding none of it
 			}
+		} else if dropped += len(chunk); dropped > maxDiscard {
+			return "", errLineFlood
 		}
 		if err == nil {
 			break
@@ -143,8 +152,11 @@ func (s *session) run() {
 		line, err := s.readLine()
 		if err != nil && !errors.Is(err, errTooLong) {
 			// On a timeout the connection closes without a response (RFC 1939 §3).
-			if errors.Is(err, errLoginTimeout) {
+			switch {
+			case errors.Is(err, errLoginTimeout):
 				s.srv.rlog.Info("pop3 login timeout", "remote", s.remote)
+			case errors.Is(err, errLineFlood):
+				s.replyBye("line too long, bye")
 			}
 			return
 		}
@@ -170,6 +182,10 @@ func (s *session) run() {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errors.Is(err, errLineFlood) { // inside AUTH
+				s.replyBye("line too long, bye")
 				return
 			}
 			var re replyErr
@@ -245,7 +261,7 @@ func (s *session) handle(cmd Command) error {
 		case "AUTH":
 			return s.authCmd(cmd)
 		}
-		return replyErr("command not valid in this state")
+		return notValid(cmd)
 	}
 	switch cmd.Name {
 	case "NOOP":
@@ -298,6 +314,19 @@ func (s *session) handle(cmd Command) error {
 			s.deleted[i] = false
 		}
 		return s.reply(true, "")
+	}
+	return notValid(cmd)
+}
+
+// commands are the ones this server knows, in any state.
+var commands = map[string]bool{"CAPA": true, "QUIT": true, "STLS": true, "USER": true, "PASS": true,
+	"AUTH": true, "NOOP": true, "STAT": true, "LIST": true, "UIDL": true, "RETR": true, "TOP": true,
+	"DELE": true, "RSET": true}
+
+// notValid tells an unknown command (APOP, LAST, XTND...) from one of the wrong state.
+func notValid(cmd Command) error {
+	if !commands[cmd.Name] {
+		return replyErr("unknown command")
 	}
 	return replyErr("command not valid in this state")
 }
