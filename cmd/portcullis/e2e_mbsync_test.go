@@ -183,7 +183,8 @@ func syncMsg(id, subject string) []byte {
 
 // TestE2EMbsyncBothWays: mbsync (isync 1.4) against the binary, with CONDSTORE and
 // QRESYNC announced, syncs a maildir from the server, then flag changes, deletions and
-// new messages on both sides, in INBOX and another folder; after the second sync both
+// new messages on both sides, in INBOX and another folder, and folders created on both
+// sides (one a subfolder); after the second sync both
 // sides hold the same messages (contents and flags), each once, and a third sync changes
 // nothing. POP3 UIDLs stay the same through the flag changes and a SIGKILL and restart.
 // About 10 s at load 29 (three mbsync runs, two 1.1 s waits, two starts), plus the
@@ -238,7 +239,7 @@ SubFolders Verbatim
 Channel sync
 Far :remote:
 Near :local:
-Patterns INBOX Work
+Patterns INBOX Work Work/* Projects Server
 CopyArrivalDate yes
 Create Both
 Expunge Both
@@ -261,10 +262,7 @@ Sync All
 	equal := func(when string, want map[string][]string) {
 		t.Helper()
 		for folder, ids := range want {
-			ldir := inbox
-			if folder == "Work" {
-				ldir = work
-			}
+			ldir := filepath.Join(local, folder)
 			srvMsgs, locMsgs := serverFolder(t, c, folder), localFolder(t, ldir)
 			var got []string
 			for _, m := range srvMsgs {
@@ -336,11 +334,22 @@ Sync All
 	localDate := time.Date(2026, 11, 20, 8, 30, 0, 0, time.UTC)
 	require.NoError(t, os.Chtimes(localFile(t, inbox, "<locnew@x>"), localDate, localDate))
 	writeLocal(work, fmt.Sprintf("%d.local2.host", time.Now().Unix()), "S", syncMsg("<locwork@x>", "local work"))
+	// Folders created on either side (Create Both): a local one and a local subfolder
+	// of Work, each with a message, and one on the server.
+	for i, f := range []string{"Projects", "Work/Sub"} {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			require.NoError(t, os.MkdirAll(filepath.Join(local, f, sub), 0o700))
+		}
+		writeLocal(filepath.Join(local, f), fmt.Sprintf("%d.folder%d.host", time.Now().Unix(), i), "S", syncMsg(fmt.Sprintf("<folder%d@x>", i), f))
+	}
+	require.NoError(t, c.Create("Server", nil).Wait())
+	imapAppend(t, c, "Server", syncMsg("<server0@x>", "server folder"), []imap.Flag{imap.FlagFlagged}, date)
 	time.Sleep(1100 * time.Millisecond) // mbsync compares maildir mtimes at 1 s resolution
 
 	run()
 	want = map[string][]string{"INBOX": {"<in0@x>", "<in2@x>", "<in3@x>", "<in5@x>", "<srvnew@x>", "<locnew@x>"},
-		"Work": {"<work0@x>", "<work2@x>", "<work3@x>", "<srvwork@x>", "<locwork@x>"}}
+		"Work": {"<work0@x>", "<work2@x>", "<work3@x>", "<srvwork@x>", "<locwork@x>"},
+		"Projects": {"<folder0@x>"}, "Work/Sub": {"<folder1@x>"}, "Server": {"<server0@x>"}}
 	equal("second sync", want)
 	// The message written here reached the server with its file's date (APPEND's
 	// date-time, RFC 3501 §6.3.11).
