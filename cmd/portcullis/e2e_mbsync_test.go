@@ -348,7 +348,7 @@ Sync All
 
 	run()
 	want = map[string][]string{"INBOX": {"<in0@x>", "<in2@x>", "<in3@x>", "<in5@x>", "<srvnew@x>", "<locnew@x>"},
-		"Work": {"<work0@x>", "<work2@x>", "<work3@x>", "<srvwork@x>", "<locwork@x>"},
+		"Work":     {"<work0@x>", "<work2@x>", "<work3@x>", "<srvwork@x>", "<locwork@x>"},
 		"Projects": {"<folder0@x>"}, "Work/Sub": {"<folder1@x>"}, "Server": {"<server0@x>"}}
 	equal("second sync", want)
 	// The message written here reached the server with its file's date (APPEND's
