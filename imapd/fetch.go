@@ -251,7 +251,7 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 	if !needsBody(o) && !o.Envelope {
 		return w.Close()
 	}
-	var env *imap.Envelope
+	var env *envelope
 	if o.Envelope {
 		env = s.cachedEnvelope(m)
 		if env != nil && !needsBody(o) {
@@ -422,37 +422,38 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 
 // cachedEnvelope returns the envelope from the server's memory or from the index (nil when
 // neither has it). Decoding the index's JSON on every FETCH ENVELOPE was a third of FETCH.
-func (s *session) cachedEnvelope(m store.Message) *imap.Envelope {
+func (s *session) cachedEnvelope(m store.Message) *envelope {
 	key := envelopeKey(s.user.Name(), m.Key)
-	if env, ok := s.srv.cache.get(key).(*imap.Envelope); ok {
+	if env, ok := s.srv.cache.get(key).(*envelope); ok {
 		return env
 	}
 	if m.Envelope == nil {
 		return nil
 	}
-	e := indexEnvelope{Envelope: &imap.Envelope{}}
+	e := indexEnvelope{envelope: &envelope{}}
 	if json.Unmarshal(m.Envelope, &e) != nil || e.V != envelopeVersion {
 		return nil // made again and cached over by envelope
 	}
-	s.srv.cache.put(key, e.Envelope, int64(len(m.Envelope))*2)
-	return e.Envelope
+	s.srv.cache.put(key, e.envelope, int64(len(m.Envelope))*2)
+	return e.envelope
 }
 
 // envelopeVersion marks the envelopes cached in the index: those of another version
-// (before 2: without groups, source-routed and commented addresses) are made again.
-const envelopeVersion = 2
+// (before 2: without groups, source-routed and commented addresses; before 3: without
+// source routes and addresses without a domain) are made again.
+const envelopeVersion = 3
 
 type indexEnvelope struct {
 	V int `json:"v,omitempty"`
-	*imap.Envelope
+	*envelope
 }
 
 // envelope makes the envelope from the header fields the structure kept and caches it in
 // the index, so the next FETCH ENVELOPE (what mail clients ask for when listing a folder)
 // does not open the file.
-func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *imap.Envelope {
+func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *envelope {
 	env := extractEnvelope(root.header)
-	if b, err := json.Marshal(indexEnvelope{V: envelopeVersion, Envelope: env}); err == nil {
+	if b, err := json.Marshal(indexEnvelope{V: envelopeVersion, envelope: env}); err == nil {
 		s.srv.cache.put(envelopeKey(s.user.Name(), key), env, int64(len(b))*2)
 		c, cancel := ctx()
 		defer cancel()

@@ -1103,7 +1103,7 @@ func (m *wireMsg) WriteBinarySectionSize(bs *imap.FetchItemBinarySectionSize, si
 	m.item("BINARY.SIZE[").raw(sectionPart(bs.Part)).raw("] ").num(size)
 }
 
-func (m *wireMsg) WriteEnvelope(env *imap.Envelope) { m.item("ENVELOPE ").envelope(env) }
+func (m *wireMsg) WriteEnvelope(env *envelope) { m.item("ENVELOPE ").envelope(env) }
 
 func (m *wireMsg) WriteModSeq(modseq uint64) { m.item("MODSEQ (").num64(int64(modseq)).raw(")") }
 
