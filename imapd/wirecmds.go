@@ -28,6 +28,7 @@ func init() {
 		"FETCH": (*wireConn).fetch, "STORE": (*wireConn).store, "COPY": (*wireConn).copyMove,
 		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd, "THREAD": (*wireConn).thread,
 		"GETQUOTA": (*wireConn).quota, "GETQUOTAROOT": (*wireConn).quota, "SETQUOTA": (*wireConn).quota,
+		"COMPRESS": (*wireConn).compress,
 	}
 }
 

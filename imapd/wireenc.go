@@ -18,9 +18,10 @@ import (
 // buffer. It is used with wireConn.wmu held; a response ends with crlf, which flushes, so
 // a client never waits for a response sitting in the buffer.
 type enc struct {
-	w    *bufio.Writer
-	utf8 bool // quoted strings and mailbox names may carry UTF-8 (IMAP4rev2, UTF8=ACCEPT)
-	err  error
+	w     *bufio.Writer
+	flush func() error // after each response: the buffer, and the compressor (COMPRESS)
+	utf8  bool         // quoted strings and mailbox names may carry UTF-8 (IMAP4rev2, UTF8=ACCEPT)
+	err   error
 }
 
 func (e *enc) raw(s string) *enc {
@@ -37,7 +38,7 @@ func (e *enc) num64(n int64) *enc { return e.raw(strconv.FormatInt(n, 10)) }
 func (e *enc) crlf() error {
 	e.raw("\r\n")
 	if e.err == nil {
-		e.err = e.w.Flush()
+		e.err = e.flush()
 	}
 	return e.err
 }
