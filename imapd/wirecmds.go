@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -432,7 +433,16 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			opts.Flags = append(opts.Flags, imap.Flag(f))
 		}
 		var res *imap.AppendData
-		res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
+		if m.Binary { // literal8: binary entities stored in base64 (binary.go)
+			var msg []byte
+			var release func()
+			if msg, release, err = c.sess.binaryAppend(m.Body, m.Size); err == nil {
+				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
+				release()
+			}
+		} else {
+			res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
+		}
 		io.Copy(io.Discard, m.Body) // what the store did not read, on an error
 		if err != nil {
 			undo()
