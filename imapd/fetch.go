@@ -735,16 +735,40 @@ func containsUID(l []uint32, u uint32) bool {
 	return false
 }
 
-// matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4).
+// matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4), except a
+// bound in withinZone (OLDER, YOUNGER: within), which is compared to the second.
 func matchDate(t, since, before time.Time) bool {
-	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-	if !since.IsZero() && t.Before(since) {
-		return false
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() {
+		if since.Location() != withinZone && d.Before(since) || since.Location() == withinZone && t.Before(since) {
+			return false
+		}
 	}
-	if !before.IsZero() && !t.Before(before) {
-		return false
+	if !before.IsZero() {
+		if before.Location() != withinZone && !d.Before(before) || before.Location() == withinZone && !t.Before(before) {
+			return false
+		}
 	}
 	return true
+}
+
+// withinZone marks a Since or Before of a search criterion that holds a time of day:
+// go-imap's imap.SearchCriteria has no field for WITHIN's keys, and its dates are days.
+var withinZone = time.FixedZone("WITHIN", 0)
+
+// within is WITHIN's OLDER or YOUNGER (RFC 5032 §3) at now, in whole seconds as Dovecot
+// compares: the internal date is at least (OLDER) or at most (YOUNGER) secs seconds
+// before now. It is an OR of the key with itself, so that imap.SearchCriteria.And,
+// which keeps the later Since (a day), does not merge it with a SINCE.
+func within(op string, secs uint64, now time.Time) [2]imap.SearchCriteria {
+	at := now.Truncate(time.Second).Add(-time.Duration(min(secs, 1<<32)) * time.Second).In(withinZone)
+	var c imap.SearchCriteria
+	if op == "OLDER" {
+		c.Before = at.Add(time.Second) // before the next second: at or before at
+	} else {
+		c.Since = at
+	}
+	return [2]imap.SearchCriteria{c, c}
 }
 
 func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {

@@ -694,6 +694,8 @@ func criteria(k wire.SearchKey) (imap.SearchCriteria, error) {
 		cr.Or = append(cr.Or, [2]imap.SearchCriteria{a, b})
 	case "MODSEQ":
 		cr.ModSeq = &imap.SearchCriteriaModSeq{ModSeq: k.Num}
+	case "OLDER", "YOUNGER":
+		cr.Or = append(cr.Or, within(k.Op, k.Num, time.Now()))
 	default:
 		return cr, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "search key " + k.Op + " is not offered"}
 	}
