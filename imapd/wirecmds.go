@@ -425,7 +425,14 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			break
 		}
 		if err != nil {
-			io.Copy(io.Discard, m.Body) // an earlier message failed: the rest is read, not stored
+			// An earlier message failed: the rest is read, not stored.
+			if m.Catenate {
+				if perr := c.p.AbortAppend(); perr != nil {
+					return perr
+				}
+			} else {
+				io.Copy(io.Discard, m.Body)
+			}
 			continue
 		}
 		opts := &imap.AppendOptions{Time: m.Date}
@@ -433,7 +440,32 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			opts.Flags = append(opts.Flags, imap.Flag(f))
 		}
 		var res *imap.AppendData
-		if m.Binary { // literal8: binary entities stored in base64 (binary.go)
+		if m.Catenate { // RFC 4469 (catenate.go)
+			msg, release, perr, cerr := c.catenate(name)
+			if perr != nil {
+				undo()
+				var we *wire.Error
+				if errors.As(perr, &we) && !we.Fatal {
+					typ := "BAD"
+					if we.Kind == wire.No {
+						typ = "NO"
+					}
+					return c.tagged(cmd.Tag, typ, imap.ResponseCode(we.Code), we.Text)
+				}
+				if errors.As(perr, &we) {
+					c.Bye(we.Text)
+				}
+				return perr
+			}
+			if err = cerr; err == nil {
+				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
+				release()
+			}
+			if err != nil {
+				undo()
+				continue
+			}
+		} else if m.Binary { // literal8: binary entities stored in base64 (binary.go)
 			var msg []byte
 			var release func()
 			if msg, release, err = c.sess.binaryAppend(m.Body, m.Size); err == nil {
@@ -443,7 +475,9 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 		} else {
 			res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
 		}
-		io.Copy(io.Discard, m.Body) // what the store did not read, on an error
+		if m.Body != nil {
+			io.Copy(io.Discard, m.Body) // what the store did not read, on an error
+		}
 		if err != nil {
 			undo()
 			continue
