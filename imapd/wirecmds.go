@@ -401,25 +401,29 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			c.srv.rlog.Error("imap append: undo", "err", err)
 		}
 	}
+	// refused answers the parser's refusal of the rest of the command.
+	refused := func(perr error) error {
+		if err == nil {
+			undo()
+		}
+		var we *wire.Error
+		if errors.As(perr, &we) {
+			if we.Fatal {
+				c.Bye(we.Text)
+				return perr
+			}
+			typ := "BAD"
+			if we.Kind == wire.No {
+				typ = "NO"
+			}
+			return c.tagged(cmd.Tag, typ, imap.ResponseCode(we.Code), we.Text)
+		}
+		return perr
+	}
 	for {
 		m, perr := c.p.NextAppend()
 		if perr != nil {
-			if err == nil {
-				undo()
-			}
-			var we *wire.Error
-			if errors.As(perr, &we) {
-				if we.Fatal {
-					c.Bye(we.Text)
-					return perr
-				}
-				typ := "BAD"
-				if we.Kind == wire.No {
-					typ = "NO"
-				}
-				return c.tagged(cmd.Tag, typ, imap.ResponseCode(we.Code), we.Text)
-			}
-			return perr
+			return refused(perr)
 		}
 		if m == nil {
 			break
@@ -443,19 +447,7 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 		if m.Catenate { // RFC 4469 (catenate.go)
 			msg, release, perr, cerr := c.catenate(name)
 			if perr != nil {
-				undo()
-				var we *wire.Error
-				if errors.As(perr, &we) && !we.Fatal {
-					typ := "BAD"
-					if we.Kind == wire.No {
-						typ = "NO"
-					}
-					return c.tagged(cmd.Tag, typ, imap.ResponseCode(we.Code), we.Text)
-				}
-				if errors.As(perr, &we) {
-					c.Bye(we.Text)
-				}
-				return perr
+				return refused(perr)
 			}
 			if err = cerr; err == nil {
 				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
