@@ -69,7 +69,7 @@ type msgWriter interface {
 	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
 	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
 	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
-	WriteEnvelope(env *imap.Envelope)
+	WriteEnvelope(env *envelope)
 	WriteBodyStructure(bs imap.BodyStructure)
 	WriteModSeq(modseq uint64) // RFC 7162 §3.1.4.1
 	Close() error
@@ -86,6 +86,9 @@ type serverMsg struct {
 }
 
 func (serverMsg) WriteModSeq(uint64) {}
+
+// WriteEnvelope writes env without its source routes (imapserver's address has no ADL).
+func (m serverMsg) WriteEnvelope(env *envelope) { m.FetchResponseWriter.WriteEnvelope(env.imap()) }
 
 // listWriter writes LIST responses; moveWriter MOVE's.
 type listWriter interface {

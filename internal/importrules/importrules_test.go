@@ -70,6 +70,11 @@ var rules = []rule{
 		why:       "the IMAP command parser reads bytes into commands: no store, no server, no go-imap",
 	},
 	{
+		from:      []string{"./imapd/internal/inflate"},
+		forbidden: []string{""}, // nothing of portcullis
+		why:       "the DEFLATE decoder of COMPRESS is a leaf",
+	},
+	{
 		from:      []string{"./sieve"},
 		forbidden: []string{""}, // nothing of portcullis but itself
 		why:       "the Sieve language is a leaf library: the delivery owns the Host it implements",
