@@ -92,7 +92,7 @@ func (s *Server) quarantineList(all bool) func(http.ResponseWriter, *http.Reques
 			title = "Quarantine (all users)"
 		}
 		s.render(w, http.StatusOK, "quarantine", page{Title: title, User: sess.user, Admin: sess.admin, CSRF: sess.csrf,
-			Flash: s.sessions.takeFlash(sess.id), Data: d})
+			Flash: s.sessions.takeFlash(r.Context(), sess), Data: d})
 	}
 }
 
@@ -219,7 +219,7 @@ func (s *Server) quarantineAction(w http.ResponseWriter, r *http.Request, sess *
 	if f.Get("from") == "admin" && sess.admin {
 		back = "/admin/quarantine"
 	}
-	s.sessions.setFlash(sess.id, done)
+	s.sessions.setFlash(r.Context(), sess.id, done)
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
@@ -241,7 +241,7 @@ func (s *Server) senders(w http.ResponseWriter, r *http.Request, sess *session) 
 		return
 	}
 	s.render(w, http.StatusOK, "senders", page{Title: "Senders and digest", User: sess.user, Admin: sess.admin, CSRF: sess.csrf,
-		Flash: s.sessions.takeFlash(sess.id), Data: sendersPage{Entries: entries, Digest: digest}})
+		Flash: s.sessions.takeFlash(r.Context(), sess), Data: sendersPage{Entries: entries, Digest: digest}})
 }
 
 // sendersUpdate adds or removes a list entry or sets the digest, always on the session's
@@ -276,7 +276,7 @@ func (s *Server) sendersUpdate(w http.ResponseWriter, r *http.Request, sess *ses
 		s.fail(w, r, sess, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.sessions.setFlash(sess.id, done)
+	s.sessions.setFlash(r.Context(), sess.id, done)
 	http.Redirect(w, r, "/senders", http.StatusSeeOther)
 }
 

@@ -2,6 +2,9 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +20,7 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -31,6 +35,24 @@ type rig struct {
 	area  *quarantine.Area
 	lists *quarantine.Lists
 	log   *decisionlog.Log
+	users *auth.Service
+	dir   string
+}
+
+// stamps are the credential stamps of the user database: a digest of each stored hash
+// (cmd/portcullis's adapter adds LDAP's users).
+type stamps struct{ db *auth.DB }
+
+func (s stamps) Stamp(ctx context.Context, user string) (string, error) {
+	_, h, err := s.db.PasswordHash(ctx, user)
+	if errors.Is(err, auth.ErrUnknownUser) {
+		return "", ErrNoUser
+	}
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(h))
+	return hex.EncodeToString(sum[:8]), nil
 }
 
 // record adds a decision to the log and waits until it is written; it returns its id.
@@ -110,14 +132,19 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dlog.Close() })
+	state, err := OpenState(ctx, statedb.Config{Path: filepath.Join(dir, "web.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { state.Close() })
 	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
-		Log: dlog, Addresses: router})
+		Log: dlog, Addresses: router, State: state, Credentials: stamps{users.DB}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
-	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists, log: dlog}
+	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists, log: dlog, users: users, dir: dir}
 }
 
 // quarantine puts a message for rcpts into the quarantine and returns its queue id.

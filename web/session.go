@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,34 +14,51 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 )
 
-// session is a logged-in user's state, kept on the server; the cookie holds only its id.
+// session is a logged-in user's state, kept on the server (State); the cookie holds
+// only a random token, and the database only its hash (id).
 type session struct {
-	id      string
+	id      string // hashToken of the cookie's token
 	user    string
 	admin   bool
 	csrf    string
+	stamp   string // the user's credential stamp at login
 	created time.Time
 	used    time.Time
-	addrs   []string // the user's addresses and aliases, looked up once (Addresses)
 	// flash is what the last form did, shown once by the page it redirects to. It is
 	// kept here, not in the URL, so a link cannot put words in the page's mouth.
 	flash string
 }
 
+// sessions are the sessions in the state database, with the page's limits.
 type sessions struct {
-	mu       sync.Mutex
-	byID     map[string]*session
+	st       *State
+	creds    Credentials // nil: sessions are not checked against the user database
 	lifetime time.Duration
 	idle     time.Duration
 	max      int
 	now      func() time.Time
+	log      interface{ Warn(string, ...any) }
+
+	mu        sync.Mutex
+	lastPrune time.Time
+	addrs     map[string]addrEntry // by user
 }
 
-func newSessions(lifetime, idle time.Duration, max int, now func() time.Time) *sessions {
-	return &sessions{byID: map[string]*session{}, lifetime: lifetime, idle: idle, max: max, now: now}
+type addrEntry struct {
+	addrs []string
+	exp   time.Time
 }
+
+// addrTTL is how long a user's addresses are remembered: an alias added is seen within it.
+const addrTTL = time.Minute
+
+// touchEvery is how stale a session's last use may be before a request writes it: a
+// page of several requests writes once, and an idle timeout is early by at most this.
+const touchEvery = time.Minute
 
 func randomToken() string {
 	b := make([]byte, 32)
@@ -49,113 +67,212 @@ func randomToken() string {
 }
 
 // errFull is returned when MaxSessions sessions are alive: a flood of logins cannot grow
-// the memory without end.
+// the table without end.
 var errFull = errors.New("too many sessions; try again later")
+
+// errUnavailable is returned when the state database cannot be reached.
+var errUnavailable = errors.New("the session database is unavailable; try again later")
 
 // maxUserSessions bounds one user's sessions: a login beyond it ends their least recently
 // used one. Without it one account (its password, or a stolen digest ticket) could fill
 // MaxSessions and lock every other user out.
 const maxUserSessions = 20
 
-func (ss *sessions) create(user string, admin bool) (*session, error) {
+// create opens a session for user and returns it with the cookie's token.
+func (ss *sessions) create(ctx context.Context, user string, admin bool) (*session, string, error) {
+	stamp := ""
+	if ss.creds != nil {
+		var err error
+		if stamp, err = ss.creds.Stamp(ctx, user); err != nil {
+			ss.log.Warn("web: reading the user's credential stamp failed", "user", user, "err", err.Error())
+			return nil, "", errUnavailable
+		}
+	}
 	now := ss.now()
+	ss.maybePrune(ctx, now)
+	tok := randomToken()
+	s := &session{id: hashToken(tok), user: user, admin: admin, csrf: randomToken(), stamp: stamp, created: now, used: now}
+	adm := 0
+	if admin {
+		adm = 1
+	}
+	err := ss.st.db.Tx(ctx, func(tx *statedb.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM web_sessions WHERE "user" = ?`, user).Scan(&n); err != nil {
+			return err
+		}
+		if n >= maxUserSessions {
+			if _, err := tx.Exec(ctx, `DELETE FROM web_sessions WHERE id IN (SELECT id FROM web_sessions WHERE "user" = ? ORDER BY used LIMIT ?)`,
+				user, n-maxUserSessions+1); err != nil {
+				return err
+			}
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM web_sessions`).Scan(&n); err != nil {
+			return err
+		}
+		if n >= ss.max {
+			if _, err := ss.pruneIn(ctx, tx, now); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM web_sessions`).Scan(&n); err != nil {
+				return err
+			}
+			if n >= ss.max {
+				return errFull
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			s.id, user, adm, s.csrf, stamp, now.Unix(), now.Unix())
+		return err
+	})
+	if errors.Is(err, errFull) {
+		return nil, "", err
+	}
+	if err != nil {
+		ss.log.Warn("web: creating a session failed", "user", user, "err", err.Error())
+		return nil, "", errUnavailable
+	}
+	return s, tok, nil
+}
+
+// pruneIn deletes the expired sessions and used tickets.
+func (ss *sessions) pruneIn(ctx context.Context, tx *statedb.Tx, now time.Time) (int64, error) {
+	res, err := tx.Exec(ctx, `DELETE FROM web_sessions WHERE created < ? OR used < ?`,
+		now.Add(-ss.lifetime).Unix(), now.Add(-ss.idle).Unix())
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM web_tickets_used WHERE expires < ?`, now.Unix()); err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// maybePrune prunes at most once a minute per process; a login is the occasion (the
+// table grows only by logins).
+func (ss *sessions) maybePrune(ctx context.Context, now time.Time) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	var oldest *session
-	n := 0
-	for _, s := range ss.byID {
-		if s.user == user {
-			n++
-			if oldest == nil || s.used.Before(oldest.used) {
-				oldest = s
-			}
-		}
+	due := now.Sub(ss.lastPrune) >= time.Minute
+	if due {
+		ss.lastPrune = now
 	}
-	if n >= maxUserSessions {
-		delete(ss.byID, oldest.id)
+	ss.mu.Unlock()
+	if !due {
+		return
 	}
-	if len(ss.byID) >= ss.max {
-		for id, s := range ss.byID {
-			if ss.expired(s, now) {
-				delete(ss.byID, id)
-			}
-		}
-		if len(ss.byID) >= ss.max {
-			return nil, errFull
-		}
+	if err := ss.st.db.Tx(ctx, func(tx *statedb.Tx) error { _, err := ss.pruneIn(ctx, tx, now); return err }); err != nil {
+		ss.log.Warn("web: pruning sessions failed", "err", err.Error())
 	}
-	s := &session{id: randomToken(), user: user, admin: admin, csrf: randomToken(), created: now, used: now}
-	ss.byID[s.id] = s
-	return s, nil
 }
 
 func (ss *sessions) expired(s *session, now time.Time) bool {
 	return now.Sub(s.created) > ss.lifetime || now.Sub(s.used) > ss.idle
 }
 
-// get returns the request's live session, or nil.
+// get returns the request's live session, or nil. A session whose user no longer
+// exists, or whose password changed since the login, has ended: it is deleted, with the
+// user's other sessions of before the change.
 func (ss *sessions) get(r *http.Request) *session {
 	c, err := r.Cookie(cookieName(r))
-	if err != nil || c.Value == "" {
+	if err != nil || c.Value == "" || len(c.Value) > 100 {
 		return nil
 	}
+	ctx := r.Context()
+	s := &session{id: hashToken(c.Value)}
+	var adm int
+	var created, used int64
+	err = ss.st.db.QueryRow(ctx, `SELECT "user", admin, csrf, stamp, created, used, flash FROM web_sessions WHERE id = ?`, s.id).
+		Scan(&s.user, &adm, &s.csrf, &s.stamp, &created, &used, &s.flash)
+	if err != nil {
+		if !errors.Is(err, errNoRows) {
+			ss.log.Warn("web: reading a session failed", "err", err.Error())
+		}
+		return nil
+	}
+	s.admin, s.created, s.used = adm == 1, time.Unix(created, 0), time.Unix(used, 0)
 	now := ss.now()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[c.Value]
-	if s == nil {
-		return nil
-	}
 	if ss.expired(s, now) {
-		delete(ss.byID, s.id)
+		ss.delete(ctx, s.id)
 		return nil
 	}
-	s.used = now
-	cp := *s
-	return &cp
+	if ss.creds != nil {
+		stamp, err := ss.creds.Stamp(ctx, s.user)
+		switch {
+		case errors.Is(err, ErrNoUser):
+			ss.endUser(ctx, s.user, "")
+			return nil
+		case err != nil:
+			ss.log.Warn("web: reading the user's credential stamp failed", "user", s.user, "err", err.Error())
+			return nil
+		case stamp != s.stamp:
+			ss.endUser(ctx, s.user, stamp)
+			return nil
+		}
+	}
+	if now.Sub(s.used) >= touchEvery {
+		if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET used = ? WHERE id = ?`, now.Unix(), s.id); err != nil {
+			ss.log.Warn("web: recording a session's use failed", "err", err.Error())
+		}
+		s.used = now
+	}
+	return s
 }
 
-func (ss *sessions) setAddrs(id string, addrs []string) {
-	ss.mu.Lock()
-	if s := ss.byID[id]; s != nil {
-		s.addrs = addrs
+// endUser ends user's sessions whose stamp is not keep (all of them when keep is "").
+func (ss *sessions) endUser(ctx context.Context, user, keep string) {
+	if _, err := ss.st.db.Exec(ctx, `DELETE FROM web_sessions WHERE "user" = ? AND stamp <> ?`, user, keep); err != nil {
+		ss.log.Warn("web: ending a user's sessions failed", "user", user, "err", err.Error())
 	}
-	ss.mu.Unlock()
+}
+
+// cachedAddrs returns user's remembered addresses, or nil.
+func (ss *sessions) cachedAddrs(user string) []string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if e, ok := ss.addrs[user]; ok && ss.now().Before(e.exp) {
+		return e.addrs
+	}
+	return nil
+}
+
+func (ss *sessions) setAddrs(user string, addrs []string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.addrs == nil || len(ss.addrs) >= 10000 {
+		ss.addrs = map[string]addrEntry{} // bounded; refilled by the next pages
+	}
+	ss.addrs[user] = addrEntry{addrs, ss.now().Add(addrTTL)}
 }
 
 // setFlash keeps msg for the next page the session shows.
-func (ss *sessions) setFlash(id, msg string) {
-	ss.mu.Lock()
-	if s := ss.byID[id]; s != nil {
-		s.flash = msg
+func (ss *sessions) setFlash(ctx context.Context, id, msg string) {
+	if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET flash = ? WHERE id = ?`, msg, id); err != nil {
+		ss.log.Warn("web: keeping a page's message failed", "err", err.Error())
 	}
-	ss.mu.Unlock()
 }
 
 // takeFlash returns the session's message and forgets it.
-func (ss *sessions) takeFlash(id string) string {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[id]
-	if s == nil {
+func (ss *sessions) takeFlash(ctx context.Context, sess *session) string {
+	if sess.flash == "" {
 		return ""
 	}
-	msg := s.flash
-	s.flash = ""
-	return msg
+	if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET flash = '' WHERE id = ? AND flash = ?`, sess.id, sess.flash); err != nil {
+		ss.log.Warn("web: forgetting a page's message failed", "err", err.Error())
+	}
+	return sess.flash
 }
 
-func (ss *sessions) delete(id string) {
-	ss.mu.Lock()
-	delete(ss.byID, id)
-	ss.mu.Unlock()
+func (ss *sessions) delete(ctx context.Context, id string) {
+	if _, err := ss.st.db.Exec(ctx, `DELETE FROM web_sessions WHERE id = ?`, id); err != nil {
+		ss.log.Warn("web: deleting a session failed", "err", err.Error())
+	}
 }
 
-// Count returns the live sessions (for tests and the admin).
-func (ss *sessions) count() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.byID)
+// count returns the sessions in the database (for tests).
+func (ss *sessions) count(ctx context.Context) int {
+	var n int
+	_ = ss.st.db.QueryRow(ctx, `SELECT count(*) FROM web_sessions`).Scan(&n)
+	return n
 }
 
 // cookieName is __Host-prefixed under TLS, so the browser accepts it only Secure, for
@@ -283,18 +400,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 // startSession opens a session for user, with the admin role when admin is set.
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string, admin bool) (*session, error) {
-	sess, err := s.sessions.create(user, admin)
+	sess, tok, err := s.sessions.create(r.Context(), user, admin)
 	if err != nil {
 		return nil, err
 	}
-	setCookie(w, r, cookieName(r), sess.id, 0) // a browser-session cookie; the server ends it
+	setCookie(w, r, cookieName(r), tok, 0) // a browser-session cookie; the server ends it
 	setCookie(w, r, loginCookieName(r), "", -1)
 	s.log.Info("web: login", "user", user, "admin", sess.admin, "remote", r.RemoteAddr)
 	return sess, nil
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
-	s.sessions.delete(sess.id)
+	s.sessions.delete(r.Context(), sess.id)
 	setCookie(w, r, cookieName(r), "", -1)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/web"
@@ -51,7 +53,11 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	if err != nil {
 		return nil, err
 	}
-	key, err := ticketKey(filepath.Join(cfg.DataDir, "web.key"))
+	key, err := oldTicketKey(filepath.Join(cfg.DataDir, "web.key"))
+	if err != nil {
+		return nil, err
+	}
+	state, err := web.OpenState(context.Background(), stateConfig(cfg, "web.db"))
 	if err != nil {
 		return nil, err
 	}
@@ -61,8 +67,9 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		wcfg.URL = defaultWebURL(cfg)
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
-		Log: pageLog, TicketKey: key})
+		Log: pageLog, TicketKey: key, State: state, Credentials: credentialStamps{users}})
 	if err != nil {
+		state.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,6 +88,7 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		cancel()
 		<-done
 		<-done
+		state.Close()
 	}, nil
 }
 
@@ -128,23 +136,53 @@ func exposedHTTP(cfg *config.Config) []string {
 	return exposed(&c)
 }
 
-// ticketKey reads the key that signs the digest's login links, making it on first start.
-func ticketKey(path string) ([]byte, error) {
+// oldTicketKey reads the key an older version kept in DATA/web.key, which the page's
+// state database then adopts (its links keep working); nil when there is none.
+func oldTicketKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
-	if err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
 		return nil, fmt.Errorf("web key %s: %w", path, err)
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("web key %s: %w", path, err)
+	case len(b) < 32:
+		return nil, nil
 	}
 	return b, nil
+}
+
+// stateConfig is where the page's and the quarantine's state lives: the SQLite file
+// DATA/file, or the multi-node mode's shared PostgreSQL database (directory.postgres),
+// so that every node sees the same sessions, tickets and sender lists.
+func stateConfig(cfg *config.Config, file string) statedb.Config {
+	return statedb.Config{Path: filepath.Join(cfg.DataDir, file), Postgres: cfg.Directory.Postgres}
+}
+
+// credentialStamps are the users' credential stamps for the page (web.Credentials): a
+// digest of the stored password hash of a local user, which `portcullis user passwd`
+// changes; for an LDAP user, whose hash the server does not read, only whether they
+// still exist.
+type credentialStamps struct{ users *auth.Service }
+
+func (c credentialStamps) Stamp(ctx context.Context, user string) (string, error) {
+	_, h, err := c.users.DB.PasswordHash(ctx, user)
+	if err == nil {
+		sum := sha256.Sum256([]byte(h))
+		return hex.EncodeToString(sum[:8]), nil
+	}
+	if !errors.Is(err, auth.ErrUnknownUser) {
+		return "", err
+	}
+	if c.users.LDAP != nil {
+		ok, err := c.users.LDAP.Exists(ctx, user)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return "ldap", nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)
 }
 
 // openSenderLists opens the users' sender lists (DATA/quarantine.db), which the web page

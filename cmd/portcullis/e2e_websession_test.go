@@ -1,0 +1,109 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+)
+
+// webClient is a browser for the end-to-end tests: a cookie jar (cookies ignore the
+// port, so the jar outlives a server restarted on another one), no automatic redirects,
+// and the last page's CSRF token.
+type webClient struct {
+	t    *testing.T
+	base string
+	hc   *http.Client
+	csrf string
+}
+
+var e2eCSRFRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func newWebClient(t *testing.T, base string) *webClient {
+	jar, _ := cookiejar.New(nil)
+	return &webClient{t: t, base: base, hc: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *webClient) do(method, path string, form url.Values) (int, string, http.Header) {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, c.base+path, body)
+	require.NoError(c.t, err)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.hc.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if m := e2eCSRFRe.FindSubmatch(b); m != nil {
+		c.csrf = string(m[1])
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func (c *webClient) login(user, pass string) {
+	c.t.Helper()
+	code, _, _ := c.do("GET", "/login", nil)
+	require.Equal(c.t, http.StatusOK, code)
+	code, body, _ := c.do("POST", "/login", url.Values{"csrf": {c.csrf}, "username": {user}, "password": {pass}})
+	require.Equal(c.t, http.StatusSeeOther, code, body)
+}
+
+// webServerConfig is a config with SMTP and the page, DNS from the test's server.
+func webServerConfig(t *testing.T, dir string) string {
+	dns := dnstest.New(t, dnstest.Zone{
+		"1.0.0.127.in-addr.arpa.": {"PTR localhost.example.test."},
+		"localhost.example.test.": {"A 127.0.0.1"},
+	})
+	path := e2eConfig(t, dir, dns, `rules:
+  - name: quarantine-marked
+    stage: data
+    if: msg.subject contains "QUARANTINE-ME"
+    quarantine: true
+`, "")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b = []byte(strings.Replace(string(b), `http: { addr: "" }`, `http: { addr: "127.0.0.1:0" }`, 1))
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	return path
+}
+
+// TestE2EWebSessionSurvivesRestart: a login to the page through the real binary is kept
+// in the page's database (DATA/web.db), so the server killed and started again on the
+// same data directory still knows it; a logout then ends it.
+func TestE2EWebSessionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := webServerConfig(t, dir)
+	srv := startServer(t, cfg, "mx", "http")
+	requireEventually(t, func() bool { return passwordRe.MatchString(srv.logText()) })
+	m := passwordRe.FindStringSubmatch(srv.logText())
+	user, pass := m[1], m[2]
+	c := newWebClient(t, "http://"+srv.addrs["http"])
+	c.login(user, pass)
+	code, _, _ := c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusOK, code)
+	srv.kill()
+
+	srv = startServer(t, cfg, "mx", "http")
+	defer srv.kill()
+	c.base = "http://" + srv.addrs["http"]
+	code, body, h := c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusOK, code, "the session after a restart: %s %s", h.Get("Location"), body)
+	require.Contains(t, body, user)
+	code, _, _ = c.do("POST", "/logout", url.Values{"csrf": {c.csrf}})
+	require.Equal(t, http.StatusSeeOther, code)
+	code, _, _ = c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusSeeOther, code, "the page after logout")
+}
