@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -219,4 +220,52 @@ func FuzzNormalizeSender(f *testing.F) {
 			t.Fatalf("NormalizeSender(%q) = %q", s, n)
 		}
 	})
+}
+
+// A released message is what its recipient says is not spam: a real Bayes database
+// learns it as ham (Config.Ham), once per release.
+func TestReleaseTrainsHam(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := bayes.OpenSQLite(ctx, filepath.Join(dir, "bayes.db"), bayes.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cl, err := bayes.New(bayes.Config{}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(filepath.Join(dir, "queue"), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	var rcpts []string
+	a, err := New(Config{Ham: func(ctx context.Context, rcpt string, msg io.Reader) error {
+		rcpts = append(rcpts, rcpt)
+		raw, err := io.ReadAll(msg)
+		if err != nil {
+			return err
+		}
+		_, err = cl.Train(ctx, raw, bayes.Ham)
+		return err
+	}}, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := quarantined(t, sp, "alice@example.test", "bob@example.test")
+	if _, err := a.Release(ctx, id, "alice@example.test", "alice@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(id, "bob@example.test", "bob@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := st.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Totals.Ham != 1 || stats.Totals.Spam != 0 || fmt.Sprint(rcpts) != "[alice@example.test]" {
+		t.Errorf("after one release and one deletion: totals %+v, learned for %v; want one ham for alice", stats.Totals, rcpts)
+	}
 }

@@ -103,7 +103,7 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 		}
 	}
 	aliases := filepath.Join(dir, "aliases")
-	if err := os.WriteFile(aliases, []byte("sales: alice\n"), 0o600); err != nil {
+	if err := os.WriteFile(aliases, []byte("sales: alice\nteam: alice, bob\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	router, err := route.New(route.Config{LocalDomains: []string{"example.test"}, Aliases: aliases, LocalUserExists: users.Exists})
@@ -138,7 +138,7 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 	}
 	t.Cleanup(func() { state.Close() })
 	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
-		Log: dlog, Addresses: router, State: state, Credentials: stamps{users.DB}})
+		Log: dlog, Addresses: router, State: state, Credentials: stamps{users.DB}, ListOwners: expander{router}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,4 +211,26 @@ func (c *client) login(user string) {
 		c.r.t.Fatalf("login redirects to %q", loc)
 	}
 	c.get("/quarantine") // picks up the session's CSRF token
+}
+
+// ticket returns a digest's ticket for user to the item (id, rcpt), valid until exp.
+func (r *rig) ticket(user, id, rcpt string, exp time.Time) string {
+	r.t.Helper()
+	tk, err := r.srv.Ticket(context.Background(), user, id, rcpt, exp)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return tk
+}
+
+// expander names a recipient's list owners through the real router's expansion
+// (cmd/portcullis's adapter also drops the recipient delimiter's extensions).
+type expander struct{ r *route.Router }
+
+func (e expander) ListOwners(ctx context.Context, rcpt string) ([]string, error) {
+	finals, err := e.r.Expand(ctx, rcpt)
+	for i, f := range finals {
+		finals[i] = strings.ToLower(f)
+	}
+	return finals, err
 }

@@ -416,47 +416,82 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// Tickets log a user in from a digest email to one item: user, item and expiry, signed
-// with HMAC-SHA256. A ticket is a bearer credential for that user until it expires, as a
-// password-reset link is; it opens a session like a login, but never an admin's: a
-// digest lies in a mailbox and may be forwarded, and the admin role wants the password.
+// Tickets log a user in from a digest email to one item: user, item, expiry, a random
+// id and the user's credential stamp, signed with HMAC-SHA256. A ticket is a bearer
+// credential lying in a mailbox (it may be forwarded, or read by whoever reads the
+// mailbox), so it is bounded every way a password-reset link is: it works once (its id
+// is recorded as used until it expires, on every node sharing the state database), for
+// Config.TicketLifetime, only while the account exists with the password it had when
+// the digest was made, and it opens a user's session, never an admin's (the admin role
+// wants the password).
 
-// TicketLifetime is how long a digest's links work.
-const TicketLifetime = 7 * 24 * time.Hour
+// DefaultTicketLifetime is how long a digest's links work when Config.TicketLifetime is
+// zero: three days, time to read a daily digest after a weekend.
+const DefaultTicketLifetime = 72 * time.Hour
+
+// ticket is a ticket's content.
+type ticket struct {
+	user, id, rcpt string
+	exp            int64  // Unix seconds
+	nonce          string // the ticket's own id, recorded once used
+	stamp          string // a digest of the user's credential stamp when it was made
+}
 
 // Ticket returns a signed login ticket for user to the quarantine item (id, rcpt),
 // valid until exp.
-func (s *Server) Ticket(user, id, rcpt string, exp time.Time) string {
-	payload := strings.Join([]string{user, id, rcpt, strconv.FormatInt(exp.Unix(), 10)}, "\x00")
+func (s *Server) Ticket(ctx context.Context, user, id, rcpt string, exp time.Time) (string, error) {
+	stamp, err := s.ticketStamp(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	return s.sign(ticket{user: user, id: id, rcpt: rcpt, exp: exp.Unix(), nonce: randomToken()[:22], stamp: stamp}), nil
+}
+
+// ticketStamp is what a ticket carries of the user's credential stamp: a digest, so the
+// link shows nothing of the stored hash.
+func (s *Server) ticketStamp(ctx context.Context, user string) (string, error) {
+	if s.deps.Credentials == nil {
+		return "", nil
+	}
+	st, err := s.deps.Credentials.Stamp(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	return hashToken("ticket\x00" + st)[:16], nil
+}
+
+func (s *Server) sign(t ticket) string {
+	payload := strings.Join([]string{t.user, t.id, t.rcpt, strconv.FormatInt(t.exp, 10), t.nonce, t.stamp}, "\x00")
 	mac := hmac.New(sha256.New, s.deps.TicketKey)
 	mac.Write([]byte(payload))
 	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-func (s *Server) checkTicket(t string) (user, id, rcpt string, ok bool) {
+// checkTicket returns the content of a ticket the server signed that has not expired.
+func (s *Server) checkTicket(t string) (ticket, bool) {
 	p64, m64, found := strings.Cut(t, ".")
 	if !found || len(t) > 2048 {
-		return "", "", "", false
+		return ticket{}, false
 	}
 	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
 	sum, err2 := base64.RawURLEncoding.DecodeString(m64)
 	if err1 != nil || err2 != nil {
-		return "", "", "", false
+		return ticket{}, false
 	}
 	mac := hmac.New(sha256.New, s.deps.TicketKey)
 	mac.Write(payload)
 	if !hmac.Equal(sum, mac.Sum(nil)) {
-		return "", "", "", false
+		return ticket{}, false
 	}
 	f := strings.Split(string(payload), "\x00")
-	if len(f) != 4 {
-		return "", "", "", false
+	if len(f) != 6 || f[4] == "" {
+		return ticket{}, false
 	}
 	exp, err := strconv.ParseInt(f[3], 10, 64)
 	if err != nil || s.now().Unix() > exp {
-		return "", "", "", false
+		return ticket{}, false
 	}
-	return f[0], f[1], f[2], true
+	return ticket{user: f[0], id: f[1], rcpt: f[2], exp: exp, nonce: f[4], stamp: f[5]}, true
 }
 
 // ItemURL is the page's address of the quarantine item (id, rcpt), relative.
@@ -465,21 +500,44 @@ func ItemURL(id, rcpt string) string {
 }
 
 func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
-	user, id, rcpt, ok := s.checkTicket(r.URL.Query().Get("t"))
+	ctx := r.Context()
+	tk, ok := s.checkTicket(r.URL.Query().Get("t"))
+	if ok {
+		// The account must still exist with the password it had: a user deleted, or
+		// whose password was changed (a mailbox thought compromised), loses the links.
+		stamp, err := s.ticketStamp(ctx, tk.user)
+		if err != nil && !errors.Is(err, ErrNoUser) {
+			s.log.Warn("web: reading the user's credential stamp failed", "user", tk.user, "err", err.Error())
+			s.fail(w, r, nil, http.StatusServiceUnavailable, "The user database is unavailable; try again later.")
+			return
+		}
+		ok = err == nil && stamp == tk.stamp
+	}
 	if !ok {
 		s.fail(w, r, nil, http.StatusForbidden, "This link has expired or is not valid; log in instead.")
 		return
 	}
 	sess := s.sessions.get(r)
-	if sess != nil && sess.user != user {
+	if sess != nil && sess.user != tk.user {
 		// Switching would let anyone log a victim in to the sender's account with the
 		// sender's own ticket (login CSRF): the victim would then act there unawares.
 		s.fail(w, r, sess, http.StatusForbidden, "This link is for another account; log out first to use it.")
 		return
 	}
+	fresh, err := s.deps.State.useTicket(ctx, tk.nonce, tk.exp)
+	if err != nil {
+		s.log.Warn("web: recording a used ticket failed", "err", err.Error())
+		s.fail(w, r, sess, http.StatusServiceUnavailable, errUnavailable.Error())
+		return
+	}
+	if !fresh && sess == nil {
+		// Used already (by the user, or by a mail scanner that opened it first): the
+		// password leads to the same item.
+		s.renderLogin(w, r, http.StatusForbidden, "This link was used already; log in to see the message.", ItemURL(tk.id, tk.rcpt))
+		return
+	}
 	if sess == nil {
-		var err error
-		if sess, err = s.startSession(w, r, user, false); err != nil {
+		if sess, err = s.startSession(w, r, tk.user, false); err != nil {
 			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -487,5 +545,5 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 	// The item is shown here rather than by a redirect: the click came from a mail
 	// client, a cross-site navigation, and a browser does not send a SameSite=Strict
 	// cookie on its redirects. The page's own links and forms are same-site.
-	s.showItem(w, r, sess, id, rcpt, "")
+	s.showItem(w, r, sess, tk.id, tk.rcpt, "")
 }

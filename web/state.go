@@ -98,6 +98,17 @@ func (st *State) ticketKey(ctx context.Context, initial []byte) ([]byte, error) 
 	return key, nil
 }
 
+// useTicket records the ticket id as used until expires (Unix seconds); it says false
+// when it was used already.
+func (st *State) useTicket(ctx context.Context, id string, expires int64) (bool, error) {
+	res, err := st.db.Exec(ctx, `INSERT INTO web_tickets_used (id, expires) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, hashToken(id), expires)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // hashToken is what the database keeps of a secret token: its SHA-256.
 func hashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))

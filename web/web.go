@@ -44,6 +44,12 @@ type Credentials interface {
 // ErrNoUser is what Credentials.Stamp returns for a user that does not exist.
 var ErrNoUser = errors.New("web: no such user")
 
+// ListOwners names the users whose sender lists the rules read for a recipient: the
+// canonical users it delivers to through aliases, without extensions.
+type ListOwners interface {
+	ListOwners(ctx context.Context, rcpt string) ([]string, error)
+}
+
 // Quarantine is what the page needs of the quarantine; *quarantine.Area implements it.
 type Quarantine interface {
 	List(ctx context.Context, visible func(rcpt string) bool) ([]quarantine.Item, error)
@@ -78,6 +84,10 @@ type Config struct {
 	URL string `yaml:"url"`
 	// MaxSessions bounds the sessions kept at once; a login beyond it is refused.
 	MaxSessions int `yaml:"max_sessions"`
+	// TicketLifetime is how long the links of a digest email work (default 72h). Each
+	// link logs its user in once, to one message, and stops working when the user's
+	// password changes or the account is deleted; after that the password is needed.
+	TicketLifetime time.Duration `yaml:"ticket_lifetime"`
 
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -94,6 +104,9 @@ type Deps struct {
 	Owner       Owner
 	Quarantine  Quarantine
 	Lists       SenderLists
+	// ListOwners gives the lists an admin's allow or block on another user's message
+	// goes to (nil: the recipient's own, lower-cased).
+	ListOwners ListOwners
 	// Log is the decision log (nil: no decision pages); Addresses gives each user's
 	// addresses and aliases for its scope (nil: their login address alone).
 	Log       DecisionLog
@@ -147,8 +160,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = 10000
 	}
-	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 {
-		return nil, errors.New("web: session_lifetime, idle_timeout and max_sessions must not be negative")
+	if cfg.TicketLifetime == 0 {
+		cfg.TicketLifetime = DefaultTicketLifetime
+	}
+	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 || cfg.TicketLifetime < 0 {
+		return nil, errors.New("web: session_lifetime, idle_timeout, max_sessions and ticket_lifetime must not be negative")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"database/sql"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -80,21 +82,38 @@ func webServerConfig(t *testing.T, dir string) string {
 	return path
 }
 
-// TestE2EWebSessionSurvivesRestart: a login to the page through the real binary is kept
-// in the page's database (DATA/web.db), so the server killed and started again on the
-// same data directory still knows it; a logout then ends it.
-func TestE2EWebSessionSurvivesRestart(t *testing.T) {
+// TestE2EWebSessionAndDigest: through the real binary, a login to the page is kept in the
+// page's database (DATA/web.db), so the server killed and started again on the same
+// data directory still knows it; the digest goes as mail to the user's INBOX, and its
+// link logs a fresh browser in to the quarantined message once, and only once.
+func TestE2EWebSessionAndDigest(t *testing.T) {
 	dir := t.TempDir()
 	cfg := webServerConfig(t, dir)
 	srv := startServer(t, cfg, "mx", "http")
 	requireEventually(t, func() bool { return passwordRe.MatchString(srv.logText()) })
 	m := passwordRe.FindStringSubmatch(srv.logText())
 	user, pass := m[1], m[2]
+
+	sc := e2eDial(t, srv.addrs["mx"], "", "client.example.net")
+	stage, err := e2eSend(sc, "bank@bank.example", user, "From: bank@bank.example\r\nSubject: QUARANTINE-ME digest-e2e\r\nMessage-ID: <d1@bank.example>\r\n\r\nyour statement\r\n")
+	require.NoError(t, err, stage)
+	_ = sc.Quit()
+	requireEventually(t, func() bool { return strings.Contains(srv.logText(), "quarantined message held") })
+
 	c := newWebClient(t, "http://"+srv.addrs["http"])
 	c.login(user, pass)
 	code, _, _ := c.do("GET", "/senders", nil)
 	require.Equal(t, http.StatusOK, code)
+	code, _, _ = c.do("POST", "/senders", url.Values{"csrf": {c.csrf}, "action": {"digest"}, "digest": {"daily"}})
+	require.Equal(t, http.StatusSeeOther, code)
 	srv.kill()
+
+	// A day passes: the digest is due when the server starts again.
+	db, err := sql.Open("sqlite", filepath.Join(dir, "data", "quarantine.db"))
+	require.NoError(t, err)
+	_, err = db.Exec(`UPDATE digest_prefs SET last_sent = 0`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
 
 	srv = startServer(t, cfg, "mx", "http")
 	defer srv.kill()
@@ -102,6 +121,22 @@ func TestE2EWebSessionSurvivesRestart(t *testing.T) {
 	code, body, h := c.do("GET", "/senders", nil)
 	require.Equal(t, http.StatusOK, code, "the session after a restart: %s %s", h.Get("Location"), body)
 	require.Contains(t, body, user)
+
+	msgs := waitDelivered(t, dir, 1)
+	digest := msgs[len(msgs)-1]
+	require.Contains(t, digest, "Subject: Quarantine: 1 new message(s)")
+	link := regexp.MustCompile(`/ticket\?t=[A-Za-z0-9_.-]+`).FindString(digest)
+	require.NotEmpty(t, link, digest)
+	fresh := newWebClient(t, c.base)
+	code, body, _ = fresh.do("GET", link, nil)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "QUARANTINE-ME digest-e2e")
+	code, _, _ = fresh.do("GET", "/quarantine", nil)
+	require.Equal(t, http.StatusOK, code, "the link opened a session")
+	code, body, _ = newWebClient(t, c.base).do("GET", link, nil)
+	require.Equal(t, http.StatusForbidden, code, "the link used a second time")
+	require.NotContains(t, body, "QUARANTINE-ME digest-e2e")
+
 	code, _, _ = c.do("POST", "/logout", url.Values{"csrf": {c.csrf}})
 	require.Equal(t, http.StatusSeeOther, code)
 	code, _, _ = c.do("GET", "/senders", nil)

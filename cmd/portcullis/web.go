@@ -7,21 +7,25 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/internal/statedb"
+	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/web"
@@ -32,9 +36,10 @@ import (
 //
 // dlog is the decision log (nil: none): the page's decision pages read it, and the
 // quarantine's releases and deletions become its outcomes.
-func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, dlog *decisionlog.Log, logger *slog.Logger) (func(), error) {
+func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, listed *rcptLists, dlog *decisionlog.Log, policies map[string]policy.Policy, logger *slog.Logger) (func(), error) {
 	qcfg := cfg.Quarantine
 	qcfg.Logger = logger
+	qcfg.Ham = releaseTrainer(cfg, policies, logger)
 	var pageLog web.DecisionLog // stays a nil interface without a log
 	if dlog != nil {
 		pageLog = dlog
@@ -67,7 +72,7 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		wcfg.URL = defaultWebURL(cfg)
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
-		Log: pageLog, TicketKey: key, State: state, Credentials: credentialStamps{users}})
+		Log: pageLog, TicketKey: key, State: state, Credentials: credentialStamps{users}, ListOwners: listed})
 	if err != nil {
 		state.Close()
 		return nil, err
@@ -90,6 +95,23 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		<-done
 		state.Close()
 	}, nil
+}
+
+// releaseTrainer is the quarantine's Ham when the rules use the Bayes filter: a
+// released message trains the global Bayes database (the one Junk moves train) as ham.
+// Without a bayes policy it is nil: nothing is opened or learned.
+func releaseTrainer(cfg *config.Config, policies map[string]policy.Policy, logger *slog.Logger) func(context.Context, string, io.Reader) error {
+	on := false
+	for _, p := range policies {
+		if _, ok := p.(*bayes.Policy); ok {
+			on = true
+		}
+	}
+	if !on {
+		return nil
+	}
+	train := junkTrainer(cfg, logger)
+	return func(ctx context.Context, rcpt string, msg io.Reader) error { return train(ctx, rcpt, msg, false) }
 }
 
 // defaultWebURL is the page's address for the digest's links when web.url is unset:
@@ -205,16 +227,13 @@ type rcptLists struct {
 }
 
 func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, error) {
-	finals := []string{rcpt}
-	if r.router != nil {
-		var err error
-		if finals, err = r.router.Expand(ctx, rcpt); err != nil {
-			return "", err
-		}
+	owners, err := r.ListOwners(ctx, rcpt)
+	if err != nil {
+		return "", err
 	}
 	kind := ""
-	for _, f := range finals {
-		k, err := r.lists.Lookup(ctx, r.user(f), sender)
+	for _, o := range owners {
+		k, err := r.lists.Lookup(ctx, o, sender)
 		if err != nil {
 			return "", err
 		}
@@ -226,6 +245,26 @@ func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, er
 		}
 	}
 	return kind, nil
+}
+
+// ListOwners names the users whose lists rcpt's rules read (web.ListOwners): the
+// canonical users it delivers to, through aliases, without extensions. The page stores
+// an admin's allow or block on another user's message under these names.
+func (r *rcptLists) ListOwners(ctx context.Context, rcpt string) ([]string, error) {
+	finals := []string{rcpt}
+	if r.router != nil {
+		var err error
+		if finals, err = r.router.Expand(ctx, rcpt); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, f := range finals {
+		if u := r.user(f); !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // user is the list owner of a final recipient: the user name an Authenticator returns

@@ -95,6 +95,15 @@ func TestRcptLists(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, c.want, got, "%s from %s", c.rcpt, c.sender)
 	}
+	// The page stores an admin's allow or block under these owners.
+	for rcpt, want := range map[string][]string{
+		"Alice+lists@example.test": {"alice@example.test"},
+		"team@example.test":        {"alice@example.test", "bob@example.test"},
+	} {
+		got, err := listed.ListOwners(ctx, rcpt)
+		require.NoError(t, err)
+		require.Equal(t, want, got, rcpt)
+	}
 }
 
 // The page keys a user's lists by the canonical name the login returns (A-label domain,
