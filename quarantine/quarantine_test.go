@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bayes"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -136,12 +138,65 @@ func TestPrune(t *testing.T) {
 }
 
 func TestLists(t *testing.T) {
-	ctx := context.Background()
-	l, err := OpenLists(ctx, filepath.Join(t.TempDir(), "lists.db"))
+	l, err := OpenLists(context.Background(), statedb.Config{Path: filepath.Join(t.TempDir(), "lists.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	exerciseLists(t, l)
+}
+
+// The same lists in the PostgreSQL database several nodes share: what one node's page
+// sets, another node's rules read; of two nodes finding a digest due, one sends it.
+func TestListsPostgres(t *testing.T) {
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	ctx := context.Background()
+	var nodes []*Lists
+	for range 2 {
+		l, err := OpenLists(ctx, statedb.Config{Postgres: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		nodes = append(nodes, l)
+	}
+	exerciseLists(t, nodes[0])
+	if err := nodes[0].Set(ctx, "carol@example.test", "@ads.example", Block); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := nodes[1].Lookup(ctx, "carol@example.test", "x@ads.example"); err != nil || got != Block {
+		t.Errorf("the other node reads %q, %v", got, err)
+	}
+	if err := nodes[1].SetDigest(ctx, "carol@example.test", DigestDaily); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(48 * time.Hour)
+	due, err := nodes[0].DueDigests(ctx, later)
+	if err != nil || len(due) != 1 || due[0].User != "carol@example.test" {
+		t.Fatalf("due: %+v %v", due, err)
+	}
+	var claims int
+	for _, n := range nodes {
+		for _, u := range due {
+			if u.User != "carol@example.test" {
+				continue
+			}
+			ok, err := n.ClaimDigest(ctx, u.User, u.LastSent, later)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				claims++
+			}
+		}
+	}
+	if claims != 1 {
+		t.Errorf("carol's digest claimed %d times by two nodes, want once", claims)
+	}
+}
+
+func exerciseLists(t *testing.T, l *Lists) {
+	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -178,7 +233,11 @@ func TestLists(t *testing.T) {
 	if len(due) != 1 || due[0].User != "alice@example.test" {
 		t.Errorf("due = %+v", due)
 	}
-	must(l.DigestSent(ctx, "alice@example.test", time.Now().Add(25*time.Hour)))
+	ok, err := l.ClaimDigest(ctx, "alice@example.test", due[0].LastSent, time.Now().Add(25*time.Hour))
+	must(err)
+	if !ok {
+		t.Error("a due digest was not claimed")
+	}
 	if due, _ := l.DueDigests(ctx, time.Now().Add(26*time.Hour)); len(due) != 0 {
 		t.Errorf("due right after sending: %+v", due)
 	}

@@ -16,7 +16,7 @@ import (
 // DigestLists are the digest preferences; *quarantine.Lists implements it.
 type DigestLists interface {
 	DueDigests(ctx context.Context, now time.Time) ([]quarantine.DigestUser, error)
-	DigestSent(ctx context.Context, user string, t time.Time) error
+	ClaimDigest(ctx context.Context, user string, last, t time.Time) (bool, error)
 }
 
 // DigestConfig configures the digests.
@@ -63,8 +63,25 @@ func (s *Server) SendDigests(ctx context.Context, dc DigestConfig, now time.Time
 }
 
 // sendDigest sends u's digest if they have new quarantined mail, and restarts their
-// clock. It says whether a digest went.
+// clock. It claims the digest first: of the nodes sharing the lists, one sends it. It
+// says whether a digest went.
 func (s *Server) sendDigest(ctx context.Context, dc DigestConfig, u quarantine.DigestUser, now time.Time) (bool, error) {
+	claimed, err := dc.Lists.ClaimDigest(ctx, u.User, u.LastSent, now)
+	if err != nil || !claimed {
+		return false, err
+	}
+	sent, err := s.queueDigest(ctx, dc, u, now)
+	if err != nil {
+		// Unclaimed, so the next round tries again.
+		if _, err2 := dc.Lists.ClaimDigest(ctx, u.User, now, u.LastSent); err2 != nil {
+			err = errors.Join(err, err2)
+		}
+	}
+	return sent, err
+}
+
+// queueDigest queues u's digest when there is new quarantined mail for them.
+func (s *Server) queueDigest(ctx context.Context, dc DigestConfig, u quarantine.DigestUser, now time.Time) (bool, error) {
 	sess := &session{user: u.User}
 	items, err := s.deps.Quarantine.List(ctx, s.visible(ctx, sess, false))
 	if err != nil {
@@ -76,21 +93,19 @@ func (s *Server) sendDigest(ctx context.Context, dc DigestConfig, u quarantine.D
 			fresh = append(fresh, it)
 		}
 	}
-	if len(fresh) > 0 {
-		msg, err := s.digestMessage(ctx, u.User, dc.From, fresh, len(items), now)
-		if err != nil {
-			return false, err
-		}
-		env := spool.Envelope{From: dc.From, To: []string{u.User}, ReceivedAt: now, Notify: map[string]string{u.User: "NEVER"}}
-		if _, err := dc.Enqueue(ctx, env, strings.NewReader(msg)); err != nil {
-			return false, fmt.Errorf("queueing: %w", err)
-		}
-		s.log.Info("web: quarantine digest queued", "user", u.User, "items", len(fresh))
+	if len(fresh) == 0 {
+		return false, nil
 	}
-	if err := dc.Lists.DigestSent(ctx, u.User, now); err != nil {
-		return len(fresh) > 0, err
+	msg, err := s.digestMessage(ctx, u.User, dc.From, fresh, len(items), now)
+	if err != nil {
+		return false, err
 	}
-	return len(fresh) > 0, nil
+	env := spool.Envelope{From: dc.From, To: []string{u.User}, ReceivedAt: now, Notify: map[string]string{u.User: "NEVER"}}
+	if _, err := dc.Enqueue(ctx, env, strings.NewReader(msg)); err != nil {
+		return false, fmt.Errorf("queueing: %w", err)
+	}
+	s.log.Info("web: quarantine digest queued", "user", u.User, "items", len(fresh))
+	return true, nil
 }
 
 func (s *Server) digestMessage(ctx context.Context, user, from string, items []quarantine.Item, total int, now time.Time) (string, error) {

@@ -119,7 +119,7 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lists, err := quarantine.OpenLists(ctx, filepath.Join(dir, "lists.db"))
+	lists, err := quarantine.OpenLists(ctx, statedb.Config{Path: filepath.Join(dir, "lists.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

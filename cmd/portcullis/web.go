@@ -207,10 +207,11 @@ func (c credentialStamps) Stamp(ctx context.Context, user string) (string, error
 	return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)
 }
 
-// openSenderLists opens the users' sender lists (DATA/quarantine.db), which the web page
-// writes and the rules read (rcpt.allows_sender, rcpt.blocks_sender).
+// openSenderLists opens the users' sender lists (DATA/quarantine.db, or the shared
+// PostgreSQL database), which the web page writes and the rules read
+// (rcpt.allows_sender, rcpt.blocks_sender).
 func openSenderLists(cfg *config.Config) (*quarantine.Lists, *rcptLists, error) {
-	lists, err := quarantine.OpenLists(context.Background(), filepath.Join(cfg.DataDir, "quarantine.db"))
+	lists, err := quarantine.OpenLists(context.Background(), stateConfig(cfg, "quarantine.db"))
 	if err != nil {
 		return nil, nil, err
 	}

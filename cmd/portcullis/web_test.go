@@ -142,3 +142,13 @@ func TestDefaultWebURL(t *testing.T) {
 		require.Equal(t, want, defaultWebURL(cfg), "http.addr %s", addr)
 	}
 }
+
+// The page's and the quarantine's state follow directory.postgres, the one place that
+// names the shared database: SQLite files under the data dir without it.
+func TestStateConfig(t *testing.T) {
+	cfg := config.Default(t.TempDir())
+	require.Equal(t, filepath.Join(cfg.DataDir, "web.db"), stateConfig(cfg, "web.db").Path)
+	require.Empty(t, stateConfig(cfg, "web.db").Postgres)
+	cfg.Directory.Postgres = "postgres://db.example/mail"
+	require.Equal(t, "postgres://db.example/mail", stateConfig(cfg, "quarantine.db").Postgres)
+}
