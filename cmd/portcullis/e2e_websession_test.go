@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -14,7 +16,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
 )
 
 // webClient is a browser for the end-to-end tests: a cookie jar (cookies ignore the
@@ -141,4 +146,52 @@ func TestE2EWebSessionAndDigest(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, code)
 	code, _, _ = c.do("GET", "/senders", nil)
 	require.Equal(t, http.StatusSeeOther, code, "the page after logout")
+}
+
+// TestE2EWebSharedLogin: two portcullis processes (two nodes behind a load balancer) with
+// the directory in one real PostgreSQL: a user of the shared directory logs in on one
+// node's page, and the other node knows the session and its CSRF token; a change of
+// their password in the directory ends it on both.
+func TestE2EWebSharedLogin(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	dirdb, err := directory.OpenPostgres(ctx, dsn)
+	require.NoError(t, err)
+	defer dirdb.Close()
+	const user, pass = "carol@example.test", "carol's shared password"
+	hash, err := auth.HashPassword(pass, auth.DefaultArgon2Params)
+	require.NoError(t, err)
+	require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: "node1", PasswordHash: hash}))
+
+	var nodes []*server
+	for i := range 2 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		require.NoError(t, os.MkdirAll(dir, 0o700))
+		cfg := webServerConfig(t, dir)
+		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = fmt.Fprintf(f, "directory: { postgres: %q, cache_ttl: -1s }\n", dsn)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		srv := startServer(t, cfg, "mx", "http")
+		defer srv.kill()
+		nodes = append(nodes, srv)
+	}
+	c := newWebClient(t, "http://"+nodes[0].addrs["http"])
+	c.login(user, pass)
+	c.base = "http://" + nodes[1].addrs["http"]
+	code, body, _ := c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusOK, code, "node 1 with node 0's session")
+	require.Contains(t, body, user)
+	code, _, _ = c.do("POST", "/senders", url.Values{"csrf": {c.csrf}, "action": {"block"}, "sender": {"@spam.example"}})
+	require.Equal(t, http.StatusSeeOther, code, "a form on node 1")
+
+	hash2, err := auth.HashPassword("a new password", auth.DefaultArgon2Params)
+	require.NoError(t, err)
+	require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: "node1", PasswordHash: hash2}))
+	for _, n := range nodes {
+		c.base = "http://" + n.addrs["http"]
+		code, _, _ = c.do("GET", "/senders", nil)
+		require.Equal(t, http.StatusSeeOther, code, "the session after the password changed in the directory")
+	}
 }

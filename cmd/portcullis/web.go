@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/quarantine"
@@ -62,8 +63,13 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	if err != nil {
 		return nil, err
 	}
+	authn, creds, closeDir, err := webUsers(cfg, users, router)
+	if err != nil {
+		return nil, err
+	}
 	state, err := web.OpenState(context.Background(), stateConfig(cfg, "web.db"))
 	if err != nil {
+		closeDir()
 		return nil, err
 	}
 	wcfg := cfg.Web
@@ -71,10 +77,11 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	if wcfg.URL == "" {
 		wcfg.URL = defaultWebURL(cfg)
 	}
-	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
-		Log: pageLog, TicketKey: key, State: state, Credentials: credentialStamps{users}, ListOwners: listed})
+	page, err := web.New(wcfg, web.Deps{Auth: authn, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
+		Log: pageLog, TicketKey: key, State: state, Credentials: creds, ListOwners: listed})
 	if err != nil {
 		state.Close()
+		closeDir()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,6 +101,7 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		<-done
 		<-done
 		state.Close()
+		closeDir()
 	}, nil
 }
 
@@ -180,17 +188,56 @@ func stateConfig(cfg *config.Config, file string) statedb.Config {
 	return statedb.Config{Path: filepath.Join(cfg.DataDir, file), Postgres: cfg.Directory.Postgres}
 }
 
+// webUsers are the page's login and credential stamps: the local users (and LDAP), or,
+// with the directory in PostgreSQL, the shared directory's password hashes (auth's
+// hashing limits, verify cache and throttling around them), so that every node checks
+// the same passwords and a session made on one node is valid on the others. The
+// returned function closes the directory.
+func webUsers(cfg *config.Config, users *auth.Service, router *route.Router) (web.Authenticator, web.Credentials, func(), error) {
+	if cfg.Directory.Postgres == "" {
+		return users.Auth, credentialStamps{users: users}, func() {}, nil
+	}
+	dir, closer, err := directory.Open(context.Background(), cfg.Directory, directory.Deps{Aliases: router.Addresses})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hashes := directory.Hashes(dir)
+	th, err := auth.NewThrottle(users.DB.WithHashes(hashes), cfg.Auth.Throttle)
+	if err != nil {
+		closer.Close()
+		return nil, nil, nil, err
+	}
+	return th, credentialStamps{users: users, hashes: hashes}, func() { closer.Close() }, nil
+}
+
 // credentialStamps are the users' credential stamps for the page (web.Credentials): a
-// digest of the stored password hash of a local user, which `portcullis user passwd`
-// changes; for an LDAP user, whose hash the server does not read, only whether they
-// still exist.
-type credentialStamps struct{ users *auth.Service }
+// digest of the stored password hash of a local user (or of the shared directory's
+// hash when hashes is set), which a password change changes; for an LDAP user, whose
+// hash the server does not read, only whether they still exist.
+type credentialStamps struct {
+	users  *auth.Service
+	hashes auth.HashLookup // nil: the local user database
+}
+
+func stampOf(hash string) string {
+	sum := sha256.Sum256([]byte(hash))
+	return hex.EncodeToString(sum[:8])
+}
 
 func (c credentialStamps) Stamp(ctx context.Context, user string) (string, error) {
+	if c.hashes != nil {
+		h, err := c.hashes(ctx, user)
+		switch {
+		case err != nil:
+			return "", err
+		case h == "":
+			return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)
+		}
+		return stampOf(h), nil
+	}
 	_, h, err := c.users.DB.PasswordHash(ctx, user)
 	if err == nil {
-		sum := sha256.Sum256([]byte(h))
-		return hex.EncodeToString(sum[:8]), nil
+		return stampOf(h), nil
 	}
 	if !errors.Is(err, auth.ErrUnknownUser) {
 		return "", err
