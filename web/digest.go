@@ -119,11 +119,12 @@ func (s *Server) digestMessage(ctx context.Context, user, from string, items []q
 	fmt.Fprintf(&b, "Open one to release it, delete it, or always allow or block its sender.\r\n")
 	fmt.Fprintf(&b, "They are deleted %s after they arrived. %d in quarantine now.\r\n\r\n", days(s.deps.Quarantine.Lifetime()), total)
 	exp := now.Add(s.cfg.TicketLifetime)
+	stamp, err := s.ticketStamp(ctx, user) // once for the digest's links
+	if err != nil {
+		return "", err
+	}
 	for _, it := range items {
-		tk, err := s.Ticket(ctx, user, it.ID, it.Rcpt, exp)
-		if err != nil {
-			return "", err
-		}
+		tk := s.sign(ticket{user: user, id: it.ID, rcpt: it.Rcpt, exp: exp.Unix(), nonce: randomToken()[:22], stamp: stamp})
 		subj := oneLine(it.Subject)
 		if subj == "" {
 			subj = "(no subject)"
