@@ -306,7 +306,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.Handle("/debug/pprof/", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Index)))
 			mux.Handle("/debug/pprof/profile", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Profile)))
 		}
-		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, listed, dlog.log, rf.Policies, logger)
 		if err != nil {
 			return err
 		}

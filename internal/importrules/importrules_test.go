@@ -110,6 +110,11 @@ var rules = []rule{
 		why:       "the directory and the proxy know users and sockets, not the servers they route to",
 	},
 	{
+		from:      []string{"./internal/statedb"},
+		forbidden: []string{"config", "cmd", "web", "quarantine", "auth", "directory", "smtpd"},
+		why:       "the state database opens SQLite or PostgreSQL for its consumers; it knows none of them",
+	},
+	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
