@@ -70,7 +70,9 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 // Close closes the connection pool.
 func (p *Postgres) Close() error { p.pool.Close(); return nil }
 
-// Lookup implements Directory: one query, by primary key.
+// Lookup implements Directory: one query, by primary key; an alias finds the user it
+// belongs to (User.Address is then the user's own address), as LDAP's recipient filter
+// finds an entry by mailLocalAddress.
 func (p *Postgres) Lookup(ctx context.Context, addr string) (User, error) {
 	a, err := address.Normalize(addr)
 	if err != nil {
@@ -78,10 +80,11 @@ func (p *Postgres) Lookup(ctx context.Context, addr string) (User, error) {
 	}
 	u := User{Address: a}
 	err = p.pool.QueryRow(ctx, `
-SELECT u.password, u.quota, u.mail_host, u.state,
+SELECT u.address, u.password, u.quota, u.mail_host, u.state,
        coalesce(array_agg(al.alias ORDER BY al.alias) FILTER (WHERE al.alias IS NOT NULL), '{}')
 FROM directory_users u LEFT JOIN directory_aliases al ON al.address = u.address
-WHERE u.address = $1 GROUP BY u.address`, a).Scan(&u.PasswordHash, &u.Quota, &u.MailHost, &u.State, &u.Aliases)
+WHERE u.address = coalesce((SELECT address FROM directory_aliases WHERE alias = $1), $1)
+GROUP BY u.address`, a).Scan(&u.Address, &u.PasswordHash, &u.Quota, &u.MailHost, &u.State, &u.Aliases)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return User{}, notFound(a)
