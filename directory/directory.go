@@ -60,6 +60,17 @@ type Config struct {
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// CacheEntries bounds the cache (default 100000).
 	CacheEntries int `yaml:"cache_entries"`
+	// Hosts are the mail hosts (back-ends) by the name users' entries give: where
+	// front-ends deliver by LMTP and portcullis user move reads mailboxes. Empty: a mail
+	// host's name is its DNS name, with LMTP on port 24, IMAPS on 993 and POP3S on 995;
+	// listed: only the hosts listed are known.
+	Hosts map[string]Host `yaml:"hosts"`
+	// DefaultHost is the mail host of users whose entry names none.
+	DefaultHost string `yaml:"default_host"`
+	// ThisHost is the name of this node among the mail hosts (mode: backend): the
+	// sessions of a user whose mail host becomes another, or who is being moved, are
+	// closed, so that the client reconnects through the proxy to the new one.
+	ThisHost string `yaml:"this_host"`
 }
 
 // DefaultCacheTTL is the default of Config.CacheTTL.
