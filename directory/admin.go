@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,12 +14,6 @@ import (
 // ErrExists is returned (wrapped) by Add for an address that already has a user, and by
 // AddAlias for an alias already taken (by a user or another alias).
 var ErrExists = errors.New("directory: address already taken")
-
-// Entry is one user as List shows it: User with the time of its last change.
-type Entry struct {
-	User
-	Updated time.Time
-}
 
 // Add creates the user u (password hash, quota, mail host, state; aliases are added with
 // AddAlias). It fails with ErrExists when the address is a user or an alias already.
@@ -119,7 +112,7 @@ func (p *Postgres) DeleteAlias(ctx context.Context, alias string) error {
 }
 
 // List returns every user with their aliases, ordered by address.
-func (p *Postgres) List(ctx context.Context) ([]Entry, error) {
+func (p *Postgres) List(ctx context.Context) ([]User, error) {
 	rows, err := p.pool.Query(ctx, `
 SELECT u.address, u.password, u.quota, u.mail_host, u.state, u.updated,
        coalesce(array_agg(al.alias ORDER BY al.alias) FILTER (WHERE al.alias IS NOT NULL), '{}')
@@ -128,9 +121,9 @@ GROUP BY u.address ORDER BY u.address`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
-		var e Entry
-		err := r.Scan(&e.Address, &e.PasswordHash, &e.Quota, &e.MailHost, &e.State, &e.Updated, &e.Aliases)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
+		var e User
+		err := r.Scan(&e.Address, &e.PasswordHash, &e.Quota, &e.MailHost, &e.State, &e.Changed, &e.Aliases)
 		if len(e.Aliases) == 0 {
 			e.Aliases = nil
 		}

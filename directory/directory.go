@@ -27,6 +27,14 @@ type User struct {
 	State string
 	// Aliases are the other addresses that deliver to this user.
 	Aliases []string
+	// Changed is when the entry last changed, as the directory's clock tells; zero when
+	// the directory does not say (local, LDAP).
+	Changed time.Time
+	// Moved is when the user last stopped living on their previous mail host: when the
+	// state became moving, or, without a move, when the mail host changed. The old
+	// back-end closes the sessions opened before it (plus the cache TTL); zero when the
+	// directory does not say.
+	Moved time.Time
 }
 
 // HostHere is the MailHost of a user on a single node: the mailbox is in this process.

@@ -77,7 +77,7 @@ func testPostgresAdmin(t *testing.T, server string) {
 		t.Fatal(err)
 	}
 	if len(list) != 2 || list[0].Address != "kim@example.test" || list[0].PasswordHash != "h2" || list[0].Quota != 5<<20 ||
-		!slices.Equal(list[0].Aliases, []string{"k.im@example.test"}) || list[0].Updated.IsZero() ||
+		!slices.Equal(list[0].Aliases, []string{"k.im@example.test"}) || list[0].Changed.IsZero() ||
 		list[1].Address != "lee@example.test" || list[1].MailHost != "store2" || list[1].Aliases != nil {
 		t.Fatalf("List = %+v", list)
 	}
@@ -161,14 +161,23 @@ func testPostgresCRUD(t *testing.T, server string) {
 	if err := p.SetState(ctx, "alice@example.test", directory.StateMoving); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := p.Lookup(ctx, "alice@example.test"); got.State != directory.StateMoving {
-		t.Fatalf("state = %q", got.State)
+	moving, _ := p.Lookup(ctx, "alice@example.test")
+	if moving.State != directory.StateMoving || moving.Moved.IsZero() {
+		t.Fatalf("moving: %+v", moving)
 	}
 	if err := p.SetMailHost(ctx, "alice@example.test", "store2"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := p.Lookup(ctx, "alice@example.test"); got.MailHost != "store2" || got.State != "" {
-		t.Fatalf("after the flip: %+v", got)
+	// The flip at the end of a move keeps the time the move began.
+	if got, _ := p.Lookup(ctx, "alice@example.test"); got.MailHost != "store2" || got.State != "" || !got.Moved.Equal(moving.Moved) {
+		t.Fatalf("after the flip: %+v, moving since %v", got, moving.Moved)
+	}
+	// A host change without a move is a move of its own.
+	if err := p.SetMailHost(ctx, "alice@example.test", "store3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.Lookup(ctx, "alice@example.test"); !got.Moved.After(moving.Moved) {
+		t.Fatalf("host change: moved %v, not after %v", got.Moved, moving.Moved)
 	}
 	// An alias that belongs to someone else is refused, and the transaction leaves the
 	// user as it was.

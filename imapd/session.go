@@ -255,6 +255,7 @@ func (s *session) Close() error {
 	if s.user != nil {
 		if s.counted {
 			s.srv.removeUser(s.user.Name(), s.remote())
+			s.srv.sessions.remove(s.user.Name(), s) // evict.go
 			s.counted = false
 		}
 		s.user.Release()
@@ -292,6 +293,7 @@ func (s *session) Login(username, password string) error {
 	s.mu.Lock()
 	s.user = u
 	s.counted = true
+	s.srv.sessions.add(name, s) // evict.go
 	s.mu.Unlock()
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()

@@ -36,23 +36,34 @@ type backend struct {
 	srv                           *server
 }
 
-// startBackend writes the config of a back-end (mode: backend, this_host name, the
-// shared directory dsn) with LMTP, IMAPS and POP3S on fixed loopback ports, the
-// front-end (127.0.0.1) trusted for LMTP, and starts it.
-func startBackend(t *testing.T, name, dsn string, dns *dnstest.Server, extra string) *backend {
+// newBackend gives a back-end its fixed loopback addresses (it is restarted on them)
+// and its users (every cluster user, in its own database); startBackend writes its
+// config, which names every back-end (directory.hosts), and starts it.
+func newBackend(t *testing.T, name string) *backend {
 	t.Helper()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	require.NoError(t, os.MkdirAll(data, 0o700))
-	db, err := auth.OpenDB(auth.DefaultDBPath(data))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "data"), 0o700))
+	db, err := auth.OpenDB(auth.DefaultDBPath(filepath.Join(dir, "data")))
 	require.NoError(t, err)
 	for u := range clusterUsers {
 		require.NoError(t, db.Add(context.Background(), u, proxyPassword))
 	}
 	require.NoError(t, db.Close())
-	b := &backend{name: name, cfg: filepath.Join(dir, "portcullis.yaml"),
+	return &backend{name: name, cfg: filepath.Join(dir, "portcullis.yaml"),
 		lmtp: testenv.FreeAddr(t), imaps: testenv.FreeAddr(t), pop3s: testenv.FreeAddr(t)}
-	require.NoError(t, os.WriteFile(b.cfg, []byte(fmt.Sprintf(`hostname: %s.example.test
+}
+
+// startBackends starts the back-ends named, each with mode: backend and this_host its
+// name, the shared directory dsn, LMTP, IMAPS and POP3S on their fixed ports, and the
+// front-end (127.0.0.1) trusted for LMTP.
+func startBackends(t *testing.T, dsn string, dns *dnstest.Server, names ...string) []*backend {
+	t.Helper()
+	var bs []*backend
+	for _, n := range names {
+		bs = append(bs, newBackend(t, n))
+	}
+	for _, b := range bs {
+		require.NoError(t, os.WriteFile(b.cfg, []byte(fmt.Sprintf(`hostname: %s.example.test
 mode: backend
 data_dir: %s
 local_domains: [example.test]
@@ -62,15 +73,19 @@ http: { addr: "" }
 managesieve: { addr: "" }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
-directory: { postgres: %q, this_host: %s, cache_ttl: 500ms }
 smtp:
   listeners:
     - { name: lmtp, addr: %q, mode: lmtp }
 imap: { addr: "", tls_addr: %q }
 pop3: { addr: "", tls_addr: %q }
-%s`, name, data, dns.Addr(), dsn, name, b.lmtp, b.imaps, b.pop3s, extra)), 0o644))
-	b.start(t)
-	return b
+directory:
+  postgres: %q
+  this_host: %s
+  cache_ttl: 500ms
+%s`, b.name, filepath.Join(filepath.Dir(b.cfg), "data"), dns.Addr(), b.lmtp, b.imaps, b.pop3s, dsn, b.name, hostsYAML(bs...))), 0o644))
+		b.start(t)
+	}
+	return bs
 }
 
 func (b *backend) start(t *testing.T) { b.srv = startServer(t, b.cfg, "lmtp", "imaps", "pop3s") }
@@ -154,8 +169,8 @@ func TestFrontendTwoStores(t *testing.T) {
 	redisAddr := redistest.Start(t)
 	dns := dnstest.New(t, dnstest.Zone{})
 	dir := putClusterUsers(t, dsn)
-	s1 := startBackend(t, "store1", dsn, dns, "")
-	s2 := startBackend(t, "store2", dsn, dns, "")
+	bs := startBackends(t, dsn, dns, "store1", "store2")
+	s1, s2 := bs[0], bs[1]
 	fe := startFrontend(t, dsn, redisAddr, dns, s1, s2)
 	mx := fe.addrs["mx"]
 

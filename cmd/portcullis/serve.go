@@ -467,6 +467,11 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		closers = append(closers, func() { srv.Close() })
+		stopWatch, err := watchTenancy(cfg, srv, logger) // backend.go: mode backend
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, stopWatch)
 		if err := listen("imap", cfg.IMAP.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}

@@ -320,16 +320,16 @@ directory.cache_ttl). No mail is copied: for a user with mail, use portcullis us
 			return nil
 		}),
 	})
-	c.AddCommand(add, passwd, del, list, show, hostCmd, quotaCmd, alias)
+	c.AddCommand(add, passwd, del, list, show, hostCmd, quotaCmd, alias, userMoveCmd(g))
 	return c
 }
 
-func listUsers(w io.Writer, users []directory.Entry) error {
+func listUsers(w io.Writer, users []directory.User) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tMAIL HOST\tSTATE\tQUOTA\tALIASES\tCHANGED")
 	for _, u := range users {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Address, hostName(u.MailHost), orDash(u.State), quotaText(u.Quota),
-			orDash(strings.Join(u.Aliases, ",")), u.Updated.UTC().Format("2006-01-02 15:04:05Z"))
+			orDash(strings.Join(u.Aliases, ",")), u.Changed.UTC().Format("2006-01-02 15:04:05Z"))
 	}
 	return tw.Flush()
 }
