@@ -227,3 +227,24 @@ func TestFrontendTwoStores(t *testing.T) {
 	require.Equal(t, []string{"hello bob@example.test", "while store2 was down"}, subjectsOn(t, s2, "bob@example.test"))
 	require.NotContains(t, fe.logText(), "bounce", "a front-end bounced mail it should have kept")
 }
+
+// TestProxyMode: mode: proxy serves the proxy's listeners and nothing else: no SMTP
+// listener (even the default ones), no IMAP or POP3 of its own.
+func TestProxyMode(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: proxy.example.test
+mode: proxy
+data_dir: %s
+http: { addr: "" }
+log: { level: info }
+proxy:
+  imap_addr: "127.0.0.1:0"
+  backends:
+    store1: { imap: "127.0.0.1:1", pop3: "127.0.0.1:1" }
+`, filepath.Join(dir, "data"))), 0o644))
+	px := startServer(t, cfg, "proxy-imap")
+	require.Len(t, px.addrs, 1, "a proxy listens on its proxy listeners only: %v", px.addrs)
+	require.NotContains(t, px.logText(), "listener=mx")
+	require.NotContains(t, px.logText(), "listener=imap ")
+}
