@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -143,4 +145,41 @@ func (t *tenancy) check(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// errNotHere answers, at an LMTP RCPT of a back-end, a user whose mailbox is elsewhere
+// or moving: a front-end whose directory cache is late keeps the message and retries
+// (a 4xx), instead of this store taking mail it must not hold.
+var errNotHere = errors.New("the user's mailbox is not on this back-end (moving, or another mail host)")
+
+// backendExists is the recipient check of a back-end (mode: backend): a user of the
+// shared directory whose mail host is this node, or else a user of the local database
+// (the postmaster). A directory user living elsewhere or moving is a temporary error.
+// Other modes keep local. The returned function closes the directory.
+func backendExists(ctx context.Context, cfg *config.Config, users *auth.Service, local func(context.Context, string) (bool, error)) (func(context.Context, string) (bool, error), func(), error) {
+	if cfg.Mode != config.ModeBackend {
+		return local, func() {}, nil
+	}
+	dir, closeDir, err := directory.Open(ctx, cfg.Directory, directory.Deps{LDAP: users.LDAP})
+	if err != nil {
+		return nil, nil, err
+	}
+	exists := func(ctx context.Context, addr string) (bool, error) {
+		u, err := dir.Lookup(ctx, addr)
+		switch {
+		case errors.Is(err, directory.ErrNotFound):
+			return local(ctx, addr)
+		case err != nil:
+			return false, err
+		}
+		host := u.MailHost
+		if host == directory.HostHere {
+			host = cfg.Directory.DefaultHost
+		}
+		if u.State == directory.StateMoving || host != "" && host != cfg.Directory.ThisHost {
+			return false, fmt.Errorf("%s: %w", u.Address, errNotHere)
+		}
+		return true, nil
+	}
+	return exists, func() { closeDir.Close() }, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
@@ -184,6 +185,16 @@ func TestFrontendTwoStores(t *testing.T) {
 	require.Equal(t, []string{"hello bob@example.test"}, subjectsOn(t, s2, "bob@example.test"))
 	require.Empty(t, subjectsOn(t, s2, "alice@example.test"), "alice's mail reached the wrong back-end")
 	require.Empty(t, subjectsOn(t, s1, "bob@example.test"), "bob's mail reached the wrong back-end")
+
+	// A back-end takes by LMTP only the users that live on it: alice's mail sent to
+	// store2 (a front-end with a stale cache) is deferred there, not stored.
+	lc, err := lmtp.New(lmtp.Config{LocalName: "stale.example.test"})
+	require.NoError(t, err)
+	defer lc.Close()
+	stale := "From: x@example.net\r\nSubject: stale route\r\n\r\nbody\r\n"
+	res, err := lc.Deliver(context.Background(), s2.lmtp, "x@example.net", []string{"alice@example.test"}, strings.NewReader(stale), int64(len(stale)))
+	require.NoError(t, err)
+	require.Equal(t, lmtp.Temporary, res[0].Status, res[0].Reply)
 
 	// The rate limits are counted in the shared Redis.
 	rc := redis.NewClient(&redis.Options{Addr: redisAddr})

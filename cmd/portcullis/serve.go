@@ -187,6 +187,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		defer fe.close()
 		exists = fe.Exists
 	}
+	exists, closeBackend, err := backendExists(ctx, cfg, users, exists) // backend.go: mode backend
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
 	rcfg := cfg.Routing
 	rcfg.Logger = logger
 	rcfg.LocalUserExists = exists
