@@ -306,13 +306,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer stopDoors()
 
-	if fe == nil {
-		stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
-		if err != nil {
-			return err
-		}
-		defer stopMailServers()
+	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
+	if err != nil {
+		return err
 	}
+	defer stopMailServers()
 	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, logger) // proxy.go
 	if err != nil {
 		return err
