@@ -54,8 +54,8 @@ func inboxState(t *testing.T, b *backend, user string) (uint32, []imapMsg) {
 	return sel.UIDValidity, out
 }
 
-// pop3UIDLs lists user's POP3 unique-ids on a back-end.
-func pop3UIDLs(t *testing.T, b *backend, user string) []string {
+// backendUIDLs lists user's POP3 unique-ids on a back-end.
+func backendUIDLs(t *testing.T, b *backend, user string) []string {
 	t.Helper()
 	p := pop3Dial(t, b.pop3s)
 	p.cmd("USER "+user, "+OK")
@@ -125,7 +125,7 @@ func TestUserMove(t *testing.T) {
 	require.NoError(t, c.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close())
 	require.NoError(t, c.Store(imap.SeqSetNum(3), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged, "$Work"}}, nil).Close())
 	validity, before := inboxState(t, s1, alice)
-	uidls := pop3UIDLs(t, s1, alice)
+	uidls := backendUIDLs(t, s1, alice)
 	require.Len(t, uidls, 5)
 
 	// Mail keeps arriving through the front-end during the whole move.
@@ -192,7 +192,7 @@ func TestUserMove(t *testing.T) {
 	v2, after := inboxState(t, s2, alice)
 	require.Equal(t, validity, v2)
 	require.Equal(t, before, after[:5])
-	require.Equal(t, uidls, pop3UIDLs(t, s2, alice)[:5])
+	require.Equal(t, uidls, backendUIDLs(t, s2, alice)[:5])
 	require.Contains(t, before[2].flags, "$work")
 
 	// Through the directory the user is on store2, no longer moving.
