@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
 	"github.com/portcullis-mail/portcullis/internal/redistest"
@@ -97,7 +100,7 @@ func sendHeld(addr, rcpt, subject string) error {
 func TestUserMove(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
 	dns := dnstest.New(t, dnstest.Zone{})
-	putClusterUsers(t, dsn)
+	dir := putClusterUsers(t, dsn)
 	bs := startBackends(t, dsn, dns, "store1", "store2")
 	s1, s2 := bs[0], bs[1]
 	fe := startFrontend(t, dsn, redistest.Start(t), dns, s1, s2)
@@ -194,6 +197,43 @@ func TestUserMove(t *testing.T) {
 	require.Equal(t, before, after[:5])
 	require.Equal(t, uidls, backendUIDLs(t, s2, alice)[:5])
 	require.Contains(t, before[2].flags, "$work")
+
+	// A move stopped while the user is moving (here during --settle) leaves the mail
+	// held; the same command run again finishes it, nothing copied twice.
+	const carol = "carol@example.test"
+	for i := range 3 {
+		_, err := sendVia(t, mx, carol, fmt.Sprintf("carol %d", i))
+		require.NoError(t, err)
+	}
+	requireEventually(t, func() bool { _, m := inboxState(t, s1, carol); return len(m) == 3 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		root := newRoot()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs([]string{"user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile,
+			"--insecure-skip-verify", "--settle", "1m"})
+		done <- root.ExecuteContext(ctx)
+	}()
+	requireEventually(t, func() bool {
+		u, err := dir.Lookup(context.Background(), carol)
+		return err == nil && u.State == directory.StateMoving
+	})
+	cancel()
+	require.ErrorContains(t, <-done, "run it again")
+	_, err = sendVia(t, mx, carol, "carol held")
+	require.NoError(t, err)
+	out, err = runIn(t, "", "user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile, "--insecure-skip-verify")
+	require.NoError(t, err, out)
+	requireEventually(t, func() bool { _, m := inboxState(t, s2, carol); return len(m) == 4 })
+	_, cm := inboxState(t, s2, carol)
+	var cs []string
+	for _, m := range cm {
+		cs = append(cs, m.subject)
+	}
+	slices.Sort(cs) // delivered concurrently: in any order
+	require.Equal(t, []string{"carol 0", "carol 1", "carol 2", "carol held"}, cs)
 
 	// Through the directory the user is on store2, no longer moving.
 	out, err = runIn(t, "", "user", "--config", s2.cfg, "show", alice)
