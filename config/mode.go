@@ -26,6 +26,15 @@ func (c *Config) checkMode() error {
 	default:
 		return fmt.Errorf("mode %q: want standalone, frontend, backend or proxy", c.Mode)
 	}
+	// One name of this node among the mail hosts: proxy_maybe's and the back-end's.
+	switch {
+	case c.Proxy.LocalHost == "":
+		c.Proxy.LocalHost = c.Directory.ThisHost
+	case c.Directory.ThisHost == "":
+		c.Directory.ThisHost = c.Proxy.LocalHost
+	case c.Proxy.LocalHost != c.Directory.ThisHost:
+		return fmt.Errorf("proxy.local_host %q and directory.this_host %q name this node differently; set one", c.Proxy.LocalHost, c.Directory.ThisHost)
+	}
 	shared := c.Directory.Postgres != "" || c.Directory.LDAP != nil
 	// What a mode does not serve has no address: nothing is bound for it (as root,
 	// every address is bound before privileges are dropped).
@@ -50,6 +59,9 @@ func (c *Config) checkMode() error {
 		if !shared || c.Directory.ThisHost == "" {
 			return fmt.Errorf("mode backend: set directory.this_host (this back-end's mail host name) and directory.postgres or directory.ldap")
 		}
+	}
+	if (c.Mode == ModeFrontend || c.Mode == ModeProxy) && c.Proxy.ProxyMaybe {
+		return fmt.Errorf("mode %s: proxy.proxy_maybe serves users from this node's store, and a %s has none", c.Mode, c.Mode)
 	}
 	if _, ok := c.Directory.Hosts[""]; ok {
 		return fmt.Errorf("directory.hosts: a host without a name")

@@ -16,11 +16,13 @@ func TestModes(t *testing.T) {
 	const pg = "directory: { postgres: \"postgres://db/mail\" }\n"
 	const noLMTP = "smtp: { listeners: [ { name: mx, addr: \"127.0.0.1:25\", mode: mx } ] }\n"
 	for yaml, want := range map[string]string{
-		"mode: cluster\n":                                      `mode "cluster": want standalone, frontend, backend or proxy`,
-		"mode: frontend\n" + noLMTP:                            "mode frontend: set directory.postgres or directory.ldap",
-		"mode: frontend\n" + pg:                                "lmtp is an LMTP listener",
-		"mode: backend\n" + pg:                                 "set directory.this_host",
-		"directory: { hosts: { \"\": { lmtp: \"x:24\" } } }\n": "a host without a name",
+		"mode: cluster\n":                                             `mode "cluster": want standalone, frontend, backend or proxy`,
+		"mode: frontend\n" + noLMTP:                                   "mode frontend: set directory.postgres or directory.ldap",
+		"mode: frontend\n" + pg:                                       "lmtp is an LMTP listener",
+		"mode: backend\n" + pg:                                        "set directory.this_host",
+		"directory: { hosts: { \"\": { lmtp: \"x:24\" } } }\n":        "a host without a name",
+		"mode: proxy\nproxy: { proxy_maybe: true, local_host: s1 }\n": "a proxy has none",
+		"directory: { this_host: s1 }\nproxy: { local_host: s2 }\n":   "name this node differently",
 	} {
 		require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\n"+yaml), 0o644))
 		_, err := Load(path, dir)
@@ -42,6 +44,7 @@ func TestModes(t *testing.T) {
 	require.Empty(t, px.IMAP.Addr)
 	be := load("mode: backend\ndirectory: { postgres: \"postgres://db/mail\", this_host: store1, hosts: { store1: { lmtp: \"10.0.0.1:24\" } } }\n")
 	require.Equal(t, "127.0.0.1:1143", be.IMAP.Addr)
+	require.Equal(t, "store1", be.Proxy.LocalHost, "directory.this_host names the node for proxy_maybe too")
 	h, err := be.Directory.HostOf("store1")
 	require.NoError(t, err)
 	require.Equal(t, "10.0.0.1:24", h.LMTP)

@@ -77,7 +77,8 @@ type Config struct {
 	DefaultHost string `yaml:"default_host"`
 	// ThisHost is the name of this node among the mail hosts (mode: backend): the
 	// sessions of a user whose mail host becomes another, or who is being moved, are
-	// closed, so that the client reconnects through the proxy to the new one.
+	// closed, so that the client reconnects through the proxy to the new one. It is
+	// proxy.local_host too (proxy_maybe's name of this node): set either.
 	ThisHost string `yaml:"this_host"`
 }
 

@@ -269,9 +269,17 @@ func (s *session) remote() netip.Addr { return connlimit.RemoteIP(s.conn.NetConn
 // Login is called for LOGIN and AUTHENTICATE PLAIN; imapserver has already refused both
 // without TLS unless the listener is trusted (Config.Trusted → InsecureAuth).
 func (s *session) Login(username, password string) error {
+	return s.login(username, func(c context.Context) (string, error) {
+		return s.srv.auth.Authenticate(c, username, password, s.remote())
+	})
+}
+
+// login checks the credentials with check (Login's, or a proxy's master login) and opens
+// the user's store.
+func (s *session) login(username string, check func(context.Context) (string, error)) error {
 	c, cancel := ctx()
 	defer cancel()
-	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
+	name, err := check(c)
 	if err != nil {
 		s.srv.rlog.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
 		if isTemporary(err) {
@@ -1487,8 +1495,7 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	}
 	return saslClientErrs{sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
-				Text: "SASL identity not supported"}
+			return s.loginAs(identity, username, password) // proxylogin.go
 		}
 		return s.Login(username, password)
 	})}, nil

@@ -240,7 +240,7 @@ func (c *wireConn) caps() []string {
 		if !isTLS && c.srv.cfg.TLSConfig != nil {
 			caps = append(caps, "STARTTLS")
 		}
-		if isTLS || c.srv.cfg.Trusted {
+		if isTLS || c.srv.cfg.Trusted || c.clientTLS() {
 			caps = append(caps, "AUTH=PLAIN")
 		} else {
 			caps = append(caps, "LOGINDISABLED")
@@ -377,7 +377,7 @@ func (c *wireConn) canAuth(cmd *wire.Command) (bool, error) {
 	if c.state != stateNotAuth {
 		return false, c.tagged(cmd.Tag, "BAD", "", "Already logged in")
 	}
-	if _, isTLS := c.NetConn().(*tls.Conn); !isTLS && !c.srv.cfg.Trusted {
+	if _, isTLS := c.NetConn().(*tls.Conn); !isTLS && !c.srv.cfg.Trusted && !c.clientTLS() {
 		return false, c.tagged(cmd.Tag, "NO", imap.ResponseCodePrivacyRequired, "TLS is required to authenticate")
 	}
 	return true, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/portcullis-mail/portcullis/internal/proxylisten"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -142,7 +143,11 @@ func (s *session) readLineUntil() (string, error) {
 	return line, nil
 }
 
-func (s *session) canAuth() bool { return s.tls || s.srv.cfg.Trusted }
+// canAuth: TLS, a trusted listener, or TLS between the client and the trusted proxy in
+// front of this server (proxylisten.ClientTLS).
+func (s *session) canAuth() bool {
+	return s.tls || s.srv.cfg.Trusted || proxylisten.ClientTLS(s.conn)
+}
 
 func (s *session) run() {
 	if err := s.reply(true, "%s POP3 server ready", s.srv.cfg.Hostname); err != nil {
@@ -412,7 +417,8 @@ func (s *session) authCmd(cmd Command) error {
 	var authErr error
 	srv := sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return errors.New("authorization identity must match")
+			authed, authErr = s.authenticateAs(identity, username, password) // proxylogin.go
+			return authErr
 		}
 		authed, authErr = s.srv.auth.Authenticate(s.ctx, username, password, s.remote)
 		return authErr

@@ -8,6 +8,7 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/proxy"
 )
 
 // serveProxyMode is mode: proxy: the IMAP and POP3 proxy of the proxy section (proxy.go)
@@ -28,7 +29,7 @@ func serveProxyMode(ctx context.Context, cfg *config.Config, priv *privileges, l
 	if err != nil {
 		return err
 	}
-	stop, err := serveProxy(ctx, cfg, priv, users, router, logger)
+	stop, err := serveProxy(ctx, cfg, priv, users, router, proxy.Local{}, logger) // no proxy_maybe: no store here
 	if err != nil {
 		return err
 	}
