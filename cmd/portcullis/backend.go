@@ -152,12 +152,16 @@ func (t *tenancy) check(ctx context.Context) {
 // (a 4xx), instead of this store taking mail it must not hold.
 var errNotHere = errors.New("the user's mailbox is not on this back-end (moving, or another mail host)")
 
-// backendExists is the recipient check of a back-end (mode: backend): a user of the
-// shared directory whose mail host is this node, or else a user of the local database
-// (the postmaster). A directory user living elsewhere or moving is a temporary error.
-// Other modes keep local. The returned function closes the directory.
+// backendExists is the recipient check of a node with a store and a shared directory
+// (mode: backend, or standalone with directory.postgres or ldap): a user of the
+// directory whose mail host is this node (directory.this_host; without it, any
+// directory user), or else a user of the local database (the postmaster). In a back-end,
+// a directory user living elsewhere or moving is a temporary error (a standalone node
+// asks its local users then). Without a shared directory, and in a front-end, local
+// stays. The returned function closes the directory.
 func backendExists(ctx context.Context, cfg *config.Config, users *auth.Service, local func(context.Context, string) (bool, error)) (func(context.Context, string) (bool, error), func(), error) {
-	if cfg.Mode != config.ModeBackend {
+	shared := cfg.Directory.Postgres != "" || cfg.Directory.LDAP != nil
+	if !shared || (cfg.Mode != config.ModeBackend && cfg.Mode != config.ModeStandalone) {
 		return local, func() {}, nil
 	}
 	dir, closeDir, err := directory.Open(ctx, cfg.Directory, directory.Deps{LDAP: users.LDAP})
@@ -176,7 +180,10 @@ func backendExists(ctx context.Context, cfg *config.Config, users *auth.Service,
 		if host == directory.HostHere {
 			host = cfg.Directory.DefaultHost
 		}
-		if u.State == directory.StateMoving || host != "" && host != cfg.Directory.ThisHost {
+		if u.State == directory.StateMoving || cfg.Directory.ThisHost != "" && host != "" && host != cfg.Directory.ThisHost {
+			if cfg.Mode != config.ModeBackend {
+				return local(ctx, addr) // a standalone node decides as before
+			}
 			return false, fmt.Errorf("%s: %w", u.Address, errNotHere)
 		}
 		return true, nil
