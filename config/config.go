@@ -133,6 +133,17 @@ type Config struct {
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
+	// Mode is this process's part in an installation of several nodes (docs/scale-out.md):
+	// standalone (the default: SMTP, queue, store, IMAP, POP3 and ManageSieve in one
+	// process); frontend (SMTP with the whole policy pipeline and a queue on its own
+	// disk, no store: each local recipient is checked against the shared directory at
+	// RCPT and delivered by LMTP to the back-end holding the mailbox); backend (a
+	// standalone node that is one of the directory's mail hosts, named by
+	// directory.this_host: front-ends deliver to its LMTP listener); proxy (the IMAP and
+	// POP3 proxy of the proxy section only: no SMTP, queue or store). The imap, pop3 and
+	// managesieve addresses are ignored in a front-end and a proxy, smtp.listeners in a
+	// proxy.
+	Mode string `yaml:"mode"`
 	// Directory is where the multi-node mode looks users up (mail host, quota,
 	// aliases): the local user database (default), a shared PostgreSQL database, or the
 	// LDAP directory of auth.ldap.
@@ -361,6 +372,9 @@ func (c *Config) finish() error {
 	}
 	if _, err := netlist.Prefixes(append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...)); err != nil {
 		return fmt.Errorf("imap/pop3: proxy_from: %w", err)
+	}
+	if err := c.checkMode(); err != nil {
+		return err
 	}
 	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
 		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")

@@ -146,6 +146,8 @@ type Server struct {
 	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
 	mem   *memBudget
 	users userLimits
+	// sessions are the logged-in sessions, for Evict (evict.go).
+	sessions sessions
 	// searchRead counts the bytes SEARCH has read of message files (for tests).
 	searchRead atomic.Int64
 	recent     recentFloors // \Recent, see recent.go

@@ -258,6 +258,7 @@ func (s *session) Close() error {
 	if s.user != nil {
 		if s.counted {
 			s.srv.removeUser(s.user.Name(), s.remote())
+			s.srv.sessions.remove(s.user.Name(), s) // evict.go
 			s.counted = false
 		}
 		s.user.Release()
@@ -303,6 +304,7 @@ func (s *session) login(username string, check func(context.Context) (string, er
 	s.mu.Lock()
 	s.user = u
 	s.counted = true
+	s.srv.sessions.add(name, s) // evict.go
 	s.mu.Unlock()
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()

@@ -135,6 +135,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer priv.close()
+	if cfg.Mode == config.ModeProxy {
+		return serveProxyMode(ctx, cfg, priv, logger) // mode.go
+	}
 	if err := ensureRules(cfg); err != nil {
 		return err
 	}
@@ -177,6 +180,19 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	// Delivery: the router expands aliases and picks each recipient's transport; local
 	// users get maildirs under DATA/mail, lmtp: and smtp: transports their clients.
 	exists := users.Exists
+	fe, err := openFrontend(ctx, cfg, users, logger) // frontend.go: nil unless mode: frontend
+	if err != nil {
+		return err
+	}
+	if fe != nil {
+		defer fe.close()
+		exists = fe.Exists
+	}
+	exists, closeBackend, err := backendExists(ctx, cfg, users, exists) // backend.go: mode backend
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
 	rcfg := cfg.Routing
 	rcfg.Logger = logger
 	rcfg.LocalUserExists = exists
@@ -187,16 +203,26 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	listed.router = router
 	// Local users get their mail through the store (maildir plus index), so IMAP sees it
 	// at once and quotas apply; the LMTP listener delivers the same way.
-	mailStore, err := store.New(cfg.Store)
-	if err != nil {
-		return err
-	}
-	defer mailStore.Close()
-	localDeliverer, err := local.New(local.Config{Store: mailStore, Exists: exists,
-		RecipientDelimiter: cfg.Routing.RecipientDelimiter,
-		Sieve:              cfg.Sieve, Enqueue: sp.Enqueue, Hostname: cfg.Hostname, Logger: logger}) // sieve.go
-	if err != nil {
-		return err
+	// A front-end has no store: its final delivery is fe's, by LMTP to the back-ends.
+	var mailStore *store.Store
+	var localDeliverer *local.Deliverer
+	var final dispatch.LocalDeliverer
+	var lmtpLocal smtpd.LocalDeliverer
+	var quota func(context.Context, string, int64) error
+	if fe == nil {
+		if mailStore, err = store.New(cfg.Store); err != nil {
+			return err
+		}
+		defer mailStore.Close()
+		localDeliverer, err = local.New(local.Config{Store: mailStore, Exists: exists,
+			RecipientDelimiter: cfg.Routing.RecipientDelimiter,
+			Sieve:              cfg.Sieve, Enqueue: sp.Enqueue, Hostname: cfg.Hostname, Logger: logger}) // sieve.go
+		if err != nil {
+			return err
+		}
+		final, lmtpLocal, quota = localDeliverer, localDeliverer, localDeliverer.CheckQuota
+	} else {
+		final = fe
 	}
 	lmtpClient, err := lmtp.New(cfg.LMTP)
 	if err != nil {
@@ -210,7 +236,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer relayClient.Close()
-	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: localDeliverer, LMTP: lmtpClient, Relay: relayClient, Reinject: sp.Enqueue})
+	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: final, LMTP: lmtpClient, Relay: relayClient, Reinject: sp.Enqueue})
 	if err != nil {
 		return err
 	}
@@ -253,11 +279,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Engine:         engine,
 		Spool:          sp,
 		Resolver:       resolver,
-		Auth:           users.Auth,
-		Recipients:     router,         // users, aliases and virtual aliases: 550 5.1.1 at RCPT
-		Senders:        router,         // sender.owned: one's own addresses and aliases, the login map
-		Local:          localDeliverer, // final delivery of the LMTP listener
-		Quota:          localDeliverer.CheckQuota,
+		Auth:           submissionAuth(users, fe), // frontend.go
+		Recipients:     router,                    // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Senders:        router,                    // sender.owned: one's own addresses and aliases, the login map
+		Local:          lmtpLocal,                 // final delivery of the LMTP listener
+		Quota:          quota,
 		Logger:         logger,
 		Metrics:        reg,
 		Decisions:      dlog.recorder(),
@@ -331,7 +357,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			if err := router.Reload(); err != nil {
 				logger.Error("reloading the routing maps failed; the old maps stay in force", "err", err.Error())
 			}
-			if err := localDeliverer.ReloadSieve(); err != nil {
+			// A front-end runs no Sieve: the back-ends do, at their LMTP delivery.
+			if err := reloadSieve(localDeliverer); err != nil {
 				logger.Error("reloading the global Sieve scripts failed; the old ones stay in force", "err", err.Error())
 			}
 			rf, err := config.LoadRules(cfg.Rules, deps)
@@ -450,6 +477,11 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		closers = append(closers, func() { srv.Close() })
+		stopWatch, err := watchTenancy(cfg, srv, logger) // backend.go: mode backend
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, stopWatch)
 		if err := listen("imap", cfg.IMAP.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}

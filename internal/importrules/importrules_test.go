@@ -115,6 +115,11 @@ var rules = []rule{
 		why:       "the state database opens SQLite or PostgreSQL for its consumers; it knows none of them",
 	},
 	{
+		from:      []string{"./delivery/mailhost"},
+		forbidden: []string{"store", "delivery/local", "imapd", "pop3d", "smtpd", "auth/ldaptest", "config", "cmd"},
+		why:       "a front-end's delivery reaches mailboxes only by LMTP to their back-end: it holds no store",
+	},
+	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
