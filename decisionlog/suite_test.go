@@ -419,6 +419,11 @@ func runSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("Rollups", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		rollupCheck(t, l)
+	})
+
 	t.Run("Prune", func(t *testing.T) {
 		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		now := time.Now()
