@@ -457,8 +457,15 @@ func domainPart(a string) string {
 	return ""
 }
 
-var insertSQL = "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES (" +
-	strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+// insertRows is how many records one SQLite INSERT writes (32 columns each: far below
+// SQLite's limit of 32,766 variables).
+const insertRows = 64
+
+// insertSQL is the INSERT of n records.
+func insertSQL(n int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+	return "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+}
 
 // counted returns what the counters count of a record, as row stores it.
 func countedOf(r *Record) counted {
@@ -509,13 +516,25 @@ func (l *Log) insert(ctx context.Context, recs []*Record) error {
 		return err
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, insertSQL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, r := range recs {
-		if _, err := st.ExecContext(ctx, row(r)...); err != nil {
+	// Several rows a statement: the cost of a statement (database/sql, the driver, the
+	// VDBE program) is then shared by insertRows records.
+	var st *sql.Stmt
+	for i := 0; i < len(recs); i += insertRows {
+		m := min(insertRows, len(recs)-i)
+		if st == nil || m < insertRows {
+			if st != nil {
+				st.Close()
+			}
+			if st, err = tx.PrepareContext(ctx, insertSQL(m)); err != nil {
+				return err
+			}
+			defer st.Close()
+		}
+		args := make([]any, 0, m*len(columns))
+		for _, r := range recs[i : i+m] {
+			args = append(args, row(r)...)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 	}
