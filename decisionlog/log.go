@@ -172,7 +172,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 			return nil, fmt.Errorf("decisionlog: %w", err)
 		}
 		dsn := private.DSN(cfg.Path,
-			"_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate")
+			"_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 		if l.db, err = sql.Open("sqlite", dsn); err != nil {
 			return nil, fmt.Errorf("decisionlog: open %s: %w", cfg.Path, err)
 		}
