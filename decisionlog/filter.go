@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -317,10 +318,23 @@ func fromMicros(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// cursor is the decoded position: the sort key of the last row and its id.
+// cursor is the decoded position: the sort key of the last row and its id, and the
+// digest of the search it belongs to (scope, filter and order): a cursor from another
+// search, or another user's, is refused rather than applied to this one.
 type cursor struct {
 	K float64 `json:"k"`
 	I int64   `json:"i"`
+	F string  `json:"f"`
+}
+
+// searchDigest identifies a search: its WHERE clause, arguments and order.
+func searchDigest(q *query, col, dir string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s", col, dir, q.sql())
+	for _, a := range q.args {
+		fmt.Fprintf(h, "\x00%T:%v", a, a)
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
 }
 
 func (c Cursor) decode() (*cursor, error) {

@@ -39,6 +39,10 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
 	if desc {
 		cmp, dir = "<", "DESC"
 	}
+	digest := searchDigest(q, col, dir)
+	if cur != nil && cur.F != digest {
+		return nil, "", fmt.Errorf("%w: the cursor belongs to another search", ErrBadFilter)
+	}
 	if cur != nil {
 		var k any = int64(cur.K)
 		if col == "score" {
@@ -60,7 +64,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
 	if len(recs) > limit {
 		recs = recs[:limit]
 		last := recs[limit-1]
-		next = cursor{K: key(last), I: last.ID}.encode()
+		next = cursor{K: key(last), I: last.ID, F: digest}.encode()
 	}
 	return recs, next, nil
 }

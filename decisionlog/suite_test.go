@@ -318,6 +318,28 @@ func runSuite(t *testing.T, open opener) {
 				}
 			}
 		}
+		// a cursor belongs to its search: another sort, filter or scope refuses it
+		f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Limit: 10}
+		_, next, err := l.Query(context.Background(), f)
+		if err != nil || next == "" {
+			t.Fatalf("first page: %q %v", next, err)
+		}
+		f.Cursor = next
+		f.Limit = 20 // another page size is the same search
+		if _, _, err := l.Query(context.Background(), f); err != nil {
+			t.Fatalf("next page: %v", err)
+		}
+		for name, g := range map[string]decisionlog.Filter{
+			"sort":   {Scope: decisionlog.Scope{All: true}, Sort: decisionlog.SortOldest},
+			"filter": {Scope: decisionlog.Scope{All: true}, Verdicts: []string{"accept"}},
+			"scope":  {Scope: decisionlog.Scope{Recipients: []string{"u7@example.org"}}},
+			"time":   {Scope: decisionlog.Scope{All: true}, Since: day0},
+		} {
+			g.Cursor = next
+			if _, _, err := l.Query(context.Background(), g); !errors.Is(err, decisionlog.ErrBadFilter) {
+				t.Errorf("cursor of another %s: %v", name, err)
+			}
+		}
 	})
 
 	t.Run("Outcome", func(t *testing.T) {
