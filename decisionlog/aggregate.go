@@ -56,7 +56,7 @@ func (l *Log) BlockedByCategory(ctx context.Context, f Filter, b Bucket) ([]Cate
 		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+" AS b, category, SUM(n) FROM decision_hours WHERE "+
 			cond+" AND verdict IN ('reject', 'tempfail', 'discard', 'quarantine') GROUP BY b, category HAVING SUM(n) > 0 ORDER BY b, category"), args...)
 	} else {
-		q, berr := f.build(l.d.like())
+		q, berr := f.build(l.d)
 		if berr != nil {
 			return nil, berr
 		}
@@ -122,7 +122,7 @@ func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, er
 			return nil, fmt.Errorf("decisionlog: traffic: %w", err)
 		}
 	} else {
-		q, berr := f.build(l.d.like())
+		q, berr := f.build(l.d)
 		if berr != nil {
 			return nil, berr
 		}
@@ -182,7 +182,7 @@ func (l *Log) ScoreHistogram(ctx context.Context, f Filter, width float64) ([]Sc
 		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT bin, SUM(n) FROM decision_scores WHERE "+
 			cond+" GROUP BY bin HAVING SUM(n) > 0 ORDER BY bin"), args...)
 	} else {
-		q, berr := f.build(l.d.like())
+		q, berr := f.build(l.d)
 		if berr != nil {
 			return nil, berr
 		}
@@ -265,7 +265,7 @@ func (l *Log) Top(ctx context.Context, f Filter, key TopKey, n int, bySize bool)
 		}
 	}
 	if !rolled {
-		q, berr := f.build(l.d.like())
+		q, berr := f.build(l.d)
 		if berr != nil {
 			return nil, berr
 		}

@@ -92,6 +92,7 @@ type query struct {
 	where []string
 	args  []any
 	like  string // LIKE or ILIKE
+	pg    bool   // PostgreSQL: lists are arrays
 }
 
 func (q *query) add(cond string, args ...any) {
@@ -145,10 +146,20 @@ func (q *query) scope(sc Scope) {
 	var or []string
 	var args []any
 	if len(sc.Recipients) > 0 {
-		ph := strings.TrimSuffix(strings.Repeat("?,", len(sc.Recipients)), ",")
-		or = append(or, "recipient IN ("+ph+")")
-		for _, r := range sc.Recipients {
-			args = append(args, normAddr(r))
+		// One parameter however many aliases a user has (SQLite allows 32,766
+		// variables a statement): a JSON array in SQLite, an array in PostgreSQL.
+		// Both still walk the recipient index once per address.
+		addrs := make([]string, len(sc.Recipients))
+		for i, r := range sc.Recipients {
+			addrs[i] = normAddr(r)
+		}
+		if q.pg {
+			or = append(or, "recipient = ANY(?)")
+			args = append(args, addrs)
+		} else {
+			b, _ := json.Marshal(addrs)
+			or = append(or, "recipient IN (SELECT value FROM json_each(?))")
+			args = append(args, string(b))
 		}
 	}
 	if sc.AuthUser != "" {
@@ -224,8 +235,9 @@ func ipFromBytes(b []byte) netip.Addr {
 }
 
 // build turns the filter (without sort and cursor) into a WHERE clause.
-func (f *Filter) build(like string) (*query, error) {
-	q := &query{like: like}
+func (f *Filter) build(d dialect) (*query, error) {
+	q := &query{like: d.like(), pg: d.postgres}
+	like := q.like
 	q.scope(f.Scope)
 	if f.Address != "" {
 		if d, ok := domainOf(f.Address); ok {

@@ -21,7 +21,7 @@ var selectCols = "id, " + strings.Join(columns, ", ")
 // Query returns one page of the records f selects, in f.Sort order, and the cursor of the
 // next page ("" when this is the last).
 func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
-	q, err := f.build(l.d.like())
+	q, err := f.build(l.d)
 	if err != nil {
 		return nil, "", err
 	}
@@ -71,7 +71,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
 
 // Get returns the record id if scope may see it, or ErrNotFound.
 func (l *Log) Get(ctx context.Context, scope Scope, id int64) (Record, error) {
-	q := &query{}
+	q := &query{pg: l.d.postgres}
 	q.scope(scope)
 	q.add("id = ?", id)
 	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+selectCols+" FROM decisions WHERE "+q.sql()), q.args...)

@@ -192,6 +192,23 @@ func runSuite(t *testing.T, open opener) {
 		if _, err := l.Get(ctx, decisionlog.Scope{All: true}, 1<<40); !errors.Is(err, decisionlog.ErrNotFound) {
 			t.Fatalf("missing id: %v", err)
 		}
+		// more aliases than SQLite allows variables in a statement (32,766)
+		many := decisionlog.Scope{AuthUser: "nobody@example.org"}
+		for i := range 40000 {
+			many.Recipients = append(many.Recipients, fmt.Sprintf("alias%d@example.org", i))
+		}
+		many.Recipients = append(many.Recipients, "ALICE@example.org")
+		got = query(t, l, decisionlog.Filter{Scope: many, Sort: decisionlog.SortOldest})
+		if want := []int64{recs["bank"].ID, recs["spam"].ID}; !slices.Equal(ids(got), want) {
+			t.Fatalf("40,001 aliases see %v, want %v", ids(got), want)
+		}
+		if _, err := l.Get(ctx, many, recs["bank"].ID); err != nil {
+			t.Fatalf("40,001 aliases Get: %v", err)
+		}
+		cc, err := l.BlockedByCategory(ctx, decisionlog.Filter{Scope: many}, decisionlog.Day)
+		if err != nil || len(cc) == 0 {
+			t.Fatalf("40,001 aliases chart: %v %v", cc, err)
+		}
 	})
 
 	t.Run("Filters", func(t *testing.T) {
