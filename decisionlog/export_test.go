@@ -14,3 +14,10 @@ func (l *Log) RebuildRollups(ctx context.Context) error {
 	}
 	return l.createSchema(ctx)
 }
+
+// CounterRows is how many counters the charts' tables hold.
+func (l *Log) CounterRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := l.db.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM decision_hours) + (SELECT COUNT(*) FROM decision_scores) + (SELECT COUNT(*) FROM decision_top)").Scan(&n)
+	return n, err
+}

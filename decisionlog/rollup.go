@@ -222,7 +222,7 @@ func (l *Log) upsert(ctx context.Context, tx execer, table string, keys, vals []
 	}
 	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
 	tail := " ON CONFLICT (" + strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(set, ", ")
-	negative := false
+	var negative []int // rows whose counters may have fallen to zero
 	for i := 0; i < n; i += upsertRows {
 		m := min(upsertRows, n-i)
 		args := make([]any, 0, m*len(cols))
@@ -230,7 +230,8 @@ func (l *Log) upsert(ctx context.Context, tx execer, table string, keys, vals []
 			r := row(j)
 			for _, v := range r[len(keys):] {
 				if v.(int64) < 0 {
-					negative = true
+					negative = append(negative, j)
+					break
 				}
 			}
 			args = append(args, r...)
@@ -240,9 +241,18 @@ func (l *Log) upsert(ctx context.Context, tx execer, table string, keys, vals []
 			return fmt.Errorf("counters %s: %w", table, err)
 		}
 	}
-	if negative {
-		if err := tx(ctx, "DELETE FROM "+table+" WHERE n = 0"+map[bool]string{true: " AND bytes = 0", false: ""}[slices.Contains(vals, "bytes")]); err != nil {
-			return fmt.Errorf("counters %s: %w", table, err)
+	// Counters at zero are deleted one by one, by key: a scan for them would read
+	// the whole table (millions of sender counters) at every prune.
+	if len(negative) > 0 {
+		del := "DELETE FROM " + table + " WHERE " + strings.Join(keys, " = ? AND ") + " = ?"
+		for _, v := range vals {
+			del += " AND " + v + " = 0"
+		}
+		del = l.d.rebind(del)
+		for _, j := range negative {
+			if err := tx(ctx, del, row(j)[:len(keys)]...); err != nil {
+				return fmt.Errorf("counters %s: %w", table, err)
+			}
 		}
 	}
 	return nil

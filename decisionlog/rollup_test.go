@@ -109,6 +109,13 @@ func rollupCheck(t *testing.T, l *decisionlog.Log) {
 		t.Fatal(err)
 	}
 	compare("rebuilt")
+	// pruning everything leaves no counter behind, not even at zero
+	if _, err := l.Prune(ctx, end.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.CounterRows(ctx); err != nil || n != 0 {
+		t.Fatalf("%d counters left after pruning every record (%v)", n, err)
+	}
 }
 
 // same fails unless f answers the same from the counters and from the records, and the
