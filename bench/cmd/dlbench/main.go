@@ -109,7 +109,21 @@ func charts(ctx context.Context, l *decisionlog.Log, now time.Time) {
 		{"top blocked sender domains", func() error { _, err := l.Top(ctx, blocked, decisionlog.TopSenderDomain, 10, false); return err }},
 		{"top blocked clients", func() error { _, err := l.Top(ctx, blocked, decisionlog.TopClient, 10, false); return err }},
 	}
-	fmt.Printf("\n%-40s %8s %8s   (admin's charts page, 5 runs each)\n", "chart aggregation", "p50 ms", "max ms")
+	// The same three lists read from the records: an end a microsecond past the hour is
+	// not a whole day, so the counters do not answer.
+	raw := blocked
+	raw.Until = now.Add(time.Hour).Truncate(time.Hour).Add(time.Microsecond)
+	for _, k := range []struct {
+		name string
+		key  decisionlog.TopKey
+	}{{"top blocked senders, from the records", decisionlog.TopSender}, {"top blocked sender domains, from the records", decisionlog.TopSenderDomain},
+		{"top blocked clients, from the records", decisionlog.TopClient}} {
+		kinds = append(kinds, struct {
+			name string
+			f    func() error
+		}{k.name, func() error { _, err := l.Top(ctx, raw, k.key, 10, false); return err }})
+	}
+	fmt.Printf("\n%-46s %8s %8s   (admin's charts page, 5 runs each)\n", "chart aggregation", "p50 ms", "max ms")
 	var total time.Duration
 	for _, k := range kinds {
 		var ds []time.Duration
@@ -122,9 +136,9 @@ func charts(ctx context.Context, l *decisionlog.Log, now time.Time) {
 		}
 		slices.Sort(ds)
 		total += ds[2]
-		fmt.Printf("%-40s %8.2f %8.2f\n", k.name, float64(ds[2].Microseconds())/1000, float64(ds[4].Microseconds())/1000)
+		fmt.Printf("%-46s %8.2f %8.2f\n", k.name, float64(ds[2].Microseconds())/1000, float64(ds[4].Microseconds())/1000)
 	}
-	fmt.Printf("%-40s %8.2f\n", "the page (sum of the medians)", float64(total.Microseconds())/1000)
+	fmt.Printf("%-40s %8.2f\n", "all of the above (sum of the medians)", float64(total.Microseconds())/1000)
 }
 
 var categories = []string{"RBL", "RHSBL client", "Header Date", "Header Subject", "Header X-Mailer",
