@@ -2,6 +2,8 @@ package decisionlog
 
 import (
 	"context"
+	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"time"
@@ -46,13 +48,21 @@ type CategoryCount struct {
 // efficiency" figure.
 func (l *Log) BlockedByCategory(ctx context.Context, f Filter, b Bucket) ([]CategoryCount, error) {
 	f.Blocked = true
-	q, err := f.build(l.d.like())
-	if err != nil {
-		return nil, err
-	}
 	bx, start := b.expr()
-	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+bx+" AS b, category, COUNT(*) FROM decisions WHERE "+
-		q.sql()+" GROUP BY b, category ORDER BY b, category"), q.args...)
+	var rows *sql.Rows
+	var err error
+	if lo, hi, ok := l.rollupRange(f, usHour, true); ok {
+		cond, args := rangeSQL("h", lo, hi)
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+" AS b, category, SUM(n) FROM decision_hours WHERE "+
+			cond+" AND verdict IN ('reject', 'tempfail', 'discard', 'quarantine') GROUP BY b, category HAVING SUM(n) > 0 ORDER BY b, category"), args...)
+	} else {
+		q, berr := f.build(l.d)
+		if berr != nil {
+			return nil, berr
+		}
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+bx+" AS b, category, COUNT(*) FROM decisions WHERE "+
+			q.sql()+" GROUP BY b, category ORDER BY b, category"), q.args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decisionlog: blocked by category: %w", err)
 	}
@@ -90,12 +100,33 @@ type TrafficRow struct {
 
 // Traffic counts the records f selects per bucket.
 func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, error) {
-	q, err := f.build(l.d.like())
-	if err != nil {
-		return nil, err
-	}
 	bx, start := b.expr()
-	s := "SELECT " + bx + ` AS b,
+	var rows *sql.Rows
+	var err error
+	if lo, hi, ok := l.rollupRange(f, usHour, false); ok {
+		cond, args := rangeSQL("h", lo, hi)
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+` AS b,
+		SUM(CASE WHEN conn = 0 THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 0 AND verdict = 'accept' THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 0 AND verdict = 'reject' THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 0 AND verdict = 'tempfail' THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 0 AND verdict = 'quarantine' THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 0 AND verdict = 'discard' THEN n ELSE 0 END),
+		SUM(CASE WHEN outcome = 'delivered' THEN n ELSE 0 END),
+		SUM(CASE WHEN outcome = 'deferred' THEN n ELSE 0 END),
+		SUM(CASE WHEN outcome = 'bounced' THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 1 THEN n ELSE 0 END),
+		SUM(CASE WHEN conn = 0 AND verdict = 'accept' THEN bytes ELSE 0 END)
+		FROM decision_hours WHERE `+cond+" GROUP BY b HAVING SUM(n) > 0 ORDER BY b"), args...)
+		if err != nil {
+			return nil, fmt.Errorf("decisionlog: traffic: %w", err)
+		}
+	} else {
+		q, berr := f.build(l.d)
+		if berr != nil {
+			return nil, berr
+		}
+		s := "SELECT " + bx + ` AS b,
 		SUM(CASE WHEN recipient <> '' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN recipient <> '' AND verdict = 'accept' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN recipient <> '' AND verdict = 'reject' THEN 1 ELSE 0 END),
@@ -108,9 +139,9 @@ func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, er
 		SUM(CASE WHEN recipient = '' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN recipient <> '' AND verdict = 'accept' THEN size ELSE 0 END)
 		FROM decisions WHERE ` + q.sql() + " GROUP BY b ORDER BY b"
-	rows, err := l.db.QueryContext(ctx, l.d.rebind(s), q.args...)
-	if err != nil {
-		return nil, fmt.Errorf("decisionlog: traffic: %w", err)
+		if rows, err = l.db.QueryContext(ctx, l.d.rebind(s), q.args...); err != nil {
+			return nil, fmt.Errorf("decisionlog: traffic: %w", err)
+		}
 	}
 	defer rows.Close()
 	var out []TrafficRow
@@ -144,13 +175,21 @@ func (l *Log) ScoreHistogram(ctx context.Context, f Filter, width float64) ([]Sc
 	if width == 0 {
 		width = 1
 	}
-	q, err := f.build(l.d.like())
-	if err != nil {
-		return nil, err
+	var rows *sql.Rows
+	var err error
+	if lo, hi, ok := l.rollupRange(f, usHour, false); ok && width == 1 {
+		cond, args := rangeSQL("h", lo, hi)
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT bin, SUM(n) FROM decision_scores WHERE "+
+			cond+" GROUP BY bin HAVING SUM(n) > 0 ORDER BY bin"), args...)
+	} else {
+		q, berr := f.build(l.d)
+		if berr != nil {
+			return nil, berr
+		}
+		q.add("recipient <> ''")
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+l.d.floorDiv("score", width)+
+			" AS b, COUNT(*) FROM decisions WHERE "+q.sql()+" GROUP BY b ORDER BY b"), q.args...)
 	}
-	q.add("recipient <> ''")
-	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+l.d.floorDiv("score", width)+
-		" AS b, COUNT(*) FROM decisions WHERE "+q.sql()+" GROUP BY b ORDER BY b"), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("decisionlog: score histogram: %w", err)
 	}
@@ -206,16 +245,33 @@ func (l *Log) Top(ctx context.Context, f Filter, key TopKey, n int, bySize bool)
 	if n <= 0 {
 		n = 10
 	}
-	q, err := f.build(l.d.like())
-	if err != nil {
-		return nil, err
-	}
 	order := "c"
 	if bySize {
 		order = "s"
 	}
-	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+col+", COUNT(*) AS c, SUM(size) AS s FROM decisions WHERE "+
-		q.sql()+" GROUP BY "+col+" ORDER BY "+order+" DESC, "+col+" LIMIT "+fmt.Sprint(n)), q.args...)
+	var rows *sql.Rows
+	var err error
+	rolled := false
+	if kind, ok := topKinds[key]; ok {
+		var lo, hi int64
+		if lo, hi, rolled = l.rollupRange(f, usDay, true); rolled {
+			cond, args := rangeSQL("d", lo, hi)
+			k := "k"
+			if l.d.postgres && key == TopClient {
+				k = `k COLLATE "C"` // the order of the addresses' bytes, as the records sort them
+			}
+			rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT k, SUM(n) AS c, SUM(bytes) AS s FROM decision_top WHERE kind = ? AND "+
+				cond+" GROUP BY k HAVING SUM(n) > 0 ORDER BY "+order+" DESC, "+k+" LIMIT "+fmt.Sprint(n)), append([]any{kind}, args...)...)
+		}
+	}
+	if !rolled {
+		q, berr := f.build(l.d)
+		if berr != nil {
+			return nil, berr
+		}
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+col+", COUNT(*) AS c, SUM(size) AS s FROM decisions WHERE "+
+			q.sql()+" GROUP BY "+col+" ORDER BY "+order+" DESC, "+col+" LIMIT "+fmt.Sprint(n)), q.args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
 	}
@@ -225,7 +281,13 @@ func (l *Log) Top(ctx context.Context, f Filter, key TopKey, n int, bySize bool)
 		var e TopEntry
 		if key == TopClient {
 			var ip []byte
-			if err := rows.Scan(&ip, &e.Count, &e.Bytes); err != nil {
+			if rolled {
+				var h string
+				if err := rows.Scan(&h, &e.Count, &e.Bytes); err != nil {
+					return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
+				}
+				ip, _ = hex.DecodeString(h)
+			} else if err := rows.Scan(&ip, &e.Count, &e.Bytes); err != nil {
 				return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
 			}
 			if a := ipFromBytes(ip); a.IsValid() {

@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -91,6 +92,7 @@ type query struct {
 	where []string
 	args  []any
 	like  string // LIKE or ILIKE
+	pg    bool   // PostgreSQL: lists are arrays
 }
 
 func (q *query) add(cond string, args ...any) {
@@ -144,10 +146,20 @@ func (q *query) scope(sc Scope) {
 	var or []string
 	var args []any
 	if len(sc.Recipients) > 0 {
-		ph := strings.TrimSuffix(strings.Repeat("?,", len(sc.Recipients)), ",")
-		or = append(or, "recipient IN ("+ph+")")
-		for _, r := range sc.Recipients {
-			args = append(args, normAddr(r))
+		// One parameter however many aliases a user has (SQLite allows 32,766
+		// variables a statement): a JSON array in SQLite, an array in PostgreSQL.
+		// Both still walk the recipient index once per address.
+		addrs := make([]string, len(sc.Recipients))
+		for i, r := range sc.Recipients {
+			addrs[i] = normAddr(r)
+		}
+		if q.pg {
+			or = append(or, "recipient = ANY(?)")
+			args = append(args, addrs)
+		} else {
+			b, _ := json.Marshal(addrs)
+			or = append(or, "recipient IN (SELECT value FROM json_each(?))")
+			args = append(args, string(b))
 		}
 	}
 	if sc.AuthUser != "" {
@@ -223,8 +235,9 @@ func ipFromBytes(b []byte) netip.Addr {
 }
 
 // build turns the filter (without sort and cursor) into a WHERE clause.
-func (f *Filter) build(like string) (*query, error) {
-	q := &query{like: like}
+func (f *Filter) build(d dialect) (*query, error) {
+	q := &query{like: d.like(), pg: d.postgres}
+	like := q.like
 	q.scope(f.Scope)
 	if f.Address != "" {
 		if d, ok := domainOf(f.Address); ok {
@@ -317,10 +330,23 @@ func fromMicros(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// cursor is the decoded position: the sort key of the last row and its id.
+// cursor is the decoded position: the sort key of the last row and its id, and the
+// digest of the search it belongs to (scope, filter and order): a cursor from another
+// search, or another user's, is refused rather than applied to this one.
 type cursor struct {
 	K float64 `json:"k"`
 	I int64   `json:"i"`
+	F string  `json:"f"`
+}
+
+// searchDigest identifies a search: its WHERE clause, arguments and order.
+func searchDigest(q *query, col, dir string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s", col, dir, q.sql())
+	for _, a := range q.args {
+		fmt.Fprintf(h, "\x00%T:%v", a, a)
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
 }
 
 func (c Cursor) decode() (*cursor, error) {

@@ -73,6 +73,10 @@ type Log struct {
 	pending   map[outcomeKey]pendingOutcome
 	lastSweep time.Time
 
+	// noRollups makes the aggregations read the records even where the counters
+	// could answer (tests compare the two).
+	noRollups bool
+
 	m       metrics
 	dropMu  sync.Mutex
 	dropped int64 // since the last log line about drops
@@ -168,18 +172,13 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 			return nil, fmt.Errorf("decisionlog: %w", err)
 		}
 		dsn := private.DSN(cfg.Path,
-			"_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_txlock=immediate")
+			"_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 		if l.db, err = sql.Open("sqlite", dsn); err != nil {
 			return nil, fmt.Errorf("decisionlog: open %s: %w", cfg.Path, err)
 		}
 		l.db.SetMaxOpenConns(4)
 	}
-	schema := l.d.schema()
-	if l.d.postgres {
-		// nodes starting together would race on CREATE ... IF NOT EXISTS: one at a time
-		schema = "BEGIN; SELECT pg_advisory_xact_lock(7301917); " + schema + " COMMIT;"
-	}
-	if _, err := l.db.ExecContext(ctx, schema); err != nil {
+	if err := l.createSchema(ctx); err != nil {
 		l.db.Close()
 		return nil, fmt.Errorf("decisionlog: create schema in %s: %w", l.where(), err)
 	}
@@ -187,6 +186,34 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Log, error) {
 	l.pruning.Add(1)
 	go l.pruner()
 	return l, nil
+}
+
+// createSchema creates the tables and indexes, and the counters from the records when
+// they are missing.
+func (l *Log) createSchema(ctx context.Context) error {
+	schema := l.d.schema() + l.d.rollupSchema()
+	if l.d.postgres {
+		// nodes starting together would race on CREATE ... IF NOT EXISTS: one at a time
+		schema = "BEGIN; SELECT pg_advisory_xact_lock(7301917); " + schema + " COMMIT;"
+	}
+	if _, err := l.db.ExecContext(ctx, schema); err != nil {
+		return err
+	}
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if l.d.postgres {
+		// one node builds the counters; the others find them built
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7301917)"); err != nil {
+			return err
+		}
+	}
+	if err := l.backfill(ctx, tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (l *Log) where() string {
@@ -346,7 +373,11 @@ func (l *Log) write(batch []item) {
 	defer cancel()
 	if len(recs) > 0 {
 		// an outcome that came first is applied to its record before the insert
+		now := time.Now()
 		for _, r := range recs {
+			if r.Time.IsZero() {
+				r.Time = now // the counters and the record must see the same time
+			}
 			k := outcomeKey{r.QueueID, normAddr(r.Recipient)}
 			if o, ok := l.pending[k]; ok && r.QueueID != "" {
 				applyOutcome(r, &o.Outcome)
@@ -386,9 +417,6 @@ func applyOutcome(r *Record, o *Outcome) {
 // row returns a record's column values in the order of columns.
 func row(r *Record) []any {
 	t := r.Time
-	if t.IsZero() {
-		t = time.Now()
-	}
 	pol := ""
 	var flagged strings.Builder
 	if len(r.Policies) > 0 {
@@ -429,10 +457,30 @@ func domainPart(a string) string {
 	return ""
 }
 
-var insertSQL = "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES (" +
-	strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+// insertRows is how many records one SQLite INSERT writes (32 columns each: far below
+// SQLite's limit of 32,766 variables).
+const insertRows = 64
+
+// insertSQL is the INSERT of n records.
+func insertSQL(n int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
+	return "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+}
+
+// counted returns what the counters count of a record, as row stores it.
+func countedOf(r *Record) counted {
+	sender := normAddr(r.Sender)
+	return counted{
+		t: micros(r.Time), category: r.Category, verdict: r.Verdict, outcome: r.Outcome, rcpt: normAddr(r.Recipient),
+		size: r.Size, score: r.Score, sender: sender, senderDomain: domainPart(sender), clientHex: clientHex(ipBytes(r.ClientIP)),
+	}
+}
 
 func (l *Log) insert(ctx context.Context, recs []*Record) error {
+	ds := newDeltas()
+	for _, r := range recs {
+		ds.add(countedOf(r), 1)
+	}
 	if l.d.postgres {
 		conn, err := l.db.Conn(ctx)
 		if err != nil {
@@ -445,8 +493,22 @@ func (l *Log) insert(ctx context.Context, recs []*Record) error {
 			for i, r := range recs {
 				rows[i] = row(r)
 			}
-			_, err := pc.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns, pgx.CopyFromRows(rows))
-			return err
+			tx, err := pc.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns, pgx.CopyFromRows(rows)); err != nil {
+				return err
+			}
+			err = l.apply(ctx, func(ctx context.Context, q string, args ...any) error {
+				_, err := tx.Exec(ctx, q, args...)
+				return err
+			}, ds)
+			if err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
 		})
 	}
 	tx, err := l.db.BeginTx(ctx, nil)
@@ -454,15 +516,30 @@ func (l *Log) insert(ctx context.Context, recs []*Record) error {
 		return err
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, insertSQL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, r := range recs {
-		if _, err := st.ExecContext(ctx, row(r)...); err != nil {
+	// Several rows a statement: the cost of a statement (database/sql, the driver, the
+	// VDBE program) is then shared by insertRows records.
+	var st *sql.Stmt
+	for i := 0; i < len(recs); i += insertRows {
+		m := min(insertRows, len(recs)-i)
+		if st == nil || m < insertRows {
+			if st != nil {
+				st.Close()
+			}
+			if st, err = tx.PrepareContext(ctx, insertSQL(m)); err != nil {
+				return err
+			}
+			defer st.Close()
+		}
+		args := make([]any, 0, m*len(columns))
+		for _, r := range recs[i : i+m] {
+			args = append(args, row(r)...)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err
 		}
+	}
+	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {
+		return err
 	}
 	return tx.Commit()
 }
@@ -473,6 +550,18 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 		return err
 	}
 	defer tx.Rollback()
+	// The counters move each record from its old outcome to the new one: read it
+	// first (locked, in PostgreSQL, against another node's outcome for it).
+	lock := ""
+	if l.d.postgres {
+		lock = " FOR UPDATE"
+	}
+	sel, err := tx.PrepareContext(ctx, l.d.rebind(
+		`SELECT t, category, verdict, outcome, size FROM decisions WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`+lock))
+	if err != nil {
+		return err
+	}
+	defer sel.Close()
 	st, err := tx.PrepareContext(ctx, l.d.rebind(
 		`UPDATE decisions SET outcome = ?, outcome_reason = ?, outcome_t = ?, relay = ?, dsn = ?, deferrals = deferrals + ? WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`))
 	if err != nil {
@@ -480,19 +569,44 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 	}
 	defer st.Close()
 	var missing []*Outcome
+	ds := newDeltas()
 	for _, o := range outs {
 		t := o.Time
 		if t.IsZero() {
 			t = time.Now()
 		}
 		o.Time = t
-		res, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, deferral(o), o.QueueID, normAddr(o.Recipient))
+		rcpt := normAddr(o.Recipient)
+		rows, err := sel.QueryContext(ctx, o.QueueID, rcpt)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			missing = append(missing, o)
+		var found []counted
+		for rows.Next() {
+			c := counted{rcpt: rcpt}
+			if err := rows.Scan(&c.t, &c.category, &c.verdict, &c.outcome, &c.size); err != nil {
+				rows.Close()
+				return err
+			}
+			found = append(found, c)
 		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			missing = append(missing, o)
+			continue
+		}
+		if _, err := st.ExecContext(ctx, o.Outcome, o.Reason, micros(t), o.Relay, o.DSN, deferral(o), o.QueueID, rcpt); err != nil {
+			return err
+		}
+		for _, c := range found {
+			ds.move(c, o.Outcome)
+		}
+	}
+	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-message/charset"
+
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -13,7 +15,10 @@ import (
 // from the sender, and a record is no place for a megabyte.
 const maxText = 500
 
-var wordDecoder = mime.WordDecoder{}
+// wordDecoder decodes RFC 2047 encoded words in any charset go-message knows (the
+// reader the content, quarantine, Sieve and Bayes packages use): a Subject in
+// ISO-8859-2 or windows-1251 is shown as text, not as =?...?= soup.
+var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
 
 // FromTransaction returns the record of decision d for recipient rcpt ("" for a
 // connection, HELO or MAIL refusal): the connection, the envelope, the message header

@@ -53,6 +53,20 @@ func TestFromTransaction(t *testing.T) {
 		t.Fatalf("data record %+v", r)
 	}
 
+	// encoded words in other charsets than UTF-8 are decoded (RFC 2047 section 4);
+	// an unknown charset leaves the text as it came
+	for subject, want := range map[string]string{
+		"=?iso-8859-2?q?Za=BF=F3=B3=E6?=":                "Zażółć",
+		"=?windows-1251?b?z/Do4uXy?=":                    "Привет",
+		"=?KOI8-R?B?8NLJ18XU?= =?iso-8859-1?q?_caf=E9?=": "Привет café",
+		"=?x-unknown?q?abc?=":                            "=?x-unknown?q?abc?=",
+	} {
+		tx.Message = policy.NewMessage([]byte("Subject: "+subject+"\r\n\r\nbody\r\n"), time.Now())
+		if r := decisionlog.FromTransaction(tx, d, "bob@example.org"); r.Subject != want {
+			t.Errorf("Subject %s: %q, want %q", subject, r.Subject, want)
+		}
+	}
+
 	// header texts are one line, valid UTF-8, bounded
 	raw = "Subject: " + strings.Repeat("x", 2000) + "\r\n\tmore\xff\r\n\r\n"
 	tx.Message = policy.NewMessage([]byte(raw), time.Now())

@@ -21,7 +21,7 @@ var selectCols = "id, " + strings.Join(columns, ", ")
 // Query returns one page of the records f selects, in f.Sort order, and the cursor of the
 // next page ("" when this is the last).
 func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
-	q, err := f.build(l.d.like())
+	q, err := f.build(l.d)
 	if err != nil {
 		return nil, "", err
 	}
@@ -38,6 +38,10 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
 	cmp, dir := ">", "ASC"
 	if desc {
 		cmp, dir = "<", "DESC"
+	}
+	digest := searchDigest(q, col, dir)
+	if cur != nil && cur.F != digest {
+		return nil, "", fmt.Errorf("%w: the cursor belongs to another search", ErrBadFilter)
 	}
 	if cur != nil {
 		var k any = int64(cur.K)
@@ -60,14 +64,14 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, Cursor, error) {
 	if len(recs) > limit {
 		recs = recs[:limit]
 		last := recs[limit-1]
-		next = cursor{K: key(last), I: last.ID}.encode()
+		next = cursor{K: key(last), I: last.ID, F: digest}.encode()
 	}
 	return recs, next, nil
 }
 
 // Get returns the record id if scope may see it, or ErrNotFound.
 func (l *Log) Get(ctx context.Context, scope Scope, id int64) (Record, error) {
-	q := &query{}
+	q := &query{pg: l.d.postgres}
 	q.scope(scope)
 	q.add("id = ?", id)
 	rows, err := l.db.QueryContext(ctx, l.d.rebind("SELECT "+selectCols+" FROM decisions WHERE "+q.sql()), q.args...)
@@ -120,17 +124,15 @@ func scanAll(rows *sql.Rows) ([]Record, error) {
 const pruneBatch = 2000
 
 // Prune deletes the records older than before, in small batches, and returns how many
-// it deleted.
+// it deleted. Each batch subtracts its records from the charts' counters in the same
+// transaction.
 func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
-	s := l.d.rebind(`DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE t < ? ORDER BY t LIMIT ` +
-		fmt.Sprint(pruneBatch) + `)`)
 	for {
-		res, err := l.db.ExecContext(ctx, s, micros(before))
+		n, err := l.pruneBatch(ctx, micros(before))
 		if err != nil {
 			return total, fmt.Errorf("decisionlog: prune %s: %w", l.where(), err)
 		}
-		n, _ := res.RowsAffected()
 		total += n
 		l.m.pruned.Add(float64(n))
 		if n < pruneBatch {
@@ -143,6 +145,57 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func (l *Log) pruneBatch(ctx context.Context, before int64) (int64, error) {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	lock := ""
+	if l.d.postgres {
+		lock = " FOR UPDATE" // against an outcome moving the same record's count
+	}
+	rows, err := tx.QueryContext(ctx, l.d.rebind(`SELECT id, t, category, verdict, outcome, recipient, size, score, sender, sender_domain, client_ip
+		FROM decisions WHERE t < ? ORDER BY t LIMIT `+fmt.Sprint(pruneBatch)+lock), before)
+	if err != nil {
+		return 0, err
+	}
+	ds := newDeltas()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		var c counted
+		var ip []byte
+		if err := rows.Scan(&id, &c.t, &c.category, &c.verdict, &c.outcome, &c.rcpt, &c.size, &c.score, &c.sender, &c.senderDomain, &ip); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		c.clientHex = clientHex(ip)
+		ds.add(c, -1)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if l.d.postgres {
+		_, err = tx.ExecContext(ctx, "DELETE FROM decisions WHERE id = ANY($1)", ids)
+	} else {
+		b, _ := json.Marshal(ids)
+		_, err = tx.ExecContext(ctx, "DELETE FROM decisions WHERE id IN (SELECT value FROM json_each(?))", string(b))
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {
+		return 0, err
+	}
+	return int64(len(ids)), tx.Commit()
 }
 
 func (l *Log) pruner() {

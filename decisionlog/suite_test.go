@@ -194,6 +194,23 @@ func runSuite(t *testing.T, open opener) {
 		if _, err := l.Get(ctx, decisionlog.Scope{All: true}, 1<<40); !errors.Is(err, decisionlog.ErrNotFound) {
 			t.Fatalf("missing id: %v", err)
 		}
+		// more aliases than SQLite allows variables in a statement (32,766)
+		many := decisionlog.Scope{AuthUser: "nobody@example.org"}
+		for i := range 40000 {
+			many.Recipients = append(many.Recipients, fmt.Sprintf("alias%d@example.org", i))
+		}
+		many.Recipients = append(many.Recipients, "ALICE@example.org")
+		got = query(t, l, decisionlog.Filter{Scope: many, Sort: decisionlog.SortOldest})
+		if want := []int64{recs["bank"].ID, recs["spam"].ID}; !slices.Equal(ids(got), want) {
+			t.Fatalf("40,001 aliases see %v, want %v", ids(got), want)
+		}
+		if _, err := l.Get(ctx, many, recs["bank"].ID); err != nil {
+			t.Fatalf("40,001 aliases Get: %v", err)
+		}
+		cc, err := l.BlockedByCategory(ctx, decisionlog.Filter{Scope: many}, decisionlog.Day)
+		if err != nil || len(cc) == 0 {
+			t.Fatalf("40,001 aliases chart: %v %v", cc, err)
+		}
 	})
 
 	t.Run("Filters", func(t *testing.T) {
@@ -320,6 +337,28 @@ func runSuite(t *testing.T, open opener) {
 				}
 			}
 		}
+		// a cursor belongs to its search: another sort, filter or scope refuses it
+		f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Limit: 10}
+		_, next, err := l.Query(context.Background(), f)
+		if err != nil || next == "" {
+			t.Fatalf("first page: %q %v", next, err)
+		}
+		f.Cursor = next
+		f.Limit = 20 // another page size is the same search
+		if _, _, err := l.Query(context.Background(), f); err != nil {
+			t.Fatalf("next page: %v", err)
+		}
+		for name, g := range map[string]decisionlog.Filter{
+			"sort":   {Scope: decisionlog.Scope{All: true}, Sort: decisionlog.SortOldest},
+			"filter": {Scope: decisionlog.Scope{All: true}, Verdicts: []string{"accept"}},
+			"scope":  {Scope: decisionlog.Scope{Recipients: []string{"u7@example.org"}}},
+			"time":   {Scope: decisionlog.Scope{All: true}, Since: day0},
+		} {
+			g.Cursor = next
+			if _, _, err := l.Query(context.Background(), g); !errors.Is(err, decisionlog.ErrBadFilter) {
+				t.Errorf("cursor of another %s: %v", name, err)
+			}
+		}
 	})
 
 	t.Run("Outcome", func(t *testing.T) {
@@ -419,6 +458,11 @@ func runSuite(t *testing.T, open opener) {
 		if err != nil || fmt.Sprint(cc) != fmt.Sprint([]decisionlog.CategoryCount{{Start: day0, Category: "RBL", Count: 1}}) {
 			t.Fatalf("alice's chart %v %v", cc, err)
 		}
+	})
+
+	t.Run("Rollups", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		rollupCheck(t, l)
 	})
 
 	t.Run("Prune", func(t *testing.T) {

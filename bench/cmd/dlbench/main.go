@@ -17,9 +17,13 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver of -generate
 
 	"github.com/portcullis-mail/portcullis/decisionlog"
 )
@@ -30,37 +34,33 @@ func main() {
 	path := flag.String("path", "", "SQLite file")
 	pg := flag.String("postgres", "", "PostgreSQL connection string (instead of -path)")
 	queries := flag.Int("queries", 200, "searches of each kind")
-	bulk := flag.Bool("bulk", false, "SQLite: insert without the indexes, then build them (to reach 10 million records sooner; the insert rate is then not the server's)")
+	generate := flag.Bool("generate", false, "generate the records inside the store with SQL, without its indexes, then build the indexes and the charts' counters (10 million records in minutes; the insert rate is then not the server's)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the insertion to this file")
 	flag.Parse()
-	ctx := context.Background()
-	if *bulk && *path != "" && *records > 0 {
-		l, err := decisionlog.Open(ctx, decisionlog.Config{Path: *path, Retention: -1}, decisionlog.Deps{})
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
 		if err != nil {
 			log.Fatal(err)
 		}
-		l.Close()
-		dropIndexes(*path)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
-	l, err := decisionlog.Open(ctx, decisionlog.Config{Path: *path, Postgres: *pg, Retention: -1, Buffer: 50000, BatchSize: 5000},
-		decisionlog.Deps{})
+	ctx := context.Background()
+	cfg := decisionlog.Config{Path: *path, Postgres: *pg, Retention: -1, Buffer: 50000, BatchSize: 5000}
+	end := time.Now().UTC().Truncate(time.Hour)
+	start := end.Add(-365 * 24 * time.Hour)
+	if *generate && *records > 0 {
+		bulkGenerate(ctx, cfg, *records, *users, start, end)
+	}
+	l, err := decisionlog.Open(ctx, cfg, decisionlog.Deps{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer l.Close()
-	end := time.Now().UTC().Truncate(time.Hour)
-	start := end.Add(-365 * 24 * time.Hour)
-	if *records > 0 {
+	if !*generate && *records > 0 {
 		insert(ctx, l, *records, *users, start, end)
-	}
-	if *bulk && *path != "" && *records > 0 {
-		// Open creates the missing indexes
-		l.Close()
-		t0 := time.Now()
-		if l, err = decisionlog.Open(ctx, decisionlog.Config{Path: *path, Retention: -1}, decisionlog.Deps{}); err != nil {
-			log.Fatal(err)
-		}
-		defer l.Close()
-		fmt.Printf("indexes built in %v\n", time.Since(t0).Round(time.Second))
 	}
 	// what the log's hourly maintenance does (and autovacuum in PostgreSQL, in time)
 	t0 := time.Now()
@@ -69,6 +69,76 @@ func main() {
 	}
 	fmt.Printf("optimize (planner statistics): %v\n", time.Since(t0).Round(time.Millisecond))
 	search(ctx, l, *users, *queries, end)
+	charts(ctx, l, time.Now().UTC())
+}
+
+// charts times the aggregations of the admin's charts page (web.logFigures: 30 days,
+// the whole site), which the counters answer.
+func charts(ctx context.Context, l *decisionlog.Log, now time.Time) {
+	day := now.Truncate(24 * time.Hour)
+	hour := now.Truncate(time.Hour)
+	week := day.AddDate(0, 0, -((int(day.Weekday())+6)%7)-7*11)
+	all := decisionlog.Scope{All: true}
+	since := day.AddDate(0, 0, -29)
+	blocked := decisionlog.Filter{Scope: all, Since: since, Blocked: true}
+	kinds := []struct {
+		name string
+		f    func() error
+	}{
+		{"blocked per day, by category", func() error {
+			_, err := l.BlockedByCategory(ctx, decisionlog.Filter{Scope: all, Since: since}, decisionlog.Day)
+			return err
+		}},
+		{"blocked per week, by category", func() error {
+			_, err := l.BlockedByCategory(ctx, decisionlog.Filter{Scope: all, Since: week}, decisionlog.Week)
+			return err
+		}},
+		{"traffic per hour, 48 h", func() error {
+			_, err := l.Traffic(ctx, decisionlog.Filter{Scope: all, Since: hour.Add(-47 * time.Hour)}, decisionlog.Hour)
+			return err
+		}},
+		{"traffic per day, 30 days", func() error {
+			_, err := l.Traffic(ctx, decisionlog.Filter{Scope: all, Since: since}, decisionlog.Day)
+			return err
+		}},
+		{"score histogram", func() error {
+			_, err := l.ScoreHistogram(ctx, decisionlog.Filter{Scope: all, Since: since}, 1)
+			return err
+		}},
+		{"top blocked senders", func() error { _, err := l.Top(ctx, blocked, decisionlog.TopSender, 10, false); return err }},
+		{"top blocked sender domains", func() error { _, err := l.Top(ctx, blocked, decisionlog.TopSenderDomain, 10, false); return err }},
+		{"top blocked clients", func() error { _, err := l.Top(ctx, blocked, decisionlog.TopClient, 10, false); return err }},
+	}
+	// The same three lists read from the records: an end a microsecond past the hour is
+	// not a whole day, so the counters do not answer.
+	raw := blocked
+	raw.Until = now.Add(time.Hour).Truncate(time.Hour).Add(time.Microsecond)
+	for _, k := range []struct {
+		name string
+		key  decisionlog.TopKey
+	}{{"top blocked senders, from the records", decisionlog.TopSender}, {"top blocked sender domains, from the records", decisionlog.TopSenderDomain},
+		{"top blocked clients, from the records", decisionlog.TopClient}} {
+		kinds = append(kinds, struct {
+			name string
+			f    func() error
+		}{k.name, func() error { _, err := l.Top(ctx, raw, k.key, 10, false); return err }})
+	}
+	fmt.Printf("\n%-46s %8s %8s   (admin's charts page, 5 runs each)\n", "chart aggregation", "p50 ms", "max ms")
+	var total time.Duration
+	for _, k := range kinds {
+		var ds []time.Duration
+		for range 5 {
+			t0 := time.Now()
+			if err := k.f(); err != nil {
+				log.Fatal(err)
+			}
+			ds = append(ds, time.Since(t0))
+		}
+		slices.Sort(ds)
+		total += ds[2]
+		fmt.Printf("%-46s %8.2f %8.2f\n", k.name, float64(ds[2].Microseconds())/1000, float64(ds[4].Microseconds())/1000)
+	}
+	fmt.Printf("%-40s %8.2f\n", "all of the above (sum of the medians)", float64(total.Microseconds())/1000)
 }
 
 var categories = []string{"RBL", "RHSBL client", "Header Date", "Header Subject", "Header X-Mailer",
@@ -77,11 +147,12 @@ var categories = []string{"RBL", "RHSBL client", "Header Date", "Header Subject"
 var words = []string{"invoice", "meeting", "report", "offer", "free", "money", "lunch", "project", "update", "urgent",
 	"payment", "order", "delivery", "account", "password", "newsletter", "holiday", "budget", "review", "contract"}
 
-// record makes the i-th synthetic record: half the traffic refused (a third of it
-// before DATA), recipients spread over the users, senders over 50,000 domains.
-func record(r *rand.Rand, i, users int, start, end time.Time) decisionlog.Record {
-	span := end.Sub(start)
-	t := start.Add(time.Duration(r.Int64N(int64(span))))
+// record makes the i-th of n synthetic records: in time order over [start, end), as a
+// server writes them; half the traffic refused (a third of it before DATA), recipients
+// spread over the users, senders over 50,000 domains.
+func record(r *rand.Rand, i, n, users int, start, end time.Time) decisionlog.Record {
+	step := end.Sub(start) / time.Duration(n)
+	t := start.Add(step*time.Duration(i) + time.Duration(r.Int64N(int64(step))))
 	u := r.IntN(users)
 	ip := netip.AddrFrom4([4]byte{byte(10 + r.IntN(200)), byte(r.IntN(256)), byte(r.IntN(256)), byte(1 + r.IntN(254))})
 	rec := decisionlog.Record{
@@ -117,7 +188,7 @@ func insert(ctx context.Context, l *decisionlog.Log, n, users int, start, end ti
 	t0, cpu0 := time.Now(), cpuTime()
 	const chunk = 25000
 	for i := 0; i < n; i++ {
-		l.Add(record(r, i, users, start, end))
+		l.Add(record(r, i, n, users, start, end))
 		if (i+1)%chunk == 0 || i == n-1 {
 			if err := l.Flush(ctx); err != nil {
 				log.Fatal(err)
@@ -143,29 +214,137 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// dropIndexes drops the decision log's indexes from the SQLite file at path.
-func dropIndexes(path string) {
-	db, err := sql.Open("sqlite", path)
+// bulkGenerate fills an empty log with n records made by SQL inside the store (the
+// same distribution as record, from a hash of the record's number instead of a random
+// generator), without the indexes; then Open builds the indexes and the charts'
+// counters, as it does for a log written before they existed.
+func bulkGenerate(ctx context.Context, cfg decisionlog.Config, n, users int, start, end time.Time) {
+	l, err := decisionlog.Open(ctx, cfg, decisionlog.Deps{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	l.Close()
+	pg := cfg.Postgres != ""
+	var db *sql.DB
+	if pg {
+		db, err = sql.Open("pgx", cfg.Postgres)
+	} else {
+		db, err = sql.Open("sqlite", cfg.Path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_pragma=cache_size(-262144)")
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decisions' AND sql IS NOT NULL")
+	db.SetMaxOpenConns(1)
+	q := "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decisions' AND sql IS NOT NULL"
+	if pg {
+		q = "SELECT indexname FROM pg_indexes WHERE tablename = 'decisions' AND indexname <> 'decisions_pkey'"
+	}
+	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		log.Fatal(err)
 	}
 	var names []string
 	for rows.Next() {
 		var n string
-		rows.Scan(&n)
+		if err := rows.Scan(&n); err != nil {
+			log.Fatal(err)
+		}
 		names = append(names, n)
 	}
 	rows.Close()
 	for _, n := range names {
-		if _, err := db.Exec("DROP INDEX " + n); err != nil {
+		if _, err := db.ExecContext(ctx, "DROP INDEX "+n); err != nil {
 			log.Fatal(err)
 		}
 	}
+	t0 := time.Now()
+	step := end.Sub(start).Microseconds() / int64(n)
+	const chunk = 500_000
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n) - 1
+		if _, err := db.ExecContext(ctx, generateSQL(pg, lo, hi, users, start.UnixMicro(), step)); err != nil {
+			log.Fatalf("generate records %d-%d: %v", lo, hi, err)
+		}
+		fmt.Fprintf(os.Stderr, "  %d records, %.0f/s\n", hi+1, float64(hi+1)/time.Since(t0).Seconds())
+	}
+	fmt.Printf("generated %d records in the store in %v (%.0f/s, without indexes)\n", n, time.Since(t0).Round(time.Second), float64(n)/time.Since(t0).Seconds())
+	if _, err := db.ExecContext(ctx, "DELETE FROM decision_meta WHERE k = 'rollups'"); err != nil {
+		log.Fatal(err)
+	}
+	db.Close()
+	t0 = time.Now()
+	if l, err = decisionlog.Open(ctx, cfg, decisionlog.Deps{}); err != nil {
+		log.Fatal(err)
+	}
+	l.Close()
+	fmt.Printf("indexes and charts' counters built in %v\n", time.Since(t0).Round(time.Second))
+}
+
+// generateSQL is the INSERT of records lo..hi (inclusive). h(k) is the k-th hash of the
+// record's number i: a multiplicative hash modulo a prime, in 64-bit integers in both
+// stores.
+func generateSQL(pg bool, lo, hi, users int, start, step int64) string {
+	h := func(k int) string {
+		mult := []int64{2654435761, 2246822519, 3266489917, 668265263, 374761393, 1181783497, 2870177450, 1609587929, 1073741827, 1500450271, 1376312589, 2147483629, 1664525, 1013904223, 22695477}[k]
+		return fmt.Sprintf("((i * %d + %d) %% 2147483647)", mult, 7919*(k+1))
+	}
+	pad := func(list []string, w int) string {
+		var b strings.Builder
+		for _, s := range list {
+			b.WriteString(fmt.Sprintf("%-*s", w, s))
+		}
+		return b.String()
+	}
+	pick := func(list []string, w int, idx string) string {
+		return fmt.Sprintf("trim(substr('%s', CAST((%s) * %d + 1 AS INTEGER), %d))", pad(list, w), idx, w, w)
+	}
+	cat := func(parts ...string) string { return "((" + strings.Join(parts, ") || (") + "))" } // || binds tighter than %
+	str := func(x string) string {
+		if pg {
+			return "CAST(" + x + " AS TEXT)"
+		}
+		return x
+	}
+	ip := fmt.Sprintf("((10 + %s %% 200) * 16777216 + (%s %% 256) * 65536 + (%s %% 256) * 256 + 1 + %s %% 254)", h(1), h(2), h(3), h(4))
+	ipBlob := "unhex(printf('00000000000000000000ffff%08x', " + ip + "))"
+	if pg {
+		ipBlob = "decode('00000000000000000000ffff' || lpad(to_hex(" + ip + "), 8, '0'), 'hex')"
+	}
+	p := h(5) + " % 100"
+	pol := func(zen string) string {
+		return `'[{"name":"zen","stage":"connect","status":"` + zen + `"},{"name":"spf","stage":"mail","status":"pass"},{"name":"bayes","stage":"data","status":"neutral","score":0.5}]'`
+	}
+	sd := str(h(6) + " % 50000")
+	cols := []string{
+		fmt.Sprintf("%d + i * %d + %s %% %d", start, step, h(0), step), // t
+		cat("'s'", str("i")), "'mx'", ipBlob,
+		cat("'mail'", str(h(7)+" % 10"), "'.d'", str(h(8)+" % 50000"), "'.test'"), "'mail.example.net'", "''",
+		cat("'user'", str(h(9)+" % 1000"), "'@d'", sd, "'.test'"), cat("'d'", sd, "'.test'"),
+		cat("'u'", str(fmt.Sprintf("%s %% %d", h(10), users)), "'@example.org'"), "'example.org'", "'someone@example.net'",
+		cat(pick(words, 12, h(11)+" % 20"), "' '", pick(words, 12, h(12)+" % 20"), "' '", str(h(13)+" % 1000")),
+		cat(str("i"), "'.'", str(h(14)), "'@example.net'"),
+		"2000 + " + h(2) + " % 60000",
+		"CASE WHEN " + p + " < 50 THEN 'data' WHEN " + p + " < 67 THEN 'rcpt' ELSE 'data' END",
+		"CASE WHEN " + p + " < 50 THEN 'accept' ELSE 'reject' END",
+		"CASE WHEN " + p + " < 50 THEN '250 2.0.0 OK' WHEN " + p + " < 67 THEN '554 5.7.1 listed' ELSE '554 5.7.1 refused' END",
+		"CASE WHEN " + p + " < 50 THEN '' WHEN " + p + " < 67 THEN 'zen' ELSE 'content' END",
+		"CASE WHEN " + p + " < 50 THEN '' WHEN " + p + " < 67 THEN " + pick(categories[:3], 20, h(3)+" % 3") +
+			" ELSE " + pick(categories[3:], 20, fmt.Sprintf("%s %% %d", h(3), len(categories)-3)) + " END",
+		"CASE WHEN " + p + " < 67 AND " + p + " >= 50 THEN " + pol("fail") + " ELSE " + pol("none") + " END",
+		"CASE WHEN " + p + " < 67 AND " + p + " >= 50 THEN ' zen bayes ' ELSE ' bayes ' END",
+		"(" + h(4) + " % 200) / 10.0 - 5", "''",
+		"CASE WHEN " + p + " < 50 THEN " + cat("'q'", str("i")) + " ELSE '' END",
+		"CASE WHEN " + p + " < 50 THEN 'delivered' ELSE '' END", "''",
+		fmt.Sprintf("CASE WHEN %s < 50 THEN %d + i * %d + %s %% %d + 1000000 ELSE 0 END", p, start, step, h(0), step),
+		"CASE WHEN " + p + " < 50 THEN 'local' ELSE '' END", "''", "0",
+	}
+	insert := "INSERT INTO decisions (t, session, listener, client_ip, client_name, helo, auth_user, sender, sender_domain, recipient, rcpt_domain, from_addr, subject, message_id, size, stage, verdict, reply, rule, category, policies, flagged, score, tags, queue_id, outcome, outcome_reason, outcome_t, relay, dsn, deferrals) "
+	sel := "SELECT " + strings.Join(cols, ", ")
+	if pg {
+		return fmt.Sprintf("%s %s FROM generate_series(%d::bigint, %d::bigint) AS s(i)", insert, sel, lo, hi)
+	}
+	return fmt.Sprintf("%s WITH RECURSIVE s(i) AS (SELECT %d UNION ALL SELECT i + 1 FROM s WHERE i < %d) %s FROM s", insert, lo, hi, sel)
 }
 
 func search(ctx context.Context, l *decisionlog.Log, users, q int, end time.Time) {
