@@ -13,6 +13,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -157,6 +158,10 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	nc.mu.Lock()
 	nc.heloBy = time.Now().Add(s.cfg.HeloTimeout)
 	nc.mu.Unlock()
+	if l.cfg.Mode != ModeSubmissions && l.cfg.Mode != ModeLMTP {
+		// XCLIENT is taken out beneath go-smtp from now on (xclient.go).
+		nc.xc = &xclientState{allowed: netlist.Contains(l.xclient, ip), lineStart: true}
+	}
 	// go-smtp greets, then serves the connection until it is closed.
 	_ = s.newSMTPServer(l, &st.tap).Serve(&oneConn{c: hand, closed: nc.done, addr: l.ln.Addr()})
 }
