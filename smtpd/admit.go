@@ -39,8 +39,11 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	if reason := s.acquire(l, ip); reason != "" {
 		s.m.conn(name, "limit")
 		s.log.Warn("smtp connection refused", "listener", name, "client_ip", ip.String(), "reason", reason)
+		reply := fmt.Sprintf("421 4.7.0 %s Too many connections (%s), try again later", s.cfg.Hostname, reason)
+		s.recordRefusal(policy.Conn{ID: newID(), Listener: name, IP: ip, Port: port, LocalIP: lip, LocalPort: lport, ConnectedAt: now},
+			policy.StageConnect, "connection_limit", reply)
 		_ = raw.SetWriteDeadline(now.Add(10 * time.Second))
-		fmt.Fprintf(raw, "421 4.7.0 %s Too many connections (%s), try again later\r\n", s.cfg.Hostname, reason)
+		fmt.Fprintf(raw, "%s\r\n", reply)
 		raw.Close()
 		return
 	}
@@ -86,6 +89,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	}
 	if r, over := s.limit(ctx, ratelimitConnect, &pc, ""); over {
 		s.m.conn(name, "limit")
+		s.recordRefusal(pc, policy.StageConnect, "rate_limit", r.String())
 		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
 		return
 	}
@@ -106,6 +110,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		if !tc.ConnectionState().DidResume {
 			if r, over := s.limit(ctx, ratelimitTLS, &pc, ""); over {
 				s.m.conn(name, "limit")
+				s.recordRefusal(pc, policy.StageConnect, "rate_limit", r.String())
 				s.refuseAtGreeting(tc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
 				return
 			}
