@@ -105,6 +105,11 @@ var rules = []rule{
 		why:       "the directory and the proxy know users and sockets, not the servers they route to",
 	},
 	{
+		from:      []string{"./internal/redisclient", "./internal/evict"},
+		forbidden: []string{""},
+		why:       "the policies' shared helpers (a Redis client with its breaker, bounded maps) import nothing of portcullis",
+	},
+	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
 		forbidden: []string{"config", "cmd", "smtpd"},
 		why:       "library packages never import config or cmd",
