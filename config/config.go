@@ -183,7 +183,7 @@ type Config struct {
 		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
-	// Proxy is the IMAP and POP3 proxy of the multi-node mode: it authenticates each
+	// Proxy is the IMAP, POP3, ManageSieve and LMTP proxy of the multi-node mode: it authenticates each
 	// client (auth), looks the user's mail host up in the directory and relays the
 	// session to that back-end, with smtp.tls's certificate. Off unless an address is set.
 	Proxy struct {
@@ -191,8 +191,13 @@ type Config struct {
 		IMAPAddr  string `yaml:"imap_addr"`
 		IMAPSAddr string `yaml:"imaps_addr"`
 		// POP3Addr is the listening address offering STLS; POP3SAddr of implicit TLS.
-		POP3Addr     string `yaml:"pop3_addr"`
-		POP3SAddr    string `yaml:"pop3s_addr"`
+		POP3Addr  string `yaml:"pop3_addr"`
+		POP3SAddr string `yaml:"pop3s_addr"`
+		// ManageSieveAddr is the ManageSieve listening address (STARTTLS, RFC 5804).
+		ManageSieveAddr string `yaml:"managesieve_addr"`
+		// LMTPAddr is the LMTP listening address for the front-ends' delivery (RFC 2033;
+		// clients from lmtp_from only): each recipient goes to its back-end's LMTP.
+		LMTPAddr     string `yaml:"lmtp_addr"`
 		proxy.Config `yaml:",inline"`
 	} `yaml:"proxy"`
 	// ManageSieve is the ManageSieve server (RFC 5804) where users manage their Sieve

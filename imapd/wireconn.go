@@ -50,10 +50,12 @@ type wireConn struct {
 	nc      net.Conn
 	enabled imap.CapSet
 
-	wmu sync.Mutex // one response at a time: the IDLE goroutine writes too
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	p   *wire.Parser
+	wmu  sync.Mutex // one response at a time: the IDLE goroutine writes too
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	rawW io.Writer      // beneath bw (and the compressor)
+	zw   *deflateWriter // COMPRESS=DEFLATE is active
+	p    *wire.Parser
 
 	state     wireState
 	loginCmds int
@@ -90,8 +92,13 @@ func (c *wireConn) write(f func(e *enc) error) error {
 
 func (c *wireConn) enc() *enc {
 	en := c.EnabledCaps()
-	return &enc{w: c.bw, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
+	return &enc{w: c.bw, flush: c.flush, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
 }
+
+// flush sends what is buffered; with COMPRESS active through the compressor, which
+// ends each write at a byte boundary (a sync flush), so the client can decode the
+// response whole (RFC 4978 §4).
+func (c *wireConn) flush() error { return c.bw.Flush() }
 
 func (c *wireConn) untagged(f func(e *enc) *enc) error {
 	return c.write(func(e *enc) error { return f(e.raw("* ")).crlf() })
@@ -115,8 +122,13 @@ func (c *wireConn) setStream(nc net.Conn) {
 		r = io.TeeReader(nc, d)
 		w = io.MultiWriter(nc, d)
 	}
+	c.rawW = w
 	c.br = bufio.NewReaderSize(r, 4096)
 	c.bw = bufio.NewWriterSize(w, 4096)
+	c.newParser()
+}
+
+func (c *wireConn) newParser() {
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
 	authed := c.p != nil && c.state != stateNotAuth
 	c.p = wire.NewParser(c.br, lim, func(text string) error {
@@ -240,7 +252,7 @@ func (c *wireConn) caps() []string {
 		if !isTLS && c.srv.cfg.TLSConfig != nil {
 			caps = append(caps, "STARTTLS")
 		}
-		if isTLS || c.srv.cfg.Trusted {
+		if isTLS || c.srv.cfg.Trusted || c.clientTLS() {
 			caps = append(caps, "AUTH=PLAIN")
 		} else {
 			caps = append(caps, "LOGINDISABLED")
@@ -249,7 +261,7 @@ func (c *wireConn) caps() []string {
 	}
 	caps = append(caps, "LITERAL+", "UNSELECT", "ENABLE", "IDLE", "UTF8=ACCEPT", "NAMESPACE", "UIDPLUS",
 		"ESEARCH", "SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "STATUS=SIZE", "CHILDREN",
-		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
+		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "CATENATE", "BINARY", "WITHIN", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE", "COMPRESS=DEFLATE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
 	return caps
 }
 
@@ -377,7 +389,7 @@ func (c *wireConn) canAuth(cmd *wire.Command) (bool, error) {
 	if c.state != stateNotAuth {
 		return false, c.tagged(cmd.Tag, "BAD", "", "Already logged in")
 	}
-	if _, isTLS := c.NetConn().(*tls.Conn); !isTLS && !c.srv.cfg.Trusted {
+	if _, isTLS := c.NetConn().(*tls.Conn); !isTLS && !c.srv.cfg.Trusted && !c.clientTLS() {
 		return false, c.tagged(cmd.Tag, "NO", imap.ResponseCodePrivacyRequired, "TLS is required to authenticate")
 	}
 	return true, nil

@@ -39,6 +39,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -280,12 +281,18 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer stopDoors()
 
-	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
+	mailAuth, closeMailAuth, err := mailboxAuth(ctx, cfg, users, router, logger) // backendauth.go
+	if err != nil {
+		return err
+	}
+	defer closeMailAuth()
+	local := proxyLocal(cfg) // proxy.go: proxy_maybe's in-memory listeners
+	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, mailAuth, local, logger)
 	if err != nil {
 		return err
 	}
 	defer stopMailServers()
-	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, logger) // proxy.go
+	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, local, logger) // proxy.go
 	if err != nil {
 		return err
 	}
@@ -299,7 +306,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.Handle("/debug/pprof/", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Index)))
 			mux.Handle("/debug/pprof/profile", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Profile)))
 		}
-		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, listed, dlog.log, rf.Policies, logger)
 		if err != nil {
 			return err
 		}
@@ -395,7 +402,7 @@ func prepareMessage(authservID string, signer *dkim.Signer, log *slog.Logger) fu
 
 // serveMailboxes starts the IMAP and POP3 listeners over the store; the returned function
 // closes them.
-func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn auth.Authenticator, logger *slog.Logger) (func(), error) {
+func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn auth.Authenticator, local proxy.Local, logger *slog.Logger) (func(), error) {
 	var closers []func()
 	stop := func() {
 		for _, c := range closers {
@@ -403,7 +410,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}
 	}
 	var tlsCfg *tls.Config
-	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || cfg.ManageSieve.Addr != "" {
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || cfg.ManageSieve.Addr != "" || local != (proxy.Local{}) {
 		var err error
 		if tlsCfg, err = priv.tlsConfig(cfg.SMTP); err != nil {
 			return stop, err
@@ -432,7 +439,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}()
 		return nil
 	}
-	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" {
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || local.IMAP != nil {
 		icfg := cfg.IMAP.Config
 		icfg.TLSConfig = tlsCfg
 		if cfg.IMAP.TrainJunk == nil || *cfg.IMAP.TrainJunk {
@@ -449,8 +456,9 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		if err := listen("imaps", cfg.IMAP.TLSAddr, true, srv.Serve); err != nil {
 			return stop, err
 		}
+		serveLocal(local.IMAP, srv.Serve, logger) // proxy.go
 	}
-	if cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
+	if cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || local.POP3 != nil {
 		pcfg := cfg.POP3.Config
 		pcfg.TLSConfig = tlsCfg
 		srv, err := pop3d.New(pcfg, st, authn, logger)
@@ -464,8 +472,9 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		if err := listen("pop3s", cfg.POP3.TLSAddr, true, srv.Serve); err != nil {
 			return stop, err
 		}
+		serveLocal(local.POP3, srv.Serve, logger)
 	}
-	if cfg.ManageSieve.Addr != "" {
+	if cfg.ManageSieve.Addr != "" || local.ManageSieve != nil {
 		srv, err := newManageSieve(cfg, tlsCfg, st, authn, logger) // sieve.go
 		if err != nil {
 			return stop, err
@@ -474,6 +483,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		if err := listen("managesieve", cfg.ManageSieve.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
+		serveLocal(local.ManageSieve, srv.Serve, logger)
 	}
 	return stop, nil
 }

@@ -70,6 +70,11 @@ var rules = []rule{
 		why:       "the IMAP command parser reads bytes into commands: no store, no server, no go-imap",
 	},
 	{
+		from:      []string{"./imapd/internal/inflate"},
+		forbidden: []string{""}, // nothing of portcullis
+		why:       "the DEFLATE decoder of COMPRESS is a leaf",
+	},
+	{
 		from:      []string{"./sieve"},
 		forbidden: []string{""}, // nothing of portcullis but itself
 		why:       "the Sieve language is a leaf library: the delivery owns the Host it implements",
@@ -108,6 +113,11 @@ var rules = []rule{
 		from:      []string{"./internal/redisclient", "./internal/evict"},
 		forbidden: []string{""},
 		why:       "the policies' shared helpers (a Redis client with its breaker, bounded maps) import nothing of portcullis",
+	},
+	{
+		from:      []string{"./internal/statedb"},
+		forbidden: []string{"config", "cmd", "web", "quarantine", "auth", "directory", "smtpd"},
+		why:       "the state database opens SQLite or PostgreSQL for its consumers; it knows none of them",
 	},
 	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},
