@@ -137,6 +137,8 @@ type ListenerConfig struct {
 	// (Postfix's smtpd_authorized_xclient_hosts): a proxy or front-end in front of this
 	// listener. Empty (the default) allows nobody; XCLIENT is then refused with 550.
 	// Understood on the plaintext leg, outside a mail transaction; not on lmtp listeners.
+	// The connection pools count the proxy's own address (raise max_connections_per_ip
+	// for it); rules, limits and the decision log see the client it names.
 	XClientFrom []string `yaml:"xclient_from"`
 	// MaxConnections bounds this listener's open connections (default 300 on mx
 	// listeners and 100 on the others). Each listener has its own pool: a flood of connections on the
