@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/access"
-	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/policy"
+	"github.com/portcullis-mail/portcullis/smtpd"
+	"github.com/portcullis-mail/portcullis/spool"
 )
 
 // The oracle's tables: one file of each type, loaded unchanged by Postfix and by us.
@@ -112,10 +113,10 @@ var oracleLists = []struct {
 	{"rcpt", "smtpd_recipient_restrictions", "check_recipient_access", []string{"texthash:rcpt"}},
 }
 
-// TestPostfixOracle runs a table of sessions through a real Postfix smtpd (XCLIENT sets
-// the client address and names) whose restriction lists use the tables, and through
-// portcullis's rule engine with one access policy per table and the rules that mirror the
-// lists (OK accepts the stage, REJECT/DEFER/NNN answer {{name.reply}}, DEFER_IF_PERMIT
+// TestPostfixOracle runs a table of sessions through a real Postfix smtpd whose
+// restriction lists use the tables, and through portcullis's SMTP server whose engine has
+// one access policy per table and the rules that mirror the lists (XCLIENT sets the
+// client address and names on both sides) (OK accepts the stage, REJECT/DEFER/NNN answer {{name.reply}}, DEFER_IF_PERMIT
 // last). Both must give the same reply to RCPT TO, code, enhanced code and text.
 func TestPostfixOracle(t *testing.T) {
 	dir := t.TempDir()
@@ -174,6 +175,7 @@ func TestPostfixOracle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ours := startPortcullis(t, eng)
 
 	var mainCF strings.Builder
 	mainCF.WriteString("smtpd_authorized_xclient_hosts = 127.0.0.0/8\nsmtpd_delay_reject = yes\nsmtpd_relay_restrictions = reject_unauth_destination\nrelay_domains = remote.example, closed.example\nmynetworks =\n")
@@ -185,7 +187,7 @@ func TestPostfixOracle(t *testing.T) {
 
 	for _, c := range oracleCases {
 		want := postfixReply(t, pf, c)
-		got := portcullisReply(t, eng, c)
+		got := sessionReply(t, ours, c, func() string { return "" })
 		if got != want {
 			t.Errorf("%+v:\n postfix    %s\n portcullis %s", c, want, got)
 		}
@@ -195,28 +197,46 @@ func TestPostfixOracle(t *testing.T) {
 	}
 }
 
-// portcullisReply runs the stages as the SMTP server does with delay_reject: the first
-// refusing decision of connect, helo, mail and rcpt answers RCPT TO.
-func portcullisReply(t *testing.T, eng *policy.Engine, c oracleCase) string {
-	conn := policy.Conn{IP: netip.MustParseAddr(c.ip), Hostname: c.name, HELO: c.helo}
-	if c.rev != "" {
-		conn.PTRNames = []string{c.rev}
+// startPortcullis runs portcullis's SMTP server on loopback with the oracle's engine,
+// XCLIENT allowed from loopback (Postfix's smtpd_authorized_xclient_hosts) and
+// delay_reject on (the default, as smtpd_delay_reject = yes), relaying for the same
+// domains as Postfix's relay_domains.
+func startPortcullis(t *testing.T, eng *policy.Engine) string {
+	sp, err := spool.Open(t.TempDir(), spool.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	tx := policy.NewTransaction(conn)
-	tx.Envelope.From = address.Parse(c.from)
-	tx.Rcpt = address.Parse(c.rcpt)
-	ctx := context.Background()
-	for _, s := range []policy.Stage{policy.StageConnect, policy.StageHelo, policy.StageMail, policy.StageRcpt} {
-		d := eng.Evaluate(ctx, s, tx)
-		if d.Terminal() {
-			return d.Reply.String()
-		}
+	t.Cleanup(func() { sp.Close() })
+	srv, err := smtpd.New(smtpd.Config{
+		Hostname:     "mx.test",
+		DataDir:      t.TempDir(),
+		Listeners:    []smtpd.ListenerConfig{{Name: "mx", Addr: "127.0.0.1:0", Mode: smtpd.ModeMX, XClientFrom: []string{"127.0.0.0/8"}}},
+		LocalDomains: []string{"remote.example", "closed.example"},
+	}, smtpd.Deps{Engine: eng, Spool: sp, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return "250"
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return srv.Addr("mx").String()
 }
 
 func postfixReply(t *testing.T, pf *postfixtest.Postfix, c oracleCase) string {
-	addr := pf.Addr
+	return sessionReply(t, pf.Addr, c, pf.Log)
+}
+
+// sessionReply runs one oracle session against the SMTP server at addr: EHLO, XCLIENT
+// with the client's address and names, EHLO with its HELO, MAIL and RCPT; it returns the
+// first refusal or "250". serverLog is shown when the server misbehaves.
+func sessionReply(t *testing.T, addr string, c oracleCase, serverLog func() string) string {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -230,7 +250,7 @@ func postfixReply(t *testing.T, pf *postfixtest.Postfix, c oracleCase) string {
 		for {
 			l, err := br.ReadString('\n')
 			if err != nil {
-				t.Fatalf("postfix: %v (after %q)\n%s", err, last, pf.Log())
+				t.Fatalf("%s: %v (after %q)\n%s", addr, err, last, serverLog())
 			}
 			last = strings.TrimRight(l, "\r\n")
 			if len(last) < 4 || last[3] != '-' {

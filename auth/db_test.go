@@ -597,3 +597,34 @@ func TestVerifyCacheMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(c)
 }
+
+// TestPasswordLengthCapAtLogin: a password longer than MaxPasswordLen (256 bytes) is
+// refused at login even when an imported SHA-crypt hash would match it, before any
+// hashing: that hash's cost grows with the password's length. 256 bytes still log in.
+func TestPasswordLengthCapAtLogin(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t, "")
+	long := strings.Repeat("p", 300)
+	edge := strings.Repeat("q", 256)
+	for addr, pw := range map[string]string{"long@example.org": long, "edge@example.org": edge} {
+		h, err := shaCrypt(pw, "$6$rounds=5000$capsalt$")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := VerifyPassword("{SHA512-CRYPT}"+h, pw, testParams); !ok || err != nil {
+			t.Fatalf("the hash does not verify: %v %v", ok, err)
+		}
+		if err := db.AddHash(ctx, addr, "{SHA512-CRYPT}"+h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Authenticate(ctx, "long@example.org", long, loopback); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a 300-byte password logged in: %v", err)
+	}
+	if got, err := db.Authenticate(ctx, "edge@example.org", edge, loopback); err != nil || got != "edge@example.org" {
+		t.Errorf("a 256-byte password: %q %v", got, err)
+	}
+	if err := db.SetPassword(ctx, "edge@example.org", long); err == nil {
+		t.Error("a 300-byte password was set")
+	}
+}

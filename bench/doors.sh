@@ -7,6 +7,9 @@
 #     for our own domains) and by Debian's postgrey (greylisting in its Berkeley DB), the
 #     same RCPT requests over 8 connections (cmd/policyload: 1000 triplets of client
 #     address, sender and recipient, each request its own mail transaction). Target: 10x.
+#     Then greylisting against greylisting: a second portcullis whose policyd runs the
+#     same rules plus the greylist policy (postgrey's defaults, SQLite in its data dir)
+#     and its 451 rule, against postgrey again, the same requests.
 #  2. Milter (smtpd_milters): messages per second accepted by two identical private
 #     Postfix instances (discard delivery), one with portcullis's milter (default rules
 #     plus DMARC: the MIME walk, attachment and date checks, SPF, DMARC), one with
@@ -28,8 +31,9 @@ W=$(bench_workdir doors)
 BASE=$((20000 + RANDOM % 10000))
 PG_PORT=$BASE; PD_PORT=$((BASE + 1)); MX_PORT=$((BASE + 2)); MI_PORT=$((BASE + 3))
 RS_PORT=$((BASE + 4)); PFA_PORT=$((BASE + 5)); PFB_PORT=$((BASE + 6))
+GX_PORT=$((BASE + 7)); GD_PORT=$((BASE + 8))
 cleanup() {
-  for p in ${PC_PID:-} ${PG_PID:-} ${RS_PID:-}; do kill "$p" 2>/dev/null || true; done
+  for p in ${PC_PID:-} ${PG_PID:-} ${RS_PID:-} ${GC_PID:-}; do kill "$p" 2>/dev/null || true; done
   stop_postfix "$W/pfa"; stop_postfix "$W/pfb"
   sleep 1
   rm -rf "$W"
@@ -62,6 +66,27 @@ YAML
 } > "$W/pc.yaml"
 "$W/portcullis" serve --config "$W/pc.yaml" 2>"$W/pc.log" &
 PC_PID=$!
+
+# --- a second portcullis: policyd only, the same rules plus greylisting.
+sed 's/^policies:/policies:\n  grey: { greylist: {} }/' "$W/rules.yaml" > "$W/rules-grey.yaml"
+cat >> "$W/rules-grey.yaml" <<'YAML'
+  - name: greylist
+    stage: rcpt
+    if: grey.greylisted
+    tempfail: "{{grey.reply}}"
+YAML
+{
+  portcullis_config "$W/pcg" "$GX_PORT"
+  cat <<YAML
+http: { addr: "" }
+rules: $W/rules-grey.yaml
+trusted_networks: [192.0.2.0/24]
+log: { level: warn }
+policyd: { addr: "127.0.0.1:$GD_PORT" }
+YAML
+} > "$W/pcg.yaml"
+"$W/portcullis" serve --config "$W/pcg.yaml" 2>"$W/pcg.log" &
+GC_PID=$!
 
 # --- postgrey.
 mkdir -p "$W/pg"; chown postgrey "$W/pg"
@@ -104,6 +129,7 @@ done
 
 wait_port "$PG_PORT" postgrey "$PG_PID" "$W/pg.log"
 wait_port "$PD_PORT" portcullis "$PC_PID" "$W/pc.log"
+wait_port "$GD_PORT" portcullis "$GC_PID" "$W/pcg.log"
 wait_port "$MI_PORT" portcullis "$PC_PID" "$W/pc.log"
 for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/"$RS_PORT") 2>/dev/null && break; sleep 0.2; done  # rspamd compiles its rules first
 wait_port "$RS_PORT" rspamd "$RS_PID" "$W/rs.log"
@@ -117,6 +143,12 @@ pd=$("$W/policyload" -addr "127.0.0.1:$PD_PORT" -n "$REQ" 2>>"$W/load.err")
 cat "$W/load.err" >&2
 printf '%-34s %12s %12s %8s\n' "policy delegation (req/s)" postgrey portcullis ratio
 printf '%-34s %12.0f %12.0f %7.1fx\n' "$REQ requests, 8 connections" "$pg" "$pd" "$(ratio "$pd" "$pg")"
+: >"$W/load.err"
+"$W/policyload" -addr "127.0.0.1:$GD_PORT" -n 2000 >/dev/null 2>&1  # warm up
+pg=$("$W/policyload" -addr "127.0.0.1:$PG_PORT" -n "$REQ" 2>>"$W/load.err")
+gd=$("$W/policyload" -addr "127.0.0.1:$GD_PORT" -n "$REQ" 2>>"$W/load.err")
+cat "$W/load.err" >&2
+printf '%-34s %12.0f %12.0f %7.1fx\n' "  both greylisting" "$pg" "$gd" "$(ratio "$gd" "$pg")"
 
 # --- 2. milter.
 rate() { # PORT: messages per second for N messages at 10 sessions

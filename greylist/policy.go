@@ -11,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/portcullis-mail/portcullis/internal/redisclient"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -67,6 +66,8 @@ type Config struct {
 	Redis RedisConfig `yaml:"redis"`
 	// OnError says what a store failure does: "accept" (default: fail open, the message
 	// is not greylisted) or "tempfail" (fail closed: greylisted facts, reply 451 4.3.0).
+	// After 3 failures in a row Redis is not asked for 5s (a circuit breaker), so a hung
+	// server costs a few timeouts, not one per recipient.
 	OnError string `yaml:"on_error"`
 	// Timeout bounds one store operation (default 2s).
 	Timeout time.Duration `yaml:"timeout"`
@@ -220,25 +221,13 @@ func New(cfg Config, deps Deps) (*Policy, error) {
 			if cfg.Redis.Addr == "" {
 				return nil, errors.New("greylist: store redis needs redis: {addr: host:port}")
 			}
-			c := NewRedisClient(cfg.Redis, cfg.Timeout)
+			c := redisclient.New(redisclient.Options{Addr: cfg.Redis.Addr, Username: cfg.Redis.Username, Password: cfg.Redis.Password, DB: cfg.Redis.DB, Timeout: cfg.Timeout})
 			p.store, p.closeRDB = NewRedisStore(c, cfg.Redis.Prefix), c.Close
 		default:
 			return nil, fmt.Errorf("greylist: store %q: want sqlite, memory or redis", cfg.Store)
 		}
 	}
 	return p, nil
-}
-
-// NewRedisClient returns a client for rc whose every call is bounded by timeout (dial,
-// read, write; no retries), so that a dead or hung server costs at most that.
-func NewRedisClient(rc RedisConfig, timeout time.Duration) *redis.Client {
-	network := "tcp"
-	if strings.HasPrefix(rc.Addr, "/") {
-		network = "unix"
-	}
-	return redis.NewClient(&redis.Options{Network: network, Addr: rc.Addr, Username: rc.Username, Password: rc.Password, DB: rc.DB,
-		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1, PoolTimeout: timeout,
-		ContextTimeoutEnabled: true})
 }
 
 func (p *Policy) allowLists(cfg Config) error {

@@ -3,6 +3,8 @@ package greylist
 import (
 	"context"
 	"sync"
+
+	"github.com/portcullis-mail/portcullis/internal/evict"
 )
 
 // Store keeps the triplets and the clients' auto-allow counts. Each method applies one
@@ -40,20 +42,6 @@ func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{triplets: map[string]Entry{}, clients: map[string]ClientEntry{}, max: maxMemoryEntries}
 }
 
-// makeRoom forgets an arbitrary entry of a full map before key is added (Go's map
-// iteration starts at a random place, so a flood cannot pick which entry survives).
-func makeRoom[V any](m map[string]V, key string, max int) {
-	if _, ok := m[key]; ok || len(m) < max {
-		return
-	}
-	for k := range m {
-		delete(m, k)
-		if len(m) < max {
-			return
-		}
-	}
-}
-
 // Triplet implements Store.
 func (m *MemoryStore) Triplet(ctx context.Context, key string, now int64, p Params) (Entry, bool, error) {
 	m.mu.Lock()
@@ -61,7 +49,7 @@ func (m *MemoryStore) Triplet(ctx context.Context, key string, now int64, p Para
 	m.sweep(now, p)
 	e, ok := m.triplets[key]
 	next, passed := Step(e, ok, now, p)
-	makeRoom(m.triplets, key, m.max)
+	evict.MakeRoom(m.triplets, key, m.max)
 	m.triplets[key] = next
 	return next, passed, nil
 }
@@ -91,7 +79,7 @@ func (m *MemoryStore) ClientAllowed(ctx context.Context, key string, now, thresh
 	c, ok := m.clients[key]
 	allowed, next, changed := ClientCheck(c, ok, now, threshold, p)
 	if changed {
-		makeRoom(m.clients, key, m.max)
+		evict.MakeRoom(m.clients, key, m.max)
 		m.clients[key] = next
 	}
 	return allowed, nil
@@ -103,7 +91,7 @@ func (m *MemoryStore) ClientPassed(ctx context.Context, key string, now int64, p
 	defer m.mu.Unlock()
 	c, ok := m.clients[key]
 	if next, changed := ClientPass(c, ok, now, p); changed {
-		makeRoom(m.clients, key, m.max)
+		evict.MakeRoom(m.clients, key, m.max)
 		m.clients[key] = next
 	}
 	return nil

@@ -6,11 +6,15 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"github.com/portcullis-mail/portcullis/internal/mailheader"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
-// field is one header field as written: its name and the whole raw field, folding and
-// final CRLF included.
+// field is one line or field of the header block as written, folding and final line
+// ending included: a header field with its name, or, without a name, a line that is no
+// field (an mbox "From " line, junk the header reader skipped). Those are never shown
+// to the milter nor counted by its indexes, but stay where they were when the milter
+// edits the header.
 type field struct {
 	name string
 	raw  string
@@ -20,26 +24,51 @@ type field struct {
 // space the MTA swallows (Sendmail's convention, without SMFIP_HDR_LEADSPC), folded
 // lines separated by LF, no final line break.
 func (f field) value() string {
-	v := f.raw[len(f.name)+1:]
+	v := f.raw[strings.IndexByte(f.raw, ':')+1:]
 	v = strings.TrimPrefix(v, " ")
 	v = strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
 	return strings.ReplaceAll(v, "\r\n", "\n")
 }
 
-// splitHeader returns the header fields of raw and the offset of its body (past the
-// empty line).
+// splitHeader returns the header block of raw as it is written, line for line: its
+// fields and, as fields without a name, the lines in between that are no field; and the
+// offset of the body (past the empty line). mailheader's fields alias raw, which gives
+// their offsets.
 func splitHeader(raw []byte) ([]field, int) {
-	h, end, _ := policy.ParseHeader(raw)
-	var out []field
-	for fs := h.Fields(); fs.Next(); {
-		r, err := fs.Raw()
-		if err != nil {
-			continue
+	mh := mailheader.Parse(nil, raw, 0)
+	out := make([]field, 0, len(mh.Fields))
+	pos := 0
+	for _, f := range mh.Fields {
+		off := cap(raw) - cap(f.Raw) // f.Raw is raw[off:...]
+		if off < pos || off > len(raw) {
+			return namedOnly(mh), mh.End // cannot happen: mailheader slices raw in order
 		}
-		out = append(out, field{name: fs.Key(), raw: string(r)})
+		if off > pos {
+			out = append(out, field{raw: string(raw[pos:off])})
+		}
+		out = append(out, field{name: string(f.Name), raw: string(f.Raw)})
+		pos = off + len(f.Raw)
 	}
-	// textproto.Header lists fields from the top; keep that order.
-	return out, end
+	// Skipped lines after the last field, up to the empty line that ends the header.
+	rest := raw[pos:mh.End]
+	if n := len(rest); n > 0 && rest[n-1] == '\n' {
+		last := bytes.LastIndexByte(rest[:n-1], '\n') + 1
+		if line := rest[last:]; string(line) == "\r\n" || string(line) == "\n" {
+			rest = rest[:last]
+		}
+	}
+	if len(rest) > 0 {
+		out = append(out, field{raw: string(rest)})
+	}
+	return out, mh.End
+}
+
+func namedOnly(mh mailheader.Header) []field {
+	out := make([]field, 0, len(mh.Fields))
+	for _, f := range mh.Fields {
+		out = append(out, field{name: string(f.Name), raw: string(f.Raw)})
+	}
+	return out
 }
 
 // apply rebuilds the message with the milter's modifications (Sendmail's semantics, as
@@ -58,13 +87,13 @@ func apply(fields []field, body []byte, mods []gomilter.ModifyAction) ([]byte, s
 			}
 		case gomilter.ActionInsertHeader:
 			if f, ok := newField(m.HeaderName, m.HeaderValue); ok {
-				i := min(int(m.HeaderIndex), len(fields))
+				i := insertAt(fields, int(m.HeaderIndex))
 				fields = append(fields[:i], append([]field{f}, fields[i:]...)...)
 			}
 		case gomilter.ActionChangeHeader:
 			n := 0
 			for i := range fields {
-				if !strings.EqualFold(fields[i].name, m.HeaderName) {
+				if fields[i].name == "" || !strings.EqualFold(fields[i].name, m.HeaderName) {
 					continue
 				}
 				if n++; n != int(m.HeaderIndex) {
@@ -105,6 +134,22 @@ func apply(fields []field, body []byte, mods []gomilter.ModifyAction) ([]byte, s
 		out.Write(body)
 	}
 	return out.Bytes(), quarantine
+}
+
+// insertAt returns where a field inserted after the index-th field goes (0: before the
+// first field, so below an mbox "From " line; past the last: at the end).
+func insertAt(fields []field, index int) int {
+	n := 0
+	for i, f := range fields {
+		if f.name == "" {
+			continue
+		}
+		if n == index {
+			return i
+		}
+		n++
+	}
+	return len(fields)
 }
 
 // newField makes a header field from a milter's name and value: "Name: value" with

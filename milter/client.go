@@ -223,6 +223,9 @@ func (cs *ClientSession) Message(ctx context.Context, tx *policy.Transaction, ra
 		return cs.decide("data", act, err, false), raw
 	}
 	for _, f := range fields {
+		if f.name == "" {
+			continue // a line that is no field: not the milter's to see
+		}
 		act, err := cs.s.HeaderField(f.name, f.value(), nil)
 		if err != nil || act.Type != gomilter.ActionContinue {
 			return cs.decide("header", act, err, false), raw

@@ -76,8 +76,13 @@ func newEngine(t testing.TB) (*policy.Engine, *atomic.Pointer[[]byte]) {
 // stage saw last.
 func startMilter(t testing.TB, addr string) (string, *atomic.Pointer[[]byte]) {
 	t.Helper()
+	return startMilterRecording(t, addr, nil)
+}
+
+func startMilterRecording(t testing.TB, addr string, rec milter.DecisionRecorder) (string, *atomic.Pointer[[]byte]) {
+	t.Helper()
 	eng, last := newEngine(t)
-	s, err := milter.New(milter.Config{}, milter.Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	s, err := milter.New(milter.Config{}, milter.Deps{Engine: eng, Decisions: rec, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,13 +76,26 @@ type Engine interface {
 // Deps is what the server is given.
 type Deps struct {
 	Engine Engine
-	Logger *slog.Logger
+	// Decisions, when set, receives the answers for the decision log.
+	Decisions DecisionRecorder
+	Logger    *slog.Logger
+}
+
+// DecisionRecorder receives the answers worth a record in the decision log: every
+// refusal, and at end of message the verdict for each recipient (accepted, discarded,
+// quarantined); cmd/portcullis joins it to package decisionlog. Decided runs on the
+// milter's path: it must copy what it needs (tx is valid during the call only) and
+// return at once. d.Stage is the stage that decided; rcpts are the recipients the
+// answer is for (none before RCPT).
+type DecisionRecorder interface {
+	Decided(tx *policy.Transaction, d policy.Decision, reply string, rcpts []string)
 }
 
 // Server is the milter server: it runs the whole pipeline for Postfix.
 type Server struct {
 	cfg     Config
 	eng     Engine
+	rec     DecisionRecorder
 	log     *slog.Logger
 	trusted []netip.Prefix
 	mem     *semaphore.Weighted
@@ -134,7 +147,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, eng: deps.Engine, log: deps.Logger,
+	s := &Server{cfg: cfg, eng: deps.Engine, rec: deps.Decisions, log: deps.Logger,
 		mem:   semaphore.NewWeighted(int64(cfg.MaxDataMemory)),
 		slots: make(chan struct{}, cfg.MaxConnections)}
 	trusted, err := netlist.Prefixes(cfg.TrustedNetworks)

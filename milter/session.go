@@ -73,7 +73,7 @@ func (m *session) Connect(host, family string, port uint16, addr string, mod gom
 	m.connectDec = d
 	if d.Terminal() {
 		m.refused = &d
-		return reply(d)
+		return m.refuse(d, nil)
 	}
 	return gomilter.RespContinue, nil
 }
@@ -95,7 +95,7 @@ func (m *session) Helo(name string, mod gomilter.Modifier) (*gomilter.Response, 
 	m.heloDec = d
 	if d.Terminal() {
 		m.refused = &d
-		return reply(d)
+		return m.refuse(d, nil)
 	}
 	return gomilter.RespContinue, nil
 }
@@ -116,7 +116,7 @@ func (m *session) MailFrom(from, esmtpArgs string, mod gomilter.Modifier) (*gomi
 	env.FromOwned = m.tx.Conn.AuthUser != ""
 	d := m.evaluate(policy.StageMail)
 	if d.Terminal() {
-		return reply(d)
+		return m.refuse(d, nil)
 	}
 	m.txnDec = append(m.txnDec, d)
 	return gomilter.RespContinue, nil
@@ -132,12 +132,13 @@ var replyTooManyRcpts = policy.Reply{Code: 452, Enhanced: "4.5.3", Text: "Too ma
 
 func (m *session) RcptTo(rcptTo, esmtpArgs string, mod gomilter.Modifier) (*gomilter.Response, error) {
 	if len(m.tx.Envelope.Rcpts) >= maxRcpts {
+		m.record(policy.Decision{Stage: policy.StageRcpt, Verdict: policy.Tempfail, Category: "too_many_recipients"}, replyTooManyRcpts.String(), []string{rcptTo})
 		return replyOf(replyTooManyRcpts)
 	}
 	m.tx.Rcpt = address.Parse(rcptTo)
 	d := m.evaluate(policy.StageRcpt)
 	if d.Terminal() {
-		return reply(d)
+		return m.refuse(d, []string{m.tx.Rcpt.String()})
 	}
 	m.txnDec = append(m.txnDec, d)
 	m.tx.Envelope.Rcpts = append(m.tx.Envelope.Rcpts, m.tx.Rcpt)
@@ -235,9 +236,11 @@ func (m *session) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, error
 	switch {
 	case m.tooBig:
 		m.logRefusal(replyTooBig, "too_big")
+		m.record(policy.Decision{Stage: policy.StageData, Verdict: policy.Reject, Category: "too_big"}, replyTooBig.String(), m.rcpts())
 		return replyOf(replyTooBig)
 	case m.noMemory:
 		m.s.log.Warn("milter message refused: max_data_memory exhausted", "id", m.tx.Conn.ID, "client_ip", m.tx.Conn.IP.String())
+		m.record(policy.Decision{Stage: policy.StageData, Verdict: policy.Tempfail, Category: "no_memory"}, replyNoMemory.String(), m.rcpts())
 		return replyOf(replyNoMemory)
 	}
 	raw := m.msg.Bytes()
@@ -263,10 +266,11 @@ func (m *session) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, error
 	close(stop)
 	<-done
 	if d.Terminal() {
-		return reply(d)
+		return m.refuse(d, m.rcpts())
 	}
 	decs := append([]policy.Decision{m.connectDec, m.heloDec}, m.txnDec...)
 	v, headers, _ := policy.Outcome(append(decs, d)...)
+	m.recordOutcome(append(decs, d), d, v)
 	switch v {
 	case policy.Discard:
 		m.s.log.Info("milter message discarded", "id", m.tx.Conn.ID, "client_ip", m.tx.Conn.IP.String())
@@ -304,6 +308,51 @@ func (m *session) EndOfMessage(mod gomilter.Modifier) (*gomilter.Response, error
 		}
 	}
 	return gomilter.RespAccept, nil
+}
+
+// refuse answers a terminal decision and records it.
+func (m *session) refuse(d policy.Decision, rcpts []string) (*gomilter.Response, error) {
+	m.record(d, policy.ReplyOf(d).String(), rcpts)
+	return reply(d)
+}
+
+// record hands one answer to the decision log, if any.
+func (m *session) record(d policy.Decision, reply string, rcpts []string) {
+	if m.s.rec != nil {
+		m.s.rec.Decided(m.tx, d, reply, rcpts)
+	}
+}
+
+// recordOutcome records the verdict of an accepted message for each recipient: the
+// decision that discarded or quarantined it, else the data stage's.
+func (m *session) recordOutcome(decs []policy.Decision, data policy.Decision, v policy.Verdict) {
+	if m.s.rec == nil {
+		return
+	}
+	d := data
+	if v == policy.Discard || v == policy.Quarantine {
+		for _, x := range decs {
+			if x.Verdict == v {
+				d = x
+				break
+			}
+		}
+	}
+	d.Verdict = v
+	reply := map[policy.Verdict]string{policy.Discard: "discard", policy.Quarantine: "hold"}[v]
+	if reply == "" {
+		reply = "accept"
+	}
+	m.s.rec.Decided(m.tx, d, reply, m.rcpts())
+}
+
+// rcpts returns the transaction's accepted recipients.
+func (m *session) rcpts() []string {
+	out := make([]string, len(m.tx.Envelope.Rcpts))
+	for i, a := range m.tx.Envelope.Rcpts {
+		out[i] = a.String()
+	}
+	return out
 }
 
 func ruleOf(decs []policy.Decision, v policy.Verdict) string {

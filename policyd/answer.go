@@ -75,8 +75,11 @@ const tooManyRcpts = "452 4.5.3 Too many recipients"
 // the outcome into an action. t is locked.
 func (s *Server) answer(ctx context.Context, t *txn, req Request, last policy.Stage, state string) string {
 	s.update(t, req)
+	rcpt := last == policy.StageRcpt && strings.EqualFold(state, "RCPT")
 	if t.terminal != nil {
-		return action(*t.terminal)
+		a := action(*t.terminal)
+		s.record(t, *t.terminal, a, rcpt)
+		return a
 	}
 	for st := policy.StageConnect; st <= last && st < policy.StageRcpt; st++ {
 		if t.done[st] {
@@ -86,7 +89,9 @@ func (s *Server) answer(ctx context.Context, t *txn, req Request, last policy.St
 		d := s.evaluate(ctx, st, t.tx)
 		if d.Terminal() {
 			t.terminal = &d
-			return action(d)
+			a := action(d)
+			s.record(t, d, a, rcpt)
+			return a
 		}
 		t.decs = append(t.decs, d)
 	}
@@ -95,17 +100,39 @@ func (s *Server) answer(ctx context.Context, t *txn, req Request, last policy.St
 		if len(t.tx.Envelope.Rcpts) >= maxRcpts {
 			// A peer repeating one instance must not grow its transaction without end
 			// (RFC 5321 §4.5.3.1.10: 452 for too many recipients; the client retries).
+			s.record(t, policy.Decision{Stage: policy.StageRcpt, Verdict: policy.Tempfail, Category: "too_many_recipients"}, tooManyRcpts, rcpt)
 			return tooManyRcpts
 		}
 		d := s.evaluate(ctx, policy.StageRcpt, t.tx)
 		if d.Terminal() {
-			return action(d)
+			a := action(d)
+			s.record(t, d, a, rcpt)
+			return a
 		}
 		t.tx.Envelope.Rcpts = append(t.tx.Envelope.Rcpts, t.tx.Rcpt)
 		t.decs = append(t.decs, d)
 		dryRun = d.DryRun
+		a := t.pending(dryRun)
+		if rcpt {
+			s.record(t, d, a, true)
+		}
+		return a
 	}
 	return t.pending(dryRun)
+}
+
+// record hands one answer to the decision log: every refusal, and each accepted
+// recipient (one record per recipient, as smtpd writes them). The recipient is the
+// request's at RCPT; a refusal at another protocol state concerns none.
+func (s *Server) record(t *txn, d policy.Decision, action string, atRcpt bool) {
+	if s.rec == nil {
+		return
+	}
+	var rcpts []string
+	if r := t.tx.Rcpt.String(); atRcpt && r != "" {
+		rcpts = []string{r}
+	}
+	s.rec.Decided(t.tx, d, action, rcpts)
 }
 
 // evaluate runs one stage; a panic in the engine becomes a tempfail, as in smtpd.

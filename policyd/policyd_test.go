@@ -68,6 +68,11 @@ rules:
 
 func newServer(t testing.TB, runs *atomic.Int64) *policyd.Server {
 	t.Helper()
+	return newServerRecording(t, runs, nil)
+}
+
+func newServerRecording(t testing.TB, runs *atomic.Int64, rec policyd.DecisionRecorder) *policyd.Server {
+	t.Helper()
 	rules, err := policy.ParseRules([]byte(testRules), "rules.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -80,11 +85,50 @@ func newServer(t testing.TB, runs *atomic.Int64) *policyd.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := policyd.New(policyd.Config{TrustedNetworks: []string{"10.0.0.0/8"}}, policyd.Deps{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	s, err := policyd.New(policyd.Config{TrustedNetworks: []string{"10.0.0.0/8"}}, policyd.Deps{Engine: eng, Decisions: rec, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// decisions records what Decided was told, as text.
+type decisions []string
+
+func (d *decisions) Decided(tx *policy.Transaction, dec policy.Decision, reply string, rcpts []string) {
+	*d = append(*d, fmt.Sprintf("%s %s %s stage=%s verdict=%s rule=%s rcpts=%v reply=%s",
+		tx.Conn.Listener, tx.Conn.IP, tx.Envelope.From.String(), dec.Stage, dec.Verdict, dec.Rule, rcpts, reply))
+}
+
+// TestDecisionsRecorded: each refusal and each accepted recipient reaches the decision
+// log, with the stage and rule that decided; an early stage's refusal repeated at each
+// RCPT is one record per recipient.
+func TestDecisionsRecorded(t *testing.T) {
+	var rec decisions
+	s := newServerRecording(t, nil, &rec)
+	ctx := context.Background()
+	for _, r := range []policyd.Request{
+		req("RCPT", "a1", "198.51.100.1", "ok@good.test", "user@example.test"),
+		req("RCPT", "a2", "192.0.2.9", "ok@good.test", "user@example.test"),
+		req("RCPT", "a3", "198.51.100.1", "spammer@bad.test", "u1@example.test"),
+		req("RCPT", "a3", "198.51.100.1", "spammer@bad.test", "u2@example.test"),
+		req("RCPT", "a6", "198.51.100.1", "", "drop@example.test"),
+		req("END-OF-MESSAGE", "a1", "198.51.100.1", "ok@good.test", ""),
+	} {
+		if _, err := s.Answer(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := decisions{
+		"policyd 198.51.100.1 ok@good.test stage=rcpt verdict=continue rule= rcpts=[user@example.test] reply=PREPEND X-Portcullis-Seen: rcpt user@example.test",
+		"policyd 192.0.2.9 ok@good.test stage=rcpt verdict=reject rule=listed rcpts=[user@example.test] reply=554 5.7.1 192.0.2.9 is listed",
+		"policyd 198.51.100.1 spammer@bad.test stage=mail verdict=reject rule=spammer rcpts=[u1@example.test] reply=550 5.7.1 go away",
+		"policyd 198.51.100.1 spammer@bad.test stage=mail verdict=reject rule=spammer rcpts=[u2@example.test] reply=550 5.7.1 go away",
+		"policyd 198.51.100.1  stage=rcpt verdict=discard rule=drop rcpts=[drop@example.test] reply=DISCARD by portcullis rule drop",
+	}
+	if strings.Join(rec, "\n") != strings.Join(want, "\n") {
+		t.Errorf("records:\n%s\nwant:\n%s", strings.Join(rec, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 func req(state, instance, client, sender, rcpt string) policyd.Request {

@@ -78,16 +78,28 @@ type Engine interface {
 	Evaluate(ctx context.Context, stage policy.Stage, tx *policy.Transaction) policy.Decision
 }
 
+// DecisionRecorder receives the answers worth a record in the decision log (every
+// refusal, each accepted recipient); cmd/portcullis joins it to package decisionlog.
+// Decided runs on the request's path: it must copy what it needs (tx is valid during the
+// call only) and return at once. d.Stage is the stage that decided; rcpts are the
+// recipients the answer is for (none before RCPT).
+type DecisionRecorder interface {
+	Decided(tx *policy.Transaction, d policy.Decision, reply string, rcpts []string)
+}
+
 // Deps is what the server is given.
 type Deps struct {
 	Engine Engine
-	Logger *slog.Logger
+	// Decisions, when set, receives the answers for the decision log.
+	Decisions DecisionRecorder
+	Logger    *slog.Logger
 }
 
 // Server answers Postfix policy-delegation requests with the engine's decisions.
 type Server struct {
 	cfg     Config
 	eng     Engine
+	rec     DecisionRecorder
 	log     *slog.Logger
 	trusted []netip.Prefix
 	txns    *transactions
@@ -105,7 +117,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, eng: deps.Engine, log: deps.Logger,
+	s := &Server{cfg: cfg, eng: deps.Engine, rec: deps.Decisions, log: deps.Logger,
 		txns:  newTransactions(cfg.MaxTransactions, cfg.TransactionTTL),
 		slots: make(chan struct{}, cfg.MaxConnections)}
 	trusted, err := netlist.Prefixes(cfg.TrustedNetworks)

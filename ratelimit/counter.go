@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-mail/portcullis/internal/evict"
 )
 
 // Counter keeps windowed counts. Implementations are safe for concurrent use.
@@ -37,20 +39,6 @@ type MemoryCounter struct {
 
 // maxKeys bounds the windows and the sets of a MemoryCounter.
 const maxKeys = 1_000_000
-
-// makeRoom forgets an arbitrary key of a full map before key is added (Go's map
-// iteration starts at a random place, so a flood cannot pick which key survives).
-func makeRoom[V any](m map[string]V, key string, max int) {
-	if _, ok := m[key]; ok || len(m) < max {
-		return
-	}
-	for k := range m {
-		delete(m, k)
-		if len(m) < max {
-			return
-		}
-	}
-}
 
 type window struct {
 	end time.Time
@@ -99,7 +87,7 @@ func (m *MemoryCounter) Incr(ctx context.Context, key string, win time.Duration)
 	w := m.windows[key]
 	if w == nil || !now.Before(w.end) {
 		w = &window{end: now.Add(win)}
-		makeRoom(m.windows, key, m.maxKeys)
+		evict.MakeRoom(m.windows, key, m.maxKeys)
 		m.windows[key] = w
 	}
 	w.n++
@@ -115,7 +103,7 @@ func (m *MemoryCounter) FirstTime(ctx context.Context, key, member string, keep 
 	s := m.sets[key]
 	if s == nil || !now.Before(s.end) {
 		s = &set{members: map[string]struct{}{}}
-		makeRoom(m.sets, key, m.maxKeys)
+		evict.MakeRoom(m.sets, key, m.maxKeys)
 		m.sets[key] = s
 	}
 	s.end = now.Add(keep)

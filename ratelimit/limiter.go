@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
 	"github.com/portcullis-mail/portcullis/internal/netlist"
+	"github.com/portcullis-mail/portcullis/internal/redisclient"
 	"github.com/portcullis-mail/portcullis/policy"
 )
 
@@ -52,7 +52,8 @@ type Config struct {
 	// Known recipients are remembered for 30 days.
 	UserFirstTimeRecipientsPerDay *int `yaml:"user_first_time_recipients_per_day"`
 	// Redis shares the counters between front-ends (empty addr: in memory). When it
-	// fails, the local counters count.
+	// fails, the local counters count; after 3 failures in a row it is not asked for 5s
+	// (a circuit breaker), so a hung server costs a few timeouts, not one per command.
 	Redis RedisConfig `yaml:"redis"`
 }
 
@@ -158,13 +159,7 @@ func New(cfg Config, deps Deps) (*Limiter, error) {
 			if rc.Timeout <= 0 {
 				rc.Timeout = time.Second
 			}
-			network := "tcp"
-			if strings.HasPrefix(rc.Addr, "/") {
-				network = "unix"
-			}
-			c := redis.NewClient(&redis.Options{Network: network, Addr: rc.Addr, Username: rc.Username, Password: rc.Password, DB: rc.DB,
-				DialTimeout: rc.Timeout, ReadTimeout: rc.Timeout, WriteTimeout: rc.Timeout, PoolTimeout: rc.Timeout, MaxRetries: -1,
-				ContextTimeoutEnabled: true})
+			c := redisclient.New(redisclient.Options{Addr: rc.Addr, Username: rc.Username, Password: rc.Password, DB: rc.DB, Timeout: rc.Timeout})
 			l.counter, l.closeRDB = NewRedisCounter(c, rc.Prefix), c.Close
 		}
 	}
@@ -192,17 +187,6 @@ func (l *Limiter) Exempt(c *policy.Conn) bool {
 		}
 	}
 	return false
-}
-
-// clientKey is the counted client: the address, or its IPv6 prefix.
-func (l *Limiter) clientKey(ip netip.Addr) string {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		if p, err := ip.Prefix(l.cfg.IPv6Prefix); err == nil {
-			return p.String()
-		}
-	}
-	return ip.String()
 }
 
 // incr counts on the shared counter, falling back to the local one when it fails.
@@ -245,7 +229,7 @@ func (l *Limiter) Count(ctx context.Context, ev string, c *policy.Conn, rcpt str
 		if limit <= 0 || !c.IP.IsValid() {
 			return false
 		}
-		n := l.incr(ctx, ev+":"+l.clientKey(c.IP), unit)
+		n := l.incr(ctx, ev+":"+connlimit.Key(c.IP, l.cfg.IPv6Prefix).String(), unit)
 		*count = int(n)
 		return n > int64(limit)
 	}

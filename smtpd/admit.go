@@ -13,6 +13,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -38,8 +39,11 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	if reason := s.acquire(l, ip); reason != "" {
 		s.m.conn(name, "limit")
 		s.log.Warn("smtp connection refused", "listener", name, "client_ip", ip.String(), "reason", reason)
+		reply := fmt.Sprintf("421 4.7.0 %s Too many connections (%s), try again later", s.cfg.Hostname, reason)
+		s.recordRefusal(policy.Conn{ID: newID(), Listener: name, IP: ip, Port: port, LocalIP: lip, LocalPort: lport, ConnectedAt: now},
+			policy.StageConnect, "connection_limit", reply)
 		_ = raw.SetWriteDeadline(now.Add(10 * time.Second))
-		fmt.Fprintf(raw, "421 4.7.0 %s Too many connections (%s), try again later\r\n", s.cfg.Hostname, reason)
+		fmt.Fprintf(raw, "%s\r\n", reply)
 		raw.Close()
 		return
 	}
@@ -85,6 +89,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	}
 	if r, over := s.limit(ctx, ratelimitConnect, &pc, ""); over {
 		s.m.conn(name, "limit")
+		s.recordRefusal(pc, policy.StageConnect, "rate_limit", r.String())
 		s.refuseAtGreeting(nc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
 		return
 	}
@@ -105,6 +110,7 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 		if !tc.ConnectionState().DidResume {
 			if r, over := s.limit(ctx, ratelimitTLS, &pc, ""); over {
 				s.m.conn(name, "limit")
+				s.recordRefusal(pc, policy.StageConnect, "rate_limit", r.String())
 				s.refuseAtGreeting(tc, nc, policy.Decision{Verdict: policy.Tempfail, Reply: r})
 				return
 			}
@@ -157,6 +163,10 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	nc.mu.Lock()
 	nc.heloBy = time.Now().Add(s.cfg.HeloTimeout)
 	nc.mu.Unlock()
+	if l.cfg.Mode != ModeSubmissions && l.cfg.Mode != ModeLMTP {
+		// XCLIENT is taken out beneath go-smtp from now on (xclient.go).
+		nc.xc = &xclientState{allowed: netlist.Contains(l.xclient, ip), lineStart: true}
+	}
 	// go-smtp greets, then serves the connection until it is closed.
 	_ = s.newSMTPServer(l, &st.tap).Serve(&oneConn{c: hand, closed: nc.done, addr: l.ln.Addr()})
 }

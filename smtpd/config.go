@@ -132,6 +132,14 @@ type ListenerConfig struct {
 	// ProxyFrom restricts who may send PROXY headers (CIDRs); others are dropped.
 	// Empty means any peer (only sensible when the port is firewalled).
 	ProxyFrom []string `yaml:"proxy_from"`
+	// XClientFrom lists the networks (CIDRs or addresses) that may send Postfix's
+	// XCLIENT command to hand over the real client's address, names, HELO and login
+	// (Postfix's smtpd_authorized_xclient_hosts): a proxy or front-end in front of this
+	// listener. Empty (the default) allows nobody; XCLIENT is then refused with 550.
+	// Understood on the plaintext leg, outside a mail transaction; not on lmtp listeners.
+	// The connection pools count the proxy's own address (raise max_connections_per_ip
+	// for it); rules, limits and the decision log see the client it names.
+	XClientFrom []string `yaml:"xclient_from"`
 	// MaxConnections bounds this listener's open connections (default 300 on mx
 	// listeners and 100 on the others). Each listener has its own pool: a flood of connections on the
 	// MX port cannot take submission's or LMTP's. Over it a client gets 421 4.7.0.
@@ -268,6 +276,12 @@ func (cfg Config) validate() (trusted []netip.Prefix, err error) {
 		}
 		if _, err := netlist.Prefixes(l.ProxyFrom); err != nil {
 			return nil, fmt.Errorf("smtpd: listener %q: proxy_from: %w", l.Name, err)
+		}
+		if len(l.XClientFrom) > 0 && l.Mode == ModeLMTP {
+			return nil, fmt.Errorf("smtpd: listener %q: xclient_from is not possible in lmtp mode", l.Name)
+		}
+		if _, err := netlist.Prefixes(l.XClientFrom); err != nil {
+			return nil, fmt.Errorf("smtpd: listener %q: xclient_from: %w", l.Name, err)
 		}
 	}
 	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {

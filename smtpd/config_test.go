@@ -30,7 +30,7 @@ func TestReadmeConfig(t *testing.T) {
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 6 || cfg.Listeners[5].Mode != smtpd.ModeLMTP || !cfg.Listeners[3].ProxyProtocol || cfg.MaxMessageSize != 32<<20 {
+	if cfg.CommandTimeout != 5*time.Minute || len(cfg.Listeners) != 7 || cfg.Listeners[6].Mode != smtpd.ModeLMTP || !cfg.Listeners[3].ProxyProtocol || len(cfg.Listeners[4].XClientFrom) != 1 || cfg.MaxMessageSize != 32<<20 {
 		t.Errorf("decoded %+v", cfg)
 	}
 	if _, err := smtpd.New(cfg, smtpd.Deps{Spool: newTestQueue(t), Auth: users{}, Local: nopLocal{}}); err != nil {

@@ -59,6 +59,9 @@ type conn struct {
 	closed   atomic.Bool
 	done     chan struct{} // closed by Close
 	onClose  func()
+	// xc, when set, takes XCLIENT commands out of the stream (xclient.go); set before
+	// go-smtp starts on plaintext mx and submission listeners.
+	xc *xclientState
 }
 
 // errShutdown is returned to go-smtp's reader when the server shuts down; it is a
@@ -70,6 +73,14 @@ func (shutdownError) Timeout() bool   { return true }
 func (shutdownError) Temporary() bool { return true }
 
 func (c *conn) Read(b []byte) (int, error) {
+	if c.xc != nil {
+		return c.readXclient(b)
+	}
+	return c.readRaw(b)
+}
+
+// readRaw reads from the client under the deadlines described above.
+func (c *conn) readRaw(b []byte) (int, error) {
 	if c.killed.Load() {
 		return 0, io.EOF
 	}
@@ -139,6 +150,9 @@ const lineTimeoutText = "Timeout: the command line was not complete in time, clo
 // the bytes below it are TLS records.
 var startTLSReply = []byte("220 2.0.0 Ready to start TLS")
 
+// ehloPipelining is the first keyword line of go-smtp's EHLO reply.
+var ehloPipelining = []byte("250-PIPELINING\r\n")
+
 func (c *conn) Write(b []byte) (int, error) {
 	if c.mute.Load() {
 		c.Close()
@@ -148,6 +162,13 @@ func (c *conn) Write(b []byte) (int, error) {
 	c.lastWrite = time.Now()
 	c.unanswered = false
 	c.mu.Unlock()
+	if c.xc != nil && c.xc.allowed && !c.tlsUp.Load() && bytes.HasPrefix(b, ehloPipelining) {
+		// go-smtp's EHLO reply, one line per Write, lists PIPELINING first: announce
+		// XCLIENT before it to a client that may use it.
+		if _, err := c.Conn.Write(xclientEHLO); err != nil {
+			return 0, err
+		}
+	}
 	n, err := c.Conn.Write(b)
 	if !c.tlsUp.Load() && bytes.HasPrefix(b, startTLSReply) {
 		c.tlsUp.Store(true)

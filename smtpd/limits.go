@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -52,4 +53,20 @@ func (st *connState) limitCommand(stage policy.Stage, event, rcpt string) error 
 		return nil
 	}
 	return st.refuse(stage, r, "rate_limit")
+}
+
+// recordRefusal hands the decision log a connection refused by a limit before a session
+// exists (the connection pools, the connect and new-TLS-session rates): a temporary
+// failure at stage, with the limit as its category.
+func (s *Server) recordRefusal(c policy.Conn, stage policy.Stage, category, reply string) {
+	rec := s.deps.Decisions
+	if rec == nil {
+		return
+	}
+	ev := DecisionEvent{
+		Tx:       policy.NewTransaction(c),
+		Decision: policy.Decision{Stage: stage, Verdict: policy.Tempfail, Category: category},
+		At:       stage, Reply: reply, Rcpts: []string{}, Time: time.Now(),
+	}
+	rec.RecordDecision(&ev)
 }

@@ -397,3 +397,37 @@ func TestLMTPDeliveryWakesIMAPIdle(t *testing.T) {
 		return slices.Contains(exists, 1)
 	})
 }
+
+// TestLMTPDeliveriesRecorded: each recipient an LMTP listener delivers (or cannot) is
+// an answer for the decision log, marked delivered, with the delivery's reply.
+func TestLMTPDeliveriesRecorded(t *testing.T) {
+	rec := &lmtpRecorder{}
+	e := startLMTP(t, 20000, func(_ *smtpd.Config, d *smtpd.Deps) { d.Decisions = rec })
+	e.fill(t, "carol@example.test", 17000)
+	c := dial(t, e.addr("lmtp"))
+	c.Expect(t, "LHLO front.example.test", 250)
+	c.Transaction(t, "sender@example.net", []string{"alice@example.test", "carol@example.test"},
+		smtptest.Message("sender@example.net", "alice@example.test", "big", 5000))
+	c.Expect(t, "", 250)
+	c.Expect(t, "", 452)
+	c.Expect(t, "QUIT", 221)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.got) != 2 ||
+		!strings.HasPrefix(rec.got[0], "alice@example.test delivered=true verdict=accept category= reply=250 2.0.0 OK delivered") ||
+		!strings.HasPrefix(rec.got[1], "carol@example.test delivered=true verdict=tempfail category=delivery reply=452 4.2.2") {
+		t.Errorf("records:\n%s", strings.Join(rec.got, "\n"))
+	}
+}
+
+type lmtpRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *lmtpRecorder) RecordDecision(ev *smtpd.DecisionEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, fmt.Sprintf("%s delivered=%t verdict=%s category=%s reply=%s",
+		strings.Join(ev.Rcpts, ","), ev.Delivered, ev.Decision.Verdict, ev.Decision.Category, ev.Reply))
+}

@@ -1,6 +1,7 @@
 package smtpd_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/portcullis-mail/portcullis/ratelimit"
@@ -106,6 +107,46 @@ func TestSTARTTLSRate(t *testing.T) {
 			if r, err := c.Cmd("NOOP"); err == nil {
 				t.Errorf("the session goes on after 421: %s", r)
 			}
+		}
+	}
+}
+
+// TestRateLimitRecorded: every refusal of a limit reaches the decision log: the
+// connection pool's and the connection rate's 421 at connect (no session exists yet),
+// and the MAIL and RCPT rates' 450, each with the limit as its category.
+func TestRateLimitRecorded(t *testing.T) {
+	rec := &recorder{}
+	ts := start(t, func(c *smtpd.Config, d *smtpd.Deps) {
+		withLimits(t, ratelimit.Config{ClientConnectionRateLimit: 2, ClientMessageRateLimit: 1, ClientRecipientRateLimit: 1})(c, d)
+		c.Listeners[0].MaxConnectionsPerIP = 1
+		d.Decisions = rec
+	})
+	c := dialFrom(t, ts.addr("mx"), 7)
+	c.Expect(t, "", 220)
+	// The mx listener's per-address pool is full while c is open (not counted by the
+	// rate); the submission listener has room, and the rate of 2 refuses the third.
+	dialFrom(t, ts.addr("mx"), 7).Expect(t, "", 421)
+	dialFrom(t, ts.addr("submission"), 7).Expect(t, "", 220)
+	dialFrom(t, ts.addr("submission"), 7).Expect(t, "", 421)
+	c.Expect(t, "EHLO client.example", 250)
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	c.Expect(t, "RCPT TO:<u1@example.test>", 250)
+	c.Expect(t, "RCPT TO:<u2@example.test>", 450)
+	c.Expect(t, "RSET", 250)
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 450)
+	want := []string{
+		"at=connect stage=connect verdict=tempfail rule= category=connection_limit rcpts= from= subject=\"\" queued=false msg=false size=false reply=421 4.7.0 mx.example.test Too many connections (per-address limit), try again later",
+		"at=connect stage=connect verdict=tempfail rule= category=rate_limit rcpts= from= subject=\"\" queued=false msg=false size=false reply=421 4.7.0 mx.example.test Error: too many connections from 127.0.0.7",
+		"at=rcpt stage=rcpt verdict=tempfail rule= category=rate_limit rcpts=u2@example.test from=a@remote.example subject=\"\" queued=false msg=false size=false reply=450 4.7.1 Error: too many recipients from 127.0.0.7",
+		"at=mail stage=mail verdict=tempfail rule= category=rate_limit rcpts= from= subject=\"\" queued=false msg=false size=false reply=450 4.7.1 Error: too much mail from 127.0.0.7",
+	}
+	got := rec.take()
+	if len(got) != len(want) {
+		t.Fatalf("records:\n%s", strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("record %d:\n got %s\nwant %s", i, got[i], want[i])
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/dnsx"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
 	"github.com/portcullis-mail/portcullis/internal/sockaddr"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -169,6 +170,8 @@ type listener struct {
 	// MaxConnectionsPerIP), guarded by Server.mu.
 	active int
 	perIP  map[netip.Addr]int
+
+	xclient []netip.Prefix // ListenerConfig.XClientFrom
 }
 
 // New checks cfg and returns a server. It does no I/O: sockets are opened by Listen (or
@@ -265,7 +268,12 @@ func (s *Server) Listen() error {
 			}
 			ln = pl
 		}
-		l := &listener{cfg: lc, ln: ln, perIP: make(map[netip.Addr]int)}
+		xc, err := netlist.Prefixes(lc.XClientFrom)
+		if err != nil { // validated by New
+			ln.Close()
+			return fmt.Errorf("smtpd: listener %s: xclient_from: %w", lc.Name, err)
+		}
+		l := &listener{cfg: lc, ln: ln, perIP: make(map[netip.Addr]int), xclient: xc}
 		l.gate = &gate{srv: s, l: l}
 		out = append(out, l)
 	}

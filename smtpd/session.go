@@ -79,6 +79,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		if !cs.DidResume {
 			if r, over := st.srv.limit(st.ctx, ratelimitTLS, &st.tx.Conn, ""); over {
 				st.nc.killed.Store(true) // Postfix's 421 closes the session
+				st.srv.recordRefusal(st.tx.Conn, policy.StageHelo, "rate_limit", r.String())
 				return nil, smtpError(r)
 			}
 		}

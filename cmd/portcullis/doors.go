@@ -32,7 +32,8 @@ func doorAddrs(cfg *config.Config) []string {
 
 // serveDoors starts the Postfix policy-delegation server and the milter server when
 // they are configured; the returned function stops them.
-func serveDoors(cfg *config.Config, priv *privileges, engine *policy.Engine, logger *slog.Logger) (func(), error) {
+func serveDoors(cfg *config.Config, priv *privileges, engine *policy.Engine, dlog *decisions, logger *slog.Logger) (func(), error) {
+	policydRec, milterRec := dlog.doorRecorders()
 	var closers []func()
 	stop := func() {
 		for _, c := range closers {
@@ -57,7 +58,7 @@ func serveDoors(cfg *config.Config, priv *privileges, engine *policy.Engine, log
 		return nil
 	}
 	if cfg.Policyd.Addr != "" {
-		srv, err := policyd.New(cfg.Policyd, policyd.Deps{Engine: engine, Logger: logger})
+		srv, err := policyd.New(cfg.Policyd, policyd.Deps{Engine: engine, Decisions: policydRec, Logger: logger})
 		if err != nil {
 			return stop, err
 		}
@@ -66,7 +67,7 @@ func serveDoors(cfg *config.Config, priv *privileges, engine *policy.Engine, log
 		}
 	}
 	if cfg.Milter.Addr != "" {
-		srv, err := milter.New(cfg.Milter, milter.Deps{Engine: engine, Logger: logger})
+		srv, err := milter.New(cfg.Milter, milter.Deps{Engine: engine, Decisions: milterRec, Logger: logger})
 		if err != nil {
 			return stop, err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/redistest"
 )
@@ -172,6 +173,13 @@ func TestE2ERateLimitFlood(t *testing.T) {
 	require.NoError(t, err)
 	waitDelivered(t, dir, 4)
 	require.Contains(t, srv.logText(), "smtp rate limit exceeded")
+	// Both refusals are in the decision log, with the limit as their category.
+	recs := waitRecords(t, dir,
+		func(r decisionlog.Record) bool { return r.Category == "rate_limit" && r.Stage == "mail" },
+		func(r decisionlog.Record) bool { return r.Category == "rate_limit" && r.Stage == "connect" })
+	require.Equal(t, "450 4.7.1 Error: too much mail from 127.0.0.2", recs[0].Reply)
+	require.Equal(t, []string{"127.0.0.2", "tempfail", "421 4.7.0 mx.example.test Error: too many connections from 127.0.0.2"},
+		[]string{recs[1].ClientIP.String(), recs[1].Verdict, recs[1].Reply})
 }
 
 // TestE2EAccessMaps: Postfix access tables through the binary: a cidr: client table and

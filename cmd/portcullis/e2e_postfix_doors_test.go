@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/relay/postfixtest"
 	"github.com/portcullis-mail/portcullis/dkim"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
@@ -128,4 +129,16 @@ milter_default_action = tempfail
 	_ = mx.Quit()
 	delivered := waitDelivered(t, dir, 1)
 	require.Len(t, headerFields(delivered[0], "X-Spam-Score"), 2, "ours and the chained milter's:\n%s", headerBlock(delivered[0]))
+
+	// The doors' answers are in the decision log, under their own listener names.
+	recs := waitRecords(t, dir,
+		func(r decisionlog.Record) bool { return r.Listener == "policyd" && r.Verdict == "reject" },
+		func(r decisionlog.Record) bool { return r.Listener == "milter" && r.Verdict == "reject" },
+		func(r decisionlog.Record) bool { return r.Listener == "milter" && r.Verdict == "accept" })
+	require.Equal(t, []string{"rcpt", "blocked", "blocked@remote.test", "alice@signed.example", "550 5.7.1 blocked by portcullis"},
+		[]string{recs[0].Stage, recs[0].Rule, recs[0].Recipient, recs[0].Sender, recs[0].Reply}, "%+v", recs[0])
+	require.Equal(t, []string{"data", "dmarc-reject", "alice@remote.test", "dmarc-forged"},
+		[]string{recs[1].Stage, recs[1].Rule, recs[1].Recipient, recs[1].Subject}, "%+v", recs[1])
+	require.Equal(t, []string{"data", "alice@remote.test", "signed-aligned"},
+		[]string{recs[2].Stage, recs[2].Recipient, recs[2].Subject}, "%+v", recs[2])
 }

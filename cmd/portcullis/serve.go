@@ -301,7 +301,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		logger.Info("listening", "listener", l.Name, "addr", srv.Addr(l.Name).String(), "mode", l.Mode)
 	}
 
-	stopDoors, err := serveDoors(cfg, priv, engine, logger)
+	stopDoors, err := serveDoors(cfg, priv, engine, dlog, logger)
 	if err != nil {
 		return err
 	}

@@ -110,6 +110,11 @@ var rules = []rule{
 		why:       "the directory and the proxy know users and sockets, not the servers they route to",
 	},
 	{
+		from:      []string{"./internal/redisclient", "./internal/evict"},
+		forbidden: []string{""},
+		why:       "the policies' shared helpers (a Redis client with its breaker, bounded maps) import nothing of portcullis",
+	},
+	{
 		from:      []string{"./internal/statedb"},
 		forbidden: []string{"config", "cmd", "web", "quarantine", "auth", "directory", "smtpd"},
 		why:       "the state database opens SQLite or PostgreSQL for its consumers; it knows none of them",

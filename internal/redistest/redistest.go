@@ -47,6 +47,13 @@ func StartServer(t testing.TB) *Server {
 	return s
 }
 
+// Pause stops the server (SIGSTOP): connections stay open and nothing answers, as
+// with a hung server. Resume continues it.
+func (s *Server) Pause() { _ = s.d.Process().Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { _ = s.d.Process().Signal(syscall.SIGCONT) }
+
 // Kill kills the server (a crash).
 func (s *Server) Kill() { s.d.Kill() }
 
