@@ -431,6 +431,12 @@ func (c *Config) finish() error {
 	if c.POP3.Hostname == "" {
 		c.POP3.Hostname = c.Hostname
 	}
+	// One connection string names all shared state: a site that keeps its directory in
+	// PostgreSQL keeps its decision log there too (issue 21: several front-ends share one
+	// log), unless stats names its own database or file.
+	if c.Stats.Postgres == "" && c.Stats.Path == "" && c.Directory.Postgres != "" {
+		c.Stats.Postgres = c.Directory.Postgres
+	}
 	if c.Stats.Path == "" {
 		c.Stats.Path = filepath.Join(c.DataDir, "decisions.db")
 	}

@@ -30,3 +30,21 @@ func TestScaleOutChecks(t *testing.T) {
 	require.True(t, c.IMAP.ProxyProtocol)
 	require.Equal(t, "postgres://db/mail", c.Directory.Postgres)
 }
+
+// TestStatsFollowDirectory: a shared directory in PostgreSQL takes the decision log along,
+// unless stats names its own database or file.
+func TestStatsFollowDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	for yaml, want := range map[string]string{
+		"directory: { postgres: \"postgres://db/mail\" }\n":                                             "postgres://db/mail",
+		"directory: { postgres: \"postgres://db/mail\" }\nstats: { postgres: \"postgres://db/log\" }\n": "postgres://db/log",
+		"directory: { postgres: \"postgres://db/mail\" }\nstats: { path: /var/log/d.db }\n":             "",
+		"stats: {}\n": "",
+	} {
+		require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\n"+yaml), 0o644))
+		c, err := Load(path, dir)
+		require.NoError(t, err, yaml)
+		require.Equal(t, want, c.Stats.Postgres, yaml)
+	}
+}

@@ -60,7 +60,8 @@ type Config struct {
 	// shared directory of a multi-node installation. Its tables are created on open.
 	// The same database then keeps the web page's sessions and used digest links and
 	// the quarantine's sender lists and digest preferences (instead of DATA/web.db and
-	// DATA/quarantine.db), so that every node shares them.
+	// DATA/quarantine.db), and the decision log unless stats.postgres or stats.path is
+	// set, so that every node shares them.
 	Postgres string `yaml:"postgres"`
 	// LDAP reads users from the directory that auth.ldap authenticates against, with
 	// the mail host, quota and aliases from the attributes named here.
