@@ -200,6 +200,63 @@ type xclientState struct {
 	allowed   bool   // the peer is in the listener's xclient_from
 	lineStart bool   // what go-smtp has read so far ends a line
 	held      []byte // bytes read and not yet handed to go-smtp
+	// line is the start of the command line go-smtp is reading, and skip the bytes of
+	// a BDAT chunk still to come: a chunk follows its BDAT even when go-smtp refuses
+	// the command (no MAIL yet; RFC 3030 §2), and go-smtp discards it as data.
+	line []byte
+	skip uint64
+}
+
+// handed notes the bytes p handed to go-smtp: where its lines end, and the chunk of a
+// BDAT command read outside a transaction. In a transaction go-smtp reads data, which
+// XCLIENT is never taken from: only the line ends count there.
+func (x *xclientState) handed(p []byte, inTxn bool) {
+	if len(p) == 0 {
+		return
+	}
+	if inTxn {
+		x.line, x.skip = x.line[:0], 0
+		x.lineStart = p[len(p)-1] == '\n'
+		return
+	}
+	for len(p) > 0 {
+		if x.skip > 0 {
+			k := uint64(len(p))
+			if k > x.skip {
+				k = x.skip
+			}
+			p, x.skip = p[k:], x.skip-k
+			x.lineStart = x.skip == 0 // the chunk's end: a command comes next
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			x.line = appendBounded(x.line, p)
+			x.lineStart = false
+			return
+		}
+		x.line = appendBounded(x.line, p[:i])
+		x.skip = bdatSize(x.line)
+		x.line, x.lineStart, p = x.line[:0], true, p[i+1:]
+	}
+}
+
+// appendBounded appends p to line, keeping the first 32 bytes: enough for "BDAT size".
+func appendBounded(line, p []byte) []byte {
+	return append(line, p[:min(len(p), max(0, 32-len(line)))]...)
+}
+
+// bdatSize returns the chunk size of a BDAT command line (RFC 3030 §2), 0 for another.
+func bdatSize(line []byte) uint64 {
+	f := strings.Fields(string(line))
+	if len(f) < 2 || !strings.EqualFold(f[0], "BDAT") {
+		return 0
+	}
+	n, err := strconv.ParseUint(f[1], 10, 32) // as go-smtp parses it
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // xclientPrefix reports whether p starts like an XCLIENT command line: match when it
@@ -227,19 +284,17 @@ func (c *conn) readXclient(b []byte) (int, error) {
 		if len(x.held) > 0 {
 			n := copy(b, x.held)
 			x.held = x.held[n:]
-			x.lineStart = b[n-1] == '\n'
+			x.handed(b[:n], c.st.inTxn.Load())
 			return n, nil
 		}
 		n, err := c.readRaw(b)
 		if n == 0 || !c.xclientReady() {
-			if n > 0 {
-				x.lineStart = b[n-1] == '\n'
-			}
+			x.handed(b[:n], c.st.inTxn.Load())
 			return n, err
 		}
 		match, more := xclientPrefix(b[:n])
 		if !match && !more {
-			x.lineStart = b[n-1] == '\n'
+			x.handed(b[:n], c.st.inTxn.Load())
 			return n, err
 		}
 		line := append([]byte(nil), b[:n]...)
@@ -265,7 +320,7 @@ func (c *conn) readXclient(b []byte) (int, error) {
 			return 0, werr
 		}
 		x.held = line[i+1:]
-		x.lineStart = true
+		x.line, x.skip, x.lineStart = x.line[:0], 0, true
 		if err != nil && len(x.held) == 0 {
 			return 0, err
 		}
@@ -275,7 +330,7 @@ func (c *conn) readXclient(b []byte) (int, error) {
 // xclientReady reports whether go-smtp now waits for a command, so that a line read
 // now is a command line: at a line boundary, in plaintext, outside a transaction.
 func (c *conn) xclientReady() bool {
-	if !c.xc.lineStart || c.tlsUp.Load() || c.st.inTxn.Load() {
+	if !c.xc.lineStart || c.xc.skip > 0 || c.tlsUp.Load() || c.st.inTxn.Load() {
 		return false
 	}
 	c.mu.Lock()

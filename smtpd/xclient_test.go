@@ -2,6 +2,7 @@ package smtpd_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -160,4 +161,26 @@ func TestXclientSyntax(t *testing.T) {
 	// A command that only starts like XCLIENT is go-smtp's.
 	c.Expect(t, "XCLIENTS ADDR=1.2.3.4", 501)
 	c.Expect(t, "NOOP", 250)
+}
+
+// TestXclientNotInRejectedChunk: the chunk of a BDAT that go-smtp refuses (no MAIL yet)
+// still follows the command and is discarded (RFC 3030 §2); a line in it that looks like
+// XCLIENT is data, not a command: a proxy that relays its clients' chunks must not have
+// them change the session's client.
+func TestXclientNotInRejectedChunk(t *testing.T) {
+	cs := &connSeen{}
+	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO proxy.example", 250)
+	chunk := "XCLIENT ADDR=192.0.2.55\r\n"
+	c.Expect(t, "BDAT "+strconv.Itoa(len(chunk))+" LAST", 502)
+	if err := c.Send(chunk); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "NOOP", 250)
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	c.Expect(t, "RCPT TO:<u@example.test>", 250)
+	if got := cs.at(policy.StageRcpt); got.IP.String() != "127.0.0.1" {
+		t.Errorf("a chunk's XCLIENT line changed the client: rcpt stage saw %+v", got)
+	}
 }
