@@ -356,6 +356,10 @@ func (st *connState) xclient(args string) string {
 		return replyLine(st.fail(policy.StageConnect, xe.reply))
 	}
 	pc := st.tx.Conn
+	// The HELO name and the login are the new client's or none (Postfix's xclient_cmd
+	// resets both unless given): the proxy's EHLO, or a login a previous XCLIENT gave
+	// another client, must not carry over.
+	pc.HELO, pc.AuthUser = "", ""
 	for _, a := range attrs {
 		switch a.Name {
 		case "NAME":

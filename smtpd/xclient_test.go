@@ -184,3 +184,20 @@ func TestXclientNotInRejectedChunk(t *testing.T) {
 		t.Errorf("a chunk's XCLIENT line changed the client: rcpt stage saw %+v", got)
 	}
 }
+
+// TestXclientResetsHeloAndLogin: attributes an XCLIENT command does not give keep no
+// value of the client before it for the HELO name and the login (Postfix's xclient_cmd
+// resets both): a second XCLIENT without LOGIN is not authenticated as the first
+// client's user, and the proxy's own EHLO name is not judged as the new client's.
+func TestXclientResetsHeloAndLogin(t *testing.T) {
+	cs := &connSeen{}
+	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO proxy.example", 250)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.8 LOGIN=alice", 220)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.9", 220)
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	if got := cs.at(policy.StageMail); got.IP.String() != "192.0.2.9" || got.AuthUser != "" || got.HELO != "" {
+		t.Errorf("mail stage after XCLIENT ADDR= alone saw %+v, want no login and no HELO", got)
+	}
+}
