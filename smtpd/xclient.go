@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emersion/go-smtp"
 
@@ -19,7 +20,8 @@ import (
 // names, HELO and login: the session then behaves as if that client had connected
 // (rules, access maps, greylisting and limits see it), and answers the 220 greeting
 // again. Only the listener's xclient_from networks may use it; others get 550 5.7.0,
-// and only they see it announced in the EHLO reply.
+// and only they see it announced in the EHLO reply. After XCLIENT, that is the client
+// it named, as in Postfix: a second XCLIENT needs that client in xclient_from too.
 //
 // go-smtp dispatches the commands and has no hook for a new one, so XCLIENT is taken
 // out of the byte stream beneath it (conn.Read): a line that starts with XCLIENT, read
@@ -197,7 +199,9 @@ func printable(s string) string {
 
 // xclientState is a conn's XCLIENT interception (see the comment at the top).
 type xclientState struct {
-	allowed   bool   // the peer is in the listener's xclient_from
+	// allowed: the client is in the listener's xclient_from; the peer at first, then
+	// the client the last XCLIENT named (conn.Write reads it too).
+	allowed   atomic.Bool
 	lineStart bool   // what go-smtp has read so far ends a line
 	held      []byte // bytes read and not yet handed to go-smtp
 	// line is the start of the command line go-smtp is reading, and skip the bytes of
@@ -345,7 +349,7 @@ func (st *connState) xclient(args string) string {
 	if err := st.command(); err != nil {
 		return replyLine(err)
 	}
-	if !st.nc.xc.allowed {
+	if !st.nc.xc.allowed.Load() {
 		st.srv.log.Warn("smtp XCLIENT refused: client not in xclient_from", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String())
 		return replyLine(st.fail(policy.StageConnect, replyXclientRefused))
 	}
@@ -388,6 +392,11 @@ func (st *connState) xclient(args string) string {
 	}
 	pc.Trusted = pc.IP.IsValid() && netlist.Contains(st.srv.trusted, pc.IP)
 	pc.Rate = policy.Rates{}
+	// XCLIENT authorizes the client it names, not the proxy's session (Postfix's
+	// xclient_cmd evaluates smtpd_authorized_xclient_hosts again): a proxy that relays
+	// its client's commands after its own XCLIENT (nginx's mail proxy) must not let that
+	// client send another, naming any address and login.
+	st.nc.xc.allowed.Store(pc.IP.IsValid() && netlist.Contains(st.l.xclient, pc.IP))
 	st.srv.log.Info("smtp XCLIENT", "id", pc.ID, "proxy_ip", st.tx.Conn.IP.String(), "client_ip", pc.IP.String(),
 		"client_name", pc.Hostname, "helo", pc.HELO, "login", pc.AuthUser)
 	st.restart(pc)

@@ -49,7 +49,9 @@ func startXclient(t *testing.T, from []string, cs *connSeen) *testServer {
 // the greeting again, and every stage is judged for the client it named.
 func TestXclient(t *testing.T) {
 	cs := &connSeen{}
-	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	// The clients the test names in turn may send XCLIENT again (see
+	// TestXclientNotFromTheClientItNames).
+	ts := startXclient(t, []string{"127.0.0.0/8", "2001:db8::7", "192.0.2.8"}, cs)
 	c := dial(t, ts.addr("mx"))
 	r := c.Expect(t, "EHLO proxy.example", 250)
 	if !r.Has("XCLIENT NAME ADDR PORT PROTO HELO REVERSE_NAME LOGIN DESTADDR DESTPORT") {
@@ -191,7 +193,7 @@ func TestXclientNotInRejectedChunk(t *testing.T) {
 // client's user, and the proxy's own EHLO name is not judged as the new client's.
 func TestXclientResetsHeloAndLogin(t *testing.T) {
 	cs := &connSeen{}
-	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	ts := startXclient(t, []string{"127.0.0.0/8", "192.0.2.8"}, cs)
 	c := dial(t, ts.addr("mx"))
 	c.Expect(t, "EHLO proxy.example", 250)
 	c.Expect(t, "XCLIENT ADDR=192.0.2.8 LOGIN=alice", 220)
@@ -199,5 +201,29 @@ func TestXclientResetsHeloAndLogin(t *testing.T) {
 	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
 	if got := cs.at(policy.StageMail); got.IP.String() != "192.0.2.9" || got.AuthUser != "" || got.HELO != "" {
 		t.Errorf("mail stage after XCLIENT ADDR= alone saw %+v, want no login and no HELO", got)
+	}
+}
+
+// TestXclientNotFromTheClientItNames: after XCLIENT the session is the client it named,
+// and XCLIENT is that client's only when it is in xclient_from too (Postfix's
+// xclient_cmd evaluates the authorization again). A proxy that relays its client's
+// commands after its own XCLIENT (nginx's mail proxy) would otherwise let the client
+// name any address and login: here the proxy's client, logged in as bob, may not become
+// alice on a trusted address, nor sees XCLIENT announced.
+func TestXclientNotFromTheClientItNames(t *testing.T) {
+	cs := &connSeen{}
+	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO proxy.example", 250)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.7 LOGIN=bob", 220)
+	if r := c.Expect(t, "EHLO client.example", 250); r.Has("XCLIENT") {
+		t.Errorf("XCLIENT announced to the client the proxy named: %v", r)
+	}
+	if r := c.Expect(t, "XCLIENT ADDR=127.0.0.1 LOGIN=alice", 550); r.Enhanced() != "5.7.0" {
+		t.Errorf("refusal: %v", r)
+	}
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	if got := cs.at(policy.StageMail); got.IP.String() != "192.0.2.7" || got.AuthUser != "bob" {
+		t.Errorf("mail stage saw %+v, want the client the proxy named", got)
 	}
 }
