@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -639,35 +640,53 @@ const (
 // SetFlags changes the flags of the messages with the given UIDs and returns the messages
 // whose flags changed. source is passed on in the FlagsChanged event.
 func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, source any) ([]Message, error) {
+	changed, _, err := u.setFlags(ctx, mb, uids, op, flags, nil, source)
+	return changed, err
+}
+
+// SetFlagsUnchangedSince is SetFlags for a conditional STORE (RFC 7162 §3.1.3,
+// UNCHANGEDSINCE): the messages whose modseq is above unchangedSince are left alone and
+// returned, ascending, in modified. The test and the change are one write transaction
+// (BEGIN IMMEDIATE), so a change by another session or process cannot come between them:
+// of two sessions storing with the same UNCHANGEDSINCE, one wins and the other is told
+// MODIFIED.
+func (u *User) SetFlagsUnchangedSince(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, unchangedSince uint64, source any) (changed []Message, modified []uint32, err error) {
+	return u.setFlags(ctx, mb, uids, op, flags, &unchangedSince, source)
+}
+
+func (u *User) setFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, unchangedSince *uint64, source any) (changed []Message, modified []uint32, err error) {
 	flags = NormalizeFlags(flags)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	d := u.folder(mb.Name)
-	// The rows are read before the write transaction (u.mu keeps other writers out), so
-	// that a STORE that changes nothing (\Seen on a seen message, the common case) costs
-	// one read and no write lock.
-	msgs, err := u.messagesByUID(ctx, mb, uids, true)
-	if err != nil {
-		return nil, err
-	}
-	anything := false
-	for _, m := range msgs {
-		if joinFlags(applyFlags(m.Flags, op, flags)) != joinFlags(m.Flags) {
-			anything = true
-			break
+	if unchangedSince == nil {
+		// An unconditional STORE that changes nothing (\Seen on a seen message, the
+		// common case) is answered from one read, without taking the write lock.
+		msgs, err := u.messagesByUID(ctx, mb, uids, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !slices.ContainsFunc(msgs, func(m Message) bool { return joinFlags(applyFlags(m.Flags, op, flags)) != joinFlags(m.Flags) }) {
+			return nil, nil, nil
 		}
 	}
-	if !anything {
-		return nil, nil
-	}
-	var changed []Message
 	var ferr error
 	// Files are renamed first (maildir flags), then the index follows; a failed rename
-	// stops there, and what changed so far is still recorded.
+	// stops there, and what changed so far is still recorded. The rows are read again in
+	// the write transaction: what they hold then is what the change and the
+	// UNCHANGEDSINCE test apply to.
 	err = u.lazyTx(ctx, func(q cachedQ) error {
-		changed, ferr = nil, nil
+		changed, modified, ferr = nil, nil, nil
+		msgs, err := u.messagesByUIDIn(ctx, q, mb, uids, true)
+		if err != nil {
+			return err
+		}
 		before := noStamp
 		for _, m := range msgs {
+			if unchangedSince != nil && m.ModSeq > *unchangedSince {
+				modified = append(modified, m.UID)
+				continue
+			}
 			nf := applyFlags(m.Flags, op, flags)
 			if joinFlags(nf) == joinFlags(m.Flags) {
 				continue // nothing to do: no modseq, no write
@@ -718,13 +737,13 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return nil, ferr
+		return nil, modified, ferr
 	}
 	if err != nil {
-		return nil, errors.Join(err, ferr)
+		return nil, nil, errors.Join(err, ferr)
 	}
 	u.publish(mb.ID, Event{Kind: FlagsChanged, Messages: changed, Source: source})
-	return changed, ferr
+	return changed, modified, ferr
 }
 
 // errNoChange rolls back a transaction that found nothing to write.
