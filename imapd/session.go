@@ -765,21 +765,6 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 	}, nil
 }
 
-// vanishedSince returns the UIDs expunged from the selected mailbox after modseq.
-func (s *session) vanishedSince(modseq uint64) ([]uint32, error) {
-	sel, err := s.selected()
-	if err != nil {
-		return nil, err
-	}
-	c, cancel := ctx()
-	defer cancel()
-	uids, err := s.user.Vanished(c, sel.mb, modseq)
-	if err != nil {
-		return nil, s.logErr("vanished", err)
-	}
-	return uids, nil
-}
-
 // highestModSeq reads the selected mailbox's HIGHESTMODSEQ now.
 func (s *session) highestModSeq() (uint64, error) {
 	sel, err := s.selected()

@@ -1146,17 +1146,11 @@ func (c *wireConn) resync(q *wire.QResync) error {
 
 // vanishedEarlier writes VANISHED (EARLIER) for the UIDs of set expunged after modseq.
 func (c *wireConn) vanishedEarlier(modseq uint64, set imap.UIDSet) error {
-	uids, err := c.sess.vanishedSince(modseq)
-	if err != nil {
+	gone, err := c.sess.vanishedEarlier(modseq, set)
+	if err != nil || len(gone) == 0 {
 		return err
 	}
-	var in []uint32
-	for _, u := range uids {
-		if uidSetContains(set, u, ^uint32(0)) {
-			in = append(in, u)
-		}
-	}
-	return c.updates().WriteVanished(in, true)
+	return c.untagged(func(e *enc) *enc { return e.raw("VANISHED (EARLIER) ").raw(gone.String()) })
 }
 
 // sortCmd answers SORT and UID SORT (RFC 5256), with ESORT's RETURN (RFC 5267).

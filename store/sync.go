@@ -172,7 +172,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				changed = append(changed, m)
 			}
 		}
-		if err := deleteUIDs(ctx, q, mb.ID, gone); err != nil {
+		if err := u.deleteUIDs(ctx, q, mb.ID, gone); err != nil {
 			return err
 		}
 		if len(gone) > 0 {

@@ -840,7 +840,7 @@ func (u *User) remove(ctx context.Context, mb Mailbox, pick func(cachedQ) ([]Mes
 		for i, m := range msgs {
 			uids[i] = m.UID
 		}
-		if err := deleteUIDs(ctx, q, mb.ID, uids); err != nil {
+		if err := u.deleteUIDs(ctx, q, mb.ID, uids); err != nil {
 			return err
 		}
 		_, err = q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ?`,
@@ -974,7 +974,7 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 			return err
 		}
 		if move {
-			if err := deleteUIDs(ctx, q, src.ID, res.SrcUIDs); err != nil {
+			if err := u.deleteUIDs(ctx, q, src.ID, res.SrcUIDs); err != nil {
 				return err
 			}
 			if _, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
@@ -1063,8 +1063,9 @@ func inList(uids []uint32) (string, []any) {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ","), args
 }
 
-// deleteUIDs removes the index rows of uids in mailbox mbID.
-func deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error {
+// deleteUIDs removes the index rows of uids in mailbox mbID (leaving tombstones, which
+// it prunes when due).
+func (u *User) deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error {
 	for _, c := range chunks(uids, maxInList) {
 		in, args := inList(c)
 		args[0] = mbID
@@ -1072,5 +1073,5 @@ func deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error
 			return err
 		}
 	}
-	return nil
+	return u.pruneTombstones(ctx, q, mbID, len(uids))
 }
