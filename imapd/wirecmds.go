@@ -511,26 +511,10 @@ func (c *wireConn) idle(cmd *wire.Command) error {
 	if err := c.write(func(e *enc) error { return e.raw("+ idling").crlf() }); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				c.srv.rlog.Error("imap panic idling", "err", fmt.Sprint(v))
-				done <- errors.New("imapd: panic idling")
-			}
-		}()
-		done <- c.sess.idle(c.updates(), stop)
-	}()
 	c.NetConn().SetReadDeadline(time.Now().Add(wireIdleTimeout))
-	line, err := c.readLine(64)
-	close(stop)
-	ierr := <-done
+	line, err := c.idleWait() // idle.go
 	if err != nil {
 		return err
-	}
-	if ierr != nil {
-		return ierr
 	}
 	if !strings.EqualFold(line, "DONE") {
 		return c.tagged(cmd.Tag, "BAD", imap.ResponseCodeClientBug, "Expected DONE to end IDLE")

@@ -51,9 +51,14 @@ type wireConn struct {
 	enabled imap.CapSet
 
 	wmu sync.Mutex // one response at a time: the IDLE goroutine writes too
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	p   *wire.Parser
+	// br and bw are the buffers over the stream (r and w): taken from a pool when the
+	// connection reads or writes, given back while it waits for the client (connbuf.go),
+	// so that an idle connection holds none. br is nil while waiting; bw is nil or empty.
+	br *bufio.Reader
+	bw *bufio.Writer
+	r  prefixReader
+	w  io.Writer
+	p  *wire.Parser
 
 	state     wireState
 	loginCmds int
@@ -85,12 +90,15 @@ func (c *wireConn) write(f func(e *enc) error) error {
 	defer c.wmu.Unlock()
 	nc := c.NetConn()
 	nc.SetWriteDeadline(time.Now().Add(wireWriteTimeout))
-	return f(c.enc())
+	err := f(c.enc())
+	c.releaseWriter()
+	return err
 }
 
+// enc returns the response encoder over the write buffer; called with wmu held.
 func (c *wireConn) enc() *enc {
 	en := c.EnabledCaps()
-	return &enc{w: c.bw, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
+	return &enc{w: c.writer(), utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
 }
 
 func (c *wireConn) untagged(f func(e *enc) *enc) error {
@@ -115,11 +123,17 @@ func (c *wireConn) setStream(nc net.Conn) {
 		r = io.TeeReader(nc, d)
 		w = io.MultiWriter(nc, d)
 	}
-	c.br = bufio.NewReaderSize(r, 4096)
-	c.bw = bufio.NewWriterSize(w, 4096)
+	// Whatever the old stream had buffered is dropped (after STARTTLS: RFC 9051 §11.1,
+	// no command sent in the clear runs under TLS).
+	c.dropReader()
+	c.wmu.Lock()
+	c.releaseWriter()
+	c.w = w
+	c.wmu.Unlock()
+	c.r = prefixReader{r: r}
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
 	authed := c.p != nil && c.state != stateNotAuth
-	c.p = wire.NewParser(c.br, lim, func(text string) error {
+	c.p = wire.NewParser(nil, lim, func(text string) error {
 		return c.write(func(e *enc) error { return e.raw("+ ").raw(text).crlf() })
 	})
 	c.p.SetAuthenticated(authed)
@@ -168,7 +182,11 @@ func (s *Server) serveWire(nc net.Conn) {
 			timeout = wireLoginTimeout
 		}
 		c.NetConn().SetReadDeadline(time.Now().Add(timeout))
-		cmd, err := c.p.ReadCommand()
+		err := c.waitInput()
+		var cmd *wire.Command
+		if err == nil {
+			cmd, err = c.p.ReadCommand()
+		}
 		var we *wire.Error
 		if errors.As(err, &we) {
 			if c.state == stateNotAuth && c.tooManyBeforeLogin() {
@@ -454,6 +472,9 @@ func (c *wireConn) authenticate(cmd *wire.Command) error {
 // readLine reads one line outside a command (a SASL response, IDLE's DONE), at most max
 // bytes.
 func (c *wireConn) readLine(max int) (string, error) {
+	if err := c.waitInput(); err != nil {
+		return "", err
+	}
 	var b []byte
 	for {
 		frag, err := c.br.ReadSlice('\n')
