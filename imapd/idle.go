@@ -70,7 +70,10 @@ func (p *idlePoller) poll() (err error) {
 			err = errors.New("imapd: panic idling")
 		}
 	}()
-	return p.c.sess.pollSelected(p.c.updates(), true)
+	if err := p.c.sess.pollSelected(p.c.updates(), true); err != nil {
+		return err
+	}
+	return p.c.flushOut()
 }
 
 // stop waits for a running poll and returns the first error of the polls.
@@ -91,7 +94,7 @@ func (c *wireConn) idleWait() (string, error) {
 	}
 	p := &idlePoller{c: c}
 	w.OnEvent(p.kick)
-	// What came before the watcher was hooked is sent now.
+	// What came before the watcher was hooked is sent now (readLine flushes it).
 	if err := c.sess.pollSelected(c.updates(), true); err != nil {
 		w.OnEvent(nil)
 		return "", errors.Join(err, p.stop())

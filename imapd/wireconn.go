@@ -51,14 +51,15 @@ type wireConn struct {
 	enabled imap.CapSet
 
 	wmu sync.Mutex // one response at a time: the IDLE goroutine writes too
-	// br and bw are the buffers over the stream (r and w): taken from a pool when the
-	// connection reads or writes, given back while it waits for the client (connbuf.go),
-	// so that an idle connection holds none. br is nil while waiting; bw is nil or empty.
-	br *bufio.Reader
-	bw *bufio.Writer
-	r  prefixReader
-	w  io.Writer
-	p  *wire.Parser
+	// br and bw are the buffers over the stream (r, and cork for the responses held
+	// until the server waits for the client): taken from pools when the connection reads
+	// or writes, given back while it waits for the client (connbuf.go), so that an idle
+	// connection holds none. br is nil while waiting; bw is nil or empty.
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	r    prefixReader
+	cork corkWriter
+	p    *wire.Parser
 
 	state     wireState
 	loginCmds int
@@ -79,6 +80,9 @@ func (c *wireConn) NetConn() net.Conn {
 // Bye sends an untagged BYE and closes the connection.
 func (c *wireConn) Bye(text string) error {
 	err := c.write(func(e *enc) error { return e.raw("* ").status("BYE", "", text).crlf() })
+	if ferr := c.flushOut(); err == nil {
+		err = ferr
+	}
 	c.NetConn().Close()
 	c.state = stateLogout
 	return err
@@ -127,10 +131,10 @@ func (c *wireConn) setStream(nc net.Conn) {
 	// no command sent in the clear runs under TLS).
 	c.dropReader()
 	c.wmu.Lock()
-	c.releaseWriter()
-	c.w = w
+	c.flushLocked()
+	c.cork.w = w
 	c.wmu.Unlock()
-	c.r = prefixReader{r: r}
+	c.r = prefixReader{r: r, flush: c.flushOut}
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
 	authed := c.p != nil && c.state != stateNotAuth
 	c.p = wire.NewParser(nil, lim, func(text string) error {
@@ -168,6 +172,7 @@ func (s *Server) serveWire(nc net.Conn) {
 			s.rlog.Error("imap panic", "err", fmt.Sprint(v))
 		}
 		c.sess.Close()
+		c.flushOut() // the last replies (LOGOUT's)
 		c.NetConn().Close()
 	}()
 	if err := c.write(func(e *enc) error {
@@ -369,6 +374,9 @@ func (c *wireConn) startTLS(cmd *wire.Command) error {
 		return c.tagged(cmd.Tag, "BAD", "", "STARTTLS not available")
 	}
 	if err := c.tagged(cmd.Tag, "OK", "", "Begin TLS negotiation now"); err != nil {
+		return err
+	}
+	if err := c.flushOut(); err != nil {
 		return err
 	}
 	// Whatever the client sent after STARTTLS in the clear is dropped with the old
