@@ -62,6 +62,21 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	return req.res, nil
 }
 
+// pendingAppends returns the keys of the files written into mailbox mbID by appends
+// still waiting for their index commit. With u.mu held (no commit runs meanwhile) that
+// is every such file but one written in the instant before its request was queued.
+func (u *User) pendingAppends(mbID int64) map[string]bool {
+	u.amu.Lock()
+	defer u.amu.Unlock()
+	keys := map[string]bool{}
+	for _, r := range u.appendQ {
+		if r.mbID == mbID {
+			keys[r.key] = true
+		}
+	}
+	return keys
+}
+
 // prepareAppend writes a message's file (fsynced, directory included) and returns the
 // request whose index row is still to be committed.
 func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (*appendReq, error) {
