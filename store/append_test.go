@@ -287,9 +287,17 @@ func TestSyncLeavesPendingAppends(t *testing.T) {
 	s := newStore(t, Config{FullScanInterval: time.Nanosecond})
 	ctx := context.Background()
 	u := open(t, s, "p@x.org")
+	// The file is in the folder, its request not queued yet (Append waits for the
+	// directory's fsync in between).
 	req, err := u.prepareAppend(ctx, "INBOX", msg("pending"), []string{FlagDraft}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := u.Sync(ctx, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ms, err := u.Messages(ctx, "INBOX"); err != nil || len(ms) != 0 {
+		t.Fatalf("Sync indexed a pending append's file: %v %v", ms, err)
 	}
 	u.amu.Lock()
 	u.appendQ = append(u.appendQ, req)
@@ -312,5 +320,8 @@ func TestSyncLeavesPendingAppends(t *testing.T) {
 	}
 	if _, ms, err := u.Messages(ctx, "INBOX"); err != nil || len(ms) != 1 || !hasFlag(ms[0].Flags, FlagDraft) {
 		t.Fatalf("after the commit: %v %v", ms, err)
+	}
+	if n := len(u.pendingAppends(1)) + len(u.appending); n != 0 {
+		t.Errorf("%d keys still pending after the commit", n)
 	}
 }

@@ -39,8 +39,9 @@ type User struct {
 	mu      sync.Mutex          // serializes changes to the index and the maildir files
 	scanned map[int64]time.Time // last full directory scan per mailbox; guarded by mu
 
-	amu     sync.Mutex   // guards appendQ
-	appendQ []*appendReq // appends waiting for their index commit (group commit)
+	amu       sync.Mutex       // guards appendQ and appending
+	appendQ   []*appendReq     // appends waiting for their index commit (group commit)
+	appending map[string]int64 // their files' keys → mailbox id, for Sync to leave alone
 
 	idmu  sync.Mutex
 	ids   map[string]int64 // canonical folder name → mailbox id, for Append
