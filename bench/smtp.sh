@@ -14,10 +14,27 @@
 # loopback port (lookups fail at once), so neither ever queries the machine's resolver.
 #
 # Usage: bench/smtp.sh [MESSAGES]   (default 2000 per run; needs root for Postfix)
+#
+#        bench/smtp.sh log [MESSAGES [ROUNDS]]   (default 2000, 6): what the decision log
+#        costs. Two portcullis servers in the same run, the log on (its default, SQLite
+#        under the data dir) and off (stats: { disable: true }), at 10 and 50 clients,
+#        alternating which goes first, ROUNDS times: the median rate of each, the cost
+#        (1 - on/off), the server's CPU per message (user + system from /proc,
+#        deliveries included) and every round's rates, since a shared machine makes
+#        single rounds vary by tens of percent. ON_EXTRA is YAML appended to the "on"
+#        server's config (e.g. ON_EXTRA='stats: { path: /dev/shm/d.db }' to take the
+#        log's disk out); CLIENTS="10 50" by default.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = log ]; then
+  shift
+  exec bash "$(dirname "$0")/smtp.sh" __log "$@"
+fi
+MODE=
+if [ "${1:-}" = __log ]; then MODE=log; shift; fi
 N=${1:-2000}
+ROUNDS=${2:-6}
 SIZE=4096
 command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
 W=$(bench_workdir smtp)
@@ -31,6 +48,63 @@ cleanup() {
 }
 trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
+
+if [ "$MODE" = log ]; then
+  cleanup() {
+    [ -n "${ON_PID:-}" ] && kill "$ON_PID" 2>/dev/null || true
+    [ -n "${OFF_PID:-}" ] && kill "$OFF_PID" 2>/dev/null || true
+    sleep 1
+    rm -rf "$W"
+  }
+  trap cleanup EXIT
+  [ -n "${KEEP:-}" ] && trap - EXIT
+  go build -o "$W/portcullis" ./cmd/portcullis
+  ON_PORT=$((20000 + RANDOM % 10000)); OFF_PORT=$((ON_PORT + 1))
+  { portcullis_config "$W/on" "$ON_PORT"; printf 'http: { addr: "" }\n%s\n%s\n' "${EXTRA:-}" "${ON_EXTRA:-}"; } > "$W/on.yaml"
+  { portcullis_config "$W/off" "$OFF_PORT"; printf 'http: { addr: "" }\nstats: { disable: true }\n%s\n' "${EXTRA:-}"; } > "$W/off.yaml"
+  "$W/portcullis" serve --config "$W/on.yaml" 2>"$W/on.log" & ON_PID=$!
+  "$W/portcullis" serve --config "$W/off.yaml" 2>"$W/off.log" & OFF_PID=$!
+  wait_port "$ON_PORT" portcullis "$ON_PID" "$W/on.log"; wait_port "$OFF_PORT" portcullis "$OFF_PID" "$W/off.log"
+  median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+  cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }  # PID: seconds
+  drained() { # LOG
+    local want
+    want=$(grep -c 'smtp message queued' "$1")
+    for _ in $(seq 600); do [ "$(grep -c 'status=delivered' "$1")" -ge "$want" ] && return; sleep 0.1; done
+  }
+  lrate() { # PORT CLIENTS PID CPUFILE LOG: messages/s; CPU ms per message appended to CPUFILE
+    local start end c0
+    c0=$(cpu "$3")
+    start=$(date +%s.%N)
+    smtp-source -s "$2" -l "$SIZE" -m "$N" -d -f bench@example.net -t postmaster@example.test -c "127.0.0.1:$1" >/dev/null 2>"$W/source.err" || { echo 0; return; }
+    end=$(date +%s.%N)
+    drained "$5"; echo "($(cpu "$3") - $c0) * 1000 / $N" | bc -l >> "$4"
+    echo "$N / ($end - $start)" | bc -l
+  }
+  lrate "$ON_PORT" 5 "$ON_PID" /dev/null "$W/on.log" >/dev/null; lrate "$OFF_PORT" 5 "$OFF_PID" /dev/null "$W/off.log" >/dev/null  # warm up
+  printf '%-8s %9s %9s %7s %12s %12s %7s   (medians of %s rounds of %s messages)\n' clients "on msg/s" "off msg/s" cost "on CPU ms/msg" "off" cost "$ROUNDS" "$N"
+  for c in ${CLIENTS:-10 50}; do
+    : > "$W/on.rates"; : > "$W/off.rates"; : > "$W/on.cpu"; : > "$W/off.cpu"
+    for r in $(seq "$ROUNDS"); do
+      if (( r % 2 )); then
+        lrate "$ON_PORT" "$c" "$ON_PID" "$W/on.cpu" "$W/on.log" >> "$W/on.rates"
+        lrate "$OFF_PORT" "$c" "$OFF_PID" "$W/off.cpu" "$W/off.log" >> "$W/off.rates"
+      else
+        lrate "$OFF_PORT" "$c" "$OFF_PID" "$W/off.cpu" "$W/off.log" >> "$W/off.rates"
+        lrate "$ON_PORT" "$c" "$ON_PID" "$W/on.cpu" "$W/on.log" >> "$W/on.rates"
+      fi
+    done
+    on=$(median < "$W/on.rates"); off=$(median < "$W/off.rates")
+    onc=$(median < "$W/on.cpu"); offc=$(median < "$W/off.cpu")
+    printf '%-8s %9.0f %9.0f %6.1f%% %12.3f %12.3f %6.1f%%\n' "$c" "$on" "$off" "$(echo "(1 - $on / $off) * 100" | bc -l)" \
+      "$onc" "$offc" "$(echo "($onc / $offc - 1) * 100" | bc -l)"
+    printf '         rates on: %s off: %s; CPU ms on: %s off: %s\n' \
+      "$(xargs printf '%.0f ' < "$W/on.rates")" "$(xargs printf '%.0f ' < "$W/off.rates")" \
+      "$(xargs printf '%.3f ' < "$W/on.cpu")" "$(xargs printf '%.3f ' < "$W/off.cpu")"
+  done
+  echo "dropped records (buffer full): $(grep -c 'records dropped' "$W/on.log" || true) log lines"
+  exit 0
+fi
 
 # --- Postfix: a private instance in $W/pf. postfix -c needs the default main.cf to list it
 # in alternate_config_directories; the line is added only while Postfix starts, under the

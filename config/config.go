@@ -133,6 +133,17 @@ type Config struct {
 	// Auth is the users: local ones (argon2id), LDAP (optional, asked after the local
 	// users), brute-force throttling, and recipient validation at RCPT.
 	Auth auth.Config `yaml:"auth"`
+	// Mode is this process's part in an installation of several nodes (docs/scale-out.md):
+	// standalone (the default: SMTP, queue, store, IMAP, POP3 and ManageSieve in one
+	// process); frontend (SMTP with the whole policy pipeline and a queue on its own
+	// disk, no store: each local recipient is checked against the shared directory at
+	// RCPT and delivered by LMTP to the back-end holding the mailbox); backend (a
+	// standalone node that is one of the directory's mail hosts, named by
+	// directory.this_host: front-ends deliver to its LMTP listener); proxy (the IMAP and
+	// POP3 proxy of the proxy section only: no SMTP, queue or store). The imap, pop3 and
+	// managesieve addresses are ignored in a front-end and a proxy, smtp.listeners in a
+	// proxy.
+	Mode string `yaml:"mode"`
 	// Directory is where the multi-node mode looks users up (mail host, quota,
 	// aliases): the local user database (default), a shared PostgreSQL database, or the
 	// LDAP directory of auth.ldap.
@@ -183,7 +194,7 @@ type Config struct {
 		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
-	// Proxy is the IMAP and POP3 proxy of the multi-node mode: it authenticates each
+	// Proxy is the IMAP, POP3, ManageSieve and LMTP proxy of the multi-node mode: it authenticates each
 	// client (auth), looks the user's mail host up in the directory and relays the
 	// session to that back-end, with smtp.tls's certificate. Off unless an address is set.
 	Proxy struct {
@@ -191,8 +202,13 @@ type Config struct {
 		IMAPAddr  string `yaml:"imap_addr"`
 		IMAPSAddr string `yaml:"imaps_addr"`
 		// POP3Addr is the listening address offering STLS; POP3SAddr of implicit TLS.
-		POP3Addr     string `yaml:"pop3_addr"`
-		POP3SAddr    string `yaml:"pop3s_addr"`
+		POP3Addr  string `yaml:"pop3_addr"`
+		POP3SAddr string `yaml:"pop3s_addr"`
+		// ManageSieveAddr is the ManageSieve listening address (STARTTLS, RFC 5804).
+		ManageSieveAddr string `yaml:"managesieve_addr"`
+		// LMTPAddr is the LMTP listening address for the front-ends' delivery (RFC 2033;
+		// clients from lmtp_from only): each recipient goes to its back-end's LMTP.
+		LMTPAddr     string `yaml:"lmtp_addr"`
 		proxy.Config `yaml:",inline"`
 	} `yaml:"proxy"`
 	// ManageSieve is the ManageSieve server (RFC 5804) where users manage their Sieve
@@ -356,6 +372,9 @@ func (c *Config) finish() error {
 	}
 	if _, err := netlist.Prefixes(append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...)); err != nil {
 		return fmt.Errorf("imap/pop3: proxy_from: %w", err)
+	}
+	if err := c.checkMode(); err != nil {
+		return err
 	}
 	if c.Directory.LDAP != nil && c.Auth.LDAP == nil {
 		return errors.New("directory.ldap reads through auth.ldap's connection: set auth.ldap")

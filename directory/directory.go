@@ -27,6 +27,14 @@ type User struct {
 	State string
 	// Aliases are the other addresses that deliver to this user.
 	Aliases []string
+	// Changed is when the entry last changed, as the directory's clock tells; zero when
+	// the directory does not say (local, LDAP).
+	Changed time.Time
+	// Moved is when the user last stopped living on their previous mail host: when the
+	// state became moving, or, without a move, when the mail host changed. The old
+	// back-end closes the sessions opened before it (plus the cache TTL); zero when the
+	// directory does not say.
+	Moved time.Time
 }
 
 // HostHere is the MailHost of a user on a single node: the mailbox is in this process.
@@ -50,6 +58,9 @@ var ErrNotFound = errors.New("directory: no such user")
 type Config struct {
 	// Postgres is a connection string (postgres://user@host:port/db?sslmode=...): the
 	// shared directory of a multi-node installation. Its tables are created on open.
+	// The same database then keeps the web page's sessions and used digest links and
+	// the quarantine's sender lists and digest preferences (instead of DATA/web.db and
+	// DATA/quarantine.db), so that every node shares them.
 	Postgres string `yaml:"postgres"`
 	// LDAP reads users from the directory that auth.ldap authenticates against, with
 	// the mail host, quota and aliases from the attributes named here.
@@ -60,6 +71,18 @@ type Config struct {
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// CacheEntries bounds the cache (default 100000).
 	CacheEntries int `yaml:"cache_entries"`
+	// Hosts are the mail hosts (back-ends) by the name users' entries give: where
+	// front-ends deliver by LMTP and portcullis user move reads mailboxes. Empty: a mail
+	// host's name is its DNS name, with LMTP on port 24, IMAPS on 993 and POP3S on 995;
+	// listed: only the hosts listed are known.
+	Hosts map[string]Host `yaml:"hosts"`
+	// DefaultHost is the mail host of users whose entry names none.
+	DefaultHost string `yaml:"default_host"`
+	// ThisHost is the name of this node among the mail hosts (mode: backend): the
+	// sessions of a user whose mail host becomes another, or who is being moved, are
+	// closed, so that the client reconnects through the proxy to the new one. It is
+	// proxy.local_host too (proxy_maybe's name of this node): set either.
+	ThisHost string `yaml:"this_host"`
 }
 
 // DefaultCacheTTL is the default of Config.CacheTTL.

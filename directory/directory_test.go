@@ -24,6 +24,72 @@ func TestPostgres(t *testing.T) {
 	t.Run("concurrent-open", func(t *testing.T) { testPostgresConcurrentOpen(t, server) })
 	t.Run("cache", func(t *testing.T) { testCache(t, server) })
 	t.Run("hashes", func(t *testing.T) { testHashes(t, server) })
+	t.Run("admin", func(t *testing.T) { testPostgresAdmin(t, server) })
+}
+
+// testPostgresAdmin is what portcullis user does to the shared directory: add, aliases
+// (found by Lookup, unique across users and aliases), password, quota, list.
+func testPostgresAdmin(t *testing.T, server string) {
+	ctx := context.Background()
+	p := postgres(t, server)
+	if err := p.Add(ctx, directory.User{Address: "Kim@Example.test", PasswordHash: "h1", MailHost: "store1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Add(ctx, directory.User{Address: "kim@example.test"}); !errors.Is(err, directory.ErrExists) {
+		t.Fatalf("second add: %v, want ErrExists", err)
+	}
+	if err := p.Add(ctx, directory.User{Address: "lee@example.test", MailHost: "store2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddAlias(ctx, "kim@example.test", "K.Im@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ user, alias string }{
+		{"lee@example.test", "k.im@example.test"}, // another's alias
+		{"lee@example.test", "kim@example.test"},  // a user
+	} {
+		if err := p.AddAlias(ctx, c.user, c.alias); !errors.Is(err, directory.ErrExists) {
+			t.Fatalf("alias %s of %s: %v, want ErrExists", c.alias, c.user, err)
+		}
+	}
+	if err := p.AddAlias(ctx, "nobody@example.test", "x@example.test"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("alias of no user: %v", err)
+	}
+	if err := p.Add(ctx, directory.User{Address: "k.im@example.test"}); !errors.Is(err, directory.ErrExists) {
+		t.Fatalf("a user named like an alias: %v, want ErrExists", err)
+	}
+	// Lookup by the alias finds the user, under the user's own address.
+	got, err := p.Lookup(ctx, "k.im@example.test")
+	if err != nil || got.Address != "kim@example.test" || got.MailHost != "store1" || !slices.Equal(got.Aliases, []string{"k.im@example.test"}) {
+		t.Fatalf("lookup by alias = %+v, %v", got, err)
+	}
+	if err := p.SetPasswordHash(ctx, "kim@example.test", "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetQuota(ctx, "kim@example.test", 5<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetQuota(ctx, "nobody@example.test", 1); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("quota of no user: %v", err)
+	}
+	list, err := p.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Address != "kim@example.test" || list[0].PasswordHash != "h2" || list[0].Quota != 5<<20 ||
+		!slices.Equal(list[0].Aliases, []string{"k.im@example.test"}) || list[0].Changed.IsZero() ||
+		list[1].Address != "lee@example.test" || list[1].MailHost != "store2" || list[1].Aliases != nil {
+		t.Fatalf("List = %+v", list)
+	}
+	if err := p.DeleteAlias(ctx, "k.im@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteAlias(ctx, "k.im@example.test"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("second alias delete: %v", err)
+	}
+	if _, err := p.Lookup(ctx, "k.im@example.test"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("deleted alias still found: %v", err)
+	}
 }
 
 // testHashes verifies passwords against the hashes in PostgreSQL through auth.
@@ -95,14 +161,23 @@ func testPostgresCRUD(t *testing.T, server string) {
 	if err := p.SetState(ctx, "alice@example.test", directory.StateMoving); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := p.Lookup(ctx, "alice@example.test"); got.State != directory.StateMoving {
-		t.Fatalf("state = %q", got.State)
+	moving, _ := p.Lookup(ctx, "alice@example.test")
+	if moving.State != directory.StateMoving || moving.Moved.IsZero() {
+		t.Fatalf("moving: %+v", moving)
 	}
 	if err := p.SetMailHost(ctx, "alice@example.test", "store2"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := p.Lookup(ctx, "alice@example.test"); got.MailHost != "store2" || got.State != "" {
-		t.Fatalf("after the flip: %+v", got)
+	// The flip at the end of a move keeps the time the move began.
+	if got, _ := p.Lookup(ctx, "alice@example.test"); got.MailHost != "store2" || got.State != "" || !got.Moved.Equal(moving.Moved) {
+		t.Fatalf("after the flip: %+v, moving since %v", got, moving.Moved)
+	}
+	// A host change without a move is a move of its own.
+	if err := p.SetMailHost(ctx, "alice@example.test", "store3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.Lookup(ctx, "alice@example.test"); !got.Moved.After(moving.Moved) {
+		t.Fatalf("host change: moved %v, not after %v", got.Moved, moving.Moved)
 	}
 	// An alias that belongs to someone else is refused, and the transaction leaves the
 	// user as it was.

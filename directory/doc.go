@@ -6,4 +6,9 @@
 // that several nodes read) and LDAP (attributes of the entries auth already binds
 // against). Cache puts a bounded, time-limited memory in front of any of them, so that
 // a change in the directory is honoured within its TTL (default 5 s).
+//
+// Postgres is also what portcullis user writes (Add, SetPasswordHash, SetQuota,
+// AddAlias, DeleteAlias, SetMailHost, SetState, List): LDAP is read-only, and the local
+// directory is the user database. Config.HostOf says how to reach a mail host (the
+// hosts table, or the NAME:24/993/995 convention), for front-ends and user moves.
 package directory

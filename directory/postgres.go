@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS directory_aliases (
 	address TEXT NOT NULL REFERENCES directory_users(address) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS directory_aliases_address ON directory_aliases(address);
+ALTER TABLE directory_users ADD COLUMN IF NOT EXISTS moved TIMESTAMPTZ;
 `
 
 // schemaLock is the advisory lock that serialises schema creation: CREATE TABLE IF NOT
@@ -70,7 +71,9 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 // Close closes the connection pool.
 func (p *Postgres) Close() error { p.pool.Close(); return nil }
 
-// Lookup implements Directory: one query, by primary key.
+// Lookup implements Directory: one query, by primary key; an alias finds the user it
+// belongs to (User.Address is then the user's own address), as LDAP's recipient filter
+// finds an entry by mailLocalAddress.
 func (p *Postgres) Lookup(ctx context.Context, addr string) (User, error) {
 	a, err := address.Normalize(addr)
 	if err != nil {
@@ -78,10 +81,11 @@ func (p *Postgres) Lookup(ctx context.Context, addr string) (User, error) {
 	}
 	u := User{Address: a}
 	err = p.pool.QueryRow(ctx, `
-SELECT u.password, u.quota, u.mail_host, u.state,
+SELECT u.address, u.password, u.quota, u.mail_host, u.state, u.updated, coalesce(u.moved, 'epoch'),
        coalesce(array_agg(al.alias ORDER BY al.alias) FILTER (WHERE al.alias IS NOT NULL), '{}')
 FROM directory_users u LEFT JOIN directory_aliases al ON al.address = u.address
-WHERE u.address = $1 GROUP BY u.address`, a).Scan(&u.PasswordHash, &u.Quota, &u.MailHost, &u.State, &u.Aliases)
+WHERE u.address = coalesce((SELECT address FROM directory_aliases WHERE alias = $1), $1)
+GROUP BY u.address`, a).Scan(&u.Address, &u.PasswordHash, &u.Quota, &u.MailHost, &u.State, &u.Changed, &u.Moved, &u.Aliases)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return User{}, notFound(a)
@@ -90,6 +94,9 @@ WHERE u.address = $1 GROUP BY u.address`, a).Scan(&u.PasswordHash, &u.Quota, &u.
 	}
 	if len(u.Aliases) == 0 {
 		u.Aliases = nil
+	}
+	if u.Moved.Unix() == 0 {
+		u.Moved = time.Time{}
 	}
 	return u, nil
 }
@@ -137,14 +144,20 @@ ON CONFLICT (address) DO UPDATE SET password = $2, quota = $3, mail_host = $4, s
 }
 
 // SetMailHost moves the user's mailbox location to host (and clears the state), the
-// flip at the end of a move.
+// flip at the end of a move. User.Moved becomes now, unless the user was moving: then
+// it stays the start of the move.
 func (p *Postgres) SetMailHost(ctx context.Context, addr, host string) error {
-	return p.update(ctx, addr, `UPDATE directory_users SET mail_host = $2, state = '', updated = now() WHERE address = $1`, host)
+	return p.update(ctx, addr, `UPDATE directory_users SET mail_host = $2, state = '', updated = now(),
+	moved = CASE WHEN state = 'moving' AND moved IS NOT NULL THEN moved WHEN mail_host = $2 THEN moved ELSE now() END
+WHERE address = $1`, host)
 }
 
-// SetState sets the user's state (StateMoving, or "" for none).
+// SetState sets the user's state (StateMoving, or "" for none). Becoming moving sets
+// User.Moved to now.
 func (p *Postgres) SetState(ctx context.Context, addr, state string) error {
-	return p.update(ctx, addr, `UPDATE directory_users SET state = $2, updated = now() WHERE address = $1`, state)
+	return p.update(ctx, addr, `UPDATE directory_users SET state = $2, updated = now(),
+	moved = CASE WHEN $2 = 'moving' AND state <> 'moving' THEN now() ELSE moved END
+WHERE address = $1`, state)
 }
 
 // Delete removes the user and their aliases.

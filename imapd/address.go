@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -12,19 +13,96 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
+// envelope is what FETCH ENVELOPE answers (RFC 9051 §7.5.2): go-imap's imap.Envelope with
+// imapd's own address, which keeps what imap.Address has no field for.
+type envelope struct {
+	Date                               time.Time
+	Subject                            string
+	From, Sender, ReplyTo, To, Cc, Bcc []address
+	InReplyTo                          []string
+	MessageID                          string
+}
+
+// address is an address of an ENVELOPE (RFC 9051 §7.5.2 "address"): a group's start
+// marker has its name as Mailbox and no Host, its end marker neither.
+type address struct {
+	Name string `json:",omitempty"`
+	// ADL is the obsolete source route (RFC 5322 §4.4 obs-route, "@a,@b" without the
+	// colon), which RFC 3501 §7.4.2 answers as the address's at-domain-list.
+	ADL     string `json:",omitempty"`
+	Mailbox string `json:",omitempty"`
+	Host    string `json:",omitempty"`
+}
+
+// missingDomain is the host of an address written without a domain ("From: d"): as
+// Dovecot answers it, so that it is neither dropped nor read as a group's start marker.
+const missingDomain = "MISSING_DOMAIN"
+
 // extractEnvelope is imapserver.ExtractEnvelope with the address lists parsed as RFC 5322
 // has them (issue 16 item 4): imapserver's parser (net/mail's) drops groups and their
 // markers, obsolete source routes (<@route:user@domain>) and addresses with comments
 // inside the addr-spec, and with them whole From, Sender and Reply-To fields.
-func extractEnvelope(h textproto.Header) *imap.Envelope {
+func extractEnvelope(h textproto.Header) *envelope {
 	env := imapserver.ExtractEnvelope(h)
-	env.From = parseAddressList(h.Get("From"))
-	env.Sender = parseAddressList(h.Get("Sender"))
-	env.ReplyTo = parseAddressList(h.Get("Reply-To"))
-	env.To = parseAddressList(h.Get("To"))
-	env.Cc = parseAddressList(h.Get("Cc"))
-	env.Bcc = parseAddressList(h.Get("Bcc"))
-	return env
+	return &envelope{
+		Date:      env.Date,
+		Subject:   env.Subject,
+		From:      parseAddressList(h.Get("From")),
+		Sender:    parseAddressList(h.Get("Sender")),
+		ReplyTo:   parseAddressList(h.Get("Reply-To")),
+		To:        parseAddressList(h.Get("To")),
+		Cc:        parseAddressList(h.Get("Cc")),
+		Bcc:       parseAddressList(h.Get("Bcc")),
+		InReplyTo: env.InReplyTo,
+		MessageID: env.MessageID,
+	}
+}
+
+// envelopeOf converts go-imap's envelope (of a message/rfc822 part in a BODYSTRUCTURE).
+func envelopeOf(env *imap.Envelope) *envelope {
+	if env == nil {
+		return nil
+	}
+	list := func(l []imap.Address) []address {
+		if l == nil {
+			return nil
+		}
+		out := make([]address, len(l))
+		for i, a := range l {
+			out[i] = address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host}
+		}
+		return out
+	}
+	return &envelope{
+		Date: env.Date, Subject: env.Subject,
+		From: list(env.From), Sender: list(env.Sender), ReplyTo: list(env.ReplyTo),
+		To: list(env.To), Cc: list(env.Cc), Bcc: list(env.Bcc),
+		InReplyTo: env.InReplyTo, MessageID: env.MessageID,
+	}
+}
+
+// imap converts env to go-imap's envelope, without the source routes: for imapserver's
+// protocol layer and for the envelope of a message/rfc822 part in a BODYSTRUCTURE.
+func (env *envelope) imap() *imap.Envelope {
+	if env == nil {
+		return nil
+	}
+	list := func(l []address) []imap.Address {
+		if l == nil {
+			return nil
+		}
+		out := make([]imap.Address, len(l))
+		for i, a := range l {
+			out[i] = imap.Address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host}
+		}
+		return out
+	}
+	return &imap.Envelope{
+		Date: env.Date, Subject: env.Subject,
+		From: list(env.From), Sender: list(env.Sender), ReplyTo: list(env.ReplyTo),
+		To: list(env.To), Cc: list(env.Cc), Bcc: list(env.Bcc),
+		InReplyTo: env.InReplyTo, MessageID: env.MessageID,
+	}
 }
 
 // addrTok is a lexical token of an address list: an atom ('a'), a quoted string ('q',
@@ -148,14 +226,21 @@ func spec(toks []addrTok) string {
 // parseAddressList parses an address list as RFC 3501 §7.4.2 wants it in an ENVELOPE:
 // a group is a start marker (its name as the mailbox, no host), its members and an end
 // marker (no mailbox, no host), an empty group just the two markers; comments anywhere
-// are left out, a source route is dropped and its address kept; a comment after an
-// addr-spec without a display name is the name (user@domain (Real Name)). An entry
-// without a domain is left out, as it would read as a group marker, and so are the
-// markers of a group without a name.
-func parseAddressList(v string) []imap.Address {
+// are left out, a source route is kept as the address's ADL; a comment after an addr-spec
+// without a display name is the name (user@domain (Real Name)). An address without a
+// domain gets missingDomain as its host (as Dovecot answers), one without a local part
+// is left out, and so are the markers of a group without a name.
+func parseAddressList(v string) []address {
 	toks := lexAddressList(v)
-	var out []imap.Address
+	var out []address
 	inGroup := false // within a group that has its start marker
+	// bare adds words that are neither a display name nor followed by @: an address
+	// without a domain ("To: d").
+	bare := func(words []addrTok) {
+		if local := spec(words); local != "" {
+			out = append(out, address{Mailbox: local, Host: missingDomain})
+		}
+	}
 	for i := 0; i < len(toks); {
 		// The words before the first <, @, :, ; or ,: a display name, a group name or a
 		// local part.
@@ -165,36 +250,42 @@ func parseAddressList(v string) []imap.Address {
 		}
 		words := toks[start:i]
 		if i == len(toks) {
+			bare(words)
 			break
 		}
 		switch toks[i].kind {
 		case ':':
 			if inGroup { // a group inside a group: end the first
-				out = append(out, imap.Address{})
+				out = append(out, address{})
 				inGroup = false
 			}
 			// A group without a name cannot be marked (its start would read as an
 			// end): its members are listed as they are.
 			if name := phrase(words); name != "" {
-				out = append(out, imap.Address{Mailbox: name})
+				out = append(out, address{Mailbox: name})
 				inGroup = true
 			}
 			i++
 		case ';':
+			bare(words)
 			if inGroup {
-				out = append(out, imap.Address{})
+				out = append(out, address{})
 				inGroup = false
 			}
 			i++
 		case ',':
+			bare(words)
 			i++
 		case '<':
 			i++
+			var adl string
 			if i < len(toks) && toks[i].kind == '@' { // obs-route: @a,@b:
+				rs := i
 				for i < len(toks) && toks[i].kind != ':' && toks[i].kind != '>' {
 					i++
 				}
 				if i < len(toks) && toks[i].kind == ':' {
+					adl = spec(toks[rs:i])
 					i++
 				}
 			}
@@ -213,8 +304,11 @@ func parseAddressList(v string) []imap.Address {
 				domain = spec(toks[ds:i])
 			}
 			i++ // '>'
-			if local != "" && domain != "" {
-				out = append(out, imap.Address{Name: phrase(words), Mailbox: local, Host: domain})
+			if domain == "" {
+				domain = missingDomain
+			}
+			if local != "" {
+				out = append(out, address{Name: phrase(words), ADL: adl, Mailbox: local, Host: domain})
 			}
 		case '@':
 			i++
@@ -237,13 +331,16 @@ func parseAddressList(v string) []imap.Address {
 				name = n
 			}
 			local, domain := spec(words), spec(dtoks)
-			if local != "" && domain != "" {
-				out = append(out, imap.Address{Name: name, Mailbox: local, Host: domain})
+			if domain == "" {
+				domain = missingDomain
+			}
+			if local != "" {
+				out = append(out, address{Name: name, Mailbox: local, Host: domain})
 			}
 		}
 	}
 	if inGroup {
-		out = append(out, imap.Address{})
+		out = append(out, address{})
 	}
 	return out
 }
@@ -260,6 +357,8 @@ func addressText(v string) string {
 			b.WriteByte(' ')
 		}
 		switch {
+		case a.Host == missingDomain:
+			b.WriteString("<" + a.Mailbox + ">")
 		case a.Host != "":
 			b.WriteString("<" + a.Mailbox + "@" + a.Host + ">")
 		case a.Mailbox != "":

@@ -88,7 +88,7 @@ func TestImplicitTLS(t *testing.T) {
 }
 
 // mbsync (isync) syncs a mailbox both ways: server → local maildir, then local changes
-// (new message, flag change, deletion) back to the server.
+// (new message, flag change, deletion) back to the server, over COMPRESS=DEFLATE.
 func TestMbsyncBothWays(t *testing.T) {
 	mbsync := testenv.Program(t, "mbsync")
 	e := start(t, Config{})
@@ -132,11 +132,17 @@ Sync All
 `, host, port, e.cert, local, local)), 0o600)
 	run := func() {
 		t.Helper()
-		cmd := exec.Command(mbsync, "-c", rc, "-a", "-V")
+		// -Dn shows the dialogue: mbsync compresses when COMPRESS=DEFLATE is offered,
+		// with Z_PARTIAL_FLUSH after each batch of commands (Go's inflaters held back
+		// the end of such a batch, and mbsync timed out: imapd/internal/inflate).
+		cmd := exec.Command(mbsync, "-c", rc, "-a", "-V", "-Dn")
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+		if os.Getenv("IMAPD_PROTOCOL") != ProtocolImapserver && !strings.Contains(string(out), "OK DEFLATE active") {
+			t.Fatalf("mbsync did not compress:\n%s", out)
 		}
 	}
 	run()

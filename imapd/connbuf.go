@@ -118,7 +118,9 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 // leaves c.br set and given to the parser. While nothing is buffered it waits without
 // a buffer.
 func (c *wireConn) waitInput() error {
-	if c.br != nil && c.br.Buffered() > 0 {
+	if c.br != nil && (c.br.Buffered() > 0 || c.zw != nil) {
+		// With COMPRESS the inflater holds the reader beneath: it stays (reads from the
+		// stream still flush first).
 		return nil
 	}
 	c.dropReader()
@@ -156,7 +158,11 @@ func (c *wireConn) dropReader() {
 func (c *wireConn) writer() *bufio.Writer {
 	if c.bw == nil {
 		c.bw = writerPool.Get().(*bufio.Writer)
-		c.bw.Reset(&c.cork)
+		if c.zw != nil {
+			c.bw.Reset(c.zw) // COMPRESS: through the compressor into cork
+		} else {
+			c.bw.Reset(&c.cork)
+		}
 	}
 	return c.bw
 }

@@ -251,7 +251,7 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 	if !needsBody(o) && !o.Envelope {
 		return w.Close()
 	}
-	var env *imap.Envelope
+	var env *envelope
 	if o.Envelope {
 		env = s.cachedEnvelope(m)
 		if env != nil && !needsBody(o) {
@@ -422,37 +422,38 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 
 // cachedEnvelope returns the envelope from the server's memory or from the index (nil when
 // neither has it). Decoding the index's JSON on every FETCH ENVELOPE was a third of FETCH.
-func (s *session) cachedEnvelope(m store.Message) *imap.Envelope {
+func (s *session) cachedEnvelope(m store.Message) *envelope {
 	key := envelopeKey(s.user.Name(), m.Key)
-	if env, ok := s.srv.cache.get(key).(*imap.Envelope); ok {
+	if env, ok := s.srv.cache.get(key).(*envelope); ok {
 		return env
 	}
 	if m.Envelope == nil {
 		return nil
 	}
-	e := indexEnvelope{Envelope: &imap.Envelope{}}
+	e := indexEnvelope{envelope: &envelope{}}
 	if json.Unmarshal(m.Envelope, &e) != nil || e.V != envelopeVersion {
 		return nil // made again and cached over by envelope
 	}
-	s.srv.cache.put(key, e.Envelope, int64(len(m.Envelope))*2)
-	return e.Envelope
+	s.srv.cache.put(key, e.envelope, int64(len(m.Envelope))*2)
+	return e.envelope
 }
 
 // envelopeVersion marks the envelopes cached in the index: those of another version
-// (before 2: without groups, source-routed and commented addresses) are made again.
-const envelopeVersion = 2
+// (before 2: without groups, source-routed and commented addresses; before 3: without
+// source routes and addresses without a domain) are made again.
+const envelopeVersion = 3
 
 type indexEnvelope struct {
 	V int `json:"v,omitempty"`
-	*imap.Envelope
+	*envelope
 }
 
 // envelope makes the envelope from the header fields the structure kept and caches it in
 // the index, so the next FETCH ENVELOPE (what mail clients ask for when listing a folder)
 // does not open the file.
-func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *imap.Envelope {
+func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part) *envelope {
 	env := extractEnvelope(root.header)
-	if b, err := json.Marshal(indexEnvelope{V: envelopeVersion, Envelope: env}); err == nil {
+	if b, err := json.Marshal(indexEnvelope{V: envelopeVersion, envelope: env}); err == nil {
 		s.srv.cache.put(envelopeKey(s.user.Name(), key), env, int64(len(b))*2)
 		c, cancel := ctx()
 		defer cancel()
@@ -734,16 +735,40 @@ func containsUID(l []uint32, u uint32) bool {
 	return false
 }
 
-// matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4).
+// matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4), except a
+// bound in withinZone (OLDER, YOUNGER: within), which is compared to the second.
 func matchDate(t, since, before time.Time) bool {
-	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-	if !since.IsZero() && t.Before(since) {
-		return false
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() {
+		if since.Location() != withinZone && d.Before(since) || since.Location() == withinZone && t.Before(since) {
+			return false
+		}
 	}
-	if !before.IsZero() && !t.Before(before) {
-		return false
+	if !before.IsZero() {
+		if before.Location() != withinZone && !d.Before(before) || before.Location() == withinZone && !t.Before(before) {
+			return false
+		}
 	}
 	return true
+}
+
+// withinZone marks a Since or Before of a search criterion that holds a time of day:
+// go-imap's imap.SearchCriteria has no field for WITHIN's keys, and its dates are days.
+var withinZone = time.FixedZone("WITHIN", 0)
+
+// within is WITHIN's OLDER or YOUNGER (RFC 5032 §3) at now, in whole seconds as Dovecot
+// compares: the internal date is at least (OLDER) or at most (YOUNGER) secs seconds
+// before now. It is an OR of the key with itself, so that imap.SearchCriteria.And,
+// which keeps the later Since (a day), does not merge it with a SINCE.
+func within(op string, secs uint64, now time.Time) [2]imap.SearchCriteria {
+	at := now.Truncate(time.Second).Add(-time.Duration(min(secs, 1<<32)) * time.Second).In(withinZone)
+	var c imap.SearchCriteria
+	if op == "OLDER" {
+		c.Before = at.Add(time.Second) // before the next second: at or before at
+	} else {
+		c.Since = at
+	}
+	return [2]imap.SearchCriteria{c, c}
 }
 
 func matchHeaderFields(fields gomessage.HeaderFields, pattern string) bool {

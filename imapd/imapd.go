@@ -2,7 +2,8 @@
 // (imapd/internal/wire reads the commands, wireconn.go answers them; go-imap/v2's
 // imapserver remains selectable with Config.Protocol). It speaks IMAP4rev1 and IMAP4rev2
 // with IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS,
-// ESEARCH and SEARCHRES, ID, CONDSTORE and QRESYNC, MULTIAPPEND, SORT, ESORT, THREAD, QUOTA,
+// ESEARCH and SEARCHRES, ID, CONDSTORE and QRESYNC, MULTIAPPEND, SORT (and SORT=DISPLAY),
+// ESORT, THREAD, QUOTA, COMPRESS=DEFLATE, BINARY, WITHIN, CATENATE,
 // APPEND with flags and date, and SEARCH including body text.
 //
 // Each session keeps its own view of the selected mailbox (the UIDs the client knows, in
@@ -145,6 +146,8 @@ type Server struct {
 	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
 	mem   *memBudget
 	users userLimits
+	// sessions are the logged-in sessions, for Evict (evict.go).
+	sessions sessions
 	// searchRead counts the bytes SEARCH has read of message files (for tests).
 	searchRead atomic.Int64
 	recent     recentFloors // \Recent, see recent.go

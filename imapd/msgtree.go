@@ -449,7 +449,7 @@ func (pt *part) bodyStructure() imap.BodyStructure {
 			inner = &part{hdr: pt.body, body: pt.body, end: pt.body}
 		}
 		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{
-			Envelope:      extractEnvelope(inner.header),
+			Envelope:      extractEnvelope(inner.header).imap(),
 			BodyStructure: inner.bodyStructure(),
 			NumLines:      lines,
 		}

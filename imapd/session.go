@@ -69,7 +69,7 @@ type msgWriter interface {
 	WriteBodySection(section *imap.FetchItemBodySection, size int64) io.WriteCloser
 	WriteBinarySection(section *imap.FetchItemBinarySection, size int64) io.WriteCloser
 	WriteBinarySectionSize(section *imap.FetchItemBinarySectionSize, size uint32)
-	WriteEnvelope(env *imap.Envelope)
+	WriteEnvelope(env *envelope)
 	WriteBodyStructure(bs imap.BodyStructure)
 	WriteModSeq(modseq uint64) // RFC 7162 §3.1.4.1
 	Close() error
@@ -86,6 +86,9 @@ type serverMsg struct {
 }
 
 func (serverMsg) WriteModSeq(uint64) {}
+
+// WriteEnvelope writes env without its source routes (imapserver's address has no ADL).
+func (m serverMsg) WriteEnvelope(env *envelope) { m.FetchResponseWriter.WriteEnvelope(env.imap()) }
 
 // listWriter writes LIST responses; moveWriter MOVE's.
 type listWriter interface {
@@ -255,6 +258,7 @@ func (s *session) Close() error {
 	if s.user != nil {
 		if s.counted {
 			s.srv.removeUser(s.user.Name(), s.remote())
+			s.srv.sessions.remove(s.user.Name(), s) // evict.go
 			s.counted = false
 		}
 		s.user.Release()
@@ -268,9 +272,17 @@ func (s *session) remote() netip.Addr { return connlimit.RemoteIP(s.conn.NetConn
 // Login is called for LOGIN and AUTHENTICATE PLAIN; imapserver has already refused both
 // without TLS unless the listener is trusted (Config.Trusted → InsecureAuth).
 func (s *session) Login(username, password string) error {
+	return s.login(username, func(c context.Context) (string, error) {
+		return s.srv.auth.Authenticate(c, username, password, s.remote())
+	})
+}
+
+// login checks the credentials with check (Login's, or a proxy's master login) and opens
+// the user's store.
+func (s *session) login(username string, check func(context.Context) (string, error)) error {
 	c, cancel := ctx()
 	defer cancel()
-	name, err := s.srv.auth.Authenticate(c, username, password, s.remote())
+	name, err := check(c)
 	if err != nil {
 		s.srv.rlog.Info("imap auth failed", "remote", s.remote(), "user", username, "err", err)
 		if isTemporary(err) {
@@ -292,6 +304,7 @@ func (s *session) Login(username, password string) error {
 	s.mu.Lock()
 	s.user = u
 	s.counted = true
+	s.srv.sessions.add(name, s) // evict.go
 	s.mu.Unlock()
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()
@@ -1469,8 +1482,7 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	}
 	return saslClientErrs{sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
-				Text: "SASL identity not supported"}
+			return s.loginAs(identity, username, password) // proxylogin.go
 		}
 		return s.Login(username, password)
 	})}, nil

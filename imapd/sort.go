@@ -139,7 +139,7 @@ func (s *session) sortEnvelope(mb store.Mailbox, m store.Message, it *sortItem) 
 		t, err := mf.structure(false)
 		mf.close()
 		if err != nil {
-			env = &imap.Envelope{}
+			env = &envelope{}
 		} else {
 			env = s.envelope(mb, m.UID, m.Key, t.root)
 		}
@@ -157,7 +157,7 @@ func (s *session) sortEnvelope(mb store.Mailbox, m store.Message, it *sortItem) 
 
 // firstAddress is the first address of a list; a group's start marker counts, with the
 // group's name as its mailbox (as Dovecot sorts "Cc: group: a@b;" by "group").
-func firstAddress(l []imap.Address) *imap.Address {
+func firstAddress(l []address) *address {
 	if len(l) == 0 {
 		return nil
 	}
@@ -166,7 +166,7 @@ func firstAddress(l []imap.Address) *imap.Address {
 
 // firstMailbox is the local part of the first address, folded for comparison (RFC 5256
 // §3: addr-mailbox, compared with i;unicode-casemap).
-func firstMailbox(l []imap.Address) string {
+func firstMailbox(l []address) string {
 	if a := firstAddress(l); a != nil {
 		return fold(a.Mailbox)
 	}
@@ -175,14 +175,14 @@ func firstMailbox(l []imap.Address) string {
 
 // displayName is the display name of the first address, or its address when it has none
 // (RFC 5957 §3), folded.
-func displayName(l []imap.Address) string {
+func displayName(l []address) string {
 	a := firstAddress(l)
 	switch {
 	case a == nil:
 		return ""
 	case a.Name != "":
 		return fold(a.Name)
-	case a.Host == "":
+	case a.Host == "" || a.Host == missingDomain:
 		return fold(a.Mailbox) // a group's name, or an address without a domain
 	}
 	return fold(a.Mailbox + "@" + a.Host)

@@ -2,8 +2,12 @@ package imapd
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/portcullis-mail/portcullis/store"
 )
@@ -128,5 +132,48 @@ func TestThreadReferences(t *testing.T) {
 	}
 	if lines := r.ok("UID THREAD ORDEREDSUBJECT UTF-8 ALL"); len(lines) != 1 || lines[0] != "* THREAD (3)(1 (2)(4))(5 6)" {
 		t.Errorf("THREAD ORDEREDSUBJECT: %q", lines)
+	}
+}
+
+// SORT=DISPLAY (RFC 5957): DISPLAYFROM and DISPLAYTO order by the display name, or the
+// address when there is none; an address without a domain ("From: d") sorts by its
+// local part and a group by its name (imaptest's sort-display-from and -to orders),
+// through go-imap's client. Before, "From: d" was dropped by the address parser and
+// sorted first.
+func TestSortDisplay(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{})
+	for _, hdr := range []string{
+		"From: foo bar <a@b.c>\r\nTo: z: aa@aa.org;",
+		"From: b@c.d\r\nTo: b@c.d",
+		"From: d\r\nTo: d",
+		"From: =?iso-8859-1?q?foo_aar?= <e@f.g>\r\nTo: empty:;",
+		"From: =?iso-8859-1?q?foo_car?= <f@g.h>\r\nTo: a: xx@xx.org, yy@yy.org;",
+	} {
+		e.deliver(t, "alice@example.org", hdr+"\r\nSubject: s\r\n\r\nbody\r\n")
+	}
+	c := login(t, e, "alice@example.org", "secret pw", nil)
+	if !c.Caps().Has("SORT=DISPLAY") {
+		t.Fatalf("SORT=DISPLAY not announced: %v", c.Caps())
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key     imapclient.SortKey
+		reverse bool
+		want    []uint32
+	}{
+		{"DISPLAYFROM", false, []uint32{2, 3, 4, 1, 5}},
+		{"DISPLAYFROM", true, []uint32{5, 1, 4, 3, 2}},
+		{"DISPLAYTO", false, []uint32{5, 2, 3, 4, 1}},
+	} {
+		got, err := c.Sort(&imapclient.SortOptions{
+			SearchCriteria: &imap.SearchCriteria{},
+			SortCriteria:   []imapclient.SortCriterion{{Key: tc.key, Reverse: tc.reverse}},
+		}).Wait()
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("SORT (%s reverse=%v) = %v, %v; want %v", tc.key, tc.reverse, got, err, tc.want)
+		}
 	}
 }

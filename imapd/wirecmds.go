@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ func init() {
 		"FETCH": (*wireConn).fetch, "STORE": (*wireConn).store, "COPY": (*wireConn).copyMove,
 		"MOVE": (*wireConn).copyMove, "SORT": (*wireConn).sortCmd, "THREAD": (*wireConn).thread,
 		"GETQUOTA": (*wireConn).quota, "GETQUOTAROOT": (*wireConn).quota, "SETQUOTA": (*wireConn).quota,
+		"COMPRESS": (*wireConn).compress,
 	}
 }
 
@@ -399,31 +401,42 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			c.srv.rlog.Error("imap append: undo", "err", err)
 		}
 	}
+	// refused answers the parser's refusal of the rest of the command.
+	refused := func(perr error) error {
+		if err == nil {
+			undo()
+		}
+		var we *wire.Error
+		if errors.As(perr, &we) {
+			if we.Fatal {
+				c.Bye(we.Text)
+				return perr
+			}
+			typ := "BAD"
+			if we.Kind == wire.No {
+				typ = "NO"
+			}
+			return c.tagged(cmd.Tag, typ, imap.ResponseCode(we.Code), we.Text)
+		}
+		return perr
+	}
 	for {
 		m, perr := c.p.NextAppend()
 		if perr != nil {
-			if err == nil {
-				undo()
-			}
-			var we *wire.Error
-			if errors.As(perr, &we) {
-				if we.Fatal {
-					c.Bye(we.Text)
-					return perr
-				}
-				typ := "BAD"
-				if we.Kind == wire.No {
-					typ = "NO"
-				}
-				return c.tagged(cmd.Tag, typ, imap.ResponseCode(we.Code), we.Text)
-			}
-			return perr
+			return refused(perr)
 		}
 		if m == nil {
 			break
 		}
 		if err != nil {
-			io.Copy(io.Discard, m.Body) // an earlier message failed: the rest is read, not stored
+			// An earlier message failed: the rest is read, not stored.
+			if m.Catenate {
+				if perr := c.p.AbortAppend(); perr != nil {
+					return perr
+				}
+			} else {
+				io.Copy(io.Discard, m.Body)
+			}
 			continue
 		}
 		opts := &imap.AppendOptions{Time: m.Date}
@@ -431,8 +444,32 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			opts.Flags = append(opts.Flags, imap.Flag(f))
 		}
 		var res *imap.AppendData
-		res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
-		io.Copy(io.Discard, m.Body) // what the store did not read, on an error
+		if m.Catenate { // RFC 4469 (catenate.go)
+			msg, release, perr, cerr := c.catenate(name)
+			if perr != nil {
+				return refused(perr)
+			}
+			if err = cerr; err == nil {
+				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
+				release()
+			}
+			if err != nil {
+				undo()
+				continue
+			}
+		} else if m.Binary { // literal8: binary entities stored in base64 (binary.go)
+			var msg []byte
+			var release func()
+			if msg, release, err = c.sess.binaryAppend(m.Body, m.Size); err == nil {
+				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
+				release()
+			}
+		} else {
+			res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
+		}
+		if m.Body != nil {
+			io.Copy(io.Discard, m.Body) // what the store did not read, on an error
+		}
 		if err != nil {
 			undo()
 			continue
@@ -667,6 +704,8 @@ func criteria(k wire.SearchKey) (imap.SearchCriteria, error) {
 		cr.Or = append(cr.Or, [2]imap.SearchCriteria{a, b})
 	case "MODSEQ":
 		cr.ModSeq = &imap.SearchCriteriaModSeq{ModSeq: k.Num}
+	case "OLDER", "YOUNGER":
+		cr.Or = append(cr.Or, within(k.Op, k.Num, time.Now()))
 	default:
 		return cr, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "search key " + k.Op + " is not offered"}
 	}
@@ -1087,7 +1126,7 @@ func (m *wireMsg) WriteBinarySectionSize(bs *imap.FetchItemBinarySectionSize, si
 	m.item("BINARY.SIZE[").raw(sectionPart(bs.Part)).raw("] ").num(size)
 }
 
-func (m *wireMsg) WriteEnvelope(env *imap.Envelope) { m.item("ENVELOPE ").envelope(env) }
+func (m *wireMsg) WriteEnvelope(env *envelope) { m.item("ENVELOPE ").envelope(env) }
 
 func (m *wireMsg) WriteModSeq(modseq uint64) { m.item("MODSEQ (").num64(int64(modseq)).raw(")") }
 

@@ -54,11 +54,14 @@ type wireConn struct {
 	// br and bw are the buffers over the stream (r, and cork for the responses held
 	// until the server waits for the client): taken from pools when the connection reads
 	// or writes, given back while it waits for the client (connbuf.go), so that an idle
-	// connection holds none. br is nil while waiting; bw is nil or empty.
+	// connection holds none. br is nil while waiting; bw is nil or empty. With
+	// COMPRESS=DEFLATE active (zw) the connection keeps its reader, which the inflater
+	// reads through, and its writes go through the compressor into cork.
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	r    prefixReader
 	cork corkWriter
+	zw   *deflateWriter
 	p    *wire.Parser
 
 	state     wireState
@@ -102,8 +105,13 @@ func (c *wireConn) write(f func(e *enc) error) error {
 // enc returns the response encoder over the write buffer; called with wmu held.
 func (c *wireConn) enc() *enc {
 	en := c.EnabledCaps()
-	return &enc{w: c.writer(), utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
+	return &enc{w: c.writer(), flush: c.flush, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
 }
+
+// flush sends what is buffered; with COMPRESS active through the compressor, which
+// ends each write at a byte boundary (a sync flush), so the client can decode the
+// response whole (RFC 4978 §4).
+func (c *wireConn) flush() error { return c.bw.Flush() }
 
 func (c *wireConn) untagged(f func(e *enc) *enc) error {
 	return c.write(func(e *enc) error { return f(e.raw("* ")).crlf() })
@@ -135,9 +143,15 @@ func (c *wireConn) setStream(nc net.Conn) {
 	c.cork.w = w
 	c.wmu.Unlock()
 	c.r = prefixReader{r: r, flush: c.flushOut}
+	c.newParser()
+}
+
+// newParser (re)makes the parser, over the current reader (nil while the connection
+// waits: waitInput gives it one).
+func (c *wireConn) newParser() {
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
 	authed := c.p != nil && c.state != stateNotAuth
-	c.p = wire.NewParser(nil, lim, func(text string) error {
+	c.p = wire.NewParser(c.br, lim, func(text string) error {
 		return c.write(func(e *enc) error { return e.raw("+ ").raw(text).crlf() })
 	})
 	c.p.SetAuthenticated(authed)
@@ -263,7 +277,7 @@ func (c *wireConn) caps() []string {
 		if !isTLS && c.srv.cfg.TLSConfig != nil {
 			caps = append(caps, "STARTTLS")
 		}
-		if isTLS || c.srv.cfg.Trusted {
+		if isTLS || c.srv.cfg.Trusted || c.clientTLS() {
 			caps = append(caps, "AUTH=PLAIN")
 		} else {
 			caps = append(caps, "LOGINDISABLED")
@@ -272,7 +286,7 @@ func (c *wireConn) caps() []string {
 	}
 	caps = append(caps, "LITERAL+", "UNSELECT", "ENABLE", "IDLE", "UTF8=ACCEPT", "NAMESPACE", "UIDPLUS",
 		"ESEARCH", "SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "STATUS=SIZE", "CHILDREN",
-		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "SORT", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
+		"SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC", "MULTIAPPEND", "CATENATE", "BINARY", "WITHIN", "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE", "COMPRESS=DEFLATE", fmt.Sprintf("APPENDLIMIT=%d", c.sess.AppendLimit()))
 	return caps
 }
 
@@ -403,7 +417,7 @@ func (c *wireConn) canAuth(cmd *wire.Command) (bool, error) {
 	if c.state != stateNotAuth {
 		return false, c.tagged(cmd.Tag, "BAD", "", "Already logged in")
 	}
-	if _, isTLS := c.NetConn().(*tls.Conn); !isTLS && !c.srv.cfg.Trusted {
+	if _, isTLS := c.NetConn().(*tls.Conn); !isTLS && !c.srv.cfg.Trusted && !c.clientTLS() {
 		return false, c.tagged(cmd.Tag, "NO", imap.ResponseCodePrivacyRequired, "TLS is required to authenticate")
 	}
 	return true, nil

@@ -18,9 +18,10 @@ import (
 // buffer. It is used with wireConn.wmu held; a response ends with crlf, which flushes, so
 // a client never waits for a response sitting in the buffer.
 type enc struct {
-	w    *bufio.Writer
-	utf8 bool // quoted strings and mailbox names may carry UTF-8 (IMAP4rev2, UTF8=ACCEPT)
-	err  error
+	w     *bufio.Writer
+	flush func() error // after each response: the buffer, and the compressor (COMPRESS)
+	utf8  bool         // quoted strings and mailbox names may carry UTF-8 (IMAP4rev2, UTF8=ACCEPT)
+	err   error
 }
 
 func (e *enc) raw(s string) *enc {
@@ -37,7 +38,7 @@ func (e *enc) num64(n int64) *enc { return e.raw(strconv.FormatInt(n, 10)) }
 func (e *enc) crlf() error {
 	e.raw("\r\n")
 	if e.err == nil {
-		e.err = e.w.Flush()
+		e.err = e.flush()
 	}
 	return e.err
 }
@@ -165,9 +166,9 @@ const envelopeDate = "Mon, 02 Jan 2006 15:04:05 -0700"
 // envelope writes an ENVELOPE (RFC 9051 §7.5.2): Sender and Reply-To default to From;
 // message ids get their angle brackets back; subject and names are encoded words when
 // not ASCII (the envelope holds them decoded).
-func (e *enc) envelope(env *imap.Envelope) *enc {
+func (e *enc) envelope(env *envelope) *enc {
 	if env == nil {
-		env = &imap.Envelope{}
+		env = &envelope{}
 	}
 	e.raw("(")
 	if env.Date.IsZero() {
@@ -183,7 +184,7 @@ func (e *enc) envelope(env *imap.Envelope) *enc {
 	if replyTo == nil {
 		replyTo = env.From
 	}
-	for _, l := range [][]imap.Address{env.From, sender, replyTo, env.To, env.Cc, env.Bcc} {
+	for _, l := range [][]address{env.From, sender, replyTo, env.To, env.Cc, env.Bcc} {
 		e.sp().addresses(l)
 	}
 	e.sp()
@@ -201,13 +202,14 @@ func (e *enc) envelope(env *imap.Envelope) *enc {
 	return e.raw(")")
 }
 
-func (e *enc) addresses(l []imap.Address) *enc {
+// addresses writes an address list: name, adl (the source route), mailbox, host.
+func (e *enc) addresses(l []address) *enc {
 	if len(l) == 0 {
 		return e.raw("NIL")
 	}
 	e.raw("(")
 	for _, a := range l {
-		e.raw("(").nstr(mime.QEncoding.Encode("utf-8", a.Name)).raw(" NIL ").nstr(a.Mailbox).sp().nstr(a.Host).raw(")")
+		e.raw("(").nstr(mime.QEncoding.Encode("utf-8", a.Name)).sp().nstr(a.ADL).sp().nstr(a.Mailbox).sp().nstr(a.Host).raw(")")
 	}
 	return e.raw(")")
 }
@@ -226,7 +228,7 @@ func (e *enc) bodyStructure(bs imap.BodyStructure, extended bool) *enc {
 		switch {
 		case bs.MessageRFC822 != nil:
 			m := bs.MessageRFC822
-			e.sp().envelope(m.Envelope).sp().bodyStructure(m.BodyStructure, extended).sp().num64(m.NumLines)
+			e.sp().envelope(envelopeOf(m.Envelope)).sp().bodyStructure(m.BodyStructure, extended).sp().num64(m.NumLines)
 		case bs.Text != nil:
 			e.sp().num64(bs.Text.NumLines)
 		}

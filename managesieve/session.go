@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/portcullis-mail/portcullis/internal/connlimit"
+	"github.com/portcullis-mail/portcullis/internal/proxylisten"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -100,7 +101,11 @@ func (s *session) logout() {
 	s.user, s.userH, s.scripts = "", nil, nil
 }
 
-func (s *session) canAuth() bool { return s.tls || s.srv.cfg.Trusted }
+// canAuth: TLS, a trusted listener, or TLS between the client and the trusted proxy in
+// front of this server (proxylisten.ClientTLS).
+func (s *session) canAuth() bool {
+	return s.tls || s.srv.cfg.Trusted || proxylisten.ClientTLS(s.conn)
+}
 
 // write sends a response line: status [SP "(" code ")"] [SP string] CRLF.
 func (s *session) write(r *reply) error {
@@ -539,7 +544,8 @@ func (s *session) authenticate(cmd Command) error {
 	var authErr error
 	srv := sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return errors.New("authorization identity must match")
+			authed, authErr = s.authenticateAs(identity, username, password) // proxylogin.go
+			return authErr
 		}
 		authed, authErr = s.srv.deps.Auth.Authenticate(s.ctx, username, password, s.remote)
 		return authErr

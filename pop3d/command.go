@@ -93,3 +93,18 @@ func msgNumber(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// lineCount parses TOP's line count (RFC 1939 §7: a non-negative number): digits only,
+// no sign; a count beyond int64 is an error, not "the whole message".
+func lineCount(s string) (int, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%w: bad line count %q", errSyntax, truncate(s))
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || s == "" {
+		return 0, fmt.Errorf("%w: bad line count %q", errSyntax, truncate(s))
+	}
+	return n, nil
+}

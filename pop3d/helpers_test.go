@@ -19,7 +19,7 @@ type env struct {
 
 // start runs a server over a new store on loopback, with mailboxtest.Users and, unless
 // cfg has one, the TLS config of a new self-signed certificate.
-func start(t *testing.T, cfg Config) *env {
+func start(t testing.TB, cfg Config) *env {
 	t.Helper()
 	st := mailboxtest.Store(t, store.Config{})
 	tc, cp := mailboxtest.Cert(t)
@@ -33,7 +33,7 @@ func start(t *testing.T, cfg Config) *env {
 	return &env{store: st, srv: srv, addr: mailboxtest.Serve(t, srv), tls: tc, cert: cp}
 }
 
-func (e *env) deliver(t *testing.T, user, msg string) uint32 {
+func (e *env) deliver(t testing.TB, user, msg string) uint32 {
 	t.Helper()
 	return mailboxtest.Deliver(t, e.store, user, msg)
 }

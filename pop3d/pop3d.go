@@ -98,6 +98,8 @@ type Server struct {
 	log   *slog.Logger
 	rlog  *ratelog.Logger // what clients can cause, rate-limited
 
+	failDelay time.Duration // before answering a failed login; tests lower it
+
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
 	group  connlimit.Group // listeners and sessions, for Close
@@ -148,7 +150,7 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	}
 	log = log.With("server", "pop3")
 	return &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log),
-		locked: map[string]bool{}}, nil
+		failDelay: 500 * time.Millisecond, locked: map[string]bool{}}, nil
 }
 
 // defaultInt sets *n to def when it is 0; a negative value means no limit.

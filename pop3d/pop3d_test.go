@@ -20,12 +20,12 @@ import (
 )
 
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *textproto.Reader
 }
 
-func dial(t *testing.T, addr string) *client {
+func dial(t testing.TB, addr string) *client {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -170,8 +170,8 @@ func TestAuthPlainAndLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.cmd("RETR 1", "-ERR message was deleted")
+	// QUIT frees the maildrop before its reply: the next login right after it succeeds.
 	c.cmd("QUIT", "+OK")
-	time.Sleep(50 * time.Millisecond)
 	c2.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00bob@example.org\x00pw2")), "+OK")
 	c3 := dial(t, e.addr)
 	c3.cmd("AUTH PLAIN", "+ ")
@@ -183,9 +183,8 @@ func TestLimits(t *testing.T) {
 	e := start(t, Config{Trusted: true, MaxLineSize: 100, MaxErrors: 3, IdleTimeout: 300 * time.Millisecond})
 	c := dial(t, e.addr)
 	c.cmd("USER "+strings.Repeat("a", 200), "-ERR line too long")
-	if _, err := c.r.ReadLine(); err == nil {
-		t.Fatal("connection still open after an overlong line")
-	}
+	c.cmd("CAPA", "+OK")
+	c.multi()
 	c = dial(t, e.addr)
 	c.cmd("XX", "-ERR")
 	c.cmd("BOGUS", "-ERR")
@@ -315,8 +314,13 @@ func FuzzParseCommand(f *testing.F) {
 				t.Fatalf("bad arg %q", a)
 			}
 		}
-		if len(c.Args) > 0 {
-			msgNumber(c.Args[0]) // must not panic
+		for _, a := range c.Args { // must not panic, and accept only digits
+			if n, err := msgNumber(a); err == nil && (n < 1 || strings.Trim(a, "0123456789") != "") {
+				t.Fatalf("message number %q = %d", a, n)
+			}
+			if n, err := lineCount(a); err == nil && (n < 0 || strings.Trim(a, "0123456789") != "") {
+				t.Fatalf("line count %q = %d", a, n)
+			}
 		}
 	})
 }
@@ -379,4 +383,106 @@ func TestImplicitTLS(t *testing.T) {
 	c.cmd("USER bob@example.org", "+OK")
 	c.cmd("PASS pw2", "+OK maildrop has 1")
 	c.cmd("QUIT", "+OK")
+}
+
+// TOP counts lines, not reads: a line longer than the server's 32 KiB read buffer is one
+// line, and a CRLF that arrives alone in the next read is not the header's end.
+func TestTopLongLines(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	hdr := "Subject: long header\r\nX-Long: " + strings.Repeat("h", 32760) + "\r\nX-After: yes\r\n\r\nb1\r\nb2\r\n"
+	body := "Subject: long body\r\n\r\n" + strings.Repeat("b", 70000) + "\r\nsecond\r\nthird\r\n"
+	e.deliver(t, "bob@example.org", hdr)
+	e.deliver(t, "bob@example.org", body)
+	c := dial(t, e.addr)
+	c.cmd("USER bob@example.org", "+OK")
+	c.cmd("PASS pw2", "+OK")
+	c.cmd("TOP 1 0", "+OK")
+	if ls := c.multi(); len(ls) != 4 || ls[2] != "X-After: yes" || ls[3] != "" {
+		t.Errorf("TOP 1 0: %d lines %.40q, want the 3 header lines and the blank one", len(ls), ls)
+	}
+	c.cmd("TOP 2 2", "+OK")
+	if ls := c.multi(); len(ls) != 4 || len(ls[2]) != 70000 || ls[3] != "second" {
+		t.Errorf("TOP 2 2: %d lines, want 4", len(ls))
+	}
+	c.cmd("QUIT", "+OK")
+}
+
+// Bad input gets -ERR and the session goes on: lines far over the limit (read to their
+// end and dropped, before and after login and inside AUTH), unknown commands, control
+// characters, and message numbers and line counts out of any range.
+func TestBadInputSurvives(t *testing.T) {
+	e := start(t, Config{Trusted: true, MaxErrors: 100, MaxLoginCommands: 100})
+	e.deliver(t, "bob@example.org", msg1)
+	c := dial(t, e.addr)
+	huge := strings.Repeat("x", 1<<20)
+	for _, l := range []string{"USER " + huge, huge, "XYZZY", "FOO bar", "", " ", "STAT\x00", "QUIT\x7f",
+		"AUTH", "AUTH X-UNKNOWN", "RETR 1", "PASS x", "APOP bob@example.org 0123456789abcdef"} {
+		fmt.Fprintf(c.conn, "%s\r\n", l)
+		if l == "AUTH" {
+			c.expect("+OK")
+			c.multi()
+			continue
+		}
+		if got := c.expect("-ERR"); l == huge && got != "-ERR line too long" {
+			t.Errorf("%.20s...: %q", l, got)
+		}
+	}
+	c.cmd("AUTH PLAIN", "+ ")
+	c.cmd(huge, "-ERR line too long")
+	c.cmd("USER bob@example.org", "+OK")
+	c.cmd("PASS pw2", "+OK maildrop has 1")
+	for _, l := range []string{huge, "TOP 1 99999999999999999999", "TOP 99999999999 1", "TOP 1 -1",
+		"TOP 1 +1", "TOP 1 0x10", "TOP 1", "TOP 1 1 1", "TOP 0 0", "LIST 0", "LIST 2", "RETR -1",
+		"RETR 1.0", "UIDL 1 2", "DELE 4294967297", "LIST " + strings.Repeat("9", 500), "STLS", "USER x",
+		"XTND XMIT", "TOP\t1 1"} {
+		fmt.Fprintf(c.conn, "%s\r\n", l)
+		c.expect("-ERR")
+	}
+	c.cmd("LAST", "-ERR unknown command")
+	c.cmd("USER x", "-ERR command not valid in this state")
+	c.cmd("TOP 1 9223372036854775807", "+OK")
+	if ls := c.multi(); len(ls) != 6 {
+		t.Errorf("TOP with the largest count: %q", ls)
+	}
+	c.cmd("NOOP", "+OK")
+	c.cmd("STAT", fmt.Sprintf("+OK 1 %d", len(msg1)))
+	c.cmd("QUIT", "+OK")
+}
+
+// Commands pipelined after STLS in the clear are not run (CVE-2011-0411's kind of
+// injection): the session ends after the +OK.
+func TestSTLSPipelinedClosed(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "bob@example.org", msg2)
+	c := dial(t, e.addr)
+	fmt.Fprintf(c.conn, "STLS\r\nUSER bob@example.org\r\nPASS pw2\r\nDELE 1\r\nQUIT\r\n")
+	c.expect("+OK")
+	if l, err := c.r.ReadLine(); err == nil {
+		t.Fatalf("after STLS with pipelined commands: %q", l)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(mailboxtest.Inbox(t, e.store, "bob@example.org")); n != 1 {
+		t.Fatalf("the injected DELE ran: %d messages left", n)
+	}
+}
+
+// A line streamed past maxDiscard ends the session (the read is bounded), before login,
+// in AUTH and after login alike.
+func TestLineFloodEnds(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	flood := strings.Repeat("y", maxDiscard+64<<10)
+	for _, prefix := range []string{"", "AUTH PLAIN", "USER bob@example.org\r\nPASS pw2"} {
+		c := dial(t, e.addr)
+		if prefix != "" {
+			fmt.Fprintf(c.conn, "%s\r\n", prefix)
+			for range strings.Count(prefix, "\n") + 1 {
+				c.r.ReadLine()
+			}
+		}
+		go fmt.Fprintf(c.conn, "NOOP %s\r\n", flood)
+		c.expect("-ERR line too long, bye")
+		if l, err := c.r.ReadLine(); err == nil {
+			t.Fatalf("after %q and a flood: %q", prefix, l)
+		}
+	}
 }

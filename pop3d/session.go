@@ -12,12 +12,12 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/portcullis-mail/portcullis/internal/proxylisten"
 	"github.com/portcullis-mail/portcullis/store"
 )
 
@@ -55,7 +55,9 @@ type session struct {
 	quit     bool
 }
 
-var errTooLong = errors.New("line too long")
+// errTooLong answers a line longer than Config.MaxLineSize; the line is read to its end
+// and dropped, and the session goes on (as a bad command).
+var errTooLong = replyErr("line too long")
 
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
@@ -107,13 +109,25 @@ func (s *session) readLine() (string, error) {
 	return line, err
 }
 
+// maxDiscard bounds how much of an over-long line is read and dropped before the
+// session ends instead: a client may overflow a line by mistake, not stream one forever.
+const maxDiscard = 4 << 20
+
+// errLineFlood ends a session whose over-long line went on past maxDiscard.
+var errLineFlood = errors.New("line too long")
+
 func (s *session) readLineUntil() (string, error) {
 	var buf []byte
+	tooLong, dropped := false, 0
 	for {
 		chunk, err := s.bc.r.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if len(buf) > int(s.srv.cfg.MaxLineSize) {
-			return "", errTooLong
+		if !tooLong {
+			buf = append(buf, chunk...)
+			if len(buf) > int(s.srv.cfg.MaxLineSize) {
+				tooLong, buf = true, nil // skip to the line's end, holding none of it
+			}
+		} else if dropped += len(chunk); dropped > maxDiscard {
+			return "", errLineFlood
 		}
 		if err == nil {
 			break
@@ -122,11 +136,18 @@ func (s *session) readLineUntil() (string, error) {
 			return "", err
 		}
 	}
+	if tooLong {
+		return "", errTooLong
+	}
 	line := strings.TrimSuffix(strings.TrimSuffix(string(buf), "\n"), "\r")
 	return line, nil
 }
 
-func (s *session) canAuth() bool { return s.tls || s.srv.cfg.Trusted }
+// canAuth: TLS, a trusted listener, or TLS between the client and the trusted proxy in
+// front of this server (proxylisten.ClientTLS).
+func (s *session) canAuth() bool {
+	return s.tls || s.srv.cfg.Trusted || proxylisten.ClientTLS(s.conn)
+}
 
 func (s *session) run() {
 	if err := s.reply(true, "%s POP3 server ready", s.srv.cfg.Hostname); err != nil {
@@ -134,13 +155,13 @@ func (s *session) run() {
 	}
 	for !s.quit {
 		line, err := s.readLine()
-		if err != nil {
+		if err != nil && !errors.Is(err, errTooLong) {
 			// On a timeout the connection closes without a response (RFC 1939 §3).
 			switch {
-			case errors.Is(err, errTooLong):
-				s.reply(false, "line too long")
 			case errors.Is(err, errLoginTimeout):
 				s.srv.rlog.Info("pop3 login timeout", "remote", s.remote)
+			case errors.Is(err, errLineFlood):
+				s.replyBye("line too long, bye")
 			}
 			return
 		}
@@ -157,13 +178,19 @@ func (s *session) run() {
 				return
 			}
 		}
-		cmd, err := ParseCommand(line)
 		if err == nil {
-			err = s.handle(cmd)
+			var cmd Command
+			if cmd, err = ParseCommand(line); err == nil {
+				err = s.handle(cmd)
+			}
 		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errors.Is(err, errLineFlood) { // inside AUTH
+				s.replyBye("line too long, bye")
 				return
 			}
 			var re replyErr
@@ -239,7 +266,7 @@ func (s *session) handle(cmd Command) error {
 		case "AUTH":
 			return s.authCmd(cmd)
 		}
-		return replyErr("command not valid in this state")
+		return notValid(cmd)
 	}
 	switch cmd.Name {
 	case "NOOP":
@@ -272,9 +299,9 @@ func (s *session) handle(cmd Command) error {
 		if err != nil {
 			return err
 		}
-		n, err := strconv.Atoi(cmd.Args[1])
-		if err != nil || n < 0 {
-			return replyErr("bad line count")
+		n, err := lineCount(cmd.Args[1])
+		if err != nil {
+			return err
 		}
 		return s.send(i, n)
 	case "DELE":
@@ -292,6 +319,19 @@ func (s *session) handle(cmd Command) error {
 			s.deleted[i] = false
 		}
 		return s.reply(true, "")
+	}
+	return notValid(cmd)
+}
+
+// commands are the ones this server knows, in any state.
+var commands = map[string]bool{"CAPA": true, "QUIT": true, "STLS": true, "USER": true, "PASS": true,
+	"AUTH": true, "NOOP": true, "STAT": true, "LIST": true, "UIDL": true, "RETR": true, "TOP": true,
+	"DELE": true, "RSET": true}
+
+// notValid tells an unknown command (APOP, LAST, XTND...) from one of the wrong state.
+func notValid(cmd Command) error {
+	if !commands[cmd.Name] {
+		return replyErr("unknown command")
 	}
 	return replyErr("command not valid in this state")
 }
@@ -331,9 +371,13 @@ func (s *session) stls(cmd Command) error {
 	if err := s.reply(true, "begin TLS negotiation"); err != nil {
 		return err
 	}
-	// RFC 2595 §4: anything the client pipelined after STLS is discarded.
+	// RFC 2595 §4: the client must not pipeline after STLS. Whatever it sent in the clear
+	// would otherwise run as commands (CVE-2011-0411's kind of injection): the session
+	// ends, as ManageSieve's does.
 	if s.bc.r.Buffered() > 0 {
-		return replyErr("data after STLS")
+		s.srv.rlog.Info("pop3 data pipelined after STLS", "remote", s.remote)
+		s.quit = true
+		return nil
 	}
 	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
@@ -373,7 +417,8 @@ func (s *session) authCmd(cmd Command) error {
 	var authErr error
 	srv := sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return errors.New("authorization identity must match")
+			authed, authErr = s.authenticateAs(identity, username, password) // proxylogin.go
+			return authErr
 		}
 		authed, authErr = s.srv.auth.Authenticate(s.ctx, username, password, s.remote)
 		return authErr
@@ -427,7 +472,7 @@ func (s *session) authFailed(err error) error {
 		return replyErr("[SYS/TEMP] authentication temporarily unavailable")
 	default:
 		// Slow down guessing a little; throttling proper is the authenticator's job.
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(s.srv.failDelay)
 		return replyErr("[AUTH] invalid credentials")
 	}
 }
@@ -534,11 +579,13 @@ func (s *session) send(i, lines int) error {
 	s.conn.SetWriteDeadline(time.Now().Add(10 * time.Minute))
 	dw := textproto.NewWriter(s.bc.w).DotWriter()
 	br := bufio.NewReaderSize(f, 32*1024)
-	inBody, bodyLines := false, 0
+	// A line longer than the buffer comes in several reads: only the first read of a
+	// line counts it (TOP), and only a whole line can be the blank one ending the header.
+	inBody, bodyLines, lineStart := false, 0, true
 	for {
 		l, rerr := br.ReadSlice('\n')
 		if len(l) > 0 {
-			if lines >= 0 && inBody {
+			if lines >= 0 && inBody && lineStart {
 				if bodyLines >= lines {
 					break
 				}
@@ -547,9 +594,10 @@ func (s *session) send(i, lines int) error {
 			if _, err := dw.Write(l); err != nil {
 				return err
 			}
-			if !inBody && (bytes.Equal(l, []byte("\r\n")) || bytes.Equal(l, []byte("\n"))) {
+			if !inBody && lineStart && (bytes.Equal(l, []byte("\r\n")) || bytes.Equal(l, []byte("\n"))) {
 				inBody = true
 			}
+			lineStart = l[len(l)-1] == '\n'
 		}
 		if rerr != nil {
 			if errors.Is(rerr, bufio.ErrBufferFull) {
@@ -591,11 +639,17 @@ func (s *session) quitCmd() error {
 			s.srv.rlog.Warn("pop3 mark seen", "user", s.user.Name(), "err", err)
 		}
 	}
+	var err error
 	if len(del) > 0 {
-		if _, err := s.user.Remove(s.ctx, s.mb, del); err != nil {
-			s.srv.rlog.Error("pop3 update", "user", s.user.Name(), "err", err)
-			return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
-		}
+		_, err = s.user.Remove(s.ctx, s.mb, del)
+	}
+	// The maildrop is free before the reply: a client that reconnects as soon as it reads
+	// it (a poller, or the next command of a script) must not find it still locked.
+	s.srv.unlock(s.locked)
+	s.locked = ""
+	if err != nil {
+		s.srv.rlog.Error("pop3 update", "user", s.user.Name(), "err", err)
+		return s.reply(false, "[SYS/TEMP] some deleted messages not removed")
 	}
 	return s.reply(true, "bye, %d messages deleted", len(del))
 }

@@ -22,6 +22,8 @@ import (
 // 10% of a direct connection's CPU; cpu-µs/op is the CPU of the whole process: client,
 // proxy and back-end). The back-end is the real imapd in this process,
 // the authenticator a map, so the login costs no password hash either way.
+// "proxied" reaches the back-end over TLS, "proxied-plain" over a plaintext link
+// (Backend.TLS false, a trusted network).
 func BenchmarkIMAP(b *testing.B) {
 	e := start(b, proxy.Config{}, users)
 	direct := func() (net.Conn, *bufio.Reader) {
@@ -51,10 +53,28 @@ func BenchmarkIMAP(b *testing.B) {
 		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
 		return tc, bufio.NewReader(tc)
 	}
+	// The same proxy, with the user on the plaintext link to the same back-end.
+	ep := start(b, proxy.Config{}, dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "plain"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go ep.px.ServeIMAP(ln, true)
+	// Implicit TLS, as the direct client has: the proxy's STARTTLS round trip is not
+	// counted against it.
+	proxiedPlain := func() (net.Conn, *bufio.Reader) {
+		tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := bufio.NewReader(tc)
+		expectB(b, r, "* OK")
+		return tc, r
+	}
 	for _, bc := range []struct {
 		name string
 		dial func() (net.Conn, *bufio.Reader)
-	}{{"direct", direct}, {"proxied", proxied}} {
+	}{{"direct", direct}, {"proxied", proxied}, {"proxied-plain", proxiedPlain}} {
 		b.Run("session/"+bc.name, func(b *testing.B) {
 			cpu0 := cputime.Used()
 			for b.Loop() {

@@ -81,3 +81,61 @@ func FuzzDecodePlain(f *testing.F) {
 		}
 	})
 }
+
+func TestReadSieveCommand(t *testing.T) {
+	for _, tc := range []struct {
+		in, cmd string
+		args    []string
+		bad     bool
+	}{
+		{in: "AUTHENTICATE \"PLAIN\" \"AGFsaWNlAHB3\"\r\n", cmd: "AUTHENTICATE", args: []string{"PLAIN", "AGFsaWNlAHB3"}},
+		{in: "authenticate \"PLAIN\" {12+}\r\nAGFsaWNlAHB3\r\n", cmd: "AUTHENTICATE", args: []string{"PLAIN", "AGFsaWNlAHB3"}},
+		{in: "NOOP \"STARTTLS-RESYNC-CAPA\"\r\n", cmd: "NOOP", args: []string{"STARTTLS-RESYNC-CAPA"}},
+		{in: "AUTHENTICATE \"PLAIN\r\n", bad: true},
+		{in: "AUTHENTICATE {99999+}\r\n", bad: true},
+	} {
+		cmd, args, err := readSieveCommand(bufio.NewReader(strings.NewReader(tc.in)))
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: accepted as %q %q", tc.in, cmd, args)
+			}
+			continue
+		}
+		if err != nil || cmd != tc.cmd || strings.Join(args, "|") != strings.Join(tc.args, "|") {
+			t.Errorf("%q: %q %q, %v", tc.in, cmd, args, err)
+		}
+	}
+}
+
+// FuzzReadSieveCommand: any input gives a command or an error, within the bound.
+func FuzzReadSieveCommand(f *testing.F) {
+	f.Add("AUTHENTICATE \"PLAIN\" {3+}\r\nabc\r\n")
+	f.Add("NOOP \"x\\\"y\"\r\n")
+	f.Add("{5}\r\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		cmd, args, err := readSieveCommand(bufio.NewReader(strings.NewReader(in)))
+		if err != nil {
+			return
+		}
+		n := len(cmd)
+		for _, a := range args {
+			n += len(a)
+		}
+		if n > maxSieveCommand {
+			t.Fatalf("%d octets read past the bound", n)
+		}
+	})
+}
+
+func TestMailFor(t *testing.T) {
+	lhlo := "250-store\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"
+	for in, want := range map[string]string{
+		"FROM:<a@b> BODY=8BITMIME SIZE=65": "FROM:<a@b> BODY=8BITMIME",
+		"FROM: <a@b> SMTPUTF8":             "FROM:<a@b>",
+		"FROM:<>":                          "FROM:<>",
+	} {
+		if got := mailFor(in, lhlo); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -19,6 +19,10 @@ func (pop3Proto) refuse(err error) string { return "-ERR [SYS/TEMP] " + err.Erro
 
 func (pop3Proto) backendAddr(b Backend) string { return b.POP3 }
 
+func (pop3Proto) linkTLS() bool { return true }
+
+func (pop3Proto) localListener(l Local) *PipeListener { return l.POP3 }
+
 func (pop3Proto) capa(c *clientConn) []string {
 	if !c.tls {
 		return []string{"CAPA", "STLS", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
@@ -151,6 +155,18 @@ func (pop3Proto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, er
 			return "", err
 		}
 		return readLine(b.Reader, 4096)
+	}
+	if cred.master != "" {
+		// The master login needs SASL's authorization identity: AUTH PLAIN with an
+		// initial response (RFC 5034 §4).
+		ans, err := cmd("AUTH PLAIN " + cred.plain())
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasPrefix(ans, "+OK") {
+			return "", &backendError{line: ans}
+		}
+		return ans, nil
 	}
 	// USER/PASS (RFC 1939 §7) rather than SASL: every POP3 server has it.
 	if strings.ContainsAny(cred.user+cred.password, "\r\n") {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/internal/proxylisten"
+	"github.com/portcullis-mail/portcullis/managesieve"
 	"github.com/portcullis-mail/portcullis/pop3d"
 	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/store"
@@ -42,6 +44,8 @@ func (d dirMap) Lookup(_ context.Context, addr string) (directory.User, error) {
 
 type env struct {
 	backendIMAP        string // b1's IMAP listener (PROXY header required from 127.0.0.1)
+	plainIMAP          string // the same imapd on a plaintext listener: back-end "plain"
+	sieveAddr          string // the proxy's ManageSieve listener
 	st                 *store.Store
 	imapAddr, pop3Addr string // the proxy's: STARTTLS, and implicit TLS
 	px                 *proxy.Server
@@ -50,20 +54,34 @@ type env struct {
 // start runs a real imapd and pop3d over one store, behind PROXY-protocol listeners, and
 // the proxy in front of them with users in dir.
 func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
+	return startWith(t, cfg, dir, mailboxtest.Users)
+}
+
+// backendAuth is what the back-ends check logins with.
+type backendAuth interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error)
+}
+
+// startWith is start with the back-ends' authenticator.
+func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *env {
 	t.Helper()
 	st := mailboxtest.Store(t, store.Config{})
 	tc, _ := mailboxtest.Cert(t)
 	log := slog.New(slog.DiscardHandler)
-	isrv, err := imapd.New(imapd.Config{TLSConfig: tc}, st, mailboxtest.Users, log)
+	isrv, err := imapd.New(imapd.Config{TLSConfig: tc}, st, bauth, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	psrv, err := pop3d.New(pop3d.Config{TLSConfig: tc}, st, mailboxtest.Users, log)
+	psrv, err := pop3d.New(pop3d.Config{TLSConfig: tc}, st, bauth, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { isrv.Close(); psrv.Close() })
-	backend := func(serve func(net.Listener) error) string {
+	msrv, err := managesieve.New(managesieve.Config{TLSConfig: tc}, managesieve.Deps{Store: st, Auth: bauth, Checker: compiler{}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { isrv.Close(); psrv.Close(); msrv.Close() })
+	listen := func(serve func(net.Listener) error, implicitTLS bool) string {
 		raw, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -72,13 +90,19 @@ func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go serve(tls.NewListener(pl, tc))
+		var ln net.Listener = pl
+		if implicitTLS {
+			ln = tls.NewListener(pl, tc)
+		}
+		go serve(ln)
 		return raw.Addr().String()
 	}
+	backend := func(serve func(net.Listener) error) string { return listen(serve, true) }
 	if cfg.Backends == nil {
 		cfg.Backends = map[string]proxy.Backend{}
 	}
 	cfg.Backends["b1"] = proxy.Backend{IMAP: backend(isrv.Serve), POP3: backend(psrv.Serve), TLS: true, InsecureSkipVerify: true}
+	cfg.Backends["plain"] = proxy.Backend{IMAP: listen(isrv.Serve, false), POP3: listen(psrv.Serve, false), ManageSieve: listen(msrv.Serve, false)}
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -86,17 +110,31 @@ func start(t testing.TB, cfg proxy.Config, dir dirMap) *env {
 	closed.Close()
 	cfg.Backends["gone"] = proxy.Backend{IMAP: closed.Addr().String(), POP3: closed.Addr().String()}
 	cfg.TLSConfig = tc
-	px, err := proxy.New(cfg, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: log})
+	// This process's own servers, for proxy_maybe.
+	local := proxy.Local{IMAP: proxy.NewPipeListener(), POP3: proxy.NewPipeListener(), ManageSieve: proxy.NewPipeListener()}
+	for _, l := range []struct {
+		pl    *proxy.PipeListener
+		serve func(net.Listener) error
+	}{{local.IMAP, isrv.Serve}, {local.POP3, psrv.Serve}, {local.ManageSieve, msrv.Serve}} {
+		wl, err := proxylisten.Wrap(l.pl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go l.serve(wl)
+	}
+	px, err := proxy.New(cfg, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: log, Local: local})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { px.Close() })
-	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP}
+	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP, plainIMAP: cfg.Backends["plain"].IMAP}
 	ln1, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln3, _ := net.Listen("tcp", "127.0.0.1:0")
 	go px.ServeIMAP(ln1, false)
 	go px.ServePOP3(ln2, true)
-	e.imapAddr, e.pop3Addr = ln1.Addr().String(), ln2.Addr().String()
+	go px.ServeManageSieve(ln3)
+	e.imapAddr, e.pop3Addr, e.sieveAddr = ln1.Addr().String(), ln2.Addr().String(), ln3.Addr().String()
 	return e
 }
 

@@ -50,6 +50,9 @@ type Config struct {
 	// (action "released", "deleted", "expired"; detail says by whom, and the released
 	// copy's queue id), for the decision log's outcomes.
 	Decided func(id, rcpt, action, detail string) `yaml:"-"`
+	// Ham, when set, is given each released message: its recipient said it is not
+	// spam, which a Bayes filter learns (errors are logged; the release stands).
+	Ham func(ctx context.Context, rcpt string, msg io.Reader) error `yaml:"-"`
 }
 
 // Item is one quarantined message for one recipient.
@@ -308,6 +311,11 @@ func (a *Area) Release(ctx context.Context, id, rcpt, by string) (string, error)
 		return newID, err
 	}
 	a.decided(id, rcpt, "released", "by "+by+", queued as "+newID)
+	if a.cfg.Ham != nil {
+		if err := a.cfg.Ham(ctx, rcpt, io.NewSectionReader(msg, 0, msg.Size())); err != nil {
+			a.log.Warn("quarantine: learning the released message as ham failed", "id", id, "err", err.Error())
+		}
+	}
 	a.log.Info("quarantine: released", "id", id, "rcpt", rcpt, "by", by, "queue_id", newID)
 	return newID, nil
 }

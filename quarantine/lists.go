@@ -8,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // database/sql driver "sqlite"
-
 	"github.com/portcullis-mail/portcullis/address"
-	"github.com/portcullis-mail/portcullis/internal/private"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 )
 
 // Kinds of sender list entries.
@@ -34,11 +32,14 @@ type Entry struct {
 	Added  time.Time
 }
 
-// Lists holds per-user sender lists and digest preferences in SQLite.
+// Lists holds per-user sender lists and digest preferences: in SQLite (DATA/quarantine.db)
+// or in the PostgreSQL database the nodes share, so that the rules of every front-end
+// read the lists a user set on any node's page.
 type Lists struct {
-	db *sql.DB
+	db *statedb.DB
 }
 
+// "user" is quoted everywhere: in PostgreSQL the bare word is CURRENT_USER.
 const listsSchema = `
 CREATE TABLE IF NOT EXISTS sender_lists (
 	user   TEXT NOT NULL,
@@ -53,23 +54,29 @@ CREATE TABLE IF NOT EXISTS digest_prefs (
 	last_sent INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;`
 
+const listsPostgres = `
+CREATE TABLE IF NOT EXISTS sender_lists (
+	"user" TEXT NOT NULL,
+	sender TEXT NOT NULL,
+	kind   TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
+	added  BIGINT NOT NULL,
+	PRIMARY KEY ("user", sender)
+);
+CREATE TABLE IF NOT EXISTS digest_prefs (
+	"user"    TEXT PRIMARY KEY,
+	frequency TEXT NOT NULL CHECK (frequency IN ('never', 'daily', 'weekly')),
+	last_sent BIGINT NOT NULL DEFAULT 0
+);`
+
 // MaxEntries bounds one user's list, so a page cannot grow a table without end.
 const MaxEntries = 1000
 
-// OpenLists opens (creating) the lists database at path.
-func OpenLists(ctx context.Context, path string) (*Lists, error) {
-	// The lists name who writes to whom: the owner's eyes only.
-	if err := private.DB(path); err != nil {
-		return nil, fmt.Errorf("quarantine lists: %w", err)
-	}
-	db, err := sql.Open("sqlite", private.DSN(path, "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"))
+// OpenLists opens (creating) the lists database cfg names: the SQLite file cfg.Path, or
+// the PostgreSQL database cfg.Postgres.
+func OpenLists(ctx context.Context, cfg statedb.Config) (*Lists, error) {
+	db, err := statedb.Open(ctx, cfg, statedb.Schema{SQLite: listsSchema, Postgres: listsPostgres, Lock: 0x706f7274_71756131}) // "portqua1"
 	if err != nil {
-		return nil, fmt.Errorf("quarantine lists %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(1) // one writer; the lists are small and rarely written
-	if _, err := db.ExecContext(ctx, listsSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("quarantine lists %s: %w", path, err)
+		return nil, fmt.Errorf("quarantine lists: %w", err)
 	}
 	return &Lists{db: db}, nil
 }
@@ -112,14 +119,14 @@ func (l *Lists) Set(ctx context.Context, user, sender, kind string) error {
 		return err
 	}
 	var n int
-	if err := l.db.QueryRowContext(ctx, `SELECT count(*) FROM sender_lists WHERE user = ?`, user).Scan(&n); err != nil {
+	if err := l.db.QueryRow(ctx, `SELECT count(*) FROM sender_lists WHERE "user" = ?`, user).Scan(&n); err != nil {
 		return err
 	}
 	if n >= MaxEntries {
 		return fmt.Errorf("quarantine lists: %s has %d entries already (at most %d)", user, n, MaxEntries)
 	}
-	_, err = l.db.ExecContext(ctx, `INSERT INTO sender_lists (user, sender, kind, added) VALUES (?, ?, ?, ?)
-		ON CONFLICT (user, sender) DO UPDATE SET kind = excluded.kind, added = excluded.added`, user, s, kind, time.Now().Unix())
+	_, err = l.db.Exec(ctx, `INSERT INTO sender_lists ("user", sender, kind, added) VALUES (?, ?, ?, ?)
+		ON CONFLICT ("user", sender) DO UPDATE SET kind = excluded.kind, added = excluded.added`, user, s, kind, time.Now().Unix())
 	return err
 }
 
@@ -130,7 +137,7 @@ func (l *Lists) Remove(ctx context.Context, user, sender string) error {
 	if s, err := NormalizeSender(sender); err == nil {
 		sender = s
 	}
-	res, err := l.db.ExecContext(ctx, `DELETE FROM sender_lists WHERE user = ? AND sender = ?`, user, sender)
+	res, err := l.db.Exec(ctx, `DELETE FROM sender_lists WHERE "user" = ? AND sender = ?`, user, sender)
 	if err != nil {
 		return fmt.Errorf("quarantine lists: removing %q: %w", sender, err)
 	}
@@ -142,7 +149,7 @@ func (l *Lists) Remove(ctx context.Context, user, sender string) error {
 
 // Entries returns user's list, allowed first, by sender.
 func (l *Lists) Entries(ctx context.Context, user string) ([]Entry, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT sender, kind, added FROM sender_lists WHERE user = ? ORDER BY kind, sender`, user)
+	rows, err := l.db.Query(ctx, `SELECT sender, kind, added FROM sender_lists WHERE "user" = ? ORDER BY kind, sender`, user)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +176,7 @@ func (l *Lists) Lookup(ctx context.Context, user, sender string) (string, error)
 	}
 	_, domain, _ := strings.Cut(s, "@")
 	var kind string
-	err = l.db.QueryRowContext(ctx, `SELECT kind FROM sender_lists WHERE user = ? AND sender IN (?, ?)
+	err = l.db.QueryRow(ctx, `SELECT kind FROM sender_lists WHERE "user" = ? AND sender IN (?, ?)
 		ORDER BY length(sender) DESC LIMIT 1`, user, s, "@"+domain).Scan(&kind)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
@@ -180,7 +187,7 @@ func (l *Lists) Lookup(ctx context.Context, user, sender string) (string, error)
 // Digest returns user's digest frequency (DigestNever when unset).
 func (l *Lists) Digest(ctx context.Context, user string) (string, error) {
 	var f string
-	err := l.db.QueryRowContext(ctx, `SELECT frequency FROM digest_prefs WHERE user = ?`, user).Scan(&f)
+	err := l.db.QueryRow(ctx, `SELECT frequency FROM digest_prefs WHERE "user" = ?`, user).Scan(&f)
 	if errors.Is(err, sql.ErrNoRows) {
 		return DigestNever, nil
 	}
@@ -192,8 +199,8 @@ func (l *Lists) SetDigest(ctx context.Context, user, freq string) error {
 	if freq != DigestNever && freq != DigestDaily && freq != DigestWeekly {
 		return fmt.Errorf("digest %q: want never, daily or weekly", freq)
 	}
-	_, err := l.db.ExecContext(ctx, `INSERT INTO digest_prefs (user, frequency, last_sent) VALUES (?, ?, ?)
-		ON CONFLICT (user) DO UPDATE SET frequency = excluded.frequency`, user, freq, time.Now().Unix())
+	_, err := l.db.Exec(ctx, `INSERT INTO digest_prefs ("user", frequency, last_sent) VALUES (?, ?, ?)
+		ON CONFLICT ("user") DO UPDATE SET frequency = excluded.frequency`, user, freq, time.Now().Unix())
 	return err
 }
 
@@ -205,8 +212,8 @@ type DigestUser struct {
 
 // DueDigests returns the users whose digest is due at now.
 func (l *Lists) DueDigests(ctx context.Context, now time.Time) ([]DigestUser, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT user, last_sent FROM digest_prefs
-		WHERE (frequency = 'daily' AND last_sent <= ?) OR (frequency = 'weekly' AND last_sent <= ?) ORDER BY user`,
+	rows, err := l.db.Query(ctx, `SELECT "user", last_sent FROM digest_prefs
+		WHERE (frequency = 'daily' AND last_sent <= ?) OR (frequency = 'weekly' AND last_sent <= ?) ORDER BY "user"`,
 		now.Add(-24*time.Hour).Unix(), now.Add(-7*24*time.Hour).Unix())
 	if err != nil {
 		return nil, err
@@ -225,8 +232,14 @@ func (l *Lists) DueDigests(ctx context.Context, now time.Time) ([]DigestUser, er
 	return out, rows.Err()
 }
 
-// DigestSent records that user's digest went at t.
-func (l *Lists) DigestSent(ctx context.Context, user string, t time.Time) error {
-	_, err := l.db.ExecContext(ctx, `UPDATE digest_prefs SET last_sent = ? WHERE user = ?`, t.Unix(), user)
-	return err
+// ClaimDigest moves user's last digest time from last (as DueDigests gave it) to t, and
+// says whether it did: of several nodes that find the same digest due, one claims it and
+// sends it. A claim is undone by claiming back (t to last) when sending fails.
+func (l *Lists) ClaimDigest(ctx context.Context, user string, last, t time.Time) (bool, error) {
+	res, err := l.db.Exec(ctx, `UPDATE digest_prefs SET last_sent = ? WHERE "user" = ? AND last_sent = ?`, t.Unix(), user, last.Unix())
+	if err != nil {
+		return false, fmt.Errorf("quarantine lists: digest of %s: %w", user, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }

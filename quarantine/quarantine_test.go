@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/bayes"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -135,12 +138,65 @@ func TestPrune(t *testing.T) {
 }
 
 func TestLists(t *testing.T) {
-	ctx := context.Background()
-	l, err := OpenLists(ctx, filepath.Join(t.TempDir(), "lists.db"))
+	l, err := OpenLists(context.Background(), statedb.Config{Path: filepath.Join(t.TempDir(), "lists.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	exerciseLists(t, l)
+}
+
+// The same lists in the PostgreSQL database several nodes share: what one node's page
+// sets, another node's rules read; of two nodes finding a digest due, one sends it.
+func TestListsPostgres(t *testing.T) {
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	ctx := context.Background()
+	var nodes []*Lists
+	for range 2 {
+		l, err := OpenLists(ctx, statedb.Config{Postgres: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		nodes = append(nodes, l)
+	}
+	exerciseLists(t, nodes[0])
+	if err := nodes[0].Set(ctx, "carol@example.test", "@ads.example", Block); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := nodes[1].Lookup(ctx, "carol@example.test", "x@ads.example"); err != nil || got != Block {
+		t.Errorf("the other node reads %q, %v", got, err)
+	}
+	if err := nodes[1].SetDigest(ctx, "carol@example.test", DigestDaily); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(48 * time.Hour)
+	due, err := nodes[0].DueDigests(ctx, later)
+	if err != nil || len(due) != 1 || due[0].User != "carol@example.test" {
+		t.Fatalf("due: %+v %v", due, err)
+	}
+	var claims int
+	for _, n := range nodes {
+		for _, u := range due {
+			if u.User != "carol@example.test" {
+				continue
+			}
+			ok, err := n.ClaimDigest(ctx, u.User, u.LastSent, later)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				claims++
+			}
+		}
+	}
+	if claims != 1 {
+		t.Errorf("carol's digest claimed %d times by two nodes, want once", claims)
+	}
+}
+
+func exerciseLists(t *testing.T, l *Lists) {
+	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -177,7 +233,11 @@ func TestLists(t *testing.T) {
 	if len(due) != 1 || due[0].User != "alice@example.test" {
 		t.Errorf("due = %+v", due)
 	}
-	must(l.DigestSent(ctx, "alice@example.test", time.Now().Add(25*time.Hour)))
+	ok, err := l.ClaimDigest(ctx, "alice@example.test", due[0].LastSent, time.Now().Add(25*time.Hour))
+	must(err)
+	if !ok {
+		t.Error("a due digest was not claimed")
+	}
 	if due, _ := l.DueDigests(ctx, time.Now().Add(26*time.Hour)); len(due) != 0 {
 		t.Errorf("due right after sending: %+v", due)
 	}
@@ -219,4 +279,52 @@ func FuzzNormalizeSender(f *testing.F) {
 			t.Fatalf("NormalizeSender(%q) = %q", s, n)
 		}
 	})
+}
+
+// A released message is what its recipient says is not spam: a real Bayes database
+// learns it as ham (Config.Ham), once per release.
+func TestReleaseTrainsHam(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := bayes.OpenSQLite(ctx, filepath.Join(dir, "bayes.db"), bayes.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cl, err := bayes.New(bayes.Config{}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(filepath.Join(dir, "queue"), spool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	var rcpts []string
+	a, err := New(Config{Ham: func(ctx context.Context, rcpt string, msg io.Reader) error {
+		rcpts = append(rcpts, rcpt)
+		raw, err := io.ReadAll(msg)
+		if err != nil {
+			return err
+		}
+		_, err = cl.Train(ctx, raw, bayes.Ham)
+		return err
+	}}, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := quarantined(t, sp, "alice@example.test", "bob@example.test")
+	if _, err := a.Release(ctx, id, "alice@example.test", "alice@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(id, "bob@example.test", "bob@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := st.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Totals.Ham != 1 || stats.Totals.Spam != 0 || fmt.Sprint(rcpts) != "[alice@example.test]" {
+		t.Errorf("after one release and one deletion: totals %+v, learned for %v; want one ham for alice", stats.Totals, rcpts)
+	}
 }

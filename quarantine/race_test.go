@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/spool"
 )
 
@@ -195,7 +196,7 @@ func TestJunkLineDoesNotHideHeader(t *testing.T) {
 // is not there says so.
 func TestListsRemoveFolds(t *testing.T) {
 	ctx := context.Background()
-	l, err := OpenLists(ctx, filepath.Join(t.TempDir(), "lists.db"))
+	l, err := OpenLists(ctx, statedb.Config{Path: filepath.Join(t.TempDir(), "lists.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

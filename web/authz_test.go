@@ -168,7 +168,7 @@ func TestMailValuesEscaped(t *testing.T) {
 func TestTicketLogin(t *testing.T) {
 	r := newRig(t)
 	id := r.quarantine("x@spam.test", "from-the-digest", "alice@example.test")
-	good := r.srv.Ticket("alice@example.test", id, "alice@example.test", time.Now().Add(time.Hour))
+	good := r.ticket("alice@example.test", id, "alice@example.test", time.Now().Add(time.Hour))
 	c := r.client()
 	code, body, _ := c.get("/ticket?t=" + url.QueryEscape(good))
 	if code != 200 || !strings.Contains(body, "from-the-digest") || !strings.Contains(body, `id="release"`) {
@@ -177,11 +177,11 @@ func TestTicketLogin(t *testing.T) {
 	if code, _, _ := c.get("/quarantine"); code != 200 {
 		t.Errorf("no session after the ticket: %d", code)
 	}
-	expired := r.srv.Ticket("alice@example.test", id, "alice@example.test", time.Now().Add(-time.Second))
+	expired := r.ticket("alice@example.test", id, "alice@example.test", time.Now().Add(-time.Second))
 	payload, mac, _ := strings.Cut(good, ".")
 	raw, _ := base64.RawURLEncoding.DecodeString(payload)
 	forged := base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(raw), "alice", "admin", 1))) + "." + mac
-	other := r.srv.Ticket("bob@example.test", id, "bob@example.test", time.Now().Add(time.Hour))
+	other := r.ticket("bob@example.test", id, "bob@example.test", time.Now().Add(time.Hour))
 	_, otherMAC, _ := strings.Cut(other, ".")
 	for name, tk := range map[string]string{"expired": expired, "forged": forged, "empty": "", "swapped mac": payload + "." + otherMAC, "no mac": payload, "garbage": mac + "." + payload} {
 		c := r.client()
@@ -193,7 +193,7 @@ func TestTicketLogin(t *testing.T) {
 		}
 	}
 	// A ticket for bob to alice's item opens bob's session but not alice's item.
-	sneaky := r.srv.Ticket("bob@example.test", id, "alice@example.test", time.Now().Add(time.Hour))
+	sneaky := r.ticket("bob@example.test", id, "alice@example.test", time.Now().Add(time.Hour))
 	if code, body, _ := r.client().get("/ticket?t=" + url.QueryEscape(sneaky)); code != http.StatusNotFound || strings.Contains(body, "from-the-digest") {
 		t.Errorf("bob's ticket to alice's item: %d", code)
 	}

@@ -3,8 +3,11 @@
 //
 // It is an http.Handler to mount on the server's HTTP listener. Users log in with their
 // mail account through the same Authenticator as IMAP (its throttling included); a
-// session lives on the server, named by a random id in an HttpOnly, SameSite=Strict
-// cookie (Secure under TLS). Every form carries the session's CSRF token and every POST
+// session lives on the server, in the State database (SQLite, or the PostgreSQL database
+// several nodes share), named by a random token in an HttpOnly, SameSite=Strict cookie
+// (Secure under TLS) of which the database keeps only the SHA-256. A session ends at
+// logout, after its lifetime or idle timeout, and when its user's credentials change
+// (Credentials: a password changed, the account deleted). Every form carries the session's CSRF token and every POST
 // checks it; the login form, before any session, uses a double-submit cookie. Pages are
 // html/template, so every value from mail is escaped; the Content-Security-Policy allows
 // only the page's own stylesheet and script (no inline script), forbids framing, and
@@ -15,4 +18,17 @@
 // they own (their address, an alias that delivers to them: the Owner interface, which the
 // router implements), and an admin (Config.Admins) sees every item. Every handler checks
 // it on the item it touches, not only on the list that linked there.
+//
+// An item addressed to an alias that several users share belongs to that address, as in
+// Proxmox Mail Gateway's quarantine, where a user sees the items of every address of
+// theirs: any of them may release it (the copy goes to the alias, so each member gets
+// it as accepted mail would have reached them) or delete it (for all). The sender lists
+// are per user: a user's allow or block goes on their own list; an admin's on another
+// user's item goes on the lists of the users the recipient delivers to (ListOwners),
+// the lists the rules read.
+//
+// Digest links (tickets) are bearer credentials lying in a mailbox, bounded as a
+// password-reset link: HMAC-signed, valid Config.TicketLifetime, once (their ids are
+// recorded in State), only while the account keeps the password it had, and never for
+// the admin role.
 package web

@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/web"
 )
 
@@ -32,8 +35,16 @@ func (owner) Owns(_ context.Context, user, addr string) (bool, error) {
 // The page mounted on a mux beside other handlers; without a quarantine or decision log
 // it offers the login and the pages say what is not enabled.
 func Example() {
+	dir, _ := os.MkdirTemp("", "web-example-")
+	defer os.RemoveAll(dir)
+	// The sessions live in a SQLite file (or the shared PostgreSQL database: Postgres).
+	state, err := web.OpenState(context.Background(), statedb.Config{Path: filepath.Join(dir, "web.db")})
+	if err != nil {
+		panic(err)
+	}
+	defer state.Close()
 	page, err := web.New(web.Config{Admins: []string{"postmaster@example.test"}},
-		web.Deps{Auth: users{"alice@example.test": "secret"}, Owner: owner{}})
+		web.Deps{Auth: users{"alice@example.test": "secret"}, Owner: owner{}, State: state})
 	if err != nil {
 		panic(err)
 	}

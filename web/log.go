@@ -43,8 +43,8 @@ func (s *Server) scope(ctx context.Context, sess *session) decisionlog.Scope {
 
 // addresses returns the session's addresses, looked up once.
 func (s *Server) addresses(ctx context.Context, sess *session) []string {
-	if sess.addrs != nil {
-		return sess.addrs
+	if a := s.sessions.cachedAddrs(sess.user); a != nil {
+		return a
 	}
 	addrs := []string{strings.ToLower(sess.user)}
 	if s.deps.Addresses != nil {
@@ -56,7 +56,7 @@ func (s *Server) addresses(ctx context.Context, sess *session) []string {
 		}
 		addrs = a
 	}
-	s.sessions.setAddrs(sess.id, addrs)
+	s.sessions.setAddrs(sess.user, addrs)
 	return addrs
 }
 

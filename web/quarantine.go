@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -92,7 +93,7 @@ func (s *Server) quarantineList(all bool) func(http.ResponseWriter, *http.Reques
 			title = "Quarantine (all users)"
 		}
 		s.render(w, http.StatusOK, "quarantine", page{Title: title, User: sess.user, Admin: sess.admin, CSRF: sess.csrf,
-			Flash: s.sessions.takeFlash(sess.id), Data: d})
+			Flash: s.sessions.takeFlash(r.Context(), sess), Data: d})
 	}
 }
 
@@ -180,19 +181,27 @@ func (s *Server) quarantineAction(w http.ResponseWriter, r *http.Request, sess *
 			return
 		}
 		// The list is the recipient's: the user's own, or, for an admin acting on another
-		// user's item, that user's (the recipient's owner is the account named by it).
-		owner := sess.user
-		if sess.admin && !strings.EqualFold(rcpt, sess.user) {
+		// user's message, the lists of the users the recipient delivers to (an alias's
+		// members, an address with an extension's user), which the rules read.
+		owners := []string{sess.user}
+		if sess.admin {
 			if ok, _ := s.deps.Owner.Owns(ctx, sess.user, rcpt); !ok {
-				owner = rcpt
+				if owners, err = s.listOwners(ctx, rcpt); err != nil {
+					break
+				}
 			}
 		}
 		kind := quarantine.Allow
 		if action == "block" {
 			kind = quarantine.Block
 		}
-		if err = s.deps.Lists.Set(ctx, owner, it.From, kind); err == nil {
-			done = fmt.Sprintf("%s is now always %sed for %s.", it.From, action, owner)
+		for _, o := range owners {
+			if err = s.deps.Lists.Set(ctx, o, it.From, kind); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			done = fmt.Sprintf("%s is now always %sed for %s.", it.From, action, strings.Join(owners, ", "))
 			if action == "allow" {
 				_, err = s.deps.Quarantine.Release(ctx, id, rcpt, sess.user)
 				done += " The message is released."
@@ -219,8 +228,20 @@ func (s *Server) quarantineAction(w http.ResponseWriter, r *http.Request, sess *
 	if f.Get("from") == "admin" && sess.admin {
 		back = "/admin/quarantine"
 	}
-	s.sessions.setFlash(sess.id, done)
+	s.sessions.setFlash(r.Context(), sess.id, done)
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// listOwners returns the users whose lists the rules read for rcpt.
+func (s *Server) listOwners(ctx context.Context, rcpt string) ([]string, error) {
+	if s.deps.ListOwners == nil {
+		return []string{strings.ToLower(rcpt)}, nil
+	}
+	owners, err := s.deps.ListOwners.ListOwners(ctx, rcpt)
+	if err == nil && len(owners) == 0 {
+		err = fmt.Errorf("%s delivers to no user", rcpt)
+	}
+	return owners, err
 }
 
 type sendersPage struct {
@@ -241,7 +262,7 @@ func (s *Server) senders(w http.ResponseWriter, r *http.Request, sess *session) 
 		return
 	}
 	s.render(w, http.StatusOK, "senders", page{Title: "Senders and digest", User: sess.user, Admin: sess.admin, CSRF: sess.csrf,
-		Flash: s.sessions.takeFlash(sess.id), Data: sendersPage{Entries: entries, Digest: digest}})
+		Flash: s.sessions.takeFlash(r.Context(), sess), Data: sendersPage{Entries: entries, Digest: digest}})
 }
 
 // sendersUpdate adds or removes a list entry or sets the digest, always on the session's
@@ -276,7 +297,7 @@ func (s *Server) sendersUpdate(w http.ResponseWriter, r *http.Request, sess *ses
 		s.fail(w, r, sess, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.sessions.setFlash(sess.id, done)
+	s.sessions.setFlash(r.Context(), sess.id, done)
 	http.Redirect(w, r, "/senders", http.StatusSeeOther)
 }
 

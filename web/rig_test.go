@@ -2,6 +2,9 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +20,7 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
 )
@@ -31,6 +35,24 @@ type rig struct {
 	area  *quarantine.Area
 	lists *quarantine.Lists
 	log   *decisionlog.Log
+	users *auth.Service
+	dir   string
+}
+
+// stamps are the credential stamps of the user database: a digest of each stored hash
+// (cmd/portcullis's adapter adds LDAP's users).
+type stamps struct{ db *auth.DB }
+
+func (s stamps) Stamp(ctx context.Context, user string) (string, error) {
+	_, h, err := s.db.PasswordHash(ctx, user)
+	if errors.Is(err, auth.ErrUnknownUser) {
+		return "", ErrNoUser
+	}
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(h))
+	return hex.EncodeToString(sum[:8]), nil
 }
 
 // record adds a decision to the log and waits until it is written; it returns its id.
@@ -81,7 +103,7 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 		}
 	}
 	aliases := filepath.Join(dir, "aliases")
-	if err := os.WriteFile(aliases, []byte("sales: alice\n"), 0o600); err != nil {
+	if err := os.WriteFile(aliases, []byte("sales: alice\nteam: alice, bob\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	router, err := route.New(route.Config{LocalDomains: []string{"example.test"}, Aliases: aliases, LocalUserExists: users.Exists})
@@ -97,7 +119,7 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lists, err := quarantine.OpenLists(ctx, filepath.Join(dir, "lists.db"))
+	lists, err := quarantine.OpenLists(ctx, statedb.Config{Path: filepath.Join(dir, "lists.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +132,19 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dlog.Close() })
+	state, err := OpenState(ctx, statedb.Config{Path: filepath.Join(dir, "web.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { state.Close() })
 	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
-		Log: dlog, Addresses: router})
+		Log: dlog, Addresses: router, State: state, Credentials: stamps{users.DB}, ListOwners: expander{router}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
-	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists, log: dlog}
+	return &rig{t: t, srv: s, ts: ts, sp: sp, area: area, lists: lists, log: dlog, users: users, dir: dir}
 }
 
 // quarantine puts a message for rcpts into the quarantine and returns its queue id.
@@ -184,4 +211,26 @@ func (c *client) login(user string) {
 		c.r.t.Fatalf("login redirects to %q", loc)
 	}
 	c.get("/quarantine") // picks up the session's CSRF token
+}
+
+// ticket returns a digest's ticket for user to the item (id, rcpt), valid until exp.
+func (r *rig) ticket(user, id, rcpt string, exp time.Time) string {
+	r.t.Helper()
+	tk, err := r.srv.Ticket(context.Background(), user, id, rcpt, exp)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return tk
+}
+
+// expander names a recipient's list owners through the real router's expansion
+// (cmd/portcullis's adapter also drops the recipient delimiter's extensions).
+type expander struct{ r *route.Router }
+
+func (e expander) ListOwners(ctx context.Context, rcpt string) ([]string, error) {
+	finals, err := e.r.Expand(ctx, rcpt)
+	for i, f := range finals {
+		finals[i] = strings.ToLower(f)
+	}
+	return finals, err
 }

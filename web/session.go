@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,34 +14,51 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/statedb"
 )
 
-// session is a logged-in user's state, kept on the server; the cookie holds only its id.
+// session is a logged-in user's state, kept on the server (State); the cookie holds
+// only a random token, and the database only its hash (id).
 type session struct {
-	id      string
+	id      string // hashToken of the cookie's token
 	user    string
 	admin   bool
 	csrf    string
+	stamp   string // the user's credential stamp at login
 	created time.Time
 	used    time.Time
-	addrs   []string // the user's addresses and aliases, looked up once (Addresses)
 	// flash is what the last form did, shown once by the page it redirects to. It is
 	// kept here, not in the URL, so a link cannot put words in the page's mouth.
 	flash string
 }
 
+// sessions are the sessions in the state database, with the page's limits.
 type sessions struct {
-	mu       sync.Mutex
-	byID     map[string]*session
+	st       *State
+	creds    Credentials // nil: sessions are not checked against the user database
 	lifetime time.Duration
 	idle     time.Duration
 	max      int
 	now      func() time.Time
+	log      interface{ Warn(string, ...any) }
+
+	mu        sync.Mutex
+	lastPrune time.Time
+	addrs     map[string]addrEntry // by user
 }
 
-func newSessions(lifetime, idle time.Duration, max int, now func() time.Time) *sessions {
-	return &sessions{byID: map[string]*session{}, lifetime: lifetime, idle: idle, max: max, now: now}
+type addrEntry struct {
+	addrs []string
+	exp   time.Time
 }
+
+// addrTTL is how long a user's addresses are remembered: an alias added is seen within it.
+const addrTTL = time.Minute
+
+// touchEvery is how stale a session's last use may be before a request writes it: a
+// page of several requests writes once, and an idle timeout is early by at most this.
+const touchEvery = time.Minute
 
 func randomToken() string {
 	b := make([]byte, 32)
@@ -49,113 +67,212 @@ func randomToken() string {
 }
 
 // errFull is returned when MaxSessions sessions are alive: a flood of logins cannot grow
-// the memory without end.
+// the table without end.
 var errFull = errors.New("too many sessions; try again later")
+
+// errUnavailable is returned when the state database cannot be reached.
+var errUnavailable = errors.New("the session database is unavailable; try again later")
 
 // maxUserSessions bounds one user's sessions: a login beyond it ends their least recently
 // used one. Without it one account (its password, or a stolen digest ticket) could fill
 // MaxSessions and lock every other user out.
 const maxUserSessions = 20
 
-func (ss *sessions) create(user string, admin bool) (*session, error) {
+// create opens a session for user and returns it with the cookie's token.
+func (ss *sessions) create(ctx context.Context, user string, admin bool) (*session, string, error) {
+	stamp := ""
+	if ss.creds != nil {
+		var err error
+		if stamp, err = ss.creds.Stamp(ctx, user); err != nil {
+			ss.log.Warn("web: reading the user's credential stamp failed", "user", user, "err", err.Error())
+			return nil, "", errUnavailable
+		}
+	}
 	now := ss.now()
+	ss.maybePrune(ctx, now)
+	tok := randomToken()
+	s := &session{id: hashToken(tok), user: user, admin: admin, csrf: randomToken(), stamp: stamp, created: now, used: now}
+	adm := 0
+	if admin {
+		adm = 1
+	}
+	err := ss.st.db.Tx(ctx, func(tx *statedb.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM web_sessions WHERE "user" = ?`, user).Scan(&n); err != nil {
+			return err
+		}
+		if n >= maxUserSessions {
+			if _, err := tx.Exec(ctx, `DELETE FROM web_sessions WHERE id IN (SELECT id FROM web_sessions WHERE "user" = ? ORDER BY used LIMIT ?)`,
+				user, n-maxUserSessions+1); err != nil {
+				return err
+			}
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM web_sessions`).Scan(&n); err != nil {
+			return err
+		}
+		if n >= ss.max {
+			if _, err := ss.pruneIn(ctx, tx, now); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM web_sessions`).Scan(&n); err != nil {
+				return err
+			}
+			if n >= ss.max {
+				return errFull
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			s.id, user, adm, s.csrf, stamp, now.Unix(), now.Unix())
+		return err
+	})
+	if errors.Is(err, errFull) {
+		return nil, "", err
+	}
+	if err != nil {
+		ss.log.Warn("web: creating a session failed", "user", user, "err", err.Error())
+		return nil, "", errUnavailable
+	}
+	return s, tok, nil
+}
+
+// pruneIn deletes the expired sessions and used tickets.
+func (ss *sessions) pruneIn(ctx context.Context, tx *statedb.Tx, now time.Time) (int64, error) {
+	res, err := tx.Exec(ctx, `DELETE FROM web_sessions WHERE created < ? OR used < ?`,
+		now.Add(-ss.lifetime).Unix(), now.Add(-ss.idle).Unix())
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM web_tickets_used WHERE expires < ?`, now.Unix()); err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// maybePrune prunes at most once a minute per process; a login is the occasion (the
+// table grows only by logins).
+func (ss *sessions) maybePrune(ctx context.Context, now time.Time) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	var oldest *session
-	n := 0
-	for _, s := range ss.byID {
-		if s.user == user {
-			n++
-			if oldest == nil || s.used.Before(oldest.used) {
-				oldest = s
-			}
-		}
+	due := now.Sub(ss.lastPrune) >= time.Minute
+	if due {
+		ss.lastPrune = now
 	}
-	if n >= maxUserSessions {
-		delete(ss.byID, oldest.id)
+	ss.mu.Unlock()
+	if !due {
+		return
 	}
-	if len(ss.byID) >= ss.max {
-		for id, s := range ss.byID {
-			if ss.expired(s, now) {
-				delete(ss.byID, id)
-			}
-		}
-		if len(ss.byID) >= ss.max {
-			return nil, errFull
-		}
+	if err := ss.st.db.Tx(ctx, func(tx *statedb.Tx) error { _, err := ss.pruneIn(ctx, tx, now); return err }); err != nil {
+		ss.log.Warn("web: pruning sessions failed", "err", err.Error())
 	}
-	s := &session{id: randomToken(), user: user, admin: admin, csrf: randomToken(), created: now, used: now}
-	ss.byID[s.id] = s
-	return s, nil
 }
 
 func (ss *sessions) expired(s *session, now time.Time) bool {
 	return now.Sub(s.created) > ss.lifetime || now.Sub(s.used) > ss.idle
 }
 
-// get returns the request's live session, or nil.
+// get returns the request's live session, or nil. A session whose user no longer
+// exists, or whose password changed since the login, has ended: it is deleted, with the
+// user's other sessions of before the change.
 func (ss *sessions) get(r *http.Request) *session {
 	c, err := r.Cookie(cookieName(r))
-	if err != nil || c.Value == "" {
+	if err != nil || c.Value == "" || len(c.Value) > 100 {
 		return nil
 	}
+	ctx := r.Context()
+	s := &session{id: hashToken(c.Value)}
+	var adm int
+	var created, used int64
+	err = ss.st.db.QueryRow(ctx, `SELECT "user", admin, csrf, stamp, created, used, flash FROM web_sessions WHERE id = ?`, s.id).
+		Scan(&s.user, &adm, &s.csrf, &s.stamp, &created, &used, &s.flash)
+	if err != nil {
+		if !errors.Is(err, errNoRows) {
+			ss.log.Warn("web: reading a session failed", "err", err.Error())
+		}
+		return nil
+	}
+	s.admin, s.created, s.used = adm == 1, time.Unix(created, 0), time.Unix(used, 0)
 	now := ss.now()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[c.Value]
-	if s == nil {
-		return nil
-	}
 	if ss.expired(s, now) {
-		delete(ss.byID, s.id)
+		ss.delete(ctx, s.id)
 		return nil
 	}
-	s.used = now
-	cp := *s
-	return &cp
+	if ss.creds != nil {
+		stamp, err := ss.creds.Stamp(ctx, s.user)
+		switch {
+		case errors.Is(err, ErrNoUser):
+			ss.endUser(ctx, s.user, "")
+			return nil
+		case err != nil:
+			ss.log.Warn("web: reading the user's credential stamp failed", "user", s.user, "err", err.Error())
+			return nil
+		case stamp != s.stamp:
+			ss.endUser(ctx, s.user, stamp)
+			return nil
+		}
+	}
+	if now.Sub(s.used) >= touchEvery {
+		if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET used = ? WHERE id = ?`, now.Unix(), s.id); err != nil {
+			ss.log.Warn("web: recording a session's use failed", "err", err.Error())
+		}
+		s.used = now
+	}
+	return s
 }
 
-func (ss *sessions) setAddrs(id string, addrs []string) {
-	ss.mu.Lock()
-	if s := ss.byID[id]; s != nil {
-		s.addrs = addrs
+// endUser ends user's sessions whose stamp is not keep (all of them when keep is "").
+func (ss *sessions) endUser(ctx context.Context, user, keep string) {
+	if _, err := ss.st.db.Exec(ctx, `DELETE FROM web_sessions WHERE "user" = ? AND stamp <> ?`, user, keep); err != nil {
+		ss.log.Warn("web: ending a user's sessions failed", "user", user, "err", err.Error())
 	}
-	ss.mu.Unlock()
+}
+
+// cachedAddrs returns user's remembered addresses, or nil.
+func (ss *sessions) cachedAddrs(user string) []string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if e, ok := ss.addrs[user]; ok && ss.now().Before(e.exp) {
+		return e.addrs
+	}
+	return nil
+}
+
+func (ss *sessions) setAddrs(user string, addrs []string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.addrs == nil || len(ss.addrs) >= 10000 {
+		ss.addrs = map[string]addrEntry{} // bounded; refilled by the next pages
+	}
+	ss.addrs[user] = addrEntry{addrs, ss.now().Add(addrTTL)}
 }
 
 // setFlash keeps msg for the next page the session shows.
-func (ss *sessions) setFlash(id, msg string) {
-	ss.mu.Lock()
-	if s := ss.byID[id]; s != nil {
-		s.flash = msg
+func (ss *sessions) setFlash(ctx context.Context, id, msg string) {
+	if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET flash = ? WHERE id = ?`, msg, id); err != nil {
+		ss.log.Warn("web: keeping a page's message failed", "err", err.Error())
 	}
-	ss.mu.Unlock()
 }
 
 // takeFlash returns the session's message and forgets it.
-func (ss *sessions) takeFlash(id string) string {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[id]
-	if s == nil {
+func (ss *sessions) takeFlash(ctx context.Context, sess *session) string {
+	if sess.flash == "" {
 		return ""
 	}
-	msg := s.flash
-	s.flash = ""
-	return msg
+	if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET flash = '' WHERE id = ? AND flash = ?`, sess.id, sess.flash); err != nil {
+		ss.log.Warn("web: forgetting a page's message failed", "err", err.Error())
+	}
+	return sess.flash
 }
 
-func (ss *sessions) delete(id string) {
-	ss.mu.Lock()
-	delete(ss.byID, id)
-	ss.mu.Unlock()
+func (ss *sessions) delete(ctx context.Context, id string) {
+	if _, err := ss.st.db.Exec(ctx, `DELETE FROM web_sessions WHERE id = ?`, id); err != nil {
+		ss.log.Warn("web: deleting a session failed", "err", err.Error())
+	}
 }
 
-// Count returns the live sessions (for tests and the admin).
-func (ss *sessions) count() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.byID)
+// count returns the sessions in the database (for tests).
+func (ss *sessions) count(ctx context.Context) int {
+	var n int
+	_ = ss.st.db.QueryRow(ctx, `SELECT count(*) FROM web_sessions`).Scan(&n)
+	return n
 }
 
 // cookieName is __Host-prefixed under TLS, so the browser accepts it only Secure, for
@@ -283,63 +400,98 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 // startSession opens a session for user, with the admin role when admin is set.
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user string, admin bool) (*session, error) {
-	sess, err := s.sessions.create(user, admin)
+	sess, tok, err := s.sessions.create(r.Context(), user, admin)
 	if err != nil {
 		return nil, err
 	}
-	setCookie(w, r, cookieName(r), sess.id, 0) // a browser-session cookie; the server ends it
+	setCookie(w, r, cookieName(r), tok, 0) // a browser-session cookie; the server ends it
 	setCookie(w, r, loginCookieName(r), "", -1)
 	s.log.Info("web: login", "user", user, "admin", sess.admin, "remote", r.RemoteAddr)
 	return sess, nil
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
-	s.sessions.delete(sess.id)
+	s.sessions.delete(r.Context(), sess.id)
 	setCookie(w, r, cookieName(r), "", -1)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// Tickets log a user in from a digest email to one item: user, item and expiry, signed
-// with HMAC-SHA256. A ticket is a bearer credential for that user until it expires, as a
-// password-reset link is; it opens a session like a login, but never an admin's: a
-// digest lies in a mailbox and may be forwarded, and the admin role wants the password.
+// Tickets log a user in from a digest email to one item: user, item, expiry, a random
+// id and the user's credential stamp, signed with HMAC-SHA256. A ticket is a bearer
+// credential lying in a mailbox (it may be forwarded, or read by whoever reads the
+// mailbox), so it is bounded every way a password-reset link is: it works once (its id
+// is recorded as used until it expires, on every node sharing the state database), for
+// Config.TicketLifetime, only while the account exists with the password it had when
+// the digest was made, and it opens a user's session, never an admin's (the admin role
+// wants the password).
 
-// TicketLifetime is how long a digest's links work.
-const TicketLifetime = 7 * 24 * time.Hour
+// DefaultTicketLifetime is how long a digest's links work when Config.TicketLifetime is
+// zero: three days, time to read a daily digest after a weekend.
+const DefaultTicketLifetime = 72 * time.Hour
+
+// ticket is a ticket's content.
+type ticket struct {
+	user, id, rcpt string
+	exp            int64  // Unix seconds
+	nonce          string // the ticket's own id, recorded once used
+	stamp          string // a digest of the user's credential stamp when it was made
+}
 
 // Ticket returns a signed login ticket for user to the quarantine item (id, rcpt),
 // valid until exp.
-func (s *Server) Ticket(user, id, rcpt string, exp time.Time) string {
-	payload := strings.Join([]string{user, id, rcpt, strconv.FormatInt(exp.Unix(), 10)}, "\x00")
+func (s *Server) Ticket(ctx context.Context, user, id, rcpt string, exp time.Time) (string, error) {
+	stamp, err := s.ticketStamp(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	return s.sign(ticket{user: user, id: id, rcpt: rcpt, exp: exp.Unix(), nonce: randomToken()[:22], stamp: stamp}), nil
+}
+
+// ticketStamp is what a ticket carries of the user's credential stamp: a digest, so the
+// link shows nothing of the stored hash.
+func (s *Server) ticketStamp(ctx context.Context, user string) (string, error) {
+	if s.deps.Credentials == nil {
+		return "", nil
+	}
+	st, err := s.deps.Credentials.Stamp(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	return hashToken("ticket\x00" + st)[:16], nil
+}
+
+func (s *Server) sign(t ticket) string {
+	payload := strings.Join([]string{t.user, t.id, t.rcpt, strconv.FormatInt(t.exp, 10), t.nonce, t.stamp}, "\x00")
 	mac := hmac.New(sha256.New, s.deps.TicketKey)
 	mac.Write([]byte(payload))
 	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-func (s *Server) checkTicket(t string) (user, id, rcpt string, ok bool) {
+// checkTicket returns the content of a ticket the server signed that has not expired.
+func (s *Server) checkTicket(t string) (ticket, bool) {
 	p64, m64, found := strings.Cut(t, ".")
 	if !found || len(t) > 2048 {
-		return "", "", "", false
+		return ticket{}, false
 	}
 	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
 	sum, err2 := base64.RawURLEncoding.DecodeString(m64)
 	if err1 != nil || err2 != nil {
-		return "", "", "", false
+		return ticket{}, false
 	}
 	mac := hmac.New(sha256.New, s.deps.TicketKey)
 	mac.Write(payload)
 	if !hmac.Equal(sum, mac.Sum(nil)) {
-		return "", "", "", false
+		return ticket{}, false
 	}
 	f := strings.Split(string(payload), "\x00")
-	if len(f) != 4 {
-		return "", "", "", false
+	if len(f) != 6 || f[4] == "" {
+		return ticket{}, false
 	}
 	exp, err := strconv.ParseInt(f[3], 10, 64)
 	if err != nil || s.now().Unix() > exp {
-		return "", "", "", false
+		return ticket{}, false
 	}
-	return f[0], f[1], f[2], true
+	return ticket{user: f[0], id: f[1], rcpt: f[2], exp: exp, nonce: f[4], stamp: f[5]}, true
 }
 
 // ItemURL is the page's address of the quarantine item (id, rcpt), relative.
@@ -348,21 +500,44 @@ func ItemURL(id, rcpt string) string {
 }
 
 func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
-	user, id, rcpt, ok := s.checkTicket(r.URL.Query().Get("t"))
+	ctx := r.Context()
+	tk, ok := s.checkTicket(r.URL.Query().Get("t"))
+	if ok {
+		// The account must still exist with the password it had: a user deleted, or
+		// whose password was changed (a mailbox thought compromised), loses the links.
+		stamp, err := s.ticketStamp(ctx, tk.user)
+		if err != nil && !errors.Is(err, ErrNoUser) {
+			s.log.Warn("web: reading the user's credential stamp failed", "user", tk.user, "err", err.Error())
+			s.fail(w, r, nil, http.StatusServiceUnavailable, "The user database is unavailable; try again later.")
+			return
+		}
+		ok = err == nil && stamp == tk.stamp
+	}
 	if !ok {
 		s.fail(w, r, nil, http.StatusForbidden, "This link has expired or is not valid; log in instead.")
 		return
 	}
 	sess := s.sessions.get(r)
-	if sess != nil && sess.user != user {
+	if sess != nil && sess.user != tk.user {
 		// Switching would let anyone log a victim in to the sender's account with the
 		// sender's own ticket (login CSRF): the victim would then act there unawares.
 		s.fail(w, r, sess, http.StatusForbidden, "This link is for another account; log out first to use it.")
 		return
 	}
+	fresh, err := s.deps.State.useTicket(ctx, tk.nonce, tk.exp)
+	if err != nil {
+		s.log.Warn("web: recording a used ticket failed", "err", err.Error())
+		s.fail(w, r, sess, http.StatusServiceUnavailable, errUnavailable.Error())
+		return
+	}
+	if !fresh && sess == nil {
+		// Used already (by the user, or by a mail scanner that opened it first): the
+		// password leads to the same item.
+		s.renderLogin(w, r, http.StatusForbidden, "This link was used already; log in to see the message.", ItemURL(tk.id, tk.rcpt))
+		return
+	}
 	if sess == nil {
-		var err error
-		if sess, err = s.startSession(w, r, user, false); err != nil {
+		if sess, err = s.startSession(w, r, tk.user, false); err != nil {
 			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -370,5 +545,5 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 	// The item is shown here rather than by a redirect: the click came from a mail
 	// client, a cross-site navigation, and a browser does not send a SameSite=Strict
 	// cookie on its redirects. The page's own links and forms are same-site.
-	s.showItem(w, r, sess, id, rcpt, "")
+	s.showItem(w, r, sess, tk.id, tk.rcpt, "")
 }

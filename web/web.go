@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -31,6 +30,24 @@ type Authenticator interface {
 // *route.Router implements it.
 type Owner interface {
 	Owns(ctx context.Context, user, address string) (bool, error)
+}
+
+// Credentials tells the page when a user's credentials change, so that the sessions
+// opened before end: a password changed or a user deleted, by this process, by
+// `portcullis user` or on another node, ends that user's sessions at their next request.
+type Credentials interface {
+	// Stamp returns a value that changes whenever user's password does (a digest of the
+	// stored hash), or an error wrapping ErrNoUser when the user no longer exists.
+	Stamp(ctx context.Context, user string) (string, error)
+}
+
+// ErrNoUser is what Credentials.Stamp returns for a user that does not exist.
+var ErrNoUser = errors.New("web: no such user")
+
+// ListOwners names the users whose sender lists the rules read for a recipient: the
+// canonical users it delivers to through aliases, without extensions.
+type ListOwners interface {
+	ListOwners(ctx context.Context, rcpt string) ([]string, error)
 }
 
 // Quarantine is what the page needs of the quarantine; *quarantine.Area implements it.
@@ -67,6 +84,10 @@ type Config struct {
 	URL string `yaml:"url"`
 	// MaxSessions bounds the sessions kept at once; a login beyond it is refused.
 	MaxSessions int `yaml:"max_sessions"`
+	// TicketLifetime is how long the links of a digest email work (default 72h). Each
+	// link logs its user in once, to one message, and stops working when the user's
+	// password changes or the account is deleted; after that the password is needed.
+	TicketLifetime time.Duration `yaml:"ticket_lifetime"`
 
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -74,16 +95,25 @@ type Config struct {
 // Deps are the page's collaborators. Quarantine and Lists may be nil (no quarantine
 // pages).
 type Deps struct {
-	Auth       Authenticator
-	Owner      Owner
-	Quarantine Quarantine
-	Lists      SenderLists
+	Auth Authenticator
+	// State keeps the sessions, the used tickets and the ticket key (required).
+	State *State
+	// Credentials ends the sessions of a user whose password changed or who was
+	// deleted; nil: a session lives its lifetime whatever becomes of its user.
+	Credentials Credentials
+	Owner       Owner
+	Quarantine  Quarantine
+	Lists       SenderLists
+	// ListOwners gives the lists an admin's allow or block on another user's message
+	// goes to (nil: the recipient's own, lower-cased).
+	ListOwners ListOwners
 	// Log is the decision log (nil: no decision pages); Addresses gives each user's
 	// addresses and aliases for its scope (nil: their login address alone).
 	Log       DecisionLog
 	Addresses Addresses
-	// TicketKey signs the digest's login tickets (at least 32 bytes); nil: a random key,
-	// so tickets die with the process.
+	// TicketKey is the key that signs the digest's login tickets (at least 32 bytes)
+	// when State has none yet; nil: a random one. State keeps it, so every node that
+	// shares the database checks the others' tickets.
 	TicketKey []byte
 	// Now replaces the clock in tests.
 	Now func() time.Time
@@ -118,8 +148,8 @@ const (
 
 // New returns the page.
 func New(cfg Config, deps Deps) (*Server, error) {
-	if deps.Auth == nil || deps.Owner == nil {
-		return nil, errors.New("web: Auth and Owner are required")
+	if deps.Auth == nil || deps.Owner == nil || deps.State == nil {
+		return nil, errors.New("web: Auth, Owner and State are required")
 	}
 	if cfg.SessionLifetime == 0 {
 		cfg.SessionLifetime = 12 * time.Hour
@@ -130,8 +160,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = 10000
 	}
-	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 {
-		return nil, errors.New("web: session_lifetime, idle_timeout and max_sessions must not be negative")
+	if cfg.TicketLifetime == 0 {
+		cfg.TicketLifetime = DefaultTicketLifetime
+	}
+	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 || cfg.TicketLifetime < 0 {
+		return nil, errors.New("web: session_lifetime, idle_timeout, max_sessions and ticket_lifetime must not be negative")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -139,15 +172,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	if deps.TicketKey == nil {
-		deps.TicketKey = make([]byte, 32)
-		_, _ = rand.Read(deps.TicketKey)
-	}
-	if len(deps.TicketKey) < 32 {
+	if deps.TicketKey != nil && len(deps.TicketKey) < 32 {
 		return nil, errors.New("web: the ticket key must have at least 32 bytes")
 	}
+	key, err := deps.State.ticketKey(context.Background(), deps.TicketKey)
+	if err != nil {
+		return nil, err
+	}
+	deps.TicketKey = key
 	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, now: deps.Now}
-	s.sessions = newSessions(cfg.SessionLifetime, cfg.IdleTimeout, cfg.MaxSessions, deps.Now)
+	s.sessions = &sessions{st: deps.State, creds: deps.Credentials, lifetime: cfg.SessionLifetime, idle: cfg.IdleTimeout,
+		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}

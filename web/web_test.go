@@ -61,7 +61,7 @@ func TestLoginSessionAndHeaders(t *testing.T) {
 	if code, _, _ := r.client().do(req); code != http.StatusSeeOther {
 		t.Errorf("old session cookie after logout: %d, want a redirect to login", code)
 	}
-	if n := r.srv.sessions.count(); n != 0 {
+	if n := r.srv.sessions.count(context.Background()); n != 0 {
 		t.Errorf("%d sessions after logout", n)
 	}
 }

@@ -11,17 +11,18 @@ import (
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery/route"
 	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/internal/proxylisten"
 	"github.com/portcullis-mail/portcullis/proxy"
 )
 
-// serveProxy starts the IMAP and POP3 proxy when the proxy section has an address: the
+// serveProxy starts the IMAP, POP3, ManageSieve and LMTP proxy when the proxy section has an address: the
 // directory of the directory section (local, PostgreSQL or LDAP) says where each user
 // lives, auth (throttling and credential cache included) checks passwords: against the
 // directory's hashes when it is PostgreSQL.
 // The returned function stops it.
-func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users *auth.Service, router *route.Router, logger *slog.Logger) (func(), error) {
+func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users *auth.Service, router *route.Router, local proxy.Local, logger *slog.Logger) (func(), error) {
 	pc := cfg.Proxy
-	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" {
+	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" && pc.ManageSieveAddr == "" && pc.LMTPAddr == "" {
 		return func() {}, nil
 	}
 	dir, closeDir, err := directory.Open(ctx, cfg.Directory, directory.Deps{
@@ -49,7 +50,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 		}
 		authn = th
 	}
-	px, err := proxy.New(xc, proxy.Deps{Auth: authn, Directory: dir, Logger: logger})
+	px, err := proxy.New(xc, proxy.Deps{Auth: authn, Directory: dir, Logger: logger, Local: local})
 	if err != nil {
 		closeDir.Close()
 		return nil, err
@@ -71,6 +72,8 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 		{"proxy-imaps", pc.IMAPSAddr, true, px.ServeIMAP},
 		{"proxy-pop3", pc.POP3Addr, false, px.ServePOP3},
 		{"proxy-pop3s", pc.POP3SAddr, true, px.ServePOP3},
+		{"proxy-managesieve", pc.ManageSieveAddr, false, func(ln net.Listener, _ bool) error { return px.ServeManageSieve(ln) }},
+		{"proxy-lmtp", pc.LMTPAddr, false, func(ln net.Listener, _ bool) error { return px.ServeLMTP(ln) }},
 	} {
 		if l.addr == "" {
 			continue
@@ -89,4 +92,43 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 		}()
 	}
 	return stop, nil
+}
+
+// proxyLocal returns the in-memory listeners through which proxy_maybe hands this
+// node's own users to its IMAP, POP3 and ManageSieve servers; none without proxy_maybe
+// or without a proxy listener of the protocol.
+func proxyLocal(cfg *config.Config) proxy.Local {
+	pc := cfg.Proxy
+	var l proxy.Local
+	if !pc.ProxyMaybe {
+		return l
+	}
+	if pc.IMAPAddr != "" || pc.IMAPSAddr != "" {
+		l.IMAP = proxy.NewPipeListener()
+	}
+	if pc.POP3Addr != "" || pc.POP3SAddr != "" {
+		l.POP3 = proxy.NewPipeListener()
+	}
+	if pc.ManageSieveAddr != "" {
+		l.ManageSieve = proxy.NewPipeListener()
+	}
+	return l
+}
+
+// serveLocal serves srv on pl (when proxy_maybe made one) behind the PROXY protocol,
+// which every connection through it carries: the proxy's, naming the client.
+func serveLocal(pl *proxy.PipeListener, serve func(net.Listener) error, logger *slog.Logger) {
+	if pl == nil {
+		return
+	}
+	ln, err := proxylisten.Wrap(pl, nil)
+	if err != nil { // cannot happen without a list to parse
+		logger.Error("proxy_maybe listener", "err", err)
+		return
+	}
+	go func() {
+		if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			logger.Error("listener stopped", "listener", "proxy-local", "err", err.Error())
+		}
+	}()
 }

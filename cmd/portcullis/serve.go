@@ -39,6 +39,7 @@ import (
 	"github.com/portcullis-mail/portcullis/imapd"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/pop3d"
+	"github.com/portcullis-mail/portcullis/proxy"
 	"github.com/portcullis-mail/portcullis/ratelimit"
 	"github.com/portcullis-mail/portcullis/smtpd"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -134,6 +135,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer priv.close()
+	if cfg.Mode == config.ModeProxy {
+		return serveProxyMode(ctx, cfg, priv, logger) // mode.go
+	}
 	if err := ensureRules(cfg); err != nil {
 		return err
 	}
@@ -176,6 +180,19 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	// Delivery: the router expands aliases and picks each recipient's transport; local
 	// users get maildirs under DATA/mail, lmtp: and smtp: transports their clients.
 	exists := users.Exists
+	fe, err := openFrontend(ctx, cfg, users, logger) // frontend.go: nil unless mode: frontend
+	if err != nil {
+		return err
+	}
+	if fe != nil {
+		defer fe.close()
+		exists = fe.Exists
+	}
+	exists, closeBackend, err := backendExists(ctx, cfg, users, exists) // backend.go: mode backend
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
 	rcfg := cfg.Routing
 	rcfg.Logger = logger
 	rcfg.LocalUserExists = exists
@@ -186,16 +203,26 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	listed.router = router
 	// Local users get their mail through the store (maildir plus index), so IMAP sees it
 	// at once and quotas apply; the LMTP listener delivers the same way.
-	mailStore, err := store.New(cfg.Store)
-	if err != nil {
-		return err
-	}
-	defer mailStore.Close()
-	localDeliverer, err := local.New(local.Config{Store: mailStore, Exists: exists,
-		RecipientDelimiter: cfg.Routing.RecipientDelimiter,
-		Sieve:              cfg.Sieve, Enqueue: sp.Enqueue, Hostname: cfg.Hostname, Logger: logger}) // sieve.go
-	if err != nil {
-		return err
+	// A front-end has no store: its final delivery is fe's, by LMTP to the back-ends.
+	var mailStore *store.Store
+	var localDeliverer *local.Deliverer
+	var final dispatch.LocalDeliverer
+	var lmtpLocal smtpd.LocalDeliverer
+	var quota func(context.Context, string, int64) error
+	if fe == nil {
+		if mailStore, err = store.New(cfg.Store); err != nil {
+			return err
+		}
+		defer mailStore.Close()
+		localDeliverer, err = local.New(local.Config{Store: mailStore, Exists: exists,
+			RecipientDelimiter: cfg.Routing.RecipientDelimiter,
+			Sieve:              cfg.Sieve, Enqueue: sp.Enqueue, Hostname: cfg.Hostname, Logger: logger}) // sieve.go
+		if err != nil {
+			return err
+		}
+		final, lmtpLocal, quota = localDeliverer, localDeliverer, localDeliverer.CheckQuota
+	} else {
+		final = fe
 	}
 	lmtpClient, err := lmtp.New(cfg.LMTP)
 	if err != nil {
@@ -209,7 +236,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer relayClient.Close()
-	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: localDeliverer, LMTP: lmtpClient, Relay: relayClient, Reinject: sp.Enqueue})
+	dispatcher, err := dispatch.New(dispatch.Config{Router: router, Local: final, LMTP: lmtpClient, Relay: relayClient, Reinject: sp.Enqueue})
 	if err != nil {
 		return err
 	}
@@ -252,11 +279,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		Engine:         engine,
 		Spool:          sp,
 		Resolver:       resolver,
-		Auth:           users.Auth,
-		Recipients:     router,         // users, aliases and virtual aliases: 550 5.1.1 at RCPT
-		Senders:        router,         // sender.owned: one's own addresses and aliases, the login map
-		Local:          localDeliverer, // final delivery of the LMTP listener
-		Quota:          localDeliverer.CheckQuota,
+		Auth:           submissionAuth(users, fe), // frontend.go
+		Recipients:     router,                    // users, aliases and virtual aliases: 550 5.1.1 at RCPT
+		Senders:        router,                    // sender.owned: one's own addresses and aliases, the login map
+		Local:          lmtpLocal,                 // final delivery of the LMTP listener
+		Quota:          quota,
 		Logger:         logger,
 		Metrics:        reg,
 		Decisions:      dlog.recorder(),
@@ -280,12 +307,18 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	defer stopDoors()
 
-	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, users.Auth, logger)
+	mailAuth, closeMailAuth, err := mailboxAuth(ctx, cfg, users, router, logger) // backendauth.go
+	if err != nil {
+		return err
+	}
+	defer closeMailAuth()
+	local := proxyLocal(cfg) // proxy.go: proxy_maybe's in-memory listeners
+	stopMailServers, err := serveMailboxes(cfg, priv, mailStore, mailAuth, local, logger)
 	if err != nil {
 		return err
 	}
 	defer stopMailServers()
-	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, logger) // proxy.go
+	stopProxy, err := serveProxy(ctx, cfg, priv, users, router, local, logger) // proxy.go
 	if err != nil {
 		return err
 	}
@@ -299,7 +332,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			mux.Handle("/debug/pprof/", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Index)))
 			mux.Handle("/debug/pprof/profile", fromNetworks(cfg.HTTP.MetricsFrom, http.HandlerFunc(pprof.Profile)))
 		}
-		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, dlog.log, logger)
+		stopWeb, err := mountWeb(cfg, mux, sp, users, router, lists, listed, dlog.log, rf.Policies, logger)
 		if err != nil {
 			return err
 		}
@@ -324,7 +357,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 			if err := router.Reload(); err != nil {
 				logger.Error("reloading the routing maps failed; the old maps stay in force", "err", err.Error())
 			}
-			if err := localDeliverer.ReloadSieve(); err != nil {
+			// A front-end runs no Sieve: the back-ends do, at their LMTP delivery.
+			if err := reloadSieve(localDeliverer); err != nil {
 				logger.Error("reloading the global Sieve scripts failed; the old ones stay in force", "err", err.Error())
 			}
 			rf, err := config.LoadRules(cfg.Rules, deps)
@@ -395,7 +429,7 @@ func prepareMessage(authservID string, signer *dkim.Signer, log *slog.Logger) fu
 
 // serveMailboxes starts the IMAP and POP3 listeners over the store; the returned function
 // closes them.
-func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn auth.Authenticator, logger *slog.Logger) (func(), error) {
+func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn auth.Authenticator, local proxy.Local, logger *slog.Logger) (func(), error) {
 	var closers []func()
 	stop := func() {
 		for _, c := range closers {
@@ -403,7 +437,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}
 	}
 	var tlsCfg *tls.Config
-	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || cfg.ManageSieve.Addr != "" {
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || cfg.ManageSieve.Addr != "" || local != (proxy.Local{}) {
 		var err error
 		if tlsCfg, err = priv.tlsConfig(cfg.SMTP); err != nil {
 			return stop, err
@@ -432,7 +466,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}()
 		return nil
 	}
-	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" {
+	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || local.IMAP != nil {
 		icfg := cfg.IMAP.Config
 		icfg.TLSConfig = tlsCfg
 		if cfg.IMAP.TrainJunk == nil || *cfg.IMAP.TrainJunk {
@@ -443,14 +477,20 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		closers = append(closers, func() { srv.Close() })
+		stopWatch, err := watchTenancy(cfg, srv, logger) // backend.go: mode backend
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, stopWatch)
 		if err := listen("imap", cfg.IMAP.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
 		if err := listen("imaps", cfg.IMAP.TLSAddr, true, srv.Serve); err != nil {
 			return stop, err
 		}
+		serveLocal(local.IMAP, srv.Serve, logger) // proxy.go
 	}
-	if cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" {
+	if cfg.POP3.Addr != "" || cfg.POP3.TLSAddr != "" || local.POP3 != nil {
 		pcfg := cfg.POP3.Config
 		pcfg.TLSConfig = tlsCfg
 		srv, err := pop3d.New(pcfg, st, authn, logger)
@@ -464,8 +504,9 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		if err := listen("pop3s", cfg.POP3.TLSAddr, true, srv.Serve); err != nil {
 			return stop, err
 		}
+		serveLocal(local.POP3, srv.Serve, logger)
 	}
-	if cfg.ManageSieve.Addr != "" {
+	if cfg.ManageSieve.Addr != "" || local.ManageSieve != nil {
 		srv, err := newManageSieve(cfg, tlsCfg, st, authn, logger) // sieve.go
 		if err != nil {
 			return stop, err
@@ -474,6 +515,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		if err := listen("managesieve", cfg.ManageSieve.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
+		serveLocal(local.ManageSieve, srv.Serve, logger)
 	}
 	return stop, nil
 }

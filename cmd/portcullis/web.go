@@ -2,24 +2,31 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/internal/statedb"
+	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/quarantine"
 	"github.com/portcullis-mail/portcullis/spool"
 	"github.com/portcullis-mail/portcullis/web"
@@ -30,9 +37,10 @@ import (
 //
 // dlog is the decision log (nil: none): the page's decision pages read it, and the
 // quarantine's releases and deletions become its outcomes.
-func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, dlog *decisionlog.Log, logger *slog.Logger) (func(), error) {
+func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *auth.Service, router *route.Router, lists *quarantine.Lists, listed *rcptLists, dlog *decisionlog.Log, policies map[string]policy.Policy, logger *slog.Logger) (func(), error) {
 	qcfg := cfg.Quarantine
 	qcfg.Logger = logger
+	qcfg.Ham = releaseTrainer(cfg, policies, logger)
 	var pageLog web.DecisionLog // stays a nil interface without a log
 	if dlog != nil {
 		pageLog = dlog
@@ -51,8 +59,17 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	if err != nil {
 		return nil, err
 	}
-	key, err := ticketKey(filepath.Join(cfg.DataDir, "web.key"))
+	key, err := oldTicketKey(filepath.Join(cfg.DataDir, "web.key"))
 	if err != nil {
+		return nil, err
+	}
+	authn, creds, closeDir, err := webUsers(cfg, users, router)
+	if err != nil {
+		return nil, err
+	}
+	state, err := web.OpenState(context.Background(), stateConfig(cfg, "web.db"))
+	if err != nil {
+		closeDir()
 		return nil, err
 	}
 	wcfg := cfg.Web
@@ -60,9 +77,11 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	if wcfg.URL == "" {
 		wcfg.URL = defaultWebURL(cfg)
 	}
-	page, err := web.New(wcfg, web.Deps{Auth: users.Auth, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
-		Log: pageLog, TicketKey: key})
+	page, err := web.New(wcfg, web.Deps{Auth: authn, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
+		Log: pageLog, TicketKey: key, State: state, Credentials: creds, ListOwners: listed})
 	if err != nil {
+		state.Close()
+		closeDir()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,7 +100,26 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 		cancel()
 		<-done
 		<-done
+		state.Close()
+		closeDir()
 	}, nil
+}
+
+// releaseTrainer is the quarantine's Ham when the rules use the Bayes filter: a
+// released message trains the global Bayes database (the one Junk moves train) as ham.
+// Without a bayes policy it is nil: nothing is opened or learned.
+func releaseTrainer(cfg *config.Config, policies map[string]policy.Policy, logger *slog.Logger) func(context.Context, string, io.Reader) error {
+	on := false
+	for _, p := range policies {
+		if _, ok := p.(*bayes.Policy); ok {
+			on = true
+		}
+	}
+	if !on {
+		return nil
+	}
+	train := junkTrainer(cfg, logger)
+	return func(ctx context.Context, rcpt string, msg io.Reader) error { return train(ctx, rcpt, msg, false) }
 }
 
 // defaultWebURL is the page's address for the digest's links when web.url is unset:
@@ -128,29 +166,99 @@ func exposedHTTP(cfg *config.Config) []string {
 	return exposed(&c)
 }
 
-// ticketKey reads the key that signs the digest's login links, making it on first start.
-func ticketKey(path string) ([]byte, error) {
+// oldTicketKey reads the key an older version kept in DATA/web.key, which the page's
+// state database then adopts (its links keep working); nil when there is none.
+func oldTicketKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
-	if err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
 		return nil, fmt.Errorf("web key %s: %w", path, err)
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("web key %s: %w", path, err)
+	case len(b) < 32:
+		return nil, nil
 	}
 	return b, nil
 }
 
-// openSenderLists opens the users' sender lists (DATA/quarantine.db), which the web page
-// writes and the rules read (rcpt.allows_sender, rcpt.blocks_sender).
+// stateConfig is where the page's and the quarantine's state lives: the SQLite file
+// DATA/file, or the multi-node mode's shared PostgreSQL database (directory.postgres),
+// so that every node sees the same sessions, tickets and sender lists.
+func stateConfig(cfg *config.Config, file string) statedb.Config {
+	return statedb.Config{Path: filepath.Join(cfg.DataDir, file), Postgres: cfg.Directory.Postgres}
+}
+
+// webUsers are the page's login and credential stamps: the local users (and LDAP), or,
+// with the directory in PostgreSQL, the shared directory's password hashes (auth's
+// hashing limits, verify cache and throttling around them), so that every node checks
+// the same passwords and a session made on one node is valid on the others. The
+// returned function closes the directory.
+func webUsers(cfg *config.Config, users *auth.Service, router *route.Router) (web.Authenticator, web.Credentials, func(), error) {
+	if cfg.Directory.Postgres == "" {
+		return users.Auth, credentialStamps{users: users}, func() {}, nil
+	}
+	dir, closer, err := directory.Open(context.Background(), cfg.Directory, directory.Deps{Aliases: router.Addresses})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hashes := directory.Hashes(dir)
+	th, err := auth.NewThrottle(users.DB.WithHashes(hashes), cfg.Auth.Throttle)
+	if err != nil {
+		closer.Close()
+		return nil, nil, nil, err
+	}
+	return th, credentialStamps{users: users, hashes: hashes}, func() { closer.Close() }, nil
+}
+
+// credentialStamps are the users' credential stamps for the page (web.Credentials): a
+// digest of the stored password hash of a local user (or of the shared directory's
+// hash when hashes is set), which a password change changes; for an LDAP user, whose
+// hash the server does not read, only whether they still exist.
+type credentialStamps struct {
+	users  *auth.Service
+	hashes auth.HashLookup // nil: the local user database
+}
+
+func stampOf(hash string) string {
+	sum := sha256.Sum256([]byte(hash))
+	return hex.EncodeToString(sum[:8])
+}
+
+func (c credentialStamps) Stamp(ctx context.Context, user string) (string, error) {
+	if c.hashes != nil {
+		h, err := c.hashes(ctx, user)
+		switch {
+		case err != nil:
+			return "", err
+		case h == "":
+			return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)
+		}
+		return stampOf(h), nil
+	}
+	_, h, err := c.users.DB.PasswordHash(ctx, user)
+	if err == nil {
+		return stampOf(h), nil
+	}
+	if !errors.Is(err, auth.ErrUnknownUser) {
+		return "", err
+	}
+	if c.users.LDAP != nil {
+		ok, err := c.users.LDAP.Exists(ctx, user)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return "ldap", nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)
+}
+
+// openSenderLists opens the users' sender lists (DATA/quarantine.db, or the shared
+// PostgreSQL database), which the web page writes and the rules read
+// (rcpt.allows_sender, rcpt.blocks_sender).
 func openSenderLists(cfg *config.Config) (*quarantine.Lists, *rcptLists, error) {
-	lists, err := quarantine.OpenLists(context.Background(), filepath.Join(cfg.DataDir, "quarantine.db"))
+	lists, err := quarantine.OpenLists(context.Background(), stateConfig(cfg, "quarantine.db"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,16 +275,13 @@ type rcptLists struct {
 }
 
 func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, error) {
-	finals := []string{rcpt}
-	if r.router != nil {
-		var err error
-		if finals, err = r.router.Expand(ctx, rcpt); err != nil {
-			return "", err
-		}
+	owners, err := r.ListOwners(ctx, rcpt)
+	if err != nil {
+		return "", err
 	}
 	kind := ""
-	for _, f := range finals {
-		k, err := r.lists.Lookup(ctx, r.user(f), sender)
+	for _, o := range owners {
+		k, err := r.lists.Lookup(ctx, o, sender)
 		if err != nil {
 			return "", err
 		}
@@ -188,6 +293,26 @@ func (r *rcptLists) Listed(ctx context.Context, rcpt, sender string) (string, er
 		}
 	}
 	return kind, nil
+}
+
+// ListOwners names the users whose lists rcpt's rules read (web.ListOwners): the
+// canonical users it delivers to, through aliases, without extensions. The page stores
+// an admin's allow or block on another user's message under these names.
+func (r *rcptLists) ListOwners(ctx context.Context, rcpt string) ([]string, error) {
+	finals := []string{rcpt}
+	if r.router != nil {
+		var err error
+		if finals, err = r.router.Expand(ctx, rcpt); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, f := range finals {
+		if u := r.user(f); !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // user is the list owner of a final recipient: the user name an Authenticator returns

@@ -4,18 +4,22 @@ import (
 	"crypto/tls"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/address"
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/quarantine"
 )
 
@@ -95,6 +99,15 @@ func TestRcptLists(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, c.want, got, "%s from %s", c.rcpt, c.sender)
 	}
+	// The page stores an admin's allow or block under these owners.
+	for rcpt, want := range map[string][]string{
+		"Alice+lists@example.test": {"alice@example.test"},
+		"team@example.test":        {"alice@example.test", "bob@example.test"},
+	} {
+		got, err := listed.ListOwners(ctx, rcpt)
+		require.NoError(t, err)
+		require.Equal(t, want, got, rcpt)
+	}
 }
 
 // The page keys a user's lists by the canonical name the login returns (A-label domain,
@@ -132,4 +145,34 @@ func TestDefaultWebURL(t *testing.T) {
 		cfg.HTTP.Addr = addr
 		require.Equal(t, want, defaultWebURL(cfg), "http.addr %s", addr)
 	}
+}
+
+// The page's and the quarantine's state follow directory.postgres, the one place that
+// names the shared database: SQLite files under the data dir without it.
+func TestStateConfig(t *testing.T) {
+	cfg := config.Default(t.TempDir())
+	require.Equal(t, filepath.Join(cfg.DataDir, "web.db"), stateConfig(cfg, "web.db").Path)
+	require.Empty(t, stateConfig(cfg, "web.db").Postgres)
+	cfg.Directory.Postgres = "postgres://db.example/mail"
+	require.Equal(t, "postgres://db.example/mail", stateConfig(cfg, "quarantine.db").Postgres)
+}
+
+// A release trains the Bayes database as ham only when the rules use the bayes policy:
+// then the message lands in DATA/bayes/global.db (the database Junk moves train).
+func TestReleaseTrainer(t *testing.T) {
+	cfg := config.Default(t.TempDir())
+	logger := slog.New(slog.DiscardHandler)
+	require.Nil(t, releaseTrainer(cfg, map[string]policy.Policy{}, logger), "no bayes policy, no training")
+	bp, err := bayes.NewPolicy(bayes.PolicyConfig{DB: bayes.DefaultDBPath(cfg.DataDir)}, bayes.Deps{})
+	require.NoError(t, err)
+	ham := releaseTrainer(cfg, map[string]policy.Policy{"bayes": bp}, logger)
+	require.NotNil(t, ham)
+	require.NoError(t, ham(t.Context(), "alice@example.test", strings.NewReader("From: a@b.example\r\nSubject: the quarterly figures\r\n\r\nhere they are\r\n")))
+	st, err := bayes.OpenSQLite(t.Context(), bayes.DefaultDBPath(cfg.DataDir), bayes.SQLiteOptions{})
+	require.NoError(t, err)
+	defer st.Close()
+	stats, err := st.Stats(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), stats.Totals.Ham)
+	require.Zero(t, stats.Totals.Spam)
 }

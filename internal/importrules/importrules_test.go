@@ -70,6 +70,11 @@ var rules = []rule{
 		why:       "the IMAP command parser reads bytes into commands: no store, no server, no go-imap",
 	},
 	{
+		from:      []string{"./imapd/internal/inflate"},
+		forbidden: []string{""}, // nothing of portcullis
+		why:       "the DEFLATE decoder of COMPRESS is a leaf",
+	},
+	{
 		from:      []string{"./sieve"},
 		forbidden: []string{""}, // nothing of portcullis but itself
 		why:       "the Sieve language is a leaf library: the delivery owns the Host it implements",
@@ -103,6 +108,16 @@ var rules = []rule{
 		from:      []string{"./directory", "./proxy", "./internal/proxylisten"},
 		forbidden: []string{"config", "cmd", "smtpd", "imapd", "pop3d", "store", "delivery"},
 		why:       "the directory and the proxy know users and sockets, not the servers they route to",
+	},
+	{
+		from:      []string{"./internal/statedb"},
+		forbidden: []string{"config", "cmd", "web", "quarantine", "auth", "directory", "smtpd"},
+		why:       "the state database opens SQLite or PostgreSQL for its consumers; it knows none of them",
+	},
+	{
+		from:      []string{"./delivery/mailhost"},
+		forbidden: []string{"store", "delivery/local", "imapd", "pop3d", "smtpd", "auth/ldaptest", "config", "cmd"},
+		why:       "a front-end's delivery reaches mailboxes only by LMTP to their back-end: it holds no store",
 	},
 	{
 		from:      []string{"./delivery/...", "./spool", "./store/...", "./dnsx/...", "./policy/...", "./quarantine", "./web/..."},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // HeaderTimeout bounds the wait for a trusted peer's PROXY header.
@@ -110,3 +111,51 @@ func (l *Listener) Close() error {
 
 // Addr is the listening address.
 func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
+
+// proxied returns the PROXY header c came with, looking through TLS (and any wrapper
+// with a NetConn method) to the accepted connection; nil when c did not come through a
+// trusted proxy (only connections from the trusted addresses have one).
+func proxied(c net.Conn) *proxyproto.Header {
+	for i := 0; c != nil && i < 8; i++ {
+		if pc, ok := c.(*proxyproto.Conn); ok {
+			return pc.ProxyHeader()
+		}
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = nc.NetConn()
+	}
+	return nil
+}
+
+// FromProxy says whether c came through a trusted proxy: a valid PROXY header from one
+// of the addresses given to Wrap. A back-end accepts a proxy's master login only then.
+func FromProxy(c net.Conn) bool { return proxied(c) != nil }
+
+// ClientTLS says whether c came through a trusted proxy whose PROXY v2 header says the
+// client reached the proxy over TLS (PP2_TYPE_SSL with PP2_CLIENT_SSL, the PROXY protocol
+// specification's §2.2.5, as portcullis's proxy and HAProxy's send-proxy-v2-ssl send). The client's
+// password then crossed its network encrypted, and the proxy's plaintext link is on
+// the trusted network: a back-end treats the connection as TLS for authentication, as
+// Dovecot does for its login_trusted_networks.
+func ClientTLS(c net.Conn) bool {
+	h := proxied(c)
+	if h == nil {
+		return false
+	}
+	tlvs, err := h.TLVs()
+	if err != nil {
+		return false
+	}
+	ssl, ok := tlvparse.FindSSL(tlvs)
+	return ok && ssl.ClientSSL()
+}
+
+// SSLTLV is the PP2_TYPE_SSL TLV saying the client connected over TLS, for a proxy's
+// header (the version sub-TLV names TLS, not its exact version).
+func SSLTLV() proxyproto.TLV {
+	t, _ := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1,
+		TLV: []proxyproto.TLV{{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte("TLS")}}}.Marshal()
+	return t
+}

@@ -115,3 +115,36 @@ func TestBadRanges(t *testing.T) {
 		t.Fatal("accepted a bad range")
 	}
 }
+
+// FromProxy and ClientTLS: only a trusted peer's header counts, ClientTLS only with the
+// PP2_TYPE_SSL TLV, looking through TLS and wrappers to the accepted connection.
+func TestFromProxyClientTLS(t *testing.T) {
+	withTLS := header("203.0.113.9:40000")
+	if err := withTLS.SetTLVs([]proxyproto.TLV{proxylisten.SSLTLV()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name            string
+		trusted         []string
+		h               *proxyproto.Header
+		fromProxy, ctls bool
+	}{
+		{"trusted with TLS flag", []string{"127.0.0.0/8"}, withTLS, true, true},
+		{"trusted without", []string{"127.0.0.0/8"}, header("203.0.113.9:40000"), true, false},
+		{"untrusted", []string{"10.0.0.0/8"}, nil, false, false},
+	} {
+		l := listen(t, tc.trusted)
+		dial(t, l, tc.h)
+		c, _ := accept(t, l)
+		wrapped := struct{ net.Conn }{c} // a wrapper without NetConn hides it
+		if proxylisten.FromProxy(c) != tc.fromProxy || proxylisten.ClientTLS(c) != tc.ctls ||
+			proxylisten.FromProxy(netConn{c}) != tc.fromProxy || proxylisten.FromProxy(wrapped) {
+			t.Errorf("%s: FromProxy %v ClientTLS %v", tc.name, proxylisten.FromProxy(c), proxylisten.ClientTLS(c))
+		}
+	}
+}
+
+// netConn is a wrapper that says what it wraps, as tls.Conn does.
+type netConn struct{ net.Conn }
+
+func (c netConn) NetConn() net.Conn { return c.Conn }

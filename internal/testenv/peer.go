@@ -3,11 +3,13 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,16 +20,78 @@ import (
 // port, waiting for a port, a daemon run as a child process of the test, and reading the
 // maildirs a peer delivers into.
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another process
-// may take it before the peer binds it: starters retry when the peer fails to start.
+// FreePort returns a TCP port on 127.0.0.1 that is free and reserved for this caller
+// for a while, for a peer that binds it a moment later.
+//
+// The port lies below the kernel's ephemeral range (ip_local_port_range, from 32768 by
+// default). A port from that range, once closed here, can be taken before the peer binds
+// it by any process's outgoing connection (as its source port) or by a bind to port 0 —
+// under a full parallel test run Postfix then failed with "bind ... Address already in
+// use". Below the range only another FreePort could hand it out, and a reservation file
+// under os.TempDir, shared by every test process, prevents that for reserveFor.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	low, high := freePortRange()
+	dir := filepath.Join(os.TempDir(), "portcullis-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	span := high - low + 1
+	start := rand.IntN(span)
+	for i := range span {
+		port := low + (start+i)%span
+		if reserve(dir, port) && bindable(port) {
+			return port
+		}
+	}
+	tb.Fatalf("testenv: no free port in %d-%d", low, high)
+	return 0
+}
+
+// reserveFor is how long a port handed out by FreePort is not handed out again: longer
+// than any test waits for its peer to bind.
+const reserveFor = 15 * time.Minute
+
+// reserve creates the reservation file of port; false when another caller holds a
+// reservation younger than reserveFor.
+func reserve(dir string, port int) bool {
+	name := filepath.Join(dir, strconv.Itoa(port))
+	for range 2 {
+		f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+		if err == nil {
+			f.Close()
+			return true
+		}
+		fi, serr := os.Stat(name)
+		if !os.IsExist(err) || serr != nil || time.Since(fi.ModTime()) < reserveFor {
+			return false
+		}
+		os.Remove(name) // stale: its test is long over
+	}
+	return false
+}
+
+func bindable(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// freePortRange is the 10,000 ports below the kernel's ephemeral range (and above the
+// privileged ports).
+func freePortRange() (low, high int) {
+	high = 32767
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				high = n - 1
+			}
+		}
+	}
+	return max(1024, high-10000), high
 }
 
 // FreeAddr returns "127.0.0.1:PORT" with a FreePort.
@@ -42,8 +106,15 @@ func WaitPort(addr string, d time.Duration) error {
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
+			// With nothing listening on a port of the ephemeral range, the kernel can
+			// pick that very port as the source and connect the socket to itself (a TCP
+			// simultaneous open): that is not the peer.
+			self := c.LocalAddr().String() == c.RemoteAddr().String()
 			c.Close()
-			return nil
+			if !self {
+				return nil
+			}
+			err = fmt.Errorf("connected to itself")
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s never opened: %w", addr, err)

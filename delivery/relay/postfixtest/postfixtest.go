@@ -55,9 +55,9 @@ type Config struct {
 	TLS bool
 	// MessageSizeLimit is message_size_limit (announced in SIZE). [10240000]
 	MessageSizeLimit int
-	// MainCF is appended to main.cf: a parameter set again there wins over the one
-	// above (e.g. smtpd_recipient_restrictions with a check_policy_service, or
-	// smtpd_milters).
+	// MainCF is merged into main.cf: a parameter set there replaces the one above
+	// (e.g. smtpd_recipient_restrictions with a check_policy_service), others are
+	// added (e.g. smtpd_milters).
 	MainCF string
 }
 
@@ -97,7 +97,19 @@ func Start(t testing.TB, cfg Config) *Postfix {
 	// The postfix user must traverse the tree.
 	os.Chmod(dir, 0o755)
 	p := &Postfix{Dir: dir, Addr: cfg.Addr, cfg: cfg}
-	t.Cleanup(func() { p.Stop(); os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// A failed test shows what Postfix logged: its side of a wrong or missing reply
+		// is there and nowhere else.
+		if t.Failed() {
+			t.Logf("postfixtest: maillog of %s:\n%s", cfg.Addr, p.Log())
+			_, port, _ := net.SplitHostPort(cfg.Addr)
+			out, _ := exec.Command("ss", "-tanp", "sport = :"+port+" or dport = :"+port).CombinedOutput()
+			t.Logf("postfixtest: sockets on port %s:\n%s", port, out)
+			t.Logf("postfixtest: processes:\n%s", p.diagnose())
+		}
+		p.Stop()
+		os.RemoveAll(dir)
+	})
 	for _, d := range []string{"etc", "spool", "lib", "vmail"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -156,7 +168,7 @@ maillog_file_prefixes = /tmp
 		write(t, filepath.Join(dir, "etc", "key.pem"), key)
 		mainCF += fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %[1]s/etc/cert.pem\nsmtpd_tls_key_file = %[1]s/etc/key.pem\nsmtpd_tls_received_header = yes\n", dir)
 	}
-	mainCF += cfg.MainCF
+	mainCF = mergeMainCF(mainCF, cfg.MainCF)
 	write(t, filepath.Join(dir, "etc", "main.cf"), []byte(mainCF))
 	master, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
 	if err != nil {
@@ -178,6 +190,10 @@ maillog_file_prefixes = /tmp
 		out, err := exec.Command(postfix, "-c", filepath.Join(dir, "etc"), "start").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("postfix start: %v\n%s", err, out)
+		}
+		if bytes.Contains(out, []byte("overriding earlier entry")) {
+			// See mergeMainCF: such warnings can hang the instance.
+			return fmt.Errorf("main.cf sets a parameter twice:\n%s", out)
 		}
 		return nil
 	}); err != nil {
@@ -207,16 +223,27 @@ func withAlternateConfig(dir string, fn func() error) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	var cur string
+	// Replace the parameter rather than add a second one (see mergeMainCF), keeping the
+	// directories listed there that still exist (a killed test leaves its own behind).
+	var add bytes.Buffer
+	dirs := []string{dir}
 	for _, l := range strings.Split(string(orig), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "alternate_config_directories"); ok {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(v), "="); ok {
-				cur = strings.TrimSpace(v)
+				for _, d := range strings.Fields(v) {
+					if _, err := os.Stat(d); err == nil && !slices.Contains(dirs, d) {
+						dirs = append(dirs, d)
+					}
+				}
+				continue
 			}
 		}
+		if l != "" {
+			add.WriteString(l + "\n")
+		}
 	}
-	add := append(bytes.Clone(orig), fmt.Sprintf("\nalternate_config_directories = %s %s\n", cur, dir)...)
-	if err := os.WriteFile(main, add, 0o644); err != nil {
+	fmt.Fprintf(&add, "alternate_config_directories = %s\n", strings.Join(dirs, " "))
+	if err := os.WriteFile(main, add.Bytes(), 0o644); err != nil {
 		return err
 	}
 	defer func() {
@@ -395,4 +422,83 @@ func SelfSigned(t testing.TB, name string) (cert, key []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
+}
+
+// diagnose describes the instance's processes: what each waits in and its sockets.
+func (p *Postfix) diagnose() string {
+	b, err := os.ReadFile(filepath.Join(p.Dir, "spool", "pid", "master.pid"))
+	if err != nil {
+		return err.Error()
+	}
+	master := strings.TrimSpace(string(b))
+	ss, _ := exec.Command("ss", "-tanxp").CombinedOutput()
+	var out strings.Builder
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range procs {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		pid := filepath.Base(filepath.Dir(st))
+		if len(f) < 2 || (f[1] != master && pid != master) {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		wchan, _ := os.ReadFile(filepath.Join("/proc", pid, "wchan"))
+		sc, _ := os.ReadFile(filepath.Join("/proc", pid, "syscall"))
+		fmt.Fprintf(&out, "pid %s: %s wchan=%s syscall=%s\n", pid, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}), wchan, strings.TrimSpace(string(sc)))
+		for _, l := range strings.Split(string(ss), "\n") {
+			if strings.Contains(l, "pid="+pid+",") {
+				fmt.Fprintf(&out, "    %s\n", l)
+			}
+		}
+	}
+	return out.String()
+}
+
+// mergeMainCF sets each parameter of extra in base: in place when base sets it, at the
+// end otherwise. A parameter set twice makes every Postfix program warn "overriding
+// earlier entry" at start, into the postlog socket (a datagram queue of 10 on Linux);
+// under load the queue filled before postlogd ran, postlogd then blocked sending its own
+// warning to itself, and with it every process that logs — the instance hung at the
+// first reply that had to log (seen as intermittent minute-long hangs in full runs).
+func mergeMainCF(base, extra string) string {
+	params := func(cf string) (names []string, lines map[string]string) {
+		lines = map[string]string{}
+		var cur string
+		for _, l := range strings.Split(cf, "\n") {
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			if (l[0] == ' ' || l[0] == '\t') && cur != "" { // a continuation line
+				lines[cur] += "\n" + l
+				continue
+			}
+			name, _, _ := strings.Cut(l, "=")
+			cur = strings.TrimSpace(name)
+			if _, seen := lines[cur]; !seen {
+				names = append(names, cur)
+			}
+			lines[cur] = l
+		}
+		return names, lines
+	}
+	baseNames, baseLines := params(base)
+	extraNames, extraLines := params(extra)
+	var out strings.Builder
+	out.WriteString("# written by postfixtest\n")
+	for _, n := range baseNames {
+		if l, ok := extraLines[n]; ok {
+			out.WriteString(l + "\n")
+			continue
+		}
+		out.WriteString(baseLines[n] + "\n")
+	}
+	for _, n := range extraNames {
+		if _, ok := baseLines[n]; !ok {
+			out.WriteString(extraLines[n] + "\n")
+		}
+	}
+	return out.String()
 }

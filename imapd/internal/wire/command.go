@@ -114,6 +114,10 @@ type Append struct {
 	started bool
 	done    bool   // NextAppend returned the end or an error
 	refuse  *Error // RefuseAppend
+	// catParts counts the parts of the CATENATE message being read (RFC 4469); -1 when
+	// none is.
+	catParts int
+	catSize  int64 // bytes of its TEXT parts so far
 }
 
 // AppendMessage is one message of APPEND. Body streams from the connection: read it to
@@ -124,6 +128,19 @@ type AppendMessage struct {
 	Size   int64
 	Binary bool // literal8 (RFC 3516 §4.4)
 	Body   io.Reader
+	// Catenate says the message is made of parts (RFC 4469), read with
+	// Parser.NextCatenatePart; Size and Body are then unset.
+	Catenate bool
+}
+
+// CatenatePart is one part of a CATENATE message (RFC 4469 §5): the IMAP URL of a
+// message or section to copy, or TEXT, streaming from the connection like an APPEND
+// message (read it to its end, or call NextCatenatePart, which discards the rest).
+type CatenatePart struct {
+	URL    string
+	Size   int64
+	Binary bool // a literal8
+	Text   io.Reader
 }
 
 // ReadCommand reads the next command. A *Error is a command refused as malformed or too
@@ -579,7 +596,7 @@ func parseAppend(p *Parser, c *Command) (err error) {
 	if c.Mailbox, err = p.astring(); err != nil {
 		return err
 	}
-	c.Append = &Append{Mailbox: c.Mailbox}
+	c.Append = &Append{Mailbox: c.Mailbox, catParts: -1}
 	if p.eol() {
 		return bad("APPEND needs a message")
 	}
@@ -612,6 +629,117 @@ func (p *Parser) NextAppend() (*AppendMessage, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// NextCatenatePart returns the next part of the CATENATE message NextAppend returned,
+// or nil after the last (NextAppend then goes on with the next message). A *Error
+// refuses the rest of the command, as NextAppend's; a message whose TEXT parts are
+// larger than Limits.MaxMessage is NO [TOOBIG].
+func (p *Parser) NextCatenatePart() (*CatenatePart, error) {
+	cmd := p.cmd
+	if cmd == nil || cmd.Append == nil || cmd.Append.catParts < 0 {
+		return nil, errors.New("wire: NextCatenatePart outside CATENATE")
+	}
+	if err := p.drainAppend(); err != nil {
+		return nil, err
+	}
+	part, err := p.catenatePart(cmd.Append)
+	if err != nil {
+		cmd.Append.done = true
+		var e *Error
+		if errors.As(err, &e) && !e.Fatal {
+			if serr := p.skipRest(); serr != nil {
+				return nil, serr
+			}
+		}
+		return nil, err
+	}
+	return part, nil
+}
+
+func (p *Parser) catenatePart(a *Append) (*CatenatePart, error) {
+	if p.peek() == ')' {
+		if a.catParts == 0 {
+			return nil, bad("CATENATE needs a part")
+		}
+		p.pos++
+		a.catParts = -1
+		return nil, nil
+	}
+	if a.catParts > 0 {
+		if err := p.sp(); err != nil {
+			return nil, err
+		}
+	}
+	a.catParts++
+	if a.catParts > p.lim.MaxItems {
+		return nil, bad("too many CATENATE parts")
+	}
+	switch {
+	case p.peekAtom("URL"):
+		p.pos += len("URL")
+		if err := p.sp(); err != nil {
+			return nil, err
+		}
+		u, err := p.astring()
+		if err != nil {
+			return nil, err
+		}
+		if a.refuse != nil {
+			return nil, a.refuse
+		}
+		return &CatenatePart{URL: u}, nil
+	case p.peekAtom("TEXT"):
+		p.pos += len("TEXT")
+		if err := p.sp(); err != nil {
+			return nil, err
+		}
+		part := &CatenatePart{}
+		if p.peek() == '~' {
+			part.Binary = true
+			p.pos++
+		}
+		n, sync, err := p.literalHeader()
+		if err != nil {
+			return nil, err
+		}
+		if a.refuse != nil {
+			return nil, p.refuseLiteral(n, sync, a.refuse)
+		}
+		max := p.lim.MaxMessage
+		if !p.authed {
+			max = p.lim.MaxStringLiteral
+		}
+		if a.catSize+n > max {
+			return nil, p.refuseLiteral(n, sync, &Error{Kind: No, Code: "TOOBIG", Text: fmt.Sprintf("message of more than %d octets too big (at most %d)", a.catSize+n, max)})
+		}
+		a.catSize += n
+		if sync {
+			if err := p.cont("Ready for literal data"); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrIO, err)
+			}
+		}
+		part.Size = n
+		p.pending = &io.LimitedReader{R: p.r, N: n}
+		part.Text = p.pending
+		return part, nil
+	}
+	return nil, bad("a CATENATE part is TEXT or URL")
+}
+
+// AbortAppend ends the current APPEND, which the session refuses: what is left of it is
+// skipped, following non-synchronising literals; a synchronising literal gets no
+// continuation request, so the client does not send it.
+func (p *Parser) AbortAppend() error {
+	cmd := p.cmd
+	if cmd == nil || cmd.Append == nil {
+		return errors.New("wire: AbortAppend outside APPEND")
+	}
+	if err := p.drainAppend(); err != nil {
+		return err
+	}
+	cmd.Append.done = true
+	return p.skipRest()
 }
 
 // RefuseAppend refuses the current APPEND with e before its message is sent: a
@@ -659,6 +787,21 @@ func (p *Parser) appendMessage(a *Append) (*AppendMessage, error) {
 		if err := p.sp(); err != nil {
 			return nil, err
 		}
+	}
+	if p.peekAtom("CATENATE") {
+		if a.refuse != nil {
+			return nil, a.refuse // NextAppend skips the rest, sending no continuation
+		}
+		p.pos += len("CATENATE")
+		if err := p.sp(); err != nil {
+			return nil, err
+		}
+		if err := p.expect('('); err != nil {
+			return nil, err
+		}
+		m.Catenate = true
+		a.catParts, a.catSize = 0, 0
+		return m, nil
 	}
 	if p.peek() == '~' {
 		m.Binary = true

@@ -23,6 +23,8 @@ func FuzzReadCommand(f *testing.F) {
 		"x ID (\"name\" NIL)\r\nx STORE 1 +FLAGS.SILENT \\Seen\r\n",
 		"a LOGIN {999999999}\r\n", "a LOGIN {999999999+}\r\n", "a SEARCH ((((ALL))))\r\n",
 		"a FETCH 1 BODY[]<4294967296.1>\r\n",
+		"a APPEND INBOX (\\Seen) CATENATE (URL \"/INBOX/;uid=1/;section=1\" TEXT {5+}\r\nhello URL x) CATENATE (TEXT ~{2}\r\nab)\r\n",
+		"a APPEND INBOX CATENATE (URL abort TEXT {3+}\r\nabc TEXT {4}\r\nabcd)\r\nb NOOP\r\n",
 	} {
 		f.Add(s)
 	}
@@ -37,6 +39,12 @@ func FuzzReadCommand(f *testing.F) {
 					var m *AppendMessage
 					if m, err = p.NextAppend(); err != nil || m == nil {
 						break
+					}
+					if m.Catenate {
+						if err = catenateParts(t, p); err != nil {
+							break
+						}
+						continue
 					}
 					if n, _ := io.Copy(io.Discard, m.Body); n > 128 {
 						t.Fatalf("message of %d octets beyond the limit", n)
@@ -61,4 +69,25 @@ func FuzzReadCommand(f *testing.F) {
 		}
 		t.Fatalf("no end after %d commands", len(in)+2)
 	})
+}
+
+// catenateParts reads the parts of a CATENATE message; a URL "abort" aborts the APPEND as
+// the session does for a bad URL.
+func catenateParts(t *testing.T, p *Parser) error {
+	var total int64
+	for {
+		part, err := p.NextCatenatePart()
+		if err != nil || part == nil {
+			return err
+		}
+		if part.URL == "abort" {
+			return p.AbortAppend() // NextAppend then ends the APPEND
+		}
+		if part.Text != nil {
+			n, _ := io.Copy(io.Discard, part.Text)
+			if total += n; total > 128 {
+				t.Fatalf("CATENATE text of %d octets beyond the limit", total)
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package wire
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -164,6 +165,69 @@ func TestAppend(t *testing.T) {
 	}
 	if c, err := p.ReadCommand(); err != nil || c.Name != "NOOP" {
 		t.Errorf("after APPEND: %+v %v", c, err)
+	}
+}
+
+// CATENATE (RFC 4469): parts stream one by one, URLs as strings, TEXT literals
+// synchronising or not; a MULTIAPPEND mixes it with plain messages; TEXT beyond
+// MaxMessage in all is NO [TOOBIG] without a continuation request, and the next command
+// is read.
+func TestCatenate(t *testing.T) {
+	in := "a APPEND INBOX (\\Seen) CATENATE (URL \"/INBOX/;uid=1\" TEXT {5}\r\nhello TEXT ~{2+}\r\nxy) {3+}\r\nabc\r\nb NOOP\r\n"
+	p, conts := parser(in, Limits{})
+	if _, err := p.ReadCommand(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		m, err := p.NextAppend()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m == nil {
+			break
+		}
+		if !m.Catenate {
+			b, _ := io.ReadAll(m.Body)
+			got = append(got, "msg:"+string(b))
+			continue
+		}
+		for {
+			part, err := p.NextCatenatePart()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if part == nil {
+				break
+			}
+			if part.Text == nil {
+				got = append(got, "url:"+part.URL)
+				continue
+			}
+			b, _ := io.ReadAll(part.Text)
+			got = append(got, fmt.Sprintf("text:%s:%v", b, part.Binary))
+		}
+	}
+	if want := []string{"url:/INBOX/;uid=1", "text:hello:false", "text:xy:true", "msg:abc"}; !reflect.DeepEqual(got, want) || len(*conts) != 1 {
+		t.Errorf("parts %q, continuations %q", got, *conts)
+	}
+	if c, err := p.ReadCommand(); err != nil || c.Name != "NOOP" {
+		t.Errorf("after APPEND: %+v %v", c, err)
+	}
+
+	p, conts = parser("a APPEND INBOX CATENATE (TEXT {3+}\r\nabc TEXT {9}\r\nz NOOP\r\n", Limits{MaxMessage: 10})
+	p.SetAuthenticated(true)
+	p.ReadCommand()
+	p.NextAppend()
+	if part, err := p.NextCatenatePart(); err != nil || part.Size != 3 {
+		t.Fatalf("first part: %+v %v", part, err)
+	}
+	var e *Error
+	if _, err := p.NextCatenatePart(); !errors.As(err, &e) || e.Code != "TOOBIG" || len(*conts) != 0 {
+		t.Fatalf("TEXT beyond MaxMessage: %v, continuations %q", err, *conts)
+	}
+	if c, err := p.ReadCommand(); err != nil || c.Name != "NOOP" {
+		t.Errorf("after a refused CATENATE: %+v %v", c, err)
 	}
 }
 

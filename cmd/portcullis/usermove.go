@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis-mail/portcullis/config"
+	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/migrate"
+	"github.com/portcullis-mail/portcullis/migrate/storetarget"
+	"github.com/portcullis-mail/portcullis/store"
+)
+
+// moveFlags are the options of portcullis user move.
+type moveFlags struct {
+	to, master, pwFile string
+	insecure, keepOld  bool
+	settle             time.Duration
+}
+
+func userMoveCmd(g *globalFlags) *cobra.Command {
+	f := &moveFlags{}
+	c := &cobra.Command{
+		Use:   "move ADDRESS --to HOST",
+		Short: "Move a user's mailbox to another back-end with nothing lost (run it on the new back-end)",
+		Long: `Move a user's mailbox from the back-end that holds it to HOST, with the shared directory
+(directory.postgres). Run it on HOST itself (its directory.this_host): the mailbox is
+written into this node's store while the server runs.
+
+ 1. A first copy while the user is live (the migration tool's IMAP copy: every folder,
+    flags and keywords, internal dates, UIDVALIDITY and UIDs, and the INBOX's POP3
+    UIDLs read from the old back-end's POP3 listener).
+ 2. The user is marked moving: front-ends keep new mail in their queues (450 4.2.1,
+    retried, never bounced), the proxy answers [UNAVAILABLE], and the old back-end
+    closes the user's IMAP sessions.
+ 3. After --settle (default twice directory.cache_ttl plus a second, the time every node
+    takes to see the change), the copy catches up: new messages, and flags changed since.
+ 4. Verification: a dry run finds nothing left to copy, and every folder holds as many
+    messages here as there.
+ 5. The mail host becomes HOST and the state is cleared: front-ends deliver what they
+    held here at their next retry, the proxy sends the user's sessions here.
+ 6. The old copy is removed (every message expunged, every folder but INBOX deleted),
+    unless --keep-old.
+
+The old back-end is read over IMAP (directory.hosts' imap address, implicit TLS) as the
+user, with the password from --password-file or $PORTCULLIS_MIGRATE_PASSWORD, or as
+--master on the user's behalf (SASL PLAIN authorization identity). A move that stops
+midway is safe to run again: the copy is incremental and never duplicates, and a user
+left moving keeps their mail held until a move completes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.to == "" {
+				return errors.New("user move: --to HOST is required")
+			}
+			pw, err := readSecret(f.pwFile, "PORTCULLIS_MIGRATE_PASSWORD")
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext(cmd.Context())
+			defer cancel()
+			cfg, err := loadAsDataOwner(g)
+			if err != nil {
+				return err
+			}
+			return moveUser(ctx, cfg, f, args[0], pw, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().StringVar(&f.to, "to", "", "the back-end that will hold the mailbox (this node)")
+	c.Flags().StringVar(&f.master, "master", "", "log in to the old back-end as this master user on the user's behalf")
+	c.Flags().StringVar(&f.pwFile, "password-file", "", "file holding the password (of the user, or of --master)")
+	c.Flags().BoolVar(&f.insecure, "insecure-skip-verify", false, "accept any certificate of the old back-end")
+	c.Flags().BoolVar(&f.keepOld, "keep-old", false, "leave the old copy on the old back-end")
+	c.Flags().DurationVar(&f.settle, "settle", 0, "wait between marking the user moving and the final copy (default 2×directory.cache_ttl+1s)")
+	return c
+}
+
+// moveUser is portcullis user move; see its help.
+func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, password string, out io.Writer) error {
+	if cfg.Directory.Postgres == "" {
+		return errors.New("user move needs the shared directory (directory.postgres)")
+	}
+	if cfg.Directory.ThisHost != f.to {
+		return fmt.Errorf("user move: run it on the new back-end %s (this node's directory.this_host is %q)", f.to, cfg.Directory.ThisHost)
+	}
+	dir, err := directory.OpenPostgres(ctx, cfg.Directory.Postgres)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	u, err := dir.Lookup(ctx, addr)
+	if err != nil {
+		return err
+	}
+	from := u.MailHost
+	if from == directory.HostHere {
+		from = cfg.Directory.DefaultHost
+	}
+	if from == f.to {
+		return fmt.Errorf("user move: %s already lives on %s", u.Address, f.to)
+	}
+	src, err := cfg.Directory.HostOf(from)
+	if err != nil {
+		return err
+	}
+	st, err := store.New(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	userDir, err := st.UserDir(u.Address)
+	if err != nil {
+		return err
+	}
+	state, err := migrate.OpenState(filepath.Join(userDir, "migrate-state.sqlite"))
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	tg, err := storetarget.Open(ctx, st, u.Address)
+	if err != nil {
+		return err
+	}
+	defer tg.Close()
+	m := &mover{user: u.Address, from: from, src: src, flags: f, password: password, target: tg, state: state,
+		out: out, log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if f.insecure {
+		m.tls = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by --insecure-skip-verify
+	}
+
+	// 1. While the user is live; a failure here (mail arriving between the IMAP and the
+	// POP3 listing, say) only leaves more for the final copy.
+	if u.State != directory.StateMoving {
+		if _, err := m.copy(ctx, false); err != nil {
+			fmt.Fprintf(out, "first copy incomplete (%v); the final copy does the rest\n", err)
+		}
+		if err := dir.SetState(ctx, u.Address, directory.StateMoving); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s marked moving: new mail is held at the front-ends\n", u.Address)
+	}
+	// 2–3. Every node sees the state within its cache TTL; the old back-end closes the
+	// sessions opened before, and this copy's session, opened after, is left.
+	settle := f.settle
+	if settle <= 0 {
+		ttl := cfg.Directory.CacheTTL
+		if ttl == 0 {
+			ttl = directory.DefaultCacheTTL
+		}
+		settle = 2*max(ttl, 0) + tenancyInterval
+	}
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+		return fmt.Errorf("user move: stopped while %s is moving (run it again to finish): %w", u.Address, ctx.Err())
+	}
+	// The session that removes the old copy is opened now, before the flip, so that the
+	// old back-end, which closes sessions opened before the move was visible, keeps it.
+	var rm *imapclient.Client
+	if !f.keepOld {
+		if rm, err = m.dial(ctx); err != nil {
+			return err
+		}
+		defer rm.Close()
+	}
+	res, err := m.copy(ctx, false)
+	if err != nil {
+		return fmt.Errorf("user move: final copy of %s (still moving; run it again): %w", u.Address, err)
+	}
+	// 4. Verify before anything irreversible.
+	if err := m.verify(ctx); err != nil {
+		return fmt.Errorf("user move: %s (still moving; run it again): %w", u.Address, err)
+	}
+	// 5. The flip.
+	if err := dir.SetMailHost(ctx, u.Address, f.to); err != nil {
+		return err
+	}
+	t := res.Totals()
+	fmt.Fprintf(out, "%s now lives on %s (%d messages in %d folders); held mail is delivered at the front-ends' next retry\n",
+		u.Address, f.to, t.SourceMessages, len(res.Folders))
+	// 6. The old copy.
+	if rm != nil {
+		n, err := removeMailbox(rm)
+		if err != nil {
+			return fmt.Errorf("user move: %s moved, but removing the old copy on %s failed (remove it by hand): %w", u.Address, from, err)
+		}
+		fmt.Fprintf(out, "removed the old copy on %s (%d messages)\n", from, n)
+	}
+	return nil
+}
+
+// mover copies one user from the old back-end into this node's store.
+type mover struct {
+	user, from string
+	src        directory.Host
+	flags      *moveFlags
+	password   string
+	tls        *tls.Config
+	target     *storetarget.Target
+	state      *migrate.State
+	out        io.Writer
+	log        *slog.Logger
+}
+
+func (m *mover) imapConfig() migrate.ImapConfig {
+	return migrate.ImapConfig{Addr: m.src.IMAP, Security: "tls", TLSConfig: m.tls, User: m.user, Password: m.password,
+		Master: m.flags.master, POP3Addr: "tls:" + m.src.POP3}
+}
+
+// copy runs the migration once (dry: only report what is left to do).
+func (m *mover) copy(ctx context.Context, dry bool) (migrate.Result, error) {
+	src, err := migrate.DialImap(ctx, m.imapConfig())
+	if err != nil {
+		return migrate.Result{}, err
+	}
+	defer src.Close()
+	res, err := migrate.Run(ctx, src, m.target, m.state, migrate.Options{
+		Source: "move://" + m.from + "/" + m.user, TargetUser: m.user,
+		SyncFlags: true, KeepUIDs: true, DryRun: dry, Logger: m.log,
+	})
+	if err == nil {
+		err = res.Err
+	}
+	if err == nil {
+		err = res.Totals().Err
+	}
+	if err == nil && res.Totals().Failed > 0 {
+		err = fmt.Errorf("%d messages failed", res.Totals().Failed)
+	}
+	return res, err
+}
+
+// verify checks that nothing is left to copy and that each folder has as many messages
+// here as at the source.
+func (m *mover) verify(ctx context.Context) error {
+	res, err := m.copy(ctx, true)
+	if err != nil {
+		return fmt.Errorf("verification: %w", err)
+	}
+	for _, f := range res.Folders {
+		if f.Copied > 0 || f.FlagsSynced > 0 {
+			return fmt.Errorf("verification: %s still has %d messages to copy and %d flag changes", f.Source, f.Copied, f.FlagsSynced)
+		}
+		msgs, err := m.target.Messages(ctx, f.Target)
+		if err != nil {
+			return fmt.Errorf("verification: %s: %w", f.Target, err)
+		}
+		if len(msgs) != f.SourceMessages {
+			return fmt.Errorf("verification: %s holds %d messages here, %d at the source", f.Target, len(msgs), f.SourceMessages)
+		}
+	}
+	return nil
+}
+
+// dial logs in to the old back-end as migrate does.
+func (m *mover) dial(ctx context.Context) (*imapclient.Client, error) {
+	tc := m.tls
+	if tc == nil {
+		host, _, _ := strings.Cut(m.src.IMAP, ":")
+		tc = &tls.Config{ServerName: host}
+	}
+	d := tls.Dialer{Config: tc}
+	conn, err := d.DialContext(ctx, "tcp", m.src.IMAP)
+	if err != nil {
+		return nil, fmt.Errorf("imap %s: %w", m.src.IMAP, err)
+	}
+	c := imapclient.New(conn, nil)
+	if m.flags.master != "" {
+		err = c.Authenticate(sasl.NewPlainClient(m.user, m.flags.master, m.password))
+	} else {
+		err = c.Login(m.user, m.password).Wait()
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("imap %s: login as %s: %w", m.src.IMAP, m.user, err)
+	}
+	return c, nil
+}
+
+// removeMailbox empties the mailbox of c's user: every message of every folder expunged,
+// every folder but INBOX deleted (the deepest first). It returns the messages removed.
+func removeMailbox(c *imapclient.Client) (int, error) {
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, l := range list {
+		if !slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) && !slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			names = append(names, l.Mailbox)
+		}
+	}
+	n := 0
+	for _, name := range names {
+		sel, err := c.Select(name, nil).Wait()
+		if err != nil {
+			return n, fmt.Errorf("select %s: %w", name, err)
+		}
+		if sel.NumMessages > 0 {
+			all := imap.SeqSet{}
+			all.AddRange(1, 0) // 1:*
+			if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				return n, fmt.Errorf("store %s: %w", name, err)
+			}
+			if err := c.Expunge().Close(); err != nil {
+				return n, fmt.Errorf("expunge %s: %w", name, err)
+			}
+			n += int(sel.NumMessages)
+		}
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		return n, err
+	}
+	// Children before their parents: a longer name first.
+	slices.SortFunc(list, func(a, b *imap.ListData) int { return len(b.Mailbox) - len(a.Mailbox) })
+	for _, l := range list {
+		if strings.EqualFold(l.Mailbox, "INBOX") {
+			continue
+		}
+		if err := c.Delete(l.Mailbox).Wait(); err != nil {
+			return n, fmt.Errorf("delete %s: %w", l.Mailbox, err)
+		}
+	}
+	return n, c.Logout().Wait()
+}

@@ -1,0 +1,114 @@
+package mailhost_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
+	"github.com/portcullis-mail/portcullis/delivery/mailhost"
+	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
+	"github.com/portcullis-mail/portcullis/spool"
+)
+
+// TestDeliver delivers through the directory in a real PostgreSQL to a real Dovecot
+// (the back-end "store1") and checks each way a recipient can fail: only the unknown
+// address is permanent.
+func TestDeliver(t *testing.T) {
+	ctx := context.Background()
+	dc := dovecottest.Start(t, "ann@example.test", "dan@example.test")
+	dir, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	for _, u := range []directory.User{
+		{Address: "ann@example.test", MailHost: "store1"},
+		{Address: "bob@example.test", MailHost: "store2"}, // down
+		{Address: "cat@example.test", MailHost: "store1", State: directory.StateMoving},
+		{Address: "dan@example.test"},                     // no mail host: the default
+		{Address: "eve@example.test", MailHost: "store9"}, // not in the hosts table
+	} {
+		if err := dir.Put(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dir.AddAlias(ctx, "ann@example.test", "sales@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lmtp.New(lmtp.Config{LocalName: "fe.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	hosts := directory.Config{DefaultHost: "store1", Hosts: map[string]directory.Host{
+		"store1": {LMTP: "unix:" + dc.LMTPSocket()},
+		"store2": {LMTP: testenv.FreeAddr(t)},
+	}}
+	d, err := mailhost.New(mailhost.Config{Hosts: hosts}, mailhost.Deps{Directory: dir, LMTP: lc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := spool.Envelope{From: "x@example.net"}
+	send := func(rcpt string) error {
+		msg := "From: x@example.net\r\nSubject: to " + rcpt + "\r\n\r\nhello\r\n"
+		return d.Deliver(ctx, rcpt, env, strings.NewReader(msg))
+	}
+	for _, rcpt := range []string{"ann@example.test", "Sales@example.test", "ann+news@example.test", "dan@example.test"} {
+		if err := send(rcpt); err != nil {
+			t.Fatalf("%s: %v", rcpt, err)
+		}
+	}
+	if n := dc.Count("ann@example.test"); n != 3 {
+		t.Fatalf("ann has %d messages, want 3 (direct, alias, extension)", n)
+	}
+	if n := dc.Count("dan@example.test"); n != 1 {
+		t.Fatalf("dan (default host) has %d messages", n)
+	}
+	for rcpt, want := range map[string]string{
+		"bob@example.test": "451 4.4.1", // back-end down
+		"cat@example.test": "450 4.2.1", // moving: held
+		"eve@example.test": "451 4.3.5", // unknown mail host
+	} {
+		err := send(rcpt)
+		if err == nil || delivery.IsPermanent(err) {
+			t.Fatalf("%s: %v, want a temporary failure", rcpt, err)
+		}
+		if r, _ := delivery.ReplyOf(err); !strings.HasPrefix(r, want) {
+			t.Fatalf("%s: reply %q, want %s", rcpt, r, want)
+		}
+	}
+	err = send("nobody@example.test")
+	if r, _ := delivery.ReplyOf(err); !delivery.IsPermanent(err) || !strings.HasPrefix(r, "550 5.1.1") {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if ok, err := d.Exists(ctx, "sales@example.test"); !ok || err != nil {
+		t.Fatalf("Exists(alias) = %v, %v", ok, err)
+	}
+	if ok, err := d.Exists(ctx, "nobody@example.test"); ok || err != nil {
+		t.Fatalf("Exists(nobody) = %v, %v", ok, err)
+	}
+	// A directory that cannot be asked: temporary, at RCPT and at delivery.
+	down, _ := mailhost.New(mailhost.Config{Hosts: hosts}, mailhost.Deps{Directory: failing{}, LMTP: lc})
+	if _, err := down.Exists(ctx, "ann@example.test"); err == nil {
+		t.Fatal("Exists with the directory down: no error")
+	}
+	err = down.Deliver(ctx, "ann@example.test", env, bytes.NewReader([]byte("Subject: x\r\n\r\n")))
+	if r, _ := delivery.ReplyOf(err); delivery.IsPermanent(err) || !strings.HasPrefix(r, "451 4.4.3") {
+		t.Fatalf("directory down: %v", err)
+	}
+}
+
+// failing is a directory that cannot be asked: an outage the real server cannot be told
+// to have on one call.
+type failing struct{}
+
+func (failing) Lookup(context.Context, string) (directory.User, error) {
+	return directory.User{}, errors.New("connection refused")
+}

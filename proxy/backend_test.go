@@ -1,0 +1,309 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
+	"github.com/portcullis-mail/portcullis/internal/proxylisten"
+	"github.com/portcullis-mail/portcullis/proxy"
+)
+
+// dialBackend connects to a back-end listener from 127.0.0.1 (a trusted proxy address)
+// with header, or from 127.0.0.2 (a direct client) when header is nil.
+func dialBackend(t *testing.T, addr string, header *proxyproto.Header) *client {
+	t.Helper()
+	if header == nil {
+		c, r, greeting := mailboxtest.DialFrom(t, addr, "127.0.0.2")
+		if !strings.HasPrefix(greeting, "* OK") {
+			t.Fatalf("greeting %q", greeting)
+		}
+		return &client{t: t, c: c, r: r}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := header.WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	cl := &client{t: t, c: c, r: bufio.NewReader(c)}
+	cl.expect("* OK")
+	return cl
+}
+
+func clientHeader(tlsTLV bool) *proxyproto.Header {
+	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.9:5000")),
+		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:993")))
+	if tlsTLV {
+		h.SetTLVs([]proxyproto.TLV{proxylisten.SSLTLV()})
+	}
+	return h
+}
+
+// TestPlaintextLink: the proxy reaches a back-end without TLS; the back-end takes the
+// login because the PROXY header from its trusted proxy says the client came over TLS,
+// and only then.
+func TestPlaintextLink(t *testing.T) {
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "plain"}}
+	e := start(t, proxy.Config{}, dir)
+	mailboxtest.Deliver(t, e.st, "alice@example.org", "Subject: plain link\r\n\r\nhi\r\n")
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+	c.send("b SELECT INBOX")
+	c.expect("* 1 EXISTS")
+	c.expect("b OK")
+	p := dialPOP3(t, e)
+	p.send("USER alice@example.org")
+	p.expect("+OK")
+	p.send("PASS secret pw")
+	p.expect("+OK")
+	p.send("STAT")
+	p.expect("+OK 1 ")
+
+	// Directly, without TLS: no password. Through the proxy's address without the TLS
+	// flag: no password either (HAProxy in front of a plaintext client).
+	for name, h := range map[string]*proxyproto.Header{"direct": nil, "proxied-plaintext": clientHeader(false)} {
+		d := dialBackend(t, e.plainIMAP, h)
+		d.send("a LOGIN alice@example.org \"secret pw\"")
+		if l := d.expect("a NO"); !strings.Contains(l, "PRIVACYREQUIRED") {
+			t.Errorf("%s: %q", name, l)
+		}
+	}
+	d := dialBackend(t, e.plainIMAP, clientHeader(true))
+	d.send("a LOGIN alice@example.org \"secret pw\"")
+	d.expect("a OK")
+}
+
+// rejectAll is a back-end's own user database that knows no password: with a master
+// login, the back-end needs none.
+type rejectAll struct{}
+
+var errNoPasswords = errors.New("no passwords here")
+
+func (rejectAll) Authenticate(context.Context, string, string, netip.Addr) (string, error) {
+	return "", errNoPasswords
+}
+
+func masterSecret(t *testing.T, secret string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "master.secret")
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestMasterLogin: the proxy authenticates the user and logs in to the back-end with its
+// master credential; the back-end, which knows no password, takes it only from its
+// trusted proxy, with the right secret, for a user of the directory.
+func TestMasterLogin(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef-master"
+	file := masterSecret(t, secret)
+	dir := dirMap{
+		"alice@example.org": {Address: "alice@example.org", MailHost: "b1"},
+		"bob@example.org":   {Address: "bob@example.org", MailHost: "plain"},
+	}
+	ma, err := proxy.NewMasterAuth(rejectAll{}, dir, "proxy", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startWith(t, proxy.Config{MasterUser: "proxy", MasterSecretFile: file}, dir, ma)
+	mailboxtest.Deliver(t, e.st, "alice@example.org", "Subject: one\r\n\r\nhi\r\n")
+	for _, u := range []struct{ user, pass string }{{"alice@example.org", "secret pw"}, {"bob@example.org", "pw2"}} {
+		c := dialIMAP(t, e)
+		c.send("a LOGIN " + u.user + " \"" + u.pass + "\"")
+		c.expect("a OK")
+		c.send("b STATUS INBOX (MESSAGES)")
+		c.expect("* STATUS")
+		c.expect("b OK")
+		p := dialPOP3(t, e)
+		p.send("AUTH PLAIN " + plain(u.user, u.pass))
+		p.expect("+OK")
+		p.send("STAT")
+		p.expect("+OK")
+	}
+	// The proxy still checks the user's password itself.
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org wrong")
+	c.expect("a NO [AUTHENTICATIONFAILED]")
+
+	masterPlain := func(user, master, pass string) string {
+		return base64.StdEncoding.EncodeToString([]byte(user + "\x00" + master + "\x00" + pass))
+	}
+	// At the back-end: the master login is taken from the proxy's address only, with the
+	// right name and secret, for a user of the directory.
+	for _, tc := range []struct {
+		name   string
+		header *proxyproto.Header
+		resp   string
+		want   string
+	}{
+		{"from the proxy", clientHeader(true), masterPlain("alice@example.org", "proxy", secret), "a OK"},
+		{"direct client", nil, masterPlain("alice@example.org", "proxy", secret), "a NO"},
+		{"wrong secret", clientHeader(true), masterPlain("alice@example.org", "proxy", secret+"x"), "a NO"},
+		{"wrong master", clientHeader(true), masterPlain("alice@example.org", "other", secret), "a NO"},
+		{"unknown user", clientHeader(true), masterPlain("carol@example.org", "proxy", secret), "a NO"},
+	} {
+		var d *client
+		if tc.header == nil {
+			dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+			raw, err := dl.Dial("tcp", e.backendIMAP) // b1 is imaps
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { raw.Close() })
+			raw.SetDeadline(time.Now().Add(20 * time.Second))
+			tl := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+			d = &client{t: t, c: tl, r: bufio.NewReader(tl)}
+			d.expect("* OK")
+		} else {
+			d = dialBackend(t, e.plainIMAP, tc.header)
+		}
+		d.send("a AUTHENTICATE PLAIN " + tc.resp)
+		if l := d.expect("a "); !strings.HasPrefix(l, tc.want) {
+			t.Errorf("%s: %q, want %s", tc.name, l, tc.want)
+		}
+	}
+	if _, err := proxy.NewMasterAuth(rejectAll{}, dir, "proxy", masterSecret(t, "short")); err == nil {
+		t.Error("a short master secret was accepted")
+	}
+}
+
+// TestHealth: a back-end that accepts connections but never answers (a hung machine) is
+// found down by the health check, its users get the temporary error without waiting for
+// ConnectTimeout, and it is used again once it answers.
+func TestHealth(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := hung.Addr().String()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "sick"}}
+	// ConnectTimeout is far beyond the client's deadline (20 s): an answer proves the
+	// proxy did not try the back-end.
+	e := start(t, proxy.Config{HealthInterval: 50 * time.Millisecond, ConnectTimeout: 10 * time.Minute,
+		Backends: map[string]proxy.Backend{"sick": {IMAP: addr}}}, dir)
+	waitFor(t, func() bool { return slices.Contains(e.px.Down(), addr) })
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a NO [UNAVAILABLE]")
+
+	// The back-end comes back on the same address: the real imapd behind the plaintext
+	// PROXY listener.
+	hung.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	forward(t, ln, e.plainIMAP)
+	waitFor(t, func() bool { return !slices.Contains(e.px.Down(), addr) })
+	c = dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 30 s")
+		}
+	}
+}
+
+// forward relays ln's connections to addr byte for byte (PROXY headers included).
+func forward(t *testing.T, ln net.Listener, addr string) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				go io.Copy(b, c)
+				io.Copy(c, b)
+			}()
+		}
+	}()
+}
+
+// TestProxyMaybe: with proxy_maybe, a user whose mail host is this node is served by
+// this process's own servers (in memory); the others are proxied as before.
+func TestProxyMaybe(t *testing.T) {
+	dir := dirMap{
+		"alice@example.org": {Address: "alice@example.org", MailHost: "self"},
+		"bob@example.org":   {Address: "bob@example.org", MailHost: "plain"},
+	}
+	// Without proxy_maybe, "self" is no back-end: the temporary error.
+	e := start(t, proxy.Config{}, dir)
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a NO [UNAVAILABLE]")
+
+	e = start(t, proxy.Config{ProxyMaybe: true, LocalHost: "self"}, dir)
+	mailboxtest.Deliver(t, e.st, "alice@example.org", "Subject: here\r\n\r\nhi\r\n")
+	c = dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+	c.send("s SELECT INBOX")
+	c.expect("s OK")
+	c.send("b FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+	if l := c.expect("Subject:"); l != "Subject: here" {
+		t.Fatalf("fetched %q", l)
+	}
+	c.expect("b OK")
+	c.send("c LOGOUT")
+	c.expect("c OK")
+	p := dialPOP3(t, e)
+	p.send("AUTH PLAIN " + plain("alice@example.org", "secret pw"))
+	p.expect("+OK")
+	p.send("STAT")
+	p.expect("+OK 1 ")
+	c = dialIMAP(t, e)
+	c.send("a LOGIN bob@example.org pw2")
+	c.expect("a OK")
+
+	if _, err := proxy.New(proxy.Config{ProxyMaybe: true, TLSConfig: &tls.Config{}}, proxy.Deps{Auth: mailboxtest.Users, Directory: dir}); err == nil {
+		t.Error("proxy_maybe without local_host accepted")
+	}
+}

@@ -1,0 +1,464 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/directory"
+	"github.com/portcullis-mail/portcullis/internal/connlimit"
+	"github.com/portcullis-mail/portcullis/internal/netlist"
+)
+
+// LMTP proxying (RFC 2033): each recipient is looked up in the directory and given to
+// the LMTP listener of the back-end that holds it, in one transaction per back-end,
+// opened at the recipient's RCPT so that the back-end's own answer (unknown user, quota)
+// is the client's. A back-end that cannot be reached gives 451 4.3.0 to its recipients
+// only; the message is read once and sent to every back-end concerned at once; the
+// answers after DATA come back one per accepted recipient, in RCPT order (RFC 2033
+// §4.2).
+
+const (
+	lmtpCommandTimeout = 5 * time.Minute // RFC 5321 §4.5.3.2's server timeouts
+	maxLMTPLine        = 2048
+	maxLMTPRecipients  = 1000
+)
+
+// ServeLMTP serves LMTP clients (the front-ends' queues) on ln; only clients in
+// Config.LMTPFrom are served, since LMTP has no authentication.
+func (s *Server) ServeLMTP(ln net.Listener) error {
+	if !s.group.Listen(ln) {
+		return net.ErrClosed
+	}
+	defer s.group.Unlisten(ln)
+	pool := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
+		MaxConnectionsPerIP: -1, LoginTimeout: lmtpCommandTimeout})
+	for {
+		raw, err := connlimit.Accept(ln, func(err error, wait time.Duration) {
+			s.log.Warn("proxy accept", "proto", "lmtp", "err", err, "retry_in", wait)
+		})
+		if err != nil {
+			if s.group.Closed() {
+				return net.ErrClosed
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		ip := connlimit.RemoteIP(raw)
+		if !netlist.Contains(s.lmtpFrom, ip) {
+			s.log.Warn("proxy: LMTP client not in lmtp_from", "remote", ip)
+			connlimit.Refuse(raw, "554 5.7.1 not an LMTP client of this proxy")
+			continue
+		}
+		slot, err := pool.Admit(ip, func(error) { raw.Close() })
+		if err != nil {
+			connlimit.Refuse(raw, "421 4.3.2 "+err.Error())
+			continue
+		}
+		if !s.group.Go(raw, func() {
+			defer slot.Release()
+			defer raw.Close()
+			slot.LoggedIn() // LMTP has no login: the whole session is its work
+			l := &lmtpSession{s: s, conn: raw, ip: ip, r: bufio.NewReaderSize(raw, 4096), w: bufio.NewWriter(raw)}
+			l.run()
+		}) {
+			slot.Release()
+			raw.Close()
+			return net.ErrClosed
+		}
+	}
+}
+
+type lmtpSession struct {
+	s    *Server
+	conn net.Conn
+	ip   netip.Addr
+	r    *bufio.Reader
+	w    *bufio.Writer
+
+	lhlo     bool
+	mail     string               // the MAIL command's argument, "" outside a transaction
+	accepted []lmtpRcpt           // recipients answered 2xx, in order
+	links    map[string]*lmtpLink // by mail host, for this transaction
+	rcpts    int
+}
+
+type lmtpRcpt struct {
+	addr string
+	link *lmtpLink
+}
+
+// lmtpLink is a transaction open on one back-end.
+type lmtpLink struct {
+	host string
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	err  error // the link failed: its recipients get 451 4.3.0
+	n    int   // recipients accepted on it
+}
+
+func (l *lmtpSession) reply(line string) error {
+	l.w.WriteString(line + "\r\n")
+	l.conn.SetWriteDeadline(time.Now().Add(lmtpCommandTimeout))
+	return l.w.Flush()
+}
+
+func (l *lmtpSession) run() {
+	defer l.reset()
+	if l.reply("220 "+l.s.cfg.Hostname+" LMTP proxy ready") != nil {
+		return
+	}
+	for {
+		l.conn.SetReadDeadline(time.Now().Add(lmtpCommandTimeout))
+		line, err := readLine(l.r, maxLMTPLine)
+		if err != nil {
+			if errors.Is(err, errTooLong) {
+				l.reply("500 5.5.2 line too long")
+			}
+			return
+		}
+		verb, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(verb) {
+		case "LHLO":
+			if arg == "" {
+				l.reply("501 5.5.4 LHLO wants a name")
+				continue
+			}
+			l.reset()
+			l.lhlo = true
+			l.reply("250-" + l.s.cfg.Hostname + "\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE " + strconv.FormatInt(l.s.cfg.MaxMessageSize, 10))
+		case "MAIL":
+			switch {
+			case !l.lhlo:
+				l.reply("503 5.5.1 LHLO first")
+			case l.mail != "":
+				l.reply("503 5.5.1 nested MAIL")
+			case !strings.HasPrefix(strings.ToUpper(arg), "FROM:"):
+				l.reply("501 5.5.4 MAIL FROM:<address>")
+			default:
+				l.mail = arg
+				l.reply("250 2.1.0 OK")
+			}
+		case "RCPT":
+			l.rcpt(arg)
+		case "DATA":
+			if !l.data() {
+				return
+			}
+		case "RSET":
+			l.reset()
+			l.reply("250 2.0.0 OK")
+		case "NOOP":
+			l.reply("250 2.0.0 OK")
+		case "QUIT":
+			l.reply("221 2.0.0 bye")
+			return
+		case "VRFY":
+			l.reply("252 2.5.0 cannot verify, but will try")
+		default:
+			l.reply("500 5.5.2 command not recognized")
+		}
+	}
+}
+
+// reset ends the transaction, closing the back-end links.
+func (l *lmtpSession) reset() {
+	for _, k := range l.links {
+		if k.conn != nil {
+			if k.err == nil {
+				k.conn.SetWriteDeadline(time.Now().Add(time.Second))
+				k.w.WriteString("QUIT\r\n")
+				k.w.Flush()
+			}
+			k.conn.Close()
+		}
+	}
+	l.mail, l.accepted, l.links, l.rcpts = "", nil, nil, 0
+}
+
+func (l *lmtpSession) rcpt(arg string) {
+	if l.mail == "" {
+		l.reply("503 5.5.1 MAIL first")
+		return
+	}
+	if !strings.HasPrefix(strings.ToUpper(arg), "TO:") {
+		l.reply("501 5.5.4 RCPT TO:<address>")
+		return
+	}
+	rest := strings.TrimSpace(arg[3:])
+	if !strings.HasPrefix(rest, "<") || !strings.Contains(rest, ">") {
+		l.reply("501 5.1.3 RCPT TO:<address>")
+		return
+	}
+	addr, params, _ := strings.Cut(rest[1:], ">")
+	if l.rcpts++; l.rcpts > maxLMTPRecipients {
+		l.reply("452 4.5.3 too many recipients")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.s.cfg.ConnectTimeout)
+	defer cancel()
+	u, err := l.s.dir.Lookup(ctx, addr)
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		l.reply("550 5.1.1 no such user")
+		return
+	case err != nil:
+		l.s.log.Warn("proxy: directory lookup failed", "proto", "lmtp", "rcpt", addr, "err", err)
+		l.reply("451 4.3.0 directory unavailable, try again later")
+		return
+	case u.State == directory.StateMoving:
+		// Held at the front-end, never bounced, while the mailbox moves.
+		l.reply("451 4.2.1 mailbox being moved, try again later")
+		return
+	}
+	host := u.MailHost
+	if host == directory.HostHere {
+		host = l.s.cfg.DefaultHost
+	}
+	b, ok := l.s.cfg.Backends[host]
+	if !ok || b.LMTP == "" {
+		l.s.log.Error("proxy: recipient's mail host is not an LMTP back-end", "rcpt", addr, "mail_host", u.MailHost)
+		l.reply("451 4.3.0 mailbox temporarily unavailable, try again later")
+		return
+	}
+	k := l.link(ctx, host, b.LMTP)
+	if k.err != nil {
+		l.reply("451 4.3.0 mailbox temporarily unavailable, try again later")
+		return
+	}
+	ans, err := k.cmd("RCPT TO:<" + u.Address + ">" + params)
+	if err != nil {
+		k.fail(err)
+		l.s.log.Warn("proxy: LMTP back-end failed", "backend", host, "err", err)
+		l.reply("451 4.3.0 mailbox temporarily unavailable, try again later")
+		return
+	}
+	if strings.HasPrefix(ans, "2") {
+		k.n++
+		l.accepted = append(l.accepted, lmtpRcpt{addr: addr, link: k})
+	}
+	l.reply(ans)
+}
+
+// link returns the transaction on host's back-end, opening it (LHLO, MAIL) the first
+// time; a failure stays, so the host's other recipients get 451 at once.
+func (l *lmtpSession) link(ctx context.Context, host, addr string) *lmtpLink {
+	if k := l.links[host]; k != nil {
+		return k
+	}
+	if l.links == nil {
+		l.links = map[string]*lmtpLink{}
+	}
+	k := &lmtpLink{host: host}
+	l.links[host] = k
+	if !l.s.health.up(addr) {
+		k.err = errors.New("down (health check)")
+		return k
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		l.s.health.failed(addr)
+		k.fail(err)
+		l.s.log.Warn("proxy: LMTP back-end unavailable", "backend", host, "addr", addr, "err", err)
+		return k
+	}
+	k.conn, k.r, k.w = conn, bufio.NewReaderSize(conn, 4096), bufio.NewWriter(conn)
+	conn.SetDeadline(time.Now().Add(lmtpCommandTimeout))
+	var lhlo string
+	for _, step := range []struct{ cmd, want string }{{"", "220"}, {"LHLO " + l.s.cfg.Hostname, "250"}, {"MAIL", "250"}} {
+		var ans string
+		switch step.cmd {
+		case "":
+			ans, err = readReply(k.r)
+		case "MAIL":
+			ans, err = k.cmd("MAIL " + mailFor(l.mail, lhlo))
+		default:
+			ans, err = k.cmd(step.cmd)
+			lhlo = ans
+		}
+		if err == nil && !strings.HasPrefix(ans, step.want) {
+			err = fmt.Errorf("%q answered %.100q", step.cmd, ans)
+		}
+		if err != nil {
+			k.fail(err)
+			l.s.log.Warn("proxy: LMTP back-end refused the transaction", "backend", host, "err", err)
+			return k
+		}
+	}
+	return k
+}
+
+func (k *lmtpLink) fail(err error) {
+	k.err = err
+	if k.conn != nil {
+		k.conn.Close()
+	}
+}
+
+// cmd sends a command and returns the reply (its last line, or the lines joined with
+// CRLF for a multi-line one).
+func (k *lmtpLink) cmd(line string) (string, error) {
+	k.conn.SetDeadline(time.Now().Add(lmtpCommandTimeout))
+	if _, err := k.w.WriteString(line + "\r\n"); err != nil {
+		return "", err
+	}
+	if err := k.w.Flush(); err != nil {
+		return "", err
+	}
+	return readReply(k.r)
+}
+
+// readReply reads an SMTP reply (RFC 5321 §4.2), its lines joined with CRLF.
+func readReply(r *bufio.Reader) (string, error) {
+	var lines []string
+	for range 100 {
+		l, err := readLine(r, 4096)
+		if err != nil {
+			return "", err
+		}
+		if len(l) < 3 || l[0] < '2' || l[0] > '5' {
+			return "", fmt.Errorf("malformed reply %.100q", l)
+		}
+		lines = append(lines, l)
+		if len(l) == 3 || l[3] == ' ' {
+			return strings.Join(lines, "\r\n"), nil
+		}
+	}
+	return "", errors.New("reply of too many lines")
+}
+
+// data reads the message and hands it to each back-end; false ends the session.
+func (l *lmtpSession) data() bool {
+	if l.mail == "" || len(l.accepted) == 0 {
+		return l.reply("503 5.5.1 no valid recipients") == nil
+	}
+	if l.reply("354 go ahead, end with <CRLF>.<CRLF>") != nil {
+		return false
+	}
+	// The message as the client sent it, dot-stuffed, with its final dot line: the
+	// back-ends read it the same way.
+	var msg []byte
+	tooBig := false
+	for {
+		l.conn.SetReadDeadline(time.Now().Add(lmtpCommandTimeout))
+		line, err := l.r.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return false
+		}
+		if !tooBig {
+			msg = append(msg, line...)
+			if int64(len(msg)) > l.s.cfg.MaxMessageSize+3 {
+				tooBig, msg = true, nil
+			}
+		}
+		if err == nil && (string(line) == ".\r\n" || string(line) == ".\n") {
+			break
+		}
+	}
+	replies := make(map[*lmtpLink][]string)
+	if tooBig {
+		for _, r := range l.accepted {
+			replies[r.link] = append(replies[r.link], "552 5.3.4 message too big")
+		}
+	} else {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, k := range l.links {
+			if k.n == 0 || k.err != nil {
+				continue
+			}
+			wg.Go(func() {
+				ans := k.send(msg)
+				mu.Lock()
+				replies[k] = ans
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	}
+	// One reply per accepted recipient, in order (RFC 2033 §4.2).
+	next := map[*lmtpLink]int{}
+	var out []string
+	for _, r := range l.accepted {
+		ans := "451 4.3.0 mailbox temporarily unavailable, try again later"
+		if rs := replies[r.link]; next[r.link] < len(rs) {
+			ans = rs[next[r.link]]
+		}
+		next[r.link]++
+		out = append(out, ans)
+	}
+	l.reset()
+	return l.reply(strings.Join(out, "\r\n")) == nil
+}
+
+// send runs DATA on the link and returns one reply per recipient accepted on it (fewer
+// when the back-end failed: the rest get 451 4.3.0).
+func (k *lmtpLink) send(msg []byte) []string {
+	ans, err := k.cmd("DATA")
+	if err != nil || !strings.HasPrefix(ans, "354") {
+		if err == nil && strings.HasPrefix(ans, "5") {
+			out := make([]string, k.n)
+			for i := range out {
+				out[i] = ans
+			}
+			return out
+		}
+		k.fail(fmt.Errorf("DATA: %v %.100q", err, ans))
+		return nil
+	}
+	k.conn.SetDeadline(time.Now().Add(lmtpCommandTimeout))
+	if _, err := k.w.Write(msg); err != nil {
+		k.fail(err)
+		return nil
+	}
+	if err := k.w.Flush(); err != nil {
+		k.fail(err)
+		return nil
+	}
+	var out []string
+	for range k.n {
+		ans, err := readReply(k.r)
+		if err != nil {
+			k.fail(err)
+			break
+		}
+		out = append(out, ans)
+	}
+	return out
+}
+
+// mailFor is the MAIL argument for a back-end whose LHLO answer is lhlo: the
+// reverse-path, and of the client's parameters (RFC 5321 §4.1.1.11) those of the
+// extensions the back-end offers (BODY needs 8BITMIME, the others their own keyword).
+func mailFor(arg, lhlo string) string {
+	exts := map[string]bool{}
+	for l := range strings.SplitSeq(lhlo, "\r\n") {
+		if len(l) > 4 {
+			kw, _, _ := strings.Cut(l[4:], " ")
+			exts[strings.ToUpper(kw)] = true
+		}
+	}
+	fields := strings.Fields(arg)
+	if len(fields) == 0 {
+		return arg
+	}
+	if strings.EqualFold(fields[0], "FROM:") && len(fields) > 1 { // "FROM: <a@b>"
+		fields = append([]string{fields[0] + fields[1]}, fields[2:]...)
+	}
+	out := []string{fields[0]}
+	for _, p := range fields[1:] {
+		kw, _, _ := strings.Cut(strings.ToUpper(p), "=")
+		if kw == "BODY" && exts["8BITMIME"] || kw != "BODY" && exts[kw] {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,125 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/delivery/lmtp"
+	"github.com/portcullis-mail/portcullis/delivery/lmtp/dovecottest"
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
+	"github.com/portcullis-mail/portcullis/proxy"
+)
+
+// startLMTP runs the proxy's LMTP listener in front of two real Dovecot LMTP servers
+// (alice on d1, bob and erin on d2) and a back-end that is down (carol); dave is in no
+// directory.
+func startLMTP(t *testing.T) (addr string, d1, d2 *dovecottest.Dovecot) {
+	t.Helper()
+	d1 = dovecottest.Start(t, "alice@example.org")
+	d2 = dovecottest.Start(t, "bob@example.org", "erin@example.org")
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	dir := dirMap{
+		"alice@example.org": {Address: "alice@example.org", MailHost: "d1"},
+		"bob@example.org":   {Address: "bob@example.org", MailHost: "d2"},
+		"erin@example.org":  {Address: "erin@example.org", MailHost: "d2"},
+		"carol@example.org": {Address: "carol@example.org", MailHost: "gone"},
+		"mover@example.org": {Address: "mover@example.org", MailHost: "d1", State: "moving"},
+	}
+	tc, _ := mailboxtest.Cert(t)
+	px, err := proxy.New(proxy.Config{TLSConfig: tc, HealthInterval: -1, Backends: map[string]proxy.Backend{
+		"d1":   {LMTP: d1.LMTPAddr()},
+		"d2":   {LMTP: d2.LMTPAddr()},
+		"gone": {LMTP: closed.Addr().String()},
+	}}, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go px.ServeLMTP(ln)
+	return ln.Addr().String(), d1, d2
+}
+
+// TestLMTP delivers one message to recipients on two back-ends, one that is down, one
+// unknown and one being moved, with portcullis's own LMTP client: each lands on its own
+// back-end exactly once, the down back-end's recipient gets 451 4.3.0 alone.
+func TestLMTP(t *testing.T) {
+	addr, d1, d2 := startLMTP(t)
+	c, err := lmtp.New(lmtp.Config{LocalName: "mx.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := strings.NewReader("From: x@example.net\r\nSubject: lmtp proxy\r\n\r\nhello\r\n.leading dot\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rcpts := []string{"alice@example.org", "carol@example.org", "bob@example.org", "dave@example.org", "erin@example.org", "mover@example.org"}
+	res, err := c.Deliver(ctx, addr, "x@example.net", rcpts, msg, msg.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"alice@example.org": "250", "carol@example.org": "451 4.3.0", "bob@example.org": "250",
+		"dave@example.org": "550 5.1.1", "erin@example.org": "250", "mover@example.org": "451 4.2.1",
+	}
+	for _, r := range res {
+		if got := fmt.Sprintf("%d %s", r.Code, r.Enhanced); !strings.HasPrefix(got, want[r.Rcpt]) {
+			t.Errorf("%s: %d %s %q, want %s", r.Rcpt, r.Code, r.Enhanced, r.Reply, want[r.Rcpt])
+		}
+	}
+	for dc, users := range map[*dovecottest.Dovecot][]string{d1: {"alice@example.org"}, d2: {"bob@example.org", "erin@example.org"}} {
+		for _, u := range users {
+			msgs := dc.Messages(t, u)
+			if len(msgs) != 1 || !strings.Contains(string(msgs[0]), "\r\n.leading dot") && !strings.Contains(string(msgs[0]), "\n.leading dot") {
+				t.Errorf("%s: %d messages %q", u, len(msgs), msgs)
+			}
+		}
+	}
+	if n := d1.Count("bob@example.org") + d2.Count("alice@example.org"); n != 0 {
+		t.Errorf("%d messages on the wrong back-end", n)
+	}
+}
+
+// TestLMTPProtocol: the session's refusals, line by line.
+func TestLMTPProtocol(t *testing.T) {
+	addr, _, _ := startLMTP(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	cl := &client{t: t, c: conn, r: bufio.NewReader(conn)}
+	cl.expect("220 ")
+	cl.send("MAIL FROM:<x@example.net>")
+	cl.expect("503")
+	cl.send("LHLO mx")
+	cl.expect("250 SIZE")
+	cl.send("MAIL FROM:<x@example.net>")
+	cl.expect("250")
+	cl.send("DATA")
+	cl.expect("503")
+	cl.send("RCPT TO:<carol@example.org>")
+	cl.expect("451 4.3.0")
+	cl.send("DATA")
+	cl.expect("503")
+	cl.send("RSET")
+	cl.expect("250")
+	cl.send("EHLO mx")
+	cl.expect("500")
+	cl.send("QUIT")
+	cl.expect("221")
+}
