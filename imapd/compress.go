@@ -30,10 +30,12 @@ func (c *wireConn) compress(cmd *wire.Command) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.zw = &deflateWriter{w: c.rawW}
-	c.bw = bufio.NewWriterSize(c.zw, 4096)
+	// The OK above waits in cork, uncompressed; what follows goes through the compressor
+	// into cork after it (connbuf.go: the connection's write buffer is taken anew).
+	c.flushLocked()
+	c.zw = &deflateWriter{w: &c.cork}
 	// What the client sends next is compressed; the decoder reads on from what the
-	// connection's reader has buffered.
+	// connection's reader has buffered, which it keeps from now on.
 	c.br = bufio.NewReaderSize(inflate.NewReader(c.br), 4096)
 	c.newParser()
 	return nil

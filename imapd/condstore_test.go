@@ -1,9 +1,11 @@
 package imapd
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -94,5 +96,62 @@ func TestCondStoreEnabledByFetch(t *testing.T) {
 	}
 	if lines := r.ok("FETCH 1 (FLAGS)"); len(lines) != 1 || !strings.Contains(lines[0], "MODSEQ (") {
 		t.Errorf("FETCH FLAGS after CONDSTORE: %q", lines)
+	}
+}
+
+// Two sessions race conditional STOREs with the same UNCHANGEDSINCE on one message (RFC
+// 7162 §3.1.3): in every round exactly one succeeds and the other ends with
+// [MODIFIED 1], whatever the interleaving.
+func TestCondStoreRace(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "alice@example.org", msgA)
+	var rs [2]*raw
+	for i := range rs {
+		rs[i] = dialRaw(t, e.addr)
+		rs[i].ok(`LOGIN alice@example.org "secret pw"`)
+		rs[i].ok("ENABLE CONDSTORE")
+		rs[i].ok("SELECT INBOX")
+	}
+	for round := range 20 {
+		lines := rs[0].ok("UID FETCH 1 (MODSEQ)")
+		since := modseqOf(t, lines[len(lines)-1])
+		var status [2]string
+		var wg sync.WaitGroup
+		for i, r := range rs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Each session's own t.Fatal would stop the wrong goroutine: read raw.
+				r.n++
+				tag := fmt.Sprintf("r%d", r.n)
+				fmt.Fprintf(r.conn, "%s UID STORE 1 (UNCHANGEDSINCE %d) FLAGS.SILENT ($r%ds%d)\r\n", tag, since, round, i)
+				for {
+					l, err := r.r.ReadString('\n')
+					if err != nil {
+						status[i] = "read: " + err.Error()
+						return
+					}
+					if strings.HasPrefix(l, tag+" ") {
+						status[i] = strings.TrimSpace(strings.TrimPrefix(l, tag+" "))
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		won, lost := 0, 0
+		for _, s := range status {
+			switch {
+			case strings.HasPrefix(s, "OK [MODIFIED 1]"):
+				lost++
+			case strings.HasPrefix(s, "OK"):
+				won++
+			}
+		}
+		if won != 1 || lost != 1 {
+			t.Fatalf("round %d: %q; want one OK and one OK [MODIFIED 1]", round, status)
+		}
+		rs[1].ok("NOOP") // take the other session's FETCH
 	}
 }

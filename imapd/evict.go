@@ -67,6 +67,7 @@ func (s *Server) Evict(user string, before time.Time, text string) int {
 			_ = wc.write(func(e *enc) error {
 				return e.raw("* ").status("BYE", imap.ResponseCodeUnavailable, text).crlf()
 			})
+			_ = wc.flushOut() // responses wait in the cork until sent (connbuf.go)
 		}
 		// Closing the socket ends the session's reader, which cleans up as on a drop.
 		ss.conn.NetConn().Close()

@@ -778,21 +778,6 @@ func (s *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectDat
 	}, nil
 }
 
-// vanishedSince returns the UIDs expunged from the selected mailbox after modseq.
-func (s *session) vanishedSince(modseq uint64) ([]uint32, error) {
-	sel, err := s.selected()
-	if err != nil {
-		return nil, err
-	}
-	c, cancel := ctx()
-	defer cancel()
-	uids, err := s.user.Vanished(c, sel.mb, modseq)
-	if err != nil {
-		return nil, s.logErr("vanished", err)
-	}
-	return uids, nil
-}
-
 // highestModSeq reads the selected mailbox's HIGHESTMODSEQ now.
 func (s *session) highestModSeq() (uint64, error) {
 	sel, err := s.selected()
@@ -1359,40 +1344,39 @@ func (s *session) store(w fetchWriter, numSet imap.NumSet, flags *imap.StoreFlag
 	}
 	c, cancel := ctx()
 	defer cancel()
+	storeFlags := fromIMAPFlags(flags.Flags)
 	if unchangedSince != nil {
-		// The messages changed since the client's modseq are left out (RFC 7162
-		// §3.1.3). The check and the change are two steps: a change by another
-		// session in between is not seen (the store has no compare-and-set).
+		// The messages changed since the client's modseq are left out (RFC 7162 §3.1.3);
+		// the store tests and sets in one transaction.
 		s.condstore = true
-		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids)
+		_, mod, err := s.user.SetFlagsUnchangedSince(c, sel.mb, uids, op, storeFlags, *unchangedSince, s)
 		if err != nil {
 			return nil, s.logErr("store", err)
 		}
-		changed := map[uint32]bool{}
-		for _, m := range msgs {
-			if m.ModSeq > *unchangedSince {
-				changed[m.UID] = true
+		if len(mod) > 0 {
+			changed := make(map[uint32]bool, len(mod))
+			for _, uid := range mod {
+				changed[uid] = true
 			}
-		}
-		var keepSeqs, keepUIDs []uint32
-		for i, uid := range uids {
-			if changed[uid] {
-				if _, isUID := numSet.(imap.UIDSet); isUID {
-					modified = append(modified, uid)
-				} else {
-					modified = append(modified, seqs[i])
+			var keepSeqs, keepUIDs []uint32
+			for i, uid := range uids {
+				if changed[uid] {
+					if _, isUID := numSet.(imap.UIDSet); isUID {
+						modified = append(modified, uid)
+					} else {
+						modified = append(modified, seqs[i])
+					}
+					continue
 				}
-				continue
+				keepSeqs, keepUIDs = append(keepSeqs, seqs[i]), append(keepUIDs, uid)
 			}
-			keepSeqs, keepUIDs = append(keepSeqs, seqs[i]), append(keepUIDs, uid)
+			seqs, uids = keepSeqs, keepUIDs
 		}
-		seqs, uids = keepSeqs, keepUIDs
-		if len(uids) == 0 {
-			return modified, nil
-		}
-	}
-	if _, err := s.user.SetFlags(c, sel.mb, uids, op, fromIMAPFlags(flags.Flags), s); err != nil {
+	} else if _, err := s.user.SetFlags(c, sel.mb, uids, op, storeFlags, s); err != nil {
 		return modified, s.logErr("store", err)
+	}
+	if len(uids) == 0 {
+		return modified, nil
 	}
 	hold := false
 	if op != store.FlagsRemove {

@@ -548,26 +548,10 @@ func (c *wireConn) idle(cmd *wire.Command) error {
 	if err := c.write(func(e *enc) error { return e.raw("+ idling").crlf() }); err != nil {
 		return err
 	}
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				c.srv.rlog.Error("imap panic idling", "err", fmt.Sprint(v))
-				done <- errors.New("imapd: panic idling")
-			}
-		}()
-		done <- c.sess.idle(c.updates(), stop)
-	}()
 	c.NetConn().SetReadDeadline(time.Now().Add(wireIdleTimeout))
-	line, err := c.readLine(64)
-	close(stop)
-	ierr := <-done
+	line, err := c.idleWait() // idle.go
 	if err != nil {
 		return err
-	}
-	if ierr != nil {
-		return ierr
 	}
 	if !strings.EqualFold(line, "DONE") {
 		return c.tagged(cmd.Tag, "BAD", imap.ResponseCodeClientBug, "Expected DONE to end IDLE")
@@ -1185,17 +1169,11 @@ func (c *wireConn) resync(q *wire.QResync) error {
 
 // vanishedEarlier writes VANISHED (EARLIER) for the UIDs of set expunged after modseq.
 func (c *wireConn) vanishedEarlier(modseq uint64, set imap.UIDSet) error {
-	uids, err := c.sess.vanishedSince(modseq)
-	if err != nil {
+	gone, err := c.sess.vanishedEarlier(modseq, set)
+	if err != nil || len(gone) == 0 {
 		return err
 	}
-	var in []uint32
-	for _, u := range uids {
-		if uidSetContains(set, u, ^uint32(0)) {
-			in = append(in, u)
-		}
-	}
-	return c.updates().WriteVanished(in, true)
+	return c.untagged(func(e *enc) *enc { return e.raw("VANISHED (EARLIER) ").raw(gone.String()) })
 }
 
 // sortCmd answers SORT and UID SORT (RFC 5256), with ESORT's RETURN (RFC 5267).

@@ -50,11 +50,18 @@ type wireConn struct {
 	nc      net.Conn
 	enabled imap.CapSet
 
-	wmu  sync.Mutex // one response at a time: the IDLE goroutine writes too
+	wmu sync.Mutex // one response at a time: the IDLE goroutine writes too
+	// br and bw are the buffers over the stream (r, and cork for the responses held
+	// until the server waits for the client): taken from pools when the connection reads
+	// or writes, given back while it waits for the client (connbuf.go), so that an idle
+	// connection holds none. br is nil while waiting; bw is nil or empty. With
+	// COMPRESS=DEFLATE active (zw) the connection keeps its reader, which the inflater
+	// reads through, and its writes go through the compressor into cork.
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	rawW io.Writer      // beneath bw (and the compressor)
-	zw   *deflateWriter // COMPRESS=DEFLATE is active
+	r    prefixReader
+	cork corkWriter
+	zw   *deflateWriter
 	p    *wire.Parser
 
 	state     wireState
@@ -76,6 +83,9 @@ func (c *wireConn) NetConn() net.Conn {
 // Bye sends an untagged BYE and closes the connection.
 func (c *wireConn) Bye(text string) error {
 	err := c.write(func(e *enc) error { return e.raw("* ").status("BYE", "", text).crlf() })
+	if ferr := c.flushOut(); err == nil {
+		err = ferr
+	}
 	c.NetConn().Close()
 	c.state = stateLogout
 	return err
@@ -87,12 +97,15 @@ func (c *wireConn) write(f func(e *enc) error) error {
 	defer c.wmu.Unlock()
 	nc := c.NetConn()
 	nc.SetWriteDeadline(time.Now().Add(wireWriteTimeout))
-	return f(c.enc())
+	err := f(c.enc())
+	c.releaseWriter()
+	return err
 }
 
+// enc returns the response encoder over the write buffer; called with wmu held.
 func (c *wireConn) enc() *enc {
 	en := c.EnabledCaps()
-	return &enc{w: c.bw, flush: c.flush, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
+	return &enc{w: c.writer(), flush: c.flush, utf8: en.Has(imap.CapIMAP4rev2) || en.Has(imap.CapUTF8Accept)}
 }
 
 // flush sends what is buffered; with COMPRESS active through the compressor, which
@@ -122,12 +135,19 @@ func (c *wireConn) setStream(nc net.Conn) {
 		r = io.TeeReader(nc, d)
 		w = io.MultiWriter(nc, d)
 	}
-	c.rawW = w
-	c.br = bufio.NewReaderSize(r, 4096)
-	c.bw = bufio.NewWriterSize(w, 4096)
+	// Whatever the old stream had buffered is dropped (after STARTTLS: RFC 9051 §11.1,
+	// no command sent in the clear runs under TLS).
+	c.dropReader()
+	c.wmu.Lock()
+	c.flushLocked()
+	c.cork.w = w
+	c.wmu.Unlock()
+	c.r = prefixReader{r: r, flush: c.flushOut}
 	c.newParser()
 }
 
+// newParser (re)makes the parser, over the current reader (nil while the connection
+// waits: waitInput gives it one).
 func (c *wireConn) newParser() {
 	lim := wire.Limits{MaxMessage: int64(c.srv.store.Config().MaxMessageSize)}
 	authed := c.p != nil && c.state != stateNotAuth
@@ -166,6 +186,7 @@ func (s *Server) serveWire(nc net.Conn) {
 			s.rlog.Error("imap panic", "err", fmt.Sprint(v))
 		}
 		c.sess.Close()
+		c.flushOut() // the last replies (LOGOUT's)
 		c.NetConn().Close()
 	}()
 	if err := c.write(func(e *enc) error {
@@ -180,7 +201,11 @@ func (s *Server) serveWire(nc net.Conn) {
 			timeout = wireLoginTimeout
 		}
 		c.NetConn().SetReadDeadline(time.Now().Add(timeout))
-		cmd, err := c.p.ReadCommand()
+		err := c.waitInput()
+		var cmd *wire.Command
+		if err == nil {
+			cmd, err = c.p.ReadCommand()
+		}
 		var we *wire.Error
 		if errors.As(err, &we) {
 			if c.state == stateNotAuth && c.tooManyBeforeLogin() {
@@ -365,6 +390,9 @@ func (c *wireConn) startTLS(cmd *wire.Command) error {
 	if err := c.tagged(cmd.Tag, "OK", "", "Begin TLS negotiation now"); err != nil {
 		return err
 	}
+	if err := c.flushOut(); err != nil {
+		return err
+	}
 	// Whatever the client sent after STARTTLS in the clear is dropped with the old
 	// reader (a command injected before the handshake must not run: CVE-2011-0411's kind).
 	tc := tls.Server(c.NetConn(), c.srv.cfg.TLSConfig)
@@ -466,6 +494,9 @@ func (c *wireConn) authenticate(cmd *wire.Command) error {
 // readLine reads one line outside a command (a SASL response, IDLE's DONE), at most max
 // bytes.
 func (c *wireConn) readLine(max int) (string, error) {
+	if err := c.waitInput(); err != nil {
+		return "", err
+	}
 	var b []byte
 	for {
 		frag, err := c.br.ReadSlice('\n')

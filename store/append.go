@@ -62,6 +62,36 @@ func (u *User) Append(ctx context.Context, name string, r io.Reader, flags []str
 	return req.res, nil
 }
 
+// pendingAppends returns the keys of the files written into mailbox mbID by appends
+// still waiting for their index commit: each is announced before its file appears in the
+// folder (maildir.DeliverAnnounced) and forgotten once committed or failed.
+func (u *User) pendingAppends(mbID int64) map[string]bool {
+	u.amu.Lock()
+	defer u.amu.Unlock()
+	keys := map[string]bool{}
+	for k, id := range u.appending {
+		if id == mbID {
+			keys[k] = true
+		}
+	}
+	return keys
+}
+
+// setAppending records (mbID ≠ 0) or forgets (0) that the file key is an APPEND's
+// waiting for its commit.
+func (u *User) setAppending(key string, mbID int64) {
+	u.amu.Lock()
+	defer u.amu.Unlock()
+	if mbID == 0 {
+		delete(u.appending, key)
+		return
+	}
+	if u.appending == nil {
+		u.appending = map[string]int64{}
+	}
+	u.appending[key] = mbID
+}
+
 // prepareAppend writes a message's file (fsynced, directory included) and returns the
 // request whose index row is still to be committed.
 func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flags []string, date time.Time) (*appendReq, error) {
@@ -84,8 +114,15 @@ func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flag
 		sub = maildir.Cur
 	}
 	before := dirStamp(d)
-	key, err := d.DeliverTo(cr, sub, mf, date)
+	announced := ""
+	key, err := d.DeliverAnnounced(cr, sub, mf, date, func(key string) {
+		announced = key
+		u.setAppending(key, mbID)
+	})
 	if err != nil {
+		if announced != "" {
+			u.setAppending(announced, 0)
+		}
 		return nil, fmt.Errorf("store: append to %q of %s: %w", name, u.name, err)
 	}
 	file := sub + "/" + key
@@ -95,6 +132,7 @@ func (u *User) prepareAppend(ctx context.Context, name string, r io.Reader, flag
 	path := filepath.Join(string(d), file)
 	if cr.n > max {
 		os.Remove(path)
+		u.setAppending(key, 0)
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooBig, max)
 	}
 	return &appendReq{mbID: mbID, d: d, before: before, key: key, file: file, path: path,
@@ -125,6 +163,7 @@ func (u *User) commitAppends(batch []*appendReq) {
 			if r.err != nil && !r.already {
 				os.Remove(r.path)
 			}
+			u.setAppending(r.key, 0)
 			r.done = true
 		}
 	}()

@@ -279,3 +279,49 @@ func TestAppendAfterDeleteRecreateRename(t *testing.T) {
 		t.Fatalf("B has %d messages, want 2", st.Messages)
 	}
 }
+
+// A Sync while an APPEND waits for its commit leaves the APPEND's file to it: a row made
+// by the Sync could be expunged by another session before the commit, which then indexed
+// a message without a file.
+func TestSyncLeavesPendingAppends(t *testing.T) {
+	s := newStore(t, Config{FullScanInterval: time.Nanosecond})
+	ctx := context.Background()
+	u := open(t, s, "p@x.org")
+	// The file is in the folder, its request not queued yet (Append waits for the
+	// directory's fsync in between).
+	req, err := u.prepareAppend(ctx, "INBOX", msg("pending"), []string{FlagDraft}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Sync(ctx, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ms, err := u.Messages(ctx, "INBOX"); err != nil || len(ms) != 0 {
+		t.Fatalf("Sync indexed a pending append's file: %v %v", ms, err)
+	}
+	u.amu.Lock()
+	u.appendQ = append(u.appendQ, req)
+	u.amu.Unlock()
+	if err := u.Sync(ctx, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ms, err := u.Messages(ctx, "INBOX"); err != nil || len(ms) != 0 {
+		t.Fatalf("Sync indexed a pending append's file: %v %v", ms, err)
+	}
+	u.mu.Lock()
+	u.amu.Lock()
+	batch := u.appendQ
+	u.appendQ = nil
+	u.amu.Unlock()
+	u.commitAppends(batch)
+	u.mu.Unlock()
+	if req.err != nil || req.already || req.res.UID != 1 {
+		t.Fatalf("commit after the Sync: %+v, %v", req.res, req.err)
+	}
+	if _, ms, err := u.Messages(ctx, "INBOX"); err != nil || len(ms) != 1 || !hasFlag(ms[0].Flags, FlagDraft) {
+		t.Fatalf("after the commit: %v %v", ms, err)
+	}
+	if n := len(u.pendingAppends(1)) + len(u.appending); n != 0 {
+		t.Errorf("%d keys still pending after the commit", n)
+	}
+}

@@ -184,6 +184,9 @@ func (u *User) Prepare(ctx context.Context, name string, r io.Reader, flags []st
 	if err != nil {
 		return nil, err
 	}
+	// Not pending for Sync, so that one never committed is still indexed (commitAppends
+	// takes a file Sync indexed meanwhile as it is).
+	u.setAppending(req.key, 0)
 	req.wantUID = wantUID
 	return &Prepared{req: req, name: name}, nil
 }

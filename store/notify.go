@@ -55,10 +55,22 @@ type Watcher struct {
 	mu         sync.Mutex
 	events     []Event
 	overflowed bool
+	onEvent    func()
 }
 
 // C is signalled when events are pending.
 func (w *Watcher) C() <-chan struct{} { return w.c }
+
+// OnEvent makes f run whenever an event is published to w, until it is cleared with nil
+// (C is still signalled). f runs in the publisher's goroutine with locks held: it must
+// only hand the work over (start a goroutine, set a flag) and return. It is for an owner
+// that waits for something else than C, such as an IMAP connection in IDLE waiting for
+// its client: it then needs no goroutine of its own blocked on C.
+func (w *Watcher) OnEvent(f func()) {
+	w.mu.Lock()
+	w.onEvent = f
+	w.mu.Unlock()
+}
 
 // Take returns and clears the pending events; overflowed reports that some were dropped.
 func (w *Watcher) Take() (events []Event, overflowed bool) {
@@ -116,6 +128,9 @@ func (h *hub) publish(user string, mailbox int64, ev Event) {
 			w.overflowed = true
 		} else {
 			w.events = append(w.events, ev)
+		}
+		if w.onEvent != nil {
+			w.onEvent()
 		}
 		w.mu.Unlock()
 		select {

@@ -133,6 +133,12 @@ func (u *User) Sync(ctx context.Context, name string) error {
 		byKey[e.Name.Key] = e
 	}
 	indexed := make(map[string]bool, len(msgs))
+	// The files of APPENDs waiting for their commit are theirs to index: a row made here
+	// could be expunged by another session before that commit, which then indexed a
+	// message whose file was gone (imaptest's stress: STORE ... NO [SERVERBUG]).
+	for k := range u.pendingAppends(mb.ID) {
+		indexed[k] = true
+	}
 	var gone []uint32
 	var changed []Message
 	var added []uint32
@@ -172,7 +178,7 @@ func (u *User) Sync(ctx context.Context, name string) error {
 				changed = append(changed, m)
 			}
 		}
-		if err := deleteUIDs(ctx, q, mb.ID, gone); err != nil {
+		if err := u.deleteUIDs(ctx, q, mb.ID, gone); err != nil {
 			return err
 		}
 		if len(gone) > 0 {

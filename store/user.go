@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,8 +39,9 @@ type User struct {
 	mu      sync.Mutex          // serializes changes to the index and the maildir files
 	scanned map[int64]time.Time // last full directory scan per mailbox; guarded by mu
 
-	amu     sync.Mutex   // guards appendQ
-	appendQ []*appendReq // appends waiting for their index commit (group commit)
+	amu       sync.Mutex       // guards appendQ and appending
+	appendQ   []*appendReq     // appends waiting for their index commit (group commit)
+	appending map[string]int64 // their files' keys → mailbox id, for Sync to leave alone
 
 	idmu  sync.Mutex
 	ids   map[string]int64 // canonical folder name → mailbox id, for Append
@@ -639,35 +641,53 @@ const (
 // SetFlags changes the flags of the messages with the given UIDs and returns the messages
 // whose flags changed. source is passed on in the FlagsChanged event.
 func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, source any) ([]Message, error) {
+	changed, _, err := u.setFlags(ctx, mb, uids, op, flags, nil, source)
+	return changed, err
+}
+
+// SetFlagsUnchangedSince is SetFlags for a conditional STORE (RFC 7162 §3.1.3,
+// UNCHANGEDSINCE): the messages whose modseq is above unchangedSince are left alone and
+// returned, ascending, in modified. The test and the change are one write transaction
+// (BEGIN IMMEDIATE), so a change by another session or process cannot come between them:
+// of two sessions storing with the same UNCHANGEDSINCE, one wins and the other is told
+// MODIFIED.
+func (u *User) SetFlagsUnchangedSince(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, unchangedSince uint64, source any) (changed []Message, modified []uint32, err error) {
+	return u.setFlags(ctx, mb, uids, op, flags, &unchangedSince, source)
+}
+
+func (u *User) setFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagOp, flags []string, unchangedSince *uint64, source any) (changed []Message, modified []uint32, err error) {
 	flags = NormalizeFlags(flags)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	d := u.folder(mb.Name)
-	// The rows are read before the write transaction (u.mu keeps other writers out), so
-	// that a STORE that changes nothing (\Seen on a seen message, the common case) costs
-	// one read and no write lock.
-	msgs, err := u.messagesByUID(ctx, mb, uids, true)
-	if err != nil {
-		return nil, err
-	}
-	anything := false
-	for _, m := range msgs {
-		if joinFlags(applyFlags(m.Flags, op, flags)) != joinFlags(m.Flags) {
-			anything = true
-			break
+	if unchangedSince == nil {
+		// An unconditional STORE that changes nothing (\Seen on a seen message, the
+		// common case) is answered from one read, without taking the write lock.
+		msgs, err := u.messagesByUID(ctx, mb, uids, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !slices.ContainsFunc(msgs, func(m Message) bool { return joinFlags(applyFlags(m.Flags, op, flags)) != joinFlags(m.Flags) }) {
+			return nil, nil, nil
 		}
 	}
-	if !anything {
-		return nil, nil
-	}
-	var changed []Message
 	var ferr error
 	// Files are renamed first (maildir flags), then the index follows; a failed rename
-	// stops there, and what changed so far is still recorded.
+	// stops there, and what changed so far is still recorded. The rows are read again in
+	// the write transaction: what they hold then is what the change and the
+	// UNCHANGEDSINCE test apply to.
 	err = u.lazyTx(ctx, func(q cachedQ) error {
-		changed, ferr = nil, nil
+		changed, modified, ferr = nil, nil, nil
+		msgs, err := u.messagesByUIDIn(ctx, q, mb, uids, true)
+		if err != nil {
+			return err
+		}
 		before := noStamp
 		for _, m := range msgs {
+			if unchangedSince != nil && m.ModSeq > *unchangedSince {
+				modified = append(modified, m.UID)
+				continue
+			}
 			nf := applyFlags(m.Flags, op, flags)
 			if joinFlags(nf) == joinFlags(m.Flags) {
 				continue // nothing to do: no modseq, no write
@@ -718,13 +738,13 @@ func (u *User) SetFlags(ctx context.Context, mb Mailbox, uids []uint32, op FlagO
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return nil, ferr
+		return nil, modified, ferr
 	}
 	if err != nil {
-		return nil, errors.Join(err, ferr)
+		return nil, nil, errors.Join(err, ferr)
 	}
 	u.publish(mb.ID, Event{Kind: FlagsChanged, Messages: changed, Source: source})
-	return changed, ferr
+	return changed, modified, ferr
 }
 
 // errNoChange rolls back a transaction that found nothing to write.
@@ -821,7 +841,7 @@ func (u *User) remove(ctx context.Context, mb Mailbox, pick func(cachedQ) ([]Mes
 		for i, m := range msgs {
 			uids[i] = m.UID
 		}
-		if err := deleteUIDs(ctx, q, mb.ID, uids); err != nil {
+		if err := u.deleteUIDs(ctx, q, mb.ID, uids); err != nil {
 			return err
 		}
 		_, err = q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1, dir_mtime = CASE WHEN dir_mtime = ? AND ? <> '' THEN ? ELSE dir_mtime END WHERE id = ?`,
@@ -955,7 +975,7 @@ func (u *User) transfer(ctx context.Context, src Mailbox, uids []uint32, dstName
 			return err
 		}
 		if move {
-			if err := deleteUIDs(ctx, q, src.ID, res.SrcUIDs); err != nil {
+			if err := u.deleteUIDs(ctx, q, src.ID, res.SrcUIDs); err != nil {
 				return err
 			}
 			if _, err := q.ExecContext(ctx, `UPDATE mailbox SET modseq = modseq + 1 WHERE id = ?`, src.ID); err != nil {
@@ -1044,8 +1064,9 @@ func inList(uids []uint32) (string, []any) {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ","), args
 }
 
-// deleteUIDs removes the index rows of uids in mailbox mbID.
-func deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error {
+// deleteUIDs removes the index rows of uids in mailbox mbID (leaving tombstones, which
+// it prunes when due).
+func (u *User) deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error {
 	for _, c := range chunks(uids, maxInList) {
 		in, args := inList(c)
 		args[0] = mbID
@@ -1053,5 +1074,5 @@ func deleteUIDs(ctx context.Context, q cachedQ, mbID int64, uids []uint32) error
 			return err
 		}
 	}
-	return nil
+	return u.pruneTombstones(ctx, q, mbID, len(uids))
 }

@@ -100,6 +100,13 @@ func (d Dir) Deliver(r io.Reader) (key string, err error) {
 // reader that indexes the folder meanwhile (another session's sync) takes the received
 // date from the mtime, and must never see the moment of writing instead.
 func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags, mtime time.Time) (key string, err error) {
+	return d.DeliverAnnounced(r, sub, flags, mtime, nil)
+}
+
+// DeliverAnnounced is DeliverTo calling announce (when not nil) with the message's key
+// just before the file appears in new or cur, so that the caller can tell its own file
+// from one another program dropped there while it is not indexed yet.
+func (d Dir) DeliverAnnounced(r io.Reader, sub string, flags Flags, mtime time.Time, announce func(key string)) (key string, err error) {
 	if sub != New && sub != Cur {
 		return "", fmt.Errorf("maildir: deliver into %q: must be new or cur", sub)
 	}
@@ -140,6 +147,9 @@ func (d Dir) DeliverTo(r io.Reader, sub string, flags Flags, mtime time.Time) (k
 		name = FormatName(key, flags)
 	}
 	dst := d.Path(sub, name)
+	if announce != nil {
+		announce(key)
+	}
 	// The specification asks for link+unlink so that an existing name is never
 	// overwritten; renameat2(RENAME_NOREPLACE) does the same in one system call where the
 	// kernel and file system have it. Some file systems lack hard links, so a plain rename
