@@ -253,8 +253,8 @@ func appendBounded(line, p []byte) []byte {
 // bdatSize returns the chunk size of a BDAT command line (RFC 3030 §2), 0 for another.
 func bdatSize(line []byte) uint64 {
 	f := strings.Fields(string(line))
-	if len(f) < 2 || !strings.EqualFold(f[0], "BDAT") {
-		return 0
+	if len(f) < 2 || len(f) > 3 || !strings.EqualFold(f[0], "BDAT") || len(f) == 3 && !strings.EqualFold(f[2], "LAST") {
+		return 0 // go-smtp answers 501 and reads no chunk
 	}
 	n, err := strconv.ParseUint(f[1], 10, 32) // as go-smtp parses it
 	if err != nil {

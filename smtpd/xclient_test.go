@@ -185,6 +185,10 @@ func TestXclientNotInRejectedChunk(t *testing.T) {
 	if got := cs.at(policy.StageRcpt); got.IP.String() != "127.0.0.1" {
 		t.Errorf("a chunk's XCLIENT line changed the client: rcpt stage saw %+v", got)
 	}
+	// A malformed BDAT has no chunk (go-smtp answers 501): the next line is a command.
+	c.Expect(t, "RSET", 250)
+	c.Expect(t, "BDAT 30 NOTLAST", 501)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.56", 220)
 }
 
 // TestXclientResetsHeloAndLogin: attributes an XCLIENT command does not give keep no
