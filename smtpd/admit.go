@@ -165,7 +165,9 @@ func (s *Server) admit(g *gate, raw net.Conn) {
 	nc.mu.Unlock()
 	if l.cfg.Mode != ModeSubmissions && l.cfg.Mode != ModeLMTP {
 		// XCLIENT is taken out beneath go-smtp from now on (xclient.go).
-		nc.xc = &xclientState{allowed: netlist.Contains(l.xclient, ip), lineStart: true}
+		xc := &xclientState{lineStart: true}
+		xc.allowed.Store(netlist.Contains(l.xclient, ip))
+		nc.xc = xc
 	}
 	// go-smtp greets, then serves the connection until it is closed.
 	_ = s.newSMTPServer(l, &st.tap).Serve(&oneConn{c: hand, closed: nc.done, addr: l.ln.Addr()})

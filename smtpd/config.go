@@ -137,6 +137,8 @@ type ListenerConfig struct {
 	// (Postfix's smtpd_authorized_xclient_hosts): a proxy or front-end in front of this
 	// listener. Empty (the default) allows nobody; XCLIENT is then refused with 550.
 	// Understood on the plaintext leg, outside a mail transaction; not on lmtp listeners.
+	// After XCLIENT the session is the client it named, which may send XCLIENT again
+	// only when it is in these networks too (as in Postfix).
 	// The connection pools count the proxy's own address (raise max_connections_per_ip
 	// for it); rules, limits and the decision log see the client it names.
 	XClientFrom []string `yaml:"xclient_from"`

@@ -162,7 +162,7 @@ func (c *conn) Write(b []byte) (int, error) {
 	c.lastWrite = time.Now()
 	c.unanswered = false
 	c.mu.Unlock()
-	if c.xc != nil && c.xc.allowed && !c.tlsUp.Load() && bytes.HasPrefix(b, ehloPipelining) {
+	if c.xc != nil && c.xc.allowed.Load() && !c.tlsUp.Load() && bytes.HasPrefix(b, ehloPipelining) {
 		// go-smtp's EHLO reply, one line per Write, lists PIPELINING first: announce
 		// XCLIENT before it to a client that may use it.
 		if _, err := c.Conn.Write(xclientEHLO); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emersion/go-smtp"
 
@@ -19,7 +20,8 @@ import (
 // names, HELO and login: the session then behaves as if that client had connected
 // (rules, access maps, greylisting and limits see it), and answers the 220 greeting
 // again. Only the listener's xclient_from networks may use it; others get 550 5.7.0,
-// and only they see it announced in the EHLO reply.
+// and only they see it announced in the EHLO reply. After XCLIENT, that is the client
+// it named, as in Postfix: a second XCLIENT needs that client in xclient_from too.
 //
 // go-smtp dispatches the commands and has no hook for a new one, so XCLIENT is taken
 // out of the byte stream beneath it (conn.Read): a line that starts with XCLIENT, read
@@ -197,9 +199,68 @@ func printable(s string) string {
 
 // xclientState is a conn's XCLIENT interception (see the comment at the top).
 type xclientState struct {
-	allowed   bool   // the peer is in the listener's xclient_from
+	// allowed: the client is in the listener's xclient_from; the peer at first, then
+	// the client the last XCLIENT named (conn.Write reads it too).
+	allowed   atomic.Bool
 	lineStart bool   // what go-smtp has read so far ends a line
 	held      []byte // bytes read and not yet handed to go-smtp
+	// line is the start of the command line go-smtp is reading, and skip the bytes of
+	// a BDAT chunk still to come: a chunk follows its BDAT even when go-smtp refuses
+	// the command (no MAIL yet; RFC 3030 §2), and go-smtp discards it as data.
+	line []byte
+	skip uint64
+}
+
+// handed notes the bytes p handed to go-smtp: where its lines end, and the chunk of a
+// BDAT command read outside a transaction. In a transaction go-smtp reads data, which
+// XCLIENT is never taken from: only the line ends count there.
+func (x *xclientState) handed(p []byte, inTxn bool) {
+	if len(p) == 0 {
+		return
+	}
+	if inTxn {
+		x.line, x.skip = x.line[:0], 0
+		x.lineStart = p[len(p)-1] == '\n'
+		return
+	}
+	for len(p) > 0 {
+		if x.skip > 0 {
+			k := uint64(len(p))
+			if k > x.skip {
+				k = x.skip
+			}
+			p, x.skip = p[k:], x.skip-k
+			x.lineStart = x.skip == 0 // the chunk's end: a command comes next
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			x.line = appendBounded(x.line, p)
+			x.lineStart = false
+			return
+		}
+		x.line = appendBounded(x.line, p[:i])
+		x.skip = bdatSize(x.line)
+		x.line, x.lineStart, p = x.line[:0], true, p[i+1:]
+	}
+}
+
+// appendBounded appends p to line, keeping the first 32 bytes: enough for "BDAT size".
+func appendBounded(line, p []byte) []byte {
+	return append(line, p[:min(len(p), max(0, 32-len(line)))]...)
+}
+
+// bdatSize returns the chunk size of a BDAT command line (RFC 3030 §2), 0 for another.
+func bdatSize(line []byte) uint64 {
+	f := strings.Fields(string(line))
+	if len(f) < 2 || len(f) > 3 || !strings.EqualFold(f[0], "BDAT") || len(f) == 3 && !strings.EqualFold(f[2], "LAST") {
+		return 0 // go-smtp answers 501 and reads no chunk
+	}
+	n, err := strconv.ParseUint(f[1], 10, 32) // as go-smtp parses it
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // xclientPrefix reports whether p starts like an XCLIENT command line: match when it
@@ -227,19 +288,17 @@ func (c *conn) readXclient(b []byte) (int, error) {
 		if len(x.held) > 0 {
 			n := copy(b, x.held)
 			x.held = x.held[n:]
-			x.lineStart = b[n-1] == '\n'
+			x.handed(b[:n], c.st.inTxn.Load())
 			return n, nil
 		}
 		n, err := c.readRaw(b)
 		if n == 0 || !c.xclientReady() {
-			if n > 0 {
-				x.lineStart = b[n-1] == '\n'
-			}
+			x.handed(b[:n], c.st.inTxn.Load())
 			return n, err
 		}
 		match, more := xclientPrefix(b[:n])
 		if !match && !more {
-			x.lineStart = b[n-1] == '\n'
+			x.handed(b[:n], c.st.inTxn.Load())
 			return n, err
 		}
 		line := append([]byte(nil), b[:n]...)
@@ -265,7 +324,7 @@ func (c *conn) readXclient(b []byte) (int, error) {
 			return 0, werr
 		}
 		x.held = line[i+1:]
-		x.lineStart = true
+		x.line, x.skip, x.lineStart = x.line[:0], 0, true
 		if err != nil && len(x.held) == 0 {
 			return 0, err
 		}
@@ -275,7 +334,7 @@ func (c *conn) readXclient(b []byte) (int, error) {
 // xclientReady reports whether go-smtp now waits for a command, so that a line read
 // now is a command line: at a line boundary, in plaintext, outside a transaction.
 func (c *conn) xclientReady() bool {
-	if !c.xc.lineStart || c.tlsUp.Load() || c.st.inTxn.Load() {
+	if !c.xc.lineStart || c.xc.skip > 0 || c.tlsUp.Load() || c.st.inTxn.Load() {
 		return false
 	}
 	c.mu.Lock()
@@ -290,7 +349,7 @@ func (st *connState) xclient(args string) string {
 	if err := st.command(); err != nil {
 		return replyLine(err)
 	}
-	if !st.nc.xc.allowed {
+	if !st.nc.xc.allowed.Load() {
 		st.srv.log.Warn("smtp XCLIENT refused: client not in xclient_from", "id", st.tx.Conn.ID, "client_ip", st.tx.Conn.IP.String())
 		return replyLine(st.fail(policy.StageConnect, replyXclientRefused))
 	}
@@ -301,6 +360,10 @@ func (st *connState) xclient(args string) string {
 		return replyLine(st.fail(policy.StageConnect, xe.reply))
 	}
 	pc := st.tx.Conn
+	// The HELO name and the login are the new client's or none (Postfix's xclient_cmd
+	// resets both unless given): the proxy's EHLO, or a login a previous XCLIENT gave
+	// another client, must not carry over.
+	pc.HELO, pc.AuthUser = "", ""
 	for _, a := range attrs {
 		switch a.Name {
 		case "NAME":
@@ -329,6 +392,11 @@ func (st *connState) xclient(args string) string {
 	}
 	pc.Trusted = pc.IP.IsValid() && netlist.Contains(st.srv.trusted, pc.IP)
 	pc.Rate = policy.Rates{}
+	// XCLIENT authorizes the client it names, not the proxy's session (Postfix's
+	// xclient_cmd evaluates smtpd_authorized_xclient_hosts again): a proxy that relays
+	// its client's commands after its own XCLIENT (nginx's mail proxy) must not let that
+	// client send another, naming any address and login.
+	st.nc.xc.allowed.Store(pc.IP.IsValid() && netlist.Contains(st.l.xclient, pc.IP))
 	st.srv.log.Info("smtp XCLIENT", "id", pc.ID, "proxy_ip", st.tx.Conn.IP.String(), "client_ip", pc.IP.String(),
 		"client_name", pc.Hostname, "helo", pc.HELO, "login", pc.AuthUser)
 	st.restart(pc)

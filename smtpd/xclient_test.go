@@ -2,6 +2,7 @@ package smtpd_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -48,7 +49,9 @@ func startXclient(t *testing.T, from []string, cs *connSeen) *testServer {
 // the greeting again, and every stage is judged for the client it named.
 func TestXclient(t *testing.T) {
 	cs := &connSeen{}
-	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	// The clients the test names in turn may send XCLIENT again (see
+	// TestXclientNotFromTheClientItNames).
+	ts := startXclient(t, []string{"127.0.0.0/8", "2001:db8::7", "192.0.2.8"}, cs)
 	c := dial(t, ts.addr("mx"))
 	r := c.Expect(t, "EHLO proxy.example", 250)
 	if !r.Has("XCLIENT NAME ADDR PORT PROTO HELO REVERSE_NAME LOGIN DESTADDR DESTPORT") {
@@ -160,4 +163,71 @@ func TestXclientSyntax(t *testing.T) {
 	// A command that only starts like XCLIENT is go-smtp's.
 	c.Expect(t, "XCLIENTS ADDR=1.2.3.4", 501)
 	c.Expect(t, "NOOP", 250)
+}
+
+// TestXclientNotInRejectedChunk: the chunk of a BDAT that go-smtp refuses (no MAIL yet)
+// still follows the command and is discarded (RFC 3030 §2); a line in it that looks like
+// XCLIENT is data, not a command: a proxy that relays its clients' chunks must not have
+// them change the session's client.
+func TestXclientNotInRejectedChunk(t *testing.T) {
+	cs := &connSeen{}
+	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO proxy.example", 250)
+	chunk := "XCLIENT ADDR=192.0.2.55\r\n"
+	c.Expect(t, "BDAT "+strconv.Itoa(len(chunk))+" LAST", 502)
+	if err := c.Send(chunk); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "NOOP", 250)
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	c.Expect(t, "RCPT TO:<u@example.test>", 250)
+	if got := cs.at(policy.StageRcpt); got.IP.String() != "127.0.0.1" {
+		t.Errorf("a chunk's XCLIENT line changed the client: rcpt stage saw %+v", got)
+	}
+	// A malformed BDAT has no chunk (go-smtp answers 501): the next line is a command.
+	c.Expect(t, "RSET", 250)
+	c.Expect(t, "BDAT 30 NOTLAST", 501)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.56", 220)
+}
+
+// TestXclientResetsHeloAndLogin: attributes an XCLIENT command does not give keep no
+// value of the client before it for the HELO name and the login (Postfix's xclient_cmd
+// resets both): a second XCLIENT without LOGIN is not authenticated as the first
+// client's user, and the proxy's own EHLO name is not judged as the new client's.
+func TestXclientResetsHeloAndLogin(t *testing.T) {
+	cs := &connSeen{}
+	ts := startXclient(t, []string{"127.0.0.0/8", "192.0.2.8"}, cs)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO proxy.example", 250)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.8 LOGIN=alice", 220)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.9", 220)
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	if got := cs.at(policy.StageMail); got.IP.String() != "192.0.2.9" || got.AuthUser != "" || got.HELO != "" {
+		t.Errorf("mail stage after XCLIENT ADDR= alone saw %+v, want no login and no HELO", got)
+	}
+}
+
+// TestXclientNotFromTheClientItNames: after XCLIENT the session is the client it named,
+// and XCLIENT is that client's only when it is in xclient_from too (Postfix's
+// xclient_cmd evaluates the authorization again). A proxy that relays its client's
+// commands after its own XCLIENT (nginx's mail proxy) would otherwise let the client
+// name any address and login: here the proxy's client, logged in as bob, may not become
+// alice on a trusted address, nor sees XCLIENT announced.
+func TestXclientNotFromTheClientItNames(t *testing.T) {
+	cs := &connSeen{}
+	ts := startXclient(t, []string{"127.0.0.0/8"}, cs)
+	c := dial(t, ts.addr("mx"))
+	c.Expect(t, "EHLO proxy.example", 250)
+	c.Expect(t, "XCLIENT ADDR=192.0.2.7 LOGIN=bob", 220)
+	if r := c.Expect(t, "EHLO client.example", 250); r.Has("XCLIENT") {
+		t.Errorf("XCLIENT announced to the client the proxy named: %v", r)
+	}
+	if r := c.Expect(t, "XCLIENT ADDR=127.0.0.1 LOGIN=alice", 550); r.Enhanced() != "5.7.0" {
+		t.Errorf("refusal: %v", r)
+	}
+	c.Expect(t, "MAIL FROM:<a@remote.example>", 250)
+	if got := cs.at(policy.StageMail); got.IP.String() != "192.0.2.7" || got.AuthUser != "bob" {
+		t.Errorf("mail stage saw %+v, want the client the proxy named", got)
+	}
 }

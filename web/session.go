@@ -42,6 +42,9 @@ type sessions struct {
 	max      int
 	now      func() time.Time
 	log      interface{ Warn(string, ...any) }
+	// isAdmin says whether the configuration makes user an admin now: a session
+	// outlives the process that opened it, and keeps the role only while it does.
+	isAdmin func(user string) bool
 
 	mu        sync.Mutex
 	lastPrune time.Time
@@ -189,7 +192,7 @@ func (ss *sessions) get(r *http.Request) *session {
 		}
 		return nil
 	}
-	s.admin, s.created, s.used = adm == 1, time.Unix(created, 0), time.Unix(used, 0)
+	s.admin, s.created, s.used = adm == 1 && ss.isAdmin != nil && ss.isAdmin(s.user), time.Unix(created, 0), time.Unix(used, 0)
 	now := ss.now()
 	if ss.expired(s, now) {
 		ss.delete(ctx, s.id)

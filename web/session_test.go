@@ -79,17 +79,7 @@ func TestSessionSurvivesRestart(t *testing.T) {
 	if stored == tok || strings.Contains(stored, tok) {
 		t.Error("the session's token is stored as is")
 	}
-	// The restarted page: a new Server and a new connection to the same database.
-	path := filepath.Join(r.dir, "web.db")
-	st2, err := OpenState(context.Background(), statedb.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	s2, err := New(Config{}, Deps{Auth: r.srv.deps.Auth, Owner: r.srv.deps.Owner, Quarantine: r.area, Lists: r.lists, State: st2, Credentials: stamps{r.users.DB}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := r.restarted(Config{})
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/senders", nil)
 	req.AddCookie(&http.Cookie{Name: "portcullis", Value: tok})
@@ -185,4 +175,43 @@ func TestSessionsSharedOnPostgres(t *testing.T) {
 	if err := db.QueryRow(`SELECT count(*) FROM web_sessions`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d sessions in PostgreSQL after the logout (%v)", n, err)
 	}
+}
+
+// The admin role is the configuration's: a session kept in the database across a
+// restart, or read by another node, loses it once its user is no longer in admins (the
+// sessions outlive the process that made them, so the role is checked at each request).
+func TestAdminRemovedLosesRoleAfterRestart(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.login("admin@example.test")
+	tok := c.sessionCookie().Value
+	serve := func(s *Server) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/admin/quarantine", nil)
+		req.AddCookie(&http.Cookie{Name: "portcullis", Value: tok})
+		s.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := serve(r.srv); code != http.StatusOK {
+		t.Fatalf("the admin's page: %d", code)
+	}
+	if code := serve(r.restarted(Config{})); code != http.StatusForbidden {
+		t.Errorf("a former admin's session after the restart: %d, want 403", code)
+	}
+}
+
+// restarted is the rig's page after a restart with cfg: a new Server and a new
+// connection to the same state database.
+func (r *rig) restarted(cfg Config) *Server {
+	r.t.Helper()
+	st2, err := OpenState(context.Background(), statedb.Config{Path: filepath.Join(r.dir, "web.db")})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { st2.Close() })
+	s2, err := New(cfg, Deps{Auth: r.srv.deps.Auth, Owner: r.srv.deps.Owner, Quarantine: r.area, Lists: r.lists, State: st2, Credentials: stamps{r.users.DB}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s2
 }

@@ -182,7 +182,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	deps.TicketKey = key
 	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, now: deps.Now}
 	s.sessions = &sessions{st: deps.State, creds: deps.Credentials, lifetime: cfg.SessionLifetime, idle: cfg.IdleTimeout,
-		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger}
+		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger, isAdmin: s.isAdmin}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
