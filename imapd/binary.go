@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,14 +47,20 @@ func (s *session) binaryAppend(r io.Reader, size int64) (out []byte, release fun
 	if n, err := io.Copy(f, r); err != nil || n != size {
 		return nil, nil, fmt.Errorf("%w: reading the literal8: %d of %d octets: %w", wire.ErrIO, n, size, cmp.Or(err, io.ErrUnexpectedEOF))
 	}
+	return s.binarySpooled(f, size)
+}
+
+// binarySpooled is binaryAppend's conversion of the size octets spooled in f, read into
+// memory within the server's memory budget: release gives it back.
+func (s *session) binarySpooled(f io.ReaderAt, size int64) (out []byte, release func(), err error) {
 	release, err = s.srv.mem.acquire(context.Background(), 3*size)
 	if err != nil {
 		return nil, nil, err
 	}
 	msg := make([]byte, size)
-	if _, err := f.ReadAt(msg, 0); err != nil {
+	if _, err := f.ReadAt(msg, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
 		release()
-		return nil, nil, fmt.Errorf("imapd: reading the spooled literal8: %w", err)
+		return nil, nil, fmt.Errorf("imapd: reading the spooled message: %w", err)
 	}
 	out, err = binaryToBase64(msg)
 	if err != nil {

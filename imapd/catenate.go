@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ func (c *wireConn) catenate(name string) (msg literal, release func(), perr, err
 	release = func() { f.Close() }
 	max := int64(c.srv.store.Config().MaxMessageSize)
 	var size int64
+	binary := false // a TEXT part was a literal8
 	reserve := func(n int64) error {
 		if size+n > max {
 			return storeErr(store.ErrTooBig)
@@ -71,8 +73,19 @@ func (c *wireConn) catenate(name string) (msg literal, release func(), perr, err
 			return literal{}, func() {}, perr, nil
 		}
 		if part == nil {
-			return literal{io.NewSectionReader(f, 0, size), size}, release, nil, nil
+			if !binary {
+				return literal{io.NewSectionReader(f, 0, size), size}, release, nil, nil
+			}
+			// A literal8 TEXT part (RFC 4469 §3 with BINARY): its binary entities are
+			// stored in base64, as binaryAppend stores a literal8 APPEND's.
+			out, mem, err := c.sess.binarySpooled(f, size)
+			release()
+			if err != nil {
+				return literal{}, func() {}, nil, err
+			}
+			return literal{bytes.NewReader(out), int64(len(out))}, mem, nil, nil
 		}
+		binary = binary || part.Binary
 		if part.Text != nil {
 			if err := reserve(part.Size); err != nil {
 				return abort(err)
