@@ -2,28 +2,65 @@ package imapd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"io"
+	"os"
 	"strings"
+
+	"github.com/portcullis-mail/portcullis/imapd/internal/wire"
 )
+
+// spoolFile returns an anonymous file in os.TempDir() (created, then unlinked at once, so
+// that a crash leaves nothing behind) for a message the client is still sending.
+func spoolFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "imapd-append-*")
+	if err != nil {
+		return nil, fmt.Errorf("imapd: spool file: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("imapd: spool file: %w", err)
+	}
+	return f, nil
+}
 
 // binaryAppend is the message of an APPEND with a literal8 (RFC 3516 §4.2) as it is
 // stored: every leaf entity whose Content-Transfer-Encoding is binary has its body
 // encoded in base64 and its header saying so, as Dovecot stores it. The store keeps
 // messages as lines (a file with bare LFs is served with CRLF), and IMAP cannot send a
 // NUL in BODY[]; in base64 the bytes survive, and BINARY[part] gives them back exactly.
-// Entities of other encodings are kept byte for byte. The message is read into memory
-// within the server's memory budget (Config.FetchMemory), for the length of the APPEND.
+// Entities of other encodings are kept byte for byte. The literal is first spooled to
+// a temporary file: only once the client has sent all of it is the message read into
+// memory, within the server's memory budget (Config.FetchMemory), for the length of the
+// APPEND. Held from the literal's announce, the budget waited on the client: one that
+// announced a large literal8 and sent nothing kept every other session's FETCH waiting.
 func (s *session) binaryAppend(r io.Reader, size int64) (out []byte, release func(), err error) {
+	f, err := spoolFile()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if n, err := io.Copy(f, r); err != nil || n != size {
+		return nil, nil, fmt.Errorf("%w: reading the literal8: %d of %d octets: %w", wire.ErrIO, n, size, cmp.Or(err, io.ErrUnexpectedEOF))
+	}
+	return s.binarySpooled(f, size)
+}
+
+// binarySpooled is binaryAppend's conversion of the size octets spooled in f, read into
+// memory within the server's memory budget: release gives it back.
+func (s *session) binarySpooled(f io.ReaderAt, size int64) (out []byte, release func(), err error) {
 	release, err = s.srv.mem.acquire(context.Background(), 3*size)
 	if err != nil {
 		return nil, nil, err
 	}
 	msg := make([]byte, size)
-	if _, err := io.ReadFull(r, msg); err != nil {
+	if _, err := f.ReadAt(msg, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
 		release()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("imapd: reading the spooled message: %w", err)
 	}
 	out, err = binaryToBase64(msg)
 	if err != nil {

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -104,4 +105,29 @@ func FuzzBinaryToBase64(f *testing.F) {
 			t.Fatalf("converted twice: %q then %q (%v)", out, again, err)
 		}
 	})
+}
+
+// A CATENATE TEXT part may be a literal8 when BINARY is offered (RFC 4469 §3): its binary
+// entities are stored in base64 as a literal8 APPEND's are, so BODY[] carries no NUL
+// (RFC 9051 §4.3) and BINARY[] gives the bytes back.
+func TestCatenateBinaryText(t *testing.T) {
+	skipOnImapserver(t)
+	e := start(t, Config{Trusted: true})
+	payload := "\x00\x01\xff\r\n\x00"
+	head := "From: a@b.org\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	if _, st := r.cmd("APPEND INBOX CATENATE (TEXT {%d+}\r\n%s TEXT ~{%d+}\r\n%s)", len(head), head, len(payload), payload); !strings.HasPrefix(st, "OK [APPENDUID") {
+		t.Fatalf("APPEND CATENATE literal8: %s", st)
+	}
+	r.ok("SELECT INBOX")
+	lines := r.ok("FETCH 1 (BODY.PEEK[] BINARY.PEEK[1])")
+	all := strings.Join(lines, "\n")
+	body, _, _ := strings.Cut(all, " BINARY[1]")
+	if strings.IndexByte(body, 0) >= 0 || !strings.Contains(body, "Content-Transfer-Encoding: base64") {
+		t.Errorf("stored with its NULs: %q", all)
+	}
+	if !strings.Contains(all, fmt.Sprintf("BINARY[1] ~{%d}", len(payload))) {
+		t.Errorf("BINARY[1]: %q", all)
+	}
 }

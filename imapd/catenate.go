@@ -18,23 +18,20 @@ import (
 
 // catenate reads the parts of an APPEND's CATENATE message (RFC 4469) and returns the
 // message they make: TEXT parts as sent, URL parts copied from the user's messages. It
-// is held in memory within the server's memory budget (Config.FetchMemory) and bounded
-// by the store's max_message_size. err refuses the APPEND (the rest of the command was
-// skipped): NO [TRYCREATE] when the mailbox does not exist, NO [BADURL url] for a URL
+// is assembled in a temporary file (the client may pause between parts and within a
+// TEXT literal for as long as the command's read deadline: memory of the server's budget
+// held meanwhile made every other session's FETCH wait) and bounded by the store's
+// max_message_size; release removes it. err refuses the APPEND (the rest of the command
+// was skipped): NO [TRYCREATE] when the mailbox does not exist, NO [BADURL url] for a URL
 // that names no message or section; perr is the parser's, as NextAppend's.
-func (c *wireConn) catenate(name string) (msg []byte, release func(), perr, err error) {
-	var releases []func()
-	release = func() {
-		for _, r := range releases {
-			r()
-		}
-	}
-	abort := func(e error) ([]byte, func(), error, error) {
+func (c *wireConn) catenate(name string) (msg literal, release func(), perr, err error) {
+	release = func() {}
+	abort := func(e error) (literal, func(), error, error) {
 		release()
 		if perr := c.p.AbortAppend(); perr != nil {
-			return nil, func() {}, perr, nil
+			return literal{}, func() {}, perr, nil
 		}
-		return nil, func() {}, nil, e
+		return literal{}, func() {}, nil, e
 	}
 	ctxt, cancel := ctx()
 	_, merr := c.sess.user.Mailbox(ctxt, name)
@@ -46,43 +43,79 @@ func (c *wireConn) catenate(name string) (msg []byte, release func(), perr, err 
 	if merr != nil {
 		return abort(c.sess.logErr("append", merr))
 	}
+	f, ferr := spoolFile()
+	if ferr != nil {
+		return abort(c.sess.logErr("append", ferr))
+	}
+	release = func() { f.Close() }
 	max := int64(c.srv.store.Config().MaxMessageSize)
-	var buf bytes.Buffer
+	var size int64
+	binary := false // a TEXT part was a literal8
 	reserve := func(n int64) error {
-		if int64(buf.Len())+n > max {
+		if size+n > max {
 			return storeErr(store.ErrTooBig)
 		}
-		r, err := c.srv.mem.acquire(context.Background(), n)
-		if err != nil {
-			return err
-		}
-		releases = append(releases, r)
 		return nil
 	}
+	var werr error
+	w := writerFunc(func(p []byte) (int, error) {
+		n, err := f.Write(p)
+		size += int64(n)
+		if err != nil {
+			werr = fmt.Errorf("imapd: spool file: %w", err)
+		}
+		return n, werr
+	})
 	for {
 		part, perr := c.p.NextCatenatePart()
 		if perr != nil {
 			release()
-			return nil, func() {}, perr, nil
+			return literal{}, func() {}, perr, nil
 		}
 		if part == nil {
-			return buf.Bytes(), release, nil, nil
+			if !binary {
+				return literal{io.NewSectionReader(f, 0, size), size}, release, nil, nil
+			}
+			// A literal8 TEXT part (RFC 4469 §3 with BINARY): its binary entities are
+			// stored in base64, as binaryAppend stores a literal8 APPEND's.
+			out, mem, err := c.sess.binarySpooled(f, size)
+			release()
+			if err != nil {
+				return literal{}, func() {}, nil, err
+			}
+			return literal{bytes.NewReader(out), int64(len(out))}, mem, nil, nil
 		}
+		binary = binary || part.Binary
 		if part.Text != nil {
 			if err := reserve(part.Size); err != nil {
 				return abort(err)
 			}
-			if _, err := io.Copy(&buf, part.Text); err != nil {
+			if _, err := io.Copy(w, part.Text); err != nil {
+				if werr != nil { // the spool file's, not the client's
+					return abort(c.sess.logErr("append", werr))
+				}
 				release()
-				return nil, func() {}, fmt.Errorf("%w: %w", wire.ErrIO, err), nil
+				return literal{}, func() {}, fmt.Errorf("%w: %w", wire.ErrIO, err), nil
 			}
 			continue
 		}
-		if err := c.sess.copyURL(&buf, part.URL, reserve); err != nil {
+		// Copying from the user's file holds the budget: not the client.
+		mem, err := c.srv.mem.acquire(context.Background(), 2*copyBufSize+parseBufSize)
+		if err != nil {
+			return abort(err)
+		}
+		err = c.sess.copyURL(w, part.URL, reserve)
+		mem()
+		if err != nil {
 			return abort(err)
 		}
 	}
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // imapURL is what a CATENATE URL names (RFC 5092 §6: "/" mailbox [";UIDVALIDITY=" n]
 // "/;UID=" n ["/;SECTION=" section] ["/;PARTIAL=" offset ["." length]]), optionally

@@ -450,7 +450,7 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 				return refused(perr)
 			}
 			if err = cerr; err == nil {
-				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
+				res, err = c.sess.Append(name, msg, opts)
 				release()
 			}
 			if err != nil {

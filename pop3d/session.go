@@ -604,8 +604,12 @@ func (s *session) send(i, lines int) error {
 				continue
 			}
 			if !errors.Is(rerr, io.EOF) {
-				dw.Close()
-				return rerr
+				// Not dw.Close: its terminating dot would say the message is whole, and
+				// the client would keep (and may DELE) what it got. The session ends
+				// without UPDATE (RFC 1939 §6): the client sees a response cut short.
+				s.srv.rlog.Error("pop3 read message", "user", s.user.Name(), "err", rerr)
+				s.quit = true
+				return nil
 			}
 			break
 		}

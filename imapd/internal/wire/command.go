@@ -695,33 +695,11 @@ func (p *Parser) catenatePart(a *Append) (*CatenatePart, error) {
 			return nil, err
 		}
 		part := &CatenatePart{}
-		if p.peek() == '~' {
-			part.Binary = true
-			p.pos++
-		}
-		n, sync, err := p.literalHeader()
-		if err != nil {
+		var err error
+		if part.Binary, part.Size, part.Text, err = p.messageLiteral(a, a.catSize); err != nil {
 			return nil, err
 		}
-		if a.refuse != nil {
-			return nil, p.refuseLiteral(n, sync, a.refuse)
-		}
-		max := p.lim.MaxMessage
-		if !p.authed {
-			max = p.lim.MaxStringLiteral
-		}
-		if a.catSize+n > max {
-			return nil, p.refuseLiteral(n, sync, &Error{Kind: No, Code: "TOOBIG", Text: fmt.Sprintf("message of more than %d octets too big (at most %d)", a.catSize+n, max)})
-		}
-		a.catSize += n
-		if sync {
-			if err := p.cont("Ready for literal data"); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrIO, err)
-			}
-		}
-		part.Size = n
-		p.pending = &io.LimitedReader{R: p.r, N: n}
-		part.Text = p.pending
+		a.catSize += part.Size
 		return part, nil
 	}
 	return nil, bad("a CATENATE part is TEXT or URL")
@@ -803,33 +781,47 @@ func (p *Parser) appendMessage(a *Append) (*AppendMessage, error) {
 		a.catParts, a.catSize = 0, 0
 		return m, nil
 	}
+	if m.Binary, m.Size, m.Body, err = p.messageLiteral(a, 0); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// messageLiteral reads the literal (or literal8) of an APPEND message or of a CATENATE
+// TEXT part, which follows sofar octets of the same message: NO [TOOBIG] beyond
+// Limits.MaxMessage (MaxStringLiteral before login), the session's refusal if it made
+// one; else the continuation request of a synchronising literal is sent and body
+// streams the octets from the connection.
+func (p *Parser) messageLiteral(a *Append, sofar int64) (binary bool, n int64, body io.Reader, err error) {
 	if p.peek() == '~' {
-		m.Binary = true
+		binary = true
 		p.pos++
 	}
 	n, sync, err := p.literalHeader()
 	if err != nil {
-		return nil, err
+		return false, 0, nil, err
 	}
 	if a.refuse != nil {
-		return nil, p.refuseLiteral(n, sync, a.refuse)
+		return false, 0, nil, p.refuseLiteral(n, sync, a.refuse)
 	}
 	max := p.lim.MaxMessage
 	if !p.authed {
 		max = p.lim.MaxStringLiteral
 	}
-	if n > max {
-		return nil, p.refuseLiteral(n, sync, &Error{Kind: No, Code: "TOOBIG", Text: fmt.Sprintf("message of %d octets too big (at most %d)", n, max)})
+	if sofar+n > max {
+		more := ""
+		if sofar > 0 {
+			more = "more than "
+		}
+		return false, 0, nil, p.refuseLiteral(n, sync, &Error{Kind: No, Code: "TOOBIG", Text: fmt.Sprintf("message of %s%d octets too big (at most %d)", more, sofar+n, max)})
 	}
 	if sync {
 		if err := p.cont("Ready for literal data"); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrIO, err)
+			return false, 0, nil, fmt.Errorf("%w: %w", ErrIO, err)
 		}
 	}
-	m.Size = n
 	p.pending = &io.LimitedReader{R: p.r, N: n}
-	m.Body = p.pending
-	return m, nil
+	return binary, n, p.pending, nil
 }
 
 // finishAppend skips what is left of an APPEND the session did not read to its end (one
