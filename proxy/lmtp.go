@@ -347,6 +347,10 @@ func (l *lmtpSession) data() bool {
 	// back-ends read it the same way.
 	var msg []byte
 	tooBig := false
+	// The end is a dot alone on a line (RFC 5321 §4.1.1.4): a fragment of a line longer
+	// than the buffer is not a line, or a body could end the data early and have the
+	// rest read as commands.
+	lineStart := true
 	for {
 		l.conn.SetReadDeadline(time.Now().Add(lmtpCommandTimeout))
 		line, err := l.r.ReadSlice('\n')
@@ -359,9 +363,10 @@ func (l *lmtpSession) data() bool {
 				tooBig, msg = true, nil
 			}
 		}
-		if err == nil && (string(line) == ".\r\n" || string(line) == ".\n") {
+		if err == nil && lineStart && (string(line) == ".\r\n" || string(line) == ".\n") {
 			break
 		}
+		lineStart = err == nil
 	}
 	replies := make(map[*lmtpLink][]string)
 	if tooBig {
