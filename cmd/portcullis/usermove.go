@@ -358,11 +358,14 @@ func removeMailbox(c *imapclient.Client, snap oldCopy) (int, error) {
 			kept[name] = "UIDVALIDITY changed"
 			continue
 		}
-		if len(f.uids) > 0 {
-			if err := c.Store(f.uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		// In pieces: a set with many gaps would pass the server's line limit (64 KiB
+		// in imapd).
+		for part := range slices.Chunk(f.uids, 2000) {
+			uids := imap.UIDSet(part)
+			if err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
 				return n, fmt.Errorf("store %s: %w", name, err)
 			}
-			gone, err := c.UIDExpunge(f.uids).Collect()
+			gone, err := c.UIDExpunge(uids).Collect()
 			if err != nil {
 				return n, fmt.Errorf("expunge %s: %w", name, err)
 			}
