@@ -160,3 +160,28 @@ func TestLMTPLongLineNotEnd(t *testing.T) {
 		t.Errorf("alice: %d messages %.200q", len(msgs), msgs)
 	}
 }
+
+// TestLMTPExtension: user+tag@domain, which the directory knows as the user, reaches the
+// user's back-end with its tag (as delivery/mailhost, the front-ends' delivery, sends
+// it), instead of 550 5.1.1 and a bounce.
+func TestLMTPExtension(t *testing.T) {
+	addr, _, d2 := startLMTP(t)
+	c, err := lmtp.New(lmtp.Config{LocalName: "mx.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := strings.NewReader("From: x@example.net\r\nSubject: tagged\r\n\r\nhello\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.Deliver(ctx, addr, "x@example.net", []string{"bob+news@example.org", "nobody+x@example.org"}, msg, msg.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Code != 250 || res[1].Code != 550 {
+		t.Fatalf("replies %d %q, %d %q; want 250 and 550", res[0].Code, res[0].Reply, res[1].Code, res[1].Reply)
+	}
+	if n := d2.Count("bob@example.org"); n != 1 {
+		t.Fatalf("bob has %d messages", n)
+	}
+}
