@@ -307,3 +307,32 @@ func TestProxyMaybe(t *testing.T) {
 		t.Error("proxy_maybe without local_host accepted")
 	}
 }
+
+// TestNoHealthChecks: with health checks off (a negative interval) nothing would bring
+// a back-end back once a session failed to reach it; a failure must not mark it down,
+// and its users are served as soon as it answers again.
+func TestNoHealthChecks(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := gone.Addr().String()
+	gone.Close()
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "flaky"}}
+	e := start(t, proxy.Config{HealthInterval: -1, Backends: map[string]proxy.Backend{"flaky": {IMAP: addr}}}, dir)
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a NO [UNAVAILABLE]")
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	forward(t, ln, e.plainIMAP)
+	if d := e.px.Down(); len(d) != 0 {
+		t.Errorf("down without health checks: %v", d)
+	}
+	c = dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+}

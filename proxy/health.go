@@ -50,6 +50,11 @@ func firstLine(prefix string) func(r *bufio.Reader) error {
 
 func newHealth(s *Server) *health {
 	h := &health{down: map[string]*atomic.Bool{}, done: make(chan struct{})}
+	if s.cfg.HealthInterval < 0 {
+		// No checks: nothing would bring an address marked down back, so none is
+		// tracked and every login tries its back-end.
+		return h
+	}
 	var targets []target
 	for host, b := range s.cfg.Backends {
 		for _, t := range []target{
@@ -70,9 +75,6 @@ func newHealth(s *Server) *health {
 			h.down[t.addr] = new(atomic.Bool)
 			targets = append(targets, t)
 		}
-	}
-	if s.cfg.HealthInterval < 0 {
-		return h
 	}
 	for _, t := range targets {
 		h.wg.Add(1)

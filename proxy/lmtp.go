@@ -205,6 +205,19 @@ func (l *lmtpSession) rcpt(arg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.s.cfg.ConnectTimeout)
 	defer cancel()
 	u, err := l.s.dir.Lookup(ctx, addr)
+	to := ""
+	if errors.Is(err, directory.ErrNotFound) {
+		// user+tag@domain: the user's, with the tag kept for the back-end's Sieve and
+		// folders (as delivery/mailhost sends it).
+		if local, domain, ok := strings.Cut(addr, "@"); ok {
+			if i := strings.Index(local, l.s.cfg.RecipientDelimiter); i > 0 {
+				if u, err = l.s.dir.Lookup(ctx, local[:i]+"@"+domain); err == nil {
+					ul, ud, _ := strings.Cut(u.Address, "@")
+					to = ul + local[i:] + "@" + ud
+				}
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
 		l.reply("550 5.1.1 no such user")
@@ -233,7 +246,10 @@ func (l *lmtpSession) rcpt(arg string) {
 		l.reply("451 4.3.0 mailbox temporarily unavailable, try again later")
 		return
 	}
-	ans, err := k.cmd("RCPT TO:<" + u.Address + ">" + params)
+	if to == "" {
+		to = u.Address
+	}
+	ans, err := k.cmd("RCPT TO:<" + to + ">" + params)
 	if err != nil {
 		k.fail(err)
 		l.s.log.Warn("proxy: LMTP back-end failed", "backend", host, "err", err)
@@ -347,6 +363,10 @@ func (l *lmtpSession) data() bool {
 	// back-ends read it the same way.
 	var msg []byte
 	tooBig := false
+	// The end is a dot alone on a line (RFC 5321 §4.1.1.4): a fragment of a line longer
+	// than the buffer is not a line, or a body could end the data early and have the
+	// rest read as commands.
+	lineStart := true
 	for {
 		l.conn.SetReadDeadline(time.Now().Add(lmtpCommandTimeout))
 		line, err := l.r.ReadSlice('\n')
@@ -359,9 +379,10 @@ func (l *lmtpSession) data() bool {
 				tooBig, msg = true, nil
 			}
 		}
-		if err == nil && (string(line) == ".\r\n" || string(line) == ".\n") {
+		if err == nil && lineStart && (string(line) == ".\r\n" || string(line) == ".\n") {
 			break
 		}
+		lineStart = err == nil
 	}
 	replies := make(map[*lmtpLink][]string)
 	if tooBig {

@@ -123,3 +123,65 @@ func TestLMTPProtocol(t *testing.T) {
 	cl.send("QUIT")
 	cl.expect("221")
 }
+
+// TestLMTPLongLineNotEnd: a body line longer than the proxy's read buffer whose last
+// bytes are ".\r\n" is not the end of the data (RFC 5321 §4.1.1.4: the end is
+// <CRLF>.<CRLF>, a dot alone on a line). Taking it for the end would let a message's
+// content be read as LMTP commands (smuggling a message to another user) and desync the
+// back-end, which still reads data.
+func TestLMTPLongLineNotEnd(t *testing.T) {
+	addr, d1, d2 := startLMTP(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	cl := &client{t: t, c: conn, r: bufio.NewReader(conn)}
+	cl.expect("220 ")
+	cl.send("LHLO mx")
+	cl.expect("250 SIZE")
+	cl.send("MAIL FROM:<x@example.net>")
+	cl.expect("250")
+	cl.send("RCPT TO:<alice@example.org>")
+	cl.expect("250")
+	cl.send("DATA")
+	cl.expect("354")
+	cl.send("Subject: long line\r\n\r\n" + strings.Repeat("A", 4096) + ".")
+	cl.send("RSET\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nsmuggled\r\n.")
+	cl.expect("250")
+	cl.send("QUIT")
+	cl.expect("221")
+	if n := d2.Count("bob@example.org"); n != 0 {
+		t.Errorf("bob got %d smuggled messages", n)
+	}
+	msgs := d1.Messages(t, "alice@example.org")
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), "smuggled") || !strings.Contains(string(msgs[0]), strings.Repeat("A", 4096)+".") {
+		t.Errorf("alice: %d messages %.200q", len(msgs), msgs)
+	}
+}
+
+// TestLMTPExtension: user+tag@domain, which the directory knows as the user, reaches the
+// user's back-end with its tag (as delivery/mailhost, the front-ends' delivery, sends
+// it), instead of 550 5.1.1 and a bounce.
+func TestLMTPExtension(t *testing.T) {
+	addr, _, d2 := startLMTP(t)
+	c, err := lmtp.New(lmtp.Config{LocalName: "mx.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := strings.NewReader("From: x@example.net\r\nSubject: tagged\r\n\r\nhello\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.Deliver(ctx, addr, "x@example.net", []string{"bob+news@example.org", "nobody+x@example.org"}, msg, msg.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Code != 250 || res[1].Code != 550 {
+		t.Fatalf("replies %d %q, %d %q; want 250 and 550", res[0].Code, res[0].Reply, res[1].Code, res[1].Reply)
+	}
+	if n := d2.Count("bob@example.org"); n != 1 {
+		t.Fatalf("bob has %d messages", n)
+	}
+}

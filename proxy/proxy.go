@@ -114,6 +114,10 @@ type Config struct {
 	LMTPFrom []string `yaml:"lmtp_from"`
 	// MaxMessageSize bounds a message relayed by LMTP (default 64 MiB).
 	MaxMessageSize int64 `yaml:"max_message_size"`
+	// RecipientDelimiter separates an LMTP recipient's extension (user+tag@domain): a
+	// recipient the directory does not know is looked up without it, and its back-end
+	// gets the user's address with it (routing.recipient_delimiter; default "+").
+	RecipientDelimiter string `yaml:"-"`
 }
 
 // Deps are what the proxy asks.
@@ -231,6 +235,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("proxy: lmtp_from: %w", err)
 	}
 	s.lmtpFrom = lf
+	if cfg.RecipientDelimiter == "" {
+		cfg.RecipientDelimiter = "+" // the router's default
+	}
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = 64 << 20
 	}

@@ -259,3 +259,23 @@ proxy:
 	require.NotContains(t, px.logText(), "listener=mx")
 	require.NotContains(t, px.logText(), "listener=imap ")
 }
+
+// TestProxyModeLMTPOnly: a proxy of the front-ends' LMTP alone (no IMAP or POP3
+// listener) is a proxy too, not a configuration error.
+func TestProxyModeLMTPOnly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: proxy.example.test
+mode: proxy
+data_dir: %s
+http: { addr: "" }
+log: { level: info }
+proxy:
+  lmtp_addr: "127.0.0.1:0"
+  health_interval: -1s
+  backends:
+    store1: { lmtp: "127.0.0.1:1" }
+`, filepath.Join(dir, "data"))), 0o644))
+	px := startServer(t, cfg, "proxy-lmtp")
+	require.Len(t, px.addrs, 1, "%v", px.addrs)
+}

@@ -11,12 +11,12 @@ import (
 	"github.com/portcullis-mail/portcullis/proxy"
 )
 
-// serveProxyMode is mode: proxy: the IMAP and POP3 proxy of the proxy section (proxy.go)
+// serveProxyMode is mode: proxy: the IMAP, POP3, ManageSieve and LMTP proxy of the proxy section (proxy.go)
 // and nothing else: no SMTP, queue or store. It returns when ctx ends.
 func serveProxyMode(ctx context.Context, cfg *config.Config, priv *privileges, logger *slog.Logger) error {
 	pc := cfg.Proxy
-	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" {
-		return errors.New("mode proxy: no proxy listener; set proxy.imap_addr, imaps_addr, pop3_addr or pop3s_addr")
+	if pc.IMAPAddr == "" && pc.IMAPSAddr == "" && pc.POP3Addr == "" && pc.POP3SAddr == "" && pc.ManageSieveAddr == "" && pc.LMTPAddr == "" {
+		return errors.New("mode proxy: no proxy listener; set proxy.imap_addr, imaps_addr, pop3_addr, pop3s_addr, managesieve_addr or lmtp_addr")
 	}
 	users, err := auth.Open(cfg.Auth, cfg.DataDir, logger, nil)
 	if err != nil {

@@ -168,12 +168,18 @@ func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, passw
 	}
 	// The session that removes the old copy is opened now, before the flip, so that the
 	// old back-end, which closes sessions opened before the move was visible, keeps it.
+	// What it sees now is what the copy and the verification below cover: only that is
+	// removed, and whatever reaches the old copy later is left for the admin.
 	var rm *imapclient.Client
+	var old oldCopy
 	if !f.keepOld {
 		if rm, err = m.dial(ctx); err != nil {
 			return err
 		}
 		defer rm.Close()
+		if old, err = snapshotMailbox(rm); err != nil {
+			return fmt.Errorf("user move: listing the old copy of %s (still moving; run it again): %w", u.Address, err)
+		}
 	}
 	res, err := m.copy(ctx, false)
 	if err != nil {
@@ -192,7 +198,7 @@ func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, passw
 		u.Address, f.to, t.SourceMessages, len(res.Folders))
 	// 6. The old copy.
 	if rm != nil {
-		n, err := removeMailbox(rm)
+		n, err := removeMailbox(rm, old)
 		if err != nil {
 			return fmt.Errorf("user move: %s moved, but removing the old copy on %s failed (remove it by hand): %w", u.Address, from, err)
 		}
@@ -289,49 +295,128 @@ func (m *mover) dial(ctx context.Context) (*imapclient.Client, error) {
 	return c, nil
 }
 
-// removeMailbox empties the mailbox of c's user: every message of every folder expunged,
-// every folder but INBOX deleted (the deepest first). It returns the messages removed.
-func removeMailbox(c *imapclient.Client) (int, error) {
+// oldCopy is the old back-end's mailbox as the move saw it before its final copy: each
+// selectable folder's UIDVALIDITY and UIDs, and every folder's name.
+type oldCopy struct {
+	folders map[string]oldFolder
+	list    []*imap.ListData
+}
+
+type oldFolder struct {
+	validity uint32
+	uids     imap.UIDSet
+}
+
+// snapshotMailbox lists what c's user holds: taken before the final copy, every message
+// in it has been copied once the verification passes.
+func snapshotMailbox(c *imapclient.Client) (oldCopy, error) {
 	list, err := c.List("", "*", nil).Collect()
 	if err != nil {
-		return 0, err
+		return oldCopy{}, err
 	}
-	var names []string
+	snap := oldCopy{folders: map[string]oldFolder{}, list: list}
 	for _, l := range list {
-		if !slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) && !slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
-			names = append(names, l.Mailbox)
+		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		sel, err := c.Select(l.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			return oldCopy{}, fmt.Errorf("select %s: %w", l.Mailbox, err)
+		}
+		f := oldFolder{validity: sel.UIDValidity}
+		if sel.NumMessages > 0 {
+			data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+			if err != nil {
+				return oldCopy{}, fmt.Errorf("search %s: %w", l.Mailbox, err)
+			}
+			f.uids = imap.UIDSetNum(data.AllUIDs()...)
+		}
+		snap.folders[l.Mailbox] = f
+	}
+	if len(snap.folders) > 0 {
+		if err := c.Unselect().Wait(); err != nil {
+			return oldCopy{}, err
 		}
 	}
+	return snap, nil
+}
+
+// removeMailbox removes from c's user the messages of snap (UID STORE and UID EXPUNGE,
+// RFC 4315 §2.1: only those), then the folders of snap left empty, the deepest first,
+// INBOX and the parents of a folder kept excepted. Messages that reached the old copy
+// after the snapshot were never verified as copied: they stay, and the error names
+// their folders. It returns the messages removed.
+func removeMailbox(c *imapclient.Client, snap oldCopy) (int, error) {
 	n := 0
-	for _, name := range names {
+	kept := map[string]string{} // folder → why
+	for name, f := range snap.folders {
 		sel, err := c.Select(name, nil).Wait()
 		if err != nil {
 			return n, fmt.Errorf("select %s: %w", name, err)
 		}
-		if sel.NumMessages > 0 {
-			all := imap.SeqSet{}
-			all.AddRange(1, 0) // 1:*
-			if err := c.Store(all, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		if sel.UIDValidity != f.validity {
+			kept[name] = "UIDVALIDITY changed"
+			continue
+		}
+		// In pieces: a set with many gaps would pass the server's line limit (64 KiB
+		// in imapd).
+		for part := range slices.Chunk(f.uids, 2000) {
+			uids := imap.UIDSet(part)
+			if err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
 				return n, fmt.Errorf("store %s: %w", name, err)
 			}
-			if err := c.Expunge().Close(); err != nil {
+			gone, err := c.UIDExpunge(uids).Collect()
+			if err != nil {
 				return n, fmt.Errorf("expunge %s: %w", name, err)
 			}
-			n += int(sel.NumMessages)
+			n += len(gone)
+		}
+		st, err := c.Status(name, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			return n, fmt.Errorf("status %s: %w", name, err)
+		}
+		if st.NumMessages != nil && *st.NumMessages > 0 {
+			kept[name] = fmt.Sprintf("%d messages arrived after the copy", *st.NumMessages)
 		}
 	}
-	if err := c.Unselect().Wait(); err != nil {
-		return n, err
+	if len(snap.folders) > 0 {
+		if err := c.Unselect().Wait(); err != nil {
+			return n, err
+		}
 	}
 	// Children before their parents: a longer name first.
+	list := slices.Clone(snap.list)
 	slices.SortFunc(list, func(a, b *imap.ListData) int { return len(b.Mailbox) - len(a.Mailbox) })
+	under := func(parent string, delim rune) bool {
+		for k := range kept {
+			if delim != 0 && strings.HasPrefix(k, parent+string(delim)) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, l := range list {
-		if strings.EqualFold(l.Mailbox, "INBOX") {
+		if strings.EqualFold(l.Mailbox, "INBOX") || kept[l.Mailbox] != "" {
+			continue
+		}
+		if under(l.Mailbox, l.Delim) {
+			kept[l.Mailbox] = "holds a folder kept"
 			continue
 		}
 		if err := c.Delete(l.Mailbox).Wait(); err != nil {
 			return n, fmt.Errorf("delete %s: %w", l.Mailbox, err)
 		}
 	}
-	return n, c.Logout().Wait()
+	if err := c.Logout().Wait(); err != nil {
+		return n, err
+	}
+	if len(kept) > 0 {
+		var why []string
+		for k, v := range kept {
+			why = append(why, k+": "+v)
+		}
+		slices.Sort(why)
+		return n, fmt.Errorf("left on the old copy (not verified as copied): %s", strings.Join(why, "; "))
+	}
+	return n, nil
 }
