@@ -197,6 +197,17 @@ func (c *client) post(path string, form url.Values) (int, string, http.Header) {
 	return c.do(req)
 }
 
+// openTicket follows a digest link as a browser does: the GET's confirmation page, then
+// its button's POST. It returns the GET's answer when there is no button.
+func (c *client) openTicket(tk string) (int, string, http.Header) {
+	c.r.t.Helper()
+	code, body, h := c.get("/ticket?t=" + url.QueryEscape(tk))
+	if code != http.StatusOK || !strings.Contains(body, `action="/ticket"`) {
+		return code, body, h
+	}
+	return c.post("/ticket", url.Values{"csrf": {c.csrf}, "t": {tk}})
+}
+
 // login logs in as user and fails the test otherwise.
 func (c *client) login(user string) {
 	c.r.t.Helper()

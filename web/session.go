@@ -502,22 +502,59 @@ func ItemURL(id, rcpt string) string {
 	return "/quarantine/item?" + url.Values{"id": {id}, "rcpt": {rcpt}}.Encode()
 }
 
-func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	tk, ok := s.checkTicket(r.URL.Query().Get("t"))
+// ticketConfirm answers a digest link with a page that names the account and has one
+// button; the button's POST (ticketLogin) logs in. The link is opened from a mail client
+// or a webmail — a cross-site navigation, which carries no SameSite=Strict cookie — so at
+// the GET the server cannot see whether the browser already holds a session of another
+// account: logging in there let anyone send a victim their own ticket and have the
+// victim act in the sender's account unawares (login CSRF). The POST comes from this
+// page, same-site, with the browser's session cookie. A GET also spends nothing, so a
+// mail scanner that fetches every link no longer uses up the single use.
+func (s *Server) ticketConfirm(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("t")
+	tk, ok := s.validTicket(w, r, raw)
+	if !ok {
+		return
+	}
+	tok := randomToken() // the double-submit token, as on the login form
+	setCookie(w, r, loginCookieName(r), tok, 600)
+	s.render(w, http.StatusOK, "ticket", page{Title: "Open quarantined message", CSRF: tok,
+		Data: struct{ For, Ticket string }{tk.user, raw}})
+}
+
+// validTicket checks a ticket's signature, expiry and account (which must still exist
+// with the password it had: a user deleted, or whose password was changed because the
+// mailbox was thought compromised, loses the links); it answers the refusal itself.
+func (s *Server) validTicket(w http.ResponseWriter, r *http.Request, raw string) (ticket, bool) {
+	tk, ok := s.checkTicket(raw)
 	if ok {
-		// The account must still exist with the password it had: a user deleted, or
-		// whose password was changed (a mailbox thought compromised), loses the links.
-		stamp, err := s.ticketStamp(ctx, tk.user)
+		stamp, err := s.ticketStamp(r.Context(), tk.user)
 		if err != nil && !errors.Is(err, ErrNoUser) {
 			s.log.Warn("web: reading the user's credential stamp failed", "user", tk.user, "err", err.Error())
 			s.fail(w, r, nil, http.StatusServiceUnavailable, "The user database is unavailable; try again later.")
-			return
+			return ticket{}, false
 		}
 		ok = err == nil && stamp == tk.stamp
 	}
 	if !ok {
 		s.fail(w, r, nil, http.StatusForbidden, "This link has expired or is not valid; log in instead.")
+	}
+	return tk, ok
+}
+
+// ticketLogin is the confirmation page's POST: it spends the ticket and opens the item.
+func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	if c, err := r.Cookie(loginCookieName(r)); err != nil || !tokenEqual(r.PostForm.Get("csrf"), c.Value) {
+		s.fail(w, r, nil, http.StatusForbidden, "The form has expired; open the link again.")
+		return
+	}
+	tk, ok := s.validTicket(w, r, r.PostForm.Get("t"))
+	if !ok {
 		return
 	}
 	sess := s.sessions.get(r)
@@ -534,8 +571,8 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !fresh && sess == nil {
-		// Used already (by the user, or by a mail scanner that opened it first): the
-		// password leads to the same item.
+		// Used already (in another browser, or by whoever the digest was forwarded to):
+		// the password leads to the same item.
 		s.renderLogin(w, r, http.StatusForbidden, "This link was used already; log in to see the message.", ItemURL(tk.id, tk.rcpt))
 		return
 	}
@@ -545,8 +582,5 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The item is shown here rather than by a redirect: the click came from a mail
-	// client, a cross-site navigation, and a browser does not send a SameSite=Strict
-	// cookie on its redirects. The page's own links and forms are same-site.
 	s.showItem(w, r, sess, tk.id, tk.rcpt, "")
 }

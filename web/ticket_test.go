@@ -19,7 +19,7 @@ func TestTicketNeverAdmin(t *testing.T) {
 	id := r.quarantine("x@spam.test", "for-the-admin", "admin@example.test")
 	tk := r.ticket("admin@example.test", id, "admin@example.test", time.Now().Add(time.Hour))
 	c := r.client()
-	if code, body, _ := c.get("/ticket?t=" + url.QueryEscape(tk)); code != 200 || !strings.Contains(body, "for-the-admin") {
+	if code, body, _ := c.openTicket(tk); code != 200 || !strings.Contains(body, "for-the-admin") {
 		t.Fatalf("admin's ticket: %d\n%s", code, body)
 	}
 	if code, _, _ := c.get("/admin/quarantine"); code != http.StatusForbidden {
@@ -41,7 +41,7 @@ func TestTicketDoesNotSwitchAccounts(t *testing.T) {
 	tk := r.ticket("bob@example.test", id, "bob@example.test", time.Now().Add(time.Hour))
 	c := r.client()
 	c.login("alice@example.test")
-	if code, body, _ := c.get("/ticket?t=" + url.QueryEscape(tk)); code != http.StatusForbidden || strings.Contains(body, "bobs-mail") {
+	if code, body, _ := c.openTicket(tk); code != http.StatusForbidden || strings.Contains(body, "bobs-mail") {
 		t.Errorf("bob's ticket in alice's browser: %d", code)
 	}
 	if _, body, _ := c.get("/senders"); !strings.Contains(body, "alice@example.test") || strings.Contains(body, "bob@example.test") {
@@ -56,15 +56,15 @@ func TestTicketSingleUse(t *testing.T) {
 	id := r.quarantine("x@spam.test", "once-only", "alice@example.test")
 	tk := r.ticket("alice@example.test", id, "alice@example.test", time.Now().Add(time.Hour))
 	first := r.client()
-	if code, body, _ := first.get("/ticket?t=" + url.QueryEscape(tk)); code != 200 || !strings.Contains(body, "once-only") {
+	if code, body, _ := first.openTicket(tk); code != 200 || !strings.Contains(body, "once-only") {
 		t.Fatalf("first use: %d", code)
 	}
 	// The browser that used it (with its session) may open it again.
-	if code, body, _ := first.get("/ticket?t=" + url.QueryEscape(tk)); code != 200 || !strings.Contains(body, "once-only") {
+	if code, body, _ := first.openTicket(tk); code != 200 || !strings.Contains(body, "once-only") {
 		t.Errorf("the same browser again: %d", code)
 	}
 	second := r.client()
-	code, body, _ := second.get("/ticket?t=" + url.QueryEscape(tk))
+	code, body, _ := second.openTicket(tk)
 	if code != http.StatusForbidden || strings.Contains(body, "once-only") || !strings.Contains(body, "used already") {
 		t.Fatalf("second use: %d\n%s", code, body)
 	}
@@ -95,7 +95,7 @@ func TestTicketEndsWithCredentials(t *testing.T) {
 	}
 	for name, tk := range map[string]string{"password changed": alice, "user deleted": bob} {
 		c := r.client()
-		if code, body, _ := c.get("/ticket?t=" + url.QueryEscape(tk)); code != http.StatusForbidden || strings.Contains(body, "changed-pw") {
+		if code, body, _ := c.openTicket(tk); code != http.StatusForbidden || strings.Contains(body, "changed-pw") {
 			t.Errorf("%s: %d", name, code)
 		}
 		if code, _, _ := c.get("/quarantine"); code != http.StatusSeeOther {
@@ -125,7 +125,7 @@ func TestTicketLifetime(t *testing.T) {
 	tk := msg[strings.Index(msg, "/ticket?t=")+len("/ticket?t="):]
 	tk = tk[:strings.IndexAny(tk, "\r\n")]
 	now = now.Add(2*time.Hour + time.Minute)
-	if code, _, _ := r.client().get("/ticket?t=" + url.QueryEscape(tk)); code != http.StatusForbidden {
+	if code, _, _ := r.client().openTicket(tk); code != http.StatusForbidden {
 		t.Errorf("a link past its lifetime: %d", code)
 	}
 }
@@ -200,5 +200,38 @@ func TestSharedAliasItem(t *testing.T) {
 	finals, _ := expander{r.srv.deps.Owner.(*route.Router)}.ListOwners(ctx, "team@example.test")
 	if fmt.Sprint(finals) != "[alice@example.test bob@example.test]" {
 		t.Errorf("team@ delivers to %v", finals)
+	}
+}
+
+// TestTicketGetSpendsNothing: a digest link's GET (what a mail scanner or a link preview
+// fetches) shows a page naming the account and neither logs in nor uses the link up;
+// the login is its button's POST, refused from another site and without the page's token.
+func TestTicketGetSpendsNothing(t *testing.T) {
+	r := newRig(t)
+	id := r.quarantine("x@spam.test", "scanned-first", "alice@example.test")
+	tk := r.ticket("alice@example.test", id, "alice@example.test", time.Now().Add(time.Hour))
+	scanner := r.client()
+	for range 2 {
+		code, body, _ := scanner.get("/ticket?t=" + url.QueryEscape(tk))
+		if code != 200 || !strings.Contains(body, "alice@example.test") || strings.Contains(body, "scanned-first") {
+			t.Fatalf("GET of the link: %d\n%s", code, body)
+		}
+	}
+	if code, _, _ := scanner.get("/quarantine"); code != http.StatusSeeOther {
+		t.Errorf("a GET of the link opened a session: %d", code)
+	}
+	// The button's POST without the page's token, or from another site, does nothing.
+	if code, _, _ := scanner.post("/ticket", url.Values{"t": {tk}}); code != http.StatusForbidden {
+		t.Errorf("POST without the token: %d", code)
+	}
+	req, _ := http.NewRequest("POST", r.ts.URL+"/ticket", strings.NewReader(url.Values{"csrf": {scanner.csrf}, "t": {tk}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if code, _, _ := scanner.do(req); code != http.StatusForbidden {
+		t.Errorf("cross-site POST: %d", code)
+	}
+	// The user's own click still works once.
+	if code, body, _ := r.client().openTicket(tk); code != 200 || !strings.Contains(body, "scanned-first") {
+		t.Errorf("the user's click after the scanner's GETs: %d", code)
 	}
 }
