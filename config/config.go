@@ -171,7 +171,7 @@ type Config struct {
 		// HAProxy) sends to a back-end, so that its logs and limits see the client.
 		ProxyProtocol bool `yaml:"proxy_protocol"`
 		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
-		// others are served as direct clients. Empty: every connection must carry one.
+		// others are served as direct clients. Required with proxy_protocol.
 		ProxyFrom    []string `yaml:"proxy_from"`
 		imapd.Config `yaml:",inline"`
 		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
@@ -190,7 +190,7 @@ type Config struct {
 		// HAProxy) sends to a back-end, so that its logs and limits see the client.
 		ProxyProtocol bool `yaml:"proxy_protocol"`
 		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
-		// others are served as direct clients. Empty: every connection must carry one.
+		// others are served as direct clients. Required with proxy_protocol.
 		ProxyFrom    []string `yaml:"proxy_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
@@ -369,6 +369,13 @@ func (c *Config) finish() error {
 	c.DataDir = abs
 	if len(c.IMAP.ProxyFrom) > 0 && !c.IMAP.ProxyProtocol || len(c.POP3.ProxyFrom) > 0 && !c.POP3.ProxyProtocol {
 		return errors.New("imap/pop3: proxy_from without proxy_protocol: true")
+	}
+	// A PROXY header names the client's address and whether it used TLS, and admits the
+	// proxy's master login: believed from anyone, it would let any client that reaches
+	// the port claim TLS for a plaintext password. Dovecot likewise wants
+	// haproxy_trusted_networks.
+	if c.IMAP.ProxyProtocol && len(c.IMAP.ProxyFrom) == 0 || c.POP3.ProxyProtocol && len(c.POP3.ProxyFrom) == 0 {
+		return errors.New("imap/pop3: proxy_protocol needs proxy_from, the addresses of the proxies whose headers are believed")
 	}
 	if _, err := netlist.Prefixes(append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...)); err != nil {
 		return fmt.Errorf("imap/pop3: proxy_from: %w", err)

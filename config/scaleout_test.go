@@ -19,6 +19,8 @@ func TestScaleOutChecks(t *testing.T) {
 		"imap: { proxy_from: [10.0.0.0/8] }\n":                                                                                    "proxy_from without proxy_protocol",
 		"imap: { proxy_protocol: true, proxy_from: [not-a-net] }\n":                                                               "want a CIDR",
 		"pop3: { proxy_from: [10.0.0.0/8] }\n":                                                                                    "proxy_from without proxy_protocol",
+		"imap: { proxy_protocol: true }\n":                                                                                        "proxy_protocol needs proxy_from",
+		"pop3: { proxy_protocol: true }\n":                                                                                        "proxy_protocol needs proxy_from",
 	} {
 		require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\n"+yaml), 0o644))
 		_, err := Load(path, dir)
