@@ -11,6 +11,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -148,3 +149,24 @@ func oneLine(s string) string { return smtpconn.OneLine(s, 400) }
 
 // errorf is fmt.Errorf with the package prefix.
 func errorf(format string, a ...any) error { return fmt.Errorf("delivery: "+format, a...) }
+
+// ReaderAt returns msg as an io.ReaderAt with its size, for transports that send a
+// message more than once (one LMTP transaction per back-end, one expansion per alias):
+// the queue hands them an *io.SectionReader over the spool, used as it is; anything else
+// is read into memory, at most max bytes (a larger message is a permanent 552 5.3.4).
+func ReaderAt(msg io.Reader, max int64) (io.ReaderAt, int64, error) {
+	if sr, ok := msg.(interface {
+		io.ReaderAt
+		Size() int64
+	}); ok {
+		return sr, sr.Size(), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(msg, max+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the message: %w", err)
+	}
+	if int64(len(b)) > max {
+		return nil, 0, Permanent(fmt.Sprintf("552 5.3.4 message larger than %d bytes", max), nil)
+	}
+	return bytes.NewReader(b), int64(len(b)), nil
+}

@@ -11,7 +11,6 @@ package dispatch
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -161,7 +160,7 @@ type clientTransport struct {
 
 func (t *clientTransport) Deliver(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
 	out := make([]delivery.Result, len(rcpts))
-	ra, size, err := t.d.readerAt(msg)
+	ra, size, err := delivery.ReaderAt(msg, t.d.cfg.MaxMessageBytes)
 	if err != nil {
 		for i, r := range rcpts {
 			out[i] = delivery.Result{Rcpt: r, Err: err}
@@ -208,31 +207,12 @@ func result(rcpt string, r smtpconn.Result) delivery.Result {
 	return out
 }
 
-// readerAt returns msg as an io.ReaderAt with its size: the queue passes an
-// *io.SectionReader; anything else is read into memory.
-func (d *Dispatcher) readerAt(msg io.Reader) (io.ReaderAt, int64, error) {
-	if sr, ok := msg.(interface {
-		io.ReaderAt
-		Size() int64
-	}); ok {
-		return sr, sr.Size(), nil
-	}
-	b, err := io.ReadAll(io.LimitReader(msg, d.cfg.MaxMessageBytes+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("dispatch: reading the message: %w", err)
-	}
-	if int64(len(b)) > d.cfg.MaxMessageBytes {
-		return nil, 0, fmt.Errorf("dispatch: message larger than %d bytes", d.cfg.MaxMessageBytes)
-	}
-	return bytes.NewReader(b), int64(len(b)), nil
-}
-
 // expander queues a copy of the message for the expansion of each recipient.
 type expander struct{ d *Dispatcher }
 
 func (e *expander) Deliver(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
 	out := make([]delivery.Result, len(rcpts))
-	ra, size, err := e.d.readerAt(msg)
+	ra, size, err := delivery.ReaderAt(msg, e.d.cfg.MaxMessageBytes)
 	for i, rcpt := range rcpts {
 		out[i].Rcpt = rcpt
 		if err != nil {

@@ -1,7 +1,6 @@
 package mailhost
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -111,7 +110,7 @@ func (d *Deliverer) Deliver(ctx context.Context, rcpt string, env spool.Envelope
 		local, domain, _ := strings.Cut(u.Address, "@")
 		to = local + d.cfg.RecipientDelimiter + ext + "@" + domain
 	}
-	ra, size, err := d.readerAt(msg)
+	ra, size, err := delivery.ReaderAt(msg, d.cfg.MaxMessageBytes)
 	if err != nil {
 		return err
 	}
@@ -149,23 +148,4 @@ func (d *Deliverer) split(rcpt string) (base, ext string) {
 		return local[:i] + "@" + domain, local[i+len(d.cfg.RecipientDelimiter):]
 	}
 	return rcpt, ""
-}
-
-// readerAt returns msg as an io.ReaderAt with its size: the queue passes an
-// *io.SectionReader; anything else is read into memory, bounded.
-func (d *Deliverer) readerAt(msg io.Reader) (io.ReaderAt, int64, error) {
-	if sr, ok := msg.(interface {
-		io.ReaderAt
-		Size() int64
-	}); ok {
-		return sr, sr.Size(), nil
-	}
-	b, err := io.ReadAll(io.LimitReader(msg, d.cfg.MaxMessageBytes+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("mailhost: reading the message: %w", err)
-	}
-	if int64(len(b)) > d.cfg.MaxMessageBytes {
-		return nil, 0, delivery.Permanent(fmt.Sprintf("552 5.3.4 message larger than %d bytes", d.cfg.MaxMessageBytes), nil)
-	}
-	return bytes.NewReader(b), int64(len(b)), nil
 }
