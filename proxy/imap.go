@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// maxIMAPCommand bounds a command before login, literals included.
-const maxIMAPCommand = 8 << 10
+// maxIMAPCommand bounds a command before login, literals included: room for the
+// largest ID RFC 2971 §3.3 allows (30 pairs of 30 and 1024 octets, quoted: ~32 KB).
+const maxIMAPCommand = 64 << 10
 
 var errTooLong = errors.New("command too long")
 

@@ -394,3 +394,24 @@ func TestNewChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestIMAPLargestID: RFC 2971 §3.3 allows 30 field-value pairs of up to 30 and 1024
+// octets before login (imaptest's "id" script sends them): the proxy answers it as a
+// back-end does, instead of closing the connection as a command too long.
+func TestIMAPLargestID(t *testing.T) {
+	e := start(t, proxy.Config{}, users)
+	c := dialIMAP(t, e)
+	var b strings.Builder
+	b.WriteString("a ID (")
+	for i := range 30 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "\"%-30s\" \"%s\"", fmt.Sprintf("f%d", i), strings.Repeat("v", 1024))
+	}
+	b.WriteString(")")
+	c.send(b.String())
+	c.expect("a OK")
+	c.send("b LOGIN alice@example.org \"secret pw\"")
+	c.expect("b OK")
+}

@@ -104,6 +104,12 @@ func hostsYAML(backends ...*backend) string {
 // its rate limits counted in Redis, its queue retrying every second or two.
 func startFrontend(t *testing.T, dsn, redisAddr string, dns *dnstest.Server, backends ...*backend) *server {
 	t.Helper()
+	return startFrontendWith(t, dsn, redisAddr, dns, "", backends...)
+}
+
+// startFrontendWith is startFrontend with extra appended to its portcullis.yaml.
+func startFrontendWith(t *testing.T, dsn, redisAddr string, dns *dnstest.Server, extra string, backends ...*backend) *server {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "portcullis.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`hostname: fe1.example.test
@@ -123,7 +129,7 @@ rate_limits: { client_message_rate_limit: 1000, redis: { addr: %q } }
 directory:
   postgres: %q
   cache_ttl: 500ms
-%s`, filepath.Join(dir, "data"), dns.Addr(), redisAddr, dsn, hostsYAML(backends...))), 0o644))
+%s%s`, filepath.Join(dir, "data"), dns.Addr(), redisAddr, dsn, hostsYAML(backends...), extra)), 0o644))
 	return startServer(t, cfg, "mx")
 }
 

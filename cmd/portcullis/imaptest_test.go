@@ -61,22 +61,7 @@ func TestImaptest(t *testing.T) {
 	host, port, err := net.SplitHostPort(srv.addrs["imap"])
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "run"), "host="+host, "port="+port,
-		"user=postmaster@example.test", "pass="+pass, "test="+filepath.Join(dir, "tests"))
-	cmd.Dir = t.TempDir()
-	start := time.Now()
-	out, err := cmd.CombinedOutput() // exits non-zero when a test fails
-	t.Logf("imaptest ran %v (exit: %v)", time.Since(start).Round(time.Second), err)
-	if ctx.Err() != nil {
-		t.Fatalf("imaptest did not finish within 6 minutes; its output:\n%s", tail(string(out), 4000))
-	}
-	got, err := parseImaptest(string(out))
-	if err != nil {
-		t.Fatalf("%v; imaptest printed:\n%s", err, tail(string(out), 4000))
-	}
-	t.Logf("%s", strings.Join(got.summary, "; "))
+	got := runImaptest(t, dir, "host="+host, "port="+port, "user=postmaster@example.test", "pass="+pass)
 
 	if *updateImaptest {
 		require.NoError(t, os.MkdirAll(filepath.Dir(imaptestBaseline), 0o755))
@@ -95,6 +80,28 @@ func TestImaptest(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runImaptest runs imaptest's scripted tests (in dir) with args (host=, port=, user=,
+// pass=, ...) and returns what it reported.
+func runImaptest(t *testing.T, dir string, args ...string) imaptestResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "run"), append(args, "test="+filepath.Join(dir, "tests"))...)
+	cmd.Dir = t.TempDir()
+	start := time.Now()
+	out, err := cmd.CombinedOutput() // exits non-zero when a test fails
+	t.Logf("imaptest ran %v (exit: %v)", time.Since(start).Round(time.Second), err)
+	if ctx.Err() != nil {
+		t.Fatalf("imaptest did not finish within 6 minutes; its output:\n%s", tail(string(out), 4000))
+	}
+	got, err := parseImaptest(string(out))
+	if err != nil {
+		t.Fatalf("%v; imaptest printed:\n%s", err, tail(string(out), 4000))
+	}
+	t.Logf("%s", strings.Join(got.summary, "; "))
+	return got
 }
 
 // imaptestResult is what one scripted run of imaptest reported.

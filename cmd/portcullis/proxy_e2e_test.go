@@ -94,7 +94,9 @@ func inboxSubjects(t *testing.T, c *imapclient.Client) []string {
 	if sel.NumMessages == 0 {
 		return nil
 	}
-	msgs, err := c.Fetch(imap.SeqSetNum(1, sel.NumMessages), &imap.FetchOptions{Envelope: true}).Collect()
+	var all imap.SeqSet // 1:N (imap.SeqSetNum(1, N) would be the two messages 1 and N)
+	all.AddRange(1, sel.NumMessages)
+	msgs, err := c.Fetch(all, &imap.FetchOptions{Envelope: true}).Collect()
 	require.NoError(t, err)
 	var out []string
 	for _, m := range msgs {

@@ -31,7 +31,21 @@ const Superuser = "portcullis"
 // Start starts a PostgreSQL server and returns the connection string of its "postgres"
 // database as the superuser: postgres://portcullis@127.0.0.1:PORT/postgres?sslmode=disable.
 // The server stops and its files go when the test ends.
-func Start(tb testing.TB) (dsn string) {
+func Start(tb testing.TB) (dsn string) { return StartServer(tb).DSN }
+
+// Server is a running PostgreSQL server, for tests that restart it midway.
+type Server struct {
+	DSN  string // as Start returns it
+	tb   testing.TB
+	bin  string
+	cred *syscall.Credential
+	dir  string
+	port int
+	d    *testenv.Daemon
+}
+
+// StartServer starts a PostgreSQL server (as Start) and returns it.
+func StartServer(tb testing.TB) *Server {
 	tb.Helper()
 	bin := binDir(tb)
 	cred, uid, gid := credential(tb)
@@ -46,36 +60,56 @@ func Start(tb testing.TB) (dsn string) {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		tb.Fatal(err)
 	}
-	data := filepath.Join(dir, "data")
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", Superuser, "--auth=trust",
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", filepath.Join(dir, "data"), "-U", Superuser, "--auth=trust",
 		"--encoding=UTF8", "--locale=C", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	initdb.Dir = dir
 	if out, err := initdb.CombinedOutput(); err != nil {
 		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
 	}
+	s := &Server{tb: tb, bin: bin, cred: cred, dir: dir}
 	var lastErr error
 	for range 5 { // the free port may be taken between probe and bind: retry
-		port := testenv.FreePort(tb)
-		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port),
-			"-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-			"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50")
-		cmd.Dir = dir
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-		d, err := testenv.StartDaemon(cmd)
-		if err != nil {
-			tb.Fatalf("pgtest: start postgres: %v", err)
+		s.port = testenv.FreePort(tb)
+		if lastErr = s.run(); lastErr == nil {
+			// SIGINT is PostgreSQL's fast shutdown; s.d is the latest run's.
+			tb.Cleanup(func() { s.d.Stop(os.Interrupt, 20*time.Second) })
+			return s
 		}
-		dsn = fmt.Sprintf("postgres://%s@127.0.0.1:%d/postgres?sslmode=disable", Superuser, port)
-		if lastErr = d.WaitReady(60*time.Second, 100*time.Millisecond, func() error { return ping(dsn) }); lastErr == nil {
-			// SIGINT is PostgreSQL's fast shutdown
-			tb.Cleanup(func() { d.Stop(os.Interrupt, 20*time.Second) })
-			return dsn
-		}
-		d.Stop(os.Interrupt, 5*time.Second)
 	}
 	tb.Fatalf("pgtest: %v", lastErr)
-	return ""
+	return nil
+}
+
+// run starts postgres on s.port and waits until it answers.
+func (s *Server) run() error {
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.port),
+		"-k", s.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50")
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	d, err := testenv.StartDaemon(cmd)
+	if err != nil {
+		s.tb.Fatalf("pgtest: start postgres: %v", err)
+	}
+	s.DSN = fmt.Sprintf("postgres://%s@127.0.0.1:%d/postgres?sslmode=disable", Superuser, s.port)
+	if err := d.WaitReady(60*time.Second, 100*time.Millisecond, func() error { return ping(s.DSN) }); err != nil {
+		d.Stop(os.Interrupt, 5*time.Second)
+		return err
+	}
+	s.d = d
+	return nil
+}
+
+// Stop shuts the server down (fast shutdown: its clients' connections are closed).
+func (s *Server) Stop() { s.d.Stop(os.Interrupt, 20*time.Second) }
+
+// Restart starts a stopped server again on the same port and data.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	if err := s.run(); err != nil {
+		s.tb.Fatalf("pgtest: restart: %v", err)
+	}
 }
 
 var dbSeq atomic.Int64

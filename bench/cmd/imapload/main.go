@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -133,8 +134,28 @@ func runServer(dir, listen, pass string) error {
 	return srv.Serve(ln)
 }
 
+// useTLS and domain are -tls and -domain: a proxy takes passwords over TLS only, and
+// finds users by address in its directory.
+var (
+	useTLS = flag.Bool("tls", false, "implicit TLS, certificate not verified (a proxy's imaps_addr)")
+	domain = flag.String("domain", "", "users are user<N>@DOMAIN (default: user<N>)")
+)
+
+func userName(n int) string {
+	if *domain != "" {
+		return fmt.Sprintf("user%d@%s", n, *domain)
+	}
+	return fmt.Sprintf("user%d", n)
+}
+
 func dial(addr, user, pass string) (*imapclient.Client, error) {
-	c, err := imapclient.DialInsecure(addr, nil)
+	var c *imapclient.Client
+	var err error
+	if *useTLS {
+		c, err = imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	} else {
+		c, err = imapclient.DialInsecure(addr, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +187,7 @@ func appendMsg(c *imapclient.Client, n int) (imap.UID, error) {
 func runMix(addr string, clients, users int, pass string, seed int, d time.Duration) error {
 	// Seed each INBOX (not measured).
 	for u := 0; u < users; u++ {
-		c, err := dial(addr, fmt.Sprintf("user%d", u), pass)
+		c, err := dial(addr, userName(u), pass)
 		if err != nil {
 			return err
 		}
@@ -191,7 +212,7 @@ func runMix(addr string, clients, users int, pass string, seed int, d time.Durat
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			user := fmt.Sprintf("user%d", i%users)
+			user := userName(i % users)
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			for time.Now().Before(stop) {
 				if err := session(addr, user, pass, rng, stop, &ops); err != nil {
@@ -346,7 +367,7 @@ func holdIdle(addr string, n, users int, pass string, pid int) error {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := dial(addr, fmt.Sprintf("user%d", i%users), pass)
+			c, err := dial(addr, userName(i%users), pass)
 			if err != nil {
 				failed.Add(1)
 				return
