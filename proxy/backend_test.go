@@ -20,6 +20,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/internal/proxylisten"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 	"github.com/portcullis-mail/portcullis/proxy"
 )
 
@@ -191,11 +192,13 @@ func TestMasterLogin(t *testing.T) {
 // found down by the health check, its users get the temporary error without waiting for
 // ConnectTimeout, and it is used again once it answers.
 func TestHealth(t *testing.T) {
-	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	// A reserved port below the ephemeral range: the test listens on it again later,
+	// and no other process's connection may take it meanwhile.
+	addr := testenv.FreeAddr(t)
+	hung, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := hung.Addr().String()
 	go func() {
 		var held []net.Conn
 		defer func() {
@@ -226,7 +229,7 @@ func TestHealth(t *testing.T) {
 	hung.Close()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", addr, err)
+		t.Fatalf("cannot listen on %s again: %v", addr, err)
 	}
 	forward(t, ln, e.plainIMAP)
 	waitFor(t, func() bool { return !slices.Contains(e.px.Down(), addr) })
@@ -312,12 +315,7 @@ func TestProxyMaybe(t *testing.T) {
 // a back-end back once a session failed to reach it; a failure must not mark it down,
 // and its users are served as soon as it answers again.
 func TestNoHealthChecks(t *testing.T) {
-	gone, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := gone.Addr().String()
-	gone.Close()
+	addr := testenv.FreeAddr(t) // nothing listens yet; reserved for the test's own listen below
 	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "flaky"}}
 	e := start(t, proxy.Config{HealthInterval: -1, Backends: map[string]proxy.Backend{"flaky": {IMAP: addr}}}, dir)
 	c := dialIMAP(t, e)
@@ -326,7 +324,7 @@ func TestNoHealthChecks(t *testing.T) {
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", addr, err)
+		t.Fatalf("cannot listen on %s again: %v", addr, err)
 	}
 	forward(t, ln, e.plainIMAP)
 	if d := e.px.Down(); len(d) != 0 {
