@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # IMAP load benchmark: portcullis imapd against Dovecot configured the same way (maildir,
 # plaintext LOGIN on loopback, static passwords), same machine, same load generator.
 # Prints operations per second for 50 and 200 clients, the ratio, and portcullis's memory
@@ -10,6 +10,7 @@ set -eu
 SECS=${1:-20}
 IDLE=${IDLE:-5000}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 W=$(mktemp -d /tmp/imapbench.XXXXXX)
 chmod 755 $W
 trap 'kill $PPID_P 2>/dev/null || true; [ -f $W/run/master.pid ] && kill $(cat $W/run/master.pid) 2>/dev/null; sleep 1; rm -rf $W' EXIT
@@ -24,46 +25,8 @@ PPID_P=$!
 
 mkdir -p $W/dovecot $W/run $W/state
 chown 65534:65534 $W/dovecot
-cat > $W/dovecot.conf <<CONF
-base_dir = $W/run
-state_dir = $W/state
-log_path = $W/dovecot.log
-ssl = no
-listen = 127.0.0.1
-protocols = imap
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:$W/dovecot/%u/Maildir
-mail_max_userip_connections = 10000
-default_process_limit = 1000
-default_client_limit = 20000
-default_vsz_limit = 0
-first_valid_uid = 1
-passdb {
-  driver = static
-  args = password=secret
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$W/dovecot/%u
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $D_PORT
-  }
-  service_count = 0
-  process_min_avail = 2
-}
-# Dovecot forks an imap process per session; under load a fork made a login take 1 s
-# (6 s at 200 clients). Reused, pre-started processes (service_count = 0,
-# process_min_avail) bring that to about 60 ms, so Dovecot runs at its best here.
-service imap {
-  process_limit = 1000
-  service_count = 0
-  process_min_avail = 64
-}
-CONF
+dovecot_imap_conf $W $D_PORT "  driver = static
+  args = password=secret" > $W/dovecot.conf
 dovecot -c $W/dovecot.conf
 sleep 2
 

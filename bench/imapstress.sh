@@ -90,45 +90,9 @@ chown 65534:65534 "$W/dovecot"
 HASH=$(doveadm pw -s "${SCHEME:-SHA512-CRYPT}" -p "$PASS")
 : > "$W/passwd"
 for i in $(seq 1 $USERS); do echo "test$i@bench.example:$HASH" >> "$W/passwd"; done
-cat > "$W/dovecot.conf" <<CONF
-base_dir = $W/run
-state_dir = $W/state
-log_path = $W/dovecot.log
-ssl = no
-listen = 127.0.0.1
-protocols = imap
-disable_plaintext_auth = no
-auth_mechanisms = plain
-auth_cache_size = 10M
-auth_cache_ttl = 1 hour
-mail_location = maildir:$W/dovecot/%u/Maildir
-mail_max_userip_connections = 10000
-default_process_limit = 1000
-default_client_limit = 20000
-default_vsz_limit = 0
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = $W/passwd
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$W/dovecot/%u
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $D_PORT
-  }
-  service_count = 0
-  process_min_avail = 2
-}
-service imap {
-  process_limit = 1000
-  service_count = 0
-  process_min_avail = 64
-}
-CONF
+dovecot_imap_conf "$W" "$D_PORT" "  driver = passwd-file
+  args = $W/passwd" "auth_cache_size = 10M
+auth_cache_ttl = 1 hour" > "$W/dovecot.conf"
 dovecot -c "$W/dovecot.conf"
 for port in $P_PORT $D_PORT; do
   for _ in $(seq 100); do
