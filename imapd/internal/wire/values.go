@@ -19,26 +19,6 @@ type NumSet struct {
 	SearchRes bool
 }
 
-// Contains reports whether n is in the set, with "*" standing for star.
-func (s NumSet) Contains(n, star uint32) bool {
-	for _, r := range s.Ranges {
-		a, b := r.Start, r.Stop
-		if a == 0 {
-			a = star
-		}
-		if b == 0 {
-			b = star
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if n >= a && n <= b {
-			return true
-		}
-	}
-	return false
-}
-
 // numSet reads a sequence-set: "$" or ranges joined by commas, at most MaxItems of them.
 // Numbers are nz-number (a 0 is BAD, as a number beyond 2^32-1 is).
 func (p *Parser) numSet() (NumSet, error) {

@@ -361,15 +361,6 @@ func TestDecodeMailbox(t *testing.T) {
 	}
 }
 
-func TestNumSetContains(t *testing.T) {
-	s := NumSet{Ranges: []Range{{5, 3}, {10, 0}}}
-	for n, want := range map[uint32]bool{2: false, 3: true, 5: true, 6: false, 10: true, 12: true} {
-		if got := s.Contains(n, 12); got != want {
-			t.Errorf("Contains(%d) = %v", n, got)
-		}
-	}
-}
-
 // An over-long line that announces a non-synchronising literal is refused, and the
 // literal that comes with it is skipped, not read as the next command.
 func TestLongLineSkipsItsLiteral(t *testing.T) {
