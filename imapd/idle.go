@@ -31,7 +31,7 @@ type idlePoller struct {
 func (p *idlePoller) kick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped {
+	if p.stopped || p.err != nil { // a failed poll ends the IDLE: nothing more to send
 		return
 	}
 	if p.running {
@@ -48,14 +48,19 @@ func (p *idlePoller) run() {
 	for {
 		err := p.poll()
 		p.mu.Lock()
-		if err != nil && p.err == nil {
+		first := err != nil && p.err == nil
+		if first {
 			p.err = err
-			// The connection's goroutine is blocked reading DONE: end it.
-			p.c.NetConn().Close()
 		}
 		if err != nil || !p.again || p.stopped {
 			p.running = false
 			p.mu.Unlock()
+			if first {
+				// The connection's goroutine is blocked reading DONE: end it. Not under
+				// p.mu: closing TLS can block on the peer for seconds, and every store
+				// write to the mailbox calls kick, which takes p.mu.
+				p.c.NetConn().Close()
+			}
 			return
 		}
 		p.again = false
