@@ -48,6 +48,13 @@ type LocalDeliverer interface {
 	Deliver(ctx context.Context, rcpt string, env spool.Envelope, msg io.Reader) error
 }
 
+// BatchDeliverer is a LocalDeliverer that can take all the local recipients of a
+// message at once (mailhost: one LMTP transaction per back-end instead of one per
+// recipient). The results are in rcpts' order.
+type BatchDeliverer interface {
+	DeliverAll(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result
+}
+
 // Dispatcher is the queue's Router.
 type Dispatcher struct {
 	cfg   Config
@@ -127,8 +134,12 @@ func (d *Dispatcher) route(dst route.Destination) (delivery.Route, error) {
 // localTransport hands each recipient to a LocalDeliverer.
 type localTransport struct{ local LocalDeliverer }
 
-// Deliver delivers to each recipient in turn, reading msg from its start each time.
+// Deliver delivers to each recipient in turn, reading msg from its start each time, or
+// to all at once when the deliverer can.
 func (t localTransport) Deliver(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
+	if b, ok := t.local.(BatchDeliverer); ok {
+		return b.DeliverAll(ctx, env, rcpts, msg)
+	}
 	rs, seekable := msg.(io.ReadSeeker)
 	out := make([]delivery.Result, len(rcpts))
 	for i, r := range rcpts {

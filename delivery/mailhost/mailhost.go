@@ -83,24 +83,98 @@ func (d *Deliverer) Exists(ctx context.Context, address string) (bool, error) {
 // took the message, a delivery.Permanent for a recipient that does not exist (here or at
 // the back-end's word), and temporary otherwise.
 func (d *Deliverer) Deliver(ctx context.Context, rcpt string, env spool.Envelope, msg io.Reader) error {
+	return d.DeliverAll(ctx, env, []string{rcpt}, msg)[0].Err
+}
+
+// DeliverAll delivers msg to each of rcpts with one LMTP transaction per back-end: the
+// recipients that live on the same mail host share one MAIL, one RCPT each and one DATA
+// (RFC 2033 §4.2: one reply per accepted recipient), as Postfix's lmtp(8) batches the
+// recipients of a destination, so a message to a hundred users of one store is sent
+// to it once. Each result is a Deliver's for its recipient.
+func (d *Deliverer) DeliverAll(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
+	out := make([]delivery.Result, len(rcpts))
+	type batch struct {
+		addr string // the back-end's LMTP address
+		host string // the mail host's name, for the reply
+		to   []string
+		idx  []int // out's index of each of to
+	}
+	var batches []*batch
+	byAddr := map[string]*batch{}
+	for i, rcpt := range rcpts {
+		out[i].Rcpt = rcpt
+		host, to, err := d.resolve(ctx, rcpt)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		b := byAddr[host.LMTP]
+		if b == nil {
+			b = &batch{addr: host.LMTP, host: host.name}
+			byAddr[host.LMTP] = b
+			batches = append(batches, b)
+		}
+		b.to = append(b.to, to)
+		b.idx = append(b.idx, i)
+	}
+	if len(batches) == 0 {
+		return out
+	}
+	ra, size, err := delivery.ReaderAt(msg, d.cfg.MaxMessageBytes)
+	if err != nil {
+		for _, b := range batches {
+			for _, i := range b.idx {
+				out[i].Err = err
+			}
+		}
+		return out
+	}
+	for _, b := range batches {
+		res, err := d.deps.LMTP.Deliver(ctx, b.addr, env.From, b.to, ra, size)
+		for j, i := range b.idx {
+			rcpt := rcpts[i]
+			switch {
+			case err != nil && delivery.IsPermanent(err):
+				out[i].Err = err
+			case err != nil:
+				out[i].Err = delivery.Temporary("451 4.4.1 <"+rcpt+">: mail host "+b.host+" unavailable", err)
+			case j >= len(res):
+				out[i].Err = fmt.Errorf("mailhost: %d LMTP results for %d recipients", len(res), len(b.to))
+			default:
+				out[i] = d.result(rcpt, b.to[j], b.host, res[j])
+			}
+		}
+	}
+	return out
+}
+
+// route is where a recipient is delivered.
+type route struct {
+	directory.Host
+	name string // the mail host's name
+}
+
+// resolve finds rcpt's back-end and the address it is known by there, or the error that
+// is the recipient's result.
+func (d *Deliverer) resolve(ctx context.Context, rcpt string) (route, string, error) {
 	base, ext := d.split(rcpt)
 	u, err := d.deps.Directory.Lookup(ctx, base)
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
-		return delivery.Permanent("550 5.1.1 <"+rcpt+">: no such user", err)
+		return route{}, "", delivery.Permanent("550 5.1.1 <"+rcpt+">: no such user", err)
 	case err != nil:
 		// RFC 3463 §3.5 X.4.3: directory server failure.
-		return delivery.Temporary("451 4.4.3 <"+rcpt+">: directory unavailable", err)
+		return route{}, "", delivery.Temporary("451 4.4.3 <"+rcpt+">: directory unavailable", err)
 	}
 	if u.State == directory.StateMoving {
 		// Held: the queue retries, and delivers once the move has flipped the mail host.
 		// RFC 3463 §3.3 X.2.1: mailbox disabled, not accepting messages (for now).
-		return delivery.Temporary("450 4.2.1 <"+rcpt+">: mailbox being moved, held", nil)
+		return route{}, "", delivery.Temporary("450 4.2.1 <"+rcpt+">: mailbox being moved, held", nil)
 	}
 	host, err := d.cfg.Hosts.HostOf(u.MailHost)
 	if err != nil {
 		// X.3.5: system incorrectly configured; fixed by the admin, so retried.
-		return delivery.Temporary("451 4.3.5 <"+rcpt+">: no route to the mailbox", err)
+		return route{}, "", delivery.Temporary("451 4.3.5 <"+rcpt+">: no route to the mailbox", err)
 	}
 	// The back-end knows the user by their own address: an alias or another spelling
 	// is delivered as the user, with the extension kept for the back-end's Sieve and
@@ -110,29 +184,21 @@ func (d *Deliverer) Deliver(ctx context.Context, rcpt string, env spool.Envelope
 		local, domain, _ := strings.Cut(u.Address, "@")
 		to = local + d.cfg.RecipientDelimiter + ext + "@" + domain
 	}
-	ra, size, err := delivery.ReaderAt(msg, d.cfg.MaxMessageBytes)
-	if err != nil {
-		return err
-	}
-	res, err := d.deps.LMTP.Deliver(ctx, host.LMTP, env.From, []string{to}, ra, size)
-	if err != nil {
-		if delivery.IsPermanent(err) {
-			return err
-		}
-		return delivery.Temporary("451 4.4.1 <"+rcpt+">: mail host "+u.MailHost+" unavailable", err)
-	}
-	if len(res) != 1 {
-		return fmt.Errorf("mailhost: %d LMTP results for one recipient", len(res))
-	}
-	r := res[0]
+	return route{Host: host, name: u.MailHost}, to, nil
+}
+
+// result converts the back-end's reply for one recipient.
+func (d *Deliverer) result(rcpt, to, host string, r lmtp.RcptResult) delivery.Result {
+	out := delivery.Result{Rcpt: rcpt, Reply: r.Reply}
 	switch r.Status {
 	case lmtp.Delivered:
-		d.deps.Logger.Debug("delivered to the mail host", "rcpt", rcpt, "user", u.Address, "host", u.MailHost, "reply", r.Reply)
-		return nil
+		d.deps.Logger.Debug("delivered to the mail host", "rcpt", rcpt, "user", to, "host", host, "reply", r.Reply)
 	case lmtp.Permanent:
-		return delivery.Permanent(r.Reply, r.Err)
+		out.Err = delivery.Permanent(r.Reply, r.Err)
+	default:
+		out.Err = delivery.Temporary(r.Reply, r.Err)
 	}
-	return delivery.Temporary(r.Reply, r.Err)
+	return out
 }
 
 // split returns the address without its extension, and the extension.

@@ -112,3 +112,84 @@ type failing struct{}
 func (failing) Lookup(context.Context, string) (directory.User, error) {
 	return directory.User{}, errors.New("connection refused")
 }
+
+// TestDeliverAllOneTransaction delivers a message to several recipients at once: those
+// of one back-end share one LMTP transaction (Dovecot stamps each transaction's Received
+// field with its own id), and each recipient that cannot be delivered gets its own result.
+func TestDeliverAllOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	dc := dovecottest.Start(t, "ann@example.test", "dan@example.test")
+	dir, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	for _, u := range []directory.User{
+		{Address: "ann@example.test", MailHost: "store1"},
+		{Address: "dan@example.test", MailHost: "store1"},
+		{Address: "bob@example.test", MailHost: "store2"}, // down
+		{Address: "cat@example.test", MailHost: "store1", State: directory.StateMoving},
+	} {
+		if err := dir.Put(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc, err := lmtp.New(lmtp.Config{LocalName: "fe.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	hosts := directory.Config{Hosts: map[string]directory.Host{
+		"store1": {LMTP: dc.LMTPAddr()},
+		"store2": {LMTP: testenv.FreeAddr(t)},
+	}}
+	d, err := mailhost.New(mailhost.Config{Hosts: hosts}, mailhost.Deps{Directory: dir, LMTP: lc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"ann@example.test", "bob@example.test", "dan@example.test", "nobody@example.test", "cat@example.test"}
+	msg := "From: x@example.net\r\nSubject: to all\r\n\r\nhello\r\n"
+	res := d.DeliverAll(ctx, spool.Envelope{From: "x@example.net"}, rcpts, strings.NewReader(msg))
+	if len(res) != len(rcpts) {
+		t.Fatalf("%d results for %d recipients", len(res), len(rcpts))
+	}
+	want := map[string]string{"ann@example.test": "250", "dan@example.test": "250",
+		"bob@example.test": "451 4.4.1", "nobody@example.test": "550 5.1.1", "cat@example.test": "450 4.2.1"}
+	for i, r := range res {
+		if r.Rcpt != rcpts[i] {
+			t.Fatalf("result %d is for %s, want %s", i, r.Rcpt, rcpts[i])
+		}
+		reply := r.Reply
+		if r.Err != nil {
+			reply, _ = delivery.ReplyOf(r.Err)
+		}
+		if !strings.HasPrefix(reply, want[r.Rcpt]) {
+			t.Errorf("%s: %q (%v), want %s", r.Rcpt, reply, r.Err, want[r.Rcpt])
+		}
+		if (r.Err == nil) != (want[r.Rcpt] == "250") {
+			t.Errorf("%s: err %v", r.Rcpt, r.Err)
+		}
+	}
+	if delivery.IsPermanent(res[1].Err) || !delivery.IsPermanent(res[3].Err) || delivery.IsPermanent(res[4].Err) {
+		t.Errorf("only the unknown user is permanent: %v / %v / %v", res[1].Err, res[3].Err, res[4].Err)
+	}
+	ann, dan := dc.Messages(t, "ann@example.test"), dc.Messages(t, "dan@example.test")
+	if len(ann) != 1 || len(dan) != 1 {
+		t.Fatalf("ann has %d messages, dan %d; want 1 each", len(ann), len(dan))
+	}
+	if a, b := lmtpID(t, ann[0]), lmtpID(t, dan[0]); a != b {
+		t.Errorf("two LMTP transactions (ids %q and %q), want one for the back-end", a, b)
+	}
+}
+
+// lmtpID returns the transaction id of Dovecot's Received field ("by HOST with LMTP
+// id ID (envelope-from ...)", folded).
+func lmtpID(t *testing.T, msg []byte) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(string(msg), "with LMTP")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 2 || f[0] != "id" {
+		t.Fatalf("no Dovecot Received field in %q", msg)
+	}
+	return f[1]
+}
