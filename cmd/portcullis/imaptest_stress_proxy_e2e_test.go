@@ -264,7 +264,7 @@ func writeStressMbox(t *testing.T, n int) string {
 const limitsOff = `max_connections_per_ip: -1, max_login_connections: -1, max_user_connections: -1, max_user_ip_connections: -1`
 
 // TestImaptestStressProxy runs imaptest's stress mode (random commands from 12 clients
-// for 15 s, every reply checked against its model of the mailbox, which the clients of a
+// for 12 s, every reply checked against its model of the mailbox, which the clients of a
 // user share) with each connection sent, alternately, through a mode: proxy process or
 // straight to the back-end's imaps listener: both paths serve one mailbox per user (users
 // in the PostgreSQL directory). imaptest must report no error, and afterwards a session
@@ -273,7 +273,7 @@ const limitsOff = `max_connections_per_ip: -1, max_login_connections: -1, max_us
 // same users (a misroute), and both checks must then fail: they see what they look for.
 func TestImaptestStressProxy(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs imaptest's stress mode through the proxy and directly (about 40 s)")
+		t.Skip("runs imaptest's stress mode through the proxy and directly (about 50 s)")
 	}
 	dir := imaptestDir(t)
 	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
@@ -334,7 +334,7 @@ proxy:
 
 	t.Run("spread", func(t *testing.T) {
 		sp := startSplitter(t, splitTarget{px.addrs["proxy-imaps"], stressViaProxySrc}, splitTarget{store.addrs["imaps"], stressDirectSrc})
-		r, out := runImaptestStress(t, dir, sp.addr(), mbox, 15)
+		r, out := runImaptestStress(t, dir, sp.addr(), mbox, 12)
 		sp.close()
 		for _, l := range r.errs {
 			t.Errorf("imaptest: %s", l)
@@ -399,7 +399,7 @@ managesieve: { addr: "" }
 `, filepath.Join(odir, "data"), dns.Addr(), limitsOff)), 0o644))
 		other := startPlainServer(t, ocfg, "imaps")
 		sp := startSplitter(t, splitTarget{px.addrs["proxy-imaps"], stressViaProxySrc}, splitTarget{other.addrs["imaps"], stressDirectSrc})
-		r, out := runImaptestStress(t, dir, sp.addr(), mbox, 8)
+		r, out := runImaptestStress(t, dir, sp.addr(), mbox, 5)
 		sp.close()
 		t.Logf("imaptest reported %d errors; the first: %s", len(r.errs), strings.Join(r.errs[:min(3, len(r.errs))], " | "))
 		if len(r.errs) == 0 {
