@@ -11,6 +11,9 @@
 // leaves out what the server holds once, such as the users' open indexes). -pprof saves a
 // heap profile and the goroutine count of the server at each level. At the end every
 // session ends its IDLE with DONE and must get its OK: the sessions were held, not dropped.
+// Behind a proxy, -proxy-pid reports the proxy's RSS per connection as well, and -hold
+// keeps the sessions open after the last level while other load runs (bench/capacity.sh
+// runs imapload's operation mix on a fraction of active clients meanwhile).
 //
 // The client side is raw lines over one socket per session, no goroutine per session
 // while idle, so that 10,000 sessions fit in one small process.
@@ -47,6 +50,8 @@ func main() {
 	profDir := flag.String("profdir", ".", "where -pprof writes heap-N.pprof")
 	settle := flag.Duration("settle", 5*time.Second, "wait after opening a level before measuring")
 	parallel := flag.Int("parallel", 32, "sessions opened at once")
+	proxyPid := flag.Int("proxy-pid", 0, "a proxy in front of the server: report its VmRSS per connection too")
+	hold := flag.Duration("hold", 0, "after the last level, hold the sessions this long before DONE (other load may run meanwhile)")
 	flag.Parse()
 	raiseFileLimit()
 
@@ -59,10 +64,10 @@ func main() {
 		ns = append(ns, n)
 	}
 	d := dialer{addr: *addr, tls: *useTLS, pass: *pass}
-	base := rssOf(*pid)
+	base, pbase := rssOf(*pid), rssOf(*proxyPid)
 	fmt.Printf("server_rss_start=%d\n", base)
 	var held []*session
-	prevN, prevRSS := 0, base
+	prevN, prevRSS, prevProxy := 0, base, pbase
 	for _, n := range ns {
 		more, failed, firstErr := d.open(len(held), n, *users, *domain, *parallel)
 		held = append(held, more...)
@@ -77,6 +82,14 @@ func main() {
 			if len(held) > prevN && prevN > 0 {
 				line += fmt.Sprintf(" rss_per_added_conn=%.1fKiB", float64(r-prevRSS)/float64(len(held)-prevN)/1024)
 			}
+		}
+		if *proxyPid > 0 && len(held) > 0 {
+			pr := rssOf(*proxyPid)
+			line += fmt.Sprintf(" proxy_rss=%d proxy_rss_per_conn=%.1fKiB", pr, float64(pr-pbase)/float64(len(held))/1024)
+			if len(held) > prevN && prevN > 0 {
+				line += fmt.Sprintf(" proxy_rss_per_added_conn=%.1fKiB", float64(pr-prevProxy)/float64(len(held)-prevN)/1024)
+			}
+			prevProxy = pr
 		}
 		if *pprofURL != "" {
 			if g, err := goroutines(*pprofURL); err == nil {
@@ -96,6 +109,10 @@ func main() {
 		}
 		fmt.Println(line)
 		prevN, prevRSS = len(held), r
+	}
+	if *hold > 0 {
+		fmt.Printf("holding=%d for %v\n", len(held), *hold)
+		time.Sleep(*hold)
 	}
 	// Every session must still be there: DONE gets the IDLE's tagged OK.
 	var alive atomic.Int64
