@@ -171,6 +171,9 @@ func TestE2EWebSharedLogin(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: "node1", PasswordHash: hash}))
 
+	// The nodes share the page's key file (web.secret_file) as they share the database.
+	secret := filepath.Join(t.TempDir(), "web.secret")
+	require.NoError(t, os.WriteFile(secret, []byte(strings.Repeat("9f", 32)+"\n"), 0o600))
 	var nodes []*server
 	for i := range 2 {
 		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
@@ -178,7 +181,7 @@ func TestE2EWebSharedLogin(t *testing.T) {
 		cfg := webServerConfig(t, dir)
 		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
 		require.NoError(t, err)
-		_, err = fmt.Fprintf(f, "directory: { postgres: %q, cache_ttl: -1s }\n", dsn)
+		_, err = fmt.Fprintf(f, "directory: { postgres: %q, cache_ttl: -1s }\nweb: { secret_file: %q }\n", dsn, secret)
 		require.NoError(t, err)
 		require.NoError(t, f.Close())
 		srv := startServer(t, cfg, "mx", "http")
@@ -203,3 +206,4 @@ func TestE2EWebSharedLogin(t *testing.T) {
 		require.Equal(t, http.StatusSeeOther, code, "the session after the password changed in the directory")
 	}
 }
+

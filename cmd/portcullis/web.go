@@ -74,15 +74,24 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	}
 	wcfg := cfg.Web
 	wcfg.Logger = logger
+	if wcfg.SecretFile == "" {
+		wcfg.SecretFile = filepath.Join(cfg.DataDir, "web.secret")
+	}
 	if wcfg.URL == "" {
 		wcfg.URL = defaultWebURL(cfg)
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: authn, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
-		Log: pageLog, TicketKey: key, State: state, Credentials: creds, ListOwners: listed})
+		Log: pageLog, LegacyKey: key, State: state, Credentials: creds, ListOwners: listed})
 	if err != nil {
 		state.Close()
 		closeDir()
 		return nil, err
+	}
+	if key != nil {
+		// Moved into the secret file (or refused): the old file keeps no copy of it.
+		if err := os.Remove(filepath.Join(cfg.DataDir, "web.key")); err != nil {
+			logger.Warn("web: removing the old web.key failed", "err", err.Error())
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	mux.Handle("/", page)
@@ -167,7 +176,8 @@ func exposedHTTP(cfg *config.Config) []string {
 }
 
 // oldTicketKey reads the key an older version kept in DATA/web.key, which the page's
-// state database then adopts (its links keep working); nil when there is none.
+// secret file then adopts as an old key (its links work until they expire); nil when
+// there is none.
 func oldTicketKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	switch {
