@@ -222,8 +222,10 @@ func webUsers(cfg *config.Config, users *auth.Service, router *route.Router) (we
 
 // credentialStamps are the users' credential stamps for the page (web.Credentials): a
 // digest of the stored password hash of a local user (or of the shared directory's
-// hash when hashes is set), which a password change changes; for an LDAP user, whose
-// hash the server does not read, only whether they still exist.
+// hash when hashes is set), which a password change changes; for an LDAP user, a digest
+// of what the directory shows of the password's last change (auth.LDAP.Stamp: the
+// hash if readable, pwdChangedTime, else entryCSN/modifyTimestamp, which any change of
+// the entry changes).
 type credentialStamps struct {
 	users  *auth.Service
 	hashes auth.HashLookup // nil: the local user database
@@ -253,12 +255,12 @@ func (c credentialStamps) Stamp(ctx context.Context, user string) (string, error
 		return "", err
 	}
 	if c.users.LDAP != nil {
-		ok, err := c.users.LDAP.Exists(ctx, user)
-		if err != nil {
+		st, err := c.users.LDAP.Stamp(ctx, user)
+		switch {
+		case err == nil:
+			return st, nil
+		case !errors.Is(err, auth.ErrUnknownUser):
 			return "", err
-		}
-		if ok {
-			return "ldap", nil
 		}
 	}
 	return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)
