@@ -218,7 +218,7 @@ func loadKeys(ctx context.Context, st *State, path string, legacy []byte, lifeti
 	if old != nil && !k.has(old) && warn != nil {
 		warn("web: the ticket key an older version kept is not in secret_file: the digest links mailed before the upgrade no longer work", "file", path)
 	}
-	if err := st.dropLegacyKey(ctx); err != nil {
+	if err := st.dropLegacyKey(ctx, warn); err != nil {
 		return nil, err
 	}
 	if prev, err := st.swapKeyID(ctx, keyID(k.sign())); err != nil {

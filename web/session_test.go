@@ -150,6 +150,16 @@ func TestSessionsSharedOnPostgres(t *testing.T) {
 	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 4)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A key an older version kept in the shared tables is deleted at the first start.
+	if st, err := OpenState(ctx, statedb.Config{Postgres: dsn}); err != nil {
+		t.Fatal(err)
+	} else {
+		_, err := st.db.Exec(ctx, `INSERT INTO web_keys (name, key) VALUES ('ticket', ?)`, strings.Repeat("ab", 32))
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	var nodes []*httptest.Server
 	for range 2 {
 		st, err := OpenState(ctx, statedb.Config{Postgres: dsn})
@@ -195,6 +205,9 @@ func TestSessionsSharedOnPostgres(t *testing.T) {
 	}
 	defer db.Close()
 	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM web_keys WHERE name = 'ticket' OR key = $1`, strings.Repeat("0123456789abcdef", 4)).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d keys in PostgreSQL (%v)", n, err)
+	}
 	if err := db.QueryRow(`SELECT count(*) FROM web_sessions`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d sessions in PostgreSQL after the logout (%v)", n, err)
 	}

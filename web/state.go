@@ -100,7 +100,10 @@ func (st *State) legacyKey(ctx context.Context) ([]byte, error) {
 // key file's key). A deleted row's bytes stay in the file's free pages and the WAL, so a
 // SQLite database is vacuumed (rewritten) and its WAL truncated; a PostgreSQL table is
 // rewritten by VACUUM FULL (its own WAL and backups are the operator's: docs/operations.md).
-func (st *State) dropLegacyKey(ctx context.Context) error {
+//
+// A PostgreSQL role that may not VACUUM FULL (not the table's owner) gets a warning, not
+// a refusal to start: the row is deleted, only its dead bytes wait for autovacuum.
+func (st *State) dropLegacyKey(ctx context.Context, warn func(string, ...any)) error {
 	res, err := st.db.Exec(ctx, `DELETE FROM web_keys WHERE name = 'ticket'`)
 	if err != nil {
 		return fmt.Errorf("web: state: deleting the old ticket key: %w", err)
@@ -116,8 +119,8 @@ func (st *State) dropLegacyKey(ctx context.Context) error {
 	}
 	if st.db.Postgres() {
 		if keys > 0 {
-			if _, err := st.db.Exec(ctx, `VACUUM FULL web_keys`); err != nil {
-				return fmt.Errorf("web: state: rewriting web_keys without the old key (VACUUM FULL; the table's owner may): %w", err)
+			if _, err := st.db.Exec(ctx, `VACUUM FULL web_keys`); err != nil && warn != nil {
+				warn("web: state: rewriting web_keys without the old ticket key failed (VACUUM FULL; the table's owner may): run it as the owner", "err", err.Error())
 			}
 		}
 		return nil
