@@ -224,7 +224,7 @@ func loadKeys(ctx context.Context, st *State, path string, legacy []byte, lifeti
 	if prev, err := st.swapKeyID(ctx, keyID(k.sign())); err != nil {
 		return nil, err
 	} else if prev != "" && !k.hasID(prev) && warn != nil {
-		warn("web: the last node to start signed with a key that is not in this node's secret_file: each node refuses the other's digest links and forms until every node has the same file", "file", path)
+		warn("web: the key that signed until now is not in secret_file (the file was replaced, or the nodes' files differ): the links and forms it made are refused, and nodes with different files refuse each other's", "file", path)
 	}
 	return k, nil
 }
