@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -255,4 +256,27 @@ func httptestServer(t *testing.T, h http.Handler) *httptest.Server {
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return ts
+}
+
+// A start whose file lacks the key that signed until now (a replaced file, or nodes
+// with different files) says so; a rotation, which keeps that key, does not.
+func TestSecretKeyIDWarns(t *testing.T) {
+	r := newRig(t)
+	old := hex.EncodeToString(r.srv.keys.sign())
+	start := func(content string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "web.secret")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		r.srv = r.restarted(Config{SecretFile: p, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		return logs.String()
+	}
+	if logs := start(strings.Repeat("c3", 32) + "\n" + old + "\n"); strings.Contains(logs, "not in secret_file") {
+		t.Errorf("a rotation warned:\n%s", logs)
+	}
+	if logs := start(strings.Repeat("d4", 32) + "\n"); !strings.Contains(logs, "not in secret_file") {
+		t.Errorf("a file without the key that signed until now: no warning:\n%s", logs)
+	}
 }
