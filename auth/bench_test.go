@@ -131,3 +131,26 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLDAPStamp compares what the web page asks the directory at each request of
+// an LDAP user: Exists (before: only whether the user still exists) and Stamp (now: the
+// entry's password-change attributes), pooled, against a real slapd.
+func BenchmarkLDAPStamp(b *testing.B) {
+	srv := startSlapd(b)
+	ctx := context.Background()
+	l := newLDAP(b, srv, nil)
+	b.Run("exists", func(b *testing.B) {
+		for b.Loop() {
+			if ok, err := l.Exists(ctx, "bob@example.test"); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("stamp", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := l.Stamp(ctx, "bob@example.test"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

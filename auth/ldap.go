@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -77,7 +78,9 @@ type LDAP struct {
 
 	sem  chan struct{}
 	idle idle.Stack[*ldapConn]
-	now  func() time.Time
+
+	stampWarn sync.Once
+	now       func() time.Time
 }
 
 type ldapConn struct {
@@ -445,6 +448,66 @@ func (l *LDAP) Attributes(ctx context.Context, addr string, attrs ...string) (ma
 		return true, nil
 	})
 	return out, err
+}
+
+// stampAttrs are what Stamp reads of a user's entry, in groups from the most precise:
+// the stored password itself, where the service account may read it (an ACL "by dn=...
+// read" on userPassword); the time the password last changed (pwdChangedTime, set by
+// OpenLDAP's ppolicy overlay, draft-behera-ldap-password-policy-10 §5.3.2; pwdLastSet
+// in Active Directory); else what changes with any modification of the entry: entryCSN
+// (OpenLDAP, microseconds and a change count), uSNChanged (Active Directory) and
+// modifyTimestamp (RFC 4512 §3.4.2, whole seconds). The last group also ends a web
+// session when anything else of the entry changes (a new phone number): acceptable,
+// the user logs in again. Operational attributes are returned only when asked for by
+// name (RFC 4511 §4.5.1.8), as here.
+var stampAttrs = [][]string{{"userPassword"}, {"pwdChangedTime", "pwdLastSet"}, {"entryCSN", "uSNChanged", "modifyTimestamp"}}
+
+// Stamp returns a user's credential stamp: a digest that changes when their password
+// does (see stampAttrs), so that the web page ends the sessions opened before. It fails
+// with ErrUnknownUser when no entry matches addr (RecipientFilter). A directory that
+// shows the service account none of the attributes gives a constant stamp, and a
+// warning is logged once: password changes then end no session.
+func (l *LDAP) Stamp(ctx context.Context, addr string) (string, error) {
+	if addr == "" || len(addr) > address.MaxLen {
+		return "", fmt.Errorf("%w: bad address %.80q", ErrUnknownUser, addr)
+	}
+	var attrs []string
+	for _, g := range stampAttrs {
+		attrs = append(attrs, g...)
+	}
+	var stamp string
+	err := l.with(ctx, func(lc *ldapConn) (bool, error) {
+		e, err := l.search(lc, l.cfg.RecipientFilter, addr, attrs...)
+		if err != nil {
+			return !errors.Is(err, ErrUnavailable), err
+		}
+		stamp = entryStamp(e)
+		return true, nil
+	})
+	if err == nil && stamp == "ldap" {
+		l.stampWarn.Do(func() {
+			l.log.Warn("auth: the ldap directory shows the service account none of userPassword, pwdChangedTime, pwdLastSet, entryCSN, uSNChanged, modifyTimestamp: a password change will not end the user's web sessions", "user", addr)
+		})
+	}
+	return stamp, err
+}
+
+// entryStamp digests the first group of stampAttrs that e has; "ldap" when none.
+func entryStamp(e *ldap.Entry) string {
+	for i, g := range stampAttrs {
+		h := sha256.New()
+		found := false
+		for _, a := range g {
+			for _, v := range e.GetEqualFoldRawAttributeValues(a) {
+				found = true
+				fmt.Fprintf(h, "%s\x00%d\x00%s\x00", a, len(v), v)
+			}
+		}
+		if found {
+			return fmt.Sprintf("ldap%d:%x", i, h.Sum(nil)[:12])
+		}
+	}
+	return "ldap"
 }
 
 // MailAttribute is the attribute that holds a user's canonical address.

@@ -31,4 +31,10 @@
 // password-reset link: HMAC-signed, valid Config.TicketLifetime, once (their ids are
 // recorded in State), only while the account keeps the password it had, and never for
 // the admin role.
+//
+// The key that signs them, from which the sessions' CSRF tokens are also derived, is in
+// Config.SecretFile, never in State: a copy of the database (a backup, a read of the
+// shared PostgreSQL tables) holds only hashes of tokens and a key id, and can neither
+// sign a link nor know a form's token. The file's format, rotation and the upgrade from
+// the versions that kept the key in the database are described in secret.go.
 package web

@@ -43,7 +43,9 @@ func Example() {
 		panic(err)
 	}
 	defer state.Close()
-	page, err := web.New(web.Config{Admins: []string{"postmaster@example.test"}},
+	// The keys that sign the digest's links live in a file, not in the database: a
+	// SQLite state creates it (mode 0600) at the first start.
+	page, err := web.New(web.Config{Admins: []string{"postmaster@example.test"}, SecretFile: filepath.Join(dir, "web.secret")},
 		web.Deps{Auth: users{"alice@example.test": "secret"}, Owner: owner{}, State: state})
 	if err != nil {
 		panic(err)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,7 +34,11 @@ func FuzzParseLogFilter(f *testing.F) {
 
 // FuzzTicket: no input but a ticket the server signed logs anyone in.
 func FuzzTicket(f *testing.F) {
-	s := &Server{deps: Deps{TicketKey: make([]byte, 32)}, now: time.Now}
+	k, err := parseKeys("fuzz", []byte(strings.Repeat("k", 32)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{keys: k, now: time.Now}
 	good := s.sign(ticket{user: "alice@example.test", id: "id", rcpt: "alice@example.test", exp: time.Now().Add(time.Hour).Unix(), nonce: "n"})
 	f.Add(good)
 	f.Add("")

@@ -137,7 +137,7 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { state.Close() })
-	s, err := New(Config{Admins: []string{"admin@example.test"}}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
+	s, err := New(Config{Admins: []string{"admin@example.test"}, SecretFile: filepath.Join(dir, "web.secret")}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
 		Log: dlog, Addresses: router, State: state, Credentials: stamps{users.DB}, ListOwners: expander{router}})
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,7 @@ type sessions struct {
 	// isAdmin says whether the configuration makes user an admin now: a session
 	// outlives the process that opened it, and keeps the role only while it does.
 	isAdmin func(user string) bool
+	keys    *keys // derive the sessions' CSRF tokens
 
 	mu        sync.Mutex
 	lastPrune time.Time
@@ -94,7 +95,7 @@ func (ss *sessions) create(ctx context.Context, user string, admin bool) (*sessi
 	now := ss.now()
 	ss.maybePrune(ctx, now)
 	tok := randomToken()
-	s := &session{id: hashToken(tok), user: user, admin: admin, csrf: randomToken(), stamp: stamp, created: now, used: now}
+	s := &session{id: hashToken(tok), user: user, admin: admin, csrf: ss.keys.csrfToken(tok), stamp: stamp, created: now, used: now}
 	adm := 0
 	if admin {
 		adm = 1
@@ -124,8 +125,8 @@ func (ss *sessions) create(ctx context.Context, user string, admin bool) (*sessi
 				return errFull
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			s.id, user, adm, s.csrf, stamp, now.Unix(), now.Unix())
+		_, err := tx.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES (?, ?, ?, '', ?, ?, ?)`,
+			s.id, user, adm, stamp, now.Unix(), now.Unix())
 		return err
 	})
 	if errors.Is(err, errFull) {
@@ -181,11 +182,11 @@ func (ss *sessions) get(r *http.Request) *session {
 		return nil
 	}
 	ctx := r.Context()
-	s := &session{id: hashToken(c.Value)}
+	s := &session{id: hashToken(c.Value), csrf: ss.keys.csrfToken(c.Value)}
 	var adm int
 	var created, used int64
-	err = ss.st.db.QueryRow(ctx, `SELECT "user", admin, csrf, stamp, created, used, flash FROM web_sessions WHERE id = ?`, s.id).
-		Scan(&s.user, &adm, &s.csrf, &s.stamp, &created, &used, &s.flash)
+	err = ss.st.db.QueryRow(ctx, `SELECT "user", admin, stamp, created, used, flash FROM web_sessions WHERE id = ?`, s.id).
+		Scan(&s.user, &adm, &s.stamp, &created, &used, &s.flash)
 	if err != nil {
 		if !errors.Is(err, errNoRows) {
 			ss.log.Warn("web: reading a session failed", "err", err.Error())
@@ -465,7 +466,7 @@ func (s *Server) ticketStamp(ctx context.Context, user string) (string, error) {
 
 func (s *Server) sign(t ticket) string {
 	payload := strings.Join([]string{t.user, t.id, t.rcpt, strconv.FormatInt(t.exp, 10), t.nonce, t.stamp}, "\x00")
-	mac := hmac.New(sha256.New, s.deps.TicketKey)
+	mac := hmac.New(sha256.New, s.keys.sign())
 	mac.Write([]byte(payload))
 	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
@@ -481,9 +482,18 @@ func (s *Server) checkTicket(t string) (ticket, bool) {
 	if err1 != nil || err2 != nil {
 		return ticket{}, false
 	}
-	mac := hmac.New(sha256.New, s.deps.TicketKey)
-	mac.Write(payload)
-	if !hmac.Equal(sum, mac.Sum(nil)) {
+	// Every key of the file is tried (a rotation keeps the old one for the links it
+	// signed); one with until= checks only links that expire by then.
+	var by *ticketKey
+	for i, k := range s.keys.check {
+		mac := hmac.New(sha256.New, k.key)
+		mac.Write(payload)
+		if hmac.Equal(sum, mac.Sum(nil)) {
+			by = &s.keys.check[i]
+			break
+		}
+	}
+	if by == nil {
 		return ticket{}, false
 	}
 	f := strings.Split(string(payload), "\x00")
@@ -491,7 +501,7 @@ func (s *Server) checkTicket(t string) (ticket, bool) {
 		return ticket{}, false
 	}
 	exp, err := strconv.ParseInt(f[3], 10, 64)
-	if err != nil || s.now().Unix() > exp {
+	if err != nil || s.now().Unix() > exp || by.until != 0 && exp > by.until {
 		return ticket{}, false
 	}
 	return ticket{user: f[0], id: f[1], rcpt: f[2], exp: exp, nonce: f[4], stamp: f[5]}, true

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +28,11 @@ func TestOneUserCannotFillTheSessions(t *testing.T) {
 	}
 	defer st.Close()
 	now := time.Unix(1e9, 0)
-	ss := &sessions{st: st, lifetime: time.Hour, idle: time.Hour, max: 100, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+	k, err := parseKeys("test", []byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := &sessions{st: st, lifetime: time.Hour, idle: time.Hour, max: 100, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler), keys: k}
 	var first *session
 	for i := range 100 {
 		now = now.Add(time.Second)
@@ -127,6 +132,34 @@ func TestSessionsSharedOnPostgres(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
 	r := newRig(t)
 	ctx := context.Background()
+	// The nodes share the key file as they share the database; a node without it does
+	// not start (a key of its own would refuse the others' links and forms).
+	secret := filepath.Join(t.TempDir(), "web.secret")
+	if st, err := OpenState(ctx, statedb.Config{Postgres: dsn}); err != nil {
+		t.Fatal(err)
+	} else {
+		_, err := New(Config{SecretFile: secret}, Deps{Auth: r.srv.deps.Auth, Owner: r.srv.deps.Owner, State: st})
+		st.Close()
+		if err == nil || !strings.Contains(err.Error(), "every node needs the same file") {
+			t.Fatalf("a PostgreSQL node without the key file: %v", err)
+		}
+		if _, err := os.Stat(secret); !os.IsNotExist(err) {
+			t.Fatalf("the node made a key file of its own: %v", err)
+		}
+	}
+	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 4)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A key an older version kept in the shared tables is deleted at the first start.
+	if st, err := OpenState(ctx, statedb.Config{Postgres: dsn}); err != nil {
+		t.Fatal(err)
+	} else {
+		_, err := st.db.Exec(ctx, `INSERT INTO web_keys (name, key) VALUES ('ticket', ?)`, strings.Repeat("ab", 32))
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	var nodes []*httptest.Server
 	for range 2 {
 		st, err := OpenState(ctx, statedb.Config{Postgres: dsn})
@@ -134,7 +167,7 @@ func TestSessionsSharedOnPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		s, err := New(Config{}, Deps{Auth: r.srv.deps.Auth, Owner: r.srv.deps.Owner, Quarantine: r.area, Lists: r.lists, State: st, Credentials: stamps{r.users.DB}})
+		s, err := New(Config{SecretFile: secret}, Deps{Auth: r.srv.deps.Auth, Owner: r.srv.deps.Owner, Quarantine: r.area, Lists: r.lists, State: st, Credentials: stamps{r.users.DB}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,6 +205,9 @@ func TestSessionsSharedOnPostgres(t *testing.T) {
 	}
 	defer db.Close()
 	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM web_keys WHERE name = 'ticket' OR key = $1`, strings.Repeat("0123456789abcdef", 4)).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d keys in PostgreSQL (%v)", n, err)
+	}
 	if err := db.QueryRow(`SELECT count(*) FROM web_sessions`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d sessions in PostgreSQL after the logout (%v)", n, err)
 	}
@@ -205,6 +241,9 @@ func TestAdminRemovedLosesRoleAfterRestart(t *testing.T) {
 func (r *rig) restarted(cfg Config) *Server {
 	r.t.Helper()
 	st2, err := OpenState(context.Background(), statedb.Config{Path: filepath.Join(r.dir, "web.db")})
+	if cfg.SecretFile == "" {
+		cfg.SecretFile = r.srv.cfg.SecretFile
+	}
 	if err != nil {
 		r.t.Fatal(err)
 	}

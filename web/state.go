@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -12,8 +11,8 @@ import (
 	"github.com/portcullis-mail/portcullis/internal/statedb"
 )
 
-// State is the page's state database: the sessions, the digest tickets already used and
-// the key that signs tickets. It is a SQLite file under the data directory (DATA/web.db),
+// State is the page's state database: the sessions and the digest tickets already used
+// (the keys are in Config.SecretFile: a copy of the database signs nothing). It is a SQLite file under the data directory (DATA/web.db),
 // or the PostgreSQL database the nodes share, so that a login made on one node is valid
 // on the others, survives a restart, and a ticket used on one node is used on all.
 type State struct {
@@ -22,6 +21,9 @@ type State struct {
 
 // Only a hash of a session's token is stored (id): a copy of the table (a backup, a
 // replica) logs no one in. stamp is the user's credential stamp at login (Credentials).
+// csrf is empty: the token is derived from the cookie's (keys.csrfToken); older versions
+// stored it. web_keys holds the signing key's id ('key_id'); older versions kept the
+// ticket key itself there ('ticket'), which the start moves out (loadKeys).
 const stateSQLite = `
 CREATE TABLE IF NOT EXISTS web_sessions (
 	id      TEXT PRIMARY KEY,
@@ -76,26 +78,78 @@ func OpenState(ctx context.Context, cfg statedb.Config) (*State, error) {
 // Close closes the database.
 func (st *State) Close() error { return st.db.Close() }
 
-// ticketKey returns the key that signs the digest's tickets, storing initial (a random
-// key when nil) if the database has none yet: every node sharing the database signs and
-// checks with the same key.
-func (st *State) ticketKey(ctx context.Context, initial []byte) ([]byte, error) {
-	if initial == nil {
-		initial = make([]byte, 32)
-		_, _ = rand.Read(initial)
-	}
-	if _, err := st.db.Exec(ctx, `INSERT INTO web_keys (name, key) VALUES ('ticket', ?) ON CONFLICT (name) DO NOTHING`, hex.EncodeToString(initial)); err != nil {
-		return nil, fmt.Errorf("web: storing the ticket key: %w", err)
-	}
+// legacyKey returns the ticket key an older version kept in the database, or nil.
+func (st *State) legacyKey(ctx context.Context) ([]byte, error) {
 	var k string
-	if err := st.db.QueryRow(ctx, `SELECT key FROM web_keys WHERE name = 'ticket'`).Scan(&k); err != nil {
-		return nil, fmt.Errorf("web: reading the ticket key: %w", err)
+	err := st.db.QueryRow(ctx, `SELECT key FROM web_keys WHERE name = 'ticket'`).Scan(&k)
+	if errors.Is(err, errNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("web: state: reading the old ticket key: %w", err)
 	}
 	key, err := hex.DecodeString(k)
-	if err != nil || len(key) < 32 {
-		return nil, errors.New("web: the stored ticket key is damaged")
+	if err != nil || len(key) < minKeyLen {
+		return nil, nil // damaged: nothing to keep, and dropLegacyKey deletes it
 	}
 	return key, nil
+}
+
+// dropLegacyKey deletes what an older version kept in the database that a copy of it
+// must not give away: the ticket key and the sessions' CSRF tokens (now derived from the
+// key file's key). A deleted row's bytes stay in the file's free pages and the WAL, so a
+// SQLite database is vacuumed (rewritten) and its WAL truncated; a PostgreSQL table is
+// rewritten by VACUUM FULL (its own WAL and backups are the operator's: docs/operations.md).
+//
+// A PostgreSQL role that may not VACUUM FULL (not the table's owner) gets a warning, not
+// a refusal to start: the row is deleted, only its dead bytes wait for autovacuum.
+func (st *State) dropLegacyKey(ctx context.Context, warn func(string, ...any)) error {
+	res, err := st.db.Exec(ctx, `DELETE FROM web_keys WHERE name = 'ticket'`)
+	if err != nil {
+		return fmt.Errorf("web: state: deleting the old ticket key: %w", err)
+	}
+	keys, _ := res.RowsAffected()
+	res, err = st.db.Exec(ctx, `UPDATE web_sessions SET csrf = '' WHERE csrf <> ''`)
+	if err != nil {
+		return fmt.Errorf("web: state: deleting the old CSRF tokens: %w", err)
+	}
+	tokens, _ := res.RowsAffected()
+	if keys == 0 && tokens == 0 {
+		return nil
+	}
+	if st.db.Postgres() {
+		if keys > 0 {
+			if _, err := st.db.Exec(ctx, `VACUUM FULL web_keys`); err != nil && warn != nil {
+				warn("web: state: rewriting web_keys without the old ticket key failed (VACUUM FULL; the table's owner may): run it as the owner", "err", err.Error())
+			}
+		}
+		return nil
+	}
+	if _, err := st.db.Exec(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("web: state: vacuuming after deleting the old key: %w", err)
+	}
+	if _, err := st.db.Exec(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return fmt.Errorf("web: state: truncating the WAL after deleting the old key: %w", err)
+	}
+	return nil
+}
+
+// swapKeyID records id as the signing key's id and returns the one recorded before ("":
+// none): a node whose key differs from the last one started can say so.
+func (st *State) swapKeyID(ctx context.Context, id string) (string, error) {
+	var prev string
+	err := st.db.Tx(ctx, func(tx *statedb.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT key FROM web_keys WHERE name = 'key_id'`).Scan(&prev)
+		if err != nil && !errors.Is(err, errNoRows) {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO web_keys (name, key) VALUES ('key_id', ?) ON CONFLICT (name) DO UPDATE SET key = excluded.key`, id)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("web: state: recording the key id: %w", err)
+	}
+	return prev, nil
 }
 
 // useTicket records the ticket id as used until expires (Unix seconds); it says false

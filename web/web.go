@@ -88,6 +88,15 @@ type Config struct {
 	// link logs its user in once, to one message, and stops working when the user's
 	// password changes or the account is deleted; after that the password is needed.
 	TicketLifetime time.Duration `yaml:"ticket_lifetime"`
+	// SecretFile holds the keys that sign the digest's links and derive the forms'
+	// CSRF tokens (default DATA/web.secret, which the server sets). They are kept out
+	// of the State database, so that a copy of it signs nothing. With a SQLite State a
+	// missing file is created (mode 0600, one random key); with the PostgreSQL State
+	// that several nodes share, every node needs the same file (umask 077; openssl rand
+	// -hex 32 > FILE) and a missing one is an error. One key a line: the first signs,
+	// the others (an old key kept during a rotation until its links expire) only check
+	// links. Read at start.
+	SecretFile string `yaml:"secret_file"`
 
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -96,7 +105,7 @@ type Config struct {
 // pages).
 type Deps struct {
 	Auth Authenticator
-	// State keeps the sessions, the used tickets and the ticket key (required).
+	// State keeps the sessions and the used tickets (required).
 	State *State
 	// Credentials ends the sessions of a user whose password changed or who was
 	// deleted; nil: a session lives its lifetime whatever becomes of its user.
@@ -111,10 +120,10 @@ type Deps struct {
 	// addresses and aliases for its scope (nil: their login address alone).
 	Log       DecisionLog
 	Addresses Addresses
-	// TicketKey is the key that signs the digest's login tickets (at least 32 bytes)
-	// when State has none yet; nil: a random one. State keeps it, so every node that
-	// shares the database checks the others' tickets.
-	TicketKey []byte
+	// LegacyKey is the ticket key an older version kept in DATA/web.key (nil: none):
+	// when Config.SecretFile is created, it goes there as an old key (see loadKeys), so
+	// the links it signed work until they expire.
+	LegacyKey []byte
 	// Now replaces the clock in tests.
 	Now func() time.Time
 }
@@ -125,6 +134,7 @@ type Server struct {
 	deps     Deps
 	log      *slog.Logger
 	sessions *sessions
+	keys     *keys
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	now      func() time.Time
@@ -172,17 +182,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	if deps.TicketKey != nil && len(deps.TicketKey) < 32 {
-		return nil, errors.New("web: the ticket key must have at least 32 bytes")
+	if cfg.SecretFile == "" {
+		return nil, errors.New("web: secret_file is required")
 	}
-	key, err := deps.State.ticketKey(context.Background(), deps.TicketKey)
+	k, err := loadKeys(context.Background(), deps.State, cfg.SecretFile, deps.LegacyKey, cfg.TicketLifetime, cfg.Logger.Warn)
 	if err != nil {
 		return nil, err
 	}
-	deps.TicketKey = key
-	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, now: deps.Now}
+	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, now: deps.Now, keys: k}
 	s.sessions = &sessions{st: deps.State, creds: deps.Credentials, lifetime: cfg.SessionLifetime, idle: cfg.IdleTimeout,
-		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger, isAdmin: s.isAdmin}
+		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger, isAdmin: s.isAdmin, keys: k}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}

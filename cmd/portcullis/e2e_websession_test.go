@@ -14,9 +14,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/portcullis-mail/portcullis/auth"
+	"github.com/portcullis-mail/portcullis/auth/ldaptest"
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
@@ -171,6 +173,9 @@ func TestE2EWebSharedLogin(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, dirdb.Put(ctx, directory.User{Address: user, MailHost: "node1", PasswordHash: hash}))
 
+	// The nodes share the page's key file (web.secret_file) as they share the database.
+	secret := filepath.Join(t.TempDir(), "web.secret")
+	require.NoError(t, os.WriteFile(secret, []byte(strings.Repeat("9f", 32)+"\n"), 0o600))
 	var nodes []*server
 	for i := range 2 {
 		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
@@ -178,7 +183,7 @@ func TestE2EWebSharedLogin(t *testing.T) {
 		cfg := webServerConfig(t, dir)
 		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
 		require.NoError(t, err)
-		_, err = fmt.Fprintf(f, "directory: { postgres: %q, cache_ttl: -1s }\n", dsn)
+		_, err = fmt.Fprintf(f, "directory: { postgres: %q, cache_ttl: -1s }\nweb: { secret_file: %q }\n", dsn, secret)
 		require.NoError(t, err)
 		require.NoError(t, f.Close())
 		srv := startServer(t, cfg, "mx", "http")
@@ -202,4 +207,51 @@ func TestE2EWebSharedLogin(t *testing.T) {
 		code, _, _ = c.do("GET", "/senders", nil)
 		require.Equal(t, http.StatusSeeOther, code, "the session after the password changed in the directory")
 	}
+}
+
+// TestE2EWebLDAPPasswordChange: through the real binary with the users in a real slapd,
+// a password change in the directory (as ldappasswd makes it: the user's own Password
+// Modify, RFC 3062) ends the user's web session at their next request; the stamp
+// (auth.LDAP.Stamp) does not change between requests or with a login.
+func TestE2EWebLDAPPasswordChange(t *testing.T) {
+	const user, pass = "gina@example.test", "gina's old password"
+	ls := ldaptest.Start(t, ldaptest.User{UID: "gina", Mail: user, Password: pass})
+	dir := t.TempDir()
+	cfg := webServerConfig(t, dir)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(f, "auth:\n  ldap: { url: %q, base_dn: %q, bind_dn: %q, bind_password: %q }\n", ls.URL, ldaptest.BaseDN, ls.BindDN, ls.BindPassword)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	srv := startServer(t, cfg, "mx", "http")
+	defer srv.kill()
+
+	c := newWebClient(t, "http://"+srv.addrs["http"])
+	c.login(user, pass)
+	for range 2 {
+		code, body, _ := c.do("GET", "/senders", nil)
+		require.Equal(t, http.StatusOK, code, "the LDAP user's session")
+		require.Contains(t, body, user)
+	}
+	// A login elsewhere (IMAP, another browser) is not a change.
+	other := newWebClient(t, c.base)
+	other.login(user, pass)
+	code, _, _ := c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusOK, code, "the session after another login")
+
+	lc, err := ldap.DialURL(ls.URL)
+	require.NoError(t, err)
+	defer lc.Close()
+	require.NoError(t, lc.Bind(ldaptest.DN("gina"), pass))
+	_, err = lc.PasswordModify(ldap.NewPasswordModifyRequest("", pass, "gina's new password"))
+	require.NoError(t, err)
+
+	for _, wc := range []*webClient{c, other} {
+		code, _, h := wc.do("GET", "/senders", nil)
+		require.Equal(t, http.StatusSeeOther, code, "the session after the password changed in LDAP")
+		require.True(t, strings.HasPrefix(h.Get("Location"), "/login"), h.Get("Location"))
+	}
+	c.login(user, "gina's new password")
+	code, _, _ = c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusOK, code, "a login with the new password")
 }

@@ -74,15 +74,24 @@ func mountWeb(cfg *config.Config, mux *http.ServeMux, sp *spool.Spool, users *au
 	}
 	wcfg := cfg.Web
 	wcfg.Logger = logger
+	if wcfg.SecretFile == "" {
+		wcfg.SecretFile = filepath.Join(cfg.DataDir, "web.secret")
+	}
 	if wcfg.URL == "" {
 		wcfg.URL = defaultWebURL(cfg)
 	}
 	page, err := web.New(wcfg, web.Deps{Auth: authn, Owner: router, Addresses: router, Quarantine: area, Lists: lists,
-		Log: pageLog, TicketKey: key, State: state, Credentials: creds, ListOwners: listed})
+		Log: pageLog, LegacyKey: key, State: state, Credentials: creds, ListOwners: listed})
 	if err != nil {
 		state.Close()
 		closeDir()
 		return nil, err
+	}
+	if key != nil {
+		// Moved into the secret file (or refused): the old file keeps no copy of it.
+		if err := os.Remove(filepath.Join(cfg.DataDir, "web.key")); err != nil {
+			logger.Warn("web: removing the old web.key failed", "err", err.Error())
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	mux.Handle("/", page)
@@ -167,7 +176,8 @@ func exposedHTTP(cfg *config.Config) []string {
 }
 
 // oldTicketKey reads the key an older version kept in DATA/web.key, which the page's
-// state database then adopts (its links keep working); nil when there is none.
+// secret file then adopts as an old key (its links work until they expire); nil when
+// there is none.
 func oldTicketKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	switch {
@@ -212,8 +222,10 @@ func webUsers(cfg *config.Config, users *auth.Service, router *route.Router) (we
 
 // credentialStamps are the users' credential stamps for the page (web.Credentials): a
 // digest of the stored password hash of a local user (or of the shared directory's
-// hash when hashes is set), which a password change changes; for an LDAP user, whose
-// hash the server does not read, only whether they still exist.
+// hash when hashes is set), which a password change changes; for an LDAP user, a digest
+// of what the directory shows of the password's last change (auth.LDAP.Stamp: the
+// hash if readable, pwdChangedTime, else entryCSN/modifyTimestamp, which any change of
+// the entry changes).
 type credentialStamps struct {
 	users  *auth.Service
 	hashes auth.HashLookup // nil: the local user database
@@ -243,12 +255,12 @@ func (c credentialStamps) Stamp(ctx context.Context, user string) (string, error
 		return "", err
 	}
 	if c.users.LDAP != nil {
-		ok, err := c.users.LDAP.Exists(ctx, user)
-		if err != nil {
+		st, err := c.users.LDAP.Stamp(ctx, user)
+		switch {
+		case err == nil:
+			return st, nil
+		case !errors.Is(err, auth.ErrUnknownUser):
 			return "", err
-		}
-		if ok {
-			return "ldap", nil
 		}
 	}
 	return "", fmt.Errorf("%w: %s", web.ErrNoUser, user)

@@ -1,0 +1,92 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/portcullis-mail/portcullis/auth/ldaptest"
+)
+
+// changePassword changes uid's password as ldappasswd does: bound as the user, the
+// Password Modify extended operation (RFC 3062).
+func changePassword(t *testing.T, srv *ldaptest.Server, uid, old, next string) {
+	t.Helper()
+	c, err := ldap.DialURL(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(ldaptest.DN(uid), old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PasswordModify(ldap.NewPasswordModifyRequest("", old, next)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The credential stamp of an LDAP user changes when their password does, against the
+// real slapd (whose ACL hides userPassword and which has no ppolicy: entryCSN), and
+// not when they merely log in.
+func TestLDAPStampChangesWithPassword(t *testing.T) {
+	srv := startSlapd(t)
+	l := newLDAP(t, srv, nil)
+	ctx := context.Background()
+	s1, err := l.Stamp(ctx, "bob@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s1, "ldap2:") {
+		t.Fatalf("stamp %q: want one from entryCSN/modifyTimestamp (ldap2:)", s1)
+	}
+	if _, err := l.Authenticate(ctx, "bob@example.test", "bob-pw", loopback); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := l.Stamp(ctx, "bob@example.test"); err != nil || s != s1 {
+		t.Fatalf("after a login: %q, %v; want %q", s, err, s1)
+	}
+	if s, err := l.Stamp(ctx, "alice@example.test"); err != nil || s == s1 {
+		t.Errorf("alice's stamp %q (%v) is bob's", s, err)
+	}
+	// Two changes within the same second: entryCSN tells them apart.
+	changePassword(t, srv, "bob", "bob-pw", "bob-pw2")
+	s2, err := l.Stamp(ctx, "bob@example.test")
+	if err != nil || s2 == s1 {
+		t.Fatalf("after a password change: %q, %v", s2, err)
+	}
+	changePassword(t, srv, "bob", "bob-pw2", "bob-pw3")
+	if s3, err := l.Stamp(ctx, "bob@example.test"); err != nil || s3 == s2 || s3 == s1 {
+		t.Fatalf("after a second change: %q, %v", s3, err)
+	}
+	if _, err := l.Stamp(ctx, "nobody@example.test"); !errors.Is(err, ErrUnknownUser) {
+		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// The most precise attribute the entry shows wins: the password itself, then its
+// change time, then what any modification changes; none gives the constant "ldap".
+func TestEntryStamp(t *testing.T) {
+	full := map[string][]string{"userPassword": {"{SSHA}x"}, "pwdChangedTime": {"20260101000000Z"}, "entryCSN": {"20260101000000.000001Z#000000#000#000000"}}
+	e := ldap.NewEntry("uid=a", full)
+	if s := entryStamp(e); !strings.HasPrefix(s, "ldap0:") {
+		t.Errorf("with userPassword: %q", s)
+	}
+	delete(full, "userPassword")
+	if s := entryStamp(ldap.NewEntry("uid=a", full)); !strings.HasPrefix(s, "ldap1:") {
+		t.Errorf("with pwdChangedTime: %q", s)
+	}
+	before := entryStamp(ldap.NewEntry("uid=a", full))
+	full["pwdChangedTime"] = []string{"20260101000001Z"}
+	if entryStamp(ldap.NewEntry("uid=a", full)) == before {
+		t.Error("pwdChangedTime changed, the stamp did not")
+	}
+	if s := entryStamp(ldap.NewEntry("uid=a", map[string][]string{"pwdLastSet": {"133000000000000000"}})); !strings.HasPrefix(s, "ldap1:") {
+		t.Errorf("Active Directory's pwdLastSet: %q", s)
+	}
+	if s := entryStamp(ldap.NewEntry("uid=a", map[string][]string{"mail": {"a@x"}})); s != "ldap" {
+		t.Errorf("nothing readable: %q", s)
+	}
+}
