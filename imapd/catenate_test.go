@@ -48,7 +48,6 @@ func catRaw(t *testing.T, r *raw, head string, parts ...string) (string, []strin
 // [TRYCREATE]; the session goes on after a refusal, a synchronising literal after the
 // bad URL never requested and a LITERAL+ one skipped.
 func TestCatenate(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	e.deliver(t, "alice@example.org", msgA)
 	r := dialRaw(t, e.addr)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH in non-UTF-8 text
 	"github.com/emersion/go-message/mail"
@@ -97,10 +96,6 @@ func fetchLimits(o *imap.FetchOptions) error {
 		}
 	}
 	return nil
-}
-
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
-	return s.fetch(serverFetch{w}, numSet, o)
 }
 
 func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
@@ -464,14 +459,9 @@ func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part)
 
 // --- SEARCH ---
 
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, error) {
-	d, _, err := s.search(kind, criteria, opts)
-	return d, err
-}
-
 // search answers SEARCH; modseqs are the modseqs of the results, in their order, for the
 // MODSEQ of a search on MODSEQ (RFC 7162 §3.1.5).
-func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, []uint64, error) {
+func (s *session) search(kind numKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, []uint64, error) {
 	sel, err := s.selected()
 	if err != nil {
 		return nil, nil, err
@@ -507,7 +497,7 @@ func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			if matched {
 				resUIDs = append(resUIDs, m.UID)
 				modseqs = append(modseqs, m.ModSeq)
-				if kind == imapserver.NumKindUID {
+				if kind == numUID {
 					res = append(res, m.UID)
 				} else {
 					res = append(res, seqs[i])
@@ -522,7 +512,7 @@ func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if len(res) > 0 {
 		d.Min, d.Max = res[0], res[len(res)-1]
 	}
-	if kind == imapserver.NumKindUID {
+	if kind == numUID {
 		var set imap.UIDSet
 		for _, u := range res {
 			set.AddNum(imap.UID(u))

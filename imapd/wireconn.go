@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/imapd/internal/wire"
 )
@@ -328,7 +327,7 @@ func (c *wireConn) replyErr(cmd *wire.Command, err error) error {
 		}
 		return c.tagged(cmd.Tag, typ, ie.Code, ie.Text)
 	}
-	if errors.Is(err, imapserver.ErrAuthFailed) {
+	if errors.Is(err, errAuthFailed) {
 		return c.tagged(cmd.Tag, "NO", imap.ResponseCodeAuthenticationFailed, "Authentication failed")
 	}
 	var ne net.Error
