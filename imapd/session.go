@@ -80,7 +80,10 @@ type session struct {
 
 	mu   sync.Mutex // guards user and sel against the IDLE goroutine
 	user *store.User
-	sel  *selected
+	// loginName is the user name as the client gave it at LOGIN or AUTHENTICATE (user's
+	// Name is the canonical one), which the client may also put in an IMAP URL.
+	loginName string
+	sel       *selected
 	// qresync: the client enabled QRESYNC (RFC 7162 §3.2.3): expunges are announced
 	// with VANISHED.
 	qresync bool
@@ -274,6 +277,7 @@ func (s *session) login(username string, check func(context.Context) (string, er
 	}
 	s.mu.Lock()
 	s.user = u
+	s.loginName = username
 	s.counted = true
 	s.srv.sessions.add(name, s) // evict.go
 	s.mu.Unlock()
