@@ -134,6 +134,12 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions)
 			return err
 		}
 	}
+	if cmd.unreadable {
+		// A literal already announced was completed with padding (writeLiteral): the
+		// client must not take it for the message.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug,
+			Text: "Some of the requested messages could not be read"}
+	}
 	if cmd.vanished {
 		// RFC 5530 §3: another session expunged some of them; the EXPUNGE comes with
 		// the next command that may send it. Dovecot's words, which imaptest knows.
@@ -255,8 +261,10 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 		}
 	}
 	skip := func(err error) error {
-		// The message vanished or is unreadable: skip it, keep the session.
-		if errors.Is(err, store.ErrNoMessage) {
+		// The message vanished or is unreadable: skip the rest of it, keep the session;
+		// the command ends NO [EXPUNGEISSUED] when it vanished.
+		if gone(err) {
+			cmd.vanished = true
 			s.srv.rlog.Info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
 		} else {
 			s.srv.rlog.Error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
@@ -376,17 +384,23 @@ func (c *countWriter) Write(b []byte) (int, error) {
 
 // writeLiteral writes one section as a literal: its size first (from the structure, or
 // by a pass over a filtered header or a decoded body), then its bytes, streamed from the
-// file. A file that ends early or fails to read is logged and the literal padded, so the
-// client stays in step with the protocol.
+// file. A file that ends early or fails to read once the size is out is logged and the
+// literal padded, so the client stays in step with the protocol, and the command ends NO
+// (fetchCmd.readFailed): [EXPUNGEISSUED] when the file is gone, as when it is gone before
+// the response starts (fetchBatch), so the client does not keep the padding as the
+// message. A size that cannot be read sends an empty literal, and the same NO.
 func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *imap.SectionPartial, src source, ok bool) error {
 	var total int64
 	if ok {
 		t, err := mf.size(src)
 		if err != nil {
-			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.logReadErr(err)
 		} else {
 			total = t
 		}
+	}
+	if testHookBeforeBody != nil {
+		testHookBeforeBody(mf)
 	}
 	off, n := literalRange(total, partial)
 	lw := open(n)
@@ -401,7 +415,7 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 			err = fmt.Errorf("imapd: message %d ended %d bytes early", mf.m.UID, n-cw.n)
 		}
 		if err != nil {
-			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.logReadErr(err)
 			pad := bytes.Repeat([]byte(" "), int(min(n-cw.n, copyBufSize)))
 			for cw.n < n && cw.err == nil {
 				cw.Write(pad[:min(int64(len(pad)), n-cw.n)])
@@ -413,6 +427,18 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 		}
 	}
 	return lw.Close()
+}
+
+// logReadErr logs why a section could not be read and records it for the command's
+// status: the message gone is another session's doing (Info), anything else the
+// server's (Error).
+func (mf *msgFile) logReadErr(err error) {
+	mf.cmd.readFailed(err)
+	if gone(err) {
+		mf.s.srv.rlog.Info("imap fetch: message gone mid-response", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+		return
+	}
+	mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
 }
 
 // cachedEnvelope returns the envelope from the server's memory or from the index (nil when
