@@ -194,44 +194,52 @@ func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, 
 			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
 			return err
 		}
-		release, err := s.srv.mem.acquire(context.Background(), fetchHold(m, o))
-		if err != nil {
+		h := &hold{b: s.srv.mem}
+		if err := h.resize(fetchHold(m, o)); err != nil {
 			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
 		m.Flags = sel.withRecent(m.UID, sel.known(m.Flags))
-		mf := &msgFile{s: s, mb: sel.mb, m: m, cmd: cmd}
+		mf := &msgFile{s: s, mb: sel.mb, m: m, cmd: cmd, hold: h}
 		if needsBody(o) || (o.Envelope && s.cachedEnvelope(m) == nil) {
 			// Open the file before "* N FETCH (" goes out: another session may have
 			// expunged the message since its record was read (issue 16 item 7: FETCH
 			// raced EXPUNGE, and the client got an empty body for it). Once open, the
 			// file stays readable to the end of this message.
 			if _, err := mf.open(); errors.Is(err, store.ErrNoMessage) {
-				release()
+				h.resize(0)
 				cmd.vanished = true
 				continue
 			}
 		}
 		err = s.fetchOne(w.CreateMessage(seqs[i]), mf, o)
 		mf.close()
-		release()
+		h.resize(0)
 		if err != nil {
+			if ie := (*imap.Error)(nil); errors.As(err, &ie) && ie.Code == imap.ResponseCodeUnavailable {
+				s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+			}
 			return err
 		}
 	}
 	return nil
 }
 
-// fetchHold is what answering FETCH for m holds in memory at most: buffers, and the
-// header fields and offsets of its MIME structure. Sections are copied from the file.
+// fetchHold is what answering FETCH for m holds in memory while it copies sections from
+// the file to the client: the copy buffers (the command's, and a line-end converter's
+// or decoder's). Parsing its MIME structure holds parseHold more, only while it parses
+// (msgFile.structure).
 func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
 	if !needsBody(o) && !o.Envelope {
 		return 0
 	}
-	if o.BodyStructure == nil && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0 && !o.Envelope && wholeOnly(o) {
-		return 2 * copyBufSize
-	}
-	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
+	return 2 * copyBufSize
+}
+
+// parseHold is what parsing m's MIME structure holds beyond the copy buffers: the
+// parser's buffer, and the header fields and offsets it keeps.
+func parseHold(m store.Message) int64 {
+	return parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
 }
 
 func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error {
@@ -261,6 +269,13 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 		}
 	}
 	skip := func(err error) error {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			// The client's (over a limit) or no room in the memory budget for a parse:
+			// ends the command.
+			w.Close()
+			return err
+		}
 		// The message vanished or is unreadable: skip the rest of it, keep the session;
 		// the command ends NO [EXPUNGEISSUED] when it vanished.
 		if gone(err) {
@@ -342,16 +357,6 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 		w.WriteBinarySectionSize(bs, uint32(min(n, 1<<32-1)))
 	}
 	return w.Close()
-}
-
-// wholeOnly reports whether every body section is BODY[] of the whole message.
-func wholeOnly(o *imap.FetchOptions) bool {
-	for _, bs := range o.BodySection {
-		if len(bs.Part) > 0 || bs.Specifier != imap.PartSpecifierNone {
-			return false
-		}
-	}
-	return true
 }
 
 // literalRange is the part of a section of total bytes that a partial asks for

@@ -120,10 +120,13 @@ func (c *fetchCmd) overLimit() error {
 
 // msgFile is one message FETCH answers: its file, opened on first use, and its structure.
 type msgFile struct {
-	s    *session
-	mb   store.Mailbox
-	m    store.Message
-	cmd  *fetchCmd
+	s   *session
+	mb  store.Mailbox
+	m   store.Message
+	cmd *fetchCmd
+	// hold is the message's share of the memory budget (FETCH), grown while a structure
+	// is parsed; nil for callers that account for memory themselves.
+	hold *hold
 	f    *os.File
 	tree *msgTree
 	// indexed says the index's sizes describe the file (they always do, unless the file
@@ -191,6 +194,13 @@ func (mf *msgFile) structure(full bool) (*msgTree, error) {
 	}
 	if !mf.indexed {
 		full = true // only a full parse knows where the file ends
+	}
+	if h := mf.hold; h != nil {
+		base := h.n
+		if err := h.resize(base + parseHold(mf.m)); err != nil {
+			return nil, err
+		}
+		defer h.resize(base)
 	}
 	t, scanned, err := parseTree(io.NewSectionReader(f, 0, 1<<62), !full, pos{v: mf.m.SizeCRLF, f: mf.m.Size})
 	mf.cmd.work += scanned
