@@ -372,10 +372,6 @@ func readOnlyErr() error {
 
 // --- authenticated state ---
 
-func (s *session) Namespace() (*imap.NamespaceData, error) {
-	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: store.Delimiter}}}, nil
-}
-
 func (s *session) AppendLimit() uint32 {
 	if n := s.srv.store.Config().MaxMessageSize; n < 1<<32 {
 		return uint32(n)
@@ -1023,35 +1019,6 @@ func (s *session) pollSelected(w updateWriter, allowExpunge bool) error {
 		return nil
 	}
 	return s.poll(s.sel, w, allowExpunge)
-}
-
-func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
-	s.mu.Lock()
-	sel := s.sel
-	if sel != nil {
-		if err := s.poll(sel, w, true); err != nil {
-			s.mu.Unlock()
-			return err
-		}
-	}
-	s.mu.Unlock()
-	if sel == nil {
-		<-stop
-		return nil
-	}
-	for {
-		select {
-		case <-stop:
-			return nil
-		case <-sel.w.C():
-			s.mu.Lock()
-			err := s.poll(sel, w, true)
-			s.mu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // resolve returns the (seq, uid) pairs of numSet in the client's view, ascending. "*" is

@@ -18,8 +18,8 @@ import (
 )
 
 // The in-house protocol layer (docs/architecture.md, "The IMAP protocol layer"): a
-// connection read with imapd/internal/wire, answered here, served by the same session
-// logic as imapserver's connections. Chosen per server with Config.Protocol.
+// connection read with imapd/internal/wire, answered here, served by the session logic
+// (session.go, fetch.go, sort.go) through the writer interfaces the session defines.
 
 // Timeouts of a wire connection. Between commands a client that has logged in may stay
 // silent for 30 minutes (RFC 9051 §5.4: at least 30); one that has not, 30 s per command
