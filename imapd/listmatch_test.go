@@ -41,3 +41,24 @@ func FuzzMatchList(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMatchList compares matchList with imapserver.MatchList, which LIST used
+// before, on a usual pattern and on one with many wildcards.
+func BenchmarkMatchList(b *testing.B) {
+	for _, c := range []struct{ name, mailbox, pattern string }{
+		{"percent", "Archive/2024/Projects/portcullis/imapd", "Archive/%/Projects/%"},
+		{"wildcards", strings.Repeat("a", 24), "*a*a*a*a*a*x"},
+	} {
+		name := c.mailbox
+		b.Run(c.name+"/own", func(b *testing.B) {
+			for b.Loop() {
+				matchList(name, '/', "", c.pattern)
+			}
+		})
+		b.Run(c.name+"/imapserver", func(b *testing.B) {
+			for b.Loop() {
+				imapserver.MatchList(name, '/', "", c.pattern)
+			}
+		})
+	}
+}
