@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -38,23 +38,29 @@ type address struct {
 // Dovecot answers it, so that it is neither dropped nor read as a group's start marker.
 const missingDomain = "MISSING_DOMAIN"
 
-// extractEnvelope is imapserver.ExtractEnvelope with the address lists parsed as RFC 5322
-// has them (issue 16 item 4): imapserver's parser (net/mail's) drops groups and their
-// markers, obsolete source routes (<@route:user@domain>) and addresses with comments
-// inside the addr-spec, and with them whole From, Sender and Reply-To fields.
+// extractEnvelope makes the ENVELOPE of a header (RFC 9051 §7.5.2). The date, subject
+// (RFC 2047 words decoded) and message IDs are read by go-message's mail.Header, as
+// go-imap's imapserver.ExtractEnvelope read them; the address lists are parsed as RFC
+// 5322 has them (issue 16 item 4): net/mail's parser, which imapserver used, drops groups
+// and their markers, obsolete source routes (<@route:user@domain>) and addresses with
+// comments inside the addr-spec, and with them whole From, Sender and Reply-To fields.
 func extractEnvelope(h textproto.Header) *envelope {
-	env := imapserver.ExtractEnvelope(h)
+	mh := mail.Header{Header: gomessage.Header{Header: h}}
+	date, _ := mh.Date()
+	subject, _ := mh.Subject()
+	inReplyTo, _ := mh.MsgIDList("In-Reply-To")
+	messageID, _ := mh.MessageID()
 	return &envelope{
-		Date:      env.Date,
-		Subject:   env.Subject,
+		Date:      date,
+		Subject:   subject,
 		From:      parseAddressList(h.Get("From")),
 		Sender:    parseAddressList(h.Get("Sender")),
 		ReplyTo:   parseAddressList(h.Get("Reply-To")),
 		To:        parseAddressList(h.Get("To")),
 		Cc:        parseAddressList(h.Get("Cc")),
 		Bcc:       parseAddressList(h.Get("Bcc")),
-		InReplyTo: env.InReplyTo,
-		MessageID: env.MessageID,
+		InReplyTo: inReplyTo,
+		MessageID: messageID,
 	}
 }
 
@@ -81,8 +87,8 @@ func envelopeOf(env *imap.Envelope) *envelope {
 	}
 }
 
-// imap converts env to go-imap's envelope, without the source routes: for imapserver's
-// protocol layer and for the envelope of a message/rfc822 part in a BODYSTRUCTURE.
+// imap converts env to go-imap's envelope, without the source routes: for the envelope of
+// a message/rfc822 part in a BODYSTRUCTURE.
 func (env *envelope) imap() *imap.Envelope {
 	if env == nil {
 		return nil

@@ -13,7 +13,6 @@ import (
 // so one stalled client made every FETCH body wait 30 s and fail with NO [UNAVAILABLE]
 // for as long as the literal's read deadline (30 minutes).
 func TestStalledAppendHoldsNoMemory(t *testing.T) {
-	skipOnImapserver(t)
 	for _, stall := range []string{"APPEND INBOX ~{200000}", "APPEND INBOX CATENATE (TEXT {200000}"} {
 		t.Run(strings.Fields(stall)[2], func(t *testing.T) {
 			e := start(t, Config{Trusted: true, FetchMemory: 256 << 10})

@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 // nesting in SEARCH, absurd sequence sets and partial offsets are refused, and the next
 // command is answered.
 func TestBadInputSessionSurvives(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	e.deliver(t, "alice@example.org", msgA)
 	r := dialRaw(t, e.addr)
@@ -75,7 +73,6 @@ func TestBadInputSessionSurvives(t *testing.T) {
 // A non-synchronising literal too big to skip cannot be resynchronised with: the server
 // says BYE and closes that connection, and goes on serving others.
 func TestLiteralPlusBombClosesConnection(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	r := dialRaw(t, e.addr)
 	r.ok(`LOGIN alice@example.org "secret pw"`)
@@ -89,14 +86,4 @@ func TestLiteralPlusBombClosesConnection(t *testing.T) {
 	}
 	r2 := dialRaw(t, e.addr)
 	r2.ok(`LOGIN alice@example.org "secret pw"`)
-}
-
-// skipOnImapserver skips a test of what only imapd's own protocol layer does, when the
-// suite runs against go-imap's imapserver (IMAPD_PROTOCOL=imapserver): it asks for an
-// APPEND literal beyond the limit (then refuses it), and waits for the tag of a line
-// that is too long.
-func skipOnImapserver(t *testing.T) {
-	if os.Getenv("IMAPD_PROTOCOL") == ProtocolImapserver {
-		t.Skip("imapserver refuses these differently")
-	}
 }

@@ -15,7 +15,6 @@ import (
 // literal cannot carry a NUL), and the other entities are kept byte for byte. Before,
 // the store served the bare line ends as CRLF.
 func TestAppendBinaryRoundTrips(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{})
 	payload := []byte("\x00\x01\rA\nB\r\n\xff\xfe" + strings.Repeat("\x00z\n", 40) + "\r")
 	text := "Caf\xe9 at noon?\r\n"
@@ -111,7 +110,6 @@ func FuzzBinaryToBase64(f *testing.F) {
 // entities are stored in base64 as a literal8 APPEND's are, so BODY[] carries no NUL
 // (RFC 9051 §4.3) and BINARY[] gives the bytes back.
 func TestCatenateBinaryText(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	payload := "\x00\x01\xff\r\n\x00"
 	head := "From: a@b.org\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"

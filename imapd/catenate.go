@@ -3,10 +3,13 @@ package imapd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -121,6 +124,11 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // "/;UID=" n ["/;SECTION=" section] ["/;PARTIAL=" offset ["." length]]), optionally
 // after "imap://authority".
 type imapURL struct {
+	// absolute: the URL had "imap://" [user [";AUTH=" mech] "@"] host [":" port]; user
+	// is percent-decoded ("" when the URL names none: an anonymous login), host is
+	// without its port or brackets, lower case.
+	absolute    bool
+	user, host  string
 	mailbox     string
 	uidValidity uint32
 	uid         uint32
@@ -135,9 +143,13 @@ func badURL(u string) error {
 
 func parseIMAPURL(raw string) (*imapURL, bool) {
 	s := raw
+	u := &imapURL{}
 	if len(s) > 7 && strings.EqualFold(s[:7], "imap://") {
 		i := strings.IndexByte(s[7:], '/')
 		if i < 0 {
+			return nil, false
+		}
+		if !u.parseAuthority(s[7 : 7+i]) {
 			return nil, false
 		}
 		s = s[7+i:]
@@ -149,7 +161,6 @@ func parseIMAPURL(raw string) (*imapURL, bool) {
 	if len(segs) < 2 {
 		return nil, false
 	}
-	u := &imapURL{}
 	mbox, params, _ := strings.Cut(segs[0], ";")
 	mbox = strings.TrimSuffix(mbox, "/")
 	var err error
@@ -202,6 +213,72 @@ func parseIMAPURL(raw string) (*imapURL, bool) {
 	return u, u.uid != 0
 }
 
+// parseAuthority reads an IMAP URL's authority (RFC 5092 §6: [iuserinfo "@"] host
+// [":" port], iuserinfo = enc-user [";AUTH=" ("*" / enc-auth-type)]). An "@" in the
+// user name should be percent-encoded; one that is not is taken as part of the name (the
+// host follows the last "@").
+func (u *imapURL) parseAuthority(a string) bool {
+	u.absolute = true
+	if i := strings.LastIndexByte(a, '@'); i >= 0 {
+		user := a[:i]
+		if j := strings.Index(strings.ToUpper(user), ";AUTH="); j >= 0 {
+			user = user[:j]
+		}
+		var err error
+		if u.user, err = url.PathUnescape(user); err != nil {
+			return false
+		}
+		a = a[i+1:]
+	}
+	if strings.HasPrefix(a, "[") { // IP-literal
+		end := strings.IndexByte(a, ']')
+		if end < 0 {
+			return false
+		}
+		u.host = a[1:end]
+	} else {
+		u.host, _, _ = strings.Cut(a, ":")
+	}
+	u.host = strings.ToLower(u.host)
+	return u.host != ""
+}
+
+// resolves reports whether an absolute URL names this session's user on this server (RFC
+// 4469 §5, RFC 5092 §3): a URL naming another user or an anonymous login (no user), or
+// another server, is one the server cannot resolve, answered NO [BADURL] rather than
+// copied from the user's own mailbox of that name. The user is the session's, as its
+// canonical name or as the client logged in. This server is localhost, a loopback or the
+// connection's own address, the machine's host name, or the name the client asked for
+// in its TLS handshake (SNI); other names it has (a DNS name behind a proxy) it cannot
+// know, and a URL with one gets BADURL: relative URLs ("/INBOX/;UID=1"), which the
+// RFC's examples and clients use, resolve wherever the client connected. (Dovecot
+// accepts only relative URLs in CATENATE.)
+func (s *session) resolves(u *imapURL) bool {
+	if !u.absolute {
+		return true
+	}
+	if u.user == "" || !(strings.EqualFold(u.user, s.user.Name()) || strings.EqualFold(u.user, s.loginName)) {
+		return false
+	}
+	if u.host == "localhost" {
+		return true
+	}
+	nc := s.conn.NetConn()
+	if ip, err := netip.ParseAddr(u.host); err == nil {
+		ip = ip.Unmap()
+		if ip.IsLoopback() {
+			return true
+		}
+		local, err := netip.ParseAddrPort(nc.LocalAddr().String())
+		return err == nil && ip == local.Addr().Unmap()
+	}
+	if tc, ok := nc.(*tls.Conn); ok && strings.EqualFold(tc.ConnectionState().ServerName, u.host) {
+		return true
+	}
+	h, err := os.Hostname()
+	return err == nil && strings.EqualFold(h, u.host)
+}
+
 // parseURLSection reads a section of a URL: part numbers, then HEADER, TEXT or MIME
 // (HEADER.FIELDS is not offered in URLs).
 func parseURLSection(s string, bs *imap.FetchItemBodySection) bool {
@@ -238,7 +315,7 @@ func parseURLSection(s string, bs *imap.FetchItemBodySection) bool {
 // reserve is asked for the bytes first.
 func (s *session) copyURL(w io.Writer, raw string, reserve func(int64) error) error {
 	u, ok := parseIMAPURL(raw)
-	if !ok {
+	if !ok || !s.resolves(u) {
 		return badURL(raw)
 	}
 	c, cancel := ctx()

@@ -43,12 +43,12 @@ func catRaw(t *testing.T, r *raw, head string, parts ...string) (string, []strin
 }
 
 // CATENATE (RFC 4469): a message made of TEXT parts and URLs naming the user's messages
-// and sections (with UIDVALIDITY, SECTION, PARTIAL); a URL that names nothing is NO
-// [BADURL] and stores nothing, also within a MULTIAPPEND; a missing mailbox is NO
+// and sections (with UIDVALIDITY, SECTION, PARTIAL; absolute ones when they name the
+// user on this server); a URL that names nothing of the user's is NO [BADURL] and stores
+// nothing, also within a MULTIAPPEND; a missing mailbox is NO
 // [TRYCREATE]; the session goes on after a refusal, a synchronising literal after the
 // bad URL never requested and a LITERAL+ one skipped.
 func TestCatenate(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	e.deliver(t, "alice@example.org", msgA)
 	r := dialRaw(t, e.addr)
@@ -70,7 +70,15 @@ func TestCatenate(t *testing.T) {
 	}{
 		{"APPEND INBOX (\\Flagged)", []string{"From: x\r\n\r\n", "hello\r\n"}, "From: x\r\n\r\nhello\r\n"},
 		{"APPEND INBOX", []string{`URL "/INBOX/;uid=1/;section=HEADER"`, "body\r\n"}, hdr + "body\r\n"},
-		{"APPEND INBOX", []string{fmt.Sprintf(`URL "imap://alice@localhost/INBOX;UIDVALIDITY=%d/;UID=1/;SECTION=TEXT/;PARTIAL=4.7"`, uidv), "\r\n"}, "figures\r\n"},
+		{"APPEND INBOX", []string{fmt.Sprintf(`URL "imap://alice%%40example.org@localhost/INBOX;UIDVALIDITY=%d/;UID=1/;SECTION=TEXT/;PARTIAL=4.7"`, uidv), "\r\n"}, "figures\r\n"},
+		{"APPEND INBOX", []string{`URL "imap://Alice@Example.org;AUTH=*@127.0.0.1:143/INBOX/;UID=1/;SECTION=TEXT/;PARTIAL=4.7"`, "\r\n"}, "figures\r\n"},
+		// RFC 4469 §5: a URL naming another user, an anonymous login or another
+		// server names nothing of this user's (it was copied from alice's own INBOX).
+		{"APPEND INBOX", []string{`URL "imap://bob%40example.org@localhost/INBOX/;UID=1"`}, "NO [BADURL imap://bob%40example.org@localhost/INBOX/;UID=1]"},
+		{"APPEND INBOX", []string{`URL "imap://alice@localhost/INBOX/;UID=1"`}, "NO [BADURL imap://alice@localhost/"},
+		{"APPEND INBOX", []string{`URL "imap://localhost/INBOX/;UID=1"`}, "NO [BADURL imap://localhost/"},
+		{"APPEND INBOX", []string{`URL "imap://alice%40example.org@imap.elsewhere.example/INBOX/;UID=1"`}, "NO [BADURL imap://alice%40example.org@imap.elsewhere.example/"},
+		{"APPEND INBOX", []string{`URL "imap://alice%40example.org@192.0.2.1/INBOX/;UID=1"`}, "NO [BADURL"},
 		{"APPEND INBOX", []string{"x: 1\r\n", `URL "/INBOX;uidvalidity=1/;uid=1/;section=header"`, "never sent"}, "NO [BADURL /INBOX;uidvalidity=1/;uid=1/;section=header]"},
 		{"APPEND INBOX", []string{`URL "/INBOX/;uid=9"`}, "NO [BADURL /INBOX/;uid=9]"},
 		{"APPEND INBOX", []string{`URL "/INBOX/;uid=1/;section=1.HEADER.FIELDS%20(From)"`}, "NO [BADURL"},

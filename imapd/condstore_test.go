@@ -25,7 +25,6 @@ func modseqOf(t *testing.T, line string) uint64 {
 // the FETCH of STORE, FETCH (CHANGEDSINCE), STORE (UNCHANGEDSINCE) with MODIFIED, SEARCH
 // MODSEQ with the highest modseq found, and another session's flag change with MODSEQ.
 func TestCondStore(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	for range 3 {
 		e.deliver(t, "alice@example.org", msgA)
@@ -84,7 +83,6 @@ func TestCondStore(t *testing.T) {
 
 // A FETCH of MODSEQ turns CONDSTORE on in the selected state and says HIGHESTMODSEQ.
 func TestCondStoreEnabledByFetch(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	e.deliver(t, "alice@example.org", msgA)
 	r := dialRaw(t, e.addr)
@@ -103,7 +101,6 @@ func TestCondStoreEnabledByFetch(t *testing.T) {
 // 7162 §3.1.3): in every round exactly one succeeds and the other ends with
 // [MODIFIED 1], whatever the interleaving.
 func TestCondStoreRace(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	e.deliver(t, "alice@example.org", msgA)
 	var rs [2]*raw

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/internal/connlimit"
 )
@@ -20,10 +19,9 @@ import (
 // Connection limits (issue 15 item 3): every listener (Serve call) has its own
 // connlimit.Pool — MaxConnections, MaxConnectionsPerIP, MaxLoginConnections with the
 // oldest making room, LoginTimeout. What is IMAP's is here: the BYE, the count of
-// commands before the login (MaxLoginCommands), which imapserver leaves no other place
-// to take than the read deadlines it sets, and the per-user limits. imapserver already
-// bounds the time one command may take to arrive (30 s from its first byte, 5 minutes
-// for an APPEND literal), so a command dripped byte by byte cannot hold a slot.
+// commands before the login (MaxLoginCommands, counted by wireConn) and the per-user
+// limits. wireConn bounds the time one command may take to arrive, so a command dripped
+// byte by byte cannot hold a slot.
 
 // connState is one accepted connection.
 type connState struct {
@@ -32,39 +30,14 @@ type connState struct {
 	raw  *limitedConn
 	slot *connlimit.Conn // the listener's pool
 
-	mu       sync.Mutex
-	ic       *imapserver.Conn // set when an imapserver session starts
-	ctl      connCtl          // set when a wire session starts
-	deadline int              // SetReadDeadline calls before the login: two per command
+	mu  sync.Mutex
+	ctl connCtl // set when the session starts
 }
 
-// limitedConn is the TCP connection beneath TLS: it counts the commands before the login
-// (imapserver sets a read deadline twice before each command, between commands, which is
-// where the session is closed when they are too many) and releases the pool's slot when
-// closed.
+// limitedConn is the TCP connection beneath TLS: it releases the pool's slot when closed.
 type limitedConn struct {
 	net.Conn
 	st *connState
-}
-
-func (c *limitedConn) SetReadDeadline(t time.Time) error {
-	st := c.st
-	max := st.srv.cfg.MaxLoginCommands
-	waiting := st.slot.Waiting()
-	st.mu.Lock()
-	bye := false
-	if waiting && st.ic != nil {
-		st.deadline++
-		bye = st.deadline > 2*max && max > 0
-	}
-	ic := st.ic
-	st.mu.Unlock()
-	if bye {
-		st.srv.rlog.Info("imap too many commands before login", "remote", st.ip)
-		ic.Bye("Too many commands before login")
-		return net.ErrClosed
-	}
-	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *limitedConn) Close() error {
@@ -78,10 +51,7 @@ func (c *limitedConn) Close() error {
 func (st *connState) kick(why error) {
 	text := bye(why)
 	st.mu.Lock()
-	var ctl connCtl = st.ctl
-	if st.ic != nil {
-		ctl = st.ic
-	}
+	ctl := st.ctl
 	st.mu.Unlock()
 	st.srv.rlog.Info("imap connection closed", "remote", st.ip, "reason", text)
 	var nc net.Conn = st.raw
@@ -101,30 +71,6 @@ func bye(why error) string {
 	return strings.ToUpper(text[:1]) + text[1:]
 }
 
-// chanListener hands the connections Serve admitted to imapserver.
-type chanListener struct {
-	addr net.Addr
-	c    chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.c:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
-
 // Serve accepts IMAP connections on ln until Close, with its own pool of connections
 // (Config.MaxConnections and the other limits). A listener from tls.NewListener serves
 // implicit TLS (port 993); its connections are wrapped again with Config.TLSConfig, which
@@ -135,19 +81,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return net.ErrClosed
 	}
-	cl := &chanListener{addr: ln.Addr(), c: make(chan net.Conn), done: make(chan struct{})}
-	s.lns[ln] = cl
-	s.serving.Add(1)
+	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.lns, ln)
 		s.mu.Unlock()
-		cl.Close()
-	}()
-	go func() {
-		defer s.serving.Done()
-		s.srv.Serve(cl)
 	}()
 	p := connlimit.NewPool(connlimit.Limits{MaxConnections: s.cfg.MaxConnections,
 		MaxConnectionsPerIP: s.cfg.MaxConnectionsPerIP, MaxLoginConnections: s.cfg.MaxLoginConnections,
@@ -188,29 +127,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		if isTLS {
 			out = tls.Server(st.raw, s.cfg.TLSConfig)
 		}
-		if s.cfg.Protocol == ProtocolWire {
-			go s.serveWire(out)
-			continue
-		}
-		select {
-		case cl.c <- out:
-		case <-cl.done:
-			out.Close()
-			return net.ErrClosed
-		}
+		go s.serveWire(out)
 	}
-}
-
-// connStateOf finds the connection state beneath c.
-func connStateOf(c *imapserver.Conn) *connState {
-	nc := c.NetConn()
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	if lc, ok := nc.(*limitedConn); ok {
-		return lc.st
-	}
-	return nil
 }
 
 // userKey counts one user's sessions from one address.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // charsets for SEARCH in non-UTF-8 text
 	"github.com/emersion/go-message/mail"
@@ -99,10 +98,6 @@ func fetchLimits(o *imap.FetchOptions) error {
 	return nil
 }
 
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
-	return s.fetch(serverFetch{w}, numSet, o)
-}
-
 func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
 	if o.ModSeq || o.ChangedSince > 0 {
 		s.condstore = true
@@ -138,6 +133,12 @@ func (s *session) fetch(w fetchWriter, numSet imap.NumSet, o *imap.FetchOptions)
 		if err := s.fetchBatch(w, sel, seqs, uids, start, min(start+256, len(uids)), o, cmd); err != nil {
 			return err
 		}
+	}
+	if cmd.unreadable {
+		// A literal already announced was completed with padding (writeLiteral): the
+		// client must not take it for the message.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug,
+			Text: "Some of the requested messages could not be read"}
 	}
 	if cmd.vanished {
 		// RFC 5530 §3: another session expunged some of them; the EXPUNGE comes with
@@ -193,44 +194,52 @@ func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, 
 			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
 			return err
 		}
-		release, err := s.srv.mem.acquire(context.Background(), fetchHold(m, o))
-		if err != nil {
+		h := &hold{b: s.srv.mem}
+		if err := h.resize(fetchHold(m, o)); err != nil {
 			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err
 		}
 		m.Flags = sel.withRecent(m.UID, sel.known(m.Flags))
-		mf := &msgFile{s: s, mb: sel.mb, m: m, cmd: cmd}
+		mf := &msgFile{s: s, mb: sel.mb, m: m, cmd: cmd, hold: h}
 		if needsBody(o) || (o.Envelope && s.cachedEnvelope(m) == nil) {
 			// Open the file before "* N FETCH (" goes out: another session may have
 			// expunged the message since its record was read (issue 16 item 7: FETCH
 			// raced EXPUNGE, and the client got an empty body for it). Once open, the
 			// file stays readable to the end of this message.
 			if _, err := mf.open(); errors.Is(err, store.ErrNoMessage) {
-				release()
+				h.resize(0)
 				cmd.vanished = true
 				continue
 			}
 		}
 		err = s.fetchOne(w.CreateMessage(seqs[i]), mf, o)
 		mf.close()
-		release()
+		h.resize(0)
 		if err != nil {
+			if ie := (*imap.Error)(nil); errors.As(err, &ie) && ie.Code == imap.ResponseCodeUnavailable {
+				s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
+			}
 			return err
 		}
 	}
 	return nil
 }
 
-// fetchHold is what answering FETCH for m holds in memory at most: buffers, and the
-// header fields and offsets of its MIME structure. Sections are copied from the file.
+// fetchHold is what answering FETCH for m holds in memory while it copies sections from
+// the file to the client: the copy buffers (the command's, and a line-end converter's
+// or decoder's). Parsing its MIME structure holds parseHold more, only while it parses
+// (msgFile.structure).
 func fetchHold(m store.Message, o *imap.FetchOptions) int64 {
 	if !needsBody(o) && !o.Envelope {
 		return 0
 	}
-	if o.BodyStructure == nil && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0 && !o.Envelope && wholeOnly(o) {
-		return 2 * copyBufSize
-	}
-	return 2*copyBufSize + parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
+	return 2 * copyBufSize
+}
+
+// parseHold is what parsing m's MIME structure holds beyond the copy buffers: the
+// parser's buffer, and the header fields and offsets it keeps.
+func parseHold(m store.Message) int64 {
+	return parseBufSize + min(m.SizeCRLF, maxKeptHeaders*2)
 }
 
 func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error {
@@ -260,8 +269,17 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 		}
 	}
 	skip := func(err error) error {
-		// The message vanished or is unreadable: skip it, keep the session.
-		if errors.Is(err, store.ErrNoMessage) {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			// The client's (over a limit) or no room in the memory budget for a parse:
+			// ends the command.
+			w.Close()
+			return err
+		}
+		// The message vanished or is unreadable: skip the rest of it, keep the session;
+		// the command ends NO [EXPUNGEISSUED] when it vanished.
+		if gone(err) {
+			cmd.vanished = true
 			s.srv.rlog.Info("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
 		} else {
 			s.srv.rlog.Error("imap fetch", "user", s.user.Name(), "uid", m.UID, "err", err)
@@ -341,16 +359,6 @@ func (s *session) fetchOne(w msgWriter, mf *msgFile, o *imap.FetchOptions) error
 	return w.Close()
 }
 
-// wholeOnly reports whether every body section is BODY[] of the whole message.
-func wholeOnly(o *imap.FetchOptions) bool {
-	for _, bs := range o.BodySection {
-		if len(bs.Part) > 0 || bs.Specifier != imap.PartSpecifierNone {
-			return false
-		}
-	}
-	return true
-}
-
 // literalRange is the part of a section of total bytes that a partial asks for
 // (RFC 3501 §6.4.5: none when it starts beyond the end).
 func literalRange(total int64, partial *imap.SectionPartial) (off, n int64) {
@@ -381,17 +389,23 @@ func (c *countWriter) Write(b []byte) (int, error) {
 
 // writeLiteral writes one section as a literal: its size first (from the structure, or
 // by a pass over a filtered header or a decoded body), then its bytes, streamed from the
-// file. A file that ends early or fails to read is logged and the literal padded, so the
-// client stays in step with the protocol.
+// file. A file that ends early or fails to read once the size is out is logged and the
+// literal padded, so the client stays in step with the protocol, and the command ends NO
+// (fetchCmd.readFailed): [EXPUNGEISSUED] when the file is gone, as when it is gone before
+// the response starts (fetchBatch), so the client does not keep the padding as the
+// message. A size that cannot be read sends an empty literal, and the same NO.
 func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *imap.SectionPartial, src source, ok bool) error {
 	var total int64
 	if ok {
 		t, err := mf.size(src)
 		if err != nil {
-			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.logReadErr(err)
 		} else {
 			total = t
 		}
+	}
+	if testHookBeforeBody != nil {
+		testHookBeforeBody(mf)
 	}
 	off, n := literalRange(total, partial)
 	lw := open(n)
@@ -406,7 +420,7 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 			err = fmt.Errorf("imapd: message %d ended %d bytes early", mf.m.UID, n-cw.n)
 		}
 		if err != nil {
-			mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+			mf.logReadErr(err)
 			pad := bytes.Repeat([]byte(" "), int(min(n-cw.n, copyBufSize)))
 			for cw.n < n && cw.err == nil {
 				cw.Write(pad[:min(int64(len(pad)), n-cw.n)])
@@ -418,6 +432,18 @@ func (mf *msgFile) writeLiteral(open func(size int64) io.WriteCloser, partial *i
 		}
 	}
 	return lw.Close()
+}
+
+// logReadErr logs why a section could not be read and records it for the command's
+// status: the message gone is another session's doing (Info), anything else the
+// server's (Error).
+func (mf *msgFile) logReadErr(err error) {
+	mf.cmd.readFailed(err)
+	if gone(err) {
+		mf.s.srv.rlog.Info("imap fetch: message gone mid-response", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
+		return
+	}
+	mf.s.srv.rlog.Error("imap fetch", "user", mf.s.user.Name(), "uid", mf.m.UID, "err", err)
 }
 
 // cachedEnvelope returns the envelope from the server's memory or from the index (nil when
@@ -464,14 +490,9 @@ func (s *session) envelope(mb store.Mailbox, uid uint32, key string, root *part)
 
 // --- SEARCH ---
 
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, error) {
-	d, _, err := s.search(kind, criteria, opts)
-	return d, err
-}
-
 // search answers SEARCH; modseqs are the modseqs of the results, in their order, for the
 // MODSEQ of a search on MODSEQ (RFC 7162 §3.1.5).
-func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, []uint64, error) {
+func (s *session) search(kind numKind, criteria *imap.SearchCriteria, opts *imap.SearchOptions) (*imap.SearchData, []uint64, error) {
 	sel, err := s.selected()
 	if err != nil {
 		return nil, nil, err
@@ -507,7 +528,7 @@ func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			if matched {
 				resUIDs = append(resUIDs, m.UID)
 				modseqs = append(modseqs, m.ModSeq)
-				if kind == imapserver.NumKindUID {
+				if kind == numUID {
 					res = append(res, m.UID)
 				} else {
 					res = append(res, seqs[i])
@@ -522,7 +543,7 @@ func (s *session) search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	if len(res) > 0 {
 		d.Min, d.Max = res[0], res[len(res)-1]
 	}
-	if kind == imapserver.NumKindUID {
+	if kind == numUID {
 		var set imap.UIDSet
 		for _, u := range res {
 			set.AddNum(imap.UID(u))

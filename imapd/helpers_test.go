@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -49,10 +48,6 @@ func startLog(t *testing.T, cfg Config, scfg store.Config, log *slog.Logger) *en
 	tc, cp := mailboxtest.Cert(t)
 	if cfg.TLSConfig == nil {
 		cfg.TLSConfig = tc
-	}
-	if cfg.Protocol == "" {
-		// IMAPD_PROTOCOL=wire runs the whole suite against imapd's own protocol layer.
-		cfg.Protocol = os.Getenv("IMAPD_PROTOCOL")
 	}
 	srv, err := New(cfg, st, mailboxtest.Users, log)
 	if err != nil {

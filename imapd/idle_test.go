@@ -11,7 +11,6 @@ import (
 // (idle.go). The raw test clients read synchronously: the goroutines counted are the
 // server's.
 func TestIdleOneGoroutinePerConnection(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true, MaxUserIPConnections: -1})
 	e.deliver(t, "alice@example.org", msgA)
 	const n = 20

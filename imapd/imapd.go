@@ -1,6 +1,6 @@
 // Package imapd is the IMAP server over the mail store, with its own protocol layer
-// (imapd/internal/wire reads the commands, wireconn.go answers them; go-imap/v2's
-// imapserver remains selectable with Config.Protocol). It speaks IMAP4rev1 and IMAP4rev2
+// (imapd/internal/wire reads the commands, wireconn.go answers them; go-imap/v2 is used
+// for its types only). It speaks IMAP4rev1 and IMAP4rev2
 // with IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, LITERAL+, ENABLE, UNSELECT, STATUS,
 // ESEARCH and SEARCHRES, ID, CONDSTORE and QRESYNC, MULTIAPPEND, SORT (and SORT=DISPLAY),
 // ESORT, THREAD, QUOTA, COMPRESS=DEFLATE, BINARY, WITHIN, CATENATE,
@@ -32,13 +32,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/bytesize"
 	"github.com/portcullis-mail/portcullis/internal/connlimit"
@@ -101,11 +97,6 @@ type Config struct {
 	// sessions, least recently used out: the text SEARCH TEXT/BODY look at and envelopes;
 	// default 32MiB, -1 turns the cache off.
 	CacheSize bytesize.Size `yaml:"cache_size"`
-	// Protocol chooses the protocol layer: "" (ProtocolWire) serves through imapd's own
-	// parser and responder (docs/architecture.md, "The IMAP protocol layer");
-	// ProtocolImapserver through go-imap's imapserver, which it replaced and which stays
-	// for comparison until the extensions need what only the new layer has.
-	Protocol string `yaml:"-"`
 	// Debug receives the raw protocol traffic (including passwords); nil for none.
 	Debug io.Writer `yaml:"-"`
 	// Train, when set, is called after a user moves or copies messages into the \Junk
@@ -113,12 +104,6 @@ type Config struct {
 	// Bayesian scorer learns from users. It runs in the background, a few at a time.
 	Train func(ctx context.Context, user string, msg io.Reader, spam bool) error `yaml:"-"`
 }
-
-// Config.Protocol values.
-const (
-	ProtocolWire       = "wire"
-	ProtocolImapserver = "imapserver"
-)
 
 // Authenticator checks a user name and password and returns the canonical user name; the
 // auth package's Service.Auth implements it. An error with a method Temporary() bool
@@ -141,9 +126,8 @@ type Server struct {
 	auth  Authenticator
 	log   *slog.Logger
 	rlog  *ratelog.Logger // what clients can cause, rate-limited
-	srv   *imapserver.Server
-	train chan struct{} // bounds concurrent Train calls
-	cache *msgCache     // decoded search text, envelopes, MIME structures; nil when off
+	train chan struct{}   // bounds concurrent Train calls
+	cache *msgCache       // decoded search text, envelopes, MIME structures; nil when off
 	mem   *memBudget
 	users userLimits
 	// sessions are the logged-in sessions, for Evict (evict.go).
@@ -152,21 +136,10 @@ type Server struct {
 	searchRead atomic.Int64
 	recent     recentFloors // \Recent, see recent.go
 
-	mu      sync.Mutex
-	lns     map[net.Listener]*chanListener
-	wconns  map[*wireConn]struct{} // Config.Protocol wire: closed by Close
-	closed  bool
-	serving sync.WaitGroup // imapserver's Serve calls
-}
-
-// Caps is what the server advertises (besides the always-on IDLE, ENABLE, UNSELECT,
-// SASL-IR, LITERAL- and UTF8=ACCEPT that imapserver adds itself).
-var Caps = imap.CapSet{
-	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
-	imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapSpecialUse: {}, imap.CapNamespace: {},
-	imap.CapLiteralPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {}, imap.CapChildren: {},
-	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {},
-	imap.CapAppendLimit: {}, imap.CapCreateSpecialUse: {},
+	mu     sync.Mutex
+	lns    map[net.Listener]struct{}
+	wconns map[*wireConn]struct{} // closed by Close
+	closed bool
 }
 
 // New returns a server over st that authenticates with a. No I/O.
@@ -201,31 +174,16 @@ func New(cfg Config, st *store.Store, a Authenticator, log *slog.Logger) (*Serve
 	defaultInt(&cfg.MaxLoginCommands, 20)
 	defaultInt(&cfg.MaxUserConnections, 50)
 	defaultInt(&cfg.MaxUserIPConnections, 10)
-	switch cfg.Protocol {
-	case "":
-		cfg.Protocol = ProtocolWire
-	case ProtocolWire, ProtocolImapserver:
-	default:
-		return nil, fmt.Errorf("imapd: unknown protocol layer %q", cfg.Protocol)
-	}
 	if cfg.LoginTimeout == 0 {
 		cfg.LoginTimeout = time.Minute
 	}
 	log = log.With("server", "imap")
 	s := &Server{cfg: cfg, store: st, auth: a, log: log, rlog: ratelog.New(log), train: make(chan struct{}, 4),
-		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]*chanListener{}, wconns: map[*wireConn]struct{}{},
+		mem: newMemBudget(int64(cfg.FetchMemory)), lns: map[net.Listener]struct{}{}, wconns: map[*wireConn]struct{}{},
 		users: userLimits{user: map[string]int{}, userIP: map[userKey]int{}}}
 	if cfg.CacheSize > 0 {
 		s.cache = newMsgCache(int64(cfg.CacheSize))
 	}
-	s.srv = imapserver.New(&imapserver.Options{
-		NewSession:   s.newSession,
-		Caps:         Caps,
-		Logger:       logAdapter{s.rlog},
-		TLSConfig:    cfg.TLSConfig,
-		InsecureAuth: cfg.Trusted,
-		DebugWriter:  cfg.Debug,
-	})
 	return s, nil
 }
 
@@ -239,47 +197,13 @@ func defaultInt(n *int, def int) {
 // Close stops the listeners and closes every connection.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	for ln, cl := range s.lns {
+	for ln := range s.lns {
 		ln.Close()
-		cl.Close()
 	}
 	for c := range s.wconns {
 		c.NetConn().Close()
 	}
-	s.mu.Unlock()
-	// imapserver's Close must not run while one of its Serve calls starts.
-	s.serving.Wait()
-	return s.srv.Close()
-}
-
-// logAdapter sorts imapserver's messages: what a client causes (a connection that drops
-// or times out, a command that fails) is not the server's fault and goes through the
-// rate-limited log at a low level; panics are errors.
-type logAdapter struct{ l *ratelog.Logger }
-
-func (a logAdapter) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	switch {
-	case strings.HasPrefix(format, "panic"):
-		a.l.Error("imap panic", "err", msg)
-	case strings.HasPrefix(format, "failed to read command"), strings.HasPrefix(format, "failed to write greeting"):
-		a.l.Debug("imap connection ended", "err", msg)
-	case strings.HasPrefix(format, "handling"):
-		// Our session logs its own faults; what is left here comes from parsing the
-		// client's command (e.g. a mailbox name that is not modified UTF-7).
-		a.l.Info("imap command failed", "err", msg)
-	default:
-		a.l.Warn("imap", "err", msg)
-	}
-}
-
-func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	sess := &session{srv: s, conn: c, started: time.Now(), cs: connStateOf(c)}
-	if sess.cs != nil {
-		sess.cs.mu.Lock()
-		sess.cs.ic = c
-		sess.cs.mu.Unlock()
-	}
-	return sess, nil, nil
+	return nil
 }

@@ -70,6 +70,42 @@ func (b *memBudget) acquire(ctx context.Context, n int64) (func(), error) {
 		Text: "the server is reading too much mail at once, try again"}
 }
 
+// hold is one message's share of the budget for FETCH, resized as the command moves
+// between parsing the message (copy buffers, the parser's buffer and the header fields it
+// keeps: parseHold) and copying its sections to the client (the copy buffers only:
+// fetchHold). A client that stops reading blocks the copy in a write for up to the write
+// timeout (5 minutes); it then holds only its copy buffers, not the parse's share, which
+// let one stalled reader of a large message hold up to 2 MiB, the whole budget when it is
+// small, and every other user's FETCH waited for it and got NO [UNAVAILABLE].
+type hold struct {
+	b *memBudget
+	n int64
+}
+
+// resize makes the hold n bytes (at most the whole budget). Growing gives back what is
+// held first, so a session never waits for room while holding part of the budget
+// (sessions each holding some and waiting for more would wait each other out);
+// shrinking never waits.
+func (h *hold) resize(n int64) error {
+	n = min(max(n, 0), h.b.max)
+	if n <= h.n {
+		if n < h.n {
+			h.b.release(h.n - n)
+			h.n = n
+		}
+		return nil
+	}
+	if h.n > 0 {
+		h.b.release(h.n)
+		h.n = 0
+	}
+	if _, err := h.b.acquire(context.Background(), n); err != nil {
+		return err
+	}
+	h.n = n
+	return nil
+}
+
 func (b *memBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n

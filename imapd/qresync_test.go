@@ -31,7 +31,6 @@ func selectState(t *testing.T, lines []string) (uidValidity uint32, highest uint
 // and nothing about the messages that did not change. UID FETCH (CHANGEDSINCE VANISHED)
 // says the same, and live expunges reach it as VANISHED, not EXPUNGE.
 func TestQResyncAfterAbsence(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	for range 4 {
 		e.deliver(t, "alice@example.org", msgA)
@@ -99,7 +98,6 @@ func TestQResyncAfterAbsence(t *testing.T) {
 // exactly the message another session changed, and a conditional STORE on a message
 // changed since fails with MODIFIED while the others are stored.
 func TestCondStoreResyncGoIMAPClient(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	for range 3 {
 		e.deliver(t, "alice@example.org", msgA)
@@ -155,7 +153,6 @@ func TestCondStoreResyncGoIMAPClient(t *testing.T) {
 // MULTIAPPEND (RFC 3502) stores every message with one APPENDUID; when one is refused
 // (too big, told before it is sent), those before it are removed: all or none.
 func TestMultiAppend(t *testing.T) {
-	skipOnImapserver(t)
 	e := startWith(t, Config{Trusted: true}, store.Config{MaxMessageSize: 1000})
 	r := dialRaw(t, e.addr)
 	r.ok(`LOGIN alice@example.org "secret pw"`)

@@ -12,7 +12,6 @@ import (
 // literal: the message's lines must not run as commands (RFC 7888 §4; a message body
 // with "a LOGOUT" in it is data, not a command).
 func TestAppendBeforeLoginLiteralIsNotACommand(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	r := dialRaw(t, e.addr)
 	body := "i1 CAPABILITY\r\n"
@@ -33,7 +32,6 @@ func TestAppendBeforeLoginLiteralIsNotACommand(t *testing.T) {
 // back for them too), else the numbers just sent are off by the expunged message. The
 // UID forms may carry it.
 func TestNoExpungeWithSortOrThread(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	for range 3 {
 		e.deliver(t, "alice@example.org", msgA)
@@ -63,7 +61,6 @@ func TestNoExpungeWithSortOrThread(t *testing.T) {
 // handshake, is dropped: it must not run as if it came over TLS (RFC 9051 §6.2.1;
 // CVE-2011-0411's kind).
 func TestStartTLSDropsPlaintextAfterIt(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{})
 	r := dialRaw(t, e.addr)
 	fmt.Fprintf(r.conn, "a STARTTLS\r\nb LOGIN alice@example.org \"secret pw\"\r\n")

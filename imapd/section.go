@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
@@ -82,7 +84,30 @@ type fetchCmd struct {
 	// vanished says a message asked for was expunged by another session meanwhile: the
 	// command ends NO [EXPUNGEISSUED].
 	vanished bool
+	// unreadable says a message's file failed to read (not because it is gone) after
+	// the size of a literal went out, so the client got padding: NO [SERVERBUG].
+	unreadable bool
 }
+
+// readFailed records why a message's file could not be read for a response already
+// started: it is gone (expunged by another session; on NFS an open file another client
+// removed reads ESTALE), or it failed otherwise.
+func (c *fetchCmd) readFailed(err error) {
+	if gone(err) {
+		c.vanished = true
+	} else {
+		c.unreadable = true
+	}
+}
+
+// gone reports whether err says the message's file no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, store.ErrNoMessage) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESTALE)
+}
+
+// testHookBeforeBody, when set by a test, runs in writeLiteral between the size of a
+// section (which may have read the file) and the read of its bytes.
+var testHookBeforeBody func(mf *msgFile)
 
 // errWorkLimit ends a FETCH that would parse more than Config.MaxFetchParseSize.
 func (c *fetchCmd) overLimit() error {
@@ -95,10 +120,13 @@ func (c *fetchCmd) overLimit() error {
 
 // msgFile is one message FETCH answers: its file, opened on first use, and its structure.
 type msgFile struct {
-	s    *session
-	mb   store.Mailbox
-	m    store.Message
-	cmd  *fetchCmd
+	s   *session
+	mb  store.Mailbox
+	m   store.Message
+	cmd *fetchCmd
+	// hold is the message's share of the memory budget (FETCH), grown while a structure
+	// is parsed; nil for callers that account for memory themselves.
+	hold *hold
 	f    *os.File
 	tree *msgTree
 	// indexed says the index's sizes describe the file (they always do, unless the file
@@ -166,6 +194,13 @@ func (mf *msgFile) structure(full bool) (*msgTree, error) {
 	}
 	if !mf.indexed {
 		full = true // only a full parse knows where the file ends
+	}
+	if h := mf.hold; h != nil {
+		base := h.n
+		if err := h.resize(base + parseHold(mf.m)); err != nil {
+			return nil, err
+		}
+		defer h.resize(base)
 	}
 	t, scanned, err := parseTree(io.NewSectionReader(f, 0, 1<<62), !full, pos{v: mf.m.SizeCRLF, f: mf.m.Size})
 	mf.cmd.work += scanned

@@ -9,16 +9,15 @@ import (
 // missing mailboxes and messages, malformed SASL, sections that do not exist, unknown
 // encodings — and checks that none is answered NO [SERVERBUG] (issue 15 item 12): each
 // gets a NO or BAD that says what is wrong.
-//
-// Left out, because imapserver (v2.0.0-beta.9) itself answers them [SERVERBUG] before
-// the session sees them: a LIST pattern that is not modified UTF-7 (other mailbox
-// arguments: TestBadModifiedUTF7MailboxIsClientError), an AUTHENTICATE
-// initial response that is not base64, and an APPEND date-time that does not parse.
+// With them the three that go-imap's imapserver (v2.0.0-beta.9), which served IMAP
+// before imapd's own layer, answered [SERVERBUG] before the session saw them: a LIST
+// pattern that is not modified UTF-7, an AUTHENTICATE initial response that is not
+// base64, and an APPEND date-time that does not parse.
 func TestNoServerBugForClientErrors(t *testing.T) {
 	e := start(t, Config{Trusted: true})
 	e.deliver(t, "bob@example.org", "Subject: a\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nbody\r\n")
 	pre := dialRaw(t, e.addr)
-	for _, c := range []string{"AUTHENTICATE PLAIN =", "AUTHENTICATE PLAIN AGJvYgB3cm9uZw==", "AUTHENTICATE X-UNKNOWN", "LOGIN \"\" \"\"", "LOGIN a b c", "ENABLE IMAP4rev2", "SELECT INBOX"} {
+	for _, c := range []string{"AUTHENTICATE PLAIN =", "AUTHENTICATE PLAIN AGJvYgB3cm9uZw==", "AUTHENTICATE X-UNKNOWN", "AUTHENTICATE PLAIN !!notbase64", "LOGIN \"\" \"\"", "LOGIN a b c", "ENABLE IMAP4rev2", "SELECT INBOX"} {
 		if _, st := pre.cmd("%s", c); strings.Contains(st, "SERVERBUG") {
 			t.Errorf("%q: %s", c, st)
 		}
@@ -35,8 +34,8 @@ func TestNoServerBugForClientErrors(t *testing.T) {
 		`STATUS nonexist (MESSAGES)`, `STATUS "" (MESSAGES)`,
 		`SELECT ""`, `SELECT nonexist`, `EXAMINE nonexist`,
 		"APPEND nonexist {5+}\r\nhello", "APPEND INBOX (\\Foo) {5+}\r\nhello",
-		"APPEND \"\" {5+}\r\nhello", "APPEND INBOX {0+}\r\n",
-		`LIST "" "%%%%%%%%%%%%%%%%%*"`, `LSUB "" "*"`,
+		"APPEND \"\" {5+}\r\nhello", "APPEND INBOX {0+}\r\n", "APPEND INBOX \"31-Foo-2020 25:00:00 +0000\" {5+}\r\nhello",
+		`LIST "" "%%%%%%%%%%%%%%%%%*"`, `LIST "" "&Jjo"`, `LIST "" "a&-*&"`, `LSUB "" "*"`,
 		`SELECT INBOX`,
 		`COPY 1 nonexist`, `COPY 999 INBOX`, `COPY 1 ""`,
 		`STORE 1 +FLAGS (\Foo)`, `STORE 1 +FLAGS (\Recent)`, `STORE 1 FLAGS (a]b)`, `STORE 999 +FLAGS (\Seen)`,

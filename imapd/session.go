@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
 	"github.com/portcullis-mail/portcullis/internal/connlimit"
@@ -23,15 +22,15 @@ import (
 // opTimeout bounds one store operation.
 const opTimeout = 2 * time.Minute
 
-// connCtl is what the session needs of its connection, whichever protocol layer serves
-// it (imapserver's Conn, or wireConn).
+// connCtl is what the session needs of its connection (wireConn; an interface so that
+// the session logic stays apart from the protocol layer).
 type connCtl interface {
 	EnabledCaps() imap.CapSet
 	Bye(text string) error
 	NetConn() net.Conn
 }
 
-// updateWriter writes the unsolicited responses of a poll (imapserver's UpdateWriter).
+// updateWriter writes the unsolicited responses of a poll.
 type updateWriter interface {
 	WriteExpunge(seq uint32) error
 	WriteNumMessages(n uint32) error
@@ -42,25 +41,12 @@ type updateWriter interface {
 	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
 }
 
-// serverUpdates adapts imapserver's UpdateWriter, which has no MODSEQ.
-type serverUpdates struct{ w *imapserver.UpdateWriter }
-
-func (u serverUpdates) WriteExpunge(seq uint32) error   { return u.w.WriteExpunge(seq) }
-func (u serverUpdates) WriteNumMessages(n uint32) error { return u.w.WriteNumMessages(n) }
-func (u serverUpdates) WriteNumRecent(n uint32) error   { return u.w.WriteNumRecent(n) }
-func (u serverUpdates) WriteMailboxFlags(flags []imap.Flag) error {
-	return u.w.WriteMailboxFlags(flags)
-}
-func (u serverUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag, _ uint64) error {
-	return u.w.WriteMessageFlags(seq, uid, flags)
-}
-
 // fetchWriter starts the FETCH response of one message.
 type fetchWriter interface {
 	CreateMessage(seq uint32) msgWriter
 }
 
-// msgWriter writes the items of one FETCH response (imapserver's FetchResponseWriter).
+// msgWriter writes the items of one FETCH response.
 type msgWriter interface {
 	WriteUID(uid imap.UID)
 	WriteFlags(flags []imap.Flag)
@@ -74,21 +60,6 @@ type msgWriter interface {
 	WriteModSeq(modseq uint64) // RFC 7162 §3.1.4.1
 	Close() error
 }
-
-// serverFetch adapts imapserver's FetchWriter, which has no MODSEQ (CONDSTORE is
-// offered only by imapd's own protocol layer).
-type serverFetch struct{ w *imapserver.FetchWriter }
-
-func (f serverFetch) CreateMessage(seq uint32) msgWriter { return serverMsg{f.w.CreateMessage(seq)} }
-
-type serverMsg struct {
-	*imapserver.FetchResponseWriter
-}
-
-func (serverMsg) WriteModSeq(uint64) {}
-
-// WriteEnvelope writes env without its source routes (imapserver's address has no ADL).
-func (m serverMsg) WriteEnvelope(env *envelope) { m.FetchResponseWriter.WriteEnvelope(env.imap()) }
 
 // listWriter writes LIST responses; moveWriter MOVE's.
 type listWriter interface {
@@ -109,7 +80,10 @@ type session struct {
 
 	mu   sync.Mutex // guards user and sel against the IDLE goroutine
 	user *store.User
-	sel  *selected
+	// loginName is the user name as the client gave it at LOGIN or AUTHENTICATE (user's
+	// Name is the canonical one), which the client may also put in an IMAP URL.
+	loginName string
+	sel       *selected
 	// qresync: the client enabled QRESYNC (RFC 7162 §3.2.3): expunges are announced
 	// with VANISHED.
 	qresync bool
@@ -135,8 +109,8 @@ type selected struct {
 	keywords map[string]string
 	newFlags bool
 	// held are the FETCH responses of this session's own STORE when it introduced a
-	// keyword: imapserver gives STORE only a FetchWriter, so they wait for the poll that
-	// follows the command and go out after the FLAGS response.
+	// keyword: they wait for the poll that follows the command and go out after the
+	// FLAGS response.
 	held []heldFetch
 
 	// recent are the UIDs that are \Recent to this session (IMAP4rev1 only, recent.go).
@@ -269,8 +243,8 @@ func (s *session) Close() error {
 
 func (s *session) remote() netip.Addr { return connlimit.RemoteIP(s.conn.NetConn()) }
 
-// Login is called for LOGIN and AUTHENTICATE PLAIN; imapserver has already refused both
-// without TLS unless the listener is trusted (Config.Trusted → InsecureAuth).
+// Login is called for LOGIN and AUTHENTICATE PLAIN; wireConn has already refused both
+// without TLS unless the listener is trusted (Config.Trusted).
 func (s *session) Login(username, password string) error {
 	return s.login(username, func(c context.Context) (string, error) {
 		return s.srv.auth.Authenticate(c, username, password, s.remote())
@@ -289,7 +263,7 @@ func (s *session) login(username string, check func(context.Context) (string, er
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication temporarily unavailable"}
 		}
 		time.Sleep(500 * time.Millisecond) // slow down guessing; throttling is the authenticator's job
-		return imapserver.ErrAuthFailed
+		return errAuthFailed
 	}
 	if err := s.srv.addUser(name, s.remote()); err != nil {
 		s.srv.rlog.Info("imap login refused", "user", name, "remote", s.remote(), "err", err)
@@ -303,6 +277,7 @@ func (s *session) login(username string, check func(context.Context) (string, er
 	}
 	s.mu.Lock()
 	s.user = u
+	s.loginName = username
 	s.counted = true
 	s.srv.sessions.add(name, s) // evict.go
 	s.mu.Unlock()
@@ -397,10 +372,6 @@ func readOnlyErr() error {
 
 // --- authenticated state ---
 
-func (s *session) Namespace() (*imap.NamespaceData, error) {
-	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: store.Delimiter}}}, nil
-}
-
 func (s *session) AppendLimit() uint32 {
 	if n := s.srv.store.Config().MaxMessageSize; n < 1<<32 {
 		return uint32(n)
@@ -451,17 +422,11 @@ func (s *session) Unsubscribe(name string) error {
 	return s.logErr("unsubscribe", s.user.SetSubscribed(c, name, false))
 }
 
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, opts *imap.ListOptions) error {
-	return s.list(w, ref, patterns, opts)
-}
-
 func (s *session) list(w listWriter, ref string, patterns []string, opts *imap.ListOptions) error {
 	if opts == nil {
 		opts = &imap.ListOptions{}
 	}
 	// RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root name.
-	// imapserver drops empty patterns, so LIST "" "" arrives with none (and LIST-EXTENDED
-	// refuses an empty pattern list before the session sees it).
 	if len(patterns) == 0 || (len(patterns) == 1 && patterns[0] == "") {
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: store.Delimiter})
 	}
@@ -499,7 +464,7 @@ func hasAttr(attrs []imap.MailboxAttr, a imap.MailboxAttr) bool {
 	return false
 }
 
-// listMailboxes answers LIST (and LSUB, which imapserver asks as LIST (SUBSCRIBED
+// listMailboxes answers LIST (and LSUB, which wireConn asks as LIST (SUBSCRIBED
 // RECURSIVEMATCH) and prints CHILDINFO as \Noselect) from the folders and the
 // subscription list (subs, needed only when opts select or return subscriptions):
 //
@@ -529,7 +494,7 @@ func listMailboxes(all []store.Mailbox, subs []string, ref string, patterns []st
 	}
 	matches := func(name string) bool {
 		for _, p := range patterns {
-			if imapserver.MatchList(name, store.Delimiter, ref, p) {
+			if matchList(name, store.Delimiter, ref, p) {
 				return true
 			}
 		}
@@ -1039,10 +1004,6 @@ func (s *session) learnPending(sel *selected) {
 	}
 }
 
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	return s.pollSelected(serverUpdates{w}, allowExpunge)
-}
-
 // modseq is what a FETCH of flags shows as MODSEQ: nothing (0) unless CONDSTORE is on.
 func (s *session) modseq(m uint64) uint64 {
 	if !s.condstore {
@@ -1058,39 +1019,6 @@ func (s *session) pollSelected(w updateWriter, allowExpunge bool) error {
 		return nil
 	}
 	return s.poll(s.sel, w, allowExpunge)
-}
-
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	return s.idle(serverUpdates{w}, stop)
-}
-
-func (s *session) idle(w updateWriter, stop <-chan struct{}) error {
-	s.mu.Lock()
-	sel := s.sel
-	if sel != nil {
-		if err := s.poll(sel, w, true); err != nil {
-			s.mu.Unlock()
-			return err
-		}
-	}
-	s.mu.Unlock()
-	if sel == nil {
-		<-stop
-		return nil
-	}
-	for {
-		select {
-		case <-stop:
-			return nil
-		case <-sel.w.C():
-			s.mu.Lock()
-			err := s.poll(sel, w, true)
-			s.mu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // resolve returns the (seq, uid) pairs of numSet in the client's view, ascending. "*" is
@@ -1155,11 +1083,6 @@ func (s *session) selected() (*selected, error) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "no mailbox selected"}
 	}
 	return s.sel, nil
-}
-
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) error {
-	// CLOSE passes a writer that sends nothing.
-	return s.expunge(w.WriteExpunge, nil, uidSet, *w == (imapserver.ExpungeWriter{}))
 }
 
 // expunge answers EXPUNGE, UID EXPUNGE (uidSet) and CLOSE (closing: nothing is written).
@@ -1259,12 +1182,8 @@ func copyData(res store.CopyResult) *imap.CopyData {
 	return d
 }
 
-// Move implements RFC 6851: COPYUID first, then one EXPUNGE per moved message, computed
-// against this session's view; the events are consumed so Poll does not repeat them.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
-	return s.move(w, numSet, dest)
-}
-
+// move implements RFC 6851: COPYUID first, then one EXPUNGE per moved message, computed
+// against this session's view; the events are consumed so the poll does not repeat them.
 func (s *session) move(w moveWriter, numSet imap.NumSet, dest string) error {
 	sel, err := s.selected()
 	if err != nil {
@@ -1313,11 +1232,6 @@ func hasFlag(flags []string, f string) bool {
 		}
 	}
 	return false
-}
-
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
-	_, err := s.store(serverFetch{w}, numSet, flags, nil)
-	return err
 }
 
 // store answers STORE; with unchangedSince (CONDSTORE, RFC 7162 §3.1.3) messages whose
@@ -1472,9 +1386,8 @@ func (s *session) maybeTrain(src store.Mailbox, destName string, res store.CopyR
 	}()
 }
 
-// AuthenticateMechanisms and Authenticate serve AUTHENTICATE PLAIN (imapserver's own
-// PLAIN answered a malformed response, e.g. "AUTHENTICATE PLAIN =", with NO [SERVERBUG]).
-func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+// Authenticate serves AUTHENTICATE PLAIN; a malformed response (e.g. "AUTHENTICATE
+// PLAIN =") is the client's error, not NO [SERVERBUG].
 
 func (s *session) Authenticate(mech string) (sasl.Server, error) {
 	if !strings.EqualFold(mech, sasl.Plain) {

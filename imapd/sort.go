@@ -8,7 +8,6 @@ import (
 	"unicode"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/store"
 )
@@ -38,7 +37,7 @@ type sortItem struct {
 // sortItems returns what SORT and THREAD compare of the messages matching criteria, in
 // sequence order; needEnv reads the envelopes (dates, subjects, addresses).
 func (s *session) sortItems(criteria *imap.SearchCriteria, needEnv bool) ([]sortItem, error) {
-	data, _, err := s.search(imapserver.NumKindSeq, criteria, &imap.SearchOptions{ReturnAll: true})
+	data, _, err := s.search(numSeq, criteria, &imap.SearchOptions{ReturnAll: true})
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +81,7 @@ func (s *session) sortItems(criteria *imap.SearchCriteria, needEnv bool) ([]sort
 	return items, nil
 }
 
-func (s *session) sort(kind imapserver.NumKind, keys []sortKey, criteria *imap.SearchCriteria) ([]uint32, error) {
+func (s *session) sort(kind numKind, keys []sortKey, criteria *imap.SearchCriteria) ([]uint32, error) {
 	needEnv := slices.ContainsFunc(keys, func(k sortKey) bool { return k.key != "ARRIVAL" && k.key != "SIZE" })
 	items, err := s.sortItems(criteria, needEnv)
 	if err != nil {
@@ -123,7 +122,7 @@ func (s *session) sort(kind imapserver.NumKind, keys []sortKey, criteria *imap.S
 	out := make([]uint32, len(items))
 	for i, it := range items {
 		out[i] = it.seq
-		if kind == imapserver.NumKindUID {
+		if kind == numUID {
 			out[i] = it.uid
 		}
 	}

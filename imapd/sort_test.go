@@ -36,7 +36,6 @@ func TestBaseSubject(t *testing.T) {
 // SORT and UID SORT order by the criteria with ties by sequence number; ESORT's RETURN
 // answers in ESEARCH form.
 func TestSort(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	for _, m := range []string{
 		"From: carl@x.org\r\nSubject: Re: beta\r\nDate: Mon, 02 Jan 2026 10:00:00 +0000\r\n\r\n" + strings.Repeat("x", 300) + "\r\n",
@@ -72,7 +71,6 @@ func tagOf(r *raw) string { return fmt.Sprintf("a%d", r.n) }
 // QUOTA (RFC 9208): one root "" with the store's quota in KiB; none without a quota;
 // SETQUOTA is refused.
 func TestQuota(t *testing.T) {
-	skipOnImapserver(t)
 	e := startWith(t, Config{Trusted: true}, store.Config{Quota: 10 << 20})
 	e.deliver(t, "alice@example.org", msgA)
 	r := dialRaw(t, e.addr)
@@ -112,7 +110,6 @@ func TestWriteThreads(t *testing.T) {
 // THREAD REFERENCES (RFC 5256 §2.2): a reply chain through References, a reply whose
 // parent is missing (grouped under a dummy with its sibling), and a lone message.
 func TestThreadReferences(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	for _, m := range []string{
 		"Message-ID: <a@x>\r\nSubject: plan\r\nDate: Mon, 02 Jan 2026 10:00:00 +0000\r\n\r\nx\r\n",
@@ -141,7 +138,6 @@ func TestThreadReferences(t *testing.T) {
 // through go-imap's client. Before, "From: d" was dropped by the address parser and
 // sorted first.
 func TestSortDisplay(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{})
 	for _, hdr := range []string{
 		"From: foo bar <a@b.c>\r\nTo: z: aa@aa.org;",

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/portcullis-mail/portcullis/store"
@@ -26,7 +25,7 @@ type threadNode struct {
 // threadOrderedSubject answers THREAD ORDEREDSUBJECT: the matching messages grouped by
 // base subject, each group's first message (by sent date) the parent of the others, the
 // threads in the order of their first messages' sent dates; ties by sequence number.
-func (s *session) threadOrderedSubject(kind imapserver.NumKind, criteria *imap.SearchCriteria) ([]*threadNode, error) {
+func (s *session) threadOrderedSubject(kind numKind, criteria *imap.SearchCriteria) ([]*threadNode, error) {
 	items, err := s.sortItems(criteria, true)
 	if err != nil {
 		return nil, err
@@ -44,7 +43,7 @@ func (s *session) threadOrderedSubject(kind imapserver.NumKind, criteria *imap.S
 		return byDate(a, b)
 	})
 	num := func(it sortItem) uint32 {
-		if kind == imapserver.NumKindUID {
+		if kind == numUID {
 			return it.uid
 		}
 		return it.seq
@@ -174,7 +173,7 @@ func msgIDs(v string) []string {
 }
 
 // threadReferences answers THREAD REFERENCES.
-func (s *session) threadReferences(kind imapserver.NumKind, criteria *imap.SearchCriteria) ([]*threadNode, error) {
+func (s *session) threadReferences(kind numKind, criteria *imap.SearchCriteria) ([]*threadNode, error) {
 	items, err := s.sortItems(criteria, true)
 	if err != nil {
 		return nil, err
@@ -309,7 +308,7 @@ func (s *session) threadReferences(kind imapserver.NumKind, criteria *imap.Searc
 	// (6) children by sent date everywhere, and the threads by their first message.
 	sortCtrs(merged)
 	num := func(it *sortItem) uint32 {
-		if kind == imapserver.NumKindUID {
+		if kind == numUID {
 			return it.uid
 		}
 		return it.seq

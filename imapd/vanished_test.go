@@ -84,7 +84,6 @@ func imapParseUIDSet(s string) (imap.UIDSet, error) {
 // mailbox, so that it still drops each message it holds that is gone (RFC 7162 §3.2.5.2);
 // a client whose modseq is after the horizon still gets only what was expunged since.
 func TestQResyncAfterPrune(t *testing.T) {
-	skipOnImapserver(t)
 	e := startWith(t, Config{Trusted: true}, store.Config{ExpungesKept: 2})
 	for range 10 {
 		e.deliver(t, "alice@example.org", msgA)

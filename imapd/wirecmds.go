@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/imapd/internal/wire"
 )
@@ -742,9 +741,9 @@ func (c *wireConn) search(cmd *wire.Command) error {
 	if !opts.ReturnMin && !opts.ReturnMax && !opts.ReturnAll && !opts.ReturnCount {
 		opts.ReturnAll = true
 	}
-	kind := imapserver.NumKindSeq
+	kind := numSeq
 	if cmd.UID {
-		kind = imapserver.NumKindUID
+		kind = numUID
 	}
 	was := c.sess.condstore
 	withModSeq := hasModSeqKey(s.Key)
@@ -1193,9 +1192,9 @@ func (c *wireConn) sortCmd(cmd *wire.Command) error {
 	for i, k := range so.Criteria {
 		keys[i] = sortKey{key: k.Key, reverse: k.Reverse}
 	}
-	kind := imapserver.NumKindSeq
+	kind := numSeq
 	if cmd.UID {
-		kind = imapserver.NumKindUID
+		kind = numUID
 	}
 	nums, err := c.sess.sort(kind, keys, &cr)
 	if err != nil {
@@ -1312,9 +1311,9 @@ func (c *wireConn) thread(cmd *wire.Command) error {
 	if err != nil {
 		return c.replyErr(cmd, err)
 	}
-	kind := imapserver.NumKindSeq
+	kind := numSeq
 	if cmd.UID {
-		kind = imapserver.NumKindUID
+		kind = numUID
 	}
 	roots, err := threads(kind, &cr)
 	if err != nil {

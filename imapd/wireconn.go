@@ -13,14 +13,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/portcullis-mail/portcullis/imapd/internal/wire"
 )
 
 // The in-house protocol layer (docs/architecture.md, "The IMAP protocol layer"): a
-// connection read with imapd/internal/wire, answered here, served by the same session
-// logic as imapserver's connections. Chosen per server with Config.Protocol.
+// connection read with imapd/internal/wire, answered here, served by the session logic
+// (session.go, fetch.go, sort.go) through the writer interfaces the session defines.
 
 // Timeouts of a wire connection. Between commands a client that has logged in may stay
 // silent for 30 minutes (RFC 9051 §5.4: at least 30); one that has not, 30 s per command
@@ -328,7 +327,7 @@ func (c *wireConn) replyErr(cmd *wire.Command, err error) error {
 		}
 		return c.tagged(cmd.Tag, typ, ie.Code, ie.Text)
 	}
-	if errors.Is(err, imapserver.ErrAuthFailed) {
+	if errors.Is(err, errAuthFailed) {
 		return c.tagged(cmd.Tag, "NO", imap.ResponseCodeAuthenticationFailed, "Authentication failed")
 	}
 	var ne net.Error

@@ -10,7 +10,6 @@ import (
 // day; they combine with SINCE (which go-imap's criteria would otherwise merge into one
 // day), NOT and OR, and in UID SEARCH. Before, the keys were parsed but not offered.
 func TestSearchWithin(t *testing.T) {
-	skipOnImapserver(t)
 	e := start(t, Config{Trusted: true})
 	r := dialRaw(t, e.addr)
 	r.ok(`LOGIN alice@example.org "secret pw"`)

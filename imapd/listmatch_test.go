@@ -1,0 +1,64 @@
+package imapd
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// matchList answers as go-imap's imapserver.MatchList, which LIST used while imapserver
+// served IMAP (the oracle here), on the cases of RFC 3501 §6.3.8 and fuzzed names; and a
+// pattern of many wildcards, on which a backtracking matcher takes exponential time,
+// answers at once.
+func TestMatchList(t *testing.T) {
+	names := []string{"INBOX", "INBOX/a", "INBOX/a/b", "Archive/2024/x", "a%b", "a*b", "", "/", "a//b", "Été/ß"}
+	cases := [][2]string{{"", "*"}, {"", "%"}, {"", "INBOX/%"}, {"INBOX", "%"}, {"INBOX/", "*"},
+		{"", "/INBOX"}, {"Archive", "/%/%/%"}, {"", "%/%"}, {"", "a%"}, {"", "*b"}, {"", "A*"},
+		{"", "Été/*"}, {"", "%%/%"}, {"x", "/*"}, {"", "a//b"}, {"", "a/%/b"}}
+	for _, n := range names {
+		for _, c := range cases {
+			if got, want := matchList(n, '/', c[0], c[1]), imapserver.MatchList(n, '/', c[0], c[1]); got != want {
+				t.Errorf("matchList(%q, %q, %q) = %v, want %v", n, c[0], c[1], got, want)
+			}
+		}
+	}
+	if matchList(strings.Repeat("a", 5000), '/', "", strings.Repeat("*a", 200)+"*b") {
+		t.Error("a name of a's matched a pattern that ends in b")
+	}
+}
+
+func FuzzMatchList(f *testing.F) {
+	f.Add("INBOX/a/b", "", "INBOX/%")
+	f.Add("a/b", "a", "*")
+	f.Add("a%b", "", "a%%b")
+	f.Fuzz(func(t *testing.T, name, ref, pattern string) {
+		if strings.Count(pattern, "*")+strings.Count(pattern, "%") > 6 || len(name) > 64 {
+			return // the oracle backtracks: exponential in the wildcards
+		}
+		if got, want := matchList(name, '/', ref, pattern), imapserver.MatchList(name, '/', ref, pattern); got != want {
+			t.Errorf("matchList(%q, %q, %q) = %v, want %v", name, ref, pattern, got, want)
+		}
+	})
+}
+
+// BenchmarkMatchList compares matchList with imapserver.MatchList, which LIST used
+// before, on a usual pattern and on one with many wildcards.
+func BenchmarkMatchList(b *testing.B) {
+	for _, c := range []struct{ name, mailbox, pattern string }{
+		{"percent", "Archive/2024/Projects/portcullis/imapd", "Archive/%/Projects/%"},
+		{"wildcards", strings.Repeat("a", 24), "*a*a*a*a*a*x"},
+	} {
+		name := c.mailbox
+		b.Run(c.name+"/own", func(b *testing.B) {
+			for b.Loop() {
+				matchList(name, '/', "", c.pattern)
+			}
+		})
+		b.Run(c.name+"/imapserver", func(b *testing.B) {
+			for b.Loop() {
+				imapserver.MatchList(name, '/', "", c.pattern)
+			}
+		})
+	}
+}
