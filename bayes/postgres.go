@@ -44,11 +44,12 @@ type PostgresOptions struct {
 // lost with the process, and every caller (bayes train, the Junk moves, autolearn, the
 // quarantine release) reports the error.
 type PostgresStore struct {
-	pool *pgxpool.Pool
-	opt  PostgresOptions
-	log  *slog.Logger
-	host string
-	dsn  string // for tests that reopen the store
+	pool  *pgxpool.Pool
+	opt   PostgresOptions
+	log   *slog.Logger
+	host  string
+	dsn   string // for tests that reopen the store
+	where string // Path
 
 	writeMu sync.Mutex // serialises Apply, Prune and refreshes on this node
 	mu      sync.RWMutex
@@ -115,7 +116,8 @@ func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgr
 	if err != nil {
 		return nil, fmt.Errorf("bayes: postgres %s: %w", cfg.ConnConfig.Host, err)
 	}
-	s := &PostgresStore{pool: pool, opt: opt, log: opt.Logger, host: cfg.ConnConfig.Host, dsn: dsn, t: newTable()}
+	s := &PostgresStore{pool: pool, opt: opt, log: opt.Logger, host: cfg.ConnConfig.Host, dsn: dsn, t: newTable(),
+		where: fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgSchemaLock)); err != nil {
 			return err
@@ -276,6 +278,10 @@ func (s *PostgresStore) readTokens(ctx context.Context, tx pgx.Tx, query string,
 	s.rowsRead.Add(n)
 	return rs.Err()
 }
+
+// Path names the database for messages: postgres://user@host:port/database, without
+// the password or the parameters.
+func (s *PostgresStore) Path() string { return s.where }
 
 // Lookup answers from the in-memory table: no database round trip.
 func (s *PostgresStore) Lookup(ctx context.Context, keys []uint64, out []Counts) (Totals, error) {

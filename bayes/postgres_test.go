@@ -5,13 +5,16 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/address"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
+	"github.com/portcullis-mail/portcullis/policy"
 )
 
 // openPG opens a PostgreSQL store on dsn, closed when the test ends. Without a refresh
@@ -311,5 +314,56 @@ func waitFor(t *testing.T, logs *testenv.LockedBuffer, s string) {
 			t.Fatalf("no %q in the log:\n%s", s, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPolicyPostgres: the policy of a front-end classifies with the site-wide database
+// that another node trains, learns into it, and tries again to open it when PostgreSQL
+// was down at the first message.
+func TestPolicyPostgres(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.StartServer(t)
+	dsn := pgtest.NewDatabase(t, srv.DSN)
+	defer func(d time.Duration) { openRetry = d }(openRetry)
+	openRetry = 50 * time.Millisecond
+	p, err := NewPolicy(PolicyConfig{DB: filepath.Join(t.TempDir(), "global.db"), Autolearn: AutolearnConfig{Spam: 0.99, Ham: 0.01}},
+		Deps{Postgres: dsn, Refresh: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := rand.New(rand.NewPCG(17, 18))
+	spam := synthMessage(r, true, 1000)
+	check := func(raw []byte) policy.Result {
+		tx := &policy.Transaction{Message: policy.NewMessage(raw, time.Now())}
+		tx.Envelope.Rcpts = []address.Address{address.Parse("bob@example.net")}
+		return p.CheckData(ctx, tx)
+	}
+	srv.Stop()
+	if res := check(spam); res.Status != policy.StatusTempError || res.Err == nil {
+		t.Fatalf("with PostgreSQL down: %v %v", res.Status, res.Err)
+	}
+	srv.Restart()
+	time.Sleep(2 * openRetry)
+	if res := check(spam); res.Reason != "bayes.untrained" {
+		t.Fatalf("empty database: %v %q %v", res.Status, res.Reason, res.Err)
+	}
+	// another node trains; the policy's store sees it within its refresh interval
+	trainer := openPG(t, dsn, PostgresOptions{})
+	c, _ := New(Config{}, trainer)
+	trainAlternating(t, c, r, 0, 40)
+	deadline := time.Now().Add(30 * time.Second)
+	for res := check(spam); res.Reason != "bayes.spam"; res = check(spam) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the policy never saw the other node's training: %v %q %v", res.Status, res.Reason, res.Err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// auto-learning wrote the spam into the shared database (once: it is tracked)
+	if st, err := trainer.Stats(ctx); err != nil || st.Totals != (Totals{Spam: 21, Ham: 20}) {
+		t.Errorf("after autolearn: %+v %v, want 21 spam and 20 ham", st.Totals, err)
 	}
 }
