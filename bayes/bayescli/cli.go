@@ -526,8 +526,12 @@ func Stats(ctx context.Context, o StatsOptions, out io.Writer) error {
 	if o.JSON {
 		return json.NewEncoder(out).Encode(l)
 	}
-	fmt.Fprintf(out, "database %s (%d bytes)\ntrained: %d spam, %d ham (%d tracked for untrain)\ntokens: %d (%d seen once), oldest %s\ntokenizer settings: %s\n",
-		l.Path, l.SizeBytes, l.Spam, l.Ham, l.Messages, l.Tokens, l.Hapaxes, l.OldestDay, l.Tokenizer)
+	size := fmt.Sprintf(" (%d bytes)", l.SizeBytes)
+	if l.SizeBytes == 0 {
+		size = "" // in PostgreSQL (bayes.postgres): no file
+	}
+	fmt.Fprintf(out, "database %s%s\ntrained: %d spam, %d ham (%d tracked for untrain)\ntokens: %d (%d seen once), oldest %s\ntokenizer settings: %s\n",
+		l.Path, size, l.Spam, l.Ham, l.Messages, l.Tokens, l.Hapaxes, l.OldestDay, l.Tokenizer)
 	return nil
 }
 
