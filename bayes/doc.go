@@ -4,7 +4,8 @@
 // fields with their names as prefixes, words of the decoded text and HTML-reduced body
 // parts, pieces of URLs, patterns ("shapes") of the Message-ID and MIME boundaries and
 // "skip" tokens for overlong words.
-// A Classifier looks the tokens up in a Store (in memory, or SQLite under the data dir),
+// A Classifier looks the tokens up in a Store (in memory, SQLite under the data dir, or
+// PostgreSQL shared by several nodes, each holding the table in memory),
 // computes Gary Robinson's per-token probability f(w) with strength s and assumed
 // probability x, and combines the strongest tokens with Fisher's method (the chi-square
 // combining of SpamBayes), giving a spam probability in [0,1] and an "unsure" band.

@@ -49,14 +49,16 @@ type AutolearnConfig struct {
 // Policy is the data-stage policy: it scores the message and reports the facts
 // score (probability of spam), spam, unsure and tokens. Result.Score is the probability.
 type Policy struct {
-	cfg PolicyConfig
-	log *slog.Logger
+	cfg  PolicyConfig
+	log  *slog.Logger
+	deps Deps
 
-	once   sync.Once
-	err    error
-	global *SQLiteStore
-	cls    *Classifier
-	users  *userStores
+	openMu   sync.Mutex
+	err      error
+	failedAt time.Time // of the last failed open: retried after openRetry
+	global   Store
+	cls      *Classifier
+	users    *userStores
 
 	learnMu   sync.RWMutex // guards sending on learn against Close
 	closed    bool
@@ -71,6 +73,12 @@ type Deps struct {
 	// Logger receives the warnings of per-user lookups and auto-learn; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Postgres, when set, is the site-wide token database (config bayes.postgres)
+	// used instead of the SQLite db; per-user databases stay SQLite files beside db.
+	Postgres string
+	// Refresh is how often the PostgreSQL store reads other nodes' training (default
+	// 30s).
+	Refresh time.Duration
 }
 
 var (
@@ -109,26 +117,46 @@ func NewPolicy(cfg PolicyConfig, deps Deps) (*Policy, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Policy{cfg: cfg, log: log}, nil
+	return &Policy{cfg: cfg, log: log, deps: deps}, nil
+}
+
+// openRetry is how long a failed open is remembered before the next message tries
+// again: a database (PostgreSQL above all) down at the first message must not turn the
+// scorer off until a restart, nor be dialled for every message while it is down.
+var openRetry = 10 * time.Second
+
+// OpenStore opens the global token database as the policy and the trainers of a
+// server use it: the PostgreSQL store when postgres is set, else the SQLite database
+// at path.
+func OpenStore(ctx context.Context, path, postgres string, refresh time.Duration, log *slog.Logger) (Store, error) {
+	if postgres != "" {
+		return OpenPostgres(ctx, postgres, PostgresOptions{RefreshInterval: refresh, Logger: log})
+	}
+	return OpenSQLite(ctx, path, SQLiteOptions{})
 }
 
 func (p *Policy) open(ctx context.Context) error {
-	p.once.Do(func() {
-		s, err := OpenSQLite(ctx, p.cfg.DB, SQLiteOptions{})
-		if err != nil {
-			p.err = err
-			return
-		}
+	p.openMu.Lock()
+	defer p.openMu.Unlock()
+	if p.cls != nil {
+		return nil
+	}
+	if p.err != nil && time.Since(p.failedAt) < openRetry {
+		return p.err
+	}
+	s, err := OpenStore(ctx, p.cfg.DB, p.deps.Postgres, p.deps.Refresh, p.log)
+	if err == nil {
 		c, _ := New(p.cfg.Classifier, s)
-		if err := c.CheckStore(ctx); err != nil {
+		if err = c.CheckStore(ctx); err != nil {
 			s.Close()
-			p.err = err
-			return
+		} else {
+			p.global, p.cls, p.err = s, c, nil
+			p.users = &userStores{global: p.cfg.DB, max: p.cfg.MaxOpenUsers, open: map[string]*userStore{}}
+			return nil
 		}
-		p.global, p.cls = s, c
-		p.users = &userStores{global: p.cfg.DB, max: p.cfg.MaxOpenUsers, open: map[string]*userStore{}}
-	})
-	return p.err
+	}
+	p.err, p.failedAt = err, time.Now()
+	return err
 }
 
 // DeclareFacts lists the facts CheckData reports, with example values.
@@ -252,6 +280,9 @@ func (p *Policy) Close() error {
 			close(p.learn)
 			p.wg.Wait()
 		}
+		p.openMu.Lock()
+		defer p.openMu.Unlock()
+		p.err, p.failedAt = ErrClosed, time.Now().Add(1<<62) // no open after Close
 		if p.global != nil {
 			err = p.users.close()
 			if e := p.global.Close(); err == nil {

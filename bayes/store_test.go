@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
 )
 
 // synthMessage builds a message whose words come from a spam-ish or ham-ish
@@ -77,6 +79,10 @@ func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
 		st.mu.RLock()
 		defer st.mu.RUnlock()
 		tab = st.t
+	case *PostgresStore:
+		st.mu.RLock()
+		defer st.mu.RUnlock()
+		tab = st.t
 	}
 	m := map[uint64]entry{}
 	for h, e := range tab.tokens.all() {
@@ -86,7 +92,8 @@ func snapshot(t *testing.T, s Store) (map[uint64]entry, Totals) {
 	return m, tab.totals
 }
 
-// eachStore runs test as a subtest on a new store of each kind: in memory and SQLite.
+// eachStore runs test as a subtest on a new store of each kind: in memory, SQLite and
+// PostgreSQL (a real server, internal/pgtest).
 func eachStore(t *testing.T, test func(t *testing.T, s Store)) {
 	t.Run("mem", func(t *testing.T) { test(t, NewMemStore()) })
 	t.Run("sqlite", func(t *testing.T) {
@@ -95,6 +102,10 @@ func eachStore(t *testing.T, test func(t *testing.T, s Store)) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
+		test(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		s := openPG(t, pgtest.NewDatabase(t, pgtest.Start(t)), PostgresOptions{})
 		test(t, s)
 	})
 }
@@ -363,6 +374,10 @@ func TestReinforceUntrain(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
+		}
+		if pg, ok := s.(*PostgresStore); ok {
+			pg.Close()
+			s = openPG(t, pg.dsn, PostgresOptions{})
 		}
 		for _, u := range ups {
 			u.Untrain = true

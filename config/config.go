@@ -235,6 +235,21 @@ type Config struct {
 		Disable            bool `yaml:"disable"`
 		decisionlog.Config `yaml:",inline"`
 	} `yaml:"stats"`
+	// Bayes is where the Bayesian scorer (the rule file's bayes policy, the Junk moves,
+	// the quarantine release and portcullis bayes) keeps its global token database.
+	Bayes struct {
+		// Postgres is a PostgreSQL connection string: one site-wide token database that
+		// every node classifies from (each keeping the table in memory) and trains.
+		// Default: directory.postgres when the shared directory is there; empty keeps
+		// the SQLite database DATA/bayes/global.db on each node.
+		Postgres string `yaml:"postgres"`
+		// Local is true to keep each node's SQLite database even when directory.postgres
+		// is set (as before the shared token database existed).
+		Local bool `yaml:"local"`
+		// Refresh is how often a node reads what other nodes trained (only the changed
+		// tokens). Default 30s.
+		Refresh time.Duration `yaml:"refresh"`
+	} `yaml:"bayes"`
 	// Policyd is the Postfix policy-delegation server (check_policy_service): Postfix
 	// front-ends ask portcullis's rules about each recipient. Off unless addr is set.
 	Policyd policyd.Config `yaml:"policyd"`
@@ -271,6 +286,7 @@ func Default(dataDir string) *Config {
 	c.HTTP.MetricsFrom = []string{"127.0.0.0/8", "::1/128"}
 	c.Web.SessionLifetime, c.Web.IdleTimeout, c.Web.MaxSessions = 12*time.Hour, 30*time.Minute, 10000
 	c.Quarantine.Lifetime = quarantine.DefaultLifetime
+	c.Bayes.Refresh = 30 * time.Second
 	c.IMAP.Addr = "127.0.0.1:1143"
 	c.POP3.Addr = "127.0.0.1:1110"
 	c.ManageSieve.Addr = "127.0.0.1:4190"
@@ -447,6 +463,14 @@ func (c *Config) finish() error {
 	if c.Stats.Path == "" {
 		c.Stats.Path = filepath.Join(c.DataDir, "decisions.db")
 	}
+	// The same for the Bayes token database: front-ends then classify with one
+	// site-wide database that training on any node updates (issue 21).
+	if c.Bayes.Postgres == "" && !c.Bayes.Local && c.Directory.Postgres != "" {
+		c.Bayes.Postgres = c.Directory.Postgres
+	}
+	if c.Bayes.Refresh <= 0 {
+		c.Bayes.Refresh = 30 * time.Second
+	}
 	if c.DKIM.Sign.Dir == "" {
 		c.DKIM.Sign.Dir = filepath.Join(c.DataDir, "dkim")
 	}
@@ -458,6 +482,9 @@ func (c *Config) finish() error {
 func (c *Config) unhonoured() error {
 	if c.Group != "" && c.User == "" {
 		return errors.New("group: it is the group of user, which is empty")
+	}
+	if c.Bayes.Local && c.Bayes.Postgres != "" {
+		return errors.New("bayes.local: it keeps the SQLite database, bayes.postgres names a shared one; remove one of the two")
 	}
 	if c.AllowRoot && c.User != "" {
 		return errors.New("allow_root: with user set the server does not keep running as root; remove one of the two")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -22,6 +23,10 @@ type Deps struct {
 	// AuthservID is the server's Authentication-Results identity (Config.AuthservID).
 	AuthservID string
 	Logger     *slog.Logger
+	// BayesPostgres and BayesRefresh are bayes.postgres and bayes.refresh: the bayes
+	// policy's shared token database (empty: its SQLite db).
+	BayesPostgres string
+	BayesRefresh  time.Duration
 }
 
 // RuleFile is a loaded rule file: the configured policy instances and the rules.

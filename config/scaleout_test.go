@@ -50,3 +50,24 @@ func TestStatsFollowDirectory(t *testing.T) {
 		require.Equal(t, want, c.Stats.Postgres, yaml)
 	}
 }
+
+// The Bayes token database follows the shared directory too (issue 21: front-ends
+// classify with one site-wide database), unless bayes names its own or stays local.
+func TestBayesFollowDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	for yaml, want := range map[string]string{
+		"directory: { postgres: \"postgres://db/mail\" }\n":                                               "postgres://db/mail",
+		"directory: { postgres: \"postgres://db/mail\" }\nbayes: { postgres: \"postgres://db/bayes\" }\n": "postgres://db/bayes",
+		"directory: { postgres: \"postgres://db/mail\" }\nbayes: { local: true }\n":                       "",
+		"bayes: { refresh: 5s }\n": "",
+	} {
+		require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\n"+yaml), 0o644))
+		c, err := Load(path, dir)
+		require.NoError(t, err, yaml)
+		require.Equal(t, want, c.Bayes.Postgres, yaml)
+	}
+	require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\nbayes: { local: true, postgres: \"postgres://db/bayes\" }\n"), 0o644))
+	_, err := Load(path, dir)
+	require.ErrorContains(t, err, "bayes.local")
+}

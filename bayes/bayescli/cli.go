@@ -17,10 +17,14 @@ import (
 	"github.com/portcullis-mail/portcullis/bayes"
 )
 
-// DB names a token database: the global one at Path, or the user's next to it.
+// DB names a token database: the global one at Path (or in PostgreSQL), or the user's
+// next to Path.
 type DB struct {
 	Path string // the global database (bayes.DefaultDBPath(dataDir))
 	User string // when set, the user's own database
+	// Postgres, when set, holds the global database (config bayes.postgres) instead of
+	// Path; a user's database stays a file next to Path.
+	Postgres string
 }
 
 func (d DB) file() (string, error) {
@@ -33,7 +37,18 @@ func (d DB) file() (string, error) {
 	return bayes.UserDBPath(d.Path, d.User)
 }
 
-func (d DB) open(ctx context.Context, create bool) (*bayes.SQLiteStore, error) {
+// store is what the commands need of a store: the Store and where it is.
+type store interface {
+	bayes.Store
+	Path() string
+}
+
+func (d DB) open(ctx context.Context, create bool) (store, error) {
+	if d.Postgres != "" && d.User == "" {
+		// no background refresh: a command's run sees the table it loaded, and its
+		// own training
+		return bayes.OpenPostgres(ctx, d.Postgres, bayes.PostgresOptions{RefreshInterval: -1})
+	}
 	p, err := d.file()
 	if err != nil {
 		return nil, err
@@ -46,7 +61,7 @@ func (d DB) open(ctx context.Context, create bool) (*bayes.SQLiteStore, error) {
 	return bayes.OpenSQLite(ctx, p, bayes.SQLiteOptions{RefreshInterval: -1})
 }
 
-func (d DB) classifier(ctx context.Context, cfg bayes.Config, create bool) (*bayes.Classifier, *bayes.SQLiteStore, error) {
+func (d DB) classifier(ctx context.Context, cfg bayes.Config, create bool) (*bayes.Classifier, store, error) {
 	s, err := d.open(ctx, create)
 	if err != nil {
 		return nil, nil, err
@@ -511,8 +526,12 @@ func Stats(ctx context.Context, o StatsOptions, out io.Writer) error {
 	if o.JSON {
 		return json.NewEncoder(out).Encode(l)
 	}
-	fmt.Fprintf(out, "database %s (%d bytes)\ntrained: %d spam, %d ham (%d tracked for untrain)\ntokens: %d (%d seen once), oldest %s\ntokenizer settings: %s\n",
-		l.Path, l.SizeBytes, l.Spam, l.Ham, l.Messages, l.Tokens, l.Hapaxes, l.OldestDay, l.Tokenizer)
+	size := fmt.Sprintf(" (%d bytes)", l.SizeBytes)
+	if l.SizeBytes == 0 {
+		size = "" // in PostgreSQL (bayes.postgres): no file
+	}
+	fmt.Fprintf(out, "database %s%s\ntrained: %d spam, %d ham (%d tracked for untrain)\ntokens: %d (%d seen once), oldest %s\ntokenizer settings: %s\n",
+		l.Path, size, l.Spam, l.Ham, l.Messages, l.Tokens, l.Hapaxes, l.OldestDay, l.Tokenizer)
 	return nil
 }
 

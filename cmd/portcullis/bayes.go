@@ -12,11 +12,12 @@ import (
 )
 
 // bayesCmd: portcullis bayes train|classify|stats|prune|eval, on the token database of the
-// data dir (DATA/bayes/global.db) unless --db names another.
+// data dir (DATA/bayes/global.db), or the site-wide one of bayes.postgres, unless --db
+// names another.
 func bayesCmd(g *globalFlags) *cobra.Command {
 	c := &cobra.Command{Use: "bayes", Short: "Train, inspect and evaluate the Bayesian content scorer"}
 	var db bayescli.DB
-	c.PersistentFlags().StringVar(&db.Path, "db", "", "token database (default DATA/bayes/global.db)")
+	c.PersistentFlags().StringVar(&db.Path, "db", "", "token database (default bayes.postgres, else DATA/bayes/global.db)")
 	c.PersistentFlags().StringVar(&db.User, "user", "", "use this user's own database")
 	resolveDB := func() (bayescli.DB, error) {
 		if db.Path != "" {
@@ -28,6 +29,7 @@ func bayesCmd(g *globalFlags) *cobra.Command {
 		}
 		d := db
 		d.Path = bayes.DefaultDBPath(cfg.DataDir)
+		d.Postgres = cfg.Bayes.Postgres // the site-wide database, when configured
 		return d, os.MkdirAll(cfg.DataDir+"/bayes", 0o700)
 	}
 

@@ -52,7 +52,8 @@ func loadRuleFile(g *globalFlags, path string) (*config.Config, *config.RuleFile
 	if err != nil {
 		return nil, nil, err
 	}
-	rf, err := config.LoadRules(path, config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID})
+	rf, err := config.LoadRules(path, config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID,
+		BayesPostgres: cfg.Bayes.Postgres, BayesRefresh: cfg.Bayes.Refresh})
 	return cfg, rf, err
 }
 

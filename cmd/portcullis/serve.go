@@ -147,7 +147,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	deps := config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID, Logger: logger}
+	deps := config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID, Logger: logger,
+		BayesPostgres: cfg.Bayes.Postgres, BayesRefresh: cfg.Bayes.Refresh}
 	rf, err := config.LoadRules(cfg.Rules, deps)
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
@@ -520,28 +521,41 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 	return stop, nil
 }
 
-// junkTrainer trains the global Bayes database from users' moves into and out of Junk.
-// The database is opened on first use, so a server without Bayes pays nothing.
+// junkTrainer trains the global Bayes database (DATA/bayes/global.db, or bayes.postgres)
+// from users' moves into and out of Junk. The database is opened on first use, so a
+// server without Bayes pays nothing.
 func junkTrainer(cfg *config.Config, logger *slog.Logger) func(ctx context.Context, user string, msg io.Reader, spam bool) error {
-	var once sync.Once
+	var mu sync.Mutex
 	var cl *bayes.Classifier
-	var openErr error
+	open := func(ctx context.Context) (*bayes.Classifier, error) {
+		// not a sync.Once: a PostgreSQL store down at the first move is tried again
+		// at the next one
+		mu.Lock()
+		defer mu.Unlock()
+		if cl != nil {
+			return cl, nil
+		}
+		path := bayes.DefaultDBPath(cfg.DataDir)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		// bayes.postgres: the site-wide database the front-ends classify with
+		st, err := bayes.OpenStore(ctx, path, cfg.Bayes.Postgres, cfg.Bayes.Refresh, logger)
+		if err != nil {
+			return nil, err
+		}
+		c, err := bayes.New(bayes.Config{}, st)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		cl = c
+		return cl, nil
+	}
 	return func(ctx context.Context, user string, msg io.Reader, spam bool) error {
-		once.Do(func() {
-			path := bayes.DefaultDBPath(cfg.DataDir)
-			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-				openErr = err
-				return
-			}
-			st, err := bayes.OpenSQLite(ctx, path, bayes.SQLiteOptions{})
-			if err != nil {
-				openErr = err
-				return
-			}
-			cl, openErr = bayes.New(bayes.Config{}, st)
-		})
-		if openErr != nil {
-			return openErr
+		cl, err := open(ctx)
+		if err != nil {
+			return err
 		}
 		raw, err := io.ReadAll(io.LimitReader(msg, 32<<20))
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/delivery/route"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
 	"github.com/portcullis-mail/portcullis/policy"
 	"github.com/portcullis-mail/portcullis/quarantine"
 )
@@ -175,4 +176,31 @@ func TestReleaseTrainer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint32(1), stats.Totals.Ham)
 	require.Zero(t, stats.Totals.Spam)
+}
+
+// With bayes.postgres, a release and a Junk move train the site-wide database, which
+// every node classifies with; a database down at the first move is tried again at the
+// next one.
+func TestReleaseTrainerPostgres(t *testing.T) {
+	srv := pgtest.StartServer(t)
+	cfg := config.Default(t.TempDir())
+	cfg.Bayes.Postgres = pgtest.NewDatabase(t, srv.DSN)
+	logger := slog.New(slog.DiscardHandler)
+	bp, err := bayes.NewPolicy(bayes.PolicyConfig{DB: bayes.DefaultDBPath(cfg.DataDir)}, bayes.Deps{Postgres: cfg.Bayes.Postgres})
+	require.NoError(t, err)
+	ham := releaseTrainer(cfg, map[string]policy.Policy{"bayes": bp}, logger)
+	junk := junkTrainer(cfg, logger)
+	msg := "From: a@b.example\r\nSubject: the quarterly figures\r\n\r\nhere they are\r\n"
+	srv.Stop()
+	require.ErrorContains(t, ham(t.Context(), "alice@example.test", strings.NewReader(msg)), "postgres")
+	srv.Restart()
+	require.NoError(t, ham(t.Context(), "alice@example.test", strings.NewReader(msg)))
+	require.NoError(t, junk(t.Context(), "bob@example.test", strings.NewReader("From: x@spam.example\r\nSubject: cheap pills\r\n\r\nbuy now\r\n"), true))
+	st, err := bayes.OpenPostgres(t.Context(), cfg.Bayes.Postgres, bayes.PostgresOptions{RefreshInterval: -1})
+	require.NoError(t, err)
+	defer st.Close()
+	stats, err := st.Stats(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, bayes.Totals{Spam: 1, Ham: 1}, stats.Totals)
+	require.NoFileExists(t, bayes.DefaultDBPath(cfg.DataDir))
 }
