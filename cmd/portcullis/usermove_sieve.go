@@ -100,7 +100,7 @@ func (s *scriptMover) copy(ctx context.Context) ([]migrate.Script, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("Sieve scripts of %s on %s not stored here (fix them there and run the move again): %s",
+		return nil, fmt.Errorf("some Sieve scripts of %s on %s cannot be stored here (fix them there and run the move again): %s",
 			s.m.user, s.m.from, strings.Join(bad, "; "))
 	}
 	active := ""
@@ -215,7 +215,7 @@ func (s *scriptMover) removeOld(ctx context.Context, copied []migrate.Script) (i
 		}
 	}
 	if len(kept) > 0 {
-		return n, fmt.Errorf("Sieve scripts left on the old back-end: %s", strings.Join(kept, "; "))
+		return n, fmt.Errorf("left on the old back-end (not verified as copied): Sieve scripts %s", strings.Join(kept, "; "))
 	}
 	return n, nil
 }
