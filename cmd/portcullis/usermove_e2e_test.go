@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
 	"github.com/portcullis-mail/portcullis/internal/redistest"
 	"github.com/portcullis-mail/portcullis/migrate"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // imapMsg is what a move must keep of a message.
@@ -302,6 +303,22 @@ func TestUserMove(t *testing.T) {
 		require.NoError(t, err)
 	}
 	requireEventually(t, func() bool { _, m := inboxState(t, s1, carol); return len(m) == 3 })
+
+	// A script on store1 that store2 cannot compile (written behind ManageSieve's back)
+	// stops carol's move before she is marked moving: her mail is never held for it.
+	sc, err := store.OpenScripts(context.Background(), store.Config{Dir: filepath.Join(filepath.Dir(s1.cfg), "data", "mail")}, carol)
+	require.NoError(t, err)
+	require.NoError(t, sc.Put(context.Background(), "broken", []byte("if true { keep\r\n"), store.ScriptLimits{}))
+	out, err = runIn(t, "", "user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile,
+		"--proxy-protocol", "--insecure-skip-verify")
+	require.ErrorContains(t, err, "cannot be stored here", out)
+	require.ErrorContains(t, err, "not moving yet", out)
+	cu, err := dir.Lookup(context.Background(), carol)
+	require.NoError(t, err)
+	require.Equal(t, "", cu.State)
+	require.NoError(t, sc.Delete(context.Background(), "broken"))
+	require.NoError(t, sc.Close())
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
