@@ -49,6 +49,7 @@ func TestModes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "10.0.0.1:24", h.LMTP)
 	require.Equal(t, "store1:993", h.IMAP)
+	require.Equal(t, "store1:4190", h.ManageSieve)
 	_, err = be.Directory.HostOf("store2")
 	require.ErrorContains(t, err, "not in directory.hosts")
 }

@@ -20,6 +20,9 @@ type Host struct {
 	// POP3 is the back-end's POP3 listener with implicit TLS, from which portcullis user
 	// move reads the POP3 unique-ids it keeps.
 	POP3 string `yaml:"pop3"`
+	// ManageSieve is the back-end's ManageSieve listener (STARTTLS), from which
+	// portcullis user move copies the user's Sieve scripts.
+	ManageSieve string `yaml:"managesieve"`
 }
 
 // The conventional ports of a mail host without an entry in Config.Hosts.
@@ -27,10 +30,12 @@ const (
 	DefaultLMTPPort = 24
 	DefaultIMAPPort = 993
 	DefaultPOP3Port = 995
+	// DefaultManageSievePort is ManageSieve's registered port (RFC 5804 §1.8).
+	DefaultManageSievePort = 4190
 )
 
 // HostOf returns how to reach the mail host name: its entry in Hosts, the addresses it
-// leaves empty following the convention (NAME:24, NAME:993, NAME:995). With Hosts empty
+// leaves empty following the convention (NAME:24, NAME:993, NAME:995, NAME:4190). With Hosts empty
 // every name follows the convention; otherwise a name not listed is an error. The empty
 // name is DefaultHost; without one it is an error (the user's mailbox is nowhere known).
 func (c Config) HostOf(name string) (Host, error) {
@@ -55,6 +60,9 @@ func (c Config) HostOf(name string) (Host, error) {
 	}
 	if h.POP3 == "" {
 		h.POP3 = port(DefaultPOP3Port)
+	}
+	if h.ManageSieve == "" {
+		h.ManageSieve = port(DefaultManageSievePort)
 	}
 	return h, nil
 }

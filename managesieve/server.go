@@ -101,6 +101,8 @@ type Server struct {
 	rlog *ratelog.Logger
 
 	group connlimit.Group // listeners and sessions, for Close
+	// sessions are the logged-in sessions by user, for Evict (evict.go).
+	sessions sessions
 }
 
 // New returns a server. It does no I/O.

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -56,6 +57,11 @@ type session struct {
 	errors   int
 	commands int
 	quit     bool
+
+	// registered is the user this session is registered as logged in (Server.sessions);
+	// evicted, once set by Server.Evict, is the text of the session's BYE.
+	registered string
+	evicted    atomic.Pointer[string]
 }
 
 // reply is a response the command handler chose; it ends the command.
@@ -95,6 +101,10 @@ func (s *session) close() {
 
 // logout forgets the logged-in user (UNAUTHENTICATE, the end of the session).
 func (s *session) logout() {
+	if s.registered != "" {
+		s.srv.sessions.remove(s.registered, s)
+		s.registered = ""
+	}
 	if s.userH != nil {
 		s.userH.Release()
 	}
@@ -169,6 +179,9 @@ func (s *session) capabilities() {
 
 var errLoginTimeout = errors.New("no login in time")
 
+// errEvicted ends a session Server.Evict closed (the user's mailbox moved).
+var errEvicted = errors.New("session evicted")
+
 // readCommand reads the next command within the idle timeout (before the login, within
 // what is left of the login timeout: a command dripped a byte at a time extends
 // neither).
@@ -179,7 +192,15 @@ func (s *session) readCommand() (Command, error) {
 		deadline = s.loginBy
 	}
 	s.conn.SetReadDeadline(deadline)
+	// Checked after the deadline is set: Evict marks the session, then moves the
+	// deadline into the past, so a mark this misses wakes the read below.
+	if s.evicted.Load() != nil {
+		return Command{}, errEvicted
+	}
 	cmd, err := ReadCommand(s.r, s.limits())
+	if err != nil && s.evicted.Load() != nil {
+		return cmd, errEvicted
+	}
 	var ne net.Error
 	if login && errors.As(err, &ne) && ne.Timeout() {
 		return cmd, errLoginTimeout
@@ -219,6 +240,11 @@ func (s *session) run() {
 		case errors.Is(err, errLoginTimeout):
 			s.srv.rlog.Info("managesieve login timeout", "remote", s.remote)
 			s.bye("", "disconnected: no login in time")
+			return
+		case errors.Is(err, errEvicted):
+			text := *s.evicted.Load()
+			s.srv.log.Info("managesieve session closed", "user", s.user, "remote", s.remote, "reason", text)
+			s.bye(codeTryLater, text)
 			return
 		default:
 			var ne net.Error
@@ -616,6 +642,8 @@ func (s *session) login(user string) error {
 		return fmt.Errorf("opening the scripts of %s: %w", user, err)
 	}
 	s.user, s.userH, s.scripts = user, h, h.Scripts()
+	s.registered = user
+	s.srv.sessions.add(user, s)
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()
 	}

@@ -35,6 +35,19 @@ type ImapConfig struct {
 	POP3Addr string
 	// Timeout bounds each network wait; default 2 minutes.
 	Timeout time.Duration
+	// Dial, when set, opens the TCP connections to the source (IMAP, POP3 and
+	// ManageSieve, before any TLS) instead of a plain dial within Timeout: portcullis
+	// user move sends a PROXY header first with it.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// dial opens a connection to addr with Dial, or a plain TCP dial.
+func (c ImapConfig) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if c.Dial != nil {
+		return c.Dial(ctx, addr)
+	}
+	d := net.Dialer{Timeout: c.Timeout}
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // ImapSource reads a user's mail from an IMAP server with go-imap's client.
@@ -51,8 +64,7 @@ func DialImap(ctx context.Context, cfg ImapConfig) (*ImapSource, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
-	d := net.Dialer{Timeout: cfg.Timeout}
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	conn, err := cfg.dial(ctx, cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: imap %s: %w", cfg.Addr, err)
 	}

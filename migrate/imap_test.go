@@ -3,6 +3,7 @@ package migrate_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -220,6 +221,8 @@ func TestSieveFromDovecot(t *testing.T) {
 	main := "require [\"fileinto\"];\r\nif header :contains \"subject\" \"[go]\" {\r\n  fileinto \"Lists/go\";\r\n}\r\n"
 	os.WriteFile(filepath.Join(home, "sieve", "main.sieve"), []byte(main), 0o644)
 	os.WriteFile(filepath.Join(home, "sieve", "broken.sieve"), []byte("if true { keep\r\n"), 0o644)
+	// A script named like a status: a string in LISTSCRIPTS, not the end of it.
+	os.WriteFile(filepath.Join(home, "sieve", "OK.sieve"), []byte("keep;\r\n"), 0o644)
 	os.Symlink("sieve/main.sieve", filepath.Join(home, ".dovecot.sieve"))
 	filepath.Walk(home, func(p string, _ os.FileInfo, _ error) error { os.Lchown(p, 65534, 65534); return nil })
 
@@ -234,7 +237,8 @@ func TestSieveFromDovecot(t *testing.T) {
 	}
 	for _, got := range [][]migrate.Script{scripts, files} {
 		sort.Slice(got, func(i, j int) bool { return got[i].Name < got[j].Name })
-		if len(got) != 2 || got[1].Name != "main" || !got[1].Active || got[0].Active || string(got[1].Text) != main {
+		if len(got) != 3 || got[0].Name != "OK" || string(got[0].Text) != "keep;\r\n" || got[0].Active ||
+			got[2].Name != "main" || !got[2].Active || got[1].Active || string(got[2].Text) != main {
 			t.Fatalf("scripts %+v", got)
 		}
 	}
@@ -243,11 +247,37 @@ func TestSieveFromDovecot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Name != "broken" || res[0].Action != "not compiled" || res[0].Err == nil || res[1].Action != "stored" {
+	if res[1].Name != "broken" || res[1].Action != "not compiled" || res[1].Err == nil || res[0].Action != "stored" || res[2].Action != "stored" {
 		t.Fatalf("results %+v", res)
 	}
-	if string(tgt.scripts["main"]) != main || tgt.active != "main" || len(tgt.scripts) != 1 {
+	if string(tgt.scripts["main"]) != main || tgt.active != "main" || len(tgt.scripts) != 2 {
 		t.Fatalf("target %+v", tgt)
+	}
+
+	// Removing them, as portcullis user move does from the old back-end: the active one
+	// is deactivated first (RFC 5804 §2.10 refuses to delete it).
+	c, err := migrate.DialManageSieve(ctx, migrate.ImapConfig{Addr: dc.SieveAddr(), Security: "none",
+		User: "carol@example.org", Master: migratetest.Master, Password: migratetest.MasterPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Delete("main"); err == nil {
+		t.Fatal("the active script was deleted")
+	}
+	if _, err := c.Get("nothing"); !errors.Is(err, migrate.ErrNoSieveScript) {
+		t.Fatalf("GETSCRIPT of no script: %v", err)
+	}
+	if err := c.SetActive(""); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scripts {
+		if err := c.Delete(s.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left, err := c.Scripts(); err != nil || len(left) != 0 {
+		t.Fatalf("after deleting: %+v, %v", left, err)
 	}
 }
 

@@ -28,8 +28,7 @@ func pop3UIDLs(ctx context.Context, cfg ImapConfig) ([]pop3Entry, error) {
 	if a, ok := strings.CutPrefix(addr, "tls:"); ok {
 		addr, useTLS = a, true
 	}
-	d := net.Dialer{Timeout: cfg.Timeout}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := cfg.dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: pop3 %s: %w", addr, err)
 	}

@@ -102,7 +102,9 @@ type Server struct {
 
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
-	group  connlimit.Group // listeners and sessions, for Close
+	// sessions are the logged-in sessions by user, for Evict (evict.go).
+	sessions sessions
+	group    connlimit.Group // listeners and sessions, for Close
 }
 
 // New returns a server for the store; a is the shared authenticator. No I/O.

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -53,6 +54,11 @@ type session struct {
 	errors   int
 	commands int
 	quit     bool
+
+	// registered is the user this session is registered as logged in (Server.sessions);
+	// evicted, once set by Server.Evict, is the text of the session's last -ERR.
+	registered string
+	evicted    atomic.Pointer[string]
 }
 
 // errTooLong answers a line longer than Config.MaxLineSize; the line is read to its end
@@ -65,6 +71,9 @@ func (s *session) setConn(c net.Conn) {
 }
 
 func (s *session) close() {
+	if s.registered != "" {
+		s.srv.sessions.remove(s.registered, s)
+	}
 	if s.user != nil {
 		s.user.Release()
 	}
@@ -91,6 +100,9 @@ func (s *session) reply(ok bool, format string, args ...any) error {
 // errLoginTimeout ends a session that did not log in within Config.LoginTimeout.
 var errLoginTimeout = errors.New("no login in time")
 
+// errEvicted ends a session Server.Evict closed (the user's mailbox moved).
+var errEvicted = errors.New("session evicted")
+
 // readLine reads one CRLF (or LF) terminated line of at most MaxLineSize. The whole line
 // must arrive within the idle timeout, and before the login within LoginTimeout of the
 // connection: a line dripped a byte at a time does not extend either.
@@ -101,7 +113,15 @@ func (s *session) readLine() (string, error) {
 		deadline = s.loginBy
 	}
 	s.conn.SetReadDeadline(deadline)
+	// Checked after the deadline is set: Evict marks the session, then moves the
+	// deadline into the past, so a mark this misses wakes the read below.
+	if s.evicted.Load() != nil {
+		return "", errEvicted
+	}
 	line, err := s.readLineUntil()
+	if err != nil && s.evicted.Load() != nil {
+		return "", errEvicted
+	}
 	var ne net.Error
 	if login && errors.As(err, &ne) && ne.Timeout() {
 		return "", errLoginTimeout
@@ -162,6 +182,10 @@ func (s *session) run() {
 				s.srv.rlog.Info("pop3 login timeout", "remote", s.remote)
 			case errors.Is(err, errLineFlood):
 				s.replyBye("line too long, bye")
+			case errors.Is(err, errEvicted):
+				// No UPDATE: the deletions asked for are not committed (RFC 1939 §6).
+				s.srv.log.Info("pop3 session closed", "user", s.registered, "remote", s.remote, "reason", *s.evicted.Load())
+				s.replyBye("[SYS/TEMP] " + *s.evicted.Load())
 			}
 			return
 		}
@@ -512,6 +536,8 @@ func (s *session) open(user string) error {
 	s.deleted = make([]bool, len(msgs))
 	s.retr = make([]bool, len(msgs))
 	s.state = stateTrans
+	s.registered = user
+	s.srv.sessions.add(user, s)
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()
 	}

@@ -12,19 +12,48 @@ import (
 	"github.com/portcullis-mail/portcullis/directory"
 )
 
-// evicter is what the tenancy watch needs of the IMAP server (*imapd.Server).
+// evicter is what the tenancy watch needs of a mailbox server (*imapd.Server,
+// *pop3d.Server, *managesieve.Server).
 type evicter interface {
 	LoggedIn() []string
 	Evict(user string, before time.Time, text string) int
 }
 
+// evicters are a node's mailbox servers, watched as one: a user logged in to any, and
+// their sessions closed in each.
+type evicters []evicter
+
+func (es evicters) LoggedIn() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range es {
+		for _, u := range e.LoggedIn() {
+			if !seen[u] {
+				seen[u] = true
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+func (es evicters) Evict(user string, before time.Time, text string) int {
+	n := 0
+	for _, e := range es {
+		n += e.Evict(user, before, text)
+	}
+	return n
+}
+
 // tenancyInterval is how often a back-end checks where its logged-in users live.
 const tenancyInterval = time.Second
 
-// tenancy closes the IMAP sessions of users who no longer live on this back-end
-// (mode: backend): being moved (state moving) or moved (another mail host), so that
-// their clients reconnect through the proxy, which sends them to the new back-end (or
-// answers [UNAVAILABLE] while the move lasts). A back-end learns it by asking the
+// tenancy closes the IMAP, POP3 and ManageSieve sessions of users who no longer live on
+// this back-end (mode: backend): being moved (state moving) or moved (another mail
+// host), so that their clients reconnect through the proxy, which sends them to the new
+// back-end (or answers [UNAVAILABLE] while the move lasts). Each server ends a session
+// with its protocol's temporary failure: IMAP's BYE [UNAVAILABLE] (RFC 5530), POP3's
+// -ERR [SYS/TEMP] (RFC 3206), ManageSieve's BYE (TRYLATER) (RFC 5804). A back-end learns it by asking the
 // directory (through its cache) about each logged-in user every tenancyInterval: a
 // change is acted on within directory.cache_ttl plus that interval.
 //

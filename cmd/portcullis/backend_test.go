@@ -30,7 +30,7 @@ func (r *recordingEvicter) Evict(user string, before time.Time, _ string) int {
 // in a real PostgreSQL: none of a user living here or unknown to the directory; for a
 // user moving, those opened before the move began plus the cache TTL; after the flip,
 // still that cut (the move's own later sessions stay); for a host change without a move,
-// a cut at the change.
+// a cut at the change; every server of the node (IMAP, POP3, ManageSieve) is asked.
 func TestTenancyCuts(t *testing.T) {
 	ctx := context.Background()
 	pg, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
@@ -45,7 +45,10 @@ func TestTenancyCuts(t *testing.T) {
 	}
 	ev := &recordingEvicter{users: []string{"here@example.test", "mover@example.test", "hopper@example.test", "postmaster@example.test"}, cuts: map[string]time.Time{}}
 	const ttl = 2 * time.Second
-	tn := &tenancy{dir: pg, this: "store1", ttl: ttl, srv: ev, log: slog.New(slog.DiscardHandler), now: time.Now, firstSeen: map[string]time.Time{}}
+	// A second server (POP3, say) with a session of the user who moves: each server a
+	// user is logged in to has the same cut asked.
+	pop := &recordingEvicter{users: []string{"mover@example.test"}, cuts: map[string]time.Time{}}
+	tn := &tenancy{dir: pg, this: "store1", ttl: ttl, srv: evicters{ev, pop}, log: slog.New(slog.DiscardHandler), now: time.Now, firstSeen: map[string]time.Time{}}
 
 	tn.check(ctx)
 	require.Empty(t, ev.cuts, "users living here, and the local postmaster, keep their sessions")
@@ -55,6 +58,7 @@ func TestTenancyCuts(t *testing.T) {
 	require.NoError(t, err)
 	tn.check(ctx)
 	require.Equal(t, map[string]time.Time{"mover@example.test": moving.Moved.Add(ttl)}, ev.cuts)
+	require.Equal(t, ev.cuts, pop.cuts)
 
 	require.NoError(t, pg.SetMailHost(ctx, "mover@example.test", "store2"))
 	require.NoError(t, pg.SetMailHost(ctx, "hopper@example.test", "store2"))

@@ -33,8 +33,8 @@ var clusterUsers = map[string]string{
 // backend is a back-end process: its fixed addresses (it is restarted on them) and its
 // config file.
 type backend struct {
-	name, cfg, lmtp, imaps, pop3s string
-	srv                           *server
+	name, cfg, lmtp, imaps, pop3s, sieve string
+	srv                                  *server
 }
 
 // newBackend gives a back-end its fixed loopback addresses (it is restarted on them)
@@ -51,14 +51,28 @@ func newBackend(t *testing.T, name string) *backend {
 	}
 	require.NoError(t, db.Close())
 	return &backend{name: name, cfg: filepath.Join(dir, "portcullis.yaml"),
-		lmtp: testenv.FreeAddr(t), imaps: testenv.FreeAddr(t), pop3s: testenv.FreeAddr(t)}
+		lmtp: testenv.FreeAddr(t), imaps: testenv.FreeAddr(t), pop3s: testenv.FreeAddr(t), sieve: testenv.FreeAddr(t)}
 }
 
 // startBackends starts the back-ends named, each with mode: backend and this_host its
-// name, the shared directory dsn, LMTP, IMAPS and POP3S on their fixed ports, and the
-// front-end (127.0.0.1) trusted for LMTP.
+// name, the shared directory dsn, LMTP, IMAPS, POP3S and ManageSieve on their fixed
+// ports, and the front-end (127.0.0.1) trusted for LMTP.
 func startBackends(t *testing.T, dsn string, dns *dnstest.Server, names ...string) []*backend {
 	t.Helper()
+	return startBackendsWith(t, dsn, dns, "", names...)
+}
+
+// startBackendsWith is startBackends; with masterSecret (a file) the back-ends also take
+// the proxy's master login (master_user proxy), from 127.0.0.1 with a PROXY header only
+// (imap and pop3 proxy_from; ManageSieve follows imap): the test's own clients then
+// connect from 127.0.0.2 or .3.
+func startBackendsWith(t *testing.T, dsn string, dns *dnstest.Server, masterSecret string, names ...string) []*backend {
+	t.Helper()
+	proxied, master := "", ""
+	if masterSecret != "" {
+		proxied = ", proxy_protocol: true, proxy_from: [127.0.0.1/32]"
+		master = fmt.Sprintf("proxy: { master_user: proxy, master_secret_file: %q }\n", masterSecret)
+	}
 	var bs []*backend
 	for _, n := range names {
 		bs = append(bs, newBackend(t, n))
@@ -71,31 +85,34 @@ local_domains: [example.test]
 trusted_networks: [127.0.0.1/32]
 postmaster: postmaster@example.test
 http: { addr: "" }
-managesieve: { addr: "" }
+managesieve: { addr: %q }
 log: { level: info }
 dns: { servers: ["%s"], timeout: 2s }
 smtp:
   listeners:
     - { name: lmtp, addr: %q, mode: lmtp }
-imap: { addr: "", tls_addr: %q }
-pop3: { addr: "", tls_addr: %q }
-directory:
+imap: { addr: "", tls_addr: %q%s }
+pop3: { addr: "", tls_addr: %q%s }
+%sdirectory:
   postgres: %q
   this_host: %s
   cache_ttl: 500ms
-%s`, b.name, filepath.Join(filepath.Dir(b.cfg), "data"), dns.Addr(), b.lmtp, b.imaps, b.pop3s, dsn, b.name, hostsYAML(bs...))), 0o644))
+%s`, b.name, filepath.Join(filepath.Dir(b.cfg), "data"), b.sieve, dns.Addr(), b.lmtp, b.imaps, proxied, b.pop3s, proxied,
+			master, dsn, b.name, hostsYAML(bs...))), 0o644))
 		b.start(t)
 	}
 	return bs
 }
 
-func (b *backend) start(t *testing.T) { b.srv = startServer(t, b.cfg, "lmtp", "imaps", "pop3s") }
+func (b *backend) start(t *testing.T) {
+	b.srv = startServer(t, b.cfg, "lmtp", "imaps", "pop3s", "managesieve")
+}
 
 // hostsYAML is the directory.hosts table of the back-ends.
 func hostsYAML(backends ...*backend) string {
 	s := "  hosts:\n"
 	for _, b := range backends {
-		s += fmt.Sprintf("    %s: { lmtp: %q, imap: %q, pop3: %q }\n", b.name, b.lmtp, b.imaps, b.pop3s)
+		s += fmt.Sprintf("    %s: { lmtp: %q, imap: %q, pop3: %q, managesieve: %q }\n", b.name, b.lmtp, b.imaps, b.pop3s, b.sieve)
 	}
 	return s
 }

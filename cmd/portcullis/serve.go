@@ -467,6 +467,8 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 		}()
 		return nil
 	}
+	// The servers whose sessions a move closes (backend.go).
+	var tenants evicters
 	if cfg.IMAP.Addr != "" || cfg.IMAP.TLSAddr != "" || local.IMAP != nil {
 		icfg := cfg.IMAP.Config
 		icfg.TLSConfig = tlsCfg
@@ -478,11 +480,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		closers = append(closers, func() { srv.Close() })
-		stopWatch, err := watchTenancy(cfg, srv, logger) // backend.go: mode backend
-		if err != nil {
-			return stop, err
-		}
-		closers = append(closers, stopWatch)
+		tenants = append(tenants, srv)
 		if err := listen("imap", cfg.IMAP.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
@@ -499,6 +497,7 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		closers = append(closers, func() { srv.Close() })
+		tenants = append(tenants, srv)
 		if err := listen("pop3", cfg.POP3.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
@@ -513,10 +512,18 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 			return stop, err
 		}
 		closers = append(closers, func() { srv.Close() })
+		tenants = append(tenants, srv)
 		if err := listen("managesieve", cfg.ManageSieve.Addr, false, srv.Serve); err != nil {
 			return stop, err
 		}
 		serveLocal(local.ManageSieve, srv.Serve, logger)
+	}
+	if len(tenants) > 0 {
+		stopWatch, err := watchTenancy(cfg, tenants, logger) // backend.go: mode backend
+		if err != nil {
+			return stop, err
+		}
+		closers = append(closers, stopWatch)
 	}
 	return stop, nil
 }

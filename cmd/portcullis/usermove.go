@@ -26,9 +26,10 @@ import (
 
 // moveFlags are the options of portcullis user move.
 type moveFlags struct {
-	to, master, pwFile string
-	insecure, keepOld  bool
-	settle             time.Duration
+	to, master, pwFile               string
+	insecure, keepOld, proxyProtocol bool
+	skipSieve                        bool
+	settle                           time.Duration
 }
 
 func userMoveCmd(g *globalFlags) *cobra.Command {
@@ -45,21 +46,36 @@ written into this node's store while the server runs.
     UIDLs read from the old back-end's POP3 listener).
  2. The user is marked moving: front-ends keep new mail in their queues (450 4.2.1,
     retried, never bounced), the proxy answers [UNAVAILABLE], and the old back-end
-    closes the user's IMAP sessions.
+    closes the user's IMAP, POP3 and ManageSieve sessions.
  3. After --settle (default twice directory.cache_ttl plus a second, the time every node
     takes to see the change), the copy catches up: new messages, and flags changed since.
  4. Verification: a dry run finds nothing left to copy, and every folder holds as many
     messages here as there.
  5. The mail host becomes HOST and the state is cleared: front-ends deliver what they
     held here at their next retry, the proxy sends the user's sessions here.
- 6. The old copy is removed (every message expunged, every folder but INBOX deleted),
-    unless --keep-old.
+ 6. The old copy is removed (the messages copied expunged, the folders left empty
+    deleted but INBOX, the Sieve scripts copied deleted), unless --keep-old.
 
-The old back-end is read over IMAP (directory.hosts' imap address, implicit TLS) as the
-user, with the password from --password-file or $PORTCULLIS_MIGRATE_PASSWORD, or as
---master on the user's behalf (SASL PLAIN authorization identity). A move that stops
-midway is safe to run again: the copy is incremental and never duplicates, and a user
-left moving keeps their mail held until a move completes.`,
+The user's Sieve scripts are copied from the old back-end's ManageSieve listener
+(directory.hosts' managesieve address, STARTTLS), the active one kept active, compiled
+and checked against what was read: once before the user is marked moving (a script that
+does not compile here stops the move there, before any mail is held), and again just
+before the flip; after it they are removed there (unless --keep-old). --skip-sieve, for
+an old back-end without a ManageSieve listener, leaves them in its store. The vacation and
+duplicate memory of the Sieve actions is not moved: a correspondent may get one vacation
+reply again.
+
+The old back-end is read over IMAP (directory.hosts' imap address, implicit TLS), POP3
+and ManageSieve as the user, with the password from --password-file or
+$PORTCULLIS_MIGRATE_PASSWORD, or as --master on the user's behalf (SASL PLAIN
+authorization identity; the proxy's proxy.master_user and its secret). With --master
+every connection starts with a PROXY v2 header naming this node: the old back-end takes
+the master login only from an address in its imap.proxy_from and pop3.proxy_from, so add
+this node's address there (--proxy-protocol sends the header with a password login too).
+The old back-end closes the user's IMAP, POP3 and ManageSieve sessions opened before the
+move (mode: backend). A move that stops midway is safe to run again: the copy is
+incremental and never duplicates, and a user left moving keeps their mail held until a
+move completes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.to == "" {
@@ -82,7 +98,9 @@ left moving keeps their mail held until a move completes.`,
 	c.Flags().StringVar(&f.master, "master", "", "log in to the old back-end as this master user on the user's behalf")
 	c.Flags().StringVar(&f.pwFile, "password-file", "", "file holding the password (of the user, or of --master)")
 	c.Flags().BoolVar(&f.insecure, "insecure-skip-verify", false, "accept any certificate of the old back-end")
-	c.Flags().BoolVar(&f.keepOld, "keep-old", false, "leave the old copy on the old back-end")
+	c.Flags().BoolVar(&f.keepOld, "keep-old", false, "leave the old copy (mail and Sieve scripts) on the old back-end")
+	c.Flags().BoolVar(&f.skipSieve, "skip-sieve", false, "do not copy the Sieve scripts (an old back-end without a ManageSieve listener): they stay in its store")
+	c.Flags().BoolVar(&f.proxyProtocol, "proxy-protocol", false, "send a PROXY v2 header naming this node on every connection to the old back-end (always with --master)")
 	c.Flags().DurationVar(&f.settle, "settle", 0, "wait between marking the user moving and the final copy (default 2×directory.cache_ttl+1s)")
 	return c
 }
@@ -139,12 +157,22 @@ func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, passw
 	if f.insecure {
 		m.tls = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by --insecure-skip-verify
 	}
+	sm, err := openScriptMover(ctx, m, cfg) // usermove_sieve.go
+	if err != nil {
+		return err
+	}
+	defer sm.Close()
 
 	// 1. While the user is live; a failure here (mail arriving between the IMAP and the
 	// POP3 listing, say) only leaves more for the final copy.
 	if u.State != directory.StateMoving {
 		if _, err := m.copy(ctx, false); err != nil {
 			fmt.Fprintf(out, "first copy incomplete (%v); the final copy does the rest\n", err)
+		}
+		// The scripts are copied now too: one that cannot be stored here stops the
+		// move before the user's mail is held.
+		if _, err := sm.copy(ctx); err != nil {
+			return fmt.Errorf("user move: %s (not moving yet; nothing changed for the user): %w", u.Address, err)
 		}
 		if err := dir.SetState(ctx, u.Address, directory.StateMoving); err != nil {
 			return err
@@ -189,20 +217,37 @@ func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, passw
 	if err := m.verify(ctx); err != nil {
 		return fmt.Errorf("user move: %s (still moving; run it again): %w", u.Address, err)
 	}
+	// The Sieve scripts, read now: nobody changes them at the old back-end any more
+	// (the user's sessions there are closed, the proxy refuses new ones).
+	scripts, err := sm.copy(ctx)
+	if err != nil {
+		return fmt.Errorf("user move: %s (still moving; run it again): %w", u.Address, err)
+	}
 	// 5. The flip.
 	if err := dir.SetMailHost(ctx, u.Address, f.to); err != nil {
 		return err
 	}
 	t := res.Totals()
-	fmt.Fprintf(out, "%s now lives on %s (%d messages in %d folders); held mail is delivered at the front-ends' next retry\n",
-		u.Address, f.to, t.SourceMessages, len(res.Folders))
+	fmt.Fprintf(out, "%s now lives on %s (%d messages in %d folders, %d Sieve scripts); held mail is delivered at the front-ends' next retry\n",
+		u.Address, f.to, t.SourceMessages, len(res.Folders), len(scripts))
 	// 6. The old copy.
-	if rm != nil {
-		n, err := removeMailbox(rm, old)
-		if err != nil {
-			return fmt.Errorf("user move: %s moved, but removing the old copy on %s failed (remove it by hand): %w", u.Address, from, err)
-		}
+	if f.keepOld {
+		return nil
+	}
+	var errs []error
+	n, err := removeMailbox(rm, old)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
 		fmt.Fprintf(out, "removed the old copy on %s (%d messages)\n", from, n)
+	}
+	if n, err := sm.removeOld(ctx, scripts); err != nil {
+		errs = append(errs, err)
+	} else if !f.skipSieve {
+		fmt.Fprintf(out, "removed the Sieve scripts on %s (%d)\n", from, n)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("user move: %s moved, but removing the old copy on %s failed (remove it by hand): %w", u.Address, from, err)
 	}
 	return nil
 }
@@ -222,7 +267,7 @@ type mover struct {
 
 func (m *mover) imapConfig() migrate.ImapConfig {
 	return migrate.ImapConfig{Addr: m.src.IMAP, Security: "tls", TLSConfig: m.tls, User: m.user, Password: m.password,
-		Master: m.flags.master, POP3Addr: "tls:" + m.src.POP3}
+		Master: m.flags.master, POP3Addr: "tls:" + m.src.POP3, Dial: m.dialOld}
 }
 
 // copy runs the migration once (dry: only report what is left to do).
@@ -277,12 +322,11 @@ func (m *mover) dial(ctx context.Context) (*imapclient.Client, error) {
 		host, _, _ := strings.Cut(m.src.IMAP, ":")
 		tc = &tls.Config{ServerName: host}
 	}
-	d := tls.Dialer{Config: tc}
-	conn, err := d.DialContext(ctx, "tcp", m.src.IMAP)
+	raw, err := m.dialOld(ctx, m.src.IMAP) // usermove_sieve.go: with a PROXY header for --master
 	if err != nil {
 		return nil, fmt.Errorf("imap %s: %w", m.src.IMAP, err)
 	}
-	c := imapclient.New(conn, nil)
+	c := imapclient.New(tls.Client(raw, tc), nil)
 	if m.flags.master != "" {
 		err = c.Authenticate(sasl.NewPlainClient(m.user, m.flags.master, m.password))
 	} else {

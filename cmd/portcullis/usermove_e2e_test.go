@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +23,8 @@ import (
 	"github.com/portcullis-mail/portcullis/dnsx/dnstest"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
 	"github.com/portcullis-mail/portcullis/internal/redistest"
+	"github.com/portcullis-mail/portcullis/migrate"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // imapMsg is what a move must keep of a message.
@@ -74,6 +79,63 @@ func backendUIDLs(t *testing.T, b *backend, user string) []string {
 	return out
 }
 
+// sieveSession is a ManageSieve client of user on a back-end, from 127.0.0.2 (a direct
+// client: not from the back-ends' proxy_from), logged in after STARTTLS.
+type sieveSession struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func sieveLogin(t *testing.T, b *backend, user string) *sieveSession {
+	t.Helper()
+	conn, err := dialFrom(b.sieve, "127.0.0.2", time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	s := &sieveSession{t: t, conn: conn, r: bufio.NewReader(conn)}
+	t.Cleanup(func() { s.conn.Close() })
+	s.response()
+	require.Equal(t, "OK", s.cmd("STARTTLS"))
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+	s.conn, s.r = tc, bufio.NewReader(tc)
+	s.response()
+	require.Equal(t, "OK", s.cmd(`AUTHENTICATE "PLAIN" "`+plainB64(user, proxyPassword)+`"`))
+	return s
+}
+
+// response reads lines up to the status line (OK, NO or BYE) and returns that line.
+func (s *sieveSession) response() string {
+	s.t.Helper()
+	for {
+		l, err := s.r.ReadString('\n')
+		require.NoError(s.t, err)
+		l = strings.TrimRight(l, "\r\n")
+		if strings.HasPrefix(l, "OK") || strings.HasPrefix(l, "NO") || strings.HasPrefix(l, "BYE") {
+			return l
+		}
+	}
+}
+
+func (s *sieveSession) cmd(line string) string {
+	s.t.Helper()
+	_, err := fmt.Fprintf(s.conn, "%s\r\n", line)
+	require.NoError(s.t, err)
+	return s.response()
+}
+
+// backendScripts lists user's Sieve scripts on a back-end (its ManageSieve listener,
+// from 127.0.0.2), sorted by name.
+func backendScripts(t *testing.T, b *backend, user string) []migrate.Script {
+	t.Helper()
+	got, err := migrate.ScriptsFromManageSieve(context.Background(), migrate.ImapConfig{Addr: b.sieve, Security: "starttls",
+		TLSConfig: &tls.Config{InsecureSkipVerify: true}, User: user, Password: proxyPassword,
+		Dial: func(_ context.Context, addr string) (net.Conn, error) {
+			return dialFrom(addr, "127.0.0.2", time.Time{})
+		}})
+	require.NoError(t, err)
+	slices.SortFunc(got, func(a, b migrate.Script) int { return strings.Compare(a.Name, b.Name) })
+	return got
+}
+
 // sendHeld is sendVia for another goroutine than the test's: errors are returned.
 func sendHeld(addr, rcpt, subject string) error {
 	conn, err := dialFrom(addr, "127.0.0.2", time.Now().Add(time.Minute))
@@ -93,15 +155,20 @@ func sendHeld(addr, rcpt, subject string) error {
 }
 
 // TestUserMove moves alice from store1 to store2 with portcullis user move while mail
-// for her keeps arriving through the front-end and an IMAP client of hers is connected
-// to store1: afterwards every message accepted is on store2 exactly once, the messages
-// from before keep their UIDs, UIDVALIDITY, flags and POP3 UIDLs, store1's copy is gone,
-// and the connected client was told BYE.
+// for her keeps arriving through the front-end and an IMAP, a POP3 and a ManageSieve
+// client of hers are connected to store1: afterwards every message accepted is on
+// store2 exactly once, the messages from before keep their UIDs, UIDVALIDITY, flags and
+// POP3 UIDLs, her two Sieve scripts are on store2 with the same one active, store1's
+// copy (mail and scripts) is gone, and the connected clients were closed with their
+// protocol's temporary error. The move logs in to store1 with the proxy's master login,
+// which store1 takes only from its proxy_from with a PROXY header.
 func TestUserMove(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
 	dns := dnstest.New(t, dnstest.Zone{})
 	dir := putClusterUsers(t, dsn)
-	bs := startBackends(t, dsn, dns, "store1", "store2")
+	secret := filepath.Join(t.TempDir(), "master.secret")
+	require.NoError(t, os.WriteFile(secret, []byte("move-master-secret-0123456789abcdef\n"), 0o600))
+	bs := startBackendsWith(t, dsn, dns, secret, "store1", "store2")
 	s1, s2 := bs[0], bs[1]
 	fe := startFrontend(t, dsn, redistest.Start(t), dns, s1, s2)
 	mx := fe.addrs["mx"]
@@ -130,6 +197,18 @@ func TestUserMove(t *testing.T) {
 	validity, before := inboxState(t, s1, alice)
 	uidls := backendUIDLs(t, s1, alice)
 	require.Len(t, uidls, 5)
+
+	// Two Sieve scripts, one active, and a ManageSieve and a POP3 session left open.
+	const filter = "require \"fileinto\";\r\nif header :contains \"subject\" \"[list]\" { fileinto \"Lists\"; }\r\n"
+	const vacation = "require \"vacation\";\r\nvacation :days 3 \"away\";\r\n"
+	ms := sieveLogin(t, s1, alice)
+	require.Equal(t, "OK", ms.cmd(fmt.Sprintf("PUTSCRIPT \"filter\" {%d+}\r\n%s", len(filter), filter)))
+	require.Equal(t, "OK", ms.cmd(fmt.Sprintf("PUTSCRIPT \"vacation\" {%d+}\r\n%s", len(vacation), vacation)))
+	require.Equal(t, "OK", ms.cmd(`SETACTIVE "filter"`))
+	pop := pop3Dial(t, s1.pop3s)
+	pop.cmd("USER "+alice, "+OK")
+	pop.cmd("PASS "+proxyPassword, "+OK")
+	pop.cmd("DELE 1", "+OK") // never committed: the session is closed, not QUIT
 
 	// Mail keeps arriving through the front-end during the whole move.
 	stop := make(chan struct{})
@@ -161,18 +240,36 @@ func TestUserMove(t *testing.T) {
 
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	require.NoError(t, os.WriteFile(pwFile, []byte(proxyPassword+"\n"), 0o600))
+	// The POP3 session holds alice's maildrop, so the first copy's UIDL read fails
+	// until it is closed: --settle leaves the old back-end time for that on a loaded
+	// machine.
 	out, err := runIn(t, "", "user", "--config", s2.cfg, "move", alice, "--to", "store2",
-		"--password-file", pwFile, "--insecure-skip-verify")
+		"--master", "proxy", "--password-file", secret, "--insecure-skip-verify", "--settle", "4s")
 	require.NoError(t, err, out)
 	require.Contains(t, out, "alice@example.test now lives on store2")
 	require.Contains(t, out, "removed the old copy on store1")
+	require.Contains(t, out, "removed the Sieve scripts on store1 (2)")
 	time.Sleep(time.Second) // more mail after the flip
 	stopSending()
 	require.NoError(t, sendErr)
 
-	// The client connected to store1 was closed when the move began.
+	// The clients connected to store1 were closed when the move began, each with its
+	// protocol's temporary failure (RFC 5530, RFC 3206, RFC 5804).
 	require.Error(t, c.Noop().Wait(), "the IMAP session on the old back-end is still open")
 	require.True(t, logHas(s1.srv.logText(), "closed the sessions of a user who no longer lives here", "user="+alice))
+	pop.c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := pop.r.ReadString('\n')
+	require.NoError(t, err, "the POP3 session on the old back-end was not told")
+	require.True(t, strings.HasPrefix(line, "-ERR [SYS/TEMP] "), line)
+	ms.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err = ms.r.ReadString('\n')
+	require.NoError(t, err, "the ManageSieve session on the old back-end was not told")
+	require.True(t, strings.HasPrefix(line, "BYE (TRYLATER) "), line)
+
+	// The Sieve scripts are on store2, the same one active, and none on store1.
+	require.Equal(t, []migrate.Script{{Name: "filter", Text: []byte(filter), Active: true},
+		{Name: "vacation", Text: []byte(vacation)}}, backendScripts(t, s2, alice))
+	require.Empty(t, backendScripts(t, s1, alice), "the Sieve scripts are still on store1")
 
 	// Every message accepted is on store2 exactly once (held ones delivered after the
 	// flip), none on store1.
@@ -206,6 +303,22 @@ func TestUserMove(t *testing.T) {
 		require.NoError(t, err)
 	}
 	requireEventually(t, func() bool { _, m := inboxState(t, s1, carol); return len(m) == 3 })
+
+	// A script on store1 that store2 cannot compile (written behind ManageSieve's back)
+	// stops carol's move before she is marked moving: her mail is never held for it.
+	sc, err := store.OpenScripts(context.Background(), store.Config{Dir: filepath.Join(filepath.Dir(s1.cfg), "data", "mail")}, carol)
+	require.NoError(t, err)
+	require.NoError(t, sc.Put(context.Background(), "broken", []byte("if true { keep\r\n"), store.ScriptLimits{}))
+	out, err = runIn(t, "", "user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile,
+		"--proxy-protocol", "--insecure-skip-verify")
+	require.ErrorContains(t, err, "cannot be stored here", out)
+	require.ErrorContains(t, err, "not moving yet", out)
+	cu, err := dir.Lookup(context.Background(), carol)
+	require.NoError(t, err)
+	require.Equal(t, "", cu.State)
+	require.NoError(t, sc.Delete(context.Background(), "broken"))
+	require.NoError(t, sc.Close())
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -213,7 +326,7 @@ func TestUserMove(t *testing.T) {
 		root.SetOut(io.Discard)
 		root.SetErr(io.Discard)
 		root.SetArgs([]string{"user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile,
-			"--insecure-skip-verify", "--settle", "1m"})
+			"--proxy-protocol", "--insecure-skip-verify", "--settle", "1m"})
 		done <- root.ExecuteContext(ctx)
 	}()
 	requireEventually(t, func() bool {
@@ -224,7 +337,10 @@ func TestUserMove(t *testing.T) {
 	require.ErrorContains(t, <-done, "run it again")
 	_, err = sendVia(t, mx, carol, "carol held")
 	require.NoError(t, err)
-	out, err = runIn(t, "", "user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile, "--insecure-skip-verify")
+	// Carol's own password over a connection with a PROXY header (this test's process is
+	// on 127.0.0.1, in store1's proxy_from).
+	out, err = runIn(t, "", "user", "--config", s2.cfg, "move", carol, "--to", "store2", "--password-file", pwFile,
+		"--proxy-protocol", "--insecure-skip-verify")
 	require.NoError(t, err, out)
 	requireEventually(t, func() bool { _, m := inboxState(t, s2, carol); return len(m) == 4 })
 	_, cm := inboxState(t, s2, carol)
