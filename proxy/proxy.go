@@ -114,6 +114,10 @@ type Config struct {
 	LMTPFrom []string `yaml:"lmtp_from"`
 	// MaxMessageSize bounds a message relayed by LMTP (default 64 MiB).
 	MaxMessageSize int64 `yaml:"max_message_size"`
+	// SpoolDir holds the LMTP messages too large to keep in memory while they are
+	// relayed, in files unlinked as soon as they are created (the data directory;
+	// default the system's temporary directory).
+	SpoolDir string `yaml:"-"`
 	// RecipientDelimiter separates an LMTP recipient's extension (user+tag@domain): a
 	// recipient the directory does not know is looked up without it, and its back-end
 	// gets the user's address with it (routing.recipient_delimiter; default "+").
@@ -142,6 +146,7 @@ type Server struct {
 	health       *health
 	sieveCaps    atomic.Value // []string: a ManageSieve back-end's capability lines
 	lmtpFrom     []netip.Prefix
+	lmtpMem      atomic.Int64 // bytes of LMTP messages held in memory, all sessions
 
 	group connlimit.Group // listeners and sessions, for Close
 }
