@@ -49,6 +49,28 @@ func dialBackend(t *testing.T, addr string, header *proxyproto.Header) *client {
 	return cl
 }
 
+// dialRaw connects to a back-end listener like dialBackend, reading no greeting (for
+// POP3 and ManageSieve).
+func dialRaw(t *testing.T, addr string, header *proxyproto.Header) *client {
+	t.Helper()
+	d := net.Dialer{}
+	if header == nil {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if header != nil {
+		if _, err := header.WriteTo(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
+}
+
 func clientHeader(tlsTLV bool) *proxyproto.Header {
 	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.9:5000")),
 		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:993")))
@@ -140,6 +162,8 @@ func TestMasterLogin(t *testing.T) {
 		p.expect("+OK")
 		p.send("STAT")
 		p.expect("+OK")
+		p.send("QUIT") // the maildrop's lock, for the POP3 login below
+		p.expect("+OK")
 	}
 	// The proxy still checks the user's password itself.
 	c := dialIMAP(t, e)
@@ -181,6 +205,45 @@ func TestMasterLogin(t *testing.T) {
 		d.send("a AUTHENTICATE PLAIN " + tc.resp)
 		if l := d.expect("a "); !strings.HasPrefix(l, tc.want) {
 			t.Errorf("%s: %q, want %s", tc.name, l, tc.want)
+		}
+	}
+	// POP3 and ManageSieve, the same: from the proxy (plaintext link, PROXY header saying
+	// TLS) the master login is taken; from a direct client, over TLS, it is refused.
+	sasl := masterPlain("alice@example.org", "proxy", secret)
+	for _, direct := range []bool{false, true} {
+		var p *client
+		if direct {
+			p = dialRaw(t, e.backendPOP3, nil) // b1 is pop3s
+			tl := tls.Client(p.c, &tls.Config{InsecureSkipVerify: true})
+			p.c, p.r = tl, bufio.NewReader(tl)
+			p.expect("+OK")
+		} else {
+			p = dialRaw(t, e.plainPOP3, clientHeader(true))
+			p.expect("+OK")
+		}
+		p.send("AUTH PLAIN " + sasl)
+		if l := p.expect(""); strings.HasPrefix(l, "+OK") == direct {
+			t.Errorf("POP3 master login, direct %v: %q", direct, l)
+		}
+		p.send("QUIT")
+		p.expect("+OK")
+
+		var m *client
+		if direct {
+			m = dialRaw(t, e.plainSieve, nil)
+			m.expect("OK")
+			m.send("STARTTLS")
+			m.expect("OK")
+			tl := tls.Client(m.c, &tls.Config{InsecureSkipVerify: true})
+			m.c, m.r = tl, bufio.NewReader(tl)
+			m.expect("OK")
+		} else {
+			m = dialRaw(t, e.plainSieve, clientHeader(true))
+			m.expect("OK")
+		}
+		m.send(`AUTHENTICATE "PLAIN" "` + sasl + `"`)
+		if l := m.expect(""); strings.HasPrefix(l, "OK") == direct {
+			t.Errorf("ManageSieve master login, direct %v: %q", direct, l)
 		}
 	}
 	if _, err := proxy.NewMasterAuth(rejectAll{}, dir, "proxy", masterSecret(t, "short")); err == nil {
