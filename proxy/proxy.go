@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +148,7 @@ type Server struct {
 	sieveCaps    atomic.Value // []string: a ManageSieve back-end's capability lines
 	lmtpFrom     []netip.Prefix
 	lmtpMem      atomic.Int64 // bytes of LMTP messages held in memory, all sessions
+	saslIR       sync.Map     // back-end address → struct{}: its IMAP greeting offers SASL-IR
 
 	group connlimit.Group // listeners and sessions, for Close
 }
@@ -264,7 +266,8 @@ type protocol interface {
 	login(c *clientConn) (cred credentials, ok bool)
 	// backendLogin logs cred in on the back-end connection (greeting read by it); its
 	// error is a *backendError when the back-end answered, otherwise a connection failure.
-	backendLogin(b *bufio.ReadWriter, cred credentials) (okLine string, err error)
+	// addr is the back-end's address, for what the proxy learned of it (pipelining).
+	backendLogin(b *bufio.ReadWriter, addr string, cred credentials) (okLine string, err error)
 	// loggedIn tells the client it is in, with the back-end's own answer.
 	loggedIn(c *clientConn, cred credentials, okLine string)
 	// unavailable tells the client the back-end cannot be reached (temporary).
@@ -332,8 +335,10 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
 			}
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
+		cork := &corkConn{Conn: raw}
+		raw = cork
 		if implicitTLS {
-			raw = tls.Server(raw, s.cfg.TLSConfig)
+			raw = tls.Server(cork, s.cfg.TLSConfig)
 		}
 		ip := connlimit.RemoteIP(raw)
 		slot, err := pool.Admit(ip, func(error) { raw.Close() })
@@ -344,7 +349,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
 		if !s.group.Go(raw, func() {
 			defer slot.Release()
 			defer raw.Close()
-			c := &clientConn{srv: s, conn: raw, ip: ip, tls: implicitTLS}
+			c := &clientConn{srv: s, conn: raw, cork: cork, ip: ip, tls: implicitTLS}
 			c.r = bufio.NewReaderSize(raw, 4096)
 			s.session(c, p, slot)
 		}) {
@@ -370,6 +375,7 @@ func (s *Server) Down() []string { return s.health.downAddrs() }
 type clientConn struct {
 	srv  *Server
 	conn net.Conn
+	cork *corkConn // the TCP connection under conn's TLS
 	r    *bufio.Reader
 	ip   netip.Addr
 	tls  bool
@@ -465,7 +471,11 @@ func (s *Server) session(c *clientConn, p protocol, slot *connlimit.Conn) {
 	slot.LoggedIn()
 	s.log.Info("proxy login", "proto", p.name(), "user", cred.user, "remote", c.ip, "backend", host)
 	p.loggedIn(c, cred, okLine)
-	s.relay(c, bc)
+	var more func([]byte) bool
+	if p.name() == "imap" {
+		more = imapIncomplete
+	}
+	s.relay(c, bc, more)
 }
 
 // backendConn is the back-end's side of a session.
@@ -490,12 +500,15 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 		return nil, "", err
 	}
 	bc := &backendConn{conn: conn, rw: bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriter(conn))}
-	okLine, err := p.backendLogin(bc.rw, cred)
+	okLine, err := p.backendLogin(bc.rw, addr, cred)
 	if err != nil {
 		conn.Close()
 		return nil, "", err
 	}
-	conn.SetDeadline(time.Time{})
+	if hc, ok := conn.(*headerConn); ok && hc.pending == nil {
+		bc.conn = hc.Conn // the relay reads the TCP connection itself (readMore)
+	}
+	bc.conn.SetDeadline(time.Time{})
 	return bc, okLine, nil
 }
 
@@ -509,10 +522,12 @@ func (s *Server) connect(ctx context.Context, host, addr string, dial func(conte
 	deadline, _ := ctx.Deadline()
 	raw.SetDeadline(deadline)
 	if h != nil {
-		if _, err := h.WriteTo(raw); err != nil {
+		b, err := h.Format()
+		if err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("PROXY header: %w", err)
 		}
+		raw = &headerConn{Conn: raw, pending: b}
 	}
 	tc := s.tls[host]
 	if tc == nil || !useTLS || addr == "local" {
@@ -533,8 +548,10 @@ func (s *Server) connect(ctx context.Context, host, addr string, dial func(conte
 // relay copies both ways until either side closes, or neither sends anything for
 // IdleTimeout. Bytes already read into the buffers go first. Idleness is watched by a
 // timer rather than a deadline per read and write: setting deadlines on every chunk was
-// a measurable share of the proxy's CPU per command.
-func (s *Server) relay(c *clientConn, b *backendConn) {
+// a measurable share of the proxy's CPU per command. more, if not nil, says whether a
+// chunk from the back-end ends before its response does: then what the back-end has
+// already sent is read too, without waiting, and goes to the client in the same write.
+func (s *Server) relay(c *clientConn, b *backendConn, more func([]byte) bool) {
 	var last atomic.Int64
 	now := func() int64 { return time.Now().UnixNano() }
 	last.Store(now())
@@ -555,7 +572,7 @@ func (s *Server) relay(c *clientConn, b *backendConn) {
 	c.conn.SetDeadline(time.Time{})
 	b.conn.SetDeadline(time.Time{})
 	done := make(chan struct{}, 2)
-	pipe := func(dst net.Conn, src net.Conn, buffered *bufio.Reader) {
+	pipe := func(dst net.Conn, src net.Conn, buffered *bufio.Reader, toClient bool) {
 		defer func() { done <- struct{}{} }()
 		if n := buffered.Buffered(); n > 0 {
 			p, _ := buffered.Peek(n)
@@ -563,12 +580,28 @@ func (s *Server) relay(c *clientConn, b *backendConn) {
 				return
 			}
 		}
+		// A chunk over a record's worth goes out of crypto/tls as several records:
+		// gathered under the cork, they take one system call.
+		cork := toClient && c.tls && c.cork != nil
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
 				last.Store(now())
-				if _, werr := dst.Write(buf[:n]); werr != nil {
+				if toClient && more != nil && err == nil && more(buf[:n]) {
+					n = readMore(src, buf, n)
+				}
+				corked := cork && n > 1024
+				if corked {
+					c.cork.cork()
+				}
+				_, werr := dst.Write(buf[:n])
+				if corked {
+					if uerr := c.cork.uncork(); werr == nil {
+						werr = uerr
+					}
+				}
+				if werr != nil {
 					return
 				}
 			}
@@ -577,8 +610,8 @@ func (s *Server) relay(c *clientConn, b *backendConn) {
 			}
 		}
 	}
-	go pipe(b.conn, c.conn, c.r)
-	go pipe(c.conn, b.conn, b.rw.Reader)
+	go pipe(b.conn, c.conn, c.r, false)
+	go pipe(c.conn, b.conn, b.rw.Reader, true)
 	<-done
 	// One side ended: end the other, so that its pipe returns too.
 	closeBoth()
