@@ -397,3 +397,97 @@ func TestNoHealthChecks(t *testing.T) {
 	c.send("a LOGIN alice@example.org \"secret pw\"")
 	c.expect("a OK")
 }
+
+// TestPipelinedLogin: a back-end whose greeting offered SASL-IR gets the next session's
+// AUTHENTICATE with its initial response before its greeting; when it no longer offers
+// SASL-IR (a back-end replaced by another server) and answers that command BAD, the
+// login is made again without the initial response and the session goes on. The
+// back-end is scripted, since no real server changes its capabilities between two
+// connections.
+func TestPipelinedLogin(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := proxylisten.Wrap(raw, []string{"127.0.0.1/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type seen struct {
+		before string // what came before the greeting was sent
+		lines  []string
+	}
+	sessions := make(chan seen, 4)
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(i int) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(c)
+				var s seen
+				// What came with the PROXY header, before the greeting.
+				c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if _, err := r.Peek(1); err == nil {
+					b, _ := r.Peek(r.Buffered())
+					s.before = string(b)
+				}
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				caps := "IMAP4rev1 AUTH=PLAIN"
+				if i == 0 {
+					caps += " SASL-IR"
+				}
+				io.WriteString(c, "* OK ["+caps+"] scripted\r\n")
+				cont := "" // the tag whose continuation request was sent
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						sessions <- s
+						return
+					}
+					l = strings.TrimRight(l, "\r\n")
+					s.lines = append(s.lines, l)
+					if cont != "" { // the PLAIN response
+						io.WriteString(c, cont+" OK [CAPABILITY IMAP4rev1] in\r\n")
+						cont = ""
+						continue
+					}
+					tag, rest, _ := strings.Cut(l, " ")
+					switch {
+					case rest == "AUTHENTICATE PLAIN":
+						cont = tag
+						io.WriteString(c, "+ \r\n")
+					case strings.HasPrefix(rest, "AUTHENTICATE PLAIN ") && i == 0:
+						io.WriteString(c, tag+" OK [CAPABILITY IMAP4rev1] in\r\n")
+					case rest == "NOOP":
+						io.WriteString(c, tag+" OK done\r\n")
+					default: // the initial response of the second session among them
+						io.WriteString(c, tag+" BAD what\r\n")
+					}
+				}
+			}(i)
+		}
+	}()
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "scripted"}}
+	e := start(t, proxy.Config{HealthInterval: -1, Backends: map[string]proxy.Backend{"scripted": {IMAP: raw.Addr().String()}}}, dir)
+	for i := range 2 {
+		c := dialIMAP(t, e)
+		c.send("a LOGIN alice@example.org \"secret pw\"")
+		c.expect("a OK")
+		c.send("n NOOP")
+		c.expect("n OK done")
+		c.c.Close()
+		s := <-sessions
+		pipelined := strings.HasPrefix(s.before, "P1 AUTHENTICATE PLAIN ")
+		if pipelined != (i == 1) {
+			t.Errorf("session %d: before the greeting %q", i, s.before)
+		}
+		if i == 1 && (len(s.lines) < 3 || s.lines[1] != "P2 AUTHENTICATE PLAIN") {
+			t.Errorf("session %d: no login without the initial response: %q", i, s.lines)
+		}
+	}
+}
