@@ -2,20 +2,25 @@
 # The IMAP proxy's cost (issue 21): one back-end process, one proxy process in front of
 # it (plaintext link on loopback, master login, local directory), the same load
 # generator against the back-end directly and through the proxy, in the same run.
-# Prints the CPU of the server processes per session (connect, TLS, LOGIN, LOGOUT), per
-# NOOP and per FETCH of a 20 KB message: directly (the back-end's) and proxied (proxy
-# plus back-end), and the proxy's overhead as a share of the direct cost.
-# Usage: [REPEAT=3] bench/proxy.sh
+# Prints the CPU of the server processes per bare session (connect, TLS, LOGIN, LOGOUT),
+# per usual session (connect, TLS, LOGIN, SELECT, FETCH of flags and envelopes of 20
+# messages, SEARCH UNSEEN, two FETCHes of a 20 KB body, LOGOUT), per NOOP, per FETCH of a
+# 20 KB message and per SEARCH SUBJECT of 20 messages: directly (the back-end's) and
+# proxied (proxy plus back-end), and the proxy's overhead as a share of the direct cost,
+# (proxied - direct) / direct, rounds alternating. BASE_BIN=path runs a second proxy from
+# another portcullis binary (the code before a change) in the same rounds.
+# Usage: [REPEAT=3] [BASE_BIN=...] bench/proxy.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 W=$(bench_workdir proxy)
+[ -d "$W" ] || { echo "no work directory" >&2; exit 1; }
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill $p 2>/dev/null || true; done; sleep 0.5; rm -rf $W' EXIT
 go build -o $W/portcullis ./cmd/portcullis
 (cd bench && go build -o $W/proxyload ./cmd/proxyload)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $W/master.secret
-B_PLAIN=21431 B_TLS=21432 P_TLS=21433
+B_PLAIN=21431 B_TLS=21432 P_TLS=21433 P2_TLS=21434
 node() { # NAME SMTPPORT EXTRA
   mkdir -p $W/$1
   portcullis_config $W/$1/data $2 | sed '/^imap:/d; /^pop3:/d'
@@ -38,12 +43,30 @@ for n in backend proxy; do
 done
 wait_port $B_TLS backend ${PIDS[0]} $W/backend.log
 wait_port $P_TLS proxy ${PIDS[1]} $W/proxy.log
-load() { $W/proxyload -addr 127.0.0.1:$1 -pids $2 -user bench@example.test -pass "bench pw 123456" -sessions ${SESSIONS:-1000} -noops ${NOOPS:-20000} -fetches ${FETCHES:-5000}; }
+if [ -n "${BASE_BIN:-}" ]; then
+  sed "s|imaps_addr: 127.0.0.1:$P_TLS|imaps_addr: 127.0.0.1:$P2_TLS|; s|$W/proxy/data|$W/base/data|; s|127.0.0.1:21426|127.0.0.1:21427|" $W/proxy.yaml > $W/base.yaml
+  mkdir -p $W/base/data
+  echo "bench pw 123456" | $W/portcullis user add bench@example.test --password-stdin --config $W/base.yaml >/dev/null
+  $BASE_BIN serve --config $W/base.yaml 2>$W/base.log &
+  PIDS+=($!)
+  wait_port $P2_TLS base ${PIDS[2]} $W/base.log
+fi
+load() { $W/proxyload -addr 127.0.0.1:$1 -pids $2 -user bench@example.test -pass "bench pw 123456" -sessions ${SESSIONS:-1000} -mixes ${MIXES:-300} -noops ${NOOPS:-20000} -fetches ${FETCHES:-5000} -searches ${SEARCHES:-2000} ${3:-}; }
+overhead() { # ROUND NAME DIRECT PROXIED
+  paste <(echo "$3" | tr ' ' '\n') <(echo "$4" | tr ' ' '\n') | awk -F'[=\t]' -v r=$1 -v n=$2 \
+    '{ printf "round=%s %s %s overhead=%.0f%%\n", r, n, $1, ($4-$2)*100/$2 }'
+}
+load $B_TLS ${PIDS[0]} "-setup -sessions 1 -mixes 1 -noops 1 -fetches 1 -searches 1" >/dev/null
 for r in $(seq ${REPEAT:-1}); do
+  echo "round=$r $(uptime | sed 's/.*load/load/')"
   d=$(load $B_TLS ${PIDS[0]})
   p=$(load $P_TLS ${PIDS[1]},${PIDS[0]})
   echo "round=$r direct: $d"
   echo "round=$r proxied: $p"
-  paste <(echo "$d" | tr ' ' '\n') <(echo "$p" | tr ' ' '\n') | awk -F'[=\t]' -v r=$r \
-    '{ printf "round=%s %s proxy_overhead=%.0f%%\n", r, $1, ($4-$2)*100/$2 }'
+  if [ -n "${BASE_BIN:-}" ]; then
+    b=$(load $P2_TLS ${PIDS[2]},${PIDS[0]})
+    echo "round=$r proxied-base: $b"
+    overhead $r proxied-base "$d" "$b"
+  fi
+  overhead $r proxied "$d" "$p"
 done
