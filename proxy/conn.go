@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -90,6 +91,56 @@ func (c *corkConn) uncork() error {
 		c.buf = c.buf[:0]
 	}
 	return err
+}
+
+// relayBufs are the buffers of the back-end side of relays: 64 KB, taken when the
+// back-end has sent something and given back once it is written to the client, so that
+// the many sessions that wait (IDLE, a client between checks) hold none.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// readPooled reads what conn has into a buffer of relayBufs, taken only once the poller
+// says there is something to read; the caller gives it back. It is conn.Read without a
+// buffer held while waiting, at the same system calls.
+func readPooled(rc syscall.RawConn) (*[]byte, int, error) {
+	var (
+		bp   *[]byte
+		n    int
+		rerr error
+	)
+	err := rc.Read(func(fd uintptr) bool {
+		if bp == nil {
+			bp = relayBufs.Get().(*[]byte)
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), *bp)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			relayBufs.Put(bp)
+			bp = nil
+			return false // wait for the poller
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	if n < 0 {
+		n = 0
+	}
+	if bp == nil && err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	if bp != nil && n == 0 {
+		relayBufs.Put(bp)
+		bp = nil
+	}
+	return bp, n, err
 }
 
 // readMore appends to buf[n:] what the plaintext back-end connection already holds,

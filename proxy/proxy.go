@@ -15,6 +15,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -583,23 +584,52 @@ func (s *Server) relay(c *clientConn, b *backendConn, more func([]byte) bool) {
 		// A chunk over a record's worth goes out of crypto/tls as several records:
 		// gathered under the cork, they take one system call.
 		cork := toClient && c.tls && c.cork != nil
-		buf := make([]byte, 64<<10)
+		write := func(p []byte) error {
+			corked := cork && len(p) > 1024
+			if corked {
+				c.cork.cork()
+			}
+			_, err := dst.Write(p)
+			if corked {
+				if uerr := c.cork.uncork(); err == nil {
+					err = uerr
+				}
+			}
+			return err
+		}
+		// A plaintext back-end link is read into a pooled buffer taken only when data
+		// has come (readPooled); otherwise a buffer of a TLS record's size (crypto/tls
+		// returns at most one record per read) is held by the session.
+		var rc syscall.RawConn
+		if tc, ok := src.(*net.TCPConn); ok && toClient {
+			rc, _ = tc.SyscallConn()
+		}
+		var buf []byte
+		if rc == nil {
+			buf = make([]byte, 16<<10)
+		}
 		for {
-			n, err := src.Read(buf)
+			var (
+				n   int
+				err error
+				bp  *[]byte
+			)
+			if rc != nil {
+				bp, n, err = readPooled(rc)
+				if bp != nil {
+					buf = *bp
+				}
+			} else {
+				n, err = src.Read(buf)
+			}
 			if n > 0 {
 				last.Store(now())
 				if toClient && more != nil && err == nil && more(buf[:n]) {
 					n = readMore(src, buf, n)
 				}
-				corked := cork && n > 1024
-				if corked {
-					c.cork.cork()
-				}
-				_, werr := dst.Write(buf[:n])
-				if corked {
-					if uerr := c.cork.uncork(); werr == nil {
-						werr = uerr
-					}
+				werr := write(buf[:n])
+				if bp != nil {
+					relayBufs.Put(bp)
 				}
 				if werr != nil {
 					return
