@@ -9,7 +9,9 @@
 # proxied (proxy plus back-end), and the proxy's overhead as a share of the direct cost,
 # (proxied - direct) / direct, rounds alternating. BASE_BIN=path runs a second proxy from
 # another portcullis binary (the code before a change) in the same rounds.
-# Usage: [REPEAT=3] [BASE_BIN=...] bench/proxy.sh
+# STRACE=1 then counts the system calls of each proxy process (strace -c) per NOOP, per
+# FETCH and per usual session: a measure the machine's load does not blur.
+# Usage: [REPEAT=3] [BASE_BIN=...] [STRACE=1] bench/proxy.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -70,3 +72,18 @@ for r in $(seq ${REPEAT:-1}); do
   fi
   overhead $r proxied "$d" "$p"
 done
+if [ -n "${STRACE:-}" ]; then
+  only="-sessions 0 -mixes 0 -noops 0 -fetches 0 -searches 0"
+  for ph in "noops 2000" "fetches 1000" "mixes 100"; do
+    set -- $ph
+    for v in "proxied ${PIDS[1]} $P_TLS" ${BASE_BIN:+"proxied-base ${PIDS[2]} $P2_TLS"}; do
+      set -- $1 $2 $v
+      strace -f -c -p $4 -o $W/strace.out 2>/dev/null & st=$!
+      sleep 1
+      load $5 $4 "$only -$1 $2" >/dev/null
+      kill -INT $st; wait $st || true
+      awk -v n=$2 -v name=$3 -v ph=$1 '$NF ~ /^(read|write|epoll_pwait|futex|nanosleep|total)$/ {
+          printf "%s %s %s_per_op=%.2f\n", name, ph, $NF, $4/n }' $W/strace.out
+    done
+  done
+fi

@@ -63,7 +63,7 @@ func main() {
 		expect(r, "b OK")
 		c.Close()
 	}
-	perSession := (cpu(ps) - cpu0) / time.Duration(*sessions)
+	perSession := (cpu(ps) - cpu0) / time.Duration(max(*sessions, 1))
 
 	c, r := dial()
 	c.Write([]byte(login))
