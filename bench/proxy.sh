@@ -7,7 +7,8 @@
 # messages, SEARCH UNSEEN, two FETCHes of a 20 KB body, LOGOUT), per NOOP, per FETCH of a
 # 20 KB message and per SEARCH SUBJECT of 20 messages: directly (the back-end's) and
 # proxied (proxy plus back-end), and the proxy's overhead as a share of the direct cost,
-# (proxied - direct) / direct, rounds alternating. BASE_BIN=path runs a second proxy from
+# (proxied - direct) / direct, rounds alternating; backend_us is the back-end's CPU alone
+# (proxied, it does no TLS: backend_change is negative). BASE_BIN=path runs a second proxy from
 # another portcullis binary (the code before a change) in the same rounds.
 # STRACE=1 then counts the system calls of each proxy process (strace -c) per NOOP, per
 # FETCH and per usual session: a measure the machine's load does not blur.
@@ -56,7 +57,7 @@ fi
 load() { $W/proxyload -addr 127.0.0.1:$1 -pids $2 -user bench@example.test -pass "bench pw 123456" -sessions ${SESSIONS:-1000} -mixes ${MIXES:-300} -noops ${NOOPS:-20000} -fetches ${FETCHES:-5000} -searches ${SEARCHES:-2000} ${3:-}; }
 overhead() { # ROUND NAME DIRECT PROXIED
   paste <(echo "$3" | tr ' ' '\n') <(echo "$4" | tr ' ' '\n') | awk -F'[=\t]' -v r=$1 -v n=$2 \
-    '{ printf "round=%s %s %s overhead=%.0f%%\n", r, n, $1, ($4-$2)*100/$2 }'
+    '{ k = ($1 ~ /^backend_/) ? "backend_change" : "overhead"; printf "round=%s %s %s %s=%.0f%%\n", r, n, $1, k, ($4-$2)*100/$2 }'
 }
 load $B_TLS ${PIDS[0]} "-setup -sessions 1 -mixes 1 -noops 1 -fetches 1 -searches 1" >/dev/null
 for r in $(seq ${REPEAT:-1}); do

@@ -63,7 +63,7 @@ func main() {
 		expect(r, "b OK")
 		c.Close()
 	}
-	perSession := (cpu(ps) - cpu0) / time.Duration(max(*sessions, 1))
+	perSession := per(cpu0, cpu(ps), *sessions)
 
 	c, r := dial()
 	c.Write([]byte(login))
@@ -78,13 +78,13 @@ func main() {
 	}
 	c.Write([]byte("s SELECT INBOX\r\n"))
 	expect(r, "s OK")
-	phase := func(n int, cmd, tag string) time.Duration {
+	phase := func(n int, cmd, tag string) sample {
 		cpu0 := cpu(ps)
 		for range n {
 			c.Write([]byte(cmd))
 			expect(r, tag)
 		}
-		return (cpu(ps) - cpu0) / time.Duration(max(n, 1))
+		return per(cpu0, cpu(ps), n)
 	}
 	perNoop := phase(*noops, "n NOOP\r\n", "n OK")
 	perFetch := phase(*fetches, "f FETCH 1 BODY.PEEK[]\r\n", "f OK")
@@ -103,17 +103,30 @@ func main() {
 		}
 		c.Close()
 	}
-	perMix := (cpu(ps) - cpu0) / time.Duration(max(*mixes, 1))
-	fmt.Printf("cpu_us_per_session=%.1f cpu_us_per_mix_session=%.1f cpu_us_per_noop=%.2f cpu_us_per_fetch=%.2f cpu_us_per_search=%.2f\n",
-		us(perSession), us(perMix), us(perNoop), us(perFetch), us(perSearch))
+	perMix := per(cpu0, cpu(ps), *mixes)
+	// cpu_us: all the -pids; backend_us: the last one's alone (the back-end's, when
+	// -pids is proxy,back-end).
+	fmt.Printf("cpu_us_per_session=%.1f cpu_us_per_mix_session=%.1f cpu_us_per_noop=%.2f cpu_us_per_fetch=%.2f cpu_us_per_search=%.2f ",
+		us(perSession.total), us(perMix.total), us(perNoop.total), us(perFetch.total), us(perSearch.total))
+	fmt.Printf("backend_us_per_session=%.1f backend_us_per_mix_session=%.1f backend_us_per_noop=%.2f backend_us_per_fetch=%.2f backend_us_per_search=%.2f\n",
+		us(perSession.last), us(perMix.last), us(perNoop.last), us(perFetch.last), us(perSearch.last))
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
+// sample is the CPU time of all the processes measured, and of the last one alone.
+type sample struct{ total, last time.Duration }
+
+// per is the CPU per operation between two samples.
+func per(a, b sample, n int) sample {
+	d := time.Duration(max(n, 1))
+	return sample{(b.total - a.total) / d, (b.last - a.last) / d}
+}
+
 // cpu is the user+system CPU time of the processes (clock ticks of 10 ms: the phases
 // run long enough for that).
-func cpu(pids []int) time.Duration {
-	var total time.Duration
+func cpu(pids []int) sample {
+	var total, last time.Duration
 	for _, p := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
 		if err != nil {
@@ -123,9 +136,10 @@ func cpu(pids []int) time.Duration {
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 		ut, _ := strconv.Atoi(f[11])
 		st, _ := strconv.Atoi(f[12])
-		total += time.Duration(ut+st) * 10 * time.Millisecond
+		last = time.Duration(ut+st) * 10 * time.Millisecond
+		total += last
 	}
-	return total
+	return sample{total, last}
 }
 
 func expect(r *bufio.Reader, prefix string) {
