@@ -12,7 +12,9 @@
 # another portcullis binary (the code before a change) in the same rounds.
 # STRACE=1 then counts the system calls of each proxy process (strace -c) per NOOP, per
 # FETCH and per usual session: a measure the machine's load does not blur.
-# Usage: [REPEAT=3] [BASE_BIN=...] [STRACE=1] bench/proxy.sh
+# PROFILE=phase (noops, fetches, sessions or mixes) prints the top of a CPU profile of
+# the proxy process during that phase (http.pprof).
+# Usage: [REPEAT=3] [BASE_BIN=...] [STRACE=1] [PROFILE=sessions] bench/proxy.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -38,6 +40,7 @@ node backend 21425 "imap: { addr: 127.0.0.1:$B_PLAIN, tls_addr: 127.0.0.1:$B_TLS
 pop3: { addr: \"\" }" > $W/backend.yaml
 node proxy 21426 "imap: { addr: \"\" }
 pop3: { addr: \"\" }" | sed "s|^proxy: {|proxy: { imaps_addr: 127.0.0.1:$P_TLS, default_host: store1, backends: { store1: { imap: 127.0.0.1:$B_PLAIN } },|" > $W/proxy.yaml
+[ -z "${PROFILE:-}" ] || sed -i 's|^http: { addr: "" }|http: { addr: "127.0.0.1:21435", pprof: true }|' $W/proxy.yaml
 for n in backend proxy; do
   mkdir -p $W/$n/data
   echo "bench pw 123456" | $W/portcullis user add bench@example.test --password-stdin --config $W/$n.yaml >/dev/null
@@ -87,4 +90,15 @@ if [ -n "${STRACE:-}" ]; then
           printf "%s %s %s_per_op=%.2f\n", name, ph, $NF, $4/n }' $W/strace.out
     done
   done
+fi
+if [ -n "${PROFILE:-}" ]; then
+  curl -s "http://127.0.0.1:21435/debug/pprof/profile?seconds=20" -o $W/cpu.prof &
+  cp=$!
+  declare -A big=([noops]=100000 [fetches]=20000 [sessions]=3000 [mixes]=1000)
+  load $P_TLS ${PIDS[1]} "-sessions 0 -mixes 0 -noops 0 -fetches 0 -searches 0 -$PROFILE ${big[$PROFILE]}" >/dev/null &
+  lp=$!
+  wait $cp
+  kill $lp 2>/dev/null || true
+  go tool pprof -top $W/portcullis $W/cpu.prof 2>/dev/null | head -45
+  [ -z "${KEEP_PROF:-}" ] || cp $W/cpu.prof $W/portcullis "$KEEP_PROF"
 fi
