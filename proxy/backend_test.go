@@ -6,12 +6,14 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,13 +95,41 @@ func TestPlaintextLink(t *testing.T) {
 	c.send("b SELECT INBOX")
 	c.expect("* 1 EXISTS")
 	c.expect("b OK")
+	// A large response, relayed in pieces (pooled buffers, read on while incomplete,
+	// TLS records gathered), arrives byte for byte, and the session goes on after it.
+	var big strings.Builder
+	big.WriteString("Subject: big\r\n\r\n")
+	for i := 0; big.Len() < 300<<10; i++ {
+		fmt.Fprintf(&big, "line %d %s\r\n", i, strings.Repeat("x", i%97))
+	}
+	mailboxtest.Deliver(t, e.st, "alice@example.org", big.String())
+	c.send("x NOOP")
+	c.expect("x OK")
+	for range 3 {
+		c.send("f FETCH 2 BODY.PEEK[]")
+		l := c.expect("* 2 FETCH")
+		n, err := strconv.Atoi(l[strings.LastIndexByte(l, '{')+1 : len(l)-1])
+		if err != nil {
+			t.Fatalf("%q", l)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(c.r, body); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(big.String(), string(body)) || n < big.Len()-100 {
+			t.Fatalf("FETCH of %d bytes gave %d different ones", big.Len(), n)
+		}
+		c.expect("f OK")
+	}
+	c.send("n NOOP")
+	c.expect("n OK")
 	p := dialPOP3(t, e)
 	p.send("USER alice@example.org")
 	p.expect("+OK")
 	p.send("PASS secret pw")
 	p.expect("+OK")
 	p.send("STAT")
-	p.expect("+OK 1 ")
+	p.expect("+OK 2 ")
 
 	// Directly, without TLS: no password. Through the proxy's address without the TLS
 	// flag: no password either (HAProxy in front of a plaintext client).
@@ -364,7 +394,7 @@ func TestProxyMaybe(t *testing.T) {
 	p.send("AUTH PLAIN " + plain("alice@example.org", "secret pw"))
 	p.expect("+OK")
 	p.send("STAT")
-	p.expect("+OK 1 ")
+	p.expect("+OK 2 ")
 	c = dialIMAP(t, e)
 	c.send("a LOGIN bob@example.org pw2")
 	c.expect("a OK")
