@@ -394,7 +394,7 @@ func TestProxyMaybe(t *testing.T) {
 	p.send("AUTH PLAIN " + plain("alice@example.org", "secret pw"))
 	p.expect("+OK")
 	p.send("STAT")
-	p.expect("+OK 2 ")
+	p.expect("+OK 1 ")
 	c = dialIMAP(t, e)
 	c.send("a LOGIN bob@example.org pw2")
 	c.expect("a OK")
