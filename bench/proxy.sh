@@ -14,7 +14,9 @@
 # FETCH and per usual session: a measure the machine's load does not blur.
 # PROFILE=phase (noops, fetches, sessions or mixes) prints the top of a CPU profile of
 # the proxy process during that phase (http.pprof).
-# Usage: [REPEAT=3] [BASE_BIN=...] [STRACE=1] [PROFILE=sessions] bench/proxy.sh
+# IMAPTEST_SECS=n then runs imaptest's default random mix (10 clients, its checks of every
+# reply on) for n seconds directly and through each proxy: CPU per imaptest command.
+# Usage: [REPEAT=3] [BASE_BIN=...] [STRACE=1] [PROFILE=sessions] [IMAPTEST_SECS=20] bench/proxy.sh
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -36,10 +38,12 @@ proxy: { master_user: proxy, master_secret_file: $W/master.secret }
 $3
 CF
 }
-node backend 21425 "imap: { addr: 127.0.0.1:$B_PLAIN, tls_addr: 127.0.0.1:$B_TLS, proxy_protocol: true, proxy_from: [127.0.0.1/32] }
+# The proxy reaches the back-end over ::1, its only trusted proxy address: direct clients
+# (imaptest, from 127.0.0.1) send no PROXY header.
+node backend 21425 "imap: { addr: \"[::1]:$B_PLAIN\", tls_addr: 127.0.0.1:$B_TLS, proxy_protocol: true, proxy_from: [\"::1/128\"] }
 pop3: { addr: \"\" }" > $W/backend.yaml
 node proxy 21426 "imap: { addr: \"\" }
-pop3: { addr: \"\" }" | sed "s|^proxy: {|proxy: { imaps_addr: 127.0.0.1:$P_TLS, default_host: store1, backends: { store1: { imap: 127.0.0.1:$B_PLAIN } },|" > $W/proxy.yaml
+pop3: { addr: \"\" }" | sed "s|^proxy: {|proxy: { imaps_addr: 127.0.0.1:$P_TLS, default_host: store1, backends: { store1: { imap: \"[::1]:$B_PLAIN\" } },|" > $W/proxy.yaml
 [ -z "${PROFILE:-}" ] || sed -i 's|^http: { addr: "" }|http: { addr: "127.0.0.1:21435", pprof: true }|' $W/proxy.yaml
 for n in backend proxy; do
   mkdir -p $W/$n/data
@@ -101,4 +105,49 @@ if [ -n "${PROFILE:-}" ]; then
   kill $lp 2>/dev/null || true
   go tool pprof -top $W/portcullis $W/cpu.prof 2>/dev/null | head -45
   [ -z "${KEEP_PROF:-}" ] || cp $W/cpu.prof $W/portcullis "$KEEP_PROF"
+fi
+if [ -n "${IMAPTEST_SECS:-}" ]; then
+  IMAPTEST=${PORTCULLIS_IMAPTEST:-$(git rev-parse --path-format=absolute --git-common-dir)/../.cache/imaptest}
+  python3 - $W/it.mbox <<'PY'
+import sys
+with open(sys.argv[1], "w", newline="") as f:
+    for i in range(50):
+        f.write("From bench@example.test Thu Jan  1 00:00:00 2015\n")
+        f.write(f"From: a{i}@example.test\nTo: bench@example.test\nSubject: imaptest {i}\nMessage-ID: <{i}@example.test>\nDate: Thu, 1 Jan 2015 00:00:00 +0000\n\n")
+        f.write(("body line %d\n" % i) * (20 + i * 10))
+PY
+  cpu_of() { local t=0; for p in "$@"; do set -- $(sed 's/.*) //' /proc/$p/stat); t=$((t + ${12} + ${13})); done; echo $t; }
+  itest() { # NAME PORT PIDS...
+    local name=$1 port=$2; shift 2
+    local c0=$(cpu_of "$@")
+    (cd $W && "$IMAPTEST/run" host=127.0.0.1 port=$port ssl=any-cert user=bench@example.test pass="bench pw 123456" \
+      clients=10 secs=$IMAPTEST_SECS mbox=$W/it.mbox >$W/it-$name.out 2>&1) || true
+    local c1=$(cpu_of "$@")
+    python3 - "$name" $((c1 - c0)) $W/it-$name.out <<'PY'
+import sys
+name, ticks, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lines = open(path, errors="replace").read().splitlines()
+cols, tot = [], None
+for i, l in enumerate(lines):
+    if l.strip().startswith("Totals:"):
+        for m in lines[i + 1:]:
+            f = m.split()
+            if f[:1] == ["Logi"]:
+                cols = f
+            elif cols and f and all(x.isdigit() for x in f):
+                tot = f
+                break
+if not tot:
+    print(f"imaptest {name}: no totals; output in {path}: {lines[-3:]}")
+    sys.exit(0)
+cmds = sum(int(x) for x in tot[:len(cols)])
+errors = sum(1 for l in lines if l.startswith("Error:"))
+print(f"imaptest {name}: commands={cmds} cpu_ms={ticks*10} cpu_us_per_command={ticks*10000/max(cmds,1):.1f} errors={errors}")
+PY
+  }
+  for r in $(seq ${REPEAT:-1}); do
+    itest direct $B_TLS ${PIDS[0]}
+    itest proxied $P_TLS ${PIDS[1]} ${PIDS[0]}
+    [ -z "${BASE_BIN:-}" ] || itest proxied-base $P2_TLS ${PIDS[2]} ${PIDS[0]}
+  done
 fi
