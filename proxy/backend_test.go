@@ -6,12 +6,14 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,28 @@ func dialBackend(t *testing.T, addr string, header *proxyproto.Header) *client {
 	return cl
 }
 
+// dialRaw connects to a back-end listener like dialBackend, reading no greeting (for
+// POP3 and ManageSieve).
+func dialRaw(t *testing.T, addr string, header *proxyproto.Header) *client {
+	t.Helper()
+	d := net.Dialer{}
+	if header == nil {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if header != nil {
+		if _, err := header.WriteTo(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
+}
+
 func clientHeader(tlsTLV bool) *proxyproto.Header {
 	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.9:5000")),
 		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:993")))
@@ -71,13 +95,41 @@ func TestPlaintextLink(t *testing.T) {
 	c.send("b SELECT INBOX")
 	c.expect("* 1 EXISTS")
 	c.expect("b OK")
+	// A large response, relayed in pieces (pooled buffers, read on while incomplete,
+	// TLS records gathered), arrives byte for byte, and the session goes on after it.
+	var big strings.Builder
+	big.WriteString("Subject: big\r\n\r\n")
+	for i := 0; big.Len() < 300<<10; i++ {
+		fmt.Fprintf(&big, "line %d %s\r\n", i, strings.Repeat("x", i%97))
+	}
+	mailboxtest.Deliver(t, e.st, "alice@example.org", big.String())
+	c.send("x NOOP")
+	c.expect("x OK")
+	for range 3 {
+		c.send("f FETCH 2 BODY.PEEK[]")
+		l := c.expect("* 2 FETCH")
+		n, err := strconv.Atoi(l[strings.LastIndexByte(l, '{')+1 : len(l)-1])
+		if err != nil {
+			t.Fatalf("%q", l)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(c.r, body); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(big.String(), string(body)) || n < big.Len()-100 {
+			t.Fatalf("FETCH of %d bytes gave %d different ones", big.Len(), n)
+		}
+		c.expect("f OK")
+	}
+	c.send("n NOOP")
+	c.expect("n OK")
 	p := dialPOP3(t, e)
 	p.send("USER alice@example.org")
 	p.expect("+OK")
 	p.send("PASS secret pw")
 	p.expect("+OK")
 	p.send("STAT")
-	p.expect("+OK 1 ")
+	p.expect("+OK 2 ")
 
 	// Directly, without TLS: no password. Through the proxy's address without the TLS
 	// flag: no password either (HAProxy in front of a plaintext client).
@@ -140,6 +192,8 @@ func TestMasterLogin(t *testing.T) {
 		p.expect("+OK")
 		p.send("STAT")
 		p.expect("+OK")
+		p.send("QUIT") // the maildrop's lock, for the POP3 login below
+		p.expect("+OK")
 	}
 	// The proxy still checks the user's password itself.
 	c := dialIMAP(t, e)
@@ -181,6 +235,45 @@ func TestMasterLogin(t *testing.T) {
 		d.send("a AUTHENTICATE PLAIN " + tc.resp)
 		if l := d.expect("a "); !strings.HasPrefix(l, tc.want) {
 			t.Errorf("%s: %q, want %s", tc.name, l, tc.want)
+		}
+	}
+	// POP3 and ManageSieve, the same: from the proxy (plaintext link, PROXY header saying
+	// TLS) the master login is taken; from a direct client, over TLS, it is refused.
+	sasl := masterPlain("alice@example.org", "proxy", secret)
+	for _, direct := range []bool{false, true} {
+		var p *client
+		if direct {
+			p = dialRaw(t, e.backendPOP3, nil) // b1 is pop3s
+			tl := tls.Client(p.c, &tls.Config{InsecureSkipVerify: true})
+			p.c, p.r = tl, bufio.NewReader(tl)
+			p.expect("+OK")
+		} else {
+			p = dialRaw(t, e.plainPOP3, clientHeader(true))
+			p.expect("+OK")
+		}
+		p.send("AUTH PLAIN " + sasl)
+		if l := p.expect(""); strings.HasPrefix(l, "+OK") == direct {
+			t.Errorf("POP3 master login, direct %v: %q", direct, l)
+		}
+		p.send("QUIT")
+		p.expect("+OK")
+
+		var m *client
+		if direct {
+			m = dialRaw(t, e.plainSieve, nil)
+			m.expect("OK")
+			m.send("STARTTLS")
+			m.expect("OK")
+			tl := tls.Client(m.c, &tls.Config{InsecureSkipVerify: true})
+			m.c, m.r = tl, bufio.NewReader(tl)
+			m.expect("OK")
+		} else {
+			m = dialRaw(t, e.plainSieve, clientHeader(true))
+			m.expect("OK")
+		}
+		m.send(`AUTHENTICATE "PLAIN" "` + sasl + `"`)
+		if l := m.expect(""); strings.HasPrefix(l, "OK") == direct {
+			t.Errorf("ManageSieve master login, direct %v: %q", direct, l)
 		}
 	}
 	if _, err := proxy.NewMasterAuth(rejectAll{}, dir, "proxy", masterSecret(t, "short")); err == nil {
@@ -333,4 +426,98 @@ func TestNoHealthChecks(t *testing.T) {
 	c = dialIMAP(t, e)
 	c.send("a LOGIN alice@example.org \"secret pw\"")
 	c.expect("a OK")
+}
+
+// TestPipelinedLogin: a back-end whose greeting offered SASL-IR gets the next session's
+// AUTHENTICATE with its initial response before its greeting; when it no longer offers
+// SASL-IR (a back-end replaced by another server) and answers that command BAD, the
+// login is made again without the initial response and the session goes on. The
+// back-end is scripted, since no real server changes its capabilities between two
+// connections.
+func TestPipelinedLogin(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := proxylisten.Wrap(raw, []string{"127.0.0.1/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type seen struct {
+		before string // what came before the greeting was sent
+		lines  []string
+	}
+	sessions := make(chan seen, 4)
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(i int) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(c)
+				var s seen
+				// What came with the PROXY header, before the greeting.
+				c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if _, err := r.Peek(1); err == nil {
+					b, _ := r.Peek(r.Buffered())
+					s.before = string(b)
+				}
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				caps := "IMAP4rev1 AUTH=PLAIN"
+				if i == 0 {
+					caps += " SASL-IR"
+				}
+				io.WriteString(c, "* OK ["+caps+"] scripted\r\n")
+				cont := "" // the tag whose continuation request was sent
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						sessions <- s
+						return
+					}
+					l = strings.TrimRight(l, "\r\n")
+					s.lines = append(s.lines, l)
+					if cont != "" { // the PLAIN response
+						io.WriteString(c, cont+" OK [CAPABILITY IMAP4rev1] in\r\n")
+						cont = ""
+						continue
+					}
+					tag, rest, _ := strings.Cut(l, " ")
+					switch {
+					case rest == "AUTHENTICATE PLAIN":
+						cont = tag
+						io.WriteString(c, "+ \r\n")
+					case strings.HasPrefix(rest, "AUTHENTICATE PLAIN ") && i == 0:
+						io.WriteString(c, tag+" OK [CAPABILITY IMAP4rev1] in\r\n")
+					case rest == "NOOP":
+						io.WriteString(c, tag+" OK done\r\n")
+					default: // the initial response of the second session among them
+						io.WriteString(c, tag+" BAD what\r\n")
+					}
+				}
+			}(i)
+		}
+	}()
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "scripted"}}
+	e := start(t, proxy.Config{HealthInterval: -1, Backends: map[string]proxy.Backend{"scripted": {IMAP: raw.Addr().String()}}}, dir)
+	for i := range 2 {
+		c := dialIMAP(t, e)
+		c.send("a LOGIN alice@example.org \"secret pw\"")
+		c.expect("a OK")
+		c.send("n NOOP")
+		c.expect("n OK done")
+		c.c.Close()
+		s := <-sessions
+		pipelined := strings.HasPrefix(s.before, "P1 AUTHENTICATE PLAIN ")
+		if pipelined != (i == 1) {
+			t.Errorf("session %d: before the greeting %q", i, s.before)
+		}
+		if i == 1 && (len(s.lines) < 3 || s.lines[1] != "P2 AUTHENTICATE PLAIN") {
+			t.Errorf("session %d: no login without the initial response: %q", i, s.lines)
+		}
+	}
 }

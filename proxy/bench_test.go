@@ -13,11 +13,12 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/portcullis-mail/portcullis/internal/cputime"
+	"github.com/portcullis-mail/portcullis/internal/mailboxtest"
 	"github.com/portcullis-mail/portcullis/proxy"
 )
 
 // BenchmarkIMAP measures, side by side, an IMAP session (connect, TLS, login, logout)
-// and a command (NOOP) directly against the back-end and through the proxy: the
+// and commands (NOOP, FETCH of a 20 KB message) directly against the back-end and through the proxy: the
 // difference is the proxy's cost per session and per command (issue 21 wants under
 // 10% of a direct connection's CPU; cpu-µs/op is the CPU of the whole process: client,
 // proxy and back-end). The back-end is the real imapd in this process,
@@ -26,6 +27,8 @@ import (
 // (Backend.TLS false, a trusted network).
 func BenchmarkIMAP(b *testing.B) {
 	e := start(b, proxy.Config{}, users)
+	// A 20 KB message for the FETCHes (the same store behind both back-ends).
+	mailboxtest.Deliver(b, e.st, "alice@example.org", "Subject: bench\r\n\r\n"+strings.Repeat(strings.Repeat("x", 98)+"\r\n", 200))
 	direct := func() (net.Conn, *bufio.Reader) {
 		c, err := net.Dial("tcp", e.backendIMAP)
 		if err != nil {
@@ -55,6 +58,7 @@ func BenchmarkIMAP(b *testing.B) {
 	}
 	// The same proxy, with the user on the plaintext link to the same back-end.
 	ep := start(b, proxy.Config{}, dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "plain"}})
+	mailboxtest.Deliver(b, ep.st, "alice@example.org", "Subject: bench\r\n\r\n"+strings.Repeat(strings.Repeat("x", 98)+"\r\n", 200))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -84,6 +88,20 @@ func BenchmarkIMAP(b *testing.B) {
 				fmt.Fprintf(c, "b LOGOUT\r\n")
 				expectB(b, r, "b OK")
 				c.Close()
+			}
+			reportCPU(b, cpu0)
+		})
+		b.Run("fetch20k/"+bc.name, func(b *testing.B) {
+			c, r := bc.dial()
+			defer c.Close()
+			fmt.Fprintf(c, "a LOGIN alice@example.org \"secret pw\"\r\n")
+			expectB(b, r, "a OK")
+			fmt.Fprintf(c, "s SELECT INBOX\r\n")
+			expectB(b, r, "s OK")
+			cpu0 := cputime.Used()
+			for b.Loop() {
+				fmt.Fprintf(c, "f FETCH 1 BODY.PEEK[]\r\n")
+				expectB(b, r, "f OK")
 			}
 			reportCPU(b, cpu0)
 		})

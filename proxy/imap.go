@@ -142,7 +142,24 @@ func (p imapProto) login(c *clientConn) (credentials, bool) {
 	}
 }
 
-func (p imapProto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, error) {
+func (p imapProto) backendLogin(b *bufio.ReadWriter, addr string, cred credentials) (string, error) {
+	// AUTHENTICATE PLAIN: every back-end IMAP server takes it, whatever bytes the
+	// password holds (LOGIN would need literals for some); with the initial response
+	// when the greeting offers SASL-IR (RFC 4959), saving a round trip per session. A
+	// back-end known to offer it (from an earlier greeting) gets the command before its
+	// greeting has come, in the segment of the PROXY header: the login then costs one
+	// round trip, not two. A back-end that no longer offers it answers BAD, and the
+	// login is made again the long way.
+	_, pipelined := p.s.saslIR.Load(addr)
+	tag := "P1"
+	if pipelined {
+		if _, err := b.WriteString(tag + " AUTHENTICATE PLAIN " + cred.plain() + "\r\n"); err != nil {
+			return "", err
+		}
+		if err := b.Flush(); err != nil {
+			return "", err
+		}
+	}
 	greeting, err := readLine(b.Reader, 64<<10)
 	if err != nil {
 		return "", fmt.Errorf("greeting: %w", err)
@@ -150,19 +167,18 @@ func (p imapProto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, 
 	if !strings.HasPrefix(greeting, "* OK") {
 		return "", fmt.Errorf("greeting %.100q", greeting)
 	}
-	// AUTHENTICATE PLAIN: every back-end IMAP server takes it, whatever bytes the
-	// password holds (LOGIN would need literals for some); with the initial response
-	// when the greeting offers SASL-IR (RFC 4959), saving a round trip per session.
-	sent := strings.Contains(greeting, " SASL-IR")
-	cmd := "P1 AUTHENTICATE PLAIN\r\n"
-	if sent {
-		cmd = "P1 AUTHENTICATE PLAIN " + cred.plain() + "\r\n"
+	ir := strings.Contains(greeting, " SASL-IR")
+	if ir {
+		p.s.saslIR.Store(addr, struct{}{})
+	} else {
+		p.s.saslIR.Delete(addr)
 	}
-	if _, err := b.WriteString(cmd); err != nil {
-		return "", err
-	}
-	if err := b.Flush(); err != nil {
-		return "", err
+	sent := pipelined
+	if !pipelined {
+		if err := p.authenticate(b, tag, cred, ir); err != nil {
+			return "", err
+		}
+		sent = ir
 	}
 	for {
 		line, err := readLine(b.Reader, 64<<10)
@@ -178,10 +194,16 @@ func (p imapProto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, 
 			if err := b.Flush(); err != nil {
 				return "", err
 			}
-		case strings.HasPrefix(line, "P1 OK"):
-			return strings.TrimPrefix(line, "P1 "), nil
-		case strings.HasPrefix(line, "P1 NO"), strings.HasPrefix(line, "P1 BAD"):
-			return "", &backendError{line: strings.TrimPrefix(line, "P1 ")}
+		case strings.HasPrefix(line, tag+" OK"):
+			return strings.TrimPrefix(line, tag+" "), nil
+		case pipelined && !ir && (strings.HasPrefix(line, tag+" BAD") || strings.HasPrefix(line, tag+" NO")):
+			// The pipelined initial response the back-end no longer takes.
+			pipelined, tag, sent = false, "P2", false
+			if err := p.authenticate(b, tag, cred, false); err != nil {
+				return "", err
+			}
+		case strings.HasPrefix(line, tag+" NO"), strings.HasPrefix(line, tag+" BAD"):
+			return "", &backendError{line: strings.TrimPrefix(line, tag+" ")}
 		case strings.HasPrefix(line, "* BYE"):
 			return "", fmt.Errorf("back-end said %.100q", line)
 		case strings.HasPrefix(line, "*"):
@@ -190,6 +212,18 @@ func (p imapProto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, 
 			return "", fmt.Errorf("unexpected answer %.100q", line)
 		}
 	}
+}
+
+// authenticate sends AUTHENTICATE PLAIN, with the initial response if ir.
+func (imapProto) authenticate(b *bufio.ReadWriter, tag string, cred credentials, ir bool) error {
+	cmd := tag + " AUTHENTICATE PLAIN\r\n"
+	if ir {
+		cmd = tag + " AUTHENTICATE PLAIN " + cred.plain() + "\r\n"
+	}
+	if _, err := b.WriteString(cmd); err != nil {
+		return err
+	}
+	return b.Flush()
 }
 
 func (imapProto) loggedIn(c *clientConn, cred credentials, okLine string) {

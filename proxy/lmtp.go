@@ -2,11 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +33,12 @@ const (
 	lmtpCommandTimeout = 5 * time.Minute // RFC 5321 §4.5.3.2's server timeouts
 	maxLMTPLine        = 2048
 	maxLMTPRecipients  = 1000
+	// lmtpMemMessage is the most of one message held in memory: a larger one goes to
+	// an unlinked file in Config.SpoolDir. lmtpMemTotal bounds the bytes held in memory
+	// by all sessions together (10,000 sessions of 256 KiB would be 2.5 GB): a session
+	// that finds it used up spools from its first byte.
+	lmtpMemMessage = 256 << 10
+	lmtpMemTotal   = 32 << 20
 )
 
 // ServeLMTP serves LMTP clients (the front-ends' queues) on ln; only clients in
@@ -142,6 +152,7 @@ func (l *lmtpSession) run() {
 				l.reply("503 5.5.1 nested MAIL")
 			case !strings.HasPrefix(strings.ToUpper(arg), "FROM:"):
 				l.reply("501 5.5.4 MAIL FROM:<address>")
+			case l.sizeRefused(arg):
 			default:
 				l.mail = arg
 				l.reply("250 2.1.0 OK")
@@ -166,6 +177,31 @@ func (l *lmtpSession) run() {
 			l.reply("500 5.5.2 command not recognized")
 		}
 	}
+}
+
+// sizeRefused answers a MAIL command whose SIZE parameter (RFC 1870 §6) is malformed
+// (501) or exceeds MaxMessageSize (552 5.3.4, so that the client does not send the
+// message at all), and says whether it did.
+func (l *lmtpSession) sizeRefused(arg string) bool {
+	for _, p := range strings.Fields(arg)[1:] {
+		kw, v, _ := strings.Cut(p, "=")
+		if !strings.EqualFold(kw, "SIZE") {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil && errors.Is(err, strconv.ErrRange) && v != "" && v[0] != '-' && v[0] != '+':
+			n = math.MaxInt64 // a number too large for int64 is too large here too
+		case err != nil || n < 0 || v[0] == '+':
+			l.reply("501 5.5.4 SIZE wants a number of octets")
+			return true
+		}
+		if n > l.s.cfg.MaxMessageSize {
+			l.reply("552 5.3.4 message size exceeds fixed maximum message size")
+			return true
+		}
+	}
+	return false
 }
 
 // reset ends the transaction, closing the back-end links.
@@ -287,7 +323,11 @@ func (l *lmtpSession) link(ctx context.Context, host, addr string) *lmtpLink {
 		return k
 	}
 	k.conn, k.r, k.w = conn, bufio.NewReaderSize(conn, 4096), bufio.NewWriter(conn)
-	conn.SetDeadline(time.Now().Add(lmtpCommandTimeout))
+	// The greeting, LHLO and MAIL within ConnectTimeout (ctx's), as for IMAP and POP3: a
+	// back-end that accepts connections but never greets (a hung machine) must not hold
+	// the client until a health check or the 5 minutes of a command timeout.
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
 	var lhlo string
 	for _, step := range []struct{ cmd, want string }{{"", "220"}, {"LHLO " + l.s.cfg.Hostname, "250"}, {"MAIL", "250"}} {
 		var ans string
@@ -295,9 +335,9 @@ func (l *lmtpSession) link(ctx context.Context, host, addr string) *lmtpLink {
 		case "":
 			ans, err = readReply(k.r)
 		case "MAIL":
-			ans, err = k.cmd("MAIL " + mailFor(l.mail, lhlo))
+			ans, err = k.send1("MAIL " + mailFor(l.mail, lhlo))
 		default:
-			ans, err = k.cmd(step.cmd)
+			ans, err = k.send1(step.cmd)
 			lhlo = ans
 		}
 		if err == nil && !strings.HasPrefix(ans, step.want) {
@@ -305,6 +345,9 @@ func (l *lmtpSession) link(ctx context.Context, host, addr string) *lmtpLink {
 		}
 		if err != nil {
 			k.fail(err)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				l.s.health.failed(addr)
+			}
 			l.s.log.Warn("proxy: LMTP back-end refused the transaction", "backend", host, "err", err)
 			return k
 		}
@@ -320,9 +363,14 @@ func (k *lmtpLink) fail(err error) {
 }
 
 // cmd sends a command and returns the reply (its last line, or the lines joined with
-// CRLF for a multi-line one).
+// CRLF for a multi-line one), within the command timeout.
 func (k *lmtpLink) cmd(line string) (string, error) {
 	k.conn.SetDeadline(time.Now().Add(lmtpCommandTimeout))
+	return k.send1(line)
+}
+
+// send1 is cmd within the connection's current deadline.
+func (k *lmtpLink) send1(line string) (string, error) {
 	if _, err := k.w.WriteString(line + "\r\n"); err != nil {
 		return "", err
 	}
@@ -361,7 +409,8 @@ func (l *lmtpSession) data() bool {
 	}
 	// The message as the client sent it, dot-stuffed, with its final dot line: the
 	// back-ends read it the same way.
-	var msg []byte
+	body := &lmtpBody{s: l.s}
+	defer body.close()
 	tooBig := false
 	// The end is a dot alone on a line (RFC 5321 §4.1.1.4): a fragment of a line longer
 	// than the buffer is not a line, or a body could end the data early and have the
@@ -374,9 +423,13 @@ func (l *lmtpSession) data() bool {
 			return false
 		}
 		if !tooBig {
-			msg = append(msg, line...)
-			if int64(len(msg)) > l.s.cfg.MaxMessageSize+3 {
-				tooBig, msg = true, nil
+			if body.size+int64(len(line)) > l.s.cfg.MaxMessageSize+3 {
+				tooBig = true
+				body.close()
+			} else if werr := body.write(line); werr != nil {
+				l.s.log.Error("proxy: LMTP spool", "err", werr)
+				l.reset()
+				return l.reply("451 4.3.0 cannot store the message, try again later") == nil
 			}
 		}
 		if err == nil && lineStart && (string(line) == ".\r\n" || string(line) == ".\n") {
@@ -397,7 +450,7 @@ func (l *lmtpSession) data() bool {
 				continue
 			}
 			wg.Go(func() {
-				ans := k.send(msg)
+				ans := k.send(body.reader())
 				mu.Lock()
 				replies[k] = ans
 				mu.Unlock()
@@ -422,7 +475,7 @@ func (l *lmtpSession) data() bool {
 
 // send runs DATA on the link and returns one reply per recipient accepted on it (fewer
 // when the back-end failed: the rest get 451 4.3.0).
-func (k *lmtpLink) send(msg []byte) []string {
+func (k *lmtpLink) send(msg io.Reader) []string {
 	ans, err := k.cmd("DATA")
 	if err != nil || !strings.HasPrefix(ans, "354") {
 		if err == nil && strings.HasPrefix(ans, "5") {
@@ -436,7 +489,7 @@ func (k *lmtpLink) send(msg []byte) []string {
 		return nil
 	}
 	k.conn.SetDeadline(time.Now().Add(lmtpCommandTimeout))
-	if _, err := k.w.Write(msg); err != nil {
+	if _, err := io.Copy(k.w, msg); err != nil {
 		k.fail(err)
 		return nil
 	}
@@ -454,6 +507,76 @@ func (k *lmtpLink) send(msg []byte) []string {
 		out = append(out, ans)
 	}
 	return out
+}
+
+// lmtpBody is a message being relayed: in memory up to lmtpMemMessage octets while the
+// proxy's memory budget (lmtpMemTotal) lasts, then in an unlinked temporary file, so
+// that the memory of many sessions receiving large messages is bounded whatever
+// max_message_size allows.
+type lmtpBody struct {
+	s        *Server
+	mem      []byte
+	reserved int64 // of the server's budget, given back by close
+	f        *os.File
+	size     int64
+}
+
+func (b *lmtpBody) write(p []byte) error {
+	if b.f == nil {
+		n := int64(len(p))
+		if int64(len(b.mem))+n <= lmtpMemMessage {
+			if b.s.lmtpMem.Add(n) <= lmtpMemTotal {
+				b.reserved += n
+				b.mem = append(b.mem, p...)
+				b.size += n
+				return nil
+			}
+			b.s.lmtpMem.Add(-n)
+		}
+		if err := b.spool(); err != nil {
+			return err
+		}
+	}
+	_, err := b.f.Write(p)
+	b.size += int64(len(p))
+	return err
+}
+
+// spool moves the message to a file, unlinked at once: nothing is left behind by a
+// crash, and the space is freed when the file is closed.
+func (b *lmtpBody) spool() error {
+	f, err := os.CreateTemp(b.s.cfg.SpoolDir, "lmtp-proxy-*")
+	if err != nil {
+		return err
+	}
+	os.Remove(f.Name())
+	b.f = f
+	_, err = f.Write(b.mem)
+	b.release()
+	return err
+}
+
+func (b *lmtpBody) release() {
+	b.s.lmtpMem.Add(-b.reserved)
+	b.mem, b.reserved = nil, 0
+}
+
+// reader reads the message from its start; several may read at once (one per
+// back-end).
+func (b *lmtpBody) reader() io.Reader {
+	if b.f != nil {
+		return io.NewSectionReader(b.f, 0, b.size)
+	}
+	return bytes.NewReader(b.mem)
+}
+
+func (b *lmtpBody) close() {
+	b.release()
+	if b.f != nil {
+		b.f.Close()
+		b.f = nil
+	}
+	b.size = 0
 }
 
 // mailFor is the MAIL argument for a back-end whose LHLO answer is lhlo: the

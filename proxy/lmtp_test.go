@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,12 @@ import (
 // (alice on d1, bob and erin on d2) and a back-end that is down (carol); dave is in no
 // directory.
 func startLMTP(t *testing.T) (addr string, d1, d2 *dovecottest.Dovecot) {
+	t.Helper()
+	return startLMTPWith(t, func(*proxy.Config) {})
+}
+
+// startLMTPWith is startLMTP with changes to the proxy's configuration.
+func startLMTPWith(t *testing.T, conf func(*proxy.Config)) (addr string, d1, d2 *dovecottest.Dovecot) {
 	t.Helper()
 	d1 = dovecottest.Start(t, "alice@example.org")
 	d2 = dovecottest.Start(t, "bob@example.org", "erin@example.org")
@@ -36,11 +43,13 @@ func startLMTP(t *testing.T) (addr string, d1, d2 *dovecottest.Dovecot) {
 		"mover@example.org": {Address: "mover@example.org", MailHost: "d1", State: "moving"},
 	}
 	tc, _ := mailboxtest.Cert(t)
-	px, err := proxy.New(proxy.Config{TLSConfig: tc, HealthInterval: -1, Backends: map[string]proxy.Backend{
+	cfg := proxy.Config{TLSConfig: tc, HealthInterval: -1, Backends: map[string]proxy.Backend{
 		"d1":   {LMTP: d1.LMTPAddr()},
 		"d2":   {LMTP: d2.LMTPAddr()},
 		"gone": {LMTP: closed.Addr().String()},
-	}}, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: slog.New(slog.DiscardHandler)})
+	}}
+	conf(&cfg)
+	px, err := proxy.New(cfg, proxy.Deps{Auth: mailboxtest.Users, Directory: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,5 +192,134 @@ func TestLMTPExtension(t *testing.T) {
 	}
 	if n := d2.Count("bob@example.org"); n != 1 {
 		t.Fatalf("bob has %d messages", n)
+	}
+}
+
+// lmtpClient connects to the proxy's LMTP listener and says LHLO.
+func lmtpClient(t *testing.T, addr string, timeout time.Duration) *client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(timeout))
+	cl := &client{t: t, c: conn, r: bufio.NewReader(conn)}
+	cl.expect("220 ")
+	cl.send("LHLO mx")
+	cl.expect("250 SIZE")
+	return cl
+}
+
+// TestLMTPSizeParam: a MAIL command announcing more than the proxy's maximum message size
+// is refused with 552 5.3.4 before the message is sent (RFC 1870 §6), a malformed SIZE
+// with 501; a size within the limit is taken.
+func TestLMTPSizeParam(t *testing.T) {
+	addr, _, _ := startLMTPWith(t, func(c *proxy.Config) { c.MaxMessageSize = 1000 })
+	cl := lmtpClient(t, addr, 30*time.Second)
+	for _, tc := range []struct{ arg, want string }{
+		{"SIZE=1001", "552 5.3.4"},
+		{"BODY=8BITMIME SIZE=99999999999999999999999", "552 5.3.4"},
+		{"SIZE=x1", "501"},
+		{"SIZE=-1", "501"},
+		{"SIZE=", "501"},
+		{"SIZE=1000", "250"},
+	} {
+		cl.send("MAIL FROM:<x@example.net> " + tc.arg)
+		if l := cl.expect(""); !strings.HasPrefix(l, tc.want) {
+			t.Errorf("MAIL %s: %q, want %s", tc.arg, l, tc.want)
+		}
+	}
+	cl.send("RCPT TO:<alice@example.org>")
+	cl.expect("250")
+}
+
+// TestLMTPGreetingTimeout: a back-end that accepts the connection but never greets (a
+// hung machine) costs its recipient ConnectTimeout and a 451 4.3.0, not the 5 minutes
+// of a command timeout; the other recipients are delivered.
+func TestLMTPGreetingTimeout(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	addr, d1, _ := startLMTPWith(t, func(c *proxy.Config) {
+		c.ConnectTimeout = 500 * time.Millisecond
+		c.Backends["gone"] = proxy.Backend{LMTP: hung.Addr().String()}
+	})
+	cl := lmtpClient(t, addr, 15*time.Second)
+	cl.send("MAIL FROM:<x@example.net>")
+	cl.expect("250")
+	start := time.Now()
+	cl.send("RCPT TO:<carol@example.org>")
+	cl.expect("451 4.3.0")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the hung back-end held the recipient %v", d)
+	}
+	cl.send("RCPT TO:<alice@example.org>")
+	cl.expect("250")
+	cl.send("DATA")
+	cl.expect("354")
+	cl.send("Subject: hung\r\n\r\nhi\r\n.")
+	cl.expect("250")
+	if n := d1.Count("alice@example.org"); n != 1 {
+		t.Errorf("alice has %d messages", n)
+	}
+}
+
+// TestLMTPSpool: a message larger than what the proxy keeps in memory is spooled to an
+// unlinked file in SpoolDir while it is received (seen in this process's open files),
+// and reaches the back-end whole.
+func TestLMTPSpool(t *testing.T) {
+	spool := t.TempDir()
+	addr, d1, _ := startLMTPWith(t, func(c *proxy.Config) { c.SpoolDir = spool })
+	cl := lmtpClient(t, addr, time.Minute)
+	cl.send("MAIL FROM:<x@example.net>")
+	cl.expect("250")
+	cl.send("RCPT TO:<alice@example.org>")
+	cl.expect("250")
+	cl.send("DATA")
+	cl.expect("354")
+	line := strings.Repeat("0123456789", 9) + "\r\n"
+	chunk := "Subject: big\r\n\r\n" + strings.Repeat(line, 5000) // ~460 KB
+	if _, err := cl.c.Write([]byte(chunk)); err != nil {
+		t.Fatal(err)
+	}
+	spooled := func() bool {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, fd := range fds {
+			target, err := os.Readlink("/proc/self/fd/" + fd.Name())
+			if err == nil && strings.HasPrefix(target, spool+"/") && strings.HasSuffix(target, " (deleted)") {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !spooled() {
+		if time.Now().After(deadline) {
+			t.Fatal("no unlinked spool file while a 460 KB message is received")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := cl.c.Write([]byte(strings.Repeat(line, 5000) + ".\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	cl.expect("250")
+	msgs := d1.Messages(t, "alice@example.org")
+	if len(msgs) != 1 || strings.Count(string(msgs[0]), "0123456789") != 90000 {
+		t.Fatalf("alice: %d messages", len(msgs))
+	}
+	if entries, _ := os.ReadDir(spool); len(entries) != 0 {
+		t.Errorf("left in the spool: %v", entries)
 	}
 }

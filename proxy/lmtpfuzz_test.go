@@ -38,6 +38,7 @@ func FuzzLMTPSession(f *testing.F) {
 	f.Add("LHLO x\r\nMAIL FROM:<b@c>\r\nRCPT TO:<a@example.org>\r\nDATA\r\nQUIT\r\n")
 	f.Add("LHLO x\r\nMAIL FROM: <> SIZE=1\r\nRCPT TO:<m@example.org> NOTIFY=NEVER\r\nRCPT TO:<z@example.org>\r\nRSET\r\nNOOP\r\nVRFY a\r\n")
 	f.Add("MAIL\r\nRCPT TO:a\r\nLHLO\r\n\r\n" + string(make([]byte, 3000)))
+	f.Add("LHLO x\r\nMAIL FROM:<> SIZE=99999999999999999999999\r\nMAIL FROM:<> SIZE=\r\nMAIL FROM:<> SIZE=+1 SIZE=-0\r\n")
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		f.Fatal(err)

@@ -139,7 +139,7 @@ func (p pop3Proto) login(c *clientConn) (credentials, bool) {
 	}
 }
 
-func (pop3Proto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, error) {
+func (pop3Proto) backendLogin(b *bufio.ReadWriter, _ string, cred credentials) (string, error) {
 	greeting, err := readLine(b.Reader, 4096)
 	if err != nil {
 		return "", fmt.Errorf("greeting: %w", err)

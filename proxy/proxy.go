@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -114,6 +116,10 @@ type Config struct {
 	LMTPFrom []string `yaml:"lmtp_from"`
 	// MaxMessageSize bounds a message relayed by LMTP (default 64 MiB).
 	MaxMessageSize int64 `yaml:"max_message_size"`
+	// SpoolDir holds the LMTP messages too large to keep in memory while they are
+	// relayed, in files unlinked as soon as they are created (the data directory;
+	// default the system's temporary directory).
+	SpoolDir string `yaml:"-"`
 	// RecipientDelimiter separates an LMTP recipient's extension (user+tag@domain): a
 	// recipient the directory does not know is looked up without it, and its back-end
 	// gets the user's address with it (routing.recipient_delimiter; default "+").
@@ -142,6 +148,8 @@ type Server struct {
 	health       *health
 	sieveCaps    atomic.Value // []string: a ManageSieve back-end's capability lines
 	lmtpFrom     []netip.Prefix
+	lmtpMem      atomic.Int64 // bytes of LMTP messages held in memory, all sessions
+	saslIR       sync.Map     // back-end address → struct{}: its IMAP greeting offers SASL-IR
 
 	group connlimit.Group // listeners and sessions, for Close
 }
@@ -259,7 +267,8 @@ type protocol interface {
 	login(c *clientConn) (cred credentials, ok bool)
 	// backendLogin logs cred in on the back-end connection (greeting read by it); its
 	// error is a *backendError when the back-end answered, otherwise a connection failure.
-	backendLogin(b *bufio.ReadWriter, cred credentials) (okLine string, err error)
+	// addr is the back-end's address, for what the proxy learned of it (pipelining).
+	backendLogin(b *bufio.ReadWriter, addr string, cred credentials) (okLine string, err error)
 	// loggedIn tells the client it is in, with the back-end's own answer.
 	loggedIn(c *clientConn, cred credentials, okLine string)
 	// unavailable tells the client the back-end cannot be reached (temporary).
@@ -327,8 +336,10 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
 			}
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
+		cork := &corkConn{Conn: raw}
+		raw = cork
 		if implicitTLS {
-			raw = tls.Server(raw, s.cfg.TLSConfig)
+			raw = tls.Server(cork, s.cfg.TLSConfig)
 		}
 		ip := connlimit.RemoteIP(raw)
 		slot, err := pool.Admit(ip, func(error) { raw.Close() })
@@ -339,7 +350,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool, p protocol) error {
 		if !s.group.Go(raw, func() {
 			defer slot.Release()
 			defer raw.Close()
-			c := &clientConn{srv: s, conn: raw, ip: ip, tls: implicitTLS}
+			c := &clientConn{srv: s, conn: raw, cork: cork, ip: ip, tls: implicitTLS}
 			c.r = bufio.NewReaderSize(raw, 4096)
 			s.session(c, p, slot)
 		}) {
@@ -365,6 +376,7 @@ func (s *Server) Down() []string { return s.health.downAddrs() }
 type clientConn struct {
 	srv  *Server
 	conn net.Conn
+	cork *corkConn // the TCP connection under conn's TLS
 	r    *bufio.Reader
 	ip   netip.Addr
 	tls  bool
@@ -460,7 +472,11 @@ func (s *Server) session(c *clientConn, p protocol, slot *connlimit.Conn) {
 	slot.LoggedIn()
 	s.log.Info("proxy login", "proto", p.name(), "user", cred.user, "remote", c.ip, "backend", host)
 	p.loggedIn(c, cred, okLine)
-	s.relay(c, bc)
+	var more func([]byte) bool
+	if p.name() == "imap" {
+		more = imapIncomplete
+	}
+	s.relay(c, bc, more)
 }
 
 // backendConn is the back-end's side of a session.
@@ -485,12 +501,15 @@ func (s *Server) dialBackend(ctx context.Context, c *clientConn, host, addr stri
 		return nil, "", err
 	}
 	bc := &backendConn{conn: conn, rw: bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriter(conn))}
-	okLine, err := p.backendLogin(bc.rw, cred)
+	okLine, err := p.backendLogin(bc.rw, addr, cred)
 	if err != nil {
 		conn.Close()
 		return nil, "", err
 	}
-	conn.SetDeadline(time.Time{})
+	if hc, ok := conn.(*headerConn); ok && hc.pending == nil {
+		bc.conn = hc.Conn // the relay reads the TCP connection itself (readMore)
+	}
+	bc.conn.SetDeadline(time.Time{})
 	return bc, okLine, nil
 }
 
@@ -504,10 +523,12 @@ func (s *Server) connect(ctx context.Context, host, addr string, dial func(conte
 	deadline, _ := ctx.Deadline()
 	raw.SetDeadline(deadline)
 	if h != nil {
-		if _, err := h.WriteTo(raw); err != nil {
+		b, err := h.Format()
+		if err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("PROXY header: %w", err)
 		}
+		raw = &headerConn{Conn: raw, pending: b}
 	}
 	tc := s.tls[host]
 	if tc == nil || !useTLS || addr == "local" {
@@ -528,8 +549,10 @@ func (s *Server) connect(ctx context.Context, host, addr string, dial func(conte
 // relay copies both ways until either side closes, or neither sends anything for
 // IdleTimeout. Bytes already read into the buffers go first. Idleness is watched by a
 // timer rather than a deadline per read and write: setting deadlines on every chunk was
-// a measurable share of the proxy's CPU per command.
-func (s *Server) relay(c *clientConn, b *backendConn) {
+// a measurable share of the proxy's CPU per command. more, if not nil, says whether a
+// chunk from the back-end ends before its response does: then what the back-end has
+// already sent is read too, without waiting, and goes to the client in the same write.
+func (s *Server) relay(c *clientConn, b *backendConn, more func([]byte) bool) {
 	var last atomic.Int64
 	now := func() int64 { return time.Now().UnixNano() }
 	last.Store(now())
@@ -550,7 +573,7 @@ func (s *Server) relay(c *clientConn, b *backendConn) {
 	c.conn.SetDeadline(time.Time{})
 	b.conn.SetDeadline(time.Time{})
 	done := make(chan struct{}, 2)
-	pipe := func(dst net.Conn, src net.Conn, buffered *bufio.Reader) {
+	pipe := func(dst net.Conn, src net.Conn, buffered *bufio.Reader, toClient bool) {
 		defer func() { done <- struct{}{} }()
 		if n := buffered.Buffered(); n > 0 {
 			p, _ := buffered.Peek(n)
@@ -558,12 +581,57 @@ func (s *Server) relay(c *clientConn, b *backendConn) {
 				return
 			}
 		}
-		buf := make([]byte, 64<<10)
+		// A chunk over a record's worth goes out of crypto/tls as several records:
+		// gathered under the cork, they take one system call.
+		cork := toClient && c.tls && c.cork != nil
+		write := func(p []byte) error {
+			corked := cork && len(p) > 1024
+			if corked {
+				c.cork.cork()
+			}
+			_, err := dst.Write(p)
+			if corked {
+				if uerr := c.cork.uncork(); err == nil {
+					err = uerr
+				}
+			}
+			return err
+		}
+		// A plaintext back-end link is read into a pooled buffer taken only when data
+		// has come (readPooled); otherwise a buffer of a TLS record's size (crypto/tls
+		// returns at most one record per read) is held by the session.
+		var rc syscall.RawConn
+		if tc, ok := src.(*net.TCPConn); ok && toClient {
+			rc, _ = tc.SyscallConn()
+		}
+		var buf []byte
+		if rc == nil {
+			buf = make([]byte, 16<<10)
+		}
 		for {
-			n, err := src.Read(buf)
+			var (
+				n   int
+				err error
+				bp  *[]byte
+			)
+			if rc != nil {
+				bp, n, err = readPooled(rc)
+				if bp != nil {
+					buf = *bp
+				}
+			} else {
+				n, err = src.Read(buf)
+			}
 			if n > 0 {
 				last.Store(now())
-				if _, werr := dst.Write(buf[:n]); werr != nil {
+				if toClient && more != nil && err == nil && more(buf[:n]) {
+					n = readMore(src, buf, n)
+				}
+				werr := write(buf[:n])
+				if bp != nil {
+					relayBufs.Put(bp)
+				}
+				if werr != nil {
 					return
 				}
 			}
@@ -572,8 +640,8 @@ func (s *Server) relay(c *clientConn, b *backendConn) {
 			}
 		}
 	}
-	go pipe(b.conn, c.conn, c.r)
-	go pipe(c.conn, b.conn, b.rw.Reader)
+	go pipe(b.conn, c.conn, c.r, false)
+	go pipe(c.conn, b.conn, b.rw.Reader, true)
 	<-done
 	// One side ended: end the other, so that its pipe returns too.
 	closeBoth()

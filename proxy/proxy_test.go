@@ -45,6 +45,9 @@ func (d dirMap) Lookup(_ context.Context, addr string) (directory.User, error) {
 type env struct {
 	backendIMAP        string // b1's IMAP listener (PROXY header required from 127.0.0.1)
 	plainIMAP          string // the same imapd on a plaintext listener: back-end "plain"
+	backendPOP3        string // b1's POP3 listener (implicit TLS, PROXY header from 127.0.0.1)
+	plainPOP3          string // the same pop3d on a plaintext listener
+	plainSieve         string // the managesieve server's plaintext listener (STARTTLS)
 	sieveAddr          string // the proxy's ManageSieve listener
 	st                 *store.Store
 	imapAddr, pop3Addr string // the proxy's: STARTTLS, and implicit TLS
@@ -127,7 +130,8 @@ func startWith(t testing.TB, cfg proxy.Config, dir dirMap, bauth backendAuth) *e
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { px.Close() })
-	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP, plainIMAP: cfg.Backends["plain"].IMAP}
+	e := &env{st: st, px: px, backendIMAP: cfg.Backends["b1"].IMAP, plainIMAP: cfg.Backends["plain"].IMAP,
+		backendPOP3: cfg.Backends["b1"].POP3, plainPOP3: cfg.Backends["plain"].POP3, plainSieve: cfg.Backends["plain"].ManageSieve}
 	ln1, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln3, _ := net.Listen("tcp", "127.0.0.1:0")

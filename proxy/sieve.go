@@ -186,7 +186,7 @@ func (p sieveProto) login(c *clientConn) (credentials, bool) {
 	}
 }
 
-func (sieveProto) backendLogin(b *bufio.ReadWriter, cred credentials) (string, error) {
+func (sieveProto) backendLogin(b *bufio.ReadWriter, _ string, cred credentials) (string, error) {
 	if _, err := readSieveGreeting(b.Reader); err != nil {
 		return "", fmt.Errorf("greeting: %w", err)
 	}

@@ -39,6 +39,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, priv *privileges, users
 	xc := pc.Config
 	xc.Hostname, xc.TLSConfig = cfg.Hostname, tlsCfg
 	xc.RecipientDelimiter = cfg.Routing.RecipientDelimiter
+	xc.SpoolDir = cfg.DataDir
 	// With the directory in PostgreSQL the passwords are its hashes (auth's hashing limits
 	// and verify cache, throttled); otherwise auth's service, whose LDAP binds or local
 	// users are the directory's own.

@@ -1,7 +1,9 @@
 // Command proxyload measures the CPU that IMAP sessions and commands cost the server
-// processes: it runs sessions (connect, TLS, LOGIN, LOGOUT) and then NOOPs on one
-// logged-in connection against -addr, and reads the CPU time of -pids (utime+stime from
-// /proc) before and after each phase. Run against a back-end directly and through the
+// processes: it runs bare sessions (connect, TLS, LOGIN, LOGOUT), a client's usual
+// sessions (connect, TLS, LOGIN, SELECT, a FETCH of the flags and envelopes, a SEARCH,
+// two FETCHes of a body, LOGOUT), and then NOOPs, FETCHes of a 20 KB body and SEARCHes on
+// one logged-in connection against -addr, and reads the CPU time of -pids (utime+stime
+// from /proc) before and after each phase. Run against a back-end directly and through the
 // proxy, the difference is the proxy's cost (bench/proxy.sh).
 package main
 
@@ -27,6 +29,9 @@ func main() {
 	sessions := flag.Int("sessions", 1000, "sessions")
 	noops := flag.Int("noops", 20000, "NOOPs")
 	fetches := flag.Int("fetches", 2000, "FETCH 1 BODY.PEEK[] of the first message")
+	mixes := flag.Int("mixes", 300, "usual sessions")
+	searches := flag.Int("searches", 2000, "SEARCH SUBJECT of 20 messages")
+	setup := flag.Bool("setup", false, "append the 20 messages (once per mailbox)")
 	flag.Parse()
 	var ps []int
 	for _, p := range strings.Split(*pids, ",") {
@@ -58,39 +63,70 @@ func main() {
 		expect(r, "b OK")
 		c.Close()
 	}
-	perSession := (cpu(ps) - cpu0) / time.Duration(*sessions)
+	perSession := per(cpu0, cpu(ps), *sessions)
 
 	c, r := dial()
 	c.Write([]byte(login))
 	expect(r, "a OK")
-	// One 20 KB message for the FETCHes.
-	msg := "From: a@example.test\r\nSubject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 200)
-	fmt.Fprintf(c, "p APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg)
-	expect(r, "p OK")
+	if *setup {
+		// 20 messages of 20 KB for the FETCHes and SEARCHes.
+		for i := range 20 {
+			msg := fmt.Sprintf("From: a@example.test\r\nSubject: bench %d\r\n\r\n", i) + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 200)
+			fmt.Fprintf(c, "p APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg)
+			expect(r, "p OK")
+		}
+	}
 	c.Write([]byte("s SELECT INBOX\r\n"))
 	expect(r, "s OK")
-	cpu0 = cpu(ps)
-	for range *noops {
-		c.Write([]byte("n NOOP\r\n"))
-		expect(r, "n OK")
+	phase := func(n int, cmd, tag string) sample {
+		cpu0 := cpu(ps)
+		for range n {
+			c.Write([]byte(cmd))
+			expect(r, tag)
+		}
+		return per(cpu0, cpu(ps), n)
 	}
-	perNoop := (cpu(ps) - cpu0) / time.Duration(*noops)
+	perNoop := phase(*noops, "n NOOP\r\n", "n OK")
+	perFetch := phase(*fetches, "f FETCH 1 BODY.PEEK[]\r\n", "f OK")
+	perSearch := phase(*searches, "q SEARCH SUBJECT \"bench 1\"\r\n", "q OK")
+	c.Write([]byte("z LOGOUT\r\n"))
+	expect(r, "z OK")
+	c.Close()
+
 	cpu0 = cpu(ps)
-	for range *fetches {
-		c.Write([]byte("f FETCH 1 BODY.PEEK[]\r\n"))
-		expect(r, "f OK")
+	for range *mixes {
+		c, r := dial()
+		for _, cmd := range []string{login, "b SELECT INBOX\r\n", "c FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)\r\n",
+			"d SEARCH UNSEEN\r\n", "e FETCH 3 BODY.PEEK[]\r\n", "f FETCH 7 BODY.PEEK[]\r\n", "g LOGOUT\r\n"} {
+			c.Write([]byte(cmd))
+			expect(r, cmd[:2]+"OK")
+		}
+		c.Close()
 	}
-	perFetch := (cpu(ps) - cpu0) / time.Duration(max(*fetches, 1))
-	fmt.Printf("cpu_us_per_session=%.1f cpu_us_per_noop=%.2f cpu_us_per_fetch=%.2f\n",
-		us(perSession), us(perNoop), us(perFetch))
+	perMix := per(cpu0, cpu(ps), *mixes)
+	// cpu_us: all the -pids; backend_us: the last one's alone (the back-end's, when
+	// -pids is proxy,back-end).
+	fmt.Printf("cpu_us_per_session=%.1f cpu_us_per_mix_session=%.1f cpu_us_per_noop=%.2f cpu_us_per_fetch=%.2f cpu_us_per_search=%.2f ",
+		us(perSession.total), us(perMix.total), us(perNoop.total), us(perFetch.total), us(perSearch.total))
+	fmt.Printf("backend_us_per_session=%.1f backend_us_per_mix_session=%.1f backend_us_per_noop=%.2f backend_us_per_fetch=%.2f backend_us_per_search=%.2f\n",
+		us(perSession.last), us(perMix.last), us(perNoop.last), us(perFetch.last), us(perSearch.last))
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
+// sample is the CPU time of all the processes measured, and of the last one alone.
+type sample struct{ total, last time.Duration }
+
+// per is the CPU per operation between two samples.
+func per(a, b sample, n int) sample {
+	d := time.Duration(max(n, 1))
+	return sample{(b.total - a.total) / d, (b.last - a.last) / d}
+}
+
 // cpu is the user+system CPU time of the processes (clock ticks of 10 ms: the phases
 // run long enough for that).
-func cpu(pids []int) time.Duration {
-	var total time.Duration
+func cpu(pids []int) sample {
+	var total, last time.Duration
 	for _, p := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
 		if err != nil {
@@ -100,9 +136,10 @@ func cpu(pids []int) time.Duration {
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 		ut, _ := strconv.Atoi(f[11])
 		st, _ := strconv.Atoi(f[12])
-		total += time.Duration(ut+st) * 10 * time.Millisecond
+		last = time.Duration(ut+st) * 10 * time.Millisecond
+		total += last
 	}
-	return total
+	return sample{total, last}
 }
 
 func expect(r *bufio.Reader, prefix string) {
