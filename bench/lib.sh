@@ -32,11 +32,13 @@ stop_postfix() {
 # the daemons' users. It is on the repository's file system, not /tmp: on some sandboxes
 # /tmp is a different file system where creating a file costs ten times more, for every
 # server. Run from the repository root.
+# It fails (and prints nothing) when the directory cannot be made: a caller's W=$(...)
+# under set -e then stops, instead of going on with W empty and writing under /.
 bench_workdir() {
-  mkdir -p .cache
+  mkdir -p .cache || return 1
   local w
-  w=$(mktemp -d "$PWD/.cache/bench-$1.XXXXXX")
-  chmod 755 "$w"
+  w=$(mktemp -d "$PWD/.cache/bench-$1.XXXXXX") && [ -d "$w" ] || return 1
+  chmod 755 "$w" || return 1
   echo "$w"
 }
 
