@@ -61,3 +61,24 @@ func (l *Log) CounterRows(ctx context.Context) (int64, error) {
 		+ (SELECT COUNT(*) FROM decision_top) + (SELECT COUNT(*) FROM decision_top_rest)`).Scan(&n)
 	return n, err
 }
+
+// StartRebuild forgets the counters as a log written before they existed has none, and
+// starts their build as Open does, without running it (BuildStep does).
+func (l *Log) StartRebuild(ctx context.Context) error {
+	if _, err := l.db.ExecContext(ctx, "DELETE FROM decision_meta WHERE k IN ('rollups', 'rollups_floor', 'rollups_built')"); err != nil {
+		return err
+	}
+	l.rollup.built.Store(false)
+	return l.createSchema(ctx)
+}
+
+// BuildProgress is the build's floor and how far it came.
+func (l *Log) BuildProgress(ctx context.Context) (floor, built int64, err error) {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	s, err := l.readState(ctx, tx, "")
+	return s.floor, s.built, err
+}

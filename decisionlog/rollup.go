@@ -667,7 +667,8 @@ func (l *Log) subtractTop(ctx context.Context, tx *sql.Tx, top map[topKey]sums, 
 		}
 		var from sums // what comes off the key's counter
 		switch {
-		case err == sql.ErrNoRows:
+		case err == sql.ErrNoRows: // trimmed: all from the rest
+			err = nil
 		case have.n <= take.n:
 			from = have
 			_, err = del.ExecContext(ctx, k.kind, k.d, k.k)

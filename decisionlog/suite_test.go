@@ -465,6 +465,16 @@ func runSuite(t *testing.T, open opener) {
 		rollupCheck(t, l)
 	})
 
+	t.Run("TopCapped", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		topCapCheck(t, l)
+	})
+
+	t.Run("RollupsBuild", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		buildCheck(t, l)
+	})
+
 	t.Run("Prune", func(t *testing.T) {
 		l, _ := open(t, decisionlog.Config{}, decisionlog.Deps{})
 		now := time.Now()
