@@ -19,7 +19,9 @@ func exactTop(counts map[string]int64, n int) []decisionlog.TopEntry {
 	for k, c := range counts {
 		out = append(out, decisionlog.TopEntry{Key: k, Count: c})
 	}
-	slices.SortFunc(out, func(a, b decisionlog.TopEntry) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Key, b.Key)) })
+	slices.SortFunc(out, func(a, b decisionlog.TopEntry) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Key, b.Key))
+	})
 	return out[:min(n, len(out))]
 }
 
