@@ -546,79 +546,113 @@ func (l *Log) RollupsReady(ctx context.Context) bool {
 	return false
 }
 
-// trimTop keeps at most cap keys per day and kind in decision_top, the largest counts,
-// and adds what it deletes to decision_top_rest: the count and bytes, and the largest
-// count and bytes deleted, which no key's loss exceeds.
-func (l *Log) trimTop(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, l.d.rebind("SELECT kind, d FROM decision_top GROUP BY kind, d HAVING COUNT(*) > ?"), l.cap())
+// topDay is one day of one kind of decision_top.
+type topDay struct{ kind, d int64 }
+
+// overCap lists the days holding more than cap keys of a kind.
+func (l *Log) overCap(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) ([]topDay, error) {
+	rows, err := q.QueryContext(ctx, l.d.rebind("SELECT kind, d FROM decision_top GROUP BY kind, d HAVING COUNT(*) > ?"), l.cap())
 	if err != nil {
-		return fmt.Errorf("trim counters: %w", err)
+		return nil, fmt.Errorf("trim counters: %w", err)
 	}
-	type day struct{ kind, d int64 }
-	var days []day
+	defer rows.Close()
+	var days []topDay
 	for rows.Next() {
-		var x day
+		var x topDay
 		if err := rows.Scan(&x.kind, &x.d); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
 		days = append(days, x)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return days, rows.Err()
+}
+
+// trimTop keeps at most cap keys per day and kind in decision_top, in tx.
+func (l *Log) trimTop(ctx context.Context, tx *sql.Tx) error {
+	days, err := l.overCap(ctx, tx)
+	if err != nil {
 		return err
 	}
-	del := l.d.rebind(`DELETE FROM decision_top WHERE kind = ? AND d = ? AND k NOT IN
-		(SELECT k FROM decision_top WHERE kind = ? AND d = ? ORDER BY n DESC, k LIMIT ?) RETURNING n, bytes`)
-	rest := l.d.rebind(`INSERT INTO decision_top_rest (kind, d, n, bytes, err, err_bytes) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (kind, d) DO UPDATE SET n = decision_top_rest.n + excluded.n, bytes = decision_top_rest.bytes + excluded.bytes,
-		err = decision_top_rest.err + excluded.err, err_bytes = decision_top_rest.err_bytes + excluded.err_bytes`)
 	for _, x := range days {
-		rows, err := tx.QueryContext(ctx, del, x.kind, x.d, x.kind, x.d, l.cap())
-		if err != nil {
-			return fmt.Errorf("trim counters: %w", err)
-		}
-		var sum, maxes sums
-		for rows.Next() {
-			var s sums
-			if err := rows.Scan(&s.n, &s.bytes); err != nil {
-				rows.Close()
-				return err
-			}
-			sum.n, sum.bytes = sum.n+s.n, sum.bytes+s.bytes
-			maxes.n, maxes.bytes = max(maxes.n, s.n), max(maxes.bytes, s.bytes)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := l.trimDay(ctx, tx, x); err != nil {
 			return err
-		}
-		if sum.n == 0 {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, rest, x.kind, x.d, sum.n, sum.bytes, maxes.n, maxes.bytes); err != nil {
-			return fmt.Errorf("trim counters: %w", err)
 		}
 	}
 	return nil
 }
 
-// TrimCounters trims the top lists' daily counters to their cap (Optimize does it every
-// hour), one transaction for all.
+// trimDay keeps a day's cap largest counts of a kind, and adds what it deletes to
+// decision_top_rest: the count and bytes, and the largest count and bytes deleted,
+// which no key's loss exceeds.
+func (l *Log) trimDay(ctx context.Context, tx *sql.Tx, x topDay) error {
+	rows, err := tx.QueryContext(ctx, l.d.rebind(`DELETE FROM decision_top WHERE kind = ? AND d = ? AND k NOT IN
+		(SELECT k FROM decision_top WHERE kind = ? AND d = ? ORDER BY n DESC, k LIMIT ?) RETURNING n, bytes`), x.kind, x.d, x.kind, x.d, l.cap())
+	if err != nil {
+		return fmt.Errorf("trim counters: %w", err)
+	}
+	var sum, maxes sums
+	for rows.Next() {
+		var s sums
+		if err := rows.Scan(&s.n, &s.bytes); err != nil {
+			rows.Close()
+			return err
+		}
+		sum.n, sum.bytes = sum.n+s.n, sum.bytes+s.bytes
+		maxes.n, maxes.bytes = max(maxes.n, s.n), max(maxes.bytes, s.bytes)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || sum.n == 0 {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, l.d.rebind(`INSERT INTO decision_top_rest (kind, d, n, bytes, err, err_bytes) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (kind, d) DO UPDATE SET n = decision_top_rest.n + excluded.n, bytes = decision_top_rest.bytes + excluded.bytes,
+		err = decision_top_rest.err + excluded.err, err_bytes = decision_top_rest.err_bytes + excluded.err_bytes`),
+		x.kind, x.d, sum.n, sum.bytes, maxes.n, maxes.bytes)
+	if err != nil {
+		return fmt.Errorf("trim counters: %w", err)
+	}
+	return nil
+}
+
+// trimCounters trims the top lists' daily counters to their cap (Optimize does it every
+// hour), a transaction per day and kind: the first trim of a log written before the cap
+// has a year of days to trim, and the writer waits for none of them long.
 func (l *Log) trimCounters(ctx context.Context) error {
-	tx, err := l.db.BeginTx(ctx, nil)
+	days, err := l.overCap(ctx, l.db)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	if l.d.postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(rollupLock)+")"); err != nil {
+	for i, x := range days {
+		err := func() error {
+			tx, err := l.db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if l.d.postgres {
+				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(rollupLock)+")"); err != nil {
+					return err
+				}
+			}
+			if err := l.trimDay(ctx, tx, x); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil {
 			return err
 		}
+		if i < len(days)-1 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 	}
-	if err := l.trimTop(ctx, tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return nil
 }
 
 // subtractTop removes pruned records from decision_top: from their key's counter as far
