@@ -553,7 +553,9 @@ type topDay struct{ kind, d int64 }
 func (l *Log) overCap(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }) ([]topDay, error) {
-	rows, err := q.QueryContext(ctx, l.d.rebind("SELECT kind, d FROM decision_top GROUP BY kind, d HAVING COUNT(*) > ?"), l.cap())
+	// newest first: the charts read the last weeks, and the first trim of a log
+	// written before the cap takes a while
+	rows, err := q.QueryContext(ctx, l.d.rebind("SELECT kind, d FROM decision_top GROUP BY kind, d HAVING COUNT(*) > ? ORDER BY d DESC, kind"), l.cap())
 	if err != nil {
 		return nil, fmt.Errorf("trim counters: %w", err)
 	}

@@ -39,6 +39,8 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the insertion to this file")
 	chartsOnly := flag.Bool("charts", false, "with -records 0: time only the charts, before and after Optimize (which trims the top lists' daily counters of a log written before they were capped)")
 	runs := flag.Int("runs", 20, "runs of each chart aggregation")
+	beforeOnly := flag.Bool("before-only", false, "with -charts: time the charts as opened, and stop")
+	trimWait := flag.Duration("trimwait", 0, "with -charts: time the charts only, this long after starting Optimize's trim (in the background)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -65,16 +67,32 @@ func main() {
 	if !*generate && *records > 0 {
 		insert(ctx, l, *records, *users, start, end)
 	}
+	if *chartsOnly && *trimWait > 0 {
+		// the first trim of a year takes long on a loaded machine: it goes newest day
+		// first, and the charts read the last weeks
+		fmt.Printf("trimming in the background, newest days first; charts in %v\n", *trimWait)
+		go func() {
+			if err := l.Optimize(ctx); err != nil {
+				log.Print(err)
+			}
+		}()
+		time.Sleep(*trimWait)
+		charts(ctx, l, time.Now().UTC(), *runs, false)
+		return
+	}
 	if *chartsOnly {
 		fmt.Println("charts as opened (the top lists' counters as they were written):")
-		charts(ctx, l, time.Now().UTC(), *runs)
+		charts(ctx, l, time.Now().UTC(), *runs, false)
+		if *beforeOnly {
+			return
+		}
 		t0, c0 := time.Now(), cpuTime()
 		if err := l.Optimize(ctx); err != nil {
 			log.Fatal(err)
 		}
 		fmt.Printf("\noptimize (statistics, and the first trim of the top lists' counters): %v wall, %v CPU of this process\n",
 			time.Since(t0).Round(time.Millisecond), (cpuTime() - c0).Round(time.Millisecond))
-		charts(ctx, l, time.Now().UTC(), *runs)
+		charts(ctx, l, time.Now().UTC(), *runs, false)
 		return
 	}
 	// wait for the charts' counters (built in the background after a bulk generation)
@@ -90,12 +108,12 @@ func main() {
 	}
 	fmt.Printf("optimize (planner statistics): %v\n", time.Since(t0).Round(time.Millisecond))
 	search(ctx, l, *users, *queries, end)
-	charts(ctx, l, time.Now().UTC(), *runs)
+	charts(ctx, l, time.Now().UTC(), *runs, true)
 }
 
 // charts times the aggregations of the admin's charts page (web.logFigures: 30 days,
 // the whole site), which the counters answer.
-func charts(ctx context.Context, l *decisionlog.Log, now time.Time, runs int) {
+func charts(ctx context.Context, l *decisionlog.Log, now time.Time, runs int, fromRecords bool) {
 	day := now.Truncate(24 * time.Hour)
 	hour := now.Truncate(time.Hour)
 	week := day.AddDate(0, 0, -((int(day.Weekday())+6)%7)-7*11)
@@ -139,6 +157,9 @@ func charts(ctx context.Context, l *decisionlog.Log, now time.Time, runs int) {
 		key  decisionlog.TopKey
 	}{{"top blocked senders, from the records", decisionlog.TopSender}, {"top blocked sender domains, from the records", decisionlog.TopSenderDomain},
 		{"top blocked clients, from the records", decisionlog.TopClient}} {
+		if !fromRecords {
+			break
+		}
 		kinds = append(kinds, struct {
 			name string
 			f    func() error
