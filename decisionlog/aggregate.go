@@ -51,7 +51,7 @@ func (l *Log) BlockedByCategory(ctx context.Context, f Filter, b Bucket) ([]Cate
 	bx, start := b.expr()
 	var rows *sql.Rows
 	var err error
-	if lo, hi, ok := l.rollupRange(f, usHour, true); ok {
+	if lo, hi, ok := l.rollupRange(ctx, f, usHour, true); ok {
 		cond, args := rangeSQL("h", lo, hi)
 		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+" AS b, category, SUM(n) FROM decision_hours WHERE "+
 			cond+" AND verdict IN ('reject', 'tempfail', 'discard', 'quarantine') GROUP BY b, category HAVING SUM(n) > 0 ORDER BY b, category"), args...)
@@ -103,7 +103,7 @@ func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, er
 	bx, start := b.expr()
 	var rows *sql.Rows
 	var err error
-	if lo, hi, ok := l.rollupRange(f, usHour, false); ok {
+	if lo, hi, ok := l.rollupRange(ctx, f, usHour, false); ok {
 		cond, args := rangeSQL("h", lo, hi)
 		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+` AS b,
 		SUM(CASE WHEN conn = 0 THEN n ELSE 0 END),
@@ -177,7 +177,7 @@ func (l *Log) ScoreHistogram(ctx context.Context, f Filter, width float64) ([]Sc
 	}
 	var rows *sql.Rows
 	var err error
-	if lo, hi, ok := l.rollupRange(f, usHour, false); ok && width == 1 {
+	if lo, hi, ok := l.rollupRange(ctx, f, usHour, false); ok && width == 1 {
 		cond, args := rangeSQL("h", lo, hi)
 		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT bin, SUM(n) FROM decision_scores WHERE "+
 			cond+" GROUP BY bin HAVING SUM(n) > 0 ORDER BY bin"), args...)
@@ -233,6 +233,12 @@ type TopEntry struct {
 	Key   string
 	Count int64
 	Bytes int64
+	// Approx is 0 when the list is exact. Otherwise the list was read from daily
+	// counters that keep only each day's largest keys (the admin's top blocked senders,
+	// domains and clients over a large log): a Count (Bytes, when by size) may be short
+	// of the true one by up to Approx, and a key whose true figure exceeds the last
+	// entry's by no more than Approx may be missing. Every entry carries the list's.
+	Approx int64
 }
 
 // Top returns the n largest groups of the records f selects, by count (or by bytes when
@@ -252,16 +258,27 @@ func (l *Log) Top(ctx context.Context, f Filter, key TopKey, n int, bySize bool)
 	var rows *sql.Rows
 	var err error
 	rolled := false
+	var approx int64
 	if kind, ok := topKinds[key]; ok {
 		var lo, hi int64
-		if lo, hi, rolled = l.rollupRange(f, usDay, true); rolled {
+		if lo, hi, rolled = l.rollupRange(ctx, f, usDay, true); rolled {
 			cond, args := rangeSQL("d", lo, hi)
+			args = append([]any{kind}, args...)
+			// the days trimmed to their largest keys bound the list's error
+			errCol := "err"
+			if bySize {
+				errCol = "err_bytes"
+			}
+			if err := l.db.QueryRowContext(ctx, l.d.rebind("SELECT COALESCE(SUM("+errCol+"), 0) FROM decision_top_rest WHERE kind = ? AND "+cond),
+				args...).Scan(&approx); err != nil {
+				return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
+			}
 			k := "k"
 			if l.d.postgres && key == TopClient {
 				k = `k COLLATE "C"` // the order of the addresses' bytes, as the records sort them
 			}
 			rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT k, SUM(n) AS c, SUM(bytes) AS s FROM decision_top WHERE kind = ? AND "+
-				cond+" GROUP BY k HAVING SUM(n) > 0 ORDER BY "+order+" DESC, "+k+" LIMIT "+fmt.Sprint(n)), append([]any{kind}, args...)...)
+				cond+" GROUP BY k HAVING SUM(n) > 0 ORDER BY "+order+" DESC, "+k+" LIMIT "+fmt.Sprint(n)), args...)
 		}
 	}
 	if !rolled {
@@ -296,6 +313,7 @@ func (l *Log) Top(ctx context.Context, f Filter, key TopKey, n int, bySize bool)
 		} else if err := rows.Scan(&e.Key, &e.Count, &e.Bytes); err != nil {
 			return nil, fmt.Errorf("decisionlog: top %s: %w", col, err)
 		}
+		e.Approx = approx
 		out = append(out, e)
 	}
 	return out, rows.Err()

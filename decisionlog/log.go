@@ -76,6 +76,7 @@ type Log struct {
 	// noRollups makes the aggregations read the records even where the counters
 	// could answer (tests compare the two).
 	noRollups bool
+	rollup    rollupState // the counters' build and cap (rollup.go)
 
 	m       metrics
 	dropMu  sync.Mutex
@@ -550,6 +551,10 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 		return err
 	}
 	defer tx.Rollback()
+	cnt, err := l.counterState(ctx, tx) // which records the counters count (all, once built)
+	if err != nil {
+		return err
+	}
 	// The counters move each record from its old outcome to the new one: read it
 	// first (locked, in PostgreSQL, against another node's outcome for it).
 	lock := ""
@@ -557,7 +562,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 		lock = " FOR UPDATE"
 	}
 	sel, err := tx.PrepareContext(ctx, l.d.rebind(
-		`SELECT t, category, verdict, outcome, size FROM decisions WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`+lock))
+		`SELECT id, t, category, verdict, outcome, size FROM decisions WHERE queue_id = ? AND queue_id <> '' AND recipient = ?`+lock))
 	if err != nil {
 		return err
 	}
@@ -584,7 +589,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 		var found []counted
 		for rows.Next() {
 			c := counted{rcpt: rcpt}
-			if err := rows.Scan(&c.t, &c.category, &c.verdict, &c.outcome, &c.size); err != nil {
+			if err := rows.Scan(&c.id, &c.t, &c.category, &c.verdict, &c.outcome, &c.size); err != nil {
 				rows.Close()
 				return err
 			}
@@ -602,7 +607,9 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 			return err
 		}
 		for _, c := range found {
-			ds.move(c, o.Outcome)
+			if cnt.counts(c.id) {
+				ds.move(c, o.Outcome)
+			}
 		}
 	}
 	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {

@@ -153,6 +153,10 @@ func (l *Log) pruneBatch(ctx context.Context, before int64) (int64, error) {
 		return 0, err
 	}
 	defer tx.Rollback()
+	cnt, err := l.counterState(ctx, tx) // which records the counters count
+	if err != nil {
+		return 0, err
+	}
 	lock := ""
 	if l.d.postgres {
 		lock = " FOR UPDATE" // against an outcome moving the same record's count
@@ -164,6 +168,7 @@ func (l *Log) pruneBatch(ctx context.Context, before int64) (int64, error) {
 	}
 	ds := newDeltas()
 	var ids []int64
+	var tmax int64
 	for rows.Next() {
 		var id int64
 		var c counted
@@ -173,8 +178,11 @@ func (l *Log) pruneBatch(ctx context.Context, before int64) (int64, error) {
 			return 0, err
 		}
 		c.clientHex = clientHex(ip)
-		ds.add(c, -1)
+		if cnt.counts(id) {
+			ds.add(c, -1)
+		}
 		ids = append(ids, id)
+		tmax = max(tmax, c.t)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -192,7 +200,19 @@ func (l *Log) pruneBatch(ctx context.Context, before int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The top lists' counters may have been trimmed: they are subtracted apart. Every
+	// record before the batch's newest is gone (they go in order of time), and when the
+	// batch was the last one, every record before the bound.
+	top := ds.top
+	ds.top = map[topKey]sums{}
 	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {
+		return 0, err
+	}
+	gone := tmax / usDay
+	if len(ids) < pruneBatch {
+		gone = max(gone, before/usDay)
+	}
+	if err := l.subtractTop(ctx, tx, top, gone); err != nil {
 		return 0, err
 	}
 	return int64(len(ids)), tx.Commit()
@@ -200,8 +220,19 @@ func (l *Log) pruneBatch(ctx context.Context, before int64) (int64, error) {
 
 func (l *Log) pruner() {
 	defer l.pruning.Done()
-	if l.cfg.Retention < 0 {
-		return
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	// A log written before the charts' counters existed gets them first, in the
+	// background; pruning waits for them.
+	if !noBackgroundBuild.Load() {
+		l.buildRollups(ctx)
 	}
 	first := time.NewTimer(time.Minute)
 	defer first.Stop()
@@ -209,24 +240,19 @@ func (l *Log) pruner() {
 	defer tick.Stop()
 	for {
 		select {
-		case <-l.stop:
+		case <-ctx.Done():
 			return
 		case <-first.C:
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-l.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		n, err := l.Prune(ctx, time.Now().Add(-l.cfg.Retention))
+		var n int64
+		var err error
+		if l.cfg.Retention >= 0 {
+			n, err = l.Prune(ctx, time.Now().Add(-l.cfg.Retention))
+		}
 		if err == nil {
 			err = l.Optimize(ctx)
 		}
-		cancel()
 		if err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Error("decision log: prune", "err", err)
 		} else if n > 0 {
@@ -237,9 +263,12 @@ func (l *Log) pruner() {
 
 // Optimize brings the query planner's statistics up to date (SQLite's PRAGMA optimize,
 // PostgreSQL's ANALYZE of the table): without them a planner may walk the time index
-// for a rare domain instead of the domain's index. The pruner runs it every hour; run
-// it after a bulk import.
+// for a rare domain instead of the domain's index; and it trims the top lists' daily
+// counters to their cap. The pruner runs it every hour; run it after a bulk import.
 func (l *Log) Optimize(ctx context.Context) error {
+	if err := l.trimCounters(ctx); err != nil {
+		return fmt.Errorf("decisionlog: trim counters %s: %w", l.where(), err)
+	}
 	q := "PRAGMA optimize"
 	if l.d.postgres {
 		q = "ANALYZE decisions"

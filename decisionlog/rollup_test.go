@@ -146,10 +146,14 @@ func same(t *testing.T, what string, l *decisionlog.Log, f func() (any, error)) 
 	}
 }
 
-// A log written before the counters existed gets them on its next open.
+// A log written before the counters existed gets them after its next open, in the
+// background: the log answers at once (from the records), a restart in the middle of
+// the build resumes it, and the counters end equal to the records' GROUP BYs.
 func TestRollupsBuiltOnOpen(t *testing.T) {
+	defer decisionlog.SetBuildChunk(100)()
 	path := filepath.Join(t.TempDir(), "decisions.db")
-	l, err := decisionlog.Open(context.Background(), decisionlog.Config{Path: path, Retention: -1}, decisionlog.Deps{})
+	cfg := decisionlog.Config{Path: path, Retention: -1}
+	l, err := decisionlog.Open(context.Background(), cfg, decisionlog.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,18 +168,52 @@ func TestRollupsBuiltOnOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"DROP TABLE decision_hours", "DROP TABLE decision_scores", "DROP TABLE decision_top", "DROP TABLE decision_meta"} {
+	for _, s := range []string{"DROP TABLE decision_hours", "DROP TABLE decision_scores", "DROP TABLE decision_top", "DROP TABLE decision_top_rest", "DROP TABLE decision_meta"} {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	db.Close()
-	if l, err = decisionlog.Open(context.Background(), decisionlog.Config{Path: path, Retention: -1}, decisionlog.Deps{}); err != nil {
+	ctx := context.Background()
+	f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Since: day}
+	// the first open starts the build; one step, then a restart
+	restore := decisionlog.NoBackgroundBuild()
+	if l, err = decisionlog.Open(ctx, cfg, decisionlog.Deps{}); err != nil {
+		t.Fatal(err)
+	}
+	if l.RollupsReady(ctx) {
+		t.Fatal("counters ready before their build")
+	}
+	if got := query(t, l, decisionlog.Filter{}); len(got) != 300 {
+		t.Fatalf("%d records while building, want 300", len(got))
+	}
+	if tr, err := l.Traffic(ctx, f, decisionlog.Day); err != nil || len(tr) != 2 || tr[0].Received+tr[1].Received != 300 {
+		t.Fatalf("traffic while building: %+v %v", tr, err)
+	}
+	if done, err := l.BuildStep(ctx); err != nil || done {
+		t.Fatalf("first step: done %v, %v", done, err)
+	}
+	l.Close()
+	if l, err = decisionlog.Open(ctx, cfg, decisionlog.Deps{}); err != nil {
+		t.Fatal(err)
+	}
+	if floor, built, err := l.BuildProgress(ctx); err != nil || floor != 300 || built != 100 {
+		t.Fatalf("after a restart the build is at %d of %d (%v), want 100 of 300", built, floor, err)
+	}
+	l.Close()
+	restore()
+	// the background build finishes it
+	if l, err = decisionlog.Open(ctx, cfg, decisionlog.Deps{}); err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	ctx := context.Background()
-	f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Since: day}
+	deadline := time.Now().Add(time.Minute)
+	for !l.RollupsReady(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatal("the background build did not finish in a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	same(t, "traffic", l, func() (any, error) { return l.Traffic(ctx, f, decisionlog.Day) })
 	same(t, "histogram", l, func() (any, error) { return l.ScoreHistogram(ctx, f, 1) })
 	f.Blocked = true

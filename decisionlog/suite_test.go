@@ -441,7 +441,7 @@ func runSuite(t *testing.T, open opener) {
 		blocked := all
 		blocked.Blocked = true
 		top, err := l.Top(ctx, blocked, decisionlog.TopCategory, 2, false)
-		if err != nil || fmt.Sprint(top) != "[{RBL 2 0} {Spoof 1 0}]" {
+		if err != nil || fmt.Sprint(top) != "[{RBL 2 0 0} {Spoof 1 0 0}]" {
 			t.Fatalf("top categories %v %v", top, err)
 		}
 		top, err = l.Top(ctx, blocked, decisionlog.TopClient, 1, false)
@@ -449,7 +449,7 @@ func runSuite(t *testing.T, open opener) {
 			t.Fatalf("top clients %v %v", top, err)
 		}
 		top, err = l.Top(ctx, all, decisionlog.TopRecipientDomain, 5, true)
-		if err != nil || fmt.Sprint(top) != "[{example.org 4 94000} {far.test 1 1200} { 1 0}]" {
+		if err != nil || fmt.Sprint(top) != "[{example.org 4 94000 0} {far.test 1 1200 0} { 1 0 0}]" {
 			t.Fatalf("top recipient domains by size %v %v", top, err)
 		}
 		// a user's charts count only their records
@@ -463,6 +463,16 @@ func runSuite(t *testing.T, open opener) {
 	t.Run("Rollups", func(t *testing.T) {
 		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
 		rollupCheck(t, l)
+	})
+
+	t.Run("TopCapped", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		topCapCheck(t, l)
+	})
+
+	t.Run("RollupsBuild", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		buildCheck(t, l)
 	})
 
 	t.Run("Prune", func(t *testing.T) {

@@ -370,7 +370,12 @@ func (s *Server) logFigures(ctx context.Context, scope decisionlog.Scope, now ti
 				}
 				items[i] = svgchart.Item{Label: k, Value: float64(r.Count)}
 			}
-			return chart{SVG: html(svgchart.Top(t.title, items))}, nil
+			title := t.title
+			if len(rows) > 0 && rows[0].Approx > 0 {
+				// read from daily counters that keep each day's largest keys only
+				title += fmt.Sprintf(" — approximate: counts may be low by up to %d", rows[0].Approx)
+			}
+			return chart{SVG: html(svgchart.Top(title, items))}, nil
 		})
 	}
 	out := make([]chart, len(tasks))

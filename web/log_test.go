@@ -1,13 +1,16 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/decisionlog"
 	"github.com/portcullis-mail/portcullis/internal/pgtest"
@@ -206,5 +209,45 @@ func TestLogPagination(t *testing.T) {
 	}
 	if len(seen) != 120 {
 		t.Errorf("pages showed %d of 120 records", len(seen))
+	}
+}
+
+// The admin's top lists over days with more blocked senders than the daily counters
+// keep say that they are approximate, and by how much.
+func TestChartsApproximateTop(t *testing.T) {
+	ctx := context.Background()
+	l, err := decisionlog.Open(ctx, decisionlog.Config{Path: filepath.Join(t.TempDir(), "d.db"), Retention: -1}, decisionlog.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	now := time.Now().UTC()
+	for d := range 2 {
+		for i := range 260 {
+			l.Add(decisionlog.Record{Time: now.Add(-time.Duration(d*24+1) * time.Hour), Sender: fmt.Sprintf("s@d%d-%d.spam.test", d, i),
+				Recipient: "bob@example.org", ClientIP: netip.AddrFrom4([4]byte{10, 0, byte(d), byte(i)}), Verdict: "reject", Category: "RBL"})
+		}
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{deps: Deps{Log: l}, now: time.Now}
+	text := func() string {
+		charts, err := s.logFigures(ctx, decisionlog.Scope{All: true}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(charts)
+	}
+	if strings.Contains(text(), "approximate") {
+		t.Fatal("exact lists labelled approximate")
+	}
+	if err := l.Optimize(ctx); err != nil { // trims the days to their largest keys
+		t.Fatal(err)
+	}
+	body := text()
+	// three lists, each title written three times (aria-label, <title>, the text)
+	if n := strings.Count(body, "approximate: counts may be low by up to 2"); n != 9 {
+		t.Fatalf("%d labels of approximate lists, want 3 lists × 3", n)
 	}
 }

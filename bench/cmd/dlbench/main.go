@@ -20,6 +20,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +37,10 @@ func main() {
 	queries := flag.Int("queries", 200, "searches of each kind")
 	generate := flag.Bool("generate", false, "generate the records inside the store with SQL, without its indexes, then build the indexes and the charts' counters (10 million records in minutes; the insert rate is then not the server's)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the insertion to this file")
+	chartsOnly := flag.Bool("charts", false, "with -records 0: time only the charts, before and after Optimize (which trims the top lists' daily counters of a log written before they were capped)")
+	runs := flag.Int("runs", 20, "runs of each chart aggregation")
+	beforeOnly := flag.Bool("before-only", false, "with -charts: time the charts as opened, and stop")
+	trimWait := flag.Duration("trimwait", 0, "with -charts: time the charts only, this long after starting Optimize's trim (in the background)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -62,19 +67,53 @@ func main() {
 	if !*generate && *records > 0 {
 		insert(ctx, l, *records, *users, start, end)
 	}
-	// what the log's hourly maintenance does (and autovacuum in PostgreSQL, in time)
+	if *chartsOnly && *trimWait > 0 {
+		// the first trim of a year takes long on a loaded machine: it goes newest day
+		// first, and the charts read the last weeks
+		fmt.Printf("trimming in the background, newest days first; charts in %v\n", *trimWait)
+		go func() {
+			if err := l.Optimize(ctx); err != nil {
+				log.Print(err)
+			}
+		}()
+		time.Sleep(*trimWait)
+		charts(ctx, l, time.Now().UTC(), *runs, false)
+		return
+	}
+	if *chartsOnly {
+		fmt.Println("charts as opened (the top lists' counters as they were written):")
+		charts(ctx, l, time.Now().UTC(), *runs, false)
+		if *beforeOnly {
+			return
+		}
+		t0, c0 := time.Now(), cpuTime()
+		if err := l.Optimize(ctx); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("\noptimize (statistics, and the first trim of the top lists' counters): %v wall, %v CPU of this process\n",
+			time.Since(t0).Round(time.Millisecond), (cpuTime() - c0).Round(time.Millisecond))
+		charts(ctx, l, time.Now().UTC(), *runs, false)
+		return
+	}
+	// wait for the charts' counters (built in the background after a bulk generation)
 	t0 := time.Now()
+	for !l.RollupsReady(ctx) {
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("charts' counters ready after %v more\n", time.Since(t0).Round(time.Second))
+	// what the log's hourly maintenance does (and autovacuum in PostgreSQL, in time)
+	t0 = time.Now()
 	if err := l.Optimize(ctx); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("optimize (planner statistics): %v\n", time.Since(t0).Round(time.Millisecond))
 	search(ctx, l, *users, *queries, end)
-	charts(ctx, l, time.Now().UTC())
+	charts(ctx, l, time.Now().UTC(), *runs, true)
 }
 
 // charts times the aggregations of the admin's charts page (web.logFigures: 30 days,
 // the whole site), which the counters answer.
-func charts(ctx context.Context, l *decisionlog.Log, now time.Time) {
+func charts(ctx context.Context, l *decisionlog.Log, now time.Time, runs int, fromRecords bool) {
 	day := now.Truncate(24 * time.Hour)
 	hour := now.Truncate(time.Hour)
 	week := day.AddDate(0, 0, -((int(day.Weekday())+6)%7)-7*11)
@@ -118,27 +157,55 @@ func charts(ctx context.Context, l *decisionlog.Log, now time.Time) {
 		key  decisionlog.TopKey
 	}{{"top blocked senders, from the records", decisionlog.TopSender}, {"top blocked sender domains, from the records", decisionlog.TopSenderDomain},
 		{"top blocked clients, from the records", decisionlog.TopClient}} {
+		if !fromRecords {
+			break
+		}
 		kinds = append(kinds, struct {
 			name string
 			f    func() error
 		}{k.name, func() error { _, err := l.Top(ctx, raw, k.key, 10, false); return err }})
 	}
-	fmt.Printf("\n%-46s %8s %8s   (admin's charts page, 5 runs each)\n", "chart aggregation", "p50 ms", "max ms")
-	var total time.Duration
+	fmt.Printf("\n%-46s %8s %8s %8s   (admin's charts page, %d runs each)\n", "chart aggregation", "p50 ms", "p95 ms", "max ms", runs)
+	pct := func(ds []time.Duration, p int) float64 {
+		slices.Sort(ds)
+		return float64(ds[(len(ds)-1)*p/100].Microseconds()) / 1000
+	}
 	for _, k := range kinds {
 		var ds []time.Duration
-		for range 5 {
+		for range runs {
 			t0 := time.Now()
 			if err := k.f(); err != nil {
 				log.Fatal(err)
 			}
 			ds = append(ds, time.Since(t0))
 		}
-		slices.Sort(ds)
-		total += ds[2]
-		fmt.Printf("%-46s %8.2f %8.2f\n", k.name, float64(ds[2].Microseconds())/1000, float64(ds[4].Microseconds())/1000)
+		fmt.Printf("%-46s %8.2f %8.2f %8.2f\n", k.name, pct(ds, 50), pct(ds, 95), pct(ds, 100))
 	}
-	fmt.Printf("%-40s %8.2f\n", "all of the above (sum of the medians)", float64(total.Microseconds())/1000)
+	// the page: its eight figures at once, as web.logFigures draws them
+	var ds []time.Duration
+	for range runs {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for _, k := range kinds[:8] {
+			wg.Go(func() {
+				if err := k.f(); err != nil {
+					log.Fatal(err)
+				}
+			})
+		}
+		wg.Wait()
+		ds = append(ds, time.Since(t0))
+	}
+	fmt.Printf("%-46s %8.2f %8.2f %8.2f\n", "the page (its eight figures at once)", pct(ds, 50), pct(ds, 95), pct(ds, 100))
+	for _, k := range []decisionlog.TopKey{decisionlog.TopSender, decisionlog.TopSenderDomain, decisionlog.TopClient} {
+		top, err := l.Top(ctx, blocked, k, 10, false)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if len(top) > 0 {
+			fmt.Printf("top list %d: first %s %d, last %s %d, approximate by up to %d\n", k, top[0].Key, top[0].Count, top[len(top)-1].Key, top[len(top)-1].Count, top[0].Approx)
+		}
+	}
 }
 
 var categories = []string{"RBL", "RHSBL client", "Header Date", "Header Subject", "Header X-Mailer",
@@ -278,7 +345,7 @@ func bulkGenerate(ctx context.Context, cfg decisionlog.Config, n, users int, sta
 		log.Fatal(err)
 	}
 	l.Close()
-	fmt.Printf("indexes and charts' counters built in %v\n", time.Since(t0).Round(time.Second))
+	fmt.Printf("indexes built in %v (the charts' counters are built in the background)\n", time.Since(t0).Round(time.Second))
 }
 
 // generateSQL is the INSERT of records lo..hi (inclusive). h(k) is the k-th hash of the
