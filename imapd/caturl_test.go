@@ -1,0 +1,61 @@
+package imapd
+
+import (
+	"strings"
+	"testing"
+)
+
+// memUsed is what the server's memory budget (Config.FetchMemory) has handed out.
+func memUsed(e *env) int64 {
+	e.srv.mem.mu.Lock()
+	defer e.srv.mem.mu.Unlock()
+	return e.srv.mem.used
+}
+
+// A CATENATE URL is the client's bytes: a user name of bytes that are not UTF-8 before
+// ";AUTH=" is refused NO [BADURL] (RFC 4469 §5), and the session goes on. Before,
+// strings.ToUpper turned each such byte into U+FFFD, three bytes, and the index of
+// ";AUTH=" it gave sliced the user name past its end: a panic, the connection closed,
+// and the budget share the URL's copy had taken was never given back, so that enough
+// such commands left every user's FETCH NO [UNAVAILABLE].
+func TestCatenateURLNotUTF8(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	e.deliver(t, "alice@example.org", msgA)
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	for _, url := range []string{
+		"imap://\xff\xff\xff\xff;AUTH=*@localhost/INBOX/;UID=1",
+		"imap://" + strings.Repeat("\u0250", 8) + ";auth=*@localhost/INBOX/;UID=1", // ToUpper: 2 bytes to 3
+	} {
+		_, st := r.cmd("APPEND INBOX CATENATE (URL {%d+}\r\n%s)", len(url), url)
+		if !strings.HasPrefix(st, "NO [BADURL") {
+			t.Errorf("URL %q: %s, want NO [BADURL", url, st)
+		}
+	}
+	r.ok("NOOP")
+	if n := memUsed(e); n != 0 {
+		t.Errorf("the memory budget holds %d bytes after the commands", n)
+	}
+}
+
+// FuzzParseIMAPURL: a CATENATE URL (RFC 5092, RFC 4469 §3) is any bytes a client sends;
+// parsing never panics, and what it accepts names a message (a UID) and, when
+// absolute, a host.
+func FuzzParseIMAPURL(f *testing.F) {
+	for _, s := range []string{
+		"/INBOX/;UID=1", "/INBOX;UIDVALIDITY=7/;UID=2/;SECTION=1.2.MIME/;PARTIAL=4.7",
+		"imap://Alice@Example.org;AUTH=*@127.0.0.1:143/INBOX/;UID=1/;SECTION=TEXT",
+		"imap://a%40b@[::1]:143/x%2Fy/;uid=3", "imap://\xff\xff\xff\xff;AUTH=*@h/INBOX/;UID=1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, ok := parseIMAPURL(raw)
+		if !ok {
+			return
+		}
+		if u.uid == 0 || u.mailbox == "" || (u.absolute && u.host == "") {
+			t.Errorf("parseIMAPURL(%q) accepted %+v", raw, u)
+		}
+	})
+}
