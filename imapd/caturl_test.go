@@ -1,8 +1,11 @@
 package imapd
 
 import (
+	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // memUsed is what the server's memory budget (Config.FetchMemory) has handed out.
@@ -58,4 +61,35 @@ func FuzzParseIMAPURL(f *testing.F) {
 			t.Errorf("parseIMAPURL(%q) accepted %+v", raw, u)
 		}
 	})
+}
+
+// panicMidFetch makes a FETCH panic while it writes a section (a bug: the connection's
+// recover logs it and ends the connection, the server goes on) and waits for the
+// connection to close.
+func panicMidFetch(t *testing.T, e *env) {
+	t.Helper()
+	e.deliver(t, "alice@example.org", msgA)
+	r := dialRaw(t, e.addr)
+	r.ok(`LOGIN alice@example.org "secret pw"`)
+	r.ok("SELECT INBOX")
+	hooked := make(chan struct{}, 1)
+	testHookBeforeBody = func(*msgFile) {
+		hooked <- struct{}{}
+		panic("test: a bug while writing a section")
+	}
+	t.Cleanup(func() { testHookBeforeBody = nil })
+	r.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(r.conn, "f1 FETCH 1 (BODY.PEEK[])\r\n")
+	if _, err := io.ReadAll(r.r); err != nil {
+		t.Fatalf("the connection of a FETCH that panicked stays open: %v", err)
+	}
+	<-hooked // and the hook's read of testHookBeforeBody happened before
+	testHookBeforeBody = nil
+}
+
+// A panic while a response is written closes the connection. Before, the recover
+// flushed the responses first, under the write lock the panicking message writer still
+// held: the connection's goroutine waited for ever, with its socket and its session.
+func TestPanicMidResponseClosesConnection(t *testing.T) {
+	panicMidFetch(t, start(t, Config{Trusted: true}))
 }
