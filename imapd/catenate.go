@@ -107,8 +107,10 @@ func (c *wireConn) catenate(name string) (msg literal, release func(), perr, err
 		if err != nil {
 			return abort(err)
 		}
-		err = c.sess.copyURL(w, part.URL, reserve)
-		mem()
+		err = func() error {
+			defer mem() // also if the copy panics: the budget outlives the connection
+			return c.sess.copyURL(w, part.URL, reserve)
+		}()
 		if err != nil {
 			return abort(err)
 		}

@@ -93,3 +93,17 @@ func panicMidFetch(t *testing.T, e *env) {
 func TestPanicMidResponseClosesConnection(t *testing.T) {
 	panicMidFetch(t, start(t, Config{Trusted: true}))
 }
+
+// A FETCH that panics gives back the message's share of the memory budget. Before, it
+// was released by straight-line code the panic skipped: each such panic kept its bytes
+// for the life of the process, and a client that could repeat it left every user's
+// FETCH NO [UNAVAILABLE].
+func TestFetchPanicReleasesBudget(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	panicMidFetch(t, e)
+	for deadline := time.Now().Add(5 * time.Second); memUsed(e) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the memory budget holds %d bytes after the FETCH's connection ended", memUsed(e))
+		}
+	}
+}
