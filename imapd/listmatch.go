@@ -28,16 +28,30 @@ func matchList(name string, delim byte, ref, pattern string) bool {
 	if strings.HasPrefix(pattern, string(delim)) {
 		ref, pattern = "", pattern[1:]
 	}
-	if ref != "" {
+	if ref == "" {
+		pattern = inboxCase(pattern, delim)
+	} else {
 		if !strings.HasSuffix(ref, string(delim)) {
 			ref += string(delim)
 		}
+		ref = inboxCase(ref, delim)
 		var ok bool
 		if name, ok = strings.CutPrefix(name, ref); !ok {
 			return false
 		}
 	}
 	return wildMatch(name, delim, pattern)
+}
+
+// inboxCase writes a first level "inbox" in any case as INBOX: the name is
+// case-insensitive (RFC 3501 §5.1, RFC 9051 §5.1), and the store reads the first level
+// of its children's names so too (store.CanonicalMailbox): LIST "" "inbox/%" lists
+// the folders SELECT "inbox/x" opens.
+func inboxCase(s string, delim byte) string {
+	if len(s) >= 5 && strings.EqualFold(s[:5], "INBOX") && (len(s) == 5 || s[5] == delim) {
+		return "INBOX" + s[5:]
+	}
+	return s
 }
 
 // wildMatch matches name against a LIST pattern, one pattern byte at a time over the set

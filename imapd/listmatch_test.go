@@ -28,6 +28,31 @@ func TestMatchList(t *testing.T) {
 	}
 }
 
+// INBOX is case-insensitive in LIST's reference and pattern as in every other command
+// (RFC 3501 §5.1): as the first level of a name, not a wildcard's match, not elsewhere.
+// Before, LIST "" "inbox/%" listed none of the INBOX/x that SELECT "inbox/x" opens.
+func TestMatchListInboxCase(t *testing.T) {
+	for _, c := range []struct {
+		name, ref, pattern string
+		want               bool
+	}{
+		{"INBOX/a", "", "inbox/%", true},
+		{"INBOX/a", "", "InBox/*", true},
+		{"INBOX", "", "Inbox", true},
+		{"INBOX/a", "inbox", "%", true},
+		{"INBOX/a", "inbox/", "a", true},
+		{"INBOX/a/b", "", "/inbox/a/%", true},
+		{"INBOX/a", "", "inboxes/%", false},
+		{"Archive/inbox", "", "Archive/INBOX", false}, // only the first level
+		{"inboxes", "", "INBOXES", false},
+		{"INBOX", "", "inb*", false}, // a wildcard matches bytes as they are
+	} {
+		if got := matchList(c.name, '/', c.ref, c.pattern); got != c.want {
+			t.Errorf("matchList(%q, %q, %q) = %v, want %v", c.name, c.ref, c.pattern, got, c.want)
+		}
+	}
+}
+
 func FuzzMatchList(f *testing.F) {
 	f.Add("INBOX/a/b", "", "INBOX/%")
 	f.Add("a/b", "a", "*")
@@ -35,6 +60,9 @@ func FuzzMatchList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name, ref, pattern string) {
 		if strings.Count(pattern, "*")+strings.Count(pattern, "%") > 6 || len(name) > 64 {
 			return // the oracle backtracks: exponential in the wildcards
+		}
+		if inboxCase(strings.TrimPrefix(pattern, "/"), '/') != strings.TrimPrefix(pattern, "/") || inboxCase(ref, '/') != ref {
+			return // an "inbox" in another case: the oracle does not know INBOX (TestMatchListInboxCase)
 		}
 		if got, want := matchList(name, '/', ref, pattern), imapserver.MatchList(name, '/', ref, pattern); got != want {
 			t.Errorf("matchList(%q, %q, %q) = %v, want %v", name, ref, pattern, got, want)
