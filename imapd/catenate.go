@@ -107,8 +107,10 @@ func (c *wireConn) catenate(name string) (msg literal, release func(), perr, err
 		if err != nil {
 			return abort(err)
 		}
-		err = c.sess.copyURL(w, part.URL, reserve)
-		mem()
+		err = func() error {
+			defer mem() // also if the copy panics: the budget outlives the connection
+			return c.sess.copyURL(w, part.URL, reserve)
+		}()
 		if err != nil {
 			return abort(err)
 		}
@@ -221,8 +223,14 @@ func (u *imapURL) parseAuthority(a string) bool {
 	u.absolute = true
 	if i := strings.LastIndexByte(a, '@'); i >= 0 {
 		user := a[:i]
-		if j := strings.Index(strings.ToUpper(user), ";AUTH="); j >= 0 {
-			user = user[:j]
+		// Byte by byte, ASCII only: strings.ToUpper changes the length of some
+		// characters (and turns each byte that is not UTF-8 into U+FFFD, three
+		// bytes), so an index into its result is no index into user.
+		for j := 0; j+6 <= len(user); j++ {
+			if user[j] == ';' && asciiEqualFold(user[j+1:j+6], "AUTH=") {
+				user = user[:j]
+				break
+			}
 		}
 		var err error
 		if u.user, err = url.PathUnescape(user); err != nil {
@@ -241,6 +249,24 @@ func (u *imapURL) parseAuthority(a string) bool {
 	}
 	u.host = strings.ToLower(u.host)
 	return u.host != ""
+}
+
+// asciiEqualFold compares a with the upper-case ASCII b, ignoring the case of a's
+// ASCII letters only.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // resolves reports whether an absolute URL names this session's user on this server (RFC

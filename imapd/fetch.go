@@ -181,6 +181,12 @@ func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, 
 			byUID[m.UID] = m
 		}
 	}
+	// One hold for the batch, resized to each message's share and to none after it;
+	// the deferred release gives it back on every way out, a panic's too (the
+	// connection's recover ends only the connection: a share kept would be kept for
+	// the life of the process).
+	h := &hold{b: s.srv.mem}
+	defer h.resize(0)
 	for i := start; i < end; i++ {
 		m, ok := byUID[uids[i]]
 		if !ok {
@@ -194,7 +200,6 @@ func (s *session) fetchBatch(w fetchWriter, sel *selected, seqs, uids []uint32, 
 			s.srv.rlog.Info("imap fetch over limit", "user", s.user.Name(), "err", err)
 			return err
 		}
-		h := &hold{b: s.srv.mem}
 		if err := h.resize(fetchHold(m, o)); err != nil {
 			s.srv.rlog.Warn("imap fetch waits for memory", "user", s.user.Name(), "err", err)
 			return err

@@ -183,6 +183,13 @@ func (s *Server) serveWire(nc net.Conn) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.rlog.Error("imap panic", "err", fmt.Sprint(v))
+			// A panic while a response was being written (a FETCH's message writer
+			// holds wmu to its end) left wmu locked and the stream mid-literal: no
+			// flush (it would wait on wmu for ever, keeping the connection, its
+			// goroutine and its session), the connection is closed.
+			c.NetConn().Close()
+			c.sess.Close()
+			return
 		}
 		c.sess.Close()
 		c.flushOut() // the last replies (LOGOUT's)
