@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -325,4 +326,84 @@ func TestHeldClose(t *testing.T) {
 	if got := query(t, l, decisionlog.Filter{Sort: decisionlog.SortOldest}); len(got) != 5 || got[4].Outcome != "delivered" || got[0].Outcome != "" {
 		t.Fatalf("after Close: %+v", got)
 	}
+}
+
+// TestOutcomeDeadlock: an outcome's update that PostgreSQL picks as a deadlock's victim
+// (here against a transaction that, like the pruner, locks records and counters in the
+// other order) is tried again, not lost.
+func TestOutcomeDeadlock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	reg := prometheus.NewRegistry()
+	l, err := decisionlog.Open(context.Background(), decisionlog.Config{Postgres: dsn, OutcomeWait: -1}, decisionlog.Deps{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Add(accepted(1))
+	flush(t, l)
+
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	// The writer, not this session, must be the victim: PostgreSQL checks for a deadlock
+	// in the session that has waited deadlock_timeout, and this one waits second; a
+	// longer timeout here makes sure (the test's user is a superuser).
+	if _, err := c.Exec(ctx, "SET deadlock_timeout = '60s'"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM decision_hours FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	// the writer locks the record, then waits for the counters
+	l.SetOutcome(delivered(1))
+	waiting := func() bool {
+		var n int
+		err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))`).Scan(&n)
+		return err == nil && n == 1
+	}
+	for deadline := time.Now().Add(30 * time.Second); !waiting(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			rows, _ := c.Query(ctx, `SELECT pid, backend_type, coalesce(wait_event_type, ''), coalesce(wait_event, ''), coalesce(state, ''), pg_blocking_pids(pid)::text, left(query, 80) FROM pg_stat_activity WHERE backend_type = 'client backend'`)
+			all, _ := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
+			t.Fatalf("the writer does not wait for the counters: %v", all)
+		}
+	}
+	// this session waits for the record: a deadlock, the writer's transaction aborts
+	locked := make(chan error, 1)
+	go func() {
+		_, err := tx.Exec(ctx, "SELECT 1 FROM decisions FOR UPDATE")
+		locked <- err
+	}()
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no deadlock detected")
+	}
+	// the writer tries again once this transaction is gone
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, l)
+	got := query(t, l, decisionlog.Filter{})
+	if len(got) != 1 || got[0].Outcome != "delivered" {
+		t.Fatalf("after the deadlock: %+v", got)
+	}
+	if f := testutil.ToFloat64(prometheusCounter(t, reg, "portcullis_decisionlog_records_failed_total")); f != 0 {
+		t.Fatalf("%v failed", f)
+	}
+	sameTraffic(t, l, 1)
 }

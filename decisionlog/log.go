@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +15,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
-	_ "modernc.org/sqlite" // the embedded store
+	"modernc.org/sqlite" // the embedded store
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/portcullis-mail/portcullis/internal/private"
 )
@@ -514,7 +517,7 @@ func (l *Log) write(batch []item, end bool) {
 		}
 	}
 	if len(upd) > 0 {
-		if err := l.update(ctx, upd); err != nil {
+		if err := l.updateRetrying(ctx, upd); err != nil {
 			l.m.failed.Add(float64(len(upd)))
 			l.log.Error("decision log: outcomes lost", "outcomes", len(upd), "store", l.where(), "err", err)
 		}
@@ -587,6 +590,45 @@ func recordSize(r *Record) int {
 		n += 16 + len(t)
 	}
 	return n
+}
+
+// updateTries bounds the attempts of a batch of outcomes that lost to a concurrent
+// transaction (a deadlock with the pruner or another node's writer, a busy SQLite).
+const updateTries = 6
+
+// updateRetrying applies outcomes, again after a transient conflict (see transient),
+// with a growing, jittered pause: the transaction that won finishes meanwhile.
+func (l *Log) updateRetrying(ctx context.Context, outs []*Outcome) error {
+	pause := 50 * time.Millisecond
+	for try := 1; ; try++ {
+		err := l.update(ctx, outs)
+		if err == nil || try == updateTries || !transient(err) {
+			return err
+		}
+		l.log.Warn("decision log: outcomes conflicted, retrying", "outcomes", len(outs), "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause/2 + rand.N(pause)):
+		}
+		pause *= 2
+	}
+}
+
+// transient reports whether err is a conflict with another transaction that the same
+// transaction may pass when tried again: PostgreSQL's deadlock_detected (40P01) and
+// serialization_failure (40001), SQLite's BUSY and LOCKED (after busy_timeout).
+func transient(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40P01" || pe.Code == "40001"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff // the primary code of an extended one (SQLITE_BUSY_SNAPSHOT ...)
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
 }
 
 func applyOutcome(r *Record, o *Outcome) {
