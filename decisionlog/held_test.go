@@ -45,6 +45,25 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) int {
 	return 0
 }
 
+// joined reads portcullis_decisionlog_outcomes_joined_total{how}.
+func joined(t *testing.T, reg *prometheus.Registry, how string) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "portcullis_decisionlog_outcomes_joined_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == how {
+					return int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // eventually fails unless cond holds within 30 s (a bound against a hung writer on a
 // loaded machine, not a speed target).
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -111,11 +130,15 @@ func heldSuite(t *testing.T, open opener) {
 		if w := testutil.ToFloat64(prometheusCounter(t, reg, "portcullis_decisionlog_records_written_total")); w != 1 {
 			t.Fatalf("written %v", w)
 		}
+		if h, u := joined(t, reg, "held"), joined(t, reg, "update"); h != 1 || u != 0 {
+			t.Fatalf("outcomes joined held %d, by update %d", h, u)
+		}
 		sameTraffic(t, l, 1)
 	})
 
 	t.Run("Expired", func(t *testing.T) {
-		l, _ := open(t, decisionlog.Config{OutcomeWait: 300 * time.Millisecond}, decisionlog.Deps{})
+		reg := prometheus.NewRegistry()
+		l, _ := open(t, decisionlog.Config{OutcomeWait: 300 * time.Millisecond}, decisionlog.Deps{Registerer: reg})
 		l.Add(accepted(1))
 		// no Flush: the wait ends and the idle writer writes it, without outcome
 		eventually(t, "the record written", func() bool { return len(query(t, l, decisionlog.Filter{})) == 1 })
@@ -128,6 +151,9 @@ func heldSuite(t *testing.T, open opener) {
 		flush(t, l)
 		if got := query(t, l, decisionlog.Filter{})[0]; got.Outcome != "delivered" || got.Relay != "local" {
 			t.Fatalf("record %+v", got)
+		}
+		if h, u := joined(t, reg, "held"), joined(t, reg, "update"); h != 0 || u != 1 {
+			t.Fatalf("outcomes joined held %d, by update %d", h, u)
 		}
 		sameTraffic(t, l, 1)
 	})

@@ -138,6 +138,9 @@ type item struct {
 type metrics struct {
 	written, dropped, failed, pruned prometheus.Counter
 	held                             prometheus.Gauge
+	// outcomes joined to their record: held (before its insert), update, early
+	// (arrived before the record)
+	joined *prometheus.CounterVec
 }
 
 // maxPending bounds the outcomes waiting for their record.
@@ -281,9 +284,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		pruned:  c("records_pruned_total", "Decision records deleted by retention."),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "portcullis_decisionlog_records_held",
 			Help: "Accepted messages' records the writer holds for their delivery outcome (stats.outcome_wait)."}),
+		joined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_decisionlog_outcomes_joined_total",
+			Help: "Outcomes joined to their record, by how: held (written with the record), update (of a stored record), early (before the record arrived)."},
+			[]string{"how"}),
 	}
 	if reg != nil {
-		for _, x := range []prometheus.Collector{m.written, m.dropped, m.failed, m.pruned, m.held} {
+		for _, x := range []prometheus.Collector{m.written, m.dropped, m.failed, m.pruned, m.held, m.joined} {
 			if err := reg.Register(x); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
@@ -463,6 +469,7 @@ func (l *Log) write(batch []item, end bool) {
 				applyOutcome(r, &o.Outcome)
 				r.Deferrals += o.deferrals
 				delete(l.pending, k)
+				l.m.joined.WithLabelValues("early").Inc()
 			}
 		}
 		if !l.holds(r) {
@@ -494,6 +501,7 @@ func (l *Log) write(batch []item, end bool) {
 				applyOutcome(r, o)
 				r.Deferrals += deferral(o)
 				ins = append(ins, r)
+				l.m.joined.WithLabelValues("held").Inc()
 				continue
 			}
 		}
@@ -832,6 +840,7 @@ func (l *Log) update(ctx context.Context, outs []*Outcome) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	l.m.joined.WithLabelValues("update").Add(float64(len(outs) - len(missing)))
 	if now := time.Now(); now.Sub(l.lastSweep) > time.Minute {
 		// outcomes of messages smtpd never saw (the DSNs the queue makes) wait here
 		// for nothing: forget them after a while
