@@ -12,9 +12,12 @@
 // Writes never wait: Add and SetOutcome put the record in a bounded buffer that one
 // goroutine writes in batches (one transaction per batch in SQLite, COPY in PostgreSQL).
 // When the buffer is full the record is dropped, counted in
-// portcullis_decisionlog_dropped_total and logged, so the SMTP reply is never delayed
-// and no loss goes unseen. Records older than the retention are pruned in small batches
-// so that pruning never holds the writer for long.
+// portcullis_decisionlog_records_dropped_total and logged, so the SMTP reply is never delayed
+// and no loss goes unseen. An accepted message's record waits in the writer up to
+// half a minute (Config.OutcomeWait) for its delivery outcome, to be written once with it; like
+// a buffered record it is in memory until then (Flush and Close write it). Records older
+// than the retention are pruned in small batches so that pruning never holds the writer
+// for long.
 //
 // The store is SQLite (modernc.org/sqlite, a file under the data directory) or, when a
 // PostgreSQL DSN is configured, a PostgreSQL database that several front-end nodes share.

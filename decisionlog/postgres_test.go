@@ -17,8 +17,12 @@ func TestPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
-	server := pgtest.Start(t)
-	runSuite(t, func(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) (*decisionlog.Log, func() func()) {
+	runSuite(t, pgOpener(pgtest.Start(t)))
+}
+
+// pgOpener opens fresh logs in new databases of server.
+func pgOpener(server string) opener {
+	return func(t *testing.T, cfg decisionlog.Config, deps decisionlog.Deps) (*decisionlog.Log, func() func()) {
 		t.Helper()
 		cfg.Postgres = pgtest.NewDatabase(t, server)
 		l, err := decisionlog.Open(context.Background(), cfg, deps)
@@ -45,7 +49,7 @@ func TestPostgres(t *testing.T) {
 			}
 		}
 		return l, hold
-	})
+	}
 }
 
 // Several front-end nodes open the same database at once and share one log.
