@@ -50,3 +50,18 @@ func TestNoServerBugForClientErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticateWrongPassword: AUTHENTICATE PLAIN with a wrong password is NO
+// [AUTHENTICATIONFAILED] (RFC 9051 §6.2.2), as LOGIN's, not BAD [CLIENTBUG]: the
+// response was well formed. A proxy in front takes BAD for a protocol failure.
+func TestAuthenticateWrongPassword(t *testing.T) {
+	e := start(t, Config{Trusted: true})
+	r := dialRaw(t, e.addr)
+	// bob@example.org / wrong
+	if _, st := r.cmd("AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLm9yZwB3cm9uZw=="); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+		t.Errorf("AUTHENTICATE PLAIN, wrong password: %q, want NO [AUTHENTICATIONFAILED]", st)
+	}
+	if _, st := r.cmd("AUTHENTICATE PLAIN !!notbase64"); !strings.HasPrefix(st, "BAD") {
+		t.Errorf("AUTHENTICATE PLAIN, not base64: %q, want BAD", st)
+	}
+}

@@ -1407,7 +1407,10 @@ type saslClientErrs struct{ sasl.Server }
 func (w saslClientErrs) Next(resp []byte) ([]byte, bool, error) {
 	c, done, err := w.Server.Next(resp)
 	var ie *imap.Error
-	if err != nil && !errors.As(err, &ie) {
+	// Wrong credentials are the session's errAuthFailed, answered NO
+	// [AUTHENTICATIONFAILED] as for LOGIN (RFC 9051 §6.2.2, RFC 5530): only what the
+	// SASL server could not read is the client's bug.
+	if err != nil && !errors.As(err, &ie) && !errors.Is(err, errAuthFailed) {
 		err = &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "Malformed SASL response"}
 	}
 	return c, done, err

@@ -388,20 +388,19 @@ func (m *msConn) line() ([]token, error) {
 			}
 			words = append(words, token{text: b.String()})
 		case c == '{':
-			spec, err := m.r.ReadString('}')
+			// Bounded reads: a server that sends "{" and then no "}" (or no end of
+			// line) must not have the client gather it without end.
+			spec, err := m.readUntil('}', 12)
 			if err != nil {
-				return nil, err
-			}
-			if len(spec) > 12 {
-				return nil, fmt.Errorf("bad literal {%.12s", spec)
+				return nil, fmt.Errorf("bad literal {%.12s: %w", spec, err)
 			}
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSuffix(spec, "}"), "+"))
 			if err != nil || n < 0 || n > maxScriptSize {
 				return nil, fmt.Errorf("bad literal {%s", spec)
 			}
 			// The literal's octets start after the CRLF that ends its length (RFC 5804 §4).
-			if rest, err := m.r.ReadString('\n'); err != nil {
-				return nil, err
+			if rest, err := m.readUntil('\n', 2); err != nil {
+				return nil, fmt.Errorf("bad literal {%s%.20q: %w", spec, rest, err)
 			} else if strings.TrimRight(rest, "\r\n") != "" {
 				return nil, fmt.Errorf("bad literal {%s%.20q", spec, rest)
 			}
@@ -427,4 +426,23 @@ func (m *msConn) line() ([]token, error) {
 			words = append(words, token{text: b.String(), atom: true})
 		}
 	}
+}
+
+// errNoDelim is readUntil's: the delimiter did not come within the bytes allowed.
+var errNoDelim = errors.New("no end within the length allowed")
+
+// readUntil reads up to and including delim, at most max bytes.
+func (m *msConn) readUntil(delim byte, max int) (string, error) {
+	var b []byte
+	for len(b) < max {
+		c, err := m.r.ReadByte()
+		if err != nil {
+			return string(b), err
+		}
+		b = append(b, c)
+		if c == delim {
+			return string(b), nil
+		}
+	}
+	return string(b), errNoDelim
 }

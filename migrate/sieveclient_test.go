@@ -77,3 +77,20 @@ func FuzzSieveResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestSieveResponseUnendedLiteral: a literal's length without its "}", or without the
+// end of its line, is an error after a few bytes; the client does not read on (into
+// memory, without end) for the delimiter.
+func TestSieveResponseUnendedLiteral(t *testing.T) {
+	for _, stream := range []string{"{" + strings.Repeat("1", 1<<20), "{5}" + strings.Repeat(" ", 1<<20)} {
+		r := strings.NewReader(stream)
+		conn := cannedConn{r: r}
+		c := &SieveClient{addr: "test", raw: conn, ms: newMSConn(conn), stop: func() bool { return true }}
+		if _, err := c.Scripts(); err == nil {
+			t.Fatalf("%.10q...: no error", stream)
+		}
+		if read := len(stream) - r.Len(); read > 64<<10 {
+			t.Errorf("%.10q...: read %d bytes looking for the literal's end", stream, read)
+		}
+	}
+}

@@ -521,3 +521,158 @@ func TestPipelinedLogin(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayPartialStall: what a back-end has sent reaches the client at once even when
+// the response is incomplete and the back-end then stalls: a literal announced and
+// partly sent, an untagged response without its tagged one, IDLE's continuation
+// request. The relay reads on after an incomplete chunk only what has already come
+// (readMore never waits); a relay that waited for the rest would hold these seconds.
+func TestRelayPartialStall(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := proxylisten.Wrap(raw, []string{"127.0.0.1/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				r := bufio.NewReader(c)
+				io.WriteString(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] scripted\r\n")
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					tag, rest, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
+					switch {
+					case strings.HasPrefix(rest, "AUTHENTICATE PLAIN "):
+						io.WriteString(c, tag+" OK [CAPABILITY IMAP4rev1] in\r\n")
+					case rest == "FETCH 1 BODY[]":
+						io.WriteString(c, "* 1 FETCH (BODY[] {10}\r\nhel")
+						time.Sleep(3 * time.Second)
+						io.WriteString(c, "lo12345)\r\n"+tag+" OK done\r\n")
+					case rest == "NOOP":
+						io.WriteString(c, "* 3 EXISTS\r\n")
+						time.Sleep(3 * time.Second)
+						io.WriteString(c, tag+" OK done\r\n")
+					case rest == "IDLE":
+						io.WriteString(c, "+ idling\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "scripted"}}
+	e := start(t, proxy.Config{HealthInterval: -1, Backends: map[string]proxy.Backend{"scripted": {IMAP: raw.Addr().String()}}}, dir)
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+	for _, step := range []struct{ cmd, want string }{
+		{"f FETCH 1 BODY[]", "* 1 FETCH (BODY[] {10}"},
+		{"n NOOP", "* 3 EXISTS"},
+		{"i IDLE", "+ idling"},
+	} {
+		// After the back-end's stall the rest comes; the first part must come well before.
+		c.send(step.cmd)
+		start := time.Now()
+		if l := c.expect(step.want); time.Since(start) > 2*time.Second {
+			t.Errorf("%s: %q after %v: held back until the back-end's rest came", step.cmd, l, time.Since(start))
+		}
+		if step.cmd == "f FETCH 1 BODY[]" {
+			buf := make([]byte, 3)
+			c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.ReadFull(c.r, buf); err != nil || string(buf) != "hel" {
+				t.Errorf("the literal's first bytes: %q, %v", buf, err)
+			}
+			c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		}
+		if step.cmd != "i IDLE" {
+			c.expect(strings.Fields(step.cmd)[0] + " OK")
+		}
+	}
+}
+
+// TestPipelinedLoginRefused: a back-end that stopped offering SASL-IR and refuses the
+// pipelined login with NO (the credentials, not the syntax) is not asked again: the
+// client gets the refusal, and the back-end saw one AUTHENTICATE, not two failures to
+// count against the client.
+func TestPipelinedLoginRefused(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := proxylisten.Wrap(raw, []string{"127.0.0.1/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	auths := make(chan int, 4)
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(i int) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(c)
+				caps := "IMAP4rev1 AUTH=PLAIN"
+				if i == 0 {
+					caps += " SASL-IR"
+				}
+				io.WriteString(c, "* OK ["+caps+"] scripted\r\n")
+				n := 0
+				defer func() { auths <- n }()
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					tag, rest, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
+					switch {
+					case strings.HasPrefix(rest, "AUTHENTICATE PLAIN") && i == 0:
+						n++
+						io.WriteString(c, tag+" OK [CAPABILITY IMAP4rev1] in\r\n")
+					case strings.HasPrefix(rest, "AUTHENTICATE PLAIN"):
+						n++
+						io.WriteString(c, tag+" NO [AUTHENTICATIONFAILED] refused\r\n")
+					case rest == "LOGOUT":
+						io.WriteString(c, "* BYE\r\n"+tag+" OK\r\n")
+						return
+					}
+				}
+			}(i)
+		}
+	}()
+	dir := dirMap{"alice@example.org": {Address: "alice@example.org", MailHost: "scripted"}}
+	e := start(t, proxy.Config{HealthInterval: -1, Backends: map[string]proxy.Backend{"scripted": {IMAP: raw.Addr().String()}}}, dir)
+	c := dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	c.expect("a OK")
+	c.send("z LOGOUT")
+	c.expect("z OK")
+	c.c.Close()
+	<-auths
+	// The back-end is now known to offer SASL-IR: the next login is pipelined, and
+	// refused.
+	c = dialIMAP(t, e)
+	c.send("a LOGIN alice@example.org \"secret pw\"")
+	if l := c.expect("a "); !strings.HasPrefix(l, "a NO") {
+		t.Errorf("login refused by the back-end: %q, want a NO", l)
+	}
+	c.c.Close()
+	if n := <-auths; n != 1 {
+		t.Errorf("the back-end was asked %d times, want 1", n)
+	}
+}

@@ -196,8 +196,10 @@ func (p imapProto) backendLogin(b *bufio.ReadWriter, addr string, cred credentia
 			}
 		case strings.HasPrefix(line, tag+" OK"):
 			return strings.TrimPrefix(line, tag+" "), nil
-		case pipelined && !ir && (strings.HasPrefix(line, tag+" BAD") || strings.HasPrefix(line, tag+" NO")):
-			// The pipelined initial response the back-end no longer takes.
+		case pipelined && !ir && strings.HasPrefix(line, tag+" BAD"):
+			// The pipelined initial response the back-end no longer takes: a syntax
+			// error to a server without SASL-IR (RFC 4959 §3). A NO is a refusal of the
+			// credentials, which a second attempt would only count twice.
 			pipelined, tag, sent = false, "P2", false
 			if err := p.authenticate(b, tag, cred, false); err != nil {
 				return "", err

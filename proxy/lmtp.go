@@ -411,7 +411,7 @@ func (l *lmtpSession) data() bool {
 	// back-ends read it the same way.
 	body := &lmtpBody{s: l.s}
 	defer body.close()
-	tooBig := false
+	tooBig, spoolFailed := false, false
 	// The end is a dot alone on a line (RFC 5321 §4.1.1.4): a fragment of a line longer
 	// than the buffer is not a line, or a body could end the data early and have the
 	// rest read as commands.
@@ -422,14 +422,17 @@ func (l *lmtpSession) data() bool {
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return false
 		}
-		if !tooBig {
+		if !tooBig && !spoolFailed {
 			if body.size+int64(len(line)) > l.s.cfg.MaxMessageSize+3 {
 				tooBig = true
 				body.close()
 			} else if werr := body.write(line); werr != nil {
+				// The rest of the data is read and dropped, and every recipient gets
+				// 451 after the final dot (RFC 2033 §4.2): a reply now would have the
+				// rest of the message read as commands (smuggling another message).
 				l.s.log.Error("proxy: LMTP spool", "err", werr)
-				l.reset()
-				return l.reply("451 4.3.0 cannot store the message, try again later") == nil
+				spoolFailed = true
+				body.close()
 			}
 		}
 		if err == nil && lineStart && (string(line) == ".\r\n" || string(line) == ".\n") {
@@ -442,7 +445,7 @@ func (l *lmtpSession) data() bool {
 		for _, r := range l.accepted {
 			replies[r.link] = append(replies[r.link], "552 5.3.4 message too big")
 		}
-	} else {
+	} else if !spoolFailed {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, k := range l.links {

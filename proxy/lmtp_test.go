@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +322,39 @@ func TestLMTPSpool(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(spool); len(entries) != 0 {
 		t.Errorf("left in the spool: %v", entries)
+	}
+}
+
+// TestLMTPSpoolFailure: when the spool cannot be written (here a SpoolDir that does not
+// exist; in production a full disk), the rest of the data is still read to its final
+// dot and each recipient gets 451 4.3.0 (RFC 2033 §4.2). Replying at the failure, in the
+// middle of the data, had the rest of the message read as commands: a body could
+// smuggle a message to another user.
+func TestLMTPSpoolFailure(t *testing.T) {
+	addr, d1, d2 := startLMTPWith(t, func(c *proxy.Config) {
+		c.SpoolDir = filepath.Join(t.TempDir(), "missing")
+	})
+	cl := lmtpClient(t, addr, time.Minute)
+	cl.send("MAIL FROM:<x@example.net>")
+	cl.expect("250")
+	cl.send("RCPT TO:<alice@example.org>")
+	cl.expect("250")
+	cl.send("DATA")
+	cl.expect("354")
+	line := strings.Repeat("0123456789", 9) + "\r\n"
+	body := "Subject: big\r\n\r\n" + strings.Repeat(line, 4000) + // ~360 KB: spooled
+		"RSET\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n"
+	if _, err := cl.c.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if l := cl.expect(""); !strings.HasPrefix(l, "451 4.3.0") {
+		t.Fatalf("after the data: %q, want 451 4.3.0", l)
+	}
+	cl.send("QUIT")
+	if l := cl.expect(""); !strings.HasPrefix(l, "221") {
+		t.Errorf("QUIT: %q, want 221 (the message's lines were read as commands)", l)
+	}
+	if n := d2.Count("bob@example.org") + d1.Count("alice@example.org"); n != 0 {
+		t.Errorf("%d messages delivered", n)
 	}
 }
