@@ -367,3 +367,44 @@ func TestPolicyPostgres(t *testing.T) {
 		t.Errorf("after autolearn: %+v %v, want 21 spam and 20 ham", st.Totals, err)
 	}
 }
+
+// TestOpenStoreWarnsUntrainedShared: a node upgraded to the shared database (bayes.postgres
+// defaults to directory.postgres) whose own SQLite database was trained says so in the
+// log, since it otherwise scores nothing (bayes.untrained) without a word; once the
+// shared database is trained, or without a local database, it is quiet.
+func TestOpenStoreWarnsUntrainedShared(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	dir := t.TempDir()
+	db := filepath.Join(dir, "global.db")
+	open := func(path string) string {
+		t.Helper()
+		var logs testenv.LockedBuffer
+		s, err := OpenStore(ctx, path, dsn, -1, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		return logs.String()
+	}
+	if l := open(db); strings.Contains(l, "is empty") {
+		t.Errorf("warned without a local database: %s", l)
+	}
+	local, err := OpenSQLite(ctx, db, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := New(Config{}, local)
+	r := rand.New(rand.NewPCG(19, 20))
+	trainAlternating(t, c, r, 0, 10)
+	local.Close()
+	if l := open(db); !strings.Contains(l, "is empty") || !strings.Contains(l, db) {
+		t.Errorf("no warning about the unused local database %s: %q", db, l)
+	}
+	shared := openPG(t, dsn, PostgresOptions{})
+	c, _ = New(Config{}, shared)
+	trainAlternating(t, c, r, 10, 10)
+	if l := open(db); strings.Contains(l, "is empty") {
+		t.Errorf("warned with a trained shared database: %s", l)
+	}
+}
