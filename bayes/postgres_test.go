@@ -122,8 +122,19 @@ func TestPostgresTwoNodes(t *testing.T) {
 // some messages trained on both; the counts are those of the same training on one
 // in-memory store, exactly.
 func TestPostgresConcurrentTraining(t *testing.T) {
+	testConcurrentTraining(t, pgtest.NewDatabase(t, pgtest.Start(t)))
+}
+
+// TestPostgresConcurrentTrainingSerializable: the same on a server whose default
+// isolation level is stricter than read committed (default_transaction_isolation in
+// postgresql.conf, as some sites set it): the writers' turns on the state row must not
+// end in "could not serialize access", which would fail the Junk moves of a busy site.
+func TestPostgresConcurrentTrainingSerializable(t *testing.T) {
+	testConcurrentTraining(t, pgtest.NewDatabase(t, pgtest.Start(t))+"&default_transaction_isolation=serializable")
+}
+
+func testConcurrentTraining(t *testing.T, dsn string) {
 	ctx := context.Background()
-	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
 	a, b := openPG(t, dsn, PostgresOptions{}), openPG(t, dsn, PostgresOptions{})
 	r := rand.New(rand.NewPCG(13, 14))
 	mk := func(id int) Update {
