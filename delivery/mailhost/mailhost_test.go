@@ -193,3 +193,42 @@ func lmtpID(t *testing.T, msg []byte) string {
 	}
 	return f[1]
 }
+
+// TestDeliverAllDuplicateUser: a message to a user and to their alias (two recipients
+// the directory maps to one user of one back-end) is delivered once, as Postfix's
+// duplicate elimination does, and both recipients are recorded as delivered.
+func TestDeliverAllDuplicateUser(t *testing.T) {
+	ctx := context.Background()
+	dc := dovecottest.Start(t, "ann@example.test")
+	dir, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := dir.Put(ctx, directory.User{Address: "ann@example.test", MailHost: "store1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddAlias(ctx, "ann@example.test", "sales@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lmtp.New(lmtp.Config{LocalName: "fe.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	d, err := mailhost.New(mailhost.Config{Hosts: directory.Config{Hosts: map[string]directory.Host{"store1": {LMTP: dc.LMTPAddr()}}}},
+		mailhost.Deps{Directory: dir, LMTP: lc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"sales@example.test", "ann@example.test"}
+	res := d.DeliverAll(ctx, spool.Envelope{From: "x@example.net"}, rcpts, strings.NewReader("Subject: dup\r\n\r\nhello\r\n"))
+	for i, r := range res {
+		if r.Rcpt != rcpts[i] || r.Err != nil || !strings.HasPrefix(r.Reply, "250") {
+			t.Errorf("result %d: %s %q %v, want %s delivered", i, r.Rcpt, r.Reply, r.Err, rcpts[i])
+		}
+	}
+	if n := len(dc.Messages(t, "ann@example.test")); n != 1 {
+		t.Errorf("ann has %d copies, want 1", n)
+	}
+}
