@@ -180,6 +180,12 @@ func (p *Policy) open(ctx context.Context) error {
 			return nil
 		}
 	}
+	if ctx.Err() != nil {
+		// this message's session ended (the client left, its deadline passed) during
+		// the open, which loads the whole table: not the database's failure, so the
+		// next message tries at once instead of answering temperror for openRetry
+		return err
+	}
 	p.err, p.failedAt = err, time.Now()
 	return err
 }

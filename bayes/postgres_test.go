@@ -419,3 +419,27 @@ func TestOpenStoreWarnsUntrainedShared(t *testing.T) {
 		t.Errorf("warned with a trained shared database: %s", l)
 	}
 }
+
+// TestPolicyOpenCancelled: a message whose session ends while the policy opens the
+// database (loading the whole table takes seconds) does not make the policy answer
+// temperror to the next messages for openRetry: the database did not fail.
+func TestPolicyOpenCancelled(t *testing.T) {
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	p, err := NewPolicy(PolicyConfig{DB: filepath.Join(t.TempDir(), "global.db")}, Deps{Postgres: dsn, Refresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	check := func(ctx context.Context) policy.Result {
+		tx := &policy.Transaction{Message: policy.NewMessage([]byte("Subject: hi\r\n\r\nhello\r\n"), time.Now())}
+		return p.CheckData(ctx, tx)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if res := check(ctx); res.Status != policy.StatusTempError {
+		t.Fatalf("with the session gone: %v %q", res.Status, res.Reason)
+	}
+	if res := check(context.Background()); res.Reason != "bayes.untrained" {
+		t.Errorf("the next message: %v %q %v, want bayes.untrained", res.Status, res.Reason, res.Err)
+	}
+}
