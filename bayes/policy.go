@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -130,9 +131,33 @@ var openRetry = 10 * time.Second
 // at path.
 func OpenStore(ctx context.Context, path, postgres string, refresh time.Duration, log *slog.Logger) (Store, error) {
 	if postgres != "" {
-		return OpenPostgres(ctx, postgres, PostgresOptions{RefreshInterval: refresh, Logger: log})
+		s, err := OpenPostgres(ctx, postgres, PostgresOptions{RefreshInterval: refresh, Logger: log})
+		if err == nil {
+			warnUntrainedShared(ctx, s, path, log)
+		}
+		return s, err
 	}
 	return OpenSQLite(ctx, path, SQLiteOptions{})
+}
+
+// warnUntrainedShared logs when the site-wide database has never been trained but this
+// node still has the SQLite database of a setup before bayes.postgres (which defaults
+// to directory.postgres, so an upgrade switches to it silently): the node then scores
+// nothing (bayes.untrained) although it was trained, and the admin must be told how to
+// get the training back.
+func warnUntrainedShared(ctx context.Context, s *PostgresStore, path string, log *slog.Logger) {
+	if tot, err := s.Lookup(ctx, nil, nil); err != nil || tot.Spam+tot.Ham > 0 {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() == 0 {
+		return
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("bayes: the shared PostgreSQL token database (bayes.postgres, by default directory.postgres) is empty while this node's SQLite database exists and is not used: train the shared one (portcullis bayes train) or set bayes.local: true",
+		"postgres", s.Path(), "sqlite", path, "sqlite_bytes", fi.Size())
 }
 
 func (p *Policy) open(ctx context.Context) error {
@@ -154,6 +179,12 @@ func (p *Policy) open(ctx context.Context) error {
 			p.users = &userStores{global: p.cfg.DB, max: p.cfg.MaxOpenUsers, open: map[string]*userStore{}}
 			return nil
 		}
+	}
+	if ctx.Err() != nil {
+		// this message's session ended (the client left, its deadline passed) during
+		// the open, which loads the whole table: not the database's failure, so the
+		// next message tries at once instead of answering temperror for openRetry
+		return err
 	}
 	p.err, p.failedAt = err, time.Now()
 	return err

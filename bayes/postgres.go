@@ -118,7 +118,9 @@ func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgr
 	}
 	s := &PostgresStore{pool: pool, opt: opt, log: opt.Logger, host: cfg.ConnConfig.Host, dsn: dsn, t: newTable(),
 		where: fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	// read committed: a node that waited for the lock must see its twin's tables and
+	// state row (under repeatable read its INSERT ... ON CONFLICT would fail instead)
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgSchemaLock)); err != nil {
 			return err
 		}
@@ -320,7 +322,11 @@ func (s *PostgresStore) Apply(ctx context.Context, ups []Update) ([]Outcome, err
 		// with a round trip per statement
 		var purged int64
 		b := &pgx.Batch{}
-		b.Queue(`BEGIN`)
+		// read committed whatever the server's default_transaction_isolation: a writer
+		// waiting for the state row then goes on with the row the previous one
+		// committed, and its later statements see that commit; under repeatable read
+		// or serializable it would fail (40001) instead of taking its turn
+		b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
 		b.Queue(`UPDATE bayes_state SET gen = gen + 1 RETURNING gen, purged`).QueryRow(func(r pgx.Row) error { return r.Scan(&gen, &purged) })
 		seen := map[uint64]trained{}
 		if ds := digests(ups); len(ds) > 0 {
@@ -496,7 +502,8 @@ func (s *PostgresStore) Prune(ctx context.Context, cfg PruneConfig) (int, error)
 		return 0, ErrClosed
 	}
 	var n int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	// read committed, as Apply's transaction, so that it waits its turn on the state row
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var gen, prev int64
 		if err := tx.QueryRow(ctx, `UPDATE bayes_state SET gen = gen + 1 RETURNING gen, prune_gen`).Scan(&gen, &prev); err != nil {
 			return err

@@ -122,8 +122,19 @@ func TestPostgresTwoNodes(t *testing.T) {
 // some messages trained on both; the counts are those of the same training on one
 // in-memory store, exactly.
 func TestPostgresConcurrentTraining(t *testing.T) {
+	testConcurrentTraining(t, pgtest.NewDatabase(t, pgtest.Start(t)))
+}
+
+// TestPostgresConcurrentTrainingSerializable: the same on a server whose default
+// isolation level is stricter than read committed (default_transaction_isolation in
+// postgresql.conf, as some sites set it): the writers' turns on the state row must not
+// end in "could not serialize access", which would fail the Junk moves of a busy site.
+func TestPostgresConcurrentTrainingSerializable(t *testing.T) {
+	testConcurrentTraining(t, pgtest.NewDatabase(t, pgtest.Start(t))+"&default_transaction_isolation=serializable")
+}
+
+func testConcurrentTraining(t *testing.T, dsn string) {
 	ctx := context.Background()
-	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
 	a, b := openPG(t, dsn, PostgresOptions{}), openPG(t, dsn, PostgresOptions{})
 	r := rand.New(rand.NewPCG(13, 14))
 	mk := func(id int) Update {
@@ -365,5 +376,70 @@ func TestPolicyPostgres(t *testing.T) {
 	// auto-learning wrote the spam into the shared database (once: it is tracked)
 	if st, err := trainer.Stats(ctx); err != nil || st.Totals != (Totals{Spam: 21, Ham: 20}) {
 		t.Errorf("after autolearn: %+v %v, want 21 spam and 20 ham", st.Totals, err)
+	}
+}
+
+// TestOpenStoreWarnsUntrainedShared: a node upgraded to the shared database (bayes.postgres
+// defaults to directory.postgres) whose own SQLite database was trained says so in the
+// log, since it otherwise scores nothing (bayes.untrained) without a word; once the
+// shared database is trained, or without a local database, it is quiet.
+func TestOpenStoreWarnsUntrainedShared(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	dir := t.TempDir()
+	db := filepath.Join(dir, "global.db")
+	open := func(path string) string {
+		t.Helper()
+		var logs testenv.LockedBuffer
+		s, err := OpenStore(ctx, path, dsn, -1, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		return logs.String()
+	}
+	if l := open(db); strings.Contains(l, "is empty") {
+		t.Errorf("warned without a local database: %s", l)
+	}
+	local, err := OpenSQLite(ctx, db, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := New(Config{}, local)
+	r := rand.New(rand.NewPCG(19, 20))
+	trainAlternating(t, c, r, 0, 10)
+	local.Close()
+	if l := open(db); !strings.Contains(l, "is empty") || !strings.Contains(l, db) {
+		t.Errorf("no warning about the unused local database %s: %q", db, l)
+	}
+	shared := openPG(t, dsn, PostgresOptions{})
+	c, _ = New(Config{}, shared)
+	trainAlternating(t, c, r, 10, 10)
+	if l := open(db); strings.Contains(l, "is empty") {
+		t.Errorf("warned with a trained shared database: %s", l)
+	}
+}
+
+// TestPolicyOpenCancelled: a message whose session ends while the policy opens the
+// database (loading the whole table takes seconds) does not make the policy answer
+// temperror to the next messages for openRetry: the database did not fail.
+func TestPolicyOpenCancelled(t *testing.T) {
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	p, err := NewPolicy(PolicyConfig{DB: filepath.Join(t.TempDir(), "global.db")}, Deps{Postgres: dsn, Refresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	check := func(ctx context.Context) policy.Result {
+		tx := &policy.Transaction{Message: policy.NewMessage([]byte("Subject: hi\r\n\r\nhello\r\n"), time.Now())}
+		return p.CheckData(ctx, tx)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if res := check(ctx); res.Status != policy.StatusTempError {
+		t.Fatalf("with the session gone: %v %q", res.Status, res.Reason)
+	}
+	if res := check(context.Background()); res.Reason != "bayes.untrained" {
+		t.Errorf("the next message: %v %q %v, want bayes.untrained", res.Status, res.Reason, res.Err)
 	}
 }

@@ -552,6 +552,12 @@ func junkTrainer(cfg *config.Config, logger *slog.Logger) func(ctx context.Conte
 			return nil, err
 		}
 		c, err := bayes.New(bayes.Config{}, st)
+		if err == nil {
+			// as the policy: a database trained by another tokenizer version (another
+			// node of the shared database, during a rolling upgrade) is refused, not
+			// mixed with counts that do not match
+			err = c.CheckStore(ctx)
+		}
 		if err != nil {
 			st.Close()
 			return nil, err

@@ -204,3 +204,29 @@ func TestReleaseTrainerPostgres(t *testing.T) {
 	require.Equal(t, bayes.Totals{Spam: 1, Ham: 1}, stats.Totals)
 	require.NoFileExists(t, bayes.DefaultDBPath(cfg.DataDir))
 }
+
+// The Junk and release trainer refuses a database trained by another tokenizer version
+// (as the policy does), instead of adding counts that do not match to it: with the
+// site-wide database, a node of another version during a rolling upgrade.
+func TestJunkTrainerFingerprint(t *testing.T) {
+	cfg := config.Default(t.TempDir())
+	path := bayes.DefaultDBPath(cfg.DataDir)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))
+	st, err := bayes.OpenSQLite(t.Context(), path, bayes.SQLiteOptions{})
+	require.NoError(t, err)
+	c, err := bayes.New(bayes.Config{}, st)
+	require.NoError(t, err)
+	_, err = c.Train(t.Context(), []byte("From: a@b.example\r\nSubject: hello\r\n\r\nthe figures\r\n"), bayes.Ham)
+	require.NoError(t, err)
+	require.NoError(t, st.SetMeta(t.Context(), "tokenizer", "another-version"))
+	require.NoError(t, st.Close())
+
+	junk := junkTrainer(cfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, junk(t.Context(), "bob@example.test", strings.NewReader("From: x@spam.example\r\nSubject: cheap pills\r\n\r\nbuy now\r\n"), true), "tokenizer")
+	st, err = bayes.OpenSQLite(t.Context(), path, bayes.SQLiteOptions{})
+	require.NoError(t, err)
+	defer st.Close()
+	stats, err := st.Stats(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, bayes.Totals{Ham: 1}, stats.Totals)
+}

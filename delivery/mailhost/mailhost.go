@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-mail/portcullis/delivery"
+	"github.com/portcullis-mail/portcullis/delivery/internal/smtpconn"
 	"github.com/portcullis-mail/portcullis/delivery/lmtp"
 	"github.com/portcullis-mail/portcullis/directory"
 	"github.com/portcullis-mail/portcullis/spool"
@@ -131,9 +132,17 @@ func (d *Deliverer) DeliverAll(ctx context.Context, env spool.Envelope, rcpts []
 	}
 	for _, b := range batches {
 		res, err := d.deps.LMTP.Deliver(ctx, b.addr, env.From, b.to, ra, size)
+		// A session that broke after the RCPTs (before any delivery) fails the
+		// transaction, but the back-end's own 5xx to a recipient's RCPT still holds: that
+		// recipient bounces now, as it would have alone, instead of being retried. A
+		// failure to open the session is the same for every recipient (smtpconn.OpenError).
+		var oe *smtpconn.OpenError
+		perRcpt := err != nil && !errors.As(err, &oe) && len(res) == len(b.to)
 		for j, i := range b.idx {
 			rcpt := rcpts[i]
 			switch {
+			case perRcpt && res[j].Status == lmtp.Permanent:
+				out[i] = d.result(rcpt, b.to[j], b.host, res[j])
 			case err != nil && delivery.IsPermanent(err):
 				out[i].Err = err
 			case err != nil:

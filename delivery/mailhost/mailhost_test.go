@@ -1,9 +1,12 @@
 package mailhost_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -192,4 +195,124 @@ func lmtpID(t *testing.T, msg []byte) string {
 		t.Fatalf("no Dovecot Received field in %q", msg)
 	}
 	return f[1]
+}
+
+// TestDeliverAllDuplicateUser: a message to a user and to their alias (two recipients
+// the directory maps to one user of one back-end) is delivered once, as Postfix's
+// duplicate elimination does, and both recipients are recorded as delivered.
+func TestDeliverAllDuplicateUser(t *testing.T) {
+	ctx := context.Background()
+	dc := dovecottest.Start(t, "ann@example.test")
+	dir, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := dir.Put(ctx, directory.User{Address: "ann@example.test", MailHost: "store1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddAlias(ctx, "ann@example.test", "sales@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lmtp.New(lmtp.Config{LocalName: "fe.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	d, err := mailhost.New(mailhost.Config{Hosts: directory.Config{Hosts: map[string]directory.Host{"store1": {LMTP: dc.LMTPAddr()}}}},
+		mailhost.Deps{Directory: dir, LMTP: lc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"sales@example.test", "ann@example.test"}
+	res := d.DeliverAll(ctx, spool.Envelope{From: "x@example.net"}, rcpts, strings.NewReader("Subject: dup\r\n\r\nhello\r\n"))
+	for i, r := range res {
+		if r.Rcpt != rcpts[i] || r.Err != nil || !strings.HasPrefix(r.Reply, "250") {
+			t.Errorf("result %d: %s %q %v, want %s delivered", i, r.Rcpt, r.Reply, r.Err, rcpts[i])
+		}
+	}
+	if n := len(dc.Messages(t, "ann@example.test")); n != 1 {
+		t.Errorf("ann has %d copies, want 1", n)
+	}
+}
+
+// TestDeliverAllBrokenAfterRcptRejected: the back-end refuses one recipient at RCPT
+// (550 5.1.1) and the connection breaks during DATA, so nothing was delivered: the
+// refused recipient keeps its permanent reply (it bounces now, as it would have alone)
+// and the accepted one is deferred. (No Dovecot can be made to break mid-DATA: a
+// scripted LMTP server plays the back-end.)
+func TestDeliverAllBrokenAfterRcptRejected(t *testing.T) {
+	ctx := context.Background()
+	l, err := net.Listen("tcp", testenv.FreeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				fmt.Fprintf(c, "220 store1 LMTP\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					cmd := strings.ToUpper(line)
+					switch {
+					case strings.HasPrefix(cmd, "LHLO"):
+						fmt.Fprintf(c, "250-store1\r\n250 PIPELINING\r\n")
+					case strings.HasPrefix(cmd, "RCPT TO:<ANN@"):
+						fmt.Fprintf(c, "550 5.1.1 <ann@example.test> User doesn't exist\r\n")
+					case strings.HasPrefix(cmd, "DATA"):
+						fmt.Fprintf(c, "354 go ahead\r\n")
+						for line != ".\r\n" {
+							if line, err = r.ReadString('\n'); err != nil {
+								return
+							}
+						}
+						return // broken before any reply to the data
+					case strings.HasPrefix(cmd, "QUIT"):
+						fmt.Fprintf(c, "221 bye\r\n")
+						return
+					default:
+						fmt.Fprintf(c, "250 2.0.0 ok\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	dir, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	for _, a := range []string{"ann@example.test", "dan@example.test"} {
+		if err := dir.Put(ctx, directory.User{Address: a, MailHost: "store1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc, err := lmtp.New(lmtp.Config{LocalName: "fe.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	d, err := mailhost.New(mailhost.Config{Hosts: directory.Config{Hosts: map[string]directory.Host{"store1": {LMTP: l.Addr().String()}}}},
+		mailhost.Deps{Directory: dir, LMTP: lc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := d.DeliverAll(ctx, spool.Envelope{From: "x@example.net"}, []string{"ann@example.test", "dan@example.test"},
+		strings.NewReader("Subject: x\r\n\r\nhello\r\n"))
+	if reply, _ := delivery.ReplyOf(res[0].Err); !delivery.IsPermanent(res[0].Err) || !strings.HasPrefix(reply, "550 5.1.1") {
+		t.Errorf("ann, refused at RCPT: %q %v, want permanent 550 5.1.1", reply, res[0].Err)
+	}
+	if res[1].Err == nil || delivery.IsPermanent(res[1].Err) {
+		t.Errorf("dan, accepted then broken: %v, want temporary", res[1].Err)
+	}
 }
