@@ -51,11 +51,7 @@ func TestEvict(t *testing.T) {
 	}
 	later.ok("NOOP")
 	// The closed sessions left the registry; the later one is still in it.
-	count := func() int {
-		e.srv.sessions.mu.Lock()
-		defer e.srv.sessions.mu.Unlock()
-		return len(e.srv.sessions.m["alice@example.org"])
-	}
+	count := func() int { return len(e.srv.sessions.Before("alice@example.org", time.Now().Add(time.Hour))) }
 	deadline := time.Now().Add(10 * time.Second)
 	for count() != 1 {
 		if time.Now().After(deadline) {

@@ -24,6 +24,8 @@
 package imapd
 
 import (
+	"github.com/portcullis-mail/portcullis/internal/loggedin"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -131,7 +133,7 @@ type Server struct {
 	mem   *memBudget
 	users userLimits
 	// sessions are the logged-in sessions, for Evict (evict.go).
-	sessions sessions
+	sessions loggedin.Registry[*session] // evict.go
 	// searchRead counts the bytes SEARCH has read of message files (for tests).
 	searchRead atomic.Int64
 	recent     recentFloors // \Recent, see recent.go

@@ -232,7 +232,7 @@ func (s *session) Close() error {
 	if s.user != nil {
 		if s.counted {
 			s.srv.removeUser(s.user.Name(), s.remote())
-			s.srv.sessions.remove(s.user.Name(), s) // evict.go
+			s.srv.sessions.Remove(s.user.Name(), s) // evict.go
 			s.counted = false
 		}
 		s.user.Release()
@@ -279,7 +279,7 @@ func (s *session) login(username string, check func(context.Context) (string, er
 	s.user = u
 	s.loginName = username
 	s.counted = true
-	s.srv.sessions.add(name, s) // evict.go
+	s.srv.sessions.Add(name, s, s.conn.NetConn()) // evict.go
 	s.mu.Unlock()
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()

@@ -1,6 +1,8 @@
 package managesieve
 
 import (
+	"github.com/portcullis-mail/portcullis/internal/loggedin"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -102,7 +104,7 @@ type Server struct {
 
 	group connlimit.Group // listeners and sessions, for Close
 	// sessions are the logged-in sessions by user, for Evict (evict.go).
-	sessions sessions
+	sessions loggedin.Registry[*session] // evict.go
 }
 
 // New returns a server. It does no I/O.

@@ -102,7 +102,7 @@ func (s *session) close() {
 // logout forgets the logged-in user (UNAUTHENTICATE, the end of the session).
 func (s *session) logout() {
 	if s.registered != "" {
-		s.srv.sessions.remove(s.registered, s)
+		s.srv.sessions.Remove(s.registered, s)
 		s.registered = ""
 	}
 	if s.userH != nil {
@@ -643,7 +643,7 @@ func (s *session) login(user string) error {
 	}
 	s.user, s.userH, s.scripts = user, h, h.Scripts()
 	s.registered = user
-	s.srv.sessions.add(user, s)
+	s.srv.sessions.Add(user, s, s.conn)
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()
 	}

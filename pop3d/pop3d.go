@@ -11,6 +11,8 @@
 package pop3d
 
 import (
+	"github.com/portcullis-mail/portcullis/internal/loggedin"
+
 	"bufio"
 	"context"
 	"crypto/sha256"
@@ -103,8 +105,8 @@ type Server struct {
 	mu     sync.Mutex
 	locked map[string]bool // maildrops held by a session
 	// sessions are the logged-in sessions by user, for Evict (evict.go).
-	sessions sessions
-	group    connlimit.Group // listeners and sessions, for Close
+	sessions loggedin.Registry[*session] // evict.go
+	group    connlimit.Group             // listeners and sessions, for Close
 }
 
 // New returns a server for the store; a is the shared authenticator. No I/O.

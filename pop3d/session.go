@@ -72,7 +72,7 @@ func (s *session) setConn(c net.Conn) {
 
 func (s *session) close() {
 	if s.registered != "" {
-		s.srv.sessions.remove(s.registered, s)
+		s.srv.sessions.Remove(s.registered, s)
 	}
 	if s.user != nil {
 		s.user.Release()
@@ -537,7 +537,7 @@ func (s *session) open(user string) error {
 	s.retr = make([]bool, len(msgs))
 	s.state = stateTrans
 	s.registered = user
-	s.srv.sessions.add(user, s)
+	s.srv.sessions.Add(user, s, s.conn)
 	if s.cs != nil {
 		s.cs.slot.LoggedIn()
 	}
