@@ -1,10 +1,6 @@
 package managesieve
 
-import (
-	"time"
-
-	"github.com/portcullis-mail/portcullis/internal/loggedin"
-)
+import "time"
 
 // evictGrace is how long an evicted session has to send its BYE and end on its own
 // (it may be writing a response to a slow client) before its socket is closed.
@@ -26,15 +22,8 @@ func (s *Server) LoggedIn() []string { return s.sessions.Users() }
 // another line. One that does not end within evictGrace (stalled writing to a client
 // that does not read) has its socket closed.
 func (s *Server) Evict(user string, before time.Time, text string) int {
-	n := 0
-	for _, li := range s.sessions.Before(user, before) {
+	return s.sessions.Evict(user, before, evictGrace, func(ss *session) bool {
 		t := text
-		if !li.S.evicted.CompareAndSwap(nil, &t) {
-			continue
-		}
-		n++
-		// After the mark: a reader that sets its own deadline later sees the mark.
-		loggedin.Interrupt(li.Conn, evictGrace)
-	}
-	return n
+		return ss.evicted.CompareAndSwap(nil, &t)
+	})
 }

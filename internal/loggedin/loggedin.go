@@ -83,3 +83,19 @@ func Interrupt(conn net.Conn, grace time.Duration) {
 	conn.SetReadDeadline(time.Unix(1, 0))
 	time.AfterFunc(grace, func() { conn.Close() })
 }
+
+// Evict asks user's sessions that logged in before t to end: mark sets a session's
+// eviction (false when it was asked before: not counted again), then Interrupt wakes
+// its reader so that it writes its own last line. It returns how many were asked.
+func (r *Registry[S]) Evict(user string, t time.Time, grace time.Duration, mark func(S) bool) int {
+	n := 0
+	for _, s := range r.Before(user, t) {
+		if !mark(s.S) {
+			continue
+		}
+		n++
+		// After the mark: a reader that sets its own deadline later sees the mark.
+		Interrupt(s.Conn, grace)
+	}
+	return n
+}
