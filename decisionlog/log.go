@@ -561,6 +561,19 @@ func (l *Log) unhold(h *heldRecord) *Record {
 // wait ends within the next gather (one transaction for the records of a gather, not
 // one each) and the oldest beyond the bounds of the held set.
 func (l *Log) release(ins []*Record, now time.Time, all bool) []*Record {
+	// An entry released early (its outcome came) leaves heldQ only at its front: behind
+	// one record still waiting, every record held since would stay there, a rate ×
+	// OutcomeWait of entries however few are held. Drop them when they are most of it
+	// (amortized: the queue has at least doubled since the last time).
+	if n := len(l.heldQ); n > heldQSlack && n > 2*len(l.held) {
+		q := make([]*heldRecord, 0, len(l.held))
+		for _, h := range l.heldQ {
+			if h.rec != nil {
+				q = append(q, h)
+			}
+		}
+		l.heldQ = q
+	}
 	for len(l.heldQ) > 0 {
 		h := l.heldQ[0]
 		if h.rec != nil {
@@ -577,6 +590,10 @@ func (l *Log) release(ins []*Record, now time.Time, all bool) []*Record {
 	}
 	return ins
 }
+
+// heldQSlack is how many entries heldQ may have before release drops those released
+// early (a variable for the tests).
+var heldQSlack = 1024
 
 // nextDeadline is when the oldest held record's wait ends.
 func (l *Log) nextDeadline() (time.Time, bool) {

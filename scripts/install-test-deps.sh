@@ -41,7 +41,12 @@ if [ ! -d .cache/sa-corpus/test/spam ]; then
 fi
 
 # Dovecot's imaptest (IMAP compliance tester), built once into .cache/imaptest (gitignored),
-# where cmd/portcullis TestImaptest looks for it.
+# where cmd/portcullis TestImaptest looks for it. Its wrapper (run) names the binary by
+# absolute path: a cache copied from another checkout (a worktree since removed) runs
+# nothing, and the imaptest tests fail ("printed no totals"); build it again then.
+if [ -f .cache/imaptest/run ] && ! grep -qF "\"$PWD/.cache/imaptest/imaptest\"" .cache/imaptest/run; then
+  rm -f .cache/imaptest/run
+fi
 if [ ! -x .cache/imaptest/run ] || [ ! -d .cache/imaptest/tests ]; then
   echo "install-test-deps: building imaptest" >&2
   bash ../shared/tools/imaptest/build.sh "$PWD/.cache/imaptest" >/dev/null

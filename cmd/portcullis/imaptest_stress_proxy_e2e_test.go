@@ -508,3 +508,23 @@ Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo Chec
 	_, err = parseImaptestStress("Error: something\n")
 	require.Error(t, err)
 }
+
+// TestBoxStateDiff: the checkpoint tells apart two views of one mailbox that agree on
+// UIDVALIDITY and UIDNEXT (the misrouted run's mailboxes differ in UIDVALIDITY already,
+// so it does not show that a message's flags, size or presence are compared).
+func TestBoxStateDiff(t *testing.T) {
+	a := boxState{uidValidity: 7, uidNext: 5, msgs: map[imap.UID]string{1: "() 10 <a@x>", 3: "(\\seen) 20 <b@x>"}}
+	same := boxState{uidValidity: 7, uidNext: 5, msgs: map[imap.UID]string{3: "(\\seen) 20 <b@x>", 1: "() 10 <a@x>"}}
+	require.Empty(t, a.diff(same))
+	for name, b := range map[string]boxState{
+		"flags":   {uidValidity: 7, uidNext: 5, msgs: map[imap.UID]string{1: "() 10 <a@x>", 3: "() 20 <b@x>"}},
+		"size":    {uidValidity: 7, uidNext: 5, msgs: map[imap.UID]string{1: "() 11 <a@x>", 3: "(\\seen) 20 <b@x>"}},
+		"missing": {uidValidity: 7, uidNext: 5, msgs: map[imap.UID]string{1: "() 10 <a@x>"}},
+		"extra":   {uidValidity: 7, uidNext: 5, msgs: map[imap.UID]string{1: "() 10 <a@x>", 2: "() 5 <c@x>", 3: "(\\seen) 20 <b@x>"}},
+		"uidnext": {uidValidity: 7, uidNext: 6, msgs: a.msgs},
+	} {
+		if a.diff(b) == "" || b.diff(a) == "" {
+			t.Errorf("%s: no difference found between %v and %v", name, a, b)
+		}
+	}
+}
