@@ -133,15 +133,18 @@ func (d *Deliverer) DeliverAll(ctx context.Context, env spool.Envelope, rcpts []
 	for _, b := range batches {
 		res, err := d.deps.LMTP.Deliver(ctx, b.addr, env.From, b.to, ra, size)
 		// A session that broke after the RCPTs (before any delivery) fails the
-		// transaction, but the back-end's own 5xx to a recipient's RCPT still holds: that
-		// recipient bounces now, as it would have alone, instead of being retried. A
-		// failure to open the session is the same for every recipient (smtpconn.OpenError).
+		// transaction, but each recipient keeps its own result: the back-end's own 5xx to
+		// a recipient's RCPT still holds (that recipient bounces now, as it would have
+		// alone, instead of being retried), and the others are deferred with their own
+		// reason, never the error of the transaction, which names one recipient. A
+		// failure to open the session is the same for every recipient
+		// (smtpconn.OpenError).
 		var oe *smtpconn.OpenError
 		perRcpt := err != nil && !errors.As(err, &oe) && len(res) == len(b.to)
 		for j, i := range b.idx {
 			rcpt := rcpts[i]
 			switch {
-			case perRcpt && res[j].Status == lmtp.Permanent:
+			case perRcpt:
 				out[i] = d.result(rcpt, b.to[j], b.host, res[j])
 			case err != nil && delivery.IsPermanent(err):
 				out[i].Err = err
