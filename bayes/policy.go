@@ -80,6 +80,9 @@ type Deps struct {
 	// Refresh is how often the PostgreSQL store reads other nodes' training (default
 	// 30s).
 	Refresh time.Duration
+	// Stores, when set, is the process's shared global stores: the policy uses the one
+	// the Junk and release trainers use instead of loading its own copy of the table.
+	Stores *Stores
 }
 
 var (
@@ -169,7 +172,13 @@ func (p *Policy) open(ctx context.Context) error {
 	if p.err != nil && time.Since(p.failedAt) < openRetry {
 		return p.err
 	}
-	s, err := OpenStore(ctx, p.cfg.DB, p.deps.Postgres, p.deps.Refresh, p.log)
+	var s Store
+	var err error
+	if p.deps.Stores != nil {
+		s, err = p.deps.Stores.Open(ctx, p.cfg.DB, p.deps.Postgres, p.deps.Refresh, p.log)
+	} else {
+		s, err = OpenStore(ctx, p.cfg.DB, p.deps.Postgres, p.deps.Refresh, p.log)
+	}
 	if err == nil {
 		c, _ := New(p.cfg.Classifier, s)
 		if err = c.CheckStore(ctx); err != nil {

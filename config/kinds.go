@@ -77,7 +77,7 @@ var kinds = map[string]kind{
 			}
 			c.DB = bayes.DefaultDBPath(d.DataDir)
 		}
-		return bayes.NewPolicy(c, bayes.Deps{Logger: d.Logger, Postgres: d.BayesPostgres, Refresh: d.BayesRefresh})
+		return bayes.NewPolicy(c, bayes.Deps{Logger: d.Logger, Postgres: d.BayesPostgres, Refresh: d.BayesRefresh, Stores: d.BayesStores})
 	}},
 	// Postfix access(5) tables, one check each: {check_client_access: cidr:/etc/postfix/x}.
 	"check_client_access":                  {selfNamed: true, build: buildAccess},

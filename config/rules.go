@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-mail/portcullis/bayes"
 	"github.com/portcullis-mail/portcullis/dnsx"
 	"github.com/portcullis-mail/portcullis/policy"
 )
@@ -27,6 +28,9 @@ type Deps struct {
 	// policy's shared token database (empty: its SQLite db).
 	BayesPostgres string
 	BayesRefresh  time.Duration
+	// BayesStores is the process's shared global Bayes stores (nil: the policy opens its
+	// own), so that the policy and the Junk and release trainers hold one token table.
+	BayesStores *bayes.Stores
 }
 
 // RuleFile is a loaded rule file: the configured policy instances and the rules.

@@ -524,11 +524,9 @@ func (s *session) search(kind numKind, criteria *imap.SearchCriteria, opts *imap
 			if !ok {
 				continue
 			}
-			mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seqs[i]}
-			matched := mm.match(criteria)
-			mm.done()
-			if mm.fatal != nil {
-				return nil, nil, mm.fatal
+			matched, fatal := s.matchOne(sel, m, seqs[i], criteria)
+			if fatal != nil {
+				return nil, nil, fatal
 			}
 			if matched {
 				resUIDs = append(resUIDs, m.UID)
@@ -562,6 +560,22 @@ func (s *session) search(kind numKind, criteria *imap.SearchCriteria, opts *imap
 	return d, modseqs, nil
 }
 
+// matchOne says whether m matches criteria; fatal is the memory budget's refusal, which
+// ends the SEARCH. What the match reserved of the budget is given back by a deferred
+// done, also if the match panics: the connection's recover ends only the connection,
+// and a share kept would be kept until the server restarts (every FETCH then waits for
+// room that never comes).
+func (s *session) matchOne(sel *selected, m store.Message, seq uint32, criteria *imap.SearchCriteria) (matched bool, fatal error) {
+	mm := &matchMsg{s: s, sel: sel, mb: sel.mb, m: m, seq: seq}
+	defer mm.done()
+	matched = mm.match(criteria)
+	return matched, mm.fatal
+}
+
+// testHookHeld, when set by a test, runs while a command holds a share of the memory
+// budget outside FETCH: SEARCH's read of a message, APPEND's of a literal8.
+var testHookHeld func(where string)
+
 type matchMsg struct {
 	s       *session
 	sel     *selected
@@ -593,6 +607,9 @@ func (mm *matchMsg) body() []byte {
 			return nil
 		}
 		mm.release = release
+		if testHookHeld != nil {
+			testHookHeld("search")
+		}
 		mm.buf, mm.err = mm.s.readMessage(mm.mb, mm.m)
 	}
 	return mm.buf

@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,7 @@ func (f *fieldFilter) keeps(line []byte) bool {
 // buffer.
 type fetchCmd struct {
 	work, maxWork int64
+	name          string // the command, for overLimit's reply: "FETCH" when empty
 	buf           []byte
 	// vanished says a message asked for was expunged by another session meanwhile: the
 	// command ends NO [EXPUNGEISSUED].
@@ -115,7 +117,7 @@ func (c *fetchCmd) overLimit() error {
 		return nil
 	}
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
-		Text: fmt.Sprintf("FETCH stopped after parsing %d MiB (max_fetch_parse_size); fetch fewer messages or sections at once", c.work>>20)}
+		Text: fmt.Sprintf("%s stopped after parsing %d MiB (max_fetch_parse_size); ask for fewer messages or sections at once", cmp.Or(c.name, "FETCH"), c.work>>20)}
 }
 
 // msgFile is one message FETCH answers: its file, opened on first use, and its structure.

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -56,6 +57,16 @@ func (s *session) sortItems(criteria *imap.SearchCriteria, needEnv bool) ([]sort
 	}
 	c, cancel := ctx()
 	defer cancel()
+	// Envelopes not in the server's cache are made by parsing the message headers, as
+	// FETCH ENVELOPE makes them, and within FETCH's bounds: one command's parse work
+	// (max_fetch_parse_size, NO [LIMIT] beyond) and the server's fetch_memory, a share
+	// held while a header is parsed (NO [UNAVAILABLE] when there is no room). Before,
+	// SORT parsed without either: a SORT over a large mailbox after a restart parsed
+	// every header, outside the budget every FETCH waits for. The deferred release gives
+	// the share back on every way out, a panic's too.
+	cmd := &fetchCmd{maxWork: int64(s.srv.cfg.MaxFetchParseSize), name: "SORT"}
+	h := &hold{b: s.srv.mem}
+	defer h.resize(0)
 	for start := 0; start < len(uids); start += 256 {
 		end := min(start+256, len(uids))
 		msgs, err := s.user.MessagesByUIDWithoutEnvelope(c, sel.mb, uids[start:end])
@@ -63,8 +74,23 @@ func (s *session) sortItems(criteria *imap.SearchCriteria, needEnv bool) ([]sort
 			return nil, s.logErr("sort", err)
 		}
 		byUID := make(map[uint32]store.Message, len(msgs))
+		var noEnv []uint32
 		for _, m := range msgs {
 			byUID[m.UID] = m
+			if needEnv && s.cachedEnvelope(m) == nil {
+				noEnv = append(noEnv, m.UID)
+			}
+		}
+		if len(noEnv) > 0 {
+			// The index keeps the envelopes made before (CacheEnvelope): read, not parsed
+			// again, as FETCH does.
+			full, err := s.user.MessagesByUID(c, sel.mb, noEnv)
+			if err != nil {
+				return nil, s.logErr("sort", err)
+			}
+			for _, m := range full {
+				byUID[m.UID] = m
+			}
 		}
 		for i := start; i < end; i++ {
 			m, ok := byUID[uids[i]]
@@ -73,7 +99,10 @@ func (s *session) sortItems(criteria *imap.SearchCriteria, needEnv bool) ([]sort
 			}
 			it := sortItem{seq: uint32(sel.seqOf(m.UID)), uid: m.UID, arrival: m.InternalDate, size: m.SizeCRLF}
 			if needEnv {
-				s.sortEnvelope(sel.mb, m, &it)
+				if err := s.sortEnvelope(sel.mb, m, &it, cmd, h); err != nil {
+					s.srv.rlog.Info("imap sort", "user", s.user.Name(), "err", err)
+					return nil, err
+				}
 			}
 			items = append(items, it)
 		}
@@ -130,13 +159,21 @@ func (s *session) sort(kind numKind, keys []sortKey, criteria *imap.SearchCriter
 }
 
 // sortEnvelope fills the keys that come from the header, from the envelope (cached, or
-// made from the message's header).
-func (s *session) sortEnvelope(mb store.Mailbox, m store.Message, it *sortItem) {
+// made from the message's header within cmd's work limit and h's share of the memory
+// budget). The error ends the command: over the work limit, or no room in the budget;
+// a message that cannot be parsed sorts as one without header fields.
+func (s *session) sortEnvelope(mb store.Mailbox, m store.Message, it *sortItem, cmd *fetchCmd, h *hold) error {
 	env := s.cachedEnvelope(m)
 	if env == nil {
-		mf := &msgFile{s: s, mb: mb, m: m, cmd: &fetchCmd{maxWork: int64(s.srv.cfg.MaxFetchParseSize)}}
+		if err := cmd.overLimit(); err != nil {
+			return err
+		}
+		mf := &msgFile{s: s, mb: mb, m: m, cmd: cmd, hold: h}
 		t, err := mf.structure(false)
 		mf.close()
+		if ie := (*imap.Error)(nil); errors.As(err, &ie) {
+			return err // the budget's NO [UNAVAILABLE]
+		}
 		if err != nil {
 			env = &envelope{}
 		} else {
@@ -152,6 +189,7 @@ func (s *session) sortEnvelope(mb store.Mailbox, m store.Message, it *sortItem) 
 	it.from, it.dispFrom = firstMailbox(env.From), displayName(env.From)
 	it.to, it.dispTo = firstMailbox(env.To), displayName(env.To)
 	it.cc = firstMailbox(env.Cc)
+	return nil
 }
 
 // firstAddress is the first address of a list; a group's start marker counts, with the

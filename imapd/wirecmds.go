@@ -449,8 +449,7 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 				return refused(perr)
 			}
 			if err = cerr; err == nil {
-				res, err = c.sess.Append(name, msg, opts)
-				release()
+				res, err = c.appendHeld(name, msg, opts, release)
 			}
 			if err != nil {
 				undo()
@@ -460,8 +459,7 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 			var msg []byte
 			var release func()
 			if msg, release, err = c.sess.binaryAppend(m.Body, m.Size); err == nil {
-				res, err = c.sess.Append(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts)
-				release()
+				res, err = c.appendHeld(name, literal{bytes.NewReader(msg), int64(len(msg))}, opts, release)
 			}
 		} else {
 			res, err = c.sess.Append(name, literal{m.Body, m.Size}, opts)
@@ -484,6 +482,18 @@ func (c *wireConn) appendCmd(cmd *wire.Command) error {
 		set.AddNum(imap.UID(u))
 	}
 	return c.reply(cmd, nil, imap.ResponseCode(fmt.Sprintf("APPENDUID %d %s", uidValidity, set.String())))
+}
+
+// appendHeld stores msg, which holds memory of the server's budget or a spool file, and
+// gives them back with release: deferred, so that a panic in the store (recovered by the
+// connection, which it ends) does not keep a share of fetch_memory until the server
+// restarts.
+func (c *wireConn) appendHeld(name string, msg literal, opts *imap.AppendOptions, release func()) (*imap.AppendData, error) {
+	defer release()
+	if testHookHeld != nil {
+		testHookHeld("append")
+	}
+	return c.sess.Append(name, msg, opts)
 }
 
 // literal is an APPEND message as imap.LiteralReader.

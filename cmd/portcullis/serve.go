@@ -148,7 +148,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deps := config.Deps{Resolver: resolver, DataDir: cfg.DataDir, Hostname: cfg.Hostname, LocalDomains: cfg.LocalDomains, AuthservID: cfg.AuthservID, Logger: logger,
-		BayesPostgres: cfg.Bayes.Postgres, BayesRefresh: cfg.Bayes.Refresh}
+		BayesPostgres: cfg.Bayes.Postgres, BayesRefresh: cfg.Bayes.Refresh, BayesStores: bayesStores}
 	rf, err := config.LoadRules(cfg.Rules, deps)
 	if err != nil {
 		return fmt.Errorf("rules:\n%w", err)
@@ -528,26 +528,37 @@ func serveMailboxes(cfg *config.Config, priv *privileges, st *store.Store, authn
 	return stop, nil
 }
 
+// bayesStores is the process's one global Bayes store per database, shared by the
+// bayes policy (config.Deps.BayesStores), the Junk trainer and the release trainer:
+// each holds the whole token table in memory, and three copies of it were held before.
+// Its back-off spares a PostgreSQL that is down a table load per Junk move.
+var bayesStores = bayes.NewStores()
+
 // junkTrainer trains the global Bayes database (DATA/bayes/global.db, or bayes.postgres)
 // from users' moves into and out of Junk. The database is opened on first use, so a
-// server without Bayes pays nothing.
+// server without Bayes pays nothing, and shared with the policy (bayesStores).
 func junkTrainer(cfg *config.Config, logger *slog.Logger) func(ctx context.Context, user string, msg io.Reader, spam bool) error {
 	var mu sync.Mutex
 	var cl *bayes.Classifier
+	var refused error // the database's tokenizer is not ours
+	var refusedAt time.Time
 	open := func(ctx context.Context) (*bayes.Classifier, error) {
-		// not a sync.Once: a PostgreSQL store down at the first move is tried again
-		// at the next one
+		// not a sync.Once: a PostgreSQL store down at the first move is tried again,
+		// after bayesStores' back-off
 		mu.Lock()
 		defer mu.Unlock()
 		if cl != nil {
 			return cl, nil
+		}
+		if refused != nil && time.Since(refusedAt) < time.Minute {
+			return nil, refused
 		}
 		path := bayes.DefaultDBPath(cfg.DataDir)
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
 		// bayes.postgres: the site-wide database the front-ends classify with
-		st, err := bayes.OpenStore(ctx, path, cfg.Bayes.Postgres, cfg.Bayes.Refresh, logger)
+		st, err := bayesStores.Open(ctx, path, cfg.Bayes.Postgres, cfg.Bayes.Refresh, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -560,6 +571,7 @@ func junkTrainer(cfg *config.Config, logger *slog.Logger) func(ctx context.Conte
 		}
 		if err != nil {
 			st.Close()
+			refused, refusedAt = err, time.Now()
 			return nil, err
 		}
 		cl = c

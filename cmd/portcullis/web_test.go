@@ -194,7 +194,9 @@ func TestReleaseTrainerPostgres(t *testing.T) {
 	srv.Stop()
 	require.ErrorContains(t, ham(t.Context(), "alice@example.test", strings.NewReader(msg)), "postgres")
 	srv.Restart()
-	require.NoError(t, ham(t.Context(), "alice@example.test", strings.NewReader(msg)))
+	// tried again after the shared store's back-off (bayesStores: 1 s, doubling)
+	require.Eventually(t, func() bool { return ham(t.Context(), "alice@example.test", strings.NewReader(msg)) == nil },
+		20*time.Second, 100*time.Millisecond)
 	require.NoError(t, junk(t.Context(), "bob@example.test", strings.NewReader("From: x@spam.example\r\nSubject: cheap pills\r\n\r\nbuy now\r\n"), true))
 	st, err := bayes.OpenPostgres(t.Context(), cfg.Bayes.Postgres, bayes.PostgresOptions{RefreshInterval: -1})
 	require.NoError(t, err)

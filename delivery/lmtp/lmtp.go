@@ -125,9 +125,26 @@ func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string,
 		return smtpconn.ForAll(rcpts, smtpconn.OpenResult(dest, err)), fmt.Errorf("lmtp: %s: %w", dest, err)
 	}
 	if broken && !anyDelivered(res) {
-		return res, fmt.Errorf("lmtp: %s: %s", dest, res[0].Reply)
+		return res, fmt.Errorf("lmtp: %s: %s", dest, breakReason(res))
 	}
 	return res, nil
+}
+
+// breakReason is the reply that says why a broken transaction failed: the first one the
+// client made up for a lost connection (no server code), not the first recipient's,
+// which can be the server's own 550 to that recipient alone.
+func breakReason(res []RcptResult) string {
+	for _, r := range res {
+		if r.Status == Temporary && r.Code == 0 {
+			return r.Reply
+		}
+	}
+	for _, r := range res {
+		if r.Status == Temporary {
+			return r.Reply
+		}
+	}
+	return res[0].Reply
 }
 
 // session runs op on a pooled session to dest (network, addr), or on a new one. When op

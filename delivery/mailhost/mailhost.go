@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/portcullis-mail/portcullis/delivery"
 	"github.com/portcullis-mail/portcullis/delivery/internal/smtpconn"
@@ -32,6 +33,10 @@ type Config struct {
 	// MaxMessageBytes bounds a message read into memory when the queue's reader cannot be
 	// read at an offset. [64 MiB]
 	MaxMessageBytes int64
+	// MaxParallel bounds how many back-ends one message is delivered to at once. Each
+	// back-end's transaction runs on its own, with the whole attempt's time, so a hung
+	// back-end defers only its own recipients. [8]
+	MaxParallel int
 }
 
 // Deps are the Deliverer's collaborators (all required but Logger).
@@ -61,6 +66,9 @@ func New(cfg Config, deps Deps) (*Deliverer, error) {
 	}
 	if cfg.RecipientDelimiter == "" {
 		cfg.RecipientDelimiter = "+" // the router's default
+	}
+	if cfg.MaxParallel <= 0 {
+		cfg.MaxParallel = 8
 	}
 	return &Deliverer{cfg: cfg, deps: deps}, nil
 }
@@ -92,14 +100,12 @@ func (d *Deliverer) Deliver(ctx context.Context, rcpt string, env spool.Envelope
 // (RFC 2033 §4.2: one reply per accepted recipient), as Postfix's lmtp(8) batches the
 // recipients of a destination, so a message to a hundred users of one store is sent
 // to it once. Each result is a Deliver's for its recipient.
+//
+// The back-ends are delivered to concurrently (at most MaxParallel at once), each within
+// ctx: in turn, a slow or hung back-end would spend the attempt's time of the back-ends
+// after it, and their recipients would be deferred although their stores were healthy.
 func (d *Deliverer) DeliverAll(ctx context.Context, env spool.Envelope, rcpts []string, msg io.Reader) []delivery.Result {
 	out := make([]delivery.Result, len(rcpts))
-	type batch struct {
-		addr string // the back-end's LMTP address
-		host string // the mail host's name, for the reply
-		to   []string
-		idx  []int // out's index of each of to
-	}
 	var batches []*batch
 	byAddr := map[string]*batch{}
 	for i, rcpt := range rcpts {
@@ -130,31 +136,57 @@ func (d *Deliverer) DeliverAll(ctx context.Context, env spool.Envelope, rcpts []
 		}
 		return out
 	}
+	// ra is read concurrently: io.ReaderAt allows parallel ReadAt calls (the queue's is
+	// an io.SectionReader over the spool file, otherwise a bytes.Reader).
+	sem := make(chan struct{}, d.cfg.MaxParallel)
+	var wg sync.WaitGroup
 	for _, b := range batches {
-		res, err := d.deps.LMTP.Deliver(ctx, b.addr, env.From, b.to, ra, size)
-		// A session that broke after the RCPTs (before any delivery) fails the
-		// transaction, but the back-end's own 5xx to a recipient's RCPT still holds: that
-		// recipient bounces now, as it would have alone, instead of being retried. A
-		// failure to open the session is the same for every recipient (smtpconn.OpenError).
-		var oe *smtpconn.OpenError
-		perRcpt := err != nil && !errors.As(err, &oe) && len(res) == len(b.to)
-		for j, i := range b.idx {
-			rcpt := rcpts[i]
-			switch {
-			case perRcpt && res[j].Status == lmtp.Permanent:
-				out[i] = d.result(rcpt, b.to[j], b.host, res[j])
-			case err != nil && delivery.IsPermanent(err):
-				out[i].Err = err
-			case err != nil:
-				out[i].Err = delivery.Temporary("451 4.4.1 <"+rcpt+">: mail host "+b.host+" unavailable", err)
-			case j >= len(res):
-				out[i].Err = fmt.Errorf("mailhost: %d LMTP results for %d recipients", len(res), len(b.to))
-			default:
-				out[i] = d.result(rcpt, b.to[j], b.host, res[j])
-			}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			d.deliverBatch(ctx, env, rcpts, ra, size, b, out)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// batch is the recipients of one back-end.
+type batch struct {
+	addr string // the back-end's LMTP address
+	host string // the mail host's name, for the reply
+	to   []string
+	idx  []int // out's index of each of to
+}
+
+// deliverBatch delivers to b's recipients in one LMTP transaction and sets their results
+// (out[b.idx[j]] for b.to[j]); the batches own distinct elements of out.
+func (d *Deliverer) deliverBatch(ctx context.Context, env spool.Envelope, rcpts []string, ra io.ReaderAt, size int64, b *batch, out []delivery.Result) {
+	res, err := d.deps.LMTP.Deliver(ctx, b.addr, env.From, b.to, ra, size)
+	// A session that broke after the RCPTs (before any delivery) fails the
+	// transaction, but each recipient keeps its own result: the back-end's own 5xx to
+	// a recipient's RCPT still holds (that recipient bounces now, as it would have
+	// alone, instead of being retried), and the others are deferred with their own
+	// reason, never the error of the transaction, which names one recipient. A
+	// failure to open the session is the same for every recipient
+	// (smtpconn.OpenError).
+	var oe *smtpconn.OpenError
+	perRcpt := err != nil && !errors.As(err, &oe) && len(res) == len(b.to)
+	for j, i := range b.idx {
+		rcpt := rcpts[i]
+		switch {
+		case perRcpt:
+			out[i] = d.result(rcpt, b.to[j], b.host, res[j])
+		case err != nil && delivery.IsPermanent(err):
+			out[i].Err = err
+		case err != nil:
+			out[i].Err = delivery.Temporary("451 4.4.1 <"+rcpt+">: mail host "+b.host+" unavailable", err)
+		case j >= len(res):
+			out[i].Err = fmt.Errorf("mailhost: %d LMTP results for %d recipients", len(res), len(b.to))
+		default:
+			out[i] = d.result(rcpt, b.to[j], b.host, res[j])
 		}
 	}
-	return out
 }
 
 // route is where a recipient is delivered.

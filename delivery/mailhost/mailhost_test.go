@@ -315,4 +315,9 @@ func TestDeliverAllBrokenAfterRcptRejected(t *testing.T) {
 	if res[1].Err == nil || delivery.IsPermanent(res[1].Err) {
 		t.Errorf("dan, accepted then broken: %v, want temporary", res[1].Err)
 	}
+	// dan's reason (logged, and the defer's text) is his own: not ann's 550.
+	if reply, _ := delivery.ReplyOf(res[1].Err); res[1].Err != nil && (strings.Contains(res[1].Err.Error(), "ann@") ||
+		!strings.HasPrefix(reply, "451 4.4.2 ") || !strings.Contains(reply, "<dan@example.test>")) {
+		t.Errorf("dan's reason is %q (%v), want his own 451 4.4.2", reply, res[1].Err)
+	}
 }

@@ -503,13 +503,14 @@ func (s *Session) SendDSN(ctx context.Context, from string, rcpts []string, msg 
 				done[r] = OK(r, s.Host, "250 "+resp[r].StatusText)
 			case le[r] != nil:
 				done[r] = FromReply(r, s.Host, le[r])
-			default: // no reply for this recipient: the session broke mid-way
+			default:
+				// No reply for this recipient: the session broke between the per-recipient
+				// replies (RFC 2033 §4.2 owes one per accepted RCPT). go-smtp joins the
+				// network error with the replies read so far; only the network error is
+				// this recipient's, another recipient's 550 must not become its reason.
 				s.broken = true
-				e := err
-				if e == nil {
-					e = errors.New("no reply after the data")
-				}
-				done[r] = netFail(r, e)
+				e := lostReply(err)
+				done[r] = netFail(r, fmt.Errorf("connection lost after the data, before the reply for <%s>: %w", r, e))
 			}
 		}
 	} else {
@@ -600,6 +601,28 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// lostReply returns the error that ended CloseWithLMTPResponse's reading of the
+// replies, without the per-recipient replies go-smtp joins to it
+// (errors.Join(netErr, LMTPDataError)): errors.As on the joined error would find
+// another recipient's *smtp.SMTPError.
+func lostReply(err error) error {
+	if err == nil {
+		return errors.New("no reply")
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		if _, isReplies := err.(smtp.LMTPDataError); !isReplies {
+			for _, e := range j.Unwrap() {
+				var le smtp.LMTPDataError
+				if !errors.As(e, &le) && !isReply(e) {
+					return e
+				}
+			}
+		}
+		return errors.New("no reply")
+	}
+	return err
 }
 
 func isReply(err error) bool {
