@@ -71,8 +71,10 @@ and ManageSieve as the user, with the password from --password-file or
 $PORTCULLIS_MIGRATE_PASSWORD, or as --master on the user's behalf (SASL PLAIN
 authorization identity; the proxy's proxy.master_user and its secret). With --master
 every connection starts with a PROXY v2 header naming this node: the old back-end takes
-the master login only from an address in its imap.proxy_from and pop3.proxy_from, so add
-this node's address there (--proxy-protocol sends the header with a password login too).
+the master login only from an address in its imap and pop3 move_from (or proxy_from), so
+add this node's address to its move_from, not to proxy_from, which would also believe
+the TLS claims of any process on this node (--proxy-protocol sends the header with a
+password login too).
 The old back-end closes the user's IMAP, POP3 and ManageSieve sessions opened before the
 move (mode: backend). A move that stops midway is safe to run again: the copy is
 incremental and never duplicates, and a user left moving keeps their mail held until a
