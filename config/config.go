@@ -172,7 +172,13 @@ type Config struct {
 		ProxyProtocol bool `yaml:"proxy_protocol"`
 		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
 		// others are served as direct clients. Required with proxy_protocol.
-		ProxyFrom    []string `yaml:"proxy_from"`
+		ProxyFrom []string `yaml:"proxy_from"`
+		// MoveFrom are the other back-ends (CIDRs), which run portcullis user move and
+		// log in here with the proxy's master login: their connections must carry the
+		// header too (with proxy_protocol), but its client address is only logged and
+		// its TLS flag never believed. List back-ends here, not in proxy_from. The
+		// ManageSieve listener follows imap's.
+		MoveFrom     []string `yaml:"move_from"`
 		imapd.Config `yaml:",inline"`
 		// TrainJunk trains the Bayesian scorer's database (DATA/bayes/global.db) when
 		// users move mail into or out of Junk. Default true.
@@ -191,7 +197,9 @@ type Config struct {
 		ProxyProtocol bool `yaml:"proxy_protocol"`
 		// ProxyFrom are the proxies (CIDRs) whose connections must carry the header;
 		// others are served as direct clients. Required with proxy_protocol.
-		ProxyFrom    []string `yaml:"proxy_from"`
+		ProxyFrom []string `yaml:"proxy_from"`
+		// MoveFrom are the other back-ends (CIDRs), as imap.move_from.
+		MoveFrom     []string `yaml:"move_from"`
 		pop3d.Config `yaml:",inline"`
 	} `yaml:"pop3"`
 	// Proxy is the IMAP, POP3, ManageSieve and LMTP proxy of the multi-node mode: it authenticates each
@@ -373,6 +381,32 @@ var topLevelKeys = func() map[string]bool {
 	return keys
 }()
 
+// checkMoveFrom validates a section's move_from: the back-ends that move users, whose
+// PROXY headers are read but whose TLS claims are not believed. An address also in
+// proxy_from would be believed as a proxy after all, so the lists must not overlap.
+func checkMoveFrom(section string, on bool, proxyFrom, moveFrom []string) error {
+	if len(moveFrom) == 0 {
+		return nil
+	}
+	if !on {
+		return fmt.Errorf("%s: move_from without proxy_protocol: true (a move's connections start with a PROXY header)", section)
+	}
+	movers, err := netlist.Prefixes(moveFrom)
+	if err != nil {
+		return fmt.Errorf("%s: move_from: %w", section, err)
+	}
+	proxies, _ := netlist.Prefixes(proxyFrom) // checked before
+	for i, m := range movers {
+		for j, p := range proxies {
+			if m.Overlaps(p) {
+				return fmt.Errorf("%s: move_from %s overlaps proxy_from %s: a back-end that moves users belongs in move_from only (proxy_from believes its TLS claims)",
+					section, moveFrom[i], proxyFrom[j])
+			}
+		}
+	}
+	return nil
+}
+
 // finish fills derived values and validates.
 func (c *Config) finish() error {
 	if c.DataDir == "" {
@@ -395,6 +429,12 @@ func (c *Config) finish() error {
 	}
 	if _, err := netlist.Prefixes(append(slices.Clone(c.IMAP.ProxyFrom), c.POP3.ProxyFrom...)); err != nil {
 		return fmt.Errorf("imap/pop3: proxy_from: %w", err)
+	}
+	if err := checkMoveFrom("imap", c.IMAP.ProxyProtocol, c.IMAP.ProxyFrom, c.IMAP.MoveFrom); err != nil {
+		return err
+	}
+	if err := checkMoveFrom("pop3", c.POP3.ProxyProtocol, c.POP3.ProxyFrom, c.POP3.MoveFrom); err != nil {
+		return err
 	}
 	if err := c.checkMode(); err != nil {
 		return err

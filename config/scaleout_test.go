@@ -71,3 +71,24 @@ func TestBayesFollowDirectory(t *testing.T) {
 	_, err := Load(path, dir)
 	require.ErrorContains(t, err, "bayes.local")
 }
+
+// TestMoveFromChecks: move_from needs the PROXY protocol, CIDRs, and no overlap with
+// proxy_from (an address in both would have its TLS claims believed).
+func TestMoveFromChecks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	for _, tc := range []struct{ yaml, want string }{
+		{"imap: { move_from: [10.0.0.11/32] }\n", "imap: move_from without proxy_protocol"},
+		{"pop3: { proxy_protocol: true, proxy_from: [10.0.0.5/32], move_from: [bad] }\n", "pop3: move_from: \"bad\": want a CIDR"},
+		{"imap: { proxy_protocol: true, proxy_from: [10.0.0.0/24], move_from: [10.0.0.11] }\n", "imap: move_from 10.0.0.11 overlaps proxy_from 10.0.0.0/24"},
+		{"pop3: { proxy_protocol: true, proxy_from: [10.0.0.5/32], move_from: [10.0.0.0/8] }\n", "pop3: move_from 10.0.0.0/8 overlaps proxy_from 10.0.0.5/32"},
+	} {
+		require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\n"+tc.yaml), 0o644))
+		_, err := Load(path, dir)
+		require.ErrorContains(t, err, tc.want, tc.yaml)
+	}
+	require.NoError(t, os.WriteFile(path, []byte("hostname: mx.example.org\nimap: { proxy_protocol: true, proxy_from: [10.0.0.5/32], move_from: [10.0.0.11/32, 10.0.0.12] }\n"), 0o644))
+	c, err := Load(path, dir)
+	require.NoError(t, err)
+	require.Equal(t, []string{"10.0.0.11/32", "10.0.0.12"}, c.IMAP.MoveFrom)
+}

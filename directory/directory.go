@@ -33,8 +33,15 @@ type User struct {
 	// Moved is when the user last stopped living on their previous mail host: when the
 	// state became moving, or, without a move, when the mail host changed. The old
 	// back-end closes the sessions opened before it (plus the cache TTL); zero when the
-	// directory does not say.
+	// directory does not say. It is in the directory's clock (PostgreSQL's).
 	Moved time.Time
+	// MovedLocal is Moved in the clock of the process that looked the user up: its
+	// clock when the answer arrived minus the directory's own now() − moved. A back-end
+	// compares its sessions' login times (its clock) with it, so that a skew between its
+	// clock and PostgreSQL's does not move the cut (a back-end behind by more than the
+	// cache TTL would otherwise close the move's own session, one ahead keep the user's
+	// old ones). Zero when Moved is.
+	MovedLocal time.Time
 }
 
 // HostHere is the MailHost of a user on a single node: the mailbox is in this process.

@@ -384,3 +384,41 @@ func TestOpenBoth(t *testing.T) {
 		t.Fatal("postgres and ldap together were accepted")
 	}
 }
+
+// TestMovedLocal: User.MovedLocal is moved in the reader's clock, whatever its skew from
+// PostgreSQL's (here an hour ahead), while Moved stays PostgreSQL's; a user never moved
+// has neither.
+func TestMovedLocal(t *testing.T) {
+	ctx := context.Background()
+	p, err := directory.OpenPostgres(ctx, pgtest.NewDatabase(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
+	for _, a := range []string{"mover@example.org", "stay@example.org"} {
+		if err := p.Put(ctx, directory.User{Address: a, MailHost: "store1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.SetState(ctx, "mover@example.org", directory.StateMoving); err != nil {
+		t.Fatal(err)
+	}
+	u, err := p.Lookup(ctx, "mover@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := u.MovedLocal.Sub(u.Moved); d < time.Hour-time.Second || d > time.Hour+time.Second {
+		t.Errorf("MovedLocal %v is %v after Moved %v, want an hour", u.MovedLocal, d, u.Moved)
+	}
+	if d := time.Since(u.Moved); d < -time.Second || d > 10*time.Second {
+		t.Errorf("Moved %v is not PostgreSQL's now", u.Moved)
+	}
+	s, err := p.Lookup(ctx, "stay@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Moved.IsZero() || !s.MovedLocal.IsZero() {
+		t.Errorf("a user never moved: Moved %v MovedLocal %v", s.Moved, s.MovedLocal)
+	}
+}

@@ -39,6 +39,7 @@ const schemaLock = 0x706f7274_64697231 // "portdir1"
 // concurrent use.
 type Postgres struct {
 	pool *pgxpool.Pool
+	now  func() time.Time // this process's clock, for User.MovedLocal
 }
 
 // OpenPostgres connects to dsn and creates the directory's tables if needed.
@@ -65,8 +66,12 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("directory: postgres %s: create schema: %w", cfg.ConnConfig.Host, err)
 	}
-	return &Postgres{pool: pool}, nil
+	return &Postgres{pool: pool, now: time.Now}, nil
 }
+
+// SetClock replaces the clock User.MovedLocal is given in (time.Now): a test simulates
+// a node whose clock is skewed from PostgreSQL's. Call it before any Lookup.
+func (p *Postgres) SetClock(now func() time.Time) { p.now = now }
 
 // Close closes the connection pool.
 func (p *Postgres) Close() error { p.pool.Close(); return nil }
@@ -80,12 +85,16 @@ func (p *Postgres) Lookup(ctx context.Context, addr string) (User, error) {
 		return User{}, notFound(addr)
 	}
 	u := User{Address: a}
+	// now() − moved is PostgreSQL's clock against itself: MovedLocal is then this
+	// process's clock minus that age, whatever the skew between the two clocks.
+	var dbNow time.Time
 	err = p.pool.QueryRow(ctx, `
 SELECT u.address, u.password, u.quota, u.mail_host, u.state, u.updated, coalesce(u.moved, 'epoch'),
+       now(),
        coalesce(array_agg(al.alias ORDER BY al.alias) FILTER (WHERE al.alias IS NOT NULL), '{}')
 FROM directory_users u LEFT JOIN directory_aliases al ON al.address = u.address
 WHERE u.address = coalesce((SELECT address FROM directory_aliases WHERE alias = $1), $1)
-GROUP BY u.address`, a).Scan(&u.Address, &u.PasswordHash, &u.Quota, &u.MailHost, &u.State, &u.Changed, &u.Moved, &u.Aliases)
+GROUP BY u.address`, a).Scan(&u.Address, &u.PasswordHash, &u.Quota, &u.MailHost, &u.State, &u.Changed, &u.Moved, &dbNow, &u.Aliases)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return User{}, notFound(a)
@@ -97,6 +106,10 @@ GROUP BY u.address`, a).Scan(&u.Address, &u.PasswordHash, &u.Quota, &u.MailHost,
 	}
 	if u.Moved.Unix() == 0 {
 		u.Moved = time.Time{}
+	} else {
+		// Read after the answer arrived: at most a round trip late, which only moves
+		// the old back-end's cut later by as much (it then closes a little more).
+		u.MovedLocal = p.now().Add(-max(dbNow.Sub(u.Moved), 0))
 	}
 	return u, nil
 }

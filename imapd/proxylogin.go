@@ -15,7 +15,7 @@ import (
 // user it has authenticated itself: SASL PLAIN with the user as authorization identity
 // and the proxy's master credential (RFC 4616 §2, Dovecot's master users). imapd asks it
 // only for a connection that came through a trusted proxy (a PROXY header from
-// imap.proxy_from).
+// imap.proxy_from, or from a back-end in imap.move_from).
 type ProxyAuthenticator interface {
 	AuthenticateAs(ctx context.Context, user, master, password string, remote netip.Addr) (string, error)
 }

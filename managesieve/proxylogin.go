@@ -12,7 +12,8 @@ import (
 // user it has authenticated itself: SASL PLAIN with the user as authorization identity
 // and the proxy's master credential (RFC 4616 §2, Dovecot's master users). It is asked
 // only for a connection that came through a trusted proxy (a PROXY header from
-// imap.proxy_from (the ManageSieve listener follows imap's PROXY settings)).
+// imap.proxy_from or imap.move_from (the ManageSieve listener follows imap's PROXY
+// settings)).
 type ProxyAuthenticator interface {
 	AuthenticateAs(ctx context.Context, user, master, password string, remote netip.Addr) (string, error)
 }

@@ -12,7 +12,8 @@
 // SHA-256 of the bytes. Run copies only what the state does not hold, so a second run
 // copies nothing and the morning-after run copies only the new mail; SyncFlags carries
 // flag changes over; Delete (strict mode) removes the target messages that are not at the
-// source.
+// source; ExpungeGone removes only the copies of messages expunged at the source since
+// (a catch-up copy that carries deletions over).
 //
 // Why no duplicate after a crash: before a batch of messages is appended, each one's
 // intent (its source id and the target folder's UIDNEXT at that moment) is committed to the

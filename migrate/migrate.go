@@ -131,6 +131,12 @@ type Options struct {
 	// Delete (strict mode) removes, from the target folders this run fills, the messages
 	// that are not at the source.
 	Delete bool
+	// ExpungeGone removes from the target the messages this state copied from the
+	// source whose source message is gone since (expunged there), in folders whose
+	// UIDVALIDITY this run did not see change; unlike Delete it leaves the target's
+	// other messages. A catch-up copy (portcullis user move) then carries expunges over,
+	// not only new messages, and a deleted message does not come back.
+	ExpungeGone bool
 	// KeepUIDs gives new empty target folders the source's UIDVALIDITY and UIDs.
 	KeepUIDs bool
 	// Batch is the number of messages whose intent is committed at once; default 64.
@@ -473,7 +479,7 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 			}
 		}
 	}
-	if opt.Delete {
+	if opt.Delete || opt.ExpungeGone && !rekeyed {
 		present := func(id string) bool {
 			if windowed {
 				n, err := strconv.ParseUint(id, 10, 32)
@@ -489,7 +495,7 @@ func runFolder(ctx context.Context, src Source, dst Target, st *State, opt Optio
 			}
 			present = func(id string) bool { return have[id] }
 		}
-		if err := strict(ctx, dst, st, fs, p.target, tkey, present, opt.DryRun, &r); err != nil && r.Err == nil {
+		if err := strict(ctx, dst, st, fs, p.target, tkey, present, !opt.Delete, opt.DryRun, &r); err != nil && r.Err == nil {
 			r.Err = err
 		}
 	}
@@ -853,11 +859,18 @@ func copyByContent(ctx context.Context, src Source, dst Target, st *State, fs fo
 }
 
 // strict removes from the target folder every message that no record of a present source
-// message claims, and forgets the records of messages gone from the source.
-func strict(ctx context.Context, dst Target, st *State, fs folderState, target, tkey string, present func(string) bool, dry bool, r *FolderResult) error {
+// message claims, and forgets the records of messages gone from the source. With
+// onlyGone (Options.ExpungeGone) it removes only the copies of messages gone from the
+// source, and leaves the messages no record claims.
+func strict(ctx context.Context, dst Target, st *State, fs folderState, target, tkey string, present func(string) bool, onlyGone, dry bool, r *FolderResult) error {
 	var gone []string
 	goneUID := map[uint32]bool{}
 	err := st.eachRecord(ctx, fs, func(id string, targetUID uint32) {
+		// With onlyGone, a record left from a renumbering ("#HASH#n", matched by content
+		// and not found) is not taken as an expunge: the folder changed under the copy.
+		if onlyGone && strings.HasPrefix(id, "#") {
+			return
+		}
 		if !present(id) {
 			gone = append(gone, id)
 			goneUID[targetUID] = true
@@ -879,7 +892,7 @@ func strict(ctx context.Context, dst Target, st *State, fs folderState, target, 
 	}
 	var remove []uint32
 	for _, t := range tmsgs {
-		if !claimed[t.UID] || goneUID[t.UID] {
+		if !onlyGone && !claimed[t.UID] || goneUID[t.UID] {
 			remove = append(remove, t.UID)
 		}
 	}

@@ -252,3 +252,66 @@ func TestUIDValidityChange(t *testing.T) {
 		t.Fatalf("third run: %+v %v", res.Totals(), err)
 	}
 }
+
+// TestExpungeGone: a catch-up run with ExpungeGone removes at the target the copy of a
+// message expunged at the source since the first run (a dry run counts it and changes
+// nothing), and leaves a message at the target that the state never copied.
+func TestExpungeGone(t *testing.T) {
+	ctx := context.Background()
+	root := writeMaildir(t)
+	s, tg := newTarget(t)
+	st := openState(t)
+	src, err := migrate.NewMaildirSource(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := migrate.Options{Source: "maildir:" + root, TargetUser: "alice@example.org", KeepUIDs: true, ExpungeGone: true}
+	if res, err := migrate.Run(ctx, src, tg, st, opt); err != nil || res.Totals().Copied != 5 {
+		t.Fatalf("first run: %+v %v", res.Totals(), err)
+	}
+	// A message the copy did not bring (delivered here, say), and one expunged at the
+	// source after the first run (UID 5).
+	p, err := tg.Prepare(ctx, "INBOX", strings.NewReader("Subject: here\r\n\r\nhere\r\n"), migrate.SourceMessage{Date: time.Now()}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := tg.Commit(ctx, "INBOX", []migrate.Prepared{p}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if err := os.Remove(filepath.Join(root, "cur", "1001.M2P1.old:2,RFb")); err != nil {
+		t.Fatal(err)
+	}
+	uids := func() []uint32 {
+		u, err := s.Open(ctx, "alice@example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Release()
+		_, ms, err := u.Messages(ctx, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint32
+		for _, m := range ms {
+			out = append(out, m.UID)
+		}
+		return out
+	}
+	dry := opt
+	dry.DryRun = true
+	if res, err := migrate.Run(ctx, src, tg, st, dry); err != nil || res.Totals().Removed != 1 {
+		t.Fatalf("dry run: %+v %v", res.Totals(), err)
+	}
+	if got := uids(); !slices.Equal(got, []uint32{3, 5, 7, 100}) {
+		t.Fatalf("the dry run changed INBOX: %v", got)
+	}
+	if res, err := migrate.Run(ctx, src, tg, st, opt); err != nil || res.Totals().Removed != 1 || res.Totals().Copied != 0 {
+		t.Fatalf("catch-up run: %+v %v", res.Totals(), err)
+	}
+	if got := uids(); !slices.Equal(got, []uint32{3, 7, 100}) {
+		t.Fatalf("INBOX after the catch-up: %v, want the expunged UID 5 gone and the others kept", got)
+	}
+	if res, err := migrate.Run(ctx, src, tg, st, dry); err != nil || res.Totals().Removed != 0 || res.Totals().Copied != 0 {
+		t.Fatalf("a run after the catch-up has work left: %+v %v", res.Totals(), err)
+	}
+}

@@ -12,7 +12,7 @@ import (
 // user it has authenticated itself: SASL PLAIN with the user as authorization identity
 // and the proxy's master credential (RFC 4616 §2, Dovecot's master users). It is asked
 // only for a connection that came through a trusted proxy (a PROXY header from
-// pop3.proxy_from).
+// pop3.proxy_from, or from a back-end in pop3.move_from).
 type ProxyAuthenticator interface {
 	AuthenticateAs(ctx context.Context, user, master, password string, remote netip.Addr) (string, error)
 }

@@ -59,8 +59,8 @@ const tenancyInterval = time.Second
 //
 // Which sessions are closed: those that logged in before every node could see the
 // change, that is before the directory's User.Moved (the start of the move) plus the
-// cache TTL; when the directory gives no time (LDAP), before this back-end first saw
-// it. A session that logs in later is left open: it is the copy of portcullis user
+// cache TTL, in this node's clock (User.MovedLocal); when the directory gives no time
+// (LDAP), before this back-end first saw it. A session that logs in later is left open: it is the copy of portcullis user
 // move, which reads the mailbox while it is moving and removes it after the flip, and
 // which starts only once the change is visible everywhere.
 type tenancy struct {
@@ -150,8 +150,11 @@ func (t *tenancy) check(ctx context.Context) {
 			delete(t.firstSeen, user)
 			continue
 		}
-		cut := u.Moved.Add(t.ttl)
-		if u.Moved.IsZero() {
+		// MovedLocal, not Moved: the sessions' login times are this node's clock, Moved
+		// is PostgreSQL's, and a skew over the TTL plus a second between them would close
+		// the move's own session (this node behind) or keep the user's old ones (ahead).
+		cut := u.MovedLocal.Add(t.ttl)
+		if u.MovedLocal.IsZero() {
 			if _, ok := t.firstSeen[user]; !ok {
 				t.firstSeen[user] = now
 			}

@@ -70,9 +70,16 @@ func startBackends(t *testing.T, dsn string, dns *dnstest.Server, names ...strin
 // connect from 127.0.0.2 or .3.
 func startBackendsWith(t *testing.T, dsn string, dns *dnstest.Server, masterSecret string, names ...string) []*backend {
 	t.Helper()
+	return startBackendsFrom(t, dsn, dns, masterSecret, "proxy_from: [127.0.0.1/32]", names...)
+}
+
+// startBackendsFrom is startBackendsWith with from (the imap and pop3 keys proxy_from
+// and move_from, in YAML) instead of proxy_from: [127.0.0.1/32].
+func startBackendsFrom(t *testing.T, dsn string, dns *dnstest.Server, masterSecret, from string, names ...string) []*backend {
+	t.Helper()
 	proxied, master := "", ""
 	if masterSecret != "" {
-		proxied = ", proxy_protocol: true, proxy_from: [127.0.0.1/32]"
+		proxied = ", proxy_protocol: true, " + from
 		master = fmt.Sprintf("proxy: { master_user: proxy, master_secret_file: %q }\n", masterSecret)
 	}
 	var bs []*backend

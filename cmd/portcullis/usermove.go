@@ -48,8 +48,9 @@ written into this node's store while the server runs.
     retried, never bounced), the proxy answers [UNAVAILABLE], and the old back-end
     closes the user's IMAP, POP3 and ManageSieve sessions.
  3. After --settle (default twice directory.cache_ttl plus a second, the time every node
-    takes to see the change), the copy catches up: new messages, and flags changed since.
- 4. Verification: a dry run finds nothing left to copy, and every folder holds as many
+    takes to see the change), the copy catches up: new messages, flags changed since, and
+    the messages expunged there since are removed here (by UID: the copy keeps UIDs).
+ 4. Verification: a dry run finds nothing left to copy or remove, and every folder holds as many
     messages here as there.
  5. The mail host becomes HOST and the state is cleared: front-ends deliver what they
     held here at their next retry, the proxy sends the user's sessions here.
@@ -70,8 +71,10 @@ and ManageSieve as the user, with the password from --password-file or
 $PORTCULLIS_MIGRATE_PASSWORD, or as --master on the user's behalf (SASL PLAIN
 authorization identity; the proxy's proxy.master_user and its secret). With --master
 every connection starts with a PROXY v2 header naming this node: the old back-end takes
-the master login only from an address in its imap.proxy_from and pop3.proxy_from, so add
-this node's address there (--proxy-protocol sends the header with a password login too).
+the master login only from an address in its imap and pop3 move_from (or proxy_from), so
+add this node's address to its move_from, not to proxy_from, which would also believe
+the TLS claims of any process on this node (--proxy-protocol sends the header with a
+password login too).
 The old back-end closes the user's IMAP, POP3 and ManageSieve sessions opened before the
 move (mode: backend). A move that stops midway is safe to run again: the copy is
 incremental and never duplicates, and a user left moving keeps their mail held until a
@@ -104,6 +107,10 @@ move completes.`,
 	c.Flags().DurationVar(&f.settle, "settle", 0, "wait between marking the user moving and the final copy (default 2×directory.cache_ttl+1s)")
 	return c
 }
+
+// moveFirstCopied, when set (by a test), is called after the first copy, before the
+// user is marked moving: the window in which the user still changes the old copy.
+var moveFirstCopied func(user string)
 
 // moveUser is portcullis user move; see its help.
 func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, password string, out io.Writer) error {
@@ -173,6 +180,9 @@ func moveUser(ctx context.Context, cfg *config.Config, f *moveFlags, addr, passw
 		// move before the user's mail is held.
 		if _, err := sm.copy(ctx); err != nil {
 			return fmt.Errorf("user move: %s (not moving yet; nothing changed for the user): %w", u.Address, err)
+		}
+		if moveFirstCopied != nil {
+			moveFirstCopied(u.Address)
 		}
 		if err := dir.SetState(ctx, u.Address, directory.StateMoving); err != nil {
 			return err
@@ -279,7 +289,10 @@ func (m *mover) copy(ctx context.Context, dry bool) (migrate.Result, error) {
 	defer src.Close()
 	res, err := migrate.Run(ctx, src, m.target, m.state, migrate.Options{
 		Source: "move://" + m.from + "/" + m.user, TargetUser: m.user,
-		SyncFlags: true, KeepUIDs: true, DryRun: dry, Logger: m.log,
+		// ExpungeGone: a message expunged at the old back-end after the first copy
+		// (before the user was marked moving) would otherwise come back here. The copy
+		// keeps UIDs, so the UIDs gone there are the copies to remove here.
+		SyncFlags: true, KeepUIDs: true, ExpungeGone: true, DryRun: dry, Logger: m.log,
 	})
 	if err == nil {
 		err = res.Err
@@ -293,16 +306,16 @@ func (m *mover) copy(ctx context.Context, dry bool) (migrate.Result, error) {
 	return res, err
 }
 
-// verify checks that nothing is left to copy and that each folder has as many messages
-// here as at the source.
+// verify checks that nothing is left to copy or expunge and that each folder has as many
+// messages here as at the source.
 func (m *mover) verify(ctx context.Context) error {
 	res, err := m.copy(ctx, true)
 	if err != nil {
 		return fmt.Errorf("verification: %w", err)
 	}
 	for _, f := range res.Folders {
-		if f.Copied > 0 || f.FlagsSynced > 0 {
-			return fmt.Errorf("verification: %s still has %d messages to copy and %d flag changes", f.Source, f.Copied, f.FlagsSynced)
+		if f.Copied > 0 || f.FlagsSynced > 0 || f.Removed > 0 {
+			return fmt.Errorf("verification: %s still has %d messages to copy, %d flag changes and %d expunges", f.Source, f.Copied, f.FlagsSynced, f.Removed)
 		}
 		msgs, err := m.target.Messages(ctx, f.Target)
 		if err != nil {

@@ -20,9 +20,9 @@ import (
 
 // dialOld opens a TCP connection to the old back-end. With --master (or
 // --proxy-protocol) it first sends a PROXY v2 header naming this node as the client: a
-// portcullis back-end takes a master login only on a connection from its proxy_from
-// that came with a header (proxylisten.FromProxy), and requires the header from every
-// connection of those addresses. The header tells the truth (this node's own address),
+// portcullis back-end takes a master login only on a connection from its move_from (or
+// proxy_from) that came with a header (proxylisten.FromProxy), and requires the header
+// from every connection of those addresses. The header tells the truth (this node's own address),
 // and carries no PP2_TYPE_SSL: the move speaks TLS itself.
 func (m *mover) dialOld(ctx context.Context, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: time.Minute}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,3 +149,78 @@ func TestFromProxyClientTLS(t *testing.T) {
 type netConn struct{ net.Conn }
 
 func (c netConn) NetConn() net.Conn { return c.Conn }
+
+// A mover's connection: its header is required and read, FromProxy holds (the master
+// login), but its TLS flag is never believed, RemoteAddr stays the mover's own address,
+// and the claimed client is only reported to Mover; through TLS as well.
+func TestMover(t *testing.T) {
+	withTLS := header("203.0.113.9:40000")
+	if err := withTLS.SetTLVs([]proxyproto.TLV{proxylisten.SSLTLV()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+	}{
+		{"mover only", []string{"10.0.0.0/8"}},
+		{"in both lists: a mover", []string{"127.0.0.0/8"}},
+	} {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := proxylisten.WrapWith(raw, tc.trusted, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed := make(chan string, 1)
+		l.Mover = func(peer, c net.Addr) { claimed <- peer.String() + " " + c.String() }
+		dial(t, l, withTLS)
+		c, line := accept(t, l)
+		if line != "hello\r\n" {
+			t.Fatalf("%s: line %q", tc.name, line)
+		}
+		if !proxylisten.FromProxy(c) || !proxylisten.FromProxy(netConn{c}) {
+			t.Errorf("%s: a mover may use the master login", tc.name)
+		}
+		if proxylisten.ClientTLS(c) || proxylisten.ClientTLS(netConn{c}) {
+			t.Errorf("%s: a mover's TLS flag was believed", tc.name)
+		}
+		if host, _, _ := net.SplitHostPort(c.RemoteAddr().String()); host != "127.0.0.1" {
+			t.Errorf("%s: RemoteAddr %s, want the mover's own", tc.name, c.RemoteAddr())
+		}
+		if got := <-claimed; !strings.HasPrefix(got, "127.0.0.1:") || !strings.HasSuffix(got, " 203.0.113.9:40000") {
+			t.Errorf("%s: Mover told %q", tc.name, got)
+		}
+		l.Close()
+	}
+}
+
+// A mover that sends no header is dropped, as a proxy is.
+func TestMoverWithoutHeader(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := proxylisten.WrapWith(raw, []string{"10.0.0.0/8"}, []string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	refused := make(chan net.Addr, 1)
+	l.Refused = func(peer net.Addr, _ error) { refused <- peer }
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("a1 LOGIN alice secret\r\n"))
+	select {
+	case <-refused:
+	case <-time.After(proxylisten.HeaderTimeout + 5*time.Second):
+		t.Fatal("a mover without a header was not refused")
+	}
+	if _, err := proxylisten.WrapWith(raw, nil, []string{"not a network"}); err == nil {
+		t.Fatal("accepted a bad mover range")
+	}
+}
