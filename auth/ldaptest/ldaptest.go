@@ -142,6 +142,24 @@ func (s *Server) Restart(t testing.TB) {
 	t.Fatalf("ldaptest: restart: %v", err)
 }
 
+// SetPasswordOffline stops slapd and sets uid's password in its database with
+// slapmodify, as an administrator does on a directory that is down; slapd stays
+// stopped (Restart starts it again). slapmodify maintains modifyTimestamp and entryCSN
+// as an online change would.
+func (s *Server) SetPasswordOffline(t testing.TB, uid, password string) {
+	t.Helper()
+	s.Stop()
+	ldif := ldifValue("dn", DN(uid)) + "changetype: modify\nreplace: userPassword\n" + ldifValue("userPassword", SSHA(password)) + "-\n"
+	f := filepath.Join(s.Dir, "modify.ldif")
+	if err := os.WriteFile(f, []byte(ldif), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	slapmodify := filepath.Join(filepath.Dir(s.slapd), "slapmodify")
+	if out, err := exec.Command(slapmodify, "-f", s.conf, "-l", f).CombinedOutput(); err != nil {
+		t.Fatalf("ldaptest: slapmodify: %v\n%s", err, out)
+	}
+}
+
 // ping binds as the admin.
 func (s *Server) ping() error {
 	c, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
