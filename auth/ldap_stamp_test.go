@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -88,5 +90,26 @@ func TestEntryStamp(t *testing.T) {
 	}
 	if s := entryStamp(ldap.NewEntry("uid=a", map[string][]string{"mail": {"a@x"}})); s != "ldap" {
 		t.Errorf("nothing readable: %q", s)
+	}
+}
+
+// The kind of stamp in use is logged once, at the first read that finds it: against the
+// real slapd, which shows the service account entryCSN only, a warning naming the cure.
+func TestLDAPStampKindLoggedOnce(t *testing.T) {
+	srv := startSlapd(t)
+	var logs bytes.Buffer
+	l := newLDAP(t, srv, nil)
+	l.log = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx := context.Background()
+	for _, u := range []string{"bob@example.test", "bob@example.test", "alice@example.test"} {
+		if _, err := l.Stamp(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "checked against entryCSN"); n != 1 {
+		t.Errorf("the entryCSN stamp logged %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "pwdChangedTime") || !strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("the warning does not name the cure:\n%s", logs.String())
 	}
 }
