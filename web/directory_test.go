@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/portcullis-mail/portcullis/auth"
 	"github.com/portcullis-mail/portcullis/auth/ldaptest"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
 	"github.com/portcullis-mail/portcullis/internal/statedb"
 	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
@@ -143,36 +143,45 @@ func TestDirectoryOutageProbesOnce(t *testing.T) {
 	}
 }
 
-// A state database of a version without the column checked gets it at start, and its
-// sessions keep working.
+// A state database of a version without the column checked, SQLite or PostgreSQL, gets
+// it at start, and its sessions keep working.
 func TestStateAddsCheckedColumn(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "web.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := strings.Replace(stateSQLite, ",\n\tchecked INTEGER NOT NULL DEFAULT 0", "", 1)
-	if old == stateSQLite {
+	ctx := context.Background()
+	oldSQLite := strings.Replace(stateSQLite, ",\n\tchecked INTEGER NOT NULL DEFAULT 0", "", 1)
+	oldPostgres := strings.Replace(strings.Replace(statePostgres, ",\n\tchecked BIGINT NOT NULL DEFAULT 0", "", 1),
+		"ALTER TABLE web_sessions ADD COLUMN IF NOT EXISTS checked BIGINT NOT NULL DEFAULT 0;\n", "", 1)
+	if oldSQLite == stateSQLite || oldPostgres == statePostgres || strings.Contains(oldPostgres, "checked") {
 		t.Fatal("the schema has no checked column to remove")
 	}
-	if _, err := db.Exec(old); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Unix()
-	if _, err := db.Exec(`INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES ('x', 'u', 0, '', 's', ?, ?)`, now, now); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	for range 2 { // and a second start finds it there
-		st, err := OpenState(context.Background(), statedb.Config{Path: path})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var checked int64
-		if err := st.db.QueryRow(context.Background(), `SELECT checked FROM web_sessions WHERE id = 'x'`).Scan(&checked); err != nil || checked != 0 {
-			t.Errorf("checked %d, %v", checked, err)
-		}
-		st.Close()
+	for _, c := range []struct {
+		name string
+		cfg  func() statedb.Config
+	}{
+		{"sqlite", func() statedb.Config { return statedb.Config{Path: filepath.Join(t.TempDir(), "web.db")} }},
+		{"postgres", func() statedb.Config { return statedb.Config{Postgres: pgtest.NewDatabase(t, pgtest.Start(t))} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg()
+			old, err := statedb.Open(ctx, cfg, statedb.Schema{SQLite: oldSQLite, Postgres: oldPostgres, Lock: 0x706f7274_77656231})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().Unix()
+			if _, err := old.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES ('x', 'u', 0, '', 's', ?, ?)`, now, now); err != nil {
+				t.Fatal(err)
+			}
+			old.Close()
+			for range 2 { // and a second start finds it there
+				st, err := OpenState(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var checked int64
+				if err := st.db.QueryRow(ctx, `SELECT checked FROM web_sessions WHERE id = 'x'`).Scan(&checked); err != nil || checked != 0 {
+					t.Errorf("checked %d, %v", checked, err)
+				}
+				st.Close()
+			}
+		})
 	}
 }
