@@ -57,7 +57,8 @@ func directoryDownPage(t *testing.T, what string, code int, body string, h http.
 // An LDAP outage (the real slapd stopped) does not throw users out to a login form
 // that cannot work: a session whose stamp was verified keeps working for the grace,
 // then gets a 503 page saying the directory is down (and so does a new login); the
-// outage is logged once, and its end once. When slapd is back the checks resume: the
+// outage is logged once, and its end once, though a local user's pages succeed in
+// between. When slapd is back the checks resume: the
 // session of a user whose password was changed while it was down (slapmodify on the
 // stopped database) ends; the other's works again.
 func TestDirectoryOutageGrace(t *testing.T) {
@@ -68,13 +69,14 @@ func TestDirectoryOutageGrace(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	var logs testenv.LockedBuffer
 	r := newLDAPRig(t, srv, clock, &logs)
-	carol, dave := r.client(), r.client()
+	carol, dave, alice := r.client(), r.client(), r.client()
 	carol.login("carol@example.test")
 	dave.login("dave@example.test")
+	alice.login("alice@example.test") // a local user: her checks succeed during the outage
 
 	srv.Stop()
 	clock.Advance(time.Minute)
-	for _, c := range []*client{carol, dave} {
+	for _, c := range []*client{carol, alice, dave, alice} {
 		if code, body, h := c.get("/log"); code != http.StatusOK {
 			t.Fatalf("within the grace, the directory down: %d %s\n%s", code, h.Get("Location"), body)
 		}
@@ -94,10 +96,13 @@ func TestDirectoryOutageGrace(t *testing.T) {
 	clock.Advance(DefaultDirectoryGrace)
 	code, body, h = carol.get("/log")
 	directoryDownPage(t, "past the grace", code, body, h)
+	if code, _, _ := alice.get("/log"); code != http.StatusOK {
+		t.Errorf("the local user during the LDAP outage: %d", code)
+	}
 	code, body, h = carol.get("/login")
 	directoryDownPage(t, "the login page with a session past the grace", code, body, h)
-	if n := r.srv.sessions.count(context.Background()); n != 2 {
-		t.Errorf("%d sessions in the table, want 2: an outage ends none", n)
+	if n := r.srv.sessions.count(context.Background()); n != 3 {
+		t.Errorf("%d sessions in the table, want 3: an outage ends none", n)
 	}
 
 	srv.SetPasswordOffline(t, "carol", "changed while the directory was down")

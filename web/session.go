@@ -59,10 +59,9 @@ type sessions struct {
 	mu        sync.Mutex
 	lastPrune time.Time
 	addrs     map[string]addrEntry // by user
-	// dirDown is set while the user directory answers stamp reads with a temporary
-	// failure; nextProbe is when a request may ask it again (see readStamp).
-	dirDown   bool
-	nextProbe time.Time
+	// failing are the users whose last stamp read failed temporarily (the directory
+	// down), each with when a request may ask for it again (see readStamp).
+	failing map[string]time.Time
 }
 
 type addrEntry struct {
@@ -268,18 +267,26 @@ func (ss *sessions) get(r *http.Request) (*session, error) {
 	return s, nil
 }
 
-// readStamp reads user's credential stamp. A temporary failure (the directory or the
-// user database cannot be asked: auth.ErrUnavailable) marks the directory down, logged
-// once, until a read succeeds, logged once too; while it is down, one request per
-// probeEvery asks again and the others fail at once. Other failures (an entry the
-// directory finds twice) are the user's alone and logged each time.
+// readStamp reads user's credential stamp.
+//
+// A temporary failure (the directory or the user database cannot be asked:
+// auth.ErrUnavailable) puts the user in failing until a read of theirs succeeds; the
+// directory counts as down while failing is not empty, which is logged once when it
+// starts and once when it ends. The state is by user, not global, because the users may
+// live in several backends (local users before LDAP): a local user's page during an LDAP
+// outage says nothing about LDAP, and must not make the log flap. While a user is in
+// failing, one request of theirs per probeEvery asks again and the others fail at once.
+// Other failures (an entry the directory finds twice) are the user's alone and logged
+// each time.
 func (ss *sessions) readStamp(ctx context.Context, user string) (string, error) {
 	ss.mu.Lock()
-	if now := ss.now(); ss.dirDown && now.Before(ss.nextProbe) {
-		ss.mu.Unlock()
-		return "", errDirectory
-	} else if ss.dirDown {
-		ss.nextProbe = now.Add(probeEvery) // this request probes; the others wait for it
+	if next, ok := ss.failing[user]; ok {
+		now := ss.now()
+		if now.Before(next) {
+			ss.mu.Unlock()
+			return "", errDirectory
+		}
+		ss.failing[user] = now.Add(probeEvery) // this request probes; the others wait for it
 	}
 	ss.mu.Unlock()
 	stamp, err := ss.creds.Stamp(ctx, user)
@@ -290,19 +297,48 @@ func (ss *sessions) readStamp(ctx context.Context, user string) (string, error) 
 	down := err != nil && errors.As(err, &temp) && temp.Temporary()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	now := ss.now()
+	_, wasFailing := ss.failing[user]
 	switch {
-	case down && !ss.dirDown:
-		ss.dirDown, ss.nextProbe = true, ss.now().Add(probeEvery)
-		ss.log.Warn("web: the user directory is unavailable: sessions checked in the last directory_grace keep working, other pages and logins answer 503 until it is back",
-			"grace", ss.grace.String(), "user", user, "err", err.Error())
 	case down:
+		if !wasFailing {
+			ss.pruneFailing(now)
+			if len(ss.failing) == 0 {
+				ss.log.Warn("web: the user directory is unavailable: sessions checked in the last directory_grace keep working, other pages and logins answer 503 until it is back",
+					"grace", ss.grace.String(), "user", user, "err", err.Error())
+			}
+		}
+		if ss.failing == nil {
+			ss.failing = map[string]time.Time{}
+		}
+		if wasFailing || len(ss.failing) < maxFailing {
+			ss.failing[user] = now.Add(probeEvery)
+		}
 	case err != nil && !errors.Is(err, ErrNoUser):
 		ss.log.Warn("web: reading the user's credential stamp failed", "user", user, "err", err.Error())
-	case ss.dirDown:
-		ss.dirDown = false
-		ss.log.Info("web: the user directory answers again: sessions are checked against it again")
+	case wasFailing:
+		delete(ss.failing, user)
+		if len(ss.failing) == 0 {
+			ss.log.Info("web: the user directory answers again: sessions are checked against it again", "user", user)
+		}
 	}
 	return stamp, err
+}
+
+// maxFailing bounds failing; a user beyond it is asked at each request.
+const maxFailing = 1000
+
+// failingStale is how long a user stays in failing without a request: one who left
+// during an outage does not keep the next outage from being logged.
+const failingStale = 10 * time.Minute
+
+// pruneFailing drops the users of failing not seen for failingStale (ss.mu held).
+func (ss *sessions) pruneFailing(now time.Time) {
+	for u, next := range ss.failing {
+		if now.Sub(next) > failingStale {
+			delete(ss.failing, u)
+		}
+	}
 }
 
 // endUser ends user's sessions whose stamp is not keep (all of them when keep is "").
