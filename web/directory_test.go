@@ -73,6 +73,8 @@ func TestDirectoryOutageGrace(t *testing.T) {
 	carol.login("carol@example.test")
 	dave.login("dave@example.test")
 	alice.login("alice@example.test") // a local user: her checks succeed during the outage
+	item := r.quarantine("x@spam.test", "outage", "carol@example.test")
+	tk := r.ticket("carol@example.test", item, "carol@example.test", time.Now().Add(time.Hour))
 
 	srv.Stop()
 	clock.Advance(time.Minute)
@@ -91,6 +93,8 @@ func TestDirectoryOutageGrace(t *testing.T) {
 	}
 	code, body, h := erin.post("/login", url.Values{"csrf": {erin.csrf}, "username": {"erin@example.test"}, "password": {pw}})
 	directoryDownPage(t, "a new login, the directory down", code, body, h)
+	code, body, h = r.client().get("/ticket?t=" + url.QueryEscape(tk))
+	directoryDownPage(t, "a digest link, the directory down", code, body, h)
 
 	// The grace counts from the last successful check (the login), not from the outage.
 	clock.Advance(DefaultDirectoryGrace)

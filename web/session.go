@@ -687,7 +687,7 @@ func (s *Server) validTicket(w http.ResponseWriter, r *http.Request, raw string)
 		stamp, err := s.ticketStamp(r.Context(), tk.user)
 		if err != nil && !errors.Is(err, ErrNoUser) {
 			s.log.Warn("web: reading the user's credential stamp failed", "user", tk.user, "err", err.Error())
-			s.fail(w, r, nil, http.StatusServiceUnavailable, "The user database is unavailable; try again later.")
+			s.directoryDown(w, r)
 			return ticket{}, false
 		}
 		ok = err == nil && stamp == tk.stamp
