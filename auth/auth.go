@@ -37,3 +37,8 @@ type temporary string
 
 func (e temporary) Error() string   { return string(e) }
 func (e temporary) Temporary() bool { return true }
+
+// Unavailable tells ErrUnavailable from ErrThrottled for a caller that classifies by
+// behaviour: the web page answers a login the backend could not check with 503 and a
+// "try again" page, a throttled one with 429.
+func (e temporary) Unavailable() bool { return error(e) == ErrUnavailable }

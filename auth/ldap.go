@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -80,6 +81,8 @@ type LDAP struct {
 	idle idle.Stack[*ldapConn]
 
 	stampWarn sync.Once
+	// stampSeen records which groups of stampAttrs Stamp has found, each logged once.
+	stampSeen [3]atomic.Bool
 	now       func() time.Time
 }
 
@@ -484,15 +487,41 @@ func (l *LDAP) Stamp(ctx context.Context, addr string) (string, error) {
 		stamp = entryStamp(e)
 		return true, nil
 	})
-	if err == nil && stamp == "ldap" {
-		l.stampWarn.Do(func() {
-			l.log.Warn("auth: the ldap directory shows the service account none of userPassword, pwdChangedTime, pwdLastSet, entryCSN, uSNChanged, modifyTimestamp: a password change will not end the user's web sessions", "user", addr)
-		})
+	if err == nil {
+		l.logStampKind(stamp, addr)
 	}
 	return stamp, err
 }
 
-// entryStamp digests the first group of stampAttrs that e has; "ldap" when none.
+// logStampKind says, the first time Stamp finds each group of stampAttrs, which one
+// the web sessions are checked against: an operator sees at the first session check
+// (no entry is read at start) whether a directory meant to show pwdChangedTime does.
+// The last group is a warning, with what to change: OpenLDAP's ppolicy overlay writes
+// pwdFailureTime (and lastbind authTimestamp) on binds, which moves entryCSN and
+// modifyTimestamp, so a mistyped password, even a stranger's, ends the user's sessions.
+func (l *LDAP) logStampKind(stamp, user string) {
+	if stamp == "ldap" {
+		l.stampWarn.Do(func() {
+			l.log.Warn("auth: the ldap directory shows the service account none of userPassword, pwdChangedTime, pwdLastSet, entryCSN, uSNChanged, modifyTimestamp: a password change will not end the user's web sessions", "user", user)
+		})
+		return
+	}
+	i := int(stamp[len("ldap")] - '0')
+	if i < 0 || i >= len(l.stampSeen) || l.stampSeen[i].Swap(true) {
+		return
+	}
+	switch i {
+	case 0:
+		l.log.Info("auth: ldap web sessions are checked against the stored password (userPassword, readable by the service account)", "user", user)
+	case 1:
+		l.log.Info("auth: ldap web sessions are checked against the password's change time (pwdChangedTime or pwdLastSet)", "user", user)
+	default:
+		l.log.Warn("auth: ldap web sessions are checked against entryCSN/uSNChanged/modifyTimestamp, which any write to the entry moves (a ppolicy failure counter, a lastbind time): such a write ends the user's web sessions; load ppolicy and let the service account read pwdChangedTime (docs/operations.md)", "user", user)
+	}
+}
+
+// entryStamp digests the first group of stampAttrs that e has ("ldapN:" and the
+// digest, N the group's index); "ldap" when none.
 func entryStamp(e *ldap.Entry) string {
 	for i, g := range stampAttrs {
 		h := sha256.New()

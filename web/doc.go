@@ -7,7 +7,11 @@
 // several nodes share), named by a random token in an HttpOnly, SameSite=Strict cookie
 // (Secure under TLS) of which the database keeps only the SHA-256. A session ends at
 // logout, after its lifetime or idle timeout, and when its user's credentials change
-// (Credentials: a password changed, the account deleted). Every form carries the session's CSRF token and every POST
+// (Credentials: a password changed, the account deleted). When the credentials cannot be
+// read (the directory is down), a session verified within Config.DirectoryGrace goes on
+// unchecked and the others, and new logins, get a 503 page; the check resumes, and ends
+// the sessions of a password changed meanwhile, once the directory answers. Every form
+// carries the session's CSRF token and every POST
 // checks it; the login form, before any session, uses a double-submit cookie. Pages are
 // html/template, so every value from mail is escaped; the Content-Security-Policy allows
 // only the page's own stylesheet and script (no inline script), forbids framing, and

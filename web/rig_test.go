@@ -55,6 +55,25 @@ func (s stamps) Stamp(ctx context.Context, user string) (string, error) {
 	return hex.EncodeToString(sum[:8]), nil
 }
 
+// ldapStamps are the local users' stamps, then the directory's (auth.LDAP.Stamp), as
+// cmd/portcullis's credentialStamps.
+type ldapStamps struct {
+	local stamps
+	ldap  *auth.LDAP
+}
+
+func (s ldapStamps) Stamp(ctx context.Context, user string) (string, error) {
+	st, err := s.local.Stamp(ctx, user)
+	if !errors.Is(err, ErrNoUser) {
+		return st, err
+	}
+	st, err = s.ldap.Stamp(ctx, user)
+	if errors.Is(err, auth.ErrUnknownUser) {
+		return "", ErrNoUser
+	}
+	return st, err
+}
+
 // record adds a decision to the log and waits until it is written; it returns its id.
 func (r *rig) record(rec decisionlog.Record) int64 {
 	r.t.Helper()
@@ -84,9 +103,26 @@ func newRig(t *testing.T) *rig {
 // SQLite file in the test's directory).
 func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 	t.Helper()
+	return newRigOpts(t, rigOpts{log: lc})
+}
+
+// rigOpts change what newRigOpts builds.
+type rigOpts struct {
+	log decisionlog.Config
+	// ldap adds a directory after the local users; the credential stamps then come
+	// from it too (ldapStamps, as cmd/portcullis's adapter).
+	ldap *auth.LDAPConfig
+	// cfg changes the page's configuration; now replaces its clock.
+	cfg func(*Config)
+	now func() time.Time
+}
+
+func newRigOpts(t *testing.T, o rigOpts) *rig {
+	t.Helper()
+	lc := o.log
 	dir := t.TempDir()
 	ctx := context.Background()
-	users, err := auth.Open(auth.Config{Throttle: auth.ThrottleConfig{
+	users, err := auth.Open(auth.Config{LDAP: o.ldap, Throttle: auth.ThrottleConfig{
 		// Penalties longer than half a request's 30 s are answered ErrThrottled at once;
 		// the sleeps of the failure delay are skipped so the test does not wait.
 		FailureDelay: 10 * time.Second, MaxFailureDelay: time.Minute,
@@ -137,8 +173,16 @@ func newRigLog(t *testing.T, lc decisionlog.Config) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { state.Close() })
-	s, err := New(Config{Admins: []string{"admin@example.test"}, SecretFile: filepath.Join(dir, "web.secret")}, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
-		Log: dlog, Addresses: router, State: state, Credentials: stamps{users.DB}, ListOwners: expander{router}})
+	cfg := Config{Admins: []string{"admin@example.test"}, SecretFile: filepath.Join(dir, "web.secret")}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	var creds Credentials = stamps{users.DB}
+	if users.LDAP != nil {
+		creds = ldapStamps{stamps{users.DB}, users.LDAP}
+	}
+	s, err := New(cfg, Deps{Auth: users.Auth, Owner: router, Quarantine: area, Lists: lists,
+		Log: dlog, Addresses: router, State: state, Credentials: creds, ListOwners: expander{router}, Now: o.now})
 	if err != nil {
 		t.Fatal(err)
 	}

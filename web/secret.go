@@ -226,6 +226,13 @@ func loadKeys(ctx context.Context, st *State, path string, legacy []byte, lifeti
 	} else if prev != "" && !k.hasID(prev) && warn != nil {
 		warn("web: the key that signed until now is not in secret_file (the file was replaced, or the nodes' files differ): the links and forms it made are refused, and nodes with different files refuse each other's", "file", path)
 	}
+	// A key whose until= has passed checks no link (every link it could accept has
+	// expired), so it is not refused; but it is a secret kept for nothing: say so.
+	for i, c := range k.check[1:] {
+		if c.until != 0 && c.until < time.Now().Unix() && warn != nil {
+			warn("web: an old key of secret_file is past its until=: it checks no link any more; delete its line", "file", path, "key", i+2)
+		}
+	}
 	return k, nil
 }
 

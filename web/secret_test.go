@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/statedb"
+	"github.com/portcullis-mail/portcullis/internal/testenv"
 )
 
 // dbValues returns every text value of the state database's tables: what a copy of
@@ -278,5 +279,46 @@ func TestSecretKeyIDWarns(t *testing.T) {
 	}
 	if logs := start(strings.Repeat("d4", 32) + "\n"); !strings.Contains(logs, "not in secret_file") {
 		t.Errorf("a file without the key that signed until now: no warning:\n%s", logs)
+	}
+}
+
+// A leaked key: kept below a new one without until=, it still accepts the links its
+// holder signs (so docs/operations.md says to delete it at once); with an until= in the
+// past it accepts none and the start says to delete the line; deleted, none.
+func TestSecretLeakedKey(t *testing.T) {
+	r := newRig(t)
+	id := r.quarantine("x@spam.test", "leaked", "alice@example.test")
+	leaked, newKey := strings.Repeat("1f", 32), strings.Repeat("5e", 32)
+	var logs testenv.LockedBuffer
+	write := func(content string) {
+		if err := os.WriteFile(r.srv.cfg.SecretFile, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r.srv = r.restarted(Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		r.ts = httptestServer(t, r.srv)
+	}
+	write(leaked + "\n")
+	// What whoever holds the leaked key can sign (each link works once).
+	var forged []string
+	for range 3 {
+		forged = append(forged, r.ticket("alice@example.test", id, "alice@example.test", time.Now().Add(time.Hour)))
+	}
+	write(newKey + "\n" + leaked + "\n")
+	if code, _, _ := r.client().openTicket(forged[0]); code != http.StatusOK {
+		t.Errorf("a link of a leaked key kept without until=: %d; the test shows the risk the docs warn of", code)
+	}
+	if strings.Contains(logs.String(), "past its until=") {
+		t.Errorf("a warning for a key without until=:\n%s", logs.String())
+	}
+	write(newKey + "\n" + leaked + " until=" + time.Now().Add(-time.Minute).UTC().Format(time.RFC3339) + "\n")
+	if code, _, _ := r.client().openTicket(forged[1]); code != http.StatusForbidden {
+		t.Errorf("a link of a key whose until= has passed: %d, want 403", code)
+	}
+	if !strings.Contains(logs.String(), "past its until=") {
+		t.Errorf("no warning for a key past its until=:\n%s", logs.String())
+	}
+	write(newKey + "\n")
+	if code, _, _ := r.client().openTicket(forged[2]); code != http.StatusForbidden {
+		t.Errorf("a link of the deleted leaked key: %d, want 403", code)
 	}
 }

@@ -28,6 +28,9 @@ type session struct {
 	stamp   string // the user's credential stamp at login
 	created time.Time
 	used    time.Time
+	// checked is when the stamp was last read and matched (to within touchEvery): the
+	// start of the grace a directory outage gets (sessions.grace).
+	checked time.Time
 	// flash is what the last form did, shown once by the page it redirects to. It is
 	// kept here, not in the URL, so a link cannot put words in the page's mouth.
 	flash string
@@ -41,15 +44,24 @@ type sessions struct {
 	idle     time.Duration
 	max      int
 	now      func() time.Time
-	log      interface{ Warn(string, ...any) }
+	log      interface {
+		Warn(string, ...any)
+		Info(string, ...any)
+	}
 	// isAdmin says whether the configuration makes user an admin now: a session
 	// outlives the process that opened it, and keeps the role only while it does.
 	isAdmin func(user string) bool
 	keys    *keys // derive the sessions' CSRF tokens
+	// grace is how long after its last successful stamp check a session keeps working
+	// while the stamp cannot be read (Config.DirectoryGrace).
+	grace time.Duration
 
 	mu        sync.Mutex
 	lastPrune time.Time
 	addrs     map[string]addrEntry // by user
+	// failing are the users whose last stamp read failed temporarily (the directory
+	// down), each with when a request may ask for it again (see readStamp).
+	failing map[string]time.Time
 }
 
 type addrEntry struct {
@@ -77,6 +89,23 @@ var errFull = errors.New("too many sessions; try again later")
 // errUnavailable is returned when the state database cannot be reached.
 var errUnavailable = errors.New("the session database is unavailable; try again later")
 
+// errDirectory is returned when the user directory (LDAP, the user database) cannot be
+// asked for a user's credential stamp and the session's grace has run out, or for a new
+// login: the page answers 503 with it, not the login form, which cannot work then.
+var errDirectory = errors.New("web: the user directory is unavailable")
+
+// directoryDownMsg is the 503 page's text.
+const directoryDownMsg = "The user directory is unavailable, so your login cannot be checked. Try again in a few minutes."
+
+// DefaultDirectoryGrace is how long a session whose credential stamp was verified keeps
+// working while the user directory is unavailable, when Config.DirectoryGrace is zero.
+const DefaultDirectoryGrace = 5 * time.Minute
+
+// probeEvery is how often, while the directory is down, one request asks it again; the
+// others meanwhile take the grace path at once instead of each waiting for the
+// directory's timeout (a directory that drops packets makes every read wait for it).
+const probeEvery = 5 * time.Second
+
 // maxUserSessions bounds one user's sessions: a login beyond it ends their least recently
 // used one. Without it one account (its password, or a stolen digest ticket) could fill
 // MaxSessions and lock every other user out.
@@ -87,15 +116,14 @@ func (ss *sessions) create(ctx context.Context, user string, admin bool) (*sessi
 	stamp := ""
 	if ss.creds != nil {
 		var err error
-		if stamp, err = ss.creds.Stamp(ctx, user); err != nil {
-			ss.log.Warn("web: reading the user's credential stamp failed", "user", user, "err", err.Error())
-			return nil, "", errUnavailable
+		if stamp, err = ss.readStamp(ctx, user); err != nil {
+			return nil, "", errDirectory
 		}
 	}
 	now := ss.now()
 	ss.maybePrune(ctx, now)
 	tok := randomToken()
-	s := &session{id: hashToken(tok), user: user, admin: admin, csrf: ss.keys.csrfToken(tok), stamp: stamp, created: now, used: now}
+	s := &session{id: hashToken(tok), user: user, admin: admin, csrf: ss.keys.csrfToken(tok), stamp: stamp, created: now, used: now, checked: now}
 	adm := 0
 	if admin {
 		adm = 1
@@ -125,8 +153,8 @@ func (ss *sessions) create(ctx context.Context, user string, admin bool) (*sessi
 				return errFull
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used) VALUES (?, ?, ?, '', ?, ?, ?)`,
-			s.id, user, adm, stamp, now.Unix(), now.Unix())
+		_, err := tx.Exec(ctx, `INSERT INTO web_sessions (id, "user", admin, csrf, stamp, created, used, checked) VALUES (?, ?, ?, '', ?, ?, ?, ?)`,
+			s.id, user, adm, stamp, now.Unix(), now.Unix(), now.Unix())
 		return err
 	})
 	if errors.Is(err, errFull) {
@@ -176,50 +204,141 @@ func (ss *sessions) expired(s *session, now time.Time) bool {
 // get returns the request's live session, or nil. A session whose user no longer
 // exists, or whose password changed since the login, has ended: it is deleted, with the
 // user's other sessions of before the change.
-func (ss *sessions) get(r *http.Request) *session {
+//
+// When the stamp cannot be read (the directory is down), a session whose stamp matched
+// within the last grace keeps working unchecked: an outage does not lock out the admin
+// who needs the page then. It is not extended: checked moves only when a read matches,
+// so a password changed during the outage still ends the session at the first read
+// that succeeds. Past the grace get returns errDirectory, which the caller answers with
+// a 503 page (the session is kept for when the directory is back).
+func (ss *sessions) get(r *http.Request) (*session, error) {
 	c, err := r.Cookie(cookieName(r))
 	if err != nil || c.Value == "" || len(c.Value) > 100 {
-		return nil
+		return nil, nil
 	}
 	ctx := r.Context()
 	s := &session{id: hashToken(c.Value), csrf: ss.keys.csrfToken(c.Value)}
 	var adm int
-	var created, used int64
-	err = ss.st.db.QueryRow(ctx, `SELECT "user", admin, stamp, created, used, flash FROM web_sessions WHERE id = ?`, s.id).
-		Scan(&s.user, &adm, &s.stamp, &created, &used, &s.flash)
+	var created, used, checked int64
+	err = ss.st.db.QueryRow(ctx, `SELECT "user", admin, stamp, created, used, checked, flash FROM web_sessions WHERE id = ?`, s.id).
+		Scan(&s.user, &adm, &s.stamp, &created, &used, &checked, &s.flash)
 	if err != nil {
 		if !errors.Is(err, errNoRows) {
 			ss.log.Warn("web: reading a session failed", "err", err.Error())
 		}
-		return nil
+		return nil, nil
 	}
-	s.admin, s.created, s.used = adm == 1 && ss.isAdmin != nil && ss.isAdmin(s.user), time.Unix(created, 0), time.Unix(used, 0)
+	s.admin, s.created, s.used, s.checked = adm == 1 && ss.isAdmin != nil && ss.isAdmin(s.user), time.Unix(created, 0), time.Unix(used, 0), time.Unix(checked, 0)
 	now := ss.now()
 	if ss.expired(s, now) {
 		ss.delete(ctx, s.id)
-		return nil
+		return nil, nil
 	}
+	verified := false
 	if ss.creds != nil {
-		stamp, err := ss.creds.Stamp(ctx, s.user)
+		stamp, err := ss.readStamp(ctx, s.user)
 		switch {
 		case errors.Is(err, ErrNoUser):
 			ss.endUser(ctx, s.user, "")
-			return nil
+			return nil, nil
+		case err != nil && now.Sub(s.checked) <= ss.grace:
+			// Unchecked, within the grace.
 		case err != nil:
-			ss.log.Warn("web: reading the user's credential stamp failed", "user", s.user, "err", err.Error())
-			return nil
+			return nil, errDirectory
 		case stamp != s.stamp:
 			ss.endUser(ctx, s.user, stamp)
-			return nil
+			return nil, nil
+		default:
+			verified = true
 		}
 	}
-	if now.Sub(s.used) >= touchEvery {
+	switch {
+	case verified && now.Sub(s.checked) >= touchEvery:
+		if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET used = ?, checked = ? WHERE id = ?`, now.Unix(), now.Unix(), s.id); err != nil {
+			ss.log.Warn("web: recording a session's use failed", "err", err.Error())
+		}
+		s.used, s.checked = now, now
+	case now.Sub(s.used) >= touchEvery:
 		if _, err := ss.st.db.Exec(ctx, `UPDATE web_sessions SET used = ? WHERE id = ?`, now.Unix(), s.id); err != nil {
 			ss.log.Warn("web: recording a session's use failed", "err", err.Error())
 		}
 		s.used = now
 	}
-	return s
+	return s, nil
+}
+
+// readStamp reads user's credential stamp.
+//
+// A temporary failure (the directory or the user database cannot be asked:
+// auth.ErrUnavailable) puts the user in failing until a read of theirs succeeds; the
+// directory counts as down while failing is not empty, which is logged once when it
+// starts and once when it ends. The state is by user, not global, because the users may
+// live in several backends (local users before LDAP): a local user's page during an LDAP
+// outage says nothing about LDAP, and must not make the log flap. While a user is in
+// failing, one request of theirs per probeEvery asks again and the others fail at once.
+// Other failures (an entry the directory finds twice) are the user's alone and logged
+// each time.
+func (ss *sessions) readStamp(ctx context.Context, user string) (string, error) {
+	ss.mu.Lock()
+	if next, ok := ss.failing[user]; ok {
+		now := ss.now()
+		if now.Before(next) {
+			ss.mu.Unlock()
+			return "", errDirectory
+		}
+		ss.failing[user] = now.Add(probeEvery) // this request probes; the others wait for it
+	}
+	ss.mu.Unlock()
+	stamp, err := ss.creds.Stamp(ctx, user)
+	if ctx.Err() != nil {
+		return "", ctx.Err() // the request ended (client gone): says nothing of the directory
+	}
+	var temp interface{ Temporary() bool }
+	down := err != nil && errors.As(err, &temp) && temp.Temporary()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	now := ss.now()
+	_, wasFailing := ss.failing[user]
+	switch {
+	case down:
+		if !wasFailing {
+			ss.pruneFailing(now)
+			if len(ss.failing) == 0 {
+				ss.log.Warn("web: the user directory is unavailable: sessions checked in the last directory_grace keep working, other pages and logins answer 503 until it is back",
+					"grace", ss.grace.String(), "user", user, "err", err.Error())
+			}
+		}
+		if ss.failing == nil {
+			ss.failing = map[string]time.Time{}
+		}
+		if wasFailing || len(ss.failing) < maxFailing {
+			ss.failing[user] = now.Add(probeEvery)
+		}
+	case err != nil && !errors.Is(err, ErrNoUser):
+		ss.log.Warn("web: reading the user's credential stamp failed", "user", user, "err", err.Error())
+	case wasFailing:
+		delete(ss.failing, user)
+		if len(ss.failing) == 0 {
+			ss.log.Info("web: the user directory answers again: sessions are checked against it again", "user", user)
+		}
+	}
+	return stamp, err
+}
+
+// maxFailing bounds failing; a user beyond it is asked at each request.
+const maxFailing = 1000
+
+// failingStale is how long a user stays in failing without a request: one who left
+// during an outage does not keep the next outage from being logged.
+const failingStale = 10 * time.Minute
+
+// pruneFailing drops the users of failing not seen for failingStale (ss.mu held).
+func (ss *sessions) pruneFailing(now time.Time) {
+	for u, next := range ss.failing {
+		if now.Sub(next) > failingStale {
+			delete(ss.failing, u)
+		}
+	}
 }
 
 // endUser ends user's sessions whose stamp is not keep (all of them when keep is "").
@@ -299,7 +418,11 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAg
 // token.
 func (s *Server) user(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sess := s.sessions.get(r)
+		sess, err := s.sessions.get(r)
+		if err != nil {
+			s.directoryDown(w, r)
+			return
+		}
 		if sess == nil {
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -351,8 +474,21 @@ func safeNext(next string) string {
 	return next
 }
 
+// directoryDown answers a request whose login cannot be checked because the user
+// directory is unavailable: 503 with Retry-After (RFC 9110 §15.6.4, §10.2.3), a page that
+// says so; not the login form, on which no password would work then.
+func (s *Server) directoryDown(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "60")
+	s.fail(w, r, nil, http.StatusServiceUnavailable, directoryDownMsg)
+}
+
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
-	if s.sessions.get(r) != nil {
+	sess, err := s.sessions.get(r)
+	if err != nil {
+		s.directoryDown(w, r)
+		return
+	}
+	if sess != nil {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
@@ -386,6 +522,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	user, err := s.deps.Auth.Authenticate(r.Context(), username, password, remoteAddr(r))
 	if err != nil {
 		var temp interface{ Temporary() bool }
+		var unav interface{ Unavailable() bool }
+		if errors.As(err, &unav) && unav.Unavailable() {
+			s.log.Warn("web: login refused: the user directory is unavailable", "user", username, "remote", r.RemoteAddr, "err", err.Error())
+			s.directoryDown(w, r)
+			return
+		}
 		if errors.As(err, &temp) && temp.Temporary() {
 			s.log.Warn("web: login refused for now", "user", username, "remote", r.RemoteAddr, "err", err.Error())
 			s.renderLogin(w, r, http.StatusTooManyRequests, "Too many failed logins, or the user database is unavailable; try again later.", next)
@@ -396,6 +538,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.startSession(w, r, user, s.isAdmin(user)); err != nil {
+		if errors.Is(err, errDirectory) {
+			s.directoryDown(w, r)
+			return
+		}
 		s.renderLogin(w, r, http.StatusServiceUnavailable, err.Error(), next)
 		return
 	}
@@ -541,7 +687,7 @@ func (s *Server) validTicket(w http.ResponseWriter, r *http.Request, raw string)
 		stamp, err := s.ticketStamp(r.Context(), tk.user)
 		if err != nil && !errors.Is(err, ErrNoUser) {
 			s.log.Warn("web: reading the user's credential stamp failed", "user", tk.user, "err", err.Error())
-			s.fail(w, r, nil, http.StatusServiceUnavailable, "The user database is unavailable; try again later.")
+			s.directoryDown(w, r)
 			return ticket{}, false
 		}
 		ok = err == nil && stamp == tk.stamp
@@ -567,7 +713,11 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sess := s.sessions.get(r)
+	sess, err := s.sessions.get(r)
+	if err != nil {
+		s.directoryDown(w, r)
+		return
+	}
 	if sess != nil && sess.user != tk.user {
 		// Switching would let anyone log a victim in to the sender's account with the
 		// sender's own ticket (login CSRF): the victim would then act there unawares.
@@ -588,6 +738,10 @@ func (s *Server) ticketLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if sess == nil {
 		if sess, err = s.startSession(w, r, tk.user, false); err != nil {
+			if errors.Is(err, errDirectory) {
+				s.directoryDown(w, r)
+				return
+			}
 			s.fail(w, r, nil, http.StatusServiceUnavailable, err.Error())
 			return
 		}

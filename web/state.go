@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS web_sessions (
 	stamp   TEXT NOT NULL,
 	created INTEGER NOT NULL,
 	used    INTEGER NOT NULL,
-	flash   TEXT NOT NULL DEFAULT ''
+	flash   TEXT NOT NULL DEFAULT '',
+	checked INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions("user");
 CREATE TABLE IF NOT EXISTS web_tickets_used (
@@ -54,8 +55,10 @@ CREATE TABLE IF NOT EXISTS web_sessions (
 	stamp   TEXT NOT NULL,
 	created BIGINT NOT NULL,
 	used    BIGINT NOT NULL,
-	flash   TEXT NOT NULL DEFAULT ''
+	flash   TEXT NOT NULL DEFAULT '',
+	checked BIGINT NOT NULL DEFAULT 0
 );
+ALTER TABLE web_sessions ADD COLUMN IF NOT EXISTS checked BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions("user");
 CREATE TABLE IF NOT EXISTS web_tickets_used (
 	id      TEXT PRIMARY KEY,
@@ -72,7 +75,29 @@ func OpenState(ctx context.Context, cfg statedb.Config) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: state: %w", err)
 	}
+	if !db.Postgres() {
+		if err := addCheckedSQLite(ctx, db); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("web: state: %w", err)
+		}
+	}
 	return &State{db: db}, nil
+}
+
+// addCheckedSQLite adds the column checked (when a session's credential stamp last
+// matched: the start of its grace in a directory outage) to a database an older version
+// made; PostgreSQL's schema does it with ADD COLUMN IF NOT EXISTS, which SQLite lacks.
+// An older session gets 0: no grace until its next successful check.
+func addCheckedSQLite(ctx context.Context, db *statedb.DB) error {
+	var n int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pragma_table_info('web_sessions') WHERE name = 'checked'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, `ALTER TABLE web_sessions ADD COLUMN checked INTEGER NOT NULL DEFAULT 0`)
+	return err
 }
 
 // Close closes the database.

@@ -97,6 +97,12 @@ type Config struct {
 	// the others (an old key kept during a rotation until its links expire) only check
 	// links. Read at start.
 	SecretFile string `yaml:"secret_file"`
+	// DirectoryGrace is how long a session whose user's credential stamp (Credentials)
+	// was last verified keeps working while the stamp cannot be read because the user
+	// directory (LDAP, the user database) is unavailable (default 5m). After it, and for
+	// a new login, the page answers 503 until the directory is back; a password changed
+	// meanwhile ends the session at the first check that succeeds.
+	DirectoryGrace time.Duration `yaml:"directory_grace"`
 
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -173,8 +179,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.TicketLifetime == 0 {
 		cfg.TicketLifetime = DefaultTicketLifetime
 	}
-	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 || cfg.TicketLifetime < 0 {
-		return nil, errors.New("web: session_lifetime, idle_timeout, max_sessions and ticket_lifetime must not be negative")
+	if cfg.DirectoryGrace == 0 {
+		cfg.DirectoryGrace = DefaultDirectoryGrace
+	}
+	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 || cfg.TicketLifetime < 0 || cfg.DirectoryGrace < 0 {
+		return nil, errors.New("web: session_lifetime, idle_timeout, max_sessions, ticket_lifetime and directory_grace must not be negative")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -191,7 +200,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: cfg.Logger, now: deps.Now, keys: k}
 	s.sessions = &sessions{st: deps.State, creds: deps.Credentials, lifetime: cfg.SessionLifetime, idle: cfg.IdleTimeout,
-		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger, isAdmin: s.isAdmin, keys: k}
+		max: cfg.MaxSessions, now: deps.Now, log: cfg.Logger, isAdmin: s.isAdmin, keys: k, grace: cfg.DirectoryGrace}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -342,7 +351,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, sess *session, sta
 }
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	if s.sessions.get(r) == nil {
+	sess, err := s.sessions.get(r)
+	if err != nil {
+		s.directoryDown(w, r)
+		return
+	}
+	if sess == nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}

@@ -255,3 +255,41 @@ func TestE2EWebLDAPPasswordChange(t *testing.T) {
 	code, _, _ = c.do("GET", "/senders", nil)
 	require.Equal(t, http.StatusOK, code, "a login with the new password")
 }
+
+// TestE2EWebLDAPOutage: through the real binary, with slapd stopped, an LDAP user's
+// session keeps working for web.directory_grace; then the page answers 503 saying the
+// directory is unavailable (not the login form, on which no password would work), and
+// works again once slapd is back. The outage and its end are logged once each.
+func TestE2EWebLDAPOutage(t *testing.T) {
+	const user, pass = "hal@example.test", "hal's password"
+	ls := ldaptest.Start(t, ldaptest.User{UID: "hal", Mail: user, Password: pass})
+	dir := t.TempDir()
+	cfg := webServerConfig(t, dir)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(f, "auth:\n  ldap: { url: %q, base_dn: %q, bind_dn: %q, bind_password: %q, timeout: 2s }\nweb: { directory_grace: 20s }\n", ls.URL, ldaptest.BaseDN, ls.BindDN, ls.BindPassword)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	srv := startServer(t, cfg, "mx", "http")
+	defer srv.kill()
+
+	c := newWebClient(t, "http://"+srv.addrs["http"])
+	c.login(user, pass)
+	ls.Stop() // may take seconds on a loaded machine: the grace leaves room for it
+	code, body, h := c.do("GET", "/senders", nil)
+	require.Equal(t, http.StatusOK, code, "within the grace, slapd stopped: %s %s", h.Get("Location"), body)
+	requireEventually(t, func() bool {
+		code, body, h = c.do("GET", "/senders", nil)
+		return code != http.StatusOK
+	})
+	require.Equal(t, http.StatusServiceUnavailable, code, "past the grace: %s %s", h.Get("Location"), body)
+	require.Contains(t, body, "The user directory is unavailable")
+	require.NotContains(t, body, `name="password"`)
+	require.NotEmpty(t, h.Get("Retry-After"))
+
+	ls.Restart(t)
+	requireEventually(t, func() bool { code, _, _ = c.do("GET", "/senders", nil); return code == http.StatusOK })
+	logs := srv.logText()
+	require.Equal(t, 1, strings.Count(logs, "the user directory is unavailable:"), logs)
+	require.Equal(t, 1, strings.Count(logs, "the user directory answers again"), logs)
+}
