@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS decision_top_rest (
 	kind SMALLINT NOT NULL, d BIGINT NOT NULL, n BIGINT NOT NULL, bytes BIGINT NOT NULL,
 	err BIGINT NOT NULL, err_bytes BIGINT NOT NULL,
 	PRIMARY KEY (kind, d))` + without + `;
-`
+` + d.dailySchema()
 }
 
 // The kinds of decision_top, and the Top keys they answer.
@@ -384,6 +384,9 @@ func (l *Log) readState(ctx context.Context, tx *sql.Tx, lock string) (buildStat
 // it notes the highest record id, above which the writer counts. The build itself runs
 // in the background (buildRollups), so that Open returns at once.
 func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
+	if err := l.openDays(ctx, tx); err != nil {
+		return err
+	}
 	var n int
 	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM decision_meta WHERE k IN ('rollups', 'rollups_floor')").Scan(&n); err != nil {
 		return err
@@ -406,6 +409,10 @@ func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
 	var lo, hi int64
 	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MIN(id), 1) - 1, COALESCE(MAX(id), 0) FROM decisions").Scan(&lo, &hi); err != nil {
 		return err
+	}
+	// the daily counters first: their triggers would carry every deletion below
+	if err := l.resetDays(ctx, tx); err != nil {
+		return fmt.Errorf("start counters: %w", err)
 	}
 	for _, s := range []string{"DELETE FROM decision_hours", "DELETE FROM decision_scores", "DELETE FROM decision_top", "DELETE FROM decision_top_rest"} {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
@@ -448,6 +455,11 @@ func (l *Log) buildRollups(ctx context.Context) {
 		case done:
 			l.rollup.built.Store(true)
 			l.log.Info("decision log: the charts' counters are built", "took", time.Since(start).Round(time.Second), "store", l.where())
+			// the day and week figures read daily counters: sum them now, not at
+			// the next hourly Optimize
+			if err := l.rollDays(ctx, time.Now().UnixMicro()/usDay); err != nil && ctx.Err() == nil {
+				l.log.Error("decision log: daily counters", "err", err)
+			}
 			return
 		}
 		if time.Since(logged) > time.Minute {
