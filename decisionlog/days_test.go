@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/decisionlog"
+	"github.com/portcullis-mail/portcullis/internal/pgtest"
 )
 
 // daysCheck: the day and week figures and the score histogram, read from the daily
@@ -168,4 +169,73 @@ func daysCheck(t *testing.T, l *decisionlog.Log) {
 	if _, rows, err := l.DaysRolled(ctx); err != nil || rows != 0 {
 		t.Fatalf("%d daily counters left after pruning every record (%v)", rows, err)
 	}
+}
+
+// Two nodes share a PostgreSQL log: one rolls the days one at a time while the other
+// writes records into those days and outcomes that move their counts. The roll
+// recreates the triggers, which waits for the writers' transactions and keeps new ones
+// out until it commits: no change falls between the roll's sums and its new bound, and
+// the figures equal the records' at the end.
+func TestPostgresDaysWhileWriting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	open := func() *decisionlog.Log {
+		l, err := decisionlog.Open(ctx, decisionlog.Config{Postgres: dsn, Retention: -1, OutcomeWait: time.Millisecond}, decisionlog.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	writer, roller := open(), open()
+	start := day0
+	const days = 16
+	r := rand.New(rand.NewPCG(3, 9))
+	rec := func(i int) decisionlog.Record {
+		return decisionlog.Record{Time: start.Add(time.Duration(r.Int64N(int64(days * 24 * time.Hour)))), Recipient: fmt.Sprintf("u%d@example.org", i%13),
+			Verdict: []string{"accept", "accept", "reject"}[i%3], Category: []string{"", "RBL", "Spam"}[i%3], QueueID: fmt.Sprintf("q%d", i),
+			Size: int64(i), Score: float64(i%17) - 3}
+	}
+	for i := range 2000 {
+		writer.Add(rec(i))
+	}
+	flush(t, writer)
+	done := make(chan error, 1)
+	go func() {
+		for d := 1; d <= days; d++ {
+			if err := roller.RollDays(ctx, start.Add(time.Duration(d)*24*time.Hour)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	outcomes := []string{"delivered", "deferred", "bounced"}
+	for i := range 2000 {
+		if i%3 != 2 {
+			writer.SetOutcome(decisionlog.Outcome{QueueID: fmt.Sprintf("q%d", i), Recipient: fmt.Sprintf("u%d@example.org", i%13), Outcome: outcomes[i%3]})
+		}
+		if i%4 == 0 {
+			writer.Add(rec(2000 + i))
+		}
+		if i%50 == 0 {
+			flush(t, writer)
+		}
+	}
+	flush(t, writer)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b, rows, err := writer.DaysRolled(ctx); err != nil || b.Before(start.Add(days*24*time.Hour)) || rows == 0 {
+		t.Fatalf("days rolled up to %v with %d daily counters (%v)", b, rows, err)
+	}
+	f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Since: start}
+	for _, b := range []decisionlog.Bucket{decisionlog.Day, decisionlog.Week} {
+		same(t, fmt.Sprint("traffic ", b), writer, func() (any, error) { return writer.Traffic(ctx, f, b) })
+		same(t, fmt.Sprint("blocked ", b), writer, func() (any, error) { return writer.BlockedByCategory(ctx, f, b) })
+	}
+	same(t, "histogram", writer, func() (any, error) { return writer.ScoreHistogram(ctx, f, 1) })
 }
