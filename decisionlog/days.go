@@ -170,7 +170,10 @@ CREATE TRIGGER %[1]s_days_del AFTER DELETE ON %[1]s WHEN OLD.h < %[2]s BEGIN %[4
 
 // openDays makes sure the bound exists and recreates the triggers from it, in Open's
 // transaction (which holds the schema's lock): idempotent, and a store whose triggers
-// were dropped by hand is consistent again before anything is written.
+// were dropped by hand is consistent again before anything is written. Lock order in
+// PostgreSQL: the schema's advisory lock, the roll's, then the hourly tables (the
+// triggers' recreation), as the roll and the build take them; a writer takes the
+// records' table before the hourly counters, and no advisory lock.
 func (l *Log) openDays(ctx context.Context, tx *sql.Tx) error {
 	if l.d.postgres {
 		// a roll of another node between the read of the bound and the triggers'
@@ -189,6 +192,12 @@ func (l *Log) openDays(ctx context.Context, tx *sql.Tx) error {
 // resetDays forgets the daily counters (the next roll sums them again), in tx: the
 // counters are being built again from the records, or may be stale.
 func (l *Log) resetDays(ctx context.Context, tx *sql.Tx) error {
+	if l.d.postgres {
+		// every change of the bound holds the roll's lock
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(rollupLock)+")"); err != nil {
+			return err
+		}
+	}
 	if err := l.setDaysRolled(ctx, tx, 0); err != nil {
 		return err
 	}

@@ -384,9 +384,6 @@ func (l *Log) readState(ctx context.Context, tx *sql.Tx, lock string) (buildStat
 // it notes the highest record id, above which the writer counts. The build itself runs
 // in the background (buildRollups), so that Open returns at once.
 func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
-	if err := l.openDays(ctx, tx); err != nil {
-		return err
-	}
 	var n int
 	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM decision_meta WHERE k IN ('rollups', 'rollups_floor')").Scan(&n); err != nil {
 		return err
@@ -396,7 +393,10 @@ func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
 		if err == nil && s.done {
 			l.rollup.built.Store(true)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return l.openDays(ctx, tx) // days.go
 	}
 	if l.d.postgres {
 		// Inserts in flight (another node's writer) finish before the highest id is
@@ -410,7 +410,9 @@ func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
 	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MIN(id), 1) - 1, COALESCE(MAX(id), 0) FROM decisions").Scan(&lo, &hi); err != nil {
 		return err
 	}
-	// the daily counters first: their triggers would carry every deletion below
+	// the daily counters first: their triggers would carry every deletion below (and,
+	// in PostgreSQL, after the lock on decisions: a writer holding it may be waiting
+	// for the hourly counters, which the triggers' recreation locks)
 	if err := l.resetDays(ctx, tx); err != nil {
 		return fmt.Errorf("start counters: %w", err)
 	}
