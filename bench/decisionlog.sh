@@ -43,7 +43,8 @@ if [[ " $PARTS " == *" search "* ]]; then
     echo; echo "SQLite, $RECORDS records:"
     "$W/dlbench" -records "$RECORDS" -path "$W/decisions.db" ${GENERATE:+-generate}
     ls -l "$W/decisions.db" | awk '{printf "database file: %.0f MiB\n", $5/1048576}'
-    rm -f "$W"/decisions.db*
+    # KEEP=1 keeps the file (and the PostgreSQL cluster) for dlbench -records 0 runs
+    if [ -n "${KEEP:-}" ]; then echo "kept: $W/decisions.db"; else rm -f "$W"/decisions.db*; fi
   fi
   if [[ " $STORES " != *" postgres "* ]]; then
     :
@@ -56,6 +57,7 @@ if [[ " $PARTS " == *" search "* ]]; then
     PG_STARTED=1
     echo; echo "PostgreSQL $(basename "$(dirname "$PG_BIN")"), $RECORDS records:"
     "$W/dlbench" -records "$RECORDS" -postgres "postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable" ${GENERATE:+-generate}
+    [ -n "${KEEP:-}" ] && echo "kept: postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable (stop: runuser -u postgres -- $PG_BIN/pg_ctl -D $W/pg/data stop)"
     echo "database size: $(psql -h 127.0.0.1 -p "$PG_PORT" -U bench -d postgres -Atc "SELECT pg_size_pretty(pg_database_size('postgres'))" 2>/dev/null || echo '?')"
   else
     echo "PostgreSQL is not installed: skipped (scripts/install-test-deps.sh installs it)"

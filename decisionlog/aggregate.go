@@ -52,9 +52,9 @@ func (l *Log) BlockedByCategory(ctx context.Context, f Filter, b Bucket) ([]Cate
 	var rows *sql.Rows
 	var err error
 	if lo, hi, ok := l.rollupRange(ctx, f, usHour, true); ok {
-		cond, args := rangeSQL("h", lo, hi)
-		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+" AS b, category, SUM(n) FROM decision_hours WHERE "+
-			cond+" AND verdict IN ('reject', 'tempfail', 'discard', 'quarantine') GROUP BY b, category HAVING SUM(n) > 0 ORDER BY b, category"), args...)
+		src, args := l.counterRows(hourCounters, b, lo, hi) // days.go
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+" AS b, category, SUM(n) FROM "+src+
+			" WHERE verdict IN ('reject', 'tempfail', 'discard', 'quarantine') GROUP BY b, category HAVING SUM(n) > 0 ORDER BY b, category"), args...)
 	} else {
 		q, berr := f.build(l.d)
 		if berr != nil {
@@ -104,7 +104,7 @@ func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, er
 	var rows *sql.Rows
 	var err error
 	if lo, hi, ok := l.rollupRange(ctx, f, usHour, false); ok {
-		cond, args := rangeSQL("h", lo, hi)
+		src, args := l.counterRows(hourCounters, b, lo, hi) // days.go
 		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT "+b.hourExpr()+` AS b,
 		SUM(CASE WHEN conn = 0 THEN n ELSE 0 END),
 		SUM(CASE WHEN conn = 0 AND verdict = 'accept' THEN n ELSE 0 END),
@@ -117,7 +117,7 @@ func (l *Log) Traffic(ctx context.Context, f Filter, b Bucket) ([]TrafficRow, er
 		SUM(CASE WHEN outcome = 'bounced' THEN n ELSE 0 END),
 		SUM(CASE WHEN conn = 1 THEN n ELSE 0 END),
 		SUM(CASE WHEN conn = 0 AND verdict = 'accept' THEN bytes ELSE 0 END)
-		FROM decision_hours WHERE `+cond+" GROUP BY b HAVING SUM(n) > 0 ORDER BY b"), args...)
+		FROM `+src+" GROUP BY b HAVING SUM(n) > 0 ORDER BY b"), args...)
 		if err != nil {
 			return nil, fmt.Errorf("decisionlog: traffic: %w", err)
 		}
@@ -178,9 +178,8 @@ func (l *Log) ScoreHistogram(ctx context.Context, f Filter, width float64) ([]Sc
 	var rows *sql.Rows
 	var err error
 	if lo, hi, ok := l.rollupRange(ctx, f, usHour, false); ok && width == 1 {
-		cond, args := rangeSQL("h", lo, hi)
-		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT bin, SUM(n) FROM decision_scores WHERE "+
-			cond+" GROUP BY bin HAVING SUM(n) > 0 ORDER BY bin"), args...)
+		src, args := l.counterRows(scoreCounters, Day, lo, hi) // days.go
+		rows, err = l.db.QueryContext(ctx, l.d.rebind("SELECT bin, SUM(n) FROM "+src+" GROUP BY bin HAVING SUM(n) > 0 ORDER BY bin"), args...)
 	} else {
 		q, berr := f.build(l.d)
 		if berr != nil {

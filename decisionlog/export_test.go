@@ -1,6 +1,10 @@
 package decisionlog
 
-import "context"
+import (
+	"context"
+	"strconv"
+	"time"
+)
 
 // SetRollups turns the charts' counters on or off for the aggregations (tests compare
 // them with the records).
@@ -82,3 +86,33 @@ func (l *Log) BuildProgress(ctx context.Context) (floor, built int64, err error)
 	s, err := l.readState(ctx, tx, "")
 	return s.floor, s.built, err
 }
+
+// RollDays sums the hourly counters of the days before today's into daily counters, as
+// Optimize does with the clock's day.
+func (l *Log) RollDays(ctx context.Context, today time.Time) error {
+	return l.rollDays(ctx, micros(today)/usDay)
+}
+
+// DaysRolled is the first day not rolled into daily counters, and how many daily
+// counters there are.
+func (l *Log) DaysRolled(ctx context.Context) (time.Time, int64, error) {
+	var v string
+	var n int64
+	err := l.db.QueryRowContext(ctx, `SELECT (SELECT v FROM decision_meta WHERE k = 'days_rolled'),
+		(SELECT COUNT(*) FROM decision_days) + (SELECT COUNT(*) FROM decision_score_days)`).Scan(&v, &n)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	d, err := strconv.ParseInt(v, 10, 64)
+	return fromMicros(d * usDay), n, err
+}
+
+// ExecSQL runs a statement in the log's store (tests tamper with the counters).
+func (l *Log) ExecSQL(ctx context.Context, q string, args ...any) error {
+	_, err := l.db.ExecContext(ctx, l.d.rebind(q), args...)
+	return err
+}
+
+// BuildRollups runs the background build of the counters to its end, in the caller's
+// goroutine.
+func (l *Log) BuildRollups(ctx context.Context) { l.buildRollups(ctx) }

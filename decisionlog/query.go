@@ -263,9 +263,13 @@ func (l *Log) pruner() {
 
 // Optimize brings the query planner's statistics up to date (SQLite's PRAGMA optimize,
 // PostgreSQL's ANALYZE of the table): without them a planner may walk the time index
-// for a rare domain instead of the domain's index; and it trims the top lists' daily
-// counters to their cap. The pruner runs it every hour; run it after a bulk import.
+// for a rare domain instead of the domain's index; it sums the completed days' hourly
+// counters into daily ones (days.go), and trims the top lists' daily counters to their
+// cap. The pruner runs it every hour; run it after a bulk import.
 func (l *Log) Optimize(ctx context.Context) error {
+	if err := l.rollDays(ctx, time.Now().UnixMicro()/usDay); err != nil {
+		return err
+	}
 	if err := l.trimCounters(ctx); err != nil {
 		return fmt.Errorf("decisionlog: trim counters %s: %w", l.where(), err)
 	}

@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS decision_top_rest (
 	kind SMALLINT NOT NULL, d BIGINT NOT NULL, n BIGINT NOT NULL, bytes BIGINT NOT NULL,
 	err BIGINT NOT NULL, err_bytes BIGINT NOT NULL,
 	PRIMARY KEY (kind, d))` + without + `;
-`
+` + d.dailySchema()
 }
 
 // The kinds of decision_top, and the Top keys they answer.
@@ -393,7 +393,10 @@ func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
 		if err == nil && s.done {
 			l.rollup.built.Store(true)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return l.openDays(ctx, tx) // days.go
 	}
 	if l.d.postgres {
 		// Inserts in flight (another node's writer) finish before the highest id is
@@ -406,6 +409,12 @@ func (l *Log) backfill(ctx context.Context, tx *sql.Tx) error {
 	var lo, hi int64
 	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MIN(id), 1) - 1, COALESCE(MAX(id), 0) FROM decisions").Scan(&lo, &hi); err != nil {
 		return err
+	}
+	// the daily counters first: their triggers would carry every deletion below (and,
+	// in PostgreSQL, after the lock on decisions: a writer holding it may be waiting
+	// for the hourly counters, which the triggers' recreation locks)
+	if err := l.resetDays(ctx, tx); err != nil {
+		return fmt.Errorf("start counters: %w", err)
 	}
 	for _, s := range []string{"DELETE FROM decision_hours", "DELETE FROM decision_scores", "DELETE FROM decision_top", "DELETE FROM decision_top_rest"} {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
@@ -448,6 +457,11 @@ func (l *Log) buildRollups(ctx context.Context) {
 		case done:
 			l.rollup.built.Store(true)
 			l.log.Info("decision log: the charts' counters are built", "took", time.Since(start).Round(time.Second), "store", l.where())
+			// the day and week figures read daily counters: sum them now, not at
+			// the next hourly Optimize
+			if err := l.rollDays(ctx, time.Now().UnixMicro()/usDay); err != nil && ctx.Err() == nil {
+				l.log.Error("decision log: daily counters", "err", err)
+			}
 			return
 		}
 		if time.Since(logged) > time.Minute {

@@ -117,3 +117,60 @@ CREATE INDEX IF NOT EXISTS decisions_queue ON decisions (queue_id, recipient) WH
 CREATE INDEX IF NOT EXISTS decisions_cat ON decisions (category, t);
 `
 }
+
+// dailySchema is the tables of the daily counters (days.go): decision_hours and
+// decision_scores summed per UTC day, for the days before the bound kept in
+// decision_meta ("days_rolled"). In PostgreSQL, the functions of the triggers that
+// carry a later change of an hourly counter of such a day to its daily counter.
+func (d dialect) dailySchema() string {
+	without := " WITHOUT ROWID"
+	if d.postgres {
+		without = ""
+	}
+	s := `
+CREATE TABLE IF NOT EXISTS decision_days (
+	d BIGINT NOT NULL, category TEXT NOT NULL, verdict TEXT NOT NULL, outcome TEXT NOT NULL,
+	conn SMALLINT NOT NULL, n BIGINT NOT NULL, bytes BIGINT NOT NULL,
+	PRIMARY KEY (d, category, verdict, outcome, conn))` + without + `;
+CREATE TABLE IF NOT EXISTS decision_score_days (
+	d BIGINT NOT NULL, bin BIGINT NOT NULL, n BIGINT NOT NULL,
+	PRIMARY KEY (d, bin))` + without + `;
+`
+	if !d.postgres {
+		return s
+	}
+	// TG_ARGV[0] is the first hour not rolled into days: a change to an hour below it
+	// moves its day's counter by the same amount. The trigger's WHEN (the same bound)
+	// keeps today's rows from calling the function at all. OLD is NULL in an INSERT's
+	// trigger and NEW in a DELETE's.
+	return s + `
+CREATE OR REPLACE FUNCTION decision_hours_to_days() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+	IF OLD.h < TG_ARGV[0]::bigint THEN
+		INSERT INTO decision_days (d, category, verdict, outcome, conn, n, bytes)
+		VALUES (OLD.h / 24, OLD.category, OLD.verdict, OLD.outcome, OLD.conn, -OLD.n, -OLD.bytes)
+		ON CONFLICT (d, category, verdict, outcome, conn) DO UPDATE
+		SET n = decision_days.n + excluded.n, bytes = decision_days.bytes + excluded.bytes;
+	END IF;
+	IF NEW.h < TG_ARGV[0]::bigint THEN
+		INSERT INTO decision_days (d, category, verdict, outcome, conn, n, bytes)
+		VALUES (NEW.h / 24, NEW.category, NEW.verdict, NEW.outcome, NEW.conn, NEW.n, NEW.bytes)
+		ON CONFLICT (d, category, verdict, outcome, conn) DO UPDATE
+		SET n = decision_days.n + excluded.n, bytes = decision_days.bytes + excluded.bytes;
+	END IF;
+	RETURN NULL;
+END $f$;
+CREATE OR REPLACE FUNCTION decision_scores_to_days() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+	IF OLD.h < TG_ARGV[0]::bigint THEN
+		INSERT INTO decision_score_days (d, bin, n) VALUES (OLD.h / 24, OLD.bin, -OLD.n)
+		ON CONFLICT (d, bin) DO UPDATE SET n = decision_score_days.n + excluded.n;
+	END IF;
+	IF NEW.h < TG_ARGV[0]::bigint THEN
+		INSERT INTO decision_score_days (d, bin, n) VALUES (NEW.h / 24, NEW.bin, NEW.n)
+		ON CONFLICT (d, bin) DO UPDATE SET n = decision_score_days.n + excluded.n;
+	END IF;
+	RETURN NULL;
+END $f$;
+`
+}

@@ -470,6 +470,11 @@ func runSuite(t *testing.T, open opener) {
 		topCapCheck(t, l)
 	})
 
+	t.Run("DailyCounters", func(t *testing.T) {
+		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
+		daysCheck(t, l)
+	})
+
 	t.Run("RollupsBuild", func(t *testing.T) {
 		l, _ := open(t, decisionlog.Config{Retention: -1}, decisionlog.Deps{})
 		buildCheck(t, l)
