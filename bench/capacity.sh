@@ -34,25 +34,17 @@ ACTIVE=${ACTIVE:-10} SECS=${SECS:-10} USERS_AT=${USERS_AT:-10000 30000} LOOKUPS=
 PASS=bench-pw-123456 # imapidle sends it as an atom
 command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
 ulimit -n "$(ulimit -Hn)"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 W=$(bench_workdir capacity)
 PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill $p 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait $p 2>/dev/null || true; done; PIDS=(); }
-trap 'stop_all; [ -n "${PGPID:-}" ] && runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg/data stop -m fast >/dev/null 2>&1; sleep 1; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf $W' EXIT
+trap 'stop_all; stop_postgres $W; sleep 1; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf $W' EXIT
 go build -o $W/portcullis ./cmd/portcullis
 (cd bench && go build -o $W/imapload ./cmd/imapload && go build -o $W/imapidle ./cmd/imapidle && go build -o $W/logincost ./cmd/logincost)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $W/master.secret
 
-# PostgreSQL, as its own user (as bench/scaleout.sh).
-mkdir -p $W/pg && chown postgres $W/pg
-runuser -u postgres -- $PGBIN/initdb -D $W/pg/data -U portcullis --auth=trust --no-sync >/dev/null
+# PostgreSQL, as its own user.
 PGPORT=21900
-runuser -u postgres -- $PGBIN/postgres -D $W/pg/data -p $PGPORT -k $W/pg -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c max_connections=200 2>$W/pg.log &
-PGPID=$!
-wait_port $PGPORT postgres $PGPID $W/pg.log
-sleep 1
-psql -q -h 127.0.0.1 -p $PGPORT -U portcullis -d postgres -c "CREATE DATABASE mail"
+start_postgres $W $PGPORT mail
 DSN="postgres://portcullis@127.0.0.1:$PGPORT/mail?sslmode=disable"
 SQL() { psql -qtA -h 127.0.0.1 -p $PGPORT -U portcullis -d mail -c "$1"; }
 

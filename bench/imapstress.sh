@@ -106,34 +106,10 @@ stress() {
   local name=$1 port=$2 n=$3 out="$W/$1-$3.out"
   (cd "$W" && "$IMAPTEST/run" host=127.0.0.1 port=$port user="test%d@bench.example" pass="$PASS" \
     users=$USERS clients=$n secs=$SECS mbox="$W/stress.mbox" >"$out" 2>&1) || true
-  python3 - "$name" "$n" "$SECS" "$out" <<'PY'
-import re, sys
-name, n, secs, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-lines = open(path, errors="replace").read().splitlines()
-# After "Totals:": the column names, percentage lines, then the totals.
-cols, tot = [], None
-for i, l in enumerate(lines):
-    if l.strip().startswith("Totals:"):
-        for m in lines[i + 1:]:
-            f = m.split()
-            if f[:1] == ["Logi"]:
-                cols = f
-            elif cols and f and all(x.isdigit() for x in f):
-                tot = f
-                break
-problems = [l for l in lines if re.search(r"^(Error|Warning|Panic|Fatal)|error|warning", l, re.I) and "Totals" not in l]
-errors = sum(1 for l in problems if re.search(r"error|panic|fatal", l, re.I))
-warnings = len(problems) - errors
-if not tot or len(tot) < len(cols):
-    print(f"{name} clients={n}: no totals; output in {path}")
-    sys.exit(0)
-vals = dict(zip(cols, (int(x) for x in tot[:len(cols)])))
-cmds = sum(vals.values())
-print(f"{name} clients={n} logins={vals.get('Logi', 0)} logins_per_sec={vals.get('Logi', 0)/secs:.0f} "
-      f"commands={cmds} commands_per_sec={cmds/secs:.0f} errors={errors} warnings={warnings}")
-for l in problems[:20]:
-    print("   ", l[:200])
-PY
+  local t
+  t=$(imaptest_totals "$out" "$SECS")
+  echo "$name clients=$n ${t%%$'\n'*}"
+  [[ "$t" != *$'\n'* ]] || echo "${t#*$'\n'}"
 }
 
 for n in $CLIENTS; do

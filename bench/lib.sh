@@ -146,3 +146,65 @@ service imap {
 }
 CONF
 }
+
+# imaptest_totals FILE [SECS]: reads the output of an imaptest run and prints one line,
+# "logins=N commands=N errors=N warnings=N" (commands: the sum of the totals of every
+# command column; with SECS also logins_per_sec and commands_per_sec), then the first 20
+# lines that report a problem, indented. Without totals (imaptest failed) the line is
+# "no totals" and the end of its output.
+imaptest_totals() {
+  python3 - "$1" "${2:-0}" <<'PY'
+import re, sys
+path, secs = sys.argv[1], float(sys.argv[2])
+lines = open(path, errors="replace").read().splitlines()
+# After "Totals:": the column names, percentage lines, then the totals.
+cols, tot = [], None
+for i, l in enumerate(lines):
+    if l.strip().startswith("Totals:"):
+        for m in lines[i + 1:]:
+            f = m.split()
+            if f[:1] == ["Logi"]:
+                cols = f
+            elif cols and f and all(x.isdigit() for x in f):
+                tot = f
+                break
+if not tot or len(tot) < len(cols):
+    print(f"no totals; output in {path}: {lines[-3:]}")
+    sys.exit(0)
+problems = [l for l in lines if re.search(r"^(Error|Warning|Panic|Fatal)|error|warning", l, re.I) and "Totals" not in l]
+errors = sum(1 for l in problems if re.search(r"error|panic|fatal", l, re.I))
+vals = dict(zip(cols, (int(x) for x in tot[:len(cols)])))
+logins, cmds = vals.get("Logi", 0), sum(vals.values())
+rate = f" logins_per_sec={logins/secs:.0f} commands_per_sec={cmds/secs:.0f}" if secs else ""
+print(f"logins={logins} commands={cmds} errors={errors} warnings={len(problems) - errors}{rate}")
+for l in problems[:20]:
+    print("   ", l[:200])
+PY
+}
+
+# start_postgres DIR PORT [DATABASE...]: a private PostgreSQL, run as the postgres user,
+# its cluster in DIR/pg (superuser portcullis, trust, no fsync: a bench, not a store),
+# listening on 127.0.0.1:PORT, and the DATABASEs created. Sets PGBIN and PGPID; the
+# caller's EXIT trap runs stop_postgres DIR.
+start_postgres() {
+  local dir=$1 port=$2 db
+  shift 2
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  mkdir -p "$dir/pg" && chown postgres "$dir/pg"
+  runuser -u postgres -- "$PGBIN/initdb" -D "$dir/pg/data" -U portcullis --auth=trust --no-sync >/dev/null
+  runuser -u postgres -- "$PGBIN/postgres" -D "$dir/pg/data" -p "$port" -k "$dir/pg" -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off -c max_connections=200 2>"$dir/pg.log" &
+  PGPID=$!
+  wait_port "$port" postgres $PGPID "$dir/pg.log"
+  # The port opens before the server accepts logins: psql retries until it does.
+  for _ in $(seq 50); do
+    psql -q -h 127.0.0.1 -p "$port" -U portcullis -d postgres -c "SELECT 1" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  for db; do psql -q -h 127.0.0.1 -p "$port" -U portcullis -d postgres -c "CREATE DATABASE $db"; done
+}
+
+# stop_postgres DIR: stops the PostgreSQL start_postgres started, if it did.
+stop_postgres() {
+  [ -n "${PGPID:-}" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$1/pg/data" stop -m fast >/dev/null 2>&1 || true
+}

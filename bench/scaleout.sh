@@ -13,24 +13,17 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 MSGS=${MSGS:-600} USERS=${USERS:-12} CLIENTS=${CLIENTS:-12} SECS=${SECS:-10}
 command -v smtp-source >/dev/null || bash scripts/install-test-deps.sh
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 W=$(bench_workdir scaleout)
 PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill $p 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait $p 2>/dev/null || true; done; PIDS=(); }
-trap 'stop_all; [ -n "${PGPID:-}" ] && runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg/data stop -m fast >/dev/null 2>&1; sleep 1; [ -n "${KEEP:-}" ] || rm -rf $W' EXIT
+trap 'stop_all; stop_postgres $W; sleep 1; [ -n "${KEEP:-}" ] || rm -rf $W' EXIT
 go build -o $W/portcullis ./cmd/portcullis
 (cd bench && go build -o $W/imapload ./cmd/imapload)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $W/master.secret
 
 # PostgreSQL, as its own user.
-mkdir -p $W/pg && chown postgres $W/pg
-runuser -u postgres -- $PGBIN/initdb -D $W/pg/data -U portcullis --auth=trust --no-sync >/dev/null
 PGPORT=21500
-runuser -u postgres -- $PGBIN/postgres -D $W/pg/data -p $PGPORT -k $W/pg -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c max_connections=200 2>$W/pg.log &
-PGPID=$!
-wait_port $PGPORT postgres $PGPID $W/pg.log
-sleep 1
+start_postgres $W $PGPORT
 
 count_delivered() { # DIR...: messages in the back-ends' INBOXes
   find "$@" -path '*/Maildir/new/*' -type f 2>/dev/null | wc -l

@@ -2,8 +2,9 @@
 // processes: it runs bare sessions (connect, TLS, LOGIN, LOGOUT), a client's usual
 // sessions (connect, TLS, LOGIN, SELECT, a FETCH of the flags and envelopes, a SEARCH,
 // two FETCHes of a body, LOGOUT), and then NOOPs, FETCHes of a 20 KB body and SEARCHes on
-// one logged-in connection against -addr, and reads the CPU time of -pids (utime+stime
-// from /proc) before and after each phase. Run against a back-end directly and through the
+// one logged-in connection against -addr, and reads the CPU time of -pids and their
+// descendants (utime+stime, and cutime+cstime of the children they reaped, from /proc)
+// before and after each phase. Run against a back-end directly and through the
 // proxy, the difference is the proxy's cost (bench/proxy.sh).
 package main
 
@@ -32,6 +33,7 @@ func main() {
 	mixes := flag.Int("mixes", 300, "usual sessions")
 	searches := flag.Int("searches", 2000, "SEARCH SUBJECT of 20 messages")
 	setup := flag.Bool("setup", false, "append the 20 messages (once per mailbox)")
+	cpuOnly := flag.Bool("cpu", false, "print the CPU time of -pids (their trees, in µs) and exit")
 	flag.Parse()
 	var ps []int
 	for _, p := range strings.Split(*pids, ",") {
@@ -40,6 +42,10 @@ func main() {
 			log.Fatalf("pids: %v", err)
 		}
 		ps = append(ps, n)
+	}
+	if *cpuOnly {
+		fmt.Printf("%.0f\n", us(cpu(ps).total))
+		return
 	}
 	dial := func() (*tls.Conn, *bufio.Reader) {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(*from)}}
@@ -123,23 +129,75 @@ func per(a, b sample, n int) sample {
 	return sample{(b.total - a.total) / d, (b.last - a.last) / d}
 }
 
-// cpu is the user+system CPU time of the processes (clock ticks of 10 ms: the phases
-// run long enough for that).
+// cpu is the user+system CPU time of the processes and of their descendants: the live
+// ones, and through cutime+cstime the ones they reaped (clock ticks of 10 ms: the phases
+// run long enough for that). A Go server is one process; a Dovecot instance is its master
+// and the processes the master forks (auth, imap-login, imap ...), which come and go:
+// with service_count = 1 a login process lives for one connection, and its CPU moves to
+// the master's cutime when it is reaped.
 func cpu(pids []int) sample {
+	ticks, children := procs()
 	var total, last time.Duration
 	for _, p := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			log.Fatal(err)
+		if _, ok := ticks[p]; !ok {
+			log.Fatalf("process %d is gone", p)
 		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		ut, _ := strconv.Atoi(f[11])
-		st, _ := strconv.Atoi(f[12])
-		last = time.Duration(ut+st) * 10 * time.Millisecond
+		last = time.Duration(tree(p, ticks, children, 0)) * 10 * time.Millisecond
 		total += last
 	}
 	return sample{total, last}
+}
+
+// tree sums the ticks of p and its descendants (depth bounded: /proc is read while
+// processes come and go).
+func tree(p int, ticks map[int]int, children map[int][]int, depth int) int {
+	t := ticks[p]
+	if depth < 16 {
+		for _, c := range children[p] {
+			t += tree(c, ticks, children, depth+1)
+		}
+	}
+	return t
+}
+
+// procs reads /proc/*/stat: each process's utime+stime+cutime+cstime, and the children
+// of each parent. A process that exits while /proc is read is left out.
+func procs() (ticks map[int]int, children map[int][]int) {
+	ticks, children = map[int]int{}, map[int][]int{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 > len(s) {
+			continue
+		}
+		// Fields after the command: state(0) ppid(1) ... utime(11) stime(12) cutime(13)
+		// cstime(14) (proc(5)).
+		f := strings.Fields(s[i+2:])
+		if len(f) < 15 {
+			continue
+		}
+		n := 0
+		for _, k := range f[11:15] {
+			v, _ := strconv.Atoi(k)
+			n += v
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ticks[pid] = n
+		children[ppid] = append(children[ppid], pid)
+	}
+	return ticks, children
 }
 
 func expect(r *bufio.Reader, prefix string) {
