@@ -94,6 +94,10 @@ type Log struct {
 	heldQ     []*heldRecord // entries released early have rec == nil
 	heldBytes int
 
+	// ins are the SQLite INSERT statements of 1, 2, 4 ... insertRows records
+	// (insertStmt); the writer alone touches them, Close closes them.
+	ins map[int]*sql.Stmt
+
 	// noRollups makes the aggregations read the records even where the counters
 	// could answer (tests compare the two).
 	noRollups bool
@@ -377,6 +381,9 @@ func (l *Log) Close() error {
 		close(l.stop)
 		<-l.done
 		l.pruning.Wait()
+		for _, st := range l.ins {
+			st.Close()
+		}
 	})
 	return l.db.Close()
 }
@@ -700,6 +707,25 @@ func insertSQL(n int) string {
 	return "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
 }
 
+// insertStmt returns the prepared INSERT of n records (a power of two up to
+// insertRows: a batch is written in insertRows chunks, then halves, so that at most
+// seven statements, prepared once, write any batch). database/sql keeps it prepared on
+// each connection it ran on; Tx.StmtContext reuses that. The writer alone calls it.
+func (l *Log) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := l.ins[n]; st != nil {
+		return st, nil
+	}
+	st, err := l.db.PrepareContext(ctx, insertSQL(n))
+	if err != nil {
+		return nil, err
+	}
+	if l.ins == nil {
+		l.ins = map[int]*sql.Stmt{}
+	}
+	l.ins[n] = st
+	return st, nil
+}
+
 // counted returns what the counters count of a record, as row stores it.
 func countedOf(r *Record) counted {
 	sender := normAddr(r.Sender)
@@ -750,26 +776,27 @@ func (l *Log) insert(ctx context.Context, recs []*Record) error {
 	}
 	defer tx.Rollback()
 	// Several rows a statement: the cost of a statement (database/sql, the driver, the
-	// VDBE program) is then shared by insertRows records.
-	var st *sql.Stmt
-	for i := 0; i < len(recs); i += insertRows {
-		m := min(insertRows, len(recs)-i)
-		if st == nil || m < insertRows {
-			if st != nil {
-				st.Close()
-			}
-			if st, err = tx.PrepareContext(ctx, insertSQL(m)); err != nil {
-				return err
-			}
-			defer st.Close()
+	// VDBE program) is then shared by insertRows records. The statements are prepared
+	// once (see insertStmt): a batch of a gather under load is a hundred records or
+	// so, and preparing its two statements of hundreds of placeholders anew took a
+	// tenth of the writer's CPU.
+	for i := 0; i < len(recs); {
+		m := insertRows
+		for m > len(recs)-i {
+			m /= 2
+		}
+		st, err := l.insertStmt(ctx, m)
+		if err != nil {
+			return err
 		}
 		args := make([]any, 0, m*len(columns))
 		for _, r := range recs[i : i+m] {
 			args = append(args, row(r)...)
 		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		i += m
 	}
 	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {
 		return err
