@@ -3,7 +3,6 @@ package decisionlog
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -654,40 +653,48 @@ func applyOutcome(r *Record, o *Outcome) {
 	r.Outcome, r.OutcomeReason, r.OutcomeTime, r.Relay, r.DSN = o.Outcome, o.Reason, o.Time, o.Relay, o.DSN
 }
 
-// row returns a record's column values in the order of columns.
-func row(r *Record) []any {
-	t := r.Time
-	pol := ""
-	var flagged strings.Builder
+// appendRow appends a record's column values in the order of columns; buf is scratch
+// space for the JSON columns, returned for the next record.
+func appendRow(args []any, r *Record, buf []byte) ([]any, []byte) {
+	pol, flagged := "", ""
 	if len(r.Policies) > 0 {
-		b, _ := json.Marshal(r.Policies)
-		pol = string(b)
+		buf = appendPolicies(buf[:0], r.Policies)
+		pol = string(buf)
+		// flagged: the names of the policies that found something, space-separated
+		// and space-framed (filter.go searches " name ")
+		buf = buf[:0]
 		for _, p := range r.Policies {
 			if p.Status != "none" && p.Status != "pass" && p.Status != "" {
-				flagged.WriteString(" " + p.Name)
+				buf = append(append(buf, ' '), p.Name...)
 			}
 		}
-		if flagged.Len() > 0 {
-			flagged.WriteString(" ")
+		if len(buf) > 0 {
+			flagged = string(append(buf, ' '))
 		}
 	}
 	tags := ""
 	if len(r.Tags) > 0 {
-		b, _ := json.Marshal(r.Tags)
-		tags = string(b)
+		buf = appendStrings(buf[:0], r.Tags)
+		tags = string(buf)
 	}
 	sender, rcpt := normAddr(r.Sender), normAddr(r.Recipient)
 	var ot int64
 	if !r.OutcomeTime.IsZero() {
 		ot = micros(r.OutcomeTime)
 	}
-	return []any{
-		micros(t), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
+	return append(args,
+		micros(r.Time), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
 		sender, domainPart(sender), rcpt, domainPart(rcpt), r.From, r.Subject,
 		strings.Trim(r.MessageID, "<> "), r.Size, r.Stage, r.Verdict, r.Reply, r.Rule, r.Category, pol,
-		flagged.String(), r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
+		flagged, r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
 		r.Relay, r.DSN, r.Deferrals,
-	}
+	), buf
+}
+
+// row returns a record's column values in the order of columns.
+func row(r *Record) []any {
+	args, _ := appendRow(make([]any, 0, len(columns)), r, nil)
+	return args
 }
 
 func domainPart(a string) string {
@@ -770,28 +777,40 @@ func (l *Log) insert(ctx context.Context, recs []*Record) error {
 			return tx.Commit(ctx)
 		})
 	}
+	// Several rows a statement: the cost of a statement (database/sql, the driver, the
+	// VDBE program) is then shared by insertRows records. The statements are prepared
+	// once (see insertStmt): a batch of a gather under load is a hundred records or
+	// so, and preparing its two statements of hundreds of placeholders anew took a
+	// tenth of the writer's CPU. They are prepared before the transaction, which
+	// holds a connection: a first prepare takes another.
+	var sizes []int
+	for n := len(recs); n > 0; {
+		m := insertRows
+		for m > n {
+			m /= 2
+		}
+		sizes = append(sizes, m)
+		n -= m
+	}
+	stmts := make([]*sql.Stmt, len(sizes))
+	for i, m := range sizes {
+		var err error
+		if stmts[i], err = l.insertStmt(ctx, m); err != nil {
+			return err
+		}
+	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	// Several rows a statement: the cost of a statement (database/sql, the driver, the
-	// VDBE program) is then shared by insertRows records. The statements are prepared
-	// once (see insertStmt): a batch of a gather under load is a hundred records or
-	// so, and preparing its two statements of hundreds of placeholders anew took a
-	// tenth of the writer's CPU.
-	for i := 0; i < len(recs); {
-		m := insertRows
-		for m > len(recs)-i {
-			m /= 2
-		}
-		st, err := l.insertStmt(ctx, m)
-		if err != nil {
-			return err
-		}
-		args := make([]any, 0, m*len(columns))
+	args := make([]any, 0, insertRows*len(columns))
+	var buf []byte
+	for j, i := 0, 0; j < len(sizes); j++ {
+		m, st := sizes[j], stmts[j]
+		args = args[:0]
 		for _, r := range recs[i : i+m] {
-			args = append(args, row(r)...)
+			args, buf = appendRow(args, r, buf)
 		}
 		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return err
