@@ -23,7 +23,11 @@
 #        deliveries included) and every round's rates, since a shared machine makes
 #        single rounds vary by tens of percent. ON_EXTRA is YAML appended to the "on"
 #        server's config (e.g. ON_EXTRA='stats: { path: /dev/shm/d.db }' to take the
-#        log's disk out); CLIENTS="10 50" by default.
+#        log's disk out); CLIENTS="10 50" by default. PROFILE=1 then profiles each
+#        server in turn (pprof on a loopback HTTP port) over one more round at the last
+#        client count: PSEC seconds of CPU (default 20, enough for the burst and its
+#        deliveries) and the allocations of the round, in .cache/smtp-log-{on,off}.{cpu,
+#        allocs}.pprof; compare with go tool pprof -top -diff_base off.cpu.pprof on.cpu.pprof.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -60,8 +64,14 @@ if [ "$MODE" = log ]; then
   [ -n "${KEEP:-}" ] && trap - EXIT
   go build -o "$W/portcullis" ./cmd/portcullis
   ON_PORT=$((20000 + RANDOM % 10000)); OFF_PORT=$((ON_PORT + 1))
-  { portcullis_config "$W/on" "$ON_PORT"; printf 'http: { addr: "" }\n%s\n%s\n' "${EXTRA:-}" "${ON_EXTRA:-}"; } > "$W/on.yaml"
-  { portcullis_config "$W/off" "$OFF_PORT"; printf 'http: { addr: "" }\nstats: { disable: true }\n%s\n' "${EXTRA:-}"; } > "$W/off.yaml"
+  # the profiler only with PROFILE: it needs an HTTP address (an empty one turns it off)
+  ON_HTTP='http: { addr: "" }'; OFF_HTTP=$ON_HTTP
+  if [ -n "${PROFILE:-}" ]; then
+    ON_HTTP_PORT=$((ON_PORT + 2)); OFF_HTTP_PORT=$((ON_PORT + 3))
+    ON_HTTP="http: { addr: \"127.0.0.1:$ON_HTTP_PORT\", pprof: true }"; OFF_HTTP="http: { addr: \"127.0.0.1:$OFF_HTTP_PORT\", pprof: true }"
+  fi
+  { portcullis_config "$W/on" "$ON_PORT"; printf '%s\n%s\n%s\n' "$ON_HTTP" "${EXTRA:-}" "${ON_EXTRA:-}"; } > "$W/on.yaml"
+  { portcullis_config "$W/off" "$OFF_PORT"; printf '%s\nstats: { disable: true }\n%s\n' "$OFF_HTTP" "${EXTRA:-}"; } > "$W/off.yaml"
   "$W/portcullis" serve --config "$W/on.yaml" 2>"$W/on.log" & ON_PID=$!
   "$W/portcullis" serve --config "$W/off.yaml" 2>"$W/off.log" & OFF_PID=$!
   wait_port "$ON_PORT" portcullis "$ON_PID" "$W/on.log"; wait_port "$OFF_PORT" portcullis "$OFF_PID" "$W/off.log"
@@ -103,6 +113,23 @@ if [ "$MODE" = log ]; then
       "$(xargs printf '%.3f ' < "$W/on.cpu")" "$(xargs printf '%.3f ' < "$W/off.cpu")"
   done
   echo "dropped records (buffer full): $(grep -c 'records dropped' "$W/on.log" || true) log lines"
+  if [ -n "${PROFILE:-}" ]; then
+    last=${CLIENTS:-10 50}; last=${last##* }
+    mkdir -p .cache
+    for s in on off; do
+      if [ $s = on ]; then hp=$ON_HTTP_PORT port=$ON_PORT pid=$ON_PID; else hp=$OFF_HTTP_PORT port=$OFF_PORT pid=$OFF_PID; fi
+      P="$PWD/.cache/smtp-log-$s"
+      curl -s -o "$W/$s.allocs0" "http://127.0.0.1:$hp/debug/pprof/allocs"
+      curl -s -o "$P.cpu.pprof" "http://127.0.0.1:$hp/debug/pprof/profile?seconds=${PSEC:-20}" & prof=$!
+      : > "$W/$s.pcpu"
+      r=$(lrate "$port" "$last" "$pid" "$W/$s.pcpu" "$W/$s.log")
+      wait "$prof"
+      curl -s -o "$W/$s.allocs1" "http://127.0.0.1:$hp/debug/pprof/allocs"
+      go tool pprof -proto -base "$W/$s.allocs0" "$W/$s.allocs1" > "$P.allocs.pprof" 2>/dev/null
+      printf 'profile %-3s (%s clients): %.0f msg/s, %.3f CPU ms/msg, in %s.{cpu,allocs}.pprof\n' "$s" "$last" "$r" "$(cat "$W/$s.pcpu")" "$P"
+    done
+    echo "  compare: go tool pprof -top -diff_base .cache/smtp-log-off.cpu.pprof .cache/smtp-log-on.cpu.pprof"
+  fi
   exit 0
 fi
 

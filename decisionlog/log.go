@@ -3,7 +3,6 @@ package decisionlog
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +92,10 @@ type Log struct {
 	held      map[outcomeKey]*heldRecord
 	heldQ     []*heldRecord // entries released early have rec == nil
 	heldBytes int
+
+	// ins are the SQLite INSERT statements of 1, 2, 4 ... insertRows records
+	// (insertStmt); the writer alone touches them, Close closes them.
+	ins map[int]*sql.Stmt
 
 	// noRollups makes the aggregations read the records even where the counters
 	// could answer (tests compare the two).
@@ -377,6 +380,9 @@ func (l *Log) Close() error {
 		close(l.stop)
 		<-l.done
 		l.pruning.Wait()
+		for _, st := range l.ins {
+			st.Close()
+		}
 	})
 	return l.db.Close()
 }
@@ -664,40 +670,48 @@ func applyOutcome(r *Record, o *Outcome) {
 	r.Outcome, r.OutcomeReason, r.OutcomeTime, r.Relay, r.DSN = o.Outcome, o.Reason, o.Time, o.Relay, o.DSN
 }
 
-// row returns a record's column values in the order of columns.
-func row(r *Record) []any {
-	t := r.Time
-	pol := ""
-	var flagged strings.Builder
+// appendRow appends a record's column values in the order of columns; buf is scratch
+// space for the JSON columns, returned for the next record.
+func appendRow(args []any, r *Record, buf []byte) ([]any, []byte) {
+	pol, flagged := "", ""
 	if len(r.Policies) > 0 {
-		b, _ := json.Marshal(r.Policies)
-		pol = string(b)
+		buf = appendPolicies(buf[:0], r.Policies)
+		pol = string(buf)
+		// flagged: the names of the policies that found something, space-separated
+		// and space-framed (filter.go searches " name ")
+		buf = buf[:0]
 		for _, p := range r.Policies {
 			if p.Status != "none" && p.Status != "pass" && p.Status != "" {
-				flagged.WriteString(" " + p.Name)
+				buf = append(append(buf, ' '), p.Name...)
 			}
 		}
-		if flagged.Len() > 0 {
-			flagged.WriteString(" ")
+		if len(buf) > 0 {
+			flagged = string(append(buf, ' '))
 		}
 	}
 	tags := ""
 	if len(r.Tags) > 0 {
-		b, _ := json.Marshal(r.Tags)
-		tags = string(b)
+		buf = appendStrings(buf[:0], r.Tags)
+		tags = string(buf)
 	}
 	sender, rcpt := normAddr(r.Sender), normAddr(r.Recipient)
 	var ot int64
 	if !r.OutcomeTime.IsZero() {
 		ot = micros(r.OutcomeTime)
 	}
-	return []any{
-		micros(t), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
+	return append(args,
+		micros(r.Time), r.Session, r.Txn, r.Listener, ipBytes(r.ClientIP), r.ClientName, r.HELO, r.AuthUser,
 		sender, domainPart(sender), rcpt, domainPart(rcpt), r.From, r.Subject,
 		strings.Trim(r.MessageID, "<> "), r.Size, r.Stage, r.Verdict, r.Reply, r.Rule, r.Category, pol,
-		flagged.String(), r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
+		flagged, r.Score, tags, r.QueueID, r.Outcome, r.OutcomeReason, ot,
 		r.Relay, r.DSN, r.Deferrals,
-	}
+	), buf
+}
+
+// row returns a record's column values in the order of columns.
+func row(r *Record) []any {
+	args, _ := appendRow(make([]any, 0, len(columns)), r, nil)
+	return args
 }
 
 func domainPart(a string) string {
@@ -715,6 +729,25 @@ const insertRows = 64
 func insertSQL(n int) string {
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(columns)), ", ") + ")"
 	return "INSERT INTO decisions (" + strings.Join(columns, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+}
+
+// insertStmt returns the prepared INSERT of n records (a power of two up to
+// insertRows: a batch is written in insertRows chunks, then halves, so that at most
+// seven statements, prepared once, write any batch). database/sql keeps it prepared on
+// each connection it ran on; Tx.StmtContext reuses that. The writer alone calls it.
+func (l *Log) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := l.ins[n]; st != nil {
+		return st, nil
+	}
+	st, err := l.db.PrepareContext(ctx, insertSQL(n))
+	if err != nil {
+		return nil, err
+	}
+	if l.ins == nil {
+		l.ins = map[int]*sql.Stmt{}
+	}
+	l.ins[n] = st
+	return st, nil
 }
 
 // counted returns what the counters count of a record, as row stores it.
@@ -761,32 +794,45 @@ func (l *Log) insert(ctx context.Context, recs []*Record) error {
 			return tx.Commit(ctx)
 		})
 	}
+	// Several rows a statement: the cost of a statement (database/sql, the driver, the
+	// VDBE program) is then shared by insertRows records. The statements are prepared
+	// once (see insertStmt): a batch of a gather under load is a hundred records or
+	// so, and preparing its two statements of hundreds of placeholders anew took a
+	// tenth of the writer's CPU. They are prepared before the transaction, which
+	// holds a connection: a first prepare takes another.
+	var sizes []int
+	for n := len(recs); n > 0; {
+		m := insertRows
+		for m > n {
+			m /= 2
+		}
+		sizes = append(sizes, m)
+		n -= m
+	}
+	stmts := make([]*sql.Stmt, len(sizes))
+	for i, m := range sizes {
+		var err error
+		if stmts[i], err = l.insertStmt(ctx, m); err != nil {
+			return err
+		}
+	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	// Several rows a statement: the cost of a statement (database/sql, the driver, the
-	// VDBE program) is then shared by insertRows records.
-	var st *sql.Stmt
-	for i := 0; i < len(recs); i += insertRows {
-		m := min(insertRows, len(recs)-i)
-		if st == nil || m < insertRows {
-			if st != nil {
-				st.Close()
-			}
-			if st, err = tx.PrepareContext(ctx, insertSQL(m)); err != nil {
-				return err
-			}
-			defer st.Close()
-		}
-		args := make([]any, 0, m*len(columns))
+	args := make([]any, 0, insertRows*len(columns))
+	var buf []byte
+	for j, i := 0, 0; j < len(sizes); j++ {
+		m, st := sizes[j], stmts[j]
+		args = args[:0]
 		for _, r := range recs[i : i+m] {
-			args = append(args, row(r)...)
+			args, buf = appendRow(args, r, buf)
 		}
-		if _, err := st.ExecContext(ctx, args...); err != nil {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		i += m
 	}
 	if err := l.apply(ctx, sqlExec(tx), ds); err != nil {
 		return err
