@@ -56,7 +56,8 @@ if [[ " $PARTS " == *" search "* ]]; then
       -o "-p $PG_PORT -k $W/pg -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
     PG_STARTED=1
     echo; echo "PostgreSQL $(basename "$(dirname "$PG_BIN")"), $RECORDS records:"
-    "$W/dlbench" -records "$RECORDS" -postgres "postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable" ${GENERATE:+-generate}
+    "$W/dlbench" -records "$RECORDS" -postgres "postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable" ${GENERATE:+-generate} \
+      -serverpid "$(head -1 "$W/pg/data/postmaster.pid")"
     [ -n "${KEEP:-}" ] && echo "kept: postgres://bench@127.0.0.1:$PG_PORT/postgres?sslmode=disable (stop: runuser -u postgres -- $PG_BIN/pg_ctl -D $W/pg/data stop)"
     echo "database size: $(psql -h 127.0.0.1 -p "$PG_PORT" -U bench -d postgres -Atc "SELECT pg_size_pretty(pg_database_size('postgres'))" 2>/dev/null || echo '?')"
   else

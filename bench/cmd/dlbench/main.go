@@ -41,6 +41,7 @@ func main() {
 	runs := flag.Int("runs", 20, "runs of each chart aggregation")
 	beforeOnly := flag.Bool("before-only", false, "with -charts: time the charts as opened, and stop")
 	trimWait := flag.Duration("trimwait", 0, "with -charts: time the charts only, this long after starting Optimize's trim (in the background)")
+	flag.IntVar(&serverPID, "serverpid", 0, "with -postgres: the postmaster's PID, to report the server's CPU per inserted record (from /proc: it and its children)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -302,7 +303,7 @@ func record(r *rand.Rand, i, n, users int, start, end time.Time) decisionlog.Rec
 // reports the rate.
 func insert(ctx context.Context, l *decisionlog.Log, n, users int, start, end time.Time) {
 	r := rand.New(rand.NewPCG(1, 2))
-	t0, cpu0 := time.Now(), cpuTime()
+	t0, cpu0, srv0 := time.Now(), cpuTime(), treeCPU(serverPID)
 	const chunk = 25000
 	for i := 0; i < n; i++ {
 		l.Add(record(r, i, n, users, start, end))
@@ -319,6 +320,52 @@ func insert(ctx context.Context, l *decisionlog.Log, n, users int, start, end ti
 	cpu := cpuTime() - cpu0
 	fmt.Printf("insert: %d records in %v: %.0f records/s (generation included); %.1f s of CPU in this process: %.0f records per CPU second\n",
 		n, el.Round(time.Millisecond), float64(n)/el.Seconds(), cpu.Seconds(), float64(n)/cpu.Seconds())
+	if serverPID > 0 {
+		srv := treeCPU(serverPID) - srv0
+		fmt.Printf("insert: %.1f s of the database server's CPU: %.0f records per server CPU second (%.1f µs a record)\n",
+			srv.Seconds(), float64(n)/srv.Seconds(), float64(srv.Microseconds())/float64(n))
+	}
+}
+
+// serverPID is the database server's parent process (-serverpid), 0 for none.
+var serverPID int
+
+// treeCPU is the CPU time of process pid and its children, alive (utime, stime) or
+// reaped by it (cutime, cstime), from /proc (proc(5), in USER_HZ = 100 ticks a second):
+// a PostgreSQL server's whole cost, since each connection is a child of the postmaster.
+func treeCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	var ticks int64
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// fields after the command, which may hold spaces: state ppid ... utime(14) stime cutime cstime
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		var self, ppid int
+		fmt.Sscan(e.Name(), &self)
+		fmt.Sscan(f[1], &ppid)
+		if self != pid && ppid != pid {
+			continue
+		}
+		for _, k := range f[11:15] {
+			var v int64
+			fmt.Sscan(k, &v)
+			ticks += v
+		}
+	}
+	return time.Duration(ticks) * (time.Second / 100)
 }
 
 // cpuTime is the process's user and system time (for SQLite, the whole cost; for
