@@ -289,6 +289,9 @@ func TestE2EWebLDAPOutage(t *testing.T) {
 
 	ls.Restart(t)
 	requireEventually(t, func() bool { code, _, _ = c.do("GET", "/senders", nil); return code == http.StatusOK })
+	// The server logs before it answers, but its stderr reaches the log buffer through a
+	// pipe and a reader goroutine: wait for the line rather than read the buffer at once.
+	requireEventually(t, func() bool { return strings.Contains(srv.logText(), "the user directory answers again") })
 	logs := srv.logText()
 	require.Equal(t, 1, strings.Count(logs, "the user directory is unavailable:"), logs)
 	require.Equal(t, 1, strings.Count(logs, "the user directory answers again"), logs)
