@@ -241,6 +241,10 @@ func (ss *sessions) get(r *http.Request) (*session, error) {
 		case errors.Is(err, ErrNoUser):
 			ss.endUser(ctx, s.user, "")
 			return nil, nil
+		case err != nil && !isOutage(err):
+			// Not an outage (the directory finds the user twice, say): the user's
+			// state is in doubt, so the session is not served, grace or not.
+			return nil, nil
 		case err != nil && now.Sub(s.checked) <= ss.grace:
 			// Unchecked, within the grace.
 		case err != nil:
@@ -323,6 +327,14 @@ func (ss *sessions) readStamp(ctx context.Context, user string) (string, error) 
 		}
 	}
 	return stamp, err
+}
+
+// isOutage says whether err, from readStamp, means the directory could not be
+// asked (a temporary failure, or a user waiting for another request's probe): only then
+// does a session ride its grace.
+func isOutage(err error) bool {
+	var temp interface{ Temporary() bool }
+	return errors.Is(err, errDirectory) || errors.As(err, &temp) && temp.Temporary()
 }
 
 // maxFailing bounds failing; a user beyond it is asked at each request.

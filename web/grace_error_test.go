@@ -1,0 +1,54 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/portcullis-mail/portcullis/auth"
+)
+
+// stampErr is a Credentials whose reads fail with err.
+type stampErr struct{ err error }
+
+func (s stampErr) Stamp(context.Context, string) (string, error) { return "", s.err }
+
+// The directory grace is for an outage only: a stamp read that fails for another
+// reason (the directory finds the user's entry twice) says the user's state is in
+// doubt, and the session is not served even just after its last check; an outage's
+// failure (auth.ErrUnavailable) is served within the grace.
+func TestGraceOnlyForOutage(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.login("alice@example.test")
+	u, _ := url.Parse(r.ts.URL)
+	var cookie *http.Cookie
+	for _, k := range c.hc.Jar.Cookies(u) {
+		if k.Name == "portcullis" {
+			cookie = k
+		}
+	}
+	if cookie == nil {
+		t.Fatal("no session cookie after the login")
+	}
+	live := r.srv.sessions
+	for _, tc := range []struct {
+		err   error
+		serve bool
+	}{
+		{errors.New("auth: ldap: 2 entries match alice@example.test"), false},
+		{auth.ErrUnavailable, true},
+	} {
+		ss := &sessions{st: live.st, creds: stampErr{tc.err}, lifetime: live.lifetime, idle: live.idle, max: live.max,
+			now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+		req := httptest.NewRequest(http.MethodGet, "/log", nil)
+		req.AddCookie(cookie)
+		s, err := ss.get(req)
+		if err != nil || (s != nil) != tc.serve {
+			t.Errorf("stamp read failing with %q: session %v, err %v; want served %v", tc.err, s != nil, err, tc.serve)
+		}
+	}
+}
