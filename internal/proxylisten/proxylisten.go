@@ -61,6 +61,11 @@ func WrapWith(ln net.Listener, trusted, movers []string) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxylisten: movers %q: %w", movers, err)
 	}
+	// Without a trusted list every peer is a proxy (Wrap's meaning), which would make
+	// every peer that is not a mover more trusted than the movers.
+	if len(trusted) == 0 && len(mp) > 0 {
+		return nil, fmt.Errorf("proxylisten: movers %q without trusted proxies: every other peer would be believed as a proxy", movers)
+	}
 	pl := &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: HeaderTimeout}
 	if len(trusted) > 0 {
 		pol, err := proxyproto.PolicyFromRanges(trusted, proxyproto.REQUIRE, proxyproto.SKIP)

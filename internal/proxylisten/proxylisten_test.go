@@ -224,3 +224,17 @@ func TestMoverWithoutHeader(t *testing.T) {
 		t.Fatal("accepted a bad mover range")
 	}
 }
+
+// Movers without a trusted list are refused: an empty list means every peer is a proxy,
+// so every peer but the movers would be believed more than them.
+func TestMoversNeedTrusted(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if l, err := proxylisten.WrapWith(raw, nil, []string{"127.0.0.1"}); err == nil {
+		l.Close()
+		t.Fatal("movers without trusted proxies were taken")
+	}
+}
