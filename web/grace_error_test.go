@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/portcullis-mail/portcullis/auth"
 )
@@ -50,5 +51,31 @@ func TestGraceOnlyForOutage(t *testing.T) {
 		if err != nil || (s != nil) != tc.serve {
 			t.Errorf("stamp read failing with %q: session %v, err %v; want served %v", tc.err, s != nil, err, tc.serve)
 		}
+	}
+}
+
+// A negative directory_grace turns the grace off (0 is the default, 5m): an outage's
+// failure is then not served even just after the session's last check.
+func TestGraceOff(t *testing.T) {
+	r := newRigOpts(t, rigOpts{cfg: func(c *Config) { c.DirectoryGrace = -time.Second }})
+	c := r.client()
+	c.login("alice@example.test")
+	u, _ := url.Parse(r.ts.URL)
+	var cookie *http.Cookie
+	for _, k := range c.hc.Jar.Cookies(u) {
+		if k.Name == "portcullis" {
+			cookie = k
+		}
+	}
+	if cookie == nil {
+		t.Fatal("no session cookie after the login")
+	}
+	live := r.srv.sessions
+	ss := &sessions{st: live.st, creds: stampErr{auth.ErrUnavailable}, lifetime: live.lifetime, idle: live.idle, max: live.max,
+		now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+	req := httptest.NewRequest(http.MethodGet, "/log", nil)
+	req.AddCookie(cookie)
+	if s, _ := ss.get(req); s != nil {
+		t.Errorf("directory_grace -1s: a session was served during an outage (grace %v)", live.grace)
 	}
 }

@@ -101,7 +101,9 @@ type Config struct {
 	// was last verified keeps working while the stamp cannot be read because the user
 	// directory (LDAP, the user database) is unavailable (default 5m). After it, and for
 	// a new login, the page answers 503 until the directory is back; a password changed
-	// meanwhile ends the session at the first check that succeeds.
+	// meanwhile ends the session at the first check that succeeds. A negative value
+	// (e.g. -1s) turns the grace off: every page answers 503 while the stamp cannot be
+	// read.
 	DirectoryGrace time.Duration `yaml:"directory_grace"`
 
 	Logger *slog.Logger `yaml:"-"`
@@ -179,11 +181,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.TicketLifetime == 0 {
 		cfg.TicketLifetime = DefaultTicketLifetime
 	}
-	if cfg.DirectoryGrace == 0 {
+	switch {
+	case cfg.DirectoryGrace == 0:
 		cfg.DirectoryGrace = DefaultDirectoryGrace
+	case cfg.DirectoryGrace < 0:
+		cfg.DirectoryGrace = 0 // off: a session whose stamp cannot be read is not served
 	}
-	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 || cfg.TicketLifetime < 0 || cfg.DirectoryGrace < 0 {
-		return nil, errors.New("web: session_lifetime, idle_timeout, max_sessions, ticket_lifetime and directory_grace must not be negative")
+	if cfg.SessionLifetime < 0 || cfg.IdleTimeout < 0 || cfg.MaxSessions < 0 || cfg.TicketLifetime < 0 {
+		return nil, errors.New("web: session_lifetime, idle_timeout, max_sessions and ticket_lifetime must not be negative")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
