@@ -79,3 +79,23 @@ func TestGraceOff(t *testing.T) {
 		t.Errorf("directory_grace -1s: a session was served during an outage (grace %v)", live.grace)
 	}
 }
+
+// A login whose stamp cannot be read for a reason other than an outage is refused with
+// its own message, not the outage page (which would send the user to wait for nothing).
+func TestLoginStampInDoubt(t *testing.T) {
+	r := newRig(t)
+	live := r.srv.sessions
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{errors.New("auth: ldap: 2 entries match alice@example.test"), errAccountInDoubt},
+		{auth.ErrUnavailable, errDirectory},
+	} {
+		ss := &sessions{st: live.st, creds: stampErr{tc.err}, lifetime: live.lifetime, idle: live.idle, max: live.max,
+			now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+		if _, _, err := ss.create(context.Background(), "alice@example.test", false); !errors.Is(err, tc.want) {
+			t.Errorf("stamp read failing with %q: create gave %v, want %v", tc.err, err, tc.want)
+		}
+	}
+}

@@ -111,13 +111,21 @@ const probeEvery = 5 * time.Second
 // MaxSessions and lock every other user out.
 const maxUserSessions = 20
 
+// errAccountInDoubt refuses a login whose credential stamp could not be read for a
+// reason of the user's own (the directory finds their entry twice), not an outage: the
+// page says so without the directory's words, which readStamp logs.
+var errAccountInDoubt = errors.New("web: the account's credential stamp cannot be read")
+
 // create opens a session for user and returns it with the cookie's token.
 func (ss *sessions) create(ctx context.Context, user string, admin bool) (*session, string, error) {
 	stamp := ""
 	if ss.creds != nil {
 		var err error
 		if stamp, err = ss.readStamp(ctx, user); err != nil {
-			return nil, "", errDirectory
+			if isOutage(err) {
+				return nil, "", errDirectory
+			}
+			return nil, "", errAccountInDoubt // readStamp logged the detail
 		}
 	}
 	now := ss.now()
@@ -552,6 +560,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.startSession(w, r, user, s.isAdmin(user)); err != nil {
 		if errors.Is(err, errDirectory) {
 			s.directoryDown(w, r)
+			return
+		}
+		if errors.Is(err, errAccountInDoubt) {
+			s.renderLogin(w, r, http.StatusServiceUnavailable, "Your account cannot be checked right now; ask the postmaster.", next)
 			return
 		}
 		s.renderLogin(w, r, http.StatusServiceUnavailable, err.Error(), next)
