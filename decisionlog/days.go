@@ -27,9 +27,10 @@ import (
 //     in the same statement: a trigger on decision_hours and decision_scores whose WHEN
 //     is the bound itself (as an hour number), so that today's counters, the writer's
 //     usual work, do not even call it. The roll recreates the triggers with the new
-//     bound in its transaction; in PostgreSQL that takes the tables' SHARE ROW
-//     EXCLUSIVE lock, so that no writer changes an hourly counter between the roll's
-//     sum and its commit (writers wait for the roll's few milliseconds; readers do not).
+//     bound in its transaction; in PostgreSQL it takes the tables' SHARE ROW
+//     EXCLUSIVE lock first, so that no writer changes an hourly counter between the
+//     roll's look for the first day to sum, its sums and its commit (writers wait for
+//     the roll's few milliseconds; readers do not).
 //   - The daily counters are never written by the per-record code, which stays as it
 //     was; the write path pays one comparison per counter row it writes.
 //
@@ -262,6 +263,18 @@ func (l *Log) rollStep(ctx context.Context, today int64) (bool, error) {
 	}
 	if b >= today {
 		return true, nil
+	}
+	if l.d.postgres {
+		// The writers' lock, before the first counted day is looked for below: a
+		// writer in the middle of its transaction may be adding the first hourly
+		// counter of a day before it (a record held past midnight on a quiet log),
+		// which that look, in READ COMMITTED, does not see; the bound would jump
+		// over the day, and its later commit fire no trigger. The triggers'
+		// recreation takes the same lock, in the same order (hours, then scores,
+		// as the writer's apply does).
+		if _, err := tx.ExecContext(ctx, "LOCK TABLE decision_hours, decision_scores IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+			return false, err
+		}
 	}
 	// The days before the first hourly counter have nothing to sum: the bound jumps
 	// over them (a year-old log's first roll does not walk from 1970).

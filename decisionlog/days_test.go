@@ -2,6 +2,7 @@ package decisionlog_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -233,6 +234,83 @@ func TestPostgresDaysWhileWriting(t *testing.T) {
 		t.Fatalf("days rolled up to %v with %d daily counters (%v)", b, rows, err)
 	}
 	f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Since: start}
+	for _, b := range []decisionlog.Bucket{decisionlog.Day, decisionlog.Week} {
+		same(t, fmt.Sprint("traffic ", b), writer, func() (any, error) { return writer.Traffic(ctx, f, b) })
+		same(t, fmt.Sprint("blocked ", b), writer, func() (any, error) { return writer.BlockedByCategory(ctx, f, b) })
+	}
+	same(t, "histogram", writer, func() (any, error) { return writer.ScoreHistogram(ctx, f, 1) })
+}
+
+// A roll that starts while another node's writer is in the middle of its transaction,
+// which adds the first hourly counter of a day the roll then passes (a record held past
+// midnight on a quiet log, the first record of a new store): the roll waits for the
+// writer before it looks for the first counted day, not only before it sums, or the
+// bound jumps over that day and the day is missing from the daily counters for good.
+// The writer is held in its transaction by a lock on the top lists' table, which it
+// updates after the hourly counters.
+func TestPostgresRollWaitsForWriterInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t, pgtest.Start(t))
+	open := func() *decisionlog.Log {
+		l, err := decisionlog.Open(ctx, decisionlog.Config{Postgres: dsn, Retention: -1}, decisionlog.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	writer, roller := open(), open()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	waiting := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			var w int
+			if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted").Scan(&w); err != nil {
+				t.Fatal(err)
+			}
+			if w >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d transactions waiting for a lock, want %d", w, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	hold, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback()
+	if _, err := hold.ExecContext(ctx, "LOCK TABLE decision_top IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	writer.Add(decisionlog.Record{Time: day0.Add(5 * time.Hour), Recipient: "u@example.org", Sender: "s@example.net",
+		Verdict: "reject", Category: "RBL", Size: 100, Score: 3})
+	flushed := make(chan error, 1)
+	go func() { flushed <- writer.Flush(ctx) }()
+	waiting(1) // the writer, its hourly counter written, waits for decision_top
+	rolled := make(chan error, 1)
+	go func() { rolled <- roller.RollDays(ctx, day0.Add(2*24*time.Hour)) }()
+	waiting(2) // the roll waits for the writer
+	if err := hold.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-rolled; err != nil {
+		t.Fatal(err)
+	}
+	f := decisionlog.Filter{Scope: decisionlog.Scope{All: true}, Since: day0}
 	for _, b := range []decisionlog.Bucket{decisionlog.Day, decisionlog.Week} {
 		same(t, fmt.Sprint("traffic ", b), writer, func() (any, error) { return writer.Traffic(ctx, f, b) })
 		same(t, fmt.Sprint("blocked ", b), writer, func() (any, error) { return writer.BlockedByCategory(ctx, f, b) })
