@@ -265,20 +265,23 @@ func (l *Log) pruner() {
 // PostgreSQL's ANALYZE of the table): without them a planner may walk the time index
 // for a rare domain instead of the domain's index; it sums the completed days' hourly
 // counters into daily ones (days.go), and trims the top lists' daily counters to their
-// cap. The pruner runs it every hour; run it after a bulk import.
+// cap. The pruner runs it every hour; run it after a bulk import. The three steps are
+// independent: one failing (a roll waiting out a lock) does not skip the others for the
+// hour; their errors are joined.
 func (l *Log) Optimize(ctx context.Context) error {
+	var errs []error
 	if err := l.rollDays(ctx, time.Now().UnixMicro()/usDay); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if err := l.trimCounters(ctx); err != nil {
-		return fmt.Errorf("decisionlog: trim counters %s: %w", l.where(), err)
+		errs = append(errs, fmt.Errorf("decisionlog: trim counters %s: %w", l.where(), err))
 	}
 	q := "PRAGMA optimize"
 	if l.d.postgres {
 		q = "ANALYZE decisions"
 	}
 	if _, err := l.db.ExecContext(ctx, q); err != nil {
-		return fmt.Errorf("decisionlog: optimize %s: %w", l.where(), err)
+		errs = append(errs, fmt.Errorf("decisionlog: optimize %s: %w", l.where(), err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
