@@ -117,7 +117,7 @@ func OpenPostgres(ctx context.Context, dsn string, opt PostgresOptions) (*Postgr
 		return nil, fmt.Errorf("bayes: postgres %s: %w", cfg.ConnConfig.Host, err)
 	}
 	s := &PostgresStore{pool: pool, opt: opt, log: opt.Logger, host: cfg.ConnConfig.Host, dsn: dsn, t: newTable(),
-		where: fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
+		where: pgWhere(cfg.ConnConfig)}
 	// read committed: a node that waited for the lock must see its twin's tables and
 	// state row (under repeatable read its INSERT ... ON CONFLICT would fail instead)
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
@@ -284,6 +284,11 @@ func (s *PostgresStore) readTokens(ctx context.Context, tx pgx.Tx, query string,
 // Path names the database for messages: postgres://user@host:port/database, without
 // the password or the parameters.
 func (s *PostgresStore) Path() string { return s.where }
+
+// pgWhere names a database for logs and Path without the password of its DSN.
+func pgWhere(cfg *pgx.ConnConfig) string {
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
 
 // Lookup answers from the in-memory table: no database round trip.
 func (s *PostgresStore) Lookup(ctx context.Context, keys []uint64, out []Counts) (Totals, error) {

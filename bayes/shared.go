@@ -112,7 +112,7 @@ func logger(log *slog.Logger) *slog.Logger {
 	return slog.Default()
 }
 
-// redactKey names a store for the log without the password of its DSN (as
+// redactKey names a store for the log without the password of its DSN (pgWhere, as
 // PostgresStore.Path).
 func redactKey(key string) string {
 	dsn, ok := strings.CutPrefix(key, "postgres:")
@@ -123,7 +123,7 @@ func redactKey(key string) string {
 	if err != nil {
 		return "postgres (connection string not parsed)"
 	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+	return pgWhere(cfg)
 }
 
 // storeRef is one user's reference to a shared store.

@@ -305,8 +305,7 @@ func (ss *sessions) readStamp(ctx context.Context, user string) (string, error) 
 	if ctx.Err() != nil {
 		return "", ctx.Err() // the request ended (client gone): says nothing of the directory
 	}
-	var temp interface{ Temporary() bool }
-	down := err != nil && errors.As(err, &temp) && temp.Temporary()
+	down := err != nil && isOutage(err)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	now := ss.now()
