@@ -12,6 +12,27 @@ import (
 	"github.com/portcullis-mail/portcullis/auth"
 )
 
+// loginCookie logs user in on r's page and returns the session's cookie.
+func loginCookie(t *testing.T, r *rig, user string) *http.Cookie {
+	t.Helper()
+	c := r.client()
+	c.login(user)
+	u, _ := url.Parse(r.ts.URL)
+	for _, k := range c.hc.Jar.Cookies(u) {
+		if k.Name == "portcullis" {
+			return k
+		}
+	}
+	t.Fatal("no session cookie after the login")
+	return nil
+}
+
+// withCreds is a copy of live (its state, clock, keys and grace) reading stamps from creds.
+func withCreds(live *sessions, creds Credentials) *sessions {
+	return &sessions{st: live.st, creds: creds, lifetime: live.lifetime, idle: live.idle, max: live.max,
+		now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+}
+
 // stampErr is a Credentials whose reads fail with err.
 type stampErr struct{ err error }
 
@@ -23,18 +44,7 @@ func (s stampErr) Stamp(context.Context, string) (string, error) { return "", s.
 // failure (auth.ErrUnavailable) is served within the grace.
 func TestGraceOnlyForOutage(t *testing.T) {
 	r := newRig(t)
-	c := r.client()
-	c.login("alice@example.test")
-	u, _ := url.Parse(r.ts.URL)
-	var cookie *http.Cookie
-	for _, k := range c.hc.Jar.Cookies(u) {
-		if k.Name == "portcullis" {
-			cookie = k
-		}
-	}
-	if cookie == nil {
-		t.Fatal("no session cookie after the login")
-	}
+	cookie := loginCookie(t, r, "alice@example.test")
 	live := r.srv.sessions
 	for _, tc := range []struct {
 		err   error
@@ -43,8 +53,7 @@ func TestGraceOnlyForOutage(t *testing.T) {
 		{errors.New("auth: ldap: 2 entries match alice@example.test"), false},
 		{auth.ErrUnavailable, true},
 	} {
-		ss := &sessions{st: live.st, creds: stampErr{tc.err}, lifetime: live.lifetime, idle: live.idle, max: live.max,
-			now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+		ss := withCreds(live, stampErr{tc.err})
 		req := httptest.NewRequest(http.MethodGet, "/log", nil)
 		req.AddCookie(cookie)
 		s, err := ss.get(req)
@@ -58,21 +67,9 @@ func TestGraceOnlyForOutage(t *testing.T) {
 // failure is then not served even just after the session's last check.
 func TestGraceOff(t *testing.T) {
 	r := newRigOpts(t, rigOpts{cfg: func(c *Config) { c.DirectoryGrace = -time.Second }})
-	c := r.client()
-	c.login("alice@example.test")
-	u, _ := url.Parse(r.ts.URL)
-	var cookie *http.Cookie
-	for _, k := range c.hc.Jar.Cookies(u) {
-		if k.Name == "portcullis" {
-			cookie = k
-		}
-	}
-	if cookie == nil {
-		t.Fatal("no session cookie after the login")
-	}
+	cookie := loginCookie(t, r, "alice@example.test")
 	live := r.srv.sessions
-	ss := &sessions{st: live.st, creds: stampErr{auth.ErrUnavailable}, lifetime: live.lifetime, idle: live.idle, max: live.max,
-		now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+	ss := withCreds(live, stampErr{auth.ErrUnavailable})
 	req := httptest.NewRequest(http.MethodGet, "/log", nil)
 	req.AddCookie(cookie)
 	if s, _ := ss.get(req); s != nil {
@@ -92,8 +89,7 @@ func TestLoginStampInDoubt(t *testing.T) {
 		{errors.New("auth: ldap: 2 entries match alice@example.test"), errAccountInDoubt},
 		{auth.ErrUnavailable, errDirectory},
 	} {
-		ss := &sessions{st: live.st, creds: stampErr{tc.err}, lifetime: live.lifetime, idle: live.idle, max: live.max,
-			now: live.now, log: live.log, isAdmin: live.isAdmin, keys: live.keys, grace: live.grace}
+		ss := withCreds(live, stampErr{tc.err})
 		if _, _, err := ss.create(context.Background(), "alice@example.test", false); !errors.Is(err, tc.want) {
 			t.Errorf("stamp read failing with %q: create gave %v, want %v", tc.err, err, tc.want)
 		}
